@@ -1,0 +1,26 @@
+#!/bin/sh
+# Install everything the tests need (as root, on Debian 12) and run the whole suite:
+# lint, type check, unit tests, lab and end-to-end tests in network namespaces.
+set -eu
+cd "$(dirname "$0")/.."
+packages="iproute2 nftables iptables nmap hping3 masscan tcpdump rpcbind portsentry
+          iputils-ping libnftables1 procps"
+export DEBIAN_FRONTEND=noninteractive
+# shellcheck disable=SC2086
+if ! dpkg -s $packages >/dev/null 2>&1; then
+    # Debian's service packages (portsentry, rpcbind) must not start their daemons in this
+    # host's own network: a policy-rc.d that exits 101 stops that, for the install only.
+    made_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        made_policy=1
+    fi
+    apt-get update -qq
+    apt-get install -y -qq $packages >/dev/null
+    [ "$made_policy" = 0 ] || rm -f /usr/sbin/policy-rc.d
+fi
+WITH_TEST=1 . scripts/setup-python.sh
+.venv/bin/ruff check .
+.venv/bin/mypy
+exec .venv/bin/pytest "$@"

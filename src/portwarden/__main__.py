@@ -1,0 +1,3 @@
+from portwarden.cli import main
+
+raise SystemExit(main())

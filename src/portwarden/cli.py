@@ -1,0 +1,88 @@
+"""The `portwarden` command and its sub-commands."""
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from portwarden import __version__
+from portwarden.config import ConfigError, Settings, TcpMode, UdpMode, load_settings
+from portwarden.config.defaults import SYSTEM_CONFIG
+from portwarden.config.settings import to_conf_lines
+from portwarden.statedir import StateDirBusy
+
+log = logging.getLogger("portwarden")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="portwarden", description="Detect port scans and probes; alert and optionally block."
+    )
+    parser.add_argument("--version", action="version", version=f"portwarden {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the daemon in the foreground")
+    run.add_argument("-c", "--config", type=Path, help="configuration file")
+    run.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    tcp = run.add_mutually_exclusive_group()
+    udp = run.add_mutually_exclusive_group()
+    for mode in TcpMode:
+        tcp.add_argument(f"-{mode.value}", dest="tcp", action="store_const", const=mode)
+    for umode in UdpMode:
+        udp.add_argument(f"-{umode.value}", dest="udp", action="store_const", const=umode)
+
+    check = commands.add_parser(
+        "check-config", help="validate a configuration and print the effective settings"
+    )
+    check.add_argument("config", nargs="?", type=Path, help="configuration file")
+    return parser
+
+
+def _config_path(given: Path | None) -> Path | None:
+    """The file named on the command line, else the system file if present, else none."""
+    if given is not None:
+        return given
+    return SYSTEM_CONFIG if SYSTEM_CONFIG.exists() else None
+
+
+def _load(path: Path | None) -> Settings:
+    settings = load_settings(path)
+    for warning in settings.warnings:
+        log.warning("%s", warning)
+    return settings
+
+
+def _run(args: argparse.Namespace) -> int:
+    from portwarden.daemon import Daemon
+
+    path = _config_path(args.config)
+    settings = _load(path)
+    cli_modes = None if args.tcp is None and args.udp is None else (args.tcp, args.udp)
+    return Daemon(settings, path, cli_modes).run()
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    settings = _load(_config_path(args.config))
+    print(f"# effective settings from {settings.source}")
+    for line in to_conf_lines(settings):
+        print(line)
+    networks = ", ".join(str(n) for n in settings.ignore_list().networks)
+    print(f"# ignored (never alerted on or blocked): {networks}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(asctime)s portwarden[%(process)d]: %(levelname)s %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+    )
+    handlers = {"run": _run, "check-config": _check_config}
+    try:
+        return handlers[args.command](args)
+    except (ConfigError, StateDirBusy) as error:
+        print(f"portwarden: error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,7 @@
+"""Configuration: the PortSentry file format, our own keys, and the ignore list."""
+
+from portwarden.config.errors import ConfigError
+from portwarden.config.settings import Settings, load_settings
+from portwarden.config.values import BlockMode, TcpMode, UdpMode
+
+__all__ = ["BlockMode", "ConfigError", "Settings", "TcpMode", "UdpMode", "load_settings"]

@@ -1,0 +1,71 @@
+"""The PortSentry configuration file format: KEY="value" lines and # comments.
+
+PortSentry 1.2 reads a key's value from the first line that starts with the key followed by
+'=' or a space; the value runs from the first double quote to the next one. A key that
+appears twice therefore means its first occurrence. We keep that meaning and warn about the
+later duplicates. We also accept, as a superset, leading blanks, unquoted values and a
+trailing comment after the value.
+"""
+
+import re
+from dataclasses import dataclass
+
+from portwarden.config.errors import ConfigError
+
+_LINE = re.compile(r"[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*=[ \t]*(.*)")
+_TRAILER = re.compile(r"[ \t]*(#.*)?")
+_UNQUOTED = re.compile(r"(.*?)(?:[ \t]+#.*)?[ \t]*", re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One KEY="value" assignment, with where it came from."""
+
+    key: str
+    value: str
+    source: str
+    line: int
+
+
+def parse_conf(text: str, source: str) -> tuple[dict[str, Entry], list[str]]:
+    """Parse a whole file. Returns the first entry of each key and a list of warnings.
+
+    Raises ConfigError for a line that is not a comment, blank, or KEY=value.
+    """
+    entries: dict[str, Entry] = {}
+    warnings: list[str] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        stripped = raw.strip(" \t")
+        if not stripped or stripped.startswith("#"):
+            continue
+        match = _LINE.fullmatch(raw)
+        if match is None:
+            raise ConfigError(source, 'line is not KEY="value"', line=number, value=raw)
+        key, rest = match.group(1), match.group(2)
+        value = _value(rest, source, number, key)
+        if key in entries:
+            first = entries[key].line
+            warnings.append(
+                f"{source}:{number}: {key} is set again; line {first} wins, as in PortSentry"
+            )
+            continue
+        entries[key] = Entry(key, value, source, number)
+    return entries, warnings
+
+
+def _value(rest: str, source: str, line: int, key: str) -> str:
+    if rest.startswith('"'):
+        end = rest.find('"', 1)
+        if end < 0:
+            raise ConfigError(source, "missing closing quote", line=line, key=key, value=rest)
+        value, trailer = rest[1:end], rest[end + 1 :]
+        if _TRAILER.fullmatch(trailer) is None:
+            raise ConfigError(
+                source, "unexpected text after the closing quote", line=line, key=key, value=rest
+            )
+    else:
+        unquoted = _UNQUOTED.fullmatch(rest)
+        value = unquoted.group(1) if unquoted else rest
+    if not value.isprintable():
+        raise ConfigError(source, "value has control characters", line=line, key=key, value=value)
+    return value

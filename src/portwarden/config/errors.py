@@ -1,0 +1,37 @@
+"""The one error type that configuration parsing may raise."""
+
+from pathlib import Path
+
+from portwarden.text import one_line
+
+
+class ConfigError(Exception):
+    """A bad configuration or ignore-file entry; str() is one line naming file, line, key, value."""
+
+    def __init__(
+        self,
+        source: str | Path,
+        reason: str,
+        line: int | None = None,
+        key: str | None = None,
+        value: str | None = None,
+    ) -> None:
+        self.source = str(source)
+        self.line = line
+        self.key = key
+        self.value = value
+        self.reason = reason
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.source if self.line is None else f"{self.source}:{self.line}"
+        what = ""
+        if self.key is not None:
+            what = f" {one_line(self.key)}"
+            if self.value is not None:
+                what += f'="{one_line(self.value)}"'
+        elif self.value is not None:
+            what = f' "{one_line(self.value)}"'
+        if what:
+            return f"{where}:{what}: {one_line(self.reason)}"
+        return f"{where}: {one_line(self.reason)}"

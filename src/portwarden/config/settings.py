@@ -1,0 +1,190 @@
+"""Typed, frozen settings built from the embedded defaults and one configuration file."""
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from portwarden.config import values
+from portwarden.config.conffile import Entry, parse_conf
+from portwarden.config.defaults import DEFAULT_CONF, DEFAULT_SOURCE, default_state_dir
+from portwarden.config.errors import ConfigError
+from portwarden.config.ignore import ALWAYS_IGNORED, IgnoreList, Network, read_ignore_file
+from portwarden.config.values import BlockMode, TcpMode, UdpMode
+from portwarden.net.local import local_addresses
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the daemon needs to know, validated. Field docs are in README's reference."""
+
+    source: str
+    tcp_mode: TcpMode | None
+    udp_mode: UdpMode | None
+    tcp_ports: tuple[int, ...]
+    udp_ports: tuple[int, ...]
+    advanced_ports_tcp: int
+    advanced_ports_udp: int
+    advanced_exclude_tcp: frozenset[int]
+    advanced_exclude_udp: frozenset[int]
+    ignore_file: Path | None
+    history_file: Path
+    blocked_file: Path
+    resolve_host: bool
+    block_tcp: BlockMode
+    block_udp: BlockMode
+    kill_route: str | None
+    kill_hosts_deny: str | None
+    kill_run_cmd: str | None
+    kill_run_cmd_first: bool
+    scan_trigger: int
+    port_banner: str | None
+    state_dir: Path
+    ignored_networks: tuple[Network, ...]
+    warnings: tuple[str, ...] = ()
+
+    def ignore_list(self) -> IgnoreList:
+        """The configured networks plus loopback and every address this host has right now."""
+        return IgnoreList.build(ALWAYS_IGNORED, local_addresses(), self.ignored_networks)
+
+    def with_modes(self, tcp: TcpMode | None, udp: UdpMode | None) -> "Settings":
+        """The same settings with the modes given on the command line."""
+        return dataclasses.replace(self, tcp_mode=tcp, udp_mode=udp)
+
+
+class _Reader:
+    """Looks keys up in the file, then the defaults; turns ValueError into ConfigError."""
+
+    def __init__(self, entries: dict[str, Entry], defaults: dict[str, Entry], base: Path) -> None:
+        self._entries = entries
+        self._defaults = defaults
+        self._base = base
+        self.used: set[str] = set()
+
+    def entry(self, key: str) -> Entry | None:
+        self.used.add(key)
+        return self._entries.get(key) or self._defaults.get(key)
+
+    def get(self, key: str, parse: Callable[[str], T], default: T) -> T:
+        entry = self.entry(key)
+        if entry is None:
+            return default
+        try:
+            return parse(entry.value)
+        except ValueError as error:
+            raise ConfigError(entry.source, str(error), entry.line, key, entry.value) from None
+
+    def path(self, key: str, default: Path | None) -> Path | None:
+        """A path; a relative one is taken relative to the configuration file's directory."""
+        found = self.get(key, values.optional_path, default)
+        return None if found is None else self._base / found
+
+
+def load_settings(path: Path | None) -> Settings:
+    """Read `path` (or only the embedded defaults when None) into Settings. Raises ConfigError."""
+    defaults, _ = parse_conf(DEFAULT_CONF, DEFAULT_SOURCE)
+    if path is None:
+        entries: dict[str, Entry] = {}
+        warnings: list[str] = []
+        source, base = DEFAULT_SOURCE, Path.cwd()
+    else:
+        entries, warnings = parse_conf(_read_text(path), str(path))
+        source, base = str(path), path.parent.absolute()
+    read = _Reader(entries, defaults, base)
+    state_dir = read.path("STATE_DIR", default_state_dir()) or default_state_dir()
+    ignore_file = read.path("IGNORE_FILE", None)
+    settings = Settings(
+        source=source,
+        tcp_mode=read.get("TCP_MODE", values.tcp_mode, None),
+        udp_mode=read.get("UDP_MODE", values.udp_mode, None),
+        tcp_ports=read.get("TCP_PORTS", values.port_list, ()),
+        udp_ports=read.get("UDP_PORTS", values.port_list, ()),
+        advanced_ports_tcp=read.get("ADVANCED_PORTS_TCP", values.port, 1024),
+        advanced_ports_udp=read.get("ADVANCED_PORTS_UDP", values.port, 1024),
+        advanced_exclude_tcp=read.get("ADVANCED_EXCLUDE_TCP", values.port_set, frozenset()),
+        advanced_exclude_udp=read.get("ADVANCED_EXCLUDE_UDP", values.port_set, frozenset()),
+        ignore_file=ignore_file,
+        history_file=read.path("HISTORY_FILE", None) or state_dir / "portsentry.history",
+        blocked_file=read.path("BLOCKED_FILE", None) or state_dir / "portsentry.blocked",
+        resolve_host=read.get("RESOLVE_HOST", values.flag, False),
+        block_tcp=read.get("BLOCK_TCP", values.block_mode, BlockMode.ALERT_ONLY),
+        block_udp=read.get("BLOCK_UDP", values.block_mode, BlockMode.ALERT_ONLY),
+        kill_route=read.get("KILL_ROUTE", values.optional_text, None),
+        kill_hosts_deny=read.get("KILL_HOSTS_DENY", values.optional_text, None),
+        kill_run_cmd=read.get("KILL_RUN_CMD", values.optional_text, None),
+        kill_run_cmd_first=read.get("KILL_RUN_CMD_FIRST", values.flag, False),
+        scan_trigger=read.get("SCAN_TRIGGER", values.count, 0),
+        port_banner=read.get("PORT_BANNER", values.optional_text, None),
+        state_dir=state_dir,
+        ignored_networks=(),
+    )
+    warnings += [
+        f"{entry.source}:{entry.line}: unknown key {key} ignored"
+        for key, entry in entries.items()
+        if key not in read.used
+    ]
+    ignored: tuple[Network, ...] = ()
+    if ignore_file is not None:
+        if ignore_file.exists():
+            ignored = read_ignore_file(ignore_file)
+        else:
+            warnings.append(
+                f"{source}: IGNORE_FILE {ignore_file} does not exist; "
+                "only loopback and this host's own addresses are ignored"
+            )
+    return dataclasses.replace(settings, ignored_networks=ignored, warnings=tuple(warnings))
+
+
+def _read_text(path: Path) -> str:
+    """The file's text; old files that are not UTF-8 are read as Latin-1, byte for byte."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(path, f"cannot read configuration: {error.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+_NOT_KEYS = {"source", "ignored_networks", "warnings"}
+
+
+def to_conf_lines(settings: Settings) -> list[str]:
+    """The effective settings as KEY="value" lines that load back to the same settings."""
+    lines = []
+    for field in dataclasses.fields(settings):
+        if field.name not in _NOT_KEYS:
+            lines.append(f'{field.name.upper()}="{_render(getattr(settings, field.name))}"')
+    return lines
+
+
+def _render(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, BlockMode):
+        return str(int(value))
+    if isinstance(value, TcpMode | UdpMode):
+        return value.value
+    if isinstance(value, tuple | frozenset):
+        return _port_ranges(sorted(value))
+    return str(value)
+
+
+def _port_ranges(ports: list[int]) -> str:
+    """[1,2,3,7] -> '1-3,7'."""
+    parts: list[str] = []
+    start = previous = None
+    for port in [*ports, None]:
+        if port is not None and previous is not None and port == previous + 1:
+            previous = port
+            continue
+        if start is not None:
+            parts.append(str(start) if start == previous else f"{start}-{previous}")
+        start = previous = port
+    return ",".join(parts)

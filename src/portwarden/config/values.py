@@ -1,0 +1,118 @@
+"""Parsers for single configuration values. Each raises ValueError with a short reason."""
+
+from collections.abc import Callable
+from enum import Enum, IntEnum
+from pathlib import Path
+from typing import TypeVar
+
+M = TypeVar("M", bound=Enum)
+
+PORT_MIN = 1
+PORT_MAX = 65535
+
+
+class TcpMode(Enum):
+    """PortSentry's TCP modes: classic (bind), stealth (raw), advanced (inverse, raw)."""
+
+    CLASSIC = "tcp"
+    STEALTH = "stcp"
+    ADVANCED = "atcp"
+
+
+class UdpMode(Enum):
+    """PortSentry's UDP modes."""
+
+    CLASSIC = "udp"
+    STEALTH = "sudp"
+    ADVANCED = "audp"
+
+
+class BlockMode(IntEnum):
+    """BLOCK_TCP / BLOCK_UDP: 0 alert only, 1 block (route, hosts.deny, command), 2 command only."""
+
+    ALERT_ONLY = 0
+    BLOCK = 1
+    RUN_CMD_ONLY = 2
+
+
+def port(text: str) -> int:
+    text = text.strip()
+    if not text.isdigit() or not PORT_MIN <= int(text) <= PORT_MAX:
+        raise ValueError(f"'{text}' is not a port number ({PORT_MIN}-{PORT_MAX})")
+    return int(text)
+
+
+def port_list(text: str) -> tuple[int, ...]:
+    """'1,7,9,100-200' -> sorted unique ports. Empty means no ports. No count limit."""
+    ports: set[int] = set()
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            if text.strip():
+                raise ValueError("empty item in port list")
+            continue
+        low, dash, high = item.partition("-")
+        if dash:
+            first, last = port(low), port(high)
+            if first > last:
+                raise ValueError(f"range '{item}' runs backwards")
+            ports.update(range(first, last + 1))
+        else:
+            ports.add(port(item))
+    return tuple(sorted(ports))
+
+
+def port_set(text: str) -> frozenset[int]:
+    return frozenset(port_list(text))
+
+
+def flag(text: str) -> bool:
+    """PortSentry's 0/1 switches."""
+    if text.strip() not in ("0", "1"):
+        raise ValueError("must be 0 or 1")
+    return text.strip() == "1"
+
+
+def count(text: str) -> int:
+    if not text.strip().isdigit():
+        raise ValueError("must be a whole number >= 0")
+    return int(text)
+
+
+def block_mode(text: str) -> BlockMode:
+    if text.strip() not in ("0", "1", "2"):
+        raise ValueError("must be 0 (alert only), 1 (block) or 2 (run KILL_RUN_CMD only)")
+    return BlockMode(int(text))
+
+
+def optional_text(text: str) -> str | None:
+    return text or None
+
+
+def optional_path(text: str) -> Path | None:
+    return path(text) if text else None
+
+
+def path(text: str) -> Path:
+    if not text:
+        raise ValueError("must not be empty")
+    return Path(text)
+
+
+def _mode_parser(kind: type[M], what: str) -> Callable[[str], M | None]:
+    names = ", ".join(m.value for m in kind) + ", none"
+
+    def parse(text: str) -> M | None:
+        text = text.strip().lower().lstrip("-")
+        if text in ("", "none", "off"):
+            return None
+        for mode in kind:
+            if mode.value == text:
+                return mode
+        raise ValueError(f"unknown {what} mode; use one of {names}")
+
+    return parse
+
+
+tcp_mode = _mode_parser(TcpMode, "TCP")
+udp_mode = _mode_parser(UdpMode, "UDP")

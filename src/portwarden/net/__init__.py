@@ -1,0 +1,1 @@
+"""Packet bytes, kernel filters, and facts about this host's own network."""

@@ -1,0 +1,35 @@
+"""The daemon's own state directory, claimed by one instance at a time."""
+
+import fcntl
+import os
+from pathlib import Path
+from typing import IO
+
+LOCK_NAME = "portwarden.lock"
+
+
+class StateDirBusy(Exception):
+    """Another running portwarden holds this STATE_DIR."""
+
+
+def claim(state_dir: Path) -> IO[str]:
+    """Create `state_dir` (mode 0700) and lock it for this process. Keep the result open.
+
+    Raises StateDirBusy when another instance holds it, so two instances never share state.
+    """
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    lock = open(state_dir / LOCK_NAME, "a+")  # noqa: SIM115 - held for the daemon's lifetime
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "?"
+        lock.close()
+        raise StateDirBusy(
+            f"STATE_DIR {state_dir} is in use by another portwarden (pid {holder}); "
+            "give each instance its own STATE_DIR"
+        ) from None
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock

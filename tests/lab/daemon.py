@@ -1,0 +1,48 @@
+"""Start portwarden inside a lab host and watch what it logs."""
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.lab.netlab import Host
+
+
+class RunningDaemon:
+    """`portwarden run` in a lab host, its stderr going to a file the test can read."""
+
+    def __init__(self, host: Host, config: Path, *flags: str) -> None:
+        self.log_path = config.with_suffix(".log")
+        self._log = self.log_path.open("wb")
+        self.proc = host.popen(
+            [sys.executable, "-m", "portwarden", "run", "-c", str(config), *flags],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for(self, pattern: str, timeout: float = 15.0) -> re.Match[str]:
+        """Wait until a log line matches `pattern`; fail with the log if it never does."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            found = regex.search(self.log())
+            if found:
+                return found
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(
+                    f"no log line matched {pattern!r} (exit {self.proc.poll()}):\n{self.log()}"
+                )
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 10.0) -> tuple[int, float]:
+        """SIGTERM; returns the exit status and the seconds it took to exit."""
+        started = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        status = self.proc.wait(timeout=timeout)
+        self._log.close()
+        return status, time.monotonic() - started

@@ -1,0 +1,29 @@
+"""The lab itself: hosts reach each other over IPv4 and IPv6 and teardown leaves nothing."""
+
+from tests.conftest import require_lab
+from tests.lab.netlab import Lab, lab_namespaces, run
+
+
+def test_hosts_reach_the_target(clean_lab: Lab) -> None:
+    for host in (clean_lab.client, *clean_lab.attackers):
+        for address in (clean_lab.target.ipv4, clean_lab.target.ipv6):
+            assert host.run(["ping", "-c1", "-W2", address], check=False).returncode == 0
+
+
+def test_nothing_in_the_machines_own_namespace(clean_lab: Lab) -> None:
+    assert clean_lab.target.run(["ip", "-4", "addr"]).stdout.count("198.18.0.1/24") == 1
+    assert "198.18.0." not in run(["ip", "-4", "addr"]).stdout
+
+
+def test_stale_lab_is_removed_and_teardown_is_complete() -> None:
+    require_lab()
+    stale = Lab(prefix="pwt-stale-", attackers=1)
+    stale.create()
+    stale.target.popen(["sleep", "60"])
+    again = Lab(prefix="pwt-stale-", attackers=1)
+    try:
+        again.create()  # must clear the first one's leftovers, not fail on them
+    finally:
+        again.destroy()
+    assert lab_namespaces("pwt-stale-") == []
+    assert stale.target.processes[0].wait(timeout=5) == -9  # killed with its namespace

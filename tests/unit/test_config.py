@@ -1,0 +1,217 @@
+"""The PortSentry file format, our keys, defaults and one-line errors."""
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from portwarden.config import BlockMode, ConfigError, TcpMode, UdpMode, load_settings
+from portwarden.config.conffile import parse_conf
+from portwarden.config.settings import to_conf_lines
+
+DEBIAN = Path(__file__).parent.parent / "data" / "debian"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "portwarden.conf"
+    path.write_text(text)
+    return path
+
+
+def test_debian_portsentry_conf_means_what_it_meant(tmp_path: Path) -> None:
+    s = load_settings(DEBIAN / "portsentry.conf")
+    assert s.tcp_ports == (
+        1,
+        11,
+        15,
+        79,
+        111,
+        119,
+        143,
+        540,
+        635,
+        1080,
+        1524,
+        2000,
+        5742,
+        6667,
+        12345,
+        12346,
+        20034,
+        27665,
+        31337,
+        32771,
+        32772,
+        32773,
+        32774,
+        40421,
+        49724,
+        54320,
+    )
+    assert s.udp_ports == (
+        1,
+        7,
+        9,
+        69,
+        161,
+        162,
+        513,
+        635,
+        640,
+        641,
+        700,
+        31335,
+        31337,
+        32770,
+        32771,
+        32772,
+        32773,
+        32774,
+        34555,
+        37444,
+        54321,
+    )
+    assert s.advanced_ports_tcp == 1024 and s.advanced_ports_udp == 1024
+    assert s.advanced_exclude_tcp == {113, 139}
+    assert s.advanced_exclude_udp == {520, 138, 137, 67}
+    assert s.ignore_file == Path("/etc/portsentry/portsentry.ignore")
+    assert s.history_file == Path("/var/lib/portsentry/portsentry.history")
+    assert s.blocked_file == Path("/var/lib/portsentry/portsentry.blocked")
+    assert s.resolve_host is False  # written as RESOLVE_HOST = "0", spaces around '='
+    assert s.block_tcp is BlockMode.ALERT_ONLY and s.block_udp is BlockMode.ALERT_ONLY
+    assert s.kill_route == "/sbin/route add -host $TARGET$ reject"
+    assert s.kill_hosts_deny == "ALL: $TARGET$ : DENY"
+    assert s.kill_run_cmd is None  # commented out in Debian's file
+    assert s.kill_run_cmd_first is False
+    assert s.scan_trigger == 0
+    assert s.port_banner is None
+    # Debian's /etc/default/portsentry modes are our embedded defaults.
+    assert s.tcp_mode is TcpMode.CLASSIC and s.udp_mode is UdpMode.CLASSIC
+    assert not any("unknown key" in w for w in s.warnings)
+
+
+def test_debian_default_file_modes_are_keys(tmp_path: Path) -> None:
+    text = (DEBIAN / "default-portsentry").read_text().replace('"tcp"', '"atcp"')
+    s = load_settings(write(tmp_path, text))
+    assert s.tcp_mode is TcpMode.ADVANCED and s.udp_mode is UdpMode.CLASSIC
+
+
+def test_embedded_defaults_are_log_only() -> None:
+    s = load_settings(None)
+    assert s.block_tcp is BlockMode.ALERT_ONLY and s.block_udp is BlockMode.ALERT_ONLY
+    assert s.kill_route is None and s.kill_hosts_deny is None
+    assert s.history_file.parent == s.state_dir
+
+
+def test_first_occurrence_wins_as_in_portsentry(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, 'SCAN_TRIGGER="2"\nSCAN_TRIGGER="5"\n'))
+    assert s.scan_trigger == 2
+    assert any(":2: SCAN_TRIGGER is set again; line 1 wins" in w for w in s.warnings)
+
+
+def test_ranges_and_more_than_64_ports(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, 'TCP_PORTS="1-100, 200"\nUDP_PORTS=""\n'))
+    assert s.tcp_ports == (*range(1, 101), 200)
+    assert s.udp_ports == ()
+
+
+def test_unknown_key_is_a_warning(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, 'TCP_PORTS="1"\nFUTURE_KEY="x"\n'))
+    assert any(":2: unknown key FUTURE_KEY ignored" in w for w in s.warnings)
+
+
+def test_unquoted_value_and_trailing_comment(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, '  BLOCK_TCP = 1   # block\nBLOCK_UDP="2" # cmd\n'))
+    assert s.block_tcp is BlockMode.BLOCK and s.block_udp is BlockMode.RUN_CMD_ONLY
+
+
+def test_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, 'STATE_DIR="state"\nHISTORY_FILE="h"\n'))
+    assert s.state_dir == tmp_path / "state"
+    assert s.history_file == tmp_path / "h"
+    assert s.blocked_file == tmp_path / "state" / "portsentry.blocked"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('TCP_PORTS="1,2,x"\n', ":1: TCP_PORTS=\"1,2,x\": 'x' is not a port number"),
+        ('\n\nBLOCK_TCP="3"\n', ':3: BLOCK_TCP="3": must be 0 (alert only)'),
+        ('TCP_PORTS="9-2"\n', ":1: TCP_PORTS=\"9-2\": range '9-2' runs backwards"),
+        ('UDP_PORTS="70000"\n', "'70000' is not a port number"),
+        ('TCP_MODE="xtcp"\n', ':1: TCP_MODE="xtcp": unknown TCP mode'),
+        ('RESOLVE_HOST="yes"\n', ':1: RESOLVE_HOST="yes": must be 0 or 1'),
+        ('SCAN_TRIGGER="-1"\n', ':1: SCAN_TRIGGER="-1": must be a whole number'),
+        ('TCP_PORTS="1\n', ':1: TCP_PORTS=""1": missing closing quote'),
+        ('TCP_PORTS "1"\n', ':1: "TCP_PORTS "1"": line is not KEY="value"'),
+        ('PORT_BANNER="a\x1bb"\n', ':1: PORT_BANNER="a\\x1bb": value has control characters'),
+    ],
+)
+def test_bad_values_name_file_line_key_value(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    shown = str(caught.value)
+    assert shown.startswith(str(path) + ":")
+    assert message in shown
+    assert "\n" not in shown
+
+
+def test_check_config_output_loads_back_to_the_same_settings(tmp_path: Path) -> None:
+    original = load_settings(DEBIAN / "portsentry.conf")
+    again = load_settings(write(tmp_path, "\n".join(to_conf_lines(original)) + "\n"))
+    for name in (
+        "tcp_ports",
+        "udp_ports",
+        "advanced_exclude_udp",
+        "kill_route",
+        "block_tcp",
+        "scan_trigger",
+        "tcp_mode",
+        "udp_mode",
+        "port_banner",
+        "history_file",
+    ):
+        assert getattr(again, name) == getattr(original, name), name
+
+
+@given(st.text())
+def test_any_text_parses_or_gives_one_line_error(text: str) -> None:
+    try:
+        parse_conf(text, "f.conf")
+    except ConfigError as error:
+        assert "\n" not in str(error) and "\r" not in str(error)
+        assert str(error).startswith("f.conf:")
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "TCP_PORTS",
+                "UDP_PORTS",
+                "BLOCK_TCP",
+                "SCAN_TRIGGER",
+                "TCP_MODE",
+                "ADVANCED_PORTS_TCP",
+                "RESOLVE_HOST",
+                "PORT_BANNER",
+                "IGNORE_FILE",
+            ]
+        ),
+        st.text(
+            alphabet=st.characters(blacklist_characters='"\n\r', blacklist_categories=("Cs",)),
+            max_size=30,
+        ),
+    )
+)
+def test_any_values_load_or_give_one_line_error(
+    tmp_path_factory: pytest.TempPathFactory, values: dict[str, str]
+) -> None:
+    path = tmp_path_factory.mktemp("h") / "p.conf"
+    path.write_text("".join(f'{k}="{v}"\n' for k, v in values.items()))
+    try:
+        load_settings(path)
+    except ConfigError as error:
+        assert "\n" not in str(error) and str(error).startswith(str(path))

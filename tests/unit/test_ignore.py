@@ -1,0 +1,86 @@
+"""The ignore file: addresses, /bits, the old /dotted.mask form, IPv6, one-line errors."""
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from portwarden.config import ConfigError, load_settings
+from portwarden.config.ignore import IgnoreList, parse_ignore_text
+from portwarden.net.local import local_addresses
+
+DEBIAN = Path(__file__).parent.parent / "data" / "debian"
+
+
+def test_debian_static_ignore_file() -> None:
+    nets = parse_ignore_text((DEBIAN / "portsentry.ignore.static").read_text(), "x")
+    assert [str(n) for n in nets] == ["127.0.0.1/32", "0.0.0.0/32"]
+
+
+def test_all_forms() -> None:
+    text = """# comment
+198.18.5.7
+198.18.0.0/16  # trailing comment
+10.1.2.3/255.255.255.0
+2001:db8:1::/48
+2001:db8::9
+"""
+    nets = parse_ignore_text(text, "x")
+    assert [str(n) for n in nets] == [
+        "198.18.5.7/32",
+        "198.18.0.0/16",
+        "10.1.2.0/24",
+        "2001:db8:1::/48",
+        "2001:db8::9/128",
+    ]
+    ignore = IgnoreList.build(nets)
+    assert ipaddress.ip_address("10.1.2.200") in ignore
+    assert ipaddress.ip_address("10.1.3.1") not in ignore
+    assert ipaddress.ip_address("::ffff:198.18.200.1") in ignore  # IPv4-mapped IPv6
+    assert ipaddress.ip_address("2001:db8:1:ffff::1") in ignore
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("gateway.example.com", "not an IP address (host names are not allowed)"),
+        ("10.0.0.0/33", "prefix /33 is longer than 32 bits"),
+        ("10.0.0.0/255.0.255.0", "netmask '255.0.255.0' is not contiguous"),
+        ("2001:db8::/ffff::", "is not a prefix length"),
+    ],
+)
+def test_bad_lines(line: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_ignore_text(f"127.0.0.1\n{line}\n", "/etc/pw.ignore")
+    assert str(caught.value).startswith("/etc/pw.ignore:2:")
+    assert reason in str(caught.value)
+
+
+def test_ignore_file_from_config_and_local_addresses(tmp_path: Path) -> None:
+    (tmp_path / "ignore").write_text("198.19.0.0/16\n")
+    conf = tmp_path / "p.conf"
+    conf.write_text('IGNORE_FILE="ignore"\n')
+    ignore = load_settings(conf).ignore_list()
+    assert ipaddress.ip_address("198.19.3.4") in ignore
+    assert ipaddress.ip_address("127.5.5.5") in ignore
+    assert ipaddress.ip_address("::1") in ignore
+    for address in local_addresses():
+        assert address in ignore
+
+
+def test_bad_ignore_file_stops_loading(tmp_path: Path) -> None:
+    (tmp_path / "ignore").write_text("198.19.0.0/16\nnot-an-ip\n")
+    conf = tmp_path / "p.conf"
+    conf.write_text('IGNORE_FILE="ignore"\n')
+    with pytest.raises(ConfigError, match=r"ignore:2: \"not-an-ip\""):
+        load_settings(conf)
+
+
+@given(st.text())
+def test_any_text_parses_or_gives_one_line_error(text: str) -> None:
+    try:
+        parse_ignore_text(text, "i")
+    except ConfigError as error:
+        assert "\n" not in str(error) and "\r" not in str(error)
