@@ -86,3 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, StateDirBusy) as error:
         print(f"portwarden: error: {error}", file=sys.stderr)
         return 2
+    except PermissionError as error:
+        print(f"portwarden: error: {error.strerror}: the sensors need root "
+              "(CAP_NET_RAW and CAP_NET_BIND_SERVICE)", file=sys.stderr)  # fmt: skip
+        return 1

@@ -4,16 +4,23 @@ import logging
 import os
 import selectors
 import signal
+import time
 from pathlib import Path
 
-from portwarden import service, statedir
+from portwarden import limits, service, statedir
+from portwarden.alert.line import verdict_line
 from portwarden.config import ConfigError, Settings, TcpMode, UdpMode, load_settings
+from portwarden.config.ignore import ALWAYS_IGNORED, IgnoreList
+from portwarden.detect.config import engine_config
+from portwarden.detect.engine import Engine, Verdict
+from portwarden.sensors.build import Sensor, build_sensors
+from portwarden.sensors.hostview import HostView
 
 log = logging.getLogger("portwarden")
 
 Modes = tuple[TcpMode | None, UdpMode | None]
 
-TICK_S = 1.0  # how often the loop wakes up with nothing to read (expiry, housekeeping)
+TICK_S = 0.5  # the longest the loop sleeps with nothing to read (summaries, refresh)
 
 
 class Daemon:
@@ -28,32 +35,86 @@ class Daemon:
         self.settings = settings if cli_modes is None else settings.with_modes(*cli_modes)
         self._signals: list[int] = []
         self._running = False
+        self._host = HostView()
+        self._host.refresh()
+        self._engine = Engine(engine_config(self.settings, self._ignore()))
+        self._selector = selectors.DefaultSelector()
+        self._sensors: list[Sensor] = []
+        self._next_refresh = 0.0
 
     def run(self) -> int:
         """Run until SIGTERM or SIGINT. Returns the process exit status."""
         lock = statedir.claim(self.settings.state_dir)
-        selector = selectors.DefaultSelector()
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        selector.register(wake_read, selectors.EVENT_READ)
+        self._selector.register(wake_read, selectors.EVENT_READ, None)
         previous_fd = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
         try:
+            self._start_sensors()
             self._running = True
             self._announce_ready()
             while self._running:
-                for key, _ in selector.select(TICK_S):
-                    if key.fd == wake_read:
-                        _drain(wake_read)
-                self._handle_signals()
+                self._turn(wake_read)
         finally:
             signal.set_wakeup_fd(previous_fd)
-            selector.close()
+            self._stop_sensors()
+            self._selector.close()
             os.close(wake_read)
             os.close(wake_write)
             lock.close()
         log.info("stopped")
         return 0
+
+    def _turn(self, wake_read: int) -> None:
+        for key, _ in self._selector.select(TICK_S):
+            sensor = key.data
+            if sensor is None:
+                _drain(wake_read)
+                continue
+            for probe in sensor.read(key.fd):
+                self._report(self._engine.feed(probe, time.monotonic()))
+        now = time.monotonic()
+        self._report(self._engine.tick(now))
+        if now >= self._next_refresh:
+            self._refresh()
+            self._next_refresh = now + limits.REFRESH_S
+        self._handle_signals()
+
+    def _refresh(self) -> None:
+        """Follow the live system: local addresses and which ports have a service."""
+        old_addresses = self._host.addresses
+        self._host.refresh()
+        for sensor in self._sensors:
+            sensor.refresh()
+        if self._host.addresses != old_addresses:
+            self._engine.reconfigure(engine_config(self.settings, self._ignore()))
+
+    def _ignore(self) -> IgnoreList:
+        return IgnoreList.build(
+            ALWAYS_IGNORED, self._host.addresses, self.settings.ignored_networks
+        )
+
+    def _report(self, verdicts: list[Verdict]) -> None:
+        for verdict in verdicts:
+            log.warning("%s", verdict_line(verdict))
+
+    def _start_sensors(self) -> None:
+        self._sensors = build_sensors(self.settings, self._host)
+        for sensor in self._sensors:
+            for fd in sensor.sockets:
+                self._selector.register(fd, selectors.EVENT_READ, sensor)
+            ports = sorted(sensor.watched)
+            shown = ",".join(map(str, ports[:20])) + (",..." if len(ports) > 20 else "")
+            log.info("%s: watching %d %s ports: %s", sensor.mode, len(ports),
+                     sensor.proto.value, shown)  # fmt: skip
+
+    def _stop_sensors(self) -> None:
+        for sensor in self._sensors:
+            for fd in sensor.sockets:
+                self._selector.unregister(fd)
+            sensor.close()
+        self._sensors = []
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self._signals.append(signum)
@@ -79,15 +140,17 @@ class Daemon:
         for warning in fresh.warnings:
             log.warning("%s", warning)
         self.settings = fresh
+        self._engine.reconfigure(engine_config(fresh, self._ignore()))
+        self._stop_sensors()
+        self._start_sensors()
         log.info("configuration reloaded from %s", fresh.source)
 
     def _announce_ready(self) -> None:
         s = self.settings
         tcp = s.tcp_mode.value if s.tcp_mode else "off"
         udp = s.udp_mode.value if s.udp_mode else "off"
-        log.info(
-            "ready: tcp mode %s, udp mode %s, config %s, state %s", tcp, udp, s.source, s.state_dir
-        )
+        log.info("ready: tcp mode %s, udp mode %s, config %s, state %s", tcp, udp, s.source,
+                 s.state_dir)  # fmt: skip
         service.notify("READY=1")
 
 

@@ -10,6 +10,7 @@ from portwarden.config import values
 from portwarden.config.conffile import Entry, parse_conf
 from portwarden.config.defaults import DEFAULT_CONF, DEFAULT_SOURCE, default_state_dir
 from portwarden.config.errors import ConfigError
+from portwarden.config.hostscan import HostScanRule, parse_rules
 from portwarden.config.ignore import ALWAYS_IGNORED, IgnoreList, Network, read_ignore_file
 from portwarden.config.values import BlockMode, TcpMode, UdpMode
 from portwarden.net.local import local_addresses
@@ -43,6 +44,12 @@ class Settings:
     scan_trigger: int
     port_banner: str | None
     state_dir: Path
+    scan_trigger_window: float
+    scan_count_threshold: int
+    scan_interval: float
+    scan_flood_detection: bool
+    tcp_scan_ignore: tuple[HostScanRule, ...]
+    udp_scan_ignore: tuple[HostScanRule, ...]
     ignored_networks: tuple[Network, ...]
     warnings: tuple[str, ...] = ()
 
@@ -119,6 +126,12 @@ def load_settings(path: Path | None) -> Settings:
         scan_trigger=read.get("SCAN_TRIGGER", values.count, 0),
         port_banner=read.get("PORT_BANNER", values.optional_text, None),
         state_dir=state_dir,
+        scan_trigger_window=read.get("SCAN_TRIGGER_WINDOW", values.seconds, 300.0),
+        scan_count_threshold=read.get("SCAN_COUNT_THRESHOLD", values.scan_threshold, 0),
+        scan_interval=read.get("SCAN_INTERVAL", values.seconds, 3.0),
+        scan_flood_detection=read.get("SCAN_FLOOD_DETECTION", values.flag, False),
+        tcp_scan_ignore=read.get("TCP_SCAN_IGNORE", parse_rules, ()),
+        udp_scan_ignore=read.get("UDP_SCAN_IGNORE", parse_rules, ()),
         ignored_networks=(),
     )
     warnings += [
@@ -171,6 +184,10 @@ def _render(value: object) -> str:
         return str(int(value))
     if isinstance(value, TcpMode | UdpMode):
         return value.value
+    if isinstance(value, tuple) and value and isinstance(value[0], HostScanRule):
+        return "; ".join(str(rule) for rule in value)
+    if isinstance(value, float):
+        return f"{value:g}"
     if isinstance(value, tuple | frozenset):
         return _port_ranges(sorted(value))
     return str(value)

@@ -5,6 +5,8 @@ from enum import Enum, IntEnum
 from pathlib import Path
 from typing import TypeVar
 
+from portwarden.limits import PORTS_TRACKED_MAX
+
 M = TypeVar("M", bound=Enum)
 
 PORT_MIN = 1
@@ -77,6 +79,23 @@ def count(text: str) -> int:
     if not text.strip().isdigit():
         raise ValueError("must be a whole number >= 0")
     return int(text)
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("must be a number of seconds") from None
+    if not 0 < value <= 366 * 86400:
+        raise ValueError("must be more than 0 and at most a year, in seconds")
+    return value
+
+
+def scan_threshold(text: str) -> int:
+    value = count(text)
+    if value > PORTS_TRACKED_MAX:
+        raise ValueError(f"must be at most {PORTS_TRACKED_MAX} (0 turns the scandetd model off)")
+    return value
 
 
 def block_mode(text: str) -> BlockMode:

@@ -1,0 +1,1 @@
+"""Telling the administrator: log lines now; syslog, mail and the JSON event log build on them."""

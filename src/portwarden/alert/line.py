@@ -1,0 +1,41 @@
+"""The stable one-line form of a verdict: `attack key=value ...`, the same for every kind.
+
+Fields, in this order: kind src dst proto port type mode flags probes ports first
+[os_tool patterns] [ip_options] time. Values with spaces are double-quoted; anything from the
+network is escaped by one_line, so a line can never be split or forged.
+"""
+
+from datetime import UTC, datetime
+
+from portwarden.detect.engine import Verdict
+from portwarden.text import one_line
+
+
+def _quote(value: str) -> str:
+    value = one_line(value).replace('"', "'")
+    return f'"{value}"' if " " in value or not value else value
+
+
+def verdict_line(verdict: Verdict) -> str:
+    p = verdict.probe
+    scan = p.scan if verdict.kind == "scan" else f"OS fingerprinting probe ({p.os_tool})"
+    fields = [
+        ("kind", verdict.kind),
+        ("src", str(p.src)),
+        ("dst", str(p.dst)),
+        ("proto", p.proto.value),
+        ("port", str(p.dport)),
+        ("type", scan),
+        ("mode", p.mode),
+        ("flags", p.flags or "-"),
+        ("probes", str(verdict.probes)),
+        ("ports", str(verdict.ports)),
+        ("first", "yes" if verdict.first else "no"),
+    ]
+    if verdict.kind != "scan":
+        fields.append(("patterns", " ".join(verdict.patterns)))
+    if p.ip_options:
+        fields.append(("ip_options", "yes"))
+    stamp = datetime.fromtimestamp(p.seen_at, UTC).isoformat(timespec="milliseconds")
+    fields.append(("time", stamp.replace("+00:00", "Z")))
+    return "attack " + " ".join(f"{key}={_quote(value)}" for key, value in fields)

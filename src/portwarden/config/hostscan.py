@@ -1,0 +1,80 @@
+"""scandetd's HostScanIgnore rules: `src/bits[:ports] [-> dst/bits[:ports]]`, ';'-separated.
+
+An IPv6 endpoint takes its ports after the prefix length (`2001:db8::/32:1-1024`) or after a
+bracketed address (`[2001:db8::1]:22`). A rule without `->` matches any destination.
+"""
+
+from dataclasses import dataclass
+
+from portwarden.config import values
+from portwarden.config.ignore import Address, Network, parse_network
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    network: Network
+    ports: frozenset[int] | None  # None: every port
+
+    def matches(self, address: Address, port: int) -> bool:
+        return address in self.network and (self.ports is None or port in self.ports)
+
+    def __str__(self) -> str:
+        if self.ports is None:
+            return str(self.network)
+        return f"{self.network}:{','.join(str(p) for p in sorted(self.ports))}"
+
+
+@dataclass(frozen=True, slots=True)
+class HostScanRule:
+    src: Endpoint
+    dst: Endpoint | None
+
+    def matches(self, src: Address, sport: int, dst: Address, dport: int) -> bool:
+        return self.src.matches(src, sport) and (self.dst is None or self.dst.matches(dst, dport))
+
+    def __str__(self) -> str:
+        return str(self.src) if self.dst is None else f"{self.src} -> {self.dst}"
+
+
+def parse_rules(text: str) -> tuple[HostScanRule, ...]:
+    """Raises ValueError naming the bad part."""
+    rules = []
+    for item in text.split(";"):
+        if not item.strip():
+            continue
+        src, arrow, dst = item.partition("->")
+        rules.append(HostScanRule(_endpoint(src), _endpoint(dst) if arrow else None))
+    return tuple(rules)
+
+
+def _endpoint(text: str) -> Endpoint:
+    text = text.strip()
+    if not text:
+        raise ValueError("empty address in rule")
+    if text.startswith("["):
+        address, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"'{text}' has an unclosed or misplaced ']'")
+        return Endpoint(parse_network(address), _ports(rest[1:]) if rest else None)
+    if "/" in text:
+        address, _, mask = text.partition("/")
+        mask, colon, ports = mask.partition(":")
+        return Endpoint(parse_network(f"{address}/{mask}"), _ports(ports) if colon else None)
+    if text.count(":") == 1:  # IPv4 address with ports
+        address, _, ports = text.partition(":")
+        return Endpoint(parse_network(address), _ports(ports))
+    if text in ("*", "any"):
+        raise ValueError("use 0.0.0.0/0 or ::/0 for any address")
+    return Endpoint(parse_network(text), None)
+
+
+def _ports(text: str) -> frozenset[int]:
+    ports = values.port_set(text)
+    if not ports:
+        raise ValueError("empty port list after ':'")
+    return ports
+
+
+def ignored(rules: tuple[HostScanRule, ...], src: Address, sport: int, dst: Address,
+            dport: int) -> bool:  # fmt: skip
+    return any(rule.matches(src, sport, dst, dport) for rule in rules)

@@ -1,0 +1,165 @@
+"""The state engine: per-source counts in a bounded table, thresholds over time windows.
+
+feed(probe, now) -> verdicts. `now` is a monotonic clock reading passed in by the caller, so
+the same engine runs live, on replayed captures and in tests.
+"""
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+from portwarden import limits
+from portwarden.config.hostscan import HostScanRule, ignored
+from portwarden.config.ignore import IgnoreList
+from portwarden.detect.probe import IPAddress, Probe, Proto
+
+RAW_MODES = frozenset({"stcp", "atcp", "sudp", "audp"})
+
+
+@dataclass(frozen=True, slots=True)
+class ScandetdModel:
+    """A source is a scanner after `count` distinct ports (every probe when `flood`), each no
+    more than `interval_s` after the one before."""
+
+    count: int
+    interval_s: float
+    flood: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    trigger: int = 0  # SCAN_TRIGGER: 0 and 1 react on the first probe, N on the Nth
+    window_s: float = 300.0  # SCAN_TRIGGER_WINDOW: the N probes must fall within this time
+    scandetd: ScandetdModel | None = None  # replaces the trigger in the raw modes when set
+    ignore: IgnoreList = field(default_factory=lambda: IgnoreList(()))
+    tcp_rules: tuple[HostScanRule, ...] = ()
+    udp_rules: tuple[HostScanRule, ...] = ()
+    sources_max: int = limits.SOURCES_MAX
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A decision about one source, made on one probe.
+
+    kind "scan": the source passed the threshold; this probe is part of its scan.
+    kind "os-probe": the source's first OS-fingerprinting probe of tool `probe.os_tool`.
+    kind "os-summary": that source's OS probing went quiet; `patterns` has every flag pattern.
+    `first` is True for the first verdict of its kind in the source's current episode: act
+    on that one; the later ones only report.
+    """
+
+    kind: str
+    probe: Probe
+    first: bool
+    probes: int  # probes from this source in the current episode
+    ports: int  # distinct ports touched (at most limits.PORTS_TRACKED_MAX)
+    first_seen: float  # monotonic time of the episode's first probe
+    patterns: tuple[str, ...] = ()  # flag patterns seen, for OS-probe reports
+
+
+class _Source:
+    __slots__ = ("first_seen", "last_seen", "probes", "ports", "recent", "run", "scan_reported",
+                 "tools_reported", "patterns")  # fmt: skip
+
+    def __init__(self, now: float, trigger: int) -> None:
+        self.first_seen = now
+        self.last_seen = now
+        self.probes = 0
+        self.ports: set[int] = set()
+        self.recent: deque[float] = deque(maxlen=max(1, trigger))
+        self.run = 0  # scandetd: ports (or probes) in the current run of short gaps
+        self.scan_reported = False
+        self.tools_reported: set[str] = set()
+        self.patterns: list[str] = []
+
+
+class Engine:
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self._sources: OrderedDict[IPAddress, _Source] = OrderedDict()
+        self._os_pending: dict[IPAddress, tuple[Probe, _Source]] = {}
+        self.evicted = 0
+
+    def reconfigure(self, config: EngineConfig) -> None:
+        """New thresholds or ignore lists; per-source state is kept."""
+        self.config = config
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+    def feed(self, probe: Probe, now: float) -> list[Verdict]:
+        if self._ignored(probe):
+            return []
+        state = self._state(probe.src, now)
+        gap = now - state.last_seen
+        state.last_seen = now
+        verdicts: list[Verdict] = []
+        if probe.os_tool is not None:
+            verdicts += self._os_verdict(state, probe)
+        if not probe.tripwire:
+            return verdicts
+        state.probes += 1
+        new_port = probe.dport not in state.ports
+        if new_port and len(state.ports) < limits.PORTS_TRACKED_MAX:
+            state.ports.add(probe.dport)
+        if self._scanner(state, now, gap, new_port, probe.mode in RAW_MODES):
+            verdicts.append(self._verdict("scan", probe, state, not state.scan_reported))
+            state.scan_reported = True
+        return verdicts
+
+    def _ignored(self, probe: Probe) -> bool:
+        if probe.src in self.config.ignore:
+            return True
+        rules = self.config.tcp_rules if probe.proto is Proto.TCP else self.config.udp_rules
+        return bool(rules) and ignored(rules, probe.src, probe.sport, probe.dst, probe.dport)
+
+    def _state(self, src: IPAddress, now: float) -> _Source:
+        state = self._sources.get(src)
+        if state is not None and now - state.last_seen > self.config.window_s:
+            state = None  # quiet for a whole window: a new episode
+        if state is None:
+            if len(self._sources) >= self.config.sources_max and src not in self._sources:
+                self._sources.popitem(last=False)
+                self.evicted += 1
+            state = _Source(now, self.config.trigger)
+            self._sources[src] = state
+        self._sources.move_to_end(src)
+        return state
+
+    def _scanner(self, state: _Source, now: float, gap: float, new_port: bool, raw: bool) -> bool:
+        model = self.config.scandetd if raw else None
+        if model is None:
+            state.recent.append(now)
+            full = len(state.recent) == state.recent.maxlen
+            return full and now - state.recent[0] <= self.config.window_s
+        if state.probes > 1 and gap > model.interval_s:
+            state.run = 0
+        if new_port or model.flood:
+            state.run += 1
+        return state.scan_reported or state.run >= model.count
+
+    def tick(self, now: float) -> list[Verdict]:
+        """Summaries of OS probing that has been quiet for limits.OS_PROBE_QUIET_S."""
+        done = [src for src, (_, state) in self._os_pending.items()
+                if now - state.last_seen >= limits.OS_PROBE_QUIET_S]  # fmt: skip
+        verdicts = []
+        for src in done:
+            probe, state = self._os_pending.pop(src)
+            verdicts.append(self._verdict("os-summary", probe, state, True))
+        return verdicts
+
+    def _os_verdict(self, state: _Source, probe: Probe) -> list[Verdict]:
+        pattern = probe.flags or probe.proto.value
+        if pattern not in state.patterns and len(state.patterns) < limits.PATTERNS_TRACKED_MAX:
+            state.patterns.append(pattern)
+        if len(self._os_pending) < limits.OS_PROBE_PENDING_MAX or probe.src in self._os_pending:
+            self._os_pending[probe.src] = (probe, state)
+        tool = probe.os_tool or ""
+        if tool in state.tools_reported:
+            return []
+        state.tools_reported.add(tool)
+        return [self._verdict("os-probe", probe, state, True)]
+
+    @staticmethod
+    def _verdict(kind: str, probe: Probe, state: _Source, first: bool) -> Verdict:
+        return Verdict(kind, probe, first, state.probes, len(state.ports), state.first_seen,
+                       tuple(state.patterns))  # fmt: skip

@@ -1,0 +1,38 @@
+"""Every limit in one place, with its unit and the attack it resists."""
+
+# Per-source detection state. A flood of spoofed sources must not grow memory: the table holds at
+# most this many sources and evicts the one seen least recently. Measured (tests/unit/
+# test_engine.py::test_memory_is_bounded) at about 1.3 KiB per source with every port slot used,
+# so about 21 MiB for a full table.
+SOURCES_MAX = 16_384
+
+# Distinct ports remembered per source. Enough for any scandetd CountThreshold we accept; a
+# source that touches more ports is simply "at least this many".
+PORTS_TRACKED_MAX = 64
+
+# Flag patterns remembered per source for OS-probe reports (nmap -O sends about ten).
+PATTERNS_TRACKED_MAX = 16
+
+# An OS-probe summary (every flag pattern seen) is reported once the source has sent nothing for
+# this long; at most this many sources wait for their summary, so spoofed probes cannot grow it.
+OS_PROBE_QUIET_S = 2.0
+OS_PROBE_PENDING_MAX = 1_024
+
+# Packets read from one sensor socket per loop turn, so one busy socket cannot starve the others
+# or the signal handling.
+PACKETS_PER_TURN_MAX = 512
+
+# How often the kernel filter and the "has a service" view of the ports are refreshed, and the
+# local addresses re-read. A probe is always re-checked at the moment it arrives as well.
+REFRESH_S = 2.0
+
+# Snapshot length the kernel filter keeps of a packet: IPv4 header with options (60), TCP header
+# with options (60), and the start of the payload for probe signatures.
+CAPTURE_BYTES = 160
+
+# Socket receive buffer for raw sensors: room for a burst while the loop is busy.
+RAW_RCVBUF_BYTES = 4 * 1024 * 1024
+
+# The classic kernel filter is a chain of port ranges; a port set too fragmented to fit becomes
+# "all ports" in the kernel and is filtered in Python instead.
+FILTER_RANGES_MAX = 1_000

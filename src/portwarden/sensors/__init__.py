@@ -1,0 +1,1 @@
+"""Sensors turn the outside world into Probe records, nothing more."""

@@ -1,0 +1,145 @@
+"""Classic modes (-tcp, -udp): bind every configured port; a connection or datagram is a probe.
+
+Each port gets one dual-stack socket (IPv6 with IPv4-mapped addresses), so IPv4 and IPv6 are
+both covered. A port some service already owns is reported once and skipped.
+"""
+
+import contextlib
+import ipaddress
+import logging
+import socket
+import time
+
+from portwarden import limits
+from portwarden.detect.probe import CONNECT_SCAN, UDP_SCAN, IPAddress, Probe, Proto, udp_os_tool
+from portwarden.net.packet import PAYLOAD_HEAD, Packet
+
+log = logging.getLogger("portwarden")
+
+IP_PKTINFO = 8  # Linux's value; not exported by every Python build
+_PKTINFO_SPACE = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(12)
+_BACKLOG = 128
+_DATAGRAM_BYTES = 2048
+
+
+def _address(text: str) -> IPAddress:
+    address = ipaddress.ip_address(text.partition("%")[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _bind(proto: Proto, port: int) -> socket.socket:
+    kind = socket.SOCK_STREAM if proto is Proto.TCP else socket.SOCK_DGRAM
+    try:
+        sock = socket.socket(socket.AF_INET6, kind)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        address = "::"
+    except OSError:  # no IPv6 on this host
+        sock = socket.socket(socket.AF_INET, kind)
+        address = "0.0.0.0"
+    try:
+        if proto is Proto.TCP:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        sock.bind((address, port))
+        if proto is Proto.TCP:
+            sock.listen(_BACKLOG)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class ListenerSensor:
+    """Bound tripwire ports for one protocol."""
+
+    def __init__(self, proto: Proto, ports: tuple[int, ...], banner: str | None) -> None:
+        self.proto = proto
+        self.mode = "tcp" if proto is Proto.TCP else "udp"
+        self._banner = (banner + "\n").encode("latin-1", "replace") if banner else b""
+        self.sockets: dict[int, socket.socket] = {}
+        self.ports: dict[int, int] = {}
+        skipped = []
+        for port in ports:
+            try:
+                sock = _bind(proto, port)
+            except OSError as error:
+                skipped.append(f"{port} ({error.strerror})")
+                continue
+            self.sockets[sock.fileno()] = sock
+            self.ports[sock.fileno()] = port
+        if skipped:
+            log.warning("%s: not watching ports in use by a service: %s", self.mode,
+                        ", ".join(skipped))  # fmt: skip
+
+    @property
+    def watched(self) -> frozenset[int]:
+        return frozenset(self.ports.values())
+
+    def refresh(self) -> None:
+        """Nothing to do: the bound sockets are the tripwires."""
+
+    def read(self, fd: int) -> list[Probe]:
+        if self.proto is Proto.TCP:
+            return self._accept(fd)
+        return self._receive(fd)
+
+    def _accept(self, fd: int) -> list[Probe]:
+        sock = self.sockets[fd]
+        probes = []
+        for _ in range(limits.PACKETS_PER_TURN_MAX):
+            try:
+                conn, peer = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:  # the peer gave up before we accepted (ECONNABORTED and kin)
+                continue
+            with conn:
+                local = conn.getsockname()
+                if self._banner:
+                    with contextlib.suppress(OSError):
+                        conn.send(self._banner, socket.MSG_DONTWAIT)
+            probes.append(Probe(
+                _address(peer[0]), _address(local[0]), Proto.TCP, peer[1], local[1], self.mode,
+                CONNECT_SCAN, seen_at=time.time(),
+            ))  # fmt: skip
+        return probes
+
+    def _receive(self, fd: int) -> list[Probe]:
+        sock = self.sockets[fd]
+        probes = []
+        for _ in range(limits.PACKETS_PER_TURN_MAX):
+            try:
+                data, ancillary, _, peer = sock.recvmsg(_DATAGRAM_BYTES, _PKTINFO_SPACE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                continue
+            dst = _pktinfo_destination(ancillary)
+            if dst is None or dst.is_multicast or dst == ipaddress.IPv4Address("255.255.255.255"):
+                continue
+            packet = Packet(b"", b"", 17, peer[1], self.ports[fd], payload_len=len(data),
+                            payload_head=data[:PAYLOAD_HEAD])  # fmt: skip
+            probes.append(Probe(
+                _address(peer[0]), dst, Proto.UDP, peer[1], self.ports[fd], self.mode,
+                UDP_SCAN, os_tool=udp_os_tool(packet), seen_at=time.time(),
+            ))  # fmt: skip
+        return probes
+
+    def close(self) -> None:
+        for sock in self.sockets.values():
+            sock.close()
+        self.sockets.clear()
+
+
+def _pktinfo_destination(ancillary: list) -> IPAddress | None:
+    for level, kind, value in ancillary:
+        if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(value) >= 16:
+            return _address(str(ipaddress.IPv6Address(value[:16])))
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= 12:
+            return ipaddress.IPv4Address(value[8:12])
+    return None

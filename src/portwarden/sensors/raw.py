@@ -1,0 +1,151 @@
+"""Stealth (-stcp, -sudp) and advanced (-atcp, -audp) modes: raw IP sockets, nothing bound.
+
+A raw IP socket gets a copy of each packet after the firewall's input hook, so a source that
+nftables already drops costs nothing here; a kernel filter passes only what can be a probe.
+"""
+
+import ipaddress
+import logging
+import socket
+import time
+from collections.abc import Callable
+
+from portwarden import limits
+from portwarden.detect.probe import (
+    UDP_SCAN,
+    Probe,
+    Proto,
+    flag_names,
+    tcp_os_tool,
+    tcp_scan_type,
+    udp_os_tool,
+)
+from portwarden.net import bpf
+from portwarden.net.packet import (
+    ACK,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    RST,
+    MalformedPacket,
+    Packet,
+    parse_ipv4,
+    parse_transport,
+)
+from portwarden.net.ports import port_in_use
+from portwarden.sensors.hostview import HostView
+
+log = logging.getLogger("portwarden")
+
+_PKTINFO_SPACE = socket.CMSG_SPACE(20)
+
+
+class RawSensor:
+    """One protocol, IPv4 and IPv6. `candidates` gives the ports to watch (before SmartVerify)."""
+
+    def __init__(self, proto: Proto, mode: str, candidates: frozenset[int], host: HostView) -> None:
+        self.proto = proto
+        self.mode = mode
+        self._candidates = candidates
+        self._host = host
+        number = IPPROTO_TCP if proto is Proto.TCP else IPPROTO_UDP
+        self._filter: Callable[..., list[bpf.Insn]] = (
+            bpf.tcp_filter if proto is Proto.TCP else bpf.udp_filter
+        )
+        self.sockets: dict[int, socket.socket] = {}
+        self._v6: set[int] = set()
+        for family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock = socket.socket(family, socket.SOCK_RAW, number)
+            except OSError as error:
+                if family == socket.AF_INET6:
+                    log.warning("no IPv6 %s sensor: %s", proto.value, error)
+                    continue
+                raise
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, limits.RAW_RCVBUF_BYTES)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+                self._v6.add(sock.fileno())
+            sock.setblocking(False)
+            self.sockets[sock.fileno()] = sock
+        self.watched = self._attach(self.tripwires())
+        for fd in self.sockets:  # packets queued before the filter was attached
+            self._drain(fd)
+
+    def tripwires(self) -> frozenset[int]:
+        return self._candidates - self._host.bound(self.proto)
+
+    def refresh(self) -> None:
+        """Re-attach the kernel filter when the set of tripwire ports has changed."""
+        ports = self.tripwires()
+        if ports != self.watched:
+            self.watched = self._attach(ports)
+
+    def _attach(self, ports: frozenset[int]) -> frozenset[int]:
+        for fd, sock in self.sockets.items():
+            bpf.attach(sock, self._filter(ports, fd not in self._v6))
+        return ports
+
+    def read(self, fd: int) -> list[Probe]:
+        """Up to PACKETS_PER_TURN_MAX packets from one socket, as probes."""
+        sock = self.sockets[fd]
+        v6 = fd in self._v6
+        probes = []
+        now = time.time()
+        for _ in range(limits.PACKETS_PER_TURN_MAX):
+            try:
+                data, ancillary, _, address = sock.recvmsg(limits.CAPTURE_BYTES, _PKTINFO_SPACE)
+            except (BlockingIOError, InterruptedError):
+                break
+            try:
+                packet = self._parse(data, ancillary, address) if v6 else parse_ipv4(data)
+            except MalformedPacket:
+                continue
+            probe = self._probe(packet, now)
+            if probe is not None:
+                probes.append(probe)
+        return probes
+
+    def _parse(self, data: bytes, ancillary: list, address: tuple) -> Packet:
+        dst = b""
+        for level, kind, value in ancillary:
+            if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO:
+                dst = value[:16]
+        if len(dst) != 16:
+            raise MalformedPacket("no destination address")
+        src = ipaddress.IPv6Address(address[0].partition("%")[0]).packed
+        number = IPPROTO_TCP if self.proto is Proto.TCP else IPPROTO_UDP
+        return parse_transport(number, data, src, dst)
+
+    def _probe(self, packet: Packet, now: float) -> Probe | None:
+        if packet.proto == IPPROTO_TCP:
+            if packet.flags & (ACK | RST):
+                return None
+            os_tool = tcp_os_tool(packet)
+        else:
+            os_tool = udp_os_tool(packet)
+        dst = ipaddress.ip_address(packet.dst)
+        if dst not in self._host.addresses:
+            return None  # broadcast, multicast, or an address we no longer have
+        tripwire = packet.dport in self.watched and not port_in_use(self.proto, packet.dport)
+        if not tripwire and os_tool is None:
+            return None
+        if packet.proto == IPPROTO_TCP:
+            scan, flags = tcp_scan_type(packet.flags), flag_names(packet.flags, packet.reserved)
+        else:
+            scan, flags = UDP_SCAN, ""
+        return Probe(
+            ipaddress.ip_address(packet.src), dst, self.proto, packet.sport, packet.dport,
+            self.mode, scan, flags, os_tool, packet.ip_options, tripwire, now,
+        )  # fmt: skip
+
+    def _drain(self, fd: int) -> None:
+        try:
+            while self.sockets[fd].recv(limits.CAPTURE_BYTES):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        for sock in self.sockets.values():
+            sock.close()
+        self.sockets.clear()
