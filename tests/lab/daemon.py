@@ -1,6 +1,7 @@
 """Start portwarden inside a lab host and watch what it logs."""
 
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -24,6 +25,31 @@ class RunningDaemon:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def mark(self) -> int:
+        """A position in the log; pass it to attacks() to see only what came after."""
+        return len(self.log())
+
+    def attacks(self, since: int = 0, **match: str) -> list[dict[str, str]]:
+        """The `attack key=value ...` lines logged after `since` whose fields equal `match`."""
+        found = []
+        for line in self.log()[since:].splitlines():
+            _, marker, rest = line.partition(" attack ")
+            if not marker:
+                continue
+            fields = dict(item.split("=", 1) for item in shlex.split(rest))
+            if all(fields.get(key) == value for key, value in match.items()):
+                found.append(fields)
+        return found
+
+    def wait_for_attack(self, since: int = 0, timeout: float = 15.0, **match: str) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.attacks(since, **match)
+            if found:
+                return found[0]
+            time.sleep(0.1)
+        raise AssertionError(f"no attack line matching {match}:\n{self.log()[since:]}")
 
     def wait_for(self, pattern: str, timeout: float = 15.0) -> re.Match[str]:
         """Wait until a log line matches `pattern`; fail with the log if it never does."""

@@ -98,9 +98,10 @@ class Engine:
         if not probe.tripwire:
             return verdicts
         state.probes += 1
-        new_port = probe.dport not in state.ports
+        port = probe.dport if probe.proto is Proto.TCP else -probe.dport  # UDP ports negative
+        new_port = port not in state.ports
         if new_port and len(state.ports) < limits.PORTS_TRACKED_MAX:
-            state.ports.add(probe.dport)
+            state.ports.add(port)
         if self._scanner(state, now, gap, new_port, probe.mode in RAW_MODES):
             verdicts.append(self._verdict("scan", probe, state, not state.scan_reported))
             state.scan_reported = True

@@ -21,8 +21,8 @@ XMAS_SCAN = "TCP XMAS scan"
 CONNECT_SCAN = "TCP connect scan"
 UDP_SCAN = "UDP scan"
 
-_FLAG_NAMES = ((CWR, "CWR"), (ECE, "ECE"), (URG, "URG"), (ACK, "ACK"), (PSH, "PSH"),
-               (RST, "RST"), (SYN, "SYN"), (FIN, "FIN"))  # fmt: skip
+_FLAG_NAMES = ((FIN, "FIN"), (SYN, "SYN"), (RST, "RST"), (PSH, "PSH"), (ACK, "ACK"),
+               (URG, "URG"), (ECE, "ECE"), (CWR, "CWR"))  # fmt: skip
 
 NMAP_TSVAL = 0xFFFFFFFF  # nmap -O puts this TSval (and TSecr 0) in its SYN and T2-T7 probes
 NMAP_ECN_URGENT = 0xF7F5  # nmap's ECN probe: urgent pointer set without URG
@@ -52,7 +52,7 @@ def flag_names(flags: int, reserved: int = 0) -> str:
     names = [name for bit, name in _FLAG_NAMES if flags & bit]
     if reserved:
         names.append("RES")
-    return "+".join(names) or "none"
+    return "+".join(names) or "NULL"
 
 
 def tcp_scan_type(flags: int) -> str:
