@@ -16,7 +16,7 @@ StartDaemon = Callable[..., RunningDaemon]
 
 @pytest.fixture(scope="module")
 def start_daemon(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartDaemon]:
-    """start_daemon(*flags, conf='...') -> a ready daemon in the target; stopped after the module."""
+    """start_daemon(*flags, conf='...') -> a ready daemon in the target, stopped at module end."""
     started: list[RunningDaemon] = []
 
     def start(*flags: str, conf: str = "") -> RunningDaemon:

@@ -52,7 +52,9 @@ def test_nmap_scan_is_detected_with_source_and_type(
 
 
 @pytest.mark.parametrize("family", [4, 6])
-def test_nmap_os_detection_is_reported_as_nmap(lab: Lab, daemon: RunningDaemon, family: int) -> None:
+def test_nmap_os_detection_is_reported_as_nmap(
+    lab: Lab, daemon: RunningDaemon, family: int
+) -> None:
     attacker = lab.attackers[1]
     mark = daemon.mark()
     six = ["-6"] if family == 6 else []
@@ -98,7 +100,9 @@ def test_benign_clients_are_never_reported(lab: Lab, daemon: RunningDaemon) -> N
     assert daemon.attacks(mark, src=client.ipv6) == []
 
 
-def test_service_started_on_a_tripwire_port_stops_being_one(lab: Lab, daemon: RunningDaemon) -> None:
+def test_service_started_on_a_tripwire_port_stops_being_one(
+    lab: Lab, daemon: RunningDaemon
+) -> None:
     attacker = lab.attackers[0]
     mark = daemon.mark()
     nmap(attacker.run, "-sS", "-p", "79", lab.target.ipv4)

@@ -42,7 +42,9 @@ class RunningDaemon:
                 found.append(fields)
         return found
 
-    def wait_for_attack(self, since: int = 0, timeout: float = 15.0, **match: str) -> dict[str, str]:
+    def wait_for_attack(
+        self, since: int = 0, timeout: float = 15.0, **match: str
+    ) -> dict[str, str]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             found = self.attacks(since, **match)

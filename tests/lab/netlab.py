@@ -142,3 +142,9 @@ def lab_unavailable_reason() -> str | None:
         if shutil.which(tool) is None:
             return f"lab tests need '{tool}' (install iproute2, iputils-ping)"
     return None
+
+
+def mac_address(host: Host) -> str:
+    """The MAC address of the host's eth0 (masscan needs it as its 'router')."""
+    output = host.run(["ip", "-br", "link", "show", "eth0"]).stdout.split()
+    return output[2]

@@ -62,12 +62,14 @@ def _wait_listening(proc: Popen) -> Popen:
 def tcp_echo_server(host: Host, port: int) -> Popen:
     """A real TCP echo service on `port`, IPv4 and IPv6; returns when it listens."""
     return _wait_listening(
-        host.popen([sys.executable, "-c", _TCP_SERVER, str(port)], stdout=-1, text=True))
+        host.popen([sys.executable, "-c", _TCP_SERVER, str(port)], stdout=-1, text=True)
+    )
 
 
 def udp_echo_server(host: Host, port: int) -> Popen:
     return _wait_listening(
-        host.popen([sys.executable, "-c", _UDP_SERVER, str(port)], stdout=-1, text=True))
+        host.popen([sys.executable, "-c", _UDP_SERVER, str(port)], stdout=-1, text=True)
+    )
 
 
 def echo_client(host: Host, address: str, tcp_port: int, udp_port: int, rounds: int) -> int:

@@ -1,0 +1,49 @@
+"""Floods and malformed packets: the daemon keeps up, never crashes, never invents a scan."""
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import TCP_PORTS, StartDaemon, nmap
+from tests.lab.daemon import RunningDaemon
+from tests.lab.netlab import Lab, mac_address
+
+MALFORMED = Path(__file__).parent.parent / "lab" / "malformed.py"
+
+
+@pytest.fixture(scope="module")
+def daemon(start_daemon: StartDaemon) -> Iterator[RunningDaemon]:
+    yield start_daemon("-stcp", "-sudp")
+
+
+def test_masscan_at_high_rate(lab: Lab, daemon: RunningDaemon) -> None:
+    attacker = lab.attackers[1]
+    mark = daemon.mark()
+    attacker.run(["masscan", lab.target.ipv4, "-p1-65535", "--rate", "100000", "--wait", "1",
+                  "--interface", "eth0", "--adapter-ip", attacker.ipv4,
+                  "--router-mac", mac_address(lab.target)], timeout=120)  # fmt: skip
+    daemon.wait_for_attack(mark, src=attacker.ipv4, type="TCP SYN/Normal scan")
+    seen = {line["port"] for line in daemon.attacks(mark, src=attacker.ipv4)}
+    assert seen == set(TCP_PORTS.split(","))  # every tripwire, despite 65535 ports in ~1 s
+    assert daemon.proc.poll() is None
+
+
+def test_malformed_packets_neither_crash_nor_detect(lab: Lab, daemon: RunningDaemon) -> None:
+    attacker = lab.attackers[2]
+    mark = daemon.mark()
+    sent = attacker.run([sys.executable, str(MALFORMED), attacker.ipv4, lab.target.ipv4,
+                         attacker.ipv6, lab.target.ipv6, "11"]).stdout  # fmt: skip
+    assert int(sent) == 9
+    # hping3 exits 1 when nothing answers, which is expected for some of these.
+    hping3 = ["hping3", "-c", "3", "-i", "u1000", "-S", "-p", "15", lab.target.ipv4]
+    attacker.run([*hping3, "-f"], check=False)  # fragments
+    attacker.run([*hping3, "-O", "15"], check=False)  # TCP data offset beyond the packet
+    nmap(attacker.run, "-sS", "-p", "111", lab.target.ipv4)  # a real probe after the junk
+    daemon.wait_for_attack(mark, src=attacker.ipv4, port="111")
+    assert daemon.proc.poll() is None
+    # Truncated or broken headers to port 11 are not probes; hping3's fragmented SYN to 15 is
+    # a whole SYN once the kernel reassembles it, and may be reported.
+    assert daemon.attacks(mark, port="11") == [], daemon.log()[mark:]
+    assert "Traceback" not in daemon.log()

@@ -1,0 +1,73 @@
+"""Send hand-made broken packets from a lab host (run inside its namespace as a script).
+
+usage: malformed.py SRC4 DST4 SRC6 DST6 PORT
+"""
+
+import socket
+import struct
+import sys
+
+
+def checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    return ~(total + (total >> 16)) & 0xFFFF
+
+
+def tcp(port: int, offset_words: int = 5, flags: int = 0x02) -> bytes:
+    return struct.pack("!HHIIBBHHH", 40000, port, 1, 0, offset_words << 4, flags, 1024, 0, 0)
+
+
+def ipv4(src: str, dst: str, payload: bytes) -> bytes:
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, 64, 6, 0,
+                         socket.inet_aton(src), socket.inet_aton(dst))  # fmt: skip
+    header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
+    return header + payload
+
+
+def ipv6(src: str, dst: str, next_header: int, payload: bytes) -> bytes:
+    return struct.pack("!IHBB16s16s", 6 << 28, len(payload), next_header, 64,
+                       socket.inet_pton(socket.AF_INET6, src),
+                       socket.inet_pton(socket.AF_INET6, dst)) + payload  # fmt: skip
+
+
+def dest_options_chain(count: int, last: int, payload: bytes) -> tuple[int, bytes]:
+    """`count` destination-options headers (8 bytes each, PadN) in front of `payload`."""
+    chain = b""
+    for i in range(count):
+        following = last if i == count - 1 else 60
+        chain += struct.pack("!BB", following, 0) + b"\x01\x04\0\0\0\0"
+    return 60, chain + payload
+
+
+def main() -> None:
+    src4, dst4, src6, dst6, port_text = sys.argv[1:6]
+    port = int(port_text)
+    s4 = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    v4 = [
+        ipv4(src4, dst4, tcp(port)[:10]),  # TCP header cut short
+        ipv4(src4, dst4, tcp(port, offset_words=15)),  # data offset beyond the packet
+        ipv4(src4, dst4, tcp(port, offset_words=2)),  # data offset below the minimum
+        # (An IP total length shorter than the packet cannot be sent: Linux rewrites it.)
+        ipv4(src4, dst4, b"\x01\x02\x03"),  # three bytes of nothing
+    ]
+    for packet in v4:
+        s4.sendto(packet, (dst4, 0))
+    s6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    fragment = struct.pack("!BBHI", 6, 0, (1 << 3), 7)  # offset 8: a non-first fragment
+    v6 = [
+        ipv6(src6, dst6, 6, tcp(port)[:8]),
+        ipv6(src6, dst6, 6, tcp(port, offset_words=15)),
+        ipv6(src6, dst6, *dest_options_chain(12, 6, tcp(port)[:12])),
+        ipv6(src6, dst6, 44, fragment + tcp(port)),
+        ipv6(src6, dst6, *dest_options_chain(3, 60, b"")),  # chain that runs off the end
+    ]
+    for packet in v6:
+        s6.sendto(packet, (dst6, 0))
+    print(len(v4) + len(v6))
+
+
+if __name__ == "__main__":
+    main()
