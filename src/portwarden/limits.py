@@ -2,8 +2,8 @@
 
 # Per-source detection state. A flood of spoofed sources must not grow memory: the table holds at
 # most this many sources and evicts the one seen least recently. Measured (tests/unit/
-# test_engine.py::test_memory_is_bounded) at about 1.3 KiB per source with every port slot used,
-# so about 21 MiB for a full table.
+# test_engine.py::test_memory_is_bounded) at about 0.8 KiB per source with every port slot used,
+# so about 13 MiB for a full table.
 SOURCES_MAX = 16_384
 
 # Distinct ports remembered per source. Enough for any scandetd CountThreshold we accept; a

@@ -4,7 +4,8 @@ feed(probe, now) -> verdicts. `now` is a monotonic clock reading passed in by th
 the same engine runs live, on replayed captures and in tests.
 """
 
-from collections import OrderedDict, deque
+from array import array
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from portwarden import limits
@@ -57,19 +58,21 @@ class Verdict:
 
 
 class _Source:
+    """Kept small on purpose (arrays and tuples, not sets and deques): there are many of these."""
+
     __slots__ = ("first_seen", "last_seen", "probes", "ports", "recent", "run", "scan_reported",
                  "tools_reported", "patterns")  # fmt: skip
 
-    def __init__(self, now: float, trigger: int) -> None:
+    def __init__(self, now: float) -> None:
         self.first_seen = now
         self.last_seen = now
         self.probes = 0
-        self.ports: set[int] = set()
-        self.recent: deque[float] = deque(maxlen=max(1, trigger))
+        self.ports = array("i")  # TCP ports positive, UDP ports negative
+        self.recent: list[float] = []  # times of the last `trigger` probes
         self.run = 0  # scandetd: ports (or probes) in the current run of short gaps
         self.scan_reported = False
-        self.tools_reported: set[str] = set()
-        self.patterns: list[str] = []
+        self.tools_reported: tuple[str, ...] = ()
+        self.patterns: tuple[str, ...] = ()
 
 
 class Engine:
@@ -101,7 +104,7 @@ class Engine:
         port = probe.dport if probe.proto is Proto.TCP else -probe.dport  # UDP ports negative
         new_port = port not in state.ports
         if new_port and len(state.ports) < limits.PORTS_TRACKED_MAX:
-            state.ports.add(port)
+            state.ports.append(port)
         if self._scanner(state, now, gap, new_port, probe.mode in RAW_MODES):
             verdicts.append(self._verdict("scan", probe, state, not state.scan_reported))
             state.scan_reported = True
@@ -121,7 +124,7 @@ class Engine:
             if len(self._sources) >= self.config.sources_max and src not in self._sources:
                 self._sources.popitem(last=False)
                 self.evicted += 1
-            state = _Source(now, self.config.trigger)
+            state = _Source(now)
             self._sources[src] = state
         self._sources.move_to_end(src)
         return state
@@ -130,7 +133,8 @@ class Engine:
         model = self.config.scandetd if raw else None
         if model is None:
             state.recent.append(now)
-            full = len(state.recent) == state.recent.maxlen
+            del state.recent[: -max(1, self.config.trigger)]
+            full = len(state.recent) == max(1, self.config.trigger)
             return full and now - state.recent[0] <= self.config.window_s
         if state.probes > 1 and gap > model.interval_s:
             state.run = 0
@@ -151,16 +155,16 @@ class Engine:
     def _os_verdict(self, state: _Source, probe: Probe) -> list[Verdict]:
         pattern = probe.flags or probe.proto.value
         if pattern not in state.patterns and len(state.patterns) < limits.PATTERNS_TRACKED_MAX:
-            state.patterns.append(pattern)
+            state.patterns += (pattern,)
         if len(self._os_pending) < limits.OS_PROBE_PENDING_MAX or probe.src in self._os_pending:
             self._os_pending[probe.src] = (probe, state)
         tool = probe.os_tool or ""
         if tool in state.tools_reported:
             return []
-        state.tools_reported.add(tool)
+        state.tools_reported += (tool,)
         return [self._verdict("os-probe", probe, state, True)]
 
     @staticmethod
     def _verdict(kind: str, probe: Probe, state: _Source, first: bool) -> Verdict:
         return Verdict(kind, probe, first, state.probes, len(state.ports), state.first_seen,
-                       tuple(state.patterns))  # fmt: skip
+                       state.patterns)  # fmt: skip

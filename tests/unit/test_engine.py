@@ -1,0 +1,140 @@
+"""The engine as scenarios: probes in, verdicts expected after each, time passed in."""
+
+import ipaddress
+import tracemalloc
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from portwarden import limits
+from portwarden.config.hostscan import parse_rules
+from portwarden.config.ignore import IgnoreList
+from portwarden.detect.engine import Engine, EngineConfig, ScandetdModel
+from portwarden.detect.probe import Probe, Proto
+
+TARGET = ipaddress.ip_address("198.18.0.1")
+
+
+def probe(src: str = "198.18.0.11", port: int = 11, mode: str = "stcp", proto: Proto = Proto.TCP,
+          os_tool: str | None = None, tripwire: bool = True, flags: str = "SYN",
+          sport: int = 40000) -> Probe:  # fmt: skip
+    return Probe(ipaddress.ip_address(src), TARGET, proto, sport, port, mode,
+                 "TCP SYN/Normal scan", flags, os_tool, tripwire=tripwire)  # fmt: skip
+
+
+def kinds(engine: Engine, p: Probe, now: float) -> list[tuple[str, bool]]:
+    return [(v.kind, v.first) for v in engine.feed(p, now)]
+
+
+def test_trigger_zero_reacts_on_the_first_probe_and_marks_only_it_first() -> None:
+    engine = Engine(EngineConfig(trigger=0))
+    assert kinds(engine, probe(port=1), 0.0) == [("scan", True)]
+    assert kinds(engine, probe(port=2), 1.0) == [("scan", False)]
+
+
+def test_trigger_n_counts_per_source_within_the_window() -> None:
+    engine = Engine(EngineConfig(trigger=3, window_s=60))
+    assert kinds(engine, probe(port=1), 0) == []
+    assert kinds(engine, probe(port=2), 10) == []
+    # Another host's probes do not flush or advance this one's count (PortSentry's ring did).
+    for i in range(100):
+        engine.feed(probe(src=f"198.19.0.{i}", port=5), 11)
+    assert kinds(engine, probe(port=3), 20) == [("scan", True)]
+
+
+def test_probes_spread_beyond_the_window_never_trigger() -> None:
+    engine = Engine(EngineConfig(trigger=3, window_s=60))
+    assert [kinds(engine, probe(port=p), p * 40.0) for p in range(1, 8)] == [[]] * 7
+
+
+def test_quiet_source_starts_a_new_episode() -> None:
+    engine = Engine(EngineConfig(trigger=0, window_s=60))
+    assert kinds(engine, probe(), 0) == [("scan", True)]
+    assert kinds(engine, probe(), 500) == [("scan", True)]
+
+
+def test_ignore_list_and_hostscan_rules() -> None:
+    config = EngineConfig(
+        ignore=IgnoreList.build([ipaddress.ip_network("198.18.0.0/28")]),
+        tcp_rules=parse_rules("198.19.0.0/16:1-1024 -> 198.18.0.1/32:1-100"),
+    )
+    engine = Engine(config)
+    assert engine.feed(probe(src="198.18.0.5"), 0) == []
+    assert engine.feed(probe(src="198.19.1.1", sport=80, port=11), 0) == []
+    assert kinds(engine, probe(src="198.19.1.1", sport=2000, port=11), 0) == [("scan", True)]
+    assert kinds(engine, probe(src="198.19.1.2", sport=80, port=200), 0) == [("scan", True)]
+    # The rule is for TCP only.
+    assert kinds(engine, probe(src="198.19.1.3", sport=80, proto=Proto.UDP), 0) == [("scan", True)]
+
+
+def test_scandetd_model_distinct_ports_with_short_gaps() -> None:
+    engine = Engine(EngineConfig(scandetd=ScandetdModel(count=3, interval_s=2, flood=False)))
+    assert kinds(engine, probe(port=1), 0) == []
+    assert kinds(engine, probe(port=1), 1) == []  # a repeat does not count without flood
+    assert kinds(engine, probe(port=2), 2) == []
+    assert kinds(engine, probe(port=4), 10) == []  # gap too long: the run restarts
+    assert kinds(engine, probe(port=5), 11) == []
+    assert kinds(engine, probe(port=6), 12) == [("scan", True)]
+
+
+def test_scandetd_flood_counts_repeats_and_applies_to_raw_modes_only() -> None:
+    engine = Engine(EngineConfig(scandetd=ScandetdModel(count=3, interval_s=2, flood=True)))
+    assert [kinds(engine, probe(port=1), t) for t in (0, 1, 2)] == [[], [], [("scan", True)]]
+    # Classic mode keeps PortSentry's trigger (0: first probe).
+    assert kinds(engine, probe(src="198.18.0.99", mode="tcp"), 0) == [("scan", True)]
+
+
+def test_os_probe_first_then_one_summary_with_every_pattern() -> None:
+    engine = Engine(EngineConfig())
+    assert kinds(engine, probe(os_tool="nmap", tripwire=False, flags="NULL"), 0) == [
+        ("os-probe", True)
+    ]
+    assert engine.feed(probe(os_tool="nmap", tripwire=False, flags="FIN+PSH+URG"), 0.5) == []
+    assert engine.tick(1.0) == []
+    (summary,) = engine.tick(0.5 + limits.OS_PROBE_QUIET_S)
+    assert summary.kind == "os-summary" and summary.patterns == ("NULL", "FIN+PSH+URG")
+    assert engine.tick(10.0) == []
+
+
+def test_table_is_bounded_and_evicts_the_stalest() -> None:
+    engine = Engine(EngineConfig(trigger=2, sources_max=100))
+    engine.feed(probe(src="198.18.1.1", port=1), 0)
+    for i in range(200):
+        engine.feed(probe(src=f"2001:db8::{i:x}"), 1 + i / 1000)
+    assert len(engine) == 100 and engine.evicted == 101
+    # The first source was evicted: its next probe is a first probe again.
+    assert engine.feed(probe(src="198.18.1.1", port=2), 2) == []
+
+
+def test_memory_is_bounded() -> None:
+    """A full table of sources that each touched every tracked port; see limits.SOURCES_MAX."""
+    sources = 500
+    engine = Engine(EngineConfig(trigger=5, sources_max=sources))
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(sources * 2):
+        src = f"2001:db8::{i:x}"
+        for port in range(limits.PORTS_TRACKED_MAX + 10):
+            engine.feed(probe(src=src, port=port + 1), i)
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    per_source = used / sources
+    assert len(engine) == sources
+    assert per_source < 1.5 * 1024, per_source
+    full_mib = per_source * limits.SOURCES_MAX / 2**20
+    print(f"{per_source:.0f} bytes per source; full table ~{full_mib:.0f} MiB")
+
+
+@given(st.lists(st.tuples(st.integers(0, 20), st.integers(1, 30), st.floats(0, 5)), max_size=60),
+       st.integers(0, 5))  # fmt: skip
+def test_a_source_is_marked_first_at_most_once_per_episode(script: list, trigger: int) -> None:
+    engine = Engine(EngineConfig(trigger=trigger, window_s=1000, sources_max=8))
+    now = 0.0
+    firsts: dict[str, int] = {}
+    for host, port, step in script:
+        now += step
+        for verdict in engine.feed(probe(src=f"198.18.0.{host}", port=port), now):
+            firsts[str(verdict.probe.src)] = firsts.get(str(verdict.probe.src), 0) + verdict.first
+    assert len(engine) <= 8
+    # With eviction a source may start over, but never more often than it was evicted.
+    assert sum(firsts.values()) <= len(firsts) + engine.evicted

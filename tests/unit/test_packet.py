@@ -1,0 +1,156 @@
+"""The packet parser on hostile bytes, and naming of scans and OS probes."""
+
+import contextlib
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from portwarden.detect.probe import flag_names, tcp_os_tool, tcp_scan_type, udp_os_tool
+from portwarden.net.packet import (
+    ACK,
+    CWR,
+    ECE,
+    FIN,
+    PSH,
+    SYN,
+    URG,
+    MalformedPacket,
+    parse_ipv4,
+    parse_ipv6,
+    parse_transport,
+    tcp_timestamp,
+)
+
+SRC4, DST4 = bytes([198, 18, 0, 11]), bytes([198, 18, 0, 1])
+SRC6, DST6 = bytes(15) + b"\x0b", bytes(15) + b"\x01"
+
+
+def tcp(dport: int = 11, flags: int = SYN, options: bytes = b"", window: int = 1024,
+        reserved: int = 0, urgent: int = 0) -> bytes:  # fmt: skip
+    words = 5 + len(options) // 4
+    return struct.pack("!HHIIBBHHH", 40000, dport, 1, 0, (words << 4) | reserved, flags, window,
+                       0, urgent) + options  # fmt: skip
+
+
+def ipv4(payload: bytes, options: bytes = b"", frag: int = 0, proto: int = 6) -> bytes:
+    ihl = 5 + len(options) // 4
+    return struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, ihl * 4 + len(payload), 1, frag, 64,
+                       proto, 0, SRC4, DST4) + options + payload  # fmt: skip
+
+
+def ipv6(next_header: int, payload: bytes) -> bytes:
+    return struct.pack("!IHBB16s16s", 6 << 28, len(payload), next_header, 64, SRC6, DST6) + payload
+
+
+NMAP_T2_OPTIONS = bytes.fromhex("03030a0102040109080affffffff000000000402")
+
+
+def test_ipv4_tcp_with_options() -> None:
+    packet = parse_ipv4(ipv4(tcp(flags=FIN | PSH | URG), options=b"\x07\x07\x04" + bytes(5)))
+    assert (packet.sport, packet.dport, packet.flags) == (40000, 11, FIN | PSH | URG)
+    assert packet.ip_options and packet.src == SRC4 and packet.dst == DST4
+
+
+def test_ipv6_extension_chain_to_udp() -> None:
+    udp = struct.pack("!HHHH", 5000, 161, 8 + 3, 0) + b"abc"
+    dest_opts = struct.pack("!BB", 17, 0) + b"\x01\x04\0\0\0\0"
+    hop = struct.pack("!BB", 60, 0) + b"\x01\x04\0\0\0\0"
+    packet = parse_ipv6(ipv6(0, hop + dest_opts + udp))
+    assert (packet.proto, packet.dport, packet.payload_head, packet.ip_options) == (
+        17,
+        161,
+        b"abc",
+        True,
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        ipv4(tcp()[:12]),  # short TCP header
+        ipv4(tcp(), frag=1),  # non-first fragment
+        ipv4(tcp(), proto=1),  # ICMP
+        ipv4(tcp())[:19],  # short IP header
+        b"\x46" + ipv4(tcp())[1:],  # IHL claims options that are the TCP header
+        ipv6(44, struct.pack("!BBHI", 6, 0, 8, 1) + tcp()),  # IPv6 non-first fragment
+        ipv6(60, (struct.pack("!BB", 60, 0) + bytes(6)) * 9 + tcp()),  # chain too long
+        ipv6(60, struct.pack("!BB", 6, 200) + bytes(6) + tcp()),  # length past the end
+    ],
+)
+def test_broken_packets_are_refused_by_name(data: bytes) -> None:
+    with pytest.raises(MalformedPacket):
+        parse_ipv4(data) if data[0] >> 4 == 4 else parse_ipv6(data)
+
+
+@given(st.binary(max_size=200))
+def test_any_bytes_parse_or_raise_malformed(data: bytes) -> None:
+    for parse in (parse_ipv4, parse_ipv6):
+        with contextlib.suppress(MalformedPacket):
+            parse(data)
+
+
+@given(st.binary(max_size=80), st.integers(0, 255), st.integers(0, 15))
+def test_any_ipv4_wrapped_segment_parses_or_raises(tail: bytes, flags: int, words: int) -> None:
+    segment = struct.pack("!HHIIBBHHH", 1, 2, 3, 4, words << 4, flags, 5, 6, 7) + tail
+    try:
+        parse_ipv4(ipv4(segment))
+        parse_transport(6, segment, SRC6, DST6)
+    except MalformedPacket:
+        pass
+
+
+@given(st.binary(max_size=60))
+def test_timestamp_walk_never_raises(options: bytes) -> None:
+    tcp_timestamp(options)
+
+
+@pytest.mark.parametrize(
+    ("flags", "name"),
+    [
+        (SYN, "TCP SYN/Normal scan"),
+        (SYN | ECE | CWR, "TCP SYN/Normal scan"),
+        (FIN, "TCP FIN scan"),
+        (0, "TCP NULL scan"),
+        (FIN | PSH | URG, "TCP XMAS scan"),
+        (SYN | FIN, "TCP odd-flags scan (FIN+SYN)"),
+        (FIN | SYN | PSH | URG, "TCP odd-flags scan (FIN+SYN+PSH+URG)"),
+    ],
+)
+def test_scan_names(flags: int, name: str) -> None:
+    assert tcp_scan_type(flags) == name
+
+
+@pytest.mark.parametrize(
+    ("data", "tool"),
+    [
+        (tcp(flags=0, options=NMAP_T2_OPTIONS, window=128), "nmap"),  # T2
+        (tcp(flags=SYN | FIN | PSH | URG, window=256), "nmap"),  # T3 without options
+        (tcp(flags=SYN | ECE | CWR, reserved=1, urgent=0xF7F5,
+             options=bytes.fromhex("03030a01020405b404020101")), "nmap"),  # ECN probe
+        (tcp(flags=SYN | ECE | CWR), "queso"),  # no options at all
+        (tcp(flags=SYN | FIN), "queso"),
+        (tcp(flags=PSH), "queso"),
+        # A Linux client negotiating ECN: MSS, SACK, timestamps, window scale; no reserved bit.
+        (tcp(flags=SYN | ECE | CWR,
+             options=bytes.fromhex("020405b40402080a1234567800000000" "01030307")), None),
+        (tcp(flags=SYN, options=bytes.fromhex("020405b40402080a1234567800000000" "01030307")),
+         None),
+        (tcp(flags=FIN), None),
+    ],
+)  # fmt: skip
+def test_os_probe_signatures(data: bytes, tool: str | None) -> None:
+    assert tcp_os_tool(parse_transport(6, data, SRC4, DST4)) == tool
+
+
+def test_nmap_udp_probe() -> None:
+    udp = struct.pack("!HHHH", 5000, 9, 308, 0)
+    assert udp_os_tool(parse_transport(17, udp + b"C" * 300, SRC4, DST4)) == "nmap"
+    assert udp_os_tool(parse_transport(17, udp + b"C" * 10, SRC4, DST4)) is None
+
+
+def test_flag_names() -> None:
+    assert flag_names(SYN | ACK) == "SYN+ACK"
+    assert flag_names(0) == "NULL"
+    assert flag_names(SYN, reserved=1) == "SYN+RES"
