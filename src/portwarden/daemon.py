@@ -41,6 +41,8 @@ class Daemon:
         self._selector = selectors.DefaultSelector()
         self._sensors: list[Sensor] = []
         self._next_refresh = 0.0
+        self._probes = 0
+        self._verdicts = 0
 
     def run(self) -> int:
         """Run until SIGTERM or SIGINT. Returns the process exit status."""
@@ -63,7 +65,8 @@ class Daemon:
             os.close(wake_read)
             os.close(wake_write)
             lock.close()
-        log.info("stopped")
+        log.info("stopped: probes=%d verdicts=%d sources=%d evicted=%d", self._probes,
+                 self._verdicts, len(self._engine), self._engine.evicted)  # fmt: skip
         return 0
 
     def _turn(self, wake_read: int) -> None:
@@ -73,6 +76,7 @@ class Daemon:
                 _drain(wake_read)
                 continue
             for probe in sensor.read(key.fd):
+                self._probes += 1
                 self._report(self._engine.feed(probe, time.monotonic()))
         now = time.monotonic()
         self._report(self._engine.tick(now))
@@ -96,6 +100,7 @@ class Daemon:
         )
 
     def _report(self, verdicts: list[Verdict]) -> None:
+        self._verdicts += len(verdicts)
         for verdict in verdicts:
             log.warning("%s", verdict_line(verdict))
 

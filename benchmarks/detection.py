@@ -1,0 +1,234 @@
+"""Detection cost, portwarden -stcp next to PortSentry 1.2 -stcp, on the same traffic in one run.
+
+Run as root from the repository root:  .venv/bin/python -m benchmarks.detection [--runs 3]
+
+Phase "benign": many established TCP connections move data to a real service on the target
+while both daemons watch; we read each daemon's CPU time from /proc. Phase "masscan": masscan
+sweeps all 65535 TCP ports of the target at its top rate; we count what each daemon reported.
+Both daemons run at the same time in the same target namespace, watching the same ports.
+PortSentry runs in a private mount namespace with its own /etc/portsentry and a /dev/log that
+this script reads, so its alerts are counted and nothing touches the host.
+"""
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from tests.lab.netlab import Host, Lab, mac_address, run
+from tests.lab.services import tcp_echo_server
+
+PORTS = ("1,11,15,79,111,119,143,540,635,1080,1524,2000,5742,6667,12345,12346,20034,27665,"
+         "31337,32771,32772,32773,32774,40421,49724,54320")  # fmt: skip
+SERVICE = 8080
+TICKS = os.sysconf("SC_CLK_TCK")
+
+_STREAMER = """
+import socket, sys, threading, time
+host, port, conns, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+moved = [0] * conns
+def stream(i):
+    with socket.create_connection((host, port)) as c:
+        block = b"x" * 16384
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            c.sendall(block)
+            got = 0
+            while got < len(block):
+                got += len(c.recv(65536))
+            moved[i] += 2 * len(block)
+threads = [threading.Thread(target=stream, args=(i,)) for i in range(conns)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(sum(moved))
+"""
+
+
+class SyslogSink:
+    """A /dev/log stand-in: counts PortSentry's alert lines."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            self.lines.append(self.sock.recv(4096).decode(errors="replace"))
+
+    def alerts(self) -> list[str]:
+        """One line per probe: PortSentry adds a second line per probe about blocking."""
+        return [line for line in self.lines if "attackalert" in line and " scan from host" in line]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def rx_packets(host: Host) -> int:
+    return int(host.run(["cat", "/sys/class/net/eth0/statistics/rx_packets"]).stdout)
+
+
+class Daemons:
+    """portwarden and PortSentry, both -stcp, in the lab's target."""
+
+    def __init__(self, lab: Lab, work: Path) -> None:
+        self.lab = lab
+        work.mkdir(parents=True)
+        conf = work / "portwarden.conf"
+        conf.write_text(f'STATE_DIR="{work}/state"\nTCP_PORTS="{PORTS}"\nUDP_MODE="none"\n')
+        self.log = work / "portwarden.log"
+        self.ours = lab.target.popen(
+            [sys.executable, "-m", "portwarden", "run", "-c", str(conf), "-stcp"],
+            stdout=self.log.open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
+        etc, dev = work / "etc", work / "dev"
+        etc.mkdir(exist_ok=True)
+        dev.mkdir(exist_ok=True)
+        (etc / "portsentry.conf").write_text(
+            f'TCP_PORTS="{PORTS}"\nUDP_PORTS="1"\nADVANCED_PORTS_TCP="1024"\n'
+            f'ADVANCED_PORTS_UDP="1024"\nIGNORE_FILE="/etc/portsentry/portsentry.ignore"\n'
+            f'HISTORY_FILE="{work}/ps.history"\nBLOCKED_FILE="{work}/ps.blocked"\n'
+            'RESOLVE_HOST="0"\nBLOCK_UDP="0"\nBLOCK_TCP="0"\nSCAN_TRIGGER="0"\n')  # fmt: skip
+        (etc / "portsentry.ignore").write_text("127.0.0.1/32\n0.0.0.0\n")
+        for node in ("null", "zero", "urandom"):
+            (dev / node).touch()
+        self.sink = SyslogSink(dev / "log")
+        binds = " && ".join(f"mount --bind /dev/{n} {dev}/{n}" for n in ("null", "zero", "urandom"))
+        script = (f"{binds} && mount --bind {etc} /etc/portsentry && mount --bind {dev} /dev"
+                  " && exec portsentry -stcp")  # fmt: skip
+        lab.target.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script])
+        deadline = time.monotonic() + 10
+        self.theirs = 0
+        while not self.theirs and time.monotonic() < deadline:
+            for pid in run(["ip", "netns", "pids", lab.target.netns]).stdout.split():
+                comm = Path(f"/proc/{pid}/comm")
+                if comm.exists() and comm.read_text().strip() == "portsentry":
+                    self.theirs = int(pid)
+            time.sleep(0.1)
+        while "ready:" not in self.log.read_text() or not self.sink.lines:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"daemons not ready: {self.log.read_text()} {self.sink.lines}")
+            time.sleep(0.1)
+        time.sleep(0.5)
+
+    def cpu(self) -> tuple[float, float]:
+        return cpu_seconds(self.ours.pid), cpu_seconds(self.theirs)
+
+    def stop(self) -> None:
+        os.kill(self.theirs, 9)
+        self.ours.terminate()
+        self.ours.wait(timeout=10)
+
+    def our_alerts(self) -> list[str]:
+        return [line for line in self.log.read_text().splitlines() if " attack " in line]
+
+
+def benign(lab: Lab, work: Path, seconds: float, connections: int) -> dict[str, float]:
+    daemons = Daemons(lab, work)
+    try:
+        ours0, theirs0 = daemons.cpu()
+        packets0 = rx_packets(lab.target)
+        moved = lab.client.run(
+            [
+                sys.executable,
+                "-c",
+                _STREAMER,
+                lab.target.ipv4,
+                str(SERVICE),
+                str(connections),
+                str(seconds),
+            ],
+            timeout=seconds + 60,
+        ).stdout
+        ours1, theirs1 = daemons.cpu()
+        return {
+            "packets": rx_packets(lab.target) - packets0,
+            "MB moved": int(moved) / 1e6,
+            "ours cpu s": ours1 - ours0,
+            "theirs cpu s": theirs1 - theirs0,
+            "ours alerts": len(daemons.our_alerts()),
+            "theirs alerts": len(daemons.sink.alerts()),
+        }
+    finally:
+        daemons.stop()
+
+
+def masscan(lab: Lab, work: Path, rate: int) -> dict[str, float]:
+    daemons = Daemons(lab, work)
+    attacker = lab.attackers[0]
+    try:
+        ours0, theirs0 = daemons.cpu()
+        packets0 = rx_packets(lab.target)
+        started = time.monotonic()
+        attacker.run(["masscan", lab.target.ipv4, "-p1-65535", "--rate", str(rate), "--wait", "0",
+                      "--interface", "eth0", "--adapter-ip", attacker.ipv4,
+                      "--router-mac", mac_address(lab.target)], timeout=300)  # fmt: skip
+        elapsed = time.monotonic() - started
+        time.sleep(2)
+        ours1, theirs1 = daemons.cpu()
+        ours = daemons.our_alerts()
+        theirs = daemons.sink.alerts()
+        return {
+            "packets": rx_packets(lab.target) - packets0,
+            "kpps": (rx_packets(lab.target) - packets0) / elapsed / 1000,
+            "ours probes": len(ours),
+            "theirs probes": len(theirs),
+            "ours detected": float(any(f"src={attacker.ipv4} " in line for line in ours)),
+            "theirs detected": float(any(attacker.ipv4 in line for line in theirs)),
+            "ours cpu s": ours1 - ours0,
+            "theirs cpu s": theirs1 - theirs0,
+            "ours peak MiB": peak_rss_kib(daemons.ours.pid) / 1024,
+            "theirs peak MiB": peak_rss_kib(daemons.theirs) / 1024,
+        }
+    finally:
+        daemons.stop()
+
+
+def table(title: str, runs: list[dict[str, float]]) -> str:
+    lines = [f"\n{title} (median of {len(runs)} runs)", f"{'metric':<18}{'median':>12}"]
+    for key in runs[0]:
+        lines.append(f"{key:<18}{statistics.median(r[key] for r in runs):>12.3f}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rate", type=int, default=1_000_000, help="masscan --rate")
+    args = parser.parse_args()
+    lab = Lab(prefix="pwb-", attackers=1).create()
+    try:
+        tcp_echo_server(lab.target, SERVICE)
+        with tempfile.TemporaryDirectory() as tmp:
+            benign_runs, masscan_runs = [], []
+            for number in range(args.runs):
+                benign_runs.append(benign(lab, Path(tmp, f"b{number}"), args.seconds,
+                                          args.connections))  # fmt: skip
+                masscan_runs.append(masscan(lab, Path(tmp, f"m{number}"), args.rate))
+        print(table(f"benign: {args.connections} connections streaming for {args.seconds:g} s",
+                    benign_runs))  # fmt: skip
+        print(table(f"masscan: 65535 TCP ports, --rate {args.rate}", masscan_runs))
+    finally:
+        lab.destroy()
+
+
+if __name__ == "__main__":
+    main()
