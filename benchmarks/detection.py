@@ -169,10 +169,15 @@ def benign(lab: Lab, work: Path, seconds: float, connections: int) -> dict[str, 
         daemons.stop()
 
 
-def masscan(lab: Lab, work: Path, rate: int) -> dict[str, float]:
+def masscan(lab: Lab, work: Path, rate: int, dropped: bool) -> dict[str, float]:
+    """With `dropped`, an nftables rule in the target drops the attacker before the sensors."""
     daemons = Daemons(lab, work)
     attacker = lab.attackers[0]
     try:
+        if dropped:
+            lab.target.run(["nft", "-f", "-"], input=(
+                "table inet pwbench {\n chain input {\n type filter hook input priority 0;\n"
+                f" ip saddr {attacker.ipv4} drop\n }}\n}}\n"))  # fmt: skip
         ours0, theirs0 = daemons.cpu()
         packets0 = rx_packets(lab.target)
         started = time.monotonic()
@@ -198,6 +203,8 @@ def masscan(lab: Lab, work: Path, rate: int) -> dict[str, float]:
         }
     finally:
         daemons.stop()
+        if dropped:
+            lab.target.run(["nft", "delete", "table", "inet", "pwbench"])
 
 
 def table(title: str, runs: list[dict[str, float]]) -> str:
@@ -218,14 +225,16 @@ def main() -> None:
     try:
         tcp_echo_server(lab.target, SERVICE)
         with tempfile.TemporaryDirectory() as tmp:
-            benign_runs, masscan_runs = [], []
+            benign_runs, masscan_runs, dropped_runs = [], [], []
             for number in range(args.runs):
                 benign_runs.append(benign(lab, Path(tmp, f"b{number}"), args.seconds,
                                           args.connections))  # fmt: skip
-                masscan_runs.append(masscan(lab, Path(tmp, f"m{number}"), args.rate))
+                masscan_runs.append(masscan(lab, Path(tmp, f"m{number}"), args.rate, False))
+                dropped_runs.append(masscan(lab, Path(tmp, f"d{number}"), args.rate, True))
         print(table(f"benign: {args.connections} connections streaming for {args.seconds:g} s",
                     benign_runs))  # fmt: skip
         print(table(f"masscan: 65535 TCP ports, --rate {args.rate}", masscan_runs))
+        print(table("the same masscan, its source dropped by nftables", dropped_runs))
     finally:
         lab.destroy()
 

@@ -47,3 +47,12 @@ def test_malformed_packets_neither_crash_nor_detect(lab: Lab, daemon: RunningDae
     # a whole SYN once the kernel reassembles it, and may be reported.
     assert daemon.attacks(mark, port="11") == [], daemon.log()[mark:]
     assert "Traceback" not in daemon.log()
+
+
+def test_ipv6_destination_options_are_a_hint(lab: Lab, daemon: RunningDaemon) -> None:
+    attacker = lab.attackers[2]
+    mark = daemon.mark()
+    attacker.run([sys.executable, str(MALFORMED), "--options", attacker.ipv6, lab.target.ipv6,
+                  "79"])  # fmt: skip
+    found = daemon.wait_for_attack(mark, src=attacker.ipv6, port="79")
+    assert found["ip_options"] == "yes"

@@ -1,6 +1,7 @@
-"""Send hand-made broken packets from a lab host (run inside its namespace as a script).
+"""Send hand-made packets from a lab host (run inside its namespace as a script).
 
-usage: malformed.py SRC4 DST4 SRC6 DST6 PORT
+usage: malformed.py SRC4 DST4 SRC6 DST6 PORT          broken packets, none of them a probe
+       malformed.py --options SRC6 DST6 PORT           one IPv6 SYN behind destination options
 """
 
 import socket
@@ -42,7 +43,15 @@ def dest_options_chain(count: int, last: int, payload: bytes) -> tuple[int, byte
     return 60, chain + payload
 
 
+def send_with_options(src6: str, dst6: str, port: int) -> None:
+    s6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    s6.sendto(ipv6(src6, dst6, *dest_options_chain(1, 6, tcp(port))), (dst6, 0))
+
+
 def main() -> None:
+    if sys.argv[1] == "--options":
+        send_with_options(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        return
     src4, dst4, src6, dst6, port_text = sys.argv[1:6]
     port = int(port_text)
     s4 = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)

@@ -36,7 +36,8 @@ from portwarden.sensors.hostview import HostView
 
 log = logging.getLogger("portwarden")
 
-_PKTINFO_SPACE = socket.CMSG_SPACE(20)
+_ANCILLARY_SPACE = socket.CMSG_SPACE(20) + 2 * socket.CMSG_SPACE(256)
+_OPTION_HEADERS = (socket.IPV6_HOPOPTS, socket.IPV6_DSTOPTS)
 
 
 class RawSensor:
@@ -64,6 +65,8 @@ class RawSensor:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, limits.RAW_RCVBUF_BYTES)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPOPTS, 1)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVDSTOPTS, 1)
                 self._v6.add(sock.fileno())
             sock.setblocking(False)
             self.sockets[sock.fileno()] = sock
@@ -93,7 +96,7 @@ class RawSensor:
         now = time.time()
         for _ in range(limits.PACKETS_PER_TURN_MAX):
             try:
-                data, ancillary, _, address = sock.recvmsg(limits.CAPTURE_BYTES, _PKTINFO_SPACE)
+                data, ancillary, _, address = sock.recvmsg(limits.CAPTURE_BYTES, _ANCILLARY_SPACE)
             except (BlockingIOError, InterruptedError):
                 break
             try:
@@ -106,15 +109,17 @@ class RawSensor:
         return probes
 
     def _parse(self, data: bytes, ancillary: list, address: tuple) -> Packet:
-        dst = b""
+        dst, options = b"", False
         for level, kind, value in ancillary:
             if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO:
                 dst = value[:16]
+            elif level == socket.IPPROTO_IPV6 and kind in _OPTION_HEADERS:
+                options = True
         if len(dst) != 16:
             raise MalformedPacket("no destination address")
         src = ipaddress.IPv6Address(address[0].partition("%")[0]).packed
         number = IPPROTO_TCP if self.proto is Proto.TCP else IPPROTO_UDP
-        return parse_transport(number, data, src, dst)
+        return parse_transport(number, data, src, dst, ip_options=options)
 
     def _probe(self, packet: Packet, now: float) -> Probe | None:
         if packet.proto == IPPROTO_TCP:
