@@ -3,14 +3,19 @@
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from portwarden import __version__
 from portwarden.config import ConfigError, Settings, TcpMode, UdpMode, load_settings
 from portwarden.config.defaults import SYSTEM_CONFIG
+from portwarden.config.ignore import parse_network
 from portwarden.config.settings import to_conf_lines
+from portwarden.respond.actions import Actions
+from portwarden.respond.nft import NftError
 from portwarden.statedir import StateDirBusy
+from portwarden.store.db import Store, store_path
 
 log = logging.getLogger("portwarden")
 
@@ -36,6 +41,16 @@ def _parser() -> argparse.ArgumentParser:
         "check-config", help="validate a configuration and print the effective settings"
     )
     check.add_argument("config", nargs="?", type=Path, help="configuration file")
+    blocked = commands.add_parser("blocked", help="list the active blocks")
+    blocked.add_argument("-c", "--config", type=Path, help="configuration file")
+    unblock = commands.add_parser(
+        "unblock", help="undo blocks: firewall set element, route, hosts.deny line"
+    )
+    unblock.add_argument("-c", "--config", type=Path, help="configuration file")
+    target = unblock.add_mutually_exclusive_group(required=True)
+    target.add_argument("address", nargs="?", help="an address or network (addr/bits)")
+    target.add_argument("--all", action="store_true",
+                        help="every block, and remove portwarden's nftables table")  # fmt: skip
     return parser
 
 
@@ -72,6 +87,50 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _blocked(args: argparse.Namespace) -> int:
+    settings = _load(_config_path(args.config))
+    store = Store(store_path(settings.state_dir))
+    rows = [("address", "since", "until", "reason", "count")]
+    for r in store.active():
+        until = "forever" if r.until is None else _when(r.until)
+        rows.append((r.address, _when(r.since), until, f"{r.reason} ({r.proto} {r.port})",
+                     str(r.offence)))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    return 0
+
+
+def _when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+
+
+def _unblock(args: argparse.Namespace) -> int:
+    settings = _load(_config_path(args.config))
+    network = None
+    if not args.all:
+        try:
+            network = parse_network(args.address)
+        except ValueError as error:
+            print(f"portwarden: error: unblock: {error}", file=sys.stderr)
+            return 2
+    # The daemon, if it runs, notices the change in the store and follows it.
+    actions = Actions(settings, Store(store_path(settings.state_dir)))
+    undone = actions.unblock_matching(network, "unblock command")
+    for record in undone:
+        print(f"unblocked {record.address}")
+    if args.all:
+        try:
+            if actions.nft().drop_table():
+                print("removed nftables table inet portwarden")
+        except NftError as error:
+            print(f"portwarden: nftables: {error}", file=sys.stderr)
+    if not undone and not args.all:
+        print(f"no active block matches {args.address}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -80,7 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s portwarden[%(process)d]: %(levelname)s %(message)s",
         datefmt="%Y-%m-%dT%H:%M:%S",
     )
-    handlers = {"run": _run, "check-config": _check_config}
+    handlers = {"run": _run, "check-config": _check_config, "blocked": _blocked,
+                "unblock": _unblock}  # fmt: skip
     try:
         return handlers[args.command](args)
     except (ConfigError, StateDirBusy) as error:

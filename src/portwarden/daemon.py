@@ -13,8 +13,10 @@ from portwarden.config import ConfigError, Settings, TcpMode, UdpMode, load_sett
 from portwarden.config.ignore import ALWAYS_IGNORED, IgnoreList
 from portwarden.detect.config import engine_config
 from portwarden.detect.engine import Engine, Verdict
+from portwarden.respond.policy import ResponsePolicy
 from portwarden.sensors.build import Sensor, build_sensors
 from portwarden.sensors.hostview import HostView
+from portwarden.store.db import store_path
 
 log = logging.getLogger("portwarden")
 
@@ -41,6 +43,7 @@ class Daemon:
         self._selector = selectors.DefaultSelector()
         self._sensors: list[Sensor] = []
         self._next_refresh = 0.0
+        self._policy = ResponsePolicy(self.settings, store_path(self.settings.state_dir))
         self._probes = 0
         self._verdicts = 0
 
@@ -53,6 +56,8 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
         try:
+            restored = self._policy.start()
+            log.info("restored %d active blocks from the store", restored)
             self._start_sensors()
             self._running = True
             self._announce_ready()
@@ -61,6 +66,7 @@ class Daemon:
         finally:
             signal.set_wakeup_fd(previous_fd)
             self._stop_sensors()
+            self._policy.stop()
             self._selector.close()
             os.close(wake_read)
             os.close(wake_write)
@@ -80,6 +86,7 @@ class Daemon:
                 self._report(self._engine.feed(probe, time.monotonic()))
         now = time.monotonic()
         self._report(self._engine.tick(now))
+        self._policy.tick(now)
         if now >= self._next_refresh:
             self._refresh()
             self._next_refresh = now + limits.REFRESH_S
@@ -91,6 +98,7 @@ class Daemon:
         self._host.refresh()
         for sensor in self._sensors:
             sensor.refresh()
+        self._policy.refresh()
         if self._host.addresses != old_addresses:
             self._engine.reconfigure(engine_config(self.settings, self._ignore()))
 
@@ -103,6 +111,7 @@ class Daemon:
         self._verdicts += len(verdicts)
         for verdict in verdicts:
             log.warning("%s", verdict_line(verdict))
+            self._policy.on_verdict(verdict, time.monotonic())
 
     def _start_sensors(self) -> None:
         self._sensors = build_sensors(self.settings, self._host)
@@ -146,6 +155,7 @@ class Daemon:
             log.warning("%s", warning)
         self.settings = fresh
         self._engine.reconfigure(engine_config(fresh, self._ignore()))
+        self._policy.reconfigure(fresh)
         self._stop_sensors()
         self._start_sensors()
         log.info("configuration reloaded from %s", fresh.source)

@@ -36,3 +36,10 @@ RAW_RCVBUF_BYTES = 4 * 1024 * 1024
 # The classic kernel filter is a chain of port ranges; a port set too fragmented to fit becomes
 # "all ports" in the kernel and is filtered in Python instead.
 FILTER_RANGES_MAX = 1_000
+
+# Block requests waiting for the action worker. A detection storm beyond this is not queued
+# (and BLOCKS_PER_MINUTE normally stops it long before).
+BLOCK_QUEUE_MAX = 1_024
+
+# Reverse DNS for RESOLVE_HOST: names longer than this are cut.
+HOSTNAME_MAX = 253

@@ -12,7 +12,7 @@ from portwarden.config.defaults import DEFAULT_CONF, DEFAULT_SOURCE, default_sta
 from portwarden.config.errors import ConfigError
 from portwarden.config.hostscan import HostScanRule, parse_rules
 from portwarden.config.ignore import ALWAYS_IGNORED, IgnoreList, Network, read_ignore_file
-from portwarden.config.values import BlockMode, TcpMode, UdpMode
+from portwarden.config.values import BlockMode, NftUse, TcpMode, UdpMode
 from portwarden.net.local import local_addresses
 
 T = TypeVar("T")
@@ -50,6 +50,17 @@ class Settings:
     scan_flood_detection: bool
     tcp_scan_ignore: tuple[HostScanRule, ...]
     udp_scan_ignore: tuple[HostScanRule, ...]
+    block_nftables: NftUse
+    block_forward: bool
+    block_duration: float
+    block_escalation: float
+    block_duration_max: float
+    blocks_per_minute: int
+    hosts_deny_file: Path
+    protect_gateways: bool
+    protect_nameservers: bool
+    kill_cmd_timeout: float
+    unblock_on_stop: bool
     ignored_networks: tuple[Network, ...]
     warnings: tuple[str, ...] = ()
 
@@ -132,6 +143,17 @@ def load_settings(path: Path | None) -> Settings:
         scan_flood_detection=read.get("SCAN_FLOOD_DETECTION", values.flag, False),
         tcp_scan_ignore=read.get("TCP_SCAN_IGNORE", parse_rules, ()),
         udp_scan_ignore=read.get("UDP_SCAN_IGNORE", parse_rules, ()),
+        block_nftables=read.get("BLOCK_NFTABLES", values.nft_use, NftUse.AUTO),
+        block_forward=read.get("BLOCK_FORWARD", values.flag, False),
+        block_duration=read.get("BLOCK_DURATION", values.duration, 0.0),
+        block_escalation=read.get("BLOCK_ESCALATION", values.factor, 1.0),
+        block_duration_max=read.get("BLOCK_DURATION_MAX", values.duration, 0.0),
+        blocks_per_minute=read.get("BLOCKS_PER_MINUTE", values.positive, 60),
+        hosts_deny_file=read.path("HOSTS_DENY_FILE", None) or Path("/etc/hosts.deny"),
+        protect_gateways=read.get("PROTECT_GATEWAYS", values.flag, True),
+        protect_nameservers=read.get("PROTECT_NAMESERVERS", values.flag, True),
+        kill_cmd_timeout=read.get("KILL_CMD_TIMEOUT", values.seconds, 10.0),
+        unblock_on_stop=read.get("UNBLOCK_ON_STOP", values.flag, False),
         ignored_networks=(),
     )
     warnings += [
@@ -182,7 +204,7 @@ def _render(value: object) -> str:
         return "1" if value else "0"
     if isinstance(value, BlockMode):
         return str(int(value))
-    if isinstance(value, TcpMode | UdpMode):
+    if isinstance(value, TcpMode | UdpMode | NftUse):
         return value.value
     if isinstance(value, tuple) and value and isinstance(value[0], HostScanRule):
         return "; ".join(str(rule) for rule in value)

@@ -37,6 +37,43 @@ class BlockMode(IntEnum):
     RUN_CMD_ONLY = 2
 
 
+class NftUse(Enum):
+    """BLOCK_NFTABLES: the built-in nftables blocker always, never, or when KILL_ROUTE is unset."""
+
+    AUTO = "auto"
+    ALWAYS = "1"
+    NEVER = "0"
+
+
+def nft_use(text: str) -> NftUse:
+    for use in NftUse:
+        if text.strip().lower() == use.value:
+            return use
+    raise ValueError("must be auto, 1 or 0")
+
+
+def duration(text: str) -> float:
+    """Seconds; 0 means forever."""
+    return 0.0 if text.strip() == "0" else seconds(text)
+
+
+def factor(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("must be a number >= 1") from None
+    if not 1 <= value <= 1000:
+        raise ValueError("must be between 1 and 1000")
+    return value
+
+
+def positive(text: str) -> int:
+    value = count(text)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
 def port(text: str) -> int:
     text = text.strip()
     if not text.isdigit() or not PORT_MIN <= int(text) <= PORT_MAX:

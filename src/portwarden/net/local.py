@@ -1,4 +1,4 @@
-"""This host's own interface addresses, read from the kernel over rtnetlink (no subprocess)."""
+"""This host's addresses and default gateways, read from the kernel over rtnetlink."""
 
 import ipaddress
 import socket
@@ -7,6 +7,8 @@ import struct
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _RTM_GETADDR = 22
+_RTM_GETROUTE = 26
+_RTA_GATEWAY = 5
 _NLM_F_REQUEST = 0x1
 _NLM_F_DUMP = 0x300
 _NLMSG_ERROR = 2
@@ -17,50 +19,70 @@ _IFA_LOCAL = 2
 _NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
 _IFADDRMSG = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, interface index
 _RTATTR = struct.Struct("=HH")  # length, type
+_RTMSG = struct.Struct(
+    "=BBBBBBBBI"
+)  # family, dst len, src len, tos, table, proto, scope, type, flags
 
 
 def _align(n: int) -> int:
     return (n + 3) & ~3
 
 
-def local_addresses() -> frozenset[IPAddress]:
-    """Every address configured on any interface of the current network namespace."""
-    found: set[IPAddress] = set()
+def _dump(request_type: int, header: bytes) -> list[bytes]:
+    """The messages of one rtnetlink dump, each without its netlink header."""
+    messages: list[bytes] = []
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as sock:
-        request = _NLMSGHDR.pack(
-            _NLMSGHDR.size + _IFADDRMSG.size, _RTM_GETADDR, _NLM_F_REQUEST | _NLM_F_DUMP, 1, 0
-        ) + _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
-        sock.sendto(request, (0, 0))
+        flags = _NLM_F_REQUEST | _NLM_F_DUMP
+        sock.sendto(_NLMSGHDR.pack(_NLMSGHDR.size + len(header), request_type, flags, 1, 0)
+                    + header, (0, 0))  # fmt: skip
         while True:
             data = sock.recv(65536)
             offset = 0
             while offset + _NLMSGHDR.size <= len(data):
                 length, kind, _, _, _ = _NLMSGHDR.unpack_from(data, offset)
-                if length < _NLMSGHDR.size:
-                    return frozenset(found)
-                if kind == _NLMSG_DONE:
-                    return frozenset(found)
+                if length < _NLMSGHDR.size or kind == _NLMSG_DONE:
+                    return messages
                 if kind == _NLMSG_ERROR:
-                    raise OSError("rtnetlink address dump failed")
-                found.update(_addresses(data[offset + _NLMSGHDR.size : offset + length]))
+                    raise OSError("rtnetlink dump failed")
+                messages.append(data[offset + _NLMSGHDR.size : offset + length])
                 offset += _align(length)
 
 
-def _addresses(message: bytes) -> list[IPAddress]:
-    if len(message) < _IFADDRMSG.size:
-        return []
-    family = message[0]
-    size = {int(socket.AF_INET): 4, int(socket.AF_INET6): 16}.get(family)
-    if size is None:
-        return []
-    result: list[IPAddress] = []
-    offset = _IFADDRMSG.size
+def _attributes(message: bytes, offset: int) -> dict[int, bytes]:
+    found: dict[int, bytes] = {}
     while offset + _RTATTR.size <= len(message):
         length, kind = _RTATTR.unpack_from(message, offset)
         if length < _RTATTR.size:
             break
-        payload = message[offset + _RTATTR.size : offset + length]
-        if kind in (_IFA_ADDRESS, _IFA_LOCAL) and len(payload) == size:
-            result.append(ipaddress.ip_address(payload))
+        found.setdefault(kind, message[offset + _RTATTR.size : offset + length])
         offset += _align(length)
-    return result
+    return found
+
+
+_SIZES = {int(socket.AF_INET): 4, int(socket.AF_INET6): 16}
+
+
+def local_addresses() -> frozenset[IPAddress]:
+    """Every address configured on any interface of the current network namespace."""
+    found: set[IPAddress] = set()
+    for message in _dump(_RTM_GETADDR, _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
+        if len(message) < _IFADDRMSG.size or message[0] not in _SIZES:
+            continue
+        attributes = _attributes(message, _IFADDRMSG.size)
+        for kind in (_IFA_ADDRESS, _IFA_LOCAL):
+            value = attributes.get(kind, b"")
+            if len(value) == _SIZES[message[0]]:
+                found.add(ipaddress.ip_address(value))
+    return frozenset(found)
+
+
+def default_gateways() -> frozenset[IPAddress]:
+    """The next hops of every default route (IPv4 and IPv6) in this network namespace."""
+    found: set[IPAddress] = set()
+    for message in _dump(_RTM_GETROUTE, _RTMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0)):
+        if len(message) < _RTMSG.size or message[0] not in _SIZES or message[1] != 0:
+            continue  # not IP, or not a default route (destination prefix length 0)
+        gateway = _attributes(message, _RTMSG.size).get(_RTA_GATEWAY, b"")
+        if len(gateway) == _SIZES[message[0]]:
+            found.add(ipaddress.ip_address(gateway))
+    return frozenset(found)

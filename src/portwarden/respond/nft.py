@@ -1,0 +1,167 @@
+"""The built-in blocker: one nftables table of ours, changed in-process through libnftables.
+
+Table `inet portwarden` holds sets `blocked4` and `blocked6` (per-element timeouts) and an input
+chain (and optionally a forward chain) that drops their sources. Nothing else in the host's
+ruleset is touched. libnftables is the library `nft` itself uses; calling it in-process avoids
+starting a process per block (about 0.3 ms against about 5 ms).
+"""
+
+import contextlib
+import ctypes
+import ipaddress
+import json
+from collections.abc import Iterable
+
+from portwarden.config.ignore import Address
+
+TABLE = "portwarden"
+_LIBRARY = "libnftables.so.1"
+_OUTPUT_JSON = 1 << 4
+_CHAIN_PRIORITY = "filter - 10"  # before the usual filter chains, so nothing lets them through
+
+
+class NftError(RuntimeError):
+    """libnftables refused a command; the message is nft's own."""
+
+
+class Nft:
+    """One libnftables context in the current network namespace."""
+
+    def __init__(self) -> None:
+        try:
+            lib = ctypes.CDLL(_LIBRARY)
+        except OSError as error:
+            raise NftError(f"{_LIBRARY} not found (install libnftables1): {error}") from None
+        lib.nft_ctx_new.restype = ctypes.c_void_p
+        lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
+        for name in ("nft_ctx_buffer_output", "nft_ctx_buffer_error"):
+            getattr(lib, name).argtypes = [ctypes.c_void_p]
+        for name in ("nft_ctx_get_output_buffer", "nft_ctx_get_error_buffer"):
+            getattr(lib, name).restype = ctypes.c_char_p
+            getattr(lib, name).argtypes = [ctypes.c_void_p]
+        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
+        lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
+        self._lib = lib
+        self._ctx = lib.nft_ctx_new(0)
+        lib.nft_ctx_buffer_output(self._ctx)
+        lib.nft_ctx_buffer_error(self._ctx)
+
+    def run(self, commands: str, json_output: bool = False) -> str:
+        """Run nft commands as one transaction. Returns nft's output; raises NftError."""
+        self._lib.nft_ctx_output_set_flags(self._ctx, _OUTPUT_JSON if json_output else 0)
+        status = self._lib.nft_run_cmd_from_buffer(self._ctx, commands.encode())
+        output = (self._lib.nft_ctx_get_output_buffer(self._ctx) or b"").decode()
+        error = (self._lib.nft_ctx_get_error_buffer(self._ctx) or b"").decode()
+        if status != 0:
+            first = error.strip().splitlines()[0] if error.strip() else f"status {status}"
+            raise NftError(first)
+        return output
+
+    def close(self) -> None:
+        if self._ctx:
+            self._lib.nft_ctx_free(self._ctx)
+            self._ctx = None
+
+
+def _set(address: Address) -> str:
+    return "blocked4" if address.version == 4 else "blocked6"
+
+
+def _element(address: Address, seconds: int | None) -> str:
+    return f"{address} timeout {seconds}s" if seconds else str(address)
+
+
+class NftBlocker:
+    """Our table and sets. Every method is one libnftables transaction."""
+
+    def __init__(self, nft: Nft, forward: bool) -> None:
+        self._nft = nft
+        self._forward = forward
+
+    def ensure(self) -> None:
+        """Create (or repair) the table, sets and rules; existing set elements are kept."""
+        chains = ["input", "forward"] if self._forward else ["input"]
+        lines = [
+            f"add table inet {TABLE}",
+            f"add set inet {TABLE} blocked4 {{ type ipv4_addr; flags timeout; }}",
+            f"add set inet {TABLE} blocked6 {{ type ipv6_addr; flags timeout; }}",
+        ]
+        for chain in chains:
+            lines += [
+                f"add chain inet {TABLE} {chain} {{ type filter hook {chain} priority "
+                f"{_CHAIN_PRIORITY}; policy accept; }}",
+                f"flush chain inet {TABLE} {chain}",
+                f"add rule inet {TABLE} {chain} ip saddr @blocked4 drop",
+                f"add rule inet {TABLE} {chain} ip6 saddr @blocked6 drop",
+            ]
+        if not self._forward:
+            lines.append(f"delete chain inet {TABLE} forward")
+            try:
+                self._nft.run(f"list chain inet {TABLE} forward")
+            except NftError:
+                lines.pop()
+        self._nft.run("\n".join(lines) + "\n")
+
+    def add(self, blocks: Iterable[tuple[Address, int | None]]) -> None:
+        """Add addresses, each with a timeout in seconds (None: until removed), in one batch."""
+        by_set: dict[str, list[str]] = {"blocked4": [], "blocked6": []}
+        for address, seconds in blocks:
+            by_set[_set(address)].append(_element(address, seconds))
+        lines = [f"add element inet {TABLE} {name} {{ {', '.join(items)} }}"
+                 for name, items in by_set.items() if items]  # fmt: skip
+        if lines:
+            self._nft.run("\n".join(lines) + "\n")
+
+    def remove(self, addresses: Iterable[Address]) -> None:
+        """Remove addresses; ones already gone (expired in the kernel) are not an error.
+
+        One batch first; if nft refuses it because an element is missing, one by one. (Listing
+        the set first is not reliable: a dump during a hash resize can miss elements.)
+        """
+        lines = [f"delete element inet {TABLE} {_set(a)} {{ {a} }}" for a in addresses]
+        if not lines:
+            return
+        try:
+            self._nft.run("\n".join(lines) + "\n")
+        except NftError:
+            for line in lines:
+                with contextlib.suppress(NftError):  # not in the set any more
+                    self._nft.run(line + "\n")
+
+    def replace_all(self, blocks: list[tuple[Address, int | None]]) -> None:
+        """Make the sets hold exactly `blocks` (start-up restore), in one transaction."""
+        self.ensure()
+        lines = [f"flush set inet {TABLE} blocked4", f"flush set inet {TABLE} blocked6"]
+        by_set: dict[str, list[str]] = {"blocked4": [], "blocked6": []}
+        for address, seconds in blocks:
+            by_set[_set(address)].append(_element(address, seconds))
+        lines += [f"add element inet {TABLE} {name} {{ {', '.join(items)} }}"
+                  for name, items in by_set.items() if items]  # fmt: skip
+        self._nft.run("\n".join(lines) + "\n")
+
+    def elements(self) -> set[Address]:
+        """The addresses in our sets now; empty when the table does not exist.
+
+        For reports and tests only: a listing taken while the kernel resizes a large set can
+        miss elements.
+        """
+        found: set[Address] = set()
+        for name in ("blocked4", "blocked6"):
+            try:
+                output = self._nft.run(f"list set inet {TABLE} {name}", json_output=True)
+            except NftError:
+                continue
+            for item in json.loads(output).get("nftables", []):
+                for element in item.get("set", {}).get("elem", []):
+                    value = element["elem"]["val"] if isinstance(element, dict) else element
+                    found.add(ipaddress.ip_address(value))
+        return found
+
+    def drop_table(self) -> bool:
+        """Remove our table and everything in it. Returns False if there was none."""
+        try:
+            self._nft.run(f"delete table inet {TABLE}")
+        except NftError:
+            return False
+        return True

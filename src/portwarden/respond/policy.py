@@ -1,0 +1,193 @@
+"""In the loop: which verdicts become blocks, which addresses must never be blocked, how many
+blocks a minute; the blocks themselves are carried out by one worker thread, off the loop."""
+
+import collections
+import ipaddress
+import logging
+import queue
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from portwarden import limits
+from portwarden.config import BlockMode, Settings
+from portwarden.config.ignore import Address
+from portwarden.detect.engine import Verdict
+from portwarden.detect.probe import Proto
+from portwarden.net.local import default_gateways
+from portwarden.respond.actions import Actions, BlockRequest
+from portwarden.store.db import BlockRecord, Store
+from portwarden.text import one_line
+
+log = logging.getLogger("portwarden")
+
+RESOLV_CONF = Path("/etc/resolv.conf")
+_CAP_WINDOW_S = 60.0
+
+
+def name_servers(path: Path = RESOLV_CONF) -> frozenset[Address]:
+    found: set[Address] = set()
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return frozenset()
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == "nameserver":
+            try:
+                found.add(ipaddress.ip_address(fields[1].partition("%")[0]))
+            except ValueError:
+                continue
+    return frozenset(found)
+
+
+def block_line(record: BlockRecord) -> str:
+    until = "forever" if record.until is None else time.strftime(
+        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.until))  # fmt: skip
+    actions = ",".join(f"{a.kind}:{a.status.split(':')[0]}" for a in record.actions) or "none"
+    return (f"block address={record.address} actions={actions} until={until} "
+            f"offence={record.offence} port={record.port} mode={record.mode} "
+            f'reason="{one_line(record.reason)}"')  # fmt: skip
+
+
+class ActionWorker(threading.Thread):
+    """Owns the action side (nftables context, files, commands) and its own store connection."""
+
+    def __init__(self, settings: Settings, store_path: Path) -> None:
+        super().__init__(name="portwarden-actions", daemon=True)
+        self.settings = settings
+        self._path = store_path
+        self.jobs: queue.Queue[tuple[str, object]] = queue.Queue(limits.BLOCK_QUEUE_MAX)
+
+    def run(self) -> None:
+        actions = Actions(self.settings, Store(self._path))
+        while True:
+            kind, payload = self.jobs.get()
+            try:
+                if kind == "stop":
+                    if payload:
+                        actions.unblock_matching(None, "stop")
+                        actions.nft().drop_table()
+                    return
+                if kind == "settings" and isinstance(payload, Settings):
+                    actions.settings = payload
+                elif kind == "block" and isinstance(payload, BlockRequest):
+                    record = actions.block(payload)
+                    if record is not None:
+                        log.warning("%s", block_line(record))
+                elif kind == "expire":
+                    for record in actions.expire(time.time()):
+                        log.info("unblock address=%s by=expired", record.address)
+            except Exception:  # one failing action must never stop the others
+                log.exception("action %s failed", kind)
+
+
+class ResponsePolicy:
+    def __init__(self, settings: Settings, store_path: Path) -> None:
+        self.settings = settings
+        self._store = Store(store_path)
+        self._worker = ActionWorker(settings, store_path)
+        self._active: set[str] = set()
+        self._next_expiry: float | None = None
+        self._version = -1
+        self._announced: set[str] = set()
+        self._refused: set[str] = set()
+        self._recent: collections.deque[float] = collections.deque()
+        self._suppressed = 0
+        self._protected: frozenset[Address] = frozenset()
+        self._actions = Actions(settings, self._store)  # the loop's own, for the nft step
+
+    def start(self) -> int:
+        """Re-apply the active blocks in one batch, then start the worker. Returns their count."""
+        restored = self._actions.restore()
+        self.refresh()
+        self._worker.start()
+        return restored
+
+    def stop(self) -> None:
+        self._worker.jobs.put(("stop", self.settings.unblock_on_stop))
+        self._worker.join(timeout=30)
+        self._store.close()
+
+    def reconfigure(self, settings: Settings) -> None:
+        self.settings = settings
+        self._actions.settings = settings
+        self._worker.jobs.put(("settings", settings))
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Addresses that must never be blocked, re-read (routes and resolv.conf change)."""
+        protected: set[Address] = set()
+        if self.settings.protect_gateways:
+            protected |= default_gateways()
+        if self.settings.protect_nameservers:
+            protected |= name_servers()
+        self._protected = frozenset(protected)
+
+    def tick(self, now: float) -> None:
+        version = self._store.data_version()
+        if version != self._version:  # a block, an unblock or an expiry was committed
+            self._version = version
+            active = self._store.active()
+            self._active = {r.address for r in active}
+            self._announced &= self._active
+            self._next_expiry = min((r.until for r in active if r.until is not None),
+                                    default=None)  # fmt: skip
+        wall = time.time()
+        if self._next_expiry is not None and self._next_expiry <= wall:
+            self._next_expiry = None
+            self._submit("expire", None)
+        while self._recent and now - self._recent[0] > _CAP_WINDOW_S:
+            self._recent.popleft()
+        if self._suppressed and not self._recent:
+            log.warning("block-cap ended: %d blocks were not made in the last minute",
+                        self._suppressed)  # fmt: skip
+            self._suppressed = 0
+
+    def on_verdict(self, verdict: Verdict, now: float) -> None:
+        if verdict.kind == "os-summary":
+            return
+        probe = verdict.probe
+        mode = self.settings.block_tcp if probe.proto is Proto.TCP else self.settings.block_udp
+        if mode is BlockMode.ALERT_ONLY:
+            return
+        address = str(probe.src)
+        if address in self._active:
+            if address not in self._announced:
+                self._announced.add(address)
+                log.info("already-blocked address=%s", address)
+            return
+        if probe.src in self._protected:
+            if address not in self._refused:
+                self._refused.add(address)
+                log.warning(
+                    "not-blocking address=%s why=gateway-or-nameserver "
+                    "(PROTECT_GATEWAYS/PROTECT_NAMESERVERS=0 allow it)",
+                    address,
+                )
+            return
+        if len(self._recent) >= self.settings.blocks_per_minute:
+            if not self._suppressed:
+                log.warning(
+                    "block-cap reached: %d blocks in a minute; detection goes on, "
+                    "blocks resume when the rate falls",
+                    self.settings.blocks_per_minute,
+                )
+            self._suppressed += 1
+            return
+        self._recent.append(now)
+        self._active.add(address)  # pending: never submitted twice
+        request = BlockRequest(probe.src, probe.proto.value, probe.dport, probe.mode,
+                               probe.scan, mode)  # fmt: skip
+        if self._actions.nft_first(request):
+            # In the loop, in-process (~0.2 ms): the worker thread could wait for the GIL.
+            seconds = self._actions.duration(self._store.offences(address) + 1)
+            request = replace(request, nft_done=self._actions.nft_add(probe.src, seconds))
+        self._submit("block", request)
+
+    def _submit(self, kind: str, payload: object) -> None:
+        try:
+            self._worker.jobs.put_nowait((kind, payload))
+        except queue.Full:
+            log.error("action queue full; %s dropped", kind)

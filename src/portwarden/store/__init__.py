@@ -1,0 +1,1 @@
+"""SQLite (WAL): the one source of truth for blocks and their history."""
