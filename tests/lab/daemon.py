@@ -53,12 +53,12 @@ class RunningDaemon:
             time.sleep(0.1)
         raise AssertionError(f"no attack line matching {match}:\n{self.log()[since:]}")
 
-    def wait_for(self, pattern: str, timeout: float = 15.0) -> re.Match[str]:
-        """Wait until a log line matches `pattern`; fail with the log if it never does."""
+    def wait_for(self, pattern: str, timeout: float = 15.0, since: int = 0) -> re.Match[str]:
+        """Wait until a log line (after `since`) matches `pattern`; fail with the log if not."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
         while True:
-            found = regex.search(self.log())
+            found = regex.search(self.log(), since)
             if found:
                 return found
             if self.proc.poll() is not None or time.monotonic() > deadline:

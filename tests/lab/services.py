@@ -77,3 +77,19 @@ def echo_client(host: Host, address: str, tcp_port: int, udp_port: int, rounds: 
     result = host.run([sys.executable, "-c", _CLIENT, address, str(tcp_port), str(udp_port),
                        str(rounds)], timeout=120)  # fmt: skip
     return int(result.stdout)
+
+
+_CONNECT = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()
+except OSError:
+    sys.exit(1)
+"""
+
+
+def can_connect(host: Host, address: str, port: int, timeout: float = 1.5) -> bool:
+    """Whether `host` can open a TCP connection to `address`:`port` right now."""
+    result = host.run([sys.executable, "-c", _CONNECT, address, str(port), str(timeout)],
+                      check=False, timeout=timeout + 20)  # fmt: skip
+    return result.returncode == 0

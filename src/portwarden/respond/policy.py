@@ -24,6 +24,7 @@ log = logging.getLogger("portwarden")
 
 RESOLV_CONF = Path("/etc/resolv.conf")
 _CAP_WINDOW_S = 60.0
+_STRONG_PORTS = 3  # distinct ports that make a source a scanner rather than one stray packet
 
 
 def name_servers(path: Path = RESOLV_CONF) -> frozenset[Address]:
@@ -94,6 +95,7 @@ class ResponsePolicy:
         self._announced: set[str] = set()
         self._refused: set[str] = set()
         self._recent: collections.deque[float] = collections.deque()
+        self._strong: collections.deque[float] = collections.deque()
         self._suppressed = 0
         self._protected: frozenset[Address] = frozenset()
         self._actions = Actions(settings, self._store)  # the loop's own, for the nft step
@@ -125,21 +127,32 @@ class ResponsePolicy:
             protected |= name_servers()
         self._protected = frozenset(protected)
 
-    def tick(self, now: float) -> None:
+    def _sync(self) -> None:
+        """Follow the store when another connection (worker, `unblock` command) changed it."""
         version = self._store.data_version()
-        if version != self._version:  # a block, an unblock or an expiry was committed
-            self._version = version
-            active = self._store.active()
-            self._active = {r.address for r in active}
-            self._announced &= self._active
-            self._next_expiry = min((r.until for r in active if r.until is not None),
-                                    default=None)  # fmt: skip
+        if version == self._version:
+            return
+        self._version = version
+        active = self._store.active()
+        self._active = {r.address for r in active} | self._pending()
+        self._announced &= self._active
+        self._next_expiry = min((r.until for r in active if r.until is not None), default=None)
+
+    def _pending(self) -> set[str]:
+        """Addresses submitted to the worker and not yet in the store."""
+        with self._worker.jobs.mutex:
+            return {str(p.address) for kind, p in self._worker.jobs.queue
+                    if kind == "block" and isinstance(p, BlockRequest)}  # fmt: skip
+
+    def tick(self, now: float) -> None:
+        self._sync()
         wall = time.time()
         if self._next_expiry is not None and self._next_expiry <= wall:
             self._next_expiry = None
             self._submit("expire", None)
-        while self._recent and now - self._recent[0] > _CAP_WINDOW_S:
-            self._recent.popleft()
+        for recent in (self._recent, self._strong):
+            while recent and now - recent[0] > _CAP_WINDOW_S:
+                recent.popleft()
         if self._suppressed and not self._recent:
             log.warning("block-cap ended: %d blocks were not made in the last minute",
                         self._suppressed)  # fmt: skip
@@ -154,6 +167,8 @@ class ResponsePolicy:
             return
         address = str(probe.src)
         if address in self._active:
+            self._sync()
+        if address in self._active:
             if address not in self._announced:
                 self._announced.add(address)
                 log.info("already-blocked address=%s", address)
@@ -167,7 +182,7 @@ class ResponsePolicy:
                     address,
                 )
             return
-        if len(self._recent) >= self.settings.blocks_per_minute:
+        if not self._within_cap(verdict):
             if not self._suppressed:
                 log.warning(
                     "block-cap reached: %d blocks in a minute; detection goes on, "
@@ -176,7 +191,7 @@ class ResponsePolicy:
                 )
             self._suppressed += 1
             return
-        self._recent.append(now)
+        (self._recent if verdict.ports < _STRONG_PORTS else self._strong).append(now)
         self._active.add(address)  # pending: never submitted twice
         request = BlockRequest(probe.src, probe.proto.value, probe.dport, probe.mode,
                                probe.scan, mode)  # fmt: skip
@@ -185,6 +200,15 @@ class ResponsePolicy:
             seconds = self._actions.duration(self._store.offences(address) + 1)
             request = replace(request, nft_done=self._actions.nft_add(probe.src, seconds))
         self._submit("block", request)
+
+    def _within_cap(self, verdict: Verdict) -> bool:
+        """BLOCKS_PER_MINUTE for all blocks; past it, sources seen on several ports still get
+        a second budget of the same size. A flood of spoofed one-probe sources thus cannot stop
+        a real scanner (which touches many ports) from being blocked."""
+        cap = self.settings.blocks_per_minute
+        if len(self._recent) < cap:
+            return True
+        return verdict.ports >= _STRONG_PORTS and len(self._strong) < cap
 
     def _submit(self, kind: str, payload: object) -> None:
         try:

@@ -1,0 +1,196 @@
+"""Blocking that really stops traffic, is undone exactly, and survives restarts."""
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import StartDaemon, nmap
+from tests.lab.daemon import RunningDaemon
+from tests.lab.netlab import Host, Lab
+from tests.lab.services import can_connect, tcp_echo_server
+
+SERVICE = 8080
+RECORD = Path(__file__).parent.parent / "lab" / "record.py"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def service(lab: Lab) -> Iterator[None]:
+    server = tcp_echo_server(lab.target, SERVICE)
+    yield
+    server.kill()
+
+
+@pytest.fixture(autouse=True)
+def clean_firewall(lab: Lab) -> Iterator[None]:
+    yield
+    lab.target.run(["nft", "delete", "table", "inet", "portwarden"], check=False)
+
+
+def portwarden(host: Host, daemon: RunningDaemon, *args: str) -> subprocess.CompletedProcess:
+    conf = str(daemon.log_path.with_suffix(".conf"))
+    return host.run([sys.executable, "-m", "portwarden", *args, "-c", conf], check=False)
+
+
+def nft_elements(host: Host) -> set[str]:
+    found = set()
+    for name in ("blocked4", "blocked6"):
+        out = host.run(["nft", "-j", "list", "set", "inet", "portwarden", name], check=False)
+        if out.returncode == 0:
+            for item in json.loads(out.stdout)["nftables"]:
+                for element in item.get("set", {}).get("elem", []):
+                    found.add(element["elem"]["val"] if isinstance(element, dict) else element)
+    return found
+
+
+def addr(host: Host, family: int) -> str:
+    return host.ipv4 if family == 4 else host.ipv6
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_scanner_is_cut_off_benign_client_is_not_and_unblock_restores(
+    lab: Lab, start_daemon: StartDaemon, family: int
+) -> None:
+    daemon = start_daemon("-stcp", "-sudp", conf='BLOCK_TCP="1"\nBLOCK_UDP="1"\n')
+    attacker, target = lab.attackers[0], addr(lab.target, family)
+    assert can_connect(attacker, target, SERVICE)
+    six = ["-6"] if family == 6 else []
+    nmap(attacker.run, *six, "-sS", "-p", "1-20", target)
+    line = daemon.wait_for(rf"block address={addr(attacker, family)} actions=nft:done ")
+    assert "until=forever offence=1" in line.string[line.start() :].splitlines()[0]
+    assert not can_connect(attacker, target, SERVICE)
+    assert can_connect(lab.client, target, SERVICE)
+    assert nft_elements(lab.target) == {addr(attacker, family)}
+    listing = portwarden(lab.target, daemon, "blocked").stdout
+    assert addr(attacker, family) in listing and "TCP SYN/Normal scan (tcp" in listing
+    blocked_file = Path(daemon.log_path.parent, "state", "portsentry.blocked").read_text()
+    assert f"/{addr(attacker, family)} Port: " in blocked_file and " TCP Blocked" in blocked_file
+    # More probes: "already blocked" once, not once per packet (the set drops them anyway).
+    result = portwarden(lab.target, daemon, "unblock", addr(attacker, family))
+    assert result.returncode == 0 and f"unblocked {addr(attacker, family)}" in result.stdout
+    assert can_connect(attacker, target, SERVICE)
+    assert nft_elements(lab.target) == set()
+    assert Path(daemon.log_path.parent, "state", "portsentry.blocked").read_text() == ""
+    # The running daemon follows the store: a new scan blocks again, as a second offence.
+    nmap(attacker.run, *six, "-sS", "-p", "1-20", target)
+    daemon.wait_for(rf"block address={addr(attacker, family)} .* offence=2 ")
+    daemon.stop()
+
+
+def test_kill_route_hosts_deny_and_command_order(lab: Lab, start_daemon: StartDaemon,
+                                                 tmp_path: Path) -> None:  # fmt: skip
+    calls, deny = tmp_path / "calls", tmp_path / "hosts.deny"
+    deny.write_text("# admin's own line\nsshd: 203.0.113.9\n")
+    original = deny.read_text()
+    command = f"{sys.executable} {RECORD} {calls} cmd $TARGET$ $PORT$ $MODE$"
+    conf = (f'BLOCK_TCP="1"\nKILL_ROUTE="ip route add blackhole $TARGET$"\n'
+            f'KILL_HOSTS_DENY="ALL: $TARGET$ : DENY"\nHOSTS_DENY_FILE="{deny}"\n'
+            f'KILL_RUN_CMD="{command}"\n')  # fmt: skip
+    daemon = start_daemon("-stcp", "-sudp", conf=conf)
+    attacker = lab.attackers[1]
+    nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+    daemon.wait_for(rf"block address={attacker.ipv4} actions=route:done,hosts.deny:done,"
+                    "command:done ")  # fmt: skip
+    routes = lab.target.run(["ip", "route", "show", "type", "blackhole"]).stdout
+    assert attacker.ipv4 in routes
+    assert not can_connect(attacker, lab.target.ipv4, SERVICE)  # like PortSentry's KILL_ROUTE
+    assert nft_elements(lab.target) == set()  # KILL_ROUTE given: no built-in blocker
+    assert deny.read_text() == original + f"ALL: {attacker.ipv4} : DENY\n"
+    assert calls.read_text().split()[1:] == ["'cmd'", f"'{attacker.ipv4}'", "'11'", "'stcp'"]
+    portwarden(lab.target, daemon, "unblock", attacker.ipv4)
+    assert attacker.ipv4 not in lab.target.run(["ip", "route", "show", "type", "blackhole"]).stdout
+    assert deny.read_text() == original  # exactly our line removed
+    assert can_connect(attacker, lab.target.ipv4, SERVICE)
+    daemon.stop()
+
+
+@pytest.mark.parametrize("first", [0, 1])
+def test_block_2_runs_only_the_command_and_run_cmd_first_orders(
+    lab: Lab, start_daemon: StartDaemon, tmp_path: Path, first: int
+) -> None:
+    calls = tmp_path / "calls"
+    record = f"{sys.executable} {RECORD} {calls}"
+    conf = (f'BLOCK_TCP="1"\nBLOCK_UDP="2"\nKILL_ROUTE="{record} route $TARGET$"\n'
+            f'KILL_RUN_CMD="{record} cmd $TARGET$ $MODE$"\n'
+            f'KILL_RUN_CMD_FIRST="{first}"\n')  # fmt: skip
+    daemon = start_daemon("-stcp", "-sudp", conf=conf)
+    tcp_attacker, udp_attacker = lab.attackers[0], lab.attackers[2]
+    nmap(tcp_attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+    nmap(udp_attacker.run, "-sU", "-p", "7", lab.target.ipv4)
+    daemon.wait_for(rf"block address={udp_attacker.ipv4} actions=command:done ")
+    daemon.wait_for(rf"block address={tcp_attacker.ipv4} ")
+    lines = [line.split(maxsplit=1)[1] for line in calls.read_text().splitlines()]
+    tcp_calls = [line for line in lines if tcp_attacker.ipv4 in line]
+    expected = [f"'route' '{tcp_attacker.ipv4}'", f"'cmd' '{tcp_attacker.ipv4}' 'stcp'"]
+    assert tcp_calls == (expected[::-1] if first else expected)
+    assert [line for line in lines if udp_attacker.ipv4 in line] == [
+        f"'cmd' '{udp_attacker.ipv4}' 'sudp'"
+    ]  # BLOCK_UDP=2: the command only, no route
+    daemon.stop()
+
+
+def test_hostile_hostname_runs_nothing_and_breaks_no_line(lab: Lab, tmp_path: Path) -> None:
+    attacker = lab.attackers[2]
+    evil = "evil$(touch${IFS}/tmp/pw-pwned);`id`|x\x1b[31m"
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"127.0.0.1 localhost\n{attacker.ipv4} {evil}\n")
+    conf = tmp_path / "portwarden.conf"
+    calls = tmp_path / "calls"
+    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nUDP_MODE="none"\n'
+                    'BLOCK_TCP="1"\nRESOLVE_HOST="1"\n'
+                    f'KILL_RUN_CMD="{sys.executable} {RECORD} {calls} $TARGET$"\n')  # fmt: skip
+    Path("/tmp/pw-pwned").unlink(missing_ok=True)
+    log = tmp_path / "log"
+    script = (f"mount --bind {hosts} /etc/hosts && exec {sys.executable} -m portwarden run"
+              f" -c {conf} -stcp")  # fmt: skip
+    proc = lab.target.popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 15
+        while "ready:" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+        deadline = time.monotonic() + 15
+        while "block address=" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        time.sleep(0.5)
+        blocked = (tmp_path / "state" / "portsentry.blocked").read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert not Path("/tmp/pw-pwned").exists()
+    assert calls.read_text().split()[1:] == [f"'{attacker.ipv4}'"]
+    assert "\x1b" not in blocked and "\x1b" not in log.read_text()
+    assert blocked.count("\n") == 1
+    assert (
+        f"Host: evil$(touch${{IFS}}\\x2ftmp\\x2fpw-pwned);`id`|x\\x1b[31m/{attacker.ipv4}"
+        in blocked
+    )
+    for line in log.read_text().splitlines():
+        assert line.startswith("20"), line  # every line is a whole log line
+
+
+def test_expiry_and_escalation(lab: Lab, start_daemon: StartDaemon) -> None:
+    daemon = start_daemon("-stcp", "-sudp", conf='BLOCK_TCP="1"\nBLOCK_DURATION="2"\n'
+                          'BLOCK_ESCALATION="2"\nBLOCK_DURATION_MAX="3"\n')  # fmt: skip
+    attacker = lab.attackers[1]
+    nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+    daemon.wait_for(rf"block address={attacker.ipv4} actions=nft:done until=20")
+    assert not can_connect(attacker, lab.target.ipv4, SERVICE, timeout=1)
+    daemon.wait_for(rf"unblock address={attacker.ipv4} by=expired", timeout=10)
+    assert can_connect(attacker, lab.target.ipv4, SERVICE)
+    mark = daemon.mark()
+    nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+    daemon.wait_for(rf"block address={attacker.ipv4} .*offence=2 ", since=mark)
+    started = time.monotonic()
+    assert not can_connect(attacker, lab.target.ipv4, SERVICE, timeout=1)
+    daemon.wait_for(rf"unblock address={attacker.ipv4} by=expired", timeout=10, since=mark)
+    assert time.monotonic() - started > 2.0  # the second block lasted longer (3 s, the maximum)
+    assert can_connect(attacker, lab.target.ipv4, SERVICE)
+    daemon.stop()
