@@ -1,6 +1,7 @@
 """Blocking that really stops traffic, is undone exactly, and survives restarts."""
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -193,4 +194,63 @@ def test_expiry_and_escalation(lab: Lab, start_daemon: StartDaemon) -> None:
     daemon.wait_for(rf"unblock address={attacker.ipv4} by=expired", timeout=10, since=mark)
     assert time.monotonic() - started > 2.0  # the second block lasted longer (3 s, the maximum)
     assert can_connect(attacker, lab.target.ipv4, SERVICE)
+    daemon.stop()
+
+
+def test_kill_9_during_a_burst_then_restart_enforces_every_block_once(
+    lab: Lab, start_daemon: StartDaemon
+) -> None:
+    conf = 'BLOCK_TCP="1"\nBLOCKS_PER_MINUTE="100000"\n'
+    daemon = start_daemon("-stcp", "-sudp", conf=conf)
+    flood = lab.attackers[2].popen(["hping3", "--rand-source", "-S", "-p", "11", "-i", "u500",
+                                    lab.target.ipv4], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)  # fmt: skip
+    daemon.wait_for("block address=")
+    time.sleep(1.0)
+    daemon.proc.kill()  # kill -9 in the middle of the burst
+    daemon.proc.wait()
+    flood.kill()
+    state = daemon.log_path.parent / "state"
+    query = "select address from blocks where ended is null"
+    store_rows = lab.target.run([sys.executable, "-c", (
+        "import sqlite3,sys; db=sqlite3.connect(sys.argv[1]);"
+        f"print('\\n'.join(r[0] for r in db.execute('{query}')))"
+    ), str(state / "portwarden.db")]).stdout.split()  # fmt: skip
+    assert len(store_rows) > 50 and len(store_rows) == len(set(store_rows))
+    lab.target.run(["nft", "delete", "table", "inet", "portwarden"])  # as after a reboot
+    again = RunningDaemon(lab.target, daemon.log_path.with_suffix(".conf"), "-stcp", "-sudp")
+    again.wait_for(r"restored \d+ active blocks")
+    restored = int(again.wait_for(r"restored (\d+) active blocks").group(1))
+    assert restored == len(store_rows)
+    assert nft_elements(lab.target) == set(store_rows)
+    blocked_file = (state / "portsentry.blocked").read_text().splitlines()
+    in_file = [re.search(r" Host: \S+/(\S+) Port: 11 TCP Blocked$", line) for line in blocked_file]
+    assert sorted(m.group(1) for m in in_file if m) == sorted(store_rows)
+    again.stop()
+
+
+def test_spoofed_flood_hits_the_cap_and_a_real_scanner_is_still_blocked(
+    lab: Lab, start_daemon: StartDaemon
+) -> None:
+    daemon = start_daemon("-stcp", "-sudp", conf='BLOCK_TCP="1"\nBLOCKS_PER_MINUTE="20"\n')
+    flood = lab.attackers[2].popen(["hping3", "--rand-source", "--flood", "-S", "-p", "11",
+                                    lab.target.ipv4], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        daemon.wait_for("block-cap reached: 20 blocks in a minute")
+        scanner = lab.attackers[0]
+        assert can_connect(scanner, lab.target.ipv4, SERVICE)
+        nmap(scanner.run, "-sS", "-p", "1-200", lab.target.ipv4)
+        daemon.wait_for(rf"block address={scanner.ipv4} ")
+        assert not can_connect(scanner, lab.target.ipv4, SERVICE)
+        time.sleep(2)
+        rss_kib = int(next(line.split()[1] for line in
+                           Path(f"/proc/{daemon.proc.pid}/status").read_text().splitlines()
+                           if line.startswith("VmRSS:")))  # fmt: skip
+    finally:
+        flood.kill()
+    assert daemon.proc.poll() is None
+    assert len(nft_elements(lab.target)) <= 40  # 20, plus 20 for sources seen on many ports
+    assert daemon.log().count("block-cap reached") == 1
+    assert rss_kib < 120 * 1024  # the per-source table is bounded
     daemon.stop()
