@@ -62,7 +62,10 @@ class SyslogSink:
 
     def _read(self) -> None:
         while True:
-            self.lines.append(self.sock.recv(4096).decode(errors="replace"))
+            try:
+                self.lines.append(self.sock.recv(4096).decode(errors="replace"))
+            except OSError:  # closed: PortSentry was stopped
+                return
 
     def alerts(self) -> list[str]:
         """One line per probe: PortSentry adds a second line per probe about blocking."""
@@ -85,26 +88,47 @@ def rx_packets(host: Host) -> int:
     return int(host.run(["cat", "/sys/class/net/eth0/statistics/rx_packets"]).stdout)
 
 
-class Daemons:
-    """portwarden and PortSentry, both -stcp, in the lab's target."""
+class OurDaemon:
+    """portwarden -stcp in the lab's target; `extra` adds configuration lines."""
 
-    def __init__(self, lab: Lab, work: Path) -> None:
-        self.lab = lab
-        work.mkdir(parents=True)
+    def __init__(self, lab: Lab, work: Path, extra: str = "") -> None:
+        work.mkdir(parents=True, exist_ok=True)
         conf = work / "portwarden.conf"
-        conf.write_text(f'STATE_DIR="{work}/state"\nTCP_PORTS="{PORTS}"\nUDP_MODE="none"\n')
+        conf.write_text(f'STATE_DIR="{work}/state"\nTCP_PORTS="{PORTS}"\nUDP_MODE="none"\n'
+                        f"{extra}")  # fmt: skip
         self.log = work / "portwarden.log"
-        self.ours = lab.target.popen(
+        self.proc = lab.target.popen(
             [sys.executable, "-m", "portwarden", "run", "-c", str(conf), "-stcp"],
             stdout=self.log.open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
+        deadline = time.monotonic() + 15
+        while "ready:" not in self.log.read_text():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError(f"portwarden not ready: {self.log.read_text()}")
+            time.sleep(0.05)
+        self.pid = self.proc.pid
+
+    def alerts(self) -> list[str]:
+        return [line for line in self.log.read_text().splitlines() if " attack " in line]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+class PortSentry:
+    """PortSentry 1.2 -stcp in the lab's target, with its own /etc/portsentry and /dev/log."""
+
+    def __init__(self, lab: Lab, work: Path, extra: str = "") -> None:
         etc, dev = work / "etc", work / "dev"
-        etc.mkdir(exist_ok=True)
+        etc.mkdir(parents=True, exist_ok=True)
         dev.mkdir(exist_ok=True)
+        block = "1" if "KILL_ROUTE" in extra else "0"
         (etc / "portsentry.conf").write_text(
             f'TCP_PORTS="{PORTS}"\nUDP_PORTS="1"\nADVANCED_PORTS_TCP="1024"\n'
             f'ADVANCED_PORTS_UDP="1024"\nIGNORE_FILE="/etc/portsentry/portsentry.ignore"\n'
             f'HISTORY_FILE="{work}/ps.history"\nBLOCKED_FILE="{work}/ps.blocked"\n'
-            'RESOLVE_HOST="0"\nBLOCK_UDP="0"\nBLOCK_TCP="0"\nSCAN_TRIGGER="0"\n')  # fmt: skip
+            f'RESOLVE_HOST="0"\nBLOCK_UDP="0"\nBLOCK_TCP="{block}"\nSCAN_TRIGGER="0"\n'
+            f"{extra}")  # fmt: skip
         (etc / "portsentry.ignore").write_text("127.0.0.1/32\n0.0.0.0\n")
         for node in ("null", "zero", "urandom"):
             (dev / node).touch()
@@ -112,31 +136,52 @@ class Daemons:
         binds = " && ".join(f"mount --bind /dev/{n} {dev}/{n}" for n in ("null", "zero", "urandom"))
         script = (f"{binds} && mount --bind {etc} /etc/portsentry && mount --bind {dev} /dev"
                   " && exec portsentry -stcp")  # fmt: skip
+        before = set(_portsentry_pids(lab))
         lab.target.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script])
         deadline = time.monotonic() + 10
-        self.theirs = 0
-        while not self.theirs and time.monotonic() < deadline:
-            for pid in run(["ip", "netns", "pids", lab.target.netns]).stdout.split():
-                comm = Path(f"/proc/{pid}/comm")
-                if comm.exists() and comm.read_text().strip() == "portsentry":
-                    self.theirs = int(pid)
-            time.sleep(0.1)
-        while "ready:" not in self.log.read_text() or not self.sink.lines:
+        self.pid = 0
+        while not self.pid or not any("PortSentry is now active" in x for x in self.sink.lines):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"daemons not ready: {self.log.read_text()} {self.sink.lines}")
-            time.sleep(0.1)
+                raise RuntimeError(f"PortSentry not ready: {self.sink.lines}")
+            fresh = set(_portsentry_pids(lab)) - before
+            self.pid = min(fresh) if fresh else 0
+            time.sleep(0.05)
+
+    def alerts(self) -> list[str]:
+        return self.sink.alerts()
+
+    def stop(self) -> None:
+        os.kill(self.pid, 9)
+        self.sink.sock.close()
+
+
+def _portsentry_pids(lab: Lab) -> list[int]:
+    pids = []
+    for pid in run(["ip", "netns", "pids", lab.target.netns]).stdout.split():
+        comm = Path(f"/proc/{pid}/comm")
+        if comm.exists() and comm.read_text().strip() == "portsentry":
+            pids.append(int(pid))
+    return pids
+
+
+class Daemons:
+    """Both, watching the same ports in the same target at the same time."""
+
+    def __init__(self, lab: Lab, work: Path) -> None:
+        self.ours = OurDaemon(lab, work)
+        self.theirs = PortSentry(lab, work)
+        self.sink = self.theirs.sink
         time.sleep(0.5)
 
     def cpu(self) -> tuple[float, float]:
-        return cpu_seconds(self.ours.pid), cpu_seconds(self.theirs)
+        return cpu_seconds(self.ours.pid), cpu_seconds(self.theirs.pid)
 
     def stop(self) -> None:
-        os.kill(self.theirs, 9)
-        self.ours.terminate()
-        self.ours.wait(timeout=10)
+        self.theirs.stop()
+        self.ours.stop()
 
     def our_alerts(self) -> list[str]:
-        return [line for line in self.log.read_text().splitlines() if " attack " in line]
+        return self.ours.alerts()
 
 
 def benign(lab: Lab, work: Path, seconds: float, connections: int) -> dict[str, float]:
@@ -199,7 +244,7 @@ def masscan(lab: Lab, work: Path, rate: int, dropped: bool) -> dict[str, float]:
             "ours cpu s": ours1 - ours0,
             "theirs cpu s": theirs1 - theirs0,
             "ours peak MiB": peak_rss_kib(daemons.ours.pid) / 1024,
-            "theirs peak MiB": peak_rss_kib(daemons.theirs) / 1024,
+            "theirs peak MiB": peak_rss_kib(daemons.theirs.pid) / 1024,
         }
     finally:
         daemons.stop()

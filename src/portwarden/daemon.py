@@ -110,8 +110,8 @@ class Daemon:
     def _report(self, verdicts: list[Verdict]) -> None:
         self._verdicts += len(verdicts)
         for verdict in verdicts:
+            self._policy.on_verdict(verdict, time.monotonic())  # the block first, then the words
             log.warning("%s", verdict_line(verdict))
-            self._policy.on_verdict(verdict, time.monotonic())
 
     def _start_sensors(self) -> None:
         self._sensors = build_sensors(self.settings, self._host)

@@ -60,6 +60,15 @@ class Actions:
             self._nft.ensure()
         return self._nft
 
+    def duration_for(self, address: str) -> float | None:
+        """Seconds the next block of `address` lasts (None: forever)."""
+        s = self.settings
+        if not s.block_duration:
+            return None
+        if s.block_escalation == 1:
+            return self.duration(1)
+        return self.duration(self.store.offences(address) + 1)
+
     def duration(self, offence: int) -> float | None:
         """Seconds this block lasts (None: forever), longer for repeat offenders."""
         s = self.settings
@@ -73,7 +82,7 @@ class Actions:
         s = self.settings
         address = str(request.address)
         since = time.time()
-        seconds = self.duration(self.store.offences(address) + 1)
+        seconds = self.duration_for(address)
         done: list[Action] = []
         steps = self._steps(request)
         if s.kill_run_cmd_first and "command" in steps:

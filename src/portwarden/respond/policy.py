@@ -197,7 +197,7 @@ class ResponsePolicy:
                                probe.scan, mode)  # fmt: skip
         if self._actions.nft_first(request):
             # In the loop, in-process (~0.2 ms): the worker thread could wait for the GIL.
-            seconds = self._actions.duration(self._store.offences(address) + 1)
+            seconds = self._actions.duration_for(address)
             request = replace(request, nft_done=self._actions.nft_add(probe.src, seconds))
         self._submit("block", request)
 

@@ -1,0 +1,114 @@
+"""Reaction time: attacker packets that still reach an open service after the tripwire probe.
+
+Run as root from the repository root:  .venv/bin/python -m benchmarks.reaction [--rounds 20]
+
+Each round a fresh attacker address sends one SYN to a tripwire port and then a SYN to a real
+open service every INTERVAL microseconds; the count of SYN+ACKs it gets back is how many
+packets slipped through before the block held. portwarden (-stcp, built-in nftables blocker) and
+PortSentry 1.2 (-stcp, KILL_ROUTE="ip route add blackhole $TARGET$") take turns on the same
+target in the same run. Also: restoring 100,000 active blocks at start.
+"""
+
+import argparse
+import ipaddress
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.lab.netlab import Lab
+from tests.lab.services import tcp_echo_server
+
+from benchmarks.detection import OurDaemon, PortSentry
+
+SERVICE, TRIPWIRE = 8080, 11
+KILL_ROUTE = 'KILL_ROUTE="/sbin/ip route add blackhole $TARGET$"\n'
+PROBE = Path(__file__).with_name("synprobe.py")
+
+
+def round_trip(lab: Lab, source: str, count: int, interval_us: int) -> int:
+    attacker = lab.attackers[0]
+    attacker.run(["ip", "addr", "add", f"{source}/24", "dev", "eth0"])
+    try:
+        out = attacker.run([sys.executable, str(PROBE), source, lab.target.ipv4, str(TRIPWIRE),
+                            str(SERVICE), str(count), str(interval_us)], timeout=60)  # fmt: skip
+        return int(out.stdout)
+    finally:
+        attacker.run(["ip", "addr", "del", f"{source}/24", "dev", "eth0"])
+
+
+def restore_seconds(lab: Lab, work: Path, blocks: int) -> float:
+    """Time Actions.restore() for `blocks` active rows, in the target namespace."""
+    code = f"""
+import sqlite3, time, sys
+from pathlib import Path
+from portwarden.config import load_settings
+from portwarden.respond.actions import Actions
+from portwarden.store.db import Store, store_path
+settings = load_settings(Path("{work}/portwarden.conf"))
+store = Store(store_path(settings.state_dir))
+db = sqlite3.connect(store_path(settings.state_dir))
+rows = [(str(__import__("ipaddress").ip_address(0xC6120000 + i)), "tcp", 11, "stcp", "bench",
+         "x", time.time(), None, 1, '[{{"kind": "nft", "undo": [], "status": "done"}}]')
+        for i in range({blocks})]
+with db:
+    db.executemany("INSERT INTO blocks (address, proto, port, mode, reason, hostname, since,"
+                   " until, offence, actions) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+start = time.perf_counter()
+restored = Actions(settings, store).restore()
+print(restored, time.perf_counter() - start)
+"""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "portwarden.conf").write_text(f'STATE_DIR="{work}/state"\nBLOCK_TCP="1"\n')
+    out = lab.target.run([sys.executable, "-c", code], timeout=300).stdout.split()
+    assert int(out[0]) == blocks, out
+    elements = lab.target.run(["nft", "-j", "list", "set", "inet", "portwarden", "blocked4"])
+    listed = [x for x in json.loads(elements.stdout)["nftables"] if "set" in x][0]["set"]
+    lab.target.run(["nft", "delete", "table", "inet", "portwarden"])
+    print(f"(restore: {len(listed.get('elem', []))} elements listed in the set afterwards)")
+    return float(out[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--count", type=int, default=200, help="SYNs to the service per round")
+    parser.add_argument("--interval", type=int, default=100, help="microseconds between SYNs")
+    parser.add_argument("--restore", type=int, default=100_000)
+    args = parser.parse_args()
+    lab = Lab(prefix="pwb-", attackers=1).create()
+    results: dict[str, list[int]] = {"portwarden (nftables)": [], "PortSentry (KILL_ROUTE)": []}
+    try:
+        tcp_echo_server(lab.target, SERVICE)
+        with tempfile.TemporaryDirectory() as tmp:
+            for number in range(args.rounds):
+                work = Path(tmp, str(number))
+                # A fresh source each time, so neither daemon has seen it; they take turns.
+                for index, name in enumerate(results):
+                    source = str(ipaddress.ip_address("198.18.0.100") + 2 * number + index)
+                    if index == 0:
+                        daemon: OurDaemon | PortSentry = OurDaemon(lab, work / "ours",
+                                                                   'BLOCK_TCP="1"\n')  # fmt: skip
+                    else:
+                        daemon = PortSentry(lab, work / "theirs", KILL_ROUTE)
+                    try:
+                        results[name].append(round_trip(lab, source, args.count, args.interval))
+                    finally:
+                        daemon.stop()
+            lab.target.run(["ip", "route", "flush", "type", "blackhole"], check=False)
+            restore = restore_seconds(lab, Path(tmp, "restore"), args.restore)
+        print(
+            f"\nreaction: SYNs to an open service answered after the tripwire probe "
+            f"({args.count} sent, one every {args.interval} us; {args.rounds} rounds)"
+        )
+        print(f"{'daemon':<26}{'median':>8}{'worst':>8}{'best':>8}")
+        for name, counts in results.items():
+            print(f"{name:<26}{statistics.median(counts):>8g}{max(counts):>8}{min(counts):>8}")
+        print(f"\nrestore: {args.restore} active blocks re-applied at start: {restore:.2f} s")
+    finally:
+        lab.destroy()
+
+
+if __name__ == "__main__":
+    main()
