@@ -9,7 +9,7 @@ import ipaddress
 import logging
 import socket
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from portwarden import limits
@@ -99,11 +99,11 @@ class Actions:
         for step in steps:
             done.append(self._do(step, request, seconds))
         hostname = self._hostname(request.address)
-        record = replace(record, actions=tuple(done), hostname=hostname)
+        record = record._replace(actions=tuple(done), hostname=hostname)
         self.store.set_actions(record.id, record.actions)
         if hostname != address:
             self.store.set_hostname(record.id, hostname)
-        self._write_files(record)
+        self.write_files(record)
         return record
 
     def _steps(self, request: BlockRequest) -> list[str]:
@@ -165,7 +165,7 @@ class Actions:
         except (OSError, UnicodeError):
             return str(address)
 
-    def unblock(self, record: BlockRecord, by: str) -> bool:
+    def unblock(self, record: BlockRecord, by: str, write_files: bool = True) -> bool:
         """Undo every action recorded for the block, then end it. False if already ended."""
         if not self.store.end_block(record.id, time.time(), by):
             return False
@@ -183,7 +183,8 @@ class Actions:
             except (OSError, NftError) as error:
                 log.error("undoing %s for %s failed: %s", action.kind, record.address,
                           one_line(str(error)))  # fmt: skip
-        self._write_files(None)
+        if write_files:
+            self.write_files(None)
         return True
 
     def unblock_matching(self, network: Network | None, by: str) -> list[BlockRecord]:
@@ -193,18 +194,17 @@ class Actions:
         return [r for r in inside if self.unblock(r, by)]
 
     def expire(self, now: float) -> list[BlockRecord]:
-        due = [r for r in self.store.active() if r.until is not None and r.until <= now]
-        return [r for r in due if self.unblock(r, "expired")]
+        return [r for r in self.store.due(now) if self.unblock(r, "expired", write_files=False)]
 
     def restore(self) -> int:
         """At start: end overdue blocks; make the firewall, routes and files match the store."""
         now = time.time()
-        self.expire(now)
+        if self.expire(now):
+            self.write_files(None)
         active = self.store.active()
         if uses_nft(self.settings) or any(a.kind == "nft" for r in active for a in r.actions):
             self.nft().replace_all([
-                (ipaddress.ip_address(r.address),
-                 None if r.until is None else max(1, round(r.until - now)))
+                (r.address, None if r.until is None else max(1, round(r.until - now)))
                 for r in active if any(a.kind == "nft" for a in r.actions)
             ])  # fmt: skip
         for record in active:
@@ -215,13 +215,15 @@ class Actions:
                     argv = commands.expand(self.settings.kill_route, record.address,
                                            record.port, record.mode)  # fmt: skip
                     commands.run(argv, self.settings.kill_cmd_timeout, "KILL_ROUTE (restore)")
-        self._write_files(None)
+        self.write_files(None, active)
         return len(active)
 
-    def _write_files(self, new: BlockRecord | None) -> None:
+    def write_files(self, new: BlockRecord | None = None,
+                     active: list[BlockRecord] | None = None) -> None:  # fmt: skip
         try:
             if new is not None:
                 files.append_history(self.settings.history_file, new)
-            files.write_blocked_file(self.settings.blocked_file, self.store.active())
+            files.write_blocked_file(self.settings.blocked_file,
+                                     self.store.active() if active is None else active)  # fmt: skip
         except OSError as error:
             log.error("writing PortSentry files failed: %s", one_line(str(error)))

@@ -64,11 +64,12 @@ class Nft:
             self._ctx = None
 
 
-def _set(address: Address) -> str:
-    return "blocked4" if address.version == 4 else "blocked6"
+def _set(address: Address | str) -> str:
+    """Which set: canonical address strings from the store need no parsing (100k at restore)."""
+    return "blocked6" if ":" in str(address) else "blocked4"
 
 
-def _element(address: Address, seconds: int | None) -> str:
+def _element(address: Address | str, seconds: int | None) -> str:
     return f"{address} timeout {seconds}s" if seconds else str(address)
 
 
@@ -129,7 +130,7 @@ class NftBlocker:
                 with contextlib.suppress(NftError):  # not in the set any more
                     self._nft.run(line + "\n")
 
-    def replace_all(self, blocks: list[tuple[Address, int | None]]) -> None:
+    def replace_all(self, blocks: list[tuple[Address | str, int | None]]) -> None:
         """Make the sets hold exactly `blocks` (start-up restore), in one transaction."""
         self.ensure()
         lines = [f"flush set inet {TABLE} blocked4", f"flush set inet {TABLE} blocked6"]

@@ -78,8 +78,11 @@ class ActionWorker(threading.Thread):
                     if record is not None:
                         log.warning("%s", block_line(record))
                 elif kind == "expire":
-                    for record in actions.expire(time.time()):
+                    expired = actions.expire(time.time())
+                    for record in expired:
                         log.info("unblock address=%s by=expired", record.address)
+                    if expired:
+                        actions.write_files()
             except Exception:  # one failing action must never stop the others
                 log.exception("action %s failed", kind)
 

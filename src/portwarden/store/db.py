@@ -5,10 +5,12 @@ records, as JSON, what was done and how to undo it, so an unblock (by the daemon
 the `unblock` command) undoes exactly that.
 """
 
+import functools
 import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (
@@ -40,8 +42,9 @@ class Action:
     status: str = "done"  # done, failed: <why>, or planned (recorded, not yet confirmed)
 
 
-@dataclass(frozen=True)
-class BlockRecord:
+class BlockRecord(NamedTuple):
+    """A NamedTuple rather than a frozen dataclass: 100,000 of them are built at restore."""
+
     id: int
     address: str
     proto: str
@@ -60,12 +63,17 @@ def _actions_json(actions: tuple[Action, ...]) -> str:
                        for a in actions])  # fmt: skip
 
 
-def _record(row: sqlite3.Row) -> BlockRecord:
-    actions = tuple(Action(a["kind"], tuple(a["undo"]), a["status"])
-                    for a in json.loads(row["actions"]))  # fmt: skip
-    return BlockRecord(row["id"], row["address"], row["proto"], row["port"], row["mode"],
-                       row["reason"], row["hostname"], row["since"], row["until"],
-                       row["offence"], actions)  # fmt: skip
+@functools.lru_cache(maxsize=256)
+def _actions(text: str) -> tuple[Action, ...]:
+    """Parsed once per distinct text: most blocks share their action list (restore of 100k)."""
+    return tuple(Action(a["kind"], tuple(a["undo"]), a["status"]) for a in json.loads(text))
+
+
+_COLUMNS = "id, address, proto, port, mode, reason, hostname, since, until, offence, actions"
+
+
+def _record(row: tuple) -> BlockRecord:
+    return BlockRecord._make((*row[:10], _actions(row[10])))
 
 
 def store_path(state_dir: Path) -> Path:
@@ -78,7 +86,6 @@ class Store:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
-        self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
@@ -136,7 +143,17 @@ class Store:
         return cursor.rowcount == 1
 
     def active(self) -> list[BlockRecord]:
-        rows = self._db.execute("SELECT * FROM blocks WHERE ended IS NULL ORDER BY since, id")
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM blocks WHERE ended IS NULL ORDER BY since, id"
+        )
+        return [_record(row) for row in rows]
+
+    def due(self, now: float) -> list[BlockRecord]:
+        """Active blocks whose time is up."""
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM blocks WHERE ended IS NULL AND until <= ? ORDER BY until",
+            (now,),
+        )
         return [_record(row) for row in rows]
 
     def active_addresses(self) -> set[str]:
