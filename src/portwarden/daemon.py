@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from portwarden import limits, service, statedir
-from portwarden.alert.line import verdict_line
+from portwarden.alert.line import LineLimiter, verdict_line
 from portwarden.config import ConfigError, Settings, TcpMode, UdpMode, load_settings
 from portwarden.config.ignore import ALWAYS_IGNORED, IgnoreList
 from portwarden.detect.config import engine_config
@@ -44,6 +44,8 @@ class Daemon:
         self._sensors: list[Sensor] = []
         self._next_refresh = 0.0
         self._policy = ResponsePolicy(self.settings, store_path(self.settings.state_dir))
+        self._lines = LineLimiter(limits.ATTACK_LINES_PER_S, limits.ATTACK_LINES_BURST)
+        self._next_suppressed_report = 0.0
         self._probes = 0
         self._verdicts = 0
 
@@ -87,6 +89,12 @@ class Daemon:
         now = time.monotonic()
         self._report(self._engine.tick(now))
         self._policy.tick(now)
+        if now >= self._next_suppressed_report:
+            self._next_suppressed_report = now + 1.0
+            refused = self._lines.take_refused()
+            if refused:
+                log.warning("attack lines suppressed: %d in the last second (rate limit %d/s)",
+                            refused, limits.ATTACK_LINES_PER_S)  # fmt: skip
         if now >= self._next_refresh:
             self._refresh()
             self._next_refresh = now + limits.REFRESH_S
@@ -110,8 +118,10 @@ class Daemon:
     def _report(self, verdicts: list[Verdict]) -> None:
         self._verdicts += len(verdicts)
         for verdict in verdicts:
-            self._policy.on_verdict(verdict, time.monotonic())  # the block first, then the words
-            log.warning("%s", verdict_line(verdict))
+            now = time.monotonic()
+            self._policy.on_verdict(verdict, now)  # the block first, then the words
+            if self._lines.allow(now):
+                log.warning("%s", verdict_line(verdict))
 
     def _start_sensors(self) -> None:
         self._sensors = build_sensors(self.settings, self._host)

@@ -43,3 +43,14 @@ BLOCK_QUEUE_MAX = 1_024
 
 # Reverse DNS for RESOLVE_HOST: names longer than this are cut.
 HOSTNAME_MAX = 253
+
+# Attack lines written per second (with a burst of ATTACK_LINES_BURST). Past it, one line a
+# second says how many were left out: a flood must not turn into a flood of log writes, which
+# would slow the loop down and bury the lines that matter. Blocking is not affected.
+ATTACK_LINES_PER_S = 20
+ATTACK_LINES_BURST = 200
+
+# A port found free by the bind test is taken as free for this long, so a flood to one tripwire
+# port costs one bind test per interval instead of one per packet.
+PORT_FREE_CACHE_S = 0.1
+FREE_PORTS_CACHED_MAX = 65_536

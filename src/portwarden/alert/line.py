@@ -39,3 +39,27 @@ def verdict_line(verdict: Verdict) -> str:
     stamp = datetime.fromtimestamp(p.seen_at, UTC).isoformat(timespec="milliseconds")
     fields.append(("time", stamp.replace("+00:00", "Z")))
     return "attack " + " ".join(f"{key}={_quote(value)}" for key, value in fields)
+
+
+class LineLimiter:
+    """A token bucket for log lines; counts what it refuses so it can be said in one line."""
+
+    def __init__(self, per_second: float, burst: int) -> None:
+        self._rate = per_second
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._last = 0.0
+        self.refused = 0
+
+    def allow(self, now: float) -> bool:
+        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        self.refused += 1
+        return False
+
+    def take_refused(self) -> int:
+        refused, self.refused = self.refused, 0
+        return refused

@@ -2,7 +2,7 @@
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from portwarden.config.errors import ConfigError
@@ -16,16 +16,32 @@ ALWAYS_IGNORED: tuple[Network, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class IgnoreList:
-    """Networks whose traffic never triggers an alert or a block."""
+    """Networks whose traffic never triggers an alert or a block.
+
+    Looked up for every probe, so single addresses go into a set and only real networks are
+    scanned, as (version, network integer, mask integer).
+    """
 
     networks: tuple[Network, ...]
+    _hosts: frozenset[Address] = field(init=False, repr=False, compare=False)
+    _nets: tuple[tuple[int, int, int], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        single = {n.network_address for n in self.networks if n.num_addresses == 1}
+        nets = tuple((n.version, int(n.network_address), int(n.netmask))
+                     for n in self.networks if n.num_addresses > 1)  # fmt: skip
+        object.__setattr__(self, "_hosts", frozenset(single))
+        object.__setattr__(self, "_nets", nets)
 
     def __contains__(self, address: Address) -> bool:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        if address.version == 6 and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
-        return any(address in net for net in self.networks)
+        if address in self._hosts:
+            return True
+        value, version = int(address), address.version
+        return any(v == version and value & mask == net for v, net, mask in self._nets)
 
     @classmethod
     def build(cls, *groups: Iterable[Network | Address]) -> "IgnoreList":

@@ -7,6 +7,7 @@ the same engine runs live, on replayed captures and in tests.
 from array import array
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from portwarden import limits
 from portwarden.config.hostscan import HostScanRule, ignored
@@ -37,8 +38,7 @@ class EngineConfig:
     sources_max: int = limits.SOURCES_MAX
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):
     """A decision about one source, made on one probe.
 
     kind "scan": the source passed the threshold; this probe is part of its scan.

@@ -70,6 +70,7 @@ class RawSensor:
                 self._v6.add(sock.fileno())
             sock.setblocking(False)
             self.sockets[sock.fileno()] = sock
+        self._free_at: dict[int, float] = {}
         self.watched = self._attach(self.tripwires())
         for fd in self.sockets:  # packets queued before the filter was attached
             self._drain(fd)
@@ -96,11 +97,14 @@ class RawSensor:
         now = time.time()
         for _ in range(limits.PACKETS_PER_TURN_MAX):
             try:
-                data, ancillary, _, address = sock.recvmsg(limits.CAPTURE_BYTES, _ANCILLARY_SPACE)
+                if v6:
+                    data, ancillary, _, address = sock.recvmsg(limits.CAPTURE_BYTES,
+                                                               _ANCILLARY_SPACE)  # fmt: skip
+                    packet = self._parse(data, ancillary, address)
+                else:
+                    packet = parse_ipv4(sock.recv(limits.CAPTURE_BYTES))
             except (BlockingIOError, InterruptedError):
                 break
-            try:
-                packet = self._parse(data, ancillary, address) if v6 else parse_ipv4(data)
             except MalformedPacket:
                 continue
             probe = self._probe(packet, now)
@@ -131,7 +135,7 @@ class RawSensor:
         dst = ipaddress.ip_address(packet.dst)
         if dst not in self._host.addresses:
             return None  # broadcast, multicast, or an address we no longer have
-        tripwire = packet.dport in self.watched and not port_in_use(self.proto, packet.dport)
+        tripwire = packet.dport in self.watched and self._free(packet.dport)
         if not tripwire and os_tool is None:
             return None
         if packet.proto == IPPROTO_TCP:
@@ -142,6 +146,19 @@ class RawSensor:
             ipaddress.ip_address(packet.src), dst, self.proto, packet.sport, packet.dport,
             self.mode, scan, flags, os_tool, packet.ip_options, tripwire, now,
         )  # fmt: skip
+
+    def _free(self, port: int) -> bool:
+        """SmartVerify: no service on the port right now (a free answer is reused briefly)."""
+        now = time.monotonic()
+        if now - self._free_at.get(port, -1.0) < limits.PORT_FREE_CACHE_S:
+            return True
+        if port_in_use(self.proto, port):
+            self._free_at.pop(port, None)
+            return False
+        if len(self._free_at) >= limits.FREE_PORTS_CACHED_MAX:
+            self._free_at.clear()
+        self._free_at[port] = now
+        return True
 
     def _drain(self, fd: int) -> None:
         try:
