@@ -10,7 +10,7 @@ from pathlib import Path
 from portwarden import limits, service, statedir
 from portwarden.alert.line import LineLimiter, verdict_line
 from portwarden.config import ConfigError, Settings, TcpMode, UdpMode, load_settings
-from portwarden.config.ignore import ALWAYS_IGNORED, IgnoreList
+from portwarden.config.ignore import IgnoreList
 from portwarden.detect.config import engine_config
 from portwarden.detect.engine import Engine, Verdict
 from portwarden.respond.policy import ResponsePolicy
@@ -111,9 +111,7 @@ class Daemon:
             self._engine.reconfigure(engine_config(self.settings, self._ignore()))
 
     def _ignore(self) -> IgnoreList:
-        return IgnoreList.build(
-            ALWAYS_IGNORED, self._host.addresses, self.settings.ignored_networks
-        )
+        return self.settings.ignore_list(self._host.addresses)
 
     def _report(self, verdicts: list[Verdict]) -> None:
         self._verdicts += len(verdicts)

@@ -1,7 +1,7 @@
 """Typed, frozen settings built from the embedded defaults and one configuration file."""
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -11,7 +11,13 @@ from portwarden.config.conffile import Entry, parse_conf
 from portwarden.config.defaults import DEFAULT_CONF, DEFAULT_SOURCE, default_state_dir
 from portwarden.config.errors import ConfigError
 from portwarden.config.hostscan import HostScanRule, parse_rules
-from portwarden.config.ignore import ALWAYS_IGNORED, IgnoreList, Network, read_ignore_file
+from portwarden.config.ignore import (
+    ALWAYS_IGNORED,
+    Address,
+    IgnoreList,
+    Network,
+    read_ignore_file,
+)
 from portwarden.config.values import BlockMode, NftUse, TcpMode, UdpMode
 from portwarden.net.local import local_addresses
 
@@ -64,9 +70,11 @@ class Settings:
     ignored_networks: tuple[Network, ...]
     warnings: tuple[str, ...] = ()
 
-    def ignore_list(self) -> IgnoreList:
-        """The configured networks plus loopback and every address this host has right now."""
-        return IgnoreList.build(ALWAYS_IGNORED, local_addresses(), self.ignored_networks)
+    def ignore_list(self, addresses: Iterable[Address] | None = None) -> IgnoreList:
+        """The configured networks plus loopback and this host's addresses (read now if not
+        given)."""
+        local = local_addresses() if addresses is None else addresses
+        return IgnoreList.build(ALWAYS_IGNORED, local, self.ignored_networks)
 
     def with_modes(self, tcp: TcpMode | None, udp: UdpMode | None) -> "Settings":
         """The same settings with the modes given on the command line."""

@@ -73,6 +73,15 @@ def _element(address: Address | str, seconds: int | None) -> str:
     return f"{address} timeout {seconds}s" if seconds else str(address)
 
 
+def _add_lines(blocks: Iterable[tuple[Address | str, int | None]]) -> list[str]:
+    """`add element` commands, one per set that gets elements."""
+    by_set: dict[str, list[str]] = {"blocked4": [], "blocked6": []}
+    for address, seconds in blocks:
+        by_set[_set(address)].append(_element(address, seconds))
+    return [f"add element inet {TABLE} {name} {{ {', '.join(items)} }}"
+            for name, items in by_set.items() if items]  # fmt: skip
+
+
 class NftBlocker:
     """Our table and sets. Every method is one libnftables transaction."""
 
@@ -106,11 +115,7 @@ class NftBlocker:
 
     def add(self, blocks: Iterable[tuple[Address, int | None]]) -> None:
         """Add addresses, each with a timeout in seconds (None: until removed), in one batch."""
-        by_set: dict[str, list[str]] = {"blocked4": [], "blocked6": []}
-        for address, seconds in blocks:
-            by_set[_set(address)].append(_element(address, seconds))
-        lines = [f"add element inet {TABLE} {name} {{ {', '.join(items)} }}"
-                 for name, items in by_set.items() if items]  # fmt: skip
+        lines = _add_lines(blocks)
         if lines:
             self._nft.run("\n".join(lines) + "\n")
 
@@ -134,12 +139,7 @@ class NftBlocker:
         """Make the sets hold exactly `blocks` (start-up restore), in one transaction."""
         self.ensure()
         lines = [f"flush set inet {TABLE} blocked4", f"flush set inet {TABLE} blocked6"]
-        by_set: dict[str, list[str]] = {"blocked4": [], "blocked6": []}
-        for address, seconds in blocks:
-            by_set[_set(address)].append(_element(address, seconds))
-        lines += [f"add element inet {TABLE} {name} {{ {', '.join(items)} }}"
-                  for name, items in by_set.items() if items]  # fmt: skip
-        self._nft.run("\n".join(lines) + "\n")
+        self._nft.run("\n".join(lines + _add_lines(blocks)) + "\n")
 
     def elements(self) -> set[Address]:
         """The addresses in our sets now; empty when the table does not exist.
