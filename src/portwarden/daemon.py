@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from portwarden import limits, service, statedir
-from portwarden.alert.line import LineLimiter, verdict_line
+from portwarden.alert.dispatch import Alerts
 from portwarden.config import ConfigError, Settings, TcpMode, UdpMode, load_settings
 from portwarden.config.ignore import IgnoreList
 from portwarden.detect.config import engine_config
@@ -43,9 +43,9 @@ class Daemon:
         self._selector = selectors.DefaultSelector()
         self._sensors: list[Sensor] = []
         self._next_refresh = 0.0
-        self._policy = ResponsePolicy(self.settings, store_path(self.settings.state_dir))
-        self._lines = LineLimiter(limits.ATTACK_LINES_PER_S, limits.ATTACK_LINES_BURST)
-        self._next_suppressed_report = 0.0
+        self._alerts = Alerts(self.settings)
+        self._policy = ResponsePolicy(self.settings, store_path(self.settings.state_dir),
+                                      self._alerts)  # fmt: skip
         self._probes = 0
         self._verdicts = 0
 
@@ -69,6 +69,7 @@ class Daemon:
             signal.set_wakeup_fd(previous_fd)
             self._stop_sensors()
             self._policy.stop()
+            self._alerts.close()
             self._selector.close()
             os.close(wake_read)
             os.close(wake_write)
@@ -89,12 +90,7 @@ class Daemon:
         now = time.monotonic()
         self._report(self._engine.tick(now))
         self._policy.tick(now)
-        if now >= self._next_suppressed_report:
-            self._next_suppressed_report = now + 1.0
-            refused = self._lines.take_refused()
-            if refused:
-                log.warning("attack lines suppressed: %d in the last second (rate limit %d/s)",
-                            refused, limits.ATTACK_LINES_PER_S)  # fmt: skip
+        self._alerts.tick(now)
         if now >= self._next_refresh:
             self._refresh()
             self._next_refresh = now + limits.REFRESH_S
@@ -118,8 +114,9 @@ class Daemon:
         for verdict in verdicts:
             now = time.monotonic()
             self._policy.on_verdict(verdict, now)  # the block first, then the words
-            if self._lines.allow(now):
-                log.warning("%s", verdict_line(verdict))
+            summary = verdict.kind in ("scan-summary", "os-summary")
+            action = self._policy.describe(str(verdict.probe.src)) if summary else ""
+            self._alerts.verdict(verdict, now, action)
 
     def _start_sensors(self) -> None:
         self._sensors = build_sensors(self.settings, self._host)
@@ -164,6 +161,7 @@ class Daemon:
         self.settings = fresh
         self._engine.reconfigure(engine_config(fresh, self._ignore()))
         self._policy.reconfigure(fresh)
+        self._alerts.reconfigure(fresh)
         self._stop_sensors()
         self._start_sensors()
         log.info("configuration reloaded from %s", fresh.source)

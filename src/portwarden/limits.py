@@ -2,8 +2,8 @@
 
 # Per-source detection state. A flood of spoofed sources must not grow memory: the table holds at
 # most this many sources and evicts the one seen least recently. Measured (tests/unit/
-# test_engine.py::test_memory_is_bounded) at about 0.8 KiB per source with every port slot used,
-# so about 13 MiB for a full table.
+# test_engine.py::test_memory_is_bounded) at about 1.5 KiB per source with every port slot used
+# and its first probe kept for the end-of-scan summary, so about 24 MiB for a full table.
 SOURCES_MAX = 16_384
 
 # Distinct ports remembered per source. Enough for any scandetd CountThreshold we accept; a
@@ -16,7 +16,7 @@ PATTERNS_TRACKED_MAX = 16
 # An OS-probe summary (every flag pattern seen) is reported once the source has sent nothing for
 # this long; at most this many sources wait for their summary, so spoofed probes cannot grow it.
 OS_PROBE_QUIET_S = 2.0
-OS_PROBE_PENDING_MAX = 1_024
+OS_PROBE_PENDING_MAX = 1_024  # also the most scans waiting for their end-of-scan summary
 
 # Packets read from one sensor socket per loop turn, so one busy socket cannot starve the others
 # or the signal handling.
@@ -54,3 +54,10 @@ ATTACK_LINES_BURST = 200
 # port costs one bind test per interval instead of one per packet.
 PORT_FREE_CACHE_S = 0.1
 FREE_PORTS_CACHED_MAX = 65_536
+
+# Mails waiting for the mail worker; a dead relay can hold back at most this many.
+MAIL_QUEUE_MAX = 100
+
+# JSON probe events written per second (summaries, blocks and caps are always written).
+JSON_EVENTS_PER_S = 200
+JSON_EVENTS_BURST = 1_000

@@ -120,7 +120,7 @@ def test_memory_is_bounded() -> None:
     tracemalloc.stop()
     per_source = used / sources
     assert len(engine) == sources
-    assert per_source < 1.5 * 1024, per_source
+    assert per_source < 2 * 1024, per_source
     full_mib = per_source * limits.SOURCES_MAX / 2**20
     print(f"{per_source:.0f} bytes per source; full table ~{full_mib:.0f} MiB")
 

@@ -18,7 +18,12 @@ def _quote(value: str) -> str:
 
 def verdict_line(verdict: Verdict) -> str:
     p = verdict.probe
-    scan = p.scan if verdict.kind == "scan" else f"OS fingerprinting probe ({p.os_tool})"
+    if verdict.kind == "scan":
+        scan = p.scan
+    elif verdict.kind == "scan-summary":
+        scan = ", ".join(verdict.types)
+    else:
+        scan = f"OS fingerprinting probe ({p.os_tool})"
     fields = [
         ("kind", verdict.kind),
         ("src", str(p.src)),
@@ -32,7 +37,7 @@ def verdict_line(verdict: Verdict) -> str:
         ("ports", str(verdict.ports)),
         ("first", "yes" if verdict.first else "no"),
     ]
-    if verdict.kind != "scan":
+    if verdict.kind.startswith("os-"):
         fields.append(("patterns", " ".join(verdict.patterns)))
     if p.ip_options:
         fields.append(("ip_options", "yes"))

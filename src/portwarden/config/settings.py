@@ -1,6 +1,7 @@
 """Typed, frozen settings built from the embedded defaults and one configuration file."""
 
 import dataclasses
+import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,27 @@ class Settings:
     protect_nameservers: bool
     kill_cmd_timeout: float
     unblock_on_stop: bool
+    syslog_facility: str
+    syslog_socket: Path | None
+    log_connections: bool
+    log_details: bool
+    scan_end_quiet: float
+    event_log: Path | None
+    event_log_max_bytes: int
+    mail_on_tcp_scan: bool
+    mail_on_udp_scan: bool
+    mail_on_os_probe: bool
+    mail_from: str
+    mail_to: tuple[str, ...]
+    mail_subject: str
+    mail_per_hour: int
+    smtp_relay: str
+    smtp_port: int
+    smtp_helo: str
+    smtp_starttls: bool
+    smtp_user: str | None
+    smtp_password_file: Path | None
+    smtp_timeout: float
     ignored_networks: tuple[Network, ...]
     warnings: tuple[str, ...] = ()
 
@@ -162,6 +184,29 @@ def load_settings(path: Path | None) -> Settings:
         protect_nameservers=read.get("PROTECT_NAMESERVERS", values.flag, True),
         kill_cmd_timeout=read.get("KILL_CMD_TIMEOUT", values.seconds, 10.0),
         unblock_on_stop=read.get("UNBLOCK_ON_STOP", values.flag, False),
+        syslog_facility=read.get("SYSLOG_FACILITY", values.facility, "daemon"),
+        syslog_socket=read.path("SYSLOG_SOCKET", Path("/dev/log")),
+        log_connections=read.get("LOG_CONNECTIONS", values.flag, False),
+        log_details=read.get("LOG_DETAILS", values.flag, False),
+        scan_end_quiet=read.get("SCAN_END_QUIET", values.seconds, 30.0),
+        event_log=read.path("EVENT_LOG", state_dir / "events.jsonl"),
+        event_log_max_bytes=read.get("EVENT_LOG_MAX_BYTES", values.positive, 50_000_000),
+        mail_on_tcp_scan=read.get("MAIL_ON_TCP_SCAN", values.flag, False),
+        mail_on_udp_scan=read.get("MAIL_ON_UDP_SCAN", values.flag, False),
+        mail_on_os_probe=read.get("MAIL_ON_OS_PROBE", values.flag, False),
+        mail_from=read.get("MAIL_FROM", values.mail_address, f"portwarden@{socket.gethostname()}"),
+        mail_to=read.get("MAIL_TO", values.mail_addresses, ()),
+        mail_subject=read.get(
+            "MAIL_SUBJECT", values.header_text, "portwarden: %p scan from %s to %d"
+        ),  # fmt: skip
+        mail_per_hour=read.get("MAIL_PER_HOUR", values.positive, 20),
+        smtp_relay=read.get("SMTP_RELAY", values.host, "localhost"),
+        smtp_port=read.get("SMTP_PORT", values.port, 25),
+        smtp_helo=read.get("SMTP_HELO", values.host, socket.gethostname()),
+        smtp_starttls=read.get("SMTP_STARTTLS", values.flag, False),
+        smtp_user=read.get("SMTP_USER", values.optional_text, None),
+        smtp_password_file=read.path("SMTP_PASSWORD_FILE", None),
+        smtp_timeout=read.get("SMTP_TIMEOUT", values.seconds, 10.0),
         ignored_networks=(),
     )
     warnings += [
@@ -169,6 +214,11 @@ def load_settings(path: Path | None) -> Settings:
         for key, entry in entries.items()
         if key not in read.used
     ]
+    wants_mail = settings.mail_on_tcp_scan or settings.mail_on_udp_scan or settings.mail_on_os_probe
+    if wants_mail and not settings.mail_to:
+        entry = read.entry("MAIL_TO")
+        raise ConfigError(source, "MAIL_ON_* is on but MAIL_TO names nobody",
+                          entry.line if entry else None, "MAIL_TO", "")  # fmt: skip
     ignored: tuple[Network, ...] = ()
     if ignore_file is not None:
         if ignore_file.exists():
@@ -214,6 +264,8 @@ def _render(value: object) -> str:
         return str(int(value))
     if isinstance(value, TcpMode | UdpMode | NftUse):
         return value.value
+    if isinstance(value, tuple) and value and isinstance(value[0], str):
+        return ",".join(value)
     if isinstance(value, tuple) and value and isinstance(value[0], HostScanRule):
         return "; ".join(str(rule) for rule in value)
     if isinstance(value, float):

@@ -1,5 +1,6 @@
 """Parsers for single configuration values. Each raises ValueError with a short reason."""
 
+import re
 from collections.abc import Callable
 from enum import Enum, IntEnum
 from pathlib import Path
@@ -172,3 +173,47 @@ def _mode_parser(kind: type[M], what: str) -> Callable[[str], M | None]:
 
 tcp_mode = _mode_parser(TcpMode, "TCP")
 udp_mode = _mode_parser(UdpMode, "UDP")
+
+
+FACILITIES = ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
+              "authpriv", "ftp", "local0", "local1", "local2", "local3", "local4", "local5",
+              "local6", "local7")  # fmt: skip
+
+
+def facility(text: str) -> str:
+    """A syslog facility name, as in syslog.conf; PortSentry's LOG_DAEMON spelling too."""
+    name = text.strip().lower().removeprefix("log_")
+    if name not in FACILITIES:
+        raise ValueError(f"unknown syslog facility; use one of {', '.join(FACILITIES)}")
+    return name
+
+
+_MAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
+_HOST = re.compile(r"[A-Za-z0-9.:-]+")
+
+
+def mail_address(text: str) -> str:
+    text = text.strip()
+    if not _MAIL.fullmatch(text):
+        raise ValueError(f"'{text}' is not a plain mail address (user@domain)")
+    return text
+
+
+def mail_addresses(text: str) -> tuple[str, ...]:
+    """MAIL_TO: several addresses, comma-separated."""
+    return tuple(mail_address(item) for item in text.split(",") if item.strip())
+
+
+def header_text(text: str) -> str:
+    """Text for a mail header: printable, no line breaks (no header injection)."""
+    if not text.isprintable():
+        raise ValueError("must be printable text on one line")
+    return text
+
+
+def host(text: str) -> str:
+    """A host name or address for SMTP: letters, digits, dots, colons, dashes."""
+    text = text.strip()
+    if not _HOST.fullmatch(text):
+        raise ValueError(f"'{text}' is not a host name or address")
+    return text

@@ -18,4 +18,5 @@ def engine_config(settings: Settings, ignore: IgnoreList) -> EngineConfig:
         ignore=ignore,
         tcp_rules=settings.tcp_scan_ignore,
         udp_rules=settings.udp_scan_ignore,
+        scan_end_quiet_s=settings.scan_end_quiet,
     )

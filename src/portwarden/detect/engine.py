@@ -36,6 +36,7 @@ class EngineConfig:
     tcp_rules: tuple[HostScanRule, ...] = ()
     udp_rules: tuple[HostScanRule, ...] = ()
     sources_max: int = limits.SOURCES_MAX
+    scan_end_quiet_s: float = 30.0  # SCAN_END_QUIET: a scan this quiet is over; summarise it
 
 
 class Verdict(NamedTuple):
@@ -44,6 +45,8 @@ class Verdict(NamedTuple):
     kind "scan": the source passed the threshold; this probe is part of its scan.
     kind "os-probe": the source's first OS-fingerprinting probe of tool `probe.os_tool`.
     kind "os-summary": that source's OS probing went quiet; `patterns` has every flag pattern.
+    kind "scan-summary": the scan is over (quiet for scan_end_quiet_s); `probe` is its last
+    probe, `first_probe` its first, `types` every scan type seen.
     `first` is True for the first verdict of its kind in the source's current episode: act
     on that one; the later ones only report.
     """
@@ -55,13 +58,15 @@ class Verdict(NamedTuple):
     ports: int  # distinct ports touched (at most limits.PORTS_TRACKED_MAX)
     first_seen: float  # monotonic time of the episode's first probe
     patterns: tuple[str, ...] = ()  # flag patterns seen, for OS-probe reports
+    first_probe: Probe | None = None  # scan-summary: the scan's first probe
+    types: tuple[str, ...] = ()  # scan-summary: scan types seen
 
 
 class _Source:
     """Kept small on purpose (arrays and tuples, not sets and deques): there are many of these."""
 
     __slots__ = ("first_seen", "last_seen", "probes", "ports", "recent", "run", "scan_reported",
-                 "tools_reported", "patterns")  # fmt: skip
+                 "tools_reported", "patterns", "first_probe", "types")  # fmt: skip
 
     def __init__(self, now: float) -> None:
         self.first_seen = now
@@ -73,6 +78,8 @@ class _Source:
         self.scan_reported = False
         self.tools_reported: tuple[str, ...] = ()
         self.patterns: tuple[str, ...] = ()
+        self.first_probe: Probe | None = None
+        self.types: tuple[str, ...] = ()
 
 
 class Engine:
@@ -80,6 +87,7 @@ class Engine:
         self.config = config
         self._sources: OrderedDict[IPAddress, _Source] = OrderedDict()
         self._os_pending: dict[IPAddress, tuple[Probe, _Source]] = {}
+        self._scan_pending: dict[IPAddress, tuple[Probe, _Source]] = {}
         self.evicted = 0
 
     def reconfigure(self, config: EngineConfig) -> None:
@@ -101,6 +109,10 @@ class Engine:
         if not probe.tripwire:
             return verdicts
         state.probes += 1
+        if state.first_probe is None:
+            state.first_probe = probe
+        if probe.scan not in state.types and len(state.types) < limits.PATTERNS_TRACKED_MAX:
+            state.types += (probe.scan,)
         port = probe.dport if probe.proto is Proto.TCP else -probe.dport  # UDP ports negative
         new_port = port not in state.ports
         if new_port and len(state.ports) < limits.PORTS_TRACKED_MAX:
@@ -108,6 +120,11 @@ class Engine:
         if self._scanner(state, now, gap, new_port, probe.mode in RAW_MODES):
             verdicts.append(self._verdict("scan", probe, state, not state.scan_reported))
             state.scan_reported = True
+            if (
+                len(self._scan_pending) < limits.OS_PROBE_PENDING_MAX
+                or probe.src in self._scan_pending
+            ):
+                self._scan_pending[probe.src] = (probe, state)
         return verdicts
 
     def _ignored(self, probe: Probe) -> bool:
@@ -122,7 +139,9 @@ class Engine:
             state = None  # quiet for a whole window: a new episode
         if state is None:
             if len(self._sources) >= self.config.sources_max and src not in self._sources:
-                self._sources.popitem(last=False)
+                stalest, _ = self._sources.popitem(last=False)
+                self._os_pending.pop(stalest, None)  # its summaries go with it
+                self._scan_pending.pop(stalest, None)
                 self.evicted += 1
             state = _Source(now)
             self._sources[src] = state
@@ -143,13 +162,17 @@ class Engine:
         return state.scan_reported or state.run >= model.count
 
     def tick(self, now: float) -> list[Verdict]:
-        """Summaries of OS probing that has been quiet for limits.OS_PROBE_QUIET_S."""
-        done = [src for src, (_, state) in self._os_pending.items()
-                if now - state.last_seen >= limits.OS_PROBE_QUIET_S]  # fmt: skip
+        """Summaries of OS probing quiet for limits.OS_PROBE_QUIET_S, and of scans quiet for
+        scan_end_quiet_s."""
         verdicts = []
-        for src in done:
-            probe, state = self._os_pending.pop(src)
-            verdicts.append(self._verdict("os-summary", probe, state, True))
+        for kind, pending, quiet in (
+            ("os-summary", self._os_pending, limits.OS_PROBE_QUIET_S),
+            ("scan-summary", self._scan_pending, self.config.scan_end_quiet_s),
+        ):
+            done = [src for src, (_, state) in pending.items() if now - state.last_seen >= quiet]
+            for src in done:
+                probe, state = pending.pop(src)
+                verdicts.append(self._verdict(kind, probe, state, True))
         return verdicts
 
     def _os_verdict(self, state: _Source, probe: Probe) -> list[Verdict]:
@@ -167,4 +190,4 @@ class Engine:
     @staticmethod
     def _verdict(kind: str, probe: Probe, state: _Source, first: bool) -> Verdict:
         return Verdict(kind, probe, first, state.probes, len(state.ports), state.first_seen,
-                       state.patterns)  # fmt: skip
+                       state.patterns, state.first_probe, state.types)  # fmt: skip

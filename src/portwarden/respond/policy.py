@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from portwarden import limits
+from portwarden.alert.dispatch import Alerts
 from portwarden.config import BlockMode, Settings
 from portwarden.config.ignore import Address
 from portwarden.detect.engine import Verdict
@@ -55,9 +56,10 @@ def block_line(record: BlockRecord) -> str:
 class ActionWorker(threading.Thread):
     """Owns the action side (nftables context, files, commands) and its own store connection."""
 
-    def __init__(self, settings: Settings, store_path: Path) -> None:
+    def __init__(self, settings: Settings, store_path: Path, alerts: Alerts) -> None:
         super().__init__(name="portwarden-actions", daemon=True)
         self.settings = settings
+        self._alerts = alerts
         self._path = store_path
         self.jobs: queue.Queue[tuple[str, object]] = queue.Queue(limits.BLOCK_QUEUE_MAX)
 
@@ -77,10 +79,13 @@ class ActionWorker(threading.Thread):
                     record = actions.block(payload)
                     if record is not None:
                         log.warning("%s", block_line(record))
+                        self._alerts.blocked(record)
                 elif kind == "expire":
                     expired = actions.expire(time.time())
                     for record in expired:
                         log.info("unblock address=%s by=expired", record.address)
+                        self._alerts.notice("unblock", f"Host {record.address} unblocked: expired",
+                                            src=record.address, by="expired")  # fmt: skip
                     if expired:
                         actions.write_files()
             except Exception:  # one failing action must never stop the others
@@ -88,10 +93,11 @@ class ActionWorker(threading.Thread):
 
 
 class ResponsePolicy:
-    def __init__(self, settings: Settings, store_path: Path) -> None:
+    def __init__(self, settings: Settings, store_path: Path, alerts: Alerts) -> None:
         self.settings = settings
+        self._alerts = alerts
         self._store = Store(store_path)
-        self._worker = ActionWorker(settings, store_path)
+        self._worker = ActionWorker(settings, store_path, alerts)
         self._active: set[str] = set()
         self._next_expiry: float | None = None
         self._version = -1
@@ -175,6 +181,7 @@ class ResponsePolicy:
             if address not in self._announced:
                 self._announced.add(address)
                 log.info("already-blocked address=%s", address)
+                self._alerts.already_blocked(address)
             return
         if probe.src in self._protected:
             if address not in self._refused:
@@ -184,6 +191,8 @@ class ResponsePolicy:
                     "(PROTECT_GATEWAYS/PROTECT_NAMESERVERS=0 allow it)",
                     address,
                 )
+                self._alerts.notice("not-blocking", f"Host {address} is a gateway or name "
+                                    "server: not blocked", src=address)  # fmt: skip
             return
         if not self._within_cap(verdict):
             if not self._suppressed:
@@ -192,6 +201,8 @@ class ResponsePolicy:
                     "blocks resume when the rate falls",
                     self.settings.blocks_per_minute,
                 )
+                self._alerts.notice("block-cap", "block rate cap reached; detection goes on",
+                                    per_minute=self.settings.blocks_per_minute)  # fmt: skip
             self._suppressed += 1
             return
         (self._recent if verdict.ports < _STRONG_PORTS else self._strong).append(now)
@@ -203,6 +214,20 @@ class ResponsePolicy:
             seconds = self._actions.duration_for(address)
             request = replace(request, nft_done=self._actions.nft_add(probe.src, seconds))
         self._submit("block", request)
+
+    def describe(self, address: str) -> str:
+        """What was done about `address`, for reports: how it is blocked, or why not."""
+        self._sync()
+        for record in self._store.active():
+            if record.address == address:
+                until = "forever" if record.until is None else time.strftime(
+                    "%Y-%m-%d %H:%M:%S", time.localtime(record.until))  # fmt: skip
+                how = ", ".join(a.kind for a in record.actions if a.status == "done")
+                return f"blocked via {how or 'nothing (every action failed)'} until {until}"
+        if ipaddress.ip_address(address) in self._protected:
+            return "not blocked: a gateway or name server"
+        modes = f"BLOCK_TCP={int(self.settings.block_tcp)} BLOCK_UDP={int(self.settings.block_udp)}"
+        return f"not blocked ({modes})"
 
     def _within_cap(self, verdict: Verdict) -> bool:
         """BLOCKS_PER_MINUTE for all blocks; past it, sources seen on several ports still get

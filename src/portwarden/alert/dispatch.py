@@ -1,0 +1,137 @@
+"""Every alert path behind one object: the log (stderr), syslog, the JSON event log, mail.
+
+Each path is contained: one that fails is counted and logged, never stops the others, and
+never raises into the loop. Probe-level output is rate-limited; summaries and actions are not.
+"""
+
+import logging
+import time
+from typing import Any
+
+from portwarden import limits
+from portwarden.alert import portsentry
+from portwarden.alert.jsonlog import JsonLog
+from portwarden.alert.line import LineLimiter, verdict_line
+from portwarden.alert.mail import Mailer
+from portwarden.alert.syslog import INFO, WARNING, Syslog
+from portwarden.config import Settings
+from portwarden.detect.engine import Verdict
+from portwarden.store.db import BlockRecord
+
+log = logging.getLogger("portwarden")
+
+
+def _stamp(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch)) if epoch else ""
+
+
+def verdict_event(verdict: Verdict) -> dict[str, Any]:
+    p = verdict.probe
+    event: dict[str, Any] = {
+        "time": _stamp(p.seen_at), "event": verdict.kind, "src": str(p.src), "dst": str(p.dst),
+        "proto": p.proto.value, "port": p.dport, "sport": p.sport, "mode": p.mode,
+        "type": p.scan, "flags": p.flags, "probes": verdict.probes, "ports": verdict.ports,
+        "first": verdict.first, "ip_options": p.ip_options,
+    }  # fmt: skip
+    if p.os_tool:
+        event["os_tool"] = p.os_tool
+    if verdict.patterns:
+        event["patterns"] = list(verdict.patterns)
+    if verdict.kind == "scan-summary" and verdict.first_probe is not None:
+        event.update(started=_stamp(verdict.first_probe.seen_at), last_seen=_stamp(p.seen_at),
+                     first_port=verdict.first_probe.dport, last_port=p.dport,
+                     types=list(verdict.types))  # fmt: skip
+    return event
+
+
+class Alerts:
+    def __init__(self, settings: Settings) -> None:
+        self._open(settings)
+
+    def _open(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lines = LineLimiter(limits.ATTACK_LINES_PER_S, limits.ATTACK_LINES_BURST)
+        self._events = LineLimiter(limits.JSON_EVENTS_PER_S, limits.JSON_EVENTS_BURST)
+        self._syslog = (Syslog(settings.syslog_socket, settings.syslog_facility)
+                        if settings.syslog_socket else None)  # fmt: skip
+        self._json = (JsonLog(settings.event_log, settings.event_log_max_bytes)
+                      if settings.event_log else None)  # fmt: skip
+        self._mailer = Mailer(settings)
+        self._mailer.start()
+        self._next_report = 0.0
+
+    def close(self) -> None:
+        self._mailer.stop()
+        if self._syslog:
+            self._syslog.close()
+        if self._json:
+            self._json.close()
+
+    def reconfigure(self, settings: Settings) -> None:
+        """SIGHUP: new settings; the JSON log is reopened (after logrotate moved it)."""
+        self.close()
+        self._open(settings)
+
+    def verdict(self, verdict: Verdict, now: float, action: str) -> None:
+        """One verdict; `action` says what was done about its source (for summaries)."""
+        p = verdict.probe
+        if verdict.kind in ("scan-summary", "os-summary"):
+            self._syslog_send(portsentry.summary_line(verdict), WARNING)
+            self._event({**verdict_event(verdict), "action": action})
+            log.warning("%s action=%s", verdict_line(verdict), action.replace(" ", "_"))
+            if self._mailer.wants(verdict):
+                self._mailer.submit(verdict, action)
+            return
+        if not self._lines.allow(now):
+            return
+        log.warning("%s", verdict_line(verdict))
+        self._syslog_send(portsentry.attack_line(verdict))
+        if p.ip_options:
+            self._syslog_send(portsentry.ip_options_line(p))
+        if self.settings.log_connections:
+            self._syslog_send(portsentry.connection_line(p), INFO)
+        if self.settings.log_details:
+            self._syslog_send(portsentry.details_line(p), INFO)
+        if (verdict.first or verdict.kind == "os-probe") and self._events.allow(now):
+            self._event(verdict_event(verdict))
+
+    def tick(self, now: float) -> None:
+        """Once a second: how much the rate limits held back."""
+        if now < self._next_report:
+            return
+        self._next_report = now + 1.0
+        refused = self._lines.take_refused()
+        if refused:
+            log.warning("attack lines suppressed: %d in the last second (rate limit %d/s)",
+                        refused, limits.ATTACK_LINES_PER_S)  # fmt: skip
+            self._syslog_send(f"attackalert: {refused} more alerts suppressed (rate limit)")
+            self._event({"time": _stamp(time.time()), "event": "suppressed", "count": refused})
+
+    def blocked(self, record: BlockRecord) -> None:
+        how = ", ".join(f"{a.kind}" for a in record.actions if a.status == "done") or "nothing"
+        self._syslog_send(portsentry.blocked_line(record.address, how), WARNING)
+        actions = [{"kind": a.kind, "status": a.status} for a in record.actions]
+        self._event({"time": _stamp(record.since), "event": "block", "src": record.address,
+                     "port": record.port, "proto": record.proto, "mode": record.mode,
+                     "reason": record.reason, "until": _stamp(record.until or 0) or None,
+                     "offence": record.offence, "actions": actions})  # fmt: skip
+
+    def already_blocked(self, address: str) -> None:
+        self._syslog_send(portsentry.already_blocked_line(address))
+
+    def notice(self, event: str, message: str, **fields: Any) -> None:
+        """A non-probe event (unblock, block cap, protected address): syslog and JSON."""
+        self._syslog_send(f"attackalert: {message}", WARNING)
+        self._event({"time": _stamp(time.time()), "event": event, **fields})
+
+    def _syslog_send(self, message: str, severity: int = 5) -> None:
+        if self._syslog is not None:
+            self._syslog.send(message, severity)
+
+    def _event(self, event: dict[str, Any]) -> None:
+        if self._json is None:
+            return
+        try:
+            self._json.write(event)
+        except OSError as error:
+            log.error("JSON event log %s: %s", self.settings.event_log, error.strerror)

@@ -1,0 +1,169 @@
+"""One mail per scan, sent by one worker thread with a time limit; a rate limit per hour.
+
+A dead or slow relay never reaches the packet path: the queue is bounded, each attempt has a
+timeout, and a mail that cannot be sent is logged (the event itself is in the JSON log and the
+store regardless).
+"""
+
+import collections
+import logging
+import queue
+import smtplib
+import socket
+import ssl
+import threading
+import time
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+
+from portwarden import limits
+from portwarden.config import Settings
+from portwarden.detect.engine import Verdict
+from portwarden.respond.actions import safe_hostname
+from portwarden.text import one_line
+
+log = logging.getLogger("portwarden")
+
+_HOUR_S = 3600.0
+
+
+def _when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(epoch))
+
+
+def subject(template: str, verdict: Verdict) -> str:
+    """MAIL_SUBJECT with scandetd's macros: %p protocol, %s source, %d destination."""
+    p = verdict.probe
+    values = {"p": p.proto.value.upper(), "s": str(p.src), "d": str(p.dst), "%": "%"}
+    out, i = [], 0
+    while i < len(template):
+        if template[i] == "%" and i + 1 < len(template) and template[i + 1] in values:
+            out.append(values[template[i + 1]])
+            i += 2
+        else:
+            out.append(template[i])
+            i += 1
+    return one_line("".join(out))
+
+
+def body(verdict: Verdict, name: str | None, action: str) -> str:
+    """Every field an administrator needs to act, one per line."""
+    p, first = verdict.probe, verdict.first_probe or verdict.probe
+    if verdict.kind == "os-summary":
+        kind = f"OS fingerprinting probe ({p.os_tool})"
+        detail = f"Flag patterns seen: {' '.join(verdict.patterns)}"
+    else:
+        kind = ", ".join(verdict.types) or p.scan
+        detail = f"Distinct ports:  {verdict.ports}"
+    lines = [
+        f"Source:          {p.src}" + (f" ({name})" if name else ""),
+        f"Destination:     {p.dst}",
+        f"Protocol:        {p.proto.value.upper()}",
+        f"Scan type:       {kind}",
+        f"Mode:            {p.mode}",
+        f"Started:         {_when(first.seen_at)}",
+        f"Last seen:       {_when(p.seen_at)}",
+        f"Probes:          {verdict.probes}",
+        detail,
+        f"First port:      {first.dport} at {_when(first.seen_at)}",
+        f"Last port:       {p.dport} at {_when(p.seen_at)}",
+        f"Action:          {action}",
+    ]
+    return "\n".join(one_line(line) for line in lines) + "\n"
+
+
+class Mailer(threading.Thread):
+    """Mails summaries from a bounded queue; at most MAIL_PER_HOUR, then one summary mail."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(name="portwarden-mail", daemon=True)
+        self.settings = settings
+        self.jobs: queue.Queue[tuple[Verdict, str] | None] = queue.Queue(limits.MAIL_QUEUE_MAX)
+        self._sent: collections.deque[float] = collections.deque()
+        self._held = 0
+        self.sent = 0
+        self.failed = 0
+
+    def wants(self, verdict: Verdict) -> bool:
+        s = self.settings
+        if verdict.kind == "os-summary":
+            return s.mail_on_os_probe
+        if verdict.kind != "scan-summary":
+            return False
+        return s.mail_on_tcp_scan if verdict.probe.proto.value == "tcp" else s.mail_on_udp_scan
+
+    def submit(self, verdict: Verdict, action: str) -> None:
+        try:
+            self.jobs.put_nowait((verdict, action))
+        except queue.Full:
+            self.failed += 1
+            log.error("mail queue full; report on %s not mailed", verdict.probe.src)
+
+    def stop(self) -> None:
+        self.jobs.put(None)
+        self.join(timeout=self.settings.smtp_timeout + 5)
+
+    def run(self) -> None:
+        while True:
+            try:
+                job = self.jobs.get(timeout=60)
+            except queue.Empty:
+                self._release_held()
+                continue
+            if job is None:
+                return
+            verdict, action = job
+            if not self._may_send():
+                self._held += 1
+                continue
+            self._release_held()
+            name = self._name(verdict) if self.settings.resolve_host else None
+            self._send(subject(self.settings.mail_subject, verdict), body(verdict, name, action))
+
+    def _may_send(self) -> bool:
+        now = time.monotonic()
+        while self._sent and now - self._sent[0] > _HOUR_S:
+            self._sent.popleft()
+        return len(self._sent) < self.settings.mail_per_hour
+
+    def _release_held(self) -> None:
+        """Once the hour allows it again, say in one mail how many reports were held back."""
+        if self._held and self._may_send():
+            held, self._held = self._held, 0
+            self._send(
+                "portwarden: mail rate limit reached",
+                f"{held} scan reports were not mailed: MAIL_PER_HOUR="
+                f"{self.settings.mail_per_hour}. They are in the JSON event log.\n",
+            )
+
+    @staticmethod
+    def _name(verdict: Verdict) -> str | None:
+        try:
+            return safe_hostname(socket.gethostbyaddr(str(verdict.probe.src))[0])
+        except (OSError, UnicodeError):
+            return None
+
+    def _send(self, title: str, text: str) -> None:
+        s = self.settings
+        message = EmailMessage()
+        message["From"] = s.mail_from
+        message["To"] = ", ".join(s.mail_to)
+        message["Subject"] = title
+        message["Date"] = formatdate(localtime=True)
+        message["Message-ID"] = make_msgid(domain=s.smtp_helo)
+        message.set_content(text)
+        self._sent.append(time.monotonic())
+        try:
+            with smtplib.SMTP(s.smtp_relay, s.smtp_port, local_hostname=s.smtp_helo,
+                              timeout=s.smtp_timeout) as smtp:  # fmt: skip
+                if s.smtp_starttls:
+                    smtp.starttls(context=ssl.create_default_context())
+                if s.smtp_user and s.smtp_password_file:
+                    password = s.smtp_password_file.read_text().strip()
+                    smtp.login(s.smtp_user, password)
+                smtp.send_message(message)
+            self.sent += 1
+        except (OSError, smtplib.SMTPException) as error:
+            self.failed += 1
+            log.error("mail to %s via %s:%d failed: %s", ", ".join(s.mail_to), s.smtp_relay,
+                      s.smtp_port, one_line(str(error)))  # fmt: skip
