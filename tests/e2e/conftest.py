@@ -37,6 +37,13 @@ def start_daemon(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         host.stop_processes()
 
 
+@pytest.fixture(autouse=True)
+def clean_firewall(lab: Lab) -> Iterator[None]:
+    """Blocks made by one test must not cut off the next test's attackers."""
+    yield
+    lab.target.run(["nft", "delete", "table", "inet", "portwarden"], check=False)
+
+
 def nmap(host_run: Callable, *args: str) -> None:
     """Run nmap quickly: no DNS, no host discovery, one retry."""
     host_run(["nmap", "-n", "-Pn", "--max-retries", "1", *args], timeout=120)

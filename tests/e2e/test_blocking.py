@@ -26,12 +26,6 @@ def service(lab: Lab) -> Iterator[None]:
     server.kill()
 
 
-@pytest.fixture(autouse=True)
-def clean_firewall(lab: Lab) -> Iterator[None]:
-    yield
-    lab.target.run(["nft", "delete", "table", "inet", "portwarden"], check=False)
-
-
 def portwarden(host: Host, daemon: RunningDaemon, *args: str) -> subprocess.CompletedProcess:
     conf = str(daemon.log_path.with_suffix(".conf"))
     return host.run([sys.executable, "-m", "portwarden", *args, "-c", conf], check=False)

@@ -69,7 +69,8 @@ def body(verdict: Verdict, name: str | None, action: str) -> str:
         f"Last port:       {p.dport} at {_when(p.seen_at)}",
         f"Action:          {action}",
     ]
-    return "\n".join(one_line(line) for line in lines) + "\n"
+    # Every part is ours or already escaped (the host name by safe_hostname): no second escape.
+    return "\n".join(lines) + "\n"
 
 
 class Mailer(threading.Thread):
@@ -112,13 +113,19 @@ class Mailer(threading.Thread):
                 continue
             if job is None:
                 return
-            verdict, action = job
-            if not self._may_send():
-                self._held += 1
-                continue
-            self._release_held()
-            name = self._name(verdict) if self.settings.resolve_host else None
-            self._send(subject(self.settings.mail_subject, verdict), body(verdict, name, action))
+            try:
+                self._mail(*job)
+            except Exception:  # a bad report must not end the mail thread
+                self.failed += 1
+                log.exception("mail report failed")
+
+    def _mail(self, verdict: Verdict, action: str) -> None:
+        if not self._may_send():
+            self._held += 1
+            return
+        self._release_held()
+        name = self._resolve(verdict) if self.settings.resolve_host else None
+        self._send(subject(self.settings.mail_subject, verdict), body(verdict, name, action))
 
     def _may_send(self) -> bool:
         now = time.monotonic()
@@ -137,7 +144,7 @@ class Mailer(threading.Thread):
             )
 
     @staticmethod
-    def _name(verdict: Verdict) -> str | None:
+    def _resolve(verdict: Verdict) -> str | None:
         try:
             return safe_hostname(socket.gethostbyaddr(str(verdict.probe.src))[0])
         except (OSError, UnicodeError):

@@ -1,0 +1,194 @@
+"""Alerts an administrator receives: mail through a real SMTP server, syslog lines on a real
+datagram socket, the JSON event log; none of them can stall detection or be forged."""
+
+import email
+import json
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from email.message import Message
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import StartDaemon, nmap
+from tests.lab.netlab import Lab
+
+SMTP = Path(__file__).parent.parent / "lab" / "smtp.py"
+# fail2ban's published filter.d/portsentry.conf, with <HOST> narrowed to an address.
+FAIL2BAN_PORTSENTRY = re.compile(r"\/(?P<host>[0-9a-fA-F.:]+) Port\: [0-9]+ (TCP|UDP) Blocked$")
+
+
+class SyslogReceiver:
+    """A datagram socket bound where the daemon sends its syslog lines."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                self.lines.append(self.sock.recv(8192).decode())
+            except OSError:
+                return
+
+    def wait_for(self, pattern: str, timeout: float = 15) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if re.search(pattern, line):
+                    return line
+            time.sleep(0.05)
+        raise AssertionError(f"no syslog line matched {pattern!r}: {self.lines}")
+
+
+@pytest.fixture
+def syslog(tmp_path: Path) -> Iterator[SyslogReceiver]:
+    receiver = SyslogReceiver(tmp_path / "log")
+    yield receiver
+    receiver.sock.close()
+
+
+def smtp_server(lab: Lab, *args: str) -> subprocess.Popen:
+    proc = lab.client.popen([sys.executable, str(SMTP), *args], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and "listening" in proc.stdout.readline()
+    return proc
+
+
+def wait_for_mail(folder: Path, count: int, timeout: float = 30) -> list[Message]:
+    deadline = time.monotonic() + timeout
+    while len(list(folder.glob("*.eml"))) < count:
+        assert time.monotonic() < deadline, f"only {len(list(folder.glob('*.eml')))} mails"
+        time.sleep(0.1)
+    return [email.message_from_bytes(p.read_bytes()) for p in sorted(folder.glob("*.eml"))]
+
+
+def test_mail_syslog_json_and_fail2ban_for_an_nmap_scan(
+    lab: Lab, start_daemon: StartDaemon, syslog: SyslogReceiver, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    server = smtp_server(lab, lab.client.ipv4, "2525", str(inbox))
+    daemon = start_daemon("-stcp", "-sudp", conf=(
+        f'BLOCK_TCP="1"\nSYSLOG_SOCKET="{syslog.path}"\nSYSLOG_FACILITY="local3"\n'
+        'MAIL_ON_TCP_SCAN="1"\nMAIL_ON_OS_PROBE="1"\nSCAN_END_QUIET="2"\n'
+        'MAIL_FROM="portwarden@target.example"\n'
+        'MAIL_TO="admin@example.org, security@example.org"\n'
+        'MAIL_SUBJECT="[pw] %p scan from %s to %d (100%%)"\n'
+        f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2525"\nSMTP_HELO="target.example"\n'
+        'LOG_CONNECTIONS="1"\nLOG_DETAILS="1"\n'))  # fmt: skip
+    attacker, target = lab.attackers[0], lab.target.ipv4
+    try:
+        nmap(attacker.run, "-sS", "-p", "1-20", target)  # tripwires 1, 11 and 15
+        (mail,) = wait_for_mail(inbox, 1)
+    finally:
+        server.kill()
+    assert mail["From"] == "portwarden@target.example"
+    assert mail["To"] == "admin@example.org, security@example.org"
+    assert mail["Subject"] == f"[pw] TCP scan from {attacker.ipv4} to {target} (100%)"
+    assert (inbox / "0001.rcpt").read_text().split() == [
+        "admin@example.org",
+        "security@example.org",
+    ]
+    body = dict(line.split(":", 1) for line in mail.get_payload().strip().splitlines())
+    body = {key: value.strip() for key, value in body.items()}
+    assert body["Source"] == attacker.ipv4 and body["Destination"] == target
+    assert body["Protocol"] == "TCP" and body["Scan type"] == "TCP SYN/Normal scan"
+    assert body["Probes"] == "3" and body["Distinct ports"] == "3"
+    assert body["First port"].split()[0] in {"1", "11", "15"}
+    assert body["Last port"].split()[0] in {"1", "11", "15"}
+    assert body["Started"] <= body["Last seen"]
+    assert body["Action"] == "blocked via nft until forever"
+    # Syslog: PortSentry's wording, our ident and the configured facility (local3 = 19).
+    line = syslog.wait_for(rf"attackalert: TCP SYN/Normal scan from host: {attacker.ipv4}/"
+                           rf"{attacker.ipv4} to TCP port: (1|11|15)$")  # fmt: skip
+    assert line.startswith(f"<{19 * 8 + 5}>") and " portwarden[" in line
+    syslog.wait_for(rf"attackalert: Host {attacker.ipv4} has been blocked via nft$")
+    syslog.wait_for(rf"Possible port scan from {attacker.ipv4} to {target} \(TCP SYN/Normal")
+    syslog.wait_for(rf"port (1|11|15) connection attempt from {attacker.ipv4}$")
+    syslog.wait_for(rf"TCP {attacker.ipv4}\(\d+\) -> {target}\((1|11|15)\)$")
+    # fail2ban's portsentry filter on the history file finds the scanner.
+    history = (daemon.log_path.parent / "state" / "portsentry.history").read_text().splitlines()
+    assert [FAIL2BAN_PORTSENTRY.search(h).group("host") for h in history] == [attacker.ipv4]
+    # JSON event log: the first probe, the block, the summary, with stable fields.
+    events = [json.loads(x) for x in (daemon.log_path.parent / "state" / "events.jsonl")
+              .read_text().splitlines()]  # fmt: skip
+    kinds = [e["event"] for e in events]
+    assert {"scan", "block", "scan-summary"} <= set(kinds)
+    summary = next(e for e in events if e["event"] == "scan-summary")
+    assert summary["src"] == attacker.ipv4 and summary["probes"] == 3
+    assert summary["action"] == "blocked via nft until forever"
+    assert set(summary) >= {"time", "started", "last_seen", "first_port", "last_port", "types"}
+    daemon.stop()
+
+
+@pytest.mark.parametrize("relay", ["hang", "refuse"])
+def test_a_dead_relay_never_stalls_detection(lab: Lab, start_daemon: StartDaemon,
+                                             relay: str) -> None:  # fmt: skip
+    server = smtp_server(lab, "--hang", lab.client.ipv4, "2526") if relay == "hang" else None
+    daemon = start_daemon("-stcp", "-sudp", conf=(
+        'MAIL_ON_TCP_SCAN="1"\nSCAN_END_QUIET="1"\nMAIL_TO="admin@example.org"\n'
+        f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2526"\nSMTP_TIMEOUT="5"\n'))  # fmt: skip
+    try:
+        nmap(lab.attackers[0].run, "-sS", "-p", "11", lab.target.ipv4)
+        daemon.wait_for(r"kind=scan-summary")  # a mail is now being tried
+        mark = daemon.mark()
+        started = time.monotonic()
+        nmap(lab.attackers[1].run, "-sS", "-p", "15", lab.target.ipv4)
+        daemon.wait_for_attack(mark, src=lab.attackers[1].ipv4, port="15")
+        assert time.monotonic() - started < 3  # while the relay hangs for up to 5 s
+        daemon.wait_for(r"mail to admin@example.org via .* failed", timeout=20)
+        # The event is kept regardless.
+        events = (daemon.log_path.parent / "state" / "events.jsonl").read_text()
+        assert '"event":"scan-summary"' in events
+    finally:
+        if server:
+            server.kill()
+        daemon.stop()
+
+
+def test_hostile_reverse_dns_name_cannot_inject_lines(lab: Lab, syslog: SyslogReceiver,
+                                                      tmp_path: Path) -> None:  # fmt: skip
+    attacker = lab.attackers[2]
+    evil = "evil.example\x1b[2J;Fake:\x07header$(id)"  # /etc/hosts splits names at blanks
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"127.0.0.1 localhost\n{attacker.ipv4} {evil}\n")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    server = smtp_server(lab, lab.client.ipv4, "2527", str(inbox))
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nUDP_MODE="none"\n'
+                    f'RESOLVE_HOST="1"\nSYSLOG_SOCKET="{syslog.path}"\nMAIL_ON_TCP_SCAN="1"\n'
+                    f'SCAN_END_QUIET="1"\nMAIL_TO="admin@example.org"\n'
+                    f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2527"\n')  # fmt: skip
+    script = (f"mount --bind {hosts} /etc/hosts && exec {sys.executable} -m portwarden run"
+              f" -c {conf} -stcp")  # fmt: skip
+    log = tmp_path / "daemon.log"
+    proc = lab.target.popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 15
+        while "ready:" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+        (mail,) = wait_for_mail(inbox, 1)
+    finally:
+        server.kill()
+        proc.terminate()
+        proc.wait(timeout=10)
+    source = next(x for x in mail.get_payload().splitlines() if x.startswith("Source:"))
+    assert (
+        source == f"Source:          {attacker.ipv4} (evil.example\\x1b[2J;Fake:\\x07header$(id))"
+    )
+    assert "Fake" not in {key for key in mail}
+    for line in syslog.lines + log.read_text().splitlines():
+        assert "\x1b" not in line and "\x07" not in line
