@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-PREFIX = "pwt-"
+# Several checkouts may run labs at once on one machine: each picks its own prefix.
+PREFIX = os.environ.get("PWT_LAB_PREFIX", "pwt-")
 NET4 = "198.18.0"
 NET6 = "2001:db8::"
 

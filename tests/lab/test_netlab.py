@@ -1,7 +1,7 @@
 """The lab itself: hosts reach each other over IPv4 and IPv6 and teardown leaves nothing."""
 
 from tests.conftest import require_lab
-from tests.lab.netlab import Lab, lab_namespaces, run
+from tests.lab.netlab import PREFIX, Lab, lab_namespaces, run
 
 
 def test_hosts_reach_the_target(clean_lab: Lab) -> None:
@@ -17,13 +17,13 @@ def test_nothing_in_the_machines_own_namespace(clean_lab: Lab) -> None:
 
 def test_stale_lab_is_removed_and_teardown_is_complete() -> None:
     require_lab()
-    stale = Lab(prefix="pwt-stale-", attackers=1)
+    stale = Lab(prefix=f"{PREFIX}stale-", attackers=1)
     stale.create()
     stale.target.popen(["sleep", "60"])
-    again = Lab(prefix="pwt-stale-", attackers=1)
+    again = Lab(prefix=f"{PREFIX}stale-", attackers=1)
     try:
         again.create()  # must clear the first one's leftovers, not fail on them
     finally:
         again.destroy()
-    assert lab_namespaces("pwt-stale-") == []
+    assert lab_namespaces(f"{PREFIX}stale-") == []
     assert stale.target.processes[0].wait(timeout=5) == -9  # killed with its namespace
