@@ -1,13 +1,14 @@
 """The `portwarden` command and its sub-commands."""
 
 import argparse
+import json
 import logging
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from portwarden import __version__
+from portwarden import __version__, control, status
 from portwarden.config import ConfigError, Settings, TcpMode, UdpMode, load_settings
 from portwarden.config.defaults import SYSTEM_CONFIG
 from portwarden.config.ignore import parse_network
@@ -41,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
         "check-config", help="validate a configuration and print the effective settings"
     )
     check.add_argument("config", nargs="?", type=Path, help="configuration file")
+    state = commands.add_parser(
+        "status", help="what the daemon sees: scanners, ports, blocks, counters, last audit"
+    )
+    state.add_argument("-c", "--config", type=Path, help="configuration file")
+    state.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     blocked = commands.add_parser("blocked", help="list the active blocks")
     blocked.add_argument("-c", "--config", type=Path, help="configuration file")
     unblock = commands.add_parser(
@@ -101,6 +107,20 @@ def _blocked(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    """Ask the running daemon; when none runs, show the store's last status and the blocks.
+    Exit status 0 when the daemon runs, 3 when it does not (as `systemctl status`)."""
+    settings = _load(_config_path(args.config))
+    found = control.ask(settings.state_dir, "status")
+    if found is None:
+        found = status.from_store(Store(store_path(settings.state_dir)))
+    if args.json:
+        print(json.dumps(found, indent=2))
+    else:
+        print(status.render(found), end="")
+    return 0 if found.get("running") else 3
+
+
 def _when(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
 
@@ -139,8 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s portwarden[%(process)d]: %(levelname)s %(message)s",
         datefmt="%Y-%m-%dT%H:%M:%S",
     )
-    handlers = {"run": _run, "check-config": _check_config, "blocked": _blocked,
-                "unblock": _unblock}  # fmt: skip
+    handlers = {"run": _run, "check-config": _check_config, "status": _status,
+                "blocked": _blocked, "unblock": _unblock}  # fmt: skip
     try:
         return handlers[args.command](args)
     except (ConfigError, StateDirBusy) as error:

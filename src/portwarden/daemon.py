@@ -1,28 +1,34 @@
 """Wiring only: build the parts from Settings, run the main loop, handle signals."""
 
+import dataclasses
 import logging
 import os
 import selectors
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
-from portwarden import limits, service, statedir
+from portwarden import control, limits, service, statedir, status
 from portwarden.alert.dispatch import Alerts
 from portwarden.config import ConfigError, Settings, TcpMode, UdpMode, load_settings
 from portwarden.config.ignore import IgnoreList
 from portwarden.detect.config import engine_config
 from portwarden.detect.engine import Engine, Verdict
+from portwarden.metrics import MetricsServer
 from portwarden.respond.policy import ResponsePolicy
 from portwarden.sensors.build import Sensor, build_sensors
 from portwarden.sensors.hostview import HostView
 from portwarden.store.db import store_path
+from portwarden.text import one_line
 
 log = logging.getLogger("portwarden")
 
 Modes = tuple[TcpMode | None, UdpMode | None]
 
 TICK_S = 0.5  # the longest the loop sleeps with nothing to read (summaries, refresh)
+PUBLISH_S = 1.0  # how often the metrics page is rebuilt
+SNAPSHOT_S = 30.0  # how often the status is saved in the store (for `status` after a stop)
 
 
 class Daemon:
@@ -48,6 +54,15 @@ class Daemon:
                                       self._alerts)  # fmt: skip
         self._probes = 0
         self._verdicts = 0
+        self._scans = 0
+        self._os_probes = 0
+        self._started = time.time()
+        self._control: control.ControlServer | None = None
+        self._metrics: MetricsServer | None = None
+        self._next_publish = 0.0
+        self._next_snapshot = 0.0
+        self._watchdog_s = service.watchdog_interval()
+        self._next_watchdog = 0.0
 
     def run(self) -> int:
         """Run until SIGTERM or SIGINT. Returns the process exit status."""
@@ -61,12 +76,21 @@ class Daemon:
             restored = self._policy.start()
             log.info("restored %d active blocks from the store", restored)
             self._start_sensors()
+            self._control = control.ControlServer(self.settings.state_dir, self._command)
+            self._selector.register(self._control.sock, selectors.EVENT_READ, self._control)
+            self._open_metrics()
             self._running = True
             self._announce_ready()
             while self._running:
                 self._turn(wake_read)
         finally:
             signal.set_wakeup_fd(previous_fd)
+            if self._control is not None:
+                self._selector.unregister(self._control.sock)
+                self._control.close()
+            if self._metrics is not None:
+                self._metrics.close()
+            self._save_snapshot()
             self._stop_sensors()
             self._policy.stop()
             self._alerts.close()
@@ -84,6 +108,9 @@ class Daemon:
             if sensor is None:
                 _drain(wake_read)
                 continue
+            if isinstance(sensor, control.ControlServer):
+                sensor.serve_one()
+                continue
             for probe in sensor.read(key.fd):
                 self._probes += 1
                 self._report(self._engine.feed(probe, time.monotonic()))
@@ -94,6 +121,15 @@ class Daemon:
         if now >= self._next_refresh:
             self._refresh()
             self._next_refresh = now + limits.REFRESH_S
+        if self._metrics is not None and now >= self._next_publish:
+            self._metrics.publish(self._counters(), self._alerts.delivered())
+            self._next_publish = now + PUBLISH_S
+        if now >= self._next_snapshot:
+            self._save_snapshot()
+            self._next_snapshot = now + SNAPSHOT_S
+        if self._watchdog_s and now >= self._next_watchdog:
+            service.notify("WATCHDOG=1")
+            self._next_watchdog = now + self._watchdog_s / 2
         self._handle_signals()
 
     def _refresh(self) -> None:
@@ -112,11 +148,62 @@ class Daemon:
     def _report(self, verdicts: list[Verdict]) -> None:
         self._verdicts += len(verdicts)
         for verdict in verdicts:
+            if verdict.kind == "scan" and verdict.first:
+                self._scans += 1
+            elif verdict.kind == "os-probe":
+                self._os_probes += 1
             now = time.monotonic()
             self._policy.on_verdict(verdict, now)  # the block first, then the words
             summary = verdict.kind in ("scan-summary", "os-summary")
             action = self._policy.describe(str(verdict.probe.src)) if summary else ""
             self._alerts.verdict(verdict, now, action)
+
+    def _counters(self) -> dict[str, int]:
+        delivered = self._alerts.delivered()
+        return {
+            "start_time": int(self._started),
+            "packets_read": self._probes,
+            "probes": self._engine.probes,
+            "scans": self._scans,
+            "os_probes": self._os_probes,
+            "blocks": self._policy.blocks_made,
+            "blocks_active": self._policy.blocks_active,
+            "alerts_sent": sum(delivered["sent"].values()),
+            "alerts_dropped": sum(delivered["dropped"].values()),
+            "sources_tracked": len(self._engine),
+            "sources_evicted": self._engine.evicted,
+        }
+
+    def _status(self) -> dict[str, Any]:
+        return status.collect(
+            started=self._started, settings=self.settings, sensors=self._sensors,
+            addresses=self._host.addresses, engine=self._engine, counters=self._counters(),
+            alerts=self._alerts.delivered(), store=self._policy.store,
+            blocked=self._policy.blocked_addresses(), audit=None,
+        )  # fmt: skip
+
+    def _command(self, command: str) -> dict[str, Any]:
+        """A request on the control socket."""
+        if command == "status":
+            return self._status()
+        return {"error": f"unknown command {one_line(command)}"}
+
+    def _save_snapshot(self) -> None:
+        try:
+            self._policy.store.save_snapshot("status", time.time(), self._status())
+        except Exception:  # noqa: BLE001 - a status snapshot must never stop the daemon
+            log.exception("saving the status snapshot failed")
+
+    def _open_metrics(self) -> None:
+        listen = self.settings.metrics_listen
+        if listen is None:
+            return
+        try:
+            self._metrics = MetricsServer(*listen)
+        except OSError as error:
+            log.error("metrics: cannot listen on %s port %d: %s", *listen, error.strerror)
+            return
+        log.info("metrics: http://%s/metrics", ":".join(map(str, listen)))
 
     def _start_sensors(self) -> None:
         self._sensors = build_sensors(self.settings, self._host)
@@ -149,11 +236,17 @@ class Daemon:
                 self._running = False
 
     def _reload(self) -> None:
+        service.notify("RELOADING=1")
         try:
             fresh = load_settings(self._config_path)
         except ConfigError as error:
             log.error("reload refused, old configuration stays in force: %s", error)
+            service.notify("READY=1")
             return
+        if fresh.state_dir != self.settings.state_dir:
+            log.warning("reload: STATE_DIR changes only at restart; %s stays in use",
+                        self.settings.state_dir)  # fmt: skip
+            fresh = dataclasses.replace(fresh, state_dir=self.settings.state_dir)
         if self._cli_modes is not None:
             fresh = fresh.with_modes(*self._cli_modes)
         for warning in fresh.warnings:
@@ -164,7 +257,12 @@ class Daemon:
         self._alerts.reconfigure(fresh)
         self._stop_sensors()
         self._start_sensors()
+        if self._metrics is not None:
+            self._metrics.close()
+            self._metrics = None
+        self._open_metrics()
         log.info("configuration reloaded from %s", fresh.source)
+        service.notify("READY=1")
 
     def _announce_ready(self) -> None:
         s = self.settings

@@ -1,4 +1,5 @@
-"""Talking to the service manager: readiness and status over $NOTIFY_SOCKET (sd_notify protocol)."""
+"""Talking to the service manager: readiness, reload, stop and watchdog over $NOTIFY_SOCKET
+(the sd_notify protocol, without libsystemd)."""
 
 import os
 import socket
@@ -17,3 +18,12 @@ def notify(message: str) -> bool:
     except OSError:
         return False
     return True
+
+
+def watchdog_interval() -> float | None:
+    """Seconds within which systemd wants WATCHDOG=1 (WatchdogSec=), or None if it does not."""
+    usec = os.environ.get("WATCHDOG_USEC", "")
+    pid = os.environ.get("WATCHDOG_PID", "")
+    if not usec.isdigit() or int(usec) == 0 or (pid and pid != str(os.getpid())):
+        return None
+    return int(usec) / 1_000_000

@@ -5,7 +5,9 @@ never raises into the loop. Probe-level output is rate-limited; summaries and ac
 """
 
 import logging
+import threading
 import time
+from collections import Counter
 from typing import Any
 
 from portwarden import limits
@@ -44,8 +46,31 @@ def verdict_event(verdict: Verdict) -> dict[str, Any]:
     return event
 
 
+class Delivery:
+    """What each alert path delivered or dropped since start; the loop and the action worker
+    both count, hence the lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[tuple[str, str]] = Counter()
+
+    def add(self, path: str, outcome: str, count: int = 1) -> None:
+        """path: syslog, mail, json, log; outcome: sent or dropped."""
+        if count:
+            with self._lock:
+                self._counts[path, outcome] += count
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """{"sent": {path: n}, "dropped": {path: n}} for every path."""
+        with self._lock:
+            return {outcome: {path: self._counts[path, outcome]
+                              for path in ("log", "syslog", "json", "mail")}
+                    for outcome in ("sent", "dropped")}  # fmt: skip
+
+
 class Alerts:
     def __init__(self, settings: Settings) -> None:
+        self.delivery = Delivery()
         self._open(settings)
 
     def _open(self, settings: Settings) -> None:
@@ -62,6 +87,8 @@ class Alerts:
 
     def close(self) -> None:
         self._mailer.stop()
+        self.delivery.add("mail", "sent", self._mailer.sent)
+        self.delivery.add("mail", "dropped", self._mailer.failed + self._mailer.withheld)
         if self._syslog:
             self._syslog.close()
         if self._json:
@@ -83,7 +110,9 @@ class Alerts:
                 self._mailer.submit(verdict, action)
             return
         if not self._lines.allow(now):
+            self.delivery.add("log", "dropped")
             return
+        self.delivery.add("log", "sent")
         log.warning("%s", verdict_line(verdict))
         self._syslog_send(portsentry.attack_line(verdict))
         if p.ip_options:
@@ -92,8 +121,11 @@ class Alerts:
             self._syslog_send(portsentry.connection_line(p), INFO)
         if self.settings.log_details:
             self._syslog_send(portsentry.details_line(p), INFO)
-        if (verdict.first or verdict.kind == "os-probe") and self._events.allow(now):
-            self._event(verdict_event(verdict))
+        if verdict.first or verdict.kind == "os-probe":
+            if self._events.allow(now):
+                self._event(verdict_event(verdict))
+            else:
+                self.delivery.add("json", "dropped")
 
     def tick(self, now: float) -> None:
         """Once a second: how much the rate limits held back."""
@@ -124,14 +156,24 @@ class Alerts:
         self._syslog_send(f"attackalert: {message}", WARNING)
         self._event({"time": _stamp(time.time()), "event": event, **fields})
 
+    def delivered(self) -> dict[str, dict[str, int]]:
+        """Alerts sent and dropped per path, the running mailer's included."""
+        counts = self.delivery.counts()
+        counts["sent"]["mail"] += self._mailer.sent
+        counts["dropped"]["mail"] += self._mailer.failed + self._mailer.withheld
+        return counts
+
     def _syslog_send(self, message: str, severity: int = 5) -> None:
         if self._syslog is not None:
-            self._syslog.send(message, severity)
+            sent = self._syslog.send(message, severity)
+            self.delivery.add("syslog", "sent" if sent else "dropped")
 
     def _event(self, event: dict[str, Any]) -> None:
         if self._json is None:
             return
         try:
             self._json.write(event)
+            self.delivery.add("json", "sent")
         except OSError as error:
+            self.delivery.add("json", "dropped")
             log.error("JSON event log %s: %s", self.settings.event_log, error.strerror)

@@ -81,7 +81,8 @@ class Mailer(threading.Thread):
         self.settings = settings
         self.jobs: queue.Queue[tuple[Verdict, str] | None] = queue.Queue(limits.MAIL_QUEUE_MAX)
         self._sent: collections.deque[float] = collections.deque()
-        self._held = 0
+        self._held = 0  # held back by the hourly limit, not yet said in a summary mail
+        self.withheld = 0  # held back since start
         self.sent = 0
         self.failed = 0
 
@@ -122,6 +123,7 @@ class Mailer(threading.Thread):
     def _mail(self, verdict: Verdict, action: str) -> None:
         if not self._may_send():
             self._held += 1
+            self.withheld += 1
             return
         self._release_held()
         name = self._resolve(verdict) if self.settings.resolve_host else None

@@ -89,6 +89,7 @@ class Settings:
     smtp_user: str | None
     smtp_password_file: Path | None
     smtp_timeout: float
+    metrics_listen: tuple[str, int] | None
     ignored_networks: tuple[Network, ...]
     warnings: tuple[str, ...] = ()
 
@@ -207,6 +208,7 @@ def load_settings(path: Path | None) -> Settings:
         smtp_user=read.get("SMTP_USER", values.optional_text, None),
         smtp_password_file=read.path("SMTP_PASSWORD_FILE", None),
         smtp_timeout=read.get("SMTP_TIMEOUT", values.seconds, 10.0),
+        metrics_listen=read.get("METRICS_LISTEN", values.listen_address, None),
         ignored_networks=(),
     )
     warnings += [
@@ -264,18 +266,22 @@ def _render(value: object) -> str:
         return str(int(value))
     if isinstance(value, TcpMode | UdpMode | NftUse):
         return value.value
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], int):
+        host, port = value  # a listen address
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if isinstance(value, tuple) and value and isinstance(value[0], str):
         return ",".join(value)
     if isinstance(value, tuple) and value and isinstance(value[0], HostScanRule):
         return "; ".join(str(rule) for rule in value)
     if isinstance(value, float):
         return f"{value:g}"
+
     if isinstance(value, tuple | frozenset):
-        return _port_ranges(sorted(value))
+        return port_ranges(sorted(value))
     return str(value)
 
 
-def _port_ranges(ports: list[int]) -> str:
+def port_ranges(ports: list[int]) -> str:
     """[1,2,3,7] -> '1-3,7'."""
     parts: list[str] = []
     start = previous = None

@@ -1,5 +1,6 @@
 """Parsers for single configuration values. Each raises ValueError with a short reason."""
 
+import ipaddress
 import re
 from collections.abc import Callable
 from enum import Enum, IntEnum
@@ -217,3 +218,18 @@ def host(text: str) -> str:
     if not _HOST.fullmatch(text):
         raise ValueError(f"'{text}' is not a host name or address")
     return text
+
+
+def listen_address(text: str) -> tuple[str, int] | None:
+    """METRICS_LISTEN: '' (off), 'PORT' (loopback), 'ADDRESS:PORT' or '[IPV6]:PORT'."""
+    text = text.strip()
+    if not text:
+        return None
+    host, _, number = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]") or "127.0.0.1"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"'{host}' is not an IP address (use PORT, ADDRESS:PORT or "
+                         "[IPV6]:PORT)") from None  # fmt: skip
+    return host, port(number)

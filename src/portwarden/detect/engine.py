@@ -4,8 +4,9 @@ feed(probe, now) -> verdicts. `now` is a monotonic clock reading passed in by th
 the same engine runs live, on replayed captures and in tests.
 """
 
+import heapq
 from array import array
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -62,6 +63,17 @@ class Verdict(NamedTuple):
     types: tuple[str, ...] = ()  # scan-summary: scan types seen
 
 
+class SourceView(NamedTuple):
+    """What `status` shows of one tracked source. Times are monotonic."""
+
+    address: IPAddress
+    first_seen: float
+    last_seen: float
+    probes: int
+    ports: int
+    types: tuple[str, ...]  # scan types, then OS-probe tools
+
+
 class _Source:
     """Kept small on purpose (arrays and tuples, not sets and deques): there are many of these."""
 
@@ -89,6 +101,9 @@ class Engine:
         self._os_pending: dict[IPAddress, tuple[Probe, _Source]] = {}
         self._scan_pending: dict[IPAddress, tuple[Probe, _Source]] = {}
         self.evicted = 0
+        self.probes = 0  # tripwire probes from sources that are not ignored
+        # Probes per port, TCP ports positive and UDP negative: at most 2 x 65,535 keys.
+        self.port_probes: Counter[int] = Counter()
 
     def reconfigure(self, config: EngineConfig) -> None:
         """New thresholds or ignore lists; per-source state is kept."""
@@ -109,11 +124,13 @@ class Engine:
         if not probe.tripwire:
             return verdicts
         state.probes += 1
+        self.probes += 1
+        port = probe.dport if probe.proto is Proto.TCP else -probe.dport  # UDP ports negative
+        self.port_probes[port] += 1
         if state.first_probe is None:
             state.first_probe = probe
         if probe.scan not in state.types and len(state.types) < limits.PATTERNS_TRACKED_MAX:
             state.types += (probe.scan,)
-        port = probe.dport if probe.proto is Proto.TCP else -probe.dport  # UDP ports negative
         new_port = port not in state.ports
         if new_port and len(state.ports) < limits.PORTS_TRACKED_MAX:
             state.ports.append(port)
@@ -126,6 +143,17 @@ class Engine:
             ):
                 self._scan_pending[probe.src] = (probe, state)
         return verdicts
+
+    def top_sources(self, count: int) -> list[SourceView]:
+        """The `count` sources with the most probes (OS probing counts as one)."""
+        best = heapq.nlargest(
+            count,
+            self._sources.items(),
+            key=lambda item: item[1].probes + len(item[1].tools_reported),
+        )
+        return [SourceView(address, s.first_seen, s.last_seen, s.probes, len(s.ports),
+                           s.types + tuple(f"OS probe ({t})" for t in s.tools_reported))
+                for address, s in best if s.probes or s.tools_reported]  # fmt: skip
 
     def _ignored(self, probe: Probe) -> bool:
         if probe.src in self.config.ignore:

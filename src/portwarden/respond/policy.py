@@ -108,6 +108,20 @@ class ResponsePolicy:
         self._suppressed = 0
         self._protected: frozenset[Address] = frozenset()
         self._actions = Actions(settings, self._store)  # the loop's own, for the nft step
+        self.blocks_made = 0  # since start
+
+    @property
+    def blocks_active(self) -> int:
+        """Blocks in force (and submitted), as the loop knows them."""
+        return len(self._active)
+
+    def blocked_addresses(self) -> set[str]:
+        return set(self._active)
+
+    @property
+    def store(self) -> Store:
+        """The loop's store connection (for status)."""
+        return self._store
 
     def start(self) -> int:
         """Re-apply the active blocks in one batch, then start the worker. Returns their count."""
@@ -207,6 +221,7 @@ class ResponsePolicy:
             return
         (self._recent if verdict.ports < _STRONG_PORTS else self._strong).append(now)
         self._active.add(address)  # pending: never submitted twice
+        self.blocks_made += 1
         request = BlockRequest(probe.src, probe.proto.value, probe.dport, probe.mode,
                                probe.scan, mode)  # fmt: skip
         if self._actions.nft_first(request):
@@ -217,13 +232,12 @@ class ResponsePolicy:
 
     def describe(self, address: str) -> str:
         """What was done about `address`, for reports: how it is blocked, or why not."""
-        self._sync()
-        for record in self._store.active():
-            if record.address == address:
-                until = "forever" if record.until is None else time.strftime(
-                    "%Y-%m-%d %H:%M:%S", time.localtime(record.until))  # fmt: skip
-                how = ", ".join(a.kind for a in record.actions if a.status == "done")
-                return f"blocked via {how or 'nothing (every action failed)'} until {until}"
+        record = self._store.active_block(address)
+        if record is not None:
+            until = "forever" if record.until is None else time.strftime(
+                "%Y-%m-%d %H:%M:%S", time.localtime(record.until))  # fmt: skip
+            how = ", ".join(a.kind for a in record.actions if a.status == "done")
+            return f"blocked via {how or 'nothing (every action failed)'} until {until}"
         if ipaddress.ip_address(address) in self._protected:
             return "not blocked: a gateway or name server"
         modes = f"BLOCK_TCP={int(self.settings.block_tcp)} BLOCK_UDP={int(self.settings.block_udp)}"

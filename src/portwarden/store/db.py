@@ -10,7 +10,7 @@ import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (
@@ -30,6 +30,11 @@ CREATE TABLE IF NOT EXISTS blocks (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_active_block ON blocks(address) WHERE ended IS NULL;
 CREATE INDEX IF NOT EXISTS blocks_by_address ON blocks(address);
+CREATE TABLE IF NOT EXISTS snapshots (
+    name TEXT PRIMARY KEY,
+    saved REAL NOT NULL,
+    body TEXT NOT NULL
+);
 """
 
 
@@ -147,6 +152,36 @@ class Store:
             f"SELECT {_COLUMNS} FROM blocks WHERE ended IS NULL ORDER BY since, id"
         )
         return [_record(row) for row in rows]
+
+    def active_count(self) -> int:
+        query = "SELECT count(*) FROM blocks WHERE ended IS NULL"
+        return int(self._db.execute(query).fetchone()[0])
+
+    def latest_active(self, limit: int) -> list[BlockRecord]:
+        """The `limit` most recent active blocks, newest first."""
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM blocks WHERE ended IS NULL ORDER BY since DESC, id DESC"
+            " LIMIT ?", (limit,))  # fmt: skip
+        return [_record(row) for row in rows]
+
+    def active_block(self, address: str) -> BlockRecord | None:
+        row = self._db.execute(
+            f"SELECT {_COLUMNS} FROM blocks WHERE ended IS NULL AND address = ?", (address,)
+        ).fetchone()
+        return None if row is None else _record(row)
+
+    def save_snapshot(self, name: str, saved: float, body: dict[str, Any]) -> None:
+        """Keep the latest `name` snapshot (status, audit) for when the daemon is not running."""
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO snapshots (name, saved, body) VALUES (?, ?, ?)",
+                (name, saved, json.dumps(body)),
+            )
+
+    def snapshot(self, name: str) -> tuple[float, dict[str, Any]] | None:
+        row = self._db.execute("SELECT saved, body FROM snapshots WHERE name = ?",
+                               (name,)).fetchone()  # fmt: skip
+        return None if row is None else (row[0], json.loads(row[1]))
 
     def due(self, now: float) -> list[BlockRecord]:
         """Active blocks whose time is up."""

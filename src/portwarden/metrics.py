@@ -1,0 +1,81 @@
+"""Prometheus metrics over HTTP (opt-in: METRICS_LISTEN).
+
+The loop publishes a finished snapshot once a second; the HTTP thread only renders the latest
+one, so a scraper never touches the loop's state and a slow scraper never slows the loop.
+"""
+
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+# name, type, help, the key in the daemon's counters
+_PLAIN = (
+    ("portwarden_start_time_seconds", "gauge", "Start time of the daemon since the epoch.",
+     "start_time"),
+    ("portwarden_packets_read_total", "counter", "Packets and connections read by the sensors.",
+     "packets_read"),
+    ("portwarden_probes_total", "counter", "Probes to tripwire ports from sources not ignored.",
+     "probes"),
+    ("portwarden_scans_total", "counter", "Sources found scanning.", "scans"),
+    ("portwarden_os_probes_total", "counter", "OS-fingerprinting tools detected.", "os_probes"),
+    ("portwarden_blocks_total", "counter", "Blocks made since start.", "blocks"),
+    ("portwarden_blocks_active", "gauge", "Blocks in force.", "blocks_active"),
+    ("portwarden_sources_tracked", "gauge", "Sources in the detection table.", "sources_tracked"),
+    ("portwarden_sources_evicted_total", "counter",
+     "Sources evicted from the full detection table.", "sources_evicted"),
+    ("portwarden_audit_findings", "gauge", "Findings of the last port audit.", "audit_findings"),
+)  # fmt: skip
+
+
+def exposition(counters: dict[str, Any], alerts: dict[str, dict[str, int]]) -> str:
+    """The Prometheus text format (version 0.0.4)."""
+    lines = []
+    for name, kind, text, key in _PLAIN:
+        if key in counters:
+            lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {counters[key]}"]
+    for outcome, text in (("sent", "Alerts delivered"),
+                          ("dropped", "Alerts dropped (rate limits, failures)")):  # fmt: skip
+        name = f"portwarden_alerts_{outcome}_total"
+        lines += [f"# HELP {name} {text}, by path.", f"# TYPE {name} counter"]
+        lines += [f'{name}{{path="{path}"}} {count}' for path, count in alerts[outcome].items()]
+    return "\n".join(lines) + "\n"
+
+
+class MetricsServer:
+    """Serves /metrics from the latest published snapshot, in a daemon thread."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._page = b""
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                if self.path.split("?")[0] != "/metrics":
+                    self.send_error(404)
+                    return
+                page = server._page
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass  # scrapes are not events
+
+        class Server(ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            daemon_threads = True
+
+        self._http = Server((host, port), Handler)
+        self._thread = threading.Thread(target=self._http.serve_forever, name="portwarden-metrics",
+                                        daemon=True)  # fmt: skip
+        self._thread.start()
+
+    def publish(self, counters: dict[str, Any], alerts: dict[str, dict[str, int]]) -> None:
+        self._page = exposition(counters, alerts).encode()
+
+    def close(self) -> None:
+        self._http.shutdown()
+        self._http.server_close()

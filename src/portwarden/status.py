@@ -1,0 +1,166 @@
+"""`portwarden status`: what the daemon knows, as a JSON-ready dict and as tables for people.
+
+The running daemon builds the dict in its loop (`collect`) and serves it on the control socket;
+it also saves it in the store now and then, so `status` has something to show when the daemon is
+not running.
+"""
+
+import os
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from portwarden.config import Settings
+from portwarden.config.settings import port_ranges
+from portwarden.detect.engine import Engine
+from portwarden.sensors.build import Sensor
+from portwarden.store.db import BlockRecord, Store
+
+TOP_MAX = 10  # scanners and ports shown
+BLOCKS_SHOWN_MAX = 20  # most recent active blocks shown (the count is always exact)
+
+
+def _stamp(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def blocks_part(store: Store, now: float) -> dict[str, Any]:
+    """Active blocks: the exact count and the most recent ones with the time left."""
+    return {
+        "active": store.active_count(),
+        "latest": [_block(record, now) for record in store.latest_active(BLOCKS_SHOWN_MAX)],
+    }
+
+
+def _block(record: BlockRecord, now: float) -> dict[str, Any]:
+    return {
+        "address": record.address,
+        "since": _stamp(record.since),
+        "until": _stamp(record.until),
+        "left_s": None if record.until is None else max(0, round(record.until - now)),
+        "reason": f"{record.reason} ({record.proto} {record.port})",
+        "count": record.offence,
+    }
+
+
+def collect(
+    *,
+    started: float,
+    settings: Settings,
+    sensors: Sequence[Sensor],
+    addresses: Iterable[object],
+    engine: Engine,
+    counters: dict[str, int],
+    alerts: dict[str, dict[str, int]],
+    store: Store,
+    blocked: set[str],
+    audit: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The whole status. `counters` are the daemon's; the rest is read from the parts."""
+    now, mono = time.time(), time.monotonic()
+
+    def wall(monotonic: float) -> str | None:
+        return _stamp(now - (mono - monotonic))
+
+    scanners = [
+        {"address": str(s.address), "first_seen": wall(s.first_seen),
+         "last_seen": wall(s.last_seen), "probes": s.probes, "ports": s.ports,
+         "types": list(s.types), "blocked": str(s.address) in blocked}
+        for s in engine.top_sources(TOP_MAX)
+    ]  # fmt: skip
+    ports = [
+        {"proto": "tcp" if key > 0 else "udp", "port": abs(key), "probes": count}
+        for key, count in engine.port_probes.most_common(TOP_MAX)
+    ]
+    return {
+        "running": True,
+        "pid": os.getpid(),
+        "started": _stamp(started),
+        "uptime_s": round(now - started),
+        "config": settings.source,
+        "state_dir": str(settings.state_dir),
+        "modes": [
+            {"mode": s.mode, "proto": s.proto.value, "ports": len(s.watched),
+             "port_list": port_ranges(sorted(s.watched))}
+            for s in sensors
+        ],  # fmt: skip
+        "addresses": sorted(str(a) for a in addresses),
+        "counters": {key: value for key, value in counters.items() if key != "start_time"},
+        "alerts": alerts,
+        "scanners": scanners,
+        "ports": ports,
+        "blocks": blocks_part(store, now),
+        "audit": audit,
+    }
+
+
+def from_store(store: Store) -> dict[str, Any]:
+    """The status when the daemon is not running: the last saved one, with blocks as now."""
+    saved = store.snapshot("status")
+    status: dict[str, Any] = saved[1] if saved else {}
+    status.update(running=False, saved=_stamp(saved[0]) if saved else None,
+                  blocks=blocks_part(store, time.time()))  # fmt: skip
+    audit = store.snapshot("audit")
+    if audit is not None:
+        status["audit"] = audit[1]
+    return status
+
+
+def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            for row in rows]  # fmt: skip
+
+
+def _left(seconds: int | None) -> str:
+    if seconds is None:
+        return "forever"
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def render(status: dict[str, Any]) -> str:
+    """Tables for people."""
+    out: list[str] = []
+    if status.get("running"):
+        out.append(f"portwarden is running (pid {status['pid']}) since {status['started']}, "
+                   f"config {status['config']}")  # fmt: skip
+    else:
+        saved = status.get("saved")
+        out.append("portwarden is NOT running" + (f"; last status saved {saved}" if saved else ""))
+    for mode in status.get("modes", []):
+        out.append(f"  {mode['mode']}: {mode['ports']} {mode['proto']} ports ({mode['port_list']})")
+    if status.get("addresses"):
+        out.append(f"  addresses: {', '.join(status['addresses'])}")
+    counters = status.get("counters")
+    if counters:
+        out += ["", "Counters"]
+        out += _table([(key, str(value)) for key, value in counters.items()])
+    scanners = status.get("scanners")
+    if scanners:
+        out += ["", "Top scanners"]
+        rows: list[tuple[str, ...]] = [
+            ("address", "first seen", "last seen", "probes", "ports", "types", "blocked")
+        ]
+        rows += [(s["address"], s["first_seen"], s["last_seen"], str(s["probes"]),
+                  str(s["ports"]), ", ".join(s["types"]), "yes" if s["blocked"] else "no")
+                 for s in scanners]  # fmt: skip
+        out += _table(rows)
+    ports = status.get("ports")
+    if ports:
+        out += ["", "Top probed ports"]
+        rows = [("port", "probes")]
+        rows += [(f"{p['port']}/{p['proto']}", str(p["probes"])) for p in ports]
+        out += _table(rows)
+    blocks = status["blocks"]
+    out += ["", f"Active blocks: {blocks['active']}"]
+    if blocks["latest"]:
+        rows = [("address", "since", "time left", "reason", "count")]
+        rows += [(b["address"], b["since"], _left(b["left_s"]), b["reason"], str(b["count"]))
+                 for b in blocks["latest"]]  # fmt: skip
+        out += _table(rows)
+    audit = status.get("audit")
+    out += ["", "Last audit: " + (audit["summary"] if audit else "none yet")]
+    return "\n".join(out) + "\n"

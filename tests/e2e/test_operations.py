@@ -1,0 +1,173 @@
+"""What an administrator uses to trust the daemon: status, metrics, reload, service manager."""
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.conftest import StartDaemon, nmap
+from tests.lab.daemon import RunningDaemon
+from tests.lab.netlab import Lab
+
+METRICS = "127.0.0.1:9877"
+
+
+def portwarden(lab: Lab, daemon: RunningDaemon, *args: str) -> subprocess.CompletedProcess:
+    conf = str(daemon.log_path.with_suffix(".conf"))
+    return lab.target.run([sys.executable, "-m", "portwarden", *args, "-c", conf], check=False)
+
+
+def status_json(lab: Lab, daemon: RunningDaemon) -> dict:
+    result = portwarden(lab, daemon, "status", "--json")
+    assert result.returncode in (0, 3), result.stderr
+    return json.loads(result.stdout)
+
+
+def scrape(lab: Lab) -> dict[str, float]:
+    """Every sample on the metrics page, parsed by Prometheus' own client library."""
+    page = lab.target.run([sys.executable, "-c", "import urllib.request; print(urllib.request"
+                           f".urlopen('http://{METRICS}/metrics').read().decode(), end='')"]).stdout
+    samples = {}
+    for family in text_string_to_metric_families(page):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            samples[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
+    return samples
+
+
+def test_status_and_metrics_count_what_was_sent(lab: Lab, start_daemon: StartDaemon) -> None:
+    daemon = start_daemon("-stcp", "-sudp", conf=f'METRICS_LISTEN="{METRICS}"\n'
+                          'SCAN_END_QUIET="1"\nSYSLOG_SOCKET=""\n')  # fmt: skip
+    tcp_scanner, udp_scanner = lab.attackers[0], lab.attackers[1]
+    nmap(tcp_scanner.run, "-sS", "-p", "1,11,15,79,80,81", lab.target.ipv4)  # 4 tripwires
+    nmap(udp_scanner.run, "-sU", "-p", "7,9,10", lab.target.ipv4)  # 2 tripwires
+    daemon.wait_for(rf"kind=scan-summary src={udp_scanner.ipv4}")
+    daemon.wait_for(rf"kind=scan-summary src={tcp_scanner.ipv4}")
+
+    found = status_json(lab, daemon)
+    assert found["running"] and found["pid"] == int(found["pid"])
+    assert {m["mode"] for m in found["modes"]} == {"stcp", "sudp"}
+    assert lab.target.ipv4 in found["addresses"]
+    scanners = {s["address"]: s for s in found["scanners"]}
+    tcp, udp = scanners[tcp_scanner.ipv4], scanners[udp_scanner.ipv4]
+    assert (tcp["probes"], tcp["ports"], tcp["types"]) == (4, 4, ["TCP SYN/Normal scan"])
+    assert (udp["probes"], udp["ports"], udp["types"]) == (2, 2, ["UDP scan"])
+    assert not tcp["blocked"] and tcp["first_seen"] <= tcp["last_seen"]
+    ports = {(p["port"], p["proto"]): p["probes"] for p in found["ports"]}
+    assert ports == {(1, "tcp"): 1, (11, "tcp"): 1, (15, "tcp"): 1, (79, "tcp"): 1,
+                     (7, "udp"): 1, (9, "udp"): 1}  # fmt: skip
+    counters = found["counters"]
+    assert (counters["probes"], counters["scans"], counters["blocks"]) == (6, 2, 0)
+    assert counters["alerts_sent"] >= 6 and counters["alerts_dropped"] == 0
+    assert found["blocks"]["active"] == 0 and found["audit"] is None
+
+    text = portwarden(lab, daemon, "status").stdout
+    assert "portwarden is running" in text and tcp_scanner.ipv4 in text and "79/tcp" in text
+
+    deadline = time.monotonic() + 5  # the page is rebuilt once a second
+    while (metrics := scrape(lab))["portwarden_probes_total"] != 6:
+        assert time.monotonic() < deadline, metrics
+        time.sleep(0.2)
+    assert metrics["portwarden_scans_total"] == 2
+    assert metrics["portwarden_blocks_active"] == 0
+    assert metrics["portwarden_sources_tracked"] == 2
+    assert metrics["portwarden_alerts_dropped_total{path=log}"] == 0
+    assert metrics["portwarden_alerts_sent_total{path=json}"] >= 4  # 2 scans, 2 summaries
+    assert abs(metrics["portwarden_start_time_seconds"] - time.time()) < 600
+
+    # The control socket is for root only.
+    sock = daemon.log_path.parent / "state" / "control.sock"
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+    # Stopped: `status` falls back to the store's last status, and says the daemon is not running.
+    assert daemon.stop()[0] == 0
+    result = portwarden(lab, daemon, "status", "--json")
+    assert result.returncode == 3
+    after = json.loads(result.stdout)
+    assert after["running"] is False and after["saved"]
+    assert {s["address"] for s in after["scanners"]} == {tcp_scanner.ipv4, udp_scanner.ipv4}
+    assert "portwarden is NOT running" in portwarden(lab, daemon, "status").stdout
+
+
+def test_reload_takes_a_new_ignore_list_and_refuses_a_broken_file(
+    lab: Lab, start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    ignore = tmp_path / "ignore"
+    ignore.write_text("# nobody yet\n")
+    first, second = lab.attackers[0], lab.attackers[1]
+    daemon = start_daemon("-stcp", conf=f'IGNORE_FILE="{ignore}"\nBLOCK_TCP="1"\n')
+    nmap(first.run, "-sS", "-p", "11", lab.target.ipv4)
+    daemon.wait_for_attack(src=first.ipv4)
+    conf = daemon.log_path.with_suffix(".conf")
+
+    ignore.write_text(f"{second.ipv4}/32\n")
+    mark = daemon.mark()
+    daemon.proc.send_signal(1)  # SIGHUP
+    daemon.wait_for("configuration reloaded", since=mark)
+    nmap(second.run, "-sS", "-p", "11,15", lab.target.ipv4)
+    nmap(lab.attackers[2].run, "-sS", "-p", "15", lab.target.ipv4)
+    daemon.wait_for_attack(mark, src=lab.attackers[2].ipv4)
+    assert daemon.attacks(mark, src=second.ipv4) == []  # the new ignore list holds
+    # The block made before the reload is still in force.
+    assert first.run(["ping", "-c1", "-W1", lab.target.ipv4], check=False).returncode != 0
+
+    good = conf.read_text()
+    conf.write_text(good + 'SCAN_TRIGGER="many"\n')
+    mark = daemon.mark()
+    daemon.proc.send_signal(1)
+    line = daemon.wait_for(r"reload refused.*", since=mark).group(0)
+    assert f"{conf}:" in line and "SCAN_TRIGGER" in line and "many" in line
+    ignore.write_text("")  # would un-ignore the second attacker, if the reload had happened
+    nmap(second.run, "-sS", "-p", "79", lab.target.ipv4)
+    nmap(lab.attackers[2].run, "-sS", "-p", "79", lab.target.ipv4)
+    time.sleep(1)
+    assert daemon.attacks(mark, src=second.ipv4) == []  # the old settings stay in force
+    assert daemon.proc.poll() is None
+    conf.write_text(good)
+
+
+def test_service_manager_readiness_watchdog_reload_and_stop(lab: Lab, tmp_path: Path) -> None:
+    """What systemd sees with Type=notify and WatchdogSec: a real datagram socket as NOTIFY."""
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(15)
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nUDP_MODE="none"\n'
+                    'TCP_MODE="stcp"\n')  # fmt: skip
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "1000000"}
+    proc = lab.target.popen([sys.executable, "-m", "portwarden", "run", "-c", str(conf)],
+                            env=env, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        messages = [notify.recv(256).decode() for _ in range(4)]
+        assert messages[0] == "READY=1" and "WATCHDOG=1" in messages[1:]
+        proc.send_signal(1)
+        while (message := notify.recv(256).decode()) == "WATCHDOG=1":
+            pass
+        assert message == "RELOADING=1"
+        while (message := notify.recv(256).decode()) == "WATCHDOG=1":
+            pass
+        assert message == "READY=1"
+        proc.terminate()
+        while (message := notify.recv(256).decode()) == "WATCHDOG=1":
+            pass
+        assert message == "STOPPING=1"
+        assert proc.wait(timeout=10) == 0
+    finally:
+        notify.close()
+
+
+@pytest.mark.parametrize("value", ["localhost:9877", "127.0.0.1:99999"])
+def test_bad_metrics_listen_is_a_one_line_error(tmp_path: Path, value: str) -> None:
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}"\n\nMETRICS_LISTEN="{value}"\n')
+    result = subprocess.run([sys.executable, "-m", "portwarden", "check-config", str(conf)],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert f"{conf}:3: METRICS_LISTEN=\"{value}\"" in result.stderr
