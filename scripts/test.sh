@@ -4,7 +4,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 packages="iproute2 nftables iptables nmap hping3 masscan tcpdump rpcbind portsentry
-          iputils-ping libnftables1 procps"
+          iputils-ping libnftables1 procps systemd"
 export DEBIAN_FRONTEND=noninteractive
 # shellcheck disable=SC2086
 if ! dpkg -s $packages >/dev/null 2>&1; then

@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from portwarden import __version__, control, status
+from portwarden import __version__, background, control, status
 from portwarden.config import ConfigError, Settings, TcpMode, UdpMode, load_settings
 from portwarden.config.defaults import SYSTEM_CONFIG
 from portwarden.config.ignore import parse_network
@@ -31,6 +31,12 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the daemon in the foreground")
     run.add_argument("-c", "--config", type=Path, help="configuration file")
     run.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    run.add_argument("--daemon", action="store_true",
+                     help="go to the background once ready (old style; not under systemd)")
+    run.add_argument("--pid-file", type=Path,
+                     help="with --daemon (default /run/portwarden.pid as root)")
+    run.add_argument("--log-file", type=Path,
+                     help="with --daemon (default STATE_DIR/portwarden.log)")  # fmt: skip
     tcp = run.add_mutually_exclusive_group()
     udp = run.add_mutually_exclusive_group()
     for mode in TcpMode:
@@ -80,7 +86,13 @@ def _run(args: argparse.Namespace) -> int:
     path = _config_path(args.config)
     settings = _load(path)
     cli_modes = None if args.tcp is None and args.udp is None else (args.tcp, args.udp)
-    return Daemon(settings, path, cli_modes).run()
+    on_ready = None
+    if args.daemon:
+        on_ready = background.detach(
+            args.pid_file or background.default_pid_file(settings.state_dir),
+            args.log_file or settings.state_dir / "portwarden.log",
+        )
+    return Daemon(settings, path, cli_modes, on_ready).run()
 
 
 def _check_config(args: argparse.Namespace) -> int:

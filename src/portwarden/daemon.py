@@ -6,6 +6,7 @@ import os
 import selectors
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,15 @@ class Daemon:
     """One process: one TCP mode and one UDP mode, one loop."""
 
     def __init__(
-        self, settings: Settings, config_path: Path | None, cli_modes: Modes | None
+        self,
+        settings: Settings,
+        config_path: Path | None,
+        cli_modes: Modes | None,
+        on_ready: Callable[[], None] | None = None,
     ) -> None:
-        """`cli_modes`, when given, override TCP_MODE and UDP_MODE now and after every reload."""
+        """`cli_modes`, when given, override TCP_MODE and UDP_MODE now and after every reload.
+        `on_ready` is called once the sensors watch (`--daemon` then detaches)."""
+        self._on_ready = on_ready
         self._config_path = config_path
         self._cli_modes = cli_modes
         self.settings = settings if cli_modes is None else settings.with_modes(*cli_modes)
@@ -271,6 +278,8 @@ class Daemon:
         log.info("ready: tcp mode %s, udp mode %s, config %s, state %s", tcp, udp, s.source,
                  s.state_dir)  # fmt: skip
         service.notify("READY=1")
+        if self._on_ready is not None:
+            self._on_ready()
 
 
 def _drain(fd: int) -> None:

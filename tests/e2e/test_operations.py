@@ -171,3 +171,55 @@ def test_bad_metrics_listen_is_a_one_line_error(tmp_path: Path, value: str) -> N
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert f"{conf}:3: METRICS_LISTEN=\"{value}\"" in result.stderr
+
+
+def test_daemon_mode_returns_when_ready_writes_a_pid_file_and_logs_to_a_file(
+    lab: Lab, tmp_path: Path
+) -> None:
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nTCP_MODE="stcp"\n'
+                    'UDP_MODE="none"\n')  # fmt: skip
+    pid_file, log = tmp_path / "pw.pid", tmp_path / "state" / "portwarden.log"
+    command = [sys.executable, "-m", "portwarden", "run", "-c", str(conf), "--daemon",
+               "--pid-file", str(pid_file)]  # fmt: skip
+    started = lab.target.run(command, check=False, timeout=30)
+    assert started.returncode == 0, started.stderr
+    pid = int(pid_file.read_text())
+    try:
+        assert "ready:" in log.read_text()  # ready before the command returned
+        nmap(lab.attackers[0].run, "-sS", "-p", "11", lab.target.ipv4)
+        deadline = time.monotonic() + 10
+        while f"attack kind=scan src={lab.attackers[0].ipv4}" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        # A second one on the same STATE_DIR fails, and says so, instead of detaching.
+        again = lab.target.run(command[:-2] + ["--pid-file", str(tmp_path / "2.pid")],
+                               check=False, timeout=30)  # fmt: skip
+        assert again.returncode == 1 and "stopped before it was ready" in again.stderr
+        assert "in use by another portwarden" in log.read_text()
+    finally:
+        os.kill(pid, 15)
+    deadline = time.monotonic() + 10
+    while pid_file.exists():
+        assert time.monotonic() < deadline, "pid file left behind"
+        time.sleep(0.1)
+    assert "stopped: probes=1" in log.read_text()
+
+
+def test_the_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    """The unit as shipped, with ExecStart pointed at this checkout's command (verify checks
+    that the program exists). A unit with a mistake must fail the same check."""
+    shipped = (Path(__file__).parents[2] / "packaging" / "portwarden.service").read_text()
+    command = str(Path(sys.executable).parent / "portwarden")
+    assert Path(command).exists()
+    unit = tmp_path / "portwarden.service"
+    unit.write_text(shipped.replace("/usr/local/bin/portwarden", command))
+    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
+                            text=True)  # fmt: skip
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert "Type=notify" in shipped and "WatchdogSec=" in shipped
+    unit.write_text(shipped.replace("/usr/local/bin/portwarden", command)
+                    .replace("ProtectSystem=true", "ProtectSytem=true"))  # fmt: skip
+    broken = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
+                            text=True)  # fmt: skip
+    assert "ProtectSytem" in broken.stderr

@@ -1,0 +1,78 @@
+"""`portwarden run --daemon`: the old style, for init scripts without a service manager.
+
+The command returns only when the daemon is ready (exit 0) or has failed (exit 1, with the log
+file to read), like an init script expects. The daemon writes a pid file and logs to a file.
+"""
+
+import atexit
+import contextlib
+import logging
+import logging.handlers
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+
+def default_pid_file(state_dir: Path) -> Path:
+    return Path("/run/portwarden.pid") if os.geteuid() == 0 else state_dir / "portwarden.pid"
+
+
+def detach(pid_file: Path, log_file: Path) -> Callable[[], None]:
+    """Fork into the background. Only the daemon returns from this call; it gets the function to
+    call once it is ready. The command's own process exits with the daemon's start result."""
+    log_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ready_read, ready_write = os.pipe()
+    if os.fork() > 0:
+        os.close(ready_write)
+        with os.fdopen(ready_read, "rb") as pipe:
+            started = pipe.read() == b"ready"
+        if not started:
+            print(f"portwarden: error: the daemon stopped before it was ready; see {log_file}",
+                  file=sys.stderr)  # fmt: skip
+        os._exit(0 if started else 1)
+    os.close(ready_read)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    os.chdir("/")
+    _log_to(log_file)
+
+    def ready() -> None:
+        _write_pid(pid_file)
+        os.write(ready_write, b"ready")
+        os.close(ready_write)
+
+    return ready
+
+
+def _log_to(log_file: Path) -> None:
+    """Log records go to the file (reopened when logrotate moves it); so do stdout and stderr,
+    so that an error printed before the loop starts, or a traceback, is not lost."""
+    handler = logging.handlers.WatchedFileHandler(log_file)
+    root = logging.getLogger()
+    handler.setFormatter(root.handlers[0].formatter if root.handlers else None)
+    for old in root.handlers[:]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    out = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(out)
+
+
+def _write_pid(pid_file: Path) -> None:
+    pid = str(os.getpid())
+    temporary = pid_file.with_name(f".{pid_file.name}.{pid}")
+    temporary.write_text(pid + "\n")
+    temporary.replace(pid_file)
+
+    def remove() -> None:
+        with contextlib.suppress(OSError):
+            if pid_file.read_text().strip() == pid:
+                pid_file.unlink()
+
+    atexit.register(remove)
