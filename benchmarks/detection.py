@@ -21,8 +21,9 @@ import threading
 import time
 from pathlib import Path
 
-from tests.lab.netlab import Host, Lab, mac_address, run
 from tests.lab.services import tcp_echo_server
+
+from portwarden.lab.network import Host, Lab, mac_address, run
 
 PORTS = ("1,11,15,79,111,119,143,540,635,1080,1524,2000,5742,6667,12345,12346,20034,27665,"
          "31337,32771,32772,32773,32774,40421,49724,54320")  # fmt: skip

@@ -17,10 +17,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.lab.netlab import Lab
 from tests.lab.services import tcp_echo_server
 
 from benchmarks.detection import OurDaemon, PortSentry
+from portwarden.lab.network import Lab
 
 SERVICE, TRIPWIRE = 8080, 11
 KILL_ROUTE = 'KILL_ROUTE="/sbin/ip route add blackhole $TARGET$"\n'

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.lab.netlab import Lab, lab_unavailable_reason
+from portwarden.lab.network import Lab, lab_unavailable_reason
 
 
 def require_lab() -> None:

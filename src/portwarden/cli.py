@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     state.add_argument("-c", "--config", type=Path, help="configuration file")
     state.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    commands.add_parser(
+        "lab", help="demo: build a throw-away lab of namespaces, scan, show, remove everything"
+    )
     blocked = commands.add_parser("blocked", help="list the active blocks")
     blocked.add_argument("-c", "--config", type=Path, help="configuration file")
     unblock = commands.add_parser(
@@ -133,6 +136,12 @@ def _status(args: argparse.Namespace) -> int:
     return 0 if found.get("running") else 3
 
 
+def _lab(_args: argparse.Namespace) -> int:
+    from portwarden.lab.demo import run_demo
+
+    return run_demo()
+
+
 def _when(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
 
@@ -171,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s portwarden[%(process)d]: %(levelname)s %(message)s",
         datefmt="%Y-%m-%dT%H:%M:%S",
     )
-    handlers = {"run": _run, "check-config": _check_config, "status": _status,
+    handlers = {"run": _run, "check-config": _check_config, "status": _status, "lab": _lab,
                 "blocked": _blocked, "unblock": _unblock}  # fmt: skip
     try:
         return handlers[args.command](args)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from portwarden.lab.network import Lab
 from tests.lab.daemon import RunningDaemon
-from tests.lab.netlab import Lab
 
 TCP_PORTS = "1,11,15,79,111,540,1080,31337"
 UDP_PORTS = "1,7,9,69,161,31337"

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from portwarden.lab.network import Lab
 from tests.e2e.conftest import StartDaemon, nmap
-from tests.lab.netlab import Lab
 
 SMTP = Path(__file__).parent.parent / "lab" / "smtp.py"
 # fail2ban's published filter.d/portsentry.conf, with <HOST> narrowed to an address.

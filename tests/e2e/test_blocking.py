@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from portwarden.lab.network import Host, Lab
 from tests.e2e.conftest import StartDaemon, nmap
 from tests.lab.daemon import RunningDaemon
-from tests.lab.netlab import Host, Lab
 from tests.lab.services import can_connect, tcp_echo_server
 
 SERVICE = 8080

@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
+from portwarden.lab.network import Lab
 from tests.e2e.conftest import StartDaemon, nmap
-from tests.lab.netlab import Lab
 from tests.lab.services import tcp_echo_server
 
 BANNER = "** UNAUTHORIZED ACCESS PROHIBITED **"

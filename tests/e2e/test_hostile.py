@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from portwarden.lab.network import Lab, mac_address
 from tests.e2e.conftest import TCP_PORTS, StartDaemon, nmap
 from tests.lab.daemon import RunningDaemon
-from tests.lab.netlab import Lab, mac_address
 
 MALFORMED = Path(__file__).parent.parent / "lab" / "malformed.py"
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from portwarden.lab.network import Lab
 from tests.e2e.conftest import StartDaemon, nmap
 from tests.lab.daemon import RunningDaemon
-from tests.lab.netlab import Lab
 
 METRICS = "127.0.0.1:9877"
 

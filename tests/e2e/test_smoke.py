@@ -4,8 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from portwarden.lab.network import Lab
 from tests.lab.daemon import RunningDaemon
-from tests.lab.netlab import Lab
 
 
 def config(tmp_path: Path, extra: str = "") -> Path:

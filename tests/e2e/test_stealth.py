@@ -5,9 +5,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from portwarden.lab.network import Host, Lab
 from tests.e2e.conftest import StartDaemon, nmap
 from tests.lab.daemon import RunningDaemon
-from tests.lab.netlab import Host, Lab
 from tests.lab.services import echo_client, tcp_echo_server, udp_echo_server
 
 SERVICE_TCP, SERVICE_UDP = 8080, 5353

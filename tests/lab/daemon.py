@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.lab.netlab import Host
+from portwarden.lab.network import Host
 
 
 class RunningDaemon:

@@ -3,7 +3,7 @@
 import sys
 from subprocess import Popen
 
-from tests.lab.netlab import Host
+from portwarden.lab.network import Host
 
 _TCP_SERVER = """
 import socket, sys, threading

@@ -1,7 +1,7 @@
 """The lab itself: hosts reach each other over IPv4 and IPv6 and teardown leaves nothing."""
 
+from portwarden.lab.network import PREFIX, Lab, lab_namespaces, run
 from tests.conftest import require_lab
-from tests.lab.netlab import PREFIX, Lab, lab_namespaces, run
 
 
 def test_hosts_reach_the_target(clean_lab: Lab) -> None:

@@ -62,6 +62,9 @@ class ActionWorker(threading.Thread):
         self._alerts = alerts
         self._path = store_path
         self.jobs: queue.Queue[tuple[str, object]] = queue.Queue(limits.BLOCK_QUEUE_MAX)
+        # Addresses whose block job is finished (recorded, or failed): the loop stops treating
+        # them as in flight. A deque: appended here, popped by the loop, no lock needed.
+        self.finished: collections.deque[str] = collections.deque()
 
     def run(self) -> None:
         actions = Actions(self.settings, Store(self._path))
@@ -76,7 +79,10 @@ class ActionWorker(threading.Thread):
                 if kind == "settings" and isinstance(payload, Settings):
                     actions.settings = payload
                 elif kind == "block" and isinstance(payload, BlockRequest):
-                    record = actions.block(payload)
+                    try:
+                        record = actions.block(payload)
+                    finally:
+                        self.finished.append(str(payload.address))
                     if record is not None:
                         log.warning("%s", block_line(record))
                         self._alerts.blocked(record)
@@ -99,6 +105,7 @@ class ResponsePolicy:
         self._store = Store(store_path)
         self._worker = ActionWorker(settings, store_path, alerts)
         self._active: set[str] = set()
+        self._in_flight: set[str] = set()  # submitted to the worker, not finished
         self._next_expiry: float | None = None
         self._version = -1
         self._announced: set[str] = set()
@@ -152,20 +159,16 @@ class ResponsePolicy:
 
     def _sync(self) -> None:
         """Follow the store when another connection (worker, `unblock` command) changed it."""
+        while self._worker.finished:
+            self._in_flight.discard(self._worker.finished.popleft())
         version = self._store.data_version()
         if version == self._version:
             return
         self._version = version
         active = self._store.active()
-        self._active = {r.address for r in active} | self._pending()
+        self._active = {r.address for r in active} | self._in_flight
         self._announced &= self._active
         self._next_expiry = min((r.until for r in active if r.until is not None), default=None)
-
-    def _pending(self) -> set[str]:
-        """Addresses submitted to the worker and not yet in the store."""
-        with self._worker.jobs.mutex:
-            return {str(p.address) for kind, p in self._worker.jobs.queue
-                    if kind == "block" and isinstance(p, BlockRequest)}  # fmt: skip
 
     def tick(self, now: float) -> None:
         self._sync()
@@ -220,7 +223,8 @@ class ResponsePolicy:
             self._suppressed += 1
             return
         (self._recent if verdict.ports < _STRONG_PORTS else self._strong).append(now)
-        self._active.add(address)  # pending: never submitted twice
+        self._active.add(address)  # never submitted twice
+        self._in_flight.add(address)
         self.blocks_made += 1
         request = BlockRequest(probe.src, probe.proto.value, probe.dport, probe.mode,
                                probe.scan, mode)  # fmt: skip
@@ -228,7 +232,9 @@ class ResponsePolicy:
             # In the loop, in-process (~0.2 ms): the worker thread could wait for the GIL.
             seconds = self._actions.duration_for(address)
             request = replace(request, nft_done=self._actions.nft_add(probe.src, seconds))
-        self._submit("block", request)
+        if not self._submit("block", request):
+            self._active.discard(address)
+            self._in_flight.discard(address)
 
     def describe(self, address: str) -> str:
         """What was done about `address`, for reports: how it is blocked, or why not."""
@@ -252,8 +258,10 @@ class ResponsePolicy:
             return True
         return verdict.ports >= _STRONG_PORTS and len(self._strong) < cap
 
-    def _submit(self, kind: str, payload: object) -> None:
+    def _submit(self, kind: str, payload: object) -> bool:
         try:
             self._worker.jobs.put_nowait((kind, payload))
         except queue.Full:
             log.error("action queue full; %s dropped", kind)
+            return False
+        return True

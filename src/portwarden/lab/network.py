@@ -138,10 +138,10 @@ def remove_stale(prefix: str) -> None:
 def lab_unavailable_reason() -> str | None:
     """Why the lab cannot be built here, or None if it can."""
     if os.geteuid() != 0:
-        return "lab tests need root (network namespaces)"
+        return "the lab needs root (network namespaces)"
     for tool in ("ip", "ping"):
         if shutil.which(tool) is None:
-            return f"lab tests need '{tool}' (install iproute2, iputils-ping)"
+            return f"the lab needs {tool!r} (apt-get install iproute2 iputils-ping)"
     return None
 
 

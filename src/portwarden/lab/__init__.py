@@ -1,0 +1,1 @@
+"""A throw-away lab of network namespaces: used by the tests and by `portwarden lab`."""

@@ -1,0 +1,120 @@
+"""`portwarden lab`: a newcomer's first five minutes, on this machine, leaving nothing behind.
+
+It builds namespaces (a target, an attacker, a benign client on one bridge, addresses from the
+benchmarking ranges only), starts the daemon in the target with blocking on, lets the client use a
+web service, runs nmap from the attacker, shows what portwarden saw and did, proves the block
+holds while the client keeps working, then removes everything.
+"""
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from portwarden.lab.network import Host, Lab, lab_unavailable_reason
+
+PREFIX = "pwlab-"  # not the tests' prefix: a demo never removes a test run's namespaces
+WEB_PORT = 8080
+READY_WAIT_S = 20.0
+SCAN_END_QUIET_S = 2
+
+
+def _conf(folder: Path) -> str:
+    return (
+        f'STATE_DIR="{folder}/state"\nTCP_MODE="stcp"\nUDP_MODE="sudp"\n'
+        'TCP_PORTS="1,11,15,79,111,119,143,540,635,1080,1524,2000,5742,6667,12345,31337"\n'
+        'UDP_PORTS="1,7,9,69,161,162,513,635,640,641,700,37444,34555,31335"\n'
+        'BLOCK_TCP="1"\nBLOCK_UDP="1"\nSYSLOG_SOCKET=""\n'
+        f'SCAN_END_QUIET="{SCAN_END_QUIET_S}"\nHOSTS_DENY_FILE="{folder}/hosts.deny"\n'
+    )
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _fetch(host: Host, address: str) -> bool:
+    """An HTTP GET from `host`, as a benign client does; True when the page came back."""
+    code = "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=2).read()"
+    url = (
+        f"http://{address}:{WEB_PORT}/" if ":" not in address else f"http://[{address}]:{WEB_PORT}/"
+    )
+    return host.run([sys.executable, "-c", code, url], check=False, timeout=30).returncode == 0
+
+
+def _wait_for(log: Path, text: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in log.read_text(errors="replace"):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _portwarden(host: Host, conf: Path, *args: str) -> str:
+    command = [sys.executable, "-m", "portwarden", *args, "-c", str(conf)]
+    return host.run(command, check=False, timeout=30).stdout
+
+
+def run_demo() -> int:
+    """Exit status 0 when the scan was detected and blocked and the client kept working."""
+    reason = lab_unavailable_reason() or (None if shutil.which("nmap") else
+                                          "the lab needs nmap (apt-get install nmap)")  # fmt: skip
+    if reason:
+        print(f"portwarden: error: lab: {reason}", file=sys.stderr)
+        return 2
+    lab = Lab(prefix=PREFIX, attackers=1)
+    folder = Path(tempfile.mkdtemp(prefix="portwarden-lab-"))
+    try:
+        _say(f"Building the lab: network namespaces {PREFIX}* on a private bridge")
+        lab.create()
+        target, attacker, client = lab.target, lab.attackers[0], lab.client
+        _say(f"  target   {target.ipv4:<14} {target.ipv6:<16} runs portwarden and a web server")
+        _say(f"  attacker {attacker.ipv4:<14} {attacker.ipv6:<16} runs nmap")
+        _say(f"  client   {client.ipv4:<14} {client.ipv6:<16} uses the web server")
+        return _demo(lab, folder)
+    finally:
+        lab.destroy()
+        shutil.rmtree(folder, ignore_errors=True)
+        _say(f"Removed the lab: namespaces {PREFIX}*, their links, the daemon and {folder}")
+
+
+def _demo(lab: Lab, folder: Path) -> int:
+    target, attacker, client = lab.target, lab.attackers[0], lab.client
+    conf = folder / "portwarden.conf"
+    conf.write_text(_conf(folder))
+    log = folder / "portwarden.log"
+    target.popen([sys.executable, "-m", "http.server", "--bind", "::", str(WEB_PORT)],
+                 cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    with log.open("wb") as out:
+        daemon = target.popen([sys.executable, "-m", "portwarden", "run", "-c", str(conf)],
+                              stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    if not _wait_for(log, "ready:", READY_WAIT_S):
+        _say("portwarden did not start:\n" + log.read_text(errors="replace"))
+        return 1
+    _say("\nportwarden runs in the target (stealth TCP and UDP modes, blocking with nftables).")
+    client_before = _fetch(client, target.ipv4)
+    _say(f"The client fetches a web page from the target: {'ok' if client_before else 'FAILED'}")
+    _say(f"\nThe attacker scans: nmap -sS --top-ports 200 {target.ipv4}")
+    attacker.run(["nmap", "-n", "-Pn", "-sS", "--max-retries", "1", "--top-ports", "200",
+                  target.ipv4], check=False, timeout=120)  # fmt: skip
+    summarised = _wait_for(log, "kind=scan-summary", SCAN_END_QUIET_S + 10)
+    lines = log.read_text(errors="replace").splitlines()
+    _say("\nWhat portwarden logged (first lines of each kind):")
+    for marker in ("kind=scan ", " block address=", "kind=scan-summary"):
+        for line in [x for x in lines if marker in x][:1]:
+            _say("  " + line.split(": ", 1)[-1])
+    _say("\n$ portwarden status")
+    _say(_portwarden(target, conf, "status").rstrip())
+    blocked = not _fetch(attacker, target.ipv4)
+    client_after = _fetch(client, target.ipv4)
+    _say(f"\nThe attacker tries the web page now: {'blocked' if blocked else 'NOT BLOCKED'}")
+    _say(f"The client fetches it again: {'ok' if client_after else 'FAILED'}")
+    daemon.terminate()
+    daemon.wait(timeout=30)
+    ok = summarised and blocked and client_before and client_after
+    _say("\nThe scan was detected and blocked; the client was never disturbed." if ok else
+         "\nSomething did not go as expected; the log is above.")  # fmt: skip
+    return 0 if ok else 1
