@@ -17,6 +17,7 @@ import pytest
 
 from portwarden.lab.network import Lab
 from tests.e2e.conftest import StartDaemon, nmap
+from tests.lab.daemon import start_with_hosts_file
 
 SMTP = Path(__file__).parent.parent / "lab" / "smtp.py"
 # fail2ban's published filter.d/portsentry.conf, with <HOST> narrowed to an address.
@@ -169,16 +170,9 @@ def test_hostile_reverse_dns_name_cannot_inject_lines(lab: Lab, syslog: SyslogRe
                     f'RESOLVE_HOST="1"\nSYSLOG_SOCKET="{syslog.path}"\nMAIL_ON_TCP_SCAN="1"\n'
                     f'SCAN_END_QUIET="1"\nMAIL_TO="admin@example.org"\n'
                     f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2527"\n')  # fmt: skip
-    script = (f"mount --bind {hosts} /etc/hosts && exec {sys.executable} -m portwarden run"
-              f" -c {conf} -stcp")  # fmt: skip
     log = tmp_path / "daemon.log"
-    proc = lab.target.popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
+    proc = start_with_hosts_file(lab.target, hosts, conf, log, "-stcp")
     try:
-        deadline = time.monotonic() + 15
-        while "ready:" not in log.read_text():
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
         nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
         (mail,) = wait_for_mail(inbox, 1)
     finally:

@@ -12,7 +12,7 @@ import pytest
 
 from portwarden.lab.network import Host, Lab
 from tests.e2e.conftest import StartDaemon, nmap
-from tests.lab.daemon import RunningDaemon
+from tests.lab.daemon import RunningDaemon, start_with_hosts_file, wait_for_text
 from tests.lab.services import can_connect, tcp_echo_server
 
 SERVICE = 8080
@@ -140,20 +140,10 @@ def test_hostile_hostname_runs_nothing_and_breaks_no_line(lab: Lab, tmp_path: Pa
                     f'KILL_RUN_CMD="{sys.executable} {RECORD} {calls} $TARGET$"\n')  # fmt: skip
     Path("/tmp/pw-pwned").unlink(missing_ok=True)
     log = tmp_path / "log"
-    script = (f"mount --bind {hosts} /etc/hosts && exec {sys.executable} -m portwarden run"
-              f" -c {conf} -stcp")  # fmt: skip
-    proc = lab.target.popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
+    proc = start_with_hosts_file(lab.target, hosts, conf, log, "-stcp")
     try:
-        deadline = time.monotonic() + 15
-        while "ready:" not in log.read_text():
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
         nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
-        deadline = time.monotonic() + 15
-        while "block address=" not in log.read_text():
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+        wait_for_text(log, "block address=")
         time.sleep(0.5)
         blocked = (tmp_path / "state" / "portsentry.blocked").read_text()
     finally:

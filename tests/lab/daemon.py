@@ -74,3 +74,22 @@ class RunningDaemon:
         status = self.proc.wait(timeout=timeout)
         self._log.close()
         return status, time.monotonic() - started
+
+
+def start_with_hosts_file(host: Host, hosts: Path, config: Path, log: Path,
+                          *flags: str) -> subprocess.Popen:  # fmt: skip
+    """`portwarden run` with `hosts` bind-mounted over /etc/hosts in a private mount namespace
+    (hostile reverse-DNS names without a DNS server); returns once it is ready."""
+    script = (f"mount --bind {hosts} /etc/hosts && exec {sys.executable} -m portwarden run"
+              f" -c {config} {' '.join(flags)}")  # fmt: skip
+    proc = host.popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                      stdout=log.open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
+    wait_for_text(log, "ready:")
+    return proc
+
+
+def wait_for_text(path: Path, text: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in path.read_text(errors="replace"):
+        assert time.monotonic() < deadline, path.read_text(errors="replace")
+        time.sleep(0.1)
