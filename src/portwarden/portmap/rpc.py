@@ -61,15 +61,17 @@ class RpcDenied(RpcError):
     """The portmapper refused the call (rpcbind does this when TCP Wrappers deny the caller)."""
 
 
-def dump(address: str, proto: Transport, timeout: float,
-         source: str | None = None) -> list[Mapping]:  # fmt: skip
+def dump(
+    address: str, proto: Transport, timeout: float, source: str | None = None
+) -> list[Mapping]:
     """PMAPPROC_DUMP to `address` port 111 over `proto`, optionally from local address `source`.
 
     Raises RpcDenied, RpcError, or OSError (TimeoutError: no answer; ConnectionRefusedError).
     """
     xid = _U32.unpack(os.urandom(4))[0]
-    call = _U32.pack(xid) + struct.pack(">IIIIIIIII", _CALL, 2, PORTMAPPER_PROGRAM, _VERSION,
-                                        _PROC_DUMP, 0, 0, 0, 0)  # fmt: skip
+    call = _U32.pack(xid) + struct.pack(
+        ">IIIIIIIII", _CALL, 2, PORTMAPPER_PROGRAM, _VERSION, _PROC_DUMP, 0, 0, 0, 0
+    )
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
     deadline = time.monotonic() + timeout

@@ -25,8 +25,10 @@ from portwarden.respond.files import read_if_exists, replace_atomically
 
 DAEMONS = "rpcbind portmap"
 MARKER = "# portwarden-portmap"
-BEGIN = (f"{MARKER} begin: added by 'portwarden portmap protect'; "
-         "'portwarden portmap unprotect' removes these lines")  # fmt: skip
+BEGIN = (
+    f"{MARKER} begin: added by 'portwarden portmap protect'; "
+    "'portwarden portmap unprotect' removes these lines"
+)
 CREATED = " (and created this file)"
 END = f"{MARKER} end"
 
@@ -72,8 +74,10 @@ class FileChange:
             fromfile=str(self.path) if self.before is not None else "/dev/null",
             tofile=str(self.path) if self.after is not None else "/dev/null",
         )
-        return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
-                       for line in lines)  # fmt: skip
+        return "".join(
+            line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
+            for line in lines
+        )
 
     def apply(self) -> None:
         if not self.changed:
