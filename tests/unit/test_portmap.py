@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from portwarden.config.errors import ConfigError
 from portwarden.portmap import wrappers
+from portwarden.portmap.check import read_wrappers
 from portwarden.portmap.networks import allowed_networks
 from portwarden.portmap.rpc import Mapping, RpcDenied, RpcError, parse_dump_reply
 
@@ -153,3 +154,22 @@ def test_hostile_reply_only_raises_rpc_error(tail: bytes) -> None:
 def test_any_dump_round_trips(entries: list[tuple[int, int, int, int]]) -> None:
     mappings = [Mapping(*e) for e in entries]
     assert parse_dump_reply(_reply(1, _accepted(mappings)), 1) == mappings
+
+
+def test_check_lists_lines_for_the_portmapper_and_flags_a_later_allow(tmp_path: Path) -> None:
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    allow.write_text("sshd: ALL\nALL EXCEPT rpcbind: 198.18.0.9\n")
+    deny.write_text("in.fingerd: ALL\nportmap,rpcbind : ALL\n# no newline")
+    _protect(allow, wrappers.allow_rule(NETS))
+    _protect(deny, wrappers.deny_rule())
+    view = read_wrappers(allow, deny)
+    assert view.protected
+    assert [line.split(" ", 1)[0] for line in view.lines] == [
+        f"{allow}:2:",
+        f"{deny}:",  # the last line has no newline
+        f"{deny}:2:",
+        f"{deny}:5:",
+    ]
+    assert "no newline" in view.lines[1] and view.lines[3].endswith("portmap,rpcbind : ALL")
+    allow.write_text(allow.read_text() + "ALL: 198.18.0.0/255.255.255.0\n")
+    assert not read_wrappers(allow, deny).protected

@@ -126,6 +126,9 @@ def read_wrappers(hosts_allow: Path, hosts_deny: Path) -> WrappersView:
             blocks.append(None)
             continue
         blocks.append(block)
+        if path == hosts_deny and text and not text.endswith("\n"):
+            lines.append(f"{path}: the last line has no newline: libwrap counts that as an error "
+                         "and denies every caller")  # fmt: skip
         ours = range(block.start, block.start + 3) if block else range(0)
         for number, line in enumerate((text or "").splitlines()):
             if line.lstrip().startswith("#") or ":" not in line or not _applies(line):
