@@ -97,10 +97,9 @@ def _change(args: argparse.Namespace) -> int:
         return 0
     try:
         plan.apply()
-    except OSError as error:
-        raise WrappersError(
-            f"{getattr(error, 'filename', '') or ''}: {error.strerror or error}"
-        ) from None
+    except OSError as error:  # after check_writable, e.g. a full disk; the files are put back
+        where = error.filename or "portmap"
+        raise WrappersError(f"{where}: {error.strerror or error}") from None
     for line in plan.summary():
         print(line)
     return 0

@@ -94,10 +94,9 @@ class FileChange:
 
 @dataclass(frozen=True)
 class Block:
-    """Our block found in a file: where it starts, its rule line, whether we created the file."""
+    """Our block found in a file: the index of its begin line, whether we created the file."""
 
     start: int
-    rule: str
     created: bool
 
 
@@ -114,7 +113,7 @@ def find_block(path: Path, lines: list[str]) -> Block | None:
             f"{path}:{start + 1}: the portwarden-portmap block was edited by hand "
             "(expected the begin line, one rule, the end line); fix it first"
         )
-    return Block(start, body[1], body[0] == BEGIN + CREATED)
+    return Block(start, body[0] == BEGIN + CREATED)
 
 
 def _read(path: Path) -> str | None:
