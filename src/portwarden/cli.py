@@ -13,6 +13,7 @@ from portwarden.config import ConfigError, Settings, TcpMode, UdpMode, load_sett
 from portwarden.config.defaults import SYSTEM_CONFIG
 from portwarden.config.ignore import parse_network
 from portwarden.config.settings import to_conf_lines
+from portwarden.portmap import command as portmap_command
 from portwarden.respond.actions import Actions
 from portwarden.respond.nft import NftError
 from portwarden.statedir import StateDirBusy
@@ -66,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("address", nargs="?", help="an address or network (addr/bits)")
     target.add_argument("--all", action="store_true",
                         help="every block, and remove portwarden's nftables table")  # fmt: skip
+    portmap_command.add_parser(commands)
     return parser
 
 
@@ -181,7 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         datefmt="%Y-%m-%dT%H:%M:%S",
     )
     handlers = {"run": _run, "check-config": _check_config, "status": _status, "lab": _lab,
-                "blocked": _blocked, "unblock": _unblock}  # fmt: skip
+                "blocked": _blocked, "unblock": _unblock,
+                "portmap": portmap_command.run}  # fmt: skip
     try:
         return handlers[args.command](args)
     except (ConfigError, StateDirBusy) as error:

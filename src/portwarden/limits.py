@@ -61,3 +61,8 @@ MAIL_QUEUE_MAX = 100
 # JSON probe events written per second (summaries, blocks and caps are always written).
 JSON_EVENTS_PER_S = 200
 JSON_EVENTS_BURST = 1_000
+
+# Replies from a portmapper (`portwarden portmap check`): a hostile or broken one must not make us
+# read without end. A PMAPPROC_DUMP entry is 20 bytes, so this is room for about 50,000
+# registrations, far more than any real host has.
+RPC_REPLY_BYTES_MAX = 1024 * 1024

@@ -19,16 +19,23 @@ class UnsafeFile(OSError):
 
 
 def _read(path: Path) -> str:
+    return read_if_exists(path) or ""
+
+
+def read_if_exists(path: Path) -> str | None:
+    """The file's text (undecodable bytes kept as surrogates), None if it does not exist.
+
+    Refuses to follow a symbolic link (UnsafeFile)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError:
-        return ""
+        return None
     except OSError as error:
         if error.errno == 40:  # ELOOP: a symbolic link
             raise UnsafeFile(f"{path} is a symbolic link; refusing to follow it") from None
         raise
-    with os.fdopen(fd, encoding="utf-8", errors="surrogateescape") as file:
-        return file.read()
+    with os.fdopen(fd, encoding="utf-8", errors="surrogateescape", newline="") as file:
+        return file.read()  # newline="": line ends kept as they are, so rewrites keep the bytes
 
 
 def replace_atomically(path: Path, text: str) -> None:

@@ -1,0 +1,199 @@
+"""`portwarden portmap check`: is rpcbind running, what does it expose, what protects it.
+
+The report reads the kernel's socket tables, asks the portmapper itself over loopback, reads
+the TCP Wrappers files and our firewall rules, and, given a local source address outside the
+allowed networks, probes for real: PMAPPROC_DUMP over TCP and UDP from that address.
+"""
+
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from portwarden.detect.probe import Proto
+from portwarden.net.ports import bound_ports
+from portwarden.portmap import wrappers
+from portwarden.portmap.firewall import FirewallError, IptablesFirewall, NftFirewall
+from portwarden.portmap.rpc import PORTMAPPER_PORT, RpcDenied, RpcError, Transport, dump
+from portwarden.respond.files import read_if_exists
+from portwarden.text import one_line
+
+Outcome = Literal["reachable", "refused", "silent"]
+Verdict = Literal["protected", "exposed", "not running"]
+_PORTMAPPER_DAEMONS = {"rpcbind", "portmap", "all"}
+_SEPARATORS = re.compile(r"[\s,]+")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One real PMAPPROC_DUMP from `source` to `target` and what came back."""
+
+    source: str
+    target: str
+    proto: Transport
+    outcome: Outcome
+    detail: str
+
+
+@dataclass(frozen=True)
+class WrappersView:
+    protected: bool  # our block in both files and no other hosts.allow line for the portmapper
+    lines: tuple[str, ...]  # every line that applies to the portmapper, as file:line: text
+
+
+@dataclass(frozen=True)
+class FirewallView:
+    protected: bool
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Report:
+    listening: tuple[str, ...]  # "tcp", "udp": port 111 is bound in this network namespace
+    programs: tuple[tuple[int, int, int, int], ...]  # from a dump over loopback
+    local_error: str | None  # why the loopback dump failed, if it did
+    wrappers: WrappersView
+    firewall: FirewallView
+    probes: tuple[Probe, ...]
+
+    @property
+    def verdict(self) -> Verdict:
+        if self.probes:
+            exposed = any(p.outcome == "reachable" for p in self.probes)
+            return "exposed" if exposed else "protected"
+        if not self.listening:
+            return "not running"
+        return "protected" if self.wrappers.protected or self.firewall.protected else "exposed"
+
+    def as_json(self) -> dict[str, Any]:
+        programs = [
+            dict(zip(("prog", "vers", "proto", "port"), p, strict=True)) for p in self.programs
+        ]
+        return {**asdict(self), "programs": programs, "verdict": self.verdict}
+
+    def text(self) -> list[str]:
+        state = (
+            f"listening on port 111 ({', '.join(self.listening)})"
+            if self.listening
+            else "not listening"
+        )
+        lines = [f"rpcbind: {state}"]
+        if self.local_error:
+            lines.append(f"programs: unknown, the loopback query failed: {self.local_error}")
+        elif self.programs:
+            lines.append("programs (program version protocol port):")
+            lines += [
+                f"  {prog} {vers} {_proto_name(proto)} {port}"
+                for prog, vers, proto, port in self.programs
+            ]
+        protection = {True: "protects the portmapper", False: "does not protect it alone"}
+        lines.append(f"wrappers: {protection[self.wrappers.protected]}")
+        lines += [f"  {line}" for line in self.wrappers.lines] or [
+            "  no line names rpcbind, portmap or ALL"
+        ]
+        lines.append(f"firewall: {protection[self.firewall.protected]}")
+        lines += [f"  {line}" for line in self.firewall.lines]
+        for p in self.probes:
+            lines.append(
+                f"probe: {p.proto} from {p.source} to {p.target} port 111: {p.outcome} ({p.detail})"
+            )
+        lines.append(f"verdict: {self.verdict}")
+        return lines
+
+
+def _proto_name(number: int) -> str:
+    return {6: "tcp", 17: "udp"}.get(number, str(number))
+
+
+def _applies(rule: str) -> bool:
+    """Whether a hosts.allow/deny line's daemon list names the portmapper (or ALL)."""
+    daemons = _SEPARATORS.split(rule.split(":", 1)[0].strip().lower())
+    named, _, excepted = " ".join(daemons).partition(" except ")
+    listed = set(named.split())
+    return bool(listed & _PORTMAPPER_DAEMONS) and "rpcbind" not in excepted.split()
+
+
+def read_wrappers(hosts_allow: Path, hosts_deny: Path) -> WrappersView:
+    lines: list[str] = []
+    blocks: list[wrappers.Block | None] = []
+    others_allow = False
+    for path in (hosts_allow, hosts_deny):
+        try:
+            text = read_if_exists(path)
+            block = wrappers.find_block(path, (text or "").splitlines(keepends=True))
+        except (OSError, wrappers.WrappersError) as error:
+            lines.append(one_line(f"{path}: {error}"))
+            blocks.append(None)
+            continue
+        blocks.append(block)
+        if path == hosts_deny and text and not text.endswith("\n"):
+            lines.append(f"{path}: the last line has no newline: libwrap counts that as an error "
+                         "and denies every caller")  # fmt: skip
+        ours = range(block.start, block.start + 3) if block else range(0)
+        for number, line in enumerate((text or "").splitlines()):
+            if line.lstrip().startswith("#") or ":" not in line or not _applies(line):
+                continue
+            mark = " (portwarden-portmap)" if number in ours else ""
+            lines.append(f"{path}:{number + 1}: {one_line(line)}{mark}")
+            others_allow |= path == hosts_allow and number not in ours
+    protected = all(blocks) and not others_allow
+    return WrappersView(protected, tuple(lines))
+
+
+def read_firewall() -> FirewallView:
+    lines: list[str] = []
+    protected = False
+    for backend in (NftFirewall, IptablesFirewall):
+        try:
+            wall = backend()
+            lines += wall.describe()
+            protected |= wall.active()
+        except FirewallError as error:
+            lines.append(one_line(str(error)))
+    return FirewallView(protected, tuple(lines))
+
+
+def probe(source: str, target: str, proto: Transport, timeout: float) -> Probe:
+    """A real dump from `source`; OSError other than refused/timeout (a bad source) propagates."""
+    try:
+        found = dump(target, proto, timeout, source=source)
+    except RpcDenied as error:
+        return Probe(
+            source, target, proto, "refused", one_line(f"the portmapper denied it: {error}")
+        )
+    except ConnectionRefusedError:
+        return Probe(source, target, proto, "refused", "connection refused")
+    except TimeoutError:
+        return Probe(source, target, proto, "silent", f"no answer in {timeout:g} s")
+    except RpcError as error:
+        return Probe(source, target, proto, "reachable", one_line(f"answered: {error}"))
+    return Probe(source, target, proto, "reachable", f"listed {len(found)} registrations")
+
+
+def _local_programs(timeout: float) -> tuple[tuple[tuple[int, int, int, int], ...], str | None]:
+    error = ""
+    for address in ("127.0.0.1", "::1"):
+        try:
+            return tuple(dump(address, "tcp", timeout)), None
+        except (OSError, RpcError) as failure:
+            error = one_line(f"{address}: {failure.__class__.__name__}: {failure}")
+    return (), error
+
+
+def build_report(
+    hosts_allow: Path, hosts_deny: Path, source: str | None, target: str | None, timeout: float
+) -> Report:
+    listening = tuple(p.value for p in (Proto.TCP, Proto.UDP) if PORTMAPPER_PORT in bound_ports(p))
+    programs, local_error = _local_programs(timeout) if listening else ((), None)
+    probes: tuple[Probe, ...] = ()
+    if source is not None:
+        to = target or source
+        probes = tuple(probe(source, to, proto, timeout) for proto in ("tcp", "udp"))
+    return Report(
+        listening,
+        programs,
+        local_error,
+        read_wrappers(hosts_allow, hosts_deny),
+        read_firewall(),
+        probes,
+    )

@@ -1,0 +1,122 @@
+"""The `portwarden portmap` sub-commands: protect, unprotect, check."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from portwarden.portmap.check import build_report
+from portwarden.portmap.firewall import Backend, FirewallError
+from portwarden.portmap.protect import Plan, plan_protect, plan_unprotect
+from portwarden.portmap.wrappers import WrappersError
+from portwarden.text import one_line
+
+HOSTS_ALLOW = Path("/etc/hosts.allow")
+HOSTS_DENY = Path("/etc/hosts.deny")
+
+
+def add_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    portmap = commands.add_parser(
+        "portmap", help="protect the portmapper (rpcbind) with TCP Wrappers and firewall rules"
+    )
+    actions = portmap.add_subparsers(dest="portmap_command", required=True, metavar="ACTION")
+    protect = actions.add_parser("protect", help="allow only these networks and loopback")
+    protect.add_argument(
+        "--allow",
+        action="append",
+        required=True,
+        metavar="NET",
+        help="an address or network allowed to reach the portmapper (repeat)",
+    )
+    unprotect = actions.add_parser("unprotect", help="remove exactly what protect added")
+    check = actions.add_parser("check", help="report what is exposed and what protects it")
+    check.add_argument(
+        "--from",
+        dest="source",
+        metavar="ADDR",
+        help="probe for real from this local address (outside the allowed networks)",
+    )
+    check.add_argument(
+        "--to",
+        dest="target",
+        metavar="ADDR",
+        help="the address to probe (default: the --from address)",
+    )
+    check.add_argument(
+        "--timeout",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="seconds to wait for each answer (default 2)",
+    )
+    check.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    for action in (protect, unprotect, check):
+        action.add_argument("--hosts-allow", type=Path, default=HOSTS_ALLOW, metavar="FILE")
+        action.add_argument("--hosts-deny", type=Path, default=HOSTS_DENY, metavar="FILE")
+    for action in (protect, unprotect):
+        action.add_argument(
+            "--firewall",
+            choices=["nft", "iptables", "none"],
+            default="nft",
+            help="which firewall to change (default nft)",
+        )
+        action.add_argument(
+            "--no-wrappers", action="store_true", help="leave hosts.allow and hosts.deny alone"
+        )
+        action.add_argument(
+            "--dry-run", action="store_true", help="print the exact changes without making them"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exit status: 0 done (check: protected or nothing exposed), 1 check: exposed, 2 error."""
+    try:
+        if args.portmap_command == "check":
+            return _check(args)
+        return _change(args)
+    except (WrappersError, FirewallError) as error:
+        print(f"portwarden: error: {one_line(str(error))}", file=sys.stderr)
+        return 2
+
+
+def _change(args: argparse.Namespace) -> int:
+    backend: Backend | None = None if args.firewall == "none" else args.firewall
+    paths = [] if args.no_wrappers else [args.hosts_allow, args.hosts_deny]
+    plan: Plan
+    if args.portmap_command == "protect":
+        allow, deny = (None, None) if args.no_wrappers else (args.hosts_allow, args.hosts_deny)
+        plan = plan_protect(args.allow, allow, deny, backend)
+    else:
+        plan = plan_unprotect(paths, backend)
+    if not plan.changed:
+        print(f"portmap {args.portmap_command}: nothing to change")
+        return 0
+    if args.dry_run:
+        sys.stdout.write(plan.show())
+        print("# dry run: nothing was changed")
+        return 0
+    try:
+        plan.apply()
+    except OSError as error:  # after check_writable, e.g. a full disk; the files are put back
+        where = error.filename or "portmap"
+        raise WrappersError(f"{where}: {error.strerror or error}") from None
+    for line in plan.summary():
+        print(line)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    try:
+        report = build_report(
+            args.hosts_allow, args.hosts_deny, args.source, args.target, args.timeout
+        )
+    except OSError as error:
+        where = f"--from {args.source}" if args.source else "check"
+        print(f"portwarden: error: {one_line(where)}: {error.strerror or error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report.as_json(), sort_keys=True))
+    else:
+        for line in report.text():
+            print(line)
+    return 1 if report.verdict == "exposed" else 0

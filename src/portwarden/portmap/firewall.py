@@ -1,0 +1,218 @@
+"""Firewall rules that drop TCP and UDP port 111 from everyone but the allowed networks.
+
+Two backends, chosen by the administrator:
+
+- nftables: table `inet portwarden_portmap` with one input chain, changed in one libnftables
+  transaction. A table of its own, not the blocker's `inet portwarden`, which
+  `portwarden unblock --all` deletes.
+- iptables: chain PORTWARDEN_PORTMAP in the filter table of iptables and ip6tables, jumped to
+  first from INPUT, loaded with `iptables-restore --noflush` (one atomic commit per family).
+
+Sources are matched by address, not by interface: a probe from a local address outside the
+allowed networks travels over `lo` and must be dropped too. Each change is a list of Steps, so
+`--dry-run` prints exactly what would run; an empty list means the rules are already in place.
+"""
+
+import hashlib
+import json
+import subprocess
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from portwarden.config.ignore import Network
+from portwarden.portmap.rpc import PORTMAPPER_PORT
+from portwarden.respond.nft import Nft, NftError
+
+Backend = Literal["nft", "iptables"]
+TABLE = "portwarden_portmap"
+CHAIN = "PORTWARDEN_PORTMAP"
+_PRIORITY = "filter - 10"
+_TIMEOUT_S = 30
+
+
+class FirewallError(Exception):
+    """A firewall tool failed or is missing; str() is one line."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One atomic change: a script for `tool` (nft, or an iptables-restore variant)."""
+
+    tool: str
+    script: str
+
+    def show(self) -> str:
+        command = self.tool if self.tool == "nft" else f"{self.tool} --noflush"
+        return f"# {command}\n{self.script}"
+
+
+class Firewall(Protocol):
+    def protect(self, networks: tuple[Network, ...]) -> list[Step]: ...
+    def unprotect(self) -> list[Step]: ...
+    def describe(self) -> list[str]: ...
+    def active(self) -> bool: ...
+    def run(self, steps: list[Step]) -> None: ...
+
+
+def _by_family(networks: tuple[Network, ...], version: int) -> list[Network]:
+    return [n for n in networks if n.version == version]
+
+
+class NftFirewall:
+    """Our own nftables table; a rule comment carries a digest of what we wrote."""
+
+    def __init__(self) -> None:
+        try:
+            self._nft = Nft()
+        except NftError as error:
+            raise FirewallError(f"nftables: {error}") from None
+
+    def _nft_run(self, script: str, json_output: bool = False) -> str:
+        try:
+            return self._nft.run(script, json_output=json_output)
+        except NftError as error:
+            raise FirewallError(f"nftables: {error}") from None
+
+    def _rules(self) -> list[dict] | None:
+        """Our chain's rules as nft JSON objects; None when the table or chain is missing."""
+        try:
+            output = self._nft_run(f"list chain inet {TABLE} input", json_output=True)
+        except FirewallError:
+            return None
+        items = json.loads(output).get("nftables", [])
+        return [item["rule"] for item in items if "rule" in item]
+
+    def protect(self, networks: tuple[Network, ...]) -> list[Step]:
+        rules = []
+        for match, version in (("ip", 4), ("ip6", 6)):
+            sources = ", ".join(str(n) for n in _by_family(networks, version))
+            rules.append(
+                f"{match} saddr != {{ {sources} }} meta l4proto {{ tcp, udp }} "
+                f"th dport {PORTMAPPER_PORT} drop"
+            )
+        digest = hashlib.sha256("\n".join(rules).encode()).hexdigest()[:16]
+        comment = f"portwarden-portmap {digest}"
+        current = self._rules()
+        if current is not None and [r.get("comment") for r in current] == [comment] * len(rules):
+            return []
+        lines = [
+            f"add table inet {TABLE}",
+            f"add chain inet {TABLE} input {{ type filter hook input priority {_PRIORITY}; "
+            "policy accept; }",
+            f"flush chain inet {TABLE} input",
+            *(f'add rule inet {TABLE} input {rule} comment "{comment}"' for rule in rules),
+        ]
+        return [Step("nft", "\n".join(lines) + "\n")]
+
+    def unprotect(self) -> list[Step]:
+        try:
+            self._nft_run(f"list table inet {TABLE}")
+        except FirewallError:
+            return []
+        return [Step("nft", f"delete table inet {TABLE}\n")]
+
+    def active(self) -> bool:
+        """Both drop rules (IPv4 and IPv6) are in our chain."""
+        comments = [str(r.get("comment", "")) for r in self._rules() or []]
+        return sum(c.startswith("portwarden-portmap ") for c in comments) == 2
+
+    def describe(self) -> list[str]:
+        try:
+            listing = self._nft_run(f"list chain inet {TABLE} input")
+        except FirewallError:
+            return [f"nftables: no table inet {TABLE}"]
+        rules = [line.strip() for line in listing.splitlines() if "dport" in line]
+        return [f"nftables: table inet {TABLE}:", *(f"  {rule}" for rule in rules)]
+
+    def run(self, steps: list[Step]) -> None:
+        for step in steps:
+            self._nft_run(step.script)
+
+
+class IptablesFirewall:
+    """Chain PORTWARDEN_PORTMAP in iptables and ip6tables, first in INPUT."""
+
+    _TOOLS = (("iptables", 4), ("ip6tables", 6))
+
+    def _list(self, tool: str, chain: str) -> list[str] | None:
+        """`tool -S chain` lines; None when the chain does not exist."""
+        try:
+            result = subprocess.run(
+                [tool, "-w", "-S", chain],
+                capture_output=True,
+                text=True,
+                timeout=_TIMEOUT_S,
+                check=False,
+            )
+        except FileNotFoundError:
+            raise FirewallError(f"{tool} not found (install iptables)") from None
+        return result.stdout.splitlines() if result.returncode == 0 else None
+
+    def _jumps(self, tool: str) -> int:
+        return (self._list(tool, "INPUT") or []).count(f"-A INPUT -j {CHAIN}")
+
+    def protect(self, networks: tuple[Network, ...]) -> list[Step]:
+        steps = []
+        for tool, version in self._TOOLS:
+            wanted = [f"-A {CHAIN} -s {n} -j RETURN" for n in _by_family(networks, version)]
+            wanted += [
+                f"-A {CHAIN} -p {p} -m {p} --dport {PORTMAPPER_PORT} -j DROP"
+                for p in ("tcp", "udp")
+            ]
+            jumps = self._jumps(tool)
+            if self._list(tool, CHAIN) == [f"-N {CHAIN}", *wanted] and jumps > 0:
+                continue
+            jump = [] if jumps else [f"-I INPUT 1 -j {CHAIN}"]
+            lines = ["*filter", f":{CHAIN} - [0:0]", *wanted, *jump, "COMMIT"]
+            steps.append(Step(f"{tool}-restore", "\n".join(lines) + "\n"))
+        return steps
+
+    def unprotect(self) -> list[Step]:
+        steps = []
+        for tool, _ in self._TOOLS:
+            if self._list(tool, CHAIN) is None:
+                continue
+            jumps = [f"-D INPUT -j {CHAIN}"] * self._jumps(tool)
+            lines = ["*filter", *jumps, f"-F {CHAIN}", f"-X {CHAIN}", "COMMIT"]
+            steps.append(Step(f"{tool}-restore", "\n".join(lines) + "\n"))
+        return steps
+
+    def active(self) -> bool:
+        """Both chains exist, end in the drop rules and are jumped to from INPUT."""
+        for tool, _ in self._TOOLS:
+            rules = self._list(tool, CHAIN) or []
+            if not self._jumps(tool) or not any(r.endswith("-j DROP") for r in rules):
+                return False
+        return True
+
+    def describe(self) -> list[str]:
+        lines = []
+        for tool, _ in self._TOOLS:
+            rules = self._list(tool, CHAIN)
+            if rules is None:
+                lines.append(f"{tool}: no chain {CHAIN}")
+                continue
+            state = "jumped to from INPUT" if self._jumps(tool) else "NOT jumped to from INPUT"
+            lines += [f"{tool}: chain {CHAIN} ({state}):", *(f"  {r}" for r in rules[1:])]
+        return lines
+
+    def run(self, steps: list[Step]) -> None:
+        for step in steps:
+            try:
+                result = subprocess.run(
+                    [step.tool, "-w", "--noflush"],
+                    input=step.script,
+                    capture_output=True,
+                    text=True,
+                    timeout=_TIMEOUT_S,
+                    check=False,
+                )
+            except FileNotFoundError:
+                raise FirewallError(f"{step.tool} not found (install iptables)") from None
+            if result.returncode != 0:
+                first = (result.stderr.strip().splitlines() or [f"status {result.returncode}"])[0]
+                raise FirewallError(f"{step.tool}: {first}")
+
+
+def firewall(backend: Backend) -> Firewall:
+    return NftFirewall() if backend == "nft" else IptablesFirewall()

@@ -1,0 +1,79 @@
+"""A real rpcbind in a lab host, with its own /run and its own view of /etc.
+
+rpcbind runs in a private mount namespace where /run is a fresh tmpfs and /etc is an overlay:
+the host's /etc below, a test folder on top. Files the test (or portwarden, run in the same
+namespaces with `portwarden()`) writes to /etc land in that folder, so the host's own
+/etc/hosts.allow and /etc/hosts.deny are never touched, and atomic renames work as on a real
+host (a file bind-mounted over /etc/hosts.allow could not be renamed over).
+"""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from portwarden.lab.network import Host
+
+# A program registered with the portmapper, so a dump lists more than rpcbind itself.
+PROGRAM, VERSION, PORT = 395811, 1, 4711
+
+_REGISTER = """
+import socket, struct, sys
+prog, vers, port = map(int, sys.argv[1:])
+call = struct.pack(">IIIIII", 0x5057, 0, 2, 100000, 2, 1) + bytes(16)
+call += struct.pack(">IIII", prog, vers, 6, port)
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    s.bind(("127.0.0.1", 888))  # a reserved port: rpcbind takes SET only from privileged callers
+    s.settimeout(5)
+    s.sendto(call, ("127.0.0.1", 111))
+    reply = s.recv(100)
+sys.exit(0 if reply[-4:] == struct.pack(">I", 1) else 1)
+"""
+
+
+class Portmapper:
+    def __init__(self, host: Host, folder: Path, hosts_allow: bytes, hosts_deny: bytes) -> None:
+        self.host = host
+        upper, work = folder / "etc", folder / "work"
+        upper.mkdir()
+        work.mkdir()
+        (upper / "hosts.allow").write_bytes(hosts_allow)
+        (upper / "hosts.deny").write_bytes(hosts_deny)
+        script = (
+            "mount -t tmpfs tmpfs /run && "
+            f"mount -t overlay overlay -o lowerdir=/etc,upperdir={upper},workdir={work} /etc && "
+            "exec rpcbind -f -w"
+        )
+        self.proc = host.popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script])
+        self._wait_ready()
+        subprocess.run(self._inside([sys.executable, "-c", _REGISTER, str(PROGRAM), str(VERSION),
+                                     str(PORT)]), check=True, timeout=20)  # fmt: skip
+
+    def _inside(self, args: list[str]) -> list[str]:
+        """A command in rpcbind's network and mount namespaces (its /etc, its /run)."""
+        return ["nsenter", "-t", str(self.proc.pid), "-m", "-n", "--", *args]
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 10
+        while True:
+            probe = self.host.run(["rpcinfo", "-p", "127.0.0.1"], check=False, timeout=10)
+            if probe.returncode == 0:
+                return
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"rpcbind did not start: {probe.stderr.strip()}")
+            time.sleep(0.05)
+
+    def portwarden(self, *args: str) -> subprocess.CompletedProcess:
+        """`portwarden ARGS` on the target, seeing the same /etc as rpcbind."""
+        command = self._inside([sys.executable, "-m", "portwarden", *args])
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+    def read(self, name: str) -> bytes | None:
+        """/etc/NAME as rpcbind sees it; None if it does not exist."""
+        result = subprocess.run(self._inside(["cat", f"/etc/{name}"]), capture_output=True,
+                                timeout=20, check=False)  # fmt: skip
+        return result.stdout if result.returncode == 0 else None
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
