@@ -51,6 +51,14 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("address", nargs="?", help="an address or network (addr/bits)")
     target.add_argument("--all", action="store_true",
                         help="every block, and remove portwarden's nftables table")  # fmt: skip
+    audit = commands.add_parser(
+        "audit", help="check open ports against the AUDIT_* policy (exit 1 on findings)"
+    )
+    audit.add_argument("-c", "--config", type=Path, help="configuration file")
+    audit.add_argument("--json", action="store_true", help="print one JSON object")
+    audit.add_argument("--no-state", action="store_true",
+                       help="compare with nothing and keep nothing: report every unlisted "
+                       "port and every missing required one")  # fmt: skip
     return parser
 
 
@@ -131,6 +139,13 @@ def _unblock(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from portwarden.audit.command import audit
+
+    settings = _load(_config_path(args.config))
+    return audit(settings, as_json_output=args.json, keep_state=not args.no_state)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -140,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         datefmt="%Y-%m-%dT%H:%M:%S",
     )
     handlers = {"run": _run, "check-config": _check_config, "blocked": _blocked,
-                "unblock": _unblock}  # fmt: skip
+                "unblock": _unblock, "audit": _audit}  # fmt: skip
     try:
         return handlers[args.command](args)
     except (ConfigError, StateDirBusy) as error:

@@ -217,3 +217,14 @@ def host(text: str) -> str:
     if not _HOST.fullmatch(text):
         raise ValueError(f"'{text}' is not a host name or address")
     return text
+
+
+SEVERITIES = ("crit", "err", "warning", "notice", "info")
+
+
+def severity(text: str) -> str:
+    """A syslog severity name for audit findings."""
+    name = text.strip().lower()
+    if name not in SEVERITIES:
+        raise ValueError(f"unknown severity; use one of {', '.join(SEVERITIES)}")
+    return name
