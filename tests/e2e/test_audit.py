@@ -216,8 +216,8 @@ def test_skipped_port_is_never_connected_to(
     target = lab.target
     capture = tmp_path / "syn.pcap"
     tcpdump = target.popen(["tcpdump", "-Z", "root", "-i", "any", "-n", "-U", "--immediate-mode",
-                            "-w", str(capture),
-                            "tcp"],
+                            "-B", "8192", "-w", str(capture),
+                            "tcp dst port 8080 or tcp dst port 40111"],
                            stderr=subprocess.PIPE, text=True)  # fmt: skip
     assert tcpdump.stderr is not None
     for _ in range(5):  # "data link type ...", then "listening on any ..."
