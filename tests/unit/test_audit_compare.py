@@ -102,3 +102,8 @@ def test_finding_line_and_event_are_one_line_with_stable_fields() -> None:
                               "pid=7 user=root")  # fmt: skip
     assert set(finding.event()) == {"event", "kind", "severity", "interface", "port", "proto",
                                     "service", "program", "pid", "user", "was_port"}  # fmt: skip
+
+
+def test_a_required_port_that_is_also_ignored_is_not_missing() -> None:
+    audit = Auditor("22/tcp")
+    assert audit.check(port(A, 22, rule=Rule.IGNORE)) == []

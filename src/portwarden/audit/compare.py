@@ -66,7 +66,7 @@ def compare(
 
     missing: set[str] = set()
     for need in requirements:
-        match = next((p for p in listed if _satisfies(p, need, rpc_names)), None)
+        match = next((p for p in open_ports if _satisfies(p, need, rpc_names)), None)
         if match is None:
             missing.add(need.key)
             if previous is None or need.key not in previous.missing:
