@@ -68,6 +68,14 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("--all", action="store_true",
                         help="every block, and remove portwarden's nftables table")  # fmt: skip
     portmap_command.add_parser(commands)
+    audit = commands.add_parser(
+        "audit", help="check open ports against the AUDIT_* policy (exit 1 on findings)"
+    )
+    audit.add_argument("-c", "--config", type=Path, help="configuration file")
+    audit.add_argument("--json", action="store_true", help="print one JSON object")
+    audit.add_argument("--no-state", action="store_true",
+                       help="compare with nothing and keep nothing: report every unlisted "
+                       "port and every missing required one")  # fmt: skip
     return parser
 
 
@@ -174,6 +182,13 @@ def _unblock(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from portwarden.audit.command import audit
+
+    settings = _load(_config_path(args.config))
+    return audit(settings, as_json_output=args.json, keep_state=not args.no_state)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -184,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     handlers = {"run": _run, "check-config": _check_config, "status": _status, "lab": _lab,
                 "blocked": _blocked, "unblock": _unblock,
-                "portmap": portmap_command.run}  # fmt: skip
+                "portmap": portmap_command.run, "audit": _audit}  # fmt: skip
     try:
         return handlers[args.command](args)
     except (ConfigError, StateDirBusy) as error:

@@ -66,3 +66,18 @@ JSON_EVENTS_BURST = 1_000
 # read without end. A PMAPPROC_DUMP entry is 20 bytes, so this is room for about 50,000
 # registrations, far more than any real host has.
 RPC_REPLY_BYTES_MAX = 1024 * 1024
+
+# The port audit's portmapper query (PMAPPROC_DUMP). A portmapper that never answers, or a
+# fake one that trickles bytes, costs at most this long per transport (TCP, then UDP); a reply
+# larger than this is refused before it is parsed, so a hostile one cannot grow memory. A real
+# dump is about 24 bytes per registration: the cap leaves room for thousands.
+PORTMAP_TIMEOUT_S = 2.0
+PORTMAP_REPLY_MAX_BYTES = 256 * 1024
+
+# The port audit's TCP confirmation: connect() to a local address then close at once. A local
+# listener answers in microseconds; a firewall that drops the SYN costs at most this long.
+AUDIT_CONNECT_TIMEOUT_S = 1.0
+
+# Sockets read from the kernel's tables per audit: a host with more (a flood of UDP sockets
+# opened by a local user) is audited on the first this many, with a warning.
+AUDIT_SOCKETS_MAX = 65_536

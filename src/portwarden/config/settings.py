@@ -4,9 +4,12 @@ import dataclasses
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import TypeVar
 
+from portwarden.audit.interfaces import parse_addresses
+from portwarden.audit.policy import Group, parse_devices, parse_groups, parse_skip_groups
 from portwarden.config import values
 from portwarden.config.conffile import Entry, parse_conf
 from portwarden.config.defaults import DEFAULT_CONF, DEFAULT_SOURCE, default_state_dir
@@ -20,7 +23,7 @@ from portwarden.config.ignore import (
     read_ignore_file,
 )
 from portwarden.config.values import BlockMode, NftUse, TcpMode, UdpMode
-from portwarden.net.local import local_addresses
+from portwarden.net.local import IPAddress, local_addresses
 
 T = TypeVar("T")
 
@@ -90,6 +93,20 @@ class Settings:
     smtp_password_file: Path | None
     smtp_timeout: float
     metrics_listen: tuple[str, int] | None
+    audit_interval: float
+    audit_interfaces: tuple[IPAddress, ...]
+    audit_devices: tuple[str, ...]
+    audit_min_port: int
+    audit_max_port: int
+    audit_udp: bool
+    audit_required: tuple[Group, ...]
+    audit_optional: tuple[Group, ...]
+    audit_ignore: tuple[Group, ...]
+    audit_skip: tuple[Group, ...]
+    audit_severity_missing: str
+    audit_severity_new: str
+    audit_severity_restarted: str
+    audit_severity_portswitch: str
     ignored_networks: tuple[Network, ...]
     warnings: tuple[str, ...] = ()
 
@@ -209,6 +226,20 @@ def load_settings(path: Path | None) -> Settings:
         smtp_password_file=read.path("SMTP_PASSWORD_FILE", None),
         smtp_timeout=read.get("SMTP_TIMEOUT", values.seconds, 10.0),
         metrics_listen=read.get("METRICS_LISTEN", values.listen_address, None),
+        audit_interval=read.get("AUDIT_INTERVAL", values.duration, 300.0),
+        audit_interfaces=read.get("AUDIT_INTERFACES", parse_addresses, ()),
+        audit_devices=read.get("AUDIT_DEVICES", parse_devices, ()),
+        audit_min_port=read.get("AUDIT_MIN_PORT", values.port, 1),
+        audit_max_port=read.get("AUDIT_MAX_PORT", values.port, 65535),
+        audit_udp=read.get("AUDIT_UDP", values.flag, True),
+        audit_required=read.get("AUDIT_REQUIRED", parse_groups, ()),
+        audit_optional=read.get("AUDIT_OPTIONAL", parse_groups, ()),
+        audit_ignore=read.get("AUDIT_IGNORE", parse_groups, ()),
+        audit_skip=read.get("AUDIT_SKIP", parse_skip_groups, ()),
+        audit_severity_missing=read.get("AUDIT_SEVERITY_MISSING", values.severity, "crit"),
+        audit_severity_new=read.get("AUDIT_SEVERITY_NEW", values.severity, "crit"),
+        audit_severity_restarted=read.get("AUDIT_SEVERITY_RESTARTED", values.severity, "notice"),
+        audit_severity_portswitch=read.get("AUDIT_SEVERITY_PORTSWITCH", values.severity, "crit"),
         ignored_networks=(),
     )
     warnings += [
@@ -221,6 +252,11 @@ def load_settings(path: Path | None) -> Settings:
         entry = read.entry("MAIL_TO")
         raise ConfigError(source, "MAIL_ON_* is on but MAIL_TO names nobody",
                           entry.line if entry else None, "MAIL_TO", "")  # fmt: skip
+    if settings.audit_min_port > settings.audit_max_port:
+        entry = read.entry("AUDIT_MIN_PORT")
+        raise ConfigError(source, "AUDIT_MIN_PORT is above AUDIT_MAX_PORT",
+                          entry.line if entry else None, "AUDIT_MIN_PORT",
+                          str(settings.audit_min_port))  # fmt: skip
     ignored: tuple[Network, ...] = ()
     if ignore_file is not None:
         if ignore_file.exists():
@@ -271,8 +307,10 @@ def _render(value: object) -> str:
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if isinstance(value, tuple) and value and isinstance(value[0], str):
         return ",".join(value)
-    if isinstance(value, tuple) and value and isinstance(value[0], HostScanRule):
-        return "; ".join(str(rule) for rule in value)
+    if isinstance(value, tuple) and value and isinstance(value[0], HostScanRule | Group):
+        return "; ".join(str(item) for item in value)
+    if isinstance(value, tuple) and value and isinstance(value[0], IPv4Address | IPv6Address):
+        return ",".join(str(address) for address in value)
     if isinstance(value, float):
         return f"{value:g}"
 

@@ -233,3 +233,14 @@ def listen_address(text: str) -> tuple[str, int] | None:
         raise ValueError(f"'{host}' is not an IP address (use PORT, ADDRESS:PORT or "
                          "[IPV6]:PORT)") from None  # fmt: skip
     return host, port(number)
+
+
+SEVERITIES = ("crit", "err", "warning", "notice", "info")
+
+
+def severity(text: str) -> str:
+    """A syslog severity name for audit findings."""
+    name = text.strip().lower()
+    if name not in SEVERITIES:
+        raise ValueError(f"unknown severity; use one of {', '.join(SEVERITIES)}")
+    return name

@@ -3,6 +3,7 @@
 import ipaddress
 import socket
 import struct
+from typing import NamedTuple
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -62,18 +63,36 @@ def _attributes(message: bytes, offset: int) -> dict[int, bytes]:
 _SIZES = {int(socket.AF_INET): 4, int(socket.AF_INET6): 16}
 
 
-def local_addresses() -> frozenset[IPAddress]:
-    """Every address configured on any interface of the current network namespace."""
-    found: set[IPAddress] = set()
+class InterfaceAddress(NamedTuple):
+    """One address of one network device (the index is the IPv6 scope of a link-local one)."""
+
+    device: str
+    ifindex: int
+    address: IPAddress
+
+
+def interface_addresses() -> tuple[InterfaceAddress, ...]:
+    """Every address of every device in the current network namespace, read now."""
+    found: dict[InterfaceAddress, None] = {}
     for message in _dump(_RTM_GETADDR, _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
         if len(message) < _IFADDRMSG.size or message[0] not in _SIZES:
             continue
+        index = _IFADDRMSG.unpack_from(message)[4]
+        try:
+            device = socket.if_indextoname(index)
+        except OSError:  # the device went away while we read
+            continue
         attributes = _attributes(message, _IFADDRMSG.size)
-        for kind in (_IFA_ADDRESS, _IFA_LOCAL):
-            value = attributes.get(kind, b"")
-            if len(value) == _SIZES[message[0]]:
-                found.add(ipaddress.ip_address(value))
-    return frozenset(found)
+        # IFA_LOCAL is this end's address; IFA_ADDRESS is the peer's on a point-to-point link.
+        value = attributes.get(_IFA_LOCAL) or attributes.get(_IFA_ADDRESS, b"")
+        if len(value) == _SIZES[message[0]]:
+            found[InterfaceAddress(device, index, ipaddress.ip_address(value))] = None
+    return tuple(found)
+
+
+def local_addresses() -> frozenset[IPAddress]:
+    """Every address configured on any interface of the current network namespace."""
+    return frozenset(entry.address for entry in interface_addresses())
 
 
 def default_gateways() -> frozenset[IPAddress]:

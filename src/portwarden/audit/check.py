@@ -1,0 +1,179 @@
+"""One audit: the open ports on the audited addresses, named, judged by the policy and compared
+with the previous audit. Used by `portwarden audit` and by the daemon's periodic check."""
+
+import ipaddress
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from portwarden.audit import confirm, rpc
+from portwarden.audit.compare import Requirement, Severities, compare
+from portwarden.audit.findings import Finding, OpenPort
+from portwarden.audit.interfaces import Interface, audited_interfaces
+from portwarden.audit.names import Names
+from portwarden.audit.policy import Item, Policy
+from portwarden.audit.sockets import PROC, Owner, Socket, open_sockets, owners, user_name
+from portwarden.audit.state import STATE_NAME, AuditState
+from portwarden.config import Settings
+from portwarden.detect.probe import Proto
+from portwarden.statedir import LOCK_NAME
+from portwarden.text import one_line
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    time: float
+    interfaces: tuple[str, ...]
+    open_ports: tuple[OpenPort, ...]
+    findings: tuple[Finding, ...]
+    warnings: tuple[str, ...]
+    state: AuditState
+
+
+def state_path(settings: Settings) -> Path:
+    return settings.state_dir / STATE_NAME
+
+
+def policy_of(settings: Settings) -> Policy:
+    return Policy(settings.audit_required, settings.audit_optional, settings.audit_ignore,
+                  settings.audit_skip)  # fmt: skip
+
+
+def run_audit(settings: Settings, previous: AuditState | None, now: float,
+              names: Names | None = None) -> AuditResult:  # fmt: skip
+    """Audit now. Blocks for at most a few seconds (portmapper and connect time limits)."""
+    names = names or Names.read()
+    policy = policy_of(settings)
+    interfaces, warnings = audited_interfaces(settings.audit_interfaces, settings.audit_devices)
+    protos = (Proto.TCP, Proto.UDP) if settings.audit_udp else (Proto.TCP,)
+    sockets, problems = open_sockets(protos)
+    warnings += problems
+    ours = _portwarden_pids(settings.state_dir)
+    owned = owners({s.inode for s in sockets})
+    sockets = [s for s in sockets if owned.get(s.inode, Owner(0, "")).pid not in ours]
+    programs, rpc_warnings = _rpc_programs(sockets, policy)
+    warnings += rpc_warnings
+    in_range = [s for s in sockets if settings.audit_min_port <= s.port <= settings.audit_max_port]
+    open_ports = [
+        _named(interface, sock, programs.get((sock.proto, sock.port)), owned.get(sock.inode),
+               names, policy)
+        for interface in interfaces
+        for sock in _open_on(interface, in_range, policy)
+    ]  # fmt: skip
+    requirements = [Requirement(group, item, _item_service(item, names))
+                    for group in settings.audit_required for item in group.items]  # fmt: skip
+    rpc_names = {p: names.program_names(p) for p in set(programs.values())}
+    findings, state = compare(open_ports, rpc_names, requirements, previous, _severities(settings))
+    return AuditResult(now, tuple(str(i) for i in interfaces), tuple(open_ports), tuple(findings),
+                       tuple(warnings), state)  # fmt: skip
+
+
+def _named(interface: Interface, sock: Socket, program: int | None, owner: Owner | None,
+           names: Names, policy: Policy) -> OpenPort:  # fmt: skip
+    """The open port with its names, owner and what the policy says of it."""
+    if program is None:
+        service, rpc_names = names.service(sock.port, sock.proto), frozenset[str]()
+    else:
+        service, rpc_names = names.program(program), names.program_names(program)
+    rule = policy.rule(str(interface), interface.device, sock.port, sock.proto, rpc_names)
+    return OpenPort(str(interface), interface.device, sock.port, sock.proto, one_line(service),
+                    program, owner.program if owner else "?", owner.pid if owner else None,
+                    user_name(sock.uid), rule)  # fmt: skip
+
+
+def _item_service(item: Item, names: Names) -> str:
+    return names.service(item.port, item.proto) if item.port is not None else str(item.rpc)
+
+
+def _severities(settings: Settings) -> Severities:
+    return Severities(
+        settings.audit_severity_missing,
+        settings.audit_severity_new,
+        settings.audit_severity_restarted,
+        settings.audit_severity_portswitch,
+    )
+
+
+def _open_on(interface: Interface, sockets: Sequence[Socket], policy: Policy) -> list[Socket]:
+    """The sockets that take traffic on this address, one per port and protocol.
+
+    A socket bound to this very address needs no probe. A wildcard socket of the same family
+    is probed for TCP (it may be bound to another device); an IPv6 wildcard socket takes IPv4
+    only without IPV6_V6ONLY, which the tables do not show: TCP is probed by connect(), UDP by
+    the bind test. Skipped ports are never probed.
+    """
+    chosen: dict[tuple[Proto, int], Socket] = {}
+    version = interface.address.version
+    ranked = sorted((s for s in sockets if _rank(s, version) is not None),
+                    key=lambda s: _rank(s, version) or 0)  # fmt: skip
+    for sock in ranked:
+        key = (sock.proto, sock.port)
+        if key in chosen or policy.skips(str(interface), interface.device, sock.port, sock.proto):
+            continue
+        if sock.address == interface.address or _confirmed(interface, sock):
+            chosen[key] = sock
+    return list(chosen.values())
+
+
+def _rank(sock: Socket, version: int) -> int | None:
+    """Exact address first, then the family's wildcard, then the IPv6 wildcard for IPv4."""
+    if not sock.wildcard:
+        return 0
+    if sock.address.version == version:
+        return 1
+    return 2 if version == 4 else None
+
+
+def _confirmed(interface: Interface, sock: Socket) -> bool:
+    if not sock.wildcard:
+        return False  # bound to another address
+    if sock.proto is Proto.TCP:
+        answer = confirm.tcp_accepts(interface, sock.port)
+    elif sock.address.version == interface.address.version:
+        return True  # a UDP wildcard of the same family receives on every address
+    else:
+        answer = confirm.udp_taken(interface, sock.port)
+    return answer is not False  # unknown: trust the table
+
+
+def _rpc_programs(
+    sockets: Iterable[Socket], policy: Policy
+) -> tuple[dict[tuple[Proto, int], int], list[str]]:
+    """(proto, port) -> RPC program, from the portmapper's dump if one listens on port 111.
+
+    Asked over TCP, else (or if that fails) over UDP, at loopback when it listens on a wildcard
+    address, else at its own address. Never asked where port 111 is skipped.
+    """
+    warnings: list[str] = []
+    for proto in (Proto.TCP, Proto.UDP):
+        sock = next((s for s in sockets if s.port == rpc.PORTMAP_PORT and s.proto is proto), None)
+        if sock is None:
+            continue
+        address = sock.address
+        if sock.wildcard:
+            address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
+        if policy.skips(str(address), "", rpc.PORTMAP_PORT, proto):
+            continue
+        try:
+            mappings = rpc.dump(address, proto)
+        except rpc.PortmapperError as error:
+            where = f"{address} port {rpc.PORTMAP_PORT}/{proto.value}"
+            warnings.append(f"portmapper at {where}: {one_line(str(error))}; "
+                            "RPC services are not named by it")  # fmt: skip
+            continue
+        return {(m.proto, m.port): m.program for m in mappings}, warnings
+    return {}, warnings
+
+
+def _portwarden_pids(state_dir: Path) -> frozenset[int]:
+    """This process and the daemon holding STATE_DIR: their sockets are the tripwires of the
+    classic modes, not services."""
+    pids = {os.getpid()}
+    try:
+        pid = int((state_dir / LOCK_NAME).read_text().strip())
+        if b"portwarden" in (PROC / str(pid) / "cmdline").read_bytes():
+            pids.add(pid)  # not a stale pid now used by another program
+    except (OSError, ValueError):
+        pass
+    return frozenset(pids)

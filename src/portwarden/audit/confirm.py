@@ -1,0 +1,39 @@
+"""Confirming, per address, what the socket tables suggest, without disturbing the service.
+
+TCP: connect() and close at once (the service sees a connection that ends cleanly). UDP: a bind
+test, never a datagram: binding the address and port fails with EADDRINUSE when a socket
+already receives there. Both are used only on ports the tables list, never as a sweep.
+"""
+
+import errno
+import socket
+
+from portwarden.audit.interfaces import Interface
+from portwarden.limits import AUDIT_CONNECT_TIMEOUT_S
+
+
+def tcp_accepts(interface: Interface, port: int,
+                timeout: float = AUDIT_CONNECT_TIMEOUT_S) -> bool | None:  # fmt: skip
+    """True if a connection to the port on this address is accepted, False if refused, None if
+    neither could be learnt (a firewall dropped it, or the address went away)."""
+    family = socket.AF_INET if interface.address.version == 4 else socket.AF_INET6
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            code = sock.connect_ex(interface.sockaddr(port))
+    except OSError:
+        return None
+    if code == 0:
+        return True
+    return False if code == errno.ECONNREFUSED else None
+
+
+def udp_taken(interface: Interface, port: int) -> bool | None:
+    """True if a UDP socket already receives on this address and port; None if unknown."""
+    family = socket.AF_INET if interface.address.version == 4 else socket.AF_INET6
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind(interface.sockaddr(port))
+        except OSError as error:
+            return True if error.errno == errno.EADDRINUSE else None
+    return False

@@ -1,0 +1,72 @@
+"""The audit's findings (samhain's four kinds) and the open ports they are about."""
+
+from enum import Enum
+from typing import Any, NamedTuple
+
+from portwarden.audit.policy import Rule
+from portwarden.detect.probe import Proto
+from portwarden.text import one_line
+
+
+class Kind(Enum):
+    MISSING = "ServiceMissing"  # a required port is not open
+    NEW = "ServiceNew"  # an open port in no list
+    RESTARTED = "ServiceRestarted"  # a required port reported missing is open again
+    PORT_SWITCH = "ServicePortSwitch"  # an RPC service moved to another port
+
+
+class OpenPort(NamedTuple):
+    """One open port on one audited address, with its names and owner."""
+
+    interface: str
+    device: str
+    port: int
+    proto: Proto
+    service: str  # the RPC program name, else the /etc/services name, else "unknown"
+    rpc_program: int | None
+    program: str  # the owner's /proc/<pid>/comm, "?" when not found
+    pid: int | None
+    user: str  # the socket's owner
+    rule: Rule
+
+    def line(self) -> str:
+        """`iface:port/proto (service) program=.. pid=.. user=.. policy=..`, one line."""
+        return one_line(f"{self.interface}:{self.port}/{self.proto.value} ({self.service}) "
+                        f"program={self.program} pid={self.pid or '-'} user={self.user} "
+                        f"policy={self.rule.value}", 500)  # fmt: skip
+
+    def fields(self) -> dict[str, Any]:
+        return {"interface": self.interface, "device": self.device, "port": self.port,
+                "proto": self.proto.value, "service": self.service, "rpc_program": self.rpc_program,
+                "program": self.program, "pid": self.pid, "user": self.user,
+                "policy": self.rule.value}  # fmt: skip
+
+
+class Finding(NamedTuple):
+    kind: Kind
+    severity: str  # a syslog severity name: crit, err, warning, notice, info
+    interface: str  # an address, a device name, or "any" for a requirement on every interface
+    port: int | None  # None: a required RPC service that is not registered at all
+    proto: str
+    service: str
+    program: str = "-"
+    pid: int | None = None
+    user: str = "-"
+    was_port: int | None = None  # ServicePortSwitch: the port it was on
+
+    def line(self) -> str:
+        """`Kind: iface:port/proto (service) program=.. pid=.. user=..`, always one line."""
+        where = f"{self.interface}:{self.service if self.port is None else self.port}"
+        text = f"{self.kind.value}: {where}/{self.proto} ({self.service})"
+        if self.was_port is not None:
+            text += f", was {self.was_port}/{self.proto}"
+        if self.kind is not Kind.MISSING:
+            text += f" program={self.program} pid={self.pid or '-'} user={self.user}"
+        return one_line(text, 500)
+
+    def event(self) -> dict[str, Any]:
+        """Stable fields for the JSON event log (the daemon adds "time")."""
+        return {"event": "audit", "kind": self.kind.value, "severity": self.severity,
+                "interface": self.interface, "port": self.port, "proto": self.proto,
+                "service": self.service, "program": self.program, "pid": self.pid,
+                "user": self.user, "was_port": self.was_port}  # fmt: skip

@@ -1,0 +1,161 @@
+"""The audit policy: AUDIT_REQUIRED, AUDIT_OPTIONAL, AUDIT_IGNORE and AUDIT_SKIP.
+
+Each key holds groups separated by ';', each `[interface:]item,item,...`. As in samhain the
+interface is everything before the last colon, so an IPv6 address needs no brackets
+(`2001:db8::1:80/tcp`). The interface is an address or a device name; without one the group
+applies to every audited interface. An item is `port/proto`, an RPC program name from /etc/rpc
+(`mountd/udp`) or `RPC_<number>/proto` for a program without a name.
+"""
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from enum import Enum
+from typing import NamedTuple
+
+from portwarden.detect.probe import IPAddress, Proto
+
+_DEVICE = re.compile(r"[A-Za-z0-9_.@-]{1,15}")
+_RPC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.+-]{0,63}|RPC_[0-9]{1,10}")
+_ITEM_SEPARATORS = re.compile(r"[,\s]+")
+
+
+class Rule(Enum):
+    """What the policy says about an open port, strongest first."""
+
+    IGNORE = "ignore"
+    REQUIRED = "required"
+    OPTIONAL = "optional"
+    UNLISTED = "unlisted"
+
+
+class Item(NamedTuple):
+    """One `port/proto` (rpc is None) or `rpcname/proto` (port is None)."""
+
+    proto: Proto
+    port: int | None
+    rpc: str | None
+
+    def __str__(self) -> str:
+        return f"{self.port if self.rpc is None else self.rpc}/{self.proto.value}"
+
+    def matches(self, port: int, proto: Proto, rpc_names: frozenset[str]) -> bool:
+        if proto is not self.proto:
+            return False
+        return port == self.port if self.rpc is None else self.rpc in rpc_names
+
+
+class Where(NamedTuple):
+    """Where a group applies: one address, every address of one device, or (both None) all."""
+
+    address: IPAddress | None = None
+    device: str | None = None
+
+    def __str__(self) -> str:
+        return str(self.address or self.device or "")
+
+    def covers(self, address: str, device: str) -> bool:
+        """Whether the group applies to `address` (in ipaddress's canonical text) on `device`."""
+        if self.address is not None:
+            return str(self.address) == address
+        return self.device is None or self.device == device
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    where: Where
+    items: tuple[Item, ...]
+
+    def __str__(self) -> str:
+        listed = ",".join(str(item) for item in self.items)
+        return f"{self.where}:{listed}" if str(self.where) else listed
+
+
+def parse_groups(text: str) -> tuple[Group, ...]:
+    """Parse a policy key's value. Raises ValueError naming the bad part."""
+    groups = []
+    for part in text.split(";"):
+        if not part.strip():
+            continue
+        where_text, colon, items_text = part.strip().rpartition(":")
+        where = _where(where_text.strip()) if colon else Where()
+        items = tuple(_item(word) for word in _ITEM_SEPARATORS.split(items_text) if word)
+        if not items:
+            raise ValueError(f"'{part.strip()}' lists no port/proto or name/proto")
+        groups.append(Group(where, items))
+    return tuple(groups)
+
+
+def parse_skip_groups(text: str) -> tuple[Group, ...]:
+    """AUDIT_SKIP: like the other keys, but ports only (an RPC service has no fixed port)."""
+    groups = parse_groups(text)
+    for group in groups:
+        for item in group.items:
+            if item.rpc is not None:
+                raise ValueError(f"'{item}': skip takes port/proto only, an RPC name has no port")
+    return groups
+
+
+def parse_devices(text: str) -> tuple[str, ...]:
+    """AUDIT_DEVICES: comma-separated device names. Raises ValueError."""
+    devices = tuple(text.replace(",", " ").split())
+    for device in devices:
+        if not _DEVICE.fullmatch(device):
+            raise ValueError(f"'{device}' is not a device name")
+    return devices
+
+
+def _where(text: str) -> Where:
+    try:
+        return Where(address=ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    if not _DEVICE.fullmatch(text):
+        raise ValueError(f"'{text}' is neither an IP address nor a device name")
+    return Where(device=text)
+
+
+def _item(word: str) -> Item:
+    name, slash, proto_text = word.rpartition("/")
+    try:
+        proto = Proto(proto_text.lower())
+    except ValueError:
+        proto = None
+    if not slash or proto is None:
+        raise ValueError(f"'{word}' is not port/proto or name/proto (proto is tcp or udp)")
+    if name.isdigit():
+        if not 1 <= int(name) <= 65535:
+            raise ValueError(f"'{word}': port must be 1-65535")
+        return Item(proto, int(name), None)
+    if not _RPC_NAME.fullmatch(name):
+        raise ValueError(f"'{word}' is not port/proto or an RPC program name/proto")
+    return Item(proto, None, name)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    required: tuple[Group, ...] = ()
+    optional: tuple[Group, ...] = ()
+    ignore: tuple[Group, ...] = ()
+    skip: tuple[Group, ...] = ()
+
+    def skips(self, address: str, device: str, port: int, proto: Proto) -> bool:
+        return _listed(self.skip, address, device, port, proto, frozenset())
+
+    def rule(self, address: str, device: str, port: int, proto: Proto,
+             rpc_names: frozenset[str]) -> Rule:  # fmt: skip
+        """Ignore beats required, which beats optional."""
+        for rule, groups in ((Rule.IGNORE, self.ignore), (Rule.REQUIRED, self.required),
+                             (Rule.OPTIONAL, self.optional)):  # fmt: skip
+            if _listed(groups, address, device, port, proto, rpc_names):
+                return rule
+        return Rule.UNLISTED
+
+
+def _listed(groups: tuple[Group, ...], address: str, device: str, port: int, proto: Proto,
+            rpc_names: frozenset[str]) -> bool:  # fmt: skip
+    return any(
+        group.where.covers(address, device) and item.matches(port, proto, rpc_names)
+        for group in groups
+        for item in group.items
+    )

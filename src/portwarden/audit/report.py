@@ -1,0 +1,30 @@
+"""What `portwarden audit` prints: lines for people, one JSON object for programs."""
+
+import time
+from typing import Any
+
+from portwarden.audit.check import AuditResult
+
+
+def stamp(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def as_json(result: AuditResult) -> dict[str, Any]:
+    """Stable fields, documented in README ("Port audit")."""
+    return {
+        "time": stamp(result.time),
+        "interfaces": list(result.interfaces),
+        "open_ports": [port.fields() for port in result.open_ports],
+        "findings": [finding.event() for finding in result.findings],
+        "warnings": list(result.warnings),
+    }
+
+
+def as_lines(result: AuditResult) -> list[str]:
+    checked = ", ".join(result.interfaces) or "no address"
+    lines = [f"# audit of {checked} at {stamp(result.time)}: {len(result.open_ports)} open, "
+             f"{len(result.findings)} findings"]  # fmt: skip
+    lines += [f"open {port.line()}" for port in result.open_ports]
+    lines += [finding.line() for finding in result.findings]
+    return lines

@@ -1,0 +1,132 @@
+"""The kernel's socket tables (/proc/net/tcp, tcp6, udp, udp6) and who owns each socket.
+
+Only sockets that can take traffic from outside are kept: TCP sockets in LISTEN and UDP sockets
+that are not connected to one peer. The owner (pid, program) is found by scanning /proc/*/fd for
+the socket's inode; a process that exits during the scan is simply not found.
+"""
+
+import ipaddress
+import os
+import pwd
+import struct
+from collections.abc import Iterable
+from pathlib import Path
+from typing import NamedTuple
+
+from portwarden.detect.probe import IPAddress, Proto
+from portwarden.limits import AUDIT_SOCKETS_MAX
+from portwarden.text import one_line
+
+PROC = Path("/proc")
+_TCP_LISTEN = "0A"
+_UDP_UNCONNECTED = "07"
+_WORD = struct.Struct("=I")  # the tables print addresses as host-order 32-bit words
+
+
+class Socket(NamedTuple):
+    proto: Proto
+    address: IPAddress
+    port: int
+    uid: int
+    inode: int
+
+    @property
+    def wildcard(self) -> bool:
+        return self.address.is_unspecified
+
+
+class Owner(NamedTuple):
+    pid: int
+    program: str
+
+
+def parse_table(text: str, proto: Proto) -> list[Socket]:
+    """The open sockets in one table's text (tcp or tcp6 style); bad lines are skipped."""
+    wanted = _TCP_LISTEN if proto is Proto.TCP else _UDP_UNCONNECTED
+    found = []
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 10 or fields[3] != wanted:
+            continue
+        address_hex, _, port_hex = fields[1].partition(":")
+        try:
+            address = _address(address_hex)
+            port, uid, inode = int(port_hex, 16), int(fields[7]), int(fields[9])
+        except ValueError:
+            continue
+        if 0 < port <= 65535:
+            found.append(Socket(proto, address, port, uid, inode))
+    return found
+
+
+def _address(text: str) -> IPAddress:
+    if len(text) not in (8, 32):
+        raise ValueError("not an address")
+    packed = b"".join(_WORD.pack(int(text[i : i + 8], 16)) for i in range(0, len(text), 8))
+    address = ipaddress.ip_address(packed)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped  # bound to ::ffff:a.b.c.d: open on that IPv4 address only
+    return address
+
+
+def open_sockets(protos: Iterable[Proto], proc: Path = PROC) -> tuple[list[Socket], list[str]]:
+    """Every listening TCP / unconnected UDP socket, IPv4 and IPv6, and any read problems."""
+    sockets: list[Socket] = []
+    warnings: list[str] = []
+    for proto in protos:
+        for name in (proto.value, proto.value + "6"):
+            try:
+                text = (proc / "net" / name).read_text()
+            except OSError as error:
+                if name.endswith("6"):
+                    continue  # no IPv6 in this kernel
+                warnings.append(f"cannot read {proc / 'net' / name}: {error.strerror}")
+                continue
+            sockets += parse_table(text, proto)
+    if len(sockets) > AUDIT_SOCKETS_MAX:
+        warnings.append(f"{len(sockets)} open sockets; only the first {AUDIT_SOCKETS_MAX} "
+                        "are audited")  # fmt: skip
+        sockets = sockets[:AUDIT_SOCKETS_MAX]
+    return sockets, warnings
+
+
+def owners(inodes: set[int], proc: Path = PROC) -> dict[int, Owner]:
+    """Socket inode -> the lowest pid holding it (usually the parent of a forking daemon)."""
+    found: dict[int, Owner] = {}
+    pids = sorted(int(entry.name) for entry in os.scandir(proc) if entry.name.isdigit())
+    for pid in pids:
+        try:
+            fds = os.scandir(proc / str(pid) / "fd")
+            with fds:
+                links = [_link(fd.path) for fd in fds]
+        except OSError:  # the process exited, or we may not look
+            continue
+        mine = {int(link[8:-1]) for link in links if link.startswith("socket:[")} & inodes
+        mine -= found.keys()
+        if mine:
+            program = _program(proc, pid)
+            for inode in mine:
+                found[inode] = Owner(pid, program)
+    return found
+
+
+def _link(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:  # that descriptor was closed meanwhile
+        return ""
+
+
+def _program(proc: Path, pid: int) -> str:
+    """The process's name, rendered safely: any local user can choose it."""
+    try:
+        return one_line((proc / str(pid) / "comm").read_text(errors="replace").rstrip("\n"))
+    except OSError:
+        return "?"
+
+
+def user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)

@@ -1,0 +1,319 @@
+"""`portwarden audit` in the lab's target: real listeners (TCP and UDP, IPv4 and IPv6, bound to
+one address or to all), a real rpcbind with registered programs, a policy across runs, a capture
+proving skipped ports are never touched, and broken portmappers."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from portwarden.lab.network import Host, Lab
+
+A4, A6 = "198.18.0.1", "2001:db8::1"
+
+_LISTEN = """
+import socket, sys
+proto, address, port, v6only, name = sys.argv[1:6]
+with open("/proc/self/comm", "w") as comm:
+    comm.write(name)
+family = socket.AF_INET6 if ":" in address else socket.AF_INET
+s = socket.socket(family, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+if family == socket.AF_INET6:
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(v6only))
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((address, int(port)))
+if proto == "tcp":
+    s.listen(16)
+print("listening", flush=True)
+while True:
+    if proto == "tcp":
+        s.accept()[0].close()
+    else:
+        s.recv(100)
+"""
+
+_PMAP_SET = """
+import socket, struct, sys
+program, version, protocol, port = map(int, sys.argv[1:5])
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    s.settimeout(5)
+    s.sendto(struct.pack("!14I", 1, 0, 2, 100000, 2, 1, 0, 0, 0, 0, program, version, protocol,
+                         port), ("127.0.0.1", 111))
+    assert s.recv(100)[-4:] == b"\\0\\0\\0\\1", "rpcbind refused the registration"
+"""
+
+
+def listen(host: Host, proto: str, address: str, port: int, name: str,
+           v6only: bool = False) -> subprocess.Popen:  # fmt: skip
+    """A real listener with its own program name; returns once it is bound."""
+    proc = host.popen([sys.executable, "-c", _LISTEN, proto, address, str(port), str(int(v6only)),
+                       name], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout is not None and "listening" in proc.stdout.readline()
+    return proc
+
+
+def stop(host: Host, proc: subprocess.Popen) -> None:
+    proc.kill()
+    proc.wait(timeout=10)
+    host.processes.remove(proc)
+
+
+def start_rpcbind(host: Host) -> subprocess.Popen:
+    """A real rpcbind with a private /run, so the machine's own /run is never touched."""
+    proc = host.popen(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                       "mount -t tmpfs tmpfs /run && exec rpcbind -f -w"])  # fmt: skip
+    deadline = time.monotonic() + 10
+    while host.run(["rpcinfo", "-p", "127.0.0.1"], check=False).returncode != 0:
+        assert time.monotonic() < deadline, "rpcbind did not start"
+        time.sleep(0.05)
+    return proc
+
+
+# Listeners in the target: (proto, bound address, port, program name, IPV6_V6ONLY).
+LISTENERS = [
+    ("tcp", "::", 8080, "pwa-dual8080", False),  # IPv4 and IPv6
+    ("udp", "::", 5300, "pwa-dual5300", False),
+    ("tcp", A4, 8081, "pwa-v4only8081", False),  # one address only
+    ("tcp", "::", 8082, "pwa-v6only8082", True),  # IPv6 only, though bound to the wildcard
+    ("udp", A6, 5301, "pwa-v6only5301", False),
+    ("udp", "0.0.0.0", 20048, "pwa-mountd", False),  # registered as mountd (100005)
+    ("tcp", "::", 40111, "pwa-rpc400111", False),  # registered as 400111, not in /etc/rpc
+]
+
+# What the audit must find, (interface, port, proto) -> (service, program).
+EXPECTED = {
+    (A4, 111, "tcp"): ("portmapper", "rpcbind"), (A6, 111, "tcp"): ("portmapper", "rpcbind"),
+    (A4, 111, "udp"): ("portmapper", "rpcbind"), (A6, 111, "udp"): ("portmapper", "rpcbind"),
+    (A4, 8080, "tcp"): ("http-alt", "pwa-dual8080"),
+    (A6, 8080, "tcp"): ("http-alt", "pwa-dual8080"),
+    (A4, 5300, "udp"): ("unknown", "pwa-dual5300"), (A6, 5300, "udp"): ("unknown", "pwa-dual5300"),
+    (A4, 8081, "tcp"): ("tproxy", "pwa-v4only8081"),
+    (A6, 8082, "tcp"): ("unknown", "pwa-v6only8082"),
+    (A6, 5301, "udp"): ("unknown", "pwa-v6only5301"),
+    (A4, 20048, "udp"): ("mountd", "pwa-mountd"),
+    (A4, 40111, "tcp"): ("RPC_400111", "pwa-rpc400111"),
+    (A6, 40111, "tcp"): ("RPC_400111", "pwa-rpc400111"),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def services(lab: Lab) -> Iterator[dict[int, subprocess.Popen]]:
+    """The target's services for the whole module, by port."""
+    target = lab.target
+    start_rpcbind(target)
+    started = {port: listen(target, proto, address, port, name, v6only)
+               for proto, address, port, name, v6only in LISTENERS}  # fmt: skip
+    for registration in (("100005", "3", "17", "20048"), ("400111", "1", "6", "40111")):
+        target.run([sys.executable, "-c", _PMAP_SET, *registration], timeout=20)
+    yield started
+    target.stop_processes()
+
+
+def audit(host: Host, folder: Path, conf: str, *flags: str) -> tuple[int, dict[str, Any], str]:
+    """Run `portwarden audit --json` in `host`; returns exit status, the JSON, stderr."""
+    path = folder / "portwarden.conf"
+    path.write_text(f'STATE_DIR="{folder}/state"\n{conf}\n')
+    result = host.run([sys.executable, "-m", "portwarden", "audit", "-c", str(path), "--json",
+                       *flags], check=False, timeout=60)  # fmt: skip
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode in (0, 1), result.stderr
+    return result.returncode, json.loads(result.stdout), result.stderr
+
+
+ONLY_LAB = f'AUDIT_INTERFACES="{A4}, {A6}"'
+
+
+def found(report: dict[str, Any]) -> dict[tuple[str, int, str], tuple[str, str]]:
+    return {(p["interface"], p["port"], p["proto"]): (p["service"], p["program"])
+            for p in report["open_ports"]}  # fmt: skip
+
+
+def kinds(report: dict[str, Any]) -> list[tuple[str, str, int, str]]:
+    return sorted((f["kind"], f["interface"], f["port"], f["proto"]) for f in report["findings"])
+
+
+def test_audit_finds_exactly_the_open_ports_with_names_and_owners(
+    lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path
+) -> None:
+    status, report, _ = audit(lab.target, tmp_path, ONLY_LAB, "--no-state")
+    assert report["interfaces"] == [A4, A6]
+    assert found(report) == EXPECTED
+    by_port = {(p["interface"], p["port"], p["proto"]): p for p in report["open_ports"]}
+    mountd = by_port[(A4, 20048, "udp")]
+    assert (mountd["rpc_program"], mountd["pid"], mountd["user"]) == (100005, services[20048].pid,
+                                                                      "root")  # fmt: skip
+    assert by_port[(A6, 40111, "tcp")]["rpc_program"] == 400111
+    # Nothing listed, so every open port is new; the report is one JSON object.
+    assert status == 1 and len(report["findings"]) == len(EXPECTED)
+    assert report["warnings"] == []
+
+
+POLICY = (f'{ONLY_LAB}\nAUDIT_REQUIRED="portmapper/tcp,portmapper/udp,mountd/udp; {A4}:8081/tcp"\n'
+          'AUDIT_OPTIONAL="8080/tcp,5300/udp,8082/tcp,5301/udp,RPC_400111/tcp"\n'
+          'AUDIT_IGNORE="9091/tcp"')  # fmt: skip
+
+
+def test_policy_across_runs_missing_restarted_new_and_ignored(
+    lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path
+) -> None:
+    target = lab.target
+    status, report, _ = audit(target, tmp_path, POLICY)
+    assert (status, report["findings"], report["warnings"]) == (0, [], [])
+
+    stop(target, services.pop(8081))
+    status, report, _ = audit(target, tmp_path, POLICY)
+    assert status == 1 and kinds(report) == [("ServiceMissing", A4, 8081, "tcp")]
+    [line] = report["findings"]
+    assert (line["severity"], line["service"]) == ("crit", "tproxy")
+    assert audit(target, tmp_path, POLICY)[0] == 0  # reported once, as samhain does
+
+    services[8081] = listen(target, "tcp", A4, 8081, "pwa-v4only8081")
+    status, report, _ = audit(target, tmp_path, POLICY)
+    assert status == 1 and kinds(report) == [("ServiceRestarted", A4, 8081, "tcp")]
+    assert report["findings"][0]["program"] == "pwa-v4only8081"
+    assert report["findings"][0]["severity"] == "notice"
+
+    new = listen(target, "tcp", A6, 9090, "pwa-new9090")
+    ignored = listen(target, "tcp", "::", 9091, "pwa-ignored")
+    status, report, _ = audit(target, tmp_path, POLICY)
+    assert status == 1 and kinds(report) == [("ServiceNew", A6, 9090, "tcp")]
+    assert report["findings"][0]["pid"] == new.pid
+    assert {(A4, 9091, "tcp"), (A6, 9091, "tcp")} <= found(report).keys()
+    stop(target, new)
+    stop(target, ignored)
+
+
+def test_text_report_lines(lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path) -> None:
+    path = tmp_path / "portwarden.conf"
+    path.write_text(f'STATE_DIR="{tmp_path}/state"\n{ONLY_LAB}\nAUDIT_UDP="0"\n')
+    result = lab.target.run([sys.executable, "-m", "portwarden", "audit", "-c", str(path)],
+                            check=False, timeout=60)  # fmt: skip
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert f"ServiceNew: {A4}:20048/udp" not in result.stdout  # AUDIT_UDP="0"
+    assert (f"ServiceNew: {A4}:8081/tcp (tproxy) program=pwa-v4only8081 "
+            f"pid={services[8081].pid} user=root") in lines  # fmt: skip
+    assert f"ServiceNew: {A6}:40111/tcp (RPC_400111) program=pwa-rpc400111" in result.stdout
+
+
+def probed_40111(host: Host, capture: Path) -> bool:
+    packets = host.run(["tcpdump", "-r", str(capture), "-n"], check=False).stdout
+    syns = [line for line in packets.splitlines() if "Flags [S]," in line]
+    return all(any(f"> {address}.40111:" in line for line in syns) for address in (A4, A6))
+
+
+def test_skipped_port_is_never_connected_to(
+    lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path
+) -> None:
+    """8080 and 40111 both listen on the IPv6 wildcard, so both would be probed on both
+    addresses; the capture shows SYNs to 40111 and none to the skipped 8080."""
+    target = lab.target
+    capture = tmp_path / "syn.pcap"
+    tcpdump = target.popen(["tcpdump", "-Z", "root", "-i", "any", "-n", "-U", "--immediate-mode",
+                            "-B", "8192", "-w", str(capture),
+                            "tcp dst port 8080 or tcp dst port 40111"],
+                           stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert tcpdump.stderr is not None
+    for _ in range(5):  # "data link type ...", then "listening on any ..."
+        if "listening" in tcpdump.stderr.readline():
+            break
+    _, report, _ = audit(target, tmp_path, f'{ONLY_LAB}\nAUDIT_SKIP="8080/tcp"', "--no-state")
+    deadline = time.monotonic() + 5
+    while not probed_40111(target, capture) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the audit has ended; its last SYNs are on their way to the file
+    tcpdump.send_signal(signal.SIGINT)
+    tcpdump.wait(timeout=10)
+    assert probed_40111(target, capture)  # the capture does see the probes
+    packets = target.run(["tcpdump", "-r", str(capture), "-n"]).stdout
+    assert ".8080:" not in packets
+    assert not {(A4, 8080, "tcp"), (A6, 8080, "tcp")} & found(report).keys()
+
+
+def test_devices_are_read_again_before_every_check(
+    lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path
+) -> None:
+    target = lab.target
+    conf = 'AUDIT_DEVICES="eth0"\nAUDIT_UDP="0"'
+    before = audit(target, tmp_path, conf)[1]
+    assert A4 in before["interfaces"] and A6 in before["interfaces"]
+    target.run(["ip", "addr", "add", "198.18.0.201/24", "dev", "eth0"])
+    try:
+        after = audit(target, tmp_path, conf)[1]
+    finally:
+        target.run(["ip", "addr", "del", "198.18.0.201/24", "dev", "eth0"])
+    assert "198.18.0.201" in after["interfaces"]
+    assert sorted((f["kind"], f["port"]) for f in after["findings"]
+                  if f["interface"] == "198.18.0.201") == [("ServiceNew", 111),
+                                                           ("ServiceNew", 8080),
+                                                           ("ServiceNew", 40111)]  # fmt: skip
+
+
+_FAKE_PORTMAPPER = """
+import socket, sys, threading
+mode = sys.argv[1]
+with open("/proc/self/comm", "w") as comm:
+    comm.write("pwa-fake111")
+junk = b"HTTP/1.0 200 OK\\r\\n\\r\\n" * 3
+def tcp():
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", 111)); s.listen(8)
+    held = []
+    while True:
+        c, _ = s.accept()
+        held.append(c)  # silent: keep it open and say nothing
+        if mode == "garbage":  # a well-formed record holding junk
+            c.sendall((0x80000000 | len(junk)).to_bytes(4, "big") + junk)
+        elif mode == "huge":
+            c.sendall(b"\\xff\\xff\\xff\\xff" + b"x" * 1000)
+def udp():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 111))
+    while True:
+        data, peer = s.recvfrom(100)
+        if mode == "garbage":
+            s.sendto(data[:4] + junk, peer)
+        elif mode == "huge":
+            entry = b"\\0\\0\\0\\1" + b"\\0\\0\\0\\7" * 4  # the list never ends
+            s.sendto(data[:4] + b"\\0\\0\\0\\1" + b"\\0" * 16 + entry * 50, peer)
+threading.Thread(target=udp, daemon=True).start()
+print("listening", flush=True)
+tcp()
+"""
+
+
+@pytest.mark.parametrize(
+    ("mode", "tcp_reason", "udp_reason"),
+    [
+        ("garbage", "answer is not an ONC RPC reply", "answer is not an ONC RPC reply"),
+        ("silent", "no answer within 2 s", "no answer within 2 s"),
+        ("huge", "reply larger than", "truncated reply"),
+    ],
+)
+def test_broken_portmapper_is_a_clear_warning_within_bounded_time(
+    lab: Lab, tmp_path: Path, mode: str, tcp_reason: str, udp_reason: str
+) -> None:
+    """The fake portmapper runs in an attacker host (the target keeps its real rpcbind)."""
+    host = lab.attackers[0]
+    fake = host.popen([sys.executable, "-c", _FAKE_PORTMAPPER, mode], stdout=subprocess.PIPE,
+                      text=True)  # fmt: skip
+    assert fake.stdout is not None and "listening" in fake.stdout.readline()
+    try:
+        started = time.monotonic()
+        status, report, stderr = audit(host, tmp_path, f'AUDIT_INTERFACES="{host.ipv4}"',
+                                       "--no-state")  # fmt: skip
+        took = time.monotonic() - started
+    finally:
+        stop(host, fake)
+    assert took < 8, took  # 2 s per transport, plus start-up
+    assert status == 1  # 111/tcp and 111/udp are open and unlisted
+    assert found(report) == {(host.ipv4, 111, "tcp"): ("sunrpc", "pwa-fake111"),
+                             (host.ipv4, 111, "udp"): ("sunrpc", "pwa-fake111")}  # fmt: skip
+    tcp_warning, udp_warning = report["warnings"]
+    assert tcp_warning.startswith("portmapper at 127.0.0.1 port 111/tcp: " + tcp_reason)
+    assert udp_warning.startswith("portmapper at 127.0.0.1 port 111/udp: " + udp_reason)
+    assert f"portwarden: warning: {tcp_warning}" in stderr.splitlines()

@@ -1,0 +1,109 @@
+"""The comparison with the previous audit, as scenarios: one check after another, the findings
+expected after each (samhain's ServiceNew, ServiceMissing, ServiceRestarted,
+ServicePortSwitch)."""
+
+from portwarden.audit.compare import Requirement, Severities, compare
+from portwarden.audit.findings import Finding, Kind, OpenPort
+from portwarden.audit.policy import Policy, Rule, parse_groups
+from portwarden.audit.state import AuditState
+from portwarden.detect.probe import Proto
+
+SEVERITIES = Severities("crit", "err", "notice", "warning")
+MOUNTD = 100005
+RPC_NAMES = {MOUNTD: frozenset({"mountd", "mount", f"RPC_{MOUNTD}"})}
+A, B = "198.18.0.1", "2001:db8::1"
+
+
+def port(interface: str, number: int, proto: Proto = Proto.TCP, program: int | None = None,
+         rule: Rule = Rule.UNLISTED) -> OpenPort:  # fmt: skip
+    return OpenPort(interface, "eth0", number, proto, "svc", program, "prog", 42, "root", rule)
+
+
+class Auditor:
+    """Runs checks one after another, carrying the state, as the daemon does."""
+
+    def __init__(self, required: str = "") -> None:
+        groups = parse_groups(required)
+        self.policy = Policy(required=groups)
+        self.requirements = [Requirement(g, i, i.rpc or "svc") for g in groups for i in g.items]
+        self.state: AuditState | None = None
+
+    def check(self, *ports: OpenPort) -> list[tuple[Kind, str]]:
+        ruled = [p._replace(rule=self._rule(p)) for p in ports]
+        findings, self.state = compare(ruled, RPC_NAMES, self.requirements, self.state, SEVERITIES)
+        return [(f.kind, f.line().split(" program=")[0]) for f in findings]
+
+    def _rule(self, p: OpenPort) -> Rule:
+        if p.rule is Rule.IGNORE:
+            return p.rule
+        names = RPC_NAMES.get(p.rpc_program or 0, frozenset())
+        return self.policy.rule(p.interface, p.device, p.port, p.proto, names)
+
+
+def test_new_port_is_reported_once_then_again_after_it_went_away() -> None:
+    audit = Auditor()
+    assert audit.check(port(A, 8080)) == [(Kind.NEW, "ServiceNew: 198.18.0.1:8080/tcp (svc)")]
+    assert audit.check(port(A, 8080)) == []
+    assert audit.check() == []
+    assert audit.check(port(A, 8080)) == [(Kind.NEW, "ServiceNew: 198.18.0.1:8080/tcp (svc)")]
+
+
+def test_required_port_missing_once_then_restarted() -> None:
+    audit = Auditor("22/tcp; 2001:db8::1:80/tcp")
+    assert audit.check(port(A, 22), port(B, 80)) == []
+    assert audit.check(port(A, 22)) == [(Kind.MISSING, "ServiceMissing: 2001:db8::1:80/tcp (svc)")]
+    assert audit.check(port(A, 22)) == []
+    assert audit.check(port(A, 22), port(A, 80)) == [
+        (Kind.NEW, "ServiceNew: 198.18.0.1:80/tcp (svc)")  # required on B, not on A
+    ]
+    assert audit.check(port(A, 22), port(B, 80)) == [
+        (Kind.RESTARTED, "ServiceRestarted: 2001:db8::1:80/tcp (svc)")
+    ]
+
+
+def test_requirement_without_interface_is_met_on_any_interface() -> None:
+    audit = Auditor("22/tcp")
+    assert audit.check(port(B, 22)) == []
+    assert audit.check() == [(Kind.MISSING, "ServiceMissing: any:22/tcp (svc)")]
+
+
+def test_required_rpc_service_by_name() -> None:
+    audit = Auditor("mountd/udp")
+    assert audit.check() == [(Kind.MISSING, "ServiceMissing: any:mountd/udp (mountd)")]
+    assert audit.check(port(A, 20048, Proto.UDP, MOUNTD)) == [
+        (Kind.RESTARTED, "ServiceRestarted: 198.18.0.1:20048/udp (svc)")
+    ]
+
+
+def test_rpc_service_on_another_port_is_a_port_switch_not_new_and_missing() -> None:
+    audit = Auditor()
+    assert [k for k, _ in audit.check(port(A, 900, Proto.UDP, MOUNTD))] == [Kind.NEW]
+    assert audit.check(port(A, 901, Proto.UDP, MOUNTD)) == [
+        (Kind.PORT_SWITCH, "ServicePortSwitch: 198.18.0.1:901/udp (svc), was 900/udp")
+    ]
+    assert audit.check(port(A, 901, Proto.UDP, MOUNTD)) == []
+
+
+def test_ignored_ports_give_nothing_and_are_not_remembered() -> None:
+    audit = Auditor()
+    assert audit.check(port(A, 7, rule=Rule.IGNORE)) == []
+    assert audit.state is not None and not audit.state.seen
+
+
+def test_first_check_without_state_reports_everything() -> None:
+    audit = Auditor("22/tcp")
+    assert [k for k, _ in audit.check(port(A, 1234))] == [Kind.NEW, Kind.MISSING]
+
+
+def test_finding_line_and_event_are_one_line_with_stable_fields() -> None:
+    finding = Finding(Kind.NEW, "crit", A, 8080, "tcp", "http-alt", "evil\nname", 7, "root")
+    assert "\n" not in finding.line()
+    assert finding.line() == ("ServiceNew: 198.18.0.1:8080/tcp (http-alt) program=evil\\nname "
+                              "pid=7 user=root")  # fmt: skip
+    assert set(finding.event()) == {"event", "kind", "severity", "interface", "port", "proto",
+                                    "service", "program", "pid", "user", "was_port"}  # fmt: skip
+
+
+def test_a_required_port_that_is_also_ignored_is_not_missing() -> None:
+    audit = Auditor("22/tcp")
+    assert audit.check(port(A, 22, rule=Rule.IGNORE)) == []

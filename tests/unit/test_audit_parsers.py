@@ -1,0 +1,206 @@
+"""The audit's parsers: policy keys, /etc/services and /etc/rpc, /proc/net tables, portmapper
+replies and the saved state. Hostile or broken input gives a named error, never a crash."""
+
+import contextlib
+import ipaddress
+import struct
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from portwarden.audit import rpc
+from portwarden.audit.names import Names, parse_rpc, parse_services
+from portwarden.audit.policy import Item, Policy, Rule, Where, parse_groups, parse_skip_groups
+from portwarden.audit.sockets import parse_table
+from portwarden.audit.state import AuditState, Seen
+from portwarden.config import ConfigError, load_settings
+from portwarden.config.settings import to_conf_lines
+from portwarden.detect.probe import Proto
+
+TCP, UDP = Proto.TCP, Proto.UDP
+
+
+def test_policy_interface_is_everything_before_the_last_colon() -> None:
+    groups = parse_groups(
+        "22/tcp; 2001:db8::1:80/tcp,443/tcp ;198.18.0.1: mountd/udp RPC_400111/tcp;eth0:53/udp"
+    )
+    assert [str(g.where) for g in groups] == ["", "2001:db8::1", "198.18.0.1", "eth0"]
+    assert groups[1].items == (Item(TCP, 80, None), Item(TCP, 443, None))
+    assert groups[2].items == (Item(UDP, None, "mountd"), Item(TCP, None, "RPC_400111"))
+    assert groups[3].where == Where(device="eth0")
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("22", "not port/proto"),
+        ("22/icmp", "proto is tcp or udp"),
+        ("0/tcp", "1-65535"),
+        ("70000/tcp", "1-65535"),
+        ("not an address:22/tcp", "neither an IP address nor a device"),
+        ("198.18.0.1:", "lists no port"),
+        ("bad name!/tcp", "not port/proto"),
+    ],
+)
+def test_bad_policy_items_are_named(text: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        parse_groups(text)
+
+
+def test_skip_takes_ports_only() -> None:
+    assert parse_skip_groups("3306/tcp")[0].items == (Item(TCP, 3306, None),)
+    with pytest.raises(ValueError, match="port/proto only"):
+        parse_skip_groups("mountd/udp")
+
+
+def test_ignore_beats_required_beats_optional_and_interfaces_must_match() -> None:
+    policy = Policy(
+        required=parse_groups("22/tcp; 198.18.0.1:80/tcp"),
+        optional=parse_groups("80/tcp, 8080/tcp"),
+        ignore=parse_groups("eth1:22/tcp; mountd/udp"),
+    )
+    assert policy.rule("198.18.0.1", "eth0", 22, TCP, frozenset()) is Rule.REQUIRED
+    assert policy.rule("198.18.0.1", "eth1", 22, TCP, frozenset()) is Rule.IGNORE
+    assert policy.rule("198.18.0.1", "eth0", 80, TCP, frozenset()) is Rule.REQUIRED
+    assert policy.rule("198.18.0.2", "eth0", 80, TCP, frozenset()) is Rule.OPTIONAL
+    assert policy.rule("198.18.0.2", "eth0", 81, TCP, frozenset()) is Rule.UNLISTED
+    assert policy.rule("198.18.0.2", "eth0", 999, UDP, frozenset({"mountd"})) is Rule.IGNORE
+    assert policy.rule("198.18.0.2", "eth0", 999, TCP, frozenset({"mountd"})) is Rule.UNLISTED
+
+
+@given(st.text())
+def test_any_policy_text_parses_or_raises_value_error(text: str) -> None:
+    try:
+        groups = parse_groups(text)
+    except ValueError:
+        return
+    assert parse_groups("; ".join(str(g) for g in groups)) == groups
+
+
+def test_policy_keys_load_render_and_load_back(tmp_path: Path) -> None:
+    conf = tmp_path / "p.conf"
+    conf.write_text(
+        'AUDIT_REQUIRED="22/tcp; 2001:db8::1:80/tcp,443/tcp"\nAUDIT_SKIP="3306/tcp"\n'
+        'AUDIT_INTERFACES="198.18.0.1, 2001:db8::1"\nAUDIT_DEVICES="eth0"\nAUDIT_UDP="0"\n'
+        'AUDIT_INTERVAL="0"\nAUDIT_SEVERITY_NEW="warning"\nAUDIT_MIN_PORT="10"\n'
+    )
+    first = load_settings(conf)
+    assert first.audit_interfaces == (ipaddress.ip_address("198.18.0.1"),
+                                      ipaddress.ip_address("2001:db8::1"))  # fmt: skip
+    assert first.audit_interval == 0 and not first.audit_udp and first.audit_min_port == 10
+    again_path = tmp_path / "again.conf"
+    again_path.write_text("\n".join(to_conf_lines(first)) + "\n")
+    again = load_settings(again_path)
+    keys = ("audit_required", "audit_skip", "audit_interfaces", "audit_devices", "audit_udp",
+            "audit_interval", "audit_severity_new", "audit_min_port", "audit_max_port")  # fmt: skip
+    for name in keys:
+        assert getattr(again, name) == getattr(first, name), name
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('AUDIT_REQUIRED="22/tcp,foo"', "AUDIT_REQUIRED=\"22/tcp,foo\": 'foo' is not"),
+        ('AUDIT_INTERFACES="eth0"', "'eth0' is not an IP address"),
+        ('AUDIT_SEVERITY_MISSING="loud"', "unknown severity"),
+        ('AUDIT_MIN_PORT="100"\nAUDIT_MAX_PORT="99"', "AUDIT_MIN_PORT is above AUDIT_MAX_PORT"),
+        ('AUDIT_SKIP="portmapper/tcp"', "port/proto only"),
+    ],
+)
+def test_bad_audit_keys_give_one_line_errors(tmp_path: Path, text: str, message: str) -> None:
+    conf = tmp_path / "bad.conf"
+    conf.write_text(text + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(conf)
+    assert message in str(caught.value) and str(caught.value).startswith(f"{conf}:1")
+
+
+def test_services_and_rpc_names() -> None:
+    names = Names(
+        parse_services("ssh 22/tcp # SSH\nbad line\nhttp\t80/tcp www\nx 99999/tcp\n"),
+        parse_rpc("portmapper 100000 portmap sunrpc rpcbind\nmountd 100005 mount\n#x 1\n"),
+    )
+    assert names.service(22, TCP) == "ssh" and names.service(22, UDP) == "unknown"
+    assert names.program(100005) == "mountd" and names.program(400111) == "RPC_400111"
+    assert names.program_names(100000) == {"portmapper", "portmap", "sunrpc", "rpcbind",
+                                          "RPC_100000"}  # fmt: skip
+
+
+TABLE = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid
+   0: 0100007F:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1111 1
+   1: 0100007F:0017 0200007F:9999 01 00000000:00000000 00:00000000 00000000     0        0 2222 1
+   2: garbage
+"""
+TABLE6 = """  sl  local_address                         remote_address  st
+   0: 00000000000000000000000000000000:1F90 00000000000000000000000000000000:0000 0A 0 0 0 33 0 3333
+   1: 0000000000000000FFFF00000100A8C0:0050 00000000000000000000000000000000:0000 0A 0 0 0 0 0 4444
+"""
+
+
+def test_proc_tables_keep_listening_sockets_and_unmap_ipv4_mapped() -> None:
+    [sock] = parse_table(TABLE, TCP)
+    assert (str(sock.address), sock.port, sock.inode) == ("127.0.0.1", 22, 1111)
+    wildcard, mapped = parse_table(TABLE6, TCP)
+    assert wildcard.wildcard and wildcard.port == 8080 and wildcard.uid == 33
+    assert str(mapped.address) == "192.168.0.1" and not mapped.wildcard
+    assert parse_table(TABLE.replace(" 0A ", " 07 "), UDP)[0].port == 22
+
+
+@given(st.text())
+def test_any_table_text_parses(text: str) -> None:
+    for sock in parse_table("header\n" + text, UDP):
+        assert 0 < sock.port <= 65535
+
+
+def reply(xid: int, entries: list[tuple[int, int, int, int]]) -> bytes:
+    body = struct.pack("!6I", xid, 1, 0, 0, 0, 0)
+    for entry in entries:
+        body += struct.pack("!5I", 1, *entry)
+    return body + struct.pack("!I", 0)
+
+
+def test_dump_reply_is_parsed() -> None:
+    data = reply(7, [(100000, 2, 6, 111), (100005, 3, 17, 20048), (1, 1, 99, 5), (2, 1, 6, 0)])
+    assert rpc.parse_dump_reply(data, 7) == (
+        rpc.Mapping(100000, 2, TCP, 111),
+        rpc.Mapping(100005, 3, UDP, 20048),
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (reply(8, []), "not an ONC RPC reply"),
+        (reply(7, [(1, 2, 6, 3)])[:-8], "truncated"),
+        (struct.pack("!3I", 7, 1, 1), "denied"),
+        (struct.pack("!6I", 7, 1, 0, 0, 0, 1), "accept_stat 1"),
+        (struct.pack("!7I", 7, 1, 0, 0, 0, 0, 5), "bad list marker"),
+        (struct.pack("!6I", 7, 1, 0, 0, 9999, 0), "verifier too long"),
+        (b"", "truncated"),
+    ],
+)
+def test_bad_dump_replies_are_named(data: bytes, reason: str) -> None:
+    with pytest.raises(rpc.PortmapperError, match=reason):
+        rpc.parse_dump_reply(data, 7)
+
+
+@given(st.binary(max_size=400))
+def test_any_reply_bytes_parse_or_raise_portmapper_error(data: bytes) -> None:
+    with contextlib.suppress(rpc.PortmapperError):
+        rpc.parse_dump_reply(struct.pack("!6I", 7, 1, 0, 0, 0, 0) + data, 7)
+
+
+def test_state_round_trips_and_corrupt_state_is_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "audit.json"
+    state = AuditState(frozenset({Seen("198.18.0.1", 22, "tcp", None),
+                                  Seen("2001:db8::1", 900, "udp", 100005)}),
+                       frozenset({"any:22/tcp"}))  # fmt: skip
+    state.save(path)
+    assert AuditState.load(path) == (state, None)
+    assert AuditState.load(tmp_path / "none.json") == (None, None)
+    for junk in ("{", "[]", '{"version": 1, "seen": [[1, 2]], "missing": []}', "[" * 100_000):
+        path.write_text(junk)
+        loaded, warning = AuditState.load(path)
+        assert loaded is None and warning is not None and "\n" not in warning
