@@ -12,6 +12,9 @@ from typing import Any
 
 from portwarden import control, limits, service, statedir, status
 from portwarden.alert.dispatch import Alerts
+from portwarden.audit.check import AuditResult
+from portwarden.audit.periodic import PeriodicAudit
+from portwarden.audit.report import summary
 from portwarden.config import ConfigError, Settings, TcpMode, UdpMode, load_settings
 from portwarden.config.ignore import IgnoreList
 from portwarden.detect.config import engine_config
@@ -68,6 +71,9 @@ class Daemon:
         self._metrics: MetricsServer | None = None
         self._next_publish = 0.0
         self._next_snapshot = 0.0
+        self._audit: PeriodicAudit | None = None
+        self._last_audit: dict[str, Any] | None = None
+        self._audit_findings = 0
         self._watchdog_s = service.watchdog_interval()
         self._next_watchdog = 0.0
 
@@ -86,6 +92,7 @@ class Daemon:
             self._control = control.ControlServer(self.settings.state_dir, self._command)
             self._selector.register(self._control.sock, selectors.EVENT_READ, self._control)
             self._open_metrics()
+            self._start_audit()
             self._running = True
             self._announce_ready()
             while self._running:
@@ -97,6 +104,8 @@ class Daemon:
                 self._control.close()
             if self._metrics is not None:
                 self._metrics.close()
+            if self._audit is not None:
+                self._audit.stop()
             self._save_snapshot()
             self._stop_sensors()
             self._policy.stop()
@@ -128,6 +137,8 @@ class Daemon:
         if now >= self._next_refresh:
             self._refresh()
             self._next_refresh = now + limits.REFRESH_S
+        if self._audit is not None and self._audit.results:
+            self._report_audit(*self._audit.results.popleft())
         if self._metrics is not None and now >= self._next_publish:
             self._metrics.publish(self._counters(), self._alerts.delivered())
             self._next_publish = now + PUBLISH_S
@@ -165,6 +176,22 @@ class Daemon:
             action = self._policy.describe(str(verdict.probe.src)) if summary else ""
             self._alerts.verdict(verdict, now, action)
 
+    def _start_audit(self) -> None:
+        if self.settings.audit_interval > 0:
+            self._audit = PeriodicAudit(self.settings)
+            self._audit.start()
+
+    def _report_audit(self, result: AuditResult, warnings: list[str]) -> None:
+        for warning in warnings:
+            log.warning("audit: %s", warning)
+        self._alerts.audit(result.findings, result.time)
+        self._audit_findings = len(result.findings)
+        self._last_audit = summary(result, warnings)
+        try:
+            self._policy.store.save_snapshot("audit", result.time, self._last_audit)
+        except Exception:  # noqa: BLE001 - a snapshot must never stop the daemon
+            log.exception("saving the audit snapshot failed")
+
     def _counters(self) -> dict[str, int]:
         delivered = self._alerts.delivered()
         return {
@@ -179,6 +206,7 @@ class Daemon:
             "alerts_dropped": sum(delivered["dropped"].values()),
             "sources_tracked": len(self._engine),
             "sources_evicted": self._engine.evicted,
+            "audit_findings": self._audit_findings,
         }
 
     def _status(self) -> dict[str, Any]:
@@ -186,7 +214,7 @@ class Daemon:
             started=self._started, settings=self.settings, sensors=self._sensors,
             addresses=self._host.addresses, engine=self._engine, counters=self._counters(),
             alerts=self._alerts.delivered(), store=self._policy.store,
-            blocked=self._policy.blocked_addresses(), audit=None,
+            blocked=self._policy.blocked_addresses(), audit=self._last_audit,
         )  # fmt: skip
 
     def _command(self, command: str) -> dict[str, Any]:
@@ -268,6 +296,13 @@ class Daemon:
             self._metrics.close()
             self._metrics = None
         self._open_metrics()
+        if self._audit is None:
+            self._start_audit()
+        elif fresh.audit_interval > 0:
+            self._audit.settings = fresh  # from its next check on
+        else:
+            self._audit.stop()
+            self._audit = None
         log.info("configuration reloaded from %s", fresh.source)
         service.notify("READY=1")
 

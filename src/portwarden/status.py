@@ -163,4 +163,6 @@ def render(status: dict[str, Any]) -> str:
         out += _table(rows)
     audit = status.get("audit")
     out += ["", "Last audit: " + (audit["summary"] if audit else "none yet")]
+    if audit:
+        out += [f"  {line}" for line in audit["findings"] + audit["warnings"]]
     return "\n".join(out) + "\n"

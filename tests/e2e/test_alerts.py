@@ -4,10 +4,8 @@ datagram socket, the JSON event log; none of them can stall detection or be forg
 import email
 import json
 import re
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from email.message import Message
@@ -18,37 +16,11 @@ import pytest
 from portwarden.lab.network import Lab
 from tests.e2e.conftest import StartDaemon, nmap
 from tests.lab.daemon import start_with_hosts_file
+from tests.lab.syslogd import SyslogReceiver
 
 SMTP = Path(__file__).parent.parent / "lab" / "smtp.py"
 # fail2ban's published filter.d/portsentry.conf, with <HOST> narrowed to an address.
 FAIL2BAN_PORTSENTRY = re.compile(r"\/(?P<host>[0-9a-fA-F.:]+) Port\: [0-9]+ (TCP|UDP) Blocked$")
-
-
-class SyslogReceiver:
-    """A datagram socket bound where the daemon sends its syslog lines."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        while True:
-            try:
-                self.lines.append(self.sock.recv(8192).decode())
-            except OSError:
-                return
-
-    def wait_for(self, pattern: str, timeout: float = 15) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                if re.search(pattern, line):
-                    return line
-            time.sleep(0.05)
-        raise AssertionError(f"no syslog line matched {pattern!r}: {self.lines}")
 
 
 @pytest.fixture

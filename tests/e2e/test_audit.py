@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from portwarden.lab.network import Host, Lab
+from tests.lab.daemon import RunningDaemon
+from tests.lab.syslogd import SyslogReceiver
 
 A4, A6 = "198.18.0.1", "2001:db8::1"
 
@@ -317,3 +319,40 @@ def test_broken_portmapper_is_a_clear_warning_within_bounded_time(
     assert tcp_warning.startswith("portmapper at 127.0.0.1 port 111/tcp: " + tcp_reason)
     assert udp_warning.startswith("portmapper at 127.0.0.1 port 111/udp: " + udp_reason)
     assert f"portwarden: warning: {tcp_warning}" in stderr.splitlines()
+
+
+def test_the_daemon_audits_periodically_and_alerts(lab: Lab, tmp_path: Path) -> None:
+    """AUDIT_INTERVAL in the running daemon: findings reach the log, syslog (with their
+    severity), the JSON event log and `status`."""
+    target = lab.target
+    required = listen(target, "tcp", "0.0.0.0", 40401, "pw-required")
+    receiver = SyslogReceiver(tmp_path / "log")
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
+                    f'TCP_PORTS="11"\nAUDIT_INTERVAL="1"\nAUDIT_REQUIRED="40401/tcp"\n'
+                    f'AUDIT_SEVERITY_NEW="warning"\nSYSLOG_SOCKET="{receiver.path}"\n')  # fmt: skip
+    daemon = RunningDaemon(target, conf)
+    try:
+        daemon.wait_for("ready:")
+        listen(target, "tcp", "0.0.0.0", 40402, "pw-newcomer")
+        line = daemon.wait_for(r"audit ServiceNew: \S+:40402/tcp .*", timeout=10).group(0)
+        assert "program=pw-newcomer" in line
+        # syslog facility daemon (3), severity warning (4) as configured
+        receiver.wait_for(rf"^<{3 * 8 + 4}>.* audit: ServiceNew: {target.ipv4}:40402/tcp")
+        stop(target, required)
+        daemon.wait_for(r"audit ServiceMissing: any:40401/tcp", timeout=10)
+        receiver.wait_for(rf"^<{3 * 8 + 2}>.* audit: ServiceMissing: any:40401/tcp")  # crit
+        mark = daemon.mark()
+        listen(target, "tcp", "0.0.0.0", 40401, "pw-required")
+        daemon.wait_for(r"audit ServiceRestarted: \S+:40401/tcp", timeout=10, since=mark)
+        events = [json.loads(x) for x in (tmp_path / "state" / "events.jsonl").read_text()
+                  .splitlines()]  # fmt: skip
+        kinds = [e["kind"] for e in events if e["event"] == "audit"]
+        assert kinds[:3] == ["ServiceNew", "ServiceMissing", "ServiceRestarted"]
+        status = json.loads(target.run([sys.executable, "-m", "portwarden", "status", "--json",
+                                        "-c", str(conf)]).stdout)  # fmt: skip
+        assert "open ports on" in status["audit"]["summary"]
+        assert status["audit"]["summary"].startswith(status["audit"]["time"])
+    finally:
+        daemon.stop()
+        receiver.sock.close()

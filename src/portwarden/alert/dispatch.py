@@ -5,9 +5,11 @@ never raises into the loop. Probe-level output is rate-limited; summaries and ac
 """
 
 import logging
+import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from portwarden import limits
@@ -15,7 +17,8 @@ from portwarden.alert import portsentry
 from portwarden.alert.jsonlog import JsonLog
 from portwarden.alert.line import LineLimiter, verdict_line
 from portwarden.alert.mail import Mailer
-from portwarden.alert.syslog import INFO, WARNING, Syslog
+from portwarden.alert.syslog import INFO, SEVERITIES, WARNING, Syslog
+from portwarden.audit.findings import Finding
 from portwarden.config import Settings
 from portwarden.detect.engine import Verdict
 from portwarden.store.db import BlockRecord
@@ -138,6 +141,17 @@ class Alerts:
                         refused, limits.ATTACK_LINES_PER_S)  # fmt: skip
             self._syslog_send(f"attackalert: {refused} more alerts suppressed (rate limit)")
             self._event({"time": _stamp(time.time()), "event": "suppressed", "count": refused})
+
+    def audit(self, findings: Sequence[Finding], when: float) -> None:
+        """An audit's findings: one log, syslog and JSON line each, one mail for all."""
+        for finding in findings:
+            log.warning("audit %s", finding.line())
+            self._syslog_send(f"audit: {finding.line()}", SEVERITIES[finding.severity])
+            self._event({"time": _stamp(when), **finding.event()})
+        if findings and self.settings.mail_on_audit:
+            lines = "\n".join(finding.line() for finding in findings)
+            self._mailer.submit(f"portwarden: {len(findings)} port audit findings on "
+                                f"{socket.gethostname()}", lines + "\n")  # fmt: skip
 
     def blocked(self, record: BlockRecord) -> None:
         how = ", ".join(f"{a.kind}" for a in record.actions if a.status == "done") or "nothing"

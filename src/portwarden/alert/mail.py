@@ -79,7 +79,10 @@ class Mailer(threading.Thread):
     def __init__(self, settings: Settings) -> None:
         super().__init__(name="portwarden-mail", daemon=True)
         self.settings = settings
-        self.jobs: queue.Queue[tuple[Verdict, str] | None] = queue.Queue(limits.MAIL_QUEUE_MAX)
+        # A scan report (verdict, action) or a finished mail (subject, text); None stops.
+        self.jobs: queue.Queue[tuple[Verdict | str, str] | None] = queue.Queue(
+            limits.MAIL_QUEUE_MAX
+        )
         self._sent: collections.deque[float] = collections.deque()
         self._held = 0  # held back by the hourly limit, not yet said in a summary mail
         self.withheld = 0  # held back since start
@@ -94,12 +97,13 @@ class Mailer(threading.Thread):
             return False
         return s.mail_on_tcp_scan if verdict.probe.proto.value == "tcp" else s.mail_on_udp_scan
 
-    def submit(self, verdict: Verdict, action: str) -> None:
+    def submit(self, verdict: Verdict | str, text: str) -> None:
+        """A scan report (verdict, action), or a mail already written (subject, text)."""
         try:
-            self.jobs.put_nowait((verdict, action))
+            self.jobs.put_nowait((verdict, text))
         except queue.Full:
             self.failed += 1
-            log.error("mail queue full; report on %s not mailed", verdict.probe.src)
+            log.error("mail queue full; a report was not mailed")
 
     def stop(self) -> None:
         self.jobs.put(None)
@@ -120,14 +124,17 @@ class Mailer(threading.Thread):
                 self.failed += 1
                 log.exception("mail report failed")
 
-    def _mail(self, verdict: Verdict, action: str) -> None:
+    def _mail(self, verdict: Verdict | str, text: str) -> None:
         if not self._may_send():
             self._held += 1
             self.withheld += 1
             return
         self._release_held()
+        if isinstance(verdict, str):
+            self._send(verdict, text)
+            return
         name = self._resolve(verdict) if self.settings.resolve_host else None
-        self._send(subject(self.settings.mail_subject, verdict), body(verdict, name, action))
+        self._send(subject(self.settings.mail_subject, verdict), body(verdict, name, text))
 
     def _may_send(self) -> bool:
         now = time.monotonic()

@@ -69,6 +69,23 @@ def run_audit(settings: Settings, previous: AuditState | None, now: float,
                        tuple(warnings), state)  # fmt: skip
 
 
+def audit_and_keep(settings: Settings, keep_state: bool,
+                   now: float) -> tuple[AuditResult, list[str]]:  # fmt: skip
+    """Audit against the state the last audit left (unless not `keep_state`), keep the new
+    state; the warnings include any about the state file."""
+    path = state_path(settings)
+    previous, warning = AuditState.load(path) if keep_state else (None, None)
+    result = run_audit(settings, previous, now)
+    warnings = [warning] if warning else []
+    warnings += result.warnings
+    if keep_state:
+        try:
+            result.state.save(path)
+        except OSError as error:
+            warnings.append(f"cannot keep the audit state in {path}: {error}")
+    return result, warnings
+
+
 def _named(interface: Interface, sock: Socket, program: int | None, owner: Owner | None,
            names: Names, policy: Policy) -> OpenPort:  # fmt: skip
     """The open port with its names, owner and what the policy says of it."""

@@ -21,6 +21,19 @@ def as_json(result: AuditResult) -> dict[str, Any]:
     }
 
 
+def summary(result: AuditResult, warnings: list[str]) -> dict[str, Any]:
+    """The last audit as `portwarden status` shows it."""
+    checked = ", ".join(result.interfaces) or "no address"
+    return {
+        "time": stamp(result.time),
+        "summary": f"{stamp(result.time)}: {len(result.open_ports)} open ports on {checked}, "
+        f"{len(result.findings)} findings",
+        "open_ports": len(result.open_ports),
+        "findings": [finding.line() for finding in result.findings],
+        "warnings": warnings,
+    }
+
+
 def as_lines(result: AuditResult) -> list[str]:
     checked = ", ".join(result.interfaces) or "no address"
     lines = [f"# audit of {checked} at {stamp(result.time)}: {len(result.open_ports)} open, "

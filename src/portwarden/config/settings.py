@@ -81,6 +81,7 @@ class Settings:
     mail_on_tcp_scan: bool
     mail_on_udp_scan: bool
     mail_on_os_probe: bool
+    mail_on_audit: bool
     mail_from: str
     mail_to: tuple[str, ...]
     mail_subject: str
@@ -212,6 +213,7 @@ def load_settings(path: Path | None) -> Settings:
         mail_on_tcp_scan=read.get("MAIL_ON_TCP_SCAN", values.flag, False),
         mail_on_udp_scan=read.get("MAIL_ON_UDP_SCAN", values.flag, False),
         mail_on_os_probe=read.get("MAIL_ON_OS_PROBE", values.flag, False),
+        mail_on_audit=read.get("MAIL_ON_AUDIT", values.flag, False),
         mail_from=read.get("MAIL_FROM", values.mail_address, f"portwarden@{socket.gethostname()}"),
         mail_to=read.get("MAIL_TO", values.mail_addresses, ()),
         mail_subject=read.get(
@@ -247,7 +249,8 @@ def load_settings(path: Path | None) -> Settings:
         for key, entry in entries.items()
         if key not in read.used
     ]
-    wants_mail = settings.mail_on_tcp_scan or settings.mail_on_udp_scan or settings.mail_on_os_probe
+    wants_mail = (settings.mail_on_tcp_scan or settings.mail_on_udp_scan
+                  or settings.mail_on_os_probe or settings.mail_on_audit)  # fmt: skip
     if wants_mail and not settings.mail_to:
         entry = read.entry("MAIL_TO")
         raise ConfigError(source, "MAIL_ON_* is on but MAIL_TO names nobody",

@@ -1,0 +1,34 @@
+"""A real syslog receiver for the tests: a datagram socket bound where the daemon sends."""
+
+import re
+import socket
+import threading
+import time
+from pathlib import Path
+
+
+class SyslogReceiver:
+    """A datagram socket bound where the daemon sends its syslog lines."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                self.lines.append(self.sock.recv(8192).decode())
+            except OSError:
+                return
+
+    def wait_for(self, pattern: str, timeout: float = 15) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if re.search(pattern, line):
+                    return line
+            time.sleep(0.05)
+        raise AssertionError(f"no syslog line matched {pattern!r}: {self.lines}")
