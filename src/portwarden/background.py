@@ -9,13 +9,17 @@ import contextlib
 import logging
 import logging.handlers
 import os
+import select
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+READY_WAIT_S = 300.0  # the longest the command waits for the daemon (a huge restore is ~10 s)
+
 
 def default_pid_file(state_dir: Path) -> Path:
-    return Path("/run/portwarden.pid") if os.geteuid() == 0 else state_dir / "portwarden.pid"
+    """In STATE_DIR: one per instance, as STATE_DIR is."""
+    return state_dir / "portwarden.pid"
 
 
 def detach(pid_file: Path, log_file: Path) -> Callable[[], None]:
@@ -25,11 +29,11 @@ def detach(pid_file: Path, log_file: Path) -> Callable[[], None]:
     ready_read, ready_write = os.pipe()
     if os.fork() > 0:
         os.close(ready_write)
-        with os.fdopen(ready_read, "rb") as pipe:
-            started = pipe.read() == b"ready"
+        readable, _, _ = select.select([ready_read], [], [], READY_WAIT_S)
+        started = bool(readable) and os.read(ready_read, 5) == b"ready"
         if not started:
-            print(f"portwarden: error: the daemon stopped before it was ready; see {log_file}",
-                  file=sys.stderr)  # fmt: skip
+            why = "stopped before it was ready" if readable else "is not ready in time"
+            print(f"portwarden: error: the daemon {why}; see {log_file}", file=sys.stderr)
         os._exit(0 if started else 1)
     os.close(ready_read)
     os.setsid()

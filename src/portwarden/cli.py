@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--daemon", action="store_true",
                      help="go to the background once ready (old style; not under systemd)")
     run.add_argument("--pid-file", type=Path,
-                     help="with --daemon (default /run/portwarden.pid as root)")
+                     help="with --daemon (default STATE_DIR/portwarden.pid)")
     run.add_argument("--log-file", type=Path,
                      help="with --daemon (default STATE_DIR/portwarden.log)")  # fmt: skip
     tcp = run.add_mutually_exclusive_group()
@@ -100,10 +100,11 @@ def _run(args: argparse.Namespace) -> int:
     settings = _load(path)
     cli_modes = None if args.tcp is None and args.udp is None else (args.tcp, args.udp)
     on_ready = None
-    if args.daemon:
+    if args.daemon:  # it changes to /: every path the daemon keeps must be absolute
+        path = path.absolute() if path else None
         on_ready = background.detach(
-            args.pid_file or background.default_pid_file(settings.state_dir),
-            args.log_file or settings.state_dir / "portwarden.log",
+            (args.pid_file or background.default_pid_file(settings.state_dir)).absolute(),
+            (args.log_file or settings.state_dir / "portwarden.log").absolute(),
         )
     return Daemon(settings, path, cli_modes, on_ready).run()
 
@@ -136,7 +137,11 @@ def _status(args: argparse.Namespace) -> int:
     """Ask the running daemon; when none runs, show the store's last status and the blocks.
     Exit status 0 when the daemon runs, 3 when it does not (as `systemctl status`)."""
     settings = _load(_config_path(args.config))
-    found = control.ask(settings.state_dir, "status")
+    try:
+        found = control.ask(settings.state_dir, "status")
+    except control.ControlError as error:
+        print(f"portwarden: error: status: {error}", file=sys.stderr)
+        return 1
     if found is None:
         found = status.from_store(Store(store_path(settings.state_dir)))
     if args.json:

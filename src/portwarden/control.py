@@ -8,15 +8,19 @@ is bounded in size and time: a client that sends nothing for a moment is dropped
 
 import contextlib
 import json
+import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger("portwarden")
+
 SOCKET_NAME = "control.sock"
 REQUEST_MAX_BYTES = 4096  # a request is one small JSON object
-CLIENT_WAIT_S = 0.5  # the longest the loop waits for a client's request line
+CLIENT_WAIT_S = 0.5  # the longest the loop spends on one client, whatever it sends
 ANSWER_WAIT_S = 10.0  # the longest `status` waits for the daemon's answer
 
 Handler = Callable[[str], dict[str, Any]]
@@ -47,11 +51,17 @@ class ControlServer:
             conn, _ = self.sock.accept()
         except BlockingIOError:
             return
+        deadline = time.monotonic() + CLIENT_WAIT_S
         with conn:
-            conn.settimeout(CLIENT_WAIT_S)
             try:
-                answer = self._answer(_read_line(conn))
-                conn.sendall(json.dumps(answer).encode() + b"\n")
+                line = _read_line(conn, deadline)
+                try:
+                    reply = json.dumps(self._answer(line)).encode() + b"\n"
+                except Exception as error:  # a failing answer must never stop the daemon
+                    log.exception("control request failed")
+                    reply = json.dumps({"error": f"internal error: {error}"}).encode() + b"\n"
+                _set_timeout(conn, deadline)
+                conn.sendall(reply)
             except OSError:
                 pass  # the client went away or was too slow: its loss, not the loop's
 
@@ -61,7 +71,7 @@ class ControlServer:
             command = request["command"]
             if not isinstance(command, str):
                 raise TypeError(command)
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             return {"error": "bad request: expected {\"command\": \"...\"}"}
         return self._handler(command)
 
@@ -71,9 +81,18 @@ class ControlServer:
             self._path.unlink()
 
 
-def _read_line(conn: socket.socket) -> bytes:
+def _set_timeout(conn: socket.socket, deadline: float) -> None:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("control client too slow")
+    conn.settimeout(left)
+
+
+def _read_line(conn: socket.socket, deadline: float) -> bytes:
+    """The request line, read within `deadline` (one byte at a time cannot hold the loop)."""
     data = b""
     while b"\n" not in data and len(data) < REQUEST_MAX_BYTES:
+        _set_timeout(conn, deadline)
         chunk = conn.recv(REQUEST_MAX_BYTES - len(data))
         if not chunk:
             break
@@ -81,12 +100,18 @@ def _read_line(conn: socket.socket) -> bytes:
     return data.split(b"\n", 1)[0]
 
 
+class ControlError(Exception):
+    """The daemon could not be asked (not allowed, too slow, garbled answer)."""
+
+
 def ask(state_dir: Path, command: str) -> dict[str, Any] | None:
-    """The daemon's answer, or None when no daemon listens on this STATE_DIR."""
+    """The daemon's answer, or None when no daemon listens on this STATE_DIR.
+    Raises ControlError when one may listen but did not answer usefully."""
+    path = socket_path(state_dir)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(ANSWER_WAIT_S)
-            sock.connect(str(socket_path(state_dir)))
+            sock.connect(str(path))
             sock.sendall(json.dumps({"command": command}).encode() + b"\n")
             sock.shutdown(socket.SHUT_WR)
             data = b""
@@ -94,5 +119,14 @@ def ask(state_dir: Path, command: str) -> dict[str, Any] | None:
                 data += chunk
     except (FileNotFoundError, ConnectionRefusedError):
         return None
-    answer: dict[str, Any] = json.loads(data)
+    except PermissionError:
+        raise ControlError(f"{path}: permission denied (the control socket is root's)") from None
+    except OSError as error:
+        raise ControlError(f"{path}: {error.strerror or 'no answer in time'}") from None
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        raise ControlError(f"{path}: the daemon's answer is not JSON") from None
+    if not isinstance(answer, dict):
+        raise ControlError(f"{path}: the daemon's answer is not a JSON object")
     return answer

@@ -52,7 +52,8 @@ class Daemon:
         self._cli_modes = cli_modes
         self.settings = settings if cli_modes is None else settings.with_modes(*cli_modes)
         self._signals: list[int] = []
-        self._running = False
+        self._running = False  # the loop has started (its state is worth saving)
+        self._stop_requested = False
         self._host = HostView()
         self._host.refresh()
         self._engine = Engine(engine_config(self.settings, self._ignore()))
@@ -86,16 +87,18 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
         try:
+            # First, so that `status` waits for the answer during a long restore instead of
+            # saying that no daemon runs.
+            self._control = control.ControlServer(self.settings.state_dir, self._command)
+            self._selector.register(self._control.sock, selectors.EVENT_READ, self._control)
             restored = self._policy.start()
             log.info("restored %d active blocks from the store", restored)
             self._start_sensors()
-            self._control = control.ControlServer(self.settings.state_dir, self._command)
-            self._selector.register(self._control.sock, selectors.EVENT_READ, self._control)
             self._open_metrics()
             self._start_audit()
             self._running = True
             self._announce_ready()
-            while self._running:
+            while not self._stop_requested:
                 self._turn(wake_read)
         finally:
             signal.set_wakeup_fd(previous_fd)
@@ -106,7 +109,8 @@ class Daemon:
                 self._metrics.close()
             if self._audit is not None:
                 self._audit.stop()
-            self._save_snapshot()
+            if self._running:  # a start that failed must not overwrite the last good status
+                self._save_snapshot()
             self._stop_sensors()
             self._policy.stop()
             self._alerts.close()
@@ -238,6 +242,7 @@ class Daemon:
         except OSError as error:
             log.error("metrics: cannot listen on %s port %d: %s", *listen, error.strerror)
             return
+        self._metrics.publish(self._counters(), self._alerts.delivered())
         log.info("metrics: http://%s/metrics", ":".join(map(str, listen)))
 
     def _start_sensors(self) -> None:
@@ -268,34 +273,44 @@ class Daemon:
             else:
                 log.info("stopping on %s", signal.Signals(signum).name)
                 service.notify("STOPPING=1")
-                self._running = False
+                self._stop_requested = True
 
     def _reload(self) -> None:
-        service.notify("RELOADING=1")
+        service.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
             fresh = load_settings(self._config_path)
-        except ConfigError as error:
+            if fresh.state_dir != self.settings.state_dir:
+                log.warning("reload: STATE_DIR changes only at restart; %s stays in use",
+                            self.settings.state_dir)  # fmt: skip
+                fresh = dataclasses.replace(fresh, state_dir=self.settings.state_dir)
+            if self._cli_modes is not None:
+                fresh = fresh.with_modes(*self._cli_modes)
+            self._alerts.reconfigure(fresh)  # opens the new outputs first: may refuse
+        except (ConfigError, OSError) as error:
             log.error("reload refused, old configuration stays in force: %s", error)
-            service.notify("READY=1")
+            service.notify(f"READY=1\nSTATUS=reload refused: {error}")
             return
-        if fresh.state_dir != self.settings.state_dir:
-            log.warning("reload: STATE_DIR changes only at restart; %s stays in use",
-                        self.settings.state_dir)  # fmt: skip
-            fresh = dataclasses.replace(fresh, state_dir=self.settings.state_dir)
-        if self._cli_modes is not None:
-            fresh = fresh.with_modes(*self._cli_modes)
         for warning in fresh.warnings:
             log.warning("%s", warning)
+        old = self.settings
         self.settings = fresh
         self._engine.reconfigure(engine_config(fresh, self._ignore()))
         self._policy.reconfigure(fresh)
-        self._alerts.reconfigure(fresh)
         self._stop_sensors()
-        self._start_sensors()
-        if self._metrics is not None:
-            self._metrics.close()
-            self._metrics = None
-        self._open_metrics()
+        try:
+            self._start_sensors()
+        except OSError as error:  # e.g. a new port list with a port that cannot be bound
+            log.error("reload: sensors for the new configuration failed (%s); keeping the old "
+                      "modes and ports", error)  # fmt: skip
+            self.settings = dataclasses.replace(fresh, tcp_mode=old.tcp_mode,
+                                                udp_mode=old.udp_mode, tcp_ports=old.tcp_ports,
+                                                udp_ports=old.udp_ports)  # fmt: skip
+            self._start_sensors()
+        if fresh.metrics_listen != old.metrics_listen:
+            if self._metrics is not None:
+                self._metrics.close()
+                self._metrics = None
+            self._open_metrics()
         if self._audit is None:
             self._start_audit()
         elif fresh.audit_interval > 0:

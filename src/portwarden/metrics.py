@@ -6,7 +6,7 @@ one, so a scraper never touches the loop's state and a slow scraper never slows 
 
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 # name, type, help, the key in the daemon's counters
@@ -42,8 +42,13 @@ def exposition(counters: dict[str, Any], alerts: dict[str, dict[str, int]]) -> s
     return "\n".join(lines) + "\n"
 
 
+# One thread serves one scrape at a time (no thread per connection); a client that sends
+# nothing is dropped after this long, so idle connections cannot pile up.
+CLIENT_WAIT_S = 2.0
+
+
 class MetricsServer:
-    """Serves /metrics from the latest published snapshot, in a daemon thread."""
+    """Serves /metrics from the latest published snapshot, in one daemon thread."""
 
     def __init__(self, host: str, port: int) -> None:
         self._page = b""
@@ -64,9 +69,10 @@ class MetricsServer:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass  # scrapes are not events
 
-        class Server(ThreadingHTTPServer):
+        Handler.timeout = CLIENT_WAIT_S
+
+        class Server(HTTPServer):
             address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            daemon_threads = True
 
         self._http = Server((host, port), Handler)
         self._thread = threading.Thread(target=self._http.serve_forever, name="portwarden-metrics",

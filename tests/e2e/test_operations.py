@@ -66,7 +66,8 @@ def test_status_and_metrics_count_what_was_sent(lab: Lab, start_daemon: StartDae
     counters = found["counters"]
     assert (counters["probes"], counters["scans"], counters["blocks"]) == (6, 2, 0)
     assert counters["alerts_sent"] >= 6 and counters["alerts_dropped"] == 0
-    assert found["blocks"]["active"] == 0 and found["audit"] is None
+    assert found["blocks"]["active"] == 0
+    assert found["audit"]["open_ports"] == 0 and found["audit"]["findings"] == []
 
     text = portwarden(lab, daemon, "status").stdout
     assert "portwarden is running" in text and tcp_scanner.ipv4 in text and "79/tcp" in text
@@ -149,7 +150,7 @@ def test_service_manager_readiness_watchdog_reload_and_stop(lab: Lab, tmp_path: 
         proc.send_signal(1)
         while (message := notify.recv(256).decode()) == "WATCHDOG=1":
             pass
-        assert message == "RELOADING=1"
+        assert message.startswith("RELOADING=1\nMONOTONIC_USEC=")
         while (message := notify.recv(256).decode()) == "WATCHDOG=1":
             pass
         assert message == "READY=1"
@@ -223,3 +224,59 @@ def test_the_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     broken = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
                             text=True)  # fmt: skip
     assert "ProtectSytem" in broken.stderr
+
+
+def test_control_socket_survives_hostile_and_slow_clients(
+    lab: Lab, start_daemon: StartDaemon
+) -> None:
+    daemon = start_daemon("-stcp", conf='UDP_MODE="none"\n')
+    path = str(daemon.log_path.parent / "state" / "control.sock")
+
+    def request(data: bytes) -> bytes:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5)
+            sock.connect(path)
+            sock.sendall(data)
+            return sock.recv(65536)
+
+    assert b"bad request" in request(b"[" * 4000 + b"\n")  # deep nesting: RecursionError
+    assert b"bad request" in request(b"\xff\xfe garbage\n")
+    assert b"unknown command" in request(b'{"command": "rm -rf /"}\n')
+    # A client that trickles bytes is dropped within 0.5 s; the loop goes on reading probes.
+    slow = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    slow.connect(path)
+    mark = daemon.mark()
+    started = time.monotonic()
+    dropped = False
+    for _ in range(5):
+        try:
+            slow.send(b"{")
+        except BrokenPipeError:
+            dropped = True
+            break
+        time.sleep(0.3)
+    assert dropped, "the loop kept waiting for a client that trickles bytes"
+    nmap(lab.attackers[0].run, "-sS", "-p", "11", lab.target.ipv4)
+    daemon.wait_for_attack(mark, src=lab.attackers[0].ipv4)
+    assert time.monotonic() - started < 5
+    slow.close()
+    assert status_json(lab, daemon)["running"]
+    daemon.stop()
+
+
+def test_reload_refuses_an_event_log_it_cannot_open(lab: Lab, start_daemon: StartDaemon,
+                                                    tmp_path: Path) -> None:  # fmt: skip
+    daemon = start_daemon("-stcp", conf='UDP_MODE="none"\n')
+    conf = daemon.log_path.with_suffix(".conf")
+    good = conf.read_text()
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    conf.write_text(good + f'EVENT_LOG="{tmp_path}/link"\n')
+    mark = daemon.mark()
+    daemon.proc.send_signal(1)
+    daemon.wait_for(r"reload refused, old configuration stays in force: .*link", since=mark)
+    nmap(lab.attackers[1].run, "-sS", "-p", "11", lab.target.ipv4)
+    daemon.wait_for_attack(mark, src=lab.attackers[1].ipv4)
+    events = (daemon.log_path.parent / "state" / "events.jsonl").read_text()
+    assert lab.attackers[1].ipv4 in events and not (tmp_path / "elsewhere").exists()
+    conf.write_text(good)
+    daemon.stop()

@@ -73,34 +73,45 @@ class Delivery:
 
 class Alerts:
     def __init__(self, settings: Settings) -> None:
+        """Raises OSError when the JSON event log cannot be opened."""
         self.delivery = Delivery()
-        self._open(settings)
-
-    def _open(self, settings: Settings) -> None:
         self.settings = settings
         self._lines = LineLimiter(limits.ATTACK_LINES_PER_S, limits.ATTACK_LINES_BURST)
         self._events = LineLimiter(limits.JSON_EVENTS_PER_S, limits.JSON_EVENTS_BURST)
-        self._syslog = (Syslog(settings.syslog_socket, settings.syslog_facility)
-                        if settings.syslog_socket else None)  # fmt: skip
-        self._json = (JsonLog(settings.event_log, settings.event_log_max_bytes)
-                      if settings.event_log else None)  # fmt: skip
+        self._syslog, self._json = self._outputs(settings)
         self._mailer = Mailer(settings)
         self._mailer.start()
         self._next_report = 0.0
 
+    @staticmethod
+    def _outputs(settings: Settings) -> tuple[Syslog | None, JsonLog | None]:
+        syslog = (Syslog(settings.syslog_socket, settings.syslog_facility)
+                  if settings.syslog_socket else None)  # fmt: skip
+        json_log = (JsonLog(settings.event_log, settings.event_log_max_bytes)
+                    if settings.event_log else None)  # fmt: skip
+        return syslog, json_log
+
     def close(self) -> None:
         self._mailer.stop()
-        self.delivery.add("mail", "sent", self._mailer.sent)
-        self.delivery.add("mail", "dropped", self._mailer.failed + self._mailer.withheld)
-        if self._syslog:
-            self._syslog.close()
-        if self._json:
-            self._json.close()
+        self._close_outputs(self._syslog, self._json)
+
+    @staticmethod
+    def _close_outputs(syslog: Syslog | None, json_log: JsonLog | None) -> None:
+        if syslog:
+            syslog.close()
+        if json_log:
+            json_log.close()
 
     def reconfigure(self, settings: Settings) -> None:
-        """SIGHUP: new settings; the JSON log is reopened (after logrotate moved it)."""
-        self.close()
-        self._open(settings)
+        """SIGHUP: new settings; syslog and the JSON log are reopened (after logrotate moved
+        it). The new outputs are opened before the old ones close (raises OSError, and changes
+        nothing, when they cannot be); the mailer thread, its hourly budget and the rate limits
+        carry on."""
+        syslog, json_log = self._outputs(settings)
+        old = self._syslog, self._json
+        self.settings, self._syslog, self._json = settings, syslog, json_log
+        self._mailer.settings = settings
+        self._close_outputs(*old)
 
     def verdict(self, verdict: Verdict, now: float, action: str) -> None:
         """One verdict; `action` says what was done about its source (for summaries)."""

@@ -3,6 +3,7 @@
 Field names are stable and documented in README ("JSON event log").
 """
 
+import errno
 import json
 import os
 import threading
@@ -35,6 +36,8 @@ class JsonLog:
     def write(self, event: dict[str, Any]) -> None:
         line = json.dumps(event, ensure_ascii=True, separators=(",", ":"), default=str) + "\n"
         with self._lock:
+            if self._file is None:
+                raise OSError(errno.EBADF, "the event log was closed (reload)")
             if self._size + len(line) > self._max:
                 os.replace(self._path, self._path.with_name(self._path.name + ".1"))
                 self._open()

@@ -6,6 +6,7 @@ store regardless).
 """
 
 import collections
+import contextlib
 import logging
 import queue
 import smtplib
@@ -25,6 +26,7 @@ from portwarden.text import one_line
 log = logging.getLogger("portwarden")
 
 _HOUR_S = 3600.0
+STOP_WAIT_MAX_S = 15.0  # the longest a stop waits for queued mail
 
 
 def _when(epoch: float) -> str:
@@ -106,8 +108,10 @@ class Mailer(threading.Thread):
             log.error("mail queue full; a report was not mailed")
 
     def stop(self) -> None:
-        self.jobs.put(None)
-        self.join(timeout=self.settings.smtp_timeout + 5)
+        """Send what is queued, within a bound: a hung relay cannot hold the stop."""
+        with contextlib.suppress(queue.Full):
+            self.jobs.put(None, timeout=1)
+        self.join(timeout=min(self.settings.smtp_timeout + 5, STOP_WAIT_MAX_S))
 
     def run(self) -> None:
         while True:

@@ -98,6 +98,9 @@ class ActionWorker(threading.Thread):
                 log.exception("action %s failed", kind)
 
 
+STOP_WAIT_S = 30  # the longest a stop waits for the action worker (UNBLOCK_ON_STOP takes time)
+
+
 class ResponsePolicy:
     def __init__(self, settings: Settings, store_path: Path, alerts: Alerts) -> None:
         self.settings = settings
@@ -138,8 +141,12 @@ class ResponsePolicy:
         return restored
 
     def stop(self) -> None:
-        self._worker.jobs.put(("stop", self.settings.unblock_on_stop))
-        self._worker.join(timeout=30)
+        if self._worker.ident is not None:  # started
+            self._worker.jobs.put(("stop", self.settings.unblock_on_stop))
+            self._worker.join(timeout=STOP_WAIT_S)
+            if self._worker.is_alive():
+                log.error("the action worker did not finish within %d s; what it was doing "
+                          "(see above) may be incomplete", STOP_WAIT_S)  # fmt: skip
         self._store.close()
 
     def reconfigure(self, settings: Settings) -> None:
@@ -159,10 +166,12 @@ class ResponsePolicy:
 
     def _sync(self) -> None:
         """Follow the store when another connection (worker, `unblock` command) changed it."""
+        finished = False
         while self._worker.finished:
             self._in_flight.discard(self._worker.finished.popleft())
+            finished = True
         version = self._store.data_version()
-        if version == self._version:
+        if version == self._version and not finished:  # a failed block changes no version
             return
         self._version = version
         active = self._store.active()
@@ -225,14 +234,15 @@ class ResponsePolicy:
         (self._recent if verdict.ports < _STRONG_PORTS else self._strong).append(now)
         self._active.add(address)  # never submitted twice
         self._in_flight.add(address)
-        self.blocks_made += 1
         request = BlockRequest(probe.src, probe.proto.value, probe.dport, probe.mode,
                                probe.scan, mode)  # fmt: skip
         if self._actions.nft_first(request):
             # In the loop, in-process (~0.2 ms): the worker thread could wait for the GIL.
             seconds = self._actions.duration_for(address)
             request = replace(request, nft_done=self._actions.nft_add(probe.src, seconds))
-        if not self._submit("block", request):
+        if self._submit("block", request):
+            self.blocks_made += 1
+        else:
             self._active.discard(address)
             self._in_flight.discard(address)
 
