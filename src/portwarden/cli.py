@@ -32,10 +32,14 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the daemon in the foreground")
     run.add_argument("-c", "--config", type=Path, help="configuration file")
     run.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    run.add_argument("--daemon", action="store_true",
-                     help="go to the background once ready (old style; not under systemd)")
-    run.add_argument("--pid-file", type=Path,
-                     help="with --daemon (default STATE_DIR/portwarden.pid)")
+    run.add_argument(
+        "--daemon",
+        action="store_true",
+        help="go to the background once ready (old style; not under systemd)",
+    )
+    run.add_argument(
+        "--pid-file", type=Path, help="with --daemon (default STATE_DIR/portwarden.pid)"
+    )
     run.add_argument("--log-file", type=Path,
                      help="with --daemon (default STATE_DIR/portwarden.log)")  # fmt: skip
     tcp = run.add_mutually_exclusive_group()

@@ -72,7 +72,7 @@ class ControlServer:
             if not isinstance(command, str):
                 raise TypeError(command)
         except (ValueError, KeyError, TypeError, RecursionError):
-            return {"error": "bad request: expected {\"command\": \"...\"}"}
+            return {"error": 'bad request: expected {"command": "..."}'}
         return self._handler(command)
 
     def close(self) -> None:

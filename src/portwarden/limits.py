@@ -62,17 +62,16 @@ MAIL_QUEUE_MAX = 100
 JSON_EVENTS_PER_S = 200
 JSON_EVENTS_BURST = 1_000
 
-# Replies from a portmapper (`portwarden portmap check`): a hostile or broken one must not make us
-# read without end. A PMAPPROC_DUMP entry is 20 bytes, so this is room for about 50,000
-# registrations, far more than any real host has.
-RPC_REPLY_BYTES_MAX = 1024 * 1024
+# Replies from a portmapper (PMAPPROC_DUMP: the port audit, `portwarden portmap check`): a hostile
+# or broken one must not make us read without end or grow memory. A reply larger than this (all
+# its TCP fragments together, or one UDP datagram) is refused before it is read further or
+# parsed. A dump entry is 20 bytes, so this is room for about 13,000 registrations, far more than
+# any real host has.
+PORTMAP_REPLY_BYTES_MAX = 256 * 1024
 
-# The port audit's portmapper query (PMAPPROC_DUMP). A portmapper that never answers, or a
-# fake one that trickles bytes, costs at most this long per transport (TCP, then UDP); a reply
-# larger than this is refused before it is parsed, so a hostile one cannot grow memory. A real
-# dump is about 24 bytes per registration: the cap leaves room for thousands.
+# The port audit's portmapper query. A portmapper that never answers, or a fake one that
+# trickles bytes, costs at most this long per transport (TCP, then UDP).
 PORTMAP_TIMEOUT_S = 2.0
-PORTMAP_REPLY_MAX_BYTES = 256 * 1024
 
 # The port audit's TCP confirmation: connect() to a local address then close at once. A local
 # listener answers in microseconds; a firewall that drops the SYN costs at most this long.

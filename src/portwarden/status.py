@@ -82,8 +82,12 @@ def collect(
         "config": settings.source,
         "state_dir": str(settings.state_dir),
         "modes": [
-            {"mode": s.mode, "proto": s.proto.value, "ports": len(s.watched),
-             "port_list": port_ranges(sorted(s.watched))}
+            {
+                "mode": s.mode,
+                "proto": s.proto.value,
+                "ports": len(s.watched),
+                "port_list": port_ranges(sorted(s.watched)),
+            }
             for s in sensors
         ],  # fmt: skip
         "addresses": sorted(str(a) for a in addresses),

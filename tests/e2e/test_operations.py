@@ -32,8 +32,14 @@ def status_json(lab: Lab, daemon: RunningDaemon) -> dict:
 
 def scrape(lab: Lab) -> dict[str, float]:
     """Every sample on the metrics page, parsed by Prometheus' own client library."""
-    page = lab.target.run([sys.executable, "-c", "import urllib.request; print(urllib.request"
-                           f".urlopen('http://{METRICS}/metrics').read().decode(), end='')"]).stdout
+    page = lab.target.run(
+        [
+            sys.executable,
+            "-c",
+            "import urllib.request; print(urllib.request"
+            f".urlopen('http://{METRICS}/metrics').read().decode(), end='')",
+        ]
+    ).stdout
     samples = {}
     for family in text_string_to_metric_families(page):
         for sample in family.samples:
@@ -171,7 +177,7 @@ def test_bad_metrics_listen_is_a_one_line_error(tmp_path: Path, value: str) -> N
                             capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
-    assert f"{conf}:3: METRICS_LISTEN=\"{value}\"" in result.stderr
+    assert f'{conf}:3: METRICS_LISTEN="{value}"' in result.stderr
 
 
 def test_daemon_mode_returns_when_ready_writes_a_pid_file_and_logs_to_a_file(

@@ -127,6 +127,9 @@ def test_check_reports_exposed_then_protected(lab: Lab, portmapper: Portmapper) 
     assert report["verdict"] == "exposed" and report["listening"] == ["tcp", "udp"]
     assert {"prog": PROGRAM, "vers": 1, "proto": 6, "port": 4711} in report["programs"]
     assert portmapper.portwarden("portmap", "check").returncode == 1
+    not_local = portmapper.portwarden("portmap", "check", "--from", "198.18.0.99")
+    assert (not_local.returncode, not_local.stderr) == (
+        2, "portwarden: error: --from 198.18.0.99: Cannot assign requested address\n")  # fmt: skip
 
     run_ok(portmapper, "protect", *ALLOW)
     protected = portmapper.portwarden("portmap", "check", "--json", "--from", lab.target.ipv6,

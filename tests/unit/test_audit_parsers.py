@@ -1,16 +1,13 @@
-"""The audit's parsers: policy keys, /etc/services and /etc/rpc, /proc/net tables, portmapper
-replies and the saved state. Hostile or broken input gives a named error, never a crash."""
+"""The audit's parsers: policy keys, /etc/services and /etc/rpc, /proc/net tables and the
+saved state. Hostile or broken input gives a named error, never a crash."""
 
-import contextlib
 import ipaddress
-import struct
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portwarden.audit import rpc
 from portwarden.audit.names import Names, parse_rpc, parse_services
 from portwarden.audit.policy import Item, Policy, Rule, Where, parse_groups, parse_skip_groups
 from portwarden.audit.sockets import parse_table
@@ -152,44 +149,6 @@ def test_proc_tables_keep_listening_sockets_and_unmap_ipv4_mapped() -> None:
 def test_any_table_text_parses(text: str) -> None:
     for sock in parse_table("header\n" + text, UDP):
         assert 0 < sock.port <= 65535
-
-
-def reply(xid: int, entries: list[tuple[int, int, int, int]]) -> bytes:
-    body = struct.pack("!6I", xid, 1, 0, 0, 0, 0)
-    for entry in entries:
-        body += struct.pack("!5I", 1, *entry)
-    return body + struct.pack("!I", 0)
-
-
-def test_dump_reply_is_parsed() -> None:
-    data = reply(7, [(100000, 2, 6, 111), (100005, 3, 17, 20048), (1, 1, 99, 5), (2, 1, 6, 0)])
-    assert rpc.parse_dump_reply(data, 7) == (
-        rpc.Mapping(100000, 2, TCP, 111),
-        rpc.Mapping(100005, 3, UDP, 20048),
-    )
-
-
-@pytest.mark.parametrize(
-    ("data", "reason"),
-    [
-        (reply(8, []), "not an ONC RPC reply"),
-        (reply(7, [(1, 2, 6, 3)])[:-8], "truncated"),
-        (struct.pack("!3I", 7, 1, 1), "denied"),
-        (struct.pack("!6I", 7, 1, 0, 0, 0, 1), "accept_stat 1"),
-        (struct.pack("!7I", 7, 1, 0, 0, 0, 0, 5), "bad list marker"),
-        (struct.pack("!6I", 7, 1, 0, 0, 9999, 0), "verifier too long"),
-        (b"", "truncated"),
-    ],
-)
-def test_bad_dump_replies_are_named(data: bytes, reason: str) -> None:
-    with pytest.raises(rpc.PortmapperError, match=reason):
-        rpc.parse_dump_reply(data, 7)
-
-
-@given(st.binary(max_size=400))
-def test_any_reply_bytes_parse_or_raise_portmapper_error(data: bytes) -> None:
-    with contextlib.suppress(rpc.PortmapperError):
-        rpc.parse_dump_reply(struct.pack("!6I", 7, 1, 0, 0, 0, 0) + data, 7)
 
 
 def test_state_round_trips_and_corrupt_state_is_a_warning(tmp_path: Path) -> None:

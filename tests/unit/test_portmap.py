@@ -1,17 +1,13 @@
-"""Portmap hardening without privileges: allowed networks, wrappers blocks, dump replies."""
+"""Portmap hardening without privileges: allowed networks, wrappers blocks, the check's view."""
 
-import struct
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from portwarden.config.errors import ConfigError
 from portwarden.portmap import wrappers
 from portwarden.portmap.check import read_wrappers
 from portwarden.portmap.networks import allowed_networks
-from portwarden.portmap.rpc import Mapping, RpcDenied, RpcError, parse_dump_reply
 
 NETS = allowed_networks(["198.18.0.16/28", "2001:db8::10/124", "127.0.0.1"])
 
@@ -115,45 +111,6 @@ def test_symlink_and_missing_folder_are_refused_before_writing(tmp_path: Path) -
     missing = tmp_path / "nowhere" / "hosts.deny"
     with pytest.raises(wrappers.WrappersError, match="does not exist"):
         wrappers.check_writable(wrappers.protect_change(missing, "x: ALL"))
-
-
-def _reply(xid: int, body: bytes) -> bytes:
-    return struct.pack(">II", xid, 1) + body
-
-
-def _accepted(entries: list[Mapping]) -> bytes:
-    body = struct.pack(">IIII", 0, 0, 0, 0)  # accepted, null verifier, success
-    for entry in entries:
-        body += struct.pack(">IIIII", 1, *entry)
-    return body + struct.pack(">I", 0)
-
-
-def test_dump_reply_parsed() -> None:
-    entries = [Mapping(100000, 2, 6, 111), Mapping(395000, 1, 17, 4711)]
-    assert parse_dump_reply(_reply(7, _accepted(entries)), 7) == entries
-
-
-def test_denied_reply_is_rpc_denied() -> None:
-    with pytest.raises(RpcDenied, match="too weak"):
-        parse_dump_reply(_reply(7, struct.pack(">III", 1, 1, 5)), 7)
-    with pytest.raises(RpcError, match="not a reply"):
-        parse_dump_reply(_reply(8, _accepted([])), 7)
-
-
-@given(st.binary(max_size=200))
-def test_hostile_reply_only_raises_rpc_error(tail: bytes) -> None:
-    try:
-        result = parse_dump_reply(_reply(7, tail), 7)
-    except RpcError as error:
-        assert "\n" not in str(error)
-    else:
-        assert all(isinstance(m, Mapping) for m in result)
-
-
-@given(st.lists(st.tuples(*[st.integers(0, 2**32 - 1)] * 4), max_size=50))
-def test_any_dump_round_trips(entries: list[tuple[int, int, int, int]]) -> None:
-    mappings = [Mapping(*e) for e in entries]
-    assert parse_dump_reply(_reply(1, _accepted(mappings)), 1) == mappings
 
 
 def test_check_lists_lines_for_the_portmapper_and_flags_a_later_allow(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from portwarden.audit import confirm, rpc
+from portwarden.audit import confirm
 from portwarden.audit.compare import Requirement, Severities, compare
 from portwarden.audit.findings import Finding, OpenPort
 from portwarden.audit.interfaces import Interface, audited_interfaces
@@ -17,6 +17,8 @@ from portwarden.audit.sockets import PROC, Owner, Socket, open_sockets, owners, 
 from portwarden.audit.state import STATE_NAME, AuditState
 from portwarden.config import Settings
 from portwarden.detect.probe import Proto
+from portwarden.limits import PORTMAP_TIMEOUT_S
+from portwarden.net.portmapper import PORTMAPPER_PORT, PortmapperError, dump
 from portwarden.statedir import LOCK_NAME
 from portwarden.text import one_line
 
@@ -164,18 +166,18 @@ def _rpc_programs(
     """
     warnings: list[str] = []
     for proto in (Proto.TCP, Proto.UDP):
-        sock = next((s for s in sockets if s.port == rpc.PORTMAP_PORT and s.proto is proto), None)
+        sock = next((s for s in sockets if s.port == PORTMAPPER_PORT and s.proto is proto), None)
         if sock is None:
             continue
         address = sock.address
         if sock.wildcard:
             address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
-        if policy.skips(str(address), "", rpc.PORTMAP_PORT, proto):
+        if policy.skips(str(address), "", PORTMAPPER_PORT, proto):
             continue
         try:
-            mappings = rpc.dump(address, proto)
-        except rpc.PortmapperError as error:
-            where = f"{address} port {rpc.PORTMAP_PORT}/{proto.value}"
+            mappings = dump(address, proto, PORTMAP_TIMEOUT_S)
+        except PortmapperError as error:
+            where = f"{address} port {PORTMAPPER_PORT}/{proto.value}"
             warnings.append(f"portmapper at {where}: {one_line(str(error))}; "
                             "RPC services are not named by it")  # fmt: skip
             continue

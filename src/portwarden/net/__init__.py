@@ -1,1 +1,1 @@
-"""Packet bytes, kernel filters, and facts about this host's own network."""
+"""Packet bytes, kernel filters, facts about this host's own network, a portmapper client."""

@@ -6,21 +6,23 @@ allowed networks, probes for real: PMAPPROC_DUMP over TCP and UDP from that addr
 """
 
 import re
+import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from portwarden.detect.probe import Proto
+from portwarden.net.portmapper import PORTMAPPER_PORT, Mapping, PortmapperError, dump
 from portwarden.net.ports import bound_ports
 from portwarden.portmap import wrappers
 from portwarden.portmap.firewall import FirewallError, IptablesFirewall, NftFirewall
-from portwarden.portmap.rpc import PORTMAPPER_PORT, RpcDenied, RpcError, Transport, dump
 from portwarden.respond.files import read_if_exists
 from portwarden.text import one_line
 
 Outcome = Literal["reachable", "refused", "silent"]
 Verdict = Literal["protected", "exposed", "not running"]
 _PORTMAPPER_DAEMONS = {"rpcbind", "portmap", "all"}
+_PROTOCOL_NUMBERS = {Proto.TCP: socket.IPPROTO_TCP, Proto.UDP: socket.IPPROTO_UDP}
 _SEPARATORS = re.compile(r"[\s,]+")
 
 
@@ -30,7 +32,7 @@ class Probe:
 
     source: str
     target: str
-    proto: Transport
+    proto: str  # tcp, udp
     outcome: Outcome
     detail: str
 
@@ -50,7 +52,7 @@ class FirewallView:
 @dataclass(frozen=True)
 class Report:
     listening: tuple[str, ...]  # "tcp", "udp": port 111 is bound in this network namespace
-    programs: tuple[tuple[int, int, int, int], ...]  # from a dump over loopback
+    programs: tuple[Mapping, ...]  # from a dump over loopback
     local_error: str | None  # why the loopback dump failed, if it did
     wrappers: WrappersView
     firewall: FirewallView
@@ -67,7 +69,13 @@ class Report:
 
     def as_json(self) -> dict[str, Any]:
         programs = [
-            dict(zip(("prog", "vers", "proto", "port"), p, strict=True)) for p in self.programs
+            {
+                "prog": m.program,
+                "vers": m.version,
+                "proto": _PROTOCOL_NUMBERS[m.proto],
+                "port": m.port,
+            }
+            for m in self.programs
         ]
         return {**asdict(self), "programs": programs, "verdict": self.verdict}
 
@@ -82,10 +90,7 @@ class Report:
             lines.append(f"programs: unknown, the loopback query failed: {self.local_error}")
         elif self.programs:
             lines.append("programs (program version protocol port):")
-            lines += [
-                f"  {prog} {vers} {_proto_name(proto)} {port}"
-                for prog, vers, proto, port in self.programs
-            ]
+            lines += [f"  {m.program} {m.version} {m.proto.value} {m.port}" for m in self.programs]
         protection = {True: "protects the portmapper", False: "does not protect it alone"}
         lines.append(f"wrappers: {protection[self.wrappers.protected]}")
         lines += [f"  {line}" for line in self.wrappers.lines] or [
@@ -99,10 +104,6 @@ class Report:
             )
         lines.append(f"verdict: {self.verdict}")
         return lines
-
-
-def _proto_name(number: int) -> str:
-    return {6: "tcp", 17: "udp"}.get(number, str(number))
 
 
 def _applies(rule: str) -> bool:
@@ -153,30 +154,35 @@ def read_firewall() -> FirewallView:
     return FirewallView(protected, tuple(lines))
 
 
-def probe(source: str, target: str, proto: Transport, timeout: float) -> Probe:
-    """A real dump from `source`; OSError other than refused/timeout (a bad source) propagates."""
+def probe(source: str, target: str, proto: Proto, timeout: float) -> Probe:
+    """A real dump from `source`. Raises PortmapperError when the call cannot be made from there
+    (an address that is not local or not an address, no route): an error, not an outcome."""
     try:
         found = dump(target, proto, timeout, source=source)
-    except RpcDenied as error:
-        return Probe(
-            source, target, proto, "refused", one_line(f"the portmapper denied it: {error}")
-        )
-    except ConnectionRefusedError:
-        return Probe(source, target, proto, "refused", "connection refused")
-    except TimeoutError:
-        return Probe(source, target, proto, "silent", f"no answer in {timeout:g} s")
-    except RpcError as error:
-        return Probe(source, target, proto, "reachable", one_line(f"answered: {error}"))
-    return Probe(source, target, proto, "reachable", f"listed {len(found)} registrations")
+    except PortmapperError as error:
+        outcome: Outcome
+        match error.reason:
+            case "denied":
+                outcome, detail = "refused", f"the portmapper denied it: {error}"
+            case "refused":
+                outcome, detail = "refused", "connection refused"
+            case "silent":
+                outcome, detail = "silent", f"no answer in {timeout:g} s"
+            case "malformed":
+                outcome, detail = "reachable", f"answered: {error}"
+            case "failed":
+                raise
+        return Probe(source, target, proto.value, outcome, one_line(detail))
+    return Probe(source, target, proto.value, "reachable", f"listed {len(found)} registrations")
 
 
-def _local_programs(timeout: float) -> tuple[tuple[tuple[int, int, int, int], ...], str | None]:
+def _local_programs(timeout: float) -> tuple[tuple[Mapping, ...], str | None]:
     error = ""
     for address in ("127.0.0.1", "::1"):
         try:
-            return tuple(dump(address, "tcp", timeout)), None
-        except (OSError, RpcError) as failure:
-            error = one_line(f"{address}: {failure.__class__.__name__}: {failure}")
+            return dump(address, Proto.TCP, timeout), None
+        except PortmapperError as failure:
+            error = one_line(f"{address}: {failure}")
     return (), error
 
 
@@ -188,7 +194,7 @@ def build_report(
     probes: tuple[Probe, ...] = ()
     if source is not None:
         to = target or source
-        probes = tuple(probe(source, to, proto, timeout) for proto in ("tcp", "udp"))
+        probes = tuple(probe(source, to, proto, timeout) for proto in (Proto.TCP, Proto.UDP))
     return Report(
         listening,
         programs,

@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+from portwarden.net.portmapper import PortmapperError
 from portwarden.portmap.check import build_report
 from portwarden.portmap.firewall import Backend, FirewallError
 from portwarden.portmap.protect import Plan, plan_protect, plan_unprotect
@@ -110,9 +111,9 @@ def _check(args: argparse.Namespace) -> int:
         report = build_report(
             args.hosts_allow, args.hosts_deny, args.source, args.target, args.timeout
         )
-    except OSError as error:
+    except PortmapperError as error:  # the probe could not be made from --from (or to --to)
         where = f"--from {args.source}" if args.source else "check"
-        print(f"portwarden: error: {one_line(where)}: {error.strerror or error}", file=sys.stderr)
+        print(f"portwarden: error: {one_line(f'{where}: {error}')}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(report.as_json(), sort_keys=True))

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from portwarden.config.ignore import Network
-from portwarden.portmap.rpc import PORTMAPPER_PORT
+from portwarden.net.portmapper import PORTMAPPER_PORT
 from portwarden.respond.nft import Nft, NftError
 
 Backend = Literal["nft", "iptables"]
