@@ -22,5 +22,6 @@ if ! dpkg -s $packages >/dev/null 2>&1; then
 fi
 WITH_TEST=1 . scripts/setup-python.sh
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
 .venv/bin/mypy
 exec .venv/bin/pytest "$@"

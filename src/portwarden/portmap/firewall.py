@@ -136,16 +136,7 @@ class IptablesFirewall:
 
     def _list(self, tool: str, chain: str) -> list[str] | None:
         """`tool -S chain` lines; None when the chain does not exist."""
-        try:
-            result = subprocess.run(
-                [tool, "-w", "-S", chain],
-                capture_output=True,
-                text=True,
-                timeout=_TIMEOUT_S,
-                check=False,
-            )
-        except FileNotFoundError:
-            raise FirewallError(f"{tool} not found (install iptables)") from None
+        result = _iptables([tool, "-w", "-S", chain])
         return result.stdout.splitlines() if result.returncode == 0 else None
 
     def _jumps(self, tool: str) -> int:
@@ -198,17 +189,7 @@ class IptablesFirewall:
 
     def run(self, steps: list[Step]) -> None:
         for step in steps:
-            try:
-                result = subprocess.run(
-                    [step.tool, "-w", "--noflush"],
-                    input=step.script,
-                    capture_output=True,
-                    text=True,
-                    timeout=_TIMEOUT_S,
-                    check=False,
-                )
-            except FileNotFoundError:
-                raise FirewallError(f"{step.tool} not found (install iptables)") from None
+            result = _iptables([step.tool, "-w", "--noflush"], step.script)
             if result.returncode != 0:
                 first = (result.stderr.strip().splitlines() or [f"status {result.returncode}"])[0]
                 raise FirewallError(f"{step.tool}: {first}")
@@ -216,3 +197,12 @@ class IptablesFirewall:
 
 def firewall(backend: Backend) -> Firewall:
     return NftFirewall() if backend == "nft" else IptablesFirewall()
+
+
+def _iptables(argv: list[str], script: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run one iptables tool (no shell), with a time limit."""
+    try:
+        return subprocess.run(argv, input=script, capture_output=True, text=True,
+                              timeout=_TIMEOUT_S, check=False)  # fmt: skip
+    except FileNotFoundError:
+        raise FirewallError(f"{argv[0]} not found (install iptables)") from None
