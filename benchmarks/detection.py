@@ -95,8 +95,9 @@ class OurDaemon:
     def __init__(self, lab: Lab, work: Path, extra: str = "") -> None:
         work.mkdir(parents=True, exist_ok=True)
         conf = work / "portwarden.conf"
+        # No periodic port audit: PortSentry has none, the comparison is of detection alone.
         conf.write_text(f'STATE_DIR="{work}/state"\nTCP_PORTS="{PORTS}"\nUDP_MODE="none"\n'
-                        f"{extra}")  # fmt: skip
+                        f'AUDIT_INTERVAL="0"\n{extra}')  # fmt: skip
         self.log = work / "portwarden.log"
         self.proc = lab.target.popen(
             [sys.executable, "-m", "portwarden", "run", "-c", str(conf), "-stcp"],
