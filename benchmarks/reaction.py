@@ -60,7 +60,8 @@ restored = Actions(settings, store).restore()
 print(restored, time.perf_counter() - start)
 """
     work.mkdir(parents=True, exist_ok=True)
-    (work / "portwarden.conf").write_text(f'STATE_DIR="{work}/state"\nBLOCK_TCP="1"\nAUDIT_INTERVAL="0"\n')
+    conf = f'STATE_DIR="{work}/state"\nBLOCK_TCP="1"\nAUDIT_INTERVAL="0"\n'
+    (work / "portwarden.conf").write_text(conf)
     out = lab.target.run([sys.executable, "-c", code], timeout=300).stdout.split()
     assert int(out[0]) == blocks, out
     elements = lab.target.run(["nft", "-j", "list", "set", "inet", "portwarden", "blocked4"])
