@@ -140,7 +140,7 @@ class PortSentry:
                   " && exec portsentry -stcp")  # fmt: skip
         before = set(_portsentry_pids(lab))
         lab.target.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script])
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 20
         self.pid = 0
         while not self.pid or not any("PortSentry is now active" in x for x in self.sink.lines):
             if time.monotonic() > deadline:

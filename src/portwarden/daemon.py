@@ -8,7 +8,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from portwarden import control, limits, service, statedir, status
 from portwarden.alert.dispatch import Alerts
@@ -19,12 +19,14 @@ from portwarden.config import ConfigError, Settings, TcpMode, UdpMode, load_sett
 from portwarden.config.ignore import IgnoreList
 from portwarden.detect.config import engine_config
 from portwarden.detect.engine import Engine, Verdict
-from portwarden.metrics import MetricsServer
 from portwarden.respond.policy import ResponsePolicy
 from portwarden.sensors.build import Sensor, build_sensors
 from portwarden.sensors.hostview import HostView
 from portwarden.store.db import store_path
 from portwarden.text import one_line
+
+if TYPE_CHECKING:
+    from portwarden.metrics import MetricsServer
 
 log = logging.getLogger("portwarden")
 
@@ -237,6 +239,9 @@ class Daemon:
         listen = self.settings.metrics_listen
         if listen is None:
             return
+        # Imported only when wanted: http.server brings ssl, about 7 MiB of memory.
+        from portwarden.metrics import MetricsServer
+
         try:
             self._metrics = MetricsServer(*listen)
         except OSError as error:

@@ -9,13 +9,9 @@ import collections
 import contextlib
 import logging
 import queue
-import smtplib
 import socket
-import ssl
 import threading
 import time
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 
 from portwarden import limits
 from portwarden.config import Settings
@@ -164,6 +160,13 @@ class Mailer(threading.Thread):
             return None
 
     def _send(self, title: str, text: str) -> None:
+        # Imported here: smtplib, ssl and email cost about 10 MiB of memory, which a daemon
+        # that never mails should not carry.
+        import smtplib
+        import ssl
+        from email.message import EmailMessage
+        from email.utils import formatdate, make_msgid
+
         s = self.settings
         message = EmailMessage()
         message["From"] = s.mail_from
