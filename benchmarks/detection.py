@@ -142,7 +142,10 @@ class PortSentry:
         lab.target.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script])
         deadline = time.monotonic() + 20
         self.pid = 0
-        while not self.pid or not any("PortSentry is now active" in x for x in self.sink.lines):
+        # Ready when it says so, or (its last line is sometimes missing here) when it has
+        # announced the last port.
+        last = f"stealth listen mode on TCP port: {PORTS.split(',')[-1]}"
+        while not self.pid or not any("now active" in x or last in x for x in self.sink.lines):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"PortSentry not ready: {self.sink.lines}")
             fresh = set(_portsentry_pids(lab)) - before
