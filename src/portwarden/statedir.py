@@ -33,3 +33,15 @@ def claim(state_dir: Path) -> IO[str]:
     lock.write(f"{os.getpid()}\n")
     lock.flush()
     return lock
+
+
+def in_use(state_dir: Path) -> bool:
+    """Whether a running portwarden holds `state_dir` (without taking it)."""
+    try:
+        with open(state_dir / LOCK_NAME) as lock:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except FileNotFoundError:
+        return False
+    except BlockingIOError:
+        return True
+    return False

@@ -356,3 +356,24 @@ def test_the_daemon_audits_periodically_and_alerts(lab: Lab, tmp_path: Path) -> 
     finally:
         daemon.stop()
         receiver.sock.close()
+
+
+def test_the_command_does_not_take_the_daemons_news(lab: Lab, tmp_path: Path) -> None:
+    """`portwarden audit` while the daemon runs: it reports, and the daemon still alerts."""
+    target = lab.target
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
+                    'TCP_PORTS="11"\nAUDIT_INTERVAL="3"\nAUDIT_REQUIRED="40411/tcp"\n'
+                    'SYSLOG_SOCKET=""\n')  # fmt: skip
+    daemon = RunningDaemon(target, conf)
+    try:
+        daemon.wait_for(r"audit ServiceMissing: any:40411/tcp")  # its first check is done
+        mark = daemon.mark()
+        listen(target, "tcp", "0.0.0.0", 40412, "pw-between")
+        command = target.run([sys.executable, "-m", "portwarden", "audit", "-c", str(conf)],
+                             check=False)  # fmt: skip
+        assert command.returncode == 1 and "ServiceNew" in command.stdout
+        assert ":40412/tcp" in command.stdout
+        daemon.wait_for(r"audit ServiceNew: \S+:40412/tcp", timeout=10, since=mark)
+    finally:
+        daemon.stop()

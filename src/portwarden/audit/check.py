@@ -71,16 +71,16 @@ def run_audit(settings: Settings, previous: AuditState | None, now: float,
                        tuple(warnings), state)  # fmt: skip
 
 
-def audit_and_keep(settings: Settings, keep_state: bool,
-                   now: float) -> tuple[AuditResult, list[str]]:  # fmt: skip
-    """Audit against the state the last audit left (unless not `keep_state`), keep the new
-    state; the warnings include any about the state file."""
+def audit_and_keep(settings: Settings, keep_state: bool, now: float,
+                   save: bool = True) -> tuple[AuditResult, list[str]]:  # fmt: skip
+    """Audit against the state the last audit left (unless not `keep_state`), and keep the new
+    state (if `save`); the warnings include any about the state file."""
     path = state_path(settings)
     previous, warning = AuditState.load(path) if keep_state else (None, None)
     result = run_audit(settings, previous, now)
     warnings = [warning] if warning else []
     warnings += result.warnings
-    if keep_state:
+    if keep_state and save:
         try:
             result.state.save(path)
         except OSError as error:

@@ -4,6 +4,7 @@ import json
 import sys
 import time
 
+from portwarden import statedir
 from portwarden.audit.check import audit_and_keep
 from portwarden.audit.report import as_json, as_lines, summary
 from portwarden.config import Settings
@@ -13,8 +14,11 @@ NO_FINDINGS, FINDINGS = 0, 1
 
 
 def audit(settings: Settings, as_json_output: bool, keep_state: bool) -> int:
-    """Audit against the state the last audit (command or daemon) left, then keep the new one."""
-    result, warnings = audit_and_keep(settings, keep_state, time.time())
+    """Audit against the state the last audit (command or daemon) left, then keep the new one.
+    While a daemon runs on this STATE_DIR its state is only read: a changed port is then still
+    new to the daemon's next check, which alerts on it."""
+    daemon_runs = statedir.in_use(settings.state_dir)
+    result, warnings = audit_and_keep(settings, keep_state, time.time(), save=not daemon_runs)
     if keep_state:  # `portwarden status` shows the last audit, whoever made it
         Store(store_path(settings.state_dir)).save_snapshot("audit", result.time,
                                                             summary(result, warnings))  # fmt: skip

@@ -191,7 +191,10 @@ class Actions:
         """Unblock every active block inside `network` (all when None)."""
         inside = [r for r in self.store.active()
                   if network is None or ipaddress.ip_address(r.address) in network]  # fmt: skip
-        return [r for r in inside if self.unblock(r, by)]
+        undone = [r for r in inside if self.unblock(r, by, write_files=False)]
+        if undone:  # once, not once per block: `unblock --all` of many blocks stays linear
+            self.write_files(None)
+        return undone
 
     def expire(self, now: float) -> list[BlockRecord]:
         return [r for r in self.store.due(now) if self.unblock(r, "expired", write_files=False)]
