@@ -49,6 +49,8 @@ class Daemon:
     ) -> None:
         """`cli_modes`, when given, override TCP_MODE and UDP_MODE now and after every reload.
         `on_ready` is called once the sensors watch (`--daemon` then detaches)."""
+        # First of all: a second instance on this STATE_DIR must touch nothing in it.
+        self._lock = statedir.claim(settings.state_dir)
         self._on_ready = on_ready
         self._config_path = config_path
         self._cli_modes = cli_modes
@@ -82,7 +84,6 @@ class Daemon:
 
     def run(self) -> int:
         """Run until SIGTERM or SIGINT. Returns the process exit status."""
-        lock = statedir.claim(self.settings.state_dir)
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector.register(wake_read, selectors.EVENT_READ, None)
         previous_fd = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
@@ -119,7 +120,7 @@ class Daemon:
             self._selector.close()
             os.close(wake_read)
             os.close(wake_write)
-            lock.close()
+            self._lock.close()
         log.info("stopped: probes=%d verdicts=%d sources=%d evicted=%d", self._probes,
                  self._verdicts, len(self._engine), self._engine.evicted)  # fmt: skip
         return 0
