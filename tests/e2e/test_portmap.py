@@ -125,7 +125,10 @@ def test_check_reports_exposed_then_protected(lab: Lab, portmapper: Portmapper) 
     assert exposed.returncode == 1, exposed.stderr
     report = json.loads(exposed.stdout)
     assert report["verdict"] == "exposed" and report["listening"] == ["tcp", "udp"]
-    assert {"prog": PROGRAM, "vers": 1, "proto": 6, "port": 4711} in report["programs"]
+    assert {"prog": PROGRAM, "name": f"RPC_{PROGRAM}", "vers": 1, "proto": 6,
+            "port": 4711} in report["programs"]  # fmt: skip
+    assert {"prog": 100000, "name": "portmapper", "vers": 2, "proto": 6,
+            "port": 111} in report["programs"]  # fmt: skip
     assert portmapper.portwarden("portmap", "check").returncode == 1
     not_local = portmapper.portwarden("portmap", "check", "--from", "198.18.0.99")
     assert (not_local.returncode, not_local.stderr) == (

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from portwarden.audit.names import Names
 from portwarden.detect.probe import Proto
 from portwarden.net.portmapper import PORTMAPPER_PORT, Mapping, PortmapperError, dump
 from portwarden.net.ports import bound_ports
@@ -68,9 +69,11 @@ class Report:
         return "protected" if self.wrappers.protected or self.firewall.protected else "exposed"
 
     def as_json(self) -> dict[str, Any]:
+        names = Names.read()
         programs = [
             {
                 "prog": m.program,
+                "name": names.program(m.program),
                 "vers": m.version,
                 "proto": _PROTOCOL_NUMBERS[m.proto],
                 "port": m.port,
@@ -89,8 +92,12 @@ class Report:
         if self.local_error:
             lines.append(f"programs: unknown, the loopback query failed: {self.local_error}")
         elif self.programs:
-            lines.append("programs (program version protocol port):")
-            lines += [f"  {m.program} {m.version} {m.proto.value} {m.port}" for m in self.programs]
+            names = Names.read()
+            lines.append("programs (program version protocol port name):")
+            lines += [
+                f"  {m.program} {m.version} {m.proto.value} {m.port} {names.program(m.program)}"
+                for m in self.programs
+            ]
         protection = {True: "protects the portmapper", False: "does not protect it alone"}
         lines.append(f"wrappers: {protection[self.wrappers.protected]}")
         lines += [f"  {line}" for line in self.wrappers.lines] or [
