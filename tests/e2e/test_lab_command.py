@@ -25,11 +25,13 @@ def test_lab_runs_end_to_end_and_leaves_nothing_behind() -> None:
                             text=True, timeout=300)  # fmt: skip
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
-    assert "The client fetches a web page from the target: ok" in out
-    assert "attack kind=scan src=198.18.0.11" in out
-    assert "block address=198.18.0.11 actions=nft:done" in out
-    assert "portwarden is running" in out and "Active blocks: 1" in out
-    assert "The attacker tries the web page now: blocked" in out
-    assert "The client fetches it again: ok" in out
+    assert "The client fetches a web page from the target over IPv4 and IPv6: ok" in out
+    for source in ("198.18.0.11", "2001:db8::b"):
+        assert f"attack kind=scan src={source}" in out
+        assert f"block address={source} actions=nft:done" in out
+        assert f"attack kind=scan-summary src={source}" in out
+    assert "portwarden is running" in out and "Active blocks: 2" in out
+    assert "The attacker tries the web page now, over IPv4 and IPv6: blocked" in out
+    assert "The client fetches it again, over IPv4 and IPv6: ok" in out
     assert lab_namespaces(PREFIX) == []
     assert _host_view() == before

@@ -95,23 +95,31 @@ def _demo(lab: Lab, folder: Path) -> int:
         _say("portwarden did not start:\n" + log.read_text(errors="replace"))
         return 1
     _say("\nportwarden runs in the target (stealth TCP and UDP modes, blocking with nftables).")
-    client_before = _fetch(client, target.ipv4)
-    _say(f"The client fetches a web page from the target: {'ok' if client_before else 'FAILED'}")
-    _say(f"\nThe attacker scans: nmap -sS --top-ports 200 {target.ipv4}")
-    attacker.run(["nmap", "-n", "-Pn", "-sS", "--max-retries", "1", "--top-ports", "200",
-                  target.ipv4], check=False, timeout=120)  # fmt: skip
-    summarised = _wait_for(log, "kind=scan-summary", SCAN_END_QUIET_S + 10)
+    addresses = (target.ipv4, target.ipv6)
+    client_before = all(_fetch(client, address) for address in addresses)
+    _say(f"The client fetches a web page from the target over IPv4 and IPv6: "
+         f"{'ok' if client_before else 'FAILED'}")  # fmt: skip
+    for address in addresses:
+        _say(f"\nThe attacker scans: nmap -sS --top-ports 200 {address}")
+        attacker.run(["nmap", "-n", "-Pn", "-sS", "--max-retries", "1", "--top-ports", "200",
+                      *(["-6"] if ":" in address else []), address], check=False,
+                     timeout=120)  # fmt: skip
+    summarised = all(_wait_for(log, f"kind=scan-summary src={source}", SCAN_END_QUIET_S + 10)
+                     for source in (attacker.ipv4, attacker.ipv6))  # fmt: skip
     lines = log.read_text(errors="replace").splitlines()
     _say("\nWhat portwarden logged (first lines of each kind):")
-    for marker in ("kind=scan ", " block address=", "kind=scan-summary"):
-        for line in [x for x in lines if marker in x][:1]:
-            _say("  " + line.split(": ", 1)[-1])
+    for source in (attacker.ipv4, attacker.ipv6):
+        for marker in (f"kind=scan src={source} ", f" block address={source} ",
+                       f"kind=scan-summary src={source} "):  # fmt: skip
+            for line in [x for x in lines if marker in x][:1]:
+                _say("  " + line.split(": ", 1)[-1])
     _say("\n$ portwarden status")
     _say(_portwarden(target, conf, "status").rstrip())
-    blocked = not _fetch(attacker, target.ipv4)
-    client_after = _fetch(client, target.ipv4)
-    _say(f"\nThe attacker tries the web page now: {'blocked' if blocked else 'NOT BLOCKED'}")
-    _say(f"The client fetches it again: {'ok' if client_after else 'FAILED'}")
+    blocked = not any(_fetch(attacker, address) for address in addresses)
+    client_after = all(_fetch(client, address) for address in addresses)
+    _say(f"\nThe attacker tries the web page now, over IPv4 and IPv6: "
+         f"{'blocked' if blocked else 'NOT BLOCKED'}")  # fmt: skip
+    _say(f"The client fetches it again, over IPv4 and IPv6: {'ok' if client_after else 'FAILED'}")
     daemon.terminate()
     daemon.wait(timeout=30)
     ok = summarised and blocked and client_before and client_after
