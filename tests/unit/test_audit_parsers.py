@@ -163,3 +163,13 @@ def test_state_round_trips_and_corrupt_state_is_a_warning(tmp_path: Path) -> Non
         path.write_text(junk)
         loaded, warning = AuditState.load(path)
         assert loaded is None and warning is not None and "\n" not in warning
+
+
+def test_ignore_and_skip_beat_required_so_nothing_is_reported_missing() -> None:
+    policy = Policy(required=parse_groups("22/tcp,25/tcp,80/tcp; 198.18.0.1:443/tcp"),
+                    ignore=parse_groups("22/tcp; 198.18.0.1:443/tcp"),
+                    skip=parse_skip_groups("25/tcp"))  # fmt: skip
+    assert [str(item) for _, item in policy.requirements()] == ["80/tcp"]
+    # An ignore on one address does not cancel a requirement for every address.
+    policy = Policy(required=parse_groups("22/tcp"), ignore=parse_groups("198.18.0.1:22/tcp"))
+    assert [str(item) for _, item in policy.requirements()] == ["22/tcp"]

@@ -64,7 +64,7 @@ def run_audit(settings: Settings, previous: AuditState | None, now: float,
         for sock in _open_on(interface, in_range, policy)
     ]  # fmt: skip
     requirements = [Requirement(group, item, _item_service(item, names))
-                    for group in settings.audit_required for item in group.items]  # fmt: skip
+                    for group, item in policy.requirements()]  # fmt: skip
     rpc_names = {p: names.program_names(p) for p in set(programs.values())}
     findings, state = compare(open_ports, rpc_names, requirements, previous, _severities(settings))
     return AuditResult(now, tuple(str(i) for i in interfaces), tuple(open_ports), tuple(findings),

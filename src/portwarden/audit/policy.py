@@ -142,6 +142,13 @@ class Policy:
     def skips(self, address: str, device: str, port: int, proto: Proto) -> bool:
         return _listed(self.skip, address, device, port, proto, frozenset())
 
+    def requirements(self) -> list[tuple[Group, Item]]:
+        """The required items that are not also ignored or skipped there: ignore and skip beat
+        required, so such an item is never reported missing."""
+        return [(group, item) for group in self.required for item in group.items
+                if not any(_overrides(other, group.where) and item in other.items
+                           for other in self.ignore + self.skip)]  # fmt: skip
+
     def rule(self, address: str, device: str, port: int, proto: Proto,
              rpc_names: frozenset[str]) -> Rule:  # fmt: skip
         """Ignore beats required, which beats optional."""
@@ -150,6 +157,11 @@ class Policy:
             if _listed(groups, address, device, port, proto, rpc_names):
                 return rule
         return Rule.UNLISTED
+
+
+def _overrides(group: Group, where: Where) -> bool:
+    """Whether `group` applies everywhere `where` does."""
+    return group.where == Where() or group.where == where
 
 
 def _listed(groups: tuple[Group, ...], address: str, device: str, port: int, proto: Proto,
