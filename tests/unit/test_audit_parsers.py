@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from portwarden.audit.interfaces import audited_interfaces
 from portwarden.audit.names import Names, parse_rpc, parse_services
 from portwarden.audit.policy import Item, Policy, Rule, Where, parse_groups, parse_skip_groups
 from portwarden.audit.sockets import parse_table
@@ -15,6 +16,7 @@ from portwarden.audit.state import AuditState, Seen
 from portwarden.config import ConfigError, load_settings
 from portwarden.config.settings import to_conf_lines
 from portwarden.detect.probe import Proto
+from portwarden.net.local import IFA_F_TEMPORARY, InterfaceAddress
 
 TCP, UDP = Proto.TCP, Proto.UDP
 
@@ -173,3 +175,14 @@ def test_ignore_and_skip_beat_required_so_nothing_is_reported_missing() -> None:
     # An ignore on one address does not cancel a requirement for every address.
     policy = Policy(required=parse_groups("22/tcp"), ignore=parse_groups("198.18.0.1:22/tcp"))
     assert [str(item) for _, item in policy.requirements()] == ["22/tcp"]
+
+
+def test_transient_ipv6_addresses_are_not_audited_unless_named() -> None:
+    stable = InterfaceAddress("eth0", 2, ipaddress.ip_address("2001:db8::1"))
+    privacy = InterfaceAddress("eth0", 2, ipaddress.ip_address("2001:db8::77"), IFA_F_TEMPORARY)
+    chosen, _ = audited_interfaces([], [], [stable, privacy])
+    assert [str(i) for i in chosen] == ["2001:db8::1"]
+    chosen, _ = audited_interfaces([], ["eth0"], [stable, privacy])
+    assert [str(i) for i in chosen] == ["2001:db8::1"]
+    chosen, warnings = audited_interfaces([privacy.address], [], [stable, privacy])
+    assert [str(i) for i in chosen] == ["2001:db8::77"] and warnings == []

@@ -30,9 +30,12 @@ def audited_interfaces(
     present: Iterable[InterfaceAddress] | None = None,
 ) -> tuple[list[Interface], list[str]]:  # fmt: skip
     """The configured addresses and every current address of the configured devices; with
-    neither, every address of every device except loopback. Also warnings for what is absent."""
-    current = list(interface_addresses() if present is None else present)
+    neither, every address of every device except loopback. Transient IPv6 addresses (privacy,
+    tentative, deprecated) are left out unless named: each new privacy address would otherwise
+    bring every unlisted port up as new. Also warnings for what is absent."""
     wanted_addresses, wanted_devices = list(addresses), list(devices)
+    every = interface_addresses() if present is None else present
+    current = [e for e in every if not e.transient or e.address in wanted_addresses]
     warnings: list[str] = []
     if not wanted_addresses and not wanted_devices:
         chosen = [e for e in current if e.device != "lo" and not e.address.is_loopback]

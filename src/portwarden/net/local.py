@@ -16,6 +16,11 @@ _NLMSG_ERROR = 2
 _NLMSG_DONE = 3
 _IFA_ADDRESS = 1
 _IFA_LOCAL = 2
+_IFA_FLAGS = 8  # all the address flags as 32 bits; the header's byte holds only the low 8
+# Addresses that come and go on their own: IPv6 privacy (temporary) addresses, and ones still
+# in or failed in duplicate address detection, or deprecated (no new connections use them).
+IFA_F_TEMPORARY, IFA_F_DADFAILED, IFA_F_DEPRECATED, IFA_F_TENTATIVE = 0x01, 0x08, 0x20, 0x40
+TRANSIENT = IFA_F_TEMPORARY | IFA_F_DADFAILED | IFA_F_DEPRECATED | IFA_F_TENTATIVE
 
 _NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
 _IFADDRMSG = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, interface index
@@ -69,6 +74,12 @@ class InterfaceAddress(NamedTuple):
     device: str
     ifindex: int
     address: IPAddress
+    flags: int = 0  # IFA_F_* bits
+
+    @property
+    def transient(self) -> bool:
+        """A temporary, tentative, DAD-failed or deprecated IPv6 address."""
+        return bool(self.flags & TRANSIENT)
 
 
 def interface_addresses() -> tuple[InterfaceAddress, ...]:
@@ -77,7 +88,7 @@ def interface_addresses() -> tuple[InterfaceAddress, ...]:
     for message in _dump(_RTM_GETADDR, _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
         if len(message) < _IFADDRMSG.size or message[0] not in _SIZES:
             continue
-        index = _IFADDRMSG.unpack_from(message)[4]
+        _, _, header_flags, _, index = _IFADDRMSG.unpack_from(message)
         try:
             device = socket.if_indextoname(index)
         except OSError:  # the device went away while we read
@@ -85,8 +96,11 @@ def interface_addresses() -> tuple[InterfaceAddress, ...]:
         attributes = _attributes(message, _IFADDRMSG.size)
         # IFA_LOCAL is this end's address; IFA_ADDRESS is the peer's on a point-to-point link.
         value = attributes.get(_IFA_LOCAL) or attributes.get(_IFA_ADDRESS, b"")
+        extended = attributes.get(_IFA_FLAGS, b"")
+        flags = struct.unpack("=I", extended)[0] if len(extended) == 4 else header_flags
         if len(value) == _SIZES[message[0]]:
-            found[InterfaceAddress(device, index, ipaddress.ip_address(value))] = None
+            address = ipaddress.ip_address(value)
+            found[InterfaceAddress(device, index, address, flags)] = None
     return tuple(found)
 
 
