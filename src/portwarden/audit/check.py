@@ -53,7 +53,9 @@ def run_audit(settings: Settings, previous: AuditState | None, now: float,
     warnings += problems
     ours = _portwarden_pids(settings.state_dir)
     owned = owners({s.inode for s in sockets})
-    sockets = [s for s in sockets if owned.get(s.inode, Owner(0, "")).pid not in ours]
+    tripwires = {Proto.TCP: set(settings.tcp_ports), Proto.UDP: set(settings.udp_ports)}
+    sockets = [s for s in sockets if owned.get(s.inode, Owner(0, "")).pid not in ours
+               or s.port not in tripwires[s.proto]]  # fmt: skip
     programs, rpc_warnings = _rpc_programs(sockets, policy)
     warnings += rpc_warnings
     in_range = [s for s in sockets if settings.audit_min_port <= s.port <= settings.audit_max_port]
@@ -186,8 +188,8 @@ def _rpc_programs(
 
 
 def _portwarden_pids(state_dir: Path) -> frozenset[int]:
-    """This process and the daemon holding STATE_DIR: their sockets are the tripwires of the
-    classic modes, not services."""
+    """This process and the daemon holding STATE_DIR: their sockets on tripwire ports (classic
+    modes) are not services; their others (the metrics listener) are."""
     pids = {os.getpid()}
     try:
         pid = int((state_dir / LOCK_NAME).read_text().strip())
