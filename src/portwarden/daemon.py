@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from portwarden import control, limits, service, statedir, status
 from portwarden.alert.dispatch import Alerts
-from portwarden.audit.check import AuditResult
+from portwarden.audit.check import AuditResult, state_path
 from portwarden.audit.periodic import PeriodicAudit
 from portwarden.audit.report import summary
 from portwarden.config import ConfigError, Settings, TcpMode, UdpMode, load_settings
@@ -112,6 +112,8 @@ class Daemon:
                 self._metrics.close()
             if self._audit is not None:
                 self._audit.stop()
+                while self._audit.results:  # checks done but not reported yet
+                    self._report_audit(*self._audit.results.popleft())
             if self._running:  # a start that failed must not overwrite the last good status
                 self._save_snapshot()
             self._stop_sensors()
@@ -192,6 +194,10 @@ class Daemon:
         for warning in warnings:
             log.warning("audit: %s", warning)
         self._alerts.audit(result.findings, result.time)
+        try:  # only now: a finding is news until it has been reported
+            result.state.save(state_path(self.settings))
+        except OSError as error:
+            log.warning("audit: cannot keep the audit state: %s", error)
         self._audit_findings = len(result.findings)
         self._last_audit = summary(result, warnings)
         try:
@@ -320,9 +326,9 @@ class Daemon:
         if self._audit is None:
             self._start_audit()
         elif fresh.audit_interval > 0:
-            self._audit.settings = fresh  # from its next check on
+            self._audit.reconfigure(fresh)
         else:
-            self._audit.stop()
+            self._audit.stop(wait=False)
             self._audit = None
         log.info("configuration reloaded from %s", fresh.source)
         service.notify("READY=1")

@@ -80,3 +80,7 @@ AUDIT_CONNECT_TIMEOUT_S = 1.0
 # Sockets read from the kernel's tables per audit: a host with more (a flood of UDP sockets
 # opened by a local user) is audited on the first this many, with a warning.
 AUDIT_SOCKETS_MAX = 65_536
+
+# Audit findings reported per check (log, syslog, JSON, mail, status); the rest are counted in
+# one line. A local user who opens thousands of sockets must not flood every alert path.
+AUDIT_FINDINGS_REPORTED_MAX = 100

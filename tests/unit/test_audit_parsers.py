@@ -186,3 +186,9 @@ def test_transient_ipv6_addresses_are_not_audited_unless_named() -> None:
     assert [str(i) for i in chosen] == ["2001:db8::1"]
     chosen, warnings = audited_interfaces([privacy.address], [], [stable, privacy])
     assert [str(i) for i in chosen] == ["2001:db8::77"] and warnings == []
+
+
+def test_a_secondary_ipv4_address_is_audited() -> None:
+    """IFA_F_SECONDARY has the value of IFA_F_TEMPORARY; it means nothing transient for IPv4."""
+    secondary = InterfaceAddress("eth0", 2, ipaddress.ip_address("198.18.0.201"), IFA_F_TEMPORARY)
+    assert [str(i) for i in audited_interfaces([], [], [secondary])[0]] == ["198.18.0.201"]

@@ -154,13 +154,22 @@ class Alerts:
             self._event({"time": _stamp(time.time()), "event": "suppressed", "count": refused})
 
     def audit(self, findings: Sequence[Finding], when: float) -> None:
-        """An audit's findings: one log, syslog and JSON line each, one mail for all."""
-        for finding in findings:
+        """An audit's findings: one log, syslog and JSON line each, one mail for all. At most
+        limits.AUDIT_FINDINGS_REPORTED_MAX, then one line that says how many more."""
+        shown = findings[: limits.AUDIT_FINDINGS_REPORTED_MAX]
+        for finding in shown:
             log.warning("audit %s", finding.line())
             self._syslog_send(f"audit: {finding.line()}", SEVERITIES[finding.severity])
             self._event({"time": _stamp(when), **finding.event()})
+        more = len(findings) - len(shown)
+        if more:
+            message = f"audit: {more} more findings not shown (portwarden audit --json lists all)"
+            log.warning("%s", message)
+            self._syslog_send(message, WARNING)
+            self._event({"time": _stamp(when), "event": "audit-suppressed", "count": more})
         if findings and self.settings.mail_on_audit:
-            lines = "\n".join(finding.line() for finding in findings)
+            lines = "\n".join([finding.line() for finding in shown]
+                              + ([f"... and {more} more"] if more else []))  # fmt: skip
             self._mailer.submit(f"portwarden: {len(findings)} port audit findings on "
                                 f"{socket.gethostname()}", lines + "\n")  # fmt: skip
 

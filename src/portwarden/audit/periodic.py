@@ -1,6 +1,7 @@
 """The daemon's periodic audit: run off the loop (it connects and waits for the portmapper),
 every AUDIT_INTERVAL seconds, the first one right after start. Results wait for the loop in a
-short queue; the loop reports them through the alert paths."""
+short queue. The loop reports them and only then keeps the new state, so a finding that was
+never reported (a stop, a crash) is found again by the next check instead of being lost."""
 
 import collections
 import logging
@@ -12,7 +13,8 @@ from portwarden.config import Settings
 
 log = logging.getLogger("portwarden")
 
-RESULTS_MAX = 4  # results the loop has not taken yet; older ones are dropped
+RESULTS_MAX = 4  # results the loop has not taken yet; older ones are found again next time
+STOP_WAIT_S = 10.0  # the longest a stop waits for a check in progress
 
 
 class PeriodicAudit(threading.Thread):
@@ -22,16 +24,27 @@ class PeriodicAudit(threading.Thread):
         self.results: collections.deque[tuple[AuditResult, list[str]]] = collections.deque(
             maxlen=RESULTS_MAX
         )
-        self._stop_event = threading.Event()
+        self._wake = threading.Event()
+        self._stopping = False
 
     def run(self) -> None:
-        while not self._stop_event.is_set():
+        while not self._stopping:
             try:
-                self.results.append(audit_and_keep(self.settings, True, time.time()))
+                self.results.append(audit_and_keep(self.settings, True, time.time(), save=False))
             except Exception:  # an audit that fails must not end the periodic check
                 log.exception("audit failed")
-            self._stop_event.wait(self.settings.audit_interval)
+            self._wake.wait(self.settings.audit_interval)
+            self._wake.clear()
 
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(timeout=10)
+    def reconfigure(self, settings: Settings) -> None:
+        """New settings (SIGHUP): check now with them, then at the new interval."""
+        self.settings = settings
+        self._wake.set()
+
+    def stop(self, wait: bool = True) -> None:
+        """Stop after the check in progress, if any; `wait=False` in the loop, which must not
+        block on it."""
+        self._stopping = True
+        self._wake.set()
+        if wait:
+            self.join(timeout=STOP_WAIT_S)

@@ -3,6 +3,7 @@
 import time
 from typing import Any
 
+from portwarden import limits
 from portwarden.audit.check import AuditResult
 
 
@@ -29,7 +30,9 @@ def summary(result: AuditResult, warnings: list[str]) -> dict[str, Any]:
         "summary": f"{stamp(result.time)}: {len(result.open_ports)} open ports on {checked}, "
         f"{len(result.findings)} findings",
         "open_ports": len(result.open_ports),
-        "findings": [finding.line() for finding in result.findings],
+        "findings": [
+            finding.line() for finding in result.findings[: limits.AUDIT_FINDINGS_REPORTED_MAX]
+        ],
         "warnings": warnings,
     }
 

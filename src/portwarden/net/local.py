@@ -17,8 +17,9 @@ _NLMSG_DONE = 3
 _IFA_ADDRESS = 1
 _IFA_LOCAL = 2
 _IFA_FLAGS = 8  # all the address flags as 32 bits; the header's byte holds only the low 8
-# Addresses that come and go on their own: IPv6 privacy (temporary) addresses, and ones still
+# IPv6 addresses that come and go on their own: privacy (temporary) addresses, and ones still
 # in or failed in duplicate address detection, or deprecated (no new connections use them).
+# For IPv4 the same bits mean other things (0x01 is a secondary address): IPv6 only.
 IFA_F_TEMPORARY, IFA_F_DADFAILED, IFA_F_DEPRECATED, IFA_F_TENTATIVE = 0x01, 0x08, 0x20, 0x40
 TRANSIENT = IFA_F_TEMPORARY | IFA_F_DADFAILED | IFA_F_DEPRECATED | IFA_F_TENTATIVE
 
@@ -79,7 +80,7 @@ class InterfaceAddress(NamedTuple):
     @property
     def transient(self) -> bool:
         """A temporary, tentative, DAD-failed or deprecated IPv6 address."""
-        return bool(self.flags & TRANSIENT)
+        return self.address.version == 6 and bool(self.flags & TRANSIENT)
 
 
 def interface_addresses() -> tuple[InterfaceAddress, ...]:
