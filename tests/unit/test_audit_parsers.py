@@ -192,3 +192,19 @@ def test_a_secondary_ipv4_address_is_audited() -> None:
     """IFA_F_SECONDARY has the value of IFA_F_TEMPORARY; it means nothing transient for IPv4."""
     secondary = InterfaceAddress("eth0", 2, ipaddress.ip_address("198.18.0.201"), IFA_F_TEMPORARY)
     assert [str(i) for i in audited_interfaces([], [], [secondary])[0]] == ["198.18.0.201"]
+
+
+@pytest.mark.parametrize("value", ["fe80::1%eth0:22/tcp", "::ffff:198.18.0.1:22/tcp"])
+def test_policy_addresses_that_could_never_match_are_errors(tmp_path: Path, value: str) -> None:
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}"\nAUDIT_IGNORE="{value}"\n')
+    with pytest.raises(ConfigError, match=rf"{conf}:2: AUDIT_IGNORE="):
+        load_settings(conf)
+
+
+def test_rpc_names_unknown_to_etc_rpc_are_warned_about_with_a_hint(tmp_path: Path) -> None:
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}"\nAUDIT_REQUIRED="mountd/udp ssh/tcp RPC_300999/tcp"\n')
+    warnings = [w for w in load_settings(conf).warnings if "AUDIT_REQUIRED" in w]
+    assert warnings == [f"{conf}:2: AUDIT_REQUIRED: ssh/tcp is no RPC program in /etc/rpc and "
+                        "never matches; for the service, write 22/tcp"]  # fmt: skip

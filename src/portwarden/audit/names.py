@@ -1,5 +1,7 @@
 """Service names from /etc/services and RPC program names from /etc/rpc."""
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +60,16 @@ class Names:
         """The program's name from /etc/rpc, else samhain's `RPC_<number>`."""
         names = self.programs.get(number)
         return names[0] if names else f"RPC_{number}"
+
+    def unknown_rpc_names(self, names: Iterable[str]) -> list[str]:
+        """The ones no program in /etc/rpc has (as name or alias), `RPC_<number>` aside."""
+        known = {name for aliases in self.programs.values() for name in aliases}
+        return [n for n in names if n not in known and not re.fullmatch(r"RPC_\d+", n)]
+
+    def port_of(self, name: str, proto: Proto) -> int | None:
+        """The port /etc/services gives `name`, for a hint."""
+        return next((port for (port, p), known in self.services.items()
+                     if known == name and p is proto), None)  # fmt: skip
 
     def program_names(self, number: int) -> frozenset[str]:
         """Every name a policy may use for the program: name, aliases and `RPC_<number>`."""

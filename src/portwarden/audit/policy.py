@@ -106,10 +106,16 @@ def parse_devices(text: str) -> tuple[str, ...]:
 
 
 def _where(text: str) -> Where:
+    if "%" in text:
+        raise ValueError(f"'{text}': no scope in a policy address (use the device name instead)")
     try:
-        return Where(address=ipaddress.ip_address(text))
+        address = ipaddress.ip_address(text)
     except ValueError:
         pass
+    else:
+        if address.version == 6 and address.ipv4_mapped:
+            raise ValueError(f"'{text}': write the IPv4 address {address.ipv4_mapped} itself")
+        return Where(address=address)
     if not _DEVICE.fullmatch(text):
         raise ValueError(f"'{text}' is neither an IP address nor a device name")
     return Where(device=text)

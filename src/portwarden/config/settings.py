@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from portwarden.audit.interfaces import parse_addresses
+from portwarden.audit.names import Names
 from portwarden.audit.policy import Group, parse_devices, parse_groups, parse_skip_groups
 from portwarden.config import values
 from portwarden.config.conffile import Entry, parse_conf
@@ -249,6 +250,7 @@ def load_settings(path: Path | None) -> Settings:
         for key, entry in entries.items()
         if key not in read.used
     ]
+    warnings += _policy_warnings(read, settings)
     wants_mail = (settings.mail_on_tcp_scan or settings.mail_on_udp_scan
                   or settings.mail_on_os_probe or settings.mail_on_audit)  # fmt: skip
     if wants_mail and not settings.mail_to:
@@ -270,6 +272,25 @@ def load_settings(path: Path | None) -> Settings:
                 "only loopback and this host's own addresses are ignored"
             )
     return dataclasses.replace(settings, ignored_networks=ignored, warnings=tuple(warnings))
+
+
+def _policy_warnings(read: _Reader, settings: Settings) -> list[str]:
+    """RPC names in the audit policy that /etc/rpc does not know never match: say so."""
+    names = Names.read()
+    found = []
+    for key, groups in (("AUDIT_REQUIRED", settings.audit_required),
+                        ("AUDIT_OPTIONAL", settings.audit_optional),
+                        ("AUDIT_IGNORE", settings.audit_ignore)):  # fmt: skip
+        entry = read.entry(key)
+        where = f"{entry.source}:{entry.line}: " if entry else ""
+        for item in (i for g in groups for i in g.items if i.rpc is not None):
+            if not names.unknown_rpc_names([item.rpc or ""]):
+                continue
+            port = names.port_of(item.rpc or "", item.proto)
+            hint = f"; for the service, write {port}/{item.proto.value}" if port else ""
+            found.append(f"{where}{key}: {item} is no RPC program in /etc/rpc and never "
+                         f"matches{hint}")  # fmt: skip
+    return found
 
 
 def _read_text(path: Path) -> str:
