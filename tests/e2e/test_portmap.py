@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from portwarden.lab.network import Host, Lab
-from tests.lab.portmapper import PROGRAM, Portmapper
+from tests.lab.portmapper import PROGRAM, Portmapper, StandIn
 
 ALLOW = ["--allow", "198.18.0.16/255.255.255.240", "--allow", "2001:db8::10/124"]
 HOSTS_ALLOW = b"# lab hosts.allow\nsshd: 198.18.0.0/255.255.255.0\n"
@@ -95,6 +95,10 @@ def test_wrappers_alone_let_the_client_in_and_refuse_the_outsider(
     assert check.returncode == 0, check.stdout + check.stderr
     assert "probe: tcp from 198.18.0.1 to 198.18.0.1 port 111: refused" in check.stdout
     assert "wrappers: protects the portmapper" in check.stdout
+    mapped = (
+        f"rpcbind uses TCP Wrappers: libwrap.so is mapped by pid {portmapper.proc.pid} (rpcbind)"
+    )
+    assert f"\n  {mapped}\n" in check.stdout
 
     run_ok(portmapper, "unprotect", "--firewall", "none")
     assert files(portmapper) == before
@@ -149,7 +153,10 @@ def test_dry_run_changes_nothing_and_protect_is_idempotent(
 ) -> None:
     before = files(portmapper)
     shown = run_ok(portmapper, "protect", *ALLOW, "--dry-run")
-    assert "+rpcbind portmap: 127.0.0.0/255.0.0.0 198.18.0.16/255.255.255.240" in shown
+    assert (
+        "+rpcbind portmap: 127.0.0.0/255.0.0.0 [::1]/128\n"
+        "+rpcbind portmap: 198.18.0.16/255.255.255.240 [2001:db8::10]/124\n"
+    ) in shown
     assert "add table inet portwarden_portmap" in shown
     assert files(portmapper) == before
     assert "portwarden_portmap" not in lab.target.run(["nft", "list", "tables"]).stdout
@@ -188,3 +195,117 @@ def test_bad_input_is_one_line_and_changes_nothing(
     assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
     assert files(portmapper) == before
     assert "portwarden_portmap" not in lab.target.run(["nft", "list", "tables"]).stdout
+
+
+def test_a_long_allow_list_keeps_loopback_in(lab: Lab, portmapper: Portmapper) -> None:
+    """200 hosts: on one line, 2 600 characters, which libwrap skips, and `ALL` in hosts.deny
+    then refuses everyone, loopback included."""
+    hosts = [f"198.18.{n // 100 + 1}.{n % 100 * 2 + 1}" for n in range(200)] + [lab.client.ipv4]
+    before = files(portmapper)
+    run_ok(portmapper, "protect", *(f"--allow={h}" for h in hosts), "--firewall", "none")
+    assert rpcinfo_lists_program(lab.target, "127.0.0.1")
+    assert rpcinfo_lists_program(lab.target, "::1")
+    assert rpcinfo_lists_program(lab.client, lab.target.ipv4)
+    assert not rpcinfo_lists_program(lab.attackers[0], lab.target.ipv4)
+    allow = (portmapper.read("hosts.allow") or b"").decode().splitlines()
+    assert allow[1] == "rpcbind portmap: 127.0.0.0/255.0.0.0 [::1]/128"
+    assert len(allow) > 5 and max(map(len, allow)) <= 1000
+    run_ok(portmapper, "unprotect", "--firewall", "none")
+    assert files(portmapper) == before
+
+
+def iptables_rules(host: Host) -> tuple[str, str]:
+    return host.run(["iptables", "-S"]).stdout, host.run(["ip6tables", "-S"]).stdout
+
+
+def test_iptables_changes_both_families_or_neither(lab: Lab, portmapper: Portmapper) -> None:
+    target = lab.target
+    own_rule = ["INPUT", "-s", "198.18.0.99", "-j", "ACCEPT"]  # the administrator's
+    target.run(["iptables", "-A", *own_rule])
+    try:
+        # ip6tables cannot make our chain: a base chain of that name is in its table already.
+        target.run(["nft", "add table ip6 filter; add chain ip6 filter PORTWARDEN_PORTMAP "
+                    "{ type filter hook output priority 0; }"])  # fmt: skip
+        before = files(portmapper), iptables_rules(target)
+        failed = portmapper.portwarden("portmap", "protect", *ALLOW, "--firewall", "iptables")
+        assert (files(portmapper), iptables_rules(target)) == before
+        assert failed.returncode == 2 and failed.stderr.count("\n") == 1, failed.stderr
+        assert failed.stderr.startswith(
+            "portwarden: error: iptables was put back as it was, after ip6tables-restore: "
+        )
+
+        target.run(["nft", "delete", "table", "ip6", "filter"])
+        run_ok(portmapper, "protect", *ALLOW, "--firewall", "iptables")
+        # Someone's ip6tables chain jumps to ours, so ip6tables cannot delete it.
+        target.run(["ip6tables", "-N", "HOLDER"])
+        target.run(["ip6tables", "-A", "HOLDER", "-j", "PORTWARDEN_PORTMAP"])
+        protected = files(portmapper), iptables_rules(target)
+        assert protected[1][0].index("-A INPUT -j PORTWARDEN_PORTMAP") < protected[1][0].index(
+            "-A INPUT -s 198.18.0.99/32 -j ACCEPT"
+        )
+        failed = portmapper.portwarden("portmap", "unprotect", "--firewall", "iptables")
+        assert (files(portmapper), iptables_rules(target)) == protected
+        assert failed.returncode == 2 and failed.stderr.count("\n") == 1, failed.stderr
+        assert failed.stderr.startswith(
+            "portwarden: error: iptables was put back as it was, after ip6tables-restore: "
+        )
+        assert reachability(lab, 4) == (REACHABLE, {"tcp": "silent", "udp": "silent"})
+    finally:
+        target.run(["ip6tables", "-F", "HOLDER"], check=False)
+        target.run(["ip6tables", "-X", "HOLDER"], check=False)
+        target.run(["nft", "delete", "table", "ip6", "filter"], check=False)
+        target.run(["iptables", "-D", *own_rule], check=False)
+
+
+def portwarden_on(host: Host, *args: str) -> subprocess.CompletedProcess:
+    return host.run([sys.executable, "-m", "portwarden", *args], check=False, timeout=60)
+
+
+def test_check_counts_the_wrappers_only_if_the_portmapper_uses_them(
+    lab: Lab, portmapper: Portmapper, tmp_path: Path
+) -> None:
+    run_ok(portmapper, "protect", *ALLOW, "--firewall", "none")
+    with_libwrap = portmapper.portwarden("portmap", "check", "--json")
+    report = json.loads(with_libwrap.stdout)
+    assert (with_libwrap.returncode, report["verdict"]) == (0, "protected"), with_libwrap.stdout
+
+    # The same files, and on port 111 a process without libwrap: the files protect nothing.
+    host = lab.attackers[1]
+    paths = ["--hosts-allow", str(tmp_path / "hosts.allow"), "--hosts-deny",
+             str(tmp_path / "hosts.deny")]  # fmt: skip
+    assert portwarden_on(host, "portmap", "protect", *ALLOW, "--firewall", "none",
+                         *paths).returncode == 0  # fmt: skip
+    stand_in = StandIn(host)
+    try:
+        without = portwarden_on(host, "portmap", "check", "--json", "--timeout", "0.2", *paths)
+        text = portwarden_on(host, "portmap", "check", "--timeout", "0.2", *paths)
+    finally:
+        stand_in.stop()
+    assert (without.returncode, json.loads(without.stdout)["verdict"]) == (1, "exposed")
+    assert (text.returncode, text.stdout.splitlines()[-1]) == (1, "verdict: exposed")
+
+    wrappers = report["wrappers"]
+    owner = {"pid": portmapper.proc.pid, "name": "rpcbind", "libwrap": True}
+    assert (wrappers["owners"], wrappers["uses_libwrap"], wrappers["note"]) == (
+        [owner], True, f"rpcbind uses TCP Wrappers: libwrap.so is mapped by pid {owner['pid']} "
+        "(rpcbind)")  # fmt: skip
+    wrappers = json.loads(without.stdout)["wrappers"]
+    assert (wrappers["protected"], wrappers["in_files"], wrappers["uses_libwrap"]) == (
+        False, True, False)  # fmt: skip
+    pid = stand_in.proc.pid
+    assert [(o["pid"], o["libwrap"]) for o in wrappers["owners"]] == [(pid, False)]
+    note = f"rpcbind does not use TCP Wrappers: no libwrap.so in the memory map of pid {pid} "
+    assert wrappers["note"].startswith(note)
+    assert f"wrappers: does not protect it alone\n  {note}" in text.stdout
+
+
+def test_bad_timeout_is_refused_before_any_probe(lab: Lab, portmapper: Portmapper) -> None:
+    """A timeout of 0 used to give up on both probes before sending them: "protected"."""
+    for value in ("0", "-1", "nan", "inf", "61"):
+        result = portmapper.portwarden("portmap", "check", "--from", lab.target.ipv4,
+                                       f"--timeout={value}")  # fmt: skip
+        assert (result.returncode, result.stdout) == (2, "")
+        assert result.stderr == (
+            f'portwarden: error: --timeout: "{value}": must be a number of seconds, more than 0 '
+            "and at most 60\n"
+        )

@@ -1,4 +1,4 @@
-"""A real rpcbind in a lab host, with its own /run and its own view of /etc.
+"""A real rpcbind in a lab host, with its own /run and its own view of /etc; and a stand-in.
 
 rpcbind runs in a private mount namespace where /run is a fresh tmpfs and /etc is an overlay:
 the host's /etc below, a test folder on top. Files the test (or portwarden, run in the same
@@ -76,4 +76,32 @@ class Portmapper:
 
     def stop(self) -> None:
         self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+# Not rpcbind: a plain listener on TCP and UDP port 111, linked with nothing like libwrap, as
+# rpcbind built without TCP Wrappers would be. It answers nothing and lives until stdin closes.
+_STAND_IN = """
+import socket, sys
+tcp = socket.create_server(("", 111))
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+udp.bind(("", 111))
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+class StandIn:
+    """A process on port 111 of `host` that does not use TCP Wrappers."""
+
+    def __init__(self, host: Host) -> None:
+        self.proc = host.popen([sys.executable, "-c", _STAND_IN], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)  # fmt: skip
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline() != "ready\n":
+            raise RuntimeError("the stand-in could not listen on port 111")
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
         self.proc.wait(timeout=10)

@@ -1,13 +1,20 @@
 """Portmap hardening without privileges: allowed networks, wrappers blocks, the check's view."""
 
+import ctypes
+import ctypes.util
+import dataclasses
+import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from portwarden.config.errors import ConfigError
+from portwarden.config.ignore import parse_network
 from portwarden.portmap import wrappers
-from portwarden.portmap.check import read_wrappers
+from portwarden.portmap.check import FirewallView, Report, read_wrappers
 from portwarden.portmap.networks import allowed_networks
+from portwarden.portmap.owner import Owner
 
 NETS = allowed_networks(["198.18.0.16/28", "2001:db8::10/124", "127.0.0.1"])
 
@@ -31,15 +38,19 @@ def test_bad_allowed_network_is_one_line_error(text: str) -> None:
     assert message.startswith("--allow: ") and "\n" not in message
 
 
-def test_rule_uses_only_forms_tcp_wrappers_accepts() -> None:
-    assert wrappers.allow_rule(allowed_networks(["198.18.0.20", "2001:db8::/64"])) == (
-        "rpcbind portmap: 127.0.0.0/255.0.0.0 198.18.0.20 [::1]/128 [2001:db8::]/64"
+def test_rules_use_only_forms_tcp_wrappers_accepts_loopback_first() -> None:
+    assert wrappers.allow_rules(allowed_networks(["198.18.0.20", "2001:db8::/64"])) == (
+        "rpcbind portmap: 127.0.0.0/255.0.0.0 [::1]/128",
+        "rpcbind portmap: 198.18.0.20 [2001:db8::]/64",
     )
-    assert wrappers.deny_rule() == "rpcbind portmap: ALL"
+    assert wrappers.allow_rules(allowed_networks(["127.0.0.1"])) == (
+        "rpcbind portmap: 127.0.0.0/255.0.0.0 [::1]/128",
+    )
+    assert wrappers.deny_rules() == ("rpcbind portmap: ALL",)
 
 
-def _protect(path: Path, rule: str) -> wrappers.FileChange:
-    change = wrappers.protect_change(path, rule)
+def _protect(path: Path, rules: tuple[str, ...]) -> wrappers.FileChange:
+    change = wrappers.protect_change(path, rules)
     change.apply()
     return change
 
@@ -54,11 +65,11 @@ def test_protect_twice_then_unprotect_restores_bytes(
     path = tmp_path / "hosts.allow"
     if original is not None:
         path.write_bytes(original)
-    rule = wrappers.allow_rule(NETS)
-    assert _protect(path, rule).changed
+    rules = wrappers.allow_rules(NETS)
+    assert _protect(path, rules).changed
     data = path.read_bytes()
-    assert data.splitlines()[1] == rule.encode() and data.endswith(original or b"")
-    assert not _protect(path, rule).changed  # idempotent
+    assert data.splitlines()[1:3] == [r.encode() for r in rules] and data.endswith(original or b"")
+    assert not _protect(path, rules).changed  # idempotent
     wrappers.unprotect_change(path).apply()
     assert (path.read_bytes() if path.exists() else None) == original
     assert not wrappers.unprotect_change(path).changed
@@ -67,29 +78,38 @@ def test_protect_twice_then_unprotect_restores_bytes(
 def test_protect_with_other_networks_updates_the_block_in_place(tmp_path: Path) -> None:
     path = tmp_path / "hosts.allow"
     path.write_text("sshd: ALL\n")
-    _protect(path, wrappers.allow_rule(NETS))
+    _protect(path, wrappers.allow_rules(NETS))
     path.write_text(path.read_text() + "in.fingerd: 198.18.0.9\n")
-    other = wrappers.allow_rule(allowed_networks(["198.18.0.0/24"]))
-    _protect(path, other)
-    assert path.read_text().splitlines()[1:] == [other, wrappers.END, "sshd: ALL",
-                                                 "in.fingerd: 198.18.0.9"]  # fmt: skip
+    for others in (MANY_HOSTS, ["198.18.0.0/24"]):  # more lines, then fewer
+        rules = wrappers.allow_rules(allowed_networks(others))
+        _protect(path, rules)
+        assert path.read_text().splitlines()[1:] == [*rules, wrappers.END, "sshd: ALL",
+                                                     "in.fingerd: 198.18.0.9"]  # fmt: skip
     wrappers.unprotect_change(path).apply()
     assert path.read_text() == "sshd: ALL\nin.fingerd: 198.18.0.9\n"
 
 
 def test_created_file_kept_when_the_administrator_added_to_it(tmp_path: Path) -> None:
     path = tmp_path / "hosts.deny"
-    _protect(path, wrappers.deny_rule())
+    _protect(path, wrappers.deny_rules())
     path.write_text(path.read_text() + "sshd: 198.18.0.66\n")
     wrappers.unprotect_change(path).apply()
     assert path.read_text() == "sshd: 198.18.0.66\n"
 
 
-def test_edited_block_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda lines: [*lines[:2], "ALL: ALL", *lines[2:]],  # a line of someone else's inside
+        lambda lines: lines[:3],  # no end line
+        lambda lines: [lines[0], lines[-1]],  # no rule line
+        lambda lines: [*lines, *lines],  # two blocks
+    ],
+)
+def test_edited_block_is_refused(tmp_path: Path, edit: Callable[[list[str]], list[str]]) -> None:
     path = tmp_path / "hosts.allow"
-    _protect(path, wrappers.allow_rule(NETS))
-    lines = path.read_text().splitlines()
-    path.write_text("\n".join([lines[0], lines[1], "ALL: ALL", lines[2]]) + "\n")
+    _protect(path, wrappers.allow_rules(NETS))
+    path.write_text("\n".join(edit(path.read_text().splitlines())) + "\n")
     with pytest.raises(wrappers.WrappersError, match=r"hosts.allow:1: .* edited by hand"):
         wrappers.unprotect_change(path)
 
@@ -97,8 +117,8 @@ def test_edited_block_is_refused(tmp_path: Path) -> None:
 def test_diff_shows_exact_change(tmp_path: Path) -> None:
     path = tmp_path / "hosts.deny"
     path.write_text("ALL: 198.18.0.66\n")
-    diff = wrappers.protect_change(path, wrappers.deny_rule()).diff()
-    assert f"+{wrappers.deny_rule()}\n" in diff and " ALL: 198.18.0.66\n" in diff
+    diff = wrappers.protect_change(path, wrappers.deny_rules()).diff()
+    assert f"+{wrappers.deny_rules()[0]}\n" in diff and " ALL: 198.18.0.66\n" in diff
     assert path.read_text() == "ALL: 198.18.0.66\n"
 
 
@@ -107,26 +127,137 @@ def test_symlink_and_missing_folder_are_refused_before_writing(tmp_path: Path) -
     link = tmp_path / "hosts.allow"
     link.symlink_to(tmp_path / "real")
     with pytest.raises(wrappers.WrappersError, match="symbolic link"):
-        wrappers.check_writable(wrappers.protect_change(link, "x: ALL"))
+        wrappers.check_writable(wrappers.protect_change(link, ("x: ALL",)))
     missing = tmp_path / "nowhere" / "hosts.deny"
     with pytest.raises(wrappers.WrappersError, match="does not exist"):
-        wrappers.check_writable(wrappers.protect_change(missing, "x: ALL"))
+        wrappers.check_writable(wrappers.protect_change(missing, ("x: ALL",)))
+
+
+RPCBIND = (Owner(812, "rpcbind", libwrap=True),)
 
 
 def test_check_lists_lines_for_the_portmapper_and_flags_a_later_allow(tmp_path: Path) -> None:
     allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
     allow.write_text("sshd: ALL\nALL EXCEPT rpcbind: 198.18.0.9\n")
     deny.write_text("in.fingerd: ALL\nportmap,rpcbind : ALL\n# no newline")
-    _protect(allow, wrappers.allow_rule(NETS))
-    _protect(deny, wrappers.deny_rule())
-    view = read_wrappers(allow, deny)
-    assert view.protected
+    _protect(allow, wrappers.allow_rules(NETS))
+    _protect(deny, wrappers.deny_rules())
+    view = read_wrappers(allow, deny, RPCBIND)
+    assert view.protected and view.uses_libwrap
+    assert view.note == "rpcbind uses TCP Wrappers: libwrap.so is mapped by pid 812 (rpcbind)"
     assert [line.split(" ", 1)[0] for line in view.lines] == [
         f"{allow}:2:",
+        f"{allow}:3:",
         f"{deny}:",  # the last line has no newline
         f"{deny}:2:",
         f"{deny}:5:",
     ]
-    assert "no newline" in view.lines[1] and view.lines[3].endswith("portmap,rpcbind : ALL")
+    assert all(line.endswith("(portwarden-portmap)") for line in view.lines[:2])
+    assert "no newline" in view.lines[2] and view.lines[4].endswith("portmap,rpcbind : ALL")
+    # Socket activation: the service manager holds port 111 as well and hands it to rpcbind.
+    activated = read_wrappers(allow, deny, (Owner(1, "systemd", libwrap=False), *RPCBIND))
+    assert activated.protected and activated.note == view.note
     allow.write_text(allow.read_text() + "ALL: 198.18.0.0/255.255.255.0\n")
-    assert not read_wrappers(allow, deny).protected
+    assert not read_wrappers(allow, deny, RPCBIND).protected
+
+
+@pytest.mark.parametrize(
+    ("owners", "uses", "note"),
+    [
+        ((Owner(77, "rpcbind", libwrap=False),), False,
+         "rpcbind does not use TCP Wrappers: no libwrap.so in the memory map of pid 77 (rpcbind)"),
+        ((*RPCBIND, Owner(78, "x\ny", libwrap=False)), False,
+         "rpcbind does not use TCP Wrappers: no libwrap.so in the memory map of pid 78 (x\\ny)"),
+        ((), None, "cannot tell whether rpcbind uses TCP Wrappers: no process found with a "
+                   "socket on port 111 (only root sees other users' processes)"),
+        ((Owner(1, "systemd", libwrap=False),), False,  # socket activation, rpcbind not started
+         "rpcbind does not use TCP Wrappers: no libwrap.so in the memory map of pid 1 (systemd)"),
+    ],
+)  # fmt: skip
+def test_wrappers_count_only_when_the_portmapper_maps_libwrap(
+    tmp_path: Path, owners: tuple[Owner, ...], uses: bool | None, note: str
+) -> None:
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    _protect(allow, wrappers.allow_rules(NETS))
+    _protect(deny, wrappers.deny_rules())
+    view = read_wrappers(allow, deny, owners)
+    assert (view.protected, view.in_files, view.uses_libwrap, view.note) == (
+        False,
+        True,
+        uses,
+        note,
+    )
+    report = Report(("tcp", "udp"), (), None, view, FirewallView(False, ()), ())
+    assert report.verdict == "exposed"
+    assert report.text()[1:3] == ["wrappers: does not protect it alone", f"  {note}"]
+    shown = json.loads(json.dumps(report.as_json()))["wrappers"]
+    assert (shown["protected"], shown["uses_libwrap"], shown["note"]) == (False, uses, note)
+    assert shown["owners"] == [dataclasses.asdict(o) for o in owners]
+
+
+# 200 hosts (none next to another, so none merge): one allow line would be 2 600 characters.
+MANY_HOSTS = [f"198.18.{n // 100 + 1}.{n % 100 * 2 + 1}" for n in range(200)]
+MANY_NETWORKS = [f"198.19.{n * 2}.0/24" for n in range(90)] + [
+    f"2001:db8:{n * 2:x}::/48" for n in range(90)
+]
+
+
+def test_many_networks_are_split_over_short_lines_after_loopback() -> None:
+    for allow in (MANY_HOSTS, MANY_NETWORKS):
+        rules = wrappers.allow_rules(allowed_networks(allow))
+        assert rules[0] == "rpcbind portmap: 127.0.0.0/255.0.0.0 [::1]/128"
+        assert len(rules) > 2 and max(map(len, rules)) <= wrappers.RULE_LINE_CHARS_MAX
+        assert all(rule.startswith("rpcbind portmap: ") for rule in rules)
+        patterns = [p for rule in rules[1:] for p in rule.split(": ", 1)[1].split(" ")]
+        assert patterns == [wrappers.pattern(parse_network(text)) for text in allow]
+
+
+LIBWRAP = ctypes.util.find_library("wrap")
+HOSTS_FILES = ("hosts.allow", "hosts.deny")
+
+
+@pytest.fixture
+def libwrap_allows(tmp_path: Path) -> Iterator[Callable[[str], bool]]:
+    """libwrap's own verdict for the rpcbind daemon on tmp_path's hosts.allow and hosts.deny
+    (hosts_ctl, with the library's table paths pointed at the test files)."""
+    if LIBWRAP is None:
+        pytest.skip("libwrap is not installed")
+    lib = ctypes.CDLL(LIBWRAP)
+    lib.hosts_ctl.argtypes = [ctypes.c_char_p] * 4
+    lib.hosts_ctl.restype = ctypes.c_int
+    tables = [ctypes.c_void_p.in_dll(lib, f"hosts_{name}_table") for name in ("allow", "deny")]
+    saved = [table.value for table in tables]
+    paths = [ctypes.create_string_buffer(bytes(tmp_path / name)) for name in HOSTS_FILES]
+    for table, path in zip(tables, paths, strict=True):
+        table.value = ctypes.addressof(path)
+    try:
+        yield (
+            lambda address: lib.hosts_ctl(b"rpcbind", b"unknown", address.encode(), b"unknown") == 1
+        )
+    finally:
+        for table, value in zip(tables, saved, strict=True):
+            table.value = value
+
+
+def test_libwrap_skips_a_line_longer_than_its_buffer(
+    tmp_path: Path, libwrap_allows: Callable[[str], bool]
+) -> None:
+    """What the rule lines guard against: one long allow line locks out loopback."""
+    (tmp_path / "hosts.allow").write_text(f"rpcbind: 127.0.0.1 {' '.join(MANY_HOSTS)}\n")
+    (tmp_path / "hosts.deny").write_text("rpcbind: ALL\n")
+    assert not libwrap_allows("127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("allow", "first", "last"),
+    [(MANY_HOSTS, "198.18.1.1", "198.18.2.199"), (MANY_NETWORKS, "198.19.0.1", "2001:db8:b2::1")],
+)
+def test_libwrap_reads_every_line_of_a_long_allow_list(
+    tmp_path: Path, libwrap_allows: Callable[[str], bool], allow: list[str], first: str, last: str
+) -> None:
+    _protect(tmp_path / "hosts.allow", wrappers.allow_rules(allowed_networks(allow)))
+    _protect(tmp_path / "hosts.deny", wrappers.deny_rules())
+    for address in ("127.0.0.1", "127.8.9.10", "::1", first, last):
+        assert libwrap_allows(address), address
+    for address in ("198.18.0.1", "198.18.1.2", "198.19.1.1", "2001:db8:1::1", "::2"):
+        assert not libwrap_allows(address), address

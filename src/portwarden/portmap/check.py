@@ -1,8 +1,9 @@
 """`portwarden portmap check`: is rpcbind running, what does it expose, what protects it.
 
 The report reads the kernel's socket tables, asks the portmapper itself over loopback, reads
-the TCP Wrappers files and our firewall rules, and, given a local source address outside the
-allowed networks, probes for real: PMAPPROC_DUMP over TCP and UDP from that address.
+the TCP Wrappers files (which count only if the process on port 111 maps libwrap) and our
+firewall rules, and, given a local source address outside the allowed networks, probes for
+real: PMAPPROC_DUMP over TCP and UDP from that address.
 """
 
 import re
@@ -17,6 +18,7 @@ from portwarden.net.portmapper import PORTMAPPER_PORT, Mapping, PortmapperError,
 from portwarden.net.ports import bound_ports
 from portwarden.portmap import wrappers
 from portwarden.portmap.firewall import FirewallError, IptablesFirewall, NftFirewall
+from portwarden.portmap.owner import Owner, port_owners
 from portwarden.respond.files import read_if_exists
 from portwarden.text import one_line
 
@@ -40,7 +42,11 @@ class Probe:
 
 @dataclass(frozen=True)
 class WrappersView:
-    protected: bool  # our block in both files and no other hosts.allow line for the portmapper
+    protected: bool  # in_files, and the portmapper uses TCP Wrappers
+    in_files: bool  # our block in both files and no other hosts.allow line for the portmapper
+    uses_libwrap: bool | None  # every server on port 111 maps libwrap; None: no server found
+    owners: tuple[Owner, ...]  # the processes with a socket on port 111
+    note: str  # whether the portmapper uses TCP Wrappers, and how we know, for people
     lines: tuple[str, ...]  # every line that applies to the portmapper, as file:line: text
 
 
@@ -100,6 +106,7 @@ class Report:
             ]
         protection = {True: "protects the portmapper", False: "does not protect it alone"}
         lines.append(f"wrappers: {protection[self.wrappers.protected]}")
+        lines.append(f"  {self.wrappers.note}")
         lines += [f"  {line}" for line in self.wrappers.lines] or [
             "  no line names rpcbind, portmap or ALL"
         ]
@@ -121,7 +128,28 @@ def _applies(rule: str) -> bool:
     return bool(listed & _PORTMAPPER_DAEMONS) and "rpcbind" not in excepted.split()
 
 
-def read_wrappers(hosts_allow: Path, hosts_deny: Path) -> WrappersView:
+def _servers(owners: tuple[Owner, ...]) -> tuple[Owner, ...]:
+    """The owners that answer on the port. With socket activation (Debian's rpcbind.socket) the
+    service manager, pid 1, holds the sockets too, but only hands them to rpcbind."""
+    return tuple(o for o in owners if o.pid != 1) or owners
+
+
+def _libwrap_note(owners: tuple[Owner, ...]) -> str:
+    if not owners:
+        return (
+            "cannot tell whether rpcbind uses TCP Wrappers: no process found with a socket on "
+            f"port {PORTMAPPER_PORT} (only root sees other users' processes)"
+        )
+    without = [o for o in owners if not o.libwrap]
+    named = ", ".join(f"pid {o.pid} ({one_line(o.name)})" for o in without or owners)
+    if without:
+        return f"rpcbind does not use TCP Wrappers: no libwrap.so in the memory map of {named}"
+    return f"rpcbind uses TCP Wrappers: libwrap.so is mapped by {named}"
+
+
+def read_wrappers(hosts_allow: Path, hosts_deny: Path, owners: tuple[Owner, ...]) -> WrappersView:
+    """The TCP Wrappers lines for the portmapper; they protect it only if the processes that
+    serve port 111 (from `owners`) map libwrap: rpcbind built without it never reads the files."""
     lines: list[str] = []
     blocks: list[wrappers.Block | None] = []
     others_allow = False
@@ -137,15 +165,24 @@ def read_wrappers(hosts_allow: Path, hosts_deny: Path) -> WrappersView:
         if path == hosts_deny and text and not text.endswith("\n"):
             lines.append(f"{path}: the last line has no newline: libwrap counts that as an error "
                          "and denies every caller")  # fmt: skip
-        ours = range(block.start, block.start + 3) if block else range(0)
+        ours = range(block.start, block.stop) if block else range(0)
         for number, line in enumerate((text or "").splitlines()):
             if line.lstrip().startswith("#") or ":" not in line or not _applies(line):
                 continue
             mark = " (portwarden-portmap)" if number in ours else ""
             lines.append(f"{path}:{number + 1}: {one_line(line)}{mark}")
             others_allow |= path == hosts_allow and number not in ours
-    protected = all(blocks) and not others_allow
-    return WrappersView(protected, tuple(lines))
+    in_files = all(blocks) and not others_allow
+    servers = _servers(owners)
+    uses_libwrap = all(o.libwrap for o in servers) if servers else None
+    return WrappersView(
+        in_files and bool(uses_libwrap),
+        in_files,
+        uses_libwrap,
+        owners,
+        _libwrap_note(servers),
+        tuple(lines),
+    )
 
 
 def read_firewall() -> FirewallView:
@@ -198,6 +235,8 @@ def build_report(
 ) -> Report:
     listening = tuple(p.value for p in (Proto.TCP, Proto.UDP) if PORTMAPPER_PORT in bound_ports(p))
     programs, local_error = _local_programs(timeout) if listening else ((), None)
+    # After the loopback call: with socket activation, that call has started rpcbind.
+    owners = port_owners(PORTMAPPER_PORT)
     probes: tuple[Probe, ...] = ()
     if source is not None:
         to = target or source
@@ -206,7 +245,7 @@ def build_report(
         listening,
         programs,
         local_error,
-        read_wrappers(hosts_allow, hosts_deny),
+        read_wrappers(hosts_allow, hosts_deny, owners),
         read_firewall(),
         probes,
     )

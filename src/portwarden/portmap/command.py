@@ -2,9 +2,11 @@
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
+from portwarden.config.errors import ConfigError
 from portwarden.net.portmapper import PortmapperError
 from portwarden.portmap.check import build_report
 from portwarden.portmap.firewall import Backend, FirewallError
@@ -14,6 +16,8 @@ from portwarden.text import one_line
 
 HOSTS_ALLOW = Path("/etc/hosts.allow")
 HOSTS_DENY = Path("/etc/hosts.deny")
+# `check --timeout`: each probe waits this long at most, so a typo cannot hang the command.
+TIMEOUT_S_MAX = 60.0
 
 
 def add_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -45,10 +49,9 @@ def add_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     )
     check.add_argument(
         "--timeout",
-        type=float,
-        default=2.0,
+        default="2",
         metavar="S",
-        help="seconds to wait for each answer (default 2)",
+        help=f"seconds to wait for each answer, more than 0, at most {TIMEOUT_S_MAX:g} (default 2)",
     )
     check.add_argument("--json", action="store_true", help="print the report as one JSON object")
     for action in (protect, unprotect, check):
@@ -106,11 +109,23 @@ def _change(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check(args: argparse.Namespace) -> int:
+def parse_timeout(text: str) -> float:
+    """`--timeout`: a finite number of seconds in (0, TIMEOUT_S_MAX]. Zero or less would give
+    up on every probe before sending it, and so report "protected"; raises ConfigError."""
     try:
-        report = build_report(
-            args.hosts_allow, args.hosts_deny, args.source, args.target, args.timeout
-        )
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= TIMEOUT_S_MAX:  # also false for nan
+        reason = f"must be a number of seconds, more than 0 and at most {TIMEOUT_S_MAX:g}"
+        raise ConfigError("--timeout", reason, value=text)
+    return value
+
+
+def _check(args: argparse.Namespace) -> int:
+    timeout = parse_timeout(args.timeout)
+    try:
+        report = build_report(args.hosts_allow, args.hosts_deny, args.source, args.target, timeout)
     except PortmapperError as error:  # the probe could not be made from --from (or to --to)
         where = f"--from {args.source}" if args.source else "check"
         print(f"portwarden: error: {one_line(f'{where}: {error}')}", file=sys.stderr)

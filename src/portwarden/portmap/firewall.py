@@ -6,7 +6,8 @@ Two backends, chosen by the administrator:
   transaction. A table of its own, not the blocker's `inet portwarden`, which
   `portwarden unblock --all` deletes.
 - iptables: chain PORTWARDEN_PORTMAP in the filter table of iptables and ip6tables, jumped to
-  first from INPUT, loaded with `iptables-restore --noflush` (one atomic commit per family).
+  first from INPUT, loaded with `iptables-restore --noflush` (one atomic commit per family; if
+  the second family fails, the first is put back as it was, so both change or neither does).
 
 Sources are matched by address, not by interface: a probe from a local address outside the
 allowed networks travels over `lo` and must be dropped too. Each change is a list of Steps, so
@@ -17,7 +18,7 @@ import hashlib
 import json
 import subprocess
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from portwarden.config.ignore import Network
 from portwarden.net.portmapper import PORTMAPPER_PORT
@@ -27,7 +28,8 @@ Backend = Literal["nft", "iptables"]
 TABLE = "portwarden_portmap"
 CHAIN = "PORTWARDEN_PORTMAP"
 _PRIORITY = "filter - 10"
-_TIMEOUT_S = 30
+_TIMEOUT_S = 30  # an iptables tool waiting longer (`-w`: for the xtables lock) is given up on
+_JUMP = f"-A INPUT -j {CHAIN}"
 
 
 class FirewallError(Exception):
@@ -129,6 +131,14 @@ class NftFirewall:
             self._nft_run(step.script)
 
 
+class _Saved(NamedTuple):
+    """One family's chain and jumps as they were before a step: what putting it back restores."""
+
+    tool: str  # iptables, ip6tables
+    rules: list[str] | None  # `-S CHAIN` lines; None: there was no chain
+    jumps: list[int]  # the numbers of the INPUT rules that jumped to the chain
+
+
 class IptablesFirewall:
     """Chain PORTWARDEN_PORTMAP in iptables and ip6tables, first in INPUT."""
 
@@ -139,8 +149,10 @@ class IptablesFirewall:
         result = _iptables([tool, "-w", "-S", chain])
         return result.stdout.splitlines() if result.returncode == 0 else None
 
-    def _jumps(self, tool: str) -> int:
-        return (self._list(tool, "INPUT") or []).count(f"-A INPUT -j {CHAIN}")
+    def _jumps(self, tool: str) -> list[int]:
+        """The numbers of the INPUT rules that jump to our chain."""
+        rules = [r for r in self._list(tool, "INPUT") or [] if r.startswith("-A INPUT ")]
+        return [number for number, rule in enumerate(rules, 1) if rule == _JUMP]
 
     def protect(self, networks: tuple[Network, ...]) -> list[Step]:
         steps = []
@@ -151,7 +163,7 @@ class IptablesFirewall:
                 for p in ("tcp", "udp")
             ]
             jumps = self._jumps(tool)
-            if self._list(tool, CHAIN) == [f"-N {CHAIN}", *wanted] and jumps > 0:
+            if self._list(tool, CHAIN) == [f"-N {CHAIN}", *wanted] and jumps:
                 continue
             jump = [] if jumps else [f"-I INPUT 1 -j {CHAIN}"]
             lines = ["*filter", f":{CHAIN} - [0:0]", *wanted, *jump, "COMMIT"]
@@ -163,7 +175,7 @@ class IptablesFirewall:
         for tool, _ in self._TOOLS:
             if self._list(tool, CHAIN) is None:
                 continue
-            jumps = [f"-D INPUT -j {CHAIN}"] * self._jumps(tool)
+            jumps = [f"-D INPUT -j {CHAIN}"] * len(self._jumps(tool))
             lines = ["*filter", *jumps, f"-F {CHAIN}", f"-X {CHAIN}", "COMMIT"]
             steps.append(Step(f"{tool}-restore", "\n".join(lines) + "\n"))
         return steps
@@ -188,11 +200,40 @@ class IptablesFirewall:
         return lines
 
     def run(self, steps: list[Step]) -> None:
-        for step in steps:
-            result = _iptables([step.tool, "-w", "--noflush"], step.script)
-            if result.returncode != 0:
-                first = (result.stderr.strip().splitlines() or [f"status {result.returncode}"])[0]
-                raise FirewallError(f"{step.tool}: {first}")
+        """Commit `steps` in order. Each family commits on its own, so when a step fails, the
+        families already changed are put back as they were, last first."""
+        done: list[_Saved] = []
+        try:
+            for step in steps:
+                tool = step.tool.removesuffix("-restore")
+                saved = _Saved(tool, self._list(tool, CHAIN), self._jumps(tool))
+                self._commit(step)
+                done.append(saved)
+        except BaseException as error:
+            notes = [self._put_back(saved) for saved in reversed(done)]
+            if isinstance(error, FirewallError) and notes:  # what was undone first: it matters
+                raise FirewallError(f"{'; '.join(notes)}, after {error}") from None
+            raise
+
+    def _put_back(self, saved: _Saved) -> str:
+        """Return `saved.tool`'s chain and jumps to the saved state; says how that went."""
+        lines = ["*filter", *[f"-D INPUT -j {CHAIN}"] * len(self._jumps(saved.tool))]
+        if saved.rules is not None:
+            lines += [f":{CHAIN} - [0:0]", *saved.rules[1:]]
+            lines += [f"-I INPUT {number} -j {CHAIN}" for number in saved.jumps]
+        elif self._list(saved.tool, CHAIN) is not None:
+            lines += [f"-F {CHAIN}", f"-X {CHAIN}"]
+        try:
+            self._commit(Step(f"{saved.tool}-restore", "\n".join([*lines, "COMMIT"]) + "\n"))
+        except FirewallError as error:
+            return f"putting {saved.tool} back failed, check chain {CHAIN} by hand ({error})"
+        return f"{saved.tool} was put back as it was"
+
+    def _commit(self, step: Step) -> None:
+        result = _iptables([step.tool, "-w", "--noflush"], step.script)
+        if result.returncode != 0:
+            said = " ".join(result.stderr.split()) or f"status {result.returncode}"
+            raise FirewallError(f"{step.tool}: {said}")
 
 
 def firewall(backend: Backend) -> Firewall:
@@ -206,3 +247,7 @@ def _iptables(argv: list[str], script: str | None = None) -> subprocess.Complete
                               timeout=_TIMEOUT_S, check=False)  # fmt: skip
     except FileNotFoundError:
         raise FirewallError(f"{argv[0]} not found (install iptables)") from None
+    except subprocess.TimeoutExpired:
+        raise FirewallError(
+            f"{argv[0]}: no answer in {_TIMEOUT_S} s (is another program holding the xtables lock?)"
+        ) from None

@@ -1,8 +1,9 @@
 """Protect and unprotect as plans: computed first, shown or applied, all or nothing.
 
 Everything is read and checked before anything is written. Files are changed first, then the
-firewall (one atomic step per tool); if the firewall fails, the files are put back, so a
-failed command leaves the host as it found it.
+firewall (one atomic step per tool; iptables puts back a family it changed when the next one
+fails); if the firewall fails, the files are put back, so a failed command leaves the host as
+it found it.
 """
 
 from collections.abc import Iterable
@@ -59,9 +60,9 @@ def plan_protect(
     networks = allowed_networks(allow)
     files = []
     if hosts_allow is not None:
-        files.append(wrappers.protect_change(hosts_allow, wrappers.allow_rule(networks)))
+        files.append(wrappers.protect_change(hosts_allow, wrappers.allow_rules(networks)))
     if hosts_deny is not None:
-        files.append(wrappers.protect_change(hosts_deny, wrappers.deny_rule()))
+        files.append(wrappers.protect_change(hosts_deny, wrappers.deny_rules()))
     wall = None if backend is None else firewall(backend)
     steps = () if wall is None else tuple(wall.protect(networks))
     return Plan(tuple(files), wall, steps)

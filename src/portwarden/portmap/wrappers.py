@@ -3,15 +3,18 @@
 Our lines sit in a block at the top of each file, between two marker comments:
 
     # portwarden-portmap begin: added by 'portwarden portmap protect'; ...
-    rpcbind portmap: 127.0.0.0/255.0.0.0 [::1]/128 198.18.0.16/255.255.255.240
+    rpcbind portmap: 127.0.0.0/255.0.0.0 [::1]/128
+    rpcbind portmap: 198.18.0.16/255.255.255.240 [2001:db8::10]/124
     # portwarden-portmap end
 
-The markers are whole comment lines because TCP Wrappers has no end-of-line comments: a
-trailing "# marker" would be read as two more client patterns, host names, and would make
-libwrap look up the caller's name. At the top, our allow line is read before any of the
-administrator's lines. Unprotect removes the three lines and nothing else, so the file is
-byte-identical to before; a file we created (marked in the begin line) is removed again when
-nothing else was added to it.
+Loopback has a line of its own, first, and the allowed networks follow on as many lines as they
+need: libwrap skips a line longer than its buffer, and a skipped allow line with our `ALL` in
+hosts.deny would lock everyone out, loopback included. The markers are whole comment lines
+because TCP Wrappers has no end-of-line comments: a trailing "# marker" would be read as two
+more client patterns, host names, and would make libwrap look up the caller's name. At the top,
+our allow lines are read before any of the administrator's lines. Unprotect removes the block and
+nothing else, so the file is byte-identical to before; a file we created (marked in the begin
+line) is removed again when nothing else was added to it.
 """
 
 import difflib
@@ -20,7 +23,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from portwarden.config.ignore import Network
+from portwarden.config.ignore import ALWAYS_IGNORED, Network
 from portwarden.respond.files import read_if_exists, replace_atomically
 
 DAEMONS = "rpcbind portmap"
@@ -31,6 +34,12 @@ BEGIN = (
 )
 CREATED = " (and created this file)"
 END = f"{MARKER} end"
+_RULE_START = f"{DAEMONS}: "
+
+# libwrap reads hosts.allow and hosts.deny a line at a time into a 2048-byte buffer (BUFLEN in
+# hosts_access.c) and skips a longer line ("missing newline or line too long"). Our rule lines
+# stay at half of that, whatever the number of allowed networks.
+RULE_LINE_CHARS_MAX = 1000
 
 
 class WrappersError(Exception):
@@ -46,12 +55,20 @@ def pattern(network: Network) -> str:
     return f"[{network.network_address}]/{network.prefixlen}"
 
 
-def allow_rule(networks: tuple[Network, ...]) -> str:
-    return f"{DAEMONS}: {' '.join(pattern(n) for n in networks)}"
+def allow_rules(networks: tuple[Network, ...]) -> tuple[str, ...]:
+    """Loopback alone on the first line, then the other `networks`, as many to a line as fit."""
+    rules = [_RULE_START + " ".join(pattern(n) for n in ALWAYS_IGNORED)]
+    line = ""
+    for text in (pattern(n) for n in networks if n not in ALWAYS_IGNORED):
+        if line and len(_RULE_START) + len(line) + 1 + len(text) > RULE_LINE_CHARS_MAX:
+            rules.append(_RULE_START + line)
+            line = ""
+        line = f"{line} {text}" if line else text
+    return (*rules, _RULE_START + line) if line else tuple(rules)
 
 
-def deny_rule() -> str:
-    return f"{DAEMONS}: ALL"
+def deny_rules() -> tuple[str, ...]:
+    return (_RULE_START + "ALL",)
 
 
 @dataclass(frozen=True)
@@ -94,9 +111,11 @@ class FileChange:
 
 @dataclass(frozen=True)
 class Block:
-    """Our block found in a file: the index of its begin line, whether we created the file."""
+    """Our block found in a file: the indexes of its begin line and of the line after its end
+    line, and whether we created the file."""
 
     start: int
+    stop: int
     created: bool
 
 
@@ -106,14 +125,15 @@ def find_block(path: Path, lines: list[str]) -> Block | None:
     if not starts:
         return None
     start = starts[0]
-    body = [line.rstrip("\r\n") for line in lines[start : start + 3]]
-    intact = len(body) == 3 and body[0] in (BEGIN, BEGIN + CREATED) and body[2] == END
-    if len(starts) > 1 or not intact:
+    body = [line.rstrip("\r\n") for line in lines[start:]]
+    rules = body[1 : body.index(END)] if END in body else []
+    intact = body[0] in (BEGIN, BEGIN + CREATED) and bool(rules)
+    if len(starts) > 1 or not intact or not all(r.startswith(_RULE_START) for r in rules):
         raise WrappersError(
             f"{path}:{start + 1}: the portwarden-portmap block was edited by hand "
-            "(expected the begin line, one rule, the end line); fix it first"
+            f"(expected the begin line, '{_RULE_START}...' lines, the end line); fix it first"
         )
-    return Block(start, body[0] == BEGIN + CREATED)
+    return Block(start, start + len(rules) + 2, body[0] == BEGIN + CREATED)
 
 
 def _read(path: Path) -> str | None:
@@ -123,15 +143,16 @@ def _read(path: Path) -> str | None:
         raise WrappersError(f"{path}: {error.strerror or error}") from None
 
 
-def protect_change(path: Path, rule: str) -> FileChange:
-    """The change that puts our block with `rule` at the top of `path` (or updates it)."""
+def protect_change(path: Path, rules: tuple[str, ...]) -> FileChange:
+    """The change that puts our block with `rules` at the top of `path` (or updates it)."""
     before = _read(path)
     lines = (before or "").splitlines(keepends=True)
     block = find_block(path, lines)
+    body = "".join(rule + "\n" for rule in rules)
     if block is None:
         begin = BEGIN + (CREATED if before is None else "")
-        return FileChange(path, before, f"{begin}\n{rule}\n{END}\n" + (before or ""))
-    lines[block.start + 1] = rule + "\n"
+        return FileChange(path, before, f"{begin}\n{body}{END}\n" + (before or ""))
+    lines[block.start + 1 : block.stop - 1] = [body]
     return FileChange(path, before, "".join(lines))
 
 
@@ -142,7 +163,7 @@ def unprotect_change(path: Path) -> FileChange:
     block = find_block(path, lines)
     if block is None:
         return FileChange(path, before, before)
-    after = "".join(lines[: block.start] + lines[block.start + 3 :])
+    after = "".join(lines[: block.start] + lines[block.stop :])
     return FileChange(path, before, None if block.created and not after else after)
 
 
