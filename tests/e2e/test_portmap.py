@@ -306,6 +306,5 @@ def test_bad_timeout_is_refused_before_any_probe(lab: Lab, portmapper: Portmappe
                                        f"--timeout={value}")  # fmt: skip
         assert (result.returncode, result.stdout) == (2, "")
         assert result.stderr == (
-            f'portwarden: error: --timeout: "{value}": must be a number of seconds, more than 0 '
-            "and at most 60\n"
+            f'portwarden: error: --timeout: "{value}": must be a number of seconds from 0.1 to 60\n'
         )

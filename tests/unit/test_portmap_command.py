@@ -10,13 +10,14 @@ from hypothesis import strategies as st
 from portwarden.cli import main
 from portwarden.config.errors import ConfigError
 from portwarden.portmap import command
-from portwarden.portmap.command import TIMEOUT_S_MAX, parse_timeout
+from portwarden.portmap.command import TIMEOUT_S_MAX, TIMEOUT_S_MIN, parse_timeout
 
-TIMEOUT_REASON = "must be a number of seconds, more than 0 and at most 60"
+TIMEOUT_REASON = "must be a number of seconds from 0.1 to 60"
 
 
 @pytest.mark.parametrize(
-    "value", ["0", "-0", "-1", "nan", "inf", "-inf", "60.001", "1e9", "two", "", "2\nx"]
+    "value",
+    ["0", "-0", "-1", "1e-9", "0.09", "nan", "inf", "-inf", "60.001", "1e9", "two", "", "2\nx"],
 )
 def test_bad_timeout_is_one_line_error_before_anything_is_probed(
     value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -42,7 +43,7 @@ def test_timeout_is_in_range_or_a_one_line_error(text: str) -> None:
     except ConfigError as error:
         assert "\n" not in str(error)
     else:
-        assert 0 < value <= TIMEOUT_S_MAX
+        assert TIMEOUT_S_MIN <= value <= TIMEOUT_S_MAX
 
 
 def test_iptables_that_never_answers_is_one_line_error(

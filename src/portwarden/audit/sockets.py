@@ -92,7 +92,13 @@ def open_sockets(protos: Iterable[Proto], proc: Path = PROC) -> tuple[list[Socke
 
 def owners(inodes: set[int], proc: Path = PROC) -> dict[int, Owner]:
     """Socket inode -> the lowest pid holding it (usually the parent of a forking daemon)."""
-    found: dict[int, Owner] = {}
+    return {inode: held[0] for inode, held in holders(inodes, proc).items()}
+
+
+def holders(inodes: set[int], proc: Path = PROC) -> dict[int, list[Owner]]:
+    """Socket inode -> every process holding it, lowest pid first (a socket-activated service
+    is held by systemd too)."""
+    found: dict[int, list[Owner]] = {}
     pids = sorted(int(entry.name) for entry in os.scandir(proc) if entry.name.isdigit())
     for pid in pids:
         try:
@@ -102,11 +108,10 @@ def owners(inodes: set[int], proc: Path = PROC) -> dict[int, Owner]:
         except OSError:  # the process exited, or we may not look
             continue
         mine = {int(link[8:-1]) for link in links if link.startswith("socket:[")} & inodes
-        mine -= found.keys()
         if mine:
-            program = _program(proc, pid)
+            owner = Owner(pid, _program(proc, pid))
             for inode in mine:
-                found[inode] = Owner(pid, program)
+                found.setdefault(inode, []).append(owner)
     return found
 
 

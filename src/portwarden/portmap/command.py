@@ -16,8 +16,10 @@ from portwarden.text import one_line
 
 HOSTS_ALLOW = Path("/etc/hosts.allow")
 HOSTS_DENY = Path("/etc/hosts.deny")
-# `check --timeout`: each probe waits this long at most, so a typo cannot hang the command.
-TIMEOUT_S_MAX = 60.0
+# `check --timeout`: each probe waits this long at most, so a typo cannot hang the command; and
+# at least this long, so that a real answer (well under a millisecond on a LAN) has time to come
+# and a silly value cannot turn every probe into "silent", i.e. "protected".
+TIMEOUT_S_MIN, TIMEOUT_S_MAX = 0.1, 60.0
 
 
 def add_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -110,14 +112,14 @@ def _change(args: argparse.Namespace) -> int:
 
 
 def parse_timeout(text: str) -> float:
-    """`--timeout`: a finite number of seconds in (0, TIMEOUT_S_MAX]. Zero or less would give
-    up on every probe before sending it, and so report "protected"; raises ConfigError."""
+    """`--timeout`: a number of seconds in [TIMEOUT_S_MIN, TIMEOUT_S_MAX]. Less would give up
+    on probes before their answer can come, and so report "protected"; raises ConfigError."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not 0 < value <= TIMEOUT_S_MAX:  # also false for nan
-        reason = f"must be a number of seconds, more than 0 and at most {TIMEOUT_S_MAX:g}"
+    if not TIMEOUT_S_MIN <= value <= TIMEOUT_S_MAX:  # also false for nan
+        reason = f"must be a number of seconds from {TIMEOUT_S_MIN:g} to {TIMEOUT_S_MAX:g}"
         raise ConfigError("--timeout", reason, value=text)
     return value
 
