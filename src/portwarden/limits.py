@@ -62,11 +62,12 @@ MAIL_QUEUE_MAX = 100
 JSON_EVENTS_PER_S = 200
 JSON_EVENTS_BURST = 1_000
 
-# Replies from a portmapper (PMAPPROC_DUMP: the port audit, `portwarden portmap check`): a hostile
-# or broken one must not make us read without end or grow memory. A reply larger than this (all
-# its TCP fragments together, or one UDP datagram) is refused before it is read further or
-# parsed. A dump entry is 20 bytes, so this is room for about 13,000 registrations, far more than
-# any real host has.
+# Replies from a portmapper (RPCBPROC_DUMP, PMAPPROC_DUMP: the port audit, `portwarden portmap
+# check`): a hostile or broken one must not make us read without end or grow memory. A reply
+# larger than this (all its TCP fragments together, or one UDP datagram) is refused before it is
+# read further or parsed. A version 2 entry is 20 bytes, a version 3 one (with netid, address
+# and owner) about 60, so this is room for some 4,000 registrations, far more than any real host
+# has.
 PORTMAP_REPLY_BYTES_MAX = 256 * 1024
 
 # The port audit's portmapper query. A portmapper that never answers, or a fake one that
@@ -84,3 +85,7 @@ AUDIT_SOCKETS_MAX = 65_536
 # Audit findings reported per check (log, syslog, JSON, mail, status); the rest are counted in
 # one line. A local user who opens thousands of sockets must not flood every alert path.
 AUDIT_FINDINGS_REPORTED_MAX = 100
+
+# Warnings per check about registrations that may not name a port (made by a user other than
+# root): any local user can register thousands with rpcbind, so the rest are counted in one line.
+AUDIT_RPC_WARNINGS_MAX = 10

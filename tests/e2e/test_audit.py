@@ -1,6 +1,7 @@
 """`portwarden audit` in the lab's target: real listeners (TCP and UDP, IPv4 and IPv6, bound to
-one address or to all), a real rpcbind with registered programs, a policy across runs, a capture
-proving skipped ports are never touched, and broken portmappers."""
+one address or to all, root's and another user's), a real rpcbind with programs registered by
+root and by an unprivileged user, a policy across runs, a capture proving skipped ports are never
+touched, and broken portmappers."""
 
 import json
 import signal
@@ -18,12 +19,19 @@ from tests.lab.daemon import RunningDaemon
 from tests.lab.syslogd import SyslogReceiver
 
 A4, A6 = "198.18.0.1", "2001:db8::1"
+PORTMAPPER = 111
+NOBODY = 65534
 
+# Run as root, then as `uid` (dropped in the process: the interpreter under /root is out of
+# reach of other users) before the socket is made, so the socket is that user's.
 _LISTEN = """
-import socket, sys
-proto, address, port, v6only, name = sys.argv[1:6]
+import os, socket, sys
+proto, address, port, v6only, name, uid = sys.argv[1:7]
 with open("/proc/self/comm", "w") as comm:
     comm.write(name)
+os.setgroups([])
+os.setresgid(int(uid), int(uid), int(uid))
+os.setresuid(int(uid), int(uid), int(uid))
 family = socket.AF_INET6 if ":" in address else socket.AF_INET
 s = socket.socket(family, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
 if family == socket.AF_INET6:
@@ -40,22 +48,46 @@ while True:
         s.recv(100)
 """
 
-_PMAP_SET = """
-import socket, struct, sys
-program, version, protocol, port = map(int, sys.argv[1:5])
-with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-    s.settimeout(5)
-    s.sendto(struct.pack("!14I", 1, 0, 2, 100000, 2, 1, 0, 0, 0, 0, program, version, protocol,
-                         port), ("127.0.0.1", 111))
-    assert s.recv(100)[-4:] == b"\\0\\0\\0\\1", "rpcbind refused the registration"
+# A registration with rpcbind as user `uid`, as any local user can make one: "local" is
+# RPCBPROC_SET (version 3) on rpcbind's Unix socket, where rpcbind records the caller's uid as the
+# owner ("superuser" for root); "udp" is PMAPPROC_SET (version 2) over UDP from loopback, where it
+# records "unknown". Run inside rpcbind's mount namespace, which holds its private /run.
+_REGISTER = """
+import os, socket, struct, sys
+how, uid, program, version, netid, port = sys.argv[1:7]
+os.setgroups([])
+os.setresgid(int(uid), int(uid), int(uid))
+os.setresuid(int(uid), int(uid), int(uid))
+def string(text):
+    data = text.encode()
+    return struct.pack("!I", len(data)) + data + bytes(-len(data) % 4)
+if how == "local":
+    host = "::" if netid.endswith("6") else "0.0.0.0"
+    call = struct.pack("!12I", 1, 0, 2, 100000, 3, 1, 0, 0, 0, 0, int(program), int(version))
+    call += string(netid) + string(f"{host}.{int(port) >> 8}.{int(port) & 255}")
+    call += string("superuser")  # a claim rpcbind ignores: it records who called
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect("/run/rpcbind.sock")
+        s.sendall(struct.pack("!I", 0x80000000 | len(call)) + call)
+        reply = s.recv(100)
+else:
+    protocol = 6 if netid.startswith("tcp") else 17
+    call = struct.pack("!14I", 1, 0, 2, 100000, 2, 1, 0, 0, 0, 0, int(program), int(version),
+                       protocol, int(port))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(5)
+        s.sendto(call, ("127.0.0.1", 111))
+        reply = s.recv(100)
+assert reply[-4:] == b"\\0\\0\\0\\1", "rpcbind refused the registration"
 """
 
 
 def listen(host: Host, proto: str, address: str, port: int, name: str,
-           v6only: bool = False) -> subprocess.Popen:  # fmt: skip
-    """A real listener with its own program name; returns once it is bound."""
+           v6only: bool = False, uid: int = 0) -> subprocess.Popen:  # fmt: skip
+    """A real listener with its own program name, run as `uid`; returns once it is bound."""
     proc = host.popen([sys.executable, "-c", _LISTEN, proto, address, str(port), str(int(v6only)),
-                       name], stdout=subprocess.PIPE, text=True)  # fmt: skip
+                       name, str(uid)], stdout=subprocess.PIPE, text=True)  # fmt: skip
     assert proc.stdout is not None and "listening" in proc.stdout.readline()
     return proc
 
@@ -75,6 +107,32 @@ def start_rpcbind(host: Host) -> subprocess.Popen:
         assert time.monotonic() < deadline, "rpcbind did not start"
         time.sleep(0.05)
     return proc
+
+
+def register(host: Host, rpcbind: subprocess.Popen, how: str, uid: int, program: int,
+             version: int, netid: str, port: int) -> None:  # fmt: skip
+    """`rpcbind.pid` is rpcbind's own (ip netns exec, unshare and sh each exec the next)."""
+    host.run(["nsenter", "-t", str(rpcbind.pid), "-m", "--", sys.executable, "-c", _REGISTER,
+              how, str(uid), str(program), str(version), netid, str(port)], timeout=20)  # fmt: skip
+
+
+def unregister(host: Host, rpcbind: subprocess.Popen, program: int, version: int) -> None:
+    """Debian's rpcinfo, as root on rpcbind's Unix socket: every netid, whoever registered it
+    (a clean-up: a program that was never registered is no error)."""
+    host.run(["nsenter", "-t", str(rpcbind.pid), "-m", "--", "rpcinfo", "-d", str(program),
+              str(version)], check=False, timeout=20)  # fmt: skip
+
+
+def rpcinfo_owners(host: Host) -> dict[tuple[int, int, str, int], str]:
+    """(program, version, netid, port) -> owner, as Debian's rpcinfo lists them (RPCBPROC_DUMP
+    version 4), for the tcp, tcp6, udp and udp6 entries."""
+    lines = host.run(["rpcinfo", "127.0.0.1"], timeout=20).stdout.splitlines()[1:]
+    owners = {}
+    for program, version, netid, address, *_, owner in map(str.split, lines):
+        if netid in ("tcp", "tcp6", "udp", "udp6"):
+            high, low = address.split(".")[-2:]
+            owners[(int(program), int(version), netid, int(high) * 256 + int(low))] = owner
+    return owners
 
 
 # Listeners in the target: (proto, bound address, port, program name, IPV6_V6ONLY).
@@ -106,13 +164,14 @@ EXPECTED = {
 
 @pytest.fixture(scope="module")
 def services(lab: Lab) -> Iterator[dict[int, subprocess.Popen]]:
-    """The target's services for the whole module, by port."""
+    """The target's services for the whole module, by port: rpcbind on 111, and the listeners,
+    two of them registered by root."""
     target = lab.target
-    start_rpcbind(target)
-    started = {port: listen(target, proto, address, port, name, v6only)
-               for proto, address, port, name, v6only in LISTENERS}  # fmt: skip
-    for registration in (("100005", "3", "17", "20048"), ("400111", "1", "6", "40111")):
-        target.run([sys.executable, "-c", _PMAP_SET, *registration], timeout=20)
+    started = {PORTMAPPER: start_rpcbind(target)}
+    started |= {port: listen(target, proto, address, port, name, v6only)
+                for proto, address, port, name, v6only in LISTENERS}  # fmt: skip
+    for program, version, netid, port in ((100005, 3, "udp", 20048), (400111, 1, "tcp6", 40111)):
+        register(target, started[PORTMAPPER], "local", 0, program, version, netid, port)
     yield started
     target.stop_processes()
 
@@ -256,6 +315,84 @@ def test_devices_are_read_again_before_every_check(
                                                            ("ServiceNew", 40111)]  # fmt: skip
 
 
+_DUMP = """
+import json, sys
+from portwarden.detect.probe import Proto
+from portwarden.net.portmapper import registrations
+found = registrations("127.0.0.1", Proto(sys.argv[1]), 5)
+print(json.dumps([(r.program, r.version, r.proto.value, r.port, r.owner) for r in found]))
+"""
+
+
+def test_registrations_and_owners_match_rpcinfo(
+    lab: Lab, services: dict[int, subprocess.Popen]
+) -> None:
+    """Our RPCBPROC_DUMP client against Debian's rpcinfo, over TCP and UDP."""
+    listed = rpcinfo_owners(lab.target).items()
+    expected = {(program, version, netid.rstrip("6"), port, owner)
+                for (program, version, netid, port), owner in listed}  # fmt: skip
+    assert (100005, 3, "udp", 20048, "superuser") in expected
+    for proto in ("tcp", "udp"):
+        output = lab.target.run([sys.executable, "-c", _DUMP, proto], timeout=20).stdout
+        assert {tuple(entry) for entry in json.loads(output)} == expected
+
+
+def test_only_roots_registrations_name_ports(
+    lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path
+) -> None:
+    """rpcbind lets any local user register any program: on its Unix socket it records the
+    user's uid as the owner, over UDP from loopback "unknown". Such a registration names no
+    port, so RPC names in the policy cannot hide a user's listener (nor another's); root's
+    registrations still name ports, also a user's."""
+    target, rpcbind = lab.target, services[PORTMAPPER]
+    listeners = [
+        listen(target, "tcp", "0.0.0.0", 40121, "pwa-root40121"),
+        listen(target, "tcp", "0.0.0.0", 40122, "pwa-nobody40122", uid=NOBODY),
+        listen(target, "tcp", "0.0.0.0", 40123, "pwa-nobody40123", uid=NOBODY),
+    ]
+    registrations = [
+        ("local", NOBODY, 100005, 1, "tcp", 40121),  # mountd, for root's listener
+        ("local", NOBODY, 100024, 1, "tcp", 40122),  # status, for their own
+        ("udp", NOBODY, 100021, 1, "tcp", 40123),  # nlockmgr, for their own
+        ("local", 0, 100011, 1, "tcp", 40122),  # rquotad, by root for nobody's listener
+    ]
+    conf = f'{ONLY_LAB}\nAUDIT_OPTIONAL="mountd/tcp,status/tcp,nlockmgr/tcp"'
+    try:
+        for registration in registrations:
+            register(target, rpcbind, *registration)
+        owners = rpcinfo_owners(target)
+        status, report, stderr = audit(target, tmp_path, conf, "--no-state")
+    finally:
+        for _, _, program, version, _, _ in registrations:
+            unregister(target, rpcbind, program, version)
+        for proc in listeners:
+            stop(target, proc)
+    # What rpcbind recorded, as Debian's rpcinfo shows it: the premise of this test.
+    recorded = [owners[(program, version, netid, port)]
+                for _, _, program, version, netid, port in registrations]  # fmt: skip
+    assert recorded == ["65534", "65534", "unknown", "superuser"]
+    ports = {p["port"]: p for p in report["open_ports"] if p["interface"] == A4}
+    named = {port: (ports[port]["rpc_program"], ports[port]["service"], ports[port]["user"],
+                    ports[port]["policy"]) for port in (40121, 40122, 40123, 20048)}  # fmt: skip
+    assert named == {
+        40121: (None, "unknown", "root", "unlisted"),
+        40122: (100011, "rquotad", "nobody", "unlisted"),
+        40123: (None, "unknown", "nobody", "unlisted"),
+        20048: (100005, "mountd", "root", "unlisted"),  # registered by root in the fixture
+    }
+    assert status == 1
+    assert sorted((f["kind"], f["port"]) for f in report["findings"]
+                  if f["interface"] == A4 and f["port"] in (40121, 40122, 40123)) == [
+        ("ServiceNew", 40121), ("ServiceNew", 40122), ("ServiceNew", 40123)]  # fmt: skip
+    refused = [(100005, "40121", "65534"), (100024, "40122", "65534"),
+               (100021, "40123", "unknown")]  # fmt: skip
+    warnings = [f"RPC program {program} for port {port}/tcp was registered by owner {owner}, "
+                "not known to be root: the port is not named by it"
+                for program, port, owner in refused]  # fmt: skip
+    assert sorted(report["warnings"]) == sorted(warnings)
+    assert f"portwarden: warning: {warnings[0]}" in stderr.splitlines()
+
+
 _FAKE_PORTMAPPER = """
 import socket, sys, threading
 mode = sys.argv[1]
@@ -280,7 +417,7 @@ def udp():
         if mode == "garbage":
             s.sendto(data[:4] + junk, peer)
         elif mode == "huge":
-            entry = b"\\0\\0\\0\\1" + b"\\0\\0\\0\\7" * 4  # the list never ends
+            entry = b"\\0\\0\\0\\1" * 5  # all words 1: as version 2 or 3, the list never ends
             s.sendto(data[:4] + b"\\0\\0\\0\\1" + b"\\0" * 16 + entry * 50, peer)
 threading.Thread(target=udp, daemon=True).start()
 print("listening", flush=True)

@@ -1,7 +1,9 @@
-"""The portmapper client: PMAPPROC_DUMP replies parsed as hostile bytes, and whole exchanges with
-small fake portmappers on loopback (record marking, deadlines, UDP resends, refusals)."""
+"""The portmapper client: PMAPPROC_DUMP (version 2) and RPCBPROC_DUMP (version 3) replies parsed
+as hostile bytes, and whole exchanges with small fake portmappers on loopback (record marking,
+deadlines, UDP resends, refusals, the fallback to version 2)."""
 
 import contextlib
+import re
 import socket
 import struct
 import threading
@@ -20,8 +22,11 @@ from portwarden.net.portmapper import (
     Mapping,
     PortmapperDenied,
     PortmapperError,
+    Registration,
     dump,
     parse_dump_reply,
+    parse_rpcb_dump_reply,
+    registrations,
 )
 
 TCP, UDP = Proto.TCP, Proto.UDP
@@ -37,6 +42,131 @@ def accepted(xid: int, entries: list[tuple[int, int, int, int]], verifier: bytes
     for entry in entries:
         body += struct.pack("!5I", 1, *entry)
     return body + struct.pack("!I", 0)
+
+
+def xdr_string(data: bytes) -> bytes:
+    return struct.pack("!I", len(data)) + data + b"\0" * (-len(data) % 4)
+
+
+RpcbEntry = tuple[int, int, bytes, bytes, bytes]  # program, version, netid, address, owner
+
+
+def rpcb_accepted(xid: int, entries: list[RpcbEntry]) -> bytes:
+    """A successful RPCBPROC_DUMP reply: accepted, empty AUTH_NULL verifier, the rpcb list."""
+    body = struct.pack("!6I", xid, 1, 0, 0, 0, 0)
+    for program, version, *strings in entries:
+        body += struct.pack("!3I", 1, program, version) + b"".join(map(xdr_string, strings))
+    return body + struct.pack("!I", 0)
+
+
+def mismatch(xid: int) -> bytes:
+    """PROG_MISMATCH, as an old portmap answers a version 3 call: it speaks 2 to 2."""
+    return struct.pack("!8I", xid, 1, 0, 0, 0, 2, 2, 2)
+
+
+RPCB_ENTRIES: list[RpcbEntry] = [
+    (100000, 4, b"tcp6", b"::.0.111", b"superuser"),
+    (100000, 3, b"local", b"/run/rpcbind.sock", b"superuser"),  # no port: left out
+    (100005, 3, b"udp", b"0.0.0.0.78.80", b"superuser"),
+    (100024, 1, b"tcp", b"198.18.0.1.156.66", b"65534"),
+    (100021, 4, b"udp6", b"2001:db8::1.3.235", b"unknown"),
+]
+REGISTRATIONS = (
+    Registration(100000, 4, TCP, 111, "superuser"),
+    Registration(100005, 3, UDP, 20048, "superuser"),
+    Registration(100024, 1, TCP, 40002, "65534"),
+    Registration(100021, 4, UDP, 1003, "unknown"),
+)
+
+
+def test_rpcb_dump_reply_gives_owners_and_leaves_out_what_names_no_port() -> None:
+    odd = [
+        (1, 1, b"sctp", b"0.0.0.0.1.1", b"superuser"),  # not TCP or UDP
+        (2, 1, b"tcp", b"0.0.0.0.0.0", b"superuser"),  # port 0
+        (3, 1, b"tcp", b"0.0.0.0.256.1", b"superuser"),  # not a byte
+        (4, 1, b"tcp", b"0.0.0.0.1.0001", b"superuser"),
+        (5, 1, b"tcp", b".1.1", b"superuser"),  # no host part
+        (6, 1, b"tcp", b"1.1", b"superuser"),
+        (7, 1, b"tcp", b"0.0.0.0.-1.1", b"superuser"),
+        (8, 1, b"tcp", b"0.0.0.0.\xd9\xa1.1", b"superuser"),  # an Arabic-Indic digit one
+        (9, 1, b"tcp", b"", b""),
+        (10, 1, b"tcp", b"0.0.0.0.1.1", b"x" * 129),  # longer than the cap: stepped over
+        (11, 1, b"tcp" * 43, b"0.0.0.0.1.1", b"superuser"),
+    ]
+    reply = rpcb_accepted(7, [*RPCB_ENTRIES[:3], *odd, *RPCB_ENTRIES[3:]])
+    assert parse_rpcb_dump_reply(reply, 7) == REGISTRATIONS
+    longest = (12, 1, b"tcp", b"0.0.0.0.255.255", b"1" * 128)
+    hostile = (13, 1, b"udp", b"::.0.7", b"\n\xff root")
+    assert parse_rpcb_dump_reply(rpcb_accepted(7, [longest, hostile]), 7) == (
+        Registration(12, 1, TCP, 65535, "1" * 128),
+        Registration(13, 1, UDP, 7, "\n\ufffd root"),  # the audit shows it with one_line
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (rpcb_accepted(7, RPCB_ENTRIES)[:-8], "truncated reply"),
+        (rpcb_accepted(7, RPCB_ENTRIES)[:-4], "truncated reply"),  # no end of the list
+        (struct.pack("!9I", 7, 1, 0, 0, 0, 0, 1, 1, 1), "truncated reply"),  # no netid
+        (struct.pack("!10I", 7, 1, 0, 0, 0, 0, 1, 1, 1, 0xFFFF_FFFF), "truncated reply"),
+        (struct.pack("!10I", 7, 1, 0, 0, 0, 0, 1, 1, 1, 3) + b"tcp", "truncated reply"),  # pad
+        (struct.pack("!7I", 7, 1, 0, 0, 0, 0, 0x100), r"malformed reply \(bad list marker\)"),
+        (rpcb_accepted(8, RPCB_ENTRIES), "answer is not an ONC RPC reply to our call"),
+        (mismatch(7), "program version mismatch"),
+        (struct.pack("!6I", 7, 1, 0, 0, 0, 3), "procedure unavailable"),
+        (rpcb_accepted(7, RPCB_ENTRIES * (PORTMAP_REPLY_BYTES_MAX // 250)), "reply larger than"),
+    ],
+)
+def test_bad_rpcb_replies_are_malformed_with_a_reason(data: bytes, message: str) -> None:
+    with pytest.raises(PortmapperError, match=message) as caught:
+        parse_rpcb_dump_reply(data, 7)
+    assert caught.value.reason == "malformed"
+
+
+def test_rpcb_denial_is_portmapper_denied() -> None:
+    with pytest.raises(PortmapperDenied, match="too weak"):
+        parse_rpcb_dump_reply(struct.pack("!5I", 7, 1, 1, 1, 5), 7)
+
+
+@given(st.binary(max_size=400))
+def test_any_bytes_after_a_good_rpcb_header_parse_or_raise_portmapper_error(tail: bytes) -> None:
+    try:
+        found = parse_rpcb_dump_reply(struct.pack("!6I", 7, 1, 0, 0, 0, 0) + tail, 7)
+    except PortmapperError as error:
+        assert error.reason in ("malformed", "denied") and "\n" not in str(error)
+    else:
+        assert all(0 < r.port <= 65535 and isinstance(r.proto, Proto) for r in found)
+        assert all(r.owner is not None and len(r.owner) <= 128 for r in found)
+
+
+@given(st.binary(max_size=100), st.integers(0, 2**32 - 1))
+def test_any_bytes_at_all_parse_as_rpcb_or_raise_portmapper_error(data: bytes, xid: int) -> None:
+    with contextlib.suppress(PortmapperError):
+        parse_rpcb_dump_reply(data, xid)
+
+
+_NETID = st.sampled_from([b"tcp", b"tcp6", b"udp", b"udp6", b"local", b"rdma", b""])
+_ADDRESS = st.one_of(
+    st.tuples(st.sampled_from([b"0.0.0.0", b"::", b"198.18.0.1"]), st.integers(0, 300),
+              st.integers(0, 300)).map(lambda t: b"%s.%d.%d" % t),
+    st.binary(max_size=150),
+)  # fmt: skip
+
+
+@given(st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1), _NETID,
+                          _ADDRESS, st.binary(max_size=150)), max_size=30))  # fmt: skip
+def test_any_rpcb_dump_round_trips(entries: list[RpcbEntry]) -> None:
+    protos = {b"tcp": TCP, b"tcp6": TCP, b"udp": UDP, b"udp6": UDP}
+    kept = []
+    for program, version, netid, address, owner in entries:
+        universal = re.fullmatch(rb"(.+)\.([0-9]{1,3})\.([0-9]{1,3})", address, re.DOTALL)
+        high, low = (int(universal[2]), int(universal[3])) if universal else (0, 0)
+        port = high * 256 + low if high < 256 and low < 256 else 0
+        if netid in protos and port and len(address) <= 128 and len(owner) <= 128:
+            owner_text = owner.decode("ascii", "replace")
+            kept.append(Registration(program, version, protos[netid], port, owner_text))
+    assert parse_rpcb_dump_reply(rpcb_accepted(1, entries), 1) == tuple(kept)
 
 
 def test_dump_reply_is_parsed_and_entries_without_tcp_udp_or_port_are_left_out() -> None:
@@ -115,14 +245,19 @@ Script = Callable[[socket.socket, int], None]
 
 
 @contextmanager
-def tcp_portmapper(script: Script, accept: bool = True) -> Iterator[int]:
-    """A TCP listener on 127.0.0.1 that runs `script` on one connection; yields its port."""
+def tcp_portmapper(
+    script: Script, accept: bool = True, versions: list[int] | None = None
+) -> Iterator[int]:
+    """A TCP listener on 127.0.0.1 that runs `script` on one connection; yields its port. The
+    call's program version goes into `versions`."""
     server = socket.create_server(("127.0.0.1", 0))
 
     def serve() -> None:
         conn, _ = server.accept()
         with conn, contextlib.suppress(OSError):  # the client may be gone before the script ends
             call = conn.recv(44)
+            if versions is not None:
+                versions.append(struct.unpack("!I", call[20:24])[0])  # after the record mark
             script(conn, struct.unpack("!I", call[4:8])[0])
             conn.settimeout(5)
             while conn.recv(4096):  # until the client is done, so the close is not a reset
@@ -210,8 +345,11 @@ def test_tcp_denial_refusal_and_silence_are_told_apart() -> None:
 
 
 @contextmanager
-def udp_portmapper(answer: Callable[[int, int], list[bytes]]) -> Iterator[int]:
-    """A UDP socket on 127.0.0.1 that sends back answer(call number, xid) for each call."""
+def udp_portmapper(
+    answer: Callable[[int, int], list[bytes]], versions: list[int] | None = None
+) -> Iterator[int]:
+    """A UDP socket on 127.0.0.1 that sends back answer(call number, xid) for each call; each
+    call's program version goes into `versions`."""
     server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     server.bind(("127.0.0.1", 0))
     server.settimeout(0.05)
@@ -225,6 +363,8 @@ def udp_portmapper(answer: Callable[[int, int], list[bytes]]) -> Iterator[int]:
             except TimeoutError:
                 continue
             calls += 1
+            if versions is not None:
+                versions.append(struct.unpack("!I", call[16:20])[0])
             for datagram in answer(calls, struct.unpack("!I", call[:4])[0]):
                 server.sendto(datagram, peer)
 
@@ -263,6 +403,43 @@ def test_udp_silence_refusal_and_oversized_datagram(monkeypatch: pytest.MonkeyPa
     ):
         dump("127.0.0.1", UDP, 3, port=port)
     assert huge.value.reason == "malformed"
+
+
+def test_registrations_are_asked_with_version_3_and_have_owners() -> None:
+    versions: list[int] = []
+
+    def rpcbind(conn: socket.socket, xid: int) -> None:
+        conn.sendall(record(rpcb_accepted(xid, RPCB_ENTRIES), 50))
+
+    with tcp_portmapper(rpcbind, versions=versions) as port:
+        assert registrations("127.0.0.1", TCP, 5, port=port) == REGISTRATIONS
+    assert versions == [3]
+
+
+def test_a_portmapper_that_speaks_only_version_2_is_asked_again_and_tells_no_owner() -> None:
+    versions: list[int] = []
+
+    def old_portmap(calls: int, xid: int) -> list[bytes]:
+        return [mismatch(xid) if calls == 1 else accepted(xid, ENTRIES)]
+
+    with udp_portmapper(old_portmap, versions) as port:
+        found = registrations("127.0.0.1", UDP, 3, port=port)
+    assert found == tuple(Registration(*m, owner=None) for m in MAPPINGS)
+    assert versions == [3, 2]
+
+
+def test_one_deadline_covers_both_versions() -> None:
+    def slow_then_silent(calls: int, xid: int) -> list[bytes]:
+        if calls > 1:
+            return []
+        time.sleep(0.4)
+        return [mismatch(xid)]
+
+    started = time.monotonic()
+    with udp_portmapper(slow_then_silent) as port, pytest.raises(PortmapperError) as caught:
+        registrations("127.0.0.1", UDP, 0.6, port=port)
+    assert (caught.value.reason, str(caught.value)) == ("silent", "no answer within 0.6 s")
+    assert time.monotonic() - started < 0.9
 
 
 @pytest.mark.parametrize(

@@ -17,10 +17,17 @@ from portwarden.audit.sockets import PROC, Owner, Socket, open_sockets, owners, 
 from portwarden.audit.state import STATE_NAME, AuditState
 from portwarden.config import Settings
 from portwarden.detect.probe import Proto
-from portwarden.limits import PORTMAP_TIMEOUT_S
-from portwarden.net.portmapper import PORTMAPPER_PORT, PortmapperError, dump
+from portwarden.limits import AUDIT_RPC_WARNINGS_MAX, PORTMAP_TIMEOUT_S
+from portwarden.net.portmapper import (
+    PORTMAPPER_PORT,
+    PortmapperError,
+    Registration,
+    registrations,
+)
 from portwarden.statedir import LOCK_NAME
 from portwarden.text import one_line
+
+_SUPERUSER = "superuser"  # rpcbind's owner for a registration made by uid 0
 
 
 @dataclass(frozen=True)
@@ -56,15 +63,14 @@ def run_audit(settings: Settings, previous: AuditState | None, now: float,
     tripwires = {Proto.TCP: set(settings.tcp_ports), Proto.UDP: set(settings.udp_ports)}
     sockets = [s for s in sockets if owned.get(s.inode, Owner(0, "")).pid not in ours
                or s.port not in tripwires[s.proto]]  # fmt: skip
-    programs, rpc_warnings = _rpc_programs(sockets, policy)
-    warnings += rpc_warnings
+    registered, rpc_warnings = _registrations(sockets, policy)
     in_range = [s for s in sockets if settings.audit_min_port <= s.port <= settings.audit_max_port]
-    open_ports = [
-        _named(interface, sock, programs.get((sock.proto, sock.port)), owned.get(sock.inode),
-               names, policy)
-        for interface in interfaces
-        for sock in _open_on(interface, in_range, policy)
-    ]  # fmt: skip
+    audited = [(interface, sock) for interface in interfaces
+               for sock in _open_on(interface, in_range, policy)]  # fmt: skip
+    programs, refused = rpc_programs(registered, dict.fromkeys(sock for _, sock in audited))
+    warnings += rpc_warnings + refused
+    open_ports = [_named(interface, sock, programs.get(sock), owned.get(sock.inode), names, policy)
+                  for interface, sock in audited]  # fmt: skip
     requirements = [Requirement(group, item, _item_service(item, names))
                     for group, item in policy.requirements()]  # fmt: skip
     rpc_names = {p: names.program_names(p) for p in set(programs.values())}
@@ -158,10 +164,55 @@ def _confirmed(interface: Interface, sock: Socket) -> bool:
     return answer is not False  # unknown: trust the table
 
 
-def _rpc_programs(
-    sockets: Iterable[Socket], policy: Policy
-) -> tuple[dict[tuple[Proto, int], int], list[str]]:
-    """(proto, port) -> RPC program, from the portmapper's dump if one listens on port 111.
+def rpc_programs(
+    registered: Iterable[Registration], sockets: Iterable[Socket]
+) -> tuple[dict[Socket, int], list[str]]:
+    """Socket -> the RPC program that names it: a registration for its port and protocol that
+    root made (see `_root_registered`). Registrations by anyone else for these sockets name
+    nothing; each is a warning line."""
+    by_port: dict[tuple[Proto, int], list[Registration]] = {}
+    for registration in registered:
+        by_port.setdefault((registration.proto, registration.port), []).append(registration)
+    programs: dict[Socket, int] = {}
+    refused: list[str] = []
+    for sock in sockets:
+        for registration in by_port.get((sock.proto, sock.port), []):
+            if _root_registered(registration, sock):
+                programs.setdefault(sock, registration.program)
+            else:
+                refused.append(_refused_line(registration))
+    lines = list(dict.fromkeys(refused))  # once for all versions, and for IPv4 and IPv6 sockets
+    if len(lines) > AUDIT_RPC_WARNINGS_MAX:
+        more = len(lines) - AUDIT_RPC_WARNINGS_MAX
+        lines[AUDIT_RPC_WARNINGS_MAX:] = [f"{more} more RPC registrations not known to be "
+                                          "root's did not name ports"]  # fmt: skip
+    return programs, lines
+
+
+def _root_registered(registration: Registration, sock: Socket) -> bool:
+    """Whether root made this registration. rpcbind lets any local user register any program,
+    so trusting another user's registration would let them give a listener (their own, or
+    another's) the name of a real RPC service, which an RPC name in the policy would then hide
+    or accept. rpcbind records "superuser" for uid 0 on its Unix socket, the uid of any other
+    local user there, "unknown" over UDP or TCP (anyone may call from loopback). A portmapper
+    that speaks only version 2 does not say: its registrations name only root's sockets."""
+    if registration.owner is None:
+        return sock.uid == 0
+    return registration.owner == _SUPERUSER
+
+
+def _refused_line(registration: Registration) -> str:
+    owner = ("not told (a version 2 portmapper)" if registration.owner is None
+             else one_line(registration.owner))  # fmt: skip
+    where = f"{registration.port}/{registration.proto.value}"
+    return (f"RPC program {registration.program} for port {where} was registered by owner "
+            f"{owner}, not known to be root: the port is not named by it")  # fmt: skip
+
+
+def _registrations(
+    sockets: Sequence[Socket], policy: Policy
+) -> tuple[tuple[Registration, ...], list[str]]:
+    """The portmapper's registrations with their owners, if one listens on port 111.
 
     Asked over TCP, else (or if that fails) over UDP, at loopback when it listens on a wildcard
     address, else at its own address. Never asked where port 111 is skipped.
@@ -177,14 +228,12 @@ def _rpc_programs(
         if policy.skips(str(address), "", PORTMAPPER_PORT, proto):
             continue
         try:
-            mappings = dump(address, proto, PORTMAP_TIMEOUT_S)
+            return registrations(address, proto, PORTMAP_TIMEOUT_S), warnings
         except PortmapperError as error:
             where = f"{address} port {PORTMAPPER_PORT}/{proto.value}"
             warnings.append(f"portmapper at {where}: {one_line(str(error))}; "
                             "RPC services are not named by it")  # fmt: skip
-            continue
-        return {(m.proto, m.port): m.program for m in mappings}, warnings
-    return {}, warnings
+    return (), warnings
 
 
 def _portwarden_pids(state_dir: Path) -> frozenset[int]:

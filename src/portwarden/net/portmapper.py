@@ -1,11 +1,14 @@
-"""An ONC RPC client for one call: the portmapper's PMAPPROC_DUMP (RFC 1833: program 100000,
-version 2, procedure 4, AUTH_NULL), over TCP with record marking or over UDP.
+"""An ONC RPC client for one call: the portmapper's list of registrations (RFC 1833: program
+100000, procedure 4, AUTH_NULL), over TCP with record marking or over UDP. Version 2
+(PMAPPROC_DUMP) gives program, version, protocol and port; version 3 (rpcbind's RPCBPROC_DUMP)
+also gives the owner rpcbind recorded for each registration.
 
-The port audit uses it to name RPC services, `portwarden portmap check` to see whether rpcbind
-answers a caller. Whatever listens on port 111 may be hostile, so its reply is parsed as hostile
-bytes: every length is checked against what is there, the verifier and the whole reply are
-capped, and one deadline covers the whole exchange. Nothing comes out but the mappings or a
-PortmapperError whose `reason` says what kind of failure it was.
+The port audit uses version 3 (version 2 from a portmapper that speaks nothing else) to name RPC
+services, `portwarden portmap check` version 2 to see whether rpcbind answers a caller. Whatever
+listens on port 111 may be hostile, so its reply is parsed as hostile bytes: every length is
+checked against what is there, strings, the verifier and the whole reply are capped, and one
+deadline covers the whole exchange. Nothing comes out but the registrations or a PortmapperError
+whose `reason` says what kind of failure it was.
 """
 
 import ipaddress
@@ -20,18 +23,25 @@ from portwarden.limits import PORTMAP_REPLY_BYTES_MAX
 from portwarden.net.local import IPAddress
 
 PORTMAPPER_PORT = 111
-_PROGRAM, _VERSION, _PROC_DUMP = 100000, 2, 4
+_PROGRAM, _PROC_DUMP = 100000, 4
+_PMAP_VERSION, _RPCB_VERSION = 2, 3
 _RPC_VERSION = 2
 _CALL, _REPLY = 0, 1
 _MSG_ACCEPTED, _MSG_DENIED = 0, 1
-_SUCCESS = 0
+_SUCCESS, _PROG_MISMATCH = 0, 2
 _RPC_MISMATCH, _AUTH_ERROR = 0, 1
 _AUTH_BYTES_MAX = 400  # RFC 5531: the body of an opaque_auth (credential, verifier)
+# An rpcb entry's strings: netid ("tcp6"), universal address ("::.3.235", at most 53 characters
+# for IPv6) and owner ("superuser", a uid). rpcbind takes longer ones from any local user, so a
+# longer string is stepped over and leaves only its own entry out (not the whole list).
+_RPCB_STRING_BYTES_MAX = 128
 _LAST_FRAGMENT = 0x8000_0000
 _UDP_RESEND_S = 1.0
 _U32 = struct.Struct("!I")
 _ENTRY = struct.Struct("!IIII")  # program, version, protocol number, port
+_PROGRAM_VERSION = struct.Struct("!II")
 _PROTOCOLS = {socket.IPPROTO_TCP: Proto.TCP, socket.IPPROTO_UDP: Proto.UDP}
+_NETIDS = {b"tcp": Proto.TCP, b"tcp6": Proto.TCP, b"udp": Proto.UDP, b"udp6": Proto.UDP}
 _AUTH_ERRORS = {
     1: "bad credential",
     2: "rejected credential",
@@ -64,6 +74,19 @@ class Mapping(NamedTuple):
     port: int
 
 
+class Registration(NamedTuple):
+    """One registration with its owner, as rpcbind recorded it: "superuser" (uid 0 over its Unix
+    socket), another uid in decimal (another local user over that socket), "unknown" (over UDP or
+    TCP, where rpcbind cannot tell who called); None from a portmapper that speaks only version
+    2, which does not say."""
+
+    program: int
+    version: int
+    proto: Proto
+    port: int
+    owner: str | None
+
+
 class PortmapperError(Exception):
     """No list of registrations; `reason` says why for a program, str() for a person."""
 
@@ -79,6 +102,13 @@ class PortmapperDenied(PortmapperError):
         super().__init__("denied", message)
 
 
+class _VersionMismatch(PortmapperError):
+    """The portmapper does not speak the version asked (an old portmap: version 2 only)."""
+
+    def __init__(self) -> None:
+        super().__init__("malformed", _ACCEPT_ERRORS[_PROG_MISMATCH])
+
+
 def _malformed(message: str) -> PortmapperError:
     return PortmapperError("malformed", message)
 
@@ -90,16 +120,46 @@ def dump(
     source: str | None = None,
     port: int = PORTMAPPER_PORT,
 ) -> tuple[Mapping, ...]:
-    """Every registration of the portmapper at `address`, asked over `proto` from the local
-    address `source` (any, if None). Takes at most `timeout` seconds; over UDP the call is sent
-    again every second until then.
+    """Every registration of the portmapper at `address` (PMAPPROC_DUMP, version 2), asked over
+    `proto` from the local address `source` (any, if None). Takes at most `timeout` seconds;
+    over UDP the call is sent again every second until then.
 
     Raises PortmapperError (PortmapperDenied for a denial), never anything else.
     """
     deadline = time.monotonic() + timeout
+    reply, xid = _call(_PMAP_VERSION, address, proto, source, port, deadline, timeout)
+    return parse_dump_reply(reply, xid)
+
+
+def registrations(
+    address: IPAddress | str, proto: Proto, timeout: float, port: int = PORTMAPPER_PORT
+) -> tuple[Registration, ...]:
+    """Every registration with its owner (RPCBPROC_DUMP, version 3); from a portmapper that
+    speaks only version 2, PMAPPROC_DUMP's list with owner None. Both calls together take at
+    most `timeout` seconds. Raises PortmapperError, never anything else."""
+    deadline = time.monotonic() + timeout
+    try:
+        reply, xid = _call(_RPCB_VERSION, address, proto, None, port, deadline, timeout)
+        return parse_rpcb_dump_reply(reply, xid)
+    except _VersionMismatch:
+        reply, xid = _call(_PMAP_VERSION, address, proto, None, port, deadline, timeout)
+        return tuple(Registration(*m, owner=None) for m in parse_dump_reply(reply, xid))
+
+
+def _call(
+    version: int,
+    address: IPAddress | str,
+    proto: Proto,
+    source: str | None,
+    port: int,
+    deadline: float,
+    timeout: float,
+) -> tuple[bytes, int]:
+    """The reply to procedure 4 of this version of the portmapper program, and the call's xid;
+    `timeout` is only for the message."""
     target, local = _ip(address), None if source is None else _ip(source)
     xid = _U32.unpack(os.urandom(4))[0]
-    call = struct.pack("!10I", xid, _CALL, _RPC_VERSION, _PROGRAM, _VERSION, _PROC_DUMP,
+    call = struct.pack("!10I", xid, _CALL, _RPC_VERSION, _PROGRAM, version, _PROC_DUMP,
                        0, 0, 0, 0)  # fmt: skip
     family = socket.AF_INET6 if target.version == 6 else socket.AF_INET
     kind = socket.SOCK_STREAM if proto is Proto.TCP else socket.SOCK_DGRAM
@@ -111,9 +171,8 @@ def dump(
             sock.connect((str(target), port))
             if proto is Proto.TCP:
                 sock.sendall(_U32.pack(_LAST_FRAGMENT | len(call)) + call)
-                reply = _read_record(sock, deadline)
-            else:
-                reply = _exchange_datagrams(sock, call, xid, deadline)
+                return _read_record(sock, deadline), xid
+            return _exchange_datagrams(sock, call, xid, deadline), xid
     except TimeoutError:
         raise PortmapperError("silent", f"no answer within {timeout:g} s") from None
     except ConnectionRefusedError as error:
@@ -122,7 +181,6 @@ def dump(
         raise _malformed("connection reset before the reply was complete") from None
     except OSError as error:
         raise PortmapperError("failed", error.strerror or type(error).__name__) from None
-    return parse_dump_reply(reply, xid)
 
 
 def _ip(address: IPAddress | str) -> IPAddress:
@@ -190,6 +248,33 @@ def _exchange_datagrams(sock: socket.socket, call: bytes, xid: int, deadline: fl
 def parse_dump_reply(reply: bytes, xid: int) -> tuple[Mapping, ...]:
     """The registrations in a PMAPPROC_DUMP reply to call `xid`; entries for protocols other
     than TCP and UDP, or without a port, are left out. Raises PortmapperError, nothing else."""
+    reader = _results(reply, xid)
+    mappings = []
+    while _follows(reader):
+        program, version, protocol, port = reader.take(_ENTRY)
+        if protocol in _PROTOCOLS and 0 < port <= 65535:
+            mappings.append(Mapping(program, version, _PROTOCOLS[protocol], port))
+    return tuple(mappings)
+
+
+def parse_rpcb_dump_reply(reply: bytes, xid: int) -> tuple[Registration, ...]:
+    """The registrations in an RPCBPROC_DUMP reply to call `xid`; entries for netids other
+    than tcp, tcp6, udp and udp6, with an address that is not a universal address with a port,
+    or with a string longer than 128 bytes, are left out. Raises PortmapperError, nothing else."""
+    reader = _results(reply, xid)
+    found = []
+    while _follows(reader):
+        program, version = reader.take(_PROGRAM_VERSION)
+        netid, address, owner = reader.string(), reader.string(), reader.string()
+        proto, port = _NETIDS.get(netid or b""), _universal_port(address or b"")
+        if proto is not None and port is not None and owner is not None:
+            found.append(Registration(program, version, proto, port,
+                                      owner.decode("ascii", "replace")))  # fmt: skip
+    return tuple(found)
+
+
+def _results(reply: bytes, xid: int) -> "_Reader":
+    """A reader at the results of an accepted, successful reply to call `xid`."""
     _refuse_larger(len(reply))
     reader = _Reader(reply)
     if reader.u32() != xid or reader.u32() != _REPLY:
@@ -201,16 +286,31 @@ def parse_dump_reply(reply: bytes, xid: int) -> tuple[Mapping, ...]:
         raise _malformed(f"malformed reply (reply status {status})")
     reader.skip_auth()  # the verifier
     accepted = reader.u32()
+    if accepted == _PROG_MISMATCH:
+        raise _VersionMismatch
     if accepted != _SUCCESS:
         raise _malformed(_ACCEPT_ERRORS.get(accepted, f"accept status {accepted}"))
-    mappings = []
-    while (follows := reader.u32()) != 0:  # each turn reads at least 4 bytes of a capped reply
-        if follows != 1:
-            raise _malformed("malformed reply (bad list marker)")
-        program, version, protocol, port = reader.take(_ENTRY)
-        if protocol in _PROTOCOLS and 0 < port <= 65535:
-            mappings.append(Mapping(program, version, _PROTOCOLS[protocol], port))
-    return tuple(mappings)
+    return reader
+
+
+def _follows(reader: "_Reader") -> bool:
+    """An XDR list's "another entry follows" marker. Each call reads 4 bytes of a capped
+    reply, so a list cannot go on for ever."""
+    follows = reader.u32()
+    if follows not in (0, 1):
+        raise _malformed("malformed reply (bad list marker)")
+    return follows == 1
+
+
+def _universal_port(address: bytes) -> int | None:
+    """The port of a universal address: "<host>.<high byte>.<low byte>" (RFC 5665)."""
+    parts = address.rsplit(b".", 2)
+    if len(parts) != 3 or not parts[0] or not all(p.isdigit() and len(p) <= 3 for p in parts[1:]):
+        return None
+    high, low = int(parts[1]), int(parts[2])
+    if high > 255 or low > 255:
+        return None
+    return (high << 8 | low) or None
 
 
 def _denial(reader: "_Reader") -> str:
@@ -243,6 +343,12 @@ class _Reader:
 
     def u32(self) -> int:
         return int(self.take(_U32)[0])
+
+    def string(self) -> bytes | None:
+        """An XDR string, padded to 4 bytes; None (but stepped over) if longer than the cap."""
+        size = self.u32()
+        start = self._advance((size + 3) & ~3)
+        return self._data[start : start + size] if size <= _RPCB_STRING_BYTES_MAX else None
 
     def skip_auth(self) -> None:
         """An opaque_auth: flavour, length, body padded to 4 bytes."""

@@ -1,0 +1,77 @@
+"""Which portmapper registrations may name an open port: only root's, since rpcbind lets any
+local user register any program number for any port."""
+
+import ipaddress
+
+from portwarden.audit.check import rpc_programs
+from portwarden.audit.sockets import Socket
+from portwarden.detect.probe import Proto
+from portwarden.limits import AUDIT_RPC_WARNINGS_MAX
+from portwarden.net.portmapper import Registration
+
+TCP, UDP = Proto.TCP, Proto.UDP
+ANY4 = ipaddress.ip_address("0.0.0.0")
+ANY6 = ipaddress.ip_address("::")
+ROOTS = Socket(TCP, ANY4, 2049, 0, 11)
+NOBODYS = Socket(TCP, ANY4, 40000, 65534, 12)
+NOBODYS_UDP = Socket(UDP, ANY4, 40000, 65534, 13)
+
+
+def refused(program: int, port: str, owner: str) -> str:
+    return (f"RPC program {program} for port {port} was registered by owner {owner}, not known "
+            "to be root: the port is not named by it")  # fmt: skip
+
+
+def test_root_names_any_socket_and_nobody_else_names_one() -> None:
+    registered = [
+        Registration(100003, 3, TCP, 2049, "superuser"),
+        Registration(100005, 1, TCP, 40000, "65534"),  # nobody names their own listener
+        Registration(100021, 1, UDP, 40000, "unknown"),  # over UDP from loopback: anyone
+        Registration(100024, 1, TCP, 2049, "65534"),  # nobody names root's
+        Registration(100099, 1, TCP, 40001, "65534"),  # no socket there: nothing to say
+    ]
+    programs, warnings = rpc_programs(registered, [ROOTS, NOBODYS, NOBODYS_UDP])
+    assert programs == {ROOTS: 100003}
+    assert warnings == [
+        refused(100024, "2049/tcp", "65534"),
+        refused(100005, "40000/tcp", "65534"),
+        refused(100021, "40000/udp", "unknown"),
+    ]
+
+
+def test_root_may_name_another_users_socket() -> None:
+    registered = [Registration(100005, 3, TCP, 40000, "superuser")]
+    assert rpc_programs(registered, [NOBODYS]) == ({NOBODYS: 100005}, [])
+
+
+def test_a_version_2_portmapper_names_only_roots_sockets() -> None:
+    registered = [Registration(100003, 3, TCP, 2049, None), Registration(1, 1, TCP, 40000, None)]
+    programs, warnings = rpc_programs(registered, [ROOTS, NOBODYS])
+    assert programs == {ROOTS: 100003}
+    assert warnings == [refused(1, "40000/tcp", "not told (a version 2 portmapper)")]
+
+
+def test_one_line_per_program_port_and_owner_and_a_hostile_owner_stays_on_it() -> None:
+    nobodys_v6 = Socket(TCP, ANY6, 40000, 65534, 14)
+    registered = [Registration(7, version, TCP, 40000, "x\nforged: line")
+                  for version in (1, 2, 3)]  # fmt: skip
+    programs, warnings = rpc_programs(registered, [NOBODYS, nobodys_v6])
+    assert programs == {}
+    assert warnings == [refused(7, "40000/tcp", "x\\nforged: line")]
+
+
+def test_warnings_are_capped() -> None:
+    registered = [Registration(program, 1, TCP, 40000, "1000") for program in range(25)]
+    programs, warnings = rpc_programs(registered, [NOBODYS])
+    assert programs == {}
+    assert len(warnings) == AUDIT_RPC_WARNINGS_MAX + 1
+    assert warnings[-1] == (f"{25 - AUDIT_RPC_WARNINGS_MAX} more RPC registrations not known "
+                            "to be root's did not name ports")  # fmt: skip
+
+
+def test_roots_registration_wins_over_others_for_the_same_socket() -> None:
+    registered = [Registration(100024, 1, TCP, 40000, "65534"),
+                  Registration(100005, 3, TCP, 40000, "superuser")]  # fmt: skip
+    programs, warnings = rpc_programs(registered, [NOBODYS])
+    assert programs == {NOBODYS: 100005}
+    assert warnings == [refused(100024, "40000/tcp", "65534")]
