@@ -1,4 +1,5 @@
-"""The alert paths limit themselves: a flood of audit findings becomes one counted line."""
+"""The alert paths limit themselves and say so once: a flood of audit findings becomes one
+counted line, a missing syslog socket one warning."""
 
 import json
 import logging
@@ -8,6 +9,7 @@ import pytest
 
 from portwarden import limits
 from portwarden.alert.dispatch import Alerts
+from portwarden.alert.syslog import Syslog
 from portwarden.audit.findings import Finding, Kind
 from portwarden.config import load_settings
 
@@ -30,3 +32,15 @@ def test_audit_findings_past_the_cap_are_counted_not_reported(
     events = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert [e["event"] for e in events].count("audit") == limits.AUDIT_FINDINGS_REPORTED_MAX
     assert events[-1] == {"time": events[-1]["time"], "event": "audit-suppressed", "count": 50}
+
+
+def test_a_missing_syslog_socket_is_said_once_and_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    syslog = Syslog(tmp_path / "no-such-log", "daemon")
+    with caplog.at_level(logging.INFO, logger="portwarden"):
+        assert not any(syslog.send(f"line {n}") for n in range(5))
+    assert syslog.dropped == 5
+    assert [r.getMessage().split(";")[0] for r in caplog.records] == [
+        f"syslog: cannot send to {tmp_path / 'no-such-log'} (No such file or directory)"
+    ]

@@ -4,6 +4,7 @@ A full socket buffer or a missing syslog daemon never slows the caller: the line
 dropped and the socket is reopened on the next try.
 """
 
+import logging
 import os
 import socket
 import threading
@@ -19,6 +20,8 @@ NOTICE, WARNING, INFO, ERROR = 5, 4, 6, 3
 SEVERITIES = {"crit": 2, "err": ERROR, "warning": WARNING, "notice": NOTICE, "info": INFO}
 _LINE_MAX = 2000
 
+log = logging.getLogger("portwarden")
+
 
 class Syslog:
     def __init__(self, path: Path, facility: str, ident: str = "portwarden") -> None:
@@ -28,6 +31,7 @@ class Syslog:
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
         self.dropped = 0
+        self._failing = False  # said once when lines start to be dropped, once when they stop
 
     def send(self, message: str, severity: int = NOTICE) -> bool:
         stamp = time.strftime("%b %d %H:%M:%S")
@@ -40,12 +44,20 @@ class Syslog:
                     self._sock.setblocking(False)
                     self._sock.connect(self._path)
                 self._sock.send(data.encode("utf-8", "replace"))
-            except OSError:
+            except OSError as error:
                 self.dropped += 1
                 if self._sock is not None:
                     self._sock.close()
                     self._sock = None
+                if not self._failing:
+                    self._failing = True
+                    log.warning("syslog: cannot send to %s (%s); lines are dropped and counted "
+                                "until it works", self._path, error.strerror or error)  # fmt: skip
                 return False
+            if self._failing:
+                self._failing = False
+                log.info("syslog: %s works again (%d lines dropped so far)", self._path,
+                         self.dropped)  # fmt: skip
         return True
 
     def close(self) -> None:
