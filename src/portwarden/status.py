@@ -15,6 +15,7 @@ from portwarden.config.settings import port_ranges
 from portwarden.detect.engine import Engine
 from portwarden.sensors.build import Sensor
 from portwarden.store.db import BlockRecord, Store
+from portwarden.text import utc_stamp
 
 TOP_MAX = 10  # scanners and ports shown
 BLOCKS_SHOWN_MAX = 20  # most recent active blocks shown (the count is always exact)
@@ -23,7 +24,7 @@ BLOCKS_SHOWN_MAX = 20  # most recent active blocks shown (the count is always ex
 def _stamp(epoch: float | None) -> str | None:
     if epoch is None:
         return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+    return utc_stamp(epoch)
 
 
 def blocks_part(store: Store, now: float) -> dict[str, Any]:

@@ -1,4 +1,7 @@
-"""Rendering untrusted text (attacker data, bad config values) safely on one line."""
+"""Rendering text safely: untrusted values (attacker data, bad config values) on one line,
+and times."""
+
+import time
 
 _MAX_SHOWN = 200
 
@@ -20,3 +23,9 @@ def one_line(value: str, limit: int = _MAX_SHOWN) -> str:
     if len(value) > limit:
         out.append("...")
     return "".join(out)
+
+
+def utc_stamp(epoch: float) -> str:
+    """Seconds since the epoch as `2026-11-24T12:09:42Z`: the one time format of events,
+    reports and status."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

@@ -22,12 +22,13 @@ from portwarden.audit.findings import Finding
 from portwarden.config import Settings
 from portwarden.detect.engine import Verdict
 from portwarden.store.db import BlockRecord
+from portwarden.text import utc_stamp
 
 log = logging.getLogger("portwarden")
 
 
 def _stamp(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch)) if epoch else ""
+    return utc_stamp(epoch) if epoch else ""
 
 
 def verdict_event(verdict: Verdict) -> dict[str, Any]:

@@ -1,20 +1,16 @@
 """What `portwarden audit` prints: lines for people, one JSON object for programs."""
 
-import time
 from typing import Any
 
 from portwarden import limits
 from portwarden.audit.check import AuditResult
-
-
-def stamp(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+from portwarden.text import utc_stamp
 
 
 def as_json(result: AuditResult) -> dict[str, Any]:
     """Stable fields, documented in README ("Port audit")."""
     return {
-        "time": stamp(result.time),
+        "time": utc_stamp(result.time),
         "interfaces": list(result.interfaces),
         "open_ports": [port.fields() for port in result.open_ports],
         "findings": [finding.event() for finding in result.findings],
@@ -26,8 +22,8 @@ def summary(result: AuditResult, warnings: list[str]) -> dict[str, Any]:
     """The last audit as `portwarden status` shows it."""
     checked = ", ".join(result.interfaces) or "no address"
     return {
-        "time": stamp(result.time),
-        "summary": f"{stamp(result.time)}: {len(result.open_ports)} open ports on {checked}, "
+        "time": utc_stamp(result.time),
+        "summary": f"{utc_stamp(result.time)}: {len(result.open_ports)} open ports on {checked}, "
         f"{len(result.findings)} findings",
         "open_ports": len(result.open_ports),
         "findings": [
@@ -39,7 +35,7 @@ def summary(result: AuditResult, warnings: list[str]) -> dict[str, Any]:
 
 def as_lines(result: AuditResult) -> list[str]:
     checked = ", ".join(result.interfaces) or "no address"
-    lines = [f"# audit of {checked} at {stamp(result.time)}: {len(result.open_ports)} open, "
+    lines = [f"# audit of {checked} at {utc_stamp(result.time)}: {len(result.open_ports)} open, "
              f"{len(result.findings)} findings"]  # fmt: skip
     lines += [f"open {port.line()}" for port in result.open_ports]
     lines += [finding.line() for finding in result.findings]

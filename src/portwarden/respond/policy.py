@@ -19,7 +19,7 @@ from portwarden.detect.probe import Proto
 from portwarden.net.local import default_gateways
 from portwarden.respond.actions import Actions, BlockRequest
 from portwarden.store.db import BlockRecord, Store
-from portwarden.text import one_line
+from portwarden.text import one_line, utc_stamp
 
 log = logging.getLogger("portwarden")
 
@@ -45,8 +45,7 @@ def name_servers(path: Path = RESOLV_CONF) -> frozenset[Address]:
 
 
 def block_line(record: BlockRecord) -> str:
-    until = "forever" if record.until is None else time.strftime(
-        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.until))  # fmt: skip
+    until = "forever" if record.until is None else utc_stamp(record.until)
     actions = ",".join(f"{a.kind}:{a.status.split(':')[0]}" for a in record.actions) or "none"
     return (f"block address={record.address} actions={actions} until={until} "
             f"offence={record.offence} port={record.port} mode={record.mode} "
