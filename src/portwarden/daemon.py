@@ -149,7 +149,7 @@ class Daemon:
         if self._audit is not None and self._audit.results:
             self._report_audit(*self._audit.results.popleft())
         if self._metrics is not None and now >= self._next_publish:
-            self._metrics.publish(self._counters(), self._alerts.delivered())
+            self._publish_metrics()
             self._next_publish = now + PUBLISH_S
         if now >= self._next_snapshot:
             self._save_snapshot()
@@ -205,8 +205,8 @@ class Daemon:
         except Exception:  # noqa: BLE001 - a snapshot must never stop the daemon
             log.exception("saving the audit snapshot failed")
 
-    def _counters(self) -> dict[str, int]:
-        delivered = self._alerts.delivered()
+    def _counters(self, delivered: dict[str, dict[str, int]]) -> dict[str, int]:
+        """The daemon's counters; `delivered` is what the alert paths report."""
         return {
             "start_time": int(self._started),
             "packets_read": self._probes,
@@ -222,11 +222,17 @@ class Daemon:
             "audit_findings": self._audit_findings,
         }
 
+    def _publish_metrics(self) -> None:
+        if self._metrics is not None:
+            delivered = self._alerts.delivered()
+            self._metrics.publish(self._counters(delivered), delivered)
+
     def _status(self) -> dict[str, Any]:
+        delivered = self._alerts.delivered()
         return status.collect(
             started=self._started, settings=self.settings, sensors=self._sensors,
-            addresses=self._host.addresses, engine=self._engine, counters=self._counters(),
-            alerts=self._alerts.delivered(), store=self._policy.store,
+            addresses=self._host.addresses, engine=self._engine,
+            counters=self._counters(delivered), alerts=delivered, store=self._policy.store,
             blocked=self._policy.blocked_addresses(), audit=self._last_audit,
         )  # fmt: skip
 
@@ -254,7 +260,7 @@ class Daemon:
         except OSError as error:
             log.error("metrics: cannot listen on %s port %d: %s", *listen, error.strerror)
             return
-        self._metrics.publish(self._counters(), self._alerts.delivered())
+        self._publish_metrics()
         log.info("metrics: http://%s/metrics", ":".join(map(str, listen)))
 
     def _start_sensors(self) -> None:

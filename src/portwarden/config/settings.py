@@ -337,7 +337,6 @@ def _render(value: object) -> str:
         return ",".join(str(address) for address in value)
     if isinstance(value, float):
         return f"{value:g}"
-
     if isinstance(value, tuple | frozenset):
         return port_ranges(sorted(value))
     return str(value)
