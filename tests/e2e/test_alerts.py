@@ -75,9 +75,13 @@ def test_mail_syslog_json_and_fail2ban_for_an_nmap_scan(
     body = {key: value.strip() for key, value in body.items()}
     assert body["Source"] == attacker.ipv4 and body["Destination"] == target
     assert body["Protocol"] == "TCP" and body["Scan type"] == "TCP SYN/Normal scan"
-    assert body["Probes"] == "3" and body["Distinct ports"] == "3"
-    assert body["First port"].split()[0] in {"1", "11", "15"}
-    assert body["Last port"].split()[0] in {"1", "11", "15"}
+    # The block lands within a packet or two, so the rest of nmap's burst may never reach the
+    # sensor: the mail counts exactly the probes the daemon logged before it.
+    seen = [a["port"] for a in daemon.attacks(src=attacker.ipv4, kind="scan")]
+    assert seen and set(seen) <= {"1", "11", "15"}
+    assert body["Probes"] == str(len(seen)) and body["Distinct ports"] == str(len(set(seen)))
+    assert body["First port"].split()[0] == seen[0]
+    assert body["Last port"].split()[0] == seen[-1]
     assert body["Started"] <= body["Last seen"]
     assert body["Action"] == "blocked via nft until forever"
     # Syslog: PortSentry's wording, our ident and the configured facility (local3 = 19).
@@ -97,7 +101,7 @@ def test_mail_syslog_json_and_fail2ban_for_an_nmap_scan(
     kinds = [e["event"] for e in events]
     assert {"scan", "block", "scan-summary"} <= set(kinds)
     summary = next(e for e in events if e["event"] == "scan-summary")
-    assert summary["src"] == attacker.ipv4 and summary["probes"] == 3
+    assert summary["src"] == attacker.ipv4 and summary["probes"] == len(seen)
     assert summary["action"] == "blocked via nft until forever"
     assert set(summary) >= {"time", "started", "last_seen", "first_port", "last_port", "types"}
     daemon.stop()
