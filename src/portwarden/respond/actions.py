@@ -151,7 +151,7 @@ class Actions:
 
     def nft_add(self, address: Address, seconds: float | None) -> Action:
         try:
-            self.nft().add([(address, None if seconds is None else max(1, round(seconds)))])
+            self.nft().add(address, None if seconds is None else max(1, round(seconds)))
         except NftError as error:
             log.error("nftables block of %s failed: %s", address, one_line(str(error)))
             return Action("nft", (), f"failed: {one_line(str(error))}")

@@ -3,7 +3,8 @@
 Table `inet portwarden` holds sets `blocked4` and `blocked6` (per-element timeouts) and an input
 chain (and optionally a forward chain) that drops their sources. Nothing else in the host's
 ruleset is touched. libnftables is the library `nft` itself uses; calling it in-process avoids
-starting a process per block (about 0.3 ms against about 5 ms).
+starting a process per block (about 0.3 ms against about 5 ms). The one change on the packet
+path, adding an element, skips even that and goes straight over netlink (setelem).
 """
 
 import contextlib
@@ -13,6 +14,7 @@ import json
 from collections.abc import Iterable
 
 from portwarden.config.ignore import Address
+from portwarden.respond.setelem import SetElementError, SetElementWriter
 
 TABLE = "portwarden"
 _LIBRARY = "libnftables.so.1"
@@ -88,6 +90,7 @@ class NftBlocker:
     def __init__(self, nft: Nft, forward: bool) -> None:
         self._nft = nft
         self._forward = forward
+        self._writer: SetElementWriter | None = None
 
     def ensure(self) -> None:
         """Create (or repair) the table, sets and rules; existing set elements are kept."""
@@ -113,11 +116,15 @@ class NftBlocker:
                 lines.pop()
         self._nft.run("\n".join(lines) + "\n")
 
-    def add(self, blocks: Iterable[tuple[Address, int | None]]) -> None:
-        """Add addresses, each with a timeout in seconds (None: until removed), in one batch."""
-        lines = _add_lines(blocks)
-        if lines:
-            self._nft.run("\n".join(lines) + "\n")
+    def add(self, address: Address, seconds: int | None) -> None:
+        """Add one address with a timeout in seconds (None: until removed), straight over
+        netlink: this is the block on the packet path (see setelem)."""
+        try:
+            if self._writer is None:
+                self._writer = SetElementWriter(TABLE)
+            self._writer.add(_set(address), address, seconds)
+        except (OSError, SetElementError) as error:
+            raise NftError(f"adding {address} to {_set(address)}: {error}") from None
 
     def remove(self, addresses: Iterable[Address]) -> None:
         """Remove addresses; ones already gone (expired in the kernel) are not an error.

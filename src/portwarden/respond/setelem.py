@@ -1,0 +1,119 @@
+"""One element added to one of our nftables sets over netfilter's netlink socket.
+
+This is the block on the packet path. libnftables parses the command and fetches its cache of
+tables and sets from the kernel before it sends anything: about 0.1 ms when warm and 0.3-0.4 ms
+after an idle spell, which at 10,000 packets a second is three or four more packets let through.
+A prepared batch holding one NEWSETELEM message is one send and one acknowledgement. Everything
+else (creating the table, removing elements, the restore at start) stays with libnftables.
+
+Message layout from linux/netlink.h, linux/netfilter/nfnetlink.h and nf_tables.h.
+"""
+
+import errno
+import os
+import socket
+import struct
+
+from portwarden.config.ignore import Address
+
+NETLINK_NETFILTER = 12
+_NFNL_SUBSYS_NFTABLES = 10
+_BATCH_BEGIN, _BATCH_END = 16, 17  # NFNL_MSG_BATCH_*
+_NEWSETELEM = _NFNL_SUBSYS_NFTABLES << 8 | 12  # NFT_MSG_NEWSETELEM
+_NLM_F_REQUEST, _NLM_F_ACK, _NLM_F_CREATE = 0x1, 0x4, 0x400
+_NLMSG_ERROR = 2
+_NFPROTO_INET = 1
+_NLA_F_NESTED = 0x8000
+# Attribute numbers: NFTA_SET_ELEM_LIST_*, NFTA_LIST_ELEM, NFTA_SET_ELEM_*, NFTA_DATA_VALUE.
+_LIST_TABLE, _LIST_SET, _LIST_ELEMENTS = 1, 2, 3
+_LIST_ELEM = 1
+_ELEM_KEY, _ELEM_TIMEOUT = 1, 4
+_DATA_VALUE = 1
+_HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port id
+_ACK_WAIT_S = 1.0  # the kernel answers within the send; this only bounds a broken kernel
+
+
+class SetElementError(RuntimeError):
+    """The kernel refused the element, or did not answer."""
+
+
+def _attr(kind: int, payload: bytes, nested: bool = False) -> bytes:
+    header = struct.pack("=HH", 4 + len(payload), kind | (_NLA_F_NESTED if nested else 0))
+    return header + payload + bytes(-len(payload) % 4)
+
+
+def _message(kind: int, flags: int, sequence: int, family: int, resource: int,
+             payload: bytes = b"") -> bytes:  # fmt: skip
+    body = struct.pack("=BB", family, 0) + struct.pack("!H", resource) + payload  # nfgenmsg
+    return _HEADER.pack(_HEADER.size + len(body), kind, flags, sequence, 0) + body
+
+
+def add_element_batch(table: str, set_name: str, address: Address, seconds: int | None,
+                      sequence: int) -> bytes:  # fmt: skip
+    """The batch that adds `address` (with a timeout, or none) to inet `table` `set_name`.
+    Only the NEWSETELEM message (number `sequence`) asks for an acknowledgement."""
+    element = _attr(_ELEM_KEY, _attr(_DATA_VALUE, address.packed), nested=True)
+    if seconds:
+        element += _attr(_ELEM_TIMEOUT, struct.pack("!Q", seconds * 1000))
+    payload = (
+        _attr(_LIST_TABLE, table.encode() + b"\0")
+        + _attr(_LIST_SET, set_name.encode() + b"\0")
+        + _attr(_LIST_ELEMENTS, _attr(_LIST_ELEM, element, nested=True), nested=True)
+    )
+    flags = _NLM_F_REQUEST | _NLM_F_CREATE | _NLM_F_ACK
+    return (
+        _marker(_BATCH_BEGIN, sequence - 1)
+        + _message(_NEWSETELEM, flags, sequence, _NFPROTO_INET, 0, payload)
+        + _marker(_BATCH_END, sequence + 1)
+    )
+
+
+def _marker(kind: int, sequence: int) -> bytes:
+    """The start or end of a batch (one nf_tables transaction)."""
+    return _message(kind, _NLM_F_REQUEST, sequence, socket.AF_UNSPEC, _NFNL_SUBSYS_NFTABLES)
+
+
+def errors_in(data: bytes) -> list[tuple[int, int]]:
+    """(sequence, errno) of every NLMSG_ERROR message in `data`; errno 0 is an acknowledgement."""
+    found, offset = [], 0
+    while offset + _HEADER.size + 4 <= len(data):
+        length, kind, _, sequence, _ = _HEADER.unpack_from(data, offset)
+        if length < _HEADER.size:
+            break
+        if kind == _NLMSG_ERROR:
+            found.append((sequence, -struct.unpack_from("=i", data, offset + _HEADER.size)[0]))
+        offset += (length + 3) & ~3
+    return found
+
+
+class SetElementWriter:
+    """A netfilter netlink socket of the current network namespace, for our sets only."""
+
+    def __init__(self, table: str) -> None:
+        self._table = table
+        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+        self._sock.bind((0, 0))
+        self._sock.settimeout(_ACK_WAIT_S)
+        self._sequence = 0
+
+    def add(self, set_name: str, address: Address, seconds: int | None) -> None:
+        """Add one element (an existing one is no error); raises SetElementError."""
+        self._sequence = (self._sequence + 3) % 0x7FFFFFF0
+        sequence = self._sequence + 1
+        try:
+            self._sock.send(add_element_batch(self._table, set_name, address, seconds, sequence))
+            while True:
+                for number, code in errors_in(self._sock.recv(65536)):
+                    if not sequence - 1 <= number <= sequence + 1:
+                        continue  # the late answer to an earlier batch
+                    if code:
+                        raise SetElementError(os.strerror(code))
+                    if number == sequence:
+                        return
+        except TimeoutError:
+            raise SetElementError("no answer from the kernel") from None
+        except OSError as error:
+            raise SetElementError(os.strerror(error.errno or errno.EIO)) from None
+
+    def close(self) -> None:
+        self._sock.close()

@@ -1,0 +1,42 @@
+"""The fast-path element writer against the real kernel, in a network namespace of its own
+(`unshare -n`: the namespace and everything in it vanish with the process)."""
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import require_lab
+
+SCRIPT = """
+import ipaddress, json
+from portwarden.respond.nft import Nft, NftBlocker, NftError
+blocker = NftBlocker(Nft(), forward=False)
+try:
+    blocker.add(ipaddress.ip_address("198.18.0.5"), None)
+    missing = "no error"
+except NftError as error:
+    missing = str(error)
+blocker.ensure()
+for address, seconds in (("198.18.0.5", None), ("198.18.0.5", None), ("198.18.0.6", 60),
+                         ("2001:db8::7", 3600)):
+    blocker.add(ipaddress.ip_address(address), seconds)
+listed = {}
+for name in ("blocked4", "blocked6"):
+    out = Nft().run(f"list set inet portwarden {name}", json_output=True)
+    for item in json.loads(out)["nftables"]:
+        for element in item.get("set", {}).get("elem", []):
+            if isinstance(element, dict):
+                listed[element["elem"]["val"]] = element["elem"].get("timeout")
+            else:
+                listed[element] = None
+print(json.dumps({"missing": missing, "listed": listed}))
+"""
+
+
+def test_elements_added_over_netlink_are_what_nft_lists() -> None:
+    require_lab()
+    out = subprocess.run(["unshare", "-n", sys.executable, "-c", SCRIPT], check=True,
+                         capture_output=True, text=True, timeout=30)  # fmt: skip
+    result = json.loads(out.stdout)
+    assert result["missing"] == "adding 198.18.0.5 to blocked4: No such file or directory"
+    assert result["listed"] == {"198.18.0.5": None, "198.18.0.6": 60, "2001:db8::7": 3600}

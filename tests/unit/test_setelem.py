@@ -1,0 +1,56 @@
+"""The netlink batch that adds one set element, read back field by field."""
+
+import ipaddress
+import struct
+
+from portwarden.respond.setelem import add_element_batch, errors_in
+
+
+def messages(data: bytes) -> list[tuple[int, int, int, bytes]]:
+    """(type, flags, sequence, payload after nfgenmsg) of each message."""
+    found, offset = [], 0
+    while offset < len(data):
+        length, kind, flags, sequence, _ = struct.unpack_from("=IHHII", data, offset)
+        assert length % 4 == 0 and offset + length <= len(data)
+        found.append((kind, flags, sequence, data[offset + 20 : offset + length]))
+        offset += length
+    return found
+
+
+def attributes(data: bytes) -> dict[int, bytes]:
+    found, offset = {}, 0
+    while offset < len(data):
+        length, kind = struct.unpack_from("=HH", data, offset)
+        found[kind & 0x7FFF] = data[offset + 4 : offset + length]
+        offset += (length + 3) & ~3
+    return found
+
+
+def test_a_batch_of_one_newsetelem_that_alone_asks_for_an_ack() -> None:
+    batch = add_element_batch("portwarden", "blocked6", ipaddress.ip_address("2001:db8::9"),
+                              90, 41)  # fmt: skip
+    (begin, new, end) = messages(batch)
+    assert (begin[0], begin[2], end[0], end[2]) == (16, 40, 17, 42)
+    assert not begin[1] & 0x4 and not end[1] & 0x4
+    kind, flags, sequence, payload = new
+    assert (kind, flags, sequence) == (0x0A0C, 0x1 | 0x4 | 0x400, 41)
+    top = attributes(payload)
+    assert top[1] == b"portwarden\0" and top[2] == b"blocked6\0"
+    element = attributes(attributes(top[3])[1])
+    assert attributes(element[1])[1] == ipaddress.ip_address("2001:db8::9").packed
+    assert struct.unpack("!Q", element[4]) == (90_000,)  # milliseconds
+
+
+def test_no_timeout_attribute_for_a_block_that_lasts_forever() -> None:
+    batch = add_element_batch("t", "blocked4", ipaddress.ip_address("198.18.0.7"), None, 5)
+    element = attributes(attributes(attributes(messages(batch)[1][3])[3])[1])
+    assert set(element) == {1} and attributes(element[1])[1] == bytes([198, 18, 0, 7])
+
+
+def test_errors_are_read_from_every_message_and_garbage_ends_the_walk() -> None:
+    def error(sequence: int, code: int) -> bytes:
+        return struct.pack("=IHHIIi", 36, 2, 0, sequence, 0, code) + bytes(16)
+
+    assert errors_in(error(7, 0) + error(8, -2)) == [(7, 0), (8, 2)]
+    assert errors_in(error(7, 0) + struct.pack("=IHHII", 3, 2, 0, 9, 0) + bytes(4)) == [(7, 0)]
+    assert errors_in(b"\x01\x02") == []
