@@ -43,7 +43,6 @@ class Nft:
             getattr(lib, name).argtypes = [ctypes.c_void_p]
         lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
         lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
-        lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
         self._lib = lib
         self._ctx = lib.nft_ctx_new(0)
         lib.nft_ctx_buffer_output(self._ctx)
@@ -59,11 +58,6 @@ class Nft:
             first = error.strip().splitlines()[0] if error.strip() else f"status {status}"
             raise NftError(first)
         return output
-
-    def close(self) -> None:
-        if self._ctx:
-            self._lib.nft_ctx_free(self._ctx)
-            self._ctx = None
 
 
 def _set(address: Address | str) -> str:

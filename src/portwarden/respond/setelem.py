@@ -13,6 +13,7 @@ import errno
 import os
 import socket
 import struct
+import threading
 
 from portwarden.config.ignore import Address
 
@@ -87,7 +88,10 @@ def errors_in(data: bytes) -> list[tuple[int, int]]:
 
 
 class SetElementWriter:
-    """A netfilter netlink socket of the current network namespace, for our sets only."""
+    """A netfilter netlink socket of the current network namespace, for our sets only.
+
+    The loop blocks through it and so may the action worker (when KILL_RUN_CMD_FIRST puts the
+    command first); the lock keeps one thread from reading the other's acknowledgement."""
 
     def __init__(self, table: str) -> None:
         self._table = table
@@ -95,11 +99,15 @@ class SetElementWriter:
         self._sock.bind((0, 0))
         self._sock.settimeout(_ACK_WAIT_S)
         self._sequence = 0
+        self._lock = threading.Lock()
 
     def add(self, set_name: str, address: Address, seconds: int | None) -> None:
         """Add one element (an existing one is no error); raises SetElementError."""
-        self._sequence = (self._sequence + 3) % 0x7FFFFFF0
-        sequence = self._sequence + 1
+        with self._lock:
+            self._sequence = (self._sequence + 3) % 0x7FFFFFF0
+            self._send(self._sequence + 1, set_name, address, seconds)
+
+    def _send(self, sequence: int, set_name: str, address: Address, seconds: int | None) -> None:
         try:
             self._sock.send(add_element_batch(self._table, set_name, address, seconds, sequence))
             while True:
@@ -114,6 +122,3 @@ class SetElementWriter:
             raise SetElementError("no answer from the kernel") from None
         except OSError as error:
             raise SetElementError(os.strerror(error.errno or errno.EIO)) from None
-
-    def close(self) -> None:
-        self._sock.close()
