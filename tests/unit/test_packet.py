@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from portwarden.detect.probe import flag_names, tcp_os_tool, tcp_scan_type, udp_os_tool
+from portwarden.limits import CAPTURE_BYTES
 from portwarden.net.packet import (
     ACK,
     CWR,
@@ -147,7 +148,11 @@ def test_os_probe_signatures(data: bytes, tool: str | None) -> None:
 def test_nmap_udp_probe() -> None:
     udp = struct.pack("!HHHH", 5000, 9, 308, 0)
     assert udp_os_tool(parse_transport(17, udp + b"C" * 300, SRC4, DST4)) == "nmap"
-    assert udp_os_tool(parse_transport(17, udp + b"C" * 10, SRC4, DST4)) is None
+    # A sensor keeps CAPTURE_BYTES of each packet: the length comes from the header.
+    captured = ipv4(udp + b"C" * 300, proto=17)[:CAPTURE_BYTES]
+    assert udp_os_tool(parse_ipv4(captured)) == "nmap"
+    short = struct.pack("!HHHH", 5000, 9, 18, 0)
+    assert udp_os_tool(parse_transport(17, short + b"C" * 10, SRC4, DST4)) is None
 
 
 def test_flag_names() -> None:

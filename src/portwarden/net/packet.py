@@ -121,7 +121,8 @@ def parse_transport(
     if proto == IPPROTO_UDP:
         if len(data) < _UDP.size:
             raise MalformedPacket("short UDP header")
-        sport, dport, _, _ = _UDP.unpack_from(data)
+        sport, dport, length, _ = _UDP.unpack_from(data)
+        # The header's length, not what was captured: sensors keep only CAPTURE_BYTES.
         return Packet(
             src,
             dst,
@@ -129,7 +130,7 @@ def parse_transport(
             sport,
             dport,
             ip_options=ip_options,
-            payload_len=len(data) - _UDP.size,
+            payload_len=(length if length >= _UDP.size else len(data)) - _UDP.size,
             payload_head=data[_UDP.size : _UDP.size + PAYLOAD_HEAD],
         )
     raise MalformedPacket(f"protocol {proto} is neither TCP nor UDP")
