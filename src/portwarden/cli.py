@@ -42,12 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--log-file", type=Path,
                      help="with --daemon (default STATE_DIR/portwarden.log)")  # fmt: skip
-    tcp = run.add_mutually_exclusive_group()
-    udp = run.add_mutually_exclusive_group()
-    for mode in TcpMode:
-        tcp.add_argument(f"-{mode.value}", dest="tcp", action="store_const", const=mode)
-    for umode in UdpMode:
-        udp.add_argument(f"-{umode.value}", dest="udp", action="store_const", const=umode)
+    _mode_flags(run)
 
     check = commands.add_parser(
         "check-config", help="validate a configuration and print the effective settings"
@@ -80,7 +75,28 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--no-state", action="store_true",
                        help="compare with nothing and keep nothing: report every unlisted "
                        "port and every missing required one")  # fmt: skip
+    replay = commands.add_parser(
+        "replay", help="run detection over a pcap capture offline and print the verdicts"
+    )
+    replay.add_argument("capture", type=Path, help="a pcap file (tcpdump -w)")
+    replay.add_argument("-c", "--config", type=Path, help="configuration file")
+    _mode_flags(replay)
     return parser
+
+
+def _mode_flags(parser: argparse.ArgumentParser) -> None:
+    """PortSentry's -tcp -stcp -atcp and -udp -sudp -audp: one of each at most."""
+    tcp = parser.add_mutually_exclusive_group()
+    udp = parser.add_mutually_exclusive_group()
+    for mode in TcpMode:
+        tcp.add_argument(f"-{mode.value}", dest="tcp", action="store_const", const=mode)
+    for umode in UdpMode:
+        udp.add_argument(f"-{umode.value}", dest="udp", action="store_const", const=umode)
+
+
+def _modes(args: argparse.Namespace) -> tuple[TcpMode | None, UdpMode | None] | None:
+    """The modes given on the command line, or None: then the configuration's."""
+    return None if args.tcp is None and args.udp is None else (args.tcp, args.udp)
 
 
 def _config_path(given: Path | None) -> Path | None:
@@ -102,7 +118,7 @@ def _run(args: argparse.Namespace) -> int:
 
     path = _config_path(args.config)
     settings = _load(path)
-    cli_modes = None if args.tcp is None and args.udp is None else (args.tcp, args.udp)
+    cli_modes = _modes(args)
     on_ready = None
     if args.daemon:  # it changes to /: every path the daemon keeps must be absolute
         path = path.absolute() if path else None
@@ -198,6 +214,27 @@ def _audit(args: argparse.Namespace) -> int:
     return audit(settings, as_json_output=args.json, keep_state=not args.no_state)
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from portwarden.net.pcap import PcapError
+    from portwarden.replay import replay
+
+    settings = _load(_config_path(args.config))
+    modes = _modes(args)
+    if modes is not None:
+        settings = settings.with_modes(*modes)
+    try:
+        counts = replay(settings, args.capture, sys.stdout)
+    except (PcapError, OSError) as error:
+        print(f"portwarden: error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        sys.stdout.flush()
+    log.info("replay: %d packets (%d neither TCP nor UDP, fragments or malformed), %d probes, "
+             "%d scans, %d OS probers", counts["packets"], counts["skipped"], counts["probes"],
+             counts["scan-summary"], counts["os-summary"])  # fmt: skip
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -208,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     handlers = {"run": _run, "check-config": _check_config, "status": _status, "lab": _lab,
                 "blocked": _blocked, "unblock": _unblock,
-                "portmap": portmap_command.run, "audit": _audit}  # fmt: skip
+                "portmap": portmap_command.run, "audit": _audit, "replay": _replay}  # fmt: skip
     try:
         return handlers[args.command](args)
     except (ConfigError, StateDirBusy) as error:

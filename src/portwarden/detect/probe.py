@@ -1,10 +1,23 @@
 """What a sensor saw (Probe) and how to name it: scan types and OS-fingerprinting tools."""
 
 import ipaddress
+from collections.abc import Callable
 from enum import Enum
 from typing import NamedTuple
 
-from portwarden.net.packet import ACK, CWR, ECE, FIN, PSH, RST, SYN, URG, Packet, tcp_timestamp
+from portwarden.net.packet import (
+    ACK,
+    CWR,
+    ECE,
+    FIN,
+    IPPROTO_TCP,
+    PSH,
+    RST,
+    SYN,
+    URG,
+    Packet,
+    tcp_timestamp,
+)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -98,3 +111,31 @@ def udp_os_tool(packet: Packet) -> str | None:
     if packet.payload_len == NMAP_U1_LEN and head and head.count(NMAP_U1_BYTE) == len(head):
         return "nmap"
     return None
+
+
+def packet_probe(packet: Packet, dst: IPAddress, mode: str, tripwire: Callable[[int], bool],
+                 now: float) -> Probe | None:  # fmt: skip
+    """The probe a packet to this host makes, or None: a TCP segment with ACK or RST (part of a
+    connection), or a packet that is neither to a tripwire port nor an OS-fingerprinting probe.
+    `tripwire(port)` is asked last: live it may cost a system call (SmartVerify)."""
+    if packet.proto == IPPROTO_TCP:
+        if packet.flags & (ACK | RST):
+            return None
+        os_tool = tcp_os_tool(packet)
+    else:
+        os_tool = udp_os_tool(packet)
+    is_tripwire = tripwire(packet.dport)
+    if not is_tripwire and os_tool is None:
+        return None
+    if packet.proto == IPPROTO_TCP:
+        proto, scan, flags = (
+            Proto.TCP,
+            tcp_scan_type(packet.flags),
+            flag_names(packet.flags, packet.reserved),
+        )
+    else:
+        proto, scan, flags = Proto.UDP, UDP_SCAN, ""
+    return Probe(
+        ipaddress.ip_address(packet.src), dst, proto, packet.sport, packet.dport, mode, scan,
+        flags, os_tool, packet.ip_options, is_tripwire, now,
+    )  # fmt: skip

@@ -9,7 +9,7 @@ from portwarden.sensors.raw import RawSensor
 Sensor = ListenerSensor | RawSensor
 
 
-def _advanced(below: int, exclude: frozenset[int]) -> frozenset[int]:
+def advanced_ports(below: int, exclude: frozenset[int]) -> frozenset[int]:
     """PortSentry's inverse mode: every port below `below`, minus the excluded ones."""
     return frozenset(range(1, below)) - exclude
 
@@ -23,13 +23,13 @@ def build_sensors(settings: Settings, host: HostView) -> list[Sensor]:
     elif s.tcp_mode is TcpMode.STEALTH:
         sensors.append(RawSensor(Proto.TCP, "stcp", frozenset(s.tcp_ports), host))
     elif s.tcp_mode is TcpMode.ADVANCED:
-        ports = _advanced(s.advanced_ports_tcp, s.advanced_exclude_tcp)
+        ports = advanced_ports(s.advanced_ports_tcp, s.advanced_exclude_tcp)
         sensors.append(RawSensor(Proto.TCP, "atcp", ports, host))
     if s.udp_mode is UdpMode.CLASSIC:
         sensors.append(ListenerSensor(Proto.UDP, s.udp_ports, None))
     elif s.udp_mode is UdpMode.STEALTH:
         sensors.append(RawSensor(Proto.UDP, "sudp", frozenset(s.udp_ports), host))
     elif s.udp_mode is UdpMode.ADVANCED:
-        ports = _advanced(s.advanced_ports_udp, s.advanced_exclude_udp)
+        ports = advanced_ports(s.advanced_ports_udp, s.advanced_exclude_udp)
         sensors.append(RawSensor(Proto.UDP, "audp", ports, host))
     return sensors

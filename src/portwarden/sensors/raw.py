@@ -11,21 +11,11 @@ import time
 from collections.abc import Callable
 
 from portwarden import limits
-from portwarden.detect.probe import (
-    UDP_SCAN,
-    Probe,
-    Proto,
-    flag_names,
-    tcp_os_tool,
-    tcp_scan_type,
-    udp_os_tool,
-)
+from portwarden.detect.probe import Probe, Proto, packet_probe
 from portwarden.net import bpf
 from portwarden.net.packet import (
-    ACK,
     IPPROTO_TCP,
     IPPROTO_UDP,
-    RST,
     MalformedPacket,
     Packet,
     parse_ipv4,
@@ -126,26 +116,13 @@ class RawSensor:
         return parse_transport(number, data, src, dst, ip_options=options)
 
     def _probe(self, packet: Packet, now: float) -> Probe | None:
-        if packet.proto == IPPROTO_TCP:
-            if packet.flags & (ACK | RST):
-                return None
-            os_tool = tcp_os_tool(packet)
-        else:
-            os_tool = udp_os_tool(packet)
         dst = ipaddress.ip_address(packet.dst)
         if dst not in self._host.addresses:
             return None  # broadcast, multicast, or an address we no longer have
-        tripwire = packet.dport in self.watched and self._free(packet.dport)
-        if not tripwire and os_tool is None:
-            return None
-        if packet.proto == IPPROTO_TCP:
-            scan, flags = tcp_scan_type(packet.flags), flag_names(packet.flags, packet.reserved)
-        else:
-            scan, flags = UDP_SCAN, ""
-        return Probe(
-            ipaddress.ip_address(packet.src), dst, self.proto, packet.sport, packet.dport,
-            self.mode, scan, flags, os_tool, packet.ip_options, tripwire, now,
-        )  # fmt: skip
+        return packet_probe(packet, dst, self.mode, self._tripwire, now)
+
+    def _tripwire(self, port: int) -> bool:
+        return port in self.watched and self._free(port)
 
     def _free(self, port: int) -> bool:
         """SmartVerify: no service on the port right now (a free answer is reused briefly)."""
