@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 
 from portwarden.detect.probe import Proto
+from portwarden.net.sockdiag import ANY_STATE, TCP_LISTEN_ONLY, socket_ports
 
 _PROC = Path("/proc/net")
 _TCP_LISTEN = "0A"
@@ -17,6 +18,16 @@ _TCP_LISTEN = "0A"
 
 def bound_ports(proto: Proto) -> frozenset[int]:
     """TCP ports with a listening socket, or UDP ports with any socket, IPv4 and IPv6."""
+    try:
+        if proto is Proto.TCP:
+            return socket_ports(socket.IPPROTO_TCP, TCP_LISTEN_ONLY)
+        return socket_ports(socket.IPPROTO_UDP, ANY_STATE)
+    except OSError:
+        return bound_ports_from_proc(proto)  # a kernel without inet_diag: slower, same answer
+
+
+def bound_ports_from_proc(proto: Proto) -> frozenset[int]:
+    """The same from /proc/net/{tcp,udp}{,6}: milliseconds on a big host (see sockdiag)."""
     found: set[int] = set()
     for name in (proto.value, proto.value + "6"):
         try:

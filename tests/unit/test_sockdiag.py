@@ -1,0 +1,37 @@
+"""Parsing sock_diag answers: ports from SOCK_DIAG_BY_FAMILY messages, the end of the dump,
+errors, and nothing but OSError from damaged bytes."""
+
+import contextlib
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from portwarden.net.sockdiag import read_ports
+
+
+def message(kind: int, sequence: int, body: bytes) -> bytes:
+    return struct.pack("=IHHII", 16 + len(body), kind, 2, sequence, 0) + body
+
+
+def socket_message(port: int, sequence: int = 1) -> bytes:
+    return message(20, sequence, bytes([2, 10, 0, 0]) + struct.pack("!H", port) + bytes(66))
+
+
+def test_ports_until_done_and_other_sequences_ignored() -> None:
+    found: set[int] = set()
+    assert read_ports(found, socket_message(22) + socket_message(25, sequence=9), 1)
+    assert not read_ports(found, socket_message(80) + message(3, 1, bytes(4)), 1)
+    assert found == {22, 80}
+
+
+def test_an_error_answer_is_an_oserror() -> None:
+    with pytest.raises(OSError, match="sock_diag: No such file or directory"):
+        read_ports(set(), message(2, 1, struct.pack("=i", -2) + bytes(16)), 1)
+
+
+@given(st.binary(max_size=120))
+def test_damaged_answers_raise_oserror_or_read(data: bytes) -> None:
+    with contextlib.suppress(OSError):
+        read_ports(set(), data, 1)
