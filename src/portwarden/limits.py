@@ -41,6 +41,11 @@ FILTER_RANGES_MAX = 1_000
 # (and BLOCKS_PER_MINUTE normally stops it long before).
 BLOCK_QUEUE_MAX = 1_024
 
+# The longest a block with a duration lasts, whatever BLOCK_ESCALATION computes for a repeat
+# offender: the kernel refuses set element timeouts past about 584 years (in milliseconds), and
+# a value that large would be an error on the packet path instead of a block.
+BLOCK_SECONDS_MAX = 10 * 365 * 86_400
+
 # Reverse DNS for RESOLVE_HOST: names longer than this are cut.
 HOSTNAME_MAX = 253
 

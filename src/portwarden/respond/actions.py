@@ -7,6 +7,7 @@ before it is reported done, and unblocking undoes exactly the actions recorded w
 
 import ipaddress
 import logging
+import math
 import socket
 import time
 from dataclasses import dataclass
@@ -56,8 +57,9 @@ class Actions:
 
     def nft(self) -> NftBlocker:
         if self._nft is None:
-            self._nft = NftBlocker(Nft(), self.settings.block_forward)
-            self._nft.ensure()
+            blocker = NftBlocker(Nft(), self.settings.block_forward)
+            blocker.ensure()  # only a table and sets that are ours and right are used
+            self._nft = blocker
         return self._nft
 
     def duration_for(self, address: str) -> float | None:
@@ -74,8 +76,11 @@ class Actions:
         s = self.settings
         if not s.block_duration:
             return None
-        seconds = s.block_duration * s.block_escalation ** (offence - 1)
-        return min(seconds, s.block_duration_max) if s.block_duration_max else seconds
+        try:
+            seconds = s.block_duration * s.block_escalation ** (offence - 1)
+        except OverflowError:  # a factor of 1000 overflows a float by the 104th offence
+            seconds = math.inf
+        return min(seconds, s.block_duration_max or limits.BLOCK_SECONDS_MAX)
 
     def block(self, request: BlockRequest) -> BlockRecord | None:
         """Block one address. Returns the record, or None if it was already blocked."""

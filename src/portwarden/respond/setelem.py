@@ -13,8 +13,8 @@ import errno
 import os
 import socket
 import struct
-import threading
 
+from portwarden import limits
 from portwarden.config.ignore import Address
 
 NETLINK_NETFILTER = 12
@@ -88,10 +88,8 @@ def errors_in(data: bytes) -> list[tuple[int, int]]:
 
 
 class SetElementWriter:
-    """A netfilter netlink socket of the current network namespace, for our sets only.
-
-    The loop blocks through it and so may the action worker (when KILL_RUN_CMD_FIRST puts the
-    command first); the lock keeps one thread from reading the other's acknowledgement."""
+    """A netfilter netlink socket of the current network namespace, for our sets only. One
+    thread uses it: the loop and the action worker each have their own."""
 
     def __init__(self, table: str) -> None:
         self._table = table
@@ -99,13 +97,13 @@ class SetElementWriter:
         self._sock.bind((0, 0))
         self._sock.settimeout(_ACK_WAIT_S)
         self._sequence = 0
-        self._lock = threading.Lock()
 
     def add(self, set_name: str, address: Address, seconds: int | None) -> None:
         """Add one element (an existing one is no error); raises SetElementError."""
-        with self._lock:
-            self._sequence = (self._sequence + 3) % 0x7FFFFFF0
-            self._send(self._sequence + 1, set_name, address, seconds)
+        if seconds is not None and not 0 < seconds <= limits.BLOCK_SECONDS_MAX:
+            raise SetElementError(f"timeout of {seconds} s is out of range")
+        self._sequence = (self._sequence + 3) % 0x7FFFFFF0
+        self._send(self._sequence + 1, set_name, address, seconds)
 
     def _send(self, sequence: int, set_name: str, address: Address, seconds: int | None) -> None:
         try:
