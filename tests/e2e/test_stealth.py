@@ -66,6 +66,7 @@ def test_nmap_os_detection_is_reported_as_nmap(
     # T2 (no flags) and T3 go to the open port, so the kernel filter must pass odd flags anywhere.
     assert "NULL" in patterns
     assert "FIN+SYN+PSH+URG" in patterns
+    assert "udp" in patterns  # U1: 300 bytes to a closed UDP port, IPv4 and IPv6
     if family == 4:
         assert "SYN+ECE+CWR+RES" in patterns  # the ECN probe with the reserved bit
 

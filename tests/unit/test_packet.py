@@ -151,8 +151,14 @@ def test_nmap_udp_probe() -> None:
     # A sensor keeps CAPTURE_BYTES of each packet: the length comes from the header.
     captured = ipv4(udp + b"C" * 300, proto=17)[:CAPTURE_BYTES]
     assert udp_os_tool(parse_ipv4(captured)) == "nmap"
+    captured6 = ipv6(17, udp + b"C" * 300)[:CAPTURE_BYTES]
+    assert udp_os_tool(parse_ipv6(captured6)) == "nmap"
+    assert udp_os_tool(parse_transport(17, udp + b"C" * 100, SRC6, DST6, length=308)) == "nmap"
     short = struct.pack("!HHHH", 5000, 9, 18, 0)
     assert udp_os_tool(parse_transport(17, short + b"C" * 10, SRC4, DST4)) is None
+    # A 17-byte datagram whose UDP header claims 308: the IP layer's length wins.
+    assert udp_os_tool(parse_ipv4(ipv4(udp + b"C" * 9, proto=17))) is None
+    assert udp_os_tool(parse_ipv6(ipv6(17, udp + b"C" * 9))) is None
 
 
 def test_flag_names() -> None:

@@ -3,7 +3,8 @@
 TCP: drop non-first fragments and anything with ACK or RST (established traffic, replies);
 pass a plain SYN only to a tripwire port; pass every other flag combination (FIN, NULL, XMAS,
 odd flags, reserved bits) to any port, since OS-fingerprinting probes go to open ports too.
-UDP: pass datagrams to tripwire ports.
+UDP: pass datagrams to tripwire ports, and to any port a datagram of the length of nmap's U1
+OS probe (which goes to a closed port of nmap's choosing).
 
 Conditional jumps in classic BPF reach at most 255 instructions, so each port range ends in
 its own `ret` instead of jumping to a shared one.
@@ -15,6 +16,7 @@ import struct
 from collections.abc import Iterable
 
 from portwarden import limits
+from portwarden.detect.probe import NMAP_U1_LEN
 from portwarden.net.packet import ACK, RST, SYN
 
 SO_ATTACH_FILTER = 26
@@ -26,6 +28,7 @@ _JEQ_K, _JGT_K, _JGE_K, _JSET_K = 0x15, 0x25, 0x35, 0x45
 _RET_K = 0x06
 
 _INSN = struct.Struct("HBBI")
+_UDP_HEADER = 8
 
 Insn = tuple[int, int, int, int]
 
@@ -92,8 +95,14 @@ def udp_filter(ports: Iterable[int], with_ip_header: bool) -> list[Insn]:
             (_RET_K, 0, 0, 0),
             (_LDXB_MSH, 0, 0, 0),
         ]
-        return head + _port_test((_LDH_IND, 0, 0, 2), ports)
-    return _port_test((_LDH_ABS, 0, 0, 2), ports)
+        length, dport = (_LDH_IND, 0, 0, 4), (_LDH_IND, 0, 0, 2)
+    else:
+        head, length, dport = [], (_LDH_ABS, 0, 0, 4), (_LDH_ABS, 0, 0, 2)
+    # Kept whole, not cut to CAPTURE_BYTES: an IPv6 raw socket delivers no IP header, so the
+    # datagram's own size is the only check on the length its UDP header claims.
+    whole: Insn = (_RET_K, 0, 0, 0xFFFF)
+    u1 = [length, (_JEQ_K, 0, 1, _UDP_HEADER + NMAP_U1_LEN), whole]
+    return head + u1 + _port_test(dport, ports)
 
 
 def attach(sock: socket.socket, program: list[Insn]) -> None:

@@ -60,7 +60,8 @@ def parse_ipv4(data: bytes) -> Packet:
     if frag & 0x1FFF:
         raise MalformedPacket("non-first fragment")
     end = min(len(data), total) if total >= header else len(data)
-    return parse_transport(proto, data[header:end], src, dst, ip_options=header > _IPV4.size)
+    return parse_transport(proto, data[header:end], src, dst, ip_options=header > _IPV4.size,
+                           length=total - header if total >= header else None)  # fmt: skip
 
 
 def parse_ipv6(data: bytes) -> Packet:
@@ -74,7 +75,8 @@ def parse_ipv6(data: bytes) -> Packet:
     options = False
     for _ in range(EXTENSION_HEADERS_MAX + 1):
         if next_header not in _EXTENSIONS:
-            return parse_transport(next_header, data[offset:end], src, dst, ip_options=options)
+            return parse_transport(next_header, data[offset:end], src, dst, ip_options=options,
+                                   length=_IPV6.size + length - offset)  # fmt: skip
         if offset + 8 > end:
             raise MalformedPacket("truncated extension header")
         following, size = _EXT.unpack_from(data, offset)
@@ -93,9 +95,12 @@ def parse_ipv6(data: bytes) -> Packet:
 
 
 def parse_transport(
-    proto: int, data: bytes, src: bytes, dst: bytes, ip_options: bool = False
-) -> Packet:
-    """A TCP or UDP header and what follows, as a raw IPv6 socket delivers it."""
+    proto: int, data: bytes, src: bytes, dst: bytes, ip_options: bool = False,
+    length: int | None = None,
+) -> Packet:  # fmt: skip
+    """A TCP or UDP header and what follows, as a raw IPv6 socket delivers it. `data` may be
+    cut short by the capture; `length` is how long the segment was on the wire (as the IP
+    header says, or the socket), when known."""
     if proto == IPPROTO_TCP:
         if len(data) < _TCP.size:
             raise MalformedPacket("short TCP header")
@@ -121,8 +126,12 @@ def parse_transport(
     if proto == IPPROTO_UDP:
         if len(data) < _UDP.size:
             raise MalformedPacket("short UDP header")
-        sport, dport, length, _ = _UDP.unpack_from(data)
-        # The header's length, not what was captured: sensors keep only CAPTURE_BYTES.
+        sport, dport, claimed, _ = _UDP.unpack_from(data)
+        # Not what was captured (sensors keep CAPTURE_BYTES), nor what the UDP header claims
+        # alone (raw sockets see a packet before the kernel checks it): the shorter of the
+        # header's length and the IP layer's.
+        on_wire = len(data) if length is None else length
+        payload_len = min(claimed if claimed >= _UDP.size else on_wire, on_wire) - _UDP.size
         return Packet(
             src,
             dst,
@@ -130,7 +139,7 @@ def parse_transport(
             sport,
             dport,
             ip_options=ip_options,
-            payload_len=(length if length >= _UDP.size else len(data)) - _UDP.size,
+            payload_len=max(payload_len, 0),
             payload_head=data[_UDP.size : _UDP.size + PAYLOAD_HEAD],
         )
     raise MalformedPacket(f"protocol {proto} is neither TCP nor UDP")

@@ -61,6 +61,7 @@ class RawSensor:
             sock.setblocking(False)
             self.sockets[sock.fileno()] = sock
         self._free_at: dict[int, float] = {}
+        self._buffer = bytearray(limits.CAPTURE_BYTES)
         self.watched = self._attach(self.tripwires())
         for fd in self.sockets:  # packets queued before the filter was attached
             self._drain(fd)
@@ -88,9 +89,11 @@ class RawSensor:
         for _ in range(limits.PACKETS_PER_TURN_MAX):
             try:
                 if v6:
-                    data, ancillary, _, address = sock.recvmsg(limits.CAPTURE_BYTES,
-                                                               _ANCILLARY_SPACE)  # fmt: skip
-                    packet = self._parse(data, ancillary, address)
+                    # MSG_TRUNC: the size is the datagram's, not what fits the buffer.
+                    size, ancillary, _, address = sock.recvmsg_into(
+                        [self._buffer], _ANCILLARY_SPACE, socket.MSG_TRUNC)  # fmt: skip
+                    data = bytes(self._buffer[: min(size, limits.CAPTURE_BYTES)])
+                    packet = self._parse(data, size, ancillary, address)
                 else:
                     packet = parse_ipv4(sock.recv(limits.CAPTURE_BYTES))
             except (BlockingIOError, InterruptedError):
@@ -102,7 +105,7 @@ class RawSensor:
                 probes.append(probe)
         return probes
 
-    def _parse(self, data: bytes, ancillary: list, address: tuple) -> Packet:
+    def _parse(self, data: bytes, size: int, ancillary: list, address: tuple) -> Packet:
         dst, options = b"", False
         for level, kind, value in ancillary:
             if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO:
@@ -113,7 +116,7 @@ class RawSensor:
             raise MalformedPacket("no destination address")
         src = ipaddress.IPv6Address(address[0].partition("%")[0]).packed
         number = IPPROTO_TCP if self.proto is Proto.TCP else IPPROTO_UDP
-        return parse_transport(number, data, src, dst, ip_options=options)
+        return parse_transport(number, data, src, dst, ip_options=options, length=size)
 
     def _probe(self, packet: Packet, now: float) -> Probe | None:
         dst = ipaddress.ip_address(packet.dst)
