@@ -1,8 +1,10 @@
 """The `portwarden` command and its sub-commands."""
 
 import argparse
+import ipaddress
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -80,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("capture", type=Path, help="a pcap file (tcpdump -w)")
     replay.add_argument("-c", "--config", type=Path, help="configuration file")
+    replay.add_argument("--host", action="append", type=ipaddress.ip_address, metavar="ADDR",
+                        help="an address of the host the capture was taken on; only packets to "
+                        "these count (default: every unicast destination)")  # fmt: skip
     _mode_flags(replay)
     return parser
 
@@ -222,13 +227,17 @@ def _replay(args: argparse.Namespace) -> int:
     modes = _modes(args)
     if modes is not None:
         settings = settings.with_modes(*modes)
+    hosts = frozenset(args.host) if args.host else None
     try:
-        counts = replay(settings, args.capture, sys.stdout)
+        counts = replay(settings, args.capture, sys.stdout, hosts)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `| head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (PcapError, OSError) as error:
+        sys.stdout.flush()
         print(f"portwarden: error: {error}", file=sys.stderr)
         return 2
-    finally:
-        sys.stdout.flush()
     log.info("replay: %d packets (%d neither TCP nor UDP, fragments or malformed), %d probes, "
              "%d scans, %d OS probers", counts["packets"], counts["skipped"], counts["probes"],
              counts["scan-summary"], counts["os-summary"])  # fmt: skip

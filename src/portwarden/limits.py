@@ -94,3 +94,8 @@ AUDIT_FINDINGS_REPORTED_MAX = 100
 # Warnings per check about registrations that may not name a port (made by a user other than
 # root): any local user can register thousands with rpcbind, so the rest are counted in one line.
 AUDIT_RPC_WARNINGS_MAX = 10
+
+# Addresses and ports that answered like a service, remembered by `portwarden replay`'s first
+# pass over a capture (only ports it watches). A capture of a spoofed flood cannot grow it past
+# this: about 15 MiB.
+REPLAY_SERVICES_MAX = 100_000

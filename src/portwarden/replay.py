@@ -9,19 +9,22 @@ here, an address and port that answered a SYN with SYN+ACK (TCP) or sent a datag
 anywhere in the capture had one, so a first pass over the file collects those.
 """
 
+import contextlib
 import ipaddress
 import logging
 import math
+import stat
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+from portwarden import limits
 from portwarden.alert.line import verdict_line
 from portwarden.config import Settings, TcpMode, UdpMode
 from portwarden.detect.config import engine_config
 from portwarden.detect.engine import Engine, Verdict
-from portwarden.detect.probe import packet_probe
+from portwarden.detect.probe import IPAddress, packet_probe
 from portwarden.net.packet import (
     ACK,
     IPPROTO_TCP,
@@ -32,7 +35,7 @@ from portwarden.net.packet import (
     parse_ipv4,
     parse_ipv6,
 )
-from portwarden.net.pcap import frames
+from portwarden.net.pcap import PcapError, frames
 from portwarden.sensors.build import advanced_ports
 
 log = logging.getLogger("portwarden")
@@ -40,13 +43,15 @@ log = logging.getLogger("portwarden")
 _TICK_S = 1.0  # capture time between engine ticks, as the daemon's loop
 Service = tuple[bytes, int, int]  # address (packed), IP protocol number, port
 IsTripwire = Callable[[int], bool]
+Watched = dict[int, tuple[str, frozenset[int]]]  # IP protocol number -> mode, candidate ports
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 
-def watched_ports(settings: Settings) -> dict[int, tuple[str, frozenset[int]]]:
+def watched_ports(settings: Settings) -> Watched:
     """IP protocol number -> (mode, candidate ports). A capture shows packets, not connections,
     so the classic modes are replayed as their stealth twins."""
     s = settings
-    watched: dict[int, tuple[str, frozenset[int]]] = {}
+    watched: Watched = {}
     if s.tcp_mode in (TcpMode.CLASSIC, TcpMode.STEALTH):
         watched[IPPROTO_TCP] = ("stcp", frozenset(s.tcp_ports))
     elif s.tcp_mode is TcpMode.ADVANCED:
@@ -67,27 +72,44 @@ def _parse(ip: bytes) -> Packet | None:
         return None
 
 
-def services(path: Path) -> set[Service]:
-    """Every address and port that answered like a service somewhere in the capture."""
+def services(path: Path, watched: Watched) -> set[Service]:
+    """Every address and watched port that answered like a service somewhere in the capture
+    (at most REPLAY_SERVICES_MAX; a damaged file is read up to the damage: the second pass
+    reports it)."""
     found: set[Service] = set()
-    for frame in frames(path):
-        packet = _parse(frame.ip)
-        if packet is None:
-            continue
-        if packet.proto == IPPROTO_UDP or (
-            packet.proto == IPPROTO_TCP and packet.flags & (SYN | ACK) == SYN | ACK
-        ):
+    with contextlib.suppress(PcapError):
+        for frame in frames(path):
+            packet = _parse(frame.ip)
+            if packet is None or not _answers(packet, watched):
+                continue
+            if len(found) >= limits.REPLAY_SERVICES_MAX:
+                log.warning("replay: over %d answering services in the capture; the rest "
+                            "count as tripwires", limits.REPLAY_SERVICES_MAX)  # fmt: skip
+                break
             found.add((packet.src, packet.proto, packet.sport))
     return found
 
 
-def replay(settings: Settings, path: Path, out: TextIO) -> Counter[str]:
+def _answers(packet: Packet, watched: Watched) -> bool:
+    """Sent from a watched port as a service would: SYN+ACK, or any UDP datagram."""
+    if packet.proto not in watched or packet.sport not in watched[packet.proto][1]:
+        return False
+    return packet.proto == IPPROTO_UDP or packet.flags & (SYN | ACK) == SYN | ACK
+
+
+def replay(settings: Settings, path: Path, out: TextIO,
+           hosts: frozenset[IPAddress] | None = None) -> Counter[str]:  # fmt: skip
     """Print a verdict line for each verdict, as the daemon logs them; return the counts.
-    Raises PcapError or OSError (after printing what came before the damage)."""
+    `hosts`: the capturing host's addresses; only packets to them count (default: every
+    unicast destination). Raises PcapError (after printing what came before the damage) or
+    OSError."""
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise PcapError(f"{path}: not a regular file; replay reads a capture twice, "
+                        "so save it to a file first")  # fmt: skip
     watched = watched_ports(settings)
     if TcpMode.CLASSIC is settings.tcp_mode or UdpMode.CLASSIC is settings.udp_mode:
         log.info("replay: classic modes are replayed as stealth (-stcp, -sudp)")
-    answered = services(path)
+    answered = services(path, watched)
     engine = Engine(engine_config(settings, settings.ignore_list(addresses=())))
     counts: Counter[str] = Counter()
 
@@ -108,17 +130,27 @@ def replay(settings: Settings, path: Path, out: TextIO) -> Counter[str]:
             if clock >= next_tick:
                 report(engine.tick(clock))
                 next_tick = clock + _TICK_S
-            if packet.proto not in watched:
+            dst = ipaddress.ip_address(packet.dst)
+            if packet.proto not in watched or not _to_host(dst, hosts):
                 continue
             mode, ports = watched[packet.proto]
-            probe = packet_probe(packet, ipaddress.ip_address(packet.dst), mode,
-                                 _tripwire(packet, ports, answered), frame.time)  # fmt: skip
+            probe = packet_probe(packet, dst, mode, _tripwire(packet, ports, answered),
+                                 frame.time)  # fmt: skip
             if probe is not None:
                 counts["probes"] += 1
                 report(engine.feed(probe, clock))
-    finally:
-        report(engine.tick(math.inf))  # every scan ends with the capture
+    except PcapError:
+        report(engine.tick(math.inf))
+        raise
+    report(engine.tick(math.inf))  # every scan ends with the capture
     return counts
+
+
+def _to_host(dst: IPAddress, hosts: frozenset[IPAddress] | None) -> bool:
+    """What the live sensor would have read: packets to one of the host's own addresses."""
+    if hosts is not None:
+        return dst in hosts
+    return not (dst.is_multicast or dst.is_unspecified or dst == _BROADCAST)
 
 
 def _tripwire(packet: Packet, ports: frozenset[int], answered: set[Service]) -> IsTripwire:

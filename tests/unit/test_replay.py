@@ -4,6 +4,8 @@ them; and the pcap reader on every link type and on damaged files."""
 
 import contextlib
 import io
+import ipaddress
+import os
 import shlex
 import struct
 from pathlib import Path
@@ -12,10 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from portwarden import limits
 from portwarden.cli import main
 from portwarden.config import TcpMode, UdpMode, load_settings
 from portwarden.net.pcap import PcapError, frames, read_frames
-from portwarden.replay import replay
+from portwarden.replay import replay, services, watched_ports
 
 CAPTURES = Path(__file__).parent.parent / "data" / "captures"
 MODES = {"-stcp -sudp": (TcpMode.STEALTH, UdpMode.STEALTH),
@@ -140,3 +143,60 @@ def test_any_frames_replay_without_error(tmp_path: Path, link: int, frames_: lis
 def test_any_file_reads_or_gives_a_pcap_error(content: bytes) -> None:
     with contextlib.suppress(PcapError):
         list(read_frames(io.BytesIO(content), "x.pcap"))
+
+
+def udp4(src: str, dst: str, sport: int, dport: int, payload: bytes = b"x") -> bytes:
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    addresses = ipaddress.ip_address(src).packed + ipaddress.ip_address(dst).packed
+    return struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0) + addresses + udp
+
+
+def replayed(path: Path, hosts: frozenset | None = None) -> list[str]:
+    out = io.StringIO()
+    settings = load_settings(None).with_modes(TcpMode.ADVANCED, UdpMode.ADVANCED)
+    replay(settings, path, out, hosts)
+    return summaries(out.getvalue())
+
+
+def test_broadcast_and_multicast_are_not_probes_and_hosts_narrow_it(tmp_path: Path) -> None:
+    path = tmp_path / "lan.pcap"
+    path.write_bytes(pcap(101, [
+        udp4("198.18.0.30", "255.255.255.255", 67, 68),  # a DHCP server
+        udp4("198.18.0.31", "224.0.0.251", 5353, 123),  # multicast
+        udp4("198.18.0.11", "198.18.0.1", 40000, 161),  # a probe
+        udp4("198.18.0.12", "198.18.0.2", 40000, 161),  # a probe of another host
+    ]))  # fmt: skip
+    assert [line.split()[1] for line in replayed(path)] == ["198.18.0.11", "198.18.0.12"]
+    only = frozenset({ipaddress.ip_address("198.18.0.1")})
+    assert [line.split()[1] for line in replayed(path, only)] == ["198.18.0.11"]
+
+
+def test_a_truncated_capture_reports_what_came_before_the_damage(tmp_path: Path) -> None:
+    whole = (CAPTURES / "nmap-syn.pcap").read_bytes()
+    path = tmp_path / "cut.pcap"
+    path.write_bytes(whole[:3000])
+    out = io.StringIO()
+    with pytest.raises(PcapError, match="truncated record"):
+        replay(load_settings(None).with_modes(TcpMode.ADVANCED, None), path, out)
+    assert summaries(out.getvalue())[0].startswith("scan-summary 198.18.0.11 tcp ports=")
+
+
+def test_a_pipe_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(PcapError, match="not a regular file; .* save it to a file first"):
+        replay(load_settings(None), fifo, io.StringIO())
+
+
+def test_answering_services_remembered_are_capped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(limits, "REPLAY_SERVICES_MAX", 3)
+    path = tmp_path / "flood.pcap"
+    path.write_bytes(pcap(101, [udp4(f"198.18.1.{n}", "198.18.0.1", 53, 40000) for n in range(9)]))
+    watched = watched_ports(load_settings(None).with_modes(None, UdpMode.ADVANCED))
+    assert len(services(path, watched)) == 3
+    assert "over 3 answering services" in caplog.text
+    # Only watched ports: answers from 40000 (above ADVANCED_PORTS_UDP) are not kept at all.
+    path.write_bytes(pcap(101, [udp4("198.18.1.1", "198.18.0.1", 40000, 53)]))
+    assert services(path, watched) == set()
