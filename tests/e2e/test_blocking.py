@@ -76,6 +76,24 @@ def test_scanner_is_cut_off_benign_client_is_not_and_unblock_restores(
     daemon.stop()
 
 
+def test_a_firewall_reload_that_flushes_the_ruleset_does_not_free_the_scanner(
+    lab: Lab, start_daemon: StartDaemon
+) -> None:
+    daemon = start_daemon("-stcp", "-sudp", conf='BLOCK_TCP="1"\n')
+    attacker, target = lab.attackers[1], lab.target.ipv4
+    nmap(attacker.run, "-sS", "-p", "1-20", target)
+    daemon.wait_for(rf"block address={attacker.ipv4} actions=nft:done ")
+    mark = daemon.mark()
+    lab.target.run(["nft", "flush", "ruleset"])  # what `systemctl reload nftables` does first
+    assert can_connect(attacker, target, SERVICE)  # for now
+    daemon.wait_for(r"nftables: 1 blocks re-applied", since=mark, timeout=10)
+    assert nft_elements(lab.target) == {attacker.ipv4}
+    assert not can_connect(attacker, target, SERVICE)
+    assert can_connect(lab.client, target, SERVICE)
+    assert len(re.findall("table inet portwarden was removed", daemon.log()[mark:])) == 1
+    daemon.stop()
+
+
 def test_kill_route_hosts_deny_and_command_order(lab: Lab, start_daemon: StartDaemon,
                                                  tmp_path: Path) -> None:  # fmt: skip
     calls, deny = tmp_path / "calls", tmp_path / "hosts.deny"

@@ -211,10 +211,7 @@ class Actions:
             self.write_files(None)
         active = self.store.active()
         if uses_nft(self.settings) or any(a.kind == "nft" for r in active for a in r.actions):
-            self.nft().replace_all([
-                (r.address, None if r.until is None else max(1, round(r.until - now)))
-                for r in active if any(a.kind == "nft" for a in r.actions)
-            ])  # fmt: skip
+            self.restore_nft(active, now)
         for record in active:
             for action in record.actions:
                 if action.kind == "hosts.deny" and len(action.undo) == 2:
@@ -225,6 +222,21 @@ class Actions:
                     commands.run(argv, self.settings.kill_cmd_timeout, "KILL_ROUTE (restore)")
         self.write_files(None, active)
         return len(active)
+
+    def restore_nft(self, active: list[BlockRecord] | None = None,
+                    now: float | None = None) -> int:  # fmt: skip
+        """Make our table hold exactly the store's active nftables blocks, in one transaction
+        (a failed nft action counts: this is its second chance). Returns how many."""
+        now = time.time() if now is None else now
+        blocks = [(r.address, None if r.until is None else max(1, round(r.until - now)))
+                  for r in (self.store.active() if active is None else active)
+                  if any(a.kind == "nft" for a in r.actions)]  # fmt: skip
+        self.nft().replace_all(blocks)
+        return len(blocks)
+
+    def nft_table_lost(self) -> bool:
+        """Whether our nftables table is gone although this process has been using it."""
+        return self._nft is not None and not self._nft.table_present()
 
     def write_files(self, new: BlockRecord | None = None,
                      active: list[BlockRecord] | None = None) -> None:  # fmt: skip

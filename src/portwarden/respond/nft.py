@@ -4,7 +4,7 @@ Table `inet portwarden` holds sets `blocked4` and `blocked6` (per-element timeou
 chain (and optionally a forward chain) that drops their sources. Nothing else in the host's
 ruleset is touched. libnftables is the library `nft` itself uses; calling it in-process avoids
 starting a process per block (about 0.3 ms against about 5 ms). The one change on the packet
-path, adding an element, skips even that and goes straight over netlink (setelem).
+path, adding an element, skips even that and goes straight over netlink (nftlink).
 """
 
 import contextlib
@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterable
 
 from portwarden.config.ignore import Address
-from portwarden.respond.setelem import SetElementError, SetElementWriter
+from portwarden.respond.nftlink import NftLink, NftLinkError
 
 TABLE = "portwarden"
 _LIBRARY = "libnftables.so.1"
@@ -84,7 +84,7 @@ class NftBlocker:
     def __init__(self, nft: Nft, forward: bool) -> None:
         self._nft = nft
         self._forward = forward
-        self._writer: SetElementWriter | None = None
+        self._link: NftLink | None = None
 
     def ensure(self) -> None:
         """Create (or repair) the table, sets and rules; existing set elements are kept."""
@@ -112,13 +112,24 @@ class NftBlocker:
 
     def add(self, address: Address, seconds: int | None) -> None:
         """Add one address with a timeout in seconds (None: until removed), straight over
-        netlink: this is the block on the packet path (see setelem)."""
+        netlink: this is the block on the packet path (see nftlink)."""
         try:
-            if self._writer is None:
-                self._writer = SetElementWriter(TABLE)
-            self._writer.add(_set(address), address, seconds)
-        except (OSError, SetElementError) as error:
+            self._netlink().add(_set(address), address, seconds)
+        except (OSError, NftLinkError) as error:
             raise NftError(f"adding {address} to {_set(address)}: {error}") from None
+
+    def table_present(self) -> bool:
+        """Whether our table is still there (a firewall reload that flushes the whole ruleset
+        removes it); True when the kernel cannot say, so that nothing is redone for nothing."""
+        try:
+            return self._netlink().has_table()
+        except (OSError, NftLinkError):
+            return True
+
+    def _netlink(self) -> NftLink:
+        if self._link is None:
+            self._link = NftLink(TABLE)
+        return self._link
 
     def remove(self, addresses: Iterable[Address]) -> None:
         """Remove addresses; ones already gone (expired in the kernel) are not an error.
@@ -136,7 +147,7 @@ class NftBlocker:
                 with contextlib.suppress(NftError):  # not in the set any more
                     self._nft.run(line + "\n")
 
-    def replace_all(self, blocks: list[tuple[Address | str, int | None]]) -> None:
+    def replace_all(self, blocks: Iterable[tuple[Address | str, int | None]]) -> None:
         """Make the sets hold exactly `blocks` (start-up restore), in one transaction."""
         self.ensure()
         lines = [f"flush set inet {TABLE} blocked4", f"flush set inet {TABLE} blocked6"]

@@ -85,6 +85,9 @@ class ActionWorker(threading.Thread):
                     if record is not None:
                         log.warning("%s", block_line(record))
                         self._alerts.blocked(record)
+                elif kind == "restore-nft":
+                    log.warning("nftables: %d blocks re-applied in a new table inet portwarden",
+                                actions.restore_nft())  # fmt: skip
                 elif kind == "expire":
                     expired = actions.expire(time.time())
                     for record in expired:
@@ -116,6 +119,7 @@ class ResponsePolicy:
         self._strong: collections.deque[float] = collections.deque()
         self._suppressed = 0
         self._protected: frozenset[Address] = frozenset()
+        self._table_lost = False
         self._actions = Actions(settings, self._store)  # the loop's own, for the nft step
         self.blocks_made = 0  # since start
 
@@ -162,6 +166,21 @@ class ResponsePolicy:
         if self.settings.protect_nameservers:
             protected |= name_servers()
         self._protected = frozenset(protected)
+        self._check_table()
+
+    def _check_table(self) -> None:
+        """A firewall reload that flushes the whole ruleset (`nft flush ruleset`, as
+        nftables.service does) takes our table and every block with it: put them back."""
+        if not self._actions.nft_table_lost():
+            self._table_lost = False
+            return
+        if not self._table_lost:
+            self._table_lost = True
+            log.warning("nftables table inet portwarden was removed (a firewall reload that "
+                        "flushes the ruleset?); re-applying the active blocks")  # fmt: skip
+            self._alerts.notice("table-lost", "nftables table inet portwarden was removed; "
+                                "re-applying the active blocks")  # fmt: skip
+        self._submit("restore-nft", None)
 
     def _sync(self) -> None:
         """Follow the store when another connection (worker, `unblock` command) changed it."""

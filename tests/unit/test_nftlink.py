@@ -3,7 +3,7 @@
 import ipaddress
 import struct
 
-from portwarden.respond.setelem import add_element_batch, errors_in
+from portwarden.respond.nftlink import add_element_batch, errors_in, get_table_request
 
 
 def messages(data: bytes) -> list[tuple[int, int, int, bytes]]:
@@ -54,3 +54,9 @@ def test_errors_are_read_from_every_message_and_garbage_ends_the_walk() -> None:
     assert errors_in(error(7, 0) + error(8, -2)) == [(7, 0), (8, 2)]
     assert errors_in(error(7, 0) + struct.pack("=IHHII", 3, 2, 0, 9, 0) + bytes(4)) == [(7, 0)]
     assert errors_in(b"\x01\x02") == []
+
+
+def test_the_table_request_names_our_table_and_asks_for_an_ack() -> None:
+    ((kind, flags, sequence, payload),) = messages(get_table_request("portwarden", 9))
+    assert (kind, flags, sequence) == (0x0A01, 0x1 | 0x4, 9)
+    assert attributes(payload) == {1: b"portwarden\0"}

@@ -16,7 +16,9 @@ try:
     missing = "no error"
 except NftError as error:
     missing = str(error)
+present = [blocker.table_present()]
 blocker.ensure()
+present.append(blocker.table_present())
 for address, seconds in (("198.18.0.5", None), ("198.18.0.5", None), ("198.18.0.6", 60),
                          ("2001:db8::7", 3600)):
     blocker.add(ipaddress.ip_address(address), seconds)
@@ -29,7 +31,9 @@ for name in ("blocked4", "blocked6"):
                 listed[element["elem"]["val"]] = element["elem"].get("timeout")
             else:
                 listed[element] = None
-print(json.dumps({"missing": missing, "listed": listed}))
+Nft().run("delete table inet portwarden")
+present.append(blocker.table_present())
+print(json.dumps({"missing": missing, "listed": listed, "present": present}))
 """
 
 
@@ -40,3 +44,4 @@ def test_elements_added_over_netlink_are_what_nft_lists() -> None:
     result = json.loads(out.stdout)
     assert result["missing"] == "adding 198.18.0.5 to blocked4: No such file or directory"
     assert result["listed"] == {"198.18.0.5": None, "198.18.0.6": 60, "2001:db8::7": 3600}
+    assert result["present"] == [False, True, False]

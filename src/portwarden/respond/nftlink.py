@@ -1,10 +1,12 @@
-"""One element added to one of our nftables sets over netfilter's netlink socket.
+"""The two nftables requests the daemon makes all the time, straight over netfilter's netlink
+socket: add one element to one of our sets (the block on the packet path), and ask whether our
+table is still there (every REFRESH_S).
 
-This is the block on the packet path. libnftables parses the command and fetches its cache of
-tables and sets from the kernel before it sends anything: about 0.1 ms when warm and 0.3-0.4 ms
-after an idle spell, which at 10,000 packets a second is three or four more packets let through.
-A prepared batch holding one NEWSETELEM message is one send and one acknowledgement. Everything
-else (creating the table, removing elements, the restore at start) stays with libnftables.
+libnftables parses the command and fetches its cache of tables and sets from the kernel before
+it sends anything: about 0.1 ms when warm and 0.3-0.4 ms after an idle spell, which at 10,000
+packets a second is three or four more packets let through. A prepared message is one send and
+one acknowledgement. Everything else (creating the table, removing elements, the restore at
+start) stays with libnftables.
 
 Message layout from linux/netlink.h, linux/netfilter/nfnetlink.h and nf_tables.h.
 """
@@ -20,22 +22,29 @@ from portwarden.config.ignore import Address
 NETLINK_NETFILTER = 12
 _NFNL_SUBSYS_NFTABLES = 10
 _BATCH_BEGIN, _BATCH_END = 16, 17  # NFNL_MSG_BATCH_*
+_GETTABLE = _NFNL_SUBSYS_NFTABLES << 8 | 1  # NFT_MSG_GETTABLE
 _NEWSETELEM = _NFNL_SUBSYS_NFTABLES << 8 | 12  # NFT_MSG_NEWSETELEM
 _NLM_F_REQUEST, _NLM_F_ACK, _NLM_F_CREATE = 0x1, 0x4, 0x400
 _NLMSG_ERROR = 2
 _NFPROTO_INET = 1
 _NLA_F_NESTED = 0x8000
-# Attribute numbers: NFTA_SET_ELEM_LIST_*, NFTA_LIST_ELEM, NFTA_SET_ELEM_*, NFTA_DATA_VALUE.
+# Attribute numbers: NFTA_TABLE_NAME, NFTA_SET_ELEM_LIST_*, NFTA_LIST_ELEM, NFTA_SET_ELEM_*,
+# NFTA_DATA_VALUE.
+_TABLE_NAME = 1
 _LIST_TABLE, _LIST_SET, _LIST_ELEMENTS = 1, 2, 3
 _LIST_ELEM = 1
 _ELEM_KEY, _ELEM_TIMEOUT = 1, 4
 _DATA_VALUE = 1
 _HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port id
-_ACK_WAIT_S = 1.0  # the kernel answers within the send; this only bounds a broken kernel
+_ANSWER_WAIT_S = 1.0  # the kernel answers within the send; this only bounds a broken kernel
 
 
-class SetElementError(RuntimeError):
-    """The kernel refused the element, or did not answer."""
+class NftLinkError(RuntimeError):
+    """The kernel refused the request, or did not answer. `code` is the errno, if any."""
+
+    def __init__(self, message: str, code: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _attr(kind: int, payload: bytes, nested: bool = False) -> bytes:
@@ -43,10 +52,19 @@ def _attr(kind: int, payload: bytes, nested: bool = False) -> bytes:
     return header + payload + bytes(-len(payload) % 4)
 
 
+def _name(kind: int, name: str) -> bytes:
+    return _attr(kind, name.encode() + b"\0")
+
+
 def _message(kind: int, flags: int, sequence: int, family: int, resource: int,
              payload: bytes = b"") -> bytes:  # fmt: skip
     body = struct.pack("=BB", family, 0) + struct.pack("!H", resource) + payload  # nfgenmsg
     return _HEADER.pack(_HEADER.size + len(body), kind, flags, sequence, 0) + body
+
+
+def _marker(kind: int, sequence: int) -> bytes:
+    """The start or end of a batch (one nf_tables transaction)."""
+    return _message(kind, _NLM_F_REQUEST, sequence, socket.AF_UNSPEC, _NFNL_SUBSYS_NFTABLES)
 
 
 def add_element_batch(table: str, set_name: str, address: Address, seconds: int | None,
@@ -57,8 +75,8 @@ def add_element_batch(table: str, set_name: str, address: Address, seconds: int 
     if seconds:
         element += _attr(_ELEM_TIMEOUT, struct.pack("!Q", seconds * 1000))
     payload = (
-        _attr(_LIST_TABLE, table.encode() + b"\0")
-        + _attr(_LIST_SET, set_name.encode() + b"\0")
+        _name(_LIST_TABLE, table)
+        + _name(_LIST_SET, set_name)
         + _attr(_LIST_ELEMENTS, _attr(_LIST_ELEM, element, nested=True), nested=True)
     )
     flags = _NLM_F_REQUEST | _NLM_F_CREATE | _NLM_F_ACK
@@ -69,9 +87,10 @@ def add_element_batch(table: str, set_name: str, address: Address, seconds: int 
     )
 
 
-def _marker(kind: int, sequence: int) -> bytes:
-    """The start or end of a batch (one nf_tables transaction)."""
-    return _message(kind, _NLM_F_REQUEST, sequence, socket.AF_UNSPEC, _NFNL_SUBSYS_NFTABLES)
+def get_table_request(table: str, sequence: int) -> bytes:
+    """Ask for inet `table` (not its sets or elements): the answer, then an acknowledgement."""
+    return _message(_GETTABLE, _NLM_F_REQUEST | _NLM_F_ACK, sequence, _NFPROTO_INET, 0,
+                    _name(_TABLE_NAME, table))  # fmt: skip
 
 
 def errors_in(data: bytes) -> list[tuple[int, int]]:
@@ -87,36 +106,55 @@ def errors_in(data: bytes) -> list[tuple[int, int]]:
     return found
 
 
-class SetElementWriter:
-    """A netfilter netlink socket of the current network namespace, for our sets only. One
+class NftLink:
+    """A netfilter netlink socket of the current network namespace, for our table only. One
     thread uses it: the loop and the action worker each have their own."""
 
     def __init__(self, table: str) -> None:
         self._table = table
         self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
         self._sock.bind((0, 0))
-        self._sock.settimeout(_ACK_WAIT_S)
+        self._sock.settimeout(_ANSWER_WAIT_S)
         self._sequence = 0
 
     def add(self, set_name: str, address: Address, seconds: int | None) -> None:
-        """Add one element (an existing one is no error); raises SetElementError."""
+        """Add one element (an existing one is no error); raises NftLinkError."""
         if seconds is not None and not 0 < seconds <= limits.BLOCK_SECONDS_MAX:
-            raise SetElementError(f"timeout of {seconds} s is out of range")
-        self._sequence = (self._sequence + 3) % 0x7FFFFFF0
-        self._send(self._sequence + 1, set_name, address, seconds)
+            raise NftLinkError(f"timeout of {seconds} s is out of range")
+        sequence = self._next()
+        self._ask(add_element_batch(self._table, set_name, address, seconds, sequence),
+                  sequence)  # fmt: skip
 
-    def _send(self, sequence: int, set_name: str, address: Address, seconds: int | None) -> None:
+    def has_table(self) -> bool:
+        """Whether our table exists; raises NftLinkError when the kernel cannot say."""
+        sequence = self._next()
         try:
-            self._sock.send(add_element_batch(self._table, set_name, address, seconds, sequence))
+            self._ask(get_table_request(self._table, sequence), sequence)
+        except NftLinkError as error:
+            if error.code == errno.ENOENT:
+                return False
+            raise
+        return True
+
+    def _next(self) -> int:
+        self._sequence = (self._sequence + 3) % 0x7FFFFFF0
+        return self._sequence + 1
+
+    def _ask(self, request: bytes, sequence: int) -> None:
+        """Send, then wait for the acknowledgement of message `sequence` (a batch's begin and
+        end are sequence - 1 and sequence + 1; an error on them is the batch's)."""
+        try:
+            self._sock.send(request)
             while True:
                 for number, code in errors_in(self._sock.recv(65536)):
                     if not sequence - 1 <= number <= sequence + 1:
-                        continue  # the late answer to an earlier batch
+                        continue  # the late answer to an earlier request
                     if code:
-                        raise SetElementError(os.strerror(code))
+                        raise NftLinkError(os.strerror(code), code)
                     if number == sequence:
                         return
         except TimeoutError:
-            raise SetElementError("no answer from the kernel") from None
+            raise NftLinkError("no answer from the kernel") from None
         except OSError as error:
-            raise SetElementError(os.strerror(error.errno or errno.EIO)) from None
+            code = error.errno or errno.EIO
+            raise NftLinkError(os.strerror(code), code) from None
