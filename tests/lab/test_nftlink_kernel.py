@@ -9,18 +9,18 @@ from tests.conftest import require_lab
 
 SCRIPT = """
 import ipaddress, json
-from portwarden.respond.nft import Nft, NftBlocker, NftError
-blocker = NftBlocker(Nft(), forward=False)
+from portwarden.respond.nft import Nft, NftBlocker
+from portwarden.respond.nftlink import NftLink, NftLinkError
 try:
-    blocker.add(ipaddress.ip_address("198.18.0.5"), None)
+    NftLink("portwarden").add("blocked4", ipaddress.ip_address("198.18.0.5"), None)
     missing = "no error"
-except NftError as error:
-    missing = str(error)
+except NftLinkError as error:
+    missing = f"{error} ({error.code})"
+blocker = NftBlocker(Nft(), forward=False)
 present = [blocker.table_present()]
-blocker.ensure()
+blocker.add(ipaddress.ip_address("198.18.0.5"), None)  # no table yet: the blocker makes it
 present.append(blocker.table_present())
-for address, seconds in (("198.18.0.5", None), ("198.18.0.5", None), ("198.18.0.6", 60),
-                         ("2001:db8::7", 3600)):
+for address, seconds in (("198.18.0.5", None), ("198.18.0.6", 60), ("2001:db8::7", 3600)):
     blocker.add(ipaddress.ip_address(address), seconds)
 listed = {}
 for name in ("blocked4", "blocked6"):
@@ -42,6 +42,6 @@ def test_elements_added_over_netlink_are_what_nft_lists() -> None:
     out = subprocess.run(["unshare", "-n", sys.executable, "-c", SCRIPT], check=True,
                          capture_output=True, text=True, timeout=30)  # fmt: skip
     result = json.loads(out.stdout)
-    assert result["missing"] == "adding 198.18.0.5 to blocked4: No such file or directory"
+    assert result["missing"] == "No such file or directory (2)"
     assert result["listed"] == {"198.18.0.5": None, "198.18.0.6": 60, "2001:db8::7": 3600}
     assert result["present"] == [False, True, False]

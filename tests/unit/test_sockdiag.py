@@ -26,9 +26,12 @@ def test_ports_until_done_and_other_sequences_ignored() -> None:
     assert found == {22, 80}
 
 
-def test_an_error_answer_is_an_oserror() -> None:
+@pytest.mark.parametrize("kind", [2, 3])  # NLMSG_ERROR at once, or NLMSG_DONE with an error
+def test_an_error_answer_is_an_oserror(kind: int) -> None:
+    """A kernel without the protocol's diag module ends the dump with DONE and -ENOENT: that
+    must send the caller to /proc, not read as "no sockets"."""
     with pytest.raises(OSError, match="sock_diag: No such file or directory"):
-        read_ports(set(), message(2, 1, struct.pack("=i", -2) + bytes(16)), 1)
+        read_ports(set(), socket_message(22) + message(kind, 1, struct.pack("=i", -2)), 1)
 
 
 @given(st.binary(max_size=120))

@@ -47,11 +47,15 @@ def read_ports(found: set[int], data: bytes, sequence: int) -> bool:
         if length < _HEADER.size or offset + length > len(data):
             raise OSError("sock_diag: malformed answer")
         if number == sequence:
+            # A dump ends in NLMSG_DONE, whose int is negative when the kernel could not do it
+            # (no diag module for the protocol: ENOENT); NLMSG_ERROR when it refused at once.
+            code = 0
+            if kind in (_NLMSG_DONE, _NLMSG_ERROR) and length >= _HEADER.size + 4:
+                code = -struct.unpack_from("=i", data, offset + _HEADER.size)[0]
+            if code > 0:
+                raise OSError(code, f"sock_diag: {os.strerror(code)}")
             if kind == _NLMSG_DONE:
                 return False
-            if kind == _NLMSG_ERROR:
-                code = -struct.unpack_from("=i", data, offset + _HEADER.size)[0]
-                raise OSError(code, f"sock_diag: {os.strerror(code)}")
             if kind == _SOCK_DIAG_BY_FAMILY and length >= _HEADER.size + _SPORT_AT + 2:
                 found.add(struct.unpack_from("!H", data, offset + _HEADER.size + _SPORT_AT)[0])
         offset += (length + 3) & ~3

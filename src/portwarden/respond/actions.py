@@ -54,10 +54,13 @@ class Actions:
         self.settings = settings
         self.store = store
         self._nft: NftBlocker | None = None
+        self._context: Nft | None = None  # kept when ensure() fails, for the next try
 
     def nft(self) -> NftBlocker:
         if self._nft is None:
-            blocker = NftBlocker(Nft(), self.settings.block_forward)
+            if self._context is None:
+                self._context = Nft()
+            blocker = NftBlocker(self._context, self.settings.block_forward)
             blocker.ensure()  # only a table and sets that are ours and right are used
             self._nft = blocker
         return self._nft
@@ -94,7 +97,10 @@ class Actions:
             steps.remove("command")
             steps.insert(0, "command")
         if steps and steps[0] == "nft":  # first, before anything slow: reaction time
-            done.append(request.nft_done or self.nft_add(request.address, seconds))
+            first = request.nft_done
+            if first is None or first.status != "done":  # not tried, or failed: try (again)
+                first = self.nft_add(request.address, seconds)
+            done.append(first)
             steps.pop(0)
         record = self.store.add_block(
             address, request.proto, request.port, request.mode, request.reason, address, since,
@@ -223,16 +229,21 @@ class Actions:
         self.write_files(None, active)
         return len(active)
 
-    def restore_nft(self, active: list[BlockRecord] | None = None,
-                    now: float | None = None) -> int:  # fmt: skip
-        """Make our table hold exactly the store's active nftables blocks, in one transaction
-        (a failed nft action counts: this is its second chance). Returns how many."""
-        now = time.time() if now is None else now
-        blocks = [(r.address, None if r.until is None else max(1, round(r.until - now)))
-                  for r in (self.store.active() if active is None else active)
-                  if any(a.kind == "nft" for a in r.actions)]  # fmt: skip
-        self.nft().replace_all(blocks)
+    def restore_nft(self, active: list[BlockRecord], now: float) -> None:
+        """At start: our sets hold exactly the store's active nftables blocks."""
+        self.nft().replace_all(self._nft_blocks(active, now))
+
+    def put_back_nft(self) -> int:
+        """After our table was removed: make it again with the active nftables blocks (a failed
+        nft action counts too: this is its second chance). Returns how many."""
+        blocks = self._nft_blocks(self.store.active(), time.time())
+        self.nft().put_back(blocks)
         return len(blocks)
+
+    @staticmethod
+    def _nft_blocks(active: list[BlockRecord], now: float) -> list[tuple[str, int | None]]:
+        return [(r.address, None if r.until is None else max(1, round(r.until - now)))
+                for r in active if any(a.kind == "nft" for a in r.actions)]  # fmt: skip
 
     def nft_table_lost(self) -> bool:
         """Whether our nftables table is gone although this process has been using it."""

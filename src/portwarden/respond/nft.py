@@ -9,6 +9,7 @@ path, adding an element, skips even that and goes straight over netlink (nftlink
 
 import contextlib
 import ctypes
+import errno
 import ipaddress
 import json
 from collections.abc import Iterable
@@ -88,6 +89,9 @@ class NftBlocker:
 
     def ensure(self) -> None:
         """Create (or repair) the table, sets and rules; existing set elements are kept."""
+        self._nft.run("\n".join(self._ensure_lines()) + "\n")
+
+    def _ensure_lines(self) -> list[str]:
         chains = ["input", "forward"] if self._forward else ["input"]
         lines = [
             f"add table inet {TABLE}",
@@ -108,13 +112,19 @@ class NftBlocker:
                 self._nft.run(f"list chain inet {TABLE} forward")
             except NftError:
                 lines.pop()
-        self._nft.run("\n".join(lines) + "\n")
+        return lines
 
     def add(self, address: Address, seconds: int | None) -> None:
         """Add one address with a timeout in seconds (None: until removed), straight over
         netlink: this is the block on the packet path (see nftlink)."""
         try:
-            self._netlink().add(_set(address), address, seconds)
+            try:
+                self._netlink().add(_set(address), address, seconds)
+            except NftLinkError as error:
+                if error.code != errno.ENOENT:
+                    raise
+                self.ensure()  # our table was removed (`nft flush ruleset`): make it again
+                self._netlink().add(_set(address), address, seconds)
         except (OSError, NftLinkError) as error:
             raise NftError(f"adding {address} to {_set(address)}: {error}") from None
 
@@ -152,6 +162,11 @@ class NftBlocker:
         self.ensure()
         lines = [f"flush set inet {TABLE} blocked4", f"flush set inet {TABLE} blocked6"]
         self._nft.run("\n".join(lines + _add_lines(blocks)) + "\n")
+
+    def put_back(self, blocks: Iterable[tuple[Address | str, int | None]]) -> None:
+        """Make the table again if it is gone and add `blocks` to the sets, in one transaction;
+        nothing already there is removed (a block the loop has just added stays)."""
+        self._nft.run("\n".join(self._ensure_lines() + _add_lines(blocks)) + "\n")
 
     def elements(self) -> set[Address]:
         """The addresses in our sets now; empty when the table does not exist.

@@ -18,6 +18,7 @@ from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Proto
 from portwarden.net.local import default_gateways
 from portwarden.respond.actions import Actions, BlockRequest
+from portwarden.respond.nft import NftError
 from portwarden.store.db import BlockRecord, Store
 from portwarden.text import one_line, utc_stamp
 
@@ -64,6 +65,8 @@ class ActionWorker(threading.Thread):
         # Addresses whose block job is finished (recorded, or failed): the loop stops treating
         # them as in flight. A deque: appended here, popped by the loop, no lock needed.
         self.finished: collections.deque[str] = collections.deque()
+        self.putting_back = threading.Event()  # a put-back-nft job is queued or running
+        self.retry_at = 0.0  # after a failed put-back: no new one before (monotonic)
 
     def run(self) -> None:
         actions = Actions(self.settings, Store(self._path))
@@ -85,9 +88,8 @@ class ActionWorker(threading.Thread):
                     if record is not None:
                         log.warning("%s", block_line(record))
                         self._alerts.blocked(record)
-                elif kind == "restore-nft":
-                    log.warning("nftables: %d blocks re-applied in a new table inet portwarden",
-                                actions.restore_nft())  # fmt: skip
+                elif kind == "put-back-nft":
+                    self._put_back(actions)
                 elif kind == "expire":
                     expired = actions.expire(time.time())
                     for record in expired:
@@ -99,8 +101,21 @@ class ActionWorker(threading.Thread):
             except Exception:  # one failing action must never stop the others
                 log.exception("action %s failed", kind)
 
+    def _put_back(self, actions: Actions) -> None:
+        try:
+            count = actions.put_back_nft()
+        except NftError as error:
+            self.retry_at = time.monotonic() + PUT_BACK_RETRY_S
+            log.error("nftables: putting the blocks back failed: %s; trying again in %d s",
+                      one_line(str(error)), PUT_BACK_RETRY_S)  # fmt: skip
+        else:
+            log.warning("nftables: %d blocks re-applied in table inet portwarden", count)
+        finally:
+            self.putting_back.clear()
+
 
 STOP_WAIT_S = 30  # the longest a stop waits for the action worker (UNBLOCK_ON_STOP takes time)
+PUT_BACK_RETRY_S = 30  # after a failed put-back of the nftables blocks, the next try
 
 
 class ResponsePolicy:
@@ -119,7 +134,6 @@ class ResponsePolicy:
         self._strong: collections.deque[float] = collections.deque()
         self._suppressed = 0
         self._protected: frozenset[Address] = frozenset()
-        self._table_lost = False
         self._actions = Actions(settings, self._store)  # the loop's own, for the nft step
         self.blocks_made = 0  # since start
 
@@ -170,17 +184,21 @@ class ResponsePolicy:
 
     def _check_table(self) -> None:
         """A firewall reload that flushes the whole ruleset (`nft flush ruleset`, as
-        nftables.service does) takes our table and every block with it: put them back."""
-        if not self._actions.nft_table_lost():
-            self._table_lost = False
+        nftables.service does) takes our table and every block with it: put them back. Not
+        when nothing is blocked (`unblock --all` removes the table on purpose), not while a
+        put-back is under way, and after a failed one only every PUT_BACK_RETRY_S."""
+        worker = self._worker
+        if not self._active or worker.putting_back.is_set() or time.monotonic() < worker.retry_at:
             return
-        if not self._table_lost:
-            self._table_lost = True
-            log.warning("nftables table inet portwarden was removed (a firewall reload that "
-                        "flushes the ruleset?); re-applying the active blocks")  # fmt: skip
-            self._alerts.notice("table-lost", "nftables table inet portwarden was removed; "
-                                "re-applying the active blocks")  # fmt: skip
-        self._submit("restore-nft", None)
+        if not self._actions.nft_table_lost():
+            return
+        log.warning("nftables table inet portwarden was removed (a firewall reload that "
+                    "flushes the ruleset?); putting the active blocks back")  # fmt: skip
+        self._alerts.notice("table-lost", "nftables table inet portwarden was removed; "
+                            "putting the active blocks back")  # fmt: skip
+        worker.putting_back.set()
+        if not self._submit("put-back-nft", None):
+            worker.putting_back.clear()
 
     def _sync(self) -> None:
         """Follow the store when another connection (worker, `unblock` command) changed it."""
