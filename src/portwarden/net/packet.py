@@ -99,8 +99,8 @@ def parse_transport(
     length: int | None = None,
 ) -> Packet:  # fmt: skip
     """A TCP or UDP header and what follows, as a raw IPv6 socket delivers it. `data` may be
-    cut short by the capture; `length` is how long the segment was on the wire (as the IP
-    header says, or the socket), when known."""
+    cut short by the capture; `length` is how long the segment is as far as known (as the IP
+    header says, or as the socket delivered it), None if only `data` is known."""
     if proto == IPPROTO_TCP:
         if len(data) < _TCP.size:
             raise MalformedPacket("short TCP header")
