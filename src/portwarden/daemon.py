@@ -100,6 +100,9 @@ class Daemon:
             self._open_metrics()
             self._start_audit()
             self._running = True
+            # The host view and the sensors were just built: the first refresh can wait, and a
+            # probe in the first turns does not wait for it.
+            self._next_refresh = time.monotonic() + limits.REFRESH_S
             self._announce_ready()
             while not self._stop_requested:
                 self._turn(wake_read)

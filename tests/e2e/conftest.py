@@ -15,9 +15,16 @@ StartDaemon = Callable[..., RunningDaemon]
 
 
 @pytest.fixture(scope="module")
-def start_daemon(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartDaemon]:
+def started_daemons() -> list[RunningDaemon]:
+    """Every daemon start_daemon started in this module, in order."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def start_daemon(
+    lab: Lab, tmp_path_factory: pytest.TempPathFactory, started_daemons: list[RunningDaemon]
+) -> Iterator[StartDaemon]:
     """start_daemon(*flags, conf='...') -> a ready daemon in the target, stopped at module end."""
-    started: list[RunningDaemon] = []
 
     def start(*flags: str, conf: str = "") -> RunningDaemon:
         folder: Path = tmp_path_factory.mktemp("daemon")
@@ -26,11 +33,11 @@ def start_daemon(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator
                         f'UDP_PORTS="{UDP_PORTS}"\n{conf}')  # fmt: skip
         daemon = RunningDaemon(lab.target, path, *flags)
         daemon.wait_for("ready:")
-        started.append(daemon)
+        started_daemons.append(daemon)
         return daemon
 
     yield start
-    for daemon in started:
+    for daemon in started_daemons:
         if daemon.proc.poll() is None:
             daemon.stop()
     for host in lab.hosts:
@@ -38,9 +45,15 @@ def start_daemon(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 @pytest.fixture(autouse=True)
-def clean_firewall(lab: Lab) -> Iterator[None]:
-    """Blocks made by one test must not cut off the next test's attackers."""
+def clean_firewall(lab: Lab, started_daemons: list[RunningDaemon]) -> Iterator[None]:
+    """Blocks made by one test must not cut off the next test's attackers: the daemons this
+    test started are stopped (a daemon that still runs puts its blocks back when its table is
+    removed), then the table is removed."""
+    before = len(started_daemons)
     yield
+    for daemon in started_daemons[before:]:
+        if daemon.proc.poll() is None:
+            daemon.stop()
     lab.target.run(["nft", "delete", "table", "inet", "portwarden"], check=False)
 
 
