@@ -1,5 +1,6 @@
-"""Parsing sock_diag answers: ports from SOCK_DIAG_BY_FAMILY messages, the end of the dump,
-errors, and nothing but OSError from damaged bytes."""
+"""Parsing sock_diag answers (netlink.read_dump, sockdiag.source_ports): ports from
+SOCK_DIAG_BY_FAMILY messages, the end of the dump, errors, and nothing but OSError from damaged
+bytes."""
 
 import contextlib
 import struct
@@ -8,7 +9,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portwarden.net.sockdiag import read_ports
+from portwarden.net.netlink import read_dump
+from portwarden.net.sockdiag import source_ports
+
+
+def read_ports(found: set[int], data: bytes, sequence: int) -> bool:
+    """One receive of a sock_diag dump, its ports added to `found`; False once it is done."""
+    answers: list[bytes] = []
+    try:
+        return read_dump(data, sequence, answers, "sock_diag")
+    finally:
+        found |= source_ports(answers)
 
 
 def message(kind: int, sequence: int, body: bytes) -> bytes:

@@ -5,15 +5,13 @@ import socket
 import struct
 from typing import NamedTuple
 
+from portwarden.net import netlink
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _RTM_GETADDR = 22
 _RTM_GETROUTE = 26
 _RTA_GATEWAY = 5
-_NLM_F_REQUEST = 0x1
-_NLM_F_DUMP = 0x300
-_NLMSG_ERROR = 2
-_NLMSG_DONE = 3
 _IFA_ADDRESS = 1
 _IFA_LOCAL = 2
 _IFA_FLAGS = 8  # all the address flags as 32 bits; the header's byte holds only the low 8
@@ -23,7 +21,6 @@ _IFA_FLAGS = 8  # all the address flags as 32 bits; the header's byte holds only
 IFA_F_TEMPORARY, IFA_F_DADFAILED, IFA_F_DEPRECATED, IFA_F_TENTATIVE = 0x01, 0x08, 0x20, 0x40
 TRANSIENT = IFA_F_TEMPORARY | IFA_F_DADFAILED | IFA_F_DEPRECATED | IFA_F_TENTATIVE
 
-_NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
 _IFADDRMSG = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, interface index
 _RTATTR = struct.Struct("=HH")  # length, type
 _RTMSG = struct.Struct(
@@ -31,28 +28,9 @@ _RTMSG = struct.Struct(
 )  # family, dst len, src len, tos, table, proto, scope, type, flags
 
 
-def _align(n: int) -> int:
-    return (n + 3) & ~3
-
-
 def _dump(request_type: int, header: bytes) -> list[bytes]:
     """The messages of one rtnetlink dump, each without its netlink header."""
-    messages: list[bytes] = []
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as sock:
-        flags = _NLM_F_REQUEST | _NLM_F_DUMP
-        sock.sendto(_NLMSGHDR.pack(_NLMSGHDR.size + len(header), request_type, flags, 1, 0)
-                    + header, (0, 0))  # fmt: skip
-        while True:
-            data = sock.recv(65536)
-            offset = 0
-            while offset + _NLMSGHDR.size <= len(data):
-                length, kind, _, _, _ = _NLMSGHDR.unpack_from(data, offset)
-                if length < _NLMSGHDR.size or kind == _NLMSG_DONE:
-                    return messages
-                if kind == _NLMSG_ERROR:
-                    raise OSError("rtnetlink dump failed")
-                messages.append(data[offset + _NLMSGHDR.size : offset + length])
-                offset += _align(length)
+    return netlink.dump(socket.NETLINK_ROUTE, [(request_type, header)], "rtnetlink")
 
 
 def _attributes(message: bytes, offset: int) -> dict[int, bytes]:
@@ -62,7 +40,7 @@ def _attributes(message: bytes, offset: int) -> dict[int, bytes]:
         if length < _RTATTR.size:
             break
         found.setdefault(kind, message[offset + _RTATTR.size : offset + length])
-        offset += _align(length)
+        offset += netlink.align(length)
     return found
 
 

@@ -11,6 +11,7 @@ start) stays with libnftables.
 Message layout from linux/netlink.h, linux/netfilter/nfnetlink.h and nf_tables.h.
 """
 
+import contextlib
 import errno
 import os
 import socket
@@ -18,14 +19,14 @@ import struct
 
 from portwarden import limits
 from portwarden.config.ignore import Address
+from portwarden.net import netlink
 
 NETLINK_NETFILTER = 12
 _NFNL_SUBSYS_NFTABLES = 10
 _BATCH_BEGIN, _BATCH_END = 16, 17  # NFNL_MSG_BATCH_*
 _GETTABLE = _NFNL_SUBSYS_NFTABLES << 8 | 1  # NFT_MSG_GETTABLE
 _NEWSETELEM = _NFNL_SUBSYS_NFTABLES << 8 | 12  # NFT_MSG_NEWSETELEM
-_NLM_F_REQUEST, _NLM_F_ACK, _NLM_F_CREATE = 0x1, 0x4, 0x400
-_NLMSG_ERROR = 2
+_NLM_F_CREATE = 0x400
 _NFPROTO_INET = 1
 _NLA_F_NESTED = 0x8000
 # Attribute numbers: NFTA_TABLE_NAME, NFTA_SET_ELEM_LIST_*, NFTA_LIST_ELEM, NFTA_SET_ELEM_*,
@@ -35,8 +36,6 @@ _LIST_TABLE, _LIST_SET, _LIST_ELEMENTS = 1, 2, 3
 _LIST_ELEM = 1
 _ELEM_KEY, _ELEM_TIMEOUT = 1, 4
 _DATA_VALUE = 1
-_HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port id
-_ANSWER_WAIT_S = 1.0  # the kernel answers within the send; this only bounds a broken kernel
 
 
 class NftLinkError(RuntimeError):
@@ -58,13 +57,13 @@ def _name(kind: int, name: str) -> bytes:
 
 def _message(kind: int, flags: int, sequence: int, family: int, resource: int,
              payload: bytes = b"") -> bytes:  # fmt: skip
-    body = struct.pack("=BB", family, 0) + struct.pack("!H", resource) + payload  # nfgenmsg
-    return _HEADER.pack(_HEADER.size + len(body), kind, flags, sequence, 0) + body
+    nfgenmsg = struct.pack("=BB", family, 0) + struct.pack("!H", resource)
+    return netlink.message(kind, flags, sequence, nfgenmsg + payload)
 
 
 def _marker(kind: int, sequence: int) -> bytes:
     """The start or end of a batch (one nf_tables transaction)."""
-    return _message(kind, _NLM_F_REQUEST, sequence, socket.AF_UNSPEC, _NFNL_SUBSYS_NFTABLES)
+    return _message(kind, netlink.NLM_F_REQUEST, sequence, socket.AF_UNSPEC, _NFNL_SUBSYS_NFTABLES)
 
 
 def add_element_batch(table: str, set_name: str, address: Address, seconds: int | None,
@@ -79,7 +78,7 @@ def add_element_batch(table: str, set_name: str, address: Address, seconds: int 
         + _name(_LIST_SET, set_name)
         + _attr(_LIST_ELEMENTS, _attr(_LIST_ELEM, element, nested=True), nested=True)
     )
-    flags = _NLM_F_REQUEST | _NLM_F_CREATE | _NLM_F_ACK
+    flags = netlink.NLM_F_REQUEST | _NLM_F_CREATE | netlink.NLM_F_ACK
     return (
         _marker(_BATCH_BEGIN, sequence - 1)
         + _message(_NEWSETELEM, flags, sequence, _NFPROTO_INET, 0, payload)
@@ -89,20 +88,18 @@ def add_element_batch(table: str, set_name: str, address: Address, seconds: int 
 
 def get_table_request(table: str, sequence: int) -> bytes:
     """Ask for inet `table` (not its sets or elements): the answer, then an acknowledgement."""
-    return _message(_GETTABLE, _NLM_F_REQUEST | _NLM_F_ACK, sequence, _NFPROTO_INET, 0,
-                    _name(_TABLE_NAME, table))  # fmt: skip
+    flags = netlink.NLM_F_REQUEST | netlink.NLM_F_ACK
+    return _message(_GETTABLE, flags, sequence, _NFPROTO_INET, 0, _name(_TABLE_NAME, table))
 
 
 def errors_in(data: bytes) -> list[tuple[int, int]]:
-    """(sequence, errno) of every NLMSG_ERROR message in `data`; errno 0 is an acknowledgement."""
-    found, offset = [], 0
-    while offset + _HEADER.size + 4 <= len(data):
-        length, kind, _, sequence, _ = _HEADER.unpack_from(data, offset)
-        if length < _HEADER.size:
-            break
-        if kind == _NLMSG_ERROR:
-            found.append((sequence, -struct.unpack_from("=i", data, offset + _HEADER.size)[0]))
-        offset += (length + 3) & ~3
+    """(sequence, errno) of every NLMSG_ERROR message in `data`, up to any damage; errno 0 is an
+    acknowledgement."""
+    found = []
+    with contextlib.suppress(OSError):
+        for answer in netlink.messages(data):
+            if answer.kind == netlink.NLMSG_ERROR and len(answer.payload) >= 4:
+                found.append((answer.sequence, netlink.error_code(answer)))
     return found
 
 
@@ -114,7 +111,7 @@ class NftLink:
         self._table = table
         self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
         self._sock.bind((0, 0))
-        self._sock.settimeout(_ANSWER_WAIT_S)
+        self._sock.settimeout(netlink.ANSWER_WAIT_S)
         self._sequence = 0
 
     def add(self, set_name: str, address: Address, seconds: int | None) -> None:
