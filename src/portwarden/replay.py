@@ -24,7 +24,7 @@ from portwarden.alert.line import verdict_line
 from portwarden.config import Settings, TcpMode, UdpMode
 from portwarden.detect.config import engine_config
 from portwarden.detect.engine import Engine, Verdict
-from portwarden.detect.probe import IPAddress, packet_probe
+from portwarden.detect.probe import IPAddress, Proto, packet_probe
 from portwarden.net.packet import (
     ACK,
     IPPROTO_TCP,
@@ -36,7 +36,7 @@ from portwarden.net.packet import (
     parse_ipv6,
 )
 from portwarden.net.pcap import PcapError, frames
-from portwarden.sensors.build import advanced_ports
+from portwarden.sensors.build import watch_list
 
 log = logging.getLogger("portwarden")
 
@@ -45,24 +45,17 @@ Service = tuple[bytes, int, int]  # address (packed), IP protocol number, port
 IsTripwire = Callable[[int], bool]
 Watched = dict[int, tuple[str, frozenset[int]]]  # IP protocol number -> mode, candidate ports
 _BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+_STEALTH = {"tcp": "stcp", "udp": "sudp"}  # classic mode -> the mode it is replayed as
+_NUMBER = {Proto.TCP: IPPROTO_TCP, Proto.UDP: IPPROTO_UDP}
 
 
 def watched_ports(settings: Settings) -> Watched:
     """IP protocol number -> (mode, candidate ports). A capture shows packets, not connections,
     so the classic modes are replayed as their stealth twins."""
-    s = settings
-    watched: Watched = {}
-    if s.tcp_mode in (TcpMode.CLASSIC, TcpMode.STEALTH):
-        watched[IPPROTO_TCP] = ("stcp", frozenset(s.tcp_ports))
-    elif s.tcp_mode is TcpMode.ADVANCED:
-        watched[IPPROTO_TCP] = ("atcp", advanced_ports(s.advanced_ports_tcp,
-                                                       s.advanced_exclude_tcp))  # fmt: skip
-    if s.udp_mode in (UdpMode.CLASSIC, UdpMode.STEALTH):
-        watched[IPPROTO_UDP] = ("sudp", frozenset(s.udp_ports))
-    elif s.udp_mode is UdpMode.ADVANCED:
-        watched[IPPROTO_UDP] = ("audp", advanced_ports(s.advanced_ports_udp,
-                                                       s.advanced_exclude_udp))  # fmt: skip
-    return watched
+    return {
+        _NUMBER[proto]: (_STEALTH.get(mode, mode), frozenset(ports))
+        for proto, mode, ports in watch_list(settings)
+    }
 
 
 def _parse(ip: bytes) -> Packet | None:

@@ -7,29 +7,33 @@ from portwarden.sensors.listener import ListenerSensor
 from portwarden.sensors.raw import RawSensor
 
 Sensor = ListenerSensor | RawSensor
+CLASSIC_MODES = frozenset({"tcp", "udp"})
 
 
-def advanced_ports(below: int, exclude: frozenset[int]) -> frozenset[int]:
-    """PortSentry's inverse mode: every port below `below`, minus the excluded ones."""
-    return frozenset(range(1, below)) - exclude
+def watch_list(settings: Settings) -> list[tuple[Proto, str, tuple[int, ...]]]:
+    """Each protocol's mode as PortSentry names it (tcp, stcp, atcp, udp, sudp, audp) and its
+    ports: the configured list, or in the advanced (inverse) modes every port below
+    ADVANCED_PORTS_* minus the excluded ones."""
+    s = settings
+    found = []
+    for proto, mode, ports, below, exclude in (
+        (Proto.TCP, s.tcp_mode, s.tcp_ports, s.advanced_ports_tcp, s.advanced_exclude_tcp),
+        (Proto.UDP, s.udp_mode, s.udp_ports, s.advanced_ports_udp, s.advanced_exclude_udp),
+    ):
+        if mode in (TcpMode.ADVANCED, UdpMode.ADVANCED):
+            ports = tuple(port for port in range(1, below) if port not in exclude)
+        if mode is not None:
+            found.append((proto, mode.value, ports))
+    return found
 
 
 def build_sensors(settings: Settings, host: HostView) -> list[Sensor]:
     """Raises OSError (e.g. EPERM without CAP_NET_RAW) if a sensor cannot be opened."""
     sensors: list[Sensor] = []
-    s = settings
-    if s.tcp_mode is TcpMode.CLASSIC:
-        sensors.append(ListenerSensor(Proto.TCP, s.tcp_ports, s.port_banner))
-    elif s.tcp_mode is TcpMode.STEALTH:
-        sensors.append(RawSensor(Proto.TCP, "stcp", frozenset(s.tcp_ports), host))
-    elif s.tcp_mode is TcpMode.ADVANCED:
-        ports = advanced_ports(s.advanced_ports_tcp, s.advanced_exclude_tcp)
-        sensors.append(RawSensor(Proto.TCP, "atcp", ports, host))
-    if s.udp_mode is UdpMode.CLASSIC:
-        sensors.append(ListenerSensor(Proto.UDP, s.udp_ports, None))
-    elif s.udp_mode is UdpMode.STEALTH:
-        sensors.append(RawSensor(Proto.UDP, "sudp", frozenset(s.udp_ports), host))
-    elif s.udp_mode is UdpMode.ADVANCED:
-        ports = advanced_ports(s.advanced_ports_udp, s.advanced_exclude_udp)
-        sensors.append(RawSensor(Proto.UDP, "audp", ports, host))
+    for proto, mode, ports in watch_list(settings):
+        if mode in CLASSIC_MODES:
+            banner = settings.port_banner if proto is Proto.TCP else None
+            sensors.append(ListenerSensor(proto, ports, banner))
+        else:
+            sensors.append(RawSensor(proto, mode, frozenset(ports), host))
     return sensors
