@@ -217,7 +217,7 @@ class Actions:
             self.write_files(None)
         active = self.store.active()
         if uses_nft(self.settings) or any(a.kind == "nft" for r in active for a in r.actions):
-            self.restore_nft(active, now)
+            self.nft().replace_all(self._nft_blocks(active, now))
         for record in active:
             for action in record.actions:
                 if action.kind == "hosts.deny" and len(action.undo) == 2:
@@ -228,10 +228,6 @@ class Actions:
                     commands.run(argv, self.settings.kill_cmd_timeout, "KILL_ROUTE (restore)")
         self.write_files(None, active)
         return len(active)
-
-    def restore_nft(self, active: list[BlockRecord], now: float) -> None:
-        """At start: our sets hold exactly the store's active nftables blocks."""
-        self.nft().replace_all(self._nft_blocks(active, now))
 
     def put_back_nft(self) -> int:
         """After our table was removed: make it again with the active nftables blocks (a failed
