@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from portwarden.respond.actions import Actions
 from portwarden.respond.nft import NftError
 from portwarden.statedir import StateDirBusy
 from portwarden.store.db import Store, store_path
+from portwarden.text import local_stamp
 
 log = logging.getLogger("portwarden")
 
@@ -149,8 +149,8 @@ def _blocked(args: argparse.Namespace) -> int:
     store = Store(store_path(settings.state_dir))
     rows = [("address", "since", "until", "reason", "count")]
     for r in store.active():
-        until = "forever" if r.until is None else _when(r.until)
-        rows.append((r.address, _when(r.since), until, f"{r.reason} ({r.proto} {r.port})",
+        until = "forever" if r.until is None else local_stamp(r.until)
+        rows.append((r.address, local_stamp(r.since), until, f"{r.reason} ({r.proto} {r.port})",
                      str(r.offence)))  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -180,10 +180,6 @@ def _lab(_args: argparse.Namespace) -> int:
     from portwarden.lab.demo import run_demo
 
     return run_demo()
-
-
-def _when(epoch: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
 
 
 def _unblock(args: argparse.Namespace) -> int:

@@ -29,3 +29,9 @@ def utc_stamp(epoch: float) -> str:
     """Seconds since the epoch as `2026-11-24T12:09:42Z`: the one time format of events,
     reports and status."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def local_stamp(epoch: float) -> str:
+    """Seconds since the epoch in the host's time zone, zone named (`2026-11-24 13:09:42 CET`):
+    for what people read on this host (mail, the `blocked` table)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(epoch))

@@ -17,16 +17,12 @@ from portwarden import limits
 from portwarden.config import Settings
 from portwarden.detect.engine import Verdict
 from portwarden.respond.actions import safe_hostname
-from portwarden.text import one_line
+from portwarden.text import local_stamp, one_line
 
 log = logging.getLogger("portwarden")
 
 _HOUR_S = 3600.0
 STOP_WAIT_MAX_S = 15.0  # the longest a stop waits for queued mail
-
-
-def _when(epoch: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(epoch))
 
 
 def subject(template: str, verdict: Verdict) -> str:
@@ -59,12 +55,12 @@ def body(verdict: Verdict, name: str | None, action: str) -> str:
         f"Protocol:        {p.proto.value.upper()}",
         f"Scan type:       {kind}",
         f"Mode:            {p.mode}",
-        f"Started:         {_when(first.seen_at)}",
-        f"Last seen:       {_when(p.seen_at)}",
+        f"Started:         {local_stamp(first.seen_at)}",
+        f"Last seen:       {local_stamp(p.seen_at)}",
         f"Probes:          {verdict.probes}",
         detail,
-        f"First port:      {first.dport} at {_when(first.seen_at)}",
-        f"Last port:       {p.dport} at {_when(p.seen_at)}",
+        f"First port:      {first.dport} at {local_stamp(first.seen_at)}",
+        f"Last port:       {p.dport} at {local_stamp(p.seen_at)}",
         f"Action:          {action}",
     ]
     # Every part is ours or already escaped (the host name by safe_hostname): no second escape.

@@ -20,7 +20,7 @@ from portwarden.net.local import default_gateways
 from portwarden.respond.actions import Actions, BlockRequest
 from portwarden.respond.nft import NftError
 from portwarden.store.db import BlockRecord, Store
-from portwarden.text import one_line, utc_stamp
+from portwarden.text import local_stamp, one_line, utc_stamp
 
 log = logging.getLogger("portwarden")
 
@@ -286,8 +286,7 @@ class ResponsePolicy:
         """What was done about `address`, for reports: how it is blocked, or why not."""
         record = self._store.active_block(address)
         if record is not None:
-            until = "forever" if record.until is None else time.strftime(
-                "%Y-%m-%d %H:%M:%S", time.localtime(record.until))  # fmt: skip
+            until = "forever" if record.until is None else local_stamp(record.until)
             how = ", ".join(a.kind for a in record.actions if a.status == "done")
             return f"blocked via {how or 'nothing (every action failed)'} until {until}"
         if ipaddress.ip_address(address) in self._protected:
