@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from portwarden.lab.network import Host, Lab
+from tests.e2e.conftest import nmap
 from tests.lab.daemon import RunningDaemon
 from tests.lab.syslogd import SyslogReceiver
 
@@ -22,16 +23,17 @@ A4, A6 = "198.18.0.1", "2001:db8::1"
 PORTMAPPER = 111
 NOBODY = 65534
 
-# Run as root, then as `uid` (dropped in the process: the interpreter under /root is out of
-# reach of other users) before the socket is made, so the socket is that user's.
+# Run as root, then as `uid` (dropped in the process unless started as `uid`: the interpreter
+# under /root is out of reach of other users) before the socket is made, so it is that user's.
 _LISTEN = """
 import os, socket, sys
 proto, address, port, v6only, name, uid = sys.argv[1:7]
 with open("/proc/self/comm", "w") as comm:
     comm.write(name)
-os.setgroups([])
-os.setresgid(int(uid), int(uid), int(uid))
-os.setresuid(int(uid), int(uid), int(uid))
+if os.getuid() != int(uid):
+    os.setgroups([])
+    os.setresgid(int(uid), int(uid), int(uid))
+    os.setresuid(int(uid), int(uid), int(uid))
 family = socket.AF_INET6 if ":" in address else socket.AF_INET
 s = socket.socket(family, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
 if family == socket.AF_INET6:
@@ -512,5 +514,42 @@ def test_the_command_does_not_take_the_daemons_news(lab: Lab, tmp_path: Path) ->
         assert command.returncode == 1 and "ServiceNew" in command.stdout
         assert ":40412/tcp" in command.stdout
         daemon.wait_for(r"audit ServiceNew: \S+:40412/tcp", timeout=10, since=mark)
+    finally:
+        daemon.stop()
+
+
+def unit_capabilities() -> list[str]:
+    """CapabilityBoundingSet of the shipped systemd unit, as setpriv names them."""
+    unit = Path(__file__).parents[2] / "packaging" / "portwarden.service"
+    line = next(x for x in unit.read_text().splitlines() if x.startswith("CapabilityBoundingSet="))
+    return [name.removeprefix("CAP_").lower() for name in line.partition("=")[2].split()]
+
+
+def test_the_units_capabilities_are_enough(lab: Lab, tmp_path: Path) -> None:
+    """The daemon with only the unit's capabilities (setpriv bounding set, as systemd sets it
+    for root): stealth detection, an nftables block, and the audit naming the program of a
+    service that runs as another user (its /proc/PID/fd is mode 0500)."""
+    target = lab.target
+    # Started as nobody (not switched to it), so its /proc/PID/fd belongs to nobody.
+    as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    proc = target.popen([*as_nobody, "/usr/bin/python3", "-c", _LISTEN, "tcp", "0.0.0.0",
+                         "40421", "0", "pw-nobody", str(NOBODY)], stdout=subprocess.PIPE,
+                        text=True)  # fmt: skip
+    assert proc.stdout is not None and "listening" in proc.stdout.readline()
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
+                    'TCP_PORTS="11,15,79"\nBLOCK_TCP="1"\nAUDIT_INTERVAL="60"\n')  # fmt: skip
+    bounding = ",".join(["-all", *(f"+{name}" for name in unit_capabilities())])
+    daemon = RunningDaemon(target, conf, wrapper=["setpriv", f"--bounding-set={bounding}"])
+    try:
+        daemon.wait_for("ready:")
+        status = Path(f"/proc/{daemon.proc.pid}/status").read_text()
+        effective = int(status.split("CapEff:")[1].split()[0], 16)
+        assert bin(effective).count("1") == len(unit_capabilities()), status
+        line = daemon.wait_for(r"audit ServiceNew: \S+:40421/tcp .*").group(0)
+        assert "program=pw-nobody" in line and "user=nobody" in line, line
+        attacker = lab.attackers[0]
+        nmap(attacker.run, "-sS", "-p", "11,15,79", target.ipv4)
+        daemon.wait_for(rf"block address={attacker.ipv4} actions=nft:done ")
     finally:
         daemon.stop()

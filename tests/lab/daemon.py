@@ -6,19 +6,21 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from portwarden.lab.network import Host
 
 
 class RunningDaemon:
-    """`portwarden run` in a lab host, its stderr going to a file the test can read."""
+    """`portwarden run` in a lab host, its stderr going to a file the test can read; `wrapper`
+    is a command that runs it (e.g. setpriv with fewer capabilities)."""
 
-    def __init__(self, host: Host, config: Path, *flags: str) -> None:
+    def __init__(self, host: Host, config: Path, *flags: str, wrapper: Sequence[str] = ()) -> None:
         self.log_path = config.with_suffix(".log")
         self._log = self.log_path.open("wb")
         self.proc = host.popen(
-            [sys.executable, "-m", "portwarden", "run", "-c", str(config), *flags],
+            [*wrapper, sys.executable, "-m", "portwarden", "run", "-c", str(config), *flags],
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
