@@ -1,11 +1,12 @@
 """`portwarden lab`, a newcomer's first five minutes: it runs end to end and leaves nothing."""
 
 import glob
+import signal
 import subprocess
 import sys
 import tempfile
 
-from portwarden.lab.demo import PREFIX
+from portwarden.lab.demo import run_prefix
 from portwarden.lab.network import lab_namespaces, run
 from tests.conftest import require_lab
 
@@ -21,10 +22,11 @@ def _host_view() -> tuple[str, str, list[str]]:
 def test_lab_runs_end_to_end_and_leaves_nothing_behind() -> None:
     require_lab()
     before = _host_view()
-    result = subprocess.run([sys.executable, "-m", "portwarden", "lab"], capture_output=True,
-                            text=True, timeout=300)  # fmt: skip
-    out = result.stdout
-    assert result.returncode == 0, out + result.stderr
+    demo = subprocess.Popen([sys.executable, "-m", "portwarden", "lab"], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    out, err = demo.communicate(timeout=300)
+    assert demo.returncode == 0, out + err
+    assert f"namespaces {run_prefix(demo.pid)}* on a private bridge" in out
     assert "The client fetches a web page from the target over IPv4 and IPv6: ok" in out
     for source in ("198.18.0.11", "2001:db8::b"):
         assert f"attack kind=scan src={source}" in out
@@ -33,5 +35,23 @@ def test_lab_runs_end_to_end_and_leaves_nothing_behind() -> None:
     assert "portwarden is running" in out and "Active blocks: 2" in out
     assert "The attacker tries the web page now, over IPv4 and IPv6: blocked" in out
     assert "The client fetches it again, over IPv4 and IPv6: ok" in out
-    assert lab_namespaces(PREFIX) == []
+    assert lab_namespaces(run_prefix(demo.pid)) == []
     assert _host_view() == before
+
+
+def test_lab_stopped_by_sigterm_still_removes_everything() -> None:
+    """A cancelled CI job or a `kill` mid-run: the same clean-up as a normal end."""
+    require_lab()
+    before = _host_view()
+    demo = subprocess.Popen([sys.executable, "-m", "portwarden", "lab"], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    assert demo.stdout is not None
+    seen = [demo.stdout.readline() for _ in range(6)]
+    assert "portwarden runs in the target" in "".join(seen), seen
+    demo.send_signal(signal.SIGTERM)
+    out = "".join(seen) + demo.stdout.read()
+    assert demo.wait(timeout=60) == 128 + signal.SIGTERM, out
+    assert f"Removed the lab: namespaces {run_prefix(demo.pid)}*" in out
+    assert lab_namespaces(run_prefix(demo.pid)) == []
+    assert run(["pgrep", "-f", "portwarden-lab-"], check=False).stdout == "", out
+    assert _host_view() == before, out

@@ -6,16 +6,22 @@ web service, runs nmap from the attacker, shows what portwarden saw and did, pro
 holds while the client keeps working, then removes everything.
 """
 
+import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from types import FrameType
 
-from portwarden.lab.network import Host, Lab, lab_unavailable_reason
+from portwarden.lab.network import Host, Lab, lab_namespaces, lab_unavailable_reason, remove_stale
 
-PREFIX = "pwlab-"  # not the tests' prefix: a demo never removes a test run's namespaces
+# Not the tests' prefix: a demo never removes a test run's namespaces. Each run has its own
+# (`pwlab-<pid>-`), so two runs at once never remove each other's.
+PREFIX = "pwlab-"
 WEB_PORT = 8080
 READY_WAIT_S = 20.0
 SCAN_END_QUIET_S = 2
@@ -58,6 +64,31 @@ def _portwarden(host: Host, conf: Path, *args: str) -> str:
     return host.run(command, check=False, timeout=30).stdout
 
 
+def run_prefix(pid: int) -> str:
+    """The namespace prefix of the demo run by process `pid`."""
+    return f"{PREFIX}{pid}-"
+
+
+def _remove_orphans() -> None:
+    """Labs left by demo runs that were killed (SIGKILL leaves no chance to clean up)."""
+    for name in lab_namespaces(PREFIX):
+        found = re.match(rf"{PREFIX}(\d+)-", name)
+        if found and not _is_demo(int(found.group(1))):
+            remove_stale(run_prefix(int(found.group(1))))
+
+
+def _is_demo(pid: int) -> bool:
+    try:
+        return b"portwarden" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _interrupted(signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM and SIGHUP end the demo like Ctrl-C does: through the clean-up."""
+    raise SystemExit(128 + signum)
+
+
 def run_demo() -> int:
     """Exit status 0 when the scan was detected and blocked and the client kept working."""
     reason = lab_unavailable_reason() or (None if shutil.which("nmap") else
@@ -65,10 +96,14 @@ def run_demo() -> int:
     if reason:
         print(f"portwarden: error: lab: {reason}", file=sys.stderr)
         return 2
-    lab = Lab(prefix=PREFIX, attackers=1)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupted)
+    _remove_orphans()
+    prefix = run_prefix(os.getpid())
+    lab = Lab(prefix=prefix, attackers=1)
     folder = Path(tempfile.mkdtemp(prefix="portwarden-lab-"))
     try:
-        _say(f"Building the lab: network namespaces {PREFIX}* on a private bridge")
+        _say(f"Building the lab: network namespaces {prefix}* on a private bridge")
         lab.create()
         target, attacker, client = lab.target, lab.attackers[0], lab.client
         _say(f"  target   {target.ipv4:<14} {target.ipv6:<16} runs portwarden and a web server")
@@ -76,9 +111,11 @@ def run_demo() -> int:
         _say(f"  client   {client.ipv4:<14} {client.ipv6:<16} uses the web server")
         return _demo(lab, folder)
     finally:
+        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(signum, signal.SIG_IGN)  # the clean-up itself is not interrupted
         lab.destroy()
         shutil.rmtree(folder, ignore_errors=True)
-        _say(f"Removed the lab: namespaces {PREFIX}*, their links, the daemon and {folder}")
+        _say(f"Removed the lab: namespaces {prefix}*, their links, the daemon and {folder}")
 
 
 def _demo(lab: Lab, folder: Path) -> int:
