@@ -1,5 +1,6 @@
 # Sourced by run.sh and test.sh: make ./.venv with portwarden (and, with WITH_TEST=1, test tools).
 if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv

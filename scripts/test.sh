@@ -16,9 +16,14 @@ if ! dpkg -s $packages >/dev/null 2>&1; then
         chmod 755 /usr/sbin/policy-rc.d
         made_policy=1
     fi
+    # ... nor at the next boot: the tests start their own, in lab namespaces.
+    new_services=""
+    dpkg -s rpcbind >/dev/null 2>&1 || new_services="rpcbind.service rpcbind.socket"
+    dpkg -s portsentry >/dev/null 2>&1 || new_services="$new_services portsentry.service"
     apt-get update -qq
     apt-get install -y -qq $packages >/dev/null
     [ "$made_policy" = 0 ] || rm -f /usr/sbin/policy-rc.d
+    [ -z "$new_services" ] || systemctl disable --quiet $new_services 2>/dev/null || true
 fi
 WITH_TEST=1 . scripts/setup-python.sh
 .venv/bin/ruff check .
