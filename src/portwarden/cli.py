@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from portwarden import __version__, background, control, status
+from portwarden import __version__, background, control, service, status
 from portwarden.config import ConfigError, Settings, TcpMode, UdpMode, load_settings
 from portwarden.config.defaults import SYSTEM_CONFIG
 from portwarden.config.ignore import parse_network
@@ -242,11 +242,15 @@ def _replay(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    stderr = logging.StreamHandler(sys.stderr)
+    if service.stderr_is_journal():
+        stderr.setFormatter(service.JournalFormatter("%(levelname)s %(message)s"))
+    else:
+        stderr.setFormatter(logging.Formatter(
+            "%(asctime)s portwarden[%(process)d]: %(levelname)s %(message)s",
+            datefmt="%Y-%m-%dT%H:%M:%S"))  # fmt: skip
     logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
-        format="%(asctime)s portwarden[%(process)d]: %(levelname)s %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S",
+        handlers=[stderr], level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO
     )
     handlers = {"run": _run, "check-config": _check_config, "status": _status, "lab": _lab,
                 "blocked": _blocked, "unblock": _unblock,

@@ -340,15 +340,19 @@ class Daemon:
             self._audit.stop(wait=False)
             self._audit = None
         log.info("configuration reloaded from %s", fresh.source)
-        service.notify("READY=1")
+        # STATUS= too: it replaces a "reload refused" that `systemctl status` would keep showing
+        service.notify(f"READY=1\nSTATUS=reloaded; {self._modes()}")
 
-    def _announce_ready(self) -> None:
+    def _modes(self) -> str:
         s = self.settings
         tcp = s.tcp_mode.value if s.tcp_mode else "off"
         udp = s.udp_mode.value if s.udp_mode else "off"
-        log.info("ready: tcp mode %s, udp mode %s, config %s, state %s", tcp, udp, s.source,
-                 s.state_dir)  # fmt: skip
-        service.notify("READY=1")
+        return f"tcp mode {tcp}, udp mode {udp}"
+
+    def _announce_ready(self) -> None:
+        s = self.settings
+        log.info("ready: %s, config %s, state %s", self._modes(), s.source, s.state_dir)
+        service.notify(f"READY=1\nSTATUS=watching; {self._modes()}")
         if self._on_ready is not None:
             self._on_ready()
 

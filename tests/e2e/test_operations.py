@@ -152,14 +152,15 @@ def test_service_manager_readiness_watchdog_reload_and_stop(lab: Lab, tmp_path: 
                             env=env, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         messages = [notify.recv(256).decode() for _ in range(4)]
-        assert messages[0] == "READY=1" and "WATCHDOG=1" in messages[1:]
+        assert messages[0] == "READY=1\nSTATUS=watching; tcp mode stcp, udp mode off"
+        assert "WATCHDOG=1" in messages[1:]
         proc.send_signal(1)
         while (message := notify.recv(256).decode()) == "WATCHDOG=1":
             pass
         assert message.startswith("RELOADING=1\nMONOTONIC_USEC=")
         while (message := notify.recv(256).decode()) == "WATCHDOG=1":
             pass
-        assert message == "READY=1"
+        assert message == "READY=1\nSTATUS=reloaded; tcp mode stcp, udp mode off"
         proc.terminate()
         while (message := notify.recv(256).decode()) == "WATCHDOG=1":
             pass

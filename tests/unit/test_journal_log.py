@@ -1,0 +1,29 @@
+"""Under systemd, stderr is the journal: each line says its priority, journald adds the rest."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _stderr_of_check_config(tmp_path: Path, journal: bool) -> str:
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text('FUTURE_KEY="1"\n')
+    err = tmp_path / "stderr"
+    with err.open("wb") as out:
+        stat = os.fstat(out.fileno())
+        env = {**os.environ, "JOURNAL_STREAM": f"{stat.st_dev}:{stat.st_ino}" if journal else ""}
+        subprocess.run([sys.executable, "-m", "portwarden", "check-config", str(conf)],
+                       stdout=subprocess.DEVNULL, stderr=out, env=env, check=True)  # fmt: skip
+    return err.read_text().splitlines()[0]
+
+
+def test_journal_lines_carry_the_syslog_priority_and_no_time_or_ident(tmp_path: Path) -> None:
+    line = _stderr_of_check_config(tmp_path, journal=True)
+    assert line.startswith("<4>WARNING ") and line.endswith("unknown key FUTURE_KEY ignored")
+    assert "portwarden[" not in line
+
+
+def test_a_terminal_or_file_gets_time_and_ident(tmp_path: Path) -> None:
+    line = _stderr_of_check_config(tmp_path, journal=False)
+    assert " portwarden[" in line and " WARNING " in line and not line.startswith("<")
