@@ -256,7 +256,7 @@ class ResponsePolicy:
                 self._alerts.notice("not-blocking", f"Host {address} is a gateway or name "
                                     "server: not blocked", src=address)  # fmt: skip
             return
-        if not self._within_cap(verdict):
+        if not self._within_cap(verdict, now):
             if not self._suppressed:
                 log.warning(
                     "block-cap reached: %d blocks in a minute; detection goes on, "
@@ -267,7 +267,6 @@ class ResponsePolicy:
                                     per_minute=self.settings.blocks_per_minute)  # fmt: skip
             self._suppressed += 1
             return
-        (self._recent if verdict.ports < _STRONG_PORTS else self._strong).append(now)
         self._active.add(address)  # never submitted twice
         self._in_flight.add(address)
         request = BlockRequest(probe.src, probe.proto.value, probe.dport, probe.mode,
@@ -294,14 +293,20 @@ class ResponsePolicy:
         modes = f"BLOCK_TCP={int(self.settings.block_tcp)} BLOCK_UDP={int(self.settings.block_udp)}"
         return f"not blocked ({modes})"
 
-    def _within_cap(self, verdict: Verdict) -> bool:
-        """BLOCKS_PER_MINUTE for all blocks; past it, sources seen on several ports still get
-        a second budget of the same size. A flood of spoofed one-probe sources thus cannot stop
-        a real scanner (which touches many ports) from being blocked."""
+    def _within_cap(self, verdict: Verdict, now: float) -> bool:
+        """BLOCKS_PER_MINUTE for all blocks, and every block counts in it; once it is used up,
+        sources seen on several ports still get a second budget of the same size. A flood of
+        spoofed one-probe sources thus cannot stop a real scanner (which touches many ports)
+        from being blocked, and no kind of source makes more than twice the cap a minute.
+        Counts the block when it is allowed."""
         cap = self.settings.blocks_per_minute
         if len(self._recent) < cap:
+            self._recent.append(now)
             return True
-        return verdict.ports >= _STRONG_PORTS and len(self._strong) < cap
+        if verdict.ports >= _STRONG_PORTS and len(self._strong) < cap:
+            self._strong.append(now)
+            return True
+        return False
 
     def _submit(self, kind: str, payload: object) -> bool:
         try:
