@@ -1,6 +1,8 @@
 """The loop's side of blocking: the cap on new blocks, what is logged for a blocked source."""
 
 import ipaddress
+import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,3 +53,21 @@ def test_the_second_budget_is_left_for_real_scanners(policy: ResponsePolicy) -> 
     assert flood(policy, 40, 1) == 10
     policy.on_verdict(verdict("198.18.0.11", 20), 2.0)
     assert policy.blocks_made == 11
+
+
+def test_already_blocked_is_said_once_and_only_after_the_block(
+    policy: ResponsePolicy, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "portwarden")
+    policy.start()
+    policy.on_verdict(verdict("198.18.0.11", 1), 1.0)
+    policy.on_verdict(verdict("198.18.0.11", 2), 1.0)  # while the block is being made
+    deadline = time.monotonic() + 5
+    while policy.store.active_block("198.18.0.11") is None or "block address" not in caplog.text:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    for _ in range(3):
+        policy.tick(2.0)
+        policy.on_verdict(verdict("198.18.0.11", 3), 2.0)
+    lines = [r.getMessage().split()[0] for r in caplog.records if "198.18.0.11" in r.getMessage()]
+    assert lines == ["block", "already-blocked"]

@@ -240,6 +240,8 @@ class ResponsePolicy:
         if address in self._active:
             self._sync()
         if address in self._active:
+            if address in self._in_flight:  # said once it is done (or tried again if it fails)
+                return
             if address not in self._announced:
                 self._announced.add(address)
                 log.info("already-blocked address=%s", address)
