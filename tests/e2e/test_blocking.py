@@ -120,8 +120,8 @@ def test_kill_route_hosts_deny_and_command_order(lab: Lab, start_daemon: StartDa
     daemon = start_daemon("-stcp", "-sudp", conf=conf)
     attacker = lab.attackers[1]
     nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
-    daemon.wait_for(rf"block address={attacker.ipv4} actions=route:done,hosts.deny:done,"
-                    "command:done ")  # fmt: skip
+    daemon.wait_for(rf"block address={attacker.ipv4} actions=hosts.deny:done,route:done,"
+                    "command:done ")  # PortSentry 1.2's order  # fmt: skip
     routes = lab.target.run(["ip", "route", "show", "type", "blackhole"]).stdout
     assert attacker.ipv4 in routes
     assert not can_connect(attacker, lab.target.ipv4, SERVICE)  # like PortSentry's KILL_ROUTE

@@ -17,7 +17,7 @@ from portwarden.config.ignore import Address
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Proto
 from portwarden.net.local import default_gateways
-from portwarden.respond.actions import Actions, BlockRequest
+from portwarden.respond.actions import Actions, BlockRequest, enforced
 from portwarden.respond.nft import NftError
 from portwarden.store.db import BlockRecord, Store
 from portwarden.text import local_stamp, one_line, utc_stamp
@@ -45,10 +45,10 @@ def name_servers(path: Path = RESOLV_CONF) -> frozenset[Address]:
     return frozenset(found)
 
 
-def block_line(record: BlockRecord) -> str:
+def block_line(record: BlockRecord, what: str = "block") -> str:
     until = "forever" if record.until is None else utc_stamp(record.until)
     actions = ",".join(f"{a.kind}:{a.status.split(':')[0]}" for a in record.actions) or "none"
-    return (f"block address={record.address} actions={actions} until={until} "
+    return (f"{what} address={record.address} actions={actions} until={until} "
             f"offence={record.offence} port={record.port} mode={record.mode} "
             f'reason="{one_line(record.reason)}"')  # fmt: skip
 
@@ -76,7 +76,7 @@ class ActionWorker(threading.Thread):
                 if kind == "stop":
                     if payload:
                         actions.unblock_matching(None, "stop")
-                        actions.nft().drop_table()
+                        actions.drop_table()
                     return
                 if kind == "settings" and isinstance(payload, Settings):
                     actions.settings = payload
@@ -86,8 +86,7 @@ class ActionWorker(threading.Thread):
                     finally:
                         self.finished.append(str(payload.address))
                     if record is not None:
-                        log.warning("%s", block_line(record))
-                        self._alerts.blocked(record)
+                        self._report_block(record)
                 elif kind == "put-back-nft":
                     self._put_back(actions)
                 elif kind == "expire":
@@ -100,6 +99,16 @@ class ActionWorker(threading.Thread):
                         actions.write_files()
             except Exception:  # one failing action must never stop the others
                 log.exception("action %s failed", kind)
+
+    def _report_block(self, record: BlockRecord) -> None:
+        if enforced(record.actions):
+            log.warning("%s", block_line(record))
+            self._alerts.blocked(record)
+            return
+        log.error("%s", block_line(record, "block-failed"))
+        self._alerts.notice("block-failed", f"ERROR: Could not block host {record.address}: "
+                            "every action failed; the next probe tries again",
+                            src=record.address)  # fmt: skip
 
     def _put_back(self, actions: Actions) -> None:
         try:
