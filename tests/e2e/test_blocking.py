@@ -1,7 +1,9 @@
 """Blocking that really stops traffic, is undone exactly, and survives restarts."""
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -12,7 +14,12 @@ import pytest
 
 from portwarden.lab.network import Host, Lab
 from tests.e2e.conftest import StartDaemon, nmap
-from tests.lab.daemon import RunningDaemon, start_with_hosts_file, wait_for_text
+from tests.lab.daemon import (
+    RunningDaemon,
+    start_with_files,
+    start_with_hosts_file,
+    wait_for_text,
+)
 from tests.lab.services import can_connect, tcp_echo_server
 
 SERVICE = 8080
@@ -40,6 +47,33 @@ def nft_elements(host: Host) -> set[str]:
                 for element in item.get("set", {}).get("elem", []):
                     found.add(element["elem"]["val"] if isinstance(element, dict) else element)
     return found
+
+
+def store_sql(host: Host, daemon: RunningDaemon, sql: str) -> list[str]:
+    """Run one SQL statement on the daemon's store (committed); the first column of each row."""
+    code = ("import sqlite3, sys\n"
+            "with sqlite3.connect(sys.argv[1]) as db:\n"
+            "    print('\\n'.join(str(r[0]) for r in db.execute(sys.argv[2])))\n")  # fmt: skip
+    store = daemon.log_path.parent / "state" / "portwarden.db"
+    return host.run([sys.executable, "-c", code, str(store), sql]).stdout.split()
+
+
+def blackholes(host: Host) -> str:
+    return host.run(["ip", "route", "show", "type", "blackhole"]).stdout
+
+
+def wait_for_file(path: Path, timeout: float = 15.0) -> str:
+    """The file's text once it has a whole line."""
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and path.read_text().endswith("\n")):
+        assert time.monotonic() < deadline, f"{path} not written"
+        time.sleep(0.02)
+    return path.read_text()
+
+
+def slow_command(pid_file: Path, seconds: int) -> str:
+    """A KILL_RUN_CMD that writes its pid, then takes `seconds`."""
+    return f"sh -c 'echo $$ > {pid_file}; exec sleep {seconds}'"
 
 
 def addr(host: Host, family: int) -> str:
@@ -227,11 +261,7 @@ def test_kill_9_during_a_burst_then_restart_enforces_every_block_once(
     daemon.proc.wait()
     flood.kill()
     state = daemon.log_path.parent / "state"
-    query = "select address from blocks where ended is null"
-    store_rows = lab.target.run([sys.executable, "-c", (
-        "import sqlite3,sys; db=sqlite3.connect(sys.argv[1]);"
-        f"print('\\n'.join(r[0] for r in db.execute('{query}')))"
-    ), str(state / "portwarden.db")]).stdout.split()  # fmt: skip
+    store_rows = store_sql(lab.target, daemon, "select address from blocks where ended is null")
     assert len(store_rows) > 50 and len(store_rows) == len(set(store_rows))
     lab.target.run(["nft", "delete", "table", "inet", "portwarden"])  # as after a reboot
     again = RunningDaemon(lab.target, daemon.log_path.with_suffix(".conf"), "-stcp", "-sudp")
@@ -275,3 +305,112 @@ def test_spoofed_flood_hits_the_cap_and_a_real_scanner_is_still_blocked(
     daemon.stop()
     probes = int(daemon.wait_for(r"stopped: probes=(\d+)").group(1))
     assert probes > 20_000  # the flood really was processed, not dropped unseen
+
+
+def test_kill_9_during_a_slow_command_then_unblock_without_the_daemon_undoes_everything(
+    lab: Lab, start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    """The daemon is killed while KILL_RUN_CMD runs (route and hosts.deny line done): the
+    store knows all of it, so `unblock` with no daemon running removes both."""
+    deny, pid = tmp_path / "hosts.deny", tmp_path / "command.pid"
+    deny.write_text("sshd: 203.0.113.9\n")
+    original = deny.read_text()
+    conf = (f'BLOCK_TCP="1"\nKILL_ROUTE="ip route add blackhole $TARGET$"\n'
+            f'KILL_HOSTS_DENY="ALL: $TARGET$"\nHOSTS_DENY_FILE="{deny}"\n'
+            f'KILL_RUN_CMD="{slow_command(pid, 30)}"\n')  # fmt: skip
+    daemon = start_daemon("-stcp", "-sudp", conf=conf)
+    attacker = lab.attackers[0]
+    nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+    command = int(wait_for_file(pid))
+    daemon.proc.kill()
+    daemon.proc.wait()
+    os.kill(command, signal.SIGKILL)
+    assert attacker.ipv4 in blackholes(lab.target)
+    assert deny.read_text() == original + f"ALL: {attacker.ipv4}\n"
+    result = portwarden(lab.target, daemon, "unblock", attacker.ipv4)
+    assert result.returncode == 0 and f"unblocked {attacker.ipv4}" in result.stdout
+    assert attacker.ipv4 not in blackholes(lab.target)
+    assert deny.read_text() == original
+    assert can_connect(attacker, lab.target.ipv4, SERVICE)
+
+
+def test_restarts_run_kill_route_once_and_a_reboot_runs_it_again(
+    lab: Lab, start_daemon: StartDaemon, started_daemons: list[RunningDaemon]
+) -> None:
+    attacker = lab.attackers[1]
+    rule = ["-s", f"{attacker.ipv4}/32", "-j", "DROP"]
+
+    def rules() -> int:
+        return lab.target.run(["iptables", "-S", "INPUT"]).stdout.count(" ".join(rule))
+
+    def restart() -> RunningDaemon:
+        again = RunningDaemon(lab.target, daemon.log_path.with_suffix(".conf"), "-stcp")
+        started_daemons.append(again)
+        again.wait_for("ready:")
+        return again
+
+    conf = 'BLOCK_TCP="1"\nKILL_ROUTE="iptables -I INPUT -s $TARGET$ -j DROP"\n'
+    daemon = start_daemon("-stcp", conf=conf)
+    try:
+        nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+        daemon.wait_for(rf"block address={attacker.ipv4} actions=route:done ")
+        daemon.stop()
+        for _ in range(2):
+            restart().stop()
+        assert rules() == 1
+        assert not can_connect(attacker, lab.target.ipv4, SERVICE, timeout=1)
+        # As after a reboot: the rule is gone, and the store's blocks are of another boot.
+        lab.target.run(["iptables", "-D", "INPUT", *rule])
+        store_sql(lab.target, daemon, "update blocks set boot = 'an earlier boot'")
+        again = restart()
+        assert rules() == 1
+        assert not can_connect(attacker, lab.target.ipv4, SERVICE, timeout=1)
+        again.stop()
+        restart().stop()
+        assert rules() == 1
+    finally:
+        lab.target.run(["iptables", "-F", "INPUT"], check=False)
+
+
+def test_a_block_that_failed_is_not_kept_and_the_next_probe_tries_again(
+    lab: Lab, start_daemon: StartDaemon
+) -> None:
+    daemon = start_daemon("-stcp", conf='BLOCK_TCP="1"\nKILL_ROUTE="/bin/false"\n')
+    attacker = lab.attackers[2]
+    nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+    daemon.wait_for(rf"block-failed address={attacker.ipv4} actions=route:failed ")
+    mark = daemon.mark()
+    nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+    daemon.wait_for(rf"block-failed address={attacker.ipv4} actions=route:failed ", since=mark)
+    assert "already-blocked" not in daemon.log()
+    assert attacker.ipv4 not in portwarden(lab.target, daemon, "blocked").stdout
+    daemon.stop()
+
+
+def test_gateways_and_name_servers_are_never_blocked(lab: Lab, tmp_path: Path) -> None:
+    """A multipath default route through two attackers, the third a name server: none of them
+    is blocked; the client, which is neither, is."""
+    first, second, resolver = lab.attackers
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text(f"nameserver {resolver.ipv4}\nnameserver {resolver.ipv6}\n")
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nUDP_MODE="none"\n'
+                    'BLOCK_TCP="1"\n')  # fmt: skip
+    log = tmp_path / "log"
+    lab.target.run(["ip", "route", "add", "default", "nexthop", "via", first.ipv4, "nexthop",
+                    "via", second.ipv4])  # fmt: skip
+    proc = start_with_files(lab.target, {"/etc/resolv.conf": resolv}, conf, log, "-stcp")
+    try:
+        for host in lab.attackers:
+            nmap(host.run, "-sS", "-p", "11", lab.target.ipv4)
+        nmap(resolver.run, "-6", "-sS", "-p", "11", lab.target.ipv6)
+        nmap(lab.client.run, "-sS", "-p", "11", lab.target.ipv4)
+        wait_for_text(log, f"block address={lab.client.ipv4} ")
+        text = log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        lab.target.run(["ip", "route", "del", "default"], check=False)
+    for address in (first.ipv4, second.ipv4, resolver.ipv4, resolver.ipv6):
+        assert f"not-blocking address={address} why=gateway-or-nameserver" in text
+    assert text.count("block address=") == 1
