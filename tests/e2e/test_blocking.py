@@ -365,8 +365,15 @@ def test_restarts_run_kill_route_once_and_a_reboot_runs_it_again(
         again = restart()
         assert rules() == 1
         assert not can_connect(attacker, lab.target.ipv4, SERVICE, timeout=1)
+        # Flushed by hand: `reapply` puts it back, once, through the running daemon or not.
+        lab.target.run(["iptables", "-F", "INPUT"])
+        for _ in range(2):
+            result = portwarden(lab.target, again, "reapply")
+            assert f"KILL_ROUTE run again for {attacker.ipv4}" in result.stdout
+            assert rules() == 1
         again.stop()
         restart().stop()
+        assert portwarden(lab.target, again, "reapply").returncode == 0
         assert rules() == 1
     finally:
         lab.target.run(["iptables", "-F", "INPUT"], check=False)
@@ -414,3 +421,49 @@ def test_gateways_and_name_servers_are_never_blocked(lab: Lab, tmp_path: Path) -
     for address in (first.ipv4, second.ipv4, resolver.ipv4, resolver.ipv6):
         assert f"not-blocking address={address} why=gateway-or-nameserver" in text
     assert text.count("block address=") == 1
+
+
+def test_while_the_daemon_is_down_blocked_hides_expired_blocks_and_unblock_all_is_exact(
+    lab: Lab, start_daemon: StartDaemon
+) -> None:
+    daemon = start_daemon("-stcp", conf='BLOCK_TCP="1"\nBLOCK_DURATION="1"\n')
+    attacker = lab.attackers[0]
+    nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+    daemon.wait_for(rf"block address={attacker.ipv4} ")
+    daemon.stop()
+    time.sleep(1.1)  # the block's time is up; no daemon ends it
+    assert attacker.ipv4 not in portwarden(lab.target, daemon, "blocked").stdout
+    first = portwarden(lab.target, daemon, "unblock", "--all")
+    assert first.returncode == 0 and "removed nftables table inet portwarden" in first.stdout
+    second = portwarden(lab.target, daemon, "unblock", "--all")
+    assert second.returncode == 0 and "removed" not in second.stdout
+    assert lab.target.run(["nft", "list", "table", "inet", "portwarden"], check=False).returncode
+
+
+def test_unblock_while_the_block_is_being_made_ends_unblocked(
+    lab: Lab, start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    """KILL_RUN_CMD_FIRST=1 and a slow command: the unblock goes through the daemon, after the
+    block, so nothing of the block is left."""
+    deny, pid = tmp_path / "hosts.deny", tmp_path / "command.pid"
+    deny.write_text("sshd: 203.0.113.9\n")
+    original = deny.read_text()
+    conf = (f'BLOCK_TCP="1"\nBLOCK_NFTABLES="1"\nKILL_ROUTE="ip route add blackhole $TARGET$"\n'
+            f'KILL_HOSTS_DENY="ALL: $TARGET$"\nHOSTS_DENY_FILE="{deny}"\n'
+            f'KILL_RUN_CMD="{slow_command(pid, 2)}"\nKILL_RUN_CMD_FIRST="1"\n')  # fmt: skip
+    daemon = start_daemon("-stcp", conf=conf)
+    attacker = lab.attackers[1]
+    nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+    wait_for_file(pid)  # the block has begun: its command runs
+    result = portwarden(lab.target, daemon, "unblock", attacker.ipv4)
+    assert result.returncode == 0 and f"unblocked {attacker.ipv4}" in result.stdout
+    log = daemon.log()
+    made = log.index(f"block address={attacker.ipv4} actions=command:done,nft:done,"
+                     "hosts.deny:done,route:done ")  # fmt: skip
+    assert made < log.index(f"unblock address={attacker.ipv4} by=unblock command")
+    assert nft_elements(lab.target) == set()
+    assert attacker.ipv4 not in blackholes(lab.target)
+    assert deny.read_text() == original
+    assert can_connect(attacker, lab.target.ipv4, SERVICE)
+    assert attacker.ipv4 not in portwarden(lab.target, daemon, "blocked").stdout
+    daemon.stop()

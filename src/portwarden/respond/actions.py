@@ -281,8 +281,9 @@ class Actions:
         unsure = action.status in (PLANNED, RUNNING)
         if action.status != DONE and not unsure:
             return  # failed: nothing was added
-        if action.kind == NFT:
-            self.nft().remove([ipaddress.ip_address(address)])
+        if action.kind == NFT:  # a table that is not there (yet) is not made to remove nothing
+            blocker = self._nft or NftBlocker(self._nft_context(), self.settings.block_forward)
+            blocker.remove([ipaddress.ip_address(address)])
         elif action.kind == HOSTS_DENY and len(action.undo) == 2:
             files.remove_line(Path(action.undo[0]), action.undo[1])
         elif action.kind == ROUTE and action.undo:
@@ -382,12 +383,13 @@ class Actions:
         is in force twice): when the routes or firewall rules were flushed by hand."""
         done = []
         for record in self.store.active():
+            if not any(a.kind == ROUTE and a.do for a in record.actions):
+                continue
             actions = tuple(self._run(a, "KILL_ROUTE (reapply)", quiet_undo=True)
                             if a.kind == ROUTE and a.do else a for a in record.actions)  # fmt: skip
-            if actions != record.actions:
-                self.store.set_actions(record.id, actions)
-                self.store.set_boot(record.id, self.boot)
-                done.append(record._replace(actions=actions))
+            self.store.set_actions(record.id, actions)
+            self.store.set_boot(record.id, self.boot)
+            done.append(record._replace(actions=actions))
         return done
 
     def put_back_nft(self) -> int:

@@ -2,22 +2,27 @@
 blocks a minute; the blocks themselves are carried out by one worker thread, off the loop."""
 
 import collections
+import contextlib
 import ipaddress
 import logging
 import queue
 import threading
 import time
-from dataclasses import replace
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from portwarden import limits
 from portwarden.alert.dispatch import Alerts
 from portwarden.config import BlockMode, Settings
-from portwarden.config.ignore import Address
+from portwarden.config.ignore import Address, Network, parse_network
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Proto
 from portwarden.net.local import default_gateways
 from portwarden.respond.actions import Actions, BlockRequest, enforced
+from portwarden.respond.command import UNBLOCK_COMMAND, reapply_here, unblock_here
 from portwarden.respond.nft import NftError
 from portwarden.store.db import BlockRecord, Store
 from portwarden.text import local_stamp, one_line, utc_stamp
@@ -51,6 +56,15 @@ def block_line(record: BlockRecord, what: str = "block") -> str:
     return (f"{what} address={record.address} actions={actions} until={until} "
             f"offence={record.offence} port={record.port} mode={record.mode} "
             f'reason="{one_line(record.reason)}"')  # fmt: skip
+
+
+@dataclass(frozen=True)
+class UnblockJob:
+    """`portwarden unblock` through the daemon: done by the worker, after the blocks queued
+    before it, so a block still being made ends unblocked too."""
+
+    network: Network | None  # None: every block, and our nftables table
+    answer: "Future[dict[str, Any]]"
 
 
 class ActionWorker(threading.Thread):
@@ -91,14 +105,28 @@ class ActionWorker(threading.Thread):
                     self._put_back(actions)
                 elif kind == "expire":
                     expired = actions.expire(time.time())
-                    for record in expired:
-                        log.info("unblock address=%s by=expired", record.address)
-                        self._alerts.notice("unblock", f"Host {record.address} unblocked: expired",
-                                            src=record.address, by="expired")  # fmt: skip
+                    self._report_unblocks(expired, "expired")
                     if expired:
                         actions.write_files()
+                elif kind == "unblock" and isinstance(payload, UnblockJob):
+                    with _answering(payload.answer):
+                        payload.answer.set_result(self._unblock(actions, payload))
+                elif kind == "reapply" and isinstance(payload, Future):
+                    with _answering(payload):
+                        payload.set_result(reapply_here(actions))
             except Exception:  # one failing action must never stop the others
                 log.exception("action %s failed", kind)
+
+    def _unblock(self, actions: Actions, job: UnblockJob) -> dict[str, Any]:
+        undone, answer = unblock_here(actions, job.network)
+        self._report_unblocks(undone, UNBLOCK_COMMAND)
+        return answer
+
+    def _report_unblocks(self, records: list[BlockRecord], by: str) -> None:
+        for record in records:
+            log.info("unblock address=%s by=%s", record.address, by)
+            self._alerts.notice("unblock", f"Host {record.address} unblocked: {by}",
+                                src=record.address, by=by)  # fmt: skip
 
     def _report_block(self, record: BlockRecord) -> None:
         if enforced(record.actions):
@@ -121,6 +149,16 @@ class ActionWorker(threading.Thread):
             log.warning("nftables: %d blocks re-applied in table inet portwarden", count)
         finally:
             self.putting_back.clear()
+
+
+@contextlib.contextmanager
+def _answering(answer: "Future[dict[str, Any]]") -> Iterator[None]:
+    """The client waiting for `answer` gets one, also when the work failed."""
+    try:
+        yield
+    except Exception as error:
+        answer.set_result({"error": f"{type(error).__name__}: {one_line(str(error))}"})
+        raise
 
 
 STOP_WAIT_S = 30  # the longest a stop waits for the action worker (UNBLOCK_ON_STOP takes time)
@@ -318,6 +356,22 @@ class ResponsePolicy:
             self._strong.append(now)
             return True
         return False
+
+    def on_request(self, request: dict[str, Any]) -> "dict[str, Any] | Future[dict[str, Any]]":
+        """`unblock` or `reapply` from the control socket: the answer comes from the worker."""
+        answer: Future[dict[str, Any]] = Future()
+        if request["command"] == "reapply":
+            job: object = answer
+        else:
+            target = request.get("network")
+            try:
+                network = None if target is None else parse_network(str(target))
+            except ValueError as error:
+                return {"error": f"unblock: {one_line(str(error))}"}
+            job = UnblockJob(network, answer)
+        if not self._submit(request["command"], job):
+            return {"error": "the daemon's action queue is full; try again"}
+        return answer
 
     def _submit(self, kind: str, payload: object) -> bool:
         try:
