@@ -96,14 +96,14 @@ def test_scanner_is_cut_off_benign_client_is_not_and_unblock_restores(
     assert nft_elements(lab.target) == {addr(attacker, family)}
     listing = portwarden(lab.target, daemon, "blocked").stdout
     assert addr(attacker, family) in listing and "TCP SYN/Normal scan (tcp" in listing
-    blocked_file = Path(daemon.log_path.parent, "state", "portsentry.blocked").read_text()
+    blocked_file = Path(daemon.log_path.parent, "state", "portsentry.blocked.stcp").read_text()
     assert f"/{addr(attacker, family)} Port: " in blocked_file and " TCP Blocked" in blocked_file
     # More probes: "already blocked" once, not once per packet (the set drops them anyway).
     result = portwarden(lab.target, daemon, "unblock", addr(attacker, family))
     assert result.returncode == 0 and f"unblocked {addr(attacker, family)}" in result.stdout
     assert can_connect(attacker, target, SERVICE)
     assert nft_elements(lab.target) == set()
-    assert Path(daemon.log_path.parent, "state", "portsentry.blocked").read_text() == ""
+    assert Path(daemon.log_path.parent, "state", "portsentry.blocked.stcp").read_text() == ""
     # The running daemon follows the store: a new scan blocks again, as a second offence.
     nmap(attacker.run, *six, "-sS", "-p", "1-20", target)
     daemon.wait_for(rf"block address={addr(attacker, family)} .* offence=2 ")
@@ -211,7 +211,7 @@ def test_hostile_hostname_runs_nothing_and_breaks_no_line(lab: Lab, tmp_path: Pa
         nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
         wait_for_text(log, "block address=")
         time.sleep(0.5)
-        blocked = (tmp_path / "state" / "portsentry.blocked").read_text()
+        blocked = (tmp_path / "state" / "portsentry.blocked.stcp").read_text()
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -269,7 +269,7 @@ def test_kill_9_during_a_burst_then_restart_enforces_every_block_once(
     restored = int(again.wait_for(r"restored (\d+) active blocks").group(1))
     assert restored == len(store_rows)
     assert nft_elements(lab.target) == set(store_rows)
-    blocked_file = (state / "portsentry.blocked").read_text().splitlines()
+    blocked_file = (state / "portsentry.blocked.stcp").read_text().splitlines()
     in_file = [re.search(r" Host: \S+/(\S+) Port: 11 TCP Blocked$", line) for line in blocked_file]
     assert sorted(m.group(1) for m in in_file if m) == sorted(store_rows)
     again.stop()

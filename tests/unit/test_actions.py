@@ -325,3 +325,23 @@ def test_expired_blocks_are_not_listed(make: Callable[[str], Actions]) -> None:
     assert record is not None and record.until is not None
     assert actions.store.active(now=record.until - 1) == [record]
     assert actions.store.active(now=record.until + 1) == []
+
+
+def test_blocked_files_are_per_mode_as_portsentry_named_them(
+    tmp_path: Path, make: Callable[[str], Actions]
+) -> None:
+    """PortSentry 1.2 appended `.<mode>` to BLOCKED_FILE (portsentry.blocked.atcp, ...); the
+    history file has no suffix."""
+    actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\nBLOCK_UDP="1"\n')
+    tcp = actions.block(request("198.18.0.11"))
+    udp = actions.block(BlockRequest(ipaddress.ip_address("198.18.0.12"), "udp", 7, "sudp",
+                                     "UDP scan", BlockMode.BLOCK))  # fmt: skip
+    assert tcp is not None and udp is not None
+    base = actions.settings.blocked_file
+    assert not base.exists()
+    stcp, sudp = base.with_name(f"{base.name}.stcp"), base.with_name(f"{base.name}.sudp")
+    assert stcp.read_text().endswith(" Host: 198.18.0.11/198.18.0.11 Port: 11 TCP Blocked\n")
+    assert sudp.read_text().endswith(" Host: 198.18.0.12/198.18.0.12 Port: 7 UDP Blocked\n")
+    assert len(actions.settings.history_file.read_text().splitlines()) == 2
+    actions.unblock(tcp, "unblock command")
+    assert stcp.read_text() == "" and sudp.read_text().count("\n") == 1

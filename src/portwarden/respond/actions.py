@@ -410,10 +410,18 @@ class Actions:
 
     def write_files(self, new: BlockRecord | None = None,
                      active: list[BlockRecord] | None = None) -> None:  # fmt: skip
+        """HISTORY_FILE gets `new`'s line; BLOCKED_FILE.<mode> lists the active blocks: after a
+        new block its mode's file, else the files of the modes that run, of every mode with a
+        block, and every one that exists (emptied when its last block has gone)."""
+        s = self.settings
         try:
+            blocks = self.store.active() if active is None else active
             if new is not None:
-                files.append_history(self.settings.history_file, new)
-            files.write_blocked_file(self.settings.blocked_file,
-                                     self.store.active() if active is None else active)  # fmt: skip
+                files.append_history(s.history_file, new)
+                modes = {new.mode}
+            else:
+                modes = {m.value for m in (s.tcp_mode, s.udp_mode) if m}
+                modes |= {b.mode for b in blocks} | files.blocked_files_present(s.blocked_file)
+            files.write_blocked_files(s.blocked_file, blocks, modes)
         except OSError as error:
             log.error("writing PortSentry files failed: %s", one_line(str(error)))

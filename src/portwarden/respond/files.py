@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from portwarden.config.ignore import Address
+from portwarden.config.values import TcpMode, UdpMode
 from portwarden.store.db import BlockRecord
 
 
@@ -108,10 +109,29 @@ def portsentry_line(block: BlockRecord) -> str:
             f"Port: {block.port} {block.proto.upper()} Blocked")  # fmt: skip
 
 
-def write_blocked_file(path: Path, blocks: Iterable[BlockRecord]) -> None:
-    """BLOCKED_FILE: the active blocks, regenerated from the store."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    replace_atomically(path, "".join(portsentry_line(b) + "\n" for b in blocks))
+MODES = tuple(mode.value for mode in (*TcpMode, *UdpMode))
+
+
+def blocked_file(base: Path, mode: str) -> Path:
+    """PortSentry 1.2 appended the mode to BLOCKED_FILE: portsentry.blocked.atcp, ..."""
+    return base.with_name(f"{base.name}.{mode}")
+
+
+def write_blocked_files(base: Path, blocks: Iterable[BlockRecord], modes: set[str]) -> None:
+    """BLOCKED_FILE.<mode> for each of `modes`: the active blocks made in that mode,
+    regenerated from the store."""
+    by_mode: dict[str, list[str]] = {mode: [] for mode in modes}
+    for block in blocks:
+        if block.mode in by_mode:
+            by_mode[block.mode].append(portsentry_line(block) + "\n")
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for mode, lines in by_mode.items():
+        replace_atomically(blocked_file(base, mode), "".join(lines))
+
+
+def blocked_files_present(base: Path) -> set[str]:
+    """The modes whose BLOCKED_FILE.<mode> exists."""
+    return {mode for mode in MODES if blocked_file(base, mode).exists()}
 
 
 def append_history(path: Path, block: BlockRecord) -> None:
