@@ -3,11 +3,12 @@ here.
 
 A Unix stream socket in STATE_DIR, mode 0600 in a 0700 directory, so only root (the daemon's
 user) can talk to it. One request per connection: a JSON object on one line, e.g.
-{"command": "status"} or {"command": "unblock", "network": "198.18.0.0/24"}; one JSON object
-back. The daemon serves it from its loop, so reading a request is bounded in size and time: a
-client that sends nothing for a moment is dropped. An answer that takes work off the loop (an
-unblock, done by the action worker after the blocks queued before it) is a Future: the
-connection waits, at most ACTION_WAIT_S, and the answer is sent from the loop once it is there.
+{"command": "status"}, {"command": "unblock", "network": "198.18.0.0/24"} (or "all": true),
+{"command": "reapply"}; one JSON object back. The daemon serves it from its loop, so reading
+a request is bounded in size and time: a client that sends nothing for a moment is dropped. An
+answer that takes work off the loop (an unblock, done by the action worker after the blocks
+queued before it) is a Future: the connection waits, at most ACTION_WAIT_S, and the answer is
+sent from the loop once it is there.
 """
 
 import contextlib

@@ -4,6 +4,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -466,4 +467,22 @@ def test_unblock_while_the_block_is_being_made_ends_unblocked(
     assert deny.read_text() == original
     assert can_connect(attacker, lab.target.ipv4, SERVICE)
     assert attacker.ipv4 not in portwarden(lab.target, daemon, "blocked").stdout
+    daemon.stop()
+
+
+def test_an_unblock_request_must_say_what_it_unblocks(lab: Lab, start_daemon: StartDaemon) -> None:
+    daemon = start_daemon("-stcp", conf='BLOCK_TCP="1"\n')
+    attacker = lab.attackers[2]
+    nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+    daemon.wait_for(rf"block address={attacker.ipv4} ")
+    path = str(daemon.log_path.parent / "state" / "control.sock")
+    for request in ({"command": "unblock"}, {"command": "unblock", "network": "x;id"},
+                    {"command": "unblock", "network": ["198.18.0.0/24"]},
+                    {"command": "unblock", "all": "yes"}):  # fmt: skip
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5)
+            sock.connect(path)
+            sock.sendall(json.dumps(request).encode() + b"\n")
+            assert b'"error": "unblock: ' in sock.recv(65536), request
+    assert nft_elements(lab.target) == {attacker.ipv4}
     daemon.stop()

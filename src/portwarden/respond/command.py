@@ -48,7 +48,7 @@ def unblock(settings: Settings, target: str | None) -> int:
     except ValueError as error:
         print(f"portwarden: error: unblock: {error}", file=sys.stderr)
         return 2
-    request = {"network": None if network is None else str(network)}
+    request = {"all": True} if network is None else {"network": str(network)}
     answer = _by_daemon_or_here(settings, "unblock", request,
                                 lambda actions: unblock_here(actions, network)[1])  # fmt: skip
     if "error" in answer:

@@ -363,9 +363,9 @@ class ResponsePolicy:
         if request["command"] == "reapply":
             job: object = answer
         else:
-            target = request.get("network")
-            try:
-                network = None if target is None else parse_network(str(target))
+            try:  # every block only when asked in so many words
+                network = None if request.get("all") is True else parse_network(
+                    str(request.get("network")))  # fmt: skip
             except ValueError as error:
                 return {"error": f"unblock: {one_line(str(error))}"}
             job = UnblockJob(network, answer)
