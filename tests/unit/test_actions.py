@@ -6,8 +6,10 @@ done."""
 
 import ipaddress
 import json
+import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -21,7 +23,7 @@ from portwarden.config import BlockMode
 from portwarden.respond import actions as actions_module
 from portwarden.respond import files
 from portwarden.respond.actions import Actions, BlockRequest, enforced
-from portwarden.store.db import Action, Store
+from portwarden.store.db import Action, Store, boot_id
 from tests.unit.blocking import blocking_settings
 
 RECORD = Path(__file__).parent.parent / "lab" / "record.py"
@@ -345,3 +347,26 @@ def test_blocked_files_are_per_mode_as_portsentry_named_them(
     assert len(actions.settings.history_file.read_text().splitlines()) == 2
     actions.unblock(tcp, "unblock command")
     assert stcp.read_text() == "" and sudp.read_text().count("\n") == 1
+
+
+@pytest.mark.parametrize("last_used", ["in this boot", "before it"])
+def test_a_store_from_before_boot_ids_keeps_routes_of_this_boot(
+    tmp_path: Path, last_used: str
+) -> None:
+    """The daemon of before ran KILL_ROUTE at every start: if it used the store in this boot,
+    its routes are in force and a restart of the new one must not run them again."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE blocks (id INTEGER PRIMARY KEY, address TEXT NOT NULL, proto"
+            " TEXT NOT NULL, port INTEGER NOT NULL, mode TEXT NOT NULL, reason TEXT NOT"
+            " NULL, hostname TEXT NOT NULL, since REAL NOT NULL, until REAL, offence"
+            " INTEGER NOT NULL, actions TEXT NOT NULL, ended REAL, ended_by TEXT)"
+        )
+        db.execute("INSERT INTO blocks VALUES (1, '198.18.0.11', 'tcp', 11, 'stcp', 'x', 'x', 0,"
+                   " NULL, 1, '[{\"kind\": \"route\", \"undo\": [], \"status\": \"done\"}]',"
+                   " NULL, NULL)")  # fmt: skip
+    if last_used == "before it":
+        os.utime(path, (0, 0))
+    store = Store(path)
+    assert store.made_in_other_boots(boot_id()) == (set() if last_used == "in this boot" else {1})

@@ -30,6 +30,7 @@ from portwarden.store.db import (
     Action,
     BlockRecord,
     Store,
+    boot_id,
     collector_paused,
 )
 from portwarden.text import one_line
@@ -37,7 +38,6 @@ from portwarden.text import one_line
 log = logging.getLogger("portwarden")
 
 NFT, ROUTE, HOSTS_DENY, COMMAND = "nft", "route", "hosts.deny", "command"
-BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 INTERRUPTED = f"{FAILED}: interrupted"
 
 
@@ -50,14 +50,6 @@ class BlockRequest:
     reason: str
     block_mode: BlockMode
     nft_done: Action | None = None  # the loop already added it to the set (reaction time)
-
-
-def boot_id() -> str:
-    """This boot of the kernel: routes and firewall rules added by commands end with it."""
-    try:
-        return BOOT_ID.read_text().strip()
-    except OSError:
-        return ""
 
 
 def enforced(actions: tuple[Action, ...]) -> bool:
@@ -176,9 +168,9 @@ class Actions:
             steps.append(HOSTS_DENY)
         if s.kill_route:
             steps.append(ROUTE)
-        if s.kill_run_cmd:
-            steps.insert(0, COMMAND) if s.kill_run_cmd_first else steps.append(COMMAND)
-        return steps
+        if not s.kill_run_cmd:
+            return steps
+        return [COMMAND, *steps] if s.kill_run_cmd_first else [*steps, COMMAND]
 
     def nft_first(self, request: BlockRequest) -> bool:
         """Whether the nftables step comes first for this request (it does unless the

@@ -15,6 +15,7 @@ import functools
 import gc
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -46,6 +47,8 @@ CREATE TABLE IF NOT EXISTS snapshots (
 """
 
 
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+UPTIME = Path("/proc/uptime")
 PLANNED, RUNNING, DONE = "planned", "running", "done"
 FAILED = "failed"  # the block's `ended_by` when none of its actions took effect
 
@@ -111,6 +114,22 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def boot_id() -> str:
+    """This boot of the kernel: routes and firewall rules added by commands end with it."""
+    try:
+        return BOOT_ID.read_text().strip()
+    except OSError:
+        return ""
+
+
+def _booted_at() -> float:
+    """When this boot began, in epoch seconds."""
+    try:
+        return time.time() - float(UPTIME.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return time.time()
+
+
 def store_path(state_dir: Path) -> Path:
     return state_dir / "portwarden.db"
 
@@ -120,6 +139,8 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        last_write = max((p.stat().st_mtime for p in (path, path.with_name(path.name + "-wal"))
+                          if p.exists()), default=0.0)  # fmt: skip
         self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -127,6 +148,10 @@ class Store:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(blocks)")}
         if "boot" not in columns:  # a store made before the column
             self._db.execute("ALTER TABLE blocks ADD COLUMN boot TEXT NOT NULL DEFAULT ''")
+            if last_write > _booted_at():
+                # The daemon of before ran in this boot, and it ran KILL_ROUTE at every start:
+                # the routes are in force, running them again would double them.
+                self._db.execute("UPDATE blocks SET boot = ? WHERE ended IS NULL", (boot_id(),))
 
     def close(self) -> None:
         self._db.close()
