@@ -15,7 +15,7 @@ from portwarden.config import ConfigError, Settings, TcpMode, UdpMode, load_sett
 from portwarden.config.defaults import SYSTEM_CONFIG
 from portwarden.config.settings import to_conf_lines
 from portwarden.portmap import command as portmap_command
-from portwarden.respond import command as blocking
+from portwarden.respond import admin
 from portwarden.statedir import StateDirBusy
 from portwarden.store.db import Store, store_path
 from portwarden.text import local_stamp
@@ -187,11 +187,11 @@ def _lab(_args: argparse.Namespace) -> int:
 
 def _unblock(args: argparse.Namespace) -> int:
     settings = _load(_config_path(args.config))
-    return blocking.unblock(settings, None if args.all else args.address)
+    return admin.unblock(settings, None if args.all else args.address)
 
 
 def _reapply(args: argparse.Namespace) -> int:
-    return blocking.reapply(_load(_config_path(args.config)))
+    return admin.reapply(_load(_config_path(args.config)))
 
 
 def _audit(args: argparse.Namespace) -> int:

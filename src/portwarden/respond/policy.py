@@ -22,7 +22,7 @@ from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Proto
 from portwarden.net.local import default_gateways
 from portwarden.respond.actions import Actions, BlockRequest, enforced
-from portwarden.respond.command import UNBLOCK_COMMAND, reapply_here, unblock_here
+from portwarden.respond.admin import UNBLOCK_COMMAND, reapply_here, unblock_here
 from portwarden.respond.nft import NftError
 from portwarden.store.db import BlockRecord, Store
 from portwarden.text import local_stamp, one_line, utc_stamp

@@ -1,4 +1,4 @@
-"""`portwarden unblock` and `portwarden reapply`.
+"""`portwarden unblock` and `portwarden reapply`: what the administrator asks of the blocks.
 
 While the daemon runs, its action worker does the work (it alone changes the firewall, routes,
 hosts.deny and the files; the work comes after the blocks queued before it, so a block still
