@@ -7,6 +7,7 @@ import selectors
 import signal
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -93,7 +94,8 @@ class Daemon:
             # First, so that `status` waits for the answer during a long restore instead of
             # saying that no daemon runs.
             self._control = control.ControlServer(self.settings.state_dir, self._command)
-            self._selector.register(self._control.sock, selectors.EVENT_READ, self._control)
+            for fd in self._control.fds:
+                self._selector.register(fd, selectors.EVENT_READ, self._control)
             restored = self._policy.start()
             log.info("restored %d active blocks from the store", restored)
             self._start_sensors()
@@ -109,8 +111,9 @@ class Daemon:
         finally:
             signal.set_wakeup_fd(previous_fd)
             if self._control is not None:
-                self._selector.unregister(self._control.sock)
-                self._control.close()
+                for fd in self._control.fds:
+                    self._selector.unregister(fd)
+                self._control.stop_listening()
             if self._metrics is not None:
                 self._metrics.close()
             if self._audit is not None:
@@ -121,6 +124,9 @@ class Daemon:
                 self._save_snapshot()
             self._stop_sensors()
             self._policy.stop()
+            if self._control is not None:
+                self._control.send_ready()  # what the worker finished before it stopped
+                self._control.close()
             self._alerts.close()
             self._selector.close()
             os.close(wake_read)
@@ -137,7 +143,7 @@ class Daemon:
                 _drain(wake_read)
                 continue
             if isinstance(sensor, control.ControlServer):
-                sensor.serve_one()
+                sensor.on_readable(key.fd)
                 continue
             for probe in sensor.read(key.fd):
                 self._probes += 1
@@ -146,6 +152,8 @@ class Daemon:
         self._report(self._engine.tick(now))
         self._policy.tick(now)
         self._alerts.tick(now)
+        if self._control is not None:
+            self._control.send_ready()  # and drop clients that waited too long
         if now >= self._next_refresh:
             self._refresh()
             self._next_refresh = now + limits.REFRESH_S
@@ -239,10 +247,13 @@ class Daemon:
             blocked=self._policy.blocked_addresses(), audit=self._last_audit,
         )  # fmt: skip
 
-    def _command(self, command: str) -> dict[str, Any]:
+    def _command(self, request: dict[str, Any]) -> "dict[str, Any] | Future[dict[str, Any]]":
         """A request on the control socket."""
+        command = request["command"]
         if command == "status":
             return self._status()
+        if command in ("unblock", "reapply"):
+            return self._policy.on_request(request)
         return {"error": f"unknown command {one_line(command)}"}
 
     def _save_snapshot(self) -> None:

@@ -46,8 +46,14 @@ BLOCK_QUEUE_MAX = 1_024
 # a value that large would be an error on the packet path instead of a block.
 BLOCK_SECONDS_MAX = 10 * 365 * 86_400
 
-# Reverse DNS for RESOLVE_HOST: names longer than this are cut.
+# Reverse DNS for RESOLVE_HOST: names longer than this are cut. A block waits at most
+# RESOLVE_HOST_TIMEOUT_S for the name (a dead name server takes 5 s and more per lookup, and a
+# scanner answers for its own PTR records), counted from the start of the block: the lookup runs
+# while the actions are carried out and never delays them. At most RESOLVE_QUEUE_MAX lookups
+# wait; past that a block goes without a name.
 HOSTNAME_MAX = 253
+RESOLVE_HOST_TIMEOUT_S = 1.0
+RESOLVE_QUEUE_MAX = 64
 
 # Attack lines written per second (with a burst of ATTACK_LINES_BURST). Past it, one line a
 # second says how many were left out: a flood must not turn into a flood of log writes, which
