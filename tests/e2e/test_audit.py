@@ -553,3 +553,73 @@ def test_the_units_capabilities_are_enough(lab: Lab, tmp_path: Path) -> None:
         daemon.wait_for(rf"block address={attacker.ipv4} actions=nft:done ")
     finally:
         daemon.stop()
+
+
+# A portmapper run by `uid` (a local user, where unprivileged ports start at 0) that claims
+# root ("superuser") registered mountd for port 40500/tcp: RPCBPROC_DUMP over TCP and UDP.
+_SPOOFING_PORTMAPPER = """
+import os, socket, struct, sys, threading
+uid = int(sys.argv[1])
+with open("/proc/self/comm", "w") as comm:
+    comm.write("pwa-fake-rpcb")
+os.setgroups([])
+os.setresgid(uid, uid, uid)
+os.setresuid(uid, uid, uid)
+def string(text):
+    data = text.encode()
+    return struct.pack("!I", len(data)) + data + bytes(-len(data) % 4)
+entries = b""
+for program, netid, port in ((100000, "tcp", 111), (100000, "udp", 111), (100005, "tcp", 40500)):
+    entries += struct.pack("!III", 1, program, 3) + string(netid)
+    entries += string(f"0.0.0.0.{port >> 8}.{port & 255}") + string("superuser")
+def reply(call):
+    return call[:4] + struct.pack("!5I", 1, 0, 0, 0, 0) + entries + struct.pack("!I", 0)
+tcp = socket.create_server(("0.0.0.0", 111))
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+udp.bind(("0.0.0.0", 111))
+def serve_udp():
+    while True:
+        call, peer = udp.recvfrom(400)
+        udp.sendto(reply(call), peer)
+threading.Thread(target=serve_udp, daemon=True).start()
+print("listening", flush=True)
+while True:
+    c, _ = tcp.accept()
+    with c:
+        size = int.from_bytes(c.recv(4), "big") & 0x7FFFFFFF
+        call = b""
+        while len(call) < size:
+            call += c.recv(size - len(call))
+        answer = reply(call)
+        c.sendall((0x80000000 | len(answer)).to_bytes(4, "big") + answer)
+"""
+
+
+def test_a_portmapper_that_root_does_not_hold_names_nothing(lab: Lab, tmp_path: Path) -> None:
+    """With unprivileged ports from 0 (Docker's default in containers), user nobody runs a
+    portmapper on port 111 that says root registered mountd for nobody's own listener. Its
+    answers must not name that port: the port-111 socket is not root's."""
+    host = lab.attackers[1]
+    host.run(["sysctl", "-qw", "net.ipv4.ip_unprivileged_port_start=0"])
+    try:
+        fake = host.popen([sys.executable, "-c", _SPOOFING_PORTMAPPER, str(NOBODY)],
+                          stdout=subprocess.PIPE, text=True)  # fmt: skip
+        assert fake.stdout is not None and "listening" in fake.stdout.readline()
+        listener = listen(host, "tcp", "0.0.0.0", 40500, "pwa-nobody40500", uid=NOBODY)
+        conf = (f'AUDIT_INTERFACES="{host.ipv4}"\n'
+                'AUDIT_OPTIONAL="111/tcp,111/udp,mountd/tcp"')  # fmt: skip
+        status, report, stderr = audit(host, tmp_path, conf, "--no-state")
+    finally:
+        host.stop_processes()
+        host.run(["sysctl", "-qw", "net.ipv4.ip_unprivileged_port_start=1024"])
+    ports = {p["port"]: p for p in report["open_ports"]}
+    assert ports[111]["user"] == "nobody" and ports[111]["program"] == "pwa-fake-rpcb"
+    spoofed = ports[40500]
+    assert (spoofed["rpc_program"], spoofed["service"], spoofed["policy"]) == (
+        None, "unknown", "unlisted")  # fmt: skip
+    assert status == 1 and kinds(report) == [("ServiceNew", host.ipv4, 40500, "tcp")]
+    assert report["findings"][0]["pid"] == listener.pid
+    warning = ("port 111 (tcp, udp) is held by nobody (uid 65534), not by root: it was not "
+               "asked, so no port is named by an RPC program")  # fmt: skip
+    assert report["warnings"] == [warning]
+    assert stderr.splitlines() == [f"portwarden: warning: {warning}"]

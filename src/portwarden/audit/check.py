@@ -212,11 +212,16 @@ def _refused_line(registration: Registration) -> str:
 def _registrations(
     sockets: Sequence[Socket], policy: Policy
 ) -> tuple[tuple[Registration, ...], list[str]]:
-    """The portmapper's registrations with their owners, if one listens on port 111.
+    """The portmapper's registrations with their owners, if root listens on port 111.
 
     Asked over TCP, else (or if that fails) over UDP, at loopback when it listens on a wildcard
-    address, else at its own address. Never asked where port 111 is skipped.
+    address, else at its own address. Never asked where port 111 is skipped, nor when a socket
+    on port 111 is not root's: wherever unprivileged ports start at 0 (Docker's default in a
+    container), any user can listen there and answer that root registered whatever they like.
     """
+    strangers = _not_roots(s for s in sockets if s.port == PORTMAPPER_PORT)
+    if strangers:
+        return (), [strangers]
     warnings: list[str] = []
     for proto in (Proto.TCP, Proto.UDP):
         sock = next((s for s in sockets if s.port == PORTMAPPER_PORT and s.proto is proto), None)
@@ -234,6 +239,18 @@ def _registrations(
             warnings.append(f"portmapper at {where}: {one_line(str(error))}; "
                             "RPC services are not named by it")  # fmt: skip
     return (), warnings
+
+
+def _not_roots(held: Iterable[Socket]) -> str | None:
+    """A warning line if any of these port-111 sockets belongs to another user than root."""
+    held = list(held)
+    uids = sorted({s.uid for s in held if s.uid != 0})
+    if not uids:
+        return None
+    protos = ", ".join(sorted({s.proto.value for s in held}))
+    users = ", ".join(f"{one_line(user_name(uid))} (uid {uid})" for uid in uids)
+    return (f"port {PORTMAPPER_PORT} ({protos}) is held by {users}, not by root: it was not "
+            "asked, so no port is named by an RPC program")  # fmt: skip
 
 
 def _portwarden_pids(state_dir: Path) -> frozenset[int]:
