@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -178,13 +178,20 @@ def services(lab: Lab) -> Iterator[dict[int, subprocess.Popen]]:
     target.stop_processes()
 
 
-def audit(host: Host, folder: Path, conf: str, *flags: str) -> tuple[int, dict[str, Any], str]:
-    """Run `portwarden audit --json` in `host`; returns exit status, the JSON, stderr."""
+def audit_command(host: Host, folder: Path, conf: str, *flags: str,
+                  wrapper: Sequence[str] = ()) -> subprocess.CompletedProcess:  # fmt: skip
+    """Run `portwarden audit` in `host` with STATE_DIR in `folder`, under `wrapper`."""
     path = folder / "portwarden.conf"
     path.write_text(f'STATE_DIR="{folder}/state"\n{conf}\n')
-    result = host.run([sys.executable, "-m", "portwarden", "audit", "-c", str(path), "--json",
+    result = host.run([*wrapper, sys.executable, "-m", "portwarden", "audit", "-c", str(path),
                        *flags], check=False, timeout=60)  # fmt: skip
     assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def audit(host: Host, folder: Path, conf: str, *flags: str) -> tuple[int, dict[str, Any], str]:
+    """Run `portwarden audit --json` in `host`; returns exit status, the JSON, stderr."""
+    result = audit_command(host, folder, conf, "--json", *flags)
     assert result.returncode in (0, 1), result.stderr
     return result.returncode, json.loads(result.stdout), result.stderr
 
@@ -623,3 +630,36 @@ def test_a_portmapper_that_root_does_not_hold_names_nothing(lab: Lab, tmp_path: 
                "asked, so no port is named by an RPC program")  # fmt: skip
     assert report["warnings"] == [warning]
     assert stderr.splitlines() == [f"portwarden: warning: {warning}"]
+
+
+def test_a_state_that_cannot_be_kept_still_gives_the_report(
+    lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path
+) -> None:
+    """A corrupt portwarden.db, then a read-only STATE_DIR: the report is printed, the exit
+    status still says whether there were findings, and stderr says what was not kept."""
+    target, conf = lab.target, f'{ONLY_LAB}\nAUDIT_UDP="0"'
+    first = audit_command(target, tmp_path, conf)
+    assert first.returncode == 1 and first.stderr == ""  # every port is new the first time
+    database, state = tmp_path / "state" / "portwarden.db", tmp_path / "state"
+    database.write_bytes(b"not a database\n" * 512)
+    corrupt = audit_command(target, tmp_path, conf)
+    assert corrupt.returncode == 0 and corrupt.stdout.startswith(f"# audit of {A4}, {A6} at ")
+    assert corrupt.stderr == ("portwarden: warning: the audit was not recorded for `portwarden "
+                              f"status` in {database}: file is not a database\n")  # fmt: skip
+
+    database.unlink()
+    read_only = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                 'mount --bind -o ro "$0" "$0" && exec "$@"', str(state)]  # fmt: skip
+    listener = listen(target, "tcp", "0.0.0.0", 40431, "pwa-new40431")
+    try:
+        result = audit_command(target, tmp_path, conf, wrapper=read_only)
+    finally:
+        stop(target, listener)
+    assert result.returncode == 1, result.stderr
+    assert f"ServiceNew: {A4}:40431/tcp" in result.stdout
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, result.stderr
+    assert lines[0].startswith(f"portwarden: warning: cannot keep the audit state in {state}/")
+    assert lines[1].startswith("portwarden: warning: the audit was not recorded for "
+                               f"`portwarden status` in {database}: ")  # fmt: skip
+    assert not database.exists()
