@@ -4,6 +4,7 @@ root and by an unprivileged user, a policy across runs, a capture proving skippe
 touched, and broken portmappers."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -663,3 +664,52 @@ def test_a_state_that_cannot_be_kept_still_gives_the_report(
     assert lines[1].startswith("portwarden: warning: the audit was not recorded for "
                                f"`portwarden status` in {database}: ")  # fmt: skip
     assert not database.exists()
+
+
+@pytest.mark.parametrize(
+    ("conf", "reason"),
+    [
+        ('AUDIT_DEVICES="eht0"', "AUDIT_DEVICES: device eht0 is absent or has no address now"),
+        ('AUDIT_INTERFACES="198.18.0.99"',
+         "AUDIT_INTERFACES: 198.18.0.99 is not an address of this host now"),
+    ],
+)  # fmt: skip
+def test_an_audit_of_no_address_is_an_error_not_a_clean_bill(
+    lab: Lab, tmp_path: Path, conf: str, reason: str
+) -> None:
+    """A mistyped device or an address the host does not have: nothing was checked, which
+    must not look like "no findings" (exit 0)."""
+    result = audit_command(lab.target, tmp_path, conf)
+    error = (f"portwarden: error: audit: nothing was checked: no address to check ({reason}; "
+             "not checked)")  # fmt: skip
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", error + "\n")
+    status = lab.target.run([sys.executable, "-m", "portwarden", "status", "--json", "-c",
+                             str(tmp_path / "portwarden.conf")], check=False)  # fmt: skip
+    last = json.loads(status.stdout)["audit"]
+    assert last["summary"].endswith(f": nothing was checked: no address to check ({reason}; "
+                                    "not checked)")  # fmt: skip
+
+
+def test_the_daemon_says_at_every_check_that_nothing_was_checked(lab: Lab, tmp_path: Path) -> None:
+    receiver = SyslogReceiver(tmp_path / "log")
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
+                    'TCP_PORTS="11"\nAUDIT_INTERVAL="1"\nAUDIT_DEVICES="eht0"\n'
+                    f'SYSLOG_SOCKET="{receiver.path}"\n')  # fmt: skip
+    daemon = RunningDaemon(lab.target, conf)
+    unchecked = re.escape(
+        "audit: nothing was checked: no address to check (AUDIT_DEVICES: device eht0 "
+    )
+    try:
+        daemon.wait_for(f"ERROR {unchecked}")
+        mark = daemon.mark()
+        daemon.wait_for(f"ERROR {unchecked}", since=mark, timeout=10)  # again, at the next check
+        receiver.wait_for(rf"^<{3 * 8 + 4}>.* attackalert: {unchecked}")
+    finally:
+        daemon.stop()
+        receiver.sock.close()
+    events = [json.loads(line) for line in (tmp_path / "state" / "events.jsonl").read_text()
+              .splitlines()]  # fmt: skip
+    reasons = [e["reason"] for e in events if e["event"] == "audit-unchecked"]
+    assert len(reasons) >= 2 and reasons[0].startswith("no address to check (AUDIT_DEVICES: ")
+    assert "ServiceNew" not in daemon.log()

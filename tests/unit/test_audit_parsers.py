@@ -8,10 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from portwarden.audit import check
 from portwarden.audit.interfaces import audited_interfaces
 from portwarden.audit.names import Names, parse_rpc, parse_services
 from portwarden.audit.policy import Item, Policy, Rule, Where, parse_groups, parse_skip_groups
-from portwarden.audit.sockets import parse_table
+from portwarden.audit.sockets import open_sockets, parse_table
 from portwarden.audit.state import AuditState, Seen
 from portwarden.config import ConfigError, load_settings
 from portwarden.config.settings import to_conf_lines
@@ -208,3 +209,24 @@ def test_rpc_names_unknown_to_etc_rpc_are_warned_about_with_a_hint(tmp_path: Pat
     warnings = [w for w in load_settings(conf).warnings if "AUDIT_REQUIRED" in w]
     assert warnings == [f"{conf}:2: AUDIT_REQUIRED: ssh/tcp is no RPC program in /etc/rpc and "
                         "never matches; for the service, write 22/tcp"]  # fmt: skip
+
+
+def test_unreadable_socket_tables_mean_nothing_was_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "net").mkdir()
+    (tmp_path / "net" / "tcp").write_text("  sl  local_address rem_address   st\n")
+    with pytest.raises(OSError, match=f"^cannot read {tmp_path}/net/udp: no such file$"):
+        open_sockets([TCP, UDP], proc=tmp_path)
+    assert open_sockets([TCP], proc=tmp_path) == ([], [])  # tcp6 may be absent: no IPv6
+
+    def unreadable(protos: object) -> None:
+        raise OSError("cannot read /proc/net/tcp: Permission denied")
+
+    monkeypatch.setattr(check, "open_sockets", unreadable)
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nAUDIT_INTERFACES="127.0.0.1"\n')
+    with pytest.raises(check.NothingChecked) as caught:
+        check.run_audit(load_settings(conf), None, 0.0, Names())
+    assert str(caught.value) == ("the socket tables could not be read (cannot read "
+                                 "/proc/net/tcp: Permission denied)")  # fmt: skip

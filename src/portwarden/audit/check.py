@@ -40,6 +40,11 @@ class AuditResult:
     state: AuditState
 
 
+class NothingChecked(Exception):
+    """No address could be audited, or the socket tables could not be read: a report of no
+    open ports would pass for a clean one. str() is one line saying why."""
+
+
 def state_path(settings: Settings) -> Path:
     return settings.state_dir / STATE_NAME
 
@@ -51,12 +56,19 @@ def policy_of(settings: Settings) -> Policy:
 
 def run_audit(settings: Settings, previous: AuditState | None, now: float,
               names: Names | None = None) -> AuditResult:  # fmt: skip
-    """Audit now. Blocks for at most a few seconds (portmapper and connect time limits)."""
+    """Audit now. Blocks for at most a few seconds (portmapper and connect time limits).
+    Raises NothingChecked."""
     names = names or Names.read()
     policy = policy_of(settings)
     interfaces, warnings = audited_interfaces(settings.audit_interfaces, settings.audit_devices)
+    if not interfaces:
+        reason = "; ".join(warnings) or "this host has no address but loopback"
+        raise NothingChecked(f"no address to check ({reason})")
     protos = (Proto.TCP, Proto.UDP) if settings.audit_udp else (Proto.TCP,)
-    sockets, problems = open_sockets(protos)
+    try:
+        sockets, problems = open_sockets(protos)
+    except OSError as error:
+        raise NothingChecked(f"the socket tables could not be read ({error})") from None
     warnings += problems
     ours = _portwarden_pids(settings.state_dir)
     owned = owners({s.inode for s in sockets})
@@ -82,7 +94,7 @@ def run_audit(settings: Settings, previous: AuditState | None, now: float,
 def audit_and_keep(settings: Settings, keep_state: bool, now: float,
                    save: bool = True) -> tuple[AuditResult, list[str]]:  # fmt: skip
     """Audit against the state the last audit left (unless not `keep_state`), and keep the new
-    state (if `save`); the warnings include any about the state file."""
+    state (if `save`); the warnings include any about the state file. Raises NothingChecked."""
     path = state_path(settings)
     previous, warning = AuditState.load(path) if keep_state else (None, None)
     result = run_audit(settings, previous, now)

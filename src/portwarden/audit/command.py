@@ -7,13 +7,13 @@ import time
 from typing import Any
 
 from portwarden import statedir
-from portwarden.audit.check import audit_and_keep
-from portwarden.audit.report import as_json, as_lines, summary
+from portwarden.audit.check import NothingChecked, audit_and_keep
+from portwarden.audit.report import as_json, as_lines, summary, unchecked_summary
 from portwarden.config import Settings
 from portwarden.store.db import Store, store_path
 from portwarden.text import one_line
 
-NO_FINDINGS, FINDINGS = 0, 1
+NO_FINDINGS, FINDINGS, NOTHING_CHECKED = 0, 1, 2
 
 
 def audit(settings: Settings, as_json_output: bool, keep_state: bool) -> int:
@@ -22,7 +22,15 @@ def audit(settings: Settings, as_json_output: bool, keep_state: bool) -> int:
     new to the daemon's next check, which alerts on it. The report is printed before anything
     is recorded, so a STATE_DIR that cannot be written costs a warning, not the report."""
     daemon_runs = statedir.in_use(settings.state_dir)
-    result, warnings = audit_and_keep(settings, keep_state, time.time(), save=not daemon_runs)
+    now = time.time()
+    try:
+        result, warnings = audit_and_keep(settings, keep_state, now, save=not daemon_runs)
+    except NothingChecked as error:
+        print(f"portwarden: error: audit: nothing was checked: {error}", file=sys.stderr)
+        problem = _record(settings, now, unchecked_summary(now, str(error))) if keep_state else None
+        if problem:
+            print(f"portwarden: warning: {problem}", file=sys.stderr)
+        return NOTHING_CHECKED
     if as_json_output:
         print(json.dumps({**as_json(result), "warnings": warnings}, ensure_ascii=True))
     else:

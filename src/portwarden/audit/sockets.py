@@ -70,18 +70,22 @@ def _address(text: str) -> IPAddress:
 
 
 def open_sockets(protos: Iterable[Proto], proc: Path = PROC) -> tuple[list[Socket], list[str]]:
-    """Every listening TCP / unconnected UDP socket, IPv4 and IPv6, and any read problems."""
+    """Every listening TCP / unconnected UDP socket, IPv4 and IPv6, and any warnings. Raises
+    OSError, naming the file, when a table cannot be read (an IPv6 one may be absent: a kernel
+    without IPv6)."""
     sockets: list[Socket] = []
     warnings: list[str] = []
     for proto in protos:
         for name in (proto.value, proto.value + "6"):
+            path = proc / "net" / name
             try:
-                text = (proc / "net" / name).read_text()
-            except OSError as error:
+                text = path.read_text()
+            except FileNotFoundError:
                 if name.endswith("6"):
-                    continue  # no IPv6 in this kernel
-                warnings.append(f"cannot read {proc / 'net' / name}: {error.strerror}")
-                continue
+                    continue
+                raise OSError(f"cannot read {path}: no such file") from None
+            except OSError as error:
+                raise OSError(f"cannot read {path}: {error.strerror or error}") from None
             sockets += parse_table(text, proto)
     if len(sockets) > AUDIT_SOCKETS_MAX:
         warnings.append(f"{len(sockets)} open sockets; only the first {AUDIT_SOCKETS_MAX} "
