@@ -18,6 +18,7 @@ import pytest
 from portwarden.lab.network import Host, Lab
 from tests.e2e.conftest import nmap
 from tests.lab.daemon import RunningDaemon
+from tests.lab.services import can_connect
 from tests.lab.syslogd import SyslogReceiver
 
 A4, A6 = "198.18.0.1", "2001:db8::1"
@@ -26,9 +27,11 @@ NOBODY = 65534
 
 # Run as root, then as `uid` (dropped in the process unless started as `uid`: the interpreter
 # under /root is out of reach of other users) before the socket is made, so it is that user's.
+# Bound to `device` (SO_BINDTODEVICE) unless it is empty; a TCP listener that is not `accepts`
+# never takes a connection off its queue.
 _LISTEN = """
-import os, socket, sys
-proto, address, port, v6only, name, uid = sys.argv[1:7]
+import os, socket, sys, time
+proto, address, port, v6only, name, uid, device, accepts = sys.argv[1:9]
 with open("/proc/self/comm", "w") as comm:
     comm.write(name)
 if os.getuid() != int(uid):
@@ -37,6 +40,8 @@ if os.getuid() != int(uid):
     os.setresuid(int(uid), int(uid), int(uid))
 family = socket.AF_INET6 if ":" in address else socket.AF_INET
 s = socket.socket(family, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+if device:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
 if family == socket.AF_INET6:
     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(v6only))
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -45,8 +50,10 @@ if proto == "tcp":
     s.listen(16)
 print("listening", flush=True)
 while True:
-    if proto == "tcp":
+    if proto == "tcp" and accepts == "1":
         s.accept()[0].close()
+    elif proto == "tcp":
+        time.sleep(60)
     else:
         s.recv(100)
 """
@@ -86,11 +93,12 @@ assert reply[-4:] == b"\\0\\0\\0\\1", "rpcbind refused the registration"
 """
 
 
-def listen(host: Host, proto: str, address: str, port: int, name: str,
-           v6only: bool = False, uid: int = 0) -> subprocess.Popen:  # fmt: skip
+def listen(host: Host, proto: str, address: str, port: int, name: str, v6only: bool = False,
+           uid: int = 0, device: str = "", accepts: bool = True) -> subprocess.Popen:  # fmt: skip
     """A real listener with its own program name, run as `uid`; returns once it is bound."""
     proc = host.popen([sys.executable, "-c", _LISTEN, proto, address, str(port), str(int(v6only)),
-                       name, str(uid)], stdout=subprocess.PIPE, text=True)  # fmt: skip
+                       name, str(uid), device, str(int(accepts))], stdout=subprocess.PIPE,
+                      text=True)  # fmt: skip
     assert proc.stdout is not None and "listening" in proc.stdout.readline()
     return proc
 
@@ -273,17 +281,17 @@ def test_text_report_lines(lab: Lab, services: dict[int, subprocess.Popen], tmp_
     assert f"ServiceNew: {A6}:40111/tcp (RPC_400111) program=pwa-rpc400111" in result.stdout
 
 
-def probed_40111(host: Host, capture: Path) -> bool:
+def syns(host: Host, capture: Path) -> list[str]:
     packets = host.run(["tcpdump", "-r", str(capture), "-n"], check=False).stdout
-    syns = [line for line in packets.splitlines() if "Flags [S]," in line]
-    return all(any(f"> {address}.40111:" in line for line in syns) for address in (A4, A6))
+    return [line for line in packets.splitlines() if "Flags [S]," in line]
 
 
-def test_skipped_port_is_never_connected_to(
+def test_the_audit_connects_to_no_service(
     lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path
 ) -> None:
-    """8080 and 40111 both listen on the IPv6 wildcard, so both would be probed on both
-    addresses; the capture shows SYNs to 40111 and none to the skipped 8080."""
+    """Wildcard listeners (8080 and 40111 on the IPv6 wildcard) are judged from the kernel's
+    tables: the capture sees no connection from the audit, only the test's own control
+    connection from the client afterwards; the skipped 8080 is not reported."""
     target = lab.target
     capture = tmp_path / "syn.pcap"
     tcpdump = target.popen(["tcpdump", "-Z", "root", "-i", "any", "-n", "-U", "--immediate-mode",
@@ -295,14 +303,15 @@ def test_skipped_port_is_never_connected_to(
         if "listening" in tcpdump.stderr.readline():
             break
     _, report, _ = audit(target, tmp_path, f'{ONLY_LAB}\nAUDIT_SKIP="8080/tcp"', "--no-state")
+    assert can_connect(lab.client, A4, 40111)  # the control: the capture does see a connection
     deadline = time.monotonic() + 5
-    while not probed_40111(target, capture) and time.monotonic() < deadline:
-        time.sleep(0.05)  # the audit has ended; its last SYNs are on their way to the file
+    while not syns(target, capture) and time.monotonic() < deadline:
+        time.sleep(0.05)
     tcpdump.send_signal(signal.SIGINT)
     tcpdump.wait(timeout=10)
-    assert probed_40111(target, capture)  # the capture does see the probes
-    packets = target.run(["tcpdump", "-r", str(capture), "-n"]).stdout
-    assert ".8080:" not in packets
+    [control] = syns(target, capture)
+    assert f"{lab.client.ipv4}." in control and f"> {A4}.40111:" in control
+    assert {(A4, 40111, "tcp"), (A6, 40111, "tcp")} <= found(report).keys()
     assert not {(A4, 8080, "tcp"), (A6, 8080, "tcp")} & found(report).keys()
 
 
@@ -541,8 +550,8 @@ def test_the_units_capabilities_are_enough(lab: Lab, tmp_path: Path) -> None:
     # Started as nobody (not switched to it), so its /proc/PID/fd belongs to nobody.
     as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
     proc = target.popen([*as_nobody, "/usr/bin/python3", "-c", _LISTEN, "tcp", "0.0.0.0",
-                         "40421", "0", "pw-nobody", str(NOBODY)], stdout=subprocess.PIPE,
-                        text=True)  # fmt: skip
+                         "40421", "0", "pw-nobody", str(NOBODY), "", "1"],
+                        stdout=subprocess.PIPE, text=True)  # fmt: skip
     assert proc.stdout is not None and "listening" in proc.stdout.readline()
     conf = tmp_path / "portwarden.conf"
     conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
@@ -713,3 +722,75 @@ def test_the_daemon_says_at_every_check_that_nothing_was_checked(lab: Lab, tmp_p
     reasons = [e["reason"] for e in events if e["event"] == "audit-unchecked"]
     assert len(reasons) >= 2 and reasons[0].startswith("no address to check (AUDIT_DEVICES: ")
     assert "ServiceNew" not in daemon.log()
+
+
+def accept_queue(host: Host, port: int) -> int:
+    """Connections waiting in the accept queue of the TCP listener on `port` (ss's Recv-Q)."""
+    [line] = host.run(["ss", "-Hltn", f"sport = :{port}"]).stdout.splitlines()
+    return int(line.split()[1])
+
+
+def test_a_listener_that_never_accepts_is_left_alone(
+    lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path
+) -> None:
+    """A connect() per audited address used to stay in the queue of a listener that never
+    accepts, as a CLOSE-WAIT connection, at every check."""
+    target = lab.target
+    idle = listen(target, "tcp", "::", 40600, "pwa-idle40600", accepts=False)
+    try:
+        _, report, _ = audit(target, tmp_path, ONLY_LAB, "--no-state")
+        queued = accept_queue(target, 40600)
+        waiting = target.run(["ss", "-Htn", "state", "close-wait", "sport = :40600"]).stdout
+    finally:
+        stop(target, idle)
+    assert {(A4, 40600, "tcp"), (A6, 40600, "tcp")} <= found(report).keys()
+    assert (queued, waiting) == (0, "")
+
+
+# A second device with addresses of its own in an attacker host (the target keeps its services):
+# one end of a veth pair whose other end stays in the host too (no dummy module here).
+DUMMY, D4, D6 = "pwveth0", "198.18.9.1", "2001:db8:9::1"
+
+
+@pytest.fixture
+def two_devices(lab: Lab) -> Iterator[Host]:
+    host = lab.attackers[2]
+    host.run(["ip", "link", "add", DUMMY, "type", "veth", "peer", "name", "pwveth1"])
+    try:
+        host.run(["ip", "link", "set", "pwveth1", "up"])
+        host.run(["ip", "link", "set", DUMMY, "up"])
+        host.run(["ip", "addr", "add", f"{D4}/32", "dev", DUMMY])
+        host.run(["ip", "-6", "addr", "add", f"{D6}/128", "dev", DUMMY, "nodad"])
+        yield host
+    finally:
+        host.stop_processes()
+        host.run(["ip", "link", "del", DUMMY], check=False)
+
+
+def test_device_bound_and_v6only_listeners_are_open_where_the_kernel_delivers(
+    two_devices: Host, tmp_path: Path
+) -> None:
+    """From sock_diag: the device a socket is bound to (SO_BINDTODEVICE) and IPV6_V6ONLY. A
+    wildcard bound to a device is open on that device's addresses only (a TCP one used to be
+    open nowhere: the confirming connect() came over lo; a UDP one everywhere)."""
+    host = two_devices
+    e4, e6 = host.ipv4, host.ipv6
+    for args in [("tcp", "::", 40610, "pwa-eth0-40610", False, "eth0"),
+                 ("udp", "0.0.0.0", 40611, "pwa-dummy40611", False, DUMMY),
+                 ("tcp", "::", 40612, "pwa-v6only40612", True, ""),
+                 ("udp", "::", 40613, "pwa-v6only40613", True, ""),
+                 ("udp", "::", 40614, "pwa-eth0-40614", False, "eth0")]:  # fmt: skip
+        proto, address, port, name, v6only, device = args
+        listen(host, proto, address, port, name, v6only, device=device)
+    conf = f'AUDIT_INTERFACES="{e4}, {e6}, {D4}, {D6}"'
+    _, report, _ = audit(host, tmp_path, conf, "--no-state")
+    where: dict[tuple[int, str], set[str]] = {}
+    for interface, port, proto in found(report):
+        where.setdefault((port, proto), set()).add(interface)
+    assert where == {
+        (40610, "tcp"): {e4, e6},
+        (40611, "udp"): {D4},
+        (40612, "tcp"): {e6, D6},
+        (40613, "udp"): {e6, D6},
+        (40614, "udp"): {e4, e6},
+    }

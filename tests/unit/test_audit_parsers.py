@@ -12,7 +12,7 @@ from portwarden.audit import check
 from portwarden.audit.interfaces import audited_interfaces
 from portwarden.audit.names import Names, parse_rpc, parse_services
 from portwarden.audit.policy import Item, Policy, Rule, Where, parse_groups, parse_skip_groups
-from portwarden.audit.sockets import open_sockets, parse_table
+from portwarden.audit.sockets import parse_table, proc_sockets
 from portwarden.audit.state import AuditState, Seen
 from portwarden.config import ConfigError, load_settings
 from portwarden.config.settings import to_conf_lines
@@ -217,8 +217,8 @@ def test_unreadable_socket_tables_mean_nothing_was_checked(
     (tmp_path / "net").mkdir()
     (tmp_path / "net" / "tcp").write_text("  sl  local_address rem_address   st\n")
     with pytest.raises(OSError, match=f"^cannot read {tmp_path}/net/udp: no such file$"):
-        open_sockets([TCP, UDP], proc=tmp_path)
-    assert open_sockets([TCP], proc=tmp_path) == ([], [])  # tcp6 may be absent: no IPv6
+        proc_sockets(UDP, proc=tmp_path)
+    assert proc_sockets(TCP, proc=tmp_path) == []  # tcp6 may be absent: no IPv6
 
     def unreadable(protos: object) -> None:
         raise OSError("cannot read /proc/net/tcp: Permission denied")

@@ -137,10 +137,11 @@ def _severities(settings: Settings) -> Severities:
 def _open_on(interface: Interface, sockets: Sequence[Socket], policy: Policy) -> list[Socket]:
     """The sockets that take traffic on this address, one per port and protocol.
 
-    A socket bound to this very address needs no probe. A wildcard socket of the same family
-    is probed for TCP (it may be bound to another device); an IPv6 wildcard socket takes IPv4
-    only without IPV6_V6ONLY, which the tables do not show: TCP is probed by connect(), UDP by
-    the bind test. Skipped ports are never probed.
+    The kernel's tables answer without touching the service: a socket bound to this address,
+    to its family's wildcard, or to the IPv6 wildcard without IPV6_V6ONLY for an IPv4 address,
+    takes traffic here unless it is bound to another device. Only tables read from /proc (no
+    sock_diag) lack the device and V6ONLY; then wildcard sockets are confirmed on the address
+    (`_confirmed`). Skipped ports are never looked at.
     """
     chosen: dict[tuple[Proto, int], Socket] = {}
     version = interface.address.version
@@ -150,9 +151,19 @@ def _open_on(interface: Interface, sockets: Sequence[Socket], policy: Policy) ->
         key = (sock.proto, sock.port)
         if key in chosen or policy.skips(str(interface), interface.device, sock.port, sock.proto):
             continue
-        if sock.address == interface.address or _confirmed(interface, sock):
+        if _serves(interface, sock):
             chosen[key] = sock
     return list(chosen.values())
+
+
+def _serves(interface: Interface, sock: Socket) -> bool:
+    if sock.device is None:  # from /proc: the device and V6ONLY are not known
+        return sock.address == interface.address or _confirmed(interface, sock)
+    if sock.device not in (0, interface.ifindex):
+        return False  # SO_BINDTODEVICE: it takes only what arrives on that device
+    if not sock.wildcard:
+        return sock.address == interface.address
+    return sock.address.version == interface.address.version or not sock.v6only
 
 
 def _rank(sock: Socket, version: int) -> int | None:
@@ -165,6 +176,9 @@ def _rank(sock: Socket, version: int) -> int | None:
 
 
 def _confirmed(interface: Interface, sock: Socket) -> bool:
+    """Whether a wildcard socket from /proc takes traffic on this address: a wildcard TCP
+    listener may be bound to another device, so it is asked by connect(); an IPv6 wildcard
+    socket takes IPv4 only without IPV6_V6ONLY, which UDP answers to a bind test."""
     if not sock.wildcard:
         return False  # bound to another address
     if sock.proto is Proto.TCP:

@@ -1,13 +1,17 @@
-"""The kernel's socket tables (/proc/net/tcp, tcp6, udp, udp6) and who owns each socket.
+"""The kernel's socket tables and who owns each socket.
 
 Only sockets that can take traffic from outside are kept: TCP sockets in LISTEN and UDP sockets
-that are not connected to one peer. The owner (pid, program) is found by scanning /proc/*/fd for
-the socket's inode; a process that exits during the scan is simply not found.
+that are not connected to one peer. They are asked of the kernel over sock_diag, which also says
+which device a socket is bound to and whether an IPv6 socket takes IPv4; /proc/net/tcp, tcp6,
+udp and udp6, which say neither, are read only when sock_diag cannot answer. The owner (pid,
+program) is found by scanning /proc/*/fd for the socket's inode; a process that exits during
+the scan is simply not found.
 """
 
 import ipaddress
 import os
 import pwd
+import socket
 import struct
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,6 +19,7 @@ from typing import NamedTuple
 
 from portwarden.detect.probe import IPAddress, Proto
 from portwarden.limits import AUDIT_SOCKETS_MAX
+from portwarden.net import sockdiag
 from portwarden.text import one_line
 
 PROC = Path("/proc")
@@ -29,6 +34,8 @@ class Socket(NamedTuple):
     port: int
     uid: int
     inode: int
+    device: int | None = None  # the index of the device it is bound to, 0 none; None: not known
+    v6only: bool | None = None  # an IPv6 socket that takes no IPv4; None: not known
 
     @property
     def wildcard(self) -> bool:
@@ -69,29 +76,46 @@ def _address(text: str) -> IPAddress:
     return address
 
 
-def open_sockets(protos: Iterable[Proto], proc: Path = PROC) -> tuple[list[Socket], list[str]]:
-    """Every listening TCP / unconnected UDP socket, IPv4 and IPv6, and any warnings. Raises
-    OSError, naming the file, when a table cannot be read (an IPv6 one may be absent: a kernel
-    without IPv6)."""
+_DIAG_QUERIES = {Proto.TCP: (socket.IPPROTO_TCP, sockdiag.TCP_LISTEN_ONLY),
+                 Proto.UDP: (socket.IPPROTO_UDP, sockdiag.UDP_UNCONNECTED)}  # fmt: skip
+
+
+def open_sockets(protos: Iterable[Proto]) -> tuple[list[Socket], list[str]]:
+    """Every listening TCP / unconnected UDP socket, IPv4 and IPv6, and any warnings: from
+    sock_diag, else from /proc/net. Raises OSError (see `proc_sockets`)."""
     sockets: list[Socket] = []
     warnings: list[str] = []
     for proto in protos:
-        for name in (proto.value, proto.value + "6"):
-            path = proc / "net" / name
-            try:
-                text = path.read_text()
-            except FileNotFoundError:
-                if name.endswith("6"):
-                    continue
-                raise OSError(f"cannot read {path}: no such file") from None
-            except OSError as error:
-                raise OSError(f"cannot read {path}: {error.strerror or error}") from None
-            sockets += parse_table(text, proto)
+        try:
+            found = sockdiag.sockets(*_DIAG_QUERIES[proto])
+        except OSError:  # a kernel without inet_diag (or udp_diag)
+            sockets += proc_sockets(proto)
+            continue
+        sockets += [Socket(proto, s.address, s.port, s.uid, s.inode, s.device, s.v6only)
+                    for s in found if s.port > 0]  # fmt: skip
     if len(sockets) > AUDIT_SOCKETS_MAX:
         warnings.append(f"{len(sockets)} open sockets; only the first {AUDIT_SOCKETS_MAX} "
                         "are audited")  # fmt: skip
         sockets = sockets[:AUDIT_SOCKETS_MAX]
     return sockets, warnings
+
+
+def proc_sockets(proto: Proto, proc: Path = PROC) -> list[Socket]:
+    """The same from /proc/net, without device or V6ONLY. Raises OSError, naming the file, when
+    a table cannot be read (an IPv6 one may be absent: a kernel without IPv6)."""
+    sockets: list[Socket] = []
+    for name in (proto.value, proto.value + "6"):
+        path = proc / "net" / name
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            if name.endswith("6"):
+                continue
+            raise OSError(f"cannot read {path}: no such file") from None
+        except OSError as error:
+            raise OSError(f"cannot read {path}: {error.strerror or error}") from None
+        sockets += parse_table(text, proto)
+    return sockets
 
 
 def owners(inodes: set[int], proc: Path = PROC) -> dict[int, Owner]:
