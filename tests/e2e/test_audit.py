@@ -794,3 +794,30 @@ def test_device_bound_and_v6only_listeners_are_open_where_the_kernel_delivers(
         (40613, "udp"): {e6, D6},
         (40614, "udp"): {e4, e6},
     }
+
+
+def test_an_rpc_service_that_moves_is_a_port_switch(
+    lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path
+) -> None:
+    """Program 400200, registered by root with the real rpcbind, moves from 40701 to 40702
+    between two checks: one ServicePortSwitch line, not a ServiceNew and a missing port."""
+    target, rpcbind = lab.target, services[PORTMAPPER]
+    conf = f'{ONLY_LAB}\nAUDIT_UDP="0"\nAUDIT_OPTIONAL="RPC_400200/tcp"'
+    first = listen(target, "tcp", "0.0.0.0", 40701, "pwa-rpc-first")
+    try:
+        register(target, rpcbind, "local", 0, 400200, 1, "tcp", 40701)
+        _, report, _ = audit(target, tmp_path, conf)
+        assert (A4, 40701, "tcp") in found(report)
+        assert ("ServiceNew", A4, 40701, "tcp") not in kinds(report)  # optional
+        stop(target, first)
+        unregister(target, rpcbind, 400200, 1)
+        moved = listen(target, "tcp", "0.0.0.0", 40702, "pwa-rpc-moved")
+        register(target, rpcbind, "local", 0, 400200, 1, "tcp", 40702)
+        text = audit_command(target, tmp_path, conf)
+    finally:
+        unregister(target, rpcbind, 400200, 1)
+    stop(target, moved)
+    assert text.returncode == 1, text.stderr
+    findings = [line for line in text.stdout.splitlines() if line.startswith("Service")]
+    assert findings == [f"ServicePortSwitch: {A4}:40702/tcp (RPC_400200), was 40701/tcp "
+                        f"program=pwa-rpc-moved pid={moved.pid} user=root"]  # fmt: skip
