@@ -107,8 +107,16 @@ def test_policy_keys_load_render_and_load_back(tmp_path: Path) -> None:
         ('AUDIT_SEVERITY_MISSING="loud"', "unknown severity"),
         ('AUDIT_MIN_PORT="100"\nAUDIT_MAX_PORT="99"', "AUDIT_MIN_PORT is above AUDIT_MAX_PORT"),
         ('AUDIT_SKIP="portmapper/tcp"', "port/proto only"),
+        ('AUDIT_REQUIRED="22/tcp,portmapper/udp"\nAUDIT_UDP="0"',
+         'AUDIT_REQUIRED="22/tcp,portmapper/udp": \'portmapper/udp\' is required, but AUDIT_UDP '
+         "is 0: UDP is never checked"),
+        ('AUDIT_REQUIRED="8081/tcp"\nAUDIT_MAX_PORT="1000"',
+         "AUDIT_REQUIRED=\"8081/tcp\": '8081/tcp' is required, but AUDIT_MAX_PORT is 1000: never "
+         "checked"),
+        ('AUDIT_REQUIRED="eth0:80/tcp"\nAUDIT_MIN_PORT="1024"',
+         "'80/tcp' is required, but AUDIT_MIN_PORT is 1024: never checked"),
     ],
-)
+)  # fmt: skip
 def test_bad_audit_keys_give_one_line_errors(tmp_path: Path, text: str, message: str) -> None:
     conf = tmp_path / "bad.conf"
     conf.write_text(text + "\n")
@@ -230,3 +238,11 @@ def test_unreadable_socket_tables_mean_nothing_was_checked(
         check.run_audit(load_settings(conf), None, 0.0, Names())
     assert str(caught.value) == ("the socket tables could not be read (cannot read "
                                  "/proc/net/tcp: Permission denied)")  # fmt: skip
+
+
+def test_a_required_item_that_is_also_skipped_is_no_contradiction(tmp_path: Path) -> None:
+    """AUDIT_SKIP and AUDIT_IGNORE take items out of the requirements first (their precedent):
+    what is left must be checkable."""
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text('AUDIT_REQUIRED="22/tcp,53/udp"\nAUDIT_UDP="0"\nAUDIT_SKIP="53/udp"\n')
+    assert load_settings(conf).audit_udp is False
