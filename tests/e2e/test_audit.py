@@ -228,6 +228,8 @@ def test_audit_finds_exactly_the_open_ports_with_names_and_owners(
     assert (mountd["rpc_program"], mountd["pid"], mountd["user"]) == (100005, services[20048].pid,
                                                                       "root")  # fmt: skip
     assert by_port[(A6, 40111, "tcp")]["rpc_program"] == 400111
+    # rpcbind makes its sockets as root (uid 0 in the tables), then runs as _rpc: its user.
+    assert by_port[(A4, 111, "tcp")]["user"] == "_rpc"
     # Nothing listed, so every open port is new; the report is one JSON object.
     assert status == 1 and len(report["findings"]) == len(EXPECTED)
     assert report["warnings"] == []
@@ -276,7 +278,7 @@ def test_text_report_lines(lab: Lab, services: dict[int, subprocess.Popen], tmp_
     assert result.returncode == 1
     lines = result.stdout.splitlines()
     assert f"ServiceNew: {A4}:20048/udp" not in result.stdout  # AUDIT_UDP="0"
-    assert (f"ServiceNew: {A4}:8081/tcp (tproxy) program=pwa-v4only8081 "
+    assert (f"ServiceNew: {A4}:8081/tcp (maybe_tproxy) program=pwa-v4only8081 "
             f"pid={services[8081].pid} user=root") in lines  # fmt: skip
     assert f"ServiceNew: {A6}:40111/tcp (RPC_400111) program=pwa-rpc400111" in result.stdout
 

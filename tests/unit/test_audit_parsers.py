@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from portwarden.alert.syslog import SEVERITIES as SYSLOG_SEVERITIES
 from portwarden.audit import check
 from portwarden.audit.interfaces import audited_interfaces
 from portwarden.audit.names import Names, parse_rpc, parse_services
@@ -16,6 +17,7 @@ from portwarden.audit.sockets import parse_table, proc_sockets
 from portwarden.audit.state import AuditState, Seen
 from portwarden.config import ConfigError, load_settings
 from portwarden.config.settings import to_conf_lines
+from portwarden.config.values import SEVERITIES
 from portwarden.detect.probe import Proto
 from portwarden.net.local import IFA_F_TEMPORARY, InterfaceAddress
 
@@ -246,3 +248,16 @@ def test_a_required_item_that_is_also_skipped_is_no_contradiction(tmp_path: Path
     conf = tmp_path / "portwarden.conf"
     conf.write_text('AUDIT_REQUIRED="22/tcp,53/udp"\nAUDIT_UDP="0"\nAUDIT_SKIP="53/udp"\n')
     assert load_settings(conf).audit_udp is False
+
+
+def test_samhains_severity_names_are_syslog_severities(tmp_path: Path) -> None:
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text('AUDIT_SEVERITY_NEW="warn"\nAUDIT_SEVERITY_MISSING="ALERT"\n'
+                    'AUDIT_SEVERITY_RESTARTED="debug"\n')  # fmt: skip
+    settings = load_settings(conf)
+    found = (settings.audit_severity_new, settings.audit_severity_missing,
+             settings.audit_severity_restarted)  # fmt: skip
+    assert found == ("warning", "alert", "debug")
+    assert [SYSLOG_SEVERITIES[name] for name in found] == [4, 1, 7]
+    assert set(SEVERITIES) == set(SYSLOG_SEVERITIES)  # every name a finding may carry is sent
+    assert 'AUDIT_SEVERITY_NEW="warning"' in to_conf_lines(settings)

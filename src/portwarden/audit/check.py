@@ -110,15 +110,18 @@ def audit_and_keep(settings: Settings, keep_state: bool, now: float,
 
 def _named(interface: Interface, sock: Socket, program: int | None, owner: Owner | None,
            names: Names, policy: Policy) -> OpenPort:  # fmt: skip
-    """The open port with its names, owner and what the policy says of it."""
+    """The open port with its names, owner and what the policy says of it. Its user is the
+    one the owning process runs as (rpcbind makes its sockets as root, then becomes _rpc);
+    the socket's owner when no process was found."""
     if program is None:
         service, rpc_names = names.service(sock.port, sock.proto), frozenset[str]()
     else:
         service, rpc_names = names.program(program), names.program_names(program)
     rule = policy.rule(str(interface), interface.device, sock.port, sock.proto, rpc_names)
+    uid = sock.uid if owner is None or owner.uid is None else owner.uid
     return OpenPort(str(interface), interface.device, sock.port, sock.proto, one_line(service),
                     program, owner.program if owner else "?", owner.pid if owner else None,
-                    user_name(sock.uid), rule)  # fmt: skip
+                    user_name(uid), rule)  # fmt: skip
 
 
 def _item_service(item: Item, names: Names) -> str:

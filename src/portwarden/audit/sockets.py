@@ -45,6 +45,7 @@ class Socket(NamedTuple):
 class Owner(NamedTuple):
     pid: int
     program: str
+    uid: int | None = None  # the process's effective uid; None when its status was unreadable
 
 
 def parse_table(text: str, proto: Proto) -> list[Socket]:
@@ -137,7 +138,7 @@ def holders(inodes: set[int], proc: Path = PROC) -> dict[int, list[Owner]]:
             continue
         mine = {int(link[8:-1]) for link in links if link.startswith("socket:[")} & inodes
         if mine:
-            owner = Owner(pid, _program(proc, pid))
+            owner = Owner(pid, _program(proc, pid), _uid(proc, pid))
             for inode in mine:
                 found.setdefault(inode, []).append(owner)
     return found
@@ -156,6 +157,19 @@ def _program(proc: Path, pid: int) -> str:
         return one_line((proc / str(pid) / "comm").read_text(errors="replace").rstrip("\n"))
     except OSError:
         return "?"
+
+
+def _uid(proc: Path, pid: int) -> int | None:
+    """The process's effective uid (`Uid:` real, effective, saved, filesystem)."""
+    try:
+        status = (proc / str(pid) / "status").read_text(errors="replace")
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("Uid:"):
+            fields = line.split()
+            return int(fields[2]) if len(fields) > 2 and fields[2].isdigit() else None
+    return None
 
 
 def user_name(uid: int) -> str:
