@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from portwarden import control, limits, service, statedir, status
 from portwarden.alert.dispatch import Alerts
-from portwarden.audit.check import AuditResult, state_path
-from portwarden.audit.periodic import PeriodicAudit
-from portwarden.audit.report import summary
+from portwarden.audit.check import state_path
+from portwarden.audit.periodic import Outcome, PeriodicAudit, Unchecked
+from portwarden.audit.report import summary, unchecked_summary
 from portwarden.config import ConfigError, Settings, TcpMode, UdpMode, load_settings
 from portwarden.config.ignore import IgnoreList
 from portwarden.detect.config import engine_config
@@ -119,7 +119,7 @@ class Daemon:
             if self._audit is not None:
                 self._audit.stop()
                 while self._audit.results:  # checks done but not reported yet
-                    self._report_audit(*self._audit.results.popleft())
+                    self._report_audit(self._audit.results.popleft())
             if self._running:  # a start that failed must not overwrite the last good status
                 self._save_snapshot()
             self._stop_sensors()
@@ -158,7 +158,7 @@ class Daemon:
             self._refresh()
             self._next_refresh = now + limits.REFRESH_S
         if self._audit is not None and self._audit.results:
-            self._report_audit(*self._audit.results.popleft())
+            self._report_audit(self._audit.results.popleft())
         if self._metrics is not None and now >= self._next_publish:
             self._publish_metrics()
             self._next_publish = now + PUBLISH_S
@@ -201,7 +201,15 @@ class Daemon:
             self._audit = PeriodicAudit(self.settings)
             self._audit.start()
 
-    def _report_audit(self, result: AuditResult, warnings: list[str]) -> None:
+    def _report_audit(self, outcome: Outcome) -> None:
+        if isinstance(outcome, Unchecked):
+            message = f"audit: nothing was checked: {outcome.reason}"
+            log.error("%s", message)
+            self._alerts.notice("audit-unchecked", message, reason=outcome.reason)
+            self._last_audit = unchecked_summary(outcome.time, outcome.reason)
+            self._save_audit_snapshot(outcome.time, self._last_audit)
+            return
+        result, warnings = outcome
         for warning in warnings:
             log.warning("audit: %s", warning)
         self._alerts.audit(result.findings, result.time)
@@ -211,8 +219,11 @@ class Daemon:
             log.warning("audit: cannot keep the audit state: %s", error)
         self._audit_findings = len(result.findings)
         self._last_audit = summary(result, warnings)
+        self._save_audit_snapshot(result.time, self._last_audit)
+
+    def _save_audit_snapshot(self, when: float, body: dict[str, Any]) -> None:
         try:
-            self._policy.store.save_snapshot("audit", result.time, self._last_audit)
+            self._policy.store.save_snapshot("audit", when, body)
         except Exception:  # noqa: BLE001 - a snapshot must never stop the daemon
             log.exception("saving the audit snapshot failed")
 

@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from portwarden.audit.interfaces import parse_addresses
 from portwarden.audit.names import Names
-from portwarden.audit.policy import Group, parse_devices, parse_groups, parse_skip_groups
+from portwarden.audit.policy import Group, Policy, parse_devices, parse_groups, parse_skip_groups
 from portwarden.config import values
 from portwarden.config.conffile import Entry, parse_conf
 from portwarden.config.defaults import DEFAULT_CONF, DEFAULT_SOURCE, default_state_dir
@@ -262,6 +262,13 @@ def load_settings(path: Path | None) -> Settings:
         raise ConfigError(source, "AUDIT_MIN_PORT is above AUDIT_MAX_PORT",
                           entry.line if entry else None, "AUDIT_MIN_PORT",
                           str(settings.audit_min_port))  # fmt: skip
+    policy = Policy(settings.audit_required, (), settings.audit_ignore, settings.audit_skip)
+    unseeable = policy.unseeable(settings.audit_udp, settings.audit_min_port,
+                                 settings.audit_max_port)  # fmt: skip
+    if unseeable is not None:
+        entry = read.entry("AUDIT_REQUIRED")
+        raise ConfigError(source, unseeable, entry.line if entry else None, "AUDIT_REQUIRED",
+                          entry.value if entry else None)  # fmt: skip
     ignored: tuple[Network, ...] = ()
     if ignore_file is not None:
         if ignore_file.exists():
