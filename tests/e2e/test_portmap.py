@@ -191,7 +191,7 @@ def test_dry_run_changes_nothing_and_protect_is_idempotent(
         (["--allow", "::ffff:198.18.0.20"],
          '--allow: "::ffff:198.18.0.20": an IPv4-mapped address never matches'),
         (["--allow", "198.18.0.20", "--hosts-allow", "/etc/fifo.allow"],
-         "/etc/fifo.allow: not a regular file"),
+         "/etc/fifo.allow is not a regular file; refusing to read it"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line_and_changes_nothing(

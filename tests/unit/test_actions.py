@@ -142,6 +142,16 @@ def test_hosts_deny_refuses_a_symbolic_link(tmp_path: Path, make: Callable[[str]
     assert "symbolic link" in record.actions[0].status
 
 
+def test_hosts_deny_refuses_a_fifo_instead_of_waiting_for_a_writer(
+    make: Callable[[str], Actions],
+) -> None:
+    actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\nKILL_RUN_CMD="true"\n')
+    os.mkfifo(actions.settings.hosts_deny_file)
+    record = actions.block(request())
+    assert record is not None and record.actions[0].kind == "hosts.deny"
+    assert "not a regular file" in record.actions[0].status
+
+
 @pytest.mark.parametrize(
     ("address", "expected"),
     [("198.18.0.11", "ALL: 198.18.0.11"), ("2001:db8::11", "ALL: [2001:db8::11]")],

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from portwarden.config.ignore import ALWAYS_IGNORED, Network, parse_network
-from portwarden.respond.files import read_if_exists, replace_atomically
+from portwarden.respond.files import UnsafeFile, read_if_exists, replace_atomically
 from portwarden.text import one_line
 
 DAEMONS = "rpcbind portmap"
@@ -143,12 +143,12 @@ def find_block(path: Path, lines: list[str]) -> Block | None:
 
 
 def read(path: Path) -> str | None:
-    """The file's text, None if it does not exist. Raises WrappersError for anything but a
-    regular file: opening a FIFO would wait for a writer for ever."""
+    """The file's text, None if it does not exist. Raises WrappersError for a symbolic link
+    and anything but a regular file."""
     try:
-        if path.exists() and not path.is_file():
-            raise WrappersError(f"{path}: not a regular file")
         return read_if_exists(path)
+    except UnsafeFile as error:
+        raise WrappersError(str(error)) from None
     except OSError as error:
         raise WrappersError(f"{path}: {error.strerror or error}") from None
 

@@ -6,6 +6,7 @@ the daemon write elsewhere.
 """
 
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Iterable
@@ -27,15 +28,19 @@ def _read(path: Path) -> str:
 def read_if_exists(path: Path) -> str | None:
     """The file's text (undecodable bytes kept as surrogates), None if it does not exist.
 
-    Refuses to follow a symbolic link (UnsafeFile)."""
+    Refuses to follow a symbolic link and to read anything but a regular file (UnsafeFile):
+    a FIFO would make the reader wait for a writer for ever."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
     except OSError as error:
         if error.errno == 40:  # ELOOP: a symbolic link
             raise UnsafeFile(f"{path} is a symbolic link; refusing to follow it") from None
         raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UnsafeFile(f"{path} is not a regular file; refusing to read it")
     with os.fdopen(fd, encoding="utf-8", errors="surrogateescape", newline="") as file:
         return file.read()  # newline="": line ends kept as they are, so rewrites keep the bytes
 
