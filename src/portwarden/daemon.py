@@ -309,6 +309,7 @@ class Daemon:
             self._alerts.reconfigure(fresh)  # opens the new outputs first: may refuse
         except (ConfigError, OSError) as error:
             log.error("reload refused, old configuration stays in force: %s", error)
+            self._alerts.reopen()
             service.notify(f"READY=1\nSTATUS=reload refused: {error}")
             return
         for warning in fresh.warnings:

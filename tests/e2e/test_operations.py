@@ -277,12 +277,22 @@ def test_reload_refuses_an_event_log_it_cannot_open(lab: Lab, start_daemon: Star
     good = conf.read_text()
     (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
     conf.write_text(good + f'EVENT_LOG="{tmp_path}/link"\n')
+    events = daemon.log_path.parent / "state" / "events.jsonl"
+    nmap(lab.attackers[0].run, "-sS", "-p", "11", lab.target.ipv4)
+    daemon.wait_for_attack(src=lab.attackers[0].ipv4)
+    events.rename(events.with_name("rotated"))  # logrotate, then its SIGHUP
     mark = daemon.mark()
     daemon.proc.send_signal(1)
     daemon.wait_for(r"reload refused, old configuration stays in force: .*link", since=mark)
     nmap(lab.attackers[1].run, "-sS", "-p", "11", lab.target.ipv4)
     daemon.wait_for_attack(mark, src=lab.attackers[1].ipv4)
-    events = (daemon.log_path.parent / "state" / "events.jsonl").read_text()
-    assert lab.attackers[1].ipv4 in events and not (tmp_path / "elsewhere").exists()
+    # The refused reload reopened the event log all the same: the new event is in a new file.
+    assert lab.attackers[0].ipv4 in events.with_name("rotated").read_text()
+    deadline = time.monotonic() + 5
+    while lab.attackers[1].ipv4 not in (events.read_text() if events.exists() else ""):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert lab.attackers[0].ipv4 not in events.read_text()
+    assert not (tmp_path / "elsewhere").exists()
     conf.write_text(good)
     daemon.stop()

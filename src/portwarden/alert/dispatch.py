@@ -88,7 +88,8 @@ class Alerts:
     def _outputs(settings: Settings) -> tuple[Syslog | None, JsonLog | None]:
         syslog = (Syslog(settings.syslog_socket, settings.syslog_facility)
                   if settings.syslog_socket else None)  # fmt: skip
-        json_log = (JsonLog(settings.event_log, settings.event_log_max_bytes)
+        json_log = (JsonLog(settings.event_log, settings.event_log_max_bytes,
+                            settings.event_log_keep)
                     if settings.event_log else None)  # fmt: skip
         return syslog, json_log
 
@@ -113,6 +114,18 @@ class Alerts:
         self.settings, self._syslog, self._json = settings, syslog, json_log
         self._mailer.settings = settings
         self._close_outputs(*old)
+
+    def reopen(self) -> None:
+        """SIGHUP whose new configuration was refused: the outputs are reopened all the same
+        (logrotate moved the event log and expects the next line in a new file)."""
+        if self._syslog is not None:
+            self._syslog.close()  # connects again on the next line
+        if self._json is not None:
+            try:
+                self._json.reopen()
+            except OSError as error:
+                log.error("JSON event log %s: cannot reopen (%s); writing on to the old file",
+                          self.settings.event_log, error.strerror)  # fmt: skip
 
     def verdict(self, verdict: Verdict, now: float, action: str) -> None:
         """One verdict; `action` says what was done about its source (for summaries)."""

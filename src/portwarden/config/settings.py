@@ -109,6 +109,7 @@ class Settings:
     audit_severity_new: str
     audit_severity_restarted: str
     audit_severity_portswitch: str
+    event_log_keep: int
     ignored_networks: tuple[Network, ...]
     warnings: tuple[str, ...] = ()
 
@@ -243,6 +244,7 @@ def load_settings(path: Path | None) -> Settings:
         audit_severity_new=read.get("AUDIT_SEVERITY_NEW", values.severity, "crit"),
         audit_severity_restarted=read.get("AUDIT_SEVERITY_RESTARTED", values.severity, "notice"),
         audit_severity_portswitch=read.get("AUDIT_SEVERITY_PORTSWITCH", values.severity, "crit"),
+        event_log_keep=read.get("EVENT_LOG_KEEP", values.positive, 5),
         ignored_networks=(),
     )
     warnings += [
