@@ -17,6 +17,7 @@ from portwarden.lab.network import Lab
 from tests.e2e.conftest import StartDaemon, nmap
 from tests.lab.daemon import start_with_hosts_file
 from tests.lab.syslogd import SyslogReceiver
+from tests.lab.tls import make_relay_certificate
 
 SMTP = Path(__file__).parent.parent / "lab" / "smtp.py"
 # fail2ban's published filter.d/portsentry.conf, with <HOST> narrowed to an address.
@@ -49,8 +50,16 @@ def test_mail_syslog_json_and_fail2ban_for_an_nmap_scan(
 ) -> None:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    server = smtp_server(lab, lab.client.ipv4, "2525", str(inbox))
+    # A relay that wants STARTTLS, with a certificate from a private CA, then a login.
+    tls = make_relay_certificate(tmp_path, lab.client.ipv4)
+    password = tmp_path / "smtp.secret"
+    password.write_text("s3cret pass\n# the first line is the password\n")
+    password.chmod(0o600)
+    server = smtp_server(lab, lab.client.ipv4, "2525", str(inbox), "--tls", str(tls.cert),
+                         str(tls.key), "--auth", "pw-target", "s3cret pass")  # fmt: skip
     daemon = start_daemon("-stcp", "-sudp", conf=(
+        f'SMTP_STARTTLS="1"\nSMTP_CA_FILE="{tls.ca}"\nSMTP_USER="pw-target"\n'
+        f'SMTP_PASSWORD_FILE="{password}"\n'
         f'BLOCK_TCP="1"\nSYSLOG_SOCKET="{syslog.path}"\nSYSLOG_FACILITY="local3"\n'
         'MAIL_ON_TCP_SCAN="1"\nMAIL_ON_OS_PROBE="1"\nSCAN_END_QUIET="2"\n'
         'MAIL_FROM="portwarden@target.example"\n'
@@ -64,6 +73,7 @@ def test_mail_syslog_json_and_fail2ban_for_an_nmap_scan(
         (mail,) = wait_for_mail(inbox, 1)
     finally:
         server.kill()
+    assert (inbox / "0001.login").read_text() == "pw-target"
     assert mail["From"] == "portwarden@target.example"
     assert mail["To"] == "admin@example.org, security@example.org"
     assert mail["Subject"] == f"[pw] TCP scan from {attacker.ipv4} to {target} (100%)"

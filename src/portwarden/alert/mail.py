@@ -12,6 +12,7 @@ import queue
 import socket
 import threading
 import time
+from pathlib import Path
 
 from portwarden import limits
 from portwarden.config import Settings
@@ -65,6 +66,13 @@ def body(verdict: Verdict, name: str | None, action: str) -> str:
     ]
     # Every part is ours or already escaped (the host name by safe_hostname): no second escape.
     return "\n".join(lines) + "\n"
+
+
+def password(path: Path) -> str:
+    """The first line of SMTP_PASSWORD_FILE, without its line break; nothing else is taken
+    (a comment or a second line after it is not part of the password)."""
+    with path.open(encoding="utf-8") as file:
+        return file.readline().removesuffix("\n").removesuffix("\r")
 
 
 class Mailer(threading.Thread):
@@ -176,13 +184,14 @@ class Mailer(threading.Thread):
             with smtplib.SMTP(s.smtp_relay, s.smtp_port, local_hostname=s.smtp_helo,
                               timeout=s.smtp_timeout) as smtp:  # fmt: skip
                 if s.smtp_starttls:
-                    smtp.starttls(context=ssl.create_default_context())
+                    # The relay's certificate is checked: against SMTP_CA_FILE if given (a
+                    # private CA), else the system's CAs; and its name against SMTP_RELAY.
+                    smtp.starttls(context=ssl.create_default_context(cafile=s.smtp_ca_file))
                 if s.smtp_user and s.smtp_password_file:
-                    password = s.smtp_password_file.read_text().strip()
-                    smtp.login(s.smtp_user, password)
+                    smtp.login(s.smtp_user, password(s.smtp_password_file))
                 smtp.send_message(message)
             self.sent += 1
-        except (OSError, smtplib.SMTPException) as error:
+        except (OSError, UnicodeError, smtplib.SMTPException) as error:
             self.failed += 1
             log.error("mail to %s via %s:%d failed: %s", ", ".join(s.mail_to), s.smtp_relay,
                       s.smtp_port, one_line(str(error)))  # fmt: skip
