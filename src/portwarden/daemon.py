@@ -117,6 +117,8 @@ class Daemon:
                 self._audit.stop()
                 while self._audit.results:  # checks done but not reported yet
                     self._report_audit(*self._audit.results.popleft())
+            # Queued mail is sent now (or counted as not sent), so the last status counts it.
+            self._alerts.stop_mail()
             if self._running:  # a start that failed must not overwrite the last good status
                 self._save_snapshot()
             self._stop_sensors()

@@ -63,6 +63,14 @@ FREE_PORTS_CACHED_MAX = 65_536
 # Mails waiting for the mail worker; a dead relay can hold back at most this many.
 MAIL_QUEUE_MAX = 100
 
+# One delivery (connect, STARTTLS, login, every command and the message) may take at most this
+# many SMTP_TIMEOUT in all: SMTP_TIMEOUT bounds each socket operation, and a relay that trickles
+# a byte now and then would otherwise hold the mail thread, and every mail behind it, for ever.
+MAIL_DELIVERY_TIMEOUTS = 3
+
+# The longest a stop waits for queued mail to be sent; what is left is counted and said.
+MAIL_STOP_WAIT_S = 15.0
+
 # JSON probe events written per second (summaries, blocks and caps are always written).
 JSON_EVENTS_PER_S = 200
 JSON_EVENTS_BURST = 1_000

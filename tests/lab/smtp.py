@@ -9,6 +9,7 @@ usage: smtp.py ADDRESS PORT FOLDER [--tls CERT KEY] [--auth USER PASSWORD]
 
 import argparse
 import asyncio
+import contextlib
 import socket
 import ssl
 import threading
@@ -60,25 +61,45 @@ def relay(address: str, port: int, folder: Path, tls: tuple[Path, Path] | None =
     return controller
 
 
-def hang(address: str, port: int, trickle: bool) -> None:
-    listener = socket.create_server((address, port))
-    print("listening", flush=True)
-    held = []
-    while True:
-        connection, _ = listener.accept()
-        held.append(connection)
-        if trickle:
-            threading.Thread(target=_trickle, args=(connection,), daemon=True).start()
+class SilentRelay:
+    """Accepts connections and never finishes a line: says nothing at all, or (trickle) one
+    byte every `every_s`, each of which resets a per-read timeout."""
 
+    def __init__(self, address: str, port: int, trickle: bool = False,
+                 every_s: float = 1.0) -> None:  # fmt: skip
+        self.listener = socket.create_server((address, port))
+        self.port = self.listener.getsockname()[1]
+        self.trickle, self.every_s = trickle, every_s
+        self.held: list[socket.socket] = []
 
-def _trickle(connection: socket.socket) -> None:
-    """A relay that is alive but never finishes a line: each byte resets a per-read timeout."""
-    try:
+    def serve_forever(self) -> None:
         while True:
-            connection.send(b"2")
-            time.sleep(1)
-    except OSError:
-        return
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            self.held.append(connection)
+            if self.trickle:
+                threading.Thread(target=self._trickle, args=(connection,), daemon=True).start()
+
+    def start(self) -> "SilentRelay":
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # ends the accept() in serve_forever
+        self.listener.close()
+        for connection in self.held:
+            connection.close()
+
+    def _trickle(self, connection: socket.socket) -> None:
+        try:
+            while True:
+                connection.send(b"2")
+                time.sleep(self.every_s)
+        except OSError:
+            return
 
 
 def main() -> None:
@@ -92,7 +113,9 @@ def main() -> None:
     parser.add_argument("folder", type=Path, nargs="?")
     args = parser.parse_args()
     if args.hang or args.trickle:
-        hang(args.address, args.port, args.trickle)
+        silent = SilentRelay(args.address, args.port, args.trickle)
+        print("listening", flush=True)
+        silent.serve_forever()
     relay(args.address, args.port, args.folder, args.tls, args.auth)
     print("listening", flush=True)
     asyncio.run(asyncio.sleep(3600))

@@ -5,14 +5,18 @@ together, checked when the configuration is loaded."""
 import email
 import logging
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from portwarden.alert.mail import Mailer
+from portwarden.alert.mailbudget import HOUR_S, MailBudget
 from portwarden.config import ConfigError, Settings, load_settings
-from tests.lab.smtp import relay
+from tests.lab.smtp import SilentRelay, relay
 from tests.lab.tls import RelayCertificate, make_relay_certificate
 
 LOOPBACK = "127.0.0.1"
@@ -138,3 +142,127 @@ def test_the_ca_file_must_hold_a_certificate(tmp_path: Path, certificate: RelayC
     assert (
         settings(tmp_path, f'SMTP_STARTTLS="1"\nSMTP_CA_FILE="{certificate.ca}"\n').warnings == ()
     )
+
+
+class Clock:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def plain_relay(inbox: Path) -> Iterator[int]:
+    port = free_port()
+    controller = relay(LOOPBACK, port, inbox)
+    yield port
+    controller.stop()
+
+
+def subjects(inbox: Path) -> list[str]:
+    return [
+        email.message_from_bytes(p.read_bytes())["Subject"] for p in sorted(inbox.glob("*.eml"))
+    ]
+
+
+def test_mail_rate_limit_says_so_at_once_summarises_later_and_keeps_the_cap(
+    tmp_path: Path, plain_relay: int, inbox: Path
+) -> None:
+    clock = Clock()
+    holds: list[float] = []
+    s = settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{plain_relay}"\n'
+                           'MAIL_PER_HOUR="2"\n')  # fmt: skip
+    mailer = Mailer(s, holds.append, clock)
+
+    def at(offset: float, job: tuple[str, str] | None) -> None:
+        clock.now = 1000.0 + offset
+        mailer.work(job)
+
+    at(0, ("report 0", "text\n"))
+    at(100, ("report 1", "text\n"))
+    at(200, ("report 2", "text\n"))  # over the cap: held, and said at once
+    assert subjects(inbox)[-1] == "portwarden: mail rate limit reached"
+    (reopens,) = holds
+    assert abs(reopens - (time.time() + 3400)) < 5  # when report 0 leaves the hour
+    at(300, ("report 3", "text\n"))  # held; no second notice
+    assert mailer.budget.reopens_at(clock.now, 2) == clock.now + 3300
+    # The hour has room for one mail: the summary takes it, so report 4 is held, not sent.
+    at(3600, ("report 4", "text\n"))
+    assert len(holds) == 2  # a new hold began (said in the log, not in a second notice mail)
+    at(3700, None)  # report 1 leaves the hour: the summary of report 4
+    assert subjects(inbox) == [
+        "report 0",
+        "report 1",
+        "portwarden: mail rate limit reached",
+        "portwarden: 2 reports were not mailed (MAIL_PER_HOUR)",
+        "portwarden: 1 reports were not mailed (MAIL_PER_HOUR)",
+    ]
+    assert (mailer.sent, mailer.withheld, mailer.failed) == (5, 3, 0)
+
+
+@given(st.lists(st.floats(0, 3 * HOUR_S), max_size=60), st.integers(1, 5))
+def test_no_hour_has_more_than_the_cap_and_one_notice(arrivals: list[float], per_hour: int) -> None:
+    """The mail thread's use of the budget, over arrivals at any times (and the wake-ups it
+    asks for): in any sliding hour, at most `per_hour` mails and one notice."""
+    budget = MailBudget()
+    sent: list[float] = []
+    notices: list[float] = []
+    events = sorted(arrivals)
+    now = 0.0
+    while events or budget.held:
+        wake = budget.reopens_at(now, per_hour)
+        if events and (wake is None or events[0] <= wake):
+            now, report = events.pop(0), True
+        else:
+            now, report = wake or now, False
+        if budget.release(now, per_hour):
+            sent.append(now)
+        if report and budget.admit(now, per_hour):
+            sent.append(now)
+        elif report and budget.held == 1 and budget.notice_allowed(now):
+            notices.append(now)
+    for start in sent + notices:
+        assert sum(start <= t < start + HOUR_S for t in sent) <= per_hour
+        assert sum(start <= t < start + HOUR_S for t in notices) <= 1
+    assert budget.held == 0  # every held report was summarised
+
+
+def test_a_relay_that_trickles_bytes_is_cut_at_the_delivery_deadline(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SMTP_TIMEOUT (0.3 s) bounds each read; a byte every 0.1 s never trips it. The whole
+    delivery may take 3 x SMTP_TIMEOUT."""
+    silent = SilentRelay(LOOPBACK, 0, trickle=True, every_s=0.1).start()
+    started = time.monotonic()
+    with caplog.at_level(logging.ERROR, logger="portwarden"):
+        mailer = Mailer(settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{silent.port}"\n'
+                                           'SMTP_TIMEOUT="0.3"\n'))  # fmt: skip
+        mailer.start()
+        mailer.submit("a subject", "a body\n")
+        mailer.stop(wait_s=5)
+    silent.close()
+    assert (mailer.sent, mailer.failed) == (0, 1)
+    assert "failed: not delivered within 0.9 s (SMTP_TIMEOUT x 3)" in caplog.text
+    assert time.monotonic() - started < 3
+
+
+def test_mail_left_at_stop_is_counted_and_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    silent = SilentRelay(LOOPBACK, 0).start()
+    mailer = Mailer(settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{silent.port}"\n'
+                                       'SMTP_TIMEOUT="60"\n'))  # fmt: skip
+    mailer.start()
+    for n in range(3):
+        mailer.submit(f"report {n}", "text\n")
+    with caplog.at_level(logging.ERROR, logger="portwarden"):
+        mailer.stop(wait_s=0.5)
+    silent.close()
+    assert (mailer.sent, mailer.failed) == (0, 3)
+    assert caplog.messages == [
+        f"3 mails not sent: relay {LOOPBACK} port {silent.port} did not take them within 0.5 s "
+        "of the stop"
+    ]

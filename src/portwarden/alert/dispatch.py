@@ -80,7 +80,7 @@ class Alerts:
         self._lines = LineLimiter(limits.ATTACK_LINES_PER_S, limits.ATTACK_LINES_BURST)
         self._events = LineLimiter(limits.JSON_EVENTS_PER_S, limits.JSON_EVENTS_BURST)
         self._syslog, self._json = self._outputs(settings)
-        self._mailer = Mailer(settings)
+        self._mailer = Mailer(settings, self._mail_held)
         self._mailer.start()
         self._next_report = 0.0
 
@@ -92,6 +92,10 @@ class Alerts:
                             settings.event_log_keep)
                     if settings.event_log else None)  # fmt: skip
         return syslog, json_log
+
+    def stop_mail(self) -> None:
+        """Send the queued mail, within a bound (see Mailer.stop); later reports are not mailed."""
+        self._mailer.stop()
 
     def close(self) -> None:
         self._mailer.stop()
@@ -203,6 +207,16 @@ class Alerts:
         """A non-probe event (unblock, block cap, protected address): syslog and JSON."""
         self._syslog_send(f"attackalert: {message}", WARNING)
         self._event({"time": _stamp(time.time()), "event": event, **fields})
+
+    def _mail_held(self, reopens: float) -> None:
+        """MAIL_PER_HOUR began to hold reports back (called in the mail thread)."""
+        per_hour = self.settings.mail_per_hour
+        message = (f"mail rate limit reached: MAIL_PER_HOUR={per_hour}; further reports are "
+                   f"held back until {utc_stamp(reopens)}, then counted in one mail")  # fmt: skip
+        log.warning("%s", message)
+        self._syslog_send(f"adminalert: {message}", WARNING)
+        self._event({"time": _stamp(time.time()), "event": "mail-rate-limit",
+                     "per_hour": per_hour, "until": _stamp(reopens)})  # fmt: skip
 
     def delivered(self) -> dict[str, dict[str, int]]:
         """Alerts sent and dropped per path, the running mailer's included."""
