@@ -2,8 +2,9 @@
 
 # Per-source detection state. A flood of spoofed sources must not grow memory: the table holds at
 # most this many sources and evicts the one seen least recently. Measured (tests/unit/
-# test_engine.py::test_memory_is_bounded) at about 1.5 KiB per source with every port slot used
-# and its first probe kept for the end-of-scan summary, so about 24 MiB for a full table.
+# test_engine.py::test_memory_is_bounded) at about 1.8 KiB per source with every port slot used
+# and its current scan kept for the end-of-scan summary (first and last probe, its own ports),
+# so about 28 MiB for a full table.
 SOURCES_MAX = 16_384
 
 # Distinct ports remembered per source. Enough for any scandetd CountThreshold we accept; a

@@ -172,3 +172,38 @@ def test_hostile_reverse_dns_name_cannot_inject_lines(lab: Lab, syslog: SyslogRe
     assert "Fake" not in {key for key in mail}
     for line in syslog.lines + log.read_text().splitlines():
         assert "\x1b" not in line and "\x07" not in line
+
+
+def test_one_mail_per_scan_of_one_protocol(lab: Lab, start_daemon: StartDaemon,
+                                           tmp_path: Path) -> None:  # fmt: skip
+    """nmap -sS -sU is two scans: with MAIL_ON_TCP_SCAN alone, one mail, for the TCP one only,
+    with its own probes (UDP probes counted in it made a TCP mail say "UDP scan")."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    server = smtp_server(lab, lab.client.ipv4, "2528", str(inbox))
+    daemon = start_daemon("-stcp", "-sudp", conf=(
+        'MAIL_ON_TCP_SCAN="1"\nSCAN_END_QUIET="1"\nMAIL_TO="admin@example.org"\n'
+        f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2528"\n'))  # fmt: skip
+    attacker = lab.attackers[1]
+    try:
+        nmap(attacker.run, "-sS", "-sU", "-p", "T:1,11,U:7,9", lab.target.ipv4)
+        daemon.wait_for(rf"kind=scan-summary src={attacker.ipv4} \S+ proto=udp")
+        daemon.wait_for(rf"kind=scan-summary src={attacker.ipv4} \S+ proto=tcp")
+        (mail,) = wait_for_mail(inbox, 1)
+        time.sleep(0.5)  # no second mail follows
+        assert len(list(inbox.glob("*.eml"))) == 1
+    finally:
+        server.kill()
+    body = dict(line.split(":", 1) for line in mail.get_payload().strip().splitlines())
+    body = {key: value.strip() for key, value in body.items()}
+    assert (body["Protocol"], body["Scan type"]) == ("TCP", "TCP SYN/Normal scan")
+    assert (body["Probes"], body["Distinct ports"]) == ("2", "2")
+    assert {body["First port"].split()[0], body["Last port"].split()[0]} == {"1", "11"}
+    events = [json.loads(x) for x in (daemon.log_path.parent / "state" / "events.jsonl")
+              .read_text().splitlines()]  # fmt: skip
+    summaries = {e["proto"]: e for e in events if e["event"] == "scan-summary"}
+    assert set(summaries) == {"tcp", "udp"}
+    assert summaries["tcp"]["types"] == ["TCP SYN/Normal scan"]
+    assert summaries["udp"]["types"] == ["UDP scan"]
+    assert summaries["udp"]["probes"] >= 2 and summaries["tcp"]["probes"] == 2
+    daemon.stop()

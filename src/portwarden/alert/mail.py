@@ -26,10 +26,18 @@ log = logging.getLogger("portwarden")
 Job = tuple[Verdict | str, str]
 
 
+def protocol(verdict: Verdict) -> str:
+    """The summary's protocol (a scan has one); for OS probing, those its probes used."""
+    if verdict.kind == "os-summary":
+        return "+".join(sorted({"UDP" if pattern == "udp" else "TCP"
+                                for pattern in verdict.patterns}))  # fmt: skip
+    return verdict.probe.proto.value.upper()
+
+
 def subject(template: str, verdict: Verdict) -> str:
     """MAIL_SUBJECT with scandetd's macros: %p protocol, %s source, %d destination."""
     p = verdict.probe
-    values = {"p": p.proto.value.upper(), "s": str(p.src), "d": str(p.dst), "%": "%"}
+    values = {"p": protocol(verdict), "s": str(p.src), "d": str(p.dst), "%": "%"}
     out, i = [], 0
     while i < len(template):
         if template[i] == "%" and i + 1 < len(template) and template[i + 1] in values:
@@ -45,7 +53,7 @@ def body(verdict: Verdict, name: str | None, action: str) -> str:
     """Every field an administrator needs to act, one per line."""
     p, first = verdict.probe, verdict.first_probe or verdict.probe
     if verdict.kind == "os-summary":
-        kind = f"OS fingerprinting probe ({p.os_tool})"
+        kind = f"OS fingerprinting probe ({', '.join(verdict.types)})"
         detail = f"Flag patterns seen: {' '.join(verdict.patterns)}"
     else:
         kind = ", ".join(verdict.types) or p.scan
@@ -53,7 +61,7 @@ def body(verdict: Verdict, name: str | None, action: str) -> str:
     lines = [
         f"Source:          {p.src}" + (f" ({name})" if name else ""),
         f"Destination:     {p.dst}",
-        f"Protocol:        {p.proto.value.upper()}",
+        f"Protocol:        {protocol(verdict)}",
         f"Scan type:       {kind}",
         f"Mode:            {p.mode}",
         f"Started:         {local_stamp(first.seen_at)}",

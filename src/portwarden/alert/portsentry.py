@@ -41,7 +41,7 @@ def summary_line(verdict: Verdict) -> str:
     """scandetd's scan summary, with the scan types seen."""
     p = verdict.probe
     if verdict.kind == "os-summary":
-        return f"Possible {p.os_tool} OS probe from {p.src}"
+        return f"Possible {'/'.join(verdict.types)} OS probe from {p.src}"
     return f"Possible port scan from {p.src} to {p.dst} ({', '.join(verdict.types)})"
 
 
