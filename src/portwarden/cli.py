@@ -6,10 +6,12 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from portwarden import __version__, background, control, status
+from portwarden import __version__, background, control, statedir, status
+from portwarden.alert.events import write_unblocks
 from portwarden.config import ConfigError, Settings, TcpMode, UdpMode, load_settings
 from portwarden.config.defaults import SYSTEM_CONFIG
 from portwarden.config.ignore import parse_network
@@ -191,11 +193,19 @@ def _unblock(args: argparse.Namespace) -> int:
         except ValueError as error:
             print(f"portwarden: error: unblock: {error}", file=sys.stderr)
             return 2
-    # The daemon, if it runs, notices the change in the store and follows it.
+    # The daemon, if it runs, notices the change in the store, follows it and says so in its
+    # event log; if none runs, the unblock events are written here.
+    daemon_runs = statedir.in_use(settings.state_dir)
     actions = Actions(settings, Store(store_path(settings.state_dir)))
-    undone = actions.unblock_matching(network, "unblock command")
+    undone = actions.unblock_matching(network, "command")
     for record in undone:
         print(f"unblocked {record.address}")
+    if undone and not daemon_runs:
+        try:
+            write_unblocks(settings, [(r.address, time.time()) for r in undone], "command")
+        except OSError as error:
+            print(f"portwarden: warning: event log {settings.event_log}: {error.strerror}",
+                  file=sys.stderr)  # fmt: skip
     if args.all:
         try:
             if actions.nft().drop_table():

@@ -96,6 +96,10 @@ AUDIT_CONNECT_TIMEOUT_S = 1.0
 # opened by a local user) is audited on the first this many, with a warning.
 AUDIT_SOCKETS_MAX = 65_536
 
+# Unblocks reported one by one (log, syslog, JSON) when the loop sees blocks end; past it (an
+# `unblock --all` of thousands) one line gives their number, so the loop is not held up.
+UNBLOCKS_REPORTED_MAX = 100
+
 # Audit findings reported per check (log, syslog, JSON, mail, status); the rest are counted in
 # one line. A local user who opens thousands of sockets must not flood every alert path.
 AUDIT_FINDINGS_REPORTED_MAX = 100

@@ -67,6 +67,12 @@ def test_scanner_is_cut_off_benign_client_is_not_and_unblock_restores(
     # More probes: "already blocked" once, not once per packet (the set drops them anyway).
     result = portwarden(lab.target, daemon, "unblock", addr(attacker, family))
     assert result.returncode == 0 and f"unblocked {addr(attacker, family)}" in result.stdout
+    # The running daemon sees the block end and says so, in its log and its event log.
+    daemon.wait_for(rf"unblock address={addr(attacker, family)} by=command")
+    events = Path(daemon.log_path.parent, "state", "events.jsonl").read_text().splitlines()
+    assert {"event": "unblock", "src": addr(attacker, family), "by": "command"}.items() <= [
+        json.loads(e) for e in events if '"unblock"' in e
+    ][-1].items()
     assert can_connect(attacker, target, SERVICE)
     assert nft_elements(lab.target) == set()
     assert Path(daemon.log_path.parent, "state", "portsentry.blocked").read_text() == ""

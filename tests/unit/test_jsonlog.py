@@ -46,16 +46,16 @@ def test_reopen_follows_logrotate_and_keeps_the_old_file_if_it_cannot(tmp_path: 
     conf.write_text(f'STATE_DIR="{tmp_path}"\nSYSLOG_SOCKET=""\n')
     alerts = Alerts(load_settings(conf))
     path = tmp_path / "events.jsonl"
-    alerts.notice("table-lost", "one")
+    alerts.table_lost()
     path.rename(tmp_path / "events.jsonl.1")
     alerts.reopen()  # what a SIGHUP does, even when the new configuration is refused
-    alerts.notice("table-lost", "two")
+    alerts.table_lost()
     assert len(path.read_text().splitlines()) == 1
     assert len((tmp_path / "events.jsonl.1").read_text().splitlines()) == 1
     path.unlink()
     path.symlink_to(tmp_path / "elsewhere")  # cannot be opened (O_NOFOLLOW)
     alerts.reopen()
-    alerts.notice("table-lost", "three")
+    alerts.table_lost()
     alerts.close()
     assert not (tmp_path / "elsewhere").exists()
     assert alerts.delivered()["dropped"]["json"] == 0

@@ -14,6 +14,7 @@ from typing import Any
 
 from portwarden import limits
 from portwarden.alert import portsentry
+from portwarden.alert.events import probe_event, stamp, summary_event, unblock_event
 from portwarden.alert.jsonlog import JsonLog
 from portwarden.alert.line import LineLimiter, verdict_line
 from portwarden.alert.mail import Mailer
@@ -25,29 +26,6 @@ from portwarden.store.db import BlockRecord
 from portwarden.text import utc_stamp
 
 log = logging.getLogger("portwarden")
-
-
-def _stamp(epoch: float) -> str:
-    return utc_stamp(epoch) if epoch else ""
-
-
-def verdict_event(verdict: Verdict) -> dict[str, Any]:
-    p = verdict.probe
-    event: dict[str, Any] = {
-        "time": _stamp(p.seen_at), "event": verdict.kind, "src": str(p.src), "dst": str(p.dst),
-        "proto": p.proto.value, "port": p.dport, "sport": p.sport, "mode": p.mode,
-        "type": p.scan, "flags": p.flags, "probes": verdict.probes, "ports": verdict.ports,
-        "first": verdict.first, "ip_options": p.ip_options,
-    }  # fmt: skip
-    if p.os_tool:
-        event["os_tool"] = p.os_tool
-    if verdict.patterns:
-        event["patterns"] = list(verdict.patterns)
-    if verdict.kind == "scan-summary" and verdict.first_probe is not None:
-        event.update(started=_stamp(verdict.first_probe.seen_at), last_seen=_stamp(p.seen_at),
-                     first_port=verdict.first_probe.dport, last_port=p.dport,
-                     types=list(verdict.types))  # fmt: skip
-    return event
 
 
 class Delivery:
@@ -80,7 +58,7 @@ class Alerts:
         self._lines = LineLimiter(limits.ATTACK_LINES_PER_S, limits.ATTACK_LINES_BURST)
         self._events = LineLimiter(limits.JSON_EVENTS_PER_S, limits.JSON_EVENTS_BURST)
         self._syslog, self._json = self._outputs(settings)
-        self._mailer = Mailer(settings, self._mail_held)
+        self._mailer = Mailer(settings, self.mail_held)
         self._mailer.start()
         self._next_report = 0.0
 
@@ -136,7 +114,7 @@ class Alerts:
         p = verdict.probe
         if verdict.kind in ("scan-summary", "os-summary"):
             self._syslog_send(portsentry.summary_line(verdict), WARNING)
-            self._event({**verdict_event(verdict), "action": action})
+            self._event(summary_event(verdict, action, time.time()))
             log.warning("%s action=%s", verdict_line(verdict), action.replace(" ", "_"))
             if self._mailer.wants(verdict):
                 self._mailer.submit(verdict, action)
@@ -155,7 +133,7 @@ class Alerts:
             self._syslog_send(portsentry.details_line(p), INFO)
         if verdict.first or verdict.kind == "os-probe":
             if self._events.allow(now):
-                self._event(verdict_event(verdict))
+                self._event(probe_event(verdict))
             else:
                 self.delivery.add("json", "dropped")
 
@@ -169,7 +147,7 @@ class Alerts:
             log.warning("attack lines suppressed: %d in the last second (rate limit %d/s)",
                         refused, limits.ATTACK_LINES_PER_S)  # fmt: skip
             self._syslog_send(f"attackalert: {refused} more alerts suppressed (rate limit)")
-            self._event({"time": _stamp(time.time()), "event": "suppressed", "count": refused})
+            self._event({"time": stamp(time.time()), "event": "suppressed", "count": refused})
 
     def audit(self, findings: Sequence[Finding], when: float) -> None:
         """An audit's findings: one log, syslog and JSON line each, one mail for all. At most
@@ -178,13 +156,13 @@ class Alerts:
         for finding in shown:
             log.warning("audit %s", finding.line())
             self._syslog_send(f"audit: {finding.line()}", SEVERITIES[finding.severity])
-            self._event({"time": _stamp(when), **finding.event()})
+            self._event({"time": stamp(when), **finding.event()})
         more = len(findings) - len(shown)
         if more:
             message = f"audit: {more} more findings not shown (portwarden audit --json lists all)"
             log.warning("%s", message)
             self._syslog_send(message, WARNING)
-            self._event({"time": _stamp(when), "event": "audit-suppressed", "count": more})
+            self._event({"time": stamp(when), "event": "audit-suppressed", "count": more})
         if findings and self.settings.mail_on_audit:
             lines = "\n".join([finding.line() for finding in shown]
                               + ([f"... and {more} more"] if more else []))  # fmt: skip
@@ -195,28 +173,53 @@ class Alerts:
         how = ", ".join(f"{a.kind}" for a in record.actions if a.status == "done") or "nothing"
         self._syslog_send(portsentry.blocked_line(record.address, how), WARNING)
         actions = [{"kind": a.kind, "status": a.status} for a in record.actions]
-        self._event({"time": _stamp(record.since), "event": "block", "src": record.address,
+        self._event({"time": stamp(record.since), "event": "block", "src": record.address,
                      "port": record.port, "proto": record.proto, "mode": record.mode,
-                     "reason": record.reason, "until": _stamp(record.until or 0) or None,
+                     "reason": record.reason, "until": stamp(record.until or 0) or None,
                      "offence": record.offence, "actions": actions})  # fmt: skip
 
     def already_blocked(self, address: str) -> None:
         self._syslog_send(portsentry.already_blocked_line(address))
 
-    def notice(self, event: str, message: str, **fields: Any) -> None:
-        """A non-probe event (unblock, block cap, protected address): syslog and JSON."""
-        self._syslog_send(f"attackalert: {message}", WARNING)
-        self._event({"time": _stamp(time.time()), "event": event, **fields})
+    def unblocked(self, address: str, by: str, when: float) -> None:
+        """A block ended: by expiry, the unblock command, or at stop (UNBLOCK_ON_STOP)."""
+        self._notice(f"Host {address} unblocked: {by}", unblock_event(address, by, when))
 
-    def _mail_held(self, reopens: float) -> None:
+    def unblocks_not_shown(self, count: int, when: float) -> None:
+        """Past limits.UNBLOCKS_REPORTED_MAX at once (`unblock --all`): only their number."""
+        self._notice(
+            f"{count} more hosts unblocked",
+            {"time": stamp(when), "event": "unblock-suppressed", "count": count},
+        )
+
+    def block_cap(self, per_minute: int) -> None:
+        self._notice("block rate cap reached; detection goes on",
+                     {"time": stamp(time.time()), "event": "block-cap",
+                      "per_minute": per_minute})  # fmt: skip
+
+    def not_blocking(self, address: str) -> None:
+        self._notice(
+            f"Host {address} is a gateway or name server: not blocked",
+            {"time": stamp(time.time()), "event": "not-blocking", "src": address},
+        )
+
+    def table_lost(self) -> None:
+        self._notice("nftables table inet portwarden was removed; putting the active blocks back",
+                     {"time": stamp(time.time()), "event": "table-lost"})  # fmt: skip
+
+    def _notice(self, message: str, event: dict[str, Any]) -> None:
+        self._syslog_send(f"attackalert: {message}", WARNING)
+        self._event(event)
+
+    def mail_held(self, reopens: float) -> None:
         """MAIL_PER_HOUR began to hold reports back (called in the mail thread)."""
         per_hour = self.settings.mail_per_hour
         message = (f"mail rate limit reached: MAIL_PER_HOUR={per_hour}; further reports are "
                    f"held back until {utc_stamp(reopens)}, then counted in one mail")  # fmt: skip
         log.warning("%s", message)
         self._syslog_send(f"adminalert: {message}", WARNING)
-        self._event({"time": _stamp(time.time()), "event": "mail-rate-limit",
-                     "per_hour": per_hour, "until": _stamp(reopens)})  # fmt: skip
+        self._event({"time": stamp(time.time()), "event": "mail-rate-limit",
+                     "per_hour": per_hour, "until": stamp(reopens)})  # fmt: skip
 
     def delivered(self) -> dict[str, dict[str, int]]:
         """Alerts sent and dropped per path, the running mailer's included."""

@@ -90,14 +90,8 @@ class ActionWorker(threading.Thread):
                         self._alerts.blocked(record)
                 elif kind == "put-back-nft":
                     self._put_back(actions)
-                elif kind == "expire":
-                    expired = actions.expire(time.time())
-                    for record in expired:
-                        log.info("unblock address=%s by=expired", record.address)
-                        self._alerts.notice("unblock", f"Host {record.address} unblocked: expired",
-                                            src=record.address, by="expired")  # fmt: skip
-                    if expired:
-                        actions.write_files()
+                elif kind == "expire" and actions.expire(time.time()):
+                    actions.write_files()  # the loop sees the ended blocks and says so
             except Exception:  # one failing action must never stop the others
                 log.exception("action %s failed", kind)
 
@@ -125,6 +119,7 @@ class ResponsePolicy:
         self._store = Store(store_path)
         self._worker = ActionWorker(settings, store_path, alerts)
         self._active: set[str] = set()
+        self._stored: set[str] = set()  # active in the store at the last sync
         self._in_flight: set[str] = set()  # submitted to the worker, not finished
         self._next_expiry: float | None = None
         self._version = -1
@@ -152,6 +147,7 @@ class ResponsePolicy:
 
     def start(self) -> int:
         """Re-apply the active blocks in one batch, then start the worker. Returns their count."""
+        self._stored = self._store.active_addresses()  # those that restore ends are said
         restored = self._actions.restore()
         self.refresh()
         self._worker.start()
@@ -164,6 +160,7 @@ class ResponsePolicy:
             if self._worker.is_alive():
                 log.error("the action worker did not finish within %d s; what it was doing "
                           "(see above) may be incomplete", STOP_WAIT_S)  # fmt: skip
+            self._sync()  # UNBLOCK_ON_STOP: the blocks it ended are said
         self._store.close()
 
     def reconfigure(self, settings: Settings) -> None:
@@ -194,8 +191,7 @@ class ResponsePolicy:
             return
         log.warning("nftables table inet portwarden was removed (a firewall reload that "
                     "flushes the ruleset?); putting the active blocks back")  # fmt: skip
-        self._alerts.notice("table-lost", "nftables table inet portwarden was removed; "
-                            "putting the active blocks back")  # fmt: skip
+        self._alerts.table_lost()
         worker.putting_back.set()
         if not self._submit("put-back-nft", None):
             worker.putting_back.clear()
@@ -211,9 +207,25 @@ class ResponsePolicy:
             return
         self._version = version
         active = self._store.active()
-        self._active = {r.address for r in active} | self._in_flight
+        stored = {r.address for r in active}
+        self._announce_unblocks(self._stored - stored)
+        self._stored = stored
+        self._active = stored | self._in_flight
         self._announced &= self._active
         self._next_expiry = min((r.until for r in active if r.until is not None), default=None)
+
+    def _announce_unblocks(self, addresses: set[str]) -> None:
+        """Blocks that ended since the last sync, whoever ended them (expiry in the worker, the
+        `unblock` command in another process, UNBLOCK_ON_STOP): one line and event each, at most
+        limits.UNBLOCKS_REPORTED_MAX at once (`unblock --all`), then their number."""
+        shown = sorted(addresses)[: limits.UNBLOCKS_REPORTED_MAX]
+        for address in shown:
+            when, by = self._store.last_end(address) or (time.time(), "unknown")
+            log.info("unblock address=%s by=%s", address, by)
+            self._alerts.unblocked(address, by, when)
+        if len(addresses) > len(shown):
+            log.info("unblock: %d more addresses", len(addresses) - len(shown))
+            self._alerts.unblocks_not_shown(len(addresses) - len(shown), time.time())
 
     def tick(self, now: float) -> None:
         self._sync()
@@ -253,8 +265,7 @@ class ResponsePolicy:
                     "(PROTECT_GATEWAYS/PROTECT_NAMESERVERS=0 allow it)",
                     address,
                 )
-                self._alerts.notice("not-blocking", f"Host {address} is a gateway or name "
-                                    "server: not blocked", src=address)  # fmt: skip
+                self._alerts.not_blocking(address)
             return
         if not self._within_cap(verdict):
             if not self._suppressed:
@@ -263,8 +274,7 @@ class ResponsePolicy:
                     "blocks resume when the rate falls",
                     self.settings.blocks_per_minute,
                 )
-                self._alerts.notice("block-cap", "block rate cap reached; detection goes on",
-                                    per_minute=self.settings.blocks_per_minute)  # fmt: skip
+                self._alerts.block_cap(self.settings.blocks_per_minute)
             self._suppressed += 1
             return
         (self._recent if verdict.ports < _STRONG_PORTS else self._strong).append(now)

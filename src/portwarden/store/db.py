@@ -147,6 +147,13 @@ class Store:
                 (when, by, block_id))  # fmt: skip
         return cursor.rowcount == 1
 
+    def last_end(self, address: str) -> tuple[float, str] | None:
+        """When and by what (expired, command, stop) the address's latest ended block ended."""
+        row = self._db.execute(
+            "SELECT ended, ended_by FROM blocks WHERE address = ? AND ended IS NOT NULL"
+            " ORDER BY ended DESC LIMIT 1", (address,)).fetchone()  # fmt: skip
+        return None if row is None else (row[0], row[1])
+
     def active(self) -> list[BlockRecord]:
         rows = self._db.execute(
             f"SELECT {_COLUMNS} FROM blocks WHERE ended IS NULL ORDER BY since, id"
