@@ -16,6 +16,7 @@ import pytest
 from portwarden.lab.network import Lab
 from tests.e2e.conftest import StartDaemon, nmap
 from tests.lab.daemon import start_with_hosts_file
+from tests.lab.services import can_connect
 from tests.lab.syslogd import SyslogReceiver
 from tests.lab.tls import make_relay_certificate
 
@@ -207,3 +208,50 @@ def test_one_mail_per_scan_of_one_protocol(lab: Lab, start_daemon: StartDaemon,
     assert summaries["udp"]["types"] == ["UDP scan"]
     assert summaries["udp"]["probes"] >= 2 and summaries["tcp"]["probes"] == 2
     daemon.stop()
+
+
+_SEND_UDP = """
+import socket, sys
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    for _ in range(3):
+        s.sendto(b"x", (sys.argv[1], int(sys.argv[2])))
+"""
+
+
+def test_portsentry_lines_in_stealth_modes(lab: Lab, start_daemon: StartDaemon,
+                                           syslog: SyslogReceiver) -> None:  # fmt: skip
+    """Word for word as PortSentry 1.2's stealth modes write them. BLOCK_TCP=2 (the command
+    only) leaves the traffic alone, so a blocked scanner's later probes are still seen."""
+    start_daemon("-stcp", "-sudp", conf=(
+        f'SYSLOG_SOCKET="{syslog.path}"\nBLOCK_TCP="2"\nKILL_RUN_CMD="/bin/true"\n'))  # fmt: skip
+    scanner, prober, udp = (a.ipv4 for a in lab.attackers)
+    target = lab.target.ipv4
+    nmap(lab.attackers[0].run, "-sS", "-p", "1,11,15", target)
+    syslog.wait_for(rf"attackalert: TCP SYN/Normal scan from host: {scanner}/{scanner} to TCP "
+                    r"port: (1|11|15)$")  # fmt: skip
+    syslog.wait_for(rf"attackalert: Host: {scanner}/{scanner} is already blocked Ignoring$")
+    # A SYN+FIN: a queso-style OS probe, and a packet PortSentry calls "Unknown Type".
+    lab.attackers[1].run(["hping3", "-c", "1", "-S", "-F", "-p", "11", target], check=False)
+    syslog.wait_for(rf"attackalert: OS fingerprinting probe \(queso\) from host: {prober}/"
+                    rf"{prober} to TCP port: 11$")  # fmt: skip
+    syslog.wait_for(r"attackalert: Unknown Type: TCP Packet Flags: SYN: 1 FIN: 1 ACK: 0 PSH: 0 "
+                    rf"URG: 0 RST: 0 from host: {prober}/{prober} to TCP port: 11$")  # fmt: skip
+    syslog.wait_for(rf"detail: TCP odd-flags scan \(FIN\+SYN\) from {prober} to TCP port 11$")
+    nmap(lab.attackers[2].run, "-sU", "-p", "7", target)
+    syslog.wait_for(rf"attackalert: UDP scan from host: {udp}/{udp} to UDP port: 7$")
+    # "already blocked" once per block, not once per probe.
+    assert sum("is already blocked" in line and scanner in line for line in syslog.lines) == 1
+
+
+def test_portsentry_lines_in_classic_modes(lab: Lab, start_daemon: StartDaemon,
+                                           syslog: SyslogReceiver) -> None:  # fmt: skip
+    start_daemon("-tcp", "-udp", conf=(
+        f'SYSLOG_SOCKET="{syslog.path}"\nBLOCK_UDP="2"\nKILL_RUN_CMD="/bin/true"\n'))  # fmt: skip
+    attacker, target = lab.attackers[0], lab.target.ipv4
+    can_connect(attacker, target, 31337)  # accepted, then closed at once
+    syslog.wait_for(rf"attackalert: Connect from host: {attacker.ipv4}/{attacker.ipv4} to TCP "
+                    r"port: 31337$")  # fmt: skip
+    attacker.run([sys.executable, "-c", _SEND_UDP, target, "31337"])
+    syslog.wait_for(rf"attackalert: Connect from host: {attacker.ipv4}/{attacker.ipv4} to UDP "
+                    r"port: 31337$")  # fmt: skip
+    syslog.wait_for(rf"attackalert: Host: {attacker.ipv4} is already blocked\. Ignoring$")

@@ -125,6 +125,9 @@ class Alerts:
         self.delivery.add("log", "sent")
         log.warning("%s", verdict_line(verdict))
         self._syslog_send(portsentry.attack_line(verdict))
+        detail = portsentry.detail_line(verdict)
+        if detail is not None:
+            self._syslog_send(detail)
         if p.ip_options:
             self._syslog_send(portsentry.ip_options_line(p))
         if self.settings.log_connections:
@@ -178,8 +181,8 @@ class Alerts:
                      "reason": record.reason, "until": stamp(record.until or 0) or None,
                      "offence": record.offence, "actions": actions})  # fmt: skip
 
-    def already_blocked(self, address: str) -> None:
-        self._syslog_send(portsentry.already_blocked_line(address))
+    def already_blocked(self, address: str, mode: str) -> None:
+        self._syslog_send(portsentry.already_blocked_line(address, mode))
 
     def unblocked(self, address: str, by: str, when: float) -> None:
         """A block ended: by expiry, the unblock command, or at stop (UNBLOCK_ON_STOP)."""

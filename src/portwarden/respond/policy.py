@@ -255,7 +255,7 @@ class ResponsePolicy:
             if address not in self._announced:
                 self._announced.add(address)
                 log.info("already-blocked address=%s", address)
-                self._alerts.already_blocked(address)
+                self._alerts.already_blocked(address, probe.mode)
             return
         if probe.src in self._protected:
             if address not in self._refused:
