@@ -210,8 +210,8 @@ class Daemon:
         except Exception:  # noqa: BLE001 - a snapshot must never stop the daemon
             log.exception("saving the audit snapshot failed")
 
-    def _counters(self, delivered: dict[str, dict[str, int]]) -> dict[str, int]:
-        """The daemon's counters; `delivered` is what the alert paths report."""
+    def _counters(self) -> dict[str, int]:
+        """The daemon's counters (the alert paths count for themselves: Alerts.delivered)."""
         return {
             "start_time": int(self._started),
             "packets_read": self._probes,
@@ -220,8 +220,6 @@ class Daemon:
             "os_probes": self._os_probes,
             "blocks": self._policy.blocks_made,
             "blocks_active": self._policy.blocks_active,
-            "alerts_sent": sum(delivered["sent"].values()),
-            "alerts_dropped": sum(delivered["dropped"].values()),
             "sources_tracked": len(self._engine),
             "sources_evicted": self._engine.evicted,
             "audit_findings": self._audit_findings,
@@ -229,15 +227,13 @@ class Daemon:
 
     def _publish_metrics(self) -> None:
         if self._metrics is not None:
-            delivered = self._alerts.delivered()
-            self._metrics.publish(self._counters(delivered), delivered)
+            self._metrics.publish(self._counters(), self._alerts.delivered())
 
     def _status(self) -> dict[str, Any]:
-        delivered = self._alerts.delivered()
         return status.collect(
             started=self._started, settings=self.settings, sensors=self._sensors,
-            addresses=self._host.addresses, engine=self._engine,
-            counters=self._counters(delivered), alerts=delivered, store=self._policy.store,
+            addresses=self._host.addresses, engine=self._engine, counters=self._counters(),
+            alerts=self._alerts.delivered(), store=self._policy.store,
             blocked=self._policy.blocked_addresses(), audit=self._last_audit,
         )  # fmt: skip
 

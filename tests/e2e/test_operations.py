@@ -71,12 +71,20 @@ def test_status_and_metrics_count_what_was_sent(lab: Lab, start_daemon: StartDae
                      (7, "udp"): 1, (9, "udp"): 1}  # fmt: skip
     counters = found["counters"]
     assert (counters["probes"], counters["scans"], counters["blocks"]) == (6, 2, 0)
-    assert counters["alerts_sent"] >= 6 and counters["alerts_dropped"] == 0
+    # Per path: the JSON log has each scanner's first probe and its summary; syslog is off.
+    assert found["alerts"] == {
+        "sent": {"syslog": 0, "json": 4, "mail": 0},
+        "dropped": {path: {"rate_limit": 0, "error": 0} for path in ("syslog", "json", "mail")},
+    }
     assert found["blocks"]["active"] == 0
     assert found["audit"]["open_ports"] == 0 and found["audit"]["findings"] == []
 
     text = portwarden(lab, daemon, "status").stdout
     assert "portwarden is running" in text and tcp_scanner.ipv4 in text and "79/tcp" in text
+    assert "Alerts (syslog lines, JSON events, mails)" in text
+    assert [line.split() for line in text.splitlines() if line.startswith("  json ")] == [
+        ["json", "4", "0", "0"]
+    ]
 
     deadline = time.monotonic() + 5  # the page is rebuilt once a second
     while (metrics := scrape(lab))["portwarden_probes_total"] != 6:
@@ -85,8 +93,11 @@ def test_status_and_metrics_count_what_was_sent(lab: Lab, start_daemon: StartDae
     assert metrics["portwarden_scans_total"] == 2
     assert metrics["portwarden_blocks_active"] == 0
     assert metrics["portwarden_sources_tracked"] == 2
-    assert metrics["portwarden_alerts_dropped_total{path=log}"] == 0
-    assert metrics["portwarden_alerts_sent_total{path=json}"] >= 4  # 2 scans, 2 summaries
+    assert metrics["portwarden_alerts_sent_total{path=json}"] == 4  # 2 scans, 2 summaries
+    assert metrics["portwarden_alerts_sent_total{path=mail}"] == 0
+    for path in ("syslog", "json", "mail"):
+        for reason in ("rate_limit", "error"):
+            assert metrics[f"portwarden_alerts_dropped_total{{path={path},reason={reason}}}"] == 0
     assert abs(metrics["portwarden_start_time_seconds"] - time.time()) < 600
 
     # The control socket is for root only.

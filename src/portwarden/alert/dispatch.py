@@ -2,6 +2,7 @@
 
 Each path is contained: one that fails is counted and logged, never stops the others, and
 never raises into the loop. Probe-level output is rate-limited; summaries and actions are not.
+What syslog, the JSON log and mail delivered, and dropped (rate limit or error), is counted.
 """
 
 import logging
@@ -28,26 +29,30 @@ from portwarden.text import utc_stamp
 log = logging.getLogger("portwarden")
 
 
+PATHS = ("syslog", "json", "mail")  # units: syslog lines, JSON events, mails
+REASONS = ("rate_limit", "error")  # why an alert was dropped
+
+
 class Delivery:
-    """What each alert path delivered or dropped since start; the loop and the action worker
-    both count, hence the lock."""
+    """What each alert path delivered or dropped since start; the loop, the action worker and
+    the mail thread all count, hence the lock."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[tuple[str, str]] = Counter()
 
     def add(self, path: str, outcome: str, count: int = 1) -> None:
-        """path: syslog, mail, json, log; outcome: sent or dropped."""
+        """path: one of PATHS; outcome: "sent" or one of REASONS."""
         if count:
             with self._lock:
                 self._counts[path, outcome] += count
 
-    def counts(self) -> dict[str, dict[str, int]]:
-        """{"sent": {path: n}, "dropped": {path: n}} for every path."""
+    def counts(self) -> dict[str, dict[str, Any]]:
+        """{"sent": {path: n}, "dropped": {path: {reason: n}}} for every path."""
         with self._lock:
-            return {outcome: {path: self._counts[path, outcome]
-                              for path in ("log", "syslog", "json", "mail")}
-                    for outcome in ("sent", "dropped")}  # fmt: skip
+            return {"sent": {path: self._counts[path, "sent"] for path in PATHS},
+                    "dropped": {path: {reason: self._counts[path, reason] for reason in REASONS}
+                                for path in PATHS}}  # fmt: skip
 
 
 class Alerts:
@@ -119,11 +124,22 @@ class Alerts:
             if self._mailer.wants(verdict):
                 self._mailer.submit(verdict, action)
             return
-        if not self._lines.allow(now):
-            self.delivery.add("log", "dropped")
-            return
-        self.delivery.add("log", "sent")
-        log.warning("%s", verdict_line(verdict))
+        if self._lines.allow(now):
+            log.warning("%s", verdict_line(verdict))
+            self._probe_lines(verdict)
+        elif self._syslog is not None:  # counted, not formatted: this is the flood's path
+            lines = (1 + p.ip_options + self.settings.log_connections + self.settings.log_details
+                     + (portsentry.detail_line(verdict) is not None))  # fmt: skip
+            self.delivery.add("syslog", "rate_limit", lines)
+        if verdict.first or verdict.kind == "os-probe":  # the JSON log has a limit of its own
+            if self._events.allow(now):
+                self._event(probe_event(verdict))
+            elif self._json is not None:
+                self.delivery.add("json", "rate_limit")
+
+    def _probe_lines(self, verdict: Verdict) -> None:
+        """A probe's syslog lines: PortSentry's, our detail, and scandetd's if configured."""
+        p = verdict.probe
         self._syslog_send(portsentry.attack_line(verdict))
         detail = portsentry.detail_line(verdict)
         if detail is not None:
@@ -134,11 +150,6 @@ class Alerts:
             self._syslog_send(portsentry.connection_line(p), INFO)
         if self.settings.log_details:
             self._syslog_send(portsentry.details_line(p), INFO)
-        if verdict.first or verdict.kind == "os-probe":
-            if self._events.allow(now):
-                self._event(probe_event(verdict))
-            else:
-                self.delivery.add("json", "dropped")
 
     def tick(self, now: float) -> None:
         """Once a second: how much the rate limits held back."""
@@ -224,17 +235,18 @@ class Alerts:
         self._event({"time": stamp(time.time()), "event": "mail-rate-limit",
                      "per_hour": per_hour, "until": stamp(reopens)})  # fmt: skip
 
-    def delivered(self) -> dict[str, dict[str, int]]:
-        """Alerts sent and dropped per path, the running mailer's included."""
+    def delivered(self) -> dict[str, dict[str, Any]]:
+        """Alerts sent and dropped per path and reason (Delivery.counts), the mailer's included."""
         counts = self.delivery.counts()
         counts["sent"]["mail"] += self._mailer.sent
-        counts["dropped"]["mail"] += self._mailer.failed + self._mailer.withheld
+        counts["dropped"]["mail"]["error"] += self._mailer.failed
+        counts["dropped"]["mail"]["rate_limit"] += self._mailer.withheld
         return counts
 
     def _syslog_send(self, message: str, severity: int = 5) -> None:
         if self._syslog is not None:
             sent = self._syslog.send(message, severity)
-            self.delivery.add("syslog", "sent" if sent else "dropped")
+            self.delivery.add("syslog", "sent" if sent else "error")
 
     def _event(self, event: dict[str, Any]) -> None:
         if self._json is None:
@@ -243,5 +255,5 @@ class Alerts:
             self._json.write(event)
             self.delivery.add("json", "sent")
         except OSError as error:
-            self.delivery.add("json", "dropped")
+            self.delivery.add("json", "error")
             log.error("JSON event log %s: %s", self.settings.event_log, error.strerror)
