@@ -120,6 +120,8 @@ class Daemon:
                 self._audit.stop()
                 while self._audit.results:  # checks done but not reported yet
                     self._report_audit(self._audit.results.popleft())
+            # Queued mail is sent now (or counted as not sent), so the last status counts it.
+            self._alerts.stop_mail()
             if self._running:  # a start that failed must not overwrite the last good status
                 self._save_snapshot()
             self._stop_sensors()
@@ -203,9 +205,7 @@ class Daemon:
 
     def _report_audit(self, outcome: Outcome) -> None:
         if isinstance(outcome, Unchecked):
-            message = f"audit: nothing was checked: {outcome.reason}"
-            log.error("%s", message)
-            self._alerts.notice("audit-unchecked", message, reason=outcome.reason)
+            self._alerts.audit_unchecked(outcome.reason, outcome.time)
             self._last_audit = unchecked_summary(outcome.time, outcome.reason)
             self._save_audit_snapshot(outcome.time, self._last_audit)
             return
@@ -227,8 +227,8 @@ class Daemon:
         except Exception:  # noqa: BLE001 - a snapshot must never stop the daemon
             log.exception("saving the audit snapshot failed")
 
-    def _counters(self, delivered: dict[str, dict[str, int]]) -> dict[str, int]:
-        """The daemon's counters; `delivered` is what the alert paths report."""
+    def _counters(self) -> dict[str, int]:
+        """The daemon's counters (the alert paths count for themselves: Alerts.delivered)."""
         return {
             "start_time": int(self._started),
             "packets_read": self._probes,
@@ -237,8 +237,6 @@ class Daemon:
             "os_probes": self._os_probes,
             "blocks": self._policy.blocks_made,
             "blocks_active": self._policy.blocks_active,
-            "alerts_sent": sum(delivered["sent"].values()),
-            "alerts_dropped": sum(delivered["dropped"].values()),
             "sources_tracked": len(self._engine),
             "sources_evicted": self._engine.evicted,
             "audit_findings": self._audit_findings,
@@ -246,15 +244,13 @@ class Daemon:
 
     def _publish_metrics(self) -> None:
         if self._metrics is not None:
-            delivered = self._alerts.delivered()
-            self._metrics.publish(self._counters(delivered), delivered)
+            self._metrics.publish(self._counters(), self._alerts.delivered())
 
     def _status(self) -> dict[str, Any]:
-        delivered = self._alerts.delivered()
         return status.collect(
             started=self._started, settings=self.settings, sensors=self._sensors,
-            addresses=self._host.addresses, engine=self._engine,
-            counters=self._counters(delivered), alerts=delivered, store=self._policy.store,
+            addresses=self._host.addresses, engine=self._engine, counters=self._counters(),
+            alerts=self._alerts.delivered(), store=self._policy.store,
             blocked=self._policy.blocked_addresses(), audit=self._last_audit,
         )  # fmt: skip
 
@@ -331,6 +327,7 @@ class Daemon:
             self._alerts.reconfigure(fresh)  # opens the new outputs first: may refuse
         except (ConfigError, OSError) as error:
             log.error("reload refused, old configuration stays in force: %s", error)
+            self._alerts.reopen()
             service.notify(f"READY=1\nSTATUS=reload refused: {error}")
             return
         for warning in fresh.warnings:

@@ -2,8 +2,9 @@
 
 # Per-source detection state. A flood of spoofed sources must not grow memory: the table holds at
 # most this many sources and evicts the one seen least recently. Measured (tests/unit/
-# test_engine.py::test_memory_is_bounded) at about 1.5 KiB per source with every port slot used
-# and its first probe kept for the end-of-scan summary, so about 24 MiB for a full table.
+# test_engine.py::test_memory_is_bounded) at about 1.8 KiB per source with every port slot used
+# and its current scan kept for the end-of-scan summary (first and last probe, its own ports),
+# so about 28 MiB for a full table.
 SOURCES_MAX = 16_384
 
 # Distinct ports remembered per source. Enough for any scandetd CountThreshold we accept; a
@@ -69,6 +70,14 @@ FREE_PORTS_CACHED_MAX = 65_536
 # Mails waiting for the mail worker; a dead relay can hold back at most this many.
 MAIL_QUEUE_MAX = 100
 
+# One delivery (connect, STARTTLS, login, every command and the message) may take at most this
+# many SMTP_TIMEOUT in all: SMTP_TIMEOUT bounds each socket operation, and a relay that trickles
+# a byte now and then would otherwise hold the mail thread, and every mail behind it, for ever.
+MAIL_DELIVERY_TIMEOUTS = 3
+
+# The longest a stop waits for queued mail to be sent; what is left is counted and said.
+MAIL_STOP_WAIT_S = 15.0
+
 # JSON probe events written per second (summaries, blocks and caps are always written).
 JSON_EVENTS_PER_S = 200
 JSON_EVENTS_BURST = 1_000
@@ -92,6 +101,10 @@ AUDIT_CONNECT_TIMEOUT_S = 1.0
 # Sockets read from the kernel's tables per audit: a host with more (a flood of UDP sockets
 # opened by a local user) is audited on the first this many, with a warning.
 AUDIT_SOCKETS_MAX = 65_536
+
+# Unblocks reported one by one (log, syslog, JSON) when the loop sees blocks end; past it (an
+# `unblock --all` of thousands) one line gives their number, so the loop is not held up.
+UNBLOCKS_REPORTED_MAX = 100
 
 # Audit findings reported per check (log, syslog, JSON, mail, status); the rest are counted in
 # one line. A local user who opens thousands of sockets must not flood every alert path.

@@ -99,9 +99,16 @@ def test_scanner_is_cut_off_benign_client_is_not_and_unblock_restores(
     assert addr(attacker, family) in listing and "TCP SYN/Normal scan (tcp" in listing
     blocked_file = Path(daemon.log_path.parent, "state", "portsentry.blocked.stcp").read_text()
     assert f"/{addr(attacker, family)} Port: " in blocked_file and " TCP Blocked" in blocked_file
-    # More probes: "already blocked" once, not once per packet (the set drops them anyway).
+    # Its later probes never reach the sensors (the set drops them), so no "already blocked"
+    # line here: test_alerts.py checks that line with a block that lets probes through.
     result = portwarden(lab.target, daemon, "unblock", addr(attacker, family))
     assert result.returncode == 0 and f"unblocked {addr(attacker, family)}" in result.stdout
+    # The running daemon sees the block end and says so, in its log and its event log.
+    daemon.wait_for(rf"unblock address={addr(attacker, family)} by=command")
+    events = Path(daemon.log_path.parent, "state", "events.jsonl").read_text().splitlines()
+    assert {"event": "unblock", "src": addr(attacker, family), "by": "command"}.items() <= [
+        json.loads(e) for e in events if '"unblock"' in e
+    ][-1].items()
     assert can_connect(attacker, target, SERVICE)
     assert nft_elements(lab.target) == set()
     assert Path(daemon.log_path.parent, "state", "portsentry.blocked.stcp").read_text() == ""
@@ -461,7 +468,7 @@ def test_unblock_while_the_block_is_being_made_ends_unblocked(
     log = daemon.log()
     made = log.index(f"block address={attacker.ipv4} actions=command:done,nft:done,"
                      "hosts.deny:done,route:done ")  # fmt: skip
-    assert made < log.index(f"unblock address={attacker.ipv4} by=unblock command")
+    assert made < log.index(f"unblock address={attacker.ipv4} by=command")
     assert nft_elements(lab.target) == set()
     assert attacker.ipv4 not in blackholes(lab.target)
     assert deny.read_text() == original

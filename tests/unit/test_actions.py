@@ -97,7 +97,7 @@ def test_unblock_undoes_what_an_interrupted_block_planned(
     record = actions.store.add_block("198.18.0.11", "tcp", 11, "stcp", "x", "198.18.0.11",
                                      time.time(), None, plan, "boot")  # fmt: skip
     assert record is not None
-    assert actions.unblock_matching(None, "unblock command") == [record]
+    assert actions.unblock_matching(None, "command") == [record]
     assert calls_of(calls) == [["route", "del", "198.18.0.11"]]
     assert deny.read_text() == "sshd: 198.18.0.99\n"
     assert actions.store.active() == []
@@ -113,7 +113,7 @@ def test_a_hosts_deny_line_that_was_there_is_not_ours_to_remove(
     assert record is not None and [(a.kind, a.undo, a.status) for a in record.actions] == [
         ("hosts.deny", (), "done")]  # fmt: skip
     assert deny.read_text() == "ALL: 198.18.0.11\n"  # no duplicate
-    actions.unblock(record, "unblock command")
+    actions.unblock(record, "command")
     assert deny.read_text() == "ALL: 198.18.0.11\n"  # the administrator's line stays
 
 
@@ -126,7 +126,7 @@ def test_unblock_removes_our_line_once_even_if_it_was_copied(
     record = actions.block(request())
     assert record is not None and deny.read_text() == "# top\nALL: 198.18.0.11\n"
     deny.write_text(deny.read_text() + "ALL: 198.18.0.11\n")  # the administrator's copy
-    actions.unblock(record, "unblock command")
+    actions.unblock(record, "command")
     assert deny.read_text() == "# top\nALL: 198.18.0.11\n"
 
 
@@ -355,7 +355,7 @@ def test_blocked_files_are_per_mode_as_portsentry_named_them(
     assert stcp.read_text().endswith(" Host: 198.18.0.11/198.18.0.11 Port: 11 TCP Blocked\n")
     assert sudp.read_text().endswith(" Host: 198.18.0.12/198.18.0.12 Port: 7 UDP Blocked\n")
     assert len(actions.settings.history_file.read_text().splitlines()) == 2
-    actions.unblock(tcp, "unblock command")
+    actions.unblock(tcp, "command")
     assert stcp.read_text() == "" and sudp.read_text().count("\n") == 1
 
 

@@ -23,6 +23,7 @@ from portwarden.config.ignore import (
     Network,
     read_ignore_file,
 )
+from portwarden.config.smtp import check_smtp
 from portwarden.config.values import BlockMode, NftUse, TcpMode, UdpMode
 from portwarden.net.local import IPAddress, local_addresses
 
@@ -109,6 +110,8 @@ class Settings:
     audit_severity_new: str
     audit_severity_restarted: str
     audit_severity_portswitch: str
+    event_log_keep: int
+    smtp_ca_file: Path | None
     ignored_networks: tuple[Network, ...]
     warnings: tuple[str, ...] = ()
 
@@ -243,6 +246,8 @@ def load_settings(path: Path | None) -> Settings:
         audit_severity_new=read.get("AUDIT_SEVERITY_NEW", values.severity, "crit"),
         audit_severity_restarted=read.get("AUDIT_SEVERITY_RESTARTED", values.severity, "notice"),
         audit_severity_portswitch=read.get("AUDIT_SEVERITY_PORTSWITCH", values.severity, "crit"),
+        event_log_keep=read.get("EVENT_LOG_KEEP", values.positive, 5),
+        smtp_ca_file=read.path("SMTP_CA_FILE", None),
         ignored_networks=(),
     )
     warnings += [
@@ -257,6 +262,10 @@ def load_settings(path: Path | None) -> Settings:
         entry = read.entry("MAIL_TO")
         raise ConfigError(source, "MAIL_ON_* is on but MAIL_TO names nobody",
                           entry.line if entry else None, "MAIL_TO", "")  # fmt: skip
+    warnings += check_smtp(source, read.entry, relay=settings.smtp_relay,
+                           starttls=settings.smtp_starttls, user=settings.smtp_user,
+                           password_file=settings.smtp_password_file,
+                           ca_file=settings.smtp_ca_file)  # fmt: skip
     if settings.audit_min_port > settings.audit_max_port:
         entry = read.entry("AUDIT_MIN_PORT")
         raise ConfigError(source, "AUDIT_MIN_PORT is above AUDIT_MAX_PORT",

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from portwarden import control, statedir
+from portwarden.alert.events import write_unblocks
 from portwarden.config import Settings
 from portwarden.config.ignore import Network, parse_network
 from portwarden.respond.actions import Actions
@@ -19,7 +20,7 @@ from portwarden.respond.nft import NftError
 from portwarden.store.db import BlockRecord, Store, store_path
 from portwarden.text import one_line
 
-UNBLOCK_COMMAND = "unblock command"  # the blocks' `ended_by`
+UNBLOCK_COMMAND = "command"  # the blocks' `ended_by`
 START_WAIT_S = 10.0  # a daemon that holds STATE_DIR but does not listen yet is starting up
 
 Answer = dict[str, Any]
@@ -37,6 +38,18 @@ def unblock_here(actions: Actions, network: Network | None) -> tuple[list[BlockR
     return undone, answer
 
 
+def _unblock_without_daemon(actions: Actions, network: Network | None) -> Answer:
+    """unblock_here, and the `unblock` events the daemon would have written."""
+    undone, answer = unblock_here(actions, network)
+    try:
+        write_unblocks(actions.settings, [(r.address, time.time()) for r in undone],
+                       UNBLOCK_COMMAND)  # fmt: skip
+    except OSError as error:
+        print(f"portwarden: warning: event log {actions.settings.event_log}: {error.strerror}",
+              file=sys.stderr)  # fmt: skip
+    return answer
+
+
 def reapply_here(actions: Actions) -> Answer:
     return {"reapplied": [r.address for r in actions.reapply_routes()]}
 
@@ -49,8 +62,9 @@ def unblock(settings: Settings, target: str | None) -> int:
         print(f"portwarden: error: unblock: {error}", file=sys.stderr)
         return 2
     request = {"all": True} if network is None else {"network": str(network)}
-    answer = _by_daemon_or_here(settings, "unblock", request,
-                                lambda actions: unblock_here(actions, network)[1])  # fmt: skip
+    answer = _by_daemon_or_here(
+        settings, "unblock", request, lambda actions: _unblock_without_daemon(actions, network)
+    )
     if "error" in answer:
         print(f"portwarden: error: unblock: {answer['error']}", file=sys.stderr)
         return 1

@@ -67,6 +67,22 @@ class UnblockJob:
     answer: "Future[dict[str, Any]]"
 
 
+def _ended(records: list[BlockRecord], by: str) -> list[tuple[str, str, float]]:
+    now = time.time()
+    return [(record.address, by, now) for record in records]
+
+
+def _report_unblocks(alerts: Alerts, ended: list[tuple[str, str, float]]) -> None:
+    """One line and event per ended block (address, by what, when), at most
+    limits.UNBLOCKS_REPORTED_MAX at once (an `unblock --all` of thousands), then their number."""
+    for address, by, when in ended[: limits.UNBLOCKS_REPORTED_MAX]:
+        log.info("unblock address=%s by=%s", address, by)
+        alerts.unblocked(address, by, when)
+    if len(ended) > limits.UNBLOCKS_REPORTED_MAX:
+        log.info("unblock: %d more addresses", len(ended) - limits.UNBLOCKS_REPORTED_MAX)
+        alerts.unblocks_not_shown(len(ended) - limits.UNBLOCKS_REPORTED_MAX, time.time())
+
+
 class ActionWorker(threading.Thread):
     """Owns the action side (nftables context, files, commands) and its own store connection."""
 
@@ -89,7 +105,9 @@ class ActionWorker(threading.Thread):
             try:
                 if kind == "stop":
                     if payload:
-                        actions.unblock_matching(None, "stop")
+                        _report_unblocks(
+                            self._alerts, _ended(actions.unblock_matching(None, "stop"), "stop")
+                        )
                         actions.drop_table()
                     return
                 if kind == "settings" and isinstance(payload, Settings):
@@ -105,7 +123,7 @@ class ActionWorker(threading.Thread):
                     self._put_back(actions)
                 elif kind == "expire":
                     expired = actions.expire(time.time())
-                    self._report_unblocks(expired, "expired")
+                    _report_unblocks(self._alerts, _ended(expired, "expired"))
                     if expired:
                         actions.write_files()
                 elif kind == "unblock" and isinstance(payload, UnblockJob):
@@ -119,14 +137,8 @@ class ActionWorker(threading.Thread):
 
     def _unblock(self, actions: Actions, job: UnblockJob) -> dict[str, Any]:
         undone, answer = unblock_here(actions, job.network)
-        self._report_unblocks(undone, UNBLOCK_COMMAND)
+        _report_unblocks(self._alerts, _ended(undone, UNBLOCK_COMMAND))
         return answer
-
-    def _report_unblocks(self, records: list[BlockRecord], by: str) -> None:
-        for record in records:
-            log.info("unblock address=%s by=%s", record.address, by)
-            self._alerts.notice("unblock", f"Host {record.address} unblocked: {by}",
-                                src=record.address, by=by)  # fmt: skip
 
     def _report_block(self, record: BlockRecord) -> None:
         if enforced(record.actions):
@@ -134,9 +146,7 @@ class ActionWorker(threading.Thread):
             self._alerts.blocked(record)
             return
         log.error("%s", block_line(record, "block-failed"))
-        self._alerts.notice("block-failed", f"ERROR: Could not block host {record.address}: "
-                            "every action failed; the next probe tries again",
-                            src=record.address)  # fmt: skip
+        self._alerts.block_failed(record.address)
 
     def _put_back(self, actions: Actions) -> None:
         try:
@@ -199,7 +209,13 @@ class ResponsePolicy:
 
     def start(self) -> int:
         """Re-apply the active blocks in one batch, then start the worker. Returns their count."""
+        before = self._store.active_addresses()
         restored = self._actions.restore()
+        ended = []
+        for address in sorted(before - self._store.active_addresses()):  # overdue, command-only
+            by, when = self._store.last_end(address) or ("restart", time.time())
+            ended.append((address, by, when))
+        _report_unblocks(self._alerts, ended)
         self.refresh()
         self._worker.start()
         return restored
@@ -211,6 +227,7 @@ class ResponsePolicy:
             if self._worker.is_alive():
                 log.error("the action worker did not finish within %d s; what it was doing "
                           "(see above) may be incomplete", STOP_WAIT_S)  # fmt: skip
+            self._sync()  # UNBLOCK_ON_STOP: the blocks it ended are said
         self._store.close()
 
     def reconfigure(self, settings: Settings) -> None:
@@ -241,8 +258,7 @@ class ResponsePolicy:
             return
         log.warning("nftables table inet portwarden was removed (a firewall reload that "
                     "flushes the ruleset?); putting the active blocks back")  # fmt: skip
-        self._alerts.notice("table-lost", "nftables table inet portwarden was removed; "
-                            "putting the active blocks back")  # fmt: skip
+        self._alerts.table_lost()
         worker.putting_back.set()
         if not self._submit("put-back-nft", None):
             worker.putting_back.clear()
@@ -292,7 +308,7 @@ class ResponsePolicy:
             if address not in self._announced:
                 self._announced.add(address)
                 log.info("already-blocked address=%s", address)
-                self._alerts.already_blocked(address)
+                self._alerts.already_blocked(address, probe.mode)
             return
         if probe.src in self._protected:
             if address not in self._refused:
@@ -302,8 +318,7 @@ class ResponsePolicy:
                     "(PROTECT_GATEWAYS/PROTECT_NAMESERVERS=0 allow it)",
                     address,
                 )
-                self._alerts.notice("not-blocking", f"Host {address} is a gateway or name "
-                                    "server: not blocked", src=address)  # fmt: skip
+                self._alerts.not_blocking(address)
             return
         if not self._within_cap(verdict, now):
             if not self._suppressed:
@@ -312,8 +327,7 @@ class ResponsePolicy:
                     "blocks resume when the rate falls",
                     self.settings.blocks_per_minute,
                 )
-                self._alerts.notice("block-cap", "block rate cap reached; detection goes on",
-                                    per_minute=self.settings.blocks_per_minute)  # fmt: skip
+                self._alerts.block_cap(self.settings.blocks_per_minute)
             self._suppressed += 1
             return
         self._active.add(address)  # never submitted twice

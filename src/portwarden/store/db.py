@@ -218,6 +218,13 @@ class Store:
                 (when, by, block_id))  # fmt: skip
         return cursor.rowcount == 1
 
+    def last_end(self, address: str) -> tuple[str, float] | None:
+        """By what (expired, restart, ...) and when the address's latest ended block ended."""
+        row = self._db.execute(
+            "SELECT ended_by, ended FROM blocks WHERE address = ? AND ended IS NOT NULL"
+            " ORDER BY ended DESC LIMIT 1", (address,)).fetchone()  # fmt: skip
+        return None if row is None else (row[0], row[1])
+
     def active(self, now: float | None = None) -> list[BlockRecord]:
         """The active blocks; with `now`, only those whose time is not up by then (the daemon
         ends the others within a second, but it may not be running)."""
