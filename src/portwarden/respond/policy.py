@@ -186,6 +186,9 @@ class ResponsePolicy:
         self._next_expiry: float | None = None
         self._version = -1
         self._announced: set[str] = set()
+        # Probed again while its block was being made: "already blocked" is said once the block
+        # is recorded (its own `block` line comes first), with the mode of that probe.
+        self._probed_in_flight: dict[str, str] = {}
         self._refused: set[str] = set()
         self._recent: collections.deque[float] = collections.deque()
         self._strong: collections.deque[float] = collections.deque()
@@ -276,6 +279,11 @@ class ResponsePolicy:
         active = self._store.active()
         self._active = {r.address for r in active} | self._in_flight
         self._announced &= self._active
+        for address, mode in list(self._probed_in_flight.items()):
+            if address not in self._in_flight:
+                del self._probed_in_flight[address]
+                if address in self._active:
+                    self._announce(address, mode)
         self._next_expiry = min((r.until for r in active if r.until is not None), default=None)
 
     def tick(self, now: float) -> None:
@@ -292,6 +300,13 @@ class ResponsePolicy:
                         self._suppressed)  # fmt: skip
             self._suppressed = 0
 
+    def _announce(self, address: str, mode: str) -> None:
+        """"already blocked", once per block."""
+        if address not in self._announced:
+            self._announced.add(address)
+            log.info("already-blocked address=%s", address)
+            self._alerts.already_blocked(address, mode)
+
     def on_verdict(self, verdict: Verdict, now: float) -> None:
         if verdict.kind == "os-summary":
             return
@@ -303,12 +318,10 @@ class ResponsePolicy:
         if address in self._active:
             self._sync()
         if address in self._active:
-            if address in self._in_flight:  # said once it is done (or tried again if it fails)
-                return
-            if address not in self._announced:
-                self._announced.add(address)
-                log.info("already-blocked address=%s", address)
-                self._alerts.already_blocked(address, probe.mode)
+            if address in self._in_flight:
+                self._probed_in_flight.setdefault(address, probe.mode)
+            else:
+                self._announce(address, probe.mode)
             return
         if probe.src in self._protected:
             if address not in self._refused:
