@@ -715,7 +715,7 @@ def test_the_daemon_says_at_every_check_that_nothing_was_checked(lab: Lab, tmp_p
         daemon.wait_for(f"ERROR {unchecked}")
         mark = daemon.mark()
         daemon.wait_for(f"ERROR {unchecked}", since=mark, timeout=10)  # again, at the next check
-        receiver.wait_for(rf"^<{3 * 8 + 4}>.* attackalert: {unchecked}")
+        receiver.wait_for(rf"^<{3 * 8 + 4}>.* portwarden\[\d+\]: {unchecked}")  # not an attack
     finally:
         daemon.stop()
         receiver.sock.close()
