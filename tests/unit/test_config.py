@@ -215,3 +215,26 @@ def test_any_values_load_or_give_one_line_error(
         load_settings(path)
     except ConfigError as error:
         assert "\n" not in str(error) and str(error).startswith(str(path))
+
+
+# Characters str.splitlines() breaks on besides \n and \r: fgets (PortSentry) does not.
+NOT_LINE_ENDS = ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+
+
+@pytest.mark.parametrize("char", NOT_LINE_ENDS)
+def test_only_newline_ends_a_line(tmp_path: Path, char: str) -> None:
+    path = write(tmp_path, f'# a comment{char}with an odd character\nSCAN_TRIGGER="x"\n')
+    with pytest.raises(ConfigError, match=r"portwarden\.conf:2: SCAN_TRIGGER=\"x\""):
+        load_settings(path)
+
+
+def test_crlf_line_ends_are_read(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, 'SCAN_TRIGGER="2"\r\nBLOCK_TCP = 1 # on\r\n'))
+    assert s.scan_trigger == 2 and s.block_tcp is BlockMode.BLOCK
+
+
+def test_cp1252_file_reads_as_latin1_with_right_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "p.conf"
+    path.write_bytes(b'# caf\xe9 \x85 and more\nSCAN_TRIGGER="3"\nBLOCK_TCP="x"\n')
+    with pytest.raises(ConfigError, match=r"p\.conf:3: BLOCK_TCP=\"x\""):
+        load_settings(path)

@@ -84,3 +84,24 @@ def test_any_text_parses_or_gives_one_line_error(text: str) -> None:
         parse_ignore_text(text, "i")
     except ConfigError as error:
         assert "\n" not in str(error) and "\r" not in str(error)
+
+
+@pytest.mark.parametrize("char", ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028"])
+def test_only_newline_ends_a_line(char: str) -> None:
+    with pytest.raises(ConfigError, match=r"^i:3: \"bad\""):
+        parse_ignore_text(f"# comment{char}more\n198.18.0.1\nbad\n", "i")
+
+
+def test_crlf_lines() -> None:
+    nets = parse_ignore_text("198.18.0.1\r\n198.19.0.0/16 # lab\r\n", "i")
+    assert [str(n) for n in nets] == ["198.18.0.1/32", "198.19.0.0/16"]
+
+
+def test_latin1_ignore_file_loads_and_errors_name_the_line(tmp_path: Path) -> None:
+    conf = tmp_path / "p.conf"
+    conf.write_text('IGNORE_FILE="ignore"\n')
+    (tmp_path / "ignore").write_bytes(b"# r\xe9seau du labo\n198.19.0.0/16\n")
+    assert ipaddress.ip_network("198.19.0.0/16") in load_settings(conf).ignored_networks
+    (tmp_path / "ignore").write_bytes(b"# r\xe9seau\n198.19.0.0/16\nrouteur-\xe9\n")
+    with pytest.raises(ConfigError, match=r"ignore:3: \"routeur-\\xe9\""):
+        load_settings(conf)

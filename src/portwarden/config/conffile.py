@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from portwarden.config.errors import ConfigError
+from portwarden.config.textfile import numbered_lines
 
 _LINE = re.compile(r"[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*=[ \t]*(.*)")
 _TRAILER = re.compile(r"[ \t]*(#.*)?")
@@ -34,7 +35,7 @@ def parse_conf(text: str, source: str) -> tuple[dict[str, Entry], list[str]]:
     """
     entries: dict[str, Entry] = {}
     warnings: list[str] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in numbered_lines(text):
         stripped = raw.strip(" \t")
         if not stripped or stripped.startswith("#"):
             continue

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from portwarden.config.errors import ConfigError
+from portwarden.config.textfile import numbered_lines, read_text
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -91,7 +92,7 @@ def _dotted_mask_bits(mask: str) -> int:
 def parse_ignore_text(text: str, source: str) -> tuple[Network, ...]:
     """One address or network per line; '#' starts a comment. Raises ConfigError."""
     networks: list[Network] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in numbered_lines(text):
         item = raw.split("#", 1)[0].strip()
         if not item:
             continue
@@ -104,12 +105,4 @@ def parse_ignore_text(text: str, source: str) -> tuple[Network, ...]:
 
 def read_ignore_file(path: Path) -> tuple[Network, ...]:
     """Read an ignore file. Raises ConfigError if it cannot be read or has a bad line."""
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise ConfigError(path, f"cannot read ignore file: {error.strerror}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(path, "ignore file is not valid UTF-8") from None
-    return parse_ignore_text(text, str(path))
+    return parse_ignore_text(read_text(path, "ignore file"), str(path))

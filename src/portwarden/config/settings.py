@@ -23,6 +23,7 @@ from portwarden.config.ignore import (
     Network,
     read_ignore_file,
 )
+from portwarden.config.textfile import read_text
 from portwarden.config.values import BlockMode, NftUse, TcpMode, UdpMode
 from portwarden.net.local import IPAddress, local_addresses
 
@@ -159,7 +160,7 @@ def load_settings(path: Path | None) -> Settings:
         warnings: list[str] = []
         source, base = DEFAULT_SOURCE, Path.cwd()
     else:
-        entries, warnings = parse_conf(_read_text(path), str(path))
+        entries, warnings = parse_conf(read_text(path, "configuration"), str(path))
         source, base = str(path), path.parent.absolute()
     read = _Reader(entries, defaults, base)
     state_dir = read.path("STATE_DIR", default_state_dir()) or default_state_dir()
@@ -291,18 +292,6 @@ def _policy_warnings(read: _Reader, settings: Settings) -> list[str]:
             found.append(f"{where}{key}: {item} is no RPC program in /etc/rpc and never "
                          f"matches{hint}")  # fmt: skip
     return found
-
-
-def _read_text(path: Path) -> str:
-    """The file's text; old files that are not UTF-8 are read as Latin-1, byte for byte."""
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise ConfigError(path, f"cannot read configuration: {error.strerror}") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
 
 
 _NOT_KEYS = {"source", "ignored_networks", "warnings"}
