@@ -1,12 +1,14 @@
 """The PortSentry file format, our keys, defaults and one-line errors."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portwarden.config import BlockMode, ConfigError, TcpMode, UdpMode, load_settings
+from portwarden.cli import main
+from portwarden.config import BlockMode, ConfigError, Settings, TcpMode, UdpMode, load_settings
 from portwarden.config.conffile import parse_conf
 from portwarden.config.settings import to_conf_lines
 
@@ -238,3 +240,36 @@ def test_cp1252_file_reads_as_latin1_with_right_line_numbers(tmp_path: Path) -> 
     path.write_bytes(b'# caf\xe9 \x85 and more\nSCAN_TRIGGER="3"\nBLOCK_TCP="x"\n')
     with pytest.raises(ConfigError, match=r"p\.conf:3: BLOCK_TCP=\"x\""):
         load_settings(path)
+
+
+def loads_back(tmp_path: Path, settings: Settings) -> Settings:
+    """Load what check-config prints; the source and warnings aside, it must be `settings`."""
+    again = load_settings(write(tmp_path, "\n".join(to_conf_lines(settings)) + "\n"))
+    return dataclasses.replace(again, source=settings.source, warnings=settings.warnings)
+
+
+@pytest.mark.parametrize("key", ["TCP_PORTS", "UDP_PORTS", "ADVANCED_EXCLUDE_TCP"])
+def test_check_config_with_two_ports(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                     key: str) -> None:  # fmt: skip
+    path = write(tmp_path, f'{key}="1,2"\n')
+    assert main(["check-config", str(path)]) == 0
+    assert f'{key}="1-2"' in capsys.readouterr().out.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "value"),
+    [
+        ('BLOCK_DURATION="1234567"\n', "block_duration", 1234567.0),
+        ('SCAN_INTERVAL="0.1"\n', "scan_interval", 0.1),
+        ('BLOCK_ESCALATION="1.0000001"\n', "block_escalation", 1.0000001),
+        ('SMTP_TIMEOUT="31622399.999"\n', "smtp_timeout", 31622399.999),
+        ('PORT_BANNER=Go "away"\n', "port_banner", 'Go "away"'),
+        ('PORT_BANNER=" # not a comment "\n', "port_banner", " # not a comment "),
+        ('METRICS_LISTEN="[::1]:9100"\n', "metrics_listen", ("::1", 9100)),
+        ('METRICS_LISTEN="9100"\n', "metrics_listen", ("127.0.0.1", 9100)),
+    ],
+)
+def test_values_load_back_exactly(tmp_path: Path, text: str, name: str, value: object) -> None:
+    original = load_settings(write(tmp_path, text))
+    assert getattr(original, name) == value
+    assert loads_back(tmp_path, original) == original

@@ -2,9 +2,11 @@
 
 import dataclasses
 import socket
+import types
+import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address
+from enum import Enum
 from pathlib import Path
 from typing import TypeVar
 
@@ -24,7 +26,7 @@ from portwarden.config.ignore import (
     read_ignore_file,
 )
 from portwarden.config.textfile import read_text
-from portwarden.config.values import BlockMode, NftUse, TcpMode, UdpMode
+from portwarden.config.values import BlockMode, ListenAddress, NftUse, TcpMode, UdpMode
 from portwarden.net.local import IPAddress, local_addresses
 
 T = TypeVar("T")
@@ -95,7 +97,7 @@ class Settings:
     smtp_user: str | None
     smtp_password_file: Path | None
     smtp_timeout: float
-    metrics_listen: tuple[str, int] | None
+    metrics_listen: ListenAddress | None
     audit_interval: float
     audit_interfaces: tuple[IPAddress, ...]
     audit_devices: tuple[str, ...]
@@ -295,39 +297,39 @@ def _policy_warnings(read: _Reader, settings: Settings) -> list[str]:
 
 
 _NOT_KEYS = {"source", "ignored_networks", "warnings"}
+_FIELDS = tuple(f for f in dataclasses.fields(Settings) if f.name not in _NOT_KEYS)
+KEYS = tuple(f.name.upper() for f in _FIELDS)  # every key the file may set
 
 
 def to_conf_lines(settings: Settings) -> list[str]:
     """The effective settings as KEY="value" lines that load back to the same settings."""
-    lines = []
-    for field in dataclasses.fields(settings):
-        if field.name not in _NOT_KEYS:
-            lines.append(f'{field.name.upper()}="{_render(getattr(settings, field.name))}"')
-    return lines
+    return [_line(f.name.upper(), _render(f.type, getattr(settings, f.name))) for f in _FIELDS]
 
 
-def _render(value: object) -> str:
+def _line(key: str, text: str) -> str:
+    """KEY="text", or KEY=text when the text holds a '"': such a value came from an unquoted
+    line, so it has no blank at either end and no ' #', and loads back the same way."""
+    return f"{key}={text}" if '"' in text else f'{key}="{text}"'
+
+
+def _render(kind: object, value: object) -> str:
+    """A value as its key takes it, chosen by the field's declared type (never by the value's
+    shape: a two-port list is no listen address)."""
     if value is None:
         return ""
-    if isinstance(value, bool):
+    if isinstance(kind, types.UnionType):  # X | None
+        (kind,) = (arg for arg in typing.get_args(kind) if arg is not type(None))
+    if kind is bool:
         return "1" if value else "0"
-    if isinstance(value, BlockMode):
-        return str(int(value))
-    if isinstance(value, TcpMode | UdpMode | NftUse):
-        return value.value
-    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], int):
-        host, port = value  # a listen address
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    if isinstance(value, tuple) and value and isinstance(value[0], str):
-        return ",".join(value)
-    if isinstance(value, tuple) and value and isinstance(value[0], HostScanRule | Group):
-        return "; ".join(str(item) for item in value)
-    if isinstance(value, tuple) and value and isinstance(value[0], IPv4Address | IPv6Address):
-        return ",".join(str(address) for address in value)
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, tuple | frozenset):
-        return port_ranges(sorted(value))
+    if kind is float and isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)  # repr: exact
+    if isinstance(kind, type) and issubclass(kind, Enum) and isinstance(value, Enum):
+        return str(value.value)
+    if typing.get_origin(kind) in (tuple, frozenset) and isinstance(value, tuple | frozenset):
+        item = typing.get_args(kind)[0]
+        if item is int:
+            return port_ranges(sorted(value))
+        return ("; " if item in (HostScanRule, Group) else ",").join(str(v) for v in value)
     return str(value)
 
 

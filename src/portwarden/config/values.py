@@ -5,7 +5,7 @@ import re
 from collections.abc import Callable
 from enum import Enum, IntEnum
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from portwarden.limits import PORTS_TRACKED_MAX
 
@@ -220,7 +220,17 @@ def host(text: str) -> str:
     return text
 
 
-def listen_address(text: str) -> tuple[str, int] | None:
+class ListenAddress(NamedTuple):
+    """METRICS_LISTEN's address and port; str() is the form the key takes."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def listen_address(text: str) -> ListenAddress | None:
     """METRICS_LISTEN: '' (off), 'PORT' (loopback), 'ADDRESS:PORT' or '[IPV6]:PORT'."""
     text = text.strip()
     if not text:
@@ -232,7 +242,7 @@ def listen_address(text: str) -> tuple[str, int] | None:
     except ValueError:
         raise ValueError(f"'{host}' is not an IP address (use PORT, ADDRESS:PORT or "
                          "[IPV6]:PORT)") from None  # fmt: skip
-    return host, port(number)
+    return ListenAddress(host, port(number))
 
 
 SEVERITIES = ("crit", "err", "warning", "notice", "info")
