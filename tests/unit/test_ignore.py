@@ -105,3 +105,36 @@ def test_latin1_ignore_file_loads_and_errors_name_the_line(tmp_path: Path) -> No
     (tmp_path / "ignore").write_bytes(b"# r\xe9seau\n198.19.0.0/16\nrouteur-\xe9\n")
     with pytest.raises(ConfigError, match=r"ignore:3: \"routeur-\\xe9\""):
         load_settings(conf)
+
+
+@pytest.mark.parametrize(
+    ("line", "network", "inside", "outside"),
+    [
+        ("::ffff:198.18.0.6", "198.18.0.6/32", "198.18.0.6", "198.18.0.7"),
+        ("::ffff:1.2.3.0/120", "1.2.3.0/24", "1.2.3.200", "1.2.4.1"),
+        ("::ffff:198.18.0.6/128", "198.18.0.6/32", "::ffff:198.18.0.6", "198.18.0.5"),
+        ("::ffff:0:0/96", "0.0.0.0/0", "203.0.113.9", "2001:db8::9"),
+    ],
+)
+def test_ipv4_mapped_entries_are_ipv4_networks(line: str, network: str, inside: str,
+                                               outside: str) -> None:  # fmt: skip
+    (parsed,) = parse_ignore_text(line + "\n", "i")
+    assert str(parsed) == network
+    ignore = IgnoreList.build([parsed])
+    assert ipaddress.ip_address(inside) in ignore
+    assert ipaddress.ip_address(outside) not in ignore
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("fe80::1%eth0", "'fe80::1%eth0' has a zone (%eth0)"),
+        ("fe80::%2/64", "'fe80::%2' has a zone (%2)"),
+        ("::ffff:1.2.3.4/64", "an IPv4-mapped address needs a prefix of /96 or longer"),
+    ],
+)
+def test_scoped_and_short_mapped_entries_are_refused(line: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_ignore_text(f"# x\n{line}\n", "/etc/pw.ignore")
+    assert str(caught.value).startswith(f'/etc/pw.ignore:2: "{line}": ')
+    assert reason in str(caught.value)

@@ -56,6 +56,9 @@ class IgnoreList:
 def parse_network(text: str) -> Network:
     """'addr', 'addr/bits' or the old 'addr/dotted.mask'; host bits are masked off (as PortSentry).
 
+    An IPv4-mapped IPv6 entry (`::ffff:198.18.0.6`, `::ffff:1.2.3.0/120`) becomes the IPv4
+    network, since mapped sources are looked up as IPv4 (IgnoreList). An address with a zone
+    (`fe80::1%eth0`) is refused: sources carry none, so it would never match.
     Raises ValueError with a short reason.
     """
     address_text, slash, mask = text.partition("/")
@@ -65,9 +68,12 @@ def parse_network(text: str) -> Network:
         raise ValueError(
             f"'{address_text}' is not an IP address (host names are not allowed)"
         ) from None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        raise ValueError(f"'{address_text}' has a zone (%{address.scope_id}); "
+                         "write the address without it")  # fmt: skip
     if not slash:
-        return ipaddress.ip_network(address)
-    if mask.isdigit():
+        bits: int = address.max_prefixlen
+    elif mask.isdigit():
         bits = int(mask)
         if bits > address.max_prefixlen:
             raise ValueError(f"prefix /{mask} is longer than {address.max_prefixlen} bits")
@@ -75,6 +81,12 @@ def parse_network(text: str) -> Network:
         bits = _dotted_mask_bits(mask)
     else:
         raise ValueError(f"'{mask}' is not a prefix length")
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    if mapped is not None:
+        if bits < 96:
+            raise ValueError("an IPv4-mapped address needs a prefix of /96 or longer; "
+                             f"write the IPv4 network ({mapped}/...)")  # fmt: skip
+        return ipaddress.ip_network(f"{mapped}/{bits - 96}", strict=False)
     return ipaddress.ip_network(f"{address}/{bits}", strict=False)
 
 
