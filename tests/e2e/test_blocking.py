@@ -115,7 +115,8 @@ def test_kill_route_hosts_deny_and_command_order(lab: Lab, start_daemon: StartDa
     original = deny.read_text()
     command = f"{sys.executable} {RECORD} {calls} cmd $TARGET$ $PORT$ $MODE$"
     conf = (f'BLOCK_TCP="1"\nKILL_ROUTE="ip route add blackhole $TARGET$"\n'
-            f'KILL_HOSTS_DENY="ALL: $TARGET$ : DENY"\nHOSTS_DENY_FILE="{deny}"\n'
+            f'KILL_HOSTS_DENY="ALL: $TARGET$ : spawn /bin/echo \\%d $PORT$ : DENY"\n'
+            f'HOSTS_DENY_FILE="{deny}"\n'
             f'KILL_RUN_CMD="{command}"\n')  # fmt: skip
     daemon = start_daemon("-stcp", "-sudp", conf=conf)
     attacker = lab.attackers[1]
@@ -126,7 +127,8 @@ def test_kill_route_hosts_deny_and_command_order(lab: Lab, start_daemon: StartDa
     assert attacker.ipv4 in routes
     assert not can_connect(attacker, lab.target.ipv4, SERVICE)  # like PortSentry's KILL_ROUTE
     assert nft_elements(lab.target) == set()  # KILL_ROUTE given: no built-in blocker
-    assert deny.read_text() == original + f"ALL: {attacker.ipv4} : DENY\n"
+    # The literal text (Debian's comment asks for \%), as PortSentry wrote it.
+    assert deny.read_text() == original + f"ALL: {attacker.ipv4} : spawn /bin/echo \\%d 11 : DENY\n"
     assert calls.read_text().split()[1:] == ["'cmd'", f"'{attacker.ipv4}'", "'11'", "'stcp'"]
     portwarden(lab.target, daemon, "unblock", attacker.ipv4)
     assert attacker.ipv4 not in lab.target.run(["ip", "route", "show", "type", "blackhole"]).stdout

@@ -82,7 +82,8 @@ def test_debian_portsentry_conf_means_what_it_meant(tmp_path: Path) -> None:
     assert s.blocked_file == Path("/var/lib/portsentry/portsentry.blocked")
     assert s.resolve_host is False  # written as RESOLVE_HOST = "0", spaces around '='
     assert s.block_tcp is BlockMode.ALERT_ONLY and s.block_udp is BlockMode.ALERT_ONLY
-    assert s.kill_route == "/sbin/route add -host $TARGET$ reject"
+    assert s.kill_route is not None
+    assert s.kill_route.argv == ("/sbin/route", "add", "-host", "$TARGET$", "reject")
     assert s.kill_hosts_deny == "ALL: $TARGET$ : DENY"
     assert s.kill_run_cmd is None  # commented out in Debian's file
     assert s.kill_run_cmd_first is False

@@ -13,7 +13,7 @@ from typing import TypeVar
 from portwarden.audit.interfaces import parse_addresses
 from portwarden.audit.names import Names
 from portwarden.audit.policy import Group, parse_devices, parse_groups, parse_skip_groups
-from portwarden.config import values
+from portwarden.config import kill, values
 from portwarden.config.conffile import Entry, parse_conf
 from portwarden.config.defaults import DEFAULT_CONF, DEFAULT_SOURCE, default_state_dir
 from portwarden.config.errors import ConfigError
@@ -25,6 +25,7 @@ from portwarden.config.ignore import (
     Network,
     read_ignore_file,
 )
+from portwarden.config.kill import Command
 from portwarden.config.textfile import read_text
 from portwarden.config.values import BlockMode, ListenAddress, NftUse, TcpMode, UdpMode
 from portwarden.net.local import IPAddress, local_addresses
@@ -51,9 +52,9 @@ class Settings:
     resolve_host: bool
     block_tcp: BlockMode
     block_udp: BlockMode
-    kill_route: str | None
+    kill_route: Command | None
     kill_hosts_deny: str | None
-    kill_run_cmd: str | None
+    kill_run_cmd: Command | None
     kill_run_cmd_first: bool
     scan_trigger: int
     port_banner: str | None
@@ -183,9 +184,9 @@ def load_settings(path: Path | None) -> Settings:
         resolve_host=read.get("RESOLVE_HOST", values.flag, False),
         block_tcp=read.get("BLOCK_TCP", values.block_mode, BlockMode.ALERT_ONLY),
         block_udp=read.get("BLOCK_UDP", values.block_mode, BlockMode.ALERT_ONLY),
-        kill_route=read.get("KILL_ROUTE", values.optional_text, None),
-        kill_hosts_deny=read.get("KILL_HOSTS_DENY", values.optional_text, None),
-        kill_run_cmd=read.get("KILL_RUN_CMD", values.optional_text, None),
+        kill_route=read.get("KILL_ROUTE", kill.route_command, None),
+        kill_hosts_deny=read.get("KILL_HOSTS_DENY", kill.hosts_deny_line, None),
+        kill_run_cmd=read.get("KILL_RUN_CMD", kill.command, None),
         kill_run_cmd_first=read.get("KILL_RUN_CMD_FIRST", values.flag, False),
         scan_trigger=read.get("SCAN_TRIGGER", values.count, 0),
         port_banner=read.get("PORT_BANNER", values.optional_text, None),
@@ -254,6 +255,7 @@ def load_settings(path: Path | None) -> Settings:
         if key not in read.used
     ]
     warnings += _policy_warnings(read, settings)
+    warnings += _shell_warnings(read, settings)
     wants_mail = (settings.mail_on_tcp_scan or settings.mail_on_udp_scan
                   or settings.mail_on_os_probe or settings.mail_on_audit)  # fmt: skip
     if wants_mail and not settings.mail_to:
@@ -277,6 +279,26 @@ def load_settings(path: Path | None) -> Settings:
     return dataclasses.replace(settings, ignored_networks=ignored, warnings=tuple(warnings))
 
 
+def _where(read: _Reader, key: str) -> str:
+    """'file:line: ' of the key's entry, for a warning."""
+    entry = read.entry(key)
+    return f"{entry.source}:{entry.line}: " if entry else ""
+
+
+def _shell_warnings(read: _Reader, settings: Settings) -> list[str]:
+    """PortSentry ran KILL_ROUTE and KILL_RUN_CMD through a shell; we do not: say so when a
+    command relies on one."""
+    found = []
+    for key, command in (("KILL_ROUTE", settings.kill_route),
+                         ("KILL_RUN_CMD", settings.kill_run_cmd)):  # fmt: skip
+        syntax = kill.shell_syntax(command) if command else []
+        if syntax:
+            found.append(f"{_where(read, key)}{key} has shell syntax ({' '.join(syntax)}): it runs "
+                         "without a shell, so these reach the program as literal arguments; "
+                         "put a pipeline or list in a script and name the script")  # fmt: skip
+    return found
+
+
 def _policy_warnings(read: _Reader, settings: Settings) -> list[str]:
     """RPC names in the audit policy that /etc/rpc does not know never match: say so."""
     names = Names.read()
@@ -284,8 +306,7 @@ def _policy_warnings(read: _Reader, settings: Settings) -> list[str]:
     for key, groups in (("AUDIT_REQUIRED", settings.audit_required),
                         ("AUDIT_OPTIONAL", settings.audit_optional),
                         ("AUDIT_IGNORE", settings.audit_ignore)):  # fmt: skip
-        entry = read.entry(key)
-        where = f"{entry.source}:{entry.line}: " if entry else ""
+        where = _where(read, key)
         for item in (i for g in groups for i in g.items if i.rpc is not None):
             if not names.unknown_rpc_names([item.rpc or ""]):
                 continue

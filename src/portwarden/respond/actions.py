@@ -136,12 +136,12 @@ class Actions:
         try:
             if step == "nft":
                 return self.nft_add(request.address, seconds)
-            if step == "hosts.deny":
-                line = " ".join(commands.expand(s.kill_hosts_deny or "", target, port, mode))
+            if step == "hosts.deny":  # the literal text, as PortSentry wrote it
+                line = commands.fill(s.kill_hosts_deny or "", target, port, mode)
                 files.add_line(s.hosts_deny_file, line)
                 return Action("hosts.deny", (str(s.hosts_deny_file), line))
-            argv = commands.expand((s.kill_route if step == "route" else s.kill_run_cmd) or "",
-                                   target, port, mode)  # fmt: skip
+            command = s.kill_route if step == "route" else s.kill_run_cmd
+            argv = commands.expand(command.argv if command else (), target, port, mode)
             what = "KILL_ROUTE" if step == "route" else "KILL_RUN_CMD"
             ok = commands.run(argv, s.kill_cmd_timeout, what)
             undo = commands.route_undo(argv) if step == "route" else None
@@ -223,7 +223,7 @@ class Actions:
                 if action.kind == "hosts.deny" and len(action.undo) == 2:
                     files.add_line(Path(action.undo[0]), action.undo[1])
                 elif action.kind == "route" and self.settings.kill_route:
-                    argv = commands.expand(self.settings.kill_route, record.address,
+                    argv = commands.expand(self.settings.kill_route.argv, record.address,
                                            record.port, record.mode)  # fmt: skip
                     commands.run(argv, self.settings.kill_cmd_timeout, "KILL_ROUTE (restore)")
         self.write_files(None, active)
