@@ -274,3 +274,22 @@ def test_values_load_back_exactly(tmp_path: Path, text: str, name: str, value: o
     original = load_settings(write(tmp_path, text))
     assert getattr(original, name) == value
     assert loads_back(tmp_path, original) == original
+
+
+@pytest.mark.parametrize(
+    ("value", "ports"), [("1,2,3,", (1, 2, 3)), (",1,2", (1, 2)), ("1,,2", (1, 2)), (",", ())]
+)
+@pytest.mark.parametrize("key", ["TCP_PORTS", "UDP_PORTS", "ADVANCED_EXCLUDE_UDP"])
+def test_empty_port_list_items_are_skipped_with_a_warning(
+    tmp_path: Path, key: str, value: str, ports: tuple[int, ...]
+) -> None:
+    path = write(tmp_path, f'\n{key}="{value}"\n')
+    s = load_settings(path)
+    assert tuple(sorted(getattr(s, key.lower()))) == ports
+    (warning,) = [w for w in s.warnings if key in w]
+    assert warning.startswith(f"{path}:2: {key}: empty item")
+
+
+def test_a_port_list_without_empty_items_gives_no_warning(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, 'TCP_PORTS="1, 2-4"\nUDP_PORTS=""\n'))
+    assert s.warnings == ()

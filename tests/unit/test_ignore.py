@@ -8,14 +8,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from portwarden.config import ConfigError, load_settings
-from portwarden.config.ignore import IgnoreList, parse_ignore_text
+from portwarden.config.ignore import IgnoreList, Network, parse_ignore_text
 from portwarden.net.local import local_addresses
+
+
+def read_ignore_text(text: str) -> tuple[tuple[Network, ...], list[str]]:
+    return parse_ignore_text(text, "i")
+
 
 DEBIAN = Path(__file__).parent.parent / "data" / "debian"
 
 
 def test_debian_static_ignore_file() -> None:
-    nets = parse_ignore_text((DEBIAN / "portsentry.ignore.static").read_text(), "x")
+    nets, _ = parse_ignore_text((DEBIAN / "portsentry.ignore.static").read_text(), "x")
     assert [str(n) for n in nets] == ["127.0.0.1/32", "0.0.0.0/32"]
 
 
@@ -27,7 +32,7 @@ def test_all_forms() -> None:
 2001:db8:1::/48
 2001:db8::9
 """
-    nets = parse_ignore_text(text, "x")
+    nets, warnings = parse_ignore_text(text, "x")
     assert [str(n) for n in nets] == [
         "198.18.5.7/32",
         "198.18.0.0/16",
@@ -35,6 +40,7 @@ def test_all_forms() -> None:
         "2001:db8:1::/48",
         "2001:db8::9/128",
     ]
+    assert warnings == []
     ignore = IgnoreList.build(nets)
     assert ipaddress.ip_address("10.1.2.200") in ignore
     assert ipaddress.ip_address("10.1.3.1") not in ignore
@@ -93,7 +99,7 @@ def test_only_newline_ends_a_line(char: str) -> None:
 
 
 def test_crlf_lines() -> None:
-    nets = parse_ignore_text("198.18.0.1\r\n198.19.0.0/16 # lab\r\n", "i")
+    nets, _ = read_ignore_text("198.18.0.1\r\n198.19.0.0/16 # lab\r\n")
     assert [str(n) for n in nets] == ["198.18.0.1/32", "198.19.0.0/16"]
 
 
@@ -118,7 +124,7 @@ def test_latin1_ignore_file_loads_and_errors_name_the_line(tmp_path: Path) -> No
 )
 def test_ipv4_mapped_entries_are_ipv4_networks(line: str, network: str, inside: str,
                                                outside: str) -> None:  # fmt: skip
-    (parsed,) = parse_ignore_text(line + "\n", "i")
+    (parsed,), _ = read_ignore_text(line + "\n")
     assert str(parsed) == network
     ignore = IgnoreList.build([parsed])
     assert ipaddress.ip_address(inside) in ignore
@@ -138,3 +144,36 @@ def test_scoped_and_short_mapped_entries_are_refused(line: str, reason: str) -> 
         parse_ignore_text(f"# x\n{line}\n", "/etc/pw.ignore")
     assert str(caught.value).startswith(f'/etc/pw.ignore:2: "{line}": ')
     assert reason in str(caught.value)
+
+
+def test_text_after_the_address_is_a_warning() -> None:
+    """PortSentry read a line up to the first character that cannot be part of an address."""
+    nets, warnings = read_ignore_text("# lab\n198.18.0.1 router\n198.19.0.0/16\tlab net # x\n")
+    assert [str(n) for n in nets] == ["198.18.0.1/32", "198.19.0.0/16"]
+    assert warnings == ['i:2: "router" after the address is ignored',
+                        'i:3: "lab net" after the address is ignored']  # fmt: skip
+
+
+@pytest.mark.parametrize("line", ["198.18.0.1x", "198.18.0.1/24x", "198.18.0.1,router"])
+def test_text_glued_to_the_address_is_an_error(line: str) -> None:
+    with pytest.raises(ConfigError, match=r"^i:1: "):
+        read_ignore_text(f"{line}\n")
+
+
+@pytest.mark.parametrize(
+    ("line", "version"),
+    [("0.0.0.0/0", 4), ("::/0", 6), ("0.0.0.0/0.0.0.0", 4), ("::ffff:0:0/96", 4)],
+)
+def test_ignoring_everything_is_a_warning(line: str, version: int) -> None:
+    _, warnings = read_ignore_text(f"198.18.0.1\n{line}\n")
+    assert warnings == [f"i:2: {line} ignores every IPv{version} source: no detection, no "
+                        f"blocking for IPv{version}"]  # fmt: skip
+
+
+def test_ignore_file_warnings_are_settings_warnings(tmp_path: Path) -> None:
+    (tmp_path / "ignore").write_text("198.19.0.1 router\n::/0\n")
+    conf = tmp_path / "p.conf"
+    conf.write_text('IGNORE_FILE="ignore"\n')
+    warnings = load_settings(conf).warnings
+    assert f'{tmp_path / "ignore"}:1: "router" after the address is ignored' in warnings
+    assert any(w.startswith(f"{tmp_path / 'ignore'}:2: ::/0 ignores every IPv6") for w in warnings)

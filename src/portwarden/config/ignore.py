@@ -1,15 +1,19 @@
 """PortSentry's ignore file and the always-ignored addresses (loopback, every local address)."""
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from portwarden.config.errors import ConfigError
 from portwarden.config.textfile import numbered_lines, read_text
+from portwarden.text import one_line
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_BLANKS = re.compile(r"[ \t]+")
 
 ALWAYS_IGNORED: tuple[Network, ...] = (
     ipaddress.ip_network("127.0.0.0/8"),
@@ -101,20 +105,35 @@ def _dotted_mask_bits(mask: str) -> int:
     return bits
 
 
-def parse_ignore_text(text: str, source: str) -> tuple[Network, ...]:
-    """One address or network per line; '#' starts a comment. Raises ConfigError."""
+def parse_ignore_text(text: str, source: str) -> tuple[tuple[Network, ...], list[str]]:
+    """One address or network per line; '#' starts a comment. Returns the networks and warnings.
+
+    PortSentry read a line up to the first character that cannot be part of an address, so
+    `10.0.0.1 router` meant 10.0.0.1: text after a blank is ignored with a warning (text glued
+    to the address, `10.0.0.1x`, stays an error). Raises ConfigError.
+    """
     networks: list[Network] = []
+    warnings: list[str] = []
     for number, raw in numbered_lines(text):
-        item = raw.split("#", 1)[0].strip()
+        item, *rest = _BLANKS.split(raw.split("#", 1)[0].strip(), maxsplit=1)
         if not item:
             continue
         try:
-            networks.append(parse_network(item))
+            network = parse_network(item)
         except ValueError as error:
             raise ConfigError(source, str(error), line=number, value=item) from None
-    return tuple(networks)
+        networks.append(network)
+        if rest:
+            warnings.append(f'{source}:{number}: "{one_line(rest[0])}" after the address is '
+                            "ignored")  # fmt: skip
+        if network.prefixlen == 0:
+            v = network.version
+            warnings.append(f"{source}:{number}: {one_line(item)} ignores every IPv{v} source: "
+                            f"no detection, no blocking for IPv{v}")  # fmt: skip
+    return tuple(networks), warnings
 
 
-def read_ignore_file(path: Path) -> tuple[Network, ...]:
-    """Read an ignore file. Raises ConfigError if it cannot be read or has a bad line."""
+def read_ignore_file(path: Path) -> tuple[tuple[Network, ...], list[str]]:
+    """Read an ignore file: its networks and warnings. Raises ConfigError if it cannot be read
+    or has a bad line."""
     return parse_ignore_text(read_text(path, "ignore file"), str(path))

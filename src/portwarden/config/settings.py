@@ -256,6 +256,10 @@ def load_settings(path: Path | None) -> Settings:
     ]
     warnings += _policy_warnings(read, settings)
     warnings += _shell_warnings(read, settings)
+    warnings += [f"{_where(read, key)}{key}: empty items in the port list skipped, as PortSentry "
+                 "did" for key in ("TCP_PORTS", "UDP_PORTS", "ADVANCED_EXCLUDE_TCP",
+                                   "ADVANCED_EXCLUDE_UDP")
+                 if key in entries and values.has_empty_items(entries[key].value)]  # fmt: skip
     wants_mail = (settings.mail_on_tcp_scan or settings.mail_on_udp_scan
                   or settings.mail_on_os_probe or settings.mail_on_audit)  # fmt: skip
     if wants_mail and not settings.mail_to:
@@ -270,7 +274,8 @@ def load_settings(path: Path | None) -> Settings:
     ignored: tuple[Network, ...] = ()
     if ignore_file is not None:
         if ignore_file.exists():
-            ignored = read_ignore_file(ignore_file)
+            ignored, ignore_warnings = read_ignore_file(ignore_file)
+            warnings += ignore_warnings
         else:
             warnings.append(
                 f"{source}: IGNORE_FILE {ignore_file} does not exist; "

@@ -84,13 +84,14 @@ def port(text: str) -> int:
 
 
 def port_list(text: str) -> tuple[int, ...]:
-    """'1,7,9,100-200' -> sorted unique ports. Empty means no ports. No count limit."""
+    """'1,7,9,100-200' -> sorted unique ports. Empty means no ports. No count limit.
+
+    Empty items ('1,,2', a trailing comma) are skipped, as PortSentry's strtok() did
+    (has_empty_items tells, for a warning)."""
     ports: set[int] = set()
     for item in text.split(","):
         item = item.strip()
         if not item:
-            if text.strip():
-                raise ValueError("empty item in port list")
             continue
         low, dash, high = item.partition("-")
         if dash:
@@ -101,6 +102,11 @@ def port_list(text: str) -> tuple[int, ...]:
         else:
             ports.add(port(item))
     return tuple(sorted(ports))
+
+
+def has_empty_items(text: str) -> bool:
+    """Whether a port list that is not empty has an empty item: '1,,2', '1,2,', ',1'."""
+    return bool(text.strip()) and any(not item.strip() for item in text.split(","))
 
 
 def port_set(text: str) -> frozenset[int]:
