@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from portwarden import cli
 from portwarden.cli import main
 from portwarden.config import BlockMode, ConfigError, Settings, TcpMode, UdpMode, load_settings
 from portwarden.config.conffile import parse_conf
@@ -146,8 +147,6 @@ def test_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
         ('TCP_MODE="xtcp"\n', ':1: TCP_MODE="xtcp": unknown TCP mode'),
         ('RESOLVE_HOST="yes"\n', ':1: RESOLVE_HOST="yes": must be 0 or 1'),
         ('SCAN_TRIGGER="-1"\n', ':1: SCAN_TRIGGER="-1": must be a whole number'),
-        ('TCP_PORTS="1\n', ':1: TCP_PORTS=""1": missing closing quote'),
-        ('TCP_PORTS "1"\n', ':1: "TCP_PORTS "1"": line is not KEY="value"'),
         ('PORT_BANNER="a\x1bb"\n', ':1: PORT_BANNER="a\\x1bb": value has control characters'),
     ],
 )
@@ -293,3 +292,88 @@ def test_empty_port_list_items_are_skipped_with_a_warning(
 def test_a_port_list_without_empty_items_gives_no_warning(tmp_path: Path) -> None:
     s = load_settings(write(tmp_path, 'TCP_PORTS="1, 2-4"\nUDP_PORTS=""\n'))
     assert s.warnings == ()
+
+
+def test_scan_trigger_has_an_upper_limit(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, 'SCAN_TRIGGER="50"\n')).scan_trigger == 50
+    with pytest.raises(ConfigError, match=r':1: SCAN_TRIGGER="51": must be at most 50'):
+        load_settings(write(tmp_path, 'SCAN_TRIGGER="51"\n'))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('TCP_PORTS="1,\uff18\uff10"\n', r"'\uff18\uff10' is not a port number"),  # fullwidth 80
+        ('UDP_PORTS="\u00b2"\n', r"'\xb2' is not a port number"),
+        ('SMTP_PORT="\u0662\u0665"\n', "is not a port number"),  # Arabic-Indic 25
+        ('SCAN_TRIGGER="\u00b3"\n', "must be a whole number"),
+        ('BLOCKS_PER_MINUTE="\uff15"\n', "must be a whole number"),
+        ('AUDIT_REQUIRED="\uff12\uff12/tcp"\n', "is not port/proto"),
+        ('AUDIT_REQUIRED="\u00b2/tcp"\n', "is not port/proto"),
+    ],
+)
+def test_numbers_are_ascii_digits(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, text))
+    assert message in str(caught.value)
+
+
+def test_line_shape_errors_show_the_line_as_written(tmp_path: Path) -> None:
+    for text, shown in [
+        ('TCP_PORTS="1\n', 'TCP_PORTS="1: missing closing quote'),
+        ('TCP_PORTS="1" 2\n', 'TCP_PORTS="1" 2: unexpected text after the closing quote'),
+        ('  TCP_PORTS "1"\n', 'TCP_PORTS "1": line is not KEY="value"'),
+    ]:
+        path = write(tmp_path, text)
+        with pytest.raises(ConfigError) as caught:
+            load_settings(path)
+        assert str(caught.value) == f"{path}:1: {shown}"
+
+
+@pytest.mark.parametrize("form", [["-c"], ["--config"], []])
+def test_check_config_takes_the_file_like_every_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], form: list[str]
+) -> None:
+    path = write(tmp_path, 'SCAN_TRIGGER="7"\n')
+    assert main(["check-config", *form, str(path)]) == 0
+    assert 'SCAN_TRIGGER="7"' in capsys.readouterr().out.splitlines()
+
+
+def test_check_config_refuses_two_files(tmp_path: Path) -> None:
+    path = write(tmp_path, "")
+    with pytest.raises(SystemExit) as caught:
+        main(["check-config", "-c", str(path), str(path)])
+    assert caught.value.code == 2
+
+
+def test_both_modes_off_is_a_warning(tmp_path: Path) -> None:
+    path = write(tmp_path, 'TCP_MODE="none"\nUDP_MODE=""\n')
+    warnings = load_settings(path).warnings
+    assert [w for w in warnings if "watches nothing" in w] == [
+        f"{path}:1: TCP_MODE and UDP_MODE are both off: without a mode flag the daemon watches "
+        "nothing"
+    ]
+    assert not load_settings(write(tmp_path, 'TCP_MODE="none"\n')).warnings
+
+
+def test_run_help_explains_the_mode_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "-h"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for flag in ("-tcp", "-stcp", "-atcp", "-udp", "-sudp", "-audp"):
+        assert f" {flag} " in shown
+    assert "classic" in shown and "stealth" in shown and "advanced" in shown
+    assert "turns the other protocol off" in shown
+
+
+@pytest.mark.parametrize(
+    ("flags", "modes"),
+    [
+        (["-stcp"], (TcpMode.STEALTH, None)),  # portsentry -stcp: TCP only
+        (["-audp"], (None, UdpMode.ADVANCED)),
+        (["-atcp", "-sudp"], (TcpMode.ADVANCED, UdpMode.STEALTH)),
+        ([], None),  # TCP_MODE and UDP_MODE
+    ],
+)
+def test_one_protocols_flag_turns_the_other_off(flags: list[str], modes: object) -> None:
+    assert cli._modes(cli._parser().parse_args(["run", *flags])) == modes

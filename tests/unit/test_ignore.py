@@ -55,6 +55,8 @@ def test_all_forms() -> None:
         ("10.0.0.0/33", "prefix /33 is longer than 32 bits"),
         ("10.0.0.0/255.0.255.0", "netmask '255.0.255.0' is not contiguous"),
         ("2001:db8::/ffff::", "is not a prefix length"),
+        ("10.0.0.0/\uff12\uff14", "is neither a prefix length nor a dotted netmask"),  # fullwidth
+        ("2001:db8::/\u00b2", "is not a prefix length"),
     ],
 )
 def test_bad_lines(line: str, reason: str) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from portwarden.config import values
 from portwarden.config.errors import ConfigError
 from portwarden.config.textfile import numbered_lines, read_text
 from portwarden.text import one_line
@@ -77,7 +78,7 @@ def parse_network(text: str) -> Network:
                          "write the address without it")  # fmt: skip
     if not slash:
         bits: int = address.max_prefixlen
-    elif mask.isdigit():
+    elif values.ascii_digits(mask):
         bits = int(mask)
         if bits > address.max_prefixlen:
             raise ValueError(f"prefix /{mask} is longer than {address.max_prefixlen} bits")

@@ -188,7 +188,7 @@ def load_settings(path: Path | None) -> Settings:
         kill_hosts_deny=read.get("KILL_HOSTS_DENY", kill.hosts_deny_line, None),
         kill_run_cmd=read.get("KILL_RUN_CMD", kill.command, None),
         kill_run_cmd_first=read.get("KILL_RUN_CMD_FIRST", values.flag, False),
-        scan_trigger=read.get("SCAN_TRIGGER", values.count, 0),
+        scan_trigger=read.get("SCAN_TRIGGER", values.scan_trigger, 0),
         port_banner=read.get("PORT_BANNER", values.optional_text, None),
         state_dir=state_dir,
         scan_trigger_window=read.get("SCAN_TRIGGER_WINDOW", values.seconds, 300.0),
@@ -256,6 +256,9 @@ def load_settings(path: Path | None) -> Settings:
     ]
     warnings += _policy_warnings(read, settings)
     warnings += _shell_warnings(read, settings)
+    if settings.tcp_mode is None and settings.udp_mode is None:
+        warnings.append(f"{_where(read, 'TCP_MODE')}TCP_MODE and UDP_MODE are both off: without "
+                        "a mode flag the daemon watches nothing")  # fmt: skip
     warnings += [f"{_where(read, key)}{key}: empty items in the port list skipped, as PortSentry "
                  "did" for key in ("TCP_PORTS", "UDP_PORTS", "ADVANCED_EXCLUDE_TCP",
                                    "ADVANCED_EXCLUDE_UDP")

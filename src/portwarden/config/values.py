@@ -7,7 +7,7 @@ from enum import Enum, IntEnum
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
-from portwarden.limits import PORTS_TRACKED_MAX
+from portwarden.limits import PORTS_TRACKED_MAX, SCAN_TRIGGER_MAX
 
 M = TypeVar("M", bound=Enum)
 
@@ -76,9 +76,15 @@ def positive(text: str) -> int:
     return value
 
 
+def ascii_digits(text: str) -> bool:
+    """Only 0-9: str.isdigit() also takes '²' (which int() refuses) and '１' or '٣' (which it
+    reads as 1 and 3)."""
+    return text.isascii() and text.isdigit()
+
+
 def port(text: str) -> int:
     text = text.strip()
-    if not text.isdigit() or not PORT_MIN <= int(text) <= PORT_MAX:
+    if not ascii_digits(text) or not PORT_MIN <= int(text) <= PORT_MAX:
         raise ValueError(f"'{text}' is not a port number ({PORT_MIN}-{PORT_MAX})")
     return int(text)
 
@@ -121,7 +127,7 @@ def flag(text: str) -> bool:
 
 
 def count(text: str) -> int:
-    if not text.strip().isdigit():
+    if not ascii_digits(text.strip()):
         raise ValueError("must be a whole number >= 0")
     return int(text)
 
@@ -133,6 +139,13 @@ def seconds(text: str) -> float:
         raise ValueError("must be a number of seconds") from None
     if not 0 < value <= 366 * 86400:
         raise ValueError("must be more than 0 and at most a year, in seconds")
+    return value
+
+
+def scan_trigger(text: str) -> int:
+    value = count(text)
+    if value > SCAN_TRIGGER_MAX:
+        raise ValueError(f"must be at most {SCAN_TRIGGER_MAX} (0 reacts on the first probe)")
     return value
 
 
