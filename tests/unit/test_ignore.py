@@ -179,3 +179,11 @@ def test_ignore_file_warnings_are_settings_warnings(tmp_path: Path) -> None:
     warnings = load_settings(conf).warnings
     assert f'{tmp_path / "ignore"}:1: "router" after the address is ignored' in warnings
     assert any(w.startswith(f"{tmp_path / 'ignore'}:2: ::/0 ignores every IPv6") for w in warnings)
+
+
+def test_an_ignore_file_name_too_long_is_a_one_line_error(tmp_path: Path) -> None:
+    """Found by the grammar property test: Path.exists() raised ENAMETOOLONG."""
+    conf = tmp_path / "p.conf"
+    conf.write_text(f'IGNORE_FILE="{"a" * 300}"\n')
+    with pytest.raises(ConfigError, match="cannot read ignore file: File name too long"):
+        load_settings(conf)

@@ -87,3 +87,14 @@ def test_hosts_deny_gets_the_literal_text(tmp_path: Path) -> None:
     actions.block(BlockRequest(address, "tcp", 111, "stcp", "test", BlockMode.BLOCK))
     expected = 'ALL: 198.18.0.11 : spawn (/bin/echo \\%h "111 stcp" >> /tmp/x) & : DENY'
     assert deny.read_text() == expected + "\n"
+
+
+def test_a_hash_in_a_command_is_no_comment(tmp_path: Path) -> None:
+    """Found by the grammar property test: the operator scan took '#' for a comment, saw no
+    tokens and raised. shlex.split, which makes the arguments, has no comments either."""
+    s = load_settings(write(tmp_path, 'KILL_RUN_CMD="/usr/local/bin/page # $TARGET$"\n'))
+    assert s.kill_run_cmd is not None
+    assert s.kill_run_cmd.argv == ("/usr/local/bin/page", "#", "$TARGET$")
+    assert s.kill_run_cmd.shell_syntax == ()
+    s = load_settings(write(tmp_path, 'KILL_RUN_CMD="# page me"\n'))
+    assert s.kill_run_cmd is not None and s.kill_run_cmd.shell_syntax == ()

@@ -6,6 +6,7 @@ commands into arguments here, once, and run them without a shell; the hosts.deny
 literal, as PortSentry wrote it.
 """
 
+import itertools
 import shlex
 from dataclasses import dataclass
 
@@ -17,10 +18,12 @@ _OPERATOR_CHARS = frozenset("();<>|&")
 class Command:
     """A KILL_ROUTE / KILL_RUN_CMD template: the text as written and its arguments, with the
     macros still in them (they are filled in inside each argument, so a value can never become
-    a second argument)."""
+    a second argument). `shell_syntax`: the shell operators it has outside quotes, which
+    PortSentry's shell obeyed and which reach our program as literal arguments."""
 
     text: str
     argv: tuple[str, ...]
+    shell_syntax: tuple[str, ...]
 
     def __str__(self) -> str:
         return self.text
@@ -36,7 +39,7 @@ def command(text: str) -> Command | None:
         raise ValueError(f"cannot be split into arguments: {str(error).lower()}") from None
     if not argv or not argv[0]:
         raise ValueError("names no program")
-    return Command(text, argv)
+    return Command(text, argv, _shell_syntax(text))
 
 
 def route_command(text: str) -> Command | None:
@@ -62,14 +65,13 @@ def hosts_deny_line(text: str) -> str | None:
     return text
 
 
-def shell_syntax(found: Command) -> list[str]:
-    """Shell operators outside quotes (`&&`, `|`, `;`, `>`, `$(`, a backquote): PortSentry's
-    shell obeyed them; without a shell they reach the program as literal arguments."""
-    lexer = shlex.shlex(found.text, posix=True, punctuation_chars=True)
+def _shell_syntax(text: str) -> tuple[str, ...]:
+    """Shell operators outside quotes (`&&`, `|`, `;`, `>`, `$(`, a backquote), each once."""
+    lexer = shlex.shlex(text, posix=True, punctuation_chars=True)
     lexer.whitespace_split = True
-    tokens = list(lexer)
+    lexer.commenters = ""  # as shlex.split(), which made the arguments
     seen: list[str] = []
-    for before, token in zip(["", *tokens[:-1]], tokens, strict=True):
+    for before, token in itertools.pairwise(["", *lexer]):
         if token == "(" and before.endswith("$"):
             token = "$("
         elif "`" in token:
@@ -78,4 +80,4 @@ def shell_syntax(found: Command) -> list[str]:
             continue
         if token not in seen:
             seen.append(token)
-    return seen
+    return tuple(seen)

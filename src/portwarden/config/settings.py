@@ -276,15 +276,24 @@ def load_settings(path: Path | None) -> Settings:
                           str(settings.audit_min_port))  # fmt: skip
     ignored: tuple[Network, ...] = ()
     if ignore_file is not None:
-        if ignore_file.exists():
-            ignored, ignore_warnings = read_ignore_file(ignore_file)
-            warnings += ignore_warnings
-        else:
+        if _missing(ignore_file):
             warnings.append(
                 f"{source}: IGNORE_FILE {ignore_file} does not exist; "
                 "only loopback and this host's own addresses are ignored"
             )
+        else:
+            ignored, ignore_warnings = read_ignore_file(ignore_file)
+            warnings += ignore_warnings
     return dataclasses.replace(settings, ignored_networks=ignored, warnings=tuple(warnings))
+
+
+def _missing(path: Path) -> bool:
+    """Whether nothing is at `path`. One that cannot even be checked (a name too long, a folder
+    that may not be searched) counts as there, so that reading it says why it cannot be read."""
+    try:
+        return not path.exists()
+    except OSError:
+        return False
 
 
 def _where(read: _Reader, key: str) -> str:
@@ -299,7 +308,7 @@ def _shell_warnings(read: _Reader, settings: Settings) -> list[str]:
     found = []
     for key, command in (("KILL_ROUTE", settings.kill_route),
                          ("KILL_RUN_CMD", settings.kill_run_cmd)):  # fmt: skip
-        syntax = kill.shell_syntax(command) if command else []
+        syntax = command.shell_syntax if command else ()
         if syntax:
             found.append(f"{_where(read, key)}{key} has shell syntax ({' '.join(syntax)}): it runs "
                          "without a shell, so these reach the program as literal arguments; "

@@ -55,8 +55,12 @@ def nft_use(text: str) -> NftUse:
 
 
 def duration(text: str) -> float:
-    """Seconds; 0 means forever."""
-    return 0.0 if text.strip() == "0" else seconds(text)
+    """Seconds; 0 (or 0.0) means forever."""
+    try:
+        forever = float(text) == 0
+    except ValueError:
+        forever = False
+    return 0.0 if forever else seconds(text)
 
 
 def factor(text: str) -> float:
@@ -82,11 +86,20 @@ def ascii_digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
+def _whole(text: str) -> int | None:
+    """A whole number in ASCII digits, or None. At most 18 digits besides leading zeros: int()
+    refuses more than 4,300 with a message of its own, and no count here needs a quintillion."""
+    if not ascii_digits(text) or len(text.lstrip("0")) > 18:
+        return None
+    return int(text)
+
+
 def port(text: str) -> int:
     text = text.strip()
-    if not ascii_digits(text) or not PORT_MIN <= int(text) <= PORT_MAX:
+    value = _whole(text)
+    if value is None or not PORT_MIN <= value <= PORT_MAX:
         raise ValueError(f"'{text}' is not a port number ({PORT_MIN}-{PORT_MAX})")
-    return int(text)
+    return value
 
 
 def port_list(text: str) -> tuple[int, ...]:
@@ -127,9 +140,10 @@ def flag(text: str) -> bool:
 
 
 def count(text: str) -> int:
-    if not ascii_digits(text.strip()):
-        raise ValueError("must be a whole number >= 0")
-    return int(text)
+    value = _whole(text.strip())
+    if value is None:
+        raise ValueError("must be a whole number >= 0 (at most 18 digits)")
+    return value
 
 
 def seconds(text: str) -> float:
