@@ -228,6 +228,7 @@ def test_check_config_with_two_ports(tmp_path: Path, capsys: pytest.CaptureFixtu
     ("text", "name", "value"),
     [
         ('BLOCK_DURATION="1234567"\n', "block_duration", 1234567.0),
+        ('BLOCK_DURATION="0.0"\n', "block_duration", 0.0),  # forever, however written
         ('SCAN_INTERVAL="0.1"\n', "scan_interval", 0.1),
         ('BLOCK_ESCALATION="1.0000001"\n', "block_escalation", 1.0000001),
         ('SMTP_TIMEOUT="31622399.999"\n', "smtp_timeout", 31622399.999),
