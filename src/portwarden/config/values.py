@@ -140,9 +140,12 @@ def flag(text: str) -> bool:
 
 
 def count(text: str) -> int:
-    value = _whole(text.strip())
+    text = text.strip()
+    if not ascii_digits(text):
+        raise ValueError("must be a whole number >= 0")
+    value = _whole(text)
     if value is None:
-        raise ValueError("must be a whole number >= 0 (at most 18 digits)")
+        raise ValueError("is too large (at most 18 digits)")
     return value
 
 
