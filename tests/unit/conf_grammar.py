@@ -136,7 +136,8 @@ SHAPES: dict[str, Text] = {
                     port_list),
     **dict.fromkeys(["ADVANCED_PORTS_TCP", "ADVANCED_PORTS_UDP", "SMTP_PORT", "AUDIT_MIN_PORT",
                      "AUDIT_MAX_PORT", "SCAN_TRIGGER", "SCAN_COUNT_THRESHOLD",
-                     "BLOCKS_PER_MINUTE", "EVENT_LOG_MAX_BYTES", "MAIL_PER_HOUR"], digits),
+                     "BLOCKS_PER_MINUTE", "EVENT_LOG_MAX_BYTES", "EVENT_LOG_KEEP",
+                     "MAIL_PER_HOUR"], digits),
     **dict.fromkeys(["SCAN_TRIGGER_WINDOW", "SCAN_INTERVAL", "KILL_CMD_TIMEOUT",
                      "SCAN_END_QUIET", "SMTP_TIMEOUT", "BLOCK_DURATION", "BLOCK_DURATION_MAX",
                      "AUDIT_INTERVAL", "BLOCK_ESCALATION"], numbers),
@@ -154,7 +155,8 @@ SHAPES: dict[str, Text] = {
                     audit_groups),
     **dict.fromkeys(["KILL_ROUTE", "KILL_RUN_CMD", "KILL_HOSTS_DENY"], command),
     **dict.fromkeys(["IGNORE_FILE", "HISTORY_FILE", "BLOCKED_FILE", "STATE_DIR", "HOSTS_DENY_FILE",
-                     "SYSLOG_SOCKET", "EVENT_LOG", "SMTP_PASSWORD_FILE"], paths),
+                     "SYSLOG_SOCKET", "EVENT_LOG", "SMTP_PASSWORD_FILE", "SMTP_CA_FILE"],
+                    paths),
     **dict.fromkeys(["PORT_BANNER", "MAIL_SUBJECT", "SMTP_USER"], st.one_of(free_text, command)),
     "MAIL_FROM": mail,
     "MAIL_TO": mail_list,
@@ -258,6 +260,10 @@ proto = st.sampled_from(["tcp", "udp"])
 valid_groups = joined(cat(maybe(cat(valid_where, ":")),
                           joined(cat(st.one_of(port, st.just("mountd")), "/", proto), ",", 3)
                           .filter(bool)), "; ", 3)  # fmt: skip
+# A required item must be one the audit can see whatever AUDIT_UDP and AUDIT_MIN/MAX_PORT say.
+valid_required = joined(cat(maybe(cat(valid_where, ":")),
+                            joined(st.sampled_from(["1024/tcp", "mountd/tcp"]), ",", 3)
+                            .filter(bool)), "; ", 3)  # fmt: skip
 valid_skip = joined(cat(maybe(cat(valid_where, ":")),
                         joined(cat(port, "/", proto), ",", 3).filter(bool)), "; ", 3)  # fmt: skip
 valid_command = cat(st.sampled_from(["/sbin/route add -host", "ip route add blackhole", "/x"]),
@@ -278,7 +284,11 @@ VALID: dict[str, Text] = {
                     valid_port_list),
     **dict.fromkeys(["ADVANCED_PORTS_TCP", "ADVANCED_PORTS_UDP", "SMTP_PORT"], port),
     **dict.fromkeys(["IGNORE_FILE", "HISTORY_FILE", "BLOCKED_FILE", "STATE_DIR",
-                     "HOSTS_DENY_FILE", "SMTP_PASSWORD_FILE"], path),
+                     "HOSTS_DENY_FILE"], path),
+    # Files that must exist and keys checked together with them (a login needs a readable
+    # password file): left unset; the other paths and texts cover their kinds of value.
+    **dict.fromkeys(["SMTP_PASSWORD_FILE", "SMTP_CA_FILE", "SMTP_USER"], st.just("")),
+    "EVENT_LOG_KEEP": st.integers(1, 20).map(str),
     **dict.fromkeys(["SYSLOG_SOCKET", "EVENT_LOG"], st.one_of(st.just(""), path)),
     **dict.fromkeys(["RESOLVE_HOST", "KILL_RUN_CMD_FIRST", "SCAN_FLOOD_DETECTION",
                      "BLOCK_FORWARD", "PROTECT_GATEWAYS", "PROTECT_NAMESERVERS",
@@ -290,7 +300,7 @@ VALID: dict[str, Text] = {
     "KILL_HOSTS_DENY": st.one_of(st.just(""), valid_hosts_deny),
     "SCAN_TRIGGER": st.integers(0, 50).map(str),
     "SCAN_COUNT_THRESHOLD": st.integers(0, 64).map(str),
-    **dict.fromkeys(["PORT_BANNER", "SMTP_USER"], one_line_text()),
+    "PORT_BANNER": one_line_text(),
     "MAIL_SUBJECT": one_line_text(),
     **dict.fromkeys(["SCAN_TRIGGER_WINDOW", "SCAN_INTERVAL", "KILL_CMD_TIMEOUT",
                      "SCAN_END_QUIET", "SMTP_TIMEOUT"], seconds),
@@ -308,7 +318,8 @@ VALID: dict[str, Text] = {
     "AUDIT_DEVICES": st.sampled_from(["", "eth0", "eth0, lo"]),
     "AUDIT_MIN_PORT": st.integers(1, 1024).map(str),
     "AUDIT_MAX_PORT": st.integers(1024, 65535).map(str),
-    **dict.fromkeys(["AUDIT_REQUIRED", "AUDIT_OPTIONAL", "AUDIT_IGNORE"], valid_groups),
+    "AUDIT_REQUIRED": valid_required,
+    **dict.fromkeys(["AUDIT_OPTIONAL", "AUDIT_IGNORE"], valid_groups),
     "AUDIT_SKIP": valid_skip,
     **dict.fromkeys(["AUDIT_SEVERITY_MISSING", "AUDIT_SEVERITY_NEW", "AUDIT_SEVERITY_RESTARTED",
                      "AUDIT_SEVERITY_PORTSWITCH"], st.sampled_from(["crit", "info", "Notice"])),
