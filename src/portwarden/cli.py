@@ -48,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check-config", help="validate a configuration and print the effective settings"
     )
-    check.add_argument("config", nargs="?", type=Path, help="configuration file")
+    given = check.add_mutually_exclusive_group()
+    given.add_argument("-c", "--config", type=Path, help="configuration file")
+    given.add_argument("file", nargs="?", type=Path, help="configuration file (the same as -c)")
     state = commands.add_parser(
         "status", help="what the daemon sees: scanners, ports, blocks, counters, last audit"
     )
@@ -92,14 +94,32 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_MODE_HELP = {
+    TcpMode.CLASSIC: "classic: bind every TCP_PORTS port, report completed connections",
+    TcpMode.STEALTH: "stealth: watch TCP_PORTS on a raw socket (SYN, FIN, NULL, XMAS scans)",
+    TcpMode.ADVANCED: "advanced: watch every port below ADVANCED_PORTS_TCP with no service",
+    UdpMode.CLASSIC: "classic: bind every UDP_PORTS port, report datagrams",
+    UdpMode.STEALTH: "stealth: watch UDP_PORTS on a raw socket",
+    UdpMode.ADVANCED: "advanced: watch every port below ADVANCED_PORTS_UDP with no service",
+}
+
+
 def _mode_flags(parser: argparse.ArgumentParser) -> None:
     """PortSentry's -tcp -stcp -atcp and -udp -sudp -audp: one of each at most."""
-    tcp = parser.add_mutually_exclusive_group()
-    udp = parser.add_mutually_exclusive_group()
+    modes = parser.add_argument_group(
+        "modes",
+        "PortSentry's flags, at most one TCP and one UDP mode. Without any, the modes come "
+        "from TCP_MODE and UDP_MODE; a flag for one protocol alone turns the other protocol "
+        "off (as 'portsentry -stcp' watched TCP only).",
+    )
+    tcp = modes.add_mutually_exclusive_group()
+    udp = modes.add_mutually_exclusive_group()
     for mode in TcpMode:
-        tcp.add_argument(f"-{mode.value}", dest="tcp", action="store_const", const=mode)
+        tcp.add_argument(f"-{mode.value}", dest="tcp", action="store_const", const=mode,
+                         help=_MODE_HELP[mode])  # fmt: skip
     for umode in UdpMode:
-        udp.add_argument(f"-{umode.value}", dest="udp", action="store_const", const=umode)
+        udp.add_argument(f"-{umode.value}", dest="udp", action="store_const", const=umode,
+                         help=_MODE_HELP[umode])  # fmt: skip
 
 
 def _modes(args: argparse.Namespace) -> tuple[TcpMode | None, UdpMode | None] | None:
@@ -138,7 +158,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    settings = _load(_config_path(args.config))
+    settings = _load(_config_path(args.config or args.file))
     print(f"# effective settings from {settings.source}")
     for line in to_conf_lines(settings):
         print(line)

@@ -157,7 +157,8 @@ def test_kill_route_hosts_deny_and_command_order(lab: Lab, start_daemon: StartDa
     original = deny.read_text()
     command = f"{sys.executable} {RECORD} {calls} cmd $TARGET$ $PORT$ $MODE$"
     conf = (f'BLOCK_TCP="1"\nKILL_ROUTE="ip route add blackhole $TARGET$"\n'
-            f'KILL_HOSTS_DENY="ALL: $TARGET$ : DENY"\nHOSTS_DENY_FILE="{deny}"\n'
+            f'KILL_HOSTS_DENY="ALL: $TARGET$ : spawn /bin/echo \\%d $PORT$ : DENY"\n'
+            f'HOSTS_DENY_FILE="{deny}"\n'
             f'KILL_RUN_CMD="{command}"\n')  # fmt: skip
     daemon = start_daemon("-stcp", "-sudp", conf=conf)
     attacker = lab.attackers[1]
@@ -168,7 +169,8 @@ def test_kill_route_hosts_deny_and_command_order(lab: Lab, start_daemon: StartDa
     assert attacker.ipv4 in routes
     assert not can_connect(attacker, lab.target.ipv4, SERVICE)  # like PortSentry's KILL_ROUTE
     assert nft_elements(lab.target) == set()  # KILL_ROUTE given: no built-in blocker
-    assert deny.read_text() == original + f"ALL: {attacker.ipv4} : DENY\n"
+    # The literal text (Debian's comment asks for \%), as PortSentry wrote it.
+    assert deny.read_text() == original + f"ALL: {attacker.ipv4} : spawn /bin/echo \\%d 11 : DENY\n"
     assert calls.read_text().split()[1:] == ["'cmd'", f"'{attacker.ipv4}'", "'11'", "'stcp'"]
     portwarden(lab.target, daemon, "unblock", attacker.ipv4)
     assert attacker.ipv4 not in lab.target.run(["ip", "route", "show", "type", "blackhole"]).stdout
@@ -390,7 +392,7 @@ def test_restarts_run_kill_route_once_and_a_reboot_runs_it_again(
 def test_a_block_that_failed_is_not_kept_and_the_next_probe_tries_again(
     lab: Lab, start_daemon: StartDaemon
 ) -> None:
-    daemon = start_daemon("-stcp", conf='BLOCK_TCP="1"\nKILL_ROUTE="/bin/false"\n')
+    daemon = start_daemon("-stcp", conf='BLOCK_TCP="1"\nKILL_ROUTE="/bin/false $TARGET$"\n')
     attacker = lab.attackers[2]
     nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
     daemon.wait_for(rf"block-failed address={attacker.ipv4} actions=route:failed ")

@@ -197,7 +197,7 @@ def test_a_block_that_nothing_enforced_is_not_kept_and_is_tried_again(
 ) -> None:
     """KILL_ROUTE=false: PortSentry 1.2 wrote no blocked entry when the kill failed, so the
     next scan tried again. No history line either, and it is no offence."""
-    actions = make('KILL_ROUTE="false"\n')
+    actions = make('KILL_ROUTE="false $TARGET$"\n')
     record = actions.block(request())
     assert record is not None and not enforced(record.actions)
     assert actions.store.active() == []

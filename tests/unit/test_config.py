@@ -1,12 +1,15 @@
 """The PortSentry file format, our keys, defaults and one-line errors."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portwarden.config import BlockMode, ConfigError, TcpMode, UdpMode, load_settings
+from portwarden import cli
+from portwarden.cli import main
+from portwarden.config import BlockMode, ConfigError, Settings, TcpMode, UdpMode, load_settings
 from portwarden.config.conffile import parse_conf
 from portwarden.config.settings import to_conf_lines
 
@@ -80,7 +83,8 @@ def test_debian_portsentry_conf_means_what_it_meant(tmp_path: Path) -> None:
     assert s.blocked_file == Path("/var/lib/portsentry/portsentry.blocked")
     assert s.resolve_host is False  # written as RESOLVE_HOST = "0", spaces around '='
     assert s.block_tcp is BlockMode.ALERT_ONLY and s.block_udp is BlockMode.ALERT_ONLY
-    assert s.kill_route == "/sbin/route add -host $TARGET$ reject"
+    assert s.kill_route is not None
+    assert s.kill_route.argv == ("/sbin/route", "add", "-host", "$TARGET$", "reject")
     assert s.kill_hosts_deny == "ALL: $TARGET$ : DENY"
     assert s.kill_run_cmd is None  # commented out in Debian's file
     assert s.kill_run_cmd_first is False
@@ -143,8 +147,6 @@ def test_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
         ('TCP_MODE="xtcp"\n', ':1: TCP_MODE="xtcp": unknown TCP mode'),
         ('RESOLVE_HOST="yes"\n', ':1: RESOLVE_HOST="yes": must be 0 or 1'),
         ('SCAN_TRIGGER="-1"\n', ':1: SCAN_TRIGGER="-1": must be a whole number'),
-        ('TCP_PORTS="1\n', ':1: TCP_PORTS=""1": missing closing quote'),
-        ('TCP_PORTS "1"\n', ':1: "TCP_PORTS "1"": line is not KEY="value"'),
         ('PORT_BANNER="a\x1bb"\n', ':1: PORT_BANNER="a\\x1bb": value has control characters'),
     ],
 )
@@ -185,33 +187,167 @@ def test_any_text_parses_or_gives_one_line_error(text: str) -> None:
         assert str(error).startswith("f.conf:")
 
 
-@given(
-    st.dictionaries(
-        st.sampled_from(
-            [
-                "TCP_PORTS",
-                "UDP_PORTS",
-                "BLOCK_TCP",
-                "SCAN_TRIGGER",
-                "TCP_MODE",
-                "ADVANCED_PORTS_TCP",
-                "RESOLVE_HOST",
-                "PORT_BANNER",
-                "IGNORE_FILE",
-            ]
-        ),
-        st.text(
-            alphabet=st.characters(blacklist_characters='"\n\r', blacklist_categories=("Cs",)),
-            max_size=30,
-        ),
-    )
-)
-def test_any_values_load_or_give_one_line_error(
-    tmp_path_factory: pytest.TempPathFactory, values: dict[str, str]
-) -> None:
-    path = tmp_path_factory.mktemp("h") / "p.conf"
-    path.write_text("".join(f'{k}="{v}"\n' for k, v in values.items()))
-    try:
+# Characters str.splitlines() breaks on besides \n and \r: fgets (PortSentry) does not.
+NOT_LINE_ENDS = ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+
+
+@pytest.mark.parametrize("char", NOT_LINE_ENDS)
+def test_only_newline_ends_a_line(tmp_path: Path, char: str) -> None:
+    path = write(tmp_path, f'# a comment{char}with an odd character\nSCAN_TRIGGER="x"\n')
+    with pytest.raises(ConfigError, match=r"portwarden\.conf:2: SCAN_TRIGGER=\"x\""):
         load_settings(path)
-    except ConfigError as error:
-        assert "\n" not in str(error) and str(error).startswith(str(path))
+
+
+def test_crlf_line_ends_are_read(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, 'SCAN_TRIGGER="2"\r\nBLOCK_TCP = 1 # on\r\n'))
+    assert s.scan_trigger == 2 and s.block_tcp is BlockMode.BLOCK
+
+
+def test_cp1252_file_reads_as_latin1_with_right_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "p.conf"
+    path.write_bytes(b'# caf\xe9 \x85 and more\nSCAN_TRIGGER="3"\nBLOCK_TCP="x"\n')
+    with pytest.raises(ConfigError, match=r"p\.conf:3: BLOCK_TCP=\"x\""):
+        load_settings(path)
+
+
+def loads_back(tmp_path: Path, settings: Settings) -> Settings:
+    """Load what check-config prints; the source and warnings aside, it must be `settings`."""
+    again = load_settings(write(tmp_path, "\n".join(to_conf_lines(settings)) + "\n"))
+    return dataclasses.replace(again, source=settings.source, warnings=settings.warnings)
+
+
+@pytest.mark.parametrize("key", ["TCP_PORTS", "UDP_PORTS", "ADVANCED_EXCLUDE_TCP"])
+def test_check_config_with_two_ports(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                     key: str) -> None:  # fmt: skip
+    path = write(tmp_path, f'{key}="1,2"\n')
+    assert main(["check-config", str(path)]) == 0
+    assert f'{key}="1-2"' in capsys.readouterr().out.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "value"),
+    [
+        ('BLOCK_DURATION="1234567"\n', "block_duration", 1234567.0),
+        ('BLOCK_DURATION="0.0"\n', "block_duration", 0.0),  # forever, however written
+        ('SCAN_INTERVAL="0.1"\n', "scan_interval", 0.1),
+        ('BLOCK_ESCALATION="1.0000001"\n', "block_escalation", 1.0000001),
+        ('SMTP_TIMEOUT="31622399.999"\n', "smtp_timeout", 31622399.999),
+        ('PORT_BANNER=Go "away"\n', "port_banner", 'Go "away"'),
+        ('PORT_BANNER=" # not a comment "\n', "port_banner", " # not a comment "),
+        ('METRICS_LISTEN="[::1]:9100"\n', "metrics_listen", ("::1", 9100)),
+        ('METRICS_LISTEN="9100"\n', "metrics_listen", ("127.0.0.1", 9100)),
+    ],
+)
+def test_values_load_back_exactly(tmp_path: Path, text: str, name: str, value: object) -> None:
+    original = load_settings(write(tmp_path, text))
+    assert getattr(original, name) == value
+    assert loads_back(tmp_path, original) == original
+
+
+@pytest.mark.parametrize(
+    ("value", "ports"), [("1,2,3,", (1, 2, 3)), (",1,2", (1, 2)), ("1,,2", (1, 2)), (",", ())]
+)
+@pytest.mark.parametrize("key", ["TCP_PORTS", "UDP_PORTS", "ADVANCED_EXCLUDE_UDP"])
+def test_empty_port_list_items_are_skipped_with_a_warning(
+    tmp_path: Path, key: str, value: str, ports: tuple[int, ...]
+) -> None:
+    path = write(tmp_path, f'\n{key}="{value}"\n')
+    s = load_settings(path)
+    assert tuple(sorted(getattr(s, key.lower()))) == ports
+    (warning,) = [w for w in s.warnings if key in w]
+    assert warning.startswith(f"{path}:2: {key}: empty item")
+
+
+def test_a_port_list_without_empty_items_gives_no_warning(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, 'TCP_PORTS="1, 2-4"\nUDP_PORTS=""\n'))
+    assert s.warnings == ()
+
+
+def test_scan_trigger_has_an_upper_limit(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, 'SCAN_TRIGGER="50"\n')).scan_trigger == 50
+    with pytest.raises(ConfigError, match=r':1: SCAN_TRIGGER="51": must be at most 50'):
+        load_settings(write(tmp_path, 'SCAN_TRIGGER="51"\n'))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('TCP_PORTS="1,\uff18\uff10"\n', r"'\uff18\uff10' is not a port number"),  # fullwidth 80
+        ('UDP_PORTS="\u00b2"\n', r"'\xb2' is not a port number"),
+        ('SMTP_PORT="\u0662\u0665"\n', "is not a port number"),  # Arabic-Indic 25
+        ('SCAN_TRIGGER="\u00b3"\n', "must be a whole number"),
+        (
+            f'EVENT_LOG_MAX_BYTES="{"9" * 5000}"\n',
+            "is too large (at most 18 digits)",
+        ),
+        (f'TCP_PORTS="{"8" * 30}"\n', "is not a port number"),
+        ('BLOCKS_PER_MINUTE="\uff15"\n', "must be a whole number"),
+        ('AUDIT_REQUIRED="\uff12\uff12/tcp"\n', "is not port/proto"),
+        ('AUDIT_REQUIRED="\u00b2/tcp"\n', "is not port/proto"),
+    ],
+)
+def test_numbers_are_ascii_digits(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, text))
+    assert message in str(caught.value)
+
+
+def test_line_shape_errors_show_the_line_as_written(tmp_path: Path) -> None:
+    for text, shown in [
+        ('TCP_PORTS="1\n', 'TCP_PORTS="1: missing closing quote'),
+        ('TCP_PORTS="1" 2\n', 'TCP_PORTS="1" 2: unexpected text after the closing quote'),
+        ('  TCP_PORTS "1"\n', 'TCP_PORTS "1": line is not KEY="value"'),
+    ]:
+        path = write(tmp_path, text)
+        with pytest.raises(ConfigError) as caught:
+            load_settings(path)
+        assert str(caught.value) == f"{path}:1: {shown}"
+
+
+@pytest.mark.parametrize("form", [["-c"], ["--config"], []])
+def test_check_config_takes_the_file_like_every_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], form: list[str]
+) -> None:
+    path = write(tmp_path, 'SCAN_TRIGGER="7"\n')
+    assert main(["check-config", *form, str(path)]) == 0
+    assert 'SCAN_TRIGGER="7"' in capsys.readouterr().out.splitlines()
+
+
+def test_check_config_refuses_two_files(tmp_path: Path) -> None:
+    path = write(tmp_path, "")
+    with pytest.raises(SystemExit) as caught:
+        main(["check-config", "-c", str(path), str(path)])
+    assert caught.value.code == 2
+
+
+def test_both_modes_off_is_a_warning(tmp_path: Path) -> None:
+    path = write(tmp_path, 'TCP_MODE="none"\nUDP_MODE=""\n')
+    warnings = load_settings(path).warnings
+    assert [w for w in warnings if "watches nothing" in w] == [
+        f"{path}:1: TCP_MODE and UDP_MODE are both off: without a mode flag the daemon watches "
+        "nothing"
+    ]
+    assert not load_settings(write(tmp_path, 'TCP_MODE="none"\n')).warnings
+
+
+def test_run_help_explains_the_mode_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "-h"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for flag in ("-tcp", "-stcp", "-atcp", "-udp", "-sudp", "-audp"):
+        assert f" {flag} " in shown
+    assert "classic" in shown and "stealth" in shown and "advanced" in shown
+    assert "turns the other protocol off" in shown
+
+
+@pytest.mark.parametrize(
+    ("flags", "modes"),
+    [
+        (["-stcp"], (TcpMode.STEALTH, None)),  # portsentry -stcp: TCP only
+        (["-audp"], (None, UdpMode.ADVANCED)),
+        (["-atcp", "-sudp"], (TcpMode.ADVANCED, UdpMode.STEALTH)),
+        ([], None),  # TCP_MODE and UDP_MODE
+    ],
+)
+def test_one_protocols_flag_turns_the_other_off(flags: list[str], modes: object) -> None:
+    assert cli._modes(cli._parser().parse_args(["run", *flags])) == modes

@@ -129,7 +129,7 @@ def _item(word: str) -> Item:
         proto = None
     if not slash or proto is None:
         raise ValueError(f"'{word}' is not port/proto or name/proto (proto is tcp or udp)")
-    if name.isdigit():
+    if name.isascii() and name.isdigit():  # not '²' or '１
         if not 1 <= int(name) <= 65535:
             raise ValueError(f"'{word}': port must be 1-65535")
         return Item(proto, int(name), None)

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from portwarden.config.errors import ConfigError
+from portwarden.config.textfile import numbered_lines
 
 _LINE = re.compile(r"[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*=[ \t]*(.*)")
 _TRAILER = re.compile(r"[ \t]*(#.*)?")
@@ -34,15 +35,15 @@ def parse_conf(text: str, source: str) -> tuple[dict[str, Entry], list[str]]:
     """
     entries: dict[str, Entry] = {}
     warnings: list[str] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in numbered_lines(text):
         stripped = raw.strip(" \t")
         if not stripped or stripped.startswith("#"):
             continue
         match = _LINE.fullmatch(raw)
         if match is None:
-            raise ConfigError(source, 'line is not KEY="value"', line=number, value=raw)
+            raise ConfigError(source, 'line is not KEY="value"', line=number, text=stripped)
         key, rest = match.group(1), match.group(2)
-        value = _value(rest, source, number, key)
+        value = _value(rest, source, number, key, stripped)
         if key in entries:
             first = entries[key].line
             warnings.append(
@@ -53,16 +54,16 @@ def parse_conf(text: str, source: str) -> tuple[dict[str, Entry], list[str]]:
     return entries, warnings
 
 
-def _value(rest: str, source: str, line: int, key: str) -> str:
+def _value(rest: str, source: str, line: int, key: str, text: str) -> str:
+    """The value of `rest` (what follows '='); `text` is the whole line, for errors."""
     if rest.startswith('"'):
         end = rest.find('"', 1)
         if end < 0:
-            raise ConfigError(source, "missing closing quote", line=line, key=key, value=rest)
+            raise ConfigError(source, "missing closing quote", line=line, text=text)
         value, trailer = rest[1:end], rest[end + 1 :]
         if _TRAILER.fullmatch(trailer) is None:
-            raise ConfigError(
-                source, "unexpected text after the closing quote", line=line, key=key, value=rest
-            )
+            raise ConfigError(source, "unexpected text after the closing quote", line=line,
+                              text=text)  # fmt: skip
     else:
         unquoted = _UNQUOTED.fullmatch(rest)
         value = unquoted.group(1) if unquoted else rest

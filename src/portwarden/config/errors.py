@@ -15,18 +15,24 @@ class ConfigError(Exception):
         line: int | None = None,
         key: str | None = None,
         value: str | None = None,
+        text: str | None = None,
     ) -> None:
+        """`text`: the line as written, shown as it is, for errors about the shape of a line
+        (a missing quote) where KEY="value" would add quotes of its own."""
         self.source = str(source)
         self.line = line
         self.key = key
         self.value = value
+        self.text = text
         self.reason = reason
         super().__init__(str(self))
 
     def __str__(self) -> str:
         where = self.source if self.line is None else f"{self.source}:{self.line}"
         what = ""
-        if self.key is not None:
+        if self.text is not None:
+            what = f" {one_line(self.text)}"
+        elif self.key is not None:
             what = f" {one_line(self.key)}"
             if self.value is not None:
                 what += f'="{one_line(self.value)}"'

@@ -1,14 +1,20 @@
 """PortSentry's ignore file and the always-ignored addresses (loopback, every local address)."""
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from portwarden.config import values
 from portwarden.config.errors import ConfigError
+from portwarden.config.textfile import numbered_lines, read_text
+from portwarden.text import one_line
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_BLANKS = re.compile(r"[ \t]+")
 
 ALWAYS_IGNORED: tuple[Network, ...] = (
     ipaddress.ip_network("127.0.0.0/8"),
@@ -55,6 +61,9 @@ class IgnoreList:
 def parse_network(text: str) -> Network:
     """'addr', 'addr/bits' or the old 'addr/dotted.mask'; host bits are masked off (as PortSentry).
 
+    An IPv4-mapped IPv6 entry (`::ffff:198.18.0.6`, `::ffff:1.2.3.0/120`) becomes the IPv4
+    network, since mapped sources are looked up as IPv4 (IgnoreList). An address with a zone
+    (`fe80::1%eth0`) is refused: sources carry none, so it would never match.
     Raises ValueError with a short reason.
     """
     address_text, slash, mask = text.partition("/")
@@ -64,9 +73,12 @@ def parse_network(text: str) -> Network:
         raise ValueError(
             f"'{address_text}' is not an IP address (host names are not allowed)"
         ) from None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        raise ValueError(f"'{address_text}' has a zone (%{address.scope_id}); "
+                         "write the address without it")  # fmt: skip
     if not slash:
-        return ipaddress.ip_network(address)
-    if mask.isdigit():
+        bits: int = address.max_prefixlen
+    elif values.ascii_digits(mask):
         bits = int(mask)
         if bits > address.max_prefixlen:
             raise ValueError(f"prefix /{mask} is longer than {address.max_prefixlen} bits")
@@ -74,6 +86,12 @@ def parse_network(text: str) -> Network:
         bits = _dotted_mask_bits(mask)
     else:
         raise ValueError(f"'{mask}' is not a prefix length")
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    if mapped is not None:
+        if bits < 96:
+            raise ValueError("an IPv4-mapped address needs a prefix of /96 or longer; "
+                             f"write the IPv4 network ({mapped}/...)")  # fmt: skip
+        return ipaddress.ip_network(f"{mapped}/{bits - 96}", strict=False)
     return ipaddress.ip_network(f"{address}/{bits}", strict=False)
 
 
@@ -88,28 +106,35 @@ def _dotted_mask_bits(mask: str) -> int:
     return bits
 
 
-def parse_ignore_text(text: str, source: str) -> tuple[Network, ...]:
-    """One address or network per line; '#' starts a comment. Raises ConfigError."""
+def parse_ignore_text(text: str, source: str) -> tuple[tuple[Network, ...], list[str]]:
+    """One address or network per line; '#' starts a comment. Returns the networks and warnings.
+
+    PortSentry read a line up to the first character that cannot be part of an address, so
+    `10.0.0.1 router` meant 10.0.0.1: text after a blank is ignored with a warning (text glued
+    to the address, `10.0.0.1x`, stays an error). Raises ConfigError.
+    """
     networks: list[Network] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        item = raw.split("#", 1)[0].strip()
+    warnings: list[str] = []
+    for number, raw in numbered_lines(text):
+        item, *rest = _BLANKS.split(raw.split("#", 1)[0].strip(), maxsplit=1)
         if not item:
             continue
         try:
-            networks.append(parse_network(item))
+            network = parse_network(item)
         except ValueError as error:
             raise ConfigError(source, str(error), line=number, value=item) from None
-    return tuple(networks)
+        networks.append(network)
+        if rest:
+            warnings.append(f'{source}:{number}: "{one_line(rest[0])}" after the address is '
+                            "ignored")  # fmt: skip
+        if network.prefixlen == 0:
+            v = network.version
+            warnings.append(f"{source}:{number}: {one_line(item)} ignores every IPv{v} source: "
+                            f"no detection, no blocking for IPv{v}")  # fmt: skip
+    return tuple(networks), warnings
 
 
-def read_ignore_file(path: Path) -> tuple[Network, ...]:
-    """Read an ignore file. Raises ConfigError if it cannot be read or has a bad line."""
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise ConfigError(path, f"cannot read ignore file: {error.strerror}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(path, "ignore file is not valid UTF-8") from None
-    return parse_ignore_text(text, str(path))
+def read_ignore_file(path: Path) -> tuple[tuple[Network, ...], list[str]]:
+    """Read an ignore file: its networks and warnings. Raises ConfigError if it cannot be read
+    or has a bad line."""
+    return parse_ignore_text(read_text(path, "ignore file"), str(path))

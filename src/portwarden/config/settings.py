@@ -2,16 +2,18 @@
 
 import dataclasses
 import socket
+import types
+import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address
+from enum import Enum
 from pathlib import Path
 from typing import TypeVar
 
 from portwarden.audit.interfaces import parse_addresses
 from portwarden.audit.names import Names
 from portwarden.audit.policy import Group, Policy, parse_devices, parse_groups, parse_skip_groups
-from portwarden.config import values
+from portwarden.config import kill, values
 from portwarden.config.conffile import Entry, parse_conf
 from portwarden.config.defaults import DEFAULT_CONF, DEFAULT_SOURCE, default_state_dir
 from portwarden.config.errors import ConfigError
@@ -23,8 +25,10 @@ from portwarden.config.ignore import (
     Network,
     read_ignore_file,
 )
+from portwarden.config.kill import Command
 from portwarden.config.smtp import check_smtp
-from portwarden.config.values import BlockMode, NftUse, TcpMode, UdpMode
+from portwarden.config.textfile import read_text
+from portwarden.config.values import BlockMode, ListenAddress, NftUse, TcpMode, UdpMode
 from portwarden.net.local import IPAddress, local_addresses
 
 T = TypeVar("T")
@@ -49,9 +53,9 @@ class Settings:
     resolve_host: bool
     block_tcp: BlockMode
     block_udp: BlockMode
-    kill_route: str | None
+    kill_route: Command | None
     kill_hosts_deny: str | None
-    kill_run_cmd: str | None
+    kill_run_cmd: Command | None
     kill_run_cmd_first: bool
     scan_trigger: int
     port_banner: str | None
@@ -95,7 +99,7 @@ class Settings:
     smtp_user: str | None
     smtp_password_file: Path | None
     smtp_timeout: float
-    metrics_listen: tuple[str, int] | None
+    metrics_listen: ListenAddress | None
     audit_interval: float
     audit_interfaces: tuple[IPAddress, ...]
     audit_devices: tuple[str, ...]
@@ -162,7 +166,7 @@ def load_settings(path: Path | None) -> Settings:
         warnings: list[str] = []
         source, base = DEFAULT_SOURCE, Path.cwd()
     else:
-        entries, warnings = parse_conf(_read_text(path), str(path))
+        entries, warnings = parse_conf(read_text(path, "configuration"), str(path))
         source, base = str(path), path.parent.absolute()
     read = _Reader(entries, defaults, base)
     state_dir = read.path("STATE_DIR", default_state_dir()) or default_state_dir()
@@ -183,11 +187,11 @@ def load_settings(path: Path | None) -> Settings:
         resolve_host=read.get("RESOLVE_HOST", values.flag, False),
         block_tcp=read.get("BLOCK_TCP", values.block_mode, BlockMode.ALERT_ONLY),
         block_udp=read.get("BLOCK_UDP", values.block_mode, BlockMode.ALERT_ONLY),
-        kill_route=read.get("KILL_ROUTE", values.optional_text, None),
-        kill_hosts_deny=read.get("KILL_HOSTS_DENY", values.optional_text, None),
-        kill_run_cmd=read.get("KILL_RUN_CMD", values.optional_text, None),
+        kill_route=read.get("KILL_ROUTE", kill.route_command, None),
+        kill_hosts_deny=read.get("KILL_HOSTS_DENY", kill.hosts_deny_line, None),
+        kill_run_cmd=read.get("KILL_RUN_CMD", kill.command, None),
         kill_run_cmd_first=read.get("KILL_RUN_CMD_FIRST", values.flag, False),
-        scan_trigger=read.get("SCAN_TRIGGER", values.count, 0),
+        scan_trigger=read.get("SCAN_TRIGGER", values.scan_trigger, 0),
         port_banner=read.get("PORT_BANNER", values.optional_text, None),
         state_dir=state_dir,
         scan_trigger_window=read.get("SCAN_TRIGGER_WINDOW", values.seconds, 300.0),
@@ -256,6 +260,14 @@ def load_settings(path: Path | None) -> Settings:
         if key not in read.used
     ]
     warnings += _policy_warnings(read, settings)
+    warnings += _shell_warnings(read, settings)
+    if settings.tcp_mode is None and settings.udp_mode is None:
+        warnings.append(f"{_where(read, 'TCP_MODE')}TCP_MODE and UDP_MODE are both off: without "
+                        "a mode flag the daemon watches nothing")  # fmt: skip
+    warnings += [f"{_where(read, key)}{key}: empty items in the port list skipped, as PortSentry "
+                 "did" for key in ("TCP_PORTS", "UDP_PORTS", "ADVANCED_EXCLUDE_TCP",
+                                   "ADVANCED_EXCLUDE_UDP")
+                 if key in entries and values.has_empty_items(entries[key].value)]  # fmt: skip
     wants_mail = (settings.mail_on_tcp_scan or settings.mail_on_udp_scan
                   or settings.mail_on_os_probe or settings.mail_on_audit)  # fmt: skip
     if wants_mail and not settings.mail_to:
@@ -280,14 +292,44 @@ def load_settings(path: Path | None) -> Settings:
                           entry.value if entry else None)  # fmt: skip
     ignored: tuple[Network, ...] = ()
     if ignore_file is not None:
-        if ignore_file.exists():
-            ignored = read_ignore_file(ignore_file)
-        else:
+        if _missing(ignore_file):
             warnings.append(
                 f"{source}: IGNORE_FILE {ignore_file} does not exist; "
                 "only loopback and this host's own addresses are ignored"
             )
+        else:
+            ignored, ignore_warnings = read_ignore_file(ignore_file)
+            warnings += ignore_warnings
     return dataclasses.replace(settings, ignored_networks=ignored, warnings=tuple(warnings))
+
+
+def _missing(path: Path) -> bool:
+    """Whether nothing is at `path`. One that cannot even be checked (a name too long, a folder
+    that may not be searched) counts as there, so that reading it says why it cannot be read."""
+    try:
+        return not path.exists()
+    except OSError:
+        return False
+
+
+def _where(read: _Reader, key: str) -> str:
+    """'file:line: ' of the key's entry, for a warning."""
+    entry = read.entry(key)
+    return f"{entry.source}:{entry.line}: " if entry else ""
+
+
+def _shell_warnings(read: _Reader, settings: Settings) -> list[str]:
+    """PortSentry ran KILL_ROUTE and KILL_RUN_CMD through a shell; we do not: say so when a
+    command relies on one."""
+    found = []
+    for key, command in (("KILL_ROUTE", settings.kill_route),
+                         ("KILL_RUN_CMD", settings.kill_run_cmd)):  # fmt: skip
+        syntax = command.shell_syntax if command else ()
+        if syntax:
+            found.append(f"{_where(read, key)}{key} has shell syntax ({' '.join(syntax)}): it runs "
+                         "without a shell, so these reach the program as literal arguments; "
+                         "put a pipeline or list in a script and name the script")  # fmt: skip
+    return found
 
 
 def _policy_warnings(read: _Reader, settings: Settings) -> list[str]:
@@ -297,8 +339,7 @@ def _policy_warnings(read: _Reader, settings: Settings) -> list[str]:
     for key, groups in (("AUDIT_REQUIRED", settings.audit_required),
                         ("AUDIT_OPTIONAL", settings.audit_optional),
                         ("AUDIT_IGNORE", settings.audit_ignore)):  # fmt: skip
-        entry = read.entry(key)
-        where = f"{entry.source}:{entry.line}: " if entry else ""
+        where = _where(read, key)
         for item in (i for g in groups for i in g.items if i.rpc is not None):
             if not names.unknown_rpc_names([item.rpc or ""]):
                 continue
@@ -309,52 +350,40 @@ def _policy_warnings(read: _Reader, settings: Settings) -> list[str]:
     return found
 
 
-def _read_text(path: Path) -> str:
-    """The file's text; old files that are not UTF-8 are read as Latin-1, byte for byte."""
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise ConfigError(path, f"cannot read configuration: {error.strerror}") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
-
-
 _NOT_KEYS = {"source", "ignored_networks", "warnings"}
+_FIELDS = tuple(f for f in dataclasses.fields(Settings) if f.name not in _NOT_KEYS)
+KEYS = tuple(f.name.upper() for f in _FIELDS)  # every key the file may set
 
 
 def to_conf_lines(settings: Settings) -> list[str]:
     """The effective settings as KEY="value" lines that load back to the same settings."""
-    lines = []
-    for field in dataclasses.fields(settings):
-        if field.name not in _NOT_KEYS:
-            lines.append(f'{field.name.upper()}="{_render(getattr(settings, field.name))}"')
-    return lines
+    return [_line(f.name.upper(), _render(f.type, getattr(settings, f.name))) for f in _FIELDS]
 
 
-def _render(value: object) -> str:
+def _line(key: str, text: str) -> str:
+    """KEY="text", or KEY=text when the text holds a '"': such a value came from an unquoted
+    line, so it has no blank at either end and no ' #', and loads back the same way."""
+    return f"{key}={text}" if '"' in text else f'{key}="{text}"'
+
+
+def _render(kind: object, value: object) -> str:
+    """A value as its key takes it, chosen by the field's declared type (never by the value's
+    shape: a two-port list is no listen address)."""
     if value is None:
         return ""
-    if isinstance(value, bool):
+    if isinstance(kind, types.UnionType):  # X | None
+        (kind,) = (arg for arg in typing.get_args(kind) if arg is not type(None))
+    if kind is bool:
         return "1" if value else "0"
-    if isinstance(value, BlockMode):
-        return str(int(value))
-    if isinstance(value, TcpMode | UdpMode | NftUse):
-        return value.value
-    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], int):
-        host, port = value  # a listen address
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    if isinstance(value, tuple) and value and isinstance(value[0], str):
-        return ",".join(value)
-    if isinstance(value, tuple) and value and isinstance(value[0], HostScanRule | Group):
-        return "; ".join(str(item) for item in value)
-    if isinstance(value, tuple) and value and isinstance(value[0], IPv4Address | IPv6Address):
-        return ",".join(str(address) for address in value)
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, tuple | frozenset):
-        return port_ranges(sorted(value))
+    if kind is float and isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)  # repr: exact
+    if isinstance(kind, type) and issubclass(kind, Enum) and isinstance(value, Enum):
+        return str(value.value)
+    if typing.get_origin(kind) in (tuple, frozenset) and isinstance(value, tuple | frozenset):
+        item = typing.get_args(kind)[0]
+        if item is int:
+            return port_ranges(sorted(value))
+        return ("; " if item in (HostScanRule, Group) else ",").join(str(v) for v in value)
     return str(value)
 
 

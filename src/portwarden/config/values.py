@@ -5,9 +5,9 @@ import re
 from collections.abc import Callable
 from enum import Enum, IntEnum
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
-from portwarden.limits import PORTS_TRACKED_MAX
+from portwarden.limits import PORTS_TRACKED_MAX, SCAN_TRIGGER_MAX
 
 M = TypeVar("M", bound=Enum)
 
@@ -55,8 +55,12 @@ def nft_use(text: str) -> NftUse:
 
 
 def duration(text: str) -> float:
-    """Seconds; 0 means forever."""
-    return 0.0 if text.strip() == "0" else seconds(text)
+    """Seconds; 0 (or 0.0) means forever."""
+    try:
+        forever = float(text) == 0
+    except ValueError:
+        forever = False
+    return 0.0 if forever else seconds(text)
 
 
 def factor(text: str) -> float:
@@ -76,21 +80,37 @@ def positive(text: str) -> int:
     return value
 
 
-def port(text: str) -> int:
-    text = text.strip()
-    if not text.isdigit() or not PORT_MIN <= int(text) <= PORT_MAX:
-        raise ValueError(f"'{text}' is not a port number ({PORT_MIN}-{PORT_MAX})")
+def ascii_digits(text: str) -> bool:
+    """Only 0-9: str.isdigit() also takes '²' (which int() refuses) and '１' or '٣' (which it
+    reads as 1 and 3)."""
+    return text.isascii() and text.isdigit()
+
+
+def _whole(text: str) -> int | None:
+    """A whole number in ASCII digits, or None. At most 18 digits besides leading zeros: int()
+    refuses more than 4,300 with a message of its own, and no count here needs a quintillion."""
+    if not ascii_digits(text) or len(text.lstrip("0")) > 18:
+        return None
     return int(text)
 
 
+def port(text: str) -> int:
+    text = text.strip()
+    value = _whole(text)
+    if value is None or not PORT_MIN <= value <= PORT_MAX:
+        raise ValueError(f"'{text}' is not a port number ({PORT_MIN}-{PORT_MAX})")
+    return value
+
+
 def port_list(text: str) -> tuple[int, ...]:
-    """'1,7,9,100-200' -> sorted unique ports. Empty means no ports. No count limit."""
+    """'1,7,9,100-200' -> sorted unique ports. Empty means no ports. No count limit.
+
+    Empty items ('1,,2', a trailing comma) are skipped, as PortSentry's strtok() did
+    (has_empty_items tells, for a warning)."""
     ports: set[int] = set()
     for item in text.split(","):
         item = item.strip()
         if not item:
-            if text.strip():
-                raise ValueError("empty item in port list")
             continue
         low, dash, high = item.partition("-")
         if dash:
@@ -101,6 +121,11 @@ def port_list(text: str) -> tuple[int, ...]:
         else:
             ports.add(port(item))
     return tuple(sorted(ports))
+
+
+def has_empty_items(text: str) -> bool:
+    """Whether a port list that is not empty has an empty item: '1,,2', '1,2,', ',1'."""
+    return bool(text.strip()) and any(not item.strip() for item in text.split(","))
 
 
 def port_set(text: str) -> frozenset[int]:
@@ -115,9 +140,13 @@ def flag(text: str) -> bool:
 
 
 def count(text: str) -> int:
-    if not text.strip().isdigit():
+    text = text.strip()
+    if not ascii_digits(text):
         raise ValueError("must be a whole number >= 0")
-    return int(text)
+    value = _whole(text)
+    if value is None:
+        raise ValueError("is too large (at most 18 digits)")
+    return value
 
 
 def seconds(text: str) -> float:
@@ -127,6 +156,13 @@ def seconds(text: str) -> float:
         raise ValueError("must be a number of seconds") from None
     if not 0 < value <= 366 * 86400:
         raise ValueError("must be more than 0 and at most a year, in seconds")
+    return value
+
+
+def scan_trigger(text: str) -> int:
+    value = count(text)
+    if value > SCAN_TRIGGER_MAX:
+        raise ValueError(f"must be at most {SCAN_TRIGGER_MAX} (0 reacts on the first probe)")
     return value
 
 
@@ -220,7 +256,17 @@ def host(text: str) -> str:
     return text
 
 
-def listen_address(text: str) -> tuple[str, int] | None:
+class ListenAddress(NamedTuple):
+    """METRICS_LISTEN's address and port; str() is the form the key takes."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def listen_address(text: str) -> ListenAddress | None:
     """METRICS_LISTEN: '' (off), 'PORT' (loopback), 'ADDRESS:PORT' or '[IPV6]:PORT'."""
     text = text.strip()
     if not text:
@@ -232,7 +278,7 @@ def listen_address(text: str) -> tuple[str, int] | None:
     except ValueError:
         raise ValueError(f"'{host}' is not an IP address (use PORT, ADDRESS:PORT or "
                          "[IPV6]:PORT)") from None  # fmt: skip
-    return host, port(number)
+    return ListenAddress(host, port(number))
 
 
 SEVERITIES = ("alert", "crit", "err", "warning", "notice", "info", "debug")

@@ -195,8 +195,8 @@ class Actions:
                     else:
                         plan.append(Action(HOSTS_DENY, where, PLANNED, where))
                 else:
-                    template = s.kill_route if step == ROUTE else s.kill_run_cmd
-                    argv = commands.expand(template or "", target, port, mode)
+                    command = s.kill_route if step == ROUTE else s.kill_run_cmd
+                    argv = commands.expand(command.argv if command else (), target, port, mode)
                     undo = commands.route_undo(argv) if step == ROUTE else None
                     plan.append(Action(step, tuple(undo or ()), PLANNED, tuple(argv)))
             except (OSError, ValueError) as error:
@@ -205,9 +205,11 @@ class Actions:
         return plan
 
     def hosts_deny_line(self, request: BlockRequest) -> str:
+        """KILL_HOSTS_DENY's text as it is (PortSentry wrote it so), the macros filled in; an
+        IPv6 $TARGET$ in brackets, the form tcpd matches."""
         template = self.settings.kill_hosts_deny or ""
         address = files.wrappers_address(request.address)
-        return " ".join(commands.expand(template, address, request.port, request.mode))
+        return commands.fill(template, address, request.port, request.mode)
 
     def _carry_out(self, block_id: int, actions: list[Action], index: int, address: Address,
                    seconds: float | None) -> None:  # fmt: skip
@@ -386,7 +388,7 @@ class Actions:
         if action.kind != ROUTE or not (rebooted or action.status in (PLANNED, RUNNING)):
             return action
         if not action.do and self.settings.kill_route:  # recorded before `do` was
-            argv = commands.expand(self.settings.kill_route, record.address, record.port,
+            argv = commands.expand(self.settings.kill_route.argv, record.address, record.port,
                                    record.mode)  # fmt: skip
             action = action._replace(do=tuple(argv))
         if not action.do:

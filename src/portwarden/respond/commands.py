@@ -1,8 +1,8 @@
 """KILL_ROUTE and KILL_RUN_CMD: split into arguments, macros filled in, run without a shell.
 
-The template is split first and the macros ($TARGET$, $PORT$, $MODE$) are substituted inside
-each argument afterwards, so a value can never become a second argument, an option or a shell
-command, whatever it contains.
+The template was split into arguments when the configuration was read (config.kill); the macros
+($TARGET$, $PORT$, $MODE$) are substituted inside each argument afterwards, so a value can never
+become a second argument, an option or a shell command, whatever it contains.
 """
 
 import contextlib
@@ -13,7 +13,7 @@ import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from portwarden.text import one_line
 
@@ -23,17 +23,17 @@ _OUTPUT_SHOWN = 300
 _OUTPUT_KEPT = 4096  # of a command's output, for the failure line
 
 
-def expand(template: str, target: str, port: int, mode: str) -> list[str]:
-    """Raises ValueError when the template cannot be split (unbalanced quotes)."""
-    values = {"$TARGET$": target, "$PORT$": str(port), "$MODE$": mode}
-    argv = []
-    for arg in shlex.split(template):
-        for macro, value in values.items():
-            arg = arg.replace(macro, value)
-        argv.append(arg)
-    if not argv:
-        raise ValueError("empty command")
-    return argv
+def fill(text: str, target: str, port: int, mode: str) -> str:
+    """`text` with the macros $TARGET$, $PORT$ and $MODE$ filled in."""
+    for macro, value in (("$TARGET$", target), ("$PORT$", str(port)), ("$MODE$", mode)):
+        text = text.replace(macro, value)
+    return text
+
+
+def expand(argv: Sequence[str], target: str, port: int, mode: str) -> list[str]:
+    """A command's arguments (split when the configuration was read) with the macros filled
+    in, inside each argument."""
+    return [fill(arg, target, port, mode) for arg in argv]
 
 
 def run(argv: list[str], timeout: float, what: str, quiet: bool = False) -> bool:

@@ -1,0 +1,83 @@
+"""KILL_ROUTE, KILL_RUN_CMD and KILL_HOSTS_DENY, checked when the file is read, not at block time.
+
+PortSentry substituted the macros into the text and handed KILL_ROUTE and KILL_RUN_CMD to
+system(), and wrote KILL_HOSTS_DENY into hosts.deny as it was (fprintf "%s\\n"). We split the
+commands into arguments here, once, and run them without a shell; the hosts.deny text stays
+literal, as PortSentry wrote it.
+"""
+
+import itertools
+import shlex
+from dataclasses import dataclass
+
+MACROS = ("$TARGET$", "$PORT$", "$MODE$")
+_OPERATOR_CHARS = frozenset("();<>|&")
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A KILL_ROUTE / KILL_RUN_CMD template: the text as written and its arguments, with the
+    macros still in them (they are filled in inside each argument, so a value can never become
+    a second argument). `shell_syntax`: the shell operators it has outside quotes, which
+    PortSentry's shell obeyed and which reach our program as literal arguments."""
+
+    text: str
+    argv: tuple[str, ...]
+    shell_syntax: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def command(text: str) -> Command | None:
+    """KILL_RUN_CMD: '' is unset. Raises ValueError when the text cannot be split."""
+    if not text:
+        return None
+    try:
+        argv = tuple(shlex.split(text))
+    except ValueError as error:  # "No closing quotation", "No escaped character"
+        raise ValueError(f"cannot be split into arguments: {str(error).lower()}") from None
+    if not argv or not argv[0]:
+        raise ValueError("names no program")
+    return Command(text, argv, _shell_syntax(text))
+
+
+def route_command(text: str) -> Command | None:
+    """KILL_ROUTE: as a command, and it must name the target (PortSentry skipped one that did
+    not; run as it is, it would act on no address or on all of them)."""
+    found = command(text)
+    if found is not None and "$TARGET$" not in text:
+        raise ValueError("names no $TARGET$")
+    return found
+
+
+def hosts_deny_line(text: str) -> str | None:
+    """KILL_HOSTS_DENY: the line written into hosts.deny once the macros are filled in. Raises
+    ValueError for text that would not stay one line there or names no target."""
+    if not text:
+        return None
+    if not text.isprintable():
+        raise ValueError("must be printable text on one line (it becomes one hosts.deny line)")
+    if text.endswith("\\"):
+        raise ValueError("ends with a backslash, which would join the next hosts.deny line to it")
+    if "$TARGET$" not in text:
+        raise ValueError("names no $TARGET$ (PortSentry skipped such a line: it denies everyone)")
+    return text
+
+
+def _shell_syntax(text: str) -> tuple[str, ...]:
+    """Shell operators outside quotes (`&&`, `|`, `;`, `>`, `$(`, a backquote), each once."""
+    lexer = shlex.shlex(text, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    lexer.commenters = ""  # as shlex.split(), which made the arguments
+    seen: list[str] = []
+    for before, token in itertools.pairwise(["", *lexer]):
+        if token == "(" and before.endswith("$"):
+            token = "$("
+        elif "`" in token:
+            token = "`"
+        elif token == ")" or not set(token) <= _OPERATOR_CHARS:
+            continue
+        if token not in seen:
+            seen.append(token)
+    return tuple(seen)
