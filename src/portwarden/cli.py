@@ -13,7 +13,7 @@ from pathlib import Path
 from portwarden import __version__, background, control, service, status
 from portwarden.config import ConfigError, Settings, TcpMode, UdpMode, load_settings
 from portwarden.config.defaults import SYSTEM_CONFIG
-from portwarden.config.settings import to_conf_lines
+from portwarden.config.settings import state_dir_of, to_conf_lines
 from portwarden.portmap import command as portmap_command
 from portwarden.respond import admin
 from portwarden.statedir import StateDirBusy
@@ -183,15 +183,22 @@ def _blocked(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     """Ask the running daemon; when none runs, show the store's last status and the blocks.
-    Exit status 0 when the daemon runs, 3 when it does not (as `systemctl status`)."""
-    settings = _load(_config_path(args.config))
+    Exit status 0 when the daemon runs, 3 when it does not (as `systemctl status`). A broken
+    configuration does not stop it (that is when it is needed most): only STATE_DIR is used."""
+    path = _config_path(args.config)
     try:
-        found = control.ask(settings.state_dir, "status")
+        state_dir = _load(path).state_dir
+    except ConfigError as error:
+        state_dir = state_dir_of(path)
+        print(f"portwarden: warning: {error} (status read from STATE_DIR {state_dir})",
+              file=sys.stderr)  # fmt: skip
+    try:
+        found = control.ask(state_dir, "status")
     except control.ControlError as error:
         print(f"portwarden: error: status: {error}", file=sys.stderr)
         return 1
     if found is None:
-        found = status.from_store(Store(store_path(settings.state_dir)))
+        found = status.from_store(Store(store_path(state_dir)))
     if args.json:
         print(json.dumps(found, indent=2))
     else:

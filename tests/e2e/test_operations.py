@@ -308,3 +308,17 @@ def test_reload_refuses_an_event_log_it_cannot_open(lab: Lab, start_daemon: Star
     assert not (tmp_path / "elsewhere").exists()
     conf.write_text(good)
     daemon.stop()
+
+
+def test_status_works_while_the_configuration_is_broken(
+    lab: Lab, start_daemon: StartDaemon
+) -> None:
+    """An administrator who just broke the file still sees the running daemon."""
+    daemon = start_daemon("-stcp", "-sudp")
+    conf = daemon.log_path.with_suffix(".conf")
+    conf.write_text(conf.read_text() + 'SCAN_TRIGGER="lots"\nthis is not a setting\n')
+    result = portwarden(lab, daemon, "status", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["running"] is True
+    (warning,) = result.stderr.splitlines()
+    assert warning.startswith(f"portwarden: warning: {conf}:") and "status read from" in warning

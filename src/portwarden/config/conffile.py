@@ -28,10 +28,11 @@ class Entry:
     line: int
 
 
-def parse_conf(text: str, source: str) -> tuple[dict[str, Entry], list[str]]:
+def parse_conf(text: str, source: str, lenient: bool = False) -> tuple[dict[str, Entry], list[str]]:
     """Parse a whole file. Returns the first entry of each key and a list of warnings.
 
-    Raises ConfigError for a line that is not a comment, blank, or KEY=value.
+    Raises ConfigError for a line that is not a comment, blank, or KEY=value; `lenient` skips
+    such lines instead (for what must work on a broken file, such as `status`).
     """
     entries: dict[str, Entry] = {}
     warnings: list[str] = []
@@ -40,10 +41,15 @@ def parse_conf(text: str, source: str) -> tuple[dict[str, Entry], list[str]]:
         if not stripped or stripped.startswith("#"):
             continue
         match = _LINE.fullmatch(raw)
-        if match is None:
-            raise ConfigError(source, 'line is not KEY="value"', line=number, text=stripped)
-        key, rest = match.group(1), match.group(2)
-        value = _value(rest, source, number, key, stripped)
+        try:
+            if match is None:
+                raise ConfigError(source, 'line is not KEY="value"', line=number, text=stripped)
+            key, rest = match.group(1), match.group(2)
+            value = _value(rest, source, number, key, stripped)
+        except ConfigError:
+            if lenient:
+                continue
+            raise
         if key in entries:
             first = entries[key].line
             warnings.append(

@@ -158,6 +158,19 @@ class _Reader:
         return None if found is None else self._base / found
 
 
+def state_dir_of(path: Path | None) -> Path:
+    """STATE_DIR alone, from a file that may have errors elsewhere (`status` needs nothing
+    else): broken lines are skipped; an unreadable file or a bad STATE_DIR gives the default."""
+    if path is None:
+        return default_state_dir()
+    try:
+        entries, _ = parse_conf(read_text(path, "configuration"), str(path), lenient=True)
+        found = _Reader(entries, {}, path.parent.absolute()).path("STATE_DIR", None)
+    except ConfigError:
+        return default_state_dir()
+    return found or default_state_dir()
+
+
 def load_settings(path: Path | None) -> Settings:
     """Read `path` (or only the embedded defaults when None) into Settings. Raises ConfigError."""
     defaults, _ = parse_conf(DEFAULT_CONF, DEFAULT_SOURCE)
