@@ -30,8 +30,8 @@ def _stamp(epoch: float | None) -> str | None:
 def blocks_part(store: Store, now: float) -> dict[str, Any]:
     """Active blocks: the exact count and the most recent ones with the time left."""
     return {
-        "active": store.active_count(),
-        "latest": [_block(record, now) for record in store.latest_active(BLOCKS_SHOWN_MAX)],
+        "active": store.active_count(now),
+        "latest": [_block(r, now) for r in store.latest_active(BLOCKS_SHOWN_MAX, now)],
     }
 
 

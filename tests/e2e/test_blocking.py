@@ -433,7 +433,7 @@ def test_gateways_and_name_servers_are_never_blocked(lab: Lab, tmp_path: Path) -
     assert text.count("block address=") == 1
 
 
-def test_while_the_daemon_is_down_blocked_hides_expired_blocks_and_unblock_all_is_exact(
+def test_while_the_daemon_is_down_blocked_and_status_hide_expired_blocks_unblock_all_exact(
     lab: Lab, start_daemon: StartDaemon
 ) -> None:
     daemon = start_daemon("-stcp", conf='BLOCK_TCP="1"\nBLOCK_DURATION="1"\n')
@@ -443,6 +443,8 @@ def test_while_the_daemon_is_down_blocked_hides_expired_blocks_and_unblock_all_i
     daemon.stop()
     time.sleep(1.1)  # the block's time is up; no daemon ends it
     assert attacker.ipv4 not in portwarden(lab.target, daemon, "blocked").stdout
+    status = json.loads(portwarden(lab.target, daemon, "status", "--json").stdout)
+    assert status["running"] is False and status["blocks"]["active"] == 0, status["blocks"]
     first = portwarden(lab.target, daemon, "unblock", "--all")
     assert first.returncode == 0 and "removed nftables table inet portwarden" in first.stdout
     second = portwarden(lab.target, daemon, "unblock", "--all")

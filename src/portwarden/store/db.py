@@ -96,6 +96,11 @@ def _actions(text: str) -> tuple[Action, ...]:
 _COLUMNS = "id, address, proto, port, mode, reason, hostname, since, until, offence, actions"
 
 
+def _in_force(now: float | None) -> str:
+    """The WHERE clause of active blocks; with `now`, of those whose time is not up by then."""
+    return "ended IS NULL" + ("" if now is None else " AND (until IS NULL OR until > :now)")
+
+
 def _record(row: tuple) -> BlockRecord:
     return BlockRecord._make((*row[:10], _actions(row[10])))
 
@@ -228,21 +233,21 @@ class Store:
     def active(self, now: float | None = None) -> list[BlockRecord]:
         """The active blocks; with `now`, only those whose time is not up by then (the daemon
         ends the others within a second, but it may not be running)."""
-        current = "" if now is None else " AND (until IS NULL OR until > :now)"
-        rows = self._db.execute(f"SELECT {_COLUMNS} FROM blocks WHERE ended IS NULL{current}"
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM blocks WHERE {_in_force(now)}"
                                 " ORDER BY since, id", {"now": now})  # fmt: skip
         with collector_paused():
             return [_record(row) for row in rows]
 
-    def active_count(self) -> int:
-        query = "SELECT count(*) FROM blocks WHERE ended IS NULL"
-        return int(self._db.execute(query).fetchone()[0])
+    def active_count(self, now: float | None = None) -> int:
+        """How many blocks are active (with `now`: and not past their time, as in active())."""
+        query = f"SELECT count(*) FROM blocks WHERE {_in_force(now)}"
+        return int(self._db.execute(query, {"now": now}).fetchone()[0])
 
-    def latest_active(self, limit: int) -> list[BlockRecord]:
-        """The `limit` most recent active blocks, newest first."""
+    def latest_active(self, limit: int, now: float | None = None) -> list[BlockRecord]:
+        """The `limit` most recent active blocks, newest first (`now` as in active())."""
         rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM blocks WHERE ended IS NULL ORDER BY since DESC, id DESC"
-            " LIMIT ?", (limit,))  # fmt: skip
+            f"SELECT {_COLUMNS} FROM blocks WHERE {_in_force(now)} ORDER BY since DESC, id DESC"
+            " LIMIT :limit", {"now": now, "limit": limit})  # fmt: skip
         return [_record(row) for row in rows]
 
     def active_block(self, address: str) -> BlockRecord | None:
