@@ -27,6 +27,11 @@ log = logging.getLogger("portwarden")
 RESOLV_CONF = Path("/etc/resolv.conf")
 _CAP_WINDOW_S = 60.0
 _STRONG_PORTS = 3  # distinct ports that make a source a scanner rather than one stray packet
+# Verdicts that block: probes to tripwire ports, past SCAN_TRIGGER. An OS-fingerprinting probe
+# ("os-probe", "os-summary") does not block by itself: it may go to a port with a real service,
+# whose clients a single forged packet would then cut off. nmap -O also probes closed ports
+# and, unless told otherwise, scans: that part meets the tripwires and blocks it.
+_BLOCKING_KINDS = frozenset({"scan", "scan-summary"})
 
 
 def name_servers(path: Path = RESOLV_CONF) -> frozenset[Address]:
@@ -230,7 +235,7 @@ class ResponsePolicy:
             self._suppressed = 0
 
     def on_verdict(self, verdict: Verdict, now: float) -> None:
-        if verdict.kind == "os-summary":
+        if verdict.kind not in _BLOCKING_KINDS:
             return
         probe = verdict.probe
         mode = self.settings.block_tcp if probe.proto is Proto.TCP else self.settings.block_udp

@@ -11,7 +11,15 @@ import socket
 import time
 
 from portwarden import limits
-from portwarden.detect.probe import CONNECT_SCAN, UDP_SCAN, IPAddress, Probe, Proto, udp_os_tool
+from portwarden.detect.probe import (
+    CONNECT_SCAN,
+    UDP_SCAN,
+    IPAddress,
+    Probe,
+    Proto,
+    os_probe_name,
+    udp_os_tool,
+)
 from portwarden.net.packet import PAYLOAD_HEAD, Packet
 
 log = logging.getLogger("portwarden")
@@ -124,9 +132,10 @@ class ListenerSensor:
                 continue
             packet = Packet(b"", b"", 17, peer[1], self.ports[fd], payload_len=len(data),
                             payload_head=data[:PAYLOAD_HEAD])  # fmt: skip
+            tool = udp_os_tool(packet)
             probes.append(Probe(
                 _address(peer[0]), dst, Proto.UDP, peer[1], self.ports[fd], self.mode,
-                UDP_SCAN, os_tool=udp_os_tool(packet), seen_at=time.time(),
+                UDP_SCAN, os_tool=tool, seen_at=time.time(), os_probe=os_probe_name(packet, tool),
             ))  # fmt: skip
         return probes
 

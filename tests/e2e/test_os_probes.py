@@ -1,0 +1,70 @@
+"""OS-fingerprinting probes, live: clients asking for Accurate ECN never taken for a probe; one
+(forgeable) OS probe to a real service never blocks, while nmap -O does."""
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from portwarden.lab.network import Host, Lab
+from tests.e2e.conftest import StartDaemon, nmap
+from tests.lab.daemon import RunningDaemon
+from tests.lab.services import can_connect, tcp_echo_server
+
+SERVICE = 8080
+CRAFT = Path(__file__).parent.parent / "lab" / "malformed.py"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def service(lab: Lab) -> Iterator[None]:
+    server = tcp_echo_server(lab.target, SERVICE)
+    yield
+    server.kill()
+
+
+@pytest.fixture(scope="module")
+def daemon(start_daemon: StartDaemon) -> RunningDaemon:
+    return start_daemon("-stcp", "-sudp")
+
+
+def address(host: Host, family: int) -> str:
+    return host.ipv4 if family == 4 else host.ipv6
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_accurate_ecn_client_is_neither_reported_nor_blocked(
+    lab: Lab, start_daemon: StartDaemon, family: int
+) -> None:
+    """A SYN with AE+CWR+ECE (RFC 9768) and a client's options, to a real service: nothing. The
+    same SYN to a tripwire is then a plain SYN scan, so the sensor did see them."""
+    daemon = start_daemon("-stcp", "-sudp", conf='BLOCK_TCP="1"\n')
+    client, src, target = lab.client, address(lab.client, family), address(lab.target, family)
+    for port in (SERVICE, SERVICE, SERVICE, 11):
+        client.run([sys.executable, str(CRAFT), "--accecn", src, target, str(port)])
+    found = daemon.wait_for_attack(src=src, kind="scan")
+    assert (found["port"], found["type"], found["flags"]) == (
+        "11", "TCP SYN/Normal scan", "SYN+ECE+CWR+AE")  # fmt: skip
+    assert [line["kind"] for line in daemon.attacks(src=src)] == ["scan"]
+    block = daemon.wait_for(rf"block address={src} ")
+    assert " port=11 " in block.string[block.start() :].splitlines()[0]
+
+
+def test_one_os_probe_to_a_service_does_not_block_but_nmap_os_detection_does(
+    lab: Lab, start_daemon: StartDaemon
+) -> None:
+    """`hping3 -S -F` once to a web server is a queso-style probe that anyone can send with
+    someone else's address: reported, never blocked by itself. nmap -O also probes a closed
+    port, a tripwire here: blocked once SCAN_TRIGGER is reached."""
+    daemon = start_daemon("-stcp", "-sudp", conf='BLOCK_TCP="1"\nSCAN_TRIGGER="3"\n')
+    attacker, target = lab.attackers[2], lab.target.ipv4
+    attacker.run(["hping3", "-c", "1", "-S", "-F", "-p", str(SERVICE), target], check=False)
+    probe = daemon.wait_for_attack(kind="os-probe", src=attacker.ipv4)
+    assert (probe["type"], probe["port"]) == ("OS fingerprinting probe (queso)", str(SERVICE))
+    summary = daemon.wait_for_attack(kind="os-summary", src=attacker.ipv4)
+    assert summary["action"].startswith("not_blocked")
+    assert "block address=" not in daemon.log()
+    assert can_connect(attacker, target, SERVICE)
+    nmap(attacker.run, "-O", "-p", f"11,{SERVICE}", target)
+    daemon.wait_for(rf"block address={attacker.ipv4} actions=nft:done ")
+    assert not can_connect(attacker, target, SERVICE)
