@@ -123,6 +123,9 @@ def test_timestamp_walk_never_raises(options: bytes) -> None:
         (SYN | ECE | CWR, "TCP SYN/Normal scan"),
         (FIN, "TCP FIN scan"),
         (0, "TCP NULL scan"),
+        (ECE, "TCP odd-flags scan (ECE)"),  # not NULL: a flag is set
+        (CWR, "TCP odd-flags scan (CWR)"),
+        (FIN | ECE, "TCP FIN scan"),
         (FIN | PSH | URG, "TCP XMAS scan"),
         (SYN | FIN, "TCP odd-flags scan (FIN+SYN)"),
         (FIN | SYN | PSH | URG, "TCP odd-flags scan (FIN+SYN+PSH+URG)"),

@@ -102,14 +102,15 @@ def flag_names(flags: int, reserved: int = 0) -> str:
 
 
 def tcp_scan_type(flags: int) -> str:
-    """PortSentry's names for the flag patterns; anything else is an odd-flags scan."""
+    """PortSentry's names for the flag patterns; anything else is an odd-flags scan. ECE and CWR
+    (a client negotiating ECN) do not change a SYN, FIN or XMAS; alone they are odd flags."""
+    if flags == 0:
+        return NULL_SCAN
     core = flags & ~(ECE | CWR)
     if core == SYN:
         return SYN_SCAN
     if core == FIN:
         return FIN_SCAN
-    if core == 0:
-        return NULL_SCAN
     if core == FIN | PSH | URG:
         return XMAS_SCAN
     return f"TCP odd-flags scan ({flag_names(flags)})"
