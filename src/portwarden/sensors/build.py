@@ -33,7 +33,7 @@ def build_sensors(settings: Settings, host: HostView) -> list[Sensor]:
     for proto, mode, ports in watch_list(settings):
         if mode in CLASSIC_MODES:
             banner = settings.port_banner if proto is Proto.TCP else None
-            sensors.append(ListenerSensor(proto, ports, banner))
+            sensors.append(ListenerSensor(proto, ports, banner, host))
         else:
             sensors.append(RawSensor(proto, mode, frozenset(ports), host))
     return sensors

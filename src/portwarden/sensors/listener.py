@@ -1,7 +1,9 @@
 """Classic modes (-tcp, -udp): bind every configured port; a connection or datagram is a probe.
 
 Each port gets one dual-stack socket (IPv6 with IPv4-mapped addresses), so IPv4 and IPv6 are
-both covered. A port some service already owns is reported once and skipped.
+both covered. A port some service already owns is reported once and skipped. Only datagrams to
+one of this host's own addresses are probes, as in the raw modes: a bound socket also gets
+broadcasts and multicast.
 """
 
 import contextlib
@@ -21,6 +23,7 @@ from portwarden.detect.probe import (
     udp_os_tool,
 )
 from portwarden.net.packet import PAYLOAD_HEAD, Packet
+from portwarden.sensors.hostview import HostView
 
 log = logging.getLogger("portwarden")
 
@@ -65,8 +68,10 @@ def _bind(proto: Proto, port: int) -> socket.socket:
 class ListenerSensor:
     """Bound tripwire ports for one protocol."""
 
-    def __init__(self, proto: Proto, ports: tuple[int, ...], banner: str | None) -> None:
+    def __init__(self, proto: Proto, ports: tuple[int, ...], banner: str | None,
+                 host: HostView) -> None:  # fmt: skip
         self.proto = proto
+        self._host = host
         self.mode = "tcp" if proto is Proto.TCP else "udp"
         self._banner = (banner + "\n").encode("latin-1", "replace") if banner else b""
         self.sockets: dict[int, socket.socket] = {}
@@ -128,8 +133,8 @@ class ListenerSensor:
             except OSError:
                 continue
             dst = _pktinfo_destination(ancillary)
-            if dst is None or dst.is_multicast or dst == ipaddress.IPv4Address("255.255.255.255"):
-                continue
+            if dst not in self._host.addresses:
+                continue  # broadcast (rwhod, NetBIOS), multicast: for every host, not a probe
             packet = Packet(b"", b"", 17, peer[1], self.ports[fd], payload_len=len(data),
                             payload_head=data[:PAYLOAD_HEAD])  # fmt: skip
             tool = udp_os_tool(packet)
