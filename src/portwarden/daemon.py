@@ -16,9 +16,8 @@ from portwarden.audit.check import AuditResult, state_path
 from portwarden.audit.periodic import PeriodicAudit
 from portwarden.audit.report import summary
 from portwarden.config import ConfigError, Settings, TcpMode, UdpMode, load_settings
-from portwarden.config.ignore import IgnoreList
-from portwarden.detect.config import engine_config
-from portwarden.detect.engine import Engine, Verdict
+from portwarden.detect.config import engine_config, late_reply_ports
+from portwarden.detect.engine import Engine, EngineConfig, Verdict
 from portwarden.respond.policy import ResponsePolicy
 from portwarden.sensors.build import Sensor, build_sensors
 from portwarden.sensors.hostview import HostView
@@ -60,7 +59,8 @@ class Daemon:
         self._stop_requested = False
         self._host = HostView()
         self._host.refresh()
-        self._engine = Engine(engine_config(self.settings, self._ignore()))
+        self._late_reply_ports = self._ports_for_late_replies()
+        self._engine = Engine(self._engine_config())
         self._selector = selectors.DefaultSelector()
         self._sensors: list[Sensor] = []
         self._next_refresh = 0.0
@@ -170,10 +170,17 @@ class Daemon:
             sensor.refresh()
         self._policy.refresh()
         if self._host.addresses != old_addresses:
-            self._engine.reconfigure(engine_config(self.settings, self._ignore()))
+            self._engine.reconfigure(self._engine_config())
 
-    def _ignore(self) -> IgnoreList:
-        return self.settings.ignore_list(self._host.addresses)
+    def _engine_config(self) -> EngineConfig:
+        ignore = self.settings.ignore_list(self._host.addresses)
+        return engine_config(self.settings, ignore, self._late_reply_ports)
+
+    def _ports_for_late_replies(self) -> frozenset[int]:
+        ports, warning = late_reply_ports(self.settings)
+        if warning:
+            log.warning("%s", warning)
+        return ports
 
     def _report(self, verdicts: list[Verdict]) -> None:
         self._verdicts += len(verdicts)
@@ -315,7 +322,8 @@ class Daemon:
             log.warning("%s", warning)
         old = self.settings
         self.settings = fresh
-        self._engine.reconfigure(engine_config(fresh, self._ignore()))
+        self._late_reply_ports = self._ports_for_late_replies()
+        self._engine.reconfigure(self._engine_config())
         self._policy.reconfigure(fresh)
         self._stop_sensors()
         try:

@@ -109,6 +109,7 @@ class Settings:
     audit_severity_new: str
     audit_severity_restarted: str
     audit_severity_portswitch: str
+    udp_reply_source_ports: frozenset[int]
     ignored_networks: tuple[Network, ...]
     warnings: tuple[str, ...] = ()
 
@@ -243,6 +244,9 @@ def load_settings(path: Path | None) -> Settings:
         audit_severity_new=read.get("AUDIT_SEVERITY_NEW", values.severity, "crit"),
         audit_severity_restarted=read.get("AUDIT_SEVERITY_RESTARTED", values.severity, "notice"),
         audit_severity_portswitch=read.get("AUDIT_SEVERITY_PORTSWITCH", values.severity, "crit"),
+        udp_reply_source_ports=read.get(
+            "UDP_REPLY_SOURCE_PORTS", values.port_set, frozenset({53, 123})
+        ),  # fmt: skip
         ignored_networks=(),
     )
     warnings += [

@@ -27,6 +27,12 @@ def watch_list(settings: Settings) -> list[tuple[Proto, str, tuple[int, ...]]]:
     return found
 
 
+def udp_ports_in(ports: range, settings: Settings) -> frozenset[int]:
+    """The UDP ports watched (before SmartVerify) that lie in `ports`."""
+    return frozenset(port for proto, _, watched in watch_list(settings) if proto is Proto.UDP
+                     for port in watched if port in ports)  # fmt: skip
+
+
 def build_sensors(settings: Settings, host: HostView) -> list[Sensor]:
     """Raises OSError (e.g. EPERM without CAP_NET_RAW) if a sensor cannot be opened."""
     sensors: list[Sensor] = []
