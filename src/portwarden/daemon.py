@@ -16,6 +16,7 @@ from portwarden.audit.check import AuditResult, state_path
 from portwarden.audit.periodic import PeriodicAudit
 from portwarden.audit.report import summary
 from portwarden.config import ConfigError, Settings, TcpMode, UdpMode, load_settings
+from portwarden.descriptors import OUT_OF_DESCRIPTORS, raise_soft_limit
 from portwarden.detect.config import engine_config, late_reply_ports
 from portwarden.detect.engine import Engine, EngineConfig, Verdict
 from portwarden.respond.policy import ResponsePolicy
@@ -50,6 +51,7 @@ class Daemon:
         `on_ready` is called once the sensors watch (`--daemon` then detaches)."""
         # First of all: a second instance on this STATE_DIR must touch nothing in it.
         self._lock = statedir.claim(settings.state_dir)
+        log.debug("open-files limit: %d", raise_soft_limit())
         self._on_ready = on_ready
         self._config_path = config_path
         self._cli_modes = cli_modes
@@ -81,6 +83,7 @@ class Daemon:
         self._audit_findings = 0
         self._watchdog_s = service.watchdog_interval()
         self._next_watchdog = 0.0
+        self._quiet_until: dict[str, float] = {}
 
     def run(self) -> int:
         """Run until SIGTERM or SIGINT. Returns the process exit status."""
@@ -105,7 +108,12 @@ class Daemon:
             self._next_refresh = time.monotonic() + limits.REFRESH_S
             self._announce_ready()
             while not self._stop_requested:
-                self._turn(wake_read)
+                try:
+                    self._turn(wake_read)
+                except OSError as error:
+                    if error.errno not in OUT_OF_DESCRIPTORS:
+                        raise
+                    self._out_of_descriptors(error)
         finally:
             signal.set_wakeup_fd(previous_fd)
             if self._control is not None:
@@ -162,13 +170,38 @@ class Daemon:
             self._next_watchdog = now + self._watchdog_s / 2
         self._handle_signals()
 
+    def _out_of_descriptors(self, error: OSError) -> None:
+        """No file descriptor left (the open-files limit, or the system's): say so once a
+        minute, go on with what is open, and keep the loop from spinning on a connection it
+        cannot accept."""
+        if self._say_now("descriptors"):
+            log.error("out of file descriptors (%s): this turn's work was cut short; raise "
+                      "LimitNOFILE= or watch fewer ports in classic mode",
+                      error.strerror)  # fmt: skip
+        self._handle_signals()
+        time.sleep(TICK_S / 10)
+
+    def _say_now(self, what: str) -> bool:
+        """True at most once a minute for each `what`: for a failure that repeats every turn."""
+        now = time.monotonic()
+        if now < self._quiet_until.get(what, 0.0):
+            return False
+        self._quiet_until[what] = now + 60.0
+        return True
+
     def _refresh(self) -> None:
         """Follow the live system: local addresses and which ports have a service."""
         old_addresses = self._host.addresses
-        self._host.refresh()
-        for sensor in self._sensors:
-            sensor.refresh()
-        self._policy.refresh()
+        try:
+            self._host.refresh()
+            for sensor in self._sensors:
+                sensor.refresh()
+            self._policy.refresh()
+        except OSError as error:  # out of descriptors, a netlink answer that never came
+            if self._say_now("refresh"):
+                log.warning("refresh failed (%s); the last view of addresses and ports stays",
+                            error.strerror or error)  # fmt: skip
+            return
         if self._host.addresses != old_addresses:
             self._engine.reconfigure(self._engine_config())
 

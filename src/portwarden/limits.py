@@ -22,6 +22,13 @@ OS_PROBE_PENDING_MAX = 1_024  # also the most scans waiting for their end-of-sca
 # or the signal handling.
 PACKETS_PER_TURN_MAX = 512
 
+# File descriptors the classic modes leave free for the daemon's own work when they bind one
+# socket per port: netlink (addresses, ports, nftables), SQLite (database, WAL, shared memory, for
+# the loop and the action worker), the control socket and a client, syslog, the JSON log, mail,
+# the metrics page, the port audit, pipes of KILL_* commands. A start that cannot keep these
+# free is refused; running out later is logged, never fatal.
+DESCRIPTORS_RESERVED = 128
+
 # How often the kernel filter and the "has a service" view of the ports are refreshed, and the
 # local addresses re-read. A probe is always re-checked at the moment it arrives as well.
 REFRESH_S = 2.0

@@ -1,6 +1,7 @@
 """Which sensors a Settings asks for."""
 
 from portwarden.config import Settings, TcpMode, UdpMode
+from portwarden.descriptors import ensure_free
 from portwarden.detect.probe import Proto
 from portwarden.sensors.hostview import HostView
 from portwarden.sensors.listener import ListenerSensor
@@ -34,9 +35,16 @@ def udp_ports_in(ports: range, settings: Settings) -> frozenset[int]:
 
 
 def build_sensors(settings: Settings, host: HostView) -> list[Sensor]:
-    """Raises OSError (e.g. EPERM without CAP_NET_RAW) if a sensor cannot be opened."""
+    """Raises OSError (e.g. EPERM without CAP_NET_RAW) if a sensor cannot be opened, and
+    DescriptorShortage before binding anything if the classic modes' ports cannot all be bound
+    within the open-files limit."""
+    watched = watch_list(settings)
+    classic = [(proto, ports) for proto, mode, ports in watched if mode in CLASSIC_MODES]
+    if classic:
+        counts = " and ".join(f"{len(ports)} {proto.name}" for proto, ports in classic)
+        ensure_free(sum(len(ports) for _, ports in classic), f"the classic modes' {counts} ports")
     sensors: list[Sensor] = []
-    for proto, mode, ports in watch_list(settings):
+    for proto, mode, ports in watched:
         if mode in CLASSIC_MODES:
             banner = settings.port_banner if proto is Proto.TCP else None
             sensors.append(ListenerSensor(proto, ports, banner, host))

@@ -7,12 +7,14 @@ broadcasts and multicast.
 """
 
 import contextlib
+import errno
 import ipaddress
 import logging
 import socket
 import time
 
 from portwarden import limits
+from portwarden.descriptors import OUT_OF_DESCRIPTORS, DescriptorShortage
 from portwarden.detect.probe import (
     CONNECT_SCAN,
     UDP_SCAN,
@@ -76,18 +78,26 @@ class ListenerSensor:
         self._banner = (banner + "\n").encode("latin-1", "replace") if banner else b""
         self.sockets: dict[int, socket.socket] = {}
         self.ports: dict[int, int] = {}
-        skipped = []
+        in_use: list[str] = []
+        failed: list[str] = []
         for port in ports:
             try:
                 sock = _bind(proto, port)
             except OSError as error:
+                if error.errno in OUT_OF_DESCRIPTORS:
+                    self.close()
+                    raise DescriptorShortage(f"{self.mode}: out of file descriptors at port "
+                                             f"{port}: {error.strerror}") from None  # fmt: skip
+                skipped = in_use if error.errno == errno.EADDRINUSE else failed
                 skipped.append(f"{port} ({error.strerror})")
                 continue
             self.sockets[sock.fileno()] = sock
             self.ports[sock.fileno()] = port
-        if skipped:
+        if in_use:
             log.warning("%s: not watching ports in use by a service: %s", self.mode,
-                        ", ".join(skipped))  # fmt: skip
+                        ", ".join(in_use))  # fmt: skip
+        if failed:
+            log.warning("%s: cannot watch ports: %s", self.mode, ", ".join(failed))
 
     @property
     def watched(self) -> frozenset[int]:
@@ -109,8 +119,10 @@ class ListenerSensor:
                 conn, peer = sock.accept()
             except (BlockingIOError, InterruptedError):
                 break
-            except OSError:  # the peer gave up before we accepted (ECONNABORTED and kin)
-                continue
+            except OSError as error:
+                if error.errno in OUT_OF_DESCRIPTORS:
+                    raise  # the loop says so; the connection waits in the backlog
+                continue  # the peer gave up before we accepted (ECONNABORTED and kin)
             with conn:
                 local = conn.getsockname()
                 if self._banner:
