@@ -15,7 +15,7 @@ from portwarden.config import values
 from portwarden.config.conffile import Entry, parse_conf
 from portwarden.config.defaults import DEFAULT_CONF, DEFAULT_SOURCE, default_state_dir
 from portwarden.config.errors import ConfigError
-from portwarden.config.hostscan import HostScanRule, parse_rules
+from portwarden.config.hostscan import HostScanRule, ambiguous_endpoints, parse_rules
 from portwarden.config.ignore import (
     ALWAYS_IGNORED,
     Address,
@@ -255,6 +255,7 @@ def load_settings(path: Path | None) -> Settings:
         if key not in read.used
     ]
     warnings += _policy_warnings(read, settings)
+    warnings += _hostscan_warnings(read)
     wants_mail = (settings.mail_on_tcp_scan or settings.mail_on_udp_scan
                   or settings.mail_on_os_probe or settings.mail_on_audit)  # fmt: skip
     if wants_mail and not settings.mail_to:
@@ -294,6 +295,17 @@ def _policy_warnings(read: _Reader, settings: Settings) -> list[str]:
             hint = f"; for the service, write {port}/{item.proto.value}" if port else ""
             found.append(f"{where}{key}: {item} is no RPC program in /etc/rpc and never "
                          f"matches{hint}")  # fmt: skip
+    return found
+
+
+def _hostscan_warnings(read: _Reader) -> list[str]:
+    """IPv6 addresses in *_SCAN_IGNORE that may have been meant with a port."""
+    found = []
+    for key in ("TCP_SCAN_IGNORE", "UDP_SCAN_IGNORE"):
+        entry = read.entry(key)
+        if entry is not None:
+            found += [f"{entry.source}:{entry.line}: {key}: {why}"
+                      for why in ambiguous_endpoints(entry.value)]  # fmt: skip
     return found
 
 
