@@ -69,7 +69,7 @@ class Daemon:
         self._alerts = Alerts(self.settings)
         self._policy = ResponsePolicy(self.settings, store_path(self.settings.state_dir),
                                       self._alerts)  # fmt: skip
-        self._probes = 0
+        self._packets_read = 0  # by sensors stopped since start (a reload makes new ones)
         self._verdicts = 0
         self._scans = 0
         self._os_probes = 0
@@ -134,8 +134,9 @@ class Daemon:
             os.close(wake_read)
             os.close(wake_write)
             self._lock.close()
-        log.info("stopped: probes=%d verdicts=%d sources=%d evicted=%d", self._probes,
-                 self._verdicts, len(self._engine), self._engine.evicted)  # fmt: skip
+        log.info("stopped: probes=%d packets=%d verdicts=%d sources=%d evicted=%d",
+                 self._engine.probes, self._packets_read, self._verdicts, len(self._engine),
+                 self._engine.evicted)  # fmt: skip
         return 0
 
     def _turn(self, wake_read: int) -> None:
@@ -148,7 +149,6 @@ class Daemon:
                 sensor.serve_one()
                 continue
             for probe in sensor.read(key.fd):
-                self._probes += 1
                 self._report(self._engine.feed(probe, time.monotonic()))
         now = time.monotonic()
         self._report(self._engine.tick(now))
@@ -252,7 +252,7 @@ class Daemon:
         """The daemon's counters; `delivered` is what the alert paths report."""
         return {
             "start_time": int(self._started),
-            "packets_read": self._probes,
+            "packets_read": self._packets_read + sum(s.packets_read for s in self._sensors),
             "probes": self._engine.probes,
             "scans": self._scans,
             "os_probes": self._os_probes,
@@ -321,6 +321,7 @@ class Daemon:
             for fd in sensor.sockets:
                 self._selector.unregister(fd)
             sensor.close()
+            self._packets_read += sensor.packets_read
         self._sensors = []
 
     def _on_signal(self, signum: int, _frame: object) -> None:

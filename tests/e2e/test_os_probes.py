@@ -1,6 +1,7 @@
 """OS-fingerprinting probes, live: clients asking for Accurate ECN never taken for a probe; one
 (forgeable) OS probe to a real service never blocks, while nmap -O does."""
 
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,3 +69,26 @@ def test_one_os_probe_to_a_service_does_not_block_but_nmap_os_detection_does(
     nmap(attacker.run, "-O", "-p", f"11,{SERVICE}", target)
     daemon.wait_for(rf"block address={attacker.ipv4} actions=nft:done ")
     assert not can_connect(attacker, target, SERVICE)
+
+
+def counters(lab: Lab, daemon: RunningDaemon) -> dict[str, int]:
+    conf = str(daemon.log_path.with_suffix(".conf"))
+    out = lab.target.run([sys.executable, "-m", "portwarden", "status", "--json", "-c", conf])
+    return json.loads(out.stdout)["counters"]
+
+
+def test_packets_read_counts_every_packet_the_sensors_read_probes_or_not(
+    lab: Lab, daemon: RunningDaemon
+) -> None:
+    """FINs to a real service pass the kernel filter (a FIN may be an OS probe) and are read,
+    then found to be no probe; one SYN to a tripwire is a probe."""
+    attacker = lab.attackers[0]
+    before = counters(lab, daemon)
+    mark = daemon.mark()
+    attacker.run(["hping3", "-c", "5", "-i", "u1000", "-F", "-p", str(SERVICE), lab.target.ipv4],
+                 check=False)  # fmt: skip
+    nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+    daemon.wait_for_attack(mark, src=attacker.ipv4, port="11")
+    after = counters(lab, daemon)
+    assert after["probes"] - before["probes"] == 1
+    assert after["packets_read"] - before["packets_read"] >= 6

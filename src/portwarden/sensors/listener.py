@@ -78,6 +78,7 @@ class ListenerSensor:
         self._banner = (banner + "\n").encode("latin-1", "replace") if banner else b""
         self.sockets: dict[int, socket.socket] = {}
         self.ports: dict[int, int] = {}
+        self.packets_read = 0  # connections accepted and datagrams read, probes or not
         in_use: list[str] = []
         failed: list[str] = []
         for port in ports:
@@ -123,6 +124,7 @@ class ListenerSensor:
                 if error.errno in OUT_OF_DESCRIPTORS:
                     raise  # the loop says so; the connection waits in the backlog
                 continue  # the peer gave up before we accepted (ECONNABORTED and kin)
+            self.packets_read += 1
             with conn:
                 local = conn.getsockname()
                 if self._banner:
@@ -144,6 +146,7 @@ class ListenerSensor:
                 break
             except OSError:
                 continue
+            self.packets_read += 1
             dst = _pktinfo_destination(ancillary)
             if dst not in self._host.addresses:
                 continue  # broadcast (rwhod, NetBIOS), multicast: for every host, not a probe
