@@ -8,9 +8,17 @@ sweeps all 65535 TCP ports of the target at its top rate; we count what each dae
 Both daemons run at the same time in the same target namespace, watching the same ports.
 PortSentry runs in a private mount namespace with its own /etc/portsentry and a /dev/log that
 this script reads, so its alerts are counted and nothing touches the host.
+
+What each daemon read: "packets" is the target's network interface (shared by both). Ours
+says what its sensors read (`packets_read` from `portwarden status --json`) and how many of
+those were probes (`probes`: its attack lines are rate-limited, so they are not counted).
+PortSentry keeps no counter; its raw socket has no kernel filter and gets a copy of every TCP
+segment the target takes in, so what it read is the target's TCP InSegs (/proc/net/snmp) less
+what its socket dropped (/proc/net/raw, the `drops` column); its probes are its alert lines.
 """
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -23,7 +31,7 @@ from pathlib import Path
 
 from tests.lab.services import tcp_echo_server
 
-from portwarden.lab.network import Host, Lab, mac_address, run
+from portwarden.lab.network import PREFIX, Host, Lab, mac_address, run
 
 PORTS = ("1,11,15,79,111,119,143,540,635,1080,1524,2000,5742,6667,12345,12346,20034,27665,"
          "31337,32771,32772,32773,32774,40421,49724,54320")  # fmt: skip
@@ -89,6 +97,21 @@ def rx_packets(host: Host) -> int:
     return int(host.run(["cat", "/sys/class/net/eth0/statistics/rx_packets"]).stdout)
 
 
+def tcp_segments_in(host: Host) -> int:
+    """TCP InSegs of the host's network namespace: every TCP segment it took in."""
+    header, values = (line.split() for line in host.run(["cat", "/proc/net/snmp"]).stdout
+                      .splitlines() if line.startswith("Tcp:"))  # fmt: skip
+    return int(values[header.index("InSegs")])
+
+
+def raw_socket_drops(host: Host, pid: int) -> int:
+    """Packets the kernel dropped because the raw sockets of process `pid` were full."""
+    fds = Path(f"/proc/{pid}/fd")
+    inodes = {os.readlink(fd).removeprefix("socket:[").rstrip("]") for fd in fds.iterdir()}
+    table = host.run(["cat", "/proc/net/raw", "/proc/net/raw6"]).stdout.splitlines()
+    return sum(int(f[-1]) for f in (line.split() for line in table) if f[9] in inodes)
+
+
 class OurDaemon:
     """portwarden -stcp in the lab's target; `extra` adds configuration lines."""
 
@@ -99,6 +122,8 @@ class OurDaemon:
         conf.write_text(f'STATE_DIR="{work}/state"\nTCP_PORTS="{PORTS}"\nUDP_MODE="none"\n'
                         f'AUDIT_INTERVAL="0"\n{extra}')  # fmt: skip
         self.log = work / "portwarden.log"
+        self.conf = conf
+        self.host = lab.target
         self.proc = lab.target.popen(
             [sys.executable, "-m", "portwarden", "run", "-c", str(conf), "-stcp"],
             stdout=self.log.open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
@@ -111,6 +136,11 @@ class OurDaemon:
 
     def alerts(self) -> list[str]:
         return [line for line in self.log.read_text().splitlines() if " attack " in line]
+
+    def counters(self) -> dict[str, int]:
+        status = self.host.run([sys.executable, "-m", "portwarden", "status", "--json", "-c",
+                                str(self.conf)]).stdout  # fmt: skip
+        return json.loads(status)["counters"]
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -181,6 +211,19 @@ class Daemons:
     def cpu(self) -> tuple[float, float]:
         return cpu_seconds(self.ours.pid), cpu_seconds(self.theirs.pid)
 
+    def reads(self, lab: Lab) -> dict[str, int]:
+        """What each has read so far (see the module's docstring), and its socket drops."""
+        ours = self.ours.counters()
+        theirs_dropped = raw_socket_drops(lab.target, self.theirs.pid)
+        return {
+            "packets": rx_packets(lab.target),
+            "ours read": ours["packets_read"],
+            "ours dropped": raw_socket_drops(lab.target, self.ours.pid),
+            "ours probes": ours["probes"],
+            "theirs read": tcp_segments_in(lab.target) - theirs_dropped,
+            "theirs dropped": theirs_dropped,
+        }
+
     def stop(self) -> None:
         self.theirs.stop()
         self.ours.stop()
@@ -193,7 +236,7 @@ def benign(lab: Lab, work: Path, seconds: float, connections: int) -> dict[str, 
     daemons = Daemons(lab, work)
     try:
         ours0, theirs0 = daemons.cpu()
-        packets0 = rx_packets(lab.target)
+        read0 = daemons.reads(lab)
         moved = lab.client.run(
             [
                 sys.executable,
@@ -207,9 +250,12 @@ def benign(lab: Lab, work: Path, seconds: float, connections: int) -> dict[str, 
             timeout=seconds + 60,
         ).stdout
         ours1, theirs1 = daemons.cpu()
+        read = _delta(daemons.reads(lab), read0)
         return {
-            "packets": rx_packets(lab.target) - packets0,
+            "packets": read["packets"],
             "MB moved": int(moved) / 1e6,
+            "ours read": read["ours read"],
+            "theirs read": read["theirs read"],
             "ours cpu s": ours1 - ours0,
             "theirs cpu s": theirs1 - theirs0,
             "ours alerts": len(daemons.our_alerts()),
@@ -229,7 +275,7 @@ def masscan(lab: Lab, work: Path, rate: int, dropped: bool) -> dict[str, float]:
                 "table inet pwbench {\n chain input {\n type filter hook input priority 0;\n"
                 f" ip saddr {attacker.ipv4} drop\n }}\n}}\n"))  # fmt: skip
         ours0, theirs0 = daemons.cpu()
-        packets0 = rx_packets(lab.target)
+        read0 = daemons.reads(lab)
         started = time.monotonic()
         attacker.run(["masscan", lab.target.ipv4, "-p1-65535", "--rate", str(rate), "--wait", "0",
                       "--interface", "eth0", "--adapter-ip", attacker.ipv4,
@@ -237,12 +283,17 @@ def masscan(lab: Lab, work: Path, rate: int, dropped: bool) -> dict[str, float]:
         elapsed = time.monotonic() - started
         time.sleep(2)
         ours1, theirs1 = daemons.cpu()
+        read = _delta(daemons.reads(lab), read0)
         ours = daemons.our_alerts()
         theirs = daemons.sink.alerts()
         return {
-            "packets": rx_packets(lab.target) - packets0,
-            "kpps": (rx_packets(lab.target) - packets0) / elapsed / 1000,
-            "ours probes": len(ours),
+            "packets": read["packets"],
+            "kpps": read["packets"] / elapsed / 1000,
+            "ours read": read["ours read"],
+            "ours dropped": read["ours dropped"],
+            "ours probes": read["ours probes"],
+            "theirs read": read["theirs read"],
+            "theirs dropped": read["theirs dropped"],
             "theirs probes": len(theirs),
             "ours detected": float(any(f"src={attacker.ipv4} " in line for line in ours)),
             "theirs detected": float(any(attacker.ipv4 in line for line in theirs)),
@@ -255,6 +306,10 @@ def masscan(lab: Lab, work: Path, rate: int, dropped: bool) -> dict[str, float]:
         daemons.stop()
         if dropped:
             lab.target.run(["nft", "delete", "table", "inet", "pwbench"])
+
+
+def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, float]:
+    return {key: after[key] - before[key] for key in after}
 
 
 def table(title: str, runs: list[dict[str, float]]) -> str:
@@ -271,7 +326,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rate", type=int, default=1_000_000, help="masscan --rate")
     args = parser.parse_args()
-    lab = Lab(prefix="pwb-", attackers=1).create()
+    lab = Lab(prefix=f"{PREFIX}bench-", attackers=1).create()
     try:
         tcp_echo_server(lab.target, SERVICE)
         with tempfile.TemporaryDirectory() as tmp:
