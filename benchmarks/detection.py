@@ -33,6 +33,9 @@ from tests.lab.services import tcp_echo_server
 
 from portwarden.lab.network import PREFIX, Host, Lab, mac_address, run
 
+# Namespaces of their own, after PWT_LAB_PREFIX: labs of other checkouts run at the same time.
+BENCH_PREFIX = f"{PREFIX}bench-"
+
 PORTS = ("1,11,15,79,111,119,143,540,635,1080,1524,2000,5742,6667,12345,12346,20034,27665,"
          "31337,32771,32772,32773,32774,40421,49724,54320")  # fmt: skip
 SERVICE = 8080
@@ -326,7 +329,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rate", type=int, default=1_000_000, help="masscan --rate")
     args = parser.parse_args()
-    lab = Lab(prefix=f"{PREFIX}bench-", attackers=1).create()
+    lab = Lab(prefix=BENCH_PREFIX, attackers=1).create()
     try:
         tcp_echo_server(lab.target, SERVICE)
         with tempfile.TemporaryDirectory() as tmp:

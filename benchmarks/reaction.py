@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tests.lab.services import tcp_echo_server
 
-from benchmarks.detection import OurDaemon, PortSentry
+from benchmarks.detection import BENCH_PREFIX, OurDaemon, PortSentry
 from portwarden.lab.network import Lab
 
 SERVICE, TRIPWIRE = 8080, 11
@@ -38,10 +38,24 @@ def round_trip(lab: Lab, source: str, count: int, interval_us: int) -> int:
         attacker.run(["ip", "addr", "del", f"{source}/24", "dev", "eth0"])
 
 
-def restore_seconds(lab: Lab, work: Path, blocks: int) -> float:
-    """Time Actions.restore() for `blocks` active rows, in the target namespace."""
+# Configurations timed at restore: ours with the built-in blocker only, and Debian's
+# portsentry.conf with its KILL_HOSTS_DENY line (its KILL_ROUTE left out: the blocker is nft).
+RESTORE_CONFIGS = {
+    "nft": ("", '[{"kind": "nft", "undo": [], "status": "done"}]'),
+    "nft + hosts.deny (Debian's KILL_HOSTS_DENY)": (
+        'KILL_HOSTS_DENY="ALL: $TARGET$ : DENY"\n',
+        '[{"kind": "nft", "undo": [], "status": "done"}, {"kind": "hosts.deny", "undo": '
+        '["DENY", "ALL: ADDR : DENY"], "status": "done", "do": ["DENY", "ALL: ADDR : DENY"]}]',
+    ),
+}
+
+
+def restore_seconds(lab: Lab, work: Path, blocks: int, config: str) -> float:
+    """Time Actions.restore() for `blocks` active rows made with `config`, in the target
+    namespace. hosts.deny starts empty (the worst case: every line is put back)."""
+    extra, actions = RESTORE_CONFIGS[config]
     code = f"""
-import sqlite3, time, sys
+import ipaddress, sqlite3, time
 from pathlib import Path
 from portwarden.config import load_settings
 from portwarden.respond.actions import Actions
@@ -49,9 +63,12 @@ from portwarden.store.db import Store, store_path
 settings = load_settings(Path("{work}/portwarden.conf"))
 store = Store(store_path(settings.state_dir))
 db = sqlite3.connect(store_path(settings.state_dir))
-rows = [(str(__import__("ipaddress").ip_address(0xC6120000 + i)), "tcp", 11, "stcp", "bench",
-         "x", time.time(), None, 1, '[{{"kind": "nft", "undo": [], "status": "done"}}]')
-        for i in range({blocks})]
+deny = str(settings.hosts_deny_file)
+rows = []
+for i in range({blocks}):
+    address = str(ipaddress.ip_address(0xC6120000 + i))
+    actions = {actions!r}.replace("ADDR", address).replace("DENY", deny)
+    rows.append((address, "tcp", 11, "stcp", "bench", "x", time.time(), None, 1, actions))
 with db:
     db.executemany("INSERT INTO blocks (address, proto, port, mode, reason, hostname, since,"
                    " until, offence, actions) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
@@ -60,14 +77,17 @@ restored = Actions(settings, store).restore()
 print(restored, time.perf_counter() - start)
 """
     work.mkdir(parents=True, exist_ok=True)
-    conf = f'STATE_DIR="{work}/state"\nBLOCK_TCP="1"\nAUDIT_INTERVAL="0"\n'
+    conf = (f'STATE_DIR="{work}/state"\nBLOCK_TCP="1"\nAUDIT_INTERVAL="0"\n'
+            f'HOSTS_DENY_FILE="{work}/hosts.deny"\n{extra}')  # fmt: skip
     (work / "portwarden.conf").write_text(conf)
-    out = lab.target.run([sys.executable, "-c", code], timeout=300).stdout.split()
+    out = lab.target.run([sys.executable, "-c", code], timeout=600).stdout.split()
     assert int(out[0]) == blocks, out
     elements = lab.target.run(["nft", "-j", "list", "set", "inet", "portwarden", "blocked4"])
     listed = [x for x in json.loads(elements.stdout)["nftables"] if "set" in x][0]["set"]
     lab.target.run(["nft", "delete", "table", "inet", "portwarden"])
-    print(f"(restore: {len(listed.get('elem', []))} elements listed in the set afterwards)")
+    denied = (work / "hosts.deny").read_text().count("\n") if extra else 0
+    print(f"(restore, {config}: {len(listed.get('elem', []))} elements listed in the set "
+          f"afterwards, {denied} hosts.deny lines)")  # fmt: skip
     return float(out[1])
 
 
@@ -78,7 +98,7 @@ def main() -> None:
     parser.add_argument("--interval", type=int, default=100, help="microseconds between SYNs")
     parser.add_argument("--restore", type=int, default=100_000)
     args = parser.parse_args()
-    lab = Lab(prefix="pwb-", attackers=1).create()
+    lab = Lab(prefix=BENCH_PREFIX, attackers=1).create()
     results: dict[str, list[int]] = {"portwarden (nftables)": [], "PortSentry (KILL_ROUTE)": []}
     try:
         tcp_echo_server(lab.target, SERVICE)
@@ -98,8 +118,9 @@ def main() -> None:
                     finally:
                         daemon.stop()
             lab.target.run(["ip", "route", "flush", "type", "blackhole"], check=False)
-            restores = [restore_seconds(lab, Path(tmp, f"restore{i}"), args.restore)
-                        for i in range(3)]  # fmt: skip
+            restores = {config: [restore_seconds(lab, Path(tmp, f"restore{i}{n}"), args.restore,
+                                                 config) for i in range(3)]
+                        for n, config in enumerate(RESTORE_CONFIGS)}  # fmt: skip
         print(
             f"\nreaction: SYNs to an open service answered after the tripwire probe "
             f"({args.count} sent, one every {args.interval} us; {args.rounds} rounds)"
@@ -108,8 +129,10 @@ def main() -> None:
         for name, counts in results.items() if args.rounds else ():
             print(f"{name:<26}{statistics.median(counts):>8g}{max(counts):>8}{min(counts):>8}")
         print(f"\nrestore: {args.restore} active blocks re-applied at start (store read, nftables"
-              f" set filled, BLOCKED_FILE written): median {statistics.median(restores):.2f} s,"
-              f" runs {', '.join(f'{r:.2f}' for r in restores)}")  # fmt: skip
+              " set filled, hosts.deny lines put back, BLOCKED_FILE.stcp written)")  # fmt: skip
+        for config, runs in restores.items():
+            print(f"  {config}: median {statistics.median(runs):.2f} s,"
+                  f" runs {', '.join(f'{r:.2f}' for r in runs)}")  # fmt: skip
     finally:
         lab.destroy()
 

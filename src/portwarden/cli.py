@@ -6,18 +6,17 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from portwarden import __version__, background, control, service, status
 from portwarden.config import ConfigError, Settings, TcpMode, UdpMode, load_settings
 from portwarden.config.defaults import SYSTEM_CONFIG
-from portwarden.config.ignore import parse_network
 from portwarden.config.settings import to_conf_lines
 from portwarden.descriptors import DescriptorShortage
 from portwarden.portmap import command as portmap_command
-from portwarden.respond.actions import Actions
-from portwarden.respond.nft import NftError
+from portwarden.respond import admin
 from portwarden.statedir import StateDirBusy
 from portwarden.store.db import Store, store_path
 from portwarden.text import local_stamp
@@ -69,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("address", nargs="?", help="an address or network (addr/bits)")
     target.add_argument("--all", action="store_true",
                         help="every block, and remove portwarden's nftables table")  # fmt: skip
+    reapply = commands.add_parser(
+        "reapply", help="run KILL_ROUTE again for every active block (after a flush by hand)"
+    )
+    reapply.add_argument("-c", "--config", type=Path, help="configuration file")
     portmap_command.add_parser(commands)
     audit = commands.add_parser(
         "audit", help="check open ports against the AUDIT_* policy (exit 1 on findings)"
@@ -149,7 +152,7 @@ def _blocked(args: argparse.Namespace) -> int:
     settings = _load(_config_path(args.config))
     store = Store(store_path(settings.state_dir))
     rows = [("address", "since", "until", "reason", "count")]
-    for r in store.active():
+    for r in store.active(now=time.time()):  # the daemon may be down: expired blocks linger
         until = "forever" if r.until is None else local_stamp(r.until)
         rows.append((r.address, local_stamp(r.since), until, f"{r.reason} ({r.proto} {r.port})",
                      str(r.offence)))  # fmt: skip
@@ -185,28 +188,11 @@ def _lab(_args: argparse.Namespace) -> int:
 
 def _unblock(args: argparse.Namespace) -> int:
     settings = _load(_config_path(args.config))
-    network = None
-    if not args.all:
-        try:
-            network = parse_network(args.address)
-        except ValueError as error:
-            print(f"portwarden: error: unblock: {error}", file=sys.stderr)
-            return 2
-    # The daemon, if it runs, notices the change in the store and follows it.
-    actions = Actions(settings, Store(store_path(settings.state_dir)))
-    undone = actions.unblock_matching(network, "unblock command")
-    for record in undone:
-        print(f"unblocked {record.address}")
-    if args.all:
-        try:
-            if actions.nft().drop_table():
-                print("removed nftables table inet portwarden")
-        except NftError as error:
-            print(f"portwarden: nftables: {error}", file=sys.stderr)
-    if not undone and not args.all:
-        print(f"no active block matches {args.address}", file=sys.stderr)
-        return 1
-    return 0
+    return admin.unblock(settings, None if args.all else args.address)
+
+
+def _reapply(args: argparse.Namespace) -> int:
+    return admin.reapply(_load(_config_path(args.config)))
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -254,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handlers=[stderr], level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO
     )
     handlers = {"run": _run, "check-config": _check_config, "status": _status, "lab": _lab,
-                "blocked": _blocked, "unblock": _unblock,
+                "blocked": _blocked, "unblock": _unblock, "reapply": _reapply,
                 "portmap": portmap_command.run, "audit": _audit, "replay": _replay}  # fmt: skip
     try:
         return handlers[args.command](args)

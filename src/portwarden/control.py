@@ -1,9 +1,14 @@
-"""The local control socket: `portwarden status` asks the running daemon here.
+"""The local control socket: `portwarden status`, `unblock` and `reapply` ask the running daemon
+here.
 
 A Unix stream socket in STATE_DIR, mode 0600 in a 0700 directory, so only root (the daemon's
 user) can talk to it. One request per connection: a JSON object on one line, e.g.
-{"command": "status"}; one JSON object back. The daemon serves it from its loop, so a request
-is bounded in size and time: a client that sends nothing for a moment is dropped.
+{"command": "status"}, {"command": "unblock", "network": "198.18.0.0/24"} (or "all": true),
+{"command": "reapply"}; one JSON object back. The daemon serves it from its loop, so reading
+a request is bounded in size and time: a client that sends nothing for a moment is dropped. An
+answer that takes work off the loop (an unblock, done by the action worker after the blocks
+queued before it) is a Future: the connection waits, at most ACTION_WAIT_S, and the answer is
+sent from the loop once it is there.
 """
 
 import contextlib
@@ -13,8 +18,9 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 log = logging.getLogger("portwarden")
 
@@ -22,8 +28,20 @@ SOCKET_NAME = "control.sock"
 REQUEST_MAX_BYTES = 4096  # a request is one small JSON object
 CLIENT_WAIT_S = 0.5  # the longest the loop spends on one client, whatever it sends
 ANSWER_WAIT_S = 10.0  # the longest `status` waits for the daemon's answer
+# The longest an unblock or reapply waits for the action worker: it comes after the blocks queued
+# before it, whose commands may each take KILL_CMD_TIMEOUT. The work is done even if nobody
+# waits for it any more.
+ACTION_WAIT_S = 120.0
+WAITING_MAX = 16  # connections waiting for such an answer at once
 
-Handler = Callable[[str], dict[str, Any]]
+Answer = dict[str, Any]
+Handler = Callable[[Answer], "Answer | Future[Answer]"]
+
+
+class _Waiting(NamedTuple):
+    conn: socket.socket
+    answer: "Future[Answer]"
+    deadline: float
 
 
 def socket_path(state_dir: Path) -> Path:
@@ -31,7 +49,8 @@ def socket_path(state_dir: Path) -> Path:
 
 
 class ControlServer:
-    """Listens in STATE_DIR; `serve_one()` when the loop sees the listening socket readable."""
+    """Listens in STATE_DIR. The loop watches `fds` and calls `on_readable(fd)`: a new client on
+    the listening socket, or an answer that has become ready (a byte on the wake pipe)."""
 
     def __init__(self, state_dir: Path, handler: Handler) -> None:
         self._path = socket_path(state_dir)
@@ -45,40 +64,102 @@ class ControlServer:
             os.umask(old_mask)
         self.sock.listen(8)
         self.sock.setblocking(False)
+        self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._waiting: list[_Waiting] = []
 
-    def serve_one(self) -> None:
+    @property
+    def fds(self) -> tuple[int, int]:
+        return self.sock.fileno(), self._wake_read
+
+    def on_readable(self, fd: int) -> None:
+        if fd == self._wake_read:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_read, 512)
+        else:
+            self._serve_one()
+        self.send_ready()
+
+    def send_ready(self) -> None:
+        """Send the answers that are ready; drop the clients that waited too long."""
+        now = time.monotonic()
+        still = []
+        for waiting in self._waiting:
+            if waiting.answer.done():
+                self._reply(waiting.conn, _result(waiting.answer), now + CLIENT_WAIT_S)
+            elif now >= waiting.deadline:
+                self._reply(waiting.conn, {"error": "no answer in time; the daemon goes on "
+                                           "with the request"}, now + CLIENT_WAIT_S)  # fmt: skip
+            else:
+                still.append(waiting)
+        self._waiting = still
+
+    def _serve_one(self) -> None:
         try:
             conn, _ = self.sock.accept()
         except BlockingIOError:
             return
         deadline = time.monotonic() + CLIENT_WAIT_S
+        try:
+            answer = self._answer(_read_line(conn, deadline))
+        except OSError:
+            conn.close()  # the client went away or was too slow: its loss, not the loop's
+            return
+        if isinstance(answer, dict):
+            self._reply(conn, answer, deadline)
+        elif len(self._waiting) >= WAITING_MAX:
+            self._reply(conn, {"error": "too many requests waiting; try again"}, deadline)
+        else:
+            self._waiting.append(_Waiting(conn, answer, time.monotonic() + ACTION_WAIT_S))
+            answer.add_done_callback(self._wake)
+
+    def _wake(self, _answer: "Future[Answer]") -> None:
+        """Called in the thread that set the answer: the loop sends it at once."""
+        with contextlib.suppress(OSError):  # a full pipe is already a wake-up
+            os.write(self._wake_write, b"!")
+
+    @staticmethod
+    def _reply(conn: socket.socket, answer: Answer, deadline: float) -> None:
         with conn:
             try:
-                line = _read_line(conn, deadline)
-                try:
-                    reply = json.dumps(self._answer(line)).encode() + b"\n"
-                except Exception as error:  # a failing answer must never stop the daemon
-                    log.exception("control request failed")
-                    reply = json.dumps({"error": f"internal error: {error}"}).encode() + b"\n"
                 _set_timeout(conn, deadline)
-                conn.sendall(reply)
+                conn.sendall(json.dumps(answer).encode() + b"\n")
             except OSError:
                 pass  # the client went away or was too slow: its loss, not the loop's
 
-    def _answer(self, line: bytes) -> dict[str, Any]:
+    def _answer(self, line: bytes) -> "Answer | Future[Answer]":
         try:
             request = json.loads(line)
-            command = request["command"]
-            if not isinstance(command, str):
-                raise TypeError(command)
-        except (ValueError, KeyError, TypeError, RecursionError):
+            if not isinstance(request, dict) or not isinstance(request.get("command"), str):
+                raise TypeError(request)
+        except (ValueError, TypeError, RecursionError):
             return {"error": 'bad request: expected {"command": "..."}'}
-        return self._handler(command)
+        try:
+            return self._handler(request)
+        except Exception as error:  # a failing answer must never stop the daemon
+            log.exception("control request failed")
+            return {"error": f"internal error: {error}"}
 
-    def close(self) -> None:
+    def stop_listening(self) -> None:
+        """No new clients (at stop); the waiting ones get their answers from `close`."""
         self.sock.close()
         with contextlib.suppress(FileNotFoundError):
             self._path.unlink()
+
+    def close(self) -> None:
+        for waiting in self._waiting:
+            self._reply(waiting.conn, {"error": "the daemon stopped before it was done"},
+                        time.monotonic() + CLIENT_WAIT_S)  # fmt: skip
+        self._waiting = []
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+
+
+def _result(answer: "Future[Answer]") -> Answer:
+    try:
+        return answer.result(0)
+    except Exception as error:  # noqa: BLE001 - reported to the client, not raised in the loop
+        log.error("control request failed: %s", error)
+        return {"error": f"internal error: {error}"}
 
 
 def _set_timeout(conn: socket.socket, deadline: float) -> None:
@@ -104,15 +185,17 @@ class ControlError(Exception):
     """The daemon could not be asked (not allowed, too slow, garbled answer)."""
 
 
-def ask(state_dir: Path, command: str) -> dict[str, Any] | None:
-    """The daemon's answer, or None when no daemon listens on this STATE_DIR.
-    Raises ControlError when one may listen but did not answer usefully."""
+def ask(state_dir: Path, command: str, wait: float = ANSWER_WAIT_S,
+        **fields: Any) -> dict[str, Any] | None:  # fmt: skip
+    """The daemon's answer to `command` (with `fields`), waited for at most `wait` seconds, or
+    None when no daemon listens on this STATE_DIR. Raises ControlError when one may listen but
+    did not answer usefully."""
     path = socket_path(state_dir)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(ANSWER_WAIT_S)
+            sock.settimeout(wait)
             sock.connect(str(path))
-            sock.sendall(json.dumps({"command": command}).encode() + b"\n")
+            sock.sendall(json.dumps({"command": command, **fields}).encode() + b"\n")
             sock.shutdown(socket.SHUT_WR)
             data = b""
             while chunk := sock.recv(65536):

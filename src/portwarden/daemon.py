@@ -7,14 +7,15 @@ import selectors
 import signal
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from portwarden import control, limits, service, statedir, status
 from portwarden.alert.dispatch import Alerts
-from portwarden.audit.check import AuditResult, state_path
-from portwarden.audit.periodic import PeriodicAudit
-from portwarden.audit.report import summary
+from portwarden.audit.check import state_path
+from portwarden.audit.periodic import Outcome, PeriodicAudit, Unchecked
+from portwarden.audit.report import summary, unchecked_summary
 from portwarden.config import ConfigError, Settings, TcpMode, UdpMode, load_settings
 from portwarden.descriptors import OUT_OF_DESCRIPTORS, raise_soft_limit
 from portwarden.detect.config import engine_config, late_reply_ports
@@ -96,7 +97,8 @@ class Daemon:
             # First, so that `status` waits for the answer during a long restore instead of
             # saying that no daemon runs.
             self._control = control.ControlServer(self.settings.state_dir, self._command)
-            self._selector.register(self._control.sock, selectors.EVENT_READ, self._control)
+            for fd in self._control.fds:
+                self._selector.register(fd, selectors.EVENT_READ, self._control)
             restored = self._policy.start()
             log.info("restored %d active blocks from the store", restored)
             self._start_sensors()
@@ -117,18 +119,24 @@ class Daemon:
         finally:
             signal.set_wakeup_fd(previous_fd)
             if self._control is not None:
-                self._selector.unregister(self._control.sock)
-                self._control.close()
+                for fd in self._control.fds:
+                    self._selector.unregister(fd)
+                self._control.stop_listening()
             if self._metrics is not None:
                 self._metrics.close()
             if self._audit is not None:
                 self._audit.stop()
                 while self._audit.results:  # checks done but not reported yet
-                    self._report_audit(*self._audit.results.popleft())
+                    self._report_audit(self._audit.results.popleft())
+            # Queued mail is sent now (or counted as not sent), so the last status counts it.
+            self._alerts.stop_mail()
             if self._running:  # a start that failed must not overwrite the last good status
                 self._save_snapshot()
             self._stop_sensors()
             self._policy.stop()
+            if self._control is not None:
+                self._control.send_ready()  # what the worker finished before it stopped
+                self._control.close()
             self._alerts.close()
             self._selector.close()
             os.close(wake_read)
@@ -146,7 +154,7 @@ class Daemon:
                 _drain(wake_read)
                 continue
             if isinstance(sensor, control.ControlServer):
-                sensor.serve_one()
+                sensor.on_readable(key.fd)
                 continue
             for probe in sensor.read(key.fd):
                 self._report(self._engine.feed(probe, time.monotonic()))
@@ -154,11 +162,13 @@ class Daemon:
         self._report(self._engine.tick(now))
         self._policy.tick(now)
         self._alerts.tick(now)
+        if self._control is not None:
+            self._control.send_ready()  # and drop clients that waited too long
         if now >= self._next_refresh:
             self._refresh()
             self._next_refresh = now + limits.REFRESH_S
         if self._audit is not None and self._audit.results:
-            self._report_audit(*self._audit.results.popleft())
+            self._report_audit(self._audit.results.popleft())
         if self._metrics is not None and now >= self._next_publish:
             self._publish_metrics()
             self._next_publish = now + PUBLISH_S
@@ -233,7 +243,13 @@ class Daemon:
             self._audit = PeriodicAudit(self.settings)
             self._audit.start()
 
-    def _report_audit(self, result: AuditResult, warnings: list[str]) -> None:
+    def _report_audit(self, outcome: Outcome) -> None:
+        if isinstance(outcome, Unchecked):
+            self._alerts.audit_unchecked(outcome.reason, outcome.time)
+            self._last_audit = unchecked_summary(outcome.time, outcome.reason)
+            self._save_audit_snapshot(outcome.time, self._last_audit)
+            return
+        result, warnings = outcome
         for warning in warnings:
             log.warning("audit: %s", warning)
         self._alerts.audit(result.findings, result.time)
@@ -243,13 +259,16 @@ class Daemon:
             log.warning("audit: cannot keep the audit state: %s", error)
         self._audit_findings = len(result.findings)
         self._last_audit = summary(result, warnings)
+        self._save_audit_snapshot(result.time, self._last_audit)
+
+    def _save_audit_snapshot(self, when: float, body: dict[str, Any]) -> None:
         try:
-            self._policy.store.save_snapshot("audit", result.time, self._last_audit)
+            self._policy.store.save_snapshot("audit", when, body)
         except Exception:  # noqa: BLE001 - a snapshot must never stop the daemon
             log.exception("saving the audit snapshot failed")
 
-    def _counters(self, delivered: dict[str, dict[str, int]]) -> dict[str, int]:
-        """The daemon's counters; `delivered` is what the alert paths report."""
+    def _counters(self) -> dict[str, int]:
+        """The daemon's counters (the alert paths count for themselves: Alerts.delivered)."""
         return {
             "start_time": int(self._started),
             "packets_read": self._packets_read + sum(s.packets_read for s in self._sensors),
@@ -258,8 +277,6 @@ class Daemon:
             "os_probes": self._os_probes,
             "blocks": self._policy.blocks_made,
             "blocks_active": self._policy.blocks_active,
-            "alerts_sent": sum(delivered["sent"].values()),
-            "alerts_dropped": sum(delivered["dropped"].values()),
             "sources_tracked": len(self._engine),
             "sources_evicted": self._engine.evicted,
             "audit_findings": self._audit_findings,
@@ -267,22 +284,23 @@ class Daemon:
 
     def _publish_metrics(self) -> None:
         if self._metrics is not None:
-            delivered = self._alerts.delivered()
-            self._metrics.publish(self._counters(delivered), delivered)
+            self._metrics.publish(self._counters(), self._alerts.delivered())
 
     def _status(self) -> dict[str, Any]:
-        delivered = self._alerts.delivered()
         return status.collect(
             started=self._started, settings=self.settings, sensors=self._sensors,
-            addresses=self._host.addresses, engine=self._engine,
-            counters=self._counters(delivered), alerts=delivered, store=self._policy.store,
+            addresses=self._host.addresses, engine=self._engine, counters=self._counters(),
+            alerts=self._alerts.delivered(), store=self._policy.store,
             blocked=self._policy.blocked_addresses(), audit=self._last_audit,
         )  # fmt: skip
 
-    def _command(self, command: str) -> dict[str, Any]:
+    def _command(self, request: dict[str, Any]) -> "dict[str, Any] | Future[dict[str, Any]]":
         """A request on the control socket."""
+        command = request["command"]
         if command == "status":
             return self._status()
+        if command in ("unblock", "reapply"):
+            return self._policy.on_request(request)
         return {"error": f"unknown command {one_line(command)}"}
 
     def _save_snapshot(self) -> None:
@@ -350,6 +368,7 @@ class Daemon:
             self._alerts.reconfigure(fresh)  # opens the new outputs first: may refuse
         except (ConfigError, OSError) as error:
             log.error("reload refused, old configuration stays in force: %s", error)
+            self._alerts.reopen()
             service.notify(f"READY=1\nSTATUS=reload refused: {error}")
             return
         for warning in fresh.warnings:

@@ -2,8 +2,9 @@
 
 # Per-source detection state. A flood of spoofed sources must not grow memory: the table holds at
 # most this many sources and evicts the one seen least recently. Measured (tests/unit/
-# test_engine.py::test_memory_is_bounded) at about 1.5 KiB per source with every port slot used
-# and its first probe kept for the end-of-scan summary, so about 24 MiB for a full table.
+# test_engine.py::test_memory_is_bounded) at about 1.8 KiB per source with every port slot used
+# and its current scan kept for the end-of-scan summary (first and last probe, its own ports),
+# so about 28 MiB for a full table.
 SOURCES_MAX = 16_384
 
 # Distinct ports remembered per source. Enough for any scandetd CountThreshold we accept; a
@@ -53,8 +54,14 @@ BLOCK_QUEUE_MAX = 1_024
 # a value that large would be an error on the packet path instead of a block.
 BLOCK_SECONDS_MAX = 10 * 365 * 86_400
 
-# Reverse DNS for RESOLVE_HOST: names longer than this are cut.
+# Reverse DNS for RESOLVE_HOST: names longer than this are cut. A block waits at most
+# RESOLVE_HOST_TIMEOUT_S for the name (a dead name server takes 5 s and more per lookup, and a
+# scanner answers for its own PTR records), counted from the start of the block: the lookup runs
+# while the actions are carried out and never delays them. At most RESOLVE_QUEUE_MAX lookups
+# wait; past that a block goes without a name.
 HOSTNAME_MAX = 253
+RESOLVE_HOST_TIMEOUT_S = 1.0
+RESOLVE_QUEUE_MAX = 64
 
 # Attack lines written per second (with a burst of ATTACK_LINES_BURST). Past it, one line a
 # second says how many were left out: a flood must not turn into a flood of log writes, which
@@ -69,6 +76,14 @@ FREE_PORTS_CACHED_MAX = 65_536
 
 # Mails waiting for the mail worker; a dead relay can hold back at most this many.
 MAIL_QUEUE_MAX = 100
+
+# One delivery (connect, STARTTLS, login, every command and the message) may take at most this
+# many SMTP_TIMEOUT in all: SMTP_TIMEOUT bounds each socket operation, and a relay that trickles
+# a byte now and then would otherwise hold the mail thread, and every mail behind it, for ever.
+MAIL_DELIVERY_TIMEOUTS = 3
+
+# The longest a stop waits for queued mail to be sent; what is left is counted and said.
+MAIL_STOP_WAIT_S = 15.0
 
 # JSON probe events written per second (summaries, blocks and caps are always written).
 JSON_EVENTS_PER_S = 200
@@ -93,6 +108,10 @@ AUDIT_CONNECT_TIMEOUT_S = 1.0
 # Sockets read from the kernel's tables per audit: a host with more (a flood of UDP sockets
 # opened by a local user) is audited on the first this many, with a warning.
 AUDIT_SOCKETS_MAX = 65_536
+
+# Unblocks reported one by one (log, syslog, JSON) when the loop sees blocks end; past it (an
+# `unblock --all` of thousands) one line gives their number, so the loop is not held up.
+UNBLOCKS_REPORTED_MAX = 100
 
 # Audit findings reported per check (log, syslog, JSON, mail, status); the rest are counted in
 # one line. A local user who opens thousands of sockets must not flood every alert path.

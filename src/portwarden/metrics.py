@@ -28,17 +28,22 @@ _PLAIN = (
 )  # fmt: skip
 
 
-def exposition(counters: dict[str, Any], alerts: dict[str, dict[str, int]]) -> str:
-    """The Prometheus text format (version 0.0.4)."""
+def exposition(counters: dict[str, Any], alerts: dict[str, dict[str, Any]]) -> str:
+    """The Prometheus text format (version 0.0.4). `alerts` as Alerts.delivered() gives it."""
     lines = []
     for name, kind, text, key in _PLAIN:
         if key in counters:
             lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {counters[key]}"]
-    for outcome, text in (("sent", "Alerts delivered"),
-                          ("dropped", "Alerts dropped (rate limits, failures)")):  # fmt: skip
-        name = f"portwarden_alerts_{outcome}_total"
-        lines += [f"# HELP {name} {text}, by path.", f"# TYPE {name} counter"]
-        lines += [f'{name}{{path="{path}"}} {count}' for path, count in alerts[outcome].items()]
+    name = "portwarden_alerts_sent_total"
+    lines += [f"# HELP {name} Alerts delivered, by path (syslog lines, JSON events, mails).",
+              f"# TYPE {name} counter"]  # fmt: skip
+    lines += [f'{name}{{path="{path}"}} {count}' for path, count in alerts["sent"].items()]
+    name = "portwarden_alerts_dropped_total"
+    lines += [f"# HELP {name} Alerts not delivered, by path and reason (rate_limit, error).",
+              f"# TYPE {name} counter"]  # fmt: skip
+    lines += [f'{name}{{path="{path}",reason="{reason}"}} {count}'
+              for path, reasons in alerts["dropped"].items()
+              for reason, count in reasons.items()]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -79,7 +84,7 @@ class MetricsServer:
                                         daemon=True)  # fmt: skip
         self._thread.start()
 
-    def publish(self, counters: dict[str, Any], alerts: dict[str, dict[str, int]]) -> None:
+    def publish(self, counters: dict[str, Any], alerts: dict[str, dict[str, Any]]) -> None:
         self._page = exposition(counters, alerts).encode()
 
     def close(self) -> None:

@@ -54,7 +54,7 @@ def collect(
     addresses: Iterable[object],
     engine: Engine,
     counters: dict[str, int],
-    alerts: dict[str, dict[str, int]],
+    alerts: dict[str, dict[str, Any]],
     store: Store,
     blocked: set[str],
     audit: dict[str, Any] | None,
@@ -126,6 +126,19 @@ def _left(seconds: int | None) -> str:
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
+def _alerts_table(alerts: Any) -> list[str]:
+    """Delivered and dropped per alert path (a status saved by an older version, in another
+    shape, is left out)."""
+    try:
+        rows = [(path, str(sent), str(alerts["dropped"][path]["rate_limit"]),
+                 str(alerts["dropped"][path]["error"]))
+                for path, sent in alerts["sent"].items()]  # fmt: skip
+    except (KeyError, TypeError):
+        return []
+    header = ("path", "sent", "dropped (rate limit)", "dropped (error)")
+    return ["", "Alerts (syslog lines, JSON events, mails)", *_table([header, *rows])]
+
+
 def render(status: dict[str, Any]) -> str:
     """Tables for people."""
     out: list[str] = []
@@ -143,6 +156,7 @@ def render(status: dict[str, Any]) -> str:
     if counters:
         out += ["", "Counters"]
         out += _table([(key, str(value)) for key, value in counters.items()])
+    out += _alerts_table(status.get("alerts"))
     scanners = status.get("scanners")
     if scanners:
         out += ["", "Top scanners"]

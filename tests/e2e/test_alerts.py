@@ -16,7 +16,9 @@ import pytest
 from portwarden.lab.network import Lab
 from tests.e2e.conftest import StartDaemon, nmap
 from tests.lab.daemon import start_with_hosts_file
+from tests.lab.services import can_connect
 from tests.lab.syslogd import SyslogReceiver
+from tests.lab.tls import make_relay_certificate
 
 SMTP = Path(__file__).parent.parent / "lab" / "smtp.py"
 # fail2ban's published filter.d/portsentry.conf, with <HOST> narrowed to an address.
@@ -49,8 +51,16 @@ def test_mail_syslog_json_and_fail2ban_for_an_nmap_scan(
 ) -> None:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    server = smtp_server(lab, lab.client.ipv4, "2525", str(inbox))
+    # A relay that wants STARTTLS, with a certificate from a private CA, then a login.
+    tls = make_relay_certificate(tmp_path, lab.client.ipv4)
+    password = tmp_path / "smtp.secret"
+    password.write_text("s3cret pass\n# the first line is the password\n")
+    password.chmod(0o600)
+    server = smtp_server(lab, lab.client.ipv4, "2525", str(inbox), "--tls", str(tls.cert),
+                         str(tls.key), "--auth", "pw-target", "s3cret pass")  # fmt: skip
     daemon = start_daemon("-stcp", "-sudp", conf=(
+        f'SMTP_STARTTLS="1"\nSMTP_CA_FILE="{tls.ca}"\nSMTP_USER="pw-target"\n'
+        f'SMTP_PASSWORD_FILE="{password}"\n'
         f'BLOCK_TCP="1"\nSYSLOG_SOCKET="{syslog.path}"\nSYSLOG_FACILITY="local3"\n'
         'MAIL_ON_TCP_SCAN="1"\nMAIL_ON_OS_PROBE="1"\nSCAN_END_QUIET="2"\n'
         'MAIL_FROM="portwarden@target.example"\n'
@@ -64,6 +74,7 @@ def test_mail_syslog_json_and_fail2ban_for_an_nmap_scan(
         (mail,) = wait_for_mail(inbox, 1)
     finally:
         server.kill()
+    assert (inbox / "0001.login").read_text() == "pw-target"
     assert mail["From"] == "portwarden@target.example"
     assert mail["To"] == "admin@example.org, security@example.org"
     assert mail["Subject"] == f"[pw] TCP scan from {attacker.ipv4} to {target} (100%)"
@@ -162,3 +173,85 @@ def test_hostile_reverse_dns_name_cannot_inject_lines(lab: Lab, syslog: SyslogRe
     assert "Fake" not in {key for key in mail}
     for line in syslog.lines + log.read_text().splitlines():
         assert "\x1b" not in line and "\x07" not in line
+
+
+def test_one_mail_per_scan_of_one_protocol(lab: Lab, start_daemon: StartDaemon,
+                                           tmp_path: Path) -> None:  # fmt: skip
+    """nmap -sS -sU is two scans: with MAIL_ON_TCP_SCAN alone, one mail, for the TCP one only,
+    with its own probes (UDP probes counted in it made a TCP mail say "UDP scan")."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    server = smtp_server(lab, lab.client.ipv4, "2528", str(inbox))
+    daemon = start_daemon("-stcp", "-sudp", conf=(
+        'MAIL_ON_TCP_SCAN="1"\nSCAN_END_QUIET="1"\nMAIL_TO="admin@example.org"\n'
+        f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2528"\n'))  # fmt: skip
+    attacker = lab.attackers[1]
+    try:
+        nmap(attacker.run, "-sS", "-sU", "-p", "T:1,11,U:7,9", lab.target.ipv4)
+        daemon.wait_for(rf"kind=scan-summary src={attacker.ipv4} \S+ proto=udp")
+        daemon.wait_for(rf"kind=scan-summary src={attacker.ipv4} \S+ proto=tcp")
+        (mail,) = wait_for_mail(inbox, 1)
+        time.sleep(0.5)  # no second mail follows
+        assert len(list(inbox.glob("*.eml"))) == 1
+    finally:
+        server.kill()
+    body = dict(line.split(":", 1) for line in mail.get_payload().strip().splitlines())
+    body = {key: value.strip() for key, value in body.items()}
+    assert (body["Protocol"], body["Scan type"]) == ("TCP", "TCP SYN/Normal scan")
+    assert (body["Probes"], body["Distinct ports"]) == ("2", "2")
+    assert {body["First port"].split()[0], body["Last port"].split()[0]} == {"1", "11"}
+    events = [json.loads(x) for x in (daemon.log_path.parent / "state" / "events.jsonl")
+              .read_text().splitlines()]  # fmt: skip
+    summaries = {e["proto"]: e for e in events if e["event"] == "scan-summary"}
+    assert set(summaries) == {"tcp", "udp"}
+    assert summaries["tcp"]["types"] == ["TCP SYN/Normal scan"]
+    assert summaries["udp"]["types"] == ["UDP scan"]
+    assert summaries["udp"]["probes"] >= 2 and summaries["tcp"]["probes"] == 2
+    daemon.stop()
+
+
+_SEND_UDP = """
+import socket, sys
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    for _ in range(3):
+        s.sendto(b"x", (sys.argv[1], int(sys.argv[2])))
+"""
+
+
+def test_portsentry_lines_in_stealth_modes(lab: Lab, start_daemon: StartDaemon,
+                                           syslog: SyslogReceiver) -> None:  # fmt: skip
+    """Word for word as PortSentry 1.2's stealth modes write them. BLOCK_TCP=2 (the command
+    only) leaves the traffic alone, so a blocked scanner's later probes are still seen."""
+    start_daemon("-stcp", "-sudp", conf=(
+        f'SYSLOG_SOCKET="{syslog.path}"\nBLOCK_TCP="2"\nKILL_RUN_CMD="/bin/true"\n'))  # fmt: skip
+    scanner, prober, udp = (a.ipv4 for a in lab.attackers)
+    target = lab.target.ipv4
+    nmap(lab.attackers[0].run, "-sS", "-p", "1,11,15", target)
+    syslog.wait_for(rf"attackalert: TCP SYN/Normal scan from host: {scanner}/{scanner} to TCP "
+                    r"port: (1|11|15)$")  # fmt: skip
+    syslog.wait_for(rf"attackalert: Host: {scanner}/{scanner} is already blocked Ignoring$")
+    # A SYN+FIN: a queso-style OS probe, and a packet PortSentry calls "Unknown Type".
+    lab.attackers[1].run(["hping3", "-c", "1", "-S", "-F", "-p", "11", target], check=False)
+    syslog.wait_for(rf"attackalert: OS fingerprinting probe \(queso\) from host: {prober}/"
+                    rf"{prober} to TCP port: 11$")  # fmt: skip
+    syslog.wait_for(r"attackalert: Unknown Type: TCP Packet Flags: SYN: 1 FIN: 1 ACK: 0 PSH: 0 "
+                    rf"URG: 0 RST: 0 from host: {prober}/{prober} to TCP port: 11$")  # fmt: skip
+    syslog.wait_for(rf"detail: TCP odd-flags scan \(FIN\+SYN\) from {prober} to TCP port 11$")
+    nmap(lab.attackers[2].run, "-sU", "-p", "7", target)
+    syslog.wait_for(rf"attackalert: UDP scan from host: {udp}/{udp} to UDP port: 7$")
+    # "already blocked" once per block, not once per probe.
+    assert sum("is already blocked" in line and scanner in line for line in syslog.lines) == 1
+
+
+def test_portsentry_lines_in_classic_modes(lab: Lab, start_daemon: StartDaemon,
+                                           syslog: SyslogReceiver) -> None:  # fmt: skip
+    start_daemon("-tcp", "-udp", conf=(
+        f'SYSLOG_SOCKET="{syslog.path}"\nBLOCK_UDP="2"\nKILL_RUN_CMD="/bin/true"\n'))  # fmt: skip
+    attacker, target = lab.attackers[0], lab.target.ipv4
+    can_connect(attacker, target, 31337)  # accepted, then closed at once
+    syslog.wait_for(rf"attackalert: Connect from host: {attacker.ipv4}/{attacker.ipv4} to TCP "
+                    r"port: 31337$")  # fmt: skip
+    attacker.run([sys.executable, "-c", _SEND_UDP, target, "31337"])
+    syslog.wait_for(rf"attackalert: Connect from host: {attacker.ipv4}/{attacker.ipv4} to UDP "
+                    r"port: 31337$")  # fmt: skip
+    syslog.wait_for(rf"attackalert: Host: {attacker.ipv4} is already blocked\. Ignoring$")

@@ -4,11 +4,12 @@ root and by an unprivileged user, a policy across runs, a capture proving skippe
 touched, and broken portmappers."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 from portwarden.lab.network import Host, Lab
 from tests.e2e.conftest import nmap
 from tests.lab.daemon import RunningDaemon
+from tests.lab.services import can_connect
 from tests.lab.syslogd import SyslogReceiver
 
 A4, A6 = "198.18.0.1", "2001:db8::1"
@@ -25,9 +27,11 @@ NOBODY = 65534
 
 # Run as root, then as `uid` (dropped in the process unless started as `uid`: the interpreter
 # under /root is out of reach of other users) before the socket is made, so it is that user's.
+# Bound to `device` (SO_BINDTODEVICE) unless it is empty; a TCP listener that is not `accepts`
+# never takes a connection off its queue.
 _LISTEN = """
-import os, socket, sys
-proto, address, port, v6only, name, uid = sys.argv[1:7]
+import os, socket, sys, time
+proto, address, port, v6only, name, uid, device, accepts = sys.argv[1:9]
 with open("/proc/self/comm", "w") as comm:
     comm.write(name)
 if os.getuid() != int(uid):
@@ -36,6 +40,8 @@ if os.getuid() != int(uid):
     os.setresuid(int(uid), int(uid), int(uid))
 family = socket.AF_INET6 if ":" in address else socket.AF_INET
 s = socket.socket(family, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+if device:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
 if family == socket.AF_INET6:
     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(v6only))
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -44,8 +50,10 @@ if proto == "tcp":
     s.listen(16)
 print("listening", flush=True)
 while True:
-    if proto == "tcp":
+    if proto == "tcp" and accepts == "1":
         s.accept()[0].close()
+    elif proto == "tcp":
+        time.sleep(60)
     else:
         s.recv(100)
 """
@@ -85,11 +93,12 @@ assert reply[-4:] == b"\\0\\0\\0\\1", "rpcbind refused the registration"
 """
 
 
-def listen(host: Host, proto: str, address: str, port: int, name: str,
-           v6only: bool = False, uid: int = 0) -> subprocess.Popen:  # fmt: skip
+def listen(host: Host, proto: str, address: str, port: int, name: str, v6only: bool = False,
+           uid: int = 0, device: str = "", accepts: bool = True) -> subprocess.Popen:  # fmt: skip
     """A real listener with its own program name, run as `uid`; returns once it is bound."""
     proc = host.popen([sys.executable, "-c", _LISTEN, proto, address, str(port), str(int(v6only)),
-                       name, str(uid)], stdout=subprocess.PIPE, text=True)  # fmt: skip
+                       name, str(uid), device, str(int(accepts))], stdout=subprocess.PIPE,
+                      text=True)  # fmt: skip
     assert proc.stdout is not None and "listening" in proc.stdout.readline()
     return proc
 
@@ -178,13 +187,20 @@ def services(lab: Lab) -> Iterator[dict[int, subprocess.Popen]]:
     target.stop_processes()
 
 
-def audit(host: Host, folder: Path, conf: str, *flags: str) -> tuple[int, dict[str, Any], str]:
-    """Run `portwarden audit --json` in `host`; returns exit status, the JSON, stderr."""
+def audit_command(host: Host, folder: Path, conf: str, *flags: str,
+                  wrapper: Sequence[str] = ()) -> subprocess.CompletedProcess:  # fmt: skip
+    """Run `portwarden audit` in `host` with STATE_DIR in `folder`, under `wrapper`."""
     path = folder / "portwarden.conf"
     path.write_text(f'STATE_DIR="{folder}/state"\n{conf}\n')
-    result = host.run([sys.executable, "-m", "portwarden", "audit", "-c", str(path), "--json",
+    result = host.run([*wrapper, sys.executable, "-m", "portwarden", "audit", "-c", str(path),
                        *flags], check=False, timeout=60)  # fmt: skip
     assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def audit(host: Host, folder: Path, conf: str, *flags: str) -> tuple[int, dict[str, Any], str]:
+    """Run `portwarden audit --json` in `host`; returns exit status, the JSON, stderr."""
+    result = audit_command(host, folder, conf, "--json", *flags)
     assert result.returncode in (0, 1), result.stderr
     return result.returncode, json.loads(result.stdout), result.stderr
 
@@ -212,6 +228,8 @@ def test_audit_finds_exactly_the_open_ports_with_names_and_owners(
     assert (mountd["rpc_program"], mountd["pid"], mountd["user"]) == (100005, services[20048].pid,
                                                                       "root")  # fmt: skip
     assert by_port[(A6, 40111, "tcp")]["rpc_program"] == 400111
+    # rpcbind makes its sockets as root (uid 0 in the tables), then runs as _rpc: its user.
+    assert by_port[(A4, 111, "tcp")]["user"] == "_rpc"
     # Nothing listed, so every open port is new; the report is one JSON object.
     assert status == 1 and len(report["findings"]) == len(EXPECTED)
     assert report["warnings"] == []
@@ -260,22 +278,22 @@ def test_text_report_lines(lab: Lab, services: dict[int, subprocess.Popen], tmp_
     assert result.returncode == 1
     lines = result.stdout.splitlines()
     assert f"ServiceNew: {A4}:20048/udp" not in result.stdout  # AUDIT_UDP="0"
-    assert (f"ServiceNew: {A4}:8081/tcp (tproxy) program=pwa-v4only8081 "
+    assert (f"ServiceNew: {A4}:8081/tcp (maybe_tproxy) program=pwa-v4only8081 "
             f"pid={services[8081].pid} user=root") in lines  # fmt: skip
     assert f"ServiceNew: {A6}:40111/tcp (RPC_400111) program=pwa-rpc400111" in result.stdout
 
 
-def probed_40111(host: Host, capture: Path) -> bool:
+def syns(host: Host, capture: Path) -> list[str]:
     packets = host.run(["tcpdump", "-r", str(capture), "-n"], check=False).stdout
-    syns = [line for line in packets.splitlines() if "Flags [S]," in line]
-    return all(any(f"> {address}.40111:" in line for line in syns) for address in (A4, A6))
+    return [line for line in packets.splitlines() if "Flags [S]," in line]
 
 
-def test_skipped_port_is_never_connected_to(
+def test_the_audit_connects_to_no_service(
     lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path
 ) -> None:
-    """8080 and 40111 both listen on the IPv6 wildcard, so both would be probed on both
-    addresses; the capture shows SYNs to 40111 and none to the skipped 8080."""
+    """Wildcard listeners (8080 and 40111 on the IPv6 wildcard) are judged from the kernel's
+    tables: the capture sees no connection from the audit, only the test's own control
+    connection from the client afterwards; the skipped 8080 is not reported."""
     target = lab.target
     capture = tmp_path / "syn.pcap"
     tcpdump = target.popen(["tcpdump", "-Z", "root", "-i", "any", "-n", "-U", "--immediate-mode",
@@ -287,14 +305,15 @@ def test_skipped_port_is_never_connected_to(
         if "listening" in tcpdump.stderr.readline():
             break
     _, report, _ = audit(target, tmp_path, f'{ONLY_LAB}\nAUDIT_SKIP="8080/tcp"', "--no-state")
+    assert can_connect(lab.client, A4, 40111)  # the control: the capture does see a connection
     deadline = time.monotonic() + 5
-    while not probed_40111(target, capture) and time.monotonic() < deadline:
-        time.sleep(0.05)  # the audit has ended; its last SYNs are on their way to the file
+    while not syns(target, capture) and time.monotonic() < deadline:
+        time.sleep(0.05)
     tcpdump.send_signal(signal.SIGINT)
     tcpdump.wait(timeout=10)
-    assert probed_40111(target, capture)  # the capture does see the probes
-    packets = target.run(["tcpdump", "-r", str(capture), "-n"]).stdout
-    assert ".8080:" not in packets
+    [control] = syns(target, capture)
+    assert f"{lab.client.ipv4}." in control and f"> {A4}.40111:" in control
+    assert {(A4, 40111, "tcp"), (A6, 40111, "tcp")} <= found(report).keys()
     assert not {(A4, 8080, "tcp"), (A6, 8080, "tcp")} & found(report).keys()
 
 
@@ -533,8 +552,8 @@ def test_the_units_capabilities_are_enough(lab: Lab, tmp_path: Path) -> None:
     # Started as nobody (not switched to it), so its /proc/PID/fd belongs to nobody.
     as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
     proc = target.popen([*as_nobody, "/usr/bin/python3", "-c", _LISTEN, "tcp", "0.0.0.0",
-                         "40421", "0", "pw-nobody", str(NOBODY)], stdout=subprocess.PIPE,
-                        text=True)  # fmt: skip
+                         "40421", "0", "pw-nobody", str(NOBODY), "", "1"],
+                        stdout=subprocess.PIPE, text=True)  # fmt: skip
     assert proc.stdout is not None and "listening" in proc.stdout.readline()
     conf = tmp_path / "portwarden.conf"
     conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
@@ -553,3 +572,254 @@ def test_the_units_capabilities_are_enough(lab: Lab, tmp_path: Path) -> None:
         daemon.wait_for(rf"block address={attacker.ipv4} actions=nft:done ")
     finally:
         daemon.stop()
+
+
+# A portmapper run by `uid` (a local user, where unprivileged ports start at 0) that claims
+# root ("superuser") registered mountd for port 40500/tcp: RPCBPROC_DUMP over TCP and UDP.
+_SPOOFING_PORTMAPPER = """
+import os, socket, struct, sys, threading
+uid = int(sys.argv[1])
+with open("/proc/self/comm", "w") as comm:
+    comm.write("pwa-fake-rpcb")
+os.setgroups([])
+os.setresgid(uid, uid, uid)
+os.setresuid(uid, uid, uid)
+def string(text):
+    data = text.encode()
+    return struct.pack("!I", len(data)) + data + bytes(-len(data) % 4)
+entries = b""
+for program, netid, port in ((100000, "tcp", 111), (100000, "udp", 111), (100005, "tcp", 40500)):
+    entries += struct.pack("!III", 1, program, 3) + string(netid)
+    entries += string(f"0.0.0.0.{port >> 8}.{port & 255}") + string("superuser")
+def reply(call):
+    return call[:4] + struct.pack("!5I", 1, 0, 0, 0, 0) + entries + struct.pack("!I", 0)
+tcp = socket.create_server(("0.0.0.0", 111))
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+udp.bind(("0.0.0.0", 111))
+def serve_udp():
+    while True:
+        call, peer = udp.recvfrom(400)
+        udp.sendto(reply(call), peer)
+threading.Thread(target=serve_udp, daemon=True).start()
+print("listening", flush=True)
+while True:
+    c, _ = tcp.accept()
+    with c:
+        size = int.from_bytes(c.recv(4), "big") & 0x7FFFFFFF
+        call = b""
+        while len(call) < size:
+            call += c.recv(size - len(call))
+        answer = reply(call)
+        c.sendall((0x80000000 | len(answer)).to_bytes(4, "big") + answer)
+"""
+
+
+def test_a_portmapper_that_root_does_not_hold_names_nothing(lab: Lab, tmp_path: Path) -> None:
+    """With unprivileged ports from 0 (Docker's default in containers), user nobody runs a
+    portmapper on port 111 that says root registered mountd for nobody's own listener. Its
+    answers must not name that port: the port-111 socket is not root's."""
+    host = lab.attackers[1]
+    host.run(["sysctl", "-qw", "net.ipv4.ip_unprivileged_port_start=0"])
+    try:
+        fake = host.popen([sys.executable, "-c", _SPOOFING_PORTMAPPER, str(NOBODY)],
+                          stdout=subprocess.PIPE, text=True)  # fmt: skip
+        assert fake.stdout is not None and "listening" in fake.stdout.readline()
+        listener = listen(host, "tcp", "0.0.0.0", 40500, "pwa-nobody40500", uid=NOBODY)
+        conf = (f'AUDIT_INTERFACES="{host.ipv4}"\n'
+                'AUDIT_OPTIONAL="111/tcp,111/udp,mountd/tcp"')  # fmt: skip
+        status, report, stderr = audit(host, tmp_path, conf, "--no-state")
+    finally:
+        host.stop_processes()
+        host.run(["sysctl", "-qw", "net.ipv4.ip_unprivileged_port_start=1024"])
+    ports = {p["port"]: p for p in report["open_ports"]}
+    assert ports[111]["user"] == "nobody" and ports[111]["program"] == "pwa-fake-rpcb"
+    spoofed = ports[40500]
+    assert (spoofed["rpc_program"], spoofed["service"], spoofed["policy"]) == (
+        None, "unknown", "unlisted")  # fmt: skip
+    assert status == 1 and kinds(report) == [("ServiceNew", host.ipv4, 40500, "tcp")]
+    assert report["findings"][0]["pid"] == listener.pid
+    warning = ("port 111 (tcp, udp) is held by nobody (uid 65534), not by root: it was not "
+               "asked, so no port is named by an RPC program")  # fmt: skip
+    assert report["warnings"] == [warning]
+    assert stderr.splitlines() == [f"portwarden: warning: {warning}"]
+
+
+def test_a_state_that_cannot_be_kept_still_gives_the_report(
+    lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path
+) -> None:
+    """A corrupt portwarden.db, then a read-only STATE_DIR: the report is printed, the exit
+    status still says whether there were findings, and stderr says what was not kept."""
+    target, conf = lab.target, f'{ONLY_LAB}\nAUDIT_UDP="0"'
+    first = audit_command(target, tmp_path, conf)
+    assert first.returncode == 1 and first.stderr == ""  # every port is new the first time
+    database, state = tmp_path / "state" / "portwarden.db", tmp_path / "state"
+    database.write_bytes(b"not a database\n" * 512)
+    corrupt = audit_command(target, tmp_path, conf)
+    assert corrupt.returncode == 0 and corrupt.stdout.startswith(f"# audit of {A4}, {A6} at ")
+    assert corrupt.stderr == ("portwarden: warning: the audit was not recorded for `portwarden "
+                              f"status` in {database}: file is not a database\n")  # fmt: skip
+
+    database.unlink()
+    read_only = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                 'mount --bind -o ro "$0" "$0" && exec "$@"', str(state)]  # fmt: skip
+    listener = listen(target, "tcp", "0.0.0.0", 40431, "pwa-new40431")
+    try:
+        result = audit_command(target, tmp_path, conf, wrapper=read_only)
+    finally:
+        stop(target, listener)
+    assert result.returncode == 1, result.stderr
+    assert f"ServiceNew: {A4}:40431/tcp" in result.stdout
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, result.stderr
+    assert lines[0].startswith(f"portwarden: warning: cannot keep the audit state in {state}/")
+    assert lines[1].startswith("portwarden: warning: the audit was not recorded for "
+                               f"`portwarden status` in {database}: ")  # fmt: skip
+    assert not database.exists()
+
+
+@pytest.mark.parametrize(
+    ("conf", "reason"),
+    [
+        ('AUDIT_DEVICES="eht0"', "AUDIT_DEVICES: device eht0 is absent or has no address now"),
+        ('AUDIT_INTERFACES="198.18.0.99"',
+         "AUDIT_INTERFACES: 198.18.0.99 is not an address of this host now"),
+    ],
+)  # fmt: skip
+def test_an_audit_of_no_address_is_an_error_not_a_clean_bill(
+    lab: Lab, tmp_path: Path, conf: str, reason: str
+) -> None:
+    """A mistyped device or an address the host does not have: nothing was checked, which
+    must not look like "no findings" (exit 0)."""
+    result = audit_command(lab.target, tmp_path, conf)
+    error = (f"portwarden: error: audit: nothing was checked: no address to check ({reason}; "
+             "not checked)")  # fmt: skip
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", error + "\n")
+    status = lab.target.run([sys.executable, "-m", "portwarden", "status", "--json", "-c",
+                             str(tmp_path / "portwarden.conf")], check=False)  # fmt: skip
+    last = json.loads(status.stdout)["audit"]
+    assert last["summary"].endswith(f": nothing was checked: no address to check ({reason}; "
+                                    "not checked)")  # fmt: skip
+
+
+def test_the_daemon_says_at_every_check_that_nothing_was_checked(lab: Lab, tmp_path: Path) -> None:
+    receiver = SyslogReceiver(tmp_path / "log")
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
+                    'TCP_PORTS="11"\nAUDIT_INTERVAL="1"\nAUDIT_DEVICES="eht0"\n'
+                    f'SYSLOG_SOCKET="{receiver.path}"\n')  # fmt: skip
+    daemon = RunningDaemon(lab.target, conf)
+    unchecked = re.escape(
+        "audit: nothing was checked: no address to check (AUDIT_DEVICES: device eht0 "
+    )
+    try:
+        daemon.wait_for(f"ERROR {unchecked}")
+        mark = daemon.mark()
+        daemon.wait_for(f"ERROR {unchecked}", since=mark, timeout=10)  # again, at the next check
+        receiver.wait_for(rf"^<{3 * 8 + 4}>.* attackalert: {unchecked}")
+    finally:
+        daemon.stop()
+        receiver.sock.close()
+    events = [json.loads(line) for line in (tmp_path / "state" / "events.jsonl").read_text()
+              .splitlines()]  # fmt: skip
+    reasons = [e["reason"] for e in events if e["event"] == "audit-unchecked"]
+    assert len(reasons) >= 2 and reasons[0].startswith("no address to check (AUDIT_DEVICES: ")
+    assert "ServiceNew" not in daemon.log()
+
+
+def accept_queue(host: Host, port: int) -> int:
+    """Connections waiting in the accept queue of the TCP listener on `port` (ss's Recv-Q)."""
+    [line] = host.run(["ss", "-Hltn", f"sport = :{port}"]).stdout.splitlines()
+    return int(line.split()[1])
+
+
+def test_a_listener_that_never_accepts_is_left_alone(
+    lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path
+) -> None:
+    """A connect() per audited address used to stay in the queue of a listener that never
+    accepts, as a CLOSE-WAIT connection, at every check."""
+    target = lab.target
+    idle = listen(target, "tcp", "::", 40600, "pwa-idle40600", accepts=False)
+    try:
+        _, report, _ = audit(target, tmp_path, ONLY_LAB, "--no-state")
+        queued = accept_queue(target, 40600)
+        waiting = target.run(["ss", "-Htn", "state", "close-wait", "sport = :40600"]).stdout
+    finally:
+        stop(target, idle)
+    assert {(A4, 40600, "tcp"), (A6, 40600, "tcp")} <= found(report).keys()
+    assert (queued, waiting) == (0, "")
+
+
+# A second device with addresses of its own in an attacker host (the target keeps its services):
+# one end of a veth pair whose other end stays in the host too (no dummy module here).
+DUMMY, D4, D6 = "pwveth0", "198.18.9.1", "2001:db8:9::1"
+
+
+@pytest.fixture
+def two_devices(lab: Lab) -> Iterator[Host]:
+    host = lab.attackers[2]
+    host.run(["ip", "link", "add", DUMMY, "type", "veth", "peer", "name", "pwveth1"])
+    try:
+        host.run(["ip", "link", "set", "pwveth1", "up"])
+        host.run(["ip", "link", "set", DUMMY, "up"])
+        host.run(["ip", "addr", "add", f"{D4}/32", "dev", DUMMY])
+        host.run(["ip", "-6", "addr", "add", f"{D6}/128", "dev", DUMMY, "nodad"])
+        yield host
+    finally:
+        host.stop_processes()
+        host.run(["ip", "link", "del", DUMMY], check=False)
+
+
+def test_device_bound_and_v6only_listeners_are_open_where_the_kernel_delivers(
+    two_devices: Host, tmp_path: Path
+) -> None:
+    """From sock_diag: the device a socket is bound to (SO_BINDTODEVICE) and IPV6_V6ONLY. A
+    wildcard bound to a device is open on that device's addresses only (a TCP one used to be
+    open nowhere: the confirming connect() came over lo; a UDP one everywhere)."""
+    host = two_devices
+    e4, e6 = host.ipv4, host.ipv6
+    for args in [("tcp", "::", 40610, "pwa-eth0-40610", False, "eth0"),
+                 ("udp", "0.0.0.0", 40611, "pwa-dummy40611", False, DUMMY),
+                 ("tcp", "::", 40612, "pwa-v6only40612", True, ""),
+                 ("udp", "::", 40613, "pwa-v6only40613", True, ""),
+                 ("udp", "::", 40614, "pwa-eth0-40614", False, "eth0")]:  # fmt: skip
+        proto, address, port, name, v6only, device = args
+        listen(host, proto, address, port, name, v6only, device=device)
+    conf = f'AUDIT_INTERFACES="{e4}, {e6}, {D4}, {D6}"'
+    _, report, _ = audit(host, tmp_path, conf, "--no-state")
+    where: dict[tuple[int, str], set[str]] = {}
+    for interface, port, proto in found(report):
+        where.setdefault((port, proto), set()).add(interface)
+    assert where == {
+        (40610, "tcp"): {e4, e6},
+        (40611, "udp"): {D4},
+        (40612, "tcp"): {e6, D6},
+        (40613, "udp"): {e6, D6},
+        (40614, "udp"): {e4, e6},
+    }
+
+
+def test_an_rpc_service_that_moves_is_a_port_switch(
+    lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path
+) -> None:
+    """Program 400200, registered by root with the real rpcbind, moves from 40701 to 40702
+    between two checks: one ServicePortSwitch line, not a ServiceNew and a missing port."""
+    target, rpcbind = lab.target, services[PORTMAPPER]
+    conf = f'{ONLY_LAB}\nAUDIT_UDP="0"\nAUDIT_OPTIONAL="RPC_400200/tcp"'
+    first = listen(target, "tcp", "0.0.0.0", 40701, "pwa-rpc-first")
+    try:
+        register(target, rpcbind, "local", 0, 400200, 1, "tcp", 40701)
+        _, report, _ = audit(target, tmp_path, conf)
+        assert (A4, 40701, "tcp") in found(report)
+        assert ("ServiceNew", A4, 40701, "tcp") not in kinds(report)  # optional
+        stop(target, first)
+        unregister(target, rpcbind, 400200, 1)
+        moved = listen(target, "tcp", "0.0.0.0", 40702, "pwa-rpc-moved")
+        register(target, rpcbind, "local", 0, 400200, 1, "tcp", 40702)
+        text = audit_command(target, tmp_path, conf)
+    finally:
+        unregister(target, rpcbind, 400200, 1)
+    stop(target, moved)
+    assert text.returncode == 1, text.stderr
+    findings = [line for line in text.stdout.splitlines() if line.startswith("Service")]
+    assert findings == [f"ServicePortSwitch: {A4}:40702/tcp (RPC_400200), was 40701/tcp "
+                        f"program=pwa-rpc-moved pid={moved.pid} user=root"]  # fmt: skip

@@ -71,12 +71,20 @@ def test_status_and_metrics_count_what_was_sent(lab: Lab, start_daemon: StartDae
                      (7, "udp"): 1, (9, "udp"): 1}  # fmt: skip
     counters = found["counters"]
     assert (counters["probes"], counters["scans"], counters["blocks"]) == (6, 2, 0)
-    assert counters["alerts_sent"] >= 6 and counters["alerts_dropped"] == 0
+    # Per path: the JSON log has each scanner's first probe and its summary; syslog is off.
+    assert found["alerts"] == {
+        "sent": {"syslog": 0, "json": 4, "mail": 0},
+        "dropped": {path: {"rate_limit": 0, "error": 0} for path in ("syslog", "json", "mail")},
+    }
     assert found["blocks"]["active"] == 0
     assert found["audit"]["open_ports"] == 0 and found["audit"]["findings"] == []
 
     text = portwarden(lab, daemon, "status").stdout
     assert "portwarden is running" in text and tcp_scanner.ipv4 in text and "79/tcp" in text
+    assert "Alerts (syslog lines, JSON events, mails)" in text
+    assert [line.split() for line in text.splitlines() if line.startswith("  json ")] == [
+        ["json", "4", "0", "0"]
+    ]
 
     deadline = time.monotonic() + 5  # the page is rebuilt once a second
     while (metrics := scrape(lab))["portwarden_probes_total"] != 6:
@@ -85,8 +93,11 @@ def test_status_and_metrics_count_what_was_sent(lab: Lab, start_daemon: StartDae
     assert metrics["portwarden_scans_total"] == 2
     assert metrics["portwarden_blocks_active"] == 0
     assert metrics["portwarden_sources_tracked"] == 2
-    assert metrics["portwarden_alerts_dropped_total{path=log}"] == 0
-    assert metrics["portwarden_alerts_sent_total{path=json}"] >= 4  # 2 scans, 2 summaries
+    assert metrics["portwarden_alerts_sent_total{path=json}"] == 4  # 2 scans, 2 summaries
+    assert metrics["portwarden_alerts_sent_total{path=mail}"] == 0
+    for path in ("syslog", "json", "mail"):
+        for reason in ("rate_limit", "error"):
+            assert metrics[f"portwarden_alerts_dropped_total{{path={path},reason={reason}}}"] == 0
     assert abs(metrics["portwarden_start_time_seconds"] - time.time()) < 600
 
     # The control socket is for root only.
@@ -278,12 +289,22 @@ def test_reload_refuses_an_event_log_it_cannot_open(lab: Lab, start_daemon: Star
     good = conf.read_text()
     (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
     conf.write_text(good + f'EVENT_LOG="{tmp_path}/link"\n')
+    events = daemon.log_path.parent / "state" / "events.jsonl"
+    nmap(lab.attackers[0].run, "-sS", "-p", "11", lab.target.ipv4)
+    daemon.wait_for_attack(src=lab.attackers[0].ipv4)
+    events.rename(events.with_name("rotated"))  # logrotate, then its SIGHUP
     mark = daemon.mark()
     daemon.proc.send_signal(1)
     daemon.wait_for(r"reload refused, old configuration stays in force: .*link", since=mark)
     nmap(lab.attackers[1].run, "-sS", "-p", "11", lab.target.ipv4)
     daemon.wait_for_attack(mark, src=lab.attackers[1].ipv4)
-    events = (daemon.log_path.parent / "state" / "events.jsonl").read_text()
-    assert lab.attackers[1].ipv4 in events and not (tmp_path / "elsewhere").exists()
+    # The refused reload reopened the event log all the same: the new event is in a new file.
+    assert lab.attackers[0].ipv4 in events.with_name("rotated").read_text()
+    deadline = time.monotonic() + 5
+    while lab.attackers[1].ipv4 not in (events.read_text() if events.exists() else ""):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert lab.attackers[0].ipv4 not in events.read_text()
+    assert not (tmp_path / "elsewhere").exists()
     conf.write_text(good)
     daemon.stop()

@@ -183,12 +183,22 @@ def test_dry_run_changes_nothing_and_protect_is_idempotent(
         (["--allow", "198.18.0.16/255.0.255.0"], "not contiguous"),
         (["--allow", "198.18.0.20", "--hosts-deny", "/nonexistent/hosts.deny"], "does not exist"),
         (["--allow", "198.18.0.20", "--hosts-deny", "/etc/linked.deny"], "symbolic link"),
+        (["--allow", "0.0.0.0/0", "--allow", "::/0"],
+         '--allow: "0.0.0.0/0": allows every address: the portmapper would not be protected'),
+        (["--allow", "0.0.0.0/1", "--allow", "128.0.0.0/1"],
+         '--allow: "0.0.0.0/1, 128.0.0.0/1": together they allow every address (0.0.0.0/0)'),
+        (["--allow", "fe80::1%eth0"], '--allow: "fe80::1%eth0": a scope (%device) has no place'),
+        (["--allow", "::ffff:198.18.0.20"],
+         '--allow: "::ffff:198.18.0.20": an IPv4-mapped address never matches'),
+        (["--allow", "198.18.0.20", "--hosts-allow", "/etc/fifo.allow"],
+         "/etc/fifo.allow is not a regular file; refusing to read it"),
     ],
-)
+)  # fmt: skip
 def test_bad_input_is_one_line_and_changes_nothing(
     lab: Lab, portmapper: Portmapper, args: list[str], message: str
 ) -> None:
     subprocess.run(portmapper._inside(["ln", "-s", "hosts.deny", "/etc/linked.deny"]), check=True)
+    subprocess.run(portmapper._inside(["mkfifo", "/etc/fifo.allow"]), check=True)
     before = files(portmapper)
     result = portmapper.portwarden("portmap", "protect", *args)
     assert result.returncode == 2
@@ -308,3 +318,152 @@ def test_bad_timeout_is_refused_before_any_probe(lab: Lab, portmapper: Portmappe
         assert result.stderr == (
             f'portwarden: error: --timeout: "{value}": must be a number of seconds from 0.1 to 60\n'
         )
+
+
+def test_an_administrators_allow_line_that_defeats_ours_is_named(
+    lab: Lab, portmapper: Portmapper
+) -> None:
+    """TCP Wrappers grant at the first hosts.allow line that matches: `rpcbind: ALL` below our
+    block lets every caller in. protect warns about it with its file and line, check names it,
+    and an outsider really gets in. A line for a client inside the allowed networks is fine."""
+    subprocess.run(portmapper._inside(["sh", "-c", "printf 'rpcbind: 198.18.0.20\\nrpcbind: ALL"
+                                       "\\n' >> /etc/hosts.allow"]), check=True)  # fmt: skip
+    result = portmapper.portwarden("portmap", "protect", *ALLOW, "--firewall", "none")
+    assert result.returncode == 0, result.stderr
+    line = 7  # 4 lines of our block, then the lab's 2 lines, then the 2 added
+    leak = (
+        f"/etc/hosts.allow:{line + 1} (rpcbind: ALL) lets callers outside the allowed "
+        "networks reach the portmapper (TCP Wrappers follow the first line that matches)"
+    )
+    assert result.stderr == (f"portwarden: warning: {leak}; our lines do not protect it until "
+                             "that line is removed or narrowed\n")  # fmt: skip
+    assert rpcinfo_lists_program(lab.attackers[0], lab.target.ipv4)  # the premise
+    check = portmapper.portwarden("portmap", "check", "--json", "--from", lab.target.ipv4)
+    report = json.loads(check.stdout)
+    assert (check.returncode, report["verdict"]) == (1, "exposed")
+    wrappers = report["wrappers"]
+    assert (wrappers["protected"], wrappers["leaks"]) == (False, [f"/etc/hosts.allow:{line + 1}"])
+    assert wrappers["note"].endswith(f"; but {leak}")
+
+
+def test_check_judges_what_our_rules_allow(lab: Lab, portmapper: Portmapper) -> None:
+    """Our table, edited (or written by an older version) to let every IPv6 address in: not
+    protected, and a probe over IPv6 gets through."""
+    run_ok(portmapper, "protect", *ALLOW, "--no-wrappers")
+    comment = 'comment "portwarden-portmap edited"'
+    lab.target.run(["nft", f"flush chain inet portwarden_portmap input; add rule inet "
+                    f"portwarden_portmap input ip saddr != {{ 127.0.0.0/8, 198.18.0.16/28 }} "
+                    f"th dport 111 drop {comment}; add rule inet portwarden_portmap input "
+                    f"ip6 saddr != ::/0 th dport 111 drop {comment}"])  # fmt: skip
+    result = portmapper.portwarden("portmap", "check", "--from", lab.target.ipv6, "--timeout", "1")
+    lines = result.stdout.splitlines()
+    assert result.returncode == 1 and lines[-1] == "verdict: exposed", result.stdout
+    assert "firewall: does not protect it alone" in lines
+    assert "  our rules let every address in (::/0)" in lines
+
+
+ADMIN_TABLE = """table inet pwadmin {
+    chain input {
+        type filter hook input priority 0; policy drop;
+        iif lo accept
+        ct state established,related accept
+        ip saddr 198.18.0.0/24 icmp type echo-request accept
+        ip6 nexthdr ipv6-icmp accept
+    }
+}
+"""
+
+
+def test_rules_that_are_not_ours_make_the_verdict_unknown(lab: Lab, portmapper: Portmapper) -> None:
+    """The administrator's own table drops everything from outside but accepts loopback: a
+    probe from the host's own address passes over lo, a real outsider is dropped. Neither
+    `exposed` nor `protected` is true of what the check can see."""
+    lab.target.run(["nft", "-f", "-"], input=ADMIN_TABLE)
+    try:
+        assert outcomes(lab.attackers[0], lab.attackers[0].ipv4, lab.target.ipv4) == {
+            "tcp": "silent", "udp": "silent"}  # fmt: skip
+        check = portmapper.portwarden("portmap", "check", "--from", lab.target.ipv4,
+                                      "--timeout", "1")  # fmt: skip
+        plain = portmapper.portwarden("portmap", "check", "--json")
+    finally:
+        lab.target.run(["nft", "delete", "table", "inet", "pwadmin"])
+    lines = check.stdout.splitlines()
+    assert (check.returncode, lines[-1]) == (3, "verdict: unknown"), check.stdout
+    assert ("firewall: unknown (not ours; the probe from a local address stands for a remote "
+            "caller only when rules match by address)") in lines  # fmt: skip
+    assert "  nftables: table inet pwadmin chain input (hook input, policy drop)" in lines
+    assert any("rpcinfo -p <this host>" in line for line in lines)
+    assert "probe: tcp from 198.18.0.1 to 198.18.0.1 port 111: reachable" in check.stdout
+    assert any(line.startswith("note: the probes from 198.18.0.1 went over the loopback") for
+               line in lines)  # fmt: skip
+    report = json.loads(plain.stdout)
+    assert (plain.returncode, report["verdict"], report["firewall"]["state"]) == (
+        3, "unknown", "unknown")  # fmt: skip
+
+
+def test_a_probe_from_inside_the_allowed_networks_decides_nothing(
+    lab: Lab, portmapper: Portmapper
+) -> None:
+    run_ok(portmapper, "protect", *ALLOW, "--firewall", "none")
+    check = portmapper.portwarden("portmap", "check", "--from", "127.0.0.1")
+    lines = check.stdout.splitlines()
+    assert "probe: tcp from 127.0.0.1 to 127.0.0.1 port 111: reachable" in check.stdout
+    assert ("note: --from 127.0.0.1 is inside the allowed networks (127.0.0.0/8): its probes say "
+            "nothing about a caller outside them, so they do not decide the verdict; give a local "
+            "address outside them") in lines  # fmt: skip
+    assert (check.returncode, lines[-1]) == (0, "verdict: protected")  # by the wrappers
+
+
+def test_probes_where_nothing_listens_say_not_running(lab: Lab) -> None:
+    client = lab.client
+    result = portwarden_on(client, "portmap", "check", "--from", client.ipv4, "--timeout", "0.2")
+    assert "probe: tcp from 198.18.0.20 to 198.18.0.20 port 111: refused" in result.stdout
+    assert (result.returncode, result.stdout.splitlines()[-1]) == (0, "verdict: not running")
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--to", "198.18.0.1"], '--to: "198.18.0.1": needs --from, the local address to probe '
+                                 "from"),
+        (["--from", "198.18.0.20", "--to", "example.org"], '--to: "example.org": not an IP '
+                                                          "address"),
+        (["--from", "portmap.example.org"], '--from: "portmap.example.org": not an IP address'),
+        (["--from", "198.18.0.20", "--to", "2001:db8::1"],
+         '--to: "2001:db8::1": not of the same IP version as --from 198.18.0.20'),
+        (["--from", "198.18.0.20", "--to", "198.18.7.7"],
+         "--to 198.18.7.7: Network is unreachable"),
+        (["--from", "198.18.0.99", "--to", "198.18.0.1"],
+         "--from 198.18.0.99: Cannot assign requested address"),
+    ],
+)  # fmt: skip
+def test_check_names_the_option_at_fault(lab: Lab, args: list[str], error: str) -> None:
+    result = portwarden_on(lab.client, "portmap", "check", *args, "--timeout", "0.2")
+    assert (result.returncode, result.stdout, result.stderr) == (
+        2, "", f"portwarden: error: {error}\n")  # fmt: skip
+
+
+def test_an_unwritable_hosts_allow_is_refused_and_nothing_changes(
+    lab: Lab, portmapper: Portmapper
+) -> None:
+    subprocess.run(portmapper._inside(["mount", "--bind", "-o", "ro", "/etc/hosts.allow",
+                                       "/etc/hosts.allow"]), check=True)  # fmt: skip
+    before = files(portmapper)
+    result = portmapper.portwarden("portmap", "protect", *ALLOW)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "portwarden: error: /etc/hosts.allow: not writable\n"
+    assert files(portmapper) == before
+    assert "portwarden_portmap" not in lab.target.run(["nft", "list", "tables"]).stdout
+
+
+def test_host_bits_are_a_warning_and_created_files_are_said_to_be(
+    lab: Lab, portmapper: Portmapper
+) -> None:
+    result = portmapper.portwarden("portmap", "protect", "--allow", "198.18.0.17/28",
+                                   "--firewall", "none", "--hosts-allow", "/etc/new.allow",
+                                   "--hosts-deny", "/etc/new.deny")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ('portwarden: warning: --allow "198.18.0.17/28": host bits are set; '
+                             "the network allowed is 198.18.0.16/28\n")  # fmt: skip
+    assert result.stdout == "created /etc/new.allow\ncreated /etc/new.deny\n"
+    assert b"198.18.0.16/255.255.255.240" in (portmapper.read("new.allow") or b"")

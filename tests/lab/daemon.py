@@ -82,8 +82,17 @@ def start_with_hosts_file(host: Host, hosts: Path, config: Path, log: Path,
                           *flags: str) -> subprocess.Popen:  # fmt: skip
     """`portwarden run` with `hosts` bind-mounted over /etc/hosts in a private mount namespace
     (hostile reverse-DNS names without a DNS server); returns once it is ready."""
-    script = (f"mount --bind {hosts} /etc/hosts && exec {sys.executable} -m portwarden run"
-              f" -c {config} {' '.join(flags)}")  # fmt: skip
+    return start_with_files(host, {"/etc/hosts": hosts}, config, log, *flags)
+
+
+def start_with_files(host: Host, files: dict[str, Path], config: Path, log: Path,
+                     *flags: str) -> subprocess.Popen:  # fmt: skip
+    """`portwarden run` with each file bind-mounted over a system file (e.g. /etc/resolv.conf)
+    in a private mount namespace; returns once it is ready."""
+    mounts = " && ".join(f"mount --bind {shlex.quote(str(mine))} {shlex.quote(system)}"
+                         for system, mine in files.items())  # fmt: skip
+    script = (f"{mounts} && exec {sys.executable} -m portwarden run -c {config}"
+              f" {' '.join(flags)}")  # fmt: skip
     proc = host.popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
                       stdout=log.open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
     wait_for_text(log, "ready:")

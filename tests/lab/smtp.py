@@ -1,14 +1,24 @@
 """A real SMTP server (aiosmtpd) for a lab host: each message is saved as a .eml file.
 
-usage: smtp.py ADDRESS PORT FOLDER          a working relay
+usage: smtp.py ADDRESS PORT FOLDER [--tls CERT KEY] [--auth USER PASSWORD]
+           a working relay; with --tls it requires STARTTLS, with --auth a login (after
+           STARTTLS), and writes the login name of each message beside it (NNNN.login)
        smtp.py --hang ADDRESS PORT          accepts connections and never says a word
+       smtp.py --trickle ADDRESS PORT       greets one byte a second, without end
 """
 
+import argparse
 import asyncio
+import contextlib
 import socket
-import sys
+import ssl
+import threading
 import time
 from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class SaveHandler:
@@ -19,26 +29,94 @@ class SaveHandler:
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
         self.count += 1
         path = self.folder / f"{self.count:04d}.eml"
+        if session.auth_data is not None:
+            (self.folder / f"{self.count:04d}.login").write_text(session.auth_data)
         path.with_suffix(".tmp").write_bytes(envelope.original_content)
         path.with_suffix(".tmp").rename(path)
         (self.folder / f"{self.count:04d}.rcpt").write_text("\n".join(envelope.rcpt_tos))
         return "250 OK"
 
 
-def main() -> None:
-    if sys.argv[1] == "--hang":
-        listener = socket.create_server((sys.argv[2], int(sys.argv[3])))
-        print("listening", flush=True)
-        held = []
-        while True:
-            connection, _ = listener.accept()
-            held.append(connection)
-            time.sleep(0.1)
-    from aiosmtpd.controller import Controller
+def relay(address: str, port: int, folder: Path, tls: tuple[Path, Path] | None = None,
+          login: tuple[str, str] | None = None) -> Controller:  # fmt: skip
+    """A started relay; with `tls` (certificate, key) STARTTLS is required, with `login`
+    (user, password) so is AUTH, and only that exact pair is accepted."""
+    options: dict[str, Any] = {}
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*tls)
+        options.update(tls_context=context, require_starttls=True)
+    if login is not None:
 
-    controller = Controller(SaveHandler(Path(sys.argv[3])), hostname=sys.argv[1],
-                            port=int(sys.argv[2]))  # fmt: skip
+        def authenticate(server, session, envelope, mechanism, data):  # noqa: ANN001
+            ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
+                login[0].encode(),
+                login[1].encode(),
+            )
+            return AuthResult(success=ok, auth_data=login[0] if ok else None)
+
+        options.update(authenticator=authenticate, auth_required=True)
+    controller = Controller(SaveHandler(folder), hostname=address, port=port, **options)
     controller.start()
+    return controller
+
+
+class SilentRelay:
+    """Accepts connections and never finishes a line: says nothing at all, or (trickle) one
+    byte every `every_s`, each of which resets a per-read timeout."""
+
+    def __init__(self, address: str, port: int, trickle: bool = False,
+                 every_s: float = 1.0) -> None:  # fmt: skip
+        self.listener = socket.create_server((address, port))
+        self.port = self.listener.getsockname()[1]
+        self.trickle, self.every_s = trickle, every_s
+        self.held: list[socket.socket] = []
+
+    def serve_forever(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            self.held.append(connection)
+            if self.trickle:
+                threading.Thread(target=self._trickle, args=(connection,), daemon=True).start()
+
+    def start(self) -> "SilentRelay":
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # ends the accept() in serve_forever
+        self.listener.close()
+        for connection in self.held:
+            connection.close()
+
+    def _trickle(self, connection: socket.socket) -> None:
+        try:
+            while True:
+                connection.send(b"2")
+                time.sleep(self.every_s)
+        except OSError:
+            return
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--hang", action="store_true")
+    parser.add_argument("--trickle", action="store_true")
+    parser.add_argument("--tls", nargs=2, type=Path, metavar=("CERT", "KEY"))
+    parser.add_argument("--auth", nargs=2, metavar=("USER", "PASSWORD"))
+    parser.add_argument("address")
+    parser.add_argument("port", type=int)
+    parser.add_argument("folder", type=Path, nargs="?")
+    args = parser.parse_args()
+    if args.hang or args.trickle:
+        silent = SilentRelay(args.address, args.port, args.trickle)
+        print("listening", flush=True)
+        silent.serve_forever()
+    relay(args.address, args.port, args.folder, args.tls, args.auth)
     print("listening", flush=True)
     asyncio.run(asyncio.sleep(3600))
 

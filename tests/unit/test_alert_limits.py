@@ -1,17 +1,29 @@
-"""The alert paths limit themselves and say so once: a flood of audit findings becomes one
-counted line, a missing syslog socket one warning."""
+"""The alert paths limit themselves, say so once and count it: a flood of audit findings
+becomes one counted line, a missing syslog socket one warning; what each path delivered and
+dropped is counted per path and reason."""
 
+import ipaddress
 import json
 import logging
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from portwarden import limits
 from portwarden.alert.dispatch import Alerts
 from portwarden.alert.syslog import Syslog
 from portwarden.audit.findings import Finding, Kind
 from portwarden.config import load_settings
+from portwarden.detect.engine import Engine, EngineConfig
+from portwarden.detect.probe import SYN_SCAN, Probe, Proto
+from portwarden.metrics import exposition
+from tests.lab.syslogd import SyslogReceiver
+
+
+def probe(port: int) -> Probe:
+    return Probe(ipaddress.ip_address("198.18.0.11"), ipaddress.ip_address("198.18.0.1"),
+                 Proto.TCP, 40000, port, "stcp", SYN_SCAN, "SYN")  # fmt: skip
 
 
 def test_audit_findings_past_the_cap_are_counted_not_reported(
@@ -44,3 +56,43 @@ def test_a_missing_syslog_socket_is_said_once_and_counted(
     assert [r.getMessage().split(";")[0] for r in caplog.records] == [
         f"syslog: cannot send to {tmp_path / 'no-such-log'} (No such file or directory)"
     ]
+
+
+def test_alerts_are_counted_per_path_as_sent_or_dropped_by_reason(tmp_path: Path) -> None:
+    """One syslog line per probe up to the attack-line burst, then counted as rate-limited;
+    the JSON log has the first probe; a syslog that is gone is an error, not a rate limit."""
+    receiver = SyslogReceiver(tmp_path / "log")
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}"\nSYSLOG_SOCKET="{receiver.path}"\n')
+    alerts = Alerts(load_settings(conf))
+    engine = Engine(EngineConfig())
+    for port in range(1, limits.ATTACK_LINES_BURST + 11):
+        for verdict in engine.feed(probe(port), 0.0):
+            alerts.verdict(verdict, 0.0, "")
+    receiver.path.unlink()  # syslog is gone (reopen: as on SIGHUP, to connect again)
+    alerts.reopen()
+    alerts.table_lost()  # one syslog line that cannot go, one JSON event
+    counts = alerts.delivered()
+    alerts.close()
+    receiver.sock.close()
+    # (A full receive queue is an error too: the receiver's thread may fall behind a burst.)
+    syslog_sent, syslog_dropped = counts["sent"].pop("syslog"), counts["dropped"].pop("syslog")
+    assert syslog_sent + syslog_dropped["error"] == limits.ATTACK_LINES_BURST + 1
+    assert syslog_dropped["rate_limit"] == 10 and syslog_dropped["error"] >= 1
+    assert counts == {"sent": {"json": 2, "mail": 0},
+                      "dropped": {"json": {"rate_limit": 0, "error": 0},
+                                  "mail": {"rate_limit": 0, "error": 0}}}  # fmt: skip
+
+
+def test_metrics_name_the_path_and_the_reason() -> None:
+    alerts = {"sent": {"syslog": 5, "json": 2, "mail": 1},
+              "dropped": {"syslog": {"rate_limit": 3, "error": 0}, "json": {"rate_limit": 0,
+                          "error": 0}, "mail": {"rate_limit": 4, "error": 1}}}  # fmt: skip
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(exposition({}, alerts))
+               for s in family.samples}  # fmt: skip
+    assert samples[("portwarden_alerts_sent_total", (("path", "mail"),))] == 1
+    dropped = "portwarden_alerts_dropped_total"
+    assert samples[(dropped, (("path", "mail"), ("reason", "rate_limit")))] == 4
+    assert samples[(dropped, (("path", "syslog"), ("reason", "rate_limit")))] == 3
+    assert len(samples) == 3 + 6

@@ -42,29 +42,31 @@ class Auditor:
 
 def test_new_port_is_reported_once_then_again_after_it_went_away() -> None:
     audit = Auditor()
-    assert audit.check(port(A, 8080)) == [(Kind.NEW, "ServiceNew: 198.18.0.1:8080/tcp (svc)")]
+    assert audit.check(port(A, 8080)) == [(Kind.NEW, "ServiceNew: 198.18.0.1:8080/tcp (maybe_svc)")]
     assert audit.check(port(A, 8080)) == []
     assert audit.check() == []
-    assert audit.check(port(A, 8080)) == [(Kind.NEW, "ServiceNew: 198.18.0.1:8080/tcp (svc)")]
+    assert audit.check(port(A, 8080)) == [(Kind.NEW, "ServiceNew: 198.18.0.1:8080/tcp (maybe_svc)")]
 
 
 def test_required_port_missing_once_then_restarted() -> None:
     audit = Auditor("22/tcp; 2001:db8::1:80/tcp")
     assert audit.check(port(A, 22), port(B, 80)) == []
-    assert audit.check(port(A, 22)) == [(Kind.MISSING, "ServiceMissing: 2001:db8::1:80/tcp (svc)")]
+    assert audit.check(port(A, 22)) == [
+        (Kind.MISSING, "ServiceMissing: 2001:db8::1:80/tcp (maybe_svc)")
+    ]
     assert audit.check(port(A, 22)) == []
     assert audit.check(port(A, 22), port(A, 80)) == [
-        (Kind.NEW, "ServiceNew: 198.18.0.1:80/tcp (svc)")  # required on B, not on A
+        (Kind.NEW, "ServiceNew: 198.18.0.1:80/tcp (maybe_svc)")  # required on B, not on A
     ]
     assert audit.check(port(A, 22), port(B, 80)) == [
-        (Kind.RESTARTED, "ServiceRestarted: 2001:db8::1:80/tcp (svc)")
+        (Kind.RESTARTED, "ServiceRestarted: 2001:db8::1:80/tcp (maybe_svc)")
     ]
 
 
 def test_requirement_without_interface_is_met_on_any_interface() -> None:
     audit = Auditor("22/tcp")
     assert audit.check(port(B, 22)) == []
-    assert audit.check() == [(Kind.MISSING, "ServiceMissing: any:22/tcp (svc)")]
+    assert audit.check() == [(Kind.MISSING, "ServiceMissing: any:22/tcp (maybe_svc)")]
 
 
 def test_required_rpc_service_by_name() -> None:
@@ -107,3 +109,18 @@ def test_finding_line_and_event_are_one_line_with_stable_fields() -> None:
 def test_a_required_port_that_is_also_ignored_is_not_missing() -> None:
     audit = Auditor("22/tcp")
     assert audit.check(port(A, 22, rule=Rule.IGNORE)) == []
+
+
+def test_a_name_from_etc_services_is_a_guess_as_samhain_writes_it() -> None:
+    """samhain: `(maybe_ssh)` for the /etc/services name of a port, `(nfs)` for the name the
+    portmapper gave; `unknown` is no guess."""
+    ssh = OpenPort(A, "eth0", 22, Proto.TCP, "ssh", None, "sshd", 7, "root", Rule.UNLISTED)
+    mountd = ssh._replace(port=20048, service="mountd", rpc_program=MOUNTD)
+    odd = ssh._replace(port=40000, service="unknown")
+    lines = [p.line().split(" program=")[0] for p in (ssh, mountd, odd)]
+    assert lines == [f"{A}:22/tcp (maybe_ssh)", f"{A}:20048/tcp (mountd)",
+                     f"{A}:40000/tcp (unknown)"]  # fmt: skip
+    assert ssh.fields()["service"] == "ssh"  # JSON keeps the name itself
+    audit = Auditor("22/tcp,mountd/udp")
+    assert audit.check() == [(Kind.MISSING, "ServiceMissing: any:22/tcp (maybe_svc)"),
+                             (Kind.MISSING, "ServiceMissing: any:mountd/udp (mountd)")]  # fmt: skip

@@ -8,13 +8,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from portwarden.alert.syslog import SEVERITIES as SYSLOG_SEVERITIES
+from portwarden.audit import check
 from portwarden.audit.interfaces import audited_interfaces
 from portwarden.audit.names import Names, parse_rpc, parse_services
 from portwarden.audit.policy import Item, Policy, Rule, Where, parse_groups, parse_skip_groups
-from portwarden.audit.sockets import parse_table
+from portwarden.audit.sockets import parse_table, proc_sockets
 from portwarden.audit.state import AuditState, Seen
 from portwarden.config import ConfigError, load_settings
 from portwarden.config.settings import to_conf_lines
+from portwarden.config.values import SEVERITIES
 from portwarden.detect.probe import Proto
 from portwarden.net.local import IFA_F_TEMPORARY, InterfaceAddress
 
@@ -106,8 +109,16 @@ def test_policy_keys_load_render_and_load_back(tmp_path: Path) -> None:
         ('AUDIT_SEVERITY_MISSING="loud"', "unknown severity"),
         ('AUDIT_MIN_PORT="100"\nAUDIT_MAX_PORT="99"', "AUDIT_MIN_PORT is above AUDIT_MAX_PORT"),
         ('AUDIT_SKIP="portmapper/tcp"', "port/proto only"),
+        ('AUDIT_REQUIRED="22/tcp,portmapper/udp"\nAUDIT_UDP="0"',
+         'AUDIT_REQUIRED="22/tcp,portmapper/udp": \'portmapper/udp\' is required, but AUDIT_UDP '
+         "is 0: UDP is never checked"),
+        ('AUDIT_REQUIRED="8081/tcp"\nAUDIT_MAX_PORT="1000"',
+         "AUDIT_REQUIRED=\"8081/tcp\": '8081/tcp' is required, but AUDIT_MAX_PORT is 1000: never "
+         "checked"),
+        ('AUDIT_REQUIRED="eth0:80/tcp"\nAUDIT_MIN_PORT="1024"',
+         "'80/tcp' is required, but AUDIT_MIN_PORT is 1024: never checked"),
     ],
-)
+)  # fmt: skip
 def test_bad_audit_keys_give_one_line_errors(tmp_path: Path, text: str, message: str) -> None:
     conf = tmp_path / "bad.conf"
     conf.write_text(text + "\n")
@@ -208,3 +219,45 @@ def test_rpc_names_unknown_to_etc_rpc_are_warned_about_with_a_hint(tmp_path: Pat
     warnings = [w for w in load_settings(conf).warnings if "AUDIT_REQUIRED" in w]
     assert warnings == [f"{conf}:2: AUDIT_REQUIRED: ssh/tcp is no RPC program in /etc/rpc and "
                         "never matches; for the service, write 22/tcp"]  # fmt: skip
+
+
+def test_unreadable_socket_tables_mean_nothing_was_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "net").mkdir()
+    (tmp_path / "net" / "tcp").write_text("  sl  local_address rem_address   st\n")
+    with pytest.raises(OSError, match=f"^cannot read {tmp_path}/net/udp: no such file$"):
+        proc_sockets(UDP, proc=tmp_path)
+    assert proc_sockets(TCP, proc=tmp_path) == []  # tcp6 may be absent: no IPv6
+
+    def unreadable(protos: object) -> None:
+        raise OSError("cannot read /proc/net/tcp: Permission denied")
+
+    monkeypatch.setattr(check, "open_sockets", unreadable)
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nAUDIT_INTERFACES="127.0.0.1"\n')
+    with pytest.raises(check.NothingChecked) as caught:
+        check.run_audit(load_settings(conf), None, 0.0, Names())
+    assert str(caught.value) == ("the socket tables could not be read (cannot read "
+                                 "/proc/net/tcp: Permission denied)")  # fmt: skip
+
+
+def test_a_required_item_that_is_also_skipped_is_no_contradiction(tmp_path: Path) -> None:
+    """AUDIT_SKIP and AUDIT_IGNORE take items out of the requirements first (their precedent):
+    what is left must be checkable."""
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text('AUDIT_REQUIRED="22/tcp,53/udp"\nAUDIT_UDP="0"\nAUDIT_SKIP="53/udp"\n')
+    assert load_settings(conf).audit_udp is False
+
+
+def test_samhains_severity_names_are_syslog_severities(tmp_path: Path) -> None:
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text('AUDIT_SEVERITY_NEW="warn"\nAUDIT_SEVERITY_MISSING="ALERT"\n'
+                    'AUDIT_SEVERITY_RESTARTED="debug"\n')  # fmt: skip
+    settings = load_settings(conf)
+    found = (settings.audit_severity_new, settings.audit_severity_missing,
+             settings.audit_severity_restarted)  # fmt: skip
+    assert found == ("warning", "alert", "debug")
+    assert [SYSLOG_SEVERITIES[name] for name in found] == [4, 1, 7]
+    assert set(SEVERITIES) == set(SYSLOG_SEVERITIES)  # every name a finding may carry is sent
+    assert 'AUDIT_SEVERITY_NEW="warning"' in to_conf_lines(settings)

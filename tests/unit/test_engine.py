@@ -1,5 +1,6 @@
 """The engine as scenarios: probes in, verdicts expected after each, time passed in."""
 
+import functools
 import ipaddress
 import tracemalloc
 
@@ -9,7 +10,7 @@ from hypothesis import strategies as st
 from portwarden import limits
 from portwarden.config.hostscan import parse_rules
 from portwarden.config.ignore import IgnoreList
-from portwarden.detect.engine import Engine, EngineConfig, ScandetdModel
+from portwarden.detect.engine import Engine, EngineConfig, ScandetdModel, Verdict
 from portwarden.detect.probe import Probe, Proto
 
 TARGET = ipaddress.ip_address("198.18.0.1")
@@ -17,9 +18,11 @@ TARGET = ipaddress.ip_address("198.18.0.1")
 
 def probe(src: str = "198.18.0.11", port: int = 11, mode: str = "stcp", proto: Proto = Proto.TCP,
           os_tool: str | None = None, tripwire: bool = True, flags: str = "SYN",
-          sport: int = 40000) -> Probe:  # fmt: skip
-    return Probe(ipaddress.ip_address(src), TARGET, proto, sport, port, mode,
-                 "TCP SYN/Normal scan", flags, os_tool, tripwire=tripwire)  # fmt: skip
+          sport: int = 40000, seen_at: float = 0.0) -> Probe:  # fmt: skip
+    scan = "TCP SYN/Normal scan" if proto is Proto.TCP else "UDP scan"
+    return Probe(ipaddress.ip_address(src), TARGET, proto, sport, port, mode, scan,
+                 flags if proto is Proto.TCP else "", os_tool, tripwire=tripwire,
+                 seen_at=seen_at)  # fmt: skip
 
 
 def kinds(engine: Engine, p: Probe, now: float) -> list[tuple[str, bool]]:
@@ -94,6 +97,77 @@ def test_os_probe_first_then_one_summary_with_every_pattern() -> None:
     (summary,) = engine.tick(0.5 + limits.OS_PROBE_QUIET_S)
     assert summary.kind == "os-summary" and summary.patterns == ("NULL", "FIN+PSH+URG")
     assert engine.tick(10.0) == []
+
+
+def summary(v: Verdict) -> tuple:
+    """What a summary reports: protocol, probes, distinct ports, first and last port and the
+    wall times of the first and the last probe, scan types."""
+    assert v.first_probe is not None
+    return (v.kind, v.probe.proto.value, v.probes, v.ports, v.first_probe.dport, v.probe.dport,
+            v.first_probe.seen_at, v.probe.seen_at, v.types)  # fmt: skip
+
+
+def test_each_scan_is_summarised_on_its_own_and_counting_starts_afresh() -> None:
+    """A second scan from the same source after the first one's summary is reported with its
+    own probes, ports and start, not with the first one's."""
+    engine = Engine(EngineConfig(scan_end_quiet_s=20))
+    for t, port in ((0, 1), (1, 2), (2, 3)):
+        assert kinds(engine, probe(port=port, seen_at=100 + t), t) == [("scan", t == 0)]
+    assert engine.tick(21) == []
+    (first,) = engine.tick(22)
+    assert summary(first) == ("scan-summary", "tcp", 3, 3, 1, 3, 100, 102, ("TCP SYN/Normal scan",))
+    # 21 s later, the same source scans again: still the same episode (no new "first" scan
+    # verdict, so blocking is unchanged), but a new summary of its own.
+    for t, port in ((23, 3), (24, 4)):
+        assert kinds(engine, probe(port=port, seen_at=100 + t), t) == [("scan", False)]
+    (second,) = engine.tick(44)
+    assert summary(second) == (
+        "scan-summary",
+        "tcp",
+        2,
+        2,
+        3,
+        4,
+        123,
+        124,
+        ("TCP SYN/Normal scan",),
+    )
+    # The scan verdicts themselves still count the whole episode, as the trigger does.
+    (verdict,) = engine.feed(probe(port=9), 50)
+    assert (verdict.probes, verdict.ports) == (6, 5)
+
+
+def test_a_source_scanning_udp_then_tcp_gets_one_summary_per_protocol() -> None:
+    engine = Engine(EngineConfig(scan_end_quiet_s=20))
+    engine.feed(probe(port=7, proto=Proto.UDP, seen_at=100), 0)
+    engine.feed(probe(port=9, proto=Proto.UDP, seen_at=101), 1)
+    engine.feed(probe(port=11, seen_at=105), 5)
+    engine.feed(probe(port=15, seen_at=106), 6)
+    engine.feed(probe(port=79, seen_at=107), 7)
+    (udp,) = engine.tick(21)  # the UDP scan is over; the TCP one is not yet
+    assert summary(udp) == ("scan-summary", "udp", 2, 2, 7, 9, 100, 101, ("UDP scan",))
+    (tcp,) = engine.tick(27)
+    assert summary(tcp) == ("scan-summary", "tcp", 3, 3, 11, 79, 105, 107, ("TCP SYN/Normal scan",))
+    assert engine.tick(100) == []
+
+
+def test_each_run_of_os_probing_is_summarised_on_its_own() -> None:
+    engine = Engine(EngineConfig())
+    os_probe = functools.partial(probe, os_tool="nmap", tripwire=False)
+    assert kinds(engine, os_probe(port=80, flags="NULL", seen_at=100), 0) == [("os-probe", True)]
+    engine.feed(os_probe(port=81, proto=Proto.UDP, seen_at=100.5), 0.5)
+    (first,) = engine.tick(0.5 + limits.OS_PROBE_QUIET_S)
+    assert (first.kind, first.probes, first.ports, first.patterns, first.types) == (
+        "os-summary",
+        2,
+        2,
+        ("NULL", "udp"),
+        ("nmap",),
+    )
+    assert first.first_probe is not None and first.first_probe.seen_at == 100
+    engine.feed(os_probe(port=80, flags="FIN+PSH+URG", seen_at=110), 10)  # same tool: no verdict
+    (second,) = engine.tick(10 + limits.OS_PROBE_QUIET_S)
+    assert (second.probes, second.patterns) == (1, ("FIN+PSH+URG",))
 
 
 def test_table_is_bounded_and_evicts_the_stalest() -> None:

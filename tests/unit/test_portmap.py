@@ -4,6 +4,7 @@ import ctypes
 import ctypes.util
 import dataclasses
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,10 +12,12 @@ import pytest
 
 from portwarden.config.errors import ConfigError
 from portwarden.config.ignore import parse_network
-from portwarden.portmap import wrappers
-from portwarden.portmap.check import FirewallView, Report, read_wrappers
-from portwarden.portmap.networks import allowed_networks
+from portwarden.portmap import firewall, wrappers
+from portwarden.portmap.check import FirewallState, FirewallView, Probe, Report, read_wrappers
+from portwarden.portmap.command import check_addresses
+from portwarden.portmap.networks import allowed_networks, host_bits_warnings
 from portwarden.portmap.owner import Owner
+from portwarden.portmap.protect import plan_protect, plan_unprotect
 
 NETS = allowed_networks(["198.18.0.16/28", "2001:db8::10/124", "127.0.0.1"])
 
@@ -261,3 +264,146 @@ def test_libwrap_reads_every_line_of_a_long_allow_list(
         assert libwrap_allows(address), address
     for address in ("198.18.0.1", "198.18.1.2", "198.19.1.1", "2001:db8:1::1", "::2"):
         assert not libwrap_allows(address), address
+
+
+ALLOWED = allowed_networks(["198.18.0.16/28", "2001:db8::10/124"])
+
+
+@pytest.mark.parametrize(
+    ("line", "leaks"),
+    [
+        ("rpcbind: ALL", True),
+        ("portmap rpcbind: 198.18.0.20, [2001:db8::11]", False),  # inside the allowed networks
+        ("rpcbind: 198.18.0.20 198.18.0.99", True),
+        ("rpcbind: [2001:db8::]/64", True),
+        ("rpcbind: [2001:db8::10]/126 : severity auth.info", False),
+        ("rpcbind: 198.18.0.", True),  # libwrap's prefix form: 198.18.0.0/24
+        ("rpcbind: 198.18.0.16/255.255.255.248", False),
+        ("rpcbind: LOCAL", True),
+        ("rpcbind: .example.org", True),
+        ("rpcbind: ALL EXCEPT 198.18.0.99", True),
+        ("rpcbind: 198.18.0.20 EXCEPT 198.18.0.21", False),
+        ("rpcbind: ALL : DENY", False),  # an option that refuses
+        ("ALL: ALL", True),
+        ("ALL EXCEPT rpcbind: ALL", False),
+        ("sshd: ALL", False),
+        ("# rpcbind: ALL", False),
+        ("rpcbind", False),  # no client list: libwrap skips it
+    ],
+)  # fmt: skip
+def test_an_allow_line_lets_outsiders_in_unless_every_client_is_inside(
+    tmp_path: Path, line: str, leaks: bool
+) -> None:
+    allow = ["# admin\n", f"{line}\n"]
+    _protect(tmp_path / "hosts.allow", wrappers.allow_rules(ALLOWED))
+    lines = (tmp_path / "hosts.allow").read_text().splitlines(keepends=True) + allow
+    deny = [f"{wrappers.BEGIN}\n", "rpcbind portmap: ALL\n", f"{wrappers.END}\n"]
+    found = wrappers.leaks(tmp_path / "hosts.allow", lines, tmp_path / "hosts.deny", deny, ALLOWED)
+    assert [leak.number for leak in found] == ([len(lines)] if leaks else [])
+
+
+def test_a_deny_line_above_ours_with_an_allow_option_lets_outsiders_in(tmp_path: Path) -> None:
+    allow = [f"{wrappers.BEGIN}\n", *(r + "\n" for r in wrappers.allow_rules(ALLOWED)),
+             f"{wrappers.END}\n"]  # fmt: skip
+    ours = [f"{wrappers.BEGIN}\n", "rpcbind portmap: ALL\n", f"{wrappers.END}\n"]
+    deny = ["rpcbind: ALL : allow\n", "rpcbind: 198.18.0.99 : spawn /bin/true\n", *ours,
+            "rpcbind: ALL : allow\n"]  # fmt: skip
+    found = wrappers.leaks(Path("a"), allow, Path("d"), deny, ALLOWED)
+    assert [str(leak) for leak in found] == [
+        "d:1 (rpcbind: ALL : allow) lets callers outside the allowed networks reach the "
+        "portmapper (TCP Wrappers follow the first line that matches)"]  # fmt: skip
+
+
+def test_our_block_that_allows_everyone_does_not_protect(tmp_path: Path) -> None:
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    _protect(allow, (*wrappers.allow_rules(NETS), "rpcbind portmap: 0.0.0.0/0.0.0.0"))
+    _protect(deny, wrappers.deny_rules())
+    view = read_wrappers(allow, deny, RPCBIND)
+    assert (view.protected, view.in_files) == (False, False)
+    assert view.note.endswith(f"; but our {allow} lines allow every address (0.0.0.0/0)")
+    _protect(allow, (*wrappers.allow_rules(NETS), "rpcbind portmap: ALL"))
+    assert not read_wrappers(allow, deny, RPCBIND).protected
+
+
+def test_host_bits_are_warned_about() -> None:
+    found = host_bits_warnings(["198.18.0.16/28", "198.18.0.17/28", "198.18.0.17", "::1/128"])
+    assert found == ['--allow "198.18.0.17/28": host bits are set; the network allowed is '
+                     "198.18.0.16/28"]  # fmt: skip
+
+
+def test_unprotect_changes_hosts_deny_first_and_protect_says_what_it_created(
+    tmp_path: Path,
+) -> None:
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    deny.write_text("in.fingerd: ALL\n")
+    plan = plan_protect(["198.18.0.20"], allow, deny, None)
+    assert [c.path for c in plan.files] == [allow, deny]  # allow lines before our ALL
+    assert plan.summary() == [f"created {allow}", f"changed {deny}"]
+    plan.apply()
+    undo = plan_unprotect(allow, deny, None)
+    assert [c.path for c in undo.files] == [deny, allow]  # our ALL goes before our allow lines
+    assert undo.summary() == [f"changed {deny}", f"removed {allow}"]
+
+
+@pytest.mark.parametrize(
+    ("value", "networks"),
+    [
+        ("198.18.0.1", ["198.18.0.1/32"]),
+        ({"prefix": {"addr": "::", "len": 0}}, ["::/0"]),
+        ({"set": ["127.0.0.1", {"prefix": {"addr": "198.18.0.16", "len": 28}}]},
+         ["127.0.0.1/32", "198.18.0.16/28"]),
+        ({"range": ["198.18.0.0", "198.18.0.3"]}, ["198.18.0.0/30"]),
+        ({"set": [{"prefix": {"addr": "bogus", "len": 8}}, ["x"], None]}, []),
+    ],
+)  # fmt: skip
+def test_the_networks_in_our_nft_rules(value: object, networks: list[str]) -> None:
+    assert [str(n) for n in firewall._networks(value)] == networks
+
+
+def _report(probes: tuple[Probe, ...], here: bool = True, notes: tuple[str, ...] = (),
+            listening: tuple[str, ...] = ("tcp",), wrapped: bool = False,
+            state: FirewallState = "does not protect") -> Report:  # fmt: skip
+    view = read_wrappers(Path("/nonexistent/a"), Path("/nonexistent/d"), RPCBIND)
+    view = dataclasses.replace(view, protected=wrapped)
+    wall = FirewallView(state == "protects", (), state)
+    return Report(listening, (), None, view, wall, probes, here, notes)
+
+
+REACHED = (Probe("198.18.0.1", "198.18.0.1", "tcp", "reachable", ""),)
+DROPPED = (Probe("198.18.0.1", "198.18.0.1", "tcp", "silent", ""),)
+
+
+@pytest.mark.parametrize(
+    ("report", "verdict"),
+    [
+        (_report(DROPPED, listening=()), "not running"),
+        (_report(REACHED, here=False, listening=()), "exposed"),  # another host's portmapper
+        (_report(REACHED), "exposed"),
+        (_report(DROPPED), "protected"),
+        (_report(REACHED, notes=("inside",), wrapped=True), "protected"),
+        (_report(REACHED, notes=("over lo",), state="unknown"), "unknown"),
+        (_report(()), "exposed"),
+        (_report((), state="unknown"), "unknown"),
+        (_report((), state="protects"), "protected"),
+    ],
+)  # fmt: skip
+def test_verdict(report: Report, verdict: str) -> None:
+    assert report.verdict == verdict
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "message"),
+    [
+        (None, "198.18.0.1", '--to: "198.18.0.1": needs --from'),
+        ("198.18.0.1", "example.org", '--to: "example.org": not an IP address'),
+        ("host", None, '--from: "host": not an IP address'),
+        ("::1", "127.0.0.1", '--to: "127.0.0.1": not of the same IP version as --from ::1'),
+    ],
+)
+def test_from_and_to_are_addresses_of_one_family(
+    source: str | None, target: str | None, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_addresses(source, target)
+    check_addresses("198.18.0.1", "198.18.0.2")
+    check_addresses(None, None)

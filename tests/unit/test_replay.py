@@ -58,9 +58,13 @@ def test_without_the_answers_a_benign_client_of_a_watched_port_would_look_like_a
     path.write_bytes(pcap(101, [f.ip for f in keep]))
     out = io.StringIO()
     replay(load_settings(None).with_modes(TcpMode.STEALTH, UdpMode.STEALTH), path, out)
-    found = summaries(out.getvalue())
-    assert [line.split()[1] for line in found] == ["198.18.0.20", "2001:db8::14"]
-    assert all("TCP SYN/Normal scan" in line and "UDP scan" in line for line in found)
+    # One summary per source and protocol: the TCP and the UDP probes are two scans.
+    assert summaries(out.getvalue()) == [
+        "scan-summary 198.18.0.20 tcp ports=1 TCP SYN/Normal scan",
+        "scan-summary 198.18.0.20 udp ports=1 UDP scan",
+        "scan-summary 2001:db8::14 tcp ports=1 TCP SYN/Normal scan",
+        "scan-summary 2001:db8::14 udp ports=1 UDP scan",
+    ]
 
 
 def _from_target(ip: bytes) -> bool:

@@ -2,6 +2,7 @@
 
 Each path is contained: one that fails is counted and logged, never stops the others, and
 never raises into the loop. Probe-level output is rate-limited; summaries and actions are not.
+What syslog, the JSON log and mail delivered, and dropped (rate limit or error), is counted.
 """
 
 import logging
@@ -14,6 +15,7 @@ from typing import Any
 
 from portwarden import limits
 from portwarden.alert import portsentry
+from portwarden.alert.events import probe_event, stamp, summary_event, unblock_event
 from portwarden.alert.jsonlog import JsonLog
 from portwarden.alert.line import LineLimiter, verdict_line
 from portwarden.alert.mail import Mailer
@@ -27,49 +29,30 @@ from portwarden.text import utc_stamp
 log = logging.getLogger("portwarden")
 
 
-def _stamp(epoch: float) -> str:
-    return utc_stamp(epoch) if epoch else ""
-
-
-def verdict_event(verdict: Verdict) -> dict[str, Any]:
-    p = verdict.probe
-    event: dict[str, Any] = {
-        "time": _stamp(p.seen_at), "event": verdict.kind, "src": str(p.src), "dst": str(p.dst),
-        "proto": p.proto.value, "port": p.dport, "sport": p.sport, "mode": p.mode,
-        "type": p.scan, "flags": p.flags, "probes": verdict.probes, "ports": verdict.ports,
-        "first": verdict.first, "ip_options": p.ip_options,
-    }  # fmt: skip
-    if p.os_tool:
-        event["os_tool"] = p.os_tool
-    if verdict.patterns:
-        event["patterns"] = list(verdict.patterns)
-    if verdict.kind == "scan-summary" and verdict.first_probe is not None:
-        event.update(started=_stamp(verdict.first_probe.seen_at), last_seen=_stamp(p.seen_at),
-                     first_port=verdict.first_probe.dport, last_port=p.dport,
-                     types=list(verdict.types))  # fmt: skip
-    return event
+PATHS = ("syslog", "json", "mail")  # units: syslog lines, JSON events, mails
+REASONS = ("rate_limit", "error")  # why an alert was dropped
 
 
 class Delivery:
-    """What each alert path delivered or dropped since start; the loop and the action worker
-    both count, hence the lock."""
+    """What each alert path delivered or dropped since start; the loop, the action worker and
+    the mail thread all count, hence the lock."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[tuple[str, str]] = Counter()
 
     def add(self, path: str, outcome: str, count: int = 1) -> None:
-        """path: syslog, mail, json, log; outcome: sent or dropped."""
+        """path: one of PATHS; outcome: "sent" or one of REASONS."""
         if count:
             with self._lock:
                 self._counts[path, outcome] += count
 
-    def counts(self) -> dict[str, dict[str, int]]:
-        """{"sent": {path: n}, "dropped": {path: n}} for every path."""
+    def counts(self) -> dict[str, dict[str, Any]]:
+        """{"sent": {path: n}, "dropped": {path: {reason: n}}} for every path."""
         with self._lock:
-            return {outcome: {path: self._counts[path, outcome]
-                              for path in ("log", "syslog", "json", "mail")}
-                    for outcome in ("sent", "dropped")}  # fmt: skip
+            return {"sent": {path: self._counts[path, "sent"] for path in PATHS},
+                    "dropped": {path: {reason: self._counts[path, reason] for reason in REASONS}
+                                for path in PATHS}}  # fmt: skip
 
 
 class Alerts:
@@ -80,7 +63,7 @@ class Alerts:
         self._lines = LineLimiter(limits.ATTACK_LINES_PER_S, limits.ATTACK_LINES_BURST)
         self._events = LineLimiter(limits.JSON_EVENTS_PER_S, limits.JSON_EVENTS_BURST)
         self._syslog, self._json = self._outputs(settings)
-        self._mailer = Mailer(settings)
+        self._mailer = Mailer(settings, self.mail_held)
         self._mailer.start()
         self._next_report = 0.0
 
@@ -88,9 +71,14 @@ class Alerts:
     def _outputs(settings: Settings) -> tuple[Syslog | None, JsonLog | None]:
         syslog = (Syslog(settings.syslog_socket, settings.syslog_facility)
                   if settings.syslog_socket else None)  # fmt: skip
-        json_log = (JsonLog(settings.event_log, settings.event_log_max_bytes)
+        json_log = (JsonLog(settings.event_log, settings.event_log_max_bytes,
+                            settings.event_log_keep)
                     if settings.event_log else None)  # fmt: skip
         return syslog, json_log
+
+    def stop_mail(self) -> None:
+        """Send the queued mail, within a bound (see Mailer.stop); later reports are not mailed."""
+        self._mailer.stop()
 
     def close(self) -> None:
         self._mailer.stop()
@@ -114,33 +102,54 @@ class Alerts:
         self._mailer.settings = settings
         self._close_outputs(*old)
 
+    def reopen(self) -> None:
+        """SIGHUP whose new configuration was refused: the outputs are reopened all the same
+        (logrotate moved the event log and expects the next line in a new file)."""
+        if self._syslog is not None:
+            self._syslog.close()  # connects again on the next line
+        if self._json is not None:
+            try:
+                self._json.reopen()
+            except OSError as error:
+                log.error("JSON event log %s: cannot reopen (%s); writing on to the old file",
+                          self.settings.event_log, error.strerror)  # fmt: skip
+
     def verdict(self, verdict: Verdict, now: float, action: str) -> None:
         """One verdict; `action` says what was done about its source (for summaries)."""
         p = verdict.probe
         if verdict.kind in ("scan-summary", "os-summary"):
             self._syslog_send(portsentry.summary_line(verdict), WARNING)
-            self._event({**verdict_event(verdict), "action": action})
+            self._event(summary_event(verdict, action, time.time()))
             log.warning("%s action=%s", verdict_line(verdict), action.replace(" ", "_"))
             if self._mailer.wants(verdict):
                 self._mailer.submit(verdict, action)
             return
-        if not self._lines.allow(now):
-            self.delivery.add("log", "dropped")
-            return
-        self.delivery.add("log", "sent")
-        log.warning("%s", verdict_line(verdict))
+        if self._lines.allow(now):
+            log.warning("%s", verdict_line(verdict))
+            self._probe_lines(verdict)
+        elif self._syslog is not None:  # counted, not formatted: this is the flood's path
+            lines = (1 + p.ip_options + self.settings.log_connections + self.settings.log_details
+                     + (portsentry.detail_line(verdict) is not None))  # fmt: skip
+            self.delivery.add("syslog", "rate_limit", lines)
+        if verdict.first or verdict.kind == "os-probe":  # the JSON log has a limit of its own
+            if self._events.allow(now):
+                self._event(probe_event(verdict))
+            elif self._json is not None:
+                self.delivery.add("json", "rate_limit")
+
+    def _probe_lines(self, verdict: Verdict) -> None:
+        """A probe's syslog lines: PortSentry's, our detail, and scandetd's if configured."""
+        p = verdict.probe
         self._syslog_send(portsentry.attack_line(verdict))
+        detail = portsentry.detail_line(verdict)
+        if detail is not None:
+            self._syslog_send(detail)
         if p.ip_options:
             self._syslog_send(portsentry.ip_options_line(p))
         if self.settings.log_connections:
             self._syslog_send(portsentry.connection_line(p), INFO)
         if self.settings.log_details:
             self._syslog_send(portsentry.details_line(p), INFO)
-        if verdict.first or verdict.kind == "os-probe":
-            if self._events.allow(now):
-                self._event(verdict_event(verdict))
-            else:
-                self.delivery.add("json", "dropped")
 
     def tick(self, now: float) -> None:
         """Once a second: how much the rate limits held back."""
@@ -152,7 +161,7 @@ class Alerts:
             log.warning("attack lines suppressed: %d in the last second (rate limit %d/s)",
                         refused, limits.ATTACK_LINES_PER_S)  # fmt: skip
             self._syslog_send(f"attackalert: {refused} more alerts suppressed (rate limit)")
-            self._event({"time": _stamp(time.time()), "event": "suppressed", "count": refused})
+            self._event({"time": stamp(time.time()), "event": "suppressed", "count": refused})
 
     def audit(self, findings: Sequence[Finding], when: float) -> None:
         """An audit's findings: one log, syslog and JSON line each, one mail for all. At most
@@ -161,13 +170,13 @@ class Alerts:
         for finding in shown:
             log.warning("audit %s", finding.line())
             self._syslog_send(f"audit: {finding.line()}", SEVERITIES[finding.severity])
-            self._event({"time": _stamp(when), **finding.event()})
+            self._event({"time": stamp(when), **finding.event()})
         more = len(findings) - len(shown)
         if more:
             message = f"audit: {more} more findings not shown (portwarden audit --json lists all)"
             log.warning("%s", message)
             self._syslog_send(message, WARNING)
-            self._event({"time": _stamp(when), "event": "audit-suppressed", "count": more})
+            self._event({"time": stamp(when), "event": "audit-suppressed", "count": more})
         if findings and self.settings.mail_on_audit:
             lines = "\n".join([finding.line() for finding in shown]
                               + ([f"... and {more} more"] if more else []))  # fmt: skip
@@ -178,30 +187,82 @@ class Alerts:
         how = ", ".join(f"{a.kind}" for a in record.actions if a.status == "done") or "nothing"
         self._syslog_send(portsentry.blocked_line(record.address, how), WARNING)
         actions = [{"kind": a.kind, "status": a.status} for a in record.actions]
-        self._event({"time": _stamp(record.since), "event": "block", "src": record.address,
+        self._event({"time": stamp(record.since), "event": "block", "src": record.address,
                      "port": record.port, "proto": record.proto, "mode": record.mode,
-                     "reason": record.reason, "until": _stamp(record.until or 0) or None,
+                     "reason": record.reason, "until": stamp(record.until or 0) or None,
                      "offence": record.offence, "actions": actions})  # fmt: skip
 
-    def already_blocked(self, address: str) -> None:
-        self._syslog_send(portsentry.already_blocked_line(address))
+    def already_blocked(self, address: str, mode: str) -> None:
+        self._syslog_send(portsentry.already_blocked_line(address, mode))
 
-    def notice(self, event: str, message: str, **fields: Any) -> None:
-        """A non-probe event (unblock, block cap, protected address): syslog and JSON."""
+    def unblocked(self, address: str, by: str, when: float) -> None:
+        """A block ended: by expiry, the unblock command, or at stop (UNBLOCK_ON_STOP)."""
+        self._notice(f"Host {address} unblocked: {by}", unblock_event(address, by, when))
+
+    def unblocks_not_shown(self, count: int, when: float) -> None:
+        """Past limits.UNBLOCKS_REPORTED_MAX at once (`unblock --all`): only their number."""
+        self._notice(
+            f"{count} more hosts unblocked",
+            {"time": stamp(when), "event": "unblock-suppressed", "count": count},
+        )
+
+    def block_cap(self, per_minute: int) -> None:
+        self._notice("block rate cap reached; detection goes on",
+                     {"time": stamp(time.time()), "event": "block-cap",
+                      "per_minute": per_minute})  # fmt: skip
+
+    def not_blocking(self, address: str) -> None:
+        self._notice(
+            f"Host {address} is a gateway or name server: not blocked",
+            {"time": stamp(time.time()), "event": "not-blocking", "src": address},
+        )
+
+    def block_failed(self, address: str) -> None:
+        """No action of a block took effect: the source is not blocked; its next probe tries
+        again."""
+        self._notice(
+            f"ERROR: Could not block host {address}: every action failed; the next probe tries "
+            "again",
+            {"time": stamp(time.time()), "event": "block-failed", "src": address},
+        )
+
+    def audit_unchecked(self, reason: str, when: float) -> None:
+        """A periodic audit that could not look (no audited address, unreadable tables)."""
+        message = f"audit: nothing was checked: {reason}"
+        log.error("%s", message)
+        self._syslog_send(message, WARNING)
+        self._event({"time": stamp(when), "event": "audit-unchecked", "reason": reason})
+
+    def table_lost(self) -> None:
+        self._notice("nftables table inet portwarden was removed; putting the active blocks back",
+                     {"time": stamp(time.time()), "event": "table-lost"})  # fmt: skip
+
+    def _notice(self, message: str, event: dict[str, Any]) -> None:
         self._syslog_send(f"attackalert: {message}", WARNING)
-        self._event({"time": _stamp(time.time()), "event": event, **fields})
+        self._event(event)
 
-    def delivered(self) -> dict[str, dict[str, int]]:
-        """Alerts sent and dropped per path, the running mailer's included."""
+    def mail_held(self, reopens: float) -> None:
+        """MAIL_PER_HOUR began to hold reports back (called in the mail thread)."""
+        per_hour = self.settings.mail_per_hour
+        message = (f"mail rate limit reached: MAIL_PER_HOUR={per_hour}; further reports are "
+                   f"held back until {utc_stamp(reopens)}, then counted in one mail")  # fmt: skip
+        log.warning("%s", message)
+        self._syslog_send(f"adminalert: {message}", WARNING)
+        self._event({"time": stamp(time.time()), "event": "mail-rate-limit",
+                     "per_hour": per_hour, "until": stamp(reopens)})  # fmt: skip
+
+    def delivered(self) -> dict[str, dict[str, Any]]:
+        """Alerts sent and dropped per path and reason (Delivery.counts), the mailer's included."""
         counts = self.delivery.counts()
         counts["sent"]["mail"] += self._mailer.sent
-        counts["dropped"]["mail"] += self._mailer.failed + self._mailer.withheld
+        counts["dropped"]["mail"]["error"] += self._mailer.failed
+        counts["dropped"]["mail"]["rate_limit"] += self._mailer.withheld
         return counts
 
     def _syslog_send(self, message: str, severity: int = 5) -> None:
         if self._syslog is not None:
             sent = self._syslog.send(message, severity)
-            self.delivery.add("syslog", "sent" if sent else "dropped")
+            self.delivery.add("syslog", "sent" if sent else "error")
 
     def _event(self, event: dict[str, Any]) -> None:
         if self._json is None:
@@ -210,5 +271,5 @@ class Alerts:
             self._json.write(event)
             self.delivery.add("json", "sent")
         except OSError as error:
-            self.delivery.add("json", "dropped")
+            self.delivery.add("json", "error")
             log.error("JSON event log %s: %s", self.settings.event_log, error.strerror)

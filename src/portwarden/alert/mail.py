@@ -1,19 +1,20 @@
 """One mail per scan, sent by one worker thread with a time limit; a rate limit per hour.
 
-A dead or slow relay never reaches the packet path: the queue is bounded, each attempt has a
-timeout, and a mail that cannot be sent is logged (the event itself is in the JSON log and the
-store regardless).
+A dead or slow relay never reaches the packet path: the queue is bounded, each delivery has a
+deadline, and a mail that cannot be sent is logged and counted (the event itself is in the JSON
+log and the store regardless).
 """
 
-import collections
 import contextlib
 import logging
 import queue
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 from portwarden import limits
+from portwarden.alert.mailbudget import MailBudget
 from portwarden.config import Settings
 from portwarden.detect.engine import Verdict
 from portwarden.respond.actions import safe_hostname
@@ -21,14 +22,22 @@ from portwarden.text import local_stamp, one_line
 
 log = logging.getLogger("portwarden")
 
-_HOUR_S = 3600.0
-STOP_WAIT_MAX_S = 15.0  # the longest a stop waits for queued mail
+# A scan report (verdict, what was done) or a mail already written (subject, text).
+Job = tuple[Verdict | str, str]
+
+
+def protocol(verdict: Verdict) -> str:
+    """The summary's protocol (a scan has one); for OS probing, those its probes used."""
+    if verdict.kind == "os-summary":
+        return "+".join(sorted({"UDP" if pattern == "udp" else "TCP"
+                                for pattern in verdict.patterns}))  # fmt: skip
+    return verdict.probe.proto.value.upper()
 
 
 def subject(template: str, verdict: Verdict) -> str:
     """MAIL_SUBJECT with scandetd's macros: %p protocol, %s source, %d destination."""
     p = verdict.probe
-    values = {"p": p.proto.value.upper(), "s": str(p.src), "d": str(p.dst), "%": "%"}
+    values = {"p": protocol(verdict), "s": str(p.src), "d": str(p.dst), "%": "%"}
     out, i = [], 0
     while i < len(template):
         if template[i] == "%" and i + 1 < len(template) and template[i + 1] in values:
@@ -44,7 +53,7 @@ def body(verdict: Verdict, name: str | None, action: str) -> str:
     """Every field an administrator needs to act, one per line."""
     p, first = verdict.probe, verdict.first_probe or verdict.probe
     if verdict.kind == "os-summary":
-        kind = f"OS fingerprinting probe ({p.os_tool})"
+        kind = f"OS fingerprinting probe ({', '.join(verdict.types)})"
         detail = f"Flag patterns seen: {' '.join(verdict.patterns)}"
     else:
         kind = ", ".join(verdict.types) or p.scan
@@ -52,7 +61,7 @@ def body(verdict: Verdict, name: str | None, action: str) -> str:
     lines = [
         f"Source:          {p.src}" + (f" ({name})" if name else ""),
         f"Destination:     {p.dst}",
-        f"Protocol:        {p.proto.value.upper()}",
+        f"Protocol:        {protocol(verdict)}",
         f"Scan type:       {kind}",
         f"Mode:            {p.mode}",
         f"Started:         {local_stamp(first.seen_at)}",
@@ -68,20 +77,28 @@ def body(verdict: Verdict, name: str | None, action: str) -> str:
 
 
 class Mailer(threading.Thread):
-    """Mails summaries from a bounded queue; at most MAIL_PER_HOUR, then one summary mail."""
+    """Mails reports from a bounded queue, at most MAIL_PER_HOUR (see mailbudget)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        on_hold: Callable[[float], None] = lambda reopens: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`on_hold(reopens)` is called (in the mail thread) when MAIL_PER_HOUR starts holding
+        reports back, with the time (epoch) the hour has room again. `clock` is monotonic."""
         super().__init__(name="portwarden-mail", daemon=True)
         self.settings = settings
-        # A scan report (verdict, action) or a finished mail (subject, text); None stops.
-        self.jobs: queue.Queue[tuple[Verdict | str, str] | None] = queue.Queue(
-            limits.MAIL_QUEUE_MAX
-        )
-        self._sent: collections.deque[float] = collections.deque()
-        self._held = 0  # held back by the hourly limit, not yet said in a summary mail
-        self.withheld = 0  # held back since start
-        self.sent = 0
-        self.failed = 0
+        self._on_hold = on_hold
+        self._clock = clock
+        self.jobs: queue.Queue[Job | None] = queue.Queue(limits.MAIL_QUEUE_MAX)  # None: stop
+        self.budget = MailBudget()
+        self.sent = 0  # mails delivered
+        self.failed = 0  # mails not delivered: relay errors, a full queue, left at stop
+        self.withheld = 0  # reports held back by MAIL_PER_HOUR
+        self._busy = False  # a job is being worked on
+        self._stopping = False
+        self._gave_up = False  # the stop stopped waiting: later outcomes are not counted
 
     def wants(self, verdict: Verdict) -> bool:
         s = self.settings
@@ -93,60 +110,96 @@ class Mailer(threading.Thread):
 
     def submit(self, verdict: Verdict | str, text: str) -> None:
         """A scan report (verdict, action), or a mail already written (subject, text)."""
+        if self._stopping:
+            return
         try:
             self.jobs.put_nowait((verdict, text))
         except queue.Full:
             self.failed += 1
             log.error("mail queue full; a report was not mailed")
 
-    def stop(self) -> None:
-        """Send what is queued, within a bound: a hung relay cannot hold the stop."""
+    def stop(self, wait_s: float = limits.MAIL_STOP_WAIT_S) -> None:
+        """Send what is queued, for at most `wait_s`: a hung relay cannot hold the stop. What is
+        still unsent then is counted as failed and said in one line."""
+        if self.ident is None or self._stopping:
+            return
+        self._stopping = True
+        until = time.monotonic() + wait_s
         with contextlib.suppress(queue.Full):
-            self.jobs.put(None, timeout=1)
-        self.join(timeout=min(self.settings.smtp_timeout + 5, STOP_WAIT_MAX_S))
+            self.jobs.put(None, timeout=min(1.0, wait_s))
+        self.join(timeout=max(0.0, until - time.monotonic()))
+        if not self.is_alive():
+            return
+        self._gave_up = True
+        left = int(self._busy)
+        with contextlib.suppress(queue.Empty):
+            while True:
+                left += self.jobs.get_nowait() is not None
+        if left:
+            self.failed += left
+            s = self.settings
+            log.error("%d mails not sent: relay %s port %d did not take them within %g s of "
+                      "the stop", left, s.smtp_relay, s.smtp_port, wait_s)  # fmt: skip
 
     def run(self) -> None:
         while True:
+            now = self._clock()
+            reopens = self.budget.reopens_at(now, self.settings.mail_per_hour)
             try:
-                job = self.jobs.get(timeout=60)
-            except queue.Empty:
-                self._release_held()
+                job = self.jobs.get(timeout=None if reopens is None else max(0.0, reopens - now))
+            except queue.Empty:  # the hour has room again for the summary of held reports
+                self.work(None)
                 continue
             if job is None:
                 return
-            try:
-                self._mail(*job)
-            except Exception:  # a bad report must not end the mail thread
-                self.failed += 1
-                log.exception("mail report failed")
+            self.work(job)
 
-    def _mail(self, verdict: Verdict | str, text: str) -> None:
-        if not self._may_send():
-            self._held += 1
+    def work(self, job: Job | None) -> None:
+        """One turn, at the clock's time: first the summary of held reports if the hour has
+        room for it, then `job` (if any) is mailed, or held back."""
+        self._busy = True
+        try:
+            now, per_hour = self._clock(), self.settings.mail_per_hour
+            since = self.budget.held_since
+            held = self.budget.release(now, per_hour)
+            if held and since is not None:
+                self._send(f"portwarden: {held} reports were not mailed (MAIL_PER_HOUR)",
+                           f"{held} reports were held back since {local_stamp(self._wall(since))}"
+                           f" by MAIL_PER_HOUR={per_hour}. Every one of them is in the JSON "
+                           "event log.\n")  # fmt: skip
+            if job is None:
+                return
+            if self.budget.admit(now, per_hour):
+                self._send(*self._render(*job))
+                return
             self.withheld += 1
-            return
-        self._release_held()
+            if self.budget.held == 1:  # the hold begins
+                self._hold_began(now, per_hour)
+        except Exception:  # a bad report must not end the mail thread
+            self.failed += 1
+            log.exception("mail report failed")
+        finally:
+            self._busy = False
+
+    def _hold_began(self, now: float, per_hour: int) -> None:
+        reopens = self._wall(self.budget.reopens_at(now, per_hour) or now)
+        self._on_hold(reopens)
+        if self.budget.notice_allowed(now):
+            self._send("portwarden: mail rate limit reached",
+                       f"MAIL_PER_HOUR={per_hour} mails were sent in the last hour. Further "
+                       f"reports are held back, not mailed, until {local_stamp(reopens)}; one "
+                       "mail will then say how many. Every report is in the JSON event log "
+                       "regardless. (This notice is the one mail allowed over the limit.)\n",
+                       )  # fmt: skip
+
+    def _wall(self, monotonic: float) -> float:
+        return time.time() + (monotonic - self._clock())
+
+    def _render(self, verdict: Verdict | str, text: str) -> tuple[str, str]:
         if isinstance(verdict, str):
-            self._send(verdict, text)
-            return
+            return verdict, text
         name = self._resolve(verdict) if self.settings.resolve_host else None
-        self._send(subject(self.settings.mail_subject, verdict), body(verdict, name, text))
-
-    def _may_send(self) -> bool:
-        now = time.monotonic()
-        while self._sent and now - self._sent[0] > _HOUR_S:
-            self._sent.popleft()
-        return len(self._sent) < self.settings.mail_per_hour
-
-    def _release_held(self) -> None:
-        """Once the hour allows it again, say in one mail how many reports were held back."""
-        if self._held and self._may_send():
-            held, self._held = self._held, 0
-            self._send(
-                "portwarden: mail rate limit reached",
-                f"{held} scan reports were not mailed: MAIL_PER_HOUR="
-                f"{self.settings.mail_per_hour}. They are in the JSON event log.\n",
-            )
+        return subject(self.settings.mail_subject, verdict), body(verdict, name, text)
 
     @staticmethod
     def _resolve(verdict: Verdict) -> str | None:
@@ -156,33 +209,16 @@ class Mailer(threading.Thread):
             return None
 
     def _send(self, title: str, text: str) -> None:
-        # Imported here: smtplib, ssl and email cost about 10 MiB of memory, which a daemon
-        # that never mails should not carry.
-        import smtplib
-        import ssl
-        from email.message import EmailMessage
-        from email.utils import formatdate, make_msgid
+        from portwarden.alert.smtp import DeliveryFailed, deliver  # see alert/smtp.py
 
         s = self.settings
-        message = EmailMessage()
-        message["From"] = s.mail_from
-        message["To"] = ", ".join(s.mail_to)
-        message["Subject"] = title
-        message["Date"] = formatdate(localtime=True)
-        message["Message-ID"] = make_msgid(domain=s.smtp_helo)
-        message.set_content(text)
-        self._sent.append(time.monotonic())
         try:
-            with smtplib.SMTP(s.smtp_relay, s.smtp_port, local_hostname=s.smtp_helo,
-                              timeout=s.smtp_timeout) as smtp:  # fmt: skip
-                if s.smtp_starttls:
-                    smtp.starttls(context=ssl.create_default_context())
-                if s.smtp_user and s.smtp_password_file:
-                    password = s.smtp_password_file.read_text().strip()
-                    smtp.login(s.smtp_user, password)
-                smtp.send_message(message)
+            deliver(s, title, text)
+        except DeliveryFailed as error:
+            if not self._gave_up:
+                self.failed += 1
+            log.error("mail to %s via %s port %d failed: %s", ", ".join(s.mail_to),
+                      s.smtp_relay, s.smtp_port, error)  # fmt: skip
+            return
+        if not self._gave_up:
             self.sent += 1
-        except (OSError, smtplib.SMTPException) as error:
-            self.failed += 1
-            log.error("mail to %s via %s:%d failed: %s", ", ".join(s.mail_to), s.smtp_relay,
-                      s.smtp_port, one_line(str(error)))  # fmt: skip

@@ -1,11 +1,33 @@
-"""PortSentry's and scandetd's wording, so that filters written for them keep matching."""
+"""PortSentry's and scandetd's wording, so that filters written for them keep matching.
+
+The attack lines are PortSentry 1.2's, checked against its source (portsentry.c): the classic
+modes write `Connect from host:` for TCP and UDP alike, the stealth ones name the packet as its
+ReportPacketType() does, and "already blocked" has two forms.
+"""
 
 from portwarden.detect.engine import Verdict
-from portwarden.detect.probe import CONNECT_SCAN, Probe, Proto
+from portwarden.detect.probe import Probe, Proto
+
+CLASSIC_MODES = frozenset({"tcp", "udp"})
 
 
 def _host(probe: Probe, name: str | None) -> str:
     return f"{name or probe.src}/{probe.src}"
+
+
+def packet_type(flags: str) -> str:
+    """PortSentry 1.2's ReportPacketType() for a TCP segment, from our flag names (`FIN+SYN`):
+    it looks at SYN FIN ACK PSH URG RST only; any packet with FIN, PSH and URG is an XMAS scan.
+    The leading space of " TCP NULL scan" is PortSentry's (its line has two spaces there)."""
+    seen = set(flags.split("+"))
+    bits = {name: int(name in seen) for name in ("SYN", "FIN", "ACK", "PSH", "URG", "RST")}
+    if not any(bits.values()):
+        return " TCP NULL scan"
+    if bits["FIN"] and bits["URG"] and bits["PSH"]:
+        return "TCP XMAS scan"
+    if sum(bits.values()) == 1 and (bits["FIN"] or bits["SYN"]):
+        return "TCP FIN scan" if bits["FIN"] else "TCP SYN/Normal scan"
+    return "Unknown Type: TCP Packet Flags: " + " ".join(f"{k}: {v}" for k, v in bits.items())
 
 
 def attack_line(verdict: Verdict, name: str | None = None) -> str:
@@ -13,10 +35,26 @@ def attack_line(verdict: Verdict, name: str | None = None) -> str:
     p = verdict.probe
     proto = p.proto.value.upper()
     if verdict.kind == "os-probe":
-        return (f"attackalert: OS fingerprinting probe ({p.os_tool}) from host: "
-                f"{_host(p, name)} to {proto} port: {p.dport}")  # fmt: skip
-    what = "Connect" if p.scan == CONNECT_SCAN else p.scan
+        what = f"OS fingerprinting probe ({p.os_tool})"  # ours: PortSentry has no such line
+    elif p.mode in CLASSIC_MODES:
+        what = "Connect"
+    elif p.proto is Proto.TCP:
+        what = packet_type(p.flags)
+    else:
+        what = "UDP scan"
     return f"attackalert: {what} from host: {_host(p, name)} to {proto} port: {p.dport}"
+
+
+def detail_line(verdict: Verdict) -> str | None:
+    """Our own name for a TCP packet whose PortSentry name differs (`Unknown Type: ...`, which
+    leaves out ECE, CWR and reserved bits; or XMAS for FIN+PSH+URG with SYN): a line of its own,
+    without `attackalert:`, so that filters counting PortSentry's lines count the probe once."""
+    p = verdict.probe
+    if verdict.kind != "scan" or p.mode in CLASSIC_MODES or p.proto is not Proto.TCP:
+        return None
+    if packet_type(p.flags).strip() == p.scan:
+        return None
+    return f"detail: {p.scan} from {p.src} to TCP port {p.dport}"
 
 
 def ip_options_line(probe: Probe, name: str | None = None) -> str:
@@ -41,7 +79,7 @@ def summary_line(verdict: Verdict) -> str:
     """scandetd's scan summary, with the scan types seen."""
     p = verdict.probe
     if verdict.kind == "os-summary":
-        return f"Possible {p.os_tool} OS probe from {p.src}"
+        return f"Possible {'/'.join(verdict.types)} OS probe from {p.src}"
     return f"Possible port scan from {p.src} to {p.dst} ({', '.join(verdict.types)})"
 
 
@@ -49,5 +87,8 @@ def blocked_line(address: str, how: str) -> str:
     return f"attackalert: Host {address} has been blocked via {how}"
 
 
-def already_blocked_line(address: str) -> str:
-    return f"attackalert: Host: {address} is already blocked Ignoring"
+def already_blocked_line(address: str, mode: str) -> str:
+    """PortSentry 1.2's two forms: the classic modes name the address alone."""
+    if mode in CLASSIC_MODES:
+        return f"attackalert: Host: {address} is already blocked. Ignoring"
+    return f"attackalert: Host: {address}/{address} is already blocked Ignoring"

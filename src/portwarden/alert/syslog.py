@@ -17,7 +17,8 @@ from portwarden.text import one_line
 _CODES = dict(zip(FACILITIES, (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 16, 17, 18, 19, 20, 21, 22,
                                23), strict=True))  # fmt: skip
 NOTICE, WARNING, INFO, ERROR = 5, 4, 6, 3
-SEVERITIES = {"crit": 2, "err": ERROR, "warning": WARNING, "notice": NOTICE, "info": INFO}
+SEVERITIES = {"alert": 1, "crit": 2, "err": ERROR, "warning": WARNING, "notice": NOTICE,
+              "info": INFO, "debug": 7}  # fmt: skip
 _LINE_MAX = 2000
 
 log = logging.getLogger("portwarden")

@@ -40,6 +40,11 @@ class AuditResult:
     state: AuditState
 
 
+class NothingChecked(Exception):
+    """No address could be audited, or the socket tables could not be read: a report of no
+    open ports would pass for a clean one. str() is one line saying why."""
+
+
 def state_path(settings: Settings) -> Path:
     return settings.state_dir / STATE_NAME
 
@@ -51,12 +56,19 @@ def policy_of(settings: Settings) -> Policy:
 
 def run_audit(settings: Settings, previous: AuditState | None, now: float,
               names: Names | None = None) -> AuditResult:  # fmt: skip
-    """Audit now. Blocks for at most a few seconds (portmapper and connect time limits)."""
+    """Audit now. Blocks for at most a few seconds (portmapper and connect time limits).
+    Raises NothingChecked."""
     names = names or Names.read()
     policy = policy_of(settings)
     interfaces, warnings = audited_interfaces(settings.audit_interfaces, settings.audit_devices)
+    if not interfaces:
+        reason = "; ".join(warnings) or "this host has no address but loopback"
+        raise NothingChecked(f"no address to check ({reason})")
     protos = (Proto.TCP, Proto.UDP) if settings.audit_udp else (Proto.TCP,)
-    sockets, problems = open_sockets(protos)
+    try:
+        sockets, problems = open_sockets(protos)
+    except OSError as error:
+        raise NothingChecked(f"the socket tables could not be read ({error})") from None
     warnings += problems
     ours = _portwarden_pids(settings.state_dir)
     owned = owners({s.inode for s in sockets})
@@ -82,7 +94,7 @@ def run_audit(settings: Settings, previous: AuditState | None, now: float,
 def audit_and_keep(settings: Settings, keep_state: bool, now: float,
                    save: bool = True) -> tuple[AuditResult, list[str]]:  # fmt: skip
     """Audit against the state the last audit left (unless not `keep_state`), and keep the new
-    state (if `save`); the warnings include any about the state file."""
+    state (if `save`); the warnings include any about the state file. Raises NothingChecked."""
     path = state_path(settings)
     previous, warning = AuditState.load(path) if keep_state else (None, None)
     result = run_audit(settings, previous, now)
@@ -98,15 +110,18 @@ def audit_and_keep(settings: Settings, keep_state: bool, now: float,
 
 def _named(interface: Interface, sock: Socket, program: int | None, owner: Owner | None,
            names: Names, policy: Policy) -> OpenPort:  # fmt: skip
-    """The open port with its names, owner and what the policy says of it."""
+    """The open port with its names, owner and what the policy says of it. Its user is the
+    one the owning process runs as (rpcbind makes its sockets as root, then becomes _rpc);
+    the socket's owner when no process was found."""
     if program is None:
         service, rpc_names = names.service(sock.port, sock.proto), frozenset[str]()
     else:
         service, rpc_names = names.program(program), names.program_names(program)
     rule = policy.rule(str(interface), interface.device, sock.port, sock.proto, rpc_names)
+    uid = sock.uid if owner is None or owner.uid is None else owner.uid
     return OpenPort(str(interface), interface.device, sock.port, sock.proto, one_line(service),
                     program, owner.program if owner else "?", owner.pid if owner else None,
-                    user_name(sock.uid), rule)  # fmt: skip
+                    user_name(uid), rule)  # fmt: skip
 
 
 def _item_service(item: Item, names: Names) -> str:
@@ -125,10 +140,11 @@ def _severities(settings: Settings) -> Severities:
 def _open_on(interface: Interface, sockets: Sequence[Socket], policy: Policy) -> list[Socket]:
     """The sockets that take traffic on this address, one per port and protocol.
 
-    A socket bound to this very address needs no probe. A wildcard socket of the same family
-    is probed for TCP (it may be bound to another device); an IPv6 wildcard socket takes IPv4
-    only without IPV6_V6ONLY, which the tables do not show: TCP is probed by connect(), UDP by
-    the bind test. Skipped ports are never probed.
+    The kernel's tables answer without touching the service: a socket bound to this address,
+    to its family's wildcard, or to the IPv6 wildcard without IPV6_V6ONLY for an IPv4 address,
+    takes traffic here unless it is bound to another device. Only tables read from /proc (no
+    sock_diag) lack the device and V6ONLY; then wildcard sockets are confirmed on the address
+    (`_confirmed`). Skipped ports are never looked at.
     """
     chosen: dict[tuple[Proto, int], Socket] = {}
     version = interface.address.version
@@ -138,9 +154,19 @@ def _open_on(interface: Interface, sockets: Sequence[Socket], policy: Policy) ->
         key = (sock.proto, sock.port)
         if key in chosen or policy.skips(str(interface), interface.device, sock.port, sock.proto):
             continue
-        if sock.address == interface.address or _confirmed(interface, sock):
+        if _serves(interface, sock):
             chosen[key] = sock
     return list(chosen.values())
+
+
+def _serves(interface: Interface, sock: Socket) -> bool:
+    if sock.device is None:  # from /proc: the device and V6ONLY are not known
+        return sock.address == interface.address or _confirmed(interface, sock)
+    if sock.device not in (0, interface.ifindex):
+        return False  # SO_BINDTODEVICE: it takes only what arrives on that device
+    if not sock.wildcard:
+        return sock.address == interface.address
+    return sock.address.version == interface.address.version or not sock.v6only
 
 
 def _rank(sock: Socket, version: int) -> int | None:
@@ -153,6 +179,9 @@ def _rank(sock: Socket, version: int) -> int | None:
 
 
 def _confirmed(interface: Interface, sock: Socket) -> bool:
+    """Whether a wildcard socket from /proc takes traffic on this address: a wildcard TCP
+    listener may be bound to another device, so it is asked by connect(); an IPv6 wildcard
+    socket takes IPv4 only without IPV6_V6ONLY, which UDP answers to a bind test."""
     if not sock.wildcard:
         return False  # bound to another address
     if sock.proto is Proto.TCP:
@@ -212,11 +241,16 @@ def _refused_line(registration: Registration) -> str:
 def _registrations(
     sockets: Sequence[Socket], policy: Policy
 ) -> tuple[tuple[Registration, ...], list[str]]:
-    """The portmapper's registrations with their owners, if one listens on port 111.
+    """The portmapper's registrations with their owners, if root listens on port 111.
 
     Asked over TCP, else (or if that fails) over UDP, at loopback when it listens on a wildcard
-    address, else at its own address. Never asked where port 111 is skipped.
+    address, else at its own address. Never asked where port 111 is skipped, nor when a socket
+    on port 111 is not root's: wherever unprivileged ports start at 0 (Docker's default in a
+    container), any user can listen there and answer that root registered whatever they like.
     """
+    strangers = _not_roots(s for s in sockets if s.port == PORTMAPPER_PORT)
+    if strangers:
+        return (), [strangers]
     warnings: list[str] = []
     for proto in (Proto.TCP, Proto.UDP):
         sock = next((s for s in sockets if s.port == PORTMAPPER_PORT and s.proto is proto), None)
@@ -234,6 +268,18 @@ def _registrations(
             warnings.append(f"portmapper at {where}: {one_line(str(error))}; "
                             "RPC services are not named by it")  # fmt: skip
     return (), warnings
+
+
+def _not_roots(held: Iterable[Socket]) -> str | None:
+    """A warning line if any of these port-111 sockets belongs to another user than root."""
+    held = list(held)
+    uids = sorted({s.uid for s in held if s.uid != 0})
+    if not uids:
+        return None
+    protos = ", ".join(sorted({s.proto.value for s in held}))
+    users = ", ".join(f"{one_line(user_name(uid))} (uid {uid})" for uid in uids)
+    return (f"port {PORTMAPPER_PORT} ({protos}) is held by {users}, not by root: it was not "
+            "asked, so no port is named by an RPC program")  # fmt: skip
 
 
 def _portwarden_pids(state_dir: Path) -> frozenset[int]:

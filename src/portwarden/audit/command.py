@@ -1,32 +1,61 @@
 """`portwarden audit`: one audit, printed; the exit status tells the result."""
 
 import json
+import sqlite3
 import sys
 import time
+from typing import Any
 
 from portwarden import statedir
-from portwarden.audit.check import audit_and_keep
-from portwarden.audit.report import as_json, as_lines, summary
+from portwarden.audit.check import NothingChecked, audit_and_keep
+from portwarden.audit.report import as_json, as_lines, summary, unchecked_summary
 from portwarden.config import Settings
 from portwarden.store.db import Store, store_path
+from portwarden.text import one_line
 
-NO_FINDINGS, FINDINGS = 0, 1
+NO_FINDINGS, FINDINGS, NOTHING_CHECKED = 0, 1, 2
 
 
 def audit(settings: Settings, as_json_output: bool, keep_state: bool) -> int:
     """Audit against the state the last audit (command or daemon) left, then keep the new one.
     While a daemon runs on this STATE_DIR its state is only read: a changed port is then still
-    new to the daemon's next check, which alerts on it."""
+    new to the daemon's next check, which alerts on it. The report is printed before anything
+    is recorded, so a STATE_DIR that cannot be written costs a warning, not the report."""
     daemon_runs = statedir.in_use(settings.state_dir)
-    result, warnings = audit_and_keep(settings, keep_state, time.time(), save=not daemon_runs)
-    if keep_state:  # `portwarden status` shows the last audit, whoever made it
-        Store(store_path(settings.state_dir)).save_snapshot("audit", result.time,
-                                                            summary(result, warnings))  # fmt: skip
+    now = time.time()
+    try:
+        result, warnings = audit_and_keep(settings, keep_state, now, save=not daemon_runs)
+    except NothingChecked as error:
+        print(f"portwarden: error: audit: nothing was checked: {error}", file=sys.stderr)
+        problem = _record(settings, now, unchecked_summary(now, str(error))) if keep_state else None
+        if problem:
+            print(f"portwarden: warning: {problem}", file=sys.stderr)
+        return NOTHING_CHECKED
     if as_json_output:
         print(json.dumps({**as_json(result), "warnings": warnings}, ensure_ascii=True))
     else:
         for line in as_lines(result):
             print(line)
+    sys.stdout.flush()
+    if keep_state:  # `portwarden status` shows the last audit, whoever made it
+        problem = _record(settings, result.time, summary(result, warnings))
+        warnings += [problem] if problem else []
     for line in warnings:
         print(f"portwarden: warning: {line}", file=sys.stderr)
     return FINDINGS if result.findings else NO_FINDINGS
+
+
+def _record(settings: Settings, when: float, body: dict[str, Any]) -> str | None:
+    """Keep the audit for `portwarden status`; a warning line when that cannot be done (a
+    read-only STATE_DIR, a corrupt database)."""
+    path = store_path(settings.state_dir)
+    try:
+        store = Store(path)
+        try:
+            store.save_snapshot("audit", when, body)
+        finally:
+            store.close()
+    except (OSError, sqlite3.Error) as error:
+        reason = one_line(str(error))
+        return f"the audit was not recorded for `portwarden status` in {path}: {reason}"
+    return None

@@ -53,7 +53,8 @@ def compare(
 
     def found(kind: Kind, port: OpenPort, was: int | None = None) -> Finding:
         return Finding(kind, severities.of(kind), port.interface, port.port, port.proto.value,
-                       port.service, port.program, port.pid, port.user, was)  # fmt: skip
+                       port.service, port.program, port.pid, port.user, was,
+                       guessed=port.rpc_program is None)  # fmt: skip
 
     for port in listed:
         if (port.interface, port.port, port.proto.value) in seen_before:
@@ -72,7 +73,8 @@ def compare(
             if previous is None or need.key not in previous.missing:
                 findings.append(Finding(Kind.MISSING, severities.missing,
                                         str(need.group.where) or ANY, need.item.port,
-                                        need.item.proto.value, need.service))  # fmt: skip
+                                        need.item.proto.value, need.service,
+                                        guessed=need.item.rpc is None))  # fmt: skip
         elif need.key in before.missing:
             findings.append(found(Kind.RESTARTED, match))
     seen = frozenset(Seen(p.interface, p.port, p.proto.value, p.rpc_program) for p in listed)

@@ -1,8 +1,10 @@
-"""Confirming, per address, what the socket tables suggest, without disturbing the service.
+"""Confirming, per address, what the socket tables from /proc cannot say: used only on a
+kernel whose sock_diag does not answer, which tells the bound device and IPV6_V6ONLY itself.
 
-TCP: connect() and close at once (the service sees a connection that ends cleanly). UDP: a bind
-test, never a datagram: binding the address and port fails with EADDRINUSE when a socket
-already receives there. Both are used only on ports the tables list, never as a sweep.
+TCP: connect() and close at once (the service sees a connection that ends cleanly, but one that
+never accepts keeps it in its accept queue, and a firewall that drops it costs the time limit).
+UDP: a bind test, never a datagram: binding the address and port fails with EADDRINUSE when a
+socket already receives there. Both are used only on ports the tables list, never as a sweep.
 """
 
 import errno

@@ -3,9 +3,17 @@
 from enum import Enum
 from typing import Any, NamedTuple
 
+from portwarden.audit.names import UNKNOWN
 from portwarden.audit.policy import Rule
 from portwarden.detect.probe import Proto
 from portwarden.text import one_line
+
+
+def label(service: str, guessed: bool) -> str:
+    """The name as a report line shows it, samhain's way: one guessed from /etc/services (the
+    port's usual service, which may not be what listens) is `maybe_<name>`; an RPC program's
+    name, which the portmapper gave for that very port, and `unknown` are shown as they are."""
+    return f"maybe_{service}" if guessed and service != UNKNOWN else service
 
 
 class Kind(Enum):
@@ -26,12 +34,13 @@ class OpenPort(NamedTuple):
     rpc_program: int | None
     program: str  # the owner's /proc/<pid>/comm, "?" when not found
     pid: int | None
-    user: str  # the socket's owner
+    user: str  # the owning process's user; the socket's when no process was found
     rule: Rule
 
     def line(self) -> str:
         """`iface:port/proto (service) program=.. pid=.. user=.. policy=..`, one line."""
-        return one_line(f"{self.interface}:{self.port}/{self.proto.value} ({self.service}) "
+        service = label(self.service, self.rpc_program is None)
+        return one_line(f"{self.interface}:{self.port}/{self.proto.value} ({service}) "
                         f"program={self.program} pid={self.pid or '-'} user={self.user} "
                         f"policy={self.rule.value}", 500)  # fmt: skip
 
@@ -44,7 +53,7 @@ class OpenPort(NamedTuple):
 
 class Finding(NamedTuple):
     kind: Kind
-    severity: str  # a syslog severity name: crit, err, warning, notice, info
+    severity: str  # a syslog severity name, alert to debug (config.values.SEVERITIES)
     interface: str  # an address, a device name, or "any" for a requirement on every interface
     port: int | None  # None: a required RPC service that is not registered at all
     proto: str
@@ -53,11 +62,12 @@ class Finding(NamedTuple):
     pid: int | None = None
     user: str = "-"
     was_port: int | None = None  # ServicePortSwitch: the port it was on
+    guessed: bool = False  # `service` is the /etc/services name of the port, not an RPC name
 
     def line(self) -> str:
         """`Kind: iface:port/proto (service) program=.. pid=.. user=..`, always one line."""
         where = f"{self.interface}:{self.service if self.port is None else self.port}"
-        text = f"{self.kind.value}: {where}/{self.proto} ({self.service})"
+        text = f"{self.kind.value}: {where}/{self.proto} ({label(self.service, self.guessed)})"
         if self.was_port is not None:
             text += f", was {self.was_port}/{self.proto}"
         if self.kind is not Kind.MISSING:

@@ -7,8 +7,9 @@ import collections
 import logging
 import threading
 import time
+from typing import NamedTuple
 
-from portwarden.audit.check import AuditResult, audit_and_keep
+from portwarden.audit.check import AuditResult, NothingChecked, audit_and_keep
 from portwarden.config import Settings
 
 log = logging.getLogger("portwarden")
@@ -17,20 +18,32 @@ RESULTS_MAX = 4  # results the loop has not taken yet; older ones are found agai
 STOP_WAIT_S = 10.0  # the longest a stop waits for a check in progress
 
 
+class Unchecked(NamedTuple):
+    """A check that could not look (see NothingChecked): reported at every check, like a
+    finding, so that a mistyped device name is not taken for a host without open ports."""
+
+    time: float
+    reason: str
+
+
+Outcome = tuple[AuditResult, list[str]] | Unchecked
+
+
 class PeriodicAudit(threading.Thread):
     def __init__(self, settings: Settings) -> None:
         super().__init__(name="portwarden-audit", daemon=True)
         self.settings = settings
-        self.results: collections.deque[tuple[AuditResult, list[str]]] = collections.deque(
-            maxlen=RESULTS_MAX
-        )
+        self.results: collections.deque[Outcome] = collections.deque(maxlen=RESULTS_MAX)
         self._wake = threading.Event()
         self._stopping = False
 
     def run(self) -> None:
         while not self._stopping:
+            now = time.time()
             try:
-                self.results.append(audit_and_keep(self.settings, True, time.time(), save=False))
+                self.results.append(audit_and_keep(self.settings, True, now, save=False))
+            except NothingChecked as error:
+                self.results.append(Unchecked(now, str(error)))
             except Exception:  # an audit that fails must not end the periodic check
                 log.exception("audit failed")
             self._wake.wait(self.settings.audit_interval)

@@ -155,6 +155,19 @@ class Policy:
                 if not any(_overrides(other, group.where) and item in other.items
                            for other in self.ignore + self.skip)]  # fmt: skip
 
+    def unseeable(self, udp: bool, min_port: int, max_port: int) -> str | None:
+        """Why a requirement can never be met, if one cannot: a UDP item while UDP is not
+        checked, or a port outside the range checked. It would be reported missing whatever
+        is open: a contradiction in the settings, not a finding."""
+        for _, item in self.requirements():
+            if item.proto is Proto.UDP and not udp:
+                return f"'{item}' is required, but AUDIT_UDP is 0: UDP is never checked"
+            if item.port is not None and item.port < min_port:
+                return f"'{item}' is required, but AUDIT_MIN_PORT is {min_port}: never checked"
+            if item.port is not None and item.port > max_port:
+                return f"'{item}' is required, but AUDIT_MAX_PORT is {max_port}: never checked"
+        return None
+
     def rule(self, address: str, device: str, port: int, proto: Proto,
              rpc_names: frozenset[str]) -> Rule:  # fmt: skip
         """Ignore beats required, which beats optional."""

@@ -30,6 +30,19 @@ def summary(result: AuditResult, warnings: list[str]) -> dict[str, Any]:
             finding.line() for finding in result.findings[: limits.AUDIT_FINDINGS_REPORTED_MAX]
         ],
         "warnings": warnings,
+        "error": None,
+    }
+
+
+def unchecked_summary(when: float, reason: str) -> dict[str, Any]:
+    """An audit that checked nothing, as `portwarden status` shows it."""
+    return {
+        "time": utc_stamp(when),
+        "summary": f"{utc_stamp(when)}: nothing was checked: {reason}",
+        "open_ports": 0,
+        "findings": [],
+        "warnings": [],
+        "error": reason,
     }
 
 

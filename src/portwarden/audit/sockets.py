@@ -1,13 +1,17 @@
-"""The kernel's socket tables (/proc/net/tcp, tcp6, udp, udp6) and who owns each socket.
+"""The kernel's socket tables and who owns each socket.
 
 Only sockets that can take traffic from outside are kept: TCP sockets in LISTEN and UDP sockets
-that are not connected to one peer. The owner (pid, program) is found by scanning /proc/*/fd for
-the socket's inode; a process that exits during the scan is simply not found.
+that are not connected to one peer. They are asked of the kernel over sock_diag, which also says
+which device a socket is bound to and whether an IPv6 socket takes IPv4; /proc/net/tcp, tcp6,
+udp and udp6, which say neither, are read only when sock_diag cannot answer. The owner (pid,
+program) is found by scanning /proc/*/fd for the socket's inode; a process that exits during
+the scan is simply not found.
 """
 
 import ipaddress
 import os
 import pwd
+import socket
 import struct
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,6 +19,7 @@ from typing import NamedTuple
 
 from portwarden.detect.probe import IPAddress, Proto
 from portwarden.limits import AUDIT_SOCKETS_MAX
+from portwarden.net import sockdiag
 from portwarden.text import one_line
 
 PROC = Path("/proc")
@@ -29,6 +34,8 @@ class Socket(NamedTuple):
     port: int
     uid: int
     inode: int
+    device: int | None = None  # the index of the device it is bound to, 0 none; None: not known
+    v6only: bool | None = None  # an IPv6 socket that takes no IPv4; None: not known
 
     @property
     def wildcard(self) -> bool:
@@ -38,6 +45,7 @@ class Socket(NamedTuple):
 class Owner(NamedTuple):
     pid: int
     program: str
+    uid: int | None = None  # the process's effective uid; None when its status was unreadable
 
 
 def parse_table(text: str, proto: Proto) -> list[Socket]:
@@ -69,25 +77,46 @@ def _address(text: str) -> IPAddress:
     return address
 
 
-def open_sockets(protos: Iterable[Proto], proc: Path = PROC) -> tuple[list[Socket], list[str]]:
-    """Every listening TCP / unconnected UDP socket, IPv4 and IPv6, and any read problems."""
+_DIAG_QUERIES = {Proto.TCP: (socket.IPPROTO_TCP, sockdiag.TCP_LISTEN_ONLY),
+                 Proto.UDP: (socket.IPPROTO_UDP, sockdiag.UDP_UNCONNECTED)}  # fmt: skip
+
+
+def open_sockets(protos: Iterable[Proto]) -> tuple[list[Socket], list[str]]:
+    """Every listening TCP / unconnected UDP socket, IPv4 and IPv6, and any warnings: from
+    sock_diag, else from /proc/net. Raises OSError (see `proc_sockets`)."""
     sockets: list[Socket] = []
     warnings: list[str] = []
     for proto in protos:
-        for name in (proto.value, proto.value + "6"):
-            try:
-                text = (proc / "net" / name).read_text()
-            except OSError as error:
-                if name.endswith("6"):
-                    continue  # no IPv6 in this kernel
-                warnings.append(f"cannot read {proc / 'net' / name}: {error.strerror}")
-                continue
-            sockets += parse_table(text, proto)
+        try:
+            found = sockdiag.sockets(*_DIAG_QUERIES[proto])
+        except OSError:  # a kernel without inet_diag (or udp_diag)
+            sockets += proc_sockets(proto)
+            continue
+        sockets += [Socket(proto, s.address, s.port, s.uid, s.inode, s.device, s.v6only)
+                    for s in found if s.port > 0]  # fmt: skip
     if len(sockets) > AUDIT_SOCKETS_MAX:
         warnings.append(f"{len(sockets)} open sockets; only the first {AUDIT_SOCKETS_MAX} "
                         "are audited")  # fmt: skip
         sockets = sockets[:AUDIT_SOCKETS_MAX]
     return sockets, warnings
+
+
+def proc_sockets(proto: Proto, proc: Path = PROC) -> list[Socket]:
+    """The same from /proc/net, without device or V6ONLY. Raises OSError, naming the file, when
+    a table cannot be read (an IPv6 one may be absent: a kernel without IPv6)."""
+    sockets: list[Socket] = []
+    for name in (proto.value, proto.value + "6"):
+        path = proc / "net" / name
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            if name.endswith("6"):
+                continue
+            raise OSError(f"cannot read {path}: no such file") from None
+        except OSError as error:
+            raise OSError(f"cannot read {path}: {error.strerror or error}") from None
+        sockets += parse_table(text, proto)
+    return sockets
 
 
 def owners(inodes: set[int], proc: Path = PROC) -> dict[int, Owner]:
@@ -109,7 +138,7 @@ def holders(inodes: set[int], proc: Path = PROC) -> dict[int, list[Owner]]:
             continue
         mine = {int(link[8:-1]) for link in links if link.startswith("socket:[")} & inodes
         if mine:
-            owner = Owner(pid, _program(proc, pid))
+            owner = Owner(pid, _program(proc, pid), _uid(proc, pid))
             for inode in mine:
                 found.setdefault(inode, []).append(owner)
     return found
@@ -128,6 +157,19 @@ def _program(proc: Path, pid: int) -> str:
         return one_line((proc / str(pid) / "comm").read_text(errors="replace").rstrip("\n"))
     except OSError:
         return "?"
+
+
+def _uid(proc: Path, pid: int) -> int | None:
+    """The process's effective uid (`Uid:` real, effective, saved, filesystem)."""
+    try:
+        status = (proc / str(pid) / "status").read_text(errors="replace")
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("Uid:"):
+            fields = line.split()
+            return int(fields[2]) if len(fields) > 2 and fields[2].isdigit() else None
+    return None
 
 
 def user_name(uid: int) -> str:

@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from portwarden.audit.interfaces import parse_addresses
 from portwarden.audit.names import Names
-from portwarden.audit.policy import Group, parse_devices, parse_groups, parse_skip_groups
+from portwarden.audit.policy import Group, Policy, parse_devices, parse_groups, parse_skip_groups
 from portwarden.config import values
 from portwarden.config.conffile import Entry, parse_conf
 from portwarden.config.defaults import DEFAULT_CONF, DEFAULT_SOURCE, default_state_dir
@@ -23,6 +23,7 @@ from portwarden.config.ignore import (
     Network,
     read_ignore_file,
 )
+from portwarden.config.smtp import check_smtp
 from portwarden.config.values import BlockMode, NftUse, TcpMode, UdpMode
 from portwarden.net.local import IPAddress, local_addresses
 
@@ -109,6 +110,8 @@ class Settings:
     audit_severity_new: str
     audit_severity_restarted: str
     audit_severity_portswitch: str
+    event_log_keep: int
+    smtp_ca_file: Path | None
     udp_reply_source_ports: frozenset[int]
     ignored_networks: tuple[Network, ...]
     warnings: tuple[str, ...] = ()
@@ -244,6 +247,8 @@ def load_settings(path: Path | None) -> Settings:
         audit_severity_new=read.get("AUDIT_SEVERITY_NEW", values.severity, "crit"),
         audit_severity_restarted=read.get("AUDIT_SEVERITY_RESTARTED", values.severity, "notice"),
         audit_severity_portswitch=read.get("AUDIT_SEVERITY_PORTSWITCH", values.severity, "crit"),
+        event_log_keep=read.get("EVENT_LOG_KEEP", values.positive, 5),
+        smtp_ca_file=read.path("SMTP_CA_FILE", None),
         udp_reply_source_ports=read.get(
             "UDP_REPLY_SOURCE_PORTS", values.port_set, frozenset({53, 123})
         ),  # fmt: skip
@@ -262,11 +267,22 @@ def load_settings(path: Path | None) -> Settings:
         entry = read.entry("MAIL_TO")
         raise ConfigError(source, "MAIL_ON_* is on but MAIL_TO names nobody",
                           entry.line if entry else None, "MAIL_TO", "")  # fmt: skip
+    warnings += check_smtp(source, read.entry, relay=settings.smtp_relay,
+                           starttls=settings.smtp_starttls, user=settings.smtp_user,
+                           password_file=settings.smtp_password_file,
+                           ca_file=settings.smtp_ca_file)  # fmt: skip
     if settings.audit_min_port > settings.audit_max_port:
         entry = read.entry("AUDIT_MIN_PORT")
         raise ConfigError(source, "AUDIT_MIN_PORT is above AUDIT_MAX_PORT",
                           entry.line if entry else None, "AUDIT_MIN_PORT",
                           str(settings.audit_min_port))  # fmt: skip
+    policy = Policy(settings.audit_required, (), settings.audit_ignore, settings.audit_skip)
+    unseeable = policy.unseeable(settings.audit_udp, settings.audit_min_port,
+                                 settings.audit_max_port)  # fmt: skip
+    if unseeable is not None:
+        entry = read.entry("AUDIT_REQUIRED")
+        raise ConfigError(source, unseeable, entry.line if entry else None, "AUDIT_REQUIRED",
+                          entry.value if entry else None)  # fmt: skip
     ignored: tuple[Network, ...] = ()
     if ignore_file is not None:
         if ignore_file.exists():

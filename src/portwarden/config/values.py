@@ -235,12 +235,14 @@ def listen_address(text: str) -> tuple[str, int] | None:
     return host, port(number)
 
 
-SEVERITIES = ("crit", "err", "warning", "notice", "info")
+SEVERITIES = ("alert", "crit", "err", "warning", "notice", "info", "debug")
+_SAMHAIN_SEVERITIES = {"warn": "warning"}  # samhain's SeverityPortCheck names the rest alike
 
 
 def severity(text: str) -> str:
-    """A syslog severity name for audit findings."""
+    """A syslog severity name for audit findings; samhain's `warn` is syslog's `warning`."""
     name = text.strip().lower()
+    name = _SAMHAIN_SEVERITIES.get(name, name)
     if name not in SEVERITIES:
-        raise ValueError(f"unknown severity; use one of {', '.join(SEVERITIES)}")
+        raise ValueError(f"unknown severity; use one of {', '.join(SEVERITIES)} (or warn)")
     return name

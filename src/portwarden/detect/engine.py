@@ -43,24 +43,29 @@ class EngineConfig:
 class Verdict(NamedTuple):
     """A decision about one source, made on one probe.
 
-    kind "scan": the source passed the threshold; this probe is part of its scan.
-    kind "os-probe": the source's first OS-fingerprinting probe of tool `probe.os_tool`.
-    kind "os-summary": that source's OS probing went quiet; `patterns` has every flag pattern.
-    kind "scan-summary": the scan is over (quiet for scan_end_quiet_s); `probe` is its last
-    probe, `first_probe` its first, `types` every scan type seen.
+    kind "scan": the source passed the threshold; this probe is part of its scan. `probes`,
+    `ports` and `first_seen` count the source's current episode (both protocols).
+    kind "os-probe": the source's first OS-fingerprinting probe of tool `probe.os_tool`;
+    `patterns` the flag patterns of its OS probing so far.
+    kind "scan-summary": one scan of one protocol is over (quiet for scan_end_quiet_s): `probe`
+    is its last probe, `first_probe` its first, `types` every scan type seen; `probes`, `ports`
+    and `first_seen` count that scan only. The next probe of that protocol from that source
+    starts a new scan, with a summary of its own.
+    kind "os-summary": the same for a run of OS probing (quiet for limits.OS_PROBE_QUIET_S):
+    `probes` OS probes, `patterns` every flag pattern ("udp" for a UDP probe), `types` the tools.
     `first` is True for the first verdict of its kind in the source's current episode: act
-    on that one; the later ones only report.
+    on that one; the later ones only report. Summaries are always first.
     """
 
     kind: str
     probe: Probe
     first: bool
-    probes: int  # probes from this source in the current episode
-    ports: int  # distinct ports touched (at most limits.PORTS_TRACKED_MAX)
-    first_seen: float  # monotonic time of the episode's first probe
-    patterns: tuple[str, ...] = ()  # flag patterns seen, for OS-probe reports
-    first_probe: Probe | None = None  # scan-summary: the scan's first probe
-    types: tuple[str, ...] = ()  # scan-summary: scan types seen
+    probes: int
+    ports: int  # distinct ports (at most limits.PORTS_TRACKED_MAX)
+    first_seen: float  # monotonic
+    patterns: tuple[str, ...] = ()  # OS probes: flag patterns seen
+    first_probe: Probe | None = None  # summaries: the first probe
+    types: tuple[str, ...] = ()  # summaries: scan types (scan) or tools (OS) seen
 
 
 class SourceView(NamedTuple):
@@ -74,11 +79,40 @@ class SourceView(NamedTuple):
     types: tuple[str, ...]  # scan types, then OS-probe tools
 
 
+class _Run:
+    """What a summary reports: one scan of one protocol from one source, or one run of OS
+    probing, from its first probe until it has been quiet long enough to be summarised."""
+
+    __slots__ = ("first_seen", "last_seen", "first_probe", "last_probe", "probes", "ports",
+                 "kinds", "tools")  # fmt: skip
+
+    def __init__(self, probe: Probe, now: float) -> None:
+        self.first_seen = now
+        self.last_seen = now
+        self.first_probe = probe
+        self.last_probe = probe
+        self.probes = 0
+        self.ports = array("H")
+        self.kinds: tuple[str, ...] = ()  # scan types, or OS flag patterns
+        self.tools: tuple[str, ...] = ()  # OS-probing tools
+
+    def add(self, probe: Probe, now: float, kind: str) -> None:
+        self.last_seen = now
+        self.last_probe = probe
+        self.probes += 1
+        if probe.dport not in self.ports and len(self.ports) < limits.PORTS_TRACKED_MAX:
+            self.ports.append(probe.dport)
+        if kind not in self.kinds and len(self.kinds) < limits.PATTERNS_TRACKED_MAX:
+            self.kinds += (kind,)
+        if probe.os_tool is not None and probe.os_tool not in self.tools:
+            self.tools += (probe.os_tool,)  # two tools at most: nmap, queso
+
+
 class _Source:
     """Kept small on purpose (arrays and tuples, not sets and deques): there are many of these."""
 
     __slots__ = ("first_seen", "last_seen", "probes", "ports", "recent", "run", "scan_reported",
-                 "tools_reported", "patterns", "first_probe", "types")  # fmt: skip
+                 "tools_reported", "types", "tcp_scan", "udp_scan")  # fmt: skip
 
     def __init__(self, now: float) -> None:
         self.first_seen = now
@@ -89,17 +123,46 @@ class _Source:
         self.run = 0  # scandetd: ports (or probes) in the current run of short gaps
         self.scan_reported = False
         self.tools_reported: tuple[str, ...] = ()
-        self.patterns: tuple[str, ...] = ()
-        self.first_probe: Probe | None = None
-        self.types: tuple[str, ...] = ()
+        self.types: tuple[str, ...] = ()  # scan types of the episode, for status
+        self.tcp_scan: _Run | None = None  # the current scan of each protocol
+        self.udp_scan: _Run | None = None
+
+    def scan(self, probe: Probe, now: float) -> _Run:
+        """The current scan of the probe's protocol; a new one if there is none."""
+        if probe.proto is Proto.TCP:
+            if self.tcp_scan is None:
+                self.tcp_scan = _Run(probe, now)
+            return self.tcp_scan
+        if self.udp_scan is None:
+            self.udp_scan = _Run(probe, now)
+        return self.udp_scan
+
+    def current_scan(self, proto: Proto) -> _Run:
+        """The scan of `proto` waiting for its summary (there is one: it has had a probe)."""
+        scan = self.tcp_scan if proto is Proto.TCP else self.udp_scan
+        assert scan is not None
+        return scan
+
+    def end_scan(self, proto: Proto) -> None:
+        """The scan was summarised: the next probe of its protocol starts a new one."""
+        if proto is Proto.TCP:
+            self.tcp_scan = None
+        else:
+            self.udp_scan = None
+
+
+_OTHER = {Proto.TCP: Proto.UDP, Proto.UDP: Proto.TCP}
 
 
 class Engine:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self._sources: OrderedDict[IPAddress, _Source] = OrderedDict()
-        self._os_pending: dict[IPAddress, tuple[Probe, _Source]] = {}
-        self._scan_pending: dict[IPAddress, tuple[Probe, _Source]] = {}
+        # Runs waiting for their summary: OS probing per source, scans per source and protocol.
+        # At most limits.OS_PROBE_PENDING_MAX each, so spoofed probes cannot grow them.
+        self._os_pending: dict[IPAddress, _Run] = {}
+        # (One dict per protocol rather than (source, protocol) keys: a tuple per scanner less.)
+        self._scan_pending: dict[Proto, dict[IPAddress, _Source]] = {Proto.TCP: {}, Proto.UDP: {}}
         self.evicted = 0
         self.probes = 0  # tripwire probes from sources that are not ignored
         # Probes per port, TCP ports positive and UDP negative: at most 2 x 65,535 keys.
@@ -120,28 +183,28 @@ class Engine:
         state.last_seen = now
         verdicts: list[Verdict] = []
         if probe.os_tool is not None:
-            verdicts += self._os_verdict(state, probe)
+            verdicts += self._os_verdict(state, probe, now)
         if not probe.tripwire:
             return verdicts
         state.probes += 1
         self.probes += 1
         port = probe.dport if probe.proto is Proto.TCP else -probe.dport  # UDP ports negative
         self.port_probes[port] += 1
-        if state.first_probe is None:
-            state.first_probe = probe
         if probe.scan not in state.types and len(state.types) < limits.PATTERNS_TRACKED_MAX:
             state.types += (probe.scan,)
         new_port = port not in state.ports
         if new_port and len(state.ports) < limits.PORTS_TRACKED_MAX:
             state.ports.append(port)
+        scan = state.scan(probe, now)
+        scan.add(probe, now, probe.scan)
         if self._scanner(state, now, gap, new_port, probe.mode in RAW_MODES):
-            verdicts.append(self._verdict("scan", probe, state, not state.scan_reported))
+            verdicts.append(Verdict("scan", probe, not state.scan_reported, state.probes,
+                                    len(state.ports), state.first_seen))  # fmt: skip
             state.scan_reported = True
-            if (
-                len(self._scan_pending) < limits.OS_PROBE_PENDING_MAX
-                or probe.src in self._scan_pending
-            ):
-                self._scan_pending[probe.src] = (probe, state)
+            pending = self._scan_pending[probe.proto]
+            waiting = len(pending) + len(self._scan_pending[_OTHER[probe.proto]])
+            if waiting < limits.OS_PROBE_PENDING_MAX or probe.src in pending:
+                pending[probe.src] = state
         return verdicts
 
     def top_sources(self, count: int) -> list[SourceView]:
@@ -169,7 +232,8 @@ class Engine:
             if len(self._sources) >= self.config.sources_max and src not in self._sources:
                 stalest, _ = self._sources.popitem(last=False)
                 self._os_pending.pop(stalest, None)  # its summaries go with it
-                self._scan_pending.pop(stalest, None)
+                for pending in self._scan_pending.values():
+                    pending.pop(stalest, None)
                 self.evicted += 1
             state = _Source(now)
             self._sources[src] = state
@@ -191,31 +255,39 @@ class Engine:
 
     def tick(self, now: float) -> list[Verdict]:
         """Summaries of OS probing quiet for limits.OS_PROBE_QUIET_S, and of scans quiet for
-        scan_end_quiet_s."""
+        scan_end_quiet_s (each protocol's scan on its own)."""
         verdicts = []
-        for kind, pending, quiet in (
-            ("os-summary", self._os_pending, limits.OS_PROBE_QUIET_S),
-            ("scan-summary", self._scan_pending, self.config.scan_end_quiet_s),
-        ):
-            done = [src for src, (_, state) in pending.items() if now - state.last_seen >= quiet]
-            for src in done:
-                probe, state = pending.pop(src)
-                verdicts.append(self._verdict(kind, probe, state, True))
+        quiet = limits.OS_PROBE_QUIET_S
+        for src in [src for src, run in self._os_pending.items() if now - run.last_seen >= quiet]:
+            run = self._os_pending.pop(src)
+            verdicts.append(self._summary("os-summary", run))
+        quiet = self.config.scan_end_quiet_s
+        for proto, pending in self._scan_pending.items():
+            for src in [src for src, state in pending.items()
+                        if now - state.current_scan(proto).last_seen >= quiet]:  # fmt: skip
+                state = pending.pop(src)
+                verdicts.append(self._summary("scan-summary", state.current_scan(proto)))
+                state.end_scan(proto)
         return verdicts
 
-    def _os_verdict(self, state: _Source, probe: Probe) -> list[Verdict]:
+    def _os_verdict(self, state: _Source, probe: Probe, now: float) -> list[Verdict]:
         pattern = probe.flags or probe.proto.value
-        if pattern not in state.patterns and len(state.patterns) < limits.PATTERNS_TRACKED_MAX:
-            state.patterns += (pattern,)
-        if len(self._os_pending) < limits.OS_PROBE_PENDING_MAX or probe.src in self._os_pending:
-            self._os_pending[probe.src] = (probe, state)
+        run = self._os_pending.get(probe.src)
+        if run is None and len(self._os_pending) < limits.OS_PROBE_PENDING_MAX:
+            run = self._os_pending[probe.src] = _Run(probe, now)
+        if run is not None:
+            run.add(probe, now, pattern)
         tool = probe.os_tool or ""
         if tool in state.tools_reported:
             return []
         state.tools_reported += (tool,)
-        return [self._verdict("os-probe", probe, state, True)]
+        return [Verdict("os-probe", probe, True, state.probes, len(state.ports), state.first_seen,
+                        run.kinds if run is not None else (pattern,))]  # fmt: skip
 
     @staticmethod
-    def _verdict(kind: str, probe: Probe, state: _Source, first: bool) -> Verdict:
-        return Verdict(kind, probe, first, state.probes, len(state.ports), state.first_seen,
-                       state.patterns, state.first_probe, state.types)  # fmt: skip
+    def _summary(kind: str, run: _Run) -> Verdict:
+        if kind == "os-summary":
+            return Verdict(kind, run.last_probe, True, run.probes, len(run.ports),
+                           run.first_seen, run.kinds, run.first_probe, run.tools)  # fmt: skip
+        return Verdict(kind, run.last_probe, True, run.probes, len(run.ports), run.first_seen,
+                       (), run.first_probe, run.kinds)  # fmt: skip

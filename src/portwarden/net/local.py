@@ -12,6 +12,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _RTM_GETADDR = 22
 _RTM_GETROUTE = 26
 _RTA_GATEWAY = 5
+_RTA_MULTIPATH = 9  # a list of next hops (struct rtnexthop, each with its own attributes)
+_RTA_VIA = 18  # a next hop of another family (an IPv6 gateway for IPv4): family, address
 _IFA_ADDRESS = 1
 _IFA_LOCAL = 2
 _IFA_FLAGS = 8  # all the address flags as 32 bits; the header's byte holds only the low 8
@@ -23,6 +25,8 @@ TRANSIENT = IFA_F_TEMPORARY | IFA_F_DADFAILED | IFA_F_DEPRECATED | IFA_F_TENTATI
 
 _IFADDRMSG = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, interface index
 _RTATTR = struct.Struct("=HH")  # length, type
+_RTNEXTHOP = struct.Struct("=HBBi")  # length, flags, hops, interface index; attributes follow
+_RTVIA = struct.Struct("=H")  # family; the address follows
 _RTMSG = struct.Struct(
     "=BBBBBBBBI"
 )  # family, dst len, src len, tos, table, proto, scope, type, flags
@@ -89,12 +93,37 @@ def local_addresses() -> frozenset[IPAddress]:
 
 
 def default_gateways() -> frozenset[IPAddress]:
-    """The next hops of every default route (IPv4 and IPv6) in this network namespace."""
+    """The next hops of every default route (IPv4 and IPv6) in this network namespace: one
+    gateway, or each of a multipath route's (`nexthop via A nexthop via B`), of either family
+    (`via inet6 ...` for IPv4)."""
     found: set[IPAddress] = set()
     for message in _dump(_RTM_GETROUTE, _RTMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0)):
         if len(message) < _RTMSG.size or message[0] not in _SIZES or message[1] != 0:
             continue  # not IP, or not a default route (destination prefix length 0)
-        gateway = _attributes(message, _RTMSG.size).get(_RTA_GATEWAY, b"")
-        if len(gateway) == _SIZES[message[0]]:
-            found.add(ipaddress.ip_address(gateway))
+        attributes = _attributes(message, _RTMSG.size)
+        found.update(_next_hops(attributes, message[0]))
+        hops = attributes.get(_RTA_MULTIPATH, b"")
+        offset = 0
+        while offset + _RTNEXTHOP.size <= len(hops):
+            length = _RTNEXTHOP.unpack_from(hops, offset)[0]
+            if length < _RTNEXTHOP.size:
+                break
+            hop = _attributes(hops[offset : offset + length], _RTNEXTHOP.size)
+            found.update(_next_hops(hop, message[0]))
+            offset += netlink.align(length)
     return frozenset(found)
+
+
+def _next_hops(attributes: dict[int, bytes], family: int) -> list[IPAddress]:
+    """The gateway in RTA_GATEWAY (the route's family) or RTA_VIA (any family)."""
+    found = []
+    gateway = attributes.get(_RTA_GATEWAY, b"")
+    if len(gateway) == _SIZES[family]:
+        found.append(ipaddress.ip_address(gateway))
+    via = attributes.get(_RTA_VIA, b"")
+    if len(via) >= _RTVIA.size:
+        via_family = _RTVIA.unpack_from(via)[0]
+        address = via[_RTVIA.size :]
+        if len(address) == _SIZES.get(via_family):
+            found.append(ipaddress.ip_address(address))
+    return found

@@ -102,6 +102,13 @@ class PortmapperDenied(PortmapperError):
         super().__init__("denied", message)
 
 
+class SourceAddressError(PortmapperError):
+    """The source address asked for cannot be used (not an address of this host)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("failed", message)
+
+
 class _VersionMismatch(PortmapperError):
     """The portmapper does not speak the version asked (an old portmap: version 2 only)."""
 
@@ -166,7 +173,10 @@ def _call(
     try:
         with socket.socket(family, kind) as sock:
             if local is not None:
-                sock.bind((str(local), 0))
+                try:
+                    sock.bind((str(local), 0))
+                except OSError as error:
+                    raise SourceAddressError(error.strerror or type(error).__name__) from None
             sock.settimeout(_left(deadline))
             sock.connect((str(target), port))
             if proto is Proto.TCP:

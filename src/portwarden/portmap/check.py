@@ -1,32 +1,48 @@
 """`portwarden portmap check`: is rpcbind running, what does it expose, what protects it.
 
 The report reads the kernel's socket tables, asks the portmapper itself over loopback, reads
-the TCP Wrappers files (which count only if the process on port 111 maps libwrap) and our
-firewall rules, and, given a local source address outside the allowed networks, probes for
-real: PMAPPROC_DUMP over TCP and UDP from that address.
+the TCP Wrappers files (which count only if the process on port 111 maps libwrap) and the
+firewall, and, given a local source address outside the allowed networks, probes for real:
+PMAPPROC_DUMP over TCP and UDP from that address.
+
+What it can judge, and what it cannot: our own lines and rules it reads and judges (down to
+the networks they allow, and the administrator's lines that let outsiders in before ours).
+Rules that are not ours it does not judge: it says that they exist, and the verdict is
+`unknown` unless something of ours protects the portmapper or a probe decides. A probe from a
+local address travels over the loopback interface; it stands for a caller outside only when
+every rule on the way matches by address, which ours do and others' need not (`iif lo accept`).
 """
 
-import re
+import ipaddress
 import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from portwarden.audit.names import Names
+from portwarden.config.ignore import ALWAYS_IGNORED, Network
 from portwarden.detect.probe import Proto
+from portwarden.net.local import interface_addresses
 from portwarden.net.portmapper import PORTMAPPER_PORT, Mapping, PortmapperError, dump
 from portwarden.net.ports import bound_ports
 from portwarden.portmap import wrappers
-from portwarden.portmap.firewall import FirewallError, IptablesFirewall, NftFirewall
+from portwarden.portmap.firewall import FirewallError, IptablesFirewall, NftFirewall, other_filters
 from portwarden.portmap.owner import Owner, port_owners
-from portwarden.respond.files import read_if_exists
 from portwarden.text import one_line
 
 Outcome = Literal["reachable", "refused", "silent"]
-Verdict = Literal["protected", "exposed", "not running"]
-_PORTMAPPER_DAEMONS = {"rpcbind", "portmap", "all"}
+Verdict = Literal["protected", "exposed", "not running", "unknown"]
+FirewallState = Literal["protects", "does not protect", "unknown"]
 _PROTOCOL_NUMBERS = {Proto.TCP: socket.IPPROTO_TCP, Proto.UDP: socket.IPPROTO_UDP}
-_SEPARATORS = re.compile(r"[\s,]+")
+_NOT_JUDGED = (
+    "rules that are not ours filter incoming traffic; they are not judged. To see what a caller "
+    "outside meets, run on a host outside the allowed networks `rpcinfo -p <this host>` or "
+    "`portwarden portmap check --from <its address> --to <this host>`"
+)
+UNKNOWN_FIREWALL = (
+    "unknown (not ours; the probe from a local address stands for a remote caller only when "
+    "rules match by address)"
+)
 
 
 @dataclass(frozen=True)
@@ -43,17 +59,23 @@ class Probe:
 @dataclass(frozen=True)
 class WrappersView:
     protected: bool  # in_files, and the portmapper uses TCP Wrappers
-    in_files: bool  # our block in both files and no other hosts.allow line for the portmapper
+    in_files: bool  # our blocks in both files, and nothing lets a caller outside them in
     uses_libwrap: bool | None  # every server on port 111 maps libwrap; None: no server found
     owners: tuple[Owner, ...]  # the processes with a socket on port 111
-    note: str  # whether the portmapper uses TCP Wrappers, and how we know, for people
+    note: str  # whether the portmapper uses TCP Wrappers, and what defeats our lines, for people
     lines: tuple[str, ...]  # every line that applies to the portmapper, as file:line: text
+    allowed: tuple[str, ...] = ()  # the networks our hosts.allow block lets in
+    leaks: tuple[str, ...] = ()  # the administrator's lines that let outsiders in
 
 
 @dataclass(frozen=True)
 class FirewallView:
-    protected: bool
-    lines: tuple[str, ...]
+    protected: bool  # our rules drop port 111 from outside the networks they allow
+    lines: tuple[str, ...]  # our rules
+    state: FirewallState = "does not protect"
+    note: str = ""  # why, for people
+    allowed: tuple[str, ...] = ()  # the networks our rules let through
+    others: tuple[str, ...] = ()  # rules that are not ours and may filter port 111
 
 
 @dataclass(frozen=True)
@@ -64,15 +86,23 @@ class Report:
     wrappers: WrappersView
     firewall: FirewallView
     probes: tuple[Probe, ...]
+    probes_here: bool = True  # the probes went to this host (over loopback), not another
+    # Here: why the probes do not decide the verdict, if they do not; to another host: that
+    # they alone decide it.
+    notes: tuple[str, ...] = ()
 
     @property
     def verdict(self) -> Verdict:
-        if self.probes:
-            exposed = any(p.outcome == "reachable" for p in self.probes)
-            return "exposed" if exposed else "protected"
+        reachable = any(p.outcome == "reachable" for p in self.probes)
+        if self.probes and not self.probes_here:
+            return "exposed" if reachable else "protected"  # the real network decided
         if not self.listening:
             return "not running"
-        return "protected" if self.wrappers.protected or self.firewall.protected else "exposed"
+        if self.probes and not self.notes:
+            return "exposed" if reachable else "protected"
+        if self.wrappers.protected or self.firewall.protected:
+            return "protected"
+        return "unknown" if self.firewall.state == "unknown" else "exposed"
 
     def as_json(self) -> dict[str, Any]:
         names = Names.read()
@@ -110,22 +140,17 @@ class Report:
         lines += [f"  {line}" for line in self.wrappers.lines] or [
             "  no line names rpcbind, portmap or ALL"
         ]
-        lines.append(f"firewall: {protection[self.firewall.protected]}")
-        lines += [f"  {line}" for line in self.firewall.lines]
+        wall = self.firewall
+        said = UNKNOWN_FIREWALL if wall.state == "unknown" else protection[wall.protected]
+        lines.append(f"firewall: {said}")
+        lines += [f"  {line}" for line in (wall.note, *wall.lines, *wall.others) if line]
         for p in self.probes:
             lines.append(
                 f"probe: {p.proto} from {p.source} to {p.target} port 111: {p.outcome} ({p.detail})"
             )
+        lines += [f"note: {note}" for note in self.notes]
         lines.append(f"verdict: {self.verdict}")
         return lines
-
-
-def _applies(rule: str) -> bool:
-    """Whether a hosts.allow/deny line's daemon list names the portmapper (or ALL)."""
-    daemons = _SEPARATORS.split(rule.split(":", 1)[0].strip().lower())
-    named, _, excepted = " ".join(daemons).partition(" except ")
-    listed = set(named.split())
-    return bool(listed & _PORTMAPPER_DAEMONS) and "rpcbind" not in excepted.split()
 
 
 def _servers(owners: tuple[Owner, ...]) -> tuple[Owner, ...]:
@@ -149,53 +174,78 @@ def _libwrap_note(owners: tuple[Owner, ...]) -> str:
 
 def read_wrappers(hosts_allow: Path, hosts_deny: Path, owners: tuple[Owner, ...]) -> WrappersView:
     """The TCP Wrappers lines for the portmapper; they protect it only if the processes that
-    serve port 111 (from `owners`) map libwrap: rpcbind built without it never reads the files."""
+    serve port 111 (from `owners`) map libwrap (rpcbind built without it never reads the files),
+    if our hosts.allow lines do not allow everyone, and if no line of the administrator's lets
+    a caller outside them in first."""
     lines: list[str] = []
-    blocks: list[wrappers.Block | None] = []
-    others_allow = False
+    files: list[tuple[list[str], wrappers.Block | None]] = []
     for path in (hosts_allow, hosts_deny):
         try:
-            text = read_if_exists(path)
-            block = wrappers.find_block(path, (text or "").splitlines(keepends=True))
-        except (OSError, wrappers.WrappersError) as error:
-            lines.append(one_line(f"{path}: {error}"))
-            blocks.append(None)
+            text = wrappers.read(path) or ""
+            found = text.splitlines(keepends=True)
+            block = wrappers.find_block(path, found)
+        except wrappers.WrappersError as error:
+            lines.append(one_line(str(error)))
             continue
-        blocks.append(block)
+        files.append((found, block))
         if path == hosts_deny and text and not text.endswith("\n"):
             lines.append(f"{path}: the last line has no newline: libwrap counts that as an error "
                          "and denies every caller")  # fmt: skip
         ours = range(block.start, block.stop) if block else range(0)
-        for number, line in enumerate((text or "").splitlines()):
-            if line.lstrip().startswith("#") or ":" not in line or not _applies(line):
+        for number, line in enumerate(text.splitlines()):
+            if line.lstrip().startswith("#") or ":" not in line:
                 continue
-            mark = " (portwarden-portmap)" if number in ours else ""
-            lines.append(f"{path}:{number + 1}: {one_line(line)}{mark}")
-            others_allow |= path == hosts_allow and number not in ours
-    in_files = all(blocks) and not others_allow
+            if wrappers.applies_to_portmapper(line):
+                mark = " (portwarden-portmap)" if number in ours else ""
+                lines.append(f"{path}:{number + 1}: {one_line(line)}{mark}")
+    allowed: tuple[Network, ...] = ()
+    leaks: tuple[wrappers.Leak, ...] = ()
+    everyone = None
+    in_place = len(files) == 2 and all(block for _, block in files)
+    if in_place:
+        (allow_lines, allow_block), (deny_lines, _) = files
+        assert allow_block is not None
+        allowed = wrappers.block_networks(allow_lines, allow_block)
+        everyone = wrappers.covers_everyone(allowed)
+        leaks = wrappers.leaks(hosts_allow, allow_lines, hosts_deny, deny_lines, allowed)
     servers = _servers(owners)
     uses_libwrap = all(o.libwrap for o in servers) if servers else None
-    return WrappersView(
-        in_files and bool(uses_libwrap),
-        in_files,
-        uses_libwrap,
-        owners,
-        _libwrap_note(servers),
-        tuple(lines),
-    )
+    note = _libwrap_note(servers)
+    if everyone is not None:
+        note += f"; but our {hosts_allow} lines allow every address ({everyone})"
+    note += "".join(f"; but {leak}" for leak in leaks)
+    in_files = in_place and everyone is None and not leaks
+    return WrappersView(in_files and bool(uses_libwrap), in_files, uses_libwrap, owners, note,
+                        tuple(lines), tuple(map(str, allowed)),
+                        tuple(f"{leak.path}:{leak.number}" for leak in leaks))  # fmt: skip
 
 
 def read_firewall() -> FirewallView:
+    """Our rules (nftables and iptables), what they let through, and, when they do not protect
+    the portmapper, whether rules that are not ours filter incoming traffic at all."""
     lines: list[str] = []
-    protected = False
+    ours: list[tuple[Network, ...]] = []  # what each of our rule sets in place allows
     for backend in (NftFirewall, IptablesFirewall):
         try:
             wall = backend()
             lines += wall.describe()
-            protected |= wall.active()
+            if wall.active():
+                ours.append(wall.allowed())
         except FirewallError as error:
             lines.append(one_line(str(error)))
-    return FirewallView(protected, tuple(lines))
+    allowed = tuple(dict.fromkeys(str(n) for networks in ours for n in networks))
+    if any(wrappers.covers_everyone(networks) is None for networks in ours):
+        return FirewallView(True, tuple(lines), "protects",
+                            "our rules drop port 111 from outside the networks they allow",
+                            allowed)  # fmt: skip
+    opened = [f"our rules let every address in ({n})" for n in map(wrappers.covers_everyone, ours)
+              if n is not None]  # fmt: skip
+    others = tuple(other_filters())
+    if others:
+        note = "; ".join([*opened, _NOT_JUDGED])
+        return FirewallView(False, tuple(lines), "unknown", note, allowed, others)
+    note = "; ".join(opened) or "no rules of ours, and no firewall rules filter incoming traffic"
+    return FirewallView(False, tuple(lines), "does not protect", note, allowed)
 
 
 def probe(source: str, target: str, proto: Proto, timeout: float) -> Probe:
@@ -230,6 +280,30 @@ def _local_programs(timeout: float) -> tuple[tuple[Mapping, ...], str | None]:
     return (), error
 
 
+def _is_here(address: str) -> bool:
+    """Whether `address` is one of this host's (a probe to it goes over loopback)."""
+    found = ipaddress.ip_address(address)
+    return found.is_loopback or found in {a.address for a in interface_addresses()}
+
+
+def _doubts(source: str, view: WrappersView, wall: FirewallView) -> tuple[str, ...]:
+    """Why probes from `source` to this host say nothing about a caller outside, if they do
+    not: the source is inside the allowed networks (loopback is, always), or the probes went
+    over loopback through rules that are not ours."""
+    address = ipaddress.ip_address(source)
+    allowed = [*ALWAYS_IGNORED, *map(ipaddress.ip_network, view.allowed + wall.allowed)]
+    inside = next((n for n in allowed if address in n), None)
+    if inside is not None:
+        return (f"--from {source} is inside the allowed networks ({inside}): its probes say "
+                "nothing about a caller outside them, so they do not decide the verdict; give "
+                "a local address outside them",)  # fmt: skip
+    if wall.state == "unknown":
+        return (f"the probes from {source} went over the loopback interface, and rules that are "
+                "not ours may let that through and drop a caller outside (or the reverse), so "
+                "they do not decide the verdict",)  # fmt: skip
+    return ()
+
+
 def build_report(
     hosts_allow: Path, hosts_deny: Path, source: str | None, target: str | None, timeout: float
 ) -> Report:
@@ -237,15 +311,14 @@ def build_report(
     programs, local_error = _local_programs(timeout) if listening else ((), None)
     # After the loopback call: with socket activation, that call has started rpcbind.
     owners = port_owners(PORTMAPPER_PORT)
-    probes: tuple[Probe, ...] = ()
-    if source is not None:
-        to = target or source
-        probes = tuple(probe(source, to, proto, timeout) for proto in (Proto.TCP, Proto.UDP))
-    return Report(
-        listening,
-        programs,
-        local_error,
-        read_wrappers(hosts_allow, hosts_deny, owners),
-        read_firewall(),
-        probes,
-    )
+    view, wall = read_wrappers(hosts_allow, hosts_deny, owners), read_firewall()
+    if source is None:
+        return Report(listening, programs, local_error, view, wall, ())
+    to = target or source
+    probes = tuple(probe(source, to, proto, timeout) for proto in (Proto.TCP, Proto.UDP))
+    if not _is_here(to):
+        note = (f"the probes went to {to}, another host: they alone decide the verdict; the "
+                "lines above describe this host")  # fmt: skip
+        return Report(listening, programs, local_error, view, wall, probes, False, (note,))
+    return Report(listening, programs, local_error, view, wall, probes, True,
+                  _doubts(source, view, wall))  # fmt: skip

@@ -1,13 +1,14 @@
 """The `portwarden portmap` sub-commands: protect, unprotect, check."""
 
 import argparse
+import ipaddress
 import json
 import math
 import sys
 from pathlib import Path
 
 from portwarden.config.errors import ConfigError
-from portwarden.net.portmapper import PortmapperError
+from portwarden.net.portmapper import PortmapperError, SourceAddressError
 from portwarden.portmap.check import build_report
 from portwarden.portmap.firewall import Backend, FirewallError
 from portwarden.portmap.protect import Plan, plan_protect, plan_unprotect
@@ -20,6 +21,7 @@ HOSTS_DENY = Path("/etc/hosts.deny")
 # at least this long, so that a real answer (well under a millisecond on a LAN) has time to come
 # and a silly value cannot turn every probe into "silent", i.e. "protected".
 TIMEOUT_S_MIN, TIMEOUT_S_MAX = 0.1, 60.0
+EXIT_STATUS = {"protected": 0, "not running": 0, "exposed": 1, "unknown": 3}
 
 
 def add_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -75,7 +77,8 @@ def add_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 
 
 def run(args: argparse.Namespace) -> int:
-    """Exit status: 0 done (check: protected or nothing exposed), 1 check: exposed, 2 error."""
+    """Exit status: 0 done (check: protected or not running), 1 check: exposed, 2 error,
+    3 check: unknown (rules that are not ours, not judged)."""
     try:
         if args.portmap_command == "check":
             return _check(args)
@@ -87,13 +90,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _change(args: argparse.Namespace) -> int:
     backend: Backend | None = None if args.firewall == "none" else args.firewall
-    paths = [] if args.no_wrappers else [args.hosts_allow, args.hosts_deny]
+    allow, deny = (None, None) if args.no_wrappers else (args.hosts_allow, args.hosts_deny)
     plan: Plan
     if args.portmap_command == "protect":
-        allow, deny = (None, None) if args.no_wrappers else (args.hosts_allow, args.hosts_deny)
         plan = plan_protect(args.allow, allow, deny, backend)
     else:
-        plan = plan_unprotect(paths, backend)
+        plan = plan_unprotect(allow, deny, backend)
+    for warning in plan.warnings:
+        print(f"portwarden: warning: {one_line(warning, 1000)}", file=sys.stderr)
     if not plan.changed:
         print(f"portmap {args.portmap_command}: nothing to change")
         return 0
@@ -124,12 +128,30 @@ def parse_timeout(text: str) -> float:
     return value
 
 
+def check_addresses(source: str | None, target: str | None) -> None:
+    """`--from` and `--to`: IP addresses (never names: a look-up would escape the time limit)
+    of one family, `--to` only with `--from`. Raises ConfigError naming the option."""
+    if target is not None and source is None:
+        raise ConfigError("--to", "needs --from, the local address to probe from", value=target)
+    found = {}
+    for option, text in (("--from", source), ("--to", target)):
+        if text is not None:
+            try:
+                found[option] = ipaddress.ip_address(text)
+            except ValueError:
+                raise ConfigError(option, "not an IP address", value=text) from None
+    if len({address.version for address in found.values()}) > 1:
+        raise ConfigError("--to", f"not of the same IP version as --from {source}", value=target)
+
+
 def _check(args: argparse.Namespace) -> int:
     timeout = parse_timeout(args.timeout)
+    check_addresses(args.source, args.target)
     try:
         report = build_report(args.hosts_allow, args.hosts_deny, args.source, args.target, timeout)
-    except PortmapperError as error:  # the probe could not be made from --from (or to --to)
-        where = f"--from {args.source}" if args.source else "check"
+    except PortmapperError as error:  # the probe could not be made from --from, or to --to
+        blamed = isinstance(error, SourceAddressError) or args.target is None
+        where = f"--from {args.source}" if blamed else f"--to {args.target}"
         print(f"portwarden: error: {one_line(f'{where}: {error}')}", file=sys.stderr)
         return 2
     if args.json:
@@ -137,4 +159,4 @@ def _check(args: argparse.Namespace) -> int:
     else:
         for line in report.text():
             print(line)
-    return 1 if report.verdict == "exposed" else 0
+    return EXIT_STATUS[report.verdict]

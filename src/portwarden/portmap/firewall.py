@@ -15,13 +15,15 @@ allowed networks travels over `lo` and must be dropped too. Each change is a lis
 """
 
 import hashlib
+import ipaddress
 import json
 import subprocess
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from portwarden.config.ignore import Network
 from portwarden.net.portmapper import PORTMAPPER_PORT
+from portwarden.respond import nft as blocker
 from portwarden.respond.nft import Nft, NftError
 
 Backend = Literal["nft", "iptables"]
@@ -53,6 +55,7 @@ class Firewall(Protocol):
     def unprotect(self) -> list[Step]: ...
     def describe(self) -> list[str]: ...
     def active(self) -> bool: ...
+    def allowed(self) -> tuple[Network, ...]: ...
     def run(self, steps: list[Step]) -> None: ...
 
 
@@ -117,6 +120,16 @@ class NftFirewall:
         """Both drop rules (IPv4 and IPv6) are in our chain."""
         comments = [str(r.get("comment", "")) for r in self._rules() or []]
         return sum(c.startswith("portwarden-portmap ") for c in comments) == 2
+
+    def allowed(self) -> tuple[Network, ...]:
+        """The sources our rules let through (the sets after `saddr !=`)."""
+        found: list[Network] = []
+        for rule in self._rules() or []:
+            for expression in rule.get("expr", []):
+                match = expression.get("match") if isinstance(expression, dict) else None
+                if isinstance(match, dict) and match.get("op") == "!=" and _is_source(match):
+                    found += _networks(match.get("right"))
+        return tuple(found)
 
     def describe(self) -> list[str]:
         try:
@@ -188,6 +201,19 @@ class IptablesFirewall:
                 return False
         return True
 
+    def allowed(self) -> tuple[Network, ...]:
+        """The sources our chains return early for (a RETURN without -s: all of the family)."""
+        found: list[Network] = []
+        for tool, version in self._TOOLS:
+            for rule in self._list(tool, CHAIN) or []:
+                words = rule.split()
+                if words[-2:] != ["-j", "RETURN"]:
+                    continue
+                source = words[words.index("-s") + 1] if "-s" in words else None
+                everyone = "0.0.0.0/0" if version == 4 else "::/0"
+                found += _networks(source or everyone)
+        return tuple(found)
+
     def describe(self) -> list[str]:
         lines = []
         for tool, _ in self._TOOLS:
@@ -234,6 +260,79 @@ class IptablesFirewall:
         if result.returncode != 0:
             said = " ".join(result.stderr.split()) or f"status {result.returncode}"
             raise FirewallError(f"{step.tool}: {said}")
+
+
+def _is_source(match: dict[str, Any]) -> bool:
+    left = match.get("left")
+    payload = left.get("payload") if isinstance(left, dict) else None
+    return isinstance(payload, dict) and payload.get("field") == "saddr"
+
+
+def _networks(value: Any) -> list[Network]:
+    """The networks in an nft JSON value (an address, a prefix, a range or a set of them) or
+    in iptables' `-s` text; what cannot be read is left out."""
+    try:
+        if isinstance(value, str):
+            return [ipaddress.ip_network(value, strict=False)]
+        if isinstance(value, dict) and isinstance(value.get("set"), list):
+            return [n for item in value["set"] for n in _networks(item)]
+        if isinstance(value, dict) and isinstance(value.get("prefix"), dict):
+            prefix = value["prefix"]
+            return [ipaddress.ip_network(f"{prefix.get('addr')}/{prefix.get('len')}",
+                                         strict=False)]  # fmt: skip
+        if isinstance(value, dict) and isinstance(value.get("range"), list):
+            first, last = map(ipaddress.ip_address, value["range"])
+            return list(ipaddress.summarize_address_range(first, last))
+    except (ValueError, TypeError):
+        pass
+    return []
+
+
+# Hooks where a rule can drop a packet for port 111 before it reaches the portmapper.
+_FILTER_HOOKS = {"ingress", "prerouting", "input"}
+_OURS = {("inet", TABLE), ("inet", blocker.TABLE)}  # the blocker drops by source address only
+
+
+def other_filters() -> list[str]:
+    """Rules that are not ours and may filter what reaches port 111, one line each: every nft
+    base chain of type filter on ingress, prerouting or input with a rule or a drop policy
+    (iptables-nft's chains among them), and legacy iptables' INPUT chains (which nft does not
+    see). Without them, nothing filters incoming traffic."""
+    found: list[str] = []
+    try:
+        listing = json.loads(Nft().run("list ruleset", json_output=True)).get("nftables", [])
+    except (NftError, ValueError):
+        listing = []
+    chains = [item["chain"] for item in listing if isinstance(item.get("chain"), dict)]
+    ruled = {
+        (r.get("family"), r.get("table"), r.get("chain"))
+        for r in (item["rule"] for item in listing if isinstance(item.get("rule"), dict))
+    }
+    for chain in chains:
+        key = (chain.get("family"), chain.get("table"))
+        if chain.get("type") != "filter" or chain.get("hook") not in _FILTER_HOOKS or key in _OURS:
+            continue
+        policy = chain.get("policy", "accept")
+        if policy != "accept" or (*key, chain.get("name")) in ruled:
+            found.append(f"nftables: table {key[0]} {key[1]} chain {chain.get('name')} "
+                         f"(hook {chain.get('hook')}, policy {policy})")  # fmt: skip
+    return found + _legacy_iptables_filters()
+
+
+def _legacy_iptables_filters() -> list[str]:
+    found = []
+    for tool in ("iptables", "ip6tables"):
+        try:
+            version = _iptables([tool, "-V"]).stdout
+            if "legacy" not in version:
+                continue  # the nf_tables build: its chains are in the nft ruleset
+            rules = _iptables([tool, "-w", "-S", "INPUT"]).stdout.splitlines()
+        except FirewallError:
+            continue
+        theirs = [r for r in rules if r not in ("-P INPUT ACCEPT", _JUMP)]
+        if theirs:
+            found.append(f"{tool} (legacy): chain INPUT ({len(theirs)} rules or policy)")
+    return found
 
 
 def firewall(backend: Backend) -> Firewall:

@@ -5,6 +5,7 @@ from collections.abc import Iterable
 
 from portwarden.config.errors import ConfigError
 from portwarden.config.ignore import ALWAYS_IGNORED, Network, parse_network
+from portwarden.portmap.wrappers import covers_everyone
 
 
 def allowed_networks(texts: Iterable[str], argument: str = "--allow") -> tuple[Network, ...]:
@@ -12,14 +13,52 @@ def allowed_networks(texts: Iterable[str], argument: str = "--allow") -> tuple[N
 
     Overlapping networks are merged (nftables refuses overlapping intervals), IPv4 first, in
     address order, so the same arguments always give the same rules. Raises ConfigError naming
-    the argument and the value.
+    the argument and the value: for a bad value, and for values the rules could not honour or
+    that protect nothing (a scope, an IPv4-mapped address, every address of a family).
     """
+    texts = list(texts)
     parsed: list[Network] = list(ALWAYS_IGNORED)
     for text in texts:
-        try:
-            parsed.append(parse_network(text))
-        except ValueError as error:
-            raise ConfigError(argument, str(error), value=text) from None
+        parsed.append(_network(text, argument))
     v4 = [n for n in parsed if isinstance(n, ipaddress.IPv4Network)]
     v6 = [n for n in parsed if isinstance(n, ipaddress.IPv6Network)]
-    return (*ipaddress.collapse_addresses(v4), *ipaddress.collapse_addresses(v6))
+    merged: tuple[Network, ...] = (
+        *ipaddress.collapse_addresses(v4),
+        *ipaddress.collapse_addresses(v6),
+    )
+    everyone = covers_everyone(merged)
+    if everyone is not None:
+        together = ", ".join(t for t in texts if parse_network(t).version == everyone.version)
+        raise ConfigError(argument, f"together they allow every address ({everyone}): the "
+                          "portmapper would not be protected at all", value=together)  # fmt: skip
+    return merged
+
+
+def _network(text: str, argument: str) -> Network:
+    if "%" in text:
+        raise ConfigError(argument, "a scope (%device) has no place in TCP Wrappers or firewall "
+                          "rules: give the address without it", value=text)  # fmt: skip
+    try:
+        network = parse_network(text)
+    except ValueError as error:
+        raise ConfigError(argument, str(error), value=text) from None
+    if isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped:
+        raise ConfigError(argument, "an IPv4-mapped address never matches (IPv4 callers come as "
+                          "IPv4): give the IPv4 address or network", value=text)  # fmt: skip
+    if network.prefixlen == 0:
+        raise ConfigError(argument, "allows every address: the portmapper would not be "
+                          "protected at all", value=text)  # fmt: skip
+    return network
+
+
+def host_bits_warnings(texts: Iterable[str], argument: str = "--allow") -> list[str]:
+    """A warning for each network written with host bits (198.18.0.17/28), which are dropped:
+    the administrator may have meant a host, or another network."""
+    warnings = []
+    for text in texts:
+        address, slash, _ = text.partition("/")
+        network = parse_network(text)
+        if slash and ipaddress.ip_address(address) != network.network_address:
+            warnings.append(f'{argument} "{text}": host bits are set; the network allowed is '
+                            f"{network}")  # fmt: skip
+    return warnings

@@ -25,8 +25,12 @@ class Owner:
 
 
 def port_owners(port: int) -> tuple[Owner, ...]:
-    """The processes with a socket bound to `port` in this network namespace, by pid."""
-    sockets, _ = open_sockets((Proto.TCP, Proto.UDP))
+    """The processes with a socket bound to `port` in this network namespace, by pid; none
+    when the socket tables cannot be read."""
+    try:
+        sockets, _ = open_sockets((Proto.TCP, Proto.UDP))
+    except OSError:
+        return ()
     inodes = {s.inode for s in sockets if s.port == port}
     if not inodes:
         return ()

@@ -12,14 +12,15 @@ from pathlib import Path
 
 from portwarden.portmap import wrappers
 from portwarden.portmap.firewall import Backend, Firewall, Step, firewall
-from portwarden.portmap.networks import allowed_networks
+from portwarden.portmap.networks import allowed_networks, host_bits_warnings
 
 
 @dataclass(frozen=True)
 class Plan:
-    files: tuple[wrappers.FileChange, ...]
+    files: tuple[wrappers.FileChange, ...]  # in the order they are changed
     firewall: Firewall | None
     steps: tuple[Step, ...]
+    warnings: tuple[str, ...] = ()  # what the administrator should know, changed or not
 
     @property
     def changed(self) -> bool:
@@ -30,11 +31,9 @@ class Plan:
         return "".join([c.diff() for c in self.files] + [s.show() for s in self.steps])
 
     def summary(self) -> list[str]:
-        lines = [
-            f"changed {c.path}" if c.after is not None else f"removed {c.path}"
-            for c in self.files
-            if c.changed
-        ]
+        verbs = {(True, True): "changed", (False, True): "created", (True, False): "removed"}
+        lines = [f"{verbs[c.before is not None, c.after is not None]} {c.path}"
+                 for c in self.files if c.changed]  # fmt: skip
         return lines + [f"ran {step.show().splitlines()[0][2:]}" for step in self.steps]
 
     def apply(self) -> None:
@@ -56,20 +55,31 @@ class Plan:
 def plan_protect(
     allow: Iterable[str], hosts_allow: Path | None, hosts_deny: Path | None, backend: Backend | None
 ) -> Plan:
-    """The changes that protect the portmapper; None for a path or backend skips that part."""
-    networks = allowed_networks(allow)
-    files = []
-    if hosts_allow is not None:
-        files.append(wrappers.protect_change(hosts_allow, wrappers.allow_rules(networks)))
-    if hosts_deny is not None:
-        files.append(wrappers.protect_change(hosts_deny, wrappers.deny_rules()))
+    """The changes that protect the portmapper; None for the paths or the backend skips that
+    part. hosts.allow is changed before hosts.deny, so that our `ALL` in hosts.deny never
+    applies without our allow lines (loopback's among them). Warns about host bits in `allow`
+    and about the administrator's lines that would let outsiders in all the same."""
+    texts = list(allow)
+    networks = allowed_networks(texts)
+    warnings = host_bits_warnings(texts)
+    files: tuple[wrappers.FileChange, ...] = ()
+    if hosts_allow is not None and hosts_deny is not None:
+        files = (wrappers.protect_change(hosts_allow, wrappers.allow_rules(networks)),
+                 wrappers.protect_change(hosts_deny, wrappers.deny_rules()))  # fmt: skip
+        after = [(c.after or "").splitlines(keepends=True) for c in files]
+        warnings += [f"{leak}; our lines do not protect it until that line is removed or "
+                     "narrowed" for leak in wrappers.leaks(hosts_allow, after[0], hosts_deny,
+                                                           after[1], networks)]  # fmt: skip
     wall = None if backend is None else firewall(backend)
     steps = () if wall is None else tuple(wall.protect(networks))
-    return Plan(tuple(files), wall, steps)
+    return Plan(files, wall, steps, tuple(warnings))
 
 
-def plan_unprotect(paths: Iterable[Path], backend: Backend | None) -> Plan:
-    """The changes that remove exactly what plan_protect added."""
+def plan_unprotect(hosts_allow: Path | None, hosts_deny: Path | None,
+                   backend: Backend | None) -> Plan:  # fmt: skip
+    """The changes that remove exactly what plan_protect added: hosts.deny first, so that our
+    `ALL` there never applies once our allow lines are gone (not even to loopback)."""
+    paths = [] if hosts_allow is None or hosts_deny is None else [hosts_deny, hosts_allow]
     wall = None if backend is None else firewall(backend)
     steps = () if wall is None else tuple(wall.unprotect())
     return Plan(tuple(wrappers.unprotect_change(p) for p in paths), wall, steps)

@@ -20,11 +20,14 @@ line) is removed again when nothing else was added to it.
 import difflib
 import ipaddress
 import os
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from portwarden.config.ignore import ALWAYS_IGNORED, Network
-from portwarden.respond.files import read_if_exists, replace_atomically
+from portwarden.config.ignore import ALWAYS_IGNORED, Network, parse_network
+from portwarden.respond.files import UnsafeFile, read_if_exists, replace_atomically
+from portwarden.text import one_line
 
 DAEMONS = "rpcbind portmap"
 MARKER = "# portwarden-portmap"
@@ -35,6 +38,9 @@ BEGIN = (
 CREATED = " (and created this file)"
 END = f"{MARKER} end"
 _RULE_START = f"{DAEMONS}: "
+_PORTMAPPER_DAEMONS = {"rpcbind", "portmap", "all"}
+_SEPARATORS = re.compile(r"[\s,]+")
+EVERYONE: tuple[Network, ...] = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
 # libwrap reads hosts.allow and hosts.deny a line at a time into a 2048-byte buffer (BUFLEN in
 # hosts_access.c) and skips a longer line ("missing newline or line too long"). Our rule lines
@@ -136,16 +142,20 @@ def find_block(path: Path, lines: list[str]) -> Block | None:
     return Block(start, start + len(rules) + 2, body[0] == BEGIN + CREATED)
 
 
-def _read(path: Path) -> str | None:
+def read(path: Path) -> str | None:
+    """The file's text, None if it does not exist. Raises WrappersError for a symbolic link
+    and anything but a regular file."""
     try:
         return read_if_exists(path)
+    except UnsafeFile as error:
+        raise WrappersError(str(error)) from None
     except OSError as error:
         raise WrappersError(f"{path}: {error.strerror or error}") from None
 
 
 def protect_change(path: Path, rules: tuple[str, ...]) -> FileChange:
     """The change that puts our block with `rules` at the top of `path` (or updates it)."""
-    before = _read(path)
+    before = read(path)
     lines = (before or "").splitlines(keepends=True)
     block = find_block(path, lines)
     body = "".join(rule + "\n" for rule in rules)
@@ -158,7 +168,7 @@ def protect_change(path: Path, rules: tuple[str, ...]) -> FileChange:
 
 def unprotect_change(path: Path) -> FileChange:
     """The change that removes our block from `path` (and the file, if we created it)."""
-    before = _read(path)
+    before = read(path)
     lines = (before or "").splitlines(keepends=True)
     block = find_block(path, lines)
     if block is None:
@@ -182,3 +192,114 @@ def check_writable(change: FileChange) -> None:
         raise WrappersError(f"{path}: not writable")
     if os.statvfs(path.parent).f_flag & os.ST_RDONLY:
         raise WrappersError(f"{path}: read-only file system")
+
+
+def applies_to_portmapper(rule: str) -> bool:
+    """Whether a hosts.allow/deny line's daemon list names the portmapper (or ALL)."""
+    daemons = _SEPARATORS.split(rule.split(":", 1)[0].strip().lower())
+    named, _, excepted = " ".join(daemons).partition(" except ")
+    return bool(set(named.split()) & _PORTMAPPER_DAEMONS) and "rpcbind" not in excepted.split()
+
+
+def fields(rule: str) -> list[str]:
+    """A rule's fields (daemons, clients, options), split at the colons outside brackets as
+    libwrap's split_at does: an IPv6 pattern has colons inside [ ]."""
+    found, depth, start = [], 0, 0
+    for index, char in enumerate(rule):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == ":" and depth == 0:
+            found.append(rule[start:index].strip())
+            start = index + 1
+    return [*found, rule[start:].strip()]
+
+
+def client_network(word: str) -> Network | None:
+    """The addresses a client pattern stands for when it is one of libwrap's numeric forms
+    (n.n.n.n, n.n.n. as a prefix, n.n.n.n/m.m.m.m or /bits, [v6] or [v6]/bits); None for any
+    other (ALL, LOCAL, KNOWN, a name, .domain, @netgroup, a pattern with wildcards)."""
+    text = word.replace("[", "").replace("]", "")
+    if re.fullmatch(r"(\d{1,3}\.){1,3}", text):
+        parts = text.rstrip(".").split(".")
+        text = ".".join(parts + ["0"] * (4 - len(parts))) + f"/{8 * len(parts)}"
+    try:
+        return parse_network(text)
+    except ValueError:
+        return None
+
+
+def block_networks(lines: list[str], block: Block) -> tuple[Network, ...]:
+    """The clients our block's rule lines allow; a pattern that is no address (ALL, written by
+    hand) stands for everyone."""
+    found: list[Network] = []
+    for line in lines[block.start + 1 : block.stop - 1]:
+        for word in _SEPARATORS.split(line.removeprefix(_RULE_START).strip()):
+            network = client_network(word) if word else None
+            found += [network] if network else EVERYONE if word else []
+    return tuple(found)
+
+
+def covers_everyone(networks: Iterable[Network]) -> Network | None:
+    """The whole family (0.0.0.0/0 or ::/0) when `networks` together cover it, else None."""
+    listed = list(networks)
+    merged: list[Network] = [
+        *ipaddress.collapse_addresses(n for n in listed if isinstance(n, ipaddress.IPv4Network)),
+        *ipaddress.collapse_addresses(n for n in listed if isinstance(n, ipaddress.IPv6Network)),
+    ]
+    return next((n for n in merged if n.prefixlen == 0), None)
+
+
+@dataclass(frozen=True)
+class Leak:
+    """An administrator's line that lets callers outside the allowed networks reach the
+    portmapper, our lines notwithstanding."""
+
+    path: Path
+    number: int  # from 1
+    text: str
+
+    def __str__(self) -> str:
+        return (f"{self.path}:{self.number} ({one_line(self.text)}) lets callers outside the "
+                "allowed networks reach the portmapper (TCP Wrappers follow the first line "
+                "that matches)")  # fmt: skip
+
+
+def leaks(allow: Path, allow_lines: list[str], deny: Path, deny_lines: list[str],
+          allowed: tuple[Network, ...]) -> tuple[Leak, ...]:  # fmt: skip
+    """The lines that defeat our blocks. TCP Wrappers read hosts.allow first and grant at the
+    first line that matches, then hosts.deny, where the first line that matches refuses (or
+    grants, with an `allow` option); a caller no line matches is let in. So any hosts.allow
+    line for the portmapper that may match a caller outside `allowed` lets them in, above or
+    below our block, and so does a hosts.deny line above our `ALL` with an `allow` option.
+    A client that is not an address (a name, ALL, LOCAL...) may match anyone."""
+    allow_block, deny_block = find_block(allow, allow_lines), find_block(deny, deny_lines)
+    ours = range(allow_block.start, allow_block.stop) if allow_block else range(0)
+    found = [Leak(allow, number + 1, line.rstrip("\r\n"))
+             for number, line in enumerate(allow_lines)
+             if number not in ours and _grants_outsiders(line, "deny", allowed)]  # fmt: skip
+    above = deny_lines[: deny_block.start] if deny_block else []
+    found += [Leak(deny, number + 1, line.rstrip("\r\n")) for number, line in enumerate(above)
+              if _grants_outsiders(line, "allow", allowed, granting=True)]  # fmt: skip
+    return tuple(found)
+
+
+def _grants_outsiders(line: str, option: str, allowed: tuple[Network, ...],
+                      granting: bool = False) -> bool:  # fmt: skip
+    """Whether this rule, if it matches, grants and may match someone outside `allowed`: a
+    hosts.allow rule grants unless it has a `deny` option (`option`); a hosts.deny one only
+    with an `allow` option (`granting`)."""
+    if line.lstrip().startswith("#"):
+        return False
+    parts = fields(line.rstrip("\r\n"))
+    if len(parts) < 2 or not applies_to_portmapper(parts[0]):
+        return False
+    if (option in {p.lower() for p in parts[2:]}) != granting:
+        return False
+    named = re.split(r"\s+except\s+", parts[1], flags=re.IGNORECASE)[0]  # EXCEPT only narrows
+    return any(not _inside(word, allowed) for word in _SEPARATORS.split(named.strip()) if word)
+
+
+def _inside(word: str, allowed: tuple[Network, ...]) -> bool:
+    network = client_network(word)
+    return network is not None and any(
+        network.network_address in a and network.broadcast_address in a for a in allowed
+    )

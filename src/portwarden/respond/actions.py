@@ -1,14 +1,16 @@
 """Doing and undoing blocks: nftables, KILL_ROUTE, hosts.deny, KILL_RUN_CMD, and the files.
 
-Used by the daemon's action worker thread and by the `blocked` / `unblock` commands, each with
-its own Store connection. The store is the one source of truth: a block is committed there
-before it is reported done, and unblocking undoes exactly the actions recorded with it.
+Used by the daemon's action worker thread and, when no daemon runs, by the `unblock` and
+`reapply` commands, each with its own Store connection. The store is the one source of truth:
+every action of a block is recorded (planned, with how to do and undo it) before anything is
+done, an external command is marked running while it runs, and each action is updated once it
+is done or failed. So an unblock undoes everything that was, or may have been, done, and a
+start after a kill at any moment finishes exactly what was interrupted.
 """
 
 import ipaddress
 import logging
 import math
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +21,24 @@ from portwarden.config.ignore import Address, Network
 from portwarden.config.values import NftUse
 from portwarden.respond import commands, files
 from portwarden.respond.nft import Nft, NftBlocker, NftError
-from portwarden.store.db import Action, BlockRecord, Store
+from portwarden.respond.resolve import Lookup, Resolver
+from portwarden.store.db import (
+    DONE,
+    FAILED,
+    PLANNED,
+    RUNNING,
+    Action,
+    BlockRecord,
+    Store,
+    boot_id,
+    collector_paused,
+)
 from portwarden.text import one_line
 
 log = logging.getLogger("portwarden")
+
+NFT, ROUTE, HOSTS_DENY, COMMAND = "nft", "route", "hosts.deny", "command"
+INTERRUPTED = f"{FAILED}: interrupted"
 
 
 @dataclass(frozen=True)
@@ -34,6 +50,21 @@ class BlockRequest:
     reason: str
     block_mode: BlockMode
     nft_done: Action | None = None  # the loop already added it to the set (reaction time)
+
+
+def enforced(actions: tuple[Action, ...]) -> bool:
+    """Whether a block took effect: one of its blocking actions (nftables, route, hosts.deny)
+    is done; for a block that only runs KILL_RUN_CMD, the command. A block with nothing to do
+    (BLOCK_TCP=2 without a command) counts as made, as in PortSentry."""
+    blocking = [a for a in actions if a.kind != COMMAND] or actions
+    return not blocking or any(a.status == DONE for a in blocking)
+
+
+def lasting(actions: tuple[Action, ...]) -> bool:
+    """Whether the block has something in force across a restart. One that only ran
+    KILL_RUN_CMD is forgotten at restart, as PortSentry forgot every block at its start, so the
+    next scan from the source runs the command again."""
+    return any(a.kind != COMMAND for a in actions)
 
 
 def safe_hostname(name: str) -> str:
@@ -53,17 +84,28 @@ class Actions:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
+        self.boot = boot_id()
         self._nft: NftBlocker | None = None
         self._context: Nft | None = None  # kept when ensure() fails, for the next try
+        self._resolver: Resolver | None = None
 
     def nft(self) -> NftBlocker:
         if self._nft is None:
-            if self._context is None:
-                self._context = Nft()
-            blocker = NftBlocker(self._context, self.settings.block_forward)
+            blocker = NftBlocker(self._nft_context(), self.settings.block_forward)
             blocker.ensure()  # only a table and sets that are ours and right are used
             self._nft = blocker
         return self._nft
+
+    def _nft_context(self) -> Nft:
+        if self._context is None:
+            self._context = Nft()
+        return self._context
+
+    def drop_table(self) -> bool:
+        """Remove our nftables table; False if there was none (it is not made to be removed).
+        The next block makes it again."""
+        self._nft = None
+        return NftBlocker(self._nft_context(), self.settings.block_forward).drop_table()
 
     def duration_for(self, address: str) -> float | None:
         """Seconds the next block of `address` lasts (None: forever)."""
@@ -86,117 +128,170 @@ class Actions:
         return min(seconds, s.block_duration_max or limits.BLOCK_SECONDS_MAX)
 
     def block(self, request: BlockRequest) -> BlockRecord | None:
-        """Block one address. Returns the record, or None if it was already blocked."""
-        s = self.settings
+        """Block one address. Returns the record (ended at once if nothing took effect: see
+        `enforced`), or None if the address was already blocked."""
         address = str(request.address)
         since = time.time()
+        lookup = self._start_lookup(request.address)
         seconds = self.duration_for(address)
-        done: list[Action] = []
-        steps = self._steps(request)
-        if s.kill_run_cmd_first and "command" in steps:
-            steps.remove("command")
-            steps.insert(0, "command")
-        if steps and steps[0] == "nft":  # first, before anything slow: reaction time
-            first = request.nft_done
-            if first is None or first.status != "done":  # not tried, or failed: try (again)
-                first = self.nft_add(request.address, seconds)
-            done.append(first)
-            steps.pop(0)
+        actions = self._plan(request)
         record = self.store.add_block(
             address, request.proto, request.port, request.mode, request.reason, address, since,
-            None if seconds is None else since + seconds, tuple(done))  # fmt: skip
+            None if seconds is None else since + seconds, tuple(actions), self.boot)  # fmt: skip
         if record is None:
+            if lookup is not None:
+                lookup.cancel()
             return None
-        for step in steps:
-            done.append(self._do(step, request, seconds))
-        hostname = self._hostname(request.address)
-        record = record._replace(actions=tuple(done), hostname=hostname)
-        self.store.set_actions(record.id, record.actions)
+        for index, action in enumerate(actions):
+            if action.status == PLANNED:
+                self._carry_out(record.id, actions, index, request.address, seconds)
+        name = Resolver.name(lookup, since + limits.RESOLVE_HOST_TIMEOUT_S - time.time())
+        hostname = address if name is None else safe_hostname(name)
+        record = record._replace(actions=tuple(actions), hostname=hostname)
         if hostname != address:
             self.store.set_hostname(record.id, hostname)
+        if not enforced(record.actions):
+            self.store.end_block(record.id, time.time(), FAILED)
+            return record
         self.write_files(record)
         return record
 
     def _steps(self, request: BlockRequest) -> list[str]:
+        """PortSentry 1.2's order (DisposeTCP/DisposeUDP): hosts.deny, then KILL_ROUTE, then
+        KILL_RUN_CMD; with KILL_RUN_CMD_FIRST the command, then hosts.deny, then KILL_ROUTE. Our
+        nftables blocker, the fast one, comes before hosts.deny."""
         s = self.settings
         if request.block_mode is BlockMode.RUN_CMD_ONLY:
-            return ["command"] if s.kill_run_cmd else []
-        steps = ["nft"] if uses_nft(s) else []
-        if s.kill_route:
-            steps.append("route")
+            return [COMMAND] if s.kill_run_cmd else []
+        steps = [NFT] if uses_nft(s) else []
         if s.kill_hosts_deny:
-            steps.append("hosts.deny")
-        if s.kill_run_cmd:
-            steps.append("command")
-        return steps
-
-    def _do(self, step: str, request: BlockRequest, seconds: float | None) -> Action:
-        s = self.settings
-        target, port, mode = str(request.address), request.port, request.mode
-        try:
-            if step == "nft":
-                return self.nft_add(request.address, seconds)
-            if step == "hosts.deny":
-                line = " ".join(commands.expand(s.kill_hosts_deny or "", target, port, mode))
-                files.add_line(s.hosts_deny_file, line)
-                return Action("hosts.deny", (str(s.hosts_deny_file), line))
-            argv = commands.expand((s.kill_route if step == "route" else s.kill_run_cmd) or "",
-                                   target, port, mode)  # fmt: skip
-            what = "KILL_ROUTE" if step == "route" else "KILL_RUN_CMD"
-            ok = commands.run(argv, s.kill_cmd_timeout, what)
-            undo = commands.route_undo(argv) if step == "route" else None
-            return Action(step, tuple(undo or ()), "done" if ok else "failed")
-        except (OSError, ValueError) as error:
-            log.error("%s for %s failed: %s", step, target, one_line(str(error)))
-            return Action(step, (), f"failed: {one_line(str(error))}")
+            steps.append(HOSTS_DENY)
+        if s.kill_route:
+            steps.append(ROUTE)
+        if not s.kill_run_cmd:
+            return steps
+        return [COMMAND, *steps] if s.kill_run_cmd_first else [*steps, COMMAND]
 
     def nft_first(self, request: BlockRequest) -> bool:
         """Whether the nftables step comes first for this request (it does unless the
         command must run first)."""
-        steps = self._steps(request)
-        return (
-            bool(steps)
-            and steps[0] == "nft"
-            and not (self.settings.kill_run_cmd_first and "command" in steps)
-        )
+        return self._steps(request)[:1] == [NFT]
+
+    def _plan(self, request: BlockRequest) -> list[Action]:
+        """Every action of the block with how to do and undo it, none done yet (but the
+        nftables element the loop added, and a hosts.deny line that is there already)."""
+        s = self.settings
+        target, port, mode = str(request.address), request.port, request.mode
+        plan = []
+        for step in self._steps(request):
+            try:
+                if step == NFT:
+                    done = request.nft_done
+                    plan.append(done if done and done.status == DONE else Action(NFT, (), PLANNED))
+                elif step == HOSTS_DENY:
+                    where = (str(s.hosts_deny_file), self.hosts_deny_line(request))
+                    if files.has_line(s.hosts_deny_file, where[1]):  # not ours: never removed
+                        plan.append(Action(HOSTS_DENY, (), DONE, where))
+                    else:
+                        plan.append(Action(HOSTS_DENY, where, PLANNED, where))
+                else:
+                    template = s.kill_route if step == ROUTE else s.kill_run_cmd
+                    argv = commands.expand(template or "", target, port, mode)
+                    undo = commands.route_undo(argv) if step == ROUTE else None
+                    plan.append(Action(step, tuple(undo or ()), PLANNED, tuple(argv)))
+            except (OSError, ValueError) as error:
+                log.error("%s for %s failed: %s", step, target, one_line(str(error)))
+                plan.append(Action(step, (), f"{FAILED}: {one_line(str(error))}"))
+        return plan
+
+    def hosts_deny_line(self, request: BlockRequest) -> str:
+        template = self.settings.kill_hosts_deny or ""
+        address = files.wrappers_address(request.address)
+        return " ".join(commands.expand(template, address, request.port, request.mode))
+
+    def _carry_out(self, block_id: int, actions: list[Action], index: int, address: Address,
+                   seconds: float | None) -> None:  # fmt: skip
+        """Do actions[index], recording it running first if it is an external command (it may
+        be killed with us) and its outcome after."""
+        action = actions[index]
+        if action.kind in (ROUTE, COMMAND):
+            actions[index] = action._replace(status=RUNNING)
+            self.store.set_actions(block_id, tuple(actions))
+        if action.kind == NFT:
+            actions[index] = self.nft_add(address, seconds)
+        elif action.kind == HOSTS_DENY:
+            actions[index] = self._add_hosts_deny_line(action)
+        else:
+            actions[index] = self._run(
+                action, "KILL_ROUTE" if action.kind == ROUTE else "KILL_RUN_CMD"
+            )
+        self.store.set_actions(block_id, tuple(actions))
+
+    def _add_hosts_deny_line(self, action: Action) -> Action:
+        path, line = action.do
+        try:
+            added = files.add_line(Path(path), line)
+        except OSError as error:
+            log.error("hosts.deny: %s", one_line(str(error)))
+            return action._replace(status=f"{FAILED}: {one_line(str(error))}")
+        return action._replace(status=DONE, undo=action.undo if added else ())
+
+    def _run(self, action: Action, what: str, quiet_undo: bool = False) -> Action:
+        """Run the action's command (after its undo when `quiet_undo`: it may or may not be in
+        force, so only one copy is left)."""
+        timeout = self.settings.kill_cmd_timeout
+        if quiet_undo and action.undo:
+            commands.run(list(action.undo), timeout, f"{what} undo", quiet=True)
+        ok = commands.run(list(action.do), timeout, what)
+        return action._replace(status=DONE if ok else FAILED)
 
     def nft_add(self, address: Address, seconds: float | None) -> Action:
         try:
             self.nft().add(address, None if seconds is None else max(1, round(seconds)))
         except NftError as error:
             log.error("nftables block of %s failed: %s", address, one_line(str(error)))
-            return Action("nft", (), f"failed: {one_line(str(error))}")
-        return Action("nft")
+            return Action(NFT, (), f"{FAILED}: {one_line(str(error))}")
+        return Action(NFT)
 
-    def _hostname(self, address: Address) -> str:
+    def _start_lookup(self, address: Address) -> Lookup | None:
         if not self.settings.resolve_host:
-            return str(address)
-        try:
-            return safe_hostname(socket.gethostbyaddr(str(address))[0])
-        except (OSError, UnicodeError):
-            return str(address)
+            return None
+        if self._resolver is None:
+            self._resolver = Resolver()
+        return self._resolver.start(address)
 
     def unblock(self, record: BlockRecord, by: str, write_files: bool = True) -> bool:
-        """Undo every action recorded for the block, then end it. False if already ended."""
+        """Undo every action of the block that was or may have been done, then end it. False if
+        it had already ended."""
         if not self.store.end_block(record.id, time.time(), by):
             return False
         for action in record.actions:
             try:
-                if action.kind == "nft":
-                    self.nft().remove([ipaddress.ip_address(record.address)])
-                elif action.kind == "hosts.deny" and len(action.undo) == 2:
-                    files.remove_line(Path(action.undo[0]), action.undo[1])
-                elif action.kind == "route" and action.undo:
-                    commands.run(list(action.undo), self.settings.kill_cmd_timeout, "route undo")
-                elif action.kind == "route":
-                    log.warning("cannot tell how to undo KILL_ROUTE for %s; remove it by hand",
-                                record.address)  # fmt: skip
+                self._undo(action, record.address)
             except (OSError, NftError) as error:
                 log.error("undoing %s for %s failed: %s", action.kind, record.address,
                           one_line(str(error)))  # fmt: skip
         if write_files:
             self.write_files(None)
         return True
+
+    def _undo(self, action: Action, address: str) -> None:
+        """Undo one action. One that may never have been done (planned, or a command killed
+        with us) is undone too: an undo of something not there is harmless, and its failure
+        is expected (logged at debug level)."""
+        unsure = action.status in (PLANNED, RUNNING)
+        if action.status != DONE and not unsure:
+            return  # failed: nothing was added
+        if action.kind == NFT:  # a table that is not there (yet) is not made to remove nothing
+            blocker = self._nft or NftBlocker(self._nft_context(), self.settings.block_forward)
+            blocker.remove([ipaddress.ip_address(address)])
+        elif action.kind == HOSTS_DENY and len(action.undo) == 2:
+            files.remove_line(Path(action.undo[0]), action.undo[1])
+        elif action.kind == ROUTE and action.undo:
+            commands.run(list(action.undo), self.settings.kill_cmd_timeout, "KILL_ROUTE undo",
+                         quiet=unsure)  # fmt: skip
+        elif action.kind == ROUTE and action.status != PLANNED:
+            log.warning("cannot tell how to undo KILL_ROUTE for %s; remove it by hand", address)
 
     def unblock_matching(self, network: Network | None, by: str) -> list[BlockRecord]:
         """Unblock every active block inside `network` (all when None)."""
@@ -211,23 +306,106 @@ class Actions:
         return [r for r in self.store.due(now) if self.unblock(r, "expired", write_files=False)]
 
     def restore(self) -> int:
-        """At start: end overdue blocks; make the firewall, routes and files match the store."""
+        """At start: end overdue blocks and those that only ran a command (see `lasting`); make
+        the firewall, routes and files match the store. nftables sets are refilled always (one
+        idempotent transaction), hosts.deny lines put back (one write), KILL_ROUTE run again
+        only for blocks made before this boot (routes and rules do not survive one; running
+        them again without one would add them twice), and what a kill interrupted finished."""
+        with collector_paused():
+            return self._restore()
+
+    def _restore(self) -> int:
         now = time.time()
-        if self.expire(now):
-            self.write_files(None)
-        active = self.store.active()
-        if uses_nft(self.settings) or any(a.kind == "nft" for r in active for a in r.actions):
+        self.expire(now)
+        active = []
+        for record in self.store.active():
+            if lasting(record.actions):
+                active.append(record)
+            else:
+                self.store.end_block(record.id, now, "restart")
+        if uses_nft(self.settings) or any(a.kind == NFT for r in active for a in r.actions):
             self.nft().replace_all(self._nft_blocks(active, now))
+        put_back = self._put_back_hosts_deny(active)
+        rebooted = self.store.made_in_other_boots(self.boot)
+        kept = []
         for record in active:
-            for action in record.actions:
-                if action.kind == "hosts.deny" and len(action.undo) == 2:
-                    files.add_line(Path(action.undo[0]), action.undo[1])
-                elif action.kind == "route" and self.settings.kill_route:
-                    argv = commands.expand(self.settings.kill_route, record.address,
-                                           record.port, record.mode)  # fmt: skip
-                    commands.run(argv, self.settings.kill_cmd_timeout, "KILL_ROUTE (restore)")
-        self.write_files(None, active)
-        return len(active)
+            routed = any(a.kind == ROUTE for a in record.actions)
+            if all(a.status == DONE for a in record.actions) and not (
+                routed and record.id in rebooted
+            ):  # the usual case, and nothing to do: fast for 100,000 blocks
+                kept.append(record)
+                continue
+            actions = tuple(self._resume(a, record, record.id in rebooted, put_back)
+                            for a in record.actions)  # fmt: skip
+            if actions != record.actions:
+                self.store.set_actions(record.id, actions)
+            if record.id in rebooted and routed:
+                self.store.set_boot(record.id, self.boot)  # at once: a kill now runs it again
+            if enforced(actions):
+                kept.append(record._replace(actions=actions))
+            else:
+                self.store.end_block(record.id, now, FAILED)
+                shown = ",".join(f"{a.kind}:{a.status}" for a in actions)
+                log.error("block of %s ended: none of its actions is in force (%s)",
+                          record.address, shown)  # fmt: skip
+        if rebooted:
+            self.store.set_boot_all(self.boot)  # the blocks without a route: one statement
+        self.write_files(None, kept)
+        return len(kept)
+
+    def _put_back_hosts_deny(self, active: list[BlockRecord]) -> dict[tuple[str, str], str]:
+        """Our hosts.deny lines of the active blocks, added where missing: one read and one
+        write per file. Returns each line's status (done, or failed: why)."""
+        by_file: dict[str, list[str]] = {}
+        for record in active:
+            for a in record.actions:
+                if a.kind == HOSTS_DENY and len(a.undo) == 2 and a.status in (DONE, PLANNED):
+                    by_file.setdefault(a.undo[0], []).append(a.undo[1])
+        status: dict[tuple[str, str], str] = {}
+        for path, lines in by_file.items():
+            try:
+                files.add_lines(Path(path), lines)
+                outcome = DONE
+            except OSError as error:
+                log.error("hosts.deny: %s", one_line(str(error)))
+                outcome = f"{FAILED}: {one_line(str(error))}"
+            status.update(((path, line), outcome) for line in lines)
+        return status
+
+    def _resume(self, action: Action, record: BlockRecord, rebooted: bool,
+                put_back: dict[tuple[str, str], str]) -> Action:  # fmt: skip
+        """One action of an active block at start: what it is now."""
+        if action.kind == NFT:
+            return action if action.status == DONE else action._replace(status=DONE)
+        if action.kind == HOSTS_DENY and action.status == PLANNED:
+            return action._replace(status=put_back.get((action.undo[0], action.undo[1]), DONE))
+        if action.kind == COMMAND and action.status in (PLANNED, RUNNING):
+            log.warning("KILL_RUN_CMD for %s was interrupted by a stop; not run again (it may "
+                        "have run, and cannot be undone)", record.address)  # fmt: skip
+            return action._replace(status=INTERRUPTED)
+        if action.kind != ROUTE or not (rebooted or action.status in (PLANNED, RUNNING)):
+            return action
+        if not action.do and self.settings.kill_route:  # recorded before `do` was
+            argv = commands.expand(self.settings.kill_route, record.address, record.port,
+                                   record.mode)  # fmt: skip
+            action = action._replace(do=tuple(argv))
+        if not action.do:
+            return action
+        return self._run(action, "KILL_ROUTE (restore)", quiet_undo=action.status == RUNNING)
+
+    def reapply_routes(self) -> list[BlockRecord]:
+        """Run KILL_ROUTE again for every active block, each after its undo (so that nothing
+        is in force twice): when the routes or firewall rules were flushed by hand."""
+        done = []
+        for record in self.store.active():
+            if not any(a.kind == ROUTE and a.do for a in record.actions):
+                continue
+            actions = tuple(self._run(a, "KILL_ROUTE (reapply)", quiet_undo=True)
+                            if a.kind == ROUTE and a.do else a for a in record.actions)  # fmt: skip
+            self.store.set_actions(record.id, actions)
+            self.store.set_boot(record.id, self.boot)
+            done.append(record._replace(actions=actions))
+        return done
 
     def put_back_nft(self) -> int:
         """After our table was removed: make it again with the active nftables blocks (a failed
@@ -239,7 +417,7 @@ class Actions:
     @staticmethod
     def _nft_blocks(active: list[BlockRecord], now: float) -> list[tuple[str, int | None]]:
         return [(r.address, None if r.until is None else max(1, round(r.until - now)))
-                for r in active if any(a.kind == "nft" for a in r.actions)]  # fmt: skip
+                for r in active if any(a.kind == NFT for a in r.actions)]  # fmt: skip
 
     def nft_table_lost(self) -> bool:
         """Whether our nftables table is gone although this process has been using it."""
@@ -247,10 +425,18 @@ class Actions:
 
     def write_files(self, new: BlockRecord | None = None,
                      active: list[BlockRecord] | None = None) -> None:  # fmt: skip
+        """HISTORY_FILE gets `new`'s line; BLOCKED_FILE.<mode> lists the active blocks: after a
+        new block its mode's file, else the files of the modes that run, of every mode with a
+        block, and every one that exists (emptied when its last block has gone)."""
+        s = self.settings
         try:
+            blocks = self.store.active() if active is None else active
             if new is not None:
-                files.append_history(self.settings.history_file, new)
-            files.write_blocked_file(self.settings.blocked_file,
-                                     self.store.active() if active is None else active)  # fmt: skip
+                files.append_history(s.history_file, new)
+                modes = {new.mode}
+            else:
+                modes = {m.value for m in (s.tcp_mode, s.udp_mode) if m}
+                modes |= {b.mode for b in blocks} | files.blocked_files_present(s.blocked_file)
+            files.write_blocked_files(s.blocked_file, blocks, modes)
         except OSError as error:
             log.error("writing PortSentry files failed: %s", one_line(str(error)))

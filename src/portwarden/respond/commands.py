@@ -5,15 +5,22 @@ each argument afterwards, so a value can never become a second argument, an opti
 command, whatever it contains.
 """
 
+import contextlib
 import logging
+import os
+import selectors
 import shlex
+import signal
 import subprocess
+import time
+from collections.abc import Iterator
 
 from portwarden.text import one_line
 
 log = logging.getLogger("portwarden")
 
 _OUTPUT_SHOWN = 300
+_OUTPUT_KEPT = 4096  # of a command's output, for the failure line
 
 
 def expand(template: str, target: str, port: int, mode: str) -> list[str]:
@@ -29,25 +36,82 @@ def expand(template: str, target: str, port: int, mode: str) -> list[str]:
     return argv
 
 
-def run(argv: list[str], timeout: float, what: str) -> bool:
-    """Run and wait at most `timeout` seconds (then kill). Logs failures. Returns success."""
+def run(argv: list[str], timeout: float, what: str, quiet: bool = False) -> bool:
+    """Run and wait at most `timeout` seconds. Logs failures (at debug level when `quiet`: an
+    undo of something that may never have been done). Returns success.
+
+    The command gets a session of its own: past the time limit the whole process group is
+    killed, not only the direct child (`sh -c '...'` forks). Only the direct child is waited
+    for: once it has exited, its output is read as far as it is there, so a background process
+    that inherited the pipe (`sh -c 'daemon & exit 0'`) does not hold the worker.
+    """
     shown = one_line(shlex.join(argv))
+    report = log.debug if quiet else log.error
     try:
-        result = subprocess.run(
-            argv, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL
-        )
-    except subprocess.TimeoutExpired:
-        log.error("%s killed after %gs: %s", what, timeout, shown)
-        return False
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     except OSError as error:
-        log.error("%s could not start: %s: %s", what, error.strerror, shown)
+        report("%s could not start: %s: %s", what, error.strerror, shown)
         return False
-    if result.returncode != 0:
-        output = one_line((result.stderr or result.stdout).decode(errors="replace").strip(),
-                          _OUTPUT_SHOWN)  # fmt: skip
-        log.error("%s failed with exit status %d: %s: %s", what, result.returncode, shown, output)
+    assert proc.stdout is not None
+    with proc.stdout, _exit_watch(proc.pid) as exited:
+        output, finished = _read_until_exit(proc.stdout.fileno(), exited, timeout)
+        if not finished:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            report("%s killed after %gs: %s", what, timeout, shown)
+            return False
+    status = proc.wait()
+    if status != 0:
+        text = one_line(output.decode(errors="replace").strip(), _OUTPUT_SHOWN)
+        how = f"exit status {status}" if status > 0 else f"signal {-status}"
+        report("%s failed with %s: %s: %s", what, how, shown, text)
         return False
     return True
+
+
+@contextlib.contextmanager
+def _exit_watch(pid: int) -> Iterator[int]:
+    """A pidfd: readable once the process has exited."""
+    fd = os.pidfd_open(pid)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _read_until_exit(pipe: int, exited: int, timeout: float) -> tuple[bytes, bool]:
+    """The first _OUTPUT_KEPT bytes of the output (the rest is read and dropped, so a chatty
+    command never blocks on a full pipe) until the process exits; False if it has not within
+    `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    kept = b""
+    os.set_blocking(pipe, False)
+    with selectors.DefaultSelector() as selector:
+        selector.register(pipe, selectors.EVENT_READ)
+        selector.register(exited, selectors.EVENT_READ)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return kept, False
+            ready = {key.fd for key, _ in selector.select(left)}
+            if pipe in ready:
+                chunk = _read_some(pipe)
+                if chunk is None:  # end of output: only the exit is left to wait for
+                    selector.unregister(pipe)
+                else:
+                    kept = (kept + chunk)[:_OUTPUT_KEPT]
+            if exited in ready:
+                return (kept + (_read_some(pipe) or b""))[:_OUTPUT_KEPT], True
+
+
+def _read_some(pipe: int) -> bytes | None:
+    """What the pipe holds now (b"" if nothing); None at its end."""
+    try:
+        return os.read(pipe, 65536) or None
+    except BlockingIOError:
+        return b""
 
 
 def route_undo(argv: list[str]) -> list[str] | None:

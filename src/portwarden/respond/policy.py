@@ -2,22 +2,27 @@
 blocks a minute; the blocks themselves are carried out by one worker thread, off the loop."""
 
 import collections
+import contextlib
 import ipaddress
 import logging
 import queue
 import threading
 import time
-from dataclasses import replace
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from portwarden import limits
 from portwarden.alert.dispatch import Alerts
 from portwarden.config import BlockMode, Settings
-from portwarden.config.ignore import Address
+from portwarden.config.ignore import Address, Network, parse_network
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Proto
 from portwarden.net.local import default_gateways
-from portwarden.respond.actions import Actions, BlockRequest
+from portwarden.respond.actions import Actions, BlockRequest, enforced
+from portwarden.respond.admin import UNBLOCK_COMMAND, reapply_here, unblock_here
 from portwarden.respond.nft import NftError
 from portwarden.store.db import BlockRecord, Store
 from portwarden.text import local_stamp, one_line, utc_stamp
@@ -50,12 +55,37 @@ def name_servers(path: Path = RESOLV_CONF) -> frozenset[Address]:
     return frozenset(found)
 
 
-def block_line(record: BlockRecord) -> str:
+def block_line(record: BlockRecord, what: str = "block") -> str:
     until = "forever" if record.until is None else utc_stamp(record.until)
     actions = ",".join(f"{a.kind}:{a.status.split(':')[0]}" for a in record.actions) or "none"
-    return (f"block address={record.address} actions={actions} until={until} "
+    return (f"{what} address={record.address} actions={actions} until={until} "
             f"offence={record.offence} port={record.port} mode={record.mode} "
             f'reason="{one_line(record.reason)}"')  # fmt: skip
+
+
+@dataclass(frozen=True)
+class UnblockJob:
+    """`portwarden unblock` through the daemon: done by the worker, after the blocks queued
+    before it, so a block still being made ends unblocked too."""
+
+    network: Network | None  # None: every block, and our nftables table
+    answer: "Future[dict[str, Any]]"
+
+
+def _ended(records: list[BlockRecord], by: str) -> list[tuple[str, str, float]]:
+    now = time.time()
+    return [(record.address, by, now) for record in records]
+
+
+def _report_unblocks(alerts: Alerts, ended: list[tuple[str, str, float]]) -> None:
+    """One line and event per ended block (address, by what, when), at most
+    limits.UNBLOCKS_REPORTED_MAX at once (an `unblock --all` of thousands), then their number."""
+    for address, by, when in ended[: limits.UNBLOCKS_REPORTED_MAX]:
+        log.info("unblock address=%s by=%s", address, by)
+        alerts.unblocked(address, by, when)
+    if len(ended) > limits.UNBLOCKS_REPORTED_MAX:
+        log.info("unblock: %d more addresses", len(ended) - limits.UNBLOCKS_REPORTED_MAX)
+        alerts.unblocks_not_shown(len(ended) - limits.UNBLOCKS_REPORTED_MAX, time.time())
 
 
 class ActionWorker(threading.Thread):
@@ -80,8 +110,10 @@ class ActionWorker(threading.Thread):
             try:
                 if kind == "stop":
                     if payload:
-                        actions.unblock_matching(None, "stop")
-                        actions.nft().drop_table()
+                        _report_unblocks(
+                            self._alerts, _ended(actions.unblock_matching(None, "stop"), "stop")
+                        )
+                        actions.drop_table()
                     return
                 if kind == "settings" and isinstance(payload, Settings):
                     actions.settings = payload
@@ -91,20 +123,35 @@ class ActionWorker(threading.Thread):
                     finally:
                         self.finished.append(str(payload.address))
                     if record is not None:
-                        log.warning("%s", block_line(record))
-                        self._alerts.blocked(record)
+                        self._report_block(record)
                 elif kind == "put-back-nft":
                     self._put_back(actions)
                 elif kind == "expire":
                     expired = actions.expire(time.time())
-                    for record in expired:
-                        log.info("unblock address=%s by=expired", record.address)
-                        self._alerts.notice("unblock", f"Host {record.address} unblocked: expired",
-                                            src=record.address, by="expired")  # fmt: skip
+                    _report_unblocks(self._alerts, _ended(expired, "expired"))
                     if expired:
                         actions.write_files()
+                elif kind == "unblock" and isinstance(payload, UnblockJob):
+                    with _answering(payload.answer):
+                        payload.answer.set_result(self._unblock(actions, payload))
+                elif kind == "reapply" and isinstance(payload, Future):
+                    with _answering(payload):
+                        payload.set_result(reapply_here(actions))
             except Exception:  # one failing action must never stop the others
                 log.exception("action %s failed", kind)
+
+    def _unblock(self, actions: Actions, job: UnblockJob) -> dict[str, Any]:
+        undone, answer = unblock_here(actions, job.network)
+        _report_unblocks(self._alerts, _ended(undone, UNBLOCK_COMMAND))
+        return answer
+
+    def _report_block(self, record: BlockRecord) -> None:
+        if enforced(record.actions):
+            log.warning("%s", block_line(record))
+            self._alerts.blocked(record)
+            return
+        log.error("%s", block_line(record, "block-failed"))
+        self._alerts.block_failed(record.address)
 
     def _put_back(self, actions: Actions) -> None:
         try:
@@ -117,6 +164,16 @@ class ActionWorker(threading.Thread):
             log.warning("nftables: %d blocks re-applied in table inet portwarden", count)
         finally:
             self.putting_back.clear()
+
+
+@contextlib.contextmanager
+def _answering(answer: "Future[dict[str, Any]]") -> Iterator[None]:
+    """The client waiting for `answer` gets one, also when the work failed."""
+    try:
+        yield
+    except Exception as error:
+        answer.set_result({"error": f"{type(error).__name__}: {one_line(str(error))}"})
+        raise
 
 
 STOP_WAIT_S = 30  # the longest a stop waits for the action worker (UNBLOCK_ON_STOP takes time)
@@ -134,6 +191,9 @@ class ResponsePolicy:
         self._next_expiry: float | None = None
         self._version = -1
         self._announced: set[str] = set()
+        # Probed again while its block was being made: "already blocked" is said once the block
+        # is recorded (its own `block` line comes first), with the mode of that probe.
+        self._probed_in_flight: dict[str, str] = {}
         self._refused: set[str] = set()
         self._recent: collections.deque[float] = collections.deque()
         self._strong: collections.deque[float] = collections.deque()
@@ -157,7 +217,13 @@ class ResponsePolicy:
 
     def start(self) -> int:
         """Re-apply the active blocks in one batch, then start the worker. Returns their count."""
+        before = self._store.active_addresses()
         restored = self._actions.restore()
+        ended = []
+        for address in sorted(before - self._store.active_addresses()):  # overdue, command-only
+            by, when = self._store.last_end(address) or ("restart", time.time())
+            ended.append((address, by, when))
+        _report_unblocks(self._alerts, ended)
         self.refresh()
         self._worker.start()
         return restored
@@ -169,6 +235,7 @@ class ResponsePolicy:
             if self._worker.is_alive():
                 log.error("the action worker did not finish within %d s; what it was doing "
                           "(see above) may be incomplete", STOP_WAIT_S)  # fmt: skip
+            self._sync()  # UNBLOCK_ON_STOP: the blocks it ended are said
         self._store.close()
 
     def reconfigure(self, settings: Settings) -> None:
@@ -199,8 +266,7 @@ class ResponsePolicy:
             return
         log.warning("nftables table inet portwarden was removed (a firewall reload that "
                     "flushes the ruleset?); putting the active blocks back")  # fmt: skip
-        self._alerts.notice("table-lost", "nftables table inet portwarden was removed; "
-                            "putting the active blocks back")  # fmt: skip
+        self._alerts.table_lost()
         worker.putting_back.set()
         if not self._submit("put-back-nft", None):
             worker.putting_back.clear()
@@ -218,6 +284,11 @@ class ResponsePolicy:
         active = self._store.active()
         self._active = {r.address for r in active} | self._in_flight
         self._announced &= self._active
+        for address, mode in list(self._probed_in_flight.items()):
+            if address not in self._in_flight:
+                del self._probed_in_flight[address]
+                if address in self._active:
+                    self._announce(address, mode)
         self._next_expiry = min((r.until for r in active if r.until is not None), default=None)
 
     def tick(self, now: float) -> None:
@@ -234,6 +305,13 @@ class ResponsePolicy:
                         self._suppressed)  # fmt: skip
             self._suppressed = 0
 
+    def _announce(self, address: str, mode: str) -> None:
+        """"already blocked", once per block."""
+        if address not in self._announced:
+            self._announced.add(address)
+            log.info("already-blocked address=%s", address)
+            self._alerts.already_blocked(address, mode)
+
     def on_verdict(self, verdict: Verdict, now: float) -> None:
         if verdict.kind not in _BLOCKING_KINDS:
             return
@@ -245,10 +323,10 @@ class ResponsePolicy:
         if address in self._active:
             self._sync()
         if address in self._active:
-            if address not in self._announced:
-                self._announced.add(address)
-                log.info("already-blocked address=%s", address)
-                self._alerts.already_blocked(address)
+            if address in self._in_flight:
+                self._probed_in_flight.setdefault(address, probe.mode)
+            else:
+                self._announce(address, probe.mode)
             return
         if probe.src in self._protected:
             if address not in self._refused:
@@ -258,21 +336,18 @@ class ResponsePolicy:
                     "(PROTECT_GATEWAYS/PROTECT_NAMESERVERS=0 allow it)",
                     address,
                 )
-                self._alerts.notice("not-blocking", f"Host {address} is a gateway or name "
-                                    "server: not blocked", src=address)  # fmt: skip
+                self._alerts.not_blocking(address)
             return
-        if not self._within_cap(verdict):
+        if not self._within_cap(verdict, now):
             if not self._suppressed:
                 log.warning(
                     "block-cap reached: %d blocks in a minute; detection goes on, "
                     "blocks resume when the rate falls",
                     self.settings.blocks_per_minute,
                 )
-                self._alerts.notice("block-cap", "block rate cap reached; detection goes on",
-                                    per_minute=self.settings.blocks_per_minute)  # fmt: skip
+                self._alerts.block_cap(self.settings.blocks_per_minute)
             self._suppressed += 1
             return
-        (self._recent if verdict.ports < _STRONG_PORTS else self._strong).append(now)
         self._active.add(address)  # never submitted twice
         self._in_flight.add(address)
         request = BlockRequest(probe.src, probe.proto.value, probe.dport, probe.mode,
@@ -299,14 +374,36 @@ class ResponsePolicy:
         modes = f"BLOCK_TCP={int(self.settings.block_tcp)} BLOCK_UDP={int(self.settings.block_udp)}"
         return f"not blocked ({modes})"
 
-    def _within_cap(self, verdict: Verdict) -> bool:
-        """BLOCKS_PER_MINUTE for all blocks; past it, sources seen on several ports still get
-        a second budget of the same size. A flood of spoofed one-probe sources thus cannot stop
-        a real scanner (which touches many ports) from being blocked."""
+    def _within_cap(self, verdict: Verdict, now: float) -> bool:
+        """BLOCKS_PER_MINUTE for all blocks, and every block counts in it; once it is used up,
+        sources seen on several ports still get a second budget of the same size. A flood of
+        spoofed one-probe sources thus cannot stop a real scanner (which touches many ports)
+        from being blocked, and no kind of source makes more than twice the cap a minute.
+        Counts the block when it is allowed."""
         cap = self.settings.blocks_per_minute
         if len(self._recent) < cap:
+            self._recent.append(now)
             return True
-        return verdict.ports >= _STRONG_PORTS and len(self._strong) < cap
+        if verdict.ports >= _STRONG_PORTS and len(self._strong) < cap:
+            self._strong.append(now)
+            return True
+        return False
+
+    def on_request(self, request: dict[str, Any]) -> "dict[str, Any] | Future[dict[str, Any]]":
+        """`unblock` or `reapply` from the control socket: the answer comes from the worker."""
+        answer: Future[dict[str, Any]] = Future()
+        if request["command"] == "reapply":
+            job: object = answer
+        else:
+            try:  # every block only when asked in so many words
+                network = None if request.get("all") is True else parse_network(
+                    str(request.get("network")))  # fmt: skip
+            except ValueError as error:
+                return {"error": f"unblock: {one_line(str(error))}"}
+            job = UnblockJob(network, answer)
+        if not self._submit(request["command"], job):
+            return {"error": "the daemon's action queue is full; try again"}
+        return answer
 
     def _submit(self, kind: str, payload: object) -> bool:
         try:

@@ -1,14 +1,22 @@
 """The block store. Every block is committed here before it is reported done.
 
 A block row is active while `ended` is NULL; at most one active row per address. `actions`
-records, as JSON, what was done and how to undo it, so an unblock (by the daemon, by expiry or by
-the `unblock` command) undoes exactly that.
+records, as JSON, every action of the block before it is done (status `planned`), while an
+external command runs (`running`) and after (`done` or `failed: ...`), with how to do and undo
+it; so an unblock (by the daemon, by expiry or by the `unblock` command) or a restart after a
+kill at any moment undoes or finishes exactly what was, or may have been, done. `boot` is the
+boot (kernel boot_id) in which the block's KILL_ROUTE was last carried out: routes and firewall
+rules that commands add do not survive a reboot, and running them again without one would add
+them twice.
 """
 
+import contextlib
 import functools
+import gc
 import json
 import sqlite3
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -26,7 +34,8 @@ CREATE TABLE IF NOT EXISTS blocks (
     offence INTEGER NOT NULL,
     actions TEXT NOT NULL,
     ended REAL,
-    ended_by TEXT
+    ended_by TEXT,
+    boot TEXT NOT NULL DEFAULT ''
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_active_block ON blocks(address) WHERE ended IS NULL;
 CREATE INDEX IF NOT EXISTS blocks_by_address ON blocks(address);
@@ -38,13 +47,22 @@ CREATE TABLE IF NOT EXISTS snapshots (
 """
 
 
-@dataclass(frozen=True)
-class Action:
-    """One thing done for a block: kind nft, route, hosts.deny or command; how to undo it."""
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+UPTIME = Path("/proc/uptime")
+PLANNED, RUNNING, DONE = "planned", "running", "done"
+FAILED = "failed"  # the block's `ended_by` when none of its actions took effect
+
+
+class Action(NamedTuple):
+    """One action of a block: kind nft, route, hosts.deny or command; how to do it and how to
+    undo it (route: argument lists; hosts.deny: (path, line); an empty undo: nothing of ours to
+    undo, e.g. a hosts.deny line that was there already). A NamedTuple: 100,000 blocks' actions
+    are built at restore."""
 
     kind: str
-    undo: tuple[str, ...] = ()  # route: the argv that removes it; hosts.deny: (path, line)
-    status: str = "done"  # done, failed: <why>, or planned (recorded, not yet confirmed)
+    undo: tuple[str, ...] = ()
+    status: str = DONE  # planned, running (an external command), done, or failed: <why>
+    do: tuple[str, ...] = ()
 
 
 class BlockRecord(NamedTuple):
@@ -65,13 +83,14 @@ class BlockRecord(NamedTuple):
 
 def _actions_json(actions: tuple[Action, ...]) -> str:
     return json.dumps([{"kind": a.kind, "undo": list(a.undo), "status": a.status}
-                       for a in actions])  # fmt: skip
+                       | ({"do": list(a.do)} if a.do else {}) for a in actions])  # fmt: skip
 
 
 @functools.lru_cache(maxsize=256)
 def _actions(text: str) -> tuple[Action, ...]:
     """Parsed once per distinct text: most blocks share their action list (restore of 100k)."""
-    return tuple(Action(a["kind"], tuple(a["undo"]), a["status"]) for a in json.loads(text))
+    return tuple(Action(a["kind"], tuple(a["undo"]), a["status"], tuple(a.get("do", ())))
+                 for a in json.loads(text))  # fmt: skip
 
 
 _COLUMNS = "id, address, proto, port, mode, reason, hostname, since, until, offence, actions"
@@ -79,6 +98,36 @@ _COLUMNS = "id, address, proto, port, mode, reason, hostname, since, until, offe
 
 def _record(row: tuple) -> BlockRecord:
     return BlockRecord._make((*row[:10], _actions(row[10])))
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """While 100,000 records are built (restore, `blocked`): the cyclic garbage collector,
+    started again and again by so many new objects, took a third of the time (they hold no
+    cycles)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def boot_id() -> str:
+    """This boot of the kernel: routes and firewall rules added by commands end with it."""
+    try:
+        return BOOT_ID.read_text().strip()
+    except OSError:
+        return ""
+
+
+def _booted_at() -> float:
+    """When this boot began, in epoch seconds."""
+    try:
+        return time.time() - float(UPTIME.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return time.time()
 
 
 def store_path(state_dir: Path) -> Path:
@@ -90,10 +139,19 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        last_write = max((p.stat().st_mtime for p in (path, path.with_name(path.name + "-wal"))
+                          if p.exists()), default=0.0)  # fmt: skip
         self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(blocks)")}
+        if "boot" not in columns:  # a store made before the column
+            self._db.execute("ALTER TABLE blocks ADD COLUMN boot TEXT NOT NULL DEFAULT ''")
+            if last_write > _booted_at():
+                # The daemon of before ran in this boot, and it ran KILL_ROUTE at every start:
+                # the routes are in force, running them again would double them.
+                self._db.execute("UPDATE blocks SET boot = ? WHERE ended IS NULL", (boot_id(),))
 
     def close(self) -> None:
         self._db.close()
@@ -104,36 +162,49 @@ class Store:
 
     def add_block(self, address: str, proto: str, port: int, mode: str, reason: str,
                   hostname: str, since: float, until: float | None,
-                  actions: tuple[Action, ...]) -> BlockRecord | None:  # fmt: skip
+                  actions: tuple[Action, ...], boot: str) -> BlockRecord | None:  # fmt: skip
         """Record a new active block; None if the address already has one."""
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            offence = (
-                1
-                + self._db.execute(
-                    "SELECT count(*) FROM blocks WHERE address = ?", (address,)
-                ).fetchone()[0]
-            )
+            offence = 1 + self.offences(address)
             try:
                 cursor = self._db.execute(
                     "INSERT INTO blocks (address, proto, port, mode, reason, hostname, since,"
-                    " until, offence, actions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " until, offence, actions, boot) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (address, proto, port, mode, reason, hostname, since, until, offence,
-                     _actions_json(actions)))  # fmt: skip
+                     _actions_json(actions), boot))  # fmt: skip
             except sqlite3.IntegrityError:
                 return None
         return BlockRecord(cursor.lastrowid or 0, address, proto, port, mode, reason, hostname,
                            since, until, offence, actions)  # fmt: skip
 
     def offences(self, address: str) -> int:
-        """How many blocks this address has had before."""
+        """How many blocks this address has had before (attempts that took no effect do not
+        count)."""
         return int(self._db.execute(
-            "SELECT count(*) FROM blocks WHERE address = ?", (address,)).fetchone()[0])  # fmt: skip
+            "SELECT count(*) FROM blocks WHERE address = ? AND coalesce(ended_by, '') != ?",
+            (address, FAILED)).fetchone()[0])  # fmt: skip
 
     def set_actions(self, block_id: int, actions: tuple[Action, ...]) -> None:
         with self._db:
             self._db.execute("UPDATE blocks SET actions = ? WHERE id = ?",
                              (_actions_json(actions), block_id))  # fmt: skip
+
+    def set_boot(self, block_id: int, boot: str) -> None:
+        with self._db:
+            self._db.execute("UPDATE blocks SET boot = ? WHERE id = ?", (boot, block_id))
+
+    def set_boot_all(self, boot: str) -> None:
+        """Every active block is known to be in force in the boot `boot`."""
+        with self._db:
+            self._db.execute("UPDATE blocks SET boot = ? WHERE ended IS NULL AND boot != ?",
+                             (boot, boot))  # fmt: skip
+
+    def made_in_other_boots(self, boot: str) -> set[int]:
+        """Active blocks whose KILL_ROUTE was last carried out before the boot `boot`."""
+        rows = self._db.execute("SELECT id FROM blocks WHERE ended IS NULL AND boot != ?",
+                                (boot,))  # fmt: skip
+        return {row[0] for row in rows}
 
     def set_hostname(self, block_id: int, hostname: str) -> None:
         with self._db:
@@ -147,11 +218,21 @@ class Store:
                 (when, by, block_id))  # fmt: skip
         return cursor.rowcount == 1
 
-    def active(self) -> list[BlockRecord]:
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM blocks WHERE ended IS NULL ORDER BY since, id"
-        )
-        return [_record(row) for row in rows]
+    def last_end(self, address: str) -> tuple[str, float] | None:
+        """By what (expired, restart, ...) and when the address's latest ended block ended."""
+        row = self._db.execute(
+            "SELECT ended_by, ended FROM blocks WHERE address = ? AND ended IS NOT NULL"
+            " ORDER BY ended DESC LIMIT 1", (address,)).fetchone()  # fmt: skip
+        return None if row is None else (row[0], row[1])
+
+    def active(self, now: float | None = None) -> list[BlockRecord]:
+        """The active blocks; with `now`, only those whose time is not up by then (the daemon
+        ends the others within a second, but it may not be running)."""
+        current = "" if now is None else " AND (until IS NULL OR until > :now)"
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM blocks WHERE ended IS NULL{current}"
+                                " ORDER BY since, id", {"now": now})  # fmt: skip
+        with collector_paused():
+            return [_record(row) for row in rows]
 
     def active_count(self) -> int:
         query = "SELECT count(*) FROM blocks WHERE ended IS NULL"

@@ -1,0 +1,61 @@
+"""MAIL_PER_HOUR: which mails may go now and which are held back. No I/O and no clock of its
+own: `now` (monotonic seconds) is passed in.
+
+The rules: at most `per_hour` mails in any sliding hour. The first report held back begins a
+hold; the mail thread says so at once in one short notice mail, the only mail allowed over the
+cap, and at most one an hour. As soon as the hour has room again, one mail (counted under the
+cap) says how many reports were held; a report that comes then goes only if there is room left
+after that summary.
+"""
+
+import collections
+
+HOUR_S = 3600.0
+
+
+class MailBudget:
+    def __init__(self) -> None:
+        self._sent: collections.deque[float] = collections.deque()  # mails under the cap
+        self.held = 0  # reports held since the hold began, not yet summarised
+        self.held_since: float | None = None
+        self._noticed: float | None = None  # when the last notice went
+
+    def _room(self, now: float, per_hour: int) -> bool:
+        while self._sent and self._sent[0] + HOUR_S <= now:  # as in reopens_at, to the bit
+            self._sent.popleft()
+        return len(self._sent) < per_hour
+
+    def admit(self, now: float, per_hour: int) -> bool:
+        """A mail wants to go: True if it may (and it is counted), False if it is held (while
+        reports are held, the summary of them must go first: see release)."""
+        if not self.held and self._room(now, per_hour):
+            self._sent.append(now)
+            return True
+        self.held += 1
+        if self.held == 1:
+            self.held_since = now
+        return False
+
+    def notice_allowed(self, now: float) -> bool:
+        """Whether the notice that a hold began may go: once an hour at most (counted here)."""
+        if self._noticed is not None and now - self._noticed < HOUR_S:
+            return False
+        self._noticed = now
+        return True
+
+    def release(self, now: float, per_hour: int) -> int:
+        """How many reports were held, once there is room for the mail that says so (it is
+        counted); 0 when nothing is held or there is no room yet."""
+        if not self.held or not self._room(now, per_hour):
+            return 0
+        self._sent.append(now)
+        held, self.held, self.held_since = self.held, 0, None
+        return held
+
+    def reopens_at(self, now: float, per_hour: int) -> float | None:
+        """When the held reports can be summarised (`now` if at once); None if none is held."""
+        if not self.held:
+            return None
+        if self._room(now, per_hour):
+            return now
+        return self._sent[len(self._sent) - per_hour] + HOUR_S

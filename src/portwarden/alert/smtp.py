@@ -1,0 +1,103 @@
+"""One delivery to the relay: connect, STARTTLS with the relay's certificate checked, AUTH, the
+message; all of it within one deadline.
+
+Imported only by the mail thread when it first sends: smtplib, ssl and email cost about 10 MiB
+of memory, which a daemon that never mails should not carry.
+"""
+
+import contextlib
+import smtplib
+import socket
+import ssl
+import threading
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+from typing import Any
+
+from portwarden import limits
+from portwarden.config import Settings
+from portwarden.text import one_line
+
+
+class DeliveryFailed(Exception):
+    """The mail was not delivered; str() is one line saying why."""
+
+
+def password(path: Path) -> str:
+    """The first line of SMTP_PASSWORD_FILE, without its line break; nothing else is taken
+    (a comment or a second line after it is not part of the password)."""
+    with path.open(encoding="utf-8") as file:
+        return file.readline().removesuffix("\n").removesuffix("\r")
+
+
+class _DeadlineSMTP(smtplib.SMTP):
+    """smtplib whose connection can be cut from another thread. SMTP_TIMEOUT bounds each socket
+    operation only: a relay that sends a byte now and then would hold the mail thread for ever,
+    so a timer cuts the connection when the whole delivery's time is up."""
+
+    def __init__(self, **options: Any) -> None:
+        self._cut_lock = threading.Lock()
+        self.expired = False
+        super().__init__(**options)
+
+    def connect(self, host: str = "localhost", port: int = 0,
+                source_address: Any = None) -> tuple[int, bytes]:  # fmt: skip
+        self._host = host  # smtplib sets it only in __init__; STARTTLS checks the name against it
+        return super().connect(host, port, source_address)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        with self._cut_lock:  # a cut during connect() finds the socket here
+            if self.expired:
+                sock.close()
+                raise TimeoutError("the deadline passed while connecting")
+            self.sock = sock
+        return sock
+
+    def cut(self) -> None:
+        with self._cut_lock:
+            self.expired = True
+            if self.sock is not None:
+                # socket.shutdown, not SSLSocket.shutdown: that would unwrap the TLS object
+                # under the reading thread. Any blocked read now ends at once.
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
+
+
+def deadline_s(settings: Settings) -> float:
+    return settings.smtp_timeout * limits.MAIL_DELIVERY_TIMEOUTS
+
+
+def deliver(s: Settings, title: str, text: str) -> None:
+    """Send one mail to every MAIL_TO address. Raises DeliveryFailed."""
+    message = EmailMessage()
+    message["From"] = s.mail_from
+    message["To"] = ", ".join(s.mail_to)
+    message["Subject"] = title
+    message["Date"] = formatdate(localtime=True)
+    message["Message-ID"] = make_msgid(domain=s.smtp_helo)
+    message.set_content(text)
+    smtp = _DeadlineSMTP(local_hostname=s.smtp_helo, timeout=s.smtp_timeout)
+    timer = threading.Timer(deadline_s(s), smtp.cut)
+    timer.daemon = True
+    timer.start()
+    try:
+        smtp.connect(s.smtp_relay, s.smtp_port)
+        if s.smtp_starttls:
+            # The relay's certificate is checked: against SMTP_CA_FILE if given (a private CA),
+            # else the system's CAs; and its name against SMTP_RELAY.
+            smtp.starttls(context=ssl.create_default_context(cafile=s.smtp_ca_file))
+        if s.smtp_user and s.smtp_password_file:
+            smtp.login(s.smtp_user, password(s.smtp_password_file))
+        smtp.send_message(message)
+        with contextlib.suppress(OSError, smtplib.SMTPException):  # delivered: QUIT is a nicety
+            smtp.quit()
+    except (OSError, UnicodeError, ValueError, smtplib.SMTPException) as error:
+        if smtp.expired:
+            raise DeliveryFailed(f"not delivered within {deadline_s(s):g} s (SMTP_TIMEOUT x "
+                                 f"{limits.MAIL_DELIVERY_TIMEOUTS})") from None  # fmt: skip
+        raise DeliveryFailed(one_line(str(error) or type(error).__name__)) from None
+    finally:
+        timer.cancel()
+        smtp.close()

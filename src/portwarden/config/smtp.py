@@ -1,0 +1,90 @@
+"""SMTP keys that only make sense together: a login needs a password file that can be read,
+and a channel that does not show the password to the network.
+
+Checked when the configuration is loaded (start, SIGHUP, check-config), so a mistake is a
+one-line error at once, not a failed mail hours later.
+"""
+
+import ipaddress
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+from portwarden.config.conffile import Entry
+from portwarden.config.errors import ConfigError
+
+
+def is_loopback(relay: str) -> bool:
+    """`localhost` or a loopback address: a relay on this host, where no one else listens in."""
+    if relay.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(relay).is_loopback
+    except ValueError:
+        return False
+
+
+def check_smtp(
+    source: str,
+    entry: Callable[[str], Entry | None],
+    *,
+    relay: str,
+    starttls: bool,
+    user: str | None,
+    password_file: Path | None,
+    ca_file: Path | None,
+) -> list[str]:
+    """Raises ConfigError naming the key (and the file); returns warnings."""
+
+    def error(key: str, value: str, reason: str) -> ConfigError:
+        found = entry(key)
+        return ConfigError(found.source if found else source, reason,
+                           found.line if found else None, key, value)  # fmt: skip
+
+    def where(key: str) -> str:
+        found = entry(key)
+        return f"{found.source}:{found.line}: " if found else f"{source}: "
+
+    warnings = []
+    if user is not None and password_file is None:
+        raise error("SMTP_USER", user, "a login needs SMTP_PASSWORD_FILE (the password is "
+                    "never written in the main file)")  # fmt: skip
+    if user is not None and not starttls and not is_loopback(relay):
+        raise error("SMTP_USER", user, f"the password would cross the network in clear text to "
+                    f"{relay}: set SMTP_STARTTLS=\"1\" (or use a relay on loopback)")  # fmt: skip
+    if password_file is not None:
+        mode = _readable_file(password_file, lambda why: error(
+            "SMTP_PASSWORD_FILE", str(password_file), why))  # fmt: skip
+        if user is None:
+            warnings.append(f"{where('SMTP_PASSWORD_FILE')}SMTP_PASSWORD_FILE is set but "
+                            "SMTP_USER is not: no login is made")  # fmt: skip
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            warnings.append(f"{where('SMTP_PASSWORD_FILE')}SMTP_PASSWORD_FILE {password_file} "
+                            f"can be read by others (mode {mode:o}): chmod 600 it")  # fmt: skip
+    if ca_file is not None:
+        _readable_file(ca_file, lambda why: error("SMTP_CA_FILE", str(ca_file), why))
+        import ssl  # only here: ssl costs memory that a daemon without mail should not carry
+
+        try:
+            ssl.create_default_context(cafile=ca_file)
+        except ssl.SSLError:
+            raise error("SMTP_CA_FILE", str(ca_file), f"{ca_file} holds no PEM CA "
+                        "certificate") from None  # fmt: skip
+        if not starttls:
+            warnings.append(f"{where('SMTP_CA_FILE')}SMTP_CA_FILE is used only with "
+                            'SMTP_STARTTLS="1"')  # fmt: skip
+    return warnings
+
+
+def _readable_file(path: Path, error: Callable[[str], ConfigError]) -> int:
+    """The file's permission bits; raises error(why) unless it is a regular file we can read."""
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise error(f"{path} is not a regular file")
+        with path.open("rb"):
+            pass
+    except OSError as failure:
+        raise error(f"cannot read {path}: {failure.strerror}") from None
+    return stat.S_IMODE(info.st_mode)

@@ -1,0 +1,116 @@
+"""`portwarden unblock` and `portwarden reapply`: what the administrator asks of the blocks.
+
+While the daemon runs, its action worker does the work (it alone changes the firewall, routes,
+hosts.deny and the files; the work comes after the blocks queued before it, so a block still
+being made ends unblocked too). When no daemon runs, the command does it on the store directly,
+holding STATE_DIR's lock meanwhile, so that no daemon starts in the middle.
+"""
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from portwarden import control, statedir
+from portwarden.alert.events import write_unblocks
+from portwarden.config import Settings
+from portwarden.config.ignore import Network, parse_network
+from portwarden.respond.actions import Actions
+from portwarden.respond.nft import NftError
+from portwarden.store.db import BlockRecord, Store, store_path
+from portwarden.text import one_line
+
+UNBLOCK_COMMAND = "command"  # the blocks' `ended_by`
+START_WAIT_S = 10.0  # a daemon that holds STATE_DIR but does not listen yet is starting up
+
+Answer = dict[str, Any]
+
+
+def unblock_here(actions: Actions, network: Network | None) -> tuple[list[BlockRecord], Answer]:
+    """Unblock what lies in `network` (every block and our nftables table when None)."""
+    undone = actions.unblock_matching(network, UNBLOCK_COMMAND)
+    answer: Answer = {"unblocked": [r.address for r in undone], "table_removed": False}
+    if network is None:
+        try:
+            answer["table_removed"] = actions.drop_table()
+        except NftError as error:
+            answer["nft_error"] = one_line(str(error))
+    return undone, answer
+
+
+def _unblock_without_daemon(actions: Actions, network: Network | None) -> Answer:
+    """unblock_here, and the `unblock` events the daemon would have written."""
+    undone, answer = unblock_here(actions, network)
+    try:
+        write_unblocks(actions.settings, [(r.address, time.time()) for r in undone],
+                       UNBLOCK_COMMAND)  # fmt: skip
+    except OSError as error:
+        print(f"portwarden: warning: event log {actions.settings.event_log}: {error.strerror}",
+              file=sys.stderr)  # fmt: skip
+    return answer
+
+
+def reapply_here(actions: Actions) -> Answer:
+    return {"reapplied": [r.address for r in actions.reapply_routes()]}
+
+
+def unblock(settings: Settings, target: str | None) -> int:
+    """`unblock ADDR|NET` or, with None, `unblock --all`. Returns the exit status."""
+    try:
+        network = None if target is None else parse_network(target)
+    except ValueError as error:
+        print(f"portwarden: error: unblock: {error}", file=sys.stderr)
+        return 2
+    request = {"all": True} if network is None else {"network": str(network)}
+    answer = _by_daemon_or_here(
+        settings, "unblock", request, lambda actions: _unblock_without_daemon(actions, network)
+    )
+    if "error" in answer:
+        print(f"portwarden: error: unblock: {answer['error']}", file=sys.stderr)
+        return 1
+    for address in answer["unblocked"]:
+        print(f"unblocked {address}")
+    if answer["table_removed"]:
+        print("removed nftables table inet portwarden")
+    if "nft_error" in answer:
+        print(f"portwarden: nftables: {answer['nft_error']}", file=sys.stderr)
+    if not answer["unblocked"] and target is not None:
+        print(f"no active block matches {target}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def reapply(settings: Settings) -> int:
+    answer = _by_daemon_or_here(settings, "reapply", {}, reapply_here)
+    if "error" in answer:
+        print(f"portwarden: error: reapply: {answer['error']}", file=sys.stderr)
+        return 1
+    for address in answer["reapplied"]:
+        print(f"KILL_ROUTE run again for {address}")
+    return 0
+
+
+def _by_daemon_or_here(settings: Settings, command: str, request: Answer,
+                       here: Callable[[Actions], Answer]) -> Answer:  # fmt: skip
+    """The running daemon's answer; when none runs, `here`'s, done under STATE_DIR's lock."""
+    deadline = time.monotonic() + START_WAIT_S
+    while True:
+        try:
+            answer = control.ask(settings.state_dir, command, control.ACTION_WAIT_S, **request)
+        except control.ControlError as error:
+            return {"error": str(error)}
+        if answer is not None:
+            return answer
+        try:
+            lock = statedir.claim(settings.state_dir)
+        except statedir.StateDirBusy:  # a daemon is starting: it will listen in a moment
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+            continue
+        with lock:
+            store = Store(store_path(settings.state_dir))
+            try:
+                return here(Actions(settings, store))
+            finally:
+                store.close()

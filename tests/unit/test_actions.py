@@ -1,0 +1,382 @@
+"""Doing and undoing blocks with real commands and files (no nftables: no privileges needed).
+
+The store is the one source of truth: every action is in it before it is done, so an unblock
+or a restart after a kill at any moment undoes or finishes exactly what was (or may have been)
+done."""
+
+import ipaddress
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from portwarden import limits
+from portwarden.config import BlockMode
+from portwarden.respond import actions as actions_module
+from portwarden.respond import files
+from portwarden.respond.actions import Actions, BlockRequest, enforced
+from portwarden.store.db import Action, Store, boot_id
+from tests.unit.blocking import blocking_settings
+
+RECORD = Path(__file__).parent.parent / "lab" / "record.py"
+SOURCE = ipaddress.ip_address("198.18.0.11")
+
+
+def request(address: str = "198.18.0.11", mode: BlockMode = BlockMode.BLOCK) -> BlockRequest:
+    return BlockRequest(ipaddress.ip_address(address), "tcp", 11, "stcp", "TCP SYN/Normal scan",
+                        mode)  # fmt: skip
+
+
+def record_cmd(calls: Path, *words: str) -> str:
+    """A KILL_ROUTE / KILL_RUN_CMD that appends its arguments to `calls`."""
+    return " ".join([sys.executable, str(RECORD), str(calls), *words])
+
+
+def calls_of(calls: Path) -> list[list[str]]:
+    if not calls.exists():
+        return []
+    return [[w.strip("'") for w in line.split()[1:]] for line in calls.read_text().splitlines()]
+
+
+@pytest.fixture
+def make(tmp_path: Path) -> Callable[[str], Actions]:
+    def build(extra: str) -> Actions:
+        settings = blocking_settings(tmp_path, extra)
+        return Actions(settings, Store(settings.state_dir / "portwarden.db"))
+
+    return build
+
+
+def test_every_action_is_in_the_store_before_it_is_done(
+    tmp_path: Path, make: Callable[[str], Actions]
+) -> None:
+    """While KILL_RUN_CMD runs, the store already holds the route and hosts.deny line as done
+    and the command as running: a kill -9 now leaves nothing unknown behind."""
+    seen = tmp_path / "seen"
+    spy = tmp_path / "spy.py"
+    spy.write_text("import sqlite3, sys\n"
+                   "db = sqlite3.connect(sys.argv[1])\n"
+                   "row = db.execute('select actions from blocks where ended is null').fetchone()\n"
+                   "open(sys.argv[2], 'w').write(row[0])\n")  # fmt: skip
+    store = tmp_path / "state" / "portwarden.db"
+    actions = make(f'KILL_ROUTE="{record_cmd(tmp_path / "calls", "route", "add", "$TARGET$")}"\n'
+                   'KILL_HOSTS_DENY="ALL: $TARGET$"\n'
+                   f'KILL_RUN_CMD="{sys.executable} {spy} {store} {seen}"\n')  # fmt: skip
+    record = actions.block(request())
+    assert record is not None
+    during = [(a["kind"], a["status"]) for a in json.loads(seen.read_text())]
+    assert during == [("hosts.deny", "done"), ("route", "done"), ("command", "running")]
+    assert [(a.kind, a.status) for a in record.actions] == [
+        ("hosts.deny", "done"), ("route", "done"), ("command", "done")]  # fmt: skip
+
+
+def test_unblock_undoes_what_an_interrupted_block_planned(
+    tmp_path: Path, make: Callable[[str], Actions]
+) -> None:
+    """The daemon was killed while the route command ran: unblock undoes the route (it may have
+    been added), the hosts.deny line, and leaves the admin's lines alone."""
+    calls = tmp_path / "calls"
+    actions = make(f'KILL_ROUTE="{record_cmd(calls, "route", "add", "$TARGET$")}"\n'
+                   'KILL_HOSTS_DENY="ALL: $TARGET$"\n')  # fmt: skip
+    deny = actions.settings.hosts_deny_file
+    deny.write_text("sshd: 198.18.0.99\nALL: 198.18.0.11\n")
+    plan = (
+        Action("hosts.deny", (str(deny), "ALL: 198.18.0.11"), "done"),
+        Action("route", (sys.executable, str(RECORD), str(calls), "route", "del", "198.18.0.11"),
+               "running"),
+        Action("command", (), "planned"),
+    )  # fmt: skip
+    record = actions.store.add_block("198.18.0.11", "tcp", 11, "stcp", "x", "198.18.0.11",
+                                     time.time(), None, plan, "boot")  # fmt: skip
+    assert record is not None
+    assert actions.unblock_matching(None, "command") == [record]
+    assert calls_of(calls) == [["route", "del", "198.18.0.11"]]
+    assert deny.read_text() == "sshd: 198.18.0.99\n"
+    assert actions.store.active() == []
+
+
+def test_a_hosts_deny_line_that_was_there_is_not_ours_to_remove(
+    make: Callable[[str], Actions],
+) -> None:
+    actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\n')
+    deny = actions.settings.hosts_deny_file
+    deny.write_text("ALL: 198.18.0.11\n")
+    record = actions.block(request())
+    assert record is not None and [(a.kind, a.undo, a.status) for a in record.actions] == [
+        ("hosts.deny", (), "done")]  # fmt: skip
+    assert deny.read_text() == "ALL: 198.18.0.11\n"  # no duplicate
+    actions.unblock(record, "command")
+    assert deny.read_text() == "ALL: 198.18.0.11\n"  # the administrator's line stays
+
+
+def test_unblock_removes_our_line_once_even_if_it_was_copied(
+    make: Callable[[str], Actions],
+) -> None:
+    actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\n')
+    deny = actions.settings.hosts_deny_file
+    deny.write_text("# top\n")
+    record = actions.block(request())
+    assert record is not None and deny.read_text() == "# top\nALL: 198.18.0.11\n"
+    deny.write_text(deny.read_text() + "ALL: 198.18.0.11\n")  # the administrator's copy
+    actions.unblock(record, "command")
+    assert deny.read_text() == "# top\nALL: 198.18.0.11\n"
+
+
+def test_hosts_deny_refuses_a_symbolic_link(tmp_path: Path, make: Callable[[str], Actions]) -> None:
+    actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\nKILL_RUN_CMD="true"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("keep\n")
+    actions.settings.hosts_deny_file.symlink_to(elsewhere)
+    record = actions.block(request())
+    assert elsewhere.read_text() == "keep\n"
+    assert record is not None and record.actions[0].kind == "hosts.deny"
+    assert record.actions[0].status.startswith("failed: ")
+    assert "symbolic link" in record.actions[0].status
+
+
+def test_hosts_deny_refuses_a_fifo_instead_of_waiting_for_a_writer(
+    make: Callable[[str], Actions],
+) -> None:
+    actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\nKILL_RUN_CMD="true"\n')
+    os.mkfifo(actions.settings.hosts_deny_file)
+    record = actions.block(request())
+    assert record is not None and record.actions[0].kind == "hosts.deny"
+    assert "not a regular file" in record.actions[0].status
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [("198.18.0.11", "ALL: 198.18.0.11"), ("2001:db8::11", "ALL: [2001:db8::11]")],
+)
+def test_hosts_deny_names_ipv6_sources_as_tcpd_matches_them(
+    tmp_path: Path, make: Callable[[str], Actions], address: str, expected: str
+) -> None:
+    actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\n')
+    actions.block(request(address))
+    deny = actions.settings.hosts_deny_file
+    assert deny.read_text() == expected + "\n"
+    if shutil.which("tcpdmatch") is None:
+        return
+    (tmp_path / "hosts.allow").write_text("")
+    verdict = subprocess.run(["tcpdmatch", "-d", "sshd", address], cwd=tmp_path,
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert "access:   denied" in verdict
+
+
+@pytest.mark.parametrize("first", [0, 1])
+def test_portsentry_order_hosts_deny_route_command(
+    tmp_path: Path, make: Callable[[str], Actions], first: int
+) -> None:
+    """PortSentry 1.2's DisposeTCP: hosts.deny, then the route, then the command; with
+    KILL_RUN_CMD_FIRST=1 the command, then hosts.deny, then the route. The route command here
+    succeeds only if the hosts.deny line is already there."""
+    calls = tmp_path / "calls"
+    actions = make(f'KILL_ROUTE="grep -q $TARGET$ {tmp_path}/hosts.deny"\n'
+                   'KILL_HOSTS_DENY="ALL: $TARGET$"\n'
+                   f'KILL_RUN_CMD="{record_cmd(calls, "cmd", "$TARGET$")}"\n'
+                   f'KILL_RUN_CMD_FIRST="{first}"\n')  # fmt: skip
+    record = actions.block(request())
+    assert record is not None
+    kinds = [(a.kind, a.status) for a in record.actions]
+    expected = [("hosts.deny", "done"), ("route", "done")]
+    assert kinds == (
+        [("command", "done"), *expected] if first else [*expected, ("command", "done")]
+    )
+
+
+def test_a_block_that_nothing_enforced_is_not_kept_and_is_tried_again(
+    tmp_path: Path, make: Callable[[str], Actions]
+) -> None:
+    """KILL_ROUTE=false: PortSentry 1.2 wrote no blocked entry when the kill failed, so the
+    next scan tried again. No history line either, and it is no offence."""
+    actions = make('KILL_ROUTE="false"\n')
+    record = actions.block(request())
+    assert record is not None and not enforced(record.actions)
+    assert actions.store.active() == []
+    assert not actions.settings.history_file.exists()
+    assert actions.store.offences("198.18.0.11") == 0
+    again = actions.block(request())
+    assert again is not None and again.offence == 1
+
+
+def test_a_command_only_block_is_kept_while_running_even_if_the_command_failed(
+    make: Callable[[str], Actions],
+) -> None:
+    actions = make('KILL_RUN_CMD="false"\n')
+    record = actions.block(request(mode=BlockMode.RUN_CMD_ONLY))
+    assert record is not None and [(a.kind, a.status) for a in record.actions] == [
+        ("command", "failed")]  # fmt: skip
+    assert not enforced(record.actions)
+    assert actions.store.active() == []
+
+
+def test_reverse_dns_has_a_deadline_and_does_not_delay_the_actions(
+    tmp_path: Path, make: Callable[[str], Actions], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def dead_name_server(address: str) -> tuple[str, list[str], list[str]]:
+        time.sleep(6)
+        return "late.example", [], [address]
+
+    monkeypatch.setattr(socket, "gethostbyaddr", dead_name_server)
+    calls = tmp_path / "calls"
+    actions = make(f'RESOLVE_HOST="1"\nKILL_ROUTE="{record_cmd(calls, "route", "$TARGET$")}"\n')
+    started = time.monotonic()
+    record = actions.block(request())
+    took = time.monotonic() - started
+    assert record is not None and record.hostname == "198.18.0.11"
+    assert limits.RESOLVE_HOST_TIMEOUT_S <= took < limits.RESOLVE_HOST_TIMEOUT_S + 1
+    route_at = float(calls.read_text().split()[0])
+    assert route_at - started < limits.RESOLVE_HOST_TIMEOUT_S / 2  # not after the lookup
+
+
+def test_reverse_dns_name_is_used_when_it_answers(
+    make: Callable[[str], Actions], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(socket, "gethostbyaddr", lambda a: ("scanner.example", [], [a]))
+    actions = make('RESOLVE_HOST="1"\nKILL_HOSTS_DENY="ALL: $TARGET$"\n')
+    record = actions.block(request())
+    assert record is not None and record.hostname == "scanner.example"
+    assert "Host: scanner.example/198.18.0.11 Port: 11 TCP Blocked" in (
+        actions.settings.history_file.read_text()
+    )
+
+
+def restore_in(actions: Actions, boot: str, monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setattr(actions_module, "boot_id", lambda: boot)
+    return Actions(actions.settings, actions.store).restore()
+
+
+def test_restart_runs_kill_route_again_only_after_a_reboot(
+    tmp_path: Path, make: Callable[[str], Actions], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = tmp_path / "calls"
+    monkeypatch.setattr(actions_module, "boot_id", lambda: "boot-1")
+    actions = make(
+        f'KILL_ROUTE="{record_cmd(calls, "iptables", "-I", "INPUT", "-s", "$TARGET$")}"\n'
+    )
+    assert actions.block(request()) is not None
+    assert restore_in(actions, "boot-1", monkeypatch) == 1
+    assert restore_in(actions, "boot-1", monkeypatch) == 1
+    assert len(calls_of(calls)) == 1  # restarts: the rule is still in force
+    assert restore_in(actions, "boot-2", monkeypatch) == 1
+    assert restore_in(actions, "boot-2", monkeypatch) == 1
+    assert calls_of(calls) == [["iptables", "-I", "INPUT", "-s", "198.18.0.11"]] * 2
+
+
+def test_restart_finishes_an_interrupted_block_exactly_once(
+    tmp_path: Path, make: Callable[[str], Actions], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed while the route command ran, before the hosts.deny line and the command: at the
+    next start the route is undone (it may have been added) and done again, the line added, and
+    the command is not run: it may have run, and it cannot be undone."""
+    calls = tmp_path / "calls"
+    actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\nKILL_RUN_CMD="true"\n')
+    deny = actions.settings.hosts_deny_file
+    route = [sys.executable, str(RECORD), str(calls), "route"]
+    plan = (
+        Action("route", (*route, "del", "198.18.0.11"), "running", (*route, "add", "198.18.0.11")),
+        Action("hosts.deny", (str(deny), "ALL: 198.18.0.11"), "planned",
+               (str(deny), "ALL: 198.18.0.11")),
+        Action("command", (), "planned", ("true",)),
+    )  # fmt: skip
+    actions.store.add_block("198.18.0.11", "tcp", 11, "stcp", "x", "198.18.0.11", time.time(),
+                            None, plan, "boot-1")  # fmt: skip
+    assert restore_in(actions, "boot-1", monkeypatch) == 1
+    assert calls_of(calls) == [["route", "del", "198.18.0.11"], ["route", "add", "198.18.0.11"]]
+    assert deny.read_text() == "ALL: 198.18.0.11\n"
+    (record,) = actions.store.active()
+    assert [(a.kind, a.status) for a in record.actions] == [
+        ("route", "done"), ("hosts.deny", "done"), ("command", "failed: interrupted")]  # fmt: skip
+
+
+def test_command_only_blocks_are_forgotten_at_restart(
+    make: Callable[[str], Actions], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BLOCK_TCP=2: PortSentry emptied its blocked file at start, so the next scan of the same
+    source ran the command again. Blocks with something to enforce stay."""
+    actions = make('KILL_RUN_CMD="true"\nKILL_HOSTS_DENY="ALL: $TARGET$"\n')
+    assert actions.block(request("198.18.0.11", BlockMode.RUN_CMD_ONLY)) is not None
+    assert actions.block(request("198.18.0.12")) is not None
+    assert restore_in(actions, "boot-1", monkeypatch) == 1
+    assert [r.address for r in actions.store.active()] == ["198.18.0.12"]
+
+
+def test_restore_writes_hosts_deny_once_for_many_blocks(
+    make: Callable[[str], Actions], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\n')
+    deny = actions.settings.hosts_deny_file
+    for number in range(100):
+        address = str(ipaddress.ip_address("198.18.1.0") + number)
+        assert actions.block(request(address)) is not None
+    deny.write_text("")  # e.g. the administrator replaced the file
+    writes: list[Path] = []
+    replace = files.replace_atomically
+
+    def counted(path: Path, text: str) -> None:
+        writes.append(path)
+        replace(path, text)
+
+    monkeypatch.setattr(files, "replace_atomically", counted)
+    assert restore_in(actions, "boot-1", monkeypatch) == 100
+    assert writes.count(deny) == 1
+    assert len(deny.read_text().splitlines()) == 100
+
+
+def test_expired_blocks_are_not_listed(make: Callable[[str], Actions]) -> None:
+    actions = make('BLOCK_DURATION="60"\nKILL_HOSTS_DENY="ALL: $TARGET$"\n')
+    record = actions.block(request())
+    assert record is not None and record.until is not None
+    assert actions.store.active(now=record.until - 1) == [record]
+    assert actions.store.active(now=record.until + 1) == []
+
+
+def test_blocked_files_are_per_mode_as_portsentry_named_them(
+    tmp_path: Path, make: Callable[[str], Actions]
+) -> None:
+    """PortSentry 1.2 appended `.<mode>` to BLOCKED_FILE (portsentry.blocked.atcp, ...); the
+    history file has no suffix."""
+    actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\nBLOCK_UDP="1"\n')
+    tcp = actions.block(request("198.18.0.11"))
+    udp = actions.block(BlockRequest(ipaddress.ip_address("198.18.0.12"), "udp", 7, "sudp",
+                                     "UDP scan", BlockMode.BLOCK))  # fmt: skip
+    assert tcp is not None and udp is not None
+    base = actions.settings.blocked_file
+    assert not base.exists()
+    stcp, sudp = base.with_name(f"{base.name}.stcp"), base.with_name(f"{base.name}.sudp")
+    assert stcp.read_text().endswith(" Host: 198.18.0.11/198.18.0.11 Port: 11 TCP Blocked\n")
+    assert sudp.read_text().endswith(" Host: 198.18.0.12/198.18.0.12 Port: 7 UDP Blocked\n")
+    assert len(actions.settings.history_file.read_text().splitlines()) == 2
+    actions.unblock(tcp, "command")
+    assert stcp.read_text() == "" and sudp.read_text().count("\n") == 1
+
+
+@pytest.mark.parametrize("last_used", ["in this boot", "before it"])
+def test_a_store_from_before_boot_ids_keeps_routes_of_this_boot(
+    tmp_path: Path, last_used: str
+) -> None:
+    """The daemon of before ran KILL_ROUTE at every start: if it used the store in this boot,
+    its routes are in force and a restart of the new one must not run them again."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE blocks (id INTEGER PRIMARY KEY, address TEXT NOT NULL, proto"
+            " TEXT NOT NULL, port INTEGER NOT NULL, mode TEXT NOT NULL, reason TEXT NOT"
+            " NULL, hostname TEXT NOT NULL, since REAL NOT NULL, until REAL, offence"
+            " INTEGER NOT NULL, actions TEXT NOT NULL, ended REAL, ended_by TEXT)"
+        )
+        db.execute("INSERT INTO blocks VALUES (1, '198.18.0.11', 'tcp', 11, 'stcp', 'x', 'x', 0,"
+                   " NULL, 1, '[{\"kind\": \"route\", \"undo\": [], \"status\": \"done\"}]',"
+                   " NULL, NULL)")  # fmt: skip
+    if last_used == "before it":
+        os.utime(path, (0, 0))
+    store = Store(path)
+    assert store.made_in_other_boots(boot_id()) == (set() if last_used == "in this boot" else {1})

@@ -1,0 +1,73 @@
+"""The loop's side of blocking: the cap on new blocks, what is logged for a blocked source."""
+
+import ipaddress
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from portwarden.alert.dispatch import Alerts
+from portwarden.detect.engine import Verdict
+from portwarden.detect.probe import SYN_SCAN, Probe, Proto
+from portwarden.respond.policy import ResponsePolicy
+from tests.unit.blocking import blocking_settings
+
+TARGET = ipaddress.ip_address("198.18.0.1")
+
+
+@pytest.fixture
+def policy(tmp_path: Path) -> Iterator[ResponsePolicy]:
+    """A policy whose worker is not started: its block jobs stay queued, nothing is done."""
+    settings = blocking_settings(tmp_path, 'KILL_HOSTS_DENY="ALL: $TARGET$"\n'
+                                 'BLOCKS_PER_MINUTE="10"\n')  # fmt: skip
+    made = ResponsePolicy(settings, tmp_path / "store.db", Alerts(settings))
+    yield made
+    made.stop()
+
+
+def verdict(source: str, ports: int) -> Verdict:
+    probe = Probe(ipaddress.ip_address(source), TARGET, Proto.TCP, 40000, 11, "stcp", SYN_SCAN)
+    return Verdict("scan", probe, True, ports, ports, 0.0)
+
+
+def flood(policy: ResponsePolicy, sources: int, ports: int) -> int:
+    """`sources` spoofed addresses, each seen on `ports` ports; returns the blocks made."""
+    for number in range(sources):
+        policy.on_verdict(verdict(str(ipaddress.ip_address("198.18.1.0") + number), ports), 1.0)
+    return policy.blocks_made
+
+
+def test_one_probe_sources_get_the_cap(policy: ResponsePolicy) -> None:
+    assert flood(policy, 40, 1) == 10
+
+
+def test_sources_on_several_ports_count_in_the_cap_too(policy: ResponsePolicy) -> None:
+    """SCAN_TRIGGER >= 3 makes every block one of a source seen on 3 ports: the second budget
+    is extra, past the first, never instead of it."""
+    assert flood(policy, 40, 3) == 20
+
+
+def test_the_second_budget_is_left_for_real_scanners(policy: ResponsePolicy) -> None:
+    assert flood(policy, 40, 1) == 10
+    policy.on_verdict(verdict("198.18.0.11", 20), 2.0)
+    assert policy.blocks_made == 11
+
+
+def test_already_blocked_is_said_once_and_only_after_the_block(
+    policy: ResponsePolicy, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "portwarden")
+    policy.start()
+    policy.on_verdict(verdict("198.18.0.11", 1), 1.0)
+    policy.on_verdict(verdict("198.18.0.11", 2), 1.0)  # while the block is being made
+    deadline = time.monotonic() + 5
+    while policy.store.active_block("198.18.0.11") is None or "block address" not in caplog.text:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    for _ in range(3):
+        policy.tick(2.0)
+        policy.on_verdict(verdict("198.18.0.11", 3), 2.0)
+    lines = [r.getMessage().split()[0] for r in caplog.records if "198.18.0.11" in r.getMessage()]
+    assert lines == ["block", "already-blocked"]

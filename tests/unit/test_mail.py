@@ -1,0 +1,268 @@
+"""Mail through a real SMTP server (aiosmtpd on loopback): STARTTLS with the relay's
+certificate checked, AUTH with the password file's first line; and the SMTP keys that must go
+together, checked when the configuration is loaded."""
+
+import email
+import logging
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from portwarden.alert.mail import Mailer
+from portwarden.alert.mailbudget import HOUR_S, MailBudget
+from portwarden.config import ConfigError, Settings, load_settings
+from tests.lab.smtp import SilentRelay, relay
+from tests.lab.tls import RelayCertificate, make_relay_certificate
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def settings(tmp_path: Path, text: str) -> Settings:
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nSYSLOG_SOCKET=""\nMAIL_TO="admin@example.org"\n'
+                    f"{text}")  # fmt: skip
+    return load_settings(conf)
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> RelayCertificate:
+    return make_relay_certificate(tmp_path_factory.mktemp("tls"), LOOPBACK)
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Path:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def tls_relay(certificate: RelayCertificate, inbox: Path) -> Iterator[int]:
+    """A relay that requires STARTTLS, then AUTH as portwarden / 'pass word'."""
+    port = free_port()
+    controller = relay(LOOPBACK, port, inbox, (certificate.cert, certificate.key),
+                       ("portwarden", "pass word"))  # fmt: skip
+    yield port
+    controller.stop()
+
+
+def mail_once(s: Settings) -> Mailer:
+    mailer = Mailer(s)
+    mailer.start()
+    mailer.submit("a subject", "a body\n")
+    mailer.stop()
+    return mailer
+
+
+def secret(tmp_path: Path, text: str, mode: int = 0o600) -> Path:
+    path = tmp_path / "smtp.secret"
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def test_starttls_with_a_private_ca_and_auth_with_the_first_line(
+    tmp_path: Path, certificate: RelayCertificate, tls_relay: int, inbox: Path
+) -> None:
+    # Only the first line is the password: the relay refuses "pass word\nold password".
+    password = secret(tmp_path, "pass word\nold password\n")
+    mailer = mail_once(settings(tmp_path, (
+        f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{tls_relay}"\nSMTP_STARTTLS="1"\n'
+        f'SMTP_USER="portwarden"\nSMTP_PASSWORD_FILE="{password}"\n'
+        f'SMTP_CA_FILE="{certificate.ca}"\n')))  # fmt: skip
+    assert (mailer.sent, mailer.failed) == (1, 0)
+    (saved,) = inbox.glob("*.eml")
+    assert email.message_from_bytes(saved.read_bytes())["Subject"] == "a subject"
+    assert saved.with_suffix(".login").read_text() == "portwarden"
+
+
+def test_the_relay_certificate_is_verified(
+    tmp_path: Path, tls_relay: int, inbox: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without SMTP_CA_FILE the system's CAs are used, and they do not know the lab's CA: the
+    mail is refused before the password is sent."""
+    password = secret(tmp_path, "pass word\n")
+    with caplog.at_level(logging.ERROR, logger="portwarden"):
+        mailer = mail_once(settings(tmp_path, (
+            f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{tls_relay}"\nSMTP_STARTTLS="1"\n'
+            f'SMTP_USER="portwarden"\nSMTP_PASSWORD_FILE="{password}"\n')))  # fmt: skip
+    assert (mailer.sent, mailer.failed) == (0, 1)
+    assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
+    assert list(inbox.iterdir()) == []
+
+
+def test_a_login_needs_a_readable_password_file_and_a_safe_channel(tmp_path: Path) -> None:
+    relay_lines = 'SMTP_RELAY="198.18.0.20"\nSMTP_STARTTLS="1"\n'
+    with pytest.raises(ConfigError, match=r':6: SMTP_USER="pw": a login needs SMTP_PASSWORD'):
+        settings(tmp_path, relay_lines + 'SMTP_USER="pw"\n')
+    missing = tmp_path / "missing"
+    with pytest.raises(ConfigError) as error:
+        settings(tmp_path, relay_lines + f'SMTP_USER="pw"\nSMTP_PASSWORD_FILE="{missing}"\n')
+    assert str(error.value).endswith(
+        f'SMTP_PASSWORD_FILE="{missing}": cannot read {missing}: No such file or directory'
+    )
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        settings(tmp_path, relay_lines + f'SMTP_USER="pw"\nSMTP_PASSWORD_FILE="{tmp_path}"\n')
+    # The password must not cross the network in clear text; loopback is fine.
+    password = secret(tmp_path, "pass word\n")
+    login = f'SMTP_USER="pw"\nSMTP_PASSWORD_FILE="{password}"\n'
+    with pytest.raises(ConfigError, match='clear text to 198.18.0.20: set SMTP_STARTTLS="1"'):
+        settings(tmp_path, 'SMTP_RELAY="198.18.0.20"\n' + login)
+    for local in ("localhost", "127.0.0.1", "::1"):
+        assert settings(tmp_path, f'SMTP_RELAY="{local}"\n' + login).warnings == ()
+    assert settings(tmp_path, relay_lines + login).warnings == ()
+
+
+def test_a_password_file_others_can_read_is_a_warning(tmp_path: Path) -> None:
+    password = secret(tmp_path, "pass word\n", 0o644)
+    found = settings(tmp_path, f'SMTP_RELAY="localhost"\nSMTP_USER="pw"\n'
+                               f'SMTP_PASSWORD_FILE="{password}"\n')  # fmt: skip
+    assert found.warnings == (
+        f"{tmp_path}/portwarden.conf:6: SMTP_PASSWORD_FILE {password} can be read by others "
+        "(mode 644): chmod 600 it",
+    )
+
+
+def test_the_ca_file_must_hold_a_certificate(tmp_path: Path, certificate: RelayCertificate) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match=f'SMTP_CA_FILE="{junk}": {junk} holds no PEM CA'):
+        settings(tmp_path, f'SMTP_STARTTLS="1"\nSMTP_CA_FILE="{junk}"\n')
+    assert (
+        settings(tmp_path, f'SMTP_STARTTLS="1"\nSMTP_CA_FILE="{certificate.ca}"\n').warnings == ()
+    )
+
+
+class Clock:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def plain_relay(inbox: Path) -> Iterator[int]:
+    port = free_port()
+    controller = relay(LOOPBACK, port, inbox)
+    yield port
+    controller.stop()
+
+
+def subjects(inbox: Path) -> list[str]:
+    return [
+        email.message_from_bytes(p.read_bytes())["Subject"] for p in sorted(inbox.glob("*.eml"))
+    ]
+
+
+def test_mail_rate_limit_says_so_at_once_summarises_later_and_keeps_the_cap(
+    tmp_path: Path, plain_relay: int, inbox: Path
+) -> None:
+    clock = Clock()
+    holds: list[float] = []
+    s = settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{plain_relay}"\n'
+                           'MAIL_PER_HOUR="2"\n')  # fmt: skip
+    mailer = Mailer(s, holds.append, clock)
+
+    def at(offset: float, job: tuple[str, str] | None) -> None:
+        clock.now = 1000.0 + offset
+        mailer.work(job)
+
+    at(0, ("report 0", "text\n"))
+    at(100, ("report 1", "text\n"))
+    at(200, ("report 2", "text\n"))  # over the cap: held, and said at once
+    assert subjects(inbox)[-1] == "portwarden: mail rate limit reached"
+    (reopens,) = holds
+    assert abs(reopens - (time.time() + 3400)) < 5  # when report 0 leaves the hour
+    at(300, ("report 3", "text\n"))  # held; no second notice
+    assert mailer.budget.reopens_at(clock.now, 2) == clock.now + 3300
+    # The hour has room for one mail: the summary takes it, so report 4 is held, not sent.
+    at(3600, ("report 4", "text\n"))
+    assert len(holds) == 2  # a new hold began (said in the log, not in a second notice mail)
+    at(3700, None)  # report 1 leaves the hour: the summary of report 4
+    assert subjects(inbox) == [
+        "report 0",
+        "report 1",
+        "portwarden: mail rate limit reached",
+        "portwarden: 2 reports were not mailed (MAIL_PER_HOUR)",
+        "portwarden: 1 reports were not mailed (MAIL_PER_HOUR)",
+    ]
+    assert (mailer.sent, mailer.withheld, mailer.failed) == (5, 3, 0)
+
+
+@given(st.lists(st.floats(0, 3 * HOUR_S), max_size=60), st.integers(1, 5))
+def test_no_hour_has_more_than_the_cap_and_one_notice(arrivals: list[float], per_hour: int) -> None:
+    """The mail thread's use of the budget, over arrivals at any times (and the wake-ups it
+    asks for): in any sliding hour, at most `per_hour` mails and one notice."""
+    budget = MailBudget()
+    sent: list[float] = []
+    notices: list[float] = []
+    events = sorted(arrivals)
+    now = 0.0
+    while events or budget.held:
+        wake = budget.reopens_at(now, per_hour)
+        if events and (wake is None or events[0] <= wake):
+            now, report = events.pop(0), True
+        else:
+            now, report = wake or now, False
+        if budget.release(now, per_hour):
+            sent.append(now)
+        if report and budget.admit(now, per_hour):
+            sent.append(now)
+        elif report and budget.held == 1 and budget.notice_allowed(now):
+            notices.append(now)
+    for start in sent + notices:
+        assert sum(start <= t < start + HOUR_S for t in sent) <= per_hour
+        assert sum(start <= t < start + HOUR_S for t in notices) <= 1
+    assert budget.held == 0  # every held report was summarised
+
+
+def test_a_relay_that_trickles_bytes_is_cut_at_the_delivery_deadline(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SMTP_TIMEOUT (0.3 s) bounds each read; a byte every 0.1 s never trips it. The whole
+    delivery may take 3 x SMTP_TIMEOUT."""
+    silent = SilentRelay(LOOPBACK, 0, trickle=True, every_s=0.1).start()
+    started = time.monotonic()
+    with caplog.at_level(logging.ERROR, logger="portwarden"):
+        mailer = Mailer(settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{silent.port}"\n'
+                                           'SMTP_TIMEOUT="0.3"\n'))  # fmt: skip
+        mailer.start()
+        mailer.submit("a subject", "a body\n")
+        mailer.stop(wait_s=5)
+    silent.close()
+    assert (mailer.sent, mailer.failed) == (0, 1)
+    assert "failed: not delivered within 0.9 s (SMTP_TIMEOUT x 3)" in caplog.text
+    assert time.monotonic() - started < 3
+
+
+def test_mail_left_at_stop_is_counted_and_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    silent = SilentRelay(LOOPBACK, 0).start()
+    mailer = Mailer(settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{silent.port}"\n'
+                                       'SMTP_TIMEOUT="60"\n'))  # fmt: skip
+    mailer.start()
+    for n in range(3):
+        mailer.submit(f"report {n}", "text\n")
+    with caplog.at_level(logging.ERROR, logger="portwarden"):
+        mailer.stop(wait_s=0.5)
+    silent.close()
+    assert (mailer.sent, mailer.failed) == (0, 3)
+    assert caplog.messages == [
+        f"3 mails not sent: relay {LOOPBACK} port {silent.port} did not take them within 0.5 s "
+        "of the stop"
+    ]
