@@ -306,7 +306,7 @@ class ResponsePolicy:
             self._suppressed = 0
 
     def _announce(self, address: str, mode: str) -> None:
-        """"already blocked", once per block."""
+        """Say "already blocked" once per block."""
         if address not in self._announced:
             self._announced.add(address)
             log.info("already-blocked address=%s", address)
