@@ -14,9 +14,10 @@ PORTS_TRACKED_MAX = 64
 # Flag patterns remembered per source for OS-probe reports (nmap -O sends about ten).
 PATTERNS_TRACKED_MAX = 16
 
-# An OS-probe summary (every flag pattern seen) is reported once the source has sent nothing for
-# this long; at most this many sources wait for their summary, so spoofed probes cannot grow it.
-OS_PROBE_QUIET_S = 2.0
+# An OS-probe summary (every flag pattern seen) is reported once the source has sent no OS probe
+# for this long: one summary per nmap -O, which waits about 2 s between its rounds of probes.
+# At most this many sources wait for their summary, so spoofed probes cannot grow it.
+OS_PROBE_QUIET_S = 10.0
 OS_PROBE_PENDING_MAX = 1_024  # also the most scans waiting for their end-of-scan summary
 
 # Packets read from one sensor socket per loop turn, so one busy socket cannot starve the others

@@ -1,6 +1,6 @@
 """Advanced modes (-atcp -audp: every port below 1024 without a service is a tripwire) against
-nmap's other scan types and masscan, IPv4 and IPv6; and benign clients, with ECN and Accurate
-ECN, to real services inside that range: never reported."""
+nmap's other scan types, OS detection and masscan, IPv4 and IPv6; and benign clients, with ECN
+and Accurate ECN, to real services inside that range: never reported."""
 
 import json
 import sys
@@ -52,6 +52,19 @@ def test_nmap_scan_types_in_advanced_mode(
     assert (found["mode"], found["dst"]) == ("atcp", address(lab.target, family))
     assert 20 <= int(found["port"]) <= 25
     assert daemon.attacks(mark, port=str(SERVICE_TCP)) == []
+
+
+def test_nmap_os_detection_in_advanced_mode(lab: Lab, daemon: RunningDaemon) -> None:
+    """Over IPv6 (test_os_probes has both families in stealth mode): the SEQ probes to the open
+    port, and the SYN scan of the closed one, a tripwire."""
+    attacker = lab.attackers[1]
+    mark = daemon.mark()
+    nmap(attacker.run, "-6", "-O", "-p", f"{SERVICE_TCP},22", lab.target.ipv6)
+    summary = daemon.wait_for_attack(mark, kind="os-summary", src=attacker.ipv6, timeout=30)
+    assert summary["mode"] == "atcp" and summary["type"] == "OS fingerprinting probe (nmap)"
+    assert {f"SYN/SEQ{n}" for n in range(1, 7)} | {"NULL/T2", "udp/U1"} <= set(
+        summary["patterns"].split())  # fmt: skip
+    daemon.wait_for_attack(mark, kind="scan", src=attacker.ipv6, port="22")
 
 
 def test_benign_and_ecn_clients_of_services_in_the_advanced_range_are_never_reported(

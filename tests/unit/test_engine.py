@@ -165,8 +165,9 @@ def test_each_run_of_os_probing_is_summarised_on_its_own() -> None:
         ("nmap",),
     )
     assert first.first_probe is not None and first.first_probe.seen_at == 100
-    engine.feed(os_probe(port=80, flags="FIN+PSH+URG", seen_at=110), 10)  # same tool: no verdict
-    (second,) = engine.tick(10 + limits.OS_PROBE_QUIET_S)
+    later = 1 + limits.OS_PROBE_QUIET_S
+    engine.feed(os_probe(port=80, flags="FIN+PSH+URG", seen_at=120), later)  # same tool: no verdict
+    (second,) = engine.tick(later + limits.OS_PROBE_QUIET_S)
     assert (second.probes, second.patterns) == (1, ("FIN+PSH+URG",))
 
 

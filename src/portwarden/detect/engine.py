@@ -52,7 +52,8 @@ class Verdict(NamedTuple):
     and `first_seen` count that scan only. The next probe of that protocol from that source
     starts a new scan, with a summary of its own.
     kind "os-summary": the same for a run of OS probing (quiet for limits.OS_PROBE_QUIET_S):
-    `probes` OS probes, `patterns` every flag pattern ("udp" for a UDP probe), `types` the tools.
+    `probes` OS probes, `patterns` every flag pattern ("udp" for a UDP probe) with nmap's name
+    for the probe when known ("SYN/SEQ1"), `types` the tools.
     `first` is True for the first verdict of its kind in the source's current episode: act
     on that one; the later ones only report. Summaries are always first.
     """
@@ -271,7 +272,7 @@ class Engine:
         return verdicts
 
     def _os_verdict(self, state: _Source, probe: Probe, now: float) -> list[Verdict]:
-        pattern = probe.flags or probe.proto.value
+        pattern = probe.os_pattern
         run = self._os_pending.get(probe.src)
         if run is None and len(self._os_pending) < limits.OS_PROBE_PENDING_MAX:
             run = self._os_pending[probe.src] = _Run(probe, now)

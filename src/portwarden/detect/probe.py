@@ -91,6 +91,13 @@ class Probe(NamedTuple):
     seen_at: float = 0.0  # wall-clock time, for reports
     os_probe: str = ""  # nmap's name for the OS probe when known: SEQ1-SEQ6, ECN, T2-T7, U1
 
+    @property
+    def os_pattern(self) -> str:
+        """How an OS probe shows in reports: its flags ('udp' for UDP), then nmap's name for it
+        when known, e.g. 'SYN/SEQ1'."""
+        shape = self.flags or self.proto.value
+        return f"{shape}/{self.os_probe}" if self.os_probe else shape
+
 
 def flag_names(flags: int, reserved: int = 0) -> str:
     names = [name for bit, name in _FLAG_NAMES if flags & bit]
