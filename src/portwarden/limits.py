@@ -2,10 +2,15 @@
 
 # Per-source detection state. A flood of spoofed sources must not grow memory: the table holds at
 # most this many sources and evicts the one seen least recently. Measured (tests/unit/
-# test_engine.py::test_memory_is_bounded) at about 1.8 KiB per source with every port slot used
-# and its current scan kept for the end-of-scan summary (first and last probe, its own ports),
-# so about 28 MiB for a full table.
+# test_engine.py::test_memory_per_source_is_bounded_whatever_the_trigger) at about 2.9 KiB per
+# source in the worst case, whatever SCAN_TRIGGER: every port slot of both protocols used, every
+# SCAN_TRIGGER slice, and the first and last probe of each protocol's scan kept for its summary;
+# so about 46 MiB for a full table.
 SOURCES_MAX = 16_384
+
+# SCAN_TRIGGER counts a source's probes per slice of SCAN_TRIGGER_WINDOW (a start time and a
+# count each), not one time per probe: a trigger of 20,000 must not cost 20,000 floats a source.
+TRIGGER_SLICES = 8
 
 # Distinct ports remembered per source. Enough for any scandetd CountThreshold we accept; a
 # source that touches more ports is simply "at least this many".

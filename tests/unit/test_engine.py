@@ -4,6 +4,7 @@ import functools
 import ipaddress
 import tracemalloc
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -181,23 +182,47 @@ def test_table_is_bounded_and_evicts_the_stalest() -> None:
     assert engine.feed(probe(src="198.18.1.1", port=2), 2) == []
 
 
-def test_memory_is_bounded() -> None:
-    """A full table of sources that each touched every tracked port; see limits.SOURCES_MAX."""
-    sources = 500
-    engine = Engine(EngineConfig(trigger=5, sources_max=sources))
+@pytest.mark.parametrize("trigger", [5, 20_000])
+def test_memory_per_source_is_bounded_whatever_the_trigger(trigger: int) -> None:
+    """A full table of sources that each touched every tracked port of both protocols, spread
+    over the whole window (every SCAN_TRIGGER slice used); see limits.SOURCES_MAX. A trigger
+    of 20,000 used to keep 20,000 times per source (643 KiB)."""
+    sources, window = 150, 300.0
+    engine = Engine(EngineConfig(trigger=trigger, window_s=window, sources_max=sources))
+    each = limits.PORTS_TRACKED_MAX + 10
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     for i in range(sources * 2):
-        src = f"2001:db8::{i:x}"
-        for port in range(limits.PORTS_TRACKED_MAX + 10):
-            engine.feed(probe(src=src, port=port + 1), i)
+        src, start = f"2001:db8::{i:x}", i * 2 * window  # each source an episode of its own
+        for n in range(each):
+            for proto in (Proto.TCP, Proto.UDP):
+                engine.feed(probe(src=src, port=n + 1, proto=proto), start + n * window / each)
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     per_source = used / sources
     assert len(engine) == sources
-    assert per_source < 2 * 1024, per_source
+    assert per_source < 3.5 * 1024, per_source
     full_mib = per_source * limits.SOURCES_MAX / 2**20
-    print(f"{per_source:.0f} bytes per source; full table ~{full_mib:.0f} MiB")
+    print(f"trigger {trigger}: {per_source:.0f} bytes per source; full table ~{full_mib:.0f} MiB")
+
+
+def test_a_large_trigger_is_still_counted_within_the_window() -> None:
+    engine = Engine(EngineConfig(trigger=1_000, window_s=60))
+    for n in range(999):
+        assert engine.feed(probe(port=n % 100 + 1), n * 0.05) == []
+    assert kinds(engine, probe(port=7), 50.0) == [("scan", True)]
+    # 1,000 probes spread over twice the window never make it.
+    engine = Engine(EngineConfig(trigger=1_000, window_s=60))
+    assert all(engine.feed(probe(port=9), n * 0.12) == [] for n in range(1_000))
+
+
+def test_scandetd_counts_distinct_ports_per_run() -> None:
+    """Ports 1 and 2, a pause longer than the interval, then 1, 2, 3 quickly: the pause
+    started a new run, in which 1 and 2 are new again."""
+    engine = Engine(EngineConfig(scandetd=ScandetdModel(count=3, interval_s=3, flood=False)))
+    assert [kinds(engine, probe(port=p), t) for p, t in ((1, 0), (2, 1), (1, 11), (2, 12))] == [
+        [], [], [], []]  # fmt: skip
+    assert kinds(engine, probe(port=3), 13) == [("scan", True)]
 
 
 @given(st.lists(st.tuples(st.integers(0, 20), st.integers(1, 30), st.floats(0, 5)), max_size=60),

@@ -112,16 +112,19 @@ class _Run:
 class _Source:
     """Kept small on purpose (arrays and tuples, not sets and deques): there are many of these."""
 
-    __slots__ = ("first_seen", "last_seen", "probes", "ports", "recent", "run", "scan_reported",
-                 "tools_reported", "types", "tcp_scan", "udp_scan")  # fmt: skip
+    __slots__ = ("first_seen", "last_seen", "probes", "ports", "recent", "run", "run_ports",
+                 "scan_reported", "tools_reported", "types", "tcp_scan", "udp_scan")  # fmt: skip
 
     def __init__(self, now: float) -> None:
         self.first_seen = now
         self.last_seen = now
         self.probes = 0
         self.ports = array("i")  # TCP ports positive, UDP ports negative
-        self.recent: list[float] = []  # times of the last `trigger` probes
+        # SCAN_TRIGGER: start and probe count of each slice of the window that had probes, as
+        # pairs; at most limits.TRIGGER_SLICES + 2 of them, whatever the trigger.
+        self.recent = array("d")
         self.run = 0  # scandetd: ports (or probes) in the current run of short gaps
+        self.run_ports: array | None = None  # scandetd: the run's distinct ports, signed
         self.scan_reported = False
         self.tools_reported: tuple[str, ...] = ()
         self.types: tuple[str, ...] = ()  # scan types of the episode, for status
@@ -193,12 +196,11 @@ class Engine:
         self.port_probes[port] += 1
         if probe.scan not in state.types and len(state.types) < limits.PATTERNS_TRACKED_MAX:
             state.types += (probe.scan,)
-        new_port = port not in state.ports
-        if new_port and len(state.ports) < limits.PORTS_TRACKED_MAX:
+        if port not in state.ports and len(state.ports) < limits.PORTS_TRACKED_MAX:
             state.ports.append(port)
         scan = state.scan(probe, now)
         scan.add(probe, now, probe.scan)
-        if self._scanner(state, now, gap, new_port, probe.mode in RAW_MODES):
+        if self._scanner(state, now, gap, port, probe.mode in RAW_MODES):
             verdicts.append(Verdict("scan", probe, not state.scan_reported, state.probes,
                                     len(state.ports), state.first_seen))  # fmt: skip
             state.scan_reported = True
@@ -241,18 +243,40 @@ class Engine:
         self._sources.move_to_end(src)
         return state
 
-    def _scanner(self, state: _Source, now: float, gap: float, new_port: bool, raw: bool) -> bool:
+    def _scanner(self, state: _Source, now: float, gap: float, port: int, raw: bool) -> bool:
         model = self.config.scandetd if raw else None
         if model is None:
-            state.recent.append(now)
-            del state.recent[: -max(1, self.config.trigger)]
-            full = len(state.recent) == max(1, self.config.trigger)
-            return full and now - state.recent[0] <= self.config.window_s
+            return self._past_trigger(state.recent, now)
         if state.probes > 1 and gap > model.interval_s:
-            state.run = 0
-        if new_port or model.flood:
+            state.run = 0  # a new run: the ports of the one before count again
+            state.run_ports = None
+        if model.flood:
             state.run += 1
+        else:
+            if state.run_ports is None:
+                state.run_ports = array("i")
+            if port not in state.run_ports and len(state.run_ports) < model.count:
+                state.run_ports.append(port)
+                state.run += 1
         return state.scan_reported or state.run >= model.count
+
+    def _past_trigger(self, recent: array, now: float) -> bool:
+        """SCAN_TRIGGER probes within SCAN_TRIGGER_WINDOW? Counted per slice of the window
+        (`recent`: start, probes, ...), so memory does not grow with the trigger; a slice counts
+        while any part of it is in the window, so a probe at most one slice older may count."""
+        if self.config.trigger <= 1:
+            return True
+        window = self.config.window_s
+        width = window / limits.TRIGGER_SLICES
+        gone = 0
+        while gone < len(recent) and recent[gone] + width <= now - window:
+            gone += 2
+        del recent[:gone]
+        if recent and now - recent[-2] < width:
+            recent[-1] += 1
+        else:
+            recent.extend((now, 1.0))
+        return sum(recent[1::2]) >= self.config.trigger
 
     def tick(self, now: float) -> list[Verdict]:
         """Summaries of OS probing quiet for limits.OS_PROBE_QUIET_S, and of scans quiet for
