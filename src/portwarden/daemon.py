@@ -85,6 +85,7 @@ class Daemon:
         self._watchdog_s = service.watchdog_interval()
         self._next_watchdog = 0.0
         self._quiet_until: dict[str, float] = {}
+        self._summaries_dropped = 0  # not said yet
 
     def run(self) -> int:
         """Run until SIGTERM or SIGINT. Returns the process exit status."""
@@ -160,6 +161,11 @@ class Daemon:
                 self._report(self._engine.feed(probe, time.monotonic()))
         now = time.monotonic()
         self._report(self._engine.tick(now))
+        self._summaries_dropped += self._engine.take_summaries_dropped()
+        if self._summaries_dropped and self._say_now("summaries", every_s=1.0):
+            log.warning("%d summaries suppressed (a flood of sources; those that touched the "
+                        "most ports were kept)", self._summaries_dropped)  # fmt: skip
+            self._summaries_dropped = 0
         self._policy.tick(now)
         self._alerts.tick(now)
         if self._control is not None:
@@ -191,12 +197,12 @@ class Daemon:
         self._handle_signals()
         time.sleep(TICK_S / 10)
 
-    def _say_now(self, what: str) -> bool:
-        """True at most once a minute for each `what`: for a failure that repeats every turn."""
+    def _say_now(self, what: str, every_s: float = 60.0) -> bool:
+        """True at most once every `every_s` for each `what`: for what repeats every turn."""
         now = time.monotonic()
         if now < self._quiet_until.get(what, 0.0):
             return False
-        self._quiet_until[what] = now + 60.0
+        self._quiet_until[what] = now + every_s
         return True
 
     def _refresh(self) -> None:

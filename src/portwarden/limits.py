@@ -24,6 +24,12 @@ PATTERNS_TRACKED_MAX = 16
 # At most this many sources wait for their summary, so spoofed probes cannot grow it.
 OS_PROBE_QUIET_S = 10.0
 OS_PROBE_PENDING_MAX = 1_024  # also the most scans waiting for their end-of-scan summary
+# When either table is full, the source seen least recently makes room, taken among those that
+# touched one port while there are any (a spoofed flood), so a real scanner keeps its summary.
+# Summaries made in one loop turn: a flood of sources that all go quiet at once would otherwise
+# become a thousand summary lines, syslog messages and JSON events in one go. Those that touched
+# the most ports are made; one log line counts the rest.
+SUMMARIES_PER_TICK_MAX = 20
 
 # Packets read from one sensor socket per loop turn, so one busy socket cannot starve the others
 # or the signal handling.

@@ -182,6 +182,37 @@ def test_table_is_bounded_and_evicts_the_stalest() -> None:
     assert engine.feed(probe(src="198.18.1.1", port=2), 2) == []
 
 
+def test_a_flood_of_one_packet_sources_cannot_push_a_real_scanner_out() -> None:
+    """1,100 spoofed SYNs, a source each, fill the table of scans waiting for their summary;
+    then a real scan of three ports: the stalest one-port source makes room for it. All go
+    quiet together: the summaries of one tick are capped, the real scan's made first."""
+    engine = Engine(EngineConfig(scan_end_quiet_s=30))
+    for i in range(1_100):
+        engine.feed(probe(src=f"198.19.{i // 256}.{i % 256}", port=11), i / 1000)
+    for port in (1, 11, 15):
+        engine.feed(probe(src="198.18.0.66", port=port), 2.0)
+    summaries = engine.tick(40.0)
+    assert len(summaries) == limits.SUMMARIES_PER_TICK_MAX
+    assert (str(summaries[0].probe.src), summaries[0].ports) == ("198.18.0.66", 3)
+    waiting = limits.OS_PROBE_PENDING_MAX
+    evicted, over_cap = 1_100 + 1 - waiting, waiting - limits.SUMMARIES_PER_TICK_MAX
+    assert engine.take_summaries_dropped() == evicted + over_cap
+    assert engine.take_summaries_dropped() == 0
+    assert engine.tick(80.0) == []  # the rest were dropped, not delayed
+
+
+def test_a_flood_of_spoofed_os_probes_cannot_push_out_a_real_os_scan() -> None:
+    engine = Engine(EngineConfig())
+    os_probe = functools.partial(probe, os_tool="queso", tripwire=False, flags="FIN+SYN")
+    for i in range(1_100):
+        engine.feed(os_probe(src=f"198.19.{i // 256}.{i % 256}", port=80), i / 1000)
+    nmap = functools.partial(probe, src="198.18.0.67", os_tool="nmap", tripwire=False)
+    engine.feed(nmap(port=80, flags="NULL"), 2.0)
+    engine.feed(nmap(port=44, flags="FIN+PSH+URG"), 2.1)
+    summaries = engine.tick(2.1 + limits.OS_PROBE_QUIET_S)
+    assert str(summaries[0].probe.src) == "198.18.0.67" and summaries[0].types == ("nmap",)
+
+
 @pytest.mark.parametrize("trigger", [5, 20_000])
 def test_memory_per_source_is_bounded_whatever_the_trigger(trigger: int) -> None:
     """A full table of sources that each touched every tracked port of both protocols, spread

@@ -7,8 +7,9 @@ the same engine runs live, on replayed captures and in tests.
 import heapq
 from array import array
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 from portwarden import limits
 from portwarden.config.hostscan import HostScanRule, ignored
@@ -155,7 +156,52 @@ class _Source:
             self.udp_scan = None
 
 
-_OTHER = {Proto.TCP: Proto.UDP, Proto.UDP: Proto.TCP}
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Waiting(Generic[K, V]):
+    """Runs waiting for their summary, at most `capacity`, each kept with the number of ports
+    it touched. When full, the one seen least recently makes room, taken among those that
+    touched a single port while there are any: a flood of spoofed one-packet sources must not
+    push a real scanner's summary out."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._one_port: OrderedDict[K, V] = OrderedDict()  # least recently seen first
+        self._more: OrderedDict[K, V] = OrderedDict()
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._one_port) + len(self._more)
+
+    def __contains__(self, key: K) -> bool:
+        return key in self._one_port or key in self._more
+
+    def get(self, key: K) -> V | None:
+        return self._more.get(key, self._one_port.get(key))
+
+    def put(self, key: K, value: V, ports: int) -> None:
+        """Add `key`, or mark it seen now; `ports` only grows, so it never moves back."""
+        table = self._more if ports > 1 else self._one_port
+        if key in table:
+            table.move_to_end(key)
+        elif self._one_port.pop(key, None) is None and len(self) >= self._capacity:
+            (self._one_port or self._more).popitem(last=False)
+            self.evicted += 1
+        table[key] = value
+
+    def discard(self, key: K) -> None:
+        self._one_port.pop(key, None)
+        self._more.pop(key, None)
+
+    def take(self, due: Callable[[K, V], bool]) -> list[tuple[K, V]]:
+        """Remove and return every entry that is `due`."""
+        found = [(k, v) for table in (self._more, self._one_port) for k, v in table.items()
+                 if due(k, v)]  # fmt: skip
+        for key, _ in found:
+            self.discard(key)
+        return found
 
 
 class Engine:
@@ -164,9 +210,11 @@ class Engine:
         self._sources: OrderedDict[IPAddress, _Source] = OrderedDict()
         # Runs waiting for their summary: OS probing per source, scans per source and protocol.
         # At most limits.OS_PROBE_PENDING_MAX each, so spoofed probes cannot grow them.
-        self._os_pending: dict[IPAddress, _Run] = {}
-        # (One dict per protocol rather than (source, protocol) keys: a tuple per scanner less.)
-        self._scan_pending: dict[Proto, dict[IPAddress, _Source]] = {Proto.TCP: {}, Proto.UDP: {}}
+        self._os_waiting: _Waiting[IPAddress, _Run] = _Waiting(limits.OS_PROBE_PENDING_MAX)
+        self._scan_waiting: _Waiting[tuple[Proto, IPAddress], _Source] = _Waiting(
+            limits.OS_PROBE_PENDING_MAX
+        )
+        self._summaries_over_cap = 0
         self.evicted = 0
         self.probes = 0  # tripwire probes from sources that are not ignored
         # Probes per port, TCP ports positive and UDP negative: at most 2 x 65,535 keys.
@@ -200,14 +248,14 @@ class Engine:
             state.ports.append(port)
         scan = state.scan(probe, now)
         scan.add(probe, now, probe.scan)
+        key = (probe.proto, probe.src)
         if self._scanner(state, now, gap, port, probe.mode in RAW_MODES):
             verdicts.append(Verdict("scan", probe, not state.scan_reported, state.probes,
                                     len(state.ports), state.first_seen))  # fmt: skip
             state.scan_reported = True
-            pending = self._scan_pending[probe.proto]
-            waiting = len(pending) + len(self._scan_pending[_OTHER[probe.proto]])
-            if waiting < limits.OS_PROBE_PENDING_MAX or probe.src in pending:
-                pending[probe.src] = state
+            self._scan_waiting.put(key, state, len(scan.ports))
+        elif key in self._scan_waiting:
+            self._scan_waiting.put(key, state, len(scan.ports))  # seen now
         return verdicts
 
     def top_sources(self, count: int) -> list[SourceView]:
@@ -234,9 +282,9 @@ class Engine:
         if state is None:
             if len(self._sources) >= self.config.sources_max and src not in self._sources:
                 stalest, _ = self._sources.popitem(last=False)
-                self._os_pending.pop(stalest, None)  # its summaries go with it
-                for pending in self._scan_pending.values():
-                    pending.pop(stalest, None)
+                self._os_waiting.discard(stalest)  # its summaries go with it
+                for proto in Proto:
+                    self._scan_waiting.discard((proto, stalest))
                 self.evicted += 1
             state = _Source(now)
             self._sources[src] = state
@@ -280,34 +328,40 @@ class Engine:
 
     def tick(self, now: float) -> list[Verdict]:
         """Summaries of OS probing quiet for limits.OS_PROBE_QUIET_S, and of scans quiet for
-        scan_end_quiet_s (each protocol's scan on its own)."""
-        verdicts = []
-        quiet = limits.OS_PROBE_QUIET_S
-        for src in [src for src, run in self._os_pending.items() if now - run.last_seen >= quiet]:
-            run = self._os_pending.pop(src)
-            verdicts.append(self._summary("os-summary", run))
-        quiet = self.config.scan_end_quiet_s
-        for proto, pending in self._scan_pending.items():
-            for src in [src for src, state in pending.items()
-                        if now - state.current_scan(proto).last_seen >= quiet]:  # fmt: skip
-                state = pending.pop(src)
-                verdicts.append(self._summary("scan-summary", state.current_scan(proto)))
-                state.end_scan(proto)
-        return verdicts
+        scan_end_quiet_s (each protocol's scan on its own); at most
+        limits.SUMMARIES_PER_TICK_MAX, those that touched the most ports first."""
+        os_quiet, scan_quiet = limits.OS_PROBE_QUIET_S, self.config.scan_end_quiet_s
+        due = [("os-summary", run) for _, run in self._os_waiting.take(
+            lambda _, run: now - run.last_seen >= os_quiet)]  # fmt: skip
+        for (proto, _), state in self._scan_waiting.take(
+            lambda key, state: now - state.current_scan(key[0]).last_seen >= scan_quiet
+        ):
+            due.append(("scan-summary", state.current_scan(proto)))
+            state.end_scan(proto)
+        if len(due) > limits.SUMMARIES_PER_TICK_MAX:
+            due.sort(key=lambda item: len(item[1].ports), reverse=True)
+            self._summaries_over_cap += len(due) - limits.SUMMARIES_PER_TICK_MAX
+            del due[limits.SUMMARIES_PER_TICK_MAX :]
+        return [self._summary(kind, run) for kind, run in due]
+
+    def take_summaries_dropped(self) -> int:
+        """Summaries never made since the last call: pushed out of a full waiting table, or
+        past the cap of one tick (a flood of sources that all went quiet at once)."""
+        dropped = self._os_waiting.evicted + self._scan_waiting.evicted + self._summaries_over_cap
+        self._os_waiting.evicted = self._scan_waiting.evicted = self._summaries_over_cap = 0
+        return dropped
 
     def _os_verdict(self, state: _Source, probe: Probe, now: float) -> list[Verdict]:
         pattern = probe.os_pattern
-        run = self._os_pending.get(probe.src)
-        if run is None and len(self._os_pending) < limits.OS_PROBE_PENDING_MAX:
-            run = self._os_pending[probe.src] = _Run(probe, now)
-        if run is not None:
-            run.add(probe, now, pattern)
+        run = self._os_waiting.get(probe.src) or _Run(probe, now)
+        run.add(probe, now, pattern)
+        self._os_waiting.put(probe.src, run, len(run.ports))
         tool = probe.os_tool or ""
         if tool in state.tools_reported:
             return []
         state.tools_reported += (tool,)
         return [Verdict("os-probe", probe, True, state.probes, len(state.ports), state.first_seen,
-                        run.kinds if run is not None else (pattern,))]  # fmt: skip
+                        run.kinds)]  # fmt: skip
 
     @staticmethod
     def _summary(kind: str, run: _Run) -> Verdict:
