@@ -8,9 +8,17 @@ sweeps all 65535 TCP ports of the target at its top rate; we count what each dae
 Both daemons run at the same time in the same target namespace, watching the same ports.
 PortSentry runs in a private mount namespace with its own /etc/portsentry and a /dev/log that
 this script reads, so its alerts are counted and nothing touches the host.
+
+What each daemon read: "packets" is the target's network interface (shared by both). Ours
+says what its sensors read (`packets_read` from `portwarden status --json`) and how many of
+those were probes (`probes`: its attack lines are rate-limited, so they are not counted).
+PortSentry keeps no counter; its raw socket has no kernel filter and gets a copy of every TCP
+segment the target takes in, so what it read is the target's TCP InSegs (/proc/net/snmp) less
+what its socket dropped (/proc/net/raw, the `drops` column); its probes are its alert lines.
 """
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -92,6 +100,21 @@ def rx_packets(host: Host) -> int:
     return int(host.run(["cat", "/sys/class/net/eth0/statistics/rx_packets"]).stdout)
 
 
+def tcp_segments_in(host: Host) -> int:
+    """TCP InSegs of the host's network namespace: every TCP segment it took in."""
+    header, values = (line.split() for line in host.run(["cat", "/proc/net/snmp"]).stdout
+                      .splitlines() if line.startswith("Tcp:"))  # fmt: skip
+    return int(values[header.index("InSegs")])
+
+
+def raw_socket_drops(host: Host, pid: int) -> int:
+    """Packets the kernel dropped because the raw sockets of process `pid` were full."""
+    fds = Path(f"/proc/{pid}/fd")
+    inodes = {os.readlink(fd).removeprefix("socket:[").rstrip("]") for fd in fds.iterdir()}
+    table = host.run(["cat", "/proc/net/raw", "/proc/net/raw6"]).stdout.splitlines()
+    return sum(int(f[-1]) for f in (line.split() for line in table) if f[9] in inodes)
+
+
 class OurDaemon:
     """portwarden -stcp in the lab's target; `extra` adds configuration lines."""
 
@@ -102,6 +125,8 @@ class OurDaemon:
         conf.write_text(f'STATE_DIR="{work}/state"\nTCP_PORTS="{PORTS}"\nUDP_MODE="none"\n'
                         f'AUDIT_INTERVAL="0"\n{extra}')  # fmt: skip
         self.log = work / "portwarden.log"
+        self.conf = conf
+        self.host = lab.target
         self.proc = lab.target.popen(
             [sys.executable, "-m", "portwarden", "run", "-c", str(conf), "-stcp"],
             stdout=self.log.open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
@@ -114,6 +139,11 @@ class OurDaemon:
 
     def alerts(self) -> list[str]:
         return [line for line in self.log.read_text().splitlines() if " attack " in line]
+
+    def counters(self) -> dict[str, int]:
+        status = self.host.run([sys.executable, "-m", "portwarden", "status", "--json", "-c",
+                                str(self.conf)]).stdout  # fmt: skip
+        return json.loads(status)["counters"]
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -184,6 +214,19 @@ class Daemons:
     def cpu(self) -> tuple[float, float]:
         return cpu_seconds(self.ours.pid), cpu_seconds(self.theirs.pid)
 
+    def reads(self, lab: Lab) -> dict[str, int]:
+        """What each has read so far (see the module's docstring), and its socket drops."""
+        ours = self.ours.counters()
+        theirs_dropped = raw_socket_drops(lab.target, self.theirs.pid)
+        return {
+            "packets": rx_packets(lab.target),
+            "ours read": ours["packets_read"],
+            "ours dropped": raw_socket_drops(lab.target, self.ours.pid),
+            "ours probes": ours["probes"],
+            "theirs read": tcp_segments_in(lab.target) - theirs_dropped,
+            "theirs dropped": theirs_dropped,
+        }
+
     def stop(self) -> None:
         self.theirs.stop()
         self.ours.stop()
@@ -196,7 +239,7 @@ def benign(lab: Lab, work: Path, seconds: float, connections: int) -> dict[str, 
     daemons = Daemons(lab, work)
     try:
         ours0, theirs0 = daemons.cpu()
-        packets0 = rx_packets(lab.target)
+        read0 = daemons.reads(lab)
         moved = lab.client.run(
             [
                 sys.executable,
@@ -210,9 +253,12 @@ def benign(lab: Lab, work: Path, seconds: float, connections: int) -> dict[str, 
             timeout=seconds + 60,
         ).stdout
         ours1, theirs1 = daemons.cpu()
+        read = _delta(daemons.reads(lab), read0)
         return {
-            "packets": rx_packets(lab.target) - packets0,
+            "packets": read["packets"],
             "MB moved": int(moved) / 1e6,
+            "ours read": read["ours read"],
+            "theirs read": read["theirs read"],
             "ours cpu s": ours1 - ours0,
             "theirs cpu s": theirs1 - theirs0,
             "ours alerts": len(daemons.our_alerts()),
@@ -232,7 +278,7 @@ def masscan(lab: Lab, work: Path, rate: int, dropped: bool) -> dict[str, float]:
                 "table inet pwbench {\n chain input {\n type filter hook input priority 0;\n"
                 f" ip saddr {attacker.ipv4} drop\n }}\n}}\n"))  # fmt: skip
         ours0, theirs0 = daemons.cpu()
-        packets0 = rx_packets(lab.target)
+        read0 = daemons.reads(lab)
         started = time.monotonic()
         attacker.run(["masscan", lab.target.ipv4, "-p1-65535", "--rate", str(rate), "--wait", "0",
                       "--interface", "eth0", "--adapter-ip", attacker.ipv4,
@@ -240,12 +286,17 @@ def masscan(lab: Lab, work: Path, rate: int, dropped: bool) -> dict[str, float]:
         elapsed = time.monotonic() - started
         time.sleep(2)
         ours1, theirs1 = daemons.cpu()
+        read = _delta(daemons.reads(lab), read0)
         ours = daemons.our_alerts()
         theirs = daemons.sink.alerts()
         return {
-            "packets": rx_packets(lab.target) - packets0,
-            "kpps": (rx_packets(lab.target) - packets0) / elapsed / 1000,
-            "ours probes": len(ours),
+            "packets": read["packets"],
+            "kpps": read["packets"] / elapsed / 1000,
+            "ours read": read["ours read"],
+            "ours dropped": read["ours dropped"],
+            "ours probes": read["ours probes"],
+            "theirs read": read["theirs read"],
+            "theirs dropped": read["theirs dropped"],
             "theirs probes": len(theirs),
             "ours detected": float(any(f"src={attacker.ipv4} " in line for line in ours)),
             "theirs detected": float(any(attacker.ipv4 in line for line in theirs)),
@@ -258,6 +309,10 @@ def masscan(lab: Lab, work: Path, rate: int, dropped: bool) -> dict[str, float]:
         daemons.stop()
         if dropped:
             lab.target.run(["nft", "delete", "table", "inet", "pwbench"])
+
+
+def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, float]:
+    return {key: after[key] - before[key] for key in after}
 
 
 def table(title: str, runs: list[dict[str, float]]) -> str:

@@ -14,6 +14,7 @@ from portwarden import __version__, background, control, service, status
 from portwarden.config import ConfigError, Settings, TcpMode, UdpMode, load_settings
 from portwarden.config.defaults import SYSTEM_CONFIG
 from portwarden.config.settings import state_dir_of, to_conf_lines
+from portwarden.descriptors import DescriptorShortage
 from portwarden.portmap import command as portmap_command
 from portwarden.respond import admin
 from portwarden.statedir import StateDirBusy
@@ -273,6 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, StateDirBusy) as error:
         print(f"portwarden: error: {error}", file=sys.stderr)
         return 2
+    except DescriptorShortage as error:
+        print(f"portwarden: error: {error}", file=sys.stderr)
+        return 1
     except PermissionError as error:
         print(f"portwarden: error: {error.strerror}: the sensors need root "
               "(CAP_NET_RAW and CAP_NET_BIND_SERVICE)", file=sys.stderr)  # fmt: skip

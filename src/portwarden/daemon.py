@@ -17,9 +17,9 @@ from portwarden.audit.check import state_path
 from portwarden.audit.periodic import Outcome, PeriodicAudit, Unchecked
 from portwarden.audit.report import summary, unchecked_summary
 from portwarden.config import ConfigError, Settings, TcpMode, UdpMode, load_settings
-from portwarden.config.ignore import IgnoreList
-from portwarden.detect.config import engine_config
-from portwarden.detect.engine import Engine, Verdict
+from portwarden.descriptors import OUT_OF_DESCRIPTORS, raise_soft_limit
+from portwarden.detect.config import engine_config, late_reply_ports
+from portwarden.detect.engine import Engine, EngineConfig, Verdict
 from portwarden.respond.policy import ResponsePolicy
 from portwarden.sensors.build import Sensor, build_sensors
 from portwarden.sensors.hostview import HostView
@@ -52,6 +52,7 @@ class Daemon:
         `on_ready` is called once the sensors watch (`--daemon` then detaches)."""
         # First of all: a second instance on this STATE_DIR must touch nothing in it.
         self._lock = statedir.claim(settings.state_dir)
+        log.debug("open-files limit: %d", raise_soft_limit())
         self._on_ready = on_ready
         self._config_path = config_path
         self._cli_modes = cli_modes
@@ -61,14 +62,15 @@ class Daemon:
         self._stop_requested = False
         self._host = HostView()
         self._host.refresh()
-        self._engine = Engine(engine_config(self.settings, self._ignore()))
+        self._late_reply_ports = self._ports_for_late_replies()
+        self._engine = Engine(self._engine_config())
         self._selector = selectors.DefaultSelector()
         self._sensors: list[Sensor] = []
         self._next_refresh = 0.0
         self._alerts = Alerts(self.settings)
         self._policy = ResponsePolicy(self.settings, store_path(self.settings.state_dir),
                                       self._alerts)  # fmt: skip
-        self._probes = 0
+        self._packets_read = 0  # by sensors stopped since start (a reload makes new ones)
         self._verdicts = 0
         self._scans = 0
         self._os_probes = 0
@@ -82,6 +84,8 @@ class Daemon:
         self._audit_findings = 0
         self._watchdog_s = service.watchdog_interval()
         self._next_watchdog = 0.0
+        self._quiet_until: dict[str, float] = {}
+        self._summaries_dropped = 0  # not said yet
 
     def run(self) -> int:
         """Run until SIGTERM or SIGINT. Returns the process exit status."""
@@ -107,7 +111,12 @@ class Daemon:
             self._next_refresh = time.monotonic() + limits.REFRESH_S
             self._announce_ready()
             while not self._stop_requested:
-                self._turn(wake_read)
+                try:
+                    self._turn(wake_read)
+                except OSError as error:
+                    if error.errno not in OUT_OF_DESCRIPTORS:
+                        raise
+                    self._out_of_descriptors(error)
         finally:
             signal.set_wakeup_fd(previous_fd)
             if self._control is not None:
@@ -134,8 +143,9 @@ class Daemon:
             os.close(wake_read)
             os.close(wake_write)
             self._lock.close()
-        log.info("stopped: probes=%d verdicts=%d sources=%d evicted=%d", self._probes,
-                 self._verdicts, len(self._engine), self._engine.evicted)  # fmt: skip
+        log.info("stopped: probes=%d packets=%d verdicts=%d sources=%d evicted=%d",
+                 self._engine.probes, self._packets_read, self._verdicts, len(self._engine),
+                 self._engine.evicted)  # fmt: skip
         return 0
 
     def _turn(self, wake_read: int) -> None:
@@ -148,10 +158,14 @@ class Daemon:
                 sensor.on_readable(key.fd)
                 continue
             for probe in sensor.read(key.fd):
-                self._probes += 1
                 self._report(self._engine.feed(probe, time.monotonic()))
         now = time.monotonic()
         self._report(self._engine.tick(now))
+        self._summaries_dropped += self._engine.take_summaries_dropped()
+        if self._summaries_dropped and self._say_now("summaries", every_s=1.0):
+            log.warning("%d summaries suppressed (a flood of sources; those that touched the "
+                        "most ports were kept)", self._summaries_dropped)  # fmt: skip
+            self._summaries_dropped = 0
         self._policy.tick(now)
         self._alerts.tick(now)
         if self._control is not None:
@@ -172,18 +186,50 @@ class Daemon:
             self._next_watchdog = now + self._watchdog_s / 2
         self._handle_signals()
 
+    def _out_of_descriptors(self, error: OSError) -> None:
+        """No file descriptor left (the open-files limit, or the system's): say so once a
+        minute, go on with what is open, and keep the loop from spinning on a connection it
+        cannot accept."""
+        if self._say_now("descriptors"):
+            log.error("out of file descriptors (%s): this turn's work was cut short; raise "
+                      "LimitNOFILE= or watch fewer ports in classic mode",
+                      error.strerror)  # fmt: skip
+        self._handle_signals()
+        time.sleep(TICK_S / 10)
+
+    def _say_now(self, what: str, every_s: float = 60.0) -> bool:
+        """True at most once every `every_s` for each `what`: for what repeats every turn."""
+        now = time.monotonic()
+        if now < self._quiet_until.get(what, 0.0):
+            return False
+        self._quiet_until[what] = now + every_s
+        return True
+
     def _refresh(self) -> None:
         """Follow the live system: local addresses and which ports have a service."""
         old_addresses = self._host.addresses
-        self._host.refresh()
-        for sensor in self._sensors:
-            sensor.refresh()
-        self._policy.refresh()
+        try:
+            self._host.refresh()
+            for sensor in self._sensors:
+                sensor.refresh()
+            self._policy.refresh()
+        except OSError as error:  # out of descriptors, a netlink answer that never came
+            if self._say_now("refresh"):
+                log.warning("refresh failed (%s); the last view of addresses and ports stays",
+                            error.strerror or error)  # fmt: skip
+            return
         if self._host.addresses != old_addresses:
-            self._engine.reconfigure(engine_config(self.settings, self._ignore()))
+            self._engine.reconfigure(self._engine_config())
 
-    def _ignore(self) -> IgnoreList:
-        return self.settings.ignore_list(self._host.addresses)
+    def _engine_config(self) -> EngineConfig:
+        ignore = self.settings.ignore_list(self._host.addresses)
+        return engine_config(self.settings, ignore, self._late_reply_ports)
+
+    def _ports_for_late_replies(self) -> frozenset[int]:
+        ports, warning = late_reply_ports(self.settings)
+        if warning:
+            log.warning("%s", warning)
+        return ports
 
     def _report(self, verdicts: list[Verdict]) -> None:
         self._verdicts += len(verdicts)
@@ -231,7 +277,7 @@ class Daemon:
         """The daemon's counters (the alert paths count for themselves: Alerts.delivered)."""
         return {
             "start_time": int(self._started),
-            "packets_read": self._probes,
+            "packets_read": self._packets_read + sum(s.packets_read for s in self._sensors),
             "probes": self._engine.probes,
             "scans": self._scans,
             "os_probes": self._os_probes,
@@ -299,6 +345,7 @@ class Daemon:
             for fd in sensor.sockets:
                 self._selector.unregister(fd)
             sensor.close()
+            self._packets_read += sensor.packets_read
         self._sensors = []
 
     def _on_signal(self, signum: int, _frame: object) -> None:
@@ -334,7 +381,8 @@ class Daemon:
             log.warning("%s", warning)
         old = self.settings
         self.settings = fresh
-        self._engine.reconfigure(engine_config(fresh, self._ignore()))
+        self._late_reply_ports = self._ports_for_late_replies()
+        self._engine.reconfigure(self._engine_config())
         self._policy.reconfigure(fresh)
         self._stop_sensors()
         try:

@@ -2,10 +2,15 @@
 
 # Per-source detection state. A flood of spoofed sources must not grow memory: the table holds at
 # most this many sources and evicts the one seen least recently. Measured (tests/unit/
-# test_engine.py::test_memory_is_bounded) at about 1.8 KiB per source with every port slot used
-# and its current scan kept for the end-of-scan summary (first and last probe, its own ports),
-# so about 28 MiB for a full table.
+# test_engine.py::test_memory_per_source_is_bounded_whatever_the_trigger) at about 2.9 KiB per
+# source in the worst case, whatever SCAN_TRIGGER: every port slot of both protocols used, every
+# SCAN_TRIGGER slice, and the first and last probe of each protocol's scan kept for its summary;
+# so about 46 MiB for a full table.
 SOURCES_MAX = 16_384
+
+# SCAN_TRIGGER counts a source's probes per slice of SCAN_TRIGGER_WINDOW (a start time and a
+# count each), not one time per probe: a trigger of 20,000 must not cost 20,000 floats a source.
+TRIGGER_SLICES = 8
 
 # Distinct ports remembered per source. Enough for any scandetd CountThreshold we accept; a
 # source that touches more ports is simply "at least this many".
@@ -20,14 +25,28 @@ SCAN_TRIGGER_MAX = 50
 # Flag patterns remembered per source for OS-probe reports (nmap -O sends about ten).
 PATTERNS_TRACKED_MAX = 16
 
-# An OS-probe summary (every flag pattern seen) is reported once the source has sent nothing for
-# this long; at most this many sources wait for their summary, so spoofed probes cannot grow it.
-OS_PROBE_QUIET_S = 2.0
+# An OS-probe summary (every flag pattern seen) is reported once the source has sent no OS probe
+# for this long: one summary per nmap -O, which waits about 2 s between its rounds of probes.
+# At most this many sources wait for their summary, so spoofed probes cannot grow it.
+OS_PROBE_QUIET_S = 10.0
 OS_PROBE_PENDING_MAX = 1_024  # also the most scans waiting for their end-of-scan summary
+# When either table is full, the source seen least recently makes room, taken among those that
+# touched one port while there are any (a spoofed flood), so a real scanner keeps its summary.
+# Summaries made in one loop turn: a flood of sources that all go quiet at once would otherwise
+# become a thousand summary lines, syslog messages and JSON events in one go. Those that touched
+# the most ports are made; one log line counts the rest.
+SUMMARIES_PER_TICK_MAX = 20
 
 # Packets read from one sensor socket per loop turn, so one busy socket cannot starve the others
 # or the signal handling.
 PACKETS_PER_TURN_MAX = 512
+
+# File descriptors the classic modes leave free for the daemon's own work when they bind one
+# socket per port: netlink (addresses, ports, nftables), SQLite (database, WAL, shared memory, for
+# the loop and the action worker), the control socket and a client, syslog, the JSON log, mail,
+# the metrics page, the port audit, pipes of KILL_* commands. A start that cannot keep these
+# free is refused; running out later is logged, never fatal.
+DESCRIPTORS_RESERVED = 128
 
 # How often the kernel filter and the "has a service" view of the ports are refreshed, and the
 # local addresses re-read. A probe is always re-checked at the moment it arrives as well.

@@ -22,7 +22,7 @@ from typing import TextIO
 from portwarden import limits
 from portwarden.alert.line import verdict_line
 from portwarden.config import Settings, TcpMode, UdpMode
-from portwarden.detect.config import engine_config
+from portwarden.detect.config import engine_config, late_reply_ports
 from portwarden.detect.engine import Engine, Verdict
 from portwarden.detect.probe import IPAddress, Proto, packet_probe
 from portwarden.net.packet import (
@@ -103,7 +103,8 @@ def replay(settings: Settings, path: Path, out: TextIO,
     if TcpMode.CLASSIC is settings.tcp_mode or UdpMode.CLASSIC is settings.udp_mode:
         log.info("replay: classic modes are replayed as stealth (-stcp, -sudp)")
     answered = services(path, watched)
-    engine = Engine(engine_config(settings, settings.ignore_list(addresses=())))
+    engine = Engine(engine_config(settings, settings.ignore_list(addresses=()),
+                                  late_reply_ports(settings)[0]))  # fmt: skip
     counts: Counter[str] = Counter()
 
     def report(verdicts: list[Verdict]) -> None:

@@ -15,7 +15,7 @@ from portwarden.config.settings import port_ranges
 from portwarden.detect.engine import Engine
 from portwarden.sensors.build import Sensor
 from portwarden.store.db import BlockRecord, Store
-from portwarden.text import utc_stamp
+from portwarden.text import port_count, utc_stamp
 
 TOP_MAX = 10  # scanners and ports shown
 BLOCKS_SHOWN_MAX = 20  # most recent active blocks shown (the count is always exact)
@@ -164,7 +164,7 @@ def render(status: dict[str, Any]) -> str:
             ("address", "first seen", "last seen", "probes", "ports", "types", "blocked")
         ]
         rows += [(s["address"], s["first_seen"], s["last_seen"], str(s["probes"]),
-                  str(s["ports"]), ", ".join(s["types"]), "yes" if s["blocked"] else "no")
+                  port_count(s["ports"]), ", ".join(s["types"]), "yes" if s["blocked"] else "no")
                  for s in scanners]  # fmt: skip
         out += _table(rows)
     ports = status.get("ports")

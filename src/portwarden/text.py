@@ -3,6 +3,8 @@ and times."""
 
 import time
 
+from portwarden.limits import PORTS_TRACKED_MAX
+
 _MAX_SHOWN = 200
 
 
@@ -35,3 +37,9 @@ def local_stamp(epoch: float) -> str:
     """Seconds since the epoch in the host's time zone, zone named (`2026-11-24 13:09:42 CET`):
     for what people read on this host (mail, the `blocked` table)."""
     return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(epoch))
+
+
+def port_count(count: int) -> str:
+    """A count of distinct ports for people: the engine stops counting at PORTS_TRACKED_MAX, so
+    that many is shown as at least that many ('64+')."""
+    return f"{count}+" if count >= PORTS_TRACKED_MAX else str(count)

@@ -61,14 +61,14 @@ def test_nmap_os_detection_is_reported_as_nmap(
     nmap(attacker.run, *six, "-O", "-p", f"1,11,{SERVICE_TCP}", address(lab.target, family))
     src = address(attacker, family)
     daemon.wait_for_attack(mark, kind="os-probe", src=src, type="OS fingerprinting probe (nmap)")
-    summary = daemon.wait_for_attack(mark, kind="os-summary", src=src)
+    summary = daemon.wait_for_attack(mark, kind="os-summary", src=src, timeout=30)
     patterns = summary["patterns"].split()
     # T2 (no flags) and T3 go to the open port, so the kernel filter must pass odd flags anywhere.
-    assert "NULL" in patterns
-    assert "FIN+SYN+PSH+URG" in patterns
-    assert "udp" in patterns  # U1: 300 bytes to a closed UDP port, IPv4 and IPv6
-    if family == 4:
-        assert "SYN+ECE+CWR+RES" in patterns  # the ECN probe with the reserved bit
+    assert "NULL/T2" in patterns
+    assert "FIN+SYN+PSH+URG/T3" in patterns
+    assert "udp/U1" in patterns  # U1: 300 bytes to a closed UDP port, IPv4 and IPv6
+    # The ECN probe, with a reserved bit over IPv4 only.
+    assert ("SYN+ECE+CWR+RES/ECN" if family == 4 else "SYN+ECE+CWR/ECN") in patterns
 
 
 def test_hping3_odd_flags_and_ip_options(lab: Lab, daemon: RunningDaemon) -> None:

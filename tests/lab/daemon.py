@@ -37,7 +37,7 @@ class RunningDaemon:
         found = []
         for line in self.log()[since:].splitlines():
             _, marker, rest = line.partition(" attack ")
-            if not marker:
+            if not marker or not rest.startswith("kind="):  # "attack lines suppressed: N ..."
                 continue
             fields = dict(item.split("=", 1) for item in shlex.split(rest))
             if all(fields.get(key) == value for key, value in match.items()):

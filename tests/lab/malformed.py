@@ -2,6 +2,8 @@
 
 usage: malformed.py SRC4 DST4 SRC6 DST6 PORT          broken packets, none of them a probe
        malformed.py --options SRC6 DST6 PORT           one IPv6 SYN behind destination options
+       malformed.py --accecn SRC DST PORT              one Accurate ECN SYN (RFC 9768), IPv4 or
+                                                       IPv6, as a client would open a connection
 """
 
 import socket
@@ -34,6 +36,34 @@ def ipv6(src: str, dst: str, next_header: int, payload: bytes) -> bytes:
                        socket.inet_pton(socket.AF_INET6, dst)) + payload  # fmt: skip
 
 
+def accecn_syn(src: str, dst: str, port: int) -> bytes:
+    """SYN with AE, CWR and ECE set (RFC 9768's request for Accurate ECN) and the options a Linux
+    client sends: MSS, SACK permitted, a timestamp, window scale; with its checksum."""
+    options = bytes.fromhex("020405b40402080a1a2b3c4d0000000001030307")
+    words = 5 + len(options) // 4
+    segment = struct.pack("!HHIIBBHHH", 40001, port, 7, 0, (words << 4) | 0x1, 0xC2, 64240, 0,
+                          0) + options  # fmt: skip
+    family = socket.AF_INET6 if ":" in dst else socket.AF_INET
+    addresses = socket.inet_pton(family, src) + socket.inet_pton(family, dst)
+    if family == socket.AF_INET:
+        pseudo = addresses + struct.pack("!BBH", 0, 6, len(segment))
+    else:
+        pseudo = addresses + struct.pack("!I3xB", len(segment), 6)
+    return segment[:16] + struct.pack("!H", checksum(pseudo + segment)) + segment[18:]
+
+
+def send_accecn_syn(src: str, dst: str, port: int) -> None:
+    segment = accecn_syn(src, dst, port)
+    if ":" in dst:
+        socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW).sendto(
+            ipv6(src, dst, 6, segment), (dst, 0)
+        )
+    else:
+        socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW).sendto(
+            ipv4(src, dst, segment), (dst, 0)
+        )
+
+
 def dest_options_chain(count: int, last: int, payload: bytes) -> tuple[int, bytes]:
     """`count` destination-options headers (8 bytes each, PadN) in front of `payload`."""
     chain = b""
@@ -51,6 +81,9 @@ def send_with_options(src6: str, dst6: str, port: int) -> None:
 def main() -> None:
     if sys.argv[1] == "--options":
         send_with_options(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        return
+    if sys.argv[1] == "--accecn":
+        send_accecn_syn(sys.argv[2], sys.argv[3], int(sys.argv[4]))
         return
     src4, dst4, src6, dst6, port_text = sys.argv[1:6]
     port = int(port_text)

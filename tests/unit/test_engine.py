@@ -4,6 +4,7 @@ import functools
 import ipaddress
 import tracemalloc
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -165,8 +166,9 @@ def test_each_run_of_os_probing_is_summarised_on_its_own() -> None:
         ("nmap",),
     )
     assert first.first_probe is not None and first.first_probe.seen_at == 100
-    engine.feed(os_probe(port=80, flags="FIN+PSH+URG", seen_at=110), 10)  # same tool: no verdict
-    (second,) = engine.tick(10 + limits.OS_PROBE_QUIET_S)
+    later = 1 + limits.OS_PROBE_QUIET_S
+    engine.feed(os_probe(port=80, flags="FIN+PSH+URG", seen_at=120), later)  # same tool: no verdict
+    (second,) = engine.tick(later + limits.OS_PROBE_QUIET_S)
     assert (second.probes, second.patterns) == (1, ("FIN+PSH+URG",))
 
 
@@ -180,23 +182,78 @@ def test_table_is_bounded_and_evicts_the_stalest() -> None:
     assert engine.feed(probe(src="198.18.1.1", port=2), 2) == []
 
 
-def test_memory_is_bounded() -> None:
-    """A full table of sources that each touched every tracked port; see limits.SOURCES_MAX."""
-    sources = 500
-    engine = Engine(EngineConfig(trigger=5, sources_max=sources))
+def test_a_flood_of_one_packet_sources_cannot_push_a_real_scanner_out() -> None:
+    """1,100 spoofed SYNs, a source each, fill the table of scans waiting for their summary;
+    then a real scan of three ports: the stalest one-port source makes room for it. All go
+    quiet together: the summaries of one tick are capped, the real scan's made first."""
+    engine = Engine(EngineConfig(scan_end_quiet_s=30))
+    for i in range(1_100):
+        engine.feed(probe(src=f"198.19.{i // 256}.{i % 256}", port=11), i / 1000)
+    for port in (1, 11, 15):
+        engine.feed(probe(src="198.18.0.66", port=port), 2.0)
+    summaries = engine.tick(40.0)
+    assert len(summaries) == limits.SUMMARIES_PER_TICK_MAX
+    assert (str(summaries[0].probe.src), summaries[0].ports) == ("198.18.0.66", 3)
+    waiting = limits.OS_PROBE_PENDING_MAX
+    evicted, over_cap = 1_100 + 1 - waiting, waiting - limits.SUMMARIES_PER_TICK_MAX
+    assert engine.take_summaries_dropped() == evicted + over_cap
+    assert engine.take_summaries_dropped() == 0
+    assert engine.tick(80.0) == []  # the rest were dropped, not delayed
+
+
+def test_a_flood_of_spoofed_os_probes_cannot_push_out_a_real_os_scan() -> None:
+    engine = Engine(EngineConfig())
+    os_probe = functools.partial(probe, os_tool="queso", tripwire=False, flags="FIN+SYN")
+    for i in range(1_100):
+        engine.feed(os_probe(src=f"198.19.{i // 256}.{i % 256}", port=80), i / 1000)
+    nmap = functools.partial(probe, src="198.18.0.67", os_tool="nmap", tripwire=False)
+    engine.feed(nmap(port=80, flags="NULL"), 2.0)
+    engine.feed(nmap(port=44, flags="FIN+PSH+URG"), 2.1)
+    summaries = engine.tick(2.1 + limits.OS_PROBE_QUIET_S)
+    assert str(summaries[0].probe.src) == "198.18.0.67" and summaries[0].types == ("nmap",)
+
+
+@pytest.mark.parametrize("trigger", [5, 20_000])
+def test_memory_per_source_is_bounded_whatever_the_trigger(trigger: int) -> None:
+    """A full table of sources that each touched every tracked port of both protocols, spread
+    over the whole window (every SCAN_TRIGGER slice used); see limits.SOURCES_MAX. A trigger
+    of 20,000 used to keep 20,000 times per source (643 KiB)."""
+    sources, window = 150, 300.0
+    engine = Engine(EngineConfig(trigger=trigger, window_s=window, sources_max=sources))
+    each = limits.PORTS_TRACKED_MAX + 10
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     for i in range(sources * 2):
-        src = f"2001:db8::{i:x}"
-        for port in range(limits.PORTS_TRACKED_MAX + 10):
-            engine.feed(probe(src=src, port=port + 1), i)
+        src, start = f"2001:db8::{i:x}", i * 2 * window  # each source an episode of its own
+        for n in range(each):
+            for proto in (Proto.TCP, Proto.UDP):
+                engine.feed(probe(src=src, port=n + 1, proto=proto), start + n * window / each)
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     per_source = used / sources
     assert len(engine) == sources
-    assert per_source < 2 * 1024, per_source
+    assert per_source < 3.5 * 1024, per_source
     full_mib = per_source * limits.SOURCES_MAX / 2**20
-    print(f"{per_source:.0f} bytes per source; full table ~{full_mib:.0f} MiB")
+    print(f"trigger {trigger}: {per_source:.0f} bytes per source; full table ~{full_mib:.0f} MiB")
+
+
+def test_a_large_trigger_is_still_counted_within_the_window() -> None:
+    engine = Engine(EngineConfig(trigger=1_000, window_s=60))
+    for n in range(999):
+        assert engine.feed(probe(port=n % 100 + 1), n * 0.05) == []
+    assert kinds(engine, probe(port=7), 50.0) == [("scan", True)]
+    # 1,000 probes spread over twice the window never make it.
+    engine = Engine(EngineConfig(trigger=1_000, window_s=60))
+    assert all(engine.feed(probe(port=9), n * 0.12) == [] for n in range(1_000))
+
+
+def test_scandetd_counts_distinct_ports_per_run() -> None:
+    """Ports 1 and 2, a pause longer than the interval, then 1, 2, 3 quickly: the pause
+    started a new run, in which 1 and 2 are new again."""
+    engine = Engine(EngineConfig(scandetd=ScandetdModel(count=3, interval_s=3, flood=False)))
+    assert [kinds(engine, probe(port=p), t) for p, t in ((1, 0), (2, 1), (1, 11), (2, 12))] == [
+        [], [], [], []]  # fmt: skip
+    assert kinds(engine, probe(port=3), 13) == [("scan", True)]
 
 
 @given(st.lists(st.tuples(st.integers(0, 20), st.integers(1, 30), st.floats(0, 5)), max_size=60),

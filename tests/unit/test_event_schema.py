@@ -62,7 +62,7 @@ def written(tmp_path: Path) -> list[dict]:
     verdicts = engine.feed(probe(11), 0.0) + engine.feed(probe(15), 0.1)  # scan (first, next)
     verdicts += engine.feed(probe(80, os_tool="nmap", flags="NULL"), 0.2)  # os-probe
     verdicts += engine.feed(probe(81, Proto.UDP, os_tool="nmap", flags=""), 0.3)
-    verdicts += engine.tick(10.0)  # scan-summary, os-summary
+    verdicts += engine.tick(0.3 + limits.OS_PROBE_QUIET_S)  # scan-summary, os-summary
     for verdict in verdicts:
         alerts.verdict(verdict, 0.0, "not blocked (BLOCK_TCP=0 BLOCK_UDP=0)")
     for _ in range(limits.ATTACK_LINES_BURST + 1):  # the attack-line limit holds: suppressed

@@ -7,7 +7,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portwarden.detect.probe import flag_names, tcp_os_tool, tcp_scan_type, udp_os_tool
+from portwarden.detect.probe import (
+    flag_names,
+    os_probe_name,
+    tcp_os_tool,
+    tcp_scan_type,
+    udp_os_tool,
+)
 from portwarden.limits import CAPTURE_BYTES
 from portwarden.net.packet import (
     ACK,
@@ -46,6 +52,9 @@ def ipv6(next_header: int, payload: bytes) -> bytes:
 
 
 NMAP_T2_OPTIONS = bytes.fromhex("03030a0102040109080affffffff000000000402")
+NMAP_SEQ1_OPTIONS = bytes.fromhex("03030a01020405b4080affffffff000000000402")
+NMAP_ECN_OPTIONS = bytes.fromhex("03030a01020405b404020101")
+LINUX_SYN_OPTIONS = bytes.fromhex("020405b40402080a123456780000000001030307")
 
 
 def test_ipv4_tcp_with_options() -> None:
@@ -114,6 +123,9 @@ def test_timestamp_walk_never_raises(options: bytes) -> None:
         (SYN | ECE | CWR, "TCP SYN/Normal scan"),
         (FIN, "TCP FIN scan"),
         (0, "TCP NULL scan"),
+        (ECE, "TCP odd-flags scan (ECE)"),  # not NULL: a flag is set
+        (CWR, "TCP odd-flags scan (CWR)"),
+        (FIN | ECE, "TCP FIN scan"),
         (FIN | PSH | URG, "TCP XMAS scan"),
         (SYN | FIN, "TCP odd-flags scan (FIN+SYN)"),
         (FIN | SYN | PSH | URG, "TCP odd-flags scan (FIN+SYN+PSH+URG)"),
@@ -128,16 +140,21 @@ def test_scan_names(flags: int, name: str) -> None:
     [
         (tcp(flags=0, options=NMAP_T2_OPTIONS, window=128), "nmap"),  # T2
         (tcp(flags=SYN | FIN | PSH | URG, window=256), "nmap"),  # T3 without options
-        (tcp(flags=SYN | ECE | CWR, reserved=1, urgent=0xF7F5,
-             options=bytes.fromhex("03030a01020405b404020101")), "nmap"),  # ECN probe
+        (tcp(flags=SYN | ECE | CWR, reserved=8, urgent=0xF7F5, window=3,
+             options=NMAP_ECN_OPTIONS), "nmap"),  # ECN probe over IPv4: a reserved bit set
+        (tcp(flags=SYN | ECE | CWR, urgent=0xF7F5, window=3,
+             options=NMAP_ECN_OPTIONS), "nmap"),  # ECN probe over IPv6: none
+        (tcp(flags=SYN, options=NMAP_SEQ1_OPTIONS, window=1), "nmap"),  # SEQ1
         (tcp(flags=SYN | ECE | CWR), "queso"),  # no options at all
         (tcp(flags=SYN | FIN), "queso"),
         (tcp(flags=PSH), "queso"),
         # A Linux client negotiating ECN: MSS, SACK, timestamps, window scale; no reserved bit.
-        (tcp(flags=SYN | ECE | CWR,
-             options=bytes.fromhex("020405b40402080a1234567800000000" "01030307")), None),
-        (tcp(flags=SYN, options=bytes.fromhex("020405b40402080a1234567800000000" "01030307")),
-         None),
+        (tcp(flags=SYN | ECE | CWR, options=LINUX_SYN_OPTIONS), None),
+        # The same asking for Accurate ECN (RFC 9768): AE, the former reserved bit, set too.
+        (tcp(flags=SYN | ECE | CWR, reserved=1, options=LINUX_SYN_OPTIONS), None),
+        (tcp(flags=SYN, reserved=1, options=LINUX_SYN_OPTIONS), None),
+        (tcp(flags=SYN | FIN, options=LINUX_SYN_OPTIONS), None),  # odd, but not queso's
+        (tcp(flags=SYN, options=LINUX_SYN_OPTIONS), None),
         (tcp(flags=FIN), None),
     ],
 )  # fmt: skip
@@ -164,4 +181,25 @@ def test_nmap_udp_probe() -> None:
 def test_flag_names() -> None:
     assert flag_names(SYN | ACK) == "SYN+ACK"
     assert flag_names(0) == "NULL"
-    assert flag_names(SYN, reserved=1) == "SYN+RES"
+    assert flag_names(SYN, reserved=1) == "SYN+AE"  # RFC 9768's name for the bit
+    assert flag_names(SYN, reserved=0b1010) == "SYN+RES"
+    assert flag_names(SYN | ECE | CWR, reserved=0b1001) == "SYN+ECE+CWR+AE+RES"
+
+
+@pytest.mark.parametrize(
+    ("data", "name"),
+    [
+        (tcp(flags=SYN, options=NMAP_SEQ1_OPTIONS, window=1), "SEQ1"),
+        (tcp(flags=SYN, options=bytes.fromhex("080affffffff0000000001010303050102040280"),
+             window=4), "SEQ3"),
+        (tcp(flags=SYN, options=bytes.fromhex("0402080affffffff0000000003030a00"), window=4),
+         "SEQ4"),
+        (tcp(flags=SYN | ECE | CWR, urgent=0xF7F5, window=3, options=NMAP_ECN_OPTIONS), "ECN"),
+        (tcp(flags=0, options=NMAP_T2_OPTIONS, window=128), "T2"),
+        (tcp(flags=SYN, options=NMAP_T2_OPTIONS, window=31337), "T5"),
+        (tcp(flags=SYN, options=NMAP_T2_OPTIONS, window=999), ""),  # nmap's, but not one we name
+    ],
+)  # fmt: skip
+def test_nmap_probes_are_named_as_nmap_names_them(data: bytes, name: str) -> None:
+    packet = parse_transport(6, data, SRC6, DST6)
+    assert os_probe_name(packet, tcp_os_tool(packet)) == name

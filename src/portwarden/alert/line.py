@@ -1,14 +1,15 @@
 """The stable one-line form of a verdict: `attack key=value ...`, the same for every kind.
 
-Fields, in this order: kind src dst proto port type mode flags probes ports first
-[os_tool patterns] [ip_options] time. Values with spaces are double-quoted; anything from the
-network is escaped by one_line, so a line can never be split or forged.
+Fields, in this order: kind src dst proto port type mode flags probes ports first [patterns]
+[ip_options] time; the log adds `action` to summaries (alert.dispatch). `ports` stops counting
+at limits.PORTS_TRACKED_MAX, shown as `64+`. Values with spaces are double-quoted; anything
+from the network is escaped by one_line, so a line can never be split or forged.
 """
 
 from datetime import UTC, datetime
 
 from portwarden.detect.engine import Verdict
-from portwarden.text import one_line
+from portwarden.text import one_line, port_count
 
 
 def _quote(value: str) -> str:
@@ -34,7 +35,7 @@ def verdict_line(verdict: Verdict) -> str:
         ("mode", p.mode),
         ("flags", p.flags or "-"),
         ("probes", str(verdict.probes)),
-        ("ports", str(verdict.ports)),
+        ("ports", port_count(verdict.ports)),
         ("first", "yes" if verdict.first else "no"),
     ]
     if verdict.kind.startswith("os-"):

@@ -18,7 +18,7 @@ from portwarden.alert.mailbudget import MailBudget
 from portwarden.config import Settings
 from portwarden.detect.engine import Verdict
 from portwarden.respond.actions import safe_hostname
-from portwarden.text import local_stamp, one_line
+from portwarden.text import local_stamp, one_line, port_count
 
 log = logging.getLogger("portwarden")
 
@@ -57,7 +57,7 @@ def body(verdict: Verdict, name: str | None, action: str) -> str:
         detail = f"Flag patterns seen: {' '.join(verdict.patterns)}"
     else:
         kind = ", ".join(verdict.types) or p.scan
-        detail = f"Distinct ports:  {verdict.ports}"
+        detail = f"Distinct ports:  {port_count(verdict.ports)}"
     lines = [
         f"Source:          {p.src}" + (f" ({name})" if name else ""),
         f"Destination:     {p.dst}",

@@ -1,9 +1,12 @@
 """scandetd's HostScanIgnore rules: `src/bits[:ports] [-> dst/bits[:ports]]`, ';'-separated.
 
 An IPv6 endpoint takes its ports after the prefix length (`2001:db8::/32:1-1024`) or after a
-bracketed address (`[2001:db8::1]:22`). A rule without `->` matches any destination.
+bracketed address (`[2001:db8::1]:22`); without either, it is an address alone (a warning says
+so when its last group could have been meant as a port). A rule without `->` matches any
+destination.
 """
 
+import ipaddress
 from dataclasses import dataclass
 
 from portwarden.config import values
@@ -66,6 +69,31 @@ def _endpoint(text: str) -> Endpoint:
     if text in ("*", "any"):
         raise ValueError("use 0.0.0.0/0 or ::/0 for any address")
     return Endpoint(parse_network(text), None)
+
+
+def ambiguous_endpoints(text: str) -> list[str]:
+    """Why each IPv6 endpoint written without brackets may not mean what was meant:
+    `2001:db8::1:53` is the address 2001:db8::1:53, though 2001:db8::1 port 53 looks the same.
+    Only when both readings are valid addresses; one line each."""
+    found = []
+    for item in text.split(";"):
+        for part in (p.strip() for p in item.split("->")):
+            if part.startswith("[") or "/" in part or part.count(":") < 2:
+                continue
+            address, _, last = part.rpartition(":")
+            if not last.isdigit() or not 1 <= int(last) <= 65535 or not _is_ipv6(address):
+                continue
+            found.append(f"'{part}' is taken as the address {part}; for port {last} of "
+                         f"{address}, write [{address}]:{last}")  # fmt: skip
+    return found
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _ports(text: str) -> frozenset[int]:

@@ -17,7 +17,7 @@ from portwarden.config import kill, values
 from portwarden.config.conffile import Entry, parse_conf
 from portwarden.config.defaults import DEFAULT_CONF, DEFAULT_SOURCE, default_state_dir
 from portwarden.config.errors import ConfigError
-from portwarden.config.hostscan import HostScanRule, parse_rules
+from portwarden.config.hostscan import HostScanRule, ambiguous_endpoints, parse_rules
 from portwarden.config.ignore import (
     ALWAYS_IGNORED,
     Address,
@@ -116,6 +116,7 @@ class Settings:
     audit_severity_portswitch: str
     event_log_keep: int
     smtp_ca_file: Path | None
+    udp_reply_source_ports: frozenset[int]
     ignored_networks: tuple[Network, ...]
     warnings: tuple[str, ...] = ()
 
@@ -265,6 +266,9 @@ def load_settings(path: Path | None) -> Settings:
         audit_severity_portswitch=read.get("AUDIT_SEVERITY_PORTSWITCH", values.severity, "crit"),
         event_log_keep=read.get("EVENT_LOG_KEEP", values.positive, 5),
         smtp_ca_file=read.path("SMTP_CA_FILE", None),
+        udp_reply_source_ports=read.get(
+            "UDP_REPLY_SOURCE_PORTS", values.port_set, frozenset({53, 123})
+        ),  # fmt: skip
         ignored_networks=(),
     )
     warnings += [
@@ -281,6 +285,7 @@ def load_settings(path: Path | None) -> Settings:
                  "did" for key in ("TCP_PORTS", "UDP_PORTS", "ADVANCED_EXCLUDE_TCP",
                                    "ADVANCED_EXCLUDE_UDP")
                  if key in entries and values.has_empty_items(entries[key].value)]  # fmt: skip
+    warnings += _hostscan_warnings(read)
     wants_mail = (settings.mail_on_tcp_scan or settings.mail_on_udp_scan
                   or settings.mail_on_os_probe or settings.mail_on_audit)  # fmt: skip
     if wants_mail and not settings.mail_to:
@@ -360,6 +365,17 @@ def _policy_warnings(read: _Reader, settings: Settings) -> list[str]:
             hint = f"; for the service, write {port}/{item.proto.value}" if port else ""
             found.append(f"{where}{key}: {item} is no RPC program in /etc/rpc and never "
                          f"matches{hint}")  # fmt: skip
+    return found
+
+
+def _hostscan_warnings(read: _Reader) -> list[str]:
+    """IPv6 addresses in *_SCAN_IGNORE that may have been meant with a port."""
+    found = []
+    for key in ("TCP_SCAN_IGNORE", "UDP_SCAN_IGNORE"):
+        entry = read.entry(key)
+        if entry is not None:
+            found += [f"{entry.source}:{entry.line}: {key}: {why}"
+                      for why in ambiguous_endpoints(entry.value)]  # fmt: skip
     return found
 
 

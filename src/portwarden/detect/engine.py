@@ -7,8 +7,9 @@ the same engine runs live, on replayed captures and in tests.
 import heapq
 from array import array
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 from portwarden import limits
 from portwarden.config.hostscan import HostScanRule, ignored
@@ -52,7 +53,8 @@ class Verdict(NamedTuple):
     and `first_seen` count that scan only. The next probe of that protocol from that source
     starts a new scan, with a summary of its own.
     kind "os-summary": the same for a run of OS probing (quiet for limits.OS_PROBE_QUIET_S):
-    `probes` OS probes, `patterns` every flag pattern ("udp" for a UDP probe), `types` the tools.
+    `probes` OS probes, `patterns` every flag pattern ("udp" for a UDP probe) with nmap's name
+    for the probe when known ("SYN/SEQ1"), `types` the tools.
     `first` is True for the first verdict of its kind in the source's current episode: act
     on that one; the later ones only report. Summaries are always first.
     """
@@ -111,16 +113,19 @@ class _Run:
 class _Source:
     """Kept small on purpose (arrays and tuples, not sets and deques): there are many of these."""
 
-    __slots__ = ("first_seen", "last_seen", "probes", "ports", "recent", "run", "scan_reported",
-                 "tools_reported", "types", "tcp_scan", "udp_scan")  # fmt: skip
+    __slots__ = ("first_seen", "last_seen", "probes", "ports", "recent", "run", "run_ports",
+                 "scan_reported", "tools_reported", "types", "tcp_scan", "udp_scan")  # fmt: skip
 
     def __init__(self, now: float) -> None:
         self.first_seen = now
         self.last_seen = now
         self.probes = 0
         self.ports = array("i")  # TCP ports positive, UDP ports negative
-        self.recent: list[float] = []  # times of the last `trigger` probes
+        # SCAN_TRIGGER: start and probe count of each slice of the window that had probes, as
+        # pairs; at most limits.TRIGGER_SLICES + 2 of them, whatever the trigger.
+        self.recent = array("d")
         self.run = 0  # scandetd: ports (or probes) in the current run of short gaps
+        self.run_ports: array | None = None  # scandetd: the run's distinct ports, signed
         self.scan_reported = False
         self.tools_reported: tuple[str, ...] = ()
         self.types: tuple[str, ...] = ()  # scan types of the episode, for status
@@ -151,7 +156,52 @@ class _Source:
             self.udp_scan = None
 
 
-_OTHER = {Proto.TCP: Proto.UDP, Proto.UDP: Proto.TCP}
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Waiting(Generic[K, V]):
+    """Runs waiting for their summary, at most `capacity`, each kept with the number of ports
+    it touched. When full, the one seen least recently makes room, taken among those that
+    touched a single port while there are any: a flood of spoofed one-packet sources must not
+    push a real scanner's summary out."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._one_port: OrderedDict[K, V] = OrderedDict()  # least recently seen first
+        self._more: OrderedDict[K, V] = OrderedDict()
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._one_port) + len(self._more)
+
+    def __contains__(self, key: K) -> bool:
+        return key in self._one_port or key in self._more
+
+    def get(self, key: K) -> V | None:
+        return self._more.get(key, self._one_port.get(key))
+
+    def put(self, key: K, value: V, ports: int) -> None:
+        """Add `key`, or mark it seen now; `ports` only grows, so it never moves back."""
+        table = self._more if ports > 1 else self._one_port
+        if key in table:
+            table.move_to_end(key)
+        elif self._one_port.pop(key, None) is None and len(self) >= self._capacity:
+            (self._one_port or self._more).popitem(last=False)
+            self.evicted += 1
+        table[key] = value
+
+    def discard(self, key: K) -> None:
+        self._one_port.pop(key, None)
+        self._more.pop(key, None)
+
+    def take(self, due: Callable[[K, V], bool]) -> list[tuple[K, V]]:
+        """Remove and return every entry that is `due`."""
+        found = [(k, v) for table in (self._more, self._one_port) for k, v in table.items()
+                 if due(k, v)]  # fmt: skip
+        for key, _ in found:
+            self.discard(key)
+        return found
 
 
 class Engine:
@@ -160,9 +210,11 @@ class Engine:
         self._sources: OrderedDict[IPAddress, _Source] = OrderedDict()
         # Runs waiting for their summary: OS probing per source, scans per source and protocol.
         # At most limits.OS_PROBE_PENDING_MAX each, so spoofed probes cannot grow them.
-        self._os_pending: dict[IPAddress, _Run] = {}
-        # (One dict per protocol rather than (source, protocol) keys: a tuple per scanner less.)
-        self._scan_pending: dict[Proto, dict[IPAddress, _Source]] = {Proto.TCP: {}, Proto.UDP: {}}
+        self._os_waiting: _Waiting[IPAddress, _Run] = _Waiting(limits.OS_PROBE_PENDING_MAX)
+        self._scan_waiting: _Waiting[tuple[Proto, IPAddress], _Source] = _Waiting(
+            limits.OS_PROBE_PENDING_MAX
+        )
+        self._summaries_over_cap = 0
         self.evicted = 0
         self.probes = 0  # tripwire probes from sources that are not ignored
         # Probes per port, TCP ports positive and UDP negative: at most 2 x 65,535 keys.
@@ -192,19 +244,18 @@ class Engine:
         self.port_probes[port] += 1
         if probe.scan not in state.types and len(state.types) < limits.PATTERNS_TRACKED_MAX:
             state.types += (probe.scan,)
-        new_port = port not in state.ports
-        if new_port and len(state.ports) < limits.PORTS_TRACKED_MAX:
+        if port not in state.ports and len(state.ports) < limits.PORTS_TRACKED_MAX:
             state.ports.append(port)
         scan = state.scan(probe, now)
         scan.add(probe, now, probe.scan)
-        if self._scanner(state, now, gap, new_port, probe.mode in RAW_MODES):
+        key = (probe.proto, probe.src)
+        if self._scanner(state, now, gap, port, probe.mode in RAW_MODES):
             verdicts.append(Verdict("scan", probe, not state.scan_reported, state.probes,
                                     len(state.ports), state.first_seen))  # fmt: skip
             state.scan_reported = True
-            pending = self._scan_pending[probe.proto]
-            waiting = len(pending) + len(self._scan_pending[_OTHER[probe.proto]])
-            if waiting < limits.OS_PROBE_PENDING_MAX or probe.src in pending:
-                pending[probe.src] = state
+            self._scan_waiting.put(key, state, len(scan.ports))
+        elif key in self._scan_waiting:
+            self._scan_waiting.put(key, state, len(scan.ports))  # seen now
         return verdicts
 
     def top_sources(self, count: int) -> list[SourceView]:
@@ -231,58 +282,86 @@ class Engine:
         if state is None:
             if len(self._sources) >= self.config.sources_max and src not in self._sources:
                 stalest, _ = self._sources.popitem(last=False)
-                self._os_pending.pop(stalest, None)  # its summaries go with it
-                for pending in self._scan_pending.values():
-                    pending.pop(stalest, None)
+                self._os_waiting.discard(stalest)  # its summaries go with it
+                for proto in Proto:
+                    self._scan_waiting.discard((proto, stalest))
                 self.evicted += 1
             state = _Source(now)
             self._sources[src] = state
         self._sources.move_to_end(src)
         return state
 
-    def _scanner(self, state: _Source, now: float, gap: float, new_port: bool, raw: bool) -> bool:
+    def _scanner(self, state: _Source, now: float, gap: float, port: int, raw: bool) -> bool:
         model = self.config.scandetd if raw else None
         if model is None:
-            state.recent.append(now)
-            del state.recent[: -max(1, self.config.trigger)]
-            full = len(state.recent) == max(1, self.config.trigger)
-            return full and now - state.recent[0] <= self.config.window_s
+            return self._past_trigger(state.recent, now)
         if state.probes > 1 and gap > model.interval_s:
-            state.run = 0
-        if new_port or model.flood:
+            state.run = 0  # a new run: the ports of the one before count again
+            state.run_ports = None
+        if model.flood:
             state.run += 1
+        else:
+            if state.run_ports is None:
+                state.run_ports = array("i")
+            if port not in state.run_ports and len(state.run_ports) < model.count:
+                state.run_ports.append(port)
+                state.run += 1
         return state.scan_reported or state.run >= model.count
+
+    def _past_trigger(self, recent: array, now: float) -> bool:
+        """SCAN_TRIGGER probes within SCAN_TRIGGER_WINDOW? Counted per slice of the window
+        (`recent`: start, probes, ...), so memory does not grow with the trigger; a slice counts
+        while any part of it is in the window, so a probe at most one slice older may count."""
+        if self.config.trigger <= 1:
+            return True
+        window = self.config.window_s
+        width = window / limits.TRIGGER_SLICES
+        gone = 0
+        while gone < len(recent) and recent[gone] + width <= now - window:
+            gone += 2
+        del recent[:gone]
+        if recent and now - recent[-2] < width:
+            recent[-1] += 1
+        else:
+            recent.extend((now, 1.0))
+        return sum(recent[1::2]) >= self.config.trigger
 
     def tick(self, now: float) -> list[Verdict]:
         """Summaries of OS probing quiet for limits.OS_PROBE_QUIET_S, and of scans quiet for
-        scan_end_quiet_s (each protocol's scan on its own)."""
-        verdicts = []
-        quiet = limits.OS_PROBE_QUIET_S
-        for src in [src for src, run in self._os_pending.items() if now - run.last_seen >= quiet]:
-            run = self._os_pending.pop(src)
-            verdicts.append(self._summary("os-summary", run))
-        quiet = self.config.scan_end_quiet_s
-        for proto, pending in self._scan_pending.items():
-            for src in [src for src, state in pending.items()
-                        if now - state.current_scan(proto).last_seen >= quiet]:  # fmt: skip
-                state = pending.pop(src)
-                verdicts.append(self._summary("scan-summary", state.current_scan(proto)))
-                state.end_scan(proto)
-        return verdicts
+        scan_end_quiet_s (each protocol's scan on its own); at most
+        limits.SUMMARIES_PER_TICK_MAX, those that touched the most ports first."""
+        os_quiet, scan_quiet = limits.OS_PROBE_QUIET_S, self.config.scan_end_quiet_s
+        due = [("os-summary", run) for _, run in self._os_waiting.take(
+            lambda _, run: now - run.last_seen >= os_quiet)]  # fmt: skip
+        for (proto, _), state in self._scan_waiting.take(
+            lambda key, state: now - state.current_scan(key[0]).last_seen >= scan_quiet
+        ):
+            due.append(("scan-summary", state.current_scan(proto)))
+            state.end_scan(proto)
+        if len(due) > limits.SUMMARIES_PER_TICK_MAX:
+            due.sort(key=lambda item: len(item[1].ports), reverse=True)
+            self._summaries_over_cap += len(due) - limits.SUMMARIES_PER_TICK_MAX
+            del due[limits.SUMMARIES_PER_TICK_MAX :]
+        return [self._summary(kind, run) for kind, run in due]
+
+    def take_summaries_dropped(self) -> int:
+        """Summaries never made since the last call: pushed out of a full waiting table, or
+        past the cap of one tick (a flood of sources that all went quiet at once)."""
+        dropped = self._os_waiting.evicted + self._scan_waiting.evicted + self._summaries_over_cap
+        self._os_waiting.evicted = self._scan_waiting.evicted = self._summaries_over_cap = 0
+        return dropped
 
     def _os_verdict(self, state: _Source, probe: Probe, now: float) -> list[Verdict]:
-        pattern = probe.flags or probe.proto.value
-        run = self._os_pending.get(probe.src)
-        if run is None and len(self._os_pending) < limits.OS_PROBE_PENDING_MAX:
-            run = self._os_pending[probe.src] = _Run(probe, now)
-        if run is not None:
-            run.add(probe, now, pattern)
+        pattern = probe.os_pattern
+        run = self._os_waiting.get(probe.src) or _Run(probe, now)
+        run.add(probe, now, pattern)
+        self._os_waiting.put(probe.src, run, len(run.ports))
         tool = probe.os_tool or ""
         if tool in state.tools_reported:
             return []
         state.tools_reported += (tool,)
         return [Verdict("os-probe", probe, True, state.probes, len(state.ports), state.first_seen,
-                        run.kinds if run is not None else (pattern,))]  # fmt: skip
+                        run.kinds)]  # fmt: skip
 
     @staticmethod
     def _summary(kind: str, run: _Run) -> Verdict:

@@ -37,10 +37,37 @@ UDP_SCAN = "UDP scan"
 _FLAG_NAMES = ((FIN, "FIN"), (SYN, "SYN"), (RST, "RST"), (PSH, "PSH"), (ACK, "ACK"),
                (URG, "URG"), (ECE, "ECE"), (CWR, "CWR"))  # fmt: skip
 
+AE = 0x01  # the reserved bit next to CWR: Accurate ECN (RFC 9768), "NS" before it
+
 NMAP_TSVAL = 0xFFFFFFFF  # nmap -O puts this TSval (and TSecr 0) in its SYN and T2-T7 probes
 NMAP_ECN_URGENT = 0xF7F5  # nmap's ECN probe: urgent pointer set without URG
 NMAP_T3_FLAGS = SYN | FIN | PSH | URG
 NMAP_U1_LEN, NMAP_U1_BYTE = 300, ord("C")  # nmap's UDP probe: 300 bytes of 'C'
+# The TCP windows of nmap -O's plain SYN probes: the six "SEQ" probes to an open port and T5 to
+# a closed one. No client opens a connection with these, so the kernel filter passes SYNs with
+# them to any port and their signature is checked here (see net/bpf.py).
+NMAP_SYN_WINDOWS = (1, 4, 16, 63, 512, 31337)
+# nmap's names for its TCP probes, by flags (reserved bits aside), window and first TCP option
+# (SEQ3 and SEQ4 share a window). From nmap's osscan2.cc and "TCP/IP Fingerprinting Methods
+# Supported by Nmap" (nmap.org/book/osdetect-methods.html); T4 and T6 carry ACK and are never
+# probes here.
+_NMAP_PROBES = {
+    (SYN, 1, 3): "SEQ1",
+    (SYN, 63, 2): "SEQ2",
+    (SYN, 4, 8): "SEQ3",
+    (SYN, 4, 4): "SEQ4",
+    (SYN, 16, 2): "SEQ5",
+    (SYN, 512, 2): "SEQ6",
+    (SYN | ECE | CWR, 3, 3): "ECN",
+    (0, 128, 3): "T2",
+    (NMAP_T3_FLAGS, 256, 3): "T3",
+    (SYN, 31337, 3): "T5",
+    (FIN | PSH | URG, 65535, 3): "T7",
+}
+# queso's probes (its documentation): to an open port, with no TCP options, SYN+FIN, a lone PSH,
+# and SYN with the two flags unused in 1998 (now ECE and CWR). The others carry ACK or are a
+# plain SYN or FIN.
+_QUESO_FLAGS = (SYN | FIN, PSH)
 
 
 class Probe(NamedTuple):
@@ -62,24 +89,35 @@ class Probe(NamedTuple):
     ip_options: bool = False  # IP options set: a detection-avoidance hint
     tripwire: bool = True  # False: seen only because it is an OS probe to a port not watched
     seen_at: float = 0.0  # wall-clock time, for reports
+    os_probe: str = ""  # nmap's name for the OS probe when known: SEQ1-SEQ6, ECN, T2-T7, U1
+
+    @property
+    def os_pattern(self) -> str:
+        """How an OS probe shows in reports: its flags ('udp' for UDP), then nmap's name for it
+        when known, e.g. 'SYN/SEQ1'."""
+        shape = self.flags or self.proto.value
+        return f"{shape}/{self.os_probe}" if self.os_probe else shape
 
 
 def flag_names(flags: int, reserved: int = 0) -> str:
     names = [name for bit, name in _FLAG_NAMES if flags & bit]
-    if reserved:
+    if reserved & AE:
+        names.append("AE")
+    if reserved & ~AE:
         names.append("RES")
     return "+".join(names) or "NULL"
 
 
 def tcp_scan_type(flags: int) -> str:
-    """PortSentry's names for the flag patterns; anything else is an odd-flags scan."""
+    """PortSentry's names for the flag patterns; anything else is an odd-flags scan. ECE and CWR
+    (a client negotiating ECN) do not change a SYN, FIN or XMAS; alone they are odd flags."""
+    if flags == 0:
+        return NULL_SCAN
     core = flags & ~(ECE | CWR)
     if core == SYN:
         return SYN_SCAN
     if core == FIN:
         return FIN_SCAN
-    if core == 0:
-        return NULL_SCAN
     if core == FIN | PSH | URG:
         return XMAS_SCAN
     return f"TCP odd-flags scan ({flag_names(flags)})"
@@ -88,22 +126,32 @@ def tcp_scan_type(flags: int) -> str:
 def tcp_os_tool(packet: Packet) -> str | None:
     """'nmap' or 'queso' when the segment carries that tool's fingerprinting signature.
 
-    A client negotiating ECN sends SYN+ECE+CWR with ordinary options and no reserved bit:
-    that is not a probe.
+    A client negotiating ECN sends SYN+ECE+CWR with ordinary options, and with Accurate ECN
+    (RFC 9768) the AE bit, once a reserved bit, as well: neither is a probe. nmap's ECN probe
+    sets another reserved bit over IPv4, none over IPv6; what marks it is the urgent pointer
+    0xF7F5 without URG.
     """
     stamp = tcp_timestamp(packet.tcp_options)
     if stamp is not None and stamp == (NMAP_TSVAL, 0):
         return "nmap"
-    if packet.reserved and packet.urgent == NMAP_ECN_URGENT:
+    ecn_syn = packet.flags == SYN | ECE | CWR
+    if ecn_syn and packet.urgent == NMAP_ECN_URGENT:
         return "nmap"
     if packet.flags == NMAP_T3_FLAGS and packet.window == 256:
         return "nmap"
-    ecn_syn = packet.flags == SYN | ECE | CWR
-    if packet.reserved or (ecn_syn and not packet.tcp_options):
-        return "queso"
-    if packet.flags in (SYN | FIN, PSH):
+    if not packet.tcp_options and (ecn_syn or packet.flags in _QUESO_FLAGS):
         return "queso"
     return None
+
+
+def os_probe_name(packet: Packet, tool: str | None) -> str:
+    """nmap's name for one of its OS-detection probes (SEQ1 ... T7, U1), or ''."""
+    if tool != "nmap":
+        return ""
+    if packet.proto != IPPROTO_TCP:
+        return "U1"
+    first_option = packet.tcp_options[0] if packet.tcp_options else -1
+    return _NMAP_PROBES.get((packet.flags, packet.window, first_option), "")
 
 
 def udp_os_tool(packet: Packet) -> str | None:
@@ -137,5 +185,5 @@ def packet_probe(packet: Packet, dst: IPAddress, mode: str, tripwire: Callable[[
         proto, scan, flags = Proto.UDP, UDP_SCAN, ""
     return Probe(
         ipaddress.ip_address(packet.src), dst, proto, packet.sport, packet.dport, mode, scan,
-        flags, os_tool, packet.ip_options, is_tripwire, now,
+        flags, os_tool, packet.ip_options, is_tripwire, now, os_probe_name(packet, os_tool),
     )  # fmt: skip

@@ -1,8 +1,10 @@
 """Classic BPF filters for the raw sensors, so that only possible probes reach Python.
 
 TCP: drop non-first fragments and anything with ACK or RST (established traffic, replies);
-pass a plain SYN only to a tripwire port; pass every other flag combination (FIN, NULL, XMAS,
-odd flags, reserved bits) to any port, since OS-fingerprinting probes go to open ports too.
+pass a SYN (plain, or with ECE+CWR from a client negotiating ECN) only to a tripwire port,
+unless it looks like an OS-fingerprinting probe: the window of one of nmap's SYN probes, nmap's
+ECN probe, queso's; pass every other flag combination (FIN, NULL, XMAS, odd flags) to any port,
+since OS-fingerprinting probes go to open ports too.
 UDP: pass datagrams to tripwire ports, and to any port a datagram of the length of nmap's U1
 OS probe (which goes to a closed port of nmap's choosing).
 
@@ -16,15 +18,15 @@ import struct
 from collections.abc import Iterable
 
 from portwarden import limits
-from portwarden.detect.probe import NMAP_U1_LEN
-from portwarden.net.packet import ACK, RST, SYN
+from portwarden.detect.probe import NMAP_ECN_URGENT, NMAP_SYN_WINDOWS, NMAP_U1_LEN
+from portwarden.net.packet import ACK, CWR, ECE, RST, SYN
 
 SO_ATTACH_FILTER = 26
 
 # opcodes
 _LDB_ABS, _LDH_ABS, _LDB_IND, _LDH_IND = 0x30, 0x28, 0x50, 0x48
 _LDXB_MSH = 0xB1
-_JEQ_K, _JGT_K, _JGE_K, _JSET_K = 0x15, 0x25, 0x35, 0x45
+_JA, _JEQ_K, _JGT_K, _JGE_K, _JSET_K = 0x05, 0x15, 0x25, 0x35, 0x45
 _RET_K = 0x06
 
 _INSN = struct.Struct("HBBI")
@@ -70,21 +72,32 @@ def tcp_filter(ports: Iterable[int], with_ip_header: bool) -> list[Insn]:
             drop,
             (_LDXB_MSH, 0, 0, 0),  # X = IPv4 header length
         ]
-        flags, reserved, dport = (_LDB_IND, 0, 0, 13), (_LDB_IND, 0, 0, 12), (_LDH_IND, 0, 0, 2)
+        load_b, load_h = _LDB_IND, _LDH_IND
     else:
         head = []
-        flags, reserved, dport = (_LDB_ABS, 0, 0, 13), (_LDB_ABS, 0, 0, 12), (_LDH_ABS, 0, 0, 2)
-    body = [
-        flags,
+        load_b, load_h = _LDB_ABS, _LDH_ABS
+    windows = [(_JEQ_K, len(NMAP_SYN_WINDOWS) - i, 0, w) for i, w in enumerate(NMAP_SYN_WINDOWS)]
+    # A plain SYN: to a tripwire, or with the window of one of nmap's SYN probes (any port).
+    syn = [(load_h, 0, 0, 14), *windows, (_JA, 0, 0, 1), accept]
+    # SYN+ECE+CWR: nmap's ECN probe (urgent pointer 0xF7F5) or queso's (no TCP options) go
+    # anywhere; with options it is a client negotiating ECN: a plain SYN.
+    ecn = [
+        (load_h, 0, 0, 18),
+        (_JEQ_K, 0, 1, NMAP_ECN_URGENT),
+        accept,
+        (load_b, 0, 0, 12),  # data offset, in the high four bits
+        (_JGE_K, 1, 0, 6 << 4),
+        accept,
+    ]
+    flags = [
+        (load_b, 0, 0, 13),
         (_JSET_K, 0, 1, ACK | RST),
         drop,
-        (_JEQ_K, 1, 0, SYN),  # a plain SYN goes on to the reserved-bit and port tests
-        accept,  # any other flag combination
-        reserved,
-        (_JSET_K, 0, 1, 0x0F),
-        accept,  # reserved bits set (nmap's ECN probe, queso)
+        (_JEQ_K, len(ecn) + 2, 0, SYN),
+        (_JEQ_K, 1, 0, SYN | ECE | CWR),
+        accept,  # any other flag combination: FIN, NULL, XMAS, odd flags, nmap's T2 and T3
     ]
-    return head + body + _port_test(dport, ports)
+    return head + flags + ecn + syn + _port_test((load_h, 0, 0, 2), ports)
 
 
 def udp_filter(ports: Iterable[int], with_ip_header: bool) -> list[Insn]:

@@ -14,6 +14,8 @@ from portwarden.net.sockdiag import ANY_STATE, TCP_LISTEN_ONLY, socket_ports
 
 _PROC = Path("/proc/net")
 _TCP_LISTEN = "0A"
+_LOCAL_PORT_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LINUX_LOCAL_PORTS = range(32768, 61000)  # the kernel's default range
 
 
 def bound_ports(proto: Proto) -> frozenset[int]:
@@ -64,3 +66,13 @@ def port_in_use(proto: Proto, port: int) -> bool:
                 return error.errno in (errno.EADDRINUSE, errno.EACCES)
             return False
     return False
+
+
+def local_port_range() -> range:
+    """The ports this host's own clients get (net.ipv4.ip_local_port_range, for IPv6 too), so
+    where replies to them arrive."""
+    try:
+        low, high = (int(word) for word in _LOCAL_PORT_RANGE.read_text().split())
+    except (OSError, ValueError):
+        return LINUX_LOCAL_PORTS
+    return range(low, high + 1)

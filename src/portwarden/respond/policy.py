@@ -32,6 +32,11 @@ log = logging.getLogger("portwarden")
 RESOLV_CONF = Path("/etc/resolv.conf")
 _CAP_WINDOW_S = 60.0
 _STRONG_PORTS = 3  # distinct ports that make a source a scanner rather than one stray packet
+# Verdicts that block: probes to tripwire ports, past SCAN_TRIGGER. An OS-fingerprinting probe
+# ("os-probe", "os-summary") does not block by itself: it may go to a port with a real service,
+# whose clients a single forged packet would then cut off. nmap -O also probes closed ports
+# and, unless told otherwise, scans: that part meets the tripwires and blocks it.
+_BLOCKING_KINDS = frozenset({"scan", "scan-summary"})
 
 
 def name_servers(path: Path = RESOLV_CONF) -> frozenset[Address]:
@@ -301,14 +306,14 @@ class ResponsePolicy:
             self._suppressed = 0
 
     def _announce(self, address: str, mode: str) -> None:
-        """ "already blocked", once per block."""
+        """Say "already blocked" once per block."""
         if address not in self._announced:
             self._announced.add(address)
             log.info("already-blocked address=%s", address)
             self._alerts.already_blocked(address, mode)
 
     def on_verdict(self, verdict: Verdict, now: float) -> None:
-        if verdict.kind == "os-summary":
+        if verdict.kind not in _BLOCKING_KINDS:
             return
         probe = verdict.probe
         mode = self.settings.block_tcp if probe.proto is Proto.TCP else self.settings.block_udp

@@ -1,6 +1,7 @@
 """Which sensors a Settings asks for."""
 
 from portwarden.config import Settings, TcpMode, UdpMode
+from portwarden.descriptors import ensure_free
 from portwarden.detect.probe import Proto
 from portwarden.sensors.hostview import HostView
 from portwarden.sensors.listener import ListenerSensor
@@ -27,13 +28,26 @@ def watch_list(settings: Settings) -> list[tuple[Proto, str, tuple[int, ...]]]:
     return found
 
 
+def udp_ports_in(ports: range, settings: Settings) -> frozenset[int]:
+    """The UDP ports watched (before SmartVerify) that lie in `ports`."""
+    return frozenset(port for proto, _, watched in watch_list(settings) if proto is Proto.UDP
+                     for port in watched if port in ports)  # fmt: skip
+
+
 def build_sensors(settings: Settings, host: HostView) -> list[Sensor]:
-    """Raises OSError (e.g. EPERM without CAP_NET_RAW) if a sensor cannot be opened."""
+    """Raises OSError (e.g. EPERM without CAP_NET_RAW) if a sensor cannot be opened, and
+    DescriptorShortage before binding anything if the classic modes' ports cannot all be bound
+    within the open-files limit."""
+    watched = watch_list(settings)
+    classic = [(proto, ports) for proto, mode, ports in watched if mode in CLASSIC_MODES]
+    if classic:
+        counts = " and ".join(f"{len(ports)} {proto.name}" for proto, ports in classic)
+        ensure_free(sum(len(ports) for _, ports in classic), f"the classic modes' {counts} ports")
     sensors: list[Sensor] = []
-    for proto, mode, ports in watch_list(settings):
+    for proto, mode, ports in watched:
         if mode in CLASSIC_MODES:
             banner = settings.port_banner if proto is Proto.TCP else None
-            sensors.append(ListenerSensor(proto, ports, banner))
+            sensors.append(ListenerSensor(proto, ports, banner, host))
         else:
             sensors.append(RawSensor(proto, mode, frozenset(ports), host))
     return sensors

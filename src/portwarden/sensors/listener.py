@@ -1,18 +1,31 @@
 """Classic modes (-tcp, -udp): bind every configured port; a connection or datagram is a probe.
 
 Each port gets one dual-stack socket (IPv6 with IPv4-mapped addresses), so IPv4 and IPv6 are
-both covered. A port some service already owns is reported once and skipped.
+both covered. A port some service already owns is reported once and skipped. Only datagrams to
+one of this host's own addresses are probes, as in the raw modes: a bound socket also gets
+broadcasts and multicast.
 """
 
 import contextlib
+import errno
 import ipaddress
 import logging
 import socket
 import time
 
 from portwarden import limits
-from portwarden.detect.probe import CONNECT_SCAN, UDP_SCAN, IPAddress, Probe, Proto, udp_os_tool
+from portwarden.descriptors import OUT_OF_DESCRIPTORS, DescriptorShortage
+from portwarden.detect.probe import (
+    CONNECT_SCAN,
+    UDP_SCAN,
+    IPAddress,
+    Probe,
+    Proto,
+    os_probe_name,
+    udp_os_tool,
+)
 from portwarden.net.packet import PAYLOAD_HEAD, Packet
+from portwarden.sensors.hostview import HostView
 
 log = logging.getLogger("portwarden")
 
@@ -57,24 +70,35 @@ def _bind(proto: Proto, port: int) -> socket.socket:
 class ListenerSensor:
     """Bound tripwire ports for one protocol."""
 
-    def __init__(self, proto: Proto, ports: tuple[int, ...], banner: str | None) -> None:
+    def __init__(self, proto: Proto, ports: tuple[int, ...], banner: str | None,
+                 host: HostView) -> None:  # fmt: skip
         self.proto = proto
+        self._host = host
         self.mode = "tcp" if proto is Proto.TCP else "udp"
         self._banner = (banner + "\n").encode("latin-1", "replace") if banner else b""
         self.sockets: dict[int, socket.socket] = {}
         self.ports: dict[int, int] = {}
-        skipped = []
+        self.packets_read = 0  # connections accepted and datagrams read, probes or not
+        in_use: list[str] = []
+        failed: list[str] = []
         for port in ports:
             try:
                 sock = _bind(proto, port)
             except OSError as error:
+                if error.errno in OUT_OF_DESCRIPTORS:
+                    self.close()
+                    raise DescriptorShortage(f"{self.mode}: out of file descriptors at port "
+                                             f"{port}: {error.strerror}") from None  # fmt: skip
+                skipped = in_use if error.errno == errno.EADDRINUSE else failed
                 skipped.append(f"{port} ({error.strerror})")
                 continue
             self.sockets[sock.fileno()] = sock
             self.ports[sock.fileno()] = port
-        if skipped:
+        if in_use:
             log.warning("%s: not watching ports in use by a service: %s", self.mode,
-                        ", ".join(skipped))  # fmt: skip
+                        ", ".join(in_use))  # fmt: skip
+        if failed:
+            log.warning("%s: cannot watch ports: %s", self.mode, ", ".join(failed))
 
     @property
     def watched(self) -> frozenset[int]:
@@ -96,8 +120,11 @@ class ListenerSensor:
                 conn, peer = sock.accept()
             except (BlockingIOError, InterruptedError):
                 break
-            except OSError:  # the peer gave up before we accepted (ECONNABORTED and kin)
-                continue
+            except OSError as error:
+                if error.errno in OUT_OF_DESCRIPTORS:
+                    raise  # the loop says so; the connection waits in the backlog
+                continue  # the peer gave up before we accepted (ECONNABORTED and kin)
+            self.packets_read += 1
             with conn:
                 local = conn.getsockname()
                 if self._banner:
@@ -119,14 +146,16 @@ class ListenerSensor:
                 break
             except OSError:
                 continue
+            self.packets_read += 1
             dst = _pktinfo_destination(ancillary)
-            if dst is None or dst.is_multicast or dst == ipaddress.IPv4Address("255.255.255.255"):
-                continue
+            if dst not in self._host.addresses:
+                continue  # broadcast (rwhod, NetBIOS), multicast: for every host, not a probe
             packet = Packet(b"", b"", 17, peer[1], self.ports[fd], payload_len=len(data),
                             payload_head=data[:PAYLOAD_HEAD])  # fmt: skip
+            tool = udp_os_tool(packet)
             probes.append(Probe(
                 _address(peer[0]), dst, Proto.UDP, peer[1], self.ports[fd], self.mode,
-                UDP_SCAN, os_tool=udp_os_tool(packet), seen_at=time.time(),
+                UDP_SCAN, os_tool=tool, seen_at=time.time(), os_probe=os_probe_name(packet, tool),
             ))  # fmt: skip
         return probes
 

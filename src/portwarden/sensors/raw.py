@@ -43,6 +43,7 @@ class RawSensor:
             bpf.tcp_filter if proto is Proto.TCP else bpf.udp_filter
         )
         self.sockets: dict[int, socket.socket] = {}
+        self.packets_read = 0  # what the kernel filter passed and we read, probes or not
         self._v6: set[int] = set()
         for family in (socket.AF_INET, socket.AF_INET6):
             try:
@@ -100,7 +101,9 @@ class RawSensor:
             except (BlockingIOError, InterruptedError):
                 break
             except MalformedPacket:
+                self.packets_read += 1
                 continue
+            self.packets_read += 1
             probe = self._probe(packet, now)
             if probe is not None:
                 probes.append(probe)

@@ -1,0 +1,117 @@
+"""Advanced modes (-atcp -audp: every port below 1024 without a service is a tripwire) against
+nmap's other scan types, OS detection and masscan, IPv4 and IPv6; and benign clients, with ECN
+and Accurate ECN, to real services inside that range: never reported."""
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from portwarden.lab.network import Host, Lab, mac_address
+from tests.e2e.conftest import StartDaemon, nmap
+from tests.lab.daemon import RunningDaemon
+from tests.lab.services import echo_client, tcp_echo_server, udp_echo_server
+
+SERVICE_TCP, SERVICE_UDP = 143, 69  # inside the advanced range: services, not tripwires
+CRAFT = Path(__file__).parent.parent / "lab" / "malformed.py"
+
+
+@pytest.fixture(scope="module")
+def daemon(lab: Lab, start_daemon: StartDaemon) -> Iterator[RunningDaemon]:
+    servers = [tcp_echo_server(lab.target, SERVICE_TCP), udp_echo_server(lab.target, SERVICE_UDP)]
+    yield start_daemon("-atcp", "-audp")
+    for server in servers:
+        server.kill()
+
+
+def address(host: Host, family: int) -> str:
+    return host.ipv4 if family == 4 else host.ipv6
+
+
+SCANS = [
+    ("-sF", "TCP FIN scan"),
+    ("-sN", "TCP NULL scan"),
+    ("-sX", "TCP XMAS scan"),
+    ("-sT", "TCP SYN/Normal scan"),  # the connect's SYN, seen raw
+]
+
+
+@pytest.mark.parametrize("family", [4, 6])
+@pytest.mark.parametrize(("flag", "scan_type"), SCANS, ids=[s[0] for s in SCANS])
+def test_nmap_scan_types_in_advanced_mode(
+    lab: Lab, daemon: RunningDaemon, family: int, flag: str, scan_type: str
+) -> None:
+    attacker = lab.attackers[0]
+    mark = daemon.mark()
+    nmap(attacker.run, *(["-6"] if family == 6 else []), flag, "-p", f"20-25,{SERVICE_TCP}",
+         address(lab.target, family))  # fmt: skip
+    found = daemon.wait_for_attack(mark, src=address(attacker, family), type=scan_type)
+    assert (found["mode"], found["dst"]) == ("atcp", address(lab.target, family))
+    assert 20 <= int(found["port"]) <= 25
+    assert daemon.attacks(mark, port=str(SERVICE_TCP)) == []
+
+
+def test_nmap_os_detection_in_advanced_mode(lab: Lab, daemon: RunningDaemon) -> None:
+    """Over IPv6 (test_os_probes has both families in stealth mode): the SEQ probes to the open
+    port, and the SYN scan of the closed one, a tripwire."""
+    attacker = lab.attackers[1]
+    mark = daemon.mark()
+    nmap(attacker.run, "-6", "-O", "-p", f"{SERVICE_TCP},22", lab.target.ipv6)
+    summary = daemon.wait_for_attack(mark, kind="os-summary", src=attacker.ipv6, timeout=30)
+    assert summary["mode"] == "atcp" and summary["type"] == "OS fingerprinting probe (nmap)"
+    assert {f"SYN/SEQ{n}" for n in range(1, 7)} | {"NULL/T2", "udp/U1"} <= set(
+        summary["patterns"].split())  # fmt: skip
+    daemon.wait_for_attack(mark, kind="scan", src=attacker.ipv6, port="22")
+
+
+def test_benign_and_ecn_clients_of_services_in_the_advanced_range_are_never_reported(
+    lab: Lab, daemon: RunningDaemon
+) -> None:
+    client = lab.client
+    mark = daemon.mark()
+    for target in (lab.target.ipv4, lab.target.ipv6):
+        assert echo_client(client, target, SERVICE_TCP, SERVICE_UDP, 30) == 60
+    client.run(["sysctl", "-qw", "net.ipv4.tcp_ecn=1"])  # SYN with ECE+CWR
+    try:
+        for target in (lab.target.ipv4, lab.target.ipv6):
+            assert echo_client(client, target, SERVICE_TCP, SERVICE_UDP, 30) == 60
+    finally:
+        client.run(["sysctl", "-qw", "net.ipv4.tcp_ecn=2"])
+    for src, target in ((client.ipv4, lab.target.ipv4), (client.ipv6, lab.target.ipv6)):
+        client.run([sys.executable, str(CRAFT), "--accecn", src, target, str(SERVICE_TCP)])
+    # The same log does report a scan from another host: the test can fail.
+    nmap(lab.attackers[0].run, "-sS", "-p", "11", lab.target.ipv4)
+    daemon.wait_for_attack(mark, src=lab.attackers[0].ipv4, port="11")
+    assert daemon.attacks(mark, src=client.ipv4) == []
+    assert daemon.attacks(mark, src=client.ipv6) == []
+
+
+def counters(lab: Lab, daemon: RunningDaemon) -> dict[str, int]:
+    conf = str(daemon.log_path.with_suffix(".conf"))
+    out = lab.target.run([sys.executable, "-m", "portwarden", "status", "--json", "-c", conf])
+    return json.loads(out.stdout)["counters"]
+
+
+def test_masscan_against_advanced_mode(lab: Lab, daemon: RunningDaemon) -> None:
+    """All 65,535 ports in about a second: each of the ~1,020 tripwires below 1024 is counted
+    (attack lines are rate-limited, the engine's count is not) and the scanner is reported."""
+    attacker = lab.attackers[2]
+    before = counters(lab, daemon)
+    mark = daemon.mark()
+    attacker.run(["masscan", lab.target.ipv4, "-p1-65535", "--rate", "100000", "--wait", "1",
+                  "--interface", "eth0", "--adapter-ip", attacker.ipv4,
+                  "--router-mac", mac_address(lab.target)], timeout=120)  # fmt: skip
+    daemon.wait_for_attack(mark, src=attacker.ipv4, type="TCP SYN/Normal scan", mode="atcp")
+    tripwires = 1023 - 2 - 1  # below 1024, less ADVANCED_EXCLUDE_TCP (113, 139) and the service
+    deadline = time.monotonic() + 10
+    while (seen := counters(lab, daemon)["probes"] - before["probes"]) < tripwires:
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.2)
+    assert seen == tripwires
+    # Distinct ports are counted up to 64, then shown as "at least 64".
+    assert {line["ports"] for line in daemon.attacks(mark, src=attacker.ipv4)} >= {"1", "64+"}
+    assert daemon.attacks(mark, port=str(SERVICE_TCP)) == []
+    assert daemon.proc.poll() is None

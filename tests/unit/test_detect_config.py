@@ -1,0 +1,57 @@
+"""Engine configuration from Settings: the late-reply exemption for UDP tripwires in this host's
+local port range."""
+
+import ipaddress
+from pathlib import Path
+
+from portwarden.config import UdpMode, load_settings
+from portwarden.detect.config import engine_config, late_reply_ports
+from portwarden.detect.engine import Engine
+from portwarden.detect.probe import UDP_SCAN, Probe, Proto
+from portwarden.net.ports import local_port_range
+
+
+def datagram(sport: int, dport: int, src: str = "198.18.0.53") -> Probe:
+    dst = "2001:db8::1" if ":" in src else "198.18.0.1"
+    return Probe(ipaddress.ip_address(src), ipaddress.ip_address(dst), Proto.UDP, sport, dport,
+                 "udp", UDP_SCAN)  # fmt: skip
+
+
+def test_a_late_dns_or_ntp_reply_to_a_tripwire_in_the_local_range_is_no_probe(
+    tmp_path: Path,
+) -> None:
+    local = local_port_range()
+    inside, outside = local.start + 3, local.start - 1
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'UDP_PORTS="{outside},{inside}"\n')
+    settings = load_settings(conf).with_modes(None, UdpMode.CLASSIC)
+    ports, warning = late_reply_ports(settings)
+    assert ports == {inside}
+    assert (
+        warning is not None and f": {inside}; datagrams to them from source ports 53,123" in warning
+    )
+    engine = Engine(engine_config(settings, settings.ignore_list(()), ports))
+    assert engine.feed(datagram(53, inside), 0) == []  # a DNS answer after the client gave up
+    assert engine.feed(datagram(123, inside, src="2001:db8::7b"), 0) == []  # NTP, IPv6
+    assert [v.kind for v in engine.feed(datagram(53, outside), 0)] == ["scan"]
+    assert [v.kind for v in engine.feed(datagram(5353, inside, src="198.18.0.9"), 0)] == ["scan"]
+
+
+def test_the_exemption_can_be_turned_off(tmp_path: Path) -> None:
+    inside = local_port_range().start
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'UDP_PORTS="{inside}"\nUDP_REPLY_SOURCE_PORTS=""\n')
+    settings = load_settings(conf).with_modes(None, UdpMode.CLASSIC)
+    ports, warning = late_reply_ports(settings)
+    assert warning is not None and "a late reply to one of its clients there is reported" in warning
+    engine = Engine(engine_config(settings, settings.ignore_list(()), ports))
+    assert [v.kind for v in engine.feed(datagram(53, inside), 0)] == ["scan"]
+
+
+def test_no_warning_without_tripwires_in_the_range(tmp_path: Path) -> None:
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text('UDP_PORTS="7,9"\n')
+    assert late_reply_ports(load_settings(conf).with_modes(None, UdpMode.CLASSIC)) == (
+        frozenset(),
+        None,
+    )
