@@ -407,3 +407,9 @@ def test_from_and_to_are_addresses_of_one_family(
         check_addresses(source, target)
     check_addresses("198.18.0.1", "198.18.0.2")
     check_addresses(None, None)
+
+
+def test_an_ipv4_mapped_allow_is_taken_as_the_ipv4_address() -> None:
+    allowed = allowed_networks(["::ffff:198.18.0.20", "2001:db8::/64"])
+    assert parse_network("198.18.0.20") in allowed and parse_network("2001:db8::/64") in allowed
+    assert not any(n.version == 6 and n.network_address.ipv4_mapped for n in allowed)

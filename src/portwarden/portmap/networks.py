@@ -14,7 +14,8 @@ def allowed_networks(texts: Iterable[str], argument: str = "--allow") -> tuple[N
     Overlapping networks are merged (nftables refuses overlapping intervals), IPv4 first, in
     address order, so the same arguments always give the same rules. Raises ConfigError naming
     the argument and the value: for a bad value, and for values the rules could not honour or
-    that protect nothing (a scope, an IPv4-mapped address, every address of a family).
+    that protect nothing (a scope, every address of a family). An IPv4-mapped address is taken
+    as its IPv4 address (parse_network), the form IPv4 callers come in.
     """
     texts = list(texts)
     parsed: list[Network] = list(ALWAYS_IGNORED)
@@ -42,9 +43,6 @@ def _network(text: str, argument: str) -> Network:
         network = parse_network(text)
     except ValueError as error:
         raise ConfigError(argument, str(error), value=text) from None
-    if isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped:
-        raise ConfigError(argument, "an IPv4-mapped address never matches (IPv4 callers come as "
-                          "IPv4): give the IPv4 address or network", value=text)  # fmt: skip
     if network.prefixlen == 0:
         raise ConfigError(argument, "allows every address: the portmapper would not be "
                           "protected at all", value=text)  # fmt: skip
