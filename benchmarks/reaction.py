@@ -96,7 +96,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--count", type=int, default=200, help="SYNs to the service per round")
     parser.add_argument("--interval", type=int, default=100, help="microseconds between SYNs")
-    parser.add_argument("--restore", type=int, default=100_000)
+    parser.add_argument("--restore", type=int, default=100_000, help="blocks restored (0: none)")
     args = parser.parse_args()
     lab = Lab(prefix=BENCH_PREFIX, attackers=1).create()
     results: dict[str, list[int]] = {"portwarden (nftables)": [], "PortSentry (KILL_ROUTE)": []}
@@ -120,7 +120,8 @@ def main() -> None:
             lab.target.run(["ip", "route", "flush", "type", "blackhole"], check=False)
             restores = {config: [restore_seconds(lab, Path(tmp, f"restore{i}{n}"), args.restore,
                                                  config) for i in range(3)]
-                        for n, config in enumerate(RESTORE_CONFIGS)}  # fmt: skip
+                        for n, config in enumerate(RESTORE_CONFIGS)
+                        if args.restore}  # fmt: skip
         print(
             f"\nreaction: SYNs to an open service answered after the tripwire probe "
             f"({args.count} sent, one every {args.interval} us; {args.rounds} rounds)"
@@ -128,8 +129,11 @@ def main() -> None:
         print(f"{'daemon':<26}{'median':>8}{'worst':>8}{'best':>8}")
         for name, counts in results.items() if args.rounds else ():
             print(f"{name:<26}{statistics.median(counts):>8g}{max(counts):>8}{min(counts):>8}")
-        print(f"\nrestore: {args.restore} active blocks re-applied at start (store read, nftables"
-              " set filled, hosts.deny lines put back, BLOCKED_FILE.stcp written)")  # fmt: skip
+        if restores:
+            print(
+                f"\nrestore: {args.restore} active blocks re-applied at start (store read, "
+                "nftables set filled, hosts.deny lines put back, BLOCKED_FILE.stcp written)"
+            )
         for config, runs in restores.items():
             print(f"  {config}: median {statistics.median(runs):.2f} s,"
                   f" runs {', '.join(f'{r:.2f}' for r in runs)}")  # fmt: skip
