@@ -241,7 +241,7 @@ class Daemon:
             now = time.monotonic()
             self._policy.on_verdict(verdict, now)  # the block first, then the words
             summary = verdict.kind in ("scan-summary", "os-summary")
-            action = self._policy.describe(str(verdict.probe.src)) if summary else ""
+            action = self._policy.describe(verdict) if summary else ""
             self._alerts.verdict(verdict, now, action)
 
     def _start_audit(self) -> None:

@@ -16,12 +16,6 @@ TRIGGER_SLICES = 8
 # source that touches more ports is simply "at least this many".
 PORTS_TRACKED_MAX = 64
 
-# SCAN_TRIGGER's largest value. Each tracked source keeps the times of its last SCAN_TRIGGER
-# probes, so its state grows with the trigger: at 50 by about 1.3 KiB (some 21 MiB more for a
-# full table of SOURCES_MAX spoofed sources). 50 is also the capacity of PortSentry's state
-# engine, past which it warned and reacted on the first probe anyway.
-SCAN_TRIGGER_MAX = 50
-
 # Flag patterns remembered per source for OS-probe reports (nmap -O sends about ten).
 PATTERNS_TRACKED_MAX = 16
 

@@ -300,7 +300,7 @@ VALID: dict[str, Text] = {
     **dict.fromkeys(["BLOCK_TCP", "BLOCK_UDP"], st.sampled_from(["0", "1", "2"])),
     **dict.fromkeys(["KILL_ROUTE", "KILL_RUN_CMD"], st.one_of(st.just(""), valid_command)),
     "KILL_HOSTS_DENY": st.one_of(st.just(""), valid_hosts_deny),
-    "SCAN_TRIGGER": st.integers(0, 50).map(str),
+    "SCAN_TRIGGER": st.integers(0, 100_000).map(str),
     "SCAN_COUNT_THRESHOLD": st.integers(0, 64).map(str),
     "PORT_BANNER": one_line_text(),
     "MAIL_SUBJECT": one_line_text(),

@@ -106,6 +106,7 @@ def test_policy_keys_load_render_and_load_back(tmp_path: Path) -> None:
     [
         ('AUDIT_REQUIRED="22/tcp,foo"', "AUDIT_REQUIRED=\"22/tcp,foo\": 'foo' is not"),
         ('AUDIT_INTERFACES="eth0"', "'eth0' is not an IP address"),
+        ('AUDIT_INTERFACES="::ffff:127.0.0.1"', "write the IPv4 address 127.0.0.1 itself"),
         ('AUDIT_SEVERITY_MISSING="loud"', "unknown severity"),
         ('AUDIT_MIN_PORT="100"\nAUDIT_MAX_PORT="99"', "AUDIT_MIN_PORT is above AUDIT_MAX_PORT"),
         ('AUDIT_SKIP="portmapper/tcp"', "port/proto only"),

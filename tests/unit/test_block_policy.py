@@ -71,3 +71,29 @@ def test_already_blocked_is_said_once_and_only_after_the_block(
         policy.on_verdict(verdict("198.18.0.11", 3), 2.0)
     lines = [r.getMessage().split()[0] for r in caplog.records if "198.18.0.11" in r.getMessage()]
     assert lines == ["block", "already-blocked"]
+
+
+def test_a_summary_neither_says_already_blocked_nor_blocks_again(
+    policy: ResponsePolicy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The summary comes SCAN_END_QUIET after the scan, with no new probe: by then the block may
+    also have been lifted (unblock, a short BLOCK_DURATION)."""
+    caplog.set_level(logging.INFO, "portwarden")
+    policy.start()
+    scan = verdict("198.18.0.12", 3)
+    policy.on_verdict(scan, 1.0)
+    deadline = time.monotonic() + 5
+    while (record := policy.store.active_block("198.18.0.12")) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    policy.tick(2.0)
+    policy.on_verdict(scan._replace(kind="scan-summary"), 2.0)
+    assert "already-blocked" not in caplog.text
+    policy.store.end_block(record.id, time.time(), "command")
+    policy.tick(3.0)
+    policy.on_verdict(scan._replace(kind="scan-summary"), 3.0)
+    assert policy.blocks_made == 1
+    assert policy.describe(scan._replace(kind="scan-summary")) == (
+        "not blocked: its block ended (command)")  # fmt: skip
+    prober = verdict("198.18.0.13", 1)._replace(kind="os-summary")
+    assert policy.describe(prober) == "not blocked: OS probing alone never blocks"

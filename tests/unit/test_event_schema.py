@@ -99,3 +99,13 @@ def test_every_event_kind_has_exactly_the_fields_readme_lists(written: list[dict
 def test_every_field_is_explained() -> None:
     documented, explained = readme_tables()
     assert set().union(*documented.values()) <= explained
+
+
+def test_unblock_without_a_daemon_caps_its_events_as_the_daemon_does(tmp_path: Path) -> None:
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}"\nSYSLOG_SOCKET=""\n')
+    ended = [(f"198.18.1.{n}", 1.7e9) for n in range(limits.UNBLOCKS_REPORTED_MAX + 3)]
+    write_unblocks(load_settings(conf), ended, "command")
+    events = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in events].count("unblock") == limits.UNBLOCKS_REPORTED_MAX
+    assert events[-1]["event"] == "unblock-suppressed" and events[-1]["count"] == 3

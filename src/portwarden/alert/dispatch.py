@@ -15,7 +15,13 @@ from typing import Any
 
 from portwarden import limits
 from portwarden.alert import portsentry
-from portwarden.alert.events import probe_event, stamp, summary_event, unblock_event
+from portwarden.alert.events import (
+    probe_event,
+    stamp,
+    summary_event,
+    unblock_event,
+    unblocks_not_shown_event,
+)
 from portwarden.alert.jsonlog import JsonLog
 from portwarden.alert.line import LineLimiter, verdict_line
 from portwarden.alert.mail import Mailer
@@ -201,10 +207,7 @@ class Alerts:
 
     def unblocks_not_shown(self, count: int, when: float) -> None:
         """Past limits.UNBLOCKS_REPORTED_MAX at once (`unblock --all`): only their number."""
-        self._notice(
-            f"{count} more hosts unblocked",
-            {"time": stamp(when), "event": "unblock-suppressed", "count": count},
-        )
+        self._notice(f"{count} more hosts unblocked", unblocks_not_shown_event(count, when))
 
     def block_cap(self, per_minute: int) -> None:
         self._notice("block rate cap reached; detection goes on",

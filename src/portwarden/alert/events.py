@@ -5,6 +5,7 @@ two together."""
 from collections.abc import Iterable
 from typing import Any
 
+from portwarden import limits
 from portwarden.alert.jsonlog import JsonLog
 from portwarden.config import Settings
 from portwarden.detect.engine import Verdict
@@ -59,12 +60,21 @@ def unblock_event(address: str, by: str, when: float) -> dict[str, Any]:
 
 def write_unblocks(settings: Settings, ended: Iterable[tuple[str, float]], by: str) -> None:
     """`unblock` events for blocks ended while no daemon runs (it would write them otherwise):
-    (address, when) pairs. Raises OSError."""
+    (address, when) pairs, at most limits.UNBLOCKS_REPORTED_MAX, then their number, as the
+    daemon does. Raises OSError."""
     if settings.event_log is None:
         return
     log = JsonLog(settings.event_log, settings.event_log_max_bytes, settings.event_log_keep)
+    ended = list(ended)
     try:
-        for address, when in ended:
+        for address, when in ended[: limits.UNBLOCKS_REPORTED_MAX]:
             log.write(unblock_event(address, by, when))
+        if len(ended) > limits.UNBLOCKS_REPORTED_MAX:
+            log.write(unblocks_not_shown_event(len(ended) - limits.UNBLOCKS_REPORTED_MAX,
+                                               ended[-1][1]))  # fmt: skip
     finally:
         log.close()
+
+
+def unblocks_not_shown_event(count: int, when: float) -> dict[str, Any]:
+    return {"time": stamp(when), "event": "unblock-suppressed", "count": count}

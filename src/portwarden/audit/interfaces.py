@@ -56,7 +56,10 @@ def parse_addresses(text: str) -> tuple[IPAddress, ...]:
     found: list[IPAddress] = []
     for word in text.replace(",", " ").split():
         try:
-            found.append(ipaddress.ip_address(word))
+            address = ipaddress.ip_address(word)
         except ValueError:
             raise ValueError(f"'{word}' is not an IP address") from None
+        if address.version == 6 and address.ipv4_mapped:  # as the policy says (a host has none)
+            raise ValueError(f"'{word}': write the IPv4 address {address.ipv4_mapped} itself")
+        found.append(address)
     return tuple(found)

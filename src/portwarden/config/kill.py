@@ -10,7 +10,7 @@ import itertools
 import shlex
 from dataclasses import dataclass
 
-MACROS = ("$TARGET$", "$PORT$", "$MODE$")
+MACROS = ("$TARGET$", "$PORT$", "$MODE$")  # what respond.commands.fill replaces, in this order
 _OPERATOR_CHARS = frozenset("();<>|&")
 
 

@@ -205,7 +205,7 @@ def load_settings(path: Path | None) -> Settings:
         kill_hosts_deny=read.get("KILL_HOSTS_DENY", kill.hosts_deny_line, None),
         kill_run_cmd=read.get("KILL_RUN_CMD", kill.command, None),
         kill_run_cmd_first=read.get("KILL_RUN_CMD_FIRST", values.flag, False),
-        scan_trigger=read.get("SCAN_TRIGGER", values.scan_trigger, 0),
+        scan_trigger=read.get("SCAN_TRIGGER", values.count, 0),
         port_banner=read.get("PORT_BANNER", values.optional_text, None),
         state_dir=state_dir,
         scan_trigger_window=read.get("SCAN_TRIGGER_WINDOW", values.seconds, 300.0),
@@ -283,7 +283,7 @@ def load_settings(path: Path | None) -> Settings:
                         "a mode flag the daemon watches nothing")  # fmt: skip
     warnings += [f"{_where(read, key)}{key}: empty items in the port list skipped, as PortSentry "
                  "did" for key in ("TCP_PORTS", "UDP_PORTS", "ADVANCED_EXCLUDE_TCP",
-                                   "ADVANCED_EXCLUDE_UDP")
+                                   "ADVANCED_EXCLUDE_UDP", "UDP_REPLY_SOURCE_PORTS")
                  if key in entries and values.has_empty_items(entries[key].value)]  # fmt: skip
     warnings += _hostscan_warnings(read)
     wants_mail = (settings.mail_on_tcp_scan or settings.mail_on_udp_scan

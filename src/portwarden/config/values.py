@@ -7,7 +7,7 @@ from enum import Enum, IntEnum
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
-from portwarden.limits import PORTS_TRACKED_MAX, SCAN_TRIGGER_MAX
+from portwarden.limits import PORTS_TRACKED_MAX
 
 M = TypeVar("M", bound=Enum)
 
@@ -32,7 +32,7 @@ class UdpMode(Enum):
 
 
 class BlockMode(IntEnum):
-    """BLOCK_TCP / BLOCK_UDP: 0 alert only, 1 block (route, hosts.deny, command), 2 command only."""
+    """BLOCK_TCP / BLOCK_UDP: 0 alert only, 1 block (see Actions._steps), 2 command only."""
 
     ALERT_ONLY = 0
     BLOCK = 1
@@ -156,13 +156,6 @@ def seconds(text: str) -> float:
         raise ValueError("must be a number of seconds") from None
     if not 0 < value <= 366 * 86400:
         raise ValueError("must be more than 0 and at most a year, in seconds")
-    return value
-
-
-def scan_trigger(text: str) -> int:
-    value = count(text)
-    if value > SCAN_TRIGGER_MAX:
-        raise ValueError(f"must be at most {SCAN_TRIGGER_MAX} (0 reacts on the first probe)")
     return value
 
 

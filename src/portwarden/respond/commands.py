@@ -15,6 +15,7 @@ import subprocess
 import time
 from collections.abc import Iterator, Sequence
 
+from portwarden.config.kill import MACROS
 from portwarden.text import one_line
 
 log = logging.getLogger("portwarden")
@@ -25,7 +26,7 @@ _OUTPUT_KEPT = 4096  # of a command's output, for the failure line
 
 def fill(text: str, target: str, port: int, mode: str) -> str:
     """`text` with the macros $TARGET$, $PORT$ and $MODE$ filled in."""
-    for macro, value in (("$TARGET$", target), ("$PORT$", str(port)), ("$MODE$", mode)):
+    for macro, value in zip(MACROS, (target, str(port), mode), strict=True):
         text = text.replace(macro, value)
     return text
 

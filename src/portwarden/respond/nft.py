@@ -10,8 +10,6 @@ path, adding an element, skips even that and goes straight over netlink (nftlink
 import contextlib
 import ctypes
 import errno
-import ipaddress
-import json
 from collections.abc import Iterable
 
 from portwarden.config.ignore import Address
@@ -167,24 +165,6 @@ class NftBlocker:
         """Make the table again if it is gone and add `blocks` to the sets, in one transaction;
         nothing already there is removed (a block the loop has just added stays)."""
         self._nft.run("\n".join(self._ensure_lines() + _add_lines(blocks)) + "\n")
-
-    def elements(self) -> set[Address]:
-        """The addresses in our sets now; empty when the table does not exist.
-
-        For reports and tests only: a listing taken while the kernel resizes a large set can
-        miss elements.
-        """
-        found: set[Address] = set()
-        for name in ("blocked4", "blocked6"):
-            try:
-                output = self._nft.run(f"list set inet {TABLE} {name}", json_output=True)
-            except NftError:
-                continue
-            for item in json.loads(output).get("nftables", []):
-                for element in item.get("set", {}).get("elem", []):
-                    value = element["elem"]["val"] if isinstance(element, dict) else element
-                    found.add(ipaddress.ip_address(value))
-        return found
 
     def drop_table(self) -> bool:
         """Remove our table and everything in it. Returns False if there was none."""

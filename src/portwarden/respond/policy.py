@@ -35,8 +35,11 @@ _STRONG_PORTS = 3  # distinct ports that make a source a scanner rather than one
 # Verdicts that block: probes to tripwire ports, past SCAN_TRIGGER. An OS-fingerprinting probe
 # ("os-probe", "os-summary") does not block by itself: it may go to a port with a real service,
 # whose clients a single forged packet would then cut off. nmap -O also probes closed ports
-# and, unless told otherwise, scans: that part meets the tripwires and blocks it.
-_BLOCKING_KINDS = frozenset({"scan", "scan-summary"})
+# and, unless told otherwise, scans: that part meets the tripwires and blocks it. A summary
+# ("scan-summary") comes after the scan's probes, each already a "scan" verdict: it blocks
+# nothing (it would block again a source unblocked or expired meanwhile, and say "already
+# blocked" with no probe).
+_BLOCKING_KINDS = frozenset({"scan"})
 
 
 def name_servers(path: Path = RESOLV_CONF) -> frozenset[Address]:
@@ -235,7 +238,7 @@ class ResponsePolicy:
             if self._worker.is_alive():
                 log.error("the action worker did not finish within %d s; what it was doing "
                           "(see above) may be incomplete", STOP_WAIT_S)  # fmt: skip
-            self._sync()  # UNBLOCK_ON_STOP: the blocks it ended are said
+            self._sync()  # the loop's view of the blocks, after the worker's last changes
         self._store.close()
 
     def reconfigure(self, settings: Settings) -> None:
@@ -272,7 +275,7 @@ class ResponsePolicy:
             worker.putting_back.clear()
 
     def _sync(self) -> None:
-        """Follow the store when another connection (worker, `unblock` command) changed it."""
+        """Follow the store when the action worker changed it."""
         finished = False
         while self._worker.finished:
             self._in_flight.discard(self._worker.finished.popleft())
@@ -362,17 +365,30 @@ class ResponsePolicy:
             self._active.discard(address)
             self._in_flight.discard(address)
 
-    def describe(self, address: str) -> str:
-        """What was done about `address`, for reports: how it is blocked, or why not."""
+    def describe(self, summary: Verdict) -> str:
+        """What was done about a summary's source, for reports: how it is blocked, or why not."""
+        address = str(summary.probe.src)
         record = self._store.active_block(address)
         if record is not None:
             until = "forever" if record.until is None else local_stamp(record.until)
             how = ", ".join(a.kind for a in record.actions if a.status == "done")
             return f"blocked via {how or 'nothing (every action failed)'} until {until}"
-        if ipaddress.ip_address(address) in self._protected:
+        if address in self._in_flight:
+            return "being blocked"
+        if summary.probe.src in self._protected:
             return "not blocked: a gateway or name server"
-        modes = f"BLOCK_TCP={int(self.settings.block_tcp)} BLOCK_UDP={int(self.settings.block_udp)}"
-        return f"not blocked ({modes})"
+        s = self.settings
+        mode = s.block_tcp if summary.probe.proto is Proto.TCP else s.block_udp
+        if mode is BlockMode.ALERT_ONLY:
+            return f"not blocked (BLOCK_TCP={int(s.block_tcp)} BLOCK_UDP={int(s.block_udp)})"
+        if summary.kind == "os-summary":
+            return "not blocked: OS probing alone never blocks"
+        ended = self._store.last_end(address)
+        if ended is not None:
+            return f"not blocked: its block ended ({ended[0]})"
+        if self._suppressed:
+            return f"not blocked: BLOCKS_PER_MINUTE={s.blocks_per_minute} reached"
+        return "not blocked"
 
     def _within_cap(self, verdict: Verdict, now: float) -> bool:
         """BLOCKS_PER_MINUTE for all blocks, and every block counts in it; once it is used up,
