@@ -9,6 +9,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
+from portwarden import __version__
+
 # name, type, help, the key in the daemon's counters
 _PLAIN = (
     ("portwarden_start_time_seconds", "gauge", "Start time of the daemon since the epoch.",
@@ -30,7 +32,9 @@ _PLAIN = (
 
 def exposition(counters: dict[str, Any], alerts: dict[str, dict[str, Any]]) -> str:
     """The Prometheus text format (version 0.0.4). `alerts` as Alerts.delivered() gives it."""
-    lines = []
+    name = "portwarden_build_info"
+    lines = [f"# HELP {name} The running version, as a label; always 1.", f"# TYPE {name} gauge",
+             f'{name}{{version="{__version__}"}} 1']  # fmt: skip
     for name, kind, text, key in _PLAIN:
         if key in counters:
             lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {counters[key]}"]
@@ -61,15 +65,23 @@ class MetricsServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                page = server._page  # one snapshot: publish() may replace it meanwhile
+                if self._headers(page):
+                    self.wfile.write(page)
+
+            def do_HEAD(self) -> None:  # noqa: N802 - http.server's name
+                self._headers(server._page)
+
+            def _headers(self, page: bytes) -> bool:
+                """Status and headers; whether /metrics was asked for."""
                 if self.path.split("?")[0] != "/metrics":
                     self.send_error(404)
-                    return
-                page = server._page
+                    return False
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
                 self.send_header("Content-Length", str(len(page)))
                 self.end_headers()
-                self.wfile.write(page)
+                return True
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass  # scrapes are not events

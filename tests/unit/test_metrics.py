@@ -1,0 +1,46 @@
+"""The metrics page over a real loopback socket: GET, HEAD, and a wrong path."""
+
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from portwarden import __version__
+from portwarden.metrics import MetricsServer
+
+ALERTS = {"sent": {"syslog": 3}, "dropped": {"mail": {"rate_limit": 1, "error": 0}}}
+
+
+@pytest.fixture
+def url() -> Iterator[str]:
+    server = MetricsServer("127.0.0.1", 0)
+    server.publish({"probes": 7, "blocks_active": 2}, ALERTS)
+    host, port = server._http.server_address[:2]
+    yield f"http://{host}:{port}"
+    server.close()
+
+
+def test_get_serves_the_exposition_with_build_info(url: str) -> None:
+    page = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(page)
+               for s in family.samples}  # fmt: skip
+    assert samples[("portwarden_build_info", (("version", __version__),))] == 1
+    assert samples[("portwarden_probes_total", ())] == 7
+    assert samples[("portwarden_alerts_dropped_total",
+                    (("path", "mail"), ("reason", "rate_limit")))] == 1  # fmt: skip
+
+
+def test_head_has_the_headers_and_no_body(url: str) -> None:
+    request = urllib.request.Request(f"{url}/metrics", method="HEAD")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 200 and int(response.headers["Content-Length"]) > 0
+        assert response.read() == b""
+
+
+def test_another_path_is_404(url: str) -> None:
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(f"{url}/", timeout=5)
+    assert caught.value.code == 404
