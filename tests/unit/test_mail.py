@@ -266,3 +266,23 @@ def test_mail_left_at_stop_is_counted_and_said(
         f"3 mails not sent: relay {LOOPBACK} port {silent.port} did not take them within 0.5 s "
         "of the stop"
     ]
+
+
+@pytest.mark.parametrize(
+    ("body", "plain"),
+    [("Types:  " + "TCP SYN/Normal scan, " * 6 + "\n", True), ("Host: caf\u00e9\n", False)],
+)
+def test_a_report_is_sent_as_plain_7bit_text_when_it_can_be(
+    tmp_path: Path, plain_relay: int, inbox: Path, body: str, plain: bool
+) -> None:
+    """Long ASCII lines stay as written (quoted-printable would break them at 76 with '=')."""
+    mailer = Mailer(settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{plain_relay}"\n'))
+    mailer.start()
+    mailer.submit("a subject", body)
+    mailer.stop()
+    (saved,) = inbox.glob("*.eml")
+    message = email.message_from_bytes(saved.read_bytes())
+    assert (message["Content-Transfer-Encoding"] == "7bit") is plain
+    assert message.get_payload(decode=True).decode().replace("\r\n", "\n") == body
+    if plain:
+        assert body.encode() in saved.read_bytes().replace(b"\r\n", b"\n")

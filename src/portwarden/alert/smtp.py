@@ -65,6 +65,9 @@ class _DeadlineSMTP(smtplib.SMTP):
                     socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
 
 
+_LINE_MAX = 998  # RFC 5322: characters in a line of a message, without CRLF
+
+
 def deadline_s(settings: Settings) -> float:
     return settings.smtp_timeout * limits.MAIL_DELIVERY_TIMEOUTS
 
@@ -77,7 +80,10 @@ def deliver(s: Settings, title: str, text: str) -> None:
     message["Subject"] = title
     message["Date"] = formatdate(localtime=True)
     message["Message-ID"] = make_msgid(domain=s.smtp_helo)
-    message.set_content(text)
+    # Plain 7-bit text when it can be (every line of a report is short ASCII), so that scripts
+    # and old readers that parse the body see it as written; quoted-printable otherwise.
+    plain = text.isascii() and all(len(line) < _LINE_MAX for line in text.splitlines())
+    message.set_content(text, cte="7bit" if plain else None)
     smtp = _DeadlineSMTP(local_hostname=s.smtp_helo, timeout=s.smtp_timeout)
     timer = threading.Timer(deadline_s(s), smtp.cut)
     timer.daemon = True
