@@ -7,11 +7,21 @@ import pytest
 
 from portwarden.lab.network import Lab
 from tests.lab.daemon import RunningDaemon
+from tests.lab.services import tcp_echo_server
 
 TCP_PORTS = "1,11,15,79,111,540,1080,31337"
 UDP_PORTS = "1,7,9,69,161,31337"
+SERVICE = 8080  # a real open TCP service on the target (echo_service)
 
 StartDaemon = Callable[..., RunningDaemon]
+
+
+@pytest.fixture(scope="module")
+def echo_service(lab: Lab) -> Iterator[None]:
+    """A real TCP echo service on SERVICE in the target, for the whole module."""
+    server = tcp_echo_server(lab.target, SERVICE)
+    yield
+    server.kill()
 
 
 @pytest.fixture(scope="module")

@@ -8,30 +8,24 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from portwarden.lab.network import Host, Lab
-from tests.e2e.conftest import StartDaemon, nmap
+from tests.e2e.conftest import SERVICE, StartDaemon, nmap
 from tests.lab.daemon import (
     RunningDaemon,
     start_with_files,
     start_with_hosts_file,
     wait_for_text,
 )
-from tests.lab.services import can_connect, tcp_echo_server
+from tests.lab.services import can_connect
 
-SERVICE = 8080
 RECORD = Path(__file__).parent.parent / "lab" / "record.py"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def service(lab: Lab) -> Iterator[None]:
-    server = tcp_echo_server(lab.target, SERVICE)
-    yield
-    server.kill()
+pytestmark = pytest.mark.usefixtures("echo_service")
 
 
 def portwarden(host: Host, daemon: RunningDaemon, *args: str) -> subprocess.CompletedProcess:

@@ -6,25 +6,19 @@ the sensors' packet counter."""
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from portwarden.lab.network import Host, Lab
-from tests.e2e.conftest import StartDaemon, nmap
+from tests.e2e.conftest import SERVICE, StartDaemon, nmap
 from tests.lab.daemon import RunningDaemon
-from tests.lab.services import can_connect, tcp_echo_server
+from tests.lab.services import can_connect
 
-SERVICE = 8080
 CRAFT = Path(__file__).parent.parent / "lab" / "malformed.py"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def service(lab: Lab) -> Iterator[None]:
-    server = tcp_echo_server(lab.target, SERVICE)
-    yield
-    server.kill()
+pytestmark = pytest.mark.usefixtures("echo_service")
 
 
 @pytest.fixture(scope="module")
