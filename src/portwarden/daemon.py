@@ -369,8 +369,13 @@ class Daemon:
                 log.warning("reload: STATE_DIR changes only at restart; %s stays in use",
                             self.settings.state_dir)  # fmt: skip
                 fresh = dataclasses.replace(fresh, state_dir=self.settings.state_dir)
+            if fresh.nft_table != self.settings.nft_table:
+                log.warning("reload: NFT_TABLE changes only at restart; table inet %s stays in "
+                            "use", self.settings.nft_table)  # fmt: skip
+                fresh = dataclasses.replace(fresh, nft_table=self.settings.nft_table)
             if self._cli_modes is not None:
                 fresh = fresh.with_modes(*self._cli_modes)
+            self._policy.claim_table(fresh)  # blocking with nftables from now on: may refuse
             self._alerts.reconfigure(fresh)  # opens the new outputs first: may refuse
         except (ConfigError, OSError) as error:
             log.error("reload refused, old configuration stays in force: %s", error)

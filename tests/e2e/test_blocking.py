@@ -33,10 +33,10 @@ def portwarden(host: Host, daemon: RunningDaemon, *args: str) -> subprocess.Comp
     return host.run([sys.executable, "-m", "portwarden", *args, "-c", conf], check=False)
 
 
-def nft_elements(host: Host) -> set[str]:
+def nft_elements(host: Host, table: str = "portwarden") -> set[str]:
     found = set()
     for name in ("blocked4", "blocked6"):
-        out = host.run(["nft", "-j", "list", "set", "inet", "portwarden", name], check=False)
+        out = host.run(["nft", "-j", "list", "set", "inet", table, name], check=False)
         if out.returncode == 0:
             for item in json.loads(out.stdout)["nftables"]:
                 for element in item.get("set", {}).get("elem", []):
@@ -491,3 +491,35 @@ def test_an_unblock_request_must_say_what_it_unblocks(lab: Lab, start_daemon: St
             assert b'"error": "unblock: ' in sock.recv(65536), request
     assert nft_elements(lab.target) == {attacker.ipv4}
     daemon.stop()
+
+
+def test_two_instances_in_one_namespace_need_their_own_nftables_table(
+    lab: Lab, start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    """A second daemon's start would empty the first one's sets: it is refused, with the key
+    to change; with NFT_TABLE of its own both block, and restarting one keeps the other's."""
+    first = start_daemon("-stcp", conf='BLOCK_TCP="1"\n')
+    conf = tmp_path / "second.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}/second"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
+                    'TCP_PORTS="11"\nBLOCK_TCP="1"\n')  # fmt: skip
+    command = [sys.executable, "-m", "portwarden", "run", "-c", str(conf)]
+    refused = lab.target.run(command, check=False, timeout=30)
+    (error,) = [line for line in refused.stderr.splitlines() if "error" in line]
+    assert refused.returncode == 2 and error.startswith(f"portwarden: error: {conf}: NFT_TABLE=")
+    assert "another portwarden in this network namespace" in error
+    conf.write_text(conf.read_text() + 'NFT_TABLE="pw_second"\n')
+    second = RunningDaemon(lab.target, conf)
+    try:
+        second.wait_for("ready:")
+        attacker = lab.attackers[1]
+        nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+        first.wait_for(rf"block address={attacker.ipv4} actions=nft:done ")
+        second.wait_for(rf"block address={attacker.ipv4} actions=nft:done ")
+        second.stop()
+        second = RunningDaemon(lab.target, conf)
+        second.wait_for("restored 1 active blocks")
+        assert nft_elements(lab.target) == {attacker.ipv4}
+        assert nft_elements(lab.target, "pw_second") == {attacker.ipv4}
+    finally:
+        second.stop()
+        lab.target.run(["nft", "delete", "table", "inet", "pw_second"], check=False)

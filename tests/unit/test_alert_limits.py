@@ -95,4 +95,4 @@ def test_metrics_name_the_path_and_the_reason() -> None:
     dropped = "portwarden_alerts_dropped_total"
     assert samples[(dropped, (("path", "mail"), ("reason", "rate_limit")))] == 4
     assert samples[(dropped, (("path", "syslog"), ("reason", "rate_limit")))] == 3
-    assert len(samples) == 3 + 6
+    assert len(samples) == 1 + 3 + 6  # build_info, sent, dropped

@@ -237,7 +237,8 @@ class Alerts:
         self._event({"time": stamp(when), "event": "audit-unchecked", "reason": reason})
 
     def table_lost(self) -> None:
-        self._notice("nftables table inet portwarden was removed; putting the active blocks back",
+        self._notice(f"nftables table inet {self.settings.nft_table} was removed; putting the "
+                     "active blocks back",
                      {"time": stamp(time.time()), "event": "table-lost"})  # fmt: skip
 
     def _notice(self, message: str, event: dict[str, Any]) -> None:

@@ -117,6 +117,7 @@ class Settings:
     event_log_keep: int
     smtp_ca_file: Path | None
     udp_reply_source_ports: frozenset[int]
+    nft_table: str
     ignored_networks: tuple[Network, ...]
     warnings: tuple[str, ...] = ()
 
@@ -269,6 +270,7 @@ def load_settings(path: Path | None) -> Settings:
         udp_reply_source_ports=read.get(
             "UDP_REPLY_SOURCE_PORTS", values.port_set, frozenset({53, 123})
         ),  # fmt: skip
+        nft_table=read.get("NFT_TABLE", values.nft_table, "portwarden"),
         ignored_networks=(),
     )
     warnings += [

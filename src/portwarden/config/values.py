@@ -132,6 +132,20 @@ def port_set(text: str) -> frozenset[int]:
     return frozenset(port_list(text))
 
 
+_NFT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")
+PORTMAP_TABLE = "portwarden_portmap"  # `portwarden portmap protect`'s own table
+
+
+def nft_table(text: str) -> str:
+    """NFT_TABLE: a plain nftables name, not the portmap protection's table."""
+    name = text.strip()
+    if not _NFT_NAME.fullmatch(name):
+        raise ValueError("must be a letter, then up to 31 letters, digits or '_'")
+    if name == PORTMAP_TABLE:
+        raise ValueError("is the table of 'portwarden portmap protect'; choose another")
+    return name
+
+
 def flag(text: str) -> bool:
     """PortSentry's 0/1 switches."""
     if text.strip() not in ("0", "1"):

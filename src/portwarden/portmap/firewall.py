@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Protocol
 
 from portwarden.config.ignore import Network
+from portwarden.config.values import PORTMAP_TABLE
 from portwarden.net.portmapper import PORTMAPPER_PORT
 from portwarden.respond import nft as blocker
 from portwarden.respond.nft import Nft, NftError
 
 Backend = Literal["nft", "iptables"]
-TABLE = "portwarden_portmap"
+TABLE = PORTMAP_TABLE
 CHAIN = "PORTWARDEN_PORTMAP"
 _PRIORITY = "filter - 10"
 _TIMEOUT_S = 30  # an iptables tool waiting longer (`-w`: for the xtables lock) is given up on
@@ -290,7 +291,10 @@ def _networks(value: Any) -> list[Network]:
 
 # Hooks where a rule can drop a packet for port 111 before it reaches the portmapper.
 _FILTER_HOOKS = {"ingress", "prerouting", "input"}
-_OURS = {("inet", TABLE), ("inet", blocker.TABLE)}  # the blocker drops by source address only
+_OURS = {
+    ("inet", TABLE),
+    ("inet", blocker.DEFAULT_TABLE),
+}  # the blocker drops by source address only
 
 
 def other_filters() -> list[str]:

@@ -91,7 +91,9 @@ class Actions:
 
     def nft(self) -> NftBlocker:
         if self._nft is None:
-            blocker = NftBlocker(self._nft_context(), self.settings.block_forward)
+            blocker = NftBlocker(
+                self._nft_context(), self.settings.block_forward, self.settings.nft_table
+            )
             blocker.ensure()  # only a table and sets that are ours and right are used
             self._nft = blocker
         return self._nft
@@ -105,7 +107,9 @@ class Actions:
         """Remove our nftables table; False if there was none (it is not made to be removed).
         The next block makes it again."""
         self._nft = None
-        return NftBlocker(self._nft_context(), self.settings.block_forward).drop_table()
+        return NftBlocker(
+            self._nft_context(), self.settings.block_forward, self.settings.nft_table
+        ).drop_table()
 
     def duration_for(self, address: str) -> float | None:
         """Seconds the next block of `address` lasts (None: forever)."""
@@ -285,7 +289,9 @@ class Actions:
         if action.status != DONE and not unsure:
             return  # failed: nothing was added
         if action.kind == NFT:  # a table that is not there (yet) is not made to remove nothing
-            blocker = self._nft or NftBlocker(self._nft_context(), self.settings.block_forward)
+            blocker = self._nft or NftBlocker(
+                self._nft_context(), self.settings.block_forward, self.settings.nft_table
+            )
             blocker.remove([ipaddress.ip_address(address)])
         elif action.kind == HOSTS_DENY and len(action.undo) == 2:
             files.remove_line(Path(action.undo[0]), action.undo[1])

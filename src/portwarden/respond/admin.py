@@ -71,7 +71,7 @@ def unblock(settings: Settings, target: str | None) -> int:
     for address in answer["unblocked"]:
         print(f"unblocked {address}")
     if answer["table_removed"]:
-        print("removed nftables table inet portwarden")
+        print(f"removed nftables table inet {settings.nft_table}")
     if "nft_error" in answer:
         print(f"portwarden: nftables: {answer['nft_error']}", file=sys.stderr)
     if not answer["unblocked"] and target is not None:

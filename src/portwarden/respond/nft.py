@@ -1,24 +1,45 @@
 """The built-in blocker: one nftables table of ours, changed in-process through libnftables.
 
-Table `inet portwarden` holds sets `blocked4` and `blocked6` (per-element timeouts) and an input
-chain (and optionally a forward chain) that drops their sources. Nothing else in the host's
-ruleset is touched. libnftables is the library `nft` itself uses; calling it in-process avoids
-starting a process per block (about 0.3 ms against about 5 ms). The one change on the packet
-path, adding an element, skips even that and goes straight over netlink (nftlink).
+Table `inet portwarden` (NFT_TABLE) holds sets `blocked4` and `blocked6` (per-element timeouts)
+and an input chain (and optionally a forward chain) that drops their sources. Nothing else in
+the host's ruleset is touched. libnftables is the library `nft` itself uses; calling it
+in-process avoids starting a process per block (about 0.3 ms against about 5 ms). The one
+change on the packet path, adding an element, skips even that and goes straight over netlink
+(nftlink).
 """
 
 import contextlib
 import ctypes
 import errno
+import socket
 from collections.abc import Iterable
 
+from portwarden.config.errors import ConfigError
 from portwarden.config.ignore import Address
 from portwarden.respond.nftlink import NftLink, NftLinkError
 
-TABLE = "portwarden"
+DEFAULT_TABLE = "portwarden"  # NFT_TABLE's default
 _LIBRARY = "libnftables.so.1"
 _OUTPUT_JSON = 1 << 4
 _CHAIN_PRIORITY = "filter - 10"  # before the usual filter chains, so nothing lets them through
+
+
+def claim_table(table: str, source: str) -> socket.socket:
+    """Hold `table` while this daemon runs, so that a second daemon in this network namespace
+    cannot take the same table (its start would empty our sets). The name of an abstract Unix
+    socket belongs to the network namespace, as the table does, and the kernel frees it when
+    the process ends, kill -9 included. Raises ConfigError naming NFT_TABLE."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.bind(f"\0portwarden-nft-table-{table}")
+    except OSError as error:
+        sock.close()
+        if error.errno != errno.EADDRINUSE:
+            raise
+        raise ConfigError(source, "another portwarden in this network namespace blocks with "
+                          f"nftables table inet {table}; give each instance its own NFT_TABLE",
+                          key="NFT_TABLE", value=table) from None  # fmt: skip
+    return sock
 
 
 class NftError(RuntimeError):
@@ -68,21 +89,22 @@ def _element(address: Address | str, seconds: int | None) -> str:
     return f"{address} timeout {seconds}s" if seconds else str(address)
 
 
-def _add_lines(blocks: Iterable[tuple[Address | str, int | None]]) -> list[str]:
+def _add_lines(table: str, blocks: Iterable[tuple[Address | str, int | None]]) -> list[str]:
     """`add element` commands, one per set that gets elements."""
     by_set: dict[str, list[str]] = {"blocked4": [], "blocked6": []}
     for address, seconds in blocks:
         by_set[_set(address)].append(_element(address, seconds))
-    return [f"add element inet {TABLE} {name} {{ {', '.join(items)} }}"
+    return [f"add element inet {table} {name} {{ {', '.join(items)} }}"
             for name, items in by_set.items() if items]  # fmt: skip
 
 
 class NftBlocker:
     """Our table and sets. Every method is one libnftables transaction."""
 
-    def __init__(self, nft: Nft, forward: bool) -> None:
+    def __init__(self, nft: Nft, forward: bool, table: str = DEFAULT_TABLE) -> None:
         self._nft = nft
         self._forward = forward
+        self.table = table
         self._link: NftLink | None = None
 
     def ensure(self) -> None:
@@ -92,22 +114,22 @@ class NftBlocker:
     def _ensure_lines(self) -> list[str]:
         chains = ["input", "forward"] if self._forward else ["input"]
         lines = [
-            f"add table inet {TABLE}",
-            f"add set inet {TABLE} blocked4 {{ type ipv4_addr; flags timeout; }}",
-            f"add set inet {TABLE} blocked6 {{ type ipv6_addr; flags timeout; }}",
+            f"add table inet {self.table}",
+            f"add set inet {self.table} blocked4 {{ type ipv4_addr; flags timeout; }}",
+            f"add set inet {self.table} blocked6 {{ type ipv6_addr; flags timeout; }}",
         ]
         for chain in chains:
             lines += [
-                f"add chain inet {TABLE} {chain} {{ type filter hook {chain} priority "
+                f"add chain inet {self.table} {chain} {{ type filter hook {chain} priority "
                 f"{_CHAIN_PRIORITY}; policy accept; }}",
-                f"flush chain inet {TABLE} {chain}",
-                f"add rule inet {TABLE} {chain} ip saddr @blocked4 drop",
-                f"add rule inet {TABLE} {chain} ip6 saddr @blocked6 drop",
+                f"flush chain inet {self.table} {chain}",
+                f"add rule inet {self.table} {chain} ip saddr @blocked4 drop",
+                f"add rule inet {self.table} {chain} ip6 saddr @blocked6 drop",
             ]
         if not self._forward:
-            lines.append(f"delete chain inet {TABLE} forward")
+            lines.append(f"delete chain inet {self.table} forward")
             try:
-                self._nft.run(f"list chain inet {TABLE} forward")
+                self._nft.run(f"list chain inet {self.table} forward")
             except NftError:
                 lines.pop()
         return lines
@@ -136,7 +158,7 @@ class NftBlocker:
 
     def _netlink(self) -> NftLink:
         if self._link is None:
-            self._link = NftLink(TABLE)
+            self._link = NftLink(self.table)
         return self._link
 
     def remove(self, addresses: Iterable[Address]) -> None:
@@ -145,7 +167,7 @@ class NftBlocker:
         One batch first; if nft refuses it because an element is missing, one by one. (Listing
         the set first is not reliable: a dump during a hash resize can miss elements.)
         """
-        lines = [f"delete element inet {TABLE} {_set(a)} {{ {a} }}" for a in addresses]
+        lines = [f"delete element inet {self.table} {_set(a)} {{ {a} }}" for a in addresses]
         if not lines:
             return
         try:
@@ -158,18 +180,18 @@ class NftBlocker:
     def replace_all(self, blocks: Iterable[tuple[Address | str, int | None]]) -> None:
         """Make the sets hold exactly `blocks` (start-up restore), in one transaction."""
         self.ensure()
-        lines = [f"flush set inet {TABLE} blocked4", f"flush set inet {TABLE} blocked6"]
-        self._nft.run("\n".join(lines + _add_lines(blocks)) + "\n")
+        lines = [f"flush set inet {self.table} blocked4", f"flush set inet {self.table} blocked6"]
+        self._nft.run("\n".join(lines + _add_lines(self.table, blocks)) + "\n")
 
     def put_back(self, blocks: Iterable[tuple[Address | str, int | None]]) -> None:
         """Make the table again if it is gone and add `blocks` to the sets, in one transaction;
         nothing already there is removed (a block the loop has just added stays)."""
-        self._nft.run("\n".join(self._ensure_lines() + _add_lines(blocks)) + "\n")
+        self._nft.run("\n".join(self._ensure_lines() + _add_lines(self.table, blocks)) + "\n")
 
     def drop_table(self) -> bool:
         """Remove our table and everything in it. Returns False if there was none."""
         try:
-            self._nft.run(f"delete table inet {TABLE}")
+            self._nft.run(f"delete table inet {self.table}")
         except NftError:
             return False
         return True

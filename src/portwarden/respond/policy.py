@@ -6,6 +6,7 @@ import contextlib
 import ipaddress
 import logging
 import queue
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,9 +22,9 @@ from portwarden.config.ignore import Address, Network, parse_network
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Proto
 from portwarden.net.local import default_gateways
-from portwarden.respond.actions import Actions, BlockRequest, enforced
+from portwarden.respond.actions import Actions, BlockRequest, enforced, uses_nft
 from portwarden.respond.admin import UNBLOCK_COMMAND, reapply_here, unblock_here
-from portwarden.respond.nft import NftError
+from portwarden.respond.nft import NftError, claim_table
 from portwarden.store.db import BlockRecord, Store
 from portwarden.text import local_stamp, one_line, utc_stamp
 
@@ -164,7 +165,8 @@ class ActionWorker(threading.Thread):
             log.error("nftables: putting the blocks back failed: %s; trying again in %d s",
                       one_line(str(error)), PUT_BACK_RETRY_S)  # fmt: skip
         else:
-            log.warning("nftables: %d blocks re-applied in table inet portwarden", count)
+            log.warning("nftables: %d blocks re-applied in table inet %s", count,
+                        actions.settings.nft_table)  # fmt: skip
         finally:
             self.putting_back.clear()
 
@@ -203,6 +205,7 @@ class ResponsePolicy:
         self._suppressed = 0
         self._protected: frozenset[Address] = frozenset()
         self._actions = Actions(settings, self._store)  # the loop's own, for the nft step
+        self._table_claim: socket.socket | None = None
         self.blocks_made = 0  # since start
 
     @property
@@ -218,8 +221,15 @@ class ResponsePolicy:
         """The loop's store connection (for status)."""
         return self._store
 
+    def claim_table(self, settings: Settings) -> None:
+        """Hold NFT_TABLE once `settings` block with nftables (nft.claim_table). Raises
+        ConfigError when another daemon here holds it."""
+        if self._table_claim is None and uses_nft(settings):
+            self._table_claim = claim_table(settings.nft_table, settings.source)
+
     def start(self) -> int:
         """Re-apply the active blocks in one batch, then start the worker. Returns their count."""
+        self.claim_table(self.settings)
         before = self._store.active_addresses()
         restored = self._actions.restore()
         ended = []
@@ -240,6 +250,8 @@ class ResponsePolicy:
                           "(see above) may be incomplete", STOP_WAIT_S)  # fmt: skip
             self._sync()  # the loop's view of the blocks, after the worker's last changes
         self._store.close()
+        if self._table_claim is not None:
+            self._table_claim.close()
 
     def reconfigure(self, settings: Settings) -> None:
         self.settings = settings
@@ -267,8 +279,9 @@ class ResponsePolicy:
             return
         if not self._actions.nft_table_lost():
             return
-        log.warning("nftables table inet portwarden was removed (a firewall reload that "
-                    "flushes the ruleset?); putting the active blocks back")  # fmt: skip
+        log.warning("nftables table inet %s was removed (a firewall reload that flushes the "
+                    "ruleset?); putting the active blocks back",
+                    self.settings.nft_table)  # fmt: skip
         self._alerts.table_lost()
         worker.putting_back.set()
         if not self._submit("put-back-nft", None):
