@@ -1,6 +1,7 @@
 """`portwarden lab`, a newcomer's first five minutes: it runs end to end and leaves nothing."""
 
 import glob
+import re
 import signal
 import subprocess
 import sys
@@ -33,6 +34,7 @@ def test_lab_runs_end_to_end_and_leaves_nothing_behind() -> None:
         assert f"block address={source} actions=nft:done" in out
         assert f"attack kind=scan-summary src={source}" in out
     assert "portwarden is running" in out and "Active blocks: 2" in out
+    assert re.search(r"Last audit: \S+: 2 open ports on 198.18.0.1, 2001:db8::1, 0 findings", out)
     assert "The attacker tries the web page now, over IPv4 and IPv6: blocked" in out
     assert "The client fetches it again, over IPv4 and IPv6: ok" in out
     assert lab_namespaces(run_prefix(demo.pid)) == []

@@ -34,6 +34,8 @@ def _conf(folder: Path) -> str:
         'UDP_PORTS="1,7,9,69,161,162,513,635,640,641,700,37444,34555,31335"\n'
         'BLOCK_TCP="1"\nBLOCK_UDP="1"\nSYSLOG_SOCKET=""\n'
         f'SCAN_END_QUIET="{SCAN_END_QUIET_S}"\nHOSTS_DENY_FILE="{folder}/hosts.deny"\n'
+        # The audit's policy: the web server is what this host is for.
+        f'AUDIT_REQUIRED="{WEB_PORT}/tcp"\n'
     )
 
 
