@@ -20,6 +20,7 @@ from typing import NamedTuple
 from portwarden.detect.probe import IPAddress, Proto
 from portwarden.limits import AUDIT_SOCKETS_MAX
 from portwarden.net import sockdiag
+from portwarden.net.local import unmapped
 from portwarden.text import one_line
 
 PROC = Path("/proc")
@@ -71,10 +72,7 @@ def _address(text: str) -> IPAddress:
     if len(text) not in (8, 32):
         raise ValueError("not an address")
     packed = b"".join(_WORD.pack(int(text[i : i + 8], 16)) for i in range(0, len(text), 8))
-    address = ipaddress.ip_address(packed)
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped  # bound to ::ffff:a.b.c.d: open on that IPv4 address only
-    return address
+    return unmapped(ipaddress.ip_address(packed))  # bound to ::ffff:a.b.c.d: that IPv4 only
 
 
 _DIAG_QUERIES = {Proto.TCP: (socket.IPPROTO_TCP, sockdiag.TCP_LISTEN_ONLY),

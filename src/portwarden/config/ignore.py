@@ -9,6 +9,7 @@ from pathlib import Path
 from portwarden.config import values
 from portwarden.config.errors import ConfigError
 from portwarden.config.textfile import numbered_lines, read_text
+from portwarden.net.local import unmapped
 from portwarden.text import one_line
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -42,8 +43,7 @@ class IgnoreList:
         object.__setattr__(self, "_nets", nets)
 
     def __contains__(self, address: Address) -> bool:
-        if address.version == 6 and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
+        address = unmapped(address)
         if address in self._hosts:
             return True
         value, version = int(address), address.version

@@ -9,6 +9,15 @@ from portwarden.net import netlink
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+
+def unmapped(address: IPAddress) -> IPAddress:
+    """The IPv4 address of an IPv4-mapped one (`::ffff:a.b.c.d`, as dual-stack sockets show
+    IPv4 peers and bindings); any other address as it is."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
 _RTM_GETADDR = 22
 _RTM_GETROUTE = 26
 _RTA_GATEWAY = 5

@@ -18,7 +18,7 @@ import struct
 from typing import NamedTuple
 
 from portwarden.net import netlink
-from portwarden.net.local import IPAddress
+from portwarden.net.local import IPAddress, unmapped
 
 NETLINK_SOCK_DIAG = 4
 _SOCK_DIAG_BY_FAMILY = 20
@@ -78,8 +78,9 @@ def parse_message(data: bytes) -> DiagSocket | None:
     else:
         return None
     v6only = _attribute(data, _SKV6ONLY) not in (None, b"\0")
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address, v6only = address.ipv4_mapped, False  # bound to ::ffff:a.b.c.d: that address only
+    plain = unmapped(address)
+    if plain != address:  # bound to ::ffff:a.b.c.d: that IPv4 address only
+        address, v6only = plain, False
     return DiagSocket(address, port, uid, inode, device, v6only)
 
 

@@ -24,6 +24,7 @@ from portwarden.detect.probe import (
     os_probe_name,
     udp_os_tool,
 )
+from portwarden.net.local import unmapped
 from portwarden.net.packet import PAYLOAD_HEAD, Packet
 from portwarden.sensors.hostview import HostView
 
@@ -36,10 +37,7 @@ _DATAGRAM_BYTES = 2048
 
 
 def _address(text: str) -> IPAddress:
-    address = ipaddress.ip_address(text.partition("%")[0])
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
+    return unmapped(ipaddress.ip_address(text.partition("%")[0]))
 
 
 def _bind(proto: Proto, port: int) -> socket.socket:
