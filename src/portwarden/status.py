@@ -11,11 +11,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from portwarden.config import Settings
-from portwarden.config.settings import port_ranges
 from portwarden.detect.engine import Engine
 from portwarden.sensors.build import Sensor
 from portwarden.store.db import BlockRecord, Store
-from portwarden.text import port_count, utc_stamp
+from portwarden.text import port_count, port_ranges, utc_stamp
 
 TOP_MAX = 10  # scanners and ports shown
 BLOCKS_SHOWN_MAX = 20  # most recent active blocks shown (the count is always exact)
@@ -87,7 +86,7 @@ def collect(
                 "mode": s.mode,
                 "proto": s.proto.value,
                 "ports": len(s.watched),
-                "port_list": port_ranges(sorted(s.watched)),
+                "port_list": port_ranges(s.watched),
             }
             for s in sensors
         ],  # fmt: skip

@@ -1,7 +1,8 @@
 """Rendering text safely: untrusted values (attacker data, bad config values) on one line,
-and times."""
+times, and port lists."""
 
 import time
+from collections.abc import Iterable
 
 from portwarden.limits import PORTS_TRACKED_MAX
 
@@ -43,3 +44,20 @@ def port_count(count: int) -> str:
     """A count of distinct ports for people: the engine stops counting at PORTS_TRACKED_MAX, so
     that many is shown as at least that many ('64+')."""
     return f"{count}+" if count >= PORTS_TRACKED_MAX else str(count)
+
+
+def port_spans(ports: Iterable[int]) -> list[tuple[int, int]]:
+    """Ports as (first, last) runs of consecutive numbers, in order: {1, 2, 3, 7} -> [(1, 3),
+    (7, 7)]."""
+    spans: list[tuple[int, int]] = []
+    for port in sorted(set(ports)):
+        if spans and spans[-1][1] == port - 1:
+            spans[-1] = (spans[-1][0], port)
+        else:
+            spans.append((port, port))
+    return spans
+
+
+def port_ranges(ports: Iterable[int]) -> str:
+    """{1, 2, 3, 7} -> '1-3,7', as port lists are written in the configuration."""
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in port_spans(ports))

@@ -30,6 +30,7 @@ from portwarden.config.smtp import check_smtp
 from portwarden.config.textfile import read_text
 from portwarden.config.values import BlockMode, ListenAddress, NftUse, TcpMode, UdpMode
 from portwarden.net.local import IPAddress, local_addresses
+from portwarden.text import port_ranges
 
 T = TypeVar("T")
 
@@ -413,20 +414,6 @@ def _render(kind: object, value: object) -> str:
     if typing.get_origin(kind) in (tuple, frozenset) and isinstance(value, tuple | frozenset):
         item = typing.get_args(kind)[0]
         if item is int:
-            return port_ranges(sorted(value))
+            return port_ranges(value)
         return ("; " if item in (HostScanRule, Group) else ",").join(str(v) for v in value)
     return str(value)
-
-
-def port_ranges(ports: list[int]) -> str:
-    """[1,2,3,7] -> '1-3,7'."""
-    parts: list[str] = []
-    start = previous = None
-    for port in [*ports, None]:
-        if port is not None and previous is not None and port == previous + 1:
-            previous = port
-            continue
-        if start is not None:
-            parts.append(str(start) if start == previous else f"{start}-{previous}")
-        start = previous = port
-    return ",".join(parts)

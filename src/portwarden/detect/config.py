@@ -5,10 +5,10 @@ import ipaddress
 from portwarden.config import Settings
 from portwarden.config.hostscan import Endpoint, HostScanRule
 from portwarden.config.ignore import IgnoreList
-from portwarden.config.settings import port_ranges
 from portwarden.detect.engine import EngineConfig, ScandetdModel
 from portwarden.net.ports import local_port_range
 from portwarden.sensors.build import udp_ports_in
+from portwarden.text import port_ranges
 
 _ANY = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
@@ -22,10 +22,10 @@ def late_reply_ports(settings: Settings) -> tuple[frozenset[int], str | None]:
     if not ports:
         return ports, None
     sources = settings.udp_reply_source_ports
-    how = (f"datagrams to them from source ports {port_ranges(sorted(sources))} "
+    how = (f"datagrams to them from source ports {port_ranges(sources)} "
            "(UDP_REPLY_SOURCE_PORTS) are taken for late replies, not probes" if sources
            else "a late reply to one of its clients there is reported as a probe")  # fmt: skip
-    listed = port_ranges(sorted(ports))
+    listed = port_ranges(ports)
     return ports, (f"udp: {len(ports)} tripwire ports are in this host's local port range "
                    f"{local.start}-{local.stop - 1} (net.ipv4.ip_local_port_range), where "
                    f"replies to its own clients arrive: {listed}; {how}")  # fmt: skip

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from portwarden import limits
 from portwarden.detect.probe import NMAP_ECN_URGENT, NMAP_SYN_WINDOWS, NMAP_U1_LEN
 from portwarden.net.packet import ACK, CWR, ECE, RST, SYN
+from portwarden.text import port_spans
 
 SO_ATTACH_FILTER = 26
 
@@ -35,20 +36,10 @@ _UDP_HEADER = 8
 Insn = tuple[int, int, int, int]
 
 
-def _ranges(ports: Iterable[int]) -> list[tuple[int, int]]:
-    ranges: list[tuple[int, int]] = []
-    for port in sorted(set(ports)):
-        if ranges and ranges[-1][1] == port - 1:
-            ranges[-1] = (ranges[-1][0], port)
-        else:
-            ranges.append((port, port))
-    return ranges
-
-
 def _port_test(load_dport: Insn, ports: Iterable[int]) -> list[Insn]:
     """Load the destination port; accept if it is in `ports`; otherwise drop."""
     accept: Insn = (_RET_K, 0, 0, limits.CAPTURE_BYTES)
-    ranges = _ranges(ports)
+    ranges = port_spans(ports)
     if len(ranges) > limits.FILTER_RANGES_MAX:
         return [accept]  # too fragmented for the kernel: Python checks the port
     code = [load_dport]
