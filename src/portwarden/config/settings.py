@@ -136,7 +136,9 @@ class Settings:
 class _Reader:
     """Looks keys up in the file, then the defaults; turns ValueError into ConfigError."""
 
-    def __init__(self, entries: dict[str, Entry], defaults: dict[str, Entry], base: Path) -> None:
+    def __init__(self, source: str, entries: dict[str, Entry], defaults: dict[str, Entry],
+                 base: Path) -> None:  # fmt: skip
+        self._source = source
         self._entries = entries
         self._defaults = defaults
         self._base = base
@@ -145,6 +147,19 @@ class _Reader:
     def entry(self, key: str) -> Entry | None:
         self.used.add(key)
         return self._entries.get(key) or self._defaults.get(key)
+
+    def where(self, key: str) -> str:
+        """'file:line: ' of the key's entry, for a warning ('' when it has none)."""
+        entry = self.entry(key)
+        return f"{entry.source}:{entry.line}: " if entry else ""
+
+    def error(self, key: str, reason: str, value: str | None = None) -> ConfigError:
+        """A ConfigError at the key's entry (`value`: the entry's own unless given)."""
+        entry = self.entry(key)
+        if entry is None:
+            return ConfigError(self._source, reason, None, key, value)
+        return ConfigError(entry.source, reason, entry.line, key,
+                           entry.value if value is None else value)  # fmt: skip
 
     def get(self, key: str, parse: Callable[[str], T], default: T) -> T:
         entry = self.entry(key)
@@ -168,7 +183,7 @@ def state_dir_of(path: Path | None) -> Path:
         return default_state_dir()
     try:
         entries, _ = parse_conf(read_text(path, "configuration"), str(path), lenient=True)
-        found = _Reader(entries, {}, path.parent.absolute()).path("STATE_DIR", None)
+        found = _Reader(str(path), entries, {}, path.parent.absolute()).path("STATE_DIR", None)
     except ConfigError:
         return default_state_dir()
     return found or default_state_dir()
@@ -184,7 +199,7 @@ def load_settings(path: Path | None) -> Settings:
     else:
         entries, warnings = parse_conf(read_text(path, "configuration"), str(path))
         source, base = str(path), path.parent.absolute()
-    read = _Reader(entries, defaults, base)
+    read = _Reader(source, entries, defaults, base)
     state_dir = read.path("STATE_DIR", default_state_dir()) or default_state_dir()
     ignore_file = read.path("IGNORE_FILE", None)
     settings = Settings(
@@ -282,9 +297,9 @@ def load_settings(path: Path | None) -> Settings:
     warnings += _policy_warnings(read, settings)
     warnings += _shell_warnings(read, settings)
     if settings.tcp_mode is None and settings.udp_mode is None:
-        warnings.append(f"{_where(read, 'TCP_MODE')}TCP_MODE and UDP_MODE are both off: without "
+        warnings.append(f"{read.where('TCP_MODE')}TCP_MODE and UDP_MODE are both off: without "
                         "a mode flag the daemon watches nothing")  # fmt: skip
-    warnings += [f"{_where(read, key)}{key}: empty items in the port list skipped, as PortSentry "
+    warnings += [f"{read.where(key)}{key}: empty items in the port list skipped, as PortSentry "
                  "did" for key in ("TCP_PORTS", "UDP_PORTS", "ADVANCED_EXCLUDE_TCP",
                                    "ADVANCED_EXCLUDE_UDP", "UDP_REPLY_SOURCE_PORTS")
                  if key in entries and values.has_empty_items(entries[key].value)]  # fmt: skip
@@ -292,25 +307,19 @@ def load_settings(path: Path | None) -> Settings:
     wants_mail = (settings.mail_on_tcp_scan or settings.mail_on_udp_scan
                   or settings.mail_on_os_probe or settings.mail_on_audit)  # fmt: skip
     if wants_mail and not settings.mail_to:
-        entry = read.entry("MAIL_TO")
-        raise ConfigError(source, "MAIL_ON_* is on but MAIL_TO names nobody",
-                          entry.line if entry else None, "MAIL_TO", "")  # fmt: skip
-    warnings += check_smtp(source, read.entry, relay=settings.smtp_relay,
+        raise read.error("MAIL_TO", "MAIL_ON_* is on but MAIL_TO names nobody", "")
+    warnings += check_smtp(read.where, read.error, relay=settings.smtp_relay,
                            starttls=settings.smtp_starttls, user=settings.smtp_user,
                            password_file=settings.smtp_password_file,
                            ca_file=settings.smtp_ca_file)  # fmt: skip
     if settings.audit_min_port > settings.audit_max_port:
-        entry = read.entry("AUDIT_MIN_PORT")
-        raise ConfigError(source, "AUDIT_MIN_PORT is above AUDIT_MAX_PORT",
-                          entry.line if entry else None, "AUDIT_MIN_PORT",
-                          str(settings.audit_min_port))  # fmt: skip
+        raise read.error("AUDIT_MIN_PORT", "AUDIT_MIN_PORT is above AUDIT_MAX_PORT",
+                         str(settings.audit_min_port))  # fmt: skip
     policy = Policy(settings.audit_required, (), settings.audit_ignore, settings.audit_skip)
     unseeable = policy.unseeable(settings.audit_udp, settings.audit_min_port,
                                  settings.audit_max_port)  # fmt: skip
     if unseeable is not None:
-        entry = read.entry("AUDIT_REQUIRED")
-        raise ConfigError(source, unseeable, entry.line if entry else None, "AUDIT_REQUIRED",
-                          entry.value if entry else None)  # fmt: skip
+        raise read.error("AUDIT_REQUIRED", unseeable)
     ignored: tuple[Network, ...] = ()
     if ignore_file is not None:
         if _missing(ignore_file):
@@ -333,12 +342,6 @@ def _missing(path: Path) -> bool:
         return False
 
 
-def _where(read: _Reader, key: str) -> str:
-    """'file:line: ' of the key's entry, for a warning."""
-    entry = read.entry(key)
-    return f"{entry.source}:{entry.line}: " if entry else ""
-
-
 def _shell_warnings(read: _Reader, settings: Settings) -> list[str]:
     """PortSentry ran KILL_ROUTE and KILL_RUN_CMD through a shell; we do not: say so when a
     command relies on one."""
@@ -347,7 +350,7 @@ def _shell_warnings(read: _Reader, settings: Settings) -> list[str]:
                          ("KILL_RUN_CMD", settings.kill_run_cmd)):  # fmt: skip
         syntax = command.shell_syntax if command else ()
         if syntax:
-            found.append(f"{_where(read, key)}{key} has shell syntax ({' '.join(syntax)}): it runs "
+            found.append(f"{read.where(key)}{key} has shell syntax ({' '.join(syntax)}): it runs "
                          "without a shell, so these reach the program as literal arguments; "
                          "put a pipeline or list in a script and name the script")  # fmt: skip
     return found
@@ -360,7 +363,7 @@ def _policy_warnings(read: _Reader, settings: Settings) -> list[str]:
     for key, groups in (("AUDIT_REQUIRED", settings.audit_required),
                         ("AUDIT_OPTIONAL", settings.audit_optional),
                         ("AUDIT_IGNORE", settings.audit_ignore)):  # fmt: skip
-        where = _where(read, key)
+        where = read.where(key)
         for item in (i for g in groups for i in g.items if i.rpc is not None):
             if not names.unknown_rpc_names([item.rpc or ""]):
                 continue

@@ -11,7 +11,6 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from portwarden.config.conffile import Entry
 from portwarden.config.errors import ConfigError
 
 
@@ -26,8 +25,8 @@ def is_loopback(relay: str) -> bool:
 
 
 def check_smtp(
-    source: str,
-    entry: Callable[[str], Entry | None],
+    where: Callable[[str], str],
+    error: Callable[[str, str, str], ConfigError],
     *,
     relay: str,
     starttls: bool,
@@ -35,27 +34,19 @@ def check_smtp(
     password_file: Path | None,
     ca_file: Path | None,
 ) -> list[str]:
-    """Raises ConfigError naming the key (and the file); returns warnings."""
-
-    def error(key: str, value: str, reason: str) -> ConfigError:
-        found = entry(key)
-        return ConfigError(found.source if found else source, reason,
-                           found.line if found else None, key, value)  # fmt: skip
-
-    def where(key: str) -> str:
-        found = entry(key)
-        return f"{found.source}:{found.line}: " if found else f"{source}: "
-
+    """`where(key)`: 'file:line: ' of a key; `error(key, reason, value)`: a ConfigError at it.
+    Raises such an error; returns warnings."""
     warnings = []
     if user is not None and password_file is None:
-        raise error("SMTP_USER", user, "a login needs SMTP_PASSWORD_FILE (the password is "
-                    "never written in the main file)")  # fmt: skip
+        raise error("SMTP_USER", "a login needs SMTP_PASSWORD_FILE (the password is never "
+                    "written in the main file)", user)  # fmt: skip
     if user is not None and not starttls and not is_loopback(relay):
-        raise error("SMTP_USER", user, f"the password would cross the network in clear text to "
-                    f"{relay}: set SMTP_STARTTLS=\"1\" (or use a relay on loopback)")  # fmt: skip
+        raise error("SMTP_USER", f"the password would cross the network in clear text to "
+                    f"{relay}: set SMTP_STARTTLS=\"1\" (or use a relay on loopback)",
+                    user)  # fmt: skip
     if password_file is not None:
         mode = _readable_file(password_file, lambda why: error(
-            "SMTP_PASSWORD_FILE", str(password_file), why))  # fmt: skip
+            "SMTP_PASSWORD_FILE", why, str(password_file)))  # fmt: skip
         if user is None:
             warnings.append(f"{where('SMTP_PASSWORD_FILE')}SMTP_PASSWORD_FILE is set but "
                             "SMTP_USER is not: no login is made")  # fmt: skip
@@ -63,14 +54,14 @@ def check_smtp(
             warnings.append(f"{where('SMTP_PASSWORD_FILE')}SMTP_PASSWORD_FILE {password_file} "
                             f"can be read by others (mode {mode:o}): chmod 600 it")  # fmt: skip
     if ca_file is not None:
-        _readable_file(ca_file, lambda why: error("SMTP_CA_FILE", str(ca_file), why))
+        _readable_file(ca_file, lambda why: error("SMTP_CA_FILE", why, str(ca_file)))
         import ssl  # only here: ssl costs memory that a daemon without mail should not carry
 
         try:
             ssl.create_default_context(cafile=ca_file)
         except ssl.SSLError:
-            raise error("SMTP_CA_FILE", str(ca_file), f"{ca_file} holds no PEM CA "
-                        "certificate") from None  # fmt: skip
+            raise error("SMTP_CA_FILE", f"{ca_file} holds no PEM CA certificate",
+                        str(ca_file)) from None  # fmt: skip
         if not starttls:
             warnings.append(f"{where('SMTP_CA_FILE')}SMTP_CA_FILE is used only with "
                             'SMTP_STARTTLS="1"')  # fmt: skip
