@@ -9,7 +9,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -76,15 +76,19 @@ class UnblockJob:
     answer: "Future[dict[str, Any]]"
 
 
-def _ended(records: list[BlockRecord], by: str) -> list[tuple[str, str, float]]:
+def _just_now(by: str) -> Callable[[str], tuple[str, float]]:
+    """For _report_unblocks: every block ended by `by`, now."""
     now = time.time()
-    return [(record.address, by, now) for record in records]
+    return lambda _address: (by, now)
 
 
-def _report_unblocks(alerts: Alerts, ended: list[tuple[str, str, float]]) -> None:
-    """One line and event per ended block (address, by what, when), at most
-    limits.UNBLOCKS_REPORTED_MAX at once (an `unblock --all` of thousands), then their number."""
-    for address, by, when in ended[: limits.UNBLOCKS_REPORTED_MAX]:
+def _report_unblocks(alerts: Alerts, ended: Sequence[str],
+                     how: Callable[[str], tuple[str, float]]) -> None:  # fmt: skip
+    """One line and event per ended block (its address, and by what and when: `how`), at most
+    limits.UNBLOCKS_REPORTED_MAX at once (an `unblock --all` of thousands), then their number;
+    `how` is asked only for those shown."""
+    for address in ended[: limits.UNBLOCKS_REPORTED_MAX]:
+        by, when = how(address)
         log.info("unblock address=%s by=%s", address, by)
         alerts.unblocked(address, by, when)
     if len(ended) > limits.UNBLOCKS_REPORTED_MAX:
@@ -115,7 +119,9 @@ class ActionWorker(threading.Thread):
                 if kind == "stop":
                     if payload:
                         _report_unblocks(
-                            self._alerts, _ended(actions.unblock_matching(None, "stop"), "stop")
+                            self._alerts,
+                            [r.address for r in actions.unblock_matching(None, "stop")],
+                            _just_now("stop"),
                         )
                         actions.drop_table()
                     return
@@ -132,7 +138,8 @@ class ActionWorker(threading.Thread):
                     self._put_back(actions)
                 elif kind == "expire":
                     expired = actions.expire(time.time())
-                    _report_unblocks(self._alerts, _ended(expired, "expired"))
+                    _report_unblocks(self._alerts, [r.address for r in expired],
+                                     _just_now("expired"))  # fmt: skip
                     if expired:
                         actions.write_files()
                 elif kind == "unblock" and isinstance(payload, UnblockJob):
@@ -146,7 +153,7 @@ class ActionWorker(threading.Thread):
 
     def _unblock(self, actions: Actions, job: UnblockJob) -> dict[str, Any]:
         undone, answer = unblock_here(actions, job.network)
-        _report_unblocks(self._alerts, _ended(undone, UNBLOCK_COMMAND))
+        _report_unblocks(self._alerts, [r.address for r in undone], _just_now(UNBLOCK_COMMAND))
         return answer
 
     def _report_block(self, record: BlockRecord) -> None:
@@ -232,11 +239,9 @@ class ResponsePolicy:
         self.claim_table(self.settings)
         before = self._store.active_addresses()
         restored = self._actions.restore()
-        ended = []
-        for address in sorted(before - self._store.active_addresses()):  # overdue, command-only
-            by, when = self._store.last_end(address) or ("restart", time.time())
-            ended.append((address, by, when))
-        _report_unblocks(self._alerts, ended)
+        ended = sorted(before - self._store.active_addresses())  # overdue, or command-only
+        _report_unblocks(self._alerts, ended,
+                         lambda a: self._store.last_end(a) or ("restart", time.time()))  # fmt: skip
         self.refresh()
         self._worker.start()
         return restored
