@@ -45,3 +45,53 @@ def test_elements_added_over_netlink_are_what_nft_lists() -> None:
     assert result["missing"] == "No such file or directory (2)"
     assert result["listed"] == {"198.18.0.5": None, "198.18.0.6": 60, "2001:db8::7": 3600}
     assert result["present"] == [False, True, False]
+
+
+FILL = """
+import ipaddress, json
+from portwarden.respond.nft import Nft, NftBlocker
+
+def listed():
+    found = {}
+    for name in ("blocked4", "blocked6"):
+        out = Nft().run(f"list set inet portwarden {name}", json_output=True)
+        for item in json.loads(out)["nftables"]:
+            for element in item.get("set", {}).get("elem", []):
+                found[element["elem"]["val"] if isinstance(element, dict) else element] = (
+                    element["elem"].get("timeout") if isinstance(element, dict) else None)
+    return found
+
+blocker = NftBlocker(Nft(), forward=False)
+first = [(str(ipaddress.ip_address(0xC6120000 + i)), None) for i in range(3000)]
+first += [(f"2001:db8::{i:x}", 600) for i in range(1, 1501)]
+blocker.replace_all(first)
+after_first = listed()
+blocker.replace_all([("198.18.200.1", None), ("2001:db8::ffff", None)])
+after_second = listed()
+blocker.put_back([("198.18.200.2", 60)])
+after_put_back = listed()
+
+def chains():
+    out = json.loads(Nft().run("list table inet portwarden", json_output=True))["nftables"]
+    return sorted(item["chain"]["name"] for item in out if "chain" in item)
+
+NftBlocker(Nft(), forward=True).ensure()
+with_forward = chains()
+NftBlocker(Nft(), forward=False).ensure()
+without = chains()
+Nft().run("delete table inet portwarden")
+print(json.dumps({"first": len(after_first), "same": after_first == dict(first),
+                  "second": after_second, "put_back": after_put_back,
+                  "chains": [with_forward, without]}))
+"""
+
+
+def test_restore_fills_the_sets_in_one_batch_and_replaces_what_was_there() -> None:
+    require_lab()
+    out = subprocess.run(["unshare", "-n", sys.executable, "-c", FILL], check=True,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    result = json.loads(out.stdout)
+    assert result["first"] == 4500 and result["same"]
+    assert result["second"] == {"198.18.200.1": None, "2001:db8::ffff": None}
+    assert result["put_back"] == {**result["second"], "198.18.200.2": 60}
+    assert result["chains"] == [["forward", "input"], ["input"]]  # BLOCK_FORWARD on, then off

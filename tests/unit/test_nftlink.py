@@ -3,7 +3,7 @@
 import ipaddress
 import struct
 
-from portwarden.respond.nftlink import add_element_batch, errors_in, get_table_request
+from portwarden.respond.nftlink import elements_batch, errors_in, get_request
 
 
 def messages(data: bytes) -> list[tuple[int, int, int, bytes]]:
@@ -27,10 +27,10 @@ def attributes(data: bytes) -> dict[int, bytes]:
 
 
 def test_a_batch_of_one_newsetelem_that_alone_asks_for_an_ack() -> None:
-    batch = add_element_batch("portwarden", "blocked6", ipaddress.ip_address("2001:db8::9"),
-                              90, 41)  # fmt: skip
+    element = (ipaddress.ip_address("2001:db8::9").packed, 90)
+    batch, last = elements_batch("portwarden", {"blocked6": [element]}, False, 40)
     (begin, new, end) = messages(batch)
-    assert (begin[0], begin[2], end[0], end[2]) == (16, 40, 17, 42)
+    assert (begin[0], begin[2], end[0], end[2], last) == (16, 40, 17, 42, 42)
     assert not begin[1] & 0x4 and not end[1] & 0x4
     kind, flags, sequence, payload = new
     assert (kind, flags, sequence) == (0x0A0C, 0x1 | 0x4 | 0x400, 41)
@@ -42,7 +42,7 @@ def test_a_batch_of_one_newsetelem_that_alone_asks_for_an_ack() -> None:
 
 
 def test_no_timeout_attribute_for_a_block_that_lasts_forever() -> None:
-    batch = add_element_batch("t", "blocked4", ipaddress.ip_address("198.18.0.7"), None, 5)
+    batch, _ = elements_batch("t", {"blocked4": [(bytes([198, 18, 0, 7]), None)]}, False, 5)
     element = attributes(attributes(attributes(messages(batch)[1][3])[3])[1])
     assert set(element) == {1} and attributes(element[1])[1] == bytes([198, 18, 0, 7])
 
@@ -57,6 +57,38 @@ def test_errors_are_read_from_every_message_and_garbage_ends_the_walk() -> None:
 
 
 def test_the_table_request_names_our_table_and_asks_for_an_ack() -> None:
-    ((kind, flags, sequence, payload),) = messages(get_table_request("portwarden", 9))
+    ((kind, flags, sequence, payload),) = messages(get_request("portwarden", None, 9))
     assert (kind, flags, sequence) == (0x0A01, 0x1 | 0x4, 9)
     assert attributes(payload) == {1: b"portwarden\0"}
+
+
+def test_a_fill_empties_each_set_then_adds_in_chunks_and_asks_one_ack_at_the_end() -> None:
+    v4 = [(bytes([198, 18, i >> 8, i & 255]), None) for i in range(2500)]
+    v6 = [(ipaddress.ip_address("2001:db8::1").packed, 60)]
+    batch, end = elements_batch("pw", {"blocked4": v4, "blocked6": v6}, True, 100)
+    found = messages(batch)
+    kinds = [kind for kind, _, _, _ in found]
+    assert kinds == [16, 0x0A0E, 0x0A0C, 0x0A0C, 0x0A0C, 0x0A0E, 0x0A0C, 17]
+    assert [sequence for _, _, sequence, _ in found] == list(range(100, 108)) and end == 107
+    assert [bool(flags & 0x4) for _, flags, _, _ in found] == [False] * 6 + [True, False]
+    flush = attributes(found[1][3])
+    assert flush == {1: b"pw\0", 2: b"blocked4\0"}  # no element list: the whole set
+    sizes = []
+    for _, _, _, payload in found[2:5]:
+        listed = attributes(payload)[3]
+        count, offset = 0, 0
+        while offset < len(listed):
+            count += 1
+            offset += (struct.unpack_from("=H", listed, offset)[0] + 3) & ~3
+        sizes.append(count)
+    assert sizes == [1000, 1000, 500]
+
+
+def test_nothing_to_fill_is_no_batch() -> None:
+    assert elements_batch("pw", {"blocked4": [], "blocked6": []}, False, 3) == (b"", 3)
+
+
+def test_the_chain_request_names_our_table_and_the_chain() -> None:
+    ((kind, flags, sequence, payload),) = messages(get_request("portwarden", "forward", 4))
+    assert (kind, flags, sequence) == (0x0A04, 0x1 | 0x4, 4)
+    assert attributes(payload) == {1: b"portwarden\0", 3: b"forward\0"}
