@@ -5,11 +5,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from portwarden.lab.network import Lab, lab_unavailable_reason
+from portwarden.lab.network import PREFIX, Lab, LabPrefixError, check_prefix, lab_unavailable_reason
 
 
 def require_lab() -> None:
-    """Skip with the reason when the lab cannot run; in CI, fail instead: there it must run."""
+    """Skip with the reason when the lab cannot run; in CI, fail instead: there it must run. A
+    bad PWT_LAB_PREFIX fails everywhere: it is a mistake, not a missing capability."""
+    try:
+        check_prefix(PREFIX)
+    except LabPrefixError as error:
+        pytest.fail(str(error), pytrace=False)
     reason = lab_unavailable_reason()
     if reason is None:
         return

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NoReturn, cast
 
 from portwarden import __version__, background, control, service, status
 from portwarden.config import ConfigError, Settings, TcpMode, UdpMode, load_settings
@@ -19,13 +20,31 @@ from portwarden.portmap import command as portmap_command
 from portwarden.respond import admin
 from portwarden.statedir import StateDirBusy
 from portwarden.store.db import Store, store_path
-from portwarden.text import local_stamp
+from portwarden.text import local_stamp, one_line
 
 log = logging.getLogger("portwarden")
 
 
+class _ExactParser(argparse.ArgumentParser):
+    """Flags are compared exactly, as PortSentry compared them: argparse's prefix matching made
+    `-tc` mean -tcp and `-u` mean -udp, so a typo silently picked a mode. (allow_abbrev=False
+    alone still lets a single-dash option be abbreviated.) Sub-parsers are of this class too.
+    An error is one line, as every other error of the command is."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**{**kwargs, "allow_abbrev": False})
+
+    def _get_option_tuples(self, option_string: str) -> list[Any]:
+        # Only a one-letter option with its value attached (`-cFILE`) is kept; no abbreviation.
+        return [found for found in super()._get_option_tuples(option_string)
+                if len(found[1]) == 2]  # fmt: skip
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _ExactParser(
         prog="portwarden", description="Detect port scans and probes; alert and optionally block."
     )
     parser.add_argument("--version", action="version", version=f"portwarden {__version__}")
@@ -74,7 +93,9 @@ def _parser() -> argparse.ArgumentParser:
         "reapply", help="run KILL_ROUTE again for every active block (after a flush by hand)"
     )
     reapply.add_argument("-c", "--config", type=Path, help="configuration file")
-    portmap_command.add_parser(commands)
+    portmap_command.add_parser(
+        cast("argparse._SubParsersAction[argparse.ArgumentParser]", commands)
+    )
     audit = commands.add_parser(
         "audit", help="check open ports against the AUDIT_* policy (exit 1 on findings)"
     )

@@ -17,11 +17,22 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from portwarden.lab.network import Host, Lab, lab_namespaces, lab_unavailable_reason, remove_stale
+from portwarden.lab.network import (
+    Host,
+    Lab,
+    is_lab_namespace,
+    lab_namespaces,
+    lab_unavailable_reason,
+    namespaces,
+    remove_stale,
+)
 
 # Not the tests' prefix: a demo never removes a test run's namespaces. Each run has its own
-# (`pwlab-<pid>-`), so two runs at once never remove each other's.
+# (`pwlab-<pid>-`), so two runs at once never remove each other's; so has its folder
+# (`portwarden-lab-<pid>-XXXX` in the temporary directory).
 PREFIX = "pwlab-"
+FOLDER_PREFIX = "portwarden-lab-"
+_RUN_PID = re.compile(r"(\d+)-")
 WEB_PORT = 8080
 READY_WAIT_S = 20.0
 SCAN_END_QUIET_S = 2
@@ -72,11 +83,44 @@ def run_prefix(pid: int) -> str:
 
 
 def _remove_orphans() -> None:
-    """Labs left by demo runs that were killed (SIGKILL leaves no chance to clean up)."""
-    for name in lab_namespaces(PREFIX):
-        found = re.match(rf"{PREFIX}(\d+)-", name)
-        if found and not _is_demo(int(found.group(1))):
-            remove_stale(run_prefix(int(found.group(1))))
+    """Labs left by demo runs that were killed (SIGKILL leaves no chance to clean up): their
+    namespaces, what runs in them, and their folders."""
+    for pid, folders in sorted(orphans(namespaces(), _folders()).items()):
+        prefix = run_prefix(pid)
+        removed = lab_namespaces(prefix)
+        remove_stale(prefix)
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+        _say(f"Removed what a killed lab run (pid {pid}) left: "
+             f"{len(removed)} namespaces {prefix}*, {len(folders)} folders "
+             f"{' '.join(str(f) for f in folders)}".rstrip())  # fmt: skip
+
+
+def orphans(names: list[str], folders: list[Path]) -> dict[int, list[Path]]:
+    """The runs (by pid) that left lab namespaces among `names` or lab folders among `folders`
+    and no longer run, with their folders."""
+    found: dict[int, list[Path]] = {}
+    for name in names:
+        pid = _run_pid(name, PREFIX)
+        if pid is not None and is_lab_namespace(name, run_prefix(pid)):
+            found.setdefault(pid, [])
+    for folder in folders:
+        pid = _run_pid(folder.name, FOLDER_PREFIX)
+        if pid is not None:
+            found.setdefault(pid, []).append(folder)
+    return {pid: found[pid] for pid in found if not _is_demo(pid)}
+
+
+def _run_pid(name: str, prefix: str) -> int | None:
+    matched = _RUN_PID.match(name, len(prefix)) if name.startswith(prefix) else None
+    return int(matched.group(1)) if matched else None
+
+
+def _folders() -> list[Path]:
+    """This user's lab folders in the temporary directory (never a symbolic link)."""
+    found = Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*-*")
+    return [path for path in found if not path.is_symlink() and path.is_dir()
+            and path.stat().st_uid == os.getuid()]  # fmt: skip
 
 
 def _is_demo(pid: int) -> bool:
@@ -103,7 +147,7 @@ def run_demo() -> int:
     _remove_orphans()
     prefix = run_prefix(os.getpid())
     lab = Lab(prefix=prefix, attackers=1)
-    folder = Path(tempfile.mkdtemp(prefix="portwarden-lab-"))
+    folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
     try:
         _say(f"Building the lab: network namespaces {prefix}* on a private bridge")
         lab.create()

@@ -6,7 +6,9 @@ and 2001:db8::/32 only.
 """
 
 import contextlib
+import functools
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -14,8 +16,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-# Several checkouts may run labs at once on one machine: each picks its own prefix.
+# Several checkouts may run labs at once on one machine: each picks its own prefix. Checked
+# (check_prefix) before any namespace is listed or removed.
 PREFIX = os.environ.get("PWT_LAB_PREFIX", "pwt-")
+# Lower-case letters and digits, in dash-ended parts ("pwt-", "pwlab-123-"): never empty, which
+# would make every namespace on the machine the lab's.
+_PREFIX_SHAPE = re.compile(r"(?:[a-z0-9]+-)+")
+# The lab's own host names after the prefix; nothing else with the prefix is the lab's.
+# (`probeN`: the namespace lab_unavailable_reason makes and deletes at once.)
+_HOST_NAMES = r"(?:sw|target|atk[0-9]+|client|probe[0-9]+)"
 NET4 = "198.18.0"
 NET6 = "2001:db8::"
 
@@ -60,7 +69,7 @@ class Lab:
     """Build with create(), always destroy(): also after failures (the fixture does both)."""
 
     def __init__(self, prefix: str = PREFIX, attackers: int = 3) -> None:
-        self.prefix = prefix
+        self.prefix = check_prefix(prefix)
         self.switch = f"{prefix}sw"
         self.target = self._host("target", 1)
         self.attackers = [self._host(f"atk{i}", 10 + i) for i in range(1, attackers + 1)]
@@ -120,13 +129,37 @@ class Lab:
         remove_stale(self.prefix)
 
 
+class LabPrefixError(ValueError):
+    """A lab prefix that could name namespaces that are not the lab's."""
+
+
+def check_prefix(prefix: str) -> str:
+    """`prefix` when it has the lab's shape; else LabPrefixError (one line)."""
+    if _PREFIX_SHAPE.fullmatch(prefix) is None:
+        raise LabPrefixError(f"lab prefix {prefix!r} (PWT_LAB_PREFIX) must be lower-case letters "
+                             "and digits ending in '-', e.g. 'pwt-'")  # fmt: skip
+    return prefix
+
+
+def is_lab_namespace(name: str, prefix: str) -> bool:
+    """Whether `name` is one of the lab's hosts under `prefix` (`pwt-target`, `pwt-atk2`), not
+    merely a name that starts with it (`pwt-target-of-someone-else`, `pwt-stale-sw`)."""
+    return (name.startswith(check_prefix(prefix))
+            and re.fullmatch(_HOST_NAMES, name[len(prefix):]) is not None)  # fmt: skip
+
+
+def namespaces() -> list[str]:
+    """Every network namespace on the machine, by name."""
+    return [line.split()[0] for line in run(["ip", "netns", "list"]).stdout.splitlines() if line]
+
+
 def lab_namespaces(prefix: str) -> list[str]:
-    listing = run(["ip", "netns", "list"]).stdout.splitlines()
-    return [line.split()[0] for line in listing if line.startswith(prefix)]
+    return [name for name in namespaces() if is_lab_namespace(name, prefix)]
 
 
 def remove_stale(prefix: str) -> None:
-    """Remove every namespace of a previous (maybe interrupted) run, killing what runs inside."""
+    """Remove the namespaces of a previous (maybe interrupted) run, killing what runs inside:
+    only the lab's own names under `prefix`."""
     for name in lab_namespaces(prefix):
         pids = run(["ip", "netns", "pids", name], check=False).stdout.split()
         for pid in pids:
@@ -135,13 +168,21 @@ def remove_stale(prefix: str) -> None:
         run(["ip", "netns", "del", name], check=False)
 
 
-def lab_unavailable_reason() -> str | None:
-    """Why the lab cannot be built here, or None if it can."""
+@functools.cache
+def lab_unavailable_reason(prefix: str = PREFIX) -> str | None:
+    """Why the lab cannot be built here, or None if it can. Root is not enough (a container, or
+    a root without CAP_SYS_ADMIN): a throw-away namespace is made and deleted to find out."""
     if os.geteuid() != 0:
         return "the lab needs root (network namespaces)"
     for tool in ("ip", "ping"):
         if shutil.which(tool) is None:
             return f"the lab needs {tool!r} (apt-get install iproute2 iputils-ping)"
+    probe = f"{check_prefix(prefix)}probe{os.getpid()}"
+    made = run(["ip", "netns", "add", probe], check=False)
+    run(["ip", "netns", "del", probe], check=False)
+    if made.returncode != 0:
+        why = " ".join(made.stderr.split()) or f"exit status {made.returncode}"
+        return f"the lab cannot make a network namespace: ip netns add: {why}"
     return None
 
 
