@@ -189,8 +189,20 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _no_state(state_dir: Path) -> bool:
+    """Commands that read the state make none: a STATE_DIR that is not there (a typo?) has no
+    state to show, and must not become an empty one. True (and says so) when it is not there."""
+    if state_dir.is_dir():
+        return False
+    print(f"portwarden: error: no state in STATE_DIR {state_dir}: no such directory (no "
+          "portwarden ran with this configuration)", file=sys.stderr)  # fmt: skip
+    return True
+
+
 def _blocked(args: argparse.Namespace) -> int:
     settings = _load(_config_path(args.config))
+    if _no_state(settings.state_dir):
+        return 1
     store = Store(store_path(settings.state_dir))
     rows = [("address", "since", "until", "reason", "count")]
     for r in store.active(now=time.time()):  # the daemon may be down: expired blocks linger
@@ -214,6 +226,8 @@ def _status(args: argparse.Namespace) -> int:
         state_dir = state_dir_of(path)
         print(f"portwarden: warning: {error} (status read from STATE_DIR {state_dir})",
               file=sys.stderr)  # fmt: skip
+    if _no_state(state_dir):
+        return 3
     try:
         found = control.ask(state_dir, "status")
     except control.ControlError as error:
@@ -236,11 +250,14 @@ def _lab(_args: argparse.Namespace) -> int:
 
 def _unblock(args: argparse.Namespace) -> int:
     settings = _load(_config_path(args.config))
+    if _no_state(settings.state_dir):
+        return 1
     return admin.unblock(settings, None if args.all else args.address)
 
 
 def _reapply(args: argparse.Namespace) -> int:
-    return admin.reapply(_load(_config_path(args.config)))
+    settings = _load(_config_path(args.config))
+    return 1 if _no_state(settings.state_dir) else admin.reapply(settings)
 
 
 def _audit(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from portwarden.audit.check import state_path
 from portwarden.audit.periodic import Outcome, PeriodicAudit, Unchecked
 from portwarden.audit.report import summary, unchecked_summary
 from portwarden.config import ConfigError, Settings, TcpMode, UdpMode, load_settings
+from portwarden.config.settings import blamed_on
 from portwarden.descriptors import OUT_OF_DESCRIPTORS, raise_soft_limit
 from portwarden.detect.config import engine_config, late_reply_ports
 from portwarden.detect.engine import Engine, EngineConfig, Verdict
@@ -51,7 +52,8 @@ class Daemon:
         """`cli_modes`, when given, override TCP_MODE and UDP_MODE now and after every reload.
         `on_ready` is called once the sensors watch (`--daemon` then detaches)."""
         # First of all: a second instance on this STATE_DIR must touch nothing in it.
-        self._lock = statedir.claim(settings.state_dir)
+        with blamed_on(settings, "STATE_DIR", settings.state_dir):
+            self._lock = statedir.claim(settings.state_dir)
         log.debug("open-files limit: %d", raise_soft_limit())
         self._on_ready = on_ready
         self._config_path = config_path
@@ -67,9 +69,11 @@ class Daemon:
         self._selector = selectors.DefaultSelector()
         self._sensors: list[Sensor] = []
         self._next_refresh = 0.0
-        self._alerts = Alerts(self.settings)
-        self._policy = ResponsePolicy(self.settings, store_path(self.settings.state_dir),
-                                      self._alerts)  # fmt: skip
+        with blamed_on(settings, "EVENT_LOG", settings.event_log or Path()):
+            self._alerts = Alerts(self.settings)
+        path = store_path(self.settings.state_dir)
+        with blamed_on(settings, "STATE_DIR", path):
+            self._policy = ResponsePolicy(self.settings, path, self._alerts)
         self._packets_read = 0  # by sensors stopped since start (a reload makes new ones)
         self._verdicts = 0
         self._scans = 0

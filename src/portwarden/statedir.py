@@ -40,8 +40,25 @@ def in_use(state_dir: Path) -> bool:
     try:
         with open(state_dir / LOCK_NAME) as lock:
             fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return False
     except BlockingIOError:
         return True
     return False
+
+
+def unusable_directory(path: Path) -> str | None:
+    """Why `path` is not a directory and cannot become one (by mkdir -p), or None. Nothing is
+    created, so check-config can tell. Whether it can be written is asked only as root (who
+    runs the daemon; a user checking the daemon's file could not make /var/lib/portwarden).
+    A file system that refuses even root (/proc) shows only when the directory is made."""
+    if path.is_dir():
+        return None
+    if path.exists() or path.is_symlink():
+        return f"{path} exists and is not a directory"
+    nearest = next(parent for parent in path.parents if parent.exists())
+    if not nearest.is_dir():
+        return f"{nearest} is not a directory"
+    if os.geteuid() == 0 and not os.access(nearest, os.W_OK | os.X_OK):
+        return f"{path} cannot be made: {nearest} is not writable"
+    return None

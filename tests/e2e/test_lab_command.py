@@ -7,7 +7,9 @@ import subprocess
 import sys
 import tempfile
 
-from portwarden.lab.demo import run_prefix
+import pytest
+
+from portwarden.lab.demo import remove_orphans, run_prefix
 from portwarden.lab.network import lab_namespaces, run
 from tests.conftest import require_lab
 
@@ -57,3 +59,29 @@ def test_lab_stopped_by_sigterm_still_removes_everything() -> None:
     assert lab_namespaces(run_prefix(demo.pid)) == []
     assert run(["pgrep", "-f", "portwarden-lab-"], check=False).stdout == "", out
     assert _host_view() == before, out
+
+
+def test_a_killed_labs_leftovers_are_removed_by_the_next_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """SIGKILL leaves no chance to clean up: the next run removes the namespaces, what runs in
+    them and the folder, and says so in one line."""
+    require_lab()
+    before = _host_view()
+    demo = subprocess.Popen([sys.executable, "-m", "portwarden", "lab"], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    assert demo.stdout is not None
+    seen = [demo.stdout.readline() for _ in range(6)]
+    assert "portwarden runs in the target" in "".join(seen), seen
+    demo.kill()
+    demo.wait()
+    prefix = run_prefix(demo.pid)
+    folders = glob.glob(f"{tempfile.gettempdir()}/portwarden-lab-{demo.pid}-*")
+    assert lab_namespaces(prefix) != [] and len(folders) == 1
+    remove_orphans()  # what the next run does first
+    said = capsys.readouterr().out
+    assert said.count("\n") == 1 and f"killed lab run (pid {demo.pid})" in said, said
+    assert f"namespaces {prefix}*" in said and folders[0] in said, said
+    assert lab_namespaces(prefix) == []
+    assert run(["pgrep", "-f", "portwarden-lab-"], check=False).stdout == ""
+    assert _host_view() == before

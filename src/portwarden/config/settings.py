@@ -1,10 +1,11 @@
 """Typed, frozen settings built from the embedded defaults and one configuration file."""
 
+import contextlib
 import dataclasses
 import socket
 import types
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -30,6 +31,7 @@ from portwarden.config.smtp import check_smtp
 from portwarden.config.textfile import read_text
 from portwarden.config.values import BlockMode, ListenAddress, NftUse, TcpMode, UdpMode
 from portwarden.net.local import IPAddress, local_addresses
+from portwarden.statedir import unusable_directory
 from portwarden.text import port_ranges
 
 T = TypeVar("T")
@@ -189,6 +191,26 @@ def state_dir_of(path: Path | None) -> Path:
     return found or default_state_dir()
 
 
+def error_at(source: str, key: str, reason: str) -> ConfigError:
+    """A ConfigError at `key`'s entry in `source` (Settings.source), for a problem that shows
+    only when a path is used (a STATE_DIR that cannot be made). The file is read again."""
+    entries: dict[str, Entry] = {}
+    if source != DEFAULT_SOURCE:
+        with contextlib.suppress(ConfigError):
+            entries, _ = parse_conf(read_text(Path(source), "configuration"), source, lenient=True)
+    return _Reader(source, entries, {}, Path()).error(key, reason)
+
+
+@contextlib.contextmanager
+def blamed_on(settings: Settings, key: str, path: Path) -> Iterator[None]:
+    """An OSError from using `path` (STATE_DIR, EVENT_LOG) becomes a ConfigError at `key`'s
+    entry: a bad setting is one line naming file, line, key and value, not a traceback."""
+    try:
+        yield
+    except OSError as error:
+        raise error_at(settings.source, key, f"{path}: {error.strerror or error}") from None
+
+
 def load_settings(path: Path | None) -> Settings:
     """Read `path` (or only the embedded defaults when None) into Settings. Raises ConfigError."""
     defaults, _ = parse_conf(DEFAULT_CONF, DEFAULT_SOURCE)
@@ -312,6 +334,11 @@ def load_settings(path: Path | None) -> Settings:
                            starttls=settings.smtp_starttls, user=settings.smtp_user,
                            password_file=settings.smtp_password_file,
                            ca_file=settings.smtp_ca_file)  # fmt: skip
+    event_dir = settings.event_log.parent if settings.event_log else None
+    for key, directory in (("STATE_DIR", state_dir), ("EVENT_LOG", event_dir)):
+        problem = directory and unusable_directory(directory)
+        if problem:
+            raise read.error(key, problem)
     if settings.audit_min_port > settings.audit_max_port:
         raise read.error("AUDIT_MIN_PORT", "AUDIT_MIN_PORT is above AUDIT_MAX_PORT",
                          str(settings.audit_min_port))  # fmt: skip

@@ -82,7 +82,7 @@ def run_prefix(pid: int) -> str:
     return f"{PREFIX}{pid}-"
 
 
-def _remove_orphans() -> None:
+def remove_orphans() -> None:
     """Labs left by demo runs that were killed (SIGKILL leaves no chance to clean up): their
     namespaces, what runs in them, and their folders."""
     for pid, folders in sorted(orphans(namespaces(), _folders()).items()):
@@ -144,7 +144,7 @@ def run_demo() -> int:
         return 2
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupted)
-    _remove_orphans()
+    remove_orphans()
     prefix = run_prefix(os.getpid())
     lab = Lab(prefix=prefix, attackers=1)
     folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
