@@ -14,6 +14,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from portwarden.config import ConfigError
+from portwarden.text import one_line
+
+log = logging.getLogger("portwarden")
+
+READY = b"ready"  # what the daemon says to the waiting command once it is ready
 READY_WAIT_S = 300.0  # the longest the command waits for the daemon (a huge restore is ~10 s)
 
 
@@ -22,19 +28,29 @@ def default_pid_file(state_dir: Path) -> Path:
     return state_dir / "portwarden.pid"
 
 
-def detach(pid_file: Path, log_file: Path) -> Callable[[], None]:
+def detach(pid_file: Path, log_file: Path, state_dir: Path) -> Callable[[], None]:
     """Fork into the background. Only the daemon returns from this call; it gets the function to
-    call once it is ready. The command's own process exits with the daemon's start result."""
-    log_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    call once it is ready. The command's own process exits with the daemon's start result.
+    Raises ConfigError, before anything starts, when the pid or log file is to be in a folder
+    that is not there (STATE_DIR excepted: it is made)."""
+    for option, path in (("--pid-file", pid_file), ("--log-file", log_file)):
+        if path.parent != state_dir and not path.parent.is_dir():
+            raise ConfigError(option, f"{path.parent} is not a directory", value=str(path))
+    try:
+        log_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError("--log-file", error.strerror or str(error), value=str(log_file)) from None
     ready_read, ready_write = os.pipe()
     if os.fork() > 0:
         os.close(ready_write)
         readable, _, _ = select.select([ready_read], [], [], READY_WAIT_S)
-        started = bool(readable) and os.read(ready_read, 5) == b"ready"
-        if not started:
-            why = "stopped before it was ready" if readable else "is not ready in time"
-            print(f"portwarden: error: the daemon {why}; see {log_file}", file=sys.stderr)
-        os._exit(0 if started else 1)
+        said = os.read(ready_read, 4096) if readable else b""
+        if said != READY:
+            why = (said.decode(errors="replace") if said else "stopped before it was ready"
+                   ) if readable else "is not ready in time"  # fmt: skip
+            print(f"portwarden: error: the daemon {one_line(why)}; see {log_file}",
+                  file=sys.stderr)  # fmt: skip
+        os._exit(0 if said == READY else 1)
     os.close(ready_read)
     os.setsid()
     if os.fork() > 0:
@@ -43,8 +59,14 @@ def detach(pid_file: Path, log_file: Path) -> Callable[[], None]:
     _log_to(log_file)
 
     def ready() -> None:
-        _write_pid(pid_file)
-        os.write(ready_write, b"ready")
+        try:
+            _write_pid(pid_file)
+        except OSError as error:
+            why = f"stopped: cannot write the pid file {pid_file}: {error.strerror or error}"
+            log.error("%s", why)
+            os.write(ready_write, why.encode())
+            raise SystemExit(1) from None  # through the daemon's clean stop
+        os.write(ready_write, READY)
         os.close(ready_write)
 
     return ready
@@ -71,8 +93,13 @@ def _log_to(log_file: Path) -> None:
 def _write_pid(pid_file: Path) -> None:
     pid = str(os.getpid())
     temporary = pid_file.with_name(f".{pid_file.name}.{pid}")
-    temporary.write_text(pid + "\n")
-    temporary.replace(pid_file)
+    try:
+        temporary.write_text(pid + "\n")
+        temporary.replace(pid_file)
+    except OSError:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
 
     def remove() -> None:
         with contextlib.suppress(OSError):

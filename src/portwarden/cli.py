@@ -24,6 +24,11 @@ from portwarden.text import local_stamp, one_line
 
 log = logging.getLogger("portwarden")
 
+# What the daemon makes (database, logs, pid file, event log, audit state) is for root's eyes
+# only, also without a service manager's UMask=0077 (`run --daemon` from an init script).
+# Edited files keep their own mode (replace_atomically): /etc/hosts.deny stays readable.
+DAEMON_UMASK = 0o077
+
 
 class _ExactParser(argparse.ArgumentParser):
     """Flags are compared exactly, as PortSentry compared them: argparse's prefix matching made
@@ -169,12 +174,14 @@ def _run(args: argparse.Namespace) -> int:
     path = _config_path(args.config)
     settings = _load(path)
     cli_modes = _modes(args)
+    os.umask(DAEMON_UMASK)
     on_ready = None
     if args.daemon:  # it changes to /: every path the daemon keeps must be absolute
         path = path.absolute() if path else None
         on_ready = background.detach(
             (args.pid_file or background.default_pid_file(settings.state_dir)).absolute(),
             (args.log_file or settings.state_dir / "portwarden.log").absolute(),
+            settings.state_dir.absolute(),
         )
     return Daemon(settings, path, cli_modes, on_ready).run()
 

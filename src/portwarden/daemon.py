@@ -427,7 +427,8 @@ class Daemon:
 
     def _announce_ready(self) -> None:
         s = self.settings
-        log.info("ready: %s, config %s, state %s", self._modes(), s.source, s.state_dir)
+        config = self._config_path.absolute() if self._config_path else s.source
+        log.info("ready: %s, config %s, state %s", self._modes(), config, s.state_dir)
         service.notify(f"READY=1\nSTATUS=watching; {self._modes()}")
         if self._on_ready is not None:
             self._on_ready()

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from portwarden.lab.network import Lab
 from tests.e2e.conftest import StartDaemon, nmap
-from tests.lab.daemon import RunningDaemon
+from tests.lab.daemon import RunningDaemon, wait_for_text
 
 METRICS = "127.0.0.1:9877"
 
@@ -206,6 +206,10 @@ def test_daemon_mode_returns_when_ready_writes_a_pid_file_and_logs_to_a_file(
     pid = int(pid_file.read_text())
     try:
         assert "ready:" in log.read_text()  # ready before the command returned
+        # Not world-readable without a service manager's UMask= either.
+        state = tmp_path / "state"
+        for path in (pid_file, log, state, state / "portwarden.db", state / "events.jsonl"):
+            assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
         nmap(lab.attackers[0].run, "-sS", "-p", "11", lab.target.ipv4)
         deadline = time.monotonic() + 10
         while f"attack kind=scan src={lab.attackers[0].ipv4}" not in log.read_text():
@@ -223,6 +227,49 @@ def test_daemon_mode_returns_when_ready_writes_a_pid_file_and_logs_to_a_file(
         assert time.monotonic() < deadline, "pid file left behind"
         time.sleep(0.1)
     assert "stopped: probes=1" in log.read_text()
+
+
+def test_daemon_mode_with_a_pid_file_it_cannot_write_says_why(lab: Lab, tmp_path: Path) -> None:
+    """A pid file in a folder that is not there: refused before anything starts. One that
+    cannot be written all the same (here a directory): the daemon stops and the command says
+    why, in one line, instead of a traceback in the log."""
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nTCP_MODE="stcp"\n'
+                    'UDP_MODE="none"\n')  # fmt: skip
+    command = [sys.executable, "-m", "portwarden", "run", "-c", str(conf), "--daemon"]
+    missing = lab.target.run([*command, "--pid-file", "/nonexistent/x.pid"], check=False,
+                             timeout=30)  # fmt: skip
+    assert missing.returncode == 2 and missing.stderr == (
+        'portwarden: error: --pid-file: "/nonexistent/x.pid": /nonexistent is not a directory\n'
+    )
+    assert not (tmp_path / "state").exists()  # nothing started
+    (tmp_path / "a-dir").mkdir()
+    failed = lab.target.run([*command, "--pid-file", str(tmp_path / "a-dir")], check=False,
+                            timeout=30)  # fmt: skip
+    assert failed.returncode == 1 and failed.stderr.count("\n") == 1, failed.stderr
+    assert f"the daemon stopped: cannot write the pid file {tmp_path}/a-dir: " in failed.stderr
+    deadline = time.monotonic() + 10  # the daemon ends its clean stop
+    while lab.target.run(["pgrep", "-f", str(conf)], check=False).stdout:
+        assert time.monotonic() < deadline, "the daemon did not stop"
+        time.sleep(0.1)
+    logged = (tmp_path / "state" / "portwarden.log").read_text()
+    assert "Traceback" not in logged and "cannot write the pid file" in logged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-dir", "portwarden.conf", "state"]
+
+
+def test_ready_line_names_the_configuration_by_its_absolute_path(lab: Lab, tmp_path: Path) -> None:
+    (tmp_path / "d.conf").write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\n'
+                                     'TCP_MODE="stcp"\nUDP_MODE="none"\n')  # fmt: skip
+    log = tmp_path / "d.log"
+    with log.open("wb") as out:
+        daemon = lab.target.popen([sys.executable, "-m", "portwarden", "run", "-c", "d.conf"],
+                                  cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        wait_for_text(log, "ready:")
+        assert f", config {tmp_path}/d.conf, state {tmp_path}/state" in log.read_text()
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=10)
 
 
 def test_the_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
