@@ -8,13 +8,23 @@ packages="iproute2 nftables iptables nmap hping3 masscan tcpdump rpcbind portsen
 export DEBIAN_FRONTEND=noninteractive
 # shellcheck disable=SC2086
 if ! dpkg -s $packages >/dev/null 2>&1; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "test.sh: installing the test packages needs root: sudo $0" >&2
+        exit 2
+    fi
     # Debian's service packages (portsentry, rpcbind) must not start their daemons in this
     # host's own network: a policy-rc.d that exits 101 stops that, for the install only.
+    # Removed however the install ends (a failed apt-get under set -e, Ctrl-C): left behind,
+    # it would stop every package on this machine from ever starting its services.
     made_policy=0
+    remove_policy() { [ "$made_policy" = 0 ] || rm -f /usr/sbin/policy-rc.d; made_policy=0; }
+    trap remove_policy EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
     if [ ! -e /usr/sbin/policy-rc.d ]; then
+        made_policy=1
         printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
         chmod 755 /usr/sbin/policy-rc.d
-        made_policy=1
     fi
     # ... nor at the next boot: the tests start their own, in lab namespaces.
     new_services=""
@@ -22,7 +32,7 @@ if ! dpkg -s $packages >/dev/null 2>&1; then
     dpkg -s portsentry >/dev/null 2>&1 || new_services="$new_services portsentry.service"
     apt-get update -qq
     apt-get install -y -qq $packages >/dev/null
-    [ "$made_policy" = 0 ] || rm -f /usr/sbin/policy-rc.d
+    remove_policy
     [ -z "$new_services" ] || systemctl disable --quiet $new_services 2>/dev/null || true
 fi
 WITH_TEST=1 . scripts/setup-python.sh
