@@ -1,6 +1,8 @@
 """The lab itself: hosts reach each other over IPv4 and IPv6 and teardown leaves nothing."""
 
-from portwarden.lab.network import PREFIX, Lab, lab_namespaces, run
+import sys
+
+from portwarden.lab.network import PREFIX, Lab, lab_namespaces, namespaces, run
 from tests.conftest import require_lab
 
 
@@ -27,3 +29,17 @@ def test_stale_lab_is_removed_and_teardown_is_complete() -> None:
         again.destroy()
     assert lab_namespaces(f"{PREFIX}stale-") == []
     assert stale.target.processes[0].wait(timeout=5) == -9  # killed with its namespace
+
+
+def test_root_without_cap_sys_admin_is_told_why_the_lab_cannot_run() -> None:
+    """Root alone is not enough (a container, a dropped capability): the reason is ip's own,
+    so that the tests are skipped with it instead of erring in the fixture."""
+    require_lab()
+    code = ("import sys; from portwarden.lab.network import lab_unavailable_reason; "
+            "print(lab_unavailable_reason(sys.argv[1]))")  # fmt: skip
+    result = run(["setpriv", "--inh-caps=-sys_admin", "--bounding-set=-sys_admin",
+                  sys.executable, "-c", code, PREFIX])  # fmt: skip
+    assert result.stdout.startswith("the lab cannot make a network namespace: ip netns add: ")
+    assert "Operation not permitted" in result.stdout
+    assert result.stdout.count("\n") == 1
+    assert [name for name in namespaces() if name.startswith(f"{PREFIX}probe")] == []
