@@ -119,6 +119,7 @@ class Settings:
     smtp_ca_file: Path | None
     udp_reply_source_ports: frozenset[int]
     nft_table: str
+    service_gone_grace: float
     ignored_networks: tuple[Network, ...]
     warnings: tuple[str, ...] = ()
 
@@ -287,6 +288,7 @@ def load_settings(path: Path | None) -> Settings:
             "UDP_REPLY_SOURCE_PORTS", values.port_set, frozenset({53, 123})
         ),  # fmt: skip
         nft_table=read.get("NFT_TABLE", values.nft_table, "portwarden"),
+        service_gone_grace=read.get("SERVICE_GONE_GRACE", values.duration, 600.0),
         ignored_networks=(),
     )
     warnings += [
