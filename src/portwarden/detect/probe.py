@@ -123,6 +123,15 @@ def tcp_scan_type(flags: int) -> str:
     return f"TCP odd-flags scan ({flag_names(flags)})"
 
 
+def part_of_a_connection(flags: int) -> bool:
+    """True for a segment with ACK or RST that a TCP stack may send: part of a connection, a
+    reply, or a stray of one that closed; never a probe. Only a SYN beside RST or FIN (with
+    ACK or not: nmap --scanflags SYNRST, ALL) is always forged. SYN+ACK is not: it may be a
+    late or repeated answer to a connection of this host's own, or backscatter of a SYN flood
+    sent in this host's name. The kernel filter (net/bpf.py) makes the same choice."""
+    return bool(flags & (ACK | RST)) and not (flags & SYN and flags & (RST | FIN))
+
+
 def tcp_os_tool(packet: Packet) -> str | None:
     """'nmap' or 'queso' when the segment carries that tool's fingerprinting signature.
 
@@ -163,11 +172,11 @@ def udp_os_tool(packet: Packet) -> str | None:
 
 def packet_probe(packet: Packet, dst: IPAddress, mode: str, tripwire: Callable[[int], bool],
                  now: float) -> Probe | None:  # fmt: skip
-    """The probe a packet to this host makes, or None: a TCP segment with ACK or RST (part of a
-    connection), or a packet that is neither to a tripwire port nor an OS-fingerprinting probe.
+    """The probe a packet to this host makes, or None: a TCP segment that may be part of a
+    connection, or a packet that is neither to a tripwire port nor an OS-fingerprinting probe.
     `tripwire(port)` is asked last: live it may cost a system call (SmartVerify)."""
     if packet.proto == IPPROTO_TCP:
-        if packet.flags & (ACK | RST):
+        if part_of_a_connection(packet.flags):
             return None
         os_tool = tcp_os_tool(packet)
     else:
