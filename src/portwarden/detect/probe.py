@@ -98,6 +98,15 @@ class Probe(NamedTuple):
         shape = self.flags or self.proto.value
         return f"{shape}/{self.os_probe}" if self.os_probe else shape
 
+    @property
+    def os_match(self) -> str:
+        """The OS-fingerprinting probe the packet matched, as tool/probe ('nmap/T7'), the tool
+        alone when nmap has no name for it ('queso'), or '': a tripwire probe of `nmap -O` is
+        named by its flags (T7 as a XMAS scan), and this says which scan nobody ran."""
+        if self.os_tool is None:
+            return ""
+        return f"{self.os_tool}/{self.os_probe}" if self.os_probe else self.os_tool
+
 
 def flag_names(flags: int, reserved: int = 0) -> str:
     names = [name for bit, name in _FLAG_NAMES if flags & bit]
