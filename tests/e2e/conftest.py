@@ -54,6 +54,16 @@ def start_daemon(
         host.stop_processes()
 
 
+@pytest.fixture
+def local_port_range(lab: Lab) -> Iterator[str]:
+    """The target's ephemeral port range, widened to take in the tripwire 31337."""
+    key = "net.ipv4.ip_local_port_range"
+    old = lab.target.run(["sysctl", "-n", key]).stdout.split()
+    lab.target.run(["sysctl", "-qw", f"{key}=31000 60999"])
+    yield "31000-60999"
+    lab.target.run(["sysctl", "-qw", f"{key}={old[0]} {old[1]}"])
+
+
 @pytest.fixture(autouse=True)
 def clean_firewall(lab: Lab, started_daemons: list[RunningDaemon]) -> Iterator[None]:
     """Blocks made by one test must not cut off the next test's attackers: the daemons this

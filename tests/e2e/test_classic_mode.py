@@ -5,10 +5,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from portwarden.lab.network import NET4, Host, Lab
 from tests.e2e.conftest import StartDaemon
@@ -40,16 +37,6 @@ def test_a_subnet_broadcast_is_not_a_probe(lab: Lab, start_daemon: StartDaemon) 
     daemon.stop()
 
 
-@pytest.fixture
-def local_port_range(lab: Lab) -> Iterator[str]:
-    """The target's ephemeral port range, widened to take in the tripwire 31337."""
-    key = "net.ipv4.ip_local_port_range"
-    old = lab.target.run(["sysctl", "-n", key]).stdout.split()
-    lab.target.run(["sysctl", "-qw", f"{key}=31000 60999"])
-    yield "31000-60999"
-    lab.target.run(["sysctl", "-qw", f"{key}={old[0]} {old[1]}"])
-
-
 def test_a_late_dns_reply_to_a_tripwire_in_the_local_port_range_is_no_probe(
     lab: Lab, start_daemon: StartDaemon, local_port_range: str
 ) -> None:
@@ -57,7 +44,8 @@ def test_a_late_dns_reply_to_a_tripwire_in_the_local_port_range_is_no_probe(
     daemon = start_daemon("-tcp", "-udp")
     daemon.wait_for(rf"udp: 1 tripwire ports are in this host's local port range "
                     rf"{local_port_range} .*: 31337; datagrams to them from source ports "
-                    r"53,123 \(UDP_REPLY_SOURCE_PORTS\) are taken for late replies")  # fmt: skip
+                    r"53,123,443,853,5353 \(UDP_REPLY_SOURCE_PORTS\) are taken for late "
+                    "replies")  # fmt: skip
     server = lab.attackers[1]
     send(server, lab.target.ipv4, 31337, sport=53)  # the late answer
     send(server, lab.target.ipv4, 31337, sport=5300)  # anything else there is a probe

@@ -56,6 +56,21 @@ def test_nmap_os_detection_of_one_open_port_is_one_summary_showing_each_probe(
     assert len(daemon.attacks(mark, kind="os-probe", src=src)) == 1
 
 
+def test_os_probes_to_a_closed_tripwire_say_which_probe_they_are(
+    lab: Lab, daemon: RunningDaemon
+) -> None:
+    """nmap -O sends T5-T7 to a closed port, here tripwire 11: T7 is named by its flags, a XMAS
+    scan, and tagged as nmap's T7; nmap's own SYN scan of the port is not tagged."""
+    attacker = lab.attackers[0]
+    mark = daemon.mark()
+    nmap(attacker.run, "-O", "-p", f"11,{SERVICE}", lab.target.ipv4)
+    t7 = daemon.wait_for_attack(mark, kind="scan", src=attacker.ipv4, type="TCP XMAS scan")
+    assert (t7["port"], t7["flags"], t7.get("os")) == ("11", "FIN+PSH+URG", "nmap/T7")
+    assert daemon.attacks(mark, kind="scan", src=attacker.ipv4, port="11", os="nmap/T5")
+    syns = daemon.attacks(mark, kind="scan", src=attacker.ipv4, type="TCP SYN/Normal scan")
+    assert any("os" not in line for line in syns)
+
+
 @pytest.mark.parametrize("family", [4, 6])
 def test_accurate_ecn_client_is_neither_reported_nor_blocked(
     lab: Lab, start_daemon: StartDaemon, family: int

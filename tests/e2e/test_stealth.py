@@ -31,11 +31,20 @@ SCANS = [
     (["-sN", "-p", "1-200"], "TCP NULL scan", "tcp"),
     (["-sX", "-p", "1-200"], "TCP XMAS scan", "tcp"),
     (["-sU", "-p", "1,7,9,161"], "UDP scan", "udp"),
+    # Flags that never come together in a real connection, though they carry ACK or RST.
+    (["--scanflags", "SYNRST", "-p", "1-200"], "TCP odd-flags scan (SYN+RST)", "tcp"),
+    (["--scanflags", "SYNFINACK", "-p", "1-200"], "TCP odd-flags scan (FIN+SYN+ACK)", "tcp"),
+    (
+        ["--scanflags", "ALL", "-p", "1-200"],
+        "TCP odd-flags scan (FIN+SYN+RST+PSH+ACK+URG+ECE+CWR)",
+        "tcp",
+    ),
 ]
+SCAN_IDS = [s[0][1] if s[0][0] == "--scanflags" else s[0][0] for s in SCANS]
 
 
 @pytest.mark.parametrize("family", [4, 6])
-@pytest.mark.parametrize(("args", "scan_type", "proto"), SCANS, ids=[s[0][0] for s in SCANS])
+@pytest.mark.parametrize(("args", "scan_type", "proto"), SCANS, ids=SCAN_IDS)
 def test_nmap_scan_is_detected_with_source_and_type(
     lab: Lab, daemon: RunningDaemon, family: int, args: list[str], scan_type: str, proto: str
 ) -> None:

@@ -28,13 +28,14 @@ def test_a_late_dns_or_ntp_reply_to_a_tripwire_in_the_local_range_is_no_probe(
     ports, warning = late_reply_ports(settings)
     assert ports == {inside}
     assert (
-        warning is not None and f": {inside}; datagrams to them from source ports 53,123" in warning
+        warning is not None
+        and f": {inside}; datagrams to them from source ports 53,123,443,853,5353" in warning
     )
     engine = Engine(engine_config(settings, settings.ignore_list(()), ports))
     assert engine.feed(datagram(53, inside), 0) == []  # a DNS answer after the client gave up
     assert engine.feed(datagram(123, inside, src="2001:db8::7b"), 0) == []  # NTP, IPv6
     assert [v.kind for v in engine.feed(datagram(53, outside), 0)] == ["scan"]
-    assert [v.kind for v in engine.feed(datagram(5353, inside, src="198.18.0.9"), 0)] == ["scan"]
+    assert [v.kind for v in engine.feed(datagram(5300, inside, src="198.18.0.9"), 0)] == ["scan"]
 
 
 def test_the_exemption_can_be_turned_off(tmp_path: Path) -> None:
@@ -55,3 +56,15 @@ def test_no_warning_without_tripwires_in_the_range(tmp_path: Path) -> None:
         frozenset(),
         None,
     )
+
+
+def test_a_scan_interval_longer_than_the_window_is_said_to_be_capped(tmp_path: Path) -> None:
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text('SCAN_COUNT_THRESHOLD="5"\nSCAN_TRIGGER_WINDOW="60"\nSCAN_INTERVAL="90"\n')
+    (warning,) = [w for w in load_settings(conf).warnings if "SCAN_INTERVAL" in w]
+    assert warning.endswith(
+        ":3: SCAN_INTERVAL (90 s) is longer than SCAN_TRIGGER_WINDOW (60 s), "
+        "which caps it: a source quiet for SCAN_TRIGGER_WINDOW starts over"
+    )
+    conf.write_text('SCAN_COUNT_THRESHOLD="5"\nSCAN_TRIGGER_WINDOW="60"\nSCAN_INTERVAL="30"\n')
+    assert not [w for w in load_settings(conf).warnings if "SCAN_INTERVAL" in w]

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from portwarden.detect.probe import (
     flag_names,
     os_probe_name,
+    part_of_a_connection,
     tcp_os_tool,
     tcp_scan_type,
     udp_os_tool,
@@ -21,6 +22,7 @@ from portwarden.net.packet import (
     ECE,
     FIN,
     PSH,
+    RST,
     SYN,
     URG,
     MalformedPacket,
@@ -129,10 +131,28 @@ def test_timestamp_walk_never_raises(options: bytes) -> None:
         (FIN | PSH | URG, "TCP XMAS scan"),
         (SYN | FIN, "TCP odd-flags scan (FIN+SYN)"),
         (FIN | SYN | PSH | URG, "TCP odd-flags scan (FIN+SYN+PSH+URG)"),
+        (SYN | RST, "TCP odd-flags scan (SYN+RST)"),
+        (0xFF, "TCP odd-flags scan (FIN+SYN+RST+PSH+ACK+URG+ECE+CWR)"),
     ],
 )
 def test_scan_names(flags: int, name: str) -> None:
     assert tcp_scan_type(flags) == name
+
+
+@pytest.mark.parametrize(
+    ("flags", "connection"),
+    [
+        (ACK, True), (RST, True), (RST | ACK, True), (FIN | ACK, True), (PSH | ACK, True),
+        (SYN | ACK, True),  # a late answer to a connection of ours: no probe
+        (SYN | ACK | ECE, True),
+        (SYN | RST, False), (SYN | RST | ACK, False), (SYN | FIN | ACK, False), (0xFF, False),
+        (SYN, False), (FIN, False), (0, False), (SYN | FIN, False),  # no ACK, no RST: probes
+    ],
+)  # fmt: skip
+def test_only_forged_flag_combinations_with_ack_or_rst_are_probes(
+    flags: int, connection: bool
+) -> None:
+    assert part_of_a_connection(flags) is connection
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,8 @@ def probe_event(verdict: Verdict) -> dict[str, Any]:
     if verdict.kind == "os-probe":
         event.update(os_tool=p.os_tool, patterns=list(verdict.patterns))
     else:
-        event.update(type=p.scan, probes=verdict.probes, ports=verdict.ports)
+        event.update(type=p.scan, probes=verdict.probes, ports=verdict.ports,
+                     os=p.os_match or None)  # fmt: skip
     return event
 
 

@@ -1,9 +1,10 @@
 """The stable one-line form of a verdict: `attack key=value ...`, the same for every kind.
 
-Fields, in this order: kind src dst proto port type mode flags probes ports first [patterns]
-[ip_options] time; the log adds `action` to summaries (alert.dispatch). `ports` stops counting
-at limits.PORTS_TRACKED_MAX, shown as `64+`. Values with spaces are double-quoted; anything
-from the network is escaped by one_line, so a line can never be split or forged.
+Fields, in this order: kind src dst proto port type mode flags probes ports first [os]
+[patterns] [ip_options] time; the log adds `action` to summaries (alert.dispatch). `ports`
+stops counting at limits.PORTS_TRACKED_MAX, shown as `64+`. Values with spaces are
+double-quoted; anything from the network is escaped by one_line, so a line can never be split
+or forged.
 """
 
 from datetime import UTC, datetime
@@ -38,6 +39,8 @@ def verdict_line(verdict: Verdict) -> str:
         ("ports", port_count(verdict.ports)),
         ("first", "yes" if verdict.first else "no"),
     ]
+    if verdict.kind == "scan" and p.os_match:
+        fields.append(("os", p.os_match))
     if verdict.kind.startswith("os-"):
         fields.append(("patterns", " ".join(verdict.patterns)))
     if p.ip_options:

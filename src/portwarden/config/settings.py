@@ -121,6 +121,7 @@ class Settings:
     smtp_ca_file: Path | None
     udp_reply_source_ports: frozenset[int]
     nft_table: str
+    service_gone_grace: float
     ignored_networks: tuple[Network, ...]
     warnings: tuple[str, ...] = ()
 
@@ -306,9 +307,10 @@ def load_settings(path: Path | None) -> Settings:
         event_log_keep=read.get("EVENT_LOG_KEEP", values.positive, 5),
         smtp_ca_file=read.path("SMTP_CA_FILE", None),
         udp_reply_source_ports=read.get(
-            "UDP_REPLY_SOURCE_PORTS", values.port_set, frozenset({53, 123})
+            "UDP_REPLY_SOURCE_PORTS", values.port_set, frozenset({53, 123, 443, 853, 5353})
         ),  # fmt: skip
         nft_table=read.get("NFT_TABLE", values.nft_table, "portwarden"),
+        service_gone_grace=read.get("SERVICE_GONE_GRACE", values.duration, 600.0),
         ignored_networks=(),
     )
     warnings += [
@@ -326,6 +328,11 @@ def load_settings(path: Path | None) -> Settings:
                                    "ADVANCED_EXCLUDE_UDP", "UDP_REPLY_SOURCE_PORTS")
                  if key in entries and values.has_empty_items(entries[key].value)]  # fmt: skip
     warnings += _hostscan_warnings(read)
+    if settings.scan_count_threshold and settings.scan_interval > settings.scan_trigger_window:
+        interval, window = settings.scan_interval, settings.scan_trigger_window
+        warnings.append(f"{read.where('SCAN_INTERVAL')}SCAN_INTERVAL ({interval:g} s) is longer "
+                        f"than SCAN_TRIGGER_WINDOW ({window:g} s), which caps it: a source quiet "
+                        "for SCAN_TRIGGER_WINDOW starts over")  # fmt: skip
     wants_mail = (settings.mail_on_tcp_scan or settings.mail_on_udp_scan
                   or settings.mail_on_os_probe or settings.mail_on_audit)  # fmt: skip
     if wants_mail and not settings.mail_to:

@@ -98,6 +98,15 @@ class Probe(NamedTuple):
         shape = self.flags or self.proto.value
         return f"{shape}/{self.os_probe}" if self.os_probe else shape
 
+    @property
+    def os_match(self) -> str:
+        """The OS-fingerprinting probe the packet matched, as tool/probe ('nmap/T7'), the tool
+        alone when nmap has no name for it ('queso'), or '': a tripwire probe of `nmap -O` is
+        named by its flags (T7 as a XMAS scan), and this says which scan nobody ran."""
+        if self.os_tool is None:
+            return ""
+        return f"{self.os_tool}/{self.os_probe}" if self.os_probe else self.os_tool
+
 
 def flag_names(flags: int, reserved: int = 0) -> str:
     names = [name for bit, name in _FLAG_NAMES if flags & bit]
@@ -121,6 +130,15 @@ def tcp_scan_type(flags: int) -> str:
     if core == FIN | PSH | URG:
         return XMAS_SCAN
     return f"TCP odd-flags scan ({flag_names(flags)})"
+
+
+def part_of_a_connection(flags: int) -> bool:
+    """True for a segment with ACK or RST that a TCP stack may send: part of a connection, a
+    reply, or a stray of one that closed; never a probe. Only a SYN beside RST or FIN (with
+    ACK or not: nmap --scanflags SYNRST, ALL) is always forged. SYN+ACK is not: it may be a
+    late or repeated answer to a connection of this host's own, or backscatter of a SYN flood
+    sent in this host's name. The kernel filter (net/bpf.py) makes the same choice."""
+    return bool(flags & (ACK | RST)) and not (flags & SYN and flags & (RST | FIN))
 
 
 def tcp_os_tool(packet: Packet) -> str | None:
@@ -163,11 +181,11 @@ def udp_os_tool(packet: Packet) -> str | None:
 
 def packet_probe(packet: Packet, dst: IPAddress, mode: str, tripwire: Callable[[int], bool],
                  now: float) -> Probe | None:  # fmt: skip
-    """The probe a packet to this host makes, or None: a TCP segment with ACK or RST (part of a
-    connection), or a packet that is neither to a tripwire port nor an OS-fingerprinting probe.
+    """The probe a packet to this host makes, or None: a TCP segment that may be part of a
+    connection, or a packet that is neither to a tripwire port nor an OS-fingerprinting probe.
     `tripwire(port)` is asked last: live it may cost a system call (SmartVerify)."""
     if packet.proto == IPPROTO_TCP:
-        if packet.flags & (ACK | RST):
+        if part_of_a_connection(packet.flags):
             return None
         os_tool = tcp_os_tool(packet)
     else:

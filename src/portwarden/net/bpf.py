@@ -1,6 +1,8 @@
 """Classic BPF filters for the raw sensors, so that only possible probes reach Python.
 
-TCP: drop non-first fragments and anything with ACK or RST (established traffic, replies);
+TCP: drop non-first fragments and anything with ACK or RST (established traffic, replies)
+unless it carries SYN with RST or FIN, which no TCP stack sends (detect.probe.
+part_of_a_connection; SYN+ACK is dropped: it may be a late answer to this host's own connection);
 pass a SYN (plain, or with ECE+CWR from a client negotiating ECN) only to a tripwire port,
 unless it looks like an OS-fingerprinting probe: the window of one of nmap's SYN probes, nmap's
 ECN probe, queso's; pass every other flag combination (FIN, NULL, XMAS, odd flags) to any port,
@@ -19,7 +21,7 @@ from collections.abc import Iterable
 
 from portwarden import limits
 from portwarden.detect.probe import NMAP_ECN_URGENT, NMAP_SYN_WINDOWS, NMAP_U1_LEN
-from portwarden.net.packet import ACK, CWR, ECE, RST, SYN
+from portwarden.net.packet import ACK, CWR, ECE, FIN, RST, SYN
 from portwarden.text import port_spans
 
 SO_ATTACH_FILTER = 26
@@ -82,8 +84,11 @@ def tcp_filter(ports: Iterable[int], with_ip_header: bool) -> list[Insn]:
     ]
     flags = [
         (load_b, 0, 0, 13),
-        (_JSET_K, 0, 1, ACK | RST),
-        drop,
+        (_JSET_K, 0, 4, ACK | RST),
+        (_JSET_K, 0, 2, SYN),
+        (_JSET_K, 0, 1, RST | FIN),
+        accept,  # SYN with RST or FIN: forged, to any port
+        drop,  # part of a connection
         (_JEQ_K, len(ecn) + 2, 0, SYN),
         (_JEQ_K, 1, 0, SYN | ECE | CWR),
         accept,  # any other flag combination: FIN, NULL, XMAS, odd flags, nmap's T2 and T3

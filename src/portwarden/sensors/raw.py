@@ -31,13 +31,22 @@ _OPTION_HEADERS = (socket.IPV6_HOPOPTS, socket.IPV6_DSTOPTS)
 
 
 class RawSensor:
-    """One protocol, IPv4 and IPv6. `candidates` gives the ports to watch (before SmartVerify)."""
+    """One protocol, IPv4 and IPv6. `candidates` gives the ports to watch (before SmartVerify).
 
-    def __init__(self, proto: Proto, mode: str, candidates: frozenset[int], host: HostView) -> None:
+    A port that had a service stays out of the tripwires for `grace_s` after the service went
+    (0: not at all): a service that stops or restarts leaves its clients reconnecting, and they
+    are no scanners (PortSentry never watched a port that was in use at its start).
+    """
+
+    def __init__(self, proto: Proto, mode: str, candidates: frozenset[int], host: HostView,
+                 grace_s: float) -> None:  # fmt: skip
         self.proto = proto
         self.mode = mode
         self._candidates = candidates
         self._host = host
+        self._grace_s = grace_s
+        # Port -> the last time (monotonic) it was seen with a service: at most 65,536 keys.
+        self._served_at: dict[int, float] = {}
         number = IPPROTO_TCP if proto is Proto.TCP else IPPROTO_UDP
         self._filter: Callable[..., list[bpf.Insn]] = (
             bpf.tcp_filter if proto is Proto.TCP else bpf.udp_filter
@@ -68,7 +77,15 @@ class RawSensor:
             self._drain(fd)
 
     def tripwires(self) -> frozenset[int]:
-        return self._candidates - self._host.bound(self.proto)
+        """The candidates without a service now or within the grace period."""
+        now = time.monotonic()
+        bound = self._host.bound(self.proto)
+        if self._grace_s:
+            for port in bound & self._candidates:
+                self._served_at[port] = now
+            for port in [p for p, at in self._served_at.items() if now - at >= self._grace_s]:
+                del self._served_at[port]
+        return self._candidates.difference(bound, self._served_at)
 
     def refresh(self) -> None:
         """Re-attach the kernel filter when the set of tripwire ports has changed."""
@@ -138,6 +155,8 @@ class RawSensor:
             return True
         if port_in_use(self.proto, port):
             self._free_at.pop(port, None)
+            if self._grace_s:
+                self._served_at[port] = now
             return False
         if len(self._free_at) >= limits.FREE_PORTS_CACHED_MAX:
             self._free_at.clear()
