@@ -28,6 +28,14 @@ def one_line(value: str, limit: int = _MAX_SHOWN) -> str:
     return "".join(out)
 
 
+def field_value(value: str) -> str:
+    """An untrusted value for a `key=value` field: one_line, `"` turned into `'`, and
+    double-quoted when it has a space or is empty, so it cannot end its field and forge
+    another (a process renamed `x pid=1 user=root` shows as `"x pid=1 user=root"`)."""
+    value = one_line(value).replace('"', "'")
+    return f'"{value}"' if " " in value or not value else value
+
+
 def utc_stamp(epoch: float) -> str:
     """Seconds since the epoch as `2026-11-24T12:09:42Z`: the one time format of events,
     reports and status."""

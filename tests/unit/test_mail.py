@@ -128,6 +128,23 @@ def test_a_login_needs_a_readable_password_file_and_a_safe_channel(tmp_path: Pat
     assert settings(tmp_path, relay_lines + login).warnings == ()
 
 
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [("", "the password (its first line) is empty"), ("\nsecond\n", "the password (its first "
+     "line) is empty"), ("p\u00e4ss\n", "the password has a non-ASCII character")],
+)  # fmt: skip
+def test_an_empty_or_non_ascii_password_is_refused_at_load(
+    tmp_path: Path, text: str, why: str
+) -> None:
+    """smtplib sends AUTH as ASCII: a password it cannot send failed every mail."""
+    password = secret(tmp_path, text)
+    with pytest.raises(ConfigError) as error:
+        settings(tmp_path, f'SMTP_RELAY="localhost"\nSMTP_USER="pw"\n'
+                           f'SMTP_PASSWORD_FILE="{password}"\n')  # fmt: skip
+    assert f'SMTP_PASSWORD_FILE="{password}": {password}: {why}' in str(error.value)
+    assert "\n" not in str(error.value)
+
+
 def test_a_password_file_others_can_read_is_a_warning(tmp_path: Path) -> None:
     password = secret(tmp_path, "pass word\n", 0o644)
     found = settings(tmp_path, f'SMTP_RELAY="localhost"\nSMTP_USER="pw"\n'

@@ -16,24 +16,17 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from pathlib import Path
 from typing import Any
 
 from portwarden import limits
 from portwarden.alert.mail import deadline_s
 from portwarden.config import Settings
+from portwarden.config.smtp import read_password
 from portwarden.text import one_line
 
 
 class DeliveryFailed(Exception):
     """The mail was not delivered; str() is one line saying why."""
-
-
-def password(path: Path) -> str:
-    """The first line of SMTP_PASSWORD_FILE, without its line break; nothing else is taken
-    (a comment or a second line after it is not part of the password)."""
-    with path.open(encoding="utf-8") as file:
-        return file.readline().removesuffix("\n").removesuffix("\r")
 
 
 class RelayLookup:
@@ -146,7 +139,7 @@ def deliver(s: Settings, title: str, text: str, until: float,
             # else the system's CAs; and its name against SMTP_RELAY.
             smtp.starttls(context=ssl.create_default_context(cafile=s.smtp_ca_file))
         if s.smtp_user and s.smtp_password_file:
-            smtp.login(s.smtp_user, password(s.smtp_password_file))
+            smtp.login(s.smtp_user, read_password(s.smtp_password_file))
         refused = smtp.send_message(message)
         with contextlib.suppress(OSError, smtplib.SMTPException):  # delivered: QUIT is a nicety
             smtp.quit()
