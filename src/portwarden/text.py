@@ -43,9 +43,10 @@ def utc_stamp(epoch: float) -> str:
 
 
 def local_stamp(epoch: float) -> str:
-    """Seconds since the epoch in the host's time zone, zone named (`2026-11-24 13:09:42 CET`):
-    for what people read on this host (mail, the `blocked` table)."""
-    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(epoch))
+    """Seconds since the epoch in the host's time zone, with its offset from UTC
+    (`2026-11-24 13:09:42 +0100`): for what people read on this host (mail, the `blocked`
+    table); the offset keeps it unambiguous beside the UTC times of logs and events."""
+    return time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(epoch))
 
 
 def port_count(count: int) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from portwarden.lab.network import Lab
-from tests.e2e.conftest import StartDaemon, nmap
+from tests.e2e.conftest import SERVICE, StartDaemon, nmap
 from tests.lab import logwatch
 from tests.lab.daemon import start_with_hosts_file
 from tests.lab.services import can_connect
@@ -130,6 +130,36 @@ def test_mail_syslog_json_and_fail2ban_for_an_nmap_scan(
     assert summary["action"] == "blocked via nft until forever"
     assert set(summary) >= {"time", "started", "last_seen", "first_port", "last_port", "types"}
     daemon.stop()
+
+
+@pytest.mark.usefixtures("echo_service")
+def test_the_os_probe_mail_for_nmap_os_detection(lab: Lab, start_daemon: StartDaemon,
+                                                 tmp_path: Path) -> None:  # fmt: skip
+    """nmap -O sends TCP probes and one UDP probe (U1): the mail says both protocols, each
+    probe's pattern, and which host was probed. It comes OS_PROBE_QUIET_S after the last."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    server = smtp_server(lab, lab.client.ipv4, "2528", str(inbox))
+    start_daemon("-stcp", "-sudp", conf=(
+        'MAIL_ON_OS_PROBE="1"\nMAIL_TO="admin@example.org"\nMAIL_SUBJECT="%p OS probe from %s"\n'
+        f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2528"\n'))  # fmt: skip
+    attacker = lab.attackers[1]
+    try:
+        nmap(attacker.run, "-O", "-p", str(SERVICE), lab.target.ipv4)
+        (mail,) = wait_for_mail(inbox, 1, timeout=40)
+    finally:
+        server.kill()
+    assert mail["Subject"] == f"TCP+UDP OS probe from {attacker.ipv4}"
+    body = dict(line.split(":", 1) for line in mail.get_payload().strip().splitlines())
+    body = {key: value.strip() for key, value in body.items()}
+    hostname = lab.target.run(["hostname"]).stdout.strip()
+    assert body["Target host"] == hostname
+    assert body["Source"] == attacker.ipv4 and body["Destination"] == lab.target.ipv4
+    assert body["Protocol"] == "TCP+UDP"
+    assert body["Scan type"] == "OS fingerprinting probe (nmap)"
+    assert {"udp/U1", "SYN/SEQ1", "NULL/T2"} <= set(body["Flag patterns"].split())
+    assert int(body["Probes"]) >= 8
+    assert body["Action"] == "not blocked (BLOCK_TCP=0 BLOCK_UDP=0)"
 
 
 @pytest.mark.parametrize("relay", ["hang", "refuse"])
