@@ -288,6 +288,7 @@ def test_name_lookups_stay_within_their_limits(
 
     def dead_name_server(*args: object, **kwargs: object) -> None:
         time.sleep(10)
+        raise socket.herror("no answer")
 
     monkeypatch.setattr(socket, "gethostbyaddr", dead_name_server)
     s = settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{plain_relay}"\n'
