@@ -307,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         stderr.setFormatter(logging.Formatter(
             "%(asctime)s portwarden[%(process)d]: %(levelname)s %(message)s",
-            datefmt="%Y-%m-%dT%H:%M:%S"))  # fmt: skip
+            datefmt="%Y-%m-%dT%H:%M:%S%z"))  # fmt: skip
     logging.basicConfig(
         handlers=[stderr], level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO
     )

@@ -94,6 +94,11 @@ MAIL_QUEUE_MAX = 100
 # a byte now and then would otherwise hold the mail thread, and every mail behind it, for ever.
 MAIL_DELIVERY_TIMEOUTS = 3
 
+# The mail that summarises reports held back by MAIL_PER_HOUR lists at most this many of them
+# (then "... and N more"); the rest are in the JSON event log. A flood of scans must not make one
+# huge mail, nor grow the list kept in memory until the hour has room.
+MAIL_HELD_LISTED_MAX = 20
+
 # The longest a stop waits for queued mail to be sent; what is left is counted and said.
 MAIL_STOP_WAIT_S = 15.0
 

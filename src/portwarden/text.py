@@ -28,6 +28,14 @@ def one_line(value: str, limit: int = _MAX_SHOWN) -> str:
     return "".join(out)
 
 
+def field_value(value: str) -> str:
+    """An untrusted value for a `key=value` field: one_line, `"` turned into `'`, and
+    double-quoted when it has a space or is empty, so it cannot end its field and forge
+    another (a process renamed `x pid=1 user=root` shows as `"x pid=1 user=root"`)."""
+    value = one_line(value).replace('"', "'")
+    return f'"{value}"' if " " in value or not value else value
+
+
 def utc_stamp(epoch: float) -> str:
     """Seconds since the epoch as `2026-11-24T12:09:42Z`: the one time format of events,
     reports and status."""
@@ -35,9 +43,10 @@ def utc_stamp(epoch: float) -> str:
 
 
 def local_stamp(epoch: float) -> str:
-    """Seconds since the epoch in the host's time zone, zone named (`2026-11-24 13:09:42 CET`):
-    for what people read on this host (mail, the `blocked` table)."""
-    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(epoch))
+    """Seconds since the epoch in the host's time zone, with its offset from UTC
+    (`2026-11-24 13:09:42 +0100`): for what people read on this host (mail, the `blocked`
+    table); the offset keeps it unambiguous beside the UTC times of logs and events."""
+    return time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(epoch))
 
 
 def port_count(count: int) -> str:

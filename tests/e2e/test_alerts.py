@@ -3,7 +3,6 @@ datagram socket, the JSON event log; none of them can stall detection or be forg
 
 import email
 import json
-import re
 import subprocess
 import sys
 import time
@@ -14,15 +13,16 @@ from pathlib import Path
 import pytest
 
 from portwarden.lab.network import Lab
-from tests.e2e.conftest import StartDaemon, nmap
+from tests.e2e.conftest import SERVICE, StartDaemon, nmap
+from tests.lab import logwatch
 from tests.lab.daemon import start_with_hosts_file
 from tests.lab.services import can_connect
 from tests.lab.syslogd import SyslogReceiver
 from tests.lab.tls import make_relay_certificate
 
 SMTP = Path(__file__).parent.parent / "lab" / "smtp.py"
-# fail2ban's published filter.d/portsentry.conf, with <HOST> narrowed to an address.
-FAIL2BAN_PORTSENTRY = re.compile(r"\/(?P<host>[0-9a-fA-F.:]+) Port\: [0-9]+ (TCP|UDP) Blocked$")
+# fail2ban's published filter (Debian's package), which reads PortSentry's history file.
+FAIL2BAN_PORTSENTRY = Path("/etc/fail2ban/filter.d/portsentry.conf")
 
 
 @pytest.fixture
@@ -103,9 +103,23 @@ def test_mail_syslog_json_and_fail2ban_for_an_nmap_scan(
     syslog.wait_for(rf"Possible port scan from {attacker.ipv4} to {target} \(TCP SYN/Normal")
     syslog.wait_for(rf"port (1|11|15) connection attempt from {attacker.ipv4}$")
     syslog.wait_for(rf"TCP {attacker.ipv4}\(\d+\) -> {target}\((1|11|15)\)$")
-    # fail2ban's portsentry filter on the history file finds the scanner.
-    history = (daemon.log_path.parent / "state" / "portsentry.history").read_text().splitlines()
-    assert [FAIL2BAN_PORTSENTRY.search(h).group("host") for h in history] == [attacker.ipv4]
+    # fail2ban's portsentry filter, run by fail2ban-regex on the history file, finds the scanner.
+    history = daemon.log_path.parent / "state" / "portsentry.history"
+    found = subprocess.run(["fail2ban-regex", "--out", "ip", str(history),
+                            str(FAIL2BAN_PORTSENTRY)], capture_output=True, text=True,
+                           check=True, timeout=30).stdout.split()  # fmt: skip
+    assert found == [attacker.ipv4]
+    # logwatch's PortSentry report on these lines, as rsyslog writes them to /var/log/messages:
+    # empty with Debian's service file (it keeps the ident portsentry only), the scan and the
+    # block with ours.
+    share = logwatch.share()
+    assert share is not None, "logwatch is not unpacked: run scripts/test.sh"
+    messages = [logwatch.file_line(line, "target") for line in syslog.lines]
+    assert logwatch.report(share, share / logwatch.DEBIAN_PORTSENTRY, messages).strip() == ""
+    report = logwatch.report(share, logwatch.OVERRIDE, messages)
+    ports = " ".join(dict.fromkeys(sorted(seen, key=int)))
+    assert f"TCP SYN/Normal from:\n      {attacker.ipv4}: ports: {ports}\n" in report, report
+    assert f"Warning: Blocked route from/to {attacker.ipv4} 1 times(s)." in report, report
     # JSON event log: the first probe, the block, the summary, with stable fields.
     events = [json.loads(x) for x in (daemon.log_path.parent / "state" / "events.jsonl")
               .read_text().splitlines()]  # fmt: skip
@@ -116,6 +130,36 @@ def test_mail_syslog_json_and_fail2ban_for_an_nmap_scan(
     assert summary["action"] == "blocked via nft until forever"
     assert set(summary) >= {"time", "started", "last_seen", "first_port", "last_port", "types"}
     daemon.stop()
+
+
+@pytest.mark.usefixtures("echo_service")
+def test_the_os_probe_mail_for_nmap_os_detection(lab: Lab, start_daemon: StartDaemon,
+                                                 tmp_path: Path) -> None:  # fmt: skip
+    """nmap -O sends TCP probes and one UDP probe (U1): the mail says both protocols, each
+    probe's pattern, and which host was probed. It comes OS_PROBE_QUIET_S after the last."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    server = smtp_server(lab, lab.client.ipv4, "2528", str(inbox))
+    start_daemon("-stcp", "-sudp", conf=(
+        'MAIL_ON_OS_PROBE="1"\nMAIL_TO="admin@example.org"\nMAIL_SUBJECT="%p OS probe from %s"\n'
+        f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2528"\n'))  # fmt: skip
+    attacker = lab.attackers[1]
+    try:
+        nmap(attacker.run, "-O", "-p", str(SERVICE), lab.target.ipv4)
+        (mail,) = wait_for_mail(inbox, 1, timeout=40)
+    finally:
+        server.kill()
+    assert mail["Subject"] == f"TCP+UDP OS probe from {attacker.ipv4}"
+    body = dict(line.split(":", 1) for line in mail.get_payload().strip().splitlines())
+    body = {key: value.strip() for key, value in body.items()}
+    hostname = lab.target.run(["hostname"]).stdout.strip()
+    assert body["Target host"] == hostname
+    assert body["Source"] == attacker.ipv4 and body["Destination"] == lab.target.ipv4
+    assert body["Protocol"] == "TCP+UDP"
+    assert body["Scan type"] == "OS fingerprinting probe (nmap)"
+    assert {"udp/U1", "SYN/SEQ1", "NULL/T2"} <= set(body["Flag patterns"].split())
+    assert int(body["Probes"]) >= 8
+    assert body["Action"] == "not blocked (BLOCK_TCP=0 BLOCK_UDP=0)"
 
 
 @pytest.mark.parametrize("relay", ["hang", "refuse"])

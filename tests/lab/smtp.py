@@ -22,9 +22,16 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class SaveHandler:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, refuse: frozenset[str] = frozenset()) -> None:
         self.folder = folder
+        self.refuse = refuse  # recipients refused at RCPT TO
         self.count = 0
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        if address in self.refuse:
+            return f"550 5.1.1 <{address}>: Recipient address rejected"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
         self.count += 1
@@ -38,9 +45,11 @@ class SaveHandler:
 
 
 def relay(address: str, port: int, folder: Path, tls: tuple[Path, Path] | None = None,
-          login: tuple[str, str] | None = None) -> Controller:  # fmt: skip
+          login: tuple[str, str] | None = None,
+          refuse: frozenset[str] = frozenset()) -> Controller:  # fmt: skip
     """A started relay; with `tls` (certificate, key) STARTTLS is required, with `login`
-    (user, password) so is AUTH, and only that exact pair is accepted."""
+    (user, password) so is AUTH, and only that exact pair is accepted; the `refuse` recipients
+    are refused (550)."""
     options: dict[str, Any] = {}
     if tls is not None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -56,7 +65,14 @@ def relay(address: str, port: int, folder: Path, tls: tuple[Path, Path] | None =
             return AuthResult(success=ok, auth_data=login[0] if ok else None)
 
         options.update(authenticator=authenticate, auth_required=True)
-    controller = Controller(SaveHandler(folder), hostname=address, port=port, **options)
+    # server_hostname: no getfqdn() (a reverse lookup) at each connection
+    controller = Controller(
+        SaveHandler(folder, refuse),
+        hostname=address,
+        port=port,
+        server_hostname="relay.test",
+        **options,
+    )
     controller.start()
     return controller
 

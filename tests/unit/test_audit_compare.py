@@ -106,6 +106,16 @@ def test_finding_line_and_event_are_one_line_with_stable_fields() -> None:
                                     "service", "program", "pid", "user", "was_port"}  # fmt: skip
 
 
+def test_a_renamed_process_cannot_forge_fields_of_a_finding_line() -> None:
+    """A local process can name itself anything (prctl PR_SET_NAME): its name is one field."""
+    forged = "x pid=1 user=root"
+    finding = Finding(Kind.NEW, "crit", A, 8080, "tcp", "http-alt", forged, 7, 'a"b c')
+    assert finding.line() == ('ServiceNew: 198.18.0.1:8080/tcp (http-alt) program="x pid=1 '
+                              "user=root\" pid=7 user=\"a'b c\"")  # fmt: skip
+    opened = OpenPort(A, "eth0", 8080, Proto.TCP, "svc", None, forged, 7, "root", Rule.UNLISTED)
+    assert ' program="x pid=1 user=root" pid=7 user=root ' in opened.line()
+
+
 def test_a_required_port_that_is_also_ignored_is_not_missing() -> None:
     audit = Auditor("22/tcp")
     assert audit.check(port(A, 22, rule=Rule.IGNORE)) == []

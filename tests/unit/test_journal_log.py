@@ -1,6 +1,7 @@
 """Under systemd, stderr is the journal: each line says its priority, journald adds the rest."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,3 +28,5 @@ def test_journal_lines_carry_the_syslog_priority_and_no_time_or_ident(tmp_path: 
 def test_a_terminal_or_file_gets_time_and_ident(tmp_path: Path) -> None:
     line = _stderr_of_check_config(tmp_path, journal=False)
     assert " portwarden[" in line and " WARNING " in line and not line.startswith("<")
+    # Local time with its offset: unambiguous beside the UTC `time=...Z` of attack lines.
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} portwarden\[", line), line

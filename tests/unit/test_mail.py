@@ -3,6 +3,7 @@ certificate checked, AUTH with the password file's first line; and the SMTP keys
 together, checked when the configuration is loaded."""
 
 import email
+import ipaddress
 import logging
 import socket
 import time
@@ -13,9 +14,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portwarden.alert.mail import Mailer
+from portwarden import limits
+from portwarden.alert.mail import Mailer, body
 from portwarden.alert.mailbudget import HOUR_S, MailBudget
 from portwarden.config import ConfigError, Settings, load_settings
+from portwarden.detect.engine import Verdict
+from portwarden.detect.probe import Probe, Proto
 from tests.lab.smtp import SilentRelay, relay
 from tests.lab.tls import RelayCertificate, make_relay_certificate
 
@@ -124,6 +128,23 @@ def test_a_login_needs_a_readable_password_file_and_a_safe_channel(tmp_path: Pat
     assert settings(tmp_path, relay_lines + login).warnings == ()
 
 
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [("", "the password (its first line) is empty"), ("\nsecond\n", "the password (its first "
+     "line) is empty"), ("p\u00e4ss\n", "the password has a non-ASCII character")],
+)  # fmt: skip
+def test_an_empty_or_non_ascii_password_is_refused_at_load(
+    tmp_path: Path, text: str, why: str
+) -> None:
+    """smtplib sends AUTH as ASCII: a password it cannot send failed every mail."""
+    password = secret(tmp_path, text)
+    with pytest.raises(ConfigError) as error:
+        settings(tmp_path, f'SMTP_RELAY="localhost"\nSMTP_USER="pw"\n'
+                           f'SMTP_PASSWORD_FILE="{password}"\n')  # fmt: skip
+    assert f'SMTP_PASSWORD_FILE="{password}": {password}: {why}' in str(error.value)
+    assert "\n" not in str(error.value)
+
+
 def test_a_password_file_others_can_read_is_a_warning(tmp_path: Path) -> None:
     password = secret(tmp_path, "pass word\n", 0o644)
     found = settings(tmp_path, f'SMTP_RELAY="localhost"\nSMTP_USER="pw"\n'
@@ -201,6 +222,100 @@ def test_mail_rate_limit_says_so_at_once_summarises_later_and_keeps_the_cap(
         "portwarden: 1 reports were not mailed (MAIL_PER_HOUR)",
     ]
     assert (mailer.sent, mailer.withheld, mailer.failed) == (5, 3, 0)
+    notice, summary = (texts(inbox)[i] for i in (2, 3))
+    assert max(len(line) for line in notice.splitlines()) <= 72
+    assert summary.splitlines()[-2:] == ["  report 2", "  report 3"]
+
+
+def texts(inbox: Path) -> list[str]:
+    return [email.message_from_bytes(p.read_bytes()).get_payload(decode=True).decode()
+            .replace("\r\n", "\n") for p in sorted(inbox.glob("*.eml"))]  # fmt: skip
+
+
+def scan(src: str, seen_at: float) -> Verdict:
+    probe = Probe(ipaddress.ip_address(src), ipaddress.ip_address("198.18.0.1"), Proto.TCP, 40000,
+                  11, "stcp", "TCP SYN/Normal scan", "SYN", seen_at=seen_at)  # fmt: skip
+    return Verdict("scan-summary", probe, True, 1, 1, 0.0, first_probe=probe,
+                   types=("TCP SYN/Normal scan",))  # fmt: skip
+
+
+def test_the_summary_of_held_reports_lists_them_up_to_a_limit(
+    tmp_path: Path, plain_relay: int, inbox: Path
+) -> None:
+    clock = Clock()
+    s = settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{plain_relay}"\n'
+                           'MAIL_PER_HOUR="1"\n')  # fmt: skip
+    mailer = Mailer(s, clock=clock)
+    mailer.work(("report 0", "text\n"))
+    for n in range(limits.MAIL_HELD_LISTED_MAX + 5):
+        mailer.work((scan(f"198.18.1.{n}", 1.7e9 + n), "blocked via nft until forever"))
+    clock.now += HOUR_S
+    mailer.work(None)
+    listed = texts(inbox)[-1].splitlines()
+    for line, n in zip(listed[-3:-1], (18, 19), strict=True):
+        assert line.endswith(f"  198.18.1.{n}  TCP  TCP SYN/Normal scan  (blocked via nft until "
+                             "forever)"), line  # fmt: skip
+    assert listed[-1] == "  ... and 5 more"
+    assert sum("198.18.1." in line for line in listed) == limits.MAIL_HELD_LISTED_MAX
+
+
+def test_a_recipient_the_relay_refuses_is_said_and_counted(
+    tmp_path: Path, inbox: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()
+    controller = relay(LOOPBACK, port, inbox, refuse=frozenset({"gone@example.org"}))
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nSYSLOG_SOCKET=""\nSMTP_RELAY="{LOOPBACK}"\n'
+                    f'SMTP_PORT="{port}"\nMAIL_TO="a@example.org, gone@example.org, '
+                    'b@example.org"\n')  # fmt: skip
+    s = load_settings(conf)
+    with caplog.at_level(logging.ERROR, logger="portwarden"):
+        mailer = mail_once(s)
+    controller.stop()
+    assert (inbox / "0001.rcpt").read_text().split() == ["a@example.org", "b@example.org"]
+    assert (mailer.sent, mailer.failed) == (1, 1)
+    assert caplog.messages == [
+        f"mail 'a subject' via {LOOPBACK} port {port}: the relay refused gone@example.org "
+        "(550 5.1.1 <gone@example.org>: Recipient address rejected); sent to the others"
+    ]
+
+
+def test_name_lookups_stay_within_their_limits(
+    tmp_path: Path, plain_relay: int, inbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dead name servers: the source's reverse lookup waits RESOLVE_HOST_TIMEOUT_S at most,
+    the relay's name no longer than the delivery's deadline (SMTP_TIMEOUT x 3)."""
+
+    def dead_name_server(*args: object, **kwargs: object) -> None:
+        time.sleep(10)
+        raise socket.herror("no answer")
+
+    monkeypatch.setattr(socket, "gethostbyaddr", dead_name_server)
+    s = settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{plain_relay}"\n'
+                           'RESOLVE_HOST="1"\nMAIL_ON_TCP_SCAN="1"\n')  # fmt: skip
+    mailer = Mailer(s)
+    started = time.monotonic()
+    mailer.work((scan("198.18.0.11", 1.7e9), "not blocked"))
+    assert time.monotonic() - started < limits.RESOLVE_HOST_TIMEOUT_S + 0.5
+    assert "Source:          198.18.0.11\n" in texts(inbox)[0]
+    monkeypatch.setattr(socket, "getaddrinfo", dead_name_server)
+    mailer = Mailer(settings(tmp_path, 'SMTP_RELAY="relay.example"\nSMTP_TIMEOUT="0.2"\n'))
+    started = time.monotonic()
+    mailer.work(("a subject", "a body\n"))
+    assert time.monotonic() - started < 1
+    assert (mailer.sent, mailer.failed) == (0, 1)
+
+
+def test_the_os_probe_mail_names_the_host_and_both_protocols() -> None:
+    probe = Probe(ipaddress.ip_address("198.18.0.11"), ipaddress.ip_address("198.18.0.1"),
+                  Proto.UDP, 40000, 33000, "sudp", "", "", seen_at=1.7e9,
+                  os_tool="nmap")  # fmt: skip
+    verdict = Verdict("os-summary", probe, True, 2, 2, 0.0, patterns=("SYN/SEQ1", "udp/U1"),
+                      first_probe=probe, types=("nmap",))  # fmt: skip
+    lines = body(verdict, None, "not blocked", "target.example").splitlines()
+    assert lines[0] == "Target host:     target.example"
+    assert "Protocol:        TCP+UDP" in lines
+    assert "Flag patterns:   SYN/SEQ1 udp/U1" in lines
 
 
 @given(st.lists(st.floats(0, 3 * HOUR_S), max_size=60), st.integers(1, 5))

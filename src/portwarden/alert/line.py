@@ -10,12 +10,7 @@ or forged.
 from datetime import UTC, datetime
 
 from portwarden.detect.engine import Verdict
-from portwarden.text import one_line, port_count
-
-
-def _quote(value: str) -> str:
-    value = one_line(value).replace('"', "'")
-    return f'"{value}"' if " " in value or not value else value
+from portwarden.text import field_value, port_count
 
 
 def verdict_line(verdict: Verdict) -> str:
@@ -47,7 +42,7 @@ def verdict_line(verdict: Verdict) -> str:
         fields.append(("ip_options", "yes"))
     stamp = datetime.fromtimestamp(p.seen_at, UTC).isoformat(timespec="milliseconds")
     fields.append(("time", stamp.replace("+00:00", "Z")))
-    return "attack " + " ".join(f"{key}={_quote(value)}" for key, value in fields)
+    return "attack " + " ".join(f"{key}={field_value(value)}" for key, value in fields)
 
 
 class LineLimiter:

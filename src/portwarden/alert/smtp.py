@@ -6,17 +6,22 @@ of memory, which a daemon that never mails should not carry.
 """
 
 import contextlib
+import ipaddress
 import smtplib
 import socket
 import ssl
 import threading
+import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from pathlib import Path
 from typing import Any
 
 from portwarden import limits
+from portwarden.alert.mail import deadline_s
 from portwarden.config import Settings
+from portwarden.config.smtp import read_password
 from portwarden.text import one_line
 
 
@@ -24,21 +29,49 @@ class DeliveryFailed(Exception):
     """The mail was not delivered; str() is one line saying why."""
 
 
-def password(path: Path) -> str:
-    """The first line of SMTP_PASSWORD_FILE, without its line break; nothing else is taken
-    (a comment or a second line after it is not part of the password)."""
-    with path.open(encoding="utf-8") as file:
-        return file.readline().removesuffix("\n").removesuffix("\r")
+class RelayLookup:
+    """SMTP_RELAY's addresses when it is a host name, within a time limit. The system resolver
+    has none we can set (a dead name server takes several seconds a lookup), so getaddrinfo runs
+    on a thread of its own and the delivery waits for it only until its deadline. While a lookup
+    still hangs, the next mail fails at once rather than start another thread."""
+
+    def __init__(self) -> None:
+        self._pending: Future[list[str]] | None = None
+
+    def addresses(self, relay: str, port: int, timeout: float) -> list[str]:
+        """Raises TimeoutError or OSError."""
+        with contextlib.suppress(ValueError):
+            return [str(ipaddress.ip_address(relay))]
+        if self._pending is not None and not self._pending.done():
+            raise TimeoutError(f"the last lookup of {relay} has not ended yet")
+        lookup: Future[list[str]] = Future()
+        self._pending = lookup
+        threading.Thread(target=self._run, args=(lookup, relay, port),
+                         name="portwarden-relay-dns", daemon=True).start()  # fmt: skip
+        try:
+            return lookup.result(max(0.0, timeout))
+        except FutureTimeout:
+            raise TimeoutError(f"no address for {relay} within {timeout:.3g} s") from None
+
+    @staticmethod
+    def _run(lookup: "Future[list[str]]", relay: str, port: int) -> None:
+        try:
+            found = socket.getaddrinfo(relay, port, type=socket.SOCK_STREAM)
+            lookup.set_result(list(dict.fromkeys(str(info[4][0]) for info in found)))
+        except (OSError, UnicodeError) as error:
+            lookup.set_exception(error)
 
 
 class _DeadlineSMTP(smtplib.SMTP):
     """smtplib whose connection can be cut from another thread. SMTP_TIMEOUT bounds each socket
     operation only: a relay that sends a byte now and then would hold the mail thread for ever,
-    so a timer cuts the connection when the whole delivery's time is up."""
+    so a timer cuts the connection when the whole delivery's time is up. It connects to the
+    addresses given (the relay's, looked up within the deadline), not to the name."""
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, addresses: list[str], **options: Any) -> None:
         self._cut_lock = threading.Lock()
         self.expired = False
+        self._addresses = addresses
         super().__init__(**options)
 
     def connect(self, host: str = "localhost", port: int = 0,
@@ -47,13 +80,23 @@ class _DeadlineSMTP(smtplib.SMTP):
         return super().connect(host, port, source_address)
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        sock = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        sock = self._connect_any(port, timeout)
         with self._cut_lock:  # a cut during connect() finds the socket here
             if self.expired:
                 sock.close()
                 raise TimeoutError("the deadline passed while connecting")
             self.sock = sock
         return sock
+
+    def _connect_any(self, port: int, timeout: float) -> socket.socket:
+        """The first of the relay's addresses that takes the connection."""
+        failure: OSError = OSError("no address for the relay")
+        for address in self._addresses:
+            try:
+                return super()._get_socket(address, port, timeout)  # type: ignore[misc]
+            except OSError as error:
+                failure = error
+        raise failure
 
     def cut(self) -> None:
         with self._cut_lock:
@@ -68,12 +111,11 @@ class _DeadlineSMTP(smtplib.SMTP):
 _LINE_MAX = 998  # RFC 5322: characters in a line of a message, without CRLF
 
 
-def deadline_s(settings: Settings) -> float:
-    return settings.smtp_timeout * limits.MAIL_DELIVERY_TIMEOUTS
-
-
-def deliver(s: Settings, title: str, text: str) -> None:
-    """Send one mail to every MAIL_TO address. Raises DeliveryFailed."""
+def deliver(s: Settings, title: str, text: str, until: float,
+            relay_lookup: RelayLookup) -> dict[str, str]:  # fmt: skip
+    """Send one mail to every MAIL_TO address by `until` (monotonic). Returns the addresses the
+    relay refused, with its reply (one line each), when it took the mail for the others; raises
+    DeliveryFailed when it was delivered to none."""
     message = EmailMessage()
     message["From"] = s.mail_from
     message["To"] = ", ".join(s.mail_to)
@@ -84,21 +126,25 @@ def deliver(s: Settings, title: str, text: str) -> None:
     # and old readers that parse the body see it as written; quoted-printable otherwise.
     plain = text.isascii() and all(len(line) < _LINE_MAX for line in text.splitlines())
     message.set_content(text, cte="7bit" if plain else None)
-    smtp = _DeadlineSMTP(local_hostname=s.smtp_helo, timeout=s.smtp_timeout)
-    timer = threading.Timer(deadline_s(s), smtp.cut)
+    addresses: list[str] = []
+    smtp = _DeadlineSMTP(addresses, local_hostname=s.smtp_helo, timeout=s.smtp_timeout)
+    timer = threading.Timer(max(0.0, until - time.monotonic()), smtp.cut)
     timer.daemon = True
     timer.start()
     try:
+        addresses += relay_lookup.addresses(s.smtp_relay, s.smtp_port, until - time.monotonic())
         smtp.connect(s.smtp_relay, s.smtp_port)
         if s.smtp_starttls:
             # The relay's certificate is checked: against SMTP_CA_FILE if given (a private CA),
             # else the system's CAs; and its name against SMTP_RELAY.
             smtp.starttls(context=ssl.create_default_context(cafile=s.smtp_ca_file))
         if s.smtp_user and s.smtp_password_file:
-            smtp.login(s.smtp_user, password(s.smtp_password_file))
-        smtp.send_message(message)
+            smtp.login(s.smtp_user, read_password(s.smtp_password_file))
+        refused = smtp.send_message(message)
         with contextlib.suppress(OSError, smtplib.SMTPException):  # delivered: QUIT is a nicety
             smtp.quit()
+        return {address: one_line(f"{code} {reply.decode('utf-8', 'replace')}")
+                for address, (code, reply) in refused.items()}  # fmt: skip
     except (OSError, UnicodeError, ValueError, smtplib.SMTPException) as error:
         if smtp.expired:
             raise DeliveryFailed(f"not delivered within {deadline_s(s):g} s (SMTP_TIMEOUT x "

@@ -6,7 +6,7 @@ from typing import Any, NamedTuple
 from portwarden.audit.names import UNKNOWN
 from portwarden.audit.policy import Rule
 from portwarden.detect.probe import Proto
-from portwarden.text import one_line
+from portwarden.text import field_value, one_line
 
 
 def label(service: str, guessed: bool) -> str:
@@ -21,6 +21,12 @@ class Kind(Enum):
     NEW = "ServiceNew"  # an open port in no list
     RESTARTED = "ServiceRestarted"  # a required port reported missing is open again
     PORT_SWITCH = "ServicePortSwitch"  # an RPC service moved to another port
+
+
+def owner(program: str, pid: int | None, user: str) -> str:
+    """`program=.. pid=.. user=..`; a local process names itself as it likes, so its name (and
+    the user's) is quoted and escaped as one field (text.field_value)."""
+    return f"program={field_value(program)} pid={pid or '-'} user={field_value(user)}"
 
 
 class OpenPort(NamedTuple):
@@ -40,9 +46,8 @@ class OpenPort(NamedTuple):
     def line(self) -> str:
         """`iface:port/proto (service) program=.. pid=.. user=.. policy=..`, one line."""
         service = label(self.service, self.rpc_program is None)
-        return one_line(f"{self.interface}:{self.port}/{self.proto.value} ({service}) "
-                        f"program={self.program} pid={self.pid or '-'} user={self.user} "
-                        f"policy={self.rule.value}", 500)  # fmt: skip
+        where = one_line(f"{self.interface}:{self.port}/{self.proto.value} ({service})", 300)
+        return f"{where} {owner(self.program, self.pid, self.user)} policy={self.rule.value}"
 
     def fields(self) -> dict[str, Any]:
         return {"interface": self.interface, "device": self.device, "port": self.port,
@@ -70,9 +75,10 @@ class Finding(NamedTuple):
         text = f"{self.kind.value}: {where}/{self.proto} ({label(self.service, self.guessed)})"
         if self.was_port is not None:
             text += f", was {self.was_port}/{self.proto}"
+        text = one_line(text, 300)
         if self.kind is not Kind.MISSING:
-            text += f" program={self.program} pid={self.pid or '-'} user={self.user}"
-        return one_line(text, 500)
+            text += f" {owner(self.program, self.pid, self.user)}"
+        return text
 
     def event(self) -> dict[str, Any]:
         """Stable fields for the JSON event log (the daemon adds "time")."""

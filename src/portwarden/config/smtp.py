@@ -47,6 +47,8 @@ def check_smtp(
     if password_file is not None:
         mode = _readable_file(password_file, lambda why: error(
             "SMTP_PASSWORD_FILE", why, str(password_file)))  # fmt: skip
+        _check_password(password_file, lambda why: error(
+            "SMTP_PASSWORD_FILE", why, str(password_file)))  # fmt: skip
         if user is None:
             warnings.append(f"{where('SMTP_PASSWORD_FILE')}SMTP_PASSWORD_FILE is set but "
                             "SMTP_USER is not: no login is made")  # fmt: skip
@@ -66,6 +68,29 @@ def check_smtp(
             warnings.append(f"{where('SMTP_CA_FILE')}SMTP_CA_FILE is used only with "
                             'SMTP_STARTTLS="1"')  # fmt: skip
     return warnings
+
+
+def read_password(path: Path) -> str:
+    """The first line of SMTP_PASSWORD_FILE, without its line break; nothing else is taken
+    (a comment or a second line after it is not part of the password)."""
+    with path.open(encoding="utf-8") as file:
+        return file.readline().removesuffix("\n").removesuffix("\r")
+
+
+def _check_password(path: Path, error: Callable[[str], ConfigError]) -> None:
+    """The password (the file's first line, as alert/smtp.py reads it) must be there, and ASCII:
+    smtplib sends AUTH in ASCII, so any other character made every mail fail."""
+    try:
+        secret = read_password(path)
+    except UnicodeDecodeError:
+        raise error(f"{path} is not UTF-8 text") from None
+    except OSError as failure:
+        raise error(f"cannot read {path}: {failure.strerror}") from None
+    if not secret:
+        raise error(f"{path}: the password (its first line) is empty")
+    if not secret.isascii():
+        raise error(f"{path}: the password has a non-ASCII character, which SMTP AUTH cannot "
+                    "send (smtplib sends it as ASCII)")  # fmt: skip
 
 
 def _readable_file(path: Path, error: Callable[[str], ConfigError]) -> int:

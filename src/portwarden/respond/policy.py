@@ -26,7 +26,7 @@ from portwarden.respond.actions import Actions, BlockRequest, enforced, uses_nft
 from portwarden.respond.admin import UNBLOCK_COMMAND, reapply_here, unblock_here
 from portwarden.respond.nft import NftError, claim_table
 from portwarden.store.db import BlockRecord, Store
-from portwarden.text import local_stamp, one_line, utc_stamp
+from portwarden.text import one_line, utc_stamp
 
 log = logging.getLogger("portwarden")
 
@@ -388,7 +388,8 @@ class ResponsePolicy:
         address = str(summary.probe.src)
         record = self._store.active_block(address)
         if record is not None:
-            until = "forever" if record.until is None else local_stamp(record.until)
+            # UTC: this text goes to the log and the JSON event log, whose times are all UTC.
+            until = "forever" if record.until is None else utc_stamp(record.until)
             how = ", ".join(a.kind for a in record.actions if a.status == "done")
             return f"blocked via {how or 'nothing (every action failed)'} until {until}"
         if address in self._in_flight:
