@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, NoReturn, cast
 
 from portwarden import __version__, background, control, service, status
-from portwarden.config import ConfigError, Settings, TcpMode, UdpMode, load_settings
+from portwarden.config import ConfigError, Modes, Settings, TcpMode, UdpMode, load_settings
 from portwarden.config.defaults import SYSTEM_CONFIG
 from portwarden.config.settings import state_dir_of, to_conf_lines
 from portwarden.descriptors import DescriptorShortage
@@ -149,7 +149,7 @@ def _mode_flags(parser: argparse.ArgumentParser) -> None:
                          help=_MODE_HELP[umode])  # fmt: skip
 
 
-def _modes(args: argparse.Namespace) -> tuple[TcpMode | None, UdpMode | None] | None:
+def _modes(args: argparse.Namespace) -> Modes | None:
     """The modes given on the command line, or None: then the configuration's."""
     return None if args.tcp is None and args.udp is None else (args.tcp, args.udp)
 
@@ -161,8 +161,8 @@ def _config_path(given: Path | None) -> Path | None:
     return SYSTEM_CONFIG if SYSTEM_CONFIG.exists() else None
 
 
-def _load(path: Path | None) -> Settings:
-    settings = load_settings(path)
+def _load(path: Path | None, modes: Modes | None = None) -> Settings:
+    settings = load_settings(path, modes)
     for warning in settings.warnings:
         log.warning("%s", warning)
     return settings
@@ -172,8 +172,8 @@ def _run(args: argparse.Namespace) -> int:
     from portwarden.daemon import Daemon
 
     path = _config_path(args.config)
-    settings = _load(path)
     cli_modes = _modes(args)
+    settings = _load(path, cli_modes)
     os.umask(DAEMON_UMASK)
     on_ready = None
     if args.daemon:  # it changes to /: every path the daemon keeps must be absolute
@@ -278,10 +278,7 @@ def _replay(args: argparse.Namespace) -> int:
     from portwarden.net.pcap import PcapError
     from portwarden.replay import replay
 
-    settings = _load(_config_path(args.config))
-    modes = _modes(args)
-    if modes is not None:
-        settings = settings.with_modes(*modes)
+    settings = _load(_config_path(args.config), _modes(args))
     hosts = frozenset(args.host) if args.host else None
     try:
         counts = replay(settings, args.capture, sys.stdout, hosts)

@@ -16,7 +16,7 @@ from portwarden.alert.dispatch import Alerts
 from portwarden.audit.check import state_path
 from portwarden.audit.periodic import Outcome, PeriodicAudit, Unchecked
 from portwarden.audit.report import summary, unchecked_summary
-from portwarden.config import ConfigError, Settings, TcpMode, UdpMode, load_settings
+from portwarden.config import ConfigError, Modes, Settings, load_settings
 from portwarden.config.settings import blamed_on
 from portwarden.descriptors import OUT_OF_DESCRIPTORS, raise_soft_limit
 from portwarden.detect.config import engine_config, late_reply_ports
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("portwarden")
 
-Modes = tuple[TcpMode | None, UdpMode | None]
 
 TICK_S = 0.5  # the longest the loop sleeps with nothing to read (summaries, refresh)
 PUBLISH_S = 1.0  # how often the metrics page is rebuilt
@@ -49,8 +48,9 @@ class Daemon:
         cli_modes: Modes | None,
         on_ready: Callable[[], None] | None = None,
     ) -> None:
-        """`cli_modes`, when given, override TCP_MODE and UDP_MODE now and after every reload.
-        `on_ready` is called once the sensors watch (`--daemon` then detaches)."""
+        """`settings`: loaded with `cli_modes`, which, when given, override TCP_MODE and
+        UDP_MODE after every reload too. `on_ready` is called once the sensors watch
+        (`--daemon` then detaches)."""
         # First of all: a second instance on this STATE_DIR must touch nothing in it.
         with blamed_on(settings, "STATE_DIR", settings.state_dir):
             self._lock = statedir.claim(settings.state_dir)
@@ -58,7 +58,7 @@ class Daemon:
         self._on_ready = on_ready
         self._config_path = config_path
         self._cli_modes = cli_modes
-        self.settings = settings if cli_modes is None else settings.with_modes(*cli_modes)
+        self.settings = settings
         self._signals: list[int] = []
         self._running = False  # the loop has started (its state is worth saving)
         self._stop_requested = False
@@ -368,7 +368,7 @@ class Daemon:
     def _reload(self) -> None:
         service.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
-            fresh = load_settings(self._config_path)
+            fresh = load_settings(self._config_path, self._cli_modes)
             if fresh.state_dir != self.settings.state_dir:
                 log.warning("reload: STATE_DIR changes only at restart; %s stays in use",
                             self.settings.state_dir)  # fmt: skip
@@ -377,8 +377,6 @@ class Daemon:
                 log.warning("reload: NFT_TABLE changes only at restart; table inet %s stays in "
                             "use", self.settings.nft_table)  # fmt: skip
                 fresh = dataclasses.replace(fresh, nft_table=self.settings.nft_table)
-            if self._cli_modes is not None:
-                fresh = fresh.with_modes(*self._cli_modes)
             self._policy.claim_table(fresh)  # blocking with nftables from now on: may refuse
             self._alerts.reconfigure(fresh)  # opens the new outputs first: may refuse
         except (ConfigError, OSError) as error:

@@ -142,3 +142,9 @@ AUDIT_RPC_WARNINGS_MAX = 10
 # pass over a capture (only ports it watches). A capture of a spoofed flood cannot grow it past
 # this: about 15 MiB.
 REPLAY_SERVICES_MAX = 100_000
+
+# The configuration file and the ignore file are read whole, at start and on every SIGHUP. A
+# name pointed at /dev/zero or a huge file must not eat memory: a file larger than this is
+# refused (Debian's portsentry.conf is 12 KiB; this leaves room for an ignore list of some
+# 200,000 networks). Only regular files are read, so a FIFO cannot stall the daemon either.
+CONFIG_FILE_BYTES_MAX = 4 * 1024 * 1024

@@ -195,7 +195,8 @@ def assignment(key: str) -> Text:
         cat(blanks, key, blanks, "=", blanks, '"', value, '"', trailer),
         cat(blanks, key, blanks, "=", blanks, value, trailer),  # unquoted
         cat(key, '="', value),  # no closing quote
-        cat(key, " ", '"', value, '"'),  # no '='
+        cat(blanks, key, st.sampled_from([" ", "  ", "\t", " \t"]), '"', value, '"', trailer),
+        cat(key, " ", value, trailer),  # no '=': the value must be quoted
     )
 
 
@@ -282,8 +283,9 @@ valid_mail = st.sampled_from(["root@localhost", "a.b+c@example.org"])
 VALID: dict[str, Text] = {
     "TCP_MODE": st.sampled_from(["tcp", "stcp", "atcp", "STCP", "-atcp"]),
     "UDP_MODE": st.sampled_from(["udp", "sudp", "audp", "none", ""]),
-    **dict.fromkeys(["TCP_PORTS", "UDP_PORTS", "ADVANCED_EXCLUDE_TCP", "ADVANCED_EXCLUDE_UDP",
-                     "UDP_REPLY_SOURCE_PORTS"],
+    # A classic or stealth mode needs a port (TCP_MODE and UDP_MODE default to classic).
+    **dict.fromkeys(["TCP_PORTS", "UDP_PORTS"], valid_port_list.filter(lambda p: p.strip(","))),
+    **dict.fromkeys(["ADVANCED_EXCLUDE_TCP", "ADVANCED_EXCLUDE_UDP", "UDP_REPLY_SOURCE_PORTS"],
                     valid_port_list),
     **dict.fromkeys(["ADVANCED_PORTS_TCP", "ADVANCED_PORTS_UDP", "SMTP_PORT"], port),
     **dict.fromkeys(["IGNORE_FILE", "HISTORY_FILE", "BLOCKED_FILE", "STATE_DIR",

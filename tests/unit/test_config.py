@@ -115,7 +115,7 @@ def test_first_occurrence_wins_as_in_portsentry(tmp_path: Path) -> None:
 
 
 def test_ranges_and_more_than_64_ports(tmp_path: Path) -> None:
-    s = load_settings(write(tmp_path, 'TCP_PORTS="1-100, 200"\nUDP_PORTS=""\n'))
+    s = load_settings(write(tmp_path, 'TCP_PORTS="1-100, 200"\nUDP_PORTS=""\nUDP_MODE="audp"\n'))
     assert s.tcp_ports == (*range(1, 101), 200)
     assert s.udp_ports == ()
 
@@ -251,7 +251,7 @@ def test_values_load_back_exactly(tmp_path: Path, text: str, name: str, value: o
 def test_empty_port_list_items_are_skipped_with_a_warning(
     tmp_path: Path, key: str, value: str, ports: tuple[int, ...]
 ) -> None:
-    path = write(tmp_path, f'\n{key}="{value}"\n')
+    path = write(tmp_path, f'\n{key}="{value}"\nTCP_MODE="atcp"\nUDP_MODE="audp"\n')
     s = load_settings(path)
     assert tuple(sorted(getattr(s, key.lower()))) == ports
     (warning,) = [w for w in s.warnings if key in w]
@@ -259,7 +259,7 @@ def test_empty_port_list_items_are_skipped_with_a_warning(
 
 
 def test_a_port_list_without_empty_items_gives_no_warning(tmp_path: Path) -> None:
-    s = load_settings(write(tmp_path, 'TCP_PORTS="1, 2-4"\nUDP_PORTS=""\n'))
+    s = load_settings(write(tmp_path, 'TCP_PORTS="1, 2-4"\nUDP_PORTS=""\nUDP_MODE="none"\n'))
     assert s.warnings == ()
 
 
@@ -295,7 +295,7 @@ def test_line_shape_errors_show_the_line_as_written(tmp_path: Path) -> None:
     for text, shown in [
         ('TCP_PORTS="1\n', 'TCP_PORTS="1: missing closing quote'),
         ('TCP_PORTS="1" 2\n', 'TCP_PORTS="1" 2: unexpected text after the closing quote'),
-        ('  TCP_PORTS "1"\n', 'TCP_PORTS "1": line is not KEY="value"'),
+        ("  TCP_PORTS 1\n", 'TCP_PORTS 1: line is not KEY="value"'),
     ]:
         path = write(tmp_path, text)
         with pytest.raises(ConfigError) as caught:

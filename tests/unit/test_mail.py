@@ -116,7 +116,7 @@ def test_a_login_needs_a_readable_password_file_and_a_safe_channel(tmp_path: Pat
     assert str(error.value).endswith(
         f'SMTP_PASSWORD_FILE="{missing}": cannot read {missing}: No such file or directory'
     )
-    with pytest.raises(ConfigError, match="is not a regular file"):
+    with pytest.raises(ConfigError, match="not a regular file but a directory"):
         settings(tmp_path, relay_lines + f'SMTP_USER="pw"\nSMTP_PASSWORD_FILE="{tmp_path}"\n')
     # The password must not cross the network in clear text; loopback is fine.
     password = secret(tmp_path, "pass word\n")

@@ -2,6 +2,6 @@
 
 from portwarden.config.errors import ConfigError
 from portwarden.config.settings import Settings, load_settings
-from portwarden.config.values import BlockMode, TcpMode, UdpMode
+from portwarden.config.values import BlockMode, Modes, TcpMode, UdpMode
 
-__all__ = ["BlockMode", "ConfigError", "Settings", "TcpMode", "UdpMode", "load_settings"]
+__all__ = ["BlockMode", "ConfigError", "Modes", "Settings", "TcpMode", "UdpMode", "load_settings"]

@@ -1,10 +1,12 @@
 """The PortSentry configuration file format: KEY="value" lines and # comments.
 
-PortSentry 1.2 reads a key's value from the first line that starts with the key followed by
-'=' or a space; the value runs from the first double quote to the next one. A key that
-appears twice therefore means its first occurrence. We keep that meaning and warn about the
-later duplicates. We also accept, as a superset, leading blanks, unquoted values and a
-trailing comment after the value.
+PortSentry 1.2 (ConfigTokenRetrieve) reads a key's value from the first line that starts with
+the key followed by '=' or a space; the value runs from the first double quote to the next one.
+So `KEY="value"`, `KEY = "value"` and `KEY "value"` all set KEY, and a key that appears twice
+means its first occurrence. We keep that meaning and warn about the later duplicates. Without
+'=' the value must be quoted (PortSentry skipped `KEY value`, "Quotes missing"). We also
+accept, as a superset, leading blanks, tabs where PortSentry wanted a space, unquoted values
+after '=' and a trailing comment after the value.
 """
 
 import re
@@ -13,7 +15,8 @@ from dataclasses import dataclass
 from portwarden.config.errors import ConfigError
 from portwarden.config.textfile import numbered_lines
 
-_LINE = re.compile(r"[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*=[ \t]*(.*)")
+# KEY, then '=' and the value, or blanks and a quoted value
+_LINE = re.compile(r'[ \t]*([A-Za-z_][A-Za-z0-9_]*)(?:[ \t]*=[ \t]*(.*)|[ \t]+(".*))')
 _TRAILER = re.compile(r"[ \t]*(#.*)?")
 _UNQUOTED = re.compile(r"(.*?)(?:[ \t]+#.*)?[ \t]*", re.DOTALL)
 
@@ -44,7 +47,7 @@ def parse_conf(text: str, source: str, lenient: bool = False) -> tuple[dict[str,
         try:
             if match is None:
                 raise ConfigError(source, 'line is not KEY="value"', line=number, text=stripped)
-            key, rest = match.group(1), match.group(2)
+            key, rest = match.group(1), match.group(2) or match.group(3) or ""
             value = _value(rest, source, number, key, stripped)
         except ConfigError:
             if lenient:
@@ -61,7 +64,8 @@ def parse_conf(text: str, source: str, lenient: bool = False) -> tuple[dict[str,
 
 
 def _value(rest: str, source: str, line: int, key: str, text: str) -> str:
-    """The value of `rest` (what follows '='); `text` is the whole line, for errors."""
+    """The value of `rest` (what follows '=', or the blanks after the key); `text` is the whole
+    line, for errors."""
     if rest.startswith('"'):
         end = rest.find('"', 1)
         if end < 0:

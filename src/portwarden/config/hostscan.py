@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from portwarden.config import values
 from portwarden.config.ignore import Address, Network, parse_network
+from portwarden.text import port_ranges
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +25,7 @@ class Endpoint:
     def __str__(self) -> str:
         if self.ports is None:
             return str(self.network)
-        return f"{self.network}:{','.join(str(p) for p in sorted(self.ports))}"
+        return f"{self.network}:{port_ranges(self.ports)}"
 
 
 @dataclass(frozen=True, slots=True)

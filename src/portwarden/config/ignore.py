@@ -4,11 +4,10 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from portwarden.config import values
 from portwarden.config.errors import ConfigError
-from portwarden.config.textfile import numbered_lines, read_text
+from portwarden.config.textfile import numbered_lines
 from portwarden.net.local import unmapped
 from portwarden.text import one_line
 
@@ -51,11 +50,10 @@ class IgnoreList:
 
     @classmethod
     def build(cls, *groups: Iterable[Network | Address]) -> "IgnoreList":
-        nets: dict[Network, None] = {}
-        for group in groups:
-            for item in group:
-                nets[ipaddress.ip_network(item)] = None
-        return cls(tuple(nets))
+        """The networks of all groups, each once, IPv4 before IPv6 and in address order, so
+        that what shows them (check-config) prints the same every time."""
+        nets = {ipaddress.ip_network(item) for group in groups for item in group}
+        return cls(tuple(sorted(nets, key=lambda n: (n.version, n.network_address, n.prefixlen))))
 
 
 def parse_network(text: str) -> Network:
@@ -132,9 +130,3 @@ def parse_ignore_text(text: str, source: str) -> tuple[tuple[Network, ...], list
             warnings.append(f"{source}:{number}: {one_line(item)} ignores every IPv{v} source: "
                             f"no detection, no blocking for IPv{v}")  # fmt: skip
     return tuple(networks), warnings
-
-
-def read_ignore_file(path: Path) -> tuple[tuple[Network, ...], list[str]]:
-    """Read an ignore file: its networks and warnings. Raises ConfigError if it cannot be read
-    or has a bad line."""
-    return parse_ignore_text(read_text(path, "ignore file"), str(path))

@@ -2,6 +2,7 @@
 
 import contextlib
 import dataclasses
+import shutil
 import socket
 import types
 import typing
@@ -19,20 +20,14 @@ from portwarden.config.conffile import Entry, parse_conf
 from portwarden.config.defaults import DEFAULT_CONF, DEFAULT_SOURCE, default_state_dir
 from portwarden.config.errors import ConfigError
 from portwarden.config.hostscan import HostScanRule, ambiguous_endpoints, parse_rules
-from portwarden.config.ignore import (
-    ALWAYS_IGNORED,
-    Address,
-    IgnoreList,
-    Network,
-    read_ignore_file,
-)
+from portwarden.config.ignore import ALWAYS_IGNORED, Address, IgnoreList, Network, parse_ignore_text
 from portwarden.config.kill import Command
 from portwarden.config.smtp import check_smtp
 from portwarden.config.textfile import read_text
-from portwarden.config.values import BlockMode, ListenAddress, NftUse, TcpMode, UdpMode
+from portwarden.config.values import BlockMode, ListenAddress, Modes, NftUse, TcpMode, UdpMode
 from portwarden.net.local import IPAddress, local_addresses
 from portwarden.statedir import unusable_directory
-from portwarden.text import port_ranges
+from portwarden.text import one_line, port_ranges
 
 T = TypeVar("T")
 
@@ -132,7 +127,8 @@ class Settings:
         return IgnoreList.build(ALWAYS_IGNORED, local, self.ignored_networks)
 
     def with_modes(self, tcp: TcpMode | None, udp: UdpMode | None) -> "Settings":
-        """The same settings with the modes given on the command line."""
+        """The same settings with other modes. Unchecked: load_settings(path, modes) also
+        refuses a mode that has no port to watch."""
         return dataclasses.replace(self, tcp_mode=tcp, udp_mode=udp)
 
 
@@ -185,7 +181,7 @@ def state_dir_of(path: Path | None) -> Path:
     if path is None:
         return default_state_dir()
     try:
-        entries, _ = parse_conf(read_text(path, "configuration"), str(path), lenient=True)
+        entries, _ = parse_conf(_conf_text(path), str(path), lenient=True)
         found = _Reader(str(path), entries, {}, path.parent.absolute()).path("STATE_DIR", None)
     except ConfigError:
         return default_state_dir()
@@ -198,7 +194,7 @@ def error_at(source: str, key: str, reason: str) -> ConfigError:
     entries: dict[str, Entry] = {}
     if source != DEFAULT_SOURCE:
         with contextlib.suppress(ConfigError):
-            entries, _ = parse_conf(read_text(Path(source), "configuration"), source, lenient=True)
+            entries, _ = parse_conf(read_text(Path(source)), source, lenient=True)
     return _Reader(source, entries, {}, Path()).error(key, reason)
 
 
@@ -212,15 +208,23 @@ def blamed_on(settings: Settings, key: str, path: Path) -> Iterator[None]:
         raise error_at(settings.source, key, f"{path}: {error.strerror or error}") from None
 
 
-def load_settings(path: Path | None) -> Settings:
-    """Read `path` (or only the embedded defaults when None) into Settings. Raises ConfigError."""
+def _conf_text(path: Path) -> str:
+    try:
+        return read_text(path)
+    except ValueError as why:
+        raise ConfigError(path, f"cannot read the configuration: {why}") from None
+
+
+def load_settings(path: Path | None, modes: Modes | None = None) -> Settings:
+    """Read `path` (or only the embedded defaults when None) into Settings. `modes`: the
+    command line's mode flags, which replace TCP_MODE and UDP_MODE. Raises ConfigError."""
     defaults, _ = parse_conf(DEFAULT_CONF, DEFAULT_SOURCE)
     if path is None:
         entries: dict[str, Entry] = {}
         warnings: list[str] = []
         source, base = DEFAULT_SOURCE, Path.cwd()
     else:
-        entries, warnings = parse_conf(read_text(path, "configuration"), str(path))
+        entries, warnings = parse_conf(_conf_text(path), str(path))
         source, base = str(path), path.parent.absolute()
     read = _Reader(source, entries, defaults, base)
     state_dir = read.path("STATE_DIR", default_state_dir()) or default_state_dir()
@@ -320,7 +324,11 @@ def load_settings(path: Path | None) -> Settings:
     ]
     warnings += _policy_warnings(read, settings)
     warnings += _shell_warnings(read, settings)
-    if settings.tcp_mode is None and settings.udp_mode is None:
+    warnings += _program_warnings(read, settings)
+    if modes is not None:
+        settings = settings.with_modes(*modes)
+    _require_ports(read, settings, modes is not None)
+    if modes is None and settings.tcp_mode is None and settings.udp_mode is None:
         warnings.append(f"{read.where('TCP_MODE')}TCP_MODE and UDP_MODE are both off: without "
                         "a mode flag the daemon watches nothing")  # fmt: skip
     warnings += [f"{read.where(key)}{key}: empty items in the port list skipped, as PortSentry "
@@ -333,10 +341,12 @@ def load_settings(path: Path | None) -> Settings:
         warnings.append(f"{read.where('SCAN_INTERVAL')}SCAN_INTERVAL ({interval:g} s) is longer "
                         f"than SCAN_TRIGGER_WINDOW ({window:g} s), which caps it: a source quiet "
                         "for SCAN_TRIGGER_WINDOW starts over")  # fmt: skip
-    wants_mail = (settings.mail_on_tcp_scan or settings.mail_on_udp_scan
-                  or settings.mail_on_os_probe or settings.mail_on_audit)  # fmt: skip
-    if wants_mail and not settings.mail_to:
-        raise read.error("MAIL_TO", "MAIL_ON_* is on but MAIL_TO names nobody", "")
+    mail_on = [key for key, on in (("MAIL_ON_TCP_SCAN", settings.mail_on_tcp_scan),
+                                   ("MAIL_ON_UDP_SCAN", settings.mail_on_udp_scan),
+                                   ("MAIL_ON_OS_PROBE", settings.mail_on_os_probe),
+                                   ("MAIL_ON_AUDIT", settings.mail_on_audit)) if on]  # fmt: skip
+    if mail_on and not settings.mail_to:
+        raise read.error(mail_on[0], "mail is on but MAIL_TO names nobody to send it to")
     warnings += check_smtp(read.where, read.error, relay=settings.smtp_relay,
                            starttls=settings.smtp_starttls, user=settings.smtp_user,
                            password_file=settings.smtp_password_file,
@@ -356,24 +366,79 @@ def load_settings(path: Path | None) -> Settings:
         raise read.error("AUDIT_REQUIRED", unseeable)
     ignored: tuple[Network, ...] = ()
     if ignore_file is not None:
-        if _missing(ignore_file):
-            warnings.append(
-                f"{source}: IGNORE_FILE {ignore_file} does not exist; "
-                "only loopback and this host's own addresses are ignored"
-            )
+        if not _exists(ignore_file):
+            warnings.append(f"{read.where('IGNORE_FILE')}IGNORE_FILE {ignore_file} does not "
+                            "exist; only loopback and this host's own addresses are "
+                            "ignored")  # fmt: skip
         else:
-            ignored, ignore_warnings = read_ignore_file(ignore_file)
+            try:
+                text = read_text(ignore_file)
+            except ValueError as why:
+                raise read.error("IGNORE_FILE", f"cannot read the ignore file: {why}") from None
+            ignored, ignore_warnings = parse_ignore_text(text, str(ignore_file))
             warnings += ignore_warnings
     return dataclasses.replace(settings, ignored_networks=ignored, warnings=tuple(warnings))
 
 
-def _missing(path: Path) -> bool:
-    """Whether nothing is at `path`. One that cannot even be checked (a name too long, a folder
-    that may not be searched) counts as there, so that reading it says why it cannot be read."""
+def _exists(path: Path) -> bool:
+    """Whether something is at `path`. One that cannot even be checked (a name too long, a
+    folder that may not be searched) counts as there, so that reading it says why it cannot be
+    read."""
     try:
-        return not path.exists()
+        return path.exists()
     except OSError:
-        return False
+        return True
+
+
+def _require_ports(read: _Reader, settings: Settings, from_flags: bool) -> None:
+    """A classic or stealth mode watches TCP_PORTS / UDP_PORTS: with none it would watch nothing
+    and say so nowhere. PortSentry aborted ("No TCP ports supplied in config file"); so do we.
+    `from_flags`: the modes came from the command line."""
+    for key, mode_key, mode, ports in (
+        ("TCP_PORTS", "TCP_MODE", settings.tcp_mode, settings.tcp_ports),
+        ("UDP_PORTS", "UDP_MODE", settings.udp_mode, settings.udp_ports),
+    ):
+        if mode is None or mode in (TcpMode.ADVANCED, UdpMode.ADVANCED) or ports:
+            continue
+        if from_flags:
+            chosen, off = f"the flag -{mode.value}", f"leave out -{mode.value}"
+        else:
+            entry = read.entry(mode_key)
+            default = " (the default)" if entry and entry.source == DEFAULT_SOURCE else ""
+            chosen, off = f'{mode_key}="{mode.value}"{default}', f'set {mode_key}="none"'
+        raise read.error(key, f"names no port, but {chosen} watches it; list ports or {off} "
+                         "(PortSentry refused to start too)")  # fmt: skip
+
+
+def _program_warnings(read: _Reader, settings: Settings) -> list[str]:
+    """KILL_ROUTE / KILL_RUN_CMD whose program is not there (Debian's /sbin/route without
+    net-tools): every block would fail, and the built-in blocker is off while KILL_ROUTE is set
+    (BLOCK_NFTABLES="auto"). A warning, not an error: the tool may be installed later."""
+    modes = (settings.block_tcp, settings.block_udp)
+    found = []
+    for key, command, used, hint in (
+        ("KILL_ROUTE", settings.kill_route, BlockMode.BLOCK in modes,
+         "; install it, or leave KILL_ROUTE unset to block with the built-in nftables blocker, "
+         'or use KILL_ROUTE="/sbin/ip route add blackhole $TARGET$"'),
+        ("KILL_RUN_CMD", settings.kill_run_cmd, any(modes), "; every block will fail to run it"),
+    ):  # fmt: skip
+        program = command.argv[0] if command else ""
+        if not used or not program or "$" in program:
+            continue
+        missing = _missing_program(program)
+        if missing:
+            found.append(f"{read.where(key)}{key}: {one_line(program)} {missing}{hint}")
+    return found
+
+
+def _missing_program(program: str) -> str | None:
+    """Why `program` cannot be run as the blocking commands run it (found in PATH unless it
+    has a '/'), or None."""
+    if "/" not in program:
+        return None if shutil.which(program) else "is not found in PATH"
+    if shutil.which(program):
+        return None
+    return "is not executable" if _exists(Path(program)) else "does not exist"
 
 
 def _shell_warnings(read: _Reader, settings: Settings) -> list[str]:

@@ -6,12 +6,12 @@ one-line error at once, not a failed mail hours later.
 """
 
 import ipaddress
-import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
 
 from portwarden.config.errors import ConfigError
+from portwarden.config.textfile import open_regular
 
 
 def is_loopback(relay: str) -> bool:
@@ -96,11 +96,8 @@ def _check_password(path: Path, error: Callable[[str], ConfigError]) -> None:
 def _readable_file(path: Path, error: Callable[[str], ConfigError]) -> int:
     """The file's permission bits; raises error(why) unless it is a regular file we can read."""
     try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            raise error(f"{path} is not a regular file")
-        with path.open("rb"):
-            pass
-    except OSError as failure:
-        raise error(f"cannot read {path}: {failure.strerror}") from None
-    return stat.S_IMODE(info.st_mode)
+        file, mode = open_regular(path)
+    except ValueError as why:
+        raise error(f"cannot read {path}: {why}") from None
+    file.close()
+    return mode

@@ -6,20 +6,48 @@ U+2028/U+2029, which would shift every line number after it and turn the rest of
 into a bogus line.
 """
 
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
-from portwarden.config.errors import ConfigError
+from portwarden.limits import CONFIG_FILE_BYTES_MAX
+
+_BOM = b"\xef\xbb\xbf"  # what some editors put before the first line of a UTF-8 file
+_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
+          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}  # fmt: skip
 
 
-def read_text(path: Path, what: str) -> str:
-    """The file's text: UTF-8, or Latin-1 byte for byte for old files that are not UTF-8.
-
-    Raises ConfigError naming `what` ("configuration", "ignore file") if it cannot be read."""
+def open_regular(path: Path) -> tuple[BinaryIO, int]:
+    """`path` opened for reading, and its permission bits. Raises ValueError (why, without the
+    path) unless it is a regular file we may read: a FIFO (opened without waiting for a
+    writer), a device or a directory is refused before a byte is read."""
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as error:
-        raise ConfigError(path, f"cannot read {what}: {error.strerror}") from None
+        raise ValueError(error.strerror) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = _KINDS.get(stat.S_IFMT(mode), "another kind of file")
+        raise ValueError(f"not a regular file but {kind}")
+    return os.fdopen(fd, "rb"), stat.S_IMODE(mode)
+
+
+def read_text(path: Path) -> str:
+    """The file's text: UTF-8 (a leading BOM dropped), or Latin-1 byte for byte for old files
+    that are not UTF-8. Raises ValueError (why, without the path) if it cannot be read, is no
+    regular file, or is larger than CONFIG_FILE_BYTES_MAX."""
+    file, _ = open_regular(path)
+    with file:
+        try:
+            data = file.read(CONFIG_FILE_BYTES_MAX + 1)
+        except OSError as error:
+            raise ValueError(error.strerror) from None
+    if len(data) > CONFIG_FILE_BYTES_MAX:
+        raise ValueError(f"larger than {CONFIG_FILE_BYTES_MAX // 2**20} MiB")
+    data = data.removeprefix(_BOM)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:

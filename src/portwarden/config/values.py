@@ -31,6 +31,10 @@ class UdpMode(Enum):
     ADVANCED = "audp"
 
 
+# The TCP and UDP modes of one process (None: that protocol off), as the command line gives them.
+Modes = tuple[TcpMode | None, UdpMode | None]
+
+
 class BlockMode(IntEnum):
     """BLOCK_TCP / BLOCK_UDP: 0 alert only, 1 block (see Actions._steps), 2 command only."""
 
@@ -106,21 +110,25 @@ def port_list(text: str) -> tuple[int, ...]:
     """'1,7,9,100-200' -> sorted unique ports. Empty means no ports. No count limit.
 
     Empty items ('1,,2', a trailing comma) are skipped, as PortSentry's strtok() did
-    (has_empty_items tells, for a warning)."""
-    ports: set[int] = set()
+    (has_empty_items tells, for a warning). Ranges are merged before they are expanded, so a
+    list of many overlapping ranges costs no more than the ports it names (at most 65,535)."""
+    spans: list[tuple[int, int]] = []
     for item in text.split(","):
         item = item.strip()
         if not item:
             continue
         low, dash, high = item.partition("-")
-        if dash:
-            first, last = port(low), port(high)
-            if first > last:
-                raise ValueError(f"range '{item}' runs backwards")
-            ports.update(range(first, last + 1))
+        first, last = (port(low), port(high)) if dash else (port(item),) * 2
+        if first > last:
+            raise ValueError(f"range '{item}' runs backwards")
+        spans.append((first, last))
+    merged: list[tuple[int, int]] = []
+    for first, last in sorted(spans):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
         else:
-            ports.add(port(item))
-    return tuple(sorted(ports))
+            merged.append((first, last))
+    return tuple(p for first, last in merged for p in range(first, last + 1))
 
 
 def has_empty_items(text: str) -> bool:
