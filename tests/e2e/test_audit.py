@@ -823,3 +823,84 @@ def test_an_rpc_service_that_moves_is_a_port_switch(
     findings = [line for line in text.stdout.splitlines() if line.startswith("Service")]
     assert findings == [f"ServicePortSwitch: {A4}:40702/tcp (RPC_400200), was 40701/tcp "
                         f"program=pwa-rpc-moved pid={moved.pid} user=root"]  # fmt: skip
+
+
+ALLOWED = (f'{ONLY_LAB}\nAUDIT_IGNORE="8080/tcp,5300/udp,8081/tcp,8082/tcp,5301/udp,20048/udp,'
+           '40111/tcp"')  # fmt: skip
+
+
+def settle(host: Host, folder: Path, conf: str) -> None:
+    """Two audits, so that listeners other tests of the module left behind are news no more:
+    the second one finds nothing."""
+    audit(host, folder, conf)
+    status, report, _ = audit(host, folder, conf)
+    assert (status, kinds(report)) == (0, [])
+
+
+def test_a_port_taken_out_of_the_policy_is_new(
+    lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path
+) -> None:
+    """111/udp, allowed, is taken out of AUDIT_OPTIONAL while rpcbind keeps it open: it is
+    ServiceNew (once), and the exit status says so."""
+    target = lab.target
+    settle(target, tmp_path, f'{ALLOWED}\nAUDIT_OPTIONAL="111/tcp,111/udp"')
+    status, report, _ = audit(target, tmp_path, f'{ALLOWED}\nAUDIT_OPTIONAL="111/tcp"')
+    assert status == 1
+    assert kinds(report) == [("ServiceNew", A4, 111, "udp"), ("ServiceNew", A6, 111, "udp")]
+    status, report, _ = audit(target, tmp_path, f'{ALLOWED}\nAUDIT_OPTIONAL="111/tcp"')
+    assert (status, kinds(report)) == (0, [])  # reported once
+
+
+def test_rpc_programs_that_swap_ports_are_port_switches(
+    lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path
+) -> None:
+    """Programs 400201 and 400202, registered by root with the real rpcbind, swap their ports
+    while both ports stay open: two ServicePortSwitch lines."""
+    target, rpcbind = lab.target, services[PORTMAPPER]
+    conf = f'{ALLOWED}\nAUDIT_UDP="0"\nAUDIT_OPTIONAL="111/tcp,RPC_400201/tcp,RPC_400202/tcp"'
+    first = listen(target, "tcp", "0.0.0.0", 40801, "pwa-rpc-first")
+    second = listen(target, "tcp", "0.0.0.0", 40802, "pwa-rpc-second")
+    try:
+        register(target, rpcbind, "local", 0, 400201, 1, "tcp", 40801)
+        register(target, rpcbind, "local", 0, 400202, 1, "tcp", 40802)
+        settle(target, tmp_path, conf)
+        unregister(target, rpcbind, 400201, 1)
+        unregister(target, rpcbind, 400202, 1)
+        register(target, rpcbind, "local", 0, 400201, 1, "tcp", 40802)
+        register(target, rpcbind, "local", 0, 400202, 1, "tcp", 40801)
+        text = audit_command(target, tmp_path, conf)
+    finally:
+        unregister(target, rpcbind, 400201, 1)
+        unregister(target, rpcbind, 400202, 1)
+        stop(target, first)
+        stop(target, second)
+    assert text.returncode == 1, text.stderr
+    findings = sorted(line for line in text.stdout.splitlines() if line.startswith("Service"))
+    assert findings == [
+        f"ServicePortSwitch: {A4}:40801/tcp (RPC_400202), was 40802/tcp program=pwa-rpc-first "
+        f"pid={first.pid} user=root",
+        f"ServicePortSwitch: {A4}:40802/tcp (RPC_400201), was 40801/tcp program=pwa-rpc-second "
+        f"pid={second.pid} user=root",
+    ]
+
+
+def test_a_portmapper_that_hangs_leaves_rpc_requirements_as_they_were(
+    lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path
+) -> None:
+    """rpcbind stopped (SIGSTOP) between checks: the requirements by RPC name are unknown, not
+    missing; the ports they covered are not new; a warning names the portmapper's failure; and
+    when it answers again nothing is 'restarted'."""
+    target, rpcbind = lab.target, services[PORTMAPPER]
+    settle(target, tmp_path, POLICY)
+    rpcbind.send_signal(signal.SIGSTOP)
+    try:
+        status, report, stderr = audit(target, tmp_path, POLICY)
+    finally:
+        rpcbind.send_signal(signal.SIGCONT)
+    assert (status, kinds(report)) == (0, [])
+    warning = ("portmapper at 127.0.0.1 port 111/tcp: no answer within 2 s; RPC services are not "
+               "named by it, and requirements by RPC name keep their last state")  # fmt: skip
+    assert warning in report["warnings"]
+    assert f"portwarden: warning: {warning}" in stderr.splitlines()
+    status, report, _ = audit(target, tmp_path, POLICY)
+    assert (status, report["findings"], report["warnings"]) == (0, [], [])

@@ -167,13 +167,22 @@ def test_any_table_text_parses(text: str) -> None:
 
 def test_state_round_trips_and_corrupt_state_is_a_warning(tmp_path: Path) -> None:
     path = tmp_path / "state" / "audit.json"
-    state = AuditState(frozenset({Seen("198.18.0.1", 22, "tcp", None),
+    state = AuditState(frozenset({Seen("198.18.0.1", 22, "tcp", None, unlisted=True),
                                   Seen("2001:db8::1", 900, "udp", 100005)}),
                        frozenset({"any:22/tcp"}))  # fmt: skip
     state.save(path)
     assert AuditState.load(path) == (state, None)
     assert AuditState.load(tmp_path / "none.json") == (None, None)
-    for junk in ("{", "[]", '{"version": 1, "seen": [[1, 2]], "missing": []}', "[" * 100_000):
+    # Version 1 did not say whether a port was unlisted: read as allowed, so reported once more.
+    path.write_text('{"version": 1, "seen": [["198.18.0.1", 22, "tcp", null]], "missing": []}')
+    assert AuditState.load(path)[0] == AuditState(frozenset({Seen("198.18.0.1", 22, "tcp", None)}))
+    for junk in (
+        "{",
+        "[]",
+        '{"version": 1, "seen": [[1, 2]], "missing": []}',
+        "[" * 100_000,
+        '{"version": 2, "seen": [["198.18.0.1", 22, "tcp", null, 1]], "missing": []}',
+    ):
         path.write_text(junk)
         loaded, warning = AuditState.load(path)
         assert loaded is None and warning is not None and "\n" not in warning
