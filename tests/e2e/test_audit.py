@@ -904,3 +904,24 @@ def test_a_portmapper_that_hangs_leaves_rpc_requirements_as_they_were(
     assert f"portwarden: warning: {warning}" in stderr.splitlines()
     status, report, _ = audit(target, tmp_path, POLICY)
     assert (status, report["findings"], report["warnings"]) == (0, [], [])
+
+
+def test_a_requirement_that_can_never_match_is_a_configuration_error(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """`RPC_abc` in AUDIT_REQUIRED: a one-line error, exit 2, nothing checked; in AUDIT_OPTIONAL
+    the same item is a warning, written as the command's other warnings are."""
+    result = audit_command(
+        lab.target, tmp_path, f'{ONLY_LAB}\nAUDIT_REQUIRED="22/tcp; RPC_abc/tcp"'
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (f'portwarden: error: {tmp_path}/portwarden.conf:3: AUDIT_REQUIRED='
+                             '"22/tcp; RPC_abc/tcp": RPC_abc/tcp is no RPC_<number> (a program '
+                             'number, 0 to 4294967295, without leading zeros) and never matches: '
+                             'a requirement that can never be met\n')  # fmt: skip
+    result = audit_command(lab.target, tmp_path, f'{ONLY_LAB}\nAUDIT_OPTIONAL="ssh/tcp"',
+                           "--no-state")  # fmt: skip
+    assert result.returncode in (0, 1)
+    assert (f"portwarden: warning: {tmp_path}/portwarden.conf:3: AUDIT_OPTIONAL: ssh/tcp is no "
+            "RPC program in /etc/rpc and never matches; for the service, write 22/tcp"
+            ) in result.stderr.splitlines()  # fmt: skip

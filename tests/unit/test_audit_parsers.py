@@ -223,12 +223,37 @@ def test_policy_addresses_that_could_never_match_are_errors(tmp_path: Path, valu
         load_settings(conf)
 
 
-def test_rpc_names_unknown_to_etc_rpc_are_warned_about_with_a_hint(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("item", "reason"),
+    [
+        (
+            "ssh/tcp",
+            "ssh/tcp is no RPC program in /etc/rpc and never matches; for the service, "
+            "write 22/tcp",
+        ),
+        (
+            "RPC_abc/tcp",
+            "RPC_abc/tcp is no RPC_<number> (a program number, 0 to 4294967295, "
+            "without leading zeros) and never matches",
+        ),
+        ("RPC_0100005/udp", "RPC_0100005/udp is no RPC_<number>"),
+        ("RPC_4294967296/udp", "RPC_4294967296/udp is no RPC_<number>"),
+    ],
+)
+def test_a_required_rpc_name_that_never_matches_is_an_error_elsewhere_a_warning(
+    tmp_path: Path, item: str, reason: str
+) -> None:
     conf = tmp_path / "portwarden.conf"
-    conf.write_text(f'STATE_DIR="{tmp_path}"\nAUDIT_REQUIRED="mountd/udp ssh/tcp RPC_300999/tcp"\n')
-    warnings = [w for w in load_settings(conf).warnings if "AUDIT_REQUIRED" in w]
-    assert warnings == [f"{conf}:2: AUDIT_REQUIRED: ssh/tcp is no RPC program in /etc/rpc and "
-                        "never matches; for the service, write 22/tcp"]  # fmt: skip
+    conf.write_text(f'STATE_DIR="{tmp_path}"\nAUDIT_REQUIRED="mountd/udp {item} RPC_300999/tcp"\n')
+    with pytest.raises(ConfigError) as error:
+        load_settings(conf)
+    assert str(error.value).startswith(f"{conf}:2: AUDIT_REQUIRED=")
+    assert reason in str(error.value) and "\n" not in str(error.value)
+    conf.write_text(f'STATE_DIR="{tmp_path}"\nAUDIT_REQUIRED="mountd/udp RPC_300999/tcp"\n'
+                    f'AUDIT_OPTIONAL="{item}"\nAUDIT_IGNORE="{item}"\n')  # fmt: skip
+    warnings = [w for w in load_settings(conf).warnings if "AUDIT_" in w]
+    assert [w.split(reason)[0] for w in warnings] == [f"{conf}:3: AUDIT_OPTIONAL: ",
+                                                      f"{conf}:4: AUDIT_IGNORE: "]  # fmt: skip
 
 
 def test_unreadable_socket_tables_mean_nothing_was_checked(
