@@ -415,7 +415,7 @@ def test_only_roots_registrations_name_ports(
 
 
 _FAKE_PORTMAPPER = """
-import socket, sys, threading
+import socket, sys, threading, time
 mode = sys.argv[1]
 with open("/proc/self/comm", "w") as comm:
     comm.write("pwa-fake111")
@@ -431,6 +431,16 @@ def tcp():
             c.sendall((0x80000000 | len(junk)).to_bytes(4, "big") + junk)
         elif mode == "huge":
             c.sendall(b"\\xff\\xff\\xff\\xff" + b"x" * 1000)
+        elif mode == "dribble":  # a byte now and then, never a whole reply
+            threading.Thread(target=dribble, args=(c,), daemon=True).start()
+        elif mode == "fragments":  # empty fragments, none the last, without end
+            threading.Thread(target=fragments, args=(c,), daemon=True).start()
+def dribble(c):
+    while True:
+        c.send(b"\\x00"); time.sleep(0.1)
+def fragments(c):
+    while True:
+        c.sendall(b"\\0\\0\\0\\0" * 64)
 def udp():
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 111))
     while True:
@@ -440,6 +450,8 @@ def udp():
         elif mode == "huge":
             entry = b"\\0\\0\\0\\1" * 5  # all words 1: as version 2 or 3, the list never ends
             s.sendto(data[:4] + b"\\0\\0\\0\\1" + b"\\0" * 16 + entry * 50, peer)
+        elif mode in ("dribble", "fragments"):  # junk, never a reply to the call
+            s.sendto(b"junk", peer)
 threading.Thread(target=udp, daemon=True).start()
 print("listening", flush=True)
 tcp()
@@ -452,6 +464,8 @@ tcp()
         ("garbage", "answer is not an ONC RPC reply", "answer is not an ONC RPC reply"),
         ("silent", "no answer within 2 s", "no answer within 2 s"),
         ("huge", "reply larger than", "truncated reply"),
+        ("dribble", "answer not complete within 2 s (", "only junk within 2 s ("),
+        ("fragments", "reply in more than 256 fragments", "only junk within 2 s ("),
     ],
 )
 def test_broken_portmapper_is_a_clear_warning_within_bounded_time(
