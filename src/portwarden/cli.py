@@ -270,7 +270,7 @@ def _reapply(args: argparse.Namespace) -> int:
 def _audit(args: argparse.Namespace) -> int:
     from portwarden.audit.command import audit
 
-    settings = _load(_config_path(args.config))
+    settings = load_settings(_config_path(args.config))  # audit prints its warnings
     return audit(settings, as_json_output=args.json, keep_state=not args.no_state)
 
 

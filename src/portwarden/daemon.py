@@ -86,6 +86,8 @@ class Daemon:
         self._audit: PeriodicAudit | None = None
         self._last_audit: dict[str, Any] | None = None
         self._audit_findings = 0
+        self._audit_last_run = 0.0
+        self._audit_error = 0
         self._watchdog_s = service.watchdog_interval()
         self._next_watchdog = 0.0
         self._quiet_until: dict[str, float] = {}
@@ -254,6 +256,8 @@ class Daemon:
             self._audit.start()
 
     def _report_audit(self, outcome: Outcome) -> None:
+        self._audit_last_run = outcome.time if isinstance(outcome, Unchecked) else outcome[0].time
+        self._audit_error = int(isinstance(outcome, Unchecked))  # the findings stay the last known
         if isinstance(outcome, Unchecked):
             self._alerts.audit_unchecked(outcome.reason, outcome.time)
             self._last_audit = unchecked_summary(outcome.time, outcome.reason)
@@ -290,6 +294,8 @@ class Daemon:
             "sources_tracked": len(self._engine),
             "sources_evicted": self._engine.evicted,
             "audit_findings": self._audit_findings,
+            "audit_last_run": int(self._audit_last_run),
+            "audit_error": self._audit_error,
         }
 
     def _publish_metrics(self) -> None:

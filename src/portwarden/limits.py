@@ -113,6 +113,10 @@ JSON_EVENTS_BURST = 1_000
 # and owner) about 60, so this is room for some 4,000 registrations, far more than any real host
 # has.
 PORTMAP_REPLY_BYTES_MAX = 256 * 1024
+# ... and in at most this many TCP record fragments: a peer sending empty fragments without end
+# is refused at once instead of holding the call until its deadline. Senders cut records at
+# their buffer size (a few KiB), so a full-size reply needs far fewer.
+PORTMAP_REPLY_FRAGMENTS_MAX = PORTMAP_REPLY_BYTES_MAX // 1024
 
 # The port audit's portmapper query. A portmapper that never answers, or a fake one that
 # trickles bytes, costs at most this long per transport (TCP, then UDP).

@@ -26,7 +26,13 @@ _PLAIN = (
     ("portwarden_sources_tracked", "gauge", "Sources in the detection table.", "sources_tracked"),
     ("portwarden_sources_evicted_total", "counter",
      "Sources evicted from the full detection table.", "sources_evicted"),
-    ("portwarden_audit_findings", "gauge", "Findings of the last port audit.", "audit_findings"),
+    ("portwarden_audit_findings", "gauge",
+     "Findings of the last port audit that checked something.", "audit_findings"),
+    ("portwarden_audit_last_run_timestamp_seconds", "gauge",
+     "When the last port audit ran, since the epoch, whether it could check or not.",
+     "audit_last_run"),
+    ("portwarden_audit_error", "gauge",
+     "1 if the last port audit could check nothing (or failed), else 0.", "audit_error"),
 )  # fmt: skip
 
 

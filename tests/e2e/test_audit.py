@@ -415,7 +415,7 @@ def test_only_roots_registrations_name_ports(
 
 
 _FAKE_PORTMAPPER = """
-import socket, sys, threading
+import socket, sys, threading, time
 mode = sys.argv[1]
 with open("/proc/self/comm", "w") as comm:
     comm.write("pwa-fake111")
@@ -431,6 +431,16 @@ def tcp():
             c.sendall((0x80000000 | len(junk)).to_bytes(4, "big") + junk)
         elif mode == "huge":
             c.sendall(b"\\xff\\xff\\xff\\xff" + b"x" * 1000)
+        elif mode == "dribble":  # a byte now and then, never a whole reply
+            threading.Thread(target=dribble, args=(c,), daemon=True).start()
+        elif mode == "fragments":  # empty fragments, none the last, without end
+            threading.Thread(target=fragments, args=(c,), daemon=True).start()
+def dribble(c):
+    while True:
+        c.send(b"\\x00"); time.sleep(0.1)
+def fragments(c):
+    while True:
+        c.sendall(b"\\0\\0\\0\\0" * 64)
 def udp():
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 111))
     while True:
@@ -440,6 +450,8 @@ def udp():
         elif mode == "huge":
             entry = b"\\0\\0\\0\\1" * 5  # all words 1: as version 2 or 3, the list never ends
             s.sendto(data[:4] + b"\\0\\0\\0\\1" + b"\\0" * 16 + entry * 50, peer)
+        elif mode in ("dribble", "fragments"):  # junk, never a reply to the call
+            s.sendto(b"junk", peer)
 threading.Thread(target=udp, daemon=True).start()
 print("listening", flush=True)
 tcp()
@@ -452,6 +464,8 @@ tcp()
         ("garbage", "answer is not an ONC RPC reply", "answer is not an ONC RPC reply"),
         ("silent", "no answer within 2 s", "no answer within 2 s"),
         ("huge", "reply larger than", "truncated reply"),
+        ("dribble", "answer not complete within 2 s (", "only junk within 2 s ("),
+        ("fragments", "reply in more than 256 fragments", "only junk within 2 s ("),
     ],
 )
 def test_broken_portmapper_is_a_clear_warning_within_bounded_time(
@@ -823,3 +837,105 @@ def test_an_rpc_service_that_moves_is_a_port_switch(
     findings = [line for line in text.stdout.splitlines() if line.startswith("Service")]
     assert findings == [f"ServicePortSwitch: {A4}:40702/tcp (RPC_400200), was 40701/tcp "
                         f"program=pwa-rpc-moved pid={moved.pid} user=root"]  # fmt: skip
+
+
+ALLOWED = (f'{ONLY_LAB}\nAUDIT_IGNORE="8080/tcp,5300/udp,8081/tcp,8082/tcp,5301/udp,20048/udp,'
+           '40111/tcp"')  # fmt: skip
+
+
+def settle(host: Host, folder: Path, conf: str) -> None:
+    """Two audits, so that listeners other tests of the module left behind are news no more:
+    the second one finds nothing."""
+    audit(host, folder, conf)
+    status, report, _ = audit(host, folder, conf)
+    assert (status, kinds(report)) == (0, [])
+
+
+def test_a_port_taken_out_of_the_policy_is_new(
+    lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path
+) -> None:
+    """111/udp, allowed, is taken out of AUDIT_OPTIONAL while rpcbind keeps it open: it is
+    ServiceNew (once), and the exit status says so."""
+    target = lab.target
+    settle(target, tmp_path, f'{ALLOWED}\nAUDIT_OPTIONAL="111/tcp,111/udp"')
+    status, report, _ = audit(target, tmp_path, f'{ALLOWED}\nAUDIT_OPTIONAL="111/tcp"')
+    assert status == 1
+    assert kinds(report) == [("ServiceNew", A4, 111, "udp"), ("ServiceNew", A6, 111, "udp")]
+    status, report, _ = audit(target, tmp_path, f'{ALLOWED}\nAUDIT_OPTIONAL="111/tcp"')
+    assert (status, kinds(report)) == (0, [])  # reported once
+
+
+def test_rpc_programs_that_swap_ports_are_port_switches(
+    lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path
+) -> None:
+    """Programs 400201 and 400202, registered by root with the real rpcbind, swap their ports
+    while both ports stay open: two ServicePortSwitch lines."""
+    target, rpcbind = lab.target, services[PORTMAPPER]
+    conf = f'{ALLOWED}\nAUDIT_UDP="0"\nAUDIT_OPTIONAL="111/tcp,RPC_400201/tcp,RPC_400202/tcp"'
+    first = listen(target, "tcp", "0.0.0.0", 40801, "pwa-rpc-first")
+    second = listen(target, "tcp", "0.0.0.0", 40802, "pwa-rpc-second")
+    try:
+        register(target, rpcbind, "local", 0, 400201, 1, "tcp", 40801)
+        register(target, rpcbind, "local", 0, 400202, 1, "tcp", 40802)
+        settle(target, tmp_path, conf)
+        unregister(target, rpcbind, 400201, 1)
+        unregister(target, rpcbind, 400202, 1)
+        register(target, rpcbind, "local", 0, 400201, 1, "tcp", 40802)
+        register(target, rpcbind, "local", 0, 400202, 1, "tcp", 40801)
+        text = audit_command(target, tmp_path, conf)
+    finally:
+        unregister(target, rpcbind, 400201, 1)
+        unregister(target, rpcbind, 400202, 1)
+        stop(target, first)
+        stop(target, second)
+    assert text.returncode == 1, text.stderr
+    findings = sorted(line for line in text.stdout.splitlines() if line.startswith("Service"))
+    assert findings == [
+        f"ServicePortSwitch: {A4}:40801/tcp (RPC_400202), was 40802/tcp program=pwa-rpc-first "
+        f"pid={first.pid} user=root",
+        f"ServicePortSwitch: {A4}:40802/tcp (RPC_400201), was 40801/tcp program=pwa-rpc-second "
+        f"pid={second.pid} user=root",
+    ]
+
+
+def test_a_portmapper_that_hangs_leaves_rpc_requirements_as_they_were(
+    lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path
+) -> None:
+    """rpcbind stopped (SIGSTOP) between checks: the requirements by RPC name are unknown, not
+    missing; the ports they covered are not new; a warning names the portmapper's failure; and
+    when it answers again nothing is 'restarted'."""
+    target, rpcbind = lab.target, services[PORTMAPPER]
+    settle(target, tmp_path, POLICY)
+    rpcbind.send_signal(signal.SIGSTOP)
+    try:
+        status, report, stderr = audit(target, tmp_path, POLICY)
+    finally:
+        rpcbind.send_signal(signal.SIGCONT)
+    assert (status, kinds(report)) == (0, [])
+    warning = ("portmapper at 127.0.0.1 port 111/tcp: no answer within 2 s; RPC services are not "
+               "named by it, and requirements by RPC name keep their last state")  # fmt: skip
+    assert warning in report["warnings"]
+    assert f"portwarden: warning: {warning}" in stderr.splitlines()
+    status, report, _ = audit(target, tmp_path, POLICY)
+    assert (status, report["findings"], report["warnings"]) == (0, [], [])
+
+
+def test_a_requirement_that_can_never_match_is_a_configuration_error(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """`RPC_abc` in AUDIT_REQUIRED: a one-line error, exit 2, nothing checked; in AUDIT_OPTIONAL
+    the same item is a warning, written as the command's other warnings are."""
+    result = audit_command(
+        lab.target, tmp_path, f'{ONLY_LAB}\nAUDIT_REQUIRED="22/tcp; RPC_abc/tcp"'
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (f'portwarden: error: {tmp_path}/portwarden.conf:3: AUDIT_REQUIRED='
+                             '"22/tcp; RPC_abc/tcp": RPC_abc/tcp is no RPC_<number> (a program '
+                             'number, 0 to 4294967295, without leading zeros) and never matches: '
+                             'a requirement that can never be met\n')  # fmt: skip
+    result = audit_command(lab.target, tmp_path, f'{ONLY_LAB}\nAUDIT_OPTIONAL="ssh/tcp"',
+                           "--no-state")  # fmt: skip
+    assert result.returncode in (0, 1)
+    assert (f"portwarden: warning: {tmp_path}/portwarden.conf:3: AUDIT_OPTIONAL: ssh/tcp is no "
+            "RPC program in /etc/rpc and never matches; for the service, write 22/tcp"
+            ) in result.stderr.splitlines()  # fmt: skip

@@ -10,7 +10,11 @@ from portwarden.detect.probe import Proto
 
 SEVERITIES = Severities("crit", "err", "notice", "warning")
 MOUNTD = 100005
-RPC_NAMES = {MOUNTD: frozenset({"mountd", "mount", f"RPC_{MOUNTD}"})}
+NFS = 100003
+RPC_NAMES = {
+    MOUNTD: frozenset({"mountd", "mount", f"RPC_{MOUNTD}"}),
+    NFS: frozenset({"nfs", f"RPC_{NFS}"}),
+}
 A, B = "198.18.0.1", "2001:db8::1"
 
 
@@ -22,15 +26,16 @@ def port(interface: str, number: int, proto: Proto = Proto.TCP, program: int | N
 class Auditor:
     """Runs checks one after another, carrying the state, as the daemon does."""
 
-    def __init__(self, required: str = "") -> None:
+    def __init__(self, required: str = "", optional: str = "") -> None:
         groups = parse_groups(required)
-        self.policy = Policy(required=groups)
+        self.policy = Policy(required=groups, optional=parse_groups(optional))
         self.requirements = [Requirement(g, i, i.rpc or "svc") for g in groups for i in g.items]
         self.state: AuditState | None = None
 
-    def check(self, *ports: OpenPort) -> list[tuple[Kind, str]]:
+    def check(self, *ports: OpenPort, rpc_known: bool = True) -> list[tuple[Kind, str]]:
         ruled = [p._replace(rule=self._rule(p)) for p in ports]
-        findings, self.state = compare(ruled, RPC_NAMES, self.requirements, self.state, SEVERITIES)
+        findings, self.state = compare(ruled, RPC_NAMES, self.requirements, self.state, SEVERITIES,
+                                       rpc_known)  # fmt: skip
         return [(f.kind, f.line().split(" program=")[0]) for f in findings]
 
     def _rule(self, p: OpenPort) -> Rule:
@@ -134,3 +139,68 @@ def test_a_name_from_etc_services_is_a_guess_as_samhain_writes_it() -> None:
     audit = Auditor("22/tcp,mountd/udp")
     assert audit.check() == [(Kind.MISSING, "ServiceMissing: any:22/tcp (maybe_svc)"),
                              (Kind.MISSING, "ServiceMissing: any:mountd/udp (mountd)")]  # fmt: skip
+
+
+def test_a_port_that_loses_its_approval_is_new() -> None:
+    """111/udp allowed, then taken out of AUDIT_OPTIONAL while it stays open: ServiceNew once."""
+    audit = Auditor(optional="111/tcp,111/udp")
+    assert audit.check(port(A, 111), port(A, 111, Proto.UDP)) == []
+    audit.policy = Policy(optional=parse_groups("111/tcp"))
+    assert audit.check(port(A, 111), port(A, 111, Proto.UDP)) == [
+        (Kind.NEW, "ServiceNew: 198.18.0.1:111/udp (maybe_svc)")
+    ]
+    assert audit.check(port(A, 111), port(A, 111, Proto.UDP)) == []
+    audit.policy = Policy(optional=parse_groups("111/tcp,111/udp"))
+    assert audit.check(port(A, 111), port(A, 111, Proto.UDP)) == []
+    audit.policy = Policy(optional=parse_groups("111/tcp"))
+    assert [k for k, _ in audit.check(port(A, 111), port(A, 111, Proto.UDP))] == [Kind.NEW]
+
+
+def test_a_port_that_loses_its_rpc_name_while_still_open_is_new() -> None:
+    """mountd, allowed by name, moves off 900 while another program keeps 900 open."""
+    audit = Auditor(optional="mountd/udp")
+    assert audit.check(port(A, 900, Proto.UDP, MOUNTD)) == []
+    moved = audit.check(port(A, 900, Proto.UDP), port(A, 901, Proto.UDP, MOUNTD))
+    assert sorted(moved, key=str) == [
+        (Kind.NEW, "ServiceNew: 198.18.0.1:900/udp (maybe_svc)"),
+        (Kind.PORT_SWITCH, "ServicePortSwitch: 198.18.0.1:901/udp (svc), was 900/udp"),
+    ]
+
+
+def test_programs_that_swap_ports_are_two_port_switches() -> None:
+    other = NFS
+    audit = Auditor(optional="mountd/udp,nfs/udp")
+    assert audit.check(port(A, 900, Proto.UDP, MOUNTD), port(A, 901, Proto.UDP, other)) == []
+    swapped = audit.check(port(A, 901, Proto.UDP, MOUNTD), port(A, 900, Proto.UDP, other))
+    assert sorted(swapped, key=str) == [
+        (Kind.PORT_SWITCH, "ServicePortSwitch: 198.18.0.1:900/udp (svc), was 901/udp"),
+        (Kind.PORT_SWITCH, "ServicePortSwitch: 198.18.0.1:901/udp (svc), was 900/udp"),
+    ]
+    assert audit.check(port(A, 901, Proto.UDP, MOUNTD), port(A, 900, Proto.UDP, other)) == []
+
+
+def test_a_program_that_adds_a_port_and_keeps_the_old_one_did_not_switch() -> None:
+    audit = Auditor()
+    assert [k for k, _ in audit.check(port(A, 900, Proto.UDP, MOUNTD))] == [Kind.NEW]
+    assert audit.check(port(A, 900, Proto.UDP, MOUNTD), port(A, 901, Proto.UDP, MOUNTD)) == [
+        (Kind.NEW, "ServiceNew: 198.18.0.1:901/udp (svc)")
+    ]
+
+
+def test_without_the_portmapper_rpc_requirements_and_ports_keep_their_last_state() -> None:
+    """A portmapper that could not be asked: no false Missing, no Restarted after, no New for
+    ports that only lost their names; a plain requirement is still judged."""
+    audit = Auditor("mountd/udp,22/tcp")
+    assert audit.check(port(A, 22), port(A, 900, Proto.UDP, MOUNTD)) == []
+    assert audit.check(port(A, 900, Proto.UDP), rpc_known=False) == [
+        (Kind.MISSING, "ServiceMissing: any:22/tcp (maybe_svc)")
+    ]
+    assert audit.check(port(A, 22), port(A, 900, Proto.UDP, MOUNTD)) == [
+        (Kind.RESTARTED, "ServiceRestarted: 198.18.0.1:22/tcp (maybe_svc)")
+    ]
+    # Missing before the portmapper went quiet: still missing, reported once, back once.
+    assert audit.check(port(A, 22)) == [(Kind.MISSING, "ServiceMissing: any:mountd/udp (mountd)")]
+    assert audit.check(port(A, 22), rpc_known=False) == []
+    assert audit.check(port(A, 22), port(A, 900, Proto.UDP, MOUNTD)) == [
+        (Kind.RESTARTED, "ServiceRestarted: 198.18.0.1:900/udp (svc)")
+    ]

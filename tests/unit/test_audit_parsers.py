@@ -167,13 +167,22 @@ def test_any_table_text_parses(text: str) -> None:
 
 def test_state_round_trips_and_corrupt_state_is_a_warning(tmp_path: Path) -> None:
     path = tmp_path / "state" / "audit.json"
-    state = AuditState(frozenset({Seen("198.18.0.1", 22, "tcp", None),
+    state = AuditState(frozenset({Seen("198.18.0.1", 22, "tcp", None, unlisted=True),
                                   Seen("2001:db8::1", 900, "udp", 100005)}),
                        frozenset({"any:22/tcp"}))  # fmt: skip
     state.save(path)
     assert AuditState.load(path) == (state, None)
     assert AuditState.load(tmp_path / "none.json") == (None, None)
-    for junk in ("{", "[]", '{"version": 1, "seen": [[1, 2]], "missing": []}', "[" * 100_000):
+    # Version 1 did not say whether a port was unlisted: read as allowed, so reported once more.
+    path.write_text('{"version": 1, "seen": [["198.18.0.1", 22, "tcp", null]], "missing": []}')
+    assert AuditState.load(path)[0] == AuditState(frozenset({Seen("198.18.0.1", 22, "tcp", None)}))
+    for junk in (
+        "{",
+        "[]",
+        '{"version": 1, "seen": [[1, 2]], "missing": []}',
+        "[" * 100_000,
+        '{"version": 2, "seen": [["198.18.0.1", 22, "tcp", null, 1]], "missing": []}',
+    ):
         path.write_text(junk)
         loaded, warning = AuditState.load(path)
         assert loaded is None and warning is not None and "\n" not in warning
@@ -214,12 +223,37 @@ def test_policy_addresses_that_could_never_match_are_errors(tmp_path: Path, valu
         load_settings(conf)
 
 
-def test_rpc_names_unknown_to_etc_rpc_are_warned_about_with_a_hint(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("item", "reason"),
+    [
+        (
+            "ssh/tcp",
+            "ssh/tcp is no RPC program in /etc/rpc and never matches; for the service, "
+            "write 22/tcp",
+        ),
+        (
+            "RPC_abc/tcp",
+            "RPC_abc/tcp is no RPC_<number> (a program number, 0 to 4294967295, "
+            "without leading zeros) and never matches",
+        ),
+        ("RPC_0100005/udp", "RPC_0100005/udp is no RPC_<number>"),
+        ("RPC_4294967296/udp", "RPC_4294967296/udp is no RPC_<number>"),
+    ],
+)
+def test_a_required_rpc_name_that_never_matches_is_an_error_elsewhere_a_warning(
+    tmp_path: Path, item: str, reason: str
+) -> None:
     conf = tmp_path / "portwarden.conf"
-    conf.write_text(f'STATE_DIR="{tmp_path}"\nAUDIT_REQUIRED="mountd/udp ssh/tcp RPC_300999/tcp"\n')
-    warnings = [w for w in load_settings(conf).warnings if "AUDIT_REQUIRED" in w]
-    assert warnings == [f"{conf}:2: AUDIT_REQUIRED: ssh/tcp is no RPC program in /etc/rpc and "
-                        "never matches; for the service, write 22/tcp"]  # fmt: skip
+    conf.write_text(f'STATE_DIR="{tmp_path}"\nAUDIT_REQUIRED="mountd/udp {item} RPC_300999/tcp"\n')
+    with pytest.raises(ConfigError) as error:
+        load_settings(conf)
+    assert str(error.value).startswith(f"{conf}:2: AUDIT_REQUIRED=")
+    assert reason in str(error.value) and "\n" not in str(error.value)
+    conf.write_text(f'STATE_DIR="{tmp_path}"\nAUDIT_REQUIRED="mountd/udp RPC_300999/tcp"\n'
+                    f'AUDIT_OPTIONAL="{item}"\nAUDIT_IGNORE="{item}"\n')  # fmt: skip
+    warnings = [w for w in load_settings(conf).warnings if "AUDIT_" in w]
+    assert [w.split(reason)[0] for w in warnings] == [f"{conf}:3: AUDIT_OPTIONAL: ",
+                                                      f"{conf}:4: AUDIT_IGNORE: "]  # fmt: skip
 
 
 def test_unreadable_socket_tables_mean_nothing_was_checked(

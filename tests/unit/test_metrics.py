@@ -8,7 +8,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from portwarden import __version__
-from portwarden.metrics import MetricsServer
+from portwarden.metrics import MetricsServer, exposition
 
 ALERTS = {"sent": {"syslog": 3}, "dropped": {"mail": {"rate_limit": 1, "error": 0}}}
 
@@ -44,3 +44,16 @@ def test_another_path_is_404(url: str) -> None:
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(f"{url}/", timeout=5)
     assert caught.value.code == 404
+
+
+def test_the_audit_gauges_are_in_the_exposition() -> None:
+    page = exposition({"audit_findings": 3, "audit_last_run": 1767225600, "audit_error": 1},
+                      {"sent": {}, "dropped": {}})  # fmt: skip
+    families = {f.name: f for f in text_string_to_metric_families(page)}
+    values = {name: (families[name].type, families[name].samples[0].value)
+              for name in ("portwarden_audit_findings",
+                           "portwarden_audit_last_run_timestamp_seconds",
+                           "portwarden_audit_error")}  # fmt: skip
+    assert values == {"portwarden_audit_findings": ("gauge", 3),
+                      "portwarden_audit_last_run_timestamp_seconds": ("gauge", 1767225600),
+                      "portwarden_audit_error": ("gauge", 1)}  # fmt: skip

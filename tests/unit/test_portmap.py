@@ -41,6 +41,16 @@ def test_bad_allowed_network_is_one_line_error(text: str) -> None:
     assert message.startswith("--allow: ") and "\n" not in message
 
 
+@pytest.mark.parametrize(("text", "plain"), [("[2001:db8::]/64", "2001:db8::/64"),
+                                             ("[2001:db8::14]", "2001:db8::14")])  # fmt: skip
+def test_the_hosts_allow_form_of_ipv6_is_named_with_the_command_lines(
+    text: str, plain: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(f"on the command line write it as NET/bits: "
+                                                    f"{plain}")):  # fmt: skip
+        allowed_networks([text])
+
+
 def test_rules_use_only_forms_tcp_wrappers_accepts_loopback_first() -> None:
     assert wrappers.allow_rules(allowed_networks(["198.18.0.20", "2001:db8::/64"])) == (
         "rpcbind portmap: 127.0.0.0/255.0.0.0 [::1]/128",

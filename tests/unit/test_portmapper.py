@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from portwarden.detect.probe import Proto
-from portwarden.limits import PORTMAP_REPLY_BYTES_MAX
+from portwarden.limits import PORTMAP_REPLY_BYTES_MAX, PORTMAP_REPLY_FRAGMENTS_MAX
 from portwarden.net import portmapper
 from portwarden.net.portmapper import (
     Mapping,
@@ -325,8 +325,35 @@ def test_one_deadline_covers_a_trickling_tcp_reply() -> None:
     started = time.monotonic()
     with tcp_portmapper(trickle) as port, pytest.raises(PortmapperError) as caught:
         dump("127.0.0.1", TCP, 0.5, port=port)
-    assert (caught.value.reason, str(caught.value)) == ("silent", "no answer within 0.5 s")
     assert time.monotonic() - started < 1.5
+    # Something answered, too slowly to make a reply: junk, not silence.
+    assert caught.value.reason == "malformed"
+    assert re.fullmatch(r"answer not complete within 0\.5 s \(\d+ bytes in 1 fragments, no "
+                        r"whole reply\)", str(caught.value))  # fmt: skip
+
+
+def test_endless_empty_fragments_are_refused_before_the_deadline() -> None:
+    def endless(conn: socket.socket, xid: int) -> None:
+        conn.sendall(struct.pack("!I", 0) * (PORTMAP_REPLY_FRAGMENTS_MAX + 1))
+
+    started = time.monotonic()
+    with tcp_portmapper(endless) as port, pytest.raises(PortmapperError) as caught:
+        dump("127.0.0.1", TCP, 5, port=port)
+    assert time.monotonic() - started < 1
+    assert caught.value.reason == "malformed"
+    assert str(caught.value) == f"reply in more than {PORTMAP_REPLY_FRAGMENTS_MAX} fragments"
+
+
+def test_fragments_that_never_end_the_record_are_junk_not_silence() -> None:
+    def unfinished(conn: socket.socket, xid: int) -> None:
+        conn.sendall(struct.pack("!I", 4) + b"junk" + struct.pack("!I", 2) + b"ju")
+
+    with tcp_portmapper(unfinished) as port, pytest.raises(PortmapperError) as caught:
+        dump("127.0.0.1", TCP, 0.3, port=port)
+    assert (caught.value.reason, str(caught.value)) == (
+        "malformed",
+        "answer not complete within 0.3 s (14 bytes in 2 fragments, no whole reply)",
+    )
 
 
 def test_tcp_denial_refusal_and_silence_are_told_apart() -> None:
@@ -395,6 +422,15 @@ def test_udp_silence_refusal_and_oversized_datagram(monkeypatch: pytest.MonkeyPa
     with pytest.raises(PortmapperError) as refused:
         dump("127.0.0.1", UDP, 3, port=port)  # closed now: ICMP port unreachable
     assert (silent.value.reason, refused.value.reason) == ("silent", "refused")
+    with (
+        udp_portmapper(lambda calls, xid: [b"junk", struct.pack("!I", xid ^ 1)]) as port,
+        pytest.raises(PortmapperError) as strays,
+    ):
+        dump("127.0.0.1", UDP, 0.3, port=port)
+    assert (strays.value.reason, str(strays.value)) == (
+        "malformed",
+        "only junk within 0.3 s (2 datagrams, none a reply to our call)",
+    )
     monkeypatch.setattr(portmapper, "PORTMAP_REPLY_BYTES_MAX", 1000)
     too_large = pytest.raises(PortmapperError, match="larger than 1000 bytes")
     with (

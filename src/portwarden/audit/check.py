@@ -79,14 +79,15 @@ def run_audit(settings: Settings, previous: AuditState | None, now: float,
     in_range = [s for s in sockets if settings.audit_min_port <= s.port <= settings.audit_max_port]
     audited = [(interface, sock) for interface in interfaces
                for sock in _open_on(interface, in_range, policy)]  # fmt: skip
-    programs, refused = rpc_programs(registered, dict.fromkeys(sock for _, sock in audited))
+    programs, refused = rpc_programs(registered or (), dict.fromkeys(s for _, s in audited))
     warnings += rpc_warnings + refused
     open_ports = [_named(interface, sock, programs.get(sock), owned.get(sock.inode), names, policy)
                   for interface, sock in audited]  # fmt: skip
     requirements = [Requirement(group, item, _item_service(item, names))
                     for group, item in policy.requirements()]  # fmt: skip
     rpc_names = {p: names.program_names(p) for p in set(programs.values())}
-    findings, state = compare(open_ports, rpc_names, requirements, previous, _severities(settings))
+    findings, state = compare(open_ports, rpc_names, requirements, previous, _severities(settings),
+                              rpc_known=registered is not None)  # fmt: skip
     return AuditResult(now, tuple(str(i) for i in interfaces), tuple(open_ports), tuple(findings),
                        tuple(warnings), state)  # fmt: skip
 
@@ -240,8 +241,9 @@ def _refused_line(registration: Registration) -> str:
 
 def _registrations(
     sockets: Sequence[Socket], policy: Policy
-) -> tuple[tuple[Registration, ...], list[str]]:
-    """The portmapper's registrations with their owners, if root listens on port 111.
+) -> tuple[tuple[Registration, ...] | None, list[str]]:
+    """The portmapper's registrations with their owners, if root listens on port 111; None
+    when it listens but could not be asked (then which program holds which port is unknown).
 
     Asked over TCP, else (or if that fails) over UDP, at loopback when it listens on a wildcard
     address, else at its own address. Never asked where port 111 is skipped, nor when a socket
@@ -251,7 +253,7 @@ def _registrations(
     strangers = _not_roots(s for s in sockets if s.port == PORTMAPPER_PORT)
     if strangers:
         return (), [strangers]
-    warnings: list[str] = []
+    failures: list[str] = []
     for proto in (Proto.TCP, Proto.UDP):
         sock = next((s for s in sockets if s.port == PORTMAPPER_PORT and s.proto is proto), None)
         if sock is None:
@@ -262,12 +264,14 @@ def _registrations(
         if policy.skips(str(address), "", PORTMAPPER_PORT, proto):
             continue
         try:
-            return registrations(address, proto, PORTMAP_TIMEOUT_S), warnings
+            return registrations(address, proto, PORTMAP_TIMEOUT_S), []
         except PortmapperError as error:
             where = f"{address} port {PORTMAPPER_PORT}/{proto.value}"
-            warnings.append(f"portmapper at {where}: {one_line(str(error))}; "
-                            "RPC services are not named by it")  # fmt: skip
-    return (), warnings
+            failures.append(f"portmapper at {where}: {one_line(str(error))}")
+    if not failures:
+        return (), []
+    return None, [f"{failure}; RPC services are not named by it, and requirements by RPC name "
+                  "keep their last state" for failure in failures]  # fmt: skip
 
 
 def _not_roots(held: Iterable[Socket]) -> str | None:

@@ -21,6 +21,8 @@ def audit(settings: Settings, as_json_output: bool, keep_state: bool) -> int:
     While a daemon runs on this STATE_DIR its state is only read: a changed port is then still
     new to the daemon's next check, which alerts on it. The report is printed before anything
     is recorded, so a STATE_DIR that cannot be written costs a warning, not the report."""
+    for line in settings.warnings:  # as the command's own warnings, not as the daemon logs
+        print(f"portwarden: warning: {line}", file=sys.stderr)
     daemon_runs = statedir.in_use(settings.state_dir)
     now = time.time()
     try:

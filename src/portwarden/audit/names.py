@@ -1,12 +1,12 @@
 """Service names from /etc/services and RPC program names from /etc/rpc."""
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from portwarden.detect.probe import Proto
 
+_PROGRAM_NUMBER = re.compile(r"RPC_(0|[1-9][0-9]{0,9})")  # as program_names() writes it
 SERVICES = Path("/etc/services")
 RPC = Path("/etc/rpc")
 UNKNOWN = "unknown"
@@ -61,13 +61,25 @@ class Names:
         names = self.programs.get(number)
         return names[0] if names else f"RPC_{number}"
 
-    def unknown_rpc_names(self, names: Iterable[str]) -> list[str]:
-        """The ones no program in /etc/rpc has (as name or alias), `RPC_<number>` aside."""
-        known = {name for aliases in self.programs.values() for name in aliases}
-        return [n for n in names if n not in known and not re.fullmatch(r"RPC_\d+", n)]
+    def why_never_matches(self, name: str, proto: Proto) -> str | None:
+        """Why a policy item `name/proto` can never match an RPC program, if it cannot: a name
+        /etc/rpc does not know (with the port when /etc/services knows the name), or an
+        `RPC_...` that is not the `RPC_<number>` a program is named by."""
+        if name.startswith("RPC_"):
+            number = _PROGRAM_NUMBER.fullmatch(name)
+            if number is None or int(number[1]) >= 2**32:
+                return (f"{name}/{proto.value} is no RPC_<number> (a program number, 0 to "
+                        "4294967295, without leading zeros) and never matches")  # fmt: skip
+            return None
+        if any(name in aliases for aliases in self.programs.values()):
+            return None
+        port = self.port_of(name, proto)
+        hint = f"; for the service, write {port}/{proto.value}" if port else ""
+        return f"{name}/{proto.value} is no RPC program in /etc/rpc and never matches{hint}"
 
     def port_of(self, name: str, proto: Proto) -> int | None:
-        """The port /etc/services gives `name`, for a hint."""
+        """The port /etc/services gives `name`, for a hint (samhain takes no service names:
+        a port is written as its number)."""
         return next((port for (port, p), known in self.services.items()
                      if known == name and p is proto), None)  # fmt: skip
 

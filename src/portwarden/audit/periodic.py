@@ -44,8 +44,9 @@ class PeriodicAudit(threading.Thread):
                 self.results.append(audit_and_keep(self.settings, True, now, save=False))
             except NothingChecked as error:
                 self.results.append(Unchecked(now, str(error)))
-            except Exception:  # an audit that fails must not end the periodic check
+            except Exception as error:  # an audit that fails must not end the periodic check
                 log.exception("audit failed")
+                self.results.append(Unchecked(now, f"the audit failed ({type(error).__name__})"))
             self._wake.wait(self.settings.audit_interval)
             self._wake.clear()
 

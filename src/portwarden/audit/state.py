@@ -1,6 +1,7 @@
 """What the previous audit saw, kept between checks (STATE_DIR/audit.json) so that a finding is
 reported when things change, as samhain does: a new port once, a missing one once, then its
-return."""
+return. Version 1 did not keep whether a port was reported as unlisted: its ports are read as
+allowed, so a port still unlisted is reported once more after the upgrade (never hidden)."""
 
 import json
 from dataclasses import dataclass
@@ -11,7 +12,8 @@ from portwarden.respond.files import replace_atomically
 from portwarden.text import one_line
 
 STATE_NAME = "audit.json"
-_VERSION = 1
+_VERSION = 2
+_READABLE = (1, 2)
 
 
 class Seen(NamedTuple):
@@ -21,6 +23,7 @@ class Seen(NamedTuple):
     port: int
     proto: str
     rpc_program: int | None
+    unlisted: bool = False  # in no list of the policy then (reported as ServiceNew or a switch)
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class AuditState:
         """Raises ValueError when the text is not a state this version wrote."""
         try:
             data = json.loads(text)
-            if data["version"] != _VERSION:
+            if data["version"] not in _READABLE:
                 raise ValueError(f"unknown version {one_line(str(data['version']))}")
             seen = frozenset(_seen(item) for item in data["seen"])
             missing = frozenset(data["missing"])
@@ -65,8 +68,10 @@ class AuditState:
 
 
 def _seen(item: Any) -> Seen:
-    interface, port, proto, program = item
+    interface, port, proto, program, *rest = item
+    unlisted = rest[0] if rest else False
     if not (isinstance(interface, str) and isinstance(port, int) and proto in ("tcp", "udp")
-            and (program is None or isinstance(program, int))):  # fmt: skip
+            and (program is None or isinstance(program, int)) and isinstance(unlisted, bool)
+            and len(rest) <= 1):  # fmt: skip
         raise ValueError("bad seen entry")
-    return Seen(interface, port, proto, program)
+    return Seen(interface, port, proto, program, unlisted)

@@ -456,20 +456,20 @@ def _shell_warnings(read: _Reader, settings: Settings) -> list[str]:
 
 
 def _policy_warnings(read: _Reader, settings: Settings) -> list[str]:
-    """RPC names in the audit policy that /etc/rpc does not know never match: say so."""
+    """RPC names in the audit policy that can never match: a configuration error in
+    AUDIT_REQUIRED (it would be a ServiceMissing at every check), a warning elsewhere."""
     names = Names.read()
     found = []
     for key, groups in (("AUDIT_REQUIRED", settings.audit_required),
                         ("AUDIT_OPTIONAL", settings.audit_optional),
                         ("AUDIT_IGNORE", settings.audit_ignore)):  # fmt: skip
-        where = read.where(key)
         for item in (i for g in groups for i in g.items if i.rpc is not None):
-            if not names.unknown_rpc_names([item.rpc or ""]):
+            why = names.why_never_matches(item.rpc or "", item.proto)
+            if why is None:
                 continue
-            port = names.port_of(item.rpc or "", item.proto)
-            hint = f"; for the service, write {port}/{item.proto.value}" if port else ""
-            found.append(f"{where}{key}: {item} is no RPC program in /etc/rpc and never "
-                         f"matches{hint}")  # fmt: skip
+            if key == "AUDIT_REQUIRED":
+                raise read.error(key, f"{why}: a requirement that can never be met")
+            found.append(f"{read.where(key)}{key}: {why}")
     return found
 
 

@@ -19,7 +19,7 @@ import time
 from typing import Literal, NamedTuple
 
 from portwarden.detect.probe import Proto
-from portwarden.limits import PORTMAP_REPLY_BYTES_MAX
+from portwarden.limits import PORTMAP_REPLY_BYTES_MAX, PORTMAP_REPLY_FRAGMENTS_MAX
 from portwarden.net.local import IPAddress
 
 PORTMAPPER_PORT = 111
@@ -57,10 +57,11 @@ _ACCEPT_ERRORS = {
     5: "system error",
 }
 
-# silent: no answer within the timeout (dropped by a firewall, or a peer that never answers)
+# silent: not a byte back within the timeout (dropped by a firewall, or a peer that never answers)
 # refused: connection refused (a TCP reset, or ICMP port unreachable over UDP)
 # denied: the portmapper refused the call (MSG_DENIED); always a PortmapperDenied
-# malformed: an answer that is not a list of registrations (junk, cut short, too large, an error)
+# malformed: an answer that is not a list of registrations (junk, cut short, too large, too slow
+#   to complete, an error)
 # failed: the call could not be made from here (a source address that is not local, no route)
 Reason = Literal["silent", "refused", "denied", "malformed", "failed"]
 
@@ -181,8 +182,8 @@ def _call(
             sock.connect((str(target), port))
             if proto is Proto.TCP:
                 sock.sendall(_U32.pack(_LAST_FRAGMENT | len(call)) + call)
-                return _read_record(sock, deadline), xid
-            return _exchange_datagrams(sock, call, xid, deadline), xid
+                return _read_record(sock, deadline, timeout), xid
+            return _exchange_datagrams(sock, call, xid, deadline, timeout), xid
     except TimeoutError:
         raise PortmapperError("silent", f"no answer within {timeout:g} s") from None
     except ConnectionRefusedError as error:
@@ -213,34 +214,60 @@ def _refuse_larger(size: int) -> None:
         raise _malformed(f"reply larger than {PORTMAP_REPLY_BYTES_MAX} bytes")
 
 
-def _read_record(sock: socket.socket, deadline: float) -> bytes:
-    """One record-marked reply (RFC 5531 section 11), however many fragments, capped in size
-    before anything is read."""
+def _read_record(sock: socket.socket, deadline: float, timeout: float) -> bytes:
+    """One record-marked reply (RFC 5531 section 11), however many fragments (up to a cap),
+    capped in size before anything is read. Bytes that do not make a whole reply by the deadline
+    are a malformed answer, not silence."""
     record = bytearray()
-    while True:
-        (marker,) = _U32.unpack(_read_exactly(sock, 4, deadline))
-        size = marker & ~_LAST_FRAGMENT
-        _refuse_larger(len(record) + size)
-        record += _read_exactly(sock, size, deadline)
-        if marker & _LAST_FRAGMENT:
-            return bytes(record)
+    fragments = 0
+    try:
+        while True:
+            (marker,) = _U32.unpack(_read_exactly(sock, 4, deadline))
+            fragments += 1
+            if fragments > PORTMAP_REPLY_FRAGMENTS_MAX:
+                raise _malformed(f"reply in more than {PORTMAP_REPLY_FRAGMENTS_MAX} fragments")
+            size = marker & ~_LAST_FRAGMENT
+            _refuse_larger(len(record) + size)
+            record += _read_exactly(sock, size, deadline)
+            if marker & _LAST_FRAGMENT:
+                return bytes(record)
+    except _Partial as partial:
+        if fragments == 0 and not partial.data:
+            raise TimeoutError from None
+        got = 4 * fragments + len(record) + len(partial.data)
+        raise _malformed(f"answer not complete within {timeout:g} s ({got} bytes in "
+                         f"{max(fragments, 1)} fragments, no whole reply)") from None  # fmt: skip
+
+
+class _Partial(Exception):
+    """The deadline passed in the middle of a read; `data` is what had come."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__()
+        self.data = data
 
 
 def _read_exactly(sock: socket.socket, size: int, deadline: float) -> bytes:
     data = bytearray()
-    while len(data) < size:
-        sock.settimeout(_left(deadline))
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise _malformed("connection closed before the reply was complete")
-        data += chunk
+    try:
+        while len(data) < size:
+            sock.settimeout(_left(deadline))
+            chunk = sock.recv(size - len(data))
+            if not chunk:
+                raise _malformed("connection closed before the reply was complete")
+            data += chunk
+    except TimeoutError:
+        raise _Partial(bytes(data)) from None
     return bytes(data)
 
 
-def _exchange_datagrams(sock: socket.socket, call: bytes, xid: int, deadline: float) -> bytes:
+def _exchange_datagrams(
+    sock: socket.socket, call: bytes, xid: int, deadline: float, timeout: float
+) -> bytes:
     """Send the call, again every second, until a datagram with our transaction id arrives;
-    stray datagrams are dropped."""
+    stray datagrams are dropped, and if only strays came the answer is malformed, not silence."""
     ours = _U32.pack(xid)
+    strays = 0
     while (left := deadline - time.monotonic()) > 0:
         sock.send(call)
         resend = time.monotonic() + min(left, _UDP_RESEND_S)
@@ -252,6 +279,11 @@ def _exchange_datagrams(sock: socket.socket, call: bytes, xid: int, deadline: fl
                 break
             if reply.startswith(ours):
                 return reply
+            strays += 1
+    if strays:
+        raise _malformed(
+            f"only junk within {timeout:g} s ({strays} datagrams, none a reply to our call)"
+        )
     raise TimeoutError
 
 

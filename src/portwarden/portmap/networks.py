@@ -1,11 +1,14 @@
 """The networks allowed to reach the portmapper: the administrator's, plus loopback, always."""
 
 import ipaddress
+import re
 from collections.abc import Iterable
 
 from portwarden.config.errors import ConfigError
 from portwarden.config.ignore import ALWAYS_IGNORED, Network, parse_network
 from portwarden.portmap.wrappers import covers_everyone
+
+_BRACKETED = re.compile(r"\[([0-9A-Fa-f:.]+)\](/[0-9]+)?")  # TCP Wrappers' [2001:db8::]/64
 
 
 def allowed_networks(texts: Iterable[str], argument: str = "--allow") -> tuple[Network, ...]:
@@ -39,6 +42,12 @@ def _network(text: str, argument: str) -> Network:
     if "%" in text:
         raise ConfigError(argument, "a scope (%device) has no place in TCP Wrappers or firewall "
                           "rules: give the address without it", value=text)  # fmt: skip
+    bracketed = _BRACKETED.fullmatch(text)
+    if bracketed is not None:
+        plain = bracketed[1] + (bracketed[2] or "")
+        reason = ("[net]/bits is how hosts.allow writes an IPv6 network; on the command line "
+                  f"write it as NET/bits: {plain}")  # fmt: skip
+        raise ConfigError(argument, reason, value=text)
     try:
         network = parse_network(text)
     except ValueError as error:
