@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from portwarden.net.local import default_gateways
 from portwarden.respond.actions import Actions, BlockRequest, enforced, uses_nft
 from portwarden.respond.admin import UNBLOCK_COMMAND, reapply_here, unblock_here
 from portwarden.respond.nft import NftError, claim_table
-from portwarden.store.db import BlockRecord, Store
+from portwarden.store.db import Action, BlockRecord, Store
 from portwarden.text import local_stamp, one_line, utc_stamp
 
 log = logging.getLogger("portwarden")
@@ -65,6 +65,14 @@ def block_line(record: BlockRecord, what: str = "block") -> str:
     return (f"{what} address={record.address} actions={actions} until={until} "
             f"offence={record.offence} port={record.port} mode={record.mode} "
             f'reason="{one_line(record.reason)}"')  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BlockJob:
+    """A block the loop recorded (and whose nftables element it added: `nft_done`)."""
+
+    record: BlockRecord
+    nft_done: Action | None
 
 
 @dataclass(frozen=True)
@@ -126,14 +134,14 @@ class ActionWorker(threading.Thread):
                         actions.drop_table()
                     return
                 if kind == "settings" and isinstance(payload, Settings):
-                    actions.settings = payload
-                elif kind == "block" and isinstance(payload, BlockRequest):
+                    if actions.reconfigure(payload):
+                        actions.nft()  # BLOCK_FORWARD changed: the chain appears or goes now
+                elif kind == "block" and isinstance(payload, BlockJob):
                     try:
-                        record = actions.block(payload)
+                        record = actions.carry_out(payload.record, payload.nft_done)
                     finally:
-                        self.finished.append(str(payload.address))
-                    if record is not None:
-                        self._report_block(record)
+                        self.finished.append(payload.record.address)
+                    self._report_block(record)
                 elif kind == "put-back-nft":
                     self._put_back(actions)
                 elif kind == "expire":
@@ -172,7 +180,7 @@ class ActionWorker(threading.Thread):
             log.error("nftables: putting the blocks back failed: %s; trying again in %d s",
                       one_line(str(error)), PUT_BACK_RETRY_S)  # fmt: skip
         else:
-            log.warning("nftables: %d blocks re-applied in table inet %s", count,
+            log.warning("nftables: %d blocks re-applied in table inet %s", count or 0,
                         actions.settings.nft_table)  # fmt: skip
         finally:
             self.putting_back.clear()
@@ -196,7 +204,7 @@ class ResponsePolicy:
     def __init__(self, settings: Settings, store_path: Path, alerts: Alerts) -> None:
         self.settings = settings
         self._alerts = alerts
-        self._store = Store(store_path)
+        self._store = Store(store_path, durable=False)  # it records blocks: see Actions.record
         self._worker = ActionWorker(settings, store_path, alerts)
         self._active: set[str] = set()
         self._in_flight: set[str] = set()  # submitted to the worker, not finished
@@ -260,7 +268,7 @@ class ResponsePolicy:
 
     def reconfigure(self, settings: Settings) -> None:
         self.settings = settings
-        self._actions.settings = settings
+        self._actions.reconfigure(settings)
         self._worker.jobs.put(("settings", settings))
         self.refresh()
 
@@ -369,19 +377,24 @@ class ResponsePolicy:
                 self._alerts.block_cap(self.settings.blocks_per_minute)
             self._suppressed += 1
             return
-        self._active.add(address)  # never submitted twice
-        self._in_flight.add(address)
         request = BlockRequest(probe.src, probe.proto.value, probe.dport, probe.mode,
                                probe.scan, mode)  # fmt: skip
+        record = self._actions.record(request, time.time())  # first: see Actions.record
+        self._active.add(address)  # never submitted twice
+        if record is None:  # blocked already, by a block the loop has not seen yet
+            self._announce(address, probe.mode)
+            return
+        self._in_flight.add(address)
+        nft_done = None
         if self._actions.nft_first(request):
             # In the loop, one netlink batch (~0.02-0.15 ms): the worker could wait for the GIL.
-            seconds = self._actions.duration_for(address)
-            request = replace(request, nft_done=self._actions.nft_add(probe.src, seconds))
-        if self._submit("block", request):
+            nft_done = self._actions.nft_add(probe.src, record.until)
+        if self._submit("block", BlockJob(record, nft_done)):
             self.blocks_made += 1
-        else:
-            self._active.discard(address)
-            self._in_flight.discard(address)
+            return
+        self._actions.abandon(record)
+        self._active.discard(address)
+        self._in_flight.discard(address)
 
     def describe(self, summary: Verdict) -> str:
         """What was done about a summary's source, for reports: how it is blocked, or why not."""
