@@ -120,22 +120,25 @@ def test_a_firewall_reload_that_flushes_the_ruleset_does_not_free_the_scanner(
     nmap(attacker.run, "-sS", "-p", "1-20", target)
     daemon.wait_for(rf"block address={attacker.ipv4} actions=nft:done ")
     mark = daemon.mark()
-    for flush in (1, 2):  # what `systemctl reload nftables` does first; twice in a row
-        lab.target.run(["nft", "flush", "ruleset"])
+    # What `systemctl reload nftables` does first, twice in a row; then a flush of our chain.
+    flushes = (["ruleset"], ["ruleset"], ["chain", "inet", "portwarden", "input"])
+    for number, flush in enumerate(flushes, 1):
+        lab.target.run(["nft", "flush", *flush])
         assert can_connect(attacker, target, SERVICE)  # for now
-        assert daemon.log()[mark:].count("nftables: 1 blocks re-applied") == flush - 1
+        assert daemon.log()[mark:].count("nftables: 1 blocks re-applied") == number - 1
         deadline = time.monotonic() + 10
-        while daemon.log()[mark:].count("nftables: 1 blocks re-applied") < flush:
+        while daemon.log()[mark:].count("nftables: 1 blocks re-applied") < number:
             assert time.monotonic() < deadline, daemon.log()[mark:]
             time.sleep(0.1)
         assert nft_elements(lab.target) == {attacker.ipv4}
         assert not can_connect(attacker, target, SERVICE)
     assert can_connect(lab.client, target, SERVICE)
-    assert daemon.log()[mark:].count("table inet portwarden was removed") == 2
+    assert daemon.log()[mark:].count("missing: table inet portwarden") == 2
+    assert daemon.log()[mark:].count("missing: the rules of chain input of table inet") == 1
     # `unblock --all` removes the table on purpose: nothing is put back, nothing is alerted...
     assert portwarden(lab.target, daemon, "unblock", "--all").returncode == 0
     time.sleep(2 * 2.0 + 0.5)  # two REFRESH_S
-    assert daemon.log()[mark:].count("table inet portwarden was removed") == 2
+    assert daemon.log()[mark:].count("missing: table inet portwarden") == 2
     assert nft_elements(lab.target) == set()
     # ...and the next block makes the table again.
     nmap(lab.attackers[2].run, "-sS", "-p", "1-20", target)
@@ -336,6 +339,37 @@ def test_kill_9_during_a_slow_command_then_unblock_without_the_daemon_undoes_eve
     assert attacker.ipv4 not in blackholes(lab.target)
     assert deny.read_text() == original
     assert can_connect(attacker, lab.target.ipv4, SERVICE)
+
+
+def test_kill_9_while_a_slow_command_delays_the_worker_leaves_no_block_the_store_does_not_know(
+    lab: Lab, start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    """The loop records each block before it adds the element: a KILL_RUN_CMD that takes
+    seconds delays the worker, not the records. After a kill -9, `blocked` lists every
+    element in the firewall and `unblock NET` without the daemon removes each one."""
+    pid = tmp_path / "command.pid"
+    conf = f'BLOCK_TCP="1"\nKILL_RUN_CMD="{slow_command(pid, 30)}"\n'
+    daemon = start_daemon("-stcp", "-sudp", conf=conf)
+    scanners = [a.ipv4 for a in lab.attackers] + [lab.attackers[0].ipv6]
+    for attacker in lab.attackers:
+        nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+    nmap(lab.attackers[0].run, "-6", "-sS", "-p", "11", lab.target.ipv6)
+    command = int(wait_for_file(pid))
+    deadline = time.monotonic() + 10
+    while nft_elements(lab.target) != set(scanners):
+        assert time.monotonic() < deadline, nft_elements(lab.target)
+        time.sleep(0.05)
+    daemon.proc.kill()
+    daemon.proc.wait()
+    os.kill(command, signal.SIGKILL)
+    listed = portwarden(lab.target, daemon, "blocked").stdout
+    assert {line.split()[0] for line in listed.splitlines()[1:]} == set(scanners)
+    for network, inside in (("198.18.0.0/24", scanners[:3]), ("2001:db8::/64", scanners[3:])):
+        result = portwarden(lab.target, daemon, "unblock", network)
+        assert result.returncode == 0, result.stderr
+        assert sorted(result.stdout.split()[1::2]) == sorted(inside)
+    assert nft_elements(lab.target) == set()
+    assert can_connect(lab.attackers[0], lab.target.ipv4, SERVICE)
 
 
 def test_restarts_run_kill_route_once_and_a_reboot_runs_it_again(

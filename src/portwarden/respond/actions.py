@@ -508,9 +508,10 @@ class Actions:
         return [(r.address, None if r.until is None else max(1, round(r.until - now)))
                 for r in active if any(a.kind == NFT for a in r.actions)]  # fmt: skip
 
-    def nft_table_lost(self) -> bool:
-        """Whether our nftables table is gone although this process has been using it."""
-        return self._nft is not None and not self._nft.table_present()
+    def nft_damage(self) -> str | None:
+        """What is missing of our nftables table (NftBlocker.damage), if this process has been
+        using it."""
+        return None if self._nft is None else self._nft.damage()
 
     def write_files(self, new: BlockRecord | None = None,
                      active: list[BlockRecord] | None = None) -> None:  # fmt: skip

@@ -284,17 +284,18 @@ class ResponsePolicy:
 
     def _check_table(self) -> None:
         """A firewall reload that flushes the whole ruleset (`nft flush ruleset`, as
-        nftables.service does) takes our table and every block with it: put them back. Not
-        when nothing is blocked (`unblock --all` removes the table on purpose), not while a
-        put-back is under way, and after a failed one only every PUT_BACK_RETRY_S."""
+        nftables.service does) takes our table and every block with it; `nft flush chain`
+        takes our drop rules: put them back. Not when nothing is blocked (`unblock --all`
+        removes the table on purpose), not while a put-back is under way, and after a failed
+        one only every PUT_BACK_RETRY_S."""
         worker = self._worker
         if not self._active or worker.putting_back.is_set() or time.monotonic() < worker.retry_at:
             return
-        if not self._actions.nft_table_lost():
+        damage = self._actions.nft_damage()
+        if damage is None:
             return
-        log.warning("nftables table inet %s was removed (a firewall reload that flushes the "
-                    "ruleset?); putting the active blocks back",
-                    self.settings.nft_table)  # fmt: skip
+        log.warning("nftables: missing: %s (a firewall reload or a flush?); putting the "
+                    "active blocks back", damage)  # fmt: skip
         self._alerts.table_lost()
         worker.putting_back.set()
         if not self._submit("put-back-nft", None):
