@@ -21,7 +21,7 @@ import pytest
 from portwarden import limits
 from portwarden.config import BlockMode
 from portwarden.respond import actions as actions_module
-from portwarden.respond import files
+from portwarden.respond import admin, files
 from portwarden.respond.actions import Actions, BlockRequest, enforced
 from portwarden.store.db import Action, Store, boot_id
 from tests.unit.blocking import block, blocking_settings
@@ -380,3 +380,33 @@ def test_a_store_from_before_boot_ids_keeps_routes_of_this_boot(
         os.utime(path, (0, 0))
     store = Store(path)
     assert store.made_in_other_boots(boot_id()) == (set() if last_used == "in this boot" else {1})
+
+
+def test_an_undo_that_fails_is_kept_reported_and_tried_again(
+    tmp_path: Path, make: Callable[[str], Actions], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """hosts.deny replaced by a symbolic link after the block: the unblock cannot remove the
+    line. The block ends (the address is free of everything else) but what is left is kept,
+    the command says so and fails, and the next unblock, once fixed, removes it."""
+    actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\n')
+    deny = actions.settings.hosts_deny_file
+    assert block(actions, request()) is not None
+    real = tmp_path / "real.deny"
+    deny.rename(real)
+    deny.symlink_to(real)
+    assert admin.unblock(actions.settings, "198.18.0.0/24") == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        f'portwarden: error: unblock: left in force: 198.18.0.11: hosts.deny line "ALL: '
+        f'198.18.0.11" in {deny} ({deny} is a symbolic link; refusing to follow it); fix it '
+        "and run unblock again"
+    ]
+    assert actions.store.active() == [] and len(actions.store.leftovers()) == 1
+    assert admin.unblock(actions.settings, "198.18.0.11") == 1  # still a link: still left
+    capsys.readouterr()
+    deny.unlink()
+    real.rename(deny)
+    assert admin.unblock(actions.settings, "198.18.0.11") == 0
+    assert capsys.readouterr().out == "unblocked 198.18.0.11\n"
+    assert deny.read_text() == "" and actions.store.leftovers() == []

@@ -116,9 +116,9 @@ class Actions:
         return NftBlocker(self._nft_context(), self.settings.block_forward, self.settings.nft_table)
 
     def reconfigure(self, settings: Settings) -> bool:
-        """Take new settings (SIGHUP). Returns whether the nftables blocker in use changed
-        shape (BLOCK_FORWARD): it is rebuilt at its next use; `nft()` rebuilds it now."""
-        reshaped = self._nft is not None and settings.block_forward != self.settings.block_forward
+        """Take new settings (SIGHUP). Returns whether the nftables blocker changed shape
+        (BLOCK_FORWARD): it is rebuilt at its next use; `nft()` rebuilds it now."""
+        reshaped = settings.block_forward != self.settings.block_forward
         self.settings = settings
         if reshaped:
             self._nft = None
@@ -328,13 +328,14 @@ class Actions:
         return record._replace(actions=actions)
 
     def _undone(self, action: Action, address: str) -> Action:
-        """The action after its undo: as it was, or UNDO_FAILED and why."""
+        """The action after its undo: as it was (done again after an undo that failed before),
+        or UNDO_FAILED and why."""
         try:
             error = self._undo(action, address)
         except (OSError, NftError) as failure:
             error = one_line(str(failure))
         if error is None:
-            return action
+            return action._replace(status=DONE) if action.status.startswith(UNDO_FAILED) else action
         log.error("undoing %s for %s failed: %s; run `portwarden unblock %s` again once it "
                   "is fixed", action.kind, address, error, address)  # fmt: skip
         return action._replace(status=f"{UNDO_FAILED}: {error}")

@@ -134,7 +134,7 @@ class ActionWorker(threading.Thread):
                         actions.drop_table()
                     return
                 if kind == "settings" and isinstance(payload, Settings):
-                    if actions.reconfigure(payload):
+                    if actions.reconfigure(payload) and uses_nft(payload):
                         actions.nft()  # BLOCK_FORWARD changed: the chain appears or goes now
                 elif kind == "block" and isinstance(payload, BlockJob):
                     try:
