@@ -461,7 +461,7 @@ def test_gateways_and_name_servers_are_never_blocked(lab: Lab, tmp_path: Path) -
     assert text.count("block address=") == 1
 
 
-def test_while_the_daemon_is_down_blocked_and_status_hide_expired_blocks_unblock_all_exact(
+def test_while_the_daemon_is_down_blocked_lists_expired_blocks_status_hides_unblock_all_exact(
     lab: Lab, start_daemon: StartDaemon
 ) -> None:
     daemon = start_daemon("-stcp", conf='BLOCK_TCP="1"\nBLOCK_DURATION="1"\n')
@@ -470,7 +470,13 @@ def test_while_the_daemon_is_down_blocked_and_status_hide_expired_blocks_unblock
     daemon.wait_for(rf"block address={attacker.ipv4} ")
     daemon.stop()
     time.sleep(1.1)  # the block's time is up; no daemon ends it
-    assert attacker.ipv4 not in portwarden(lab.target, daemon, "blocked").stdout
+    lines = portwarden(lab.target, daemon, "blocked").stdout.splitlines()
+    assert lines[0].split() == ["address", "since", "until", "reason", "count", "state"]
+    assert lines[1].startswith(attacker.ipv4) and lines[1].endswith(
+        "expired, removed at next start")  # fmt: skip
+    listed = json.loads(portwarden(lab.target, daemon, "blocked", "--json").stdout)["blocks"]
+    assert [(b["address"], b["state"]) for b in listed] == [
+        (attacker.ipv4, "expired, removed at next start")]  # fmt: skip
     status = json.loads(portwarden(lab.target, daemon, "status", "--json").stdout)
     assert status["running"] is False and status["blocks"]["active"] == 0, status["blocks"]
     first = portwarden(lab.target, daemon, "unblock", "--all")

@@ -17,7 +17,8 @@ def _quote(value: str) -> str:
     return f'"{value}"' if " " in value or not value else value
 
 
-def verdict_line(verdict: Verdict) -> str:
+def verdict_line(verdict: Verdict, action: str = "") -> str:
+    """The `attack` log line; `action` (summaries) says what was done about the source."""
     p = verdict.probe
     if verdict.kind == "scan":
         scan = p.scan
@@ -44,6 +45,8 @@ def verdict_line(verdict: Verdict) -> str:
         fields.append(("ip_options", "yes"))
     stamp = datetime.fromtimestamp(p.seen_at, UTC).isoformat(timespec="milliseconds")
     fields.append(("time", stamp.replace("+00:00", "Z")))
+    if action:
+        fields.append(("action", action))
     return "attack " + " ".join(f"{key}={_quote(value)}" for key, value in fields)
 
 

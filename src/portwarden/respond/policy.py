@@ -169,7 +169,8 @@ class ActionWorker(threading.Thread):
             log.warning("%s", block_line(record))
             self._alerts.blocked(record)
             return
-        log.error("%s", block_line(record, "block-failed"))
+        # A failed block counts as no offence (Store.offences): the line says so.
+        log.error("%s", block_line(record._replace(offence=0), "block-failed"))
         self._alerts.block_failed(record.address)
 
     def _put_back(self, actions: Actions) -> None:
