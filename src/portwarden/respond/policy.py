@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import queue
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -381,7 +382,12 @@ class ResponsePolicy:
             return
         request = BlockRequest(probe.src, probe.proto.value, probe.dport, probe.mode,
                                probe.scan, mode)  # fmt: skip
-        record = self._actions.record(request, time.time())  # first: see Actions.record
+        try:
+            record = self._actions.record(request, time.time())  # first: see Actions.record
+        except sqlite3.Error as error:  # nothing is done that the store does not know
+            log.error("block of %s not made: the store refused it: %s; its next probe tries "
+                      "again", address, one_line(str(error)))  # fmt: skip
+            return
         self._active.add(address)  # never submitted twice
         if record is None:  # blocked already, by a block the loop has not seen yet
             self._announce(address, probe.mode)

@@ -7,7 +7,8 @@ it; so an unblock (by the daemon, by expiry or by the `unblock` command) or a re
 kill at any moment undoes or finishes exactly what was, or may have been, done. `boot` is the
 boot (kernel boot_id) in which the block's KILL_ROUTE was last carried out: routes and firewall
 rules that commands add do not survive a reboot, and running them again without one would add
-them twice.
+them twice. `leftover` marks an ended block with an action whose undo failed (its status
+`undo failed: ...`): still in force, tried again at the next unblock there and at start.
 """
 
 import contextlib
