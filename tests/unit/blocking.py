@@ -20,5 +20,6 @@ def blocking_settings(folder: Path, extra: str = "") -> Settings:
 
 def block(actions: Actions, request: BlockRequest) -> BlockRecord | None:
     """Record and carry out a block, as the daemon's loop and worker do between them."""
-    record = actions.record(request, time.time())
+    now = time.time()
+    record = actions.record(request, now, actions.until_for(str(request.address), now))
     return None if record is None else actions.carry_out(record)

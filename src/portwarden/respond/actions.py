@@ -155,14 +155,20 @@ class Actions:
             seconds = math.inf
         return min(seconds, s.block_duration_max or limits.BLOCK_SECONDS_MAX)
 
-    def record(self, request: BlockRequest, now: float) -> BlockRecord | None:
-        """Record the block, every action planned, before anything is done: the daemon's loop
-        does this before it adds the nftables element, so the firewall never holds a block the
-        store does not know. No file is read (cheap enough for the loop: see Store's
-        `durable`). None if the address is already blocked."""
-        address = str(request.address)
+    def until_for(self, address: str, now: float) -> float | None:
+        """When a block of `address` made `now` ends (None: never)."""
         seconds = self.duration_for(address)
-        until = None if seconds is None else now + seconds
+        return None if seconds is None else now + seconds
+
+    def record(self, request: BlockRequest, now: float, until: float | None) -> BlockRecord | None:
+        """Record the block, every action planned, before anything else of it is done. The
+        daemon's loop does this right after it adds the nftables element (within a fraction
+        of a millisecond; an insert after an idle spell takes ~0.3 ms, as long again as the
+        element, so it does not come first): a kill in between leaves an element the store
+        does not know, which the next start removes (it refills the sets from the store), and
+        so does `unblock NET` without a daemon (sweep_nft). No file is read. None if the
+        address is already blocked."""
+        address = str(request.address)
         return self.store.add_block(
             address, request.proto, request.port, request.mode, request.reason, address, now,
             until, tuple(self._plan(request)), self.boot)  # fmt: skip
@@ -298,6 +304,15 @@ class Actions:
             commands.run(list(action.undo), timeout, f"{what} undo", quiet=True)
         ok = commands.run(list(action.do), timeout, what)
         return action._replace(status=DONE if ok else FAILED)
+
+    def sweep_nft(self, network: Network) -> int:
+        """Remove every element inside `network` from our sets, also those the store does not
+        know (see `record`); only while no daemon runs. Returns how many were there."""
+        try:
+            return (self._nft or self._blocker()).remove_inside(network)
+        except NftError as error:
+            log.error("nftables: %s", one_line(str(error)))
+            return 0
 
     def nft_add(self, address: Address, until: float | None) -> Action:
         """Add the element, its kernel timeout ending at `until` as the store's block does."""

@@ -47,8 +47,12 @@ def unblock_here(actions: Actions, network: Network | None) -> tuple[list[BlockR
 
 
 def _unblock_without_daemon(actions: Actions, network: Network | None) -> Answer:
-    """unblock_here, and the `unblock` events the daemon would have written."""
+    """unblock_here, and the `unblock` events the daemon would have written. Our sets'
+    elements inside `network` go too, also one the store does not know: added by a daemon
+    killed before it recorded the block (see Actions.record)."""
     undone, answer = unblock_here(actions, network)
+    if network is not None:
+        answer["swept"] = actions.sweep_nft(network)
     try:
         write_unblocks(actions.settings, [(r.address, time.time()) for r in undone],
                        UNBLOCK_COMMAND)  # fmt: skip
@@ -92,9 +96,12 @@ def unblock(settings: Settings, target: str | None) -> int:
     for line in answer["left"]:
         print(f"portwarden: error: unblock: left in force: {line}; fix it and run "
               "unblock again", file=sys.stderr)  # fmt: skip
+    if answer.get("swept"):
+        print(f"removed {answer['swept']} nftables elements inside {network} that the store "
+              "did not list")  # fmt: skip
     if answer["left"]:
         return 1
-    if not answer["unblocked"] and target is not None:
+    if not answer["unblocked"] and not answer.get("swept") and target is not None:
         print(f"no active block matches {target}", file=sys.stderr)
         return 1
     return 0

@@ -11,11 +11,13 @@ netlink (nftlink).
 import contextlib
 import ctypes
 import errno
+import ipaddress
+import json
 import socket
 from collections.abc import Iterable
 
 from portwarden.config.errors import ConfigError
-from portwarden.config.ignore import Address
+from portwarden.config.ignore import Address, Network
 from portwarden.respond.nftlink import Element, NftLink, NftLinkError
 
 DEFAULT_TABLE = "portwarden"  # NFT_TABLE's default
@@ -185,6 +187,24 @@ class NftBlocker:
             for line in lines:
                 with contextlib.suppress(NftError):  # not in the set any more
                     self._nft.run(line + "\n")
+
+    def remove_inside(self, network: Network) -> int:
+        """Remove every element inside `network` (one listing of the set; none when the table
+        is not there). Returns how many."""
+        name = "blocked6" if network.version == 6 else "blocked4"
+        try:
+            listed = self._nft.run(f"list set inet {self.table} {name}", json_output=True)
+        except NftError:
+            return 0
+        inside = []
+        for item in json.loads(listed)["nftables"]:
+            for element in item.get("set", {}).get("elem", []):
+                value = element["elem"]["val"] if isinstance(element, dict) else element
+                address = ipaddress.ip_address(value)
+                if address in network:
+                    inside.append(address)
+        self.remove(inside)
+        return len(inside)
 
     def replace_all(self, blocks: Iterable[tuple[Address | str, int | None]]) -> None:
         """Make the sets hold exactly `blocks` (start-up restore), in one transaction."""

@@ -382,21 +382,26 @@ class ResponsePolicy:
             return
         request = BlockRequest(probe.src, probe.proto.value, probe.dport, probe.mode,
                                probe.scan, mode)  # fmt: skip
+        now_wall = time.time()
+        until = self._actions.until_for(address, now_wall)
+        nft_done = None
+        if self._actions.nft_first(request):
+            # In the loop, one netlink batch (~0.02-0.15 ms): the worker could wait for the GIL.
+            nft_done = self._actions.nft_add(probe.src, until)
         try:
-            record = self._actions.record(request, time.time())  # first: see Actions.record
-        except sqlite3.Error as error:  # nothing is done that the store does not know
+            record = self._actions.record(request, now_wall, until)  # at once: see there
+        except sqlite3.Error as error:  # nothing stays in force that the store does not know
             log.error("block of %s not made: the store refused it: %s; its next probe tries "
                       "again", address, one_line(str(error)))  # fmt: skip
+            if nft_done is not None:
+                with contextlib.suppress(NftError):
+                    self._actions.nft().remove([probe.src])
             return
         self._active.add(address)  # never submitted twice
         if record is None:  # blocked already, by a block the loop has not seen yet
             self._announce(address, probe.mode)
             return
         self._in_flight.add(address)
-        nft_done = None
-        if self._actions.nft_first(request):
-            # In the loop, one netlink batch (~0.02-0.15 ms): the worker could wait for the GIL.
-            nft_done = self._actions.nft_add(probe.src, record.until)
         if self._submit("block", BlockJob(record, nft_done)):
             self.blocks_made += 1
             return
