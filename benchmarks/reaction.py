@@ -4,9 +4,12 @@ Run as root from the repository root:  .venv/bin/python -m benchmarks.reaction [
 
 Each round a fresh attacker address sends one SYN to a tripwire port and then a SYN to a real
 open service every INTERVAL microseconds; the count of SYN+ACKs it gets back is how many
-packets slipped through before the block held. portwarden (-stcp, built-in nftables blocker) and
+packets slipped through before the block held. No daemon (the baseline: every SYN must be
+answered, or the probe itself loses packets), portwarden (-stcp, built-in nftables blocker) and
 PortSentry 1.2 (-stcp, KILL_ROUTE="ip route add blackhole $TARGET$") take turns on the same
-target in the same run. Also: restoring 100,000 active blocks at start.
+target in the same run; after each round the source must be in the daemon's set or routes
+(a round where it is not counts as a failure, not as a fast reaction). Also: restoring 100,000
+active blocks at start.
 """
 
 import argparse
@@ -27,6 +30,9 @@ KILL_ROUTE = 'KILL_ROUTE="/sbin/ip route add blackhole $TARGET$"\n'
 PROBE = Path(__file__).with_name("synprobe.py")
 
 
+BASELINE, OURS, THEIRS = "no daemon (baseline)", "portwarden (nftables)", "PortSentry (KILL_ROUTE)"
+
+
 def round_trip(lab: Lab, source: str, count: int, interval_us: int) -> int:
     attacker = lab.attackers[0]
     attacker.run(["ip", "addr", "add", f"{source}/24", "dev", "eth0"])
@@ -36,6 +42,15 @@ def round_trip(lab: Lab, source: str, count: int, interval_us: int) -> int:
         return int(out.stdout)
     finally:
         attacker.run(["ip", "addr", "del", f"{source}/24", "dev", "eth0"])
+
+
+def blocked_at_end(lab: Lab, name: str, source: str) -> bool:
+    """Whether the daemon `name` holds a block of `source` (the baseline: that none does)."""
+    if name == OURS:
+        command = ["nft", "get", "element", "inet", "portwarden", "blocked4", f"{{ {source} }}"]
+        return lab.target.run(command, check=False).returncode == 0
+    routes = lab.target.run(["ip", "route", "show", "type", "blackhole"]).stdout.split()
+    return source in routes if name == THEIRS else source not in routes
 
 
 # Configurations timed at restore: ours with the built-in blocker only, and Debian's
@@ -99,24 +114,34 @@ def main() -> None:
     parser.add_argument("--restore", type=int, default=100_000, help="blocks restored (0: none)")
     args = parser.parse_args()
     lab = Lab(prefix=BENCH_PREFIX, attackers=1).create()
-    results: dict[str, list[int]] = {"portwarden (nftables)": [], "PortSentry (KILL_ROUTE)": []}
+    results: dict[str, list[int]] = {BASELINE: [], OURS: [], THEIRS: []}
+    failed: dict[str, int] = dict.fromkeys(results, 0)
     try:
         tcp_echo_server(lab.target, SERVICE)
         with tempfile.TemporaryDirectory() as tmp:
             for number in range(args.rounds):
                 work = Path(tmp, str(number))
-                # A fresh source each time, so neither daemon has seen it; they take turns.
+                # A fresh source each time, so no daemon has seen it; they take turns.
+                counts = []
                 for index, name in enumerate(results):
-                    source = str(ipaddress.ip_address("198.18.0.100") + 2 * number + index)
-                    if index == 0:
-                        daemon: OurDaemon | PortSentry = OurDaemon(lab, work / "ours",
-                                                                   'BLOCK_TCP="1"\n')  # fmt: skip
-                    else:
+                    source = str(ipaddress.ip_address("198.18.0.100") + 3 * number + index)
+                    daemon: OurDaemon | PortSentry | None = None
+                    if name == OURS:
+                        daemon = OurDaemon(lab, work / "ours", 'BLOCK_TCP="1"\n')
+                    elif name == THEIRS:
                         daemon = PortSentry(lab, work / "theirs", KILL_ROUTE)
                     try:
-                        results[name].append(round_trip(lab, source, args.count, args.interval))
+                        count = round_trip(lab, source, args.count, args.interval)
+                        held = blocked_at_end(lab, name, source)
+                        if held:
+                            results[name].append(count)
+                        else:
+                            failed[name] += 1
+                        counts.append(f"{name.split()[0]} {count}{'' if held else ' (FAILED)'}")
                     finally:
-                        daemon.stop()
+                        if daemon is not None:
+                            daemon.stop()
+                print(f"round {number + 1}: {', '.join(counts)}", flush=True)
             lab.target.run(["ip", "route", "flush", "type", "blackhole"], check=False)
             restores = {config: [restore_seconds(lab, Path(tmp, f"restore{i}{n}"), args.restore,
                                                  config) for i in range(3)]
@@ -126,9 +151,13 @@ def main() -> None:
             f"\nreaction: SYNs to an open service answered after the tripwire probe "
             f"({args.count} sent, one every {args.interval} us; {args.rounds} rounds)"
         )
-        print(f"{'daemon':<26}{'median':>8}{'worst':>8}{'best':>8}")
+        print(f"{'daemon':<26}{'median':>8}{'worst':>8}{'best':>8}{'failed':>8}")
         for name, counts in results.items() if args.rounds else ():
-            print(f"{name:<26}{statistics.median(counts):>8g}{max(counts):>8}{min(counts):>8}")
+            if counts:
+                print(f"{name:<26}{statistics.median(counts):>8g}{max(counts):>8}"
+                      f"{min(counts):>8}{failed[name]:>8}")  # fmt: skip
+            else:
+                print(f"{name:<26}{'-':>8}{'-':>8}{'-':>8}{failed[name]:>8}")
         if restores:
             print(
                 f"\nrestore: {args.restore} active blocks re-applied at start (store read, "

@@ -20,7 +20,7 @@ from portwarden.portmap import command as portmap_command
 from portwarden.respond import admin
 from portwarden.statedir import StateDirBusy
 from portwarden.store.db import Store, store_path
-from portwarden.text import local_stamp, one_line
+from portwarden.text import one_line
 
 log = logging.getLogger("portwarden")
 
@@ -86,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     blocked = commands.add_parser("blocked", help="list the active blocks")
     blocked.add_argument("-c", "--config", type=Path, help="configuration file")
+    blocked.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     unblock = commands.add_parser(
         "unblock", help="undo blocks: firewall set element, route, hosts.deny line"
     )
@@ -210,15 +211,12 @@ def _blocked(args: argparse.Namespace) -> int:
     settings = _load(_config_path(args.config))
     if _no_state(settings.state_dir):
         return 1
-    store = Store(store_path(settings.state_dir))
-    rows = [("address", "since", "until", "reason", "count")]
-    for r in store.active(now=time.time()):  # the daemon may be down: expired blocks linger
-        until = "forever" if r.until is None else local_stamp(r.until)
-        rows.append((r.address, local_stamp(r.since), until, f"{r.reason} ({r.proto} {r.port})",
-                     str(r.offence)))  # fmt: skip
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    now = time.time()
+    listed = status.blocked_listing(Store(store_path(settings.state_dir)), now)
+    if args.json:
+        print(json.dumps({"blocks": status.blocked_json(listed, now)}, indent=2))
+    else:
+        print(status.render_blocked(listed), end="")
     return 0
 
 

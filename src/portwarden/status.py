@@ -12,9 +12,10 @@ from typing import Any
 
 from portwarden.config import Settings
 from portwarden.detect.engine import Engine
+from portwarden.respond.actions import left
 from portwarden.sensors.build import Sensor
 from portwarden.store.db import BlockRecord, Store
-from portwarden.text import port_count, port_ranges, utc_stamp
+from portwarden.text import local_stamp, port_count, port_ranges, utc_stamp
 
 TOP_MAX = 10  # scanners and ports shown
 BLOCKS_SHOWN_MAX = 20  # most recent active blocks shown (the count is always exact)
@@ -32,6 +33,35 @@ def blocks_part(store: Store, now: float) -> dict[str, Any]:
         "active": store.active_count(now),
         "latest": [_block(r, now) for r in store.latest_active(BLOCKS_SHOWN_MAX, now)],
     }
+
+
+EXPIRED = "expired, removed at next start"  # time up while no daemon ran: still in force
+
+
+def blocked_listing(store: Store, now: float) -> list[tuple[BlockRecord, str]]:
+    """`portwarden blocked`: every block in force, each with its state: `active`; EXPIRED
+    for one whose time is up while no daemon ran (its nftables element has timed out, but its
+    route and hosts.deny line stay until a start ends it); or, for an unblocked block whose
+    undo failed, `left in force: ...` naming what."""
+    listed = [(r, EXPIRED if r.until is not None and r.until <= now else "active")
+              for r in store.active()]  # fmt: skip
+    listed += [(r, f"left in force: {'; '.join(left(r))}") for r in store.leftovers()]
+    return listed
+
+
+def blocked_json(listed: list[tuple[BlockRecord, str]], now: float) -> list[dict[str, Any]]:
+    return [_block(record, now) | {"state": state} for record, state in listed]
+
+
+def render_blocked(listed: list[tuple[BlockRecord, str]]) -> str:
+    rows = [("address", "since", "until", "reason", "count", "state")]
+    for r, state in listed:
+        until = "forever" if r.until is None else local_stamp(r.until)
+        rows.append((r.address, local_stamp(r.since), until, f"{r.reason} ({r.proto} {r.port})",
+                     str(r.offence), state))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n"
+                   for row in rows)  # fmt: skip
 
 
 def _block(record: BlockRecord, now: float) -> dict[str, Any]:

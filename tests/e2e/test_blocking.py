@@ -120,22 +120,25 @@ def test_a_firewall_reload_that_flushes_the_ruleset_does_not_free_the_scanner(
     nmap(attacker.run, "-sS", "-p", "1-20", target)
     daemon.wait_for(rf"block address={attacker.ipv4} actions=nft:done ")
     mark = daemon.mark()
-    for flush in (1, 2):  # what `systemctl reload nftables` does first; twice in a row
-        lab.target.run(["nft", "flush", "ruleset"])
+    # What `systemctl reload nftables` does first, twice in a row; then a flush of our chain.
+    flushes = (["ruleset"], ["ruleset"], ["chain", "inet", "portwarden", "input"])
+    for number, flush in enumerate(flushes, 1):
+        lab.target.run(["nft", "flush", *flush])
         assert can_connect(attacker, target, SERVICE)  # for now
-        assert daemon.log()[mark:].count("nftables: 1 blocks re-applied") == flush - 1
+        assert daemon.log()[mark:].count("nftables: 1 blocks re-applied") == number - 1
         deadline = time.monotonic() + 10
-        while daemon.log()[mark:].count("nftables: 1 blocks re-applied") < flush:
+        while daemon.log()[mark:].count("nftables: 1 blocks re-applied") < number:
             assert time.monotonic() < deadline, daemon.log()[mark:]
             time.sleep(0.1)
         assert nft_elements(lab.target) == {attacker.ipv4}
         assert not can_connect(attacker, target, SERVICE)
     assert can_connect(lab.client, target, SERVICE)
-    assert daemon.log()[mark:].count("table inet portwarden was removed") == 2
+    assert daemon.log()[mark:].count("missing: table inet portwarden") == 2
+    assert daemon.log()[mark:].count("missing: the rules of chain input of table inet") == 1
     # `unblock --all` removes the table on purpose: nothing is put back, nothing is alerted...
     assert portwarden(lab.target, daemon, "unblock", "--all").returncode == 0
     time.sleep(2 * 2.0 + 0.5)  # two REFRESH_S
-    assert daemon.log()[mark:].count("table inet portwarden was removed") == 2
+    assert daemon.log()[mark:].count("missing: table inet portwarden") == 2
     assert nft_elements(lab.target) == set()
     # ...and the next block makes the table again.
     nmap(lab.attackers[2].run, "-sS", "-p", "1-20", target)
@@ -338,6 +341,46 @@ def test_kill_9_during_a_slow_command_then_unblock_without_the_daemon_undoes_eve
     assert can_connect(attacker, lab.target.ipv4, SERVICE)
 
 
+def test_kill_9_while_a_slow_command_delays_the_worker_leaves_no_block_the_store_does_not_know(
+    lab: Lab, start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    """The loop records each block before it adds the element: a KILL_RUN_CMD that takes
+    seconds delays the worker, not the records. After a kill -9, `blocked` lists every
+    element in the firewall and `unblock NET` without the daemon removes each one."""
+    pid = tmp_path / "command.pid"
+    conf = f'BLOCK_TCP="1"\nKILL_RUN_CMD="{slow_command(pid, 30)}"\n'
+    daemon = start_daemon("-stcp", "-sudp", conf=conf)
+    scanners = [a.ipv4 for a in lab.attackers] + [lab.attackers[0].ipv6]
+    for attacker in lab.attackers:
+        nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+    nmap(lab.attackers[0].run, "-6", "-sS", "-p", "11", lab.target.ipv6)
+    command = int(wait_for_file(pid))
+    deadline = time.monotonic() + 10
+    while nft_elements(lab.target) != set(scanners):
+        assert time.monotonic() < deadline, nft_elements(lab.target)
+        time.sleep(0.05)
+    daemon.proc.kill()
+    daemon.proc.wait()
+    os.kill(command, signal.SIGKILL)
+    listed = portwarden(lab.target, daemon, "blocked").stdout
+    assert {line.split()[0] for line in listed.splitlines()[1:]} == set(scanners)
+    # An element added just before a kill, before its block was recorded (a fraction of a
+    # millisecond): `unblock NET` without the daemon removes it too.
+    lab.target.run(["nft", "add", "element", "inet", "portwarden", "blocked4", "{ 198.18.0.77 }"])
+    outputs = []
+    for network, inside in (("198.18.0.0/24", scanners[:3]), ("2001:db8::/64", scanners[3:])):
+        result = portwarden(lab.target, daemon, "unblock", network)
+        assert result.returncode == 0, result.stderr
+        unblocked = [line.split()[1] for line in result.stdout.splitlines()
+                     if line.startswith("unblocked ")]  # fmt: skip
+        assert sorted(unblocked) == sorted(inside)
+        outputs.append(result.stdout)
+    swept = "removed 1 nftables elements inside 198.18.0.0/24 that the store did not list"
+    assert swept in outputs[0] and "removed" not in outputs[1]
+    assert nft_elements(lab.target) == set()
+    assert can_connect(lab.attackers[0], lab.target.ipv4, SERVICE)
+
+
 def test_restarts_run_kill_route_once_and_a_reboot_runs_it_again(
     lab: Lab, start_daemon: StartDaemon, started_daemons: list[RunningDaemon]
 ) -> None:
@@ -427,7 +470,7 @@ def test_gateways_and_name_servers_are_never_blocked(lab: Lab, tmp_path: Path) -
     assert text.count("block address=") == 1
 
 
-def test_while_the_daemon_is_down_blocked_and_status_hide_expired_blocks_unblock_all_exact(
+def test_while_the_daemon_is_down_blocked_lists_expired_blocks_status_hides_unblock_all_exact(
     lab: Lab, start_daemon: StartDaemon
 ) -> None:
     daemon = start_daemon("-stcp", conf='BLOCK_TCP="1"\nBLOCK_DURATION="1"\n')
@@ -436,7 +479,13 @@ def test_while_the_daemon_is_down_blocked_and_status_hide_expired_blocks_unblock
     daemon.wait_for(rf"block address={attacker.ipv4} ")
     daemon.stop()
     time.sleep(1.1)  # the block's time is up; no daemon ends it
-    assert attacker.ipv4 not in portwarden(lab.target, daemon, "blocked").stdout
+    lines = portwarden(lab.target, daemon, "blocked").stdout.splitlines()
+    assert lines[0].split() == ["address", "since", "until", "reason", "count", "state"]
+    assert lines[1].startswith(attacker.ipv4) and lines[1].endswith(
+        "expired, removed at next start")  # fmt: skip
+    listed = json.loads(portwarden(lab.target, daemon, "blocked", "--json").stdout)["blocks"]
+    assert [(b["address"], b["state"]) for b in listed] == [
+        (attacker.ipv4, "expired, removed at next start")]  # fmt: skip
     status = json.loads(portwarden(lab.target, daemon, "status", "--json").stdout)
     assert status["running"] is False and status["blocks"]["active"] == 0, status["blocks"]
     first = portwarden(lab.target, daemon, "unblock", "--all")

@@ -17,9 +17,9 @@ try:
 except NftLinkError as error:
     missing = f"{error} ({error.code})"
 blocker = NftBlocker(Nft(), forward=False)
-present = [blocker.table_present()]
+present = [blocker.damage()]
 blocker.add(ipaddress.ip_address("198.18.0.5"), None)  # no table yet: the blocker makes it
-present.append(blocker.table_present())
+present.append(blocker.damage())
 for address, seconds in (("198.18.0.5", None), ("198.18.0.6", 60), ("2001:db8::7", 3600)):
     blocker.add(ipaddress.ip_address(address), seconds)
 listed = {}
@@ -31,8 +31,10 @@ for name in ("blocked4", "blocked6"):
                 listed[element["elem"]["val"]] = element["elem"].get("timeout")
             else:
                 listed[element] = None
+Nft().run("flush chain inet portwarden input")
+present.append(blocker.damage())
 Nft().run("delete table inet portwarden")
-present.append(blocker.table_present())
+present.append(blocker.damage())
 print(json.dumps({"missing": missing, "listed": listed, "present": present}))
 """
 
@@ -44,7 +46,12 @@ def test_elements_added_over_netlink_are_what_nft_lists() -> None:
     result = json.loads(out.stdout)
     assert result["missing"] == "No such file or directory (2)"
     assert result["listed"] == {"198.18.0.5": None, "198.18.0.6": 60, "2001:db8::7": 3600}
-    assert result["present"] == [False, True, False]
+    assert result["present"] == [
+        "table inet portwarden",
+        None,
+        "the rules of chain input of table inet portwarden",
+        "table inet portwarden",
+    ]
 
 
 FILL = """

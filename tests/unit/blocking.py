@@ -1,8 +1,11 @@
 """Settings for unit tests of blocking: everything in a temporary folder, nothing sent."""
 
+import time
 from pathlib import Path
 
 from portwarden.config import Settings, load_settings
+from portwarden.respond.actions import Actions, BlockRequest
+from portwarden.store.db import BlockRecord
 
 
 def blocking_settings(folder: Path, extra: str = "") -> Settings:
@@ -13,3 +16,10 @@ def blocking_settings(folder: Path, extra: str = "") -> Settings:
                     f'HOSTS_DENY_FILE="{folder}/hosts.deny"\nBLOCK_TCP="1"\n'
                     f'BLOCK_NFTABLES="0"\n{extra}')  # fmt: skip
     return load_settings(conf)
+
+
+def block(actions: Actions, request: BlockRequest) -> BlockRecord | None:
+    """Record and carry out a block, as the daemon's loop and worker do between them."""
+    now = time.time()
+    record = actions.record(request, now, actions.until_for(str(request.address), now))
+    return None if record is None else actions.carry_out(record)

@@ -21,10 +21,10 @@ import pytest
 from portwarden import limits
 from portwarden.config import BlockMode
 from portwarden.respond import actions as actions_module
-from portwarden.respond import files
+from portwarden.respond import admin, files
 from portwarden.respond.actions import Actions, BlockRequest, enforced
 from portwarden.store.db import Action, Store, boot_id
-from tests.unit.blocking import blocking_settings
+from tests.unit.blocking import block, blocking_settings
 
 RECORD = Path(__file__).parent.parent / "lab" / "record.py"
 SOURCE = ipaddress.ip_address("198.18.0.11")
@@ -70,7 +70,7 @@ def test_every_action_is_in_the_store_before_it_is_done(
     actions = make(f'KILL_ROUTE="{record_cmd(tmp_path / "calls", "route", "add", "$TARGET$")}"\n'
                    'KILL_HOSTS_DENY="ALL: $TARGET$"\n'
                    f'KILL_RUN_CMD="{sys.executable} {spy} {store} {seen}"\n')  # fmt: skip
-    record = actions.block(request())
+    record = block(actions, request())
     assert record is not None
     during = [(a["kind"], a["status"]) for a in json.loads(seen.read_text())]
     assert during == [("hosts.deny", "done"), ("route", "done"), ("command", "running")]
@@ -109,7 +109,7 @@ def test_a_hosts_deny_line_that_was_there_is_not_ours_to_remove(
     actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\n')
     deny = actions.settings.hosts_deny_file
     deny.write_text("ALL: 198.18.0.11\n")
-    record = actions.block(request())
+    record = block(actions, request())
     assert record is not None and [(a.kind, a.undo, a.status) for a in record.actions] == [
         ("hosts.deny", (), "done")]  # fmt: skip
     assert deny.read_text() == "ALL: 198.18.0.11\n"  # no duplicate
@@ -123,7 +123,7 @@ def test_unblock_removes_our_line_once_even_if_it_was_copied(
     actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\n')
     deny = actions.settings.hosts_deny_file
     deny.write_text("# top\n")
-    record = actions.block(request())
+    record = block(actions, request())
     assert record is not None and deny.read_text() == "# top\nALL: 198.18.0.11\n"
     deny.write_text(deny.read_text() + "ALL: 198.18.0.11\n")  # the administrator's copy
     actions.unblock(record, "command")
@@ -135,7 +135,7 @@ def test_hosts_deny_refuses_a_symbolic_link(tmp_path: Path, make: Callable[[str]
     elsewhere = tmp_path / "elsewhere"
     elsewhere.write_text("keep\n")
     actions.settings.hosts_deny_file.symlink_to(elsewhere)
-    record = actions.block(request())
+    record = block(actions, request())
     assert elsewhere.read_text() == "keep\n"
     assert record is not None and record.actions[0].kind == "hosts.deny"
     assert record.actions[0].status.startswith("failed: ")
@@ -147,7 +147,7 @@ def test_hosts_deny_refuses_a_fifo_instead_of_waiting_for_a_writer(
 ) -> None:
     actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\nKILL_RUN_CMD="true"\n')
     os.mkfifo(actions.settings.hosts_deny_file)
-    record = actions.block(request())
+    record = block(actions, request())
     assert record is not None and record.actions[0].kind == "hosts.deny"
     assert "not a regular file" in record.actions[0].status
 
@@ -160,7 +160,7 @@ def test_hosts_deny_names_ipv6_sources_as_tcpd_matches_them(
     tmp_path: Path, make: Callable[[str], Actions], address: str, expected: str
 ) -> None:
     actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\n')
-    actions.block(request(address))
+    block(actions, request(address))
     deny = actions.settings.hosts_deny_file
     assert deny.read_text() == expected + "\n"
     if shutil.which("tcpdmatch") is None:
@@ -183,7 +183,7 @@ def test_portsentry_order_hosts_deny_route_command(
                    'KILL_HOSTS_DENY="ALL: $TARGET$"\n'
                    f'KILL_RUN_CMD="{record_cmd(calls, "cmd", "$TARGET$")}"\n'
                    f'KILL_RUN_CMD_FIRST="{first}"\n')  # fmt: skip
-    record = actions.block(request())
+    record = block(actions, request())
     assert record is not None
     kinds = [(a.kind, a.status) for a in record.actions]
     expected = [("hosts.deny", "done"), ("route", "done")]
@@ -198,12 +198,12 @@ def test_a_block_that_nothing_enforced_is_not_kept_and_is_tried_again(
     """KILL_ROUTE=false: PortSentry 1.2 wrote no blocked entry when the kill failed, so the
     next scan tried again. No history line either, and it is no offence."""
     actions = make('KILL_ROUTE="false $TARGET$"\n')
-    record = actions.block(request())
+    record = block(actions, request())
     assert record is not None and not enforced(record.actions)
     assert actions.store.active() == []
     assert not actions.settings.history_file.exists()
     assert actions.store.offences("198.18.0.11") == 0
-    again = actions.block(request())
+    again = block(actions, request())
     assert again is not None and again.offence == 1
 
 
@@ -211,7 +211,7 @@ def test_a_command_only_block_is_kept_while_running_even_if_the_command_failed(
     make: Callable[[str], Actions],
 ) -> None:
     actions = make('KILL_RUN_CMD="false"\n')
-    record = actions.block(request(mode=BlockMode.RUN_CMD_ONLY))
+    record = block(actions, request(mode=BlockMode.RUN_CMD_ONLY))
     assert record is not None and [(a.kind, a.status) for a in record.actions] == [
         ("command", "failed")]  # fmt: skip
     assert not enforced(record.actions)
@@ -229,7 +229,7 @@ def test_reverse_dns_has_a_deadline_and_does_not_delay_the_actions(
     calls = tmp_path / "calls"
     actions = make(f'RESOLVE_HOST="1"\nKILL_ROUTE="{record_cmd(calls, "route", "$TARGET$")}"\n')
     started = time.monotonic()
-    record = actions.block(request())
+    record = block(actions, request())
     took = time.monotonic() - started
     assert record is not None and record.hostname == "198.18.0.11"
     assert limits.RESOLVE_HOST_TIMEOUT_S <= took < limits.RESOLVE_HOST_TIMEOUT_S + 1
@@ -242,7 +242,7 @@ def test_reverse_dns_name_is_used_when_it_answers(
 ) -> None:
     monkeypatch.setattr(socket, "gethostbyaddr", lambda a: ("scanner.example", [], [a]))
     actions = make('RESOLVE_HOST="1"\nKILL_HOSTS_DENY="ALL: $TARGET$"\n')
-    record = actions.block(request())
+    record = block(actions, request())
     assert record is not None and record.hostname == "scanner.example"
     assert "Host: scanner.example/198.18.0.11 Port: 11 TCP Blocked" in (
         actions.settings.history_file.read_text()
@@ -262,7 +262,7 @@ def test_restart_runs_kill_route_again_only_after_a_reboot(
     actions = make(
         f'KILL_ROUTE="{record_cmd(calls, "iptables", "-I", "INPUT", "-s", "$TARGET$")}"\n'
     )
-    assert actions.block(request()) is not None
+    assert block(actions, request()) is not None
     assert restore_in(actions, "boot-1", monkeypatch) == 1
     assert restore_in(actions, "boot-1", monkeypatch) == 1
     assert len(calls_of(calls)) == 1  # restarts: the rule is still in force
@@ -303,8 +303,8 @@ def test_command_only_blocks_are_forgotten_at_restart(
     """BLOCK_TCP=2: PortSentry emptied its blocked file at start, so the next scan of the same
     source ran the command again. Blocks with something to enforce stay."""
     actions = make('KILL_RUN_CMD="true"\nKILL_HOSTS_DENY="ALL: $TARGET$"\n')
-    assert actions.block(request("198.18.0.11", BlockMode.RUN_CMD_ONLY)) is not None
-    assert actions.block(request("198.18.0.12")) is not None
+    assert block(actions, request("198.18.0.11", BlockMode.RUN_CMD_ONLY)) is not None
+    assert block(actions, request("198.18.0.12")) is not None
     assert restore_in(actions, "boot-1", monkeypatch) == 1
     assert [r.address for r in actions.store.active()] == ["198.18.0.12"]
 
@@ -316,7 +316,7 @@ def test_restore_writes_hosts_deny_once_for_many_blocks(
     deny = actions.settings.hosts_deny_file
     for number in range(100):
         address = str(ipaddress.ip_address("198.18.1.0") + number)
-        assert actions.block(request(address)) is not None
+        assert block(actions, request(address)) is not None
     deny.write_text("")  # e.g. the administrator replaced the file
     writes: list[Path] = []
     replace = files.replace_atomically
@@ -333,7 +333,7 @@ def test_restore_writes_hosts_deny_once_for_many_blocks(
 
 def test_expired_blocks_are_not_listed(make: Callable[[str], Actions]) -> None:
     actions = make('BLOCK_DURATION="60"\nKILL_HOSTS_DENY="ALL: $TARGET$"\n')
-    record = actions.block(request())
+    record = block(actions, request())
     assert record is not None and record.until is not None
     assert actions.store.active(now=record.until - 1) == [record]
     assert actions.store.active(now=record.until + 1) == []
@@ -345,8 +345,8 @@ def test_blocked_files_are_per_mode_as_portsentry_named_them(
     """PortSentry 1.2 appended `.<mode>` to BLOCKED_FILE (portsentry.blocked.atcp, ...); the
     history file has no suffix."""
     actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\nBLOCK_UDP="1"\n')
-    tcp = actions.block(request("198.18.0.11"))
-    udp = actions.block(BlockRequest(ipaddress.ip_address("198.18.0.12"), "udp", 7, "sudp",
+    tcp = block(actions, request("198.18.0.11"))
+    udp = block(actions, BlockRequest(ipaddress.ip_address("198.18.0.12"), "udp", 7, "sudp",
                                      "UDP scan", BlockMode.BLOCK))  # fmt: skip
     assert tcp is not None and udp is not None
     base = actions.settings.blocked_file
@@ -380,3 +380,33 @@ def test_a_store_from_before_boot_ids_keeps_routes_of_this_boot(
         os.utime(path, (0, 0))
     store = Store(path)
     assert store.made_in_other_boots(boot_id()) == (set() if last_used == "in this boot" else {1})
+
+
+def test_an_undo_that_fails_is_kept_reported_and_tried_again(
+    tmp_path: Path, make: Callable[[str], Actions], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """hosts.deny replaced by a symbolic link after the block: the unblock cannot remove the
+    line. The block ends (the address is free of everything else) but what is left is kept,
+    the command says so and fails, and the next unblock, once fixed, removes it."""
+    actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\n')
+    deny = actions.settings.hosts_deny_file
+    assert block(actions, request()) is not None
+    real = tmp_path / "real.deny"
+    deny.rename(real)
+    deny.symlink_to(real)
+    assert admin.unblock(actions.settings, "198.18.0.0/24") == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        f'portwarden: error: unblock: left in force: 198.18.0.11: hosts.deny line "ALL: '
+        f'198.18.0.11" in {deny} ({deny} is a symbolic link; refusing to follow it); fix it '
+        "and run unblock again"
+    ]
+    assert actions.store.active() == [] and len(actions.store.leftovers()) == 1
+    assert admin.unblock(actions.settings, "198.18.0.11") == 1  # still a link: still left
+    capsys.readouterr()
+    deny.unlink()
+    real.rename(deny)
+    assert admin.unblock(actions.settings, "198.18.0.11") == 0
+    assert capsys.readouterr().out == "unblocked 198.18.0.11\n"
+    assert deny.read_text() == "" and actions.store.leftovers() == []

@@ -83,9 +83,11 @@ def test_a_summary_neither_says_already_blocked_nor_blocks_again(
     scan = verdict("198.18.0.12", 3)
     policy.on_verdict(scan, 1.0)
     deadline = time.monotonic() + 5
-    while (record := policy.store.active_block("198.18.0.12")) is None:
+    while "block address" not in caplog.text:  # recorded at once, made by the worker
         assert time.monotonic() < deadline
         time.sleep(0.01)
+    record = policy.store.active_block("198.18.0.12")
+    assert record is not None
     policy.tick(2.0)
     policy.on_verdict(scan._replace(kind="scan-summary"), 2.0)
     assert "already-blocked" not in caplog.text
@@ -97,3 +99,23 @@ def test_a_summary_neither_says_already_blocked_nor_blocks_again(
         "not blocked: its block ended (command)")  # fmt: skip
     prober = verdict("198.18.0.13", 1)._replace(kind="os-summary")
     assert policy.describe(prober) == "not blocked: OS probing alone never blocks"
+
+
+def test_a_block_the_full_action_queue_refuses_is_recorded_as_failed_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every block is in the store from the moment it is decided; one the worker's queue
+    cannot take is ended (failed: no offence), so nothing is left that the store forgets."""
+    monkeypatch.setattr("portwarden.limits.BLOCK_QUEUE_MAX", 2)
+    settings = blocking_settings(tmp_path, 'KILL_HOSTS_DENY="ALL: $TARGET$"\n')
+    policy = ResponsePolicy(settings, tmp_path / "store.db", Alerts(settings))
+    try:
+        assert flood(policy, 4, 3) == 2
+        active = sorted(r.address for r in policy.store.active())
+        assert active == ["198.18.1.0", "198.18.1.1"]  # recorded before the worker runs
+        ended = policy.store.last_end("198.18.1.2")
+        assert ended is not None and ended[0] == "failed"
+        assert policy.store.offences("198.18.1.3") == 0
+        assert not (tmp_path / "hosts.deny").exists()
+    finally:
+        policy.stop()

@@ -9,6 +9,7 @@ from portwarden.config import BlockMode, ConfigError, load_settings
 from portwarden.respond.actions import Actions, BlockRequest
 from portwarden.store.db import Store
 from portwarden.text import one_line
+from tests.unit.blocking import block
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -84,7 +85,7 @@ def test_hosts_deny_gets_the_literal_text(tmp_path: Path) -> None:
     assert settings.kill_hosts_deny == text
     actions = Actions(settings, Store(tmp_path / "store.db"))
     address = ipaddress.ip_address("198.18.0.11")
-    actions.block(BlockRequest(address, "tcp", 111, "stcp", "test", BlockMode.BLOCK))
+    block(actions, BlockRequest(address, "tcp", 111, "stcp", "test", BlockMode.BLOCK))
     expected = 'ALL: 198.18.0.11 : spawn (/bin/echo \\%h "111 stcp" >> /tmp/x) & : DENY'
     assert deny.read_text() == expected + "\n"
 

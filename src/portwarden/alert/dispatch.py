@@ -126,7 +126,7 @@ class Alerts:
         if verdict.kind in ("scan-summary", "os-summary"):
             self._syslog_send(portsentry.summary_line(verdict), WARNING)
             self._event(summary_event(verdict, action, time.time()))
-            log.warning("%s action=%s", verdict_line(verdict), action.replace(" ", "_"))
+            log.warning("%s", verdict_line(verdict, action))
             if self._mailer.wants(verdict):
                 self._mailer.submit(verdict, action)
             return

@@ -13,7 +13,8 @@ from portwarden.detect.engine import Verdict
 from portwarden.text import field_value, port_count
 
 
-def verdict_line(verdict: Verdict) -> str:
+def verdict_line(verdict: Verdict, action: str = "") -> str:
+    """The `attack` log line; `action` (summaries) says what was done about the source."""
     p = verdict.probe
     if verdict.kind == "scan":
         scan = p.scan
@@ -42,6 +43,8 @@ def verdict_line(verdict: Verdict) -> str:
         fields.append(("ip_options", "yes"))
     stamp = datetime.fromtimestamp(p.seen_at, UTC).isoformat(timespec="milliseconds")
     fields.append(("time", stamp.replace("+00:00", "Z")))
+    if action:
+        fields.append(("action", action))
     return "attack " + " ".join(f"{key}={field_value(value)}" for key, value in fields)
 
 

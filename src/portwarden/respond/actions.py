@@ -1,11 +1,13 @@
 """Doing and undoing blocks: nftables, KILL_ROUTE, hosts.deny, KILL_RUN_CMD, and the files.
 
-Used by the daemon's action worker thread and, when no daemon runs, by the `unblock` and
-`reapply` commands, each with its own Store connection. The store is the one source of truth:
-every action of a block is recorded (planned, with how to do and undo it) before anything is
-done, an external command is marked running while it runs, and each action is updated once it
-is done or failed. So an unblock undoes everything that was, or may have been, done, and a
-start after a kill at any moment finishes exactly what was interrupted.
+Used by the daemon's loop (it records a block and adds its nftables element), its action
+worker thread (the rest) and, when no daemon runs, by the `unblock` and `reapply` commands,
+each with its own Store connection. The store is the one source of truth: every action of a
+block is recorded (planned, with how to do and undo it) before anything is done, an external
+command is marked running while it runs, and each action is updated once it is done or
+failed. So an unblock undoes everything that was, or may have been, done, and a start after a
+kill at any moment finishes exactly what was interrupted. An undo that fails is recorded on
+the ended block (a leftover) and tried again at the next unblock of its address and at start.
 """
 
 import ipaddress
@@ -27,6 +29,7 @@ from portwarden.store.db import (
     FAILED,
     PLANNED,
     RUNNING,
+    UNDO_FAILED,
     Action,
     BlockRecord,
     Store,
@@ -49,7 +52,6 @@ class BlockRequest:
     mode: str
     reason: str
     block_mode: BlockMode
-    nft_done: Action | None = None  # the loop already added it to the set (reaction time)
 
 
 def enforced(actions: tuple[Action, ...]) -> bool:
@@ -58,6 +60,20 @@ def enforced(actions: tuple[Action, ...]) -> bool:
     (BLOCK_TCP=2 without a command) counts as made, as in PortSentry."""
     blocking = [a for a in actions if a.kind != COMMAND] or actions
     return not blocking or any(a.status == DONE for a in blocking)
+
+
+def left(record: BlockRecord) -> list[str]:
+    """What an ended block left in force (its actions whose undo failed), one phrase each."""
+    return [f"{_what(a)} ({a.status.partition(': ')[2]})"
+            for a in record.actions if a.status.startswith(UNDO_FAILED)]  # fmt: skip
+
+
+def _what(action: Action) -> str:
+    if action.kind == HOSTS_DENY and len(action.undo) == 2:
+        return f'hosts.deny line "{action.undo[1]}" in {action.undo[0]}'
+    if action.kind == ROUTE:
+        return f"KILL_ROUTE {' '.join(action.do)}"
+    return f"{action.kind} element"
 
 
 def lasting(actions: tuple[Action, ...]) -> bool:
@@ -91,12 +107,22 @@ class Actions:
 
     def nft(self) -> NftBlocker:
         if self._nft is None:
-            blocker = NftBlocker(
-                self._nft_context(), self.settings.block_forward, self.settings.nft_table
-            )
+            blocker = self._blocker()
             blocker.ensure()  # only a table and sets that are ours and right are used
             self._nft = blocker
         return self._nft
+
+    def _blocker(self) -> NftBlocker:
+        return NftBlocker(self._nft_context(), self.settings.block_forward, self.settings.nft_table)
+
+    def reconfigure(self, settings: Settings) -> bool:
+        """Take new settings (SIGHUP). Returns whether the nftables blocker changed shape
+        (BLOCK_FORWARD): it is rebuilt at its next use; `nft()` rebuilds it now."""
+        reshaped = settings.block_forward != self.settings.block_forward
+        self.settings = settings
+        if reshaped:
+            self._nft = None
+        return reshaped
 
     def _nft_context(self) -> Nft:
         if self._context is None:
@@ -107,9 +133,7 @@ class Actions:
         """Remove our nftables table; False if there was none (it is not made to be removed).
         The next block makes it again."""
         self._nft = None
-        return NftBlocker(
-            self._nft_context(), self.settings.block_forward, self.settings.nft_table
-        ).drop_table()
+        return self._blocker().drop_table()
 
     def duration_for(self, address: str) -> float | None:
         """Seconds the next block of `address` lasts (None: forever)."""
@@ -131,34 +155,69 @@ class Actions:
             seconds = math.inf
         return min(seconds, s.block_duration_max or limits.BLOCK_SECONDS_MAX)
 
-    def block(self, request: BlockRequest) -> BlockRecord | None:
-        """Block one address. Returns the record (ended at once if nothing took effect: see
-        `enforced`), or None if the address was already blocked."""
-        address = str(request.address)
-        since = time.time()
-        lookup = self._start_lookup(request.address)
+    def until_for(self, address: str, now: float) -> float | None:
+        """When a block of `address` made `now` ends (None: never)."""
         seconds = self.duration_for(address)
-        actions = self._plan(request)
-        record = self.store.add_block(
-            address, request.proto, request.port, request.mode, request.reason, address, since,
-            None if seconds is None else since + seconds, tuple(actions), self.boot)  # fmt: skip
-        if record is None:
-            if lookup is not None:
-                lookup.cancel()
-            return None
+        return None if seconds is None else now + seconds
+
+    def record(self, request: BlockRequest, now: float, until: float | None) -> BlockRecord | None:
+        """Record the block, every action planned, before anything else of it is done. The
+        daemon's loop does this right after it adds the nftables element (within a fraction
+        of a millisecond; an insert after an idle spell takes ~0.3 ms, as long again as the
+        element, so it does not come first): a kill in between leaves an element the store
+        does not know, which the next start removes (it refills the sets from the store), and
+        so does `unblock NET` without a daemon (sweep_nft). No file is read. None if the
+        address is already blocked."""
+        address = str(request.address)
+        return self.store.add_block(
+            address, request.proto, request.port, request.mode, request.reason, address, now,
+            until, tuple(self._plan(request)), self.boot)  # fmt: skip
+
+    def carry_out(self, record: BlockRecord, nft_done: Action | None = None) -> BlockRecord:
+        """Do the recorded block's planned actions (but the nftables element the loop added:
+        `nft_done`, its outcome). Returns the record, ended at once if nothing took effect
+        (see `enforced`)."""
+        lookup = self._start_lookup(ipaddress.ip_address(record.address))
+        actions = [self._checked(a, nft_done) for a in record.actions]
+        if tuple(actions) != record.actions:  # durable before any file or route changes
+            self.store.set_actions(record.id, tuple(actions))
         for index, action in enumerate(actions):
             if action.status == PLANNED:
-                self._carry_out(record.id, actions, index, request.address, seconds)
-        name = Resolver.name(lookup, since + limits.RESOLVE_HOST_TIMEOUT_S - time.time())
-        hostname = address if name is None else safe_hostname(name)
+                self._carry_out(record, actions, index)
+        name = Resolver.name(lookup, record.since + limits.RESOLVE_HOST_TIMEOUT_S - time.time())
+        hostname = record.address if name is None else safe_hostname(name)
         record = record._replace(actions=tuple(actions), hostname=hostname)
-        if hostname != address:
+        if hostname != record.address:
             self.store.set_hostname(record.id, hostname)
         if not enforced(record.actions):
             self.store.end_block(record.id, time.time(), FAILED)
             return record
         self.write_files(record)
         return record
+
+    @staticmethod
+    def _checked(action: Action, nft_done: Action | None) -> Action:
+        """A planned action as it stands before the worker does anything: the nftables
+        element the loop added (or failed to), a hosts.deny line that is there already (not
+        ours: never removed)."""
+        if action.kind == NFT and action.status == PLANNED and nft_done is not None:
+            return nft_done
+        if action.kind == HOSTS_DENY and action.status == PLANNED:
+            path, line = action.do
+            try:
+                if files.has_line(Path(path), line):
+                    return action._replace(undo=(), status=DONE)
+            except OSError as error:
+                log.error("hosts.deny: %s", one_line(str(error)))
+                return action._replace(undo=(), status=f"{FAILED}: {one_line(str(error))}")
+        return action
+
+    def abandon(self, record: BlockRecord) -> None:
+        """A recorded block that will not be made (the action queue is full): its nftables
+        element, which the loop may have added, is removed, and it ends as failed (no
+        offence)."""
+        nft_only = tuple(a for a in record.actions if a.kind == NFT)
+        self.unblock(record._replace(actions=nft_only), FAILED)
 
     def _steps(self, request: BlockRequest) -> list[str]:
         """PortSentry 1.2's order (DisposeTCP/DisposeUDP): hosts.deny, then KILL_ROUTE, then
@@ -182,28 +241,24 @@ class Actions:
         return self._steps(request)[:1] == [NFT]
 
     def _plan(self, request: BlockRequest) -> list[Action]:
-        """Every action of the block with how to do and undo it, none done yet (but the
-        nftables element the loop added, and a hosts.deny line that is there already)."""
+        """Every action of the block with how to do and undo it, none done yet (see
+        `_checked`). Reads no file: the loop calls it."""
         s = self.settings
         target, port, mode = str(request.address), request.port, request.mode
         plan = []
         for step in self._steps(request):
             try:
                 if step == NFT:
-                    done = request.nft_done
-                    plan.append(done if done and done.status == DONE else Action(NFT, (), PLANNED))
+                    plan.append(Action(NFT, (), PLANNED))
                 elif step == HOSTS_DENY:
                     where = (str(s.hosts_deny_file), self.hosts_deny_line(request))
-                    if files.has_line(s.hosts_deny_file, where[1]):  # not ours: never removed
-                        plan.append(Action(HOSTS_DENY, (), DONE, where))
-                    else:
-                        plan.append(Action(HOSTS_DENY, where, PLANNED, where))
+                    plan.append(Action(HOSTS_DENY, where, PLANNED, where))
                 else:
                     command = s.kill_route if step == ROUTE else s.kill_run_cmd
                     argv = commands.expand(command.argv if command else (), target, port, mode)
                     undo = commands.route_undo(argv) if step == ROUTE else None
                     plan.append(Action(step, tuple(undo or ()), PLANNED, tuple(argv)))
-            except (OSError, ValueError) as error:
+            except ValueError as error:
                 log.error("%s for %s failed: %s", step, target, one_line(str(error)))
                 plan.append(Action(step, (), f"{FAILED}: {one_line(str(error))}"))
         return plan
@@ -215,23 +270,22 @@ class Actions:
         address = files.wrappers_address(request.address)
         return commands.fill(template, address, request.port, request.mode)
 
-    def _carry_out(self, block_id: int, actions: list[Action], index: int, address: Address,
-                   seconds: float | None) -> None:  # fmt: skip
+    def _carry_out(self, record: BlockRecord, actions: list[Action], index: int) -> None:
         """Do actions[index], recording it running first if it is an external command (it may
         be killed with us) and its outcome after."""
         action = actions[index]
         if action.kind in (ROUTE, COMMAND):
             actions[index] = action._replace(status=RUNNING)
-            self.store.set_actions(block_id, tuple(actions))
+            self.store.set_actions(record.id, tuple(actions))
         if action.kind == NFT:
-            actions[index] = self.nft_add(address, seconds)
+            actions[index] = self.nft_add(ipaddress.ip_address(record.address), record.until)
         elif action.kind == HOSTS_DENY:
             actions[index] = self._add_hosts_deny_line(action)
         else:
             actions[index] = self._run(
                 action, "KILL_ROUTE" if action.kind == ROUTE else "KILL_RUN_CMD"
             )
-        self.store.set_actions(block_id, tuple(actions))
+        self.store.set_actions(record.id, tuple(actions))
 
     def _add_hosts_deny_line(self, action: Action) -> Action:
         path, line = action.do
@@ -251,9 +305,19 @@ class Actions:
         ok = commands.run(list(action.do), timeout, what)
         return action._replace(status=DONE if ok else FAILED)
 
-    def nft_add(self, address: Address, seconds: float | None) -> Action:
+    def sweep_nft(self, network: Network) -> int:
+        """Remove every element inside `network` from our sets, also those the store does not
+        know (see `record`); only while no daemon runs. Returns how many were there."""
         try:
-            self.nft().add(address, None if seconds is None else max(1, round(seconds)))
+            return (self._nft or self._blocker()).remove_inside(network)
+        except NftError as error:
+            log.error("nftables: %s", one_line(str(error)))
+            return 0
+
+    def nft_add(self, address: Address, until: float | None) -> Action:
+        """Add the element, its kernel timeout ending at `until` as the store's block does."""
+        try:
+            self.nft().add(address, None if until is None else max(1, round(until - time.time())))
         except NftError as error:
             log.error("nftables block of %s failed: %s", address, one_line(str(error)))
             return Action(NFT, (), f"{FAILED}: {one_line(str(error))}")
@@ -266,46 +330,72 @@ class Actions:
             self._resolver = Resolver()
         return self._resolver.start(address)
 
-    def unblock(self, record: BlockRecord, by: str, write_files: bool = True) -> bool:
-        """Undo every action of the block that was or may have been done, then end it. False if
-        it had already ended."""
-        if not self.store.end_block(record.id, time.time(), by):
-            return False
-        for action in record.actions:
-            try:
-                self._undo(action, record.address)
-            except (OSError, NftError) as error:
-                log.error("undoing %s for %s failed: %s", action.kind, record.address,
-                          one_line(str(error)))  # fmt: skip
+    def unblock(self, record: BlockRecord, by: str,
+                write_files: bool = True) -> BlockRecord | None:  # fmt: skip
+        """Undo every action of the block that was or may have been done, then end it. Returns
+        the ended record, whose actions still in force (their undo failed) say UNDO_FAILED
+        (see `left`), or None if it had already ended."""
+        actions = tuple(self._undone(a, record.address) for a in record.actions)
+        if not self.store.end_block(record.id, time.time(), by, actions):
+            return None
         if write_files:
             self.write_files(None)
-        return True
+        return record._replace(actions=actions)
 
-    def _undo(self, action: Action, address: str) -> None:
-        """Undo one action. One that may never have been done (planned, or a command killed
-        with us) is undone too: an undo of something not there is harmless, and its failure
-        is expected (logged at debug level)."""
+    def _undone(self, action: Action, address: str) -> Action:
+        """The action after its undo: as it was (done again after an undo that failed before),
+        or UNDO_FAILED and why."""
+        try:
+            error = self._undo(action, address)
+        except (OSError, NftError) as failure:
+            error = one_line(str(failure))
+        if error is None:
+            return action._replace(status=DONE) if action.status.startswith(UNDO_FAILED) else action
+        log.error("undoing %s for %s failed: %s; run `portwarden unblock %s` again once it "
+                  "is fixed", action.kind, address, error, address)  # fmt: skip
+        return action._replace(status=f"{UNDO_FAILED}: {error}")
+
+    def _undo(self, action: Action, address: str) -> str | None:
+        """Undo one action; returns why it failed, if it did. One that may never have been done
+        (planned, or a command killed with us) is undone too: an undo of something not there
+        is harmless, and its failure is expected (logged at debug level)."""
         unsure = action.status in (PLANNED, RUNNING)
-        if action.status != DONE and not unsure:
-            return  # failed: nothing was added
+        if action.status != DONE and not unsure and not action.status.startswith(UNDO_FAILED):
+            return None  # failed: nothing was added
         if action.kind == NFT:  # a table that is not there (yet) is not made to remove nothing
-            blocker = self._nft or NftBlocker(
-                self._nft_context(), self.settings.block_forward, self.settings.nft_table
-            )
+            blocker = self._nft or self._blocker()
             blocker.remove([ipaddress.ip_address(address)])
         elif action.kind == HOSTS_DENY and len(action.undo) == 2:
             files.remove_line(Path(action.undo[0]), action.undo[1])
         elif action.kind == ROUTE and action.undo:
-            commands.run(list(action.undo), self.settings.kill_cmd_timeout, "KILL_ROUTE undo",
-                         quiet=unsure)  # fmt: skip
+            ok = commands.run(list(action.undo), self.settings.kill_cmd_timeout,
+                              "KILL_ROUTE undo", quiet=unsure)  # fmt: skip
+            if not ok and not unsure:
+                return f"{' '.join(action.undo)} failed"
         elif action.kind == ROUTE and action.status != PLANNED:
             log.warning("cannot tell how to undo KILL_ROUTE for %s; remove it by hand", address)
+        return None
+
+    def retry_left(self, network: Network | None) -> tuple[list[BlockRecord], list[BlockRecord]]:
+        """Undo again what ended blocks inside `network` (all when None) left in force.
+        Returns those now fully undone, and those still not."""
+        cleared: list[BlockRecord] = []
+        still: list[BlockRecord] = []
+        for record in self.store.leftovers():
+            if network is not None and ipaddress.ip_address(record.address) not in network:
+                continue
+            actions = tuple(self._undone(a, record.address) if a.status.startswith(UNDO_FAILED)
+                            else a for a in record.actions)  # fmt: skip
+            self.store.set_left(record.id, actions)
+            record = record._replace(actions=actions)
+            (still if left(record) else cleared).append(record)
+        return cleared, still
 
     def unblock_matching(self, network: Network | None, by: str) -> list[BlockRecord]:
         """Unblock every active block inside `network` (all when None)."""
         inside = [r for r in self.store.active()
                   if network is None or ipaddress.ip_address(r.address) in network]  # fmt: skip
-        undone = [r for r in inside if self.unblock(r, by, write_files=False)]
+        undone = [u for r in inside if (u := self.unblock(r, by, write_files=False))]
         if undone:  # once, not once per block: `unblock --all` of many blocks stays linear
             self.write_files(None)
         return undone
@@ -318,12 +408,16 @@ class Actions:
         the firewall, routes and files match the store. nftables sets are refilled always (one
         idempotent transaction), hosts.deny lines put back (one write), KILL_ROUTE run again
         only for blocks made before this boot (routes and rules do not survive one; running
-        them again without one would add them twice), and what a kill interrupted finished."""
+        them again without one would add them twice), and what a kill interrupted finished.
+        What an unblock left in force (an undo that failed) is tried again first."""
         with collector_paused():
             return self._restore()
 
     def _restore(self) -> int:
         now = time.time()
+        for record in self.retry_left(None)[1]:
+            log.error("unblocked %s, but left in force: %s", record.address,
+                      "; ".join(left(record)))  # fmt: skip
         self.expire(now)
         active = []
         for record in self.store.active():
@@ -415,10 +509,13 @@ class Actions:
             done.append(record._replace(actions=actions))
         return done
 
-    def put_back_nft(self) -> int:
-        """After our table was removed: make it again with the active nftables blocks (a failed
-        nft action counts too: this is its second chance). Returns how many."""
+    def put_back_nft(self) -> int | None:
+        """Make our table again (or repair its chains and rules) with the active nftables
+        blocks (a failed nft action counts too: this is its second chance). Returns how many;
+        None when nothing blocks with nftables."""
         blocks = self._nft_blocks(self.store.active(), time.time())
+        if not blocks and not uses_nft(self.settings):
+            return None
         self.nft().put_back(blocks)
         return len(blocks)
 
@@ -427,9 +524,10 @@ class Actions:
         return [(r.address, None if r.until is None else max(1, round(r.until - now)))
                 for r in active if any(a.kind == NFT for a in r.actions)]  # fmt: skip
 
-    def nft_table_lost(self) -> bool:
-        """Whether our nftables table is gone although this process has been using it."""
-        return self._nft is not None and not self._nft.table_present()
+    def nft_damage(self) -> str | None:
+        """What is missing of our nftables table (NftBlocker.damage), if this process has been
+        using it."""
+        return None if self._nft is None else self._nft.damage()
 
     def write_files(self, new: BlockRecord | None = None,
                      active: list[BlockRecord] | None = None) -> None:  # fmt: skip

@@ -15,7 +15,7 @@ from portwarden import control, statedir
 from portwarden.alert.events import write_unblocks
 from portwarden.config import Settings
 from portwarden.config.ignore import Network, parse_network
-from portwarden.respond.actions import Actions
+from portwarden.respond.actions import Actions, left
 from portwarden.respond.nft import NftError
 from portwarden.store.db import BlockRecord, Store, store_path
 from portwarden.text import one_line
@@ -27,9 +27,17 @@ Answer = dict[str, Any]
 
 
 def unblock_here(actions: Actions, network: Network | None) -> tuple[list[BlockRecord], Answer]:
-    """Unblock what lies in `network` (every block and our nftables table when None)."""
+    """Unblock what lies in `network` (every block and our nftables table when None), after
+    another try at what earlier unblocks there left in force. The answer's `left` names what
+    is still in force, one line per block."""
+    cleared, still = actions.retry_left(network)
     undone = actions.unblock_matching(network, UNBLOCK_COMMAND)
-    answer: Answer = {"unblocked": [r.address for r in undone], "table_removed": False}
+    still += [r for r in undone if left(r)]
+    answer: Answer = {
+        "unblocked": [r.address for r in cleared + undone if not left(r)],
+        "left": [f"{r.address}: {'; '.join(left(r))}" for r in still],
+        "table_removed": False,
+    }
     if network is None:
         try:
             answer["table_removed"] = actions.drop_table()
@@ -39,8 +47,12 @@ def unblock_here(actions: Actions, network: Network | None) -> tuple[list[BlockR
 
 
 def _unblock_without_daemon(actions: Actions, network: Network | None) -> Answer:
-    """unblock_here, and the `unblock` events the daemon would have written."""
+    """unblock_here, and the `unblock` events the daemon would have written. Our sets'
+    elements inside `network` go too, also one the store does not know: added by a daemon
+    killed before it recorded the block (see Actions.record)."""
     undone, answer = unblock_here(actions, network)
+    if network is not None:
+        answer["swept"] = actions.sweep_nft(network)
     try:
         write_unblocks(actions.settings, [(r.address, time.time()) for r in undone],
                        UNBLOCK_COMMAND)  # fmt: skip
@@ -51,7 +63,14 @@ def _unblock_without_daemon(actions: Actions, network: Network | None) -> Answer
 
 
 def reapply_here(actions: Actions) -> Answer:
-    return {"reapplied": [r.address for r in actions.reapply_routes()]}
+    """KILL_ROUTE run again for every block, and our nftables table made again (its chains
+    and rules repaired) with every nftables block in it."""
+    answer: Answer = {"reapplied": [r.address for r in actions.reapply_routes()]}
+    try:
+        answer["nft_blocks"] = actions.put_back_nft()
+    except NftError as error:
+        answer["nft_error"] = one_line(str(error))
+    return answer
 
 
 def unblock(settings: Settings, target: str | None) -> int:
@@ -74,7 +93,15 @@ def unblock(settings: Settings, target: str | None) -> int:
         print(f"removed nftables table inet {settings.nft_table}")
     if "nft_error" in answer:
         print(f"portwarden: nftables: {answer['nft_error']}", file=sys.stderr)
-    if not answer["unblocked"] and target is not None:
+    for line in answer["left"]:
+        print(f"portwarden: error: unblock: left in force: {line}; fix it and run "
+              "unblock again", file=sys.stderr)  # fmt: skip
+    if answer.get("swept"):
+        print(f"removed {answer['swept']} nftables elements inside {network} that the store "
+              "did not list")  # fmt: skip
+    if answer["left"]:
+        return 1
+    if not answer["unblocked"] and not answer.get("swept") and target is not None:
         print(f"no active block matches {target}", file=sys.stderr)
         return 1
     return 0
@@ -87,6 +114,11 @@ def reapply(settings: Settings) -> int:
         return 1
     for address in answer["reapplied"]:
         print(f"KILL_ROUTE run again for {address}")
+    if "nft_error" in answer:
+        print(f"portwarden: error: reapply: nftables: {answer['nft_error']}", file=sys.stderr)
+        return 1
+    if answer.get("nft_blocks") is not None:
+        print(f"nftables: {answer['nft_blocks']} blocks in table inet {settings.nft_table}")
     return 0
 
 

@@ -11,17 +11,20 @@ netlink (nftlink).
 import contextlib
 import ctypes
 import errno
+import ipaddress
+import json
 import socket
 from collections.abc import Iterable
 
 from portwarden.config.errors import ConfigError
-from portwarden.config.ignore import Address
+from portwarden.config.ignore import Address, Network
 from portwarden.respond.nftlink import Element, NftLink, NftLinkError
 
 DEFAULT_TABLE = "portwarden"  # NFT_TABLE's default
 _LIBRARY = "libnftables.so.1"
 _OUTPUT_JSON = 1 << 4
 _CHAIN_PRIORITY = "filter - 10"  # before the usual filter chains, so nothing lets them through
+_RULES_PER_CHAIN = 2  # one drop rule per set
 
 
 def claim_table(table: str, source: str) -> socket.socket:
@@ -108,14 +111,16 @@ class NftBlocker:
         """Create (or repair) the table, sets and rules; existing set elements are kept."""
         self._nft.run("\n".join(self._ensure_lines()) + "\n")
 
+    def _chains(self) -> list[str]:
+        return ["input", "forward"] if self._forward else ["input"]
+
     def _ensure_lines(self) -> list[str]:
-        chains = ["input", "forward"] if self._forward else ["input"]
         lines = [
             f"add table inet {self.table}",
             f"add set inet {self.table} blocked4 {{ type ipv4_addr; flags timeout; }}",
             f"add set inet {self.table} blocked6 {{ type ipv6_addr; flags timeout; }}",
         ]
-        for chain in chains:
+        for chain in self._chains():
             lines += [
                 f"add chain inet {self.table} {chain} {{ type filter hook {chain} priority "
                 f"{_CHAIN_PRIORITY}; policy accept; }}",
@@ -147,13 +152,20 @@ class NftBlocker:
         except (OSError, NftLinkError) as error:
             raise NftError(f"adding {address} to {_set(address)}: {error}") from None
 
-    def table_present(self) -> bool:
-        """Whether our table is still there (a firewall reload that flushes the whole ruleset
-        removes it); True when the kernel cannot say, so that nothing is redone for nothing."""
+    def damage(self) -> str | None:
+        """What is missing: our table (a firewall reload that flushes the whole ruleset removes
+        it), or a chain's drop rules (`nft flush chain`); None when all is there, or when the
+        kernel cannot say (so that nothing is redone for nothing)."""
         try:
-            return self._netlink().has()
+            link = self._netlink()
+            if not link.has():
+                return f"table inet {self.table}"
+            for chain in self._chains():
+                if link.rules(chain) < _RULES_PER_CHAIN:
+                    return f"the rules of chain {chain} of table inet {self.table}"
         except (OSError, NftLinkError):
-            return True
+            return None
+        return None
 
     def _netlink(self) -> NftLink:
         if self._link is None:
@@ -175,6 +187,24 @@ class NftBlocker:
             for line in lines:
                 with contextlib.suppress(NftError):  # not in the set any more
                     self._nft.run(line + "\n")
+
+    def remove_inside(self, network: Network) -> int:
+        """Remove every element inside `network` (one listing of the set; none when the table
+        is not there). Returns how many."""
+        name = "blocked6" if network.version == 6 else "blocked4"
+        try:
+            listed = self._nft.run(f"list set inet {self.table} {name}", json_output=True)
+        except NftError:
+            return 0
+        inside = []
+        for item in json.loads(listed)["nftables"]:
+            for element in item.get("set", {}).get("elem", []):
+                value = element["elem"]["val"] if isinstance(element, dict) else element
+                address = ipaddress.ip_address(value)
+                if address in network:
+                    inside.append(address)
+        self.remove(inside)
+        return len(inside)
 
     def replace_all(self, blocks: Iterable[tuple[Address | str, int | None]]) -> None:
         """Make the sets hold exactly `blocks` (start-up restore), in one transaction."""

@@ -27,6 +27,7 @@ _NFNL_SUBSYS_NFTABLES = 10
 _BATCH_BEGIN, _BATCH_END = 16, 17  # NFNL_MSG_BATCH_*
 _GETTABLE = _NFNL_SUBSYS_NFTABLES << 8 | 1  # NFT_MSG_GETTABLE
 _GETCHAIN = _NFNL_SUBSYS_NFTABLES << 8 | 4  # NFT_MSG_GETCHAIN
+_GETRULE = _NFNL_SUBSYS_NFTABLES << 8 | 7  # NFT_MSG_GETRULE
 _NEWSETELEM = _NFNL_SUBSYS_NFTABLES << 8 | 12  # NFT_MSG_NEWSETELEM
 _DELSETELEM = _NFNL_SUBSYS_NFTABLES << 8 | 14  # NFT_MSG_DELSETELEM: with no elements, a flush
 _NLM_F_CREATE = 0x400
@@ -37,6 +38,7 @@ _SO_SNDBUFFORCE = 32  # socket.SO_SNDBUFFORCE, which Python does not name
 # NFTA_LIST_ELEM, NFTA_SET_ELEM_*, NFTA_DATA_VALUE.
 _TABLE_NAME = 1
 _CHAIN_TABLE, _CHAIN_NAME = 1, 3
+_RULE_TABLE, _RULE_CHAIN = 1, 2
 _LIST_TABLE, _LIST_SET, _LIST_ELEMENTS = 1, 2, 3
 _LIST_ELEM = 1
 _ELEM_KEY, _ELEM_TIMEOUT = 1, 4
@@ -174,6 +176,14 @@ class NftLink:
                 return False
             raise
         return True
+
+    def rules(self, chain: str) -> int:
+        """How many rules our chain `chain` holds (0 when it is not there): a dump of that
+        chain's rules alone (they name our sets; no element comes with them). Raises
+        OSError."""
+        body = struct.pack("=BB", _NFPROTO_INET, 0) + struct.pack("!H", 0)
+        body += _name(_RULE_TABLE, self._table) + _name(_RULE_CHAIN, chain)
+        return len(netlink.dump(NETLINK_NETFILTER, [(_GETRULE, body)], "nftables rules"))
 
     def _first(self) -> int:
         """The number of a request's first message: past every earlier one (a late answer to

@@ -7,11 +7,12 @@ import ipaddress
 import logging
 import queue
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from portwarden.net.local import default_gateways
 from portwarden.respond.actions import Actions, BlockRequest, enforced, uses_nft
 from portwarden.respond.admin import UNBLOCK_COMMAND, reapply_here, unblock_here
 from portwarden.respond.nft import NftError, claim_table
-from portwarden.store.db import BlockRecord, Store
+from portwarden.store.db import Action, BlockRecord, Store
 from portwarden.text import one_line, utc_stamp
 
 log = logging.getLogger("portwarden")
@@ -65,6 +66,14 @@ def block_line(record: BlockRecord, what: str = "block") -> str:
     return (f"{what} address={record.address} actions={actions} until={until} "
             f"offence={record.offence} port={record.port} mode={record.mode} "
             f'reason="{one_line(record.reason)}"')  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BlockJob:
+    """A block the loop recorded (and whose nftables element it added: `nft_done`)."""
+
+    record: BlockRecord
+    nft_done: Action | None
 
 
 @dataclass(frozen=True)
@@ -126,14 +135,14 @@ class ActionWorker(threading.Thread):
                         actions.drop_table()
                     return
                 if kind == "settings" and isinstance(payload, Settings):
-                    actions.settings = payload
-                elif kind == "block" and isinstance(payload, BlockRequest):
+                    if actions.reconfigure(payload) and uses_nft(payload):
+                        actions.nft()  # BLOCK_FORWARD changed: the chain appears or goes now
+                elif kind == "block" and isinstance(payload, BlockJob):
                     try:
-                        record = actions.block(payload)
+                        record = actions.carry_out(payload.record, payload.nft_done)
                     finally:
-                        self.finished.append(str(payload.address))
-                    if record is not None:
-                        self._report_block(record)
+                        self.finished.append(payload.record.address)
+                    self._report_block(record)
                 elif kind == "put-back-nft":
                     self._put_back(actions)
                 elif kind == "expire":
@@ -161,7 +170,8 @@ class ActionWorker(threading.Thread):
             log.warning("%s", block_line(record))
             self._alerts.blocked(record)
             return
-        log.error("%s", block_line(record, "block-failed"))
+        # A failed block counts as no offence (Store.offences): the line says so.
+        log.error("%s", block_line(record._replace(offence=0), "block-failed"))
         self._alerts.block_failed(record.address)
 
     def _put_back(self, actions: Actions) -> None:
@@ -172,7 +182,7 @@ class ActionWorker(threading.Thread):
             log.error("nftables: putting the blocks back failed: %s; trying again in %d s",
                       one_line(str(error)), PUT_BACK_RETRY_S)  # fmt: skip
         else:
-            log.warning("nftables: %d blocks re-applied in table inet %s", count,
+            log.warning("nftables: %d blocks re-applied in table inet %s", count or 0,
                         actions.settings.nft_table)  # fmt: skip
         finally:
             self.putting_back.clear()
@@ -196,7 +206,7 @@ class ResponsePolicy:
     def __init__(self, settings: Settings, store_path: Path, alerts: Alerts) -> None:
         self.settings = settings
         self._alerts = alerts
-        self._store = Store(store_path)
+        self._store = Store(store_path, durable=False)  # it records blocks: see Actions.record
         self._worker = ActionWorker(settings, store_path, alerts)
         self._active: set[str] = set()
         self._in_flight: set[str] = set()  # submitted to the worker, not finished
@@ -260,7 +270,7 @@ class ResponsePolicy:
 
     def reconfigure(self, settings: Settings) -> None:
         self.settings = settings
-        self._actions.settings = settings
+        self._actions.reconfigure(settings)
         self._worker.jobs.put(("settings", settings))
         self.refresh()
 
@@ -276,17 +286,18 @@ class ResponsePolicy:
 
     def _check_table(self) -> None:
         """A firewall reload that flushes the whole ruleset (`nft flush ruleset`, as
-        nftables.service does) takes our table and every block with it: put them back. Not
-        when nothing is blocked (`unblock --all` removes the table on purpose), not while a
-        put-back is under way, and after a failed one only every PUT_BACK_RETRY_S."""
+        nftables.service does) takes our table and every block with it; `nft flush chain`
+        takes our drop rules: put them back. Not when nothing is blocked (`unblock --all`
+        removes the table on purpose), not while a put-back is under way, and after a failed
+        one only every PUT_BACK_RETRY_S."""
         worker = self._worker
         if not self._active or worker.putting_back.is_set() or time.monotonic() < worker.retry_at:
             return
-        if not self._actions.nft_table_lost():
+        damage = self._actions.nft_damage()
+        if damage is None:
             return
-        log.warning("nftables table inet %s was removed (a firewall reload that flushes the "
-                    "ruleset?); putting the active blocks back",
-                    self.settings.nft_table)  # fmt: skip
+        log.warning("nftables: missing: %s (a firewall reload or a flush?); putting the "
+                    "active blocks back", damage)  # fmt: skip
         self._alerts.table_lost()
         worker.putting_back.set()
         if not self._submit("put-back-nft", None):
@@ -369,19 +380,34 @@ class ResponsePolicy:
                 self._alerts.block_cap(self.settings.blocks_per_minute)
             self._suppressed += 1
             return
-        self._active.add(address)  # never submitted twice
-        self._in_flight.add(address)
         request = BlockRequest(probe.src, probe.proto.value, probe.dport, probe.mode,
                                probe.scan, mode)  # fmt: skip
+        now_wall = time.time()
+        until = self._actions.until_for(address, now_wall)
+        nft_done = None
         if self._actions.nft_first(request):
             # In the loop, one netlink batch (~0.02-0.15 ms): the worker could wait for the GIL.
-            seconds = self._actions.duration_for(address)
-            request = replace(request, nft_done=self._actions.nft_add(probe.src, seconds))
-        if self._submit("block", request):
+            nft_done = self._actions.nft_add(probe.src, until)
+        try:
+            record = self._actions.record(request, now_wall, until)  # at once: see there
+        except sqlite3.Error as error:  # nothing stays in force that the store does not know
+            log.error("block of %s not made: the store refused it: %s; its next probe tries "
+                      "again", address, one_line(str(error)))  # fmt: skip
+            if nft_done is not None:
+                with contextlib.suppress(NftError):
+                    self._actions.nft().remove([probe.src])
+            return
+        self._active.add(address)  # never submitted twice
+        if record is None:  # blocked already, by a block the loop has not seen yet
+            self._announce(address, probe.mode)
+            return
+        self._in_flight.add(address)
+        if self._submit("block", BlockJob(record, nft_done)):
             self.blocks_made += 1
-        else:
-            self._active.discard(address)
-            self._in_flight.discard(address)
+            return
+        self._actions.abandon(record)
+        self._active.discard(address)
+        self._in_flight.discard(address)
 
     def describe(self, summary: Verdict) -> str:
         """What was done about a summary's source, for reports: how it is blocked, or why not."""

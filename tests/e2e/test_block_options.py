@@ -1,0 +1,107 @@
+"""BLOCK_FORWARD (also changed by a reload) and UNBLOCK_ON_STOP, with real nftables."""
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from portwarden.lab.network import Host, Lab, run
+from tests.e2e.conftest import SERVICE, StartDaemon, nmap
+from tests.e2e.test_blocking import nft_elements, portwarden
+from tests.lab.services import can_connect, tcp_echo_server
+
+pytestmark = pytest.mark.usefixtures("echo_service")
+
+BEHIND_NET = "198.19.0"  # behind the target, which routes for it
+
+
+@pytest.fixture
+def behind(lab: Lab) -> Iterator[Host]:
+    """A host on a network behind the target (the target forwards between the two), with the
+    echo service; the attackers route to it through the target."""
+    host = Host(f"{lab.prefix}behind", f"{BEHIND_NET}.2", "2001:db8:1::2")
+    run(["ip", "netns", "add", host.netns])
+    try:
+        run(["ip", "-n", lab.target.netns, "link", "add", "eth1", "type", "veth", "peer",
+             "name", "eth0", "netns", host.netns])  # fmt: skip
+        for netns, address in ((lab.target.netns, ".1"), (host.netns, ".2")):
+            device = "eth1" if netns == lab.target.netns else "eth0"
+            run(["ip", "-n", netns, "addr", "add", f"{BEHIND_NET}{address}/24", "dev", device])
+            run(["ip", "-n", netns, "link", "set", device, "up"])
+        run(["ip", "-n", host.netns, "link", "set", "lo", "up"])
+        run(["ip", "-n", host.netns, "route", "add", "default", "via", f"{BEHIND_NET}.1"])
+        lab.target.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        for attacker in lab.attackers:
+            attacker.run(["ip", "route", "replace", f"{BEHIND_NET}.0/24", "via", lab.target.ipv4])
+        tcp_echo_server(host, SERVICE)
+        yield host
+    finally:
+        host.stop_processes()
+        for attacker in lab.attackers:
+            attacker.run(["ip", "route", "del", f"{BEHIND_NET}.0/24"], check=False)
+        run(["ip", "netns", "del", host.netns], check=False)
+
+
+def has_forward_chain(lab: Lab) -> bool:
+    listed = lab.target.run(["nft", "list", "chains", "inet"], check=False).stdout
+    return "chain forward" in listed
+
+
+def reload_with(daemon_conf: Path, pid: int, lab: Lab, forward: bool) -> None:
+    """BLOCK_FORWARD set to `forward` by a reload; returns once the chain is as it says."""
+    text = daemon_conf.read_text().replace(f'BLOCK_FORWARD="{int(not forward)}"', "")
+    daemon_conf.write_text(f'{text}BLOCK_FORWARD="{int(forward)}"\n')
+    lab.target.run(["kill", "-HUP", str(pid)])
+    deadline = time.monotonic() + 10
+    while has_forward_chain(lab) != forward:
+        assert time.monotonic() < deadline, f"forward chain still {not forward}"
+        time.sleep(0.05)
+
+
+def test_block_forward_drops_routed_traffic_and_a_reload_adds_and_removes_the_chain(
+    lab: Lab, start_daemon: StartDaemon, behind: Host
+) -> None:
+    attacker = lab.attackers[0]
+    assert can_connect(attacker, behind.ipv4, SERVICE)
+    daemon = start_daemon("-stcp", "-sudp", conf='BLOCK_TCP="1"\nBLOCK_FORWARD="0"\n')
+    nmap(attacker.run, "-sS", "-p", "1-20", lab.target.ipv4)
+    daemon.wait_for(rf"block address={attacker.ipv4} actions=nft:done ")
+    assert not can_connect(attacker, lab.target.ipv4, SERVICE)
+    assert can_connect(attacker, behind.ipv4, SERVICE)  # routed: not ours to drop
+    assert not has_forward_chain(lab)
+    conf = daemon.log_path.with_suffix(".conf")
+    reload_with(conf, daemon.proc.pid, lab, forward=True)
+    assert not can_connect(attacker, behind.ipv4, SERVICE)
+    assert can_connect(lab.attackers[1], behind.ipv4, SERVICE)  # only the blocked source
+    reload_with(conf, daemon.proc.pid, lab, forward=False)
+    assert can_connect(attacker, behind.ipv4, SERVICE)
+    assert not can_connect(attacker, lab.target.ipv4, SERVICE)  # still blocked at input
+    daemon.stop()
+
+
+def test_unblock_on_stop_undoes_every_block_and_removes_the_table(
+    lab: Lab, start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    deny = tmp_path / "hosts.deny"
+    deny.write_text("sshd: 203.0.113.9\n")
+    conf = (f'BLOCK_TCP="1"\nUNBLOCK_ON_STOP="1"\nKILL_HOSTS_DENY="ALL: $TARGET$"\n'
+            f'HOSTS_DENY_FILE="{deny}"\n')  # fmt: skip
+    daemon = start_daemon("-stcp", "-sudp", conf=conf)
+    attackers = lab.attackers[:2]
+    for attacker in attackers:
+        nmap(attacker.run, "-sS", "-p", "1-20", lab.target.ipv4)
+        daemon.wait_for(rf"block address={attacker.ipv4} actions=nft:done,hosts.deny:done ")
+    blocked_file = daemon.log_path.parent / "state" / "portsentry.blocked.stcp"
+    assert len(blocked_file.read_text().splitlines()) == 2
+    assert nft_elements(lab.target) == {a.ipv4 for a in attackers}
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(timeout=15) == 0
+    assert deny.read_text() == "sshd: 203.0.113.9\n"
+    assert blocked_file.read_text() == ""
+    assert lab.target.run(["nft", "list", "table", "inet", "portwarden"], check=False).returncode
+    for attacker in attackers:
+        assert f"unblock address={attacker.ipv4} by=stop" in daemon.log()
+        assert can_connect(attacker, lab.target.ipv4, SERVICE)
+    assert portwarden(lab.target, daemon, "blocked").stdout.splitlines()[1:] == []
