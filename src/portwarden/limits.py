@@ -74,6 +74,14 @@ BLOCK_SECONDS_MAX = 10 * 365 * 86_400
 HOSTNAME_MAX = 253
 RESOLVE_HOST_TIMEOUT_S = 1.0
 RESOLVE_QUEUE_MAX = 64
+# The syslog attack lines wait for their source's name the same RESOLVE_HOST_TIMEOUT_S, at most
+# HOSTNAMES_WAITING_MAX of them (the burst of attack lines; past it they go out with the
+# address). A name is kept for HOSTNAME_KEPT_S for the source's next probes, a failed lookup for
+# HOSTNAME_FAILED_KEPT_S, for at most HOSTNAMES_KEPT_MAX sources (about 0.4 KiB each).
+HOSTNAMES_WAITING_MAX = 200
+HOSTNAME_KEPT_S = 3_600.0
+HOSTNAME_FAILED_KEPT_S = 60.0
+HOSTNAMES_KEPT_MAX = 4_096
 
 # Attack lines written per second (with a burst of ATTACK_LINES_BURST). Past it, one line a
 # second says how many were left out: a flood must not turn into a flood of log writes, which

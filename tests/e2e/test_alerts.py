@@ -217,6 +217,10 @@ def test_hostile_reverse_dns_name_cannot_inject_lines(lab: Lab, syslog: SyslogRe
     assert "Fake" not in {key for key in mail}
     for line in syslog.lines + log.read_text().splitlines():
         assert "\x1b" not in line and "\x07" not in line
+    # PortSentry's line names the host as name/ip with RESOLVE_HOST, the name escaped
+    named = (r"attackalert: TCP SYN/Normal scan from host: evil.example\x1b[2J;Fake:\x07header$(id)"
+             f"/{attacker.ipv4} to TCP port: 11")  # fmt: skip
+    assert any(line.endswith(named) for line in syslog.lines), syslog.lines
 
 
 def test_one_mail_per_scan_of_one_protocol(lab: Lab, start_daemon: StartDaemon,

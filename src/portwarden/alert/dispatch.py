@@ -22,6 +22,7 @@ from portwarden.alert.events import (
     unblock_event,
     unblocks_not_shown_event,
 )
+from portwarden.alert.hostnames import HostNames
 from portwarden.alert.jsonlog import JsonLog
 from portwarden.alert.line import LineLimiter, verdict_line
 from portwarden.alert.mail import Mailer
@@ -72,6 +73,7 @@ class Alerts:
         self._mailer = Mailer(settings, self.mail_held)
         self._mailer.start()
         self._next_report = 0.0
+        self._hostnames: HostNames[Verdict] = HostNames()
 
     @staticmethod
     def _outputs(settings: Settings) -> tuple[Syslog | None, JsonLog | None]:
@@ -87,6 +89,7 @@ class Alerts:
         self._mailer.stop()
 
     def close(self) -> None:
+        self._send_named(time.monotonic(), stopping=True)
         self._mailer.stop()
         self._close_outputs(self._syslog, self._json)
 
@@ -132,7 +135,11 @@ class Alerts:
             return
         if self._lines.allow(now):
             log.warning("%s", verdict_line(verdict))
-            self._probe_lines(verdict)
+            named = self.settings.resolve_host and self._syslog is not None
+            if named and self._hostnames.submit(p.src, verdict, now):
+                self._send_named(now)
+            else:
+                self._probe_lines(verdict, None)
         elif self._syslog is not None:  # counted, not formatted: this is the flood's path
             lines = (1 + p.ip_options + self.settings.log_connections + self.settings.log_details
                      + (portsentry.detail_line(verdict) is not None))  # fmt: skip
@@ -143,22 +150,30 @@ class Alerts:
             elif self._json is not None:
                 self.delivery.add("json", "rate_limit")
 
-    def _probe_lines(self, verdict: Verdict) -> None:
-        """A probe's syslog lines: PortSentry's, our detail, and scandetd's if configured."""
+    def _send_named(self, now: float, stopping: bool = False) -> None:
+        """The probes' syslog lines whose source's name is known now (RESOLVE_HOST)."""
+        for verdict, name in self._hostnames.ready(now, stopping):
+            self._probe_lines(verdict, name)
+
+    def _probe_lines(self, verdict: Verdict, name: str | None) -> None:
+        """A probe's syslog lines: PortSentry's (with the source's name, if known), our
+        detail, and scandetd's if configured."""
         p = verdict.probe
-        self._syslog_send(portsentry.attack_line(verdict))
+        self._syslog_send(portsentry.attack_line(verdict, name))
         detail = portsentry.detail_line(verdict)
         if detail is not None:
             self._syslog_send(detail)
         if p.ip_options:
-            self._syslog_send(portsentry.ip_options_line(p))
+            self._syslog_send(portsentry.ip_options_line(p, name))
         if self.settings.log_connections:
             self._syslog_send(portsentry.connection_line(p), INFO)
         if self.settings.log_details:
             self._syslog_send(portsentry.details_line(p), INFO)
 
     def tick(self, now: float) -> None:
-        """Once a second: how much the rate limits held back."""
+        """Every turn of the loop: the lines that waited for a name. Once a second: how much
+        the rate limits held back."""
+        self._send_named(now)
         if now < self._next_report:
             return
         self._next_report = now + 1.0

@@ -267,10 +267,10 @@ class Mailer(threading.Thread):
         try:
             refused = deliver(s, title, text, until, self._relay_lookup)
         except DeliveryFailed as error:
-            if not self._gave_up:
+            if not self._gave_up:  # else the stop has said it already (mails not sent)
                 self.failed += 1
-            log.error("mail to %s via %s port %d failed: %s", ", ".join(s.mail_to),
-                      s.smtp_relay, s.smtp_port, error)  # fmt: skip
+                log.error("mail to %s via %s port %d failed: %s", ", ".join(s.mail_to),
+                          s.smtp_relay, s.smtp_port, error)  # fmt: skip
             return
         if not self._gave_up:
             self.sent += 1
