@@ -522,3 +522,23 @@ def test_a_failing_firewall_puts_back_the_one_changed_before_it_and_the_files(
     assert str(caught.value) == "nft was put back, after iptables: refused"
     assert log == ["ran nft", "put back nft"]
     assert (allow.read_bytes(), deny.read_bytes()) == protected
+
+
+def test_libwrap_counts_an_unterminated_last_line_as_the_warnings_say(
+    tmp_path: Path, libwrap_allows: Callable[[str], bool]
+) -> None:
+    """hosts.deny: every caller denied; hosts.allow: that line grants no one. After protect,
+    our lines at the top still decide for the portmapper."""
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    allow.write_text("rpcbind: 198.18.0.5")
+    deny.write_text("in.fingerd: ALL")
+    assert not libwrap_allows("198.18.0.5") and not libwrap_allows("127.0.0.1")
+    deny.write_text("rpcbind: ALL\n")
+    assert not libwrap_allows("198.18.0.5")  # the allow line grants no one
+    allow.write_text("rpcbind: 198.18.0.5\n")
+    assert libwrap_allows("198.18.0.5")  # but it does with its newline
+    allow.write_text("rpcbind: 198.18.0.5")
+    deny.write_text("in.fingerd: ALL")
+    plan_protect(["198.18.0.20"], allow, deny, None).apply()
+    assert libwrap_allows("198.18.0.20") and libwrap_allows("127.0.0.1")
+    assert not libwrap_allows("198.18.0.5")
