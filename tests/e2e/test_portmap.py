@@ -468,3 +468,97 @@ def test_host_bits_are_a_warning_and_created_files_are_said_to_be(
                              "the network allowed is 198.18.0.16/28\n")  # fmt: skip
     assert result.stdout == "created /etc/new.allow\ncreated /etc/new.deny\n"
     assert b"198.18.0.16/255.255.255.240" in (portmapper.read("new.allow") or b"")
+
+
+@pytest.mark.parametrize(
+    ("protected_with", "unprotect_args"),
+    [("iptables", []), ("nft", ["--firewall", "iptables"])],
+)
+def test_unprotect_removes_our_rules_whichever_firewall_it_is_given(
+    lab: Lab, portmapper: Portmapper, protected_with: str, unprotect_args: list[str]
+) -> None:
+    """protect with one firewall, unprotect with the other (or the default): our rules go all
+    the same, and --dry-run shows that they will."""
+    run_ok(portmapper, "protect", *ALLOW, "--firewall", protected_with, "--no-wrappers")
+    silent = {"tcp": "silent", "udp": "silent"}
+    assert reachability(lab, 4) == (REACHABLE, silent)
+    ours = lab.target.run(["nft", "list", "table", "inet", "portwarden_portmap"], check=False)
+    rules = ours.stdout, iptables_rules(lab.target)
+
+    shown = run_ok(portmapper, "unprotect", *unprotect_args, "--no-wrappers", "--dry-run")
+    removal = {
+        "nft": ["# nft", "delete table inet portwarden_portmap"],
+        "iptables": [f"# {tool}-restore --noflush\n*filter\n-D INPUT -j PORTWARDEN_PORTMAP\n"
+                     "-F PORTWARDEN_PORTMAP\n-X PORTWARDEN_PORTMAP\nCOMMIT"
+                     for tool in ("iptables", "ip6tables")],
+    }[protected_with]  # fmt: skip
+    assert shown.splitlines() == "\n".join(removal).splitlines() + [
+        "# dry run: nothing was changed"
+    ]
+    after = lab.target.run(["nft", "list", "table", "inet", "portwarden_portmap"], check=False)
+    assert (after.stdout, iptables_rules(lab.target)) == rules
+
+    done = run_ok(portmapper, "unprotect", *unprotect_args, "--no-wrappers")
+    assert done.startswith(f"ran {'nft' if protected_with == 'nft' else 'iptables-restore'}")
+    assert "portwarden_portmap" not in lab.target.run(["nft", "list", "tables"]).stdout
+    assert all("PORTWARDEN_PORTMAP" not in rules for rules in iptables_rules(lab.target))
+    assert reachability(lab, 4) == (REACHABLE, REACHABLE)
+    again = run_ok(portmapper, "unprotect", *unprotect_args, "--no-wrappers")
+    assert again == "portmap unprotect: nothing to change\n"
+
+
+def test_protect_warns_about_a_last_line_without_newline_and_never_glues_onto_it(
+    lab: Lab, portmapper: Portmapper
+) -> None:
+    """libwrap counts a last line without newline as an error; in hosts.deny that denies every
+    caller, the client inside included. protect warns as check does, its lines (at the top)
+    work, and unprotect gives back the very bytes, the missing newline too."""
+    for name in ("hosts.allow", "hosts.deny"):
+        subprocess.run(portmapper._inside(["truncate", "-s", "-1", f"/etc/{name}"]), check=True)
+    originals = HOSTS_ALLOW[:-1], HOSTS_DENY[:-1]
+    assert files(portmapper) == originals
+    assert not rpcinfo_lists_program(lab.client, lab.target.ipv4)  # the premise
+    result = portmapper.portwarden("portmap", "protect", *ALLOW, "--firewall", "none")
+    assert result.returncode == 0, result.stderr
+    said = "the last line has no newline: libwrap counts that as an error and"
+    assert result.stderr == (
+        f"portwarden: warning: /etc/hosts.allow: {said} ignores that line\n"
+        f"portwarden: warning: /etc/hosts.deny: {said} denies every caller\n"
+    )
+    for protected, original in zip(files(portmapper), originals, strict=True):
+        assert protected is not None and protected.endswith(b"# portwarden-portmap end\n"
+                                                            + original)  # fmt: skip
+    assert rpcinfo_lists_program(lab.client, lab.target.ipv4)
+    assert not rpcinfo_lists_program(lab.attackers[0], lab.target.ipv4)
+    check = portmapper.portwarden("portmap", "check")
+    assert f"\n  /etc/hosts.deny: {said} denies every caller\n" in check.stdout
+
+    run_ok(portmapper, "unprotect", "--firewall", "none")
+    assert files(portmapper) == originals
+
+
+def test_unprotect_that_fails_in_iptables_puts_nftables_back(
+    lab: Lab, portmapper: Portmapper
+) -> None:
+    """Our rules in both firewalls; ip6tables cannot delete our chain (someone's chain jumps
+    to it): the nftables table already deleted comes back as it was, with the files."""
+    target = lab.target
+    run_ok(portmapper, "protect", *ALLOW, "--firewall", "nft")
+    run_ok(portmapper, "protect", *ALLOW, "--firewall", "iptables", "--no-wrappers")
+    target.run(["ip6tables", "-N", "HOLDER"])
+    try:
+        target.run(["ip6tables", "-A", "HOLDER", "-j", "PORTWARDEN_PORTMAP"])
+        table = ["nft", "list", "table", "inet", "portwarden_portmap"]
+        protected = files(portmapper), iptables_rules(target), target.run(table).stdout
+        failed = portmapper.portwarden("portmap", "unprotect")
+        assert (files(portmapper), iptables_rules(target), target.run(table).stdout) == protected
+        assert failed.returncode == 2 and failed.stderr.count("\n") == 1, failed.stderr
+        assert failed.stderr.startswith(
+            "portwarden: error: iptables was put back as it was; nftables was put back as it "
+            "was, after ip6tables-restore: "
+        )
+        check = portmapper.portwarden("portmap", "check", "--json")
+        assert json.loads(check.stdout)["firewall"]["protected"]
+    finally:
+        target.run(["ip6tables", "-F", "HOLDER"], check=False)
+        target.run(["ip6tables", "-X", "HOLDER"], check=False)

@@ -423,3 +423,122 @@ def test_an_ipv4_mapped_allow_is_taken_as_the_ipv4_address() -> None:
     allowed = allowed_networks(["::ffff:198.18.0.20", "2001:db8::/64"])
     assert parse_network("198.18.0.20") in allowed and parse_network("2001:db8::/64") in allowed
     assert not any(n.version == 6 and n.network_address.ipv4_mapped for n in allowed)
+
+
+def test_protect_warns_about_a_last_line_without_newline_and_unprotect_keeps_it(
+    tmp_path: Path,
+) -> None:
+    """libwrap counts an unterminated last line as an error (hosts.deny: every caller denied).
+    protect says so as check does, puts its lines at the top, clear of that line, and
+    unprotect gives the bytes back, the missing newline included."""
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    originals = {allow: b"# allow\nsshd: ALL", deny: b"# deny\nin.fingerd: ALL"}
+    for path, data in originals.items():
+        path.write_bytes(data)
+    plan = plan_protect(["198.18.0.20"], allow, deny, None)
+    newline = "the last line has no newline: libwrap counts that as an error and"
+    assert plan.warnings == (f"{allow}: {newline} ignores that line",
+                             f"{deny}: {newline} denies every caller")  # fmt: skip
+    view = read_wrappers(allow, deny, RPCBIND)
+    assert [line for line in view.lines if "no newline" in line] == list(plan.warnings)
+    plan.apply()
+    for path, data in originals.items():
+        lines = path.read_bytes().splitlines(keepends=True)
+        assert lines[-2:] == data.splitlines(keepends=True)  # not glued onto our end line
+        assert lines[-3] == wrappers.END.encode() + b"\n"
+    assert plan_protect(["198.18.0.20"], allow, deny, None).warnings == plan.warnings
+    plan_unprotect(allow, deny, None).apply()
+    assert {path: path.read_bytes() for path in originals} == originals
+    deny.write_bytes(b"in.fingerd: ALL\n")
+    assert len(plan_protect(["198.18.0.20"], allow, deny, None).warnings) == 1
+
+
+@dataclasses.dataclass
+class _Wall:
+    """A stand-in firewall for Plan: records what it runs; `fails` makes its run fail."""
+
+    name: str
+    log: list[str]
+    fails: bool = False
+
+    def unprotect(self) -> list[firewall.Step]:
+        return [firewall.Step(self.name, f"remove ours from {self.name}\n")]
+
+    def run(self, step: firewall.Step) -> firewall.Undo:
+        if self.fails:
+            raise firewall.FirewallError(f"{self.name}: refused")
+        self.log.append(f"ran {step.tool}")
+
+        def put_back() -> str:
+            self.log.append(f"put back {self.name}")
+            return f"{self.name} was put back"
+
+        return put_back
+
+
+def _stand_ins(monkeypatch: pytest.MonkeyPatch, missing: str = "", failing: str = "") -> list[str]:
+    log: list[str] = []
+
+    def make(backend: str) -> _Wall:
+        if backend == missing:
+            raise firewall.ToolMissing(f"{backend} not found")
+        return _Wall(backend, log, backend == failing)
+
+    monkeypatch.setattr(firewall, "firewall", make)
+    return log
+
+
+@pytest.mark.parametrize(("named", "other"), [("nft", "iptables"), ("iptables", "nft")])
+def test_unprotect_removes_our_rules_from_both_firewalls(
+    monkeypatch: pytest.MonkeyPatch, named: firewall.Backend, other: str
+) -> None:
+    """protect --firewall X, unprotect with the other one: our rules go all the same."""
+    log = _stand_ins(monkeypatch)
+    plan = plan_unprotect(None, None, named)
+    assert [step.tool for _, step in plan.steps] == [named, other]
+    assert f"remove ours from {other}" in plan.show()  # --dry-run shows it
+    plan.apply()
+    assert log == [f"ran {named}", f"ran {other}"]
+
+
+def test_unprotect_skips_the_other_firewall_only_when_its_tool_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _stand_ins(monkeypatch, missing="iptables")
+    assert [wall.name for wall, _ in plan_unprotect(None, None, "nft").steps] == ["nft"]
+    with pytest.raises(firewall.ToolMissing):
+        plan_unprotect(None, None, "iptables")
+
+
+def test_a_failing_firewall_puts_back_the_one_changed_before_it_and_the_files(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    plan_protect(["198.18.0.20"], allow, deny, None).apply()
+    protected = allow.read_bytes(), deny.read_bytes()
+    log = _stand_ins(monkeypatch, failing="iptables")
+    with pytest.raises(firewall.FirewallError) as caught:
+        plan_unprotect(allow, deny, "nft").apply()
+    assert str(caught.value) == "nft was put back, after iptables: refused"
+    assert log == ["ran nft", "put back nft"]
+    assert (allow.read_bytes(), deny.read_bytes()) == protected
+
+
+def test_libwrap_counts_an_unterminated_last_line_as_the_warnings_say(
+    tmp_path: Path, libwrap_allows: Callable[[str], bool]
+) -> None:
+    """hosts.deny: every caller denied; hosts.allow: that line grants no one. After protect,
+    our lines at the top still decide for the portmapper."""
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    allow.write_text("rpcbind: 198.18.0.5")
+    deny.write_text("in.fingerd: ALL")
+    assert not libwrap_allows("198.18.0.5") and not libwrap_allows("127.0.0.1")
+    deny.write_text("rpcbind: ALL\n")
+    assert not libwrap_allows("198.18.0.5")  # the allow line grants no one
+    allow.write_text("rpcbind: 198.18.0.5\n")
+    assert libwrap_allows("198.18.0.5")  # but it does with its newline
+    allow.write_text("rpcbind: 198.18.0.5")
+    deny.write_text("in.fingerd: ALL")
+    plan_protect(["198.18.0.20"], allow, deny, None).apply()
+    assert libwrap_allows("198.18.0.20") and libwrap_allows("127.0.0.1")
+    assert not libwrap_allows("198.18.0.5")

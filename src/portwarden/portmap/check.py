@@ -188,9 +188,8 @@ def read_wrappers(hosts_allow: Path, hosts_deny: Path, owners: tuple[Owner, ...]
             lines.append(one_line(str(error)))
             continue
         files.append((found, block))
-        if path == hosts_deny and text and not text.endswith("\n"):
-            lines.append(f"{path}: the last line has no newline: libwrap counts that as an error "
-                         "and denies every caller")  # fmt: skip
+        warning = wrappers.unterminated(path, text, denies=path == hosts_deny)
+        lines += [warning] if warning else []
         ours = range(block.start, block.stop) if block else range(0)
         for number, line in enumerate(text.splitlines()):
             if line.lstrip().startswith("#") or ":" not in line:

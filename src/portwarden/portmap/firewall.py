@@ -12,12 +12,15 @@ Two backends, chosen by the administrator:
 Sources are matched by address, not by interface: a probe from a local address outside the
 allowed networks travels over `lo` and must be dropped too. Each change is a list of Steps, so
 `--dry-run` prints exactly what would run; an empty list means the rules are already in place.
+Each step, once run, can be put back (`Undo`), so that a command that fails half-way through
+leaves the firewalls as it found them.
 """
 
 import hashlib
 import ipaddress
 import json
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Protocol
 
@@ -39,6 +42,11 @@ class FirewallError(Exception):
     """A firewall tool failed or is missing; str() is one line."""
 
 
+class ToolMissing(FirewallError):
+    """The firewall's tool is not installed (no libnftables, no iptables): none of our rules
+    can be in it."""
+
+
 @dataclass(frozen=True)
 class Step:
     """One atomic change: a script for `tool` (nft, or an iptables-restore variant)."""
@@ -51,13 +59,17 @@ class Step:
         return f"# {command}\n{self.script}"
 
 
+# Puts back what one step changed; returns how that went, for the error message.
+Undo = Callable[[], str]
+
+
 class Firewall(Protocol):
     def protect(self, networks: tuple[Network, ...]) -> list[Step]: ...
     def unprotect(self) -> list[Step]: ...
     def describe(self) -> list[str]: ...
     def active(self) -> bool: ...
     def allowed(self) -> tuple[Network, ...]: ...
-    def run(self, steps: list[Step]) -> None: ...
+    def run(self, step: Step) -> Undo: ...
 
 
 def _by_family(networks: tuple[Network, ...], version: int) -> list[Network]:
@@ -71,7 +83,7 @@ class NftFirewall:
         try:
             self._nft = Nft()
         except NftError as error:
-            raise FirewallError(f"nftables: {error}") from None
+            raise ToolMissing(f"nftables: {error}") from None
 
     def _nft_run(self, script: str, json_output: bool = False) -> str:
         try:
@@ -140,9 +152,22 @@ class NftFirewall:
         rules = [line.strip() for line in listing.splitlines() if "dport" in line]
         return [f"nftables: table inet {TABLE}:", *(f"  {rule}" for rule in rules)]
 
-    def run(self, steps: list[Step]) -> None:
-        for step in steps:
-            self._nft_run(step.script)
+    def run(self, step: Step) -> Undo:
+        try:
+            before: str | None = self._nft_run(f"list table inet {TABLE}")
+        except FirewallError:
+            before = None  # no table
+        self._nft_run(step.script)
+        return lambda: self._put_back(before)
+
+    def _put_back(self, before: str | None) -> str:
+        """Our table as it was (`before`: its listing; None: there was none)."""
+        script = f"add table inet {TABLE}\ndelete table inet {TABLE}\n{before or ''}"
+        try:
+            self._nft_run(script)
+        except FirewallError as error:
+            return f"putting nftables back failed, check table inet {TABLE} by hand ({error})"
+        return "nftables was put back as it was"
 
 
 class _Saved(NamedTuple):
@@ -226,21 +251,12 @@ class IptablesFirewall:
             lines += [f"{tool}: chain {CHAIN} ({state}):", *(f"  {r}" for r in rules[1:])]
         return lines
 
-    def run(self, steps: list[Step]) -> None:
-        """Commit `steps` in order. Each family commits on its own, so when a step fails, the
-        families already changed are put back as they were, last first."""
-        done: list[_Saved] = []
-        try:
-            for step in steps:
-                tool = step.tool.removesuffix("-restore")
-                saved = _Saved(tool, self._list(tool, CHAIN), self._jumps(tool))
-                self._commit(step)
-                done.append(saved)
-        except BaseException as error:
-            notes = [self._put_back(saved) for saved in reversed(done)]
-            if isinstance(error, FirewallError) and notes:  # what was undone first: it matters
-                raise FirewallError(f"{'; '.join(notes)}, after {error}") from None
-            raise
+    def run(self, step: Step) -> Undo:
+        """Commit `step`: one family, atomically."""
+        tool = step.tool.removesuffix("-restore")
+        saved = _Saved(tool, self._list(tool, CHAIN), self._jumps(tool))
+        self._commit(step)
+        return lambda: self._put_back(saved)
 
     def _put_back(self, saved: _Saved) -> str:
         """Return `saved.tool`'s chain and jumps to the saved state; says how that went."""
@@ -343,13 +359,31 @@ def firewall(backend: Backend) -> Firewall:
     return NftFirewall() if backend == "nft" else IptablesFirewall()
 
 
+def unprotect_steps(named: Backend) -> list[tuple[Firewall, Step]]:
+    """The steps that remove our rules from both firewalls: the one `named` (which must
+    work), then the other unless its tool is missing. Our table and chains hold nothing but
+    what protect put there, so unprotect removes them wherever they are, whichever
+    `--firewall` protect was given: an administrator who ran unprotect believes the host is
+    as it was before."""
+    found: list[tuple[Firewall, Step]] = []
+    other: Backend = "iptables" if named == "nft" else "nft"
+    for backend in (named, other):
+        try:
+            wall = firewall(backend)
+            found += [(wall, step) for step in wall.unprotect()]
+        except ToolMissing:
+            if backend == named:
+                raise
+    return found
+
+
 def _iptables(argv: list[str], script: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run one iptables tool (no shell), with a time limit."""
     try:
         return subprocess.run(argv, input=script, capture_output=True, text=True,
                               timeout=_TIMEOUT_S, check=False)  # fmt: skip
     except FileNotFoundError:
-        raise FirewallError(f"{argv[0]} not found (install iptables)") from None
+        raise ToolMissing(f"{argv[0]} not found (install iptables)") from None
     except subprocess.TimeoutExpired:
         raise FirewallError(
             f"{argv[0]}: no answer in {_TIMEOUT_S} s (is another program holding the xtables lock?)"

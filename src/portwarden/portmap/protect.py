@@ -1,9 +1,9 @@
 """Protect and unprotect as plans: computed first, shown or applied, all or nothing.
 
 Everything is read and checked before anything is written. Files are changed first, then the
-firewall (one atomic step per tool; iptables puts back a family it changed when the next one
-fails); if the firewall fails, the files are put back, so a failed command leaves the host as
-it found it.
+firewalls, one atomic step at a time (a table, a family); when a step fails, the steps already
+run are put back, last first, and then the files, so a failed command leaves the host as it
+found it.
 """
 
 from collections.abc import Iterable
@@ -11,15 +11,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from portwarden.portmap import wrappers
-from portwarden.portmap.firewall import Backend, Firewall, Step, firewall
+from portwarden.portmap.firewall import (
+    Backend,
+    Firewall,
+    FirewallError,
+    Step,
+    Undo,
+    firewall,
+    unprotect_steps,
+)
 from portwarden.portmap.networks import allowed_networks, host_bits_warnings
 
 
 @dataclass(frozen=True)
 class Plan:
     files: tuple[wrappers.FileChange, ...]  # in the order they are changed
-    firewall: Firewall | None
-    steps: tuple[Step, ...]
+    steps: tuple[tuple[Firewall, Step], ...]  # in the order they run
     warnings: tuple[str, ...] = ()  # what the administrator should know, changed or not
 
     @property
@@ -28,27 +35,31 @@ class Plan:
 
     def show(self) -> str:
         """The exact changes: a unified diff per file, the script per firewall step."""
-        return "".join([c.diff() for c in self.files] + [s.show() for s in self.steps])
+        return "".join([c.diff() for c in self.files] + [s.show() for _, s in self.steps])
 
     def summary(self) -> list[str]:
         verbs = {(True, True): "changed", (False, True): "created", (True, False): "removed"}
         lines = [f"{verbs[c.before is not None, c.after is not None]} {c.path}"
                  for c in self.files if c.changed]  # fmt: skip
-        return lines + [f"ran {step.show().splitlines()[0][2:]}" for step in self.steps]
+        return lines + [f"ran {step.show().splitlines()[0][2:]}" for _, step in self.steps]
 
     def apply(self) -> None:
         for change in self.files:
             wrappers.check_writable(change)
         done: list[wrappers.FileChange] = []
+        undo: list[Undo] = []
         try:
             for change in self.files:
                 change.apply()
                 done.append(change)
-            if self.firewall is not None:
-                self.firewall.run(list(self.steps))
-        except BaseException:
+            for wall, step in self.steps:
+                undo.append(wall.run(step))
+        except BaseException as error:
+            notes = [put_back() for put_back in reversed(undo)]
             for change in reversed(done):
                 change.undo()
+            if isinstance(error, FirewallError) and notes:  # what was undone first: it matters
+                raise FirewallError(f"{'; '.join(notes)}, after {error}") from None
             raise
 
 
@@ -57,8 +68,9 @@ def plan_protect(
 ) -> Plan:
     """The changes that protect the portmapper; None for the paths or the backend skips that
     part. hosts.allow is changed before hosts.deny, so that our `ALL` in hosts.deny never
-    applies without our allow lines (loopback's among them). Warns about host bits in `allow`
-    and about the administrator's lines that would let outsiders in all the same."""
+    applies without our allow lines (loopback's among them). Warns about host bits in `allow`,
+    about the administrator's lines that would let outsiders in all the same, and about a last
+    line without a newline (as check does)."""
     texts = list(allow)
     networks = allowed_networks(texts)
     warnings = host_bits_warnings(texts)
@@ -70,16 +82,19 @@ def plan_protect(
         warnings += [f"{leak}; our lines do not protect it until that line is removed or "
                      "narrowed" for leak in wrappers.leaks(hosts_allow, after[0], hosts_deny,
                                                            after[1], networks)]  # fmt: skip
+        unterminated = (wrappers.unterminated(c.path, c.before, denies)
+                        for c, denies in zip(files, (False, True), strict=True))  # fmt: skip
+        warnings += [warning for warning in unterminated if warning]
     wall = None if backend is None else firewall(backend)
-    steps = () if wall is None else tuple(wall.protect(networks))
-    return Plan(files, wall, steps, tuple(warnings))
+    steps = () if wall is None else tuple((wall, step) for step in wall.protect(networks))
+    return Plan(files, steps, tuple(warnings))
 
 
 def plan_unprotect(hosts_allow: Path | None, hosts_deny: Path | None,
                    backend: Backend | None) -> Plan:  # fmt: skip
     """The changes that remove exactly what plan_protect added: hosts.deny first, so that our
-    `ALL` there never applies once our allow lines are gone (not even to loopback)."""
+    `ALL` there never applies once our allow lines are gone (not even to loopback); then our
+    rules in both firewalls, `backend` first."""
     paths = [] if hosts_allow is None or hosts_deny is None else [hosts_deny, hosts_allow]
-    wall = None if backend is None else firewall(backend)
-    steps = () if wall is None else tuple(wall.unprotect())
-    return Plan(tuple(wrappers.unprotect_change(p) for p in paths), wall, steps)
+    steps = () if backend is None else tuple(unprotect_steps(backend))
+    return Plan(tuple(wrappers.unprotect_change(p) for p in paths), steps)

@@ -177,6 +177,16 @@ def unprotect_change(path: Path) -> FileChange:
     return FileChange(path, before, None if block.created and not after else after)
 
 
+def unterminated(path: Path, text: str | None, denies: bool) -> str | None:
+    """A warning when the last line of `text` has no newline: libwrap counts that line as an
+    error, which in hosts.deny (`denies`) denies every caller that no line above matches,
+    and in hosts.allow grants no caller. Our lines go at the top and never touch that line."""
+    if not text or text.endswith("\n"):
+        return None
+    effect = "denies every caller" if denies else "ignores that line"
+    return f"{path}: the last line has no newline: libwrap counts that as an error and {effect}"
+
+
 def check_writable(change: FileChange) -> None:
     """Fail before anything is written if `change` could not be made."""
     if not change.changed:
