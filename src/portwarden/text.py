@@ -9,15 +9,17 @@ from portwarden.limits import PORTS_TRACKED_MAX
 _MAX_SHOWN = 200
 
 
-def one_line(value: str, limit: int = _MAX_SHOWN) -> str:
+def one_line(value: str, limit: int = _MAX_SHOWN, backslashes: bool = True) -> str:
     """Return `value` with every control or non-ASCII-printable character escaped.
 
     The result never contains a line break, so a hostile hostname, banner or config value
-    cannot forge or split a log line. Long values are cut and marked with '...'.
+    cannot forge or split a log line. Long values are cut and marked with '...'. A backslash
+    is doubled, so that an escape in the result is always one of ours; `backslashes=False` is
+    for a whole line made of values escaped already (a second pass would double theirs).
     """
     out: list[str] = []
     for ch in value[:limit]:
-        if ch == "\\":
+        if ch == "\\" and backslashes:
             out.append("\\\\")
         elif ch.isprintable() and ch.isascii():
             out.append(ch)

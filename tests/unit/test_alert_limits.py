@@ -96,3 +96,12 @@ def test_metrics_name_the_path_and_the_reason() -> None:
     assert samples[(dropped, (("path", "mail"), ("reason", "rate_limit")))] == 4
     assert samples[(dropped, (("path", "syslog"), ("reason", "rate_limit")))] == 3
     assert len(samples) == 1 + 3 + 6  # build_info, sent, dropped
+
+
+def test_a_syslog_line_has_no_control_character_and_keeps_the_escapes_of_its_parts(
+    tmp_path: Path,
+) -> None:
+    receiver = SyslogReceiver(tmp_path / "log")
+    assert Syslog(receiver.path, "daemon").send("name evil\\x1b[2J\nforged: line\x07")
+    line = receiver.wait_for("name evil")
+    assert line.endswith("name evil\\x1b[2J\\nforged: line\\x07")

@@ -36,7 +36,7 @@ class Syslog:
 
     def send(self, message: str, severity: int = NOTICE) -> bool:
         stamp = time.strftime("%b %d %H:%M:%S")
-        text = one_line(message, _LINE_MAX)
+        text = one_line(message, _LINE_MAX, backslashes=False)  # its parts are escaped already
         data = f"<{self._facility * 8 + severity}>{stamp} {self._ident}[{os.getpid()}]: {text}"
         with self._lock:
             try:
