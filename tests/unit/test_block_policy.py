@@ -83,12 +83,12 @@ def test_a_summary_neither_says_already_blocked_nor_blocks_again(
     scan = verdict("198.18.0.12", 3)
     policy.on_verdict(scan, 1.0)
     deadline = time.monotonic() + 5
-    while "block address" not in caplog.text:  # recorded at once, made by the worker
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    while policy.describe(scan._replace(kind="scan-summary")) == "being blocked":
+        assert time.monotonic() < deadline  # recorded at once, made by the worker, which
+        time.sleep(0.01)  # says so after its log line
+        policy.tick(2.0)
     record = policy.store.active_block("198.18.0.12")
-    assert record is not None
-    policy.tick(2.0)
+    assert record is not None and "block address" in caplog.text
     policy.on_verdict(scan._replace(kind="scan-summary"), 2.0)
     assert "already-blocked" not in caplog.text
     policy.store.end_block(record.id, time.time(), "command")
