@@ -43,16 +43,23 @@ def test_lab_runs_end_to_end_and_leaves_nothing_behind() -> None:
     assert _host_view() == before
 
 
-def test_lab_stopped_by_sigterm_still_removes_everything() -> None:
-    """A cancelled CI job or a `kill` mid-run: the same clean-up as a normal end."""
-    require_lab()
-    before = _host_view()
+def _lab_running() -> tuple[subprocess.Popen[str], list[str]]:
+    """`portwarden lab` started, once its daemon runs in the target; and its lines so far."""
     demo = subprocess.Popen([sys.executable, "-m", "portwarden", "lab"], text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     assert demo.stdout is not None
     seen = [demo.stdout.readline() for _ in range(6)]
     assert "portwarden runs in the target" in "".join(seen), seen
+    return demo, seen
+
+
+def test_lab_stopped_by_sigterm_still_removes_everything() -> None:
+    """A cancelled CI job or a `kill` mid-run: the same clean-up as a normal end."""
+    require_lab()
+    before = _host_view()
+    demo, seen = _lab_running()
     demo.send_signal(signal.SIGTERM)
+    assert demo.stdout is not None
     out = "".join(seen) + demo.stdout.read()
     assert demo.wait(timeout=60) == 128 + signal.SIGTERM, out
     assert f"Removed the lab: namespaces {run_prefix(demo.pid)}*" in out
@@ -68,11 +75,7 @@ def test_a_killed_labs_leftovers_are_removed_by_the_next_run(
     them and the folder, and says so in one line."""
     require_lab()
     before = _host_view()
-    demo = subprocess.Popen([sys.executable, "-m", "portwarden", "lab"], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
-    assert demo.stdout is not None
-    seen = [demo.stdout.readline() for _ in range(6)]
-    assert "portwarden runs in the target" in "".join(seen), seen
+    demo, seen = _lab_running()
     demo.kill()
     demo.wait()
     prefix = run_prefix(demo.pid)
