@@ -59,12 +59,13 @@ def nft_use(text: str) -> NftUse:
 
 
 def duration(text: str) -> float:
-    """Seconds; 0 (or 0.0) means forever."""
+    """Seconds, or 0 (or 0.0), which each key gives its meaning: forever (BLOCK_DURATION), ten
+    years (BLOCK_DURATION_MAX), never (AUDIT_INTERVAL), off (SERVICE_GONE_GRACE)."""
     try:
-        forever = float(text) == 0
+        zero = float(text) == 0
     except ValueError:
-        forever = False
-    return 0.0 if forever else seconds(text)
+        zero = False
+    return 0.0 if zero else seconds(text)
 
 
 def factor(text: str) -> float:
