@@ -38,7 +38,10 @@ def detach(pid_file: Path, log_file: Path, state_dir: Path) -> Callable[[], None
             raise ConfigError(option, f"{path.parent} is not a directory", value=str(path))
     try:
         log_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        out = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     except OSError as error:
+        if log_file.parent == state_dir:  # the default: the caller blames STATE_DIR
+            raise
         raise ConfigError("--log-file", error.strerror or str(error), value=str(log_file)) from None
     ready_read, ready_write = os.pipe()
     if os.fork() > 0:
@@ -56,7 +59,7 @@ def detach(pid_file: Path, log_file: Path, state_dir: Path) -> Callable[[], None
     if os.fork() > 0:
         os._exit(0)
     os.chdir("/")
-    _log_to(log_file)
+    _log_to(log_file, out)
 
     def ready() -> None:
         try:
@@ -72,9 +75,10 @@ def detach(pid_file: Path, log_file: Path, state_dir: Path) -> Callable[[], None
     return ready
 
 
-def _log_to(log_file: Path) -> None:
-    """Log records go to the file (reopened when logrotate moves it); so do stdout and stderr,
-    so that an error printed before the loop starts, or a traceback, is not lost."""
+def _log_to(log_file: Path, out: int) -> None:
+    """Log records go to the file (reopened when logrotate moves it); so do stdout and stderr
+    (`out`: the file, opened before the fork), so that an error printed before the loop starts,
+    or a traceback, is not lost."""
     handler = logging.handlers.WatchedFileHandler(log_file)
     root = logging.getLogger()
     handler.setFormatter(root.handlers[0].formatter if root.handlers else None)
@@ -84,7 +88,6 @@ def _log_to(log_file: Path) -> None:
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    out = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     os.dup2(out, 1)
     os.dup2(out, 2)
     os.close(out)

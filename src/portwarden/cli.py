@@ -1,6 +1,7 @@
 """The `portwarden` command and its sub-commands."""
 
 import argparse
+import contextlib
 import ipaddress
 import json
 import logging
@@ -14,12 +15,12 @@ from typing import Any, NoReturn, cast
 from portwarden import __version__, background, control, service, status
 from portwarden.config import ConfigError, Modes, Settings, TcpMode, UdpMode, load_settings
 from portwarden.config.defaults import SYSTEM_CONFIG
-from portwarden.config.settings import state_dir_of, to_conf_lines
+from portwarden.config.settings import blamed_on, state_dir_of, to_conf_lines
 from portwarden.descriptors import DescriptorShortage
 from portwarden.portmap import command as portmap_command
 from portwarden.respond import admin
 from portwarden.statedir import StateDirBusy
-from portwarden.store.db import Store, store_path
+from portwarden.store.db import Store, StoreError, store_path
 from portwarden.text import one_line
 
 log = logging.getLogger("portwarden")
@@ -76,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     given = check.add_mutually_exclusive_group()
     given.add_argument("-c", "--config", type=Path, help="configuration file")
     given.add_argument("file", nargs="?", type=Path, help="configuration file (the same as -c)")
+    _mode_flags(check)  # as for run: which port lists must name ports
     state = commands.add_parser(
         "status", help="what the daemon sees: scanners, ports, blocks, counters, last audit"
     )
@@ -162,8 +164,9 @@ def _config_path(given: Path | None) -> Path | None:
     return SYSTEM_CONFIG if SYSTEM_CONFIG.exists() else None
 
 
-def _load(path: Path | None, modes: Modes | None = None) -> Settings:
-    settings = load_settings(path, modes)
+def _load(path: Path | None, modes: Modes | None = None, watching: bool = False) -> Settings:
+    """`watching`: for `run` and what checks for it (see load_settings)."""
+    settings = load_settings(path, modes, watching)
     for warning in settings.warnings:
         log.warning("%s", warning)
     return settings
@@ -173,22 +176,26 @@ def _run(args: argparse.Namespace) -> int:
     from portwarden.daemon import Daemon
 
     path = _config_path(args.config)
+    if args.daemon and path is not None:
+        path = path.absolute()  # it changes to /: every path the daemon keeps must be absolute
     cli_modes = _modes(args)
-    settings = _load(path, cli_modes)
+    settings = _load(path, cli_modes, watching=True)
     os.umask(DAEMON_UMASK)
     on_ready = None
-    if args.daemon:  # it changes to /: every path the daemon keeps must be absolute
-        path = path.absolute() if path else None
-        on_ready = background.detach(
-            (args.pid_file or background.default_pid_file(settings.state_dir)).absolute(),
-            (args.log_file or settings.state_dir / "portwarden.log").absolute(),
-            settings.state_dir.absolute(),
-        )
+    if args.daemon:
+        log_file = (args.log_file or settings.state_dir / "portwarden.log").absolute()
+        # The default log file is STATE_DIR's: a problem with it is STATE_DIR's.
+        blame = contextlib.nullcontext() if args.log_file else blamed_on(
+            settings, "STATE_DIR", settings.state_dir)  # fmt: skip
+        with blame:
+            on_ready = background.detach(
+                (args.pid_file or background.default_pid_file(settings.state_dir)).absolute(),
+                log_file, settings.state_dir.absolute())  # fmt: skip
     return Daemon(settings, path, cli_modes, on_ready).run()
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    settings = _load(_config_path(args.config or args.file))
+    settings = _load(_config_path(args.config or args.file), _modes(args), watching=True)
     print(f"# effective settings from {settings.source}")
     for line in to_conf_lines(settings):
         print(line)
@@ -268,7 +275,7 @@ def _reapply(args: argparse.Namespace) -> int:
 def _audit(args: argparse.Namespace) -> int:
     from portwarden.audit.command import audit
 
-    settings = load_settings(_config_path(args.config))  # audit prints its warnings
+    settings = load_settings(_config_path(args.config), watching=False)  # audit prints its warnings
     return audit(settings, as_json_output=args.json, keep_state=not args.no_state)
 
 
@@ -276,7 +283,7 @@ def _replay(args: argparse.Namespace) -> int:
     from portwarden.net.pcap import PcapError
     from portwarden.replay import replay
 
-    settings = _load(_config_path(args.config), _modes(args))
+    settings = _load(_config_path(args.config), _modes(args), watching=True)
     hosts = frozenset(args.host) if args.host else None
     try:
         counts = replay(settings, args.capture, sys.stdout, hosts)
@@ -311,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "portmap": portmap_command.run, "audit": _audit, "replay": _replay}  # fmt: skip
     try:
         return handlers[args.command](args)
-    except (ConfigError, StateDirBusy) as error:
+    except (ConfigError, StateDirBusy, StoreError) as error:
         print(f"portwarden: error: {error}", file=sys.stderr)
         return 2
     except DescriptorShortage as error:

@@ -27,6 +27,7 @@ from portwarden.config.textfile import read_text
 from portwarden.config.values import BlockMode, ListenAddress, Modes, NftUse, TcpMode, UdpMode
 from portwarden.net.local import IPAddress, local_addresses
 from portwarden.statedir import unusable_directory
+from portwarden.store.db import StoreError
 from portwarden.text import one_line, port_ranges
 
 T = TypeVar("T")
@@ -193,19 +194,24 @@ def error_at(source: str, key: str, reason: str) -> ConfigError:
     only when a path is used (a STATE_DIR that cannot be made). The file is read again."""
     entries: dict[str, Entry] = {}
     if source != DEFAULT_SOURCE:
-        with contextlib.suppress(ConfigError):
+        with contextlib.suppress(
+            ConfigError, ValueError
+        ):  # moved, or a relative name after a chdir
             entries, _ = parse_conf(read_text(Path(source)), source, lenient=True)
     return _Reader(source, entries, {}, Path()).error(key, reason)
 
 
 @contextlib.contextmanager
 def blamed_on(settings: Settings, key: str, path: Path) -> Iterator[None]:
-    """An OSError from using `path` (STATE_DIR, EVENT_LOG) becomes a ConfigError at `key`'s
-    entry: a bad setting is one line naming file, line, key and value, not a traceback."""
+    """An OSError from using `path` (STATE_DIR, EVENT_LOG), or a store that cannot be opened
+    there, becomes a ConfigError at `key`'s entry: a bad setting is one line naming file, line,
+    key and value, not a traceback."""
     try:
         yield
     except OSError as error:
         raise error_at(settings.source, key, f"{path}: {error.strerror or error}") from None
+    except StoreError as error:
+        raise error_at(settings.source, key, str(error)) from None
 
 
 def _conf_text(path: Path) -> str:
@@ -215,9 +221,12 @@ def _conf_text(path: Path) -> str:
         raise ConfigError(path, f"cannot read the configuration: {why}") from None
 
 
-def load_settings(path: Path | None, modes: Modes | None = None) -> Settings:
+def load_settings(path: Path | None, modes: Modes | None = None, watching: bool = True) -> Settings:
     """Read `path` (or only the embedded defaults when None) into Settings. `modes`: the
-    command line's mode flags, which replace TCP_MODE and UDP_MODE. Raises ConfigError."""
+    command line's mode flags, which replace TCP_MODE and UDP_MODE. `watching`: for the
+    daemon and what checks for it, so a mode with no port to watch is an error; the commands
+    that only read the state (blocked, unblock, status, ...) leave that to them, since the
+    daemon may run with other mode flags. Raises ConfigError."""
     defaults, _ = parse_conf(DEFAULT_CONF, DEFAULT_SOURCE)
     if path is None:
         entries: dict[str, Entry] = {}
@@ -327,7 +336,8 @@ def load_settings(path: Path | None, modes: Modes | None = None) -> Settings:
     warnings += _program_warnings(read, settings)
     if modes is not None:
         settings = settings.with_modes(*modes)
-    _require_ports(read, settings, modes is not None)
+    if watching:
+        _require_ports(read, settings, modes is not None)
     if modes is None and settings.tcp_mode is None and settings.udp_mode is None:
         warnings.append(f"{read.where('TCP_MODE')}TCP_MODE and UDP_MODE are both off: without "
                         "a mode flag the daemon watches nothing")  # fmt: skip

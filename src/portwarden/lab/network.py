@@ -23,8 +23,9 @@ PREFIX = os.environ.get("PWT_LAB_PREFIX", "pwt-")
 # would make every namespace on the machine the lab's.
 _PREFIX_SHAPE = re.compile(r"(?:[a-z0-9]+-)+")
 # The lab's own host names after the prefix; nothing else with the prefix is the lab's.
-# (`probeN`: the namespace lab_unavailable_reason makes and deletes at once.)
-_HOST_NAMES = r"(?:sw|target|atk[0-9]+|client|probe[0-9]+)"
+# (`probeN`: the namespace lab_unavailable_reason makes and deletes at once; `behind`: a host
+# on a network behind the target, which a blocking test adds.)
+_HOST_NAMES = r"(?:sw|target|atk[0-9]+|client|probe[0-9]+|behind)"
 NET4 = "198.18.0"
 NET6 = "2001:db8::"
 

@@ -161,6 +161,10 @@ def store_path(state_dir: Path) -> Path:
     return state_dir / "portwarden.db"
 
 
+class StoreError(Exception):
+    """The store cannot be opened (not a database, a directory in its place, ...)."""
+
+
 class Store:
     """One connection; use one Store per thread."""
 
@@ -169,7 +173,13 @@ class Store:
         machine's (synchronous=NORMAL: ~30 µs instead of ~400 µs for an fsync). What the loop
         records is a planned block whose nftables element is gone with the machine too; the
         action worker's first commit of that block (durable) makes it safe on disk before any
-        file or route changes."""
+        file or route changes. Raises StoreError or OSError."""
+        try:
+            self._open(path, durable)
+        except sqlite3.Error as error:
+            raise StoreError(f"{path}: {error}") from None
+
+    def _open(self, path: Path, durable: bool) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         last_write = max((p.stat().st_mtime for p in (path, path.with_name(path.name + "-wal"))
                           if p.exists()), default=0.0)  # fmt: skip
