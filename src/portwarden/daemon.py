@@ -135,6 +135,8 @@ class Daemon:
                 self._audit.stop()
                 while self._audit.results:  # checks done but not reported yet
                     self._report_audit(self._audit.results.popleft())
+            if self._running:  # scans still open end with the daemon: report them, mail them
+                self._report(self._engine.tick(time.monotonic(), stopping=True))
             # Queued mail is sent now (or counted as not sent), so the last status counts it.
             self._alerts.stop_mail()
             if self._running:  # a start that failed must not overwrite the last good status

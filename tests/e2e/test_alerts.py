@@ -303,3 +303,28 @@ def test_portsentry_lines_in_classic_modes(lab: Lab, start_daemon: StartDaemon,
     syslog.wait_for(rf"attackalert: Connect from host: {attacker.ipv4}/{attacker.ipv4} to UDP "
                     r"port: 31337$")  # fmt: skip
     syslog.wait_for(rf"attackalert: Host: {attacker.ipv4} is already blocked\. Ignoring$")
+
+
+def test_a_scan_still_open_at_stop_is_summarised_and_mailed(lab: Lab, start_daemon: StartDaemon,
+                                                             tmp_path: Path) -> None:  # fmt: skip
+    """SIGTERM within SCAN_END_QUIET of a scan: its summary and mail are not lost with the
+    daemon (a restart right after a scan used to drop both)."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    server = smtp_server(lab, lab.client.ipv4, "2531", str(inbox))
+    daemon = start_daemon("-stcp", conf=(
+        'UDP_MODE="none"\nMAIL_ON_TCP_SCAN="1"\nSCAN_END_QUIET="300"\n'
+        f'MAIL_TO="admin@example.org"\nSMTP_RELAY="{lab.client.ipv4}"\n'
+        'SMTP_PORT="2531"\n'))  # fmt: skip
+    attacker = lab.attackers[0]
+    try:
+        nmap(attacker.run, "-sS", "-p", "1,11", lab.target.ipv4)
+        daemon.wait_for_attack(kind="scan", src=attacker.ipv4)
+        assert daemon.attacks(kind="scan-summary") == []  # the scan is not over yet
+        daemon.stop()
+        (summary,) = daemon.attacks(kind="scan-summary", src=attacker.ipv4)
+        assert summary["ports"] == "2"
+        (mail,) = wait_for_mail(inbox, 1, timeout=5)
+        assert attacker.ipv4 in mail["Subject"]
+    finally:
+        server.kill()

@@ -269,3 +269,17 @@ def test_a_source_is_marked_first_at_most_once_per_episode(script: list, trigger
     assert len(engine) <= 8
     # With eviction a source may start over, but never more often than it was evicted.
     assert sum(firsts.values()) <= len(firsts) + engine.evicted
+
+
+def test_at_stop_every_open_scan_and_os_run_is_summarised() -> None:
+    """A scan still going on (or quiet for less than SCAN_END_QUIET) when the daemon stops is
+    summarised then, so its summary and mail are not lost with the process."""
+    engine = Engine(EngineConfig(scan_end_quiet_s=30))
+    engine.feed(probe(port=1), 0.0)
+    engine.feed(probe(src="198.18.0.12", port=7, proto=Proto.UDP, mode="sudp"), 0.5)
+    engine.feed(probe(src="198.18.0.13", port=80, os_tool="nmap", tripwire=False), 0.6)
+    assert engine.tick(1.0) == []
+    ended = sorted((v.kind, str(v.probe.src)) for v in engine.tick(1.0, stopping=True))
+    assert ended == [("os-summary", "198.18.0.13"), ("scan-summary", "198.18.0.11"),
+                     ("scan-summary", "198.18.0.12")]  # fmt: skip
+    assert engine.tick(100.0, stopping=True) == []  # each once

@@ -85,7 +85,9 @@ class Alerts:
         return syslog, json_log
 
     def stop_mail(self) -> None:
-        """Send the queued mail, within a bound (see Mailer.stop); later reports are not mailed."""
+        """At stop: send the syslog lines that wait for a name, and the queued mail within a
+        bound (see Mailer.stop); later reports are not mailed."""
+        self._send_named(time.monotonic(), stopping=True)
         self._mailer.stop()
 
     def close(self) -> None:

@@ -326,11 +326,14 @@ class Engine:
             recent.extend((now, 1.0))
         return sum(recent[1::2]) >= self.config.trigger
 
-    def tick(self, now: float) -> list[Verdict]:
+    def tick(self, now: float, stopping: bool = False) -> list[Verdict]:
         """Summaries of OS probing quiet for limits.OS_PROBE_QUIET_S, and of scans quiet for
-        scan_end_quiet_s (each protocol's scan on its own); at most
-        limits.SUMMARIES_PER_TICK_MAX, those that touched the most ports first."""
+        scan_end_quiet_s (each protocol's scan on its own); `stopping`: of every run still
+        open, since they end with the daemon. At most limits.SUMMARIES_PER_TICK_MAX, those that
+        touched the most ports first."""
         os_quiet, scan_quiet = limits.OS_PROBE_QUIET_S, self.config.scan_end_quiet_s
+        if stopping:
+            os_quiet = scan_quiet = 0.0
         due = [("os-summary", run) for _, run in self._os_waiting.take(
             lambda _, run: now - run.last_seen >= os_quiet)]  # fmt: skip
         for (proto, _), state in self._scan_waiting.take(
