@@ -63,3 +63,17 @@ def test_a_flood_does_not_wait_and_stopping_sends_everything() -> None:
         assert names.submit(ipaddress.ip_address(0xC6120000 + i), i, 0.0)
     assert not names.submit(A, -1, 0.0)  # the caller sends it at once, with the address
     assert len(list(names.ready(0.0, stopping=True))) == limits.HOSTNAMES_WAITING_MAX
+
+
+def test_lines_that_need_no_name_keep_their_place_behind_those_that_wait() -> None:
+    """`Host ... has been blocked` (the action worker's) after the attack line it follows."""
+    lookups = Lookups()
+    names: HostNames[str] = HostNames(lookups)
+    assert len(names) == 0
+    names.submit(A, "attack", 0.0)
+    names.submit(None, "blocked", 0.1)
+    assert len(names) == 2 and list(names.ready(0.2)) == []
+    lookups.started[str(A)].set_result("a.example")
+    assert list(names.ready(0.3)) == [("attack", "a.example"), ("blocked", None)]
+    names.submit(None, "alone", 0.4)
+    assert list(names.ready(0.4)) == [("alone", None)]

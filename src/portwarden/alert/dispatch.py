@@ -5,12 +5,13 @@ never raises into the loop. Probe-level output is rate-limited; summaries and ac
 What syslog, the JSON log and mail delivered, and dropped (rate limit or error), is counted.
 """
 
+import functools
 import logging
 import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from portwarden import limits
@@ -73,7 +74,10 @@ class Alerts:
         self._mailer = Mailer(settings, self.mail_held)
         self._mailer.start()
         self._next_report = 0.0
-        self._hostnames: HostNames[Verdict] = HostNames()
+        # RESOLVE_HOST: syslog lines that wait for a name, and the lines that came after them
+        # (from the loop and the action worker: hence the lock), in the order they came.
+        self._hostnames: HostNames[Callable[[str | None], None]] = HostNames()
+        self._order = threading.Lock()
 
     @staticmethod
     def _outputs(settings: Settings) -> tuple[Syslog | None, JsonLog | None]:
@@ -138,7 +142,10 @@ class Alerts:
         if self._lines.allow(now):
             log.warning("%s", verdict_line(verdict))
             named = self.settings.resolve_host and self._syslog is not None
-            if named and self._hostnames.submit(p.src, verdict, now):
+            with self._order:
+                waits = named and self._hostnames.submit(
+                    p.src, functools.partial(self._probe_lines, verdict), now)  # fmt: skip
+            if waits:
                 self._send_named(now)
             else:
                 self._probe_lines(verdict, None)
@@ -153,24 +160,26 @@ class Alerts:
                 self.delivery.add("json", "rate_limit")
 
     def _send_named(self, now: float, stopping: bool = False) -> None:
-        """The probes' syslog lines whose source's name is known now (RESOLVE_HOST)."""
-        for verdict, name in self._hostnames.ready(now, stopping):
-            self._probe_lines(verdict, name)
+        """The syslog lines whose source's name is known now (RESOLVE_HOST), and those that
+        waited behind them."""
+        with self._order:
+            for write, name in self._hostnames.ready(now, stopping):
+                write(name)
 
     def _probe_lines(self, verdict: Verdict, name: str | None) -> None:
         """A probe's syslog lines: PortSentry's (with the source's name, if known), our
         detail, and scandetd's if configured."""
         p = verdict.probe
-        self._syslog_send(portsentry.attack_line(verdict, name))
+        self._syslog_write(portsentry.attack_line(verdict, name))
         detail = portsentry.detail_line(verdict)
         if detail is not None:
-            self._syslog_send(detail)
+            self._syslog_write(detail)
         if p.ip_options:
-            self._syslog_send(portsentry.ip_options_line(p, name))
+            self._syslog_write(portsentry.ip_options_line(p, name))
         if self.settings.log_connections:
-            self._syslog_send(portsentry.connection_line(p), INFO)
+            self._syslog_write(portsentry.connection_line(p), INFO)
         if self.settings.log_details:
-            self._syslog_send(portsentry.details_line(p), INFO)
+            self._syslog_write(portsentry.details_line(p), INFO)
 
     def tick(self, now: float) -> None:
         """Every turn of the loop: the lines that waited for a name. Once a second: how much
@@ -281,6 +290,18 @@ class Alerts:
         return counts
 
     def _syslog_send(self, message: str, severity: int = 5) -> None:
+        """A line; with RESOLVE_HOST, behind the probe lines that still wait for a name, so that
+        "Host ... has been blocked" follows the attack line, as PortSentry wrote them."""
+        if self._syslog is None:
+            return
+        with self._order:
+            if self._hostnames and self._hostnames.submit(
+                None, lambda _name: self._syslog_write(message, severity), time.monotonic()
+            ):
+                return
+        self._syslog_write(message, severity)
+
+    def _syslog_write(self, message: str, severity: int = 5) -> None:
         if self._syslog is not None:
             sent = self._syslog.send(message, severity)
             self.delivery.add("syslog", "sent" if sent else "error")

@@ -25,13 +25,18 @@ class HostNames(Generic[T]):
         self._lookups: dict[str, tuple[Lookup | None, float]] = {}
         self._waiting: deque[tuple[str, T]] = deque()
 
-    def submit(self, address: Address, item: T, now: float) -> bool:
-        """Queue `item` until `address`'s name is known; False when too many wait already (a
-        flood: the item is the caller's to send at once, without a name)."""
+    def __len__(self) -> int:
+        """How many items wait."""
+        return len(self._waiting)
+
+    def submit(self, address: Address | None, item: T, now: float) -> bool:
+        """Queue `item` until `address`'s name is known (None: an item that needs no name, kept
+        in line behind those that wait); False when too many wait already (a flood: the item
+        is the caller's to send at once, without a name)."""
         if len(self._waiting) >= limits.HOSTNAMES_WAITING_MAX:
             return False
-        key = str(address)
-        if self._name(key, now) is None and key not in self._lookups:
+        key = "" if address is None else str(address)
+        if address is not None and self._name(key, now) is None and key not in self._lookups:
             started = self._resolver.start(address)
             self._lookups[key] = (started, now + limits.RESOLVE_HOST_TIMEOUT_S)
         self._waiting.append((key, item))
@@ -42,7 +47,7 @@ class HostNames(Generic[T]):
         the order they came, each with the name (escaped for a log line) or None."""
         while self._waiting:
             key, item = self._waiting[0]
-            found = self._name(key, now)
+            found = self._name(key, now) if key else (None, 0.0)
             if found is None:
                 lookup, deadline = self._lookups.get(key, (None, now))
                 if lookup is not None and not lookup.done() and now < deadline and not stopping:
