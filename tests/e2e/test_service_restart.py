@@ -59,3 +59,57 @@ def test_clients_of_a_stopped_service_are_not_scanners(lab: Lab, daemon: Running
     daemon.wait_for_attack(mark, src=lab.client.ipv4, port=str(NEVER_SERVED_UDP), mode="audp")
     assert daemon.attacks(mark, port=str(TCP_SERVICE)) == []
     assert daemon.attacks(mark, port=str(UDP_SERVICE)) == []
+
+
+CLIENT_PORT = 31337  # a tripwire of the stealth modes, TCP and UDP (tests/e2e/conftest.py)
+PEER_PORT = 7000
+
+_CLIENT_FROM_TRIPWIRE = """
+import socket, sys
+own, peer, proto = sys.argv[1], sys.argv[2], sys.argv[3]
+kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+s = socket.socket(socket.AF_INET, kind)
+s.bind((own, int(sys.argv[4])))
+s.connect((peer, int(sys.argv[5])))
+s.settimeout(5)
+s.send(b"question")
+assert s.recv(100) == b"question"  # the peer's answer came to the tripwire port
+print("connected", flush=True)
+sys.stdin.readline()
+s.close()  # TCP: this side closes first, so the port stays in TIME_WAIT here
+print("closed", flush=True)
+"""
+
+
+@pytest.mark.parametrize("proto", ["tcp", "udp"])
+def test_a_client_socket_on_a_tripwire_port_is_no_service(
+    lab: Lab, start_daemon: StartDaemon, proto: str
+) -> None:
+    """The target's own client uses a tripwire port as its source port (an outbound TCP
+    connection; a connected UDP socket, as for a DNS query): while it lasts, its peer's
+    answers are no probes but anyone else's packets to the port are; once it is closed, the
+    port is a tripwire at once, with no SERVICE_GONE_GRACE (which only a service starts)."""
+    daemon = start_daemon("-stcp", "-sudp")
+    peer, during, after = lab.client, lab.attackers[0], lab.attackers[1]
+    serve = tcp_echo_server if proto == "tcp" else udp_echo_server
+    server = serve(peer, PEER_PORT)
+    mark = daemon.mark()
+    client = lab.target.popen(
+        [sys.executable, "-c", _CLIENT_FROM_TRIPWIRE, lab.target.ipv4, peer.ipv4, proto,
+         str(CLIENT_PORT), str(PEER_PORT)],
+        stdin=-1, stdout=-1, text=True,
+    )  # fmt: skip
+    assert client.stdin is not None and client.stdout is not None
+    assert client.stdout.readline() == "connected\n"
+    time.sleep(limits.REFRESH_S + 1)  # the daemon's socket table view has seen the client
+    knock(during, lab.target.ipv4, proto, CLIENT_PORT)
+    daemon.wait_for_attack(mark, src=during.ipv4, port=str(CLIENT_PORT), mode="s" + proto)
+    client.stdin.write("close\n")
+    client.stdin.flush()
+    assert client.stdout.readline() == "closed\n"
+    assert client.wait(timeout=5) == 0
+    knock(after, lab.target.ipv4, proto, CLIENT_PORT)
+    daemon.wait_for_attack(mark, src=after.ipv4, port=str(CLIENT_PORT), mode="s" + proto)
+    assert daemon.attacks(mark, src=peer.ipv4) == []
+    server.kill()
+    server.wait()

@@ -1,29 +1,44 @@
 """Which ports have a service right now: the kernel's socket tables, and a bind test.
 
-The bind test is PortSentry's "SmartVerify": a port that cannot be bound has a service (or a
-client socket on it) and is not a tripwire. It is one system call pair, cheap enough to run
-for every probe, so a service started a moment ago is never mistaken for a tripwire.
+A service is what a scanner would find open: a listening TCP socket, or a UDP socket not
+connected to one peer. A client's socket is none: a SYN to the local port of an outbound
+connection (or of one in TIME_WAIT) is answered with a reset, and a datagram to a connected
+UDP socket's port from anyone but its peer with "port unreachable".
+
+`verify` is PortSentry's "SmartVerify", run for every probe so that a service started a
+moment ago is never mistaken for a tripwire. PortSentry bound the port and took a failure for
+"in use"; that bind test is still the first step (one system call pair, and a port nobody
+holds is the common case), but a port it finds held is a service only if a listener or an
+unconnected UDP socket has it.
 """
 
+import enum
 import errno
 import socket
 from pathlib import Path
 
 from portwarden.detect.probe import Proto
-from portwarden.net.sockdiag import ANY_STATE, TCP_LISTEN_ONLY, socket_ports
+from portwarden.net.sockdiag import (
+    TCP_LISTEN_ONLY,
+    UDP_UNCONNECTED,
+    socket_ports,
+    udp_receiver_is_connected,
+)
 
 _PROC = Path("/proc/net")
 _TCP_LISTEN = "0A"
+_UDP_UNCONNECTED = "07"
 _LOCAL_PORT_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 LINUX_LOCAL_PORTS = range(32768, 61000)  # the kernel's default range
 
 
 def bound_ports(proto: Proto) -> frozenset[int]:
-    """TCP ports with a listening socket, or UDP ports with any socket, IPv4 and IPv6."""
+    """Ports with a service: TCP with a listening socket, UDP with an unconnected socket (IPv4
+    and IPv6)."""
     try:
         if proto is Proto.TCP:
             return socket_ports(socket.IPPROTO_TCP, TCP_LISTEN_ONLY)
-        return socket_ports(socket.IPPROTO_UDP, ANY_STATE)
+        return socket_ports(socket.IPPROTO_UDP, UDP_UNCONNECTED)
     except OSError:
         return bound_ports_from_proc(proto)  # a kernel without inet_diag: slower, same answer
 
@@ -31,6 +46,7 @@ def bound_ports(proto: Proto) -> frozenset[int]:
 def bound_ports_from_proc(proto: Proto) -> frozenset[int]:
     """The same from /proc/net/{tcp,udp}{,6}: milliseconds on a big host (see sockdiag)."""
     found: set[int] = set()
+    wanted = _TCP_LISTEN if proto is Proto.TCP else _UDP_UNCONNECTED
     for name in (proto.value, proto.value + "6"):
         try:
             lines = (_PROC / name).read_text().splitlines()[1:]
@@ -40,14 +56,46 @@ def bound_ports_from_proc(proto: Proto) -> frozenset[int]:
             fields = line.split()
             if len(fields) < 4:
                 continue
-            if proto is Proto.TCP and fields[3] != _TCP_LISTEN:
+            if fields[3] != wanted:
                 continue
             found.add(int(fields[1].rpartition(":")[2], 16))
     return frozenset(found)
 
 
+class Owner(enum.Enum):
+    """Who would get a probe, as `verify` finds it."""
+
+    NOBODY = "nobody"  # no socket has the port: a tripwire (the answer can be reused briefly)
+    CLIENTS = "clients"  # only clients' sockets have it, none of them this packet: a tripwire
+    PEER = "peer"  # a UDP socket connected to the packet's source: a reply to a client
+    SERVICE = "service"  # a listener, an unconnected UDP socket: not a tripwire
+
+    @property
+    def tripwire(self) -> bool:
+        return self in (Owner.NOBODY, Owner.CLIENTS)
+
+
+def verify(proto: Proto, src: bytes, sport: int, dst: bytes, dport: int) -> Owner:
+    """SmartVerify for a packet from `src`:`sport` to the local `dst`:`dport` (packed
+    addresses): who has the port at this moment."""
+    if not port_in_use(proto, dport):
+        return Owner.NOBODY
+    if dport in bound_ports(proto):
+        return Owner.SERVICE
+    if proto is Proto.TCP:
+        return Owner.CLIENTS
+    try:
+        connected = udp_receiver_is_connected(src, sport, dst, dport)
+    except OSError:
+        return Owner.PEER  # no udp_diag: a reply cannot be told from a probe (PortSentry's way)
+    if connected is None:
+        return Owner.CLIENTS
+    return Owner.PEER if connected else Owner.SERVICE  # SERVICE: one came since bound_ports
+
+
 def port_in_use(proto: Proto, port: int) -> bool:
-    """True when something owns `port` (any address, IPv4 or IPv6) at this moment."""
+    """True when some socket has `port` (any address, IPv4 or IPv6) at this moment: a service
+    or a client's socket."""
     kind = socket.SOCK_STREAM if proto is Proto.TCP else socket.SOCK_DGRAM
     for family, address in ((socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0")):
         try:

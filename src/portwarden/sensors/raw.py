@@ -21,7 +21,7 @@ from portwarden.net.packet import (
     parse_ipv4,
     parse_transport,
 )
-from portwarden.net.ports import port_in_use
+from portwarden.net.ports import Owner, verify
 from portwarden.sensors.hostview import HostView
 
 log = logging.getLogger("portwarden")
@@ -35,7 +35,9 @@ class RawSensor:
 
     A port that had a service stays out of the tripwires for `grace_s` after the service went
     (0: not at all): a service that stops or restarts leaves its clients reconnecting, and they
-    are no scanners (PortSentry never watched a port that was in use at its start).
+    are no scanners (PortSentry never watched a port that was in use at its start). A client's
+    socket on the port (an outbound connection, a connected UDP socket) is no service and
+    starts no grace: else one DNS query from a tripwire port would switch it off.
     """
 
     def __init__(self, proto: Proto, mode: str, candidates: frozenset[int], host: HostView,
@@ -143,25 +145,28 @@ class RawSensor:
         dst = ipaddress.ip_address(packet.dst)
         if dst not in self._host.addresses:
             return None  # broadcast, multicast, or an address we no longer have
-        return packet_probe(packet, dst, self.mode, self._tripwire, now)
+        return packet_probe(packet, dst, self.mode, lambda _: self._tripwire(packet), now)
 
-    def _tripwire(self, port: int) -> bool:
-        return port in self.watched and self._free(port)
+    def _tripwire(self, packet: Packet) -> bool:
+        return packet.dport in self.watched and self._free(packet)
 
-    def _free(self, port: int) -> bool:
-        """SmartVerify: no service on the port right now (a free answer is reused briefly)."""
-        now = time.monotonic()
+    def _free(self, packet: Packet) -> bool:
+        """SmartVerify: no service on the port right now, nor a client's socket that this packet
+        is a reply to. Only "no socket at all" is reused briefly: a reply to a client may come
+        from its peer a moment after a probe from elsewhere to the same port."""
+        port, now = packet.dport, time.monotonic()
         if now - self._free_at.get(port, -1.0) < limits.PORT_FREE_CACHE_S:
             return True
-        if port_in_use(self.proto, port):
+        owner = verify(self.proto, packet.src, packet.sport, packet.dst, port)
+        if owner is Owner.NOBODY:
+            if len(self._free_at) >= limits.FREE_PORTS_CACHED_MAX:
+                self._free_at.clear()
+            self._free_at[port] = now
+        else:
             self._free_at.pop(port, None)
-            if self._grace_s:
-                self._served_at[port] = now
-            return False
-        if len(self._free_at) >= limits.FREE_PORTS_CACHED_MAX:
-            self._free_at.clear()
-        self._free_at[port] = now
-        return True
+        if owner is Owner.SERVICE and self._grace_s:
+            self._served_at[port] = now
+        return owner.tripwire
 
     def _drain(self, fd: int) -> None:
         try:
