@@ -159,8 +159,8 @@ class Policy:
     def unseeable(self, udp: bool, min_port: int, max_port: int) -> str | None:
         """Why a requirement can never be met, if one cannot: a UDP item while UDP is not
         checked, a port outside the range checked, or an RPC name while the portmapper is never
-        asked. It would be reported missing whatever
-        is open: a contradiction in the settings, not a finding."""
+        asked. It would be reported missing whatever is open: a contradiction in the
+        settings, not a finding."""
         portmapper = self._portmapper_unasked(udp)
         for _, item in self.requirements():
             if item.rpc is not None and portmapper:
