@@ -939,3 +939,85 @@ def test_a_requirement_that_can_never_match_is_a_configuration_error(
     assert (f"portwarden: warning: {tmp_path}/portwarden.conf:3: AUDIT_OPTIONAL: ssh/tcp is no "
             "RPC program in /etc/rpc and never matches; for the service, write 22/tcp"
             ) in result.stderr.splitlines()  # fmt: skip
+
+
+def test_the_first_audit_after_an_upgrade_reports_no_port_it_knew(
+    lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path
+) -> None:
+    """The state rewritten as version 1 wrote it (no unlisted flag, one program or null): the
+    ports still open and still unlisted are not ServiceNew again, and it is read silently."""
+    target = lab.target
+    conf = f'{ONLY_LAB}\nAUDIT_OPTIONAL="8080/tcp"'
+    audit(target, tmp_path, conf)  # every other port is unlisted, and reported once
+    path = tmp_path / "state" / "audit.json"
+    state = json.loads(path.read_text())
+    assert state["version"] == 3 and any(entry[4] for entry in state["seen"])
+    seen = [[*entry[:3], (entry[3] or [None])[0]] for entry in state["seen"]]
+    path.write_text(json.dumps({"version": 1, "seen": seen, "missing": state["missing"]}))
+    status, report, stderr = audit(target, tmp_path, conf)
+    assert (status, kinds(report), report["warnings"]) == (0, [], [])
+    assert "audit state" not in stderr
+
+
+def test_a_port_ignored_by_rpc_name_does_not_flap_while_rpcbind_hangs(
+    lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path
+) -> None:
+    """mountd (20048/udp, registered by root) ignored by its RPC name: no ServiceNew when
+    rpcbind is stopped (its name is unknown then), nor after it answers again."""
+    target, rpcbind = lab.target, services[PORTMAPPER]
+    conf = ALLOWED.replace("20048/udp", "mountd/udp") + '\nAUDIT_OPTIONAL="111/tcp,111/udp"'
+    settle(target, tmp_path, conf)
+    rpcbind.send_signal(signal.SIGSTOP)
+    try:
+        status, report, _ = audit(target, tmp_path, conf)
+    finally:
+        rpcbind.send_signal(signal.SIGCONT)
+    assert (status, kinds(report)) == (0, [])
+    assert any("no answer within 2 s" in warning for warning in report["warnings"])
+    status, report, _ = audit(target, tmp_path, conf)
+    assert (status, kinds(report), report["warnings"]) == (0, [], [])
+
+
+def test_two_programs_on_one_port_both_name_it_in_either_order(
+    lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path
+) -> None:
+    """nfs (100003) and nfs_acl (100227) registered by root for 2049/tcp, as on every NFS
+    server, in one order and then the other: AUDIT_REQUIRED="nfs/tcp" is met both times, the
+    port is named by both, and the order changes nothing."""
+    target, rpcbind = lab.target, services[PORTMAPPER]
+    conf = f'{ALLOWED}\nAUDIT_UDP="0"\nAUDIT_OPTIONAL="111/tcp"\nAUDIT_REQUIRED="nfs/tcp"'
+    nfsd = listen(target, "tcp", "0.0.0.0", 2049, "pwa-nfsd")
+    try:
+        reports = []
+        for order in ((100227, 100003), (100003, 100227)):
+            for program in order:
+                register(target, rpcbind, "local", 0, program, 3, "tcp", 2049)
+            reports.append(audit(target, tmp_path, conf))
+            text = audit_command(target, tmp_path, conf, "--no-state")
+            for program in order:
+                unregister(target, rpcbind, program, 3)
+            assert (f"open {A4}:2049/tcp (nfs,nfs_acl) program=pwa-nfsd pid={nfsd.pid} "
+                    "user=root policy=required") in text.stdout.splitlines()  # fmt: skip
+    finally:
+        for program in (100003, 100227):
+            unregister(target, rpcbind, program, 3)
+        stop(target, nfsd)
+    for _, report, _ in reports:  # other tests' listeners may be news: only 2049 and nfs count
+        assert [f for f in report["findings"] if f["port"] in (2049, None)] == []
+        nfs = next(p for p in report["open_ports"] if (p["interface"], p["port"]) == (A4, 2049))
+        assert (nfs["service"], nfs["services"]) == ("nfs", ["nfs", "nfs_acl"])
+        assert (nfs["rpc_program"], nfs["rpc_programs"]) == (100003, [100003, 100227])
+
+
+def test_an_rpc_requirement_with_port_111_skipped_is_a_configuration_error(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Port 111 skipped (TCP, and UDP or AUDIT_UDP=0): the portmapper is never asked, so a
+    requirement by RPC name could never be met; a one-line error, exit 2."""
+    result = audit_command(lab.target, tmp_path, f'{ONLY_LAB}\nAUDIT_REQUIRED="nfs/tcp"\n'
+                           'AUDIT_SKIP="111/tcp"\nAUDIT_UDP="0"')  # fmt: skip
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (f'portwarden: error: {tmp_path}/portwarden.conf:3: AUDIT_REQUIRED='
+                             "\"nfs/tcp\": 'nfs/tcp' is required, but AUDIT_SKIP has 111/tcp and "
+                             "AUDIT_UDP is 0: RPC names in AUDIT_REQUIRED need port 111 "
+                             "audited\n")  # fmt: skip

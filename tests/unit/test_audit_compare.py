@@ -11,16 +11,22 @@ from portwarden.detect.probe import Proto
 SEVERITIES = Severities("crit", "err", "notice", "warning")
 MOUNTD = 100005
 NFS = 100003
+NFS_ACL = 100227
 RPC_NAMES = {
     MOUNTD: frozenset({"mountd", "mount", f"RPC_{MOUNTD}"}),
     NFS: frozenset({"nfs", f"RPC_{NFS}"}),
+    NFS_ACL: frozenset({"nfs_acl", f"RPC_{NFS_ACL}"}),
 }
+NAME = {MOUNTD: "mountd", NFS: "nfs", NFS_ACL: "nfs_acl"}
 A, B = "198.18.0.1", "2001:db8::1"
 
 
-def port(interface: str, number: int, proto: Proto = Proto.TCP, program: int | None = None,
+def port(interface: str, number: int, proto: Proto = Proto.TCP, *programs: int,
          rule: Rule = Rule.UNLISTED) -> OpenPort:  # fmt: skip
-    return OpenPort(interface, "eth0", number, proto, "svc", program, "prog", 42, "root", rule)
+    """An open port; `programs` in the order the portmapper lists them (the audit sorts them)."""
+    held = tuple(sorted(programs))
+    services = tuple(NAME[p] for p in held) or ("svc",)
+    return OpenPort(interface, "eth0", number, proto, services, held, "prog", 42, "root", rule)
 
 
 class Auditor:
@@ -41,7 +47,7 @@ class Auditor:
     def _rule(self, p: OpenPort) -> Rule:
         if p.rule is Rule.IGNORE:
             return p.rule
-        names = RPC_NAMES.get(p.rpc_program or 0, frozenset())
+        names = frozenset(n for program in p.rpc_programs for n in RPC_NAMES[program])
         return self.policy.rule(p.interface, p.device, p.port, p.proto, names)
 
 
@@ -78,7 +84,7 @@ def test_required_rpc_service_by_name() -> None:
     audit = Auditor("mountd/udp")
     assert audit.check() == [(Kind.MISSING, "ServiceMissing: any:mountd/udp (mountd)")]
     assert audit.check(port(A, 20048, Proto.UDP, MOUNTD)) == [
-        (Kind.RESTARTED, "ServiceRestarted: 198.18.0.1:20048/udp (svc)")
+        (Kind.RESTARTED, "ServiceRestarted: 198.18.0.1:20048/udp (mountd)")
     ]
 
 
@@ -86,7 +92,7 @@ def test_rpc_service_on_another_port_is_a_port_switch_not_new_and_missing() -> N
     audit = Auditor()
     assert [k for k, _ in audit.check(port(A, 900, Proto.UDP, MOUNTD))] == [Kind.NEW]
     assert audit.check(port(A, 901, Proto.UDP, MOUNTD)) == [
-        (Kind.PORT_SWITCH, "ServicePortSwitch: 198.18.0.1:901/udp (svc), was 900/udp")
+        (Kind.PORT_SWITCH, "ServicePortSwitch: 198.18.0.1:901/udp (mountd), was 900/udp")
     ]
     assert audit.check(port(A, 901, Proto.UDP, MOUNTD)) == []
 
@@ -108,7 +114,8 @@ def test_finding_line_and_event_are_one_line_with_stable_fields() -> None:
     assert finding.line() == ("ServiceNew: 198.18.0.1:8080/tcp (http-alt) program=evil\\nname "
                               "pid=7 user=root")  # fmt: skip
     assert set(finding.event()) == {"event", "kind", "severity", "interface", "port", "proto",
-                                    "service", "program", "pid", "user", "was_port"}  # fmt: skip
+                                    "service", "services", "program", "pid", "user",
+                                    "was_port"}  # fmt: skip
 
 
 def test_a_renamed_process_cannot_forge_fields_of_a_finding_line() -> None:
@@ -129,9 +136,9 @@ def test_a_required_port_that_is_also_ignored_is_not_missing() -> None:
 def test_a_name_from_etc_services_is_a_guess_as_samhain_writes_it() -> None:
     """samhain: `(maybe_ssh)` for the /etc/services name of a port, `(nfs)` for the name the
     portmapper gave; `unknown` is no guess."""
-    ssh = OpenPort(A, "eth0", 22, Proto.TCP, "ssh", None, "sshd", 7, "root", Rule.UNLISTED)
-    mountd = ssh._replace(port=20048, service="mountd", rpc_program=MOUNTD)
-    odd = ssh._replace(port=40000, service="unknown")
+    ssh = OpenPort(A, "eth0", 22, Proto.TCP, ("ssh",), (), "sshd", 7, "root", Rule.UNLISTED)
+    mountd = ssh._replace(port=20048, services=("mountd",), rpc_programs=(MOUNTD,))
+    odd = ssh._replace(port=40000, services=("unknown",))
     lines = [p.line().split(" program=")[0] for p in (ssh, mountd, odd)]
     assert lines == [f"{A}:22/tcp (maybe_ssh)", f"{A}:20048/tcp (mountd)",
                      f"{A}:40000/tcp (unknown)"]  # fmt: skip
@@ -163,7 +170,7 @@ def test_a_port_that_loses_its_rpc_name_while_still_open_is_new() -> None:
     moved = audit.check(port(A, 900, Proto.UDP), port(A, 901, Proto.UDP, MOUNTD))
     assert sorted(moved, key=str) == [
         (Kind.NEW, "ServiceNew: 198.18.0.1:900/udp (maybe_svc)"),
-        (Kind.PORT_SWITCH, "ServicePortSwitch: 198.18.0.1:901/udp (svc), was 900/udp"),
+        (Kind.PORT_SWITCH, "ServicePortSwitch: 198.18.0.1:901/udp (mountd), was 900/udp"),
     ]
 
 
@@ -173,8 +180,8 @@ def test_programs_that_swap_ports_are_two_port_switches() -> None:
     assert audit.check(port(A, 900, Proto.UDP, MOUNTD), port(A, 901, Proto.UDP, other)) == []
     swapped = audit.check(port(A, 901, Proto.UDP, MOUNTD), port(A, 900, Proto.UDP, other))
     assert sorted(swapped, key=str) == [
-        (Kind.PORT_SWITCH, "ServicePortSwitch: 198.18.0.1:900/udp (svc), was 901/udp"),
-        (Kind.PORT_SWITCH, "ServicePortSwitch: 198.18.0.1:901/udp (svc), was 900/udp"),
+        (Kind.PORT_SWITCH, "ServicePortSwitch: 198.18.0.1:900/udp (nfs), was 901/udp"),
+        (Kind.PORT_SWITCH, "ServicePortSwitch: 198.18.0.1:901/udp (mountd), was 900/udp"),
     ]
     assert audit.check(port(A, 901, Proto.UDP, MOUNTD), port(A, 900, Proto.UDP, other)) == []
 
@@ -183,7 +190,7 @@ def test_a_program_that_adds_a_port_and_keeps_the_old_one_did_not_switch() -> No
     audit = Auditor()
     assert [k for k, _ in audit.check(port(A, 900, Proto.UDP, MOUNTD))] == [Kind.NEW]
     assert audit.check(port(A, 900, Proto.UDP, MOUNTD), port(A, 901, Proto.UDP, MOUNTD)) == [
-        (Kind.NEW, "ServiceNew: 198.18.0.1:901/udp (svc)")
+        (Kind.NEW, "ServiceNew: 198.18.0.1:901/udp (mountd)")
     ]
 
 
@@ -202,5 +209,60 @@ def test_without_the_portmapper_rpc_requirements_and_ports_keep_their_last_state
     assert audit.check(port(A, 22)) == [(Kind.MISSING, "ServiceMissing: any:mountd/udp (mountd)")]
     assert audit.check(port(A, 22), rpc_known=False) == []
     assert audit.check(port(A, 22), port(A, 900, Proto.UDP, MOUNTD)) == [
-        (Kind.RESTARTED, "ServiceRestarted: 198.18.0.1:900/udp (svc)")
+        (Kind.RESTARTED, "ServiceRestarted: 198.18.0.1:900/udp (mountd)")
     ]
+
+
+def test_after_an_upgrade_a_port_still_unlisted_is_not_new_again() -> None:
+    """A version 1 state did not keep whether a port was unlisted: not known, taken as it is
+    now, so the first check after the upgrade reports nothing for the ports it knew."""
+    audit = Auditor()
+    v1 = ('{"version": 1, "seen": [["198.18.0.1", 8080, "tcp", null], '
+          '["198.18.0.1", 900, "udp", 100005]], "missing": []}')  # fmt: skip
+    audit.state = AuditState.from_json(v1)
+    assert audit.check(port(A, 8080), port(A, 900, Proto.UDP, MOUNTD), port(A, 8081)) == [
+        (Kind.NEW, "ServiceNew: 198.18.0.1:8081/tcp (maybe_svc)")
+    ]
+    assert audit.check(port(A, 8080), port(A, 900, Proto.UDP, MOUNTD), port(A, 8081)) == []
+    assert audit.state is not None and all(s.unlisted for s in audit.state.seen)
+
+
+def test_a_port_ignored_by_rpc_name_stays_quiet_while_the_portmapper_is_silent() -> None:
+    """AUDIT_IGNORE="mountd/udp": remembered, not reported, so that it is not new each time
+    the portmapper cannot be asked (then it has no name, and no rule but its number's)."""
+    audit = Auditor()
+    audit.policy = Policy(ignore=parse_groups("mountd/udp"))
+    for _ in range(2):
+        assert audit.check(port(A, 20048, Proto.UDP, MOUNTD)) == []
+        assert audit.check(port(A, 20048, Proto.UDP), rpc_known=False) == []
+    # A port ignored by number holds no program: not remembered.
+    audit.policy = Policy(ignore=parse_groups("20048/udp"))
+    audit.check(port(A, 20048, Proto.UDP))
+    assert audit.state is not None and not audit.state.seen
+
+
+def test_two_programs_on_one_port_each_name_it() -> None:
+    """nfs and nfs_acl on 2049: a requirement of either is met, the line names both, and no
+    change in the order rpcbind lists them changes anything."""
+    audit = Auditor("nfs/tcp,nfs_acl/tcp")
+    assert audit.check(port(A, 2049, Proto.TCP, NFS_ACL, NFS)) == []
+    assert audit.check(port(A, 2049, Proto.TCP, NFS, NFS_ACL)) == []
+    assert port(A, 2049, Proto.TCP, NFS_ACL, NFS).line().startswith(f"{A}:2049/tcp (nfs,nfs_acl) ")
+    audit = Auditor(optional="nfs/tcp")  # nfs_acl comes with it, and is allowed with it
+    assert audit.check(port(A, 2049, Proto.TCP, NFS, NFS_ACL)) == []
+
+
+def test_programs_sharing_a_port_are_followed_each_on_its_own() -> None:
+    """nfs_acl moves from 3000 to nfs's 2049: a switch for nfs_acl alone; both move: one line
+    naming both."""
+    audit = Auditor(optional="nfs/tcp,nfs_acl/tcp")
+    assert audit.check(port(A, 2049, Proto.TCP, NFS), port(A, 3000, Proto.TCP, NFS_ACL)) == []
+    assert audit.check(port(A, 2049, Proto.TCP, NFS, NFS_ACL)) == [
+        (Kind.PORT_SWITCH, "ServicePortSwitch: 198.18.0.1:2049/tcp (nfs_acl), was 3000/tcp")
+    ]
+    assert audit.check(port(A, 2050, Proto.TCP, NFS_ACL, NFS)) == [
+        (Kind.PORT_SWITCH, "ServicePortSwitch: 198.18.0.1:2050/tcp (nfs,nfs_acl), was 2049/tcp")
+    ]
+    (finding,), _ = compare([port(A, 2050, Proto.TCP, NFS_ACL, NFS)], RPC_NAMES, [], None,
+                            SEVERITIES)  # fmt: skip
+    assert (finding.event()["service"], finding.event()["services"]) == ("nfs", ["nfs", "nfs_acl"])

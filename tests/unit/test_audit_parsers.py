@@ -13,7 +13,7 @@ from portwarden.audit import check
 from portwarden.audit.interfaces import audited_interfaces
 from portwarden.audit.names import Names, parse_rpc, parse_services
 from portwarden.audit.policy import Item, Policy, Rule, Where, parse_groups, parse_skip_groups
-from portwarden.audit.sockets import parse_table, proc_sockets
+from portwarden.audit.sockets import Socket, parse_table, proc_sockets
 from portwarden.audit.state import AuditState, Seen
 from portwarden.config import ConfigError, load_settings
 from portwarden.config.settings import to_conf_lines
@@ -118,6 +118,12 @@ def test_policy_keys_load_render_and_load_back(tmp_path: Path) -> None:
          "checked"),
         ('AUDIT_REQUIRED="eth0:80/tcp"\nAUDIT_MIN_PORT="1024"',
          "'80/tcp' is required, but AUDIT_MIN_PORT is 1024: never checked"),
+        ('AUDIT_REQUIRED="22/tcp, nfs/tcp"\nAUDIT_SKIP="111/tcp 111/udp"',
+         "AUDIT_REQUIRED=\"22/tcp, nfs/tcp\": 'nfs/tcp' is required, but AUDIT_SKIP has 111/tcp "
+         "and 111/udp: RPC names in AUDIT_REQUIRED need port 111 audited"),
+        ('AUDIT_REQUIRED="198.18.0.1:mountd/tcp"\nAUDIT_SKIP="111/tcp"\nAUDIT_UDP="0"',
+         "'mountd/tcp' is required, but AUDIT_SKIP has 111/tcp and AUDIT_UDP is 0: RPC names in "
+         "AUDIT_REQUIRED need port 111 audited"),
     ],
 )  # fmt: skip
 def test_bad_audit_keys_give_one_line_errors(tmp_path: Path, text: str, message: str) -> None:
@@ -126,6 +132,22 @@ def test_bad_audit_keys_give_one_line_errors(tmp_path: Path, text: str, message:
     with pytest.raises(ConfigError) as caught:
         load_settings(conf)
     assert message in str(caught.value) and str(caught.value).startswith(f"{conf}:1")
+
+
+@pytest.mark.parametrize("skip", ["111/tcp", "111/udp", "198.18.0.1:111/tcp,111/udp; eth0:111/tcp"])
+def test_rpc_requirements_while_the_portmapper_is_still_asked(tmp_path: Path, skip: str) -> None:
+    conf = tmp_path / "good.conf"
+    conf.write_text(f'AUDIT_REQUIRED="nfs/tcp"\nAUDIT_SKIP="{skip}"\n')
+    assert load_settings(conf).audit_skip
+
+
+def test_a_skipped_portmapper_is_not_known_to_hold_nothing() -> None:
+    """The portmapper is not asked where port 111 is skipped: which programs hold which ports
+    is unknown (None), not "none" (()), so nothing is reported for lack of a name."""
+    rpcbind = [Socket(proto, ipaddress.ip_address("0.0.0.0"), 111, 0, 1) for proto in (TCP, UDP)]
+    skips = Policy(skip=parse_skip_groups("111/tcp,111/udp"))
+    assert check._registrations(rpcbind, skips) == (None, [])
+    assert check._registrations([], skips) == ((), [])  # no portmapper at all: no programs
 
 
 def test_services_and_rpc_names() -> None:
@@ -167,25 +189,41 @@ def test_any_table_text_parses(text: str) -> None:
 
 def test_state_round_trips_and_corrupt_state_is_a_warning(tmp_path: Path) -> None:
     path = tmp_path / "state" / "audit.json"
-    state = AuditState(frozenset({Seen("198.18.0.1", 22, "tcp", None, unlisted=True),
-                                  Seen("2001:db8::1", 900, "udp", 100005)}),
+    state = AuditState(frozenset({Seen("198.18.0.1", 22, "tcp", (), unlisted=True),
+                                  Seen("2001:db8::1", 900, "udp", (100005,)),
+                                  Seen("198.18.0.1", 2049, "tcp", (100003, 100227)),
+                                  Seen("198.18.0.1", 23, "tcp", (), unlisted=None)}),
                        frozenset({"any:22/tcp"}))  # fmt: skip
     state.save(path)
     assert AuditState.load(path) == (state, None)
     assert AuditState.load(tmp_path / "none.json") == (None, None)
-    # Version 1 did not say whether a port was unlisted: read as allowed, so reported once more.
-    path.write_text('{"version": 1, "seen": [["198.18.0.1", 22, "tcp", null]], "missing": []}')
-    assert AuditState.load(path)[0] == AuditState(frozenset({Seen("198.18.0.1", 22, "tcp", None)}))
     for junk in (
         "{",
         "[]",
         '{"version": 1, "seen": [[1, 2]], "missing": []}',
         "[" * 100_000,
         '{"version": 2, "seen": [["198.18.0.1", 22, "tcp", null, 1]], "missing": []}',
+        '{"version": 2, "seen": [["198.18.0.1", 22, "tcp", null, null]], "missing": []}',
+        '{"version": 3, "seen": [["198.18.0.1", 22, "tcp", 100005, true]], "missing": []}',
+        '{"version": 3, "seen": [["198.18.0.1", 22, "tcp", ["x"], true]], "missing": []}',
+        '{"version": 4, "seen": [], "missing": []}',  # a later version's, after a downgrade
     ):
         path.write_text(junk)
         loaded, warning = AuditState.load(path)
         assert loaded is None and warning is not None and "\n" not in warning
+
+
+def test_older_states_are_read() -> None:
+    """Version 1 did not say whether a port was unlisted: not known (None), which the
+    comparison takes as "as it is now". Versions 1 and 2 kept one program or null."""
+    v1 = ('{"version": 1, "seen": [["198.18.0.1", 22, "tcp", null], ["a", 9, "udp", 7]], '
+          '"missing": []}')  # fmt: skip
+    old = {Seen("198.18.0.1", 22, "tcp", (), unlisted=None), Seen("a", 9, "udp", (7,), None)}
+    assert AuditState.from_json(v1) == AuditState(frozenset(old))
+    v2 = ('{"version": 2, "seen": [["a", 22, "tcp", null, true], ["a", 9, "udp", 7, false]], '
+          '"missing": ["k"]}')  # fmt: skip
+    old = {Seen("a", 22, "tcp", (), True), Seen("a", 9, "udp", (7,), False)}
+    assert AuditState.from_json(v2) == AuditState(frozenset(old), frozenset({"k"}))
 
 
 def test_ignore_and_skip_beat_required_so_nothing_is_reported_missing() -> None:

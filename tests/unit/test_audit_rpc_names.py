@@ -31,7 +31,7 @@ def test_root_names_any_socket_and_nobody_else_names_one() -> None:
         Registration(100099, 1, TCP, 40001, "65534"),  # no socket there: nothing to say
     ]
     programs, warnings = rpc_programs(registered, [ROOTS, NOBODYS, NOBODYS_UDP])
-    assert programs == {ROOTS: 100003}
+    assert programs == {ROOTS: (100003,)}
     assert warnings == [
         refused(100024, "2049/tcp", "65534"),
         refused(100005, "40000/tcp", "65534"),
@@ -41,13 +41,13 @@ def test_root_names_any_socket_and_nobody_else_names_one() -> None:
 
 def test_root_may_name_another_users_socket() -> None:
     registered = [Registration(100005, 3, TCP, 40000, "superuser")]
-    assert rpc_programs(registered, [NOBODYS]) == ({NOBODYS: 100005}, [])
+    assert rpc_programs(registered, [NOBODYS]) == ({NOBODYS: (100005,)}, [])
 
 
 def test_a_version_2_portmapper_names_only_roots_sockets() -> None:
     registered = [Registration(100003, 3, TCP, 2049, None), Registration(1, 1, TCP, 40000, None)]
     programs, warnings = rpc_programs(registered, [ROOTS, NOBODYS])
-    assert programs == {ROOTS: 100003}
+    assert programs == {ROOTS: (100003,)}
     assert warnings == [refused(1, "40000/tcp", "not told (a version 2 portmapper)")]
 
 
@@ -73,5 +73,15 @@ def test_roots_registration_wins_over_others_for_the_same_socket() -> None:
     registered = [Registration(100024, 1, TCP, 40000, "65534"),
                   Registration(100005, 3, TCP, 40000, "superuser")]  # fmt: skip
     programs, warnings = rpc_programs(registered, [NOBODYS])
-    assert programs == {NOBODYS: 100005}
+    assert programs == {NOBODYS: (100005,)}
     assert warnings == [refused(100024, "40000/tcp", "65534")]
+
+
+def test_every_program_root_registered_for_a_socket_names_it_in_any_order() -> None:
+    """nfs (100003) and nfs_acl (100227) share 2049 on every NFS server; rpcbind lists them in
+    the order they registered. Both name the socket, always in the same order."""
+    both = [Registration(100227, 3, TCP, 2049, "superuser"),
+            Registration(100003, 3, TCP, 2049, "superuser"),
+            Registration(100003, 4, TCP, 2049, "superuser")]  # fmt: skip
+    for registered in (both, both[::-1]):
+        assert rpc_programs(registered, [ROOTS]) == ({ROOTS: (100003, 100227)}, [])

@@ -71,3 +71,18 @@ def test_iptables_that_never_answers_is_one_line_error(
         * 2
     )
     assert [argv[0] for argv in calls] == ["iptables", "iptables"]
+
+
+def test_unprotect_help_says_both_firewalls_are_cleaned(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """unprotect removes our rules from nft and iptables whatever --firewall names: its help
+    must not say it changes one firewall."""
+    with pytest.raises(SystemExit):
+        main(["portmap", "unprotect", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "our rules are removed from both nft and iptables" in text
+    assert "which firewall to change" not in text
+    with pytest.raises(SystemExit):
+        main(["portmap", "protect", "--help"])
+    assert "which firewall to add the rules to" in " ".join(capsys.readouterr().out.split())

@@ -81,11 +81,11 @@ def run_audit(settings: Settings, previous: AuditState | None, now: float,
                for sock in _open_on(interface, in_range, policy)]  # fmt: skip
     programs, refused = rpc_programs(registered or (), dict.fromkeys(s for _, s in audited))
     warnings += rpc_warnings + refused
-    open_ports = [_named(interface, sock, programs.get(sock), owned.get(sock.inode), names, policy)
-                  for interface, sock in audited]  # fmt: skip
+    open_ports = [_named(interface, sock, programs.get(sock, ()), owned.get(sock.inode), names,
+                         policy) for interface, sock in audited]  # fmt: skip
     requirements = [Requirement(group, item, _item_service(item, names))
                     for group, item in policy.requirements()]  # fmt: skip
-    rpc_names = {p: names.program_names(p) for p in set(programs.values())}
+    rpc_names = {p: names.program_names(p) for held in programs.values() for p in held}
     findings, state = compare(open_ports, rpc_names, requirements, previous, _severities(settings),
                               rpc_known=registered is not None)  # fmt: skip
     return AuditResult(now, tuple(str(i) for i in interfaces), tuple(open_ports), tuple(findings),
@@ -109,19 +109,19 @@ def audit_and_keep(settings: Settings, keep_state: bool, now: float,
     return result, warnings
 
 
-def _named(interface: Interface, sock: Socket, program: int | None, owner: Owner | None,
+def _named(interface: Interface, sock: Socket, programs: tuple[int, ...], owner: Owner | None,
            names: Names, policy: Policy) -> OpenPort:  # fmt: skip
-    """The open port with its names, owner and what the policy says of it. Its user is the
-    one the owning process runs as (rpcbind makes its sockets as root, then becomes _rpc);
-    the socket's owner when no process was found."""
-    if program is None:
-        service, rpc_names = names.service(sock.port, sock.proto), frozenset[str]()
-    else:
-        service, rpc_names = names.program(program), names.program_names(program)
+    """The open port with its names, owner and what the policy says of it: an item by RPC
+    name matches when it names any of the programs on the port. Its user is the one the owning
+    process runs as (rpcbind makes its sockets as root, then becomes _rpc); the socket's owner
+    when no process was found."""
+    services = tuple(one_line(names.program(p)) for p in programs)
+    rpc_names = frozenset(name for p in programs for name in names.program_names(p))
     rule = policy.rule(str(interface), interface.device, sock.port, sock.proto, rpc_names)
     uid = sock.uid if owner is None or owner.uid is None else owner.uid
-    return OpenPort(str(interface), interface.device, sock.port, sock.proto, one_line(service),
-                    program, owner.program if owner else "?", owner.pid if owner else None,
+    return OpenPort(str(interface), interface.device, sock.port, sock.proto,
+                    services or (one_line(names.service(sock.port, sock.proto)),), programs,
+                    owner.program if owner else "?", owner.pid if owner else None,
                     user_name(uid), rule)  # fmt: skip
 
 
@@ -196,21 +196,25 @@ def _confirmed(interface: Interface, sock: Socket) -> bool:
 
 def rpc_programs(
     registered: Iterable[Registration], sockets: Iterable[Socket]
-) -> tuple[dict[Socket, int], list[str]]:
-    """Socket -> the RPC program that names it: a registration for its port and protocol that
-    root made (see `_root_registered`). Registrations by anyone else for these sockets name
-    nothing; each is a warning line."""
+) -> tuple[dict[Socket, tuple[int, ...]], list[str]]:
+    """Socket -> the RPC programs that name it, ascending (every NFS server has nfs and nfs_acl
+    on 2049, in whatever order rpcbind lists them): those with a registration for its port and
+    protocol that root made (see `_root_registered`). Registrations by anyone else for these
+    sockets name nothing; each is a warning line."""
     by_port: dict[tuple[Proto, int], list[Registration]] = {}
     for registration in registered:
         by_port.setdefault((registration.proto, registration.port), []).append(registration)
-    programs: dict[Socket, int] = {}
+    programs: dict[Socket, tuple[int, ...]] = {}
     refused: list[str] = []
     for sock in sockets:
+        held: set[int] = set()
         for registration in by_port.get((sock.proto, sock.port), []):
             if _root_registered(registration, sock):
-                programs.setdefault(sock, registration.program)
+                held.add(registration.program)
             else:
                 refused.append(_refused_line(registration))
+        if held:
+            programs[sock] = tuple(sorted(held))
     lines = list(dict.fromkeys(refused))  # once for all versions, and for IPv4 and IPv6 sockets
     if len(lines) > AUDIT_RPC_WARNINGS_MAX:
         more = len(lines) - AUDIT_RPC_WARNINGS_MAX
@@ -243,7 +247,8 @@ def _registrations(
     sockets: Sequence[Socket], policy: Policy
 ) -> tuple[tuple[Registration, ...] | None, list[str]]:
     """The portmapper's registrations with their owners, if root listens on port 111; None
-    when it listens but could not be asked (then which program holds which port is unknown).
+    when it listens but could not be asked, or was not because port 111 is skipped (then which
+    program holds which port is unknown, not "none").
 
     Asked over TCP, else (or if that fails) over UDP, at loopback when it listens on a wildcard
     address, else at its own address. Never asked where port 111 is skipped, nor when a socket
@@ -254,6 +259,7 @@ def _registrations(
     if strangers:
         return (), [strangers]
     failures: list[str] = []
+    skipped = False
     for proto in (Proto.TCP, Proto.UDP):
         sock = next((s for s in sockets if s.port == PORTMAPPER_PORT and s.proto is proto), None)
         if sock is None:
@@ -262,6 +268,7 @@ def _registrations(
         if sock.wildcard:
             address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
         if policy.skips(str(address), "", PORTMAPPER_PORT, proto):
+            skipped = True
             continue
         try:
             return registrations(address, proto, PORTMAP_TIMEOUT_S), []
@@ -269,7 +276,7 @@ def _registrations(
             where = f"{address} port {PORTMAPPER_PORT}/{proto.value}"
             failures.append(f"portmapper at {where}: {one_line(str(error))}")
     if not failures:
-        return (), []
+        return (None if skipped else ()), []
     return None, [f"{failure}; RPC services are not named by it, and requirements by RPC name "
                   "keep their last state" for failure in failures]  # fmt: skip
 

@@ -4,7 +4,10 @@ Findings follow samhain: a port in no list is ServiceNew when it was not in that
 time (not open, or open and allowed then: an approval taken away is news); a required item that
 is not open is ServiceMissing once, then ServiceRestarted when it is open again; an RPC program
 on another port than last time is ServicePortSwitch instead of ServiceNew, whether its old port
-has closed or not. Ignored ports give nothing and are not remembered.
+has closed or not; with several programs on one port (nfs and nfs_acl on 2049) each program
+is followed on its own. Ignored ports give nothing; they are remembered only when an RPC program
+holds them, so that they keep what was known of them when the portmapper cannot be asked (rather
+than turning into a ServiceNew each time it does not answer).
 """
 
 from collections.abc import Sequence
@@ -51,32 +54,38 @@ def compare(
     `rpc_known` is False when the portmapper could not be asked: which program holds which port
     is then unknown, not "none". Requirements by RPC name keep their last state (no Missing,
     no Restarted), and a port an RPC program held last time keeps what was known of it, rather
-    than turning into a ServiceNew because it has lost its name.
+    than turning into a ServiceNew because it has lost its name, whatever its policy was then.
+    A port whose `unlisted` was not known (a version 1 state) is taken to be as it is now.
     """
     findings: list[Finding] = []
     before = previous or AuditState()
     seen_before = {(s.interface, s.port, s.proto): s for s in before.seen}
-    listed = [p for p in open_ports if p.rule is not Rule.IGNORE]
-    rpc_ports = _rpc_ports(listed)
+    rpc_ports = _rpc_ports(open_ports)
 
-    def found(kind: Kind, port: OpenPort, was: int | None = None) -> Finding:
+    def found(kind: Kind, port: OpenPort, was: int | None = None,
+              services: Sequence[str] = ()) -> Finding:  # fmt: skip
+        first, *more = services or port.services
         return Finding(kind, severities.of(kind), port.interface, port.port, port.proto.value,
-                       port.service, port.program, port.pid, port.user, was,
-                       guessed=port.rpc_program is None)  # fmt: skip
+                       first, port.program, port.pid, port.user, was,
+                       guessed=not port.rpc_programs, more_services=tuple(more))  # fmt: skip
 
     seen: set[Seen] = set()
-    for port in listed:
+    for port in open_ports:
         last = seen_before.get((port.interface, port.port, port.proto.value))
-        if not rpc_known and last is not None and last.rpc_program is not None:
-            seen.add(last)  # its name is unknown this time, not gone
+        if not rpc_known and last is not None and last.rpc_programs:
+            seen.add(last)  # its names are unknown this time, not gone
             continue
-        was = _moved_from(port, before.seen, rpc_ports)
+        if port.rule is Rule.IGNORE:
+            if port.rpc_programs:
+                seen.add(Seen(port.interface, port.port, port.proto.value, port.rpc_programs))
+            continue
+        moves = _moves(port, before.seen, rpc_ports)
         unlisted = port.rule is Rule.UNLISTED
-        if was is not None:
-            findings.append(found(Kind.PORT_SWITCH, port, was))
-        elif unlisted and not (last is not None and last.unlisted):
+        for was, services in sorted(moves.items()):
+            findings.append(found(Kind.PORT_SWITCH, port, was, services))
+        if not moves and unlisted and not (last is not None and last.unlisted is not False):
             findings.append(found(Kind.NEW, port))
-        seen.add(Seen(port.interface, port.port, port.proto.value, port.rpc_program, unlisted))
+        seen.add(Seen(port.interface, port.port, port.proto.value, port.rpc_programs, unlisted))
 
     missing: set[str] = set()
     for need in requirements:
@@ -103,28 +112,34 @@ def _rpc_ports(ports: Sequence[OpenPort]) -> dict[_Program, set[int]]:
     """The ports each RPC program holds now, per interface and protocol."""
     held: dict[_Program, set[int]] = {}
     for port in ports:
-        if port.rpc_program is not None:
-            key = (port.interface, port.proto.value, port.rpc_program)
-            held.setdefault(key, set()).add(port.port)
+        for program in port.rpc_programs:
+            held.setdefault((port.interface, port.proto.value, program), set()).add(port.port)
     return held
 
 
-def _moved_from(port: OpenPort, seen: frozenset[Seen], now: dict[_Program, set[int]]) -> int | None:
-    """The port this RPC program had on this interface last time and no longer has, if it has
-    this port only since: whether the old port has closed or is now held by something else (two
-    programs that swapped ports, or mountd gone from a port another service still holds)."""
-    if port.rpc_program is None:
-        return None
-    key = (port.interface, port.proto.value, port.rpc_program)
-    before = {s.port for s in seen if (s.interface, s.proto, s.rpc_program) == key}
-    left = before - now.get(key, set())
-    return min(left) if before and port.port not in before and left else None
+def _moves(
+    port: OpenPort, seen: frozenset[Seen], now: dict[_Program, set[int]]
+) -> dict[int, list[str]]:
+    """The RPC programs of this port that moved here, by the port each came from: the one it had
+    on this interface last time and no longer has, if it has this port only since, whether the
+    old port has closed or is now held by something else (two programs that swapped ports, or
+    mountd gone from a port another service still holds). Each program is followed on its own:
+    nfs_acl may join nfs on 2049."""
+    moved: dict[int, list[str]] = {}
+    if not port.rpc_programs:
+        return moved  # its one name is a guess from /etc/services
+    for program, service in zip(port.rpc_programs, port.services, strict=True):
+        key = (port.interface, port.proto.value, program)
+        before = {s.port for s in seen
+                  if (s.interface, s.proto) == key[:2] and program in s.rpc_programs}  # fmt: skip
+        left = before - now.get(key, set())
+        if before and port.port not in before and left:
+            moved.setdefault(min(left), []).append(service)
+    return moved
 
 
 def _satisfies(port: OpenPort, need: Requirement, rpc_names: dict[int, frozenset[str]]) -> bool:
-    names = (
-        frozenset() if port.rpc_program is None else rpc_names.get(port.rpc_program, frozenset())
-    )
+    names = frozenset(n for p in port.rpc_programs for n in rpc_names.get(p, frozenset()))
     return need.group.where.covers(port.interface, port.device) and need.item.matches(
         port.port, port.proto, names
     )

@@ -36,8 +36,10 @@ class OpenPort(NamedTuple):
     device: str
     port: int
     proto: Proto
-    service: str  # the RPC program name, else the /etc/services name, else "unknown"
-    rpc_program: int | None
+    # The names of the RPC programs root registered for it (nfs and nfs_acl share 2049), in the
+    # order of `rpc_programs`; else its /etc/services name, else "unknown".
+    services: tuple[str, ...]
+    rpc_programs: tuple[int, ...]  # ascending; () when no RPC program names it
     program: str  # the owner's /proc/<pid>/comm, "?" when not found
     pid: int | None
     user: str  # the owning process's user; the socket's when no process was found
@@ -45,15 +47,19 @@ class OpenPort(NamedTuple):
 
     def line(self) -> str:
         """`iface:port/proto (service) program=.. pid=.. user=.. policy=..`, one line."""
-        service = label(self.service, self.rpc_program is None)
+        service = label(",".join(self.services), not self.rpc_programs)
         where = one_line(f"{self.interface}:{self.port}/{self.proto.value} ({service})", 300)
         return f"{where} {owner(self.program, self.pid, self.user)} policy={self.rule.value}"
 
     def fields(self) -> dict[str, Any]:
+        """`service` and `rpc_program` are the first of `services` and `rpc_programs` (one
+        name and one number, as before several programs on one port were told apart)."""
         return {"interface": self.interface, "device": self.device, "port": self.port,
-                "proto": self.proto.value, "service": self.service, "rpc_program": self.rpc_program,
-                "program": self.program, "pid": self.pid, "user": self.user,
-                "policy": self.rule.value}  # fmt: skip
+                "proto": self.proto.value, "service": self.services[0],
+                "services": list(self.services),
+                "rpc_program": self.rpc_programs[0] if self.rpc_programs else None,
+                "rpc_programs": list(self.rpc_programs), "program": self.program,
+                "pid": self.pid, "user": self.user, "policy": self.rule.value}  # fmt: skip
 
 
 class Finding(NamedTuple):
@@ -68,11 +74,17 @@ class Finding(NamedTuple):
     user: str = "-"
     was_port: int | None = None  # ServicePortSwitch: the port it was on
     guessed: bool = False  # `service` is the /etc/services name of the port, not an RPC name
+    more_services: tuple[str, ...] = ()  # the other RPC programs on the port (nfs_acl by nfs)
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        return (self.service, *self.more_services)
 
     def line(self) -> str:
         """`Kind: iface:port/proto (service) program=.. pid=.. user=..`, always one line."""
         where = f"{self.interface}:{self.service if self.port is None else self.port}"
-        text = f"{self.kind.value}: {where}/{self.proto} ({label(self.service, self.guessed)})"
+        named = label(",".join(self.services), self.guessed)
+        text = f"{self.kind.value}: {where}/{self.proto} ({named})"
         if self.was_port is not None:
             text += f", was {self.was_port}/{self.proto}"
         text = one_line(text, 300)
@@ -84,5 +96,6 @@ class Finding(NamedTuple):
         """Stable fields for the JSON event log (the daemon adds "time")."""
         return {"event": "audit", "kind": self.kind.value, "severity": self.severity,
                 "interface": self.interface, "port": self.port, "proto": self.proto,
-                "service": self.service, "program": self.program, "pid": self.pid,
+                "service": self.service, "services": list(self.services),
+                "program": self.program, "pid": self.pid,
                 "user": self.user, "was_port": self.was_port}  # fmt: skip

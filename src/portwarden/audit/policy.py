@@ -14,6 +14,7 @@ from enum import Enum
 from typing import NamedTuple
 
 from portwarden.detect.probe import IPAddress, Proto
+from portwarden.net.portmapper import PORTMAPPER_PORT
 
 _DEVICE = re.compile(r"[A-Za-z0-9_.@-]{1,15}")
 _RPC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.+-]{0,63}|RPC_[0-9]{1,10}")
@@ -157,15 +158,36 @@ class Policy:
 
     def unseeable(self, udp: bool, min_port: int, max_port: int) -> str | None:
         """Why a requirement can never be met, if one cannot: a UDP item while UDP is not
-        checked, or a port outside the range checked. It would be reported missing whatever
-        is open: a contradiction in the settings, not a finding."""
+        checked, a port outside the range checked, or an RPC name while the portmapper is never
+        asked. It would be reported missing whatever is open: a contradiction in the
+        settings, not a finding."""
+        portmapper = self._portmapper_unasked(udp)
         for _, item in self.requirements():
+            if item.rpc is not None and portmapper:
+                return (f"'{item}' is required, but {portmapper}: RPC names in AUDIT_REQUIRED "
+                        f"need port {PORTMAPPER_PORT} audited")  # fmt: skip
             if item.proto is Proto.UDP and not udp:
                 return f"'{item}' is required, but AUDIT_UDP is 0: UDP is never checked"
             if item.port is not None and item.port < min_port:
                 return f"'{item}' is required, but AUDIT_MIN_PORT is {min_port}: never checked"
             if item.port is not None and item.port > max_port:
                 return f"'{item}' is required, but AUDIT_MAX_PORT is {max_port}: never checked"
+        return None
+
+    def _portmapper_unasked(self, udp: bool) -> str | None:
+        """Why the portmapper is never asked which program holds which port, if it is not:
+        port 111 skipped everywhere over TCP, and over UDP too or UDP not checked."""
+
+        def skipped(proto: Proto) -> bool:
+            return any(group.where == Where() and Item(proto, PORTMAPPER_PORT, None) in group.items
+                       for group in self.skip)  # fmt: skip
+
+        if not skipped(Proto.TCP):
+            return None
+        if not udp:
+            return f"AUDIT_SKIP has {PORTMAPPER_PORT}/tcp and AUDIT_UDP is 0"
+        if skipped(Proto.UDP):
+            return f"AUDIT_SKIP has {PORTMAPPER_PORT}/tcp and {PORTMAPPER_PORT}/udp"
         return None
 
     def rule(self, address: str, device: str, port: int, proto: Proto,

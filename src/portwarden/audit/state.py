@@ -1,7 +1,11 @@
 """What the previous audit saw, kept between checks (STATE_DIR/audit.json) so that a finding is
 reported when things change, as samhain does: a new port once, a missing one once, then its
-return. Version 1 did not keep whether a port was reported as unlisted: its ports are read as
-allowed, so a port still unlisted is reported once more after the upgrade (never hidden)."""
+return.
+
+Versions 1 and 2 are read too. Version 1 did not keep whether a port was unlisted: that is
+unknown (None), read as "as it is now", so an upgrade reports nothing new for a port still
+open. Versions 1 and 2 kept one RPC program per port. An older portwarden cannot read version
+3: after a downgrade it warns and starts afresh."""
 
 import json
 from dataclasses import dataclass
@@ -12,8 +16,8 @@ from portwarden.respond.files import replace_atomically
 from portwarden.text import one_line
 
 STATE_NAME = "audit.json"
-_VERSION = 2
-_READABLE = (1, 2)
+_VERSION = 3
+_READABLE = (1, 2, 3)
 
 
 class Seen(NamedTuple):
@@ -22,8 +26,10 @@ class Seen(NamedTuple):
     interface: str
     port: int
     proto: str
-    rpc_program: int | None
-    unlisted: bool = False  # in no list of the policy then (reported as ServiceNew or a switch)
+    rpc_programs: tuple[int, ...]  # the RPC programs root registered for it then, ascending
+    # In no list of the policy then (reported as ServiceNew or a switch); None: not known (a
+    # version 1 state), taken to be as it is now.
+    unlisted: bool | None = False
 
 
 @dataclass(frozen=True)
@@ -33,7 +39,8 @@ class AuditState:
 
     def to_json(self) -> str:
         return json.dumps({"version": _VERSION,
-                           "seen": sorted([list(s) for s in self.seen], key=str),
+                           "seen": sorted([[*s[:3], list(s.rpc_programs), s.unlisted]
+                                           for s in self.seen], key=str),
                            "missing": sorted(self.missing)}, indent=1) + "\n"  # fmt: skip
 
     @classmethod
@@ -43,7 +50,7 @@ class AuditState:
             data = json.loads(text)
             if data["version"] not in _READABLE:
                 raise ValueError(f"unknown version {one_line(str(data['version']))}")
-            seen = frozenset(_seen(item) for item in data["seen"])
+            seen = frozenset(_seen(item, data["version"]) for item in data["seen"])
             missing = frozenset(data["missing"])
             if not all(isinstance(key, str) for key in missing):
                 raise ValueError("bad missing list")
@@ -67,11 +74,14 @@ class AuditState:
         replace_atomically(path, self.to_json())
 
 
-def _seen(item: Any) -> Seen:
-    interface, port, proto, program, *rest = item
-    unlisted = rest[0] if rest else False
+def _seen(item: Any, version: int) -> Seen:
+    interface, port, proto, programs, *rest = item
+    if version < 3:  # one program or null
+        programs = [] if programs is None else [programs]
+    unlisted = rest[0] if rest else None
     if not (isinstance(interface, str) and isinstance(port, int) and proto in ("tcp", "udp")
-            and (program is None or isinstance(program, int)) and isinstance(unlisted, bool)
-            and len(rest) <= 1):  # fmt: skip
+            and isinstance(programs, list) and all(isinstance(p, int) for p in programs)
+            and len(rest) == (0 if version == 1 else 1)
+            and (isinstance(unlisted, bool) or (unlisted is None and version != 2))):  # fmt: skip
         raise ValueError("bad seen entry")
-    return Seen(interface, port, proto, program, unlisted)
+    return Seen(interface, port, proto, tuple(sorted(programs)), unlisted)

@@ -61,12 +61,19 @@ def add_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     for action in (protect, unprotect, check):
         action.add_argument("--hosts-allow", type=Path, default=HOSTS_ALLOW, metavar="FILE")
         action.add_argument("--hosts-deny", type=Path, default=HOSTS_DENY, metavar="FILE")
+    firewall_help = {
+        protect: "which firewall to add the rules to; none: leave the firewalls alone "
+        "(default nft)",
+        unprotect: "which firewall to clean first: our rules are removed from both nft and "
+        "iptables (this one must work; the other is passed over when its tool is missing); "
+        "none: leave the firewalls alone (default nft)",
+    }
     for action in (protect, unprotect):
         action.add_argument(
             "--firewall",
             choices=["nft", "iptables", "none"],
             default="nft",
-            help="which firewall to change (default nft)",
+            help=firewall_help[action],
         )
         action.add_argument(
             "--no-wrappers", action="store_true", help="leave hosts.allow and hosts.deny alone"
