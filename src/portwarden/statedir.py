@@ -52,6 +52,13 @@ def unusable_directory(path: Path) -> str | None:
     created, so check-config can tell. Whether it can be written is asked only as root (who
     runs the daemon; a user checking the daemon's file could not make /var/lib/portwarden).
     A file system that refuses even root (/proc) shows only when the directory is made."""
+    try:
+        return _unusable_directory(path)
+    except OSError as error:  # a name too long, a folder that may not be searched
+        return f"{path}: {error.strerror or error}"
+
+
+def _unusable_directory(path: Path) -> str | None:
     if path.is_dir():
         return None
     if path.exists() or path.is_symlink():

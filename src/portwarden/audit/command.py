@@ -10,7 +10,7 @@ from portwarden import statedir
 from portwarden.audit.check import NothingChecked, audit_and_keep
 from portwarden.audit.report import as_json, as_lines, summary, unchecked_summary
 from portwarden.config import Settings
-from portwarden.store.db import Store, store_path
+from portwarden.store.db import Store, StoreError, store_path
 from portwarden.text import one_line
 
 NO_FINDINGS, FINDINGS, NOTHING_CHECKED = 0, 1, 2
@@ -57,6 +57,8 @@ def _record(settings: Settings, when: float, body: dict[str, Any]) -> str | None
             store.save_snapshot("audit", when, body)
         finally:
             store.close()
+    except StoreError as error:  # names the file itself
+        return f"the audit was not recorded for `portwarden status` in {one_line(str(error))}"
     except (OSError, sqlite3.Error) as error:
         reason = one_line(str(error))
         return f"the audit was not recorded for `portwarden status` in {path}: {reason}"
