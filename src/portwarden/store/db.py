@@ -309,6 +309,12 @@ class Store:
             " LIMIT :limit", {"now": now, "limit": limit})  # fmt: skip
         return [_record(row) for row in rows]
 
+    def ended(self, block_id: int) -> str | None:
+        """By what the block ended (expired, command, ...); None while it is active."""
+        row = self._db.execute("SELECT ended_by FROM blocks WHERE id = ? AND ended IS NOT NULL",
+                               (block_id,)).fetchone()  # fmt: skip
+        return None if row is None else str(row[0])
+
     def active_block(self, address: str) -> BlockRecord | None:
         row = self._db.execute(
             f"SELECT {_COLUMNS} FROM blocks WHERE ended IS NULL AND address = ?", (address,)
