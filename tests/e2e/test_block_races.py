@@ -2,18 +2,21 @@
 nftables table changing under the daemon: nothing is left that the store does not know, and no
 block is lost (issue 4, review 3)."""
 
+import contextlib
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from portwarden.lab.network import Lab
+from portwarden import limits
+from portwarden.lab.network import Host, Lab
 from tests.e2e.conftest import SERVICE, StartDaemon, nmap
-from tests.e2e.test_blocking import nft_elements, slow_command, wait_for_file
+from tests.e2e.test_blocking import nft_elements, slow_command, store_sql, wait_for_file
+from tests.lab.daemon import RunningDaemon
 from tests.lab.services import can_connect
 
 pytestmark = pytest.mark.usefixtures("echo_service")
@@ -123,3 +126,57 @@ def test_a_flush_of_our_chain_after_a_reload_that_changes_block_forward_is_repai
     rules = lab.target.run(["nft", "list", "chain", "inet", "portwarden", "forward"]).stdout
     assert rules.count(" drop") == 2
     daemon.stop()
+
+
+@contextlib.contextmanager
+def restarted(host: Host, daemon: RunningDaemon) -> Iterator[RunningDaemon]:
+    """`daemon` (stopped) started again: the same configuration and store."""
+    again = RunningDaemon(host, daemon.log_path.with_suffix(".conf"))
+    try:
+        yield again
+    finally:
+        if again.proc.poll() is None:
+            again.stop()
+
+
+def test_a_block_longer_than_the_kernel_allows_does_not_stop_the_restore(
+    lab: Lab, start_daemon: StartDaemon
+) -> None:
+    """A block at the ten-year cap, and the clock set back: its remaining time is past the
+    kernel's range. The restore clamps it; every block is in force again."""
+    daemon = start_daemon("-stcp", conf='BLOCK_TCP="1"\nBLOCK_DURATION="0"\n')
+    for attacker in lab.attackers[:2]:
+        nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+        daemon.wait_for(rf"block address={attacker.ipv4} actions=nft:done ")
+    daemon.stop()
+    far = time.time() + limits.BLOCK_SECONDS_MAX + 86_400
+    store_sql(lab.target, daemon, f"UPDATE blocks SET until = {far} WHERE address = "
+              f"'{lab.attackers[0].ipv4}'")  # fmt: skip
+    lab.target.run(["nft", "delete", "table", "inet", "portwarden"])  # a reboot, say
+    with restarted(lab.target, daemon) as again:
+        again.wait_for("restored 2 active blocks")
+        assert "could not be put" not in again.log()
+        assert nft_elements(lab.target) == {a.ipv4 for a in lab.attackers[:2]}
+        assert "Traceback" not in again.log()
+
+
+def test_sets_that_cannot_be_filled_at_start_are_one_error_line_and_the_daemon_runs(
+    lab: Lab, start_daemon: StartDaemon
+) -> None:
+    """Our table taken over by a set of the wrong type: the restore cannot use it. The daemon
+    says so in one line and runs (detection, alerts, the other actions)."""
+    daemon = start_daemon("-stcp", conf='BLOCK_TCP="1"\n')
+    nmap(lab.attackers[0].run, "-sS", "-p", "11", lab.target.ipv4)
+    daemon.wait_for(rf"block address={lab.attackers[0].ipv4} actions=nft:done ")
+    daemon.stop()
+    lab.target.run(["nft", "delete", "table", "inet", "portwarden"])
+    lab.target.run(["nft", "add table inet portwarden; add set inet portwarden blocked4 "
+                    "{ type ipv6_addr; }"])  # fmt: skip
+    with restarted(lab.target, daemon) as again:
+        again.wait_for("ready:")
+        log = again.log()
+        (line,) = [x for x in log.splitlines() if "could not be put in table" in x]
+        assert "trying again every 30 s" in line
+        assert "Traceback" not in log and again.proc.poll() is None
+        events = Path(daemon.log_path.parent, "state", "events.jsonl").read_text()
+        assert '"event":"nft-failed"' in events
