@@ -403,7 +403,7 @@ class Actions:
             files.remove_line(Path(action.undo[0]), action.undo[1])
         elif action.kind == ROUTE and action.undo:
             ok = commands.run(list(action.undo), self.settings.kill_cmd_timeout,
-                              "KILL_ROUTE undo", quiet=unsure)  # fmt: skip
+                              "KILL_ROUTE undo", quiet=unsure, gone=commands.NOT_THERE)  # fmt: skip
             if not ok and not unsure:
                 return f"{' '.join(action.undo)} failed"
         elif action.kind == ROUTE and action.status != PLANNED:
@@ -415,15 +415,26 @@ class Actions:
         Returns those now fully undone, and those still not."""
         cleared: list[BlockRecord] = []
         still: list[BlockRecord] = []
+        rebooted = self.store.left_in_other_boots(self.boot)
         for record in self.store.leftovers():
             if network is not None and ipaddress.ip_address(record.address) not in network:
                 continue
-            actions = tuple(self._undone(a, record.address) if a.status.startswith(UNDO_FAILED)
-                            else a for a in record.actions)  # fmt: skip
+            actions = tuple(self._retried(a, record.address, record.id in rebooted)
+                            for a in record.actions)  # fmt: skip
             self.store.set_left(record.id, actions)
             record = record._replace(actions=actions)
             (still if left(record) else cleared).append(record)
         return cleared, still
+
+    def _retried(self, action: Action, address: str, rebooted: bool) -> Action:
+        """A leftover's action after another try: a KILL_ROUTE left in force before a reboot
+        is gone with it (routes and firewall rules do not survive one)."""
+        if not action.status.startswith(UNDO_FAILED):
+            return action
+        if rebooted and action.kind == ROUTE:
+            log.info("KILL_ROUTE for %s left in force before a reboot: gone with it", address)
+            return action._replace(status=DONE)
+        return self._undone(action, address)
 
     def unblock_matching(self, network: Network | None, by: str) -> list[BlockRecord]:
         """Unblock every active block inside `network` (all when None)."""

@@ -307,6 +307,11 @@ class Store:
         rows = self._db.execute(f"SELECT {_COLUMNS} FROM blocks WHERE leftover ORDER BY id")
         return [_record(row) for row in rows]
 
+    def left_in_other_boots(self, boot: str) -> set[int]:
+        """Leftovers whose KILL_ROUTE was last carried out before the boot `boot`."""
+        rows = self._db.execute("SELECT id FROM blocks WHERE leftover AND boot != ?", (boot,))
+        return {row[0] for row in rows}
+
     def last_end(self, address: str) -> tuple[str, float] | None:
         """By what (expired, restart, ...) and when the address's latest ended block ended."""
         row = self._db.execute(
