@@ -267,6 +267,12 @@ class Alerts:
                      "active blocks back",
                      {"time": stamp(time.time()), "event": "table-lost"})  # fmt: skip
 
+    def nft_failed(self, reason: str) -> None:
+        """The active blocks could not be put in our nftables sets at start."""
+        self._notice(f"ERROR: nftables blocks not in force: {reason}; trying again",
+                     {"time": stamp(time.time()), "event": "nft-failed",
+                      "reason": reason})  # fmt: skip
+
     def _notice(self, message: str, event: dict[str, Any]) -> None:
         self._syslog_send(f"attackalert: {message}", WARNING)
         self._event(event)

@@ -96,6 +96,15 @@ def uses_nft(settings: Settings) -> bool:
     return use is NftUse.ALWAYS or (use is NftUse.AUTO and settings.kill_route is None)
 
 
+def _seconds_left(until: float | None, now: float) -> int | None:
+    """An element's kernel timeout for a block ending at `until` (None: never): at least a
+    second, and at most limits.BLOCK_SECONDS_MAX (the kernel's range), also when the clock was
+    set back after a block of that length."""
+    if until is None:
+        return None
+    return min(limits.BLOCK_SECONDS_MAX, max(1, round(until - now)))
+
+
 class Actions:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
@@ -104,6 +113,8 @@ class Actions:
         self._nft: NftBlocker | None = None
         self._context: Nft | None = None  # kept when ensure() fails, for the next try
         self._resolver: Resolver | None = None
+        self.table_remade = False  # the last nft_add found our table gone and made it again
+        self.unfilled: str | None = None  # why the restore could not fill the sets
 
     def nft(self) -> NftBlocker:
         if self._nft is None:
@@ -117,12 +128,19 @@ class Actions:
 
     def reconfigure(self, settings: Settings) -> bool:
         """Take new settings (SIGHUP). Returns whether the nftables blocker changed shape
-        (BLOCK_FORWARD): it is rebuilt at its next use; `nft()` rebuilds it now."""
+        (BLOCK_FORWARD): if it was in use, it is rebuilt at once, its table not yet changed
+        (`nft()` forgets it and makes the table right; so nft_damage goes on watching the new
+        shape; the action worker reshapes the table right after)."""
         reshaped = settings.block_forward != self.settings.block_forward
         self.settings = settings
-        if reshaped:
-            self._nft = None
+        if reshaped and self._nft is not None:
+            self._nft = self._blocker()
         return reshaped
+
+    def reshape(self) -> NftBlocker:
+        """Make our table match the settings (after reconfigure said it changed shape)."""
+        self._nft = None
+        return self.nft()
 
     def _nft_context(self) -> Nft:
         if self._context is None:
@@ -173,10 +191,18 @@ class Actions:
             address, request.proto, request.port, request.mode, request.reason, address, now,
             until, tuple(self._plan(request)), self.boot)  # fmt: skip
 
-    def carry_out(self, record: BlockRecord, nft_done: Action | None = None) -> BlockRecord:
+    def carry_out(self, record: BlockRecord, nft_done: Action | None = None) -> BlockRecord | None:
         """Do the recorded block's planned actions (but the nftables element the loop added:
         `nft_done`, its outcome). Returns the record, ended at once if nothing took effect
-        (see `enforced`)."""
+        (see `enforced`); None when the block ended before its turn came (an expiry or an
+        unblock queued before it: nothing of it is done, and its element is removed)."""
+        ended_by = self.store.ended(record.id)
+        if ended_by is not None:
+            log.info("block address=%s not carried out: it ended (by=%s) before its turn",
+                     record.address, ended_by)  # fmt: skip
+            if nft_done is not None and nft_done.status == DONE:
+                self._undo(nft_done, record.address)  # the unblock may have come before it
+            return None
         lookup = self._start_lookup(ipaddress.ip_address(record.address))
         actions = [self._checked(a, nft_done) for a in record.actions]
         if tuple(actions) != record.actions:  # durable before any file or route changes
@@ -279,6 +305,14 @@ class Actions:
             self.store.set_actions(record.id, tuple(actions))
         if action.kind == NFT:
             actions[index] = self.nft_add(ipaddress.ip_address(record.address), record.until)
+            if self.table_remade:  # `nft flush ruleset`: the other blocks come back too
+                log.warning("nftables: table inet %s was gone; made again, putting the active "
+                            "blocks back", self.settings.nft_table)  # fmt: skip
+                try:
+                    self.put_back_nft()
+                except NftError as error:
+                    log.error("nftables: putting the blocks back failed: %s",
+                              one_line(str(error)))  # fmt: skip
         elif action.kind == HOSTS_DENY:
             actions[index] = self._add_hosts_deny_line(action)
         else:
@@ -317,7 +351,7 @@ class Actions:
     def nft_add(self, address: Address, until: float | None) -> Action:
         """Add the element, its kernel timeout ending at `until` as the store's block does."""
         try:
-            self.nft().add(address, None if until is None else max(1, round(until - time.time())))
+            self.table_remade = self.nft().add(address, _seconds_left(until, time.time()))
         except NftError as error:
             log.error("nftables block of %s failed: %s", address, one_line(str(error)))
             return Action(NFT, (), f"{FAILED}: {one_line(str(error))}")
@@ -369,7 +403,7 @@ class Actions:
             files.remove_line(Path(action.undo[0]), action.undo[1])
         elif action.kind == ROUTE and action.undo:
             ok = commands.run(list(action.undo), self.settings.kill_cmd_timeout,
-                              "KILL_ROUTE undo", quiet=unsure)  # fmt: skip
+                              "KILL_ROUTE undo", quiet=unsure, gone=commands.NOT_THERE)  # fmt: skip
             if not ok and not unsure:
                 return f"{' '.join(action.undo)} failed"
         elif action.kind == ROUTE and action.status != PLANNED:
@@ -381,15 +415,26 @@ class Actions:
         Returns those now fully undone, and those still not."""
         cleared: list[BlockRecord] = []
         still: list[BlockRecord] = []
+        rebooted = self.store.left_in_other_boots(self.boot)
         for record in self.store.leftovers():
             if network is not None and ipaddress.ip_address(record.address) not in network:
                 continue
-            actions = tuple(self._undone(a, record.address) if a.status.startswith(UNDO_FAILED)
-                            else a for a in record.actions)  # fmt: skip
+            actions = tuple(self._retried(a, record.address, record.id in rebooted)
+                            for a in record.actions)  # fmt: skip
             self.store.set_left(record.id, actions)
             record = record._replace(actions=actions)
             (still if left(record) else cleared).append(record)
         return cleared, still
+
+    def _retried(self, action: Action, address: str, rebooted: bool) -> Action:
+        """A leftover's action after another try: a KILL_ROUTE left in force before a reboot
+        is gone with it (routes and firewall rules do not survive one)."""
+        if not action.status.startswith(UNDO_FAILED):
+            return action
+        if rebooted and action.kind == ROUTE:
+            log.info("KILL_ROUTE for %s left in force before a reboot: gone with it", address)
+            return action._replace(status=DONE)
+        return self._undone(action, address)
 
     def unblock_matching(self, network: Network | None, by: str) -> list[BlockRecord]:
         """Unblock every active block inside `network` (all when None)."""
@@ -425,8 +470,12 @@ class Actions:
                 active.append(record)
             else:
                 self.store.end_block(record.id, now, "restart")
+        self.unfilled = None
         if uses_nft(self.settings) or any(a.kind == NFT for r in active for a in r.actions):
-            self.nft().replace_all(self._nft_blocks(active, now))
+            try:
+                self.nft().replace_all(self._nft_blocks(active, now))
+            except NftError as error:  # the rest is restored all the same: see policy.start
+                self.unfilled = one_line(str(error))
         put_back = self._put_back_hosts_deny(active)
         rebooted = self.store.made_in_other_boots(self.boot)
         kept = []
@@ -521,7 +570,7 @@ class Actions:
 
     @staticmethod
     def _nft_blocks(active: list[BlockRecord], now: float) -> list[tuple[str, int | None]]:
-        return [(r.address, None if r.until is None else max(1, round(r.until - now)))
+        return [(r.address, _seconds_left(r.until, now))
                 for r in active if any(a.kind == NFT for a in r.actions)]  # fmt: skip
 
     def nft_damage(self) -> str | None:

@@ -37,9 +37,16 @@ def expand(argv: Sequence[str], target: str, port: int, mode: str) -> list[str]:
     return [fill(arg, target, port, mode) for arg in argv]
 
 
-def run(argv: list[str], timeout: float, what: str, quiet: bool = False) -> bool:
+# What `ip route del`, `route del` and `iptables -D` say when what they should remove is not
+# there (removed by hand, or by a reboot): for an undo, that is success.
+NOT_THERE = ("No such process", "does a matching rule exist")
+
+
+def run(argv: list[str], timeout: float, what: str, quiet: bool = False,
+        gone: Sequence[str] = ()) -> bool:  # fmt: skip
     """Run and wait at most `timeout` seconds. Logs failures (at debug level when `quiet`: an
-    undo of something that may never have been done). Returns success.
+    undo of something that may never have been done). Returns success; a failure whose output
+    holds one of `gone` counts as one (an undo of something no longer there).
 
     The command gets a session of its own: past the time limit the whole process group is
     killed, not only the direct child (`sh -c '...'` forks). Only the direct child is waited
@@ -67,6 +74,9 @@ def run(argv: list[str], timeout: float, what: str, quiet: bool = False) -> bool
     if status != 0:
         text = one_line(output.decode(errors="replace").strip(), _OUTPUT_SHOWN)
         how = f"exit status {status}" if status > 0 else f"signal {-status}"
+        if status > 0 and any(marker in text for marker in gone):
+            log.info("%s: nothing to remove (%s): %s", what, text, shown)
+            return True
         report("%s failed with %s: %s: %s", what, how, shown, text)
         return False
     return True

@@ -138,9 +138,10 @@ class NftBlocker:
         except (OSError, NftLinkError) as error:
             raise NftError(f"looking for chain {chain} of table {self.table}: {error}") from None
 
-    def add(self, address: Address, seconds: int | None) -> None:
+    def add(self, address: Address, seconds: int | None) -> bool:
         """Add one address with a timeout in seconds (None: until removed), straight over
-        netlink: this is the block on the packet path (see nftlink)."""
+        netlink: this is the block on the packet path (see nftlink). Returns whether our table
+        was gone and has been made again (with this element alone)."""
         try:
             try:
                 self._netlink().add(_set(address), address, seconds)
@@ -149,8 +150,10 @@ class NftBlocker:
                     raise
                 self.ensure()  # our table was removed (`nft flush ruleset`): make it again
                 self._netlink().add(_set(address), address, seconds)
+                return True
         except (OSError, NftLinkError) as error:
             raise NftError(f"adding {address} to {_set(address)}: {error}") from None
+        return False
 
     def damage(self) -> str | None:
         """What is missing: our table (a firewall reload that flushes the whole ruleset removes

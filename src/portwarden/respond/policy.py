@@ -118,6 +118,8 @@ class ActionWorker(threading.Thread):
         # them as in flight. A deque: appended here, popped by the loop, no lock needed.
         self.finished: collections.deque[str] = collections.deque()
         self.putting_back = threading.Event()  # a put-back-nft job is queued or running
+        # The sets lack blocks: the restore at start, or the last put-back, failed.
+        self.unfilled = threading.Event()
         self.retry_at = 0.0  # after a failed put-back: no new one before (monotonic)
 
     def run(self) -> None:
@@ -136,13 +138,14 @@ class ActionWorker(threading.Thread):
                     return
                 if kind == "settings" and isinstance(payload, Settings):
                     if actions.reconfigure(payload) and uses_nft(payload):
-                        actions.nft()  # BLOCK_FORWARD changed: the chain appears or goes now
+                        actions.reshape()  # BLOCK_FORWARD changed: the chain comes or goes now
                 elif kind == "block" and isinstance(payload, BlockJob):
                     try:
                         record = actions.carry_out(payload.record, payload.nft_done)
                     finally:
                         self.finished.append(payload.record.address)
-                    self._report_block(record)
+                    if record is not None:
+                        self._report_block(record)
                 elif kind == "put-back-nft":
                     self._put_back(actions)
                 elif kind == "expire":
@@ -179,9 +182,11 @@ class ActionWorker(threading.Thread):
             count = actions.put_back_nft()
         except NftError as error:
             self.retry_at = time.monotonic() + PUT_BACK_RETRY_S
+            self.unfilled.set()
             log.error("nftables: putting the blocks back failed: %s; trying again in %d s",
                       one_line(str(error)), PUT_BACK_RETRY_S)  # fmt: skip
         else:
+            self.unfilled.clear()
             log.warning("nftables: %d blocks re-applied in table inet %s", count or 0,
                         actions.settings.nft_table)  # fmt: skip
         finally:
@@ -249,6 +254,15 @@ class ResponsePolicy:
         self.claim_table(self.settings)
         before = self._store.active_addresses()
         restored = self._actions.restore()
+        if self._actions.unfilled is not None:
+            # Started all the same: detection, alerts and the other actions work, and the
+            # sets are filled again every PUT_BACK_RETRY_S until it works (_check_table).
+            log.error("nftables: the active blocks could not be put in table inet %s: %s; "
+                      "trying again every %d s", self.settings.nft_table,
+                      self._actions.unfilled, PUT_BACK_RETRY_S)  # fmt: skip
+            self._alerts.nft_failed(self._actions.unfilled)
+            self._worker.unfilled.set()
+            self._worker.retry_at = time.monotonic() + PUT_BACK_RETRY_S
         ended = sorted(before - self._store.active_addresses())  # overdue, or command-only
         _report_unblocks(self._alerts, ended,
                          lambda a: self._store.last_end(a) or ("restart", time.time()))  # fmt: skip
@@ -287,18 +301,29 @@ class ResponsePolicy:
     def _check_table(self) -> None:
         """A firewall reload that flushes the whole ruleset (`nft flush ruleset`, as
         nftables.service does) takes our table and every block with it; `nft flush chain`
-        takes our drop rules: put them back. Not when nothing is blocked (`unblock --all`
-        removes the table on purpose), not while a put-back is under way, and after a failed
-        one only every PUT_BACK_RETRY_S."""
+        takes our drop rules: put them back; so too when the sets lack blocks (a failed
+        restore or put-back). Only when blocks that the worker has finished are active:
+        `unblock --all` removes the table on purpose, and a block in flight meanwhile is either
+        ended by it or makes the table again itself (the loop adds its element first). Not
+        while a put-back is under way, and after a failed one only every PUT_BACK_RETRY_S."""
         worker = self._worker
-        if not self._active or worker.putting_back.is_set() or time.monotonic() < worker.retry_at:
+        self._sync()  # an `unblock --all` ends the blocks before it removes the table
+        if (not self._active - self._in_flight or worker.putting_back.is_set()
+                or time.monotonic() < worker.retry_at):  # fmt: skip
             return
-        damage = self._actions.nft_damage()
-        if damage is None:
-            return
-        log.warning("nftables: missing: %s (a firewall reload or a flush?); putting the "
-                    "active blocks back", damage)  # fmt: skip
-        self._alerts.table_lost()
+        if worker.unfilled.is_set():
+            log.warning("nftables: trying again to put the active blocks back")
+        else:
+            damage = self._actions.nft_damage()
+            if damage is None:
+                return
+            log.warning("nftables: missing: %s (a firewall reload or a flush?); putting the "
+                        "active blocks back", damage)  # fmt: skip
+            self._alerts.table_lost()
+        self._put_back_soon()
+
+    def _put_back_soon(self) -> None:
+        worker = self._worker
         worker.putting_back.set()
         if not self._submit("put-back-nft", None):
             worker.putting_back.clear()
@@ -388,6 +413,16 @@ class ResponsePolicy:
         if self._actions.nft_first(request):
             # In the loop, one netlink batch (~0.02-0.15 ms): the worker could wait for the GIL.
             nft_done = self._actions.nft_add(probe.src, until)
+            if self._actions.table_remade:
+                self._sync()  # is it `unblock --all` that removed it? then nothing is lost
+            if self._actions.table_remade and self._active - self._in_flight:
+                # Our table was gone (`nft flush ruleset`) and holds this block alone now.
+                log.warning("nftables: table inet %s was gone; made again for %s, putting "
+                            "the other active blocks back", self.settings.nft_table,
+                            address)  # fmt: skip
+                self._alerts.table_lost()
+                if not self._worker.putting_back.is_set():
+                    self._put_back_soon()
         try:
             record = self._actions.record(request, now_wall, until)  # at once: see there
         except sqlite3.Error as error:  # nothing stays in force that the store does not know

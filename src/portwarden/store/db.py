@@ -101,14 +101,16 @@ def _parsed(template: str) -> tuple[tuple[Action, bool], ...]:
     """The actions, each with whether it holds the address (only those are rebuilt)."""
     actions = [Action(a["kind"], tuple(a["undo"]), a["status"], tuple(a.get("do", ())))
                for a in json.loads(template)]  # fmt: skip
-    return tuple((a, any(_ADDRESS in s for s in a.undo + a.do)) for a in actions)
+    return tuple((a, any(_ADDRESS in s for s in (a.status, *a.undo, *a.do))) for a in actions)
 
 
 def _actions(text: str, address: str) -> tuple[Action, ...]:
     """Parsed once per distinct list with the address taken out (100,000 blocks at restore
-    share a handful: their hosts.deny lines differ only in the address)."""
+    share a handful: their hosts.deny lines differ only in the address). The address comes
+    back wherever it was: how to do and undo, and the status (an undo's failure names it)."""
     return tuple(
-        Action(a.kind, tuple([s.replace(_ADDRESS, address) for s in a.undo]), a.status,
+        Action(a.kind, tuple([s.replace(_ADDRESS, address) for s in a.undo]),
+               a.status.replace(_ADDRESS, address),
                tuple([s.replace(_ADDRESS, address) for s in a.do]))
         if holds else a
         for a, holds in _parsed(text.replace(address, _ADDRESS))
@@ -161,6 +163,9 @@ def store_path(state_dir: Path) -> Path:
     return state_dir / "portwarden.db"
 
 
+_BUSY_WAIT_S = 30  # the longest a connection waits for another one's transaction
+
+
 class StoreError(Exception):
     """The store cannot be opened (not a database, a directory in its place, ...)."""
 
@@ -183,18 +188,38 @@ class Store:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         last_write = max((p.stat().st_mtime for p in (path, path.with_name(path.name + "-wal"))
                           if p.exists()), default=0.0)  # fmt: skip
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=_BUSY_WAIT_S)
+        self._wal()
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-        self._db.executescript(_SCHEMA)
+        with self._db:  # one transaction: several processes may open an old store at once
+            self._db.execute("BEGIN IMMEDIATE")
+            self._upgrade(last_write)
+
+    def _wal(self) -> None:
+        """journal_mode=WAL. Switching a store to it needs the store alone, and SQLite does not
+        wait for that (no busy handler): several processes opening a new store at once."""
+        deadline = time.monotonic() + _BUSY_WAIT_S
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if error.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
+    def _upgrade(self, last_write: float) -> None:
+        """Make the schema current: a store made before a column gets it."""
+        for statement in filter(str.strip, _SCHEMA.split(";")):
+            self._db.execute(statement)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(blocks)")}
-        if "boot" not in columns:  # a store made before the column
+        if "boot" not in columns:
             self._db.execute("ALTER TABLE blocks ADD COLUMN boot TEXT NOT NULL DEFAULT ''")
             if last_write > _booted_at():
                 # The daemon of before ran in this boot, and it ran KILL_ROUTE at every start:
                 # the routes are in force, running them again would double them.
                 self._db.execute("UPDATE blocks SET boot = ? WHERE ended IS NULL", (boot_id(),))
-        if "leftover" not in columns:  # a store made before the column
+        if "leftover" not in columns:
             self._db.execute("ALTER TABLE blocks ADD COLUMN leftover INTEGER NOT NULL DEFAULT 0")
         self._db.execute("CREATE INDEX IF NOT EXISTS blocks_left ON blocks(id) WHERE leftover")
 
@@ -282,6 +307,11 @@ class Store:
         rows = self._db.execute(f"SELECT {_COLUMNS} FROM blocks WHERE leftover ORDER BY id")
         return [_record(row) for row in rows]
 
+    def left_in_other_boots(self, boot: str) -> set[int]:
+        """Leftovers whose KILL_ROUTE was last carried out before the boot `boot`."""
+        rows = self._db.execute("SELECT id FROM blocks WHERE leftover AND boot != ?", (boot,))
+        return {row[0] for row in rows}
+
     def last_end(self, address: str) -> tuple[str, float] | None:
         """By what (expired, restart, ...) and when the address's latest ended block ended."""
         row = self._db.execute(
@@ -308,6 +338,12 @@ class Store:
             f"SELECT {_COLUMNS} FROM blocks WHERE {_in_force(now)} ORDER BY since DESC, id DESC"
             " LIMIT :limit", {"now": now, "limit": limit})  # fmt: skip
         return [_record(row) for row in rows]
+
+    def ended(self, block_id: int) -> str | None:
+        """By what the block ended (expired, command, ...); None while it is active."""
+        row = self._db.execute("SELECT ended_by FROM blocks WHERE id = ? AND ended IS NOT NULL",
+                               (block_id,)).fetchone()  # fmt: skip
+        return None if row is None else str(row[0])
 
     def active_block(self, address: str) -> BlockRecord | None:
         row = self._db.execute(

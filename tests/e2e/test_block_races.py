@@ -1,0 +1,182 @@
+"""Blocks whose actions the worker carries out late (behind a slow KILL_RUN_CMD), and our
+nftables table changing under the daemon: nothing is left that the store does not know, and no
+block is lost (issue 4, review 3)."""
+
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from portwarden import limits
+from portwarden.lab.network import Host, Lab
+from tests.e2e.conftest import SERVICE, StartDaemon, nmap
+from tests.e2e.test_blocking import nft_elements, slow_command, store_sql, wait_for_file
+from tests.lab.daemon import RunningDaemon
+from tests.lab.services import can_connect
+
+pytestmark = pytest.mark.usefixtures("echo_service")
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_a_block_that_expires_before_its_turn_is_not_carried_out(
+    lab: Lab, start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    """The second scanner's block waits behind the first one's 4 s command and expires
+    meanwhile: it ends (its element goes) and none of its actions is done after."""
+    deny = tmp_path / "hosts.deny"
+    deny.write_text("")
+    conf = (f'BLOCK_TCP="1"\nBLOCK_DURATION="1"\nKILL_HOSTS_DENY="ALL: $TARGET$"\n'
+            f'HOSTS_DENY_FILE="{deny}"\n'
+            f'KILL_RUN_CMD="{slow_command(tmp_path / "pid.$TARGET$", 4)}"\n')  # fmt: skip
+    daemon = start_daemon("-stcp", conf=conf)
+    first, second = lab.attackers[0].ipv4, lab.attackers[1].ipv4
+    nmap(lab.attackers[0].run, "-sS", "-p", "11", lab.target.ipv4)
+    wait_for_file(tmp_path / f"pid.{first}")
+    time.sleep(1.3)  # the first block's expiry is queued: the second block's job comes after
+    nmap(lab.attackers[1].run, "-sS", "-p", "11", lab.target.ipv4)
+    daemon.wait_for(rf"unblock address={second} by=expired")
+    daemon.wait_for(rf"block address={second} not carried out: it ended \(by=expired\)")
+    daemon.wait_for(rf"unblock address={first} by=expired")
+    assert f"block address={second} actions=" not in daemon.log()
+    assert not (tmp_path / f"pid.{second}").exists()  # its command never ran
+    assert deny.read_text() == ""
+    assert nft_elements(lab.target) == set()
+    assert can_connect(lab.attackers[1], lab.target.ipv4, SERVICE)
+    daemon.stop()
+
+
+def test_unblock_all_while_a_slow_command_runs_ends_the_queued_blocks_silently(
+    lab: Lab, start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    """`unblock --all` is queued behind the first block's command, the second block behind it:
+    the second one ends unblocked, nothing of it is done, and the table that `unblock --all`
+    removed is not taken for a lost one."""
+    deny = tmp_path / "hosts.deny"
+    deny.write_text("")
+    conf = (f'BLOCK_TCP="1"\nKILL_HOSTS_DENY="ALL: $TARGET$"\nHOSTS_DENY_FILE="{deny}"\n'
+            f'KILL_RUN_CMD="{slow_command(tmp_path / "pid.$TARGET$", 3)}"\n')  # fmt: skip
+    daemon = start_daemon("-stcp", conf=conf)
+    first, second = lab.attackers[0].ipv4, lab.attackers[1].ipv4
+    nmap(lab.attackers[0].run, "-sS", "-p", "11", lab.target.ipv4)
+    wait_for_file(tmp_path / f"pid.{first}")
+    conf_path = str(daemon.log_path.with_suffix(".conf"))
+    unblock = lab.target.popen([sys.executable, "-m", "portwarden", "unblock", "--all", "-c",
+                                conf_path], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    time.sleep(0.5)  # the command has asked the daemon
+    nmap(lab.attackers[1].run, "-sS", "-p", "11", lab.target.ipv4)
+    out, _ = unblock.communicate(timeout=30)
+    assert unblock.returncode == 0 and f"unblocked {second}" in out, out
+    daemon.wait_for(rf"block address={second} not carried out: it ended \(by=command\)")
+    time.sleep(2 * 2.0 + 0.5)  # two REFRESH_S
+    log = daemon.log()
+    assert "missing: table" not in log and "made again" not in log, log
+    assert f"block address={second} actions=" not in log
+    assert not (tmp_path / f"pid.{second}").exists()
+    assert deny.read_text() == ""
+    assert lab.target.run(["nft", "list", "table", "inet", "portwarden"], check=False).returncode
+    daemon.stop()
+
+
+def test_a_block_right_after_a_ruleset_flush_brings_the_other_blocks_back(
+    lab: Lab, start_daemon: StartDaemon
+) -> None:
+    daemon = start_daemon("-stcp", conf='BLOCK_TCP="1"\n')
+    first, second = lab.attackers[0], lab.attackers[1]
+    nmap(first.run, "-sS", "-p", "11", lab.target.ipv4)
+    daemon.wait_for(rf"block address={first.ipv4} actions=nft:done ")
+    lab.target.run(["nft", "flush", "ruleset"])
+    nmap(second.run, "-sS", "-p", "11", lab.target.ipv4)  # before the next REFRESH_S, mostly
+    daemon.wait_for(rf"block address={second.ipv4} actions=nft:done ")
+    wait_until(lambda: nft_elements(lab.target) == {first.ipv4, second.ipv4},
+               f"not both blocked: {nft_elements(lab.target)}")  # fmt: skip
+    assert not can_connect(first, lab.target.ipv4, SERVICE)
+    log = daemon.log()
+    assert "was gone; made again for" in log or "missing: table inet" in log
+    daemon.stop()
+
+
+def test_a_flush_of_our_chain_after_a_reload_that_changes_block_forward_is_repaired(
+    lab: Lab, start_daemon: StartDaemon
+) -> None:
+    daemon = start_daemon("-stcp", conf='BLOCK_TCP="1"\n')
+    attacker = lab.attackers[2]
+    nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+    daemon.wait_for(rf"block address={attacker.ipv4} actions=nft:done ")
+    conf = daemon.log_path.with_suffix(".conf")
+    conf.write_text(conf.read_text() + 'BLOCK_FORWARD="1"\n')
+    mark = daemon.mark()
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_for("configuration reloaded", since=mark)
+    wait_until(lambda: lab.target.run(["nft", "list", "chain", "inet", "portwarden", "forward"],
+                                      check=False).returncode == 0, "no forward chain")  # fmt: skip
+    lab.target.run(["nft", "flush", "chain", "inet", "portwarden", "forward"])
+    daemon.wait_for("missing: the rules of chain forward of table inet portwarden", since=mark)
+    daemon.wait_for("nftables: 1 blocks re-applied", since=mark)
+    rules = lab.target.run(["nft", "list", "chain", "inet", "portwarden", "forward"]).stdout
+    assert rules.count(" drop") == 2
+    daemon.stop()
+
+
+@contextlib.contextmanager
+def restarted(host: Host, daemon: RunningDaemon) -> Iterator[RunningDaemon]:
+    """`daemon` (stopped) started again: the same configuration and store."""
+    again = RunningDaemon(host, daemon.log_path.with_suffix(".conf"))
+    try:
+        yield again
+    finally:
+        if again.proc.poll() is None:
+            again.stop()
+
+
+def test_a_block_longer_than_the_kernel_allows_does_not_stop_the_restore(
+    lab: Lab, start_daemon: StartDaemon
+) -> None:
+    """A block at the ten-year cap, and the clock set back: its remaining time is past the
+    kernel's range. The restore clamps it; every block is in force again."""
+    daemon = start_daemon("-stcp", conf='BLOCK_TCP="1"\nBLOCK_DURATION="0"\n')
+    for attacker in lab.attackers[:2]:
+        nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+        daemon.wait_for(rf"block address={attacker.ipv4} actions=nft:done ")
+    daemon.stop()
+    far = time.time() + limits.BLOCK_SECONDS_MAX + 86_400
+    store_sql(lab.target, daemon, f"UPDATE blocks SET until = {far} WHERE address = "
+              f"'{lab.attackers[0].ipv4}'")  # fmt: skip
+    lab.target.run(["nft", "delete", "table", "inet", "portwarden"])  # a reboot, say
+    with restarted(lab.target, daemon) as again:
+        again.wait_for("restored 2 active blocks")
+        assert "could not be put" not in again.log()
+        assert nft_elements(lab.target) == {a.ipv4 for a in lab.attackers[:2]}
+        assert "Traceback" not in again.log()
+
+
+def test_sets_that_cannot_be_filled_at_start_are_one_error_line_and_the_daemon_runs(
+    lab: Lab, start_daemon: StartDaemon
+) -> None:
+    """Our table taken over by a set of the wrong type: the restore cannot use it. The daemon
+    says so in one line and runs (detection, alerts, the other actions)."""
+    daemon = start_daemon("-stcp", conf='BLOCK_TCP="1"\n')
+    nmap(lab.attackers[0].run, "-sS", "-p", "11", lab.target.ipv4)
+    daemon.wait_for(rf"block address={lab.attackers[0].ipv4} actions=nft:done ")
+    daemon.stop()
+    lab.target.run(["nft", "delete", "table", "inet", "portwarden"])
+    lab.target.run(["nft", "add table inet portwarden; add set inet portwarden blocked4 "
+                    "{ type ipv6_addr; }"])  # fmt: skip
+    with restarted(lab.target, daemon) as again:
+        again.wait_for("ready:")
+        log = again.log()
+        (line,) = [x for x in log.splitlines() if "could not be put in table" in x]
+        assert "trying again every 30 s" in line
+        assert "Traceback" not in log and again.proc.poll() is None
+        events = Path(daemon.log_path.parent, "state", "events.jsonl").read_text()
+        assert '"event":"nft-failed"' in events

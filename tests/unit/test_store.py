@@ -1,0 +1,69 @@
+"""The block store: what is written is read back, and an old store is upgraded once, also when
+several processes open it at the same moment."""
+
+import multiprocessing
+import sqlite3
+import time
+from pathlib import Path
+
+from portwarden.store.db import Action, Store
+
+ADDRESS = "198.18.0.11"
+
+
+def test_an_undo_failure_naming_the_address_reads_back_with_the_address(tmp_path: Path) -> None:
+    """The action lists are parsed with the address taken out (a cache shared by the blocks);
+    the address must come back in the status too, not a placeholder."""
+    store = Store(tmp_path / "store.db")
+    undo = ("ip", "route", "del", "blackhole", ADDRESS)
+    status = f"undo failed: {' '.join(undo)} failed"
+    actions = (Action("route", undo, status, ("ip", "route", "add", "blackhole", ADDRESS)),
+               Action("command", (), f"failed: {ADDRESS} unreachable"))  # fmt: skip
+    record = store.add_block(ADDRESS, "tcp", 11, "stcp", "x", ADDRESS, time.time(), None,
+                             actions, "boot")  # fmt: skip
+    assert record is not None
+    store.end_block(record.id, time.time(), "command", actions)
+    for other in ("198.18.0.12", "198.18.0.13"):  # more blocks of the same shape share a parse
+        again = tuple(a._replace(undo=tuple(w.replace(ADDRESS, other) for w in a.undo),
+                                 status=a.status.replace(ADDRESS, other),
+                                 do=tuple(w.replace(ADDRESS, other) for w in a.do))
+                      for a in actions)  # fmt: skip
+        assert store.add_block(other, "tcp", 11, "stcp", "x", other, time.time(), None, again,
+                               "boot") is not None  # fmt: skip
+    (left,) = store.leftovers()
+    assert left.actions == actions
+    for block in store.active():
+        assert "\ue000" not in repr(block) and block.address in block.actions[0].status
+
+
+OLD_SCHEMA = (
+    "CREATE TABLE blocks (id INTEGER PRIMARY KEY, address TEXT NOT NULL, proto TEXT NOT NULL,"
+    " port INTEGER NOT NULL, mode TEXT NOT NULL, reason TEXT NOT NULL, hostname TEXT NOT NULL,"
+    " since REAL NOT NULL, until REAL, offence INTEGER NOT NULL, actions TEXT NOT NULL,"
+    " ended REAL, ended_by TEXT)"
+)
+
+
+def _open(path: str, start: float) -> str:
+    """Open the store at `start` (all processes at once); the error, if any."""
+    time.sleep(max(0.0, start - time.time()))
+    try:
+        Store(Path(path)).close()
+    except Exception as error:  # the test reports whatever it is
+        return f"{type(error).__name__}: {error}"
+    return ""
+
+
+def test_several_processes_opening_an_old_store_at_once_upgrade_it_once(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("fork")
+    for run in range(8):
+        path = tmp_path / f"old{run}.db"
+        with sqlite3.connect(path) as db:
+            db.execute(OLD_SCHEMA)
+        start = time.time() + 0.2
+        with context.Pool(3) as pool:
+            errors = pool.starmap(_open, [(str(path), start)] * 3)
+        assert errors == ["", "", ""], errors
+        with sqlite3.connect(path) as db:
+            columns = [row[1] for row in db.execute("PRAGMA table_info(blocks)")]
+        assert columns[-2:] == ["boot", "leftover"]
