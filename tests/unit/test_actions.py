@@ -6,6 +6,7 @@ done."""
 
 import ipaddress
 import json
+import logging
 import os
 import shutil
 import socket
@@ -294,7 +295,37 @@ def test_restart_finishes_an_interrupted_block_exactly_once(
     assert deny.read_text() == "ALL: 198.18.0.11\n"
     (record,) = actions.store.active()
     assert [(a.kind, a.status) for a in record.actions] == [
-        ("route", "done"), ("hosts.deny", "done"), ("command", "failed: interrupted")]  # fmt: skip
+        ("route", "done"), ("hosts.deny", "done"),
+        ("command", "failed: not run (the daemon stopped before its turn)")]  # fmt: skip
+
+
+def test_a_block_whose_turn_never_came_is_enforced_and_written_down_at_restart(
+    tmp_path: Path,
+    make: Callable[[str], Actions],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """kill -9 with blocks recorded by the loop and queued for the worker: at the next start
+    their hosts.deny line is added and HISTORY_FILE gets their line; their command is not run
+    (a start must not wait for a queue of commands), said in one line for all."""
+    actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\nKILL_RUN_CMD="true"\n')
+    deny = actions.settings.hosts_deny_file
+    for address in ("198.18.0.11", "198.18.0.12"):
+        plan = (Action("hosts.deny", (str(deny), f"ALL: {address}"), "planned",
+                       (str(deny), f"ALL: {address}")),
+                Action("command", (), "planned", ("true",)))  # fmt: skip
+        actions.store.add_block(address, "tcp", 11, "stcp", "x", address, time.time(), None,
+                                plan, "boot-1")  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="portwarden"):
+        assert restore_in(actions, "boot-1", monkeypatch) == 2
+    assert deny.read_text() == "ALL: 198.18.0.11\nALL: 198.18.0.12\n"
+    history = actions.settings.history_file.read_text().splitlines()
+    assert [line.split("Host: ")[1].split()[0] for line in history] == [
+        "198.18.0.11/198.18.0.11", "198.18.0.12/198.18.0.12"]  # fmt: skip
+    said = [r.getMessage() for r in caplog.records if "KILL_RUN_CMD" in r.getMessage()]
+    assert said == ["KILL_RUN_CMD not run again at start: 2 blocks were recorded but the daemon "
+                    "stopped before their turn (not run), 0 were interrupted while it ran (it "
+                    "may have run, and cannot be undone)"]  # fmt: skip
 
 
 def test_command_only_blocks_are_forgotten_at_restart(

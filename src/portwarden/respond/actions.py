@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,7 @@ log = logging.getLogger("portwarden")
 
 NFT, ROUTE, HOSTS_DENY, COMMAND = "nft", "route", "hosts.deny", "command"
 INTERRUPTED = f"{FAILED}: interrupted"
+NOT_RUN = f"{FAILED}: not run (the daemon stopped before its turn)"
 
 
 @dataclass(frozen=True)
@@ -478,7 +480,8 @@ class Actions:
                 self.unfilled = one_line(str(error))
         put_back = self._put_back_hosts_deny(active)
         rebooted = self.store.made_in_other_boots(self.boot)
-        kept = []
+        kept: list[BlockRecord] = []
+        commands_left: Counter[str] = Counter()
         for record in active:
             routed = any(a.kind == ROUTE for a in record.actions)
             if all(a.status == DONE for a in record.actions) and not (
@@ -492,8 +495,12 @@ class Actions:
                 self.store.set_actions(record.id, actions)
             if record.id in rebooted and routed:
                 self.store.set_boot(record.id, self.boot)  # at once: a kill now runs it again
+            commands_left.update(a.status for a in actions if a.kind == COMMAND
+                                 and a.status in (NOT_RUN, INTERRUPTED))  # fmt: skip
             if enforced(actions):
                 kept.append(record._replace(actions=actions))
+                if all(a.status == PLANNED for a in record.actions):
+                    self._caught_up(kept[-1])
             else:
                 self.store.end_block(record.id, now, FAILED)
                 shown = ",".join(f"{a.kind}:{a.status}" for a in actions)
@@ -501,8 +508,21 @@ class Actions:
                           record.address, shown)  # fmt: skip
         if rebooted:
             self.store.set_boot_all(self.boot)  # the blocks without a route: one statement
+        if commands_left:
+            log.warning("KILL_RUN_CMD not run again at start: %d blocks were recorded but the "
+                        "daemon stopped before their turn (not run), %d were interrupted while "
+                        "it ran (it may have run, and cannot be undone)",
+                        commands_left[NOT_RUN], commands_left[INTERRUPTED])  # fmt: skip
         self.write_files(None, kept)
         return len(kept)
+
+    def _caught_up(self, record: BlockRecord) -> None:
+        """A block recorded just before a stop (kill -9) whose turn never came: it is in force
+        now, so HISTORY_FILE gets its line, as it would have."""
+        try:
+            files.append_history(self.settings.history_file, record)
+        except OSError as error:
+            log.error("writing PortSentry files failed: %s", one_line(str(error)))
 
     def _put_back_hosts_deny(self, active: list[BlockRecord]) -> dict[tuple[str, str], str]:
         """Our hosts.deny lines of the active blocks, added where missing: one read and one
@@ -531,9 +551,8 @@ class Actions:
         if action.kind == HOSTS_DENY and action.status == PLANNED:
             return action._replace(status=put_back.get((action.undo[0], action.undo[1]), DONE))
         if action.kind == COMMAND and action.status in (PLANNED, RUNNING):
-            log.warning("KILL_RUN_CMD for %s was interrupted by a stop; not run again (it may "
-                        "have run, and cannot be undone)", record.address)  # fmt: skip
-            return action._replace(status=INTERRUPTED)
+            # Not run now: a start must not wait for up to BLOCK_QUEUE_MAX commands.
+            return action._replace(status=NOT_RUN if action.status == PLANNED else INTERRUPTED)
         if action.kind != ROUTE or not (rebooted or action.status in (PLANNED, RUNNING)):
             return action
         if not action.do and self.settings.kill_route:  # recorded before `do` was
