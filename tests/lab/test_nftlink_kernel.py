@@ -102,3 +102,34 @@ def test_restore_fills_the_sets_in_one_batch_and_replaces_what_was_there() -> No
     assert result["second"] == {"198.18.200.1": None, "2001:db8::ffff": None}
     assert result["put_back"] == {**result["second"], "198.18.200.2": 60}
     assert result["chains"] == [["forward", "input"], ["input"]]  # BLOCK_FORWARD on, then off
+
+
+REFUSED = """
+import ipaddress, json
+from portwarden.respond.nft import Nft, NftBlocker, _by_set
+from portwarden.respond.nftlink import NftLink, NftLinkError
+link = NftLink("portwarden")
+elements = _by_set([(str(ipaddress.ip_address(0xC6120000 + i)), None) for i in range(60_000)])
+try:
+    link.fill(elements, flush=False)  # no table: every chunk of the batch is refused
+    refused = "no error"
+except NftLinkError as error:
+    refused = f"{error} ({error.code})"
+NftBlocker(Nft(), forward=False).ensure()
+present = link.has()  # the same link answers the next request
+link.fill({"blocked4": elements["blocked4"][:10], "blocked6": []}, flush=True)
+count = len(json.loads(Nft().run("list set inet portwarden blocked4", json_output=True))
+            ["nftables"][1]["set"]["elem"])
+print(json.dumps({"refused": refused, "present": present, "count": count}))
+"""
+
+
+def test_a_refused_batch_says_why_and_the_link_answers_the_next_request() -> None:
+    """60,000 elements for a table that is not there: the kernel refuses each of the batch's
+    messages. The error is the kernel's (ENOENT, not a receive buffer overrun from echoed
+    messages), and the next requests on the same link are answered."""
+    require_lab()
+    out = subprocess.run(["unshare", "-n", sys.executable, "-c", REFUSED], check=True,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert json.loads(out.stdout) == {"refused": "No such file or directory (2)",
+                                      "present": True, "count": 10}  # fmt: skip

@@ -35,6 +35,7 @@ _NLM_F_CREATE = 0x400
 _NFPROTO_INET = 1
 _NLA_F_NESTED = 0x8000
 _SO_SNDBUFFORCE = 32  # socket.SO_SNDBUFFORCE, which Python does not name
+_SOL_NETLINK, _NETLINK_CAP_ACK = 270, 10  # linux/socket.h, linux/netlink.h
 # Attribute numbers: NFTA_TABLE_NAME, NFTA_CHAIN_TABLE and _NAME, NFTA_SET_ELEM_LIST_*,
 # NFTA_LIST_ELEM, NFTA_SET_ELEM_*, NFTA_DATA_VALUE.
 _TABLE_NAME = 1
@@ -150,10 +151,18 @@ class NftLink:
 
     def __init__(self, table: str) -> None:
         self._table = table
-        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-        self._sock.bind((0, 0))
-        self._sock.settimeout(netlink.ANSWER_WAIT_S)
+        self._sock = self._open()
         self._sequence = 0
+
+    @staticmethod
+    def _open() -> socket.socket:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+        # An error answer without a copy of the failed message: a refused batch of 1,000
+        # elements would otherwise echo 40 KB per message and overflow the receive buffer.
+        sock.setsockopt(_SOL_NETLINK, _NETLINK_CAP_ACK, 1)
+        sock.bind((0, 0))
+        sock.settimeout(netlink.ANSWER_WAIT_S)
+        return sock
 
     def add(self, set_name: str, address: Address, seconds: int | None) -> None:
         """Add one element (an existing one is no error); raises NftLinkError."""
@@ -200,7 +209,18 @@ class NftLink:
 
     def _ask(self, request: bytes, first: int, end: int) -> None:
         """Send, then wait for the acknowledgement of message end - 1; an error on any message
-        from `first` to `end` is the request's."""
+        from `first` to `end` is the request's. After an error the socket is opened afresh:
+        answers still on their way to the old one (one per refused message of a batch) must
+        not meet the next request."""
+        try:
+            self._exchange(request, first, end)
+        except NftLinkError as error:
+            if error.code != errno.ENOENT:  # ENOENT: a table or chain looked for is not there
+                self._sock.close()
+                self._sock = self._open()
+            raise
+
+    def _exchange(self, request: bytes, first: int, end: int) -> None:
         try:
             if len(request) > self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2:
                 # A batch must go in one send (the kernel reads a transaction from one buffer).
