@@ -898,6 +898,16 @@ def test_rpc_programs_that_swap_ports_are_port_switches(
     ]
 
 
+def audit_while_stopped(rpcbind: subprocess.Popen, target: Host, tmp_path: Path,
+                       conf: str) -> tuple[int, dict[str, Any], str]:  # fmt: skip
+    """An audit while rpcbind is stopped (SIGSTOP): a portmapper that never answers."""
+    rpcbind.send_signal(signal.SIGSTOP)
+    try:
+        return audit(target, tmp_path, conf)
+    finally:
+        rpcbind.send_signal(signal.SIGCONT)
+
+
 def test_a_portmapper_that_hangs_leaves_rpc_requirements_as_they_were(
     lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path
 ) -> None:
@@ -906,11 +916,7 @@ def test_a_portmapper_that_hangs_leaves_rpc_requirements_as_they_were(
     when it answers again nothing is 'restarted'."""
     target, rpcbind = lab.target, services[PORTMAPPER]
     settle(target, tmp_path, POLICY)
-    rpcbind.send_signal(signal.SIGSTOP)
-    try:
-        status, report, stderr = audit(target, tmp_path, POLICY)
-    finally:
-        rpcbind.send_signal(signal.SIGCONT)
+    status, report, stderr = audit_while_stopped(rpcbind, target, tmp_path, POLICY)
     assert (status, kinds(report)) == (0, [])
     warning = ("portmapper at 127.0.0.1 port 111/tcp: no answer within 2 s; RPC services are not "
                "named by it, and requirements by RPC name keep their last state")  # fmt: skip
@@ -967,11 +973,7 @@ def test_a_port_ignored_by_rpc_name_does_not_flap_while_rpcbind_hangs(
     target, rpcbind = lab.target, services[PORTMAPPER]
     conf = ALLOWED.replace("20048/udp", "mountd/udp") + '\nAUDIT_OPTIONAL="111/tcp,111/udp"'
     settle(target, tmp_path, conf)
-    rpcbind.send_signal(signal.SIGSTOP)
-    try:
-        status, report, _ = audit(target, tmp_path, conf)
-    finally:
-        rpcbind.send_signal(signal.SIGCONT)
+    status, report, _ = audit_while_stopped(rpcbind, target, tmp_path, conf)
     assert (status, kinds(report)) == (0, [])
     assert any("no answer within 2 s" in warning for warning in report["warnings"])
     status, report, _ = audit(target, tmp_path, conf)
