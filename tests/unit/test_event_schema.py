@@ -75,6 +75,7 @@ def written(tmp_path: Path) -> list[dict]:
     alerts.not_blocking("198.18.0.12")
     alerts.block_cap(60)
     alerts.table_lost()
+    alerts.nft_failed("timeout of 315360001 s is out of range")
     alerts.block_failed("198.18.0.14")
     alerts.audit_unchecked("no audited address is on this host now", 1.7e9)
     alerts.mail_held(1.7e9 + 3600)
