@@ -3,6 +3,7 @@ touched here)."""
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,10 @@ def test_a_killed_demo_runs_namespaces_and_folder_are_orphans(tmp_path: Path) ->
 def test_a_running_demos_leftovers_are_not_orphans(tmp_path: Path) -> None:
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "portwarden"])
     try:
+        deadline = time.monotonic() + 5  # its command line is the new program's once it runs
+        while b"portwarden" not in Path(f"/proc/{alive.pid}/cmdline").read_bytes():
+            assert time.monotonic() < deadline and alive.poll() is None
+            time.sleep(0.01)
         folder = tmp_path / f"portwarden-lab-{alive.pid}-abc"
         assert demo.orphans([f"pwlab-{alive.pid}-sw"], [folder]) == {}
     finally:
