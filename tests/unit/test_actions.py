@@ -441,3 +441,30 @@ def test_an_undo_that_fails_is_kept_reported_and_tried_again(
     assert admin.unblock(actions.settings, "198.18.0.11") == 0
     assert capsys.readouterr().out == "unblocked 198.18.0.11\n"
     assert deny.read_text() == "" and actions.store.leftovers() == []
+
+
+def test_a_new_block_of_an_address_with_a_leftover_line_owns_that_line(
+    tmp_path: Path,
+    make: Callable[[str], Actions],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The unblock could not remove the line (a symbolic link then); the file is fixed and the
+    address blocked again: the new block undoes the leftover first and adds the line as its
+    own, so no later retry removes it from under the active block (a restart here did)."""
+    actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\n')
+    deny = actions.settings.hosts_deny_file
+    assert block(actions, request()) is not None
+    real = tmp_path / "real.deny"
+    deny.rename(real)
+    deny.symlink_to(real)
+    assert admin.unblock(actions.settings, "198.18.0.11") == 1
+    capsys.readouterr()
+    deny.unlink()
+    real.rename(deny)
+    record = block(actions, request())
+    assert record is not None and actions.store.leftovers() == []
+    (line,) = [a for a in record.actions if a.kind == "hosts.deny"]
+    assert line.undo == (str(deny), "ALL: 198.18.0.11")  # ours: unblock removes it
+    assert restore_in(actions, "boot-1", monkeypatch) == 1
+    assert deny.read_text() == "ALL: 198.18.0.11\n"

@@ -206,6 +206,12 @@ class Actions:
                 self._undo(nft_done, record.address)  # the unblock may have come before it
             return None
         lookup = self._start_lookup(ipaddress.ip_address(record.address))
+        # What an earlier block of this address left in force (a hosts.deny line an unblock
+        # could not remove) is undone first: else this block would take that line for the
+        # administrator's, and the leftover's retry would later remove it under this block.
+        for cleared in self.retry_left(ipaddress.ip_network(record.address))[0]:
+            log.info("unblocked %s: what its earlier block left in force is undone now",
+                     cleared.address)  # fmt: skip
         actions = [self._checked(a, nft_done) for a in record.actions]
         if tuple(actions) != record.actions:  # durable before any file or route changes
             self.store.set_actions(record.id, tuple(actions))
