@@ -128,6 +128,32 @@ def test_a_flush_of_our_chain_after_a_reload_that_changes_block_forward_is_repai
     daemon.stop()
 
 
+def test_a_reload_that_adds_the_forward_chain_while_the_worker_is_busy_is_no_flush(
+    lab: Lab, start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    """BLOCK_FORWARD turned on while the worker runs a slow KILL_RUN_CMD: until it has made the
+    forward chain, the table has the old shape, which is no damage (it said the rules were
+    missing, alerted and put every block back)."""
+    daemon = start_daemon(
+        "-stcp", conf=f'BLOCK_TCP="1"\nKILL_RUN_CMD="{slow_command(tmp_path / "pid", 5)}"\n'
+    )
+    first, second = lab.attackers[0], lab.attackers[1]
+    nmap(first.run, "-sS", "-p", "11", lab.target.ipv4)
+    daemon.wait_for(rf"block address={first.ipv4} actions=nft:done,command:done", timeout=20)
+    nmap(second.run, "-sS", "-p", "11", lab.target.ipv4)  # its command keeps the worker busy
+    conf = daemon.log_path.with_suffix(".conf")
+    conf.write_text(conf.read_text() + 'BLOCK_FORWARD="1"\n')
+    mark = daemon.mark()
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_for(rf"block address={second.ipv4} actions=nft:done,command:done", since=mark,
+                    timeout=20)  # fmt: skip
+    time.sleep(2 * limits.REFRESH_S)  # the checks after the worker made the chain
+    assert "missing:" not in daemon.log()[mark:]
+    assert lab.target.run(["nft", "list", "chain", "inet", "portwarden", "forward"],
+                          check=False).returncode == 0  # fmt: skip
+    daemon.stop()
+
+
 @contextlib.contextmanager
 def restarted(host: Host, daemon: RunningDaemon) -> Iterator[RunningDaemon]:
     """`daemon` (stopped) started again: the same configuration and store."""

@@ -297,6 +297,11 @@ def test_restart_finishes_an_interrupted_block_exactly_once(
     assert [(a.kind, a.status) for a in record.actions] == [
         ("route", "done"), ("hosts.deny", "done"),
         ("command", "failed: not run (the daemon stopped before its turn)")]  # fmt: skip
+    # the worker writes the history line last: the interrupted block gets it now, once
+    history = actions.settings.history_file
+    assert len(history.read_text().splitlines()) == 1
+    assert restore_in(actions, "boot-1", monkeypatch) == 1
+    assert len(history.read_text().splitlines()) == 1
 
 
 def test_a_block_whose_turn_never_came_is_enforced_and_written_down_at_restart(

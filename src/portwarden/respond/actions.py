@@ -495,6 +495,8 @@ class Actions:
             ):  # the usual case, and nothing to do: fast for 100,000 blocks
                 kept.append(record)
                 continue
+            # carry_out writes the history line last: a block it did not finish has none yet
+            unfinished = any(a.status in (PLANNED, RUNNING) for a in record.actions)
             actions = tuple(self._resume(a, record, record.id in rebooted, put_back)
                             for a in record.actions)  # fmt: skip
             if actions != record.actions:
@@ -505,7 +507,7 @@ class Actions:
                                  and a.status in (NOT_RUN, INTERRUPTED))  # fmt: skip
             if enforced(actions):
                 kept.append(record._replace(actions=actions))
-                if all(a.status == PLANNED for a in record.actions):
+                if unfinished and actions != record.actions:  # once: now nothing is left to do
                     self._caught_up(kept[-1])
             else:
                 self.store.end_block(record.id, now, FAILED)
@@ -523,8 +525,8 @@ class Actions:
         return len(kept)
 
     def _caught_up(self, record: BlockRecord) -> None:
-        """A block recorded just before a stop (kill -9) whose turn never came: it is in force
-        now, so HISTORY_FILE gets its line, as it would have."""
+        """A block a stop (kill -9) caught before the worker finished it (or before its turn
+        came): it is in force now, so HISTORY_FILE gets its line, as it would have."""
         try:
             files.append_history(self.settings.history_file, record)
         except OSError as error:

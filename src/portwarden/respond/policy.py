@@ -118,6 +118,8 @@ class ActionWorker(threading.Thread):
         # them as in flight. A deque: appended here, popped by the loop, no lock needed.
         self.finished: collections.deque[str] = collections.deque()
         self.putting_back = threading.Event()  # a put-back-nft job is queued or running
+        # New settings are queued or being applied: the table may still have the old shape.
+        self.reshaping = threading.Event()
         # The sets lack blocks: the restore at start, or the last put-back, failed.
         self.unfilled = threading.Event()
         self.retry_at = 0.0  # after a failed put-back: no new one before (monotonic)
@@ -137,8 +139,11 @@ class ActionWorker(threading.Thread):
                         actions.drop_table()
                     return
                 if kind == "settings" and isinstance(payload, Settings):
-                    if actions.reconfigure(payload) and uses_nft(payload):
-                        actions.reshape()  # BLOCK_FORWARD changed: the chain comes or goes now
+                    try:
+                        if actions.reconfigure(payload) and uses_nft(payload):
+                            actions.reshape()  # BLOCK_FORWARD changed: the chain comes or goes
+                    finally:
+                        self.reshaping.clear()
                 elif kind == "block" and isinstance(payload, BlockJob):
                     try:
                         record = actions.carry_out(payload.record, payload.nft_done)
@@ -285,6 +290,7 @@ class ResponsePolicy:
     def reconfigure(self, settings: Settings) -> None:
         self.settings = settings
         self._actions.reconfigure(settings)
+        self._worker.reshaping.set()
         self._worker.jobs.put(("settings", settings))
         self.refresh()
 
@@ -305,11 +311,13 @@ class ResponsePolicy:
         restore or put-back). Only when blocks that the worker has finished are active:
         `unblock --all` removes the table on purpose, and a block in flight meanwhile is either
         ended by it or makes the table again itself (the loop adds its element first). Not
-        while a put-back is under way, and after a failed one only every PUT_BACK_RETRY_S."""
+        while a put-back is under way, nor while the worker has yet to give the table the shape
+        of new settings (BLOCK_FORWARD), and after a failed put-back only every
+        PUT_BACK_RETRY_S."""
         worker = self._worker
         self._sync()  # an `unblock --all` ends the blocks before it removes the table
         if (not self._active - self._in_flight or worker.putting_back.is_set()
-                or time.monotonic() < worker.retry_at):  # fmt: skip
+                or worker.reshaping.is_set() or time.monotonic() < worker.retry_at):  # fmt: skip
             return
         if worker.unfilled.is_set():
             log.warning("nftables: trying again to put the active blocks back")
