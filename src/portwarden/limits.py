@@ -89,8 +89,8 @@ HOSTNAMES_KEPT_MAX = 4_096
 ATTACK_LINES_PER_S = 20
 ATTACK_LINES_BURST = 200
 
-# A port found free by the bind test is taken as free for this long, so a flood to one tripwire
-# port costs one bind test per interval instead of one per packet.
+# What SmartVerify found for a port (free, a service, clients' sockets) holds for this long, so
+# a flood to one tripwire port costs one check per interval instead of one per packet.
 PORT_FREE_CACHE_S = 0.1
 FREE_PORTS_CACHED_MAX = 65_536
 

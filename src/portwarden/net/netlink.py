@@ -4,7 +4,6 @@
 Layout from linux/netlink.h.
 """
 
-import errno
 import os
 import socket
 import struct
@@ -78,20 +77,3 @@ def dump(protocol: int, requests: Iterable[tuple[int, bytes]], name: str) -> lis
             while read_dump(sock.recv(65536), sequence, found, name):
                 pass
     return found
-
-
-def ask(protocol: int, kind: int, body: bytes, name: str) -> bytes | None:
-    """The payload of the kernel's one answer to a request for one object (not a dump); None
-    when there is no such object (ENOENT). Raises OSError (named `name`) for any other error."""
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol) as sock:
-        sock.settimeout(ANSWER_WAIT_S)
-        sock.send(message(kind, NLM_F_REQUEST, 1, body))
-        for found in messages(sock.recv(65536)):
-            code = error_code(found)
-            if code == errno.ENOENT:
-                return None
-            if code > 0:
-                raise OSError(code, f"{name}: {os.strerror(code)}")
-            if found.sequence == 1 and found.kind not in (NLMSG_ERROR, NLMSG_DONE):
-                return found.payload
-    raise OSError(f"{name}: no answer")

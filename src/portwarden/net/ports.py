@@ -1,15 +1,13 @@
 """Which ports have a service right now: the kernel's socket tables, and a bind test.
 
 A service is what a scanner would find open: a listening TCP socket, or a UDP socket not
-connected to one peer. A client's socket is none: a SYN to the local port of an outbound
-connection (or of one in TIME_WAIT) is answered with a reset, and a datagram to a connected
-UDP socket's port from anyone but its peer with "port unreachable".
+connected to one peer. A TCP client's socket is none: a SYN to the local port of an outbound
+connection (or of one in TIME_WAIT) is answered with a reset.
 
 `verify` is PortSentry's "SmartVerify", run for every probe so that a service started a
 moment ago is never mistaken for a tripwire. PortSentry bound the port and took a failure for
 "in use"; that bind test is still the first step (one system call pair, and a port nobody
-holds is the common case), but a port it finds held is a service only if a listener or an
-unconnected UDP socket has it.
+holds is the common case), and a port it finds held is then asked of the socket tables.
 """
 
 import enum
@@ -22,7 +20,6 @@ from portwarden.net.sockdiag import (
     TCP_LISTEN_ONLY,
     UDP_UNCONNECTED,
     socket_ports,
-    udp_receiver_is_connected,
 )
 
 _PROC = Path("/proc/net")
@@ -63,11 +60,11 @@ def bound_ports_from_proc(proto: Proto) -> frozenset[int]:
 
 
 class Owner(enum.Enum):
-    """Who would get a probe, as `verify` finds it."""
+    """Who has a port, as `verify` finds it."""
 
-    NOBODY = "nobody"  # no socket has the port: a tripwire (the answer can be reused briefly)
-    CLIENTS = "clients"  # only clients' sockets have it, none of them this packet: a tripwire
-    PEER = "peer"  # a UDP socket connected to the packet's source: a reply to a client
+    NOBODY = "nobody"  # no socket has the port: a tripwire
+    CLIENTS = "clients"  # only TCP clients' sockets (outbound connections, TIME_WAIT): a tripwire
+    UDP_CLIENTS = "udp clients"  # only connected UDP sockets: left alone while they have it
     SERVICE = "service"  # a listener, an unconnected UDP socket: not a tripwire
 
     @property
@@ -75,22 +72,21 @@ class Owner(enum.Enum):
         return self in (Owner.NOBODY, Owner.CLIENTS)
 
 
-def verify(proto: Proto, src: bytes, sport: int, dst: bytes, dport: int) -> Owner:
-    """SmartVerify for a packet from `src`:`sport` to the local `dst`:`dport` (packed
-    addresses): who has the port at this moment."""
+def verify(proto: Proto, dport: int) -> Owner:
+    """SmartVerify: who has the local port `dport` at this moment.
+
+    A port that TCP clients alone have (the source port of an outbound connection) is closed
+    to a scanner (the kernel answers a SYN with a reset): a tripwire. A UDP port that connected
+    sockets alone have (a DNS or NTP query's source port) is left alone while they have it, as
+    PortSentry did (its bind test failed): a reply to the client cannot be told reliably from a
+    probe (the kernel's socket lookup misses sockets tied to an interface, as every one
+    connected to a link-local peer is), and a lookup per packet would let a flood to that port
+    cost a socket table walk per packet. Neither starts SERVICE_GONE_GRACE."""
     if not port_in_use(proto, dport):
         return Owner.NOBODY
     if dport in bound_ports(proto):
         return Owner.SERVICE
-    if proto is Proto.TCP:
-        return Owner.CLIENTS
-    try:
-        connected = udp_receiver_is_connected(src, sport, dst, dport)
-    except OSError:
-        return Owner.PEER  # no udp_diag: a reply cannot be told from a probe (PortSentry's way)
-    if connected is None:
-        return Owner.CLIENTS
-    return Owner.PEER if connected else Owner.SERVICE  # SERVICE: one came since bound_ports
+    return Owner.CLIENTS if proto is Proto.TCP else Owner.UDP_CLIENTS
 
 
 def port_in_use(proto: Proto, port: int) -> bool:

@@ -22,12 +22,7 @@ from portwarden.net.local import IPAddress, unmapped
 
 NETLINK_SOCK_DIAG = 4
 _SOCK_DIAG_BY_FAMILY = 20
-_REQUEST = struct.Struct("=BBBBI")  # inet_diag_req_v2: family, protocol, ext, pad, states; id
-_ANY_SOCKET_ID = bytes(48)
-# inet_diag_sockid for a lookup: source and destination port (network order), addresses,
-# device, cookie (INET_DIAG_NOCOOKIE twice: any socket).
-_SOCKET_ID = struct.Struct("!HH16s16s4xII")
-_NO_COOKIE = 0xFFFFFFFF
+_REQUEST = struct.Struct("=BBBBI48x")  # inet_diag_req_v2: family, protocol, ext, pad, states, id
 _SPORT = struct.Struct("!4xH")  # inet_diag_msg: family, state, timer, retrans, the source port
 # inet_diag_msg: family, state, timer, retrans; id: source port, destination port (both network
 # order), source and destination address (16 bytes each), device, cookie; expires, rqueue,
@@ -38,8 +33,6 @@ _ATTRIBUTE = struct.Struct("=HH")  # rtattr: length (header included), type
 _SKV6ONLY = 11  # INET_DIAG_SKV6ONLY: a u8
 TCP_LISTEN_ONLY = 1 << 10  # TCPF_LISTEN
 UDP_UNCONNECTED = 1 << 7  # TCPF_CLOSE: a UDP socket that is not connected to one peer
-ANY_STATE = 0xFFFFFFFF
-_UDP_CONNECTED = 1  # TCP_ESTABLISHED, in inet_diag_msg's state byte
 
 
 class DiagSocket(NamedTuple):
@@ -54,7 +47,7 @@ class DiagSocket(NamedTuple):
 
 
 def _requests(protocol: int, states: int) -> list[tuple[int, bytes]]:
-    return [(_SOCK_DIAG_BY_FAMILY, _REQUEST.pack(family, protocol, 0, 0, states) + _ANY_SOCKET_ID)
+    return [(_SOCK_DIAG_BY_FAMILY, _REQUEST.pack(family, protocol, 0, 0, states))
             for family in (socket.AF_INET, socket.AF_INET6)]  # fmt: skip
 
 
@@ -69,22 +62,6 @@ def sockets(protocol: int, states: int) -> list[DiagSocket]:
     Raises OSError when the kernel cannot answer (no inet_diag, or no udp_diag for UDP)."""
     answers = netlink.dump(NETLINK_SOCK_DIAG, _requests(protocol, states), "sock_diag")
     return [found for found in map(parse_message, answers) if found is not None]
-
-
-def udp_receiver_is_connected(src: bytes, sport: int, dst: bytes, dport: int) -> bool | None:
-    """Which socket the kernel would give a UDP datagram from `src`:`sport` to the local
-    `dst`:`dport` (packed addresses, 4 or 16 bytes): True for a socket connected to that
-    source, False for an unconnected one, None for none (the kernel answers "port
-    unreachable"). One hash lookup in the kernel (udp_diag's dump_one: the request's source
-    is the datagram's). Raises OSError when the kernel cannot answer (no udp_diag)."""
-    family = socket.AF_INET if len(dst) == 4 else socket.AF_INET6
-    request = _REQUEST.pack(family, socket.IPPROTO_UDP, 0, 0, ANY_STATE) + _SOCKET_ID.pack(
-        sport, dport, src.ljust(16, b"\0"), dst.ljust(16, b"\0"), _NO_COOKIE, _NO_COOKIE
-    )
-    answer = netlink.ask(NETLINK_SOCK_DIAG, _SOCK_DIAG_BY_FAMILY, request, "sock_diag")
-    if answer is None or len(answer) < 2:
-        return None
-    return answer[1] == _UDP_CONNECTED
 
 
 def parse_message(data: bytes) -> DiagSocket | None:

@@ -72,7 +72,7 @@ class RawSensor:
                 self._v6.add(sock.fileno())
             sock.setblocking(False)
             self.sockets[sock.fileno()] = sock
-        self._free_at: dict[int, float] = {}
+        self._verified: dict[int, tuple[Owner, float]] = {}  # port: who has it, when asked
         self._buffer = bytearray(limits.CAPTURE_BYTES)
         self.watched = self._attach(self.tripwires())
         for fd in self.sockets:  # packets queued before the filter was attached
@@ -151,19 +151,16 @@ class RawSensor:
         return packet.dport in self.watched and self._free(packet)
 
     def _free(self, packet: Packet) -> bool:
-        """SmartVerify: no service on the port right now, nor a client's socket that this packet
-        is a reply to. Only "no socket at all" is reused briefly: a reply to a client may come
-        from its peer a moment after a probe from elsewhere to the same port."""
+        """SmartVerify: no service on the port right now (see ports.verify). The answer is
+        reused for PORT_FREE_CACHE_S, so a flood to one port costs one check per interval."""
         port, now = packet.dport, time.monotonic()
-        if now - self._free_at.get(port, -1.0) < limits.PORT_FREE_CACHE_S:
-            return True
-        owner = verify(self.proto, packet.src, packet.sport, packet.dst, port)
-        if owner is Owner.NOBODY:
-            if len(self._free_at) >= limits.FREE_PORTS_CACHED_MAX:
-                self._free_at.clear()
-            self._free_at[port] = now
-        else:
-            self._free_at.pop(port, None)
+        known = self._verified.get(port)
+        if known is not None and now - known[1] < limits.PORT_FREE_CACHE_S:
+            return known[0].tripwire
+        owner = verify(self.proto, port)
+        if len(self._verified) >= limits.FREE_PORTS_CACHED_MAX:
+            self._verified.clear()
+        self._verified[port] = (owner, now)
         if owner is Owner.SERVICE and self._grace_s:
             self._served_at[port] = now
         return owner.tripwire
