@@ -418,6 +418,18 @@ def test_a_store_from_before_boot_ids_keeps_routes_of_this_boot(
     assert store.made_in_other_boots(boot_id()) == (set() if last_used == "in this boot" else {1})
 
 
+def unblocked_through_a_link(actions: Actions, tmp_path: Path, target: str) -> tuple[Path, Path]:
+    """198.18.0.11 blocked with a hosts.deny line, hosts.deny then made a symbolic link, and
+    `target` unblocked: the line is left in force. Returns hosts.deny and the real file."""
+    deny = actions.settings.hosts_deny_file
+    assert block(actions, request()) is not None
+    real = tmp_path / "real.deny"
+    deny.rename(real)
+    deny.symlink_to(real)
+    assert admin.unblock(actions.settings, target) == 1
+    return deny, real
+
+
 def test_an_undo_that_fails_is_kept_reported_and_tried_again(
     tmp_path: Path, make: Callable[[str], Actions], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -425,12 +437,7 @@ def test_an_undo_that_fails_is_kept_reported_and_tried_again(
     line. The block ends (the address is free of everything else) but what is left is kept,
     the command says so and fails, and the next unblock, once fixed, removes it."""
     actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\n')
-    deny = actions.settings.hosts_deny_file
-    assert block(actions, request()) is not None
-    real = tmp_path / "real.deny"
-    deny.rename(real)
-    deny.symlink_to(real)
-    assert admin.unblock(actions.settings, "198.18.0.0/24") == 1
+    deny, real = unblocked_through_a_link(actions, tmp_path, "198.18.0.0/24")
     out, err = capsys.readouterr()
     assert out == ""
     assert err.splitlines() == [
@@ -458,12 +465,7 @@ def test_a_new_block_of_an_address_with_a_leftover_line_owns_that_line(
     address blocked again: the new block undoes the leftover first and adds the line as its
     own, so no later retry removes it from under the active block (a restart here did)."""
     actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\n')
-    deny = actions.settings.hosts_deny_file
-    assert block(actions, request()) is not None
-    real = tmp_path / "real.deny"
-    deny.rename(real)
-    deny.symlink_to(real)
-    assert admin.unblock(actions.settings, "198.18.0.11") == 1
+    deny, real = unblocked_through_a_link(actions, tmp_path, "198.18.0.11")
     capsys.readouterr()
     deny.unlink()
     real.rename(deny)
