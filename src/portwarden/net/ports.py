@@ -16,11 +16,7 @@ import socket
 from pathlib import Path
 
 from portwarden.detect.probe import Proto
-from portwarden.net.sockdiag import (
-    TCP_LISTEN_ONLY,
-    UDP_UNCONNECTED,
-    socket_ports,
-)
+from portwarden.net.sockdiag import TCP_LISTEN_ONLY, UDP_UNCONNECTED, socket_ports
 
 _PROC = Path("/proc/net")
 _TCP_LISTEN = "0A"

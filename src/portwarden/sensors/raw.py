@@ -145,15 +145,15 @@ class RawSensor:
         dst = ipaddress.ip_address(packet.dst)
         if dst not in self._host.addresses:
             return None  # broadcast, multicast, or an address we no longer have
-        return packet_probe(packet, dst, self.mode, lambda _: self._tripwire(packet), now)
+        return packet_probe(packet, dst, self.mode, self._tripwire, now)
 
-    def _tripwire(self, packet: Packet) -> bool:
-        return packet.dport in self.watched and self._free(packet)
+    def _tripwire(self, port: int) -> bool:
+        return port in self.watched and self._free(port)
 
-    def _free(self, packet: Packet) -> bool:
+    def _free(self, port: int) -> bool:
         """SmartVerify: no service on the port right now (see ports.verify). The answer is
         reused for PORT_FREE_CACHE_S, so a flood to one port costs one check per interval."""
-        port, now = packet.dport, time.monotonic()
+        now = time.monotonic()
         known = self._verified.get(port)
         if known is not None and now - known[1] < limits.PORT_FREE_CACHE_S:
             return known[0].tripwire
