@@ -488,6 +488,9 @@ class Actions:
         rebooted = self.store.made_in_other_boots(self.boot)
         kept: list[BlockRecord] = []
         commands_left: Counter[str] = Counter()
+        # Blocks a stop (kill -9) caught before the worker finished them (or before their turn
+        # came): in force now, so HISTORY_FILE gets their lines, as it would have.
+        caught_up: list[BlockRecord] = []
         for record in active:
             routed = any(a.kind == ROUTE for a in record.actions)
             if all(a.status == DONE for a in record.actions) and not (
@@ -508,7 +511,7 @@ class Actions:
             if enforced(actions):
                 kept.append(record._replace(actions=actions))
                 if unfinished and actions != record.actions:  # once: now nothing is left to do
-                    self._caught_up(kept[-1])
+                    caught_up.append(kept[-1])
             else:
                 self.store.end_block(record.id, now, FAILED)
                 shown = ",".join(f"{a.kind}:{a.status}" for a in actions)
@@ -521,16 +524,8 @@ class Actions:
                         "daemon stopped before their turn (not run), %d were interrupted while "
                         "it ran (it may have run, and cannot be undone)",
                         commands_left[NOT_RUN], commands_left[INTERRUPTED])  # fmt: skip
-        self.write_files(None, kept)
+        self.write_files(None, kept, caught_up)
         return len(kept)
-
-    def _caught_up(self, record: BlockRecord) -> None:
-        """A block a stop (kill -9) caught before the worker finished it (or before its turn
-        came): it is in force now, so HISTORY_FILE gets its line, as it would have."""
-        try:
-            files.append_history(self.settings.history_file, record)
-        except OSError as error:
-            log.error("writing PortSentry files failed: %s", one_line(str(error)))
 
     def _put_back_hosts_deny(self, active: list[BlockRecord]) -> dict[tuple[str, str], str]:
         """Our hosts.deny lines of the active blocks, added where missing: one read and one
@@ -606,13 +601,17 @@ class Actions:
         return None if self._nft is None else self._nft.damage()
 
     def write_files(self, new: BlockRecord | None = None,
-                     active: list[BlockRecord] | None = None) -> None:  # fmt: skip
-        """HISTORY_FILE gets `new`'s line; BLOCKED_FILE.<mode> lists the active blocks: after a
-        new block its mode's file, else the files of the modes that run, of every mode with a
-        block, and every one that exists (emptied when its last block has gone)."""
+                    active: list[BlockRecord] | None = None,
+                    history: list[BlockRecord] | None = None) -> None:  # fmt: skip
+        """HISTORY_FILE gets `new`'s line (and those of `history`); BLOCKED_FILE.<mode> lists
+        the active blocks: after a new block its mode's file, else the files of the modes that
+        run, of every mode with a block, and every one that exists (emptied when its last block
+        has gone)."""
         s = self.settings
         try:
             blocks = self.store.active() if active is None else active
+            for record in history or ():
+                files.append_history(s.history_file, record)
             if new is not None:
                 files.append_history(s.history_file, new)
                 modes = {new.mode}
