@@ -423,15 +423,14 @@ class ResponsePolicy:
             nft_done = self._actions.nft_add(probe.src, until)
             if self._actions.table_remade:
                 self._sync()  # is it `unblock --all` that removed it? then nothing is lost
-            if (self._actions.table_remade and self._active - self._in_flight
-                    and not self._worker.putting_back.is_set()):  # fmt: skip
-                # Our table was gone (`nft flush ruleset`) and holds this block alone now (a
-                # put-back under way was announced already and brings the others back).
-                log.warning("nftables: table inet %s was gone; made again for %s, putting "
-                            "the other active blocks back", self.settings.nft_table,
-                            address)  # fmt: skip
-                self._alerts.table_lost()
-                self._put_back_soon()
+                if self._active - self._in_flight and not self._worker.putting_back.is_set():
+                    # Our table was gone (`nft flush ruleset`) and holds this block alone now
+                    # (a put-back under way was announced already and brings the others back).
+                    log.warning("nftables: table inet %s was gone; made again for %s, putting "
+                                "the other active blocks back", self.settings.nft_table,
+                                address)  # fmt: skip
+                    self._alerts.table_lost()
+                    self._put_back_soon()
         try:
             record = self._actions.record(request, now_wall, until)  # at once: see there
         except sqlite3.Error as error:  # nothing stays in force that the store does not know
