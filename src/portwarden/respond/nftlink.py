@@ -64,10 +64,14 @@ def _name(kind: int, name: str) -> bytes:
     return _attr(kind, name.encode() + b"\0")
 
 
+def _nfgenmsg(family: int, resource: int = 0) -> bytes:
+    """The header every nf_tables message starts with: family, version, resource id."""
+    return struct.pack("=BB", family, 0) + struct.pack("!H", resource)
+
+
 def _message(kind: int, flags: int, sequence: int, family: int, resource: int,
              payload: bytes = b"") -> bytes:  # fmt: skip
-    nfgenmsg = struct.pack("=BB", family, 0) + struct.pack("!H", resource)
-    return netlink.message(kind, flags, sequence, nfgenmsg + payload)
+    return netlink.message(kind, flags, sequence, _nfgenmsg(family, resource) + payload)
 
 
 def _marker(kind: int, sequence: int) -> bytes:
@@ -198,8 +202,8 @@ class NftLink:
         """How many rules our chain `chain` holds (0 when it is not there): a dump of that
         chain's rules alone (they name our sets; no element comes with them). Raises
         OSError."""
-        body = struct.pack("=BB", _NFPROTO_INET, 0) + struct.pack("!H", 0)
-        body += _name(_RULE_TABLE, self._table) + _name(_RULE_CHAIN, chain)
+        names = _name(_RULE_TABLE, self._table) + _name(_RULE_CHAIN, chain)
+        body = _nfgenmsg(_NFPROTO_INET) + names
         return len(netlink.dump(NETLINK_NETFILTER, [(_GETRULE, body)], "nftables rules"))
 
     def _first(self) -> int:
