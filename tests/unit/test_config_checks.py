@@ -129,6 +129,13 @@ def test_an_ignore_file_that_is_a_device_or_fifo_is_a_one_line_error(tmp_path: P
                                       f"ignore file: not a regular file but {kind}")  # fmt: skip
 
 
+def test_dev_null_is_an_empty_ignore_file(tmp_path: Path) -> None:
+    """PortSentry read /dev/null as an empty file; old configurations say "no ignore file" so."""
+    settings = load_settings(write(tmp_path, 'IGNORE_FILE="/dev/null"\n'))
+    assert settings.ignore_file == Path("/dev/null")
+    assert settings.ignored_networks == ()
+
+
 def test_a_configuration_that_is_a_fifo_is_a_one_line_error(tmp_path: Path) -> None:
     fifo = tmp_path / "fifo.conf"
     os.mkfifo(fifo)

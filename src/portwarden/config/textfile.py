@@ -15,20 +15,23 @@ from typing import BinaryIO
 from portwarden.limits import CONFIG_FILE_BYTES_MAX
 
 _BOM = b"\xef\xbb\xbf"  # what some editors put before the first line of a UTF-8 file
+_NULL_DEVICE = os.makedev(1, 3)  # /dev/null, whatever it is called: an empty file by design
 _KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
           stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}  # fmt: skip
 
 
 def open_regular(path: Path) -> tuple[BinaryIO, int]:
     """`path` opened for reading, and its permission bits. Raises ValueError (why, without the
-    path) unless it is a regular file we may read: a FIFO (opened without waiting for a
-    writer), a device or a directory is refused before a byte is read."""
+    path) unless it is a regular file we may read, or the null device (`IGNORE_FILE="/dev/null"`
+    is an old way to say "none"): a FIFO (opened without waiting for a writer), any other
+    device or a directory is refused before a byte is read."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as error:
         raise ValueError(error.strerror) from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
+    status = os.fstat(fd)
+    mode = status.st_mode
+    if not stat.S_ISREG(mode) and not (stat.S_ISCHR(mode) and status.st_rdev == _NULL_DEVICE):
         os.close(fd)
         kind = _KINDS.get(stat.S_IFMT(mode), "another kind of file")
         raise ValueError(f"not a regular file but {kind}")
