@@ -60,19 +60,45 @@ def detach(pid_file: Path, log_file: Path, state_dir: Path) -> Callable[[], None
         os._exit(0)
     os.chdir("/")
     _log_to(log_file, out)
+    logging.getLogger().addHandler(_last_error)
+    # A daemon that stops before it is ready tells the waiting command why (one write of less
+    # than PIPE_BUF bytes arrives whole), not only "see the log".
+    atexit.register(lambda: _last_error.message and os.write(
+        ready_write, f"stopped: {_last_error.message}".encode()[:4000]))  # fmt: skip
 
     def ready() -> None:
         try:
             _write_pid(pid_file)
         except OSError as error:
-            why = f"stopped: cannot write the pid file {pid_file}: {error.strerror or error}"
-            log.error("%s", why)
-            os.write(ready_write, why.encode())
+            log.error("cannot write the pid file %s: %s", pid_file, error.strerror or error)
             raise SystemExit(1) from None  # through the daemon's clean stop
+        logging.getLogger().removeHandler(_last_error)
+        _last_error.message = ""
         os.write(ready_write, READY)
         os.close(ready_write)
 
     return ready
+
+
+class _LastError(logging.Handler):
+    """Keeps the last error logged (or passed to stopped_because) before the daemon is ready."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.message = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.message = record.getMessage()
+
+
+_last_error = _LastError()
+
+
+def stopped_because(why: str) -> None:
+    """The error that ends the daemon, when it is not logged (printed by the command line):
+    a daemon that is not ready yet passes it to the waiting command."""
+    if _last_error in logging.getLogger().handlers:
+        _last_error.message = why
 
 
 def _log_to(log_file: Path, out: int) -> None:

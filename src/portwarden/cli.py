@@ -301,6 +301,13 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _failed(why: str, status: int) -> int:
+    """Say why on stderr (the log file, with --daemon, where the waiting command hears it too)."""
+    print(f"portwarden: error: {why}", file=sys.stderr)
+    background.stopped_because(why)
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     stderr = logging.StreamHandler(sys.stderr)
@@ -319,12 +326,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except (ConfigError, StateDirBusy, StoreError) as error:
-        print(f"portwarden: error: {error}", file=sys.stderr)
-        return 2
+        return _failed(str(error), 2)
     except DescriptorShortage as error:
-        print(f"portwarden: error: {error}", file=sys.stderr)
-        return 1
+        return _failed(str(error), 1)
     except PermissionError as error:
-        print(f"portwarden: error: {error.strerror}: the sensors need root "
-              "(CAP_NET_RAW and CAP_NET_BIND_SERVICE)", file=sys.stderr)  # fmt: skip
-        return 1
+        return _failed(f"{error.strerror}: the sensors need root (CAP_NET_RAW and "
+                       "CAP_NET_BIND_SERVICE)", 1)  # fmt: skip

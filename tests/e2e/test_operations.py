@@ -218,7 +218,9 @@ def test_daemon_mode_returns_when_ready_writes_a_pid_file_and_logs_to_a_file(
         # A second one on the same STATE_DIR fails, and says so, instead of detaching.
         again = lab.target.run(command[:-2] + ["--pid-file", str(tmp_path / "2.pid")],
                                check=False, timeout=30)  # fmt: skip
-        assert again.returncode == 1 and "stopped before it was ready" in again.stderr
+        assert again.returncode == 1 and again.stderr.count("\n") == 1, again.stderr
+        assert "the daemon stopped: " in again.stderr  # and why, not only where to look
+        assert "in use by another portwarden" in again.stderr
         assert "in use by another portwarden" in log.read_text()
     finally:
         os.kill(pid, 15)
