@@ -116,6 +116,7 @@ class Actions:
         self._context: Nft | None = None  # kept when ensure() fails, for the next try
         self._resolver: Resolver | None = None
         self.table_remade = False  # the last nft_add found our table gone and made it again
+        self.put_back_due = False  # so did a block's own nftables step: the others are gone
         self.unfilled: str | None = None  # why the restore could not fill the sets
 
     def nft(self) -> NftBlocker:
@@ -313,14 +314,8 @@ class Actions:
             self.store.set_actions(record.id, tuple(actions))
         if action.kind == NFT:
             actions[index] = self.nft_add(ipaddress.ip_address(record.address), record.until)
-            if self.table_remade:  # `nft flush ruleset`: the other blocks come back too
-                log.warning("nftables: table inet %s was gone; made again, putting the active "
-                            "blocks back", self.settings.nft_table)  # fmt: skip
-                try:
-                    self.put_back_nft()
-                except NftError as error:
-                    log.error("nftables: putting the blocks back failed: %s",
-                              one_line(str(error)))  # fmt: skip
+            # `nft flush ruleset`: the other blocks must come back too (the worker does it).
+            self.put_back_due |= self.table_remade
         elif action.kind == HOSTS_DENY:
             actions[index] = self._add_hosts_deny_line(action)
         else:

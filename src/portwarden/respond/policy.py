@@ -151,6 +151,14 @@ class ActionWorker(threading.Thread):
                         self.finished.append(payload.record.address)
                     if record is not None:
                         self._report_block(record)
+                    if actions.put_back_due:
+                        actions.put_back_due = False
+                        log.warning("nftables: table inet %s was gone; made again for %s, "
+                                    "putting the other active blocks back",
+                                    self.settings.nft_table, payload.record.address)  # fmt: skip
+                        self._alerts.table_lost()
+                        self.putting_back.set()
+                        self._put_back(actions)
                 elif kind == "put-back-nft":
                     self._put_back(actions)
                 elif kind == "expire":
