@@ -47,11 +47,17 @@ def in_use(state_dir: Path) -> bool:
     return False
 
 
+# File systems that are the kernel's (/proc, /sys and those mounted in them): even root cannot
+# make a file there, or what it writes sets something in the kernel.
+KERNEL_FILE_SYSTEMS = frozenset({"proc", "sysfs", "cgroup", "cgroup2", "debugfs", "tracefs",
+                                 "securityfs", "configfs", "bpf", "pstore", "efivarfs",
+                                 "devpts"})  # fmt: skip
+
+
 def unusable_directory(path: Path) -> str | None:
     """Why `path` is not a directory and cannot become one (by mkdir -p), or None. Nothing is
     created, so check-config can tell. Whether it can be written is asked only as root (who
-    runs the daemon; a user checking the daemon's file could not make /var/lib/portwarden).
-    A file system that refuses even root (/proc) shows only when the directory is made."""
+    runs the daemon; a user checking the daemon's file could not make /var/lib/portwarden)."""
     try:
         return _unusable_directory(path)
     except OSError as error:  # a name too long, a folder that may not be searched
@@ -60,7 +66,7 @@ def unusable_directory(path: Path) -> str | None:
 
 def _unusable_directory(path: Path) -> str | None:
     if path.is_dir():
-        return None
+        return _kernel_file_system(path)
     if path.exists() or path.is_symlink():
         return f"{path} exists and is not a directory"
     nearest = next(parent for parent in path.parents if parent.exists())
@@ -68,4 +74,21 @@ def _unusable_directory(path: Path) -> str | None:
         return f"{nearest} is not a directory"
     if os.geteuid() == 0 and not os.access(nearest, os.W_OK | os.X_OK):
         return f"{path} cannot be made: {nearest} is not writable"
+    return _kernel_file_system(nearest)
+
+
+def _kernel_file_system(directory: Path) -> str | None:
+    """Why nothing of ours can go in `directory`, when it is on one of KERNEL_FILE_SYSTEMS
+    (found in /proc/self/mountinfo by its device number), else None."""
+    device = os.stat(directory).st_dev
+    number = f"{os.major(device)}:{os.minor(device)}"
+    try:
+        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    for fields in (line.split() for line in mounts):
+        if fields[2] == number:  # mount ID, parent ID, major:minor, ... - type source options
+            kind = fields[fields.index("-") + 1]
+            if kind in KERNEL_FILE_SYSTEMS:
+                return f"{directory} is on {kind}, a kernel file system"
     return None

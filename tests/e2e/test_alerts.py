@@ -2,7 +2,11 @@
 datagram socket, the JSON event log; none of them can stall detection or be forged."""
 
 import email
+import errno
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -15,7 +19,7 @@ import pytest
 from portwarden.lab.network import Lab
 from tests.e2e.conftest import SERVICE, StartDaemon, nmap
 from tests.lab import logwatch
-from tests.lab.daemon import start_with_hosts_file
+from tests.lab.daemon import RunningDaemon, start_with_hosts_file
 from tests.lab.services import can_connect
 from tests.lab.syslogd import SyslogReceiver
 from tests.lab.tls import make_relay_certificate
@@ -328,3 +332,73 @@ def test_a_scan_still_open_at_stop_is_summarised_and_mailed(lab: Lab, start_daem
         assert attacker.ipv4 in mail["Subject"]
     finally:
         server.kill()
+
+
+def small_tmpfs(folder: Path) -> list[str]:
+    """A wrapper that runs the daemon with a 256 KiB tmpfs on `folder`, in a mount namespace of
+    its own (the host's file systems are never filled)."""
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c",
+            'mount -t tmpfs -o size=256k tmpfs "$0" && exec "$@"', str(folder)]  # fmt: skip
+
+
+def fill_up(folder: Path, log: Path, room: int) -> None:
+    """Fill the file system of `folder`, leaving `room` bytes free at the end of the last page
+    of `log` (the page a tmpfs file grows in): the next line longer than that is cut short by
+    the full disk. The padding is a JSON line of its own."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    frame = len('{"event":"padding","pad":""}\n')
+    pad = -(log.stat().st_size + frame + room) % page
+    with log.open("a") as file:
+        file.write('{"event":"padding","pad":"' + "x" * pad + '"}\n')
+    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        while os.write(fd, b"\0" * page):
+            pass
+    except OSError as error:
+        assert error.errno == errno.ENOSPC, error
+    finally:
+        os.close(fd)
+
+
+def test_a_full_disk_under_the_event_log(lab: Lab, tmp_path: Path) -> None:
+    """Events that do not fit are dropped whole, counted and said once; a reload goes through;
+    room again is said once; the stop is clean (it used to end in a traceback)."""
+    folder = tmp_path / "events"
+    folder.mkdir()
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nUDP_MODE="none"\n'
+                    f'EVENT_LOG="{folder}/events.jsonl"\nSCAN_END_QUIET="300"\n'
+                    'SYSLOG_SOCKET=""\n')  # fmt: skip
+    daemon = RunningDaemon(lab.target, conf, "-stcp", wrapper=small_tmpfs(folder))
+    try:
+        daemon.wait_for("ready:")
+        view = Path(f"/proc/{daemon.proc.pid}/root{folder}")  # the daemon's mount namespace
+        events = view / "events.jsonl"
+        fill_up(view, events, room=10)
+        for attacker in lab.attackers[:2]:
+            nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+            daemon.wait_for_attack(src=attacker.ipv4)
+        daemon.wait_for(r"JSON event log \S+ failing: No space left on device; events are "
+                        "dropped and counted until it works")  # fmt: skip
+        mark = daemon.mark()
+        conf.write_text(conf.read_text() + 'LOG_DETAILS="1"\n')
+        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.wait_for("configuration reloaded", since=mark)
+        lines = events.read_text().splitlines()
+        assert [json.loads(line)["event"] for line in lines] == ["padding"]  # no part line
+        (view / "filler").unlink()
+        nmap(lab.attackers[2].run, "-sS", "-p", "11", lab.target.ipv4)
+        daemon.wait_for(r"JSON event log \S+ works again \(2 events dropped so far\)")
+        written = [json.loads(line) for line in events.read_text().splitlines()]
+        assert [(e["event"], e.get("src")) for e in written] == [
+            ("padding", None), ("scan", lab.attackers[2].ipv4)]  # fmt: skip
+        fill_up(view, events, room=10)  # the summaries at the stop do not fit
+        status, _ = daemon.stop()
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.stop()
+    log = daemon.log()
+    assert status == 0 and "Traceback" not in log and "reload refused" not in log, log
+    assert "stopped: probes=3" in log
+    assert len(re.findall("JSON event log .* failing", log)) == 2
+    assert log.count("works again") == 1

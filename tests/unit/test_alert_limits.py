@@ -52,9 +52,9 @@ def test_a_missing_syslog_socket_is_said_once_and_counted(
     syslog = Syslog(tmp_path / "no-such-log", "daemon")
     with caplog.at_level(logging.INFO, logger="portwarden"):
         assert not any(syslog.send(f"line {n}") for n in range(5))
-    assert syslog.dropped == 5
+    assert syslog.outage.dropped == 5
     assert [r.getMessage().split(";")[0] for r in caplog.records] == [
-        f"syslog: cannot send to {tmp_path / 'no-such-log'} (No such file or directory)"
+        f"syslog {tmp_path / 'no-such-log'} failing: No such file or directory"
     ]
 
 

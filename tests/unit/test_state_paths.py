@@ -35,13 +35,11 @@ def test_an_unusable_path_is_a_placed_one_line_error(
 
 
 def test_an_oserror_on_use_is_placed_at_the_keys_line(folder: Path) -> None:
-    (folder / "d.conf").write_text('\n\nSTATE_DIR="/proc/x"\n')
+    (folder / "d.conf").write_text('\n\nSTATE_DIR="gone/x"\n')
     settings = load_settings(Path("d.conf"))
-    with pytest.raises(Exception) as raised, blamed_on(settings, "STATE_DIR", Path("/proc/x")):
+    with pytest.raises(Exception) as raised, blamed_on(settings, "STATE_DIR", Path("gone/x")):
         raise FileNotFoundError(2, "No such file or directory")
-    assert str(raised.value) == (
-        'd.conf:3: STATE_DIR="/proc/x": /proc/x: No such file or directory'
-    )
+    assert str(raised.value) == ('d.conf:3: STATE_DIR="gone/x": gone/x: No such file or directory')
 
 
 def test_what_can_become_a_directory_passes(folder: Path) -> None:
@@ -65,4 +63,12 @@ def test_reading_commands_make_no_state_dir(
     assert capsys.readouterr().err == (
         f"portwarden: error: no state in STATE_DIR {folder}/typo/state: no such directory "
         "(no portwarden ran with this configuration)\n"
+    )
+
+
+def test_a_kernel_file_system_is_refused_at_load(folder: Path) -> None:
+    """/proc and /sys refuse even root (it used to show only when the daemon made the folder)."""
+    assert unusable_directory(Path("/proc/x")) == "/proc is on proc, a kernel file system"
+    assert (
+        unusable_directory(Path("/sys/kernel/x")) == "/sys/kernel is on sysfs, a kernel file system"
     )

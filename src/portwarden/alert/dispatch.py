@@ -109,10 +109,13 @@ class Alerts:
     def reconfigure(self, settings: Settings) -> None:
         """SIGHUP: new settings; syslog and the JSON log are reopened (after logrotate moved
         it). The new outputs are opened before the old ones close (raises OSError, and changes
-        nothing, when they cannot be); the mailer thread, its hourly budget and the rate limits
-        carry on."""
+        nothing, when they cannot be); closing the old ones never raises (JsonLog.close logs a
+        failure), so the new settings are in force whole. The mailer thread, its hourly budget
+        and the rate limits carry on."""
         syslog, json_log = self._outputs(settings)
         old = self._syslog, self._json
+        if json_log and self._json and settings.event_log == self.settings.event_log:
+            json_log.outage = self._json.outage  # a disk still full is not said again
         self.settings, self._syslog, self._json = settings, syslog, json_log
         self._mailer.settings = settings
         self._close_outputs(*old)
@@ -316,8 +319,8 @@ class Alerts:
         if self._json is None:
             return
         try:
-            self._json.write(event)
-            self.delivery.add("json", "sent")
-        except OSError as error:
+            self._json.write(event)  # a failure is said by JsonLog, once
+        except OSError:
             self.delivery.add("json", "error")
-            log.error("JSON event log %s: %s", self.settings.event_log, error.strerror)
+            return
+        self.delivery.add("json", "sent")

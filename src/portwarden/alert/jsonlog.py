@@ -1,15 +1,52 @@
 """The JSON event log: one object per line, appended; reopened on SIGHUP, rotated by size.
 
-Field names are stable and documented in README ("JSON event log").
+Each event is one complete line, written by one os.write on an O_APPEND descriptor; nothing is
+buffered. So an event is in the file or it is not (the caller counts it dropped), a full disk
+never leaves half a line, an event said dropped never turns up later, and closing never fails
+for want of space. Field names are stable and documented in README ("JSON event log").
 """
 
 import contextlib
 import errno
 import json
+import logging
 import os
+import stat
 import threading
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
+
+from portwarden.alert.outage import Outage
+from portwarden.statedir import unusable_directory
+
+log = logging.getLogger("portwarden")
+
+_SYMLINK_REFUSED = "symbolic link refused"
+
+
+def unusable_event_log(path: Path) -> str | None:
+    """Why `path` cannot be the event log, or None. The check of check-config and of the daemon
+    at start and reload alike; nothing is created."""
+    try:
+        problem = _not_a_log_file(path.lstat().st_mode)
+    except (FileNotFoundError, NotADirectoryError):  # not there yet: its folder says
+        problem = None
+    except OSError as error:  # a name too long, a folder that may not be searched
+        problem = error.strerror or str(error)
+    if problem:
+        return f"{path}: {problem}"
+    return unusable_directory(path.parent)
+
+
+def _not_a_log_file(mode: int) -> str | None:
+    """Why a file of this mode (lstat's) cannot be the event log, or None."""
+    if stat.S_ISLNK(mode):
+        return _SYMLINK_REFUSED  # what it points to may be anything, e.g. /etc/shadow
+    if stat.S_ISDIR(mode):
+        return "a directory, not a file"
+    if not stat.S_ISREG(mode):
+        return "not a regular file"
+    return None
 
 
 class JsonLog:
@@ -21,8 +58,9 @@ class JsonLog:
         self._max = max_bytes
         self._keep = keep
         self._lock = threading.Lock()
-        self._file: TextIO | None = None
+        self._fd: int | None = None
         self._size = 0
+        self.outage = Outage(f"JSON event log {path}", "events")
         self.reopen()
 
     def reopen(self) -> None:
@@ -33,22 +71,44 @@ class JsonLog:
 
     def _open(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        fresh = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
-        if self._file is not None:
-            self._file.close()
-        self._file = fresh
-        self._size = fresh.tell()
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+        try:  # O_NONBLOCK: a FIFO put there is refused below, not waited on
+            fd = os.open(self._path, flags | os.O_CLOEXEC, 0o600)
+        except OSError as error:
+            if error.errno == errno.ELOOP:  # O_NOFOLLOW's answer to a symbolic link
+                raise OSError(errno.ELOOP, _SYMLINK_REFUSED) from None
+            raise
+        info = os.fstat(fd)
+        problem = _not_a_log_file(info.st_mode)
+        if problem:
+            os.close(fd)
+            raise OSError(errno.EINVAL, problem)
+        self._close()
+        self._fd, self._size = fd, info.st_size
 
     def write(self, event: dict[str, Any]) -> None:
+        """Raises OSError when the event was not written (none of it is in the file). The
+        first failure after a success is logged, and so is the next success (see Outage)."""
         line = json.dumps(event, ensure_ascii=True, separators=(",", ":"), default=str) + "\n"
         with self._lock:
-            if self._file is None:
-                raise OSError(errno.EBADF, "the event log was closed (reload)")
-            if self._size + len(line) > self._max:
-                self._rotate()
-            self._file.write(line)
-            self._size += len(line)
+            try:
+                self._append(line.encode("ascii"))
+            except OSError as error:
+                self.outage.failed(error.strerror or str(error))
+                raise
+            self.outage.worked()
+
+    def _append(self, data: bytes) -> None:
+        if self._fd is None:
+            raise OSError(errno.EBADF, "the event log was closed (reload)")
+        if self._size + len(data) > self._max:
+            self._rotate()
+        written = os.write(self._fd, data)
+        if written < len(data):  # the disk is full: take back the part line
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._size += written
 
     def _rotate(self) -> None:
         """Shift the generations and start a new file. The file may be gone already (logrotate
@@ -65,7 +125,15 @@ class JsonLog:
         return self._path.with_name(f"{self._path.name}.{number}")
 
     def close(self) -> None:
+        """Never raises: a failure is logged, naming the file."""
         with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+            self._close()
+
+    def _close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            os.close(fd)
+        except OSError as error:  # nothing is buffered, so nothing was lost
+            log.error("JSON event log %s: closing it failed (%s)", self._path, error.strerror)

@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+from portwarden.alert.outage import Outage
 from portwarden.config.values import FACILITIES
 from portwarden.text import one_line
 
@@ -20,8 +21,14 @@ NOTICE, WARNING, INFO, ERROR = 5, 4, 6, 3
 SEVERITIES = {"alert": 1, "crit": 2, "err": ERROR, "warning": WARNING, "notice": NOTICE,
               "info": INFO, "debug": 7}  # fmt: skip
 _LINE_MAX = 2000
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
-log = logging.getLogger("portwarden")
+
+def timestamp(epoch: float) -> str:
+    """RFC 3164's TIMESTAMP in local time: `Nov  5 09:03:07`, the day padded with a space, the
+    month in English whatever the locale."""
+    t = time.localtime(epoch)
+    return f"{_MONTHS[t.tm_mon - 1]} {t.tm_mday:2d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
 
 
 class Syslog:
@@ -31,11 +38,10 @@ class Syslog:
         self._ident = ident
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
-        self.dropped = 0
-        self._failing = False  # said once when lines start to be dropped, once when they stop
+        self.outage = Outage(f"syslog {path}", "lines", logging.WARNING)
 
     def send(self, message: str, severity: int = NOTICE) -> bool:
-        stamp = time.strftime("%b %d %H:%M:%S")
+        stamp = timestamp(time.time())
         text = one_line(message, _LINE_MAX, backslashes=False)  # its parts are escaped already
         data = f"<{self._facility * 8 + severity}>{stamp} {self._ident}[{os.getpid()}]: {text}"
         with self._lock:
@@ -46,19 +52,12 @@ class Syslog:
                     self._sock.connect(self._path)
                 self._sock.send(data.encode("utf-8", "replace"))
             except OSError as error:
-                self.dropped += 1
                 if self._sock is not None:
                     self._sock.close()
                     self._sock = None
-                if not self._failing:
-                    self._failing = True
-                    log.warning("syslog: cannot send to %s (%s); lines are dropped and counted "
-                                "until it works", self._path, error.strerror or error)  # fmt: skip
+                self.outage.failed(error.strerror or str(error))
                 return False
-            if self._failing:
-                self._failing = False
-                log.info("syslog: %s works again (%d lines dropped so far)", self._path,
-                         self.dropped)  # fmt: skip
+            self.outage.worked()
         return True
 
     def close(self) -> None:

@@ -12,6 +12,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TypeVar
 
+from portwarden.alert.jsonlog import unusable_event_log
 from portwarden.audit.interfaces import parse_addresses
 from portwarden.audit.names import Names
 from portwarden.audit.policy import Group, Policy, parse_devices, parse_groups, parse_skip_groups
@@ -361,9 +362,10 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
                            starttls=settings.smtp_starttls, user=settings.smtp_user,
                            password_file=settings.smtp_password_file,
                            ca_file=settings.smtp_ca_file)  # fmt: skip
-    event_dir = settings.event_log.parent if settings.event_log else None
-    for key, directory in (("STATE_DIR", state_dir), ("EVENT_LOG", event_dir)):
-        problem = directory and unusable_directory(directory)
+    for key, problem in (
+        ("STATE_DIR", unusable_directory(state_dir)),
+        ("EVENT_LOG", settings.event_log and unusable_event_log(settings.event_log)),
+    ):
         if problem:
             raise read.error(key, problem)
     if settings.audit_min_port > settings.audit_max_port:

@@ -1,0 +1,32 @@
+"""An alert output that fails (a full disk, a missing syslog socket) is said once when it starts
+failing and once when it works again, never once per line: the failure of a log must not flood
+the other log."""
+
+import logging
+
+log = logging.getLogger("portwarden")
+
+
+class Outage:
+    def __init__(self, name: str, unit: str, level: int = logging.ERROR) -> None:
+        """`name`: the output as the administrator knows it (`JSON event log /path`);
+        `unit`: what it drops (`events`); `level`: of the line that says it fails."""
+        self._name = name
+        self._unit = unit
+        self._level = level
+        self.dropped = 0  # since start
+        self._failing = False
+
+    def failed(self, why: str) -> None:
+        """One more dropped; said if it is the first since the output last worked."""
+        self.dropped += 1
+        if not self._failing:
+            self._failing = True
+            log.log(self._level, "%s failing: %s; %s are dropped and counted until it works",
+                    self._name, why, self._unit)  # fmt: skip
+
+    def worked(self) -> None:
+        if self._failing:
+            self._failing = False
+            log.info("%s works again (%d %s dropped so far)", self._name, self.dropped,
+                     self._unit)  # fmt: skip
