@@ -37,6 +37,9 @@ def check_smtp(
     """`where(key)`: 'file:line: ' of a key; `error(key, reason, value)`: a ConfigError at it.
     Raises such an error; returns warnings."""
     warnings = []
+    if user is not None and not user.isascii():
+        raise error("SMTP_USER", "the user name has a non-ASCII character, which SMTP AUTH cannot "
+                    "send (smtplib sends it as ASCII)", user)  # fmt: skip
     if user is not None and password_file is None:
         raise error("SMTP_USER", "a login needs SMTP_PASSWORD_FILE (the password is never "
                     "written in the main file)", user)  # fmt: skip

@@ -234,10 +234,16 @@ FACILITIES = ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news",
 
 
 def facility(text: str) -> str:
-    """A syslog facility name, as in syslog.conf; PortSentry's LOG_DAEMON spelling too."""
+    """A syslog facility name, as in syslog.conf; PortSentry's LOG_DAEMON spelling too. Not
+    `kern`: that is the kernel's (syslog(3) never sends it; rsyslog would file our lines as
+    kernel messages)."""
     name = text.strip().lower().removeprefix("log_")
+    if name == "kern":
+        raise ValueError("kern is the kernel's own facility, which a program may not use "
+                         "(rsyslog files it as kernel messages): use daemon, auth, authpriv, "
+                         "local0 ... local7")  # fmt: skip
     if name not in FACILITIES:
-        raise ValueError(f"unknown syslog facility; use one of {', '.join(FACILITIES)}")
+        raise ValueError(f"unknown syslog facility; use one of {', '.join(FACILITIES[1:])}")
     return name
 
 
