@@ -41,6 +41,7 @@ class SaveHandler:
         path.with_suffix(".tmp").write_bytes(envelope.original_content)
         path.with_suffix(".tmp").rename(path)
         (self.folder / f"{self.count:04d}.rcpt").write_text("\n".join(envelope.rcpt_tos))
+        (self.folder / f"{self.count:04d}.helo").write_text(session.host_name)
         return "250 OK"
 
 

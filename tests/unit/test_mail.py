@@ -3,6 +3,7 @@ certificate checked, AUTH with the password file's first line; and the SMTP keys
 together, checked when the configuration is loaded."""
 
 import email
+import email.policy
 import ipaddress
 import logging
 import socket
@@ -401,3 +402,35 @@ def test_a_report_is_sent_as_plain_7bit_text_when_it_can_be(
     assert message.get_payload(decode=True).decode().replace("\r\n", "\n") == body
     if plain:
         assert body.encode() in saved.read_bytes().replace(b"\r\n", b"\n")
+
+
+def test_the_subject_keeps_the_administrators_text_and_is_encoded(
+    tmp_path: Path, plain_relay: int, inbox: Path
+) -> None:
+    """Only the macros' values are escaped; non-ASCII text goes as RFC 2047 encoded words."""
+    template = "\u00fcber a\\b %p scan from %s (100%%) " + "x" * 250
+    s = settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{plain_relay}"\n'
+                           f'MAIL_SUBJECT="{template}"\n')  # fmt: skip
+    Mailer(s).work((scan("198.18.0.11", 1.7e9), "not blocked"))
+    (saved,) = inbox.glob("*.eml")
+    message = email.message_from_bytes(saved.read_bytes(), policy=email.policy.default)
+    assert message["Subject"] == "\u00fcber a\\b TCP scan from 198.18.0.11 (100%) " + "x" * 250
+    assert b"=?utf-8?" in saved.read_bytes() and saved.read_bytes().isascii()
+
+
+@pytest.mark.parametrize(
+    ("helo", "sent"),
+    [("198.18.0.1", "[198.18.0.1]"), ("2001:db8::1", "[IPv6:2001:db8::1]"),
+     ("target.example", "target.example")],
+)  # fmt: skip
+def test_an_address_as_helo_is_sent_as_an_address_literal(
+    tmp_path: Path, plain_relay: int, inbox: Path, helo: str, sent: str
+) -> None:
+    to_relay = f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{plain_relay}"\n'
+    mailer = mail_once(settings(tmp_path, f'{to_relay}SMTP_HELO="{helo}"\n'))
+    assert mailer.sent == 1
+    assert (inbox / "0001.helo").read_text() == sent
+    message = email.message_from_bytes((inbox / "0001.eml").read_bytes(),
+                                       policy=email.policy.default)  # fmt: skip
+    assert message["Message-ID"].endswith(f"@{sent}>")
+    assert message["Message-ID"].defects == ()

@@ -42,9 +42,12 @@ def protocol(verdict: Verdict) -> str:
 
 
 def subject(template: str, verdict: Verdict) -> str:
-    """MAIL_SUBJECT with scandetd's macros: %p protocol, %s source, %d destination."""
+    """MAIL_SUBJECT with scandetd's macros: %p protocol, %s source, %d destination. Only the
+    values put in are escaped: the administrator's own text (printable, on one line: checked
+    at load) stays as written, and EmailMessage encodes what is not ASCII (RFC 2047)."""
     p = verdict.probe
-    values = {"p": protocol(verdict), "s": str(p.src), "d": str(p.dst), "%": "%"}
+    values = {"p": protocol(verdict), "s": str(p.src), "d": str(p.dst)}
+    values = {macro: one_line(value) for macro, value in values.items()} | {"%": "%"}
     out, i = [], 0
     while i < len(template):
         if template[i] == "%" and i + 1 < len(template) and template[i + 1] in values:
@@ -53,7 +56,7 @@ def subject(template: str, verdict: Verdict) -> str:
         else:
             out.append(template[i])
             i += 1
-    return one_line("".join(out))
+    return "".join(out)
 
 
 def scan_type(verdict: Verdict) -> str:

@@ -111,6 +111,17 @@ class _DeadlineSMTP(smtplib.SMTP):
 _LINE_MAX = 998  # RFC 5322: characters in a line of a message, without CRLF
 
 
+def helo_name(helo: str) -> str:
+    """SMTP_HELO as EHLO and the Message-ID take it: a bare address becomes an address literal
+    (RFC 5321 4.1.3: `[198.18.0.1]`, `[IPv6:2001:db8::1]`; RFC 5322 allows it after the `@` of
+    a Message-ID, where a bare IPv6 address is not valid); a name stays as it is."""
+    try:
+        address = ipaddress.ip_address(helo)
+    except ValueError:
+        return helo
+    return f"[IPv6:{address}]" if address.version == 6 else f"[{address}]"
+
+
 def deliver(s: Settings, title: str, text: str, until: float,
             relay_lookup: RelayLookup) -> dict[str, str]:  # fmt: skip
     """Send one mail to every MAIL_TO address by `until` (monotonic). Returns the addresses the
@@ -121,13 +132,14 @@ def deliver(s: Settings, title: str, text: str, until: float,
     message["To"] = ", ".join(s.mail_to)
     message["Subject"] = title
     message["Date"] = formatdate(localtime=True)
-    message["Message-ID"] = make_msgid(domain=s.smtp_helo)
+    helo = helo_name(s.smtp_helo)
+    message["Message-ID"] = make_msgid(domain=helo)
     # Plain 7-bit text when it can be (every line of a report is short ASCII), so that scripts
     # and old readers that parse the body see it as written; quoted-printable otherwise.
     plain = text.isascii() and all(len(line) < _LINE_MAX for line in text.splitlines())
     message.set_content(text, cte="7bit" if plain else None)
     addresses: list[str] = []
-    smtp = _DeadlineSMTP(addresses, local_hostname=s.smtp_helo, timeout=s.smtp_timeout)
+    smtp = _DeadlineSMTP(addresses, local_hostname=helo, timeout=s.smtp_timeout)
     timer = threading.Timer(max(0.0, until - time.monotonic()), smtp.cut)
     timer.daemon = True
     timer.start()
