@@ -99,6 +99,7 @@ def test_mail_syslog_json_and_fail2ban_for_an_nmap_scan(
     assert body["Last port"].split()[0] == seen[-1]
     assert body["Started"] <= body["Last seen"]
     assert body["Action"] == "blocked via nft until forever"
+    assert body["Flags seen"] == "SYN"
     # Syslog: PortSentry's wording, our ident and the configured facility (local3 = 19).
     line = syslog.wait_for(rf"attackalert: TCP SYN/Normal scan from host: {attacker.ipv4}/"
                            rf"{attacker.ipv4} to TCP port: (1|11|15)$")  # fmt: skip
@@ -133,6 +134,7 @@ def test_mail_syslog_json_and_fail2ban_for_an_nmap_scan(
     assert summary["src"] == attacker.ipv4 and summary["probes"] == len(seen)
     assert summary["action"] == "blocked via nft until forever"
     assert set(summary) >= {"time", "started", "last_seen", "first_port", "last_port", "types"}
+    assert summary["flags"] == ["SYN"]
     daemon.stop()
 
 
@@ -259,7 +261,34 @@ def test_one_mail_per_scan_of_one_protocol(lab: Lab, start_daemon: StartDaemon,
     assert summaries["tcp"]["types"] == ["TCP SYN/Normal scan"]
     assert summaries["udp"]["types"] == ["UDP scan"]
     assert summaries["udp"]["probes"] >= 2 and summaries["tcp"]["probes"] == 2
+    assert (summaries["tcp"]["flags"], summaries["udp"]["flags"]) == (["SYN"], [])
     daemon.stop()
+
+
+def test_the_scan_report_gives_the_flags_seen(lab: Lab, start_daemon: StartDaemon,
+                                              tmp_path: Path) -> None:  # fmt: skip
+    """A SYN, a FIN and an XMAS scan from one source are one TCP scan: its mail and its JSON
+    summary list the three flag combinations, in the order they came."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    server = smtp_server(lab, lab.client.ipv4, "2532", str(inbox))
+    daemon = start_daemon("-stcp", conf=(
+        'UDP_MODE="none"\nMAIL_ON_TCP_SCAN="1"\nSCAN_END_QUIET="2"\nMAIL_TO="admin@example.org"\n'
+        f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2532"\n'))  # fmt: skip
+    attacker = lab.attackers[2]
+    try:
+        for scan in ("-sS", "-sF", "-sX"):
+            nmap(attacker.run, scan, "-p", "11", lab.target.ipv4)
+        (mail,) = wait_for_mail(inbox, 1)
+    finally:
+        server.kill()
+    body = dict(line.split(":", 1) for line in mail.get_payload().strip().splitlines())
+    assert body["Flags seen"].strip() == "SYN, FIN, FIN+PSH+URG"
+    events = [json.loads(x) for x in (daemon.log_path.parent / "state" / "events.jsonl")
+              .read_text().splitlines()]  # fmt: skip
+    (summary,) = (e for e in events if e["event"] == "scan-summary")
+    assert summary["flags"] == ["SYN", "FIN", "FIN+PSH+URG"]
+    assert summary["types"] == ["TCP SYN/Normal scan", "TCP FIN scan", "TCP XMAS scan"]
 
 
 _SEND_UDP = """

@@ -50,6 +50,7 @@ def summary_event(verdict: Verdict, action: str, now: float) -> dict[str, Any]:
             first_port=first.dport,
             last_port=p.dport,
             types=list(verdict.types),
+            flags=list(verdict.patterns),
         )
     event["action"] = action
     return event

@@ -19,6 +19,7 @@ from portwarden import limits
 from portwarden.alert.mailbudget import MailBudget
 from portwarden.config import Settings
 from portwarden.detect.engine import Verdict
+from portwarden.detect.probe import Proto
 from portwarden.respond.actions import safe_hostname
 from portwarden.respond.resolve import Resolver
 from portwarden.text import local_stamp, one_line, port_count
@@ -70,9 +71,11 @@ def body(verdict: Verdict, name: str | None, action: str, host: str) -> str:
     inbox often serves many hosts)."""
     p, first = verdict.probe, verdict.first_probe or verdict.probe
     if verdict.kind == "os-summary":
-        detail = f"Flag patterns:   {' '.join(verdict.patterns)}"
+        detail = [f"Flag patterns:   {' '.join(verdict.patterns)}"]
     else:
-        detail = f"Distinct ports:  {port_count(verdict.ports)}"
+        detail = [f"Distinct ports:  {port_count(verdict.ports)}"]
+    if verdict.kind == "scan-summary" and p.proto is Proto.TCP:
+        detail.append(f"Flags seen:      {', '.join(verdict.patterns) or 'none (connections)'}")
     lines = [
         f"Target host:     {one_line(host)}",
         f"Source:          {p.src}" + (f" ({name})" if name else ""),
@@ -83,7 +86,7 @@ def body(verdict: Verdict, name: str | None, action: str, host: str) -> str:
         f"Started:         {local_stamp(first.seen_at)}",
         f"Last seen:       {local_stamp(p.seen_at)}",
         f"Probes:          {verdict.probes}",
-        detail,
+        *detail,
         f"First port:      {first.dport} at {local_stamp(first.seen_at)}",
         f"Last port:       {p.dport} at {local_stamp(p.seen_at)}",
         f"Action:          {action}",

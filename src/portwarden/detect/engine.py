@@ -49,9 +49,10 @@ class Verdict(NamedTuple):
     kind "os-probe": the source's first OS-fingerprinting probe of tool `probe.os_tool`;
     `patterns` the flag patterns of its OS probing so far.
     kind "scan-summary": one scan of one protocol is over (quiet for scan_end_quiet_s): `probe`
-    is its last probe, `first_probe` its first, `types` every scan type seen; `probes`, `ports`
-    and `first_seen` count that scan only. The next probe of that protocol from that source
-    starts a new scan, with a summary of its own.
+    is its last probe, `first_probe` its first, `types` every scan type seen, `patterns` every
+    TCP flag combination seen ("SYN", "FIN+PSH+URG"; none for UDP and connections); `probes`,
+    `ports` and `first_seen` count that scan only. The next probe of that protocol from that
+    source starts a new scan, with a summary of its own.
     kind "os-summary": the same for a run of OS probing (quiet for limits.OS_PROBE_QUIET_S):
     `probes` OS probes, `patterns` every flag pattern ("udp" for a UDP probe) with nmap's name
     for the probe when known ("SYN/SEQ1"), `types` the tools.
@@ -65,7 +66,7 @@ class Verdict(NamedTuple):
     probes: int
     ports: int  # distinct ports (at most limits.PORTS_TRACKED_MAX)
     first_seen: float  # monotonic
-    patterns: tuple[str, ...] = ()  # OS probes: flag patterns seen
+    patterns: tuple[str, ...] = ()  # OS probes, scan summaries: flag patterns seen
     first_probe: Probe | None = None  # summaries: the first probe
     types: tuple[str, ...] = ()  # summaries: scan types (scan) or tools (OS) seen
 
@@ -86,7 +87,7 @@ class _Run:
     probing, from its first probe until it has been quiet long enough to be summarised."""
 
     __slots__ = ("first_seen", "last_seen", "first_probe", "last_probe", "probes", "ports",
-                 "kinds", "tools")  # fmt: skip
+                 "kinds", "tools", "flags")  # fmt: skip
 
     def __init__(self, probe: Probe, now: float) -> None:
         self.first_seen = now
@@ -97,6 +98,7 @@ class _Run:
         self.ports = array("H")
         self.kinds: tuple[str, ...] = ()  # scan types, or OS flag patterns
         self.tools: tuple[str, ...] = ()  # OS-probing tools
+        self.flags: tuple[str, ...] = ()  # TCP flag combinations (a scan's)
 
     def add(self, probe: Probe, now: float, kind: str) -> None:
         self.last_seen = now
@@ -106,6 +108,9 @@ class _Run:
             self.ports.append(probe.dport)
         if kind not in self.kinds and len(self.kinds) < limits.PATTERNS_TRACKED_MAX:
             self.kinds += (kind,)
+        flags = probe.flags
+        if flags and flags not in self.flags and len(self.flags) < limits.PATTERNS_TRACKED_MAX:
+            self.flags += (flags,)
         if probe.os_tool is not None and probe.os_tool not in self.tools:
             self.tools += (probe.os_tool,)  # two tools at most: nmap, queso
 
@@ -372,4 +377,4 @@ class Engine:
             return Verdict(kind, run.last_probe, True, run.probes, len(run.ports),
                            run.first_seen, run.kinds, run.first_probe, run.tools)  # fmt: skip
         return Verdict(kind, run.last_probe, True, run.probes, len(run.ports), run.first_seen,
-                       (), run.first_probe, run.kinds)  # fmt: skip
+                       run.flags, run.first_probe, run.kinds)  # fmt: skip
