@@ -21,6 +21,7 @@ from portwarden.config.settings import blamed_on
 from portwarden.descriptors import OUT_OF_DESCRIPTORS, raise_soft_limit
 from portwarden.detect.config import engine_config, late_reply_ports
 from portwarden.detect.engine import Engine, EngineConfig, Verdict
+from portwarden.detect.probe import Probe
 from portwarden.respond.policy import ResponsePolicy
 from portwarden.sensors.build import Sensor, build_sensors
 from portwarden.sensors.hostview import HostView
@@ -166,7 +167,7 @@ class Daemon:
                 sensor.on_readable(key.fd)
                 continue
             for probe in sensor.read(key.fd):
-                self._report(self._engine.feed(probe, time.monotonic()))
+                self._feed(probe)
         now = time.monotonic()
         self._report(self._engine.tick(now))
         self._summaries_dropped += self._engine.take_summaries_dropped()
@@ -238,6 +239,12 @@ class Daemon:
         if warning:
             log.warning("%s", warning)
         return ports
+
+    def _feed(self, probe: Probe) -> None:
+        now = time.monotonic()
+        if self._alerts.logs_probes and probe.tripwire and not self._engine.ignores(probe):
+            self._alerts.probe(probe, now)  # every probe, before the threshold
+        self._report(self._engine.feed(probe, now))
 
     def _report(self, verdicts: list[Verdict]) -> None:
         self._verdicts += len(verdicts)

@@ -324,6 +324,26 @@ def test_portsentry_lines_in_stealth_modes(lab: Lab, start_daemon: StartDaemon,
     assert sum("is already blocked" in line and scanner in line for line in syslog.lines) == 1
 
 
+def test_every_probe_is_logged_below_the_trigger_too(lab: Lab, start_daemon: StartDaemon,
+                                                     syslog: SyslogReceiver) -> None:  # fmt: skip
+    """LOG_CONNECTIONS and LOG_DETAILS are scandetd's "log every probe": with SCAN_TRIGGER="2"
+    the first probe has its lines although it makes no verdict."""
+    daemon = start_daemon("-stcp", conf=(
+        f'UDP_MODE="none"\nSYSLOG_SOCKET="{syslog.path}"\nSCAN_TRIGGER="2"\n'
+        'LOG_CONNECTIONS="1"\nLOG_DETAILS="1"\n'))  # fmt: skip
+    attacker, target = lab.attackers[0].ipv4, lab.target.ipv4
+    nmap(lab.attackers[0].run, "-sS", "-p", "11", target)
+    syslog.wait_for(rf"port 11 connection attempt from {attacker}$")
+    syslog.wait_for(rf"TCP {attacker}\(\d+\) -> {target}\(11\)$")
+    assert not any("attackalert" in line for line in syslog.lines)
+    nmap(lab.attackers[0].run, "-sS", "-p", "15", target)  # the second: past the trigger
+    syslog.wait_for(rf"attackalert: TCP SYN/Normal scan from host: {attacker}/{attacker} to TCP "
+                    "port: 15$")  # fmt: skip
+    syslog.wait_for(rf"port 15 connection attempt from {attacker}$")
+    assert [a["port"] for a in daemon.attacks(kind="scan")] == ["15"]
+    assert sum("connection attempt" in line for line in syslog.lines) == 2
+
+
 def test_portsentry_lines_in_classic_modes(lab: Lab, start_daemon: StartDaemon,
                                            syslog: SyslogReceiver) -> None:  # fmt: skip
     start_daemon("-tcp", "-udp", conf=(

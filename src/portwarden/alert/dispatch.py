@@ -31,6 +31,7 @@ from portwarden.alert.syslog import INFO, SEVERITIES, WARNING, Syslog
 from portwarden.audit.findings import Finding
 from portwarden.config import Settings
 from portwarden.detect.engine import Verdict
+from portwarden.detect.probe import Probe
 from portwarden.store.db import BlockRecord
 from portwarden.text import utc_stamp
 
@@ -153,8 +154,7 @@ class Alerts:
             else:
                 self._probe_lines(verdict, None)
         elif self._syslog is not None:  # counted, not formatted: this is the flood's path
-            lines = (1 + p.ip_options + self.settings.log_connections + self.settings.log_details
-                     + (portsentry.detail_line(verdict) is not None))  # fmt: skip
+            lines = 1 + p.ip_options + (portsentry.detail_line(verdict) is not None)
             self.delivery.add("syslog", "rate_limit", lines)
         if verdict.first or verdict.kind == "os-probe":  # the JSON log has a limit of its own
             if self._events.allow(now):
@@ -170,8 +170,8 @@ class Alerts:
                 write(name)
 
     def _probe_lines(self, verdict: Verdict, name: str | None) -> None:
-        """A probe's syslog lines: PortSentry's (with the source's name, if known), our
-        detail, and scandetd's if configured."""
+        """A verdict's syslog lines: PortSentry's (with the source's name, if known) and our
+        detail."""
         p = verdict.probe
         self._syslog_write(portsentry.attack_line(verdict, name))
         detail = portsentry.detail_line(verdict)
@@ -179,10 +179,25 @@ class Alerts:
             self._syslog_write(detail)
         if p.ip_options:
             self._syslog_write(portsentry.ip_options_line(p, name))
-        if self.settings.log_connections:
-            self._syslog_write(portsentry.connection_line(p), INFO)
-        if self.settings.log_details:
-            self._syslog_write(portsentry.details_line(p), INFO)
+
+    @property
+    def logs_probes(self) -> bool:
+        """Whether probe() has anything to do: LOG_CONNECTIONS or LOG_DETAILS, and syslog."""
+        s = self.settings
+        return self._syslog is not None and (s.log_connections or s.log_details)
+
+    def probe(self, probe: Probe, now: float) -> None:
+        """scandetd's LogConnections and LogDetails: lines for every probe the engine counts,
+        below its threshold too (SCAN_TRIGGER, SCAN_COUNT_THRESHOLD); limited with the attack
+        lines."""
+        s = self.settings
+        if not self._lines.allow(now):
+            self.delivery.add("syslog", "rate_limit", s.log_connections + s.log_details)
+            return
+        if s.log_connections:
+            self._syslog_send(portsentry.connection_line(probe), INFO)
+        if s.log_details:
+            self._syslog_send(portsentry.details_line(probe), INFO)
 
     def tick(self, now: float) -> None:
         """Every turn of the loop: the lines that waited for a name. Once a second: how much

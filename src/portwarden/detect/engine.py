@@ -233,7 +233,7 @@ class Engine:
         return len(self._sources)
 
     def feed(self, probe: Probe, now: float) -> list[Verdict]:
-        if self._ignored(probe):
+        if self.ignores(probe):
             return []
         state = self._state(probe.src, now)
         gap = now - state.last_seen
@@ -274,7 +274,8 @@ class Engine:
                            s.types + tuple(f"OS probe ({t})" for t in s.tools_reported))
                 for address, s in best if s.probes or s.tools_reported]  # fmt: skip
 
-    def _ignored(self, probe: Probe) -> bool:
+    def ignores(self, probe: Probe) -> bool:
+        """The probe's source is ignored (IGNORE_FILE, this host, *_SCAN_IGNORE): no verdict."""
         if probe.src in self.config.ignore:
             return True
         rules = self.config.tcp_rules if probe.proto is Proto.TCP else self.config.udp_rules
