@@ -376,7 +376,9 @@ class Daemon:
             if signum == signal.SIGHUP:
                 self._reload()
             else:
-                log.info("stopping on %s", signal.Signals(signum).name)
+                name = signal.Signals(signum).name
+                log.info("stopping on %s", name)
+                self._alerts.stopping(name)
                 service.notify("STOPPING=1")
                 self._stop_requested = True
 
@@ -397,6 +399,7 @@ class Daemon:
         except (ConfigError, OSError) as error:
             log.error("reload refused, old configuration stays in force: %s", error)
             self._alerts.reopen()
+            self._alerts.reload_refused(str(error))
             service.notify(f"READY=1\nSTATUS=reload refused: {error}")
             return
         for warning in fresh.warnings:
@@ -429,6 +432,7 @@ class Daemon:
             self._audit.stop(wait=False)
             self._audit = None
         log.info("configuration reloaded from %s", fresh.source)
+        self._alerts.active(self._modes(), reloaded=True)
         # STATUS= too: it replaces a "reload refused" that `systemctl status` would keep showing
         service.notify(f"READY=1\nSTATUS=reloaded; {self._modes()}")
 
@@ -442,6 +446,7 @@ class Daemon:
         s = self.settings
         config = self._config_path.absolute() if self._config_path else s.source
         log.info("ready: %s, config %s, state %s", self._modes(), config, s.state_dir)
+        self._alerts.active(self._modes())
         service.notify(f"READY=1\nSTATUS=watching; {self._modes()}")
         if self._on_ready is not None:
             self._on_ready()

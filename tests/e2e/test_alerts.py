@@ -344,6 +344,37 @@ def test_every_probe_is_logged_below_the_trigger_too(lab: Lab, start_daemon: Sta
     assert sum("connection attempt" in line for line in syslog.lines) == 2
 
 
+def test_adminalert_lines_at_start_reload_and_stop(start_daemon: StartDaemon,
+                                                  syslog: SyslogReceiver) -> None:  # fmt: skip
+    """PortSentry said when it started and stopped; logwatch's script files those lines as
+    routine, and shows a refused reload among its unmatched entries."""
+    daemon = start_daemon("-stcp", conf=(
+        f'UDP_MODE="none"\nSYSLOG_SOCKET="{syslog.path}"\nAUDIT_INTERVAL="0"\n'))  # fmt: skip
+    conf = daemon.log_path.with_suffix(".conf")
+    good = conf.read_text()
+    modes = "tcp mode stcp, udp mode off"
+    syslog.wait_for(rf"adminalert: PortSentry is now active and listening \(portwarden: {modes}\)$")
+    daemon.proc.send_signal(signal.SIGHUP)
+    syslog.wait_for(r"adminalert: PortSentry is now active and listening \(portwarden: "
+                    rf"configuration reloaded; {modes}\)$")  # fmt: skip
+    conf.write_text(good + 'SCAN_TRIGGER="lots"\n')
+    daemon.proc.send_signal(signal.SIGHUP)
+    where = re.escape(str(conf))
+    refused = syslog.wait_for(r"adminalert: ERROR: reload refused, old configuration stays in "
+                              rf'force: {where}:\d+: SCAN_TRIGGER="lots": ')  # fmt: skip
+    assert refused.startswith(f"<{3 * 8 + 3}>")  # daemon.err
+    conf.write_text(good)
+    assert daemon.stop()[0] == 0
+    syslog.wait_for(r"adminalert: portsentry shutdown: portwarden is shutting down \(SIGTERM\)$")
+    share = logwatch.share()
+    assert share is not None, "logwatch is not unpacked: run scripts/test.sh"
+    messages = [logwatch.file_line(line, "target") for line in syslog.lines]
+    assert len(messages) == 4
+    report = logwatch.report(share, logwatch.OVERRIDE, messages)
+    refused_text = messages[2].split("]: ", 1)[1]
+    assert report == f"\n**Unmatched entries**\n1 Time(s): {refused_text}\n", report
+
+
 def test_portsentry_lines_in_classic_modes(lab: Lab, start_daemon: StartDaemon,
                                            syslog: SyslogReceiver) -> None:  # fmt: skip
     start_daemon("-tcp", "-udp", conf=(
@@ -417,7 +448,7 @@ def test_a_full_disk_under_the_event_log(lab: Lab, tmp_path: Path) -> None:
     conf = tmp_path / "portwarden.conf"
     conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nUDP_MODE="none"\n'
                     f'EVENT_LOG="{folder}/events.jsonl"\nSCAN_END_QUIET="300"\n'
-                    'SYSLOG_SOCKET=""\n')  # fmt: skip
+                    'SYSLOG_SOCKET=""\nAUDIT_INTERVAL="0"\n')  # fmt: skip
     daemon = RunningDaemon(lab.target, conf, "-stcp", wrapper=small_tmpfs(folder))
     try:
         daemon.wait_for("ready:")

@@ -27,7 +27,7 @@ from portwarden.alert.hostnames import HostNames
 from portwarden.alert.jsonlog import JsonLog
 from portwarden.alert.line import LineLimiter, verdict_line
 from portwarden.alert.mail import Mailer
-from portwarden.alert.syslog import INFO, SEVERITIES, WARNING, Syslog
+from portwarden.alert.syslog import ERROR, INFO, SEVERITIES, WARNING, Syslog
 from portwarden.audit.findings import Finding
 from portwarden.config import Settings
 from portwarden.detect.engine import Verdict
@@ -212,6 +212,16 @@ class Alerts:
                         refused, limits.ATTACK_LINES_PER_S)  # fmt: skip
             self._syslog_send(f"attackalert: {refused} more alerts suppressed (rate limit)")
             self._event({"time": stamp(time.time()), "event": "suppressed", "count": refused})
+
+    def active(self, modes: str, reloaded: bool = False) -> None:
+        """The daemon is ready, or has reloaded its configuration (`modes`: what it watches)."""
+        self._syslog_send(portsentry.active_line(modes, reloaded))
+
+    def reload_refused(self, error: str) -> None:
+        self._syslog_send(portsentry.reload_refused_line(error), ERROR)
+
+    def stopping(self, why: str) -> None:
+        self._syslog_send(portsentry.shutdown_line(why))
 
     def audit(self, findings: Sequence[Finding], when: float) -> None:
         """An audit's findings: one log, syslog and JSON line each, one mail for all. At most

@@ -2,7 +2,11 @@
 
 The attack lines are PortSentry 1.2's, checked against its source (portsentry.c): the classic
 modes write `Connect from host:` for TCP and UDP alike, the stealth ones name the packet as its
-ReportPacketType() does, and "already blocked" has two forms.
+ReportPacketType() does, and "already blocked" has two forms. The `adminalert:` lines about the
+daemon itself are worded for logwatch's portsentry script, which files as routine the lines
+with `PortSentry is now active` (PortSentry 1.2's start line) or `portsentry shutdown`, and
+shows any other among its unmatched entries (PortSentry 1.2's own "PortSentry is shutting down"
+among them).
 """
 
 from portwarden.detect.engine import Verdict
@@ -92,3 +96,18 @@ def already_blocked_line(address: str, mode: str) -> str:
     if mode in CLASSIC_MODES:
         return f"attackalert: Host: {address} is already blocked. Ignoring"
     return f"attackalert: Host: {address}/{address} is already blocked Ignoring"
+
+
+def active_line(modes: str, reloaded: bool = False) -> str:
+    """Ready (or reloaded): PortSentry's `adminalert: PortSentry is now active and listening.`"""
+    what = f"configuration reloaded; {modes}" if reloaded else modes
+    return f"adminalert: PortSentry is now active and listening (portwarden: {what})"
+
+
+def shutdown_line(why: str) -> str:
+    return f"adminalert: portsentry shutdown: portwarden is shutting down ({why})"
+
+
+def reload_refused_line(error: str) -> str:
+    """Not routine: logwatch shows it among its unmatched entries."""
+    return f"adminalert: ERROR: reload refused, old configuration stays in force: {error}"
