@@ -110,6 +110,10 @@ MAIL_HELD_LISTED_MAX = 20
 # The longest a stop waits for queued mail to be sent; what is left is counted and said.
 MAIL_STOP_WAIT_S = 15.0
 
+# Mails a 4xx reply turned away, waiting to be tried once more (SMTP_RETRY_DELAY): a relay that
+# defers every mail cannot make them grow past this; later ones are not tried again.
+MAIL_RETRIES_MAX = MAIL_QUEUE_MAX
+
 # JSON probe events written per second (summaries, blocks and caps are always written).
 JSON_EVENTS_PER_S = 200
 JSON_EVENTS_BURST = 1_000

@@ -22,18 +22,27 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class SaveHandler:
-    def __init__(self, folder: Path, refuse: frozenset[str] = frozenset()) -> None:
+    def __init__(self, folder: Path, refuse: frozenset[str] = frozenset(),
+                 defer: frozenset[str] = frozenset(), defer_data: int = 0) -> None:  # fmt: skip
         self.folder = folder
         self.refuse = refuse  # recipients refused at RCPT TO
+        self.defer = set(defer)  # recipients refused for now (450) at their first RCPT TO
+        self.defer_data = defer_data  # DATA commands refused for now (451) before one is taken
         self.count = 0
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         if address in self.refuse:
             return f"550 5.1.1 <{address}>: Recipient address rejected"
+        if address in self.defer:
+            self.defer.discard(address)
+            return f"450 4.2.0 <{address}>: Recipient address rejected: Greylisted"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
+        if self.defer_data:
+            self.defer_data -= 1
+            return "451 4.3.0 Try again later"
         self.count += 1
         path = self.folder / f"{self.count:04d}.eml"
         if session.auth_data is not None:
@@ -46,11 +55,12 @@ class SaveHandler:
 
 
 def relay(address: str, port: int, folder: Path, tls: tuple[Path, Path] | None = None,
-          login: tuple[str, str] | None = None,
-          refuse: frozenset[str] = frozenset()) -> Controller:  # fmt: skip
+          login: tuple[str, str] | None = None, refuse: frozenset[str] = frozenset(),
+          defer: frozenset[str] = frozenset(), defer_data: int = 0) -> Controller:  # fmt: skip
     """A started relay; with `tls` (certificate, key) STARTTLS is required, with `login`
     (user, password) so is AUTH, and only that exact pair is accepted; the `refuse` recipients
-    are refused (550)."""
+    are refused (550), the `defer` ones refused for now (450) the first time; the first
+    `defer_data` messages are refused for now (451) at the end of DATA."""
     options: dict[str, Any] = {}
     if tls is not None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -68,7 +78,7 @@ def relay(address: str, port: int, folder: Path, tls: tuple[Path, Path] | None =
         options.update(authenticator=authenticate, auth_required=True)
     # server_hostname: no getfqdn() (a reverse lookup) at each connection
     controller = Controller(
-        SaveHandler(folder, refuse),
+        SaveHandler(folder, refuse, defer, defer_data),
         hostname=address,
         port=port,
         server_hostname="relay.test",

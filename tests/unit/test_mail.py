@@ -434,3 +434,66 @@ def test_an_address_as_helo_is_sent_as_an_address_literal(
                                        policy=email.policy.default)  # fmt: skip
     assert message["Message-ID"].endswith(f"@{sent}>")
     assert message["Message-ID"].defects == ()
+
+
+def settled(mailer: Mailer, timeout: float = 5.0) -> tuple[int, int]:
+    """(sent, failed) once the one mail submitted is counted."""
+    deadline = time.monotonic() + timeout
+    while mailer.sent + mailer.failed == 0:
+        assert time.monotonic() < deadline, "the mail was never counted"
+        time.sleep(0.02)
+    return mailer.sent, mailer.failed
+
+
+@pytest.mark.parametrize(
+    ("defer", "defer_data", "rcpts", "counted", "said"),
+    [  # a relay busy at DATA; greylisting at RCPT; a relay that stays busy
+        ((), 1, [["a@example.org", "b@example.org"]], (1, 0),
+         "refused for now for a@example.org, b@example.org (451 4.3.0 Try again later)"),
+        (("b@example.org",), 0, [["a@example.org"], ["b@example.org"]], (1, 0),
+         "refused for now for b@example.org (450 4.2.0 <b@example.org>: Recipient address "
+         "rejected: Greylisted)"),
+        ((), 2, [], (0, 1), "failed: 451 4.3.0 Try again later"),
+    ],
+)  # fmt: skip
+def test_a_temporary_refusal_is_tried_once_more_after_the_delay(
+    tmp_path: Path, inbox: Path, caplog: pytest.LogCaptureFixture, defer: tuple[str, ...],
+    defer_data: int, rcpts: list[list[str]], counted: tuple[int, int], said: str,
+) -> None:  # fmt: skip
+    """A 4xx reply is a temporary failure: the mail is tried once more after SMTP_RETRY_DELAY,
+    to those it missed, off the packet path; counted once, when its last try is over."""
+    port = free_port()
+    controller = relay(LOOPBACK, port, inbox, defer=frozenset(defer), defer_data=defer_data)
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nSYSLOG_SOCKET=""\nSMTP_RELAY="{LOOPBACK}"\n'
+                    f'SMTP_PORT="{port}"\nMAIL_TO="a@example.org, b@example.org"\n'
+                    'SMTP_RETRY_DELAY="0.3"\n')  # fmt: skip
+    mailer = Mailer(load_settings(conf))
+    mailer.start()
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="portwarden"):
+        mailer.submit("a subject", "a body\n")
+        assert settled(mailer) == counted
+        mailer.stop()
+    controller.stop()
+    assert time.monotonic() - started >= 0.3
+    assert [p.read_text().split() for p in sorted(inbox.glob("*.rcpt"))] == rcpts
+    assert said in caplog.text
+    assert caplog.text.count("trying again in 0.3 s") == 1
+
+
+def test_a_mail_waiting_to_be_tried_again_is_tried_at_the_stop(tmp_path: Path, inbox: Path) -> None:
+    port = free_port()
+    controller = relay(LOOPBACK, port, inbox, defer_data=1)
+    mailer = Mailer(settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{port}"\n'))
+    mailer.start()
+    mailer.submit("a subject", "a body\n")
+    deadline = time.monotonic() + 5
+    while controller.handler.defer_data:  # the first try was turned away
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert (mailer.sent, mailer.failed) == (0, 0)  # waits SMTP_RETRY_DELAY (300 s)
+    mailer.stop()
+    controller.stop()
+    assert (mailer.sent, mailer.failed) == (1, 0)
+    assert len(list(inbox.glob("*.eml"))) == 1

@@ -2,10 +2,12 @@
 
 A dead or slow relay never reaches the packet path: the queue is bounded, each delivery has a
 deadline, and a mail that cannot be sent is logged and counted (the event itself is in the JSON
-log and the store regardless).
+log and the store regardless). A mail a 4xx reply turned away (a temporary failure: a relay
+that greylists, or is busy) is tried once more after SMTP_RETRY_DELAY, to those recipients.
 """
 
 import contextlib
+import heapq
 import logging
 import queue
 import socket
@@ -13,7 +15,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from portwarden import limits
 from portwarden.alert.mailbudget import MailBudget
@@ -31,6 +33,17 @@ log = logging.getLogger("portwarden")
 
 # A scan report (verdict, what was done) or a mail already written (subject, text).
 Job = tuple[Verdict | str, str]
+
+
+class Retry(NamedTuple):
+    """A mail a 4xx reply turned away, from some or all of its recipients: tried once more."""
+
+    due: float  # the mailer's clock
+    title: str
+    text: str
+    recipients: tuple[str, ...]  # those turned away
+    delivered: bool  # the first try reached the others
+    lost: bool  # the first try was refused for good by some
 
 
 def protocol(verdict: Verdict) -> str:
@@ -131,8 +144,11 @@ class Mailer(threading.Thread):
         self._held: list[str] = []  # the first held reports (held_line), for the summary mail
         self._resolver = Resolver()
         self._relay_lookup: RelayLookup | None = None  # made with the first mail
-        self.sent = 0  # mails delivered
-        self.failed = 0  # mails not delivered: relay errors, a full queue, left at stop
+        self._retries: list[Retry] = []  # a heap: the soonest due first
+        self.sent = 0  # mails delivered (to some recipient at least)
+        # mails not delivered (to some recipient at least): relay errors, a full queue, left
+        # at stop. A mail waiting to be tried again is not counted yet.
+        self.failed = 0
         self.withheld = 0  # reports held back by MAIL_PER_HOUR
         self._busy = False  # a job is being worked on
         self._stopping = False
@@ -169,7 +185,7 @@ class Mailer(threading.Thread):
         if not self.is_alive():
             return
         self._gave_up = True
-        left = int(self._busy)
+        left = int(self._busy) + len(self._retries)
         with contextlib.suppress(queue.Empty):
             while True:
                 left += self.jobs.get_nowait() is not None
@@ -182,19 +198,28 @@ class Mailer(threading.Thread):
     def run(self) -> None:
         while True:
             now = self._clock()
-            reopens = self.budget.reopens_at(now, self.settings.mail_per_hour)
+            wake = self._wake_at(now)
             try:
-                job = self.jobs.get(timeout=None if reopens is None else max(0.0, reopens - now))
-            except queue.Empty:  # the hour has room again for the summary of held reports
+                job = self.jobs.get(timeout=None if wake is None else max(0.0, wake - now))
+            except queue.Empty:  # room for the summary of held reports, or a mail to try again
                 self.work(None)
                 continue
             if job is None:
+                self.work(None, stopping=True)
                 return
             self.work(job)
 
-    def work(self, job: Job | None) -> None:
+    def _wake_at(self, now: float) -> float | None:
+        """When to work with no new job: the hour has room for the summary of held reports, or
+        a mail is due to be tried again."""
+        times = [self.budget.reopens_at(now, self.settings.mail_per_hour)]
+        times += [self._retries[0].due] if self._retries else []
+        return min((t for t in times if t is not None), default=None)
+
+    def work(self, job: Job | None, stopping: bool = False) -> None:
         """One turn, at the clock's time: first the summary of held reports if the hour has
-        room for it, then `job` (if any) is mailed, or held back."""
+        room for it, then the mails due to be tried again (at the stop, all of them), then
+        `job` (if any) is mailed, or held back."""
         self._busy = True
         try:
             now, per_hour = self._clock(), self.settings.mail_per_hour
@@ -202,6 +227,9 @@ class Mailer(threading.Thread):
             held = self.budget.release(now, per_hour)
             if held and since is not None:
                 self._send_held(held, since, per_hour)
+            while self._retries and (stopping or self._retries[0].due <= now):
+                retry = heapq.heappop(self._retries)
+                self._send(retry.title, retry.text, retry=retry)
             if job is None:
                 return
             if self.budget.admit(now, per_hour):
@@ -261,31 +289,65 @@ class Mailer(threading.Thread):
         name = Resolver.name(self._resolver.start(verdict.probe.src), wait)
         return None if name is None else safe_hostname(name)
 
-    def _send(self, title: str, text: str, until: float | None = None) -> None:
-        """Deliver one mail by `until` (monotonic; default: the whole deadline from now)."""
-        from portwarden.alert.smtp import DeliveryFailed, RelayLookup, deliver  # see smtp.py
+    def _send(self, title: str, text: str, until: float | None = None,
+              retry: Retry | None = None) -> None:  # fmt: skip
+        """Deliver one mail by `until` (monotonic; default: the whole deadline from now), to
+        MAIL_TO, or for its second and last try (`retry`) to those a 4xx reply turned away."""
+        from portwarden.alert.smtp import DeliveryFailed, RelayLookup, deliver, temporary
 
         s = self.settings
         if self._relay_lookup is None:
             self._relay_lookup = RelayLookup()
         if until is None:
             until = time.monotonic() + deadline_s(s)
+        recipients = s.mail_to if retry is None else retry.recipients
+        delivered, lost = (False, False) if retry is None else (retry.delivered, retry.lost)
         try:
-            refused = deliver(s, title, text, until, self._relay_lookup)
+            refused = deliver(s, title, text, until, self._relay_lookup, recipients)
         except DeliveryFailed as error:
+            deferred = () if retry else error.deferred
+            due = self._clock() + s.smtp_retry_delay
+            later = Retry(due, title, text, deferred, False, len(deferred) < len(recipients))
+            if deferred and self._defer(later, error):
+                return
             if not self._gave_up:  # else the stop has said it already (mails not sent)
-                self.failed += 1
-                log.error("mail to %s via %s port %d failed: %s", ", ".join(s.mail_to),
+                log.error("mail to %s via %s port %d failed: %s", ", ".join(recipients),
                           s.smtp_relay, s.smtp_port, error)  # fmt: skip
+            self._settle(delivered, lost=True)
             return
-        if not self._gave_up:
-            self.sent += 1
-            self.failed += bool(refused)
-        if refused:  # the relay took the mail for the others: smtplib raises only if for none
+        # The relay took the mail for the others (smtplib raises only if for none).
+        deferred = () if retry else tuple(a for a, (code, _) in refused.items() if temporary(code))
+        for_good = [f"{address} ({reply})" for address, (_, reply) in refused.items()
+                    if address not in deferred]  # fmt: skip
+        if for_good:
             log.error("mail %r via %s port %d: the relay refused %s; sent to the others",
-                      title, s.smtp_relay, s.smtp_port,
-                      "; ".join(f"{address} ({reply})" for address, reply in refused.items()),
-                      )  # fmt: skip
+                      title, s.smtp_relay, s.smtp_port, "; ".join(for_good))  # fmt: skip
+        due = self._clock() + s.smtp_retry_delay
+        later = Retry(due, title, text, deferred, True, bool(for_good))
+        if deferred and self._defer(later, "; ".join(refused[a][1] for a in deferred)):
+            return
+        self._settle(True, lost or bool(refused))
+
+    def _defer(self, retry: Retry, why: object) -> bool:
+        """Keep a mail a 4xx reply turned away, to try it once more when due; False when
+        limits.MAIL_RETRIES_MAX wait already (a relay that defers every mail)."""
+        s = self.settings
+        if len(self._retries) >= limits.MAIL_RETRIES_MAX:
+            log.error("mail %r via %s port %d: not tried again: %d mails wait for it already",
+                      retry.title, s.smtp_relay, s.smtp_port, len(self._retries))  # fmt: skip
+            return False
+        heapq.heappush(self._retries, retry)
+        log.warning("mail %r via %s port %d: refused for now for %s (%s); trying again in %g s",
+                    retry.title, s.smtp_relay, s.smtp_port, ", ".join(retry.recipients), why,
+                    s.smtp_retry_delay)  # fmt: skip
+        return True
+
+    def _settle(self, delivered: bool, lost: bool) -> None:
+        """Count a mail once its last try is over: sent if it reached some recipient, failed
+        if it missed some."""
+        if not self._gave_up:
+            self.sent += delivered
+            self.failed += lost
 
 
 def deadline_s(settings: Settings) -> float:

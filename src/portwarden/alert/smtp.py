@@ -26,7 +26,21 @@ from portwarden.text import one_line
 
 
 class DeliveryFailed(Exception):
-    """The mail was not delivered; str() is one line saying why."""
+    """The mail was not delivered; str() is one line saying why. `deferred`: the recipients a
+    4xx reply (a temporary failure, RFC 5321 4.2.1) turned away: worth trying again later."""
+
+    def __init__(self, why: str, deferred: tuple[str, ...] = ()) -> None:
+        super().__init__(why)
+        self.deferred = deferred
+
+
+# A recipient the relay refused while it took the mail for others: its reply code, and the
+# reply on one line.
+Refused = dict[str, tuple[int, str]]
+
+
+def temporary(code: int) -> bool:
+    return 400 <= code < 500
 
 
 class RelayLookup:
@@ -122,11 +136,11 @@ def helo_name(helo: str) -> str:
     return f"[IPv6:{address}]" if address.version == 6 else f"[{address}]"
 
 
-def deliver(s: Settings, title: str, text: str, until: float,
-            relay_lookup: RelayLookup) -> dict[str, str]:  # fmt: skip
-    """Send one mail to every MAIL_TO address by `until` (monotonic). Returns the addresses the
-    relay refused, with its reply (one line each), when it took the mail for the others; raises
-    DeliveryFailed when it was delivered to none."""
+def deliver(s: Settings, title: str, text: str, until: float, relay_lookup: RelayLookup,
+            recipients: tuple[str, ...]) -> Refused:  # fmt: skip
+    """Send one mail to `recipients` (of MAIL_TO) by `until` (monotonic). Returns the addresses
+    the relay refused when it took the mail for the others; raises DeliveryFailed when it was
+    delivered to none."""
     message = EmailMessage()
     message["From"] = s.mail_from
     message["To"] = ", ".join(s.mail_to)
@@ -152,16 +166,36 @@ def deliver(s: Settings, title: str, text: str, until: float,
             smtp.starttls(context=ssl.create_default_context(cafile=s.smtp_ca_file))
         if s.smtp_user and s.smtp_password_file:
             smtp.login(s.smtp_user, read_password(s.smtp_password_file))
-        refused = smtp.send_message(message)
+        refused = smtp.send_message(message, to_addrs=list(recipients))
         with contextlib.suppress(OSError, smtplib.SMTPException):  # delivered: QUIT is a nicety
             smtp.quit()
-        return {address: one_line(f"{code} {reply.decode('utf-8', 'replace')}")
+        return {address: (code, one_line(f"{code} {reply.decode('utf-8', 'replace')}"))
                 for address, (code, reply) in refused.items()}  # fmt: skip
     except (OSError, UnicodeError, ValueError, smtplib.SMTPException) as error:
         if smtp.expired:
             raise DeliveryFailed(f"not delivered within {deadline_s(s):g} s (SMTP_TIMEOUT x "
                                  f"{limits.MAIL_DELIVERY_TIMEOUTS})") from None  # fmt: skip
-        raise DeliveryFailed(one_line(str(error) or type(error).__name__)) from None
+        raise DeliveryFailed(one_line(_reason(error)), _deferred(error, recipients)) from None
     finally:
         timer.cancel()
         smtp.close()
+
+
+def _deferred(error: Exception, recipients: tuple[str, ...]) -> tuple[str, ...]:
+    """The recipients a 4xx reply turned away: those refused so at RCPT, or all of them for a
+    4xx to the whole mail (MAIL FROM, DATA, the greeting)."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return tuple(address for address, (code, _) in error.recipients.items()
+                     if temporary(code))  # fmt: skip
+    if isinstance(error, smtplib.SMTPResponseException) and temporary(error.smtp_code):
+        return recipients
+    return ()
+
+
+def _reason(error: Exception) -> str:
+    """Why a delivery failed: the relay's reply (`451 4.3.0 Try again later`) when it gave one."""
+    if isinstance(error, smtplib.SMTPResponseException):
+        reply = error.smtp_error
+        text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+        return f"{error.smtp_code} {text}"
+    return str(error) or type(error).__name__

@@ -119,6 +119,7 @@ class Settings:
     udp_reply_source_ports: frozenset[int]
     nft_table: str
     service_gone_grace: float
+    smtp_retry_delay: float
     ignored_networks: tuple[Network, ...]
     warnings: tuple[str, ...] = ()
 
@@ -325,6 +326,7 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
         ),  # fmt: skip
         nft_table=read.get("NFT_TABLE", values.nft_table, "portwarden"),
         service_gone_grace=read.get("SERVICE_GONE_GRACE", values.duration, 600.0),
+        smtp_retry_delay=read.get("SMTP_RETRY_DELAY", values.seconds, 300.0),
         ignored_networks=(),
     )
     warnings += [
