@@ -2,8 +2,10 @@
 
 import os
 import re
+import sys
 from pathlib import Path
 
+from portwarden.lab.network import Lab
 from tests.e2e.conftest import StartDaemon
 
 
@@ -32,3 +34,26 @@ def test_reload_refuses_an_empty_port_list_and_a_fifo_ignore_file(
     daemon.proc.send_signal(1)
     daemon.wait_for("configuration reloaded", since=mark)  # not stalled on the FIFO
     assert daemon.proc.poll() is None
+
+
+def test_reload_and_check_config_refuse_the_same_event_logs(
+    lab: Lab, start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    """A directory, a symbolic link, a path in /sys: check-config used to accept what the
+    daemon then refused ("Too many levels of symbolic links" for the link)."""
+    daemon = start_daemon("-stcp")
+    conf = daemon.log_path.with_suffix(".conf")
+    good = conf.read_text()
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    for path in (tmp_path, tmp_path / "link", Path("/sys/events.jsonl")):
+        conf.write_text(good + f'EVENT_LOG="{path}"\n')
+        checked = lab.target.run([sys.executable, "-m", "portwarden", "check-config", str(conf)],
+                                 check=False)  # fmt: skip
+        assert checked.returncode == 2
+        error = checked.stderr.strip().removeprefix("portwarden: error: ")
+        mark = daemon.mark()
+        daemon.proc.send_signal(1)  # SIGHUP
+        daemon.wait_for(r"(?m)reload refused, old configuration stays in force: "
+                        + re.escape(error) + "$", since=mark)  # fmt: skip
+    assert "symbolic link refused" in daemon.log()
+    assert "Too many levels" not in daemon.log()
