@@ -243,7 +243,8 @@ def facility(text: str) -> str:
                          "(rsyslog files it as kernel messages): use daemon, auth, authpriv, "
                          "local0 ... local7")  # fmt: skip
     if name not in FACILITIES:
-        raise ValueError(f"unknown syslog facility; use one of {', '.join(FACILITIES[1:])}")
+        usable = ", ".join(name for name in FACILITIES if name != "kern")
+        raise ValueError(f"unknown syslog facility; use one of {usable}")
     return name
 
 
