@@ -19,6 +19,7 @@ from portwarden.config.settings import blamed_on, state_dir_of, to_conf_lines
 from portwarden.descriptors import DescriptorShortage
 from portwarden.portmap import command as portmap_command
 from portwarden.respond import admin
+from portwarden.respond.actions import nft_warning
 from portwarden.statedir import StateDirBusy
 from portwarden.store.db import Store, StoreError, store_path
 from portwarden.text import one_line
@@ -164,12 +165,21 @@ def _config_path(given: Path | None) -> Path | None:
     return SYSTEM_CONFIG if SYSTEM_CONFIG.exists() else None
 
 
-def _load(path: Path | None, modes: Modes | None = None, watching: bool = False) -> Settings:
-    """`watching`: for `run` and what checks for it (see load_settings)."""
+def _load(path: Path | None, modes: Modes | None = None, watching: bool = False,
+          daemon: bool = False) -> Settings:  # fmt: skip
+    """`watching`: for `run` and what checks for it (see load_settings). The warnings are log
+    lines for the `daemon`, else the command's own lines."""
     settings = load_settings(path, modes, watching)
     for warning in settings.warnings:
-        log.warning("%s", warning)
+        if daemon:
+            log.warning("%s", warning)
+        else:
+            _warn(warning)
     return settings
+
+
+def _warn(warning: str) -> None:
+    print(f"portwarden: warning: {warning}", file=sys.stderr)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -179,7 +189,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.daemon and path is not None:
         path = path.absolute()  # it changes to /: every path the daemon keeps must be absolute
     cli_modes = _modes(args)
-    settings = _load(path, cli_modes, watching=True)
+    settings = _load(path, cli_modes, watching=True, daemon=True)
     os.umask(DAEMON_UMASK)
     on_ready = None
     if args.daemon:
@@ -196,6 +206,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     settings = _load(_config_path(args.config or args.file), _modes(args), watching=True)
+    nft = nft_warning(settings)
+    if nft:
+        _warn(nft)
     print(f"# effective settings from {settings.source}")
     for line in to_conf_lines(settings):
         print(line)
@@ -236,8 +249,7 @@ def _status(args: argparse.Namespace) -> int:
         state_dir = _load(path).state_dir
     except ConfigError as error:
         state_dir = state_dir_of(path)
-        print(f"portwarden: warning: {error} (status read from STATE_DIR {state_dir})",
-              file=sys.stderr)  # fmt: skip
+        _warn(f"{error} (status read from STATE_DIR {state_dir})")
     if _no_state(state_dir):
         return 3
     try:

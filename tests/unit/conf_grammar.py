@@ -234,7 +234,16 @@ port_range = st.tuples(st.integers(1, 65535), st.integers(0, 300)).map(
     lambda a_n: f"{a_n[0]}-{min(65535, a_n[0] + a_n[1])}"
 )
 valid_port_list = cat(joined(st.one_of(port, port_range), ",", 5), st.sampled_from(["", ","]))
-seconds = st.one_of(st.integers(1, 366 * 86400).map(str), st.floats(1e-6, 366 * 86400).map(repr))
+# Seconds as the keys take them: ASCII digits, maybe a fraction (many digits: 0.00001 must be
+# shown as such by check-config, not as 1e-05).
+seconds = st.one_of(
+    st.integers(1, 366 * 86400).map(str),
+    cat(
+        st.integers(0, 366 * 86400 - 1).map(str),
+        ".",
+        st.text("0123456789", min_size=1, max_size=20),
+    ),
+).filter(lambda text: 0 < float(text) <= 366 * 86400)
 duration = st.one_of(st.sampled_from(["0", "0.0"]), seconds)
 flag = st.sampled_from(["0", "1"])
 positive = st.integers(1, 10**9).map(str)
@@ -282,7 +291,7 @@ valid_listen = st.one_of(st.just(""), port, cat(ipv4, ":", port), cat("[", ipv6,
 valid_mail = st.sampled_from(["root@localhost", "a.b+c@example.org"])
 
 VALID: dict[str, Text] = {
-    "TCP_MODE": st.sampled_from(["tcp", "stcp", "atcp", "STCP", "-atcp"]),
+    "TCP_MODE": st.sampled_from(["tcp", "stcp", "atcp", "none", ""]),
     "UDP_MODE": st.sampled_from(["udp", "sudp", "audp", "none", ""]),
     # A classic or stealth mode needs a port (TCP_MODE and UDP_MODE default to classic).
     **dict.fromkeys(["TCP_PORTS", "UDP_PORTS"], valid_port_list.filter(lambda p: p.strip(","))),

@@ -2,12 +2,14 @@
 
 import contextlib
 import dataclasses
+import difflib
 import shutil
 import socket
 import types
 import typing
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import Enum
 from pathlib import Path
 from typing import TypeVar
@@ -27,7 +29,7 @@ from portwarden.config.smtp import check_smtp
 from portwarden.config.textfile import read_text
 from portwarden.config.values import BlockMode, ListenAddress, Modes, NftUse, TcpMode, UdpMode
 from portwarden.net.local import IPAddress, local_addresses
-from portwarden.statedir import unusable_directory
+from portwarden.statedir import unusable_directory, unusable_file
 from portwarden.store.db import StoreError
 from portwarden.text import one_line, port_ranges
 
@@ -330,7 +332,7 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
         ignored_networks=(),
     )
     warnings += [
-        f"{entry.source}:{entry.line}: unknown key {key} ignored"
+        f"{entry.source}:{entry.line}: unknown key {key} ignored{_did_you_mean(key)}"
         for key, entry in entries.items()
         if key not in read.used
     ]
@@ -367,6 +369,8 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
     for key, problem in (
         ("STATE_DIR", unusable_directory(state_dir)),
         ("EVENT_LOG", settings.event_log and unusable_event_log(settings.event_log)),
+        ("HISTORY_FILE", unusable_file(settings.history_file)),
+        ("BLOCKED_FILE", unusable_file(settings.blocked_file)),
     ):
         if problem:
             raise read.error(key, problem)
@@ -392,6 +396,12 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
             ignored, ignore_warnings = parse_ignore_text(text, str(ignore_file))
             warnings += ignore_warnings
     return dataclasses.replace(settings, ignored_networks=ignored, warnings=tuple(warnings))
+
+
+def _did_you_mean(key: str) -> str:
+    """' (did you mean KEY?)' for an unknown key close to a known one (TCP_PORT, tcp_ports)."""
+    close = difflib.get_close_matches(key.upper(), KEYS, n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _exists(path: Path) -> bool:
@@ -518,13 +528,13 @@ def _render(kind: object, value: object) -> str:
     """A value as its key takes it, chosen by the field's declared type (never by the value's
     shape: a two-port list is no listen address)."""
     if value is None:
-        return ""
+        return values.MODE_OFF if kind in (TcpMode | None, UdpMode | None) else ""
     if isinstance(kind, types.UnionType):  # X | None
         (kind,) = (arg for arg in typing.get_args(kind) if arg is not type(None))
     if kind is bool:
         return "1" if value else "0"
     if kind is float and isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)  # repr: exact
+        return f"{Decimal(repr(value)).normalize():f}"  # exact (repr), never 1e-05 or 1E+3
     if isinstance(kind, type) and issubclass(kind, Enum) and isinstance(value, Enum):
         return str(value.value)
     if typing.get_origin(kind) in (tuple, frozenset) and isinstance(value, tuple | frozenset):

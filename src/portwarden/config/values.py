@@ -58,21 +58,27 @@ def nft_use(text: str) -> NftUse:
     raise ValueError("must be auto, 1 or 0")
 
 
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")  # [0-9], not \d: that takes any script's digits
+_DECIMAL_FORM = "in ASCII digits, with a fraction if need be (30, 0.5)"
+
+
+def plain_number(text: str) -> float | None:
+    """The number `text` writes as the keys take numbers, ASCII digits with an optional
+    fractional part ('30', '0.5'); else None. float() alone also reads '٣', '1_000', '+1',
+    '1e3', ' 3', 'inf' and 'nan'."""
+    return float(text) if _DECIMAL.fullmatch(text) else None
+
+
 def duration(text: str) -> float:
     """Seconds, or 0 (or 0.0), which each key gives its meaning: forever (BLOCK_DURATION), ten
     years (BLOCK_DURATION_MAX), never (AUDIT_INTERVAL), off (SERVICE_GONE_GRACE)."""
-    try:
-        zero = float(text) == 0
-    except ValueError:
-        zero = False
-    return 0.0 if zero else seconds(text)
+    return 0.0 if plain_number(text) == 0 else seconds(text)
 
 
 def factor(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError("must be a number >= 1") from None
+    value = plain_number(text)
+    if value is None:
+        raise ValueError(f"must be a number >= 1 {_DECIMAL_FORM}")
     if not 1 <= value <= 1000:
         raise ValueError("must be between 1 and 1000")
     return value
@@ -173,10 +179,9 @@ def count(text: str) -> int:
 
 
 def seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError("must be a number of seconds") from None
+    value = plain_number(text)
+    if value is None:
+        raise ValueError(f"must be a number of seconds {_DECIMAL_FORM}")
     if not 0 < value <= 366 * 86400:
         raise ValueError("must be more than 0 and at most a year, in seconds")
     return value
@@ -209,12 +214,16 @@ def path(text: str) -> Path:
     return Path(text)
 
 
+MODE_OFF = "none"  # TCP_MODE / UDP_MODE for a protocol not watched; "" means it too
+
+
 def _mode_parser(kind: type[M], what: str) -> Callable[[str], M | None]:
-    names = ", ".join(m.value for m in kind) + ", none"
+    """Exactly the words Debian's init script took from /etc/default/portsentry (lower case,
+    no dash: it ran `portsentry -$TCP_MODE`, and "" started nothing), plus our `none`."""
+    names = ", ".join(m.value for m in kind) + f', {MODE_OFF} or ""'
 
     def parse(text: str) -> M | None:
-        text = text.strip().lower().lstrip("-")
-        if text in ("", "none", "off"):
+        if text in ("", MODE_OFF):
             return None
         for mode in kind:
             if mode.value == text:

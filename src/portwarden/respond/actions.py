@@ -23,7 +23,7 @@ from portwarden.config import BlockMode, Settings
 from portwarden.config.ignore import Address, Network
 from portwarden.config.values import NftUse
 from portwarden.respond import commands, files
-from portwarden.respond.nft import Nft, NftBlocker, NftError
+from portwarden.respond.nft import Nft, NftBlocker, NftError, load_library
 from portwarden.respond.resolve import Lookup, Resolver
 from portwarden.store.db import (
     DONE,
@@ -96,6 +96,18 @@ def uses_nft(settings: Settings) -> bool:
         return False
     use = settings.block_nftables
     return use is NftUse.ALWAYS or (use is NftUse.AUTO and settings.kill_route is None)
+
+
+def nft_warning(settings: Settings) -> str | None:
+    """For check-config: the built-in blocker is on but libnftables cannot be loaded here."""
+    if not uses_nft(settings):
+        return None
+    try:
+        load_library()
+    except NftError as error:
+        return (f"blocking uses the built-in nftables blocker (BLOCK_NFTABLES), but {error}; "
+                "every block's nftables step would fail")  # fmt: skip
+    return None
 
 
 def _seconds_left(until: float | None, now: float) -> int | None:

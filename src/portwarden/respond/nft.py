@@ -49,14 +49,19 @@ class NftError(RuntimeError):
     """libnftables refused a command; the message is nft's own."""
 
 
+def load_library() -> ctypes.CDLL:
+    """libnftables; NftError naming the package to install when it cannot be loaded."""
+    try:
+        return ctypes.CDLL(_LIBRARY)
+    except OSError as error:
+        raise NftError(f"{_LIBRARY} not found (install libnftables1): {error}") from None
+
+
 class Nft:
     """One libnftables context in the current network namespace."""
 
     def __init__(self) -> None:
-        try:
-            lib = ctypes.CDLL(_LIBRARY)
-        except OSError as error:
-            raise NftError(f"{_LIBRARY} not found (install libnftables1): {error}") from None
+        lib = load_library()
         lib.nft_ctx_new.restype = ctypes.c_void_p
         lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
         for name in ("nft_ctx_buffer_output", "nft_ctx_buffer_error"):
