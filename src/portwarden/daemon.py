@@ -93,6 +93,8 @@ class Daemon:
         self._next_watchdog = 0.0
         self._quiet_until: dict[str, float] = {}
         self._summaries_dropped = 0  # not said yet
+        self._evicted_seen = 0
+        self._last_eviction = float("-inf")  # monotonic
 
     def run(self) -> int:
         """Run until SIGTERM or SIGINT. Returns the process exit status."""
@@ -172,9 +174,10 @@ class Daemon:
         self._report(self._engine.tick(now))
         self._summaries_dropped += self._engine.take_summaries_dropped()
         if self._summaries_dropped and self._say_now("summaries", every_s=1.0):
-            log.warning("%d summaries suppressed (a flood of sources; those that touched the "
-                        "most ports were kept)", self._summaries_dropped)  # fmt: skip
+            log.warning("%d summaries suppressed (a flood of sources; those that touched a "
+                        "single port went first)", self._summaries_dropped)  # fmt: skip
             self._summaries_dropped = 0
+        self._say_table_full(now)
         self._policy.tick(now)
         self._alerts.tick(now)
         if self._control is not None:
@@ -194,6 +197,18 @@ class Daemon:
             service.notify("WATCHDOG=1")
             self._next_watchdog = now + self._watchdog_s / 2
         self._handle_signals()
+
+    def _say_table_full(self, now: float) -> None:
+        """Once per episode of evictions from the full source table: again only after
+        limits.SOURCES_FULL_QUIET_S without one."""
+        evicted = self._engine.evicted
+        if evicted == self._evicted_seen:
+            return
+        if now - self._last_eviction >= limits.SOURCES_FULL_QUIET_S:
+            log.warning("source table full (%d sources), evicting those seen least recently, "
+                        "sources with a single probe first (a flood of spoofed sources?)",
+                        len(self._engine))  # fmt: skip
+        self._evicted_seen, self._last_eviction = evicted, now
 
     def _out_of_descriptors(self, error: OSError) -> None:
         """No file descriptor left (the open-files limit, or the system's): say so once a

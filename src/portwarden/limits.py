@@ -1,12 +1,16 @@
 """Every limit in one place, with its unit and the attack it resists."""
 
 # Per-source detection state. A flood of spoofed sources must not grow memory: the table holds at
-# most this many sources and evicts the one seen least recently. Measured (tests/unit/
-# test_engine.py::test_memory_per_source_is_bounded_whatever_the_trigger) at about 2.9 KiB per
+# most this many sources and evicts the one seen least recently, taken among those that made a
+# single probe while there are any, so a flood of spoofed one-packet sources (hping3 --flood
+# --rand-source) cannot reset a real scanner's SCAN_TRIGGER count. Measured (tests/unit/
+# test_engine.py::test_memory_per_source_is_bounded_whatever_the_trigger) at about 3.1 KiB per
 # source in the worst case, whatever SCAN_TRIGGER: every port slot of both protocols used, every
 # SCAN_TRIGGER slice, and the first and last probe of each protocol's scan kept for its summary;
-# so about 46 MiB for a full table.
+# so about 49 MiB for a full table. A full table is said once per episode: again only after
+# SOURCES_FULL_QUIET_S without an eviction.
 SOURCES_MAX = 16_384
+SOURCES_FULL_QUIET_S = 60.0
 
 # SCAN_TRIGGER counts a source's probes per slice of SCAN_TRIGGER_WINDOW (a start time and a
 # count each), not one time per probe: a trigger of 20,000 must not cost 20,000 floats a source.
@@ -26,6 +30,8 @@ OS_PROBE_QUIET_S = 10.0
 OS_PROBE_PENDING_MAX = 1_024  # also the most scans waiting for their end-of-scan summary
 # When either table is full, the source seen least recently makes room, taken among those that
 # touched one port while there are any (a spoofed flood), so a real scanner keeps its summary.
+# A run waits on its own: a source evicted from the table of sources keeps its summary (about
+# 1.2 KiB a run, so at most about 4 MiB for the three tables of 1,024 runs).
 # Summaries made in one loop turn: a flood of sources that all go quiet at once would otherwise
 # become a thousand summary lines, syslog messages and JSON events in one go. Those that touched
 # the most ports are made; one log line counts the rest.

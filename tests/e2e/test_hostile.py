@@ -34,18 +34,25 @@ def test_malformed_packets_neither_crash_nor_detect(lab: Lab, daemon: RunningDae
     attacker = lab.attackers[2]
     mark = daemon.mark()
     sent = attacker.run([sys.executable, str(MALFORMED), attacker.ipv4, lab.target.ipv4,
-                         attacker.ipv6, lab.target.ipv6, "11"]).stdout  # fmt: skip
-    assert int(sent) == 9
+                         attacker.ipv6, lab.target.ipv6, "11", "9"]).stdout  # fmt: skip
+    assert int(sent) == 13
     # hping3 exits 1 when nothing answers, which is expected for some of these.
     hping3 = ["hping3", "-c", "3", "-i", "u1000", "-S", "-p", "15", lab.target.ipv4]
     attacker.run([*hping3, "-f"], check=False)  # fragments
     attacker.run([*hping3, "-O", "15"], check=False)  # TCP data offset beyond the packet
     nmap(attacker.run, "-sS", "-p", "111", lab.target.ipv4)  # a real probe after the junk
     daemon.wait_for_attack(mark, src=attacker.ipv4, port="111")
+    # Real datagrams longer than what the sensors keep of a packet are probes.
+    nmap(attacker.run, "-sU", "-p", "69", "--data-length", "500", lab.target.ipv4)
+    nmap(attacker.run, "-6", "-sU", "-p", "69", "--data-length", "500", lab.target.ipv6)
+    for src in (attacker.ipv4, attacker.ipv6):
+        daemon.wait_for_attack(mark, src=src, port="69", type="UDP scan")
     assert daemon.proc.poll() is None
-    # Truncated or broken headers to port 11 are not probes; hping3's fragmented SYN to 15 is
-    # a whole SYN once the kernel reassembles it, and may be reported.
+    # Truncated or broken headers to port 11, and UDP lengths the kernel drops to port 9, are
+    # not probes; hping3's fragmented SYN to 15 is a whole SYN once the kernel reassembles it,
+    # and may be reported.
     assert daemon.attacks(mark, port="11") == [], daemon.log()[mark:]
+    assert daemon.attacks(mark, port="9") == [], daemon.log()[mark:]
     assert "Traceback" not in daemon.log()
 
 

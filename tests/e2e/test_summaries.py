@@ -1,6 +1,8 @@
-"""Scan summaries under a flood of spoofed sources: a real scanner still gets its summary, and
-the summaries of a thousand one-packet sources that go quiet together do not become a thousand
-lines."""
+"""Floods of spoofed sources: a real scanner keeps its SCAN_TRIGGER count and still gets its
+summary, and the summaries of a thousand one-packet sources that go quiet together do not become
+a thousand lines."""
+
+import subprocess
 
 from portwarden import limits
 from portwarden.lab.network import Lab
@@ -23,3 +25,29 @@ def test_a_spoofed_flood_neither_hides_a_real_scanner_nor_floods_the_log(
     daemon.wait_for(r"WARNING \d+ summaries suppressed \(a flood of sources")
     assert len(daemon.attacks(kind="scan-summary")) < flood // 4
     assert daemon.proc.poll() is None
+
+
+def test_a_spoofed_flood_between_its_probes_cannot_reset_a_scanners_count(
+    lab: Lab, start_daemon: StartDaemon
+) -> None:
+    """SCAN_TRIGGER=3: a scanner probes two tripwires; hping3 --flood --rand-source fills the
+    source table until the daemon says so (the scanner was its oldest entry); then the
+    scanner's third probe is reported, and its scan summarised with all three."""
+    daemon = start_daemon("-stcp", conf='SCAN_TRIGGER="3"\nSCAN_END_QUIET="2"\n')
+    target, scanner = lab.target.ipv4, lab.attackers[0]
+    probe = ["hping3", "-S", "-c", "1", target, "-p"]  # exits 1 when nothing answers
+    for port in ("1", "11"):
+        scanner.run([*probe, port], check=False)
+    flood = lab.attackers[2].popen(["hping3", "--flood", "--rand-source", "-S", "-p", "15",
+                                    target], stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        daemon.wait_for(f"WARNING source table full \\({limits.SOURCES_MAX} sources\\)", 60)
+    finally:
+        flood.kill()
+        flood.wait()
+    mark = daemon.mark()
+    scanner.run([*probe, "79"], check=False)
+    found = daemon.wait_for_attack(mark, kind="scan", src=scanner.ipv4)
+    assert (found["port"], found["probes"], found["first"]) == ("79", "3", "yes")
+    summary = daemon.wait_for_attack(mark, kind="scan-summary", src=scanner.ipv4)
+    assert (summary["ports"], summary["probes"]) == ("3", "3")

@@ -1,6 +1,6 @@
 """Send hand-made packets from a lab host (run inside its namespace as a script).
 
-usage: malformed.py SRC4 DST4 SRC6 DST6 PORT          broken packets, none of them a probe
+usage: malformed.py SRC4 DST4 SRC6 DST6 PORT UDP_PORT broken packets, none of them a probe
        malformed.py --options SRC6 DST6 PORT           one IPv6 SYN behind destination options
        malformed.py --accecn SRC DST PORT              one Accurate ECN SYN (RFC 9768), IPv4 or
                                                        IPv6, as a client would open a connection
@@ -23,8 +23,13 @@ def tcp(port: int, offset_words: int = 5, flags: int = 0x02) -> bytes:
     return struct.pack("!HHIIBBHHH", 40000, port, 1, 0, offset_words << 4, flags, 1024, 0, 0)
 
 
-def ipv4(src: str, dst: str, payload: bytes) -> bytes:
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, 64, 6, 0,
+def udp(port: int, claimed: int, payload: bytes = b"abc") -> bytes:
+    """A UDP header claiming `claimed` bytes in all, and `payload`; no checksum (IPv4 only)."""
+    return struct.pack("!HHHH", 40000, port, claimed, 0) + payload
+
+
+def ipv4(src: str, dst: str, payload: bytes, proto: int = 6) -> bytes:
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, 64, proto, 0,
                          socket.inet_aton(src), socket.inet_aton(dst))  # fmt: skip
     header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
     return header + payload
@@ -85,8 +90,8 @@ def main() -> None:
     if sys.argv[1] == "--accecn":
         send_accecn_syn(sys.argv[2], sys.argv[3], int(sys.argv[4]))
         return
-    src4, dst4, src6, dst6, port_text = sys.argv[1:6]
-    port = int(port_text)
+    src4, dst4, src6, dst6 = sys.argv[1:5]
+    port, udp_port = int(sys.argv[5]), int(sys.argv[6])
     s4 = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     v4 = [
         ipv4(src4, dst4, tcp(port)[:10]),  # TCP header cut short
@@ -94,6 +99,10 @@ def main() -> None:
         ipv4(src4, dst4, tcp(port, offset_words=2)),  # data offset below the minimum
         # (An IP total length shorter than the packet cannot be sent: Linux rewrites it.)
         ipv4(src4, dst4, b"\x01\x02\x03"),  # three bytes of nothing
+        # UDP lengths the kernel drops (UdpInErrors): shorter than the header, longer than
+        # the datagram.
+        ipv4(src4, dst4, udp(udp_port, 4), proto=17),
+        ipv4(src4, dst4, udp(udp_port, 300), proto=17),
     ]
     for packet in v4:
         s4.sendto(packet, (dst4, 0))
@@ -105,6 +114,8 @@ def main() -> None:
         ipv6(src6, dst6, *dest_options_chain(12, 6, tcp(port)[:12])),
         ipv6(src6, dst6, 44, fragment + tcp(port)),
         ipv6(src6, dst6, *dest_options_chain(3, 60, b"")),  # chain that runs off the end
+        ipv6(src6, dst6, 17, udp(udp_port, 5)),
+        ipv6(src6, dst6, 17, udp(udp_port, 300)),
     ]
     for packet in v6:
         s6.sendto(packet, (dst6, 0))

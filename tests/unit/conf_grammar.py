@@ -251,22 +251,31 @@ path = st.sampled_from(["x", "/tmp/pw-fxc-x", "rel/dir", "state", "a b", 'q"uote
 unmapped_ipv6 = ipv6.filter(lambda a: IPv6Address(a).ipv4_mapped is None)
 valid_address = st.one_of(ipv4, unmapped_ipv6)
 _CONTIGUOUS = {str(IPv4Address((0xFFFFFFFF << (32 - b)) & 0xFFFFFFFF)) for b in range(33)}
-valid_network = st.one_of(
-    valid_address,
+# The two ends of a rule are in one family (an IPv4-mapped address is IPv4).
+valid_ipv4_endpoint = st.one_of(
+    ipv4,
     cat(ipv4, "/", st.integers(0, 32).map(str)),
     cat(ipv4, "/", dotted_mask.filter(lambda m: m in _CONTIGUOUS)),
-    cat(unmapped_ipv6, "/", st.integers(0, 128).map(str)),
     cat("::ffff:", ipv4, "/", st.integers(96, 128).map(str)),
-)
-valid_endpoint = st.one_of(
-    valid_network,
     cat(
         ipv4, "/", st.integers(0, 32).map(str), ":", valid_port_list.filter(lambda p: p.strip(","))
     ),
-    cat("[", ipv6, "]:", port),
+    cat("[::ffff:", ipv4, "]:", port),
+)
+valid_ipv6_endpoint = st.one_of(
+    unmapped_ipv6,
+    cat(unmapped_ipv6, "/", st.integers(0, 128).map(str)),
+    cat("[", unmapped_ipv6, "]:", port),
 )
 valid_rules = joined(
-    st.one_of(valid_endpoint, cat(valid_endpoint, " -> ", valid_endpoint)), "; ", 3
+    st.one_of(
+        valid_ipv4_endpoint,
+        valid_ipv6_endpoint,
+        cat(valid_ipv4_endpoint, " -> ", valid_ipv4_endpoint),
+        cat(valid_ipv6_endpoint, " -> ", valid_ipv6_endpoint),
+    ),
+    "; ",
+    3,
 )
 valid_where = st.one_of(valid_address, st.sampled_from(["eth0", "lo", "br-lan.10"]))
 proto = st.sampled_from(["tcp", "udp"])

@@ -148,6 +148,11 @@ def test_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
         ('RESOLVE_HOST="yes"\n', ':1: RESOLVE_HOST="yes": must be 0 or 1'),
         ('SCAN_TRIGGER="-1"\n', ':1: SCAN_TRIGGER="-1": must be a whole number'),
         ('PORT_BANNER="a\x1bb"\n', ':1: PORT_BANNER="a\\x1bb": value has control characters'),
+        (
+            'TCP_SCAN_IGNORE="198.18.0.1; 198.18.0.0/24 -> 2001:db8::/32"\n',
+            ':1: TCP_SCAN_IGNORE="198.18.0.1; 198.18.0.0/24 -> 2001:db8::/32": \'198.18.0.0/24 -> '
+            "2001:db8::/32' mixes IPv4 and IPv6, so it can never match a packet",
+        ),
     ],
 )
 def test_bad_values_name_file_line_key_value(tmp_path: Path, text: str, message: str) -> None:

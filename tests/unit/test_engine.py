@@ -201,6 +201,42 @@ def test_a_flood_of_one_packet_sources_cannot_push_a_real_scanner_out() -> None:
     assert engine.tick(80.0) == []  # the rest were dropped, not delayed
 
 
+def test_a_spoofed_flood_between_probes_cannot_reset_a_scanners_count() -> None:
+    """SCAN_TRIGGER 3: a scanner's two probes, then more spoofed one-probe sources than the
+    source table holds (hping3 --flood --rand-source), then its third probe: reported, and
+    summarised. The flood pushed out its own sources, those with a single probe."""
+    engine = Engine(EngineConfig(trigger=3))
+    scanner = functools.partial(probe, src="198.18.0.66")
+    assert engine.feed(scanner(port=1), 0.0) == engine.feed(scanner(port=11), 0.1) == []
+    flood = limits.SOURCES_MAX + 1_000
+    for i in range(flood):
+        engine.feed(probe(src=str(ipaddress.IPv4Address(0xC6130000 + i))), 0.2 + i / 1e6)
+    assert engine.evicted == flood + 1 - limits.SOURCES_MAX
+    assert kinds(engine, scanner(port=15), 1.0) == [("scan", True)]
+    (summary,) = engine.tick(40.0)
+    assert (str(summary.probe.src), summary.probes, summary.ports) == ("198.18.0.66", 3, 3)
+
+
+def test_a_scanner_evicted_after_its_scan_keeps_its_summary() -> None:
+    """A scan reported and waiting for its summary, then a flood of spoofed sources that make
+    two probes each, more than the source table holds: the scanner is evicted from it, but
+    not its summary. When it comes back, its scan goes on; the summary counts every probe."""
+    engine = Engine(EngineConfig(sources_max=100, scan_end_quiet_s=30))
+    scanner = functools.partial(probe, src="198.18.0.66")
+    for port in (1, 11, 15):
+        engine.feed(scanner(port=port), 0.0)
+    for i in range(200):
+        for port in (1, 11):
+            engine.feed(probe(src=f"198.19.0.{i}", port=port), 1 + i / 1000)
+    assert "198.18.0.66" not in {str(s.address) for s in engine.top_sources(100)}
+    assert kinds(engine, scanner(port=79), 2.0) == [("scan", True)]  # a new episode
+    summaries = engine.tick(40.0)
+    assert len(summaries) == limits.SUMMARIES_PER_TICK_MAX  # the rest: two ports each
+    scan = summaries[0]
+    assert (str(scan.probe.src), scan.probes, scan.ports, scan.first_probe) == (
+        "198.18.0.66", 4, 4, scanner(port=1))  # fmt: skip
+
+
 def test_a_flood_of_spoofed_os_probes_cannot_push_out_a_real_os_scan() -> None:
     engine = Engine(EngineConfig())
     os_probe = functools.partial(probe, os_tool="queso", tripwire=False, flags="FIN+SYN")
@@ -217,24 +253,38 @@ def test_a_flood_of_spoofed_os_probes_cannot_push_out_a_real_os_scan() -> None:
 def test_memory_per_source_is_bounded_whatever_the_trigger(trigger: int) -> None:
     """A full table of sources that each touched every tracked port of both protocols, spread
     over the whole window (every SCAN_TRIGGER slice used); see limits.SOURCES_MAX. A trigger
-    of 20,000 used to keep 20,000 times per source (643 KiB)."""
+    of 20,000 used to keep 20,000 times per source (643 KiB). Then as many again, which evict
+    the first: a source evicted with a reported scan leaves that scan (of each protocol)
+    waiting for its summary, in a table capped on its own."""
     sources, window = 150, 300.0
     engine = Engine(EngineConfig(trigger=trigger, window_s=window, sources_max=sources))
     each = limits.PORTS_TRACKED_MAX + 10
+
+    def feed(first: int) -> int:
+        """Bytes allocated for `sources` more sources, each an episode of its own."""
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(first, first + sources):
+            src, start = f"2001:db8::{i:x}", i * 2 * window
+            for n in range(each):
+                for proto in (Proto.TCP, Proto.UDP):
+                    engine.feed(probe(src=src, port=n + 1, proto=proto), start + n * window / each)
+        return tracemalloc.get_traced_memory()[0] - before
+
     tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    for i in range(sources * 2):
-        src, start = f"2001:db8::{i:x}", i * 2 * window  # each source an episode of its own
-        for n in range(each):
-            for proto in (Proto.TCP, Proto.UDP):
-                engine.feed(probe(src=src, port=n + 1, proto=proto), start + n * window / each)
-    used = tracemalloc.get_traced_memory()[0] - before
+    per_source = feed(0) / sources
+    left_behind = feed(sources)
     tracemalloc.stop()
-    per_source = used / sources
-    assert len(engine) == sources
+    assert len(engine) == sources and engine.evicted == sources
     assert per_source < 3.5 * 1024, per_source
-    full_mib = per_source * limits.SOURCES_MAX / 2**20
-    print(f"trigger {trigger}: {per_source:.0f} bytes per source; full table ~{full_mib:.0f} MiB")
+    reported = trigger <= 2 * each  # then each evicted source leaves two scans waiting
+    per_run = left_behind / sources / 2
+    assert per_run < (1.25 if reported else 0.1) * 1024, per_run
+    waiting = 3 * limits.OS_PROBE_PENDING_MAX  # OS runs, TCP and UDP scans
+    full_mib = (per_source * limits.SOURCES_MAX + per_run * waiting) / 2**20
+    print(
+        f"trigger {trigger}: {per_source:.0f} bytes per source, {per_run:.0f} per run left "
+        f"waiting; full tables ~{full_mib:.0f} MiB"
+    )
 
 
 def test_a_large_trigger_is_still_counted_within_the_window() -> None:

@@ -13,7 +13,7 @@ from portwarden.config.hostscan import ambiguous_endpoints, parse_rules
     ("text", "ambiguous"),
     [
         ("2001:db8::1:53", ["2001:db8::1:53"]),  # 2001:db8::1 port 53, or the address?
-        ("198.18.0.0/24 -> 2001:db8::1:443", ["2001:db8::1:443"]),
+        ("2001:db8::/64 -> 2001:db8::1:443", ["2001:db8::1:443"]),
         ("[2001:db8::1]:53", []),  # brackets: the port is clear
         ("2001:db8::/32:53", []),  # a prefix length: so is this
         ("2001:db8::53", []),  # '2001:db8:' is no address: it can only be one
@@ -37,3 +37,14 @@ def test_the_warning_names_file_line_key_and_the_bracketed_form(tmp_path: Path) 
         " for port 53 of 2001:db8::1, write [2001:db8::1]:53" in settings.warnings
     )
     assert str(settings.udp_scan_ignore[0]) == "2001:db8::1:53/128"
+
+
+@pytest.mark.parametrize("text", ["198.18.0.0/24 -> 2001:db8::/32", "2001:db8::1 -> 0.0.0.0/0"])
+def test_a_rule_that_mixes_families_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="mixes IPv4 and IPv6"):
+        parse_rules(f"198.18.0.9; {text}")
+
+
+def test_an_ipv4_mapped_end_is_ipv4() -> None:
+    (rule,) = parse_rules("[::ffff:198.18.0.11]:53 -> 198.18.0.1")
+    assert str(rule) == "198.18.0.11/32:53 -> 198.18.0.1/32"

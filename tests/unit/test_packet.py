@@ -113,6 +113,48 @@ def test_any_ipv4_wrapped_segment_parses_or_raises(tail: bytes, flags: int, word
         pass
 
 
+def udp(claimed: int, payload: bytes) -> bytes:
+    return struct.pack("!HHHH", 5000, 9, claimed, 0) + payload
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        ipv4(udp(0, b"abc"), proto=17),  # shorter than the UDP header
+        ipv4(udp(7, b"abc"), proto=17),
+        ipv4(udp(308, b"C" * 9), proto=17),  # longer than the datagram
+        ipv6(17, udp(5, b"abc")),
+        ipv6(17, udp(12, b"abc")),
+    ],
+)
+def test_a_bad_udp_length_is_malformed_as_the_kernel_drops_it(data: bytes) -> None:
+    """The kernel drops these (UdpInErrors): no service, nor classic mode, ever sees them."""
+    with pytest.raises(MalformedPacket, match="bad UDP length"):
+        parse_ipv4(data) if data[0] >> 4 == 4 else parse_ipv6(data)
+
+
+def test_udp_length_zero_over_ipv6_is_the_whole_datagram() -> None:
+    """RFC 2675's jumbogram length, which Linux takes for any datagram, not only jumbograms."""
+    assert parse_ipv6(ipv6(17, udp(0, b"abc"))).payload_len == 3
+    padded = parse_ipv6(ipv6(17, udp(10, b"abc")))  # the rest is padding
+    assert (padded.payload_len, padded.payload_head) == (2, b"ab")
+
+
+@given(st.integers(0, 0xFFFF), st.binary(max_size=40), st.booleans())
+def test_a_udp_datagram_parses_as_the_kernel_would_take_it(
+    claimed: int, payload: bytes, v6: bool
+) -> None:
+    data = udp(claimed, payload)
+    wire = len(data)
+    whole = claimed or (wire if v6 else 0)  # IPv6 takes 0 for the whole datagram
+    try:
+        packet = parse_ipv6(ipv6(17, data)) if v6 else parse_ipv4(ipv4(data, proto=17))
+    except MalformedPacket:
+        assert not 8 <= whole <= wire
+    else:
+        assert 8 <= whole <= wire and packet.payload_len == whole - 8
+
+
 @given(st.binary(max_size=60))
 def test_timestamp_walk_never_raises(options: bytes) -> None:
     tcp_timestamp(options)
@@ -193,9 +235,7 @@ def test_nmap_udp_probe() -> None:
     assert udp_os_tool(parse_transport(17, udp + b"C" * 100, SRC6, DST6, length=308)) == "nmap"
     short = struct.pack("!HHHH", 5000, 9, 18, 0)
     assert udp_os_tool(parse_transport(17, short + b"C" * 10, SRC4, DST4)) is None
-    # A 17-byte datagram whose UDP header claims 308: the IP layer's length wins.
-    assert udp_os_tool(parse_ipv4(ipv4(udp + b"C" * 9, proto=17))) is None
-    assert udp_os_tool(parse_ipv6(ipv6(17, udp + b"C" * 9))) is None
+    # A 17-byte datagram whose UDP header claims 308 is no probe at all (below).
 
 
 def test_flag_names() -> None:

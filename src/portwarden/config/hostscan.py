@@ -3,7 +3,8 @@
 An IPv6 endpoint takes its ports after the prefix length (`2001:db8::/32:1-1024`) or after a
 bracketed address (`[2001:db8::1]:22`); without either, it is an address alone (a warning says
 so when its last group could have been meant as a port). A rule without `->` matches any
-destination.
+destination. Both ends of a rule are in one family: one that mixes IPv4 and IPv6 could never
+match, and is refused.
 """
 
 import ipaddress
@@ -47,7 +48,11 @@ def parse_rules(text: str) -> tuple[HostScanRule, ...]:
         if not item.strip():
             continue
         src, arrow, dst = item.partition("->")
-        rules.append(HostScanRule(_endpoint(src), _endpoint(dst) if arrow else None))
+        rule = HostScanRule(_endpoint(src), _endpoint(dst) if arrow else None)
+        if rule.dst is not None and rule.dst.network.version != rule.src.network.version:
+            raise ValueError(f"'{item.strip()}' mixes IPv4 and IPv6, so it can never match a "
+                             "packet; write one rule for each family")  # fmt: skip
+        rules.append(rule)
     return tuple(rules)
 
 

@@ -5,9 +5,10 @@ the same engine runs live, on replayed captures and in tests.
 """
 
 import heapq
+import itertools
 from array import array
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, NamedTuple, TypeVar
 
@@ -37,7 +38,7 @@ class EngineConfig:
     ignore: IgnoreList = field(default_factory=lambda: IgnoreList(()))
     tcp_rules: tuple[HostScanRule, ...] = ()
     udp_rules: tuple[HostScanRule, ...] = ()
-    sources_max: int = limits.SOURCES_MAX
+    sources_max: int = limits.SOURCES_MAX  # fixed when the engine is made
     scan_end_quiet_s: float = 30.0  # SCAN_END_QUIET: a scan this quiet is over; summarise it
 
 
@@ -137,73 +138,64 @@ class _Source:
         self.tcp_scan: _Run | None = None  # the current scan of each protocol
         self.udp_scan: _Run | None = None
 
-    def scan(self, probe: Probe, now: float) -> _Run:
-        """The current scan of the probe's protocol; a new one if there is none."""
-        if probe.proto is Proto.TCP:
-            if self.tcp_scan is None:
-                self.tcp_scan = _Run(probe, now)
-            return self.tcp_scan
-        if self.udp_scan is None:
-            self.udp_scan = _Run(probe, now)
-        return self.udp_scan
+    def scan(self, proto: Proto) -> _Run | None:
+        """The current scan of `proto`, if the source has one."""
+        return self.tcp_scan if proto is Proto.TCP else self.udp_scan
 
-    def current_scan(self, proto: Proto) -> _Run:
-        """The scan of `proto` waiting for its summary (there is one: it has had a probe)."""
-        scan = self.tcp_scan if proto is Proto.TCP else self.udp_scan
-        assert scan is not None
-        return scan
-
-    def end_scan(self, proto: Proto) -> None:
-        """The scan was summarised: the next probe of its protocol starts a new one."""
+    def set_scan(self, proto: Proto, run: _Run | None) -> None:
         if proto is Proto.TCP:
-            self.tcp_scan = None
+            self.tcp_scan = run
         else:
-            self.udp_scan = None
+            self.udp_scan = run
 
 
 K = TypeVar("K")
 V = TypeVar("V")
 
 
-class _Waiting(Generic[K, V]):
-    """Runs waiting for their summary, at most `capacity`, each kept with the number of ports
-    it touched. When full, the one seen least recently makes room, taken among those that
-    touched a single port while there are any: a flood of spoofed one-packet sources must not
-    push a real scanner's summary out."""
+class _Bounded(Generic[K, V]):
+    """At most `capacity` entries, each kept with a weight that only grows: the ports a run
+    touched, or the probes a source made. When full, the entry seen least recently makes room,
+    taken among those of weight one (or none) while there are any: a flood of spoofed
+    one-packet sources must not push out a real scanner's count or its summary. Every call but
+    take() costs O(1)."""
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        self._one_port: OrderedDict[K, V] = OrderedDict()  # least recently seen first
-        self._more: OrderedDict[K, V] = OrderedDict()
+        self._light: OrderedDict[K, V] = OrderedDict()  # least recently seen first
+        self._heavy: OrderedDict[K, V] = OrderedDict()
         self.evicted = 0
 
     def __len__(self) -> int:
-        return len(self._one_port) + len(self._more)
+        return len(self._light) + len(self._heavy)
 
     def __contains__(self, key: K) -> bool:
-        return key in self._one_port or key in self._more
+        return key in self._light or key in self._heavy
 
     def get(self, key: K) -> V | None:
-        return self._more.get(key, self._one_port.get(key))
+        value = self._heavy.get(key)
+        return self._light.get(key) if value is None else value
 
-    def put(self, key: K, value: V, ports: int) -> None:
-        """Add `key`, or mark it seen now; `ports` only grows, so it never moves back."""
-        table = self._more if ports > 1 else self._one_port
+    def items(self) -> Iterator[tuple[K, V]]:
+        return itertools.chain(self._heavy.items(), self._light.items())
+
+    def put(self, key: K, value: V, weight: int) -> None:
+        """Add `key`, or mark it seen now; `weight` only grows, so it never moves back."""
+        table = self._heavy if weight > 1 else self._light
         if key in table:
             table.move_to_end(key)
-        elif self._one_port.pop(key, None) is None and len(self) >= self._capacity:
-            (self._one_port or self._more).popitem(last=False)
+        elif self._light.pop(key, None) is None and len(self) >= self._capacity:
+            (self._light or self._heavy).popitem(last=False)
             self.evicted += 1
         table[key] = value
 
     def discard(self, key: K) -> None:
-        self._one_port.pop(key, None)
-        self._more.pop(key, None)
+        self._light.pop(key, None)
+        self._heavy.pop(key, None)
 
     def take(self, due: Callable[[K, V], bool]) -> list[tuple[K, V]]:
         """Remove and return every entry that is `due`."""
-        found = [(k, v) for table in (self._more, self._one_port) for k, v in table.items()
-                 if due(k, v)]  # fmt: skip
+        found = [(k, v) for k, v in self.items() if due(k, v)]
         for key, _ in found:
             self.discard(key)
         return found
@@ -212,15 +204,16 @@ class _Waiting(Generic[K, V]):
 class Engine:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
-        self._sources: OrderedDict[IPAddress, _Source] = OrderedDict()
+        # Sources weighed by their probes: one-probe sources (a spoofed flood) go first.
+        self._sources: _Bounded[IPAddress, _Source] = _Bounded(config.sources_max)
         # Runs waiting for their summary: OS probing per source, scans per source and protocol.
-        # At most limits.OS_PROBE_PENDING_MAX each, so spoofed probes cannot grow them.
-        self._os_waiting: _Waiting[IPAddress, _Run] = _Waiting(limits.OS_PROBE_PENDING_MAX)
-        self._scan_waiting: _Waiting[tuple[Proto, IPAddress], _Source] = _Waiting(
+        # At most limits.OS_PROBE_PENDING_MAX each, so spoofed probes cannot grow them. A run
+        # waits on its own: a source evicted from the table above keeps its summary.
+        self._os_waiting: _Bounded[IPAddress, _Run] = _Bounded(limits.OS_PROBE_PENDING_MAX)
+        self._scan_waiting: _Bounded[tuple[Proto, IPAddress], _Run] = _Bounded(
             limits.OS_PROBE_PENDING_MAX
         )
         self._summaries_over_cap = 0
-        self.evicted = 0
         self.probes = 0  # tripwire probes from sources that are not ignored
         # Probes per port, TCP ports positive and UDP negative: at most 2 x 65,535 keys.
         self.port_probes: Counter[int] = Counter()
@@ -232,10 +225,15 @@ class Engine:
     def __len__(self) -> int:
         return len(self._sources)
 
+    @property
+    def evicted(self) -> int:
+        """Sources pushed out of the full table since start."""
+        return self._sources.evicted
+
     def feed(self, probe: Probe, now: float) -> list[Verdict]:
         if self.ignores(probe):
             return []
-        state = self._state(probe.src, now)
+        state = self._state(probe, now)
         gap = now - state.last_seen
         state.last_seen = now
         verdicts: list[Verdict] = []
@@ -251,16 +249,19 @@ class Engine:
             state.types += (probe.scan,)
         if port not in state.ports and len(state.ports) < limits.PORTS_TRACKED_MAX:
             state.ports.append(port)
-        scan = state.scan(probe, now)
-        scan.add(probe, now, probe.scan)
         key = (probe.proto, probe.src)
+        scan = state.scan(probe.proto)
+        if scan is None:  # a scan still waiting for its summary goes on (after an eviction)
+            scan = self._scan_waiting.get(key) or _Run(probe, now)
+            state.set_scan(probe.proto, scan)
+        scan.add(probe, now, probe.scan)
         if self._scanner(state, now, gap, port, probe.mode in RAW_MODES):
             verdicts.append(Verdict("scan", probe, not state.scan_reported, state.probes,
                                     len(state.ports), state.first_seen))  # fmt: skip
             state.scan_reported = True
-            self._scan_waiting.put(key, state, len(scan.ports))
+            self._scan_waiting.put(key, scan, len(scan.ports))
         elif key in self._scan_waiting:
-            self._scan_waiting.put(key, state, len(scan.ports))  # seen now
+            self._scan_waiting.put(key, scan, len(scan.ports))  # seen now
         return verdicts
 
     def top_sources(self, count: int) -> list[SourceView]:
@@ -281,20 +282,16 @@ class Engine:
         rules = self.config.tcp_rules if probe.proto is Proto.TCP else self.config.udp_rules
         return bool(rules) and ignored(rules, probe.src, probe.sport, probe.dst, probe.dport)
 
-    def _state(self, src: IPAddress, now: float) -> _Source:
-        state = self._sources.get(src)
+    def _state(self, probe: Probe, now: float) -> _Source:
+        """The probe's source, new if it was not in the table or quiet for a whole window (a
+        new episode); marked seen now, weighed with the probe it is making."""
+        state = self._sources.get(probe.src)
         if state is not None and now - state.last_seen > self.config.window_s:
-            state = None  # quiet for a whole window: a new episode
+            self._sources.discard(probe.src)
+            state = None
         if state is None:
-            if len(self._sources) >= self.config.sources_max and src not in self._sources:
-                stalest, _ = self._sources.popitem(last=False)
-                self._os_waiting.discard(stalest)  # its summaries go with it
-                for proto in Proto:
-                    self._scan_waiting.discard((proto, stalest))
-                self.evicted += 1
             state = _Source(now)
-            self._sources[src] = state
-        self._sources.move_to_end(src)
+        self._sources.put(probe.src, state, state.probes + probe.tripwire)
         return state
 
     def _scanner(self, state: _Source, now: float, gap: float, port: int, raw: bool) -> bool:
@@ -342,11 +339,13 @@ class Engine:
             os_quiet = scan_quiet = 0.0
         due = [("os-summary", run) for _, run in self._os_waiting.take(
             lambda _, run: now - run.last_seen >= os_quiet)]  # fmt: skip
-        for (proto, _), state in self._scan_waiting.take(
-            lambda key, state: now - state.current_scan(key[0]).last_seen >= scan_quiet
+        for (proto, src), run in self._scan_waiting.take(
+            lambda _, run: now - run.last_seen >= scan_quiet
         ):
-            due.append(("scan-summary", state.current_scan(proto)))
-            state.end_scan(proto)
+            due.append(("scan-summary", run))
+            state = self._sources.get(src)
+            if state is not None and state.scan(proto) is run:
+                state.set_scan(proto, None)  # its next probe starts a new scan
         if len(due) > limits.SUMMARIES_PER_TICK_MAX:
             due.sort(key=lambda item: len(item[1].ports), reverse=True)
             self._summaries_over_cap += len(due) - limits.SUMMARIES_PER_TICK_MAX

@@ -38,9 +38,8 @@ _UDP_HEADER = 8
 Insn = tuple[int, int, int, int]
 
 
-def _port_test(load_dport: Insn, ports: Iterable[int]) -> list[Insn]:
-    """Load the destination port; accept if it is in `ports`; otherwise drop."""
-    accept: Insn = (_RET_K, 0, 0, limits.CAPTURE_BYTES)
+def _port_test(load_dport: Insn, ports: Iterable[int], accept: Insn) -> list[Insn]:
+    """Load the destination port; `accept` if it is in `ports`; otherwise drop."""
     ranges = port_spans(ports)
     if len(ranges) > limits.FILTER_RANGES_MAX:
         return [accept]  # too fragmented for the kernel: Python checks the port
@@ -93,7 +92,7 @@ def tcp_filter(ports: Iterable[int], with_ip_header: bool) -> list[Insn]:
         (_JEQ_K, 1, 0, SYN | ECE | CWR),
         accept,  # any other flag combination: FIN, NULL, XMAS, odd flags, nmap's T2 and T3
     ]
-    return head + flags + ecn + syn + _port_test((load_h, 0, 0, 2), ports)
+    return head + flags + ecn + syn + _port_test((load_h, 0, 0, 2), ports, accept)
 
 
 def udp_filter(ports: Iterable[int], with_ip_header: bool) -> list[Insn]:
@@ -107,11 +106,12 @@ def udp_filter(ports: Iterable[int], with_ip_header: bool) -> list[Insn]:
         length, dport = (_LDH_IND, 0, 0, 4), (_LDH_IND, 0, 0, 2)
     else:
         head, length, dport = [], (_LDH_ABS, 0, 0, 4), (_LDH_ABS, 0, 0, 2)
-    # Kept whole, not cut to CAPTURE_BYTES: an IPv6 raw socket delivers no IP header, so the
-    # datagram's own size is the only check on the length its UDP header claims.
+    # Kept whole, not cut to CAPTURE_BYTES (the sensor still reads no more than that of it):
+    # an IPv6 raw socket delivers no IP header, so the datagram's own size is the only check
+    # on the length its UDP header claims.
     whole: Insn = (_RET_K, 0, 0, 0xFFFF)
     u1 = [length, (_JEQ_K, 0, 1, _UDP_HEADER + NMAP_U1_LEN), whole]
-    return head + u1 + _port_test(dport, ports)
+    return head + u1 + _port_test(dport, ports, whole)
 
 
 def attach(sock: socket.socket, program: list[Insn]) -> None:

@@ -127,11 +127,15 @@ def parse_transport(
         if len(data) < _UDP.size:
             raise MalformedPacket("short UDP header")
         sport, dport, claimed, _ = _UDP.unpack_from(data)
-        # Not what was captured (sensors keep CAPTURE_BYTES), nor what the UDP header claims
-        # alone (raw sockets see a packet before the kernel checks it): the shorter of the
-        # header's length and the IP layer's.
+        # Raw sockets see a datagram before the kernel checks it (sensors keep CAPTURE_BYTES
+        # of it): its UDP length is checked against the IP layer's as the kernel does, which
+        # drops a datagram shorter than its header or longer than the packet (UdpInErrors),
+        # and over IPv6 takes 0 for "the whole packet" (a jumbogram, RFC 2675).
         on_wire = len(data) if length is None else length
-        payload_len = min(claimed if claimed >= _UDP.size else on_wire, on_wire) - _UDP.size
+        if claimed == 0 and len(src) == 16:
+            claimed = on_wire
+        if not _UDP.size <= claimed <= on_wire:
+            raise MalformedPacket("bad UDP length")
         return Packet(
             src,
             dst,
@@ -139,8 +143,8 @@ def parse_transport(
             sport,
             dport,
             ip_options=ip_options,
-            payload_len=max(payload_len, 0),
-            payload_head=data[_UDP.size : _UDP.size + PAYLOAD_HEAD],
+            payload_len=claimed - _UDP.size,
+            payload_head=data[_UDP.size : min(claimed, _UDP.size + PAYLOAD_HEAD)],
         )
     raise MalformedPacket(f"protocol {proto} is neither TCP nor UDP")
 

@@ -110,7 +110,7 @@ class RawSensor:
             try:
                 if v6:
                     # MSG_TRUNC: the size as the kernel filter passed it, not what fits the
-                    # buffer (whole for a datagram of nmap U1's length, else CAPTURE_BYTES).
+                    # buffer (a UDP datagram whole, a TCP segment cut to CAPTURE_BYTES).
                     size, ancillary, _, address = sock.recvmsg_into(
                         [self._buffer], _ANCILLARY_SPACE, socket.MSG_TRUNC)  # fmt: skip
                     data = bytes(self._buffer[: min(size, limits.CAPTURE_BYTES)])
