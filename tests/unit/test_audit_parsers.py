@@ -2,6 +2,7 @@
 saved state. Hostile or broken input gives a named error, never a crash."""
 
 import ipaddress
+import json
 from pathlib import Path
 
 import pytest
@@ -10,10 +11,10 @@ from hypothesis import strategies as st
 
 from portwarden.alert.syslog import SEVERITIES as SYSLOG_SEVERITIES
 from portwarden.audit import check
-from portwarden.audit.interfaces import audited_interfaces
+from portwarden.audit.interfaces import Interface, audited_interfaces
 from portwarden.audit.names import Names, parse_rpc, parse_services
 from portwarden.audit.policy import Item, Policy, Rule, Where, parse_groups, parse_skip_groups
-from portwarden.audit.sockets import Socket, parse_table, proc_sockets
+from portwarden.audit.sockets import Socket, owners, parse_table, proc_sockets
 from portwarden.audit.state import AuditState, Seen
 from portwarden.config import ConfigError, load_settings
 from portwarden.config.settings import to_conf_lines
@@ -334,3 +335,18 @@ def test_samhains_severity_names_are_syslog_severities(tmp_path: Path) -> None:
     assert [SYSLOG_SEVERITIES[name] for name in found] == [4, 1, 7]
     assert set(SEVERITIES) == set(SYSLOG_SEVERITIES)  # every name a finding may carry is sent
     assert 'AUDIT_SEVERITY_NEW="warning"' in to_conf_lines(settings)
+
+
+def test_a_program_name_is_kept_raw_and_escaped_once_where_it_is_shown(tmp_path: Path) -> None:
+    """/proc/<pid>/comm may hold a newline and a backslash: the text shows each escaped once
+    (`\\n`, `\\\\`), the JSON holds the name itself."""
+    (tmp_path / "4242" / "fd").mkdir(parents=True)
+    (tmp_path / "4242" / "fd" / "3").symlink_to("socket:[99]")
+    (tmp_path / "4242" / "comm").write_text("pw\nx\\y\n")
+    owner = owners({99}, proc=tmp_path)[99]
+    assert owner.program == "pw\nx\\y"
+    interface = Interface(ipaddress.ip_address("198.18.0.1"), "eth0", 2)
+    sock = Socket(TCP, interface.address, 8080, 0, 99)
+    opened = check._named(interface, sock, (), owner, Names(), Policy())
+    assert " program=pw\\nx\\\\y pid=4242 " in opened.line()
+    assert json.loads(json.dumps(opened.fields()))["program"] == "pw\nx\\y"

@@ -115,12 +115,12 @@ def _named(interface: Interface, sock: Socket, programs: tuple[int, ...], owner:
     name matches when it names any of the programs on the port. Its user is the one the owning
     process runs as (rpcbind makes its sockets as root, then becomes _rpc); the socket's owner
     when no process was found."""
-    services = tuple(one_line(names.program(p)) for p in programs)
+    services = tuple(names.program(p) for p in programs)
     rpc_names = frozenset(name for p in programs for name in names.program_names(p))
     rule = policy.rule(str(interface), interface.device, sock.port, sock.proto, rpc_names)
     uid = sock.uid if owner is None or owner.uid is None else owner.uid
     return OpenPort(str(interface), interface.device, sock.port, sock.proto,
-                    services or (one_line(names.service(sock.port, sock.proto)),), programs,
+                    services or (names.service(sock.port, sock.proto),), programs,
                     owner.program if owner else "?", owner.pid if owner else None,
                     user_name(uid), rule)  # fmt: skip
 
