@@ -350,3 +350,14 @@ def test_a_program_name_is_kept_raw_and_escaped_once_where_it_is_shown(tmp_path:
     opened = check._named(interface, sock, (), owner, Names(), Policy())
     assert " program=pw\\nx\\\\y pid=4242 " in opened.line()
     assert json.loads(json.dumps(opened.fields()))["program"] == "pw\nx\\y"
+
+
+def test_open_ports_come_by_port_then_protocol() -> None:
+    interface = Interface(ipaddress.ip_address("198.18.0.1"), "eth0", 2)
+    wildcard = ipaddress.ip_address("0.0.0.0")
+    sockets = [Socket(proto, wildcard, port, 0, inode, device=0)
+               for inode, (proto, port) in enumerate([(UDP, 53), (TCP, 8080), (TCP, 53),
+                                                      (UDP, 22), (TCP, 22)])]  # fmt: skip
+    opened = check._open_on(interface, sockets, Policy())
+    assert [(s.port, s.proto.value) for s in opened] == [
+        (22, "tcp"), (22, "udp"), (53, "tcp"), (53, "udp"), (8080, "tcp")]  # fmt: skip

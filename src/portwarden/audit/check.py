@@ -139,7 +139,8 @@ def _severities(settings: Settings) -> Severities:
 
 
 def _open_on(interface: Interface, sockets: Sequence[Socket], policy: Policy) -> list[Socket]:
-    """The sockets that take traffic on this address, one per port and protocol.
+    """The sockets that take traffic on this address, one per port and protocol, by port
+    and then protocol (the interfaces come by address, so the report is in that order).
 
     The kernel's tables answer without touching the service: a socket bound to this address,
     to its family's wildcard, or to the IPv6 wildcard without IPV6_V6ONLY for an IPv4 address,
@@ -157,7 +158,7 @@ def _open_on(interface: Interface, sockets: Sequence[Socket], policy: Policy) ->
             continue
         if _serves(interface, sock):
             chosen[key] = sock
-    return list(chosen.values())
+    return [chosen[key] for key in sorted(chosen, key=lambda key: (key[1], key[0].value))]
 
 
 def _serves(interface: Interface, sock: Socket) -> bool:
