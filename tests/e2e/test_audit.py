@@ -163,10 +163,10 @@ EXPECTED = {
     (A4, 111, "udp"): ("portmapper", "rpcbind"), (A6, 111, "udp"): ("portmapper", "rpcbind"),
     (A4, 8080, "tcp"): ("http-alt", "pwa-dual8080"),
     (A6, 8080, "tcp"): ("http-alt", "pwa-dual8080"),
-    (A4, 5300, "udp"): ("unknown", "pwa-dual5300"), (A6, 5300, "udp"): ("unknown", "pwa-dual5300"),
+    (A4, 5300, "udp"): (None, "pwa-dual5300"), (A6, 5300, "udp"): (None, "pwa-dual5300"),
     (A4, 8081, "tcp"): ("tproxy", "pwa-v4only8081"),
-    (A6, 8082, "tcp"): ("unknown", "pwa-v6only8082"),
-    (A6, 5301, "udp"): ("unknown", "pwa-v6only5301"),
+    (A6, 8082, "tcp"): (None, "pwa-v6only8082"),
+    (A6, 5301, "udp"): (None, "pwa-v6only5301"),
     (A4, 20048, "udp"): ("mountd", "pwa-mountd"),
     (A4, 40111, "tcp"): ("RPC_400111", "pwa-rpc400111"),
     (A6, 40111, "tcp"): ("RPC_400111", "pwa-rpc400111"),
@@ -208,7 +208,7 @@ def audit(host: Host, folder: Path, conf: str, *flags: str) -> tuple[int, dict[s
 ONLY_LAB = f'AUDIT_INTERFACES="{A4}, {A6}"'
 
 
-def found(report: dict[str, Any]) -> dict[tuple[str, int, str], tuple[str, str]]:
+def found(report: dict[str, Any]) -> dict[tuple[str, int, str], tuple[str | None, str]]:
     return {(p["interface"], p["port"], p["proto"]): (p["service"], p["program"])
             for p in report["open_ports"]}  # fmt: skip
 
@@ -396,9 +396,9 @@ def test_only_roots_registrations_name_ports(
     named = {port: (ports[port]["rpc_program"], ports[port]["service"], ports[port]["user"],
                     ports[port]["policy"]) for port in (40121, 40122, 40123, 20048)}  # fmt: skip
     assert named == {
-        40121: (None, "unknown", "root", "unlisted"),
+        40121: (None, None, "root", "unlisted"),
         40122: (100011, "rquotad", "nobody", "unlisted"),
-        40123: (None, "unknown", "nobody", "unlisted"),
+        40123: (None, None, "nobody", "unlisted"),
         20048: (100005, "mountd", "root", "unlisted"),  # registered by root in the fixture
     }
     assert status == 1
@@ -649,7 +649,7 @@ def test_a_portmapper_that_root_does_not_hold_names_nothing(lab: Lab, tmp_path: 
     assert ports[111]["user"] == "nobody" and ports[111]["program"] == "pwa-fake-rpcb"
     spoofed = ports[40500]
     assert (spoofed["rpc_program"], spoofed["service"], spoofed["policy"]) == (
-        None, "unknown", "unlisted")  # fmt: skip
+        None, None, "unlisted")  # fmt: skip
     assert status == 1 and kinds(report) == [("ServiceNew", host.ipv4, 40500, "tcp")]
     assert report["findings"][0]["pid"] == listener.pid
     warning = ("port 111 (tcp, udp) is held by nobody (uid 65534), not by root: it was not "

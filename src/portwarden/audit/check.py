@@ -83,7 +83,8 @@ def run_audit(settings: Settings, previous: AuditState | None, now: float,
     warnings += rpc_warnings + refused
     open_ports = [_named(interface, sock, programs.get(sock, ()), owned.get(sock.inode), names,
                          policy) for interface, sock in audited]  # fmt: skip
-    requirements = [Requirement(group, item, _item_service(item, names))
+    requirements = [Requirement(group, item, _item_service(item, names),
+                                names.program_number(item.rpc) if item.rpc else None)
                     for group, item in policy.requirements()]  # fmt: skip
     rpc_names = {p: names.program_names(p) for held in programs.values() for p in held}
     findings, state = compare(open_ports, rpc_names, requirements, previous, _severities(settings),
