@@ -462,7 +462,7 @@ tcp()
     ("mode", "tcp_reason", "udp_reason"),
     [
         ("garbage", "answer is not an ONC RPC reply", "answer is not an ONC RPC reply"),
-        ("silent", "no answer within 2 s", "no answer within 2 s"),
+        ("silent", "connected, no RPC answer within 2 s", "no answer within 2 s"),
         ("huge", "reply larger than", "truncated reply"),
         ("dribble", "answer not complete within 2 s (", "only junk within 2 s ("),
         ("fragments", "reply in more than 256 fragments", "only junk within 2 s ("),
@@ -491,6 +491,30 @@ def test_broken_portmapper_is_a_clear_warning_within_bounded_time(
     assert tcp_warning.startswith("portmapper at 127.0.0.1 port 111/tcp: " + tcp_reason)
     assert udp_warning.startswith("portmapper at 127.0.0.1 port 111/udp: " + udp_reason)
     assert f"portwarden: warning: {tcp_warning}" in stderr.splitlines()
+
+
+def test_a_portmapper_that_accepts_and_stays_silent_is_a_finding(lab: Lab, tmp_path: Path) -> None:
+    """A required RPC item cannot be checked: PortmapperUnusable, exit 1, not "0 findings"."""
+    host = lab.attackers[0]
+    fake = host.popen([sys.executable, "-c", _FAKE_PORTMAPPER, "silent"], stdout=subprocess.PIPE,
+                      text=True)  # fmt: skip
+    assert fake.stdout is not None and "listening" in fake.stdout.readline()
+    conf = (f'AUDIT_INTERFACES="{host.ipv4}"\nAUDIT_REQUIRED="mountd/tcp"\n'
+            'AUDIT_OPTIONAL="111/tcp,111/udp"')  # fmt: skip
+    try:
+        status, report, _ = audit(host, tmp_path, conf, "--no-state")
+        text = audit_command(host, tmp_path, conf, "--no-state")
+    finally:
+        stop(host, fake)
+    reason = "tcp: connected, no RPC answer within 2 s; udp: no answer within 2 s"
+    assert status == 1 and report["findings"] == [{
+        "event": "audit", "kind": "PortmapperUnusable", "severity": "err",
+        "interface": "127.0.0.1", "port": 111, "proto": "tcp", "service": "portmapper",
+        "services": ["portmapper"], "rpc_program": 100000, "program": "pwa-fake111",
+        "pid": fake.pid, "user": "root", "was_port": None, "reason": reason}]  # fmt: skip
+    assert text.returncode == 1
+    assert (f'PortmapperUnusable: 127.0.0.1:111/tcp (portmapper) program=pwa-fake111 '
+            f'pid={fake.pid} user=root reason="{reason}"') in text.stdout.splitlines()  # fmt: skip
 
 
 def test_the_daemon_audits_periodically_and_alerts(lab: Lab, tmp_path: Path) -> None:
@@ -917,9 +941,10 @@ def test_a_portmapper_that_hangs_leaves_rpc_requirements_as_they_were(
     target, rpcbind = lab.target, services[PORTMAPPER]
     settle(target, tmp_path, POLICY)
     status, report, stderr = audit_while_stopped(rpcbind, target, tmp_path, POLICY)
-    assert (status, kinds(report)) == (0, [])
-    warning = ("portmapper at 127.0.0.1 port 111/tcp: no answer within 2 s; RPC services are not "
-               "named by it, and requirements by RPC name keep their last state")  # fmt: skip
+    assert (status, kinds(report)) == (1, [("PortmapperUnusable", "127.0.0.1", 111, "tcp")])
+    warning = ("portmapper at 127.0.0.1 port 111/tcp: connected, no RPC answer within 2 s; RPC "
+               "services are not named by it, and requirements by RPC name keep their last "
+               "state")  # fmt: skip
     assert warning in report["warnings"]
     assert f"portwarden: warning: {warning}" in stderr.splitlines()
     status, report, _ = audit(target, tmp_path, POLICY)
@@ -974,8 +999,8 @@ def test_a_port_ignored_by_rpc_name_does_not_flap_while_rpcbind_hangs(
     conf = ALLOWED.replace("20048/udp", "mountd/udp") + '\nAUDIT_OPTIONAL="111/tcp,111/udp"'
     settle(target, tmp_path, conf)
     status, report, _ = audit_while_stopped(rpcbind, target, tmp_path, conf)
-    assert (status, kinds(report)) == (0, [])
-    assert any("no answer within 2 s" in warning for warning in report["warnings"])
+    assert (status, kinds(report)) == (1, [("PortmapperUnusable", "127.0.0.1", 111, "tcp")])
+    assert any("no RPC answer within 2 s" in warning for warning in report["warnings"])
     status, report, _ = audit(target, tmp_path, conf)
     assert (status, kinds(report), report["warnings"]) == (0, [], [])
 
@@ -1023,3 +1048,55 @@ def test_an_rpc_requirement_with_port_111_skipped_is_a_configuration_error(
                              "\"nfs/tcp\": 'nfs/tcp' is required, but AUDIT_SKIP has 111/tcp and "
                              "AUDIT_UDP is 0: RPC names in AUDIT_REQUIRED need port 111 "
                              "audited\n")  # fmt: skip
+
+
+def audit_runs(host: Host, conf: Path) -> int:
+    """The time of the daemon's last audit, in whole seconds."""
+    status = host.run([sys.executable, "-m", "portwarden", "status", "--json", "-c", str(conf)])
+    return int(json.loads(status.stdout)["counters"]["audit_last_run"])
+
+
+def test_the_daemon_logs_a_warning_once_and_alerts_an_unusable_portmapper(
+    lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path
+) -> None:
+    """A registration that is not root's is a warning at every check: the log has it once.
+    Then rpcbind hangs: PortmapperUnusable goes to the log, syslog (severity err) and the JSON
+    event log, as other findings do."""
+    target, rpcbind = lab.target, services[PORTMAPPER]
+    listener = listen(target, "tcp", "0.0.0.0", 40131, "pwa-unknown40131")
+    register(target, rpcbind, "udp", 0, 300131, 1, "tcp", 40131)
+    receiver = SyslogReceiver(tmp_path / "log")
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
+                    f'TCP_PORTS="11"\nAUDIT_INTERVAL="1"\n{ONLY_LAB}\n'
+                    'AUDIT_REQUIRED="mountd/udp"\nAUDIT_OPTIONAL="40131/tcp"\n'
+                    f'SYSLOG_SOCKET="{receiver.path}"\n')  # fmt: skip
+    warning = ("audit: RPC program 300131 for port 40131/tcp was registered by owner unknown, not "
+               "known to be root: the port is not named by it")  # fmt: skip
+    daemon = RunningDaemon(target, conf)
+    try:
+        daemon.wait_for(re.escape(warning))
+        first = audit_runs(target, conf)
+        deadline = time.monotonic() + 15
+        while audit_runs(target, conf) < first + 3:  # three checks more, at least
+            assert time.monotonic() < deadline, "the daemon stopped checking"
+            time.sleep(0.2)
+        assert daemon.log().count(warning) == 1
+        rpcbind.send_signal(signal.SIGSTOP)
+        try:
+            line = daemon.wait_for(r"audit PortmapperUnusable: .*", timeout=20).group(0)
+            receiver.wait_for(rf"^<{3 * 8 + 3}>.* audit: PortmapperUnusable: 127\.0\.0\.1:111/tcp")
+        finally:
+            rpcbind.send_signal(signal.SIGCONT)
+        assert line.startswith("audit PortmapperUnusable: 127.0.0.1:111/tcp (portmapper) "
+                               f"program=rpcbind pid={rpcbind.pid} user=")  # fmt: skip
+        assert 'reason="tcp: connected, no RPC answer within 2 s; udp: no answer' in line
+        events = [json.loads(x) for x in (tmp_path / "state" / "events.jsonl").read_text()
+                  .splitlines()]  # fmt: skip
+        unusable = [e for e in events if e.get("kind") == "PortmapperUnusable"]
+        assert unusable and unusable[0]["reason"].startswith("tcp: connected, no RPC answer")
+    finally:
+        daemon.stop()
+        receiver.sock.close()
+        unregister(target, rpcbind, 300131, 1)
+        stop(target, listener)

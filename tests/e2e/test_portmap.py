@@ -6,6 +6,7 @@ but not the attackers (.11, ::b). The target's own 198.18.0.1 is outside as well
 """
 
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -562,3 +563,29 @@ def test_unprotect_that_fails_in_iptables_puts_nftables_back(
     finally:
         target.run(["ip6tables", "-F", "HOLDER"], check=False)
         target.run(["ip6tables", "-X", "HOLDER"], check=False)
+
+
+def test_a_portmapper_that_accepts_and_never_answers_is_reachable(
+    lab: Lab, portmapper: Portmapper
+) -> None:
+    """rpcbind stopped (SIGSTOP): the kernel still accepts TCP connections for it. An accepted
+    connection is no firewall's silence: the portmapper is exposed, from this host's own
+    address and from an outsider alike."""
+    attacker = lab.attackers[0]
+    portmapper.proc.send_signal(signal.SIGSTOP)
+    try:
+        here = portmapper.portwarden("portmap", "check", "--from", lab.target.ipv4,
+                                     "--timeout", "0.5")  # fmt: skip
+        there = portwarden_on(attacker, "portmap", "check", "--json", "--from", attacker.ipv4,
+                              "--to", lab.target.ipv4, "--timeout", "0.5")  # fmt: skip
+    finally:
+        portmapper.proc.send_signal(signal.SIGCONT)
+    lines = here.stdout.splitlines()
+    assert ("probe: tcp from 198.18.0.1 to 198.18.0.1 port 111: reachable (connected, no RPC "
+            "answer in 0.5 s)") in lines  # fmt: skip
+    assert "probe: udp from 198.18.0.1 to 198.18.0.1 port 111: silent (no answer in 0.5 s)" in lines
+    assert (here.returncode, lines[-1]) == (1, "verdict: exposed"), here.stdout
+    report = json.loads(there.stdout)
+    assert [(p["proto"], p["outcome"]) for p in report["probes"]] == [
+        ("tcp", "reachable"), ("udp", "silent")]  # fmt: skip
+    assert (there.returncode, report["verdict"]) == (1, "exposed")

@@ -151,7 +151,8 @@ SHAPES: dict[str, Text] = {
     "NFT_TABLE": words("portwarden", "pw_2", "portwarden_portmap", "2bad", "a-b", "x" * 40),
     "SYSLOG_FACILITY": words("daemon", "LOG_DAEMON", "log_local7", "kern", "nope"),
     **dict.fromkeys(["AUDIT_SEVERITY_MISSING", "AUDIT_SEVERITY_NEW", "AUDIT_SEVERITY_RESTARTED",
-                     "AUDIT_SEVERITY_PORTSWITCH"], words("crit", "err", "Notice", "debug")),
+                     "AUDIT_SEVERITY_PORTSWITCH", "AUDIT_SEVERITY_PORTMAPPER"],
+                    words("crit", "err", "Notice", "debug")),
     **dict.fromkeys(["TCP_SCAN_IGNORE", "UDP_SCAN_IGNORE"], scan_rules),
     **dict.fromkeys(["AUDIT_REQUIRED", "AUDIT_OPTIONAL", "AUDIT_IGNORE", "AUDIT_SKIP"],
                     audit_groups),
@@ -329,7 +330,8 @@ VALID: dict[str, Text] = {
     **dict.fromkeys(["AUDIT_OPTIONAL", "AUDIT_IGNORE"], valid_groups),
     "AUDIT_SKIP": valid_skip,
     **dict.fromkeys(["AUDIT_SEVERITY_MISSING", "AUDIT_SEVERITY_NEW", "AUDIT_SEVERITY_RESTARTED",
-                     "AUDIT_SEVERITY_PORTSWITCH"], st.sampled_from(["crit", "info", "Notice"])),
+                     "AUDIT_SEVERITY_PORTSWITCH", "AUDIT_SEVERITY_PORTMAPPER"],
+                    st.sampled_from(["crit", "info", "Notice"])),
 }  # fmt: skip
 
 

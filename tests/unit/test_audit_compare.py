@@ -8,7 +8,7 @@ from portwarden.audit.policy import Policy, Rule, parse_groups
 from portwarden.audit.state import AuditState
 from portwarden.detect.probe import Proto
 
-SEVERITIES = Severities("crit", "err", "notice", "warning")
+SEVERITIES = Severities("crit", "err", "notice", "warning", "err")
 MOUNTD = 100005
 NFS = 100003
 NFS_ACL = 100227
@@ -119,7 +119,7 @@ def test_finding_line_and_event_are_one_line_with_stable_fields() -> None:
                               "pid=7 user=root")  # fmt: skip
     assert set(finding.event()) == {"event", "kind", "severity", "interface", "port", "proto",
                                     "service", "services", "rpc_program", "program", "pid",
-                                    "user", "was_port"}  # fmt: skip
+                                    "user", "was_port", "reason"}  # fmt: skip
 
 
 def test_a_renamed_process_cannot_forge_fields_of_a_finding_line() -> None:

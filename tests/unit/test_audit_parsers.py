@@ -147,8 +147,8 @@ def test_a_skipped_portmapper_is_not_known_to_hold_nothing() -> None:
     is unknown (None), not "none" (()), so nothing is reported for lack of a name."""
     rpcbind = [Socket(proto, ipaddress.ip_address("0.0.0.0"), 111, 0, 1) for proto in (TCP, UDP)]
     skips = Policy(skip=parse_skip_groups("111/tcp,111/udp"))
-    assert check._registrations(rpcbind, skips) == (None, [])
-    assert check._registrations([], skips) == ((), [])  # no portmapper at all: no programs
+    assert check._registrations(rpcbind, skips) == (None, [], None)
+    assert check._registrations([], skips) == ((), [], None)  # no portmapper at all: no programs
 
 
 def test_services_and_rpc_names() -> None:

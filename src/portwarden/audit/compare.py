@@ -25,10 +25,12 @@ class Severities(NamedTuple):
     new: str
     restarted: str
     port_switch: str
+    portmapper: str
 
     def of(self, kind: Kind) -> str:
         return {Kind.MISSING: self.missing, Kind.NEW: self.new, Kind.RESTARTED: self.restarted,
-                Kind.PORT_SWITCH: self.port_switch}[kind]  # fmt: skip
+                Kind.PORT_SWITCH: self.port_switch,
+                Kind.PORTMAPPER: self.portmapper}[kind]  # fmt: skip
 
 
 class Requirement(NamedTuple):

@@ -33,6 +33,7 @@ class Kind(Enum):
     NEW = "ServiceNew"  # an open port in no list
     RESTARTED = "ServiceRestarted"  # a required port reported missing is open again
     PORT_SWITCH = "ServicePortSwitch"  # an RPC service moved to another port
+    PORTMAPPER = "PortmapperUnusable"  # the portmapper listens but gave no list: RPC unchecked
 
 
 def owner(program: str, pid: int | None, user: str) -> str:
@@ -88,6 +89,7 @@ class Finding(NamedTuple):
     # The number of the RPC program `service` names; None: `service` is the port's name in
     # /etc/services (a guess), or "unknown"
     rpc_program: int | None = None
+    reason: str | None = None  # PortmapperUnusable: why each transport failed
 
     @property
     def services(self) -> tuple[str, ...]:
@@ -103,6 +105,8 @@ class Finding(NamedTuple):
         text = one_line(text, 300)
         if self.kind is not Kind.MISSING:
             text += f" {owner(self.program, self.pid, self.user)}"
+        if self.reason is not None:
+            text += f" reason={field_value(self.reason)}"
         return text
 
     def event(self) -> dict[str, Any]:
@@ -111,4 +115,5 @@ class Finding(NamedTuple):
                 "interface": self.interface, "port": self.port, "proto": self.proto,
                 **service_fields(self.services, self.rpc_program),
                 "program": self.program, "pid": self.pid,
-                "user": self.user, "was_port": self.was_port}  # fmt: skip
+                "user": self.user, "was_port": self.was_port,
+                "reason": self.reason}  # fmt: skip

@@ -118,6 +118,7 @@ class Settings:
     udp_reply_source_ports: frozenset[int]
     nft_table: str
     service_gone_grace: float
+    audit_severity_portmapper: str
     ignored_networks: tuple[Network, ...]
     warnings: tuple[str, ...] = ()
 
@@ -324,6 +325,7 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
         ),  # fmt: skip
         nft_table=read.get("NFT_TABLE", values.nft_table, "portwarden"),
         service_gone_grace=read.get("SERVICE_GONE_GRACE", values.duration, 600.0),
+        audit_severity_portmapper=read.get("AUDIT_SEVERITY_PORTMAPPER", values.severity, "err"),
         ignored_networks=(),
     )
     warnings += [

@@ -261,6 +261,8 @@ def probe(source: str, target: str, proto: Proto, timeout: float) -> Probe:
                 outcome, detail = "refused", "connection refused"
             case "silent":
                 outcome, detail = "silent", f"no answer in {timeout:g} s"
+            case "unanswered":  # the connection was accepted: the portmapper is reachable
+                outcome, detail = "reachable", f"connected, no RPC answer in {timeout:g} s"
             case "malformed":
                 outcome, detail = "reachable", f"answered: {error}"
             case "failed":
