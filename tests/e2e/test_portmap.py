@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from portwarden.lab.network import Host, Lab
+from portwarden.portmap.check import UNKNOWN_FIREWALL
 from tests.lab.portmapper import PROGRAM, Portmapper, StandIn
 
 ALLOW = ["--allow", "198.18.0.16/255.255.255.240", "--allow", "2001:db8::10/124"]
@@ -589,3 +590,70 @@ def test_a_portmapper_that_accepts_and_never_answers_is_reachable(
     assert [(p["proto"], p["outcome"]) for p in report["probes"]] == [
         ("tcp", "reachable"), ("udp", "silent")]  # fmt: skip
     assert (there.returncode, report["verdict"]) == (1, "exposed")
+
+
+ABOVE = ["INPUT", "1", "-p", "tcp", "--dport", "111", "-j", "ACCEPT"]  # as other tools insert
+
+
+def test_an_accept_above_our_iptables_jump_is_seen_and_protect_moves_the_jump_back(
+    lab: Lab, portmapper: Portmapper
+) -> None:
+    """Within INPUT the first rule that accepts decides: an accept inserted above our jump lets
+    an outsider in. check must not say "protected", and protect must not say "nothing to
+    change": it puts the jump first again."""
+    target, attacker = lab.target, lab.attackers[0]
+    run_ok(portmapper, "protect", *ALLOW, "--firewall", "iptables", "--no-wrappers")
+    target.run(["iptables", "-I", *ABOVE])
+    try:
+        assert outcomes(attacker, attacker.ipv4, target.ipv4) == {"tcp": "reachable",
+                                                                  "udp": "silent"}  # fmt: skip
+        check = portmapper.portwarden("portmap", "check")
+        lines = check.stdout.splitlines()
+        assert (check.returncode, lines[-1]) == (3, "verdict: unknown"), check.stdout
+        assert (f"firewall: {UNKNOWN_FIREWALL}") in lines
+        assert ("  iptables: chain PORTWARDEN_PORTMAP (jumped to from INPUT, but not first: a "
+                "rule above may accept port 111):") in lines  # fmt: skip
+        assert ("  iptables: above our jump in INPUT: -A INPUT -p tcp -m tcp --dport 111 -j "
+                "ACCEPT") in lines  # fmt: skip
+
+        moved = run_ok(portmapper, "protect", *ALLOW, "--firewall", "iptables", "--no-wrappers")
+        assert moved == "ran iptables-restore --noflush\n"  # ip6tables: nothing to change
+        rules = target.run(["iptables", "-S", "INPUT"]).stdout.splitlines()
+        assert rules[1:] == ["-A INPUT -j PORTWARDEN_PORTMAP",
+                             "-A INPUT -p tcp -m tcp --dport 111 -j ACCEPT"]  # fmt: skip
+        assert outcomes(attacker, attacker.ipv4, target.ipv4) == {"tcp": "silent",
+                                                                  "udp": "silent"}  # fmt: skip
+        again = run_ok(portmapper, "protect", *ALLOW, "--firewall", "iptables", "--no-wrappers")
+        assert again == "portmap protect: nothing to change\n"
+        check = portmapper.portwarden("portmap", "check")
+        assert (check.returncode, check.stdout.splitlines()[-1]) == (0, "verdict: protected")
+    finally:
+        target.run(["iptables", "-D", *ABOVE[:1], *ABOVE[2:]], check=False)
+
+
+OTHER_TABLE = """
+table inet pwother {
+    chain input {
+        type filter hook input priority filter - 20; policy accept;
+        meta l4proto { tcp, udp } th dport 111 accept
+    }
+}
+"""
+
+
+def test_an_accept_in_an_earlier_nft_table_does_not_undo_our_drop(
+    lab: Lab, portmapper: Portmapper
+) -> None:
+    """nftables: an accept ends only its own base chain; the packet still meets ours, whose drop
+    is final. So another table that accepts port 111 before ours changes nothing."""
+    target, attacker = lab.target, lab.attackers[0]
+    run_ok(portmapper, "protect", *ALLOW, "--no-wrappers")
+    target.run(["nft", "-f", "-"], input=OTHER_TABLE)
+    try:
+        assert outcomes(attacker, attacker.ipv4, target.ipv4) == {"tcp": "silent",
+                                                                  "udp": "silent"}  # fmt: skip
+        assert outcomes(lab.client, lab.client.ipv4, target.ipv4) == REACHABLE
+        check = portmapper.portwarden("portmap", "check")
+        assert (check.returncode, check.stdout.splitlines()[-1]) == (0, "verdict: protected")
+    finally:
+        target.run(["nft", "delete", "table", "inet", "pwother"])
