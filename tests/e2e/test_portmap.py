@@ -9,6 +9,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -657,3 +658,29 @@ def test_an_accept_in_an_earlier_nft_table_does_not_undo_our_drop(
         assert (check.returncode, check.stdout.splitlines()[-1]) == (0, "verdict: protected")
     finally:
         target.run(["nft", "delete", "table", "inet", "pwother"])
+
+
+_HOLD_LOCK = """
+import fcntl, sys, time
+with open("/run/portwarden-portmap.lock", "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    print("held", flush=True)
+    time.sleep(float(sys.argv[1]))
+"""
+
+
+def test_protect_waits_for_a_run_in_progress(lab: Lab, portmapper: Portmapper) -> None:
+    """Another protect or unprotect holds the lock (here for 1.5 s): this one waits for it,
+    then plans from what that run left, so no edit is lost."""
+    holder = subprocess.Popen(portmapper._inside([sys.executable, "-c", _HOLD_LOCK, "1.5"]),
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        started = time.monotonic()
+        run_ok(portmapper, "protect", *ALLOW, "--firewall", "none")
+        took = time.monotonic() - started
+    finally:
+        holder.wait(timeout=10)
+    assert took >= 1.0, took
+    allow, _ = files(portmapper)
+    assert allow is not None and b"rpcbind portmap: 198.18.0.16/255.255.255.240" in allow
