@@ -1100,3 +1100,50 @@ def test_the_daemon_logs_a_warning_once_and_alerts_an_unusable_portmapper(
         receiver.sock.close()
         unregister(target, rpcbind, 300131, 1)
         stop(target, listener)
+
+
+@pytest.mark.parametrize(
+    ("conf", "reason"),
+    [
+        (f'AUDIT_INTERFACES="{A4}"\nAUDIT_REQUIRED="2001:db8::1:8082/tcp"',
+         "2001:db8::1 is not in AUDIT_INTERFACES, nor can it be an address of AUDIT_DEVICES: "
+         "never checked"),
+        ('AUDIT_REQUIRED="127.0.0.1:8086/tcp"',
+         "127.0.0.1 is loopback's, never checked (AUDIT_INTERFACES and AUDIT_DEVICES are empty: "
+         "every address but loopback's)"),
+        ('AUDIT_REQUIRED="0.0.0.0:8084/tcp"', "0.0.0.0 is a wildcard, not an address the audit "
+                                              "checks (a group without an interface applies to "
+                                              "every address)"),
+        ('AUDIT_REQUIRED="lo:8086/tcp"', "device lo is never checked (AUDIT_INTERFACES and "
+                                         "AUDIT_DEVICES are empty: every address but loopback's)"),
+        ('AUDIT_REQUIRED="ALL:22/tcp"', "ALL is no device of this host (a group without an "
+                                        "interface applies to every address)"),
+        (f'{ONLY_LAB}\nAUDIT_REQUIRED="nosuchdev:22/tcp"',
+         "device nosuchdev is not in AUDIT_DEVICES and holds none of AUDIT_INTERFACES: never "
+         "checked"),
+    ],
+)  # fmt: skip
+def test_a_requirement_on_an_interface_never_audited_is_a_configuration_error(
+    lab: Lab, tmp_path: Path, conf: str, reason: str
+) -> None:
+    """It would be a ServiceMissing at every check: the audit and check-config refuse it."""
+    target = lab.target
+    result = audit_command(target, tmp_path, conf)
+    value = conf.rpartition("AUDIT_REQUIRED=")[2]
+    line = 3 if conf.startswith("AUDIT_INTERFACES") else 2  # after STATE_DIR
+    group = value.strip('"')
+    error = (f"portwarden: error: {tmp_path}/portwarden.conf:{line}: AUDIT_REQUIRED={value}: "
+             f"'{group}': {reason}\n")  # fmt: skip
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", error)
+    checked = target.run([sys.executable, "-m", "portwarden", "check-config", "-c",
+                          str(tmp_path / "portwarden.conf")], check=False)  # fmt: skip
+    assert (checked.returncode, checked.stderr) == (2, error)
+
+
+def test_a_requirement_on_a_device_absent_now_is_a_warning(lab: Lab, tmp_path: Path) -> None:
+    """Every address but loopback's is audited: a device may yet come (a VPN's tun0)."""
+    result = audit_command(lab.target, tmp_path, 'AUDIT_REQUIRED="nosuchdev:22/tcp"', "--no-state")
+    assert result.returncode == 1 and "ServiceMissing: nosuchdev:22/tcp" in result.stdout
+    assert (f"portwarden: warning: {tmp_path}/portwarden.conf:2: AUDIT_REQUIRED: "
+            "'nosuchdev:22/tcp': device nosuchdev is absent or has no address now; reported "
+            "missing while it is not checked") in result.stderr.splitlines()  # fmt: skip

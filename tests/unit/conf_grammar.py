@@ -264,10 +264,10 @@ proto = st.sampled_from(["tcp", "udp"])
 valid_groups = joined(cat(maybe(cat(valid_where, ":")),
                           joined(cat(st.one_of(port, st.just("mountd")), "/", proto), ",", 3)
                           .filter(bool)), "; ", 3)  # fmt: skip
-# A required item must be one the audit can see whatever AUDIT_UDP and AUDIT_MIN/MAX_PORT say.
-valid_required = joined(cat(maybe(cat(valid_where, ":")),
-                            joined(st.sampled_from(["1024/tcp", "mountd/tcp"]), ",", 3)
-                            .filter(bool)), "; ", 3)  # fmt: skip
+# A required item must be one the audit can see whatever AUDIT_UDP, AUDIT_MIN/MAX_PORT,
+# AUDIT_INTERFACES and AUDIT_DEVICES say: on every audited address.
+valid_required = joined(joined(st.sampled_from(["1024/tcp", "mountd/tcp"]), ",", 3).filter(bool),
+                        "; ", 3)  # fmt: skip
 valid_skip = joined(cat(maybe(cat(valid_where, ":")),
                         joined(cat(port, "/", proto), ",", 3).filter(bool)), "; ", 3)  # fmt: skip
 valid_command = cat(st.sampled_from(["/sbin/route add -host", "ip route add blackhole", "/x"]),

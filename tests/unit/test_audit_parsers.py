@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from portwarden.alert.syslog import SEVERITIES as SYSLOG_SEVERITIES
 from portwarden.audit import check
-from portwarden.audit.interfaces import Interface, audited_interfaces
+from portwarden.audit.interfaces import Interface, audited_interfaces, unaudited
 from portwarden.audit.names import Names, parse_rpc, parse_services
 from portwarden.audit.policy import Item, Policy, Rule, Where, parse_groups, parse_skip_groups
 from portwarden.audit.sockets import Socket, owners, parse_table, proc_sockets
@@ -361,3 +361,74 @@ def test_open_ports_come_by_port_then_protocol() -> None:
     opened = check._open_on(interface, sockets, Policy())
     assert [(s.port, s.proto.value) for s in opened] == [
         (22, "tcp"), (22, "udp"), (53, "tcp"), (53, "udp"), (8080, "tcp")]  # fmt: skip
+
+
+LAB_NOW = (InterfaceAddress("lo", 1, ipaddress.ip_address("127.0.0.1")),
+           InterfaceAddress("lo", 1, ipaddress.ip_address("::1")),
+           InterfaceAddress("eth0", 2, ipaddress.ip_address("198.18.0.1")),
+           InterfaceAddress("eth0", 2, ipaddress.ip_address("2001:db8::1")))  # fmt: skip
+A4 = ipaddress.ip_address("198.18.0.1")
+
+
+@pytest.mark.parametrize(
+    ("group", "addresses", "devices", "never"),
+    [
+        ("2001:db8::1:8082/tcp", (A4,), (), True),  # the audit looks at 198.18.0.1 only
+        ("127.0.0.1:8086/tcp", (), (), True),  # every address but loopback's
+        ("127.0.0.1:8086/tcp", (A4,), ("eth0",), True),
+        ("0.0.0.0:8084/tcp", (), (), True),
+        (":::8084/tcp", (), (), True),
+        ("lo:8086/tcp", (), (), True),
+        ("ALL:22/tcp", (), (), True),  # no keyword: a group without interface is for all
+        ("any:22/tcp", (A4,), (), True),  # as a ServiceMissing line says it
+        ("eth0:22/tcp", (), ("eth1",), True),
+        ("eth1:22/tcp", (A4,), (), True),  # 198.18.0.1 is eth0's
+        ("198.18.0.1:22/tcp", (), ("eth1",), True),  # eth0's, not of eth1
+        ("nosuchdev:22/tcp", (), (), False),  # absent now: may come (a VPN's tun0)
+        ("198.18.0.99:22/tcp", (), (), False),
+        ("198.18.0.99:22/tcp", (), ("eth0",), False),
+        ("eth1:22/tcp", (ipaddress.ip_address("198.18.0.99"),), (), False),
+    ],
+)  # fmt: skip
+def test_a_group_on_an_interface_the_audit_never_looks_at(
+    group: str, addresses: tuple, devices: tuple[str, ...], never: bool
+) -> None:
+    (parsed,) = parse_groups(group)
+    found = unaudited(parsed.where, addresses, devices, LAB_NOW)
+    assert found is not None and found.never is never and "\n" not in found.reason
+
+
+@pytest.mark.parametrize(
+    ("group", "addresses", "devices"),
+    [
+        ("198.18.0.1:22/tcp", (), ()),
+        ("eth0:22/tcp", (), ()),
+        ("22/tcp", (A4,), ()),
+        ("127.0.0.1:22/tcp", (ipaddress.ip_address("127.0.0.1"),), ()),
+        ("lo:22/tcp", (), ("lo",)),
+        ("::1:22/tcp", (), ("lo", "eth0")),
+        ("eth0:22/tcp", (A4,), ()),  # 198.18.0.1 is eth0's
+        ("2001:db8::1:22/tcp", (), ("eth0",)),
+    ],
+)  # fmt: skip
+def test_a_group_on_an_audited_interface_is_fine(
+    group: str, addresses: tuple, devices: tuple[str, ...]
+) -> None:
+    (parsed,) = parse_groups(group)
+    assert unaudited(parsed.where, addresses, devices, LAB_NOW) is None
+
+
+def test_a_requirement_never_checked_is_an_error_one_absent_now_a_warning(tmp_path: Path) -> None:
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}"\nAUDIT_INTERFACES="198.18.0.1"\n'
+                    'AUDIT_REQUIRED="22/tcp; 2001:db8::1:8082/tcp"\n')  # fmt: skip
+    with pytest.raises(ConfigError) as error:
+        load_settings(conf)
+    assert str(error.value) == (
+        f"{conf}:3: AUDIT_REQUIRED=\"22/tcp; 2001:db8::1:8082/tcp\": '2001:db8::1:8082/tcp': "
+        "2001:db8::1 is not in AUDIT_INTERFACES, nor can it be an address of AUDIT_DEVICES: "
+        "never checked")  # fmt: skip
+    conf.write_text(f'STATE_DIR="{tmp_path}"\nAUDIT_REQUIRED="pwnosuchdev0:22/tcp"\n')
+    assert (f"{conf}:2: AUDIT_REQUIRED: 'pwnosuchdev0:22/tcp': device pwnosuchdev0 is absent or "
+            "has no address now; reported missing while it is not checked"
+            ) in load_settings(conf).warnings  # fmt: skip
