@@ -503,7 +503,6 @@ def test_a_portmapper_that_accepts_and_stays_silent_is_a_finding(lab: Lab, tmp_p
             'AUDIT_OPTIONAL="111/tcp,111/udp"')  # fmt: skip
     try:
         status, report, _ = audit(host, tmp_path, conf, "--no-state")
-        text = audit_command(host, tmp_path, conf, "--no-state")
     finally:
         stop(host, fake)
     reason = "tcp: connected, no RPC answer within 2 s; udp: no answer within 2 s"
@@ -512,9 +511,6 @@ def test_a_portmapper_that_accepts_and_stays_silent_is_a_finding(lab: Lab, tmp_p
         "interface": "127.0.0.1", "port": 111, "proto": "tcp", "service": "portmapper",
         "services": ["portmapper"], "rpc_program": 100000, "program": "pwa-fake111",
         "pid": fake.pid, "user": "root", "was_port": None, "reason": reason}]  # fmt: skip
-    assert text.returncode == 1
-    assert (f'PortmapperUnusable: 127.0.0.1:111/tcp (portmapper) program=pwa-fake111 '
-            f'pid={fake.pid} user=root reason="{reason}"') in text.stdout.splitlines()  # fmt: skip
 
 
 def test_the_daemon_audits_periodically_and_alerts(lab: Lab, tmp_path: Path) -> None:

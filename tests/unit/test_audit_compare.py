@@ -298,3 +298,13 @@ def test_a_port_without_a_name_has_a_null_service_in_json_and_unknown_in_text() 
     assert "(unknown)" in finding.line() and "(unknown)" in nameless.line()
     for fields in (finding.event(), nameless.fields()):
         assert (fields["service"], fields["services"], fields["rpc_program"]) == (None, [], None)
+
+
+def test_an_unusable_portmapper_line_carries_its_reason_as_one_field() -> None:
+    finding = Finding(Kind.PORTMAPPER, "err", "127.0.0.1", 111, "tcp", "portmapper", "rpcbind",
+                      812, "_rpc", rpc_program=100000,
+                      reason="tcp: connected, no RPC answer within 2 s")  # fmt: skip
+    assert finding.line() == ('PortmapperUnusable: 127.0.0.1:111/tcp (portmapper) program=rpcbind '
+                              'pid=812 user=_rpc reason="tcp: connected, no RPC answer within 2 '
+                              's"')  # fmt: skip
+    assert finding.event()["reason"] == "tcp: connected, no RPC answer within 2 s"
