@@ -89,6 +89,7 @@ class Daemon:
         self._audit_findings = 0
         self._audit_last_run = 0.0
         self._audit_error = 0
+        self._audit_warnings: frozenset[str] = frozenset()  # the last check's, logged already
         self._watchdog_s = service.watchdog_interval()
         self._next_watchdog = 0.0
         self._quiet_until: dict[str, float] = {}
@@ -288,8 +289,10 @@ class Daemon:
             self._save_audit_snapshot(outcome.time, self._last_audit)
             return
         result, warnings = outcome
-        for warning in warnings:
-            log.warning("audit: %s", warning)
+        for warning in warnings:  # once when it appears, not at every check while it lasts
+            if warning not in self._audit_warnings:
+                log.warning("audit: %s", warning)
+        self._audit_warnings = frozenset(warnings)
         self._alerts.audit(result.findings, result.time)
         try:  # only now: a finding is news until it has been reported
             result.state.save(state_path(self.settings))

@@ -140,6 +140,11 @@ PORTMAP_REPLY_FRAGMENTS_MAX = PORTMAP_REPLY_BYTES_MAX // 1024
 # trickles bytes, costs at most this long per transport (TCP, then UDP).
 PORTMAP_TIMEOUT_S = 2.0
 
+# `portmap protect` and `unprotect` run one at a time (each reads, plans and writes): one waits
+# at most this long for another to finish, which takes well under a second, then gives up with
+# an error rather than hang behind a run that is itself stuck (on the xtables lock, say).
+PORTMAP_LOCK_WAIT_S = 10.0
+
 # The port audit's TCP confirmation: connect() to a local address then close at once. A local
 # listener answers in microseconds; a firewall that drops the SYN costs at most this long.
 AUDIT_CONNECT_TIMEOUT_S = 1.0

@@ -163,10 +163,10 @@ EXPECTED = {
     (A4, 111, "udp"): ("portmapper", "rpcbind"), (A6, 111, "udp"): ("portmapper", "rpcbind"),
     (A4, 8080, "tcp"): ("http-alt", "pwa-dual8080"),
     (A6, 8080, "tcp"): ("http-alt", "pwa-dual8080"),
-    (A4, 5300, "udp"): ("unknown", "pwa-dual5300"), (A6, 5300, "udp"): ("unknown", "pwa-dual5300"),
+    (A4, 5300, "udp"): (None, "pwa-dual5300"), (A6, 5300, "udp"): (None, "pwa-dual5300"),
     (A4, 8081, "tcp"): ("tproxy", "pwa-v4only8081"),
-    (A6, 8082, "tcp"): ("unknown", "pwa-v6only8082"),
-    (A6, 5301, "udp"): ("unknown", "pwa-v6only5301"),
+    (A6, 8082, "tcp"): (None, "pwa-v6only8082"),
+    (A6, 5301, "udp"): (None, "pwa-v6only5301"),
     (A4, 20048, "udp"): ("mountd", "pwa-mountd"),
     (A4, 40111, "tcp"): ("RPC_400111", "pwa-rpc400111"),
     (A6, 40111, "tcp"): ("RPC_400111", "pwa-rpc400111"),
@@ -208,7 +208,7 @@ def audit(host: Host, folder: Path, conf: str, *flags: str) -> tuple[int, dict[s
 ONLY_LAB = f'AUDIT_INTERFACES="{A4}, {A6}"'
 
 
-def found(report: dict[str, Any]) -> dict[tuple[str, int, str], tuple[str, str]]:
+def found(report: dict[str, Any]) -> dict[tuple[str, int, str], tuple[str | None, str]]:
     return {(p["interface"], p["port"], p["proto"]): (p["service"], p["program"])
             for p in report["open_ports"]}  # fmt: skip
 
@@ -396,9 +396,9 @@ def test_only_roots_registrations_name_ports(
     named = {port: (ports[port]["rpc_program"], ports[port]["service"], ports[port]["user"],
                     ports[port]["policy"]) for port in (40121, 40122, 40123, 20048)}  # fmt: skip
     assert named == {
-        40121: (None, "unknown", "root", "unlisted"),
+        40121: (None, None, "root", "unlisted"),
         40122: (100011, "rquotad", "nobody", "unlisted"),
-        40123: (None, "unknown", "nobody", "unlisted"),
+        40123: (None, None, "nobody", "unlisted"),
         20048: (100005, "mountd", "root", "unlisted"),  # registered by root in the fixture
     }
     assert status == 1
@@ -462,7 +462,7 @@ tcp()
     ("mode", "tcp_reason", "udp_reason"),
     [
         ("garbage", "answer is not an ONC RPC reply", "answer is not an ONC RPC reply"),
-        ("silent", "no answer within 2 s", "no answer within 2 s"),
+        ("silent", "connected, no RPC answer within 2 s", "no answer within 2 s"),
         ("huge", "reply larger than", "truncated reply"),
         ("dribble", "answer not complete within 2 s (", "only junk within 2 s ("),
         ("fragments", "reply in more than 256 fragments", "only junk within 2 s ("),
@@ -491,6 +491,26 @@ def test_broken_portmapper_is_a_clear_warning_within_bounded_time(
     assert tcp_warning.startswith("portmapper at 127.0.0.1 port 111/tcp: " + tcp_reason)
     assert udp_warning.startswith("portmapper at 127.0.0.1 port 111/udp: " + udp_reason)
     assert f"portwarden: warning: {tcp_warning}" in stderr.splitlines()
+
+
+def test_a_portmapper_that_accepts_and_stays_silent_is_a_finding(lab: Lab, tmp_path: Path) -> None:
+    """A required RPC item cannot be checked: PortmapperUnusable, exit 1, not "0 findings"."""
+    host = lab.attackers[0]
+    fake = host.popen([sys.executable, "-c", _FAKE_PORTMAPPER, "silent"], stdout=subprocess.PIPE,
+                      text=True)  # fmt: skip
+    assert fake.stdout is not None and "listening" in fake.stdout.readline()
+    conf = (f'AUDIT_INTERFACES="{host.ipv4}"\nAUDIT_REQUIRED="mountd/tcp"\n'
+            'AUDIT_OPTIONAL="111/tcp,111/udp"')  # fmt: skip
+    try:
+        status, report, _ = audit(host, tmp_path, conf, "--no-state")
+    finally:
+        stop(host, fake)
+    reason = "tcp: connected, no RPC answer within 2 s; udp: no answer within 2 s"
+    assert status == 1 and report["findings"] == [{
+        "event": "audit", "kind": "PortmapperUnusable", "severity": "err",
+        "interface": "127.0.0.1", "port": 111, "proto": "tcp", "service": "portmapper",
+        "services": ["portmapper"], "rpc_program": 100000, "program": "pwa-fake111",
+        "pid": fake.pid, "user": "root", "was_port": None, "reason": reason}]  # fmt: skip
 
 
 def test_the_daemon_audits_periodically_and_alerts(lab: Lab, tmp_path: Path) -> None:
@@ -649,7 +669,7 @@ def test_a_portmapper_that_root_does_not_hold_names_nothing(lab: Lab, tmp_path: 
     assert ports[111]["user"] == "nobody" and ports[111]["program"] == "pwa-fake-rpcb"
     spoofed = ports[40500]
     assert (spoofed["rpc_program"], spoofed["service"], spoofed["policy"]) == (
-        None, "unknown", "unlisted")  # fmt: skip
+        None, None, "unlisted")  # fmt: skip
     assert status == 1 and kinds(report) == [("ServiceNew", host.ipv4, 40500, "tcp")]
     assert report["findings"][0]["pid"] == listener.pid
     warning = ("port 111 (tcp, udp) is held by nobody (uid 65534), not by root: it was not "
@@ -917,9 +937,10 @@ def test_a_portmapper_that_hangs_leaves_rpc_requirements_as_they_were(
     target, rpcbind = lab.target, services[PORTMAPPER]
     settle(target, tmp_path, POLICY)
     status, report, stderr = audit_while_stopped(rpcbind, target, tmp_path, POLICY)
-    assert (status, kinds(report)) == (0, [])
-    warning = ("portmapper at 127.0.0.1 port 111/tcp: no answer within 2 s; RPC services are not "
-               "named by it, and requirements by RPC name keep their last state")  # fmt: skip
+    assert (status, kinds(report)) == (1, [("PortmapperUnusable", "127.0.0.1", 111, "tcp")])
+    warning = ("portmapper at 127.0.0.1 port 111/tcp: connected, no RPC answer within 2 s; RPC "
+               "services are not named by it, and requirements by RPC name keep their last "
+               "state")  # fmt: skip
     assert warning in report["warnings"]
     assert f"portwarden: warning: {warning}" in stderr.splitlines()
     status, report, _ = audit(target, tmp_path, POLICY)
@@ -974,8 +995,8 @@ def test_a_port_ignored_by_rpc_name_does_not_flap_while_rpcbind_hangs(
     conf = ALLOWED.replace("20048/udp", "mountd/udp") + '\nAUDIT_OPTIONAL="111/tcp,111/udp"'
     settle(target, tmp_path, conf)
     status, report, _ = audit_while_stopped(rpcbind, target, tmp_path, conf)
-    assert (status, kinds(report)) == (0, [])
-    assert any("no answer within 2 s" in warning for warning in report["warnings"])
+    assert (status, kinds(report)) == (1, [("PortmapperUnusable", "127.0.0.1", 111, "tcp")])
+    assert any("no RPC answer within 2 s" in warning for warning in report["warnings"])
     status, report, _ = audit(target, tmp_path, conf)
     assert (status, kinds(report), report["warnings"]) == (0, [], [])
 
@@ -1023,3 +1044,102 @@ def test_an_rpc_requirement_with_port_111_skipped_is_a_configuration_error(
                              "\"nfs/tcp\": 'nfs/tcp' is required, but AUDIT_SKIP has 111/tcp and "
                              "AUDIT_UDP is 0: RPC names in AUDIT_REQUIRED need port 111 "
                              "audited\n")  # fmt: skip
+
+
+def audit_runs(host: Host, conf: Path) -> int:
+    """The time of the daemon's last audit, in whole seconds."""
+    status = host.run([sys.executable, "-m", "portwarden", "status", "--json", "-c", str(conf)])
+    return int(json.loads(status.stdout)["counters"]["audit_last_run"])
+
+
+def test_the_daemon_logs_a_warning_once_and_alerts_an_unusable_portmapper(
+    lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path
+) -> None:
+    """A registration that is not root's is a warning at every check: the log has it once.
+    Then rpcbind hangs: PortmapperUnusable goes to the log, syslog (severity err) and the JSON
+    event log, as other findings do."""
+    target, rpcbind = lab.target, services[PORTMAPPER]
+    listener = listen(target, "tcp", "0.0.0.0", 40131, "pwa-unknown40131")
+    register(target, rpcbind, "udp", 0, 300131, 1, "tcp", 40131)
+    receiver = SyslogReceiver(tmp_path / "log")
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
+                    f'TCP_PORTS="11"\nAUDIT_INTERVAL="1"\n{ONLY_LAB}\n'
+                    'AUDIT_REQUIRED="mountd/udp"\nAUDIT_OPTIONAL="40131/tcp"\n'
+                    f'SYSLOG_SOCKET="{receiver.path}"\n')  # fmt: skip
+    warning = ("audit: RPC program 300131 for port 40131/tcp was registered by owner unknown, not "
+               "known to be root: the port is not named by it")  # fmt: skip
+    daemon = RunningDaemon(target, conf)
+    try:
+        daemon.wait_for(re.escape(warning))
+        first = audit_runs(target, conf)
+        deadline = time.monotonic() + 15
+        while audit_runs(target, conf) < first + 3:  # three checks more, at least
+            assert time.monotonic() < deadline, "the daemon stopped checking"
+            time.sleep(0.2)
+        assert daemon.log().count(warning) == 1
+        rpcbind.send_signal(signal.SIGSTOP)
+        try:
+            line = daemon.wait_for(r"audit PortmapperUnusable: .*", timeout=20).group(0)
+            receiver.wait_for(rf"^<{3 * 8 + 3}>.* audit: PortmapperUnusable: 127\.0\.0\.1:111/tcp")
+        finally:
+            rpcbind.send_signal(signal.SIGCONT)
+        assert line.startswith("audit PortmapperUnusable: 127.0.0.1:111/tcp (portmapper) "
+                               f"program=rpcbind pid={rpcbind.pid} user=")  # fmt: skip
+        assert 'reason="tcp: connected, no RPC answer within 2 s; udp: no answer' in line
+        events = [json.loads(x) for x in (tmp_path / "state" / "events.jsonl").read_text()
+                  .splitlines()]  # fmt: skip
+        unusable = [e for e in events if e.get("kind") == "PortmapperUnusable"]
+        assert unusable and unusable[0]["reason"].startswith("tcp: connected, no RPC answer")
+    finally:
+        daemon.stop()
+        receiver.sock.close()
+        unregister(target, rpcbind, 300131, 1)
+        stop(target, listener)
+
+
+@pytest.mark.parametrize(
+    ("conf", "reason"),
+    [
+        (f'AUDIT_INTERFACES="{A4}"\nAUDIT_REQUIRED="2001:db8::1:8082/tcp"',
+         "2001:db8::1 is not in AUDIT_INTERFACES, nor can it be an address of AUDIT_DEVICES: "
+         "never checked"),
+        ('AUDIT_REQUIRED="127.0.0.1:8086/tcp"',
+         "127.0.0.1 is loopback's, never checked (AUDIT_INTERFACES and AUDIT_DEVICES are empty: "
+         "every address but loopback's)"),
+        ('AUDIT_REQUIRED="0.0.0.0:8084/tcp"', "0.0.0.0 is a wildcard, not an address the audit "
+                                              "checks (a group without an interface applies to "
+                                              "every address)"),
+        ('AUDIT_REQUIRED="lo:8086/tcp"', "device lo is never checked (AUDIT_INTERFACES and "
+                                         "AUDIT_DEVICES are empty: every address but loopback's)"),
+        ('AUDIT_REQUIRED="ALL:22/tcp"', "ALL is no device of this host (a group without an "
+                                        "interface applies to every address)"),
+        (f'{ONLY_LAB}\nAUDIT_REQUIRED="nosuchdev:22/tcp"',
+         "device nosuchdev is not in AUDIT_DEVICES and holds none of AUDIT_INTERFACES: never "
+         "checked"),
+    ],
+)  # fmt: skip
+def test_a_requirement_on_an_interface_never_audited_is_a_configuration_error(
+    lab: Lab, tmp_path: Path, conf: str, reason: str
+) -> None:
+    """It would be a ServiceMissing at every check: the audit and check-config refuse it."""
+    target = lab.target
+    result = audit_command(target, tmp_path, conf)
+    value = conf.rpartition("AUDIT_REQUIRED=")[2]
+    line = 3 if conf.startswith("AUDIT_INTERFACES") else 2  # after STATE_DIR
+    group = value.strip('"')
+    error = (f"portwarden: error: {tmp_path}/portwarden.conf:{line}: AUDIT_REQUIRED={value}: "
+             f"'{group}': {reason}\n")  # fmt: skip
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", error)
+    checked = target.run([sys.executable, "-m", "portwarden", "check-config", "-c",
+                          str(tmp_path / "portwarden.conf")], check=False)  # fmt: skip
+    assert (checked.returncode, checked.stderr) == (2, error)
+
+
+def test_a_requirement_on_a_device_absent_now_is_a_warning(lab: Lab, tmp_path: Path) -> None:
+    """Every address but loopback's is audited: a device may yet come (a VPN's tun0)."""
+    result = audit_command(lab.target, tmp_path, 'AUDIT_REQUIRED="nosuchdev:22/tcp"', "--no-state")
+    assert result.returncode == 1 and "ServiceMissing: nosuchdev:22/tcp" in result.stdout
+    assert (f"portwarden: warning: {tmp_path}/portwarden.conf:2: AUDIT_REQUIRED: "
+            "'nosuchdev:22/tcp': device nosuchdev is absent or has no address now; reported "
+            "missing while it is not checked") in result.stderr.splitlines()  # fmt: skip

@@ -6,14 +6,17 @@ but not the attackers (.11, ::b). The target's own 198.18.0.1 is outside as well
 """
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from portwarden.lab.network import Host, Lab
+from portwarden.portmap.check import UNKNOWN_FIREWALL
 from tests.lab.portmapper import PROGRAM, Portmapper, StandIn
 
 ALLOW = ["--allow", "198.18.0.16/255.255.255.240", "--allow", "2001:db8::10/124"]
@@ -269,7 +272,11 @@ def test_iptables_changes_both_families_or_neither(lab: Lab, portmapper: Portmap
 
 
 def portwarden_on(host: Host, *args: str) -> subprocess.CompletedProcess:
-    return host.run([sys.executable, "-m", "portwarden", *args], check=False, timeout=60)
+    """`portwarden ARGS` in `host` with a /run of its own: the lock protect takes there never
+    touches the machine's."""
+    private_run = 'mount -t tmpfs tmpfs /run && exec "$0" "$@"'
+    command = ["unshare", "-m", "--propagation", "private", "sh", "-c", private_run]
+    return host.run([*command, sys.executable, "-m", "portwarden", *args], check=False, timeout=60)
 
 
 def test_check_counts_the_wrappers_only_if_the_portmapper_uses_them(
@@ -562,3 +569,122 @@ def test_unprotect_that_fails_in_iptables_puts_nftables_back(
     finally:
         target.run(["ip6tables", "-F", "HOLDER"], check=False)
         target.run(["ip6tables", "-X", "HOLDER"], check=False)
+
+
+def test_a_portmapper_that_accepts_and_never_answers_is_reachable(
+    lab: Lab, portmapper: Portmapper
+) -> None:
+    """rpcbind stopped (SIGSTOP): the kernel still accepts TCP connections for it. An accepted
+    connection is no firewall's silence: the portmapper is exposed, from this host's own
+    address and from an outsider alike."""
+    attacker = lab.attackers[0]
+    portmapper.proc.send_signal(signal.SIGSTOP)
+    try:
+        here = portmapper.portwarden("portmap", "check", "--from", lab.target.ipv4,
+                                     "--timeout", "0.5")  # fmt: skip
+        there = portwarden_on(attacker, "portmap", "check", "--json", "--from", attacker.ipv4,
+                              "--to", lab.target.ipv4, "--timeout", "0.5")  # fmt: skip
+    finally:
+        portmapper.proc.send_signal(signal.SIGCONT)
+    lines = here.stdout.splitlines()
+    assert ("probe: tcp from 198.18.0.1 to 198.18.0.1 port 111: reachable (connected, no RPC "
+            "answer in 0.5 s)") in lines  # fmt: skip
+    assert "probe: udp from 198.18.0.1 to 198.18.0.1 port 111: silent (no answer in 0.5 s)" in lines
+    assert (here.returncode, lines[-1]) == (1, "verdict: exposed"), here.stdout
+    report = json.loads(there.stdout)
+    assert [(p["proto"], p["outcome"]) for p in report["probes"]] == [
+        ("tcp", "reachable"), ("udp", "silent")]  # fmt: skip
+    assert (there.returncode, report["verdict"]) == (1, "exposed")
+
+
+ABOVE = ["INPUT", "1", "-p", "tcp", "--dport", "111", "-j", "ACCEPT"]  # as other tools insert
+
+
+def test_an_accept_above_our_iptables_jump_is_seen_and_protect_moves_the_jump_back(
+    lab: Lab, portmapper: Portmapper
+) -> None:
+    """Within INPUT the first rule that accepts decides: an accept inserted above our jump lets
+    an outsider in. check must not say "protected", and protect must not say "nothing to
+    change": it puts the jump first again."""
+    target, attacker = lab.target, lab.attackers[0]
+    run_ok(portmapper, "protect", *ALLOW, "--firewall", "iptables", "--no-wrappers")
+    target.run(["iptables", "-I", *ABOVE])
+    try:
+        assert outcomes(attacker, attacker.ipv4, target.ipv4) == {"tcp": "reachable",
+                                                                  "udp": "silent"}  # fmt: skip
+        check = portmapper.portwarden("portmap", "check")
+        lines = check.stdout.splitlines()
+        assert (check.returncode, lines[-1]) == (3, "verdict: unknown"), check.stdout
+        assert (f"firewall: {UNKNOWN_FIREWALL}") in lines
+        assert ("  iptables: chain PORTWARDEN_PORTMAP (jumped to from INPUT, but not first: a "
+                "rule above may accept port 111):") in lines  # fmt: skip
+        assert ("  iptables: above our jump in INPUT: -A INPUT -p tcp -m tcp --dport 111 -j "
+                "ACCEPT") in lines  # fmt: skip
+
+        moved = run_ok(portmapper, "protect", *ALLOW, "--firewall", "iptables", "--no-wrappers")
+        assert moved == "ran iptables-restore --noflush\n"  # ip6tables: nothing to change
+        rules = target.run(["iptables", "-S", "INPUT"]).stdout.splitlines()
+        assert rules[1:] == ["-A INPUT -j PORTWARDEN_PORTMAP",
+                             "-A INPUT -p tcp -m tcp --dport 111 -j ACCEPT"]  # fmt: skip
+        assert outcomes(attacker, attacker.ipv4, target.ipv4) == {"tcp": "silent",
+                                                                  "udp": "silent"}  # fmt: skip
+        again = run_ok(portmapper, "protect", *ALLOW, "--firewall", "iptables", "--no-wrappers")
+        assert again == "portmap protect: nothing to change\n"
+        check = portmapper.portwarden("portmap", "check")
+        assert (check.returncode, check.stdout.splitlines()[-1]) == (0, "verdict: protected")
+    finally:
+        target.run(["iptables", "-D", *ABOVE[:1], *ABOVE[2:]], check=False)
+
+
+OTHER_TABLE = """
+table inet pwother {
+    chain input {
+        type filter hook input priority filter - 20; policy accept;
+        meta l4proto { tcp, udp } th dport 111 accept
+    }
+}
+"""
+
+
+def test_an_accept_in_an_earlier_nft_table_does_not_undo_our_drop(
+    lab: Lab, portmapper: Portmapper
+) -> None:
+    """nftables: an accept ends only its own base chain; the packet still meets ours, whose drop
+    is final. So another table that accepts port 111 before ours changes nothing."""
+    target, attacker = lab.target, lab.attackers[0]
+    run_ok(portmapper, "protect", *ALLOW, "--no-wrappers")
+    target.run(["nft", "-f", "-"], input=OTHER_TABLE)
+    try:
+        assert outcomes(attacker, attacker.ipv4, target.ipv4) == {"tcp": "silent",
+                                                                  "udp": "silent"}  # fmt: skip
+        assert outcomes(lab.client, lab.client.ipv4, target.ipv4) == REACHABLE
+        check = portmapper.portwarden("portmap", "check")
+        assert (check.returncode, check.stdout.splitlines()[-1]) == (0, "verdict: protected")
+    finally:
+        target.run(["nft", "delete", "table", "inet", "pwother"])
+
+
+_HOLD_LOCK = """
+import fcntl, sys, time
+with open("/run/portwarden-portmap.lock", "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    print("held", flush=True)
+    time.sleep(float(sys.argv[1]))
+"""
+
+
+def test_protect_waits_for_a_run_in_progress(lab: Lab, portmapper: Portmapper) -> None:
+    """Another protect or unprotect holds the lock (here for 1.5 s): this one waits for it,
+    then plans from what that run left, so no edit is lost."""
+    holder = subprocess.Popen(portmapper._inside([sys.executable, "-c", _HOLD_LOCK, "1.5"]),
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        started = time.monotonic()
+        run_ok(portmapper, "protect", *ALLOW, "--firewall", "none")
+        took = time.monotonic() - started
+    finally:
+        holder.wait(timeout=10)
+    assert took >= 1.0, took
+    allow, _ = files(portmapper)
+    assert allow is not None and b"rpcbind portmap: 198.18.0.16/255.255.255.240" in allow

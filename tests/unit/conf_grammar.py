@@ -152,7 +152,8 @@ SHAPES: dict[str, Text] = {
     "NFT_TABLE": words("portwarden", "pw_2", "portwarden_portmap", "2bad", "a-b", "x" * 40),
     "SYSLOG_FACILITY": words("daemon", "LOG_DAEMON", "log_local7", "kern", "nope"),
     **dict.fromkeys(["AUDIT_SEVERITY_MISSING", "AUDIT_SEVERITY_NEW", "AUDIT_SEVERITY_RESTARTED",
-                     "AUDIT_SEVERITY_PORTSWITCH"], words("crit", "err", "Notice", "debug")),
+                     "AUDIT_SEVERITY_PORTSWITCH", "AUDIT_SEVERITY_PORTMAPPER"],
+                    words("crit", "err", "Notice", "debug")),
     **dict.fromkeys(["TCP_SCAN_IGNORE", "UDP_SCAN_IGNORE"], scan_rules),
     **dict.fromkeys(["AUDIT_REQUIRED", "AUDIT_OPTIONAL", "AUDIT_IGNORE", "AUDIT_SKIP"],
                     audit_groups),
@@ -282,10 +283,10 @@ proto = st.sampled_from(["tcp", "udp"])
 valid_groups = joined(cat(maybe(cat(valid_where, ":")),
                           joined(cat(st.one_of(port, st.just("mountd")), "/", proto), ",", 3)
                           .filter(bool)), "; ", 3)  # fmt: skip
-# A required item must be one the audit can see whatever AUDIT_UDP and AUDIT_MIN/MAX_PORT say.
-valid_required = joined(cat(maybe(cat(valid_where, ":")),
-                            joined(st.sampled_from(["1024/tcp", "mountd/tcp"]), ",", 3)
-                            .filter(bool)), "; ", 3)  # fmt: skip
+# A required item must be one the audit can see whatever AUDIT_UDP, AUDIT_MIN/MAX_PORT,
+# AUDIT_INTERFACES and AUDIT_DEVICES say: on every audited address.
+valid_required = joined(joined(st.sampled_from(["1024/tcp", "mountd/tcp"]), ",", 3).filter(bool),
+                        "; ", 3)  # fmt: skip
 valid_skip = joined(cat(maybe(cat(valid_where, ":")),
                         joined(cat(port, "/", proto), ",", 3).filter(bool)), "; ", 3)  # fmt: skip
 valid_command = cat(st.sampled_from(["/sbin/route add -host", "ip route add blackhole", "/x"]),
@@ -348,7 +349,8 @@ VALID: dict[str, Text] = {
     **dict.fromkeys(["AUDIT_OPTIONAL", "AUDIT_IGNORE"], valid_groups),
     "AUDIT_SKIP": valid_skip,
     **dict.fromkeys(["AUDIT_SEVERITY_MISSING", "AUDIT_SEVERITY_NEW", "AUDIT_SEVERITY_RESTARTED",
-                     "AUDIT_SEVERITY_PORTSWITCH"], st.sampled_from(["crit", "info", "Notice"])),
+                     "AUDIT_SEVERITY_PORTSWITCH", "AUDIT_SEVERITY_PORTMAPPER"],
+                    st.sampled_from(["crit", "info", "Notice"])),
 }  # fmt: skip
 
 

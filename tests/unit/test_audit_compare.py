@@ -8,7 +8,7 @@ from portwarden.audit.policy import Policy, Rule, parse_groups
 from portwarden.audit.state import AuditState
 from portwarden.detect.probe import Proto
 
-SEVERITIES = Severities("crit", "err", "notice", "warning")
+SEVERITIES = Severities("crit", "err", "notice", "warning", "err")
 MOUNTD = 100005
 NFS = 100003
 NFS_ACL = 100227
@@ -35,7 +35,9 @@ class Auditor:
     def __init__(self, required: str = "", optional: str = "") -> None:
         groups = parse_groups(required)
         self.policy = Policy(required=groups, optional=parse_groups(optional))
-        self.requirements = [Requirement(g, i, i.rpc or "svc") for g in groups for i in g.items]
+        number = {name: p for p, names in RPC_NAMES.items() for name in names}
+        self.requirements = [Requirement(g, i, i.rpc or "svc", number.get(i.rpc or ""))
+                             for g in groups for i in g.items]  # fmt: skip
         self.state: AuditState | None = None
 
     def check(self, *ports: OpenPort, rpc_known: bool = True) -> list[tuple[Kind, str]]:
@@ -84,7 +86,7 @@ def test_required_rpc_service_by_name() -> None:
     audit = Auditor("mountd/udp")
     assert audit.check() == [(Kind.MISSING, "ServiceMissing: any:mountd/udp (mountd)")]
     assert audit.check(port(A, 20048, Proto.UDP, MOUNTD)) == [
-        (Kind.RESTARTED, "ServiceRestarted: 198.18.0.1:20048/udp (mountd)")
+        (Kind.RESTARTED, "ServiceRestarted: any:20048/udp (mountd)")
     ]
 
 
@@ -109,19 +111,23 @@ def test_first_check_without_state_reports_everything() -> None:
 
 
 def test_finding_line_and_event_are_one_line_with_stable_fields() -> None:
-    finding = Finding(Kind.NEW, "crit", A, 8080, "tcp", "http-alt", "evil\nname", 7, "root")
+    finding = Finding(
+        Kind.NEW, "crit", A, 8080, "tcp", "http-alt", "evil\nname", 7, "root", rpc_program=400111
+    )
     assert "\n" not in finding.line()
     assert finding.line() == ("ServiceNew: 198.18.0.1:8080/tcp (http-alt) program=evil\\nname "
                               "pid=7 user=root")  # fmt: skip
     assert set(finding.event()) == {"event", "kind", "severity", "interface", "port", "proto",
-                                    "service", "services", "program", "pid", "user",
-                                    "was_port"}  # fmt: skip
+                                    "service", "services", "rpc_program", "program", "pid",
+                                    "user", "was_port", "reason"}  # fmt: skip
 
 
 def test_a_renamed_process_cannot_forge_fields_of_a_finding_line() -> None:
     """A local process can name itself anything (prctl PR_SET_NAME): its name is one field."""
     forged = "x pid=1 user=root"
-    finding = Finding(Kind.NEW, "crit", A, 8080, "tcp", "http-alt", forged, 7, 'a"b c')
+    finding = Finding(
+        Kind.NEW, "crit", A, 8080, "tcp", "http-alt", forged, 7, 'a"b c', rpc_program=400111
+    )
     assert finding.line() == ('ServiceNew: 198.18.0.1:8080/tcp (http-alt) program="x pid=1 '
                               "user=root\" pid=7 user=\"a'b c\"")  # fmt: skip
     opened = OpenPort(A, "eth0", 8080, Proto.TCP, "svc", None, forged, 7, "root", Rule.UNLISTED)
@@ -203,13 +209,13 @@ def test_without_the_portmapper_rpc_requirements_and_ports_keep_their_last_state
         (Kind.MISSING, "ServiceMissing: any:22/tcp (maybe_svc)")
     ]
     assert audit.check(port(A, 22), port(A, 900, Proto.UDP, MOUNTD)) == [
-        (Kind.RESTARTED, "ServiceRestarted: 198.18.0.1:22/tcp (maybe_svc)")
+        (Kind.RESTARTED, "ServiceRestarted: any:22/tcp (maybe_svc)")
     ]
     # Missing before the portmapper went quiet: still missing, reported once, back once.
     assert audit.check(port(A, 22)) == [(Kind.MISSING, "ServiceMissing: any:mountd/udp (mountd)")]
     assert audit.check(port(A, 22), rpc_known=False) == []
     assert audit.check(port(A, 22), port(A, 900, Proto.UDP, MOUNTD)) == [
-        (Kind.RESTARTED, "ServiceRestarted: 198.18.0.1:900/udp (mountd)")
+        (Kind.RESTARTED, "ServiceRestarted: any:900/udp (mountd)")
     ]
 
 
@@ -266,3 +272,39 @@ def test_programs_sharing_a_port_are_followed_each_on_its_own() -> None:
     (finding,), _ = compare([port(A, 2050, Proto.TCP, NFS_ACL, NFS)], RPC_NAMES, [], None,
                             SEVERITIES)  # fmt: skip
     assert (finding.event()["service"], finding.event()["services"]) == ("nfs", ["nfs", "nfs_acl"])
+
+
+def test_missing_and_restarted_name_the_item_where_the_policy_puts_it() -> None:
+    """The events of one policy item pair up by interface: `any` for an item without one, the
+    device for an item on a device; each says which RPC program it is about, if any."""
+    audit = Auditor("8091/udp; eth0:mountd/udp")
+    audit.check()
+    assert audit.state is not None
+    findings, _ = compare([port(A, 8091, Proto.UDP, rule=Rule.REQUIRED),
+                           port(A, 20048, Proto.UDP, MOUNTD, rule=Rule.REQUIRED)], RPC_NAMES,
+                          audit.requirements, audit.state, SEVERITIES)  # fmt: skip
+    events = [(f.event()["interface"], f.event()["port"], f.event()["rpc_program"])
+              for f in findings]  # fmt: skip
+    assert events == [("any", 8091, None), ("eth0", 20048, MOUNTD)]
+    missing, _ = compare([], RPC_NAMES, audit.requirements, None, SEVERITIES)
+    missed = [(f.event()["interface"], f.event()["service"], f.event()["rpc_program"])
+              for f in missing]  # fmt: skip
+    assert missed == [("any", "svc", None), ("eth0", "mountd", MOUNTD)]
+
+
+def test_a_port_without_a_name_has_a_null_service_in_json_and_unknown_in_text() -> None:
+    nameless = port(A, 5300, Proto.UDP)._replace(services=("unknown",))
+    (finding,), _ = compare([nameless], RPC_NAMES, [], None, SEVERITIES)
+    assert "(unknown)" in finding.line() and "(unknown)" in nameless.line()
+    for fields in (finding.event(), nameless.fields()):
+        assert (fields["service"], fields["services"], fields["rpc_program"]) == (None, [], None)
+
+
+def test_an_unusable_portmapper_line_carries_its_reason_as_one_field() -> None:
+    finding = Finding(Kind.PORTMAPPER, "err", "127.0.0.1", 111, "tcp", "portmapper", "rpcbind",
+                      812, "_rpc", rpc_program=100000,
+                      reason="tcp: connected, no RPC answer within 2 s")  # fmt: skip
+    assert finding.line() == ('PortmapperUnusable: 127.0.0.1:111/tcp (portmapper) program=rpcbind '
+                              'pid=812 user=_rpc reason="tcp: connected, no RPC answer within 2 '
+                              's"')  # fmt: skip
+    assert finding.event()["reason"] == "tcp: connected, no RPC answer within 2 s"

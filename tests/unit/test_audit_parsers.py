@@ -2,6 +2,7 @@
 saved state. Hostile or broken input gives a named error, never a crash."""
 
 import ipaddress
+import json
 from pathlib import Path
 
 import pytest
@@ -10,10 +11,10 @@ from hypothesis import strategies as st
 
 from portwarden.alert.syslog import SEVERITIES as SYSLOG_SEVERITIES
 from portwarden.audit import check
-from portwarden.audit.interfaces import audited_interfaces
+from portwarden.audit.interfaces import Interface, audited_interfaces, unaudited
 from portwarden.audit.names import Names, parse_rpc, parse_services
 from portwarden.audit.policy import Item, Policy, Rule, Where, parse_groups, parse_skip_groups
-from portwarden.audit.sockets import Socket, parse_table, proc_sockets
+from portwarden.audit.sockets import Socket, owners, parse_table, proc_sockets
 from portwarden.audit.state import AuditState, Seen
 from portwarden.config import ConfigError, load_settings
 from portwarden.config.settings import to_conf_lines
@@ -146,8 +147,8 @@ def test_a_skipped_portmapper_is_not_known_to_hold_nothing() -> None:
     is unknown (None), not "none" (()), so nothing is reported for lack of a name."""
     rpcbind = [Socket(proto, ipaddress.ip_address("0.0.0.0"), 111, 0, 1) for proto in (TCP, UDP)]
     skips = Policy(skip=parse_skip_groups("111/tcp,111/udp"))
-    assert check._registrations(rpcbind, skips) == (None, [])
-    assert check._registrations([], skips) == ((), [])  # no portmapper at all: no programs
+    assert check._registrations(rpcbind, skips) == (None, [], None)
+    assert check._registrations([], skips) == ((), [], None)  # no portmapper at all: no programs
 
 
 def test_services_and_rpc_names() -> None:
@@ -334,3 +335,100 @@ def test_samhains_severity_names_are_syslog_severities(tmp_path: Path) -> None:
     assert [SYSLOG_SEVERITIES[name] for name in found] == [4, 1, 7]
     assert set(SEVERITIES) == set(SYSLOG_SEVERITIES)  # every name a finding may carry is sent
     assert 'AUDIT_SEVERITY_NEW="warning"' in to_conf_lines(settings)
+
+
+def test_a_program_name_is_kept_raw_and_escaped_once_where_it_is_shown(tmp_path: Path) -> None:
+    """/proc/<pid>/comm may hold a newline and a backslash: the text shows each escaped once
+    (`\\n`, `\\\\`), the JSON holds the name itself."""
+    (tmp_path / "4242" / "fd").mkdir(parents=True)
+    (tmp_path / "4242" / "fd" / "3").symlink_to("socket:[99]")
+    (tmp_path / "4242" / "comm").write_text("pw\nx\\y\n")
+    owner = owners({99}, proc=tmp_path)[99]
+    assert owner.program == "pw\nx\\y"
+    interface = Interface(ipaddress.ip_address("198.18.0.1"), "eth0", 2)
+    sock = Socket(TCP, interface.address, 8080, 0, 99)
+    opened = check._named(interface, sock, (), owner, Names(), Policy())
+    assert " program=pw\\nx\\\\y pid=4242 " in opened.line()
+    assert json.loads(json.dumps(opened.fields()))["program"] == "pw\nx\\y"
+
+
+def test_open_ports_come_by_port_then_protocol() -> None:
+    interface = Interface(ipaddress.ip_address("198.18.0.1"), "eth0", 2)
+    wildcard = ipaddress.ip_address("0.0.0.0")
+    sockets = [Socket(proto, wildcard, port, 0, inode, device=0)
+               for inode, (proto, port) in enumerate([(UDP, 53), (TCP, 8080), (TCP, 53),
+                                                      (UDP, 22), (TCP, 22)])]  # fmt: skip
+    opened = check._open_on(interface, sockets, Policy())
+    assert [(s.port, s.proto.value) for s in opened] == [
+        (22, "tcp"), (22, "udp"), (53, "tcp"), (53, "udp"), (8080, "tcp")]  # fmt: skip
+
+
+LAB_NOW = (InterfaceAddress("lo", 1, ipaddress.ip_address("127.0.0.1")),
+           InterfaceAddress("lo", 1, ipaddress.ip_address("::1")),
+           InterfaceAddress("eth0", 2, ipaddress.ip_address("198.18.0.1")),
+           InterfaceAddress("eth0", 2, ipaddress.ip_address("2001:db8::1")))  # fmt: skip
+A4 = ipaddress.ip_address("198.18.0.1")
+
+
+@pytest.mark.parametrize(
+    ("group", "addresses", "devices", "never"),
+    [
+        ("2001:db8::1:8082/tcp", (A4,), (), True),  # the audit looks at 198.18.0.1 only
+        ("127.0.0.1:8086/tcp", (), (), True),  # every address but loopback's
+        ("127.0.0.1:8086/tcp", (A4,), ("eth0",), True),
+        ("0.0.0.0:8084/tcp", (), (), True),
+        (":::8084/tcp", (), (), True),
+        ("lo:8086/tcp", (), (), True),
+        ("ALL:22/tcp", (), (), True),  # no keyword: a group without interface is for all
+        ("any:22/tcp", (A4,), (), True),  # as a ServiceMissing line says it
+        ("eth0:22/tcp", (), ("eth1",), True),
+        ("eth1:22/tcp", (A4,), (), True),  # 198.18.0.1 is eth0's
+        ("198.18.0.1:22/tcp", (), ("eth1",), True),  # eth0's, not of eth1
+        ("nosuchdev:22/tcp", (), (), False),  # absent now: may come (a VPN's tun0)
+        ("198.18.0.99:22/tcp", (), (), False),
+        ("198.18.0.99:22/tcp", (), ("eth0",), False),
+        ("eth1:22/tcp", (ipaddress.ip_address("198.18.0.99"),), (), False),
+    ],
+)  # fmt: skip
+def test_a_group_on_an_interface_the_audit_never_looks_at(
+    group: str, addresses: tuple, devices: tuple[str, ...], never: bool
+) -> None:
+    (parsed,) = parse_groups(group)
+    found = unaudited(parsed.where, addresses, devices, LAB_NOW)
+    assert found is not None and found.never is never and "\n" not in found.reason
+
+
+@pytest.mark.parametrize(
+    ("group", "addresses", "devices"),
+    [
+        ("198.18.0.1:22/tcp", (), ()),
+        ("eth0:22/tcp", (), ()),
+        ("22/tcp", (A4,), ()),
+        ("127.0.0.1:22/tcp", (ipaddress.ip_address("127.0.0.1"),), ()),
+        ("lo:22/tcp", (), ("lo",)),
+        ("::1:22/tcp", (), ("lo", "eth0")),
+        ("eth0:22/tcp", (A4,), ()),  # 198.18.0.1 is eth0's
+        ("2001:db8::1:22/tcp", (), ("eth0",)),
+    ],
+)  # fmt: skip
+def test_a_group_on_an_audited_interface_is_fine(
+    group: str, addresses: tuple, devices: tuple[str, ...]
+) -> None:
+    (parsed,) = parse_groups(group)
+    assert unaudited(parsed.where, addresses, devices, LAB_NOW) is None
+
+
+def test_a_requirement_never_checked_is_an_error_one_absent_now_a_warning(tmp_path: Path) -> None:
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}"\nAUDIT_INTERFACES="198.18.0.1"\n'
+                    'AUDIT_REQUIRED="22/tcp; 2001:db8::1:8082/tcp"\n')  # fmt: skip
+    with pytest.raises(ConfigError) as error:
+        load_settings(conf)
+    assert str(error.value) == (
+        f"{conf}:3: AUDIT_REQUIRED=\"22/tcp; 2001:db8::1:8082/tcp\": '2001:db8::1:8082/tcp': "
+        "2001:db8::1 is not in AUDIT_INTERFACES, nor can it be an address of AUDIT_DEVICES: "
+        "never checked")  # fmt: skip
+    conf.write_text(f'STATE_DIR="{tmp_path}"\nAUDIT_REQUIRED="pwnosuchdev0:22/tcp"\n')
+    assert (f"{conf}:2: AUDIT_REQUIRED: 'pwnosuchdev0:22/tcp': device pwnosuchdev0 is absent or "
+            "has no address now; reported missing while it is not checked"
+            ) in load_settings(conf).warnings  # fmt: skip

@@ -12,7 +12,8 @@ import pytest
 
 from portwarden.config.errors import ConfigError
 from portwarden.config.ignore import parse_network
-from portwarden.portmap import firewall, wrappers
+from portwarden.net.portmapper import PortmapperError
+from portwarden.portmap import check, firewall, wrappers
 from portwarden.portmap.check import FirewallState, FirewallView, Probe, Report, read_wrappers
 from portwarden.portmap.command import check_addresses
 from portwarden.portmap.networks import allowed_networks, host_bits_warnings
@@ -182,14 +183,16 @@ def test_check_lists_lines_for_the_portmapper_and_flags_a_later_allow(tmp_path: 
         ((*RPCBIND, Owner(78, "x\ny", libwrap=False)), False,
          "rpcbind does not use TCP Wrappers: no libwrap.so in the memory map of pid 78 (x\\ny)"),
         ((), None, "cannot tell whether rpcbind uses TCP Wrappers: no process found with a "
-                   "socket on port 111 (only root sees other users' processes)"),
+                   "socket on port 111"),
         ((Owner(1, "systemd", libwrap=False),), False,  # socket activation, rpcbind not started
          "rpcbind does not use TCP Wrappers: no libwrap.so in the memory map of pid 1 (systemd)"),
     ],
 )  # fmt: skip
 def test_wrappers_count_only_when_the_portmapper_maps_libwrap(
-    tmp_path: Path, owners: tuple[Owner, ...], uses: bool | None, note: str
-) -> None:
+    tmp_path: Path, owners: tuple[Owner, ...], uses: bool | None, note: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setattr(check.os, "geteuid", lambda: 0)  # root: it sees every process
     allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
     _protect(allow, wrappers.allow_rules(NETS))
     _protect(deny, wrappers.deny_rules())
@@ -206,6 +209,40 @@ def test_wrappers_count_only_when_the_portmapper_maps_libwrap(
     shown = json.loads(json.dumps(report.as_json()))["wrappers"]
     assert (shown["protected"], shown["uses_libwrap"], shown["note"]) == (False, uses, note)
     assert shown["owners"] == [dataclasses.asdict(o) for o in owners]
+
+
+def test_only_a_user_is_told_that_root_sees_other_users_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(check.os, "geteuid", lambda: 1000)
+    note = read_wrappers(tmp_path / "hosts.allow", tmp_path / "hosts.deny", ()).note
+    assert note.endswith("on port 111 (only root sees other users' processes)")
+
+
+def test_our_hosts_deny_block_without_our_hosts_allow_block_is_pointed_out(tmp_path: Path) -> None:
+    """Left so by hand (or by an unprotect of hosts.allow alone): it denies loopback too."""
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    _protect(deny, wrappers.deny_rules())
+    view = read_wrappers(allow, deny, RPCBIND)
+    assert not view.protected
+    assert view.note.endswith(
+        f"; but our {deny} block stands without our {allow} block: it denies every caller, "
+        "loopback included (run `portwarden portmap protect` again, or `unprotect`)"
+    )
+    _protect(allow, wrappers.allow_rules(NETS))
+    assert "stands without" not in read_wrappers(allow, deny, RPCBIND).note
+
+
+def test_when_both_loopback_queries_fail_both_errors_are_shown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def failing(address: str, proto: object, timeout: float) -> None:
+        reason = "refused" if address == "::1" else "unanswered"
+        raise PortmapperError(reason, f"it failed at {address}")
+
+    monkeypatch.setattr(check, "dump", failing)
+    assert check._local_programs(0.5) == ((), "127.0.0.1: it failed at 127.0.0.1; ::1: it failed "
+                                              "at ::1")  # fmt: skip
 
 
 # 200 hosts (none next to another, so none merge): one allow line would be 2 600 characters.

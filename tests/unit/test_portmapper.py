@@ -366,9 +366,21 @@ def test_tcp_denial_refusal_and_silence_are_told_apart() -> None:
         pass  # the port is closed again
     with pytest.raises(PortmapperError) as refused:
         dump("127.0.0.1", TCP, 5, port=port)
-    with tcp_portmapper(deny, accept=False) as port, pytest.raises(PortmapperError) as silent:
+    with tcp_portmapper(deny, accept=False) as port, pytest.raises(PortmapperError) as mute:
         dump("127.0.0.1", TCP, 0.3, port=port)  # listening, never answering
-    assert (refused.value.reason, silent.value.reason) == ("refused", "silent")
+    assert (refused.value.reason, mute.value.reason) == ("refused", "unanswered")
+    assert str(mute.value) == "connected, no RPC answer within 0.3 s"
+
+
+def test_only_a_connection_that_is_never_made_is_silence() -> None:
+    """A full accept queue drops the SYN, as a firewall would: the connect times out."""
+    with socket.socket() as server, socket.socket() as filler:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)  # one connection fills it
+        filler.connect(server.getsockname())
+        with pytest.raises(PortmapperError) as silent:
+            dump("127.0.0.1", TCP, 0.3, port=server.getsockname()[1])
+    assert (silent.value.reason, str(silent.value)) == ("silent", "no answer within 0.3 s")
 
 
 @contextmanager

@@ -6,20 +6,22 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from portwarden.audit import confirm
 from portwarden.audit.compare import Requirement, Severities, compare
-from portwarden.audit.findings import Finding, OpenPort
+from portwarden.audit.findings import Finding, Kind, OpenPort
 from portwarden.audit.interfaces import Interface, audited_interfaces
 from portwarden.audit.names import Names
 from portwarden.audit.policy import Item, Policy
 from portwarden.audit.sockets import PROC, Owner, Socket, open_sockets, owners, user_name
 from portwarden.audit.state import STATE_NAME, AuditState
 from portwarden.config import Settings
-from portwarden.detect.probe import Proto
+from portwarden.detect.probe import IPAddress, Proto
 from portwarden.limits import AUDIT_RPC_WARNINGS_MAX, PORTMAP_TIMEOUT_S
 from portwarden.net.portmapper import (
     PORTMAPPER_PORT,
+    PORTMAPPER_PROGRAM,
     PortmapperError,
     Registration,
     registrations,
@@ -38,6 +40,14 @@ class AuditResult:
     findings: tuple[Finding, ...]
     warnings: tuple[str, ...]
     state: AuditState
+
+
+class Unusable(NamedTuple):
+    """A portmapper that listens but gave no list of registrations."""
+
+    address: IPAddress  # where it was asked first
+    sock: Socket  # its socket for that transport
+    reasons: tuple[str, ...]  # `tcp: <why>`, one per transport asked
 
 
 class NothingChecked(Exception):
@@ -75,7 +85,7 @@ def run_audit(settings: Settings, previous: AuditState | None, now: float,
     tripwires = {Proto.TCP: set(settings.tcp_ports), Proto.UDP: set(settings.udp_ports)}
     sockets = [s for s in sockets if owned.get(s.inode, Owner(0, "")).pid not in ours
                or s.port not in tripwires[s.proto]]  # fmt: skip
-    registered, rpc_warnings = _registrations(sockets, policy)
+    registered, rpc_warnings, unusable = _registrations(sockets, policy)
     in_range = [s for s in sockets if settings.audit_min_port <= s.port <= settings.audit_max_port]
     audited = [(interface, sock) for interface in interfaces
                for sock in _open_on(interface, in_range, policy)]  # fmt: skip
@@ -83,11 +93,15 @@ def run_audit(settings: Settings, previous: AuditState | None, now: float,
     warnings += rpc_warnings + refused
     open_ports = [_named(interface, sock, programs.get(sock, ()), owned.get(sock.inode), names,
                          policy) for interface, sock in audited]  # fmt: skip
-    requirements = [Requirement(group, item, _item_service(item, names))
+    requirements = [Requirement(group, item, _item_service(item, names),
+                                names.program_number(item.rpc) if item.rpc else None)
                     for group, item in policy.requirements()]  # fmt: skip
     rpc_names = {p: names.program_names(p) for held in programs.values() for p in held}
     findings, state = compare(open_ports, rpc_names, requirements, previous, _severities(settings),
                               rpc_known=registered is not None)  # fmt: skip
+    if unusable is not None and policy.names_rpc:  # said at every check, while it lasts
+        findings.append(_unusable_finding(unusable, owned.get(unusable.sock.inode), names,
+                                          settings.audit_severity_portmapper))  # fmt: skip
     return AuditResult(now, tuple(str(i) for i in interfaces), tuple(open_ports), tuple(findings),
                        tuple(warnings), state)  # fmt: skip
 
@@ -115,14 +129,27 @@ def _named(interface: Interface, sock: Socket, programs: tuple[int, ...], owner:
     name matches when it names any of the programs on the port. Its user is the one the owning
     process runs as (rpcbind makes its sockets as root, then becomes _rpc); the socket's owner
     when no process was found."""
-    services = tuple(one_line(names.program(p)) for p in programs)
+    services = tuple(names.program(p) for p in programs)
     rpc_names = frozenset(name for p in programs for name in names.program_names(p))
     rule = policy.rule(str(interface), interface.device, sock.port, sock.proto, rpc_names)
-    uid = sock.uid if owner is None or owner.uid is None else owner.uid
     return OpenPort(str(interface), interface.device, sock.port, sock.proto,
-                    services or (one_line(names.service(sock.port, sock.proto)),), programs,
-                    owner.program if owner else "?", owner.pid if owner else None,
-                    user_name(uid), rule)  # fmt: skip
+                    services or (names.service(sock.port, sock.proto),), programs,
+                    *_owned_by(sock, owner), rule)  # fmt: skip
+
+
+def _owned_by(sock: Socket, owner: Owner | None) -> tuple[str, int | None, str]:
+    """Program, pid and user of the socket's owner: the user the process runs as (rpcbind
+    makes its sockets as root, then becomes _rpc); the socket's when no process was found."""
+    uid = sock.uid if owner is None or owner.uid is None else owner.uid
+    return (owner.program if owner else "?", owner.pid if owner else None, user_name(uid))
+
+
+def _unusable_finding(unusable: Unusable, owner: Owner | None, names: Names,
+                      severity: str) -> Finding:  # fmt: skip
+    return Finding(Kind.PORTMAPPER, severity, str(unusable.address), PORTMAPPER_PORT,
+                   unusable.sock.proto.value, names.program(PORTMAPPER_PROGRAM),
+                   *_owned_by(unusable.sock, owner), rpc_program=PORTMAPPER_PROGRAM,
+                   reason="; ".join(unusable.reasons))  # fmt: skip
 
 
 def _item_service(item: Item, names: Names) -> str:
@@ -135,11 +162,13 @@ def _severities(settings: Settings) -> Severities:
         settings.audit_severity_new,
         settings.audit_severity_restarted,
         settings.audit_severity_portswitch,
+        settings.audit_severity_portmapper,
     )
 
 
 def _open_on(interface: Interface, sockets: Sequence[Socket], policy: Policy) -> list[Socket]:
-    """The sockets that take traffic on this address, one per port and protocol.
+    """The sockets that take traffic on this address, one per port and protocol, by port
+    and then protocol (the interfaces come by address, so the report is in that order).
 
     The kernel's tables answer without touching the service: a socket bound to this address,
     to its family's wildcard, or to the IPv6 wildcard without IPV6_V6ONLY for an IPv4 address,
@@ -157,7 +186,7 @@ def _open_on(interface: Interface, sockets: Sequence[Socket], policy: Policy) ->
             continue
         if _serves(interface, sock):
             chosen[key] = sock
-    return list(chosen.values())
+    return [chosen[key] for key in sorted(chosen, key=lambda key: (key[1], key[0].value))]
 
 
 def _serves(interface: Interface, sock: Socket) -> bool:
@@ -245,10 +274,10 @@ def _refused_line(registration: Registration) -> str:
 
 def _registrations(
     sockets: Sequence[Socket], policy: Policy
-) -> tuple[tuple[Registration, ...] | None, list[str]]:
+) -> tuple[tuple[Registration, ...] | None, list[str], Unusable | None]:
     """The portmapper's registrations with their owners, if root listens on port 111; None
-    when it listens but could not be asked, or was not because port 111 is skipped (then which
-    program holds which port is unknown, not "none").
+    when it listens but could not be asked (then also why: Unusable), or was not because port
+    111 is skipped (then which program holds which port is unknown, not "none"); and warnings.
 
     Asked over TCP, else (or if that fails) over UDP, at loopback when it listens on a wildcard
     address, else at its own address. Never asked where port 111 is skipped, nor when a socket
@@ -257,8 +286,8 @@ def _registrations(
     """
     strangers = _not_roots(s for s in sockets if s.port == PORTMAPPER_PORT)
     if strangers:
-        return (), [strangers]
-    failures: list[str] = []
+        return (), [strangers], None
+    failed: list[tuple[IPAddress, Socket, str]] = []  # where it was asked, and why it failed
     skipped = False
     for proto in (Proto.TCP, Proto.UDP):
         sock = next((s for s in sockets if s.port == PORTMAPPER_PORT and s.proto is proto), None)
@@ -271,14 +300,16 @@ def _registrations(
             skipped = True
             continue
         try:
-            return registrations(address, proto, PORTMAP_TIMEOUT_S), []
+            return registrations(address, proto, PORTMAP_TIMEOUT_S), [], None
         except PortmapperError as error:
-            where = f"{address} port {PORTMAPPER_PORT}/{proto.value}"
-            failures.append(f"portmapper at {where}: {one_line(str(error))}")
-    if not failures:
-        return (None if skipped else ()), []
-    return None, [f"{failure}; RPC services are not named by it, and requirements by RPC name "
-                  "keep their last state" for failure in failures]  # fmt: skip
+            failed.append((address, sock, one_line(str(error))))
+    if not failed:
+        return (None if skipped else ()), [], None
+    warnings = [f"portmapper at {address} port {PORTMAPPER_PORT}/{sock.proto.value}: {why}; RPC "
+                "services are not named by it, and requirements by RPC name keep their last "
+                "state" for address, sock, why in failed]  # fmt: skip
+    reasons = tuple(f"{sock.proto.value}: {why}" for _, sock, why in failed)
+    return None, warnings, Unusable(failed[0][0], failed[0][1], reasons)
 
 
 def _not_roots(held: Iterable[Socket]) -> str | None:

@@ -25,10 +25,12 @@ class Severities(NamedTuple):
     new: str
     restarted: str
     port_switch: str
+    portmapper: str
 
     def of(self, kind: Kind) -> str:
         return {Kind.MISSING: self.missing, Kind.NEW: self.new, Kind.RESTARTED: self.restarted,
-                Kind.PORT_SWITCH: self.port_switch}[kind]  # fmt: skip
+                Kind.PORT_SWITCH: self.port_switch,
+                Kind.PORTMAPPER: self.portmapper}[kind]  # fmt: skip
 
 
 class Requirement(NamedTuple):
@@ -37,11 +39,16 @@ class Requirement(NamedTuple):
     group: Group
     item: Item
     service: str  # what to call it in a ServiceMissing line
+    rpc_program: int | None = None  # the number of the program an item by RPC name names
+
+    @property
+    def where(self) -> str:
+        """Where it applies, as its findings say: an address, a device, or `any`."""
+        return str(self.group.where) or ANY
 
     @property
     def key(self) -> str:
-        where = str(self.group.where) or ANY
-        return f"{where}:{self.item}"
+        return f"{self.where}:{self.item}"
 
 
 def compare(
@@ -63,11 +70,15 @@ def compare(
     rpc_ports = _rpc_ports(open_ports)
 
     def found(kind: Kind, port: OpenPort, was: int | None = None,
-              services: Sequence[str] = ()) -> Finding:  # fmt: skip
-        first, *more = services or port.services
+              programs: Sequence[int] = ()) -> Finding:  # fmt: skip
+        """A finding about `port`, named by `programs` (the ones that moved) or by all its
+        names."""
+        named = dict(zip(port.rpc_programs, port.services, strict=False))
+        programs = programs or port.rpc_programs
+        first, *more = [named[p] for p in programs] or port.services
         return Finding(kind, severities.of(kind), port.interface, port.port, port.proto.value,
-                       first, port.program, port.pid, port.user, was,
-                       guessed=not port.rpc_programs, more_services=tuple(more))  # fmt: skip
+                       first, port.program, port.pid, port.user, was, tuple(more),
+                       programs[0] if programs else None)  # fmt: skip
 
     seen: set[Seen] = set()
     for port in open_ports:
@@ -81,8 +92,8 @@ def compare(
             continue
         moves = _moves(port, before.seen, rpc_ports)
         unlisted = port.rule is Rule.UNLISTED
-        for was, services in sorted(moves.items()):
-            findings.append(found(Kind.PORT_SWITCH, port, was, services))
+        for was, programs in sorted(moves.items()):
+            findings.append(found(Kind.PORT_SWITCH, port, was, programs))
         if not moves and unlisted and not (last is not None and last.unlisted is not False):
             findings.append(found(Kind.NEW, port))
         seen.add(Seen(port.interface, port.port, port.proto.value, port.rpc_programs, unlisted))
@@ -96,12 +107,11 @@ def compare(
         if match is None:
             missing.add(need.key)
             if previous is None or need.key not in previous.missing:
-                findings.append(Finding(Kind.MISSING, severities.missing,
-                                        str(need.group.where) or ANY, need.item.port,
-                                        need.item.proto.value, need.service,
-                                        guessed=need.item.rpc is None))  # fmt: skip
-        elif need.key in before.missing:
-            findings.append(found(Kind.RESTARTED, match))
+                findings.append(Finding(Kind.MISSING, severities.missing, need.where,
+                                        need.item.port, need.item.proto.value, need.service,
+                                        rpc_program=need.rpc_program))  # fmt: skip
+        elif need.key in before.missing:  # said where the item applies, as its ServiceMissing
+            findings.append(found(Kind.RESTARTED, match)._replace(interface=need.where))
     return findings, AuditState(frozenset(seen), frozenset(missing))
 
 
@@ -119,22 +129,20 @@ def _rpc_ports(ports: Sequence[OpenPort]) -> dict[_Program, set[int]]:
 
 def _moves(
     port: OpenPort, seen: frozenset[Seen], now: dict[_Program, set[int]]
-) -> dict[int, list[str]]:
+) -> dict[int, list[int]]:
     """The RPC programs of this port that moved here, by the port each came from: the one it had
     on this interface last time and no longer has, if it has this port only since, whether the
     old port has closed or is now held by something else (two programs that swapped ports, or
     mountd gone from a port another service still holds). Each program is followed on its own:
     nfs_acl may join nfs on 2049."""
-    moved: dict[int, list[str]] = {}
-    if not port.rpc_programs:
-        return moved  # its one name is a guess from /etc/services
-    for program, service in zip(port.rpc_programs, port.services, strict=True):
+    moved: dict[int, list[int]] = {}
+    for program in port.rpc_programs:
         key = (port.interface, port.proto.value, program)
         before = {s.port for s in seen
                   if (s.interface, s.proto) == key[:2] and program in s.rpc_programs}  # fmt: skip
         left = before - now.get(key, set())
         if before and port.port not in before and left:
-            moved.setdefault(min(left), []).append(service)
+            moved.setdefault(min(left), []).append(program)
     return moved
 
 

@@ -16,11 +16,24 @@ def label(service: str, guessed: bool) -> str:
     return f"maybe_{service}" if guessed and service != UNKNOWN else service
 
 
+def service_fields(services: tuple[str, ...], rpc_program: int | None) -> dict[str, Any]:
+    """`service`, `services` and `rpc_program` for JSON: null and [] for a port with no name
+    at all (the text's `unknown`), so no name is taken for a service called "unknown"."""
+    if rpc_program is None and services == (UNKNOWN,):
+        services = ()
+    return {
+        "service": services[0] if services else None,
+        "services": list(services),
+        "rpc_program": rpc_program,
+    }
+
+
 class Kind(Enum):
     MISSING = "ServiceMissing"  # a required port is not open
     NEW = "ServiceNew"  # an open port in no list
     RESTARTED = "ServiceRestarted"  # a required port reported missing is open again
     PORT_SWITCH = "ServicePortSwitch"  # an RPC service moved to another port
+    PORTMAPPER = "PortmapperUnusable"  # the portmapper listens but gave no list: RPC unchecked
 
 
 def owner(program: str, pid: int | None, user: str) -> str:
@@ -54,10 +67,9 @@ class OpenPort(NamedTuple):
     def fields(self) -> dict[str, Any]:
         """`service` and `rpc_program` are the first of `services` and `rpc_programs` (one
         name and one number, as before several programs on one port were told apart)."""
+        first = self.rpc_programs[0] if self.rpc_programs else None
         return {"interface": self.interface, "device": self.device, "port": self.port,
-                "proto": self.proto.value, "service": self.services[0],
-                "services": list(self.services),
-                "rpc_program": self.rpc_programs[0] if self.rpc_programs else None,
+                "proto": self.proto.value, **service_fields(self.services, first),
                 "rpc_programs": list(self.rpc_programs), "program": self.program,
                 "pid": self.pid, "user": self.user, "policy": self.rule.value}  # fmt: skip
 
@@ -73,8 +85,11 @@ class Finding(NamedTuple):
     pid: int | None = None
     user: str = "-"
     was_port: int | None = None  # ServicePortSwitch: the port it was on
-    guessed: bool = False  # `service` is the /etc/services name of the port, not an RPC name
     more_services: tuple[str, ...] = ()  # the other RPC programs on the port (nfs_acl by nfs)
+    # The number of the RPC program `service` names; None: `service` is the port's name in
+    # /etc/services (a guess), or "unknown"
+    rpc_program: int | None = None
+    reason: str | None = None  # PortmapperUnusable: why each transport failed
 
     @property
     def services(self) -> tuple[str, ...]:
@@ -83,19 +98,22 @@ class Finding(NamedTuple):
     def line(self) -> str:
         """`Kind: iface:port/proto (service) program=.. pid=.. user=..`, always one line."""
         where = f"{self.interface}:{self.service if self.port is None else self.port}"
-        named = label(",".join(self.services), self.guessed)
+        named = label(",".join(self.services), self.rpc_program is None)
         text = f"{self.kind.value}: {where}/{self.proto} ({named})"
         if self.was_port is not None:
             text += f", was {self.was_port}/{self.proto}"
         text = one_line(text, 300)
         if self.kind is not Kind.MISSING:
             text += f" {owner(self.program, self.pid, self.user)}"
+        if self.reason is not None:
+            text += f" reason={field_value(self.reason)}"
         return text
 
     def event(self) -> dict[str, Any]:
         """Stable fields for the JSON event log (the daemon adds "time")."""
         return {"event": "audit", "kind": self.kind.value, "severity": self.severity,
                 "interface": self.interface, "port": self.port, "proto": self.proto,
-                "service": self.service, "services": list(self.services),
+                **service_fields(self.services, self.rpc_program),
                 "program": self.program, "pid": self.pid,
-                "user": self.user, "was_port": self.was_port}  # fmt: skip
+                "user": self.user, "was_port": self.was_port,
+                "reason": self.reason}  # fmt: skip

@@ -4,8 +4,15 @@ import ipaddress
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from portwarden.audit.policy import Where
 from portwarden.detect.probe import IPAddress
 from portwarden.net.local import InterfaceAddress, interface_addresses
+
+_LOOPBACK = "lo"
+_NO_LOOPBACK = "AUDIT_INTERFACES and AUDIT_DEVICES are empty: every address but loopback's"
+# What a group's interface may be mistaken for: samhain's keyword, and our own label for a
+# requirement without an interface (`any:22/tcp` in a ServiceMissing line).
+_NOT_DEVICES = {"all", "any"}
 
 
 class Interface(NamedTuple):
@@ -49,6 +56,78 @@ def audited_interfaces(
                      for d in wanted_devices if d not in found_devices]  # fmt: skip
     unique = {Interface(e.address, e.device, e.ifindex): None for e in chosen}
     return sorted(unique, key=lambda i: (i.address.version, i.address)), warnings
+
+
+class Unaudited(NamedTuple):
+    """Why a policy group's interface is not among the audited ones: `never` (a contradiction
+    in the settings), or not now (absent at the moment)."""
+
+    reason: str
+    never: bool
+
+
+def unaudited(where: Where, addresses: tuple[IPAddress, ...], devices: tuple[str, ...],
+              present: Iterable[InterfaceAddress]) -> Unaudited | None:  # fmt: skip
+    """Why the audit does not look at `where` (audited: AUDIT_INTERFACES `addresses`, the
+    addresses of AUDIT_DEVICES `devices`, or with neither every address but loopback's), if
+    it does not; `present`: this host's addresses now."""
+    present = tuple(present)
+    if where.address is not None:
+        return _unaudited_address(where.address, addresses, devices, present)
+    if where.device is not None:
+        return _unaudited_device(where.device, addresses, devices, present)
+    return None
+
+
+def _unaudited_address(address: IPAddress, addresses: tuple[IPAddress, ...],
+                       devices: tuple[str, ...],
+                       present: tuple[InterfaceAddress, ...]) -> Unaudited | None:  # fmt: skip
+    if address.is_unspecified:
+        return Unaudited(f"{address} is a wildcard, not an address the audit checks (a group "
+                         "without an interface applies to every address)", True)  # fmt: skip
+    if address in addresses:
+        return None
+    on = {e.device for e in present if e.address == address}
+    if not addresses and not devices:
+        if address.is_loopback or _LOOPBACK in on:
+            return Unaudited(f"{address} is loopback's, never checked ({_NO_LOOPBACK})", True)
+        return None if on else Unaudited(f"{address} is not an address of this host now", False)
+    if not devices or (address.is_loopback and _LOOPBACK not in devices):
+        return Unaudited(f"{address} is not in AUDIT_INTERFACES, nor can it be an address of "
+                         "AUDIT_DEVICES: never checked", True)  # fmt: skip
+    if on & set(devices):
+        return None
+    if on:
+        return Unaudited(
+            f"{address} is not in AUDIT_INTERFACES, and is an address of "
+            f"{', '.join(sorted(on))}, not of AUDIT_DEVICES: never checked",
+            True,
+        )
+    return Unaudited(f"{address} is not in AUDIT_INTERFACES, nor now an address of "
+                     "AUDIT_DEVICES", False)  # fmt: skip
+
+
+def _unaudited_device(device: str, addresses: tuple[IPAddress, ...], devices: tuple[str, ...],
+                      present: tuple[InterfaceAddress, ...]) -> Unaudited | None:  # fmt: skip
+    if device in devices:
+        return None
+    known = {e.device for e in present}
+    if device.lower() in _NOT_DEVICES and device not in known:
+        return Unaudited(f"{device} is no device of this host (a group without an interface "
+                         "applies to every address)", True)  # fmt: skip
+    if not addresses and not devices:
+        if device == _LOOPBACK:
+            return Unaudited(f"device {device} is never checked ({_NO_LOOPBACK})", True)
+        return None if device in known else Unaudited(f"device {device} is absent or has no "
+                                                      "address now", False)  # fmt: skip
+    if any(e.device == device and e.address in addresses for e in present):
+        return None
+    found = {e.address for e in present}
+    if all(a in found for a in addresses):  # each is on another device: this one is not audited
+        return Unaudited(f"device {device} is not in AUDIT_DEVICES and holds none of "
+                         "AUDIT_INTERFACES: never checked", True)  # fmt: skip
+    return Unaudited(f"device {device} is not in AUDIT_DEVICES, and holds none of "
+                     "AUDIT_INTERFACES now", False)  # fmt: skip
 
 
 def parse_addresses(text: str) -> tuple[IPAddress, ...]:

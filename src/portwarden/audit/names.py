@@ -83,6 +83,13 @@ class Names:
         return next((port for (port, p), known in self.services.items()
                      if known == name and p is proto), None)  # fmt: skip
 
+    def program_number(self, name: str) -> int | None:
+        """The number of the program a policy names (`mountd`, an alias, `RPC_100005`)."""
+        number = _PROGRAM_NUMBER.fullmatch(name)
+        if number is not None:
+            return int(number[1])
+        return next((n for n, aliases in self.programs.items() if name in aliases), None)
+
     def program_names(self, number: int) -> frozenset[str]:
         """Every name a policy may use for the program: name, aliases and `RPC_<number>`."""
         return frozenset((*self.programs.get(number, ()), f"RPC_{number}"))

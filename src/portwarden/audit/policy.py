@@ -146,6 +146,12 @@ class Policy:
     ignore: tuple[Group, ...] = ()
     skip: tuple[Group, ...] = ()
 
+    @property
+    def names_rpc(self) -> bool:
+        """Whether an item of the policy is an RPC program (which only the portmapper tells)."""
+        groups = self.required + self.optional + self.ignore
+        return any(item.rpc is not None for group in groups for item in group.items)
+
     def skips(self, address: str, device: str, port: int, proto: Proto) -> bool:
         return _listed(self.skip, address, device, port, proto, frozenset())
 

@@ -21,7 +21,6 @@ from portwarden.detect.probe import IPAddress, Proto
 from portwarden.limits import AUDIT_SOCKETS_MAX
 from portwarden.net import sockdiag
 from portwarden.net.local import unmapped
-from portwarden.text import one_line
 
 PROC = Path("/proc")
 _TCP_LISTEN = "0A"
@@ -150,9 +149,10 @@ def _link(path: str) -> str:
 
 
 def _program(proc: Path, pid: int) -> str:
-    """The process's name, rendered safely: any local user can choose it."""
+    """The process's name as it is (any local user can choose it, a newline included): it is
+    escaped where it is shown, once."""
     try:
-        return one_line((proc / str(pid) / "comm").read_text(errors="replace").rstrip("\n"))
+        return (proc / str(pid) / "comm").read_text(errors="replace").removesuffix("\n")
     except OSError:
         return "?"
 

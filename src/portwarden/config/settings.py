@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from portwarden.alert.jsonlog import unusable_event_log
-from portwarden.audit.interfaces import parse_addresses
+from portwarden.audit.interfaces import parse_addresses, unaudited
 from portwarden.audit.names import Names
 from portwarden.audit.policy import Group, Policy, parse_devices, parse_groups, parse_skip_groups
 from portwarden.config import kill, values
@@ -28,7 +28,7 @@ from portwarden.config.kill import Command
 from portwarden.config.smtp import check_smtp
 from portwarden.config.textfile import read_text
 from portwarden.config.values import BlockMode, ListenAddress, Modes, NftUse, TcpMode, UdpMode
-from portwarden.net.local import IPAddress, local_addresses
+from portwarden.net.local import InterfaceAddress, IPAddress, interface_addresses, local_addresses
 from portwarden.statedir import unusable_directory, unusable_file
 from portwarden.store.db import StoreError
 from portwarden.text import one_line, port_ranges
@@ -122,6 +122,7 @@ class Settings:
     nft_table: str
     service_gone_grace: float
     smtp_retry_delay: float
+    audit_severity_portmapper: str
     ignored_networks: tuple[Network, ...]
     warnings: tuple[str, ...] = ()
 
@@ -329,6 +330,7 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
         nft_table=read.get("NFT_TABLE", values.nft_table, "portwarden"),
         service_gone_grace=read.get("SERVICE_GONE_GRACE", values.duration, 600.0),
         smtp_retry_delay=read.get("SMTP_RETRY_DELAY", values.seconds, 300.0),
+        audit_severity_portmapper=read.get("AUDIT_SEVERITY_PORTMAPPER", values.severity, "err"),
         ignored_networks=(),
     )
     warnings += [
@@ -382,6 +384,7 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
                                  settings.audit_max_port)  # fmt: skip
     if unseeable is not None:
         raise read.error("AUDIT_REQUIRED", unseeable)
+    warnings += _unaudited_requirements(read, settings, policy)
     ignored: tuple[Network, ...] = ()
     if ignore_file is not None:
         if not _exists(ignore_file):
@@ -494,6 +497,28 @@ def _policy_warnings(read: _Reader, settings: Settings) -> list[str]:
             if key == "AUDIT_REQUIRED":
                 raise read.error(key, f"{why}: a requirement that can never be met")
             found.append(f"{read.where(key)}{key}: {why}")
+    return found
+
+
+def _unaudited_requirements(read: _Reader, settings: Settings, policy: Policy) -> list[str]:
+    """A requirement on an interface the audit never looks at would be a ServiceMissing at
+    every check: a configuration error. One on a device or address absent now is a warning."""
+    groups = dict.fromkeys(group for group, _ in policy.requirements() if str(group.where))
+    if not groups:
+        return []
+    try:
+        present: tuple[InterfaceAddress, ...] | None = interface_addresses()
+    except OSError:
+        present = None  # not known: only what can never be checked is judged
+    found = []
+    for group in groups:
+        why = unaudited(group.where, settings.audit_interfaces, settings.audit_devices,
+                        present or ())  # fmt: skip
+        if why is not None and why.never:
+            raise read.error("AUDIT_REQUIRED", f"'{group}': {why.reason}")
+        if why is not None and present is not None:
+            found.append(f"{read.where('AUDIT_REQUIRED')}AUDIT_REQUIRED: '{group}': {why.reason}; "
+                         "reported missing while it is not checked")  # fmt: skip
     return found
 
 

@@ -23,7 +23,8 @@ from portwarden.limits import PORTMAP_REPLY_BYTES_MAX, PORTMAP_REPLY_FRAGMENTS_M
 from portwarden.net.local import IPAddress
 
 PORTMAPPER_PORT = 111
-_PROGRAM, _PROC_DUMP = 100000, 4
+PORTMAPPER_PROGRAM = 100000
+_PROGRAM, _PROC_DUMP = PORTMAPPER_PROGRAM, 4
 _PMAP_VERSION, _RPCB_VERSION = 2, 3
 _RPC_VERSION = 2
 _CALL, _REPLY = 0, 1
@@ -57,13 +58,16 @@ _ACCEPT_ERRORS = {
     5: "system error",
 }
 
-# silent: not a byte back within the timeout (dropped by a firewall, or a peer that never answers)
+# silent: no connection within the timeout over TCP, not a byte back over UDP (dropped by a
+#   firewall, or over UDP a peer that never answers)
+# unanswered: over TCP, the connection was accepted but not a byte came back within the timeout
+#   (a portmapper that hangs or is stopped: the kernel accepts for it): something is there
 # refused: connection refused (a TCP reset, or ICMP port unreachable over UDP)
 # denied: the portmapper refused the call (MSG_DENIED); always a PortmapperDenied
 # malformed: an answer that is not a list of registrations (junk, cut short, too large, too slow
 #   to complete, an error)
 # failed: the call could not be made from here (a source address that is not local, no route)
-Reason = Literal["silent", "refused", "denied", "malformed", "failed"]
+Reason = Literal["silent", "unanswered", "refused", "denied", "malformed", "failed"]
 
 
 class Mapping(NamedTuple):
@@ -181,8 +185,7 @@ def _call(
             sock.settimeout(_left(deadline))
             sock.connect((str(target), port))
             if proto is Proto.TCP:
-                sock.sendall(_U32.pack(_LAST_FRAGMENT | len(call)) + call)
-                return _read_record(sock, deadline, timeout), xid
+                return _ask_connected(sock, call, deadline, timeout), xid
             return _exchange_datagrams(sock, call, xid, deadline, timeout), xid
     except TimeoutError:
         raise PortmapperError("silent", f"no answer within {timeout:g} s") from None
@@ -192,6 +195,17 @@ def _call(
         raise _malformed("connection reset before the reply was complete") from None
     except OSError as error:
         raise PortmapperError("failed", error.strerror or type(error).__name__) from None
+
+
+def _ask_connected(sock: socket.socket, call: bytes, deadline: float, timeout: float) -> bytes:
+    """The reply over a TCP connection the peer has accepted: silence now is no firewall's."""
+    try:
+        sock.sendall(_U32.pack(_LAST_FRAGMENT | len(call)) + call)
+        return _read_record(sock, deadline, timeout)
+    except TimeoutError:
+        raise PortmapperError(
+            "unanswered", f"connected, no RPC answer within {timeout:g} s"
+        ) from None
 
 
 def _ip(address: IPAddress | str) -> IPAddress:

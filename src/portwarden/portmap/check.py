@@ -14,6 +14,7 @@ every rule on the way matches by address, which ours do and others' need not (`i
 """
 
 import ipaddress
+import os
 import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -161,9 +162,10 @@ def _servers(owners: tuple[Owner, ...]) -> tuple[Owner, ...]:
 
 def _libwrap_note(owners: tuple[Owner, ...]) -> str:
     if not owners:
+        why = "" if os.geteuid() == 0 else " (only root sees other users' processes)"
         return (
             "cannot tell whether rpcbind uses TCP Wrappers: no process found with a socket on "
-            f"port {PORTMAPPER_PORT} (only root sees other users' processes)"
+            f"port {PORTMAPPER_PORT}{why}"
         )
     without = [o for o in owners if not o.libwrap]
     named = ", ".join(f"pid {o.pid} ({one_line(o.name)})" for o in without or owners)
@@ -213,6 +215,10 @@ def read_wrappers(hosts_allow: Path, hosts_deny: Path, owners: tuple[Owner, ...]
     if everyone is not None:
         note += f"; but our {hosts_allow} lines allow every address ({everyone})"
     note += "".join(f"; but {leak}" for leak in leaks)
+    if len(files) == 2 and files[1][1] and not files[0][1]:
+        note += (f"; but our {hosts_deny} block stands without our {hosts_allow} block: it "
+                 "denies every caller, loopback included (run `portwarden portmap protect` "
+                 "again, or `unprotect`)")  # fmt: skip
     in_files = in_place and everyone is None and not leaks
     return WrappersView(in_files and bool(uses_libwrap), in_files, uses_libwrap, owners, note,
                         tuple(lines), tuple(map(str, allowed)),
@@ -261,6 +267,8 @@ def probe(source: str, target: str, proto: Proto, timeout: float) -> Probe:
                 outcome, detail = "refused", "connection refused"
             case "silent":
                 outcome, detail = "silent", f"no answer in {timeout:g} s"
+            case "unanswered":  # the connection was accepted: the portmapper is reachable
+                outcome, detail = "reachable", f"connected, no RPC answer in {timeout:g} s"
             case "malformed":
                 outcome, detail = "reachable", f"answered: {error}"
             case "failed":
@@ -270,13 +278,14 @@ def probe(source: str, target: str, proto: Proto, timeout: float) -> Probe:
 
 
 def _local_programs(timeout: float) -> tuple[tuple[Mapping, ...], str | None]:
-    error = ""
+    """The portmapper's list over loopback, or why neither 127.0.0.1 nor ::1 gave it."""
+    errors = []
     for address in ("127.0.0.1", "::1"):
         try:
             return dump(address, Proto.TCP, timeout), None
         except PortmapperError as failure:
-            error = one_line(f"{address}: {failure}")
-    return (), error
+            errors.append(one_line(f"{address}: {failure}"))
+    return (), "; ".join(errors)
 
 
 def _is_here(address: str) -> bool:

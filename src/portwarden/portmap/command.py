@@ -5,10 +5,12 @@ import ipaddress
 import json
 import math
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from portwarden.config.errors import ConfigError
 from portwarden.net.portmapper import PortmapperError, SourceAddressError
+from portwarden.portmap import lock
 from portwarden.portmap.check import build_report
 from portwarden.portmap.firewall import Backend, FirewallError
 from portwarden.portmap.protect import Plan, plan_protect, plan_unprotect
@@ -90,12 +92,19 @@ def run(args: argparse.Namespace) -> int:
         if args.portmap_command == "check":
             return _check(args)
         return _change(args)
-    except (WrappersError, FirewallError) as error:
+    except (WrappersError, FirewallError, lock.Busy) as error:
         print(f"portwarden: error: {one_line(str(error))}", file=sys.stderr)
         return 2
 
 
 def _change(args: argparse.Namespace) -> int:
+    """Protect or unprotect, holding the lock from the first read to the last write (a dry
+    run changes nothing and needs none)."""
+    with nullcontext() if args.dry_run else lock.held():
+        return _plan_and_apply(args)
+
+
+def _plan_and_apply(args: argparse.Namespace) -> int:
     backend: Backend | None = None if args.firewall == "none" else args.firewall
     allow, deny = (None, None) if args.no_wrappers else (args.hosts_allow, args.hosts_deny)
     plan: Plan

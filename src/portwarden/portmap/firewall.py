@@ -8,6 +8,11 @@ Two backends, chosen by the administrator:
 - iptables: chain PORTWARDEN_PORTMAP in the filter table of iptables and ip6tables, jumped to
   first from INPUT, loaded with `iptables-restore --noflush` (one atomic commit per family; if
   the second family fails, the first is put back as it was, so both change or neither does).
+  Within one chain the first rule that accepts decides, so a rule above our jump (another
+  tool's `-I INPUT 1 ... -j ACCEPT`) can let port 111 through: our rules protect only while
+  the jump is first, and protect moves it back there. (nftables has no such order between
+  tables: an accept ends only its own base chain, and a drop in any base chain is final, so a
+  table that accepts port 111 earlier on the input hook does not undo our drop.)
 
 Sources are matched by address, not by interface: a probe from a local address outside the
 allowed networks travels over `lo` and must be dropped too. Each change is a list of Steps, so
@@ -188,10 +193,18 @@ class IptablesFirewall:
         result = _iptables([tool, "-w", "-S", chain])
         return result.stdout.splitlines() if result.returncode == 0 else None
 
+    def _input(self, tool: str) -> list[str]:
+        """The INPUT chain's rules, in order."""
+        return [r for r in self._list(tool, "INPUT") or [] if r.startswith("-A INPUT ")]
+
     def _jumps(self, tool: str) -> list[int]:
         """The numbers of the INPUT rules that jump to our chain."""
-        rules = [r for r in self._list(tool, "INPUT") or [] if r.startswith("-A INPUT ")]
-        return [number for number, rule in enumerate(rules, 1) if rule == _JUMP]
+        return [number for number, rule in enumerate(self._input(tool), 1) if rule == _JUMP]
+
+    def _above(self, tool: str) -> list[str]:
+        """The INPUT rules above our first jump: any of them may accept port 111 first."""
+        rules = self._input(tool)
+        return rules[: rules.index(_JUMP)] if _JUMP in rules else []
 
     def protect(self, networks: tuple[Network, ...]) -> list[Step]:
         steps = []
@@ -202,9 +215,13 @@ class IptablesFirewall:
                 for p in ("tcp", "udp")
             ]
             jumps = self._jumps(tool)
-            if self._list(tool, CHAIN) == [f"-N {CHAIN}", *wanted] and jumps:
+            first = jumps[:1] == [1]
+            if self._list(tool, CHAIN) == [f"-N {CHAIN}", *wanted] and first:
                 continue
-            jump = [] if jumps else [f"-I INPUT 1 -j {CHAIN}"]
+            # The jump goes first in INPUT, moved back there when a rule was put above it.
+            jump = (
+                [] if first else [*[f"-D INPUT -j {CHAIN}"] * len(jumps), f"-I INPUT 1 -j {CHAIN}"]
+            )
             lines = ["*filter", f":{CHAIN} - [0:0]", *wanted, *jump, "COMMIT"]
             steps.append(Step(f"{tool}-restore", "\n".join(lines) + "\n"))
         return steps
@@ -220,10 +237,10 @@ class IptablesFirewall:
         return steps
 
     def active(self) -> bool:
-        """Both chains exist, end in the drop rules and are jumped to from INPUT."""
+        """Both chains exist, end in the drop rules and are jumped to first from INPUT."""
         for tool, _ in self._TOOLS:
             rules = self._list(tool, CHAIN) or []
-            if not self._jumps(tool) or not any(r.endswith("-j DROP") for r in rules):
+            if self._jumps(tool)[:1] != [1] or not any(r.endswith("-j DROP") for r in rules):
                 return False
         return True
 
@@ -247,8 +264,11 @@ class IptablesFirewall:
             if rules is None:
                 lines.append(f"{tool}: no chain {CHAIN}")
                 continue
+            above = self._above(tool)
             state = "jumped to from INPUT" if self._jumps(tool) else "NOT jumped to from INPUT"
+            state += ", but not first: a rule above may accept port 111" if above else ""
             lines += [f"{tool}: chain {CHAIN} ({state}):", *(f"  {r}" for r in rules[1:])]
+            lines += [f"{tool}: above our jump in INPUT: {rule}" for rule in above]
         return lines
 
     def run(self, step: Step) -> Undo:

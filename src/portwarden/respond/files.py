@@ -46,20 +46,26 @@ def read_if_exists(path: Path) -> str | None:
 
 
 def replace_atomically(path: Path, text: str) -> None:
-    """Write `text` to `path` via a temporary file and rename; keeps the old file's mode."""
+    """Write `text` to `path` via a temporary file and rename; keeps the old file's mode, owner
+    and group (a hosts.allow of root:adm stays root:adm). A new file gets mode 0644 and the
+    writer's owner and group."""
     if path.is_symlink():
         raise UnsafeFile(f"{path} is a symbolic link; refusing to replace it")
     try:
-        mode = path.stat().st_mode & 0o7777
+        old = path.stat()
+        mode, owner = old.st_mode & 0o7777, (old.st_uid, old.st_gid)
     except FileNotFoundError:
-        mode = 0o644
+        mode, owner = 0o644, None
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as file:
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
-        os.chmod(temporary, mode)
+            made = os.fstat(file.fileno())
+            if owner is not None and owner != (made.st_uid, made.st_gid):
+                os.fchown(file.fileno(), *owner)  # before the mode: chown clears set-id bits
+            os.fchmod(file.fileno(), mode)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

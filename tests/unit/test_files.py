@@ -1,0 +1,44 @@
+"""respond.files.replace_atomically: what a rewritten file keeps."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from portwarden.portmap.protect import plan_protect, plan_unprotect
+from portwarden.respond.files import replace_atomically
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="only root gives a file away")
+
+
+@needs_root
+def test_a_replaced_file_keeps_its_owner_group_and_mode(tmp_path: Path) -> None:
+    path = tmp_path / "hosts.deny"
+    path.write_text("ALL: 192.0.2.1\n")
+    os.chown(path, 1000, 4)  # 1000:adm, as on a host where an admin group edits the file
+    path.chmod(0o640)
+    replace_atomically(path, "ALL: 192.0.2.2\n")
+    found = path.stat()
+    assert (found.st_uid, found.st_gid, found.st_mode & 0o7777) == (1000, 4, 0o640)
+    assert path.read_text() == "ALL: 192.0.2.2\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["hosts.deny"]  # no temporary file left
+
+
+@needs_root
+def test_protect_and_unprotect_keep_the_owner_of_the_wrappers_files(tmp_path: Path) -> None:
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    for path in (allow, deny):
+        path.write_text("# the administrator's\n")
+        os.chown(path, 1000, 4)
+    plan_protect(["198.18.0.0/24"], allow, deny, None).apply()
+    assert [(p.stat().st_uid, p.stat().st_gid) for p in (allow, deny)] == [(1000, 4)] * 2
+    plan_unprotect(allow, deny, None).apply()
+    assert [(p.stat().st_uid, p.stat().st_gid) for p in (allow, deny)] == [(1000, 4)] * 2
+
+
+def test_a_new_file_is_the_writers_with_mode_0644(tmp_path: Path) -> None:
+    path = tmp_path / "new"
+    replace_atomically(path, "x\n")
+    found = path.stat()
+    assert (found.st_uid, found.st_gid) == (os.geteuid(), os.getegid())
+    assert found.st_mode & 0o7777 == 0o644
