@@ -55,40 +55,42 @@ KERNEL_FILE_SYSTEMS = frozenset({"proc", "sysfs", "cgroup", "cgroup2", "debugfs"
                                  "devpts"})  # fmt: skip
 
 
-def unusable_directory(path: Path) -> str | None:
+def unusable_directory(path: Path, written: bool) -> str | None:
     """Why `path` is not a directory the daemon can write and cannot become one (by mkdir -p),
     or None. Nothing is created, so check-config can tell. Whether it can be written is asked
     only as root (who runs the daemon; a user checking the daemon's file could not make
-    /var/lib/portwarden). A kernel file system (/proc, /sys) is refused too."""
-    return _problem(_unusable_directory, path)
+    /var/lib/portwarden), and only when it is to be `written` (for the daemon: `audit` keeps
+    what it can in a read-only STATE_DIR and says what it could not). A kernel file system
+    (/proc, /sys) is refused too."""
+    return _problem(lambda: _unusable_directory(path, written), path)
 
 
-def unusable_file(path: Path) -> str | None:
+def unusable_file(path: Path, written: bool) -> str | None:
     """Why the daemon could not write the file `path` (HISTORY_FILE, BLOCKED_FILE),
     or None: it is a directory, or its folder is unusable (unusable_directory)."""
-    return _problem(_unusable_file, path)
+    return _problem(lambda: _unusable_file(path, written), path)
 
 
-def _problem(check: Callable[[Path], str | None], path: Path) -> str | None:
+def _problem(check: Callable[[], str | None], path: Path) -> str | None:
     try:
-        return check(path)
+        return check()
     except OSError as error:  # a name too long, a folder that may not be searched
         return f"{path}: {error.strerror or error}"
 
 
-def _unusable_file(path: Path) -> str | None:
+def _unusable_file(path: Path, written: bool) -> str | None:
     if path.is_dir():
         return f"{path}: a directory, not a file"
-    return _unusable_directory(path.parent)
+    return _unusable_directory(path.parent, written)
 
 
-def _unusable_directory(path: Path) -> str | None:
+def _unusable_directory(path: Path, written: bool) -> str | None:
     if not path.is_dir() and (path.exists() or path.is_symlink()):
         return f"{path} exists and is not a directory"
     nearest = next(folder for folder in (path, *path.parents) if folder.exists())
     if not nearest.is_dir():
         return f"{nearest} is not a directory"
-    if os.geteuid() == 0 and not os.access(nearest, os.W_OK | os.X_OK):
+    if written and os.geteuid() == 0 and not os.access(nearest, os.W_OK | os.X_OK):
         if nearest == path:
             return f"{path} is not writable"
         return f"{path} cannot be made: {nearest} is not writable"

@@ -43,11 +43,12 @@ def test_an_oserror_on_use_is_placed_at_the_keys_line(folder: Path) -> None:
 
 
 def test_what_can_become_a_directory_passes(folder: Path) -> None:
-    assert unusable_directory(folder) is None
-    assert unusable_directory(folder / "new" / "deeper") is None
-    assert unusable_directory(folder / "afile") is not None
+    assert unusable_directory(folder, True) is None
+    assert unusable_directory(folder / "new" / "deeper", True) is None
+    assert unusable_directory(folder / "afile", True) is not None
     (folder / "link").symlink_to(folder / "nowhere")
-    assert unusable_directory(folder / "link") == f"{folder}/link exists and is not a directory"
+    link = unusable_directory(folder / "link", True)
+    assert link == f"{folder}/link exists and is not a directory"
 
 
 @pytest.mark.parametrize(("command", "status"), [
@@ -68,7 +69,6 @@ def test_reading_commands_make_no_state_dir(
 
 def test_a_kernel_file_system_is_refused_at_load(folder: Path) -> None:
     """/proc and /sys refuse even root (it used to show only when the daemon made the folder)."""
-    assert unusable_directory(Path("/proc/x")) == "/proc is on proc, a kernel file system"
-    assert (
-        unusable_directory(Path("/sys/kernel/x")) == "/sys/kernel is on sysfs, a kernel file system"
-    )
+    assert unusable_directory(Path("/proc/x"), True) == "/proc is on proc, a kernel file system"
+    sysfs = unusable_directory(Path("/sys/kernel/x"), True)
+    assert sysfs == "/sys/kernel is on sysfs, a kernel file system"

@@ -24,7 +24,7 @@ log = logging.getLogger("portwarden")
 _SYMLINK_REFUSED = "symbolic link refused"
 
 
-def unusable_event_log(path: Path) -> str | None:
+def unusable_event_log(path: Path, written: bool) -> str | None:
     """Why `path` cannot be the event log, or None. The check of check-config and of the daemon
     at start and reload alike; nothing is created."""
     try:
@@ -35,7 +35,7 @@ def unusable_event_log(path: Path) -> str | None:
         problem = error.strerror or str(error)
     if problem:
         return f"{path}: {problem}"
-    return unusable_directory(path.parent)
+    return unusable_directory(path.parent, written)
 
 
 def _not_a_log_file(mode: int) -> str | None:

@@ -369,10 +369,10 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
                            password_file=settings.smtp_password_file,
                            ca_file=settings.smtp_ca_file)  # fmt: skip
     for key, problem in (
-        ("STATE_DIR", unusable_directory(state_dir)),
-        ("EVENT_LOG", settings.event_log and unusable_event_log(settings.event_log)),
-        ("HISTORY_FILE", unusable_file(settings.history_file)),
-        ("BLOCKED_FILE", unusable_file(settings.blocked_file)),
+        ("STATE_DIR", unusable_directory(state_dir, watching)),
+        ("EVENT_LOG", settings.event_log and unusable_event_log(settings.event_log, watching)),
+        ("HISTORY_FILE", unusable_file(settings.history_file, watching)),
+        ("BLOCKED_FILE", unusable_file(settings.blocked_file, watching)),
     ):
         if problem:
             raise read.error(key, problem)
