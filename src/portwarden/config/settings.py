@@ -25,6 +25,7 @@ from portwarden.config.kill import Command
 from portwarden.config.smtp import check_smtp
 from portwarden.config.textfile import read_text
 from portwarden.config.values import BlockMode, ListenAddress, Modes, NftUse, TcpMode, UdpMode
+from portwarden.control import socket_path_problem
 from portwarden.net.local import IPAddress, local_addresses
 from portwarden.statedir import unusable_directory
 from portwarden.store.db import StoreError
@@ -362,8 +363,10 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
                            password_file=settings.smtp_password_file,
                            ca_file=settings.smtp_ca_file)  # fmt: skip
     event_dir = settings.event_log.parent if settings.event_log else None
-    for key, directory in (("STATE_DIR", state_dir), ("EVENT_LOG", event_dir)):
-        problem = directory and unusable_directory(directory)
+    for key, problem in (
+        ("STATE_DIR", unusable_directory(state_dir) or socket_path_problem(state_dir)),
+        ("EVENT_LOG", event_dir and unusable_directory(event_dir)),
+    ):
         if problem:
             raise read.error(key, problem)
     if settings.audit_min_port > settings.audit_max_port:
