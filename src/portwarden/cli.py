@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
-from portwarden import __version__, background, control, service, status
+from portwarden import __version__, background, control, service, statedir, status
 from portwarden.config import ConfigError, Modes, Settings, TcpMode, UdpMode, load_settings
 from portwarden.config.defaults import SYSTEM_CONFIG
 from portwarden.config.settings import blamed_on, state_dir_of, to_conf_lines
@@ -78,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     given = check.add_mutually_exclusive_group()
     given.add_argument("-c", "--config", type=Path, help="configuration file")
     given.add_argument("file", nargs="?", type=Path, help="configuration file (the same as -c)")
+    check.add_argument(
+        "-q", "--quiet", action="store_true", help="print only errors and warnings (for a journal)"
+    )
     _mode_flags(check)  # as for run: which port lists must name ports
     state = commands.add_parser(
         "status", help="what the daemon sees: scanners, ports, blocks, counters, last audit"
@@ -209,6 +212,8 @@ def _check_config(args: argparse.Namespace) -> int:
     nft = nft_warning(settings)
     if nft:
         _warn(nft)
+    if args.quiet:
+        return 0
     print(f"# effective settings from {settings.source}")
     for line in to_conf_lines(settings):
         print(line)
@@ -217,22 +222,34 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _no_state(state_dir: Path) -> bool:
-    """Commands that read the state make none: a STATE_DIR that is not there (a typo?) has no
-    state to show, and must not become an empty one. True (and says so) when it is not there."""
-    if state_dir.is_dir():
+def _no_state(state_dir: Path, as_json: bool = False) -> bool:
+    """Commands that read the state make none: a STATE_DIR that is not there (a typo?), or that
+    has no store (no daemon ever started with it), has no state to show, and must not become
+    an empty one. True (and says so) when there is none."""
+    if not state_dir.is_dir():
+        why = "no such directory"
+    elif not store_path(state_dir).exists():
+        why = f"no {store_path(state_dir).name} in it"
+    else:
         return False
-    print(f"portwarden: error: no state in STATE_DIR {state_dir}: no such directory (no "
-          "portwarden ran with this configuration)", file=sys.stderr)  # fmt: skip
+    _error(f"no state in STATE_DIR {state_dir}: {why} (no portwarden ran with this "
+           "configuration)", as_json)  # fmt: skip
     return True
+
+
+def _error(why: str, as_json: bool = False) -> None:
+    """An error on stderr; with --json, as a JSON object on stdout too, for scripts."""
+    print(f"portwarden: error: {why}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"error": why}, indent=2))
 
 
 def _blocked(args: argparse.Namespace) -> int:
     settings = _load(_config_path(args.config))
-    if _no_state(settings.state_dir):
+    if _no_state(settings.state_dir, args.json):
         return 1
     now = time.time()
-    listed = status.blocked_listing(Store(store_path(settings.state_dir)), now)
+    listed = status.blocked_listing(Store(store_path(settings.state_dir), read_only=True), now)
     if args.json:
         print(json.dumps({"blocks": status.blocked_json(listed, now)}, indent=2))
     else:
@@ -241,8 +258,9 @@ def _blocked(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    """Ask the running daemon; when none runs, show the store's last status and the blocks.
-    Exit status 0 when the daemon runs, 3 when it does not (as `systemctl status`). A broken
+    """Ask the running daemon; when none runs, or it does not answer, show the store's last
+    status and the blocks. Exit status 0 when the daemon runs, 3 when it does not (as
+    `systemctl status`), 4 when it runs but does not answer (as LSB's "unknown"). A broken
     configuration does not stop it (that is when it is needed most): only STATE_DIR is used."""
     path = _config_path(args.config)
     try:
@@ -250,20 +268,27 @@ def _status(args: argparse.Namespace) -> int:
     except ConfigError as error:
         state_dir = state_dir_of(path)
         _warn(f"{error} (status read from STATE_DIR {state_dir})")
-    if _no_state(state_dir):
+    if _no_state(state_dir, args.json):
         return 3
+    pid = None
     try:
         found = control.ask(state_dir, "status")
+    except control.NoAnswer:
+        found, pid = None, statedir.holder(state_dir)  # None: it has just stopped
     except control.ControlError as error:
-        print(f"portwarden: error: status: {error}", file=sys.stderr)
+        _error(f"status: {error}", args.json)
         return 1
     if found is None:
-        found = status.from_store(Store(store_path(state_dir)))
+        found = status.from_store(Store(store_path(state_dir), read_only=True))
+    if pid is not None:
+        found.update(running=True, pid=int(pid) if pid.isdigit() else None)
     if args.json:
         print(json.dumps(found, indent=2))
     else:
         print(status.render(found), end="")
-    return 0 if found.get("running") else 3
+    if not found.get("running"):
+        return 3
+    return 0 if found.get("answering", True) else 4
 
 
 def _lab(_args: argparse.Namespace) -> int:
@@ -321,7 +346,11 @@ def _failed(why: str, status: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "run" and not args.daemon and (args.pid_file or args.log_file):
+        parser.error("run: --pid-file and --log-file go with --daemon (without it the daemon "
+                     "logs to stderr and writes no pid file)")  # fmt: skip
     stderr = logging.StreamHandler(sys.stderr)
     if service.stderr_is_journal():
         stderr.setFormatter(service.JournalFormatter("%(levelname)s %(message)s"))

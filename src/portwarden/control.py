@@ -25,9 +25,12 @@ from typing import Any, NamedTuple
 log = logging.getLogger("portwarden")
 
 SOCKET_NAME = "control.sock"
+SOCKET_PATH_BYTES_MAX = 107  # sockaddr_un's sun_path holds 108 bytes, the final NUL included
 REQUEST_MAX_BYTES = 4096  # a request is one small JSON object
 CLIENT_WAIT_S = 0.5  # the longest the loop spends on one client, whatever it sends
-ANSWER_WAIT_S = 10.0  # the longest `status` waits for the daemon's answer
+# The longest `status` waits for the daemon's answer (then it shows the last saved status). The
+# loop answers within a turn, which is bounded; a daemon stopped (SIGSTOP) or stuck never does.
+ANSWER_WAIT_S = 5.0
 # The longest an unblock or reapply waits for the action worker: it comes after the blocks queued
 # before it, whose commands may each take KILL_CMD_TIMEOUT. The work is done even if nobody
 # waits for it any more.
@@ -46,6 +49,15 @@ class _Waiting(NamedTuple):
 
 def socket_path(state_dir: Path) -> Path:
     return state_dir / SOCKET_NAME
+
+
+def socket_path_problem(state_dir: Path) -> str | None:
+    """Why the control socket cannot have its name in `state_dir`, or None."""
+    size = len(os.fsencode(socket_path(state_dir)))
+    if size <= SOCKET_PATH_BYTES_MAX:
+        return None
+    return (f"too long: the control socket {SOCKET_NAME} in it would have a name of {size} "
+            f"bytes, and a Unix socket's name takes at most {SOCKET_PATH_BYTES_MAX}")  # fmt: skip
 
 
 class ControlServer:
@@ -185,12 +197,18 @@ class ControlError(Exception):
     """The daemon could not be asked (not allowed, too slow, garbled answer)."""
 
 
+class NoAnswer(ControlError):
+    """A daemon listens but did not answer in time (stopped, stuck, or busy for that long)."""
+
+
 def ask(state_dir: Path, command: str, wait: float = ANSWER_WAIT_S,
         **fields: Any) -> dict[str, Any] | None:  # fmt: skip
     """The daemon's answer to `command` (with `fields`), waited for at most `wait` seconds, or
     None when no daemon listens on this STATE_DIR. Raises ControlError when one may listen but
     did not answer usefully."""
     path = socket_path(state_dir)
+    if socket_path_problem(state_dir):
+        return None  # no daemon can listen there
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(wait)
@@ -204,8 +222,10 @@ def ask(state_dir: Path, command: str, wait: float = ANSWER_WAIT_S,
         return None
     except PermissionError:
         raise ControlError(f"{path}: permission denied (the control socket is root's)") from None
+    except TimeoutError:
+        raise NoAnswer(f"{path}: no answer in {wait:g} s") from None
     except OSError as error:
-        raise ControlError(f"{path}: {error.strerror or 'no answer in time'}") from None
+        raise ControlError(f"{path}: {error.strerror or error}") from None
     try:
         answer = json.loads(data)
     except ValueError:

@@ -1,6 +1,7 @@
 """Wiring only: build the parts from Settings, run the main loop, handle signals."""
 
 import dataclasses
+import errno
 import logging
 import os
 import selectors
@@ -17,7 +18,8 @@ from portwarden.audit.check import state_path
 from portwarden.audit.periodic import Outcome, PeriodicAudit, Unchecked
 from portwarden.audit.report import summary, unchecked_summary
 from portwarden.config import ConfigError, Modes, Settings, load_settings
-from portwarden.config.settings import blamed_on
+from portwarden.config.settings import blamed_on, error_at
+from portwarden.config.values import ListenAddress
 from portwarden.descriptors import OUT_OF_DESCRIPTORS, raise_soft_limit
 from portwarden.detect.config import engine_config, late_reply_ports
 from portwarden.detect.engine import Engine, EngineConfig, Verdict
@@ -55,6 +57,9 @@ class Daemon:
         # First of all: a second instance on this STATE_DIR must touch nothing in it.
         with blamed_on(settings, "STATE_DIR", settings.state_dir):
             self._lock = statedir.claim(settings.state_dir)
+        # Next: a configured metrics page that cannot listen stops the start before anything
+        # is made.
+        self._metrics = _listen_metrics(settings)
         log.debug("open-files limit: %d", raise_soft_limit())
         self._on_ready = on_ready
         self._config_path = config_path
@@ -81,7 +86,6 @@ class Daemon:
         self._os_probes = 0
         self._started = time.time()
         self._control: control.ControlServer | None = None
-        self._metrics: MetricsServer | None = None
         self._next_publish = 0.0
         self._next_snapshot = 0.0
         self._audit: PeriodicAudit | None = None
@@ -113,7 +117,7 @@ class Daemon:
             restored = self._policy.start()
             log.info("restored %d active blocks from the store", restored)
             self._start_sensors()
-            self._open_metrics()
+            self._publish_metrics()
             self._start_audit()
             self._running = True
             # The host view and the sensors were just built: the first refresh can wait, and a
@@ -352,21 +356,6 @@ class Daemon:
         except Exception:  # noqa: BLE001 - a status snapshot must never stop the daemon
             log.exception("saving the status snapshot failed")
 
-    def _open_metrics(self) -> None:
-        listen = self.settings.metrics_listen
-        if listen is None:
-            return
-        # Imported only when wanted: http.server brings ssl, about 7 MiB of memory.
-        from portwarden.metrics import MetricsServer
-
-        try:
-            self._metrics = MetricsServer(*listen)
-        except OSError as error:
-            log.error("metrics: cannot listen on %s port %d: %s", *listen, error.strerror)
-            return
-        self._publish_metrics()
-        log.info("metrics: http://%s/metrics", ":".join(map(str, listen)))
-
     def _start_sensors(self) -> None:
         self._sensors = build_sensors(self.settings, self._host)
         for sensor in self._sensors:
@@ -402,19 +391,26 @@ class Daemon:
 
     def _reload(self) -> None:
         service.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        metrics = self._metrics
         try:
             fresh = load_settings(self._config_path, self._cli_modes)
             if fresh.state_dir != self.settings.state_dir:
-                log.warning("reload: STATE_DIR changes only at restart; %s stays in use",
-                            self.settings.state_dir)  # fmt: skip
-                fresh = dataclasses.replace(fresh, state_dir=self.settings.state_dir)
+                # Refused, not kept: the file's other paths (EVENT_LOG, HISTORY_FILE, ...) may
+                # follow the new STATE_DIR, which would split the state in two folders.
+                raise error_at(fresh.source, "STATE_DIR", "changes only at a restart (the running "
+                               f"daemon's state is in {self.settings.state_dir})")  # fmt: skip
             if fresh.nft_table != self.settings.nft_table:
                 log.warning("reload: NFT_TABLE changes only at restart; table inet %s stays in "
                             "use", self.settings.nft_table)  # fmt: skip
                 fresh = dataclasses.replace(fresh, nft_table=self.settings.nft_table)
+            if fresh.metrics_listen != self.settings.metrics_listen:
+                # The new address first: the page keeps working when it cannot be bound.
+                metrics = _listen_metrics(fresh, self.settings.metrics_listen)
             self._policy.claim_table(fresh)  # blocking with nftables from now on: may refuse
             self._alerts.reconfigure(fresh)  # opens the new outputs first: may refuse
         except (ConfigError, OSError) as error:
+            if metrics is not None and metrics is not self._metrics:
+                metrics.close()
             log.error("reload refused, old configuration stays in force: %s", error)
             self._alerts.reopen()
             self._alerts.reload_refused(str(error))
@@ -437,11 +433,11 @@ class Daemon:
                                                 udp_mode=old.udp_mode, tcp_ports=old.tcp_ports,
                                                 udp_ports=old.udp_ports)  # fmt: skip
             self._start_sensors()
-        if fresh.metrics_listen != old.metrics_listen:
+        if metrics is not self._metrics:
             if self._metrics is not None:
                 self._metrics.close()
-                self._metrics = None
-            self._open_metrics()
+            self._metrics = metrics
+            self._publish_metrics()
         if self._audit is None:
             self._start_audit()
         elif fresh.audit_interval > 0:
@@ -468,6 +464,30 @@ class Daemon:
         service.notify(f"READY=1\nSTATUS=watching; {self._modes()}")
         if self._on_ready is not None:
             self._on_ready()
+
+
+def _listen_metrics(
+    settings: Settings, in_force: ListenAddress | None = None
+) -> "MetricsServer | None":
+    """The metrics page on METRICS_LISTEN (None when unset). An address that cannot be bound is
+    a ConfigError naming METRICS_LISTEN: an administrator who configured the page expects it.
+    `in_force`: where the page listens now (a reload binds the new address first)."""
+    listen = settings.metrics_listen
+    if listen is None:
+        return None
+    # Imported only when wanted: http.server brings ssl, about 7 MiB of memory.
+    from portwarden.metrics import MetricsServer
+
+    host, port = listen
+    try:
+        server = MetricsServer(host, port)
+    except OSError as error:
+        reason = f"cannot listen on {host} port {port}: {error.strerror or error}"
+        if error.errno == errno.EADDRINUSE and in_force is not None and in_force[1] == port:
+            reason += " (by the page itself, maybe: another address on its port takes a restart)"
+        raise error_at(settings.source, "METRICS_LISTEN", reason) from None
+    log.info("metrics: http://%s:%d/metrics", f"[{host}]" if ":" in host else host, port)
+    return server
 
 
 def _drain(fd: int) -> None:

@@ -175,3 +175,10 @@ REPLAY_SERVICES_MAX = 100_000
 # refused (Debian's portsentry.conf is 12 KiB; this leaves room for an ignore list of some
 # 200,000 networks). Only regular files are read, so a FIFO cannot stall the daemon either.
 CONFIG_FILE_BYTES_MAX = 4 * 1024 * 1024
+
+# The metrics page (METRICS_LISTEN): each connection is served in a thread of its own, so an
+# idle one never delays a scrape; at most METRICS_CLIENTS_MAX at once (any more is closed at
+# once, so idle connections cannot pile up threads), and one that sends nothing for
+# METRICS_CLIENT_WAIT_S is dropped (a scraper sends its request at once).
+METRICS_CLIENTS_MAX = 16
+METRICS_CLIENT_WAIT_S = 1.0

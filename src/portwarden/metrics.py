@@ -1,15 +1,19 @@
 """Prometheus metrics over HTTP (opt-in: METRICS_LISTEN).
 
-The loop publishes a finished snapshot once a second; the HTTP thread only renders the latest
+The loop publishes a finished snapshot once a second; the HTTP threads only render the latest
 one, so a scraper never touches the loop's state and a slow scraper never slows the loop.
 """
 
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from portwarden import __version__
+from portwarden.limits import METRICS_CLIENT_WAIT_S, METRICS_CLIENTS_MAX
+
+# How long a stop (or a reload that moves the page) waits for the accepting thread to notice.
+SHUTDOWN_POLL_S = 0.1
 
 # name, type, help, the key in the daemon's counters
 _PLAIN = (
@@ -57,13 +61,38 @@ def exposition(counters: dict[str, Any], alerts: dict[str, dict[str, Any]]) -> s
     return "\n".join(lines) + "\n"
 
 
-# One thread serves one scrape at a time (no thread per connection); a client that sends
-# nothing is dropped after this long, so idle connections cannot pile up.
-CLIENT_WAIT_S = 2.0
+class _Server(ThreadingHTTPServer):
+    """A thread per connection, at most METRICS_CLIENTS_MAX at once: one more is closed at once
+    rather than queued behind idle ones."""
+
+    block_on_close = False  # a stop does not wait for a client's thread
+    request_queue_size = METRICS_CLIENTS_MAX  # listen()'s backlog: 5 made a burst wait 1 s
+
+    def __init__(self, host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._slots = threading.BoundedSemaphore(METRICS_CLIENTS_MAX)
+        super().__init__((host, port), handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except Exception:
+            self._slots.release()  # no thread was started to release it
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class MetricsServer:
-    """Serves /metrics from the latest published snapshot, in one daemon thread."""
+    """Serves /metrics from the latest published snapshot: one daemon thread accepts, one per
+    connection serves. Raises OSError when the address cannot be bound."""
 
     def __init__(self, host: str, port: int) -> None:
         self._page = b""
@@ -92,14 +121,13 @@ class MetricsServer:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass  # scrapes are not events
 
-        Handler.timeout = CLIENT_WAIT_S
+            def version_string(self) -> str:
+                return "portwarden"  # not http.server's and Python's versions
 
-        class Server(HTTPServer):
-            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-
-        self._http = Server((host, port), Handler)
-        self._thread = threading.Thread(target=self._http.serve_forever, name="portwarden-metrics",
-                                        daemon=True)  # fmt: skip
+        Handler.timeout = METRICS_CLIENT_WAIT_S
+        self._http = _Server(host, port, Handler)
+        self._thread = threading.Thread(target=self._http.serve_forever, args=(SHUTDOWN_POLL_S,),
+                                        name="portwarden-metrics", daemon=True)  # fmt: skip
         self._thread.start()
 
     def publish(self, counters: dict[str, Any], alerts: dict[str, dict[str, Any]]) -> None:

@@ -23,11 +23,10 @@ def claim(state_dir: Path) -> IO[str]:
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        lock.seek(0)
-        holder = lock.read().strip() or "?"
+        pid = _pid(lock)
         lock.close()
         raise StateDirBusy(
-            f"STATE_DIR {state_dir} is in use by another portwarden (pid {holder}); "
+            f"STATE_DIR {state_dir} is in use by another portwarden (pid {pid}); "
             "give each instance its own STATE_DIR"
         ) from None
     lock.truncate(0)
@@ -36,16 +35,29 @@ def claim(state_dir: Path) -> IO[str]:
     return lock
 
 
+def holder(state_dir: Path) -> str | None:
+    """The pid of the running portwarden that holds `state_dir` (without taking it), as it
+    wrote it ("?" before it has), or None when none does."""
+    try:
+        lock = open(state_dir / LOCK_NAME)  # noqa: SIM115 - read after the lock attempt
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _pid(lock)
+    return None
+
+
 def in_use(state_dir: Path) -> bool:
     """Whether a running portwarden holds `state_dir` (without taking it)."""
-    try:
-        with open(state_dir / LOCK_NAME) as lock:
-            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except (FileNotFoundError, NotADirectoryError):
-        return False
-    except BlockingIOError:
-        return True
-    return False
+    return holder(state_dir) is not None
+
+
+def _pid(lock: IO[str]) -> str:
+    lock.seek(0)
+    return lock.read().strip() or "?"
 
 
 # File systems that are the kernel's (/proc, /sys and those mounted in them): even root cannot

@@ -106,6 +106,7 @@ def collect(
     ]
     return {
         "running": True,
+        "answering": True,
         "pid": os.getpid(),
         "started": _stamp(started),
         "uptime_s": round(now - started),
@@ -121,7 +122,7 @@ def collect(
             for s in sensors
         ],  # fmt: skip
         "addresses": sorted(str(a) for a in addresses),
-        "counters": {key: value for key, value in counters.items() if key != "start_time"},
+        "counters": _shown_counters(counters),
         "alerts": alerts,
         "scanners": scanners,
         "ports": ports,
@@ -130,11 +131,19 @@ def collect(
     }
 
 
+def _shown_counters(counters: dict[str, int]) -> dict[str, Any]:
+    """The counters for people and scripts: the start time is shown apart, and the last audit
+    as a time like the others (None before the first)."""
+    shown: dict[str, Any] = {key: value for key, value in counters.items() if key != "start_time"}
+    shown["audit_last_run"] = _stamp(counters.get("audit_last_run") or None)
+    return shown
+
+
 def from_store(store: Store) -> dict[str, Any]:
-    """The status when the daemon is not running: the last saved one, with blocks as now."""
+    """The status when the daemon does not answer: the last saved one, with blocks as now."""
     saved = store.snapshot("status")
     status: dict[str, Any] = saved[1] if saved else {}
-    status.update(running=False, saved=_stamp(saved[0]) if saved else None,
+    status.update(running=False, answering=False, saved=_stamp(saved[0]) if saved else None,
                   blocks=blocks_part(store, time.time()))  # fmt: skip
     audit = store.snapshot("audit")
     if audit is not None:
@@ -171,12 +180,16 @@ def _alerts_table(alerts: Any) -> list[str]:
 def render(status: dict[str, Any]) -> str:
     """Tables for people."""
     out: list[str] = []
-    if status.get("running"):
+    saved = status.get("saved")
+    if not status.get("running"):
+        out.append("portwarden is NOT running" + (f"; last status saved {saved}" if saved else ""))
+    elif not status.get("answering", True):
+        pid = status.get("pid") or "?"
+        out.append(f"portwarden: daemon pid {pid} not answering; last saved status"
+                   + (f" ({saved}):" if saved else ": none yet"))  # fmt: skip
+    else:
         out.append(f"portwarden is running (pid {status['pid']}) since {status['started']}, "
                    f"config {status['config']}")  # fmt: skip
-    else:
-        saved = status.get("saved")
-        out.append("portwarden is NOT running" + (f"; last status saved {saved}" if saved else ""))
     for mode in status.get("modes", []):
         out.append(f"  {mode['mode']}: {mode['ports']} {mode['proto']} ports ({mode['port_list']})")
     if status.get("addresses"):
@@ -184,7 +197,8 @@ def render(status: dict[str, Any]) -> str:
     counters = status.get("counters")
     if counters:
         out += ["", "Counters"]
-        out += _table([(key, str(value)) for key, value in counters.items()])
+        out += _table([(key, "never" if value is None else str(value))
+                       for key, value in counters.items()])  # fmt: skip
     out += _alerts_table(status.get("alerts"))
     scanners = status.get("scanners")
     if scanners:

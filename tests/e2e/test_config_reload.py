@@ -1,12 +1,16 @@
-"""A reload that would watch nothing or hang is refused, and the daemon goes on (issue 2 review)."""
+"""A reload that would watch nothing, hang or split the state is refused, and the daemon goes on
+with the configuration in force."""
 
+import json
 import os
 import re
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 from portwarden.lab.network import Lab
-from tests.e2e.conftest import StartDaemon
+from tests.e2e.conftest import StartDaemon, nmap
 
 
 def test_reload_refuses_an_empty_port_list_and_a_fifo_ignore_file(
@@ -57,3 +61,88 @@ def test_reload_and_check_config_refuse_the_same_event_logs(
                         + re.escape(error) + "$", since=mark)  # fmt: skip
     assert "symbolic link refused" in daemon.log()
     assert "Too many levels" not in daemon.log()
+
+
+def test_reload_refuses_a_new_state_dir(lab: Lab, start_daemon: StartDaemon) -> None:
+    """Kept, it split the state: the events, history and blocked files followed the new
+    folder while the store and the control socket stayed, and `status` said NOT running."""
+    daemon = start_daemon("-stcp", conf='UDP_MODE="none"\n')
+    conf = daemon.log_path.with_suffix(".conf")
+    good = conf.read_text()
+    old, new = daemon.log_path.parent / "state", daemon.log_path.parent / "moved"
+    conf.write_text(good.replace(f'STATE_DIR="{old}"', f'STATE_DIR="{new}"'))
+    mark = daemon.mark()
+    daemon.proc.send_signal(1)  # SIGHUP
+    daemon.wait_for(rf'reload refused, old configuration stays in force: {re.escape(str(conf))}:1: '
+                    rf'STATE_DIR="{new}": changes only at a restart \(the running daemon.s '
+                    rf"state is in {old}\)", since=mark)  # fmt: skip
+    nmap(lab.attackers[0].run, "-sS", "-p", "11", lab.target.ipv4)
+    daemon.wait_for_attack(mark, src=lab.attackers[0].ipv4)
+    assert not new.exists()
+    deadline = time.monotonic() + 5
+    while lab.attackers[0].ipv4 not in (old / "events.jsonl").read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    conf.write_text(good)
+    status = lab.target.run([sys.executable, "-m", "portwarden", "status", "--json", "-c",
+                             str(conf)], check=False)  # fmt: skip
+    assert status.returncode == 0 and json.loads(status.stdout)["running"], status.stderr
+
+
+def _listener(lab: Lab, port: int) -> subprocess.Popen:
+    """Another program listening on 127.0.0.1:`port` in the target."""
+    script = (
+        "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', int(__import__("
+        "'sys').argv[1]))); s.listen(); print('listening', flush=True); time.sleep(120)"
+    )
+    proc = lab.target.popen([sys.executable, "-c", script, str(port)], stdout=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline() == "listening\n"
+    return proc
+
+
+def _page(lab: Lab, port: int) -> int:
+    """The HTTP status of the metrics page on 127.0.0.1:`port` in the target (0: refused)."""
+    script = (
+        "import sys, urllib.request\ntry:\n    print(urllib.request.urlopen(sys.argv[1], "
+        "timeout=5).status)\nexcept OSError:\n    print(0)"
+    )
+    url = f"http://127.0.0.1:{port}/metrics"
+    return int(lab.target.run([sys.executable, "-c", script, url]).stdout)
+
+
+def test_metrics_listen_on_a_busy_port_refuses_the_reload_and_the_start(
+    lab: Lab, start_daemon: StartDaemon
+) -> None:
+    """The working page used to be closed first; the new bind then failed, the log said
+    "configuration reloaded" and metrics stayed off."""
+    busy = _listener(lab, 9878)
+    daemon = start_daemon("-stcp", conf='UDP_MODE="none"\nMETRICS_LISTEN="9877"\n')
+    conf = daemon.log_path.with_suffix(".conf")
+    good = conf.read_text()
+    assert _page(lab, 9877) == 200
+    conf.write_text(good.replace('METRICS_LISTEN="9877"', 'METRICS_LISTEN="9878"'))
+    mark = daemon.mark()
+    daemon.proc.send_signal(1)
+    daemon.wait_for(rf'reload refused, old configuration stays in force: {re.escape(str(conf))}:'
+                    r'\d+: METRICS_LISTEN="9878": cannot listen on 127.0.0.1 port 9878: Address '
+                    "already in use\n", since=mark)  # fmt: skip
+    assert "configuration reloaded" not in daemon.log()[mark:]
+    assert _page(lab, 9877) == 200
+    conf.write_text(good.replace('METRICS_LISTEN="9877"', 'METRICS_LISTEN="9879"'))
+    mark = daemon.mark()
+    daemon.proc.send_signal(1)
+    daemon.wait_for("configuration reloaded", since=mark)
+    assert (_page(lab, 9879), _page(lab, 9877)) == (200, 0)
+    assert daemon.stop()[0] == 0
+    # At start: refused in one line before anything is made, as any unusable setting.
+    conf.write_text(good.replace('METRICS_LISTEN="9877"', 'METRICS_LISTEN="9878"')
+                    .replace("/state", "/state2"))  # fmt: skip
+    started = lab.target.run([sys.executable, "-m", "portwarden", "run", "-c", str(conf)],
+                             check=False, timeout=30)  # fmt: skip
+    assert started.returncode == 2 and started.stderr == (
+        f'portwarden: error: {conf}:5: METRICS_LISTEN="9878": cannot listen on 127.0.0.1 port '
+        "9878: Address already in use\n"
+    )
+    assert [p.name for p in (daemon.log_path.parent / "state2").iterdir()] == ["portwarden.lock"]
+    busy.kill()

@@ -6,11 +6,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 
+from portwarden.lab import demo
 from portwarden.lab.demo import remove_orphans, run_prefix
-from portwarden.lab.network import lab_namespaces, run
+from portwarden.lab.network import Lab, lab_namespaces, run
 from tests.conftest import require_lab
 
 
@@ -88,3 +90,49 @@ def test_a_killed_labs_leftovers_are_removed_by_the_next_run(
     assert lab_namespaces(prefix) == []
     assert run(["pgrep", "-f", "portwarden-lab-"], check=False).stdout == ""
     assert _host_view() == before
+
+
+def _libnftables() -> Path:
+    """The file the dynamic linker loads for libnftables.so.1."""
+    for line in run(["ldconfig", "-p"]).stdout.splitlines():
+        if line.strip().startswith("libnftables.so.1 "):
+            return Path(line.split("=> ")[1]).resolve()
+    raise AssertionError("libnftables.so.1 is not installed")
+
+
+def test_lab_without_libnftables_says_what_to_install(tmp_path: Path) -> None:
+    """It used to run, fail to block, and end "NOT BLOCKED ... the log is above" without the
+    reason, the log folder removed. Here the library is hidden in a private mount namespace."""
+    require_lab()
+    before = _host_view()
+    empty = tmp_path / "empty.so"
+    empty.write_bytes(b"")
+    script = f'mount --bind {empty} {_libnftables()} && exec "$@"'
+    done = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
+                           sys.executable, "-m", "portwarden", "lab"], capture_output=True,
+                          text=True, timeout=60, check=False)  # fmt: skip
+    assert (done.returncode, done.stdout) == (2, ""), done.stdout + done.stderr
+    assert done.stderr == ("portwarden: error: lab: the lab needs libnftables (apt-get install "
+                           "nftables)\n")  # fmt: skip
+    assert _host_view() == before
+
+
+def test_a_step_that_fails_shows_what_the_daemon_logged_as_errors(
+    clean_lab: Lab,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Blocks that fail (a KILL_ROUTE that always fails) make the attacker's check fail: the
+    demo prints the daemon's errors, which used to stay in a log that was then removed."""
+    conf = demo._conf
+    monkeypatch.setattr(
+        demo, "_conf", lambda folder: conf(folder) + 'KILL_ROUTE="/bin/false $TARGET$"\n'
+    )
+    assert demo._demo(clean_lab, tmp_path) == 1
+    out = capsys.readouterr().out
+    assert "The attacker tries the web page now, over IPv4 and IPv6: NOT BLOCKED" in out
+    shown = out.split("What portwarden logged as errors:\n")[1].splitlines()
+    assert shown and all(": ERROR " in line for line in shown), out
+    source = clean_lab.attackers[0].ipv4
+    assert any(f"ERROR block-failed address={source} " in line for line in shown), out

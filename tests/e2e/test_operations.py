@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import signal
 import socket
 import stat
 import subprocess
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from portwarden import control
 from portwarden.lab.network import Lab
 from tests.e2e.conftest import StartDaemon, nmap
 from tests.lab.daemon import RunningDaemon, wait_for_text
@@ -71,6 +74,7 @@ def test_status_and_metrics_count_what_was_sent(lab: Lab, start_daemon: StartDae
                      (7, "udp"): 1, (9, "udp"): 1}  # fmt: skip
     counters = found["counters"]
     assert (counters["probes"], counters["scans"], counters["blocks"]) == (6, 2, 0)
+    assert counters["audit_last_run"] == found["audit"]["time"]  # a time, not epoch seconds
     # Per path: the JSON log has each scanner's first probe and its summary; syslog is off.
     assert found["alerts"] == {
         "sent": {"syslog": 0, "json": 4, "mail": 0},
@@ -81,6 +85,7 @@ def test_status_and_metrics_count_what_was_sent(lab: Lab, start_daemon: StartDae
 
     text = portwarden(lab, daemon, "status").stdout
     assert "portwarden is running" in text and tcp_scanner.ipv4 in text and "79/tcp" in text
+    assert re.search(rf"\n  audit_last_run +{found['audit']['time']}\n", text), text
     assert "Alerts (syslog lines, JSON events, mails)" in text
     assert [line.split() for line in text.splitlines() if line.startswith("  json ")] == [
         ["json", "4", "0", "0"]
@@ -286,6 +291,11 @@ def test_the_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
                             text=True)  # fmt: skip
     assert result.returncode == 0 and result.stderr == "", result.stderr
     assert "Type=notify" in shipped and "WatchdogSec=" in shipped
+    lines = shipped.splitlines()
+    for line in ("RestartPreventExitStatus=2", "SystemCallFilter=@system-service",
+                 "SystemCallErrorNumber=EPERM", "PrivateMounts=yes",
+                 "ExecStartPre=/usr/local/bin/portwarden check-config --quiet"):  # fmt: skip
+        assert line in lines
     unit.write_text(shipped.replace("/usr/local/bin/portwarden", command)
                     .replace("ProtectSystem=true", "ProtectSytem=true"))  # fmt: skip
     broken = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
@@ -371,3 +381,92 @@ def test_status_works_while_the_configuration_is_broken(
     assert json.loads(result.stdout)["running"] is True
     (warning,) = result.stderr.splitlines()
     assert warning.startswith(f"portwarden: warning: {conf}:") and "status read from" in warning
+
+
+def _exec_reload(unit: str, conf: Path, main_pid: int) -> int:
+    """The unit's ExecReload= commands run as systemd runs them: in order, stopping at the
+    first that fails; its exit status (0: reloaded). Our program is this checkout's, reading
+    the test's file."""
+    program = str(Path(sys.executable).parent / "portwarden")
+    for line in unit.splitlines():
+        if line.startswith("ExecReload="):
+            args = line.removeprefix("ExecReload=").replace("$MAINPID", str(main_pid)).split()
+            if args[0] == "/usr/local/bin/portwarden":
+                args = [program, *args[1:], "-c", str(conf)]
+            status = subprocess.run(args, capture_output=True, check=False).returncode
+            if status != 0:
+                return status
+    return 0
+
+
+def test_the_units_reload_fails_on_a_broken_file(lab: Lab, start_daemon: StartDaemon) -> None:
+    """`systemctl reload` used to send SIGHUP whatever the file said and succeed: the error was
+    only in the journal. (No systemd here: the unit's own commands are run as it runs them.)"""
+    unit = (Path(__file__).parents[2] / "packaging" / "portwarden.service").read_text()
+    daemon = start_daemon("-stcp", conf='UDP_MODE="none"\n')
+    conf = daemon.log_path.with_suffix(".conf")
+    good = conf.read_text()
+    conf.write_text(good + 'SCAN_TRIGGER="many"\n')
+    mark = daemon.mark()
+    assert _exec_reload(unit, conf, daemon.proc.pid) == 2
+    conf.write_text(good)
+    assert _exec_reload(unit, conf, daemon.proc.pid) == 0
+    daemon.wait_for("configuration reloaded", since=mark)
+    assert "reload refused" not in daemon.log()[mark:]  # the broken file never reached it
+
+
+def test_idle_metrics_clients_delay_neither_a_scrape_nor_a_stop(
+    lab: Lab, start_daemon: StartDaemon
+) -> None:
+    """One thread served one connection at a time and waited 2 s for each that sent nothing:
+    an idle client delayed a scrape by 2 s (a few hundred timed it out) and a stop by up to 2 s."""
+    daemon = start_daemon("-stcp", conf=f'UDP_MODE="none"\nMETRICS_LISTEN="{METRICS}"\n')
+    host, port = METRICS.split(":")
+    script = (
+        "import socket, time, urllib.request\n"
+        f"idle = [socket.create_connection(({host!r}, {port})) for _ in range(10)]\n"
+        "time.sleep(0.2)\n"
+        "started = time.monotonic()\n"
+        f"urllib.request.urlopen('http://{METRICS}/metrics', timeout=30).read()\n"
+        "print(time.monotonic() - started, flush=True)\n"
+        f"idle.append(socket.create_connection(({host!r}, {port})))\n"
+        "print('idle', flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    clients = lab.target.popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert clients.stdout is not None
+    assert float(clients.stdout.readline()) < 0.5
+    assert clients.stdout.readline() == "idle\n"
+    status, seconds = daemon.stop()
+    assert status == 0 and seconds < 1.0, seconds
+    clients.kill()
+
+
+def test_status_of_a_daemon_that_does_not_answer_shows_the_last_saved_status(
+    lab: Lab, start_daemon: StartDaemon
+) -> None:
+    """A stopped (SIGSTOP) or stuck daemon: `status` used to wait 10 s and fail with "no answer
+    in time". Now it says so in its first line and shows the last saved status, exit 4."""
+    daemon = start_daemon("-stcp", conf='UDP_MODE="none"\n')
+    conf = str(daemon.log_path.with_suffix(".conf"))
+    for _ in range(2):  # the second answer comes after the loop's first turn, which saves it
+        status_json(lab, daemon)
+    daemon.proc.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        asked = [lab.target.popen([sys.executable, "-m", "portwarden", "status", *json_flag,
+                                   "-c", conf], stdout=subprocess.PIPE, text=True)
+                 for json_flag in ([], ["--json"])]  # fmt: skip
+        (text, _), (as_json, _) = (proc.communicate(timeout=30) for proc in asked)
+        assert [proc.returncode for proc in asked] == [4, 4]
+        assert time.monotonic() - started < control.ANSWER_WAIT_S + 2
+    finally:
+        daemon.proc.send_signal(signal.SIGCONT)
+    assert text.startswith(f"portwarden: daemon pid {daemon.proc.pid} not answering; last "
+                           "saved status (")  # fmt: skip
+    assert "  stcp: 8 tcp ports" in text
+    found = json.loads(as_json)
+    assert (found["running"], found["answering"], found["pid"]) == (True, False, daemon.proc.pid)
+    assert found["saved"] and found["modes"][0]["mode"] == "stcp"
+    answered = status_json(lab, daemon)
+    assert (answered["running"], answered["answering"]) == (True, True)

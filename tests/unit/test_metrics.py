@@ -1,5 +1,7 @@
-"""The metrics page over a real loopback socket: GET, HEAD, and a wrong path."""
+"""The metrics page over a real loopback socket: GET, HEAD, a wrong path, idle clients."""
 
+import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -8,6 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from portwarden import __version__
+from portwarden.limits import METRICS_CLIENT_WAIT_S, METRICS_CLIENTS_MAX
 from portwarden.metrics import MetricsServer, exposition
 
 ALERTS = {"sent": {"syslog": 3}, "dropped": {"mail": {"rate_limit": 1, "error": 0}}}
@@ -57,3 +60,46 @@ def test_the_audit_gauges_are_in_the_exposition() -> None:
     assert values == {"portwarden_audit_findings": ("gauge", 3),
                       "portwarden_audit_last_run_timestamp_seconds": ("gauge", 1767225600),
                       "portwarden_audit_error": ("gauge", 1)}  # fmt: skip
+
+
+def _idle(url: str, count: int) -> list[socket.socket]:
+    """`count` connections that send nothing."""
+    host, port = url.removeprefix("http://").split(":")
+    return [socket.create_connection((host, int(port)), timeout=5) for _ in range(count)]
+
+
+def test_idle_connections_do_not_delay_a_scrape(url: str) -> None:
+    """One thread served one connection at a time, waiting 2 s for each idle one."""
+    idle = _idle(url, METRICS_CLIENTS_MAX - 1)
+    started = time.monotonic()
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+        assert b"portwarden_probes_total 7" in response.read()
+        assert response.headers["Server"] == "portwarden"  # no Python version
+    assert time.monotonic() - started < 0.5
+    for sock in idle:
+        sock.close()
+
+
+def test_connections_past_the_cap_are_closed_at_once_and_idle_ones_dropped(url: str) -> None:
+    idle = _idle(url, METRICS_CLIENTS_MAX)
+    time.sleep(0.2)  # all taken in
+    started = time.monotonic()
+    (extra,) = _idle(url, 1)
+    assert extra.recv(1) == b"" and time.monotonic() - started < 0.5  # closed, not queued
+    assert idle[0].recv(1) == b""  # dropped after METRICS_CLIENT_WAIT_S
+    assert time.monotonic() - started < METRICS_CLIENT_WAIT_S + 0.5
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+        assert response.status == 200
+    for sock in [*idle, extra]:
+        sock.close()
+
+
+def test_close_is_quick_with_an_idle_client() -> None:
+    server = MetricsServer("127.0.0.1", 0)
+    host, port = server._http.server_address[:2]
+    idle = socket.create_connection((host, port), timeout=5)
+    time.sleep(0.1)
+    started = time.monotonic()
+    server.close()
+    assert time.monotonic() - started < 0.3
+    idle.close()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from portwarden.cli import main
+from portwarden.store.db import Store, store_path
 from tests.conftest import require_lab
 
 
@@ -57,7 +58,7 @@ def test_read_only_commands_take_a_configuration_made_for_mode_flags(
     refuse the running daemon's file; check-config takes the same flags as run."""
     conf = tmp_path / "adv.conf"
     conf.write_text(f'TCP_PORTS=""\nUDP_PORTS=""\nSTATE_DIR="{tmp_path}/state"\n')
-    (tmp_path / "state").mkdir()
+    Store(store_path(tmp_path / "state")).close()  # a daemon ran
     assert main(["blocked", "-c", str(conf)]) == 0
     assert main(["check-config", "-atcp", "-audp", str(conf)]) == 0
     capsys.readouterr()

@@ -1,6 +1,7 @@
 """A STATE_DIR or EVENT_LOG that cannot be used is a one-line configuration error naming file,
 line, key and value, never a traceback; commands that read the state create none."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -54,16 +55,25 @@ def test_what_can_become_a_directory_passes(folder: Path) -> None:
 @pytest.mark.parametrize(("command", "status"), [
     ("blocked", 1), ("status", 3), ("unblock", 1), ("reapply", 1),
 ])  # fmt: skip
-def test_reading_commands_make_no_state_dir(
-    folder: Path, capsys: pytest.CaptureFixture[str], command: str, status: int
-) -> None:
+@pytest.mark.parametrize(("made", "why"), [
+    (False, "no such directory"), (True, "no portwarden.db in it"),
+])  # fmt: skip
+def test_reading_commands_make_no_state(
+    folder: Path, capsys: pytest.CaptureFixture[str], command: str, status: int, made: bool,
+    why: str,
+) -> None:  # fmt: skip
+    """Neither a STATE_DIR (a typo?) nor, in one made by hand or by a daemon that stopped before
+    its store, an empty portwarden.db (it used to appear, readable by everyone)."""
+    state = folder / "typo" / "state"
+    if made:
+        state.mkdir(parents=True)
     (folder / "d.conf").write_text('STATE_DIR="typo/state"\n')
     argv = [command, "-c", "d.conf", *(["--all"] if command == "unblock" else [])]
     assert main(argv) == status
-    assert not (folder / "typo").exists()
+    assert list(state.iterdir()) == [] if made else not (folder / "typo").exists()
     assert capsys.readouterr().err == (
-        f"portwarden: error: no state in STATE_DIR {folder}/typo/state: no such directory "
-        "(no portwarden ran with this configuration)\n"
+        f"portwarden: error: no state in STATE_DIR {state}: {why} (no portwarden ran with this "
+        "configuration)\n"
     )
 
 
@@ -72,3 +82,38 @@ def test_a_kernel_file_system_is_refused_at_load(folder: Path) -> None:
     assert unusable_directory(Path("/proc/x"), True) == "/proc is on proc, a kernel file system"
     sysfs = unusable_directory(Path("/sys/kernel/x"), True)
     assert sysfs == "/sys/kernel is on sysfs, a kernel file system"
+
+
+@pytest.mark.parametrize(("command", "status"), [("blocked", 1), ("status", 3)])
+def test_reading_commands_say_no_state_in_json_too(
+    folder: Path, capsys: pytest.CaptureFixture[str], command: str, status: int
+) -> None:
+    (folder / "d.conf").write_text('STATE_DIR="typo/state"\n')
+    assert main([command, "--json", "-c", "d.conf"]) == status
+    out, err = capsys.readouterr()
+    why = (f"no state in STATE_DIR {folder}/typo/state: no such directory (no portwarden ran "
+           "with this configuration)")  # fmt: skip
+    assert json.loads(out) == {"error": why}
+    assert err == f"portwarden: error: {why}\n"
+
+
+@pytest.mark.parametrize("command", ["check-config", "run", "unblock"])
+def test_a_state_dir_too_long_for_the_control_socket_is_a_placed_one_line_error(
+    folder: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """sockaddr_un holds 107 bytes and a NUL: the daemon used to die with a traceback at start,
+    after making its database, event log and nftables table."""
+    deep = folder / ("x" * max(1, 100 - len(str(folder))))
+    (folder / "d.conf").write_text(f'TCP_MODE="stcp"\nSTATE_DIR="{deep}"\n')
+    argv = [command, "-c", "d.conf", *(["--all"] if command == "unblock" else [])]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    size = len(str(deep / "control.sock"))
+    assert err == (f'portwarden: error: d.conf:2: STATE_DIR="{deep}": too long: the control '
+                   f"socket control.sock in it would have a name of {size} bytes, and a Unix "
+                   "socket's name takes at most 107\n")  # fmt: skip
+    assert not deep.exists()
+    fits = folder / ("x" * (107 - len(str(folder / "x" / "control.sock")) + 1))
+    assert len(str(fits / "control.sock")) == 107
+    (folder / "d.conf").write_text(f'TCP_MODE="stcp"\nSTATE_DIR="{fits}"\n')
+    assert load_settings(Path("d.conf")).state_dir == fits

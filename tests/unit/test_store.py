@@ -6,7 +6,9 @@ import sqlite3
 import time
 from pathlib import Path
 
-from portwarden.store.db import Action, Store
+import pytest
+
+from portwarden.store.db import Action, Store, StoreError
 
 ADDRESS = "198.18.0.11"
 
@@ -67,3 +69,24 @@ def test_several_processes_opening_an_old_store_at_once_upgrade_it_once(tmp_path
         with sqlite3.connect(path) as db:
             columns = [row[1] for row in db.execute("PRAGMA table_info(blocks)")]
         assert columns[-2:] == ["boot", "leftover"]
+
+
+def test_a_read_only_store_makes_nothing_and_writes_nothing(tmp_path: Path) -> None:
+    """What `status` and `blocked` open: a missing store is an error, not a new empty one."""
+    missing = tmp_path / "state" / "portwarden.db"
+    with pytest.raises(StoreError, match=f"^{missing}: unable to open database file$"):
+        Store(missing, read_only=True)
+    assert not missing.parent.exists()
+    Store(missing).close()
+    store = Store(missing, read_only=True)
+    assert store.active() == [] and store.snapshot("status") is None
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        store.save_snapshot("status", 0.0, {})
+
+
+def test_a_read_only_store_of_an_old_version_is_brought_up_to_date(tmp_path: Path) -> None:
+    """Or the current queries could not read it (they name the new columns)."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute(OLD_SCHEMA)
+    assert Store(path, read_only=True).leftovers() == []

@@ -28,6 +28,7 @@ from portwarden.config.kill import Command
 from portwarden.config.smtp import check_smtp
 from portwarden.config.textfile import read_text
 from portwarden.config.values import BlockMode, ListenAddress, Modes, NftUse, TcpMode, UdpMode
+from portwarden.control import socket_path_problem
 from portwarden.net.local import InterfaceAddress, IPAddress, interface_addresses, local_addresses
 from portwarden.statedir import unusable_directory, unusable_file
 from portwarden.store.db import StoreError
@@ -369,7 +370,7 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
                            password_file=settings.smtp_password_file,
                            ca_file=settings.smtp_ca_file)  # fmt: skip
     for key, problem in (
-        ("STATE_DIR", unusable_directory(state_dir, watching)),
+        ("STATE_DIR", unusable_directory(state_dir, watching) or socket_path_problem(state_dir)),
         ("EVENT_LOG", settings.event_log and unusable_event_log(settings.event_log, watching)),
         ("HISTORY_FILE", unusable_file(settings.history_file, watching)),
         ("BLOCKED_FILE", unusable_file(settings.blocked_file, watching)),

@@ -26,6 +26,7 @@ from portwarden.lab.network import (
     namespaces,
     remove_stale,
 )
+from portwarden.respond.nft import Nft, NftError
 
 # Not the tests' prefix: a demo never removes a test run's namespaces. Each run has its own
 # (`pwlab-<pid>-`), so two runs at once never remove each other's; so has its folder
@@ -135,10 +136,23 @@ def _interrupted(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
+def _missing_software() -> str | None:
+    """What the demo needs besides the lab itself (nmap, and libnftables for the daemon's
+    blocks), with the command that installs it; None when nothing is missing."""
+    missing = {} if shutil.which("nmap") else {"nmap": "nmap"}
+    try:
+        Nft()
+    except NftError:
+        missing["libnftables"] = "nftables"
+    if not missing:
+        return None
+    return (f"the lab needs {' and '.join(missing)} "
+            f"(apt-get install {' '.join(sorted(missing.values()))})")  # fmt: skip
+
+
 def run_demo() -> int:
     """Exit status 0 when the scan was detected and blocked and the client kept working."""
-    reason = lab_unavailable_reason() or (None if shutil.which("nmap") else
-                                          "the lab needs nmap (apt-get install nmap)")  # fmt: skip
+    reason = lab_unavailable_reason() or _missing_software()
     if reason:
         print(f"portwarden: error: lab: {reason}", file=sys.stderr)
         return 2
@@ -205,7 +219,12 @@ def _demo(lab: Lab, folder: Path) -> int:
     _say(f"The client fetches it again, over IPv4 and IPv6: {'ok' if client_after else 'FAILED'}")
     daemon.terminate()
     daemon.wait(timeout=30)
-    ok = summarised and blocked and client_before and client_after
-    _say("\nThe scan was detected and blocked; the client was never disturbed." if ok else
-         "\nSomething did not go as expected; the log is above.")  # fmt: skip
-    return 0 if ok else 1
+    if summarised and blocked and client_before and client_after:
+        _say("\nThe scan was detected and blocked; the client was never disturbed.")
+        return 0
+    errors = ["  " + line for line in log.read_text(errors="replace").splitlines()
+              if ": ERROR " in line or " block-failed " in line]  # fmt: skip
+    _say("\nSomething did not go as expected. " + (
+        "What portwarden logged as errors:\n" + "\n".join(errors) if errors
+        else "portwarden logged no error."))  # fmt: skip
+    return 1

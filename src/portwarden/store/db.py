@@ -164,6 +164,7 @@ def store_path(state_dir: Path) -> Path:
 
 
 _BUSY_WAIT_S = 30  # the longest a connection waits for another one's transaction
+_ADDED_COLUMNS = frozenset({"boot", "leftover"})  # which a store made by an older version may lack
 
 
 class StoreError(Exception):
@@ -173,16 +174,32 @@ class StoreError(Exception):
 class Store:
     """One connection; use one Store per thread."""
 
-    def __init__(self, path: Path, durable: bool = True) -> None:
+    def __init__(self, path: Path, durable: bool = True, read_only: bool = False) -> None:
         """`durable=False` (the daemon's loop): a commit survives the process's death, not the
         machine's (synchronous=NORMAL: ~30 µs instead of ~400 µs for an fsync). What the loop
         records is a planned block whose nftables element is gone with the machine too; the
         action worker's first commit of that block (durable) makes it safe on disk before any
-        file or route changes. Raises StoreError or OSError."""
+        file or route changes. `read_only` (the commands that only read): a missing store is
+        an error, never made (nor its folder); one made by an older version is brought up to
+        date all the same, or the current queries could not read it. Raises StoreError or
+        OSError."""
         try:
-            self._open(path, durable)
+            if not (read_only and self._open_read_only(path)):
+                self._open(path, durable)
         except sqlite3.Error as error:
             raise StoreError(f"{path}: {error}") from None
+
+    def _open_read_only(self, path: Path) -> bool:
+        """Whether the store at `path`, opened read-only, has the current schema."""
+        self._db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True,
+                                   isolation_level=None, timeout=_BUSY_WAIT_S)  # fmt: skip
+        if self._columns() >= _ADDED_COLUMNS:
+            return True
+        self._db.close()
+        return False
+
+    def _columns(self) -> set[str]:
+        return {row[1] for row in self._db.execute("PRAGMA table_info(blocks)")}
 
     def _open(self, path: Path, durable: bool) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -212,7 +229,7 @@ class Store:
         """Make the schema current: a store made before a column gets it."""
         for statement in filter(str.strip, _SCHEMA.split(";")):
             self._db.execute(statement)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(blocks)")}
+        columns = self._columns()
         if "boot" not in columns:
             self._db.execute("ALTER TABLE blocks ADD COLUMN boot TEXT NOT NULL DEFAULT ''")
             if last_write > _booted_at():
