@@ -165,9 +165,11 @@ def _config_path(given: Path | None) -> Path | None:
 
 
 def _load(path: Path | None, modes: Modes | None = None, watching: bool = False) -> Settings:
-    """`watching`: for `run` and what checks for it (see load_settings)."""
+    """`watching`: for `run` and what checks for it (see load_settings), which also say the
+    configuration's warnings; the commands that only look at or undo the blocks do not repeat
+    them every time."""
     settings = load_settings(path, modes, watching)
-    for warning in settings.warnings:
+    for warning in settings.warnings if watching else ():
         log.warning("%s", warning)
     return settings
 

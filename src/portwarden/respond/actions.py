@@ -21,6 +21,7 @@ from pathlib import Path
 from portwarden import limits
 from portwarden.config import BlockMode, Settings
 from portwarden.config.ignore import Address, Network
+from portwarden.config.kill import route_undo
 from portwarden.config.values import NftUse
 from portwarden.respond import commands, files
 from portwarden.respond.nft import Nft, NftBlocker, NftError
@@ -254,12 +255,14 @@ class Actions:
         nft_only = tuple(a for a in record.actions if a.kind == NFT)
         self.unblock(record._replace(actions=nft_only), FAILED)
 
-    def _steps(self, request: BlockRequest) -> list[str]:
-        """PortSentry 1.2's order (DisposeTCP/DisposeUDP): hosts.deny, then KILL_ROUTE, then
-        KILL_RUN_CMD; with KILL_RUN_CMD_FIRST the command, then hosts.deny, then KILL_ROUTE. Our
-        nftables blocker, the fast one, comes before hosts.deny."""
+    def steps(self, block_mode: BlockMode) -> list[str]:
+        """What a block in `block_mode` does, in PortSentry 1.2's order (DisposeTCP/DisposeUDP):
+        hosts.deny, then KILL_ROUTE, then KILL_RUN_CMD; with KILL_RUN_CMD_FIRST the command,
+        then hosts.deny, then KILL_ROUTE. Our nftables blocker, the fast one, comes before
+        hosts.deny. Nothing at all when the settings give nothing to do (see
+        config.settings.nothing_to_do)."""
         s = self.settings
-        if request.block_mode is BlockMode.RUN_CMD_ONLY:
+        if block_mode is BlockMode.RUN_CMD_ONLY:
             return [COMMAND] if s.kill_run_cmd else []
         steps = [NFT] if uses_nft(s) else []
         if s.kill_hosts_deny:
@@ -273,7 +276,7 @@ class Actions:
     def nft_first(self, request: BlockRequest) -> bool:
         """Whether the nftables step comes first for this request (it does unless the
         command must run first)."""
-        return self._steps(request)[:1] == [NFT]
+        return self.steps(request.block_mode)[:1] == [NFT]
 
     def _plan(self, request: BlockRequest) -> list[Action]:
         """Every action of the block with how to do and undo it, none done yet (see
@@ -281,7 +284,7 @@ class Actions:
         s = self.settings
         target, port, mode = str(request.address), request.port, request.mode
         plan = []
-        for step in self._steps(request):
+        for step in self.steps(request.block_mode):
             try:
                 if step == NFT:
                     plan.append(Action(NFT, (), PLANNED))
@@ -291,7 +294,7 @@ class Actions:
                 else:
                     command = s.kill_route if step == ROUTE else s.kill_run_cmd
                     argv = commands.expand(command.argv if command else (), target, port, mode)
-                    undo = commands.route_undo(argv) if step == ROUTE else None
+                    undo = route_undo(argv) if step == ROUTE else None
                     plan.append(Action(step, tuple(undo or ()), PLANNED, tuple(argv)))
             except ValueError as error:
                 log.error("%s for %s failed: %s", step, target, one_line(str(error)))
