@@ -528,6 +528,8 @@ class ResponsePolicy:
         record = self._store.active_block(address)
         if record is None or not any(a.kind == NFT and a.status == DONE for a in record.actions):
             return
+        if record.until is not None and record.until - time.time() < ELEMENT_CHECK_S:
+            return  # its time is up, or nearly: the kernel may have let it go (whole seconds)
         try:
             if self._actions.nft().has(source):
                 return
