@@ -170,10 +170,11 @@ def _config_path(given: Path | None) -> Path | None:
 
 def _load(path: Path | None, modes: Modes | None = None, watching: bool = False,
           daemon: bool = False) -> Settings:  # fmt: skip
-    """`watching`: for `run` and what checks for it (see load_settings). The warnings are log
-    lines for the `daemon`, else the command's own lines."""
+    """`watching`: for `run` and what checks for it (see load_settings), which also say the
+    configuration's warnings (log lines for the `daemon`, else the command's own lines); the
+    commands that only look at or undo the blocks do not repeat them every time."""
     settings = load_settings(path, modes, watching)
-    for warning in settings.warnings:
+    for warning in settings.warnings if watching else ():
         if daemon:
             log.warning("%s", warning)
         else:

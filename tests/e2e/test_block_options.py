@@ -1,6 +1,7 @@
 """BLOCK_FORWARD (also changed by a reload) and UNBLOCK_ON_STOP, with real nftables."""
 
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,7 +10,7 @@ import pytest
 
 from portwarden.lab.network import Host, Lab, run
 from tests.e2e.conftest import SERVICE, StartDaemon, nmap
-from tests.e2e.test_blocking import nft_elements, portwarden
+from tests.e2e.test_blocking import RECORD, nft_elements, portwarden
 from tests.lab.services import can_connect, tcp_echo_server
 
 pytestmark = pytest.mark.usefixtures("echo_service")
@@ -105,3 +106,58 @@ def test_unblock_on_stop_undoes_every_block_and_removes_the_table(
         assert f"unblock address={attacker.ipv4} by=stop" in daemon.log()
         assert can_connect(attacker, lab.target.ipv4, SERVICE)
     assert portwarden(lab.target, daemon, "blocked").stdout.splitlines()[1:] == []
+
+
+@pytest.mark.parametrize("conf", ['BLOCK_TCP="2"\n', 'BLOCK_TCP="1"\nBLOCK_NFTABLES="0"\n'],
+                         ids=["command-only-no-command", "block-no-action"])  # fmt: skip
+def test_blocking_with_nothing_to_do_is_no_block(
+    lab: Lab, start_daemon: StartDaemon, conf: str
+) -> None:
+    """PortSentry recorded such a source as blocked, and said "already blocked" after, while it
+    still got in: here it is a warning at start, one line at the first scan, and no block."""
+    daemon = start_daemon("-stcp", conf=conf)
+    assert "nothing will be done; its scans are only alerted" in daemon.log()
+    attacker = lab.attackers[0]
+    for _ in range(2):
+        nmap(attacker.run, "-sS", "-p", "11,15", lab.target.ipv4)
+    nmap(lab.attackers[1].run, "-sS", "-p", "11", lab.target.ipv4)
+    daemon.wait_for_attack(src=lab.attackers[1].ipv4)
+    log = daemon.log()
+    (line,) = [x for x in log.splitlines() if "why=nothing-to-do" in x]  # said once
+    assert f"not-blocking address={attacker.ipv4} why=nothing-to-do (BLOCK_TCP=" in line
+    assert "block address=" not in log and "already-blocked" not in log
+    assert can_connect(attacker, lab.target.ipv4, SERVICE)
+    assert portwarden(lab.target, daemon, "blocked").stdout.splitlines()[1:] == []
+    state = daemon.log_path.parent / "state"
+    assert not (state / "portsentry.history").exists()
+    assert (state / "portsentry.blocked.stcp").read_text() == ""
+    daemon.stop()
+
+
+def test_a_kill_route_with_no_known_undo_is_left_in_force_and_not_run_again(
+    lab: Lab, start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    """A script as KILL_ROUTE: `unblock` cannot undo it and says so (exit 1) until told again
+    (the administrator removed it by hand); `reapply` does not run it a second time."""
+    calls = tmp_path / "calls"
+    conf = f'BLOCK_TCP="1"\nKILL_ROUTE="{sys.executable} {RECORD} {calls} $TARGET$"\n'
+    daemon = start_daemon("-stcp", conf=conf)
+    assert "KILL_ROUTE: no known way to undo it" in daemon.log()
+    attacker = lab.attackers[1].ipv4
+    nmap(lab.attackers[1].run, "-sS", "-p", "11", lab.target.ipv4)
+    daemon.wait_for(rf"block address={attacker} actions=route:done ")
+    result = portwarden(lab.target, daemon, "reapply")
+    assert result.returncode == 1
+    assert (f"portwarden: error: reapply: KILL_ROUTE not run again for {attacker}: it has no "
+            "known undo") in result.stderr  # fmt: skip
+    assert len(calls.read_text().splitlines()) == 1
+    result = portwarden(lab.target, daemon, "unblock", attacker)
+    assert result.returncode == 1 and "unblocked" not in result.stdout
+    assert (f"portwarden: error: unblock: left in force: {attacker}: KILL_ROUTE "
+            f"{sys.executable} {RECORD} {calls} {attacker} (no known undo: remove it by hand); "
+            "fix it and run unblock again") in result.stderr  # fmt: skip
+    assert "left in force" in portwarden(lab.target, daemon, "blocked").stdout
+    result = portwarden(lab.target, daemon, "unblock", attacker)
+    assert result.returncode == 0 and f"unblocked {attacker}" in result.stdout
+    assert portwarden(lab.target, daemon, "blocked").stdout.splitlines()[1:] == []
+    daemon.stop()

@@ -219,3 +219,30 @@ def test_sets_that_cannot_be_filled_at_start_are_one_error_line_and_the_daemon_r
         assert "Traceback" not in log and again.proc.poll() is None
         events = Path(daemon.log_path.parent, "state", "events.jsonl").read_text()
         assert '"event":"nft-failed"' in events
+
+
+def test_a_stop_waits_for_the_running_command_only_not_for_the_queued_ones(
+    lab: Lab, start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    """A KILL_RUN_CMD that hangs, and 3 more blocks queued behind it: SIGTERM waits for the
+    running one (KILL_CMD_TIMEOUT), not for each of them (it took 4 x the timeout; with the
+    defaults past systemd's TimeoutStopSec). Theirs are recorded not run, and a start does not
+    count them again."""
+    pid = tmp_path / "command.pid"
+    conf = f'BLOCK_TCP="1"\nKILL_CMD_TIMEOUT="2"\nKILL_RUN_CMD="{slow_command(pid, 30)}"\n'
+    daemon = start_daemon("-stcp", conf=conf)
+    scanners = {a.ipv4 for a in lab.attackers} | {lab.attackers[0].ipv6}
+    for attacker in lab.attackers:
+        nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+    nmap(lab.attackers[0].run, "-6", "-sS", "-p", "11", lab.target.ipv6)
+    wait_for_file(pid)
+    wait_until(lambda: nft_elements(lab.target) == scanners, "not every scanner blocked")
+    status, seconds = daemon.stop()
+    assert status == 0 and seconds < 4.0, (seconds, daemon.log())
+    assert "stopping: KILL_RUN_CMD not run for 3 blocks that waited their turn" in daemon.log()
+    not_run = "select count(*) from blocks where actions like '%not run (the daemon stopped%'"
+    assert store_sql(lab.target, daemon, not_run) == ["3"]
+    with restarted(lab.target, daemon) as again:
+        again.wait_for("restored 4 active blocks")
+        assert "KILL_RUN_CMD not run again at start" not in again.log()
+        assert nft_elements(lab.target) == scanners

@@ -23,6 +23,7 @@ from tests.lab.daemon import (
 from tests.lab.services import can_connect
 
 RECORD = Path(__file__).parent.parent / "lab" / "record.py"
+CRAFT = Path(__file__).parent.parent / "lab" / "malformed.py"
 
 
 pytestmark = pytest.mark.usefixtures("echo_service")
@@ -441,33 +442,64 @@ def test_a_block_that_failed_is_not_kept_and_the_next_probe_tries_again(
     daemon.stop()
 
 
-def test_gateways_and_name_servers_are_never_blocked(lab: Lab, tmp_path: Path) -> None:
-    """A multipath default route through two attackers, the third a name server: none of them
-    is blocked; the client, which is neither, is."""
-    first, second, resolver = lab.attackers
-    resolv = tmp_path / "resolv.conf"
-    resolv.write_text(f"nameserver {resolver.ipv4}\nnameserver {resolver.ipv6}\n")
+def log_of_scans(lab: Lab, tmp_path: Path, files: dict[str, Path],
+                 scans: list[tuple[Host, str]], tmpfs: tuple[str, ...] = ()) -> str:  # fmt: skip
+    """The log of a daemon (stealth TCP on port 11, blocking) started with `files` over system
+    files (see start_with_files), once every scan in `scans` (a host, the target's address)
+    and then the client's, which nothing protects, have been seen."""
     conf = tmp_path / "portwarden.conf"
     conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nUDP_MODE="none"\n'
                     'BLOCK_TCP="1"\n')  # fmt: skip
     log = tmp_path / "log"
-    lab.target.run(["ip", "route", "add", "default", "nexthop", "via", first.ipv4, "nexthop",
-                    "via", second.ipv4])  # fmt: skip
-    proc = start_with_files(lab.target, {"/etc/resolv.conf": resolv}, conf, log, "-stcp")
+    proc = start_with_files(lab.target, files, conf, log, "-stcp", tmpfs=tmpfs)
     try:
-        for host in lab.attackers:
-            nmap(host.run, "-sS", "-p", "11", lab.target.ipv4)
-        nmap(resolver.run, "-6", "-sS", "-p", "11", lab.target.ipv6)
+        for host, address in scans:
+            nmap(host.run, *(["-6"] if ":" in address else []), "-sS", "-p", "11", address)
         nmap(lab.client.run, "-sS", "-p", "11", lab.target.ipv4)
         wait_for_text(log, f"block address={lab.client.ipv4} ")
-        text = log.read_text()
+        return log.read_text()
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_gateways_and_name_servers_are_never_blocked(lab: Lab, tmp_path: Path) -> None:
+    """A multipath default route through two attackers, the third a name server: none of them
+    is blocked, and each is named with what it is and the key that allows it; the client,
+    which is neither, is blocked."""
+    first, second, resolver = lab.attackers
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text(f"nameserver {resolver.ipv4}\nnameserver {resolver.ipv6}\n")
+    lab.target.run(["ip", "route", "add", "default", "nexthop", "via", first.ipv4, "nexthop",
+                    "via", second.ipv4])  # fmt: skip
+    try:
+        scans = [(host, lab.target.ipv4) for host in lab.attackers]
+        scans.append((resolver, lab.target.ipv6))
+        text = log_of_scans(lab, tmp_path, {"/etc/resolv.conf": resolv}, scans)
+    finally:
         lab.target.run(["ip", "route", "del", "default"], check=False)
-    for address in (first.ipv4, second.ipv4, resolver.ipv4, resolver.ipv6):
-        assert f"not-blocking address={address} why=gateway-or-nameserver" in text
+    for address in (first.ipv4, second.ipv4):
+        assert f"not-blocking address={address} why=gateway (PROTECT_GATEWAYS=0 allows it)" in text
+    for address in (resolver.ipv4, resolver.ipv6):
+        assert (f"not-blocking address={address} why=nameserver (PROTECT_NAMESERVERS=0 allows "
+                "it)") in text  # fmt: skip
     assert text.count("block address=") == 1
+
+
+def test_behind_systemd_resolveds_stub_its_upstream_name_servers_are_not_blocked(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """/etc/resolv.conf names only 127.0.0.53: the servers the stub asks are in
+    /run/systemd/resolve/resolv.conf, and they are the ones that answer from outside."""
+    resolver = lab.attackers[0]
+    stub, upstream = tmp_path / "resolv.conf", tmp_path / "upstream.conf"
+    stub.write_text("nameserver 127.0.0.53\noptions edns0 trust-ad\n")
+    upstream.write_text(f"nameserver {resolver.ipv4}\n")
+    files = {"/etc/resolv.conf": stub, "/run/systemd/resolve/resolv.conf": upstream}
+    text = log_of_scans(lab, tmp_path, files, [(resolver, lab.target.ipv4)],
+                        tmpfs=("/run/systemd",))  # fmt: skip
+    assert f"not-blocking address={resolver.ipv4} why=nameserver " in text
+    assert f"block address={resolver.ipv4} " not in text
 
 
 def test_while_the_daemon_is_down_blocked_lists_expired_blocks_status_hides_unblock_all_exact(
@@ -572,3 +604,91 @@ def test_two_instances_in_one_namespace_need_their_own_nftables_table(
     finally:
         second.stop()
         lab.target.run(["nft", "delete", "table", "inet", "pw_second"], check=False)
+
+
+def test_an_element_removed_by_hand_is_added_again_at_the_sources_next_probe(
+    lab: Lab, start_daemon: StartDaemon
+) -> None:
+    """`nft flush set` or `nft delete element` frees a blocked source, and the check of the
+    table (every 2 s) does not see it; its next probe does, since the sensors sit behind our
+    drop rule: the element is back within a moment, and it is said."""
+    daemon = start_daemon("-stcp", conf='BLOCK_TCP="1"\n')
+    attacker, target = lab.attackers[0], lab.target.ipv4
+    nmap(attacker.run, "-sS", "-p", "11", target)
+    daemon.wait_for(rf"block address={attacker.ipv4} actions=nft:done ")
+    removals = (
+        ["flush", "set", "inet", "portwarden", "blocked4"],
+        ["delete", "element", "inet", "portwarden", "blocked4", f"{{ {attacker.ipv4} }}"],
+    )
+    for number, removal in enumerate(removals, 1):
+        time.sleep(1.0)  # a source's element is looked at once a second at most
+        lab.target.run(["nft", *removal])
+        assert nft_elements(lab.target) == set()
+        assert can_connect(attacker, target, SERVICE)  # free, for now
+        started = time.monotonic()
+        nmap(attacker.run, "-sS", "-p", "15", target)
+        while daemon.log().count(f"element {attacker.ipv4} was gone") < number:
+            assert time.monotonic() - started < 5, daemon.log()
+            time.sleep(0.02)
+        assert nft_elements(lab.target) == {attacker.ipv4}
+        assert not can_connect(attacker, target, SERVICE)
+    log = daemon.log()
+    assert f"element {attacker.ipv4} was gone from the sets of table inet portwarden" in log
+    assert log.count(f"already-blocked address={attacker.ipv4}") == 1  # once per block
+    assert "missing: table" not in log
+    events = Path(daemon.log_path.parent, "state", "events.jsonl").read_text()
+    assert events.count('"event":"element-lost"') == 2
+    assert can_connect(lab.client, target, SERVICE)
+    daemon.stop()
+
+
+def test_forged_sources_on_a_few_ports_each_do_not_shield_a_real_scanner(
+    lab: Lab, start_daemon: StartDaemon
+) -> None:
+    """40 forged sources, each on 3 tripwires: 20 fill the cap, the others would fill the
+    second budget if 3 ports were enough for all of it. A real scanner seen on more ports
+    still gets a place."""
+    daemon = start_daemon("-stcp", conf='BLOCK_TCP="1"\nBLOCKS_PER_MINUTE="20"\n')
+    forger, scanner = lab.attackers[2], lab.attackers[0]
+    forger.run([sys.executable, str(CRAFT), "--spoofed", "198.18.2.1", "40", lab.target.ipv4,
+                "1,11,15"])  # fmt: skip
+    daemon.wait_for("block-cap reached: 20 blocks in a minute")
+    deadline = time.monotonic() + 10
+    while daemon.attacks(src="198.18.2.40", port="15") == []:  # every forged probe was read
+        assert time.monotonic() < deadline, daemon.log()
+        time.sleep(0.05)
+    nmap(scanner.run, "-sS", "-p", "1-1100", lab.target.ipv4)  # 7 of the tripwires
+    daemon.wait_for(rf"block address={scanner.ipv4} ")
+    assert not can_connect(scanner, lab.target.ipv4, SERVICE)
+    forged = {a for a in nft_elements(lab.target) if a.startswith("198.18.2.")}
+    assert len(forged) == 25  # the cap, and the second budget's first quarter (3 ports)
+    daemon.stop()
+
+
+def test_unblock_all_without_a_daemon_leaves_another_running_daemons_table_alone(
+    lab: Lab, start_daemon: StartDaemon
+) -> None:
+    """Two configurations with the same NFT_TABLE, one daemon running: `unblock --all` with the
+    other's configuration would remove the running daemon's table; it refuses, as `run` does."""
+    stopped = start_daemon("-stcp", conf='BLOCK_TCP="1"\n')
+    nmap(lab.attackers[0].run, "-sS", "-p", "11", lab.target.ipv4)
+    stopped.wait_for(rf"block address={lab.attackers[0].ipv4} ")
+    stopped.stop()
+    running = start_daemon("-stcp", conf='BLOCK_TCP="1"\n')
+    attacker = lab.attackers[1]
+    nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+    running.wait_for(rf"block address={attacker.ipv4} ")
+    for command in (["unblock", "--all"], ["unblock", lab.attackers[0].ipv4], ["reapply"]):
+        result = portwarden(lab.target, stopped, *command)
+        assert result.returncode == 1, result
+        (line,) = result.stderr.splitlines()
+        assert line.startswith(f"portwarden: error: {command[0]}: another running portwarden in "
+                               "this network namespace blocks with nftables table inet "
+                               "portwarden; nothing was changed")  # fmt: skip
+    assert nft_elements(lab.target) == {attacker.ipv4}
+    assert not can_connect(attacker, lab.target.ipv4, SERVICE)
+    listed = portwarden(lab.target, stopped, "blocked").stdout
+    assert lab.attackers[0].ipv4 in listed  # its own store was not changed either
+    running.stop()
+    result = portwarden(lab.target, stopped, "unblock", "--all")
+    assert result.returncode == 0 and f"unblocked {lab.attackers[0].ipv4}" in result.stdout

@@ -86,11 +86,20 @@ def start_with_hosts_file(host: Host, hosts: Path, config: Path, log: Path,
 
 
 def start_with_files(host: Host, files: dict[str, Path], config: Path, log: Path,
-                     *flags: str) -> subprocess.Popen:  # fmt: skip
+                     *flags: str, tmpfs: Sequence[str] = ()) -> subprocess.Popen:  # fmt: skip
     """`portwarden run` with each file bind-mounted over a system file (e.g. /etc/resolv.conf)
-    in a private mount namespace; returns once it is ready."""
-    mounts = " && ".join(f"mount --bind {shlex.quote(str(mine))} {shlex.quote(system)}"
-                         for system, mine in files.items())  # fmt: skip
+    in a private mount namespace; returns once it is ready. `tmpfs`: folders that get an empty
+    tmpfs there first; a file inside one is copied in (its folders made), so it need not exist
+    on the host (/run/systemd/resolve/resolv.conf)."""
+    steps = [f"mount -t tmpfs tmpfs {shlex.quote(folder)}" for folder in tmpfs]
+    for system, mine in files.items():
+        target, source = shlex.quote(system), shlex.quote(str(mine))
+        if any(system.startswith(f"{folder}/") for folder in tmpfs):
+            steps.append(f"mkdir -p {shlex.quote(str(Path(system).parent))} && "
+                         f"cp {source} {target}")  # fmt: skip
+        else:
+            steps.append(f"mount --bind {source} {target}")
+    mounts = " && ".join(steps)
     script = (f"{mounts} && exec {sys.executable} -m portwarden run -c {config}"
               f" {' '.join(flags)}")  # fmt: skip
     proc = host.popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script],

@@ -4,8 +4,11 @@ usage: malformed.py SRC4 DST4 SRC6 DST6 PORT UDP_PORT broken packets, none of th
        malformed.py --options SRC6 DST6 PORT           one IPv6 SYN behind destination options
        malformed.py --accecn SRC DST PORT              one Accurate ECN SYN (RFC 9768), IPv4 or
                                                        IPv6, as a client would open a connection
+       malformed.py --spoofed FIRST COUNT DST PORTS    a SYN to each of PORTS (1,11,15) from each
+                                                       of COUNT forged IPv4 sources from FIRST on
 """
 
+import ipaddress
 import socket
 import struct
 import sys
@@ -83,7 +86,19 @@ def send_with_options(src6: str, dst6: str, port: int) -> None:
     s6.sendto(ipv6(src6, dst6, *dest_options_chain(1, 6, tcp(port))), (dst6, 0))
 
 
+def send_spoofed(first: str, count: int, dst: str, ports: list[int]) -> None:
+    s4 = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    for number in range(count):
+        src = str(ipaddress.ip_address(first) + number)
+        for port in ports:
+            s4.sendto(ipv4(src, dst, tcp(port)), (dst, 0))
+
+
 def main() -> None:
+    if sys.argv[1] == "--spoofed":
+        first, count, dst, ports = sys.argv[2:6]
+        send_spoofed(first, int(count), dst, [int(p) for p in ports.split(",")])
+        return
     if sys.argv[1] == "--options":
         send_with_options(sys.argv[2], sys.argv[3], int(sys.argv[4]))
         return

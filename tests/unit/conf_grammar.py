@@ -246,6 +246,7 @@ seconds = st.one_of(
     ),
 ).filter(lambda text: 0 < float(text) <= 366 * 86400)
 duration = st.one_of(st.sampled_from(["0", "0.0"]), seconds)
+block_duration = st.one_of(duration, st.integers(1, 10 * 365 * 86400).map(str))
 flag = st.sampled_from(["0", "1"])
 positive = st.integers(1, 10**9).map(str)
 path = st.sampled_from(["x", "/tmp/pw-fxc-x", "rel/dir", "state", "a b", 'q"uote'])
@@ -329,8 +330,8 @@ VALID: dict[str, Text] = {
     "MAIL_SUBJECT": one_line_text(),
     **dict.fromkeys(["SCAN_TRIGGER_WINDOW", "SCAN_INTERVAL", "KILL_CMD_TIMEOUT",
                      "SCAN_END_QUIET", "SMTP_TIMEOUT", "SMTP_RETRY_DELAY"], seconds),
-    **dict.fromkeys(["BLOCK_DURATION", "BLOCK_DURATION_MAX", "AUDIT_INTERVAL",
-                     "SERVICE_GONE_GRACE"], duration),
+    **dict.fromkeys(["BLOCK_DURATION", "BLOCK_DURATION_MAX"], block_duration),
+    **dict.fromkeys(["AUDIT_INTERVAL", "SERVICE_GONE_GRACE"], duration),
     "BLOCK_ESCALATION": st.one_of(st.just("1"), st.floats(1, 1000).map(repr)),
     **dict.fromkeys(["BLOCKS_PER_MINUTE", "EVENT_LOG_MAX_BYTES", "MAIL_PER_HOUR"], positive),
     **dict.fromkeys(["TCP_SCAN_IGNORE", "UDP_SCAN_IGNORE"], valid_rules),

@@ -354,16 +354,16 @@ def test_restore_writes_hosts_deny_once_for_many_blocks(
         address = str(ipaddress.ip_address("198.18.1.0") + number)
         assert block(actions, request(address)) is not None
     deny.write_text("")  # e.g. the administrator replaced the file
-    writes: list[Path] = []
-    replace = files.replace_atomically
+    writes: list[int] = []
+    append = files._append
 
-    def counted(path: Path, text: str) -> None:
-        writes.append(path)
-        replace(path, text)
+    def counted(fd: int, data: bytes) -> None:
+        writes.append(fd)
+        append(fd, data)
 
-    monkeypatch.setattr(files, "replace_atomically", counted)
+    monkeypatch.setattr(files, "_append", counted)
     assert restore_in(actions, "boot-1", monkeypatch) == 100
-    assert writes.count(deny) == 1
+    assert len(writes) == 1
     assert len(deny.read_text().splitlines()) == 100
 
 

@@ -46,7 +46,23 @@ def test_one_probe_sources_get_the_cap(policy: ResponsePolicy) -> None:
 def test_sources_on_several_ports_count_in_the_cap_too(policy: ResponsePolicy) -> None:
     """SCAN_TRIGGER >= 3 makes every block one of a source seen on 3 ports: the second budget
     is extra, past the first, never instead of it."""
-    assert flood(policy, 40, 3) == 20
+    assert flood(policy, 40, 24) == 20
+
+
+def test_the_second_budget_asks_more_ports_the_fuller_it_is(policy: ResponsePolicy) -> None:
+    """Spoofed sources that each touch 3 ports fill the first budget and the first quarter of
+    the second (3 of 10 places: 3 ports, then 6, 12, 24): a real scanner seen on more ports
+    still gets a place, and so on up to the cap."""
+    assert flood(policy, 40, 3) == 13
+    policy.on_verdict(verdict("198.18.0.11", 5), 2.0)
+    assert policy.blocks_made == 13
+    policy.on_verdict(verdict("198.18.0.11", 6), 2.0)
+    assert policy.blocks_made == 14
+    for number, ports in enumerate((6, 6, 12, 12, 12, 24, 24, 24)):
+        policy.on_verdict(verdict(f"198.18.0.{20 + number}", ports), 2.0)
+    assert policy.blocks_made == 20
+    policy.on_verdict(verdict("198.18.0.40", 64), 2.0)
+    assert policy.blocks_made == 20  # twice the cap: no more this minute
 
 
 def test_the_second_budget_is_left_for_real_scanners(policy: ResponsePolicy) -> None:

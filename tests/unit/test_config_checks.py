@@ -14,7 +14,9 @@ from portwarden import daemon
 from portwarden.cli import main
 from portwarden.config import ConfigError, TcpMode, UdpMode, load_settings, textfile
 from portwarden.config.hostscan import parse_rules
-from portwarden.config.settings import to_conf_lines
+from portwarden.config.settings import nothing_to_do, to_conf_lines
+from portwarden.respond.actions import Actions
+from portwarden.store.db import Store
 
 
 def write(tmp_path: Path, text: str, name: str = "p.conf") -> Path:
@@ -263,5 +265,72 @@ def test_kill_programs_are_checked_only_when_used(tmp_path: Path) -> None:
                        "block will fail to run it")  # fmt: skip
     path.write_text('KILL_ROUTE="/nonexistent/route $TARGET$"\nKILL_RUN_CMD="nope $TARGET$"\n')
     assert load_settings(path).warnings == ()  # alert only: nothing runs
-    path.write_text('BLOCK_TCP="1"\nKILL_ROUTE="true $TARGET$"\nKILL_RUN_CMD="/bin/true"\n')
+    path.write_text('BLOCK_TCP="1"\nKILL_ROUTE="true add $TARGET$"\nKILL_RUN_CMD="/bin/true"\n')
     assert load_settings(path).warnings == ()
+
+
+# 10. Blocking that does nothing, and a KILL_ROUTE that cannot be undone (review of issue 4).
+
+
+@pytest.mark.parametrize(
+    ("lines", "warning"),
+    [
+        ('BLOCK_TCP="2"\n', "BLOCK_TCP=2 but no KILL_RUN_CMD"),
+        ('BLOCK_UDP="1"\nBLOCK_NFTABLES="0"\n',
+         'BLOCK_UDP=1 but BLOCK_NFTABLES="0" and no KILL_ROUTE, KILL_HOSTS_DENY or KILL_RUN_CMD'),
+    ],
+)  # fmt: skip
+def test_blocking_that_does_nothing_is_a_warning(tmp_path: Path, lines: str, warning: str) -> None:
+    """PortSentry took it silently (and wrote the source into its blocked file)."""
+    path = write(tmp_path, lines)
+    (found,) = load_settings(path).warnings
+    assert found == f"{path}:1: {warning}: nothing will be done; its scans are only alerted"
+
+
+@pytest.mark.parametrize("block", ["0", "1", "2"])
+@pytest.mark.parametrize("nftables", ["auto", "1", "0"])
+@pytest.mark.parametrize(
+    "kill",
+    [
+        "",
+        'KILL_ROUTE="true add $TARGET$"\n',
+        'KILL_HOSTS_DENY="ALL: $TARGET$"\n',
+        'KILL_RUN_CMD="true"\n',
+    ],
+)
+def test_the_warning_is_given_exactly_when_a_block_would_do_nothing(
+    tmp_path: Path, block: str, nftables: str, kill: str
+) -> None:
+    path = write(tmp_path, f'BLOCK_TCP="{block}"\nBLOCK_NFTABLES="{nftables}"\n{kill}')
+    settings = load_settings(path)
+    actions = Actions(settings, Store(tmp_path / "store.db"))
+    idle = block != "0" and not actions.steps(settings.block_tcp)
+    assert idle == (nothing_to_do(settings, settings.block_tcp) is not None)
+    assert idle == any("nothing will be done" in w for w in settings.warnings)
+
+
+def test_a_kill_route_with_no_known_undo_is_a_warning(tmp_path: Path) -> None:
+    path = write(tmp_path, 'BLOCK_TCP="1"\nKILL_ROUTE="/bin/true $TARGET$"\n')
+    (found,) = load_settings(path).warnings
+    assert found.startswith(f"{path}:2: KILL_ROUTE: no known way to undo it")
+    assert "unblock and expiry leave it in force, and reapply does not run it again" in found
+    for known in ("/sbin/ip route add blackhole $TARGET$", "iptables -I INPUT -s $TARGET$ -j DROP"):
+        path.write_text(f'BLOCK_TCP="1"\nKILL_ROUTE="{known}"\n')
+        assert load_settings(path).warnings == ()
+
+
+def test_only_run_and_check_config_say_the_warnings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """`blocked`, `unblock`, `reapply` and `status` are run often, by hand and by scripts: the
+    configuration's warnings are for `run` (its log) and `check-config`."""
+    (tmp_path / "state").mkdir()
+    path = write(tmp_path, f'STATE_DIR="{tmp_path}/state"\nNO_SUCH_KEY="1"\nBLOCK_TCP="2"\n')
+    for command in (["blocked"], ["status"], ["unblock", "198.18.0.11"], ["reapply"]):
+        main([*command, "-c", str(path)])
+        assert "warning" not in capsys.readouterr().err.lower(), command
+        assert not caplog.records, command
+    assert main(["check-config", str(path)]) == 0
+    said = capsys.readouterr().err.splitlines()
+    assert len(said) == 2 and "unknown key NO_SUCH_KEY ignored" in said[0]
+    assert "BLOCK_TCP=2 but no KILL_RUN_CMD" in said[1]

@@ -72,9 +72,10 @@ def written(tmp_path: Path) -> list[dict]:
                                "198.18.0.11", 1.7e9, None, 1, (Action("nft"),)))  # fmt: skip
     alerts.unblocked("198.18.0.11", "expired", 1.7e9)
     alerts.unblocks_not_shown(5, 1.7e9)
-    alerts.not_blocking("198.18.0.12")
+    alerts.not_blocking("198.18.0.12", "a default gateway")
     alerts.block_cap(60)
     alerts.table_lost()
+    alerts.element_lost("198.18.0.15")
     alerts.nft_failed("timeout of 315360001 s is out of range")
     alerts.block_failed("198.18.0.14")
     alerts.audit_unchecked("no audited address is on this host now", 1.7e9)

@@ -268,9 +268,10 @@ class Alerts:
                      {"time": stamp(time.time()), "event": "block-cap",
                       "per_minute": per_minute})  # fmt: skip
 
-    def not_blocking(self, address: str) -> None:
+    def not_blocking(self, address: str, what: str) -> None:
+        """`what`: why it is protected, "a default gateway", "a name server" or both."""
         self._notice(
-            f"Host {address} is a gateway or name server: not blocked",
+            f"Host {address} is {what}: not blocked",
             {"time": stamp(time.time()), "event": "not-blocking", "src": address},
         )
 
@@ -294,6 +295,13 @@ class Alerts:
         self._notice(f"nftables table inet {self.settings.nft_table} was removed; putting the "
                      "active blocks back",
                      {"time": stamp(time.time()), "event": "table-lost"})  # fmt: skip
+
+    def element_lost(self, address: str) -> None:
+        """A blocked source's nftables element was gone (`nft flush set`, `nft delete
+        element`): its probe reached us, and the element is back."""
+        self._notice(f"nftables element of blocked host {address} was removed; putting it back",
+                     {"time": stamp(time.time()), "event": "element-lost",
+                      "src": address})  # fmt: skip
 
     def nft_failed(self, reason: str) -> None:
         """The active blocks could not be put in our nftables sets at start."""

@@ -8,6 +8,7 @@ literal, as PortSentry wrote it.
 
 import itertools
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 MACROS = ("$TARGET$", "$PORT$", "$MODE$")  # what respond.commands.fill replaces, in this order
@@ -49,6 +50,22 @@ def route_command(text: str) -> Command | None:
     if found is not None and "$TARGET$" not in text:
         raise ValueError("names no $TARGET$")
     return found
+
+
+def route_undo(argv: Sequence[str]) -> list[str] | None:
+    """The command that removes what a KILL_ROUTE command added, when we can tell.
+
+    `ip route add ...` and `route add ...` -> `del`; `iptables -I/-A CHAIN [N] ...` -> `-D`.
+    """
+    for index, arg in enumerate(argv):
+        if arg == "add":
+            return [*argv[:index], "del", *argv[index + 1 :]]
+        if arg in ("-I", "-A", "--insert", "--append") and index + 1 < len(argv):
+            rest = argv[index + 2 :]
+            if rest and rest[0].isdigit():
+                rest = rest[1:]
+            return [*argv[:index], "-D", argv[index + 1], *rest]
+    return None
 
 
 def hosts_deny_line(text: str) -> str | None:

@@ -275,9 +275,9 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
         udp_scan_ignore=read.get("UDP_SCAN_IGNORE", parse_rules, ()),
         block_nftables=read.get("BLOCK_NFTABLES", values.nft_use, NftUse.AUTO),
         block_forward=read.get("BLOCK_FORWARD", values.flag, False),
-        block_duration=read.get("BLOCK_DURATION", values.duration, 0.0),
+        block_duration=read.get("BLOCK_DURATION", values.block_duration, 0.0),
         block_escalation=read.get("BLOCK_ESCALATION", values.factor, 1.0),
-        block_duration_max=read.get("BLOCK_DURATION_MAX", values.duration, 0.0),
+        block_duration_max=read.get("BLOCK_DURATION_MAX", values.block_duration, 0.0),
         blocks_per_minute=read.get("BLOCKS_PER_MINUTE", values.positive, 60),
         hosts_deny_file=read.path("HOSTS_DENY_FILE", None) or Path("/etc/hosts.deny"),
         protect_gateways=read.get("PROTECT_GATEWAYS", values.flag, True),
@@ -342,6 +342,7 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
     warnings += _policy_warnings(read, settings)
     warnings += _shell_warnings(read, settings)
     warnings += _program_warnings(read, settings)
+    warnings += _block_warnings(read, settings)
     if modes is not None:
         settings = settings.with_modes(*modes)
     if watching:
@@ -436,6 +437,47 @@ def _require_ports(read: _Reader, settings: Settings, from_flags: bool) -> None:
             chosen, off = f'{mode_key}="{mode.value}"{default}', f'set {mode_key}="none"'
         raise read.error(key, f"names no port, but {chosen} watches it; list ports or {off} "
                          "(PortSentry refused to start too)")  # fmt: skip
+
+
+def nothing_to_do(settings: Settings, mode: BlockMode) -> str | None:
+    """Why BLOCK_TCP / BLOCK_UDP `mode` would do nothing at all to a scanner, or None. PortSentry
+    said nothing of it, and wrote such a source into its blocked file all the same."""
+    if mode is BlockMode.RUN_CMD_ONLY and settings.kill_run_cmd is None:
+        return "no KILL_RUN_CMD"
+    if (
+        mode is BlockMode.BLOCK
+        and settings.block_nftables is NftUse.NEVER
+        and not (settings.kill_route or settings.kill_hosts_deny or settings.kill_run_cmd)
+    ):
+        return 'BLOCK_NFTABLES="0" and no KILL_ROUTE, KILL_HOSTS_DENY or KILL_RUN_CMD'
+    return None
+
+
+def _block_warnings(read: _Reader, settings: Settings) -> list[str]:
+    """Blocking set up to do nothing, a KILL_ROUTE we cannot undo, block durations that
+    contradict each other. Warnings: PortSentry took all of these silently."""
+    found = []
+    for key, mode in (("BLOCK_TCP", settings.block_tcp), ("BLOCK_UDP", settings.block_udp)):
+        why = nothing_to_do(settings, mode)
+        if why:
+            found.append(f"{read.where(key)}{key}={int(mode)} but {why}: nothing will be done; "
+                         "its scans are only alerted")  # fmt: skip
+    route = settings.kill_route
+    blocks = BlockMode.BLOCK in (settings.block_tcp, settings.block_udp)
+    if route and blocks and kill.route_undo(route.argv) is None:
+        found.append(f"{read.where('KILL_ROUTE')}KILL_ROUTE: no known way to undo it (only "
+                     "`... add ...`, undone with `del`, and iptables -I/-A, undone with -D): "
+                     "unblock and expiry leave it in force, and reapply does not run it "
+                     "again")  # fmt: skip
+    duration, longest = settings.block_duration, settings.block_duration_max
+    where = read.where("BLOCK_DURATION_MAX")
+    if longest and not duration:
+        found.append(f'{where}BLOCK_DURATION_MAX does nothing: BLOCK_DURATION="0" makes every '
+                     "block last forever")  # fmt: skip
+    elif longest and longest < duration:
+        found.append(f"{where}BLOCK_DURATION_MAX ({longest:g} s) is shorter than BLOCK_DURATION "
+                     f"({duration:g} s): every block lasts {longest:g} s")  # fmt: skip
+    return found
 
 
 def _program_warnings(read: _Reader, settings: Settings) -> list[str]:

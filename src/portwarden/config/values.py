@@ -7,10 +7,11 @@ from enum import Enum, IntEnum
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
-from portwarden.limits import PORTS_TRACKED_MAX
+from portwarden.limits import BLOCK_SECONDS_MAX, PORTS_TRACKED_MAX
 
 M = TypeVar("M", bound=Enum)
 
+YEAR_S = 366 * 86_400  # the longest time a key takes, but the block durations
 PORT_MIN = 1
 PORT_MAX = 65535
 
@@ -69,10 +70,27 @@ def plain_number(text: str) -> float | None:
     return float(text) if _DECIMAL.fullmatch(text) else None
 
 
-def duration(text: str) -> float:
+def duration(text: str, most: float = YEAR_S) -> float:
     """Seconds, or 0 (or 0.0), which each key gives its meaning: forever (BLOCK_DURATION), ten
     years (BLOCK_DURATION_MAX), never (AUDIT_INTERVAL), off (SERVICE_GONE_GRACE)."""
-    return 0.0 if plain_number(text) == 0 else seconds(text)
+    value = plain_number(text)
+    if value is None:
+        raise ValueError(f"must be 0 or a number of seconds {_DECIMAL_FORM}")
+    if value == 0:
+        return 0.0
+    if not 0 < value <= most:
+        raise ValueError(f"must be 0, or more than 0 and {_at_most(most)}, in seconds")
+    return value
+
+
+def block_duration(text: str) -> float:
+    """BLOCK_DURATION and BLOCK_DURATION_MAX: up to ten years, the longest a block lasts
+    (limits.BLOCK_SECONDS_MAX)."""
+    return duration(text, BLOCK_SECONDS_MAX)
+
+
+def _at_most(seconds: float) -> str:
+    return f"at most {seconds:.0f} ({'ten years' if seconds == BLOCK_SECONDS_MAX else 'a year'})"
 
 
 def factor(text: str) -> float:
@@ -182,8 +200,8 @@ def seconds(text: str) -> float:
     value = plain_number(text)
     if value is None:
         raise ValueError(f"must be a number of seconds {_DECIMAL_FORM}")
-    if not 0 < value <= 366 * 86400:
-        raise ValueError("must be more than 0 and at most a year, in seconds")
+    if not 0 < value <= YEAR_S:
+        raise ValueError(f"must be more than 0 and {_at_most(YEAR_S)}, in seconds")
     return value
 
 

@@ -13,6 +13,7 @@ the ended block (a leftover) and tried again at the next unblock of its address 
 import ipaddress
 import logging
 import math
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from pathlib import Path
 from portwarden import limits
 from portwarden.config import BlockMode, Settings
 from portwarden.config.ignore import Address, Network
+from portwarden.config.kill import route_undo
 from portwarden.config.values import NftUse
 from portwarden.respond import commands, files
 from portwarden.respond.nft import Nft, NftBlocker, NftError, load_library
@@ -44,6 +46,7 @@ log = logging.getLogger("portwarden")
 NFT, ROUTE, HOSTS_DENY, COMMAND = "nft", "route", "hosts.deny", "command"
 INTERRUPTED = f"{FAILED}: interrupted"
 NOT_RUN = f"{FAILED}: not run (the daemon stopped before its turn)"
+NO_UNDO = "no known undo: remove it by hand"  # a KILL_ROUTE that config.kill.route_undo cannot undo
 
 
 @dataclass(frozen=True)
@@ -58,10 +61,10 @@ class BlockRequest:
 
 def enforced(actions: tuple[Action, ...]) -> bool:
     """Whether a block took effect: one of its blocking actions (nftables, route, hosts.deny)
-    is done; for a block that only runs KILL_RUN_CMD, the command. A block with nothing to do
-    (BLOCK_TCP=2 without a command) counts as made, as in PortSentry."""
+    is done; for a block that only runs KILL_RUN_CMD, the command. (A block with nothing to do
+    is never made: see ResponsePolicy.on_verdict.)"""
     blocking = [a for a in actions if a.kind != COMMAND] or actions
-    return not blocking or any(a.status == DONE for a in blocking)
+    return any(a.status == DONE for a in blocking)
 
 
 def left(record: BlockRecord) -> list[str]:
@@ -120,9 +123,14 @@ def _seconds_left(until: float | None, now: float) -> int | None:
 
 
 class Actions:
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store,
+                 stopping: threading.Event | None = None) -> None:  # fmt: skip
+        """`stopping`: set when the daemon stops; from then on no KILL_RUN_CMD is started (see
+        _carry_out)."""
         self.settings = settings
         self.store = store
+        self._stopping = stopping
+        self.not_run = 0  # KILL_RUN_CMDs not started because the daemon stops
         self.boot = boot_id()
         self._nft: NftBlocker | None = None
         self._context: Nft | None = None  # kept when ensure() fails, for the next try
@@ -266,12 +274,14 @@ class Actions:
         nft_only = tuple(a for a in record.actions if a.kind == NFT)
         self.unblock(record._replace(actions=nft_only), FAILED)
 
-    def _steps(self, request: BlockRequest) -> list[str]:
-        """PortSentry 1.2's order (DisposeTCP/DisposeUDP): hosts.deny, then KILL_ROUTE, then
-        KILL_RUN_CMD; with KILL_RUN_CMD_FIRST the command, then hosts.deny, then KILL_ROUTE. Our
-        nftables blocker, the fast one, comes before hosts.deny."""
+    def steps(self, block_mode: BlockMode) -> list[str]:
+        """What a block in `block_mode` does, in PortSentry 1.2's order (DisposeTCP/DisposeUDP):
+        hosts.deny, then KILL_ROUTE, then KILL_RUN_CMD; with KILL_RUN_CMD_FIRST the command,
+        then hosts.deny, then KILL_ROUTE. Our nftables blocker, the fast one, comes before
+        hosts.deny. Nothing at all when the settings give nothing to do (see
+        config.settings.nothing_to_do)."""
         s = self.settings
-        if request.block_mode is BlockMode.RUN_CMD_ONLY:
+        if block_mode is BlockMode.RUN_CMD_ONLY:
             return [COMMAND] if s.kill_run_cmd else []
         steps = [NFT] if uses_nft(s) else []
         if s.kill_hosts_deny:
@@ -285,7 +295,7 @@ class Actions:
     def nft_first(self, request: BlockRequest) -> bool:
         """Whether the nftables step comes first for this request (it does unless the
         command must run first)."""
-        return self._steps(request)[:1] == [NFT]
+        return self.steps(request.block_mode)[:1] == [NFT]
 
     def _plan(self, request: BlockRequest) -> list[Action]:
         """Every action of the block with how to do and undo it, none done yet (see
@@ -293,7 +303,7 @@ class Actions:
         s = self.settings
         target, port, mode = str(request.address), request.port, request.mode
         plan = []
-        for step in self._steps(request):
+        for step in self.steps(request.block_mode):
             try:
                 if step == NFT:
                     plan.append(Action(NFT, (), PLANNED))
@@ -303,7 +313,7 @@ class Actions:
                 else:
                     command = s.kill_route if step == ROUTE else s.kill_run_cmd
                     argv = commands.expand(command.argv if command else (), target, port, mode)
-                    undo = commands.route_undo(argv) if step == ROUTE else None
+                    undo = route_undo(argv) if step == ROUTE else None
                     plan.append(Action(step, tuple(undo or ()), PLANNED, tuple(argv)))
             except ValueError as error:
                 log.error("%s for %s failed: %s", step, target, one_line(str(error)))
@@ -321,6 +331,13 @@ class Actions:
         """Do actions[index], recording it running first if it is an external command (it may
         be killed with us) and its outcome after."""
         action = actions[index]
+        if action.kind == COMMAND and self._stopping is not None and self._stopping.is_set():
+            # The daemon stops: the blocks queued behind a slow command must not hold it up
+            # (a start does not run them either: see _resume).
+            actions[index] = action._replace(status=NOT_RUN)
+            self.store.set_actions(record.id, tuple(actions))
+            self.not_run += 1
+            return
         if action.kind in (ROUTE, COMMAND):
             actions[index] = action._replace(status=RUNNING)
             self.store.set_actions(record.id, tuple(actions))
@@ -422,32 +439,39 @@ class Actions:
             if not ok and not unsure:
                 return f"{' '.join(action.undo)} failed"
         elif action.kind == ROUTE and action.status != PLANNED:
-            log.warning("cannot tell how to undo KILL_ROUTE for %s; remove it by hand", address)
+            return NO_UNDO
         return None
 
-    def retry_left(self, network: Network | None) -> tuple[list[BlockRecord], list[BlockRecord]]:
+    def retry_left(
+        self, network: Network | None, by_hand: bool = False
+    ) -> tuple[list[BlockRecord], list[BlockRecord]]:
         """Undo again what ended blocks inside `network` (all when None) left in force.
-        Returns those now fully undone, and those still not."""
+        `by_hand`: the administrator asks (`unblock`), having been told to remove by hand what
+        cannot be undone. Returns those now fully undone, and those still not."""
         cleared: list[BlockRecord] = []
         still: list[BlockRecord] = []
         rebooted = self.store.left_in_other_boots(self.boot)
         for record in self.store.leftovers():
             if network is not None and ipaddress.ip_address(record.address) not in network:
                 continue
-            actions = tuple(self._retried(a, record.address, record.id in rebooted)
+            actions = tuple(self._retried(a, record.address, record.id in rebooted, by_hand)
                             for a in record.actions)  # fmt: skip
             self.store.set_left(record.id, actions)
             record = record._replace(actions=actions)
             (still if left(record) else cleared).append(record)
         return cleared, still
 
-    def _retried(self, action: Action, address: str, rebooted: bool) -> Action:
+    def _retried(self, action: Action, address: str, rebooted: bool, by_hand: bool) -> Action:
         """A leftover's action after another try: a KILL_ROUTE left in force before a reboot
-        is gone with it (routes and firewall rules do not survive one)."""
+        is gone with it (routes and firewall rules do not survive one); one with no known undo
+        is taken as removed by hand once the administrator runs `unblock` again."""
         if not action.status.startswith(UNDO_FAILED):
             return action
         if rebooted and action.kind == ROUTE:
             log.info("KILL_ROUTE for %s left in force before a reboot: gone with it", address)
+            return action._replace(status=DONE)
+        if by_hand and action.kind == ROUTE and not action.undo:
+            log.info("KILL_ROUTE for %s (no known undo) taken as removed by hand", address)
             return action._replace(status=DONE)
         return self._undone(action, address)
 
@@ -513,8 +537,8 @@ class Actions:
                 self.store.set_actions(record.id, actions)
             if record.id in rebooted and routed:
                 self.store.set_boot(record.id, self.boot)  # at once: a kill now runs it again
-            commands_left.update(a.status for a in actions if a.kind == COMMAND
-                                 and a.status in (NOT_RUN, INTERRUPTED))  # fmt: skip
+            commands_left.update(a.status for a, was in zip(actions, record.actions, strict=True)
+                                 if a.kind == COMMAND and a != was)  # fmt: skip
             if enforced(actions):
                 kept.append(record._replace(actions=actions))
                 if unfinished and actions != record.actions:  # once: now nothing is left to do
@@ -573,19 +597,25 @@ class Actions:
             return action
         return self._run(action, "KILL_ROUTE (restore)", quiet_undo=action.status == RUNNING)
 
-    def reapply_routes(self) -> list[BlockRecord]:
+    def reapply_routes(self) -> tuple[list[BlockRecord], list[BlockRecord]]:
         """Run KILL_ROUTE again for every active block, each after its undo (so that nothing
-        is in force twice): when the routes or firewall rules were flushed by hand."""
-        done = []
+        is in force twice): when the routes or firewall rules were flushed by hand. Returns
+        the blocks whose KILL_ROUTE ran again, and those whose KILL_ROUTE has no known undo:
+        not run again, since it may still be in force."""
+        done, skipped = [], []
         for record in self.store.active():
-            if not any(a.kind == ROUTE and a.do for a in record.actions):
+            routes = [a for a in record.actions if a.kind == ROUTE and a.do]
+            if not routes:
+                continue
+            if not all(a.undo for a in routes):
+                skipped.append(record)
                 continue
             actions = tuple(self._run(a, "KILL_ROUTE (reapply)", quiet_undo=True)
                             if a.kind == ROUTE and a.do else a for a in record.actions)  # fmt: skip
             self.store.set_actions(record.id, actions)
             self.store.set_boot(record.id, self.boot)
             done.append(record._replace(actions=actions))
-        return done
+        return done, skipped
 
     def put_back_nft(self) -> int | None:
         """Make our table again (or repair its chains and rules) with the active nftables

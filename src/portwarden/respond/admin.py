@@ -13,10 +13,10 @@ from typing import Any
 
 from portwarden import control, statedir
 from portwarden.alert.events import write_unblocks
-from portwarden.config import Settings
+from portwarden.config import ConfigError, Settings
 from portwarden.config.ignore import Network, parse_network
 from portwarden.respond.actions import Actions, left
-from portwarden.respond.nft import NftError
+from portwarden.respond.nft import NftError, claim_table
 from portwarden.store.db import BlockRecord, Store, store_path
 from portwarden.text import one_line
 
@@ -30,7 +30,7 @@ def unblock_here(actions: Actions, network: Network | None) -> tuple[list[BlockR
     """Unblock what lies in `network` (every block and our nftables table when None), after
     another try at what earlier unblocks there left in force. The answer's `left` names what
     is still in force, one line per block."""
-    cleared, still = actions.retry_left(network)
+    cleared, still = actions.retry_left(network, by_hand=True)
     undone = actions.unblock_matching(network, UNBLOCK_COMMAND)
     still += [r for r in undone if left(r)]
     answer: Answer = {
@@ -65,7 +65,9 @@ def _unblock_without_daemon(actions: Actions, network: Network | None) -> Answer
 def reapply_here(actions: Actions) -> Answer:
     """KILL_ROUTE run again for every block, and our nftables table made again (its chains
     and rules repaired) with every nftables block in it."""
-    answer: Answer = {"reapplied": [r.address for r in actions.reapply_routes()]}
+    done, skipped = actions.reapply_routes()
+    answer: Answer = {"reapplied": [r.address for r in done],
+                      "not_reapplied": [r.address for r in skipped]}  # fmt: skip
     try:
         answer["nft_blocks"] = actions.put_back_nft()
     except NftError as error:
@@ -114,12 +116,16 @@ def reapply(settings: Settings) -> int:
         return 1
     for address in answer["reapplied"]:
         print(f"KILL_ROUTE run again for {address}")
+    for address in answer["not_reapplied"]:
+        print(f"portwarden: error: reapply: KILL_ROUTE not run again for {address}: it has no "
+              "known undo, so it may still be in force; run it by hand if it is gone",
+              file=sys.stderr)  # fmt: skip
     if "nft_error" in answer:
         print(f"portwarden: error: reapply: nftables: {answer['nft_error']}", file=sys.stderr)
         return 1
     if answer.get("nft_blocks") is not None:
         print(f"nftables: {answer['nft_blocks']} blocks in table inet {settings.nft_table}")
-    return 0
+    return 1 if answer["not_reapplied"] else 0
 
 
 def _by_daemon_or_here(settings: Settings, command: str, request: Answer,
@@ -141,8 +147,16 @@ def _by_daemon_or_here(settings: Settings, command: str, request: Answer,
             time.sleep(0.1)
             continue
         with lock:
+            try:  # as `run` does: another daemon here may block with a table of that name
+                claim = claim_table(settings.nft_table, settings.source)
+            except ConfigError:
+                return {"error": f"another running portwarden in this network namespace blocks "
+                        f"with nftables table inet {settings.nft_table}; nothing was changed "
+                        "(use that daemon's configuration, or give each instance its own "
+                        "NFT_TABLE)"}  # fmt: skip
             store = Store(store_path(settings.state_dir))
             try:
                 return here(Actions(settings, store))
             finally:
                 store.close()
+                claim.close()

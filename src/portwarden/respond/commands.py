@@ -123,19 +123,3 @@ def _read_some(pipe: int) -> bytes | None:
         return os.read(pipe, 65536) or None
     except BlockingIOError:
         return b""
-
-
-def route_undo(argv: list[str]) -> list[str] | None:
-    """The command that removes what a KILL_ROUTE command added, when we can tell.
-
-    `ip route add ...` and `route add ...` -> `del`; `iptables -I/-A CHAIN [N] ...` -> `-D`.
-    """
-    for index, arg in enumerate(argv):
-        if arg == "add":
-            return [*argv[:index], "del", *argv[index + 1 :]]
-        if arg in ("-I", "-A", "--insert", "--append") and index + 1 < len(argv):
-            rest = argv[index + 2 :]
-            if rest and rest[0].isdigit():
-                rest = rest[1:]
-            return [*argv[:index], "-D", argv[index + 1], *rest]
-    return None

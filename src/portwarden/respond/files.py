@@ -1,10 +1,12 @@
 """Files other tools read: hosts.deny, and PortSentry's BLOCKED_FILE and HISTORY_FILE.
 
-Files are replaced atomically (a new file in the same folder, renamed over the old one) and are
-never followed through a symbolic link: an attacker who can plant a link must not be able to make
-the daemon write elsewhere.
+Files are replaced atomically (a new file in the same folder, renamed over the old one), except
+that lines are added to hosts.deny in place (appended), so that what other programs append to it
+at the same time is kept; nothing is ever followed through a symbolic link: an attacker who can
+plant a link must not be able to make the daemon write elsewhere.
 """
 
+import errno
 import os
 import stat
 import tempfile
@@ -13,12 +15,64 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from portwarden.config.ignore import Address
+from portwarden.config.textfile import numbered_lines
 from portwarden.config.values import TcpMode, UdpMode
 from portwarden.store.db import BlockRecord
 
 
 class UnsafeFile(OSError):
     """The path is a symbolic link (or not a regular file)."""
+
+
+class FileChanged(OSError):
+    """The file changed after it was read, before the edited copy could replace it."""
+
+
+NEW_FILE_MODE = 0o644  # a hosts.deny we create: readable by every service that reads it
+_EDIT_TRIES = 20  # removing a line from a file another program keeps appending to
+
+
+def _open_regular(path: Path, flags: int, what: str) -> int:
+    """A descriptor of `path` opened with `flags`, never through a symbolic link, and only if
+    it is a regular file (UnsafeFile): a FIFO would make us wait for a writer for ever."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, NEW_FILE_MODE)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise UnsafeFile(f"{path} is a symbolic link; refusing to follow it") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UnsafeFile(f"{path} is not a regular file; refusing to {what} it")
+    return fd
+
+
+def _read_fd(fd: int) -> str:
+    """The text of an open file from its start; undecodable bytes kept as surrogates, line
+    ends as they are, so a rewrite keeps the bytes."""
+    data = bytearray()
+    while chunk := os.pread(fd, 1 << 16, len(data)):
+        data += chunk
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _identity(status: os.stat_result) -> tuple[int, int, int]:
+    """What changes when someone writes to the file or replaces it."""
+    return status.st_ino, status.st_size, status.st_mtime_ns
+
+
+def _read_with_identity(path: Path) -> tuple[str | None, tuple[int, int, int] | None]:
+    """The file's text (None if it does not exist) and its identity taken before it was read
+    (a change after that shows at the check before the rename)."""
+    try:
+        fd = _open_regular(path, os.O_RDONLY, "read")
+    except FileNotFoundError:
+        return None, None
+    try:
+        identity = _identity(os.fstat(fd))
+        return _read_fd(fd), identity
+    finally:
+        os.close(fd)
 
 
 def _read(path: Path) -> str:
@@ -28,34 +82,24 @@ def _read(path: Path) -> str:
 def read_if_exists(path: Path) -> str | None:
     """The file's text (undecodable bytes kept as surrogates), None if it does not exist.
 
-    Refuses to follow a symbolic link and to read anything but a regular file (UnsafeFile):
-    a FIFO would make the reader wait for a writer for ever."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        return None
-    except OSError as error:
-        if error.errno == 40:  # ELOOP: a symbolic link
-            raise UnsafeFile(f"{path} is a symbolic link; refusing to follow it") from None
-        raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise UnsafeFile(f"{path} is not a regular file; refusing to read it")
-    with os.fdopen(fd, encoding="utf-8", errors="surrogateescape", newline="") as file:
-        return file.read()  # newline="": line ends kept as they are, so rewrites keep the bytes
+    Refuses to follow a symbolic link and to read anything but a regular file (UnsafeFile)."""
+    return _read_with_identity(path)[0]
 
 
-def replace_atomically(path: Path, text: str) -> None:
+def replace_atomically(path: Path, text: str,
+                       unchanged: tuple[int, int, int] | None = None) -> None:  # fmt: skip
     """Write `text` to `path` via a temporary file and rename; keeps the old file's mode, owner
-    and group (a hosts.allow of root:adm stays root:adm). A new file gets mode 0644 and the
-    writer's owner and group."""
+    and group (a hosts.allow of root:adm stays root:adm). A new file gets NEW_FILE_MODE and the
+    writer's owner and group. `unchanged`: the identity the file had when it was read; if it
+    has another just before the rename (another program wrote to it meanwhile), FileChanged,
+    and nothing is replaced."""
     if path.is_symlink():
         raise UnsafeFile(f"{path} is a symbolic link; refusing to replace it")
     try:
         old = path.stat()
         mode, owner = old.st_mode & 0o7777, (old.st_uid, old.st_gid)
     except FileNotFoundError:
-        mode, owner = 0o644, None
+        mode, owner = NEW_FILE_MODE, None
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as file:
@@ -66,14 +110,22 @@ def replace_atomically(path: Path, text: str) -> None:
             if owner is not None and owner != (made.st_uid, made.st_gid):
                 os.fchown(file.fileno(), *owner)  # before the mode: chown clears set-id bits
             os.fchmod(file.fileno(), mode)
+        if unchanged is not None and _identity(os.lstat(path)) != unchanged:
+            raise FileChanged(f"{path} changed while it was being edited")
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
 
 
+def _lines(text: str) -> list[str]:
+    """The file's lines as tcpd and PortSentry read them: split at '\n' only (see
+    config.textfile), a trailing '\r' dropped."""
+    return [line for _, line in numbered_lines(text)]
+
+
 def has_line(path: Path, line: str) -> bool:
-    return line in _read(path).splitlines()
+    return line in _lines(_read(path))
 
 
 def add_line(path: Path, line: str) -> bool:
@@ -83,28 +135,65 @@ def add_line(path: Path, line: str) -> bool:
 
 def add_lines(path: Path, lines: Iterable[str]) -> set[str]:
     """Append every line not present yet, in one read and one write (a restore of thousands
-    of hosts.deny lines). Returns the lines added."""
-    text = _read(path)
-    present = set(text.splitlines())
-    added = [line for line in dict.fromkeys(lines) if line not in present]
-    if not added:
-        return set()
-    if text and not text.endswith("\n"):
-        text += "\n"
-    replace_atomically(path, text + "".join(line + "\n" for line in added))
+    of hosts.deny lines). Returns the lines added.
+
+    Appended in place (O_APPEND, whole lines in one write), not rewritten: lines that other
+    programs (fail2ban, DenyHosts) append at the same moment are kept. A newline comes first
+    if the file does not end with one."""
+    fd = _open_to_append(path)
+    try:
+        present = set(_lines(_read_fd(fd)))
+        added = [line for line in dict.fromkeys(lines) if line not in present]
+        if not added:
+            return set()
+        data = "".join(line + "\n" for line in added).encode("utf-8", "surrogateescape")
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        _append(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     return set(added)
+
+
+def _open_to_append(path: Path) -> int:
+    """`path` opened to read and append to; made (mode NEW_FILE_MODE) if it is not there."""
+    try:
+        return _open_regular(path, os.O_RDWR | os.O_APPEND, "append to")
+    except FileNotFoundError:
+        fd = _open_regular(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, "append to")
+        os.fchmod(fd, NEW_FILE_MODE)  # not the daemon's umask
+        return fd
+
+
+def _append(fd: int, data: bytes) -> None:
+    """One write at the end of the file (several only if the disk fills up)."""
+    while data:
+        data = data[os.write(fd, data) :]
 
 
 def remove_line(path: Path, line: str) -> bool:
     """Remove one copy of `line` (the last: ours was appended), and nothing else; a copy the
-    administrator added stays. Returns whether the file changed."""
-    lines = _read(path).splitlines(keepends=True)
-    for index in range(len(lines) - 1, -1, -1):
-        if lines[index].rstrip("\n") == line:
-            del lines[index]
-            replace_atomically(path, "".join(lines))
-            return True
-    return False
+    administrator added stays. Returns whether the file changed. The file is read, edited and
+    replaced; if it changed meanwhile (another program appended a line), all of that again."""
+    for _ in range(_EDIT_TRIES):
+        text, identity = _read_with_identity(path)
+        parts = (text or "").split("\n")  # the last part: what follows the last newline
+        found = [number for number, kept in numbered_lines(text or "") if kept == line]
+        if not found:
+            return False
+        index = found[-1] - 1
+        if index == len(parts) - 1 and index:  # the last line, with no newline after it
+            parts[index - 1 : index + 1] = [parts[index - 1], ""]
+        else:
+            del parts[index]
+        try:
+            replace_atomically(path, "\n".join(parts), identity)
+        except FileChanged:
+            continue
+        return True
+    raise FileChanged(f"{path} kept changing; line not removed after {_EDIT_TRIES} tries")
 
 
 def wrappers_address(address: Address) -> str:

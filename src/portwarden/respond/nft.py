@@ -160,6 +160,14 @@ class NftBlocker:
             raise NftError(f"adding {address} to {_set(address)}: {error}") from None
         return False
 
+    def has(self, address: Address) -> bool:
+        """Whether `address` is in our sets (one netlink request); raises NftError when the
+        kernel cannot say."""
+        try:
+            return self._netlink().has_element(_set(address), address)
+        except (OSError, NftLinkError) as error:
+            raise NftError(f"looking for {address} in {_set(address)}: {error}") from None
+
     def damage(self) -> str | None:
         """What is missing: our table (a firewall reload that flushes the whole ruleset removes
         it), or a chain's drop rules (`nft flush chain`); None when all is there, or when the

@@ -18,6 +18,7 @@ import functools
 import os
 import socket
 import struct
+from collections.abc import Callable
 
 from portwarden import limits
 from portwarden.config.ignore import Address
@@ -30,6 +31,7 @@ _GETTABLE = _NFNL_SUBSYS_NFTABLES << 8 | 1  # NFT_MSG_GETTABLE
 _GETCHAIN = _NFNL_SUBSYS_NFTABLES << 8 | 4  # NFT_MSG_GETCHAIN
 _GETRULE = _NFNL_SUBSYS_NFTABLES << 8 | 7  # NFT_MSG_GETRULE
 _NEWSETELEM = _NFNL_SUBSYS_NFTABLES << 8 | 12  # NFT_MSG_NEWSETELEM
+_GETSETELEM = _NFNL_SUBSYS_NFTABLES << 8 | 13  # NFT_MSG_GETSETELEM
 _DELSETELEM = _NFNL_SUBSYS_NFTABLES << 8 | 14  # NFT_MSG_DELSETELEM: with no elements, a flush
 _NLM_F_CREATE = 0x400
 _NFPROTO_INET = 1
@@ -138,6 +140,15 @@ def get_request(table: str, chain: str | None, sequence: int) -> bytes:
     return _message(_GETCHAIN, flags, sequence, _NFPROTO_INET, 0, payload)
 
 
+def element_request(table: str, set_name: str, packed: bytes, sequence: int) -> bytes:
+    """Ask for one element (its key: `packed`) of a set of inet `table`: the element, then an
+    acknowledgement; ENOENT when it is not there."""
+    payload = _name(_LIST_TABLE, table) + _name(_LIST_SET, set_name)
+    payload += _attr(_LIST_ELEMENTS, _element(packed, None), nested=True)
+    flags = netlink.NLM_F_REQUEST | netlink.NLM_F_ACK
+    return _message(_GETSETELEM, flags, sequence, _NFPROTO_INET, 0, payload)
+
+
 def errors_in(data: bytes) -> list[tuple[int, int]]:
     """(sequence, errno) of every NLMSG_ERROR message in `data`, up to any damage; errno 0 is an
     acknowledgement."""
@@ -188,10 +199,21 @@ class NftLink:
     def has(self, chain: str | None = None) -> bool:
         """Whether our table (or its chain `chain`) exists; raises NftLinkError when the kernel
         cannot say. (`nft list chain` would fetch every set element first: 0.3 s for 100,000.)"""
+        return self._exists(lambda sequence: get_request(self._table, chain, sequence))
+
+    def has_element(self, set_name: str, address: Address) -> bool:
+        """Whether `address` is in our set `set_name` (False also when the set or table is
+        gone, or the element has timed out); raises NftLinkError when the kernel cannot say."""
+        return self._exists(
+            lambda sequence: element_request(self._table, set_name, address.packed, sequence)
+        )
+
+    def _exists(self, request: Callable[[int], bytes]) -> bool:
+        """Whether the kernel has what `request(sequence)` asks for (ENOENT: it has not)."""
         sequence = self._first()
         self._sequence = sequence
         try:
-            self._ask(get_request(self._table, chain, sequence), sequence, sequence + 1)
+            self._ask(request(sequence), sequence, sequence + 1)
         except NftLinkError as error:
             if error.code == errno.ENOENT:
                 return False

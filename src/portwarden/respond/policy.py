@@ -20,20 +20,25 @@ from portwarden import limits
 from portwarden.alert.dispatch import Alerts
 from portwarden.config import BlockMode, Settings
 from portwarden.config.ignore import Address, Network, parse_network
+from portwarden.config.settings import nothing_to_do
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Proto
 from portwarden.net.local import default_gateways
-from portwarden.respond.actions import Actions, BlockRequest, enforced, uses_nft
+from portwarden.respond.actions import NFT, NOT_RUN, Actions, BlockRequest, enforced, uses_nft
 from portwarden.respond.admin import UNBLOCK_COMMAND, reapply_here, unblock_here
 from portwarden.respond.nft import NftError, claim_table
-from portwarden.store.db import Action, BlockRecord, Store
+from portwarden.store.db import DONE, Action, BlockRecord, Store
 from portwarden.text import one_line, utc_stamp
 
 log = logging.getLogger("portwarden")
 
 RESOLV_CONF = Path("/etc/resolv.conf")
+# systemd-resolved: /etc/resolv.conf names only its stub on loopback; the servers it asks are here.
+RESOLVED_UPSTREAM = Path("/run/systemd/resolve/resolv.conf")
+_RESOLVED_STUBS = frozenset(ipaddress.ip_address(a) for a in ("127.0.0.53", "127.0.0.54"))
 _CAP_WINDOW_S = 60.0
 _STRONG_PORTS = 3  # distinct ports that make a source a scanner rather than one stray packet
+_STRONG_TIERS = 4  # the second budget in quarters, each asking twice the ports of the one before
 # Verdicts that block: probes to tripwire ports, past SCAN_TRIGGER. An OS-fingerprinting probe
 # ("os-probe", "os-summary") does not block by itself: it may go to a port with a real service,
 # whose clients a single forged packet would then cut off. nmap -O also probes closed ports
@@ -44,7 +49,18 @@ _STRONG_PORTS = 3  # distinct ports that make a source a scanner rather than one
 _BLOCKING_KINDS = frozenset({"scan"})
 
 
-def name_servers(path: Path = RESOLV_CONF) -> frozenset[Address]:
+def name_servers(
+    path: Path = RESOLV_CONF, upstream: Path = RESOLVED_UPSTREAM
+) -> frozenset[Address]:
+    """The `nameserver` addresses of `path`; when it names only systemd-resolved's stub, also
+    those of `upstream` (the servers the stub asks), if it is there."""
+    found = _nameserver_lines(path)
+    if found and found <= _RESOLVED_STUBS:
+        found |= _nameserver_lines(upstream)
+    return found
+
+
+def _nameserver_lines(path: Path) -> frozenset[Address]:
     found: set[Address] = set()
     try:
         lines = path.read_text(errors="replace").splitlines()
@@ -58,6 +74,16 @@ def name_servers(path: Path = RESOLV_CONF) -> frozenset[Address]:
             except ValueError:
                 continue
     return frozenset(found)
+
+
+# Why an address is never blocked, with the key that allows it and how alerts name it.
+_PROTECTED_BY = {"gateway": ("PROTECT_GATEWAYS", "a default gateway"),
+                 "nameserver": ("PROTECT_NAMESERVERS", "a name server")}  # fmt: skip
+
+
+def _protected_as(why: tuple[str, ...]) -> str:
+    """'a default gateway', 'a name server', or both joined with 'and'."""
+    return " and ".join(_PROTECTED_BY[w][1] for w in why)
 
 
 def block_line(record: BlockRecord, what: str = "block") -> str:
@@ -123,13 +149,19 @@ class ActionWorker(threading.Thread):
         # The sets lack blocks: the restore at start, or the last put-back, failed.
         self.unfilled = threading.Event()
         self.retry_at = 0.0  # after a failed put-back: no new one before (monotonic)
+        # The daemon stops: the command running finishes (or times out), no other starts.
+        self.stopping = threading.Event()
 
     def run(self) -> None:
-        actions = Actions(self.settings, Store(self._path))
+        actions = Actions(self.settings, Store(self._path), self.stopping)
         while True:
             kind, payload = self.jobs.get()
             try:
                 if kind == "stop":
+                    if actions.not_run:
+                        log.warning("stopping: KILL_RUN_CMD not run for %d blocks that waited "
+                                    "their turn (recorded `%s`)", actions.not_run,
+                                    NOT_RUN)  # fmt: skip
                     if payload:
                         _report_unblocks(
                             self._alerts,
@@ -218,6 +250,7 @@ def _answering(answer: "Future[dict[str, Any]]") -> Iterator[None]:
 
 STOP_WAIT_S = 30  # the longest a stop waits for the action worker (UNBLOCK_ON_STOP takes time)
 PUT_BACK_RETRY_S = 30  # after a failed put-back of the nftables blocks, the next try
+ELEMENT_CHECK_S = 1.0  # per blocked source that still probes: how often its element is looked at
 
 
 class ResponsePolicy:
@@ -231,6 +264,7 @@ class ResponsePolicy:
         self._next_expiry: float | None = None
         self._version = -1
         self._announced: set[str] = set()
+        self._element_checked: dict[str, float] = {}  # address: no new look before (monotonic)
         # Probed again while its block was being made: "already blocked" is said once the block
         # is recorded (its own `block` line comes first), with the mode of that probe.
         self._probed_in_flight: dict[str, str] = {}
@@ -238,7 +272,8 @@ class ResponsePolicy:
         self._recent: collections.deque[float] = collections.deque()
         self._strong: collections.deque[float] = collections.deque()
         self._suppressed = 0
-        self._protected: frozenset[Address] = frozenset()
+        self._protected: dict[Address, tuple[str, ...]] = {}  # address: why (_PROTECTED_BY)
+        self._idle_said: set[Proto] = set()  # "nothing to do" logged for (since the last reload)
         self._actions = Actions(settings, self._store)  # the loop's own, for the nft step
         self._table_claim: socket.socket | None = None
         self.blocks_made = 0  # since start
@@ -285,6 +320,7 @@ class ResponsePolicy:
 
     def stop(self) -> None:
         if self._worker.ident is not None:  # started
+            self._worker.stopping.set()
             self._worker.jobs.put(("stop", self.settings.unblock_on_stop))
             self._worker.join(timeout=STOP_WAIT_S)
             if self._worker.is_alive():
@@ -300,16 +336,19 @@ class ResponsePolicy:
         self._actions.reconfigure(settings)
         self._worker.reshaping.set()
         self._worker.jobs.put(("settings", settings))
+        self._idle_said.clear()
         self.refresh()
 
     def refresh(self) -> None:
         """Addresses that must never be blocked, re-read (routes and resolv.conf change)."""
-        protected: set[Address] = set()
-        if self.settings.protect_gateways:
-            protected |= default_gateways()
-        if self.settings.protect_nameservers:
-            protected |= name_servers()
-        self._protected = frozenset(protected)
+        protected: dict[Address, tuple[str, ...]] = {}
+        for why, on, addresses in (
+            ("gateway", self.settings.protect_gateways, default_gateways),
+            ("nameserver", self.settings.protect_nameservers, name_servers),
+        ):
+            for address in addresses() if on else ():
+                protected[address] = (*protected.get(address, ()), why)
+        self._protected = protected
         self._check_table()
 
     def _check_table(self) -> None:
@@ -357,6 +396,9 @@ class ResponsePolicy:
         active = self._store.active()
         self._active = {r.address for r in active} | self._in_flight
         self._announced &= self._active
+        self._element_checked = {
+            a: t for a, t in self._element_checked.items() if a in self._active
+        }
         for address, mode in list(self._probed_in_flight.items()):
             if address not in self._in_flight:
                 del self._probed_in_flight[address]
@@ -393,23 +435,30 @@ class ResponsePolicy:
         if mode is BlockMode.ALERT_ONLY:
             return
         address = str(probe.src)
+        idle = self._idle(mode, probe.proto)
+        if idle is not None:  # an empty plan: no block at all, no record, no files
+            if probe.proto not in self._idle_said:
+                self._idle_said.add(probe.proto)
+                log.warning("not-blocking address=%s why=nothing-to-do (%s): scans are only "
+                            "alerted; said once", address, idle)  # fmt: skip
+            return
         if address in self._active:
             self._sync()
         if address in self._active:
             if address in self._in_flight:
                 self._probed_in_flight.setdefault(address, probe.mode)
             else:
+                self._put_element_back(probe.src, now)
                 self._announce(address, probe.mode)
             return
-        if probe.src in self._protected:
+        why = self._protected.get(probe.src)
+        if why is not None:
             if address not in self._refused:
                 self._refused.add(address)
-                log.warning(
-                    "not-blocking address=%s why=gateway-or-nameserver "
-                    "(PROTECT_GATEWAYS/PROTECT_NAMESERVERS=0 allow it)",
-                    address,
-                )
-                self._alerts.not_blocking(address)
+                keys = " and ".join(f"{_PROTECTED_BY[w][0]}=0" for w in why)
+                log.warning("not-blocking address=%s why=%s (%s %s it)", address, ",".join(why),
+                            keys, "allow" if len(why) > 1 else "allows")  # fmt: skip
+                self._alerts.not_blocking(address, _protected_as(why))
             return
         if not self._within_cap(verdict, now):
             if not self._suppressed:
@@ -428,17 +477,7 @@ class ResponsePolicy:
         nft_done = None
         if self._actions.nft_first(request):
             # In the loop, one netlink batch (~0.02-0.15 ms): the worker could wait for the GIL.
-            nft_done = self._actions.nft_add(probe.src, until)
-            if self._actions.table_remade:
-                self._sync()  # is it `unblock --all` that removed it? then nothing is lost
-                if self._active - self._in_flight and not self._worker.putting_back.is_set():
-                    # Our table was gone (`nft flush ruleset`) and holds this block alone now
-                    # (a put-back under way was announced already and brings the others back).
-                    log.warning("nftables: table inet %s was gone; made again for %s, putting "
-                                "the other active blocks back", self.settings.nft_table,
-                                address)  # fmt: skip
-                    self._alerts.table_lost()
-                    self._put_back_soon()
+            nft_done = self._nft_add(probe.src, until)
         try:
             record = self._actions.record(request, now_wall, until)  # at once: see there
         except sqlite3.Error as error:  # nothing stays in force that the store does not know
@@ -460,6 +499,51 @@ class ResponsePolicy:
         self._active.discard(address)
         self._in_flight.discard(address)
 
+    def _nft_add(self, source: Address, until: float | None) -> Action:
+        """Add `source`'s element (Actions.nft_add); if our table was gone and had to be made
+        again, have the other active blocks put back."""
+        done = self._actions.nft_add(source, until)
+        if self._actions.table_remade:
+            self._sync()  # is it `unblock --all` that removed it? then nothing is lost
+            if self._active - self._in_flight and not self._worker.putting_back.is_set():
+                # Our table was gone (`nft flush ruleset`) and holds this block alone now (a
+                # put-back under way was announced already and brings the others back).
+                log.warning("nftables: table inet %s was gone; made again for %s, putting the "
+                            "other active blocks back", self.settings.nft_table,
+                            source)  # fmt: skip
+                self._alerts.table_lost()
+                self._put_back_soon()
+        return done
+
+    def _put_element_back(self, source: Address, now: float) -> None:
+        """A probe from `source`, which is blocked, reached the sensors. They sit behind our
+        input hook: if its block has an nftables element, the element is gone (`nft flush set`,
+        `nft delete element`, which the check of the table every REFRESH_S does not see): add
+        it again. Looked at once per ELEMENT_CHECK_S per source at most, and the kernel is
+        asked first: a probe read just after the element was added may have come before it."""
+        address = str(source)
+        if now < self._element_checked.get(address, 0.0):
+            return
+        self._element_checked[address] = now + ELEMENT_CHECK_S
+        record = self._store.active_block(address)
+        if record is None or not any(a.kind == NFT and a.status == DONE for a in record.actions):
+            return
+        if record.until is not None and record.until - time.time() < ELEMENT_CHECK_S:
+            return  # its time is up, or nearly: the kernel may have let it go (whole seconds)
+        try:
+            if self._actions.nft().has(source):
+                return
+        except NftError as error:
+            log.error("nftables: cannot tell whether %s is in its set: %s", address,
+                      one_line(str(error)))  # fmt: skip
+            return
+        done = self._nft_add(source, record.until)
+        if done.status == DONE and not self._actions.table_remade:
+            log.warning("nftables: element %s was gone from the sets of table inet %s (a flush "
+                        "or a delete by hand?): its probe came through; added again", address,
+                        self.settings.nft_table)  # fmt: skip
+            self._alerts.element_lost(address)
+
     def describe(self, summary: Verdict) -> str:
         """What was done about a summary's source, for reports: how it is blocked, or why not."""
         address = str(summary.probe.src)
@@ -471,12 +555,16 @@ class ResponsePolicy:
             return f"blocked via {how or 'nothing (every action failed)'} until {until}"
         if address in self._in_flight:
             return "being blocked"
-        if summary.probe.src in self._protected:
-            return "not blocked: a gateway or name server"
+        why = self._protected.get(summary.probe.src)
+        if why is not None:
+            return f"not blocked: {_protected_as(why)}"
         s = self.settings
         mode = s.block_tcp if summary.probe.proto is Proto.TCP else s.block_udp
         if mode is BlockMode.ALERT_ONLY:
             return f"not blocked (BLOCK_TCP={int(s.block_tcp)} BLOCK_UDP={int(s.block_udp)})"
+        idle = self._idle(mode, summary.probe.proto)
+        if idle is not None:
+            return f"not blocked: {idle}"
         if summary.kind == "os-summary":
             return "not blocked: OS probing alone never blocks"
         ended = self._store.last_end(address)
@@ -486,17 +574,29 @@ class ResponsePolicy:
             return f"not blocked: BLOCKS_PER_MINUTE={s.blocks_per_minute} reached"
         return "not blocked"
 
+    def _idle(self, mode: BlockMode, proto: Proto) -> str | None:
+        """Why a block in `mode` would do nothing (`BLOCK_TCP=2 but no KILL_RUN_CMD`), or None
+        when its plan has a step."""
+        if self._actions.steps(mode):
+            return None
+        key = "BLOCK_TCP" if proto is Proto.TCP else "BLOCK_UDP"
+        return f"{key}={int(mode)} but {nothing_to_do(self.settings, mode)}"
+
     def _within_cap(self, verdict: Verdict, now: float) -> bool:
         """BLOCKS_PER_MINUTE for all blocks, and every block counts in it; once it is used up,
-        sources seen on several ports still get a second budget of the same size. A flood of
-        spoofed one-probe sources thus cannot stop a real scanner (which touches many ports)
-        from being blocked, and no kind of source makes more than twice the cap a minute.
-        Counts the block when it is allowed."""
+        sources seen on several ports still get a second budget of the same size, which asks
+        more of a source the fuller it is: its first quarter takes sources seen on 3 distinct
+        ports, the second on 6, the third on 12, the last on 24. A flood of spoofed one-probe
+        sources thus cannot stop a real scanner (which touches many ports) from being blocked;
+        forged sources that touch a few ports each use up only the first quarters, past which
+        a source that touched more still gets a slot; and no kind of source makes more than
+        twice the cap a minute. Counts the block when it is allowed."""
         cap = self.settings.blocks_per_minute
         if len(self._recent) < cap:
             self._recent.append(now)
             return True
-        if verdict.ports >= _STRONG_PORTS and len(self._strong) < cap:
+        used = len(self._strong)
+        if used < cap and verdict.ports >= _STRONG_PORTS << (_STRONG_TIERS * used // cap):
             self._strong.append(now)
             return True
         return False
