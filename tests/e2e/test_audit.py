@@ -3,6 +3,7 @@ one address or to all, root's and another user's), a real rpcbind with programs 
 root and by an unprivileged user, a policy across runs, a capture proving skipped ports are never
 touched, and broken portmappers."""
 
+import datetime
 import json
 import re
 import signal
@@ -1046,10 +1047,11 @@ def test_an_rpc_requirement_with_port_111_skipped_is_a_configuration_error(
                              "audited\n")  # fmt: skip
 
 
-def audit_runs(host: Host, conf: Path) -> int:
-    """The time of the daemon's last audit, in whole seconds."""
+def audit_runs(host: Host, conf: Path) -> float:
+    """The time of the daemon's last audit (0 before the first)."""
     status = host.run([sys.executable, "-m", "portwarden", "status", "--json", "-c", str(conf)])
-    return int(json.loads(status.stdout)["counters"]["audit_last_run"])
+    last = json.loads(status.stdout)["counters"]["audit_last_run"]  # UTC, ISO 8601, or null
+    return datetime.datetime.fromisoformat(last).timestamp() if last else 0.0
 
 
 def test_the_daemon_logs_a_warning_once_and_alerts_an_unusable_portmapper(
