@@ -68,9 +68,10 @@ class Daemon:
         self._signals: list[int] = []
         self._running = False  # the loop has started (its state is worth saving)
         self._stop_requested = False
+        self._stopped_by = ""  # the signal's name, for the shutdown line said last
         self._host = HostView()
         self._host.refresh()
-        self._late_reply_ports = self._ports_for_late_replies()
+        self._late_reply_ports = self._ports_for_late_replies()[0]
         self._engine = Engine(self._engine_config())
         self._selector = selectors.DefaultSelector()
         self._sensors: list[Sensor] = []
@@ -154,6 +155,8 @@ class Daemon:
             if self._control is not None:
                 self._control.send_ready()  # what the worker finished before it stopped
                 self._control.close()
+            if self._stopped_by:  # last, after the summaries and unblocks, as PortSentry's
+                self._alerts.stopping(self._stopped_by)
             self._alerts.close()
             self._selector.close()
             os.close(wake_read)
@@ -254,11 +257,11 @@ class Daemon:
         ignore = self.settings.ignore_list(self._host.addresses)
         return engine_config(self.settings, ignore, self._late_reply_ports)
 
-    def _ports_for_late_replies(self) -> frozenset[int]:
+    def _ports_for_late_replies(self) -> tuple[frozenset[int], str | None]:
         ports, warning = late_reply_ports(self.settings)
         if warning:
             log.warning("%s", warning)
-        return ports
+        return ports, warning
 
     def _feed(self, probe: Probe) -> None:
         now = time.monotonic()
@@ -274,10 +277,11 @@ class Daemon:
             elif verdict.kind == "os-probe":
                 self._os_probes += 1
             now = time.monotonic()
-            self._policy.on_verdict(verdict, now)  # the block first, then the words
-            summary = verdict.kind in ("scan-summary", "os-summary")
-            action = self._policy.describe(verdict) if summary else ""
-            self._alerts.verdict(verdict, now, action)
+            with self._alerts.holding_lines():  # the policy's lines after the verdict's
+                self._policy.on_verdict(verdict, now)  # the block first, then the words
+                summary = verdict.kind in ("scan-summary", "os-summary")
+                action = self._policy.describe(verdict) if summary else ""
+                self._alerts.verdict(verdict, now, action)
 
     def _start_audit(self) -> None:
         if self.settings.audit_interval > 0:
@@ -385,13 +389,14 @@ class Daemon:
             else:
                 name = signal.Signals(signum).name
                 log.info("stopping on %s", name)
-                self._alerts.stopping(name)
+                self._stopped_by = name
                 service.notify("STOPPING=1")
                 self._stop_requested = True
 
     def _reload(self) -> None:
         service.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
         metrics = self._metrics
+        warnings: list[str] = []  # also to syslog: an administrator may read only that
         try:
             fresh = load_settings(self._config_path, self._cli_modes)
             if fresh.state_dir != self.settings.state_dir:
@@ -400,8 +405,9 @@ class Daemon:
                 raise error_at(fresh.source, "STATE_DIR", "changes only at a restart (the running "
                                f"daemon's state is in {self.settings.state_dir})")  # fmt: skip
             if fresh.nft_table != self.settings.nft_table:
-                log.warning("reload: NFT_TABLE changes only at restart; table inet %s stays in "
-                            "use", self.settings.nft_table)  # fmt: skip
+                warnings.append(f"NFT_TABLE changes only at restart; table inet "
+                                f"{self.settings.nft_table} stays in use")  # fmt: skip
+                log.warning("reload: %s", warnings[-1])
                 fresh = dataclasses.replace(fresh, nft_table=self.settings.nft_table)
             if fresh.metrics_listen != self.settings.metrics_listen:
                 # The new address first: the page keeps working when it cannot be bound.
@@ -418,17 +424,20 @@ class Daemon:
             return
         for warning in fresh.warnings:
             log.warning("%s", warning)
+        warnings[:0] = fresh.warnings
         old = self.settings
         self.settings = fresh
-        self._late_reply_ports = self._ports_for_late_replies()
+        self._late_reply_ports, late_warning = self._ports_for_late_replies()
+        warnings += [late_warning] if late_warning else []
         self._engine.reconfigure(self._engine_config())
         self._policy.reconfigure(fresh)
         self._stop_sensors()
         try:
             self._start_sensors()
         except OSError as error:  # e.g. a new port list with a port that cannot be bound
-            log.error("reload: sensors for the new configuration failed (%s); keeping the old "
-                      "modes and ports", error)  # fmt: skip
+            warnings.append(f"sensors for the new configuration failed ({error}); keeping the "
+                            "old modes and ports")  # fmt: skip
+            log.error("reload: %s", warnings[-1])
             self.settings = dataclasses.replace(fresh, tcp_mode=old.tcp_mode,
                                                 udp_mode=old.udp_mode, tcp_ports=old.tcp_ports,
                                                 udp_ports=old.udp_ports)  # fmt: skip
@@ -446,6 +455,7 @@ class Daemon:
             self._audit.stop(wait=False)
             self._audit = None
         log.info("configuration reloaded from %s", fresh.source)
+        self._alerts.reload_warnings(warnings)
         self._alerts.active(self._modes(), reloaded=True)
         # STATUS= too: it replaces a "reload refused" that `systemctl status` would keep showing
         service.notify(f"READY=1\nSTATUS=reloaded; {self._modes()}")

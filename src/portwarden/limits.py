@@ -182,3 +182,18 @@ CONFIG_FILE_BYTES_MAX = 4 * 1024 * 1024
 # METRICS_CLIENT_WAIT_S is dropped (a scraper sends its request at once).
 METRICS_CLIENTS_MAX = 16
 METRICS_CLIENT_WAIT_S = 1.0
+
+# Syslog lines waiting for the local syslog socket. syslog(3) blocks until the daemon reading
+# /dev/log takes the line; we never block the loop: the lines go through a queue to a sender
+# thread that waits for room in the socket (net.unix.max_dgram_qlen is often 10: a burst of
+# attack lines overflows it) at most SYSLOG_WAIT_S per line, then drops the line (counted).
+# Past SYSLOG_QUEUE_MAX waiting lines (a syslog daemon that hangs) new ones are dropped, so a
+# flood holds at most about 1.5 MiB here. At stop or reload the lines left get at most
+# SYSLOG_DRAIN_S to go.
+SYSLOG_QUEUE_MAX = 1_000
+SYSLOG_WAIT_S = 0.02
+SYSLOG_DRAIN_S = 2.0
+
+# A reload's warnings sent to syslog one line each (they are all in stderr); the rest are
+# counted in one line. A configuration with hundreds of bad ignore lines must not flood syslog.
+RELOAD_WARNINGS_SENT_MAX = 20

@@ -104,7 +104,8 @@ def test_mail_syslog_json_and_fail2ban_for_an_nmap_scan(
     line = syslog.wait_for(rf"attackalert: TCP SYN/Normal scan from host: {attacker.ipv4}/"
                            rf"{attacker.ipv4} to TCP port: (1|11|15)$")  # fmt: skip
     assert line.startswith(f"<{19 * 8 + 5}>") and " portwarden[" in line
-    syslog.wait_for(rf"attackalert: Host {attacker.ipv4} has been blocked via nft$")
+    syslog.wait_for(rf"attackalert: Host {attacker.ipv4} has been blocked via nftables set inet "
+                    r"portwarden blocked4$")  # fmt: skip
     syslog.wait_for(rf"Possible port scan from {attacker.ipv4} to {target} \(TCP SYN/Normal")
     syslog.wait_for(rf"port (1|11|15) connection attempt from {attacker.ipv4}$")
     syslog.wait_for(rf"TCP {attacker.ipv4}\(\d+\) -> {target}\((1|11|15)\)$")
@@ -482,3 +483,126 @@ def test_a_full_disk_under_the_event_log(lab: Lab, tmp_path: Path) -> None:
     assert "stopped: probes=3" in log
     assert len(re.findall("JSON event log .* failing", log)) == 2
     assert log.count("works again") == 1
+
+
+def attack_order(lines: list[str], *patterns: str) -> list[int]:
+    """The index in `lines` of the first line matching each pattern (each must match one)."""
+    found = []
+    for pattern in patterns:
+        matching = [i for i, line in enumerate(lines) if re.search(pattern, line)]
+        assert matching, f"no line matched {pattern!r}: {lines}"
+        found.append(matching[0])
+    return found
+
+
+def test_block_lines_one_per_action_in_portsentrys_order(
+    lab: Lab, start_daemon: StartDaemon, syslog: SyslogReceiver, tmp_path: Path
+) -> None:
+    """PortSentry 1.2's words and order: the attack line, then one line per action done
+    (hosts.deny, KILL_ROUTE, KILL_RUN_CMD) with its string or command as used; "already blocked"
+    after the attack line of the probe that met the block; at stop the scan's summary, and the
+    shutdown line last. A failed action's status in the event log says why."""
+    deny = tmp_path / "hosts.deny"
+    daemon = start_daemon("-stcp", conf=(
+        f'UDP_MODE="none"\nSYSLOG_SOCKET="{syslog.path}"\nBLOCK_TCP="1"\nBLOCK_NFTABLES="0"\n'
+        f'KILL_HOSTS_DENY="ALL: $TARGET$ : DENY"\nHOSTS_DENY_FILE="{deny}"\n'
+        'KILL_ROUTE="/bin/echo route $TARGET$ $PORT$"\n'
+        'KILL_RUN_CMD="/bin/sh -c \'echo no such table >&2; exit 4\' $TARGET$"\n'
+        'SCAN_END_QUIET="300"\n'))  # fmt: skip
+    a, target = lab.attackers[0].ipv4, lab.target.ipv4
+    nmap(lab.attackers[0].run, "-sS", "-p", "11", target)
+    syslog.wait_for(rf"attackalert: Host {a} has been blocked via dropped route using command: "
+                    rf'"/bin/echo route {a} 11"$')  # fmt: skip
+    nmap(lab.attackers[0].run, "-sS", "-p", "15", target)  # this route lets it through
+    syslog.wait_for(rf"attackalert: Host: {a}/{a} is already blocked Ignoring$")
+    assert daemon.stop()[0] == 0
+    lines = list(syslog.lines)
+    order = attack_order(
+        lines,
+        rf"attackalert: TCP SYN/Normal scan from host: {a}/{a} to TCP port: 11$",
+        rf'attackalert: Host {a} has been blocked via wrappers with string: "ALL: {a} : DENY"$',
+        rf"attackalert: Host {a} has been blocked via dropped route using command",
+        rf"attackalert: TCP SYN/Normal scan from host: {a}/{a} to TCP port: 15$",
+        rf"attackalert: Host: {a}/{a} is already blocked Ignoring$",
+        rf"Possible port scan from {a} to {target}",
+        r"adminalert: portsentry shutdown: portwarden is shutting down \(SIGTERM\)$",
+    )
+    assert order == sorted(order) and order[-1] == len(lines) - 1, lines
+    assert not any("External command run" in line for line in lines)  # it failed
+    events = [json.loads(x) for x in (daemon.log_path.parent / "state" / "events.jsonl")
+              .read_text().splitlines()]  # fmt: skip
+    (block,) = [e for e in events if e["event"] == "block"]
+    assert block["actions"] == [
+        {"kind": "hosts.deny", "status": "done"},
+        {"kind": "route", "status": "done"},
+        {"kind": "command", "status": "failed: exit status 4: no such table"},
+    ]
+
+
+def test_the_external_command_line_and_the_nftables_line(
+    lab: Lab, start_daemon: StartDaemon, syslog: SyslogReceiver
+) -> None:
+    start_daemon("-stcp", conf=(
+        f'UDP_MODE="none"\nSYSLOG_SOCKET="{syslog.path}"\nBLOCK_TCP="1"\n'
+        'KILL_RUN_CMD="/bin/true $TARGET$ $PORT$"\n'))  # fmt: skip
+    a = lab.attackers[0].ipv6
+    nmap(lab.attackers[0].run, "-6", "-sS", "-p", "11", lab.target.ipv6)
+    nft = syslog.wait_for(rf"attackalert: Host {a} has been blocked via nftables set inet "
+                          r"portwarden blocked6$")  # fmt: skip
+    run = syslog.wait_for(rf"attackalert: External command run for host: {a} using command: "
+                          rf'"/bin/true {a} 11"$')  # fmt: skip
+    assert syslog.lines.index(nft) < syslog.lines.index(run)
+
+
+SLOW_SYSLOGD = Path(__file__).parent.parent / "lab" / "syslogd.py"
+
+
+def test_a_burst_of_attack_lines_reaches_a_slow_syslog_with_a_short_queue(
+    lab: Lab, start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    """net.unix.max_dgram_qlen=10 (a common value): an nmap of 50 ports over IPv6 is a burst
+    of 50 attack lines, more than the socket holds. The sender waits for room, as syslog(3)
+    would, instead of dropping: every line arrives at a syslog daemon that reads slowly."""
+    key = "net.unix.max_dgram_qlen"
+    old = lab.target.run(["sysctl", "-n", key]).stdout.strip()
+    lab.target.run(["sysctl", "-qw", f"{key}=10"])
+    path, out = tmp_path / "log", tmp_path / "received"
+    receiver = lab.target.popen([sys.executable, str(SLOW_SYSLOGD), str(path), str(out), "0.002"],
+                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert receiver.stdout is not None and "listening" in receiver.stdout.readline()
+        daemon = start_daemon(
+            "-atcp", conf=f'UDP_MODE="none"\nSYSLOG_SOCKET="{path}"\nBLOCK_TCP="0"\n'
+        )
+        nmap(lab.attackers[0].run, "-6", "-sS", "-p", "1-50", lab.target.ipv6)
+        deadline = time.monotonic() + 10
+        while len(daemon.attacks(kind="scan")) < 50 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert daemon.stop()[0] == 0  # the stop sends what is queued
+        log = daemon.log()
+        received = out.read_text().splitlines()
+    finally:
+        receiver.kill()
+        receiver.wait()
+        lab.target.run(["sysctl", "-qw", f"{key}={old}"])
+    scans = [line for line in received if "attackalert: TCP SYN/Normal scan" in line]
+    assert len(scans) == len(daemon.attacks(kind="scan")) >= 40, log
+    assert not re.search(r"syslog \S+ failing", log), log
+
+
+def test_a_reloads_warnings_go_to_syslog_before_the_reloaded_line(
+    start_daemon: StartDaemon, syslog: SyslogReceiver, tmp_path: Path
+) -> None:
+    """A reload that took a missing ignore file: syslog says so, not only stderr."""
+    daemon = start_daemon("-stcp", conf=(
+        f'UDP_MODE="none"\nSYSLOG_SOCKET="{syslog.path}"\nAUDIT_INTERVAL="0"\n'))  # fmt: skip
+    syslog.wait_for(r"adminalert: PortSentry is now active")
+    conf = daemon.log_path.with_suffix(".conf")
+    conf.write_text(conf.read_text() + f'IGNORE_FILE="{tmp_path}/gone.ignore"\n')
+    daemon.proc.send_signal(signal.SIGHUP)
+    reloaded = syslog.wait_for(r"adminalert: PortSentry is now active and listening "
+                               r"\(portwarden: configuration reloaded")  # fmt: skip
+    warning = syslog.wait_for(rf"adminalert: WARNING: reload: .*IGNORE_FILE {tmp_path}/gone"
+                              r"\.ignore does not")  # fmt: skip
+    assert warning.startswith(f"<{3 * 8 + 4}>")  # daemon.warning
+    assert syslog.lines.index(warning) < syslog.lines.index(reloaded)

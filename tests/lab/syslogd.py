@@ -32,3 +32,21 @@ class SyslogReceiver:
                     return line
             time.sleep(0.05)
         raise AssertionError(f"no syslog line matched {pattern!r}: {self.lines}")
+
+
+def serve_slowly(path: str, out: str, delay_s: float) -> None:
+    """A slow syslog daemon, run as a process in a lab namespace (whose net.unix.max_dgram_qlen
+    sizes the socket's queue): one datagram every `delay_s`, each written to `out` as a line."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    print("listening", flush=True)
+    with open(out, "a", buffering=1) as lines:
+        while True:
+            lines.write(sock.recv(8192).decode() + "\n")
+            time.sleep(delay_s)
+
+
+if __name__ == "__main__":
+    import sys
+
+    serve_slowly(sys.argv[1], sys.argv[2], float(sys.argv[3]))

@@ -214,7 +214,7 @@ def test_a_command_only_block_is_kept_while_running_even_if_the_command_failed(
     actions = make('KILL_RUN_CMD="false"\n')
     record = block(actions, request(mode=BlockMode.RUN_CMD_ONLY))
     assert record is not None and [(a.kind, a.status) for a in record.actions] == [
-        ("command", "failed")]  # fmt: skip
+        ("command", "failed: exit status 1")]  # fmt: skip
     assert not enforced(record.actions)
     assert actions.store.active() == []
 

@@ -49,10 +49,12 @@ def test_audit_findings_past_the_cap_are_counted_not_reported(
 def test_a_missing_syslog_socket_is_said_once_and_counted(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    syslog = Syslog(tmp_path / "no-such-log", "daemon")
+    dropped: list[bool] = []
+    syslog = Syslog(tmp_path / "no-such-log", "daemon", dropped.append)
     with caplog.at_level(logging.INFO, logger="portwarden"):
-        assert not any(syslog.send(f"line {n}") for n in range(5))
-    assert syslog.outage.dropped == 5
+        assert all(syslog.send(f"line {n}") for n in range(5))  # queued
+        syslog.close()
+    assert syslog.outage.dropped == 5 and dropped == [False] * 5
     assert [r.getMessage().split(";")[0] for r in caplog.records] == [
         f"syslog {tmp_path / 'no-such-log'} failing: No such file or directory"
     ]
@@ -72,8 +74,8 @@ def test_alerts_are_counted_per_path_as_sent_or_dropped_by_reason(tmp_path: Path
     receiver.path.unlink()  # syslog is gone (reopen: as on SIGHUP, to connect again)
     alerts.reopen()
     alerts.table_lost()  # one syslog line that cannot go, one JSON event
+    alerts.close()  # sends what is queued
     counts = alerts.delivered()
-    alerts.close()
     receiver.sock.close()
     # (A full receive queue is an error too: the receiver's thread may fall behind a burst.)
     syslog_sent, syslog_dropped = counts["sent"].pop("syslog"), counts["dropped"].pop("syslog")

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from portwarden import limits
-from portwarden.alert.mail import Mailer, body
+from portwarden.alert.mail import Mailer, body, subject, subject_template
 from portwarden.alert.mailbudget import HOUR_S, MailBudget
 from portwarden.config import ConfigError, Settings, load_settings
 from portwarden.detect.engine import Verdict
@@ -317,6 +317,22 @@ def test_the_os_probe_mail_names_the_host_and_both_protocols() -> None:
     assert lines[0] == "Target host:     target.example"
     assert "Protocol:        TCP+UDP" in lines
     assert "Flag patterns:   SYN/SEQ1 udp/U1" in lines
+
+
+def test_os_probe_mails_have_their_own_default_subject_and_mail_subject_rules_both() -> None:
+    probe = Probe(ipaddress.ip_address("198.18.0.11"), ipaddress.ip_address("198.18.0.1"),
+                  Proto.TCP, 40000, 11, "stcp", "TCP SYN/Normal scan", "SYN")  # fmt: skip
+    os_run = Verdict("os-summary", probe, True, 2, 2, 0.0, patterns=("SYN/SEQ1",),
+                     first_probe=probe, types=("nmap", "queso"))  # fmt: skip
+    scan = Verdict("scan-summary", probe, True, 2, 2, 0.0, types=("TCP SYN/Normal scan",))
+    assert subject(subject_template(None, os_run), os_run) == (
+        "portwarden: OS fingerprinting probe (nmap, queso) from 198.18.0.11 to 198.18.0.1"
+    )
+    assert subject(subject_template(None, scan), scan) == (
+        "portwarden: TCP scan from 198.18.0.11 to 198.18.0.1"
+    )
+    for verdict in (os_run, scan):
+        assert subject(subject_template("[pw] %s", verdict), verdict) == "[pw] 198.18.0.11"
 
 
 @given(st.lists(st.floats(0, 3 * HOUR_S), max_size=60), st.integers(1, 5))

@@ -9,6 +9,7 @@ from portwarden.alert import portsentry
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import CONNECT_SCAN, UDP_SCAN, Probe, Proto, flag_names, tcp_scan_type
 from portwarden.net.packet import ACK, CWR, ECE, FIN, PSH, RST, SYN, URG
+from portwarden.store.db import DONE, Action
 
 HOST = "198.18.0.11/198.18.0.11"
 
@@ -79,3 +80,38 @@ def test_os_probe_line_is_ours_in_portsentrys_shape() -> None:
         f"attackalert: OS fingerprinting probe (queso) from host: {HOST} to TCP port: 11"
     )
     assert portsentry.detail_line(v) is None
+
+
+def test_each_action_done_has_portsentrys_line_with_its_string_or_command() -> None:
+    """KillHostsDeny, KillRoute and KillRunCmd's words; ours for the nftables set; nothing for
+    an action that failed; a command argument with a blank quoted, a control escaped."""
+    actions = (
+        Action("nft"),
+        Action(
+            "hosts.deny",
+            ("/etc/hosts.deny", "ALL: 198.18.0.11"),
+            DONE,
+            ("/etc/hosts.deny", "ALL: 198.18.0.11"),
+        ),  # fmt: skip
+        Action("route", (), DONE, ("/sbin/route", "add", "-host", "198.18.0.11", "reject")),
+        Action("command", (), "failed: exit status 1", ("/bin/false",)),
+        Action("command", (), DONE, ("/usr/local/bin/tell", "198.18.0.11", "a b\x1b")),
+    )
+    assert portsentry.action_lines("198.18.0.11", actions, "portwarden") == [
+        "attackalert: Host 198.18.0.11 has been blocked via nftables set inet portwarden blocked4",
+        "attackalert: Host 198.18.0.11 has been blocked via wrappers with string: "
+        '"ALL: 198.18.0.11"',
+        "attackalert: Host 198.18.0.11 has been blocked via dropped route using command: "
+        '"/sbin/route add -host 198.18.0.11 reject"',
+        "attackalert: External command run for host: 198.18.0.11 using command: "
+        "\"/usr/local/bin/tell 198.18.0.11 'a b\\x1b'\"",
+    ]
+    assert portsentry.action_lines("2001:db8::b", (Action("nft"),), "pw") == [
+        "attackalert: Host 2001:db8::b has been blocked via nftables set inet pw blocked6"
+    ]
+
+
+def test_a_reload_warning_is_one_adminalert_line() -> None:
+    assert portsentry.reload_warning_line("IGNORE_FILE /x does not\nexist") == (
+        "adminalert: WARNING: reload: IGNORE_FILE /x does not\\nexist"
+    )

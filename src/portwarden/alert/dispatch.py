@@ -5,13 +5,14 @@ never raises into the loop. Probe-level output is rate-limited; summaries and ac
 What syslog, the JSON log and mail delivered, and dropped (rate limit or error), is counted.
 """
 
+import contextlib
 import functools
 import logging
 import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from portwarden import limits
@@ -79,10 +80,12 @@ class Alerts:
         # (from the loop and the action worker: hence the lock), in the order they came.
         self._hostnames: HostNames[Callable[[str | None], None]] = HostNames()
         self._order = threading.Lock()
+        # Lines the loop holds back while it acts on a verdict (see holding_lines).
+        self._held: list[tuple[str, int]] | None = None
+        self._holder = 0  # the thread that holds them
 
-    @staticmethod
-    def _outputs(settings: Settings) -> tuple[Syslog | None, JsonLog | None]:
-        syslog = (Syslog(settings.syslog_socket, settings.syslog_facility)
+    def _outputs(self, settings: Settings) -> tuple[Syslog | None, JsonLog | None]:
+        syslog = (Syslog(settings.syslog_socket, settings.syslog_facility, self._count_syslog)
                   if settings.syslog_socket else None)  # fmt: skip
         json_log = (JsonLog(settings.event_log, settings.event_log_max_bytes,
                             settings.event_log_keep)
@@ -125,7 +128,7 @@ class Alerts:
         """SIGHUP whose new configuration was refused: the outputs are reopened all the same
         (logrotate moved the event log and expects the next line in a new file)."""
         if self._syslog is not None:
-            self._syslog.close()  # connects again on the next line
+            self._syslog.reconnect()
         if self._json is not None:
             try:
                 self._json.reopen()
@@ -137,7 +140,7 @@ class Alerts:
         """One verdict; `action` says what was done about its source (for summaries)."""
         p = verdict.probe
         if verdict.kind in ("scan-summary", "os-summary"):
-            self._syslog_send(portsentry.summary_line(verdict), WARNING)
+            self._syslog_in_order(portsentry.summary_line(verdict), WARNING)
             self._event(summary_event(verdict, action, time.time()))
             log.warning("%s", verdict_line(verdict, action))
             if self._mailer.wants(verdict):
@@ -220,7 +223,20 @@ class Alerts:
     def reload_refused(self, error: str) -> None:
         self._syslog_send(portsentry.reload_refused_line(error), ERROR)
 
+    def reload_warnings(self, warnings: Sequence[str]) -> None:
+        """A reload's warnings (a missing ignore file, ...), which would otherwise only be in
+        stderr: one `adminalert:` line each, at most limits.RELOAD_WARNINGS_SENT_MAX, then how
+        many more (before the "configuration reloaded" line)."""
+        shown = warnings[: limits.RELOAD_WARNINGS_SENT_MAX]
+        for warning in shown:
+            self._syslog_send(portsentry.reload_warning_line(warning), WARNING)
+        if len(warnings) > len(shown):
+            self._syslog_send(f"adminalert: WARNING: {len(warnings) - len(shown)} more reload "
+                              "warnings (portwarden check-config lists all)", WARNING)  # fmt: skip
+
     def stopping(self, why: str) -> None:
+        """The last line, after the summaries of the scans still open and the unblocks at stop,
+        as PortSentry's shutdown line was."""
         self._syslog_send(portsentry.shutdown_line(why))
 
     def audit(self, findings: Sequence[Finding], when: float) -> None:
@@ -244,8 +260,9 @@ class Alerts:
                                 f"{socket.gethostname()}", lines + "\n")  # fmt: skip
 
     def blocked(self, record: BlockRecord) -> None:
-        how = ", ".join(f"{a.kind}" for a in record.actions if a.status == "done") or "nothing"
-        self._syslog_send(portsentry.blocked_line(record.address, how), WARNING)
+        for line in portsentry.action_lines(record.address, record.actions,
+                                            self.settings.nft_table):  # fmt: skip
+            self._syslog_send(line, WARNING)
         actions = [{"kind": a.kind, "status": a.status} for a in record.actions]
         self._event({"time": stamp(record.since), "event": "block", "src": record.address,
                      "port": record.port, "proto": record.proto, "mode": record.mode,
@@ -331,7 +348,29 @@ class Alerts:
         counts["dropped"]["mail"]["rate_limit"] += self._mailer.withheld
         return counts
 
+    @contextlib.contextmanager
+    def holding_lines(self) -> Iterator[None]:
+        """While the loop acts on a verdict and reports it: the syslog lines the policy says
+        inside ("already blocked", "not blocked") go out on leaving, after the verdict's own
+        lines. The block is made first, for speed, yet the lines are in PortSentry's order:
+        the attack line, then "Host: ... is already blocked Ignoring". Only the calling
+        thread's lines are held (the action worker's go out as they come)."""
+        self._held, self._holder = [], threading.get_ident()
+        try:
+            yield
+        finally:
+            held, self._held = self._held, None
+            for message, severity in held:
+                self._syslog_send(message, severity)
+
     def _syslog_send(self, message: str, severity: int = 5) -> None:
+        """A line; held while the loop acts on a verdict (see holding_lines)."""
+        if self._held is not None and threading.get_ident() == self._holder:
+            self._held.append((message, severity))
+            return
+        self._syslog_in_order(message, severity)
+
+    def _syslog_in_order(self, message: str, severity: int = 5) -> None:
         """A line; with RESOLVE_HOST, behind the probe lines that still wait for a name, so that
         "Host ... has been blocked" follows the attack line, as PortSentry wrote them."""
         if self._syslog is None:
@@ -345,8 +384,10 @@ class Alerts:
 
     def _syslog_write(self, message: str, severity: int = 5) -> None:
         if self._syslog is not None:
-            sent = self._syslog.send(message, severity)
-            self.delivery.add("syslog", "sent" if sent else "error")
+            self._syslog.send(message, severity)  # counted by _count_syslog
+
+    def _count_syslog(self, sent: bool) -> None:
+        self.delivery.add("syslog", "sent" if sent else "error")
 
     def _event(self, event: dict[str, Any]) -> None:
         if self._json is None:

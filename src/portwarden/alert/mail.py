@@ -55,6 +55,20 @@ def protocol(verdict: Verdict) -> str:
     return verdict.probe.proto.value.upper()
 
 
+SCAN_SUBJECT = "portwarden: %p scan from %s to %d"
+OS_PROBE_SUBJECT = "portwarden: OS fingerprinting probe ({tools}) from %s to %d"
+
+
+def subject_template(configured: str | None, verdict: Verdict) -> str:
+    """MAIL_SUBJECT when the administrator set it (for every report); else a scan's default
+    subject, or an OS-probe run's, which names the tools (ours: no escape needed)."""
+    if configured is not None:
+        return configured
+    if verdict.kind == "os-summary":
+        return OS_PROBE_SUBJECT.format(tools=", ".join(verdict.types))
+    return SCAN_SUBJECT
+
+
 def subject(template: str, verdict: Verdict) -> str:
     """MAIL_SUBJECT with scandetd's macros: %p protocol, %s source, %d destination. Only the
     values put in are escaped: the administrator's own text (printable, on one line: checked
@@ -279,7 +293,8 @@ class Mailer(threading.Thread):
         if isinstance(verdict, str):
             return verdict, text, until
         name = self._source_name(verdict, until) if self.settings.resolve_host else None
-        return (subject(self.settings.mail_subject, verdict),
+        template = subject_template(self.settings.mail_subject, verdict)
+        return (subject(template, verdict),
                 body(verdict, name, text, socket.gethostname()), until)  # fmt: skip
 
     def _source_name(self, verdict: Verdict, until: float) -> str | None:

@@ -9,8 +9,14 @@ shows any other among its unmatched entries (PortSentry 1.2's own "PortSentry is
 among them).
 """
 
+import shlex
+
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Probe, Proto
+from portwarden.respond.actions import COMMAND, HOSTS_DENY, NFT, ROUTE
+from portwarden.respond.nft import set_of
+from portwarden.store.db import DONE, Action
+from portwarden.text import one_line
 
 CLASSIC_MODES = frozenset({"tcp", "udp"})
 
@@ -87,8 +93,32 @@ def summary_line(verdict: Verdict) -> str:
     return f"Possible port scan from {p.src} to {p.dst} ({', '.join(verdict.types)})"
 
 
-def blocked_line(address: str, how: str) -> str:
-    return f"attackalert: Host {address} has been blocked via {how}"
+def action_lines(address: str, actions: tuple[Action, ...], nft_table: str) -> list[str]:
+    """PortSentry 1.2's line for each action of a block that was done, in the order they were
+    done: KillHostsDeny's, KillRoute's and KillRunCmd's words, with the hosts.deny line and the
+    command as they were used (an argument with a blank quoted as a shell would need, anything
+    unprintable escaped); our nftables blocker's in the same form."""
+    lines = []
+    for action in actions:
+        if action.status != DONE:
+            continue
+        if action.kind == NFT:
+            lines.append(f"attackalert: Host {address} has been blocked via nftables set inet "
+                         f"{nft_table} {set_of(address)}")  # fmt: skip
+        elif action.kind == HOSTS_DENY and len(action.do) == 2:
+            lines.append(f"attackalert: Host {address} has been blocked via wrappers with string: "
+                         f'"{one_line(action.do[1])}"')  # fmt: skip
+        elif action.kind == ROUTE:
+            lines.append(f"attackalert: Host {address} has been blocked via dropped route using "
+                         f'command: "{_command(action)}"')  # fmt: skip
+        elif action.kind == COMMAND:
+            lines.append(f"attackalert: External command run for host: {address} using command: "
+                         f'"{_command(action)}"')  # fmt: skip
+    return lines
+
+
+def _command(action: Action) -> str:
+    return one_line(shlex.join(action.do))
 
 
 def already_blocked_line(address: str, mode: str) -> str:
@@ -111,3 +141,9 @@ def shutdown_line(why: str) -> str:
 def reload_refused_line(error: str) -> str:
     """Not routine: logwatch shows it among its unmatched entries."""
     return f"adminalert: ERROR: reload refused, old configuration stays in force: {error}"
+
+
+def reload_warning_line(warning: str) -> str:
+    """A reload's warning (a missing ignore file, ...): not routine, so logwatch shows it among
+    its unmatched entries."""
+    return f"adminalert: WARNING: reload: {one_line(warning)}"

@@ -93,7 +93,7 @@ class Settings:
     mail_on_audit: bool
     mail_from: str
     mail_to: tuple[str, ...]
-    mail_subject: str
+    mail_subject: str | None  # None: the default subjects (alert.mail.subject_template)
     mail_per_hour: int
     smtp_relay: str
     smtp_port: int
@@ -297,9 +297,7 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
         mail_on_audit=read.get("MAIL_ON_AUDIT", values.flag, False),
         mail_from=read.get("MAIL_FROM", values.mail_address, f"portwarden@{socket.gethostname()}"),
         mail_to=read.get("MAIL_TO", values.mail_addresses, ()),
-        mail_subject=read.get(
-            "MAIL_SUBJECT", values.header_text, "portwarden: %p scan from %s to %d"
-        ),  # fmt: skip
+        mail_subject=read.get("MAIL_SUBJECT", values.optional_header_text, None),
         mail_per_hour=read.get("MAIL_PER_HOUR", values.positive, 20),
         smtp_relay=read.get("SMTP_RELAY", values.host, "localhost"),
         smtp_port=read.get("SMTP_PORT", values.port, 25),

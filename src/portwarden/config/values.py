@@ -298,6 +298,11 @@ def header_text(text: str) -> str:
     return text
 
 
+def optional_header_text(text: str) -> str | None:
+    """Header text; empty: none given (the default applies)."""
+    return header_text(text) or None
+
+
 def host(text: str) -> str:
     """A host name or address for SMTP: letters, digits, dots, colons, dashes."""
     text = text.strip()

@@ -368,8 +368,8 @@ class Actions:
         timeout = self.settings.kill_cmd_timeout
         if quiet_undo and action.undo:
             commands.run(list(action.undo), timeout, f"{what} undo", quiet=True)
-        ok = commands.run(list(action.do), timeout, what)
-        return action._replace(status=DONE if ok else FAILED)
+        failure = commands.run(list(action.do), timeout, what)
+        return action._replace(status=DONE if failure is None else f"{FAILED}: {failure}")
 
     def sweep_nft(self, network: Network) -> int:
         """Remove every element inside `network` from our sets, also those the store does not
@@ -434,10 +434,11 @@ class Actions:
         elif action.kind == HOSTS_DENY and len(action.undo) == 2:
             files.remove_line(Path(action.undo[0]), action.undo[1])
         elif action.kind == ROUTE and action.undo:
-            ok = commands.run(list(action.undo), self.settings.kill_cmd_timeout,
-                              "KILL_ROUTE undo", quiet=unsure, gone=commands.NOT_THERE)  # fmt: skip
-            if not ok and not unsure:
-                return f"{' '.join(action.undo)} failed"
+            failure = commands.run(list(action.undo), self.settings.kill_cmd_timeout,
+                                   "KILL_ROUTE undo", quiet=unsure,
+                                   gone=commands.NOT_THERE)  # fmt: skip
+            if failure is not None and not unsure:
+                return f"{' '.join(action.undo)} failed: {failure}"
         elif action.kind == ROUTE and action.status != PLANNED:
             return NO_UNDO
         return None

@@ -21,6 +21,7 @@ from portwarden.text import one_line
 log = logging.getLogger("portwarden")
 
 _OUTPUT_SHOWN = 300
+_OUTPUT_RECORDED = 120  # of a failed command's output, in its action's status
 _OUTPUT_KEPT = 4096  # of a command's output, for the failure line
 
 
@@ -43,10 +44,12 @@ NOT_THERE = ("No such process", "does a matching rule exist")
 
 
 def run(argv: list[str], timeout: float, what: str, quiet: bool = False,
-        gone: Sequence[str] = ()) -> bool:  # fmt: skip
+        gone: Sequence[str] = ()) -> str | None:  # fmt: skip
     """Run and wait at most `timeout` seconds. Logs failures (at debug level when `quiet`: an
-    undo of something that may never have been done). Returns success; a failure whose output
-    holds one of `gone` counts as one (an undo of something no longer there).
+    undo of something that may never have been done). Returns None on success, else why it
+    failed, on one line (`exit status 1: <the start of its output>`, `killed after 5s`, ...);
+    a failure whose output holds one of `gone` counts as a success (an undo of something no
+    longer there).
 
     The command gets a session of its own: past the time limit the whole process group is
     killed, not only the direct child (`sh -c '...'` forks). Only the direct child is waited
@@ -60,7 +63,7 @@ def run(argv: list[str], timeout: float, what: str, quiet: bool = False,
                                 stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     except OSError as error:
         report("%s could not start: %s: %s", what, error.strerror, shown)
-        return False
+        return f"could not start: {error.strerror or error}"
     assert proc.stdout is not None
     with proc.stdout, _exit_watch(proc.pid) as exited:
         output, finished = _read_until_exit(proc.stdout.fileno(), exited, timeout)
@@ -69,17 +72,17 @@ def run(argv: list[str], timeout: float, what: str, quiet: bool = False,
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             report("%s killed after %gs: %s", what, timeout, shown)
-            return False
+            return f"killed after {timeout:g}s"
     status = proc.wait()
     if status != 0:
         text = one_line(output.decode(errors="replace").strip(), _OUTPUT_SHOWN)
         how = f"exit status {status}" if status > 0 else f"signal {-status}"
         if status > 0 and any(marker in text for marker in gone):
             log.info("%s: nothing to remove (%s): %s", what, text, shown)
-            return True
+            return None
         report("%s failed with %s: %s: %s", what, how, shown, text)
-        return False
-    return True
+        return f"{how}: {text[:_OUTPUT_RECORDED]}" if text else how
+    return None
 
 
 @contextlib.contextmanager

@@ -88,7 +88,7 @@ class Nft:
         return output
 
 
-def _set(address: Address | str) -> str:
+def set_of(address: Address | str) -> str:
     """Which set: canonical address strings from the store need no parsing (100k at restore)."""
     return "blocked6" if ":" in str(address) else "blocked4"
 
@@ -96,7 +96,7 @@ def _set(address: Address | str) -> str:
 def _by_set(blocks: Iterable[tuple[Address | str, int | None]]) -> dict[str, list[Element]]:
     by_set: dict[str, list[Element]] = {"blocked4": [], "blocked6": []}
     for address, seconds in blocks:
-        name = _set(address)
+        name = set_of(address)
         family = socket.AF_INET6 if name == "blocked6" else socket.AF_INET
         by_set[name].append((socket.inet_pton(family, str(address)), seconds))
     return by_set
@@ -149,24 +149,24 @@ class NftBlocker:
         was gone and has been made again (with this element alone)."""
         try:
             try:
-                self._netlink().add(_set(address), address, seconds)
+                self._netlink().add(set_of(address), address, seconds)
             except NftLinkError as error:
                 if error.code != errno.ENOENT:
                     raise
                 self.ensure()  # our table was removed (`nft flush ruleset`): make it again
-                self._netlink().add(_set(address), address, seconds)
+                self._netlink().add(set_of(address), address, seconds)
                 return True
         except (OSError, NftLinkError) as error:
-            raise NftError(f"adding {address} to {_set(address)}: {error}") from None
+            raise NftError(f"adding {address} to {set_of(address)}: {error}") from None
         return False
 
     def has(self, address: Address) -> bool:
         """Whether `address` is in our sets (one netlink request); raises NftError when the
         kernel cannot say."""
         try:
-            return self._netlink().has_element(_set(address), address)
+            return self._netlink().has_element(set_of(address), address)
         except (OSError, NftLinkError) as error:
-            raise NftError(f"looking for {address} in {_set(address)}: {error}") from None
+            raise NftError(f"looking for {address} in {set_of(address)}: {error}") from None
 
     def damage(self) -> str | None:
         """What is missing: our table (a firewall reload that flushes the whole ruleset removes
@@ -194,7 +194,7 @@ class NftBlocker:
         One batch first; if nft refuses it because an element is missing, one by one. (Listing
         the set first is not reliable: a dump during a hash resize can miss elements.)
         """
-        lines = [f"delete element inet {self.table} {_set(a)} {{ {a} }}" for a in addresses]
+        lines = [f"delete element inet {self.table} {set_of(a)} {{ {a} }}" for a in addresses]
         if not lines:
             return
         try:
