@@ -116,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--no-state", action="store_true",
                        help="compare with nothing and keep nothing: report every unlisted "
                        "port and every missing required one")  # fmt: skip
+    audit.add_argument("--suggest", action="store_true",
+                       help="print an AUDIT_OPTIONAL line that adds every open port in no list "
+                       "(the state is neither read nor kept)")  # fmt: skip
     replay = commands.add_parser(
         "replay", help="run detection over a pcap capture offline and print the verdicts"
     )
@@ -311,9 +314,11 @@ def _reapply(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from portwarden.audit.command import audit
+    from portwarden.audit.command import audit, suggest
 
     settings = load_settings(_config_path(args.config), watching=False)  # audit prints its warnings
+    if args.suggest:
+        return suggest(settings)
     return audit(settings, as_json_output=args.json, keep_state=not args.no_state)
 
 

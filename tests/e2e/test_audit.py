@@ -284,6 +284,22 @@ def test_text_report_lines(lab: Lab, services: dict[int, subprocess.Popen], tmp_
     assert f"ServiceNew: {A6}:40111/tcp (RPC_400111) program=pwa-rpc400111" in result.stdout
 
 
+def test_the_suggested_policy_names_every_open_port(
+    lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path
+) -> None:
+    """`--suggest` after a migration: its line, put in the file, leaves no ServiceNew."""
+    conf = f'{ONLY_LAB}\nAUDIT_REQUIRED="portmapper/tcp"\nAUDIT_OPTIONAL="8080/tcp"'
+    result = audit_command(lab.target, tmp_path, conf, "--suggest")
+    assert result.returncode == 0, result.stderr
+    comment, line = result.stdout.splitlines()
+    assert comment.startswith(f"# what is open now on {A4}, {A6} (")
+    assert line.startswith('AUDIT_OPTIONAL="8080/tcp; ') and "mountd/udp" in line
+    assert not (tmp_path / "state" / "audit.json").exists()  # the state is not kept
+    status, report, _ = audit(lab.target, tmp_path, f"{conf}\n".replace(
+        'AUDIT_OPTIONAL="8080/tcp"', line), "--no-state")  # fmt: skip
+    assert (status, report["findings"]) == (0, [])
+
+
 def syns(host: Host, capture: Path) -> list[str]:
     packets = host.run(["tcpdump", "-r", str(capture), "-n"], check=False).stdout
     return [line for line in packets.splitlines() if "Flags [S]," in line]

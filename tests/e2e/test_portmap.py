@@ -151,6 +151,31 @@ def test_check_reports_exposed_then_protected(lab: Lab, portmapper: Portmapper) 
     assert portmapper.portwarden("portmap", "check").returncode == 0
 
 
+_APPEND = "import sys\nwith open(sys.argv[1], 'a') as f:\n    f.write(sys.stdin.read())\n"
+
+
+def test_check_counts_fail2bans_lines_instead_of_listing_them(
+    lab: Lab, portmapper: Portmapper
+) -> None:
+    """fail2ban's `ALL: <address>` lines in hosts.deny: counted in the text, all in --json; a
+    line for the address probed from is shown."""
+    run_ok(portmapper, "protect", *ALLOW)
+    bans = [f"ALL: 203.0.113.{n}" for n in range(1, 251)]
+    bans += [f"ALL: [2001:db8:99::{n:x}]" for n in range(1, 151)]
+    lines = "".join(f"{line}\n" for line in [*bans, f"ALL: {lab.target.ipv4}"])
+    subprocess.run(portmapper._inside([sys.executable, "-c", _APPEND, "/etc/hosts.deny"]),
+                   input=lines, text=True, check=True, timeout=20)  # fmt: skip
+    check = ["check", "--from", lab.target.ipv4, "--timeout", "1"]
+    text = run_ok(portmapper, *check)
+    assert "  and 400 other lines for single addresses (`ALL: <address>`" in text, text
+    assert f": ALL: {lab.target.ipv4}\n" in text and "203.0.113." not in text
+    assert text.endswith("verdict: protected\n") and len(text.splitlines()) < 40, text
+    wrappers = json.loads(run_ok(portmapper, *check, "--json"))["wrappers"]
+    assert [
+        wrappers["lines"][n].split(": ", 1)[1] for n in wrappers["single_address_lines"]
+    ] == bans
+
+
 def test_dry_run_changes_nothing_and_protect_is_idempotent(
     lab: Lab, portmapper: Portmapper
 ) -> None:

@@ -11,7 +11,7 @@ from portwarden import limits
 from portwarden.lab.network import Host, Lab
 from tests.e2e.conftest import StartDaemon
 from tests.lab.daemon import RunningDaemon
-from tests.lab.services import echo_client, tcp_echo_server, udp_echo_server
+from tests.lab.services import can_connect, echo_client, tcp_echo_server, udp_echo_server
 
 TCP_SERVICE, UDP_SERVICE = 80, 69  # inside the advanced range (below 1024)
 NEVER_SERVED_TCP, NEVER_SERVED_UDP = 81, 70
@@ -59,6 +59,34 @@ def test_clients_of_a_stopped_service_are_not_scanners(lab: Lab, daemon: Running
     daemon.wait_for_attack(mark, src=lab.client.ipv4, port=str(NEVER_SERVED_UDP), mode="audp")
     assert daemon.attacks(mark, port=str(TCP_SERVICE)) == []
     assert daemon.attacks(mark, port=str(UDP_SERVICE)) == []
+
+
+GRACE_PORT, NEVER_SERVED = 540, 79  # tripwires of the stealth modes (tests/e2e/conftest.py)
+
+
+def test_a_reload_keeps_the_grace_of_a_stopped_service(lab: Lab, start_daemon: StartDaemon) -> None:
+    """SIGHUP makes new sensors: the times a port last had a service must outlive them, or the
+    first client to reconnect after a reload is blocked (and loses every service)."""
+    daemon = start_daemon("-stcp", conf='BLOCK_TCP="1"\n')
+    server = tcp_echo_server(lab.target, GRACE_PORT)
+    time.sleep(limits.REFRESH_S + 1)  # the daemon has seen the service
+    assert can_connect(lab.client, lab.target.ipv4, GRACE_PORT)
+    server.kill()
+    server.wait()
+    time.sleep(limits.REFRESH_S + 1)  # and that it is gone
+    mark = daemon.mark()
+    daemon.proc.send_signal(1)  # SIGHUP
+    daemon.wait_for("configuration reloaded", since=mark)
+    knock(lab.client, lab.target.ipv4, "tcp", GRACE_PORT)
+    # A port that never had a service is a tripwire still; its line comes after any line for
+    # the port above would have.
+    knock(lab.attackers[0], lab.target.ipv4, "tcp", NEVER_SERVED)
+    daemon.wait_for_attack(mark, src=lab.attackers[0].ipv4, port=str(NEVER_SERVED), mode="stcp")
+    assert daemon.attacks(mark, src=lab.client.ipv4) == []
+    back = tcp_echo_server(lab.target, GRACE_PORT)
+    assert can_connect(lab.client, lab.target.ipv4, GRACE_PORT)  # not blocked
+    back.kill()
+    back.wait()
 
 
 CLIENT_PORT = 31337  # a tripwire of the stealth modes, TCP and UDP (tests/e2e/conftest.py)

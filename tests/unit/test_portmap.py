@@ -175,6 +175,48 @@ def test_check_lists_lines_for_the_portmapper_and_flags_a_later_allow(tmp_path: 
     assert not read_wrappers(allow, deny, RPCBIND).protected
 
 
+def test_check_counts_the_lines_for_single_addresses_and_json_lists_them(tmp_path: Path) -> None:
+    """fail2ban's `ALL: <address>` bans would bury the lines that matter under hundreds; those
+    for an address in question (allowed, probed from, let in) are shown all the same."""
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    allow.write_text("ALL: 203.0.113.250\n")  # lets an outsider in: a leak, shown
+    bans = [f"ALL: 203.0.113.{n}" for n in range(10, 210)] + ["ALL: [2001:db8:9::1] 192.0.2.1"]
+    deny.write_text("\n".join([
+        *bans, "ALL: 198.18.0.20", "ALL: 203.0.113.7", "ALL: 192.0.2.0/255.255.255.0",
+        "ALL: 192.0.2.9 EXCEPT 192.0.2.10", "rpcbind: 192.0.2.8", "sshd: 192.0.2.7", "",
+    ]))  # fmt: skip
+    _protect(allow, wrappers.allow_rules(NETS))
+    _protect(deny, wrappers.deny_rules())
+    view = read_wrappers(allow, deny, RPCBIND, source="203.0.113.7")
+    report = Report(("tcp",), (), None, view, FirewallView(False, ()), ())
+    text = report.text()
+    shown = text[
+        text.index(f"  {view.note}") + 1 : text.index("firewall: does not protect it alone")
+    ]
+    assert [line.split(": ", 1)[1] for line in shown[:-1]] == [
+        f"{rule} (portwarden-portmap)" for rule in wrappers.allow_rules(NETS)
+    ] + [
+        "ALL: 203.0.113.250",  # a leak
+        "rpcbind portmap: ALL (portwarden-portmap)",
+        "ALL: 198.18.0.20",  # an allowed address
+        "ALL: 203.0.113.7",  # the probes' source
+        "ALL: 192.0.2.0/255.255.255.0",
+        "ALL: 192.0.2.9 EXCEPT 192.0.2.10",
+        "rpcbind: 192.0.2.8",
+    ]
+    assert (
+        shown[-1]
+        == "  and 201 other lines for single addresses (`ALL: <address>`; --json lists them)"
+    )
+    listed = json.loads(json.dumps(report.as_json()))["wrappers"]
+    assert len(listed["lines"]) == len(shown) - 1 + 201
+    assert [listed["lines"][n].split(": ", 1)[1] for n in listed["single_address_lines"]] == bans
+    allow.write_text("")
+    deny.write_text("ALL: 203.0.113.1\n")
+    alone = Report((), (), None, read_wrappers(allow, deny, RPCBIND), FirewallView(False, ()), ())
+    assert "  1 line for single addresses (`ALL: <address>`; --json lists them)" in alone.text()
+
+
 @pytest.mark.parametrize(
     ("owners", "uses", "note"),
     [

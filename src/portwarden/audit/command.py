@@ -9,6 +9,7 @@ from typing import Any
 from portwarden import statedir
 from portwarden.audit.check import NothingChecked, audit_and_keep
 from portwarden.audit.report import as_json, as_lines, summary, unchecked_summary
+from portwarden.audit.suggest import suggestion
 from portwarden.config import Settings
 from portwarden.store.db import Store, StoreError, store_path
 from portwarden.text import one_line
@@ -45,6 +46,23 @@ def audit(settings: Settings, as_json_output: bool, keep_state: bool) -> int:
     for line in warnings:
         print(f"portwarden: warning: {line}", file=sys.stderr)
     return FINDINGS if result.findings else NO_FINDINGS
+
+
+def suggest(settings: Settings) -> int:
+    """`--suggest`: a policy line for what is open now; 0, or 2 when nothing was checked."""
+    for line in settings.warnings:
+        print(f"portwarden: warning: {line}", file=sys.stderr)
+    try:
+        result, warnings = audit_and_keep(settings, keep_state=False, now=time.time())
+    except NothingChecked as error:
+        print(f"portwarden: error: audit: nothing was checked: {error}", file=sys.stderr)
+        return NOTHING_CHECKED
+    for line in suggestion(result, settings.audit_optional):
+        print(line)
+    sys.stdout.flush()
+    for line in warnings:
+        print(f"portwarden: warning: {line}", file=sys.stderr)
+    return NO_FINDINGS
 
 
 def _record(settings: Settings, when: float, body: dict[str, Any]) -> str | None:

@@ -67,6 +67,9 @@ class WrappersView:
     lines: tuple[str, ...]  # every line that applies to the portmapper, as file:line: text
     allowed: tuple[str, ...] = ()  # the networks our hosts.allow block lets in
     leaks: tuple[str, ...] = ()  # the administrator's lines that let outsiders in
+    # Positions in `lines` of those that reach the portmapper only as `ALL: <addresses>`, none
+    # of them in question (fail2ban's bans): the text counts them instead of listing hundreds.
+    single_address_lines: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -138,9 +141,7 @@ class Report:
         protection = {True: "protects the portmapper", False: "does not protect it alone"}
         lines.append(f"wrappers: {protection[self.wrappers.protected]}")
         lines.append(f"  {self.wrappers.note}")
-        lines += [f"  {line}" for line in self.wrappers.lines] or [
-            "  no line names rpcbind, portmap or ALL"
-        ]
+        lines += self._wrappers_lines()
         wall = self.firewall
         said = UNKNOWN_FIREWALL if wall.state == "unknown" else protection[wall.protected]
         lines.append(f"firewall: {said}")
@@ -152,6 +153,15 @@ class Report:
         lines += [f"note: {note}" for note in self.notes]
         lines.append(f"verdict: {self.verdict}")
         return lines
+
+    def _wrappers_lines(self) -> list[str]:
+        singles = set(self.wrappers.single_address_lines)
+        shown = [f"  {line}" for n, line in enumerate(self.wrappers.lines) if n not in singles]
+        if not singles:
+            return shown or ["  no line names rpcbind, portmap or ALL"]
+        count = f"{len(singles)} {'other ' if shown else ''}line{'s' * (len(singles) > 1)}"
+        return [*shown, f"  {'and ' if shown else ''}{count} for single addresses "
+                        "(`ALL: <address>`; --json lists them)"]  # fmt: skip
 
 
 def _servers(owners: tuple[Owner, ...]) -> tuple[Owner, ...]:
@@ -174,12 +184,15 @@ def _libwrap_note(owners: tuple[Owner, ...]) -> str:
     return f"rpcbind uses TCP Wrappers: libwrap.so is mapped by {named}"
 
 
-def read_wrappers(hosts_allow: Path, hosts_deny: Path, owners: tuple[Owner, ...]) -> WrappersView:
+def read_wrappers(hosts_allow: Path, hosts_deny: Path, owners: tuple[Owner, ...],
+                  source: str | None = None) -> WrappersView:  # fmt: skip
     """The TCP Wrappers lines for the portmapper; they protect it only if the processes that
     serve port 111 (from `owners`) map libwrap (rpcbind built without it never reads the files),
     if our hosts.allow lines do not allow everyone, and if no line of the administrator's lets
-    a caller outside them in first."""
+    a caller outside them in first. A line for single addresses is in question when it lets an
+    outsider in or names an address of the allowed networks or the probes' `source`."""
     lines: list[str] = []
+    singles: dict[tuple[Path, int], tuple[int, tuple[Network, ...]]] = {}  # (file, line): ...
     files: list[tuple[list[str], wrappers.Block | None]] = []
     for path in (hosts_allow, hosts_deny):
         try:
@@ -198,6 +211,9 @@ def read_wrappers(hosts_allow: Path, hosts_deny: Path, owners: tuple[Owner, ...]
                 continue
             if wrappers.applies_to_portmapper(line):
                 mark = " (portwarden-portmap)" if number in ours else ""
+                addresses = () if mark else wrappers.single_addresses(line)
+                if addresses:
+                    singles[path, number + 1] = (len(lines), addresses)
                 lines.append(f"{path}:{number + 1}: {one_line(line)}{mark}")
     allowed: tuple[Network, ...] = ()
     leaks: tuple[wrappers.Leak, ...] = ()
@@ -220,9 +236,16 @@ def read_wrappers(hosts_allow: Path, hosts_deny: Path, owners: tuple[Owner, ...]
                  "denies every caller, loopback included (run `portwarden portmap protect` "
                  "again, or `unprotect`)")  # fmt: skip
     in_files = in_place and everyone is None and not leaks
+    probed = [ipaddress.ip_network(source.partition("%")[0])] if source else []
+    in_question = [*allowed, *probed]
+    leaked = {(leak.path, leak.number) for leak in leaks}
+    minor = tuple(sorted(
+        position for where, (position, addresses) in singles.items()
+        if where not in leaked and not any(a.overlaps(q) for a in addresses for q in in_question)
+    ))  # fmt: skip
     return WrappersView(in_files and bool(uses_libwrap), in_files, uses_libwrap, owners, note,
                         tuple(lines), tuple(map(str, allowed)),
-                        tuple(f"{leak.path}:{leak.number}" for leak in leaks))  # fmt: skip
+                        tuple(f"{leak.path}:{leak.number}" for leak in leaks), minor)  # fmt: skip
 
 
 def read_firewall() -> FirewallView:
@@ -319,7 +342,7 @@ def build_report(
     programs, local_error = _local_programs(timeout) if listening else ((), None)
     # After the loopback call: with socket activation, that call has started rpcbind.
     owners = port_owners(PORTMAPPER_PORT)
-    view, wall = read_wrappers(hosts_allow, hosts_deny, owners), read_firewall()
+    view, wall = read_wrappers(hosts_allow, hosts_deny, owners, source), read_firewall()
     if source is None:
         return Report(listening, programs, local_error, view, wall, ())
     to = target or source

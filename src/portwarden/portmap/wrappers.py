@@ -211,6 +211,23 @@ def applies_to_portmapper(rule: str) -> bool:
     return bool(set(named.split()) & _PORTMAPPER_DAEMONS) and "rpcbind" not in excepted.split()
 
 
+def single_addresses(rule: str) -> tuple[Network, ...]:
+    """The clients of a rule that reaches the portmapper only through the daemon pattern ALL
+    and names nothing but single numeric addresses (fail2ban's and PortSentry's `ALL:
+    203.0.113.7`); () for any other rule, one naming rpcbind or portmap among them."""
+    parts = fields(rule)
+    daemons = set(_SEPARATORS.split(parts[0].strip().lower()))
+    if len(parts) < 2 or daemons & {"rpcbind", "portmap"}:
+        return ()
+    found = []
+    for word in _SEPARATORS.split(parts[1].strip()):
+        network = client_network(word) if word else None
+        if network is None or network.num_addresses != 1:
+            return ()  # EXCEPT, ALL, a name, a network: more than single addresses
+        found.append(network)
+    return tuple(found)
+
+
 def fields(rule: str) -> list[str]:
     """A rule's fields (daemons, clients, options), split at the colons outside brackets as
     libwrap's split_at does: an IPv6 pattern has colons inside [ ]."""

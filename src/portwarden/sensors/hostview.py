@@ -9,11 +9,17 @@ from portwarden.net.ports import bound_ports
 
 @dataclass
 class HostView:
-    """Local addresses and ports with a service, as of the last refresh()."""
+    """Local addresses and ports with a service, as of the last refresh(); and when each port
+    was last seen with a service (SERVICE_GONE_GRACE), kept here because the daemon keeps this
+    view for its whole life while a reload replaces the sensors. Nothing survives a restart."""
 
     addresses: frozenset[IPAddress] = field(default_factory=frozenset)
     tcp_bound: frozenset[int] = field(default_factory=frozenset)
     udp_bound: frozenset[int] = field(default_factory=frozenset)
+    # Protocol -> port -> the last time (monotonic) it had a service: at most 65,536 keys each.
+    served_at: dict[Proto, dict[int, float]] = field(
+        default_factory=lambda: {Proto.TCP: {}, Proto.UDP: {}}
+    )
 
     def refresh(self) -> bool:
         """Re-read everything. Returns True when the bound ports changed."""

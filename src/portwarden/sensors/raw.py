@@ -37,7 +37,8 @@ class RawSensor:
     (0: not at all): a service that stops or restarts leaves its clients reconnecting, and they
     are no scanners (PortSentry never watched a port that was in use at its start). A client's
     socket on the port (an outbound connection, a connected UDP socket) is no service and
-    starts no grace: else one DNS query from a tripwire port would switch it off.
+    starts no grace: else one DNS query from a tripwire port would switch it off. The times
+    are the host view's (HostView.served_at), so the sensors a reload makes go on with them.
     """
 
     def __init__(self, proto: Proto, mode: str, candidates: frozenset[int], host: HostView,
@@ -47,8 +48,7 @@ class RawSensor:
         self._candidates = candidates
         self._host = host
         self._grace_s = grace_s
-        # Port -> the last time (monotonic) it was seen with a service: at most 65,536 keys.
-        self._served_at: dict[int, float] = {}
+        self._served_at = host.served_at[proto]
         number = IPPROTO_TCP if proto is Proto.TCP else IPPROTO_UDP
         self._filter: Callable[..., list[bpf.Insn]] = (
             bpf.tcp_filter if proto is Proto.TCP else bpf.udp_filter
@@ -83,10 +83,13 @@ class RawSensor:
         now = time.monotonic()
         bound = self._host.bound(self.proto)
         if self._grace_s:
-            for port in bound & self._candidates:
+            # Every service, not only the candidates': a reload may add its port to them.
+            for port in bound:
                 self._served_at[port] = now
             for port in [p for p, at in self._served_at.items() if now - at >= self._grace_s]:
                 del self._served_at[port]
+        else:  # off (perhaps since a reload): no port is kept out by an earlier time
+            self._served_at.clear()
         return self._candidates.difference(bound, self._served_at)
 
     def refresh(self) -> None:
