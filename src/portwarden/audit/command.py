@@ -4,6 +4,7 @@ import json
 import sqlite3
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from portwarden import statedir
@@ -22,17 +23,15 @@ def audit(settings: Settings, as_json_output: bool, keep_state: bool) -> int:
     While a daemon runs on this STATE_DIR its state is only read: a changed port is then still
     new to the daemon's next check, which alerts on it. The report is printed before anything
     is recorded, so a STATE_DIR that cannot be written costs a warning, not the report."""
-    for line in settings.warnings:  # as the command's own warnings, not as the daemon logs
-        print(f"portwarden: warning: {line}", file=sys.stderr)
+    _warn(settings.warnings)  # as the command's own warnings, not as the daemon logs them
     daemon_runs = statedir.in_use(settings.state_dir)
     now = time.time()
     try:
         result, warnings = audit_and_keep(settings, keep_state, now, save=not daemon_runs)
     except NothingChecked as error:
-        print(f"portwarden: error: audit: nothing was checked: {error}", file=sys.stderr)
+        _nothing_checked(error)
         problem = _record(settings, now, unchecked_summary(now, str(error))) if keep_state else None
-        if problem:
-            print(f"portwarden: warning: {problem}", file=sys.stderr)
+        _warn([problem] if problem else [])
         return NOTHING_CHECKED
     if as_json_output:
         print(json.dumps({**as_json(result), "warnings": warnings}, ensure_ascii=True))
@@ -43,26 +42,32 @@ def audit(settings: Settings, as_json_output: bool, keep_state: bool) -> int:
     if keep_state:  # `portwarden status` shows the last audit, whoever made it
         problem = _record(settings, result.time, summary(result, warnings))
         warnings += [problem] if problem else []
-    for line in warnings:
-        print(f"portwarden: warning: {line}", file=sys.stderr)
+    _warn(warnings)
     return FINDINGS if result.findings else NO_FINDINGS
 
 
 def suggest(settings: Settings) -> int:
     """`--suggest`: a policy line for what is open now; 0, or 2 when nothing was checked."""
-    for line in settings.warnings:
-        print(f"portwarden: warning: {line}", file=sys.stderr)
+    _warn(settings.warnings)
     try:
         result, warnings = audit_and_keep(settings, keep_state=False, now=time.time())
     except NothingChecked as error:
-        print(f"portwarden: error: audit: nothing was checked: {error}", file=sys.stderr)
+        _nothing_checked(error)
         return NOTHING_CHECKED
     for line in suggestion(result, settings.audit_optional):
         print(line)
     sys.stdout.flush()
-    for line in warnings:
-        print(f"portwarden: warning: {line}", file=sys.stderr)
+    _warn(warnings)
     return NO_FINDINGS
+
+
+def _warn(lines: Iterable[str]) -> None:
+    for line in lines:
+        print(f"portwarden: warning: {line}", file=sys.stderr)
+
+
+def _nothing_checked(error: NothingChecked) -> None:
+    print(f"portwarden: error: audit: nothing was checked: {error}", file=sys.stderr)
 
 
 def _record(settings: Settings, when: float, body: dict[str, Any]) -> str | None:
