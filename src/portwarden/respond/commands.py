@@ -44,9 +44,16 @@ NOT_THERE = ("No such process", "does a matching rule exist")
 
 def run(argv: list[str], timeout: float, what: str, quiet: bool = False,
         gone: Sequence[str] = ()) -> bool:  # fmt: skip
+    """`attempt`, for callers that need only whether it worked."""
+    return attempt(argv, timeout, what, quiet, gone) is None
+
+
+def attempt(argv: list[str], timeout: float, what: str, quiet: bool = False,
+            gone: Sequence[str] = ()) -> str | None:  # fmt: skip
     """Run and wait at most `timeout` seconds. Logs failures (at debug level when `quiet`: an
-    undo of something that may never have been done). Returns success; a failure whose output
-    holds one of `gone` counts as one (an undo of something no longer there).
+    undo of something that may never have been done). Returns why it failed (one line), None
+    on success; a failure whose output holds one of `gone` counts as a success (an undo of
+    something no longer there).
 
     The command gets a session of its own: past the time limit the whole process group is
     killed, not only the direct child (`sh -c '...'` forks). Only the direct child is waited
@@ -60,7 +67,7 @@ def run(argv: list[str], timeout: float, what: str, quiet: bool = False,
                                 stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     except OSError as error:
         report("%s could not start: %s: %s", what, error.strerror, shown)
-        return False
+        return f"could not start: {error.strerror}"
     assert proc.stdout is not None
     with proc.stdout, _exit_watch(proc.pid) as exited:
         output, finished = _read_until_exit(proc.stdout.fileno(), exited, timeout)
@@ -69,17 +76,17 @@ def run(argv: list[str], timeout: float, what: str, quiet: bool = False,
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             report("%s killed after %gs: %s", what, timeout, shown)
-            return False
+            return f"killed after {timeout:g}s"
     status = proc.wait()
     if status != 0:
         text = one_line(output.decode(errors="replace").strip(), _OUTPUT_SHOWN)
         how = f"exit status {status}" if status > 0 else f"signal {-status}"
         if status > 0 and any(marker in text for marker in gone):
             log.info("%s: nothing to remove (%s): %s", what, text, shown)
-            return True
+            return None
         report("%s failed with %s: %s: %s", what, how, shown, text)
-        return False
-    return True
+        return f"{how}: {text}" if text else how
+    return None
 
 
 @contextlib.contextmanager
