@@ -31,8 +31,8 @@ from portwarden.respond.actions import (
     Actions,
     BlockRequest,
     enforced,
-    not_ours,
     uses_nft,
+    via,
 )
 from portwarden.respond.admin import UNBLOCK_COMMAND, reapply_here, unblock_here
 from portwarden.respond.nft import NftError, claim_table
@@ -570,8 +570,7 @@ class ResponsePolicy:
         if record is not None:
             # UTC: this text goes to the log and the JSON event log, whose times are all UTC.
             until = "forever" if record.until is None else utc_stamp(record.until)
-            how = ", ".join(a.kind for a in record.actions
-                            if a.status == DONE and not not_ours(a))  # fmt: skip
+            how = ", ".join(via(record.actions))  # a hosts.deny line not ours marked so
             return f"blocked via {how or 'nothing (every action failed)'} until {until}"
         if address in self._in_flight:
             return "being blocked"
