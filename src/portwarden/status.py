@@ -12,9 +12,9 @@ from typing import Any
 
 from portwarden.config import Settings
 from portwarden.detect.engine import Engine
-from portwarden.respond.actions import left
+from portwarden.respond.actions import left, via
 from portwarden.sensors.build import Sensor
-from portwarden.store.db import BlockRecord, Store
+from portwarden.store.db import UNDO_FAILED, BlockRecord, Store
 from portwarden.text import local_stamp, port_count, port_ranges, utc_stamp
 
 TOP_MAX = 10  # scanners and ports shown
@@ -45,7 +45,9 @@ def blocked_listing(store: Store, now: float) -> list[tuple[BlockRecord, str]]:
     undo failed, `left in force: ...` naming what."""
     listed = [(r, EXPIRED if r.until is not None and r.until <= now else "active")
               for r in store.active()]  # fmt: skip
-    listed += [(r, f"left in force: {'; '.join(left(r))}") for r in store.leftovers()]
+    # A leftover's `via`: only what its unblock left in force.
+    listed += [(r._replace(actions=tuple(a for a in r.actions if a.status.startswith(UNDO_FAILED))),
+                f"left in force: {'; '.join(left(r))}") for r in store.leftovers()]  # fmt: skip
     return listed
 
 
@@ -54,11 +56,11 @@ def blocked_json(listed: list[tuple[BlockRecord, str]], now: float) -> list[dict
 
 
 def render_blocked(listed: list[tuple[BlockRecord, str]]) -> str:
-    rows = [("address", "since", "until", "reason", "count", "state")]
+    rows = [("address", "since", "until", "reason", "count", "via", "state")]
     for r, state in listed:
         until = "forever" if r.until is None else local_stamp(r.until)
         rows.append((r.address, local_stamp(r.since), until, f"{r.reason} ({r.proto} {r.port})",
-                     str(r.offence), state))  # fmt: skip
+                     str(r.offence), ",".join(via(r.actions)) or "nothing", state))  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n"
                    for row in rows)  # fmt: skip
@@ -72,6 +74,7 @@ def _block(record: BlockRecord, now: float) -> dict[str, Any]:
         "left_s": None if record.until is None else max(0, round(record.until - now)),
         "reason": f"{record.reason} ({record.proto} {record.port})",
         "count": record.offence,
+        "via": via(record.actions),
     }
 
 

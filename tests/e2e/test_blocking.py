@@ -512,7 +512,7 @@ def test_while_the_daemon_is_down_blocked_lists_expired_blocks_status_hides_unbl
     daemon.stop()
     time.sleep(1.1)  # the block's time is up; no daemon ends it
     lines = portwarden(lab.target, daemon, "blocked").stdout.splitlines()
-    assert lines[0].split() == ["address", "since", "until", "reason", "count", "state"]
+    assert lines[0].split() == ["address", "since", "until", "reason", "count", "via", "state"]
     assert lines[1].startswith(attacker.ipv4) and lines[1].endswith(
         "expired, removed at next start")  # fmt: skip
     listed = json.loads(portwarden(lab.target, daemon, "blocked", "--json").stdout)["blocks"]

@@ -23,7 +23,7 @@ from portwarden import limits
 from portwarden.config import BlockMode
 from portwarden.respond import actions as actions_module
 from portwarden.respond import admin, files
-from portwarden.respond.actions import Actions, BlockRequest, enforced
+from portwarden.respond.actions import Actions, BlockRequest, enforced, via
 from portwarden.store.db import Action, Store, boot_id
 from tests.unit.blocking import block, blocking_settings
 
@@ -112,9 +112,13 @@ def test_a_hosts_deny_line_that_was_there_is_not_ours_to_remove(
     deny.write_text("ALL: 198.18.0.11\n")
     record = block(actions, request())
     assert record is not None and [(a.kind, a.undo, a.status) for a in record.actions] == [
-        ("hosts.deny", (), "done")]  # fmt: skip
+        ("hosts.deny", (), "present")]  # fmt: skip
+    assert enforced(record.actions)  # the host is denied, if not by us
+    assert via(record.actions) == ["hosts.deny (not ours)"]
     assert deny.read_text() == "ALL: 198.18.0.11\n"  # no duplicate
-    actions.unblock(record, "command")
+    undone, answer = admin.unblock_here(actions, ipaddress.ip_network("198.18.0.11"))
+    assert [r.address for r in undone] == answer["unblocked"] == ["198.18.0.11"]
+    assert answer["kept"] == [f'198.18.0.11: hosts.deny line "ALL: 198.18.0.11" in {deny}']
     assert deny.read_text() == "ALL: 198.18.0.11\n"  # the administrator's line stays
 
 
@@ -475,3 +479,48 @@ def test_a_new_block_of_an_address_with_a_leftover_line_owns_that_line(
     assert line.undo == (str(deny), "ALL: 198.18.0.11")  # ours: unblock removes it
     assert restore_in(actions, "boot-1", monkeypatch) == 1
     assert deny.read_text() == "ALL: 198.18.0.11\n"
+
+
+@pytest.mark.parametrize("written", ["[2001:db8::31]", "[2001:db8::]/64"])
+def test_unblock_takes_an_address_as_hosts_deny_writes_it(
+    make: Callable[[str], Actions], capsys: pytest.CaptureFixture[str], written: str
+) -> None:
+    actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\n')
+    assert block(actions, request("2001:db8::31")) is not None
+    assert actions.settings.hosts_deny_file.read_text() == "ALL: [2001:db8::31]\n"
+    assert admin.unblock(actions.settings, written) == 0
+    assert "unblocked 2001:db8::31\n" in capsys.readouterr().out
+    assert actions.settings.hosts_deny_file.read_text() == ""
+
+
+def test_a_start_ends_the_blocks_inside_the_ignore_file(
+    tmp_path: Path, make: Callable[[str], Actions]
+) -> None:
+    actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\n')
+    for address in ("198.18.0.11", "198.18.0.12"):
+        assert block(actions, request(address)) is not None
+    (tmp_path / "ignore").write_text("198.18.0.10/31\n")
+    again = make(f'KILL_HOSTS_DENY="ALL: $TARGET$"\nIGNORE_FILE="{tmp_path}/ignore"\n')
+    assert again.restore() == 1
+    assert [r.address for r in again.store.active()] == ["198.18.0.12"]
+    assert again.store.last_end("198.18.0.11") is not None
+    assert again.store.last_end("198.18.0.11")[0] == "ignored"  # type: ignore[index]
+    assert again.settings.hosts_deny_file.read_text() == "ALL: 198.18.0.12\n"
+
+
+def test_a_reboot_does_not_bring_back_a_kill_route_the_configuration_no_longer_has(
+    tmp_path: Path, make: Callable[[str], Actions]
+) -> None:
+    calls = tmp_path / "calls"
+    actions = make(
+        f'KILL_HOSTS_DENY="ALL: $TARGET$"\nKILL_ROUTE="{record_cmd(calls, "add", "$TARGET$")}"\n'
+    )
+    assert block(actions, request()) is not None
+    again = make('KILL_HOSTS_DENY="ALL: $TARGET$"\n')
+    again.boot = "another boot"
+    assert again.restore() == 1
+    (record,) = again.store.active()
+    assert [(a.kind, a.status) for a in record.actions] == [
+        ("hosts.deny", "done"), ("route", f"failed: {actions_module.NOT_CONFIGURED}")]  # fmt: skip
+    assert len(calls_of(calls)) == 1  # not run again
+    assert again.reapply_routes().done == []

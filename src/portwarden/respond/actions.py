@@ -18,10 +18,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from portwarden import limits
 from portwarden.config import BlockMode, Settings
-from portwarden.config.ignore import Address, Network
+from portwarden.config.ignore import Address, IgnoreList, Network
 from portwarden.config.kill import route_undo
 from portwarden.config.values import NftUse
 from portwarden.respond import commands, files
@@ -46,7 +47,13 @@ log = logging.getLogger("portwarden")
 NFT, ROUTE, HOSTS_DENY, COMMAND = "nft", "route", "hosts.deny", "command"
 INTERRUPTED = f"{FAILED}: interrupted"
 NOT_RUN = f"{FAILED}: not run (the daemon stopped before its turn)"
+NOT_CONFIGURED = "not run again: the configuration no longer has this KILL_ROUTE"
 NO_UNDO = "no known undo: remove it by hand"  # a KILL_ROUTE that config.kill.route_undo cannot undo
+# A hosts.deny line that was there before the block (PortSentry's leftover, the administrator's
+# own): it denies the host, but it is not ours, so no unblock removes it.
+PRESENT = "present"
+IN_FORCE = (DONE, PRESENT)
+IGNORED = "ignored"  # the `ended_by` of a block whose address is now in the ignore file
 
 
 @dataclass(frozen=True)
@@ -64,7 +71,27 @@ def enforced(actions: tuple[Action, ...]) -> bool:
     is done; for a block that only runs KILL_RUN_CMD, the command. (A block with nothing to do
     is never made: see ResponsePolicy.on_verdict.)"""
     blocking = [a for a in actions if a.kind != COMMAND] or actions
-    return any(a.status == DONE for a in blocking)
+    return any(a.status in IN_FORCE for a in blocking)
+
+
+def not_ours(action: Action) -> bool:
+    """A hosts.deny line in force that was there before the block (recorded `present`; before
+    that status existed, `done` without an undo)."""
+    return action.kind == HOSTS_DENY and action.status in IN_FORCE and len(action.undo) != 2
+
+
+def via(actions: tuple[Action, ...]) -> list[str]:
+    """What holds a block in force (`blocked`): the kinds of its actions in force (or whose
+    undo failed), a hosts.deny line that is not ours marked so."""
+    return [f"{a.kind} (not ours)" if not_ours(a) else a.kind for a in actions
+            if a.status in IN_FORCE or a.status.startswith(UNDO_FAILED)]  # fmt: skip
+
+
+def kept_lines(record: BlockRecord) -> list[str]:
+    """The hosts.deny lines an unblock of `record` leaves as they are (not ours), one phrase
+    each."""
+    return [f'hosts.deny line "{a.do[1]}" in {a.do[0]}'
+            for a in record.actions if not_ours(a) and len(a.do) == 2]  # fmt: skip
 
 
 def left(record: BlockRecord) -> list[str]:
@@ -111,6 +138,22 @@ def nft_warning(settings: Settings) -> str | None:
         return (f"blocking uses the built-in nftables blocker (BLOCK_NFTABLES), but {error}; "
                 "every block's nftables step would fail")  # fmt: skip
     return None
+
+
+class Reapplied(NamedTuple):
+    """What `reapply` did with each active block that has a KILL_ROUTE (addresses)."""
+
+    done: list[str]
+    failed: list[tuple[str, str]]  # address, why
+    no_undo: list[str]  # not run again: it may still be in force
+    unconfigured: list[str]  # not run again: the configuration no longer has it
+
+
+def _present(action: Action) -> Action:
+    """A hosts.deny line that was there before the block: not ours, never removed."""
+    log.info("hosts.deny: %s has the line already (not ours: an unblock leaves it)",
+             action.do[0])  # fmt: skip
+    return action._replace(undo=(), status=PRESENT)
 
 
 def _seconds_left(until: float | None, now: float) -> int | None:
@@ -261,7 +304,7 @@ class Actions:
             path, line = action.do
             try:
                 if files.has_line(Path(path), line):
-                    return action._replace(undo=(), status=DONE)
+                    return _present(action)
             except OSError as error:
                 log.error("hosts.deny: %s", one_line(str(error)))
                 return action._replace(undo=(), status=f"{FAILED}: {one_line(str(error))}")
@@ -360,11 +403,11 @@ class Actions:
         except OSError as error:
             log.error("hosts.deny: %s", one_line(str(error)))
             return action._replace(status=f"{FAILED}: {one_line(str(error))}")
-        return action._replace(status=DONE, undo=action.undo if added else ())
+        return action._replace(status=DONE) if added else _present(action)
 
     def _run(self, action: Action, what: str, quiet_undo: bool = False) -> Action:
         """Run the action's command (after its undo when `quiet_undo`: it may or may not be in
-        force, so only one copy is left)."""
+        force, so only one copy is left). A failure is recorded with why."""
         timeout = self.settings.kill_cmd_timeout
         if quiet_undo and action.undo:
             commands.run(list(action.undo), timeout, f"{what} undo", quiet=True)
@@ -480,7 +523,18 @@ class Actions:
         """Unblock every active block inside `network` (all when None)."""
         inside = [r for r in self.store.active()
                   if network is None or ipaddress.ip_address(r.address) in network]  # fmt: skip
-        undone = [u for r in inside if (u := self.unblock(r, by, write_files=False))]
+        return self._unblock_each(inside, by)
+
+    def unblock_ignored(self) -> list[BlockRecord]:
+        """End the active blocks inside IGNORE_FILE's networks (at start and at each reload):
+        the ignore list is never blocked, also when an address is added to it after its
+        block (else the administrator who adds a locked-out host stays locked out)."""
+        ignored = IgnoreList.build(self.settings.ignored_networks)
+        inside = [r for r in self.store.active() if ipaddress.ip_address(r.address) in ignored]
+        return self._unblock_each(inside, IGNORED)
+
+    def _unblock_each(self, records: list[BlockRecord], by: str) -> list[BlockRecord]:
+        undone = [u for r in records if (u := self.unblock(r, by, write_files=False))]
         if undone:  # once, not once per block: `unblock --all` of many blocks stays linear
             self.write_files(None)
         return undone
@@ -504,12 +558,14 @@ class Actions:
             log.error("unblocked %s, but left in force: %s", record.address,
                       "; ".join(left(record)))  # fmt: skip
         self.expire(now)
+        self.unblock_ignored()  # reported by ResponsePolicy.start, as the others that end here
         active = []
         for record in self.store.active():
             if lasting(record.actions):
                 active.append(record)
             else:
                 self.store.end_block(record.id, now, "restart")
+        active = self._into_nft(active)  # their elements come in the batch below
         self.unfilled = None
         if uses_nft(self.settings) or any(a.kind == NFT for r in active for a in r.actions):
             try:
@@ -525,7 +581,7 @@ class Actions:
         caught_up: list[BlockRecord] = []
         for record in active:
             routed = any(a.kind == ROUTE for a in record.actions)
-            if all(a.status == DONE for a in record.actions) and not (
+            if all(a.status in IN_FORCE for a in record.actions) and not (
                 routed and record.id in rebooted
             ):  # the usual case, and nothing to do: fast for 100,000 blocks
                 kept.append(record)
@@ -596,27 +652,70 @@ class Actions:
             action = action._replace(do=tuple(argv))
         if not action.do:
             return action
+        if action.status == DONE and not self._configured(action, record):
+            log.warning("KILL_ROUTE for %s not run again after the reboot: the configuration "
+                        "no longer has it (%s)", record.address, " ".join(action.do))  # fmt: skip
+            return action._replace(status=f"{FAILED}: {NOT_CONFIGURED}")
         return self._run(action, "KILL_ROUTE (restore)", quiet_undo=action.status == RUNNING)
 
-    def reapply_routes(self) -> tuple[list[BlockRecord], list[BlockRecord]]:
+    def _configured(self, action: Action, record: BlockRecord) -> bool:
+        """Whether the KILL_ROUTE of the configuration now in force is the route `action` ran
+        (after the administrator switched blockers, the old one must not come back)."""
+        route = self.settings.kill_route
+        if route is None:
+            return False
+        return tuple(commands.expand(route.argv, record.address, record.port,
+                                     record.mode)) == action.do  # fmt: skip
+
+    def _into_nft(self, active: list[BlockRecord]) -> list[BlockRecord]:
+        """`active` with an nftables action for each block that has none, recorded, when the
+        built-in blocker is on: blocks made before it was turned on (KILL_ROUTE only, or an
+        IPv6 block whose route failed, leaving a hosts.deny line) would else never be in our
+        sets. The caller adds their elements."""
+        if not uses_nft(self.settings):
+            return active
+        taken = {r.id: r._replace(actions=(Action(NFT), *r.actions))
+                 for r in active if not any(a.kind == NFT for a in r.actions)}  # fmt: skip
+        if taken:
+            self.store.set_actions_many([(r.id, r.actions) for r in taken.values()])
+            log.warning("nftables: %d blocks made before the built-in blocker was on are "
+                        "now enforced by it too", len(taken))  # fmt: skip
+        return [taken.get(r.id, r) for r in active]
+
+    def take_into_nft(self) -> int:
+        """After a reload that turned the built-in blocker on: the active blocks without an
+        nftables action get one (see _into_nft). Returns how many; the caller puts them in
+        the sets (put_back_nft)."""
+        active = self.store.active()
+        return sum(a is not b for a, b in zip(self._into_nft(active), active, strict=True))
+
+    def reapply_routes(self) -> Reapplied:
         """Run KILL_ROUTE again for every active block, each after its undo (so that nothing
-        is in force twice): when the routes or firewall rules were flushed by hand. Returns
-        the blocks whose KILL_ROUTE ran again, and those whose KILL_ROUTE has no known undo:
-        not run again, since it may still be in force."""
-        done, skipped = [], []
+        is in force twice): when the routes or firewall rules were flushed by hand. Not run
+        again: a KILL_ROUTE with no known undo (it may still be in force), and one that the
+        configuration no longer has (see _configured)."""
+        outcome = Reapplied([], [], [], [])
         for record in self.store.active():
             routes = [a for a in record.actions if a.kind == ROUTE and a.do]
             if not routes:
                 continue
+            if not all(self._configured(a, record) for a in routes):
+                outcome.unconfigured.append(record.address)
+                continue
             if not all(a.undo for a in routes):
-                skipped.append(record)
+                outcome.no_undo.append(record.address)
                 continue
             actions = tuple(self._run(a, "KILL_ROUTE (reapply)", quiet_undo=True)
                             if a.kind == ROUTE and a.do else a for a in record.actions)  # fmt: skip
             self.store.set_actions(record.id, actions)
             self.store.set_boot(record.id, self.boot)
-            done.append(record._replace(actions=actions))
-        return done, skipped
+            failed = [a.status.partition(": ")[2] or a.status for a in actions
+                      if a.kind == ROUTE and a.do and a.status != DONE]  # fmt: skip
+            if failed:
+                outcome.failed.append((record.address, "; ".join(failed)))
+            else:
+                outcome.done.append(record.address)
+        return outcome
 
     def put_back_nft(self) -> int | None:
         """Make our table again (or repair its chains and rules) with the active nftables

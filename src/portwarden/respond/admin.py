@@ -15,7 +15,7 @@ from portwarden import control, statedir
 from portwarden.alert.events import write_unblocks
 from portwarden.config import ConfigError, Settings
 from portwarden.config.ignore import Network, parse_network
-from portwarden.respond.actions import Actions, left
+from portwarden.respond.actions import Actions, kept_lines, left
 from portwarden.respond.nft import NftError, claim_table
 from portwarden.store.db import BlockRecord, Store, store_path
 from portwarden.text import one_line
@@ -36,6 +36,7 @@ def unblock_here(actions: Actions, network: Network | None) -> tuple[list[BlockR
     answer: Answer = {
         "unblocked": [r.address for r in cleared + undone if not left(r)],
         "left": [f"{r.address}: {'; '.join(left(r))}" for r in still],
+        "kept": [f"{r.address}: {line}" for r in undone for line in kept_lines(r)],
         "table_removed": False,
     }
     if network is None:
@@ -65,9 +66,10 @@ def _unblock_without_daemon(actions: Actions, network: Network | None) -> Answer
 def reapply_here(actions: Actions) -> Answer:
     """KILL_ROUTE run again for every block, and our nftables table made again (its chains
     and rules repaired) with every nftables block in it."""
-    done, skipped = actions.reapply_routes()
-    answer: Answer = {"reapplied": [r.address for r in done],
-                      "not_reapplied": [r.address for r in skipped]}  # fmt: skip
+    routes = actions.reapply_routes()
+    answer: Answer = {"reapplied": routes.done, "failed": routes.failed,
+                      "not_reapplied": routes.no_undo,
+                      "not_configured": routes.unconfigured}  # fmt: skip
     try:
         answer["nft_blocks"] = actions.put_back_nft()
     except NftError as error:
@@ -78,7 +80,7 @@ def reapply_here(actions: Actions) -> Answer:
 def unblock(settings: Settings, target: str | None) -> int:
     """`unblock ADDR|NET` or, with None, `unblock --all`. Returns the exit status."""
     try:
-        network = None if target is None else parse_network(target)
+        network = None if target is None else parse_network(_unbracketed(target))
     except ValueError as error:
         print(f"portwarden: error: unblock: {error}", file=sys.stderr)
         return 2
@@ -91,6 +93,9 @@ def unblock(settings: Settings, target: str | None) -> int:
         return 1
     for address in answer["unblocked"]:
         print(f"unblocked {address}")
+    for line in answer.get("kept", ()):
+        print(f"left as it is: {line}: it was there before the block (not ours); remove it by "
+              "hand if wanted")  # fmt: skip
     if answer["table_removed"]:
         print(f"removed nftables table inet {settings.nft_table}")
     if "nft_error" in answer:
@@ -116,6 +121,12 @@ def reapply(settings: Settings) -> int:
         return 1
     for address in answer["reapplied"]:
         print(f"KILL_ROUTE run again for {address}")
+    for address in answer.get("not_configured", ()):
+        print(f"KILL_ROUTE not run again for {address}: the configuration no longer has the "
+              "KILL_ROUTE its block ran")  # fmt: skip
+    for address, why in answer.get("failed", ()):
+        print(f"portwarden: error: reapply: KILL_ROUTE failed for {address} ({why})",
+              file=sys.stderr)  # fmt: skip
     for address in answer["not_reapplied"]:
         print(f"portwarden: error: reapply: KILL_ROUTE not run again for {address}: it has no "
               "known undo, so it may still be in force; run it by hand if it is gone",
@@ -125,7 +136,16 @@ def reapply(settings: Settings) -> int:
         return 1
     if answer.get("nft_blocks") is not None:
         print(f"nftables: {answer['nft_blocks']} blocks in table inet {settings.nft_table}")
-    return 1 if answer["not_reapplied"] else 0
+    return 1 if answer["not_reapplied"] or answer.get("failed") else 0
+
+
+def _unbracketed(target: str) -> str:
+    """`[2001:db8::31]` and `[2001:db8::]/64`, the forms of hosts.deny (tcpd), without the
+    brackets."""
+    inside, bracket, rest = target[1:].partition("]")
+    if not target.startswith("[") or not bracket or rest[:1] not in ("", "/"):
+        return target
+    return inside + rest
 
 
 def _by_daemon_or_here(settings: Settings, command: str, request: Answer,

@@ -24,7 +24,16 @@ from portwarden.config.settings import nothing_to_do
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Proto
 from portwarden.net.local import default_gateways
-from portwarden.respond.actions import NFT, NOT_RUN, Actions, BlockRequest, enforced, uses_nft
+from portwarden.respond.actions import (
+    IGNORED,
+    NFT,
+    NOT_RUN,
+    Actions,
+    BlockRequest,
+    enforced,
+    uses_nft,
+    via,
+)
 from portwarden.respond.admin import UNBLOCK_COMMAND, reapply_here, unblock_here
 from portwarden.respond.nft import NftError, claim_table
 from portwarden.store.db import DONE, Action, BlockRecord, Store
@@ -176,6 +185,7 @@ class ActionWorker(threading.Thread):
                             actions.reshape()  # BLOCK_FORWARD changed: the chain comes or goes
                     finally:
                         self.reshaping.clear()
+                    self._settings_taken(actions)
                 elif kind == "block" and isinstance(payload, BlockJob):
                     try:
                         record = actions.carry_out(payload.record, payload.nft_done)
@@ -207,6 +217,15 @@ class ActionWorker(threading.Thread):
                         payload.set_result(reapply_here(actions))
             except Exception:  # one failing action must never stop the others
                 log.exception("action %s failed", kind)
+
+    def _settings_taken(self, actions: Actions) -> None:
+        """After a reload, as at start (Actions.restore): the blocks now inside IGNORE_FILE
+        end, and those made before the built-in blocker was turned on are put in its sets."""
+        _report_unblocks(self._alerts, [r.address for r in actions.unblock_ignored()],
+                         _just_now(IGNORED))  # fmt: skip
+        if actions.take_into_nft():
+            self.putting_back.set()
+            self._put_back(actions)
 
     def _unblock(self, actions: Actions, job: UnblockJob) -> dict[str, Any]:
         undone, answer = unblock_here(actions, job.network)
@@ -551,7 +570,7 @@ class ResponsePolicy:
         if record is not None:
             # UTC: this text goes to the log and the JSON event log, whose times are all UTC.
             until = "forever" if record.until is None else utc_stamp(record.until)
-            how = ", ".join(a.kind for a in record.actions if a.status == "done")
+            how = ", ".join(via(record.actions))  # a hosts.deny line not ours marked so
             return f"blocked via {how or 'nothing (every action failed)'} until {until}"
         if address in self._in_flight:
             return "being blocked"

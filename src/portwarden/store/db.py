@@ -277,6 +277,12 @@ class Store:
             self._db.execute("UPDATE blocks SET actions = ? WHERE id = ?",
                              (_actions_json(actions), block_id))  # fmt: skip
 
+    def set_actions_many(self, changes: list[tuple[int, tuple[Action, ...]]]) -> None:
+        """set_actions for many blocks (block id, actions) in one transaction."""
+        with self._db:
+            rows = [(_actions_json(actions), block_id) for block_id, actions in changes]
+            self._db.executemany("UPDATE blocks SET actions = ? WHERE id = ?", rows)
+
     def set_boot(self, block_id: int, boot: str) -> None:
         with self._db:
             self._db.execute("UPDATE blocks SET boot = ? WHERE id = ?", (boot, block_id))
