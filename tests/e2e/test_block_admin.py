@@ -35,7 +35,6 @@ def test_reapply_reports_a_kill_route_that_failed(
     (line,) = [x for x in result.stderr.splitlines() if "KILL_ROUTE failed" in x]
     assert line.startswith(f"portwarden: error: reapply: KILL_ROUTE failed for {attacker} "
                            "(exit status 1: Traceback")  # fmt: skip
-    assert "IsADirectoryError" in line
     daemon.stop()
 
 
