@@ -1,9 +1,13 @@
 """Every limit in one place, with its unit and the attack it resists."""
 
 # Per-source detection state. A flood of spoofed sources must not grow memory: the table holds at
-# most this many sources and evicts the one seen least recently, taken among those that made a
-# single probe while there are any, so a flood of spoofed one-packet sources (hping3 --flood
-# --rand-source) cannot reset a real scanner's SCAN_TRIGGER count. Measured (tests/unit/
+# most this many sources. When full it evicts the source seen least recently among those that
+# made two probes or more if it has been quiet for longer than SCAN_TRIGGER_WINDOW (stale: its
+# next probe starts over anyway), else the one seen least recently among those that made a
+# single probe, else the one seen least recently. So a flood of spoofed one-packet sources
+# (hping3 --flood --rand-source) cannot reset a real scanner's SCAN_TRIGGER count, and neither
+# can a table filled over days by sources that probed twice each (16,384 of them, or 32,768
+# spoofed packets) make every new source push out the one before. Measured (tests/unit/
 # test_engine.py::test_memory_per_source_is_bounded_whatever_the_trigger) at about 3.1 KiB per
 # source in the worst case, whatever SCAN_TRIGGER: every port slot of both protocols used, every
 # SCAN_TRIGGER slice, and the first and last probe of each protocol's scan kept for its summary;
@@ -31,7 +35,7 @@ OS_PROBE_PENDING_MAX = 1_024  # also the most scans waiting for their end-of-sca
 # When either table is full, the source seen least recently makes room, taken among those that
 # touched one port while there are any (a spoofed flood), so a real scanner keeps its summary.
 # A run waits on its own: a source evicted from the table of sources keeps its summary (about
-# 1.2 KiB a run, so at most about 4 MiB for the three tables of 1,024 runs).
+# 1.1 KiB a run, so at most about 2.3 MiB for the two tables of 1,024 runs).
 # Summaries made in one loop turn: a flood of sources that all go quiet at once would otherwise
 # become a thousand summary lines, syslog messages and JSON events in one go. Those that touched
 # the most ports are made; one log line counts the rest.
