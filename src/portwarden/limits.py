@@ -67,6 +67,22 @@ RAW_RCVBUF_BYTES = 4 * 1024 * 1024
 # "all ports" in the kernel and is filtered in Python instead.
 FILTER_RANGES_MAX = 1_000
 
+# A probe from a blocked source reached the sensors (they sit behind our nftables input hook, so
+# its element may be gone: `nft flush set`): the kernel is asked about that source's element at
+# most once per this, so a blocked scanner that goes on probing costs a netlink request a
+# second, not one per packet. A block that ends within this is not asked about: the kernel
+# counts set timeouts in whole seconds and may have let its element go already.
+ELEMENT_CHECK_S = 1.0
+
+# Removing our line from a file another program keeps appending to (hosts.deny): the file is
+# read, edited and replaced again when it changed meanwhile, at most this many times; then the
+# removal fails with an error, so a writer that never stops cannot hold the action worker.
+FILE_EDIT_TRIES_MAX = 20
+
+# The control socket's name (in STATE_DIR): sockaddr_un's sun_path holds 108 bytes, the final
+# NUL included. A longer STATE_DIR is refused when the configuration is read, not at bind().
+SOCKET_PATH_BYTES_MAX = 107
+
 # Block requests waiting for the action worker. A detection storm beyond this is not queued
 # (and BLOCKS_PER_MINUTE normally stops it long before).
 BLOCK_QUEUE_MAX = 1_024
