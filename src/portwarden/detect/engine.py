@@ -197,19 +197,21 @@ class _Bounded(Generic[K, V]):
             if key in table:
                 table.move_to_end(key)
                 return
-            if self._light.pop(key, None) is None and len(self) >= self._capacity:
-                self._evict(now)
+            if self._light.pop(key, None) is None:
+                self._make_room(now)
         else:
             table = self._light
             if key in table:
                 table.move_to_end(key)
                 return
-            if len(self) >= self._capacity:
-                self._evict(now)
+            self._make_room(now)
         table[key] = value
 
-    def _evict(self, now: float) -> None:
+    def _make_room(self, now: float) -> None:
+        """Evict an entry if the table is full (see the class)."""
         heavy = self._heavy
+        if len(heavy) + len(self._light) < self._capacity:
+            return
         if heavy and now - next(iter(heavy.values())).last_seen > self.quiet_s:
             heavy.popitem(last=False)
         else:
