@@ -22,10 +22,11 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from portwarden import limits
+
 log = logging.getLogger("portwarden")
 
 SOCKET_NAME = "control.sock"
-SOCKET_PATH_BYTES_MAX = 107  # sockaddr_un's sun_path holds 108 bytes, the final NUL included
 REQUEST_MAX_BYTES = 4096  # a request is one small JSON object
 CLIENT_WAIT_S = 0.5  # the longest the loop spends on one client, whatever it sends
 # The longest `status` waits for the daemon's answer (then it shows the last saved status). The
@@ -54,10 +55,11 @@ def socket_path(state_dir: Path) -> Path:
 def socket_path_problem(state_dir: Path) -> str | None:
     """Why the control socket cannot have its name in `state_dir`, or None."""
     size = len(os.fsencode(socket_path(state_dir)))
-    if size <= SOCKET_PATH_BYTES_MAX:
+    if size <= limits.SOCKET_PATH_BYTES_MAX:
         return None
     return (f"too long: the control socket {SOCKET_NAME} in it would have a name of {size} "
-            f"bytes, and a Unix socket's name takes at most {SOCKET_PATH_BYTES_MAX}")  # fmt: skip
+            "bytes, and a Unix socket's name takes at most "
+            f"{limits.SOCKET_PATH_BYTES_MAX}")  # fmt: skip
 
 
 class ControlServer:

@@ -214,7 +214,8 @@ class Daemon:
             return
         if now - self._last_eviction >= limits.SOURCES_FULL_QUIET_S:
             log.warning("source table full (%d sources), evicting those seen least recently, "
-                        "sources with a single probe first (a flood of spoofed sources?)",
+                        "stale sources first, then those with a single probe (a flood of "
+                        "spoofed sources?)",
                         len(self._engine))  # fmt: skip
         self._evicted_seen, self._last_eviction = evicted, now
 

@@ -1,9 +1,13 @@
 """Every limit in one place, with its unit and the attack it resists."""
 
 # Per-source detection state. A flood of spoofed sources must not grow memory: the table holds at
-# most this many sources and evicts the one seen least recently, taken among those that made a
-# single probe while there are any, so a flood of spoofed one-packet sources (hping3 --flood
-# --rand-source) cannot reset a real scanner's SCAN_TRIGGER count. Measured (tests/unit/
+# most this many sources. When full it evicts the source seen least recently among those that
+# made two probes or more if it has been quiet for longer than SCAN_TRIGGER_WINDOW (stale: its
+# next probe starts over anyway), else the one seen least recently among those that made a
+# single probe, else the one seen least recently. So a flood of spoofed one-packet sources
+# (hping3 --flood --rand-source) cannot reset a real scanner's SCAN_TRIGGER count, and neither
+# can a table filled over days by sources that probed twice each (16,384 of them, or 32,768
+# spoofed packets) make every new source push out the one before. Measured (tests/unit/
 # test_engine.py::test_memory_per_source_is_bounded_whatever_the_trigger) at about 3.1 KiB per
 # source in the worst case, whatever SCAN_TRIGGER: every port slot of both protocols used, every
 # SCAN_TRIGGER slice, and the first and last probe of each protocol's scan kept for its summary;
@@ -31,7 +35,7 @@ OS_PROBE_PENDING_MAX = 1_024  # also the most scans waiting for their end-of-sca
 # When either table is full, the source seen least recently makes room, taken among those that
 # touched one port while there are any (a spoofed flood), so a real scanner keeps its summary.
 # A run waits on its own: a source evicted from the table of sources keeps its summary (about
-# 1.2 KiB a run, so at most about 4 MiB for the three tables of 1,024 runs).
+# 1.1 KiB a run, so at most about 2.3 MiB for the two tables of 1,024 runs).
 # Summaries made in one loop turn: a flood of sources that all go quiet at once would otherwise
 # become a thousand summary lines, syslog messages and JSON events in one go. Those that touched
 # the most ports are made; one log line counts the rest.
@@ -62,6 +66,22 @@ RAW_RCVBUF_BYTES = 4 * 1024 * 1024
 # The classic kernel filter is a chain of port ranges; a port set too fragmented to fit becomes
 # "all ports" in the kernel and is filtered in Python instead.
 FILTER_RANGES_MAX = 1_000
+
+# A probe from a blocked source reached the sensors (they sit behind our nftables input hook, so
+# its element may be gone: `nft flush set`): the kernel is asked about that source's element at
+# most once per this, so a blocked scanner that goes on probing costs a netlink request a
+# second, not one per packet. A block that ends within this is not asked about: the kernel
+# counts set timeouts in whole seconds and may have let its element go already.
+ELEMENT_CHECK_S = 1.0
+
+# Removing our line from a file another program keeps appending to (hosts.deny): the file is
+# read, edited and replaced again when it changed meanwhile, at most this many times; then the
+# removal fails with an error, so a writer that never stops cannot hold the action worker.
+FILE_EDIT_TRIES_MAX = 20
+
+# The control socket's name (in STATE_DIR): sockaddr_un's sun_path holds 108 bytes, the final
+# NUL included. A longer STATE_DIR is refused when the configuration is read, not at bind().
+SOCKET_PATH_BYTES_MAX = 107
 
 # Block requests waiting for the action worker. A detection storm beyond this is not queued
 # (and BLOCKS_PER_MINUTE normally stops it long before).

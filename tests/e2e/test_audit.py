@@ -783,20 +783,28 @@ def accept_queue(host: Host, port: int) -> int:
     return int(line.split()[1])
 
 
+# Below the ephemeral ports (net.ipv4.ip_local_port_range: 32768-60999 by default, from 31000
+# with the local_port_range fixture), so no client socket on the target can hold it already.
+IDLE_PORT = 20600
+
+
 def test_a_listener_that_never_accepts_is_left_alone(
     lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path
 ) -> None:
     """A connect() per audited address used to stay in the queue of a listener that never
     accepts, as a CLOSE-WAIT connection, at every check."""
     target = lab.target
-    idle = listen(target, "tcp", "::", 40600, "pwa-idle40600", accepts=False)
+    low, _ = target.run(["sysctl", "-n", "net.ipv4.ip_local_port_range"]).stdout.split()
+    assert int(low) > IDLE_PORT
+    idle = listen(target, "tcp", "::", IDLE_PORT, f"pwa-idle{IDLE_PORT}", accepts=False)
     try:
         _, report, _ = audit(target, tmp_path, ONLY_LAB, "--no-state")
-        queued = accept_queue(target, 40600)
-        waiting = target.run(["ss", "-Htn", "state", "close-wait", "sport = :40600"]).stdout
+        queued = accept_queue(target, IDLE_PORT)
+        state = ["ss", "-Htn", "state", "close-wait", f"sport = :{IDLE_PORT}"]
+        waiting = target.run(state).stdout
     finally:
         stop(target, idle)
-    assert {(A4, 40600, "tcp"), (A6, 40600, "tcp")} <= found(report).keys()
+    assert {(A4, IDLE_PORT, "tcp"), (A6, IDLE_PORT, "tcp")} <= found(report).keys()
     assert (queued, waiting) == (0, "")
 
 

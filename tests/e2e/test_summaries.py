@@ -32,7 +32,8 @@ def test_a_spoofed_flood_between_its_probes_cannot_reset_a_scanners_count(
 ) -> None:
     """SCAN_TRIGGER=3: a scanner probes two tripwires; hping3 --flood --rand-source fills the
     source table until the daemon says so (the scanner was its oldest entry); then the
-    scanner's third probe is reported, and its scan summarised with all three."""
+    scanner's third probe is reported, and its scan summarised with all three. A second flood
+    within limits.SOURCES_FULL_QUIET_S is the same episode: the table full is said once."""
     daemon = start_daemon("-stcp", conf='SCAN_TRIGGER="3"\nSCAN_END_QUIET="2"\n')
     target, scanner = lab.target.ipv4, lab.attackers[0]
     probe = ["hping3", "-S", "-c", "1", target, "-p"]  # exits 1 when nothing answers
@@ -51,3 +52,12 @@ def test_a_spoofed_flood_between_its_probes_cannot_reset_a_scanners_count(
     assert (found["port"], found["probes"], found["first"]) == ("79", "3", "yes")
     summary = daemon.wait_for_attack(mark, kind="scan-summary", src=scanner.ipv4)
     assert (summary["ports"], summary["probes"]) == ("3", "3")
+    # 2,000 new sources, each evicts one (the table is still full); a new scanner after them
+    # tells when the daemon has read them all.
+    lab.attackers[2].run(["hping3", "--rand-source", "-c", "2000", "-i", "u100", "-S", "-p",
+                          "15", target], check=False)  # fmt: skip
+    mark, second = daemon.mark(), lab.attackers[1]
+    for port in ("1", "11", "15"):
+        second.run([*probe, port], check=False)
+    daemon.wait_for_attack(mark, kind="scan", src=second.ipv4)
+    assert daemon.log().count("source table full") == 1

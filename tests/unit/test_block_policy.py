@@ -10,8 +10,10 @@ import pytest
 
 from portwarden.alert.dispatch import Alerts
 from portwarden.detect.engine import Verdict
-from portwarden.detect.probe import SYN_SCAN, Probe, Proto
+from portwarden.detect.probe import SYN_SCAN, IPAddress, Probe, Proto
+from portwarden.respond.actions import NFT
 from portwarden.respond.policy import ResponsePolicy
+from portwarden.store.db import Action, boot_id
 from tests.unit.blocking import blocking_settings
 
 TARGET = ipaddress.ip_address("198.18.0.1")
@@ -135,3 +137,32 @@ def test_a_block_the_full_action_queue_refuses_is_recorded_as_failed_not_kept(
         assert not (tmp_path / "hosts.deny").exists()
     finally:
         policy.stop()
+
+
+class SetsThatHoldEverything:
+    """Our nftables sets as the kernel would answer: every element is there; asked, it notes."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def has(self, address: IPAddress) -> bool:
+        self.asked.append(str(address))
+        return True
+
+
+@pytest.mark.parametrize(("left_s", "asked"), [(0.5, []), (30.0, ["198.18.0.11"])])
+def test_a_block_within_a_second_of_its_end_is_not_checked_for_a_lost_element(
+    policy: ResponsePolicy, monkeypatch: pytest.MonkeyPatch, left_s: float, asked: list[str]
+) -> None:
+    """A probe from a source blocked with nftables came through: the kernel is asked whether
+    its element is still in the set (else it is added again), unless the block ends within
+    ELEMENT_CHECK_S: the kernel counts timeouts in whole seconds and may have let it go, which
+    is no lost element to put back."""
+    sets = SetsThatHoldEverything()
+    monkeypatch.setattr(policy._actions, "nft", lambda: sets)
+    now = time.time()
+    policy.store.add_block("198.18.0.11", "tcp", 11, "stcp", SYN_SCAN, "", now, now + left_s,
+                           (Action(NFT),), boot_id())  # fmt: skip
+    policy.tick(1.0)
+    policy.on_verdict(verdict("198.18.0.11", 1), 2.0)
+    assert sets.asked == asked

@@ -513,3 +513,26 @@ def test_a_mail_waiting_to_be_tried_again_is_tried_at_the_stop(tmp_path: Path, i
     controller.stop()
     assert (mailer.sent, mailer.failed) == (1, 0)
     assert len(list(inbox.glob("*.eml"))) == 1
+
+
+def test_mails_waiting_to_be_tried_again_are_capped(
+    tmp_path: Path, inbox: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relay that defers every mail: at most limits.MAIL_RETRIES_MAX wait for their retry
+    (3 here); the next is not tried again, said and counted as failed."""
+    monkeypatch.setattr(limits, "MAIL_RETRIES_MAX", 3)
+    port = free_port()
+    controller = relay(LOOPBACK, port, inbox, defer_data=4)
+    clock = Clock()
+    mailer = Mailer(settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{port}"\n'),
+                    clock=clock)  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="portwarden"):
+        for n in range(4):
+            mailer.work((f"report {n}", "text\n"))
+    assert caplog.text.count("trying again in 300 s") == 3
+    assert f"'report 3' via 127.0.0.1 port {port}: not tried again: 3 mails wait" in caplog.text
+    clock.now += 300
+    mailer.work(None)
+    controller.stop()
+    assert (mailer.sent, mailer.failed) == (3, 1)
+    assert subjects(inbox) == ["report 0", "report 1", "report 2"]

@@ -5,12 +5,14 @@ the same engine runs live, on replayed captures and in tests.
 """
 
 import heapq
+import ipaddress
 import itertools
+import math
 from array import array
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Generic, NamedTuple, TypeVar
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from portwarden import limits
 from portwarden.config.hostscan import HostScanRule, ignored
@@ -138,30 +140,39 @@ class _Source:
         self.tcp_scan: _Run | None = None  # the current scan of each protocol
         self.udp_scan: _Run | None = None
 
-    def scan(self, proto: Proto) -> _Run | None:
-        """The current scan of `proto`, if the source has one."""
-        return self.tcp_scan if proto is Proto.TCP else self.udp_scan
+    def scan(self, tcp: bool) -> _Run | None:
+        """The current scan of TCP (or UDP), if the source has one."""
+        return self.tcp_scan if tcp else self.udp_scan
 
-    def set_scan(self, proto: Proto, run: _Run | None) -> None:
-        if proto is Proto.TCP:
+    def set_scan(self, tcp: bool, run: _Run | None) -> None:
+        if tcp:
             self.tcp_scan = run
         else:
             self.udp_scan = run
 
 
+class _Timed(Protocol):
+    last_seen: float  # monotonic
+
+
 K = TypeVar("K")
-V = TypeVar("V")
+V = TypeVar("V", bound=_Timed)
 
 
 class _Bounded(Generic[K, V]):
     """At most `capacity` entries, each kept with a weight that only grows: the ports a run
-    touched, or the probes a source made. When full, the entry seen least recently makes room,
-    taken among those of weight one (or none) while there are any: a flood of spoofed
-    one-packet sources must not push out a real scanner's count or its summary. Every call but
-    take() costs O(1)."""
+    touched, or the probes a source made. When full, an entry makes room, in this order:
+    the heavy one (weight two or more) seen least recently if it has been quiet for longer
+    than `quiet_s` (it is stale: a source quiet for a whole window starts over anyway), else
+    the one of weight one (or none) seen least recently, else the heavy one seen least
+    recently. So a flood of spoofed one-packet sources cannot push out a real scanner's count
+    or its summary, and neither can yesterday's sources that made two probes each. Every call
+    but take() costs O(1). Keys should be cheap to hash (bytes, not address objects): there are
+    several lookups per packet."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, quiet_s: float = math.inf) -> None:
         self._capacity = capacity
+        self.quiet_s = quiet_s
         self._light: OrderedDict[K, V] = OrderedDict()  # least recently seen first
         self._heavy: OrderedDict[K, V] = OrderedDict()
         self.evicted = 0
@@ -170,7 +181,7 @@ class _Bounded(Generic[K, V]):
         return len(self._light) + len(self._heavy)
 
     def __contains__(self, key: K) -> bool:
-        return key in self._light or key in self._heavy
+        return key in self._heavy or key in self._light
 
     def get(self, key: K) -> V | None:
         value = self._heavy.get(key)
@@ -179,15 +190,33 @@ class _Bounded(Generic[K, V]):
     def items(self) -> Iterator[tuple[K, V]]:
         return itertools.chain(self._heavy.items(), self._light.items())
 
-    def put(self, key: K, value: V, weight: int) -> None:
-        """Add `key`, or mark it seen now; `weight` only grows, so it never moves back."""
-        table = self._heavy if weight > 1 else self._light
-        if key in table:
-            table.move_to_end(key)
-        elif self._light.pop(key, None) is None and len(self) >= self._capacity:
-            (self._light or self._heavy).popitem(last=False)
-            self.evicted += 1
+    def put(self, key: K, value: V, weight: int, now: float) -> None:
+        """Add `key`, or mark it seen at `now`; `weight` only grows, so it never moves back."""
+        if weight > 1:
+            table = self._heavy
+            if key in table:
+                table.move_to_end(key)
+                return
+            if self._light.pop(key, None) is None:
+                self._make_room(now)
+        else:
+            table = self._light
+            if key in table:
+                table.move_to_end(key)
+                return
+            self._make_room(now)
         table[key] = value
+
+    def _make_room(self, now: float) -> None:
+        """Evict an entry if the table is full (see the class)."""
+        heavy = self._heavy
+        if len(heavy) + len(self._light) < self._capacity:
+            return
+        if heavy and now - next(iter(heavy.values())).last_seen > self.quiet_s:
+            heavy.popitem(last=False)
+        else:
+            (self._light or heavy).popitem(last=False)
+        self.evicted += 1
 
     def discard(self, key: K) -> None:
         self._light.pop(key, None)
@@ -204,13 +233,16 @@ class _Bounded(Generic[K, V]):
 class Engine:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
-        # Sources weighed by their probes: one-probe sources (a spoofed flood) go first.
-        self._sources: _Bounded[IPAddress, _Source] = _Bounded(config.sources_max)
+        # Keyed by the address's packed bytes (its hash is computed once, an IPv4Address's on
+        # every lookup), scans by (TCP?, packed bytes). Sources weighed by their probes:
+        # stale ones, then one-probe sources (a spoofed flood) go first.
+        self._sources: _Bounded[bytes, _Source] = _Bounded(config.sources_max, config.window_s)
         # Runs waiting for their summary: OS probing per source, scans per source and protocol.
         # At most limits.OS_PROBE_PENDING_MAX each, so spoofed probes cannot grow them. A run
-        # waits on its own: a source evicted from the table above keeps its summary.
-        self._os_waiting: _Bounded[IPAddress, _Run] = _Bounded(limits.OS_PROBE_PENDING_MAX)
-        self._scan_waiting: _Bounded[tuple[Proto, IPAddress], _Run] = _Bounded(
+        # waits on its own: a source evicted from the table above keeps its summary. None is
+        # stale: tick() summarises a quiet one.
+        self._os_waiting: _Bounded[bytes, _Run] = _Bounded(limits.OS_PROBE_PENDING_MAX)
+        self._scan_waiting: _Bounded[tuple[bool, bytes], _Run] = _Bounded(
             limits.OS_PROBE_PENDING_MAX
         )
         self._summaries_over_cap = 0
@@ -221,6 +253,7 @@ class Engine:
     def reconfigure(self, config: EngineConfig) -> None:
         """New thresholds or ignore lists; per-source state is kept."""
         self.config = config
+        self._sources.quiet_s = config.window_s
 
     def __len__(self) -> int:
         return len(self._sources)
@@ -233,35 +266,37 @@ class Engine:
     def feed(self, probe: Probe, now: float) -> list[Verdict]:
         if self.ignores(probe):
             return []
-        state = self._state(probe, now)
+        address = probe.src.packed
+        state = self._state(address, probe.tripwire, now)
         gap = now - state.last_seen
         state.last_seen = now
         verdicts: list[Verdict] = []
         if probe.os_tool is not None:
-            verdicts += self._os_verdict(state, probe, now)
+            verdicts += self._os_verdict(state, address, probe, now)
         if not probe.tripwire:
             return verdicts
         state.probes += 1
         self.probes += 1
-        port = probe.dport if probe.proto is Proto.TCP else -probe.dport  # UDP ports negative
+        tcp = probe.proto is Proto.TCP
+        port = probe.dport if tcp else -probe.dport  # UDP ports negative
         self.port_probes[port] += 1
         if probe.scan not in state.types and len(state.types) < limits.PATTERNS_TRACKED_MAX:
             state.types += (probe.scan,)
         if port not in state.ports and len(state.ports) < limits.PORTS_TRACKED_MAX:
             state.ports.append(port)
-        key = (probe.proto, probe.src)
-        scan = state.scan(probe.proto)
+        key = (tcp, address)
+        scan = state.scan(tcp)
         if scan is None:  # a scan still waiting for its summary goes on (after an eviction)
             scan = self._scan_waiting.get(key) or _Run(probe, now)
-            state.set_scan(probe.proto, scan)
+            state.set_scan(tcp, scan)
         scan.add(probe, now, probe.scan)
         if self._scanner(state, now, gap, port, probe.mode in RAW_MODES):
             verdicts.append(Verdict("scan", probe, not state.scan_reported, state.probes,
                                     len(state.ports), state.first_seen))  # fmt: skip
             state.scan_reported = True
-            self._scan_waiting.put(key, scan, len(scan.ports))
+            self._scan_waiting.put(key, scan, len(scan.ports), now)
         elif key in self._scan_waiting:
-            self._scan_waiting.put(key, scan, len(scan.ports))  # seen now
+            self._scan_waiting.put(key, scan, len(scan.ports), now)  # seen now
         return verdicts
 
     def top_sources(self, count: int) -> list[SourceView]:
@@ -271,7 +306,8 @@ class Engine:
             self._sources.items(),
             key=lambda item: item[1].probes + len(item[1].tools_reported),
         )
-        return [SourceView(address, s.first_seen, s.last_seen, s.probes, len(s.ports),
+        return [SourceView(ipaddress.ip_address(address), s.first_seen, s.last_seen, s.probes,
+                           len(s.ports),
                            s.types + tuple(f"OS probe ({t})" for t in s.tools_reported))
                 for address, s in best if s.probes or s.tools_reported]  # fmt: skip
 
@@ -282,16 +318,16 @@ class Engine:
         rules = self.config.tcp_rules if probe.proto is Proto.TCP else self.config.udp_rules
         return bool(rules) and ignored(rules, probe.src, probe.sport, probe.dst, probe.dport)
 
-    def _state(self, probe: Probe, now: float) -> _Source:
-        """The probe's source, new if it was not in the table or quiet for a whole window (a
-        new episode); marked seen now, weighed with the probe it is making."""
-        state = self._sources.get(probe.src)
+    def _state(self, address: bytes, tripwire: bool, now: float) -> _Source:
+        """The source at `address` (packed), new if it was not in the table or quiet for a
+        whole window (a new episode); marked seen now, weighed with the probe it is making."""
+        state = self._sources.get(address)
         if state is not None and now - state.last_seen > self.config.window_s:
-            self._sources.discard(probe.src)
+            self._sources.discard(address)
             state = None
         if state is None:
             state = _Source(now)
-        self._sources.put(probe.src, state, state.probes + probe.tripwire)
+        self._sources.put(address, state, state.probes + tripwire, now)
         return state
 
     def _scanner(self, state: _Source, now: float, gap: float, port: int, raw: bool) -> bool:
@@ -339,13 +375,13 @@ class Engine:
             os_quiet = scan_quiet = 0.0
         due = [("os-summary", run) for _, run in self._os_waiting.take(
             lambda _, run: now - run.last_seen >= os_quiet)]  # fmt: skip
-        for (proto, src), run in self._scan_waiting.take(
+        for (tcp, address), run in self._scan_waiting.take(
             lambda _, run: now - run.last_seen >= scan_quiet
         ):
             due.append(("scan-summary", run))
-            state = self._sources.get(src)
-            if state is not None and state.scan(proto) is run:
-                state.set_scan(proto, None)  # its next probe starts a new scan
+            state = self._sources.get(address)
+            if state is not None and state.scan(tcp) is run:
+                state.set_scan(tcp, None)  # its next probe starts a new scan
         if len(due) > limits.SUMMARIES_PER_TICK_MAX:
             due.sort(key=lambda item: len(item[1].ports), reverse=True)
             self._summaries_over_cap += len(due) - limits.SUMMARIES_PER_TICK_MAX
@@ -359,11 +395,13 @@ class Engine:
         self._os_waiting.evicted = self._scan_waiting.evicted = self._summaries_over_cap = 0
         return dropped
 
-    def _os_verdict(self, state: _Source, probe: Probe, now: float) -> list[Verdict]:
+    def _os_verdict(
+        self, state: _Source, address: bytes, probe: Probe, now: float
+    ) -> list[Verdict]:
         pattern = probe.os_pattern
-        run = self._os_waiting.get(probe.src) or _Run(probe, now)
+        run = self._os_waiting.get(address) or _Run(probe, now)
         run.add(probe, now, pattern)
-        self._os_waiting.put(probe.src, run, len(run.ports))
+        self._os_waiting.put(address, run, len(run.ports), now)
         tool = probe.os_tool or ""
         if tool in state.tools_reported:
             return []

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from portwarden import limits
 from portwarden.config.ignore import Address
 from portwarden.config.textfile import numbered_lines
 from portwarden.config.values import TcpMode, UdpMode
@@ -29,7 +30,6 @@ class FileChanged(OSError):
 
 
 NEW_FILE_MODE = 0o644  # a hosts.deny we create: readable by every service that reads it
-_EDIT_TRIES = 20  # removing a line from a file another program keeps appending to
 
 
 def _open_regular(path: Path, flags: int, what: str) -> int:
@@ -177,7 +177,7 @@ def remove_line(path: Path, line: str) -> bool:
     """Remove one copy of `line` (the last: ours was appended), and nothing else; a copy the
     administrator added stays. Returns whether the file changed. The file is read, edited and
     replaced; if it changed meanwhile (another program appended a line), all of that again."""
-    for _ in range(_EDIT_TRIES):
+    for _ in range(limits.FILE_EDIT_TRIES_MAX):
         text, identity = _read_with_identity(path)
         parts = (text or "").split("\n")  # the last part: what follows the last newline
         found = [number for number, kept in numbered_lines(text or "") if kept == line]
@@ -193,7 +193,9 @@ def remove_line(path: Path, line: str) -> bool:
         except FileChanged:
             continue
         return True
-    raise FileChanged(f"{path} kept changing; line not removed after {_EDIT_TRIES} tries")
+    raise FileChanged(
+        f"{path} kept changing; line not removed after {limits.FILE_EDIT_TRIES_MAX} tries"
+    )
 
 
 def wrappers_address(address: Address) -> str:

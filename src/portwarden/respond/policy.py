@@ -269,7 +269,6 @@ def _answering(answer: "Future[dict[str, Any]]") -> Iterator[None]:
 
 STOP_WAIT_S = 30  # the longest a stop waits for the action worker (UNBLOCK_ON_STOP takes time)
 PUT_BACK_RETRY_S = 30  # after a failed put-back of the nftables blocks, the next try
-ELEMENT_CHECK_S = 1.0  # per blocked source that still probes: how often its element is looked at
 
 
 class ResponsePolicy:
@@ -543,11 +542,11 @@ class ResponsePolicy:
         address = str(source)
         if now < self._element_checked.get(address, 0.0):
             return
-        self._element_checked[address] = now + ELEMENT_CHECK_S
+        self._element_checked[address] = now + limits.ELEMENT_CHECK_S
         record = self._store.active_block(address)
         if record is None or not any(a.kind == NFT and a.status == DONE for a in record.actions):
             return
-        if record.until is not None and record.until - time.time() < ELEMENT_CHECK_S:
+        if record.until is not None and record.until - time.time() < limits.ELEMENT_CHECK_S:
             return  # its time is up, or nearly: the kernel may have let it go (whole seconds)
         try:
             if self._actions.nft().has(source):
