@@ -508,6 +508,21 @@ def test_a_start_ends_the_blocks_inside_the_ignore_file(
     assert again.settings.hosts_deny_file.read_text() == "ALL: 198.18.0.12\n"
 
 
+def test_the_ignored_blocks_are_found_in_small_and_large_networks(
+    tmp_path: Path, make: Callable[[str], Actions]
+) -> None:
+    """Small networks are matched by their addresses' spellings, large ones by parsing (the
+    restore of 100,000 blocks must not parse each one for a /32)."""
+    actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\n')
+    for address in ("198.18.0.11", "198.18.7.1", "198.19.0.1", "2001:db8::b", "2001:db8:1::1"):
+        assert block(actions, request(address)) is not None
+    (tmp_path / "ignore").write_text("198.18.0.0/24\n198.18.0.0/16\n2001:db8::b/128\n")
+    again = make(f'KILL_HOSTS_DENY="ALL: $TARGET$"\nIGNORE_FILE="{tmp_path}/ignore"\n')
+    ended = again.unblock_ignored()
+    assert sorted(r.address for r in ended) == ["198.18.0.11", "198.18.7.1", "2001:db8::b"]
+    assert sorted(r.address for r in again.store.active()) == ["198.19.0.1", "2001:db8:1::1"]
+
+
 def test_a_reboot_does_not_bring_back_a_kill_route_the_configuration_no_longer_has(
     tmp_path: Path, make: Callable[[str], Actions]
 ) -> None:

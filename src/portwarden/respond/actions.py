@@ -108,6 +108,19 @@ def _what(action: Action) -> str:
     return f"{action.kind} element"
 
 
+_FEW_ADDRESSES = 256  # an ignored network this small is looked up by its addresses' spellings
+
+
+def _inside(records: list[BlockRecord], networks: tuple[Network, ...]) -> list[BlockRecord]:
+    """The records whose address is in one of `networks`. At a start with 100,000 blocks,
+    parsing every address would cost over half a second; the ignore file's entries are mostly
+    single hosts, which a set of their spellings finds at once."""
+    few = {str(a) for n in networks if n.num_addresses <= _FEW_ADDRESSES for a in n}
+    many = IgnoreList.build(n for n in networks if n.num_addresses > _FEW_ADDRESSES)
+    return [r for r in records if r.address in few
+            or (many.networks and ipaddress.ip_address(r.address) in many)]  # fmt: skip
+
+
 def lasting(actions: tuple[Action, ...]) -> bool:
     """Whether the block has something in force across a restart. One that only ran
     KILL_RUN_CMD is forgotten at restart, as PortSentry forgot every block at its start, so the
@@ -525,13 +538,16 @@ class Actions:
                   if network is None or ipaddress.ip_address(r.address) in network]  # fmt: skip
         return self._unblock_each(inside, by)
 
-    def unblock_ignored(self) -> list[BlockRecord]:
+    def unblock_ignored(self, active: list[BlockRecord] | None = None) -> list[BlockRecord]:
         """End the active blocks inside IGNORE_FILE's networks (at start and at each reload):
         the ignore list is never blocked, also when an address is added to it after its
-        block (else the administrator who adds a locked-out host stays locked out)."""
-        ignored = IgnoreList.build(self.settings.ignored_networks)
-        inside = [r for r in self.store.active() if ipaddress.ip_address(r.address) in ignored]
-        return self._unblock_each(inside, IGNORED)
+        block (else the administrator who adds a locked-out host stays locked out). `active`:
+        the active blocks, when the caller has read them already."""
+        networks = self.settings.ignored_networks
+        if not networks:
+            return []
+        records = self.store.active() if active is None else active
+        return self._unblock_each(_inside(records, networks), IGNORED)
 
     def _unblock_each(self, records: list[BlockRecord], by: str) -> list[BlockRecord]:
         undone = [u for r in records if (u := self.unblock(r, by, write_files=False))]
@@ -558,9 +574,12 @@ class Actions:
             log.error("unblocked %s, but left in force: %s", record.address,
                       "; ".join(left(record)))  # fmt: skip
         self.expire(now)
-        self.unblock_ignored()  # reported by ResponsePolicy.start, as the others that end here
+        everything = self.store.active()
+        # Reported by ResponsePolicy.start, as the others that end here.
+        if self.unblock_ignored(everything):
+            everything = self.store.active()
         active = []
-        for record in self.store.active():
+        for record in everything:
             if lasting(record.actions):
                 active.append(record)
             else:
