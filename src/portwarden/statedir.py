@@ -20,19 +20,28 @@ def claim(state_dir: Path) -> IO[str]:
     """
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     lock = open(state_dir / LOCK_NAME, "a+")  # noqa: SIM115 - held for the daemon's lifetime
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        pid = _pid(lock)
+    pid = take(lock)
+    if pid is not None:
         lock.close()
         raise StateDirBusy(
             f"STATE_DIR {state_dir} is in use by another portwarden (pid {pid}); "
             "give each instance its own STATE_DIR"
-        ) from None
+        )
+    return lock
+
+
+def take(lock: IO[str]) -> str | None:
+    """Lock the open file `lock` for this process (flock) and write our pid in it. When
+    another process holds it: that one's pid as it wrote it ("?" before it has), and nothing
+    is changed."""
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _pid(lock)
     lock.truncate(0)
     lock.write(f"{os.getpid()}\n")
     lock.flush()
-    return lock
+    return None
 
 
 def holder(state_dir: Path) -> str | None:

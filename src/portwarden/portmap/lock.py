@@ -6,7 +6,6 @@ file in /run, where only root may create it (in /run/lock any user could, and ho
 root from protecting the portmapper). The file holds the pid of the run that has it.
 """
 
-import fcntl
 import os
 import time
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from portwarden.limits import PORTMAP_LOCK_WAIT_S
+from portwarden.statedir import take
 
 LOCK_PATH = Path("/run/portwarden-portmap.lock")
 _RETRY_S = 0.05
@@ -32,17 +32,9 @@ def held(path: Path = LOCK_PATH, wait: float = PORTMAP_LOCK_WAIT_S) -> Iterator[
         raise Busy(f"cannot take the lock {path}: {error.strerror or error}") from None
     with os.fdopen(fd, "r+") as lock:
         deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = lock.read().strip() or "?"
-                    raise Busy(f"another portmap protect or unprotect (pid {holder}) holds "
-                               f"{path}; gave up after {wait:g} s") from None  # fmt: skip
-                time.sleep(_RETRY_S)
-        lock.truncate(0)
-        lock.write(f"{os.getpid()}\n")
-        lock.flush()
+        while (holder := take(lock)) is not None:
+            if time.monotonic() >= deadline:
+                raise Busy(f"another portmap protect or unprotect (pid {holder}) holds "
+                           f"{path}; gave up after {wait:g} s")  # fmt: skip
+            time.sleep(_RETRY_S)
         yield
