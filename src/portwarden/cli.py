@@ -336,7 +336,7 @@ def _replay(args: argparse.Namespace) -> int:
         return 0
     except (PcapError, OSError) as error:
         sys.stdout.flush()
-        print(f"portwarden: error: {error}", file=sys.stderr)
+        _error(str(error))
         return 2
     log.info("replay: %d packets (%d neither TCP nor UDP, fragments or malformed), %d probes, "
              "%d scans, %d OS probers", counts["packets"], counts["skipped"], counts["probes"],
@@ -346,7 +346,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _failed(why: str, status: int) -> int:
     """Say why on stderr (the log file, with --daemon, where the waiting command hears it too)."""
-    print(f"portwarden: error: {why}", file=sys.stderr)
+    _error(why)
     background.stopped_because(why)
     return status
 
