@@ -140,6 +140,14 @@ def _report_unblocks(alerts: Alerts, ended: Sequence[str],
         alerts.unblocks_not_shown(len(ended) - limits.UNBLOCKS_REPORTED_MAX, time.time())
 
 
+def _say_table_remade(alerts: Alerts, settings: Settings, address: object) -> None:
+    """A block found our table gone (`nft flush ruleset`) and made it again: the other active
+    blocks are to be put back (by the caller)."""
+    log.warning("nftables: table inet %s was gone; made again for %s, putting the other "
+                "active blocks back", settings.nft_table, address)  # fmt: skip
+    alerts.table_lost()
+
+
 class ActionWorker(threading.Thread):
     """Owns the action side (nftables context, files, commands) and its own store connection."""
 
@@ -195,10 +203,7 @@ class ActionWorker(threading.Thread):
                         self._report_block(record)
                     if actions.put_back_due:
                         actions.put_back_due = False
-                        log.warning("nftables: table inet %s was gone; made again for %s, "
-                                    "putting the other active blocks back",
-                                    self.settings.nft_table, payload.record.address)  # fmt: skip
-                        self._alerts.table_lost()
+                        _say_table_remade(self._alerts, self.settings, payload.record.address)
                         self.putting_back.set()
                         self._put_back(actions)
                 elif kind == "put-back-nft":
@@ -526,10 +531,7 @@ class ResponsePolicy:
             if self._active - self._in_flight and not self._worker.putting_back.is_set():
                 # Our table was gone (`nft flush ruleset`) and holds this block alone now (a
                 # put-back under way was announced already and brings the others back).
-                log.warning("nftables: table inet %s was gone; made again for %s, putting the "
-                            "other active blocks back", self.settings.nft_table,
-                            source)  # fmt: skip
-                self._alerts.table_lost()
+                _say_table_remade(self._alerts, self.settings, source)
                 self._put_back_soon()
         return done
 
