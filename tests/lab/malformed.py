@@ -131,6 +131,7 @@ def main() -> None:
         ipv6(src6, dst6, *dest_options_chain(3, 60, b"")),  # chain that runs off the end
         ipv6(src6, dst6, 17, udp(udp_port, 5)),
         ipv6(src6, dst6, 17, udp(udp_port, 300)),
+        ipv6(f"::ffff:{src4}", dst6, 6, tcp(port)),  # IPv4-mapped: never on the wire, forged
     ]
     for packet in v6:
         s6.sendto(packet, (dst6, 0))

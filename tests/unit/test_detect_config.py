@@ -24,7 +24,7 @@ def test_a_late_dns_or_ntp_reply_to_a_tripwire_in_the_local_range_is_no_probe(
     inside, outside = local.start + 3, local.start - 1
     conf = tmp_path / "portwarden.conf"
     conf.write_text(f'UDP_PORTS="{outside},{inside}"\n')
-    settings = load_settings(conf).with_modes(None, UdpMode.CLASSIC)
+    settings = load_settings(conf).with_modes(None, UdpMode.STEALTH)
     ports, warning = late_reply_ports(settings)
     assert ports == {inside}
     assert (
@@ -42,7 +42,7 @@ def test_the_exemption_can_be_turned_off(tmp_path: Path) -> None:
     inside = local_port_range().start
     conf = tmp_path / "portwarden.conf"
     conf.write_text(f'UDP_PORTS="{inside}"\nUDP_REPLY_SOURCE_PORTS=""\n')
-    settings = load_settings(conf).with_modes(None, UdpMode.CLASSIC)
+    settings = load_settings(conf).with_modes(None, UdpMode.STEALTH)
     ports, warning = late_reply_ports(settings)
     assert warning is not None and "a late reply to one of its clients there is reported" in warning
     engine = Engine(engine_config(settings, settings.ignore_list(()), ports))
@@ -52,7 +52,7 @@ def test_the_exemption_can_be_turned_off(tmp_path: Path) -> None:
 def test_no_warning_without_tripwires_in_the_range(tmp_path: Path) -> None:
     conf = tmp_path / "portwarden.conf"
     conf.write_text('UDP_PORTS="7,9"\n')
-    assert late_reply_ports(load_settings(conf).with_modes(None, UdpMode.CLASSIC)) == (
+    assert late_reply_ports(load_settings(conf).with_modes(None, UdpMode.STEALTH)) == (
         frozenset(),
         None,
     )
@@ -68,3 +68,13 @@ def test_a_scan_interval_longer_than_the_window_is_said_to_be_capped(tmp_path: P
     )
     conf.write_text('SCAN_COUNT_THRESHOLD="5"\nSCAN_TRIGGER_WINDOW="60"\nSCAN_INTERVAL="30"\n')
     assert not [w for w in load_settings(conf).warnings if "SCAN_INTERVAL" in w]
+
+
+def test_the_classic_mode_has_no_late_replies(tmp_path: Path) -> None:
+    """It binds its ports, so no client of this host is ever given one."""
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'UDP_PORTS="{local_port_range().start}"\n')
+    assert late_reply_ports(load_settings(conf).with_modes(None, UdpMode.CLASSIC)) == (
+        frozenset(),
+        None,
+    )

@@ -133,6 +133,23 @@ def test_a_bad_udp_length_is_malformed_as_the_kernel_drops_it(data: bytes) -> No
         parse_ipv4(data) if data[0] >> 4 == 4 else parse_ipv6(data)
 
 
+@pytest.mark.parametrize(
+    "src",
+    [
+        bytes(10) + b"\xff\xff" + bytes([198, 18, 0, 12]),  # ::ffff:198.18.0.12
+        bytes(16),  # ::
+        b"\xff\x02" + bytes(13) + b"\x01",  # ff02::1
+        bytes([224, 0, 0, 1]),
+        bytes([255, 255, 255, 255]),
+        bytes([0, 0, 0, 0]),
+    ],
+)
+def test_a_source_no_host_can_send_from_is_refused(src: bytes) -> None:
+    """Forged: reporting it would name nobody, blocking it would stop nobody."""
+    with pytest.raises(MalformedPacket, match="source address cannot send"):
+        parse_transport(6, tcp(), src, DST6 if len(src) == 16 else DST4)
+
+
 def test_udp_length_zero_over_ipv6_is_the_whole_datagram() -> None:
     """RFC 2675's jumbogram length, which Linux takes for any datagram, not only jumbograms."""
     assert parse_ipv6(ipv6(17, udp(0, b"abc"))).payload_len == 3

@@ -27,7 +27,22 @@ PAYLOAD_HEAD = 16  # bytes of transport payload kept for probe signatures
 
 
 class MalformedPacket(ValueError):
-    """The bytes are not a complete first fragment of a TCP or UDP packet."""
+    """The bytes are not a complete first fragment of a TCP or UDP packet from a unicast
+    source."""
+
+
+_V4_MAPPED = bytes(10) + b"\xff\xff"
+
+
+def _check_source(src: bytes) -> None:
+    """Refuse a source no host can send from, so a forged one is neither reported nor blocked:
+    multicast, broadcast, unspecified, and IPv4-mapped IPv6 (RFC 4291 2.5.5.2: never on the
+    wire; Linux delivers it, but blocking `::ffff:198.18.0.12` would not stop 198.18.0.12)."""
+    if len(src) == 4:
+        if src[0] == 0 or src[0] >= 224:  # 0.0.0.0/8, multicast, reserved and broadcast
+            raise MalformedPacket("source address cannot send (0/8, multicast or broadcast)")
+    elif src[0] == 0xFF or src == bytes(16) or src.startswith(_V4_MAPPED):
+        raise MalformedPacket("source address cannot send (multicast, :: or IPv4-mapped)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +116,7 @@ def parse_transport(
     """A TCP or UDP header and what follows, as a raw IPv6 socket delivers it. `data` may be
     cut short by the capture; `length` is how long the segment is as far as known (as the IP
     header says, or as the socket delivered it), None if only `data` is known."""
+    _check_source(src)
     if proto == IPPROTO_TCP:
         if len(data) < _TCP.size:
             raise MalformedPacket("short TCP header")

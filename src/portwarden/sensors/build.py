@@ -29,8 +29,10 @@ def watch_list(settings: Settings) -> list[tuple[Proto, str, tuple[int, ...]]]:
 
 
 def udp_ports_in(ports: range, settings: Settings) -> frozenset[int]:
-    """The UDP ports watched (before SmartVerify) that lie in `ports`."""
-    return frozenset(port for proto, _, watched in watch_list(settings) if proto is Proto.UDP
+    """The UDP ports watched on raw packets (before SmartVerify) that lie in `ports`. The
+    classic mode has none: it binds its ports, so the kernel never gives them to a client."""
+    return frozenset(port for proto, mode, watched in watch_list(settings)
+                     if proto is Proto.UDP and mode not in CLASSIC_MODES
                      for port in watched if port in ports)  # fmt: skip
 
 
