@@ -99,9 +99,13 @@ def replay(settings: Settings, path: Path, out: TextIO,
     if not stat.S_ISREG(path.stat().st_mode):
         raise PcapError(f"{path}: not a regular file; replay reads a capture twice, "
                         "so save it to a file first")  # fmt: skip
-    watched = watched_ports(settings)
     if TcpMode.CLASSIC is settings.tcp_mode or UdpMode.CLASSIC is settings.udp_mode:
         log.info("replay: classic modes are replayed as stealth (-stcp, -sudp)")
+        settings = settings.with_modes(
+            TcpMode.STEALTH if settings.tcp_mode is TcpMode.CLASSIC else settings.tcp_mode,
+            UdpMode.STEALTH if settings.udp_mode is UdpMode.CLASSIC else settings.udp_mode,
+        )
+    watched = watched_ports(settings)
     answered = services(path, watched)
     engine = Engine(engine_config(settings, settings.ignore_list(addresses=()),
                                   late_reply_ports(settings)[0]))  # fmt: skip
