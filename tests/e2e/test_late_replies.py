@@ -40,3 +40,30 @@ def test_a_late_answer_from_quic_is_no_probe(
     found = daemon.wait_for_attack(src=server.ipv4, kind="scan")
     assert (found["port"], found["mode"]) == ("31337", "sudp")
     assert len(daemon.attacks(src=server.ipv4)) == 1
+
+
+def test_a_reserved_tripwire_is_watched_from_every_source_port(
+    lab: Lab, start_daemon: StartDaemon, local_port_range: str
+) -> None:
+    """With the tripwire in ip_local_reserved_ports no client of the target is given it, so no
+    late reply can land there: a datagram from port 53 is a probe, and no late-reply line."""
+    key = "net.ipv4.ip_local_reserved_ports"
+    lab.target.run(["sysctl", "-qw", f"{key}=31337"])
+    try:
+        daemon = start_daemon("-sudp")
+        server = lab.attackers[2]
+        server.run([sys.executable, "-c", _SEND_FROM_53, lab.target.ipv4])
+        found = daemon.wait_for_attack(src=server.ipv4, kind="scan")
+        assert (found["port"], found["mode"]) == ("31337", "sudp")
+        assert "UDP_REPLY_SOURCE_PORTS" not in daemon.log()
+        daemon.stop()
+    finally:
+        lab.target.run(["sysctl", "-qw", f"{key}="])
+
+
+_SEND_FROM_53 = """
+import socket, sys
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    s.bind(("0.0.0.0", 53))
+    s.sendto(b"late?", (sys.argv[1], 31337))
+"""

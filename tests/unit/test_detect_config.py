@@ -4,11 +4,14 @@ local port range."""
 import ipaddress
 from pathlib import Path
 
+import pytest
+
 from portwarden.config import UdpMode, load_settings
 from portwarden.detect.config import engine_config, late_reply_ports
 from portwarden.detect.engine import Engine
 from portwarden.detect.probe import UDP_SCAN, Probe, Proto
-from portwarden.net.ports import local_port_range
+from portwarden.net import ports
+from portwarden.net.ports import local_port_range, reserved_local_ports
 
 
 def datagram(sport: int, dport: int, src: str = "198.18.0.53") -> Probe:
@@ -78,3 +81,18 @@ def test_the_classic_mode_has_no_late_replies(tmp_path: Path) -> None:
         frozenset(),
         None,
     )
+
+
+def test_reserved_ports_are_no_client_s(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ip_local_reserved_ports: the kernel never gives them to a client, so no late reply."""
+    local = local_port_range()
+    reserved = tmp_path / "ip_local_reserved_ports"
+    reserved.write_text(f"{local.start}-{local.start + 1},{local.start + 5}\n")
+    monkeypatch.setattr(ports, "_RESERVED_PORTS", reserved)
+    assert reserved_local_ports() == {local.start, local.start + 1, local.start + 5}
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'UDP_PORTS="{local.start}-{local.start + 3}"\n')
+    found, _ = late_reply_ports(load_settings(conf).with_modes(None, UdpMode.STEALTH))
+    assert found == {local.start + 2, local.start + 3}
+    reserved.write_text("\n")  # none reserved: the kernel's default
+    assert reserved_local_ports() == frozenset()

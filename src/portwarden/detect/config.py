@@ -6,7 +6,7 @@ from portwarden.config import Settings
 from portwarden.config.hostscan import Endpoint, HostScanRule
 from portwarden.config.ignore import IgnoreList
 from portwarden.detect.engine import EngineConfig, ScandetdModel
-from portwarden.net.ports import local_port_range
+from portwarden.net.ports import local_port_range, reserved_local_ports
 from portwarden.sensors.build import udp_ports_in
 from portwarden.text import port_ranges
 
@@ -15,10 +15,11 @@ _ANY = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
 def late_reply_ports(settings: Settings) -> tuple[frozenset[int], str | None]:
     """The UDP tripwires in this host's local port range, where replies to its own clients
-    arrive, and a warning line that says so (None when there are none). TCP has no such
-    trouble: a reply carries ACK or RST, never a probe."""
+    arrive, and a warning line that says so (None when there are none). A reserved port
+    (ip_local_reserved_ports) is never a client's. TCP has no such trouble: a reply carries
+    ACK or RST, never a probe."""
     local = local_port_range()
-    ports = udp_ports_in(local, settings)
+    ports = udp_ports_in(local, settings) - reserved_local_ports()
     if not ports:
         return ports, None
     sources = settings.udp_reply_source_ports

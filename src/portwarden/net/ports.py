@@ -22,6 +22,7 @@ _PROC = Path("/proc/net")
 _TCP_LISTEN = "0A"
 _UDP_UNCONNECTED = "07"
 _LOCAL_PORT_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_RESERVED_PORTS = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
 LINUX_LOCAL_PORTS = range(32768, 61000)  # the kernel's default range
 
 
@@ -116,3 +117,17 @@ def local_port_range() -> range:
     except (OSError, ValueError):
         return LINUX_LOCAL_PORTS
     return range(low, high + 1)
+
+
+def reserved_local_ports() -> frozenset[int]:
+    """The ports the kernel never gives a client although they are in the local port range
+    (net.ipv4.ip_local_reserved_ports, e.g. `32770-32774,34555`), for IPv6 too."""
+    ports: set[int] = set()
+    try:
+        for item in _RESERVED_PORTS.read_text().split(","):
+            low, _, high = item.strip().partition("-")
+            if low:
+                ports.update(range(int(low), int(high or low) + 1))
+    except (OSError, ValueError):
+        return frozenset()
+    return frozenset(ports)
