@@ -1,5 +1,6 @@
 """The loop's side of blocking: the cap on new blocks, what is logged for a blocked source."""
 
+import contextlib
 import ipaddress
 import logging
 import time
@@ -19,14 +20,22 @@ from tests.unit.blocking import blocking_settings
 TARGET = ipaddress.ip_address("198.18.0.1")
 
 
+@contextlib.contextmanager
+def stopped_worker(folder: Path, extra: str) -> Iterator[ResponsePolicy]:
+    """A policy whose worker is not started: its block jobs stay queued, nothing is done.
+    `extra`: configuration lines besides a hosts.deny action."""
+    settings = blocking_settings(folder, f'KILL_HOSTS_DENY="ALL: $TARGET$"\n{extra}')
+    made = ResponsePolicy(settings, folder / "store.db", Alerts(settings))
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
 @pytest.fixture
 def policy(tmp_path: Path) -> Iterator[ResponsePolicy]:
-    """A policy whose worker is not started: its block jobs stay queued, nothing is done."""
-    settings = blocking_settings(tmp_path, 'KILL_HOSTS_DENY="ALL: $TARGET$"\n'
-                                 'BLOCKS_PER_MINUTE="10"\n')  # fmt: skip
-    made = ResponsePolicy(settings, tmp_path / "store.db", Alerts(settings))
-    yield made
-    made.stop()
+    with stopped_worker(tmp_path, 'BLOCKS_PER_MINUTE="10"\n') as made:
+        yield made
 
 
 def verdict(source: str, ports: int) -> Verdict:
@@ -171,11 +180,8 @@ def test_a_block_within_a_second_of_its_end_is_not_checked_for_a_lost_element(
 @pytest.fixture
 def capped(tmp_path: Path) -> Iterator[ResponsePolicy]:
     """At most 5 active blocks (BLOCKS_MAX), far below BLOCKS_PER_MINUTE."""
-    settings = blocking_settings(tmp_path, 'KILL_HOSTS_DENY="ALL: $TARGET$"\n'
-                                 'BLOCKS_PER_MINUTE="100"\nBLOCKS_MAX="5"\n')  # fmt: skip
-    made = ResponsePolicy(settings, tmp_path / "store.db", Alerts(settings))
-    yield made
-    made.stop()
+    with stopped_worker(tmp_path, 'BLOCKS_PER_MINUTE="100"\nBLOCKS_MAX="5"\n') as made:
+        yield made
 
 
 def test_blocks_max_stops_new_blocks_once_said_and_evicts_none(
@@ -215,27 +221,18 @@ def test_blocks_max_ends_when_a_block_ends_and_blocks_resume(
 
 
 def test_blocks_max_counts_the_blocks_restored_from_the_store(tmp_path: Path) -> None:
-    settings = blocking_settings(tmp_path, 'KILL_HOSTS_DENY="ALL: $TARGET$"\nBLOCKS_MAX="2"\n')
-    policy = ResponsePolicy(settings, tmp_path / "store.db", Alerts(settings))
-    try:
+    with stopped_worker(tmp_path, 'BLOCKS_MAX="2"\n') as policy:
         for address in ("198.18.0.21", "198.18.0.22"):
             policy.store.add_block(address, "tcp", 11, "stcp", SYN_SCAN, "", time.time(), None,
                                    (), boot_id())  # fmt: skip
         policy.tick(1.0)
         policy.on_verdict(verdict("198.18.0.11", 64), 1.0)
         assert policy.blocks_made == 0
-    finally:
-        policy.stop()
 
 
 def test_blocks_max_0_is_no_cap(tmp_path: Path) -> None:
-    settings = blocking_settings(tmp_path, 'KILL_HOSTS_DENY="ALL: $TARGET$"\n'
-                                 'BLOCKS_PER_MINUTE="1000"\nBLOCKS_MAX="0"\n')  # fmt: skip
-    policy = ResponsePolicy(settings, tmp_path / "store.db", Alerts(settings))
-    try:
+    with stopped_worker(tmp_path, 'BLOCKS_PER_MINUTE="1000"\nBLOCKS_MAX="0"\n') as policy:
         assert flood(policy, 300, 1) == 300
-    finally:
-        policy.stop()
 
 
 def test_a_broadcast_address_of_this_hosts_subnet_is_never_blocked(
@@ -263,9 +260,7 @@ def test_a_full_action_queue_is_said_once_naming_the_address_then_counted(
 ) -> None:
     monkeypatch.setattr("portwarden.limits.BLOCK_QUEUE_MAX", 2)
     caplog.set_level(logging.INFO, "portwarden")
-    settings = blocking_settings(tmp_path, 'KILL_HOSTS_DENY="ALL: $TARGET$"\n')
-    policy = ResponsePolicy(settings, tmp_path / "store.db", Alerts(settings))
-    try:
+    with stopped_worker(tmp_path, "") as policy:
         assert flood(policy, 40, 3) == 2
         full = [r.message for r in caplog.records if "action queue" in r.message]
         assert full == ["action queue full (2 jobs waiting): block of 198.18.1.2 dropped; "
@@ -276,5 +271,3 @@ def test_a_full_action_queue_is_said_once_naming_the_address_then_counted(
         policy.tick(3.0)
         assert ("action queue has room again: 38 jobs were dropped while it was full"
                 in caplog.text)  # fmt: skip
-    finally:
-        policy.stop()
