@@ -186,7 +186,13 @@ def _load(path: Path | None, modes: Modes | None = None, watching: bool = False,
 
 
 def _warn(warning: str) -> None:
-    print(f"portwarden: warning: {warning}", file=sys.stderr)
+    print(f"portwarden: warning: {_shown(warning)}", file=sys.stderr)
+
+
+def _shown(message: str) -> str:
+    """A message on one line whatever the arguments it quotes (a path or an address given
+    with a newline or an escape sequence); backslashes stay, the parts are escaped already."""
+    return one_line(message, 4000, backslashes=False)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -243,7 +249,7 @@ def _no_state(state_dir: Path, as_json: bool = False) -> bool:
 
 def _error(why: str, as_json: bool = False) -> None:
     """An error on stderr; with --json, as a JSON object on stdout too, for scripts."""
-    print(f"portwarden: error: {why}", file=sys.stderr)
+    print(f"portwarden: error: {_shown(why)}", file=sys.stderr)
     if as_json:
         print(json.dumps({"error": why}, indent=2))
 

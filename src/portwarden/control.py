@@ -211,12 +211,14 @@ def ask(state_dir: Path, command: str, wait: float = ANSWER_WAIT_S,
     path = socket_path(state_dir)
     if socket_path_problem(state_dir):
         return None  # no daemon can listen there
+    sent = False
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(wait)
             sock.connect(str(path))
             sock.sendall(json.dumps({"command": command, **fields}).encode() + b"\n")
             sock.shutdown(socket.SHUT_WR)
+            sent = True
             data = b""
             while chunk := sock.recv(65536):
                 data += chunk
@@ -225,7 +227,11 @@ def ask(state_dir: Path, command: str, wait: float = ANSWER_WAIT_S,
     except PermissionError:
         raise ControlError(f"{path}: permission denied (the control socket is root's)") from None
     except TimeoutError:
-        raise NoAnswer(f"{path}: no answer in {wait:g} s") from None
+        # Sent, the request waits in the socket for a daemon that is stopped (SIGSTOP) or
+        # busy: it reads it when it goes on, and carries it out then.
+        later = (": the request was delivered, and the daemon may still carry it out when it "
+                 "goes on" if sent else " (the request was not delivered)")  # fmt: skip
+        raise NoAnswer(f"{path}: no answer in {wait:g} s{later}") from None
     except OSError as error:
         raise ControlError(f"{path}: {error.strerror or error}") from None
     try:

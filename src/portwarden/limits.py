@@ -60,7 +60,10 @@ REFRESH_S = 2.0
 # with options (60), and the start of the payload for probe signatures.
 CAPTURE_BYTES = 160
 
-# Socket receive buffer for raw sensors: room for a burst while the loop is busy.
+# Socket receive buffer for raw sensors: room for a burst while the loop is busy (set with
+# SO_RCVBUFFORCE past net.core.rmem_max as root). A sustained flood faster than the loop reads
+# overflows any size: 32 MiB dropped as much as 208 KiB under hping3 --flood (README, "Limits
+# under attack").
 RAW_RCVBUF_BYTES = 4 * 1024 * 1024
 
 # The classic kernel filter is a chain of port ranges; a port set too fragmented to fit becomes

@@ -137,7 +137,7 @@ SHAPES: dict[str, Text] = {
                     port_list),
     **dict.fromkeys(["ADVANCED_PORTS_TCP", "ADVANCED_PORTS_UDP", "SMTP_PORT", "AUDIT_MIN_PORT",
                      "AUDIT_MAX_PORT", "SCAN_TRIGGER", "SCAN_COUNT_THRESHOLD",
-                     "BLOCKS_PER_MINUTE", "EVENT_LOG_MAX_BYTES", "EVENT_LOG_KEEP",
+                     "BLOCKS_PER_MINUTE", "EVENT_LOG_MAX_BYTES", "EVENT_LOG_KEEP", "BLOCKS_MAX",
                      "MAIL_PER_HOUR"], digits),
     **dict.fromkeys(["SCAN_TRIGGER_WINDOW", "SCAN_INTERVAL", "KILL_CMD_TIMEOUT",
                      "SCAN_END_QUIET", "SMTP_TIMEOUT", "SMTP_RETRY_DELAY", "BLOCK_DURATION",
@@ -315,6 +315,7 @@ VALID: dict[str, Text] = {
     # password file): left unset; the other paths and texts cover their kinds of value.
     **dict.fromkeys(["SMTP_PASSWORD_FILE", "SMTP_CA_FILE", "SMTP_USER"], st.just("")),
     "EVENT_LOG_KEEP": st.integers(1, 20).map(str),
+    "BLOCKS_MAX": st.integers(0, 10**9).map(str),
     **dict.fromkeys(["SYSLOG_SOCKET", "EVENT_LOG"], st.one_of(st.just(""), path)),
     **dict.fromkeys(["RESOLVE_HOST", "KILL_RUN_CMD_FIRST", "SCAN_FLOOD_DETECTION",
                      "BLOCK_FORWARD", "PROTECT_GATEWAYS", "PROTECT_NAMESERVERS",

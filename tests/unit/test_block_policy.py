@@ -1,5 +1,6 @@
 """The loop's side of blocking: the cap on new blocks, what is logged for a blocked source."""
 
+import contextlib
 import ipaddress
 import logging
 import time
@@ -19,14 +20,22 @@ from tests.unit.blocking import blocking_settings
 TARGET = ipaddress.ip_address("198.18.0.1")
 
 
+@contextlib.contextmanager
+def stopped_worker(folder: Path, extra: str) -> Iterator[ResponsePolicy]:
+    """A policy whose worker is not started: its block jobs stay queued, nothing is done.
+    `extra`: configuration lines besides a hosts.deny action."""
+    settings = blocking_settings(folder, f'KILL_HOSTS_DENY="ALL: $TARGET$"\n{extra}')
+    made = ResponsePolicy(settings, folder / "store.db", Alerts(settings))
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
 @pytest.fixture
 def policy(tmp_path: Path) -> Iterator[ResponsePolicy]:
-    """A policy whose worker is not started: its block jobs stay queued, nothing is done."""
-    settings = blocking_settings(tmp_path, 'KILL_HOSTS_DENY="ALL: $TARGET$"\n'
-                                 'BLOCKS_PER_MINUTE="10"\n')  # fmt: skip
-    made = ResponsePolicy(settings, tmp_path / "store.db", Alerts(settings))
-    yield made
-    made.stop()
+    with stopped_worker(tmp_path, 'BLOCKS_PER_MINUTE="10"\n') as made:
+        yield made
 
 
 def verdict(source: str, ports: int) -> Verdict:
@@ -166,3 +175,99 @@ def test_a_block_within_a_second_of_its_end_is_not_checked_for_a_lost_element(
     policy.tick(1.0)
     policy.on_verdict(verdict("198.18.0.11", 1), 2.0)
     assert sets.asked == asked
+
+
+@pytest.fixture
+def capped(tmp_path: Path) -> Iterator[ResponsePolicy]:
+    """At most 5 active blocks (BLOCKS_MAX), far below BLOCKS_PER_MINUTE."""
+    with stopped_worker(tmp_path, 'BLOCKS_PER_MINUTE="100"\nBLOCKS_MAX="5"\n') as made:
+        yield made
+
+
+def test_blocks_max_stops_new_blocks_once_said_and_evicts_none(
+    capped: ResponsePolicy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A spoofed flood under the per-minute cap still fills the firewall without BLOCKS_MAX:
+    past it no new block (a real scanner included: the blocks in force are kept), one line
+    and one alert for the episode, detection goes on (the summary says why)."""
+    caplog.set_level(logging.INFO, "portwarden")
+    assert flood(capped, 20, 1) == 5
+    capped.on_verdict(verdict("198.18.0.11", 64), 2.0)
+    assert capped.blocks_made == 5
+    assert sorted(r.address for r in capped.store.active()) == [f"198.18.1.{n}" for n in range(5)]
+    reached = [r.message for r in caplog.records if "block-max" in r.message]
+    assert reached == ["block-max reached: 5 active blocks (BLOCKS_MAX); no new block until "
+                       "some end (unblock, expiry); detection goes on"]  # fmt: skip
+    summary = verdict("198.18.0.11", 64)._replace(kind="scan-summary")
+    assert capped.describe(summary) == "not blocked: BLOCKS_MAX=5 active blocks reached"
+
+
+def test_blocks_max_ends_when_a_block_ends_and_blocks_resume(
+    capped: ResponsePolicy, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "portwarden")
+    flood(capped, 8, 1)
+    first = capped.store.active_block("198.18.1.0")
+    assert first is not None and capped.store.end_block(first.id, time.time(), "command")
+    capped._worker.finished.extend(f"198.18.1.{n}" for n in range(5))  # as if carried out
+    capped.tick(2.0)
+    assert "block-max ended: 4 active blocks now; 3 blocks were not made while BLOCKS_MAX=5 " \
+           "was reached" in caplog.text  # fmt: skip
+    capped.on_verdict(verdict("198.18.0.11", 3), 3.0)
+    assert capped.blocks_made == 6
+    capped.on_verdict(verdict("198.18.0.12", 3), 3.0)
+    assert capped.blocks_made == 6
+    assert caplog.text.count("block-max reached") == 2  # a second episode, said again
+
+
+def test_blocks_max_counts_the_blocks_restored_from_the_store(tmp_path: Path) -> None:
+    with stopped_worker(tmp_path, 'BLOCKS_MAX="2"\n') as policy:
+        for address in ("198.18.0.21", "198.18.0.22"):
+            policy.store.add_block(address, "tcp", 11, "stcp", SYN_SCAN, "", time.time(), None,
+                                   (), boot_id())  # fmt: skip
+        policy.tick(1.0)
+        policy.on_verdict(verdict("198.18.0.11", 64), 1.0)
+        assert policy.blocks_made == 0
+
+
+def test_blocks_max_0_is_no_cap(tmp_path: Path) -> None:
+    with stopped_worker(tmp_path, 'BLOCKS_PER_MINUTE="1000"\nBLOCKS_MAX="0"\n') as policy:
+        assert flood(policy, 300, 1) == 300
+
+
+def test_a_broadcast_address_of_this_hosts_subnet_is_never_blocked(
+    policy: ResponsePolicy, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A SYN forged from 198.18.0.255 would blackhole this host's own subnet broadcasts."""
+    caplog.set_level(logging.INFO, "portwarden")
+    broadcasts = frozenset(ipaddress.IPv4Address(a) for a in ("198.18.0.0", "198.18.0.255"))
+    monkeypatch.setattr("portwarden.respond.policy.broadcast_addresses", lambda: broadcasts)
+    policy.refresh()
+    for address in ("198.18.0.255", "198.18.0.0", "198.18.0.255"):
+        policy.on_verdict(verdict(address, 64), 1.0)
+    assert policy.blocks_made == 0
+    lines = [r.message for r in caplog.records if r.message.startswith("not-blocking")]
+    assert lines == [f"not-blocking address={a} why=broadcast (nothing allows it)"
+                     for a in ("198.18.0.255", "198.18.0.0")]  # fmt: skip
+    summary = verdict("198.18.0.255", 64)._replace(kind="scan-summary")
+    assert policy.describe(summary) == (
+        "not blocked: a broadcast or network address of this host's subnet"
+    )
+
+
+def test_a_full_action_queue_is_said_once_naming_the_address_then_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("portwarden.limits.BLOCK_QUEUE_MAX", 2)
+    caplog.set_level(logging.INFO, "portwarden")
+    with stopped_worker(tmp_path, "") as policy:
+        assert flood(policy, 40, 3) == 2
+        full = [r.message for r in caplog.records if "action queue" in r.message]
+        assert full == ["action queue full (2 jobs waiting): block of 198.18.1.2 dropped; "
+                        "further drops are counted until it has room"]  # fmt: skip
+        policy.tick(2.0)
+        assert "room again" not in caplog.text  # still full: nothing has been taken
+        policy._worker.jobs.get_nowait()
+        policy.tick(3.0)
+        assert ("action queue has room again: 38 jobs were dropped while it was full"
+                in caplog.text)  # fmt: skip

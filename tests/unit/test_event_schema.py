@@ -74,6 +74,7 @@ def written(tmp_path: Path) -> list[dict]:
     alerts.unblocks_not_shown(5, 1.7e9)
     alerts.not_blocking("198.18.0.12", "a default gateway")
     alerts.block_cap(60)
+    alerts.block_max(100_000)
     alerts.table_lost()
     alerts.element_lost("198.18.0.15")
     alerts.nft_failed("timeout of 315360001 s is out of range")

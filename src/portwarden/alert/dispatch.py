@@ -285,6 +285,13 @@ class Alerts:
                      {"time": stamp(time.time()), "event": "block-cap",
                       "per_minute": per_minute})  # fmt: skip
 
+    def block_max(self, active: int) -> None:
+        """BLOCKS_MAX blocks are in force: no new block until some end."""
+        self._notice(f"{active} active blocks (BLOCKS_MAX) reached: no new block until some "
+                     "end; detection goes on",
+                     {"time": stamp(time.time()), "event": "block-max",
+                      "active": active})  # fmt: skip
+
     def not_blocking(self, address: str, what: str) -> None:
         """`what`: why it is protected, "a default gateway", "a name server" or both."""
         self._notice(

@@ -28,7 +28,8 @@ class ConfigError(Exception):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        where = self.source if self.line is None else f"{self.source}:{self.line}"
+        source = one_line(self.source, 1000)
+        where = source if self.line is None else f"{source}:{self.line}"
         what = ""
         if self.text is not None:
             what = f" {one_line(self.text)}"

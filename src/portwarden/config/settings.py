@@ -124,6 +124,7 @@ class Settings:
     service_gone_grace: float
     smtp_retry_delay: float
     audit_severity_portmapper: str
+    blocks_max: int
     ignored_networks: tuple[Network, ...]
     warnings: tuple[str, ...] = ()
 
@@ -330,6 +331,7 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
         service_gone_grace=read.get("SERVICE_GONE_GRACE", values.duration, 600.0),
         smtp_retry_delay=read.get("SMTP_RETRY_DELAY", values.seconds, 300.0),
         audit_severity_portmapper=read.get("AUDIT_SEVERITY_PORTMAPPER", values.severity, "err"),
+        blocks_max=read.get("BLOCKS_MAX", values.count, 100_000),
         ignored_networks=(),
     )
     warnings += [

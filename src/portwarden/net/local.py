@@ -3,6 +3,7 @@
 import ipaddress
 import socket
 import struct
+from collections.abc import Iterator
 from typing import NamedTuple
 
 from portwarden.net import netlink
@@ -25,6 +26,7 @@ _RTA_MULTIPATH = 9  # a list of next hops (struct rtnexthop, each with its own a
 _RTA_VIA = 18  # a next hop of another family (an IPv6 gateway for IPv4): family, address
 _IFA_ADDRESS = 1
 _IFA_LOCAL = 2
+_IFA_BROADCAST = 4
 _IFA_FLAGS = 8  # all the address flags as 32 bits; the header's byte holds only the low 8
 # IPv6 addresses that come and go on their own: privacy (temporary) addresses, and ones still
 # in or failed in duplicate address detection, or deprecated (no new connections use them).
@@ -74,26 +76,55 @@ class InterfaceAddress(NamedTuple):
         return self.address.version == 6 and bool(self.flags & TRANSIENT)
 
 
-def interface_addresses() -> tuple[InterfaceAddress, ...]:
-    """Every address of every device in the current network namespace, read now."""
-    found: dict[InterfaceAddress, None] = {}
+def _address_messages() -> Iterator[tuple[int, int, int, int, dict[int, bytes]]]:
+    """Each IPv4 and IPv6 address message of the current network namespace, read now: family,
+    prefix length, flags (the header's), interface index, attributes."""
     for message in _dump(_RTM_GETADDR, _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
         if len(message) < _IFADDRMSG.size or message[0] not in _SIZES:
             continue
-        _, _, header_flags, _, index = _IFADDRMSG.unpack_from(message)
+        family, prefix, header_flags, _, index = _IFADDRMSG.unpack_from(message)
+        yield family, prefix, header_flags, index, _attributes(message, _IFADDRMSG.size)
+
+
+def _own_address(family: int, attributes: dict[int, bytes]) -> IPAddress | None:
+    """IFA_LOCAL is this end's address; IFA_ADDRESS is the peer's on a point-to-point link."""
+    value = attributes.get(_IFA_LOCAL) or attributes.get(_IFA_ADDRESS, b"")
+    return ipaddress.ip_address(value) if len(value) == _SIZES[family] else None
+
+
+def interface_addresses() -> tuple[InterfaceAddress, ...]:
+    """Every address of every device in the current network namespace, read now."""
+    found: dict[InterfaceAddress, None] = {}
+    for family, _, header_flags, index, attributes in _address_messages():
         try:
             device = socket.if_indextoname(index)
         except OSError:  # the device went away while we read
             continue
-        attributes = _attributes(message, _IFADDRMSG.size)
-        # IFA_LOCAL is this end's address; IFA_ADDRESS is the peer's on a point-to-point link.
-        value = attributes.get(_IFA_LOCAL) or attributes.get(_IFA_ADDRESS, b"")
         extended = attributes.get(_IFA_FLAGS, b"")
         flags = struct.unpack("=I", extended)[0] if len(extended) == 4 else header_flags
-        if len(value) == _SIZES[message[0]]:
-            address = ipaddress.ip_address(value)
+        address = _own_address(family, attributes)
+        if address is not None:
             found[InterfaceAddress(device, index, address, flags)] = None
     return tuple(found)
+
+
+def broadcast_addresses() -> frozenset[ipaddress.IPv4Address]:
+    """The broadcast addresses of this host's IPv4 subnets (each address's IFA_BROADCAST, and
+    the last address of its prefix) and their network addresses, for prefixes shorter than
+    /31 (a /31 or /32 has neither): no packet comes from one, so a probe that claims to is
+    forged, and blocking it would cut this host off its own subnet's broadcasts."""
+    found: set[ipaddress.IPv4Address] = set()
+    for family, prefix, _, _, attributes in _address_messages():
+        address = _own_address(family, attributes)
+        if not isinstance(address, ipaddress.IPv4Address):
+            continue
+        broadcast = attributes.get(_IFA_BROADCAST, b"")
+        if len(broadcast) == 4:
+            found.add(ipaddress.IPv4Address(broadcast))
+        if prefix < 31:
+            subnet = ipaddress.IPv4Network((address, prefix), strict=False)
+            found.update((subnet.network_address, subnet.broadcast_address))
+    return frozenset(found)
 
 
 def local_addresses() -> frozenset[IPAddress]:

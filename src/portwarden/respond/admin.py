@@ -82,7 +82,7 @@ def unblock(settings: Settings, target: str | None) -> int:
     try:
         network = None if target is None else parse_network(_unbracketed(target))
     except ValueError as error:
-        print(f"portwarden: error: unblock: {error}", file=sys.stderr)
+        print(f"portwarden: error: unblock: {one_line(str(error))}", file=sys.stderr)
         return 2
     request = {"all": True} if network is None else {"network": str(network)}
     answer = _by_daemon_or_here(
@@ -109,7 +109,7 @@ def unblock(settings: Settings, target: str | None) -> int:
     if answer["left"]:
         return 1
     if not answer["unblocked"] and not answer.get("swept") and target is not None:
-        print(f"no active block matches {target}", file=sys.stderr)
+        print(f"no active block matches {one_line(target)}", file=sys.stderr)
         return 1
     return 0
 
@@ -148,6 +148,16 @@ def _unbracketed(target: str) -> str:
     return inside + rest
 
 
+def _not_listening(settings: Settings) -> str:
+    """A daemon holds STATE_DIR, yet after START_WAIT_S still nobody listens on its control
+    socket: it was removed (by hand, a cleanup of the directory), or the daemon is stuck."""
+    path = control.socket_path(settings.state_dir)
+    pid = statedir.holder(settings.state_dir) or "?"
+    why = "is missing" if not path.exists() else "does not accept connections"
+    return (f"the running daemon (pid {pid}) holds STATE_DIR {settings.state_dir}, but its "
+            f"control socket {path} {why}: restart the daemon (nothing was changed)")  # fmt: skip
+
+
 def _by_daemon_or_here(settings: Settings, command: str, request: Answer,
                        here: Callable[[Actions], Answer]) -> Answer:  # fmt: skip
     """The running daemon's answer; when none runs, `here`'s, done under STATE_DIR's lock."""
@@ -163,7 +173,7 @@ def _by_daemon_or_here(settings: Settings, command: str, request: Answer,
             lock = statedir.claim(settings.state_dir)
         except statedir.StateDirBusy:  # a daemon is starting: it will listen in a moment
             if time.monotonic() > deadline:
-                raise
+                return {"error": _not_listening(settings)}
             time.sleep(0.1)
             continue
         with lock:

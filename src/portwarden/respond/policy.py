@@ -23,7 +23,7 @@ from portwarden.config.ignore import Address, Network, parse_network
 from portwarden.config.settings import nothing_to_do
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Proto
-from portwarden.net.local import default_gateways
+from portwarden.net.local import broadcast_addresses, default_gateways
 from portwarden.respond.actions import (
     IGNORED,
     NFT,
@@ -85,14 +85,25 @@ def _nameserver_lines(path: Path) -> frozenset[Address]:
     return frozenset(found)
 
 
-# Why an address is never blocked, with the key that allows it and how alerts name it.
+# Why an address is never blocked, with the key that allows it (None: nothing does) and how
+# alerts name it.
 _PROTECTED_BY = {"gateway": ("PROTECT_GATEWAYS", "a default gateway"),
-                 "nameserver": ("PROTECT_NAMESERVERS", "a name server")}  # fmt: skip
+                 "nameserver": ("PROTECT_NAMESERVERS", "a name server"),
+                 "broadcast": (None, "a broadcast or network address of this host's "
+                               "subnet")}  # fmt: skip
 
 
 def _protected_as(why: tuple[str, ...]) -> str:
     """'a default gateway', 'a name server', or both joined with 'and'."""
     return " and ".join(_PROTECTED_BY[w][1] for w in why)
+
+
+def _overridden_by(why: tuple[str, ...]) -> str:
+    """'PROTECT_GATEWAYS=0 allows it', '... and ... allow it', or 'nothing allows it'."""
+    keys = [f"{key}=0" for key, _ in (_PROTECTED_BY[w] for w in why) if key is not None]
+    if len(keys) < len(why):
+        return "nothing allows it"
+    return f"{' and '.join(keys)} {'allow' if len(keys) > 1 else 'allows'} it"
 
 
 def block_line(record: BlockRecord, what: str = "block") -> str:
@@ -295,6 +306,8 @@ class ResponsePolicy:
         self._recent: collections.deque[float] = collections.deque()
         self._strong: collections.deque[float] = collections.deque()
         self._suppressed = 0
+        self._over_max = 0  # blocks not made since BLOCKS_MAX active blocks were reached
+        self._dropped = 0  # jobs the full action queue refused since it was last seen with room
         self._protected: dict[Address, tuple[str, ...]] = {}  # address: why (_PROTECTED_BY)
         self._idle_said: set[Proto] = set()  # "nothing to do" logged for (since the last reload)
         self._actions = Actions(settings, self._store)  # the loop's own, for the nft step
@@ -365,10 +378,12 @@ class ResponsePolicy:
     def refresh(self) -> None:
         """Addresses that must never be blocked, re-read (routes and resolv.conf change)."""
         protected: dict[Address, tuple[str, ...]] = {}
-        for why, on, addresses in (
+        sources: tuple[tuple[str, bool, Callable[[], frozenset[Address]]], ...] = (
             ("gateway", self.settings.protect_gateways, default_gateways),
             ("nameserver", self.settings.protect_nameservers, name_servers),
-        ):
+            ("broadcast", True, broadcast_addresses),
+        )
+        for why, on, addresses in sources:
             for address in addresses() if on else ():
                 protected[address] = (*protected.get(address, ()), why)
         self._protected = protected
@@ -442,6 +457,16 @@ class ResponsePolicy:
             log.warning("block-cap ended: %d blocks were not made in the last minute",
                         self._suppressed)  # fmt: skip
             self._suppressed = 0
+        if self._over_max and not self._full():
+            log.warning("block-max ended: %d active blocks now; %d blocks were not made while "
+                        "BLOCKS_MAX=%d was reached", len(self._active), self._over_max,
+                        self.settings.blocks_max)  # fmt: skip
+            self._over_max = 0
+        if self._dropped and not self._worker.jobs.full():
+            log.warning("action queue has room again: %d jobs were dropped while it was full "
+                        "(each block among them recorded as failed; its next probe tries "
+                        "again)", self._dropped)  # fmt: skip
+            self._dropped = 0
 
     def _announce(self, address: str, mode: str) -> None:
         """Say "already blocked" once per block."""
@@ -478,10 +503,17 @@ class ResponsePolicy:
         if why is not None:
             if address not in self._refused:
                 self._refused.add(address)
-                keys = " and ".join(f"{_PROTECTED_BY[w][0]}=0" for w in why)
-                log.warning("not-blocking address=%s why=%s (%s %s it)", address, ",".join(why),
-                            keys, "allow" if len(why) > 1 else "allows")  # fmt: skip
+                log.warning("not-blocking address=%s why=%s (%s)", address, ",".join(why),
+                            _overridden_by(why))  # fmt: skip
                 self._alerts.not_blocking(address, _protected_as(why))
+            return
+        if self._full():
+            if not self._over_max:
+                log.warning("block-max reached: %d active blocks (BLOCKS_MAX); no new block "
+                            "until some end (unblock, expiry); detection goes on",
+                            self.settings.blocks_max)  # fmt: skip
+                self._alerts.block_max(self.settings.blocks_max)
+            self._over_max += 1
             return
         if not self._within_cap(verdict, now):
             if not self._suppressed:
@@ -590,6 +622,8 @@ class ResponsePolicy:
         ended = self._store.last_end(address)
         if ended is not None:
             return f"not blocked: its block ended ({ended[0]})"
+        if self._over_max:
+            return f"not blocked: BLOCKS_MAX={s.blocks_max} active blocks reached"
         if self._suppressed:
             return f"not blocked: BLOCKS_PER_MINUTE={s.blocks_per_minute} reached"
         return "not blocked"
@@ -601,6 +635,13 @@ class ResponsePolicy:
             return None
         key = "BLOCK_TCP" if proto is Proto.TCP else "BLOCK_UDP"
         return f"{key}={int(mode)} but {nothing_to_do(self.settings, mode)}"
+
+    def _full(self) -> bool:
+        """BLOCKS_MAX blocks are in force (or submitted): no new one until some end. No block
+        in force is evicted to make room: an administrator's real blocks must stay, and a
+        spoofed flood must not unblock a real scanner by pushing it out."""
+        cap = self.settings.blocks_max
+        return cap > 0 and len(self._active) >= cap
 
     def _within_cap(self, verdict: Verdict, now: float) -> bool:
         """BLOCKS_PER_MINUTE for all blocks, and every block counts in it; once it is used up,
@@ -638,9 +679,17 @@ class ResponsePolicy:
         return answer
 
     def _submit(self, kind: str, payload: object) -> bool:
+        """Queue a job for the worker. A full queue refuses it: the first refusal is said,
+        naming what was dropped; the others are counted and said when the queue has room
+        again (tick), so a burst is two lines, not one per block."""
         try:
             self._worker.jobs.put_nowait((kind, payload))
         except queue.Full:
-            log.error("action queue full; %s dropped", kind)
+            if not self._dropped:
+                what = (f"block of {payload.record.address}" if isinstance(payload, BlockJob)
+                        else kind)  # fmt: skip
+                log.error("action queue full (%d jobs waiting): %s dropped; further drops are "
+                          "counted until it has room", self._worker.jobs.maxsize, what)  # fmt: skip
+            self._dropped += 1
             return False
         return True

@@ -64,7 +64,7 @@ class RawSensor:
                     log.warning("no IPv6 %s sensor: %s", proto.value, error)
                     continue
                 raise
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, limits.RAW_RCVBUF_BYTES)
+            _make_room(sock)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPOPTS, 1)
@@ -179,3 +179,16 @@ class RawSensor:
         for sock in self.sockets.values():
             sock.close()
         self.sockets.clear()
+
+
+_SO_RCVBUFFORCE = 33  # Linux; not in Python's socket module
+
+
+def _make_room(sock: socket.socket) -> None:
+    """RAW_RCVBUF_BYTES of receive buffer: with SO_RCVBUFFORCE (CAP_NET_ADMIN, as the daemon
+    runs) past net.core.rmem_max, which is 208 KiB on a stock kernel (some 270 packets);
+    without the capability, SO_RCVBUF, which the kernel clamps to rmem_max."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, limits.RAW_RCVBUF_BYTES)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, limits.RAW_RCVBUF_BYTES)

@@ -1,0 +1,75 @@
+"""What must not grow or be blocked: BLOCKS_MAX under a spoofed burst, and this host's subnet
+broadcast and network addresses as forged sources."""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from portwarden import limits
+from portwarden.lab.network import Lab
+from tests.e2e.conftest import SERVICE, StartDaemon, nmap
+from tests.e2e.test_blocking import CRAFT, blackholes, nft_elements, portwarden
+from tests.lab.services import can_connect
+
+pytestmark = pytest.mark.usefixtures("echo_service")
+
+
+def test_blocks_max_holds_under_a_spoofed_burst_said_once_and_detection_goes_on(
+    lab: Lab, start_daemon: StartDaemon
+) -> None:
+    """30 forged sources, each on 3 tripwires, well within BLOCKS_PER_MINUTE: 5 are blocked,
+    the rest only detected; one line and one event; no block is evicted. Once one ends, a real
+    scanner is blocked again."""
+    daemon = start_daemon("-stcp", conf='BLOCK_TCP="1"\nBLOCKS_PER_MINUTE="1000"\n'
+                          'BLOCKS_MAX="5"\n')  # fmt: skip
+    forger, scanner = lab.attackers[2], lab.attackers[0]
+    forger.run([sys.executable, str(CRAFT), "--spoofed", "198.18.2.1", "30", lab.target.ipv4,
+                "1,11,15"])  # fmt: skip
+    daemon.wait_for("block-max reached: 5 active blocks")
+    daemon.wait_for_attack(src="198.18.2.30", port="15")  # every forged probe still detected
+    nmap(scanner.run, "-sS", "-p", "1-100", lab.target.ipv4)
+    daemon.wait_for_attack(src=scanner.ipv4)
+    assert nft_elements(lab.target) == {f"198.18.2.{n}" for n in range(1, 6)}
+    assert can_connect(scanner, lab.target.ipv4, SERVICE)
+    events = Path(daemon.log_path.parent, "state", "events.jsonl").read_text().splitlines()
+    capped = [json.loads(e) for e in events if '"event":"block-max"' in e]
+    assert [e["active"] for e in capped] == [5]
+    assert daemon.log().count("block-max reached") == 1
+
+    assert portwarden(lab.target, daemon, "unblock", "198.18.2.1").returncode == 0
+    daemon.wait_for(r"block-max ended: 4 active blocks now; \d+ blocks were not made")
+    nmap(scanner.run, "-sS", "-p", "1-100", lab.target.ipv4)
+    daemon.wait_for(rf"block address={scanner.ipv4} ")
+    assert not can_connect(scanner, lab.target.ipv4, SERVICE)
+    daemon.stop()
+
+
+def test_forged_sources_at_this_hosts_subnet_broadcast_and_network_are_never_blocked(
+    lab: Lab, start_daemon: StartDaemon
+) -> None:
+    """198.18.0.255 and 198.18.0.0 (the target's /24), then the broadcast of an address added
+    while the daemon runs: detected, never blocked (a blackhole route for the subnet broadcast
+    cut this host off its own broadcasts)."""
+    conf = 'BLOCK_TCP="1"\nKILL_ROUTE="ip route add blackhole $TARGET$"\n'
+    daemon = start_daemon("-stcp", conf=conf)
+    forger = lab.attackers[2]
+    lab.target.run(["ip", "addr", "add", "198.18.5.1/24", "dev", "eth0"])
+    try:
+        time.sleep(limits.REFRESH_S + 0.5)  # the daemon reads the addresses every REFRESH_S
+        for address in ("198.18.0.255", "198.18.0.0", "198.18.5.255"):
+            forger.run([sys.executable, str(CRAFT), "--spoofed", address, "1",
+                        lab.target.ipv4, "1,11,15"])  # fmt: skip
+            daemon.wait_for(f"not-blocking address={address} why=broadcast "
+                            r"\(nothing allows it\)")  # fmt: skip
+        nmap(lab.attackers[0].run, "-sS", "-p", "11", lab.target.ipv4)  # a real one still is
+        daemon.wait_for(rf"block address={lab.attackers[0].ipv4} ")
+        routes = blackholes(lab.target)
+        assert "198.18.0.255" not in routes and "198.18.0.0 " not in routes
+        assert "198.18.5.255" not in routes
+        assert "block address=198.18.0.255" not in daemon.log()
+    finally:
+        lab.target.run(["ip", "addr", "del", "198.18.5.1/24", "dev", "eth0"])
+    daemon.stop()
