@@ -24,6 +24,7 @@ from portwarden.descriptors import OUT_OF_DESCRIPTORS, raise_soft_limit
 from portwarden.detect.config import engine_config, late_reply_ports
 from portwarden.detect.engine import Engine, EngineConfig, Verdict
 from portwarden.detect.probe import Probe
+from portwarden.episode import Episode
 from portwarden.respond.policy import ResponsePolicy
 from portwarden.sensors.build import Sensor, build_sensors
 from portwarden.sensors.hostview import HostView
@@ -99,8 +100,9 @@ class Daemon:
         self._next_watchdog = 0.0
         self._quiet_until: dict[str, float] = {}
         self._summaries_dropped = 0  # not said yet
-        self._evicted_seen = 0
-        self._last_eviction = float("-inf")  # monotonic
+        self._evictions = Episode(limits.SOURCES_FULL_QUIET_S)
+        self._packets_dropped = 0  # by sensors stopped since start
+        self._drops = Episode(limits.SENSOR_DROPS_QUIET_S)
 
     def run(self) -> int:
         """Run until SIGTERM or SIGINT. Returns the process exit status."""
@@ -192,6 +194,7 @@ class Daemon:
             self._control.send_ready()  # and drop clients that waited too long
         if now >= self._next_refresh:
             self._refresh()
+            self._say_drops(now)
             self._next_refresh = now + limits.REFRESH_S
         if self._audit is not None and self._audit.results:
             self._report_audit(self._audit.results.popleft())
@@ -209,15 +212,23 @@ class Daemon:
     def _say_table_full(self, now: float) -> None:
         """Once per episode of evictions from the full source table: again only after
         limits.SOURCES_FULL_QUIET_S without one."""
-        evicted = self._engine.evicted
-        if evicted == self._evicted_seen:
-            return
-        if now - self._last_eviction >= limits.SOURCES_FULL_QUIET_S:
+        if self._evictions.begins(self._engine.evicted, now):
             log.warning("source table full (%d sources), evicting those seen least recently, "
                         "stale sources first, then those with a single probe (a flood of "
                         "spoofed sources?)",
                         len(self._engine))  # fmt: skip
-        self._evicted_seen, self._last_eviction = evicted, now
+
+    def _say_drops(self, now: float) -> None:
+        """Once per episode of packets the kernel dropped for the sensors (their receive
+        buffers were full): the probes among them were not seen."""
+        grown = self._drops.begins(self._dropped(), now)
+        if grown:
+            log.warning("sensors fall behind: the kernel dropped %d packets for them (receive "
+                        "buffers full: a flood?); probes among them are not seen, so a scan "
+                        "inside the flood may go unnoticed until it slows", grown)  # fmt: skip
+
+    def _dropped(self) -> int:
+        return self._packets_dropped + sum(s.packets_dropped() for s in self._sensors)
 
     def _out_of_descriptors(self, error: OSError) -> None:
         """No file descriptor left (the open-files limit, or the system's): say so once a
@@ -322,6 +333,7 @@ class Daemon:
         return {
             "start_time": int(self._started),
             "packets_read": self._packets_read + sum(s.packets_read for s in self._sensors),
+            "packets_dropped": self._dropped(),
             "probes": self._engine.probes,
             "scans": self._scans,
             "os_probes": self._os_probes,
@@ -375,6 +387,7 @@ class Daemon:
         for sensor in self._sensors:
             for fd in sensor.sockets:
                 self._selector.unregister(fd)
+            self._packets_dropped += sensor.packets_dropped()
             sensor.close()
             self._packets_read += sensor.packets_read
         self._sensors = []

@@ -15,6 +15,10 @@
 # SOURCES_FULL_QUIET_S without an eviction.
 SOURCES_MAX = 16_384
 SOURCES_FULL_QUIET_S = 60.0
+# Packets the kernel dropped for the sensors (receive buffers full: a flood faster than the loop
+# reads) are counted (status, metrics) and said once per episode: again only after this long
+# without a drop.
+SENSOR_DROPS_QUIET_S = 60.0
 
 # SCAN_TRIGGER counts a source's probes per slice of SCAN_TRIGGER_WINDOW (a start time and a
 # count each), not one time per probe: a trigger of 20,000 must not cost 20,000 floats a source.

@@ -1,5 +1,7 @@
 """Floods and malformed packets: the daemon keeps up, never crashes, never invents a scan."""
 
+import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,3 +65,29 @@ def test_ipv6_destination_options_are_a_hint(lab: Lab, daemon: RunningDaemon) ->
                   "79"])  # fmt: skip
     found = daemon.wait_for_attack(mark, src=attacker.ipv6, port="79")
     assert found["ip_options"] == "yes"
+
+
+def raw_socket_drops(lab: Lab) -> int:
+    """The drops of every raw socket in the target (the daemon's sensors are all there are)."""
+    total = 0
+    for table in ("/proc/net/raw", "/proc/net/raw6"):
+        lines = lab.target.run(["cat", table]).stdout.splitlines()[1:]
+        total += sum(int(line.split()[-1]) for line in lines)
+    return total
+
+
+def test_a_flood_faster_than_the_sensors_read_is_said_and_counted(
+    lab: Lab, daemon: RunningDaemon
+) -> None:
+    """hping3 --flood sends more than the loop reads: the kernel drops the rest at the sockets,
+    and the daemon says so (once) and counts exactly what the kernel counted."""
+    mark = daemon.mark()
+    lab.attackers[0].run(["timeout", "3", "hping3", "--flood", "--rand-source", "-S", "-p", "11",
+                          lab.target.ipv4], check=False)  # fmt: skip
+    daemon.wait_for(r"sensors fall behind: the kernel dropped \d+ packets for them", since=mark)
+    status = lab.target.run([sys.executable, "-m", "portwarden", "status", "--json", "-c",
+                             str(daemon.log_path.with_suffix(".conf"))])  # fmt: skip
+    dropped = json.loads(status.stdout)["counters"]["packets_dropped"]
+    assert dropped == raw_socket_drops(lab) > 0
+    assert len(re.findall("sensors fall behind", daemon.log()[mark:])) == 1
+    assert daemon.proc.poll() is None

@@ -24,6 +24,7 @@ from portwarden.detect.probe import (
     os_probe_name,
     udp_os_tool,
 )
+from portwarden.net.drops import dropped
 from portwarden.net.local import unmapped
 from portwarden.net.packet import PAYLOAD_HEAD, Packet
 from portwarden.sensors.hostview import HostView
@@ -101,6 +102,11 @@ class ListenerSensor:
     @property
     def watched(self) -> frozenset[int]:
         return frozenset(self.ports.values())
+
+    def packets_dropped(self) -> int:
+        """Datagrams, or connections (a full accept backlog), the kernel dropped before we
+        read them."""
+        return dropped(self.sockets.values())
 
     def refresh(self) -> None:
         """Nothing to do: the bound sockets are the tripwires."""

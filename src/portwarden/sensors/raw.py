@@ -13,6 +13,7 @@ from collections.abc import Callable
 from portwarden import limits
 from portwarden.detect.probe import Probe, Proto, packet_probe
 from portwarden.net import bpf
+from portwarden.net.drops import dropped
 from portwarden.net.packet import (
     IPPROTO_TCP,
     IPPROTO_UDP,
@@ -91,6 +92,10 @@ class RawSensor:
         else:  # off (perhaps since a reload): no port is kept out by an earlier time
             self._served_at.clear()
         return self._candidates.difference(bound, self._served_at)
+
+    def packets_dropped(self) -> int:
+        """Packets the kernel dropped before we read them: the receive buffer was full."""
+        return dropped(self.sockets.values())
 
     def refresh(self) -> None:
         """Re-attach the kernel filter when the set of tripwire ports has changed."""
