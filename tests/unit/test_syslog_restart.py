@@ -8,15 +8,22 @@ from portwarden.alert.syslog import Syslog
 from tests.lab.syslogd import SyslogReceiver
 
 
-def test_the_first_line_after_a_syslog_restart_is_delivered(tmp_path: Path) -> None:
-    path = tmp_path / "log"
-    before = SyslogReceiver(path)
+def stopped_after_a_line(path: Path) -> tuple[Syslog, list[bool]]:
+    """A Syslog that delivered its first line to a receiver at `path`, which then stopped (its
+    path left behind, as a syslog daemon's); and what it counted (`sent` per line)."""
+    receiver = SyslogReceiver(path)
     counted: list[bool] = []
     syslog = Syslog(path, "daemon", counted.append)
     syslog.send("before the restart")
     assert syslog.flush(5)
-    before.wait_for("before the restart")
-    before.close()  # the daemon stops: our connected socket now gets ECONNREFUSED
+    receiver.wait_for("before the restart")
+    receiver.close()  # our connected socket now gets ECONNREFUSED
+    return syslog, counted
+
+
+def test_the_first_line_after_a_syslog_restart_is_delivered(tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    syslog, counted = stopped_after_a_line(path)
     syslog.send("while it is away")  # the path is still there, nobody reads it: dropped
     assert syslog.flush(5)
     path.unlink()
@@ -31,20 +38,14 @@ def test_the_first_line_after_a_syslog_restart_is_delivered(tmp_path: Path) -> N
     assert syslog.outage.dropped == 1
 
 
-def test_a_restart_between_lines_with_the_path_gone_and_back(tmp_path: Path) -> None:
-    """The path removed and bound again before the next line (ENOENT was never seen; the old
-    socket says ECONNREFUSED): that line is delivered too, nothing is dropped."""
+def test_a_restart_between_lines_loses_none(tmp_path: Path) -> None:
+    """The daemon restarted before the next line (the old socket says ECONNREFUSED): that line
+    is delivered on a new connection, nothing is dropped."""
     path = tmp_path / "log"
-    before = SyslogReceiver(path)
-    counted: list[bool] = []
-    syslog = Syslog(path, "daemon", counted.append)
-    syslog.send("one")
-    assert syslog.flush(5)
-    before.wait_for("one")
-    before.close()
+    syslog, counted = stopped_after_a_line(path)
     path.unlink()
     after = SyslogReceiver(path)
-    syslog.send("two")
+    syslog.send("the first line after the restart")
     syslog.close()
-    after.wait_for("two")
+    after.wait_for("the first line after the restart")
     assert counted == [True, True] and syslog.outage.dropped == 0
