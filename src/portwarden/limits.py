@@ -224,3 +224,12 @@ SYSLOG_DRAIN_S = 2.0
 # A reload's warnings sent to syslog one line each (they are all in stderr); the rest are
 # counted in one line. A configuration with hundreds of bad ignore lines must not flood syslog.
 RELOAD_WARNINGS_SENT_MAX = 20
+
+# EVENT_LOG_MAX_BYTES: no smaller than this. A size of a few bytes would rotate the event log at
+# every event, so EVENT_LOG_KEEP generations would hold only the last few events (a scan's
+# flood would rotate away its own summary). When a rotation fails (a directory where a
+# generation goes), events go on into the current file, and it is tried again each time the
+# file has grown by another EVENT_LOG_MAX_BYTES / EVENT_LOG_ROTATE_TRIES: a few renames per
+# that much written, not per event.
+EVENT_LOG_BYTES_MIN = 64 * 1024
+EVENT_LOG_ROTATE_TRIES = 16

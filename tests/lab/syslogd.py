@@ -15,14 +15,25 @@ class SyslogReceiver:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(path))
         self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         while True:
             try:
-                self.lines.append(self.sock.recv(8192).decode())
+                data = self.sock.recv(8192)
             except OSError:
                 return
+            if not data:  # shut down (close)
+                return
+            self.lines.append(data.decode())
+
+    def close(self) -> None:
+        """Stop as a syslog daemon does: the socket is gone once this returns (a socket closed
+        while a thread waits in recv() lives on until that returns), its path left behind."""
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self._reader.join(5)
+        self.sock.close()
 
     def wait_for(self, pattern: str, timeout: float = 15) -> str:
         deadline = time.monotonic() + timeout

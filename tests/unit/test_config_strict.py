@@ -20,7 +20,7 @@ from tests.conftest import require_lab
 
 SECONDS_KEYS = ("SCAN_TRIGGER_WINDOW", "SCAN_INTERVAL", "KILL_CMD_TIMEOUT", "SCAN_END_QUIET",
                 "SMTP_TIMEOUT", "BLOCK_DURATION", "BLOCK_DURATION_MAX", "AUDIT_INTERVAL",
-                "SERVICE_GONE_GRACE")  # fmt: skip
+                "SERVICE_GONE_GRACE", "SCAN_REPORT_INTERVAL")  # fmt: skip
 
 
 def write(tmp_path: Path, text: str) -> Path:

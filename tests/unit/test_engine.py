@@ -380,3 +380,51 @@ def test_at_stop_every_open_scan_and_os_run_is_summarised() -> None:
     assert ended == [("os-summary", "198.18.0.13"), ("scan-summary", "198.18.0.11"),
                      ("scan-summary", "198.18.0.12")]  # fmt: skip
     assert engine.tick(100.0, stopping=True) == []  # each once
+
+
+def test_a_slow_scan_is_reported_as_ongoing_and_then_its_next_part() -> None:
+    """One probe every 29 s is never quiet for SCAN_END_QUIET (30 s): at the first probe
+    SCAN_REPORT_INTERVAL or more after its start, the scan so far is summarised as ongoing, and
+    that probe starts the next part, which the next summary covers alone."""
+    engine = Engine(EngineConfig(scan_end_quiet_s=30, scan_report_s=100))
+    for n in range(4):  # 0, 29, 58, 87 s: not quiet, not yet 100 s long
+        assert kinds(engine, probe(port=n + 1, seen_at=1000 + 29 * n), 29 * n) == [("scan", n == 0)]
+        assert engine.tick(29 * n + 28) == []
+    verdicts = engine.feed(probe(port=5, seen_at=1116), 116)
+    assert [(v.kind, v.ongoing) for v in verdicts] == [("scan-summary", True), ("scan", False)]
+    assert summary(verdicts[0]) == ("scan-summary", "tcp", 4, 4, 1, 4, 1000, 1087,
+                                    ("TCP SYN/Normal scan",))  # fmt: skip
+    assert verdicts[0].modes == ("stcp",)
+    engine.feed(probe(port=6, seen_at=1145), 145)
+    assert engine.tick(174) == []
+    (final,) = engine.tick(175)
+    assert not final.ongoing
+    assert summary(final) == ("scan-summary", "tcp", 2, 2, 5, 6, 1116, 1145,
+                              ("TCP SYN/Normal scan",))  # fmt: skip
+    assert engine.tick(1000) == []
+
+
+def test_a_scan_below_the_trigger_gets_no_interim_summary() -> None:
+    """Only a scan that will be summarised (past the trigger) is; probes below it are not."""
+    engine = Engine(EngineConfig(trigger=3, window_s=1000, scan_report_s=10))
+    assert engine.feed(probe(port=1), 0) == []
+    assert engine.feed(probe(port=2), 20) == []
+    verdicts = engine.feed(probe(port=3), 40)  # past the trigger now: its scan began at 0
+    assert [(v.kind, v.ongoing) for v in verdicts] == [("scan", False)]
+    (interim, scan) = engine.feed(probe(port=4), 50)
+    assert (interim.kind, interim.ongoing, interim.probes, scan.kind) == (
+        "scan-summary", True, 3, "scan")  # fmt: skip
+
+
+def test_a_long_os_probe_run_is_reported_as_ongoing() -> None:
+    """OS probing from both protocols: the summary lists the modes of its probes."""
+    engine = Engine(EngineConfig(scan_report_s=20))
+    os_probe = functools.partial(probe, os_tool="nmap", tripwire=False)
+    assert kinds(engine, os_probe(port=80), 0) == [("os-probe", True)]
+    engine.feed(os_probe(port=81, proto=Proto.UDP, mode="sudp"), 9)
+    assert engine.feed(os_probe(port=82), 18) == []  # 18 s: not yet SCAN_REPORT_INTERVAL
+    (interim,) = engine.feed(os_probe(port=83), 24)
+    assert (interim.kind, interim.ongoing, interim.probes, interim.modes) == (
+        "os-summary", True, 3, ("stcp", "sudp"))  # fmt: skip
+    (final,) = engine.tick(24 + limits.OS_PROBE_QUIET_S)
+    assert (final.ongoing, final.probes, final.modes) == (False, 1, ("stcp",))

@@ -2,11 +2,14 @@
 away, and is reopened on SIGHUP."""
 
 import json
+import logging
 from pathlib import Path
+
+import pytest
 
 from portwarden.alert.dispatch import Alerts
 from portwarden.alert.jsonlog import JsonLog
-from portwarden.config import load_settings
+from portwarden.config import ConfigError, load_settings
 
 LINE = len('{"n":0}\n')
 
@@ -61,3 +64,49 @@ def test_reopen_follows_logrotate_and_keeps_the_old_file_if_it_cannot(tmp_path: 
     delivered = alerts.delivered()
     assert delivered["sent"]["json"] == 3  # the last one into the old file, which is still open
     assert delivered["dropped"]["json"] == {"rate_limit": 0, "error": 0}
+
+
+def test_a_failed_rotation_keeps_appending_says_it_once_and_rotates_when_it_can(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A directory where the oldest generation goes makes the rotation fail: no event is lost
+    (they go on into the current file), the failure is logged once, the rotation is tried again
+    as the file grows (not at every event), and works once the directory is gone."""
+    path = tmp_path / "events.jsonl"
+    log = JsonLog(path, max_bytes=64 * LINE, keep=2)
+    for n in range(65):
+        log.write({"n": n})  # rotates once: events.jsonl.1
+    blocker = tmp_path / "events.jsonl.2"
+    (blocker / "inside").mkdir(parents=True)  # os.replace(.1, .2) fails: a directory
+    with caplog.at_level(logging.INFO, logger="portwarden"):
+        for n in range(65, 200):
+            log.write({"n": n})  # not one OSError: every event is written
+        tries = log.rotation.dropped
+        (blocker / "inside").rmdir()
+        blocker.rmdir()
+        log.write({"n": 200})
+    log.close()
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2, said
+    assert said[0].startswith(f"JSON event log {path}: rotation failing: [Errno 21] Is a dir")
+    assert said[0].endswith("; events go on into the current file; it is tried again as the "
+                            "file grows")  # fmt: skip
+    assert said[1] == f"JSON event log {path}: rotation works again ({tries} tries failed so far)"
+    assert 2 <= tries <= (200 - 65) // 2  # a try per EVENT_LOG_MAX_BYTES/16 (3 lines here)
+    assert log.outage.dropped == 0
+    # The generations in order, the one that grew while rotation failed in the middle.
+    oldest, grown = numbers(tmp_path / "events.jsonl.2"), numbers(tmp_path / "events.jsonl.1")
+    assert oldest[0] == 0 and grown[-1] == 199 and len(grown) > 100
+    assert oldest + grown + numbers(path) == list(range(201))
+
+
+def test_event_log_max_bytes_has_a_floor(tmp_path: Path) -> None:
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text('\nEVENT_LOG_MAX_BYTES="65535"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(conf)
+    assert str(caught.value) == (
+        f'{conf}:2: EVENT_LOG_MAX_BYTES="65535": must be at least 65536 (64 KiB), in bytes'
+    )
+    conf.write_text('EVENT_LOG_MAX_BYTES="65536"\n')
+    assert load_settings(conf).event_log_max_bytes == 65536

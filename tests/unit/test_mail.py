@@ -312,10 +312,11 @@ def test_the_os_probe_mail_names_the_host_and_both_protocols() -> None:
                   Proto.UDP, 40000, 33000, "sudp", "", "", seen_at=1.7e9,
                   os_tool="nmap")  # fmt: skip
     verdict = Verdict("os-summary", probe, True, 2, 2, 0.0, patterns=("SYN/SEQ1", "udp/U1"),
-                      first_probe=probe, types=("nmap",))  # fmt: skip
+                      first_probe=probe, types=("nmap",), modes=("sudp", "stcp"))  # fmt: skip
     lines = body(verdict, None, "not blocked", "target.example").splitlines()
     assert lines[0] == "Target host:     target.example"
     assert "Protocol:        TCP+UDP" in lines
+    assert "Mode:            stcp+sudp" in lines  # the modes agree with the protocols
     assert "Flag patterns:   SYN/SEQ1 udp/U1" in lines
 
 

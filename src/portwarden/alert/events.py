@@ -34,11 +34,13 @@ def probe_event(verdict: Verdict) -> dict[str, Any]:
 
 
 def summary_event(verdict: Verdict, action: str, now: float) -> dict[str, Any]:
-    """`scan-summary` (one scan of one protocol) or `os-summary` (one run of OS probing)."""
+    """`scan-summary` (one scan of one protocol) or `os-summary` (one run of OS probing);
+    `ongoing`: an interim one, of the part so far of a scan that goes on."""
     p, first = verdict.probe, verdict.first_probe or verdict.probe
     event: dict[str, Any] = {
         "time": stamp(now), "event": verdict.kind, "src": str(p.src), "dst": str(p.dst),
         "started": stamp(first.seen_at), "last_seen": stamp(p.seen_at), "probes": verdict.probes,
+        "ongoing": verdict.ongoing,
     }  # fmt: skip
     if verdict.kind == "os-summary":
         event.update(tools=list(verdict.types), patterns=list(verdict.patterns))

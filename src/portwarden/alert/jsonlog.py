@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from portwarden import limits
 from portwarden.alert.outage import Outage
 from portwarden.statedir import unusable_directory
 
@@ -52,15 +53,21 @@ def _not_a_log_file(mode: int) -> str | None:
 class JsonLog:
     def __init__(self, path: Path, max_bytes: int, keep: int) -> None:
         """Past `max_bytes` the file becomes `path.1`, the old `.1` becomes `.2`, and so on;
-        `keep` generations are kept, the oldest is removed. Raises OSError when the file
-        cannot be opened."""
+        `keep` generations are kept, the oldest is removed. A rotation that fails (a directory
+        where a generation goes) is logged once; events go on into the current file, and it is
+        tried again as the file grows (limits.EVENT_LOG_ROTATE_TRIES). Raises OSError when the
+        file cannot be opened."""
         self._path = path
         self._max = max_bytes
         self._keep = keep
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._size = 0
+        self._rotate_at = max_bytes  # the size past which the file is rotated
         self.outage = Outage(f"JSON event log {path}", "events")
+        self.rotation = Outage(f"JSON event log {path}: rotation", "tries",
+                               effect="events go on into the current file; it is tried again "
+                                      "as the file grows")  # fmt: skip
         self.reopen()
 
     def reopen(self) -> None:
@@ -84,7 +91,7 @@ class JsonLog:
             os.close(fd)
             raise OSError(errno.EINVAL, problem)
         self._close()
-        self._fd, self._size = fd, info.st_size
+        self._fd, self._size, self._rotate_at = fd, info.st_size, self._max
 
     def write(self, event: dict[str, Any]) -> None:
         """Raises OSError when the event was not written (none of it is in the file). The
@@ -101,7 +108,7 @@ class JsonLog:
     def _append(self, data: bytes) -> None:
         if self._fd is None:
             raise OSError(errno.EBADF, "the event log was closed (reload)")
-        if self._size + len(data) > self._max:
+        if self._size + len(data) > self._rotate_at:
             self._rotate()
         written = os.write(self._fd, data)
         if written < len(data):  # the disk is full: take back the part line
@@ -112,14 +119,21 @@ class JsonLog:
 
     def _rotate(self) -> None:
         """Shift the generations and start a new file. The file may be gone already (logrotate
-        moved it and no SIGHUP came yet): then a new one is simply opened, and no event is lost."""
+        moved it and no SIGHUP came yet): then a new one is simply opened, and no event is lost.
+        On failure the current file stays in use (see __init__)."""
         moves = [
             (self._generation(n), self._generation(n + 1)) for n in range(self._keep - 1, 0, -1)
         ]
-        for old, new in [*moves, (self._path, self._generation(1))]:
-            with contextlib.suppress(FileNotFoundError):
-                os.replace(old, new)
-        self._open()
+        try:
+            for old, new in [*moves, (self._path, self._generation(1))]:
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(old, new)
+            self._open()
+        except OSError as error:
+            self.rotation.failed(str(error))  # names the files: '/x/events.jsonl.1' -> ...
+            self._rotate_at = self._size + self._max // limits.EVENT_LOG_ROTATE_TRIES
+            return
+        self.rotation.worked()
 
     def _generation(self, number: int) -> Path:
         return self._path.with_name(f"{self._path.name}.{number}")

@@ -1,7 +1,7 @@
 """The stable one-line form of a verdict: `attack key=value ...`, the same for every kind.
 
 Fields, in this order: kind src dst proto port type mode flags probes ports first [os]
-[patterns] [ip_options] time; the log adds `action` to summaries (alert.dispatch). `ports`
+[patterns] [ongoing] [ip_options] time; the log adds `action` to summaries (alert.dispatch). `ports`
 stops counting at limits.PORTS_TRACKED_MAX, shown as `64+`. Values with spaces are
 double-quoted; anything from the network is escaped by one_line, so a line can never be split
 or forged.
@@ -39,6 +39,8 @@ def verdict_line(verdict: Verdict, action: str = "") -> str:
         fields.append(("os", p.os_match))
     if verdict.kind.startswith("os-"):
         fields.append(("patterns", " ".join(verdict.patterns)))
+    if verdict.ongoing:
+        fields.append(("ongoing", "yes"))
     if p.ip_options:
         fields.append(("ip_options", "yes"))
     stamp = datetime.fromtimestamp(p.seen_at, UTC).isoformat(timespec="milliseconds")

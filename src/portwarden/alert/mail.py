@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from portwarden import limits
 from portwarden.alert.mailbudget import MailBudget
+from portwarden.alert.portsentry import ONGOING
 from portwarden.config import Settings
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Proto
@@ -65,8 +66,10 @@ def subject_template(configured: str | None, verdict: Verdict) -> str:
     if configured is not None:
         return configured
     if verdict.kind == "os-summary":
-        return OS_PROBE_SUBJECT.format(tools=", ".join(verdict.types))
-    return SCAN_SUBJECT
+        default = OS_PROBE_SUBJECT.format(tools=", ".join(verdict.types))
+    else:
+        default = SCAN_SUBJECT
+    return f"{default} ({ONGOING})" if verdict.ongoing else default
 
 
 def subject(template: str, verdict: Verdict) -> str:
@@ -85,6 +88,13 @@ def subject(template: str, verdict: Verdict) -> str:
             out.append(template[i])
             i += 1
     return "".join(out)
+
+
+def modes(verdict: Verdict) -> str:
+    """The modes of the summary's probes, TCP's first as in `protocol` ("stcp+sudp" for
+    OS probing over both)."""
+    seen = sorted(verdict.modes, key=lambda mode: mode.endswith("udp")) or [verdict.probe.mode]
+    return "+".join(seen)
 
 
 def scan_type(verdict: Verdict) -> str:
@@ -109,7 +119,7 @@ def body(verdict: Verdict, name: str | None, action: str, host: str) -> str:
         f"Destination:     {p.dst}",
         f"Protocol:        {protocol(verdict)}",
         f"Scan type:       {scan_type(verdict)}",
-        f"Mode:            {p.mode}",
+        f"Mode:            {modes(verdict)}",
         f"Started:         {local_stamp(first.seen_at)}",
         f"Last seen:       {local_stamp(p.seen_at)}",
         f"Probes:          {verdict.probes}",
@@ -118,6 +128,9 @@ def body(verdict: Verdict, name: str | None, action: str, host: str) -> str:
         f"Last port:       {p.dport} at {local_stamp(p.seen_at)}",
         f"Action:          {action}",
     ]
+    if verdict.ongoing:
+        lines.append(f"Status:          {ONGOING}: this report covers the scan so far; the next "
+                     "covers what comes after")  # fmt: skip
     # Every part is ours or already escaped (the source's name by safe_hostname): no second
     # escape.
     return "\n".join(lines) + "\n"

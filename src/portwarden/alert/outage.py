@@ -8,12 +8,17 @@ log = logging.getLogger("portwarden")
 
 
 class Outage:
-    def __init__(self, name: str, unit: str, level: int = logging.ERROR) -> None:
+    def __init__(self, name: str, unit: str, level: int = logging.ERROR,
+                 effect: str | None = None) -> None:  # fmt: skip
         """`name`: the output as the administrator knows it (`JSON event log /path`);
-        `unit`: what it drops (`events`); `level`: of the line that says it fails."""
+        `unit`: what it drops (`events`); `level`: of the line that says it fails; `effect`:
+        what happens meanwhile, for a failure that drops nothing (then `unit` counts the
+        failures: `tries`)."""
         self._name = name
         self._unit = unit
         self._level = level
+        self._effect = effect or f"{unit} are dropped and counted until it works"
+        self._counted = "dropped" if effect is None else "failed"
         self.dropped = 0  # since start
         self._failing = False
 
@@ -22,11 +27,10 @@ class Outage:
         self.dropped += 1
         if not self._failing:
             self._failing = True
-            log.log(self._level, "%s failing: %s; %s are dropped and counted until it works",
-                    self._name, why, self._unit)  # fmt: skip
+            log.log(self._level, "%s failing: %s; %s", self._name, why, self._effect)
 
     def worked(self) -> None:
         if self._failing:
             self._failing = False
-            log.info("%s works again (%d %s dropped so far)", self._name, self.dropped,
-                     self._unit)  # fmt: skip
+            log.info("%s works again (%d %s %s so far)", self._name, self.dropped, self._unit,
+                     self._counted)  # fmt: skip

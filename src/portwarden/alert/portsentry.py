@@ -85,12 +85,18 @@ def details_line(probe: Probe) -> str:
     return f"{proto} {probe.src}({probe.sport}) -> {probe.dst}({probe.dport})"
 
 
+ONGOING = "still going"  # the words of an interim summary's lines and mail (Verdict.ongoing)
+
+
 def summary_line(verdict: Verdict) -> str:
-    """scandetd's scan summary, with the scan types seen."""
+    """scandetd's scan summary, with the scan types seen; an interim one says the scan goes
+    on (after scandetd's words, so that filters for them still match)."""
     p = verdict.probe
     if verdict.kind == "os-summary":
-        return f"Possible {'/'.join(verdict.types)} OS probe from {p.src}"
-    return f"Possible port scan from {p.src} to {p.dst} ({', '.join(verdict.types)})"
+        line = f"Possible {'/'.join(verdict.types)} OS probe from {p.src}"
+    else:
+        line = f"Possible port scan from {p.src} to {p.dst} ({', '.join(verdict.types)})"
+    return f"{line}, {ONGOING} ({verdict.probes} probes so far)" if verdict.ongoing else line
 
 
 def action_lines(address: str, actions: tuple[Action, ...], nft_table: str) -> list[str]:

@@ -5,10 +5,13 @@ queue to the socket in order, waiting for room at most limits.SYSLOG_WAIT_S per 
 syslog(3)'s blocking send would without its risk: a burst that overflows the socket's queue
 (net.unix.max_dgram_qlen) is delivered, a syslog daemon that hangs never slows the caller. A
 line that cannot go (no syslog daemon, no room in time, a full queue) is counted as dropped;
-the socket is reopened for the next.
+the socket is reopened for the next. When the syslog daemon has restarted, the connected socket
+fails (ECONNREFUSED, ENOTCONN, or ENOENT once the path is gone): as syslog(3) does, the line is
+tried once more on a new connection before it is counted as dropped.
 """
 
 import collections
+import errno
 import logging
 import os
 import select
@@ -31,6 +34,7 @@ SEVERITIES = {"alert": 1, "crit": 2, "err": ERROR, "warning": WARNING, "notice":
 _LINE_MAX = 2000
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _RECONNECT = b""  # in the queue: connect again before the next line (a line is never empty)
+_PEER_GONE = frozenset({errno.ECONNREFUSED, errno.ENOTCONN, errno.ENOENT})  # daemon restarted
 
 
 def timestamp(epoch: float) -> str:
@@ -118,18 +122,22 @@ class Syslog:
         self._disconnect()
 
     def _write(self, data: bytes) -> bool:
-        try:
-            if self._sock is None:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-                self._sock.setblocking(False)
-                self._sock.connect(self._path)
-            self._send_in_time(self._sock, data)
-        except OSError as error:
-            self._disconnect()
-            self.outage.failed(error.strerror or str(error))
-            return False
-        self.outage.worked()
-        return True
+        while True:  # twice at most: the second try is on a new socket
+            fresh = self._sock is None
+            try:
+                if self._sock is None:
+                    self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                    self._sock.setblocking(False)
+                    self._sock.connect(self._path)
+                self._send_in_time(self._sock, data)
+            except OSError as error:
+                self._disconnect()
+                if not fresh and error.errno in _PEER_GONE:
+                    continue  # the syslog daemon restarted: connect to the new one
+                self.outage.failed(error.strerror or str(error))
+                return False
+            self.outage.worked()
+            return True
 
     @staticmethod
     def _send_in_time(sock: socket.socket, data: bytes) -> None:

@@ -125,6 +125,7 @@ class Settings:
     smtp_retry_delay: float
     audit_severity_portmapper: str
     blocks_max: int
+    scan_report_interval: float
     ignored_networks: tuple[Network, ...]
     warnings: tuple[str, ...] = ()
 
@@ -291,7 +292,7 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
         log_details=read.get("LOG_DETAILS", values.flag, False),
         scan_end_quiet=read.get("SCAN_END_QUIET", values.seconds, 30.0),
         event_log=read.path("EVENT_LOG", state_dir / "events.jsonl"),
-        event_log_max_bytes=read.get("EVENT_LOG_MAX_BYTES", values.positive, 50_000_000),
+        event_log_max_bytes=read.get("EVENT_LOG_MAX_BYTES", values.log_size, 50_000_000),
         mail_on_tcp_scan=read.get("MAIL_ON_TCP_SCAN", values.flag, False),
         mail_on_udp_scan=read.get("MAIL_ON_UDP_SCAN", values.flag, False),
         mail_on_os_probe=read.get("MAIL_ON_OS_PROBE", values.flag, False),
@@ -332,6 +333,7 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
         smtp_retry_delay=read.get("SMTP_RETRY_DELAY", values.seconds, 300.0),
         audit_severity_portmapper=read.get("AUDIT_SEVERITY_PORTMAPPER", values.severity, "err"),
         blocks_max=read.get("BLOCKS_MAX", values.count, 100_000),
+        scan_report_interval=read.get("SCAN_REPORT_INTERVAL", values.seconds, 300.0),
         ignored_networks=(),
     )
     warnings += [

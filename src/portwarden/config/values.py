@@ -7,7 +7,7 @@ from enum import Enum, IntEnum
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
-from portwarden.limits import BLOCK_SECONDS_MAX, PORTS_TRACKED_MAX
+from portwarden.limits import BLOCK_SECONDS_MAX, EVENT_LOG_BYTES_MIN, PORTS_TRACKED_MAX
 
 M = TypeVar("M", bound=Enum)
 
@@ -106,6 +106,14 @@ def positive(text: str) -> int:
     value = count(text)
     if value < 1:
         raise ValueError("must be at least 1")
+    return value
+
+
+def log_size(text: str) -> int:
+    """EVENT_LOG_MAX_BYTES: at least limits.EVENT_LOG_BYTES_MIN."""
+    value = count(text)
+    if value < EVENT_LOG_BYTES_MIN:
+        raise ValueError(f"must be at least {EVENT_LOG_BYTES_MIN} (64 KiB), in bytes")
     return value
 
 

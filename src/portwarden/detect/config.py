@@ -58,4 +58,5 @@ def engine_config(settings: Settings, ignore: IgnoreList,
         udp_rules=settings.udp_scan_ignore
         + late_reply_rules(settings.udp_reply_source_ports, late_reply_ports),
         scan_end_quiet_s=settings.scan_end_quiet,
+        scan_report_s=settings.scan_report_interval,
     )

@@ -42,6 +42,9 @@ class EngineConfig:
     udp_rules: tuple[HostScanRule, ...] = ()
     sources_max: int = limits.SOURCES_MAX  # fixed when the engine is made
     scan_end_quiet_s: float = 30.0  # SCAN_END_QUIET: a scan this quiet is over; summarise it
+    # SCAN_REPORT_INTERVAL: a scan (or OS-probe run) going on this long is summarised as
+    # ongoing at its next probe, which starts the next part of it
+    scan_report_s: float = 300.0
 
 
 class Verdict(NamedTuple):
@@ -59,6 +62,10 @@ class Verdict(NamedTuple):
     kind "os-summary": the same for a run of OS probing (quiet for limits.OS_PROBE_QUIET_S):
     `probes` OS probes, `patterns` every flag pattern ("udp" for a UDP probe) with nmap's name
     for the probe when known ("SYN/SEQ1"), `types` the tools.
+    A summary is `ongoing` when its scan (or run) is not over: a probe came scan_report_s or
+    more after its first one. It covers the probes before that one, which starts the next part
+    of the same scan, counted afresh: the next summary (ongoing or not) covers that part only.
+    `modes`: the sensor modes of a summary's probes ("stcp", "sudp"), as first seen.
     `first` is True for the first verdict of its kind in the source's current episode: act
     on that one; the later ones only report. Summaries are always first.
     """
@@ -72,6 +79,8 @@ class Verdict(NamedTuple):
     patterns: tuple[str, ...] = ()  # OS probes, scan summaries: flag patterns seen
     first_probe: Probe | None = None  # summaries: the first probe
     types: tuple[str, ...] = ()  # summaries: scan types (scan) or tools (OS) seen
+    ongoing: bool = False  # summaries: the scan goes on (see above)
+    modes: tuple[str, ...] = ()  # summaries: the modes of its probes
 
 
 class SourceView(NamedTuple):
@@ -90,9 +99,13 @@ class _Run:
     probing, from its first probe until it has been quiet long enough to be summarised."""
 
     __slots__ = ("first_seen", "last_seen", "first_probe", "last_probe", "probes", "ports",
-                 "kinds", "tools", "flags")  # fmt: skip
+                 "kinds", "tools", "flags", "modes")  # fmt: skip
 
     def __init__(self, probe: Probe, now: float) -> None:
+        self.begin(probe, now)
+
+    def begin(self, probe: Probe, now: float) -> None:
+        """Count afresh from `probe` on (a new run, or the next part of one: see Verdict)."""
         self.first_seen = now
         self.last_seen = now
         self.first_probe = probe
@@ -102,6 +115,7 @@ class _Run:
         self.kinds: tuple[str, ...] = ()  # scan types, or OS flag patterns
         self.tools: tuple[str, ...] = ()  # OS-probing tools
         self.flags: tuple[str, ...] = ()  # TCP flag combinations (a scan's)
+        self.modes: tuple[str, ...] = ()  # sensor modes: at most six
 
     def add(self, probe: Probe, now: float, kind: str) -> None:
         self.last_seen = now
@@ -116,6 +130,8 @@ class _Run:
             self.flags += (flags,)
         if probe.os_tool is not None and probe.os_tool not in self.tools:
             self.tools += (probe.os_tool,)  # two tools at most: nmap, queso
+        if probe.mode not in self.modes:
+            self.modes += (probe.mode,)
 
 
 class _Source:
@@ -191,21 +207,20 @@ class _Bounded(Generic[K, V]):
         return itertools.chain(self._heavy.items(), self._light.items())
 
     def put(self, key: K, value: V, weight: int, now: float) -> None:
-        """Add `key`, or mark it seen at `now`; `weight` only grows, so it never moves back."""
-        if weight > 1:
-            table = self._heavy
-            if key in table:
-                table.move_to_end(key)
-                return
+        """Add `key`, or mark it seen at `now`. An entry once heavy stays heavy, whatever
+        `weight` says now (a run counted afresh for its next part: see Verdict)."""
+        heavy = self._heavy
+        if key in heavy:
+            heavy.move_to_end(key)
+        elif weight > 1:
             if self._light.pop(key, None) is None:
                 self._make_room(now)
+            heavy[key] = value
+        elif key in self._light:
+            self._light.move_to_end(key)
         else:
-            table = self._light
-            if key in table:
-                table.move_to_end(key)
-                return
             self._make_room(now)
-        table[key] = value
+            self._light[key] = value
 
     def _make_room(self, now: float) -> None:
         """Evict an entry if the table is full (see the class)."""
@@ -285,10 +300,14 @@ class Engine:
         if port not in state.ports and len(state.ports) < limits.PORTS_TRACKED_MAX:
             state.ports.append(port)
         key = (tcp, address)
-        scan = state.scan(tcp)
-        if scan is None:  # a scan still waiting for its summary goes on (after an eviction)
-            scan = self._scan_waiting.get(key) or _Run(probe, now)
-            state.set_scan(tcp, scan)
+        # A scan still waiting for its summary goes on (after an eviction too).
+        scan = state.scan(tcp) or self._scan_waiting.get(key)
+        if scan is None:
+            scan = _Run(probe, now)
+        elif key in self._scan_waiting:
+            verdicts += self._interim("scan-summary", scan, probe, now,
+                                      self.config.scan_end_quiet_s)  # fmt: skip
+        state.set_scan(tcp, scan)
         scan.add(probe, now, probe.scan)
         if self._scanner(state, now, gap, port, probe.mode in RAW_MODES):
             verdicts.append(Verdict("scan", probe, not state.scan_reported, state.probes,
@@ -399,20 +418,39 @@ class Engine:
         self, state: _Source, address: bytes, probe: Probe, now: float
     ) -> list[Verdict]:
         pattern = probe.os_pattern
-        run = self._os_waiting.get(address) or _Run(probe, now)
+        run = self._os_waiting.get(address)
+        verdicts: list[Verdict] = []
+        if run is None:
+            run = _Run(probe, now)
+        else:
+            verdicts = self._interim("os-summary", run, probe, now, limits.OS_PROBE_QUIET_S)
         run.add(probe, now, pattern)
         self._os_waiting.put(address, run, len(run.ports), now)
         tool = probe.os_tool or ""
         if tool in state.tools_reported:
-            return []
+            return verdicts
         state.tools_reported += (tool,)
-        return [Verdict("os-probe", probe, True, state.probes, len(state.ports), state.first_seen,
-                        run.kinds)]  # fmt: skip
+        return [*verdicts, Verdict("os-probe", probe, True, state.probes, len(state.ports),
+                                   state.first_seen, run.kinds)]  # fmt: skip
+
+    def _interim(
+        self, kind: str, run: _Run, probe: Probe, now: float, quiet_s: float
+    ) -> list[Verdict]:
+        """The ongoing summary of `run` if `probe` comes scan_report_s or more after its first
+        one (a slow scan, one probe every 29 s, is never quiet for SCAN_END_QUIET); `run` then
+        starts its next part. Else nothing: also for a run already quiet for `quiet_s`, which
+        is over, not ongoing (tick() has not summarised it yet)."""
+        if now - run.first_seen < self.config.scan_report_s or now - run.last_seen >= quiet_s:
+            return []
+        summary = self._summary(kind, run, ongoing=True)
+        run.begin(probe, now)
+        return [summary]
 
     @staticmethod
-    def _summary(kind: str, run: _Run) -> Verdict:
+    def _summary(kind: str, run: _Run, ongoing: bool = False) -> Verdict:
         if kind == "os-summary":
-            return Verdict(kind, run.last_probe, True, run.probes, len(run.ports),
-                           run.first_seen, run.kinds, run.first_probe, run.tools)  # fmt: skip
+            patterns, types = run.kinds, run.tools
+        else:
+            patterns, types = run.flags, run.kinds
         return Verdict(kind, run.last_probe, True, run.probes, len(run.ports), run.first_seen,
-                       run.flags, run.first_probe, run.kinds)  # fmt: skip
+                       patterns, run.first_probe, types, ongoing, run.modes)  # fmt: skip
