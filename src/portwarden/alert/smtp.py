@@ -211,7 +211,11 @@ def unreachable(error: Exception) -> bool:
 
 
 def _reason(error: Exception) -> str:
-    """Why a delivery failed: the relay's reply (`451 4.3.0 Try again later`) when it gave one."""
+    """Why a delivery failed: the relay's reply (`451 4.3.0 Try again later`) when it gave one;
+    each recipient's when it refused them all."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return "; ".join(f"{address}: {code} {reply.decode('utf-8', 'replace')}"
+                         for address, (code, reply) in error.recipients.items())  # fmt: skip
     if isinstance(error, smtplib.SMTPResponseException):
         reply = error.smtp_error
         text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
