@@ -143,9 +143,22 @@ MAIL_HELD_LISTED_MAX = 20
 # The longest a stop waits for queued mail to be sent; what is left is counted and said.
 MAIL_STOP_WAIT_S = 15.0
 
-# Mails a 4xx reply turned away, waiting to be tried once more (SMTP_RETRY_DELAY): a relay that
-# defers every mail cannot make them grow past this; later ones are not tried again.
+# Mails a relay turned away for now (a 4xx reply, a refused or timed-out connection), waiting to
+# be tried again (SMTP_RETRY_DELAY): a dead relay cannot make them grow past this; later ones are
+# not tried again before a restart (they stay in the store).
 MAIL_RETRIES_MAX = MAIL_QUEUE_MAX
+
+# Reports kept in the store (mailed or not): the latest this many, and none older than this age
+# (removed at start). A flood of scans cannot grow the store without bound.
+MAIL_REPORTS_KEPT_MAX = 10_000
+MAIL_REPORTS_KEPT_S = 30 * 86_400.0
+
+# Reports not mailed before a stop that a start queues again (the oldest first; the rest stay in
+# the store): a long outage cannot make one start send thousands of mails.
+MAIL_RESUMED_MAX = MAIL_QUEUE_MAX
+
+# The mail thread's stop line names at most this many reports not sent (then "and N more").
+MAIL_UNSENT_NAMED_MAX = 10
 
 # JSON probe events written per second (summaries, blocks and caps are always written).
 JSON_EVENTS_PER_S = 200

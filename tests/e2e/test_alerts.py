@@ -2,15 +2,18 @@
 datagram socket, the JSON event log; none of them can stall detection or be forged."""
 
 import email
+import email.utils
 import errno
 import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from email.message import Message
 from pathlib import Path
 
@@ -48,6 +51,16 @@ def wait_for_mail(folder: Path, count: int, timeout: float = 30) -> list[Message
         assert time.monotonic() < deadline, f"only {len(list(folder.glob('*.eml')))} mails"
         time.sleep(0.1)
     return [email.message_from_bytes(p.read_bytes()) for p in sorted(folder.glob("*.eml"))]
+
+
+def stamp_of(logged: str) -> float:
+    """An attack line's `time=` (UTC, ISO 8601 with milliseconds) in epoch seconds."""
+    return datetime.fromisoformat(logged.replace("Z", "+00:00")).timestamp()
+
+
+def local_time(text: str) -> int:
+    """A mail's time (`2026-11-24 13:09:42 +0100`) in epoch seconds."""
+    return int(datetime.strptime(text, "%Y-%m-%d %H:%M:%S %z").timestamp())
 
 
 def test_mail_syslog_json_and_fail2ban_for_an_nmap_scan(
@@ -97,7 +110,16 @@ def test_mail_syslog_json_and_fail2ban_for_an_nmap_scan(
     assert body["Probes"] == str(len(seen)) and body["Distinct ports"] == str(len(set(seen)))
     assert body["First port"].split()[0] == seen[0]
     assert body["Last port"].split()[0] == seen[-1]
-    assert body["Started"] <= body["Last seen"]
+    # The times are the probes' own (logged to the millisecond), in whole seconds.
+    probed = [stamp_of(a["time"]) for a in daemon.attacks(src=attacker.ipv4, kind="scan")]
+    assert local_time(body["Started"]) == int(probed[0])
+    assert local_time(body["Last seen"]) == int(probed[-1])
+    assert local_time(body["First port"].split(" at ")[1]) == int(probed[0])
+    assert local_time(body["Last port"].split(" at ")[1]) == int(probed[-1])
+    assert body["Mode"] == "stcp"
+    sent = email.utils.parsedate_to_datetime(mail["Date"]).timestamp()
+    assert int(probed[-1]) <= sent <= time.time()
+    assert mail["Auto-Submitted"] == "auto-generated"
     assert body["Action"] == "blocked via nft until forever"
     assert body["Flags seen"] == "SYN"
     # Syslog: PortSentry's wording, our ident and the configured facility (local3 = 19).
@@ -184,7 +206,11 @@ def test_a_dead_relay_never_stalls_detection(lab: Lab, start_daemon: StartDaemon
         nmap(lab.attackers[1].run, "-sS", "-p", "15", lab.target.ipv4)
         daemon.wait_for_attack(mark, src=lab.attackers[1].ipv4, port="15")
         assert time.monotonic() - started < 3  # while the relay hangs for up to 5 s
-        daemon.wait_for(r"mail to admin@example.org via .* failed", timeout=20)
+        daemon.wait_for(
+            r"mail 'portwarden: TCP scan from [^']*' via .*: not delivered to "
+            r"admin@example.org for now \(.*\); trying again in 300 s",
+            timeout=20,
+        )
         # The event is kept regardless.
         events = (daemon.log_path.parent / "state" / "events.jsonl").read_text()
         assert '"event":"scan-summary"' in events
@@ -192,6 +218,52 @@ def test_a_dead_relay_never_stalls_detection(lab: Lab, start_daemon: StartDaemon
         if server:
             server.kill()
         daemon.stop()
+
+
+@pytest.mark.parametrize("relay", ["550", "451", "down"])
+def test_a_relay_that_refuses_for_good_or_for_now(lab: Lab, start_daemon: StartDaemon,
+                                                  tmp_path: Path, relay: str) -> None:  # fmt: skip
+    """550 at RCPT: final, said with the report's subject. 451 at DATA, or no relay listening
+    (connection refused): tried again after SMTP_RETRY_DELAY and delivered once the relay takes
+    it; the report is in the store with its outcome."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    args = {"550": ["--refuse", "admin@example.org"], "451": ["--defer-data", "1"], "down": []}
+    server = None if relay == "down" else smtp_server(
+        lab, lab.client.ipv4, "2532", str(inbox), *args[relay])  # fmt: skip
+    daemon = start_daemon("-stcp", conf=(
+        'UDP_MODE="none"\nMAIL_ON_TCP_SCAN="1"\nSCAN_END_QUIET="1"\nMAIL_TO="admin@example.org"\n'
+        f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2532"\nSMTP_RETRY_DELAY="1"\n'))  # fmt: skip
+    attacker = lab.attackers[0]
+    title = f"portwarden: TCP scan from {attacker.ipv4} to {lab.target.ipv4}"
+    try:
+        nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+        if relay == "550":
+            daemon.wait_for(
+                rf"mail '{title}' to admin@example.org via \S+ port 2532 failed: "
+                r"admin@example.org: 550 5\.1\.1 <admin@example.org>: Recipient address rejected"
+            )
+            time.sleep(1.5)  # past SMTP_RETRY_DELAY: it is not tried again
+            assert "trying again" not in daemon.log() and not list(inbox.glob("*.eml"))
+            expected = ("failed", None)
+        else:
+            daemon.wait_for(
+                rf"mail '{title}' via \S+ port 2532: not delivered to "
+                r"admin@example.org for now \(.*\); trying again in 1 s"
+            )
+            if server is None:  # the relay comes back
+                server = smtp_server(lab, lab.client.ipv4, "2532", str(inbox))
+            (mail,) = wait_for_mail(inbox, 1, timeout=10)
+            assert mail["Subject"] == title
+            expected = ("sent", True)
+        daemon.stop()
+    finally:
+        if server is not None:
+            server.kill()
+    with sqlite3.connect(daemon.log_path.parent / "state" / "portwarden.db") as db:
+        rows = db.execute("SELECT kind, subject, outcome, mailed FROM reports").fetchall()
+    assert [(kind, subject, outcome, mailed and True) for kind, subject, outcome, mailed in rows] \
+        == [("scan-summary", title, *expected)]  # fmt: skip
 
 
 def test_hostile_reverse_dns_name_cannot_inject_lines(lab: Lab, syslog: SyslogReceiver,
@@ -469,7 +541,10 @@ def test_a_full_disk_under_the_event_log(lab: Lab, tmp_path: Path) -> None:
         assert [json.loads(line)["event"] for line in lines] == ["padding"]  # no part line
         (view / "filler").unlink()
         nmap(lab.attackers[2].run, "-sS", "-p", "11", lab.target.ipv4)
-        daemon.wait_for(r"JSON event log \S+ works again \(2 events dropped so far\)")
+        daemon.wait_for(
+            r"JSON event log \S+ works again \(2 events dropped since it failed, 2 so "
+            r"far\)"
+        )
         written = [json.loads(line) for line in events.read_text().splitlines()]
         assert [(e["event"], e.get("src")) for e in written] == [
             ("padding", None), ("scan", lab.attackers[2].ipv4)]  # fmt: skip

@@ -1,8 +1,11 @@
 """A real SMTP server (aiosmtpd) for a lab host: each message is saved as a .eml file.
 
-usage: smtp.py ADDRESS PORT FOLDER [--tls CERT KEY] [--auth USER PASSWORD]
+usage: smtp.py ADDRESS PORT FOLDER [--tls CERT KEY] [--auth USER PASSWORD] [--refuse ADDRESS]
+               [--defer-data N]
            a working relay; with --tls it requires STARTTLS, with --auth a login (after
-           STARTTLS), and writes the login name of each message beside it (NNNN.login)
+           STARTTLS), and writes the login name of each message beside it (NNNN.login);
+           --refuse: that recipient is refused (550); --defer-data: the first N messages
+           are refused for now (451) at the end of DATA
        smtp.py --hang ADDRESS PORT          accepts connections and never says a word
        smtp.py --trickle ADDRESS PORT       greets one byte a second, without end
 """
@@ -135,6 +138,8 @@ def main() -> None:
     parser.add_argument("--trickle", action="store_true")
     parser.add_argument("--tls", nargs=2, type=Path, metavar=("CERT", "KEY"))
     parser.add_argument("--auth", nargs=2, metavar=("USER", "PASSWORD"))
+    parser.add_argument("--refuse", action="append", default=[])
+    parser.add_argument("--defer-data", type=int, default=0)
     parser.add_argument("address")
     parser.add_argument("port", type=int)
     parser.add_argument("folder", type=Path, nargs="?")
@@ -143,7 +148,8 @@ def main() -> None:
         silent = SilentRelay(args.address, args.port, args.trickle)
         print("listening", flush=True)
         silent.serve_forever()
-    relay(args.address, args.port, args.folder, args.tls, args.auth)
+    relay(args.address, args.port, args.folder, args.tls, args.auth, frozenset(args.refuse),
+          defer_data=args.defer_data)  # fmt: skip
     print("listening", flush=True)
     asyncio.run(asyncio.sleep(3600))
 

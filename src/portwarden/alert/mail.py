@@ -1,9 +1,11 @@
 """One mail per scan, sent by one worker thread with a time limit; a rate limit per hour.
 
 A dead or slow relay never reaches the packet path: the queue is bounded, each delivery has a
-deadline, and a mail that cannot be sent is logged and counted (the event itself is in the JSON
-log and the store regardless). A mail a 4xx reply turned away (a temporary failure: a relay
-that greylists, or is busy) is tried once more after SMTP_RETRY_DELAY, to those recipients.
+deadline, and a mail that cannot be sent is logged and counted. Every report is kept in the
+store with its outcome (see reportbook), as well as in the JSON event log. A mail turned away
+for now (a 4xx reply: a relay that greylists, or is busy; or a relay out of reach: a refused or
+timed-out connection) is tried again every SMTP_RETRY_DELAY, to those recipients, until it is
+SMTP_GIVE_UP_AFTER old; one not sent by the stop is mailed after the next start.
 """
 
 import contextlib
@@ -19,12 +21,15 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from portwarden import limits
 from portwarden.alert.mailbudget import MailBudget
+from portwarden.alert.outage import Outage
 from portwarden.alert.portsentry import ONGOING
+from portwarden.alert.reportbook import FAILED, HELD, QUEUED, RETRYING, SENT, Report, ReportBook
 from portwarden.config import Settings
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Proto
 from portwarden.respond.actions import safe_hostname
 from portwarden.respond.resolve import Resolver
+from portwarden.store.db import store_path
 from portwarden.text import local_stamp, one_line, port_count
 
 if TYPE_CHECKING:
@@ -37,14 +42,13 @@ Job = tuple[Verdict | str, str]
 
 
 class Retry(NamedTuple):
-    """A mail a 4xx reply turned away, from some or all of its recipients: tried once more."""
+    """A mail turned away for now, by some or all of its recipients: tried again when due."""
 
     due: float  # the mailer's clock
-    title: str
-    text: str
+    report: Report
     recipients: tuple[str, ...]  # those turned away
-    delivered: bool  # the first try reached the others
-    lost: bool  # the first try was refused for good by some
+    delivered: bool  # an earlier try reached the others
+    lost: bool  # an earlier try was refused for good by some
 
 
 def protocol(verdict: Verdict) -> str:
@@ -136,9 +140,12 @@ def body(verdict: Verdict, name: str | None, action: str, host: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def held_line(verdict: Verdict | str, text: str) -> str:
+def held_line(job: "Job | Report") -> str:
     """One report held back by MAIL_PER_HOUR, for the mail that lists them: source, protocol,
     first time, type, action (or the subject of a mail already written)."""
+    if isinstance(job, Report):
+        return one_line(job.subject)
+    verdict, text = job
     if isinstance(verdict, str):
         return one_line(verdict)
     first = verdict.first_probe or verdict.probe
@@ -151,8 +158,16 @@ def wrapped(text: str) -> str:
     return textwrap.fill(text, 72) + "\n"
 
 
+def named(reports: list[Report]) -> str:
+    """Reports by subject, for a log line: the first MAIL_UNSENT_NAMED_MAX, then how many more."""
+    shown = ", ".join(repr(one_line(r.subject)) for r in reports[: limits.MAIL_UNSENT_NAMED_MAX])
+    more = len(reports) - limits.MAIL_UNSENT_NAMED_MAX
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
 class Mailer(threading.Thread):
-    """Mails reports from a bounded queue, at most MAIL_PER_HOUR (see mailbudget)."""
+    """Mails reports from a bounded queue, at most MAIL_PER_HOUR (see mailbudget); every report
+    is kept in the store with its outcome (see reportbook)."""
 
     def __init__(
         self,
@@ -168,16 +183,18 @@ class Mailer(threading.Thread):
         self._clock = clock
         self.jobs: queue.Queue[Job | None] = queue.Queue(limits.MAIL_QUEUE_MAX)  # None: stop
         self.budget = MailBudget()
+        self._book = ReportBook(store_path(settings.state_dir))
         self._held: list[str] = []  # the first held reports (held_line), for the summary mail
         self._resolver = Resolver()
         self._relay_lookup: RelayLookup | None = None  # made with the first mail
         self._retries: list[Retry] = []  # a heap: the soonest due first
+        self._pending: dict[Report, None] = {}  # taken, not over yet (in order)
+        self._queue_full = Outage(f"mail queue ({limits.MAIL_QUEUE_MAX} mails)", "reports")
         self.sent = 0  # mails delivered (to some recipient at least)
         # mails not delivered (to some recipient at least): relay errors, a full queue, left
         # at stop. A mail waiting to be tried again is not counted yet.
         self.failed = 0
         self.withheld = 0  # reports held back by MAIL_PER_HOUR
-        self._busy = False  # a job is being worked on
         self._stopping = False
         self._gave_up = False  # the stop stopped waiting: later outcomes are not counted
 
@@ -190,18 +207,25 @@ class Mailer(threading.Thread):
         return s.mail_on_tcp_scan if verdict.probe.proto.value == "tcp" else s.mail_on_udp_scan
 
     def submit(self, verdict: Verdict | str, text: str) -> None:
-        """A scan report (verdict, action), or a mail already written (subject, text)."""
+        """A scan report (verdict, action), or a mail already written (subject, text). When
+        the queue is full, the report is kept in the store (mailed after a restart) and the
+        episode is said once when it begins and once, with a count, when it ends."""
         if self._stopping:
             return
         try:
             self.jobs.put_nowait((verdict, text))
         except queue.Full:
             self.failed += 1
-            log.error("mail queue full; a report was not mailed")
+            report = self._render((verdict, text))
+            self._queue_full.failed(f"full: report {report.subject!r} was not mailed (it is in "
+                                    "the store and the JSON event log)")  # fmt: skip
+            return
+        self._queue_full.worked()
 
     def stop(self, wait_s: float = limits.MAIL_STOP_WAIT_S) -> None:
         """Send what is queued, for at most `wait_s`: a hung relay cannot hold the stop. What is
-        still unsent then is counted as failed and said in one line."""
+        still unsent then is counted as failed and named in one line; it stays in the store,
+        to be mailed after a restart, as do the reports MAIL_PER_HOUR holds back."""
         if self.ident is None or self._stopping:
             return
         self._stopping = True
@@ -209,32 +233,48 @@ class Mailer(threading.Thread):
         with contextlib.suppress(queue.Full):
             self.jobs.put(None, timeout=min(1.0, wait_s))
         self.join(timeout=max(0.0, until - time.monotonic()))
-        if not self.is_alive():
-            return
-        self._gave_up = True
-        left = int(self._busy) + len(self._retries)
-        with contextlib.suppress(queue.Empty):
-            while True:
-                left += self.jobs.get_nowait() is not None
-        if left:
-            self.failed += left
-            s = self.settings
-            log.error("%d mails not sent: relay %s port %d did not take them within %g s of "
-                      "the stop", left, s.smtp_relay, s.smtp_port, wait_s)  # fmt: skip
+        unsent = list(self._pending)
+        if self.is_alive():
+            self._gave_up = True
+            with contextlib.suppress(queue.Empty):
+                while (job := self.jobs.get_nowait()) is not None:
+                    unsent.append(self._render(job))
+        self._book.close()
+        s = self.settings
+        if unsent:
+            self.failed += len(unsent)
+            log.error("%d mails not sent by the stop (relay %s port %d, %g s): %s; they are in "
+                      "the store and mailed after a restart (if within SMTP_GIVE_UP_AFTER=%g s)",
+                      len(unsent), s.smtp_relay, s.smtp_port, wait_s, named(unsent),
+                      s.smtp_give_up_after)  # fmt: skip
+        if self.budget.held:
+            log.warning("%d reports held back by MAIL_PER_HOUR=%d are kept in the store: they "
+                        "will be mailed after a restart (and are in the JSON event log)",
+                        self.budget.held, s.mail_per_hour)  # fmt: skip
 
     def run(self) -> None:
-        while True:
-            now = self._clock()
-            wake = self._wake_at(now)
-            try:
-                job = self.jobs.get(timeout=None if wake is None else max(0.0, wake - now))
-            except queue.Empty:  # room for the summary of held reports, or a mail to try again
-                self.work(None)
-                continue
-            if job is None:
-                self.work(None, stopping=True)
-                return
-            self.work(job)
+        resumed = self._book.resume(self.settings.smtp_give_up_after)
+        if resumed:
+            log.info("%d reports not mailed before the last stop are queued again: %s",
+                     len(resumed), named(resumed))  # fmt: skip
+        self._pending.update(dict.fromkeys(resumed))
+        try:
+            for report in resumed:
+                self.work(report)
+            while True:
+                now = self._clock()
+                wake = self._wake_at(now)
+                try:
+                    job = self.jobs.get(timeout=None if wake is None else max(0.0, wake - now))
+                except queue.Empty:  # room for the summary of held reports, or a mail to retry
+                    self.work(None)
+                    continue
+                if job is None:
+                    self.work(None, stopping=True)
+                    return
+                self.work(job)
+        finally:
+            self._book.close()
 
     def _wake_at(self, now: float) -> float | None:
         """When to work with no new job: the hour has room for the summary of held reports, or
@@ -243,41 +283,54 @@ class Mailer(threading.Thread):
         times += [self._retries[0].due] if self._retries else []
         return min((t for t in times if t is not None), default=None)
 
-    def work(self, job: Job | None, stopping: bool = False) -> None:
+    def work(self, job: Job | Report | None, stopping: bool = False) -> None:
         """One turn, at the clock's time: first the summary of held reports if the hour has
         room for it, then the mails due to be tried again (at the stop, all of them), then
-        `job` (if any) is mailed, or held back."""
-        self._busy = True
+        `job` (if any: a report to write, or one from the store) is mailed, or held back."""
         try:
             now, per_hour = self._clock(), self.settings.mail_per_hour
             since = self.budget.held_since
             held = self.budget.release(now, per_hour)
             if held and since is not None:
                 self._send_held(held, since, per_hour)
-            while self._retries and (stopping or self._retries[0].due <= now):
-                retry = heapq.heappop(self._retries)
-                self._send(retry.title, retry.text, retry=retry)
+            self._retry(now, stopping)
             if job is None:
                 return
             if self.budget.admit(now, per_hour):
-                self._send(*self._render(*job))
+                until = time.monotonic() + deadline_s(self.settings)
+                self._send(job if isinstance(job, Report) else self._render(job, until), until)
                 return
             self.withheld += 1
+            if isinstance(job, Report):
+                self._pending.pop(job, None)
+                self._book.settle(job, HELD)
+            else:
+                self._render(job, outcome=HELD)
             if len(self._held) < limits.MAIL_HELD_LISTED_MAX:
-                self._held.append(held_line(*job))
+                self._held.append(held_line(job))
             if self.budget.held == 1:  # the hold begins
                 self._hold_began(now, per_hour)
         except Exception:  # a bad report must not end the mail thread
             self.failed += 1
             log.exception("mail report failed")
-        finally:
-            self._busy = False
+
+    def _retry(self, now: float, stopping: bool) -> None:
+        """The mails due to be tried again (at the stop, all of them). One the relay turns away
+        once more puts off the others due now by SMTP_RETRY_DELAY: it is still not taking mail."""
+        while self._retries and (stopping or self._retries[0].due <= now):
+            retry = heapq.heappop(self._retries)
+            if self._send(retry.report, retry=retry) and not stopping:
+                later = self._clock() + self.settings.smtp_retry_delay
+                self._retries = [r._replace(due=max(r.due, later)) for r in self._retries]
+                heapq.heapify(self._retries)
+                return
 
     def _send_held(self, held: int, since: float, per_hour: int) -> None:
         """The mail that lists the reports held back (the first MAIL_HELD_LISTED_MAX)."""
         listed, self._held = self._held, []
         more = held - len(listed)
-        self._send(f"portwarden: {held} reports were not mailed (MAIL_PER_HOUR)",
+        self._book.held_listed()
+        self._mail("held-summary", f"portwarden: {held} reports were not mailed (MAIL_PER_HOUR)",
                    wrapped(f"{held} reports were held back since "
                            f"{local_stamp(self._wall(since))} by MAIL_PER_HOUR={per_hour}. "
                            "Every one of them is in the JSON event log.")
@@ -289,7 +342,7 @@ class Mailer(threading.Thread):
         reopens = self._wall(self.budget.reopens_at(now, per_hour) or now)
         self._on_hold(reopens)
         if self.budget.notice_allowed(now):
-            self._send("portwarden: mail rate limit reached",
+            self._mail("rate-limit", "portwarden: mail rate limit reached",
                        wrapped(f"MAIL_PER_HOUR={per_hour} mails were sent in the last hour. "
                                "Further reports are held back, not mailed, until "
                                f"{local_stamp(reopens)}; one mail will then list them. Every "
@@ -299,16 +352,22 @@ class Mailer(threading.Thread):
     def _wall(self, monotonic: float) -> float:
         return time.time() + (monotonic - self._clock())
 
-    def _render(self, verdict: Verdict | str, text: str) -> tuple[str, str, float]:
-        """Subject, body, and the delivery's deadline (monotonic): the reverse lookup of the
-        source is part of the delivery's time."""
-        until = time.monotonic() + deadline_s(self.settings)
+    def _mail(self, kind: str, title: str, text: str) -> None:
+        """A mail of our own (the rate-limit notice, the list of held reports)."""
+        self._send(self._book.add(kind, title, text))
+
+    def _render(self, job: Job, until: float | None = None, outcome: str = QUEUED) -> Report:
+        """The report written and recorded in the store. With `until` (the delivery's deadline,
+        monotonic), the source's name is looked up (RESOLVE_HOST) within it; without, it is
+        left out (a report not mailed now: held, or the queue is full)."""
+        verdict, text = job
         if isinstance(verdict, str):
-            return verdict, text, until
-        name = self._source_name(verdict, until) if self.settings.resolve_host else None
+            return self._book.add("mail", verdict, text, outcome)
+        name = (self._source_name(verdict, until)
+                if until is not None and self.settings.resolve_host else None)  # fmt: skip
         template = subject_template(self.settings.mail_subject, verdict)
-        return (subject(template, verdict),
-                body(verdict, name, text, socket.gethostname()), until)  # fmt: skip
+        return self._book.add(verdict.kind, subject(template, verdict),
+                              body(verdict, name, text, socket.gethostname()), outcome)  # fmt: skip
 
     def _source_name(self, verdict: Verdict, until: float) -> str | None:
         """The source's name, looked up for at most RESOLVE_HOST_TIMEOUT_S (a dead name server
@@ -317,10 +376,11 @@ class Mailer(threading.Thread):
         name = Resolver.name(self._resolver.start(verdict.probe.src), wait)
         return None if name is None else safe_hostname(name)
 
-    def _send(self, title: str, text: str, until: float | None = None,
-              retry: Retry | None = None) -> None:  # fmt: skip
-        """Deliver one mail by `until` (monotonic; default: the whole deadline from now), to
-        MAIL_TO, or for its second and last try (`retry`) to those a 4xx reply turned away."""
+    def _send(self, report: Report, until: float | None = None,
+              retry: Retry | None = None) -> bool:  # fmt: skip
+        """Deliver one report by `until` (monotonic; default: the whole deadline from now), to
+        MAIL_TO, or when it is tried again (`retry`) to those turned away for now. True if it
+        is kept to be tried again."""
         from portwarden.alert.smtp import DeliveryFailed, RelayLookup, deliver, temporary
 
         s = self.settings
@@ -330,45 +390,70 @@ class Mailer(threading.Thread):
             until = time.monotonic() + deadline_s(s)
         recipients = s.mail_to if retry is None else retry.recipients
         delivered, lost = (False, False) if retry is None else (retry.delivered, retry.lost)
+        self._pending[report] = None
         try:
-            refused = deliver(s, title, text, until, self._relay_lookup, recipients)
+            refused = deliver(s, report.subject, report.body, until, self._relay_lookup,
+                              recipients)  # fmt: skip
         except DeliveryFailed as error:
-            deferred = () if retry else error.deferred
-            due = self._clock() + s.smtp_retry_delay
-            later = Retry(due, title, text, deferred, False, len(deferred) < len(recipients))
-            if deferred and self._defer(later, error):
-                return
-            if not self._gave_up:  # else the stop has said it already (mails not sent)
-                log.error("mail to %s via %s port %d failed: %s", ", ".join(recipients),
-                          s.smtp_relay, s.smtp_port, error)  # fmt: skip
-            self._settle(delivered, lost=True)
-            return
+            lost_now = lost or len(error.deferred) < len(recipients)
+            if error.deferred and self._defer(report, error.deferred, delivered, lost_now, error):
+                return True
+            # Said by _defer when it gave up; by the stop when it stopped waiting.
+            if not (error.deferred or self._gave_up):
+                log.error("mail %r to %s via %s port %d failed: %s", report.subject,
+                          ", ".join(recipients), s.smtp_relay, s.smtp_port, error)  # fmt: skip
+            self._over(report, delivered, lost=True)
+            return False
         # The relay took the mail for the others (smtplib raises only if for none).
-        deferred = () if retry else tuple(a for a, (code, _) in refused.items() if temporary(code))
+        deferred = tuple(a for a, (code, _) in refused.items() if temporary(code))
         for_good = [f"{address} ({reply})" for address, (_, reply) in refused.items()
                     if address not in deferred]  # fmt: skip
         if for_good:
             log.error("mail %r via %s port %d: the relay refused %s; sent to the others",
-                      title, s.smtp_relay, s.smtp_port, "; ".join(for_good))  # fmt: skip
-        due = self._clock() + s.smtp_retry_delay
-        later = Retry(due, title, text, deferred, True, bool(for_good))
-        if deferred and self._defer(later, "; ".join(refused[a][1] for a in deferred)):
-            return
-        self._settle(True, lost or bool(refused))
+                      report.subject, s.smtp_relay, s.smtp_port, "; ".join(for_good))  # fmt: skip
+        why = "; ".join(refused[a][1] for a in deferred)
+        if deferred and self._defer(report, deferred, True, lost or bool(for_good), why):
+            return True
+        self._over(report, True, lost or bool(refused))
+        return False
 
-    def _defer(self, retry: Retry, why: object) -> bool:
-        """Keep a mail a 4xx reply turned away, to try it once more when due; False when
-        limits.MAIL_RETRIES_MAX wait already (a relay that defers every mail)."""
+    def _defer(self, report: Report, recipients: tuple[str, ...], delivered: bool, lost: bool,
+               why: object) -> bool:  # fmt: skip
+        """Keep a report turned away for now, to try it again after SMTP_RETRY_DELAY; at the
+        stop it stays in the store (mailed after a restart). False when it is over: older than
+        SMTP_GIVE_UP_AFTER. A report past limits.MAIL_RETRIES_MAX waiting is kept only in the
+        store (a relay that turns every mail away)."""
         s = self.settings
-        if len(self._retries) >= limits.MAIL_RETRIES_MAX:
-            log.error("mail %r via %s port %d: not tried again: %d mails wait for it already",
-                      retry.title, s.smtp_relay, s.smtp_port, len(self._retries))  # fmt: skip
+        age = time.time() - report.made
+        if age >= s.smtp_give_up_after:
+            log.error("mail %r via %s port %d: not delivered to %s: %s; giving up: it is %.0f s "
+                      "old (SMTP_GIVE_UP_AFTER)", report.subject, s.smtp_relay, s.smtp_port,
+                      ", ".join(recipients), why, age)  # fmt: skip
             return False
-        heapq.heappush(self._retries, retry)
-        log.warning("mail %r via %s port %d: refused for now for %s (%s); trying again in %g s",
-                    retry.title, s.smtp_relay, s.smtp_port, ", ".join(retry.recipients), why,
-                    s.smtp_retry_delay)  # fmt: skip
+        self._book.settle(report, RETRYING)
+        if not self._stopping and len(self._retries) >= limits.MAIL_RETRIES_MAX:
+            log.error("mail %r via %s port %d: not tried again before a restart (it is in the "
+                      "store): %d mails wait already", report.subject, s.smtp_relay,
+                      s.smtp_port, len(self._retries))  # fmt: skip
+            self._pending.pop(report, None)
+            self._settle(delivered, lost=True)
+            return True
+        if self._stopping:  # named again by the stop's line
+            then = "kept for after a restart"
+        else:
+            due = self._clock() + s.smtp_retry_delay
+            heapq.heappush(self._retries, Retry(due, report, recipients, delivered, lost))
+            then = f"trying again in {s.smtp_retry_delay:g} s"
+        log.warning("mail %r via %s port %d: not delivered to %s for now (%s); %s",
+                    report.subject, s.smtp_relay, s.smtp_port, ", ".join(recipients), why,
+                    then)  # fmt: skip
         return True
+
+    def _over(self, report: Report, delivered: bool, lost: bool) -> None:
+        """A report's last try is over."""
+        self._pending.pop(report, None)
+        self._book.settle(report, SENT if delivered else FAILED, mailed=delivered)
+        self._settle(delivered, lost)
 
     def _settle(self, delivered: bool, lost: bool) -> None:
         """Count a mail once its last try is over: sent if it reached some recipient, failed

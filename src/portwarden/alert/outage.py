@@ -18,19 +18,21 @@ class Outage:
         self._unit = unit
         self._level = level
         self._effect = effect or f"{unit} are dropped and counted until it works"
-        self._counted = "dropped" if effect is None else "failed"
+        self._counted = "dropped since it failed" if effect is None else "failed"
         self.dropped = 0  # since start
+        self._episode = 0  # since it last began failing
         self._failing = False
 
     def failed(self, why: str) -> None:
         """One more dropped; said if it is the first since the output last worked."""
         self.dropped += 1
+        self._episode += 1
         if not self._failing:
-            self._failing = True
+            self._failing, self._episode = True, 1
             log.log(self._level, "%s failing: %s; %s", self._name, why, self._effect)
 
     def worked(self) -> None:
         if self._failing:
             self._failing = False
-            log.info("%s works again (%d %s %s so far)", self._name, self.dropped, self._unit,
-                     self._counted)  # fmt: skip
+            log.info("%s works again (%d %s %s, %d so far)", self._name,
+                     self._episode, self._unit, self._counted, self.dropped)  # fmt: skip

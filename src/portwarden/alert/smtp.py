@@ -26,8 +26,10 @@ from portwarden.text import one_line
 
 
 class DeliveryFailed(Exception):
-    """The mail was not delivered; str() is one line saying why. `deferred`: the recipients a
-    4xx reply (a temporary failure, RFC 5321 4.2.1) turned away: worth trying again later."""
+    """The mail was not delivered; str() is one line saying why. `deferred`: the recipients
+    turned away for now, worth trying again later: those a 4xx reply (a temporary failure, RFC
+    5321 4.2.1) refused, or all of them when the relay could not be reached (a refused or
+    timed-out connection, one cut, or the delivery's deadline passed)."""
 
     def __init__(self, why: str, deferred: tuple[str, ...] = ()) -> None:
         super().__init__(why)
@@ -148,6 +150,7 @@ def deliver(s: Settings, title: str, text: str, until: float, relay_lookup: Rela
     message["Date"] = formatdate(localtime=True)
     helo = helo_name(s.smtp_helo)
     message["Message-ID"] = make_msgid(domain=helo)
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to us
     # Plain 7-bit text when it can be (every line of a report is short ASCII), so that scripts
     # and old readers that parse the body see it as written; quoted-printable otherwise.
     plain = text.isascii() and all(len(line) < _LINE_MAX for line in text.splitlines())
@@ -173,8 +176,9 @@ def deliver(s: Settings, title: str, text: str, until: float, relay_lookup: Rela
                 for address, (code, reply) in refused.items()}  # fmt: skip
     except (OSError, UnicodeError, ValueError, smtplib.SMTPException) as error:
         if smtp.expired:
-            raise DeliveryFailed(f"not delivered within {deadline_s(s):g} s (SMTP_TIMEOUT x "
-                                 f"{limits.MAIL_DELIVERY_TIMEOUTS})") from None  # fmt: skip
+            why = (f"not delivered within {deadline_s(s):g} s (SMTP_TIMEOUT x "
+                   f"{limits.MAIL_DELIVERY_TIMEOUTS})")  # fmt: skip
+            raise DeliveryFailed(why, recipients) from None
         raise DeliveryFailed(one_line(_reason(error)), _deferred(error, recipients)) from None
     finally:
         timer.cancel()
@@ -182,18 +186,36 @@ def deliver(s: Settings, title: str, text: str, until: float, relay_lookup: Rela
 
 
 def _deferred(error: Exception, recipients: tuple[str, ...]) -> tuple[str, ...]:
-    """The recipients a 4xx reply turned away: those refused so at RCPT, or all of them for a
-    4xx to the whole mail (MAIL FROM, DATA, the greeting)."""
+    """The recipients turned away for now: those a 4xx reply refused at RCPT, or all of them
+    for a 4xx to the whole mail (MAIL FROM, DATA, the greeting) or a relay out of reach."""
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         return tuple(address for address, (code, _) in error.recipients.items()
                      if temporary(code))  # fmt: skip
     if isinstance(error, smtplib.SMTPResponseException) and temporary(error.smtp_code):
         return recipients
+    if unreachable(error):
+        return recipients
     return ()
 
 
+def unreachable(error: Exception) -> bool:
+    """The relay could not be reached, or it went away: a refused or timed-out connection, a
+    name that did not resolve in time, a connection closed in the middle. Not a TLS failure (a
+    certificate that does not verify stays so) nor a reply: those are final."""
+    if isinstance(error, smtplib.SMTPServerDisconnected):
+        return True
+    # smtplib's errors are OSErrors too: a reply or a missing STARTTLS is not "unreachable".
+    return isinstance(error, OSError) and not isinstance(
+        error, ssl.SSLError | smtplib.SMTPException
+    )
+
+
 def _reason(error: Exception) -> str:
-    """Why a delivery failed: the relay's reply (`451 4.3.0 Try again later`) when it gave one."""
+    """Why a delivery failed: the relay's reply (`451 4.3.0 Try again later`) when it gave one;
+    each recipient's when it refused them all."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return "; ".join(f"{address}: {code} {reply.decode('utf-8', 'replace')}"
+                         for address, (code, reply) in error.recipients.items())  # fmt: skip
     if isinstance(error, smtplib.SMTPResponseException):
         reply = error.smtp_error
         text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply

@@ -25,7 +25,7 @@ from portwarden.config.errors import ConfigError
 from portwarden.config.hostscan import HostScanRule, ambiguous_endpoints, parse_rules
 from portwarden.config.ignore import ALWAYS_IGNORED, Address, IgnoreList, Network, parse_ignore_text
 from portwarden.config.kill import Command
-from portwarden.config.smtp import check_smtp
+from portwarden.config.smtp import check_smtp, check_subject
 from portwarden.config.textfile import read_text
 from portwarden.config.values import BlockMode, ListenAddress, Modes, NftUse, TcpMode, UdpMode
 from portwarden.control import socket_path_problem
@@ -126,6 +126,7 @@ class Settings:
     audit_severity_portmapper: str
     blocks_max: int
     scan_report_interval: float
+    smtp_give_up_after: float
     ignored_networks: tuple[Network, ...]
     warnings: tuple[str, ...] = ()
 
@@ -334,6 +335,7 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
         audit_severity_portmapper=read.get("AUDIT_SEVERITY_PORTMAPPER", values.severity, "err"),
         blocks_max=read.get("BLOCKS_MAX", values.count, 100_000),
         scan_report_interval=read.get("SCAN_REPORT_INTERVAL", values.seconds, 300.0),
+        smtp_give_up_after=read.get("SMTP_GIVE_UP_AFTER", values.seconds, 86400.0),
         ignored_networks=(),
     )
     warnings += [
@@ -372,6 +374,7 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
                            starttls=settings.smtp_starttls, user=settings.smtp_user,
                            password_file=settings.smtp_password_file,
                            ca_file=settings.smtp_ca_file)  # fmt: skip
+    warnings += check_subject(read.where, settings.mail_subject)
     for key, problem in (
         ("STATE_DIR", unusable_directory(state_dir, watching) or socket_path_problem(state_dir)),
         ("EVENT_LOG", settings.event_log and unusable_event_log(settings.event_log, watching)),

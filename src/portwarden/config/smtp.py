@@ -73,6 +73,27 @@ def check_smtp(
     return warnings
 
 
+# MAIL_SUBJECT's macros (scandetd's; alert.mail.subject puts them in): %p protocol, %s source,
+# %d destination, %% a percent sign.
+SUBJECT_MACROS = "psd%"
+
+
+def check_subject(where: Callable[[str], str], template: str | None) -> list[str]:
+    """A warning for each '%' in MAIL_SUBJECT that is no macro (it is sent as written)."""
+    if template is None:
+        return []
+    unknown, i = [], 0
+    while i < len(template):
+        if template[i] == "%":
+            macro = template[i + 1 : i + 2]
+            if macro not in tuple(SUBJECT_MACROS):
+                unknown.append(f"%{macro}" if macro else "a trailing %")
+            i += 1
+        i += 1
+    return [f"{where('MAIL_SUBJECT')}MAIL_SUBJECT {template!r}: {what} is not a macro (%p, %s, "
+            "%d, %%); it is sent as written" for what in unknown]  # fmt: skip
+
+
 def read_password(path: Path) -> str:
     """The first line of SMTP_PASSWORD_FILE, without its line break; nothing else is taken
     (a comment or a second line after it is not part of the password)."""

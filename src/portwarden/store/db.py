@@ -9,6 +9,10 @@ boot (kernel boot_id) in which the block's KILL_ROUTE was last carried out: rout
 rules that commands add do not survive a reboot, and running them again without one would add
 them twice. `leftover` marks an ended block with an action whose undo failed (its status
 `undo failed: ...`): still in force, tried again at the next unblock there and at start.
+
+`reports` keeps every report meant to be mailed (see alert/reportbook.py): its subject and
+body, its `outcome` (queued, retrying, held, sent, listed, failed: ...) and when it was
+`mailed` (NULL: not yet).
 """
 
 import contextlib
@@ -46,6 +50,16 @@ CREATE TABLE IF NOT EXISTS snapshots (
     saved REAL NOT NULL,
     body TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS reports (
+    id INTEGER PRIMARY KEY,
+    made REAL NOT NULL,
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    mailed REAL
+);
+CREATE INDEX IF NOT EXISTS reports_unmailed ON reports(made) WHERE mailed IS NULL;
 """
 
 
@@ -398,3 +412,40 @@ class Store:
     def active_addresses(self) -> set[str]:
         return {row[0] for row in self._db.execute(
             "SELECT address FROM blocks WHERE ended IS NULL")}  # fmt: skip
+
+    def add_report(self, made: float, kind: str, subject: str, body: str, outcome: str,
+                   keep: int) -> int:  # fmt: skip
+        """Record a report; only the `keep` latest are kept. Returns its id."""
+        with self._db:
+            cursor = self._db.execute(
+                "INSERT INTO reports (made, kind, subject, body, outcome) VALUES (?, ?, ?, ?, ?)",
+                (made, kind, subject, body, outcome))  # fmt: skip
+            report_id = cursor.lastrowid or 0
+            self._db.execute("DELETE FROM reports WHERE id <= ?", (report_id - keep,))
+        return report_id
+
+    def set_report(self, report_id: int, outcome: str, mailed: float | None = None) -> None:
+        with self._db:
+            self._db.execute("UPDATE reports SET outcome = ?, mailed = ? WHERE id = ?",
+                             (outcome, mailed, report_id))  # fmt: skip
+
+    def set_reports(self, was: str, outcome: str, mailed: float) -> None:
+        """Every report whose outcome is `was` is now `outcome`, mailed at `mailed`."""
+        with self._db:
+            self._db.execute("UPDATE reports SET outcome = ?, mailed = ? WHERE outcome = ?",
+                             (outcome, mailed, was))  # fmt: skip
+
+    def unmailed_reports(self, outcomes: tuple[str, ...], since: float,
+                         limit: int) -> list[tuple[int, float, str, str, str]]:  # fmt: skip
+        """(id, made, kind, subject, body) of the reports not mailed with one of `outcomes`,
+        made after `since`, oldest first (at most `limit`)."""
+        marks = ", ".join("?" * len(outcomes))
+        return self._db.execute(
+            "SELECT id, made, kind, subject, body FROM reports WHERE mailed IS NULL AND made > ?"
+            f" AND outcome IN ({marks}) ORDER BY made, id LIMIT ?",
+            (since, *outcomes, limit)).fetchall()  # fmt: skip
+
+    def forget_reports(self, before: float) -> None:
+        """Remove the reports made before `before` (epoch)."""
+        with self._db:
+            self._db.execute("DELETE FROM reports WHERE made < ?", (before,))
