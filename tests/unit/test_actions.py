@@ -349,14 +349,18 @@ def test_command_only_blocks_are_forgotten_at_restart(
     assert [r.address for r in actions.store.active()] == ["198.18.0.12"]
 
 
+def block_many(actions: Actions, count: int) -> None:
+    """`count` blocks from 198.18.1.0 on."""
+    for number in range(count):
+        assert block(actions, request(str(ipaddress.ip_address("198.18.1.0") + number)))
+
+
 def test_restore_writes_hosts_deny_once_for_many_blocks(
     make: Callable[[str], Actions], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\n')
     deny = actions.settings.hosts_deny_file
-    for number in range(100):
-        address = str(ipaddress.ip_address("198.18.1.0") + number)
-        assert block(actions, request(address)) is not None
+    block_many(actions, 100)
     deny.write_text("")  # e.g. the administrator replaced the file
     writes: list[int] = []
     append = files._append
@@ -596,8 +600,7 @@ def test_an_unblock_of_many_rewrites_hosts_deny_once(
 ) -> None:
     actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\n')
     deny = actions.settings.hosts_deny_file
-    for number in range(50):
-        assert block(actions, request(str(ipaddress.ip_address("198.18.1.0") + number))) is not None
+    block_many(actions, 50)
     deny.write_text("sshd: 203.0.113.9\n" + deny.read_text())
     rewrites: list[Path] = []
     replace = files.replace_atomically
