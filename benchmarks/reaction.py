@@ -9,7 +9,8 @@ answered, or the probe itself loses packets), portwarden (-stcp, built-in nftabl
 PortSentry 1.2 (-stcp, KILL_ROUTE="ip route add blackhole $TARGET$") take turns on the same
 target in the same run; after each round the source must be in the daemon's set or routes
 (a round where it is not counts as a failure, not as a fast reaction). Also: restoring 100,000
-active blocks at start.
+active blocks at start, and (--unblock 5000,100000) unblocking that many hosts.deny blocks at
+once.
 """
 
 import argparse
@@ -53,11 +54,12 @@ def blocked_at_end(lab: Lab, name: str, source: str) -> bool:
     return source in routes if name == THEIRS else source not in routes
 
 
+HOSTS_DENY_CONFIG = "nft + hosts.deny (Debian's KILL_HOSTS_DENY)"
 # Configurations timed at restore: ours with the built-in blocker only, and Debian's
 # portsentry.conf with its KILL_HOSTS_DENY line (its KILL_ROUTE left out: the blocker is nft).
 RESTORE_CONFIGS = {
     "nft": ("", '[{"kind": "nft", "undo": [], "status": "done"}]'),
-    "nft + hosts.deny (Debian's KILL_HOSTS_DENY)": (
+    HOSTS_DENY_CONFIG: (
         'KILL_HOSTS_DENY="ALL: $TARGET$ : DENY"\n',
         '[{"kind": "nft", "undo": [], "status": "done"}, {"kind": "hosts.deny", "undo": '
         '["DENY", "ALL: ADDR : DENY"], "status": "done", "do": ["DENY", "ALL: ADDR : DENY"]}]',
@@ -68,41 +70,60 @@ RESTORE_CONFIGS = {
 def restore_seconds(lab: Lab, work: Path, blocks: int, config: str) -> float:
     """Time Actions.restore() for `blocks` active rows made with `config`, in the target
     namespace. hosts.deny starts empty (the worst case: every line is put back)."""
-    extra, actions = RESTORE_CONFIGS[config]
-    code = f"""
-import ipaddress, sqlite3, time
+    return _timed(lab, work, blocks, config, "restore")
+
+
+def unblock_seconds(lab: Lab, work: Path, blocks: int) -> float:
+    """Time `portwarden unblock 198.18.0.0/15` with no daemon (admin.unblock_here) of `blocks`
+    active blocks with Debian's KILL_HOSTS_DENY, restored first (not timed)."""
+    return _timed(lab, work, blocks, HOSTS_DENY_CONFIG, "unblock")
+
+
+# In the target namespace: fill the store, then time the restore or the unblock.
+_TIMED = """
+import ipaddress, sqlite3, sys, time
 from pathlib import Path
 from portwarden.config import load_settings
 from portwarden.respond.actions import Actions
+from portwarden.respond.admin import unblock_here
 from portwarden.store.db import Store, store_path
-settings = load_settings(Path("{work}/portwarden.conf"))
+work, blocks, actions, what = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+settings = load_settings(Path(work, "portwarden.conf"))
 store = Store(store_path(settings.state_dir))
 db = sqlite3.connect(store_path(settings.state_dir))
 deny = str(settings.hosts_deny_file)
 rows = []
-for i in range({blocks}):
+for i in range(blocks):
     address = str(ipaddress.ip_address(0xC6120000 + i))
-    actions = {actions!r}.replace("ADDR", address).replace("DENY", deny)
-    rows.append((address, "tcp", 11, "stcp", "bench", "x", time.time(), None, 1, actions))
+    made = actions.replace("ADDR", address).replace("DENY", deny)
+    rows.append((address, "tcp", 11, "stcp", "bench", "x", time.time(), None, 1, made))
 with db:
     db.executemany("INSERT INTO blocks (address, proto, port, mode, reason, hostname, since,"
                    " until, offence, actions) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
 start = time.perf_counter()
-restored = Actions(settings, store).restore()
-print(restored, time.perf_counter() - start)
+done = Actions(settings, store).restore()
+if what == "unblock":
+    start = time.perf_counter()
+    done = len(unblock_here(Actions(settings, store), ipaddress.ip_network("198.18.0.0/15"))[0])
+print(done, time.perf_counter() - start)
 """
+
+
+def _timed(lab: Lab, work: Path, blocks: int, config: str, what: str) -> float:
+    extra, actions = RESTORE_CONFIGS[config]
     work.mkdir(parents=True, exist_ok=True)
     conf = (f'STATE_DIR="{work}/state"\nBLOCK_TCP="1"\nAUDIT_INTERVAL="0"\n'
             f'HOSTS_DENY_FILE="{work}/hosts.deny"\n{extra}')  # fmt: skip
     (work / "portwarden.conf").write_text(conf)
-    out = lab.target.run([sys.executable, "-c", code], timeout=600).stdout.split()
+    out = lab.target.run([sys.executable, "-c", _TIMED, str(work), str(blocks), actions, what],
+                         timeout=7200).stdout.split()  # fmt: skip
     assert int(out[0]) == blocks, out
     elements = lab.target.run(["nft", "-j", "list", "set", "inet", "portwarden", "blocked4"])
     listed = [x for x in json.loads(elements.stdout)["nftables"] if "set" in x][0]["set"]
     lab.target.run(["nft", "delete", "table", "inet", "portwarden"])
     denied = (work / "hosts.deny").read_text().count("\n") if extra else 0
-    print(f"(restore, {config}: {len(listed.get('elem', []))} elements listed in the set "
-          f"afterwards, {denied} hosts.deny lines)")  # fmt: skip
+    print(f"({what}, {config}: {len(listed.get('elem', []))} elements listed in the set "
+          f"afterwards, {denied} hosts.deny lines)", flush=True)  # fmt: skip
     return float(out[1])
 
 
@@ -112,6 +133,8 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=200, help="SYNs to the service per round")
     parser.add_argument("--interval", type=int, default=100, help="microseconds between SYNs")
     parser.add_argument("--restore", type=int, default=100_000, help="blocks restored (0: none)")
+    parser.add_argument("--unblock", default="", help="blocks unblocked at once, comma-separated "
+                        "(e.g. 5000,100000; default: none)")  # fmt: skip
     args = parser.parse_args()
     lab = Lab(prefix=BENCH_PREFIX, attackers=1).create()
     results: dict[str, list[int]] = {BASELINE: [], OURS: [], THEIRS: []}
@@ -147,6 +170,8 @@ def main() -> None:
                                                  config) for i in range(3)]
                         for n, config in enumerate(RESTORE_CONFIGS)
                         if args.restore}  # fmt: skip
+            unblocks = {int(n): unblock_seconds(lab, Path(tmp, f"unblock{n}"), int(n))
+                        for n in filter(None, args.unblock.split(","))}  # fmt: skip
         print(
             f"\nreaction: SYNs to an open service answered after the tripwire probe "
             f"({args.count} sent, one every {args.interval} us; {args.rounds} rounds)"
@@ -166,6 +191,13 @@ def main() -> None:
         for config, runs in restores.items():
             print(f"  {config}: median {statistics.median(runs):.2f} s,"
                   f" runs {', '.join(f'{r:.2f}' for r in runs)}")  # fmt: skip
+        if unblocks:
+            print(
+                f"\nunblock 198.18.0.0/15 without a daemon ({HOSTS_DENY_CONFIG}): nftables "
+                "elements and hosts.deny lines removed, blocks ended, BLOCKED_FILE.stcp written"
+            )
+        for count, seconds in unblocks.items():
+            print(f"  {count} blocks: {seconds:.2f} s ({count / seconds:,.0f} unblocks/s)")
     finally:
         lab.destroy()
 

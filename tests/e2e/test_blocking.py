@@ -241,8 +241,11 @@ def test_expiry_and_escalation(lab: Lab, start_daemon: StartDaemon) -> None:
     attacker = lab.attackers[1]
     nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
     daemon.wait_for(rf"block address={attacker.ipv4} actions=nft:done until=20")
+    (until,) = store_sql(lab.target, daemon, "select until from blocks where ended is null")
     assert not can_connect(attacker, lab.target.ipv4, SERVICE, timeout=1)
     daemon.wait_for(rf"unblock address={attacker.ipv4} by=expired", timeout=10)
+    (ended,) = store_sql(lab.target, daemon, "select ended from blocks where ended is not null")
+    assert 0 <= float(ended) - float(until) < 1.5  # at its time (expiry runs every second)
     assert can_connect(attacker, lab.target.ipv4, SERVICE)
     mark = daemon.mark()
     nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
@@ -255,32 +258,63 @@ def test_expiry_and_escalation(lab: Lab, start_daemon: StartDaemon) -> None:
     daemon.stop()
 
 
+@pytest.mark.parametrize("reboot", [False, True], ids=["restart", "reboot"])
 def test_kill_9_during_a_burst_then_restart_enforces_every_block_once(
-    lab: Lab, start_daemon: StartDaemon
+    lab: Lab, start_daemon: StartDaemon, tmp_path: Path, reboot: bool
 ) -> None:
-    conf = 'BLOCK_TCP="1"\nBLOCKS_PER_MINUTE="100000"\n'
+    """kill -9 in the middle of a burst of blocks (nftables, hosts.deny, KILL_ROUTE), then a
+    start, with or without our table gone as after a reboot: the set, the routes, hosts.deny,
+    BLOCKED_FILE and HISTORY_FILE agree with the store, every block once."""
+    deny = tmp_path / "hosts.deny"
+    conf = (f'BLOCK_TCP="1"\nBLOCKS_PER_MINUTE="100000"\nKILL_HOSTS_DENY="ALL: $TARGET$"\n'
+            f'HOSTS_DENY_FILE="{deny}"\nBLOCK_NFTABLES="1"\n'
+            'KILL_ROUTE="ip route add blackhole $TARGET$"\n')  # fmt: skip
     daemon = start_daemon("-stcp", "-sudp", conf=conf)
     flood = lab.attackers[2].popen(["hping3", "--rand-source", "-S", "-p", "11", "-i", "u500",
                                     lab.target.ipv4], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)  # fmt: skip
-    daemon.wait_for("block address=")
-    time.sleep(1.0)
-    daemon.proc.kill()  # kill -9 in the middle of the burst
-    daemon.proc.wait()
-    flood.kill()
+    try:
+        daemon.wait_for("block address=")
+        time.sleep(1.0)
+        daemon.proc.kill()  # kill -9 in the middle of the burst
+        daemon.proc.wait()
+    finally:
+        flood.kill()
     state = daemon.log_path.parent / "state"
     store_rows = store_sql(lab.target, daemon, "select address from blocks where ended is null")
     assert len(store_rows) > 50 and len(store_rows) == len(set(store_rows))
-    lab.target.run(["nft", "delete", "table", "inet", "portwarden"])  # as after a reboot
+    if reboot:
+        lab.target.run(["nft", "delete", "table", "inet", "portwarden"])
     again = RunningDaemon(lab.target, daemon.log_path.with_suffix(".conf"), "-stcp", "-sudp")
-    again.wait_for(r"restored \d+ active blocks")
-    restored = int(again.wait_for(r"restored (\d+) active blocks").group(1))
-    assert restored == len(store_rows)
-    assert nft_elements(lab.target) == set(store_rows)
-    blocked_file = (state / "portsentry.blocked.stcp").read_text().splitlines()
-    in_file = [re.search(r" Host: \S+/(\S+) Port: 11 TCP Blocked$", line) for line in blocked_file]
-    assert sorted(m.group(1) for m in in_file if m) == sorted(store_rows)
-    again.stop()
+    try:
+        restored = int(again.wait_for(r"restored (\d+) active blocks").group(1))
+        again.wait_for("ready:")
+        active = store_sql(lab.target, again, "select address from blocks where ended is null")
+        assert restored == len(active) and set(active) <= set(store_rows)
+        assert nft_elements(lab.target) == set(active)
+        routed = re.findall(r"^blackhole (\S+)", blackholes(lab.target), re.MULTILINE)
+        assert sorted(routed) == sorted(active)  # none twice: a restart runs no route again
+        assert sorted(deny.read_text().splitlines()) == sorted(f"ALL: {a}" for a in active)
+        blocked_file = (state / "portsentry.blocked.stcp").read_text().splitlines()
+        assert sorted(_hosts(blocked_file)) == sorted(active)
+        # Every block that took effect has its history line, once (a block the full queue
+        # made the loop give up on never took effect: ended `failed`, no line).
+        in_force = store_sql(lab.target, again, "select address from blocks where ended is null"
+                             " or ended_by != 'failed'")  # fmt: skip
+        history = (state / "portsentry.history").read_text().splitlines()
+        assert sorted(_hosts(history)) == sorted(in_force)
+        assert store_sql(lab.target, again, "select count(*) from blocks where not history") == [
+            "0"]  # fmt: skip
+    finally:
+        again.stop()
+        lab.target.run(["ip", "route", "flush", "type", "blackhole"], check=False)
+
+
+def _hosts(lines: list[str]) -> list[str]:
+    """The addresses of PortSentry's `... Host: <name>/<ip> Port: 11 TCP Blocked` lines."""
+    found = [re.search(r" Host: \S+/(\S+) Port: 11 TCP Blocked$", line) for line in lines]
+    assert all(found), lines
+    return [m.group(1) for m in found if m]
 
 
 def test_spoofed_flood_hits_the_cap_and_a_real_scanner_is_still_blocked(
@@ -345,9 +379,11 @@ def test_kill_9_during_a_slow_command_then_unblock_without_the_daemon_undoes_eve
 def test_kill_9_while_a_slow_command_delays_the_worker_leaves_no_block_the_store_does_not_know(
     lab: Lab, start_daemon: StartDaemon, tmp_path: Path
 ) -> None:
-    """The loop records each block before it adds the element: a KILL_RUN_CMD that takes
-    seconds delays the worker, not the records. After a kill -9, `blocked` lists every
-    element in the firewall and `unblock NET` without the daemon removes each one."""
+    """The loop adds each block's element and records the block right after (the element
+    first: it is the fast part of the reaction); a KILL_RUN_CMD that takes seconds delays the
+    worker, not the records. After a kill -9, `blocked` lists every element in the firewall,
+    and `unblock NET` without the daemon removes each one, also one added just before a kill
+    and never recorded."""
     pid = tmp_path / "command.pid"
     conf = f'BLOCK_TCP="1"\nKILL_RUN_CMD="{slow_command(pid, 30)}"\n'
     daemon = start_daemon("-stcp", "-sudp", conf=conf)

@@ -349,14 +349,18 @@ def test_command_only_blocks_are_forgotten_at_restart(
     assert [r.address for r in actions.store.active()] == ["198.18.0.12"]
 
 
+def block_many(actions: Actions, count: int) -> None:
+    """`count` blocks from 198.18.1.0 on."""
+    for number in range(count):
+        assert block(actions, request(str(ipaddress.ip_address("198.18.1.0") + number)))
+
+
 def test_restore_writes_hosts_deny_once_for_many_blocks(
     make: Callable[[str], Actions], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\n')
     deny = actions.settings.hosts_deny_file
-    for number in range(100):
-        address = str(ipaddress.ip_address("198.18.1.0") + number)
-        assert block(actions, request(address)) is not None
+    block_many(actions, 100)
     deny.write_text("")  # e.g. the administrator replaced the file
     writes: list[int] = []
     append = files._append
@@ -539,3 +543,69 @@ def test_a_reboot_does_not_bring_back_a_kill_route_the_configuration_no_longer_h
         ("hosts.deny", "done"), ("route", f"failed: {actions_module.NOT_CONFIGURED}")]  # fmt: skip
     assert len(calls_of(calls)) == 1  # not run again
     assert again.reapply_routes().done == []
+
+
+def test_a_kill_before_the_history_line_is_caught_up_at_start_once(
+    make: Callable[[str], Actions], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker marks the actions done, then writes the HISTORY_FILE line (up to a second
+    later with RESOLVE_HOST): a kill in between loses no line, and a kill after the line but
+    before the store knew it adds no second one."""
+    actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\nBLOCK_DURATION="1"\n')
+    history = actions.settings.history_file
+    monkeypatch.setattr(Actions, "write_history", lambda *args, **kwargs: None)  # killed here
+    for address in ("198.18.0.11", "198.18.0.12", "198.18.0.13"):
+        assert block(actions, request(address)) is not None
+    monkeypatch.undo()
+    (written,) = actions.store.active()[2:]  # its line went out, the store's update did not
+    files.append_history(history, [written])
+    time.sleep(1.1)  # every block expired while the daemon was down: lines all the same
+    assert restore_in(actions, "boot-1", monkeypatch) == 0
+    lines = history.read_text().splitlines()
+    assert sorted(line.split("Host: ")[1].split("/")[1].split()[0] for line in lines) == [
+        "198.18.0.11", "198.18.0.12", "198.18.0.13"]  # fmt: skip
+    restore_in(actions, "boot-1", monkeypatch)
+    assert history.read_text().splitlines() == lines
+    assert actions.store.unwritten() == []
+
+
+def test_an_unblock_a_kill_interrupted_is_finished_at_start_not_applied_again(
+    make: Callable[[str], Actions], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`unblock NET` of many, killed after it undid some: the blocks were marked (with who
+    asked) before anything was undone, so the next start ends them all and puts no line back."""
+    actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\n')
+    deny = actions.settings.hosts_deny_file
+    for number in range(5):
+        assert block(actions, request(f"198.18.0.{11 + number}")) is not None
+    before = actions.store.active()
+
+    def killed(*args: object) -> None:
+        deny.write_text("".join(f"ALL: 198.18.0.{n}\n" for n in (14, 15)))  # three went
+        raise KeyboardInterrupt  # stands for kill -9: nothing after it runs
+
+    monkeypatch.setattr(files, "remove_lines", killed)
+    with pytest.raises(KeyboardInterrupt):
+        actions.unblock_matching(None, admin.UNBLOCK_COMMAND)
+    monkeypatch.undo()
+    assert len(actions.store.active()) == 5 and len(actions.store.unblocking()) == 5
+    assert restore_in(actions, "boot-1", monkeypatch) == 0
+    assert deny.read_text() == ""
+    assert {actions.store.last_end(r.address)[0] for r in before} == {"command"}  # type: ignore[index]
+    assert actions.settings.blocked_file.with_name("portsentry.blocked.stcp").read_text() == ""
+
+
+def test_an_unblock_of_many_rewrites_hosts_deny_once(
+    make: Callable[[str], Actions], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\n')
+    deny = actions.settings.hosts_deny_file
+    block_many(actions, 50)
+    deny.write_text("sshd: 203.0.113.9\n" + deny.read_text())
+    rewrites: list[Path] = []
+    replace = files.replace_atomically
+    monkeypatch.setattr(files, "replace_atomically",
+                        lambda path, *a: (rewrites.append(path), replace(path, *a))[1])  # fmt: skip
+    assert len(actions.unblock_matching(ipaddress.ip_network("198.18.1.0/26"), "command")) == 50
+    assert rewrites.count(deny) == 1
+    assert deny.read_text() == "sshd: 203.0.113.9\n"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from portwarden.respond import files
+from portwarden.store.db import BlockRecord
 
 # Characters str.splitlines() breaks at besides \n and \r; tcpd (fgets) reads on past them.
 NOT_LINE_ENDS = ["\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
@@ -109,3 +110,40 @@ def test_a_removal_is_done_again_when_the_file_changed_meanwhile(
     assert files.remove_line(deny, "ALL: 198.18.3.7")
     assert deny.read_text() == "sshd: 203.0.113.9\nsshd: 203.0.113.10\n"
     assert not list(tmp_path.glob(".hosts.deny.*"))  # the first copy was thrown away
+
+
+def test_many_lines_go_in_one_rewrite_each_last_copy_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unblock of many: one rewrite for all; the administrator's earlier copy stays, the
+    last line without a newline goes cleanly, a line not there is not an error."""
+    deny = tmp_path / "hosts.deny"
+    deny.write_text(
+        "ALL: 198.18.0.11\nsshd: x\nALL: 198.18.0.11\r\nALL: 198.18.0.12\nALL: 198.18.0.13"
+    )
+    rewrites: list[Path] = []
+    replace = files.replace_atomically
+    monkeypatch.setattr(files, "replace_atomically",
+                        lambda path, *a: (rewrites.append(path), replace(path, *a))[1])  # fmt: skip
+    wanted = ["ALL: 198.18.0.11", "ALL: 198.18.0.13", "ALL: 198.18.0.14", "ALL: 198.18.0.12"]
+    assert files.remove_lines(deny, wanted) == set(wanted) - {"ALL: 198.18.0.14"}
+    assert deny.read_text() == "ALL: 198.18.0.11\nsshd: x\n"
+    assert rewrites == [deny]
+    assert files.remove_lines(deny, ["ALL: 198.18.0.14"]) == set()
+    assert rewrites == [deny]
+
+
+def test_history_file_is_made_readable_like_blocked_file(tmp_path: Path) -> None:
+    """PortSentry opened both with fopen(..., "a"): 0644 under the usual umask."""
+    old = os.umask(0o077)
+    try:
+        files.append_history(tmp_path / "history", [])
+        assert not (tmp_path / "history").exists()  # nothing to write: no file
+        files.write_blocked_files(tmp_path / "blocked", [], {"tcp"})
+        record = BlockRecord(1, "198.18.0.11", "tcp", 11, "stcp", "x", "198.18.0.11", 0.0, None,
+                             1, ())  # fmt: skip
+        files.append_history(tmp_path / "history", [record])
+    finally:
+        os.umask(old)
+    assert (tmp_path / "history").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "blocked.tcp").stat().st_mode & 0o777 == 0o644

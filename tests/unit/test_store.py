@@ -68,7 +68,7 @@ def test_several_processes_opening_an_old_store_at_once_upgrade_it_once(tmp_path
         assert errors == ["", "", ""], errors
         with sqlite3.connect(path) as db:
             columns = [row[1] for row in db.execute("PRAGMA table_info(blocks)")]
-        assert columns[-2:] == ["boot", "leftover"]
+        assert columns[-4:] == ["boot", "leftover", "history", "unblocking"]
 
 
 def test_a_read_only_store_makes_nothing_and_writes_nothing(tmp_path: Path) -> None:

@@ -169,6 +169,12 @@ def _present(action: Action) -> Action:
     return action._replace(undo=(), status=PRESENT)
 
 
+def _undo_due(action: Action) -> bool:
+    """Whether an unblock undoes the action: done, or maybe done (planned, or a command
+    killed with us), or an undo that failed before; not one that failed (nothing added)."""
+    return action.status in (DONE, PLANNED, RUNNING) or action.status.startswith(UNDO_FAILED)
+
+
 def _seconds_left(until: float | None, now: float) -> int | None:
     """An element's kernel timeout for a block ending at `until` (None: never): at least a
     second, and at most limits.BLOCK_SECONDS_MAX (the kernel's range), also when the clock was
@@ -281,6 +287,7 @@ class Actions:
                      record.address, ended_by)  # fmt: skip
             if nft_done is not None and nft_done.status == DONE:
                 self._undo(nft_done, record.address)  # the unblock may have come before it
+            self.store.set_written([record.id])  # never in force: no HISTORY_FILE line
             return None
         lookup = self._start_lookup(ipaddress.ip_address(record.address))
         # What an earlier block of this address left in force (a hosts.deny line an unblock
@@ -302,7 +309,9 @@ class Actions:
             self.store.set_hostname(record.id, hostname)
         if not enforced(record.actions):
             self.store.end_block(record.id, time.time(), FAILED)
+            self.store.set_written([record.id])  # never in force: no HISTORY_FILE line
             return record
+        self.write_history([record])
         self.write_files(record)
         return record
 
@@ -329,6 +338,7 @@ class Actions:
         offence)."""
         nft_only = tuple(a for a in record.actions if a.kind == NFT)
         self.unblock(record._replace(actions=nft_only), FAILED)
+        self.store.set_written([record.id])  # never in force: no HISTORY_FILE line
 
     def steps(self, block_mode: BlockMode) -> list[str]:
         """What a block in `block_mode` does, in PortSentry 1.2's order (DisposeTCP/DisposeUDP):
@@ -457,12 +467,75 @@ class Actions:
         """Undo every action of the block that was or may have been done, then end it. Returns
         the ended record, whose actions still in force (their undo failed) say UNDO_FAILED
         (see `left`), or None if it had already ended."""
-        actions = tuple(self._undone(a, record.address) for a in record.actions)
-        if not self.store.end_block(record.id, time.time(), by, actions):
-            return None
+        undone = self.unblock_many([record], by)
         if write_files:
             self.write_files(None)
-        return record._replace(actions=actions)
+        return undone[0] if undone else None
+
+    def unblock_many(self, records: list[BlockRecord], by: str) -> list[BlockRecord]:
+        """unblock for many blocks, BLOCKED_FILE not written: first each is marked as being
+        unblocked by `by` (one transaction: a start after a kill finishes the unblock, see
+        `finish_unblocks`, rather than applying the block again); then our nftables elements
+        go in one batch, the hosts.deny lines in one rewrite per file, the rest one by one;
+        then the blocks end (one transaction). Returns the records ended here."""
+        if not records:
+            return []
+        self.store.start_unblocking([r.id for r in records], by)
+        nft_error = self._remove_elements(records)
+        removed = self._remove_hosts_deny_lines(records)
+        ended = [(r.id, tuple(self._undone_batched(a, r.address, nft_error, removed)
+                              for a in r.actions)) for r in records]  # fmt: skip
+        now_ended = self.store.end_blocks(ended, time.time(), by)
+        return [r._replace(actions=actions) for r, (i, actions) in zip(records, ended, strict=True)
+                if i in now_ended]  # fmt: skip
+
+    def finish_unblocks(self) -> list[BlockRecord]:
+        """At start: the unblocks a kill interrupted are done again to the end (an undo of what
+        is gone already is harmless), each by who asked."""
+        by_whom: dict[str, list[BlockRecord]] = {}
+        for record, by in self.store.unblocking():
+            by_whom.setdefault(by, []).append(record)
+        finished = [u for by, records in by_whom.items() for u in self.unblock_many(records, by)]
+        if finished:
+            log.warning("finished %d unblocks that a stop interrupted", len(finished))
+        return finished
+
+    def _remove_elements(self, records: list[BlockRecord]) -> str | None:
+        """Our nftables elements of `records` removed in one batch. Returns why it failed."""
+        addresses = [ipaddress.ip_address(r.address) for r in records
+                     if any(a.kind == NFT and _undo_due(a) for a in r.actions)]  # fmt: skip
+        if not addresses:
+            return None
+        try:  # a table that is not there (yet) is not made to remove nothing
+            (self._nft or self._blocker()).remove(addresses)
+        except (OSError, NftError) as error:
+            return one_line(str(error))
+        return None
+
+    def _remove_hosts_deny_lines(self, records: list[BlockRecord]) -> dict[tuple[str, str], str]:
+        """Our hosts.deny lines of `records` removed: one rewrite per file. Returns why it
+        failed, for each line of a file that could not be rewritten."""
+        by_file: dict[str, list[str]] = {}
+        for record in records:
+            for a in record.actions:
+                if a.kind == HOSTS_DENY and len(a.undo) == 2 and _undo_due(a):
+                    by_file.setdefault(a.undo[0], []).append(a.undo[1])
+        failed: dict[tuple[str, str], str] = {}
+        for path, lines in by_file.items():
+            try:
+                files.remove_lines(Path(path), lines)
+            except OSError as error:
+                failed.update(((path, line), one_line(str(error))) for line in lines)
+        return failed
+
+    def _undone_batched(self, action: Action, address: str, nft_error: str | None,
+                        deny_failed: dict[tuple[str, str], str]) -> Action:  # fmt: skip
+        """_undone, for an action whose undo was done in a batch (nftables, hosts.deny)."""
+        if action.kind == NFT and _undo_due(action):
+            return self._outcome(action, address, nft_error)
+        if action.kind == HOSTS_DENY and len(action.undo) == 2 and _undo_due(action):
+            return self._outcome(action, address, deny_failed.get((action.undo[0], action.undo[1])))
+        return self._undone(action, address)
 
     def _undone(self, action: Action, address: str) -> Action:
         """The action after its undo: as it was (done again after an undo that failed before),
@@ -471,6 +544,11 @@ class Actions:
             error = self._undo(action, address)
         except (OSError, NftError) as failure:
             error = one_line(str(failure))
+        return self._outcome(action, address, error)
+
+    @staticmethod
+    def _outcome(action: Action, address: str, error: str | None) -> Action:
+        """The action after an undo that failed with `error` (None: it worked)."""
         if error is None:
             return action._replace(status=DONE) if action.status.startswith(UNDO_FAILED) else action
         log.error("undoing %s for %s failed: %s; run `portwarden unblock %s` again once it "
@@ -482,7 +560,7 @@ class Actions:
         (planned, or a command killed with us) is undone too: an undo of something not there
         is harmless, and its failure is expected (logged at debug level)."""
         unsure = action.status in (PLANNED, RUNNING)
-        if action.status != DONE and not unsure and not action.status.startswith(UNDO_FAILED):
+        if not _undo_due(action):
             return None  # failed: nothing was added
         if action.kind == NFT:  # a table that is not there (yet) is not made to remove nothing
             blocker = self._nft or self._blocker()
@@ -550,13 +628,14 @@ class Actions:
         return self._unblock_each(_inside(records, networks), IGNORED)
 
     def _unblock_each(self, records: list[BlockRecord], by: str) -> list[BlockRecord]:
-        undone = [u for r in records if (u := self.unblock(r, by, write_files=False))]
+        undone = self.unblock_many(records, by)
         if undone:  # once, not once per block: `unblock --all` of many blocks stays linear
             self.write_files(None)
         return undone
 
     def expire(self, now: float) -> list[BlockRecord]:
-        return [r for r in self.store.due(now) if self.unblock(r, "expired", write_files=False)]
+        """End the blocks whose time is up (BLOCKED_FILE not written)."""
+        return self.unblock_many(self.store.due(now), "expired")
 
     def restore(self) -> int:
         """At start: end overdue blocks and those that only ran a command (see `lasting`); make
@@ -570,6 +649,7 @@ class Actions:
 
     def _restore(self) -> int:
         now = time.time()
+        self.finish_unblocks()  # before anything is applied again: see unblock_many
         for record in self.retry_left(None)[1]:
             log.error("unblocked %s, but left in force: %s", record.address,
                       "; ".join(left(record)))  # fmt: skip
@@ -595,9 +675,6 @@ class Actions:
         rebooted = self.store.made_in_other_boots(self.boot)
         kept: list[BlockRecord] = []
         commands_left: Counter[str] = Counter()
-        # Blocks a stop (kill -9) caught before the worker finished them (or before their turn
-        # came): in force now, so HISTORY_FILE gets their lines, as it would have.
-        caught_up: list[BlockRecord] = []
         for record in active:
             routed = any(a.kind == ROUTE for a in record.actions)
             if all(a.status in IN_FORCE for a in record.actions) and not (
@@ -605,8 +682,6 @@ class Actions:
             ):  # the usual case, and nothing to do: fast for 100,000 blocks
                 kept.append(record)
                 continue
-            # carry_out writes the history line last: a block it did not finish has none yet
-            unfinished = any(a.status in (PLANNED, RUNNING) for a in record.actions)
             actions = tuple(self._resume(a, record, record.id in rebooted, put_back)
                             for a in record.actions)  # fmt: skip
             if actions != record.actions:
@@ -617,8 +692,6 @@ class Actions:
                                  if a.kind == COMMAND and a != was)  # fmt: skip
             if enforced(actions):
                 kept.append(record._replace(actions=actions))
-                if unfinished and actions != record.actions:  # once: now nothing is left to do
-                    caught_up.append(kept[-1])
             else:
                 self.store.end_block(record.id, now, FAILED)
                 shown = ",".join(f"{a.kind}:{a.status}" for a in actions)
@@ -631,7 +704,8 @@ class Actions:
                         "daemon stopped before their turn (not run), %d were interrupted while "
                         "it ran (it may have run, and cannot be undone)",
                         commands_left[NOT_RUN], commands_left[INTERRUPTED])  # fmt: skip
-        self.write_files(None, kept, caught_up)
+        self.write_history(self.store.unwritten(), catching_up=True)
+        self.write_files(None, kept)
         return len(kept)
 
     def _put_back_hosts_deny(self, active: list[BlockRecord]) -> dict[tuple[str, str], str]:
@@ -756,20 +830,36 @@ class Actions:
         using it."""
         return None if self._nft is None else self._nft.damage()
 
+    def write_history(self, records: list[BlockRecord], catching_up: bool = False) -> None:
+        """HISTORY_FILE gets the line of each block of `records` that took effect (see
+        `enforced`), then the store knows they are written. `catching_up` (at start: the lines
+        a kill left unwritten, see Store.unwritten): a line the file has already (the kill came
+        between the write and the store's update) is not written twice."""
+        if not records:
+            return
+        path = self.settings.history_file
+        try:
+            due = [r for r in records if enforced(r.actions)]
+            if catching_up and due:
+                present = files.history_lines(path)
+                due = [r for r in due if files.portsentry_line(r) not in present]
+            files.append_history(path, due)
+            if catching_up and due:
+                log.warning("HISTORY_FILE: %d lines a stop left unwritten written now", len(due))
+        except OSError as error:  # tried again at the next start
+            log.error("writing HISTORY_FILE failed: %s", one_line(str(error)))
+            return
+        self.store.set_written([r.id for r in records])
+
     def write_files(self, new: BlockRecord | None = None,
-                    active: list[BlockRecord] | None = None,
-                    history: list[BlockRecord] | None = None) -> None:  # fmt: skip
-        """HISTORY_FILE gets `new`'s line (and those of `history`); BLOCKED_FILE.<mode> lists
-        the active blocks: after a new block its mode's file, else the files of the modes that
-        run, of every mode with a block, and every one that exists (emptied when its last block
-        has gone)."""
+                    active: list[BlockRecord] | None = None) -> None:  # fmt: skip
+        """BLOCKED_FILE.<mode> lists the active blocks: after a new block (`new`) its mode's
+        file, else the files of the modes that run, of every mode with a block, and every one
+        that exists (emptied when its last block has gone)."""
         s = self.settings
         try:
             blocks = self.store.active() if active is None else active
-            for record in history or ():
-                files.append_history(s.history_file, record)
             if new is not None:
-                files.append_history(s.history_file, new)
                 modes = {new.mode}
             else:
                 modes = {m.value for m in (s.tcp_mode, s.udp_mode) if m}

@@ -116,6 +116,17 @@ def replace_atomically(path: Path, text: str,
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename in `folder` durable: until the folder is synced, a crash can bring back
+    the old file (or none)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _lines(text: str) -> list[str]:
@@ -174,27 +185,37 @@ def _append(fd: int, data: bytes) -> None:
 
 
 def remove_line(path: Path, line: str) -> bool:
-    """Remove one copy of `line` (the last: ours was appended), and nothing else; a copy the
-    administrator added stays. Returns whether the file changed. The file is read, edited and
-    replaced; if it changed meanwhile (another program appended a line), all of that again."""
+    """Remove one copy of `line` (see remove_lines). Returns whether the file changed."""
+    return bool(remove_lines(path, [line]))
+
+
+def remove_lines(path: Path, lines: Iterable[str]) -> set[str]:
+    """Remove one copy of each of `lines` (the last: ours was appended), and nothing else; a
+    copy the administrator added stays. Returns the lines removed. The file is read, edited
+    and replaced once, however many lines go (an unblock of thousands of hosts.deny blocks);
+    if it changed meanwhile (another program appended a line), all of that again."""
+    wanted = set(lines)
     for _ in range(limits.FILE_EDIT_TRIES_MAX):
         text, identity = _read_with_identity(path)
         parts = (text or "").split("\n")  # the last part: what follows the last newline
-        found = [number for number, kept in numbered_lines(text or "") if kept == line]
-        if not found:
-            return False
-        index = found[-1] - 1
-        if index == len(parts) - 1 and index:  # the last line, with no newline after it
-            parts[index - 1 : index + 1] = [parts[index - 1], ""]
-        else:
-            del parts[index]
+        last: dict[str, int] = {}  # line: index of its last copy
+        for number, kept in numbered_lines(text or ""):
+            if kept in wanted:
+                last[kept] = number - 1
+        if not last:
+            return set()
+        for index in sorted(last.values(), reverse=True):
+            if index == len(parts) - 1:  # the last line, with no newline after it
+                parts[index] = ""
+            else:
+                del parts[index]
         try:
             replace_atomically(path, "\n".join(parts), identity)
         except FileChanged:
             continue
-        return True
+        return set(last)
     raise FileChanged(
-        f"{path} kept changing; line not removed after {limits.FILE_EDIT_TRIES_MAX} tries"
+        f"{path} kept changing; lines not removed after {limits.FILE_EDIT_TRIES_MAX} tries"
     )
 
 
@@ -236,9 +257,22 @@ def blocked_files_present(base: Path) -> set[str]:
     return {mode for mode in MODES if blocked_file(base, mode).exists()}
 
 
-def append_history(path: Path, block: BlockRecord) -> None:
-    """HISTORY_FILE: one line per block, appended, as PortSentry did."""
+def append_history(path: Path, blocks: Iterable[BlockRecord]) -> None:
+    """HISTORY_FILE: one line per block, appended (in one write), as PortSentry did. A new
+    file gets NEW_FILE_MODE, as BLOCKED_FILE does (PortSentry made both with fopen: 0644
+    under the usual umask)."""
+    data = "".join(portsentry_line(block) + "\n" for block in blocks)
+    if not data:
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "a", encoding="utf-8") as file:
-        file.write(portsentry_line(block) + "\n")
+    fd = _open_to_append(path)
+    try:
+        _append(fd, data.encode("utf-8", "surrogateescape"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def history_lines(path: Path) -> set[str]:
+    """The lines of HISTORY_FILE (none when it does not exist)."""
+    return set(_lines(_read(path)))

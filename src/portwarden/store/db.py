@@ -9,6 +9,10 @@ boot (kernel boot_id) in which the block's KILL_ROUTE was last carried out: rout
 rules that commands add do not survive a reboot, and running them again without one would add
 them twice. `leftover` marks an ended block with an action whose undo failed (its status
 `undo failed: ...`): still in force, tried again at the next unblock there and at start.
+`history` is 0 until the block's HISTORY_FILE line is written (or the block is known to need
+none): a start writes the lines a kill left unwritten. `unblocking` is who asked (the future
+`ended_by`) while an unblock undoes the block's actions: set before anything is undone, so a
+start after a kill finishes the unblock instead of applying the block again.
 
 `reports` keeps every report meant to be mailed (see alert/reportbook.py): its subject and
 body, its `outcome` (queued, retrying, held, sent, listed, failed: ...) and when it was
@@ -41,7 +45,9 @@ CREATE TABLE IF NOT EXISTS blocks (
     ended REAL,
     ended_by TEXT,
     boot TEXT NOT NULL DEFAULT '',
-    leftover INTEGER NOT NULL DEFAULT 0
+    leftover INTEGER NOT NULL DEFAULT 0,
+    history INTEGER NOT NULL DEFAULT 1,
+    unblocking TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_active_block ON blocks(address) WHERE ended IS NULL;
 CREATE INDEX IF NOT EXISTS blocks_by_address ON blocks(address);
@@ -178,7 +184,8 @@ def store_path(state_dir: Path) -> Path:
 
 
 _BUSY_WAIT_S = 30  # the longest a connection waits for another one's transaction
-_ADDED_COLUMNS = frozenset({"boot", "leftover"})  # which a store made by an older version may lack
+# The columns a store made by an older version may lack.
+_ADDED_COLUMNS = frozenset({"boot", "leftover", "history", "unblocking"})
 
 
 class StoreError(Exception):
@@ -252,7 +259,15 @@ class Store:
                 self._db.execute("UPDATE blocks SET boot = ? WHERE ended IS NULL", (boot_id(),))
         if "leftover" not in columns:
             self._db.execute("ALTER TABLE blocks ADD COLUMN leftover INTEGER NOT NULL DEFAULT 0")
+        if "history" not in columns:  # the daemon of before wrote the lines (or its start did)
+            self._db.execute("ALTER TABLE blocks ADD COLUMN history INTEGER NOT NULL DEFAULT 1")
+        if "unblocking" not in columns:
+            self._db.execute("ALTER TABLE blocks ADD COLUMN unblocking TEXT")
         self._db.execute("CREATE INDEX IF NOT EXISTS blocks_left ON blocks(id) WHERE leftover")
+        self._db.execute("CREATE INDEX IF NOT EXISTS blocks_unwritten ON blocks(id)"
+                         " WHERE NOT history")  # fmt: skip
+        self._db.execute("CREATE INDEX IF NOT EXISTS blocks_unblocking ON blocks(id)"
+                         " WHERE unblocking IS NOT NULL AND ended IS NULL")  # fmt: skip
 
     def close(self) -> None:
         self._db.close()
@@ -271,7 +286,8 @@ class Store:
             try:
                 cursor = self._db.execute(
                     "INSERT INTO blocks (address, proto, port, mode, reason, hostname, since,"
-                    " until, offence, actions, boot) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " until, offence, actions, boot, history)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
                     (address, proto, port, mode, reason, hostname, since, until, offence,
                      _actions_json(actions), boot))  # fmt: skip
             except sqlite3.IntegrityError:
@@ -285,6 +301,31 @@ class Store:
         return int(self._db.execute(
             "SELECT count(*) FROM blocks WHERE address = ? AND coalesce(ended_by, '') != ?",
             (address, FAILED)).fetchone()[0])  # fmt: skip
+
+    def unwritten(self) -> list[BlockRecord]:
+        """Blocks (active or ended) whose HISTORY_FILE line is not known to be written."""
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM blocks WHERE NOT history ORDER BY id")
+        return [_record(row) for row in rows]
+
+    def set_written(self, block_ids: list[int]) -> None:
+        """The blocks' HISTORY_FILE lines are written (or they need none)."""
+        with self._db:
+            self._db.executemany("UPDATE blocks SET history = 1 WHERE id = ?",
+                                 [(i,) for i in block_ids])  # fmt: skip
+
+    def start_unblocking(self, block_ids: list[int], by: str) -> None:
+        """Mark the active blocks as being unblocked by `by`, in one transaction, before
+        anything of them is undone."""
+        with self._db:
+            self._db.executemany(
+                "UPDATE blocks SET unblocking = ? WHERE id = ? AND ended IS NULL",
+                [(by, i) for i in block_ids])  # fmt: skip
+
+    def unblocking(self) -> list[tuple[BlockRecord, str]]:
+        """The active blocks whose unblock a kill interrupted, with who asked."""
+        rows = self._db.execute(f"SELECT {_COLUMNS}, unblocking FROM blocks WHERE unblocking"
+                                " IS NOT NULL AND ended IS NULL ORDER BY id")  # fmt: skip
+        return [(_record(row[:-1]), str(row[-1])) for row in rows]
 
     def set_actions(self, block_id: int, actions: tuple[Action, ...]) -> None:
         with self._db:
@@ -322,11 +363,22 @@ class Store:
         """Mark a block ended (with its actions as undone: those whose undo failed make it a
         leftover). False if it had already ended (someone else undid it)."""
         with self._db:
-            cursor = self._db.execute(
-                "UPDATE blocks SET ended = ?, ended_by = ? WHERE id = ? AND ended IS NULL",
-                (when, by, block_id))  # fmt: skip
-            if actions is not None and cursor.rowcount == 1:
-                self._set_left(block_id, actions)
+            return self._end(block_id, when, by, actions)
+
+    def end_blocks(self, ended: list[tuple[int, tuple[Action, ...]]], when: float,
+                   by: str) -> set[int]:  # fmt: skip
+        """end_block for many blocks (block id, actions as undone) in one transaction.
+        Returns the ids of those that had not ended already."""
+        with self._db:
+            return {i for i, actions in ended if self._end(i, when, by, actions)}
+
+    def _end(self, block_id: int, when: float, by: str,
+             actions: tuple[Action, ...] | None) -> bool:  # fmt: skip
+        cursor = self._db.execute(
+            "UPDATE blocks SET ended = ?, ended_by = ? WHERE id = ? AND ended IS NULL",
+            (when, by, block_id))  # fmt: skip
+        if actions is not None and cursor.rowcount == 1:
+            self._set_left(block_id, actions)
         return cursor.rowcount == 1
 
     def set_left(self, block_id: int, actions: tuple[Action, ...]) -> None:
