@@ -270,7 +270,8 @@ def test_iptables_changes_both_families_or_neither(lab: Lab, portmapper: Portmap
         assert (files(portmapper), iptables_rules(target)) == before
         assert failed.returncode == 2 and failed.stderr.count("\n") == 1, failed.stderr
         assert failed.stderr.startswith(
-            "portwarden: error: iptables was put back as it was, after ip6tables-restore: "
+            "portwarden: error: iptables was put back as it was; /etc/hosts.deny was put back as "
+            "it was; /etc/hosts.allow was put back as it was, after ip6tables-restore: "
         )
 
         target.run(["nft", "delete", "table", "ip6", "filter"])
@@ -286,7 +287,8 @@ def test_iptables_changes_both_families_or_neither(lab: Lab, portmapper: Portmap
         assert (files(portmapper), iptables_rules(target)) == protected
         assert failed.returncode == 2 and failed.stderr.count("\n") == 1, failed.stderr
         assert failed.stderr.startswith(
-            "portwarden: error: iptables was put back as it was, after ip6tables-restore: "
+            "portwarden: error: iptables was put back as it was; /etc/hosts.allow was put back as "
+            "it was; /etc/hosts.deny was put back as it was, after ip6tables-restore: "
         )
         assert reachability(lab, 4) == (REACHABLE, {"tcp": "silent", "udp": "silent"})
     finally:
@@ -587,6 +589,7 @@ def test_unprotect_that_fails_in_iptables_puts_nftables_back(
         assert failed.returncode == 2 and failed.stderr.count("\n") == 1, failed.stderr
         assert failed.stderr.startswith(
             "portwarden: error: iptables was put back as it was; nftables was put back as it "
+            "was; /etc/hosts.allow was put back as it was; /etc/hosts.deny was put back as it "
             "was, after ip6tables-restore: "
         )
         check = portmapper.portwarden("portmap", "check", "--json")

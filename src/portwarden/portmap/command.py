@@ -121,11 +121,7 @@ def _plan_and_apply(args: argparse.Namespace) -> int:
         sys.stdout.write(plan.show())
         print("# dry run: nothing was changed")
         return 0
-    try:
-        plan.apply()
-    except OSError as error:  # after check_writable, e.g. a full disk; the files are put back
-        where = error.filename or "portmap"
-        raise WrappersError(f"{where}: {error.strerror or error}") from None
+    plan.apply()
     for line in plan.summary():
         print(line)
     return 0

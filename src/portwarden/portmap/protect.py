@@ -56,11 +56,25 @@ class Plan:
                 undo.append(wall.run(step))
         except BaseException as error:
             notes = [put_back() for put_back in reversed(undo)]
-            for change in reversed(done):
-                change.undo()
-            if isinstance(error, FirewallError) and notes:  # what was undone first: it matters
-                raise FirewallError(f"{'; '.join(notes)}, after {error}") from None
+            notes += [_put_back(change) for change in reversed(done) if change.changed]
+            if isinstance(error, OSError):  # e.g. a full disk, after check_writable
+                where = error.filename or "portmap"
+                error = wrappers.WrappersError(f"{where}: {error.strerror or error}")
+            if isinstance(error, FirewallError | wrappers.WrappersError) and notes:
+                # what was undone, firewalls first, then every file, by name: it matters
+                raise type(error)(f"{'; '.join(notes)}, after {error}") from None
+            if isinstance(error, wrappers.WrappersError):
+                raise error from None
             raise
+
+
+def _put_back(change: wrappers.FileChange) -> str:
+    """Put a changed file back as it was (byte for byte), and say how that went."""
+    try:
+        change.undo()
+    except OSError as error:
+        return f"putting {change.path} back failed, check it by hand ({error.strerror or error})"
+    return f"{change.path} was put back as it was"
 
 
 def plan_protect(
