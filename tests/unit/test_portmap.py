@@ -284,7 +284,7 @@ def test_when_both_loopback_queries_fail_both_errors_are_shown(
 
     monkeypatch.setattr(check, "dump", failing)
     assert check._local_programs(0.5) == ((), "127.0.0.1: it failed at 127.0.0.1; ::1: it failed "
-                                              "at ::1")  # fmt: skip
+                                              "at ::1", False)  # fmt: skip
 
 
 # 200 hosts (none next to another, so none merge): one allow line would be 2 600 characters.
