@@ -185,6 +185,11 @@ PORTMAP_TIMEOUT_S = 2.0
 # an error rather than hang behind a run that is itself stuck (on the xtables lock, say).
 PORTMAP_LOCK_WAIT_S = 10.0
 
+# The shortest AUDIT_INTERVAL (0 is no periodic check): each check asks the portmapper, reads
+# every socket and may connect to local listeners, and its findings are news for alert paths
+# that are capped per minute; a check every second would be a load, not a watch.
+AUDIT_INTERVAL_S_MIN = 10.0
+
 # The port audit's TCP confirmation: connect() to a local address then close at once. A local
 # listener answers in microseconds; a firewall that drops the SYN costs at most this long.
 AUDIT_CONNECT_TIMEOUT_S = 1.0

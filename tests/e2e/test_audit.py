@@ -530,41 +530,84 @@ def test_a_portmapper_that_accepts_and_stays_silent_is_a_finding(lab: Lab, tmp_p
         "pid": fake.pid, "user": "root", "was_port": None, "reason": reason}]  # fmt: skip
 
 
+def check_now(daemon: RunningDaemon) -> None:
+    """A reload: the daemon checks at once (AUDIT_INTERVAL is 10 s at least)."""
+    daemon.proc.send_signal(signal.SIGHUP)
+
+
 def test_the_daemon_audits_periodically_and_alerts(lab: Lab, tmp_path: Path) -> None:
     """AUDIT_INTERVAL in the running daemon: findings reach the log, syslog (with their
-    severity), the JSON event log and `status`."""
+    severity), the JSON event log and `status`, each once however soon the next check comes
+    (a reload right after a check, before the loop has saved its state)."""
     target = lab.target
     required = listen(target, "tcp", "0.0.0.0", 40401, "pw-required")
     receiver = SyslogReceiver(tmp_path / "log")
     conf = tmp_path / "portwarden.conf"
     conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
-                    f'TCP_PORTS="11"\nAUDIT_INTERVAL="1"\nAUDIT_REQUIRED="40401/tcp"\n'
+                    f'TCP_PORTS="11"\nAUDIT_INTERVAL="10"\nAUDIT_REQUIRED="40401/tcp"\n'
                     f'AUDIT_SEVERITY_NEW="warning"\nSYSLOG_SOCKET="{receiver.path}"\n')  # fmt: skip
     daemon = RunningDaemon(target, conf)
     try:
         daemon.wait_for("ready:")
         listen(target, "tcp", "0.0.0.0", 40402, "pw-newcomer")
+        check_now(daemon)
         line = daemon.wait_for(r"audit ServiceNew: \S+:40402/tcp .*", timeout=10).group(0)
         assert "program=pw-newcomer" in line
         # syslog facility daemon (3), severity warning (4) as configured
         receiver.wait_for(rf"^<{3 * 8 + 4}>.* audit: ServiceNew: {target.ipv4}:40402/tcp")
+        for _ in range(3):  # checks one after another, before the loop saves each one's state
+            check_now(daemon)
+            time.sleep(0.1)
         stop(target, required)
+        check_now(daemon)
         daemon.wait_for(r"audit ServiceMissing: any:40401/tcp", timeout=10)
         receiver.wait_for(rf"^<{3 * 8 + 2}>.* audit: ServiceMissing: any:40401/tcp")  # crit
         mark = daemon.mark()
         listen(target, "tcp", "0.0.0.0", 40401, "pw-required")
+        check_now(daemon)
         daemon.wait_for(r"audit ServiceRestarted: \S+:40401/tcp", timeout=10, since=mark)
-        events = [json.loads(x) for x in (tmp_path / "state" / "events.jsonl").read_text()
-                  .splitlines()]  # fmt: skip
-        kinds = [e["kind"] for e in events if e["event"] == "audit" and e["port"] in (40401, 40402)]
-        assert kinds[:3] == ["ServiceNew", "ServiceMissing", "ServiceRestarted"]
         status = json.loads(target.run([sys.executable, "-m", "portwarden", "status", "--json",
                                         "-c", str(conf)]).stdout)  # fmt: skip
         assert "open ports on" in status["audit"]["summary"]
         assert status["audit"]["summary"].startswith(status["audit"]["time"])
+        check_now(daemon)
+    finally:
+        daemon.stop()  # after the check in progress, whose findings it reports
+        receiver.sock.close()
+    kinds = [e["kind"] for e in audit_events(tmp_path) if e["port"] in (40401, 40402)]
+    assert kinds == ["ServiceNew", "ServiceMissing", "ServiceRestarted"]
+
+
+def audit_events(folder: Path) -> list[dict[str, Any]]:
+    """The audit findings in the daemon's JSON event log."""
+    events = [json.loads(x) for x in (folder / "state" / "events.jsonl").read_text().splitlines()]
+    return [e for e in events if e["event"] == "audit"]
+
+
+def test_a_state_the_daemon_cannot_save_does_not_repeat_its_findings(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Each check compares with the check before it, not with the file the loop saves: when
+    the loop cannot save it, the next check still knows what was reported."""
+    target = lab.target
+    (tmp_path / "state" / "audit.json").mkdir(parents=True)  # no file can be written there
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
+                    f'TCP_PORTS="11"\nAUDIT_INTERVAL="10"\n{ONLY_LAB}\n'
+                    'SYSLOG_SOCKET=""\n')  # fmt: skip
+    daemon = RunningDaemon(target, conf)
+    listener = listen(target, "tcp", "0.0.0.0", 40403, "pw-unsaved")
+    try:
+        daemon.wait_for("ready:")
+        for _ in range(3):
+            mark = daemon.mark()
+            check_now(daemon)
+            daemon.wait_for("audit: cannot keep the audit state", since=mark)
     finally:
         daemon.stop()
-        receiver.sock.close()
+        stop(target, listener)
+    new = [e for e in audit_events(tmp_path) if e["port"] == 40403]
+    assert [(e["kind"], e["interface"]) for e in new] == [("ServiceNew", A4)]
 
 
 def test_the_command_does_not_take_the_daemons_news(lab: Lab, tmp_path: Path) -> None:
@@ -572,7 +615,7 @@ def test_the_command_does_not_take_the_daemons_news(lab: Lab, tmp_path: Path) ->
     target = lab.target
     conf = tmp_path / "portwarden.conf"
     conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
-                    'TCP_PORTS="11"\nAUDIT_INTERVAL="3"\nAUDIT_REQUIRED="40411/tcp"\n'
+                    'TCP_PORTS="11"\nAUDIT_INTERVAL="10"\nAUDIT_REQUIRED="40411/tcp"\n'
                     'SYSLOG_SOCKET=""\n')  # fmt: skip
     daemon = RunningDaemon(target, conf)
     try:
@@ -583,6 +626,7 @@ def test_the_command_does_not_take_the_daemons_news(lab: Lab, tmp_path: Path) ->
                              check=False)  # fmt: skip
         assert command.returncode == 1 and "ServiceNew" in command.stdout
         assert ":40412/tcp" in command.stdout
+        check_now(daemon)
         daemon.wait_for(r"audit ServiceNew: \S+:40412/tcp", timeout=10, since=mark)
     finally:
         daemon.stop()
@@ -756,7 +800,7 @@ def test_the_daemon_says_at_every_check_that_nothing_was_checked(lab: Lab, tmp_p
     receiver = SyslogReceiver(tmp_path / "log")
     conf = tmp_path / "portwarden.conf"
     conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
-                    'TCP_PORTS="11"\nAUDIT_INTERVAL="1"\nAUDIT_DEVICES="eht0"\n'
+                    'TCP_PORTS="11"\nAUDIT_INTERVAL="10"\nAUDIT_DEVICES="eht0"\n'
                     f'SYSLOG_SOCKET="{receiver.path}"\n')  # fmt: skip
     daemon = RunningDaemon(lab.target, conf)
     unchecked = re.escape(
@@ -765,6 +809,7 @@ def test_the_daemon_says_at_every_check_that_nothing_was_checked(lab: Lab, tmp_p
     try:
         daemon.wait_for(f"ERROR {unchecked}")
         mark = daemon.mark()
+        check_now(daemon)
         daemon.wait_for(f"ERROR {unchecked}", since=mark, timeout=10)  # again, at the next check
         receiver.wait_for(rf"^<{3 * 8 + 4}>.* portwarden\[\d+\]: {unchecked}")  # not an attack
     finally:
@@ -1090,7 +1135,7 @@ def test_the_daemon_logs_a_warning_once_and_alerts_an_unusable_portmapper(
     receiver = SyslogReceiver(tmp_path / "log")
     conf = tmp_path / "portwarden.conf"
     conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
-                    f'TCP_PORTS="11"\nAUDIT_INTERVAL="1"\n{ONLY_LAB}\n'
+                    f'TCP_PORTS="11"\nAUDIT_INTERVAL="10"\n{ONLY_LAB}\n'
                     'AUDIT_REQUIRED="mountd/udp"\nAUDIT_OPTIONAL="40131/tcp"\n'
                     f'SYSLOG_SOCKET="{receiver.path}"\n')  # fmt: skip
     warning = ("audit: RPC program 300131 for port 40131/tcp was registered by owner unknown, not "
@@ -1098,14 +1143,17 @@ def test_the_daemon_logs_a_warning_once_and_alerts_an_unusable_portmapper(
     daemon = RunningDaemon(target, conf)
     try:
         daemon.wait_for(re.escape(warning))
-        first = audit_runs(target, conf)
-        deadline = time.monotonic() + 15
-        while audit_runs(target, conf) < first + 3:  # three checks more, at least
-            assert time.monotonic() < deadline, "the daemon stopped checking"
-            time.sleep(0.2)
+        for _ in range(3):  # three checks more (the time is kept in whole seconds)
+            last = audit_runs(target, conf)
+            deadline = time.monotonic() + 15
+            while audit_runs(target, conf) <= last:
+                assert time.monotonic() < deadline, "the daemon stopped checking"
+                check_now(daemon)
+                time.sleep(0.3)
         assert daemon.log().count(warning) == 1
         rpcbind.send_signal(signal.SIGSTOP)
         try:
+            check_now(daemon)
             line = daemon.wait_for(r"audit PortmapperUnusable: .*", timeout=20).group(0)
             receiver.wait_for(rf"^<{3 * 8 + 3}>.* audit: PortmapperUnusable: 127\.0\.0\.1:111/tcp")
         finally:

@@ -270,7 +270,8 @@ def test_iptables_changes_both_families_or_neither(lab: Lab, portmapper: Portmap
         assert (files(portmapper), iptables_rules(target)) == before
         assert failed.returncode == 2 and failed.stderr.count("\n") == 1, failed.stderr
         assert failed.stderr.startswith(
-            "portwarden: error: iptables was put back as it was, after ip6tables-restore: "
+            "portwarden: error: iptables was put back as it was; /etc/hosts.deny was put back as "
+            "it was; /etc/hosts.allow was put back as it was, after ip6tables-restore: "
         )
 
         target.run(["nft", "delete", "table", "ip6", "filter"])
@@ -286,7 +287,8 @@ def test_iptables_changes_both_families_or_neither(lab: Lab, portmapper: Portmap
         assert (files(portmapper), iptables_rules(target)) == protected
         assert failed.returncode == 2 and failed.stderr.count("\n") == 1, failed.stderr
         assert failed.stderr.startswith(
-            "portwarden: error: iptables was put back as it was, after ip6tables-restore: "
+            "portwarden: error: iptables was put back as it was; /etc/hosts.allow was put back as "
+            "it was; /etc/hosts.deny was put back as it was, after ip6tables-restore: "
         )
         assert reachability(lab, 4) == (REACHABLE, {"tcp": "silent", "udp": "silent"})
     finally:
@@ -587,6 +589,7 @@ def test_unprotect_that_fails_in_iptables_puts_nftables_back(
         assert failed.returncode == 2 and failed.stderr.count("\n") == 1, failed.stderr
         assert failed.stderr.startswith(
             "portwarden: error: iptables was put back as it was; nftables was put back as it "
+            "was; /etc/hosts.allow was put back as it was; /etc/hosts.deny was put back as it "
             "was, after ip6tables-restore: "
         )
         check = portmapper.portwarden("portmap", "check", "--json")
@@ -713,3 +716,49 @@ def test_protect_waits_for_a_run_in_progress(lab: Lab, portmapper: Portmapper) -
     assert took >= 1.0, took
     allow, _ = files(portmapper)
     assert allow is not None and b"rpcbind portmap: 198.18.0.16/255.255.255.240" in allow
+
+
+def test_a_hosts_allow_rpcbind_cannot_read_is_refused_and_checked_as_locked_out(
+    lab: Lab, portmapper: Portmapper
+) -> None:
+    """hosts.allow mode 600, as some hardening guides set it: rpcbind runs as _rpc, so libwrap
+    cannot read our allow lines and our hosts.deny would refuse every caller. protect says so
+    and changes nothing; on a host already in that state, check says the portmapper denies the
+    callers it should allow, and the verdict is not "protected"."""
+    chmod = portmapper._inside(["chmod", "600", "/etc/hosts.allow"])
+    subprocess.run(chmod, check=True, timeout=20)
+    before = files(portmapper)
+    refused = portmapper.portwarden("portmap", "protect", *ALLOW, "--firewall", "none")
+    assert (refused.returncode, refused.stdout, refused.stderr.count("\n")) == (2, "", 1)
+    user = portmapper.status_user()
+    why = (f"/etc/hosts.allow: rpcbind (pid {portmapper.proc.pid}, rpcbind) runs as {user}, which "
+           "cannot read it (mode 600, owner root:root): TCP Wrappers would not read our lines "
+           "there")  # fmt: skip
+    assert refused.stderr.startswith(f"portwarden: error: {why}"), refused.stderr
+    assert files(portmapper) == before
+    assert rpcinfo_lists_program(lab.client, lab.target.ipv4)
+
+    # Protected while it could read, then made unreadable: everyone is locked out.
+    subprocess.run(portmapper._inside(["chmod", "644", "/etc/hosts.allow"]), check=True)
+    run_ok(portmapper, "protect", *ALLOW, "--firewall", "none")
+    subprocess.run(chmod, check=True, timeout=20)
+    assert not rpcinfo_lists_program(lab.target, "127.0.0.1")
+    assert not rpcinfo_lists_program(lab.client, lab.target.ipv4)
+    check = portmapper.portwarden("portmap", "check", "--from", "127.0.0.1", "--timeout", "1")
+    lines = check.stdout.splitlines()
+    assert (check.returncode, lines[-1]) == (4, "verdict: locked out"), check.stdout
+    assert ("wrappers: deny callers they should allow (see the notes): they lock the "
+            "portmapper") in lines  # fmt: skip
+    assert (
+        f"  {portmapper.libwrap_note()}; but {why.rpartition(': TCP')[0]}: TCP Wrappers "
+        "cannot read the lines there" in lines
+    )
+    [note] = [line for line in lines if line.startswith("note: the loopback query was denied")]
+    assert "authentication error" in note
+    assert (
+        "the tcp probe from 127.0.0.1, inside the allowed networks, was denied (the "
+        "portmapper denied it: authentication error"
+    ) in note
+    report = json.loads(portmapper.portwarden("portmap", "check", "--json").stdout)
+    assert (report["verdict"], report["wrappers"]["protected"]) == ("locked out", False)
+    assert report["denied_allowed"] and not report["wrappers"]["in_files"]

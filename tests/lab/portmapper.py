@@ -7,6 +7,7 @@ namespaces with `portwarden()`) writes to /etc land in that folder, so the host'
 host (a file bind-mounted over /etc/hosts.allow could not be renamed over).
 """
 
+import pwd
 import subprocess
 import sys
 import time
@@ -73,6 +74,15 @@ class Portmapper:
         result = subprocess.run(self._inside(["cat", f"/etc/{name}"]), capture_output=True,
                                 timeout=20, check=False)  # fmt: skip
         return result.stdout if result.returncode == 0 else None
+
+    def status_user(self) -> str:
+        """rpcbind's effective user as `name (uid N)`, from /proc/<pid>/status."""
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        uid = int(next(x for x in status.splitlines() if x.startswith("Uid:")).split()[2])
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+
+    def libwrap_note(self) -> str:
+        return f"rpcbind uses TCP Wrappers: libwrap.so is mapped by pid {self.proc.pid} (rpcbind)"
 
     def stop(self) -> None:
         self.proc.kill()

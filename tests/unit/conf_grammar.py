@@ -248,6 +248,8 @@ seconds = st.one_of(
 ).filter(lambda text: 0 < float(text) <= 366 * 86400)
 duration = st.one_of(st.sampled_from(["0", "0.0"]), seconds)
 block_duration = st.one_of(duration, st.integers(1, 10 * 365 * 86400).map(str))
+audit_interval = st.one_of(st.sampled_from(["0", "0.0", "10", "10.0"]),
+                           st.integers(10, 366 * 86400).map(str))  # fmt: skip
 flag = st.sampled_from(["0", "1"])
 positive = st.integers(1, 10**9).map(str)
 path = st.sampled_from(["x", "/tmp/pw-fxc-x", "rel/dir", "state", "a b", 'q"uote'])
@@ -334,7 +336,8 @@ VALID: dict[str, Text] = {
                      "SCAN_END_QUIET", "SMTP_TIMEOUT", "SMTP_RETRY_DELAY",
                      "SCAN_REPORT_INTERVAL", "SMTP_GIVE_UP_AFTER"], seconds),
     **dict.fromkeys(["BLOCK_DURATION", "BLOCK_DURATION_MAX"], block_duration),
-    **dict.fromkeys(["AUDIT_INTERVAL", "SERVICE_GONE_GRACE"], duration),
+    "AUDIT_INTERVAL": audit_interval,
+    "SERVICE_GONE_GRACE": duration,
     "BLOCK_ESCALATION": st.one_of(st.just("1"), st.floats(1, 1000).map(repr)),
     **dict.fromkeys(["BLOCKS_PER_MINUTE", "MAIL_PER_HOUR"], positive),
     "EVENT_LOG_MAX_BYTES": st.integers(64 * 1024, 10**12).map(str),

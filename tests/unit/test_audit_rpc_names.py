@@ -15,6 +15,11 @@ ANY6 = ipaddress.ip_address("::")
 ROOTS = Socket(TCP, ANY4, 2049, 0, 11)
 NOBODYS = Socket(TCP, ANY4, 40000, 65534, 12)
 NOBODYS_UDP = Socket(UDP, ANY4, 40000, 65534, 13)
+HERE = ipaddress.ip_address("198.18.0.1")  # the audited address
+
+
+def on(*sockets: Socket) -> list[tuple[ipaddress.IPv4Address, Socket]]:
+    return [(HERE, sock) for sock in sockets]
 
 
 def refused(program: int, port: str, owner: str) -> str:
@@ -30,8 +35,8 @@ def test_root_names_any_socket_and_nobody_else_names_one() -> None:
         Registration(100024, 1, TCP, 2049, "65534"),  # nobody names root's
         Registration(100099, 1, TCP, 40001, "65534"),  # no socket there: nothing to say
     ]
-    programs, warnings = rpc_programs(registered, [ROOTS, NOBODYS, NOBODYS_UDP])
-    assert programs == {ROOTS: (100003,)}
+    programs, warnings = rpc_programs(registered, on(ROOTS, NOBODYS, NOBODYS_UDP))
+    assert programs == {(HERE, ROOTS): (100003,)}
     assert warnings == [
         refused(100024, "2049/tcp", "65534"),
         refused(100005, "40000/tcp", "65534"),
@@ -41,13 +46,13 @@ def test_root_names_any_socket_and_nobody_else_names_one() -> None:
 
 def test_root_may_name_another_users_socket() -> None:
     registered = [Registration(100005, 3, TCP, 40000, "superuser")]
-    assert rpc_programs(registered, [NOBODYS]) == ({NOBODYS: (100005,)}, [])
+    assert rpc_programs(registered, on(NOBODYS)) == ({(HERE, NOBODYS): (100005,)}, [])
 
 
 def test_a_version_2_portmapper_names_only_roots_sockets() -> None:
     registered = [Registration(100003, 3, TCP, 2049, None), Registration(1, 1, TCP, 40000, None)]
-    programs, warnings = rpc_programs(registered, [ROOTS, NOBODYS])
-    assert programs == {ROOTS: (100003,)}
+    programs, warnings = rpc_programs(registered, on(ROOTS, NOBODYS))
+    assert programs == {(HERE, ROOTS): (100003,)}
     assert warnings == [refused(1, "40000/tcp", "not told (a version 2 portmapper)")]
 
 
@@ -55,14 +60,14 @@ def test_one_line_per_program_port_and_owner_and_a_hostile_owner_stays_on_it() -
     nobodys_v6 = Socket(TCP, ANY6, 40000, 65534, 14)
     registered = [Registration(7, version, TCP, 40000, "x\nforged: line")
                   for version in (1, 2, 3)]  # fmt: skip
-    programs, warnings = rpc_programs(registered, [NOBODYS, nobodys_v6])
+    programs, warnings = rpc_programs(registered, on(NOBODYS, nobodys_v6))
     assert programs == {}
     assert warnings == [refused(7, "40000/tcp", "x\\nforged: line")]
 
 
 def test_warnings_are_capped() -> None:
     registered = [Registration(program, 1, TCP, 40000, "1000") for program in range(25)]
-    programs, warnings = rpc_programs(registered, [NOBODYS])
+    programs, warnings = rpc_programs(registered, on(NOBODYS))
     assert programs == {}
     assert len(warnings) == AUDIT_RPC_WARNINGS_MAX + 1
     assert warnings[-1] == (f"{25 - AUDIT_RPC_WARNINGS_MAX} more RPC registrations not known "
@@ -72,8 +77,8 @@ def test_warnings_are_capped() -> None:
 def test_roots_registration_wins_over_others_for_the_same_socket() -> None:
     registered = [Registration(100024, 1, TCP, 40000, "65534"),
                   Registration(100005, 3, TCP, 40000, "superuser")]  # fmt: skip
-    programs, warnings = rpc_programs(registered, [NOBODYS])
-    assert programs == {NOBODYS: (100005,)}
+    programs, warnings = rpc_programs(registered, on(NOBODYS))
+    assert programs == {(HERE, NOBODYS): (100005,)}
     assert warnings == [refused(100024, "40000/tcp", "65534")]
 
 
@@ -84,4 +89,22 @@ def test_every_program_root_registered_for_a_socket_names_it_in_any_order() -> N
             Registration(100003, 3, TCP, 2049, "superuser"),
             Registration(100003, 4, TCP, 2049, "superuser")]  # fmt: skip
     for registered in (both, both[::-1]):
-        assert rpc_programs(registered, [ROOTS]) == ({ROOTS: (100003, 100227)}, [])
+        assert rpc_programs(registered, on(ROOTS)) == ({(HERE, ROOTS): (100003, 100227)}, [])
+
+
+def test_a_registration_names_the_port_only_on_its_own_address_or_a_wildcard() -> None:
+    """rpcbind lists where the service said it listens: at 203.0.113.5 (not on this host) it
+    names no listener here; at 198.18.0.1 only that address's; at 0.0.0.0 or :: every one."""
+    there = ipaddress.ip_address("198.18.0.2")
+    registered = [
+        Registration(300001, 1, TCP, 5001, "superuser", ipaddress.ip_address("203.0.113.5")),
+        Registration(300002, 1, TCP, 5001, "superuser", HERE),
+        Registration(300003, 1, TCP, 5001, "superuser", ANY4),
+        Registration(300004, 1, TCP, 5001, "superuser", ANY6),
+        Registration(300005, 1, TCP, 5001, "65534", ipaddress.ip_address("203.0.113.5")),
+    ]
+    listener = Socket(TCP, ANY6, 5001, 0, 15)
+    programs, warnings = rpc_programs(registered, [(HERE, listener), (there, listener)])
+    assert programs == {(HERE, listener): (300002, 300003, 300004),
+                        (there, listener): (300003, 300004)}  # fmt: skip
+    assert warnings == []  # nobody's registration is for neither address: nothing to say

@@ -44,6 +44,8 @@ def test_escalation_is_capped(
         ('BLOCK_DURATION="x"', "must be 0 or a number of seconds"),
         ('BLOCK_DURATION="-1"', "must be 0 or a number of seconds in ASCII digits"),
         ('AUDIT_INTERVAL="31622401"', "must be 0, or more than 0 and at most 31622400 (a year)"),
+        ('AUDIT_INTERVAL="0.2"', 'p.conf:1: AUDIT_INTERVAL="0.2": must be 0 (no periodic check) '
+                                 "or at least 10 seconds"),
         ('SCAN_INTERVAL="0"', "must be more than 0 and at most 31622400 (a year), in seconds"),
     ],
 )  # fmt: skip

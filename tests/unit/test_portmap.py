@@ -284,7 +284,7 @@ def test_when_both_loopback_queries_fail_both_errors_are_shown(
 
     monkeypatch.setattr(check, "dump", failing)
     assert check._local_programs(0.5) == ((), "127.0.0.1: it failed at 127.0.0.1; ::1: it failed "
-                                              "at ::1")  # fmt: skip
+                                              "at ::1", False)  # fmt: skip
 
 
 # 200 hosts (none next to another, so none merge): one allow line would be 2 600 characters.
@@ -418,6 +418,16 @@ def test_host_bits_are_warned_about() -> None:
     found = host_bits_warnings(["198.18.0.16/28", "198.18.0.17/28", "198.18.0.17", "::1/128"])
     assert found == ['--allow "198.18.0.17/28": host bits are set; the network allowed is '
                      "198.18.0.16/28"]  # fmt: skip
+
+
+def test_a_mapped_network_is_said_to_be_taken_as_ipv4_and_host_bits_only_when_set() -> None:
+    """::ffff:198.18.1.0/120 is 198.18.1.0/24 with no host bit set; /119 has one."""
+    found = host_bits_warnings(["::ffff:198.18.1.0/120", "::ffff:198.18.1.0/119",
+                                "::ffff:198.18.1.7"])  # fmt: skip
+    taken = "an IPv4-mapped address is taken as its IPv4 form; the network allowed is"
+    assert found == [f'--allow "::ffff:198.18.1.0/120": {taken} 198.18.1.0/24',
+                     f'--allow "::ffff:198.18.1.0/119": host bits are set; {taken} 198.18.0.0/23',
+                     f'--allow "::ffff:198.18.1.7": {taken} 198.18.1.7/32']  # fmt: skip
 
 
 def test_unprotect_changes_hosts_deny_first_and_protect_says_what_it_created(
@@ -598,7 +608,8 @@ def test_a_failing_firewall_puts_back_the_one_changed_before_it_and_the_files(
     log = _stand_ins(monkeypatch, failing="iptables")
     with pytest.raises(firewall.FirewallError) as caught:
         plan_unprotect(allow, deny, "nft").apply()
-    assert str(caught.value) == "nft was put back, after iptables: refused"
+    assert str(caught.value) == (f"nft was put back; {allow} was put back as it was; {deny} was "
+                                 "put back as it was, after iptables: refused")  # fmt: skip
     assert log == ["ran nft", "put back nft"]
     assert (allow.read_bytes(), deny.read_bytes()) == protected
 

@@ -3,6 +3,7 @@ as hostile bytes, and whole exchanges with small fake portmappers on loopback (r
 deadlines, UDP resends, refusals, the fallback to version 2)."""
 
 import contextlib
+import ipaddress
 import re
 import socket
 import struct
@@ -72,10 +73,10 @@ RPCB_ENTRIES: list[RpcbEntry] = [
     (100021, 4, b"udp6", b"2001:db8::1.3.235", b"unknown"),
 ]
 REGISTRATIONS = (
-    Registration(100000, 4, TCP, 111, "superuser"),
-    Registration(100005, 3, UDP, 20048, "superuser"),
-    Registration(100024, 1, TCP, 40002, "65534"),
-    Registration(100021, 4, UDP, 1003, "unknown"),
+    Registration(100000, 4, TCP, 111, "superuser", ipaddress.ip_address("::")),
+    Registration(100005, 3, UDP, 20048, "superuser", ipaddress.ip_address("0.0.0.0")),
+    Registration(100024, 1, TCP, 40002, "65534", ipaddress.ip_address("198.18.0.1")),
+    Registration(100021, 4, UDP, 1003, "unknown", ipaddress.ip_address("2001:db8::1")),
 )
 
 
@@ -90,6 +91,8 @@ def test_rpcb_dump_reply_gives_owners_and_leaves_out_what_names_no_port() -> Non
         (7, 1, b"tcp", b"0.0.0.0.-1.1", b"superuser"),
         (8, 1, b"tcp", b"0.0.0.0.\xd9\xa1.1", b"superuser"),  # an Arabic-Indic digit one
         (9, 1, b"tcp", b"", b""),
+        (14, 1, b"tcp", b"host.example.1.1", b"superuser"),  # a host that is not an address
+        (15, 1, b"tcp", b"0.0.0.0.1", b"superuser"),
         (10, 1, b"tcp", b"0.0.0.0.1.1", b"x" * 129),  # longer than the cap: stepped over
         (11, 1, b"tcp" * 43, b"0.0.0.0.1.1", b"superuser"),
     ]
@@ -98,8 +101,8 @@ def test_rpcb_dump_reply_gives_owners_and_leaves_out_what_names_no_port() -> Non
     longest = (12, 1, b"tcp", b"0.0.0.0.255.255", b"1" * 128)
     hostile = (13, 1, b"udp", b"::.0.7", b"\n\xff root")
     assert parse_rpcb_dump_reply(rpcb_accepted(7, [longest, hostile]), 7) == (
-        Registration(12, 1, TCP, 65535, "1" * 128),
-        Registration(13, 1, UDP, 7, "\n\ufffd root"),  # the audit shows it with one_line
+        Registration(12, 1, TCP, 65535, "1" * 128, ipaddress.ip_address("0.0.0.0")),
+        Registration(13, 1, UDP, 7, "\n\ufffd root", ipaddress.ip_address("::")),  # one_line
     )
 
 
@@ -163,9 +166,12 @@ def test_any_rpcb_dump_round_trips(entries: list[RpcbEntry]) -> None:
         universal = re.fullmatch(rb"(.+)\.([0-9]{1,3})\.([0-9]{1,3})", address, re.DOTALL)
         high, low = (int(universal[2]), int(universal[3])) if universal else (0, 0)
         port = high * 256 + low if high < 256 and low < 256 else 0
-        if netid in protos and port and len(address) <= 128 and len(owner) <= 128:
+        host = None
+        with contextlib.suppress(ValueError):
+            host = ipaddress.ip_address(universal[1].decode("ascii")) if universal else None
+        if netid in protos and port and host and len(address) <= 128 and len(owner) <= 128:
             owner_text = owner.decode("ascii", "replace")
-            kept.append(Registration(program, version, protos[netid], port, owner_text))
+            kept.append(Registration(program, version, protos[netid], port, owner_text, host))
     assert parse_rpcb_dump_reply(rpcb_accepted(1, entries), 1) == tuple(kept)
 
 

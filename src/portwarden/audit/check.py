@@ -89,10 +89,11 @@ def run_audit(settings: Settings, previous: AuditState | None, now: float,
     in_range = [s for s in sockets if settings.audit_min_port <= s.port <= settings.audit_max_port]
     audited = [(interface, sock) for interface in interfaces
                for sock in _open_on(interface, in_range, policy)]  # fmt: skip
-    programs, refused = rpc_programs(registered or (), dict.fromkeys(s for _, s in audited))
+    programs, refused = rpc_programs(registered or (), [(i.address, s) for i, s in audited])
     warnings += rpc_warnings + refused
-    open_ports = [_named(interface, sock, programs.get(sock, ()), owned.get(sock.inode), names,
-                         policy) for interface, sock in audited]  # fmt: skip
+    open_ports = [_named(interface, sock, programs.get((interface.address, sock), ()),
+                         owned.get(sock.inode), names, policy)
+                  for interface, sock in audited]  # fmt: skip
     requirements = [Requirement(group, item, _item_service(item, names),
                                 names.program_number(item.rpc) if item.rpc else None)
                     for group, item in policy.requirements()]  # fmt: skip
@@ -224,26 +225,29 @@ def _confirmed(interface: Interface, sock: Socket) -> bool:
 
 
 def rpc_programs(
-    registered: Iterable[Registration], sockets: Iterable[Socket]
-) -> tuple[dict[Socket, tuple[int, ...]], list[str]]:
-    """Socket -> the RPC programs that name it, ascending (every NFS server has nfs and nfs_acl
-    on 2049, in whatever order rpcbind lists them): those with a registration for its port and
-    protocol that root made (see `_root_registered`). Registrations by anyone else for these
-    sockets name nothing; each is a warning line."""
+    registered: Iterable[Registration], audited: Iterable[tuple[IPAddress, Socket]]
+) -> tuple[dict[tuple[IPAddress, Socket], tuple[int, ...]], list[str]]:
+    """(address, socket) -> the RPC programs that name the socket on that address, ascending
+    (every NFS server has nfs and nfs_acl on 2049, in whatever order rpcbind lists them):
+    those with a registration for its port and protocol, at that address or a wildcard one,
+    that root made (see `_root_registered`). Registrations by anyone else for these sockets
+    name nothing; each is a warning line."""
     by_port: dict[tuple[Proto, int], list[Registration]] = {}
     for registration in registered:
         by_port.setdefault((registration.proto, registration.port), []).append(registration)
-    programs: dict[Socket, tuple[int, ...]] = {}
+    programs: dict[tuple[IPAddress, Socket], tuple[int, ...]] = {}
     refused: list[str] = []
-    for sock in sockets:
+    for address, sock in audited:
         held: set[int] = set()
         for registration in by_port.get((sock.proto, sock.port), []):
+            if not registration.serves(address):
+                continue
             if _root_registered(registration, sock):
                 held.add(registration.program)
             else:
                 refused.append(_refused_line(registration))
         if held:
-            programs[sock] = tuple(sorted(held))
+            programs[address, sock] = tuple(sorted(held))
     lines = list(dict.fromkeys(refused))  # once for all versions, and for IPv4 and IPv6 sockets
     if len(lines) > AUDIT_RPC_WARNINGS_MAX:
         more = len(lines) - AUDIT_RPC_WARNINGS_MAX

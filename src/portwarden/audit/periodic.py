@@ -1,7 +1,12 @@
 """The daemon's periodic audit: run off the loop (it connects and waits for the portmapper),
 every AUDIT_INTERVAL seconds, the first one right after start. Results wait for the loop in a
-short queue. The loop reports them and only then keeps the new state, so a finding that was
-never reported (a stop, a crash) is found again by the next check instead of being lost."""
+short queue; the loop reports them and then saves their state (STATE_DIR/audit.json).
+
+Each check compares with the check before it, kept in memory, not with the file: the loop may
+not have saved that one yet (it looks every TICK_S), and a check made meanwhile (a reload) would
+report its findings again. The file is read once, at the start, for what the last run saw.
+A finding that was never reported (a stop, a crash) is still found again after a restart, since
+the file holds only what was reported."""
 
 import collections
 import logging
@@ -9,12 +14,13 @@ import threading
 import time
 from typing import NamedTuple
 
-from portwarden.audit.check import AuditResult, NothingChecked, audit_and_keep
+from portwarden.audit import check
+from portwarden.audit.state import AuditState
 from portwarden.config import Settings
 
 log = logging.getLogger("portwarden")
 
-RESULTS_MAX = 4  # results the loop has not taken yet; older ones are found again next time
+RESULTS_MAX = 4  # results the loop has not taken yet; no check is made while there are this many
 STOP_WAIT_S = 10.0  # the longest a stop waits for a check in progress
 
 
@@ -26,29 +32,43 @@ class Unchecked(NamedTuple):
     reason: str
 
 
-Outcome = tuple[AuditResult, list[str]] | Unchecked
+Outcome = tuple[check.AuditResult, list[str]] | Unchecked
 
 
 class PeriodicAudit(threading.Thread):
     def __init__(self, settings: Settings) -> None:
         super().__init__(name="portwarden-audit", daemon=True)
         self.settings = settings
+        # Never more than RESULTS_MAX: a check waits while the loop has not taken them (it is
+        # stuck), so no result, and no finding, is dropped.
         self.results: collections.deque[Outcome] = collections.deque(maxlen=RESULTS_MAX)
         self._wake = threading.Event()
         self._stopping = False
 
     def run(self) -> None:
+        previous, warning = AuditState.load(check.state_path(self.settings))
+        warnings = [warning] if warning else []  # said with the first check that looks
         while not self._stopping:
-            now = time.time()
-            try:
-                self.results.append(audit_and_keep(self.settings, True, now, save=False))
-            except NothingChecked as error:
-                self.results.append(Unchecked(now, str(error)))
-            except Exception as error:  # an audit that fails must not end the periodic check
-                log.exception("audit failed")
-                self.results.append(Unchecked(now, f"the audit failed ({type(error).__name__})"))
-            self._wake.wait(self.settings.audit_interval)
+            # Cleared before the settings are read: a reload that comes after this, during the
+            # check or the wait, ends the wait, so its new settings are never left unchecked.
             self._wake.clear()
+            if len(self.results) < RESULTS_MAX:
+                outcome = self._check(previous, warnings)
+                if not isinstance(outcome, Unchecked):
+                    previous, warnings = outcome[0].state, []
+                self.results.append(outcome)
+            self._wake.wait(self.settings.audit_interval)
+
+    def _check(self, previous: AuditState | None, warnings: list[str]) -> Outcome:
+        now = time.time()
+        try:
+            result = check.run_audit(self.settings, previous, now)
+        except check.NothingChecked as error:
+            return Unchecked(now, str(error))
+        except Exception as error:  # an audit that fails must not end the periodic check
+            log.exception("audit failed")
+            return Unchecked(now, f"the audit failed ({type(error).__name__})")
+        return result, [*warnings, *result.warnings]
 
     def reconfigure(self, settings: Settings) -> None:
         """New settings (SIGHUP): check now with them, then at the new interval."""

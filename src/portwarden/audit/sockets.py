@@ -8,14 +8,15 @@ program) is found by scanning /proc/*/fd for the socket's inode; a process that 
 the scan is simply not found.
 """
 
+import grp
 import ipaddress
 import os
 import pwd
 import socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from portwarden.detect.probe import IPAddress, Proto
 from portwarden.limits import AUDIT_SOCKETS_MAX
@@ -171,7 +172,16 @@ def _uid(proc: Path, pid: int) -> int | None:
 
 
 def user_name(uid: int) -> str:
+    return _name_of(pwd.getpwuid, uid)
+
+
+def group_name(gid: int) -> str:
+    return _name_of(grp.getgrgid, gid)
+
+
+def _name_of(look_up: Callable[[int], Any], number: int) -> str:
+    """The name of a uid or gid, or the number when it has none."""
     try:
-        return pwd.getpwuid(uid).pw_name
+        return str(look_up(number)[0])
     except KeyError:
-        return str(uid)
+        return str(number)

@@ -7,7 +7,12 @@ from enum import Enum, IntEnum
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
-from portwarden.limits import BLOCK_SECONDS_MAX, EVENT_LOG_BYTES_MIN, PORTS_TRACKED_MAX
+from portwarden.limits import (
+    AUDIT_INTERVAL_S_MIN,
+    BLOCK_SECONDS_MAX,
+    EVENT_LOG_BYTES_MIN,
+    PORTS_TRACKED_MAX,
+)
 
 M = TypeVar("M", bound=Enum)
 
@@ -80,6 +85,15 @@ def duration(text: str, most: float = YEAR_S) -> float:
         return 0.0
     if not 0 < value <= most:
         raise ValueError(f"must be 0, or more than 0 and {_at_most(most)}, in seconds")
+    return value
+
+
+def audit_interval(text: str) -> float:
+    """AUDIT_INTERVAL: 0 (no periodic check), or AUDIT_INTERVAL_S_MIN seconds up to a year."""
+    value = duration(text)
+    if 0 < value < AUDIT_INTERVAL_S_MIN:
+        raise ValueError(f"must be 0 (no periodic check) or at least {AUDIT_INTERVAL_S_MIN:g} "
+                         "seconds")  # fmt: skip
     return value
 
 

@@ -90,6 +90,14 @@ class Registration(NamedTuple):
     proto: Proto
     port: int
     owner: str | None
+    # The host part of its universal address: the address the service listens on (0.0.0.0 or
+    # ::, every address); None from a version 2 portmapper, which does not say.
+    host: IPAddress | None = None
+
+    def serves(self, address: IPAddress) -> bool:
+        """Whether it is for the port on `address`: a registration at 203.0.113.5 names no
+        listener on this host's other addresses."""
+        return self.host is None or self.host.is_unspecified or self.host == address
 
 
 class PortmapperError(Exception):
@@ -315,17 +323,19 @@ def parse_dump_reply(reply: bytes, xid: int) -> tuple[Mapping, ...]:
 
 def parse_rpcb_dump_reply(reply: bytes, xid: int) -> tuple[Registration, ...]:
     """The registrations in an RPCBPROC_DUMP reply to call `xid`; entries for netids other
-    than tcp, tcp6, udp and udp6, with an address that is not a universal address with a port,
-    or with a string longer than 128 bytes, are left out. Raises PortmapperError, nothing else."""
+    than tcp, tcp6, udp and udp6, with an address that is not a universal address (a numeric
+    host, a port), or with a string longer than 128 bytes, are left out. Raises PortmapperError,
+    nothing else."""
     reader = _results(reply, xid)
     found = []
     while _follows(reader):
         program, version = reader.take(_PROGRAM_VERSION)
         netid, address, owner = reader.string(), reader.string(), reader.string()
-        proto, port = _NETIDS.get(netid or b""), _universal_port(address or b"")
-        if proto is not None and port is not None and owner is not None:
+        proto, universal = _NETIDS.get(netid or b""), _universal(address or b"")
+        if proto is not None and universal is not None and owner is not None:
+            host, port = universal
             found.append(Registration(program, version, proto, port,
-                                      owner.decode("ascii", "replace")))  # fmt: skip
+                                      owner.decode("ascii", "replace"), host))  # fmt: skip
     return tuple(found)
 
 
@@ -358,15 +368,19 @@ def _follows(reader: "_Reader") -> bool:
     return follows == 1
 
 
-def _universal_port(address: bytes) -> int | None:
-    """The port of a universal address: "<host>.<high byte>.<low byte>" (RFC 5665)."""
+def _universal(address: bytes) -> tuple[IPAddress, int] | None:
+    """The host and port of a universal address: "<host>.<high byte>.<low byte>" (RFC 5665),
+    the host an IPv4 or IPv6 address in numbers."""
     parts = address.rsplit(b".", 2)
-    if len(parts) != 3 or not parts[0] or not all(p.isdigit() and len(p) <= 3 for p in parts[1:]):
+    if len(parts) != 3 or not all(p.isdigit() and len(p) <= 3 for p in parts[1:]):
         return None
     high, low = int(parts[1]), int(parts[2])
-    if high > 255 or low > 255:
+    if high > 255 or low > 255 or not high << 8 | low:
         return None
-    return (high << 8 | low) or None
+    try:
+        return ipaddress.ip_address(parts[0].decode("ascii")), high << 8 | low
+    except (UnicodeDecodeError, ValueError):
+        return None
 
 
 def _denial(reader: "_Reader") -> str:

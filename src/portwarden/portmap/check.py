@@ -13,6 +13,7 @@ local address travels over the loopback interface; it stands for a caller outsid
 every rule on the way matches by address, which ours do and others' need not (`iif lo accept`).
 """
 
+import dataclasses
 import ipaddress
 import os
 import socket
@@ -28,12 +29,13 @@ from portwarden.net.portmapper import PORTMAPPER_PORT, Mapping, PortmapperError,
 from portwarden.net.ports import bound_ports
 from portwarden.portmap import wrappers
 from portwarden.portmap.firewall import FirewallError, IptablesFirewall, NftFirewall, other_filters
-from portwarden.portmap.owner import Owner, port_owners
+from portwarden.portmap.owner import Owner, port_owners, servers, unreadable
 from portwarden.text import one_line
 
 Outcome = Literal["reachable", "refused", "silent"]
-Verdict = Literal["protected", "exposed", "not running", "unknown"]
+Verdict = Literal["protected", "exposed", "not running", "unknown", "locked out"]
 FirewallState = Literal["protects", "does not protect", "unknown"]
+_DENIED = "the portmapper denied it"
 _PROTOCOL_NUMBERS = {Proto.TCP: socket.IPPROTO_TCP, Proto.UDP: socket.IPPROTO_UDP}
 _NOT_JUDGED = (
     "rules that are not ours filter incoming traffic; they are not judged. To see what a caller "
@@ -55,6 +57,11 @@ class Probe:
     proto: str  # tcp, udp
     outcome: Outcome
     detail: str
+
+    @property
+    def denied(self) -> bool:
+        """The portmapper itself refused the call (TCP Wrappers, for one)."""
+        return self.detail.startswith(_DENIED)
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,9 @@ class Report:
     # Here: why the probes do not decide the verdict, if they do not; to another host: that
     # they alone decide it.
     notes: tuple[str, ...] = ()
+    # Callers the rules allow (the loopback query, a probe from inside the allowed networks)
+    # that the portmapper denied: TCP Wrappers lock it, they do not protect it.
+    denied_allowed: tuple[str, ...] = ()
 
     @property
     def verdict(self) -> Verdict:
@@ -102,6 +112,8 @@ class Report:
             return "exposed" if reachable else "protected"  # the real network decided
         if not self.listening:
             return "not running"
+        if self.denied_allowed:
+            return "locked out"
         if self.probes and not self.notes:
             return "exposed" if reachable else "protected"
         if self.wrappers.protected or self.firewall.protected:
@@ -139,7 +151,10 @@ class Report:
                 for m in self.programs
             ]
         protection = {True: "protects the portmapper", False: "does not protect it alone"}
-        lines.append(f"wrappers: {protection[self.wrappers.protected]}")
+        said = protection[self.wrappers.protected]
+        if self.denied_allowed:
+            said = "deny callers they should allow (see the notes): they lock the portmapper"
+        lines.append(f"wrappers: {said}")
         lines.append(f"  {self.wrappers.note}")
         lines += self._wrappers_lines()
         wall = self.firewall
@@ -150,7 +165,7 @@ class Report:
             lines.append(
                 f"probe: {p.proto} from {p.source} to {p.target} port 111: {p.outcome} ({p.detail})"
             )
-        lines += [f"note: {note}" for note in self.notes]
+        lines += [f"note: {note}" for note in (*self.notes, *self.denied_allowed)]
         lines.append(f"verdict: {self.verdict}")
         return lines
 
@@ -162,12 +177,6 @@ class Report:
         count = f"{len(singles)} {'other ' if shown else ''}line{'s' * (len(singles) > 1)}"
         return [*shown, f"  {'and ' if shown else ''}{count} for single addresses "
                         "(`ALL: <address>`; --json lists them)"]  # fmt: skip
-
-
-def _servers(owners: tuple[Owner, ...]) -> tuple[Owner, ...]:
-    """The owners that answer on the port. With socket activation (Debian's rpcbind.socket) the
-    service manager, pid 1, holds the sockets too, but only hands them to rpcbind."""
-    return tuple(o for o in owners if o.pid != 1) or owners
 
 
 def _libwrap_note(owners: tuple[Owner, ...]) -> str:
@@ -225,9 +234,12 @@ def read_wrappers(hosts_allow: Path, hosts_deny: Path, owners: tuple[Owner, ...]
         allowed = wrappers.block_networks(allow_lines, allow_block)
         everyone = wrappers.covers_everyone(allowed)
         leaks = wrappers.leaks(hosts_allow, allow_lines, hosts_deny, deny_lines, allowed)
-    servers = _servers(owners)
-    uses_libwrap = all(o.libwrap for o in servers) if servers else None
-    note = _libwrap_note(servers)
+    serving = servers(owners)
+    uses_libwrap = all(o.libwrap for o in serving) if serving else None
+    note = _libwrap_note(serving)
+    blind = [why for why in (unreadable(path, serving) for path in (hosts_allow, hosts_deny))
+             if why is not None]  # fmt: skip
+    note += "".join(f"; but {why}: TCP Wrappers cannot read the lines there" for why in blind)
     if everyone is not None:
         note += f"; but our {hosts_allow} lines allow every address ({everyone})"
     note += "".join(f"; but {leak}" for leak in leaks)
@@ -235,7 +247,7 @@ def read_wrappers(hosts_allow: Path, hosts_deny: Path, owners: tuple[Owner, ...]
         note += (f"; but our {hosts_deny} block stands without our {hosts_allow} block: it "
                  "denies every caller, loopback included (run `portwarden portmap protect` "
                  "again, or `unprotect`)")  # fmt: skip
-    in_files = in_place and everyone is None and not leaks
+    in_files = in_place and everyone is None and not leaks and not blind
     probed = [ipaddress.ip_network(source.partition("%")[0])] if source else []
     in_question = [*allowed, *probed]
     leaked = {(leak.path, leak.number) for leak in leaks}
@@ -285,7 +297,7 @@ def probe(source: str, target: str, proto: Proto, timeout: float) -> Probe:
         outcome: Outcome
         match error.reason:
             case "denied":
-                outcome, detail = "refused", f"the portmapper denied it: {error}"
+                outcome, detail = "refused", f"{_DENIED}: {error}"
             case "refused":
                 outcome, detail = "refused", "connection refused"
             case "silent":
@@ -300,15 +312,18 @@ def probe(source: str, target: str, proto: Proto, timeout: float) -> Probe:
     return Probe(source, target, proto.value, "reachable", f"listed {len(found)} registrations")
 
 
-def _local_programs(timeout: float) -> tuple[tuple[Mapping, ...], str | None]:
-    """The portmapper's list over loopback, or why neither 127.0.0.1 nor ::1 gave it."""
+def _local_programs(timeout: float) -> tuple[tuple[Mapping, ...], str | None, bool]:
+    """The portmapper's list over loopback, or why neither 127.0.0.1 nor ::1 gave it, and
+    whether the portmapper denied it (loopback is always allowed: TCP Wrappers locked it)."""
     errors = []
+    denied = False
     for address in ("127.0.0.1", "::1"):
         try:
-            return dump(address, Proto.TCP, timeout), None
+            return dump(address, Proto.TCP, timeout), None, False
         except PortmapperError as failure:
             errors.append(one_line(f"{address}: {failure}"))
-    return (), "; ".join(errors)
+            denied = denied or failure.reason == "denied"
+    return (), "; ".join(errors), denied
 
 
 def _is_here(address: str) -> bool:
@@ -317,13 +332,18 @@ def _is_here(address: str) -> bool:
     return found.is_loopback or found in {a.address for a in interface_addresses()}
 
 
+def _inside(source: str, view: WrappersView, wall: FirewallView) -> Network | None:
+    """The allowed network (loopback's, or one our lines or rules allow) holding `source`."""
+    address = ipaddress.ip_address(source)
+    allowed = [*ALWAYS_IGNORED, *map(ipaddress.ip_network, view.allowed + wall.allowed)]
+    return next((n for n in allowed if address in n), None)
+
+
 def _doubts(source: str, view: WrappersView, wall: FirewallView) -> tuple[str, ...]:
     """Why probes from `source` to this host say nothing about a caller outside, if they do
     not: the source is inside the allowed networks (loopback is, always), or the probes went
     over loopback through rules that are not ours."""
-    address = ipaddress.ip_address(source)
-    allowed = [*ALWAYS_IGNORED, *map(ipaddress.ip_network, view.allowed + wall.allowed)]
-    inside = next((n for n in allowed if address in n), None)
+    inside = _inside(source, view, wall)
     if inside is not None:
         return (f"--from {source} is inside the allowed networks ({inside}): its probes say "
                 "nothing about a caller outside them, so they do not decide the verdict; give "
@@ -339,17 +359,33 @@ def build_report(
     hosts_allow: Path, hosts_deny: Path, source: str | None, target: str | None, timeout: float
 ) -> Report:
     listening = tuple(p.value for p in (Proto.TCP, Proto.UDP) if PORTMAPPER_PORT in bound_ports(p))
-    programs, local_error = _local_programs(timeout) if listening else ((), None)
+    programs, local_error, denied = _local_programs(timeout) if listening else ((), None, False)
     # After the loopback call: with socket activation, that call has started rpcbind.
     owners = port_owners(PORTMAPPER_PORT)
     view, wall = read_wrappers(hosts_allow, hosts_deny, owners, source), read_firewall()
+    locked = [f"the loopback query was denied ({local_error})"] if denied else []
     if source is None:
-        return Report(listening, programs, local_error, view, wall, ())
+        return _locked(Report(listening, programs, local_error, view, wall, ()), locked)
     to = target or source
     probes = tuple(probe(source, to, proto, timeout) for proto in (Proto.TCP, Proto.UDP))
     if not _is_here(to):
         note = (f"the probes went to {to}, another host: they alone decide the verdict; the "
                 "lines above describe this host")  # fmt: skip
         return Report(listening, programs, local_error, view, wall, probes, False, (note,))
-    return Report(listening, programs, local_error, view, wall, probes, True,
-                  _doubts(source, view, wall))  # fmt: skip
+    if _inside(source, view, wall):
+        locked += [f"the {p.proto} probe from {source}, inside the allowed networks, was denied "
+                   f"({p.detail})" for p in probes if p.denied]  # fmt: skip
+    return _locked(Report(listening, programs, local_error, view, wall, probes, True,
+                          _doubts(source, view, wall)), locked)  # fmt: skip
+
+
+def _locked(report: Report, denied: list[str]) -> Report:
+    """The report with the allowed callers the portmapper denied, if any: then the wrappers
+    protect nothing (they lock it), whatever their lines say."""
+    if not denied:
+        return report
+    why = "; ".join(denied)
+    view = dataclasses.replace(report.wrappers, protected=False)
+    return dataclasses.replace(report, wrappers=view, denied_allowed=(
+        f"{why}: the portmapper refuses callers the rules allow, as TCP Wrappers do when they "
+        "cannot read their files",))  # fmt: skip

@@ -23,7 +23,7 @@ HOSTS_DENY = Path("/etc/hosts.deny")
 # at least this long, so that a real answer (well under a millisecond on a LAN) has time to come
 # and a silly value cannot turn every probe into "silent", i.e. "protected".
 TIMEOUT_S_MIN, TIMEOUT_S_MAX = 0.1, 60.0
-EXIT_STATUS = {"protected": 0, "not running": 0, "exposed": 1, "unknown": 3}
+EXIT_STATUS = {"protected": 0, "not running": 0, "exposed": 1, "unknown": 3, "locked out": 4}
 
 
 def add_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -87,7 +87,8 @@ def add_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 
 def run(args: argparse.Namespace) -> int:
     """Exit status: 0 done (check: protected or not running), 1 check: exposed, 2 error,
-    3 check: unknown (rules that are not ours, not judged)."""
+    3 check: unknown (rules that are not ours, not judged), 4 check: locked out (allowed
+    callers denied)."""
     try:
         if args.portmap_command == "check":
             return _check(args)
@@ -121,11 +122,7 @@ def _plan_and_apply(args: argparse.Namespace) -> int:
         sys.stdout.write(plan.show())
         print("# dry run: nothing was changed")
         return 0
-    try:
-        plan.apply()
-    except OSError as error:  # after check_writable, e.g. a full disk; the files are put back
-        where = error.filename or "portmap"
-        raise WrappersError(f"{where}: {error.strerror or error}") from None
+    plan.apply()
     for line in plan.summary():
         print(line)
     return 0

@@ -60,12 +60,20 @@ def _network(text: str, argument: str) -> Network:
 
 def host_bits_warnings(texts: Iterable[str], argument: str = "--allow") -> list[str]:
     """A warning for each network written with host bits (198.18.0.17/28), which are dropped:
-    the administrator may have meant a host, or another network."""
+    the administrator may have meant a host, or another network. An IPv4-mapped address or
+    network (::ffff:198.18.1.0/120) is taken as its IPv4 form, which is said too: the rules are
+    written for IPv4 callers, as that is how they come."""
     warnings = []
     for text in texts:
-        address, slash, _ = text.partition("/")
+        address = ipaddress.ip_address(text.partition("/")[0])
+        mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
         network = parse_network(text)
-        if slash and ipaddress.ip_address(address) != network.network_address:
-            warnings.append(f'{argument} "{text}": host bits are set; the network allowed is '
+        said = []
+        if (mapped or address) != network.network_address:
+            said.append("host bits are set")
+        if mapped is not None:
+            said.append("an IPv4-mapped address is taken as its IPv4 form")
+        if said:
+            warnings.append(f'{argument} "{text}": {"; ".join(said)}; the network allowed is '
                             f"{network}")  # fmt: skip
     return warnings

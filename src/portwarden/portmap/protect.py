@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from portwarden.net.portmapper import PORTMAPPER_PORT
 from portwarden.portmap import wrappers
 from portwarden.portmap.firewall import (
     Backend,
@@ -21,6 +22,7 @@ from portwarden.portmap.firewall import (
     unprotect_steps,
 )
 from portwarden.portmap.networks import allowed_networks, host_bits_warnings
+from portwarden.portmap.owner import port_owners, servers, unreadable
 
 
 @dataclass(frozen=True)
@@ -56,11 +58,25 @@ class Plan:
                 undo.append(wall.run(step))
         except BaseException as error:
             notes = [put_back() for put_back in reversed(undo)]
-            for change in reversed(done):
-                change.undo()
-            if isinstance(error, FirewallError) and notes:  # what was undone first: it matters
-                raise FirewallError(f"{'; '.join(notes)}, after {error}") from None
+            notes += [_put_back(change) for change in reversed(done) if change.changed]
+            if isinstance(error, OSError):  # e.g. a full disk, after check_writable
+                where = error.filename or "portmap"
+                error = wrappers.WrappersError(f"{where}: {error.strerror or error}")
+            if isinstance(error, FirewallError | wrappers.WrappersError) and notes:
+                # what was undone, firewalls first, then every file, by name: it matters
+                raise type(error)(f"{'; '.join(notes)}, after {error}") from None
+            if isinstance(error, wrappers.WrappersError):
+                raise error from None
             raise
+
+
+def _put_back(change: wrappers.FileChange) -> str:
+    """Put a changed file back as it was (byte for byte), and say how that went."""
+    try:
+        change.undo()
+    except OSError as error:
+        return f"putting {change.path} back failed, check it by hand ({error.strerror or error})"
+    return f"{change.path} was put back as it was"
 
 
 def plan_protect(
@@ -76,6 +92,7 @@ def plan_protect(
     warnings = host_bits_warnings(texts)
     files: tuple[wrappers.FileChange, ...] = ()
     if hosts_allow is not None and hosts_deny is not None:
+        _refuse_unreadable((hosts_allow, hosts_deny))
         files = (wrappers.protect_change(hosts_allow, wrappers.allow_rules(networks)),
                  wrappers.protect_change(hosts_deny, wrappers.deny_rules()))  # fmt: skip
         after = [(c.after or "").splitlines(keepends=True) for c in files]
@@ -88,6 +105,22 @@ def plan_protect(
     wall = None if backend is None else firewall(backend)
     steps = () if wall is None else tuple((wall, step) for step in wall.protect(networks))
     return Plan(files, steps, tuple(warnings))
+
+
+def _refuse_unreadable(paths: Iterable[Path]) -> None:
+    """Raises WrappersError, before anything is changed, when the portmapper (as the user it
+    runs as) cannot read one of the files: libwrap would not see our lines, and denies every
+    caller then, loopback and the allowed networks included. The file's mode is the
+    administrator's to change, never ours."""
+    serving = servers(port_owners(PORTMAPPER_PORT))
+    for path in paths:
+        why = unreadable(path, serving)
+        if why is not None:
+            raise wrappers.WrappersError(
+                f"{why}: TCP Wrappers would not read our lines there, and the portmapper would "
+                "refuse every caller, loopback and the allowed networks included; nothing was "
+                "changed: make the file readable by that user, then run protect again"
+            )
 
 
 def plan_unprotect(hosts_allow: Path | None, hosts_deny: Path | None,

@@ -1,0 +1,108 @@
+"""The daemon's periodic audit thread: each check compares with the one before it, whether or
+not the loop has saved that one yet."""
+
+import dataclasses
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from portwarden.audit import check
+from portwarden.audit.findings import Finding, Kind
+from portwarden.audit.periodic import PeriodicAudit
+from portwarden.audit.state import AuditState, Seen
+from portwarden.config import Settings, load_settings
+
+OPEN = Seen("198.18.0.1", 40402, "tcp", ())  # a port in no list of the policy
+
+
+class FakeAudit:
+    """run_audit's stand-in: port 40402 is open; it is ServiceNew unless the previous state has
+    seen it (as compare does). Counts its calls, so a test can wait for a check."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.called = threading.Condition()
+
+    def __call__(self, settings: Settings, previous: AuditState | None,
+                 now: float) -> check.AuditResult:  # fmt: skip
+        seen = previous is not None and OPEN in previous.seen
+        findings = () if seen else (Finding(Kind.NEW, "warning", OPEN.interface, OPEN.port,
+                                            OPEN.proto, "unknown"),)  # fmt: skip
+        result = check.AuditResult(now, (OPEN.interface,), (), findings, (),
+                                   AuditState(frozenset({OPEN})))  # fmt: skip
+        with self.called:
+            self.calls += 1
+            self.called.notify_all()
+        return result
+
+    def wait_for(self, calls: int) -> None:
+        with self.called:
+            assert self.called.wait_for(lambda: self.calls >= calls, timeout=10)
+
+
+@pytest.fixture
+def audit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeAudit:
+    fake = FakeAudit()
+    monkeypatch.setattr(check, "run_audit", fake)
+    return fake
+
+
+def settings(tmp_path: Path) -> Settings:
+    conf = tmp_path / "p.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nAUDIT_INTERVAL="300"\n')
+    return load_settings(conf)
+
+
+def test_a_check_before_the_loop_saved_the_last_one_reports_nothing_again(
+    audit: FakeAudit, tmp_path: Path
+) -> None:
+    """Nobody takes the results (the loop has not come round to it, and so has saved no state):
+    a reload's check compares with the first check all the same, and finds nothing new."""
+    periodic = PeriodicAudit(settings(tmp_path))
+    periodic.start()
+    try:
+        audit.wait_for(1)
+        periodic.reconfigure(dataclasses.replace(periodic.settings))  # a SIGHUP
+        audit.wait_for(2)
+    finally:
+        periodic.stop()
+    first, second = (result.findings for result, _ in periodic.results)  # type: ignore[misc]
+    assert [f.kind for f in first] == [Kind.NEW]
+    assert second == ()
+    assert not (tmp_path / "state" / "audit.json").exists()  # the loop saves, not the thread
+
+
+def test_the_first_check_starts_from_the_saved_state(audit: FakeAudit, tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir()
+    AuditState(frozenset({OPEN})).save(tmp_path / "state" / "audit.json")
+    periodic = PeriodicAudit(settings(tmp_path))
+    periodic.start()
+    audit.wait_for(1)
+    periodic.stop()
+    [(result, warnings)] = periodic.results  # type: ignore[misc]
+    assert (result.findings, warnings) == ((), [])
+
+
+def test_no_check_is_made_while_the_loop_has_results_it_has_not_taken(
+    audit: FakeAudit, tmp_path: Path
+) -> None:
+    """A result dropped from the queue would lose its findings: the next check already
+    compares with it."""
+    periodic = PeriodicAudit(settings(tmp_path))
+    periodic.start()
+    try:
+        for calls in range(1, 5):
+            audit.wait_for(calls)
+            periodic.reconfigure(periodic.settings)
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:  # wakes, but makes no fifth check
+            periodic.reconfigure(periodic.settings)
+            time.sleep(0.05)
+        assert audit.calls == 4
+        periodic.results.popleft()  # the loop takes one
+        periodic.reconfigure(periodic.settings)
+        audit.wait_for(5)
+    finally:
+        periodic.stop()
