@@ -199,13 +199,18 @@ def _run(args: argparse.Namespace) -> int:
     from portwarden.daemon import Daemon
 
     path = _config_path(args.config)
-    if args.daemon and path is not None:
-        path = path.absolute()  # it changes to /: every path the daemon keeps must be absolute
+    if path is not None:
+        # Once, here: the ready line, `status`, errors and reloads (after --daemon's change
+        # to /) all name the file the same way.
+        path = path.absolute()
     cli_modes = _modes(args)
     settings = _load(path, cli_modes, watching=True, daemon=True)
     os.umask(DAEMON_UMASK)
     on_ready = None
     if args.daemon:
+        # Said here, on the caller's stderr: the daemon's own log file would be the other
+        # instance's (and the one holding STATE_DIR says nothing of it).
+        statedir.refuse_if_held(settings.state_dir)
         log_file = (args.log_file or settings.state_dir / "portwarden.log").absolute()
         # The default log file is STATE_DIR's: a problem with it is STATE_DIR's.
         blame = contextlib.nullcontext() if args.log_file else blamed_on(
@@ -276,7 +281,11 @@ def _status(args: argparse.Namespace) -> int:
     try:
         state_dir = _load(path).state_dir
     except ConfigError as error:
-        state_dir = state_dir_of(path)
+        try:
+            state_dir = state_dir_of(path, fallback=args.config is None)
+        except ConfigError:  # not the file's STATE_DIR: it would be another instance's status
+            _error(str(error), args.json)
+            return 2
         _warn(f"{error} (status read from STATE_DIR {state_dir})")
     if _no_state(state_dir, args.json):
         return 3
@@ -383,5 +392,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DescriptorShortage as error:
         return _failed(str(error), 1)
     except PermissionError as error:
-        return _failed(f"{error.strerror}: the sensors need root (CAP_NET_RAW and "
-                       "CAP_NET_BIND_SERVICE)", 1)  # fmt: skip
+        if args.command == "run":
+            return _failed(f"{error.strerror}: the sensors need root (CAP_NET_RAW and "
+                           "CAP_NET_BIND_SERVICE)", 1)  # fmt: skip
+        # E.g. the daemon's state: STATE_DIR is 0700. Exit 1, but 2 for audit, whose 1 says
+        # "findings" (and 2 "nothing was checked").
+        where = f"{error.filename}: " if error.filename else ""
+        _error(f"{where}{error.strerror or error} (run 'portwarden {args.command}' as root)",
+               getattr(args, "json", False))  # fmt: skip
+        return 2 if args.command == "audit" else 1

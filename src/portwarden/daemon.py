@@ -39,6 +39,10 @@ log = logging.getLogger("portwarden")
 
 TICK_S = 0.5  # the longest the loop sleeps with nothing to read (summaries, refresh)
 PUBLISH_S = 1.0  # how often the metrics page is rebuilt
+# By default they end a process: a stray `kill -USR1` (logrotate scripts written for other
+# daemons) would stop this one without its clean stop, leaving its pid file and control socket.
+# A handler, not SIG_IGN, which the commands it runs (KILL_RUN_CMD) would inherit.
+IGNORED_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
 SNAPSHOT_S = 30.0  # how often the status is saved in the store (for `status` after a stop)
 
 
@@ -109,7 +113,7 @@ class Daemon:
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector.register(wake_read, selectors.EVENT_READ, None)
         previous_fd = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, *IGNORED_SIGNALS):
             signal.signal(signum, self._on_signal)
         try:
             # First, so that `status` waits for the answer during a long restore instead of
@@ -400,6 +404,8 @@ class Daemon:
             signum = self._signals.pop(0)
             if signum == signal.SIGHUP:
                 self._reload()
+            elif signum in IGNORED_SIGNALS:
+                log.info("%s ignored (SIGHUP reloads, SIGTERM stops)", signal.Signals(signum).name)
             else:
                 name = signal.Signals(signum).name
                 log.info("stopping on %s", name)

@@ -1,5 +1,6 @@
 """The daemon's own state directory, claimed by one instance at a time."""
 
+import errno
 import fcntl
 import os
 from collections.abc import Callable
@@ -23,11 +24,21 @@ def claim(state_dir: Path) -> IO[str]:
     pid = take(lock)
     if pid is not None:
         lock.close()
-        raise StateDirBusy(
-            f"STATE_DIR {state_dir} is in use by another portwarden (pid {pid}); "
-            "give each instance its own STATE_DIR"
-        )
+        raise _busy(state_dir, pid)
     return lock
+
+
+def refuse_if_held(state_dir: Path) -> None:
+    """Raise StateDirBusy when a running portwarden holds `state_dir` (nothing is made), for
+    a check before claim: `run --daemon` says it before it forks and logs to a file."""
+    pid = holder(state_dir)
+    if pid is not None:
+        raise _busy(state_dir, pid)
+
+
+def _busy(state_dir: Path, pid: str) -> StateDirBusy:
+    return StateDirBusy(f"STATE_DIR {state_dir} is in use by another portwarden (pid {pid}); "
+                        "give each instance its own STATE_DIR")  # fmt: skip
 
 
 def take(lock: IO[str]) -> str | None:
@@ -96,7 +107,14 @@ def _problem(check: Callable[[], str | None], path: Path) -> str | None:
     try:
         return check()
     except OSError as error:  # a name too long, a folder that may not be searched
-        return f"{path}: {error.strerror or error}"
+        return None if root_only(error) else f"{path}: {error.strerror or error}"
+
+
+def root_only(error: OSError) -> bool:
+    """Whether `error` is a user other than root refused a look into a folder of root's (the
+    daemon's STATE_DIR is 0700): the daemon, as root, can look; the user cannot tell, so a
+    path check says nothing of it (as writability is checked only as root)."""
+    return error.errno == errno.EACCES and os.geteuid() != 0
 
 
 def _unusable_file(path: Path, written: bool) -> str | None:

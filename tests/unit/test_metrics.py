@@ -5,11 +5,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from portwarden import __version__
+from portwarden.config import ConfigError, load_settings
 from portwarden.limits import METRICS_CLIENT_WAIT_S, METRICS_CLIENTS_MAX
 from portwarden.metrics import MetricsServer, exposition
 
@@ -103,3 +105,16 @@ def test_close_is_quick_with_an_idle_client() -> None:
     server.close()
     assert time.monotonic() - started < 0.3
     idle.close()
+
+
+@pytest.mark.parametrize("value", ["::1:9918", "fe80::1:80", "::1"])
+def test_an_ipv6_listen_address_needs_brackets(tmp_path: Path, value: str) -> None:
+    """'::1:9918' is an IPv6 address itself: it was read as [::1]:9918, a guess."""
+    conf = tmp_path / "p.conf"
+    conf.write_text(f'METRICS_LISTEN="{value}"\n')
+    with pytest.raises(ConfigError) as error:
+        load_settings(conf)
+    assert str(error.value) == (f'{conf}:1: METRICS_LISTEN="{value}": an IPv6 address with a '
+                                "port needs brackets: [IPV6]:PORT")  # fmt: skip
+    conf.write_text('METRICS_LISTEN="[::1]:9918"\n')
+    assert load_settings(conf).metrics_listen == ("::1", 9918)

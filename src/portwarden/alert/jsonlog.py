@@ -18,7 +18,7 @@ from typing import Any
 
 from portwarden import limits
 from portwarden.alert.outage import Outage
-from portwarden.statedir import unusable_directory
+from portwarden.statedir import root_only, unusable_directory
 
 log = logging.getLogger("portwarden")
 
@@ -33,6 +33,8 @@ def unusable_event_log(path: Path, written: bool) -> str | None:
     except (FileNotFoundError, NotADirectoryError):  # not there yet: its folder says
         problem = None
     except OSError as error:  # a name too long, a folder that may not be searched
+        if root_only(error):
+            return None
         problem = error.strerror or str(error)
     if problem:
         return f"{path}: {problem}"

@@ -82,9 +82,11 @@ def run_audit(settings: Settings, previous: AuditState | None, now: float,
     warnings += problems
     ours = _portwarden_pids(settings.state_dir)
     owned = owners({s.inode for s in sockets})
-    tripwires = {Proto.TCP: set(settings.tcp_ports), Proto.UDP: set(settings.udp_ports)}
+    own_ports = {Proto.TCP: set(settings.tcp_ports), Proto.UDP: set(settings.udp_ports)}
+    if settings.metrics_listen is not None:
+        own_ports[Proto.TCP].add(settings.metrics_listen.port)
     sockets = [s for s in sockets if owned.get(s.inode, Owner(0, "")).pid not in ours
-               or s.port not in tripwires[s.proto]]  # fmt: skip
+               or s.port not in own_ports[s.proto]]  # fmt: skip
     registered, rpc_warnings, unusable = _registrations(sockets, policy)
     in_range = [s for s in sockets if settings.audit_min_port <= s.port <= settings.audit_max_port]
     audited = [(interface, sock) for interface in interfaces
@@ -330,7 +332,8 @@ def _not_roots(held: Iterable[Socket]) -> str | None:
 
 def _portwarden_pids(state_dir: Path) -> frozenset[int]:
     """This process and the daemon holding STATE_DIR: their sockets on tripwire ports (classic
-    modes) are not services; their others (the metrics listener) are."""
+    modes) and on the METRICS_LISTEN port (the daemon's own page, reported at every start
+    otherwise) are not services; any other socket of theirs is."""
     pids = {os.getpid()}
     try:
         pid = int((state_dir / LOCK_NAME).read_text().strip())

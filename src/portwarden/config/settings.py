@@ -185,15 +185,20 @@ class _Reader:
         return None if found is None else self._base / found
 
 
-def state_dir_of(path: Path | None) -> Path:
+def state_dir_of(path: Path | None, fallback: bool) -> Path:
     """STATE_DIR alone, from a file that may have errors elsewhere (`status` needs nothing
-    else): broken lines are skipped; an unreadable file or a bad STATE_DIR gives the default."""
+    else): broken lines are skipped. An unreadable file or a bad STATE_DIR line gives the
+    default with `fallback` (the file was not named: the system's), else raises ConfigError:
+    a file named on purpose is not another instance's."""
     if path is None:
         return default_state_dir()
     try:
-        entries, _ = parse_conf(_conf_text(path), str(path), lenient=True)
+        entries, _ = parse_conf(_conf_text(path), str(path), lenient=True,
+                                strict_for=frozenset({"STATE_DIR"}))  # fmt: skip
         found = _Reader(str(path), entries, {}, path.parent.absolute()).path("STATE_DIR", None)
     except ConfigError:
+        if not fallback:
+            raise
         return default_state_dir()
     return found or default_state_dir()
 

@@ -349,6 +349,9 @@ def listen_address(text: str) -> ListenAddress | None:
     if not text:
         return None
     host, _, number = text.rpartition(":")
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        # '::1:9918' is itself an IPv6 address: which part is the port is a guess.
+        raise ValueError("an IPv6 address with a port needs brackets: [IPV6]:PORT")
     host = host.removeprefix("[").removesuffix("]") or "127.0.0.1"
     try:
         ipaddress.ip_address(host)
