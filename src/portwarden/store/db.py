@@ -229,9 +229,17 @@ class Store:
         self._db = sqlite3.connect(path, isolation_level=None, timeout=_BUSY_WAIT_S)
         self._wal()
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-        with self._db:  # one transaction: several processes may open an old store at once
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._transaction():  # several processes may open an old store at once
             self._upgrade(last_write)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One transaction, committed at the end (rolled back on an error). The connection is
+        in autocommit mode, where `with self._db` alone would commit each statement of an
+        executemany on its own, with an fsync each: 100,000 updates took 13 s, not 0.2."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            yield
 
     def _wal(self) -> None:
         """journal_mode=WAL. Switching a store to it needs the store alone, and SQLite does not
@@ -280,8 +288,7 @@ class Store:
                   hostname: str, since: float, until: float | None,
                   actions: tuple[Action, ...], boot: str) -> BlockRecord | None:  # fmt: skip
         """Record a new active block; None if the address already has one."""
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._transaction():
             offence = 1 + self.offences(address)
             try:
                 cursor = self._db.execute(
@@ -309,14 +316,14 @@ class Store:
 
     def set_written(self, block_ids: list[int]) -> None:
         """The blocks' HISTORY_FILE lines are written (or they need none)."""
-        with self._db:
+        with self._transaction():
             self._db.executemany("UPDATE blocks SET history = 1 WHERE id = ?",
                                  [(i,) for i in block_ids])  # fmt: skip
 
     def start_unblocking(self, block_ids: list[int], by: str) -> None:
         """Mark the active blocks as being unblocked by `by`, in one transaction, before
         anything of them is undone."""
-        with self._db:
+        with self._transaction():
             self._db.executemany(
                 "UPDATE blocks SET unblocking = ? WHERE id = ? AND ended IS NULL",
                 [(by, i) for i in block_ids])  # fmt: skip
@@ -328,23 +335,23 @@ class Store:
         return [(_record(row[:-1]), str(row[-1])) for row in rows]
 
     def set_actions(self, block_id: int, actions: tuple[Action, ...]) -> None:
-        with self._db:
+        with self._transaction():
             self._db.execute("UPDATE blocks SET actions = ? WHERE id = ?",
                              (_actions_json(actions), block_id))  # fmt: skip
 
     def set_actions_many(self, changes: list[tuple[int, tuple[Action, ...]]]) -> None:
         """set_actions for many blocks (block id, actions) in one transaction."""
-        with self._db:
+        with self._transaction():
             rows = [(_actions_json(actions), block_id) for block_id, actions in changes]
             self._db.executemany("UPDATE blocks SET actions = ? WHERE id = ?", rows)
 
     def set_boot(self, block_id: int, boot: str) -> None:
-        with self._db:
+        with self._transaction():
             self._db.execute("UPDATE blocks SET boot = ? WHERE id = ?", (boot, block_id))
 
     def set_boot_all(self, boot: str) -> None:
         """Every active block is known to be in force in the boot `boot`."""
-        with self._db:
+        with self._transaction():
             self._db.execute("UPDATE blocks SET boot = ? WHERE ended IS NULL AND boot != ?",
                              (boot, boot))  # fmt: skip
 
@@ -355,21 +362,21 @@ class Store:
         return {row[0] for row in rows}
 
     def set_hostname(self, block_id: int, hostname: str) -> None:
-        with self._db:
+        with self._transaction():
             self._db.execute("UPDATE blocks SET hostname = ? WHERE id = ?", (hostname, block_id))
 
     def end_block(self, block_id: int, when: float, by: str,
                   actions: tuple[Action, ...] | None = None) -> bool:  # fmt: skip
         """Mark a block ended (with its actions as undone: those whose undo failed make it a
         leftover). False if it had already ended (someone else undid it)."""
-        with self._db:
+        with self._transaction():
             return self._end(block_id, when, by, actions)
 
     def end_blocks(self, ended: list[tuple[int, tuple[Action, ...]]], when: float,
                    by: str) -> set[int]:  # fmt: skip
         """end_block for many blocks (block id, actions as undone) in one transaction.
         Returns the ids of those that had not ended already."""
-        with self._db:
+        with self._transaction():
             return {i for i, actions in ended if self._end(i, when, by, actions)}
 
     def _end(self, block_id: int, when: float, by: str,
@@ -383,7 +390,7 @@ class Store:
 
     def set_left(self, block_id: int, actions: tuple[Action, ...]) -> None:
         """An ended block's actions after another try at undoing them."""
-        with self._db:
+        with self._transaction():
             self._set_left(block_id, actions)
 
     def _set_left(self, block_id: int, actions: tuple[Action, ...]) -> None:
@@ -442,7 +449,7 @@ class Store:
 
     def save_snapshot(self, name: str, saved: float, body: dict[str, Any]) -> None:
         """Keep the latest `name` snapshot (status, audit) for when the daemon is not running."""
-        with self._db:
+        with self._transaction():
             self._db.execute(
                 "INSERT OR REPLACE INTO snapshots (name, saved, body) VALUES (?, ?, ?)",
                 (name, saved, json.dumps(body)),
@@ -468,7 +475,7 @@ class Store:
     def add_report(self, made: float, kind: str, subject: str, body: str, outcome: str,
                    keep: int) -> int:  # fmt: skip
         """Record a report; only the `keep` latest are kept. Returns its id."""
-        with self._db:
+        with self._transaction():
             cursor = self._db.execute(
                 "INSERT INTO reports (made, kind, subject, body, outcome) VALUES (?, ?, ?, ?, ?)",
                 (made, kind, subject, body, outcome))  # fmt: skip
@@ -477,13 +484,13 @@ class Store:
         return report_id
 
     def set_report(self, report_id: int, outcome: str, mailed: float | None = None) -> None:
-        with self._db:
+        with self._transaction():
             self._db.execute("UPDATE reports SET outcome = ?, mailed = ? WHERE id = ?",
                              (outcome, mailed, report_id))  # fmt: skip
 
     def set_reports(self, was: str, outcome: str, mailed: float) -> None:
         """Every report whose outcome is `was` is now `outcome`, mailed at `mailed`."""
-        with self._db:
+        with self._transaction():
             self._db.execute("UPDATE reports SET outcome = ?, mailed = ? WHERE outcome = ?",
                              (outcome, mailed, was))  # fmt: skip
 
@@ -499,5 +506,5 @@ class Store:
 
     def forget_reports(self, before: float) -> None:
         """Remove the reports made before `before` (epoch)."""
-        with self._db:
+        with self._transaction():
             self._db.execute("DELETE FROM reports WHERE made < ?", (before,))
