@@ -68,13 +68,15 @@ def local_port_range(lab: Lab) -> Iterator[str]:
 def clean_firewall(lab: Lab, started_daemons: list[RunningDaemon]) -> Iterator[None]:
     """Blocks made by one test must not cut off the next test's attackers: the daemons this
     test started are stopped (a daemon that still runs puts its blocks back when its table is
-    removed), then the table is removed."""
+    removed), then the table and any blackhole route (KILL_ROUTE) are removed."""
     before = len(started_daemons)
     yield
     for daemon in started_daemons[before:]:
         if daemon.proc.poll() is None:
             daemon.stop()
     lab.target.run(["nft", "delete", "table", "inet", "portwarden"], check=False)
+    for family in ("-4", "-6"):
+        lab.target.run(["ip", family, "route", "flush", "type", "blackhole"], check=False)
 
 
 def nmap(host_run: Callable, *args: str) -> None:
