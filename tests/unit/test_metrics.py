@@ -107,14 +107,33 @@ def test_close_is_quick_with_an_idle_client() -> None:
     idle.close()
 
 
-@pytest.mark.parametrize("value", ["::1:9918", "fe80::1:80", "::1"])
+@pytest.mark.parametrize("value", ["::1:9918", "fe80::1:80", "::1", "::"])
 def test_an_ipv6_listen_address_needs_brackets(tmp_path: Path, value: str) -> None:
     """'::1:9918' is an IPv6 address itself: it was read as [::1]:9918, a guess."""
     conf = tmp_path / "p.conf"
     conf.write_text(f'METRICS_LISTEN="{value}"\n')
     with pytest.raises(ConfigError) as error:
         load_settings(conf)
-    assert str(error.value) == (f'{conf}:1: METRICS_LISTEN="{value}": an IPv6 address with a '
-                                "port needs brackets: [IPV6]:PORT")  # fmt: skip
+    assert str(error.value) == (f'{conf}:1: METRICS_LISTEN="{value}": an IPv6 address needs '
+                                "brackets and a port: [IPV6]:PORT")  # fmt: skip
     conf.write_text('METRICS_LISTEN="[::1]:9918"\n')
     assert load_settings(conf).metrics_listen == ("::1", 9918)
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    ("[::1]", "no port after the brackets: use [IPV6]:PORT"),
+    ("[::1]:", "'' is not a port number (1-65535)"),
+    ("[]:9918", "empty brackets: use [IPV6]:PORT, or PORT for 127.0.0.1"),
+    ("[127.0.0.1]:9918", "brackets are for IPv6 addresses: use 127.0.0.1:9918"),
+    ("[::1", "an unclosed or misplaced ']': use [IPV6]:PORT"),
+    ("[::1]9918", "an unclosed or misplaced ']': use [IPV6]:PORT"),
+    ("[[::1]]:1", "an unclosed or misplaced ']': use [IPV6]:PORT"),
+])  # fmt: skip
+def test_a_bracketed_listen_address_is_ipv6_with_a_port(
+    tmp_path: Path, value: str, reason: str
+) -> None:
+    conf = tmp_path / "p.conf"
+    conf.write_text(f'# metrics\nMETRICS_LISTEN="{value}"\n')
+    with pytest.raises(ConfigError) as error:
+        load_settings(conf)
+    assert str(error.value) == f'{conf}:2: METRICS_LISTEN="{value}": {reason}'

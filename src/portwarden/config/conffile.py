@@ -1,13 +1,12 @@
 """The PortSentry configuration file format: KEY="value" lines and # comments.
 
-PortSentry 1.2 (ConfigTokenRetrieve) reads a key's value from the first line that starts with
-the key followed by '=' or a space; the value runs from the first double quote to the next one.
-So `KEY="value"`, `KEY = "value"` and `KEY "value"` all set KEY, and a key that appears twice
-means its first occurrence. We keep that meaning and warn about the later duplicates. Without
-'=' the value must be quoted (PortSentry skipped `KEY value`, "Quotes missing"). We also
-accept, as a superset, leading blanks, tabs where PortSentry wanted a space, unquoted values
-after '=' and a trailing comment after the value; on a PortSentry key, such a line (which
-PortSentry skipped) is applied with a warning, as it may mean more than it meant before.
+Keys, `=` and quotes as PortSentry 1.2 wrote them: `KEY="value"`, `KEY = "value"`,
+`KEY "value"`; a key that appears twice means its first occurrence (we warn about the later
+ones). We also accept, as a superset, leading blanks, tabs, unquoted values after '=' and a
+trailing comment after the value. PortSentry's own reading was cruder (it found a key anywhere
+in a line, took the value from the line's first double quote, and skipped a line without
+quotes): portsentry_reading.py models it, and a PortSentry key whose value it would have read
+otherwise is applied our way, with a warning.
 """
 
 import re
@@ -44,7 +43,6 @@ def parse_conf(
     """
     entries: dict[str, Entry] = {}
     warnings: list[str] = []
-    skipped: dict[int, str] = {}  # lines PortSentry skipped: why
     for number, raw in numbered_lines(text):
         stripped = raw.strip(" \t")
         if not stripped or stripped.startswith("#"):
@@ -61,53 +59,15 @@ def parse_conf(
             raise
         if key in entries:
             first = entries[key].line
-            warnings.append(f"{source}:{number}: {key} is set again; line {first} wins"
-                            + _what_portsentry_did(skipped.get(first), first))  # fmt: skip
+            warnings.append(f"{source}:{number}: {key} is set again; line {first} wins")
             continue
         entries[key] = Entry(key, value, source, number)
-        why = _skipped_by_portsentry(raw, key, rest) if key in PORTSENTRY_KEYS else None
-        if why is not None:
-            skipped[number] = why
-            warnings.append(f"{source}:{number}: PortSentry skipped this line ({why}); "
-                            f'portwarden applies it: {key}="{value}"')  # fmt: skip
     return entries, warnings
 
 
 def _leading_name(raw: str) -> str:
     found = _NAME.match(raw)
     return found.group(1) if found else ""
-
-
-# The keys PortSentry 1.2 read; a line it skipped set nothing there (our keys it never read).
-PORTSENTRY_KEYS = frozenset({
-    "TCP_PORTS", "UDP_PORTS", "ADVANCED_PORTS_TCP", "ADVANCED_PORTS_UDP", "ADVANCED_EXCLUDE_TCP",
-    "ADVANCED_EXCLUDE_UDP", "IGNORE_FILE", "HISTORY_FILE", "BLOCKED_FILE", "RESOLVE_HOST",
-    "BLOCK_TCP", "BLOCK_UDP", "KILL_ROUTE", "KILL_HOSTS_DENY", "KILL_RUN_CMD",
-    "KILL_RUN_CMD_FIRST", "SCAN_TRIGGER", "PORT_BANNER"})  # fmt: skip
-_NO_QUOTES = "no quotes around the value"
-
-
-def _skipped_by_portsentry(raw: str, key: str, rest: str) -> str | None:
-    """Why PortSentry 1.2 did not take this line of `key` (what followed the key: `rest`), or
-    None. Its ConfigTokenRetrieve took a line only with the key at its very start followed by
-    '=' or a space (buffer[strlen(token)]), and then went on to the next line; such a line
-    with no double quote it skipped ("Quotes missing from %s token. Option skipped"), leaving
-    the key at its default."""
-    if not raw.startswith(key):
-        return "a blank before the key"
-    if raw[len(key)] not in "= ":
-        return "a tab after the key"
-    return None if '"' in rest else _NO_QUOTES
-
-
-def _what_portsentry_did(why: str | None, line: int) -> str:
-    """For a key set again: what PortSentry made of it, given why it skipped the first `line`
-    (None: it did not)."""
-    if why is None:
-        return ", as in PortSentry"
-    if why == _NO_QUOTES:  # its search for the key ended there
-        return f" (PortSentry skipped line {line} and kept the default)"
-    return f" (PortSentry skipped line {line} and used this one)"
 
 
 def _value(rest: str, source: str, line: int, key: str, text: str) -> str:

@@ -18,7 +18,7 @@ from portwarden.alert.jsonlog import unusable_event_log
 from portwarden.audit.interfaces import parse_addresses, unaudited
 from portwarden.audit.names import Names
 from portwarden.audit.policy import Group, Policy, parse_devices, parse_groups, parse_skip_groups
-from portwarden.config import kill, values
+from portwarden.config import kill, portsentry_reading, values
 from portwarden.config.conffile import Entry, parse_conf
 from portwarden.config.defaults import DEFAULT_CONF, DEFAULT_SOURCE, default_state_dir
 from portwarden.config.errors import ConfigError
@@ -247,7 +247,9 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
         warnings: list[str] = []
         source, base = DEFAULT_SOURCE, Path.cwd()
     else:
-        entries, warnings = parse_conf(_conf_text(path), str(path))
+        text = _conf_text(path)
+        entries, warnings = parse_conf(text, str(path))
+        warnings += portsentry_reading.differences(text, str(path), entries, defaults)
         source, base = str(path), path.parent.absolute()
     read = _Reader(source, entries, defaults, base)
     state_dir = read.path("STATE_DIR", default_state_dir()) or default_state_dir()

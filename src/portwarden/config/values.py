@@ -348,17 +348,32 @@ def listen_address(text: str) -> ListenAddress | None:
     text = text.strip()
     if not text:
         return None
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError("an unclosed or misplaced ']': use [IPV6]:PORT")
+        if not rest:
+            raise ValueError("no port after the brackets: use [IPV6]:PORT")
+        if not host:
+            raise ValueError("empty brackets: use [IPV6]:PORT, or PORT for 127.0.0.1")
+        address = _listen_host(host)
+        if address.version == 4:
+            raise ValueError(f"brackets are for IPv6 addresses: use {host}{rest}")
+        return ListenAddress(host, port(rest[1:]))
     host, _, number = text.rpartition(":")
-    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+    if ":" in host:
         # '::1:9918' is itself an IPv6 address: which part is the port is a guess.
-        raise ValueError("an IPv6 address with a port needs brackets: [IPV6]:PORT")
-    host = host.removeprefix("[").removesuffix("]") or "127.0.0.1"
+        raise ValueError("an IPv6 address needs brackets and a port: [IPV6]:PORT")
+    _listen_host(host or "127.0.0.1")
+    return ListenAddress(host or "127.0.0.1", port(number))
+
+
+def _listen_host(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     try:
-        ipaddress.ip_address(host)
+        return ipaddress.ip_address(host)
     except ValueError:
         raise ValueError(f"'{host}' is not an IP address (use PORT, ADDRESS:PORT or "
                          "[IPV6]:PORT)") from None  # fmt: skip
-    return ListenAddress(host, port(number))
 
 
 SEVERITIES = ("alert", "crit", "err", "warning", "notice", "info", "debug")

@@ -1,0 +1,96 @@
+"""What PortSentry 1.2 read from a portsentry.conf, as a model to compare our reading with.
+
+PortSentry's ConfigTokenRetrieve (portsentry_io.c) reads the file with fgets() into a
+1024-byte buffer, so a longer line comes in pieces, each taken as a line of its own. It passes
+over a piece that starts with '#'. A piece matches a key when the key occurs anywhere in it
+(strstr) and the character at the column of the key's length, not the one after where the key
+was found, is '=' or a space: `KEY="v"` and `KEY "v"`, but also ten blanks before
+`TCP_PORTS="v"`, or `BLOCK_UDP="1" # TCP_PORTS="v"` for TCP_PORTS (column 9 is '='). The first
+matching piece ends the search: without a double quote in it, the option is skipped ("Quotes
+missing from %s token. Option skipped") and the key left unset; else the value runs from the
+first double quote in the piece to the next one, or to the first character that is not
+printable ASCII (a tab, the line's end).
+
+portwarden reads the file its own way (conffile.py); `differences` names every PortSentry key
+whose value would differ, so a migrated file never silently means something else.
+"""
+
+from dataclasses import dataclass
+
+from portwarden.config.conffile import Entry
+
+# The keys PortSentry 1.2 read (our own keys it never read).
+PORTSENTRY_KEYS = (
+    "TCP_PORTS", "UDP_PORTS", "ADVANCED_PORTS_TCP", "ADVANCED_PORTS_UDP", "ADVANCED_EXCLUDE_TCP",
+    "ADVANCED_EXCLUDE_UDP", "IGNORE_FILE", "HISTORY_FILE", "BLOCKED_FILE", "RESOLVE_HOST",
+    "BLOCK_TCP", "BLOCK_UDP", "KILL_ROUTE", "KILL_HOSTS_DENY", "KILL_RUN_CMD",
+    "KILL_RUN_CMD_FIRST", "SCAN_TRIGGER", "PORT_BANNER")  # fmt: skip
+_PIECE_CHARS = 1023  # fgets(buffer, MAXBUF = 1024, ...): at most 1023 characters and the NUL
+
+
+@dataclass(frozen=True, slots=True)
+class PortSentryReading:
+    """Where PortSentry's search for a key ended (line None: no line matched) and the value it
+    took there (None: that line had no quote, so it skipped the option)."""
+
+    line: int | None
+    value: str | None
+
+
+def portsentry_reading(text: str, key: str) -> PortSentryReading:
+    """What PortSentry 1.2 made of `key` in the file `text`."""
+    for number, line in enumerate(text.split("\n"), start=1):
+        for piece in _pieces(line + "\n"):
+            if piece.startswith("#") or key not in piece or piece[len(key)] not in "= ":
+                continue
+            start = piece.find('"')
+            if start < 0:
+                return PortSentryReading(number, None)
+            value = piece[start + 1 :]
+            end = next((i for i, ch in enumerate(value) if ch == '"' or not " " <= ch <= "~"),
+                       len(value))  # fmt: skip
+            return PortSentryReading(number, value[:end])
+    return PortSentryReading(None, None)
+
+
+def _pieces(line: str) -> list[str]:
+    """The strings fgets() gave for `line` (with its '\\n'), each cut at a NUL as C reads it."""
+    chunks = [line[i : i + _PIECE_CHARS] for i in range(0, len(line), _PIECE_CHARS)]
+    return [chunk.partition("\0")[0] for chunk in chunks]
+
+
+def differences(text: str, source: str, entries: dict[str, Entry], defaults: dict[str, Entry]
+                ) -> list[str]:  # fmt: skip
+    """One warning for each PortSentry key whose value in the file `text` (read by us into
+    `entries`, with `defaults` for the keys it leaves out) PortSentry 1.2 would have read
+    otherwise. Our reading stands: it is the saner one, but the file no longer means what it
+    meant, and an administrator must hear of it."""
+    warnings = []
+    for key in PORTSENTRY_KEYS:
+        ours, theirs = entries.get(key), portsentry_reading(text, key)
+        if ours is None and theirs.line is None:
+            continue  # both take their defaults
+        ours_value = ours.value if ours else defaults[key].value if key in defaults else None
+        if ours_value == theirs.value:
+            continue
+        if ours is not None and theirs.line is None:
+            start = text.split("\n")[ours.line - 1]
+            why = "a tab after the key" if start.startswith(key) else "a blank before the key"
+            said = f"PortSentry 1.2 did not read line {ours.line} ({why}) and left it unset"
+        else:
+            said = _theirs(theirs)
+        warnings.append(f"{source}:{ours.line if ours else theirs.line}: {key}: {said}; "
+                        f"portwarden applies {_ours(ours, defaults.get(key))}")  # fmt: skip
+    return warnings
+
+
+def _theirs(theirs: PortSentryReading) -> str:
+    if theirs.value is None:
+        return f"PortSentry 1.2 skipped it at line {theirs.line} (no quotes) and left it unset"
+    return f'PortSentry 1.2 read "{theirs.value}" (line {theirs.line})'
+
+
+def _ours(ours: Entry | None, default: Entry | None) -> str:
+    if ours is not None:
+        return f'"{ours.value}" (line {ours.line})'
+    return "its default" if default is None else f'its default "{default.value}"'
