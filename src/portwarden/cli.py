@@ -395,9 +395,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _failed(f"{error.strerror}: the sensors need root (CAP_NET_RAW and "
                            "CAP_NET_BIND_SERVICE)", 1)  # fmt: skip
-        # E.g. the daemon's state: STATE_DIR is 0700. Exit 1, but 2 for audit, whose 1 says
-        # "findings" (and 2 "nothing was checked").
+        # E.g. the daemon's state: STATE_DIR is 0700; the firewall for `portmap check`. Exit 1,
+        # but 2 for audit, whose 1 says "findings", and portmap, whose 1 says "exposed" (for
+        # both, 2 is "nothing was checked").
         where = f"{error.filename}: " if error.filename else ""
-        _error(f"{where}{error.strerror or error} (run 'portwarden {args.command}' as root)",
+        command = " ".join(filter(None, (args.command, getattr(args, "portmap_command", None))))
+        _error(f"{where}{error.strerror or error} (run 'portwarden {command}' as root)",
                getattr(args, "json", False))  # fmt: skip
-        return 2 if args.command == "audit" else 1
+        return 2 if args.command in ("audit", "portmap") else 1

@@ -24,7 +24,7 @@ from portwarden.descriptors import OUT_OF_DESCRIPTORS, raise_soft_limit
 from portwarden.detect.config import engine_config, late_reply_ports
 from portwarden.detect.engine import Engine, EngineConfig, Verdict
 from portwarden.detect.probe import Probe
-from portwarden.episode import Episode
+from portwarden.episode import Condition, Episode
 from portwarden.respond.policy import ResponsePolicy
 from portwarden.sensors.build import Sensor, build_sensors
 from portwarden.sensors.hostview import HostView
@@ -100,6 +100,7 @@ class Daemon:
         self._audit_last_run = 0.0
         self._audit_error = 0
         self._audit_warnings: frozenset[str] = frozenset()  # the last check's, logged already
+        self._audit_blind = Condition()  # why the last check could not look; None: it did
         self._watchdog_s = service.watchdog_interval()
         self._next_watchdog = 0.0
         self._quiet_until: dict[str, float] = {}
@@ -307,8 +308,13 @@ class Daemon:
     def _report_audit(self, outcome: Outcome) -> None:
         self._audit_last_run = outcome.time if isinstance(outcome, Unchecked) else outcome[0].time
         self._audit_error = int(isinstance(outcome, Unchecked))  # the findings stay the last known
+        blind = self._audit_blind
+        if blind.changes(outcome.reason if isinstance(outcome, Unchecked) else None):
+            if isinstance(outcome, Unchecked):  # once, not at every check while it lasts
+                self._alerts.audit_unchecked(outcome.reason, outcome.time)
+            else:
+                log.info("audit: checked again (the previous checks could not look)")
         if isinstance(outcome, Unchecked):
-            self._alerts.audit_unchecked(outcome.reason, outcome.time)
             self._last_audit = unchecked_summary(outcome.time, outcome.reason)
             self._save_audit_snapshot(outcome.time, self._last_audit)
             return

@@ -1,6 +1,7 @@
-"""Counters that grow in bursts under attack (sources evicted from the full table, packets the
-kernel dropped): said once when they start growing, again only after a quiet spell, never once
-per turn."""
+"""What lasts or repeats is said once, not once per turn or per check: counters that grow in
+bursts under attack (sources evicted from the full table, packets the kernel dropped), said when
+they start growing and again only after a quiet spell; a condition that holds check after check
+(the audit cannot look), said when it begins or changes."""
 
 
 class Episode:
@@ -18,3 +19,16 @@ class Episode:
         new = now - self._last_growth >= self._quiet_s
         self._seen, self._last_growth = count, now
         return grown if new else 0
+
+
+class Condition:
+    """The current state of something that holds until it does not (None: all is well)."""
+
+    def __init__(self) -> None:
+        self.current: str | None = None
+
+    def changes(self, state: str | None) -> bool:
+        """Take `state`; whether it differs from the one before (it began, changed or ended)."""
+        changed = state != self.current
+        self.current = state
+        return changed

@@ -6,6 +6,7 @@ but not the attackers (.11, ::b). The target's own 198.18.0.1 is outside as well
 """
 
 import json
+import pwd
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 
 from portwarden.lab.network import Host, Lab
 from portwarden.portmap.check import UNKNOWN_FIREWALL
+from tests.lab.acl import mode_600_and_reader
 from tests.lab.portmapper import PROGRAM, Portmapper, StandIn
 
 ALLOW = ["--allow", "198.18.0.16/255.255.255.240", "--allow", "2001:db8::10/124"]
@@ -762,3 +764,81 @@ def test_a_hosts_allow_rpcbind_cannot_read_is_refused_and_checked_as_locked_out(
     report = json.loads(portmapper.portwarden("portmap", "check", "--json").stdout)
     assert (report["verdict"], report["wrappers"]["protected"]) == ("locked out", False)
     assert report["denied_allowed"] and not report["wrappers"]["in_files"]
+
+
+@pytest.fixture
+def not_started(lab: Lab, tmp_path: Path) -> Iterator[Portmapper]:
+    """The portmapper's host with its own /etc, where rpcbind has not started yet."""
+    held = Portmapper(lab.target, tmp_path, HOSTS_ALLOW, HOSTS_DENY, start=False)
+    yield held
+    held.stop()
+
+
+def test_a_hosts_allow_the_portmapper_will_not_read_is_refused_before_it_starts(
+    lab: Lab, not_started: Portmapper
+) -> None:
+    """rpcbind not running: protect checks the files as the user Debian's rpcbind switches to
+    when it starts (_rpc), not as nobody; a mode-600 hosts.allow would lock everyone out."""
+    portmapper = not_started
+    subprocess.run(portmapper._inside(["chmod", "600", "/etc/hosts.allow"]), check=True)
+    before = files(portmapper)
+    refused = portmapper.portwarden("portmap", "protect", *ALLOW, "--firewall", "none")
+    user = pwd.getpwnam("_rpc")
+    assert (refused.returncode, refused.stdout) == (2, ""), refused.stderr
+    assert refused.stderr == (
+        "portwarden: error: /etc/hosts.allow: rpcbind is not running; when it starts it "
+        f"switches to _rpc (uid {user.pw_uid}), which cannot read it (mode 600, owner root:root): "
+        "TCP Wrappers would not read our lines there, and the portmapper would refuse every "
+        "caller, loopback and the allowed networks included; nothing was changed: make the file "
+        "readable by that user, then run protect again\n"
+    )
+    assert files(portmapper) == before
+
+    subprocess.run(portmapper._inside(["chmod", "644", "/etc/hosts.allow"]), check=True)
+    done = portmapper.portwarden("portmap", "protect", *ALLOW, "--firewall", "none")
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    portmapper.start()
+    assert portmapper.status_user() == f"_rpc (uid {user.pw_uid})"  # as protect assumed
+    assert rpcinfo_lists_program(lab.client, lab.target.ipv4)
+    assert not rpcinfo_lists_program(lab.attackers[0], lab.target.ipv4)
+
+
+_SET_ACL = (
+    "import os, sys; os.chmod(sys.argv[1], 0o600); "
+    "os.setxattr(sys.argv[1], 'system.posix_acl_access', bytes.fromhex(sys.argv[2]))"
+)
+
+
+def test_a_hosts_allow_of_mode_600_that_an_acl_lets_rpcbind_read_is_protected(
+    lab: Lab, portmapper: Portmapper
+) -> None:
+    """`setfacl -m user:_rpc:r` on a mode-600 hosts.allow: rpcbind reads it, so protect goes
+    ahead and check says protected (the kernel decides, not the mode bits)."""
+    acl = mode_600_and_reader(pwd.getpwnam("_rpc").pw_uid).hex()
+    subprocess.run(portmapper._inside([sys.executable, "-c", _SET_ACL, "/etc/hosts.allow", acl]),
+                   check=True, timeout=20)  # fmt: skip
+    run_ok(portmapper, "protect", *ALLOW, "--firewall", "none")
+    assert rpcinfo_lists_program(lab.client, lab.target.ipv4)  # protect kept the ACL
+    assert rpcinfo_lists_program(lab.target, "127.0.0.1")
+    assert not rpcinfo_lists_program(lab.attackers[0], lab.target.ipv4)
+    check = portmapper.portwarden("portmap", "check", "--from", lab.target.ipv4, "--timeout", "1")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "cannot read" not in check.stdout and "wrappers: protects the portmapper" in check.stdout
+
+
+def test_check_by_a_user_other_than_root_is_one_line_and_no_verdict(
+    lab: Lab, portmapper: Portmapper
+) -> None:
+    """nftables and iptables cannot be read without CAP_NET_ADMIN: no verdict from half the
+    facts, and none of the tools' own complaints on stderr."""
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    for json_flag in ([], ["--json"]):
+        check = subprocess.run(
+            portmapper._inside([*nobody, sys.executable, "-m", "portwarden", "portmap", "check",
+                                "--from", lab.target.ipv4, *json_flag]),
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        why = ("reading the firewall (nftables, iptables) needs CAP_NET_ADMIN; nothing was "
+               "checked (run 'portwarden portmap check' as root)")  # fmt: skip
+        assert (check.returncode, check.stderr) == (2, f"portwarden: error: {why}\n")
+        assert check.stdout == (json.dumps({"error": why}, indent=2) + "\n" if json_flag else "")

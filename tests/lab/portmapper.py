@@ -33,7 +33,13 @@ sys.exit(0 if reply[-4:] == struct.pack(">I", 1) else 1)
 
 
 class Portmapper:
-    def __init__(self, host: Host, folder: Path, hosts_allow: bytes, hosts_deny: bytes) -> None:
+    """rpcbind (`proc`) in a private mount namespace of `host`, held by a process of its own,
+    so that the namespace (its /etc) is there before rpcbind starts (`start=False`: not yet)."""
+
+    proc: subprocess.Popen
+
+    def __init__(self, host: Host, folder: Path, hosts_allow: bytes, hosts_deny: bytes,
+                 start: bool = True) -> None:  # fmt: skip
         self.host = host
         upper, work = folder / "etc", folder / "work"
         upper.mkdir()
@@ -43,16 +49,28 @@ class Portmapper:
         script = (
             "mount -t tmpfs tmpfs /run && "
             f"mount -t overlay overlay -o lowerdir=/etc,upperdir={upper},workdir={work} /etc && "
-            "exec rpcbind -f -w"
+            "echo ready && exec cat"  # lives until its stdin closes
         )
-        self.proc = host.popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script])
+        self._namespace = host.popen(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert self._namespace.stdout is not None
+        if self._namespace.stdout.readline() != "ready\n":
+            raise RuntimeError("the mount namespace for rpcbind could not be made")
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """rpcbind -f -w, as Debian starts it (it switches to _rpc), with a program registered."""
+        self.proc = subprocess.Popen(self._inside(["rpcbind", "-f", "-w"]))
         self._wait_ready()
         subprocess.run(self._inside([sys.executable, "-c", _REGISTER, str(PROGRAM), str(VERSION),
                                      str(PORT)]), check=True, timeout=20)  # fmt: skip
 
     def _inside(self, args: list[str]) -> list[str]:
         """A command in rpcbind's network and mount namespaces (its /etc, its /run)."""
-        return ["nsenter", "-t", str(self.proc.pid), "-m", "-n", "--", *args]
+        return ["nsenter", "-t", str(self._namespace.pid), "-m", "-n", "--", *args]
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + 10
@@ -85,8 +103,12 @@ class Portmapper:
         return f"rpcbind uses TCP Wrappers: libwrap.so is mapped by pid {self.proc.pid} (rpcbind)"
 
     def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait(timeout=10)
+        if hasattr(self, "proc"):
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        assert self._namespace.stdin is not None
+        self._namespace.stdin.close()
+        self._namespace.wait(timeout=10)
 
 
 # Not rpcbind: a plain listener on TCP and UDP port 111, linked with nothing like libwrap, as

@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from portwarden.portmap import owner
 from portwarden.portmap.protect import plan_protect, plan_unprotect
 from portwarden.respond.files import replace_atomically
+from tests.lab.acl import mode_600_and_reader
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="only root gives a file away")
 
@@ -25,7 +27,10 @@ def test_a_replaced_file_keeps_its_owner_group_and_mode(tmp_path: Path) -> None:
 
 
 @needs_root
-def test_protect_and_unprotect_keep_the_owner_of_the_wrappers_files(tmp_path: Path) -> None:
+def test_protect_and_unprotect_keep_the_owner_of_the_wrappers_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(owner, "rpcbind_user", lambda: None)  # _rpc cannot enter tmp_path
     allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
     for path in (allow, deny):
         path.write_text("# the administrator's\n")
@@ -42,3 +47,23 @@ def test_a_new_file_is_the_writers_with_mode_0644(tmp_path: Path) -> None:
     found = path.stat()
     assert (found.st_uid, found.st_gid) == (os.geteuid(), os.getegid())
     assert found.st_mode & 0o7777 == 0o644
+
+
+@needs_root
+def test_a_replaced_file_keeps_its_acl(tmp_path: Path) -> None:
+    """A hosts.allow of mode 600 that an ACL lets _rpc read: without the ACL, rpcbind (as
+    _rpc) could not read our lines, and TCP Wrappers would refuse every caller."""
+    path = tmp_path / "hosts.allow"
+    path.write_text("sshd: ALL\n")
+    acl = mode_600_and_reader(64999)
+    try:
+        os.setxattr(path, "system.posix_acl_access", acl)
+    except OSError as error:
+        pytest.skip(f"no POSIX ACLs here: {error.strerror}")
+    replace_atomically(path, "rpcbind: 127.0.0.1\n")
+    assert os.getxattr(path, "system.posix_acl_access") == acl
+    assert path.stat().st_mode & 0o7777 == 0o640
+    plain = tmp_path / "hosts.deny"
+    plain.write_text("")
+    replace_atomically(plain, "ALL: ALL\n")
+    assert "system.posix_acl_access" not in os.listxattr(plain)

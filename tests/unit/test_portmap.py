@@ -13,7 +13,7 @@ import pytest
 from portwarden.config.errors import ConfigError
 from portwarden.config.ignore import parse_network
 from portwarden.net.portmapper import PortmapperError
-from portwarden.portmap import check, firewall, wrappers
+from portwarden.portmap import check, firewall, owner, wrappers
 from portwarden.portmap.check import FirewallState, FirewallView, Probe, Report, read_wrappers
 from portwarden.portmap.command import check_addresses
 from portwarden.portmap.networks import allowed_networks, host_bits_warnings
@@ -21,6 +21,13 @@ from portwarden.portmap.owner import Owner
 from portwarden.portmap.protect import plan_protect, plan_unprotect
 
 NETS = allowed_networks(["198.18.0.16/28", "2001:db8::10/124", "127.0.0.1"])
+
+
+@pytest.fixture(autouse=True)
+def _no_rpcbind_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This host's passwd (an `_rpc` user, who cannot enter pytest's folders) is not the
+    subject here: with no rpcbind found, no user to read the files for it."""
+    monkeypatch.setattr(owner, "rpcbind_user", lambda: None)
 
 
 def test_allowed_networks_add_loopback_and_merge() -> None:
@@ -226,8 +233,9 @@ def test_check_counts_the_lines_for_single_addresses_and_json_lists_them(tmp_pat
          "rpcbind does not use TCP Wrappers: no libwrap.so in the memory map of pid 78 (x\\ny)"),
         ((), None, "cannot tell whether rpcbind uses TCP Wrappers: no process found with a "
                    "socket on port 111"),
-        ((Owner(1, "systemd", libwrap=False),), False,  # socket activation, rpcbind not started
-         "rpcbind does not use TCP Wrappers: no libwrap.so in the memory map of pid 1 (systemd)"),
+        ((Owner(1, "systemd", libwrap=False),), None,  # socket activation, rpcbind not started
+         "rpcbind is not started: only the service manager (pid 1) holds port 111, for socket "
+         "activation"),
     ],
 )  # fmt: skip
 def test_wrappers_count_only_when_the_portmapper_maps_libwrap(
@@ -632,3 +640,47 @@ def test_libwrap_counts_an_unterminated_last_line_as_the_warnings_say(
     plan_protect(["198.18.0.20"], allow, deny, None).apply()
     assert libwrap_allows("198.18.0.20") and libwrap_allows("127.0.0.1")
     assert not libwrap_allows("198.18.0.5")
+
+
+def test_an_answer_over_loopback_with_our_deny_line_in_force_proves_the_files_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the readability test says (a security module it cannot see, say): Debian's
+    libwrap denies every caller when it cannot open a file, so an answer is proof."""
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    _protect(allow, wrappers.allow_rules(NETS))
+    _protect(deny, wrappers.deny_rules())
+    blind = f"{allow}: rpcbind (pid 77, rpcbind) runs as _rpc (uid 103), which cannot read it"
+    monkeypatch.setattr(check, "unread_files", lambda paths, serving: ([blind], []))
+    doubted = read_wrappers(allow, deny, RPCBIND)
+    assert (doubted.protected, doubted.unreadable) == (False, (blind,))
+    assert doubted.note.endswith(f"; but {blind}: TCP Wrappers cannot read the lines there")
+    proven = read_wrappers(allow, deny, RPCBIND, answered=True)
+    assert (proven.protected, proven.unreadable) == (True, ())
+    assert "cannot read" not in proven.note
+
+
+@pytest.mark.parametrize(
+    ("unreadable", "cause"),
+    [
+        (("/etc/hosts.allow: rpcbind (pid 77, rpcbind) runs as _rpc (uid 103), which cannot "
+          "read it (mode 600, owner root:root)",),
+         "TCP Wrappers cannot read /etc/hosts.allow (see above)"),
+        ((), "a line of hosts.allow or hosts.deny denies them (one of the administrator's, or "
+             "ours in hosts.deny without our hosts.allow lines), or TCP Wrappers cannot read "
+             "one of the files"),
+    ],
+)  # fmt: skip
+def test_the_locked_out_note_names_what_is_known_of_the_cause(
+    unreadable: tuple[str, ...], cause: str
+) -> None:
+    report = _report(())
+    report = dataclasses.replace(
+        report, wrappers=dataclasses.replace(report.wrappers, unreadable=unreadable)
+    )
+    locked = check._locked(report, ["the loopback query was denied (authentication error)"])
+    assert locked.verdict == "locked out"
+    assert locked.denied_allowed == (
+        "the loopback query was denied (authentication error): the portmapper refuses callers "
+        f"the rules allow: {cause}",
+    )

@@ -25,8 +25,9 @@ STOP_WAIT_S = 10.0  # the longest a stop waits for a check in progress
 
 
 class Unchecked(NamedTuple):
-    """A check that could not look (see NothingChecked): reported at every check, like a
-    finding, so that a mistyped device name is not taken for a host without open ports."""
+    """A check that could not look (see NothingChecked): an error, so that a mistyped device
+    name is not taken for a host without open ports; alerted when it begins or its reason
+    changes (not at every check while it lasts), shown by the status after every check."""
 
     time: float
     reason: str

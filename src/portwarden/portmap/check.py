@@ -29,7 +29,7 @@ from portwarden.net.portmapper import PORTMAPPER_PORT, Mapping, PortmapperError,
 from portwarden.net.ports import bound_ports
 from portwarden.portmap import wrappers
 from portwarden.portmap.firewall import FirewallError, IptablesFirewall, NftFirewall, other_filters
-from portwarden.portmap.owner import Owner, port_owners, servers, unreadable
+from portwarden.portmap.owner import Owner, port_owners, servers, unread_files
 from portwarden.text import one_line
 
 Outcome = Literal["reachable", "refused", "silent"]
@@ -77,6 +77,10 @@ class WrappersView:
     # Positions in `lines` of those that reach the portmapper only as `ALL: <addresses>`, none
     # of them in question (fail2ban's bans): the text counts them instead of listing hundreds.
     single_address_lines: tuple[int, ...] = ()
+    # Why the portmapper's user cannot read hosts.allow or hosts.deny, one line per file (none
+    # when the portmapper answered the loopback query while our hosts.deny block was in force:
+    # it read them).
+    unreadable: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -179,27 +183,33 @@ class Report:
                         "(`ALL: <address>`; --json lists them)"]  # fmt: skip
 
 
-def _libwrap_note(owners: tuple[Owner, ...]) -> str:
-    if not owners:
+def _libwrap_note(owners: tuple[Owner, ...], serving: tuple[Owner, ...]) -> str:
+    if owners and not serving:
+        return (f"rpcbind is not started: only the service manager (pid 1) holds port "
+                f"{PORTMAPPER_PORT}, for socket activation")  # fmt: skip
+    if not serving:
         why = "" if os.geteuid() == 0 else " (only root sees other users' processes)"
         return (
             "cannot tell whether rpcbind uses TCP Wrappers: no process found with a socket on "
             f"port {PORTMAPPER_PORT}{why}"
         )
-    without = [o for o in owners if not o.libwrap]
-    named = ", ".join(f"pid {o.pid} ({one_line(o.name)})" for o in without or owners)
+    without = [o for o in serving if not o.libwrap]
+    named = ", ".join(f"pid {o.pid} ({one_line(o.name)})" for o in without or serving)
     if without:
         return f"rpcbind does not use TCP Wrappers: no libwrap.so in the memory map of {named}"
     return f"rpcbind uses TCP Wrappers: libwrap.so is mapped by {named}"
 
 
 def read_wrappers(hosts_allow: Path, hosts_deny: Path, owners: tuple[Owner, ...],
-                  source: str | None = None) -> WrappersView:  # fmt: skip
+                  source: str | None = None, answered: bool = False) -> WrappersView:  # fmt: skip
     """The TCP Wrappers lines for the portmapper; they protect it only if the processes that
-    serve port 111 (from `owners`) map libwrap (rpcbind built without it never reads the files),
-    if our hosts.allow lines do not allow everyone, and if no line of the administrator's lets
-    a caller outside them in first. A line for single addresses is in question when it lets an
-    outsider in or names an address of the allowed networks or the probes' `source`."""
+    serve port 111 (from `owners`) map libwrap (rpcbind built without it never reads the files)
+    and can read both files, if our hosts.allow lines do not allow everyone, and if no line of
+    the administrator's lets a caller outside them in first. A line for single addresses is in
+    question when it lets an outsider in or names an address of the allowed networks or the
+    probes' `source`. `answered`: the portmapper answered the loopback query; with our `ALL`
+    in hosts.deny in force, that proves libwrap read both files (Debian's libwrap denies every
+    caller when it cannot open one)."""
     lines: list[str] = []
     singles: dict[tuple[Path, int], tuple[int, tuple[Network, ...]]] = {}  # (file, line): ...
     files: list[tuple[list[str], wrappers.Block | None]] = []
@@ -236,10 +246,12 @@ def read_wrappers(hosts_allow: Path, hosts_deny: Path, owners: tuple[Owner, ...]
         leaks = wrappers.leaks(hosts_allow, allow_lines, hosts_deny, deny_lines, allowed)
     serving = servers(owners)
     uses_libwrap = all(o.libwrap for o in serving) if serving else None
-    note = _libwrap_note(serving)
-    blind = [why for why in (unreadable(path, serving) for path in (hosts_allow, hosts_deny))
-             if why is not None]  # fmt: skip
+    note = _libwrap_note(owners, serving)
+    blind, doubts = unread_files((hosts_allow, hosts_deny), serving)
+    if answered and uses_libwrap and len(files) == 2 and files[1][1]:
+        blind = []  # it answered with our `ALL` in hosts.deny: it read both files
     note += "".join(f"; but {why}: TCP Wrappers cannot read the lines there" for why in blind)
+    note += "".join(f"; but {doubt}" for doubt in doubts)
     if everyone is not None:
         note += f"; but our {hosts_allow} lines allow every address ({everyone})"
     note += "".join(f"; but {leak}" for leak in leaks)
@@ -257,7 +269,8 @@ def read_wrappers(hosts_allow: Path, hosts_deny: Path, owners: tuple[Owner, ...]
     ))  # fmt: skip
     return WrappersView(in_files and bool(uses_libwrap), in_files, uses_libwrap, owners, note,
                         tuple(lines), tuple(map(str, allowed)),
-                        tuple(f"{leak.path}:{leak.number}" for leak in leaks), minor)  # fmt: skip
+                        tuple(f"{leak.path}:{leak.number}" for leak in leaks), minor,
+                        tuple(blind))  # fmt: skip
 
 
 def read_firewall() -> FirewallView:
@@ -362,7 +375,9 @@ def build_report(
     programs, local_error, denied = _local_programs(timeout) if listening else ((), None, False)
     # After the loopback call: with socket activation, that call has started rpcbind.
     owners = port_owners(PORTMAPPER_PORT)
-    view, wall = read_wrappers(hosts_allow, hosts_deny, owners, source), read_firewall()
+    answered = bool(listening) and local_error is None
+    view = read_wrappers(hosts_allow, hosts_deny, owners, source, answered)
+    wall = read_firewall()
     locked = [f"the loopback query was denied ({local_error})"] if denied else []
     if source is None:
         return _locked(Report(listening, programs, local_error, view, wall, ()), locked)
@@ -381,11 +396,18 @@ def build_report(
 
 def _locked(report: Report, denied: list[str]) -> Report:
     """The report with the allowed callers the portmapper denied, if any: then the wrappers
-    protect nothing (they lock it), whatever their lines say."""
+    protect nothing (they lock it), whatever their lines say. The note says why when it can
+    be told: a file the portmapper's user cannot read; else the lines, or a file unread."""
     if not denied:
         return report
     why = "; ".join(denied)
     view = dataclasses.replace(report.wrappers, protected=False)
+    if view.unreadable:
+        cause = ("TCP Wrappers cannot read " + " and ".join(
+            line.partition(":")[0] for line in view.unreadable) + " (see above)")  # fmt: skip
+    else:
+        cause = ("a line of hosts.allow or hosts.deny denies them (one of the administrator's, "
+                 "or ours in hosts.deny without our hosts.allow lines), or TCP Wrappers cannot "
+                 "read one of the files")  # fmt: skip
     return dataclasses.replace(report, wrappers=view, denied_allowed=(
-        f"{why}: the portmapper refuses callers the rules allow, as TCP Wrappers do when they "
-        "cannot read their files",))  # fmt: skip
+        f"{why}: the portmapper refuses callers the rules allow: {cause}",))  # fmt: skip

@@ -1,6 +1,7 @@
 """The `portwarden portmap` sub-commands: protect, unprotect, check."""
 
 import argparse
+import errno
 import ipaddress
 import json
 import math
@@ -12,7 +13,7 @@ from portwarden.config.errors import ConfigError
 from portwarden.net.portmapper import PortmapperError, SourceAddressError
 from portwarden.portmap import lock
 from portwarden.portmap.check import build_report
-from portwarden.portmap.firewall import Backend, FirewallError
+from portwarden.portmap.firewall import Backend, FirewallError, may_read
 from portwarden.portmap.protect import Plan, plan_protect, plan_unprotect
 from portwarden.portmap.wrappers import WrappersError
 from portwarden.text import one_line
@@ -94,13 +95,16 @@ def run(args: argparse.Namespace) -> int:
             return _check(args)
         return _change(args)
     except (WrappersError, FirewallError, lock.Busy) as error:
-        print(f"portwarden: error: {one_line(str(error))}", file=sys.stderr)
+        print(f"portwarden: error: {one_line(str(error), 1000)}", file=sys.stderr)
         return 2
 
 
 def _change(args: argparse.Namespace) -> int:
     """Protect or unprotect, holding the lock from the first read to the last write (a dry
     run changes nothing and needs none)."""
+    if args.firewall != "none" and not may_read():
+        raise PermissionError(errno.EPERM, "the firewall (nftables, iptables) needs "
+                              "CAP_NET_ADMIN; nothing was changed")  # fmt: skip
     with nullcontext() if args.dry_run else lock.held():
         return _plan_and_apply(args)
 
@@ -160,6 +164,9 @@ def check_addresses(source: str | None, target: str | None) -> None:
 def _check(args: argparse.Namespace) -> int:
     timeout = parse_timeout(args.timeout)
     check_addresses(args.source, args.target)
+    if not may_read():  # the caller says it in one line, as for the other commands that read
+        raise PermissionError(errno.EPERM, "reading the firewall (nftables, iptables) needs "
+                              "CAP_NET_ADMIN; nothing was checked")  # fmt: skip
     try:
         report = build_report(args.hosts_allow, args.hosts_deny, args.source, args.target, timeout)
     except PortmapperError as error:  # the probe could not be made from --from, or to --to

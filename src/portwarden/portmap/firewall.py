@@ -24,9 +24,11 @@ leaves the firewalls as it found them.
 import hashlib
 import ipaddress
 import json
+import os
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol
 
 from portwarden.config.ignore import Network
@@ -373,6 +375,20 @@ def _legacy_iptables_filters() -> list[str]:
         if theirs:
             found.append(f"{tool} (legacy): chain INPUT ({len(theirs)} rules or policy)")
     return found
+
+
+_CAP_NET_ADMIN = 12  # linux/capability.h
+
+
+def may_read() -> bool:
+    """Whether this process may read the firewall: nftables and iptables need CAP_NET_ADMIN
+    (root has it), and libnftables, refused, writes its complaint to our stderr itself."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        effective = next(line for line in status.splitlines() if line.startswith("CapEff:"))
+        return bool(int(effective.split()[1], 16) >> _CAP_NET_ADMIN & 1)
+    except (OSError, StopIteration, IndexError, ValueError):
+        return os.geteuid() == 0
 
 
 def firewall(backend: Backend) -> Firewall:

@@ -8,7 +8,9 @@ user's descriptors and maps are readable only by root; without them no owner is 
 """
 
 import os
+import pwd
 import stat
+import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,9 @@ from portwarden.detect.probe import Proto
 from portwarden.text import one_line
 
 _LIBWRAP = "libwrap.so"
+# The users rpcbind switches to once started, by distribution: Debian's and Ubuntu's, Fedora's.
+RPCBIND_USERS = ("_rpc", "rpc")
+_TEST_TIMEOUT_S = 10  # `test -r` on a file on a hung network file system is given up on
 
 
 @dataclass(frozen=True)
@@ -53,8 +58,9 @@ def port_owners(port: int) -> tuple[Owner, ...]:
 
 def servers(owners: tuple[Owner, ...]) -> tuple[Owner, ...]:
     """The owners that answer on the port. With socket activation (Debian's rpcbind.socket) the
-    service manager, pid 1, holds the sockets too, but only hands them to rpcbind."""
-    return tuple(o for o in owners if o.pid != 1) or owners
+    service manager, pid 1, holds the sockets too, but only hands them to rpcbind: alone, it
+    serves nothing yet (rpcbind starts at the first call)."""
+    return tuple(o for o in owners if o.pid != 1)
 
 
 @dataclass(frozen=True)
@@ -65,15 +71,24 @@ class Credentials:
     gid: int
     groups: frozenset[int]
 
-    def can_read(self, found: os.stat_result) -> bool:
-        """Whether the permission bits let it read a file (root reads every file)."""
-        if self.uid == 0:
-            return True
-        if found.st_uid == self.uid:
-            return bool(found.st_mode & stat.S_IRUSR)
-        if found.st_gid == self.gid or found.st_gid in self.groups:
-            return bool(found.st_mode & stat.S_IRGRP)
-        return bool(found.st_mode & stat.S_IROTH)
+    def can_read(self, path: Path) -> bool | None:
+        """Whether it can read `path`, as the kernel decides (mode bits, POSIX ACLs, and the
+        rest): `test -r` run as these ids, so access(2) answers. None when that cannot be
+        tried (only root can take other ids) or gives no answer."""
+        try:
+            done = subprocess.run(
+                ["test", "-r", str(path)],
+                user=self.uid,
+                group=self.gid,
+                extra_groups=sorted(self.groups),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=_TEST_TIMEOUT_S,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return {0: True, 1: False}.get(done.returncode)
 
 
 def credentials(pid: int) -> Credentials | None:
@@ -88,20 +103,92 @@ def credentials(pid: int) -> Credentials | None:
         return None
 
 
-def unreadable(path: Path, owners: Iterable[Owner]) -> str | None:
-    """Why a process among `owners` that uses TCP Wrappers cannot read `path`, in one line
-    naming the file, the process, its user and the file's mode and owner; None when every one
-    can (or the file does not exist yet: protect creates it readable by all)."""
+@dataclass(frozen=True)
+class Reader:
+    """Who reads the wrappers files for the portmapper: `who` says it for people."""
+
+    who: str
+    credentials: Credentials
+
+
+def readers(owners: Iterable[Owner]) -> tuple[Reader, ...]:
+    """The users that read hosts.allow and hosts.deny for the portmapper: those of the serving
+    processes that use TCP Wrappers; when no process serves port 111 (rpcbind is not running,
+    or only the service manager holds the socket), the user rpcbind switches to when it starts
+    (see `rpcbind_user`). Empty when neither is known."""
+    serving = tuple(owners)
+    found = []
+    for owner in serving:
+        who = credentials(owner.pid) if owner.libwrap else None
+        if who is not None:
+            found.append(Reader(f"rpcbind (pid {owner.pid}, {one_line(owner.name)}) runs as "
+                                f"{_user(who.uid)}", who))  # fmt: skip
+    if serving:
+        return tuple(found)
+    user = rpcbind_user()
+    if user is None:
+        return ()
+    return (Reader(f"rpcbind is not running; when it starts it switches to {_user(user.uid)}",
+                   user),)  # fmt: skip
+
+
+def rpcbind_user() -> Credentials | None:
+    """The user rpcbind runs as once started: rpcbind built with `--with-rpcuser` (Debian's:
+    `_rpc`; Fedora's: `rpc`) always switches to it, with its passwd group and no supplementary
+    groups (setgid, setgroups(0, NULL), setuid); None when passwd has neither user."""
+    for name in RPCBIND_USERS:
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return Credentials(entry.pw_uid, entry.pw_gid, frozenset())
+    return None
+
+
+def _user(uid: int) -> str:
+    return f"{one_line(user_name(uid))} (uid {uid})"
+
+
+def unread_files(paths: Iterable[Path], serving: tuple[Owner, ...]) -> tuple[list[str], list[str]]:
+    """Which of `paths` TCP Wrappers cannot read for the portmapper (`serving`: the processes
+    that serve port 111): one line for each file a reader cannot read; and, when no reader is
+    known (no rpcbind serves, and passwd has none of RPCBIND_USERS), one line for each file not
+    readable by all, a doubt rather than a fact."""
+    found = readers(serving)
+    if found or serving:
+        return [why for why in (_unreadable(p, found) for p in paths) if why], []
+    return [], [why for why in map(_not_world_readable, paths) if why]
+
+
+def _unreadable(path: Path, found: Iterable[Reader]) -> str | None:
+    """Why one of `found` cannot read `path`, in one line naming the file, the reader and the
+    file's mode and owner; None when every one can (or the file does not exist yet: protect
+    creates it readable by all)."""
     try:
-        found = path.stat()
+        status = path.stat()
     except OSError:
         return None
-    for owner in owners:
-        who = credentials(owner.pid) if owner.libwrap else None
-        if who is None or who.can_read(found):
-            continue
-        return (f"{path}: rpcbind (pid {owner.pid}, {one_line(owner.name)}) runs as "
-                f"{one_line(user_name(who.uid))} (uid {who.uid}), which cannot read it (mode "
-                f"{stat.S_IMODE(found.st_mode):o}, owner {one_line(user_name(found.st_uid))}:"
-                f"{one_line(group_name(found.st_gid))})")  # fmt: skip
+    for reader in found:
+        if reader.credentials.can_read(path) is False:
+            return f"{path}: {reader.who}, which cannot read it ({_mode(status)})"
     return None
+
+
+def _not_world_readable(path: Path) -> str | None:
+    """For when no reader is known: `path` not readable by all, in one line; else None."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    if status.st_mode & stat.S_IROTH:
+        return None
+    return (
+        f"{path} is not readable by all ({_mode(status)}), and no rpcbind runs and passwd "
+        f"has no {' or '.join(RPCBIND_USERS)} user to tell which user it will run as: unless "
+        "that user can read it, TCP Wrappers will refuse every caller"
+    )
+
+
+def _mode(status: os.stat_result) -> str:
+    return (f"mode {stat.S_IMODE(status.st_mode):o}, owner {one_line(user_name(status.st_uid))}:"
+            f"{one_line(group_name(status.st_gid))}")  # fmt: skip

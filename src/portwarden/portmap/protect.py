@@ -22,7 +22,7 @@ from portwarden.portmap.firewall import (
     unprotect_steps,
 )
 from portwarden.portmap.networks import allowed_networks, host_bits_warnings
-from portwarden.portmap.owner import port_owners, servers, unreadable
+from portwarden.portmap.owner import port_owners, servers, unread_files
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def plan_protect(
     warnings = host_bits_warnings(texts)
     files: tuple[wrappers.FileChange, ...] = ()
     if hosts_allow is not None and hosts_deny is not None:
-        _refuse_unreadable((hosts_allow, hosts_deny))
+        warnings += _refuse_unreadable((hosts_allow, hosts_deny))
         files = (wrappers.protect_change(hosts_allow, wrappers.allow_rules(networks)),
                  wrappers.protect_change(hosts_deny, wrappers.deny_rules()))  # fmt: skip
         after = [(c.after or "").splitlines(keepends=True) for c in files]
@@ -107,20 +107,20 @@ def plan_protect(
     return Plan(files, steps, tuple(warnings))
 
 
-def _refuse_unreadable(paths: Iterable[Path]) -> None:
+def _refuse_unreadable(paths: Iterable[Path]) -> list[str]:
     """Raises WrappersError, before anything is changed, when the portmapper (as the user it
-    runs as) cannot read one of the files: libwrap would not see our lines, and denies every
-    caller then, loopback and the allowed networks included. The file's mode is the
-    administrator's to change, never ours."""
-    serving = servers(port_owners(PORTMAPPER_PORT))
-    for path in paths:
-        why = unreadable(path, serving)
-        if why is not None:
-            raise wrappers.WrappersError(
-                f"{why}: TCP Wrappers would not read our lines there, and the portmapper would "
-                "refuse every caller, loopback and the allowed networks included; nothing was "
-                "changed: make the file readable by that user, then run protect again"
-            )
+    runs as, or, not running, the user it will run as) cannot read one of the files: libwrap
+    would not see our lines, and denies every caller then, loopback and the allowed networks
+    included. The file's mode is the administrator's to change, never ours. When that user
+    cannot be known, the warnings about files not readable by all."""
+    unread, doubts = unread_files(paths, servers(port_owners(PORTMAPPER_PORT)))
+    if unread:
+        raise wrappers.WrappersError(
+            f"{unread[0]}: TCP Wrappers would not read our lines there, and the portmapper would "
+            "refuse every caller, loopback and the allowed networks included; nothing was "
+            "changed: make the file readable by that user, then run protect again"
+        )
+    return doubts
 
 
 def plan_unprotect(hosts_allow: Path | None, hosts_deny: Path | None,

@@ -89,10 +89,11 @@ def read_if_exists(path: Path) -> str | None:
 def replace_atomically(path: Path, text: str,
                        unchanged: tuple[int, int, int] | None = None) -> None:  # fmt: skip
     """Write `text` to `path` via a temporary file and rename; keeps the old file's mode, owner
-    and group (a hosts.allow of root:adm stays root:adm). A new file gets NEW_FILE_MODE and the
-    writer's owner and group. `unchanged`: the identity the file had when it was read; if it
-    has another just before the rename (another program wrote to it meanwhile), FileChanged,
-    and nothing is replaced."""
+    and group (a hosts.allow of root:adm stays root:adm), and its POSIX ACL (a hosts.allow of
+    mode 600 that `setfacl -m user:_rpc:r` lets rpcbind read must stay readable). A new file
+    gets NEW_FILE_MODE and the writer's owner and group. `unchanged`: the identity the file
+    had when it was read; if it has another just before the rename (another program wrote to
+    it meanwhile), FileChanged, and nothing is replaced."""
     if path.is_symlink():
         raise UnsafeFile(f"{path} is a symbolic link; refusing to replace it")
     try:
@@ -100,6 +101,7 @@ def replace_atomically(path: Path, text: str,
         mode, owner = old.st_mode & 0o7777, (old.st_uid, old.st_gid)
     except FileNotFoundError:
         mode, owner = NEW_FILE_MODE, None
+    acl = _access_acl(path) if owner is not None else None
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as file:
@@ -110,6 +112,8 @@ def replace_atomically(path: Path, text: str,
             if owner is not None and owner != (made.st_uid, made.st_gid):
                 os.fchown(file.fileno(), *owner)  # before the mode: chown clears set-id bits
             os.fchmod(file.fileno(), mode)
+            if acl is not None:  # after the mode: its group bits are the ACL's mask
+                os.setxattr(file.fileno(), _ACCESS_ACL, acl)
         if unchanged is not None and _identity(os.lstat(path)) != unchanged:
             raise FileChanged(f"{path} changed while it was being edited")
         os.replace(temporary, path)
@@ -117,6 +121,20 @@ def replace_atomically(path: Path, text: str,
         Path(temporary).unlink(missing_ok=True)
         raise
     _sync_folder(path.parent)
+
+
+_ACCESS_ACL = "system.posix_acl_access"
+
+
+def _access_acl(path: Path) -> bytes | None:
+    """The file's POSIX access ACL as the kernel stores it; None when it has none (its mode
+    says it all) or the file system has no ACLs."""
+    try:
+        return os.getxattr(path, _ACCESS_ACL, follow_symlinks=False)
+    except OSError as error:
+        if error.errno in (errno.ENODATA, errno.ENOTSUP):
+            return None
+        raise
 
 
 def _sync_folder(folder: Path) -> None:
