@@ -190,6 +190,11 @@ PORTMAP_LOCK_WAIT_S = 10.0
 # that are capped per minute; a check every second would be a load, not a watch.
 AUDIT_INTERVAL_S_MIN = 10.0
 
+# The shortest SMTP_RETRY_DELAY: every mail turned away is tried again, and said in a warning,
+# once per delay; a delay of 0.01 s wrote a thousand warnings in ten seconds and hammered a relay
+# that had asked us to wait (greylisting asks for minutes).
+SMTP_RETRY_DELAY_S_MIN = 10.0
+
 # The port audit's TCP confirmation: connect() to a local address then close at once. A local
 # listener answers in microseconds; a firewall that drops the SYN costs at most this long.
 AUDIT_CONNECT_TIMEOUT_S = 1.0
