@@ -549,3 +549,26 @@ def test_mails_waiting_to_be_tried_again_are_capped(
     controller.stop()
     assert (mailer.sent, mailer.failed) == (3, 1)
     assert subjects(inbox) == ["report 0", "report 1", "report 2"]
+
+
+def test_retry_delay_and_report_interval_have_a_floor(tmp_path: Path) -> None:
+    """SMTP_RETRY_DELAY="0.01" wrote a thousand warnings in ten seconds; SCAN_REPORT_INTERVAL
+    below SCAN_END_QUIET mailed a scan still going at every probe."""
+    conf = tmp_path / "portwarden.conf"
+    for text, said in [
+        ('SMTP_RETRY_DELAY="0.01"', 'SMTP_RETRY_DELAY="0.01": must be at least 10 seconds'),
+        ('SCAN_REPORT_INTERVAL="0.01"', 'SCAN_REPORT_INTERVAL="0.01": must be at least '
+         "SCAN_END_QUIET (30 s): a scan still going is reported at most that often"),
+        ('SCAN_END_QUIET="600"', 'SCAN_END_QUIET="600": must be at most SCAN_REPORT_INTERVAL '
+         "(300 s): a scan still going is reported at most that often"),
+    ]:  # fmt: skip
+        conf.write_text(f'STATE_DIR="{tmp_path}"\n{text}\n')
+        with pytest.raises(ConfigError) as caught:
+            load_settings(conf)
+        assert str(caught.value) == f"{conf}:2: {said}"
+    conf.write_text(f'STATE_DIR="{tmp_path}"\nSCAN_END_QUIET="2"\nSCAN_REPORT_INTERVAL="2"\n'
+                    'SMTP_RETRY_DELAY="600"\nSMTP_GIVE_UP_AFTER="60"\n')  # fmt: skip
+    assert load_settings(conf).warnings == (
+        f"{conf}:5: SMTP_GIVE_UP_AFTER (60 s) is shorter than SMTP_RETRY_DELAY (600 s): a mail "
+        "turned away is never tried again",
+    )
