@@ -144,8 +144,8 @@ MAIL_HELD_LISTED_MAX = 20
 MAIL_STOP_WAIT_S = 15.0
 
 # Mails a relay turned away for now (a 4xx reply, a refused or timed-out connection), waiting to
-# be tried again (SMTP_RETRY_DELAY): a dead relay cannot make them grow past this; later ones are
-# not tried again before a restart (they stay in the store).
+# be tried again (SMTP_RETRY_DELAY): a dead relay cannot make them grow past this; later ones
+# stay in the store, taken from it again when fewer wait.
 MAIL_RETRIES_MAX = MAIL_QUEUE_MAX
 
 # Reports kept in the store (mailed or not): the latest this many, and none older than this age
@@ -153,8 +153,9 @@ MAIL_RETRIES_MAX = MAIL_QUEUE_MAX
 MAIL_REPORTS_KEPT_MAX = 10_000
 MAIL_REPORTS_KEPT_S = 30 * 86_400.0
 
-# Reports not mailed before a stop that a start queues again (the oldest first; the rest stay in
-# the store): a long outage cannot make one start send thousands of mails.
+# Reports not mailed taken from the store at once, at start and whenever the mail thread has
+# room (the oldest first; the rest stay in the store until these are done): a long outage
+# cannot make one start load thousands of mails.
 MAIL_RESUMED_MAX = MAIL_QUEUE_MAX
 
 # The mail thread's stop line names at most this many reports not sent (then "and N more").
@@ -189,6 +190,11 @@ PORTMAP_LOCK_WAIT_S = 10.0
 # every socket and may connect to local listeners, and its findings are news for alert paths
 # that are capped per minute; a check every second would be a load, not a watch.
 AUDIT_INTERVAL_S_MIN = 10.0
+
+# The shortest SMTP_RETRY_DELAY: every mail turned away is tried again, and said in a warning,
+# once per delay; a delay of 0.01 s wrote a thousand warnings in ten seconds and hammered a relay
+# that had asked us to wait (greylisting asks for minutes).
+SMTP_RETRY_DELAY_S_MIN = 10.0
 
 # The port audit's TCP confirmation: connect() to a local address then close at once. A local
 # listener answers in microseconds; a firewall that drops the SYN costs at most this long.

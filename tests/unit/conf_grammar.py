@@ -333,8 +333,9 @@ VALID: dict[str, Text] = {
     "PORT_BANNER": one_line_text(),
     "MAIL_SUBJECT": one_line_text(),
     **dict.fromkeys(["SCAN_TRIGGER_WINDOW", "SCAN_INTERVAL", "KILL_CMD_TIMEOUT",
-                     "SCAN_END_QUIET", "SMTP_TIMEOUT", "SMTP_RETRY_DELAY",
-                     "SCAN_REPORT_INTERVAL", "SMTP_GIVE_UP_AFTER"], seconds),
+                     "SCAN_END_QUIET", "SCAN_REPORT_INTERVAL", "SMTP_TIMEOUT",
+                     "SMTP_GIVE_UP_AFTER"], seconds),
+    "SMTP_RETRY_DELAY": seconds.filter(lambda text: float(text) >= 10),
     **dict.fromkeys(["BLOCK_DURATION", "BLOCK_DURATION_MAX"], block_duration),
     "AUDIT_INTERVAL": audit_interval,
     "SERVICE_GONE_GRACE": duration,
@@ -365,6 +366,13 @@ VALID: dict[str, Text] = {
 valid_lines = (
     st.dictionaries(st.sampled_from(sorted(VALID)), st.just(""), max_size=40)
     .flatmap(lambda chosen: st.fixed_dictionaries({key: VALID[key] for key in chosen}))
+    # SCAN_REPORT_INTERVAL is at least SCAN_END_QUIET
+    .filter(
+        lambda values: (
+            float(values.get("SCAN_REPORT_INTERVAL", "300"))
+            >= float(values.get("SCAN_END_QUIET", "30"))
+        )
+    )
     .map(
         lambda values: (
             [quoted_or_not(k, v) for k, v in values.items()] + ['MAIL_TO="root@localhost"']

@@ -105,11 +105,11 @@ def test_a_failed_rotation_keeps_appending_says_it_once_and_rotates_when_it_can(
 
 def test_event_log_max_bytes_has_a_floor(tmp_path: Path) -> None:
     conf = tmp_path / "portwarden.conf"
-    conf.write_text('\nEVENT_LOG_MAX_BYTES="65535"\n')
-    with pytest.raises(ConfigError) as caught:
-        load_settings(conf)
-    assert str(caught.value) == (
-        f'{conf}:2: EVENT_LOG_MAX_BYTES="65535": must be at least 65536 (64 KiB), in bytes'
-    )
+    for size in ("65535", "64k"):
+        conf.write_text(f'\nEVENT_LOG_MAX_BYTES="{size}"\n')
+        with pytest.raises(ConfigError) as caught:
+            load_settings(conf)
+        assert str(caught.value) == (f'{conf}:2: EVENT_LOG_MAX_BYTES="{size}": must be a whole '
+                                     "number of bytes, at least 65536 (64 KiB)")  # fmt: skip
     conf.write_text('EVENT_LOG_MAX_BYTES="65536"\n')
     assert load_settings(conf).event_log_max_bytes == 65536

@@ -8,6 +8,7 @@ import ipaddress
 import logging
 import socket
 import time
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from portwarden import limits
+from portwarden.alert import mail
 from portwarden.alert.mail import Mailer, body, subject, subject_template
 from portwarden.alert.mailbudget import HOUR_S, MailBudget
 from portwarden.config import ConfigError, Settings, load_settings
@@ -472,34 +474,40 @@ def settled(mailer: Mailer, timeout: float = 5.0) -> tuple[int, int]:
          "not delivered to b@example.org for now (450 4.2.0 <b@example.org>: Recipient address "
          "rejected: Greylisted)", 1),
         ((), 10, [], (0, 1), "'a subject' via 127.0.0.1 port {port}: not delivered to "
-         "a@example.org, b@example.org: 451 4.3.0 Try again later; giving up: it is 1 s old", 2),
+         "a@example.org, b@example.org: 451 4.3.0 Try again later; giving up: it is 20 s old", 2),
     ],
 )  # fmt: skip
 def test_a_temporary_refusal_is_tried_again_until_the_give_up_age(
-    tmp_path: Path, inbox: Path, caplog: pytest.LogCaptureFixture, defer: tuple[str, ...],
-    defer_data: int, rcpts: list[list[str]], counted: tuple[int, int], said: str, waits: int,
+    tmp_path: Path, inbox: Path, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch, defer: tuple[str, ...], defer_data: int,
+    rcpts: list[list[str]], counted: tuple[int, int], said: str, waits: int,
 ) -> None:  # fmt: skip
     """A 4xx reply is a temporary failure: the mail is tried again every SMTP_RETRY_DELAY, to
     those it missed, off the packet path, until it is SMTP_GIVE_UP_AFTER old; counted once,
-    when its last try is over."""
+    when its last try is over. The clocks are the test's: the mail thread's and the one that
+    ages reports."""
     port = free_port()
     controller = relay(LOOPBACK, port, inbox, defer=frozenset(defer), defer_data=defer_data)
     conf = tmp_path / "portwarden.conf"
     conf.write_text(f'STATE_DIR="{tmp_path}/state"\nSYSLOG_SOCKET=""\nSMTP_RELAY="{LOOPBACK}"\n'
                     f'SMTP_PORT="{port}"\nMAIL_TO="a@example.org, b@example.org"\n'
-                    'SMTP_RETRY_DELAY="0.3"\nSMTP_GIVE_UP_AFTER="0.5"\n')  # fmt: skip
-    mailer = Mailer(load_settings(conf))
-    mailer.start()
-    started = time.monotonic()
+                    'SMTP_RETRY_DELAY="10"\nSMTP_GIVE_UP_AFTER="15"\n')  # fmt: skip
+    clock = Clock()
+    aged = types.SimpleNamespace(time=lambda: time.time() + clock.now - 1000,
+                                 monotonic=time.monotonic)  # fmt: skip
+    monkeypatch.setattr(mail, "time", aged)
+    mailer = Mailer(load_settings(conf), clock=clock)
     with caplog.at_level(logging.WARNING, logger="portwarden"):
-        mailer.submit("a subject", "a body\n")
-        assert settled(mailer) == counted
-        mailer.stop()
+        mailer.work(("a subject", "a body\n"))
+        while mailer.sent + mailer.failed == 0:
+            assert clock.now < 1100, "the mail was never counted"
+            clock.now += 10
+            mailer.work(None)
     controller.stop()
-    assert time.monotonic() - started >= 0.3 * waits
+    assert (mailer.sent, mailer.failed) == counted
     assert [p.read_text().split() for p in sorted(inbox.glob("*.rcpt"))] == rcpts
     assert said.format(port=port) in caplog.text
-    assert caplog.text.count("trying again in 0.3 s") == waits
+    assert caplog.text.count("trying again in 10 s") == waits
 
 
 def test_a_mail_waiting_to_be_tried_again_is_tried_at_the_stop(tmp_path: Path, inbox: Path) -> None:
@@ -534,10 +542,33 @@ def test_mails_waiting_to_be_tried_again_are_capped(
         for n in range(4):
             mailer.work((f"report {n}", "text\n"))
     assert caplog.text.count("trying again in 300 s") == 3
-    assert (f"'report 3' via 127.0.0.1 port {port}: not tried again before a restart (it is in "
-            "the store): 3 mails wait already") in caplog.text  # fmt: skip
+    assert (f"'report 3' via 127.0.0.1 port {port}: not tried again until fewer mails wait (it "
+            "is in the store): 3 mails wait already") in caplog.text  # fmt: skip
     clock.now += 300
     mailer.work(None)
     controller.stop()
     assert (mailer.sent, mailer.failed) == (3, 1)
     assert subjects(inbox) == ["report 0", "report 1", "report 2"]
+
+
+def test_retry_delay_and_report_interval_have_a_floor(tmp_path: Path) -> None:
+    """SMTP_RETRY_DELAY="0.01" wrote a thousand warnings in ten seconds; SCAN_REPORT_INTERVAL
+    below SCAN_END_QUIET mailed a scan still going at every probe."""
+    conf = tmp_path / "portwarden.conf"
+    for text, said in [
+        ('SMTP_RETRY_DELAY="0.01"', 'SMTP_RETRY_DELAY="0.01": must be at least 10 seconds'),
+        ('SCAN_REPORT_INTERVAL="0.01"', 'SCAN_REPORT_INTERVAL="0.01": must be at least '
+         "SCAN_END_QUIET (30 s): a scan still going is reported at most that often"),
+        ('SCAN_END_QUIET="600"', 'SCAN_END_QUIET="600": must be at most SCAN_REPORT_INTERVAL '
+         "(300 s): a scan still going is reported at most that often"),
+    ]:  # fmt: skip
+        conf.write_text(f'STATE_DIR="{tmp_path}"\n{text}\n')
+        with pytest.raises(ConfigError) as caught:
+            load_settings(conf)
+        assert str(caught.value) == f"{conf}:2: {said}"
+    conf.write_text(f'STATE_DIR="{tmp_path}"\nSCAN_END_QUIET="2"\nSCAN_REPORT_INTERVAL="2"\n'
+                    'SMTP_RETRY_DELAY="600"\nSMTP_GIVE_UP_AFTER="60"\n')  # fmt: skip
+    assert load_settings(conf).warnings == (
+        f"{conf}:5: SMTP_GIVE_UP_AFTER (60 s) is shorter than SMTP_RETRY_DELAY (600 s): a mail "
+        "turned away is never tried again",
+    )

@@ -11,10 +11,10 @@ import pytest
 
 from portwarden import limits
 from portwarden.alert.mail import Mailer
-from portwarden.config import load_settings
+from portwarden.config import Settings, load_settings
 from portwarden.store.db import Store
 from tests.lab.smtp import relay
-from tests.unit.test_mail import LOOPBACK, Clock, free_port, inbox, settings, subjects
+from tests.unit.test_mail import LOOPBACK, Clock, free_port, inbox, settings, subjects, texts
 
 __all__ = ["inbox"]  # the fixture
 
@@ -146,3 +146,119 @@ def test_an_unknown_subject_macro_is_a_warning(tmp_path: Path, subject: str, unk
         f"{conf}:2: MAIL_SUBJECT {subject!r}: {unknown} is not a macro (%p, %s, %d, %%); it is "
         "sent as written",
     )
+
+
+def to_a_and_b(tmp_path: Path, port: int) -> Settings:
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nSYSLOG_SOCKET=""\nSMTP_RELAY="{LOOPBACK}"\n'
+                    f'SMTP_PORT="{port}"\nMAIL_TO="a@example.org, b@example.org"\n')  # fmt: skip
+    return load_settings(conf)
+
+
+def test_after_a_restart_a_mail_goes_only_to_those_that_do_not_have_it_with_the_same_id(
+    tmp_path: Path, inbox: Path
+) -> None:
+    """b@ greylists (450 at RCPT) while a@ takes the mail; after a restart it goes to b@ only,
+    under the same Message-ID (made from the report's id in the store)."""
+    port = free_port()
+    controller = relay(LOOPBACK, port, inbox, defer=frozenset({"b@example.org"}))
+    Mailer(to_a_and_b(tmp_path, port)).work(("report 1", "text\n"))
+    assert outcomes(tmp_path) == [("report 1", "retrying", False)]
+    again = Mailer(to_a_and_b(tmp_path, port))
+    again.start()
+    wait_until(lambda: again.sent == 1)
+    again.stop()
+    controller.stop()
+    assert [p.read_text().split() for p in sorted(inbox.glob("*.rcpt"))] == [
+        ["a@example.org"], ["b@example.org"]]  # fmt: skip
+    first, second = (email.message_from_bytes(p.read_bytes())["Message-ID"]
+                     for p in sorted(inbox.glob("*.eml")))  # fmt: skip
+    assert first == second and first.startswith("<portwarden.report-1.")
+    assert outcomes(tmp_path) == [("report 1", "sent", True)]
+
+
+def test_a_recipient_that_greylists_again_holds_back_no_other_mail(
+    tmp_path: Path, inbox: Path
+) -> None:
+    port = free_port()
+    controller = relay(LOOPBACK, port, inbox, defer=frozenset({"b@example.org"}))
+    clock = Clock()
+    mailer = Mailer(to_a_and_b(tmp_path, port), clock=clock)
+    mailer.work(("report 1", "text\n"))  # b@ greylisted: due at +300
+    clock.now += 5
+    controller.handler.defer_data = 1
+    mailer.work(("report 2", "text\n"))  # the relay busy at DATA: due at +305
+    clock.now += 300
+    controller.handler.defer.add("b@example.org")  # b@ greylists report 1 once more
+    mailer.work(None)
+    controller.stop()
+    assert subjects(inbox) == ["report 1", "report 2"]
+    assert outcomes(tmp_path) == [("report 1", "retrying", False), ("report 2", "sent", True)]
+
+
+def test_mail_per_hour_holds_across_a_restart(
+    tmp_path: Path, inbox: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A daemon that restarts (a crash loop) sends no more than MAIL_PER_HOUR an hour, and no
+    second notice: the budget starts from the tries recorded in the store."""
+    port = free_port()
+    controller = relay(LOOPBACK, port, inbox)
+    conf = f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{port}"\nMAIL_PER_HOUR="2"\n'
+    for start in range(2):
+        mailer = Mailer(settings(tmp_path, conf))
+        mailer.start()
+        for n in range(3):
+            mailer.submit(f"report {start}.{n}", "text\n")
+        # The second start holds back its own three (and the one held before the restart, if
+        # it comes first: else it stays in the store, not held).
+        wait_until(lambda m=mailer, held=1 + 2 * start: m.withheld >= held)  # type: ignore[misc]
+        mailer.stop()
+    controller.stop()
+    assert subjects(inbox) == ["report 0.0", "report 0.1", "portwarden: mail rate limit reached"]
+    assert "MAIL_PER_HOUR=2 mails were tried in the last hour (each try counts, delivered " \
+           "or not)." in " ".join(texts(inbox)[2].split())  # fmt: skip
+
+
+def test_reports_older_than_the_give_up_age_are_failed_at_start_in_one_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = Store(tmp_path / "state" / "portwarden.db")
+    for n, outcome in enumerate(("retrying", "queued")):
+        store.add_report(time.time() - 2 * 86_400, "mail", f"old {n}", "", outcome, keep=10)
+    store.close()
+    mailer = Mailer(settings(tmp_path, ""))
+    with caplog.at_level(logging.ERROR, logger="portwarden"):
+        mailer.start()
+        mailer.stop()
+    assert caplog.messages == [
+        "2 reports not mailed before the last stop are older than SMTP_GIVE_UP_AFTER=86400 s: "
+        "given up, not mailed (failed in the store): 'old 0', 'old 1'"
+    ]
+    assert outcomes(tmp_path) == [("old 0", "failed", False), ("old 1", "failed", False)]
+
+
+def test_reports_past_the_start_batch_are_mailed_as_the_thread_has_room(
+    tmp_path: Path, inbox: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More reports were left than one start takes (limits.MAIL_RESUMED_MAX, 2 here): the rest
+    are taken from the store as those are done, held ones (from before the stop) too."""
+    monkeypatch.setattr(limits, "MAIL_RESUMED_MAX", 2)
+    store = Store(tmp_path / "state" / "portwarden.db")
+    for n in range(5):
+        store.add_report(time.time() - 60 + n, "mail", f"report {n}", "text\n",
+                         "held" if n % 2 else "queued", keep=10)  # fmt: skip
+    store.close()
+    port = free_port()
+    controller = relay(LOOPBACK, port, inbox)
+    mailer = Mailer(settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{port}"\n'))
+    with caplog.at_level(logging.INFO, logger="portwarden"):
+        mailer.start()
+        wait_until(lambda: mailer.sent == 5)
+        mailer.stop()
+    controller.stop()
+    assert subjects(inbox) == [f"report {n}" for n in range(5)]
+    assert outcomes(tmp_path) == [(f"report {n}", "sent", True) for n in range(5)]
+    assert (
+        "2 reports not mailed before the last stop are queued again: 'report 0', "
+        "'report 1'; 3 more stay in the store, queued as these are done"
+    ) in caplog.messages

@@ -4,8 +4,10 @@ A dead or slow relay never reaches the packet path: the queue is bounded, each d
 deadline, and a mail that cannot be sent is logged and counted. Every report is kept in the
 store with its outcome (see reportbook), as well as in the JSON event log. A mail turned away
 for now (a 4xx reply: a relay that greylists, or is busy; or a relay out of reach: a refused or
-timed-out connection) is tried again every SMTP_RETRY_DELAY, to those recipients, until it is
-SMTP_GIVE_UP_AFTER old; one not sent by the stop is mailed after the next start.
+timed-out connection) is tried again every SMTP_RETRY_DELAY, to the recipients of MAIL_TO that
+do not have it yet (the store keeps which have it), until it is SMTP_GIVE_UP_AFTER old; one not
+sent by the stop is mailed after the next start. Delivery is at least once: a stop between the
+relay's reply and its record in the store sends the mail again, with the same Message-ID.
 """
 
 import contextlib
@@ -16,14 +18,24 @@ import socket
 import textwrap
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from portwarden import limits
-from portwarden.alert.mailbudget import MailBudget
+from portwarden.alert.mailbudget import HOUR_S, MailBudget
 from portwarden.alert.outage import Outage
 from portwarden.alert.portsentry import ONGOING
-from portwarden.alert.reportbook import FAILED, HELD, QUEUED, RETRYING, SENT, Report, ReportBook
+from portwarden.alert.reportbook import (
+    FAILED,
+    HELD,
+    QUEUED,
+    RATE_LIMIT,
+    RETRYING,
+    SENT,
+    Report,
+    ReportBook,
+)
 from portwarden.config import Settings
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Proto
@@ -42,11 +54,12 @@ Job = tuple[Verdict | str, str]
 
 
 class Retry(NamedTuple):
-    """A mail turned away for now, by some or all of its recipients: tried again when due."""
+    """A mail turned away for now, by some or all of its recipients: tried again when due, to
+    those of MAIL_TO (as it is then: a reload may change it) not `done`."""
 
     due: float  # the mailer's clock
     report: Report
-    recipients: tuple[str, ...]  # those turned away
+    done: tuple[str, ...]  # delivered to, or refused for good
     delivered: bool  # an earlier try reached the others
     lost: bool  # an earlier try was refused for good by some
 
@@ -158,10 +171,10 @@ def wrapped(text: str) -> str:
     return textwrap.fill(text, 72) + "\n"
 
 
-def named(reports: list[Report]) -> str:
+def named(subjects: list[str]) -> str:
     """Reports by subject, for a log line: the first MAIL_UNSENT_NAMED_MAX, then how many more."""
-    shown = ", ".join(repr(one_line(r.subject)) for r in reports[: limits.MAIL_UNSENT_NAMED_MAX])
-    more = len(reports) - limits.MAIL_UNSENT_NAMED_MAX
+    shown = ", ".join(repr(one_line(s)) for s in subjects[: limits.MAIL_UNSENT_NAMED_MAX])
+    more = len(subjects) - limits.MAIL_UNSENT_NAMED_MAX
     return shown + (f" and {more} more" if more > 0 else "")
 
 
@@ -185,10 +198,15 @@ class Mailer(threading.Thread):
         self.budget = MailBudget()
         self._book = ReportBook(store_path(settings.state_dir))
         self._held: list[str] = []  # the first held reports (held_line), for the summary mail
+        self._held_ids = range(0)  # the ids in the store of the reports held (of this hold)
         self._resolver = Resolver()
         self._relay_lookup: RelayLookup | None = None  # made with the first mail
         self._retries: list[Retry] = []  # a heap: the soonest due first
         self._pending: dict[Report, None] = {}  # taken, not over yet (in order)
+        # Reports taken from the store, to be mailed when the thread has nothing newer to do;
+        # `_stranded`: the store may hold more not mailed (see _stored_ready).
+        self._stored: deque[Report] = deque()
+        self._stranded = True
         self._queue_full = Outage(f"mail queue ({limits.MAIL_QUEUE_MAX} mails)", "reports")
         self.sent = 0  # mails delivered (to some recipient at least)
         # mails not delivered (to some recipient at least): relay errors, a full queue, left
@@ -216,6 +234,7 @@ class Mailer(threading.Thread):
             self.jobs.put_nowait((verdict, text))
         except queue.Full:
             self.failed += 1
+            self._stranded = True
             report = self._render((verdict, text))
             self._queue_full.failed(f"full: report {report.subject!r} was not mailed (it is in "
                                     "the store and the JSON event log)")  # fmt: skip
@@ -245,7 +264,8 @@ class Mailer(threading.Thread):
             self.failed += len(unsent)
             log.error("%d mails not sent by the stop (relay %s port %d, %g s): %s; they are in "
                       "the store and mailed after a restart (if within SMTP_GIVE_UP_AFTER=%g s)",
-                      len(unsent), s.smtp_relay, s.smtp_port, wait_s, named(unsent),
+                      len(unsent), s.smtp_relay, s.smtp_port, wait_s,
+                      named([r.subject for r in unsent]),
                       s.smtp_give_up_after)  # fmt: skip
         if self.budget.held:
             log.warning("%d reports held back by MAIL_PER_HOUR=%d are kept in the store: they "
@@ -253,21 +273,17 @@ class Mailer(threading.Thread):
                         self.budget.held, s.mail_per_hour)  # fmt: skip
 
     def run(self) -> None:
-        resumed = self._book.resume(self.settings.smtp_give_up_after)
-        if resumed:
-            log.info("%d reports not mailed before the last stop are queued again: %s",
-                     len(resumed), named(resumed))  # fmt: skip
-        self._pending.update(dict.fromkeys(resumed))
+        self._start()
         try:
-            for report in resumed:
-                self.work(report)
             while True:
                 now = self._clock()
-                wake = self._wake_at(now)
+                stored = self._stored_ready()
+                wake = now if stored else self._wake_at(now)
                 try:
                     job = self.jobs.get(timeout=None if wake is None else max(0.0, wake - now))
-                except queue.Empty:  # room for the summary of held reports, or a mail to retry
-                    self.work(None)
+                except queue.Empty:  # room for the summary of held reports, a mail to retry,
+                    # or one from the store
+                    self.work(self._stored.popleft() if stored else None)
                     continue
                 if job is None:
                     self.work(None, stopping=True)
@@ -275,6 +291,44 @@ class Mailer(threading.Thread):
                 self.work(job)
         finally:
             self._book.close()
+
+    def _start(self) -> None:
+        """MAIL_PER_HOUR starts from the mails of the last hour (a daemon that restarts again
+        and again sends no more), and the reports not mailed before the stop are taken from
+        the store."""
+        self._book.start()
+        tried, noticed = self._book.last_hour(HOUR_S)
+        self.budget = MailBudget([self._monotonic(t) for t in tried],
+                                 None if noticed is None else self._monotonic(noticed))  # fmt: skip
+        self._load("not mailed before the last stop")
+
+    def _stored_ready(self) -> bool:
+        """Whether a report from the store is to be mailed now: there are some not mailed, and
+        the thread has room (fewer than limits.MAIL_RETRIES_MAX mails wait to be tried again,
+        MAIL_PER_HOUR holds none back). A new report goes first (see run)."""
+        if self.budget.held or len(self._retries) >= limits.MAIL_RETRIES_MAX:
+            return False
+        if not self._stored and self._stranded:
+            self._load("waiting in the store")
+        return bool(self._stored)
+
+    def _load(self, which: str) -> None:
+        """Take the next reports not mailed from the store (at most limits.MAIL_RESUMED_MAX);
+        those older than SMTP_GIVE_UP_AFTER are given up, in one line."""
+        s = self.settings
+        skip = tuple(r.id for r in (*self._pending, *self._stored) if r.id)
+        found = self._book.unmailed(s.smtp_give_up_after, limits.MAIL_RESUMED_MAX, skip)
+        self._stranded = found.left > 0
+        if found.given_up:
+            log.error("%d reports %s are older than SMTP_GIVE_UP_AFTER=%g s: given up, not "
+                      "mailed (failed in the store): %s", len(found.given_up), which,
+                      s.smtp_give_up_after, named(found.given_up))  # fmt: skip
+        if found.reports:
+            log.info("%d reports %s are queued again: %s%s", len(found.reports), which,
+                     named([r.subject for r in found.reports]),
+                     f"; {found.left} more stay in the store, queued as these are done"
+                     if found.left else "")  # fmt: skip
+        self._stored.extend(found.reports)
 
     def _wake_at(self, now: float) -> float | None:
         """When to work with no new job: the hour has room for the summary of held reports, or
@@ -298,14 +352,21 @@ class Mailer(threading.Thread):
                 return
             if self.budget.admit(now, per_hour):
                 until = time.monotonic() + deadline_s(self.settings)
-                self._send(job if isinstance(job, Report) else self._render(job, until), until)
+                report = job if isinstance(job, Report) else self._render(job, until)
+                self._book.tried(report)
+                self._send(report, until)
                 return
             self.withheld += 1
             if isinstance(job, Report):
+                held_report = job
                 self._pending.pop(job, None)
                 self._book.settle(job, HELD)
             else:
-                self._render(job, outcome=HELD)
+                held_report = self._render(job, outcome=HELD)
+            if held_report.id:  # the summary mail lists this hold's ids in the store
+                ids, new = self._held_ids, held_report.id
+                self._held_ids = (range(min(ids.start, new), max(ids.stop, new + 1)) if ids
+                                  else range(new, new + 1))  # fmt: skip
             if len(self._held) < limits.MAIL_HELD_LISTED_MAX:
                 self._held.append(held_line(job))
             if self.budget.held == 1:  # the hold begins
@@ -315,8 +376,10 @@ class Mailer(threading.Thread):
             log.exception("mail report failed")
 
     def _retry(self, now: float, stopping: bool) -> None:
-        """The mails due to be tried again (at the stop, all of them). One the relay turns away
-        once more puts off the others due now by SMTP_RETRY_DELAY: it is still not taking mail."""
+        """The mails due to be tried again (at the stop, all of them). One the relay as a whole
+        turns away once more (out of reach, or a 4xx to the mail: see DeliveryFailed) puts off
+        the others due now by SMTP_RETRY_DELAY: it is still not taking mail. One that only some
+        recipient turns away (greylisting) holds back no other."""
         while self._retries and (stopping or self._retries[0].due <= now):
             retry = heapq.heappop(self._retries)
             if self._send(retry.report, retry=retry) and not stopping:
@@ -329,22 +392,25 @@ class Mailer(threading.Thread):
         """The mail that lists the reports held back (the first MAIL_HELD_LISTED_MAX)."""
         listed, self._held = self._held, []
         more = held - len(listed)
-        self._book.held_listed()
+        self._book.held_listed(self._held_ids)
+        self._held_ids = range(0)
         self._mail("held-summary", f"portwarden: {held} reports were not mailed (MAIL_PER_HOUR)",
                    wrapped(f"{held} reports were held back since "
                            f"{local_stamp(self._wall(since))} by MAIL_PER_HOUR={per_hour}. "
                            "Every one of them is in the JSON event log.")
                    + "\nFirst seen, source, protocol, type (action):\n"
                    + "".join(f"  {line}\n" for line in listed)
-                   + (f"  ... and {more} more\n" if more > 0 else ""))  # fmt: skip
+                   + (f"  ... and {more} more\n" if more > 0 else ""),
+                   counted=True)  # fmt: skip
 
     def _hold_began(self, now: float, per_hour: int) -> None:
         reopens = self._wall(self.budget.reopens_at(now, per_hour) or now)
         self._on_hold(reopens)
         if self.budget.notice_allowed(now):
-            self._mail("rate-limit", "portwarden: mail rate limit reached",
-                       wrapped(f"MAIL_PER_HOUR={per_hour} mails were sent in the last hour. "
-                               "Further reports are held back, not mailed, until "
+            self._mail(RATE_LIMIT, "portwarden: mail rate limit reached",
+                       wrapped(f"MAIL_PER_HOUR={per_hour} mails were tried in the last hour "
+                               "(each try counts, delivered or not). Further reports are held "
+                               "back, not mailed, until "
                                f"{local_stamp(reopens)}; one mail will then list them. Every "
                                "report is in the JSON event log regardless. (This notice is "
                                "the one mail allowed over the limit.)"))  # fmt: skip
@@ -352,9 +418,16 @@ class Mailer(threading.Thread):
     def _wall(self, monotonic: float) -> float:
         return time.time() + (monotonic - self._clock())
 
-    def _mail(self, kind: str, title: str, text: str) -> None:
-        """A mail of our own (the rate-limit notice, the list of held reports)."""
-        self._send(self._book.add(kind, title, text))
+    def _monotonic(self, wall: float) -> float:
+        return self._clock() - (time.time() - wall)
+
+    def _mail(self, kind: str, title: str, text: str, counted: bool = False) -> None:
+        """A mail of our own (the rate-limit notice, the list of held reports); `counted`: by
+        MAIL_PER_HOUR."""
+        report = self._book.add(kind, title, text)
+        if counted:
+            self._book.tried(report)
+        self._send(report)
 
     def _render(self, job: Job, until: float | None = None, outcome: str = QUEUED) -> Report:
         """The report written and recorded in the store. With `until` (the delivery's deadline,
@@ -379,8 +452,9 @@ class Mailer(threading.Thread):
     def _send(self, report: Report, until: float | None = None,
               retry: Retry | None = None) -> bool:  # fmt: skip
         """Deliver one report by `until` (monotonic; default: the whole deadline from now), to
-        MAIL_TO, or when it is tried again (`retry`) to those turned away for now. True if it
-        is kept to be tried again."""
+        the recipients of MAIL_TO that do not have it yet (when it is tried again, `retry`, or
+        was taken from the store). True if the relay as a whole turned it away for now (see
+        DeliveryFailed.relay_wide): it is kept to be tried again."""
         from portwarden.alert.smtp import DeliveryFailed, RelayLookup, deliver, temporary
 
         s = self.settings
@@ -388,16 +462,21 @@ class Mailer(threading.Thread):
             self._relay_lookup = RelayLookup()
         if until is None:
             until = time.monotonic() + deadline_s(s)
-        recipients = s.mail_to if retry is None else retry.recipients
-        delivered, lost = (False, False) if retry is None else (retry.delivered, retry.lost)
+        done, delivered, lost = ((report.done, report.reached, False) if retry is None
+                                 else (retry.done, retry.delivered, retry.lost))  # fmt: skip
+        recipients = self._to_do(done)
+        if not recipients:  # a reload took the others out of MAIL_TO
+            self._over(report, delivered, lost)
+            return False
         self._pending[report] = None
         try:
-            refused = deliver(s, report.subject, report.body, until, self._relay_lookup,
-                              recipients)  # fmt: skip
+            refused = deliver(s, report, until, self._relay_lookup, recipients)
         except DeliveryFailed as error:
-            lost_now = lost or len(error.deferred) < len(recipients)
-            if error.deferred and self._defer(report, error.deferred, delivered, lost_now, error):
-                return True
+            for_good = tuple(a for a in recipients if a not in error.deferred)
+            lost_now = lost or bool(for_good)
+            if error.deferred and self._defer(report, done + for_good, delivered, lost_now,
+                                              error):  # fmt: skip
+                return error.relay_wide
             # Said by _defer when it gave up; by the stop when it stopped waiting.
             if not (error.deferred or self._gave_up):
                 log.error("mail %r to %s via %s port %d failed: %s", report.subject,
@@ -406,43 +485,51 @@ class Mailer(threading.Thread):
             return False
         # The relay took the mail for the others (smtplib raises only if for none).
         deferred = tuple(a for a, (code, _) in refused.items() if temporary(code))
-        for_good = [f"{address} ({reply})" for address, (_, reply) in refused.items()
-                    if address not in deferred]  # fmt: skip
-        if for_good:
+        refused_said = [f"{address} ({reply})" for address, (_, reply) in refused.items()
+                        if address not in deferred]  # fmt: skip
+        if refused_said:
             log.error("mail %r via %s port %d: the relay refused %s; sent to the others",
-                      report.subject, s.smtp_relay, s.smtp_port, "; ".join(for_good))  # fmt: skip
+                      report.subject, s.smtp_relay, s.smtp_port,
+                      "; ".join(refused_said))  # fmt: skip
         why = "; ".join(refused[a][1] for a in deferred)
-        if deferred and self._defer(report, deferred, True, lost or bool(for_good), why):
-            return True
+        done += tuple(a for a in recipients if a not in deferred)
+        if deferred and self._defer(report, done, True, lost or bool(refused_said), why):
+            return False
         self._over(report, True, lost or bool(refused))
         return False
 
-    def _defer(self, report: Report, recipients: tuple[str, ...], delivered: bool, lost: bool,
+    def _to_do(self, done: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(a for a in self.settings.mail_to if a not in done)
+
+    def _defer(self, report: Report, done: tuple[str, ...], delivered: bool, lost: bool,
                why: object) -> bool:  # fmt: skip
-        """Keep a report turned away for now, to try it again after SMTP_RETRY_DELAY; at the
-        stop it stays in the store (mailed after a restart). False when it is over: older than
-        SMTP_GIVE_UP_AFTER. A report past limits.MAIL_RETRIES_MAX waiting is kept only in the
-        store (a relay that turns every mail away)."""
+        """Keep a report turned away for now, to try it again after SMTP_RETRY_DELAY to those
+        not `done`; at the stop it stays in the store (mailed after a restart, to those only).
+        False when it is over: older than SMTP_GIVE_UP_AFTER. A report past
+        limits.MAIL_RETRIES_MAX waiting is kept only in the store, until the thread has room
+        (a relay that turns every mail away)."""
         s = self.settings
+        recipients = self._to_do(done)
         age = time.time() - report.made
         if age >= s.smtp_give_up_after:
             log.error("mail %r via %s port %d: not delivered to %s: %s; giving up: it is %.0f s "
                       "old (SMTP_GIVE_UP_AFTER)", report.subject, s.smtp_relay, s.smtp_port,
                       ", ".join(recipients), why, age)  # fmt: skip
             return False
-        self._book.settle(report, RETRYING)
+        self._book.settle(report, RETRYING, done=done, reached=delivered)
         if not self._stopping and len(self._retries) >= limits.MAIL_RETRIES_MAX:
-            log.error("mail %r via %s port %d: not tried again before a restart (it is in the "
-                      "store): %d mails wait already", report.subject, s.smtp_relay,
+            log.error("mail %r via %s port %d: not tried again until fewer mails wait (it is in "
+                      "the store): %d mails wait already", report.subject, s.smtp_relay,
                       s.smtp_port, len(self._retries))  # fmt: skip
             self._pending.pop(report, None)
+            self._stranded = True
             self._settle(delivered, lost=True)
             return True
         if self._stopping:  # named again by the stop's line
             then = "kept for after a restart"
         else:
             due = self._clock() + s.smtp_retry_delay
-            heapq.heappush(self._retries, Retry(due, report, recipients, delivered, lost))
+            heapq.heappush(self._retries, Retry(due, report, done, delivered, lost))
             then = f"trying again in {s.smtp_retry_delay:g} s"
         log.warning("mail %r via %s port %d: not delivered to %s for now (%s); %s",
                     report.subject, s.smtp_relay, s.smtp_port, ", ".join(recipients), why,

@@ -1,24 +1,29 @@
 """MAIL_PER_HOUR: which mails may go now and which are held back. No I/O and no clock of its
 own: `now` (monotonic seconds) is passed in.
 
-The rules: at most `per_hour` mails in any sliding hour. The first report held back begins a
-hold; the mail thread says so at once in one short notice mail, the only mail allowed over the
-cap, and at most one an hour. As soon as the hour has room again, one mail (counted under the
-cap) says how many reports were held; a report that comes then goes only if there is room left
-after that summary.
+The rules: at most `per_hour` mails tried in any sliding hour (a mail counts when it is tried,
+delivered or not: the cap bounds what the relay is asked to send). The first report held back
+begins a hold; the mail thread says so at once in one short notice mail, the only mail allowed
+over the cap, and at most one an hour. As soon as the hour has room again, one mail (counted
+under the cap) says how many reports were held; a report that comes then goes only if there is
+room left after that summary.
 """
 
 import collections
+from collections.abc import Iterable
 
 HOUR_S = 3600.0
 
 
 class MailBudget:
-    def __init__(self) -> None:
-        self._sent: collections.deque[float] = collections.deque()  # mails under the cap
+    def __init__(self, tried: Iterable[float] = (), noticed: float | None = None) -> None:
+        """`tried`: when mails were counted in the last hour, in order, and `noticed`: when the
+        last notice went (None: not in the last hour); a start gets them from the store, so a
+        daemon that restarts again and again still sends no more than the cap an hour."""
+        self._sent: collections.deque[float] = collections.deque(tried)  # mails under the cap
         self.held = 0  # reports held since the hold began, not yet summarised
         self.held_since: float | None = None
-        self._noticed: float | None = None  # when the last notice went
+        self._noticed = noticed  # when the last notice went
 
     def _room(self, now: float, per_hour: int) -> bool:
         while self._sent and self._sent[0] + HOUR_S <= now:  # as in reopens_at, to the bit

@@ -1,6 +1,7 @@
 """Every report meant to be mailed, kept in the store (STATE_DIR's database) with its outcome,
 so that a dead relay or a stop never loses one: a report not mailed yet is queued again at the
-next start (if younger than SMTP_GIVE_UP_AFTER).
+next start, or as soon as the mail thread has room (if younger than SMTP_GIVE_UP_AFTER; older,
+it is given up: FAILED), to the recipients that do not have it yet.
 
 The mail thread writes most; the thread that finds the mail queue full, and the stop, write
 the reports that never reached the thread: one connection per thread (sqlite3's rule). A store
@@ -22,7 +23,7 @@ from portwarden.store.db import Store, StoreError
 # HELD (by MAIL_PER_HOUR). Over: SENT, LISTED (in the mail that lists held reports), FAILED.
 QUEUED, RETRYING, HELD = "queued", "retrying", "held"
 SENT, LISTED, FAILED = "sent", "listed", "failed"
-NOT_MAILED = (QUEUED, RETRYING, HELD)
+RATE_LIMIT = "rate-limit"  # the kind of the notice that MAIL_PER_HOUR holds reports back
 
 T = TypeVar("T")
 
@@ -30,13 +31,26 @@ T = TypeVar("T")
 class Report(NamedTuple):
     """One mail as written: `kind` scan-summary, os-summary, mail (already written: audit
     findings), rate-limit (the notice), held-summary; `made` (epoch) ages it for
-    SMTP_GIVE_UP_AFTER; `id` its row in the store (0: not in it)."""
+    SMTP_GIVE_UP_AFTER; `id` its row in the store (0: not in it); as the store had it when it
+    was loaded from there: `done` the recipients that need it no more (delivered to or refused
+    for good), `reached` whether it was delivered to some."""
 
     kind: str
     subject: str
     body: str
     made: float
     id: int = 0
+    done: tuple[str, ...] = ()
+    reached: bool = False
+
+
+class Unmailed(NamedTuple):
+    """Reports taken from the store to be mailed (oldest first); the subjects of those given up
+    (older than SMTP_GIVE_UP_AFTER); how many more are left in the store."""
+
+    reports: list[Report]
+    given_up: list[str]
+    left: int
 
 
 class ReportBook:
@@ -71,27 +85,61 @@ class ReportBook:
             made, kind, subject, body, outcome, limits.MAIL_REPORTS_KEPT_MAX), 0)  # fmt: skip
         return Report(kind, subject, body, made, report_id)
 
-    def settle(self, report: Report, outcome: str, mailed: bool = False) -> None:
+    def settle(self, report: Report, outcome: str, mailed: bool = False,
+               done: tuple[str, ...] = (), reached: bool = False) -> None:  # fmt: skip
+        """Its outcome; `done` and `reached` as in Report (for a report tried again later)."""
         if report.id:
             when = time.time() if mailed else None
-            self._do(lambda store: store.set_report(report.id, outcome, when), None)
+            self._do(lambda store: store.set_report(report.id, outcome, when, done, reached), None)
 
-    def held_listed(self) -> None:
-        """The mail that lists the held reports went: they are over."""
-        self._do(lambda store: store.set_reports(HELD, LISTED, time.time()), None)
+    def tried(self, report: Report) -> None:
+        """MAIL_PER_HOUR counted it now."""
+        if report.id:
+            self._do(lambda store: store.set_tried(report.id, time.time()), None)
 
-    def resume(self, give_up_s: float) -> list[Report]:
-        """At start: the reports not mailed, younger than `give_up_s`, oldest first (at most
-        limits.MAIL_RESUMED_MAX); those older than limits.MAIL_REPORTS_KEPT_S are removed."""
+    def last_hour(self, hour_s: float) -> tuple[list[float], float | None]:
+        """For a start's MAIL_PER_HOUR: the times (epoch) it counted mails in the last
+        `hour_s`, and when the notice that it held reports back went in it (None: not)."""
+        since = time.time() - hour_s
+
+        def last_hour(store: Store) -> tuple[list[float], float | None]:
+            return store.tried_since(since), store.made_since(RATE_LIMIT, since)
+
+        nothing: tuple[list[float], float | None] = ([], None)
+        return self._do(last_hour, nothing)
+
+    def held_listed(self, ids: range) -> None:
+        """The mail that lists the held reports with these ids went: they are over."""
+        self._do(lambda store: store.list_reports(ids, HELD, LISTED, time.time()), None)
+
+    def start(self) -> None:
+        """At start: reports older than limits.MAIL_REPORTS_KEPT_S are removed; those held back
+        by MAIL_PER_HOUR before the stop are queued (their hold's summary never went)."""
         now = time.time()
 
-        def unmailed(store: Store) -> list[tuple[int, float, str, str, str]]:
+        def started(store: Store) -> None:
             store.forget_reports(now - limits.MAIL_REPORTS_KEPT_S)
-            return store.unmailed_reports(NOT_MAILED, now - give_up_s, limits.MAIL_RESUMED_MAX)
+            store.requeue_reports(HELD, QUEUED)
 
-        rows: list[tuple[int, float, str, str, str]] = self._do(unmailed, [])
-        return [Report(kind, subject, body, made, report_id)
-                for report_id, made, kind, subject, body in rows]  # fmt: skip
+        self._do(started, None)
+
+    def unmailed(self, give_up_s: float, most: int, skip: tuple[int, ...]) -> Unmailed:
+        """The reports not mailed (queued or turned away for now: not one held back now),
+        younger than `give_up_s`, oldest first, at most `most`, but those with an id in `skip`
+        (in the mail thread already); the older ones are given up (FAILED)."""
+        since = time.time() - give_up_s
+        waiting = (QUEUED, RETRYING)
+
+        def unmailed(store: Store) -> Unmailed:
+            given_up = store.give_up_reports(waiting, since, FAILED)
+            rows = store.unmailed_reports(waiting, since, most, skip)
+            left = store.unmailed_count(waiting) - len(rows) - len(skip)
+            reports = [Report(kind, subject, body, made, report_id,
+                              tuple(filter(None, done.split("\n"))), bool(reached))
+                       for report_id, made, kind, subject, body, done, reached in rows]  # fmt: skip
+            return Unmailed(reports, given_up, max(0, left))
+
+        return self._do(unmailed, Unmailed([], [], 0))
 
     def close(self) -> None:
         """Close this thread's connection."""

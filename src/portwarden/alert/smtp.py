@@ -20,6 +20,7 @@ from typing import Any
 
 from portwarden import limits
 from portwarden.alert.mail import deadline_s
+from portwarden.alert.reportbook import Report
 from portwarden.config import Settings
 from portwarden.config.smtp import read_password
 from portwarden.text import one_line
@@ -29,11 +30,15 @@ class DeliveryFailed(Exception):
     """The mail was not delivered; str() is one line saying why. `deferred`: the recipients
     turned away for now, worth trying again later: those a 4xx reply (a temporary failure, RFC
     5321 4.2.1) refused, or all of them when the relay could not be reached (a refused or
-    timed-out connection, one cut, or the delivery's deadline passed)."""
+    timed-out connection, one cut, or the delivery's deadline passed). `relay_wide`: the relay
+    turned the whole mail away for now (out of reach, or a 4xx to the greeting, EHLO, MAIL or
+    DATA), so it would turn any other mail away too; not so for a 4xx to RCPT (greylisting: one
+    recipient's)."""
 
-    def __init__(self, why: str, deferred: tuple[str, ...] = ()) -> None:
+    def __init__(self, why: str, deferred: tuple[str, ...] = (), relay_wide: bool = False) -> None:
         super().__init__(why)
         self.deferred = deferred
+        self.relay_wide = relay_wide
 
 
 # A recipient the relay refused while it took the mail for others: its reply code, and the
@@ -138,18 +143,29 @@ def helo_name(helo: str) -> str:
     return f"[IPv6:{address}]" if address.version == 6 else f"[{address}]"
 
 
-def deliver(s: Settings, title: str, text: str, until: float, relay_lookup: RelayLookup,
+def message_id(report: Report, helo: str) -> str:
+    """The report's Message-ID: the same at every try, after a restart too, so that a reader
+    sees a mail that came twice as one (delivery is at least once: a stop between the relay's
+    250 and the store's record of it sends it again). From the report's id in the store and
+    when it was made (a new store numbers from 1 again), at this host (SMTP_HELO)."""
+    if not report.id:  # not in the store: tried once only
+        return make_msgid(domain=helo)
+    return f"<portwarden.report-{report.id}.{report.made:.0f}@{helo}>"
+
+
+def deliver(s: Settings, report: Report, until: float, relay_lookup: RelayLookup,
             recipients: tuple[str, ...]) -> Refused:  # fmt: skip
-    """Send one mail to `recipients` (of MAIL_TO) by `until` (monotonic). Returns the addresses
-    the relay refused when it took the mail for the others; raises DeliveryFailed when it was
-    delivered to none."""
+    """Send one report to `recipients` (of MAIL_TO) by `until` (monotonic). Returns the
+    addresses the relay refused when it took the mail for the others; raises DeliveryFailed
+    when it was delivered to none."""
+    text = report.body
     message = EmailMessage()
     message["From"] = s.mail_from
     message["To"] = ", ".join(s.mail_to)
-    message["Subject"] = title
+    message["Subject"] = report.subject
     message["Date"] = formatdate(localtime=True)
     helo = helo_name(s.smtp_helo)
-    message["Message-ID"] = make_msgid(domain=helo)
+    message["Message-ID"] = message_id(report, helo)
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to us
     # Plain 7-bit text when it can be (every line of a report is short ASCII), so that scripts
     # and old readers that parse the body see it as written; quoted-printable otherwise.
@@ -178,8 +194,10 @@ def deliver(s: Settings, title: str, text: str, until: float, relay_lookup: Rela
         if smtp.expired:
             why = (f"not delivered within {deadline_s(s):g} s (SMTP_TIMEOUT x "
                    f"{limits.MAIL_DELIVERY_TIMEOUTS})")  # fmt: skip
-            raise DeliveryFailed(why, recipients) from None
-        raise DeliveryFailed(one_line(_reason(error)), _deferred(error, recipients)) from None
+            raise DeliveryFailed(why, recipients, relay_wide=True) from None
+        deferred = _deferred(error, recipients)
+        relay_wide = bool(deferred) and not isinstance(error, smtplib.SMTPRecipientsRefused)
+        raise DeliveryFailed(one_line(_reason(error)), deferred, relay_wide) from None
     finally:
         timer.cancel()
         smtp.close()

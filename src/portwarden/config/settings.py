@@ -338,7 +338,7 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
         ),  # fmt: skip
         nft_table=read.get("NFT_TABLE", values.nft_table, "portwarden"),
         service_gone_grace=read.get("SERVICE_GONE_GRACE", values.duration, 600.0),
-        smtp_retry_delay=read.get("SMTP_RETRY_DELAY", values.seconds, 300.0),
+        smtp_retry_delay=read.get("SMTP_RETRY_DELAY", values.retry_delay, 300.0),
         audit_severity_portmapper=read.get("AUDIT_SEVERITY_PORTMAPPER", values.severity, "err"),
         blocks_max=read.get("BLOCKS_MAX", values.count, 100_000),
         scan_report_interval=read.get("SCAN_REPORT_INTERVAL", values.seconds, 300.0),
@@ -371,6 +371,18 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
         warnings.append(f"{read.where('SCAN_INTERVAL')}SCAN_INTERVAL ({interval:g} s) is longer "
                         f"than SCAN_TRIGGER_WINDOW ({window:g} s), which caps it: a source quiet "
                         "for SCAN_TRIGGER_WINDOW starts over")  # fmt: skip
+    if settings.scan_report_interval < settings.scan_end_quiet:
+        report, quiet = settings.scan_report_interval, settings.scan_end_quiet
+        raise (read.error("SCAN_REPORT_INTERVAL", f"must be at least SCAN_END_QUIET ({quiet:g} "
+                          "s): a scan still going is reported at most that often")
+               if read.entry("SCAN_REPORT_INTERVAL") else
+               read.error("SCAN_END_QUIET", f"must be at most SCAN_REPORT_INTERVAL ({report:g} "
+                          "s): a scan still going is reported at most that often"))  # fmt: skip
+    if settings.smtp_give_up_after < settings.smtp_retry_delay:
+        warnings.append(f"{read.where('SMTP_GIVE_UP_AFTER')}SMTP_GIVE_UP_AFTER "
+                        f"({settings.smtp_give_up_after:g} s) is shorter than SMTP_RETRY_DELAY "
+                        f"({settings.smtp_retry_delay:g} s): a mail turned away is never tried "
+                        "again")  # fmt: skip
     mail_on = [key for key, on in (("MAIL_ON_TCP_SCAN", settings.mail_on_tcp_scan),
                                    ("MAIL_ON_UDP_SCAN", settings.mail_on_udp_scan),
                                    ("MAIL_ON_OS_PROBE", settings.mail_on_os_probe),

@@ -12,6 +12,7 @@ from portwarden.limits import (
     BLOCK_SECONDS_MAX,
     EVENT_LOG_BYTES_MIN,
     PORTS_TRACKED_MAX,
+    SMTP_RETRY_DELAY_S_MIN,
 )
 
 M = TypeVar("M", bound=Enum)
@@ -97,6 +98,14 @@ def audit_interval(text: str) -> float:
     return value
 
 
+def retry_delay(text: str) -> float:
+    """SMTP_RETRY_DELAY: SMTP_RETRY_DELAY_S_MIN seconds up to a year."""
+    value = seconds(text)
+    if value < SMTP_RETRY_DELAY_S_MIN:
+        raise ValueError(f"must be at least {SMTP_RETRY_DELAY_S_MIN:g} seconds")
+    return value
+
+
 def block_duration(text: str) -> float:
     """BLOCK_DURATION and BLOCK_DURATION_MAX: up to ten years, the longest a block lasts
     (limits.BLOCK_SECONDS_MAX)."""
@@ -125,9 +134,12 @@ def positive(text: str) -> int:
 
 def log_size(text: str) -> int:
     """EVENT_LOG_MAX_BYTES: at least limits.EVENT_LOG_BYTES_MIN."""
+    why = f"must be a whole number of bytes, at least {EVENT_LOG_BYTES_MIN} (64 KiB)"
+    if not ascii_digits(text.strip()):  # 64k, 1e6
+        raise ValueError(why)
     value = count(text)
     if value < EVENT_LOG_BYTES_MIN:
-        raise ValueError(f"must be at least {EVENT_LOG_BYTES_MIN} (64 KiB), in bytes")
+        raise ValueError(why)
     return value
 
 

@@ -16,7 +16,10 @@ start after a kill finishes the unblock instead of applying the block again.
 
 `reports` keeps every report meant to be mailed (see alert/reportbook.py): its subject and
 body, its `outcome` (queued, retrying, held, sent, listed, failed: ...) and when it was
-`mailed` (NULL: not yet).
+`mailed` (NULL: not yet); `done`, the recipients that need it no more (delivered to, or refused
+for good), one a line, and `reached`, whether it was delivered to some, so that a restart sends a
+mail turned away for some recipients to the others only; `tried`, when MAIL_PER_HOUR counted it
+(a restart's budget starts from the last hour's).
 """
 
 import contextlib
@@ -63,7 +66,10 @@ CREATE TABLE IF NOT EXISTS reports (
     subject TEXT NOT NULL,
     body TEXT NOT NULL,
     outcome TEXT NOT NULL,
-    mailed REAL
+    mailed REAL,
+    done TEXT NOT NULL DEFAULT '',
+    reached INTEGER NOT NULL DEFAULT 0,
+    tried REAL
 );
 CREATE INDEX IF NOT EXISTS reports_unmailed ON reports(made) WHERE mailed IS NULL;
 """
@@ -186,6 +192,8 @@ def store_path(state_dir: Path) -> Path:
 _BUSY_WAIT_S = 30  # the longest a connection waits for another one's transaction
 # The columns a store made by an older version may lack.
 _ADDED_COLUMNS = frozenset({"boot", "leftover", "history", "unblocking"})
+_ADDED_REPORT_COLUMNS = {"done": "TEXT NOT NULL DEFAULT ''",
+                         "reached": "INTEGER NOT NULL DEFAULT 0", "tried": "REAL"}  # fmt: skip
 
 
 class StoreError(Exception):
@@ -214,13 +222,15 @@ class Store:
         """Whether the store at `path`, opened read-only, has the current schema."""
         self._db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True,
                                    isolation_level=None, timeout=_BUSY_WAIT_S)  # fmt: skip
-        if self._columns() >= _ADDED_COLUMNS:
+        if self._columns() >= _ADDED_COLUMNS and self._columns("reports") >= set(
+            _ADDED_REPORT_COLUMNS
+        ):
             return True
         self._db.close()
         return False
 
-    def _columns(self) -> set[str]:
-        return {row[1] for row in self._db.execute("PRAGMA table_info(blocks)")}
+    def _columns(self, table: str = "blocks") -> set[str]:
+        return {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
 
     def _open(self, path: Path, durable: bool) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -271,6 +281,10 @@ class Store:
             self._db.execute("ALTER TABLE blocks ADD COLUMN history INTEGER NOT NULL DEFAULT 1")
         if "unblocking" not in columns:
             self._db.execute("ALTER TABLE blocks ADD COLUMN unblocking TEXT")
+        report_columns = self._columns("reports")
+        for column, kind in _ADDED_REPORT_COLUMNS.items():
+            if column not in report_columns:
+                self._db.execute(f"ALTER TABLE reports ADD COLUMN {column} {kind}")
         self._db.execute("CREATE INDEX IF NOT EXISTS blocks_left ON blocks(id) WHERE leftover")
         self._db.execute("CREATE INDEX IF NOT EXISTS blocks_unwritten ON blocks(id)"
                          " WHERE NOT history")  # fmt: skip
@@ -483,26 +497,73 @@ class Store:
             self._db.execute("DELETE FROM reports WHERE id <= ?", (report_id - keep,))
         return report_id
 
-    def set_report(self, report_id: int, outcome: str, mailed: float | None = None) -> None:
+    def set_report(self, report_id: int, outcome: str, mailed: float | None = None,
+                   done: tuple[str, ...] = (), reached: bool = False) -> None:  # fmt: skip
         with self._transaction():
-            self._db.execute("UPDATE reports SET outcome = ?, mailed = ? WHERE id = ?",
-                             (outcome, mailed, report_id))  # fmt: skip
+            self._db.execute(
+                "UPDATE reports SET outcome = ?, mailed = ?, done = ?, reached = ? WHERE id = ?",
+                (outcome, mailed, "\n".join(done), reached, report_id))  # fmt: skip
 
-    def set_reports(self, was: str, outcome: str, mailed: float) -> None:
-        """Every report whose outcome is `was` is now `outcome`, mailed at `mailed`."""
+    def set_tried(self, report_id: int, tried: float) -> None:
         with self._transaction():
-            self._db.execute("UPDATE reports SET outcome = ?, mailed = ? WHERE outcome = ?",
-                             (outcome, mailed, was))  # fmt: skip
+            self._db.execute("UPDATE reports SET tried = ? WHERE id = ?", (tried, report_id))
 
-    def unmailed_reports(self, outcomes: tuple[str, ...], since: float,
-                         limit: int) -> list[tuple[int, float, str, str, str]]:  # fmt: skip
-        """(id, made, kind, subject, body) of the reports not mailed with one of `outcomes`,
-        made after `since`, oldest first (at most `limit`)."""
-        marks = ", ".join("?" * len(outcomes))
+    def tried_since(self, since: float) -> list[float]:
+        """When MAIL_PER_HOUR counted the reports it counted after `since` (epoch), in order."""
+        return [row[0] for row in self._db.execute(
+            "SELECT tried FROM reports WHERE tried > ? ORDER BY tried", (since,))]  # fmt: skip
+
+    def made_since(self, kind: str, since: float) -> float | None:
+        """When the latest report of `kind` made after `since` was made (None: none)."""
+        row = self._db.execute("SELECT max(made) FROM reports WHERE kind = ? AND made > ?",
+                               (kind, since)).fetchone()  # fmt: skip
+        return None if row[0] is None else float(row[0])
+
+    def list_reports(self, ids: range, was: str, outcome: str, mailed: float) -> None:
+        """The reports with an id in `ids` whose outcome is `was` are now `outcome`, mailed at
+        `mailed`."""
+        with self._transaction():
+            self._db.execute(
+                "UPDATE reports SET outcome = ?, mailed = ?"
+                " WHERE outcome = ? AND id BETWEEN ? AND ?",
+                (outcome, mailed, was, ids.start, ids.stop - 1))  # fmt: skip
+
+    def requeue_reports(self, was: str, outcome: str) -> None:
+        """Every report not mailed whose outcome is `was` is now `outcome`."""
+        with self._transaction():
+            self._db.execute("UPDATE reports SET outcome = ? WHERE outcome = ? AND mailed IS NULL",
+                             (outcome, was))  # fmt: skip
+
+    def unmailed_reports(self, outcomes: tuple[str, ...], since: float, limit: int,
+                         skip: tuple[int, ...] = ()) -> list[tuple[Any, ...]]:  # fmt: skip
+        """(id, made, kind, subject, body, done, reached) of the reports not mailed with one of
+        `outcomes`, made after `since`, oldest first (at most `limit`), but the ids in `skip`."""
+        marks, skipped = ", ".join("?" * len(outcomes)), ", ".join("?" * len(skip))
         return self._db.execute(
-            "SELECT id, made, kind, subject, body FROM reports WHERE mailed IS NULL AND made > ?"
-            f" AND outcome IN ({marks}) ORDER BY made, id LIMIT ?",
-            (since, *outcomes, limit)).fetchall()  # fmt: skip
+            "SELECT id, made, kind, subject, body, done, reached FROM reports"
+            f" WHERE mailed IS NULL AND made > ? AND outcome IN ({marks})"
+            f" AND id NOT IN ({skipped}) ORDER BY made, id LIMIT ?",
+            (since, *outcomes, *skip, limit)).fetchall()  # fmt: skip
+
+    def unmailed_count(self, outcomes: tuple[str, ...]) -> int:
+        marks = ", ".join("?" * len(outcomes))
+        return int(self._db.execute(
+            f"SELECT count(*) FROM reports WHERE mailed IS NULL AND outcome IN ({marks})",
+            outcomes).fetchone()[0])  # fmt: skip
+
+    def give_up_reports(self, outcomes: tuple[str, ...], before: float,
+                        outcome: str) -> list[str]:  # fmt: skip
+        """The reports not mailed with one of `outcomes`, made at or before `before`, are now
+        `outcome`. Returns their subjects, oldest first."""
+        marks = ", ".join("?" * len(outcomes))
+        where = f"WHERE mailed IS NULL AND made <= ? AND outcome IN ({marks})"
+        with self._transaction():
+            subjects = [row[0] for row in self._db.execute(
+                f"SELECT subject FROM reports {where} ORDER BY made, id",
+                (before, *outcomes))]  # fmt: skip
+            self._db.execute(f"UPDATE reports SET outcome = ? {where}",
+                             (outcome, before, *outcomes))  # fmt: skip
+        return subjects
 
     def forget_reports(self, before: float) -> None:
         """Remove the reports made before `before` (epoch)."""
