@@ -796,7 +796,11 @@ def test_an_audit_of_no_address_is_an_error_not_a_clean_bill(
                                     "not checked)")  # fmt: skip
 
 
-def test_the_daemon_says_at_every_check_that_nothing_was_checked(lab: Lab, tmp_path: Path) -> None:
+def test_the_daemon_says_once_that_nothing_was_checked_and_when_it_checks_again(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Once per episode, not at every check: again only when the reason changes or after a
+    check that could look (the device appears)."""
     receiver = SyslogReceiver(tmp_path / "log")
     conf = tmp_path / "portwarden.conf"
     conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
@@ -808,17 +812,24 @@ def test_the_daemon_says_at_every_check_that_nothing_was_checked(lab: Lab, tmp_p
     )
     try:
         daemon.wait_for(f"ERROR {unchecked}")
+        receiver.wait_for(rf"^<{3 * 8 + 4}>.* portwarden\[\d+\]: {unchecked}")  # not an attack
         mark = daemon.mark()
         check_now(daemon)
-        daemon.wait_for(f"ERROR {unchecked}", since=mark, timeout=10)  # again, at the next check
-        receiver.wait_for(rf"^<{3 * 8 + 4}>.* portwarden\[\d+\]: {unchecked}")  # not an attack
+        daemon.wait_for("configuration reloaded", since=mark)
+        lab.target.run(["ip", "link", "add", "eht0", "type", "veth", "peer", "name", "eht0p"])
+        lab.target.run(["ip", "addr", "add", "198.18.9.1/32", "dev", "eht0"])
+        lab.target.run(["ip", "link", "set", "eht0", "up"])
+        check_now(daemon)
+        daemon.wait_for("INFO audit: checked again", since=mark, timeout=10)
+        assert len(re.findall(f"ERROR {unchecked}", daemon.log())) == 1
     finally:
+        lab.target.run(["ip", "link", "del", "eht0"], check=False)
         daemon.stop()
         receiver.sock.close()
     events = [json.loads(line) for line in (tmp_path / "state" / "events.jsonl").read_text()
               .splitlines()]  # fmt: skip
     reasons = [e["reason"] for e in events if e["event"] == "audit-unchecked"]
-    assert len(reasons) >= 2 and reasons[0].startswith("no address to check (AUDIT_DEVICES: ")
+    assert len(reasons) == 1 and reasons[0].startswith("no address to check (AUDIT_DEVICES: ")
     assert "ServiceNew" not in daemon.log()
 
 
