@@ -4,6 +4,7 @@ The store is the one source of truth: every action is in it before it is done, s
 or a restart after a kill at any moment undoes or finishes exactly what was (or may have been)
 done."""
 
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -21,6 +22,7 @@ import pytest
 
 from portwarden import limits
 from portwarden.config import BlockMode
+from portwarden.config.values import NftUse
 from portwarden.respond import actions as actions_module
 from portwarden.respond import admin, files
 from portwarden.respond.actions import Actions, BlockRequest, enforced, via
@@ -609,3 +611,70 @@ def test_an_unblock_of_many_rewrites_hosts_deny_once(
     assert len(actions.unblock_matching(ipaddress.ip_network("198.18.1.0/26"), "command")) == 50
     assert rewrites.count(deny) == 1
     assert deny.read_text() == "sshd: 203.0.113.9\n"
+
+
+NFT_ADDED = Action("nft", (), "done")
+
+
+def nft_blocking(make: Callable[[str], Actions], monkeypatch: pytest.MonkeyPatch) -> Actions:
+    """The built-in blocker on, its kernel side left out (no privileges): removals work."""
+    monkeypatch.setattr(Actions, "_remove_elements", lambda self, records: None)
+    monkeypatch.setattr(Actions, "_undo", lambda self, action, address: None)
+    actions = make("")
+    actions.settings = dataclasses.replace(actions.settings, block_nftables=NftUse.ALWAYS)
+    return actions
+
+
+def test_the_element_the_loop_added_is_recorded_done_with_the_block(
+    make: Callable[[str], Actions], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The element is in force from the loop's insert on, not from the worker's turn."""
+    actions = nft_blocking(make, monkeypatch)
+    record = actions.record(request(), time.time(), None, NFT_ADDED)
+    assert record is not None
+    (stored,) = actions.store.active()
+    assert [(a.kind, a.status) for a in stored.actions] == [("nft", "done")]
+    failed = Action("nft", (), "failed: no table")
+    other = actions.record(request("198.18.0.12"), time.time(), None, failed)
+    assert other is not None and other.actions == (failed,)
+
+
+def test_a_block_unblocked_before_its_turn_gets_its_history_line(
+    make: Callable[[str], Actions], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unblock during a burst ends the block before the worker reaches it: its element was
+    in force all the same, so HISTORY_FILE has its line (and only once)."""
+    actions = nft_blocking(make, monkeypatch)
+    record = actions.record(request(), time.time(), None, NFT_ADDED)
+    assert record is not None
+    assert len(actions.unblock_matching(None, admin.UNBLOCK_COMMAND)) == 1
+    assert actions.carry_out(record, NFT_ADDED) is None
+    history = actions.settings.history_file.read_text().splitlines()
+    assert len(history) == 1 and "198.18.0.11" in history[0]
+    assert actions.store.unwritten() == []
+
+
+def test_a_block_whose_element_was_never_added_gets_no_history_line(
+    make: Callable[[str], Actions], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    actions = nft_blocking(make, monkeypatch)
+    failed = Action("nft", (), "failed: no table")
+    record = actions.record(request(), time.time(), None, failed)
+    assert record is not None
+    actions.unblock_matching(None, admin.UNBLOCK_COMMAND)
+    assert actions.carry_out(record, failed) is None
+    assert not actions.settings.history_file.exists()
+    assert actions.store.unwritten() == []
+
+
+def test_a_kill_then_an_unblock_without_the_daemon_keeps_the_history_line(
+    make: Callable[[str], Actions], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 with a block recorded by the loop and queued for the worker, then `unblock
+    --all` with no daemon: the next start writes the line of that block, which was in force."""
+    actions = nft_blocking(make, monkeypatch)
+    assert actions.record(request(), time.time(), None, NFT_ADDED) is not None
+    assert len(actions.unblock_matching(None, admin.UNBLOCK_COMMAND)) == 1
+    assert restore_in(actions, "boot-1", monkeypatch) == 0
+    history = actions.settings.history_file.read_text().splitlines()
+    assert len(history) == 1 and "198.18.0.11" in history[0]

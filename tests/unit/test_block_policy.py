@@ -1,6 +1,7 @@
 """The loop's side of blocking: the cap on new blocks, what is logged for a blocked source."""
 
 import contextlib
+import dataclasses
 import ipaddress
 import logging
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from portwarden.alert.dispatch import Alerts
+from portwarden.config.values import NftUse
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import SYN_SCAN, IPAddress, Probe, Proto
 from portwarden.respond.actions import NFT
@@ -146,6 +148,22 @@ def test_a_block_the_full_action_queue_refuses_is_recorded_as_failed_not_kept(
         assert not (tmp_path / "hosts.deny").exists()
     finally:
         policy.stop()
+
+
+def test_the_element_the_loop_adds_is_recorded_done_in_the_same_insert(
+    policy: ResponsePolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before the worker's turn the block is in force (its element is in the set): the store
+    says so, so an unblock or a kill before that turn still leaves a HISTORY_FILE line."""
+    actions = policy._actions
+    actions.settings = dataclasses.replace(actions.settings, block_nftables=NftUse.ALWAYS)
+    monkeypatch.setattr(actions, "nft_add", lambda address, until: Action(NFT, (), "done"))
+    policy.on_verdict(verdict("198.18.0.11", 3), 1.0)
+    (record,) = policy.store.active()
+    assert [(a.kind, a.status) for a in record.actions] == [
+        ("nft", "done"),
+        ("hosts.deny", "planned"),
+    ]
 
 
 class SetsThatHoldEverything:

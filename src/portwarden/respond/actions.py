@@ -263,31 +263,38 @@ class Actions:
         seconds = self.duration_for(address)
         return None if seconds is None else now + seconds
 
-    def record(self, request: BlockRequest, now: float, until: float | None) -> BlockRecord | None:
+    def record(self, request: BlockRequest, now: float, until: float | None,
+               nft_done: Action | None = None) -> BlockRecord | None:  # fmt: skip
         """Record the block, every action planned, before anything else of it is done. The
         daemon's loop does this right after it adds the nftables element (within a fraction
         of a millisecond; an insert after an idle spell takes ~0.3 ms, as long again as the
         element, so it does not come first): a kill in between leaves an element the store
         does not know, which the next start removes (it refills the sets from the store), and
-        so does `unblock NET` without a daemon (sweep_nft). No file is read. None if the
-        address is already blocked."""
+        so does `unblock NET` without a daemon (sweep_nft). That element's outcome
+        (`nft_done`) is recorded in the same insert: a block that ends before the worker's
+        turn (an unblock, a kill then `unblock` without a daemon) was in force all the same,
+        and gets its HISTORY_FILE line. No file is read. None if the address is already
+        blocked."""
         address = str(request.address)
+        plan = [nft_done if nft_done is not None and a.kind == NFT else a
+                for a in self._plan(request)]  # fmt: skip
         return self.store.add_block(
             address, request.proto, request.port, request.mode, request.reason, address, now,
-            until, tuple(self._plan(request)), self.boot)  # fmt: skip
+            until, tuple(plan), self.boot)  # fmt: skip
 
     def carry_out(self, record: BlockRecord, nft_done: Action | None = None) -> BlockRecord | None:
         """Do the recorded block's planned actions (but the nftables element the loop added:
         `nft_done`, its outcome). Returns the record, ended at once if nothing took effect
         (see `enforced`); None when the block ended before its turn came (an expiry or an
-        unblock queued before it: nothing of it is done, and its element is removed)."""
+        unblock queued before it: nothing more of it is done, and its element is removed; it
+        gets its HISTORY_FILE line if that element had been added, as it was in force)."""
         ended_by = self.store.ended(record.id)
         if ended_by is not None:
             log.info("block address=%s not carried out: it ended (by=%s) before its turn",
                      record.address, ended_by)  # fmt: skip
             if nft_done is not None and nft_done.status == DONE:
                 self._undo(nft_done, record.address)  # the unblock may have come before it
-            self.store.set_written([record.id])  # never in force: no HISTORY_FILE line
+            self.write_history([record])  # a line only if in force (the element was added)
             return None
         lookup = self._start_lookup(ipaddress.ip_address(record.address))
         # What an earlier block of this address left in force (a hosts.deny line an unblock

@@ -534,7 +534,7 @@ class ResponsePolicy:
             # In the loop, one netlink batch (~0.02-0.15 ms): the worker could wait for the GIL.
             nft_done = self._nft_add(probe.src, until)
         try:
-            record = self._actions.record(request, now_wall, until)  # at once: see there
+            record = self._actions.record(request, now_wall, until, nft_done)  # at once: see there
         except sqlite3.Error as error:  # nothing stays in force that the store does not know
             log.error("block of %s not made: the store refused it: %s; its next probe tries "
                       "again", address, one_line(str(error)))  # fmt: skip
