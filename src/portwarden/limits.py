@@ -198,6 +198,11 @@ AUDIT_CONNECT_TIMEOUT_S = 1.0
 # opened by a local user) is audited on the first this many, with a warning.
 AUDIT_SOCKETS_MAX = 65_536
 
+# Sources refused a block while BLOCKS_MAX is reached, counted once each for the `block-max
+# ended` line: a spoofed flood during a long episode must not grow this set, so past this many
+# the line says "or more" (the detection table holds no more sources than this at once).
+BLOCK_MAX_REFUSED_COUNTED_MAX = SOURCES_MAX
+
 # Unblocks reported one by one (log, syslog, JSON) when the loop sees blocks end; past it (an
 # `unblock --all` of thousands) one line gives their number, so the loop is not held up.
 UNBLOCKS_REPORTED_MAX = 100
