@@ -678,3 +678,29 @@ def test_a_kill_then_an_unblock_without_the_daemon_keeps_the_history_line(
     assert restore_in(actions, "boot-1", monkeypatch) == 0
     history = actions.settings.history_file.read_text().splitlines()
     assert len(history) == 1 and "198.18.0.11" in history[0]
+
+
+GONE_ROUTE = ("import sys\n"
+              "if sys.argv[1] == 'del':\n"
+              "    print('RTNETLINK answers: No such process')\n"
+              "    sys.exit(2)\n")  # fmt: skip
+
+
+def test_routes_already_gone_are_counted_in_one_line_per_batch(
+    tmp_path: Path, make: Callable[[str], Actions], caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unblock of many whose KILL_ROUTE undos find nothing to remove (routes gone with a
+    reboot, or by hand): not one line each (100,000 at scale), one line with their number."""
+    script = tmp_path / "route.py"
+    script.write_text(GONE_ROUTE)
+    actions = make(f'KILL_ROUTE="{sys.executable} {script} add $TARGET$"\n')
+    for number in range(5):
+        assert block(actions, request(f"198.18.0.{11 + number}")) is not None
+    caplog.set_level(logging.DEBUG, "portwarden")
+    caplog.clear()
+    assert len(actions.unblock_matching(None, admin.UNBLOCK_COMMAND)) == 5
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert [m for m in said if "nothing to remove" in m] == [
+        "KILL_ROUTE undo: nothing to remove for 5 blocks (gone already: removed by hand, or by "
+        "a reboot)"]  # fmt: skip
+    assert actions.store.leftovers() == []

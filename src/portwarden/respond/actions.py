@@ -200,6 +200,7 @@ class Actions:
         self.table_remade = False  # the last nft_add found our table gone and made it again
         self.put_back_due = False  # so did a block's own nftables step: the others are gone
         self.unfilled: str | None = None  # why the restore could not fill the sets
+        self._routes_gone = 0  # KILL_ROUTE undos with nothing to remove, not yet said
 
     def nft(self) -> NftBlocker:
         if self._nft is None:
@@ -493,6 +494,7 @@ class Actions:
         ended = [(r.id, tuple(self._undone_batched(a, r.address, nft_error, removed)
                               for a in r.actions)) for r in records]  # fmt: skip
         now_ended = self.store.end_blocks(ended, time.time(), by)
+        self._say_routes_gone()
         return [r._replace(actions=actions) for r, (i, actions) in zip(records, ended, strict=True)
                 if i in now_ended]  # fmt: skip
 
@@ -578,7 +580,9 @@ class Actions:
             failure = commands.run(list(action.undo), self.settings.kill_cmd_timeout,
                                    "KILL_ROUTE undo", quiet=unsure,
                                    gone=commands.NOT_THERE)  # fmt: skip
-            if failure is not None and not unsure:
+            if failure == commands.GONE:
+                self._routes_gone += 1
+            elif failure is not None and not unsure:
                 return f"{' '.join(action.undo)} failed: {failure}"
         elif action.kind == ROUTE and action.status != PLANNED:
             return NO_UNDO
@@ -601,7 +605,17 @@ class Actions:
             self.store.set_left(record.id, actions)
             record = record._replace(actions=actions)
             (still if left(record) else cleared).append(record)
+        self._say_routes_gone()
         return cleared, still
+
+    def _say_routes_gone(self) -> None:
+        """One line for the KILL_ROUTE undos of a batch that found nothing to remove (routes
+        removed by hand, or by a reboot; every one of them when a start finishes thousands of
+        interrupted unblocks), instead of one each."""
+        if self._routes_gone:
+            log.info("KILL_ROUTE undo: nothing to remove for %d blocks (gone already: removed "
+                     "by hand, or by a reboot)", self._routes_gone)  # fmt: skip
+            self._routes_gone = 0
 
     def _retried(self, action: Action, address: str, rebooted: bool, by_hand: bool) -> Action:
         """A leftover's action after another try: a KILL_ROUTE left in force before a reboot
