@@ -90,6 +90,12 @@ FILE_EDIT_TRIES_MAX = 20
 # NUL included. A longer STATE_DIR is refused when the configuration is read, not at bind().
 SOCKET_PATH_BYTES_MAX = 107
 
+# An unblock of many (`unblock --all`, a start finishing interrupted unblocks) ends its blocks
+# in the store at least this often: with KILL_ROUTE each undo is an `ip` process (~12 ms), so
+# 1,278 blocks take 16 s, and a kill in the middle must not make the next start undo them all
+# again. A commit costs a few ms: blocks with nothing slow to undo still end in few commits.
+UNBLOCK_COMMIT_S = 1.0
+
 # Block requests waiting for the action worker. A detection storm beyond this is not queued
 # (and BLOCKS_PER_MINUTE normally stops it long before).
 BLOCK_QUEUE_MAX = 1_024

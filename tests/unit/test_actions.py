@@ -704,3 +704,31 @@ def test_routes_already_gone_are_counted_in_one_line_per_batch(
         "KILL_ROUTE undo: nothing to remove for 5 blocks (gone already: removed by hand, or by "
         "a reboot)"]  # fmt: skip
     assert actions.store.leftovers() == []
+
+
+def test_a_kill_while_many_routes_are_undone_leaves_only_the_rest_for_the_next_start(
+    tmp_path: Path,
+    make: Callable[[str], Actions],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An unblock of many with KILL_ROUTE (an `ip` process each) ends its blocks as it goes:
+    killed after the third undo, the next start undoes only the two blocks left."""
+    calls = tmp_path / "calls"
+    actions = make(f'KILL_ROUTE="{record_cmd(calls, "route", "add", "$TARGET$")}"\n')
+    for number in range(5):
+        assert block(actions, request(f"198.18.0.{11 + number}")) is not None
+    monkeypatch.setattr(limits, "UNBLOCK_COMMIT_S", 0.0)  # a commit after each block
+    undone = actions._undone_batched
+
+    def killed_at_the_fourth(action: Action, address: str, *rest: object) -> Action:
+        if address == "198.18.0.14":
+            raise KeyboardInterrupt  # stands for kill -9: nothing after it runs
+        return undone(action, address, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(actions, "_undone_batched", killed_at_the_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        actions.unblock_matching(None, admin.UNBLOCK_COMMAND)
+    assert [r.address for r in actions.store.active()] == ["198.18.0.14", "198.18.0.15"]
+    calls.unlink()
+    assert restore_in(actions, "boot-1", monkeypatch) == 0
+    assert calls_of(calls) == [["route", "del", "198.18.0.14"], ["route", "del", "198.18.0.15"]]

@@ -485,18 +485,34 @@ class Actions:
         unblocked by `by` (one transaction: a start after a kill finishes the unblock, see
         `finish_unblocks`, rather than applying the block again); then our nftables elements
         go in one batch, the hosts.deny lines in one rewrite per file, the rest one by one;
-        then the blocks end (one transaction). Returns the records ended here."""
+        the blocks end as they are undone, in one transaction every UNBLOCK_COMMIT_S (so a kill
+        while thousands of KILL_ROUTE undos run leaves only the rest for the next start).
+        Returns the records ended here."""
         if not records:
             return []
         self.store.start_unblocking([r.id for r in records], by)
         nft_error = self._remove_elements(records)
         removed = self._remove_hosts_deny_lines(records)
-        ended = [(r.id, tuple(self._undone_batched(a, r.address, nft_error, removed)
-                              for a in r.actions)) for r in records]  # fmt: skip
-        now_ended = self.store.end_blocks(ended, time.time(), by)
+        undone: list[BlockRecord] = []
+        chunk: list[BlockRecord] = []
+        commit_at = time.monotonic() + limits.UNBLOCK_COMMIT_S
+        for record in records:
+            chunk.append(record._replace(actions=tuple(
+                self._undone_batched(a, record.address, nft_error, removed)
+                for a in record.actions)))  # fmt: skip
+            if time.monotonic() >= commit_at:
+                undone += self._end_undone(chunk, by)
+                chunk = []
+                commit_at = time.monotonic() + limits.UNBLOCK_COMMIT_S
+        undone += self._end_undone(chunk, by)
         self._say_routes_gone()
-        return [r._replace(actions=actions) for r, (i, actions) in zip(records, ended, strict=True)
-                if i in now_ended]  # fmt: skip
+        return undone
+
+    def _end_undone(self, undone: list[BlockRecord], by: str) -> list[BlockRecord]:
+        """End the blocks (their actions as undone) in one transaction; returns those that had
+        not ended already."""
+        now_ended = self.store.end_blocks([(r.id, r.actions) for r in undone], time.time(), by)
+        return [r for r in undone if r.id in now_ended]
 
     def finish_unblocks(self) -> list[BlockRecord]:
         """At start: the unblocks a kill interrupted are done again to the end (an undo of what
