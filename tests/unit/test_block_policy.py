@@ -220,15 +220,20 @@ def test_blocks_max_stops_new_blocks_once_said_and_evicts_none(
     assert capped.describe(summary) == "not blocked: BLOCKS_MAX=5 active blocks reached"
 
 
+def end_the_first_of_five(capped: ResponsePolicy, now: float) -> None:
+    """The first of the five flooded blocks ends (an unblock), the five carried out."""
+    first = capped.store.active_block("198.18.1.0")
+    assert first is not None and capped.store.end_block(first.id, time.time(), "command")
+    capped._worker.finished.extend(f"198.18.1.{n}" for n in range(5))  # as if carried out
+    capped.tick(now)
+
+
 def test_blocks_max_ends_when_a_block_ends_and_blocks_resume(
     capped: ResponsePolicy, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "portwarden")
     flood(capped, 8, 1)
-    first = capped.store.active_block("198.18.1.0")
-    assert first is not None and capped.store.end_block(first.id, time.time(), "command")
-    capped._worker.finished.extend(f"198.18.1.{n}" for n in range(5))  # as if carried out
-    capped.tick(2.0)
+    end_the_first_of_five(capped, 2.0)
     assert "block-max ended: 4 active blocks now; 3 sources were not blocked while BLOCKS_MAX=5 " \
            "was reached" in caplog.text  # fmt: skip
     capped.on_verdict(verdict("198.18.0.11", 3), 3.0)
@@ -248,10 +253,7 @@ def test_blocks_max_ended_counts_each_refused_source_once(
         probe = verdict("198.18.0.11", 3).probe._replace(dport=port)
         capped.on_verdict(verdict("198.18.0.11", 3)._replace(probe=probe), 2.0)
     capped.on_verdict(verdict("198.18.0.12", 3), 2.0)
-    first = capped.store.active_block("198.18.1.0")
-    assert first is not None and capped.store.end_block(first.id, time.time(), "command")
-    capped._worker.finished.extend(f"198.18.1.{n}" for n in range(5))  # as if carried out
-    capped.tick(3.0)
+    end_the_first_of_five(capped, 3.0)
     assert "block-max ended: 4 active blocks now; 2 sources were not blocked while " \
            "BLOCKS_MAX=5 was reached" in caplog.text  # fmt: skip
 
