@@ -732,3 +732,20 @@ def test_a_kill_while_many_routes_are_undone_leaves_only_the_rest_for_the_next_s
     calls.unlink()
     assert restore_in(actions, "boot-1", monkeypatch) == 0
     assert calls_of(calls) == [["route", "del", "198.18.0.14"], ["route", "del", "198.18.0.15"]]
+
+
+def test_a_block_the_full_queue_refused_gets_no_history_line_even_after_a_kill(
+    make: Callable[[str], Actions], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop added its element, then the full action queue refused the block: it is taken
+    back at once and ends `failed`. A kill right after (before the store says its line is not
+    due) must not give it a HISTORY_FILE line at the next start."""
+    actions = nft_blocking(make, monkeypatch)
+    record = actions.record(request(), time.time(), None, NFT_ADDED)
+    assert record is not None
+    monkeypatch.setattr(Store, "set_written", lambda self, ids: None)  # killed before it
+    actions.abandon(record)
+    monkeypatch.undo()
+    nft_blocking(make, monkeypatch)  # the same patches again, for the restore
+    assert restore_in(actions, "boot-1", monkeypatch) == 0
+    assert not actions.settings.history_file.exists()
