@@ -203,6 +203,15 @@ class NoAnswer(ControlError):
     """A daemon listens but did not answer in time (stopped, stuck, or busy for that long)."""
 
 
+class Unanswered(ControlError):
+    """The daemon took the request, then closed the connection without an answer: it stopped
+    or died while carrying it out, which may have been partly done."""
+
+
+_UNANSWERED = ("{path}: the daemon closed the connection without answering (it stopped or died "
+               "while carrying out the request)")  # fmt: skip
+
+
 def ask(state_dir: Path, command: str, wait: float = ANSWER_WAIT_S,
         **fields: Any) -> dict[str, Any] | None:  # fmt: skip
     """The daemon's answer to `command` (with `fields`), waited for at most `wait` seconds, or
@@ -232,8 +241,14 @@ def ask(state_dir: Path, command: str, wait: float = ANSWER_WAIT_S,
         later = (": the request was delivered, and the daemon may still carry it out when it "
                  "goes on" if sent else " (the request was not delivered)")  # fmt: skip
         raise NoAnswer(f"{path}: no answer in {wait:g} s{later}") from None
+    except ConnectionResetError as error:
+        if sent:
+            raise Unanswered(_UNANSWERED.format(path=path)) from None
+        raise ControlError(f"{path}: {error.strerror or error}") from None
     except OSError as error:
         raise ControlError(f"{path}: {error.strerror or error}") from None
+    if not data:
+        raise Unanswered(_UNANSWERED.format(path=path))
     try:
         answer = json.loads(data)
     except ValueError:

@@ -90,6 +90,12 @@ FILE_EDIT_TRIES_MAX = 20
 # NUL included. A longer STATE_DIR is refused when the configuration is read, not at bind().
 SOCKET_PATH_BYTES_MAX = 107
 
+# An unblock of many (`unblock --all`, a start finishing interrupted unblocks) ends its blocks
+# in the store at least this often: with KILL_ROUTE each undo is an `ip` process (~12 ms), so
+# 1,278 blocks take 16 s, and a kill in the middle must not make the next start undo them all
+# again. A commit costs a few ms: blocks with nothing slow to undo still end in few commits.
+UNBLOCK_COMMIT_S = 1.0
+
 # Block requests waiting for the action worker. A detection storm beyond this is not queued
 # (and BLOCKS_PER_MINUTE normally stops it long before).
 BLOCK_QUEUE_MAX = 1_024
@@ -203,6 +209,11 @@ AUDIT_CONNECT_TIMEOUT_S = 1.0
 # Sockets read from the kernel's tables per audit: a host with more (a flood of UDP sockets
 # opened by a local user) is audited on the first this many, with a warning.
 AUDIT_SOCKETS_MAX = 65_536
+
+# Sources refused a block while BLOCKS_MAX is reached, counted once each for the `block-max
+# ended` line: a spoofed flood during a long episode must not grow this set, so past this many
+# the line says "or more" (the detection table holds no more sources than this at once).
+BLOCK_MAX_REFUSED_COUNTED_MAX = SOURCES_MAX
 
 # Unblocks reported one by one (log, syslog, JSON) when the loop sees blocks end; past it (an
 # `unblock --all` of thousands) one line gives their number, so the loop is not held up.

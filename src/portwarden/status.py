@@ -36,19 +36,27 @@ def blocks_part(store: Store, now: float) -> dict[str, Any]:
 
 
 EXPIRED = "expired, removed at next start"  # time up while no daemon ran: still in force
+UNBLOCKING = "unblocking (interrupted)"  # its unblock began, and a kill or a crash stopped it
 
 
 def blocked_listing(store: Store, now: float) -> list[tuple[BlockRecord, str]]:
-    """`portwarden blocked`: every block in force, each with its state: `active`; EXPIRED
-    for one whose time is up while no daemon ran (its nftables element has timed out, but its
-    route and hosts.deny line stay until a start ends it); or, for an unblocked block whose
-    undo failed, `left in force: ...` naming what."""
-    listed = [(r, EXPIRED if r.until is not None and r.until <= now else "active")
-              for r in store.active()]  # fmt: skip
+    """`portwarden blocked`: every block in force, each with its state: `active`; UNBLOCKING
+    for one whose unblock was interrupted (part of it may be undone: the same unblock again, or
+    the next start, ends it); EXPIRED for one whose time is up while no daemon ran (its
+    nftables element has timed out, but its route and hosts.deny line stay until a start ends
+    it); or, for an unblocked block whose undo failed, `left in force: ...` naming what."""
+    unblocking = {r.id for r, _ in store.unblocking()}
+    listed = [(r, _state(r, now, unblocking)) for r in store.active()]
     # A leftover's `via`: only what its unblock left in force.
     listed += [(r._replace(actions=tuple(a for a in r.actions if a.status.startswith(UNDO_FAILED))),
                 f"left in force: {'; '.join(left(r))}") for r in store.leftovers()]  # fmt: skip
     return listed
+
+
+def _state(record: BlockRecord, now: float, unblocking: set[int]) -> str:
+    if record.id in unblocking:
+        return UNBLOCKING
+    return EXPIRED if record.until is not None and record.until <= now else "active"
 
 
 def blocked_json(listed: list[tuple[BlockRecord, str]], now: float) -> list[dict[str, Any]]:

@@ -40,7 +40,7 @@ def test_blocks_max_holds_under_a_spoofed_burst_said_once_and_detection_goes_on(
     assert daemon.log().count("block-max reached") == 1
 
     assert portwarden(lab.target, daemon, "unblock", "198.18.2.1").returncode == 0
-    daemon.wait_for(r"block-max ended: 4 active blocks now; \d+ blocks were not made")
+    daemon.wait_for(r"block-max ended: 4 active blocks now; \d+ sources were not blocked")
     nmap(scanner.run, "-sS", "-p", "1-100", lab.target.ipv4)
     daemon.wait_for(rf"block address={scanner.ipv4} ")
     assert not can_connect(scanner, lab.target.ipv4, SERVICE)

@@ -98,3 +98,28 @@ def test_the_soft_limit_is_raised_and_running_out_later_is_survived(
         assert daemon.proc.poll() is None and "Traceback" not in daemon.log()
     finally:
         daemon.stop()
+
+
+MALFORMED = Path(__file__).parent.parent / "lab" / "malformed.py"
+
+
+def test_a_forged_source_is_neither_reported_nor_blocked(
+    lab: Lab, start_daemon: StartDaemon
+) -> None:
+    """An IPv6 datagram from ::ffff:198.18.0.13 shows on the dual-stack socket like a real IPv4
+    peer; blocking 198.18.0.13 for it would block a bystander. Sources no host can send from
+    are dropped as the raw modes drop them."""
+    daemon = start_daemon("-tcp", "-udp")
+    attacker, bystander = lab.attackers[0], lab.attackers[2]
+    forged6 = [f"::ffff:{bystander.ipv4}", "::ffff:0.0.0.7", f"::{bystander.ipv4}"]
+    attacker.run([sys.executable, str(MALFORMED), "--udp", lab.target.ipv6, "9", *forged6])
+    attacker.run([sys.executable, str(MALFORMED), "--udp", lab.target.ipv4, "9", "0.1.2.3",
+                  "240.0.0.5"])  # fmt: skip
+    send(attacker, lab.target.ipv4, 9)  # a real one after them: when it is seen, all were read
+    found = daemon.wait_for_attack(src=attacker.ipv4, kind="scan")
+    assert (found["port"], found["mode"]) == ("9", "udp")
+    assert [line["src"] for line in daemon.attacks(port="9")] == [attacker.ipv4], daemon.log()
+    blocked = lab.target.run([sys.executable, "-m", "portwarden", "blocked", "-c",
+                              str(daemon.log_path.with_suffix(".conf"))]).stdout  # fmt: skip
+    assert bystander.ipv4 not in blocked and "0.1.2.3" not in blocked, blocked
+    daemon.stop()

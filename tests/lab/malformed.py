@@ -6,6 +6,9 @@ usage: malformed.py SRC4 DST4 SRC6 DST6 PORT UDP_PORT broken packets, none of th
                                                        IPv6, as a client would open a connection
        malformed.py --spoofed FIRST COUNT DST PORTS    a SYN to each of PORTS (1,11,15) from each
                                                        of COUNT forged IPv4 sources from FIRST on
+       malformed.py --udp DST PORT SRC...              one datagram to DST:PORT from each SRC
+                                                       (any source: IPv4-mapped, 0/8, ...), with
+                                                       its checksum
 """
 
 import ipaddress
@@ -44,6 +47,28 @@ def ipv6(src: str, dst: str, next_header: int, payload: bytes) -> bytes:
                        socket.inet_pton(socket.AF_INET6, dst)) + payload  # fmt: skip
 
 
+def with_checksum(src: str, dst: str, proto: int, segment: bytes, at: int) -> bytes:
+    """`segment` (TCP or UDP) with its checksum, over the pseudo-header, at offset `at`."""
+    family = socket.AF_INET6 if ":" in dst else socket.AF_INET
+    addresses = socket.inet_pton(family, src) + socket.inet_pton(family, dst)
+    if family == socket.AF_INET:
+        pseudo = addresses + struct.pack("!BBH", 0, proto, len(segment))
+    else:
+        pseudo = addresses + struct.pack("!I3xB", len(segment), proto)
+    return segment[:at] + struct.pack("!H", checksum(pseudo + segment)) + segment[at + 2 :]
+
+
+def send_raw(src: str, dst: str, proto: int, segment: bytes) -> None:
+    if ":" in dst:
+        socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW).sendto(
+            ipv6(src, dst, proto, segment), (dst, 0)
+        )
+    else:
+        socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW).sendto(
+            ipv4(src, dst, segment, proto), (dst, 0)
+        )
+
+
 def accecn_syn(src: str, dst: str, port: int) -> bytes:
     """SYN with AE, CWR and ECE set (RFC 9768's request for Accurate ECN) and the options a Linux
     client sends: MSS, SACK permitted, a timestamp, window scale; with its checksum."""
@@ -51,25 +76,12 @@ def accecn_syn(src: str, dst: str, port: int) -> bytes:
     words = 5 + len(options) // 4
     segment = struct.pack("!HHIIBBHHH", 40001, port, 7, 0, (words << 4) | 0x1, 0xC2, 64240, 0,
                           0) + options  # fmt: skip
-    family = socket.AF_INET6 if ":" in dst else socket.AF_INET
-    addresses = socket.inet_pton(family, src) + socket.inet_pton(family, dst)
-    if family == socket.AF_INET:
-        pseudo = addresses + struct.pack("!BBH", 0, 6, len(segment))
-    else:
-        pseudo = addresses + struct.pack("!I3xB", len(segment), 6)
-    return segment[:16] + struct.pack("!H", checksum(pseudo + segment)) + segment[18:]
+    return with_checksum(src, dst, 6, segment, 16)
 
 
-def send_accecn_syn(src: str, dst: str, port: int) -> None:
-    segment = accecn_syn(src, dst, port)
-    if ":" in dst:
-        socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW).sendto(
-            ipv6(src, dst, 6, segment), (dst, 0)
-        )
-    else:
-        socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW).sendto(
-            ipv4(src, dst, segment), (dst, 0)
-        )
+def send_udp(dst: str, port: int, sources: list[str]) -> None:
+    for src in sources:
+        send_raw(src, dst, 17, with_checksum(src, dst, 17, udp(port, 8 + 3), 6))
 
 
 def dest_options_chain(count: int, last: int, payload: bytes) -> tuple[int, bytes]:
@@ -103,7 +115,12 @@ def main() -> None:
         send_with_options(sys.argv[2], sys.argv[3], int(sys.argv[4]))
         return
     if sys.argv[1] == "--accecn":
-        send_accecn_syn(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        send_raw(
+            sys.argv[2], sys.argv[3], 6, accecn_syn(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        )
+        return
+    if sys.argv[1] == "--udp":
+        send_udp(sys.argv[2], int(sys.argv[3]), sys.argv[4:])
         return
     src4, dst4, src6, dst6 = sys.argv[1:5]
     port, udp_port = int(sys.argv[5]), int(sys.argv[6])

@@ -4,6 +4,7 @@ The store is the one source of truth: every action is in it before it is done, s
 or a restart after a kill at any moment undoes or finishes exactly what was (or may have been)
 done."""
 
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -21,6 +22,7 @@ import pytest
 
 from portwarden import limits
 from portwarden.config import BlockMode
+from portwarden.config.values import NftUse
 from portwarden.respond import actions as actions_module
 from portwarden.respond import admin, files
 from portwarden.respond.actions import Actions, BlockRequest, enforced, via
@@ -609,3 +611,141 @@ def test_an_unblock_of_many_rewrites_hosts_deny_once(
     assert len(actions.unblock_matching(ipaddress.ip_network("198.18.1.0/26"), "command")) == 50
     assert rewrites.count(deny) == 1
     assert deny.read_text() == "sshd: 203.0.113.9\n"
+
+
+NFT_ADDED = Action("nft", (), "done")
+
+
+def nft_blocking(make: Callable[[str], Actions], monkeypatch: pytest.MonkeyPatch) -> Actions:
+    """The built-in blocker on, its kernel side left out (no privileges): removals work."""
+    monkeypatch.setattr(Actions, "_remove_elements", lambda self, records: None)
+    monkeypatch.setattr(Actions, "_undo", lambda self, action, address: None)
+    actions = make("")
+    actions.settings = dataclasses.replace(actions.settings, block_nftables=NftUse.ALWAYS)
+    return actions
+
+
+def test_the_element_the_loop_added_is_recorded_done_with_the_block(
+    make: Callable[[str], Actions], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The element is in force from the loop's insert on, not from the worker's turn."""
+    actions = nft_blocking(make, monkeypatch)
+    record = actions.record(request(), time.time(), None, NFT_ADDED)
+    assert record is not None
+    (stored,) = actions.store.active()
+    assert [(a.kind, a.status) for a in stored.actions] == [("nft", "done")]
+    failed = Action("nft", (), "failed: no table")
+    other = actions.record(request("198.18.0.12"), time.time(), None, failed)
+    assert other is not None and other.actions == (failed,)
+
+
+def test_a_block_unblocked_before_its_turn_gets_its_history_line(
+    make: Callable[[str], Actions], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unblock during a burst ends the block before the worker reaches it: its element was
+    in force all the same, so HISTORY_FILE has its line (and only once)."""
+    actions = nft_blocking(make, monkeypatch)
+    record = actions.record(request(), time.time(), None, NFT_ADDED)
+    assert record is not None
+    assert len(actions.unblock_matching(None, admin.UNBLOCK_COMMAND)) == 1
+    assert actions.carry_out(record, NFT_ADDED) is None
+    history = actions.settings.history_file.read_text().splitlines()
+    assert len(history) == 1 and "198.18.0.11" in history[0]
+    assert actions.store.unwritten() == []
+
+
+def test_a_block_whose_element_was_never_added_gets_no_history_line(
+    make: Callable[[str], Actions], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    actions = nft_blocking(make, monkeypatch)
+    failed = Action("nft", (), "failed: no table")
+    record = actions.record(request(), time.time(), None, failed)
+    assert record is not None
+    actions.unblock_matching(None, admin.UNBLOCK_COMMAND)
+    assert actions.carry_out(record, failed) is None
+    assert not actions.settings.history_file.exists()
+    assert actions.store.unwritten() == []
+
+
+def test_a_kill_then_an_unblock_without_the_daemon_keeps_the_history_line(
+    make: Callable[[str], Actions], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 with a block recorded by the loop and queued for the worker, then `unblock
+    --all` with no daemon: the next start writes the line of that block, which was in force."""
+    actions = nft_blocking(make, monkeypatch)
+    assert actions.record(request(), time.time(), None, NFT_ADDED) is not None
+    assert len(actions.unblock_matching(None, admin.UNBLOCK_COMMAND)) == 1
+    assert restore_in(actions, "boot-1", monkeypatch) == 0
+    history = actions.settings.history_file.read_text().splitlines()
+    assert len(history) == 1 and "198.18.0.11" in history[0]
+
+
+GONE_ROUTE = ("import sys\n"
+              "if sys.argv[1] == 'del':\n"
+              "    print('RTNETLINK answers: No such process')\n"
+              "    sys.exit(2)\n")  # fmt: skip
+
+
+def test_routes_already_gone_are_counted_in_one_line_per_batch(
+    tmp_path: Path, make: Callable[[str], Actions], caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unblock of many whose KILL_ROUTE undos find nothing to remove (routes gone with a
+    reboot, or by hand): not one line each (100,000 at scale), one line with their number."""
+    script = tmp_path / "route.py"
+    script.write_text(GONE_ROUTE)
+    actions = make(f'KILL_ROUTE="{sys.executable} {script} add $TARGET$"\n')
+    for number in range(5):
+        assert block(actions, request(f"198.18.0.{11 + number}")) is not None
+    caplog.set_level(logging.DEBUG, "portwarden")
+    caplog.clear()
+    assert len(actions.unblock_matching(None, admin.UNBLOCK_COMMAND)) == 5
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert [m for m in said if "nothing to remove" in m] == [
+        "KILL_ROUTE undo: nothing to remove for 5 blocks (gone already: removed by hand, or by "
+        "a reboot)"]  # fmt: skip
+    assert actions.store.leftovers() == []
+
+
+def test_a_kill_while_many_routes_are_undone_leaves_only_the_rest_for_the_next_start(
+    tmp_path: Path,
+    make: Callable[[str], Actions],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An unblock of many with KILL_ROUTE (an `ip` process each) ends its blocks as it goes:
+    killed after the third undo, the next start undoes only the two blocks left."""
+    calls = tmp_path / "calls"
+    actions = make(f'KILL_ROUTE="{record_cmd(calls, "route", "add", "$TARGET$")}"\n')
+    for number in range(5):
+        assert block(actions, request(f"198.18.0.{11 + number}")) is not None
+    monkeypatch.setattr(limits, "UNBLOCK_COMMIT_S", 0.0)  # a commit after each block
+    undone = actions._undone_batched
+
+    def killed_at_the_fourth(action: Action, address: str, *rest: object) -> Action:
+        if address == "198.18.0.14":
+            raise KeyboardInterrupt  # stands for kill -9: nothing after it runs
+        return undone(action, address, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(actions, "_undone_batched", killed_at_the_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        actions.unblock_matching(None, admin.UNBLOCK_COMMAND)
+    assert [r.address for r in actions.store.active()] == ["198.18.0.14", "198.18.0.15"]
+    calls.unlink()
+    assert restore_in(actions, "boot-1", monkeypatch) == 0
+    assert calls_of(calls) == [["route", "del", "198.18.0.14"], ["route", "del", "198.18.0.15"]]
+
+
+def test_a_block_the_full_queue_refused_gets_no_history_line_even_after_a_kill(
+    make: Callable[[str], Actions], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop added its element, then the full action queue refused the block: it is taken
+    back at once and ends `failed`. A kill right after (before the store says its line is not
+    due) must not give it a HISTORY_FILE line at the next start."""
+    actions = nft_blocking(make, monkeypatch)
+    record = actions.record(request(), time.time(), None, NFT_ADDED)
+    assert record is not None
+    monkeypatch.setattr(Store, "set_written", lambda self, ids: None)  # killed before it
+    actions.abandon(record)
+    monkeypatch.undo()
+    nft_blocking(make, monkeypatch)  # the same patches again, for the restore
+    assert restore_in(actions, "boot-1", monkeypatch) == 0
+    assert not actions.settings.history_file.exists()

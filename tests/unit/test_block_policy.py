@@ -1,6 +1,7 @@
 """The loop's side of blocking: the cap on new blocks, what is logged for a blocked source."""
 
 import contextlib
+import dataclasses
 import ipaddress
 import logging
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from portwarden.alert.dispatch import Alerts
+from portwarden.config.values import NftUse
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import SYN_SCAN, IPAddress, Probe, Proto
 from portwarden.respond.actions import NFT
@@ -148,6 +150,22 @@ def test_a_block_the_full_action_queue_refuses_is_recorded_as_failed_not_kept(
         policy.stop()
 
 
+def test_the_element_the_loop_adds_is_recorded_done_in_the_same_insert(
+    policy: ResponsePolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before the worker's turn the block is in force (its element is in the set): the store
+    says so, so an unblock or a kill before that turn still leaves a HISTORY_FILE line."""
+    actions = policy._actions
+    actions.settings = dataclasses.replace(actions.settings, block_nftables=NftUse.ALWAYS)
+    monkeypatch.setattr(actions, "nft_add", lambda address, until: Action(NFT, (), "done"))
+    policy.on_verdict(verdict("198.18.0.11", 3), 1.0)
+    (record,) = policy.store.active()
+    assert [(a.kind, a.status) for a in record.actions] == [
+        ("nft", "done"),
+        ("hosts.deny", "planned"),
+    ]
+
+
 class SetsThatHoldEverything:
     """Our nftables sets as the kernel would answer: every element is there; asked, it notes."""
 
@@ -196,10 +214,18 @@ def test_blocks_max_stops_new_blocks_once_said_and_evicts_none(
     assert capped.blocks_made == 5
     assert sorted(r.address for r in capped.store.active()) == [f"198.18.1.{n}" for n in range(5)]
     reached = [r.message for r in caplog.records if "block-max" in r.message]
-    assert reached == ["block-max reached: 5 active blocks (BLOCKS_MAX); no new block until "
+    assert reached == ["block-max reached: 5 active blocks (BLOCKS_MAX=5); no new block until "
                        "some end (unblock, expiry); detection goes on"]  # fmt: skip
     summary = verdict("198.18.0.11", 64)._replace(kind="scan-summary")
     assert capped.describe(summary) == "not blocked: BLOCKS_MAX=5 active blocks reached"
+
+
+def end_the_first_of_five(capped: ResponsePolicy, now: float) -> None:
+    """The first of the five flooded blocks ends (an unblock), the five carried out."""
+    first = capped.store.active_block("198.18.1.0")
+    assert first is not None and capped.store.end_block(first.id, time.time(), "command")
+    capped._worker.finished.extend(f"198.18.1.{n}" for n in range(5))  # as if carried out
+    capped.tick(now)
 
 
 def test_blocks_max_ends_when_a_block_ends_and_blocks_resume(
@@ -207,17 +233,47 @@ def test_blocks_max_ends_when_a_block_ends_and_blocks_resume(
 ) -> None:
     caplog.set_level(logging.INFO, "portwarden")
     flood(capped, 8, 1)
-    first = capped.store.active_block("198.18.1.0")
-    assert first is not None and capped.store.end_block(first.id, time.time(), "command")
-    capped._worker.finished.extend(f"198.18.1.{n}" for n in range(5))  # as if carried out
-    capped.tick(2.0)
-    assert "block-max ended: 4 active blocks now; 3 blocks were not made while BLOCKS_MAX=5 " \
+    end_the_first_of_five(capped, 2.0)
+    assert "block-max ended: 4 active blocks now; 3 sources were not blocked while BLOCKS_MAX=5 " \
            "was reached" in caplog.text  # fmt: skip
     capped.on_verdict(verdict("198.18.0.11", 3), 3.0)
     assert capped.blocks_made == 6
     capped.on_verdict(verdict("198.18.0.12", 3), 3.0)
     assert capped.blocks_made == 6
     assert caplog.text.count("block-max reached") == 2  # a second episode, said again
+
+
+def test_blocks_max_ended_counts_each_refused_source_once(
+    capped: ResponsePolicy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A source refused on 3 ports (3 verdicts) is one source not blocked, not 3."""
+    caplog.set_level(logging.INFO, "portwarden")
+    flood(capped, 5, 1)
+    for port in (11, 12, 13):
+        probe = verdict("198.18.0.11", 3).probe._replace(dport=port)
+        capped.on_verdict(verdict("198.18.0.11", 3)._replace(probe=probe), 2.0)
+    capped.on_verdict(verdict("198.18.0.12", 3), 2.0)
+    end_the_first_of_five(capped, 3.0)
+    assert "block-max ended: 4 active blocks now; 2 sources were not blocked while " \
+           "BLOCKS_MAX=5 was reached" in caplog.text  # fmt: skip
+
+
+def test_blocks_max_reached_gives_the_real_number_of_active_blocks(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three blocks restored under BLOCKS_MAX=2 (it was lowered): the line and the event say
+    3 blocks are in force, not 2."""
+    caplog.set_level(logging.INFO, "portwarden")
+    with stopped_worker(tmp_path, 'BLOCKS_MAX="2"\n') as policy:
+        said: list[int] = []
+        monkeypatch.setattr(policy._alerts, "block_max", said.append)
+        for address in ("198.18.0.21", "198.18.0.22", "198.18.0.23"):
+            policy.store.add_block(address, "tcp", 11, "stcp", SYN_SCAN, "", time.time(), None,
+                                   (), boot_id())  # fmt: skip
+        policy.tick(1.0)
+        policy.on_verdict(verdict("198.18.0.11", 64), 1.0)
+        assert "block-max reached: 3 active blocks (BLOCKS_MAX=2)" in caplog.text
+        assert said == [3]
 
 
 def test_blocks_max_counts_the_blocks_restored_from_the_store(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """Commands that echo an argument, or cannot reach the daemon, say so on one clear line."""
 
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,33 @@ def test_a_request_to_a_stopped_daemon_is_said_delivered(tmp_path: Path) -> None
         "no answer in 0.2 s: the request was delivered, and the daemon may still carry it out "
         "when it goes on"
     )
+
+
+def read_and_close(listening: socket.socket) -> None:
+    """A daemon killed while it carries out the request: it read it, and answers nothing."""
+    connection, _ = listening.accept()
+    with connection:
+        while connection.recv(65536):
+            pass
+
+
+def test_a_daemon_that_dies_with_an_unblock_is_said_so_with_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The daemon took the request and closed the connection without a word (killed while it
+    unblocked): not "the answer is not JSON", but what happened and how to finish."""
+    conf = configured(tmp_path)
+    path = control.socket_path(tmp_path / "state")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as dying:
+        dying.bind(str(path))
+        dying.listen(1)
+        server = threading.Thread(target=read_and_close, args=(dying,))
+        server.start()
+        status = main(["unblock", "--all", "-c", str(conf)])
+        server.join()
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err == (f"portwarden: error: unblock: {path}: the daemon closed the connection "
+                   "without answering (it stopped or died while carrying out the request); the "
+                   "unblock may be partly done: running the same unblock again (or the next "
+                   "start of the daemon) finishes it\n")  # fmt: skip

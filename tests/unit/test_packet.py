@@ -26,6 +26,7 @@ from portwarden.net.packet import (
     SYN,
     URG,
     MalformedPacket,
+    can_send_from,
     parse_ipv4,
     parse_ipv6,
     parse_transport,
@@ -33,7 +34,8 @@ from portwarden.net.packet import (
 )
 
 SRC4, DST4 = bytes([198, 18, 0, 11]), bytes([198, 18, 0, 1])
-SRC6, DST6 = bytes(15) + b"\x0b", bytes(15) + b"\x01"
+_LAB6 = bytes.fromhex("20010db8") + bytes(11)
+SRC6, DST6 = _LAB6 + b"\x0b", _LAB6 + b"\x01"  # 2001:db8::b, 2001:db8::1
 
 
 def tcp(dport: int = 11, flags: int = SYN, options: bytes = b"", window: int = 1024,
@@ -142,12 +144,22 @@ def test_a_bad_udp_length_is_malformed_as_the_kernel_drops_it(data: bytes) -> No
         bytes([224, 0, 0, 1]),
         bytes([255, 255, 255, 255]),
         bytes([0, 0, 0, 0]),
+        bytes([0, 1, 2, 3]),
+        bytes([240, 0, 0, 5]),
+        bytes(12) + bytes([198, 18, 0, 13]),  # ::198.18.0.13, IPv4-compatible (deprecated)
+        bytes(15) + b"\x02",  # ::2, IPv4-compatible too
     ],
 )
 def test_a_source_no_host_can_send_from_is_refused(src: bytes) -> None:
     """Forged: reporting it would name nobody, blocking it would stop nobody."""
     with pytest.raises(MalformedPacket, match="source address cannot send"):
         parse_transport(6, tcp(), src, DST6 if len(src) == 16 else DST4)
+
+
+def test_the_ipv6_loopback_source_is_not_forged() -> None:
+    """`::1` is in the IPv4-compatible range, but it is the loopback: local probes come from it."""
+    assert can_send_from(bytes(15) + b"\x01")
+    assert parse_transport(6, tcp(), bytes(15) + b"\x01", DST6).dport
 
 
 def test_udp_length_zero_over_ipv6_is_the_whole_datagram() -> None:

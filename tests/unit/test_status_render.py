@@ -1,6 +1,12 @@
-"""`portwarden status` for people: times as times, and a daemon that does not answer said first."""
+"""`portwarden status` for people: times as times, and a daemon that does not answer said first;
+`portwarden blocked`: each block's state."""
 
+import time
+from pathlib import Path
+
+from portwarden import status
 from portwarden.status import render
+from portwarden.store.db import Action, Store
 
 BLOCKS = {"active": 0, "latest": []}
 
@@ -22,3 +28,21 @@ def test_a_daemon_that_does_not_answer_is_said_first() -> None:
     assert render({**saved, "saved": None}).startswith(
         "portwarden: daemon pid 7 not answering; last saved status: none yet\n"
     )
+
+
+def test_a_block_whose_unblock_was_interrupted_is_shown_so(tmp_path: Path) -> None:
+    """Marked as being unblocked, then killed before it ended: not `active`, in the table and
+    in --json."""
+    store = Store(tmp_path / "portwarden.db")
+    now = time.time()
+    for address in ("198.18.0.11", "198.18.0.12"):
+        store.add_block(address, "tcp", 11, "stcp", "x", address, now, None,
+                        (Action("nft", (), "done"),), "boot")  # fmt: skip
+    (first, _) = store.active()
+    store.start_unblocking([first.id], "command")
+    listed = status.blocked_listing(store, now)
+    assert [(r.address, state) for r, state in listed] == [
+        ("198.18.0.11", "unblocking (interrupted)"), ("198.18.0.12", "active")]  # fmt: skip
+    assert [b["state"] for b in status.blocked_json(listed, now)] == [
+        "unblocking (interrupted)", "active"]  # fmt: skip
+    assert "unblocking (interrupted)" in status.render_blocked(listed).splitlines()[1]

@@ -286,8 +286,9 @@ class Alerts:
                       "per_minute": per_minute})  # fmt: skip
 
     def block_max(self, active: int) -> None:
-        """BLOCKS_MAX blocks are in force: no new block until some end."""
-        self._notice(f"{active} active blocks (BLOCKS_MAX) reached: no new block until some "
+        """BLOCKS_MAX blocks (`active`, or more: after a reload that lowered it) are in force:
+        no new block until some end."""
+        self._notice(f"{active} active blocks: BLOCKS_MAX reached: no new block until some "
                      "end; detection goes on",
                      {"time": stamp(time.time()), "event": "block-max",
                       "active": active})  # fmt: skip

@@ -32,17 +32,28 @@ class MalformedPacket(ValueError):
 
 
 _V4_MAPPED = bytes(10) + b"\xff\xff"
+_V4_COMPATIBLE = bytes(12)
+_LOOPBACK6 = bytes(15) + b"\x01"
+
+
+def can_send_from(src: bytes) -> bool:
+    """Whether a host can send from `src` (4 or 16 bytes), so that a forged source is neither
+    reported nor blocked. Not: 0.0.0.0/8, multicast, reserved and broadcast; IPv6 multicast;
+    IPv4-mapped IPv6 (RFC 4291 2.5.5.2: never on the wire; Linux delivers it, but blocking
+    `::ffff:198.18.0.12` would not stop 198.18.0.12); IPv4-compatible IPv6 (`::a.b.c.d`,
+    deprecated by RFC 4291 2.5.5.1), `::` with them, but not the loopback `::1`. Shared by the
+    raw modes and the classic mode's sockets."""
+    if len(src) == 4:
+        return 0 < src[0] < 224
+    if src[0] == 0xFF or src.startswith(_V4_MAPPED):
+        return False
+    return not src.startswith(_V4_COMPATIBLE) or src == _LOOPBACK6
 
 
 def _check_source(src: bytes) -> None:
-    """Refuse a source no host can send from, so a forged one is neither reported nor blocked:
-    multicast, broadcast, unspecified, and IPv4-mapped IPv6 (RFC 4291 2.5.5.2: never on the
-    wire; Linux delivers it, but blocking `::ffff:198.18.0.12` would not stop 198.18.0.12)."""
-    if len(src) == 4:
-        if src[0] == 0 or src[0] >= 224:  # 0.0.0.0/8, multicast, reserved and broadcast
-            raise MalformedPacket("source address cannot send (0/8, multicast or broadcast)")
-    elif src[0] == 0xFF or src == bytes(16) or src.startswith(_V4_MAPPED):
-        raise MalformedPacket("source address cannot send (multicast, :: or IPv4-mapped)")
+    if not can_send_from(src):
+        raise MalformedPacket("source address cannot send (0/8, multicast, broadcast, ::, "
+                              "IPv4-mapped or IPv4-compatible)")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -200,6 +200,7 @@ class Actions:
         self.table_remade = False  # the last nft_add found our table gone and made it again
         self.put_back_due = False  # so did a block's own nftables step: the others are gone
         self.unfilled: str | None = None  # why the restore could not fill the sets
+        self._routes_gone = 0  # KILL_ROUTE undos with nothing to remove, not yet said
 
     def nft(self) -> NftBlocker:
         if self._nft is None:
@@ -263,31 +264,38 @@ class Actions:
         seconds = self.duration_for(address)
         return None if seconds is None else now + seconds
 
-    def record(self, request: BlockRequest, now: float, until: float | None) -> BlockRecord | None:
+    def record(self, request: BlockRequest, now: float, until: float | None,
+               nft_done: Action | None = None) -> BlockRecord | None:  # fmt: skip
         """Record the block, every action planned, before anything else of it is done. The
         daemon's loop does this right after it adds the nftables element (within a fraction
         of a millisecond; an insert after an idle spell takes ~0.3 ms, as long again as the
         element, so it does not come first): a kill in between leaves an element the store
         does not know, which the next start removes (it refills the sets from the store), and
-        so does `unblock NET` without a daemon (sweep_nft). No file is read. None if the
-        address is already blocked."""
+        so does `unblock NET` without a daemon (sweep_nft). That element's outcome
+        (`nft_done`) is recorded in the same insert: a block that ends before the worker's
+        turn (an unblock, a kill then `unblock` without a daemon) was in force all the same,
+        and gets its HISTORY_FILE line. No file is read. None if the address is already
+        blocked."""
         address = str(request.address)
+        plan = [nft_done if nft_done is not None and a.kind == NFT else a
+                for a in self._plan(request)]  # fmt: skip
         return self.store.add_block(
             address, request.proto, request.port, request.mode, request.reason, address, now,
-            until, tuple(self._plan(request)), self.boot)  # fmt: skip
+            until, tuple(plan), self.boot)  # fmt: skip
 
     def carry_out(self, record: BlockRecord, nft_done: Action | None = None) -> BlockRecord | None:
         """Do the recorded block's planned actions (but the nftables element the loop added:
         `nft_done`, its outcome). Returns the record, ended at once if nothing took effect
         (see `enforced`); None when the block ended before its turn came (an expiry or an
-        unblock queued before it: nothing of it is done, and its element is removed)."""
+        unblock queued before it: nothing more of it is done, and its element is removed; it
+        gets its HISTORY_FILE line if that element had been added, as it was in force)."""
         ended_by = self.store.ended(record.id)
         if ended_by is not None:
             log.info("block address=%s not carried out: it ended (by=%s) before its turn",
                      record.address, ended_by)  # fmt: skip
             if nft_done is not None and nft_done.status == DONE:
                 self._undo(nft_done, record.address)  # the unblock may have come before it
-            self.store.set_written([record.id])  # never in force: no HISTORY_FILE line
+            self.write_history([record])  # a line only if in force (the element was added)
             return None
         lookup = self._start_lookup(ipaddress.ip_address(record.address))
         # What an earlier block of this address left in force (a hosts.deny line an unblock
@@ -477,17 +485,34 @@ class Actions:
         unblocked by `by` (one transaction: a start after a kill finishes the unblock, see
         `finish_unblocks`, rather than applying the block again); then our nftables elements
         go in one batch, the hosts.deny lines in one rewrite per file, the rest one by one;
-        then the blocks end (one transaction). Returns the records ended here."""
+        the blocks end as they are undone, in one transaction every UNBLOCK_COMMIT_S (so a kill
+        while thousands of KILL_ROUTE undos run leaves only the rest for the next start).
+        Returns the records ended here."""
         if not records:
             return []
         self.store.start_unblocking([r.id for r in records], by)
         nft_error = self._remove_elements(records)
         removed = self._remove_hosts_deny_lines(records)
-        ended = [(r.id, tuple(self._undone_batched(a, r.address, nft_error, removed)
-                              for a in r.actions)) for r in records]  # fmt: skip
-        now_ended = self.store.end_blocks(ended, time.time(), by)
-        return [r._replace(actions=actions) for r, (i, actions) in zip(records, ended, strict=True)
-                if i in now_ended]  # fmt: skip
+        undone: list[BlockRecord] = []
+        chunk: list[BlockRecord] = []
+        commit_at = time.monotonic() + limits.UNBLOCK_COMMIT_S
+        for record in records:
+            chunk.append(record._replace(actions=tuple(
+                self._undone_batched(a, record.address, nft_error, removed)
+                for a in record.actions)))  # fmt: skip
+            if time.monotonic() >= commit_at:
+                undone += self._end_undone(chunk, by)
+                chunk = []
+                commit_at = time.monotonic() + limits.UNBLOCK_COMMIT_S
+        undone += self._end_undone(chunk, by)
+        self._say_routes_gone()
+        return undone
+
+    def _end_undone(self, undone: list[BlockRecord], by: str) -> list[BlockRecord]:
+        """End the blocks (their actions as undone) in one transaction; returns those that had
+        not ended already."""
+        now_ended = self.store.end_blocks([(r.id, r.actions) for r in undone], time.time(), by)
+        return [r for r in undone if r.id in now_ended]
 
     def finish_unblocks(self) -> list[BlockRecord]:
         """At start: the unblocks a kill interrupted are done again to the end (an undo of what
@@ -571,7 +596,9 @@ class Actions:
             failure = commands.run(list(action.undo), self.settings.kill_cmd_timeout,
                                    "KILL_ROUTE undo", quiet=unsure,
                                    gone=commands.NOT_THERE)  # fmt: skip
-            if failure is not None and not unsure:
+            if failure == commands.GONE:
+                self._routes_gone += 1
+            elif failure is not None and not unsure:
                 return f"{' '.join(action.undo)} failed: {failure}"
         elif action.kind == ROUTE and action.status != PLANNED:
             return NO_UNDO
@@ -594,7 +621,17 @@ class Actions:
             self.store.set_left(record.id, actions)
             record = record._replace(actions=actions)
             (still if left(record) else cleared).append(record)
+        self._say_routes_gone()
         return cleared, still
+
+    def _say_routes_gone(self) -> None:
+        """One line for the KILL_ROUTE undos of a batch that found nothing to remove (routes
+        removed by hand, or by a reboot; every one of them when a start finishes thousands of
+        interrupted unblocks), instead of one each."""
+        if self._routes_gone:
+            log.info("KILL_ROUTE undo: nothing to remove for %d blocks (gone already: removed "
+                     "by hand, or by a reboot)", self._routes_gone)  # fmt: skip
+            self._routes_gone = 0
 
     def _retried(self, action: Action, address: str, rebooted: bool, by_hand: bool) -> Action:
         """A leftover's action after another try: a KILL_ROUTE left in force before a reboot

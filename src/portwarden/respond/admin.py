@@ -86,7 +86,12 @@ def unblock(settings: Settings, target: str | None) -> int:
         return 2
     request = {"all": True} if network is None else {"network": str(network)}
     answer = _by_daemon_or_here(
-        settings, "unblock", request, lambda actions: _unblock_without_daemon(actions, network)
+        settings,
+        "unblock",
+        request,
+        lambda actions: _unblock_without_daemon(actions, network),
+        unanswered="the unblock may be partly done: running the same unblock again (or the "
+        "next start of the daemon) finishes it",
     )
     if "error" in answer:
         print(f"portwarden: error: unblock: {answer['error']}", file=sys.stderr)
@@ -159,12 +164,16 @@ def _not_listening(settings: Settings) -> str:
 
 
 def _by_daemon_or_here(settings: Settings, command: str, request: Answer,
-                       here: Callable[[Actions], Answer]) -> Answer:  # fmt: skip
-    """The running daemon's answer; when none runs, `here`'s, done under STATE_DIR's lock."""
+                       here: Callable[[Actions], Answer],
+                       unanswered: str = "") -> Answer:  # fmt: skip
+    """The running daemon's answer; when none runs, `here`'s, done under STATE_DIR's lock.
+    `unanswered`: what to add when the daemon died with the request (control.Unanswered)."""
     deadline = time.monotonic() + START_WAIT_S
     while True:
         try:
             answer = control.ask(settings.state_dir, command, control.ACTION_WAIT_S, **request)
+        except control.Unanswered as error:
+            return {"error": f"{error}; {unanswered}" if unanswered else str(error)}
         except control.ControlError as error:
             return {"error": str(error)}
         if answer is not None:

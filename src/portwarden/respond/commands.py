@@ -41,6 +41,9 @@ def expand(argv: Sequence[str], target: str, port: int, mode: str) -> list[str]:
 # What `ip route del`, `route del` and `iptables -D` say when what they should remove is not
 # there (removed by hand, or by a reboot): for an undo, that is success.
 NOT_THERE = ("No such process", "does a matching rule exist")
+# What `run` answers for such an undo: no failure, and nothing logged (there may be thousands:
+# the caller says how many in one line).
+GONE = "nothing to remove"
 
 
 def run(argv: list[str], timeout: float, what: str, quiet: bool = False,
@@ -48,8 +51,8 @@ def run(argv: list[str], timeout: float, what: str, quiet: bool = False,
     """Run and wait at most `timeout` seconds. Logs failures (at debug level when `quiet`: an
     undo of something that may never have been done). Returns None on success, else why it
     failed, on one line (`exit status 1: <the start of its output>`, `killed after 5s`, ...);
-    a failure whose output holds one of `gone` counts as a success (an undo of something no
-    longer there).
+    a failure whose output holds one of `gone` is no failure, GONE (an undo of something no
+    longer there: logged at debug level).
 
     The command gets a session of its own: past the time limit the whole process group is
     killed, not only the direct child (`sh -c '...'` forks). Only the direct child is waited
@@ -78,8 +81,8 @@ def run(argv: list[str], timeout: float, what: str, quiet: bool = False,
         text = one_line(output.decode(errors="replace").strip(), _OUTPUT_SHOWN)
         how = f"exit status {status}" if status > 0 else f"signal {-status}"
         if status > 0 and any(marker in text for marker in gone):
-            log.info("%s: nothing to remove (%s): %s", what, text, shown)
-            return None
+            log.debug("%s: nothing to remove (%s): %s", what, text, shown)
+            return GONE
         report("%s failed with %s: %s: %s", what, how, shown, text)
         return f"{how}: {text[:_OUTPUT_RECORDED]}" if text else how
     return None

@@ -306,7 +306,10 @@ class ResponsePolicy:
         self._recent: collections.deque[float] = collections.deque()
         self._strong: collections.deque[float] = collections.deque()
         self._suppressed = 0
-        self._over_max = 0  # blocks not made since BLOCKS_MAX active blocks were reached
+        # Since BLOCKS_MAX active blocks were reached: whether it is (an episode), and the
+        # sources refused a block, each once (at most BLOCK_MAX_REFUSED_COUNTED_MAX).
+        self._over_max = False
+        self._refused_at_max: set[str] = set()
         self._dropped = 0  # jobs the full action queue refused since it was last seen with room
         self._protected: dict[Address, tuple[str, ...]] = {}  # address: why (_PROTECTED_BY)
         self._idle_said: set[Proto] = set()  # "nothing to do" logged for (since the last reload)
@@ -458,10 +461,13 @@ class ResponsePolicy:
                         self._suppressed)  # fmt: skip
             self._suppressed = 0
         if self._over_max and not self._full():
-            log.warning("block-max ended: %d active blocks now; %d blocks were not made while "
-                        "BLOCKS_MAX=%d was reached", len(self._active), self._over_max,
+            refused = len(self._refused_at_max)
+            more = " or more" if refused >= limits.BLOCK_MAX_REFUSED_COUNTED_MAX else ""
+            log.warning("block-max ended: %d active blocks now; %d%s sources were not blocked "
+                        "while BLOCKS_MAX=%d was reached", len(self._active), refused, more,
                         self.settings.blocks_max)  # fmt: skip
-            self._over_max = 0
+            self._over_max = False
+            self._refused_at_max.clear()
         if self._dropped and not self._worker.jobs.full():
             log.warning("action queue has room again: %d jobs were dropped while it was full "
                         "(each block among them recorded as failed; its next probe tries "
@@ -509,11 +515,13 @@ class ResponsePolicy:
             return
         if self._full():
             if not self._over_max:
-                log.warning("block-max reached: %d active blocks (BLOCKS_MAX); no new block "
+                self._over_max = True
+                log.warning("block-max reached: %d active blocks (BLOCKS_MAX=%d); no new block "
                             "until some end (unblock, expiry); detection goes on",
-                            self.settings.blocks_max)  # fmt: skip
-                self._alerts.block_max(self.settings.blocks_max)
-            self._over_max += 1
+                            len(self._active), self.settings.blocks_max)  # fmt: skip
+                self._alerts.block_max(len(self._active))
+            if len(self._refused_at_max) < limits.BLOCK_MAX_REFUSED_COUNTED_MAX:
+                self._refused_at_max.add(address)
             return
         if not self._within_cap(verdict, now):
             if not self._suppressed:
@@ -534,7 +542,7 @@ class ResponsePolicy:
             # In the loop, one netlink batch (~0.02-0.15 ms): the worker could wait for the GIL.
             nft_done = self._nft_add(probe.src, until)
         try:
-            record = self._actions.record(request, now_wall, until)  # at once: see there
+            record = self._actions.record(request, now_wall, until, nft_done)  # at once: see there
         except sqlite3.Error as error:  # nothing stays in force that the store does not know
             log.error("block of %s not made: the store refused it: %s; its next probe tries "
                       "again", address, one_line(str(error)))  # fmt: skip

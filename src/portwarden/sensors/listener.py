@@ -3,7 +3,10 @@
 Each port gets one dual-stack socket (IPv6 with IPv4-mapped addresses), so IPv4 and IPv6 are
 both covered. A port some service already owns is reported once and skipped. Only datagrams to
 one of this host's own addresses are probes, as in the raw modes: a bound socket also gets
-broadcasts and multicast.
+broadcasts and multicast. A source no host can send from is not a probe either, as in the raw
+modes; on a dual-stack socket an IPv4 peer shows as `::ffff:a.b.c.d`, and so does an IPv6
+datagram forged from that source: only the destination tells them apart (IPv4-mapped for a
+real IPv4 datagram, native IPv6 for the forged one).
 """
 
 import contextlib
@@ -26,7 +29,7 @@ from portwarden.detect.probe import (
 )
 from portwarden.net.drops import dropped
 from portwarden.net.local import unmapped
-from portwarden.net.packet import PAYLOAD_HEAD, Packet
+from portwarden.net.packet import PAYLOAD_HEAD, Packet, can_send_from
 from portwarden.sensors.hostview import HostView
 
 log = logging.getLogger("portwarden")
@@ -38,7 +41,22 @@ _DATAGRAM_BYTES = 2048
 
 
 def _address(text: str) -> IPAddress:
-    return unmapped(ipaddress.ip_address(text.partition("%")[0]))
+    return unmapped(_as_shown(text))
+
+
+def _as_shown(text: str) -> IPAddress:
+    """An address as the dual-stack socket gives it (IPv4 peers IPv4-mapped), scope removed."""
+    return ipaddress.ip_address(text.partition("%")[0])
+
+
+def _sender(peer: IPAddress, local: IPAddress) -> IPAddress | None:
+    """The source of a datagram or connection from `peer` to `local`, both as the socket shows
+    them; None for a forged one: an IPv4-mapped peer to a native IPv6 address (an IPv6 packet
+    that claims an IPv4 source), or a source no host can send from."""
+    source = unmapped(peer)
+    if source.version != peer.version and unmapped(local).version == 6:
+        return None
+    return source if can_send_from(source.packed) else None
 
 
 def _bind(proto: Proto, port: int) -> socket.socket:
@@ -131,12 +149,15 @@ class ListenerSensor:
             self.packets_read += 1
             with conn:
                 local = conn.getsockname()
+                src = _sender(_as_shown(peer[0]), _as_shown(local[0]))
+                if src is None:
+                    continue  # the kernel's handshake makes this rare: no banner, no probe
                 if self._banner:
                     with contextlib.suppress(OSError):
                         conn.send(self._banner, socket.MSG_DONTWAIT)
             probes.append(Probe(
-                _address(peer[0]), _address(local[0]), Proto.TCP, peer[1], local[1], self.mode,
-                CONNECT_SCAN, seen_at=time.time(),
+                src, _address(local[0]), Proto.TCP, peer[1], local[1], self.mode, CONNECT_SCAN,
+                seen_at=time.time(),
             ))  # fmt: skip
         return probes
 
@@ -151,14 +172,20 @@ class ListenerSensor:
             except OSError:
                 continue
             self.packets_read += 1
-            dst = _pktinfo_destination(ancillary)
+            shown = _pktinfo_destination(ancillary)
+            if shown is None:
+                continue
+            dst = unmapped(shown)
             if dst not in self._host.addresses:
                 continue  # broadcast (rwhod, NetBIOS), multicast: for every host, not a probe
+            src = _sender(_as_shown(peer[0]), shown)
+            if src is None:
+                continue  # forged: reporting it would name nobody, blocking it would stop nobody
             packet = Packet(b"", b"", 17, peer[1], self.ports[fd], payload_len=len(data),
                             payload_head=data[:PAYLOAD_HEAD])  # fmt: skip
             tool = udp_os_tool(packet)
             probes.append(Probe(
-                _address(peer[0]), dst, Proto.UDP, peer[1], self.ports[fd], self.mode,
+                src, dst, Proto.UDP, peer[1], self.ports[fd], self.mode,
                 UDP_SCAN, os_tool=tool, seen_at=time.time(), os_probe=os_probe_name(packet, tool),
             ))  # fmt: skip
         return probes
@@ -170,9 +197,11 @@ class ListenerSensor:
 
 
 def _pktinfo_destination(ancillary: list) -> IPAddress | None:
+    """The datagram's destination as the socket shows it (IPv4-mapped for an IPv4 datagram on
+    a dual-stack socket)."""
     for level, kind, value in ancillary:
         if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(value) >= 16:
-            return _address(str(ipaddress.IPv6Address(value[:16])))
+            return ipaddress.IPv6Address(value[:16])
         if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= 12:
             return ipaddress.IPv4Address(value[8:12])
     return None

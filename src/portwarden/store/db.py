@@ -395,9 +395,12 @@ class Store:
 
     def _end(self, block_id: int, when: float, by: str,
              actions: tuple[Action, ...] | None) -> bool:  # fmt: skip
+        """A block ended FAILED took no effect (or was taken back at once, as one the full
+        action queue refused, whose element the loop had added): it needs no HISTORY_FILE
+        line, said in the same update, so that no kill before set_written gives it one."""
         cursor = self._db.execute(
-            "UPDATE blocks SET ended = ?, ended_by = ? WHERE id = ? AND ended IS NULL",
-            (when, by, block_id))  # fmt: skip
+            "UPDATE blocks SET ended = ?, ended_by = ?, history = history OR ? WHERE id = ?"
+            " AND ended IS NULL", (when, by, by == FAILED, block_id))  # fmt: skip
         if actions is not None and cursor.rowcount == 1:
             self._set_left(block_id, actions)
         return cursor.rowcount == 1
