@@ -36,7 +36,7 @@ def blocks_part(store: Store, now: float) -> dict[str, Any]:
 
 
 EXPIRED = "expired, removed at next start"  # time up while no daemon ran: still in force
-UNBLOCKING = "unblocking (interrupted)"  # its unblock began, and a kill or a crash stopped it
+UNBLOCKING = "unblocking"  # its unblock began: in progress, or a kill or a crash stopped it
 
 
 def blocked_listing(store: Store, now: float) -> list[tuple[BlockRecord, str]]:
