@@ -570,5 +570,5 @@ def test_retry_delay_and_report_interval_have_a_floor(tmp_path: Path) -> None:
                     'SMTP_RETRY_DELAY="600"\nSMTP_GIVE_UP_AFTER="60"\n')  # fmt: skip
     assert load_settings(conf).warnings == (
         f"{conf}:5: SMTP_GIVE_UP_AFTER (60 s) is shorter than SMTP_RETRY_DELAY (600 s): a mail "
-        "turned away is never tried again",
+        "turned away is tried again once, SMTP_RETRY_DELAY later, then given up",
     )

@@ -381,8 +381,8 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
     if settings.smtp_give_up_after < settings.smtp_retry_delay:
         warnings.append(f"{read.where('SMTP_GIVE_UP_AFTER')}SMTP_GIVE_UP_AFTER "
                         f"({settings.smtp_give_up_after:g} s) is shorter than SMTP_RETRY_DELAY "
-                        f"({settings.smtp_retry_delay:g} s): a mail turned away is never tried "
-                        "again")  # fmt: skip
+                        f"({settings.smtp_retry_delay:g} s): a mail turned away is tried again "
+                        "once, SMTP_RETRY_DELAY later, then given up")  # fmt: skip
     mail_on = [key for key, on in (("MAIL_ON_TCP_SCAN", settings.mail_on_tcp_scan),
                                    ("MAIL_ON_UDP_SCAN", settings.mail_on_udp_scan),
                                    ("MAIL_ON_OS_PROBE", settings.mail_on_os_probe),
