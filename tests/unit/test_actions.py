@@ -616,10 +616,19 @@ def test_an_unblock_of_many_rewrites_hosts_deny_once(
 NFT_ADDED = Action("nft", (), "done")
 
 
+class _NoKernelSets:
+    """The nftables side of a restore, left out: a unit test never touches the host's
+    ruleset (as root it would make our table in the host's own network namespace)."""
+
+    def replace_all(self, blocks: object) -> None:
+        pass
+
+
 def nft_blocking(make: Callable[[str], Actions], monkeypatch: pytest.MonkeyPatch) -> Actions:
     """The built-in blocker on, its kernel side left out (no privileges): removals work."""
     monkeypatch.setattr(Actions, "_remove_elements", lambda self, records: None)
     monkeypatch.setattr(Actions, "_undo", lambda self, action, address: None)
+    monkeypatch.setattr(Actions, "nft", lambda self: _NoKernelSets())
     actions = make("")
     actions.settings = dataclasses.replace(actions.settings, block_nftables=NftUse.ALWAYS)
     return actions

@@ -1,0 +1,30 @@
+"""Unit tests never touch the host: no nftables table or blackhole route of theirs may be left
+in the host's own network namespace (as root, a test that forgot to leave the kernel side out
+would make our real table there)."""
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+
+def _host_kernel_state() -> tuple[str, ...]:
+    if os.geteuid() != 0 or shutil.which("nft") is None:
+        return ()
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    routes = [
+        subprocess.run(
+            ["ip", family, "route", "show", "type", "blackhole"], capture_output=True, text=True
+        ).stdout  # fmt: skip
+        for family in ("-4", "-6")
+    ]
+    return (tables, *routes)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def host_left_alone() -> Iterator[None]:
+    before = _host_kernel_state()
+    yield
+    assert _host_kernel_state() == before, "a unit test changed the host's nftables or routes"
