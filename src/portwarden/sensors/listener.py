@@ -40,10 +40,6 @@ _BACKLOG = 128
 _DATAGRAM_BYTES = 2048
 
 
-def _address(text: str) -> IPAddress:
-    return unmapped(_as_shown(text))
-
-
 def _as_shown(text: str) -> IPAddress:
     """An address as the dual-stack socket gives it (IPv4 peers IPv4-mapped), scope removed."""
     return ipaddress.ip_address(text.partition("%")[0])
@@ -149,14 +145,15 @@ class ListenerSensor:
             self.packets_read += 1
             with conn:
                 local = conn.getsockname()
-                src = _sender(_as_shown(peer[0]), _as_shown(local[0]))
+                here = _as_shown(local[0])
+                src = _sender(_as_shown(peer[0]), here)
                 if src is None:
                     continue  # the kernel's handshake makes this rare: no banner, no probe
                 if self._banner:
                     with contextlib.suppress(OSError):
                         conn.send(self._banner, socket.MSG_DONTWAIT)
             probes.append(Probe(
-                src, _address(local[0]), Proto.TCP, peer[1], local[1], self.mode, CONNECT_SCAN,
+                src, unmapped(here), Proto.TCP, peer[1], local[1], self.mode, CONNECT_SCAN,
                 seen_at=time.time(),
             ))  # fmt: skip
         return probes
