@@ -11,15 +11,13 @@ import pytest
 from portwarden import daemon
 from portwarden.alert.syslog import timestamp
 from portwarden.cli import main
-from portwarden.config import ConfigError, load_settings
+from tests.unit.config_error import load_error
 
 
 def error_of(tmp_path: Path, text: str) -> str:
     conf = tmp_path / "p.conf"
     conf.write_text(f'STATE_DIR="{tmp_path}/state"\n{text}')
-    with pytest.raises(ConfigError) as caught:
-        load_settings(conf)
-    return str(caught.value)
+    return load_error(conf)
 
 
 @pytest.mark.parametrize("value", ["kern", "LOG_KERN"])

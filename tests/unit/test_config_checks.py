@@ -17,18 +17,13 @@ from portwarden.config.hostscan import parse_rules
 from portwarden.config.settings import nothing_to_do, to_conf_lines
 from portwarden.respond.actions import Actions
 from portwarden.store.db import Store
+from tests.unit.config_error import load_error
 
 
 def write(tmp_path: Path, text: str, name: str = "p.conf") -> Path:
     path = tmp_path / name
     path.write_text(text)
     return path
-
-
-def error_of(path: Path, modes: tuple[TcpMode | None, UdpMode | None] | None = None) -> str:
-    with pytest.raises(ConfigError) as caught:
-        load_settings(path, modes)
-    return str(caught.value)
 
 
 # 1. A classic or stealth mode with no port to watch: PortSentry aborted.
@@ -41,7 +36,7 @@ def error_of(path: Path, modes: tuple[TcpMode | None, UdpMode | None] | None = N
 def test_a_mode_with_an_empty_port_list_is_an_error(tmp_path: Path, key: str, mode: str) -> None:
     mode_key = f"{key[:3]}_MODE"
     path = write(tmp_path, f'{mode_key}="{mode}"\n{key}=""\n')
-    assert error_of(path) == (
+    assert load_error(path) == (
         f'{path}:2: {key}="": names no port, but {mode_key}="{mode}" watches it; list ports or '
         f'set {mode_key}="none" (PortSentry refused to start too)'
     )
@@ -49,13 +44,13 @@ def test_a_mode_with_an_empty_port_list_is_an_error(tmp_path: Path, key: str, mo
 
 def test_the_default_mode_is_named_as_the_default(tmp_path: Path) -> None:
     path = write(tmp_path, 'TCP_PORTS="1"\nUDP_PORTS=",,"\n')
-    assert error_of(path).startswith(f'{path}:2: UDP_PORTS=",,": names no port, but '
+    assert load_error(path).startswith(f'{path}:2: UDP_PORTS=",,": names no port, but '
                                      'UDP_MODE="udp" (the default) watches it')  # fmt: skip
 
 
 def test_the_mode_flags_decide_which_lists_must_have_ports(tmp_path: Path) -> None:
     path = write(tmp_path, 'TCP_MODE="tcp"\nUDP_MODE="udp"\nTCP_PORTS=""\nUDP_PORTS="9"\n')
-    assert error_of(path, (TcpMode.STEALTH, None)).startswith(
+    assert load_error(path, (TcpMode.STEALTH, None)).startswith(
         f'{path}:3: TCP_PORTS="": names no port, but the flag -stcp watches it; list ports or '
         "leave out -stcp"
     )
@@ -103,7 +98,7 @@ def test_a_key_a_blank_and_a_quoted_value_sets_the_key(tmp_path: Path, line: str
 ])  # fmt: skip
 def test_without_equals_the_value_must_be_quoted(tmp_path: Path, line: str, reason: str) -> None:
     path = write(tmp_path, line + "\n")
-    assert error_of(path) == f"{path}:1: {reason}"
+    assert load_error(path) == f"{path}:1: {reason}"
 
 
 # 3. Only regular files are read, and only so much of them.
@@ -152,10 +147,10 @@ def test_files_larger_than_the_limit_are_refused(
     monkeypatch.setattr(textfile, "CONFIG_FILE_BYTES_MAX", 2**20)
     (tmp_path / "ignore").write_text("198.18.0.1\n" * 100_000)
     path = write(tmp_path, 'IGNORE_FILE="ignore"\n')
-    assert error_of(path) == (f'{path}:1: IGNORE_FILE="ignore": cannot read the ignore file: '
+    assert load_error(path) == (f'{path}:1: IGNORE_FILE="ignore": cannot read the ignore file: '
                               "larger than 1 MiB")  # fmt: skip
     path.write_text("# padding\n" * 110_000)
-    assert error_of(path) == f"{path}: cannot read the configuration: larger than 1 MiB"
+    assert load_error(path) == f"{path}: cannot read the configuration: larger than 1 MiB"
 
 
 def test_a_password_file_that_is_a_fifo_is_refused(tmp_path: Path) -> None:
@@ -170,7 +165,7 @@ def test_a_password_file_that_is_a_fifo_is_refused(tmp_path: Path) -> None:
 
 def test_mail_without_recipients_names_the_mail_key_that_is_on(tmp_path: Path) -> None:
     path = write(tmp_path, 'MAIL_TO=""\nMAIL_ON_UDP_SCAN="1"\n')
-    assert error_of(path) == (
+    assert load_error(path) == (
         f'{path}:2: MAIL_ON_UDP_SCAN="1": mail is on but MAIL_TO names nobody to send it to'
     )
 
