@@ -26,10 +26,11 @@ from portwarden.text import one_line
 
 log = logging.getLogger("portwarden")
 
-# What the daemon makes (database, logs, pid file, event log, audit state) is for root's eyes
-# only, also without a service manager's UMask=0077 (`run --daemon` from an init script).
-# Edited files keep their own mode (replace_atomically): /etc/hosts.deny stays readable.
-DAEMON_UMASK = 0o077
+# What the daemon and the commands make (database, logs, pid file, event log, audit state) is
+# for root's eyes only, also without a service manager's UMask=0077 (`run --daemon` from an init
+# script, `audit` from a shell whose umask is 022). Edited files keep their own mode, and those
+# made for others to read get theirs (hosts.deny, hosts.allow, HISTORY_FILE, BLOCKED_FILE: 0644).
+UMASK = 0o077
 
 
 class _ExactParser(argparse.ArgumentParser):
@@ -205,7 +206,6 @@ def _run(args: argparse.Namespace) -> int:
         path = path.absolute()
     cli_modes = _modes(args)
     settings = _load(path, cli_modes, watching=True, daemon=True)
-    os.umask(DAEMON_UMASK)
     on_ready = None
     if args.daemon:
         # Said here, on the caller's stderr: the daemon's own log file would be the other
@@ -369,6 +369,7 @@ def _failed(why: str, status: int) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    os.umask(UMASK)
     if args.command == "run" and not args.daemon and (args.pid_file or args.log_file):
         parser.error("run: --pid-file and --log-file go with --daemon (without it the daemon "
                      "logs to stderr and writes no pid file)")  # fmt: skip

@@ -28,3 +28,13 @@ def host_left_alone() -> Iterator[None]:
     before = _host_kernel_state()
     yield
     assert _host_kernel_state() == before, "a unit test changed the host's nftables or routes"
+
+
+@pytest.fixture(autouse=True)
+def umask_restored() -> Iterator[None]:
+    """`main()` sets the process's umask (077) as the command does; the next test must see the
+    one it started with, or files it writes for another user (hosts.allow) turn 0600."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield
+    os.umask(old)

@@ -304,6 +304,25 @@ def test_line_shape_errors_show_the_line_as_written(tmp_path: Path) -> None:
         assert load_error(path) == f"{path}:1: {shown}"
 
 
+def test_a_line_that_starts_with_no_key_is_skipped_with_a_warning_as_portsentry_did(
+    tmp_path: Path,
+) -> None:
+    """PortSentry skipped any line that did not start with one of its keys: a comment an editor
+    wrapped onto a second line must not stop a migrated host's scan detection."""
+    path = write(tmp_path, '# the sensitive ports, a comment\n wrapped by an editor\n}\n'
+                           'FOO "bar\nTCP_PORTS="1,2"\n')  # fmt: skip
+    settings = load_settings(path)
+    assert settings.tcp_ports == (1, 2)
+    skipped = "; it starts with no key portwarden knows, so it is skipped (as PortSentry did)"
+    assert settings.warnings == (
+        f'{path}:2: wrapped by an editor: line is not KEY="value"{skipped}',
+        f'{path}:3: }}: line is not KEY="value"{skipped}',
+        f'{path}:4: FOO "bar: missing closing quote{skipped}',
+    )
+    path.write_text(path.read_text() + "UDP_PORTS 1,2\n")
+    assert load_error(path) == f'{path}:6: UDP_PORTS 1,2: line is not KEY="value"'
+
+
 @pytest.mark.parametrize("form", [["-c"], ["--config"], []])
 def test_check_config_takes_the_file_like_every_command(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], form: list[str]

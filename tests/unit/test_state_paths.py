@@ -2,12 +2,17 @@
 line, key and value, never a traceback; commands that read the state create none."""
 
 import json
+import os
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from portwarden.audit.state import AuditState
 from portwarden.cli import main
 from portwarden.config.settings import blamed_on, load_settings
+from portwarden.respond.files import replace_atomically
 from portwarden.statedir import unusable_directory
 
 
@@ -119,3 +124,27 @@ def test_a_state_dir_too_long_for_the_control_socket_is_a_placed_one_line_error(
     assert len(str(fits / "control.sock")) == 107
     (folder / "d.conf").write_text(f'TCP_MODE="stcp"\nSTATE_DIR="{fits}"\n')
     assert load_settings(Path("d.conf")).state_dir == fits
+
+
+@pytest.fixture
+def shell_umask() -> Iterator[None]:
+    """The umask of an administrator's shell, put back after the test."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_the_state_is_for_roots_eyes_whatever_the_callers_umask(
+    folder: Path, shell_umask: None
+) -> None:
+    """`portwarden audit` from a shell with umask 022 wrote audit.json and the database 0644:
+    the ports, programs and scanners of this host, readable by everyone when STATE_DIR was an
+    existing folder of mode 0755."""
+    (folder / "d.conf").write_text(f'STATE_DIR="{folder}"\n')
+    assert main(["check-config", "-q", "d.conf"]) == 0
+    assert os.umask(0o022) == 0o077
+    AuditState().save(folder / "audit.json")
+    assert stat.S_IMODE((folder / "audit.json").stat().st_mode) == 0o600
+    hosts_deny = folder / "hosts.deny"
+    replace_atomically(hosts_deny, "ALL: 198.18.0.11\n")  # made for tcpd to read
+    assert stat.S_IMODE(hosts_deny.stat().st_mode) == 0o644

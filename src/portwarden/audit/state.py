@@ -69,9 +69,10 @@ class AuditState:
             return None, f"audit state {path} is unusable ({one_line(str(error))}); starting afresh"
 
     def save(self, path: Path) -> None:
-        """Written atomically (never half a file), never through a symbolic link."""
+        """Written atomically (never half a file), never through a symbolic link; for root's
+        eyes only, like the rest of STATE_DIR (the ports and programs of this host)."""
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        replace_atomically(path, self.to_json())
+        replace_atomically(path, self.to_json(), new_mode=0o600)
 
 
 def _seen(item: Any, version: int) -> Seen:

@@ -33,13 +33,20 @@ class Entry:
 
 
 def parse_conf(
-    text: str, source: str, lenient: bool = False, strict_for: frozenset[str] = frozenset()
+    text: str,
+    source: str,
+    lenient: bool = False,
+    strict_for: frozenset[str] = frozenset(),
+    known: frozenset[str] | None = None,
 ) -> tuple[dict[str, Entry], list[str]]:
     """Parse a whole file. Returns the first entry of each key and a list of warnings.
 
     Raises ConfigError for a line that is not a comment, blank, or KEY=value; `lenient` skips
     such lines instead (for what must work on a broken file, such as `status`), except those
-    that start with a key of `strict_for`, which that caller needs.
+    that start with a key of `strict_for`, which that caller needs. With `known` (the keys),
+    such a line that starts with none of them is skipped with a warning, as PortSentry skipped
+    it (a comment an editor wrapped onto a second line); one that does is still an error, since
+    its setting would be lost.
     """
     entries: dict[str, Entry] = {}
     warnings: list[str] = []
@@ -53,8 +60,13 @@ def parse_conf(
                 raise ConfigError(source, 'line is not KEY="value"', line=number, text=stripped)
             key, rest = match.group(1), match.group(2) or match.group(3) or ""
             value = _value(rest, source, number, key, stripped)
-        except ConfigError:
-            if lenient and _leading_name(raw) not in strict_for:
+        except ConfigError as error:
+            name = _leading_name(raw)
+            if lenient and name not in strict_for:
+                continue
+            if known is not None and name not in known:
+                warnings.append(f"{error}; it starts with no key portwarden knows, so it is "
+                                "skipped (as PortSentry did)")  # fmt: skip
                 continue
             raise
         if key in entries:

@@ -248,7 +248,7 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
         source, base = DEFAULT_SOURCE, Path.cwd()
     else:
         text = _conf_text(path)
-        entries, warnings = parse_conf(text, str(path))
+        entries, warnings = parse_conf(text, str(path), known=frozenset(KEYS))
         warnings += portsentry_reading.differences(text, str(path), entries, defaults)
         source, base = str(path), path.parent.absolute()
     read = _Reader(source, entries, defaults, base)

@@ -86,12 +86,12 @@ def read_if_exists(path: Path) -> str | None:
     return _read_with_identity(path)[0]
 
 
-def replace_atomically(path: Path, text: str,
-                       unchanged: tuple[int, int, int] | None = None) -> None:  # fmt: skip
+def replace_atomically(path: Path, text: str, unchanged: tuple[int, int, int] | None = None,
+                       new_mode: int = NEW_FILE_MODE) -> None:  # fmt: skip
     """Write `text` to `path` via a temporary file and rename; keeps the old file's mode, owner
     and group (a hosts.allow of root:adm stays root:adm), and its POSIX ACL (a hosts.allow of
     mode 600 that `setfacl -m user:_rpc:r` lets rpcbind read must stay readable). A new file
-    gets NEW_FILE_MODE and the writer's owner and group. `unchanged`: the identity the file
+    gets `new_mode` and the writer's owner and group. `unchanged`: the identity the file
     had when it was read; if it has another just before the rename (another program wrote to
     it meanwhile), FileChanged, and nothing is replaced."""
     if path.is_symlink():
@@ -100,7 +100,7 @@ def replace_atomically(path: Path, text: str,
         old = path.stat()
         mode, owner = old.st_mode & 0o7777, (old.st_uid, old.st_gid)
     except FileNotFoundError:
-        mode, owner = NEW_FILE_MODE, None
+        mode, owner = new_mode, None
     acl = _access_acl(path) if owner is not None else None
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
