@@ -46,6 +46,18 @@ def test_trigger_n_counts_per_source_within_the_window() -> None:
     assert kinds(engine, probe(port=3), 20) == [("scan", True)]
 
 
+def test_trigger_counts_each_protocol_on_its_own_as_portsentrys_two_processes_did() -> None:
+    """PortSentry ran -tcp and -udp as two processes, each with its own count: two TCP probes
+    and one UDP probe never reached SCAN_TRIGGER=3."""
+    engine = Engine(EngineConfig(trigger=3, window_s=60))
+    assert kinds(engine, probe(port=1), 0) == []
+    assert kinds(engine, probe(port=2), 1) == []
+    assert kinds(engine, probe(port=7, mode="sudp", proto=Proto.UDP), 2) == []
+    assert kinds(engine, probe(port=3), 3) == [("scan", True)]
+    assert kinds(engine, probe(port=8, mode="sudp", proto=Proto.UDP), 4) == []
+    assert kinds(engine, probe(port=9, mode="sudp", proto=Proto.UDP), 5) == [("scan", False)]
+
+
 def test_probes_spread_beyond_the_window_never_trigger() -> None:
     engine = Engine(EngineConfig(trigger=3, window_s=60))
     assert [kinds(engine, probe(port=p), p * 40.0) for p in range(1, 8)] == [[]] * 7

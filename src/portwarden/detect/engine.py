@@ -137,17 +137,20 @@ class _Run:
 class _Source:
     """Kept small on purpose (arrays and tuples, not sets and deques): there are many of these."""
 
-    __slots__ = ("first_seen", "last_seen", "probes", "ports", "recent", "run", "run_ports",
-                 "scan_reported", "tools_reported", "types", "tcp_scan", "udp_scan")  # fmt: skip
+    __slots__ = ("first_seen", "last_seen", "probes", "ports", "recent_tcp", "recent_udp", "run",
+                 "run_ports", "scan_reported", "tools_reported", "types", "tcp_scan",
+                 "udp_scan")  # fmt: skip
 
     def __init__(self, now: float) -> None:
         self.first_seen = now
         self.last_seen = now
         self.probes = 0
         self.ports = array("i")  # TCP ports positive, UDP ports negative
-        # SCAN_TRIGGER: start and probe count of each slice of the window that had probes, as
-        # pairs; at most limits.TRIGGER_SLICES + 2 of them, whatever the trigger.
-        self.recent = array("d")
+        # SCAN_TRIGGER, per protocol (PortSentry ran one process, with its own count, for each):
+        # start and probe count of each slice of the window that had probes, as pairs; at most
+        # limits.TRIGGER_SLICES + 2 of them, whatever the trigger.
+        self.recent_tcp = array("d")
+        self.recent_udp = array("d")
         self.run = 0  # scandetd: ports (or probes) in the current run of short gaps
         self.run_ports: array | None = None  # scandetd: the run's distinct ports, signed
         self.scan_reported = False
@@ -309,7 +312,7 @@ class Engine:
                                       self.config.scan_end_quiet_s)  # fmt: skip
         state.set_scan(tcp, scan)
         scan.add(probe, now, probe.scan)
-        if self._scanner(state, now, gap, port, probe.mode in RAW_MODES):
+        if self._scanner(state, now, gap, port, tcp, probe.mode in RAW_MODES):
             verdicts.append(Verdict("scan", probe, not state.scan_reported, state.probes,
                                     len(state.ports), state.first_seen))  # fmt: skip
             state.scan_reported = True
@@ -349,10 +352,12 @@ class Engine:
         self._sources.put(address, state, state.probes + tripwire, now)
         return state
 
-    def _scanner(self, state: _Source, now: float, gap: float, port: int, raw: bool) -> bool:
+    def _scanner(
+        self, state: _Source, now: float, gap: float, port: int, tcp: bool, raw: bool
+    ) -> bool:
         model = self.config.scandetd if raw else None
         if model is None:
-            return self._past_trigger(state.recent, now)
+            return self._past_trigger(state.recent_tcp if tcp else state.recent_udp, now)
         if state.probes > 1 and gap > model.interval_s:
             state.run = 0  # a new run: the ports of the one before count again
             state.run_ports = None
