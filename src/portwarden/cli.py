@@ -15,6 +15,7 @@ from typing import Any, NoReturn, cast
 from portwarden import __version__, background, control, service, statedir, status
 from portwarden.config import ConfigError, Modes, Settings, TcpMode, UdpMode, load_settings
 from portwarden.config.defaults import SYSTEM_CONFIG
+from portwarden.config.ignore import outermost
 from portwarden.config.settings import blamed_on, state_dir_of, to_conf_lines
 from portwarden.descriptors import DescriptorShortage
 from portwarden.portmap import command as portmap_command
@@ -58,8 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"portwarden {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run the daemon in the foreground")
-    run.add_argument("-c", "--config", type=Path, help="configuration file")
+    run = commands.add_parser(
+        "run", help="run the daemon (in the foreground; --daemon for the old style)"
+    )
+    _config_option(run)
     run.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     run.add_argument(
         "--daemon",
@@ -77,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
         "check-config", help="validate a configuration and print the effective settings"
     )
     given = check.add_mutually_exclusive_group()
-    given.add_argument("-c", "--config", type=Path, help="configuration file")
+    _config_option(given)
     given.add_argument("file", nargs="?", type=Path, help="configuration file (the same as -c)")
     check.add_argument(
         "-q", "--quiet", action="store_true", help="print only errors and warnings (for a journal)"
@@ -86,18 +89,18 @@ def _parser() -> argparse.ArgumentParser:
     state = commands.add_parser(
         "status", help="what the daemon sees: scanners, ports, blocks, counters, last audit"
     )
-    state.add_argument("-c", "--config", type=Path, help="configuration file")
+    _config_option(state)
     state.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     commands.add_parser(
         "lab", help="demo: build a throw-away lab of namespaces, scan, show, remove everything"
     )
     blocked = commands.add_parser("blocked", help="list the active blocks")
-    blocked.add_argument("-c", "--config", type=Path, help="configuration file")
+    _config_option(blocked)
     blocked.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     unblock = commands.add_parser(
         "unblock", help="undo blocks: firewall set element, route, hosts.deny line"
     )
-    unblock.add_argument("-c", "--config", type=Path, help="configuration file")
+    _config_option(unblock)
     target = unblock.add_mutually_exclusive_group(required=True)
     target.add_argument("address", nargs="?", help="an address or network (addr/bits)")
     target.add_argument("--all", action="store_true",
@@ -105,14 +108,14 @@ def _parser() -> argparse.ArgumentParser:
     reapply = commands.add_parser(
         "reapply", help="run KILL_ROUTE again for every active block (after a flush by hand)"
     )
-    reapply.add_argument("-c", "--config", type=Path, help="configuration file")
+    _config_option(reapply)
     portmap_command.add_parser(
         cast("argparse._SubParsersAction[argparse.ArgumentParser]", commands)
     )
     audit = commands.add_parser(
         "audit", help="check open ports against the AUDIT_* policy (exit 1 on findings)"
     )
-    audit.add_argument("-c", "--config", type=Path, help="configuration file")
+    _config_option(audit)
     audit.add_argument("--json", action="store_true", help="print one JSON object")
     audit.add_argument("--no-state", action="store_true",
                        help="compare with nothing and keep nothing: report every unlisted "
@@ -124,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
         "replay", help="run detection over a pcap capture offline and print the verdicts"
     )
     replay.add_argument("capture", type=Path, help="a pcap file (tcpdump -w)")
-    replay.add_argument("-c", "--config", type=Path, help="configuration file")
+    _config_option(replay)
     replay.add_argument("--host", action="append", type=ipaddress.ip_address, metavar="ADDR",
                         help="an address of the host the capture was taken on; only packets to "
                         "these count (default: every unicast destination)")  # fmt: skip
@@ -163,6 +166,12 @@ def _mode_flags(parser: argparse.ArgumentParser) -> None:
 def _modes(args: argparse.Namespace) -> Modes | None:
     """The modes given on the command line, or None: then the configuration's."""
     return None if args.tcp is None and args.udp is None else (args.tcp, args.udp)
+
+
+def _config_option(parser: "argparse._ActionsContainer") -> None:
+    parser.add_argument("-c", "--config", type=Path,
+                        help=f"configuration file (default {SYSTEM_CONFIG} if it exists, else "
+                        "the embedded defaults)")  # fmt: skip
 
 
 def _config_path(given: Path | None) -> Path | None:
@@ -232,7 +241,7 @@ def _check_config(args: argparse.Namespace) -> int:
     print(f"# effective settings from {settings.source}")
     for line in to_conf_lines(settings):
         print(line)
-    networks = ", ".join(str(n) for n in settings.ignore_list().networks)
+    networks = ", ".join(str(n) for n in outermost(settings.ignore_list().networks))
     print(f"# ignored (never alerted on or blocked): {networks}")
     return 0
 

@@ -8,7 +8,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from portwarden.config import ConfigError, load_settings
-from portwarden.config.ignore import IgnoreList, Network, parse_ignore_text
+from portwarden.config.ignore import (
+    IgnoreList,
+    Network,
+    outermost,
+    parse_ignore_text,
+    parse_network,
+)
 from portwarden.net.local import local_addresses
 
 
@@ -188,3 +194,10 @@ def test_an_ignore_file_name_too_long_is_a_one_line_error(tmp_path: Path) -> Non
     error = r':1: IGNORE_FILE="a+\.\.\.": cannot read the ignore file: File name too long$'
     with pytest.raises(ConfigError, match=error):
         load_settings(conf)
+
+
+def test_outermost_leaves_out_what_another_network_holds() -> None:
+    nets = [parse_network(t) for t in ("127.0.0.0/8", "127.0.0.1", "::1", "198.18.0.1",
+                                       "::/0", "198.18.0.1", "10.0.0.0/8")]  # fmt: skip
+    assert [str(n) for n in outermost(nets)] == ["127.0.0.0/8", "198.18.0.1/32", "::/0",
+                                                 "10.0.0.0/8"]  # fmt: skip

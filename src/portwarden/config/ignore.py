@@ -130,3 +130,16 @@ def parse_ignore_text(text: str, source: str) -> tuple[tuple[Network, ...], list
             warnings.append(f"{source}:{number}: {one_line(item)} ignores every IPv{v} source: "
                             f"no detection, no blocking for IPv{v}")  # fmt: skip
     return tuple(networks), warnings
+
+
+def outermost(networks: Iterable[Network]) -> list[Network]:
+    """`networks` without those inside another one of them (127.0.0.1/32 in 127.0.0.0/8), in
+    their order, each once: what a person needs to read."""
+    listed = list(dict.fromkeys(networks))
+    return [n for n in listed if not any(n != o and _inside(n, o) for o in listed)]
+
+
+def _inside(inner: Network, outer: Network) -> bool:
+    if isinstance(inner, ipaddress.IPv4Network):
+        return isinstance(outer, ipaddress.IPv4Network) and inner.subnet_of(outer)
+    return isinstance(outer, ipaddress.IPv6Network) and inner.subnet_of(outer)
