@@ -25,6 +25,7 @@ from portwarden.detect.config import engine_config, late_reply_ports
 from portwarden.detect.engine import Engine, EngineConfig, Verdict
 from portwarden.detect.probe import Probe
 from portwarden.episode import Condition, Episode
+from portwarden.net.input_filters import input_filter_chains
 from portwarden.respond.policy import ResponsePolicy
 from portwarden.sensors.build import Sensor, build_sensors
 from portwarden.sensors.hostview import HostView
@@ -392,6 +393,19 @@ class Daemon:
             shown = ",".join(map(str, ports[:20])) + (",..." if len(ports) > 20 else "")
             log.info("%s: watching %d %s ports: %s", sensor.mode, len(ports),
                      sensor.proto.value, shown)  # fmt: skip
+        self._warn_of_dropping_chains()
+
+    def _warn_of_dropping_chains(self) -> None:
+        """A packet that an input chain drops never reaches a sensor (raw sockets get it after
+        the input hook, and a dropped SYN completes no connection): a default-drop firewall
+        leaves them blind to every port it does not open. Said at start and reload."""
+        if not self._sensors:
+            return
+        for chain in input_filter_chains(frozenset({("inet", self.settings.nft_table)})):
+            if chain.policy == "drop":
+                log.warning("%s drops what it does not accept before the sensors see it: probes "
+                            "to the ports it drops are not reported (it stops them itself)",
+                            chain)  # fmt: skip
 
     def _stop_sensors(self) -> None:
         for sensor in self._sensors:

@@ -97,3 +97,24 @@ def test_a_scan_that_blocks_counts_in_the_metrics(lab: Lab, start_daemon: StartD
         time.sleep(0.2)
     assert metrics["portwarden_blocks_total"] == 1
     assert status_json(lab, daemon)["counters"]["blocks"] == 1
+
+
+def test_a_default_drop_input_chain_is_said_at_start_and_its_ports_go_unseen(
+    lab: Lab, start_daemon: StartDaemon
+) -> None:
+    """A raw socket gets a packet only after the input hook accepted it: behind a default-drop
+    firewall the sensors see only the ports it opens, and the administrator is told why."""
+    ruleset = ("table inet pwtest_fw { chain input { type filter hook input priority 0; "
+               "policy drop; tcp dport 15 accept; }; }")  # fmt: skip
+    lab.target.run(["nft", "-f", "-"], input=ruleset)
+    try:
+        daemon = start_daemon("-stcp")
+        assert ("nftables: table inet pwtest_fw chain input (hook input, policy drop) drops what "
+                "it does not accept before the sensors see it") in daemon.log()  # fmt: skip
+        attacker = lab.attackers[1]
+        nmap(attacker.run, "-sS", "-p", "11,15", lab.target.ipv4)
+        daemon.wait_for_attack(kind="scan", src=attacker.ipv4)
+        daemon.stop()
+        assert {found["port"] for found in daemon.attacks(src=attacker.ipv4)} == {"15"}
+    finally:
+        lab.target.run(["nft", "delete", "table", "inet", "pwtest_fw"])

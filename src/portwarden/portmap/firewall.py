@@ -33,6 +33,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 
 from portwarden.config.ignore import Network
 from portwarden.config.values import PORTMAP_TABLE
+from portwarden.net.input_filters import input_filter_chains
 from portwarden.net.portmapper import PORTMAPPER_PORT
 from portwarden.respond import nft as blocker
 from portwarden.respond.nft import Nft, NftError
@@ -327,12 +328,12 @@ def _networks(value: Any) -> list[Network]:
     return []
 
 
-# Hooks where a rule can drop a packet for port 111 before it reaches the portmapper.
-_FILTER_HOOKS = {"ingress", "prerouting", "input"}
-_OURS = {
-    ("inet", TABLE),
-    ("inet", blocker.DEFAULT_TABLE),
-}  # the blocker drops by source address only
+_OURS = frozenset(
+    {
+        ("inet", TABLE),
+        ("inet", blocker.DEFAULT_TABLE),
+    }
+)  # the blocker drops by source address only
 
 
 def other_filters() -> list[str]:
@@ -340,24 +341,8 @@ def other_filters() -> list[str]:
     base chain of type filter on ingress, prerouting or input with a rule or a drop policy
     (iptables-nft's chains among them), and legacy iptables' INPUT chains (which nft does not
     see). Without them, nothing filters incoming traffic."""
-    found: list[str] = []
-    try:
-        listing = json.loads(Nft().run("list ruleset", json_output=True)).get("nftables", [])
-    except (NftError, ValueError):
-        listing = []
-    chains = [item["chain"] for item in listing if isinstance(item.get("chain"), dict)]
-    ruled = {
-        (r.get("family"), r.get("table"), r.get("chain"))
-        for r in (item["rule"] for item in listing if isinstance(item.get("rule"), dict))
-    }
-    for chain in chains:
-        key = (chain.get("family"), chain.get("table"))
-        if chain.get("type") != "filter" or chain.get("hook") not in _FILTER_HOOKS or key in _OURS:
-            continue
-        policy = chain.get("policy", "accept")
-        if policy != "accept" or (*key, chain.get("name")) in ruled:
-            found.append(f"nftables: table {key[0]} {key[1]} chain {chain.get('name')} "
-                         f"(hook {chain.get('hook')}, policy {policy})")  # fmt: skip
+    found = [str(chain) for chain in input_filter_chains(_OURS)
+             if chain.policy != "accept" or chain.has_rules]  # fmt: skip
     return found + _legacy_iptables_filters()
 
 
