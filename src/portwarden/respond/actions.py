@@ -16,6 +16,7 @@ import math
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -54,6 +55,9 @@ NO_UNDO = "no known undo: remove it by hand"  # a KILL_ROUTE that config.kill.ro
 PRESENT = "present"
 IN_FORCE = (DONE, PRESENT)
 IGNORED = "ignored"  # the `ended_by` of a block whose address is now in the ignore file
+# The `ended_by` of a block whose address became one never blocked (a gateway, a name server, a
+# local address) after its block.
+PROTECTED = "protected"
 
 
 @dataclass(frozen=True)
@@ -664,6 +668,22 @@ class Actions:
         records = self.store.active() if active is None else active
         return self._unblock_each(_inside(records, networks), IGNORED)
 
+    def unblock_protected(
+        self, protected: Mapping[str, str], active: list[BlockRecord] | None = None
+    ) -> list[BlockRecord]:
+        """End the active blocks of `protected`'s addresses (each with why it is protected, as
+        said in the log): they became a gateway, a name server or a local address after their
+        block (at start, at each reload and when the periodic refresh finds them), and a block
+        would cut this host off them. `active`: as for unblock_ignored."""
+        if not protected:
+            return []
+        records = self.store.active() if active is None else active
+        due = [r for r in records if r.address in protected]
+        for record in due:
+            log.warning("protected address=%s why=%s: it became protected after its block, "
+                        "which ends", record.address, protected[record.address])  # fmt: skip
+        return self._unblock_each(due, PROTECTED)
+
     def _unblock_each(self, records: list[BlockRecord], by: str) -> list[BlockRecord]:
         undone = self.unblock_many(records, by)
         if undone:  # once, not once per block: `unblock --all` of many blocks stays linear
@@ -674,17 +694,18 @@ class Actions:
         """End the blocks whose time is up (BLOCKED_FILE not written)."""
         return self.unblock_many(self.store.due(now), "expired")
 
-    def restore(self) -> int:
-        """At start: end overdue blocks and those that only ran a command (see `lasting`); make
+    def restore(self, protected: Mapping[str, str] | None = None) -> int:
+        """At start: end overdue blocks, those inside IGNORE_FILE or of `protected` addresses
+        (see unblock_protected), and those that only ran a command (see `lasting`); make
         the firewall, routes and files match the store. nftables sets are refilled always (one
         idempotent transaction), hosts.deny lines put back (one write), KILL_ROUTE run again
         only for blocks made before this boot (routes and rules do not survive one; running
         them again without one would add them twice), and what a kill interrupted finished.
         What an unblock left in force (an undo that failed) is tried again first."""
         with collector_paused():
-            return self._restore()
+            return self._restore(protected or {})
 
-    def _restore(self) -> int:
+    def _restore(self, protected: Mapping[str, str]) -> int:
         now = time.time()
         self.finish_unblocks()  # before anything is applied again: see unblock_many
         for record in self.retry_left(None)[1]:
@@ -694,6 +715,8 @@ class Actions:
         everything = self.store.active()
         # Reported by ResponsePolicy.start, as the others that end here.
         if self.unblock_ignored(everything):
+            everything = self.store.active()
+        if self.unblock_protected(protected, everything):
             everything = self.store.active()
         active = []
         for record in everything:
