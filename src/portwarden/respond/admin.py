@@ -179,10 +179,10 @@ def _by_daemon_or_here(settings: Settings, command: str, request: Answer,
         if answer is not None:
             return answer
         try:
-            lock = statedir.claim(settings.state_dir)
-        except statedir.StateDirBusy:  # a daemon is starting: it will listen in a moment
+            lock = statedir.claim(settings.state_dir, command)
+        except statedir.StateDirBusy as busy:  # a daemon is starting: it will listen soon
             if time.monotonic() > deadline:
-                return {"error": _not_listening(settings)}
+                return {"error": str(busy) if busy.holder.command else _not_listening(settings)}
             time.sleep(0.1)
             continue
         with lock:
