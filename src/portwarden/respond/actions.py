@@ -50,8 +50,9 @@ INTERRUPTED = f"{FAILED}: interrupted"
 NOT_RUN = f"{FAILED}: not run (the daemon stopped before its turn)"
 NOT_CONFIGURED = "not run again: the configuration no longer has this KILL_ROUTE"
 NO_UNDO = "no known undo: remove it by hand"  # a KILL_ROUTE that config.kill.route_undo cannot undo
-# A hosts.deny line that was there before the block (PortSentry's leftover, the administrator's
-# own): it denies the host, but it is not ours, so no unblock removes it.
+# A hosts.deny line or a KILL_ROUTE route that was there before the block (PortSentry's
+# leftover, the administrator's own): it denies the host, but it is not ours, so no unblock
+# removes it.
 PRESENT = "present"
 IN_FORCE = (DONE, PRESENT)
 IGNORED = "ignored"  # the `ended_by` of a block whose address is now in the ignore file
@@ -80,7 +81,10 @@ def enforced(actions: tuple[Action, ...]) -> bool:
 
 def not_ours(action: Action) -> bool:
     """A hosts.deny line in force that was there before the block (recorded `present`; before
-    that status existed, `done` without an undo)."""
+    that status existed, `done` without an undo), or a KILL_ROUTE route that was (`present`:
+    its undo is kept, for a run after a reboot that finds it gone and adds it)."""
+    if action.kind == ROUTE:
+        return action.status == PRESENT
     return action.kind == HOSTS_DENY and action.status in IN_FORCE and len(action.undo) != 2
 
 
@@ -92,10 +96,11 @@ def via(actions: tuple[Action, ...]) -> list[str]:
 
 
 def kept_lines(record: BlockRecord) -> list[str]:
-    """The hosts.deny lines an unblock of `record` leaves as they are (not ours), one phrase
-    each."""
-    return [f'hosts.deny line "{a.do[1]}" in {a.do[0]}'
-            for a in record.actions if not_ours(a) and len(a.do) == 2]  # fmt: skip
+    """The hosts.deny lines and KILL_ROUTE routes an unblock of `record` leaves as they are
+    (not ours), one phrase each."""
+    return [_what(a) if a.kind == ROUTE else f'hosts.deny line "{a.do[1]}" in {a.do[0]}'
+            for a in record.actions
+            if not_ours(a) and (a.kind == ROUTE or len(a.do) == 2)]  # fmt: skip
 
 
 def left(record: BlockRecord) -> list[str]:
@@ -442,11 +447,19 @@ class Actions:
 
     def _run(self, action: Action, what: str, quiet_undo: bool = False) -> Action:
         """Run the action's command (after its undo when `quiet_undo`: it may or may not be in
-        force, so only one copy is left). A failure is recorded with why."""
+        force, so only one copy is left; never that of a route not ours). A failure is
+        recorded with why. A KILL_ROUTE whose route is there already (`File exists`) is in
+        force, but not ours: recorded `present`, so no unblock removes it."""
         timeout = self.settings.kill_cmd_timeout
-        if quiet_undo and action.undo:
+        if quiet_undo and action.undo and action.status != PRESENT:
             commands.run(list(action.undo), timeout, f"{what} undo", quiet=True)
-        failure = commands.run(list(action.do), timeout, what)
+        there = commands.THERE_ALREADY if action.kind == ROUTE else ()
+        failure = commands.run(list(action.do), timeout, what, harmless=there,
+                               harmless_as=commands.EXISTS)  # fmt: skip
+        if failure == commands.EXISTS:
+            log.info("%s: its route is there already (not ours: an unblock leaves it): %s",
+                     what, one_line(" ".join(action.do)))  # fmt: skip
+            return action._replace(status=PRESENT)
         return action._replace(status=DONE if failure is None else f"{FAILED}: {failure}")
 
     def sweep_nft(self, network: Network) -> int:
@@ -599,7 +612,7 @@ class Actions:
         elif action.kind == ROUTE and action.undo:
             failure = commands.run(list(action.undo), self.settings.kill_cmd_timeout,
                                    "KILL_ROUTE undo", quiet=unsure,
-                                   gone=commands.NOT_THERE)  # fmt: skip
+                                   harmless=commands.NOT_THERE)  # fmt: skip
             if failure == commands.GONE:
                 self._routes_gone += 1
             elif failure is not None and not unsure:
@@ -805,7 +818,7 @@ class Actions:
             action = action._replace(do=tuple(argv))
         if not action.do:
             return action
-        if action.status == DONE and not self._configured(action, record):
+        if action.status in IN_FORCE and not self._configured(action, record):
             log.warning("KILL_ROUTE for %s not run again after the reboot: the configuration "
                         "no longer has it (%s)", record.address, " ".join(action.do))  # fmt: skip
             return action._replace(status=f"{FAILED}: {NOT_CONFIGURED}")
