@@ -192,6 +192,10 @@ PORTMAP_TIMEOUT_S = 2.0
 # an error rather than hang behind a run that is itself stuck (on the xtables lock, say).
 PORTMAP_LOCK_WAIT_S = 10.0
 
+# `run` finds STATE_DIR held by `unblock` or `reapply` working without a daemon (a few seconds'
+# work on the store at most): it waits this long for it to end before it gives up, naming it.
+STATE_DIR_COMMAND_WAIT_S = 5.0
+
 # The shortest AUDIT_INTERVAL (0 is no periodic check): each check asks the portmapper, reads
 # every socket and may connect to local listeners, and its findings are news for alert paths
 # that are capped per minute; a check every second would be a load, not a watch.

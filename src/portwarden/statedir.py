@@ -3,61 +3,94 @@
 import errno
 import fcntl
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
+
+from portwarden import limits
 
 LOCK_NAME = "portwarden.lock"
+_COMMAND_POLL_S = 0.05
+
+
+class Holder(NamedTuple):
+    """Who holds a STATE_DIR, as it wrote it in the lock file: "pid" for a daemon, "pid
+    command" for a short command (unblock, reapply)."""
+
+    pid: str  # "?" before it has written it
+    command: str = ""  # "" for a daemon
 
 
 class StateDirBusy(Exception):
-    """Another running portwarden holds this STATE_DIR."""
+    """Another running portwarden (`holder`) holds this STATE_DIR."""
+
+    def __init__(self, state_dir: Path, holder: Holder) -> None:
+        if holder.command:
+            article = "an" if holder.command[:1] in "aeiou" else "a"
+            text = (f"{article} {holder.command} command (pid {holder.pid}) is working on "
+                    f"STATE_DIR {state_dir}; try again when it ends")  # fmt: skip
+        else:
+            text = (f"STATE_DIR {state_dir} is in use by another portwarden (pid "
+                    f"{holder.pid}); give each instance its own STATE_DIR")  # fmt: skip
+        super().__init__(text)
+        self.holder = holder
 
 
-def claim(state_dir: Path) -> IO[str]:
+def claim(state_dir: Path, command: str = "") -> IO[str]:
     """Create `state_dir` (mode 0700) and lock it for this process. Keep the result open.
+    `command`: the name of the short command that claims it (unblock, reapply), written in the
+    lock file beside the pid; "" for the daemon, which waits up to STATE_DIR_COMMAND_WAIT_S
+    for such a command to end.
 
     Raises StateDirBusy when another instance holds it, so two instances never share state.
     """
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     lock = open(state_dir / LOCK_NAME, "a+")  # noqa: SIM115 - held for the daemon's lifetime
-    pid = take(lock)
-    if pid is not None:
+    held = (take(lock, command) if command
+            else _after_commands(lambda: take(lock)))  # fmt: skip
+    if held is not None:
         lock.close()
-        raise _busy(state_dir, pid)
+        raise StateDirBusy(state_dir, held)
     return lock
 
 
 def refuse_if_held(state_dir: Path) -> None:
     """Raise StateDirBusy when a running portwarden holds `state_dir` (nothing is made), for
-    a check before claim: `run --daemon` says it before it forks and logs to a file."""
-    pid = holder(state_dir)
-    if pid is not None:
-        raise _busy(state_dir, pid)
+    a check before claim: `run --daemon` says it before it forks and logs to a file. A short
+    command that holds it is waited for, as by claim."""
+    held = _after_commands(lambda: holding(state_dir))
+    if held is not None:
+        raise StateDirBusy(state_dir, held)
 
 
-def _busy(state_dir: Path, pid: str) -> StateDirBusy:
-    return StateDirBusy(f"STATE_DIR {state_dir} is in use by another portwarden (pid {pid}); "
-                        "give each instance its own STATE_DIR")  # fmt: skip
+def _after_commands(attempt: Callable[[], Holder | None]) -> Holder | None:
+    """`attempt` (None: STATE_DIR is free), tried again while a short command holds it, for
+    up to STATE_DIR_COMMAND_WAIT_S. Returns the last holder."""
+    deadline = time.monotonic() + limits.STATE_DIR_COMMAND_WAIT_S
+    held = attempt()
+    while held is not None and held.command and time.monotonic() < deadline:
+        time.sleep(_COMMAND_POLL_S)
+        held = attempt()
+    return held
 
 
-def take(lock: IO[str]) -> str | None:
-    """Lock the open file `lock` for this process (flock) and write our pid in it. When
-    another process holds it: that one's pid as it wrote it ("?" before it has), and nothing
-    is changed."""
+def take(lock: IO[str], command: str = "") -> Holder | None:
+    """Lock the open file `lock` for this process (flock) and write our pid in it (and
+    `command`, see claim). When another process holds it: who (Holder), and nothing is
+    changed."""
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        return _pid(lock)
+        return _holder(lock)
     lock.truncate(0)
-    lock.write(f"{os.getpid()}\n")
+    lock.write(f"{os.getpid()} {command}".rstrip() + "\n")
     lock.flush()
     return None
 
 
-def holder(state_dir: Path) -> str | None:
-    """The pid of the running portwarden that holds `state_dir` (without taking it), as it
-    wrote it ("?" before it has), or None when none does."""
+def holding(state_dir: Path) -> Holder | None:
+    """Who holds `state_dir` (without taking it), or None when nobody does."""
     try:
         lock = open(state_dir / LOCK_NAME)  # noqa: SIM115 - read after the lock attempt
     except (FileNotFoundError, NotADirectoryError):
@@ -66,8 +99,15 @@ def holder(state_dir: Path) -> str | None:
         try:
             fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            return _pid(lock)
+            return _holder(lock)
     return None
+
+
+def holder(state_dir: Path) -> str | None:
+    """The pid of the running portwarden that holds `state_dir` (without taking it), as it
+    wrote it ("?" before it has), or None when none does."""
+    held = holding(state_dir)
+    return None if held is None else held.pid
 
 
 def in_use(state_dir: Path) -> bool:
@@ -75,9 +115,10 @@ def in_use(state_dir: Path) -> bool:
     return holder(state_dir) is not None
 
 
-def _pid(lock: IO[str]) -> str:
+def _holder(lock: IO[str]) -> Holder:
     lock.seek(0)
-    return lock.read().strip() or "?"
+    fields = lock.read().split()
+    return Holder(fields[0] if fields else "?", " ".join(fields[1:2]))
 
 
 # File systems that are the kernel's (/proc, /sys and those mounted in them): even root cannot

@@ -147,3 +147,39 @@ def test_a_hosts_deny_line_already_there_is_not_claimed_and_unblock_says_it_stay
     result = portwarden(lab.target, daemon, "unblock", "[2001:db8::]/64")
     assert result.returncode == 0 and f"unblocked {attacker}" in result.stdout
     daemon.stop()
+
+
+def test_a_kill_route_whose_route_was_there_already_counts_and_unblock_leaves_it(
+    lab: Lab, start_daemon: StartDaemon, started_daemons: list[RunningDaemon]
+) -> None:
+    """The administrator's blackhole route for the scanner, there before the block: `File
+    exists` is no failure, the block is in force (not ours), survives a restart, and an
+    unblock written as an IPv4-mapped address ends it but leaves the route."""
+    attacker = lab.attackers[0]
+    route = ["ip", "route", "add", "blackhole", attacker.ipv4]
+    lab.target.run(route)
+    try:
+        daemon = start_daemon("-stcp", conf=f'BLOCK_TCP="1"\nKILL_ROUTE="{" ".join(route[:4])} '
+                              '$TARGET$"\n')  # fmt: skip
+        nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+        daemon.wait_for(rf"block address={attacker.ipv4} actions=route:present ")
+        assert "File exists" not in daemon.log() and " ERROR " not in daemon.log()
+        assert "route (not ours)" in portwarden(lab.target, daemon, "blocked").stdout
+        daemon.stop()
+        again = RunningDaemon(lab.target, daemon.log_path.with_suffix(".conf"), "-stcp")
+        started_daemons.append(again)
+        again.wait_for("restored 1 active blocks")
+        result = portwarden(lab.target, again, "unblock", f"::ffff:{attacker.ipv4}")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines() == [
+            f"unblocked {attacker.ipv4}",
+            f"left as it is: {attacker.ipv4}: KILL_ROUTE {' '.join(route)}: it was there "
+            "before the block (not ours); remove it by hand if wanted",
+        ]
+        assert result.stderr == (f'portwarden: warning: unblock "::ffff:{attacker.ipv4}": an '
+                                 "IPv4-mapped address is taken as its IPv4 form; unblocking "
+                                 f"{attacker.ipv4}/32\n")  # fmt: skip
+        assert attacker.ipv4 in blackholes(lab.target)
+        again.stop()
+    finally:
+        lab.target.run(["ip", "route", "del", "blackhole", attacker.ipv4], check=False)

@@ -93,6 +93,20 @@ def parse_network(text: str) -> Network:
     return ipaddress.ip_network(f"{address}/{bits}", strict=False)
 
 
+def read_otherwise(text: str, network: Network) -> str | None:
+    """How parse_network read `text` as `network` otherwise than written ("host bits are set",
+    "an IPv4-mapped address is taken as its IPv4 form", or both), for a warning; None when it
+    is as written."""
+    address = ipaddress.ip_address(text.partition("/")[0])
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    said = []
+    if (mapped or address) != network.network_address:
+        said.append("host bits are set")
+    if mapped is not None:
+        said.append("an IPv4-mapped address is taken as its IPv4 form")
+    return "; ".join(said) or None
+
+
 def _dotted_mask_bits(mask: str) -> int:
     try:
         value = int(ipaddress.IPv4Address(mask))

@@ -21,9 +21,15 @@ def unmapped(address: IPAddress) -> IPAddress:
 
 _RTM_GETADDR = 22
 _RTM_GETROUTE = 26
+_RTM_GETNEXTHOP = 106
 _RTA_GATEWAY = 5
 _RTA_MULTIPATH = 9  # a list of next hops (struct rtnexthop, each with its own attributes)
 _RTA_VIA = 18  # a next hop of another family (an IPv6 gateway for IPv4): family, address
+_RTA_NH_ID = 30  # a next-hop object's id (`ip route add ... nhid N`)
+_NHA_ID, _NHA_GROUP, _NHA_GATEWAY = 1, 2, 6  # a next-hop object: its id, members, gateway
+# Next-hop groups hold plain next hops only (the kernel refuses a group in a group); a bound
+# all the same, so that no answer can make the resolution loop.
+_NEXTHOP_DEPTH_MAX = 4
 _IFA_ADDRESS = 1
 _IFA_LOCAL = 2
 _IFA_BROADCAST = 4
@@ -38,6 +44,9 @@ _IFADDRMSG = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, int
 _RTATTR = struct.Struct("=HH")  # length, type
 _RTNEXTHOP = struct.Struct("=HBBi")  # length, flags, hops, interface index; attributes follow
 _RTVIA = struct.Struct("=H")  # family; the address follows
+_NHMSG = struct.Struct("=BBBBI")  # family, scope, protocol, reserved, flags
+_NEXTHOP_GRP = struct.Struct("=IBBH")  # a group member: id, weight, reserved
+_NH_ID = struct.Struct("=I")
 _RTMSG = struct.Struct(
     "=BBBBBBBBI"
 )  # family, dst len, src len, tos, table, proto, scope, type, flags
@@ -135,13 +144,18 @@ def local_addresses() -> frozenset[IPAddress]:
 def default_gateways() -> frozenset[IPAddress]:
     """The next hops of every default route (IPv4 and IPv6) in this network namespace: one
     gateway, or each of a multipath route's (`nexthop via A nexthop via B`), of either family
-    (`via inet6 ...` for IPv4)."""
+    (`via inet6 ...` for IPv4), or those of its next-hop object (`nhid N`, see
+    _object_gateways)."""
     found: set[IPAddress] = set()
+    objects: set[int] = set()
     for message in _dump(_RTM_GETROUTE, _RTMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0)):
         if len(message) < _RTMSG.size or message[0] not in _SIZES or message[1] != 0:
             continue  # not IP, or not a default route (destination prefix length 0)
         attributes = _attributes(message, _RTMSG.size)
         found.update(_next_hops(attributes, message[0]))
+        object_id = attributes.get(_RTA_NH_ID, b"")
+        if len(object_id) == _NH_ID.size:
+            objects.add(_NH_ID.unpack(object_id)[0])
         hops = attributes.get(_RTA_MULTIPATH, b"")
         offset = 0
         while offset + _RTNEXTHOP.size <= len(hops):
@@ -151,7 +165,37 @@ def default_gateways() -> frozenset[IPAddress]:
             hop = _attributes(hops[offset : offset + length], _RTNEXTHOP.size)
             found.update(_next_hops(hop, message[0]))
             offset += netlink.align(length)
+    if objects:
+        found.update(_object_gateways(objects))
     return frozenset(found)
+
+
+def _object_gateways(wanted: set[int]) -> set[IPAddress]:
+    """The gateways of the next-hop objects `wanted` (ids), read with RTM_GETNEXTHOP: each
+    one's own, or those of a group's members (NHA_GROUP). With the sysctl
+    net.ipv4.nexthop_compat_mode=0 a route through one carries only its id, no gateway."""
+    gateways: dict[int, IPAddress] = {}
+    members: dict[int, list[int]] = {}
+    for message in _dump(_RTM_GETNEXTHOP, _NHMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
+        if len(message) < _NHMSG.size:
+            continue
+        attributes = _attributes(message, _NHMSG.size)
+        raw_id, gateway = attributes.get(_NHA_ID, b""), attributes.get(_NHA_GATEWAY, b"")
+        if len(raw_id) != _NH_ID.size:
+            continue
+        object_id = _NH_ID.unpack(raw_id)[0]
+        if len(gateway) in _SIZES.values():
+            gateways[object_id] = ipaddress.ip_address(gateway)
+        group = attributes.get(_NHA_GROUP, b"")
+        members[object_id] = [
+            _NEXTHOP_GRP.unpack_from(group, at)[0]
+            for at in range(0, len(group) - _NEXTHOP_GRP.size + 1, _NEXTHOP_GRP.size)
+        ]
+    found: set[IPAddress] = set()
+    for _ in range(_NEXTHOP_DEPTH_MAX):
+        found.update(gateways[i] for i in wanted if i in gateways)
+        wanted = {m for i in wanted for m in members.get(i, ())}
+    return found
 
 
 def _next_hops(attributes: dict[int, bytes], family: int) -> list[IPAddress]:

@@ -5,7 +5,7 @@ import re
 from collections.abc import Iterable
 
 from portwarden.config.errors import ConfigError
-from portwarden.config.ignore import ALWAYS_IGNORED, Network, parse_network
+from portwarden.config.ignore import ALWAYS_IGNORED, Network, parse_network, read_otherwise
 from portwarden.portmap.wrappers import covers_everyone
 
 _BRACKETED = re.compile(r"\[([0-9A-Fa-f:.]+)\](/[0-9]+)?")  # TCP Wrappers' [2001:db8::]/64
@@ -65,15 +65,8 @@ def host_bits_warnings(texts: Iterable[str], argument: str = "--allow") -> list[
     written for IPv4 callers, as that is how they come."""
     warnings = []
     for text in texts:
-        address = ipaddress.ip_address(text.partition("/")[0])
-        mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
         network = parse_network(text)
-        said = []
-        if (mapped or address) != network.network_address:
-            said.append("host bits are set")
-        if mapped is not None:
-            said.append("an IPv4-mapped address is taken as its IPv4 form")
+        said = read_otherwise(text, network)
         if said:
-            warnings.append(f'{argument} "{text}": {"; ".join(said)}; the network allowed is '
-                            f"{network}")  # fmt: skip
+            warnings.append(f'{argument} "{text}": {said}; the network allowed is {network}')
     return warnings

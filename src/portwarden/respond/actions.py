@@ -16,6 +16,7 @@ import math
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -49,11 +50,15 @@ INTERRUPTED = f"{FAILED}: interrupted"
 NOT_RUN = f"{FAILED}: not run (the daemon stopped before its turn)"
 NOT_CONFIGURED = "not run again: the configuration no longer has this KILL_ROUTE"
 NO_UNDO = "no known undo: remove it by hand"  # a KILL_ROUTE that config.kill.route_undo cannot undo
-# A hosts.deny line that was there before the block (PortSentry's leftover, the administrator's
-# own): it denies the host, but it is not ours, so no unblock removes it.
+# A hosts.deny line or a KILL_ROUTE route that was there before the block (PortSentry's
+# leftover, the administrator's own): it denies the host, but it is not ours, so no unblock
+# removes it.
 PRESENT = "present"
 IN_FORCE = (DONE, PRESENT)
 IGNORED = "ignored"  # the `ended_by` of a block whose address is now in the ignore file
+# The `ended_by` of a block whose address became one never blocked (a gateway, a name server, a
+# local address) after its block.
+PROTECTED = "protected"
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,10 @@ def enforced(actions: tuple[Action, ...]) -> bool:
 
 def not_ours(action: Action) -> bool:
     """A hosts.deny line in force that was there before the block (recorded `present`; before
-    that status existed, `done` without an undo)."""
+    that status existed, `done` without an undo), or a KILL_ROUTE route that was (`present`:
+    its undo is kept, for a run after a reboot that finds it gone and adds it)."""
+    if action.kind == ROUTE:
+        return action.status == PRESENT
     return action.kind == HOSTS_DENY and action.status in IN_FORCE and len(action.undo) != 2
 
 
@@ -88,10 +96,11 @@ def via(actions: tuple[Action, ...]) -> list[str]:
 
 
 def kept_lines(record: BlockRecord) -> list[str]:
-    """The hosts.deny lines an unblock of `record` leaves as they are (not ours), one phrase
-    each."""
-    return [f'hosts.deny line "{a.do[1]}" in {a.do[0]}'
-            for a in record.actions if not_ours(a) and len(a.do) == 2]  # fmt: skip
+    """The hosts.deny lines and KILL_ROUTE routes an unblock of `record` leaves as they are
+    (not ours), one phrase each."""
+    return [_what(a) if a.kind == ROUTE else f'hosts.deny line "{a.do[1]}" in {a.do[0]}'
+            for a in record.actions
+            if not_ours(a) and (a.kind == ROUTE or len(a.do) == 2)]  # fmt: skip
 
 
 def left(record: BlockRecord) -> list[str]:
@@ -438,11 +447,19 @@ class Actions:
 
     def _run(self, action: Action, what: str, quiet_undo: bool = False) -> Action:
         """Run the action's command (after its undo when `quiet_undo`: it may or may not be in
-        force, so only one copy is left). A failure is recorded with why."""
+        force, so only one copy is left; never that of a route not ours). A failure is
+        recorded with why. A KILL_ROUTE whose route is there already (`File exists`) is in
+        force, but not ours: recorded `present`, so no unblock removes it."""
         timeout = self.settings.kill_cmd_timeout
-        if quiet_undo and action.undo:
+        if quiet_undo and action.undo and action.status != PRESENT:
             commands.run(list(action.undo), timeout, f"{what} undo", quiet=True)
-        failure = commands.run(list(action.do), timeout, what)
+        there = commands.THERE_ALREADY if action.kind == ROUTE else ()
+        failure = commands.run(list(action.do), timeout, what, harmless=there,
+                               harmless_as=commands.EXISTS)  # fmt: skip
+        if failure == commands.EXISTS:
+            log.info("%s: its route is there already (not ours: an unblock leaves it): %s",
+                     what, one_line(" ".join(action.do)))  # fmt: skip
+            return action._replace(status=PRESENT)
         return action._replace(status=DONE if failure is None else f"{FAILED}: {failure}")
 
     def sweep_nft(self, network: Network) -> int:
@@ -595,7 +612,7 @@ class Actions:
         elif action.kind == ROUTE and action.undo:
             failure = commands.run(list(action.undo), self.settings.kill_cmd_timeout,
                                    "KILL_ROUTE undo", quiet=unsure,
-                                   gone=commands.NOT_THERE)  # fmt: skip
+                                   harmless=commands.NOT_THERE)  # fmt: skip
             if failure == commands.GONE:
                 self._routes_gone += 1
             elif failure is not None and not unsure:
@@ -664,6 +681,22 @@ class Actions:
         records = self.store.active() if active is None else active
         return self._unblock_each(_inside(records, networks), IGNORED)
 
+    def unblock_protected(
+        self, protected: Mapping[str, str], active: list[BlockRecord] | None = None
+    ) -> list[BlockRecord]:
+        """End the active blocks of `protected`'s addresses (each with why it is protected, as
+        said in the log): they became a gateway, a name server or a local address after their
+        block (at start, at each reload and when the periodic refresh finds them), and a block
+        would cut this host off them. `active`: as for unblock_ignored."""
+        if not protected:
+            return []
+        records = self.store.active() if active is None else active
+        due = [r for r in records if r.address in protected]
+        for record in due:
+            log.warning("protected address=%s why=%s: it became protected after its block, "
+                        "which ends", record.address, protected[record.address])  # fmt: skip
+        return self._unblock_each(due, PROTECTED)
+
     def _unblock_each(self, records: list[BlockRecord], by: str) -> list[BlockRecord]:
         undone = self.unblock_many(records, by)
         if undone:  # once, not once per block: `unblock --all` of many blocks stays linear
@@ -674,17 +707,18 @@ class Actions:
         """End the blocks whose time is up (BLOCKED_FILE not written)."""
         return self.unblock_many(self.store.due(now), "expired")
 
-    def restore(self) -> int:
-        """At start: end overdue blocks and those that only ran a command (see `lasting`); make
+    def restore(self, protected: Mapping[str, str] | None = None) -> int:
+        """At start: end overdue blocks, those inside IGNORE_FILE or of `protected` addresses
+        (see unblock_protected), and those that only ran a command (see `lasting`); make
         the firewall, routes and files match the store. nftables sets are refilled always (one
         idempotent transaction), hosts.deny lines put back (one write), KILL_ROUTE run again
         only for blocks made before this boot (routes and rules do not survive one; running
         them again without one would add them twice), and what a kill interrupted finished.
         What an unblock left in force (an undo that failed) is tried again first."""
         with collector_paused():
-            return self._restore()
+            return self._restore(protected or {})
 
-    def _restore(self) -> int:
+    def _restore(self, protected: Mapping[str, str]) -> int:
         now = time.time()
         self.finish_unblocks()  # before anything is applied again: see unblock_many
         for record in self.retry_left(None)[1]:
@@ -694,6 +728,8 @@ class Actions:
         everything = self.store.active()
         # Reported by ResponsePolicy.start, as the others that end here.
         if self.unblock_ignored(everything):
+            everything = self.store.active()
+        if self.unblock_protected(protected, everything):
             everything = self.store.active()
         active = []
         for record in everything:
@@ -782,7 +818,7 @@ class Actions:
             action = action._replace(do=tuple(argv))
         if not action.do:
             return action
-        if action.status == DONE and not self._configured(action, record):
+        if action.status in IN_FORCE and not self._configured(action, record):
             log.warning("KILL_ROUTE for %s not run again after the reboot: the configuration "
                         "no longer has it (%s)", record.address, " ".join(action.do))  # fmt: skip
             return action._replace(status=f"{FAILED}: {NOT_CONFIGURED}")

@@ -14,7 +14,7 @@ from typing import Any
 from portwarden import control, statedir
 from portwarden.alert.events import write_unblocks
 from portwarden.config import ConfigError, Settings
-from portwarden.config.ignore import Network, parse_network
+from portwarden.config.ignore import Network, parse_network, read_otherwise
 from portwarden.respond.actions import Actions, kept_lines, left
 from portwarden.respond.nft import NftError, claim_table
 from portwarden.store.db import BlockRecord, Store, store_path
@@ -84,6 +84,11 @@ def unblock(settings: Settings, target: str | None) -> int:
     except ValueError as error:
         print(f"portwarden: error: unblock: {one_line(str(error))}", file=sys.stderr)
         return 2
+    if target is not None and network is not None:  # said, not refused: the block ends
+        said = read_otherwise(_unbracketed(target), network)
+        if said:
+            print(f'portwarden: warning: unblock "{one_line(target)}": {said}; unblocking '
+                  f"{network}", file=sys.stderr)  # fmt: skip
     request = {"all": True} if network is None else {"network": str(network)}
     answer = _by_daemon_or_here(
         settings,
@@ -179,10 +184,10 @@ def _by_daemon_or_here(settings: Settings, command: str, request: Answer,
         if answer is not None:
             return answer
         try:
-            lock = statedir.claim(settings.state_dir)
-        except statedir.StateDirBusy:  # a daemon is starting: it will listen in a moment
+            lock = statedir.claim(settings.state_dir, command)
+        except statedir.StateDirBusy as busy:  # a daemon is starting: it will listen soon
             if time.monotonic() > deadline:
-                return {"error": _not_listening(settings)}
+                return {"error": str(busy) if busy.holder.command else _not_listening(settings)}
             time.sleep(0.1)
             continue
         with lock:

@@ -44,15 +44,20 @@ NOT_THERE = ("No such process", "does a matching rule exist")
 # What `run` answers for such an undo: no failure, and nothing logged (there may be thousands:
 # the caller says how many in one line).
 GONE = "nothing to remove"
+# What `ip route add` (`RTNETLINK answers: File exists`) and `route add` (`SIOCADDRT: File
+# exists`) say when the route is there already: the address is blocked, by a route not ours.
+THERE_ALREADY = ("File exists",)
+EXISTS = "there already"
 
 
 def run(argv: list[str], timeout: float, what: str, quiet: bool = False,
-        gone: Sequence[str] = ()) -> str | None:  # fmt: skip
+        harmless: Sequence[str] = (), harmless_as: str = GONE) -> str | None:  # fmt: skip
     """Run and wait at most `timeout` seconds. Logs failures (at debug level when `quiet`: an
     undo of something that may never have been done). Returns None on success, else why it
     failed, on one line (`exit status 1: <the start of its output>`, `killed after 5s`, ...);
-    a failure whose output holds one of `gone` is no failure, GONE (an undo of something no
-    longer there: logged at debug level).
+    a failure whose output holds one of `harmless` is no failure: `harmless_as` (GONE, for an
+    undo of something no longer there; EXISTS, for a route there already), logged at debug
+    level.
 
     The command gets a session of its own: past the time limit the whole process group is
     killed, not only the direct child (`sh -c '...'` forks). Only the direct child is waited
@@ -80,9 +85,9 @@ def run(argv: list[str], timeout: float, what: str, quiet: bool = False,
     if status != 0:
         text = one_line(output.decode(errors="replace").strip(), _OUTPUT_SHOWN)
         how = f"exit status {status}" if status > 0 else f"signal {-status}"
-        if status > 0 and any(marker in text for marker in gone):
-            log.debug("%s: nothing to remove (%s): %s", what, text, shown)
-            return GONE
+        if status > 0 and any(marker in text for marker in harmless):
+            log.debug("%s: %s (%s): %s", what, harmless_as, text, shown)
+            return harmless_as
         report("%s failed with %s: %s: %s", what, how, shown, text)
         return f"{how}: {text[:_OUTPUT_RECORDED]}" if text else how
     return None

@@ -23,11 +23,12 @@ from portwarden.config.ignore import Address, Network, parse_network
 from portwarden.config.settings import nothing_to_do
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Proto
-from portwarden.net.local import broadcast_addresses, default_gateways
+from portwarden.net.local import broadcast_addresses, default_gateways, local_addresses
 from portwarden.respond.actions import (
     IGNORED,
     NFT,
     NOT_RUN,
+    PROTECTED,
     Actions,
     BlockRequest,
     enforced,
@@ -90,7 +91,14 @@ def _nameserver_lines(path: Path) -> frozenset[Address]:
 _PROTECTED_BY = {"gateway": ("PROTECT_GATEWAYS", "a default gateway"),
                  "nameserver": ("PROTECT_NAMESERVERS", "a name server"),
                  "broadcast": (None, "a broadcast or network address of this host's "
-                               "subnet")}  # fmt: skip
+                               "subnet"),
+                 "local": (None, "an address of this host")}  # fmt: skip
+
+
+def _protection(why: tuple[str, ...]) -> str:
+    """`gateway,nameserver (PROTECT_GATEWAYS=0 and PROTECT_NAMESERVERS=0 allow it)`: the log's
+    words for why an address is protected."""
+    return f"{','.join(why)} ({_overridden_by(why)})"
 
 
 def _protected_as(why: tuple[str, ...]) -> str:
@@ -228,6 +236,10 @@ class ActionWorker(threading.Thread):
                 elif kind == "unblock" and isinstance(payload, UnblockJob):
                     with _answering(payload.answer):
                         payload.answer.set_result(self._unblock(actions, payload))
+                elif kind == PROTECTED and isinstance(payload, dict):
+                    _report_unblocks(self._alerts,
+                                     [r.address for r in actions.unblock_protected(payload)],
+                                     _just_now(PROTECTED))  # fmt: skip
                 elif kind == "reapply" and isinstance(payload, Future):
                     with _answering(payload):
                         payload.set_result(reapply_here(actions))
@@ -303,6 +315,7 @@ class ResponsePolicy:
         # is recorded (its own `block` line comes first), with the mode of that probe.
         self._probed_in_flight: dict[str, str] = {}
         self._refused: set[str] = set()
+        self._ending_protected: set[str] = set()  # submitted to the worker to end: protected
         self._recent: collections.deque[float] = collections.deque()
         self._strong: collections.deque[float] = collections.deque()
         self._suppressed = 0
@@ -340,7 +353,8 @@ class ResponsePolicy:
         """Re-apply the active blocks in one batch, then start the worker. Returns their count."""
         self.claim_table(self.settings)
         before = self._store.active_addresses()
-        restored = self._actions.restore()
+        self._protected = self._read_protected()
+        restored = self._actions.restore(self._protected_blocks(before))
         if self._actions.unfilled is not None:
             # Started all the same: detection, alerts and the other actions work, and the
             # sets are filled again every PUT_BACK_RETRY_S until it works (_check_table).
@@ -353,7 +367,7 @@ class ResponsePolicy:
         ended = sorted(before - self._store.active_addresses())  # overdue, or command-only
         _report_unblocks(self._alerts, ended,
                          lambda a: self._store.last_end(a) or ("restart", time.time()))  # fmt: skip
-        self.refresh()
+        self._check_table()
         self._worker.start()
         return restored
 
@@ -379,18 +393,37 @@ class ResponsePolicy:
         self.refresh()
 
     def refresh(self) -> None:
-        """Addresses that must never be blocked, re-read (routes and resolv.conf change)."""
+        """Addresses that must never be blocked, re-read (routes, resolv.conf and the local
+        addresses change); the blocks of those that became protected end."""
+        self._protected = self._read_protected()
+        self._sync()
+        due = {address: why for address, why in self._protected_blocks(self._active).items()
+               if address not in self._ending_protected}  # fmt: skip
+        if due and self._submit(PROTECTED, due):
+            self._ending_protected.update(due)
+        self._check_table()
+
+    def _read_protected(self) -> dict[Address, tuple[str, ...]]:
+        """Each address never blocked, with why (_PROTECTED_BY's keys), read now. (A local
+        address never reaches the policy: the engine ignores it. It is here for its blocks
+        made before it was local.)"""
         protected: dict[Address, tuple[str, ...]] = {}
         sources: tuple[tuple[str, bool, Callable[[], frozenset[Address]]], ...] = (
             ("gateway", self.settings.protect_gateways, default_gateways),
             ("nameserver", self.settings.protect_nameservers, name_servers),
             ("broadcast", True, broadcast_addresses),
+            ("local", True, local_addresses),
         )
         for why, on, addresses in sources:
             for address in addresses() if on else ():
                 protected[address] = (*protected.get(address, ()), why)
-        self._protected = protected
-        self._check_table()
+        return protected
+
+    def _protected_blocks(self, active: set[str]) -> dict[str, str]:
+        """The addresses of `active` (blocks in force) that are protected now, each with why
+        (for the log)."""
+        return {str(a): _protection(why) for a, why in self._protected.items()
+                if str(a) in active}  # fmt: skip
 
     def _check_table(self) -> None:
         """A firewall reload that flushes the whole ruleset (`nft flush ruleset`, as
@@ -436,6 +469,7 @@ class ResponsePolicy:
         self._version = version
         active = self._store.active()
         self._active = {r.address for r in active} | self._in_flight
+        self._ending_protected &= self._active
         self._announced &= self._active
         self._element_checked = {
             a: t for a, t in self._element_checked.items() if a in self._active
@@ -509,8 +543,7 @@ class ResponsePolicy:
         if why is not None:
             if address not in self._refused:
                 self._refused.add(address)
-                log.warning("not-blocking address=%s why=%s (%s)", address, ",".join(why),
-                            _overridden_by(why))  # fmt: skip
+                log.warning("not-blocking address=%s why=%s", address, _protection(why))
                 self._alerts.not_blocking(address, _protected_as(why))
             return
         if self._full():
