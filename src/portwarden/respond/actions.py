@@ -313,9 +313,9 @@ class Actions:
         `nft_done`, its outcome). Returns the record, ended at once if nothing took effect
         (see `enforced`); None when the block ended, or its unblock began, before its turn came
         (an expiry or an unblock, which the worker takes before any block, or an unblock the
-        loop began: nothing more of it is done, and its element is removed) or while an action
-        of it ran (a slow KILL_RUN_CMD: the actions after it are not done, the unblock undoes
-        those done). It gets its HISTORY_FILE line if it was in force (the element added)."""
+        loop began: nothing of it is done, and its element is removed; it gets its
+        HISTORY_FILE line if that element had been added, as it was in force). A block whose
+        turn has come is carried out whole (an unblock asked meanwhile undoes it after)."""
         ended_by = self.store.ending(record.id)
         if ended_by is not None:
             log.info("block address=%s not carried out: it ended (by=%s) before its turn",
@@ -335,15 +335,8 @@ class Actions:
         if tuple(actions) != record.actions:  # durable before any file or route changes
             self.store.set_actions(record.id, tuple(actions))
         for index, action in enumerate(actions):
-            if action.status != PLANNED:
-                continue
-            ended_by = self.store.ending(record.id)
-            if ended_by is not None:  # `unblock`, while the action before ran (a slow command)
-                log.info("block address=%s: the rest not carried out: it ended (by=%s) "
-                         "meanwhile", record.address, ended_by)  # fmt: skip
-                self.write_history([record._replace(actions=tuple(actions))])
-                return None
-            self._carry_out(record, actions, index)
+            if action.status == PLANNED:
+                self._carry_out(record, actions, index)
         name = Resolver.name(lookup, record.since + limits.RESOLVE_HOST_TIMEOUT_S - time.time())
         hostname = record.address if name is None else safe_hostname(name)
         record = record._replace(actions=tuple(actions), hostname=hostname)
