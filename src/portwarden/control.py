@@ -6,8 +6,8 @@ user) can talk to it. One request per connection: a JSON object on one line, e.g
 {"command": "status"}, {"command": "unblock", "network": "198.18.0.0/24"} (or "all": true),
 {"command": "reapply"}; one JSON object back. The daemon serves it from its loop, so reading
 a request is bounded in size and time: a client that sends nothing for a moment is dropped. An
-answer that takes work off the loop (an unblock, done by the action worker after the blocks
-queued before it) is a Future: the connection waits, at most ACTION_WAIT_S, and the answer is
+answer that takes work off the loop (an unblock, done by the action worker once the job it is
+doing is done) is a Future: the connection waits, at most ACTION_WAIT_S, and the answer is
 sent from the loop once it is there.
 """
 
@@ -32,9 +32,10 @@ CLIENT_WAIT_S = 0.5  # the longest the loop spends on one client, whatever it se
 # The longest `status` waits for the daemon's answer (then it shows the last saved status). The
 # loop answers within a turn, which is bounded; a daemon stopped (SIGSTOP) or stuck never does.
 ANSWER_WAIT_S = 5.0
-# The longest an unblock or reapply waits for the action worker: it comes after the blocks queued
-# before it, whose commands may each take KILL_CMD_TIMEOUT. The work is done even if nobody
-# waits for it any more.
+# The longest an unblock or reapply waits for the action worker: it comes before the blocks
+# waiting their turn, after the job the worker is doing (a command may take KILL_CMD_TIMEOUT), and
+# after other unblocks and reapplies asked before it. The work is done even if nobody waits for
+# it any more.
 ACTION_WAIT_S = 120.0
 WAITING_MAX = 16  # connections waiting for such an answer at once
 

@@ -123,8 +123,7 @@ class Daemon:
             self._control = control.ControlServer(self.settings.state_dir, self._command)
             for fd in self._control.fds:
                 self._selector.register(fd, selectors.EVENT_READ, self._control)
-            restored = self._policy.start()
-            log.info("restored %d active blocks from the store", restored)
+            self._policy.start()
             self._start_sensors()
             self._publish_metrics()
             self._start_audit()

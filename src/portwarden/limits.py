@@ -99,6 +99,15 @@ UNBLOCK_COMMIT_S = 1.0
 # Block requests waiting for the action worker. A detection storm beyond this is not queued
 # (and BLOCKS_PER_MINUTE normally stops it long before).
 BLOCK_QUEUE_MAX = 1_024
+# Jobs that go ahead of those blocks (respond/jobs.py): `unblock` and `reapply` requests (root's,
+# over the control socket), one expiry, one reload, one put-back. Past this, a request is refused
+# ("try again"), never the blocks' lane made to wait.
+URGENT_JOBS_MAX = 64
+# `unblock` through the daemon removes the nftables elements of at most this many blocks at
+# once, in the loop, before the action worker's turn (see ResponsePolicy.on_request): a batch of
+# this size is a millisecond or two. A wider unblock (`--all` of thousands) leaves it all to the
+# worker, so the loop never stalls.
+UNBLOCK_AT_ONCE_MAX = 1_024
 
 # The longest a block with a duration lasts, whatever BLOCK_ESCALATION computes for a repeat
 # offender: the kernel refuses set element timeouts past about 584 years (in milliseconds), and

@@ -38,6 +38,32 @@ def test_reapply_reports_a_kill_route_that_failed(
     daemon.stop()
 
 
+def test_reapply_leaves_a_kill_route_that_never_took_effect(
+    lab: Lab, start_daemon: StartDaemon
+) -> None:
+    """An IPv4-only KILL_ROUTE (iptables) failed for an IPv6 scanner, which our nftables
+    blocker holds: after a flush of the rules, reapply runs it again for the IPv4 scanner only,
+    and exits 0 (it ran the IPv6 one again too, failed, and exited 1 at every reapply)."""
+    attacker = lab.attackers[1]
+    conf = ('BLOCK_TCP="1"\nBLOCK_NFTABLES="1"\nUNBLOCK_ON_STOP="1"\n'
+            'KILL_ROUTE="iptables -I INPUT -s $TARGET$ -j DROP"\n')  # fmt: skip
+    daemon = start_daemon("-stcp", conf=conf)
+    try:
+        nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+        daemon.wait_for(rf"block address={attacker.ipv4} actions=nft:done,route:done ")
+        nmap(attacker.run, "-6", "-sS", "-p", "11", lab.target.ipv6)
+        daemon.wait_for(rf"block address={attacker.ipv6} actions=nft:done,route:failed ")
+        lab.target.run(["iptables", "-F", "INPUT"])
+        result = portwarden(lab.target, daemon, "reapply")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[0] == f"KILL_ROUTE run again for {attacker.ipv4}"
+        assert attacker.ipv6 not in result.stdout + result.stderr
+        assert lab.target.run(["iptables", "-S", "INPUT"]).stdout.count(attacker.ipv4) == 1
+        daemon.stop()
+    finally:
+        lab.target.run(["iptables", "-F", "INPUT"])
+
+
 def test_blocks_made_before_the_switch_to_nftables_are_enforced_by_it(
     lab: Lab, start_daemon: StartDaemon, started_daemons: list[RunningDaemon]
 ) -> None:

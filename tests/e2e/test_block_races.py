@@ -203,7 +203,8 @@ def test_sets_that_cannot_be_filled_at_start_are_one_error_line_and_the_daemon_r
     lab: Lab, start_daemon: StartDaemon
 ) -> None:
     """Our table taken over by a set of the wrong type: the restore cannot use it. The daemon
-    says so in one line and runs (detection, alerts, the other actions)."""
+    says so in one line, then what it restored and what not, and runs (detection, alerts, the
+    other actions)."""
     daemon = start_daemon("-stcp", conf='BLOCK_TCP="1"\n')
     nmap(lab.attackers[0].run, "-sS", "-p", "11", lab.target.ipv4)
     daemon.wait_for(rf"block address={lab.attackers[0].ipv4} actions=nft:done ")
@@ -216,6 +217,10 @@ def test_sets_that_cannot_be_filled_at_start_are_one_error_line_and_the_daemon_r
         log = again.log()
         (line,) = [x for x in log.splitlines() if "could not be put in table" in x]
         assert "trying again every 30 s" in line
+        (restored,) = [x for x in log.splitlines() if "restored 1 active blocks" in x]
+        assert restored.endswith("from the store, but not the nftables elements of 1 of them; 1 "
+                                 "of those have nothing else in force (no route, no hosts.deny "
+                                 "line): not blocked until the sets are filled")  # fmt: skip
         assert "Traceback" not in log and again.proc.poll() is None
         events = Path(daemon.log_path.parent, "state", "events.jsonl").read_text()
         assert '"event":"nft-failed"' in events

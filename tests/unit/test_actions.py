@@ -758,3 +758,44 @@ def test_a_block_the_full_queue_refused_gets_no_history_line_even_after_a_kill(
     nft_blocking(make, monkeypatch)  # the same patches again, for the restore
     assert restore_in(actions, "boot-1", monkeypatch) == 0
     assert not actions.settings.history_file.exists()
+
+
+def test_a_block_whose_unblock_began_before_its_turn_is_not_carried_out(
+    tmp_path: Path, make: Callable[[str], Actions]
+) -> None:
+    """`unblock` through the daemon marks the block at once (the loop), before the worker's
+    turn: its job then does nothing of it; the worker's unblock ends it."""
+    calls = tmp_path / "calls"
+    actions = make(f'KILL_HOSTS_DENY="ALL: $TARGET$"\nKILL_RUN_CMD="{record_cmd(calls, "x")}"\n')
+    now = time.time()
+    record = actions.record(request(), now, None)
+    assert record is not None
+    actions.unblock_at_once([record], admin.UNBLOCK_COMMAND)
+    assert actions.carry_out(record) is None
+    assert not calls.exists() and not actions.settings.hosts_deny_file.exists()
+    (undone,) = actions.unblock_matching(None, admin.UNBLOCK_COMMAND)
+    assert undone.id == record.id and actions.store.active() == []
+
+
+def test_reapply_runs_again_only_the_kill_routes_that_took_effect(
+    tmp_path: Path, make: Callable[[str], Actions]
+) -> None:
+    """An IPv4-only KILL_ROUTE failed for an IPv6 block: reapply leaves it (it exited 1 at every
+    reapply). One that failed at a reapply is tried again at the next."""
+    calls = tmp_path / "calls"
+    actions = make(f'KILL_HOSTS_DENY="ALL: $TARGET$"\n'
+                   f'KILL_ROUTE="{record_cmd(calls, "add", "$TARGET$")}"\n')  # fmt: skip
+    assert block(actions, request("198.18.0.11")) is not None
+    record = actions.record(request("2001:db8::b"), time.time(), None)
+    assert record is not None
+    failed = ("route", (), "failed: exit status 6: Unknown host", record.actions[1].do)
+    actions.store.set_actions(record.id, (record.actions[0], Action(*failed)))
+    outcome = actions.reapply_routes()
+    assert outcome.done == ["198.18.0.11"] and outcome.failed == []
+    calls.unlink()
+    calls.mkdir()  # the command fails now
+    outcome = actions.reapply_routes()
+    assert outcome.done == [] and [a for a, _ in outcome.failed] == ["198.18.0.11"]
+    calls.rmdir()
+    assert actions.reapply_routes().done == ["198.18.0.11"]
+    assert calls_of(calls) == [["del", "198.18.0.11"], ["add", "198.18.0.11"]]

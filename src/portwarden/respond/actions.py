@@ -48,6 +48,7 @@ log = logging.getLogger("portwarden")
 NFT, ROUTE, HOSTS_DENY, COMMAND = "nft", "route", "hosts.deny", "command"
 INTERRUPTED = f"{FAILED}: interrupted"
 NOT_RUN = f"{FAILED}: not run (the daemon stopped before its turn)"
+REAPPLY_FAILED = f"{FAILED}: at reapply: "  # a KILL_ROUTE in force until `reapply` ran it again
 NOT_CONFIGURED = "not run again: the configuration no longer has this KILL_ROUTE"
 NO_UNDO = "no known undo: remove it by hand"  # a KILL_ROUTE that config.kill.route_undo cannot undo
 # A hosts.deny line or a KILL_ROUTE route that was there before the block (PortSentry's
@@ -162,6 +163,21 @@ def nft_warning(settings: Settings) -> str | None:
     return None
 
 
+class Unfilled(NamedTuple):
+    """The restore at start could not fill our nftables sets: why, and what is not in force."""
+
+    why: str
+    blocks: int  # active blocks whose nftables element is missing
+    bare: int  # of those, the blocks with nothing else in force (a route, a hosts.deny line)
+
+
+def _unfilled(why: str, kept: list[BlockRecord]) -> Unfilled:
+    missing = [r for r in kept if any(a.kind == NFT for a in r.actions)]
+    bare = sum(not any(a.kind not in (NFT, COMMAND) and a.status in IN_FORCE for a in r.actions)
+               for r in missing)  # fmt: skip
+    return Unfilled(why, len(missing), bare)
+
+
 class Reapplied(NamedTuple):
     """What `reapply` did with each active block that has a KILL_ROUTE (addresses)."""
 
@@ -182,6 +198,15 @@ def _undo_due(action: Action) -> bool:
     """Whether an unblock undoes the action: done, or maybe done (planned, or a command
     killed with us), or an undo that failed before; not one that failed (nothing added)."""
     return action.status in (DONE, PLANNED, RUNNING) or action.status.startswith(UNDO_FAILED)
+
+
+def _reapplied(action: Action) -> bool:
+    """Whether `reapply` runs the action again: a KILL_ROUTE that took effect, also one whose
+    run at an earlier reapply failed. Not one that failed at its block (an IPv4-only KILL_ROUTE
+    for an IPv6 block would fail again at every reapply), nor one still planned (its block
+    waits for the action worker, which runs it)."""
+    return (action.kind == ROUTE and bool(action.do)
+            and (action.status == DONE or action.status.startswith(REAPPLY_FAILED)))  # fmt: skip
 
 
 def _seconds_left(until: float | None, now: float) -> int | None:
@@ -208,7 +233,7 @@ class Actions:
         self._resolver: Resolver | None = None
         self.table_remade = False  # the last nft_add found our table gone and made it again
         self.put_back_due = False  # so did a block's own nftables step: the others are gone
-        self.unfilled: str | None = None  # why the restore could not fill the sets
+        self.unfilled: Unfilled | None = None  # the restore could not fill the sets
         self._routes_gone = 0  # KILL_ROUTE undos with nothing to remove, not yet said
 
     def nft(self) -> NftBlocker:
@@ -295,10 +320,12 @@ class Actions:
     def carry_out(self, record: BlockRecord, nft_done: Action | None = None) -> BlockRecord | None:
         """Do the recorded block's planned actions (but the nftables element the loop added:
         `nft_done`, its outcome). Returns the record, ended at once if nothing took effect
-        (see `enforced`); None when the block ended before its turn came (an expiry or an
-        unblock queued before it: nothing more of it is done, and its element is removed; it
-        gets its HISTORY_FILE line if that element had been added, as it was in force)."""
-        ended_by = self.store.ended(record.id)
+        (see `enforced`); None when the block ended, or its unblock began, before its turn came
+        (an expiry or an unblock, which the worker takes before any block, or an unblock the
+        loop began: nothing of it is done, and its element is removed; it gets its
+        HISTORY_FILE line if that element had been added, as it was in force). A block whose
+        turn has come is carried out whole (an unblock asked meanwhile undoes it after)."""
+        ended_by = self.store.ending(record.id)
         if ended_by is not None:
             log.info("block address=%s not carried out: it ended (by=%s) before its turn",
                      record.address, ended_by)  # fmt: skip
@@ -525,6 +552,18 @@ class Actions:
         self._say_routes_gone()
         return undone
 
+    def unblock_at_once(self, records: list[BlockRecord], by: str) -> None:
+        """What the loop does of an unblock the moment it is asked, before the action worker's
+        turn (it may be running a block's KILL_RUN_CMD): the blocks are marked as being
+        unblocked by `by`, so that none of their actions not yet done is carried out any more
+        (see carry_out) and a start after a kill finishes the unblock, and their nftables
+        elements are removed. The worker's unblock_many then does the rest, and records it."""
+        self.store.start_unblocking([r.id for r in records], by)
+        error = self._remove_elements(records)
+        if error is not None:
+            log.warning("nftables: removing the elements of %d unblocked blocks failed: %s; "
+                        "the action worker tries again", len(records), error)  # fmt: skip
+
     def _end_undone(self, undone: list[BlockRecord], by: str) -> list[BlockRecord]:
         """End the blocks (their actions as undone) in one transaction; returns those that had
         not ended already."""
@@ -739,11 +778,12 @@ class Actions:
                 self.store.end_block(record.id, now, "restart")
         active = self._into_nft(active)  # their elements come in the batch below
         self.unfilled = None
+        unfilled = None
         if uses_nft(self.settings) or any(a.kind == NFT for r in active for a in r.actions):
             try:
                 self.nft().replace_all(self._nft_blocks(active, now))
             except NftError as error:  # the rest is restored all the same: see policy.start
-                self.unfilled = one_line(str(error))
+                unfilled = one_line(str(error))
         put_back = self._put_back_hosts_deny(active)
         rebooted = self.store.made_in_other_boots(self.boot)
         kept: list[BlockRecord] = []
@@ -779,6 +819,8 @@ class Actions:
                         commands_left[NOT_RUN], commands_left[INTERRUPTED])  # fmt: skip
         self.write_history(self.store.unwritten(), catching_up=True)
         self.write_files(None, kept)
+        if unfilled is not None:
+            self.unfilled = _unfilled(unfilled, kept)
         return len(kept)
 
     def _put_back_hosts_deny(self, active: list[BlockRecord]) -> dict[tuple[str, str], str]:
@@ -862,7 +904,7 @@ class Actions:
         configuration no longer has (see _configured)."""
         outcome = Reapplied([], [], [], [])
         for record in self.store.active():
-            routes = [a for a in record.actions if a.kind == ROUTE and a.do]
+            routes = [a for a in record.actions if _reapplied(a)]
             if not routes:
                 continue
             if not all(self._configured(a, record) for a in routes):
@@ -871,17 +913,25 @@ class Actions:
             if not all(a.undo for a in routes):
                 outcome.no_undo.append(record.address)
                 continue
-            actions = tuple(self._run(a, "KILL_ROUTE (reapply)", quiet_undo=True)
-                            if a.kind == ROUTE and a.do else a for a in record.actions)  # fmt: skip
+            actions = tuple(self._run_again(a) if _reapplied(a) else a
+                            for a in record.actions)  # fmt: skip
             self.store.set_actions(record.id, actions)
             self.store.set_boot(record.id, self.boot)
-            failed = [a.status.partition(": ")[2] or a.status for a in actions
-                      if a.kind == ROUTE and a.do and a.status != DONE]  # fmt: skip
+            failed = [a.status.removeprefix(REAPPLY_FAILED) for a in actions
+                      if a.status.startswith(REAPPLY_FAILED)]  # fmt: skip
             if failed:
                 outcome.failed.append((record.address, "; ".join(failed)))
             else:
                 outcome.done.append(record.address)
         return outcome
+
+    def _run_again(self, route: Action) -> Action:
+        """A KILL_ROUTE run again by `reapply`; a failure is marked as one of reapply's (the
+        next reapply tries again: the route was in force before)."""
+        again = self._run(route, "KILL_ROUTE (reapply)", quiet_undo=True)
+        if again.status == DONE:
+            return again
+        return again._replace(status=REAPPLY_FAILED + again.status.partition(": ")[2])
 
     def put_back_nft(self) -> int | None:
         """Make our table again (or repair its chains and rules) with the active nftables

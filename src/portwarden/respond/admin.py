@@ -1,9 +1,11 @@
 """`portwarden unblock` and `portwarden reapply`: what the administrator asks of the blocks.
 
 While the daemon runs, its action worker does the work (it alone changes the firewall, routes,
-hosts.deny and the files; the work comes after the blocks queued before it, so a block still
-being made ends unblocked too). When no daemon runs, the command does it on the store directly,
-holding STATE_DIR's lock meanwhile, so that no daemon starts in the middle.
+hosts.deny and the files, but for the nftables elements an unblock removes at once: see
+ResponsePolicy.on_request); the work comes before the blocks waiting their turn, which are then
+not carried out if it ends them, and after the job the worker is doing. When no daemon runs,
+the command does it on the store directly, holding STATE_DIR's lock meanwhile, so that no
+daemon starts in the middle.
 """
 
 import sys

@@ -1,11 +1,12 @@
 """In the loop: which verdicts become blocks, which addresses must never be blocked, how many
-blocks a minute; the blocks themselves are carried out by one worker thread, off the loop."""
+blocks a minute; the blocks themselves are carried out by one worker thread, off the loop,
+which takes unblocks and expiry before them (see respond/jobs.py)."""
 
 import collections
 import contextlib
 import ipaddress
+import itertools
 import logging
-import queue
 import socket
 import sqlite3
 import threading
@@ -36,6 +37,7 @@ from portwarden.respond.actions import (
     via,
 )
 from portwarden.respond.admin import UNBLOCK_COMMAND, reapply_here, unblock_here
+from portwarden.respond.jobs import Job, JobQueue
 from portwarden.respond.nft import NftError, claim_table
 from portwarden.store.db import DONE, Action, BlockRecord, Store
 from portwarden.text import one_line, utc_stamp
@@ -132,8 +134,9 @@ class BlockJob:
 
 @dataclass(frozen=True)
 class UnblockJob:
-    """`portwarden unblock` through the daemon: done by the worker, after the blocks queued
-    before it, so a block still being made ends unblocked too."""
+    """`portwarden unblock` through the daemon: begun by the loop (Actions.unblock_at_once),
+    done by the worker before the blocks waiting their turn, so those inside `network` are
+    not carried out at all (Actions.carry_out)."""
 
     network: Network | None  # None: every block, and our nftables table
     answer: "Future[dict[str, Any]]"
@@ -175,7 +178,7 @@ class ActionWorker(threading.Thread):
         self.settings = settings
         self._alerts = alerts
         self._path = store_path
-        self.jobs: queue.Queue[tuple[str, object]] = queue.Queue(limits.BLOCK_QUEUE_MAX)
+        self.jobs = JobQueue(limits.BLOCK_QUEUE_MAX, limits.URGENT_JOBS_MAX)
         # Addresses whose block job is finished (recorded, or failed): the loop stops treating
         # them as in flight. A deque: appended here, popped by the loop, no lock needed.
         self.finished: collections.deque[str] = collections.deque()
@@ -191,9 +194,12 @@ class ActionWorker(threading.Thread):
     def run(self) -> None:
         actions = Actions(self.settings, Store(self._path), self.stopping)
         while True:
-            kind, payload = self.jobs.get()
+            job = self.jobs.get()
+            if job is None:
+                continue
+            kind, payload = job
             try:
-                if kind == "stop":
+                if kind is Job.STOP:
                     if actions.not_run:
                         log.warning("stopping: KILL_RUN_CMD not run for %d blocks that waited "
                                     "their turn (recorded `%s`)", actions.not_run,
@@ -206,14 +212,14 @@ class ActionWorker(threading.Thread):
                         )
                         actions.drop_table()
                     return
-                if kind == "settings" and isinstance(payload, Settings):
+                if kind is Job.SETTINGS and isinstance(payload, Settings):
                     try:
                         if actions.reconfigure(payload) and uses_nft(payload):
                             actions.reshape()  # BLOCK_FORWARD changed: the chain comes or goes
                     finally:
                         self.reshaping.clear()
                     self._settings_taken(actions)
-                elif kind == "block" and isinstance(payload, BlockJob):
+                elif kind is Job.BLOCK and isinstance(payload, BlockJob):
                     try:
                         record = actions.carry_out(payload.record, payload.nft_done)
                     finally:
@@ -225,26 +231,26 @@ class ActionWorker(threading.Thread):
                         _say_table_remade(self._alerts, self.settings, payload.record.address)
                         self.putting_back.set()
                         self._put_back(actions)
-                elif kind == "put-back-nft":
+                elif kind is Job.PUT_BACK:
                     self._put_back(actions)
-                elif kind == "expire":
+                elif kind is Job.EXPIRE:
                     expired = actions.expire(time.time())
                     _report_unblocks(self._alerts, [r.address for r in expired],
                                      _just_now("expired"))  # fmt: skip
                     if expired:
                         actions.write_files()
-                elif kind == "unblock" and isinstance(payload, UnblockJob):
+                elif kind is Job.UNBLOCK and isinstance(payload, UnblockJob):
                     with _answering(payload.answer):
                         payload.answer.set_result(self._unblock(actions, payload))
-                elif kind == PROTECTED and isinstance(payload, dict):
+                elif kind is Job.PROTECTED and isinstance(payload, dict):
                     _report_unblocks(self._alerts,
                                      [r.address for r in actions.unblock_protected(payload)],
                                      _just_now(PROTECTED))  # fmt: skip
-                elif kind == "reapply" and isinstance(payload, Future):
+                elif kind is Job.REAPPLY and isinstance(payload, Future):
                     with _answering(payload):
                         payload.set_result(reapply_here(actions))
             except Exception:  # one failing action must never stop the others
-                log.exception("action %s failed", kind)
+                log.exception("action %s failed", kind.value)
 
     def _settings_taken(self, actions: Actions) -> None:
         """After a reload, as at start (Actions.restore): the blocks now inside IGNORE_FILE
@@ -349,19 +355,26 @@ class ResponsePolicy:
         if self._table_claim is None and uses_nft(settings):
             self._table_claim = claim_table(settings.nft_table, settings.source)
 
-    def start(self) -> int:
-        """Re-apply the active blocks in one batch, then start the worker. Returns their count."""
+    def start(self) -> None:
+        """Re-apply the active blocks in one batch (and say how many), then start the worker."""
         self.claim_table(self.settings)
         before = self._store.active_addresses()
         self._protected = self._read_protected()
         restored = self._actions.restore(self._protected_blocks(before))
-        if self._actions.unfilled is not None:
+        unfilled = self._actions.unfilled
+        if unfilled is None:
+            log.info("restored %d active blocks from the store", restored)
+        else:
             # Started all the same: detection, alerts and the other actions work, and the
             # sets are filled again every PUT_BACK_RETRY_S until it works (_check_table).
             log.error("nftables: the active blocks could not be put in table inet %s: %s; "
-                      "trying again every %d s", self.settings.nft_table,
-                      self._actions.unfilled, PUT_BACK_RETRY_S)  # fmt: skip
-            self._alerts.nft_failed(self._actions.unfilled)
+                      "trying again every %d s", self.settings.nft_table, unfilled.why,
+                      PUT_BACK_RETRY_S)  # fmt: skip
+            log.warning("restored %d active blocks from the store, but not the nftables "
+                        "elements of %d of them; %d of those have nothing else in force (no "
+                        "route, no hosts.deny line): not blocked until the sets are filled",
+                        restored, unfilled.blocks, unfilled.bare)  # fmt: skip
+            self._alerts.nft_failed(unfilled.why)
             self._worker.unfilled.set()
             self._worker.retry_at = time.monotonic() + PUT_BACK_RETRY_S
         ended = sorted(before - self._store.active_addresses())  # overdue, or command-only
@@ -369,12 +382,11 @@ class ResponsePolicy:
                          lambda a: self._store.last_end(a) or ("restart", time.time()))  # fmt: skip
         self._check_table()
         self._worker.start()
-        return restored
 
     def stop(self) -> None:
         if self._worker.ident is not None:  # started
             self._worker.stopping.set()
-            self._worker.jobs.put(("stop", self.settings.unblock_on_stop))
+            self._worker.jobs.put(Job.STOP, self.settings.unblock_on_stop)
             self._worker.join(timeout=STOP_WAIT_S)
             if self._worker.is_alive():
                 log.error("the action worker did not finish within %d s; what it was doing "
@@ -388,7 +400,7 @@ class ResponsePolicy:
         self.settings = settings
         self._actions.reconfigure(settings)
         self._worker.reshaping.set()
-        self._worker.jobs.put(("settings", settings))
+        self._worker.jobs.put(Job.SETTINGS, settings)
         self._idle_said.clear()
         self.refresh()
 
@@ -399,7 +411,7 @@ class ResponsePolicy:
         self._sync()
         due = {address: why for address, why in self._protected_blocks(self._active).items()
                if address not in self._ending_protected}  # fmt: skip
-        if due and self._submit(PROTECTED, due):
+        if due and self._worker.jobs.put(Job.PROTECTED, due):
             self._ending_protected.update(due)
         self._check_table()
 
@@ -452,10 +464,8 @@ class ResponsePolicy:
         self._put_back_soon()
 
     def _put_back_soon(self) -> None:
-        worker = self._worker
-        worker.putting_back.set()
-        if not self._submit("put-back-nft", None):
-            worker.putting_back.clear()
+        self._worker.putting_back.set()
+        self._worker.jobs.put(Job.PUT_BACK, None)
 
     def _sync(self) -> None:
         """Follow the store when the action worker changed it."""
@@ -486,7 +496,7 @@ class ResponsePolicy:
         wall = time.time()
         if self._next_expiry is not None and self._next_expiry <= wall:
             self._next_expiry = None
-            self._submit("expire", None)
+            self._worker.jobs.put(Job.EXPIRE, None)
         for recent in (self._recent, self._strong):
             while recent and now - recent[0] > _CAP_WINDOW_S:
                 recent.popleft()
@@ -588,7 +598,7 @@ class ResponsePolicy:
             self._announce(address, probe.mode)
             return
         self._in_flight.add(address)
-        if self._submit("block", BlockJob(record, nft_done)):
+        if self._submit(BlockJob(record, nft_done)):
             self.blocks_made += 1
             return
         self._actions.abandon(record)
@@ -621,6 +631,8 @@ class ResponsePolicy:
         record = self._store.active_block(address)
         if record is None or not any(a.kind == NFT and a.status == DONE for a in record.actions):
             return
+        if self._store.ending(record.id) is not None:
+            return  # being unblocked: its element was removed on purpose (_unblock_at_once)
         if record.until is not None and record.until - time.time() < limits.ELEMENT_CHECK_S:
             return  # its time is up, or nearly: the kernel may have let it go (whole seconds)
         try:
@@ -704,33 +716,54 @@ class ResponsePolicy:
         return False
 
     def on_request(self, request: dict[str, Any]) -> "dict[str, Any] | Future[dict[str, Any]]":
-        """`unblock` or `reapply` from the control socket: the answer comes from the worker."""
+        """`unblock` or `reapply` from the control socket: the answer comes from the worker,
+        which takes them before the blocks waiting their turn. An unblock is begun here at once
+        (_unblock_at_once)."""
         answer: Future[dict[str, Any]] = Future()
+        network = None
         if request["command"] == "reapply":
-            job: object = answer
+            queued = self._worker.jobs.put(Job.REAPPLY, answer)
         else:
             try:  # every block only when asked in so many words
                 network = None if request.get("all") is True else parse_network(
                     str(request.get("network")))  # fmt: skip
             except ValueError as error:
                 return {"error": f"unblock: {one_line(str(error))}"}
-            job = UnblockJob(network, answer)
-        if not self._submit(request["command"], job):
+            queued = self._worker.jobs.put(Job.UNBLOCK, UnblockJob(network, answer))
+            if queued:
+                self._unblock_at_once(network)
+        if not queued:
             return {"error": "the daemon's action queue is full; try again"}
         return answer
 
-    def _submit(self, kind: str, payload: object) -> bool:
-        """Queue a job for the worker. A full queue refuses it: the first refusal is said,
-        naming what was dropped; the others are counted and said when the queue has room
+    def _unblock_at_once(self, network: Network | None) -> None:
+        """The worker may be running a block's KILL_RUN_CMD (up to KILL_CMD_TIMEOUT) before it
+        takes the unblock: meanwhile the matching blocks are marked as being unblocked and their
+        nftables elements removed (Actions.unblock_at_once), so the source is let through at
+        once and none of their actions not yet done is carried out. At most
+        limits.UNBLOCK_AT_ONCE_MAX blocks: a wider unblock is all the worker's."""
+        self._sync()
+        if network is not None and network.num_addresses == 1:
+            inside = iter({str(network.network_address)} & self._active)
+        else:
+            inside = (a for a in self._active
+                      if network is None or ipaddress.ip_address(a) in network)  # fmt: skip
+        matching = list(itertools.islice(inside, limits.UNBLOCK_AT_ONCE_MAX + 1))
+        if len(matching) > limits.UNBLOCK_AT_ONCE_MAX:
+            return
+        records = [r for a in matching if (r := self._store.active_block(a)) is not None]
+        if records:
+            self._actions.unblock_at_once(records, UNBLOCK_COMMAND)
+
+    def _submit(self, job: BlockJob) -> bool:
+        """Queue a block for the worker. A full queue refuses it: the first refusal is said,
+        naming the block dropped; the others are counted and said when the queue has room
         again (tick), so a burst is two lines, not one per block."""
-        try:
-            self._worker.jobs.put_nowait((kind, payload))
-        except queue.Full:
-            if not self._dropped:
-                what = (f"block of {payload.record.address}" if isinstance(payload, BlockJob)
-                        else kind)  # fmt: skip
-                log.error("action queue full (%d jobs waiting): %s dropped; further drops are "
-                          "counted until it has room", self._worker.jobs.maxsize, what)  # fmt: skip
-            self._dropped += 1
-            return False
-        return True
+        if self._worker.jobs.put(Job.BLOCK, job):
+            return True
+        if not self._dropped:
+            log.error("action queue full (%d jobs waiting): block of %s dropped; further drops "
+                      "are counted until it has room", self._worker.jobs.blocks_max,
+                      job.record.address)  # fmt: skip
+        self._dropped += 1
+        return False

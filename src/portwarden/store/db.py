@@ -12,7 +12,8 @@ them twice. `leftover` marks an ended block with an action whose undo failed (it
 `history` is 0 until the block's HISTORY_FILE line is written (or the block is known to need
 none): a start writes the lines a kill left unwritten. `unblocking` is who asked (the future
 `ended_by`) while an unblock undoes the block's actions: set before anything is undone, so a
-start after a kill finishes the unblock instead of applying the block again.
+start after a kill finishes the unblock instead of applying the block again, and no action of
+the block not yet done is carried out any more (a block still waiting for the action worker).
 
 `reports` keeps every report meant to be mailed (see alert/reportbook.py): its subject and
 body, its `outcome` (queued, retrying, held, sent, listed, failed: ...) and when it was
@@ -452,11 +453,12 @@ class Store:
             " LIMIT :limit", {"now": now, "limit": limit})  # fmt: skip
         return [_record(row) for row in rows]
 
-    def ended(self, block_id: int) -> str | None:
-        """By what the block ended (expired, command, ...); None while it is active."""
-        row = self._db.execute("SELECT ended_by FROM blocks WHERE id = ? AND ended IS NOT NULL",
+    def ending(self, block_id: int) -> str | None:
+        """By what the block ended (expired, command, ...), or who is unblocking it (an unblock
+        has begun: see start_unblocking); None while it is active and no unblock has begun."""
+        row = self._db.execute("SELECT coalesce(ended_by, unblocking) FROM blocks WHERE id = ?",
                                (block_id,)).fetchone()  # fmt: skip
-        return None if row is None else str(row[0])
+        return None if row is None or row[0] is None else str(row[0])
 
     def active_block(self, address: str) -> BlockRecord | None:
         row = self._db.execute(

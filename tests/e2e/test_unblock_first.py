@@ -1,0 +1,121 @@
+"""Unblocks and expiry go ahead of a backlog of blocks whose KILL_RUN_CMD hangs (issue 4, review:
+an `unblock` waited behind every queued block, ran their commands, and gave up after 120 s)."""
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from portwarden.lab.network import Lab
+from tests.e2e.conftest import StartDaemon
+from tests.e2e.test_block_races import wait_until
+from tests.e2e.test_blocking import nft_elements, store_sql, wait_for_file
+from tests.lab.daemon import RunningDaemon
+
+FIRST = "198.18.0.110"  # its command runs (and hangs) while the others wait their turn
+QUEUED = [f"198.18.0.{n}" for n in range(111, 115)]
+
+
+def hanging_command(folder: Path) -> Path:
+    """A KILL_RUN_CMD script that says which address it ran for, ignores SIGTERM and sleeps:
+    only KILL_CMD_TIMEOUT's kill ends it."""
+    script = folder / "cmd.sh"
+    script.write_text(f"#!/bin/sh\ntrap '' TERM\necho \"$1\" > {folder}/ran.\"$1\"\n"
+                      "exec sleep 60\n")  # fmt: skip
+    script.chmod(0o755)
+    return script
+
+
+def conf(folder: Path, timeout: int, extra: str = "") -> str:
+    return (f'BLOCK_TCP="1"\nKILL_CMD_TIMEOUT="{timeout}"\nKILL_HOSTS_DENY="ALL: $TARGET$"\n'
+            f'HOSTS_DENY_FILE="{folder}/hosts.deny"\n'
+            f'KILL_RUN_CMD="{hanging_command(folder)} $TARGET$"\n{extra}')  # fmt: skip
+
+
+@pytest.fixture
+def backlog(lab: Lab, tmp_path: Path) -> Iterator[list[subprocess.Popen]]:
+    """The spoofed probes' hping3 processes, ended after the test."""
+    probes: list[subprocess.Popen] = []
+    yield probes
+    for probe in probes:
+        probe.kill()
+        probe.wait()
+
+
+def queue_blocks(lab: Lab, daemon: RunningDaemon, folder: Path,
+                 probes: list[subprocess.Popen]) -> None:  # fmt: skip
+    """One SYN to a tripwire from FIRST; once its command runs, one from each of QUEUED at once
+    (sources forged from an attacker): their blocks are recorded, their elements added, and
+    the rest waits behind FIRST's command."""
+
+    def probe(source: str) -> None:
+        probes.append(lab.attackers[0].popen(
+            ["hping3", "-c", "1", "-S", "-p", "11", "-a", source, lab.target.ipv4],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+
+    probe(FIRST)
+    wait_for_file(folder / f"ran.{FIRST}")
+    for source in QUEUED:
+        probe(source)
+    wait_until(lambda: nft_elements(lab.target) == {FIRST, *QUEUED},
+               f"not every source blocked: {nft_elements(lab.target)}")  # fmt: skip
+
+
+def test_an_unblock_behind_hanging_commands_is_done_at_once_and_its_block_never_carried_out(
+    lab: Lab, start_daemon: StartDaemon, tmp_path: Path, backlog: list[subprocess.Popen]
+) -> None:
+    """Five blocks, the first one's command hanging (KILL_CMD_TIMEOUT=4), four queued: an
+    unblock of the last one lets it through at once (its element goes while the command still
+    waits for the worker), returns once the running command is killed, not after the four
+    queued ones (16 s), and nothing of that block is carried out: no command, no hosts.deny
+    line."""
+    daemon = start_daemon("-stcp", conf=conf(tmp_path, 4))
+    queue_blocks(lab, daemon, tmp_path, backlog)
+    last = QUEUED[-1]
+    started = time.monotonic()
+    unblock = lab.target.popen([sys.executable, "-m", "portwarden", "unblock", last, "-c",
+                                str(daemon.log_path.with_suffix(".conf"))],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)  # fmt: skip
+    wait_until(lambda: last not in nft_elements(lab.target), "element still there", 3.0)
+    assert unblock.poll() is None  # at once: the worker is still in the first block's command
+    out, err = unblock.communicate(timeout=30)
+    took = time.monotonic() - started
+    assert unblock.returncode == 0 and out == f"unblocked {last}\n", (out, err)
+    assert took < 6.0, took
+    assert nft_elements(lab.target) == {FIRST, *QUEUED[:-1]}
+    status, _ = daemon.stop()  # the queued blocks' commands are not run (see the stop's test)
+    assert status == 0
+    log = daemon.log()
+    assert f"block address={last} not carried out: it ended (by=command) before its turn" in log
+    assert f"block address={last} actions=" not in log
+    assert not (tmp_path / f"ran.{last}").exists()
+    assert f"ALL: {last}\n" not in (tmp_path / "hosts.deny").read_text()
+    assert last not in nft_elements(lab.target)
+    ended = f"select ended_by from blocks where address = '{last}'"
+    assert store_sql(lab.target, daemon, ended) == ["command"]
+
+
+def test_blocks_expire_on_time_behind_hanging_commands_and_the_queued_ones_are_not_run(
+    lab: Lab, start_daemon: StartDaemon, tmp_path: Path, backlog: list[subprocess.Popen]
+) -> None:
+    """BLOCK_DURATION=3, KILL_CMD_TIMEOUT=2, five blocks at once: each ends when its time is
+    up, after the command that runs then (in a first-in-first-out queue, after the whole
+    backlog: 10 s), and the blocks still waiting then are not carried out."""
+    daemon = start_daemon("-stcp", conf=conf(tmp_path, 2, 'BLOCK_DURATION="3"\n'))
+    queue_blocks(lab, daemon, tmp_path, backlog)
+    active = "select count(*) from blocks where ended is null"
+    wait_until(lambda: store_sql(lab.target, daemon, active) == ["0"], "blocks not ended", 15.0)
+    late = store_sql(lab.target, daemon, "select ended - until from blocks")
+    assert len(late) == 5 and max(map(float, late)) < 3.0, late
+    assert set(store_sql(lab.target, daemon, "select ended_by from blocks")) == {"expired"}
+    ran = {s for s in QUEUED if (tmp_path / f"ran.{s}").exists()}
+    assert len(ran) <= 2, ran  # the one running at expiry (and one more on a slow machine)
+    for source in set(QUEUED) - ran:
+        daemon.wait_for(rf"block address={source} not carried out: it ended \(by=expired\)")
+    assert nft_elements(lab.target) == set()
+    assert (tmp_path / "hosts.deny").read_text() == ""
+    daemon.stop()
