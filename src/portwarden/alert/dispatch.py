@@ -34,7 +34,7 @@ from portwarden.config import Settings
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Probe
 from portwarden.store.db import BlockRecord
-from portwarden.text import utc_stamp
+from portwarden.text import counted, utc_stamp
 
 log = logging.getLogger("portwarden")
 
@@ -215,6 +215,15 @@ class Alerts:
                         refused, limits.ATTACK_LINES_PER_S)  # fmt: skip
             self._syslog_send(f"attackalert: {refused} more alerts suppressed (rate limit)")
             self._event({"time": stamp(time.time()), "event": "suppressed", "count": refused})
+
+    def summaries_dropped(self, count: int) -> None:
+        """Summaries the engine dropped (a flood of sources: see Engine.tick)."""
+        message = (f"{counted(count, 'summary', 'summaries')} dropped (a flood of sources: more "
+                   "waiting than the daemon keeps; those that touched the fewest ports went "
+                   "first)")  # fmt: skip
+        log.warning("%s", message)
+        self._syslog_send(f"attackalert: {message}", WARNING)
+        self._event({"time": stamp(time.time()), "event": "summary-suppressed", "count": count})
 
     def active(self, modes: str, reloaded: bool = False) -> None:
         """The daemon is ready, or has reloaded its configuration (`modes`: what it watches)."""
