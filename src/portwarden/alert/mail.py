@@ -42,7 +42,7 @@ from portwarden.detect.probe import Proto
 from portwarden.respond.actions import safe_hostname
 from portwarden.respond.resolve import Resolver
 from portwarden.store.db import store_path
-from portwarden.text import counted, local_stamp, one_line, port_count
+from portwarden.text import counted, local_stamp, one_line, port_count, utc_stamp
 
 if TYPE_CHECKING:
     from portwarden.alert.smtp import RelayLookup
@@ -420,16 +420,23 @@ class Mailer(threading.Thread):
                    counted=True)  # fmt: skip
 
     def _hold_began(self, now: float, per_hour: int) -> None:
+        """Said (log, syslog, JSON: see _on_hold) and mailed once an hour at most, as the
+        notice is: a hold that begins within the hour of the last notice, after a restart too
+        (the store has the notice), is said at debug level only."""
         reopens = self._wall(self.budget.reopens_at(now, per_hour) or now)
+        if not self.budget.notice_allowed(now):
+            said = self._wall(self.budget.noticed or now)
+            log.debug("mail rate limit still reached (said at %s): reports are held back until "
+                      "%s", utc_stamp(said), utc_stamp(reopens))  # fmt: skip
+            return
         self._on_hold(reopens)
-        if self.budget.notice_allowed(now):
-            self._mail(RATE_LIMIT, "portwarden: mail rate limit reached",
-                       wrapped(f"MAIL_PER_HOUR={per_hour} mails were tried in the last hour "
-                               "(each try counts, delivered or not). Further reports are held "
-                               "back, not mailed, until "
-                               f"{local_stamp(reopens)}; one mail will then list them. Every "
-                               "report is in the JSON event log regardless. (This notice is "
-                               "the one mail allowed over the limit.)"))  # fmt: skip
+        self._mail(RATE_LIMIT, "portwarden: mail rate limit reached",
+                   wrapped(f"MAIL_PER_HOUR={per_hour} mails were tried in the last hour "
+                           "(each try counts, delivered or not). Further reports are held "
+                           "back, not mailed, until "
+                           f"{local_stamp(reopens)}; one mail will then list them. Every "
+                           "report is in the JSON event log regardless. (This notice is "
+                           "the one mail allowed over the limit.)"))  # fmt: skip
 
     def _wall(self, monotonic: float) -> float:
         return time.time() + (monotonic - self._clock())
