@@ -11,6 +11,7 @@ import pytest
 from portwarden import daemon
 from portwarden.alert.syslog import timestamp
 from portwarden.cli import main
+from portwarden.config.values import facility
 from tests.unit.config_error import load_error
 
 
@@ -28,6 +29,13 @@ def test_the_kernel_facility_is_refused(tmp_path: Path, value: str) -> None:
         "which a program may not use (rsyslog files it as kernel messages): use daemon, auth, "
         "authpriv, local0 ... local7"
     )
+
+
+@pytest.mark.parametrize(("value", "name"), [("security", "auth"), ("LOG_AUTHPRIV", "authpriv"),
+                                           ("Local7", "local7")])  # fmt: skip
+def test_facility_names_of_syslog_conf_are_taken(value: str, name: str) -> None:
+    """`security` is syslog.conf's deprecated synonym of auth."""
+    assert facility(value) == name
 
 
 def test_a_non_ascii_smtp_user_is_refused_at_load(tmp_path: Path) -> None:

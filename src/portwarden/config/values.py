@@ -294,11 +294,16 @@ FACILITIES = ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news",
               "local6", "local7")  # fmt: skip
 
 
+# syslog.conf's deprecated synonyms (sysklogd's and rsyslog's tables): the same facility.
+_FACILITY_SYNONYMS = {"security": "auth"}
+
+
 def facility(text: str) -> str:
-    """A syslog facility name, as in syslog.conf; PortSentry's LOG_DAEMON spelling too. Not
-    `kern`: that is the kernel's (syslog(3) never sends it; rsyslog would file our lines as
-    kernel messages)."""
+    """A syslog facility name, as in syslog.conf (its deprecated `security` is `auth`);
+    PortSentry's LOG_DAEMON spelling too. Not `kern`: that is the kernel's (syslog(3) never
+    sends it; rsyslog would file our lines as kernel messages)."""
     name = text.strip().lower().removeprefix("log_")
+    name = _FACILITY_SYNONYMS.get(name, name)
     if name == "kern":
         raise ValueError("kern is the kernel's own facility, which a program may not use "
                          "(rsyslog files it as kernel messages): use daemon, auth, authpriv, "
