@@ -106,6 +106,7 @@ class Daemon:
         self._next_watchdog = 0.0
         self._quiet_until: dict[str, float] = {}
         self._summaries_dropped = 0  # not said yet
+        self._summaries_dropped_total = 0
         self._evictions = Episode(limits.SOURCES_FULL_QUIET_S)
         self._packets_dropped = 0  # by sensors stopped since start
         self._drops = Episode(limits.SENSOR_DROPS_QUIET_S)
@@ -153,6 +154,7 @@ class Daemon:
                     self._report_audit(self._audit.results.popleft())
             if self._running:  # scans still open end with the daemon: report them, mail them
                 self._report(self._engine.tick(time.monotonic(), stopping=True))
+                self._say_summaries_dropped(stopping=True)
             # Queued mail is sent now (or counted as not sent), so the last status counts it.
             self._alerts.stop_mail()
             if self._running:  # a start that failed must not overwrite the last good status
@@ -175,7 +177,8 @@ class Daemon:
         return 0
 
     def _turn(self, wake_read: int) -> None:
-        for key, _ in self._selector.select(TICK_S):
+        wait_s = limits.SUMMARIES_TURN_S if self._engine.summaries_waiting else TICK_S
+        for key, _ in self._selector.select(wait_s):
             sensor = key.data
             if sensor is None:
                 _drain(wake_read)
@@ -187,11 +190,7 @@ class Daemon:
                 self._feed(probe)
         now = time.monotonic()
         self._report(self._engine.tick(now))
-        self._summaries_dropped += self._engine.take_summaries_dropped()
-        if self._summaries_dropped and self._say_now("summaries", every_s=1.0):
-            log.warning("%d summaries suppressed (a flood of sources; those that touched a "
-                        "single port went first)", self._summaries_dropped)  # fmt: skip
-            self._summaries_dropped = 0
+        self._say_summaries_dropped()
         self._say_table_full(now)
         self._policy.tick(now)
         self._alerts.tick(now)
@@ -213,6 +212,16 @@ class Daemon:
             service.notify("WATCHDOG=1")
             self._next_watchdog = now + self._watchdog_s / 2
         self._handle_signals()
+
+    def _say_summaries_dropped(self, stopping: bool = False) -> None:
+        """Summaries the engine had to drop (a flood of sources): counted, and said on every
+        alert path at most once a second (at stop, whatever is left)."""
+        dropped = self._engine.take_summaries_dropped()
+        self._summaries_dropped += dropped
+        self._summaries_dropped_total += dropped
+        if self._summaries_dropped and (stopping or self._say_now("summaries", every_s=1.0)):
+            self._alerts.summaries_dropped(self._summaries_dropped)
+            self._summaries_dropped = 0
 
     def _say_table_full(self, now: float) -> None:
         """Once per episode of evictions from the full source table: again only after
@@ -351,6 +360,7 @@ class Daemon:
             "blocks_active": self._policy.blocks_active,
             "sources_tracked": len(self._engine),
             "sources_evicted": self._engine.evicted,
+            "summaries_dropped": self._summaries_dropped_total,
             "audit_findings": self._audit_findings,
             "audit_last_run": int(self._audit_last_run),
             "audit_error": self._audit_error,

@@ -42,8 +42,15 @@ OS_PROBE_PENDING_MAX = 1_024  # also the most scans waiting for their end-of-sca
 # 1.1 KiB a run, so at most about 2.3 MiB for the two tables of 1,024 runs).
 # Summaries made in one loop turn: a flood of sources that all go quiet at once would otherwise
 # become a thousand summary lines, syslog messages and JSON events in one go. Those that touched
-# the most ports are made; one log line counts the rest.
+# the most ports go first; the rest wait for the next turns, at most SUMMARIES_READY_MAX of them
+# (as many as both tables above hold, about 1.1 KiB each: at most about 2.3 MiB). Past it (a flood
+# of sources going quiet faster than the turns send their summaries) those that touched the
+# fewest ports are dropped: counted, and said once a second on every alert path.
 SUMMARIES_PER_TICK_MAX = 20
+SUMMARIES_READY_MAX = 2 * OS_PROBE_PENDING_MAX
+# While summaries wait for their turn, the loop turns at least this often (400 summaries a
+# second, so a full list goes out in about 5 s), not only every TICK_S with nothing to read.
+SUMMARIES_TURN_S = 0.05
 
 # Packets read from one sensor socket per loop turn, so one busy socket cannot starve the others
 # or the signal handling.

@@ -138,9 +138,9 @@ def replay(settings: Settings, path: Path, out: TextIO,
                 counts["probes"] += 1
                 report(engine.feed(probe, clock))
     except PcapError:
-        report(engine.tick(math.inf))
+        report(engine.tick(math.inf, stopping=True))
         raise
-    report(engine.tick(math.inf))  # every scan ends with the capture
+    report(engine.tick(math.inf, stopping=True))  # every scan ends with the capture
     return counts
 
 

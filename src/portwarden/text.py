@@ -51,6 +51,12 @@ def local_stamp(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(epoch))
 
 
+def counted(count: int, noun: str, plural: str = "") -> str:
+    """`count` and its noun in the right number: '1 report', '2 reports', '1 summary, 3
+    summaries' (`plural` when adding an s will not do)."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
 def port_count(count: int) -> str:
     """A count of distinct ports for people: the engine stops counting at PORTS_TRACKED_MAX, so
     that many is shown as at least that many ('64+')."""

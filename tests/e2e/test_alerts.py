@@ -278,12 +278,18 @@ def test_hostile_reverse_dns_name_cannot_inject_lines(lab: Lab, syslog: SyslogRe
     conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nUDP_MODE="none"\n'
                     f'RESOLVE_HOST="1"\nSYSLOG_SOCKET="{syslog.path}"\nMAIL_ON_TCP_SCAN="1"\n'
                     f'SCAN_END_QUIET="1"\nMAIL_TO="admin@example.org"\n'
-                    f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2527"\n')  # fmt: skip
+                    f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2527"\n'
+                    'BLOCK_TCP="2"\nKILL_RUN_CMD="/bin/true"\n')  # fmt: skip
     log = tmp_path / "daemon.log"
     proc = start_with_hosts_file(lab.target, hosts, conf, log, "-stcp")
+    escaped = r"evil.example\x1b[2J;Fake:\x07header$(id)"
     try:
         nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
         (mail,) = wait_for_mail(inbox, 1)
+        # BLOCK_TCP=2 leaves the traffic alone: the next probe is "already blocked", named.
+        attacker.run(["hping3", "-c", "1", "-S", "-p", "11", lab.target.ipv4], check=False)
+        syslog.wait_for(rf"attackalert: Host: {re.escape(escaped)}/{attacker.ipv4} is already "
+                        "blocked Ignoring$")  # fmt: skip
     finally:
         server.kill()
         proc.terminate()
@@ -296,8 +302,7 @@ def test_hostile_reverse_dns_name_cannot_inject_lines(lab: Lab, syslog: SyslogRe
     for line in syslog.lines + log.read_text().splitlines():
         assert "\x1b" not in line and "\x07" not in line
     # PortSentry's line names the host as name/ip with RESOLVE_HOST, the name escaped
-    named = (r"attackalert: TCP SYN/Normal scan from host: evil.example\x1b[2J;Fake:\x07header$(id)"
-             f"/{attacker.ipv4} to TCP port: 11")  # fmt: skip
+    named = f"attackalert: TCP SYN/Normal scan from host: {escaped}/{attacker.ipv4} to TCP port: 11"
     assert any(line.endswith(named) for line in syslog.lines), syslog.lines
 
 

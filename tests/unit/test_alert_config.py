@@ -11,6 +11,8 @@ import pytest
 from portwarden import daemon
 from portwarden.alert.syslog import timestamp
 from portwarden.cli import main
+from portwarden.config import load_settings
+from portwarden.config.values import facility
 from tests.unit.config_error import load_error
 
 
@@ -28,6 +30,13 @@ def test_the_kernel_facility_is_refused(tmp_path: Path, value: str) -> None:
         "which a program may not use (rsyslog files it as kernel messages): use daemon, auth, "
         "authpriv, local0 ... local7"
     )
+
+
+@pytest.mark.parametrize(("value", "name"), [("security", "auth"), ("LOG_AUTHPRIV", "authpriv"),
+                                           ("Local7", "local7")])  # fmt: skip
+def test_facility_names_of_syslog_conf_are_taken(value: str, name: str) -> None:
+    """`security` is syslog.conf's deprecated synonym of auth."""
+    assert facility(value) == name
 
 
 def test_a_non_ascii_smtp_user_is_refused_at_load(tmp_path: Path) -> None:
@@ -78,3 +87,20 @@ def test_the_syslog_day_is_padded_with_a_space() -> None:
     fifth = time.mktime((2026, 11, 5, 9, 3, 7, 0, 0, -1))
     assert timestamp(fifth) == "Nov  5 09:03:07"
     assert timestamp(fifth + 10 * 86400) == "Nov 15 09:03:07"
+
+
+def test_an_address_named_twice_in_mail_to_is_one_recipient_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    """`a@x.org, a@x.org` was two RCPTs, so two copies of every mail; a domain's case does not
+    make another mailbox, a local part's may."""
+    conf = tmp_path / "p.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}/state"\n'
+                    'MAIL_TO="a@x.org, b@x.org,a@x.org, A@X.ORG, b@X.Org"\n')  # fmt: skip
+    settings = load_settings(conf)
+    assert settings.mail_to == ("a@x.org", "b@x.org", "A@X.ORG")
+    assert settings.warnings == (
+        f"{conf}:2: MAIL_TO names a@x.org, b@x.org more than once: each gets the mail once",
+    )
+    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nMAIL_TO="a@x.org, A@x.org"\n')
+    assert load_settings(conf).warnings == ()

@@ -197,7 +197,8 @@ def test_table_is_bounded_and_evicts_the_stalest() -> None:
 def test_a_flood_of_one_packet_sources_cannot_push_a_real_scanner_out() -> None:
     """1,100 spoofed SYNs, a source each, fill the table of scans waiting for their summary;
     then a real scan of three ports: the stalest one-port source makes room for it. All go
-    quiet together: the summaries of one tick are capped, the real scan's made first."""
+    quiet together: the summaries of one tick are capped, the real scan's made first; the
+    others go out in the next ticks, none lost but those the full table pushed out."""
     engine = Engine(EngineConfig(scan_end_quiet_s=30))
     for i in range(1_100):
         engine.feed(probe(src=f"198.19.{i // 256}.{i % 256}", port=11), i / 1000)
@@ -207,10 +208,39 @@ def test_a_flood_of_one_packet_sources_cannot_push_a_real_scanner_out() -> None:
     assert len(summaries) == limits.SUMMARIES_PER_TICK_MAX
     assert (str(summaries[0].probe.src), summaries[0].ports) == ("198.18.0.66", 3)
     waiting = limits.OS_PROBE_PENDING_MAX
-    evicted, over_cap = 1_100 + 1 - waiting, waiting - limits.SUMMARIES_PER_TICK_MAX
-    assert engine.take_summaries_dropped() == evicted + over_cap
+    assert engine.take_summaries_dropped() == 1_100 + 1 - waiting  # evicted from the table
+    turns = 1
+    while made := engine.tick(40.0 + turns):
+        assert len(made) <= limits.SUMMARIES_PER_TICK_MAX
+        summaries += made
+        turns += 1
+    assert len(summaries) == waiting and turns == -(-waiting // limits.SUMMARIES_PER_TICK_MAX)
+    assert engine.summaries_waiting == 0
+    assert len({s.probe.src for s in summaries}) == waiting
     assert engine.take_summaries_dropped() == 0
-    assert engine.tick(80.0) == []  # the rest were dropped, not delayed
+
+
+def test_summaries_past_the_waiting_bound_are_dropped_and_counted() -> None:
+    """Sources that go quiet faster than the ticks send their summaries: at most
+    limits.SUMMARIES_READY_MAX wait, those that touched the fewest ports are dropped (and
+    counted); a stop sends every one still waiting."""
+    engine = Engine(EngineConfig(scan_end_quiet_s=1, sources_max=100_000))
+    extra = 50
+    count = limits.SUMMARIES_READY_MAX + limits.SUMMARIES_PER_TICK_MAX + extra
+    for i in range(count):  # a batch of sources per tick, each gone quiet by the next
+        engine.feed(probe(src=str(ipaddress.IPv4Address(0xC6130000 + i))), i // 1000 * 2)
+        if i % 1000 == 999:
+            engine.tick(i // 1000 * 2 + 1.5)
+    for port in (1, 11):
+        engine.feed(probe(src="198.18.0.66", port=port), 9.0)
+    made = engine.tick(20.0)
+    assert (str(made[0].probe.src), made[0].ports) == ("198.18.0.66", 2)
+    sent = count // 1000 * limits.SUMMARIES_PER_TICK_MAX  # by the ticks before this one
+    dropped = count + 1 - limits.SUMMARIES_READY_MAX - sent
+    assert engine.take_summaries_dropped() == dropped > 0
+    rest = engine.tick(21.0, stopping=True)
+    assert len(rest) == limits.SUMMARIES_READY_MAX - limits.SUMMARIES_PER_TICK_MAX
+    assert engine.tick(22.0) == [] and engine.take_summaries_dropped() == 0
 
 
 def test_a_spoofed_flood_between_probes_cannot_reset_a_scanners_count() -> None:

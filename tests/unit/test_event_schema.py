@@ -68,6 +68,7 @@ def written(tmp_path: Path) -> list[dict]:
     for _ in range(limits.ATTACK_LINES_BURST + 1):  # the attack-line limit holds: suppressed
         alerts.verdict(verdicts[1], 0.0, "")
     alerts.tick(1.0)
+    alerts.summaries_dropped(3)
     alerts.blocked(BlockRecord(1, "198.18.0.11", "tcp", 11, "stcp", "TCP SYN/Normal scan",
                                "198.18.0.11", 1.7e9, None, 1, (Action("nft"),)))  # fmt: skip
     alerts.unblocked("198.18.0.11", "expired", 1.7e9)

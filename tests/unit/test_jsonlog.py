@@ -3,6 +3,8 @@ away, and is reopened on SIGHUP."""
 
 import json
 import logging
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,28 @@ def test_a_file_moved_away_without_sighup_is_recreated_at_rotation(tmp_path: Pat
     assert numbers(tmp_path / "moved") == [0, 1, 2]
     assert numbers(path) == [3, 4, 5]
     assert not (tmp_path / "events.jsonl.1").exists()
+
+
+def test_logrotate_copytruncate_does_not_make_it_rotate_early(tmp_path: Path) -> None:
+    """logrotate's copytruncate copies the file to .1 and empties it, without a SIGHUP: the
+    log goes on in the emptied file and rotates only when that one is full, so .1 (logrotate's
+    copy) is not pushed on to .2 by a rotation of a nearly empty file."""
+    path = tmp_path / "events.jsonl"
+    log = JsonLog(path, max_bytes=3 * LINE, keep=3)
+    for n in range(3):
+        log.write({"n": n})
+    shutil.copyfile(path, tmp_path / "events.jsonl.1")
+    os.truncate(path, 0)
+    for n in range(3, 6):
+        log.write({"n": n})
+    assert numbers(path) == [3, 4, 5]
+    assert numbers(tmp_path / "events.jsonl.1") == [0, 1, 2]
+    assert not (tmp_path / "events.jsonl.2").exists()
+    log.write({"n": 6})  # now it is full: our own rotation
+    log.close()
+    assert numbers(path) == [6]
+    assert numbers(tmp_path / "events.jsonl.1") == [3, 4, 5]
+    assert numbers(tmp_path / "events.jsonl.2") == [0, 1, 2]
 
 
 def test_reopen_follows_logrotate_and_keeps_the_old_file_if_it_cannot(tmp_path: Path) -> None:

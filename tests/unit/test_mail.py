@@ -23,6 +23,7 @@ from portwarden.alert.mailbudget import HOUR_S, MailBudget
 from portwarden.config import ConfigError, Settings, load_settings
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Probe, Proto
+from portwarden.text import counted
 from tests.lab.smtp import SilentRelay, relay
 from tests.lab.tls import RelayCertificate, make_relay_certificate
 from tests.unit.config_error import load_error
@@ -216,14 +217,14 @@ def test_mail_rate_limit_says_so_at_once_summarises_later_and_keeps_the_cap(
     assert mailer.budget.reopens_at(clock.now, 2) == clock.now + 3300
     # The hour has room for one mail: the summary takes it, so report 4 is held, not sent.
     at(3600, ("report 4", "text\n"))
-    assert len(holds) == 2  # a new hold began (said in the log, not in a second notice mail)
+    assert len(holds) == 1  # a new hold began, within the hour of the notice: not said again
     at(3700, None)  # report 1 leaves the hour: the summary of report 4
     assert subjects(inbox) == [
         "report 0",
         "report 1",
         "portwarden: mail rate limit reached",
         "portwarden: 2 reports were not mailed (MAIL_PER_HOUR)",
-        "portwarden: 1 reports were not mailed (MAIL_PER_HOUR)",
+        "portwarden: 1 report was not mailed (MAIL_PER_HOUR)",
     ]
     assert (mailer.sent, mailer.withheld, mailer.failed) == (5, 3, 0)
     notice, summary = (texts(inbox)[i] for i in (2, 3))
@@ -572,3 +573,19 @@ def test_retry_delay_and_report_interval_have_a_floor(tmp_path: Path) -> None:
         f"{conf}:5: SMTP_GIVE_UP_AFTER (60 s) is shorter than SMTP_RETRY_DELAY (600 s): a mail "
         "turned away is tried again once, SMTP_RETRY_DELAY later, then given up",
     )
+
+
+def test_subjects_in_log_lines_are_escaped_once_between_single_quotes() -> None:
+    """A subject from the log's own text (non-ASCII, a quote) is escaped once by one_line and
+    quoted with ', as the `mail '<subject>' ... failed` lines do: not repr()'s double escape
+    (\\\\u2013) nor its switch to double quotes."""
+    subjects = ["scan – from 198.18.0.11", "it's\nhere"]
+    assert mail.named(subjects) == "'scan \\u2013 from 198.18.0.11', 'it's\\nhere'"
+    assert mail.quoted(subjects[0]) == "'scan \\u2013 from 198.18.0.11'"
+
+
+@pytest.mark.parametrize(("count", "said"), [(0, "0 reports"), (1, "1 report"), (2, "2 reports")])
+def test_counts_are_said_in_the_right_number(count: int, said: str) -> None:
+    assert counted(count, "report") == said
+    assert counted(count, "summary", "summaries").split()[1] == (
+        "summary" if count == 1 else "summaries")  # fmt: skip

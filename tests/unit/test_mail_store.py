@@ -200,12 +200,14 @@ def test_mail_per_hour_holds_across_a_restart(
     tmp_path: Path, inbox: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A daemon that restarts (a crash loop) sends no more than MAIL_PER_HOUR an hour, and no
-    second notice: the budget starts from the tries recorded in the store."""
+    second notice, nor says the limit again (log, syslog, JSON): the budget starts from the
+    tries and the notice recorded in the store."""
     port = free_port()
     controller = relay(LOOPBACK, port, inbox)
     conf = f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{port}"\nMAIL_PER_HOUR="2"\n'
+    holds: list[float] = []
     for start in range(2):
-        mailer = Mailer(settings(tmp_path, conf))
+        mailer = Mailer(settings(tmp_path, conf), holds.append)
         mailer.start()
         for n in range(3):
             mailer.submit(f"report {start}.{n}", "text\n")
@@ -215,6 +217,7 @@ def test_mail_per_hour_holds_across_a_restart(
         mailer.stop()
     controller.stop()
     assert subjects(inbox) == ["report 0.0", "report 0.1", "portwarden: mail rate limit reached"]
+    assert len(holds) == 1
     assert "MAIL_PER_HOUR=2 mails were tried in the last hour (each try counts, delivered " \
            "or not)." in " ".join(texts(inbox)[2].split())  # fmt: skip
 

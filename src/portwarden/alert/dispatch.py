@@ -7,6 +7,7 @@ What syslog, the JSON log and mail delivered, and dropped (rate limit or error),
 
 import contextlib
 import functools
+import ipaddress
 import logging
 import socket
 import threading
@@ -31,10 +32,11 @@ from portwarden.alert.mail import Mailer
 from portwarden.alert.syslog import ERROR, INFO, SEVERITIES, WARNING, Syslog
 from portwarden.audit.findings import Finding
 from portwarden.config import Settings
+from portwarden.config.ignore import Address
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Probe
 from portwarden.store.db import BlockRecord
-from portwarden.text import utc_stamp
+from portwarden.text import counted, utc_stamp
 
 log = logging.getLogger("portwarden")
 
@@ -65,6 +67,11 @@ class Delivery:
                                 for path in PATHS}}  # fmt: skip
 
 
+def _said(message: str) -> Callable[[str | None], str]:
+    """A syslog line that names no source."""
+    return lambda _name: message
+
+
 class Alerts:
     def __init__(self, settings: Settings) -> None:
         """Raises OSError when the JSON event log cannot be opened."""
@@ -81,7 +88,7 @@ class Alerts:
         self._hostnames: HostNames[Callable[[str | None], None]] = HostNames()
         self._order = threading.Lock()
         # Lines the loop holds back while it acts on a verdict (see holding_lines).
-        self._held: list[tuple[str, int]] | None = None
+        self._held: list[Callable[[], None]] | None = None
         self._holder = 0  # the thread that holds them
 
     def _outputs(self, settings: Settings) -> tuple[Syslog | None, JsonLog | None]:
@@ -140,7 +147,7 @@ class Alerts:
         """One verdict; `action` says what was done about its source (for summaries)."""
         p = verdict.probe
         if verdict.kind in ("scan-summary", "os-summary"):
-            self._syslog_in_order(portsentry.summary_line(verdict), WARNING)
+            self._syslog_in_order(None, _said(portsentry.summary_line(verdict)), WARNING)
             self._event(summary_event(verdict, action, time.time()))
             log.warning("%s", verdict_line(verdict, action))
             if self._mailer.wants(verdict):
@@ -216,6 +223,15 @@ class Alerts:
             self._syslog_send(f"attackalert: {refused} more alerts suppressed (rate limit)")
             self._event({"time": stamp(time.time()), "event": "suppressed", "count": refused})
 
+    def summaries_dropped(self, count: int) -> None:
+        """Summaries the engine dropped (a flood of sources: see Engine.tick)."""
+        message = (f"{counted(count, 'summary', 'summaries')} dropped (a flood of sources: more "
+                   "waiting than the daemon keeps; those that touched the fewest ports went "
+                   "first)")  # fmt: skip
+        log.warning("%s", message)
+        self._syslog_send(f"attackalert: {message}", WARNING)
+        self._event({"time": stamp(time.time()), "event": "summary-suppressed", "count": count})
+
     def active(self, modes: str, reloaded: bool = False) -> None:
         """The daemon is ready, or has reloaded its configuration (`modes`: what it watches)."""
         self._syslog_send(portsentry.active_line(modes, reloaded))
@@ -270,7 +286,11 @@ class Alerts:
                      "offence": record.offence, "actions": actions})  # fmt: skip
 
     def already_blocked(self, address: str, mode: str) -> None:
-        self._syslog_send(portsentry.already_blocked_line(address, mode))
+        """PortSentry's line, in the stealth modes with the source's name (RESOLVE_HOST)."""
+        named = self.settings.resolve_host and mode not in portsentry.CLASSIC_MODES
+        self._syslog_named(ipaddress.ip_address(address) if named else None,
+                           functools.partial(portsentry.already_blocked_line, address,
+                                             mode))  # fmt: skip
 
     def unblocked(self, address: str, by: str, when: float) -> None:
         """A block ended: by expiry, the unblock command, or at stop (UNBLOCK_ON_STOP)."""
@@ -368,27 +388,40 @@ class Alerts:
             yield
         finally:
             held, self._held = self._held, None
-            for message, severity in held:
-                self._syslog_send(message, severity)
+            for send in held:
+                send()
 
     def _syslog_send(self, message: str, severity: int = 5) -> None:
         """A line; held while the loop acts on a verdict (see holding_lines)."""
-        if self._held is not None and threading.get_ident() == self._holder:
-            self._held.append((message, severity))
-            return
-        self._syslog_in_order(message, severity)
+        self._syslog_named(None, _said(message), severity)
 
-    def _syslog_in_order(self, message: str, severity: int = 5) -> None:
+    def _syslog_named(
+        self, source: Address | None, line: Callable[[str | None], str], severity: int = 5
+    ) -> None:
+        """The line `line` makes from `source`'s name (escaped; None when it has none, or for
+        `source` None: a line that names no one); held while the loop acts on a verdict (see
+        holding_lines)."""
+        if self._held is not None and threading.get_ident() == self._holder:
+            self._held.append(functools.partial(self._syslog_in_order, source, line, severity))
+            return
+        self._syslog_in_order(source, line, severity)
+
+    def _syslog_in_order(
+        self, source: Address | None, line: Callable[[str | None], str], severity: int = 5
+    ) -> None:
         """A line; with RESOLVE_HOST, behind the probe lines that still wait for a name, so that
-        "Host ... has been blocked" follows the attack line, as PortSentry wrote them."""
+        "Host ... has been blocked" follows the attack line, as PortSentry wrote them; a line
+        with a `source` waits for its name as the attack lines do."""
         if self._syslog is None:
             return
         with self._order:
-            if self._hostnames and self._hostnames.submit(
-                None, lambda _name: self._syslog_write(message, severity), time.monotonic()
-            ):
-                return
-        self._syslog_write(message, severity)
+            waits = (source is not None or self._hostnames) and self._hostnames.submit(
+                source, lambda name: self._syslog_write(line(name), severity), time.monotonic()
+            )
+        if not waits:
+            self._syslog_write(line(None), severity)
+        elif source is not None:
+            self._send_named(time.monotonic())  # a name known already: at once
 
     def _syslog_write(self, message: str, severity: int = 5) -> None:
         if self._syslog is not None:

@@ -110,7 +110,7 @@ class JsonLog:
     def _append(self, data: bytes) -> None:
         if self._fd is None:
             raise OSError(errno.EBADF, "the event log was closed (reload)")
-        if self._size + len(data) > self._rotate_at:
+        if self._size + len(data) > self._rotate_at and self._grown_past(len(data)):
             self._rotate()
         written = os.write(self._fd, data)
         if written < len(data):  # the disk is full: take back the part line
@@ -118,6 +118,17 @@ class JsonLog:
                 os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         self._size += written
+
+    def _grown_past(self, adding: int) -> bool:
+        """Whether the file really is too large for `adding` more bytes: another program may
+        have made it smaller since our count (logrotate's copytruncate, a `truncate -s0`); then
+        the count starts over from the file's size, and a failed rotation's retry point with it
+        (our rotation would move a nearly empty file onto the copy logrotate just made)."""
+        size = os.fstat(self._fd).st_size if self._fd is not None else self._size
+        if size < self._size:
+            self._rotate_at = self._max
+        self._size = size
+        return size + adding > self._rotate_at
 
     def _rotate(self) -> None:
         """Shift the generations and start a new file. The file may be gone already (logrotate

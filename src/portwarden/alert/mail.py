@@ -42,7 +42,7 @@ from portwarden.detect.probe import Proto
 from portwarden.respond.actions import safe_hostname
 from portwarden.respond.resolve import Resolver
 from portwarden.store.db import store_path
-from portwarden.text import local_stamp, one_line, port_count
+from portwarden.text import counted, local_stamp, one_line, port_count, utc_stamp
 
 if TYPE_CHECKING:
     from portwarden.alert.smtp import RelayLookup
@@ -171,9 +171,19 @@ def wrapped(text: str) -> str:
     return textwrap.fill(text, 72) + "\n"
 
 
+def quoted(subject: str) -> str:
+    """A report's subject for a log line: escaped once (one_line), between single quotes."""
+    return f"'{one_line(subject)}'"
+
+
+def are(count: int) -> str:
+    """The verb for `count` things."""
+    return "is" if count == 1 else "are"
+
+
 def named(subjects: list[str]) -> str:
     """Reports by subject, for a log line: the first MAIL_UNSENT_NAMED_MAX, then how many more."""
-    shown = ", ".join(repr(one_line(s)) for s in subjects[: limits.MAIL_UNSENT_NAMED_MAX])
+    shown = ", ".join(quoted(s) for s in subjects[: limits.MAIL_UNSENT_NAMED_MAX])
     more = len(subjects) - limits.MAIL_UNSENT_NAMED_MAX
     return shown + (f" and {more} more" if more > 0 else "")
 
@@ -262,15 +272,17 @@ class Mailer(threading.Thread):
         s = self.settings
         if unsent:
             self.failed += len(unsent)
-            log.error("%d mails not sent by the stop (relay %s port %d, %g s): %s; they are in "
-                      "the store and mailed after a restart (if within SMTP_GIVE_UP_AFTER=%g s)",
-                      len(unsent), s.smtp_relay, s.smtp_port, wait_s,
-                      named([r.subject for r in unsent]),
-                      s.smtp_give_up_after)  # fmt: skip
+            log.error("%s not sent by the stop (relay %s port %d, %g s): %s; %s in the store "
+                      "and mailed after a restart (if within SMTP_GIVE_UP_AFTER=%g s)",
+                      counted(len(unsent), "mail"), s.smtp_relay, s.smtp_port, wait_s,
+                      named([r.subject for r in unsent]), "it is" if len(unsent) == 1 else
+                      "they are", s.smtp_give_up_after)  # fmt: skip
         if self.budget.held:
-            log.warning("%d reports held back by MAIL_PER_HOUR=%d are kept in the store: they "
-                        "will be mailed after a restart (and are in the JSON event log)",
-                        self.budget.held, s.mail_per_hour)  # fmt: skip
+            held = self.budget.held
+            log.warning("%s held back by MAIL_PER_HOUR=%d %s kept in the store: %s will be "
+                        "mailed after a restart (and %s in the JSON event log)",
+                        counted(held, "report"), s.mail_per_hour, are(held),
+                        "it" if held == 1 else "they", are(held))  # fmt: skip
 
     def run(self) -> None:
         self._start()
@@ -320,11 +332,14 @@ class Mailer(threading.Thread):
         found = self._book.unmailed(s.smtp_give_up_after, limits.MAIL_RESUMED_MAX, skip)
         self._stranded = found.left > 0
         if found.given_up:
-            log.error("%d reports %s are older than SMTP_GIVE_UP_AFTER=%g s: given up, not "
-                      "mailed (failed in the store): %s", len(found.given_up), which,
+            given_up = len(found.given_up)
+            log.error("%s %s %s older than SMTP_GIVE_UP_AFTER=%g s: given up, not "
+                      "mailed (failed in the store): %s", counted(given_up, "report"), which,
+                      are(given_up),
                       s.smtp_give_up_after, named(found.given_up))  # fmt: skip
         if found.reports:
-            log.info("%d reports %s are queued again: %s%s", len(found.reports), which,
+            log.info("%s %s %s queued again: %s%s", counted(len(found.reports), "report"), which,
+                     are(len(found.reports)),
                      named([r.subject for r in found.reports]),
                      f"; {found.left} more stay in the store, queued as these are done"
                      if found.left else "")  # fmt: skip
@@ -394,8 +409,9 @@ class Mailer(threading.Thread):
         more = held - len(listed)
         self._book.held_listed(self._held_ids)
         self._held_ids = range(0)
-        self._mail("held-summary", f"portwarden: {held} reports were not mailed (MAIL_PER_HOUR)",
-                   wrapped(f"{held} reports were held back since "
+        reports, were = counted(held, "report"), "was" if held == 1 else "were"
+        self._mail("held-summary", f"portwarden: {reports} {were} not mailed (MAIL_PER_HOUR)",
+                   wrapped(f"{reports} {were} held back since "
                            f"{local_stamp(self._wall(since))} by MAIL_PER_HOUR={per_hour}. "
                            "Every one of them is in the JSON event log.")
                    + "\nFirst seen, source, protocol, type (action):\n"
@@ -404,16 +420,23 @@ class Mailer(threading.Thread):
                    counted=True)  # fmt: skip
 
     def _hold_began(self, now: float, per_hour: int) -> None:
+        """Said (log, syslog, JSON: see _on_hold) and mailed once an hour at most, as the
+        notice is: a hold that begins within the hour of the last notice, after a restart too
+        (the store has the notice), is said at debug level only."""
         reopens = self._wall(self.budget.reopens_at(now, per_hour) or now)
+        if not self.budget.notice_allowed(now):
+            said = self._wall(self.budget.noticed or now)
+            log.debug("mail rate limit still reached (said at %s): reports are held back until "
+                      "%s", utc_stamp(said), utc_stamp(reopens))  # fmt: skip
+            return
         self._on_hold(reopens)
-        if self.budget.notice_allowed(now):
-            self._mail(RATE_LIMIT, "portwarden: mail rate limit reached",
-                       wrapped(f"MAIL_PER_HOUR={per_hour} mails were tried in the last hour "
-                               "(each try counts, delivered or not). Further reports are held "
-                               "back, not mailed, until "
-                               f"{local_stamp(reopens)}; one mail will then list them. Every "
-                               "report is in the JSON event log regardless. (This notice is "
-                               "the one mail allowed over the limit.)"))  # fmt: skip
+        self._mail(RATE_LIMIT, "portwarden: mail rate limit reached",
+                   wrapped(f"MAIL_PER_HOUR={per_hour} mails were tried in the last hour "
+                           "(each try counts, delivered or not). Further reports are held "
+                           "back, not mailed, until "
+                           f"{local_stamp(reopens)}; one mail will then list them. Every "
+                           "report is in the JSON event log regardless. (This notice is "
+                           "the one mail allowed over the limit.)"))  # fmt: skip
 
     def _wall(self, monotonic: float) -> float:
         return time.time() + (monotonic - self._clock())
@@ -479,7 +502,7 @@ class Mailer(threading.Thread):
                 return error.relay_wide
             # Said by _defer when it gave up; by the stop when it stopped waiting.
             if not (error.deferred or self._gave_up):
-                log.error("mail %r to %s via %s port %d failed: %s", report.subject,
+                log.error("mail %s to %s via %s port %d failed: %s", quoted(report.subject),
                           ", ".join(recipients), s.smtp_relay, s.smtp_port, error)  # fmt: skip
             self._over(report, delivered, lost=True)
             return False
@@ -488,8 +511,8 @@ class Mailer(threading.Thread):
         refused_said = [f"{address} ({reply})" for address, (_, reply) in refused.items()
                         if address not in deferred]  # fmt: skip
         if refused_said:
-            log.error("mail %r via %s port %d: the relay refused %s; sent to the others",
-                      report.subject, s.smtp_relay, s.smtp_port,
+            log.error("mail %s via %s port %d: the relay refused %s; sent to the others",
+                      quoted(report.subject), s.smtp_relay, s.smtp_port,
                       "; ".join(refused_said))  # fmt: skip
         why = "; ".join(refused[a][1] for a in deferred)
         done += tuple(a for a in recipients if a not in deferred)
@@ -512,14 +535,14 @@ class Mailer(threading.Thread):
         recipients = self._to_do(done)
         age = time.time() - report.made
         if age >= s.smtp_give_up_after:
-            log.error("mail %r via %s port %d: not delivered to %s: %s; giving up: it is %.0f s "
-                      "old (SMTP_GIVE_UP_AFTER)", report.subject, s.smtp_relay, s.smtp_port,
+            log.error("mail %s via %s port %d: not delivered to %s: %s; giving up: it is %.0f s "
+                      "old (SMTP_GIVE_UP_AFTER)", quoted(report.subject), s.smtp_relay, s.smtp_port,
                       ", ".join(recipients), why, age)  # fmt: skip
             return False
         self._book.settle(report, RETRYING, done=done, reached=delivered)
         if not self._stopping and len(self._retries) >= limits.MAIL_RETRIES_MAX:
-            log.error("mail %r via %s port %d: not tried again until fewer mails wait (it is in "
-                      "the store): %d mails wait already", report.subject, s.smtp_relay,
+            log.error("mail %s via %s port %d: not tried again until fewer mails wait (it is in "
+                      "the store): %d mails wait already", quoted(report.subject), s.smtp_relay,
                       s.smtp_port, len(self._retries))  # fmt: skip
             self._pending.pop(report, None)
             self._stranded = True
@@ -531,8 +554,8 @@ class Mailer(threading.Thread):
             due = self._clock() + s.smtp_retry_delay
             heapq.heappush(self._retries, Retry(due, report, done, delivered, lost))
             then = f"trying again in {s.smtp_retry_delay:g} s"
-        log.warning("mail %r via %s port %d: not delivered to %s for now (%s); %s",
-                    report.subject, s.smtp_relay, s.smtp_port, ", ".join(recipients), why,
+        log.warning("mail %s via %s port %d: not delivered to %s for now (%s); %s",
+                    quoted(report.subject), s.smtp_relay, s.smtp_port, ", ".join(recipients), why,
                     then)  # fmt: skip
         return True
 

@@ -41,6 +41,11 @@ class MailBudget:
             self.held_since = now
         return False
 
+    @property
+    def noticed(self) -> float | None:
+        """When the last notice went (None: not in the last hour before the start, nor since)."""
+        return self._noticed
+
     def notice_allowed(self, now: float) -> bool:
         """Whether the notice that a hold began may go: once an hour at most (counted here)."""
         if self._noticed is not None and now - self._noticed < HOUR_S:

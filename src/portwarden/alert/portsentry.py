@@ -127,11 +127,12 @@ def _command(action: Action) -> str:
     return one_line(shlex.join(action.do))
 
 
-def already_blocked_line(address: str, mode: str) -> str:
-    """PortSentry 1.2's two forms: the classic modes name the address alone."""
+def already_blocked_line(address: str, mode: str, name: str | None = None) -> str:
+    """PortSentry 1.2's two forms: the classic modes name the address alone; the stealth ones
+    `name/address`, with the source's name (escaped) when RESOLVE_HOST found one."""
     if mode in CLASSIC_MODES:
         return f"attackalert: Host: {address} is already blocked. Ignoring"
-    return f"attackalert: Host: {address}/{address} is already blocked Ignoring"
+    return f"attackalert: Host: {name or address}/{address} is already blocked Ignoring"
 
 
 def active_line(modes: str, reloaded: bool = False) -> str:

@@ -389,6 +389,11 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
                                    ("MAIL_ON_AUDIT", settings.mail_on_audit)) if on]  # fmt: skip
     if mail_on and not settings.mail_to:
         raise read.error(mail_on[0], "mail is on but MAIL_TO names nobody to send it to")
+    if "MAIL_TO" in entries:
+        repeated = values.repeated_mail_addresses(entries["MAIL_TO"].value)
+        if repeated:
+            warnings.append(f"{read.where('MAIL_TO')}MAIL_TO names {', '.join(repeated)} more "
+                            "than once: each gets the mail once")  # fmt: skip
     warnings += check_smtp(read.where, read.error, relay=settings.smtp_relay,
                            starttls=settings.smtp_starttls, user=settings.smtp_user,
                            password_file=settings.smtp_password_file,

@@ -2,6 +2,7 @@
 
 import ipaddress
 import re
+from collections import Counter
 from collections.abc import Callable
 from enum import Enum, IntEnum
 from pathlib import Path
@@ -294,11 +295,16 @@ FACILITIES = ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news",
               "local6", "local7")  # fmt: skip
 
 
+# syslog.conf's deprecated synonyms (sysklogd's and rsyslog's tables): the same facility.
+_FACILITY_SYNONYMS = {"security": "auth"}
+
+
 def facility(text: str) -> str:
-    """A syslog facility name, as in syslog.conf; PortSentry's LOG_DAEMON spelling too. Not
-    `kern`: that is the kernel's (syslog(3) never sends it; rsyslog would file our lines as
-    kernel messages)."""
+    """A syslog facility name, as in syslog.conf (its deprecated `security` is `auth`);
+    PortSentry's LOG_DAEMON spelling too. Not `kern`: that is the kernel's (syslog(3) never
+    sends it; rsyslog would file our lines as kernel messages)."""
     name = text.strip().lower().removeprefix("log_")
+    name = _FACILITY_SYNONYMS.get(name, name)
     if name == "kern":
         raise ValueError("kern is the kernel's own facility, which a program may not use "
                          "(rsyslog files it as kernel messages): use daemon, auth, authpriv, "
@@ -321,8 +327,28 @@ def mail_address(text: str) -> str:
 
 
 def mail_addresses(text: str) -> tuple[str, ...]:
-    """MAIL_TO: several addresses, comma-separated."""
-    return tuple(mail_address(item) for item in text.split(",") if item.strip())
+    """MAIL_TO: several addresses, comma-separated; one named again is kept once (its first
+    spelling), so the relay gets it as one RCPT (see repeated_mail_addresses)."""
+    kept: dict[str, str] = {}
+    for address in _mail_items(text):
+        kept.setdefault(_mailbox(address), address)
+    return tuple(kept.values())
+
+
+def repeated_mail_addresses(text: str) -> list[str]:
+    """The addresses MAIL_TO names more than once, each once, for a warning."""
+    seen = Counter(_mailbox(address) for address in _mail_items(text))
+    return [address for address in mail_addresses(text) if seen[_mailbox(address)] > 1]
+
+
+def _mail_items(text: str) -> list[str]:
+    return [mail_address(item) for item in text.split(",") if item.strip()]
+
+
+def _mailbox(address: str) -> str:
+    """One mailbox, however spelt: a domain's case does not matter (a local part's may)."""
+    local, _, domain = address.rpartition("@")
+    return f"{local}@{domain.lower()}"
 
 
 def header_text(text: str) -> str:

@@ -263,7 +263,10 @@ class Engine:
         self._scan_waiting: _Bounded[tuple[bool, bytes], _Run] = _Bounded(
             limits.OS_PROBE_PENDING_MAX
         )
-        self._summaries_over_cap = 0
+        # Summaries made, waiting for their loop turn (at most limits.SUMMARIES_PER_TICK_MAX
+        # go out per turn): the most ports first, at most limits.SUMMARIES_READY_MAX.
+        self._ready: list[Verdict] = []
+        self._ready_dropped = 0
         self.probes = 0  # tripwire probes from sources that are not ignored
         # Probes per port, TCP ports positive and UDP negative: at most 2 x 65,535 keys.
         self.port_probes: Counter[int] = Counter()
@@ -392,8 +395,12 @@ class Engine:
     def tick(self, now: float, stopping: bool = False) -> list[Verdict]:
         """Summaries of OS probing quiet for limits.OS_PROBE_QUIET_S, and of scans quiet for
         scan_end_quiet_s (each protocol's scan on its own); `stopping`: of every run still
-        open, since they end with the daemon. At most limits.SUMMARIES_PER_TICK_MAX, those that
-        touched the most ports first."""
+        open, since they end with the daemon, and every summary still waiting. At most
+        limits.SUMMARIES_PER_TICK_MAX per call otherwise, those that touched the most ports
+        first; the rest wait for the next calls (a flood of sources that all went quiet at
+        once goes out over several loop turns, not as a thousand lines in one). Past
+        limits.SUMMARIES_READY_MAX waiting, those that touched the fewest ports are dropped
+        (counted: take_summaries_dropped)."""
         os_quiet, scan_quiet = limits.OS_PROBE_QUIET_S, self.config.scan_end_quiet_s
         if stopping:
             os_quiet = scan_quiet = 0.0
@@ -406,17 +413,28 @@ class Engine:
             state = self._sources.get(address)
             if state is not None and state.scan(tcp) is run:
                 state.set_scan(tcp, None)  # its next probe starts a new scan
-        if len(due) > limits.SUMMARIES_PER_TICK_MAX:
-            due.sort(key=lambda item: len(item[1].ports), reverse=True)
-            self._summaries_over_cap += len(due) - limits.SUMMARIES_PER_TICK_MAX
-            del due[limits.SUMMARIES_PER_TICK_MAX :]
-        return [self._summary(kind, run) for kind, run in due]
+        ready = self._ready
+        if due:
+            ready += [self._summary(kind, run) for kind, run in due]
+            ready.sort(key=lambda summary: summary.ports, reverse=True)  # stable: oldest first
+            over = len(ready) - limits.SUMMARIES_READY_MAX
+            if over > 0:
+                self._ready_dropped += over
+                del ready[-over:]
+        count = len(ready) if stopping else limits.SUMMARIES_PER_TICK_MAX
+        made, self._ready = ready[:count], ready[count:]
+        return made
+
+    @property
+    def summaries_waiting(self) -> int:
+        """Summaries made that wait for their turn (see tick)."""
+        return len(self._ready)
 
     def take_summaries_dropped(self) -> int:
         """Summaries never made since the last call: pushed out of a full waiting table, or
-        past the cap of one tick (a flood of sources that all went quiet at once)."""
-        dropped = self._os_waiting.evicted + self._scan_waiting.evicted + self._summaries_over_cap
-        self._os_waiting.evicted = self._scan_waiting.evicted = self._summaries_over_cap = 0
+        out of the full list of summaries waiting for their turn (a flood of sources)."""
+        dropped = self._os_waiting.evicted + self._scan_waiting.evicted + self._ready_dropped
+        self._os_waiting.evicted = self._scan_waiting.evicted = self._ready_dropped = 0
         return dropped
 
     def _os_verdict(

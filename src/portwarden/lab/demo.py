@@ -27,6 +27,7 @@ from portwarden.lab.network import (
     remove_stale,
 )
 from portwarden.respond.nft import Nft, NftError
+from portwarden.text import counted
 
 # Not the tests' prefix: a demo never removes a test run's namespaces. Each run has its own
 # (`pwlab-<pid>-`), so two runs at once never remove each other's; so has its folder
@@ -93,7 +94,7 @@ def remove_orphans() -> None:
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
         _say(f"Removed what a killed lab run (pid {pid}) left: "
-             f"{len(removed)} namespaces {prefix}*, {len(folders)} folders "
+             f"{counted(len(removed), 'namespace')} {prefix}*, {counted(len(folders), 'folder')} "
              f"{' '.join(str(f) for f in folders)}".rstrip())  # fmt: skip
 
 
