@@ -3,6 +3,7 @@
 import dataclasses
 import errno
 import logging
+import math
 import os
 import selectors
 import signal
@@ -152,6 +153,7 @@ class Daemon:
                 while self._audit.results:  # checks done but not reported yet
                     self._report_audit(self._audit.results.popleft())
             if self._running:  # scans still open end with the daemon: report them, mail them
+                self._release_held()
                 self._report(self._engine.tick(time.monotonic(), stopping=True))
             # Queued mail is sent now (or counted as not sent), so the last status counts it.
             self._alerts.stop_mail()
@@ -175,7 +177,7 @@ class Daemon:
         return 0
 
     def _turn(self, wake_read: int) -> None:
-        for key, _ in self._selector.select(TICK_S):
+        for key, _ in self._selector.select(self._wait_s()):
             sensor = key.data
             if sensor is None:
                 _drain(wake_read)
@@ -186,6 +188,9 @@ class Daemon:
             for probe in sensor.read(key.fd):
                 self._feed(probe)
         now = time.monotonic()
+        for sensor in self._sensors:
+            for probe in sensor.release(now):
+                self._feed(probe)
         self._report(self._engine.tick(now))
         self._summaries_dropped += self._engine.take_summaries_dropped()
         if self._summaries_dropped and self._say_now("summaries", every_s=1.0):
@@ -213,6 +218,11 @@ class Daemon:
             service.notify("WATCHDOG=1")
             self._next_watchdog = now + self._watchdog_s / 2
         self._handle_signals()
+
+    def _wait_s(self) -> float:
+        """How long the loop may sleep: TICK_S, or less when a sensor holds a probe."""
+        times = [at for at in (s.next_release() for s in self._sensors) if at is not None]
+        return max(0.0, min([TICK_S, *(at - time.monotonic() for at in times)]))
 
     def _say_table_full(self, now: float) -> None:
         """Once per episode of evictions from the full source table: again only after
@@ -386,16 +396,23 @@ class Daemon:
     def _start_sensors(self) -> None:
         self._sensors = build_sensors(self.settings, self._host)
         for sensor in self._sensors:
-            for fd in sensor.sockets:
+            for fd in sensor.fds:
                 self._selector.register(fd, selectors.EVENT_READ, sensor)
             ports = sorted(sensor.watched)
             shown = ",".join(map(str, ports[:20])) + (",..." if len(ports) > 20 else "")
             log.info("%s: watching %d %s ports: %s", sensor.mode, len(ports),
                      sensor.proto.value, shown)  # fmt: skip
 
+    def _release_held(self) -> None:
+        """The probes the sensors hold (RawSensor.release) are judged now, before the sensors
+        go."""
+        for sensor in self._sensors:
+            for probe in sensor.release(math.inf):
+                self._feed(probe)
+
     def _stop_sensors(self) -> None:
         for sensor in self._sensors:
-            for fd in sensor.sockets:
+            for fd in sensor.fds:
                 self._selector.unregister(fd)
             self._packets_dropped += sensor.packets_dropped()
             sensor.close()
@@ -457,6 +474,7 @@ class Daemon:
         warnings += [late_warning] if late_warning else []
         self._engine.reconfigure(self._engine_config())
         self._policy.reconfigure(fresh)
+        self._release_held()
         self._stop_sensors()
         try:
             self._start_sensors()

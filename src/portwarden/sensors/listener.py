@@ -117,6 +117,17 @@ class ListenerSensor:
     def watched(self) -> frozenset[int]:
         return frozenset(self.ports.values())
 
+    @property
+    def fds(self) -> list[int]:
+        return list(self.sockets)
+
+    def next_release(self) -> float | None:
+        """None: nothing is held, every probe comes out of `read`."""
+        return None
+
+    def release(self, _now: float) -> list[Probe]:
+        return []
+
     def packets_dropped(self) -> int:
         """Datagrams, or connections (a full accept backlog), the kernel dropped before we
         read them."""
