@@ -3,8 +3,9 @@
 A client that takes its reply and closes its socket at once (SNMP, RADIUS, Kerberos, OpenVPN)
 has often closed before the daemon reads its copy of the reply, so SmartVerify finds the port
 free. The kernel tells every member of the groups SKNLGRP_INET_UDP_DESTROY and
-SKNLGRP_INET6_UDP_DESTROY (CAP_NET_ADMIN; the network namespace of the socket) of each UDP
-socket it frees, with the socket's addresses: the port, and the peer if it was connected.
+SKNLGRP_INET6_UDP_DESTROY (of the socket's network namespace; no capability needed on 6.18,
+root's sockets included) of each UDP socket it frees, with the socket's addresses: the port,
+and the peer if it was connected.
 The message leaves from a workqueue, some microseconds after the close (tens of them measured
 on an idle host; see limits.UDP_CLOSE_NOTICE_S).
 
@@ -65,7 +66,7 @@ def parse_close(payload: bytes) -> UdpClose | None:
 
 class UdpCloses:
     """A netlink socket subscribed to the UDP destroy broadcasts of this network namespace.
-    Raises OSError when the kernel refuses (no sock_diag, or no CAP_NET_ADMIN).
+    Raises OSError when the kernel refuses (no sock_diag).
 
     The daemon's own sockets (SmartVerify's bind test binds the port it checks, and closes
     it) are left out: `own` them before they close."""

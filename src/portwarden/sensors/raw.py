@@ -291,9 +291,9 @@ def _hear_closes() -> UdpCloses | None:
     try:
         return UdpCloses()
     except OSError as error:
-        log.warning("udp: no notice of this host's UDP sockets closing (%s; it needs "
-                    "CAP_NET_ADMIN): a reply to a client that closes at once may be taken "
-                    "for a probe", error.strerror or error)  # fmt: skip
+        log.warning("udp: no notice of this host's UDP sockets closing (%s): a reply to a "
+                    "client that closes at once may be taken for a probe",
+                    error.strerror or error)  # fmt: skip
         return None
 
 
