@@ -179,8 +179,7 @@ class RawSensor:
         self._held.append((time.monotonic() + limits.UDP_CLOSE_NOTICE_S, probe))
         if len(self._held) <= limits.UDP_HELD_MAX:
             return []
-        self._note_closes()
-        return self._judged([self._held.popleft()[1]])
+        return self._judged([self._held.popleft()[1]])  # no read of the notices per packet
 
     def next_release(self) -> float | None:
         """When `release` has something to judge (monotonic), or None."""
