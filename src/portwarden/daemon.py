@@ -3,6 +3,7 @@
 import dataclasses
 import errno
 import logging
+import math
 import os
 import selectors
 import signal
@@ -153,6 +154,7 @@ class Daemon:
                 while self._audit.results:  # checks done but not reported yet
                     self._report_audit(self._audit.results.popleft())
             if self._running:  # scans still open end with the daemon: report them, mail them
+                self._release_held()
                 self._report(self._engine.tick(time.monotonic(), stopping=True))
                 self._say_summaries_dropped(stopping=True)
             # Queued mail is sent now (or counted as not sent), so the last status counts it.
@@ -177,8 +179,7 @@ class Daemon:
         return 0
 
     def _turn(self, wake_read: int) -> None:
-        wait_s = limits.SUMMARIES_TURN_S if self._engine.summaries_waiting else TICK_S
-        for key, _ in self._selector.select(wait_s):
+        for key, _ in self._selector.select(self._wait_s()):
             sensor = key.data
             if sensor is None:
                 _drain(wake_read)
@@ -189,6 +190,9 @@ class Daemon:
             for probe in sensor.read(key.fd):
                 self._feed(probe)
         now = time.monotonic()
+        for sensor in self._sensors:
+            for probe in sensor.release(now):
+                self._feed(probe)
         self._report(self._engine.tick(now))
         self._say_summaries_dropped()
         self._say_table_full(now)
@@ -222,6 +226,13 @@ class Daemon:
         if self._summaries_dropped and (stopping or self._say_now("summaries", every_s=1.0)):
             self._alerts.summaries_dropped(self._summaries_dropped)
             self._summaries_dropped = 0
+
+    def _wait_s(self) -> float:
+        """How long the loop may sleep: TICK_S, less while summaries wait for their turn
+        (limits.SUMMARIES_TURN_S) or a sensor holds a probe (until its release)."""
+        longest = limits.SUMMARIES_TURN_S if self._engine.summaries_waiting else TICK_S
+        times = [at for at in (s.next_release() for s in self._sensors) if at is not None]
+        return max(0.0, min([longest, *(at - time.monotonic() for at in times)]))
 
     def _say_table_full(self, now: float) -> None:
         """Once per episode of evictions from the full source table: again only after
@@ -396,7 +407,7 @@ class Daemon:
     def _start_sensors(self) -> None:
         self._sensors = build_sensors(self.settings, self._host)
         for sensor in self._sensors:
-            for fd in sensor.sockets:
+            for fd in sensor.fds:
                 self._selector.register(fd, selectors.EVENT_READ, sensor)
             ports = sorted(sensor.watched)
             shown = ",".join(map(str, ports[:20])) + (",..." if len(ports) > 20 else "")
@@ -416,9 +427,16 @@ class Daemon:
                             "to the ports it drops are not reported (it stops them itself)",
                             chain)  # fmt: skip
 
+    def _release_held(self) -> None:
+        """The probes the sensors hold (RawSensor.release) are judged now, before the sensors
+        go."""
+        for sensor in self._sensors:
+            for probe in sensor.release(math.inf):
+                self._feed(probe)
+
     def _stop_sensors(self) -> None:
         for sensor in self._sensors:
-            for fd in sensor.sockets:
+            for fd in sensor.fds:
                 self._selector.unregister(fd)
             self._packets_dropped += sensor.packets_dropped()
             sensor.close()
@@ -480,6 +498,7 @@ class Daemon:
         warnings += [late_warning] if late_warning else []
         self._engine.reconfigure(self._engine_config())
         self._policy.reconfigure(fresh)
+        self._release_held()
         self._stop_sensors()
         try:
             self._start_sensors()

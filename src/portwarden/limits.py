@@ -149,6 +149,26 @@ ATTACK_LINES_BURST = 200
 PORT_FREE_CACHE_S = 0.1
 FREE_PORTS_CACHED_MAX = 65_536
 
+# This host's own UDP clients (SNMP, RADIUS, Kerberos, OpenVPN) take their reply and close at
+# once, often before the daemon reads its copy of the reply, which then goes to a free port.
+# The kernel's notice of each UDP socket it frees (sock_diag's destroy broadcast) leaves from a
+# workqueue: measured at 10 us typically and 7.6 ms at worst on two cores with three busy
+# loops. A datagram to a free UDP tripwire is judged UDP_CLOSE_NOTICE_S after SmartVerify found
+# the port free, with every notice read by then: a UDP probe is reported that much later. At
+# most UDP_HELD_MAX datagrams wait; past that (a flood to free ports) the oldest is judged at
+# once, with the notices read so far.
+UDP_CLOSE_NOTICE_S = 0.05
+UDP_HELD_MAX = 4_096
+# A UDP socket that closed is kept (its local port, and the peer if it was connected) for
+# CLOSED_UDP_CLIENT_S: a datagram from a closed connected socket's peer is its reply, even one
+# that comes after the close (a retransmission, a slow server; conntrack too forgets an
+# answered UDP flow after 120 s); a datagram that arrived before an unconnected one closed was
+# taken by it. Only this host's programs add entries (a remote host cannot make one), but a
+# busy resolver closes thousands of sockets a minute: at most CLOSED_UDP_CLIENTS_MAX are kept
+# (about 200 bytes each), the oldest dropped first.
+CLOSED_UDP_CLIENT_S = 120.0
+CLOSED_UDP_CLIENTS_MAX = 16_384
+
 # Mails waiting for the mail worker; a dead relay can hold back at most this many.
 MAIL_QUEUE_MAX = 100
 

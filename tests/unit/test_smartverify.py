@@ -13,7 +13,7 @@ PORT = 34555
 def kernel(monkeypatch: pytest.MonkeyPatch, *, held: bool, services: set[int]) -> None:
     """A host where `PORT` is `held` by some socket (the bind test fails) and `services` have
     a listener or an unconnected UDP socket."""
-    monkeypatch.setattr(ports, "port_in_use", lambda proto, port: held)
+    monkeypatch.setattr(ports, "port_in_use", lambda proto, port, witness: held)
     monkeypatch.setattr(ports, "bound_ports", lambda proto: frozenset(services))
 
 

@@ -13,6 +13,7 @@ holds is the common case), and a port it finds held is then asked of the socket 
 import enum
 import errno
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 from portwarden.detect.probe import Proto
@@ -69,7 +70,10 @@ class Owner(enum.Enum):
         return self in (Owner.NOBODY, Owner.CLIENTS)
 
 
-def verify(proto: Proto, dport: int) -> Owner:
+Witness = Callable[[socket.socket], None]  # told of each test socket before it closes
+
+
+def verify(proto: Proto, dport: int, witness: Witness | None = None) -> Owner:
     """SmartVerify: who has the local port `dport` at this moment.
 
     A port that TCP clients alone have (the source port of an outbound connection) is closed
@@ -78,17 +82,19 @@ def verify(proto: Proto, dport: int) -> Owner:
     PortSentry did (its bind test failed): a reply to the client cannot be told reliably from a
     probe (the kernel's socket lookup misses sockets tied to an interface, as every one
     connected to a link-local peer is), and a lookup per packet would let a flood to that port
-    cost a socket table walk per packet. Neither starts SERVICE_GONE_GRACE."""
-    if not port_in_use(proto, dport):
+    cost a socket table walk per packet. Neither starts SERVICE_GONE_GRACE. `witness` is
+    shown the bind test's sockets (see port_in_use)."""
+    if not port_in_use(proto, dport, witness):
         return Owner.NOBODY
     if dport in bound_ports(proto):
         return Owner.SERVICE
     return Owner.CLIENTS if proto is Proto.TCP else Owner.UDP_CLIENTS
 
 
-def port_in_use(proto: Proto, port: int) -> bool:
+def port_in_use(proto: Proto, port: int, witness: Witness | None = None) -> bool:
     """True when some socket has `port` (any address, IPv4 or IPv6) at this moment: a service
-    or a client's socket."""
+    or a client's socket. `witness` sees each socket of the test before it closes (the
+    kernel's notice of its close is ours, not a client's)."""
     kind = socket.SOCK_STREAM if proto is Proto.TCP else socket.SOCK_DGRAM
     for family, address in ((socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0")):
         try:
@@ -105,6 +111,9 @@ def port_in_use(proto: Proto, port: int) -> bool:
                 sock.bind((address, port))
             except OSError as error:
                 return error.errno in (errno.EADDRINUSE, errno.EACCES)
+            finally:
+                if witness is not None:
+                    witness(sock)
             return False
     return False
 

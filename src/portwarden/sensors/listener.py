@@ -117,10 +117,25 @@ class ListenerSensor:
     def watched(self) -> frozenset[int]:
         return frozenset(self.ports.values())
 
+    @property
+    def fds(self) -> list[int]:
+        return list(self.sockets)
+
+    def next_release(self) -> float | None:
+        """None: nothing is held, every probe comes out of `read`."""
+        return None
+
+    def release(self, _now: float) -> list[Probe]:
+        return []
+
     def packets_dropped(self) -> int:
-        """Datagrams, or connections (a full accept backlog), the kernel dropped before we
-        read them."""
-        return dropped(self.sockets.values())
+        """Datagrams the kernel dropped before we read them (a full receive buffer). A TCP
+        listener's drop counter is no such loss: it also counts each handshake the client cut
+        short with a reset (one `nmap -sS` probe), and when the accept backlog is full the
+        kernel ignores the handshake's last ACK and the client's retransmission completes it
+        once there is room (or the client gives up: then it made no connection). So the TCP
+        listeners count none."""
+        return dropped(self.sockets.values()) if self.proto is Proto.UDP else 0
 
     def refresh(self) -> None:
         """Nothing to do: the bound sockets are the tripwires."""

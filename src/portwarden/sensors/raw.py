@@ -7,7 +7,9 @@ nftables already drops costs nothing here; a kernel filter passes only what can 
 import ipaddress
 import logging
 import socket
+import struct
 import time
+from collections import deque
 from collections.abc import Callable
 
 from portwarden import limits
@@ -23,11 +25,17 @@ from portwarden.net.packet import (
     parse_transport,
 )
 from portwarden.net.ports import Owner, verify
+from portwarden.net.udpcloses import UdpCloses
 from portwarden.sensors.hostview import HostView
 
 log = logging.getLogger("portwarden")
 
-_ANCILLARY_SPACE = socket.CMSG_SPACE(20) + 2 * socket.CMSG_SPACE(256)
+# Linux's SO_TIMESTAMPNS (SCM_TIMESTAMPNS, a struct timespec of two longs) on x86, ARM and
+# the other asm-generic architectures; not in Python's socket module.
+_SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("=qq")
+_ANCILLARY_SPACE = (socket.CMSG_SPACE(20) + 2 * socket.CMSG_SPACE(256)
+                    + socket.CMSG_SPACE(_TIMESPEC.size))  # fmt: skip
 _OPTION_HEADERS = (socket.IPV6_HOPOPTS, socket.IPV6_DSTOPTS)
 
 
@@ -40,6 +48,14 @@ class RawSensor:
     socket on the port (an outbound connection, a connected UDP socket) is no service and
     starts no grace: else one DNS query from a tripwire port would switch it off. The times
     are the host view's (HostView.served_at), so the sensors a reload makes go on with them.
+
+    UDP: this host's clients take their reply and often close before we read our copy of it,
+    so SmartVerify finds the port free. The kernel's notices of closing UDP sockets (UdpCloses)
+    go to HostView.closed_clients, which tells a reply (see ClosedClients.replied) by the
+    kernel's arrival time of each datagram. The notice comes from a workqueue, a little after
+    the close, so a datagram to a free UDP tripwire is held for limits.UDP_CLOSE_NOTICE_S (see
+    `release`) and judged with every notice read by then. A close starts no grace: the socket
+    of a client that closed is no service gone.
     """
 
     def __init__(self, proto: Proto, mode: str, candidates: frozenset[int], host: HostView,
@@ -66,6 +82,8 @@ class RawSensor:
                     continue
                 raise
             _make_room(sock)
+            if proto is Proto.UDP:  # the kernel's arrival time of each datagram
+                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPOPTS, 1)
@@ -74,10 +92,18 @@ class RawSensor:
             sock.setblocking(False)
             self.sockets[sock.fileno()] = sock
         self._verified: dict[int, tuple[Owner, float]] = {}  # port: who has it, when asked
+        self._closes = _hear_closes() if proto is Proto.UDP else None
+        self._held: deque[tuple[float, Probe]] = deque()  # (when to judge it, the probe)
         self._buffer = bytearray(limits.CAPTURE_BYTES)
         self.watched = self._attach(self.tripwires())
         for fd in self.sockets:  # packets queued before the filter was attached
             self._drain(fd)
+
+    @property
+    def fds(self) -> list[int]:
+        """The descriptors the loop waits on: the raw sockets, and the notices of UDP sockets
+        closing."""
+        return [*self.sockets, *([self._closes.sock.fileno()] if self._closes else [])]
 
     def tripwires(self) -> frozenset[int]:
         """The candidates without a service now or within the grace period."""
@@ -99,6 +125,7 @@ class RawSensor:
 
     def refresh(self) -> None:
         """Re-attach the kernel filter when the set of tripwire ports has changed."""
+        self._host.closed_clients.expire(time.time())
         ports = self.tripwires()
         if ports != self.watched:
             self.watched = self._attach(ports)
@@ -109,20 +136,26 @@ class RawSensor:
         return ports
 
     def read(self, fd: int) -> list[Probe]:
-        """Up to PACKETS_PER_TURN_MAX packets from one socket, as probes."""
+        """Up to PACKETS_PER_TURN_MAX packets from one socket, as probes (a datagram to a
+        free UDP tripwire comes out of `release` instead)."""
+        if self._closes is not None and fd == self._closes.sock.fileno():
+            self._note_closes()
+            return []
         sock = self.sockets[fd]
         v6 = fd in self._v6
         probes = []
-        now = time.time()
+        now = arrived = time.time()
         for _ in range(limits.PACKETS_PER_TURN_MAX):
             try:
-                if v6:
+                if v6 or self.proto is Proto.UDP:
                     # MSG_TRUNC: the size as the kernel filter passed it, not what fits the
                     # buffer (a UDP datagram whole, a TCP segment cut to CAPTURE_BYTES).
                     size, ancillary, _, address = sock.recvmsg_into(
                         [self._buffer], _ANCILLARY_SPACE, socket.MSG_TRUNC)  # fmt: skip
                     data = bytes(self._buffer[: min(size, limits.CAPTURE_BYTES)])
-                    packet = self._parse(data, size, ancillary, address)
+                    arrived = _arrival(ancillary) or now
+                    packet = (self._parse(data, size, ancillary, address) if v6
+                              else parse_ipv4(data))  # fmt: skip
                 else:
                     packet = parse_ipv4(sock.recv(limits.CAPTURE_BYTES))
             except (BlockingIOError, InterruptedError):
@@ -131,10 +164,57 @@ class RawSensor:
                 self.packets_read += 1
                 continue
             self.packets_read += 1
-            probe = self._probe(packet, now)
-            if probe is not None:
+            probe = self._probe(packet, arrived)
+            if probe is None:
+                continue
+            if self._closes is not None and probe.tripwire:
+                probes.extend(self._hold(probe))
+            else:
                 probes.append(probe)
         return probes
+
+    def _hold(self, probe: Probe) -> list[Probe]:
+        """Keep a datagram to a free UDP tripwire until a notice of its port's socket closing
+        can have come; when too many wait, the oldest is judged now."""
+        self._held.append((time.monotonic() + limits.UDP_CLOSE_NOTICE_S, probe))
+        if len(self._held) <= limits.UDP_HELD_MAX:
+            return []
+        return self._judged([self._held.popleft()[1]])  # no read of the notices per packet
+
+    def next_release(self) -> float | None:
+        """When `release` has something to judge (monotonic), or None."""
+        return self._held[0][0] if self._held else None
+
+    def release(self, now: float) -> list[Probe]:
+        """The held datagrams whose time has come (all with `now` = inf), judged with every
+        notice of a UDP socket closing read so far: a reply to a client that has closed is
+        no probe (an OS probe among them is still reported, as one to a port not watched)."""
+        due = []
+        while self._held and self._held[0][0] <= now:
+            due.append(self._held.popleft()[1])
+        if not due:
+            return []
+        self._note_closes()
+        return self._judged(due)
+
+    def _judged(self, held: list[Probe]) -> list[Probe]:
+        found = []
+        now = time.time()
+        for probe in held:
+            if not self._host.closed_clients.replied(probe.dport, probe.src, probe.sport,
+                                                     probe.seen_at, now):  # fmt: skip
+                found.append(probe)
+            elif probe.os_tool is not None:
+                found.append(probe._replace(tripwire=False))
+        return found
+
+    def _note_closes(self) -> None:
+        """Read the notices of UDP sockets closing into the host view's closed clients."""
+        if self._closes is None:
+            return
+        now = time.time()
+        for close in self._closes.read():
+            self._host.closed_clients.add(close.port, close.peer, close.peer_port, now)
 
     def _parse(self, data: bytes, size: int, ancillary: list, address: tuple) -> Packet:
         dst, options = b"", False
@@ -156,16 +236,24 @@ class RawSensor:
         return packet_probe(packet, dst, self.mode, self._tripwire, now)
 
     def _tripwire(self, port: int) -> bool:
-        return port in self.watched and self._free(port)
+        if port not in self.watched:
+            return False
+        now = time.monotonic()
+        return not self._served_lately(port, now) and self._free(port, now)
 
-    def _free(self, port: int) -> bool:
+    def _served_lately(self, port: int, now: float) -> bool:
+        """The port had a service within the grace, seen by a refresh or at probe time: a
+        service that came and went between two refreshes leaves its clients reconnecting."""
+        at = self._served_at.get(port)
+        return at is not None and now - at < self._grace_s
+
+    def _free(self, port: int, now: float) -> bool:
         """SmartVerify: no service on the port right now (see ports.verify). The answer is
         reused for PORT_FREE_CACHE_S, so a flood to one port costs one check per interval."""
-        now = time.monotonic()
         known = self._verified.get(port)
         if known is not None and now - known[1] < limits.PORT_FREE_CACHE_S:
             return known[0].tripwire
-        owner = verify(self.proto, port)
+        owner = verify(self.proto, port, self._closes.own if self._closes else None)
         if len(self._verified) >= limits.FREE_PORTS_CACHED_MAX:
             self._verified.clear()
         self._verified[port] = (owner, now)
@@ -184,6 +272,28 @@ class RawSensor:
         for sock in self.sockets.values():
             sock.close()
         self.sockets.clear()
+        if self._closes is not None:
+            self._closes.close()
+            self._closes = None
+
+
+def _arrival(ancillary: list) -> float | None:
+    """The kernel's arrival time of a packet (SO_TIMESTAMPNS), wall clock."""
+    for level, kind, value in ancillary:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= 16:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(value)
+            return seconds + nanoseconds / 1e9
+    return None
+
+
+def _hear_closes() -> UdpCloses | None:
+    try:
+        return UdpCloses()
+    except OSError as error:
+        log.warning("udp: no notice of this host's UDP sockets closing (%s): a reply to a "
+                    "client that closes at once may be taken for a probe",
+                    error.strerror or error)  # fmt: skip
+        return None
 
 
 _SO_RCVBUFFORCE = 33  # Linux; not in Python's socket module
