@@ -118,6 +118,37 @@ def test_created_file_kept_when_the_administrator_added_to_it(tmp_path: Path) ->
     assert path.read_text() == "sshd: 198.18.0.66\n"
 
 
+def test_lines_appended_after_the_plan_are_kept_by_apply_and_undo(tmp_path: Path) -> None:
+    """The file is read at plan time and replaced later: what another program appended in
+    between stays, when the change is made and when it is taken back."""
+    path = tmp_path / "hosts.deny"
+    path.write_text("sshd: ALL\n")
+    change = wrappers.protect_change(path, wrappers.deny_rules())
+    with path.open("a") as file:
+        file.write("ALL: 198.18.99.1\n")
+    made = change.apply()
+    assert made.before == "sshd: ALL\nALL: 198.18.99.1\n"
+    assert path.read_text().endswith(wrappers.END + "\nsshd: ALL\nALL: 198.18.99.1\n")
+    with path.open("a") as file:
+        file.write("ALL: 198.18.99.2\n")
+    made.undo()
+    assert path.read_text() == "sshd: ALL\nALL: 198.18.99.1\nALL: 198.18.99.2\n"
+
+
+def test_a_file_that_keeps_changing_is_left_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "hosts.deny"
+    path.write_text("sshd: ALL\n")
+
+    def edit_while_someone_appends(text: str | None) -> str:
+        with path.open("a") as file:  # after the read, before the write: every time
+            file.write("ALL: 198.18.99.1\n")
+        return f"ours\n{text}"
+
+    with pytest.raises(wrappers.WrappersError, match=r"hosts.deny: kept changing .*left as it was"):
+        wrappers.planned(path, edit_while_someone_appends).apply()
+    assert not path.read_text().startswith("ours")
+
+
 @pytest.mark.parametrize(
     "edit",
     [

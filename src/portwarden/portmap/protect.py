@@ -52,8 +52,7 @@ class Plan:
         undo: list[Undo] = []
         try:
             for change in self.files:
-                change.apply()
-                done.append(change)
+                done.append(change.apply())
             for wall, step in self.steps:
                 undo.append(wall.run(step))
         except BaseException as error:
@@ -74,6 +73,8 @@ def _put_back(change: wrappers.FileChange) -> str:
     """Put a changed file back as it was (byte for byte), and say how that went."""
     try:
         change.undo()
+    except wrappers.WrappersError as error:
+        return f"putting {change.path} back failed, check it by hand ({error})"
     except OSError as error:
         return f"putting {change.path} back failed, check it by hand ({error.strerror or error})"
     return f"{change.path} was put back as it was"
