@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from portwarden.cli import main
 from portwarden.config.errors import ConfigError
 from portwarden.config.ignore import parse_network
 from portwarden.net.portmapper import PortmapperError
@@ -579,6 +580,43 @@ def test_protect_warns_about_a_last_line_without_newline_and_unprotect_keeps_it(
     assert {path: path.read_bytes() for path in originals} == originals
     deny.write_bytes(b"in.fingerd: ALL\n")
     assert len(plan_protect(["198.18.0.20"], allow, deny, None).warnings) == 1
+
+
+def test_a_continued_admin_line_is_shown_joined_and_escaped_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """libwrap joins a line ending in a backslash with the next: the warning quotes the rule
+    it reads, in protect (whose output is escaped once) and in check alike."""
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    allow.write_text("sshd: ALL\nrpcbind: 198.18.0.20 \\\n  203.0.113.0/255.255.255.0\n")
+    deny.write_text("")
+    said = (f"{allow}:6 (rpcbind: 198.18.0.20   203.0.113.0/255.255.255.0) lets callers "
+            "outside the allowed networks reach the portmapper")  # fmt: skip
+    (warning,) = plan_protect(["198.18.0.20"], allow, deny, None).warnings
+    assert warning.startswith(said)
+    assert (
+        main(
+            [
+                "portmap",
+                "protect",
+                "--allow",
+                "198.18.0.20",
+                "--firewall",
+                "none",
+                "--dry-run",
+                "--hosts-allow",
+                str(allow),
+                "--hosts-deny",
+                str(deny),
+            ]
+        )
+        == 0
+    )
+    assert capsys.readouterr().err.startswith(f"portwarden: warning: {said}")
+    plan_protect(["198.18.0.20"], allow, deny, None).apply()
+    view = read_wrappers(allow, deny, RPCBIND)
+    assert f"{allow}:6: rpcbind: 198.18.0.20   203.0.113.0/255.255.255.0" in view.lines
+    assert f"but {said}" in view.note
 
 
 @dataclasses.dataclass

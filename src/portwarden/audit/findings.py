@@ -90,6 +90,8 @@ class Finding(NamedTuple):
     # /etc/services (a guess), or "unknown"
     rpc_program: int | None = None
     reason: str | None = None  # PortmapperUnusable: why each transport failed
+    # The device of the port (or of where a requirement applies); None when not one device
+    device: str | None = None
 
     @property
     def services(self) -> tuple[str, ...]:
@@ -112,7 +114,8 @@ class Finding(NamedTuple):
     def event(self) -> dict[str, Any]:
         """Stable fields for the JSON event log (the daemon adds "time")."""
         return {"event": "audit", "kind": self.kind.value, "severity": self.severity,
-                "interface": self.interface, "port": self.port, "proto": self.proto,
+                "interface": self.interface, "device": self.device, "port": self.port,
+                "proto": self.proto,
                 **service_fields(self.services, self.rpc_program),
                 "program": self.program, "pid": self.pid,
                 "user": self.user, "was_port": self.was_port,

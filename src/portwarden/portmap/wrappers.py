@@ -362,13 +362,28 @@ def leaks(allow: Path, allow_lines: list[str], deny: Path, deny_lines: list[str]
     A client that is not an address (a name, ALL, LOCAL...) may match anyone."""
     allow_block, deny_block = find_block(allow, allow_lines), find_block(deny, deny_lines)
     ours = range(allow_block.start, allow_block.stop) if allow_block else range(0)
-    found = [Leak(allow, number + 1, line.rstrip("\r\n"))
-             for number, line in enumerate(allow_lines)
+    found = [Leak(allow, number + 1, line) for number, line in logical_lines(allow_lines)
              if number not in ours and _grants_outsiders(line, "deny", allowed)]  # fmt: skip
     above = deny_lines[: deny_block.start] if deny_block else []
-    found += [Leak(deny, number + 1, line.rstrip("\r\n")) for number, line in enumerate(above)
+    found += [Leak(deny, number + 1, line) for number, line in logical_lines(above)
               if _grants_outsiders(line, "allow", allowed, granting=True)]  # fmt: skip
     return tuple(found)
+
+
+def logical_lines(lines: list[str]) -> list[tuple[int, str]]:
+    """The rules of a file's `lines` (with line ends) as libwrap reads them, each with the
+    index of its first line: a line that ends in a backslash goes on on the next one (libwrap's
+    xgets drops the backslash and the newline and joins the two); line ends dropped."""
+    joined: list[tuple[int, str]] = []
+    start, parts = 0, list[str]()
+    for index, line in enumerate(lines):
+        start = start if parts else index
+        if line.endswith("\\\n"):
+            parts.append(line[:-2])
+            continue
+        joined.append((start, "".join([*parts, line.rstrip("\r\n")])))
+        parts = []
+    return [*joined, (start, "".join(parts))] if parts else joined
 
 
 def _grants_outsiders(line: str, option: str, allowed: tuple[Network, ...],
