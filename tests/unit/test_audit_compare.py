@@ -340,3 +340,10 @@ def test_link_local_requirement_names_its_device() -> None:
         (Kind.NEW, "ServiceNew: fe80::1%a:22/tcp (maybe_svc)"),
         (Kind.MISSING, "ServiceMissing: fe80::1%b:22/tcp (maybe_svc)"),
     ]
+
+
+def test_a_missing_finding_has_no_owner_in_json() -> None:
+    missing = Finding(Kind.MISSING, "crit", "any", 22, "tcp", "ssh")
+    event = missing.event()
+    assert (event["program"], event["pid"], event["user"]) == (None, None, None)
+    assert missing.line() == "ServiceMissing: any:22/tcp (maybe_ssh)"

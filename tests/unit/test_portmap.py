@@ -619,6 +619,22 @@ def test_a_continued_admin_line_is_shown_joined_and_escaped_once(
     assert f"but {said}" in view.note
 
 
+@pytest.mark.parametrize("line", ["rpcbind: ALL", "ALL: ALL", "portmap,sshd : all"])
+def test_protect_says_when_hosts_deny_already_kept_everyone_out(tmp_path: Path, line: str) -> None:
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    allow.write_text("")
+    deny.write_text(f"# deny\n{line}\n")
+    plan = plan_protect(["198.18.0.20"], allow, deny, None)
+    said = (f"{deny}:2 ({line}) already refuses every caller of the portmapper: protect lets "
+            "the allowed networks in, which it kept out")  # fmt: skip
+    assert plan.warnings == (said,)
+    plan.apply()  # said again, at its new place below our block
+    again = plan_protect(["198.18.0.20"], allow, deny, None).warnings
+    assert again == (said.replace(":2 (", ":5 ("),)
+    deny.write_text("ALL: ALL EXCEPT 198.18.0.20\nsshd: ALL\n")
+    assert plan_protect(["198.18.0.20"], allow, deny, None).warnings == ()
+
+
 @dataclasses.dataclass
 class _Wall:
     """A stand-in firewall for Plan: records what it runs; `fails` makes its run fail."""

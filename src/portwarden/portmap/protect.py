@@ -103,6 +103,8 @@ def plan_protect(
         unterminated = (wrappers.unterminated(c.path, c.before, denies)
                         for c, denies in zip(files, (False, True), strict=True))  # fmt: skip
         warnings += [warning for warning in unterminated if warning]
+        closed = wrappers.denies_everyone(hosts_deny, files[1].before)
+        warnings += [closed] if closed else []
     wall = None if backend is None else firewall(backend)
     steps = () if wall is None else tuple((wall, step) for step in wall.protect(networks))
     return Plan(files, steps, tuple(warnings))

@@ -407,3 +407,22 @@ def _inside(word: str, allowed: tuple[Network, ...]) -> bool:
     return network is not None and any(
         network.network_address in a and network.broadcast_address in a for a in allowed
     )
+
+
+def denies_everyone(path: Path, text: str | None) -> str | None:
+    """A warning when one of the administrator's hosts.deny lines already refuses every caller
+    of the portmapper (`rpcbind: ALL`, `ALL: ALL`): our hosts.allow lines, read first, then let
+    the allowed networks in where nothing came in before."""
+    lines = (text or "").splitlines(keepends=True)
+    block = find_block(path, lines)
+    ours = range(block.start, block.stop) if block else range(0)
+    for number, line in logical_lines(lines):
+        parts = fields(line)
+        if (number in ours or line.lstrip().startswith("#") or len(parts) < 2
+                or not applies_to_portmapper(parts[0])):  # fmt: skip
+            continue
+        if parts[1].upper() == "ALL" and "allow" not in {p.lower() for p in parts[2:]}:
+            return (f"{path}:{number + 1} ({one_line(line)}) already refuses every caller of "
+                    "the portmapper: protect lets the allowed networks in, which it kept "
+                    "out")  # fmt: skip
+    return None
