@@ -368,9 +368,10 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _failed(why: str, status: int) -> int:
-    """Say why on stderr (the log file, with --daemon, where the waiting command hears it too)."""
-    _error(why)
+def _failed(why: str, status: int, as_json: bool = False) -> int:
+    """Say why on stderr (the log file, with --daemon, where the waiting command hears it too),
+    and with --json on stdout too."""
+    _error(why, as_json)
     background.stopped_because(why)
     return status
 
@@ -398,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except (ConfigError, StateDirBusy, StoreError) as error:
-        return _failed(str(error), 2)
+        return _failed(str(error), 2, getattr(args, "json", False))
     except DescriptorShortage as error:
         return _failed(str(error), 1)
     except PermissionError as error:

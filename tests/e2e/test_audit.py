@@ -62,7 +62,8 @@ while True:
 # A registration with rpcbind as user `uid`, as any local user can make one: "local" is
 # RPCBPROC_SET (version 3) on rpcbind's Unix socket, where rpcbind records the caller's uid as the
 # owner ("superuser" for root); "udp" is PMAPPROC_SET (version 2) over UDP from loopback, where it
-# records "unknown". Run inside rpcbind's mount namespace, which holds its private /run.
+# records "unknown", and "udp888" the same from the reserved port 888, where it records
+# "superuser". Run inside rpcbind's mount namespace, which holds its private /run.
 _REGISTER = """
 import os, socket, struct, sys
 how, uid, program, version, netid, port = sys.argv[1:7]
@@ -87,6 +88,8 @@ else:
     call = struct.pack("!14I", 1, 0, 2, 100000, 2, 1, 0, 0, 0, 0, int(program), int(version),
                        protocol, int(port))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        if how == "udp888":
+            s.bind(("127.0.0.1", 888))
         s.settimeout(5)
         s.sendto(call, ("127.0.0.1", 111))
         reply = s.recv(100)
@@ -414,7 +417,7 @@ def test_only_roots_registrations_name_ports(
                     ports[port]["policy"]) for port in (40121, 40122, 40123, 20048)}  # fmt: skip
     assert named == {
         40121: (None, None, "root", "unlisted"),
-        40122: (100011, "rquotad", "nobody", "unlisted"),
+        40122: (None, None, "nobody", "unlisted"),  # root's registration, nobody's socket
         40123: (None, None, "nobody", "unlisted"),
         20048: (100005, "mountd", "root", "unlisted"),  # registered by root in the fixture
     }
@@ -427,8 +430,41 @@ def test_only_roots_registrations_name_ports(
     warnings = [f"RPC program {program} for port {port}/tcp was registered by owner {owner}, "
                 "not known to be root: the port is not named by it"
                 for program, port, owner in refused]  # fmt: skip
+    warnings.append(
+        "RPC program 100011 for port 40122/tcp was registered by owner superuser, "
+        "for a socket of nobody (uid 65534), not root's: the port is not named by it"
+    )
     assert sorted(report["warnings"]) == sorted(warnings)
     assert f"portwarden: warning: {warnings[0]}" in stderr.splitlines()
+
+
+def test_a_superuser_registration_from_a_reserved_port_names_no_users_listener(
+    lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path
+) -> None:
+    """Where unprivileged ports start at 0, any user can send PMAPPROC_SET from port 888 and
+    rpcbind records `superuser`: that names no socket of theirs, so `mountd/tcp` in the policy
+    does not hide their listener."""
+    target, rpcbind = lab.target, services[PORTMAPPER]
+    sysctl = "net.ipv4.ip_unprivileged_port_start"
+    before = target.run(["sysctl", "-n", sysctl]).stdout.strip()
+    target.run(["sysctl", "-q", f"{sysctl}=0"])
+    try:
+        register(target, rpcbind, "udp888", NOBODY, 100005, 1, "tcp", 30000)
+        listener = listen(target, "tcp", "0.0.0.0", 30000, "pwa-nobody30000", uid=NOBODY)
+        owners = rpcinfo_owners(target)
+        _, report, _ = audit(target, tmp_path, f'{ONLY_LAB}\nAUDIT_OPTIONAL="mountd/tcp"',
+                             "--no-state")  # fmt: skip
+        stop(target, listener)
+    finally:
+        target.run(["sysctl", "-q", f"{sysctl}={before}"])
+        unregister(target, rpcbind, 100005, 1)
+    assert owners[(100005, 1, "tcp", 30000)] == "superuser"  # the premise
+    (port,) = [p for p in report["open_ports"] if p["interface"] == A4 and p["port"] == 30000]
+    assert (port["service"], port["user"], port["policy"]) == (None, "nobody", "unlisted")
+    assert ("ServiceNew", A4, 30000, "tcp") in kinds(report)
+    assert ("RPC program 100005 for port 30000/tcp was registered by owner superuser, for a "
+            "socket of nobody (uid 65534), not root's: the port is not named by it"
+            ) in report["warnings"]  # fmt: skip
 
 
 _FAKE_PORTMAPPER = """
@@ -525,9 +561,10 @@ def test_a_portmapper_that_accepts_and_stays_silent_is_a_finding(lab: Lab, tmp_p
     reason = "tcp: connected, no RPC answer within 2 s; udp: no answer within 2 s"
     assert status == 1 and report["findings"] == [{
         "event": "audit", "kind": "PortmapperUnusable", "severity": "err",
-        "interface": "127.0.0.1", "port": 111, "proto": "tcp", "service": "portmapper",
-        "services": ["portmapper"], "rpc_program": 100000, "program": "pwa-fake111",
-        "pid": fake.pid, "user": "root", "was_port": None, "reason": reason}]  # fmt: skip
+        "interface": "127.0.0.1", "device": None, "port": 111, "proto": "tcp",
+        "service": "portmapper", "services": ["portmapper"], "rpc_program": 100000,
+        "program": "pwa-fake111", "pid": fake.pid, "user": "root", "was_port": None,
+        "reason": reason}]  # fmt: skip
 
 
 def check_now(daemon: RunningDaemon) -> None:
@@ -1228,3 +1265,55 @@ def test_a_requirement_on_a_device_absent_now_is_a_warning(lab: Lab, tmp_path: P
     assert (f"portwarden: warning: {tmp_path}/portwarden.conf:2: AUDIT_REQUIRED: "
             "'nosuchdev:22/tcp': device nosuchdev is absent or has no address now; reported "
             "missing while it is not checked") in result.stderr.splitlines()  # fmt: skip
+
+
+@pytest.fixture
+def one_link_local_on_two_devices(lab: Lab) -> Iterator[Host]:
+    """fe80::1 on two devices of one host (as on a NIC and its VLAN, or two bridge ports)."""
+    host = lab.attackers[2]
+    try:
+        for device in ("pwlla", "pwllb"):
+            host.run(["ip", "link", "add", device, "type", "veth", "peer", "name", f"{device}p"])
+            host.run(["ip", "link", "set", f"{device}p", "up"])
+            host.run(["ip", "link", "set", device, "up"])
+            host.run(["ip", "-6", "addr", "add", "fe80::1/64", "dev", device, "nodad"])
+        yield host
+    finally:
+        host.stop_processes()
+        for device in ("pwlla", "pwllb"):
+            host.run(["ip", "link", "del", device], check=False)
+
+
+def test_a_link_local_address_is_told_apart_by_its_device(
+    one_link_local_on_two_devices: Host, tmp_path: Path
+) -> None:
+    """The same fe80::1 on two devices is two places: a service that moves to the second is
+    news, in the state, the report line, the JSON and the policy (`fe80::1%pwlla`)."""
+    host = one_link_local_on_two_devices
+    conf = 'AUDIT_DEVICES="pwlla, pwllb"'
+    first = listen(host, "tcp", "fe80::1", 20010, "pwa-lla20010", device="pwlla")
+    status, report, _ = audit(host, tmp_path, conf)
+    assert (status, report["interfaces"]) == (1, ["fe80::1%pwlla", "fe80::1%pwllb"])
+    assert [(f["kind"], f["interface"], f["device"], f["port"]) for f in report["findings"]] == [
+        ("ServiceNew", "fe80::1%pwlla", "pwlla", 20010)
+    ]
+    stop(host, first)
+    listen(host, "tcp", "fe80::1", 20010, "pwa-llb20010", device="pwllb")
+    status, report, _ = audit(host, tmp_path, conf)
+    assert [(f["kind"], f["interface"], f["device"], f["port"]) for f in report["findings"]] == [
+        ("ServiceNew", "fe80::1%pwllb", "pwllb", 20010)
+    ]
+    text = audit_command(host, tmp_path, conf, "--no-state").stdout
+    assert "ServiceNew: fe80::1%pwllb:20010/tcp (unknown) program=pwa-llb20010" in text
+
+    status, report, _ = audit(host, tmp_path, f'{conf}\nAUDIT_OPTIONAL="fe80::1%pwlla:20010/tcp"',
+                              "--no-state")  # fmt: skip
+    assert [(f["kind"], f["interface"]) for f in report["findings"]] == [
+        ("ServiceNew", "fe80::1%pwllb")
+    ]
+    status, report, stderr = audit(host, tmp_path, f'{conf}\nAUDIT_OPTIONAL="fe80::1:20010/tcp"',
+                                   "--no-state")  # fmt: skip
+    assert (status, report["findings"]) == (0, [])  # without its device: on every device
+    warning = ("AUDIT_OPTIONAL: fe80::1 is on devices pwlla, pwllb: the group applies to it on "
+               "each; write fe80::1%pwlla to name one")  # fmt: skip
+    assert report["warnings"] == [warning] and f"portwarden: warning: {warning}" in stderr

@@ -842,3 +842,39 @@ def test_check_by_a_user_other_than_root_is_one_line_and_no_verdict(
                "checked (run 'portwarden portmap check' as root)")  # fmt: skip
         assert (check.returncode, check.stderr) == (2, f"portwarden: error: {why}\n")
         assert check.stdout == (json.dumps({"error": why}, indent=2) + "\n" if json_flag else "")
+
+
+# fail2ban's way of adding to hosts.deny: open with O_APPEND, one line, close; every 2 ms until
+# stdin closes; then the number of lines written.
+_APPENDER = """
+import os, select, sys
+count = 0
+while not select.select([sys.stdin], [], [], 0.002)[0]:
+    fd = os.open("/etc/hosts.deny", os.O_WRONLY | os.O_APPEND)
+    os.write(fd, f"ALL: 198.18.99.{count % 250 + 1}\\n".encode())
+    os.close(fd)
+    count += 1
+print(count, flush=True)
+"""
+
+
+def test_protect_and_unprotect_keep_the_lines_others_append_meanwhile(
+    lab: Lab, portmapper: Portmapper
+) -> None:
+    """hosts.deny is read at plan time and replaced after the firewall was read: a line
+    appended in between must not be lost (the edit is made again from the file as it is)."""
+    appender = subprocess.Popen(
+        portmapper._inside([sys.executable, "-c", _APPENDER]),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        for _ in range(5):
+            run_ok(portmapper, "protect", *ALLOW)
+            run_ok(portmapper, "unprotect")
+    finally:
+        appended, _ = appender.communicate("", timeout=10)
+    deny = portmapper.read("hosts.deny")
+    assert deny is not None and deny.startswith(HOSTS_DENY)
+    added = deny[len(HOSTS_DENY) :].splitlines()
+    assert len(added) == int(appended) > 100
+    assert all(line.startswith(b"ALL: 198.18.99.") for line in added)

@@ -107,3 +107,33 @@ def test_a_syslog_line_has_no_control_character_and_keeps_the_escapes_of_its_par
     assert Syslog(receiver.path, "daemon").send("name evil\\x1b[2J\nforged: line\x07")
     line = receiver.wait_for("name evil")
     assert line.endswith("name evil\\x1b[2J\\nforged: line\\x07")
+
+
+class _Outbox:
+    def __init__(self) -> None:
+        self.subjects: list[str] = []
+
+    def submit(self, subject: str, body: str) -> None:
+        self.subjects.append(subject)
+
+    def stop(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("count", "said"), [(1, "1 port audit finding on"),
+                                             (2, "2 port audit findings on")])  # fmt: skip
+def test_the_audit_mail_subject_counts_in_the_singular_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int, said: str
+) -> None:
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}"\nSYSLOG_SOCKET=""\nMAIL_ON_AUDIT="1"\nMAIL_TO="root@example.org"\n'
+    )
+    alerts = Alerts(load_settings(conf))
+    alerts._mailer.stop()
+    outbox = _Outbox()
+    monkeypatch.setattr(alerts, "_mailer", outbox)
+    alerts.audit([Finding(Kind.NEW, "crit", "198.18.0.1", 20000 + n, "udp", "unknown")
+                  for n in range(count)], 0.0)  # fmt: skip
+    alerts.close()
+    assert [s.split(" on ")[0] + " on" for s in outbox.subjects] == [f"portwarden: {said}"]

@@ -119,7 +119,7 @@ def test_finding_line_and_event_are_one_line_with_stable_fields() -> None:
                               "pid=7 user=root")  # fmt: skip
     assert set(finding.event()) == {"event", "kind", "severity", "interface", "port", "proto",
                                     "service", "services", "rpc_program", "program", "pid",
-                                    "user", "was_port", "reason"}  # fmt: skip
+                                    "user", "was_port", "reason", "device"}  # fmt: skip
 
 
 def test_a_renamed_process_cannot_forge_fields_of_a_finding_line() -> None:
@@ -308,3 +308,42 @@ def test_an_unusable_portmapper_line_carries_its_reason_as_one_field() -> None:
                               'pid=812 user=_rpc reason="tcp: connected, no RPC answer within 2 '
                               's"')  # fmt: skip
     assert finding.event()["reason"] == "tcp: connected, no RPC answer within 2 s"
+
+
+def test_one_link_local_address_on_two_devices_is_two_places() -> None:
+    """fe80::1 on a NIC and on its VLAN: a port on the second is news, not the first one's."""
+    audit = Auditor()
+    on_a = port("fe80::1%a", 20010)._replace(device="a")
+    on_b = port("fe80::1%b", 20010)._replace(device="b")
+    assert audit.check(on_a) == [(Kind.NEW, "ServiceNew: fe80::1%a:20010/tcp (maybe_svc)")]
+    assert audit.check(on_b) == [(Kind.NEW, "ServiceNew: fe80::1%b:20010/tcp (maybe_svc)")]
+
+
+def test_a_state_with_bare_link_local_addresses_is_read_as_every_device() -> None:
+    """A state written before link-local addresses had their device: no ServiceNew for a port
+    it already knew, on whichever device."""
+    old = AuditState.from_json('{"version": 3, "seen": [["fe80::1", 22, "tcp", [], true]], '
+                               '"missing": []}')  # fmt: skip
+    findings, state = compare([port("fe80::1%eth0", 22)], RPC_NAMES, [], old, SEVERITIES)
+    assert findings == [] and {s.interface for s in state.seen} == {"fe80::1%eth0"}
+
+
+def test_link_local_requirement_names_its_device() -> None:
+    audit = Auditor("fe80::1%b:22/tcp; fe80::2:23/tcp")
+    on_a = port("fe80::1%a", 22)._replace(device="a", rule=Rule.IGNORE)
+    findings, _ = compare([on_a], RPC_NAMES, audit.requirements, None, SEVERITIES)
+    assert [(f.line(), f.device) for f in findings] == [
+        ("ServiceMissing: fe80::1%b:22/tcp (maybe_svc)", "b"),
+        ("ServiceMissing: fe80::2:23/tcp (maybe_svc)", None),
+    ]
+    assert audit.check(on_a._replace(rule=Rule.UNLISTED), port("fe80::2%c", 23)) == [
+        (Kind.NEW, "ServiceNew: fe80::1%a:22/tcp (maybe_svc)"),
+        (Kind.MISSING, "ServiceMissing: fe80::1%b:22/tcp (maybe_svc)"),
+    ]
+
+
+def test_a_missing_finding_has_no_owner_in_json() -> None:
+    missing = Finding(Kind.MISSING, "crit", "any", 22, "tcp", "ssh")
+    event = missing.event()
+    assert (event["program"], event["pid"], event["user"]) == (None, None, None)
+    assert missing.line() == "ServiceMissing: any:22/tcp (maybe_ssh)"

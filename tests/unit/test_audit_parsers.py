@@ -11,7 +11,12 @@ from hypothesis import strategies as st
 
 from portwarden.alert.syslog import SEVERITIES as SYSLOG_SEVERITIES
 from portwarden.audit import check
-from portwarden.audit.interfaces import Interface, audited_interfaces, unaudited
+from portwarden.audit.interfaces import (
+    Interface,
+    ambiguous_addresses,
+    audited_interfaces,
+    unaudited,
+)
 from portwarden.audit.names import Names, parse_rpc, parse_services
 from portwarden.audit.policy import Item, Policy, Rule, Where, parse_groups, parse_skip_groups
 from portwarden.audit.sockets import Socket, owners, parse_table, proc_sockets
@@ -254,7 +259,15 @@ def test_a_secondary_ipv4_address_is_audited() -> None:
     assert [str(i) for i in audited_interfaces([], [], [secondary])[0]] == ["198.18.0.201"]
 
 
-@pytest.mark.parametrize("value", ["fe80::1%eth0:22/tcp", "::ffff:198.18.0.1:22/tcp"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2001:db8::1%eth0:22/tcp",
+        "198.18.0.1%eth0:22/tcp",
+        "fe80::1%:22/tcp",
+        "::ffff:198.18.0.1:22/tcp",
+    ],
+)
 def test_policy_addresses_that_could_never_match_are_errors(tmp_path: Path, value: str) -> None:
     conf = tmp_path / "portwarden.conf"
     conf.write_text(f'STATE_DIR="{tmp_path}"\nAUDIT_IGNORE="{value}"\n')
@@ -430,3 +443,31 @@ def test_a_requirement_never_checked_is_an_error_one_absent_now_a_warning(tmp_pa
     assert (f"{conf}:2: AUDIT_REQUIRED: 'pwnosuchdev0:22/tcp': device pwnosuchdev0 is absent or "
             "has no address now; reported missing while it is not checked"
             ) in load_settings(conf).warnings  # fmt: skip
+
+
+def test_a_link_local_address_is_named_with_its_device() -> None:
+    fe80 = ipaddress.ip_address("fe80::1")
+    present = [InterfaceAddress(d, i, fe80, 0) for d, i in (("a", 5), ("b", 6))]
+    chosen, _ = audited_interfaces([], ["a", "b"], present)
+    assert [str(i) for i in chosen] == ["fe80::1%a", "fe80::1%b"]
+    (scoped,) = parse_groups("fe80::1%b:22/tcp")
+    bare_group = Where(fe80)
+    assert str(scoped.where) == "fe80::1%b" and scoped.where.covers("fe80::1%b", "b")
+    assert not scoped.where.covers("fe80::1%a", "a")
+    assert bare_group.covers("fe80::1%a", "a") and bare_group.covers("fe80::1%b", "b")
+    warnings = ambiguous_addresses([("AUDIT_OPTIONAL", bare_group), ("AUDIT_IGNORE", scoped.where)],
+                                   chosen)  # fmt: skip
+    assert warnings == ["AUDIT_OPTIONAL: fe80::1 is on devices a, b: the group applies to it on "
+                        "each; write fe80::1%a to name one"]  # fmt: skip
+    assert unaudited(scoped.where, (), ("a",), present) is not None
+    assert unaudited(scoped.where, (), ("b",), present) is None
+    assert unaudited(scoped.where, (), (), present[:1]) == (
+        ("fe80::1%b is not an address of this host now", False)
+    )
+
+
+def test_audit_interfaces_refuse_a_scope(tmp_path: Path) -> None:
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}"\nAUDIT_INTERFACES="fe80::1%eth0"\n')
+    with pytest.raises(ConfigError, match="no scope here; AUDIT_DEVICES names the device"):
+        load_settings(conf)

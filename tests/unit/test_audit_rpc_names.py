@@ -44,16 +44,25 @@ def test_root_names_any_socket_and_nobody_else_names_one() -> None:
     ]
 
 
-def test_root_may_name_another_users_socket() -> None:
-    registered = [Registration(100005, 3, TCP, 40000, "superuser")]
-    assert rpc_programs(registered, on(NOBODYS)) == ({(HERE, NOBODYS): (100005,)}, [])
+def not_roots_socket(program: int, port: str, owner: str) -> str:
+    return (f"RPC program {program} for port {port} was registered by owner {owner}, for a "
+            "socket of nobody (uid 65534), not root's: the port is not named by it")  # fmt: skip
+
+
+def test_superuser_names_no_socket_of_another_user() -> None:
+    """rpcbind records `superuser` also for a PMAPPROC_SET over UDP from a reserved port, which
+    any user can send where unprivileged ports start at 0: it names root's sockets only."""
+    registered = [Registration(100005, 1, TCP, 40000, "superuser")]
+    assert rpc_programs(registered, on(NOBODYS)) == (
+        {}, [not_roots_socket(100005, "40000/tcp", "superuser")]
+    )  # fmt: skip
 
 
 def test_a_version_2_portmapper_names_only_roots_sockets() -> None:
     registered = [Registration(100003, 3, TCP, 2049, None), Registration(1, 1, TCP, 40000, None)]
     programs, warnings = rpc_programs(registered, on(ROOTS, NOBODYS))
     assert programs == {(HERE, ROOTS): (100003,)}
-    assert warnings == [refused(1, "40000/tcp", "not told (a version 2 portmapper)")]
+    assert warnings == [not_roots_socket(1, "40000/tcp", "not told (a version 2 portmapper)")]
 
 
 def test_one_line_per_program_port_and_owner_and_a_hostile_owner_stays_on_it() -> None:
@@ -75,10 +84,11 @@ def test_warnings_are_capped() -> None:
 
 
 def test_roots_registration_wins_over_others_for_the_same_socket() -> None:
+    roots = Socket(TCP, ANY4, 40000, 0, 15)
     registered = [Registration(100024, 1, TCP, 40000, "65534"),
                   Registration(100005, 3, TCP, 40000, "superuser")]  # fmt: skip
-    programs, warnings = rpc_programs(registered, on(NOBODYS))
-    assert programs == {(HERE, NOBODYS): (100005,)}
+    programs, warnings = rpc_programs(registered, on(roots))
+    assert programs == {(HERE, roots): (100005,)}
     assert warnings == [refused(100024, "40000/tcp", "65534")]
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from portwarden.cli import main
 from portwarden.config.errors import ConfigError
 from portwarden.config.ignore import parse_network
 from portwarden.net.portmapper import PortmapperError
@@ -116,6 +117,37 @@ def test_created_file_kept_when_the_administrator_added_to_it(tmp_path: Path) ->
     path.write_text(path.read_text() + "sshd: 198.18.0.66\n")
     wrappers.unprotect_change(path).apply()
     assert path.read_text() == "sshd: 198.18.0.66\n"
+
+
+def test_lines_appended_after_the_plan_are_kept_by_apply_and_undo(tmp_path: Path) -> None:
+    """The file is read at plan time and replaced later: what another program appended in
+    between stays, when the change is made and when it is taken back."""
+    path = tmp_path / "hosts.deny"
+    path.write_text("sshd: ALL\n")
+    change = wrappers.protect_change(path, wrappers.deny_rules())
+    with path.open("a") as file:
+        file.write("ALL: 198.18.99.1\n")
+    made = change.apply()
+    assert made.before == "sshd: ALL\nALL: 198.18.99.1\n"
+    assert path.read_text().endswith(wrappers.END + "\nsshd: ALL\nALL: 198.18.99.1\n")
+    with path.open("a") as file:
+        file.write("ALL: 198.18.99.2\n")
+    made.undo()
+    assert path.read_text() == "sshd: ALL\nALL: 198.18.99.1\nALL: 198.18.99.2\n"
+
+
+def test_a_file_that_keeps_changing_is_left_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "hosts.deny"
+    path.write_text("sshd: ALL\n")
+
+    def edit_while_someone_appends(text: str | None) -> str:
+        with path.open("a") as file:  # after the read, before the write: every time
+            file.write("ALL: 198.18.99.1\n")
+        return f"ours\n{text}"
+
+    with pytest.raises(wrappers.WrappersError, match=r"hosts.deny: kept changing .*left as it was"):
+        wrappers.planned(path, edit_while_someone_appends).apply()
+    assert not path.read_text().startswith("ours")
 
 
 @pytest.mark.parametrize(
@@ -548,6 +580,59 @@ def test_protect_warns_about_a_last_line_without_newline_and_unprotect_keeps_it(
     assert {path: path.read_bytes() for path in originals} == originals
     deny.write_bytes(b"in.fingerd: ALL\n")
     assert len(plan_protect(["198.18.0.20"], allow, deny, None).warnings) == 1
+
+
+def test_a_continued_admin_line_is_shown_joined_and_escaped_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """libwrap joins a line ending in a backslash with the next: the warning quotes the rule
+    it reads, in protect (whose output is escaped once) and in check alike."""
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    allow.write_text("sshd: ALL\nrpcbind: 198.18.0.20 \\\n  203.0.113.0/255.255.255.0\n")
+    deny.write_text("")
+    said = (f"{allow}:6 (rpcbind: 198.18.0.20   203.0.113.0/255.255.255.0) lets callers "
+            "outside the allowed networks reach the portmapper")  # fmt: skip
+    (warning,) = plan_protect(["198.18.0.20"], allow, deny, None).warnings
+    assert warning.startswith(said)
+    assert (
+        main(
+            [
+                "portmap",
+                "protect",
+                "--allow",
+                "198.18.0.20",
+                "--firewall",
+                "none",
+                "--dry-run",
+                "--hosts-allow",
+                str(allow),
+                "--hosts-deny",
+                str(deny),
+            ]
+        )
+        == 0
+    )
+    assert capsys.readouterr().err.startswith(f"portwarden: warning: {said}")
+    plan_protect(["198.18.0.20"], allow, deny, None).apply()
+    view = read_wrappers(allow, deny, RPCBIND)
+    assert f"{allow}:6: rpcbind: 198.18.0.20   203.0.113.0/255.255.255.0" in view.lines
+    assert f"but {said}" in view.note
+
+
+@pytest.mark.parametrize("line", ["rpcbind: ALL", "ALL: ALL", "portmap,sshd : all"])
+def test_protect_says_when_hosts_deny_already_kept_everyone_out(tmp_path: Path, line: str) -> None:
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    allow.write_text("")
+    deny.write_text(f"# deny\n{line}\n")
+    plan = plan_protect(["198.18.0.20"], allow, deny, None)
+    said = (f"{deny}:2 ({line}) already refuses every caller of the portmapper: protect lets "
+            "the allowed networks in, which it kept out")  # fmt: skip
+    assert plan.warnings == (said,)
+    plan.apply()  # said again, at its new place below our block
+    again = plan_protect(["198.18.0.20"], allow, deny, None).warnings
+    assert again == (said.replace(":2 (", ":5 ("),)
+    deny.write_text("ALL: ALL EXCEPT 198.18.0.20\nsshd: ALL\n")
+    assert plan_protect(["198.18.0.20"], allow, deny, None).warnings == ()
 
 
 @dataclasses.dataclass

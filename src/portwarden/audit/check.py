@@ -11,7 +11,7 @@ from typing import NamedTuple
 from portwarden.audit import confirm
 from portwarden.audit.compare import Requirement, Severities, compare
 from portwarden.audit.findings import Finding, Kind, OpenPort
-from portwarden.audit.interfaces import Interface, audited_interfaces
+from portwarden.audit.interfaces import Interface, ambiguous_addresses, audited_interfaces
 from portwarden.audit.names import Names
 from portwarden.audit.policy import Item, Policy
 from portwarden.audit.sockets import PROC, Owner, Socket, open_sockets, owners, user_name
@@ -74,6 +74,7 @@ def run_audit(settings: Settings, previous: AuditState | None, now: float,
     if not interfaces:
         reason = "; ".join(warnings) or "this host has no address but loopback"
         raise NothingChecked(f"no address to check ({reason})")
+    warnings += ambiguous_addresses(policy.wheres(), interfaces)
     protos = (Proto.TCP, Proto.UDP) if settings.audit_udp else (Proto.TCP,)
     try:
         sockets, problems = open_sockets(protos)
@@ -232,8 +233,8 @@ def rpc_programs(
     """(address, socket) -> the RPC programs that name the socket on that address, ascending
     (every NFS server has nfs and nfs_acl on 2049, in whatever order rpcbind lists them):
     those with a registration for its port and protocol, at that address or a wildcard one,
-    that root made (see `_root_registered`). Registrations by anyone else for these sockets
-    name nothing; each is a warning line."""
+    that root made for a socket of root's (see `_refusal`). Other registrations for these
+    sockets name nothing; each is a warning line."""
     by_port: dict[tuple[Proto, int], list[Registration]] = {}
     for registration in registered:
         by_port.setdefault((registration.proto, registration.port), []).append(registration)
@@ -244,10 +245,13 @@ def rpc_programs(
         for registration in by_port.get((sock.proto, sock.port), []):
             if not registration.serves(address):
                 continue
-            if _root_registered(registration, sock):
+            why = _refusal(registration, sock)
+            if why is None:
                 held.add(registration.program)
             else:
-                refused.append(_refused_line(registration))
+                where = f"{registration.port}/{registration.proto.value}"
+                refused.append(f"RPC program {registration.program} for port {where} {why}: the "
+                               "port is not named by it")  # fmt: skip
         if held:
             programs[address, sock] = tuple(sorted(held))
     lines = list(dict.fromkeys(refused))  # once for all versions, and for IPv4 and IPv6 sockets
@@ -258,24 +262,26 @@ def rpc_programs(
     return programs, lines
 
 
-def _root_registered(registration: Registration, sock: Socket) -> bool:
-    """Whether root made this registration. rpcbind lets any local user register any program,
-    so trusting another user's registration would let them give a listener (their own, or
-    another's) the name of a real RPC service, which an RPC name in the policy would then hide
-    or accept. rpcbind records "superuser" for uid 0 on its Unix socket, the uid of any other
-    local user there, "unknown" over UDP or TCP (anyone may call from loopback). A portmapper
-    that speaks only version 2 does not say: its registrations name only root's sockets."""
-    if registration.owner is None:
-        return sock.uid == 0
-    return registration.owner == _SUPERUSER
-
-
-def _refused_line(registration: Registration) -> str:
-    owner = ("not told (a version 2 portmapper)" if registration.owner is None
-             else one_line(registration.owner))  # fmt: skip
-    where = f"{registration.port}/{registration.proto.value}"
-    return (f"RPC program {registration.program} for port {where} was registered by owner "
-            f"{owner}, not known to be root: the port is not named by it")  # fmt: skip
+def _refusal(registration: Registration, sock: Socket) -> str | None:
+    """Why this registration may not name this socket, if it may not: only one root made
+    (rpcbind's owner `superuser`) names a socket, and only a socket that root made (uid 0 in
+    the kernel's tables). rpcbind lets any local user register any program, so trusting
+    another user's registration would let them give a listener (their own, or another's) the
+    name of a real RPC service, which an RPC name in the policy would then hide or accept.
+    rpcbind records "superuser" for uid 0 on its Unix socket, the uid of any other local user
+    there, "unknown" over UDP or TCP, except from a reserved source port: "superuser" again,
+    and wherever unprivileged ports start at 0 (`net.ipv4.ip_unprivileged_port_start=0`,
+    Docker's default in a container), or for a program with CAP_NET_BIND_SERVICE, that is
+    anyone; hence the socket's owner too. A portmapper that speaks only version 2 does not
+    say who registered: its registrations name only root's sockets."""
+    owner = registration.owner
+    if owner is not None and owner != _SUPERUSER:
+        return f"was registered by owner {one_line(owner)}, not known to be root"
+    if sock.uid != 0:
+        told = "not told (a version 2 portmapper)" if owner is None else owner
+        return (f"was registered by owner {told}, for a socket of "
+                f"{one_line(user_name(sock.uid))} (uid {sock.uid}), not root's")  # fmt: skip
+    return None
 
 
 def _registrations(

@@ -29,7 +29,7 @@ def audit(settings: Settings, as_json_output: bool, keep_state: bool) -> int:
     try:
         result, warnings = audit_and_keep(settings, keep_state, now, save=not daemon_runs)
     except NothingChecked as error:
-        _nothing_checked(error)
+        _nothing_checked(error, as_json_output)
         problem = _record(settings, now, unchecked_summary(now, str(error))) if keep_state else None
         _warn([problem] if problem else [])
         return NOTHING_CHECKED
@@ -66,8 +66,12 @@ def _warn(lines: Iterable[str]) -> None:
         print(f"portwarden: warning: {line}", file=sys.stderr)
 
 
-def _nothing_checked(error: NothingChecked) -> None:
-    print(f"portwarden: error: audit: nothing was checked: {error}", file=sys.stderr)
+def _nothing_checked(error: NothingChecked, as_json_output: bool = False) -> None:
+    """One line on stderr; with --json also `{"error": ...}` on stdout, as other commands do."""
+    why = f"audit: nothing was checked: {error}"
+    print(f"portwarden: error: {why}", file=sys.stderr)
+    if as_json_output:
+        print(json.dumps({"error": why}, indent=2))
 
 
 def _record(settings: Settings, when: float, body: dict[str, Any]) -> str | None:

@@ -47,6 +47,14 @@ class Requirement(NamedTuple):
         return str(self.group.where) or ANY
 
     @property
+    def device(self) -> str | None:
+        """The one device it applies on, if it does on one: a device group, `fe80::1%eth0`."""
+        address = self.group.where.address
+        if address is not None and address.version == 6:
+            return address.scope_id
+        return self.group.where.device
+
+    @property
     def key(self) -> str:
         return f"{self.where}:{self.item}"
 
@@ -78,11 +86,13 @@ def compare(
         first, *more = [named[p] for p in programs] or port.services
         return Finding(kind, severities.of(kind), port.interface, port.port, port.proto.value,
                        first, port.program, port.pid, port.user, was, tuple(more),
-                       programs[0] if programs else None)  # fmt: skip
+                       programs[0] if programs else None, device=port.device)  # fmt: skip
 
     seen: set[Seen] = set()
     for port in open_ports:
-        last = seen_before.get((port.interface, port.port, port.proto.value))
+        last = seen_before.get((port.interface, port.port, port.proto.value)) or seen_before.get(
+            (_unscoped(port.interface), port.port, port.proto.value)
+        )
         if not rpc_known and last is not None and last.rpc_programs:
             seen.add(last)  # its names are unknown this time, not gone
             continue
@@ -109,7 +119,8 @@ def compare(
             if previous is None or need.key not in previous.missing:
                 findings.append(Finding(Kind.MISSING, severities.missing, need.where,
                                         need.item.port, need.item.proto.value, need.service,
-                                        rpc_program=need.rpc_program))  # fmt: skip
+                                        rpc_program=need.rpc_program,
+                                        device=need.device))  # fmt: skip
         elif need.key in before.missing:  # said where the item applies, as its ServiceMissing
             findings.append(found(Kind.RESTARTED, match)._replace(interface=need.where))
     return findings, AuditState(frozenset(seen), frozenset(missing))
@@ -138,12 +149,18 @@ def _moves(
     moved: dict[int, list[int]] = {}
     for program in port.rpc_programs:
         key = (port.interface, port.proto.value, program)
-        before = {s.port for s in seen
-                  if (s.interface, s.proto) == key[:2] and program in s.rpc_programs}  # fmt: skip
+        before = {s.port for s in seen if s.proto == key[1] and program in s.rpc_programs
+                  and s.interface in (port.interface, _unscoped(port.interface))}  # fmt: skip
         left = before - now.get(key, set())
         if before and port.port not in before and left:
             moved.setdefault(min(left), []).append(program)
     return moved
+
+
+def _unscoped(interface: str) -> str:
+    """`fe80::1` for `fe80::1%eth0`: how a state written before link-local addresses had
+    their device named it; read as that address on every device."""
+    return interface.partition("%")[0]
 
 
 def _satisfies(port: OpenPort, need: Requirement, rpc_names: dict[int, frozenset[str]]) -> bool:

@@ -90,6 +90,8 @@ class Finding(NamedTuple):
     # /etc/services (a guess), or "unknown"
     rpc_program: int | None = None
     reason: str | None = None  # PortmapperUnusable: why each transport failed
+    # The device of the port (or of where a requirement applies); None when not one device
+    device: str | None = None
 
     @property
     def services(self) -> tuple[str, ...]:
@@ -110,10 +112,13 @@ class Finding(NamedTuple):
         return text
 
     def event(self) -> dict[str, Any]:
-        """Stable fields for the JSON event log (the daemon adds "time")."""
+        """Stable fields for the JSON event log (the daemon adds "time"). A ServiceMissing
+        has no owner: its `program` and `user` are null, as its `pid`."""
+        owned = self.kind is not Kind.MISSING
         return {"event": "audit", "kind": self.kind.value, "severity": self.severity,
-                "interface": self.interface, "port": self.port, "proto": self.proto,
+                "interface": self.interface, "device": self.device, "port": self.port,
+                "proto": self.proto,
                 **service_fields(self.services, self.rpc_program),
-                "program": self.program, "pid": self.pid,
-                "user": self.user, "was_port": self.was_port,
+                "program": self.program if owned else None, "pid": self.pid,
+                "user": self.user if owned else None, "was_port": self.was_port,
                 "reason": self.reason}  # fmt: skip

@@ -23,13 +23,44 @@ class Interface(NamedTuple):
     ifindex: int
 
     def __str__(self) -> str:
-        return str(self.address)
+        """The address; a link-local IPv6 one with its device (`fe80::1%eth0`): it is unique
+        only on its link, and a NIC and its VLANs, or bridge ports, often share one."""
+        return scoped(self.address, self.device)
 
     def sockaddr(self, port: int) -> tuple[str, int] | tuple[str, int, int, int]:
         if self.address.version == 4:
             return (str(self.address), port)
         scope = self.ifindex if self.address.is_link_local else 0
         return (str(self.address), port, 0, scope)
+
+
+def scoped(address: IPAddress, device: str) -> str:
+    """`address` as the audit names it: `fe80::1%eth0` for a link-local IPv6 address."""
+    if address.version == 6 and address.is_link_local:
+        return f"{address}%{device}"
+    return str(address)
+
+
+def ambiguous_addresses(groups: Iterable[tuple[str, Where]],
+                        interfaces: Iterable[Interface]) -> list[str]:  # fmt: skip
+    """Warnings for policy groups (`key`, where) with a link-local IPv6 address written without
+    its device while that address is on more than one audited device: the group applies to it
+    on each of them."""
+    devices: dict[IPAddress, list[str]] = {}
+    for interface in interfaces:
+        devices.setdefault(interface.address, []).append(interface.device)
+    found = []
+    for key, where in dict.fromkeys(groups):
+        on = devices.get(where.address) if where.address is not None else None
+        if on and len(on) > 1 and where.address is not None and not _scope(where.address):
+            found.append(f"{key}: {where.address} is on devices {', '.join(sorted(on))}: the "
+                         f"group applies to it on each; write {where.address}%{min(on)} to "
+                         "name one")  # fmt: skip
+    return found
+
+
+def _scope(address: IPAddress) -> str | None:
+    return address.scope_id if isinstance(address, ipaddress.IPv6Address) else None
 
 
 def audited_interfaces(
@@ -72,6 +103,8 @@ def unaudited(where: Where, addresses: tuple[IPAddress, ...], devices: tuple[str
     addresses of AUDIT_DEVICES `devices`, or with neither every address but loopback's), if
     it does not; `present`: this host's addresses now."""
     present = tuple(present)
+    if where.address is not None and (device := _scope(where.address)) is not None:
+        return _unaudited_scoped(where.address, device, addresses, devices, present)
     if where.address is not None:
         return _unaudited_address(where.address, addresses, devices, present)
     if where.device is not None:
@@ -107,6 +140,23 @@ def _unaudited_address(address: IPAddress, addresses: tuple[IPAddress, ...],
                      "AUDIT_DEVICES", False)  # fmt: skip
 
 
+def _unaudited_scoped(address: IPAddress, device: str, addresses: tuple[IPAddress, ...],
+                      devices: tuple[str, ...],
+                      present: tuple[InterfaceAddress, ...]) -> Unaudited | None:  # fmt: skip
+    """`fe80::1%eth0`: audited when the bare address is in AUDIT_INTERFACES, the device in
+    AUDIT_DEVICES, or with neither set; checked when the device has the address now."""
+    bare = ipaddress.ip_address(str(address).partition("%")[0])
+    if addresses or devices:
+        if bare not in addresses and device not in devices:
+            return Unaudited(f"{address}: {bare} is not in AUDIT_INTERFACES, nor {device} in "
+                             "AUDIT_DEVICES: never checked", True)  # fmt: skip
+    elif device == _LOOPBACK:
+        return Unaudited(f"device {device} is never checked ({_NO_LOOPBACK})", True)
+    if any(e.address == bare and e.device == device for e in present):
+        return None
+    return Unaudited(f"{address} is not an address of this host now", False)
+
+
 def _unaudited_device(device: str, addresses: tuple[IPAddress, ...], devices: tuple[str, ...],
                       present: tuple[InterfaceAddress, ...]) -> Unaudited | None:  # fmt: skip
     if device in devices:
@@ -140,5 +190,8 @@ def parse_addresses(text: str) -> tuple[IPAddress, ...]:
             raise ValueError(f"'{word}' is not an IP address") from None
         if address.version == 6 and address.ipv4_mapped:  # as the policy says (a host has none)
             raise ValueError(f"'{word}': write the IPv4 address {address.ipv4_mapped} itself")
+        if _scope(address) is not None:
+            raise ValueError(f"'{word}': no scope here; AUDIT_DEVICES names the device (the "
+                             "policy may name fe80::1%eth0)")  # fmt: skip
         found.append(address)
     return tuple(found)

@@ -56,9 +56,12 @@ class Where(NamedTuple):
         return str(self.address or self.device or "")
 
     def covers(self, address: str, device: str) -> bool:
-        """Whether the group applies to `address` (in ipaddress's canonical text) on `device`."""
+        """Whether the group applies to `address` (in ipaddress's canonical text, a link-local
+        IPv6 address with `%device`) on `device`. A link-local address written without its
+        device applies to it on every device."""
         if self.address is not None:
-            return str(self.address) == address
+            mine = str(self.address)
+            return mine == address or ("%" not in mine and mine == address.partition("%")[0])
         return self.device is None or self.device == device
 
 
@@ -107,16 +110,23 @@ def parse_devices(text: str) -> tuple[str, ...]:
 
 
 def _where(text: str) -> Where:
-    if "%" in text:
-        raise ValueError(f"'{text}': no scope in a policy address (use the device name instead)")
+    """An address, `fe80::1%eth0` (a link-local IPv6 address on one device), or a device."""
+    bare, percent, device = text.partition("%")
     try:
-        address = ipaddress.ip_address(text)
+        address = ipaddress.ip_address(bare)
     except ValueError:
         pass
     else:
         if address.version == 6 and address.ipv4_mapped:
             raise ValueError(f"'{text}': write the IPv4 address {address.ipv4_mapped} itself")
-        return Where(address=address)
+        if not percent:
+            return Where(address=address)
+        if not (address.version == 6 and address.is_link_local):
+            raise ValueError(f"'{text}': a scope (%device) goes only with a link-local IPv6 "
+                             f"address; write {bare}")  # fmt: skip
+        if not _DEVICE.fullmatch(device):
+            raise ValueError(f"'{text}': '{device}' is not a device name")
+        return Where(address=ipaddress.IPv6Address(text))
     if not _DEVICE.fullmatch(text):
         raise ValueError(f"'{text}' is neither an IP address nor a device name")
     return Where(device=text)
@@ -151,6 +161,12 @@ class Policy:
         """Whether an item of the policy is an RPC program (which only the portmapper tells)."""
         groups = self.required + self.optional + self.ignore
         return any(item.rpc is not None for group in groups for item in group.items)
+
+    def wheres(self) -> list[tuple[str, Where]]:
+        """(key, where) for each group with an interface."""
+        keys = {"AUDIT_REQUIRED": self.required, "AUDIT_OPTIONAL": self.optional,
+                "AUDIT_IGNORE": self.ignore, "AUDIT_SKIP": self.skip}  # fmt: skip
+        return [(key, g.where) for key, groups in keys.items() for g in groups if str(g.where)]
 
     def skips(self, address: str, device: str, port: int, proto: Proto) -> bool:
         return _listed(self.skip, address, device, port, proto, frozenset())

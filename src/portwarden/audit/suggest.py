@@ -30,7 +30,7 @@ def unlisted_groups(result: AuditResult) -> tuple[Group, ...]:
     groups = [Group(Where(), tuple(i for i, seen in where_open.items() if seen == everywhere))]
     for address in result.interfaces:
         only_some = [i for i, seen in where_open.items() if seen != everywhere and address in seen]
-        where = Where(ipaddress.ip_address(address.partition("%")[0]))
+        where = Where(ipaddress.ip_address(address))  # fe80::1%eth0 with its device
         groups.append(Group(where, tuple(only_some)))
     return tuple(group for group in groups if group.items)
 

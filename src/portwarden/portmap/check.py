@@ -225,7 +225,7 @@ def read_wrappers(hosts_allow: Path, hosts_deny: Path, owners: tuple[Owner, ...]
         warning = wrappers.unterminated(path, text, denies=path == hosts_deny)
         lines += [warning] if warning else []
         ours = range(block.start, block.stop) if block else range(0)
-        for number, line in enumerate(text.splitlines()):
+        for number, line in wrappers.logical_lines(found):
             if line.lstrip().startswith("#") or ":" not in line:
                 continue
             if wrappers.applies_to_portmapper(line):

@@ -117,8 +117,9 @@ def _plan_and_apply(args: argparse.Namespace) -> int:
         plan = plan_protect(args.allow, allow, deny, backend)
     else:
         plan = plan_unprotect(allow, deny, backend)
-    for warning in plan.warnings:
-        print(f"portwarden: warning: {one_line(warning, 1000)}", file=sys.stderr)
+    for warning in plan.warnings:  # each made of values escaped already (one_line)
+        print(f"portwarden: warning: {one_line(warning, 1000, backslashes=False)}",
+              file=sys.stderr)  # fmt: skip
     if not plan.changed:
         print(f"portmap {args.portmap_command}: nothing to change")
         return 0

@@ -52,8 +52,7 @@ class Plan:
         undo: list[Undo] = []
         try:
             for change in self.files:
-                change.apply()
-                done.append(change)
+                done.append(change.apply())
             for wall, step in self.steps:
                 undo.append(wall.run(step))
         except BaseException as error:
@@ -74,6 +73,8 @@ def _put_back(change: wrappers.FileChange) -> str:
     """Put a changed file back as it was (byte for byte), and say how that went."""
     try:
         change.undo()
+    except wrappers.WrappersError as error:
+        return f"putting {change.path} back failed, check it by hand ({error})"
     except OSError as error:
         return f"putting {change.path} back failed, check it by hand ({error.strerror or error})"
     return f"{change.path} was put back as it was"
@@ -102,6 +103,8 @@ def plan_protect(
         unterminated = (wrappers.unterminated(c.path, c.before, denies)
                         for c, denies in zip(files, (False, True), strict=True))  # fmt: skip
         warnings += [warning for warning in unterminated if warning]
+        closed = wrappers.denies_everyone(hosts_deny, files[1].before)
+        warnings += [closed] if closed else []
     wall = None if backend is None else firewall(backend)
     steps = () if wall is None else tuple((wall, step) for step in wall.protect(networks))
     return Plan(files, steps, tuple(warnings))

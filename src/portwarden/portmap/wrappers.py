@@ -21,12 +21,21 @@ import difflib
 import ipaddress
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+from portwarden import limits
 from portwarden.config.ignore import ALWAYS_IGNORED, Network, parse_network
-from portwarden.respond.files import UnsafeFile, read_if_exists, replace_atomically
+from portwarden.respond.files import (
+    FileChanged,
+    Identity,
+    UnsafeFile,
+    identity_of,
+    read_with_identity,
+    replace_atomically,
+)
 from portwarden.text import one_line
 
 DAEMONS = "rpcbind portmap"
@@ -77,13 +86,20 @@ def deny_rules() -> tuple[str, ...]:
     return (_RULE_START + "ALL",)
 
 
+Edit = Callable[[str | None], str | None]  # a file's text (None: no file) -> the text wanted
+
+
 @dataclass(frozen=True)
 class FileChange:
-    """One file's text before and after (None: the file does not exist)."""
+    """One file's text before and after (None: the file does not exist), and how `after` was
+    made from `before`, so that it can be made again from the file as it is at the moment it
+    is replaced: other programs (fail2ban, PortSentry) append to hosts.deny at any time."""
 
     path: Path
     before: str | None
     after: str | None
+    identity: Identity  # of the file when `before` was read (NO_FILE: there was none)
+    edit: Edit
 
     @property
     def changed(self) -> bool:
@@ -102,17 +118,53 @@ class FileChange:
             for line in lines
         )
 
-    def apply(self) -> None:
+    def apply(self) -> "FileChange":
+        """Make the change, only if the file is still as it was read; if it changed
+        meanwhile, read it again and make the change anew from that, a bounded number of
+        times, then WrappersError with the file untouched. Returns the change as made."""
+        change = self
+        for _ in range(limits.FILE_EDIT_TRIES_MAX):
+            try:
+                change._write()
+            except FileChanged:
+                change = planned(self.path, self.edit)
+                continue
+            return change
+        raise WrappersError(
+            f"{self.path}: kept changing while it was being edited "
+            f"({limits.FILE_EDIT_TRIES_MAX} tries); it was left as it was"
+        )
+
+    def undo(self) -> None:
+        """Take a change that apply() made back out of the file as it is now (used when a
+        later step of the same command fails): what others appended since then stays."""
+        planned(self.path, partial(_taken_back, self)).apply()
+
+    def _write(self) -> None:
+        """Raises FileChanged when the file is no longer the one `before` was read from."""
         if not self.changed:
             return
         if self.after is None:
+            if identity_of(self.path) != self.identity:
+                raise FileChanged(f"{self.path} changed while it was being edited")
             self.path.unlink()
         else:
-            replace_atomically(self.path, self.after)
+            replace_atomically(self.path, self.after, self.identity)
 
-    def undo(self) -> None:
-        """Put the file back as it was (used when a later step of the same command fails)."""
-        FileChange(self.path, self.after, self.before).apply()
+
+def planned(path: Path, edit: Edit) -> FileChange:
+    """The change `edit` makes to `path` as it is now."""
+    before, identity = _read_with_identity(path)
+    return FileChange(path, before, edit(before), identity, edit)
+
+
+def _taken_back(change: FileChange, text: str | None) -> str | None:
+    """`text` without `change`: its `before` again, and what was appended after its `after`."""
+    if text == change.after:
+        return change.before
+    if text is not None and change.after is not None and text.startswith(change.after):
+        return (change.before or "") + text[len(change.after) :]
+    raise WrappersError(f"{change.path}: changed by another program meanwhile, not only at its end")
 
 
 @dataclass(frozen=True)
@@ -145,8 +197,12 @@ def find_block(path: Path, lines: list[str]) -> Block | None:
 def read(path: Path) -> str | None:
     """The file's text, None if it does not exist. Raises WrappersError for a symbolic link
     and anything but a regular file."""
+    return _read_with_identity(path)[0]
+
+
+def _read_with_identity(path: Path) -> tuple[str | None, Identity]:
     try:
-        return read_if_exists(path)
+        return read_with_identity(path)
     except UnsafeFile as error:
         raise WrappersError(str(error)) from None
     except OSError as error:
@@ -155,26 +211,32 @@ def read(path: Path) -> str | None:
 
 def protect_change(path: Path, rules: tuple[str, ...]) -> FileChange:
     """The change that puts our block with `rules` at the top of `path` (or updates it)."""
-    before = read(path)
+    return planned(path, partial(_with_block, path, rules))
+
+
+def _with_block(path: Path, rules: tuple[str, ...], before: str | None) -> str:
     lines = (before or "").splitlines(keepends=True)
     block = find_block(path, lines)
     body = "".join(rule + "\n" for rule in rules)
     if block is None:
         begin = BEGIN + (CREATED if before is None else "")
-        return FileChange(path, before, f"{begin}\n{body}{END}\n" + (before or ""))
+        return f"{begin}\n{body}{END}\n" + (before or "")
     lines[block.start + 1 : block.stop - 1] = [body]
-    return FileChange(path, before, "".join(lines))
+    return "".join(lines)
 
 
 def unprotect_change(path: Path) -> FileChange:
     """The change that removes our block from `path` (and the file, if we created it)."""
-    before = read(path)
+    return planned(path, partial(_without_block, path))
+
+
+def _without_block(path: Path, before: str | None) -> str | None:
     lines = (before or "").splitlines(keepends=True)
     block = find_block(path, lines)
     if block is None:
-        return FileChange(path, before, before)
+        return before
     after = "".join(lines[: block.start] + lines[block.stop :])
-    return FileChange(path, before, None if block.created and not after else after)
+    return None if block.created and not after else after
 
 
 def unterminated(path: Path, text: str | None, denies: bool) -> str | None:
@@ -300,13 +362,28 @@ def leaks(allow: Path, allow_lines: list[str], deny: Path, deny_lines: list[str]
     A client that is not an address (a name, ALL, LOCAL...) may match anyone."""
     allow_block, deny_block = find_block(allow, allow_lines), find_block(deny, deny_lines)
     ours = range(allow_block.start, allow_block.stop) if allow_block else range(0)
-    found = [Leak(allow, number + 1, line.rstrip("\r\n"))
-             for number, line in enumerate(allow_lines)
+    found = [Leak(allow, number + 1, line) for number, line in logical_lines(allow_lines)
              if number not in ours and _grants_outsiders(line, "deny", allowed)]  # fmt: skip
     above = deny_lines[: deny_block.start] if deny_block else []
-    found += [Leak(deny, number + 1, line.rstrip("\r\n")) for number, line in enumerate(above)
+    found += [Leak(deny, number + 1, line) for number, line in logical_lines(above)
               if _grants_outsiders(line, "allow", allowed, granting=True)]  # fmt: skip
     return tuple(found)
+
+
+def logical_lines(lines: list[str]) -> list[tuple[int, str]]:
+    """The rules of a file's `lines` (with line ends) as libwrap reads them, each with the
+    index of its first line: a line that ends in a backslash goes on on the next one (libwrap's
+    xgets drops the backslash and the newline and joins the two); line ends dropped."""
+    joined: list[tuple[int, str]] = []
+    start, parts = 0, list[str]()
+    for index, line in enumerate(lines):
+        start = start if parts else index
+        if line.endswith("\\\n"):
+            parts.append(line[:-2])
+            continue
+        joined.append((start, "".join([*parts, line.rstrip("\r\n")])))
+        parts = []
+    return [*joined, (start, "".join(parts))] if parts else joined
 
 
 def _grants_outsiders(line: str, option: str, allowed: tuple[Network, ...],
@@ -330,3 +407,22 @@ def _inside(word: str, allowed: tuple[Network, ...]) -> bool:
     return network is not None and any(
         network.network_address in a and network.broadcast_address in a for a in allowed
     )
+
+
+def denies_everyone(path: Path, text: str | None) -> str | None:
+    """A warning when one of the administrator's hosts.deny lines already refuses every caller
+    of the portmapper (`rpcbind: ALL`, `ALL: ALL`): our hosts.allow lines, read first, then let
+    the allowed networks in where nothing came in before."""
+    lines = (text or "").splitlines(keepends=True)
+    block = find_block(path, lines)
+    ours = range(block.start, block.stop) if block else range(0)
+    for number, line in logical_lines(lines):
+        parts = fields(line)
+        if (number in ours or line.lstrip().startswith("#") or len(parts) < 2
+                or not applies_to_portmapper(parts[0])):  # fmt: skip
+            continue
+        if parts[1].upper() == "ALL" and "allow" not in {p.lower() for p in parts[2:]}:
+            return (f"{path}:{number + 1} ({one_line(line)}) already refuses every caller of "
+                    "the portmapper: protect lets the allowed networks in, which it kept "
+                    "out")  # fmt: skip
+    return None

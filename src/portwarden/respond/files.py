@@ -56,18 +56,30 @@ def _read_fd(fd: int) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
-def _identity(status: os.stat_result) -> tuple[int, int, int]:
+Identity = tuple[int, int, int]
+NO_FILE: Identity = (0, -1, 0)  # the identity of a file that does not exist (no inode is 0)
+
+
+def _identity(status: os.stat_result) -> Identity:
     """What changes when someone writes to the file or replaces it."""
     return status.st_ino, status.st_size, status.st_mtime_ns
 
 
-def _read_with_identity(path: Path) -> tuple[str | None, tuple[int, int, int] | None]:
+def identity_of(path: Path) -> Identity:
+    """The identity of `path` itself (a link is not followed) now; NO_FILE if it is not there."""
+    try:
+        return _identity(os.lstat(path))
+    except FileNotFoundError:
+        return NO_FILE
+
+
+def read_with_identity(path: Path) -> tuple[str | None, Identity]:
     """The file's text (None if it does not exist) and its identity taken before it was read
     (a change after that shows at the check before the rename)."""
     try:
         fd = _open_regular(path, os.O_RDONLY, "read")
     except FileNotFoundError:
-        return None, None
+        return None, NO_FILE
     try:
         identity = _identity(os.fstat(fd))
         return _read_fd(fd), identity
@@ -83,17 +95,18 @@ def read_if_exists(path: Path) -> str | None:
     """The file's text (undecodable bytes kept as surrogates), None if it does not exist.
 
     Refuses to follow a symbolic link and to read anything but a regular file (UnsafeFile)."""
-    return _read_with_identity(path)[0]
+    return read_with_identity(path)[0]
 
 
-def replace_atomically(path: Path, text: str, unchanged: tuple[int, int, int] | None = None,
+def replace_atomically(path: Path, text: str, unchanged: Identity | None = None,
                        new_mode: int = NEW_FILE_MODE) -> None:  # fmt: skip
     """Write `text` to `path` via a temporary file and rename; keeps the old file's mode, owner
     and group (a hosts.allow of root:adm stays root:adm), and its POSIX ACL (a hosts.allow of
     mode 600 that `setfacl -m user:_rpc:r` lets rpcbind read must stay readable). A new file
     gets `new_mode` and the writer's owner and group. `unchanged`: the identity the file
-    had when it was read; if it has another just before the rename (another program wrote to
-    it meanwhile), FileChanged, and nothing is replaced."""
+    had when it was read (NO_FILE: it was not there); if it has another just before the
+    rename (another program wrote to it, made or removed it meanwhile), FileChanged, and
+    nothing is replaced."""
     if path.is_symlink():
         raise UnsafeFile(f"{path} is a symbolic link; refusing to replace it")
     try:
@@ -114,7 +127,7 @@ def replace_atomically(path: Path, text: str, unchanged: tuple[int, int, int] | 
             os.fchmod(file.fileno(), mode)
             if acl is not None:  # after the mode: its group bits are the ACL's mask
                 os.setxattr(file.fileno(), _ACCESS_ACL, acl)
-        if unchanged is not None and _identity(os.lstat(path)) != unchanged:
+        if unchanged is not None and identity_of(path) != unchanged:
             raise FileChanged(f"{path} changed while it was being edited")
         os.replace(temporary, path)
     except BaseException:
@@ -214,7 +227,7 @@ def remove_lines(path: Path, lines: Iterable[str]) -> set[str]:
     if it changed meanwhile (another program appended a line), all of that again."""
     wanted = set(lines)
     for _ in range(limits.FILE_EDIT_TRIES_MAX):
-        text, identity = _read_with_identity(path)
+        text, identity = read_with_identity(path)
         parts = (text or "").split("\n")  # the last part: what follows the last newline
         last: dict[str, int] = {}  # line: index of its last copy
         for number, kept in numbered_lines(text or ""):
