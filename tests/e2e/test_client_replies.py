@@ -5,7 +5,6 @@ the port looks free; the reply is no probe. A real `nmap -sU` against the same p
 The target's local port range is Debian's tripwires 32770-32774, so in stealth mode every
 client socket sits on a watched port; in advanced mode every port is watched."""
 
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 
 from portwarden.lab.network import Lab
 from tests.lab.daemon import RunningDaemon
+from tests.lab.services import udp_echo_server
 
 DEBIAN_UDP_PORTS = (
     "1,7,9,69,161,162,513,635,640,641,700,37444,34555,31335,32770,32771,32772,32773,32774,"
@@ -21,18 +21,6 @@ DEBIAN_UDP_PORTS = (
 )
 SERVER_PORT = 1194  # OpenVPN's
 ROUNDS = 10  # per address family and kind of socket
-
-_ANSWER_AFTER = """
-import socket, sys, time
-s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-s.bind(("::", int(sys.argv[1])))
-print("listening", flush=True)
-while True:
-    data, peer = s.recvfrom(100)
-    time.sleep(float(sys.argv[2]))
-    s.sendto(data, peer)
-"""
 
 # Each query from a new socket, connected or not, closed the moment the reply is in.
 _ASK_AND_CLOSE = """
@@ -66,9 +54,7 @@ def debian_tripwire_range(lab: Lab) -> Iterator[None]:
 
 @pytest.fixture
 def answering_server(lab: Lab) -> Iterator[None]:
-    server = lab.client.popen([sys.executable, "-c", _ANSWER_AFTER, str(SERVER_PORT), "0.05"],
-                              stdout=subprocess.PIPE, text=True)  # fmt: skip
-    assert server.stdout is not None and "listening" in server.stdout.readline()
+    server = udp_echo_server(lab.client, SERVER_PORT, delay_s=0.05)
     yield
     server.kill()
     server.wait()

@@ -25,13 +25,15 @@ while True:
 """
 
 _UDP_SERVER = """
-import socket, sys
+import socket, sys, time
 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
 s.bind(("::", int(sys.argv[1])))
+delay = float(sys.argv[2])
 print("listening", flush=True)
 while True:
     data, peer = s.recvfrom(65536)
+    time.sleep(delay)
     s.sendto(data, peer)
 """
 
@@ -66,10 +68,10 @@ def tcp_echo_server(host: Host, port: int) -> Popen:
     )
 
 
-def udp_echo_server(host: Host, port: int) -> Popen:
-    return _wait_listening(
-        host.popen([sys.executable, "-c", _UDP_SERVER, str(port)], stdout=-1, text=True)
-    )
+def udp_echo_server(host: Host, port: int, delay_s: float = 0.0) -> Popen:
+    """Echoes each datagram back, `delay_s` after it came (a server that takes its time)."""
+    return _wait_listening(host.popen([sys.executable, "-c", _UDP_SERVER, str(port), str(delay_s)],
+                                      stdout=-1, text=True))  # fmt: skip
 
 
 def echo_client(host: Host, address: str, tcp_port: int, udp_port: int, rounds: int) -> int:
