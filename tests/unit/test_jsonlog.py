@@ -34,6 +34,21 @@ def test_size_rotation_keeps_the_configured_generations(tmp_path: Path) -> None:
     assert not (tmp_path / "events.jsonl.3").exists()
 
 
+def test_the_next_file_after_a_rotation_keeps_the_owner_group_and_mode(tmp_path: Path) -> None:
+    """A log shipper in group adm that the administrator let read the log (0640 root:adm)
+    lost it at the first rotation: the new file was the daemon's 0600."""
+    path = tmp_path / "events.jsonl"
+    log = JsonLog(path, max_bytes=3 * LINE, keep=2)
+    os.chown(path, -1, 4)  # adm
+    path.chmod(0o640)
+    for n in range(4):
+        log.write({"n": n})
+    log.close()
+    assert numbers(path) == [3]
+    info = path.stat()
+    assert (info.st_gid, info.st_mode & 0o777) == (4, 0o640)
+
+
 def test_a_file_moved_away_without_sighup_is_recreated_at_rotation(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     log = JsonLog(path, max_bytes=3 * LINE, keep=3)

@@ -12,8 +12,9 @@ import pytest
 from portwarden.audit.state import AuditState
 from portwarden.cli import main
 from portwarden.config.settings import blamed_on, load_settings
-from portwarden.respond.files import replace_atomically
+from portwarden.respond.files import append_history, replace_atomically
 from portwarden.statedir import unusable_directory
+from portwarden.store.db import BlockRecord, Store
 
 
 @pytest.fixture
@@ -145,6 +146,30 @@ def test_the_state_is_for_roots_eyes_whatever_the_callers_umask(
     assert os.umask(0o022) == 0o077
     AuditState().save(folder / "audit.json")
     assert stat.S_IMODE((folder / "audit.json").stat().st_mode) == 0o600
+    # Made 0644 by an older version (or a shell's umask): made root's again when written.
+    (folder / "audit.json").chmod(0o644)
+    AuditState().save(folder / "audit.json")
+    assert stat.S_IMODE((folder / "audit.json").stat().st_mode) == 0o600
+    Store(folder / "portwarden.db").close()
+    for file in folder.glob("portwarden.db*"):
+        file.chmod(0o644)
+    Store(folder / "portwarden.db").close()
+    assert {stat.S_IMODE(f.stat().st_mode) for f in folder.glob("portwarden.db*")} == {0o600}
     hosts_deny = folder / "hosts.deny"
     replace_atomically(hosts_deny, "ALL: 198.18.0.11\n")  # made for tcpd to read
     assert stat.S_IMODE(hosts_deny.stat().st_mode) == 0o644
+
+
+def test_a_folder_made_for_the_history_file_is_for_others_to_read(
+    folder: Path, shell_umask: None
+) -> None:
+    """HISTORY_FILE is for log readers that may not be root: a folder made for it is 0755, not
+    the daemon's umask 077 (its file is 0644 already)."""
+    os.umask(0o077)
+    history = folder / "log" / "portwarden" / "portsentry.history"
+    record = BlockRecord(1, "198.18.0.11", "tcp", 11, "stcp", "x", "198.18.0.11", 0.0, None, 1, ())
+    append_history(history, [record])
+    assert {stat.S_IMODE(d.stat().st_mode) for d in (history.parent, history.parent.parent)} == {
+        0o755
+    }
+    assert stat.S_IMODE(history.stat().st_mode) == 0o644

@@ -138,10 +138,13 @@ class JsonLog:
             (self._generation(n), self._generation(n + 1)) for n in range(self._keep - 1, 0, -1)
         ]
         try:
+            before = os.fstat(self._fd) if self._fd is not None else None
             for old, new in [*moves, (self._path, self._generation(1))]:
                 with contextlib.suppress(FileNotFoundError):
                     os.replace(old, new)
             self._open()
+            if before is not None and self._fd is not None:
+                _same_access(self._fd, before)
         except OSError as error:
             self.rotation.failed(str(error))  # names the files: '/x/events.jsonl.1' -> ...
             self._rotate_at = self._size + self._max // limits.EVENT_LOG_ROTATE_TRIES
@@ -164,3 +167,11 @@ class JsonLog:
             os.close(fd)
         except OSError as error:  # nothing is buffered, so nothing was lost
             log.error("JSON event log %s: closing it failed (%s)", self._path, error.strerror)
+
+
+def _same_access(fd: int, before: os.stat_result) -> None:
+    """The new file gets the rotated one's owner, group and mode: a log shipper the
+    administrator let read it (0640 root:adm) can read the next one too."""
+    if (before.st_uid, before.st_gid) != (os.getuid(), os.getgid()):
+        os.fchown(fd, before.st_uid, before.st_gid)
+    os.fchmod(fd, stat.S_IMODE(before.st_mode))

@@ -72,7 +72,7 @@ class AuditState:
         """Written atomically (never half a file), never through a symbolic link; for root's
         eyes only, like the rest of STATE_DIR (the ports and programs of this host)."""
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        replace_atomically(path, self.to_json(), new_mode=0o600)
+        replace_atomically(path, self.to_json(), private=True)
 
 
 def _seen(item: Any, version: int) -> Seen:

@@ -6,6 +6,7 @@ at the same time is kept; nothing is ever followed through a symbolic link: an a
 plant a link must not be able to make the daemon write elsewhere.
 """
 
+import contextlib
 import errno
 import os
 import stat
@@ -99,11 +100,13 @@ def read_if_exists(path: Path) -> str | None:
 
 
 def replace_atomically(path: Path, text: str, unchanged: Identity | None = None,
-                       new_mode: int = NEW_FILE_MODE) -> None:  # fmt: skip
+                       private: bool = False) -> None:  # fmt: skip
     """Write `text` to `path` via a temporary file and rename; keeps the old file's mode, owner
     and group (a hosts.allow of root:adm stays root:adm), and its POSIX ACL (a hosts.allow of
     mode 600 that `setfacl -m user:_rpc:r` lets rpcbind read must stay readable). A new file
-    gets `new_mode` and the writer's owner and group. `unchanged`: the identity the file
+    gets NEW_FILE_MODE and the writer's owner and group. `private`: the daemon's own state,
+    always root's alone (0600, no ACL), whatever the old file's mode was (an older version
+    made it under the caller's umask). `unchanged`: the identity the file
     had when it was read (NO_FILE: it was not there); if it has another just before the
     rename (another program wrote to it, made or removed it meanwhile), FileChanged, and
     nothing is replaced."""
@@ -113,7 +116,9 @@ def replace_atomically(path: Path, text: str, unchanged: Identity | None = None,
         old = path.stat()
         mode, owner = old.st_mode & 0o7777, (old.st_uid, old.st_gid)
     except FileNotFoundError:
-        mode, owner = new_mode, None
+        mode, owner = NEW_FILE_MODE, None
+    if private:
+        mode, owner = 0o600, None
     acl = _access_acl(path) if owner is not None else None
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -278,7 +283,7 @@ def write_blocked_files(base: Path, blocks: Iterable[BlockRecord], modes: set[st
     for block in blocks:
         if block.mode in by_mode:
             by_mode[block.mode].append(portsentry_line(block) + "\n")
-    base.parent.mkdir(parents=True, exist_ok=True)
+    _make_public_folder(base.parent)
     for mode, lines in by_mode.items():
         replace_atomically(blocked_file(base, mode), "".join(lines))
 
@@ -295,13 +300,24 @@ def append_history(path: Path, blocks: Iterable[BlockRecord]) -> None:
     data = "".join(portsentry_line(block) + "\n" for block in blocks)
     if not data:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_public_folder(path.parent)
     fd = _open_to_append(path)
     try:
         _append(fd, data.encode("utf-8", "surrogateescape"))
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _make_public_folder(folder: Path) -> None:
+    """`folder` and any missing parent, made 0755 (not the daemon's umask 077): the files in
+    it are for others to read, as PortSentry's were."""
+    if folder.is_dir():
+        return
+    _make_public_folder(folder.parent)
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir()
+        folder.chmod(0o755)
 
 
 def history_lines(path: Path) -> set[str]:

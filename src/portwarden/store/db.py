@@ -239,6 +239,10 @@ class Store:
                           if p.exists()), default=0.0)  # fmt: skip
         self._db = sqlite3.connect(path, isolation_level=None, timeout=_BUSY_WAIT_S)
         self._wal()
+        for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            with contextlib.suppress(FileNotFoundError):  # root's alone, also one an older
+                if file.stat().st_mode & 0o077:  # version made under the caller's umask 022
+                    file.chmod(0o600)
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         with self._transaction():  # several processes may open an old store at once
             self._upgrade(last_write)
