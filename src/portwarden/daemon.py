@@ -422,7 +422,7 @@ class Daemon:
         if not self._sensors:
             return
         for chain in input_filter_chains(frozenset({("inet", self.settings.nft_table)})):
-            if chain.policy == "drop":
+            if chain.closed:
                 log.warning("%s drops what it does not accept before the sensors see it: probes "
                             "to the ports it drops are not reported (it stops them itself)",
                             chain)  # fmt: skip

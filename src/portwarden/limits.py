@@ -159,6 +159,12 @@ FREE_PORTS_CACHED_MAX = 65_536
 # once, with the notices read so far.
 UDP_CLOSE_NOTICE_S = 0.05
 UDP_HELD_MAX = 4_096
+# SmartVerify's bind tests whose close notice has not been read yet, known by their socket
+# cookies so that none is taken for a client's close (see net/udpcloses.py): one per UDP port
+# tested, and a port is tested again only after PORT_FREE_CACHE_S, so this outlasts every burst
+# the loop reads between two reads of the notices. Cookies of notices the kernel lost (ENOBUFS)
+# are dropped oldest first. About 100 bytes each.
+OWN_TESTS_MAX = 65_536
 # A UDP socket that closed is kept (its local port, and the peer if it was connected) for
 # CLOSED_UDP_CLIENT_S: a datagram from a closed connected socket's peer is its reply, even one
 # that comes after the close (a retransmission, a slow server; conntrack too forgets an

@@ -5,6 +5,7 @@ the port looks free; the reply is no probe. A real `nmap -sU` against the same p
 The target's local port range is Debian's tripwires 32770-32774, so in stealth mode every
 client socket sits on a watched port; in advanced mode every port is watched."""
 
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from portwarden.lab.network import Lab
+from tests.e2e.test_block_races import wait_until
+from tests.e2e.test_operations import status_json
 from tests.lab.daemon import RunningDaemon
 from tests.lab.services import udp_echo_server
 
@@ -98,3 +101,32 @@ def test_replies_to_clients_that_close_at_once_are_no_probes(
     assert found["mode"] == flag[1:]
     assert daemon.attacks(src=lab.client.ipv4) == daemon.attacks(since=mark, src=lab.client.ipv4)
     assert daemon.attacks(src=lab.client.ipv6) == []
+
+
+_BURST = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for port in range(1, int(sys.argv[2]) + 1):
+    s.sendto(b"x", (sys.argv[1], port))
+"""
+
+
+def test_a_burst_to_many_free_ports_is_counted_whole(
+    lab: Lab, tmp_path: Path, started_daemons: list[RunningDaemon]
+) -> None:
+    """SmartVerify's own bind tests close a socket per port; one whose close notice was taken
+    for a client's made any datagram held for its port a "reply": a burst to more ports than
+    the daemon remembered of its own tests (256) hid most of itself."""
+    config = tmp_path / "portwarden.conf"
+    config.write_text(f'STATE_DIR="{tmp_path}/state"\nADVANCED_PORTS_UDP="2000"\n')
+    daemon = RunningDaemon(lab.target, config, "-audp")
+    started_daemons.append(daemon)
+    daemon.wait_for("ready:")
+    lab.attackers[0].run([sys.executable, "-c", _BURST, lab.target.ipv4, "1999"], timeout=60)
+    # The kernel filter passes the free ports only (the target has services on a few).
+    wait_until(lambda: status_json(lab, daemon)["counters"]["packets_read"] >= 1990,
+               f"the burst was not read whole: {status_json(lab, daemon)['counters']}")  # fmt: skip
+    daemon.stop()  # every held datagram is judged before the stop's line
+    stopped = re.search(r"stopped: probes=(\d+) packets=(\d+)", daemon.log())
+    assert stopped is not None, daemon.log()
+    assert int(stopped[1]) == int(stopped[2]), daemon.log()[-2000:]

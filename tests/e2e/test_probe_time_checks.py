@@ -5,7 +5,9 @@ listener's handshakes cut short (nmap -sS) are no packets the sensors lost."""
 import json
 import re
 import sys
+import time
 
+from portwarden import limits
 from portwarden.lab.network import Lab
 from tests.e2e.conftest import StartDaemon
 from tests.lab.services import can_connect, tcp_echo_server
@@ -25,8 +27,11 @@ def test_a_service_gone_between_two_refreshes_leaves_its_clients_alone(
     finally:
         server.kill()
         server.wait()
-    # The client reconnects to the stopped service: resets, and no probes.
+    # The client reconnects to the stopped service: resets, and no probes. Each after
+    # SmartVerify's answer for the port has aged out (PORT_FREE_CACHE_S), well before the next
+    # refresh: only the grace at probe time keeps them out.
     for _ in range(3):
+        time.sleep(2 * limits.PORT_FREE_CACHE_S)
         assert not can_connect(client, lab.target.ipv4, SHORT_LIVED)
     # The same client at a port that never had a service is seen; by its line any probe
     # before it would have been reported (the daemon handles packets in order).

@@ -17,7 +17,9 @@ import socket
 import struct
 from typing import NamedTuple
 
+from portwarden import limits
 from portwarden.net import netlink
+from portwarden.net.buffers import make_room
 from portwarden.net.local import IPAddress, unmapped
 from portwarden.net.sockdiag import NETLINK_SOCK_DIAG
 
@@ -31,9 +33,8 @@ _MESSAGE = struct.Struct("!BBBBHH16s16s")
 _COOKIE = struct.Struct("=II")  # idiag_cookie: the socket's cookie (SO_COOKIE), low half first
 _COOKIE_AT = _MESSAGE.size + 4  # after the device index
 _SO_COOKIE = 57  # not in Python's socket module
-_OWN_MAX = 256  # our own test sockets whose notice has not come yet (it comes within ms)
 _RECEIVE_BYTES = 65536
-_RECEIVES_MAX = 64  # per read(): a host closing sockets without pause cannot hold the loop
+_RECEIVES_MAX = 64  # per read() from the loop: a host closing sockets cannot hold the loop
 
 
 class UdpClose(NamedTuple):
@@ -69,7 +70,12 @@ class UdpCloses:
     Raises OSError when the kernel refuses (no sock_diag).
 
     The daemon's own sockets (SmartVerify's bind test binds the port it checks, and closes
-    it) are left out: `own` them before they close."""
+    it) are left out: `own` them before they close. Every one of them must be known until its
+    notice is read: one taken for a client's close would make any datagram held for its port
+    a "reply" (a burst of probes to many free ports would hide itself). So up to
+    limits.OWN_TESTS_MAX cookies are kept (more bind tests than a burst of that many ports,
+    far more than the loop reads between two reads of the notices), and the notices are read
+    to the end before held datagrams are judged (`read(drain=True)`)."""
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG)
@@ -79,7 +85,9 @@ class UdpCloses:
         except OSError:
             self.sock.close()
             raise
+        make_room(self.sock)  # a burst of closes must not lose notices (ENOBUFS)
         self._own: dict[int, None] = {}  # cookies, oldest first
+        self.lost = False  # notices were lost (ENOBUFS) since this was last cleared
 
     def own(self, sock: socket.socket) -> None:
         """`sock` is ours: its notice is not reported."""
@@ -88,18 +96,22 @@ class UdpCloses:
         except OSError:
             return
         self._own[cookie] = None
-        if len(self._own) > _OWN_MAX:  # a notice lost (ENOBUFS): its cookie would stay
+        if len(self._own) > limits.OWN_TESTS_MAX:  # notices lost (ENOBUFS): cookies stay
             del self._own[next(iter(self._own))]
 
-    def read(self) -> list[UdpClose]:
-        """What closed since the last read (up to _RECEIVES_MAX receives' worth)."""
+    def read(self, drain: bool = False) -> list[UdpClose]:
+        """What closed since the last read: up to _RECEIVES_MAX receives' worth, or with
+        `drain` every notice queued (the socket's buffer bounds them)."""
         found: list[UdpClose] = []
-        for _ in range(_RECEIVES_MAX):
+        receives = 0
+        while drain or receives < _RECEIVES_MAX:
+            receives += 1
             try:
                 data = self.sock.recv(_RECEIVE_BYTES)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:  # ENOBUFS: notices were lost (a burst of closes); go on
+                self.lost = True
                 continue
             try:
                 for message in netlink.messages(data):

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from portwarden import limits
 from portwarden.detect.probe import Probe, Proto, packet_probe
 from portwarden.net import bpf
+from portwarden.net.buffers import make_room
 from portwarden.net.drops import dropped
 from portwarden.net.packet import (
     IPPROTO_TCP,
@@ -81,7 +82,7 @@ class RawSensor:
                     log.warning("no IPv6 %s sensor: %s", proto.value, error)
                     continue
                 raise
-            _make_room(sock)
+            make_room(sock)
             if proto is Proto.UDP:  # the kernel's arrival time of each datagram
                 sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
             if family == socket.AF_INET6:
@@ -94,6 +95,7 @@ class RawSensor:
         self._verified: dict[int, tuple[Owner, float]] = {}  # port: who has it, when asked
         self._closes = _hear_closes() if proto is Proto.UDP else None
         self._held: deque[tuple[float, Probe]] = deque()  # (when to judge it, the probe)
+        self._said_lost = False
         self._buffer = bytearray(limits.CAPTURE_BYTES)
         self.watched = self._attach(self.tripwires())
         for fd in self.sockets:  # packets queued before the filter was attached
@@ -194,7 +196,7 @@ class RawSensor:
             due.append(self._held.popleft()[1])
         if not due:
             return []
-        self._note_closes()
+        self._note_closes(drain=True)
         return self._judged(due)
 
     def _judged(self, held: list[Probe]) -> list[Probe]:
@@ -208,13 +210,18 @@ class RawSensor:
                 found.append(probe._replace(tripwire=False))
         return found
 
-    def _note_closes(self) -> None:
+    def _note_closes(self, drain: bool = False) -> None:
         """Read the notices of UDP sockets closing into the host view's closed clients."""
         if self._closes is None:
             return
         now = time.time()
-        for close in self._closes.read():
+        for close in self._closes.read(drain):
             self._host.closed_clients.add(close.port, close.peer, close.peer_port, now)
+        if self._closes.lost and not self._said_lost:
+            self._said_lost = True
+            log.warning("udp: the kernel dropped notices of this host's UDP sockets closing (a "
+                        "burst of closes): a reply to a client that closed then may have been "
+                        "taken for a probe; said once")  # fmt: skip
 
     def _parse(self, data: bytes, size: int, ancillary: list, address: tuple) -> Packet:
         dst, options = b"", False
@@ -294,16 +301,3 @@ def _hear_closes() -> UdpCloses | None:
                     "client that closes at once may be taken for a probe",
                     error.strerror or error)  # fmt: skip
         return None
-
-
-_SO_RCVBUFFORCE = 33  # Linux; not in Python's socket module
-
-
-def _make_room(sock: socket.socket) -> None:
-    """RAW_RCVBUF_BYTES of receive buffer: with SO_RCVBUFFORCE (CAP_NET_ADMIN, as the daemon
-    runs) past net.core.rmem_max, which is 208 KiB on a stock kernel (some 270 packets);
-    without the capability, SO_RCVBUF, which the kernel clamps to rmem_max."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, limits.RAW_RCVBUF_BYTES)
-    except PermissionError:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, limits.RAW_RCVBUF_BYTES)
