@@ -105,16 +105,22 @@ def test_a_default_drop_input_chain_is_said_at_start_and_its_ports_go_unseen(
     """A raw socket gets a packet only after the input hook accepted it: behind a default-drop
     firewall the sensors see only the ports it opens, and the administrator is told why."""
     ruleset = ("table inet pwtest_fw { chain input { type filter hook input priority 0; "
-               "policy drop; tcp dport 15 accept; }; }")  # fmt: skip
+               "policy drop; tcp dport 15 accept; }; }\n"
+               # firewalld's way: policy accept, and a last rule that rejects the rest
+               "table inet pwtest_fwd { chain filter_INPUT { type filter hook input priority 10; "
+               "tcp dport 15 accept; reject with icmpx admin-prohibited; }; }")  # fmt: skip
     lab.target.run(["nft", "-f", "-"], input=ruleset)
     try:
         daemon = start_daemon("-stcp")
         assert ("nftables: table inet pwtest_fw chain input (hook input, policy drop) drops what "
                 "it does not accept before the sensors see it") in daemon.log()  # fmt: skip
+        assert ("nftables: table inet pwtest_fwd chain filter_INPUT (hook input, policy accept, "
+                "ends in reject) drops what it does not accept") in daemon.log()  # fmt: skip
         attacker = lab.attackers[1]
         nmap(attacker.run, "-sS", "-p", "11,15", lab.target.ipv4)
         daemon.wait_for_attack(kind="scan", src=attacker.ipv4)
         daemon.stop()
         assert {found["port"] for found in daemon.attacks(src=attacker.ipv4)} == {"15"}
     finally:
-        lab.target.run(["nft", "delete", "table", "inet", "pwtest_fw"])
+        for table in ("pwtest_fw", "pwtest_fwd"):
+            lab.target.run(["nft", "delete", "table", "inet", table])
