@@ -86,6 +86,9 @@ def test_warnings_are_capped() -> None:
     assert len(warnings) == AUDIT_RPC_WARNINGS_MAX + 1
     assert warnings[-1] == (f"{25 - AUDIT_RPC_WARNINGS_MAX} more RPC registrations not known "
                             "to be root's did not name ports")  # fmt: skip
+    one_more = [Registration(p, 1, TCP, 40000, "1000") for p in range(AUDIT_RPC_WARNINGS_MAX + 1)]
+    assert rpc_programs(one_more, on(NOBODYS))[1][-1] == (
+        "1 more RPC registration not known to be root's did not name ports")  # fmt: skip
 
 
 def test_roots_registration_wins_over_others_for_the_same_socket() -> None:

@@ -27,7 +27,7 @@ from portwarden.net.portmapper import (
     registrations,
 )
 from portwarden.statedir import LOCK_NAME
-from portwarden.text import one_line
+from portwarden.text import counted, one_line
 
 _SUPERUSER = "superuser"  # rpcbind's owner for a registration made by uid 0
 # Where users may bind ports from, per network namespace; ports below _RESERVED_PORTS_END are
@@ -261,8 +261,8 @@ def rpc_programs(
     lines = list(dict.fromkeys(refused))  # once for all versions, and for IPv4 and IPv6 sockets
     if len(lines) > AUDIT_RPC_WARNINGS_MAX:
         more = len(lines) - AUDIT_RPC_WARNINGS_MAX
-        lines[AUDIT_RPC_WARNINGS_MAX:] = [f"{more} more RPC registrations not known to be "
-                                          "root's did not name ports"]  # fmt: skip
+        lines[AUDIT_RPC_WARNINGS_MAX:] = [f"{counted(more, 'more RPC registration')} not known "
+                                          "to be root's did not name ports"]  # fmt: skip
     return programs, lines
 
 
