@@ -438,33 +438,54 @@ def test_only_roots_registrations_name_ports(
     assert f"portwarden: warning: {warnings[0]}" in stderr.splitlines()
 
 
-def test_a_superuser_registration_from_a_reserved_port_names_no_users_listener(
+def mountd_ports(report: dict[str, Any]) -> list[tuple[int, Any, Any]]:
+    """(port, RPC program, policy) of the ports on A4 that the test names mountd: the real
+    one's (20048/udp) and root's listener (30001/tcp)."""
+    return sorted((p["port"], p["rpc_program"], p["policy"]) for p in report["open_ports"]
+                  if p["interface"] == A4 and p["port"] in (20048, 30001))  # fmt: skip
+
+
+def missing(report: dict[str, Any]) -> list[tuple[str, int | None, str]]:
+    return [(f["interface"], f["port"], f["service"]) for f in report["findings"]
+            if f["kind"] == "ServiceMissing"]  # fmt: skip
+
+
+def test_superuser_names_nothing_where_anyone_can_send_from_a_reserved_port(
     lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path
 ) -> None:
     """Where unprivileged ports start at 0, any user can send PMAPPROC_SET from port 888 and
-    rpcbind records `superuser`: that names no socket of theirs, so `mountd/tcp` in the policy
-    does not hide their listener."""
+    rpcbind records `superuser`: nobody names root's listener on 30001/tcp `mountd`, which
+    would then pass for the required mountd/tcp (the real one, in the fixture, is on UDP only).
+    There no registration is trusted: nothing is named, mountd/tcp is still missing, and one
+    warning says why. With the setting at 1024, root's registrations name their ports."""
     target, rpcbind = lab.target, services[PORTMAPPER]
     sysctl = "net.ipv4.ip_unprivileged_port_start"
+    conf = f'{ONLY_LAB}\nAUDIT_REQUIRED="mountd/tcp"\nAUDIT_OPTIONAL="20048/udp,30001/tcp"'
     before = target.run(["sysctl", "-n", sysctl]).stdout.strip()
-    target.run(["sysctl", "-q", f"{sysctl}=0"])
+    listener = listen(target, "tcp", "0.0.0.0", 30001, "pwa-root30001")
     try:
-        register(target, rpcbind, "udp888", NOBODY, 100005, 1, "tcp", 30000)
-        listener = listen(target, "tcp", "0.0.0.0", 30000, "pwa-nobody30000", uid=NOBODY)
+        assert before == "1024"  # a new network namespace's default
+        _, trusted, _ = audit(target, tmp_path, conf, "--no-state")
+        target.run(["sysctl", "-q", f"{sysctl}=0"])
+        register(target, rpcbind, "udp888", NOBODY, 100005, 1, "tcp", 30001)
         owners = rpcinfo_owners(target)
-        _, report, _ = audit(target, tmp_path, f'{ONLY_LAB}\nAUDIT_OPTIONAL="mountd/tcp"',
-                             "--no-state")  # fmt: skip
-        stop(target, listener)
+        status, report, stderr = audit(target, tmp_path, conf, "--no-state")
     finally:
         target.run(["sysctl", "-q", f"{sysctl}={before}"])
         unregister(target, rpcbind, 100005, 1)
-    assert owners[(100005, 1, "tcp", 30000)] == "superuser"  # the premise
-    (port,) = [p for p in report["open_ports"] if p["interface"] == A4 and p["port"] == 30000]
-    assert (port["service"], port["user"], port["policy"]) == (None, "nobody", "unlisted")
-    assert ("ServiceNew", A4, 30000, "tcp") in kinds(report)
-    assert ("RPC program 100005 for port 30000/tcp was registered by owner superuser, for a "
-            "socket of nobody (uid 65534), not root's: the port is not named by it"
-            ) in report["warnings"]  # fmt: skip
+        stop(target, listener)
+    assert owners[(100005, 1, "tcp", 30001)] == "superuser"  # the premise
+    assert mountd_ports(trusted) == [(20048, 100005, "optional"), (30001, None, "optional")]
+    assert missing(trusted) == [("any", None, "mountd")]
+    assert not any(sysctl in warning for warning in trusted["warnings"])
+    assert mountd_ports(report) == [(20048, None, "optional"), (30001, None, "optional")]
+    assert status == 1 and missing(report) == [("any", None, "mountd")]
+    warning = (f"{sysctl} is 0: any user may register an RPC program as superuser from a port "
+               "below 1024, so port 111 was not asked and no port is named by an RPC program "
+               f"(set {sysctl}=1024, then restart rpcbind and the RPC services, to name "
+               "them)")  # fmt: skip
+    assert report["warnings"] == [warning]
+    assert stderr.splitlines() == [f"portwarden: warning: {warning}"]
 
 
 _FAKE_PORTMAPPER = """

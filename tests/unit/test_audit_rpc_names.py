@@ -2,8 +2,13 @@
 local user register any program number for any port."""
 
 import ipaddress
+from pathlib import Path
 
+import pytest
+
+from portwarden.audit import check
 from portwarden.audit.check import rpc_programs
+from portwarden.audit.policy import Policy
 from portwarden.audit.sockets import Socket
 from portwarden.detect.probe import Proto
 from portwarden.limits import AUDIT_RPC_WARNINGS_MAX
@@ -81,6 +86,9 @@ def test_warnings_are_capped() -> None:
     assert len(warnings) == AUDIT_RPC_WARNINGS_MAX + 1
     assert warnings[-1] == (f"{25 - AUDIT_RPC_WARNINGS_MAX} more RPC registrations not known "
                             "to be root's did not name ports")  # fmt: skip
+    one_more = [Registration(p, 1, TCP, 40000, "1000") for p in range(AUDIT_RPC_WARNINGS_MAX + 1)]
+    assert rpc_programs(one_more, on(NOBODYS))[1][-1] == (
+        "1 more RPC registration not known to be root's did not name ports")  # fmt: skip
 
 
 def test_roots_registration_wins_over_others_for_the_same_socket() -> None:
@@ -118,3 +126,54 @@ def test_a_registration_names_the_port_only_on_its_own_address_or_a_wildcard() -
     assert programs == {(HERE, listener): (300002, 300003, 300004),
                         (there, listener): (300003, 300004)}  # fmt: skip
     assert warnings == []  # nobody's registration is for neither address: nothing to say
+
+
+ROOTS_RPCBIND = [Socket(proto, ANY4, 111, 0, 20 + n) for n, proto in enumerate((TCP, UDP))]
+ASKED = (Registration(100005, 3, TCP, 2049, "superuser"),)
+
+
+def sysctl_says(monkeypatch: pytest.MonkeyPatch, path: Path, value: str | None) -> list[str]:
+    """Point the audit at a fake net.ipv4.ip_unprivileged_port_start (absent when None) and a
+    fake portmapper that answers ASKED; returns the list of transports it was asked over."""
+    if value is not None:
+        path.write_text(value)
+    monkeypatch.setattr(check, "_UNPRIVILEGED_PORT_START", path)
+    asked: list[str] = []
+
+    def registrations(address: object, proto: Proto, timeout: float) -> tuple[Registration, ...]:
+        asked.append(proto.value)
+        return ASKED
+
+    monkeypatch.setattr(check, "registrations", registrations)
+    return asked
+
+
+@pytest.mark.parametrize("value", ["1024\n", "2000\n", None])
+def test_superuser_is_trusted_where_only_root_binds_reserved_ports(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str | None
+) -> None:
+    """Ports below 1024 are root's (by default, and on kernels before 4.11, which have no such
+    setting): only root can register from one, so `superuser` means root."""
+    asked = sysctl_says(monkeypatch, tmp_path / "start", value)
+    assert check._registrations(ROOTS_RPCBIND, Policy()) == (ASKED, [], None)
+    assert asked == ["tcp"]
+
+
+@pytest.mark.parametrize(("value", "found"), [
+    ("0\n", "is 0"), ("1023\n", "is 1023"), ("junk", "cannot be read (invalid literal for int() "
+                                                   "with base 10: 'junk')"),
+])  # fmt: skip
+def test_superuser_names_nothing_where_anyone_binds_a_reserved_port(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str, found: str
+) -> None:
+    """Where users may bind a port below 1024, any of them can send PMAPPROC_SET from one and
+    rpcbind records `superuser`: the portmapper is not asked, no port gets an RPC name (as when
+    port 111 is not root's), and one line says why and what to change."""
+    asked = sysctl_says(monkeypatch, tmp_path / "start", value)
+    warning = (f"net.ipv4.ip_unprivileged_port_start {found}: any user may register an RPC "
+               "program as superuser from a port below 1024, so port 111 was not asked and no "
+               "port is named by an RPC program (set net.ipv4.ip_unprivileged_port_start=1024, "
+               "then restart rpcbind and the RPC services, to name them)")  # fmt: skip
+    assert check._registrations(ROOTS_RPCBIND, Policy()) == ((), [warning], None)
+    assert asked == []
+    assert check._registrations([], Policy()) == ((), [], None)  # no portmapper: nothing to say

@@ -2,8 +2,9 @@
 the policy parser takes back and that then names every open port."""
 
 from portwarden.audit.check import AuditResult
-from portwarden.audit.findings import OpenPort
+from portwarden.audit.findings import Finding, Kind, OpenPort
 from portwarden.audit.policy import Policy, Rule, parse_groups
+from portwarden.audit.report import as_lines, summary
 from portwarden.audit.state import AuditState
 from portwarden.audit.suggest import suggestion
 from portwarden.detect.probe import Proto
@@ -45,3 +46,16 @@ def test_nothing_to_add_gives_the_configured_line_back() -> None:
     comment, line = suggestion(result, parse_groups("22/tcp"))
     assert "nothing added: every open port is listed" in comment
     assert line == 'AUDIT_OPTIONAL="22/tcp"'
+
+
+def test_counts_are_in_the_right_number() -> None:
+    """One item, one open port, one finding: no plural (`(1 item added)`, `1 finding`)."""
+    one = _open(A4, 8081, Proto.TCP, Rule.UNLISTED)
+    finding = Finding(Kind.NEW, "crit", A4, 8081, "tcp", "unknown")
+    result = AuditResult(0.0, (A4,), (one,), (finding,), (), AuditState())
+    assert "(1 item added)" in suggestion(result, ())[0]
+    assert as_lines(result)[0].endswith(": 1 open, 1 finding")
+    assert summary(result, [])["summary"].endswith(f": 1 open port on {A4}, 1 finding")
+    nothing = AuditResult(0.0, (A4,), (), (), (), AuditState())
+    assert as_lines(nothing)[0].endswith(": 0 open, 0 findings")
+    assert summary(nothing, [])["summary"].endswith(f": 0 open ports on {A4}, 0 findings")

@@ -9,11 +9,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from portwarden.cli import main
 from portwarden.config.errors import ConfigError
 from portwarden.config.ignore import parse_network
-from portwarden.net.portmapper import PortmapperError
+from portwarden.config.textfile import lines_with_ends
+from portwarden.detect.probe import Proto
+from portwarden.net.portmapper import Mapping, PortmapperError
 from portwarden.portmap import check, firewall, owner, wrappers
 from portwarden.portmap.check import FirewallState, FirewallView, Probe, Report, read_wrappers
 from portwarden.portmap.command import check_addresses
@@ -212,6 +216,21 @@ def test_check_lists_lines_for_the_portmapper_and_flags_a_later_allow(tmp_path: 
     assert activated.protected and activated.note == view.note
     allow.write_text(allow.read_text() + "ALL: 198.18.0.0/255.255.255.0\n")
     assert not read_wrappers(allow, deny, RPCBIND).protected
+
+
+def test_check_lists_the_rules_libwrap_reads(tmp_path: Path) -> None:
+    """Split at '\\n' only: \\r and \\f end no rule, and a `#` after a blank starts none; a
+    rule continued at the end of the file is no rule but the error libwrap finds there."""
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    allow.write_bytes(b"rpcbind\r: ALL\nsshd: ALL\x0crpcbind: ALL\n #\trpcbind: 198.18.0.9\n")
+    deny.write_bytes(b"rpcbind: ALL \\\n")
+    view = read_wrappers(allow, deny, RPCBIND)
+    assert view.lines == (
+        f"{allow}:1: rpcbind\\r: ALL",
+        f"{allow}:3:  #\\trpcbind: 198.18.0.9",
+        f"{deny}: the last line ends in a backslash but no line follows: libwrap counts that as "
+        "an error and denies every caller",
+    )
 
 
 def test_check_counts_the_lines_for_single_addresses_and_json_lists_them(tmp_path: Path) -> None:
@@ -769,3 +788,95 @@ def test_the_locked_out_note_names_what_is_known_of_the_cause(
         "the loopback query was denied (authentication error): the portmapper refuses callers "
         f"the rules allow: {cause}",
     )
+
+
+# An administrator's hosts.allow after our block, as libwrap splits and reads it: at '\n' only,
+# items apart at ", \t\r\n" only, a comment only with `#` first; the outsider 198.18.0.5 is let
+# in exactly when protect warns of a leak.
+_ALLOW_LINES = [
+    (b"rpcbind\r: ALL\n", True),  # \r is a blank to libwrap, no line end
+    (b"sshd: ALL\x0crpcbind: ALL\n", False),  # \f: the daemon is sshd, ALL\f.. a client
+    (b"rpcbind: 198.18.0.20\x1c\nrpcbind: ALL\n", True),
+    (b" # rpcbind: ALL\n", True),  # `#` after a blank: daemons `#` and rpcbind
+    (b"# rpcbind: ALL\n", False),
+    (b"rpcbind: 198.18.0.20 \\\n198.18.0.5\n", True),  # continued
+    (b"rpcbind: 198.18.0.5 \\\r\n", True),  # a backslash before \r\n continues nothing
+    (b"rpcbind: 198.18.0.5 \\\n", False),  # continued at the end: an error, no rule
+    (b"rpcbind: 198.18.0.5 \\\n\\\n", False),
+    (b"rpcbind: 198.18.0.5", False),  # no newline: an error, no rule
+]
+
+
+@pytest.mark.parametrize(("admin", "leaks"), _ALLOW_LINES)
+def test_protect_warns_of_a_leak_exactly_when_libwrap_lets_an_outsider_in(
+    tmp_path: Path, libwrap_allows: Callable[[str], bool], admin: bytes, leaks: bool
+) -> None:
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    allow.write_bytes(admin)
+    deny.write_bytes(b"")
+    plan = plan_protect(["198.18.0.16/28"], allow, deny, None)
+    plan.apply()
+    assert libwrap_allows("198.18.0.5") is leaks  # the premise: what libwrap does
+    assert libwrap_allows("198.18.0.20") and libwrap_allows("127.0.0.1")
+    assert any("lets callers outside" in warning for warning in plan.warnings) is leaks
+    plan_unprotect(allow, deny, None).apply()
+    assert allow.read_bytes() == admin
+
+
+# hosts.deny alone (hosts.allow empty): protect warns that every caller is refused already
+# (by a rule, or by an unterminated last line, an error) exactly when libwrap refuses both an
+# outsider and a caller of the allowed networks; the rule it names is the one libwrap reads.
+_DENY_LINES = [
+    (b"rpcbind: ALL\n", "already refuses", ":1 (rpcbind: ALL)"),
+    (b"sshd: ALL\x0crpcbind: ALL\n", None, ""),  # one line, for sshd
+    (b"rpcbind:\x1cALL\n", None, ""),  # the client is \x1cALL, no ALL
+    (b"rpcbind: ALL\x0c\n", None, ""),
+    (b"\t#\trpcbind: ALL\n", "already refuses", ":1 (\\t#\\trpcbind: ALL)"),
+    (b"rpcbind: 198.18.0.6\n", None, ""),
+    (b"rpcbind: 198.18.0.6 \\\n", "no line follows", "denies every caller"),
+    (b"# deny\nrpcbind: 198.18.0.6", "no newline", "denies every caller"),
+    (b"rpcbind: ALL \\\r\n", "already refuses", ":1 (rpcbind: ALL \\\\)"),
+    (b"rpcbind: 198.18.0.6, ALL\n", "already refuses", ":1 (rpcbind: 198.18.0.6, ALL)"),
+    (b"rpcbind: ALL EXCEPT 198.18.0.20\n", None, ""),
+]
+
+
+@pytest.mark.parametrize(("admin", "warned", "said"), _DENY_LINES)
+def test_protect_says_every_caller_is_refused_exactly_when_libwrap_refuses_them(
+    tmp_path: Path,
+    libwrap_allows: Callable[[str], bool],
+    admin: bytes,
+    warned: str | None,
+    said: str,
+) -> None:
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    allow.write_bytes(b"")
+    deny.write_bytes(admin)
+    refused = not libwrap_allows("198.18.0.5") and not libwrap_allows("198.18.0.20")
+    assert refused is (warned is not None)  # the premise: what libwrap does
+    warnings = plan_protect(["198.18.0.16/28"], allow, deny, None).warnings
+    if warned is None:
+        assert warnings == ()
+    else:
+        (warning,) = warnings
+        assert warned in warning and said in warning, warning
+
+
+@given(st.text(alphabet="ab\\\r\n\x0b\x0c\x1c\x85\u2028", max_size=30))
+def test_lines_are_split_at_newlines_only_and_join_back_byte_for_byte(text: str) -> None:
+    lines = lines_with_ends(text)
+    assert "".join(lines) == text
+    assert all(line.count("\n") == 1 and line.endswith("\n") for line in lines[:-1])
+    assert not lines or lines[-1].count("\n") == int(text.endswith("\n"))
+    assert len(lines) == text.count("\n") + (not text.endswith("\n") and text != "")
+
+
+@pytest.mark.parametrize(("count", "said"), [(1, "listed 1 registration"),
+                                             (2, "listed 2 registrations")])  # fmt: skip
+def test_a_probe_that_got_the_list_counts_it_in_the_right_number(
+    monkeypatch: pytest.MonkeyPatch, count: int, said: str
+) -> None:
+    mappings = tuple(Mapping(100000, v, Proto.TCP, 111) for v in range(count))
+    monkeypatch.setattr(check, "dump", lambda *args, **kwargs: mappings)
+    found = check.probe("198.18.0.20", "198.18.0.1", Proto.TCP, 1.0)
+    assert (found.outcome, found.detail) == ("reachable", said)

@@ -27,9 +27,13 @@ from portwarden.net.portmapper import (
     registrations,
 )
 from portwarden.statedir import LOCK_NAME
-from portwarden.text import one_line
+from portwarden.text import counted, one_line
 
 _SUPERUSER = "superuser"  # rpcbind's owner for a registration made by uid 0
+# Where users may bind ports from, per network namespace; ports below _RESERVED_PORTS_END are
+# root's unless it is lower.
+_UNPRIVILEGED_PORT_START = Path("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+_RESERVED_PORTS_END = 1024
 
 
 @dataclass(frozen=True)
@@ -257,8 +261,8 @@ def rpc_programs(
     lines = list(dict.fromkeys(refused))  # once for all versions, and for IPv4 and IPv6 sockets
     if len(lines) > AUDIT_RPC_WARNINGS_MAX:
         more = len(lines) - AUDIT_RPC_WARNINGS_MAX
-        lines[AUDIT_RPC_WARNINGS_MAX:] = [f"{more} more RPC registrations not known to be "
-                                          "root's did not name ports"]  # fmt: skip
+        lines[AUDIT_RPC_WARNINGS_MAX:] = [f"{counted(more, 'more RPC registration')} not known "
+                                          "to be root's did not name ports"]  # fmt: skip
     return programs, lines
 
 
@@ -269,11 +273,11 @@ def _refusal(registration: Registration, sock: Socket) -> str | None:
     another user's registration would let them give a listener (their own, or another's) the
     name of a real RPC service, which an RPC name in the policy would then hide or accept.
     rpcbind records "superuser" for uid 0 on its Unix socket, the uid of any other local user
-    there, "unknown" over UDP or TCP, except from a reserved source port: "superuser" again,
-    and wherever unprivileged ports start at 0 (`net.ipv4.ip_unprivileged_port_start=0`,
-    Docker's default in a container), or for a program with CAP_NET_BIND_SERVICE, that is
-    anyone; hence the socket's owner too. A portmapper that speaks only version 2 does not
-    say who registered: its registrations name only root's sockets."""
+    there, "unknown" over UDP or TCP, except from a reserved source port: "superuser" again
+    (where any user may bind one, nothing is asked: `_superuser_forgeable`), or from a program
+    with CAP_NET_BIND_SERVICE, that is not root; hence the socket's owner too. A portmapper
+    that speaks only version 2 does not say who registered: its registrations name only root's
+    sockets."""
     owner = registration.owner
     if owner is not None and owner != _SUPERUSER:
         return f"was registered by owner {one_line(owner)}, not known to be root"
@@ -294,12 +298,13 @@ def _registrations(
     Asked over TCP, else (or if that fails) over UDP, at loopback when it listens on a wildcard
     address, else at its own address. Never asked where port 111 is skipped, nor when a socket
     on port 111 is not root's: wherever unprivileged ports start at 0 (Docker's default in a
-    container), any user can listen there and answer that root registered whatever they like.
+    container), any user can listen there and answer that root registered whatever they like;
+    nor, for the same reason, when any user can register from a reserved port.
     """
     strangers = _not_roots(s for s in sockets if s.port == PORTMAPPER_PORT)
     if strangers:
         return (), [strangers], None
-    failed: list[tuple[IPAddress, Socket, str]] = []  # where it was asked, and why it failed
+    asked: list[tuple[IPAddress, Socket]] = []
     skipped = False
     for proto in (Proto.TCP, Proto.UDP):
         sock = next((s for s in sockets if s.port == PORTMAPPER_PORT and s.proto is proto), None)
@@ -310,18 +315,47 @@ def _registrations(
             address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
         if policy.skips(str(address), "", PORTMAPPER_PORT, proto):
             skipped = True
-            continue
+        else:
+            asked.append((address, sock))
+    if not asked:
+        return (None if skipped else ()), [], None
+    forgeable = _superuser_forgeable()
+    if forgeable:
+        return (), [forgeable], None
+    failed: list[tuple[IPAddress, Socket, str]] = []  # where it was asked, and why it failed
+    for address, sock in asked:
         try:
-            return registrations(address, proto, PORTMAP_TIMEOUT_S), [], None
+            return registrations(address, sock.proto, PORTMAP_TIMEOUT_S), [], None
         except PortmapperError as error:
             failed.append((address, sock, one_line(str(error))))
-    if not failed:
-        return (None if skipped else ()), [], None
     warnings = [f"portmapper at {address} port {PORTMAPPER_PORT}/{sock.proto.value}: {why}; RPC "
                 "services are not named by it, and requirements by RPC name keep their last "
                 "state" for address, sock, why in failed]  # fmt: skip
     reasons = tuple(f"{sock.proto.value}: {why}" for _, sock, why in failed)
     return None, warnings, Unusable(failed[0][0], failed[0][1], reasons)
+
+
+def _superuser_forgeable() -> str | None:
+    """A warning line if any user may bind a reserved port (below 1024) in this network
+    namespace (the daemon's, which is the audited one): then anyone can register with the
+    portmapper from one, and rpcbind records that as `superuser`, so no registration is known
+    to be root's. A setting that cannot be read counts as low; a kernel without it (before
+    4.11) reserves ports below 1024 for root."""
+    setting = "net.ipv4.ip_unprivileged_port_start"
+    try:
+        start = int(_UNPRIVILEGED_PORT_START.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        found = f"cannot be read ({one_line(str(error))})"
+    else:
+        if start >= _RESERVED_PORTS_END:
+            return None
+        found = f"is {start}"
+    return (f"{setting} {found}: any user may register an RPC program as superuser from a "
+            f"port below {_RESERVED_PORTS_END}, so port {PORTMAPPER_PORT} was not asked and no "
+            f"port is named by an RPC program (set {setting}={_RESERVED_PORTS_END}, then "
+            "restart rpcbind and the RPC services, to name them)")  # fmt: skip
 
 
 def _not_roots(held: Iterable[Socket]) -> str | None:

@@ -4,7 +4,7 @@ from typing import Any
 
 from portwarden import limits
 from portwarden.audit.check import AuditResult
-from portwarden.text import utc_stamp
+from portwarden.text import counted, utc_stamp
 
 
 def as_json(result: AuditResult) -> dict[str, Any]:
@@ -23,8 +23,8 @@ def summary(result: AuditResult, warnings: list[str]) -> dict[str, Any]:
     checked = ", ".join(result.interfaces) or "no address"
     return {
         "time": utc_stamp(result.time),
-        "summary": f"{utc_stamp(result.time)}: {len(result.open_ports)} open ports on {checked}, "
-        f"{len(result.findings)} findings",
+        "summary": f"{utc_stamp(result.time)}: {counted(len(result.open_ports), 'open port')} "
+        f"on {checked}, {counted(len(result.findings), 'finding')}",
         "open_ports": len(result.open_ports),
         "findings": [
             finding.line() for finding in result.findings[: limits.AUDIT_FINDINGS_REPORTED_MAX]
@@ -49,7 +49,7 @@ def unchecked_summary(when: float, reason: str) -> dict[str, Any]:
 def as_lines(result: AuditResult) -> list[str]:
     checked = ", ".join(result.interfaces) or "no address"
     lines = [f"# audit of {checked} at {utc_stamp(result.time)}: {len(result.open_ports)} open, "
-             f"{len(result.findings)} findings"]  # fmt: skip
+             f"{counted(len(result.findings), 'finding')}"]  # fmt: skip
     lines += [f"open {port.line()}" for port in result.open_ports]
     lines += [finding.line() for finding in result.findings]
     return lines

@@ -10,6 +10,7 @@ import ipaddress
 from portwarden.audit.check import AuditResult
 from portwarden.audit.findings import OpenPort
 from portwarden.audit.policy import Group, Item, Rule, Where
+from portwarden.text import counted
 
 
 def _item(port: OpenPort) -> Item:
@@ -39,7 +40,8 @@ def suggestion(result: AuditResult, configured: tuple[Group, ...]) -> list[str]:
     """A comment line and the AUDIT_OPTIONAL line."""
     added = unlisted_groups(result)
     count = sum(len(group.items) for group in added)
-    said = f"{count} items added" if added else "nothing added: every open port is listed"
+    said = (f"{counted(count, 'item')} added" if added
+            else "nothing added: every open port is listed")  # fmt: skip
     value = "; ".join(str(group) for group in (*configured, *added))
     return [f"# what is open now on {', '.join(result.interfaces)} ({said}); move what must "
             "stay open to AUDIT_REQUIRED", f'AUDIT_OPTIONAL="{value}"']  # fmt: skip

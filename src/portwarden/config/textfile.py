@@ -62,3 +62,12 @@ def numbered_lines(text: str) -> Iterator[tuple[int, str]]:
     dropped."""
     for number, line in enumerate(text.split("\n"), start=1):
         yield number, line.removesuffix("\r")
+
+
+def lines_with_ends(text: str) -> list[str]:
+    """The lines of `text` with their line ends, split at '\\n' only (a CRLF line keeps its
+    '\\r\\n'; the last line has no end if the text does not end in '\\n'): joined again they are
+    `text`, byte for byte."""
+    lines = [line + "\n" for line in text.split("\n")]
+    lines[-1] = lines[-1].removesuffix("\n")
+    return lines if lines[-1] else lines[:-1]

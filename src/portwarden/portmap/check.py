@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from portwarden.audit.names import Names
 from portwarden.config.ignore import ALWAYS_IGNORED, Network
+from portwarden.config.textfile import lines_with_ends
 from portwarden.detect.probe import Proto
 from portwarden.net.local import interface_addresses
 from portwarden.net.portmapper import PORTMAPPER_PORT, Mapping, PortmapperError, dump
@@ -30,7 +31,7 @@ from portwarden.net.ports import bound_ports
 from portwarden.portmap import wrappers
 from portwarden.portmap.firewall import FirewallError, IptablesFirewall, NftFirewall, other_filters
 from portwarden.portmap.owner import Owner, port_owners, servers, unread_files
-from portwarden.text import one_line
+from portwarden.text import counted, one_line
 
 Outcome = Literal["reachable", "refused", "silent"]
 Verdict = Literal["protected", "exposed", "not running", "unknown", "locked out"]
@@ -216,7 +217,7 @@ def read_wrappers(hosts_allow: Path, hosts_deny: Path, owners: tuple[Owner, ...]
     for path in (hosts_allow, hosts_deny):
         try:
             text = wrappers.read(path) or ""
-            found = text.splitlines(keepends=True)
+            found = lines_with_ends(text)
             block = wrappers.find_block(path, found)
         except wrappers.WrappersError as error:
             lines.append(one_line(str(error)))
@@ -226,7 +227,7 @@ def read_wrappers(hosts_allow: Path, hosts_deny: Path, owners: tuple[Owner, ...]
         lines += [warning] if warning else []
         ours = range(block.start, block.stop) if block else range(0)
         for number, line in wrappers.logical_lines(found):
-            if line.lstrip().startswith("#") or ":" not in line:
+            if wrappers.is_comment(line) or ":" not in line:
                 continue
             if wrappers.applies_to_portmapper(line):
                 mark = " (portwarden-portmap)" if number in ours else ""
@@ -322,7 +323,9 @@ def probe(source: str, target: str, proto: Proto, timeout: float) -> Probe:
             case "failed":
                 raise
         return Probe(source, target, proto.value, outcome, one_line(detail))
-    return Probe(source, target, proto.value, "reachable", f"listed {len(found)} registrations")
+    return Probe(
+        source, target, proto.value, "reachable", f"listed {counted(len(found), 'registration')}"
+    )
 
 
 def _local_programs(timeout: float) -> tuple[tuple[Mapping, ...], str | None, bool]:

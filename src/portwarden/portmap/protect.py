@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from portwarden.config.textfile import lines_with_ends
 from portwarden.net.portmapper import PORTMAPPER_PORT
 from portwarden.portmap import wrappers
 from portwarden.portmap.firewall import (
@@ -96,7 +97,7 @@ def plan_protect(
         warnings += _refuse_unreadable((hosts_allow, hosts_deny))
         files = (wrappers.protect_change(hosts_allow, wrappers.allow_rules(networks)),
                  wrappers.protect_change(hosts_deny, wrappers.deny_rules()))  # fmt: skip
-        after = [(c.after or "").splitlines(keepends=True) for c in files]
+        after = [lines_with_ends(c.after or "") for c in files]
         warnings += [f"{leak}; our lines do not protect it until that line is removed or "
                      "narrowed" for leak in wrappers.leaks(hosts_allow, after[0], hosts_deny,
                                                            after[1], networks)]  # fmt: skip

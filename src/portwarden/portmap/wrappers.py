@@ -28,6 +28,7 @@ from pathlib import Path
 
 from portwarden import limits
 from portwarden.config.ignore import ALWAYS_IGNORED, Network, parse_network
+from portwarden.config.textfile import lines_with_ends
 from portwarden.respond.files import (
     FileChanged,
     Identity,
@@ -48,7 +49,10 @@ CREATED = " (and created this file)"
 END = f"{MARKER} end"
 _RULE_START = f"{DAEMONS}: "
 _PORTMAPPER_DAEMONS = {"rpcbind", "portmap", "all"}
-_SEPARATORS = re.compile(r"[\s,]+")
+# What separates libwrap's list items (`sep` in hosts_access.c: ", \t\r\n"), and the blanks
+# around a field; \f, \v and the like are part of an item there, not space.
+_BLANKS = " \t\r\n"
+_SEPARATORS = re.compile(r"[, \t\r\n]+")
 EVERYONE: tuple[Network, ...] = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
 # libwrap reads hosts.allow and hosts.deny a line at a time into a 2048-byte buffer (BUFLEN in
@@ -108,8 +112,8 @@ class FileChange:
     def diff(self) -> str:
         """A unified diff of the change ('' when nothing changes)."""
         lines = difflib.unified_diff(
-            (self.before or "").splitlines(keepends=True),
-            (self.after or "").splitlines(keepends=True),
+            lines_with_ends(self.before or ""),
+            lines_with_ends(self.after or ""),
             fromfile=str(self.path) if self.before is not None else "/dev/null",
             tofile=str(self.path) if self.after is not None else "/dev/null",
         )
@@ -215,7 +219,7 @@ def protect_change(path: Path, rules: tuple[str, ...]) -> FileChange:
 
 
 def _with_block(path: Path, rules: tuple[str, ...], before: str | None) -> str:
-    lines = (before or "").splitlines(keepends=True)
+    lines = lines_with_ends(before or "")
     block = find_block(path, lines)
     body = "".join(rule + "\n" for rule in rules)
     if block is None:
@@ -231,7 +235,7 @@ def unprotect_change(path: Path) -> FileChange:
 
 
 def _without_block(path: Path, before: str | None) -> str | None:
-    lines = (before or "").splitlines(keepends=True)
+    lines = lines_with_ends(before or "")
     block = find_block(path, lines)
     if block is None:
         return before
@@ -240,13 +244,16 @@ def _without_block(path: Path, before: str | None) -> str | None:
 
 
 def unterminated(path: Path, text: str | None, denies: bool) -> str | None:
-    """A warning when the last line of `text` has no newline: libwrap counts that line as an
-    error, which in hosts.deny (`denies`) denies every caller that no line above matches,
-    and in hosts.allow grants no caller. Our lines go at the top and never touch that line."""
-    if not text or text.endswith("\n"):
+    """A warning when the last line of `text` has no newline, or ends in a backslash, which
+    continues it on a next line that is not there (so libwrap reads it without a newline all
+    the same): libwrap counts that line as an error, which in hosts.deny (`denies`) denies
+    every caller that no line above matches, and in hosts.allow grants no caller. Our lines go
+    at the top and never touch that line."""
+    if not text or (text.endswith("\n") and not text.endswith("\\\n")):
         return None
     effect = "denies every caller" if denies else "ignores that line"
-    return f"{path}: the last line has no newline: libwrap counts that as an error and {effect}"
+    what = "ends in a backslash but no line follows" if text.endswith("\n") else "has no newline"
+    return f"{path}: the last line {what}: libwrap counts that as an error and {effect}"
 
 
 def check_writable(change: FileChange) -> None:
@@ -268,9 +275,20 @@ def check_writable(change: FileChange) -> None:
 
 def applies_to_portmapper(rule: str) -> bool:
     """Whether a hosts.allow/deny line's daemon list names the portmapper (or ALL)."""
-    daemons = _SEPARATORS.split(rule.split(":", 1)[0].strip().lower())
-    named, _, excepted = " ".join(daemons).partition(" except ")
-    return bool(set(named.split()) & _PORTMAPPER_DAEMONS) and "rpcbind" not in excepted.split()
+    named, excepted = _split_except(_words(rule.split(":", 1)[0].lower()))
+    return bool(set(named) & _PORTMAPPER_DAEMONS) and "rpcbind" not in excepted
+
+
+def _words(field: str) -> list[str]:
+    """A field's list items, split as libwrap splits them."""
+    return [word for word in _SEPARATORS.split(field) if word]
+
+
+def _split_except(words: list[str]) -> tuple[list[str], list[str]]:
+    """The items before the first EXCEPT (any case), and those after it."""
+    upper = [word.upper() for word in words]
+    cut = upper.index("EXCEPT") if "EXCEPT" in upper else len(words)
+    return words[:cut], words[cut + 1 :]
 
 
 def single_addresses(rule: str) -> tuple[Network, ...]:
@@ -278,12 +296,12 @@ def single_addresses(rule: str) -> tuple[Network, ...]:
     and names nothing but single numeric addresses (fail2ban's and PortSentry's `ALL:
     203.0.113.7`); () for any other rule, one naming rpcbind or portmap among them."""
     parts = fields(rule)
-    daemons = set(_SEPARATORS.split(parts[0].strip().lower()))
+    daemons = set(_words(parts[0].lower()))
     if len(parts) < 2 or daemons & {"rpcbind", "portmap"}:
         return ()
     found = []
-    for word in _SEPARATORS.split(parts[1].strip()):
-        network = client_network(word) if word else None
+    for word in _words(parts[1]):
+        network = client_network(word)
         if network is None or network.num_addresses != 1:
             return ()  # EXCEPT, ALL, a name, a network: more than single addresses
         found.append(network)
@@ -297,9 +315,9 @@ def fields(rule: str) -> list[str]:
     for index, char in enumerate(rule):
         depth += {"[": 1, "]": -1}.get(char, 0)
         if char == ":" and depth == 0:
-            found.append(rule[start:index].strip())
+            found.append(rule[start:index].strip(_BLANKS))
             start = index + 1
-    return [*found, rule[start:].strip()]
+    return [*found, rule[start:].strip(_BLANKS)]
 
 
 def client_network(word: str) -> Network | None:
@@ -321,9 +339,9 @@ def block_networks(lines: list[str], block: Block) -> tuple[Network, ...]:
     hand) stands for everyone."""
     found: list[Network] = []
     for line in lines[block.start + 1 : block.stop - 1]:
-        for word in _SEPARATORS.split(line.removeprefix(_RULE_START).strip()):
-            network = client_network(word) if word else None
-            found += [network] if network else EVERYONE if word else []
+        for word in _words(line.removeprefix(_RULE_START)):
+            network = client_network(word)
+            found += [network] if network else EVERYONE
     return tuple(found)
 
 
@@ -371,19 +389,22 @@ def leaks(allow: Path, allow_lines: list[str], deny: Path, deny_lines: list[str]
 
 
 def logical_lines(lines: list[str]) -> list[tuple[int, str]]:
-    """The rules of a file's `lines` (with line ends) as libwrap reads them, each with the
-    index of its first line: a line that ends in a backslash goes on on the next one (libwrap's
-    xgets drops the backslash and the newline and joins the two); line ends dropped."""
+    """The rules of a file's `lines` (with line ends, split at '\\n' only, as libwrap's fgets
+    does) as libwrap reads them, each with the index of its first line: a line that ends in a
+    backslash goes on on the next one (libwrap's xgets drops the backslash and the newline and
+    joins the two; `\\` before `\\r\\n` is no continuation); line ends dropped. A last line
+    without a newline, or continued at the end of the file, is left out: libwrap takes it for
+    an error, no rule (see `unterminated`)."""
     joined: list[tuple[int, str]] = []
     start, parts = 0, list[str]()
     for index, line in enumerate(lines):
         start = start if parts else index
         if line.endswith("\\\n"):
             parts.append(line[:-2])
-            continue
-        joined.append((start, "".join([*parts, line.rstrip("\r\n")])))
-        parts = []
-    return [*joined, (start, "".join(parts))] if parts else joined
+        elif line.endswith("\n"):
+            joined.append((start, "".join([*parts, line.rstrip("\r\n")])))
+            parts = []
+    return joined
 
 
 def _grants_outsiders(line: str, option: str, allowed: tuple[Network, ...],
@@ -391,15 +412,21 @@ def _grants_outsiders(line: str, option: str, allowed: tuple[Network, ...],
     """Whether this rule, if it matches, grants and may match someone outside `allowed`: a
     hosts.allow rule grants unless it has a `deny` option (`option`); a hosts.deny one only
     with an `allow` option (`granting`)."""
-    if line.lstrip().startswith("#"):
+    if is_comment(line):
         return False
-    parts = fields(line.rstrip("\r\n"))
+    parts = fields(line)
     if len(parts) < 2 or not applies_to_portmapper(parts[0]):
         return False
     if (option in {p.lower() for p in parts[2:]}) != granting:
         return False
-    named = re.split(r"\s+except\s+", parts[1], flags=re.IGNORECASE)[0]  # EXCEPT only narrows
-    return any(not _inside(word, allowed) for word in _SEPARATORS.split(named.strip()) if word)
+    named, _ = _split_except(_words(parts[1]))  # EXCEPT only narrows
+    return any(not _inside(word, allowed) for word in named)
+
+
+def is_comment(line: str) -> bool:
+    """libwrap takes a line for a comment only when `#` is its very first character: after a
+    blank, `#` is one more daemon pattern and the line a rule."""
+    return line.startswith("#")
 
 
 def _inside(word: str, allowed: tuple[Network, ...]) -> bool:
@@ -413,15 +440,16 @@ def denies_everyone(path: Path, text: str | None) -> str | None:
     """A warning when one of the administrator's hosts.deny lines already refuses every caller
     of the portmapper (`rpcbind: ALL`, `ALL: ALL`): our hosts.allow lines, read first, then let
     the allowed networks in where nothing came in before."""
-    lines = (text or "").splitlines(keepends=True)
+    lines = lines_with_ends(text or "")
     block = find_block(path, lines)
     ours = range(block.start, block.stop) if block else range(0)
     for number, line in logical_lines(lines):
         parts = fields(line)
-        if (number in ours or line.lstrip().startswith("#") or len(parts) < 2
+        if (number in ours or is_comment(line) or len(parts) < 2
                 or not applies_to_portmapper(parts[0])):  # fmt: skip
             continue
-        if parts[1].upper() == "ALL" and "allow" not in {p.lower() for p in parts[2:]}:
+        clients, excepted = _split_except([word.upper() for word in _words(parts[1])])
+        if "ALL" in clients and not excepted and "allow" not in {p.lower() for p in parts[2:]}:
             return (f"{path}:{number + 1} ({one_line(line)}) already refuses every caller of "
                     "the portmapper: protect lets the allowed networks in, which it kept "
                     "out")  # fmt: skip
