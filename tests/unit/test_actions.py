@@ -377,6 +377,23 @@ def test_restore_writes_hosts_deny_once_for_many_blocks(
     assert len(deny.read_text().splitlines()) == 100
 
 
+def test_an_expiry_leaves_the_blocks_an_unblock_has_begun_to_that_unblock(
+    make: Callable[[str], Actions],
+) -> None:
+    """The loop marks the blocks of an `unblock` at once; an expiry the worker takes first
+    leaves them, so the unblock ends them and answers that it did (not `no active block
+    matches`)."""
+    actions = make('BLOCK_DURATION="60"\nKILL_HOSTS_DENY="ALL: $TARGET$"\n')
+    record = block(actions, request())
+    other = block(actions, request("198.18.0.12"))
+    assert record is not None and record.until is not None and other is not None
+    actions.unblock_at_once([record], admin.UNBLOCK_COMMAND)
+    assert [r.address for r in actions.expire(record.until + 61)] == ["198.18.0.12"]
+    undone, answer = admin.unblock_here(actions, ipaddress.ip_network("198.18.0.11"))
+    assert answer["unblocked"] == ["198.18.0.11"] and [r.id for r in undone] == [record.id]
+    assert actions.store.last_end("198.18.0.11")[0] == admin.UNBLOCK_COMMAND  # type: ignore[index]
+
+
 def test_expired_blocks_are_not_listed(make: Callable[[str], Actions]) -> None:
     actions = make('BLOCK_DURATION="60"\nKILL_HOSTS_DENY="ALL: $TARGET$"\n')
     record = block(actions, request())
@@ -699,15 +716,18 @@ def test_routes_already_gone_are_counted_in_one_line_per_batch(
     tmp_path: Path, make: Callable[[str], Actions], caplog: pytest.LogCaptureFixture
 ) -> None:
     """An unblock of many whose KILL_ROUTE undos find nothing to remove (routes gone with a
-    reboot, or by hand): not one line each (100,000 at scale), one line with their number."""
+    reboot, or by hand): not one line each (100,000 at scale), one line with their number.
+    Blocks still queued (their route planned, never added) are not counted."""
     script = tmp_path / "route.py"
     script.write_text(GONE_ROUTE)
     actions = make(f'KILL_ROUTE="{sys.executable} {script} add $TARGET$"\n')
     for number in range(5):
         assert block(actions, request(f"198.18.0.{11 + number}")) is not None
+    for number in range(3):  # recorded, not carried out
+        assert actions.record(request(f"198.18.0.{21 + number}"), time.time(), None) is not None
     caplog.set_level(logging.DEBUG, "portwarden")
     caplog.clear()
-    assert len(actions.unblock_matching(None, admin.UNBLOCK_COMMAND)) == 5
+    assert len(actions.unblock_matching(None, admin.UNBLOCK_COMMAND)) == 8
     said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
     assert [m for m in said if "nothing to remove" in m] == [
         "KILL_ROUTE undo: nothing to remove for 5 blocks (gone already: removed by hand, or by "
@@ -788,10 +808,12 @@ def test_reapply_runs_again_only_the_kill_routes_that_took_effect(
     assert block(actions, request("198.18.0.11")) is not None
     record = actions.record(request("2001:db8::b"), time.time(), None)
     assert record is not None
-    failed = ("route", (), "failed: exit status 6: Unknown host", record.actions[1].do)
-    actions.store.set_actions(record.id, (record.actions[0], Action(*failed)))
+    planned = record.actions[1]
+    assert planned.undo  # as a real one: else it would be left as "no known undo"
+    failed = planned._replace(status="failed: exit status 6: Unknown host")
+    actions.store.set_actions(record.id, (record.actions[0], failed))
     outcome = actions.reapply_routes()
-    assert outcome.done == ["198.18.0.11"] and outcome.failed == []
+    assert outcome.done == ["198.18.0.11"] and outcome.failed == [] and outcome.no_undo == []
     calls.unlink()
     calls.mkdir()  # the command fails now
     outcome = actions.reapply_routes()
