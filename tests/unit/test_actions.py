@@ -23,6 +23,7 @@ import pytest
 from portwarden import limits
 from portwarden.config import BlockMode
 from portwarden.config.values import NftUse
+from portwarden.net import local
 from portwarden.respond import actions as actions_module
 from portwarden.respond import admin, files
 from portwarden.respond.actions import Actions, BlockRequest, enforced, via
@@ -733,6 +734,39 @@ def test_routes_already_gone_are_counted_in_one_line_per_batch(
         "KILL_ROUTE undo: nothing to remove for 5 blocks (gone already: removed by hand, or by "
         "a reboot)"]  # fmt: skip
     assert actions.store.leftovers() == []
+
+
+THERE_ROUTE = ("import sys\n"
+               "if sys.argv[1] == 'add':\n"
+               "    print('RTNETLINK answers: File exists')\n"
+               "    sys.exit(2)\n")  # fmt: skip
+
+
+def test_reapply_keeps_a_blocking_route_there_and_names_any_other(
+    tmp_path: Path, make: Callable[[str], Actions], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At reapply a KILL_ROUTE that finds a route to the address there already (`File
+    exists`): a blackhole is in force (present, not ours; exit 0), an ordinary host route is a
+    failure that names it (it was one with an empty reason, kept at every reapply)."""
+    script = tmp_path / "route.py"
+    actions = make(f'KILL_ROUTE="{sys.executable} {script} add $TARGET$"\n')
+    script.write_text("")
+    assert block(actions, request()) is not None
+    script.write_text(THERE_ROUTE)
+    found: list[local.HostRoute] = [local.HostRoute("blackhole", (), None, 254)]
+    monkeypatch.setattr(local, "host_routes", lambda address: found)
+    outcome = actions.reapply_routes()
+    assert outcome.done == ["198.18.0.11"] and outcome.failed == []
+    (record,) = actions.store.active()
+    assert [(a.kind, a.status) for a in record.actions] == [("route", "present")]
+    found[:] = [local.HostRoute("unicast", (ipaddress.ip_address("198.18.0.2"),), "eth0", 254)]
+    outcome = actions.reapply_routes()
+    assert outcome.done == [] and outcome.failed == [("198.18.0.11", (
+        "a route to 198.18.0.11 is there already (unicast via 198.18.0.2 dev eth0): "
+        "KILL_ROUTE could not add its own"))]  # fmt: skip
+    script.write_text("")  # the route is gone: ours takes its place
+    assert actions.reapply_routes().done == ["198.18.0.11"]
+    assert [a.status for a in actions.store.active()[0].actions] == ["done"]
 
 
 def test_a_kill_while_many_routes_are_undone_leaves_only_the_rest_for_the_next_start(
