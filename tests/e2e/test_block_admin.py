@@ -196,8 +196,9 @@ def test_a_kill_route_whose_route_was_there_already_counts_and_unblock_leaves_it
         assert "route (not ours)" in portwarden(lab.target, daemon, "blocked").stdout
         nmap(other.run, "-sS", "-p", "11", lab.target.ipv4)
         daemon.wait_for(rf"block-failed address={other.ipv4} actions=route:failed ")
-        assert (f"KILL_ROUTE for {other.ipv4} failed: a route to {other.ipv4} is there already"
-                " (unicast dev eth0): KILL_ROUTE could not add its own") in daemon.log()  # fmt: skip
+        failed = (f"KILL_ROUTE for {other.ipv4} failed: a route to {other.ipv4} is there "
+                  "already (unicast dev eth0): KILL_ROUTE could not add its own")  # fmt: skip
+        assert failed in daemon.log()
         assert other.ipv4 not in portwarden(lab.target, daemon, "blocked").stdout
         assert can_connect(other, lab.target.ipv4, SERVICE)
         daemon.stop()
