@@ -180,10 +180,13 @@ def test_a_kill_route_whose_route_was_there_already_counts_and_unblock_leaves_it
 ) -> None:
     """The administrator's blackhole route for the scanner, there before the block: `File
     exists` is no failure, the block is in force (not ours), survives a restart, and an
-    unblock written as an IPv4-mapped address ends it but leaves the route."""
-    attacker = lab.attackers[0]
+    unblock written as an IPv4-mapped address ends it but leaves the route. An ordinary route
+    to the scanner (a host route, a VPN peer's) makes KILL_ROUTE say `File exists` too, but
+    blocks nothing: that block fails, naming the route."""
+    attacker, other = lab.attackers[0], lab.attackers[1]
     route = ["ip", "route", "add", "blackhole", attacker.ipv4]
     lab.target.run(route)
+    lab.target.run(["ip", "route", "add", other.ipv4, "dev", "eth0"])
     try:
         daemon = start_daemon("-stcp", conf=f'BLOCK_TCP="1"\nKILL_ROUTE="{" ".join(route[:4])} '
                               '$TARGET$"\n')  # fmt: skip
@@ -191,6 +194,13 @@ def test_a_kill_route_whose_route_was_there_already_counts_and_unblock_leaves_it
         daemon.wait_for(rf"block address={attacker.ipv4} actions=route:present ")
         assert "File exists" not in daemon.log() and " ERROR " not in daemon.log()
         assert "route (not ours)" in portwarden(lab.target, daemon, "blocked").stdout
+        nmap(other.run, "-sS", "-p", "11", lab.target.ipv4)
+        daemon.wait_for(rf"block-failed address={other.ipv4} actions=route:failed ")
+        failed = (f"KILL_ROUTE for {other.ipv4} failed: a route to {other.ipv4} is there "
+                  "already (unicast dev eth0): KILL_ROUTE could not add its own")  # fmt: skip
+        assert failed in daemon.log()
+        assert other.ipv4 not in portwarden(lab.target, daemon, "blocked").stdout
+        assert can_connect(other, lab.target.ipv4, SERVICE)
         daemon.stop()
         again = RunningDaemon(lab.target, daemon.log_path.with_suffix(".conf"), "-stcp")
         started_daemons.append(again)
@@ -209,3 +219,4 @@ def test_a_kill_route_whose_route_was_there_already_counts_and_unblock_leaves_it
         again.stop()
     finally:
         lab.target.run(["ip", "route", "del", "blackhole", attacker.ipv4], check=False)
+        lab.target.run(["ip", "route", "del", other.ipv4, "dev", "eth0"], check=False)

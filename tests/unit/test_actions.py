@@ -23,6 +23,7 @@ import pytest
 from portwarden import limits
 from portwarden.config import BlockMode
 from portwarden.config.values import NftUse
+from portwarden.net import local
 from portwarden.respond import actions as actions_module
 from portwarden.respond import admin, files
 from portwarden.respond.actions import Actions, BlockRequest, enforced, via
@@ -377,6 +378,23 @@ def test_restore_writes_hosts_deny_once_for_many_blocks(
     assert len(deny.read_text().splitlines()) == 100
 
 
+def test_an_expiry_leaves_the_blocks_an_unblock_has_begun_to_that_unblock(
+    make: Callable[[str], Actions],
+) -> None:
+    """The loop marks the blocks of an `unblock` at once; an expiry the worker takes first
+    leaves them, so the unblock ends them and answers that it did (not `no active block
+    matches`)."""
+    actions = make('BLOCK_DURATION="60"\nKILL_HOSTS_DENY="ALL: $TARGET$"\n')
+    record = block(actions, request())
+    other = block(actions, request("198.18.0.12"))
+    assert record is not None and record.until is not None and other is not None
+    actions.unblock_at_once([record], admin.UNBLOCK_COMMAND)
+    assert [r.address for r in actions.expire(record.until + 61)] == ["198.18.0.12"]
+    undone, answer = admin.unblock_here(actions, ipaddress.ip_network("198.18.0.11"))
+    assert answer["unblocked"] == ["198.18.0.11"] and [r.id for r in undone] == [record.id]
+    assert actions.store.last_end("198.18.0.11")[0] == admin.UNBLOCK_COMMAND  # type: ignore[index]
+
+
 def test_expired_blocks_are_not_listed(make: Callable[[str], Actions]) -> None:
     actions = make('BLOCK_DURATION="60"\nKILL_HOSTS_DENY="ALL: $TARGET$"\n')
     record = block(actions, request())
@@ -699,20 +717,56 @@ def test_routes_already_gone_are_counted_in_one_line_per_batch(
     tmp_path: Path, make: Callable[[str], Actions], caplog: pytest.LogCaptureFixture
 ) -> None:
     """An unblock of many whose KILL_ROUTE undos find nothing to remove (routes gone with a
-    reboot, or by hand): not one line each (100,000 at scale), one line with their number."""
+    reboot, or by hand): not one line each (100,000 at scale), one line with their number.
+    Blocks still queued (their route planned, never added) are not counted."""
     script = tmp_path / "route.py"
     script.write_text(GONE_ROUTE)
     actions = make(f'KILL_ROUTE="{sys.executable} {script} add $TARGET$"\n')
     for number in range(5):
         assert block(actions, request(f"198.18.0.{11 + number}")) is not None
+    for number in range(3):  # recorded, not carried out
+        assert actions.record(request(f"198.18.0.{21 + number}"), time.time(), None) is not None
     caplog.set_level(logging.DEBUG, "portwarden")
     caplog.clear()
-    assert len(actions.unblock_matching(None, admin.UNBLOCK_COMMAND)) == 5
+    assert len(actions.unblock_matching(None, admin.UNBLOCK_COMMAND)) == 8
     said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
     assert [m for m in said if "nothing to remove" in m] == [
         "KILL_ROUTE undo: nothing to remove for 5 blocks (gone already: removed by hand, or by "
         "a reboot)"]  # fmt: skip
     assert actions.store.leftovers() == []
+
+
+THERE_ROUTE = ("import sys\n"
+               "if sys.argv[1] == 'add':\n"
+               "    print('RTNETLINK answers: File exists')\n"
+               "    sys.exit(2)\n")  # fmt: skip
+
+
+def test_reapply_keeps_a_blocking_route_there_and_names_any_other(
+    tmp_path: Path, make: Callable[[str], Actions], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At reapply a KILL_ROUTE that finds a route to the address there already (`File
+    exists`): a blackhole is in force (present, not ours; exit 0), an ordinary host route is a
+    failure that names it (it was one with an empty reason, kept at every reapply)."""
+    script = tmp_path / "route.py"
+    actions = make(f'KILL_ROUTE="{sys.executable} {script} add $TARGET$"\n')
+    script.write_text("")
+    assert block(actions, request()) is not None
+    script.write_text(THERE_ROUTE)
+    found: list[local.HostRoute] = [local.HostRoute("blackhole", (), None, 254)]
+    monkeypatch.setattr(local, "host_routes", lambda address: found)
+    outcome = actions.reapply_routes()
+    assert outcome.done == ["198.18.0.11"] and outcome.failed == []
+    (record,) = actions.store.active()
+    assert [(a.kind, a.status) for a in record.actions] == [("route", "present")]
+    found[:] = [local.HostRoute("unicast", (ipaddress.ip_address("198.18.0.2"),), "eth0", 254)]
+    outcome = actions.reapply_routes()
+    assert outcome.done == [] and outcome.failed == [("198.18.0.11", (
+        "a route to 198.18.0.11 is there already (unicast via 198.18.0.2 dev eth0): "
+        "KILL_ROUTE could not add its own"))]  # fmt: skip
+    script.write_text("")  # the route is gone: ours takes its place
+    assert actions.reapply_routes().done == ["198.18.0.11"]
+    assert [a.status for a in actions.store.active()[0].actions] == ["done"]
 
 
 def test_a_kill_while_many_routes_are_undone_leaves_only_the_rest_for_the_next_start(
@@ -788,10 +842,12 @@ def test_reapply_runs_again_only_the_kill_routes_that_took_effect(
     assert block(actions, request("198.18.0.11")) is not None
     record = actions.record(request("2001:db8::b"), time.time(), None)
     assert record is not None
-    failed = ("route", (), "failed: exit status 6: Unknown host", record.actions[1].do)
-    actions.store.set_actions(record.id, (record.actions[0], Action(*failed)))
+    planned = record.actions[1]
+    assert planned.undo  # as a real one: else it would be left as "no known undo"
+    failed = planned._replace(status="failed: exit status 6: Unknown host")
+    actions.store.set_actions(record.id, (record.actions[0], failed))
     outcome = actions.reapply_routes()
-    assert outcome.done == ["198.18.0.11"] and outcome.failed == []
+    assert outcome.done == ["198.18.0.11"] and outcome.failed == [] and outcome.no_undo == []
     calls.unlink()
     calls.mkdir()  # the command fails now
     outcome = actions.reapply_routes()

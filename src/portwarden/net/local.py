@@ -1,4 +1,5 @@
-"""This host's addresses and default gateways, read from the kernel over rtnetlink."""
+"""This host's addresses, default gateways and host routes, read from the kernel over
+rtnetlink."""
 
 import ipaddress
 import socket
@@ -22,7 +23,7 @@ def unmapped(address: IPAddress) -> IPAddress:
 _RTM_GETADDR = 22
 _RTM_GETROUTE = 26
 _RTM_GETNEXTHOP = 106
-_RTA_GATEWAY = 5
+_RTA_DST, _RTA_OIF, _RTA_GATEWAY, _RTA_TABLE = 1, 4, 5, 15
 _RTA_MULTIPATH = 9  # a list of next hops (struct rtnexthop, each with its own attributes)
 _RTA_VIA = 18  # a next hop of another family (an IPv6 gateway for IPv4): family, address
 _RTA_NH_ID = 30  # a next-hop object's id (`ip route add ... nhid N`)
@@ -211,3 +212,64 @@ def _next_hops(attributes: dict[int, bytes], family: int) -> list[IPAddress]:
         if len(address) == _SIZES.get(via_family):
             found.append(ipaddress.ip_address(address))
     return found
+
+
+# rtm_type (linux/rtnetlink.h), named as `ip route` names them.
+_ROUTE_TYPES = ("unspec", "unicast", "local", "broadcast", "anycast", "multicast", "blackhole",
+                "unreachable", "prohibit", "throw", "nat", "xresolve")  # fmt: skip
+BLOCKING_TYPES = frozenset({"blackhole", "unreachable", "prohibit"})  # what drops the address
+_MAIN_TABLE = 254
+
+
+class HostRoute(NamedTuple):
+    """A route to exactly one address (a /32 or a /128), as `ip route` would show it."""
+
+    kind: str  # unicast, blackhole, unreachable, prohibit, ... (rtm_type)
+    gateways: tuple[IPAddress, ...]
+    device: str | None
+    table: int
+
+    @property
+    def blocking(self) -> bool:
+        return self.kind in BLOCKING_TYPES
+
+    def __str__(self) -> str:
+        words = [self.kind, *(f"via {g}" for g in self.gateways)]
+        if self.device is not None:
+            words.append(f"dev {self.device}")
+        if self.table != _MAIN_TABLE:
+            words.append(f"table {self.table}")
+        return " ".join(words)
+
+
+def host_routes(address: IPAddress) -> list[HostRoute]:
+    """The routes to exactly `address` in every routing table (`ip route show table all exact
+    A`, the local table aside: an address of this host's is never blocked). Raises OSError."""
+    family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+    found = []
+    for message in _dump(_RTM_GETROUTE, _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)):
+        if len(message) < _RTMSG.size or message[0] != family:
+            continue
+        _, dst_len, _, _, table, _, _, kind, _ = _RTMSG.unpack_from(message)
+        attributes = _attributes(message, _RTMSG.size)
+        if dst_len != address.max_prefixlen or attributes.get(_RTA_DST) != address.packed:
+            continue
+        wide_table = attributes.get(_RTA_TABLE, b"")
+        if len(wide_table) == 4:
+            table = struct.unpack("=I", wide_table)[0]
+        if table == 255:  # RT_TABLE_LOCAL
+            continue
+        found.append(HostRoute(
+            _ROUTE_TYPES[kind] if kind < len(_ROUTE_TYPES) else str(kind),
+            tuple(_next_hops(attributes, family)), _device(attributes.get(_RTA_OIF, b"")),
+            table))  # fmt: skip
+    return found
+
+
+def _device(oif: bytes) -> str | None:
+    if len(oif) != 4:
+        return None
+    try:
+        return socket.if_indextoname(struct.unpack("=i", oif)[0])
+    except OSError:  # gone meanwhile (or index 0)
+        return None

@@ -26,6 +26,7 @@ from portwarden.config import BlockMode, Settings
 from portwarden.config.ignore import Address, IgnoreList, Network
 from portwarden.config.kill import route_undo
 from portwarden.config.values import NftUse
+from portwarden.net import local
 from portwarden.respond import commands, files
 from portwarden.respond.nft import Nft, NftBlocker, NftError, load_library
 from portwarden.respond.resolve import Lookup, Resolver
@@ -201,12 +202,13 @@ def _undo_due(action: Action) -> bool:
 
 
 def _reapplied(action: Action) -> bool:
-    """Whether `reapply` runs the action again: a KILL_ROUTE that took effect, also one whose
-    run at an earlier reapply failed. Not one that failed at its block (an IPv4-only KILL_ROUTE
-    for an IPv6 block would fail again at every reapply), nor one still planned (its block
-    waits for the action worker, which runs it)."""
-    return (action.kind == ROUTE and bool(action.do)
-            and (action.status == DONE or action.status.startswith(REAPPLY_FAILED)))  # fmt: skip
+    """Whether `reapply` runs the action again: a KILL_ROUTE that took effect (ours, or a
+    blocking route not ours that was there: if a flush took it, ours takes its place), also one
+    whose run at an earlier reapply failed. Not one that failed at its block (an IPv4-only
+    KILL_ROUTE for an IPv6 block would fail again at every reapply), nor one still planned (its
+    block waits for the action worker, which runs it)."""
+    again = action.status in IN_FORCE or action.status.startswith(REAPPLY_FAILED)
+    return action.kind == ROUTE and bool(action.do) and again
 
 
 def _seconds_left(until: float | None, now: float) -> int | None:
@@ -458,9 +460,8 @@ class Actions:
         elif action.kind == HOSTS_DENY:
             actions[index] = self._add_hosts_deny_line(action)
         else:
-            actions[index] = self._run(
-                action, "KILL_ROUTE" if action.kind == ROUTE else "KILL_RUN_CMD"
-            )
+            what = "KILL_ROUTE" if action.kind == ROUTE else "KILL_RUN_CMD"
+            actions[index] = self._run(action, what, record.address)
         self.store.set_actions(record.id, tuple(actions))
 
     def _add_hosts_deny_line(self, action: Action) -> Action:
@@ -472,11 +473,11 @@ class Actions:
             return action._replace(status=f"{FAILED}: {one_line(str(error))}")
         return action._replace(status=DONE) if added else _present(action)
 
-    def _run(self, action: Action, what: str, quiet_undo: bool = False) -> Action:
-        """Run the action's command (after its undo when `quiet_undo`: it may or may not be in
-        force, so only one copy is left; never that of a route not ours). A failure is
-        recorded with why. A KILL_ROUTE whose route is there already (`File exists`) is in
-        force, but not ours: recorded `present`, so no unblock removes it."""
+    def _run(self, action: Action, what: str, address: str, quiet_undo: bool = False) -> Action:
+        """Run the action's command for `address` (after its undo when `quiet_undo`: it may or
+        may not be in force, so only one copy is left; never that of a route not ours). A
+        failure is recorded with why. A KILL_ROUTE that finds a route there already (`File
+        exists`): see _route_there."""
         timeout = self.settings.kill_cmd_timeout
         if quiet_undo and action.undo and action.status != PRESENT:
             commands.run(list(action.undo), timeout, f"{what} undo", quiet=True)
@@ -484,10 +485,34 @@ class Actions:
         failure = commands.run(list(action.do), timeout, what, harmless=there,
                                harmless_as=commands.EXISTS)  # fmt: skip
         if failure == commands.EXISTS:
-            log.info("%s: its route is there already (not ours: an unblock leaves it): %s",
-                     what, one_line(" ".join(action.do)))  # fmt: skip
-            return action._replace(status=PRESENT)
+            return self._route_there(action, what, address)
         return action._replace(status=DONE if failure is None else f"{FAILED}: {failure}")
+
+    @staticmethod
+    def _route_there(action: Action, what: str, address: str) -> Action:
+        """A KILL_ROUTE that said `File exists`, which any route to the address makes it say:
+        in force, but not ours (recorded `present`, so no unblock removes it), only if the
+        routes to exactly that address all block it (blackhole, unreachable, prohibit; `route
+        add -host A reject` makes an unreachable one); else failed, naming the route there (an
+        ordinary host route, a VPN peer's: the address is not blocked)."""
+        try:
+            routes = local.host_routes(ipaddress.ip_address(address))
+        except OSError as error:
+            why = f"said File exists, and the routes could not be read: {error.strerror or error}"
+        else:
+            other = [r for r in routes if not r.blocking]
+            if routes and not other:
+                log.info("%s: a route blocking %s is there already (%s; not ours: an unblock "
+                         "leaves it): %s", what, address, routes[0],
+                         one_line(" ".join(action.do)))  # fmt: skip
+                return action._replace(status=PRESENT)
+            if other:
+                why = (f"a route to {address} is there already ({other[0]}): KILL_ROUTE "
+                       "could not add its own")  # fmt: skip
+            else:
+                why = f"said File exists, but no route to {address} is there"
+        log.error("%s for %s failed: %s", what, address, why)
+        return action._replace(status=f"{FAILED}: {why}")
 
     def sweep_nft(self, network: Network) -> int:
         """Remove every element inside `network` from our sets, also those the store does not
@@ -652,7 +677,7 @@ class Actions:
             failure = commands.run(list(action.undo), self.settings.kill_cmd_timeout,
                                    "KILL_ROUTE undo", quiet=unsure,
                                    harmless=commands.NOT_THERE)  # fmt: skip
-            if failure == commands.GONE:
+            if failure == commands.GONE and action.status != PLANNED:  # planned: never added
                 self._routes_gone += 1
             elif failure is not None and not unsure:
                 return f"{' '.join(action.undo)} failed: {failure}"
@@ -864,7 +889,9 @@ class Actions:
             log.warning("KILL_ROUTE for %s not run again after the reboot: the configuration "
                         "no longer has it (%s)", record.address, " ".join(action.do))  # fmt: skip
             return action._replace(status=f"{FAILED}: {NOT_CONFIGURED}")
-        return self._run(action, "KILL_ROUTE (restore)", quiet_undo=action.status == RUNNING)
+        return self._run(
+            action, "KILL_ROUTE (restore)", record.address, quiet_undo=action.status == RUNNING
+        )
 
     def _configured(self, action: Action, record: BlockRecord) -> bool:
         """Whether the KILL_ROUTE of the configuration now in force is the route `action` ran
@@ -913,7 +940,7 @@ class Actions:
             if not all(a.undo for a in routes):
                 outcome.no_undo.append(record.address)
                 continue
-            actions = tuple(self._run_again(a) if _reapplied(a) else a
+            actions = tuple(self._run_again(a, record.address) if _reapplied(a) else a
                             for a in record.actions)  # fmt: skip
             self.store.set_actions(record.id, actions)
             self.store.set_boot(record.id, self.boot)
@@ -925,11 +952,12 @@ class Actions:
                 outcome.done.append(record.address)
         return outcome
 
-    def _run_again(self, route: Action) -> Action:
+    def _run_again(self, route: Action, address: str) -> Action:
         """A KILL_ROUTE run again by `reapply`; a failure is marked as one of reapply's (the
-        next reapply tries again: the route was in force before)."""
-        again = self._run(route, "KILL_ROUTE (reapply)", quiet_undo=True)
-        if again.status == DONE:
+        next reapply tries again: the route was in force before). A blocking route there
+        already (after our undo: not ours) is in force: recorded `present`, as at a block."""
+        again = self._run(route, "KILL_ROUTE (reapply)", address, quiet_undo=True)
+        if again.status in IN_FORCE:
             return again
         return again._replace(status=REAPPLY_FAILED + again.status.partition(": ")[2])
 

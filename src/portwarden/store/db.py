@@ -484,11 +484,11 @@ class Store:
         return None if row is None else (row[0], json.loads(row[1]))
 
     def due(self, now: float) -> list[BlockRecord]:
-        """Active blocks whose time is up."""
+        """Active blocks whose time is up, but those an unblock has begun (see
+        start_unblocking): that unblock ends them, and says so to whoever asked it."""
         rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM blocks WHERE ended IS NULL AND until <= ? ORDER BY until",
-            (now,),
-        )
+            f"SELECT {_COLUMNS} FROM blocks WHERE ended IS NULL AND unblocking IS NULL"
+            " AND until <= ? ORDER BY until", (now,))  # fmt: skip
         return [_record(row) for row in rows]
 
     def active_addresses(self) -> set[str]:
