@@ -69,7 +69,8 @@ def _after_commands(attempt: Callable[[], Holder | None]) -> Holder | None:
     up to STATE_DIR_COMMAND_WAIT_S. Returns the last holder."""
     deadline = time.monotonic() + limits.STATE_DIR_COMMAND_WAIT_S
     held = attempt()
-    while held is not None and held.command and time.monotonic() < deadline:
+    # "?": the holder has locked the file but not written its pid yet (a command, maybe)
+    while held is not None and (held.command or held.pid == "?") and time.monotonic() < deadline:
         time.sleep(_COMMAND_POLL_S)
         held = attempt()
     return held
@@ -104,14 +105,15 @@ def holding(state_dir: Path) -> Holder | None:
 
 
 def holder(state_dir: Path) -> str | None:
-    """The pid of the running portwarden that holds `state_dir` (without taking it), as it
-    wrote it ("?" before it has), or None when none does."""
+    """The pid of the running daemon that holds `state_dir` (without taking it), as it wrote
+    it ("?" before it has), or None when none does (an unblock or reapply command holding it
+    for a moment is no daemon)."""
     held = holding(state_dir)
-    return None if held is None else held.pid
+    return None if held is None or held.command else held.pid
 
 
 def in_use(state_dir: Path) -> bool:
-    """Whether a running portwarden holds `state_dir` (without taking it)."""
+    """Whether a running daemon holds `state_dir` (without taking it)."""
     return holder(state_dir) is not None
 
 

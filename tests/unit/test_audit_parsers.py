@@ -459,6 +459,11 @@ def test_a_link_local_address_is_named_with_its_device() -> None:
                                    chosen)  # fmt: skip
     assert warnings == ["AUDIT_OPTIONAL: fe80::1 is on devices a, b: the group applies to it on "
                         "each; write fe80::1%a to name one"]  # fmt: skip
+    # An IPv4 address on two devices cannot be named with one (only link-local IPv6 can)
+    v4 = ipaddress.ip_address("198.18.0.1")
+    twice = [InterfaceAddress(d, i, v4, 24) for d, i in (("a", 5), ("b", 6))]
+    on_both, _ = audited_interfaces([], ["a", "b"], twice)
+    assert ambiguous_addresses([("AUDIT_OPTIONAL", Where(v4))], on_both) == []
     assert unaudited(scoped.where, (), ("a",), present) is not None
     assert unaudited(scoped.where, (), ("b",), present) is None
     assert unaudited(scoped.where, (), (), present[:1]) == (

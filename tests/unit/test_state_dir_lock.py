@@ -20,6 +20,7 @@ def short_wait(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_daemon_waits_for_an_unblock_command_to_end(tmp_path: Path) -> None:
     command = statedir.claim(tmp_path, "unblock")
     assert statedir.holding(tmp_path) == statedir.Holder(str(os.getpid()), "unblock")
+    assert statedir.holder(tmp_path) is None  # no daemon: `status` must not say one runs
     threading.Timer(0.2, command.close).start()
     started = time.monotonic()
     with statedir.claim(tmp_path):

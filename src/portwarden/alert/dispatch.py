@@ -272,10 +272,8 @@ class Alerts:
         if findings and self.settings.mail_on_audit:
             lines = "\n".join([finding.line() for finding in shown]
                               + ([f"... and {more} more"] if more else []))  # fmt: skip
-            counted = "1 port audit finding" if len(findings) == 1 else (
-                f"{len(findings)} port audit findings")  # fmt: skip
-            self._mailer.submit(f"portwarden: {counted} on {socket.gethostname()}",
-                                lines + "\n")  # fmt: skip
+            said = counted(len(findings), "port audit finding")
+            self._mailer.submit(f"portwarden: {said} on {socket.gethostname()}", lines + "\n")
 
     def blocked(self, record: BlockRecord) -> None:
         for line in portsentry.action_lines(record.address, record.actions,

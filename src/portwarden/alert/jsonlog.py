@@ -143,13 +143,17 @@ class JsonLog:
                 with contextlib.suppress(FileNotFoundError):
                     os.replace(old, new)
             self._open()
-            if before is not None and self._fd is not None:
-                _same_access(self._fd, before)
         except OSError as error:
             self.rotation.failed(str(error))  # names the files: '/x/events.jsonl.1' -> ...
             self._rotate_at = self._size + self._max // limits.EVENT_LOG_ROTATE_TRIES
             return
         self.rotation.worked()
+        if before is not None and self._fd is not None:
+            try:  # rotated all the same: only the new file's access differs
+                _same_access(self._fd, before)
+            except OSError as error:
+                log.warning("JSON event log %s: the new file could not get the old one's owner "
+                            "and mode: %s", self._path, error.strerror or error)  # fmt: skip
 
     def _generation(self, number: int) -> Path:
         return self._path.with_name(f"{self._path.name}.{number}")

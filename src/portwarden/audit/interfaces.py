@@ -52,7 +52,9 @@ def ambiguous_addresses(groups: Iterable[tuple[str, Where]],
     found = []
     for key, where in dict.fromkeys(groups):
         on = devices.get(where.address) if where.address is not None else None
-        if on and len(on) > 1 and where.address is not None and not _scope(where.address):
+        address = where.address
+        if (on and len(on) > 1 and isinstance(address, ipaddress.IPv6Address)
+                and address.is_link_local and not address.scope_id):  # fmt: skip
             found.append(f"{key}: {where.address} is on devices {', '.join(sorted(on))}: the "
                          f"group applies to it on each; write {where.address}%{min(on)} to "
                          "name one")  # fmt: skip

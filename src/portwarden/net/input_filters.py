@@ -3,7 +3,7 @@ iptables-nft's among them: what reaches port 111 for `portmap check`, and what t
 see at all (a raw socket gets a packet only after the input hook has accepted it)."""
 
 import json
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from portwarden.respond.nft import Nft, NftError
 
@@ -37,7 +37,7 @@ def input_filter_chains(skip_tables: frozenset[tuple[str, str]] = frozenset()) -
         listing = json.loads(Nft().run("list ruleset", json_output=True)).get("nftables", [])
     except (NftError, ValueError):
         return []
-    last_rules: dict[tuple[str, str, str], list] = {}
+    last_rules: dict[tuple[str, str, str], list[Any]] = {}
     for rule in (item["rule"] for item in listing if isinstance(item.get("rule"), dict)):
         key3 = (str(rule.get("family")), str(rule.get("table")), str(rule.get("chain")))
         last_rules[key3] = rule.get("expr") or []  # rules are listed in order
@@ -57,7 +57,7 @@ def input_filter_chains(skip_tables: frozenset[tuple[str, str]] = frozenset()) -
 _NOT_A_MATCH = {"counter", "log"}  # statements that let every packet through to the verdict
 
 
-def _verdict_of(expressions: list | None) -> str | None:
+def _verdict_of(expressions: list[Any] | None) -> str | None:
     """'drop' or 'reject' when the rule drops every packet that reaches it (no match before
     its verdict, as firewalld's last rule `reject with icmpx admin-prohibited`), else None."""
     if not expressions or not all(isinstance(e, dict) and len(e) == 1 for e in expressions):

@@ -965,7 +965,9 @@ class Actions:
         """Make our table again (or repair its chains and rules) with the active nftables
         blocks (a failed nft action counts too: this is its second chance). Returns how many;
         None when nothing blocks with nftables."""
-        blocks = self._nft_blocks(self.store.active(), time.time())
+        ending = {record.id for record, _ in self.store.unblocking()}  # elements gone on purpose
+        active = [r for r in self.store.active() if r.id not in ending]
+        blocks = self._nft_blocks(active, time.time())
         if not blocks and not uses_nft(self.settings):
             return None
         self.nft().put_back(blocks)

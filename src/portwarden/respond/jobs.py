@@ -14,6 +14,7 @@ keep their order.
 import collections
 import enum
 import threading
+from typing import overload
 
 
 class Job(enum.Enum):
@@ -64,8 +65,15 @@ class JobQueue:
             self._changed.notify()
             return True
 
+    @overload
+    def get(self) -> tuple[Job, object]: ...
+
+    @overload
+    def get(self, timeout: float) -> tuple[Job, object] | None: ...
+
     def get(self, timeout: float | None = None) -> tuple[Job, object] | None:
-        """The next job, urgent ones first; None if there is none within `timeout` seconds."""
+        """The next job, urgent ones first (waits for one); with `timeout`, None if there is
+        none within that many seconds."""
         with self._changed:
             if not self._changed.wait_for(lambda: self._urgent or self._blocks, timeout):
                 return None

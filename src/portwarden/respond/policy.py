@@ -194,10 +194,7 @@ class ActionWorker(threading.Thread):
     def run(self) -> None:
         actions = Actions(self.settings, Store(self._path), self.stopping)
         while True:
-            job = self.jobs.get()
-            if job is None:
-                continue
-            kind, payload = job
+            kind, payload = self.jobs.get()
             try:
                 if kind is Job.STOP:
                     if actions.not_run:
@@ -303,6 +300,7 @@ def _answering(answer: "Future[dict[str, Any]]") -> Iterator[None]:
 
 STOP_WAIT_S = 30  # the longest a stop waits for the action worker (UNBLOCK_ON_STOP takes time)
 PUT_BACK_RETRY_S = 30  # after a failed put-back of the nftables blocks, the next try
+PROTECTED_RETRY_S = 60.0  # a protected block whose end the worker did not carry out, again
 
 
 class ResponsePolicy:
@@ -321,7 +319,9 @@ class ResponsePolicy:
         # is recorded (its own `block` line comes first), with the mode of that probe.
         self._probed_in_flight: dict[str, str] = {}
         self._refused: set[str] = set()
-        self._ending_protected: set[str] = set()  # submitted to the worker to end: protected
+        # Submitted to the worker to end (protected), with when (monotonic): submitted again
+        # after PROTECTED_RETRY_S if still active (the worker's job failed).
+        self._ending_protected: dict[str, float] = {}
         self._recent: collections.deque[float] = collections.deque()
         self._strong: collections.deque[float] = collections.deque()
         self._suppressed = 0
@@ -409,10 +409,12 @@ class ResponsePolicy:
         addresses change); the blocks of those that became protected end."""
         self._protected = self._read_protected()
         self._sync()
+        now = time.monotonic()
         due = {address: why for address, why in self._protected_blocks(self._active).items()
-               if address not in self._ending_protected}  # fmt: skip
+               if now - self._ending_protected.get(address, -PROTECTED_RETRY_S)
+               >= PROTECTED_RETRY_S}  # fmt: skip
         if due and self._worker.jobs.put(Job.PROTECTED, due):
-            self._ending_protected.update(due)
+            self._ending_protected.update(dict.fromkeys(due, now))
         self._check_table()
 
     def _read_protected(self) -> dict[Address, tuple[str, ...]]:
@@ -479,7 +481,9 @@ class ResponsePolicy:
         self._version = version
         active = self._store.active()
         self._active = {r.address for r in active} | self._in_flight
-        self._ending_protected &= self._active
+        self._ending_protected = {
+            a: t for a, t in self._ending_protected.items() if a in self._active
+        }
         self._announced &= self._active
         self._element_checked = {
             a: t for a, t in self._element_checked.items() if a in self._active
@@ -731,7 +735,11 @@ class ResponsePolicy:
                 return {"error": f"unblock: {one_line(str(error))}"}
             queued = self._worker.jobs.put(Job.UNBLOCK, UnblockJob(network, answer))
             if queued:
-                self._unblock_at_once(network)
+                try:
+                    self._unblock_at_once(network)
+                except (sqlite3.Error, NftError) as error:  # the worker does it all anyway
+                    log.warning("unblock: the first step failed (%s); the action worker does "
+                                "the whole unblock", one_line(str(error)))  # fmt: skip
         if not queued:
             return {"error": "the daemon's action queue is full; try again"}
         return answer

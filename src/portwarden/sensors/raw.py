@@ -284,12 +284,12 @@ class RawSensor:
             self._closes = None
 
 
-def _arrival(ancillary: list) -> float | None:
+def _arrival(ancillary: list[tuple[int, int, bytes]]) -> float | None:
     """The kernel's arrival time of a packet (SO_TIMESTAMPNS), wall clock."""
     for level, kind, value in ancillary:
         if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= 16:
             seconds, nanoseconds = _TIMESPEC.unpack_from(value)
-            return seconds + nanoseconds / 1e9
+            return float(seconds + nanoseconds / 1e9)
     return None
 
 
