@@ -299,7 +299,7 @@ METRICS_CLIENT_WAIT_S = 1.0
 # flood holds at most about 1.5 MiB here. At stop or reload the lines left get at most
 # SYSLOG_DRAIN_S to go.
 SYSLOG_QUEUE_MAX = 1_000
-SYSLOG_WAIT_S = 0.02
+SYSLOG_WAIT_S = 0.25  # a syslog daemon on a busy host may not be scheduled for 20 ms
 SYSLOG_DRAIN_S = 2.0
 
 # A reload's warnings sent to syslog one line each (they are all in stderr); the rest are
@@ -314,3 +314,8 @@ RELOAD_WARNINGS_SENT_MAX = 20
 # that much written, not per event.
 EVENT_LOG_BYTES_MIN = 64 * 1024
 EVENT_LOG_ROTATE_TRIES = 16
+
+# A file edited by rename (hosts.deny, hosts.allow): what another program appended to the old
+# file in the moment of the rename is carried over to the new one, up to this much (a few
+# lines are expected; more would be another program rewriting the file, not appending).
+LATE_APPEND_BYTES_MAX = 65_536

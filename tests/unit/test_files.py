@@ -7,6 +7,7 @@ import pytest
 
 from portwarden.portmap import owner
 from portwarden.portmap.protect import plan_protect, plan_unprotect
+from portwarden.respond import files
 from portwarden.respond.files import replace_atomically
 from tests.lab.acl import mode_600_and_reader
 
@@ -67,3 +68,23 @@ def test_a_replaced_file_keeps_its_acl(tmp_path: Path) -> None:
     plain.write_text("")
     replace_atomically(plain, "ALL: ALL\n")
     assert "system.posix_acl_access" not in os.listxattr(plain)
+
+
+def test_a_line_appended_in_the_moment_of_the_rename_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another program (fail2ban, our KILL_HOSTS_DENY) appends to hosts.deny just after the
+    check that the file is as read, before the rename: its line is carried over."""
+    path = tmp_path / "hosts.deny"
+    path.write_text("sshd: 198.18.0.9\n")
+    text, identity = files.read_with_identity(path)
+    rename = os.replace
+
+    def appended_first(source: str, target: Path) -> None:
+        with open(target, "a") as other:
+            other.write("ALL: 198.18.99.1\n")
+        rename(source, target)
+
+    monkeypatch.setattr(files.os, "replace", appended_first)
+    files.replace_atomically(path, f"{text}rpcbind: ALL\n", identity)
+    assert path.read_text() == "sshd: 198.18.0.9\nrpcbind: ALL\nALL: 198.18.99.1\n"

@@ -132,13 +132,41 @@ def replace_atomically(path: Path, text: str, unchanged: Identity | None = None,
             os.fchmod(file.fileno(), mode)
             if acl is not None:  # after the mode: its group bits are the ACL's mask
                 os.setxattr(file.fileno(), _ACCESS_ACL, acl)
-        if unchanged is not None and identity_of(path) != unchanged:
-            raise FileChanged(f"{path} changed while it was being edited")
-        os.replace(temporary, path)
+        if unchanged is not None and unchanged != NO_FILE:
+            _replace_keeping_appends(temporary, path, unchanged)
+        else:
+            if unchanged is not None and identity_of(path) != unchanged:
+                raise FileChanged(f"{path} changed while it was being edited")
+            os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     _sync_folder(path.parent)
+
+
+def _replace_keeping_appends(temporary: str, path: Path, unchanged: Identity) -> None:
+    """Rename `temporary` over `path` if `path` is still as it was read (else FileChanged);
+    what another program appends to the old file in the moment between that check and the
+    rename, or through a descriptor it opened before the rename (fail2ban, our own
+    KILL_HOSTS_DENY), is appended to the new file after it, so no such line is lost."""
+    try:
+        old = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise FileChanged(f"{path} changed while it was being edited") from None
+    try:
+        if _identity(os.fstat(old)) != unchanged or identity_of(path) != unchanged:
+            raise FileChanged(f"{path} changed while it was being edited")
+        os.replace(temporary, path)
+        late = os.pread(old, limits.LATE_APPEND_BYTES_MAX, unchanged[1])
+    finally:
+        os.close(old)
+    if late:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            _append(fd, late)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 _ACCESS_ACL = "system.posix_acl_access"
