@@ -707,10 +707,13 @@ def test_a_kill_then_an_unblock_without_the_daemon_keeps_the_history_line(
     assert len(history) == 1 and "198.18.0.11" in history[0]
 
 
-GONE_ROUTE = ("import sys\n"
-              "if sys.argv[1] == 'del':\n"
-              "    print('RTNETLINK answers: No such process')\n"
-              "    sys.exit(2)\n")  # fmt: skip
+def failing_route(verb: str, answer: str) -> str:
+    """A KILL_ROUTE program whose `verb` (add, del) fails as `ip route` does, with `answer`."""
+    return (f"import sys\nif sys.argv[1] == {verb!r}:\n    print({answer!r})\n"
+            "    sys.exit(2)\n")  # fmt: skip
+
+
+GONE_ROUTE = failing_route("del", "RTNETLINK answers: No such process")
 
 
 def test_routes_already_gone_are_counted_in_one_line_per_batch(
@@ -736,10 +739,7 @@ def test_routes_already_gone_are_counted_in_one_line_per_batch(
     assert actions.store.leftovers() == []
 
 
-THERE_ROUTE = ("import sys\n"
-               "if sys.argv[1] == 'add':\n"
-               "    print('RTNETLINK answers: File exists')\n"
-               "    sys.exit(2)\n")  # fmt: skip
+THERE_ROUTE = failing_route("add", "RTNETLINK answers: File exists")
 
 
 def test_reapply_keeps_a_blocking_route_there_and_names_any_other(
