@@ -87,7 +87,8 @@ class Daemon:
             self._alerts = Alerts(self.settings)
         path = store_path(self.settings.state_dir)
         with blamed_on(settings, "STATE_DIR", path):
-            self._policy = ResponsePolicy(self.settings, path, self._alerts)
+            self._policy = ResponsePolicy(self.settings, path, self._alerts,
+                                          lambda: self._host.addresses)  # fmt: skip
         self._packets_read = 0  # by sensors stopped since start (a reload makes new ones)
         self._verdicts = 0
         self._scans = 0
@@ -190,9 +191,7 @@ class Daemon:
             for probe in sensor.read(key.fd):
                 self._feed(probe)
         now = time.monotonic()
-        for sensor in self._sensors:
-            for probe in sensor.release(now):
-                self._feed(probe)
+        self._release_held(now)
         self._report(self._engine.tick(now))
         self._say_summaries_dropped()
         self._say_table_full(now)
@@ -427,11 +426,11 @@ class Daemon:
                             "to the ports it drops are not reported (it stops them itself)",
                             chain)  # fmt: skip
 
-    def _release_held(self) -> None:
-        """The probes the sensors hold (RawSensor.release) are judged now, before the sensors
-        go."""
+    def _release_held(self, now: float = math.inf) -> None:
+        """The probes the sensors hold (RawSensor.release) whose time has come by `now`; all of
+        them by default, before the sensors go."""
         for sensor in self._sensors:
-            for probe in sensor.release(math.inf):
+            for probe in sensor.release(now):
                 self._feed(probe)
 
     def _stop_sensors(self) -> None:

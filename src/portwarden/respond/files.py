@@ -134,9 +134,9 @@ def replace_atomically(path: Path, text: str, unchanged: Identity | None = None,
                 os.setxattr(file.fileno(), _ACCESS_ACL, acl)
         if unchanged is not None and unchanged != NO_FILE:
             _replace_keeping_appends(temporary, path, unchanged)
+        elif unchanged is not None and identity_of(path) != unchanged:
+            raise FileChanged(f"{path} changed while it was being edited")
         else:
-            if unchanged is not None and identity_of(path) != unchanged:
-                raise FileChanged(f"{path} changed while it was being edited")
             os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

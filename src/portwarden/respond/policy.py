@@ -304,9 +304,13 @@ PROTECTED_RETRY_S = 60.0  # a protected block whose end the worker did not carry
 
 
 class ResponsePolicy:
-    def __init__(self, settings: Settings, store_path: Path, alerts: Alerts) -> None:
+    def __init__(self, settings: Settings, store_path: Path, alerts: Alerts,
+                 local: Callable[[], frozenset[Address]] = local_addresses) -> None:  # fmt: skip
+        """`local`: this host's addresses now (the daemon's own view, re-read every refresh,
+        so they are not read twice)."""
         self.settings = settings
         self._alerts = alerts
+        self._local = local
         self._store = Store(store_path, durable=False)  # it records blocks: see Actions.record
         self._worker = ActionWorker(settings, store_path, alerts)
         self._active: set[str] = set()
@@ -426,7 +430,7 @@ class ResponsePolicy:
             ("gateway", self.settings.protect_gateways, default_gateways),
             ("nameserver", self.settings.protect_nameservers, name_servers),
             ("broadcast", True, broadcast_addresses),
-            ("local", True, local_addresses),
+            ("local", True, self._local),
         )
         for why, on, addresses in sources:
             for address in addresses() if on else ():
