@@ -693,7 +693,7 @@ def test_forged_sources_on_a_few_ports_each_do_not_shield_a_real_scanner(
     while daemon.attacks(src="198.18.2.40", port="15") == []:  # every forged probe was read
         assert time.monotonic() < deadline, daemon.log()
         time.sleep(0.05)
-    nmap(scanner.run, "-sS", "-p", "1-1100", lab.target.ipv4)  # 7 of the tripwires
+    nmap(scanner.run, "-sS", "-p", "1,11,15,79,111,540,1080", lab.target.ipv4)  # 7 tripwires
     daemon.wait_for(rf"block address={scanner.ipv4} ")
     assert not can_connect(scanner, lab.target.ipv4, SERVICE)
     forged = {a for a in nft_elements(lab.target) if a.startswith("198.18.2.")}
