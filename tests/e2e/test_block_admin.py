@@ -204,7 +204,7 @@ def test_a_kill_route_whose_route_was_there_already_counts_and_unblock_leaves_it
         daemon.stop()
         again = RunningDaemon(lab.target, daemon.log_path.with_suffix(".conf"), "-stcp")
         started_daemons.append(again)
-        again.wait_for("restored 1 active blocks")
+        again.wait_for("restored 1 active block from")
         result = portwarden(lab.target, again, "unblock", f"::ffff:{attacker.ipv4}")
         assert result.returncode == 0, result.stderr
         assert result.stdout.splitlines() == [

@@ -217,7 +217,7 @@ def test_sets_that_cannot_be_filled_at_start_are_one_error_line_and_the_daemon_r
         log = again.log()
         (line,) = [x for x in log.splitlines() if "could not be put in table" in x]
         assert "trying again every 30 s" in line
-        (restored,) = [x for x in log.splitlines() if "restored 1 active blocks" in x]
+        (restored,) = [x for x in log.splitlines() if "restored 1 active block from" in x]
         assert restored.endswith("from the store, but not the nftables elements of 1 of them; 1 "
                                  "of those have nothing else in force (no route, no hosts.deny "
                                  "line): not blocked until the sets are filled")  # fmt: skip

@@ -287,7 +287,7 @@ def test_kill_9_during_a_burst_then_restart_enforces_every_block_once(
         lab.target.run(["nft", "delete", "table", "inet", "portwarden"])
     again = RunningDaemon(lab.target, daemon.log_path.with_suffix(".conf"), "-stcp", "-sudp")
     try:
-        restored = int(again.wait_for(r"restored (\d+) active blocks").group(1))
+        restored = int(again.wait_for(r"restored (\d+) active blocks? from").group(1))
         again.wait_for("ready:")
         active = store_sql(lab.target, again, "select address from blocks where ended is null")
         assert restored == len(active) and set(active) <= set(store_rows)
@@ -634,7 +634,7 @@ def test_two_instances_in_one_namespace_need_their_own_nftables_table(
         second.wait_for(rf"block address={attacker.ipv4} actions=nft:done ")
         second.stop()
         second = RunningDaemon(lab.target, conf)
-        second.wait_for("restored 1 active blocks")
+        second.wait_for("restored 1 active block from")
         assert nft_elements(lab.target) == {attacker.ipv4}
         assert nft_elements(lab.target, "pw_second") == {attacker.ipv4}
     finally:

@@ -57,7 +57,7 @@ def test_a_blocked_address_that_becomes_the_gateway_is_kept_with_protect_gateway
     lab.target.run(["ip", "route", "replace", "default", "via", GATEWAY])
     try:
         daemon = restart(lab, daemon, started_daemons)
-        assert "restored 1 active blocks" in daemon.log()
+        assert "restored 1 active block from" in daemon.log()
         assert nft_elements(lab.target) == {GATEWAY}
         conf = daemon.log_path.with_suffix(".conf")
         conf.write_text(conf.read_text().replace('PROTECT_GATEWAYS="0"\n', ""))

@@ -40,7 +40,7 @@ from portwarden.respond.admin import UNBLOCK_COMMAND, reapply_here, unblock_here
 from portwarden.respond.jobs import Job, JobQueue
 from portwarden.respond.nft import NftError, claim_table
 from portwarden.store.db import DONE, Action, BlockRecord, Store
-from portwarden.text import one_line, utc_stamp
+from portwarden.text import counted, one_line, utc_stamp
 
 log = logging.getLogger("portwarden")
 
@@ -367,17 +367,18 @@ class ResponsePolicy:
         restored = self._actions.restore(self._protected_blocks(before))
         unfilled = self._actions.unfilled
         if unfilled is None:
-            log.info("restored %d active blocks from the store", restored)
+            log.info("restored %s from the store", counted(restored, "active block"))
         else:
             # Started all the same: detection, alerts and the other actions work, and the
             # sets are filled again every PUT_BACK_RETRY_S until it works (_check_table).
             log.error("nftables: the active blocks could not be put in table inet %s: %s; "
                       "trying again every %d s", self.settings.nft_table, unfilled.why,
                       PUT_BACK_RETRY_S)  # fmt: skip
-            log.warning("restored %d active blocks from the store, but not the nftables "
+            log.warning("restored %s from the store, but not the nftables "
                         "elements of %d of them; %d of those have nothing else in force (no "
                         "route, no hosts.deny line): not blocked until the sets are filled",
-                        restored, unfilled.blocks, unfilled.bare)  # fmt: skip
+                        counted(restored, "active block"), unfilled.blocks,
+                        unfilled.bare)  # fmt: skip
             self._alerts.nft_failed(unfilled.why)
             self._worker.unfilled.set()
             self._worker.retry_at = time.monotonic() + PUT_BACK_RETRY_S
