@@ -314,6 +314,10 @@ RELOAD_WARNINGS_SENT_MAX = 20
 # that much written, not per event.
 EVENT_LOG_BYTES_MIN = 64 * 1024
 EVENT_LOG_ROTATE_TRIES = 16
+# EVENT_LOG_KEEP: no more generations than this. A rotation renames every generation while it
+# holds the event log's lock (events wait), so a million would stall the alerts for minutes;
+# a thousand 64 KiB files are already more history than the store keeps.
+EVENT_LOG_KEEP_MAX = 1_000
 
 # A file edited by rename (hosts.deny, hosts.allow): what another program appended to the old
 # file in the moment of the rename is carried over to the new one, up to this much (a few
