@@ -301,6 +301,12 @@ METRICS_CLIENT_WAIT_S = 1.0
 SYSLOG_QUEUE_MAX = 1_000
 SYSLOG_WAIT_S = 0.25  # a syslog daemon on a busy host may not be scheduled for 20 ms
 SYSLOG_DRAIN_S = 2.0
+# The longest syslog datagram sent, header included: rsyslog's default maxMessageSize (8096
+# bytes, "8k"), the smallest limit of the syslog daemons a Linux host runs by default (journald
+# and syslog-ng take more). A longer line (a reload warning that lists many ports) is cut to
+# fit and ends with '...'; the daemon's own log has it whole. RFC 3164's 1,024 bytes would cut
+# the warnings an administrator most needs to read whole.
+SYSLOG_DATAGRAM_BYTES_MAX = 8096
 
 # A reload's warnings sent to syslog one line each (they are all in stderr); the rest are
 # counted in one line. A configuration with hundreds of bad ignore lines must not flood syslog.
