@@ -19,8 +19,8 @@ def test_lab_stopped_by_ctrl_c_says_so_in_one_line_and_removes_everything() -> N
     assert demo.wait(timeout=60) == 128 + signal.SIGINT, out
     assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
     (last,) = rest.splitlines()[-1:]
-    assert last.startswith(f"Interrupted (SIGINT). Removed the lab: namespaces "
-                           f"{run_prefix(demo.pid)}*, their links, the daemon and "), out  # fmt: skip
+    said = f"Interrupted (SIGINT). Removed the lab: namespaces {run_prefix(demo.pid)}*, their"
+    assert last.startswith(f"{said} links, the daemon and "), out
     assert lab_namespaces(run_prefix(demo.pid)) == []
     assert run(["pgrep", "-f", "portwarden-lab-"], check=False).stdout == "", out
     assert _host_view() == before, out
