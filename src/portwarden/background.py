@@ -12,6 +12,7 @@ import os
 import select
 import sys
 from collections.abc import Callable
+from io import TextIOWrapper
 from pathlib import Path
 
 from portwarden.config import ConfigError
@@ -101,11 +102,24 @@ def stopped_because(why: str) -> None:
         _last_error.message = why
 
 
+class _LogFile(logging.handlers.WatchedFileHandler):
+    """The log file, reopened when logrotate has moved it (at the next record, as a SIGHUP's
+    reload line); stdout and stderr follow it to the new file, so that stray output (a thread's
+    traceback) does not go on into the moved one."""
+
+    def _open(self) -> TextIOWrapper:
+        stream = super()._open()
+        os.dup2(stream.fileno(), 1)
+        os.dup2(stream.fileno(), 2)
+        return stream
+
+
 def _log_to(log_file: Path, out: int) -> None:
     """Log records go to the file (reopened when logrotate moves it); so do stdout and stderr
-    (`out`: the file, opened before the fork), so that an error printed before the loop starts,
-    or a traceback, is not lost."""
-    handler = logging.handlers.WatchedFileHandler(log_file)
+    (see _LogFile), so that an error printed before the loop starts, or a traceback, is not
+    lost. `out`: the file, opened before the fork to see that it can be."""
+    handler = _LogFile(log_file)
+    os.close(out)
     root = logging.getLogger()
     handler.setFormatter(root.handlers[0].formatter if root.handlers else None)
     for old in root.handlers[:]:
@@ -114,9 +128,6 @@ def _log_to(log_file: Path, out: int) -> None:
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    os.dup2(out, 1)
-    os.dup2(out, 2)
-    os.close(out)
 
 
 def _write_pid(pid_file: Path) -> None:

@@ -301,6 +301,12 @@ METRICS_CLIENT_WAIT_S = 1.0
 SYSLOG_QUEUE_MAX = 1_000
 SYSLOG_WAIT_S = 0.25  # a syslog daemon on a busy host may not be scheduled for 20 ms
 SYSLOG_DRAIN_S = 2.0
+# The longest syslog datagram sent, header included: rsyslog's default maxMessageSize (8096
+# bytes, "8k"), the smallest limit of the syslog daemons a Linux host runs by default (journald
+# and syslog-ng take more). A longer line (a reload warning that lists many ports) is cut to
+# fit and ends with '...'; the daemon's own log has it whole. RFC 3164's 1,024 bytes would cut
+# the warnings an administrator most needs to read whole.
+SYSLOG_DATAGRAM_BYTES_MAX = 8096
 
 # A reload's warnings sent to syslog one line each (they are all in stderr); the rest are
 # counted in one line. A configuration with hundreds of bad ignore lines must not flood syslog.
@@ -314,6 +320,10 @@ RELOAD_WARNINGS_SENT_MAX = 20
 # that much written, not per event.
 EVENT_LOG_BYTES_MIN = 64 * 1024
 EVENT_LOG_ROTATE_TRIES = 16
+# EVENT_LOG_KEEP: no more generations than this. A rotation renames every generation while it
+# holds the event log's lock (events wait), so a million would stall the alerts for minutes;
+# a thousand 64 KiB files are already more history than the store keeps.
+EVENT_LOG_KEEP_MAX = 1_000
 
 # A file edited by rename (hosts.deny, hosts.allow): what another program appended to the old
 # file in the moment of the rename is carried over to the new one, up to this much (a few

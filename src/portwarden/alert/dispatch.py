@@ -166,7 +166,7 @@ class Alerts:
         elif self._syslog is not None:  # counted, not formatted: this is the flood's path
             lines = 1 + p.ip_options + (portsentry.detail_line(verdict) is not None)
             self.delivery.add("syslog", "rate_limit", lines)
-        if verdict.first or verdict.kind == "os-probe":  # the JSON log has a limit of its own
+        if verdict.first or verdict.new_type or verdict.kind == "os-probe":  # a limit of its own
             if self._events.allow(now):
                 self._event(probe_event(verdict))
             elif self._json is not None:

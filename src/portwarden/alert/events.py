@@ -17,8 +17,9 @@ def stamp(epoch: float) -> str:
 
 
 def probe_event(verdict: Verdict) -> dict[str, Any]:
-    """`scan` (a source's first probe past the trigger) or `os-probe` (its first probe of an
-    OS-fingerprinting tool): the packet, and for a scan the episode's counts so far."""
+    """`scan` (a source's first probe past the trigger, and its first probe of each further
+    scan type) or `os-probe` (its first probe of an OS-fingerprinting tool): the packet, and
+    for a scan the episode's counts so far."""
     p = verdict.probe
     event: dict[str, Any] = {
         "time": stamp(p.seen_at), "event": verdict.kind, "src": str(p.src), "dst": str(p.dst),
@@ -51,6 +52,8 @@ def summary_event(verdict: Verdict, action: str, now: float) -> dict[str, Any]:
             ports=verdict.ports,
             first_port=first.dport,
             last_port=p.dport,
+            port_list=list(verdict.port_list),
+            port_list_cut=verdict.ports_cut,
             types=list(verdict.types),
             flags=list(verdict.patterns),
         )

@@ -13,6 +13,7 @@ import logging
 import os
 import stat
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -149,11 +150,7 @@ class JsonLog:
             return
         self.rotation.worked()
         if before is not None and self._fd is not None:
-            try:  # rotated all the same: only the new file's access differs
-                _same_access(self._fd, before)
-            except OSError as error:
-                log.warning("JSON event log %s: the new file could not get the old one's owner "
-                            "and mode: %s", self._path, error.strerror or error)  # fmt: skip
+            _same_access(self._fd, before, self._path)
 
     def _generation(self, number: int) -> Path:
         return self._path.with_name(f"{self._path.name}.{number}")
@@ -173,9 +170,20 @@ class JsonLog:
             log.error("JSON event log %s: closing it failed (%s)", self._path, error.strerror)
 
 
-def _same_access(fd: int, before: os.stat_result) -> None:
-    """The new file gets the rotated one's owner, group and mode: a log shipper the
-    administrator let read it (0640 root:adm) can read the next one too."""
+def _same_access(fd: int, before: os.stat_result, path: Path) -> None:
+    """The new file gets the rotated one's mode, owner and group: a log shipper the
+    administrator let read it (0640 root:adm) can read the next one too. The mode first, while
+    the file is still ours (no CAP_FOWNER needed), and whether or not the owner can be copied
+    (that takes CAP_CHOWN, which a unit may not grant): a failure is logged, the file is
+    rotated all the same."""
+    copies: list[tuple[str, Callable[[], None]]] = [
+        ("mode", lambda: os.fchmod(fd, stat.S_IMODE(before.st_mode)))
+    ]
     if (before.st_uid, before.st_gid) != (os.getuid(), os.getgid()):
-        os.fchown(fd, before.st_uid, before.st_gid)
-    os.fchmod(fd, stat.S_IMODE(before.st_mode))
+        copies.append(("owner and group", lambda: os.fchown(fd, before.st_uid, before.st_gid)))
+    for what, copy in copies:
+        try:
+            copy()
+        except OSError as error:
+            log.warning("JSON event log %s: the new file could not get the old one's %s: %s",
+                        path, what, error.strerror or error)  # fmt: skip

@@ -11,6 +11,7 @@ among them).
 
 import shlex
 
+from portwarden import limits
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Probe, Proto
 from portwarden.respond.actions import COMMAND, HOSTS_DENY, NFT, ROUTE
@@ -152,5 +153,7 @@ def reload_refused_line(error: str) -> str:
 
 def reload_warning_line(warning: str) -> str:
     """A reload's warning (a missing ignore file, ...): not routine, so logwatch shows it among
-    its unmatched entries."""
-    return f"adminalert: WARNING: reload: {one_line(warning)}"
+    its unmatched entries. Whole, as the daemon's log has it (a warning that lists ports is
+    longer than one_line's usual cut): only the syslog sender's cut applies
+    (limits.SYSLOG_DATAGRAM_BYTES_MAX)."""
+    return f"adminalert: WARNING: reload: {one_line(warning, limits.SYSLOG_DATAGRAM_BYTES_MAX)}"

@@ -31,7 +31,6 @@ _CODES = dict(zip(FACILITIES, (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 16, 17, 18,
 NOTICE, WARNING, INFO, ERROR = 5, 4, 6, 3
 SEVERITIES = {"alert": 1, "crit": 2, "err": ERROR, "warning": WARNING, "notice": NOTICE,
               "info": INFO, "debug": 7}  # fmt: skip
-_LINE_MAX = 2000
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _RECONNECT = b""  # in the queue: connect again before the next line (a line is never empty)
 _PEER_GONE = frozenset({errno.ECONNREFUSED, errno.ENOTCONN, errno.ENOENT})  # daemon restarted
@@ -65,12 +64,16 @@ class Syslog:
     def send(self, message: str, severity: int = NOTICE) -> bool:
         """Queue a line; False if it is dropped at once (the queue is full, or closed)."""
         stamp = timestamp(time.time())
-        text = one_line(message, _LINE_MAX, backslashes=False)  # its parts are escaped already
-        data = f"<{self._facility * 8 + severity}>{stamp} {self._ident}[{os.getpid()}]: {text}"
+        most = limits.SYSLOG_DATAGRAM_BYTES_MAX
+        text = one_line(message, most, backslashes=False)  # its parts are escaped already
+        line = f"<{self._facility * 8 + severity}>{stamp} {self._ident}[{os.getpid()}]: {text}"
+        data = line.encode("utf-8", "replace")  # ASCII but for the ident: one_line escapes
+        if len(data) > most:
+            data = data[: most - 3] + b"..."
         with self._ready:
             full = len(self._queue) >= limits.SYSLOG_QUEUE_MAX or self._closing
             if not full:
-                self._queue.append(data.encode("utf-8", "replace"))
+                self._queue.append(data)
                 self._ready.notify()
         if full:
             self.outage.failed(f"{limits.SYSLOG_QUEUE_MAX} lines waiting")

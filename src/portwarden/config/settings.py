@@ -331,7 +331,7 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
         audit_severity_new=read.get("AUDIT_SEVERITY_NEW", values.severity, "crit"),
         audit_severity_restarted=read.get("AUDIT_SEVERITY_RESTARTED", values.severity, "notice"),
         audit_severity_portswitch=read.get("AUDIT_SEVERITY_PORTSWITCH", values.severity, "crit"),
-        event_log_keep=read.get("EVENT_LOG_KEEP", values.positive, 5),
+        event_log_keep=read.get("EVENT_LOG_KEEP", values.log_generations, 5),
         smtp_ca_file=read.path("SMTP_CA_FILE", None),
         udp_reply_source_ports=read.get(
             "UDP_REPLY_SOURCE_PORTS", values.port_set, frozenset({53, 123, 443, 853, 5353})

@@ -12,6 +12,7 @@ from portwarden.limits import (
     AUDIT_INTERVAL_S_MIN,
     BLOCK_SECONDS_MAX,
     EVENT_LOG_BYTES_MIN,
+    EVENT_LOG_KEEP_MAX,
     PORTS_TRACKED_MAX,
     SMTP_RETRY_DELAY_S_MIN,
 )
@@ -127,9 +128,25 @@ def factor(text: str) -> float:
 
 
 def positive(text: str) -> int:
-    value = count(text)
-    if value < 1:
-        raise ValueError("must be at least 1")
+    return _whole_in(text, 1)
+
+
+def log_generations(text: str) -> int:
+    """EVENT_LOG_KEEP: 1 up to limits.EVENT_LOG_KEEP_MAX."""
+    return _whole_in(text, 1, EVENT_LOG_KEEP_MAX)
+
+
+def _whole_in(text: str, least: int, most: int | None = None) -> int:
+    """A whole number from `least` (to `most`), with one message for every wrong value ('-1',
+    '0', 'x' alike)."""
+    why = (f"must be a whole number >= {least}" if most is None
+           else f"must be a whole number from {least} to {most}")  # fmt: skip
+    text = text.strip()
+    value = _whole(text)
+    if value is None and most is None and ascii_digits(text):
+        raise ValueError("is too large (at most 18 digits)")
+    if value is None or value < least or (most is not None and value > most):
+        raise ValueError(why)
     return value
 
 

@@ -66,6 +66,10 @@ class Verdict(NamedTuple):
     more after its first one. It covers the probes before that one, which starts the next part
     of the same scan, counted afresh: the next summary (ongoing or not) covers that part only.
     `modes`: the sensor modes of a summary's probes ("stcp", "sudp"), as first seen.
+    `port_list`: a scan summary's distinct ports in the order first probed, at most
+    limits.PORTS_TRACKED_MAX; `ports_cut`: more were probed than it lists.
+    `new_type`: a "scan" verdict whose probe is the first of its scan type in the source's
+    episode (nmap -O adds XMAS and NULL probes partway through a SYN scan).
     `first` is True for the first verdict of its kind in the source's current episode: act
     on that one; the later ones only report. Summaries are always first.
     """
@@ -81,6 +85,9 @@ class Verdict(NamedTuple):
     types: tuple[str, ...] = ()  # summaries: scan types (scan) or tools (OS) seen
     ongoing: bool = False  # summaries: the scan goes on (see above)
     modes: tuple[str, ...] = ()  # summaries: the modes of its probes
+    port_list: tuple[int, ...] = ()  # scan summaries: the ports, as first probed
+    ports_cut: bool = False  # scan summaries: more ports than port_list holds
+    new_type: bool = False  # scans: the first probe of its type in the episode
 
 
 class SourceView(NamedTuple):
@@ -99,7 +106,7 @@ class _Run:
     probing, from its first probe until it has been quiet long enough to be summarised."""
 
     __slots__ = ("first_seen", "last_seen", "first_probe", "last_probe", "probes", "ports",
-                 "kinds", "tools", "flags", "modes")  # fmt: skip
+                 "ports_cut", "kinds", "tools", "flags", "modes")  # fmt: skip
 
     def __init__(self, probe: Probe, now: float) -> None:
         self.begin(probe, now)
@@ -111,7 +118,8 @@ class _Run:
         self.first_probe = probe
         self.last_probe = probe
         self.probes = 0
-        self.ports = array("H")
+        self.ports = array("H")  # as first probed
+        self.ports_cut = False  # a port not in `ports` was probed: it was full
         self.kinds: tuple[str, ...] = ()  # scan types, or OS flag patterns
         self.tools: tuple[str, ...] = ()  # OS-probing tools
         self.flags: tuple[str, ...] = ()  # TCP flag combinations (a scan's)
@@ -121,8 +129,11 @@ class _Run:
         self.last_seen = now
         self.last_probe = probe
         self.probes += 1
-        if probe.dport not in self.ports and len(self.ports) < limits.PORTS_TRACKED_MAX:
-            self.ports.append(probe.dport)
+        if probe.dport not in self.ports:
+            if len(self.ports) < limits.PORTS_TRACKED_MAX:
+                self.ports.append(probe.dport)
+            else:
+                self.ports_cut = True
         if kind not in self.kinds and len(self.kinds) < limits.PATTERNS_TRACKED_MAX:
             self.kinds += (kind,)
         flags = probe.flags
@@ -301,7 +312,9 @@ class Engine:
         tcp = probe.proto is Proto.TCP
         port = probe.dport if tcp else -probe.dport  # UDP ports negative
         self.port_probes[port] += 1
-        if probe.scan not in state.types and len(state.types) < limits.PATTERNS_TRACKED_MAX:
+        new_type = (probe.scan not in state.types
+                    and len(state.types) < limits.PATTERNS_TRACKED_MAX)  # fmt: skip
+        if new_type:
             state.types += (probe.scan,)
         if port not in state.ports and len(state.ports) < limits.PORTS_TRACKED_MAX:
             state.ports.append(port)
@@ -317,7 +330,8 @@ class Engine:
         scan.add(probe, now, probe.scan)
         if self._scanner(state, now, gap, port, tcp, probe.mode in RAW_MODES):
             verdicts.append(Verdict("scan", probe, not state.scan_reported, state.probes,
-                                    len(state.ports), state.first_seen))  # fmt: skip
+                                    len(state.ports), state.first_seen,
+                                    new_type=new_type))  # fmt: skip
             state.scan_reported = True
             self._scan_waiting.put(key, scan, len(scan.ports), now)
         elif key in self._scan_waiting:
@@ -476,4 +490,5 @@ class Engine:
         else:
             patterns, types = run.flags, run.kinds
         return Verdict(kind, run.last_probe, True, run.probes, len(run.ports), run.first_seen,
-                       patterns, run.first_probe, types, ongoing, run.modes)  # fmt: skip
+                       patterns, run.first_probe, types, ongoing, run.modes, tuple(run.ports),
+                       run.ports_cut)  # fmt: skip

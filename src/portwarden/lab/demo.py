@@ -132,9 +132,17 @@ def _is_demo(pid: int) -> bool:
         return False
 
 
+class _Interrupted(Exception):
+    """Ctrl-C (SIGINT), SIGTERM or SIGHUP: the demo ends through its clean-up, which says so in
+    one line (no traceback), with exit status 128 + the signal's number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 def _interrupted(signum: int, _frame: FrameType | None) -> None:
-    """SIGTERM and SIGHUP end the demo like Ctrl-C does: through the clean-up."""
-    raise SystemExit(128 + signum)
+    raise _Interrupted(signum)
 
 
 def _missing_software() -> str | None:
@@ -157,13 +165,15 @@ def run_demo() -> int:
     if reason:
         print(f"portwarden: error: lab: {reason}", file=sys.stderr)
         return 2
-    for signum in (signal.SIGTERM, signal.SIGHUP):
+    stops = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+    for signum in stops:
         signal.signal(signum, _interrupted)
-    remove_orphans()
     prefix = run_prefix(os.getpid())
     lab = Lab(prefix=prefix, attackers=1)
     folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
+    stopped_by = ""
     try:
+        remove_orphans()
         _say(f"Building the lab: network namespaces {prefix}* on a private bridge")
         lab.create()
         target, attacker, client = lab.target, lab.attackers[0], lab.client
@@ -171,12 +181,16 @@ def run_demo() -> int:
         _say(f"  attacker {attacker.ipv4:<14} {attacker.ipv6:<16} runs nmap")
         _say(f"  client   {client.ipv4:<14} {client.ipv6:<16} uses the web server")
         return _demo(lab, folder)
+    except _Interrupted as stop:
+        stopped_by = f"Interrupted ({signal.Signals(stop.signum).name}). "
+        return 128 + stop.signum
     finally:
-        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        for signum in stops:
             signal.signal(signum, signal.SIG_IGN)  # the clean-up itself is not interrupted
         lab.destroy()
         shutil.rmtree(folder, ignore_errors=True)
-        _say(f"Removed the lab: namespaces {prefix}*, their links, the daemon and {folder}")
+        _say(f"{stopped_by}Removed the lab: namespaces {prefix}*, their links, the daemon and "
+             f"{folder}")  # fmt: skip
 
 
 def _demo(lab: Lab, folder: Path) -> int:

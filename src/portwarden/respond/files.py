@@ -127,11 +127,14 @@ def replace_atomically(path: Path, text: str, unchanged: Identity | None = None,
             file.flush()
             os.fsync(file.fileno())
             made = os.fstat(file.fileno())
-            if owner is not None and owner != (made.st_uid, made.st_gid):
-                os.fchown(file.fileno(), *owner)  # before the mode: chown clears set-id bits
             os.fchmod(file.fileno(), mode)
             if acl is not None:  # after the mode: its group bits are the ACL's mask
                 os.setxattr(file.fileno(), _ACCESS_ACL, acl)
+            if owner is not None and owner != (made.st_uid, made.st_gid):
+                # Last: the mode and ACL are set while the file is still ours, which needs no
+                # CAP_FOWNER (the systemd unit grants CAP_CHOWN only). Set-id bits, which chown
+                # clears on an executable, are no concern of these text files.
+                os.fchown(file.fileno(), *owner)
         if unchanged is not None and unchanged != NO_FILE:
             _replace_keeping_appends(temporary, path, unchanged)
         elif unchanged is not None and identity_of(path) != unchanged:
