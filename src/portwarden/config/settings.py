@@ -26,7 +26,7 @@ from portwarden.config.hostscan import HostScanRule, ambiguous_endpoints, parse_
 from portwarden.config.ignore import ALWAYS_IGNORED, Address, IgnoreList, Network, parse_ignore_text
 from portwarden.config.kill import Command
 from portwarden.config.smtp import check_smtp, check_subject
-from portwarden.config.textfile import read_text
+from portwarden.config.textfile import decoded, read_bytes, read_text
 from portwarden.config.values import BlockMode, ListenAddress, Modes, NftUse, TcpMode, UdpMode
 from portwarden.control import socket_path_problem
 from portwarden.net.local import InterfaceAddress, IPAddress, interface_addresses, local_addresses
@@ -193,7 +193,7 @@ def state_dir_of(path: Path | None, fallback: bool) -> Path:
     if path is None:
         return default_state_dir()
     try:
-        entries, _ = parse_conf(_conf_text(path), str(path), lenient=True,
+        entries, _ = parse_conf(decoded(_conf_bytes(path)), str(path), lenient=True,
                                 strict_for=frozenset({"STATE_DIR"}))  # fmt: skip
         found = _Reader(str(path), entries, {}, path.parent.absolute()).path("STATE_DIR", None)
     except ConfigError:
@@ -228,9 +228,9 @@ def blamed_on(settings: Settings, key: str, path: Path) -> Iterator[None]:
         raise error_at(settings.source, key, str(error)) from None
 
 
-def _conf_text(path: Path) -> str:
+def _conf_bytes(path: Path) -> bytes:
     try:
-        return read_text(path)
+        return read_bytes(path)
     except ValueError as why:
         raise ConfigError(path, f"cannot read the configuration: {why}") from None
 
@@ -247,9 +247,9 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
         warnings: list[str] = []
         source, base = DEFAULT_SOURCE, Path.cwd()
     else:
-        text = _conf_text(path)
-        entries, warnings = parse_conf(text, str(path), known=frozenset(KEYS))
-        warnings += portsentry_reading.differences(text, str(path), entries, defaults)
+        data = _conf_bytes(path)
+        entries, warnings = parse_conf(decoded(data), str(path), known=frozenset(KEYS))
+        warnings += portsentry_reading.differences(data, str(path), entries, defaults)
         source, base = str(path), path.parent.absolute()
     read = _Reader(source, entries, defaults, base)
     state_dir = read.path("STATE_DIR", default_state_dir()) or default_state_dir()
