@@ -44,7 +44,13 @@ class PortSentryReading:
 
 def portsentry_reading(data: bytes, key: str) -> PortSentryReading:
     """What PortSentry 1.2 made of `key` in the file whose bytes are `data`."""
-    for number, line in enumerate(_lines(data), start=1):
+    return _reading(_lines(data), key)
+
+
+def _reading(lines: list[str], key: str) -> PortSentryReading:
+    for number, line in enumerate(lines, start=1):
+        if key not in line:  # in no piece either: passed over at once (a huge file)
+            continue
         for piece in _pieces(line + "\n"):
             if piece.startswith("#") or key not in piece or piece[len(key)] not in "= ":
                 continue
@@ -76,15 +82,16 @@ def differences(data: bytes, source: str, entries: dict[str, Entry], defaults: d
     otherwise. Our reading stands: it is the saner one, but the file no longer means what it
     meant, and an administrator must hear of it."""
     warnings = []
+    lines = _lines(data)
     for key in PORTSENTRY_KEYS:
-        ours, theirs = entries.get(key), portsentry_reading(data, key)
+        ours, theirs = entries.get(key), _reading(lines, key)
         if ours is None and theirs.line is None:
             continue  # both take their defaults
         ours_value = ours.value if ours else defaults[key].value if key in defaults else None
         if ours_value == theirs.value:
             continue
         if ours is not None and theirs.line is None:
-            why = _unread(_lines(data)[ours.line - 1], key)
+            why = _unread(lines[ours.line - 1], key)
             said = f"PortSentry 1.2 did not read line {ours.line} ({why}) and left it unset"
         else:
             said = _theirs(theirs)
