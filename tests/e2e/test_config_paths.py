@@ -28,3 +28,18 @@ def test_a_newline_in_the_config_path_does_not_split_a_log_line(lab: Lab, tmp_pa
                              "TCP_PORTS?)") for line in lines)  # fmt: skip
     assert any(f"ready: tcp mode stcp, udp mode off, config {shown}, state " in line
                for line in lines)  # fmt: skip
+
+
+def test_both_modes_off_starts_with_a_warning_and_watches_nothing(lab: Lab, tmp_path: Path) -> None:
+    """Debian's init script started nothing for TCP_MODE="" and UDP_MODE=""; portwarden starts
+    (the port audit, status and the control socket work) and says it watches nothing."""
+    conf = tmp_path / "off.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_MODE=""\nUDP_MODE="none"\n'
+                    'SYSLOG_SOCKET=""\n')  # fmt: skip
+    daemon = RunningDaemon(lab.target, conf)
+    try:
+        daemon.wait_for("ready: tcp mode off, udp mode off, ")
+    finally:
+        assert daemon.stop()[0] == 0
+    assert (f"WARNING {conf}:2: TCP_MODE and UDP_MODE are both off: without a mode flag the "
+            "daemon watches nothing") in daemon.log()  # fmt: skip
