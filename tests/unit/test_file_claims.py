@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from portwarden.claims import FileClaims, claims_folder
+from portwarden.cli import main
 from portwarden.config.errors import ConfigError
 from portwarden.config.settings import Settings, load_settings
+from portwarden.store.db import Store, store_path
 
 
 def instance(folder: Path, name: str, lines: str) -> Settings:
@@ -89,3 +91,22 @@ def test_a_lock_file_left_by_a_kill_is_taken_over(tmp_path: Path) -> None:
     for path, text in left.items():
         path.write_text(text)  # as a killed daemon leaves them
     FileClaims().claim(settings)
+
+
+def test_unblock_without_a_daemon_leaves_another_instances_blocked_file_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shared = f'BLOCKED_FILE="{tmp_path}/pb"\n'
+    holding = FileClaims()
+    holding.claim(instance(tmp_path, "one", shared))
+    second = instance(tmp_path, "two", shared)
+    Store(store_path(second.state_dir)).close()  # it ran once: it has a store
+    (tmp_path / "pb.stcp").write_text("the first instance's list\n")
+    try:
+        assert main(["unblock", "-c", str(tmp_path / "two.conf"), "--all"]) == 1
+    finally:
+        holding.close()
+    assert (tmp_path / "pb.stcp").read_text() == "the first instance's list\n"
+    err = capsys.readouterr().err
+    assert err.startswith(f'portwarden: error: unblock: {tmp_path}/two.conf:2: BLOCKED_FILE="')
+    assert err.endswith("; nothing was changed\n")
