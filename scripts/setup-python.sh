@@ -8,5 +8,13 @@ if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
-if [ "${WITH_TEST:-0}" = 1 ]; then extra='.[test]'; else extra='.'; fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e "$extra"
+if [ "${WITH_TEST:-0}" = 1 ]; then extra='.[test]'; kind=test; else extra='.'; kind=run; fi
+# The install is editable (the source is used where it is): it is redone only when
+# pyproject.toml (dependencies, entry point) changed since, so a start needs no package index
+# (an installed clone works offline) and spends no time in pip. `.[test]` covers `.` too.
+stamp=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat ".venv/.installed-$kind" 2>/dev/null)" != "$stamp" ] || [ ! -x .venv/bin/portwarden ]; then
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e "$extra"
+    echo "$stamp" > .venv/.installed-run
+    [ "$kind" = run ] || echo "$stamp" > ".venv/.installed-$kind"
+fi

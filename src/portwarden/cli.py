@@ -52,6 +52,24 @@ class _ExactParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
+class _OneLineMessages(logging.Formatter):
+    """`lines`' format, with every message on one line: what a message quotes (a configuration
+    path given with a newline, in a warning or the ready line) is escaped here, once for every
+    log line, and cannot split it. A traceback after the message stays as it is."""
+
+    def __init__(self, lines: logging.Formatter) -> None:
+        super().__init__()
+        self._lines = lines
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if not (message.isascii() and message.isprintable()):
+            record = logging.makeLogRecord({**record.__dict__, "args": None,
+                                            "msg": one_line(message, len(message),
+                                                            backslashes=False)})  # fmt: skip
+        return self._lines.format(record)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _ExactParser(
         prog="portwarden", description="Detect port scans and probes; alert and optionally block."
@@ -385,11 +403,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "logs to stderr and writes no pid file)")  # fmt: skip
     stderr = logging.StreamHandler(sys.stderr)
     if service.stderr_is_journal():
-        stderr.setFormatter(service.JournalFormatter("%(levelname)s %(message)s"))
+        lines: logging.Formatter = service.JournalFormatter("%(levelname)s %(message)s")
     else:
-        stderr.setFormatter(logging.Formatter(
-            "%(asctime)s portwarden[%(process)d]: %(levelname)s %(message)s",
-            datefmt="%Y-%m-%dT%H:%M:%S%z"))  # fmt: skip
+        lines = logging.Formatter("%(asctime)s portwarden[%(process)d]: %(levelname)s %(message)s",
+                                  datefmt="%Y-%m-%dT%H:%M:%S%z")  # fmt: skip
+    stderr.setFormatter(_OneLineMessages(lines))  # --daemon's log file takes it over
     logging.basicConfig(
         handlers=[stderr], level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO
     )

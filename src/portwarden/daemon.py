@@ -18,6 +18,7 @@ from portwarden.alert.dispatch import Alerts
 from portwarden.audit.check import state_path
 from portwarden.audit.periodic import Outcome, PeriodicAudit, Unchecked
 from portwarden.audit.report import summary, unchecked_summary
+from portwarden.claims import FileClaims
 from portwarden.config import ConfigError, Modes, Settings, load_settings
 from portwarden.config.settings import blamed_on, error_at
 from portwarden.config.values import ListenAddress
@@ -64,6 +65,9 @@ class Daemon:
         # First of all: a second instance on this STATE_DIR must touch nothing in it.
         with blamed_on(settings, "STATE_DIR", settings.state_dir):
             self._lock = statedir.claim(settings.state_dir)
+        # Then the files another instance with its own STATE_DIR may name too.
+        self._claims = FileClaims()
+        self._claims.claim(settings)
         # Next: a configured metrics page that cannot listen stops the start before anything
         # is made.
         self._metrics = _listen_metrics(settings)
@@ -173,6 +177,7 @@ class Daemon:
             self._selector.close()
             os.close(wake_read)
             os.close(wake_write)
+            self._claims.close()
             self._lock.close()
         log.info("stopped: probes=%d packets=%d verdicts=%d sources=%d evicted=%d",
                  self._engine.probes, self._packets_read, self._verdicts, len(self._engine),
@@ -479,8 +484,10 @@ class Daemon:
                 # The new address first: the page keeps working when it cannot be bound.
                 metrics = _listen_metrics(fresh, self.settings.metrics_listen)
             self._policy.claim_table(fresh)  # blocking with nftables from now on: may refuse
+            self._claims.claim(fresh)  # a new BLOCKED_FILE or EVENT_LOG: may refuse
             self._alerts.reconfigure(fresh)  # opens the new outputs first: may refuse
         except (ConfigError, OSError) as error:
+            self._claims.keep_only(self.settings)
             if metrics is not None and metrics is not self._metrics:
                 metrics.close()
             log.error("reload refused, old configuration stays in force: %s", error)
@@ -493,6 +500,7 @@ class Daemon:
         warnings[:0] = fresh.warnings
         old = self.settings
         self.settings = fresh
+        self._claims.keep_only(fresh)
         self._late_reply_ports, late_warning = self._ports_for_late_replies()
         warnings += [late_warning] if late_warning else []
         self._engine.reconfigure(self._engine_config())

@@ -22,7 +22,7 @@ PORTSENTRY = Path("/usr/sbin/portsentry")
 RUNNER = """
 import json, os, subprocess, sys, time
 subprocess.run(["mount", "-t", "tmpfs", "tmpfs", "/etc/portsentry"], check=True)
-with open("/etc/portsentry/portsentry.conf", "w") as conf:
+with open("/etc/portsentry/portsentry.conf", "w", encoding="utf-8", newline="") as conf:
     conf.write(sys.argv[1])
 open("/etc/portsentry/portsentry.ignore", "w").close()
 subprocess.run([sys.argv[2], "-tcp"], capture_output=True, timeout=10)
@@ -69,11 +69,13 @@ def bound_by_portsentry(text: str) -> list[int]:
     'TCP_PORTS=7777\nTCP_PORTS="8888"\n',  # "Quotes missing": no port, it aborts
     'TCP_PORTS="7001' + "," * 1006 + '7777"\n',  # cut by fgets() after 1023 characters
     'TCP_PORTS = "7777, 8888"\n',
+    'TCP_PORTS="7777"\r\r\n',  # a CRLF file converted twice
+    '\ufeffTCP_PORTS="7777"\nTCP_PORTS="8888"\n',  # a byte-order mark: line 1 is not read
 ])  # fmt: skip
 def test_the_model_binds_what_portsentry_binds(text: str) -> None:
     require_lab()
     if not PORTSENTRY.exists() or shutil.which("unshare") is None:
         pytest.skip("Debian's portsentry is not installed")
-    value = portsentry_reading(text + FILES, "TCP_PORTS").value or ""
+    value = portsentry_reading((text + FILES).encode(), "TCP_PORTS").value or ""
     expected = sorted({int(item) for item in value.split(",") if item.strip()})  # strtok, atoi
     assert bound_by_portsentry(text + FILES) == expected

@@ -38,3 +38,12 @@ def umask_restored() -> Iterator[None]:
     os.umask(old)
     yield
     os.umask(old)
+
+
+@pytest.fixture(autouse=True)
+def claims_in_tmp(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock files of BLOCKED_FILE and EVENT_LOG (portwarden.claims) go to a test folder,
+    not the host's /run."""
+    monkeypatch.setattr("portwarden.claims.ROOT_CLAIMS", tmp_path_factory.mktemp("claims"))

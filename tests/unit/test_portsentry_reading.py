@@ -25,7 +25,7 @@ DEBIAN_CONF = Path(__file__).parent.parent / "data" / "debian" / "portsentry.con
 def warned(text: str) -> list[str]:
     entries, _ = parse_conf(text, "p.conf")
     defaults, _ = parse_conf(DEFAULT_CONF, "defaults")
-    return differences(text, "p.conf", entries, defaults)
+    return differences(text.encode(), "p.conf", entries, defaults)
 
 
 @pytest.mark.parametrize(("text", "line", "value"), [
@@ -47,23 +47,26 @@ def warned(text: str) -> list[str]:
     ('TCP_PORTS="7', 1, "7"),  # no closing quote, no newline
     ('TCP_PORTS="7é"\n', 1, "7"),
     ('TCP_PORTS="7\0"\nTCP_PORTS="8"\n', 1, "7"),
+    ('TCP_PORTS="7"\r\r\n', 1, "7"),
+    ('\ufeffTCP_PORTS="7"\nTCP_PORTS="8"\n', 2, "8"),  # the BOM's 3 bytes: column 9 is 'O'
+    ('é TCP_PORTS="7"\n', None, None),  # 'é' is 2 bytes: column 9 is 'S', not the blank
 ])  # fmt: skip
 def test_the_model_reads_as_portsentry_did(text: str, line: int | None, value: str | None) -> None:
-    assert portsentry_reading(text, "TCP_PORTS") == PortSentryReading(line, value)
+    assert portsentry_reading(text.encode(), "TCP_PORTS") == PortSentryReading(line, value)
 
 
 def test_a_long_line_comes_in_pieces_of_1023_characters() -> None:
     """fgets() into a 1024-byte buffer: the value is cut, and the rest is a line of its own."""
     head = 'TCP_PORTS="7001' + "," * (1023 - 15 - 2)
     assert len(head) == 1021
-    assert portsentry_reading(head + '7777"\n', "TCP_PORTS").value == head[11:] + "77"
+    assert portsentry_reading(f'{head}7777"\n'.encode(), "TCP_PORTS").value == head[11:] + "77"
     rest = "#" * 1023 + '          TCP_PORTS="5"\n'  # not a comment in its second piece
-    assert portsentry_reading(rest, "TCP_PORTS") == PortSentryReading(1, "5")
+    assert portsentry_reading(rest.encode(), "TCP_PORTS") == PortSentryReading(1, "5")
 
 
 @given(st.text(st.sampled_from('TCP_ORS=" #\t\n\r\0xé1'), max_size=60))
 def test_the_model_never_raises_and_takes_printable_ascii(text: str) -> None:
-    reading = portsentry_reading(text, "TCP_PORTS")
+    reading = portsentry_reading(text.encode(), "TCP_PORTS")
     if reading.value is not None:
         assert '"' not in reading.value
         assert all(" " <= ch <= "~" for ch in reading.value)
@@ -75,7 +78,7 @@ def test_debians_file_means_the_same_to_both() -> None:
     entries, _ = parse_conf(text, "p.conf")
     for key in PORTSENTRY_KEYS:
         ours = entries[key].value if key in entries else None
-        assert portsentry_reading(text, key).value == ours, key
+        assert portsentry_reading(text.encode(), key).value == ours, key
 
 
 @pytest.mark.parametrize(("text", "warning"), [
@@ -114,18 +117,31 @@ def test_a_line_can_set_two_keys_for_portsentry() -> None:
     (" BLOCK_TCP=1", "a blank before the key"),
     ('BLOCK_TCP\t= "1"', "a tab after the key"),
     ('BLOCK_TCP\t"1"', "a tab after the key"),
+    ('\ufeffBLOCK_TCP="1"', "a byte-order mark before the key"),
 ])  # fmt: skip
 def test_a_line_portsentry_did_not_read_is_applied_with_a_warning(
     tmp_path: Path, line: str, why: str
 ) -> None:
+    """A byte-order mark is read by PortSentry as part of the first line: the first line."""
     conf = tmp_path / "p.conf"
-    conf.write_text(f'# migrated\n{line}\nKILL_RUN_CMD="/bin/true"\n')
+    first = line.startswith("\ufeff")
+    conf.write_text(f'{line}\nKILL_RUN_CMD="/bin/true"\n' if first else
+                    f'# migrated\n{line}\nKILL_RUN_CMD="/bin/true"\n')  # fmt: skip
     settings = load_settings(conf)
     assert settings.block_tcp == BlockMode.BLOCK
+    n = 1 if first else 2
     assert settings.warnings == (
-        f"{conf}:2: BLOCK_TCP: PortSentry 1.2 did not read line 2 ({why}) and left it unset; "
-        'portwarden applies "1" (line 2)',
+        f"{conf}:{n}: BLOCK_TCP: PortSentry 1.2 did not read line {n} ({why}) and left it unset; "
+        f'portwarden applies "1" (line {n})',
     )
+
+
+def test_crlf_converted_twice_reads_as_portsentry_read_it(tmp_path: Path) -> None:
+    """'\\r\\r\\n' (a CRLF file through unix2dos again): PortSentry's value ended at the quote."""
+    conf = tmp_path / "p.conf"
+    conf.write_bytes(b'BLOCK_TCP="1"\r\r\nKILL_RUN_CMD="/bin/true"\r\r\n')
+    settings = load_settings(conf)
+    assert settings.block_tcp == BlockMode.BLOCK and settings.warnings == ()
 
 
 @pytest.mark.parametrize("line", [

@@ -15,6 +15,8 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _BLANKS = re.compile(r"[ \t]+")
+_HOST_NAME = re.compile(r"[A-Za-z0-9.-]+")
+_INET_PART = re.compile(r"0[xX][0-9A-Fa-f]+|[0-9]+")  # a part inet_addr() takes
 
 ALWAYS_IGNORED: tuple[Network, ...] = (
     ipaddress.ip_network("127.0.0.0/8"),
@@ -68,9 +70,7 @@ def parse_network(text: str) -> Network:
     try:
         address = ipaddress.ip_address(address_text)
     except ValueError:
-        raise ValueError(
-            f"'{address_text}' is not an IP address (host names are not allowed)"
-        ) from None
+        raise ValueError(f"'{address_text}' {_not_an_address(address_text)}") from None
     if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
         raise ValueError(f"'{address_text}' has a zone (%{address.scope_id}); "
                          "write the address without it")  # fmt: skip
@@ -93,18 +93,62 @@ def parse_network(text: str) -> Network:
     return ipaddress.ip_network(f"{address}/{bits}", strict=False)
 
 
+def _not_an_address(text: str) -> str:
+    """Why `text` is not an address, for an error that quotes it before."""
+    if ":" in text:
+        return "is not an IPv6 address"
+    theirs = _inet_addr(text)
+    if theirs is None:
+        if _HOST_NAME.fullmatch(text) and not text.replace(".", "").isdigit():
+            return "is a host name: only addresses and networks are allowed"
+        return "is not an IP address"
+    if text.count(".") != 3:
+        parts = text.count(".") + 1
+        return (f"has {parts} part{'s' if parts > 1 else ''}, not 4: PortSentry (inet_addr) "
+                f"read it as {theirs}; write the four parts of the address meant")  # fmt: skip
+    return ("is not four decimal numbers: PortSentry (inet_addr) read a leading 0 as octal "
+            f"(0x as hex), so it meant {theirs}; write the address meant in decimal, without "
+            "leading zeros")  # fmt: skip
+
+
+def _inet_addr(text: str) -> ipaddress.IPv4Address | None:
+    """What C's inet_addr() (which PortSentry read the ignore file with) made of `text`: 1 to 4
+    parts, each decimal, octal after a leading 0, or hex after 0x; the last part fills the
+    bytes left (1.2.3 is 1.2.0.3). None where it failed."""
+    parts = text.split(".")
+    if len(parts) > 4 or not all(_INET_PART.fullmatch(part) for part in parts):
+        return None
+    try:
+        numbers = [int(part, 16 if part[:2].lower() == "0x" else 8 if part[:1] == "0" else 10)
+                   for part in parts]  # fmt: skip
+    except ValueError:  # 8 or 9 after a leading 0
+        return None
+    *head, last = numbers
+    if any(number > 255 for number in head) or last >= 256 ** (5 - len(parts)):
+        return None
+    return ipaddress.IPv4Address(sum(n << (24 - 8 * i) for i, n in enumerate(head)) | last)
+
+
 def read_otherwise(text: str, network: Network) -> str | None:
     """How parse_network read `text` as `network` otherwise than written ("host bits are set",
     "an IPv4-mapped address is taken as its IPv4 form", or both), for a warning; None when it
     is as written."""
-    address = ipaddress.ip_address(text.partition("/")[0])
-    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
-    said = []
-    if (mapped or address) != network.network_address:
-        said.append("host bits are set")
-    if mapped is not None:
+    said = ["host bits are set"] if host_bits_set(text, network) else []
+    if _mapped(text) is not None:
         said.append("an IPv4-mapped address is taken as its IPv4 form")
     return "; ".join(said) or None
+
+
+def host_bits_set(text: str, network: Network) -> bool:
+    """Whether parse_network masked bits of `text`'s address off to make `network`."""
+    return (_mapped(text) or ipaddress.ip_address(text.partition("/")[0])) != (
+        network.network_address
+    )
+
+
+def _mapped(text: str) -> ipaddress.IPv4Address | None:
+    address = ipaddress.ip_address(text.partition("/")[0])
+    return address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
 
 
 def _dotted_mask_bits(mask: str) -> int:
@@ -134,8 +178,13 @@ def parse_ignore_text(text: str, source: str) -> tuple[tuple[Network, ...], list
         try:
             network = parse_network(item)
         except ValueError as error:
-            raise ConfigError(source, str(error), line=number, value=item) from None
+            # The reason quotes the address; when that is the whole item, it is shown once.
+            reason = str(error).removeprefix(f"'{item}' ")
+            raise ConfigError(source, reason, line=number, value=item) from None
         networks.append(network)
+        if host_bits_set(item, network):  # (a mapped address means the same as IPv4)
+            warnings.append(f"{source}:{number}: {one_line(item)}: host bits are set; ignoring "
+                            f"all of {network}")  # fmt: skip
         if rest:
             warnings.append(f'{source}:{number}: "{one_line(rest[0])}" after the address is '
                             "ignored")  # fmt: skip

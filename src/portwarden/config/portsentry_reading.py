@@ -11,6 +11,10 @@ missing from %s token. Option skipped") and the key left unset; else the value r
 first double quote in the piece to the next one, or to the first character that is not
 printable ASCII (a tab, the line's end).
 
+The model reads the file's bytes as they are, one character per byte: C counts bytes (the
+column of `=`, fgets()'s 1023), and a UTF-8 byte-order mark is three bytes before the first
+key, so PortSentry never read the first line of such a file.
+
 portwarden reads the file its own way (conffile.py); `differences` names every PortSentry key
 whose value would differ, so a migrated file never silently means something else.
 """
@@ -18,6 +22,7 @@ whose value would differ, so a migrated file never silently means something else
 from dataclasses import dataclass
 
 from portwarden.config.conffile import Entry
+from portwarden.config.textfile import BOM
 
 # The keys PortSentry 1.2 read (our own keys it never read).
 PORTSENTRY_KEYS = (
@@ -37,9 +42,15 @@ class PortSentryReading:
     value: str | None
 
 
-def portsentry_reading(text: str, key: str) -> PortSentryReading:
-    """What PortSentry 1.2 made of `key` in the file `text`."""
-    for number, line in enumerate(text.split("\n"), start=1):
+def portsentry_reading(data: bytes, key: str) -> PortSentryReading:
+    """What PortSentry 1.2 made of `key` in the file whose bytes are `data`."""
+    return _reading(_lines(data), key)
+
+
+def _reading(lines: list[str], key: str) -> PortSentryReading:
+    for number, line in enumerate(lines, start=1):
+        if key not in line:  # in no piece either: passed over at once (a huge file)
+            continue
         for piece in _pieces(line + "\n"):
             if piece.startswith("#") or key not in piece or piece[len(key)] not in "= ":
                 continue
@@ -59,29 +70,41 @@ def _pieces(line: str) -> list[str]:
     return [chunk.partition("\0")[0] for chunk in chunks]
 
 
-def differences(text: str, source: str, entries: dict[str, Entry], defaults: dict[str, Entry]
+def _lines(data: bytes) -> list[str]:
+    """The file's lines, one character per byte."""
+    return data.decode("latin-1").split("\n")
+
+
+def differences(data: bytes, source: str, entries: dict[str, Entry], defaults: dict[str, Entry]
                 ) -> list[str]:  # fmt: skip
-    """One warning for each PortSentry key whose value in the file `text` (read by us into
+    """One warning for each PortSentry key whose value in the file `data` (read by us into
     `entries`, with `defaults` for the keys it leaves out) PortSentry 1.2 would have read
     otherwise. Our reading stands: it is the saner one, but the file no longer means what it
     meant, and an administrator must hear of it."""
     warnings = []
+    lines = _lines(data)
     for key in PORTSENTRY_KEYS:
-        ours, theirs = entries.get(key), portsentry_reading(text, key)
+        ours, theirs = entries.get(key), _reading(lines, key)
         if ours is None and theirs.line is None:
             continue  # both take their defaults
         ours_value = ours.value if ours else defaults[key].value if key in defaults else None
         if ours_value == theirs.value:
             continue
         if ours is not None and theirs.line is None:
-            start = text.split("\n")[ours.line - 1]
-            why = "a tab after the key" if start.startswith(key) else "a blank before the key"
+            why = _unread(lines[ours.line - 1], key)
             said = f"PortSentry 1.2 did not read line {ours.line} ({why}) and left it unset"
         else:
             said = _theirs(theirs)
         warnings.append(f"{source}:{ours.line if ours else theirs.line}: {key}: {said}; "
                         f"portwarden applies {_ours(ours, defaults.get(key))}")  # fmt: skip
     return warnings
+
+
+def _unread(line: str, key: str) -> str:
+    """Why PortSentry did not read `line`, which we read as setting `key`."""
+    if line.startswith(BOM.decode("latin-1")):
+        return "a byte-order mark before the key"
+    return "a tab after the key" if line.startswith(key) else "a blank before the key"
 
 
 def _theirs(theirs: PortSentryReading) -> str:

@@ -26,9 +26,10 @@ from portwarden.config.hostscan import HostScanRule, ambiguous_endpoints, parse_
 from portwarden.config.ignore import ALWAYS_IGNORED, Address, IgnoreList, Network, parse_ignore_text
 from portwarden.config.kill import Command
 from portwarden.config.smtp import check_smtp, check_subject
-from portwarden.config.textfile import read_text
+from portwarden.config.textfile import decoded, read_bytes, read_text
 from portwarden.config.values import BlockMode, ListenAddress, Modes, NftUse, TcpMode, UdpMode
 from portwarden.control import socket_path_problem
+from portwarden.limits import UNKNOWN_KEYS_SAID_MAX
 from portwarden.net.local import InterfaceAddress, IPAddress, interface_addresses, local_addresses
 from portwarden.statedir import unusable_directory, unusable_file
 from portwarden.store.db import StoreError
@@ -180,9 +181,19 @@ class _Reader:
             raise ConfigError(entry.source, str(error), entry.line, key, entry.value) from None
 
     def path(self, key: str, default: Path | None) -> Path | None:
-        """A path; a relative one is taken relative to the configuration file's directory."""
+        """A path; a relative one is taken relative to the configuration file's directory.
+        "" is None: the key is off or unset (EVENT_LOG, IGNORE_FILE, ...)."""
         found = self.get(key, values.optional_path, default)
         return None if found is None else self._base / found
+
+    def required_path(self, key: str, default: Path) -> Path:
+        """A path of a key that cannot be off (STATE_DIR, BLOCKED_FILE, ...): "" is an error,
+        not a quiet default (STATE_DIR="" would be the system instance's directory)."""
+        entry = self.entry(key)
+        if entry is not None and not entry.value:
+            raise self.error(key, f"must name a path (leave the line out for the default, "
+                             f"{default})")  # fmt: skip
+        return self.path(key, default) or default
 
 
 def state_dir_of(path: Path | None, fallback: bool) -> Path:
@@ -193,14 +204,14 @@ def state_dir_of(path: Path | None, fallback: bool) -> Path:
     if path is None:
         return default_state_dir()
     try:
-        entries, _ = parse_conf(_conf_text(path), str(path), lenient=True,
+        entries, _ = parse_conf(decoded(_conf_bytes(path)), str(path), lenient=True,
                                 strict_for=frozenset({"STATE_DIR"}))  # fmt: skip
-        found = _Reader(str(path), entries, {}, path.parent.absolute()).path("STATE_DIR", None)
+        read = _Reader(str(path), entries, {}, path.parent.absolute())
+        return read.required_path("STATE_DIR", default_state_dir())
     except ConfigError:
         if not fallback:
             raise
         return default_state_dir()
-    return found or default_state_dir()
 
 
 def error_at(source: str, key: str, reason: str) -> ConfigError:
@@ -228,9 +239,9 @@ def blamed_on(settings: Settings, key: str, path: Path) -> Iterator[None]:
         raise error_at(settings.source, key, str(error)) from None
 
 
-def _conf_text(path: Path) -> str:
+def _conf_bytes(path: Path) -> bytes:
     try:
-        return read_text(path)
+        return read_bytes(path)
     except ValueError as why:
         raise ConfigError(path, f"cannot read the configuration: {why}") from None
 
@@ -247,12 +258,12 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
         warnings: list[str] = []
         source, base = DEFAULT_SOURCE, Path.cwd()
     else:
-        text = _conf_text(path)
-        entries, warnings = parse_conf(text, str(path), known=frozenset(KEYS))
-        warnings += portsentry_reading.differences(text, str(path), entries, defaults)
+        data = _conf_bytes(path)
+        entries, warnings = parse_conf(decoded(data), str(path), known=frozenset(KEYS))
+        warnings += portsentry_reading.differences(data, str(path), entries, defaults)
         source, base = str(path), path.parent.absolute()
     read = _Reader(source, entries, defaults, base)
-    state_dir = read.path("STATE_DIR", default_state_dir()) or default_state_dir()
+    state_dir = read.required_path("STATE_DIR", default_state_dir())
     ignore_file = read.path("IGNORE_FILE", None)
     settings = Settings(
         source=source,
@@ -265,8 +276,8 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
         advanced_exclude_tcp=read.get("ADVANCED_EXCLUDE_TCP", values.port_set, frozenset()),
         advanced_exclude_udp=read.get("ADVANCED_EXCLUDE_UDP", values.port_set, frozenset()),
         ignore_file=ignore_file,
-        history_file=read.path("HISTORY_FILE", None) or state_dir / "portsentry.history",
-        blocked_file=read.path("BLOCKED_FILE", None) or state_dir / "portsentry.blocked",
+        history_file=read.required_path("HISTORY_FILE", state_dir / "portsentry.history"),
+        blocked_file=read.required_path("BLOCKED_FILE", state_dir / "portsentry.blocked"),
         resolve_host=read.get("RESOLVE_HOST", values.flag, False),
         block_tcp=read.get("BLOCK_TCP", values.block_mode, BlockMode.ALERT_ONLY),
         block_udp=read.get("BLOCK_UDP", values.block_mode, BlockMode.ALERT_ONLY),
@@ -289,7 +300,7 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
         block_escalation=read.get("BLOCK_ESCALATION", values.factor, 1.0),
         block_duration_max=read.get("BLOCK_DURATION_MAX", values.block_duration, 0.0),
         blocks_per_minute=read.get("BLOCKS_PER_MINUTE", values.positive, 60),
-        hosts_deny_file=read.path("HOSTS_DENY_FILE", None) or Path("/etc/hosts.deny"),
+        hosts_deny_file=read.required_path("HOSTS_DENY_FILE", Path("/etc/hosts.deny")),
         protect_gateways=read.get("PROTECT_GATEWAYS", values.flag, True),
         protect_nameservers=read.get("PROTECT_NAMESERVERS", values.flag, True),
         kill_cmd_timeout=read.get("KILL_CMD_TIMEOUT", values.seconds, 10.0),
@@ -345,11 +356,7 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
         smtp_give_up_after=read.get("SMTP_GIVE_UP_AFTER", values.seconds, 86400.0),
         ignored_networks=(),
     )
-    warnings += [
-        f"{entry.source}:{entry.line}: unknown key {key} ignored{_did_you_mean(key)}"
-        for key, entry in entries.items()
-        if key not in read.used
-    ]
+    warnings += _unknown_keys([entry for key, entry in entries.items() if key not in read.used])
     warnings += _policy_warnings(read, settings)
     warnings += _shell_warnings(read, settings)
     warnings += _program_warnings(read, settings)
@@ -432,8 +439,24 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
     return dataclasses.replace(settings, ignored_networks=ignored, warnings=tuple(warnings))
 
 
+def _unknown_keys(unknown: list[Entry]) -> list[str]:
+    """A warning for each of the first UNKNOWN_KEYS_SAID_MAX unknown keys, then one for the
+    rest: a file of a million stray keys gives a few lines, not a million."""
+    said = [f"{entry.source}:{entry.line}: unknown key {entry.key} ignored"
+            f"{_did_you_mean(entry.key)}" for entry in unknown[:UNKNOWN_KEYS_SAID_MAX]]  # fmt: skip
+    rest = unknown[UNKNOWN_KEYS_SAID_MAX:]
+    if rest:
+        said.append(f"{rest[0].source}: and {len(rest)} more unknown keys ignored (lines "
+                    f"{rest[0].line}-{rest[-1].line})")  # fmt: skip
+    return said
+
+
 def _did_you_mean(key: str) -> str:
-    """' (did you mean KEY?)' for an unknown key close to a known one (TCP_PORT, tcp_ports)."""
+    """' (did you mean KEY?)' for an unknown key close to a known one (TCP_PORT, tcp_ports).
+    A key much longer than any we know is close to none: not compared (difflib's work grows
+    with the length)."""
+    if len(key) > 2 * _LONGEST_KEY:
+        return ""
     close = difflib.get_close_matches(key.upper(), KEYS, n=1)
     return f" (did you mean {close[0]}?)" if close else ""
 
@@ -608,6 +631,7 @@ def _hostscan_warnings(read: _Reader) -> list[str]:
 _NOT_KEYS = {"source", "ignored_networks", "warnings"}
 _FIELDS = tuple(f for f in dataclasses.fields(Settings) if f.name not in _NOT_KEYS)
 KEYS = tuple(f.name.upper() for f in _FIELDS)  # every key the file may set
+_LONGEST_KEY = max(len(key) for key in KEYS)
 
 
 def to_conf_lines(settings: Settings) -> list[str]:

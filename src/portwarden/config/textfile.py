@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 from portwarden.limits import CONFIG_FILE_BYTES_MAX
 
-_BOM = b"\xef\xbb\xbf"  # what some editors put before the first line of a UTF-8 file
+BOM = b"\xef\xbb\xbf"  # what some editors put before the first line of a UTF-8 file
 _NULL_DEVICE = os.makedev(1, 3)  # /dev/null, whatever it is called: an empty file by design
 _KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
           stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}  # fmt: skip
@@ -39,9 +39,14 @@ def open_regular(path: Path) -> tuple[BinaryIO, int]:
 
 
 def read_text(path: Path) -> str:
-    """The file's text: UTF-8 (a leading BOM dropped), or Latin-1 byte for byte for old files
-    that are not UTF-8. Raises ValueError (why, without the path) if it cannot be read, is no
-    regular file, or is larger than CONFIG_FILE_BYTES_MAX."""
+    """The file's text (see `decoded`). Raises ValueError as `read_bytes`."""
+    return decoded(read_bytes(path))
+
+
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes as they are (a BOM kept: PortSentry read it as part of the first line).
+    Raises ValueError (why, without the path) if it cannot be read, is no regular file, or is
+    larger than CONFIG_FILE_BYTES_MAX."""
     file, _ = open_regular(path)
     with file:
         try:
@@ -50,7 +55,13 @@ def read_text(path: Path) -> str:
             raise ValueError(error.strerror) from None
     if len(data) > CONFIG_FILE_BYTES_MAX:
         raise ValueError(f"larger than {CONFIG_FILE_BYTES_MAX // 2**20} MiB")
-    data = data.removeprefix(_BOM)
+    return data
+
+
+def decoded(data: bytes) -> str:
+    """UTF-8 (a leading BOM dropped), or Latin-1 byte for byte for old files that are not
+    UTF-8."""
+    data = data.removeprefix(BOM)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -58,10 +69,11 @@ def read_text(path: Path) -> str:
 
 
 def numbered_lines(text: str) -> Iterator[tuple[int, str]]:
-    """(number, line) for every line, split at '\\n' only; a trailing '\\r' (CRLF files) is
-    dropped."""
+    """(number, line) for every line, split at '\\n' only; trailing '\\r's (CRLF files, and
+    '\\r\\r\\n' from a CRLF file converted twice) are dropped: PortSentry's value ended at the
+    closing quote, or at the first '\\r' without one."""
     for number, line in enumerate(text.split("\n"), start=1):
-        yield number, line.removesuffix("\r")
+        yield number, line.rstrip("\r")
 
 
 def lines_with_ends(text: str) -> list[str]:

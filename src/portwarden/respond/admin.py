@@ -15,6 +15,7 @@ from typing import Any
 
 from portwarden import control, statedir
 from portwarden.alert.events import write_unblocks
+from portwarden.claims import FileClaims
 from portwarden.config import ConfigError, Settings
 from portwarden.config.ignore import Network, parse_network, read_otherwise
 from portwarden.respond.actions import Actions, kept_lines, left
@@ -200,9 +201,16 @@ def _by_daemon_or_here(settings: Settings, command: str, request: Answer,
                         f"with nftables table inet {settings.nft_table}; nothing was changed "
                         "(use that daemon's configuration, or give each instance its own "
                         "NFT_TABLE)"}  # fmt: skip
+            files = FileClaims(command)  # BLOCKED_FILE, EVENT_LOG: as `run` holds them
+            try:
+                files.claim(settings)
+            except ConfigError as error:
+                claim.close()
+                return {"error": f"{error}; nothing was changed"}
             store = Store(store_path(settings.state_dir))
             try:
                 return here(Actions(settings, store))
             finally:
                 store.close()
+                files.close()
                 claim.close()

@@ -198,7 +198,7 @@ def _sync_folder(folder: Path) -> None:
 
 def _lines(text: str) -> list[str]:
     """The file's lines as tcpd and PortSentry read them: split at '\n' only (see
-    config.textfile), a trailing '\r' dropped."""
+    config.textfile), trailing '\r's dropped (tcpd takes them for blanks)."""
     return [line for _, line in numbered_lines(text)]
 
 
