@@ -24,7 +24,7 @@ from typing import NamedTuple
 from portwarden import limits
 from portwarden.config import BlockMode, Settings
 from portwarden.config.ignore import Address, IgnoreList, Network
-from portwarden.config.kill import route_undo
+from portwarden.config.kill import BRACKETED_TARGET, route_undo
 from portwarden.config.values import NftUse
 from portwarden.net import local
 from portwarden.respond import commands, files
@@ -42,7 +42,7 @@ from portwarden.store.db import (
     boot_id,
     collector_paused,
 )
-from portwarden.text import one_line
+from portwarden.text import counted, one_line
 
 log = logging.getLogger("portwarden")
 
@@ -139,6 +139,12 @@ def lasting(actions: tuple[Action, ...]) -> bool:
     return any(a.kind != COMMAND for a in actions)
 
 
+def lasting_steps(steps: list[str]) -> bool:
+    """Whether a plan of `steps` (Actions.steps) makes a block that enforces (see `lasting`),
+    not one that only runs KILL_RUN_CMD."""
+    return any(step != COMMAND for step in steps)
+
+
 def safe_hostname(name: str) -> str:
     """A reverse-DNS name fit for a log line or PortSentry's files: no controls, no spaces."""
     return one_line(name, limits.HOSTNAME_MAX).replace(" ", "\\x20").replace("/", "\\x2f")
@@ -177,6 +183,20 @@ def _unfilled(why: str, kept: list[BlockRecord]) -> Unfilled:
     bare = sum(not any(a.kind not in (NFT, COMMAND) and a.status in IN_FORCE for a in r.actions)
                for r in missing)  # fmt: skip
     return Unfilled(why, len(missing), bare)
+
+
+def _commands_left(statuses: Counter[str]) -> str:
+    """`2 blocks were recorded but ... (not run); 1 was interrupted while it ran (...)`: the
+    KILL_RUN_CMDs a stop left, each kind said only when there is one."""
+    said = []
+    if statuses[NOT_RUN]:
+        said.append(f"{counted(statuses[NOT_RUN], 'block was', 'blocks were')} recorded but "
+                    "the daemon stopped before " + ("its" if statuses[NOT_RUN] == 1 else
+                                                     "their") + " turn (not run)")  # fmt: skip
+    if statuses[INTERRUPTED]:
+        said.append(f"{counted(statuses[INTERRUPTED], 'block was', 'blocks were')} interrupted "
+                    "while its command ran (it may have run, and cannot be undone)")  # fmt: skip
+    return "; ".join(said)
 
 
 class Reapplied(NamedTuple):
@@ -301,7 +321,8 @@ class Actions:
         return None if seconds is None else now + seconds
 
     def record(self, request: BlockRequest, now: float, until: float | None,
-               nft_done: Action | None = None) -> BlockRecord | None:  # fmt: skip
+               nft_done: Action | None = None,
+               replacing: int | None = None) -> BlockRecord | None:  # fmt: skip
         """Record the block, every action planned, before anything else of it is done. The
         daemon's loop does this right after it adds the nftables element (within a fraction
         of a millisecond; an insert after an idle spell takes ~0.3 ms, as long again as the
@@ -311,13 +332,14 @@ class Actions:
         (`nft_done`) is recorded in the same insert: a block that ends before the worker's
         turn (an unblock, a kill then `unblock` without a daemon) was in force all the same,
         and gets its HISTORY_FILE line. No file is read. None if the address is already
-        blocked."""
+        blocked. `replacing`: the id of the address's command-only block this one supersedes
+        (Store.add_block)."""
         address = str(request.address)
         plan = [nft_done if nft_done is not None and a.kind == NFT else a
                 for a in self._plan(request)]  # fmt: skip
         return self.store.add_block(
             address, request.proto, request.port, request.mode, request.reason, address, now,
-            until, tuple(plan), self.boot)  # fmt: skip
+            until, tuple(plan), self.boot, replacing)  # fmt: skip
 
     def carry_out(self, record: BlockRecord, nft_done: Action | None = None) -> BlockRecord | None:
         """Do the recorded block's planned actions (but the nftables element the loop added:
@@ -434,8 +456,9 @@ class Actions:
 
     def hosts_deny_line(self, request: BlockRequest) -> str:
         """KILL_HOSTS_DENY's text as it is (PortSentry wrote it so), the macros filled in; an
-        IPv6 $TARGET$ in brackets, the form tcpd matches."""
-        template = self.settings.kill_hosts_deny or ""
+        IPv6 $TARGET$ in brackets, the form tcpd matches (brackets written around $TARGET$
+        are not doubled: see config.kill.hosts_deny_problems)."""
+        template = (self.settings.kill_hosts_deny or "").replace(BRACKETED_TARGET, "$TARGET$")
         address = files.wrappers_address(request.address)
         return commands.fill(template, address, request.port, request.mode)
 
@@ -838,10 +861,7 @@ class Actions:
         if rebooted:
             self.store.set_boot_all(self.boot)  # the blocks without a route: one statement
         if commands_left:
-            log.warning("KILL_RUN_CMD not run again at start: %d blocks were recorded but the "
-                        "daemon stopped before their turn (not run), %d were interrupted while "
-                        "it ran (it may have run, and cannot be undone)",
-                        commands_left[NOT_RUN], commands_left[INTERRUPTED])  # fmt: skip
+            log.warning("KILL_RUN_CMD not run again at start: %s", _commands_left(commands_left))
         self.write_history(self.store.unwritten(), catching_up=True)
         self.write_files(None, kept)
         if unfilled is not None:
