@@ -82,6 +82,30 @@ def hosts_deny_line(text: str) -> str | None:
     return text
 
 
+BRACKETED_TARGET = "[$TARGET$]"  # filled in as $TARGET$: see hosts_deny_problems
+
+
+def hosts_deny_problems(text: str) -> list[str]:
+    """What in a KILL_HOSTS_DENY line tcpd would not match as meant, for load warnings: tcpd
+    reads `daemon_list : client_list [: ...]` (hosts_access(5)) and skips a line with no
+    colon; $TARGET$ before the first colon is a daemon name, not a client. Brackets written
+    around $TARGET$ are dropped (BRACKETED_TARGET): an IPv6 $TARGET$ is bracketed already
+    (`[2001:db8::c]`, the form tcpd matches), and an IPv4 one in brackets matches nothing."""
+    found = []
+    daemons, colon, clients = text.partition(":")
+    if not colon:
+        found.append('has no ":" between the services and the clients (as in "ALL: $TARGET$"): '
+                     "tcpd skips such a line, so it blocks nothing")  # fmt: skip
+    elif "$TARGET$" not in clients:
+        found.append("has $TARGET$ only before the first \":\", among the services: tcpd takes "
+                     "it for a service name, so it blocks nothing")  # fmt: skip
+    if BRACKETED_TARGET in text:
+        found.append(f"{BRACKETED_TARGET} is written as $TARGET$: portwarden puts an IPv6 "
+                     "address in brackets itself ([2001:db8::c], as tcpd matches it), and tcpd "
+                     "matches an IPv4 address only without them")  # fmt: skip
+    return found
+
+
 def _shell_syntax(text: str) -> tuple[str, ...]:
     """Shell operators outside quotes (`&&`, `|`, `;`, `>`, `$(`, a backquote), each once."""
     lexer = shlex.shlex(text, posix=True, punctuation_chars=True)

@@ -521,6 +521,9 @@ def _block_warnings(read: _Reader, settings: Settings) -> list[str]:
                      "`... add ...`, undone with `del`, and iptables -I/-A, undone with -D): "
                      "unblock and expiry leave it in force, and reapply does not run it "
                      "again")  # fmt: skip
+    if settings.kill_hosts_deny:
+        found += [f"{read.where('KILL_HOSTS_DENY')}KILL_HOSTS_DENY {problem}"
+                  for problem in kill.hosts_deny_problems(settings.kill_hosts_deny)]  # fmt: skip
     duration, longest = settings.block_duration, settings.block_duration_max
     where = read.where("BLOCK_DURATION_MAX")
     if longest and not duration:

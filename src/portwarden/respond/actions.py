@@ -10,25 +10,33 @@ kill at any moment finishes exactly what was interrupted. An undo that fails is 
 the ended block (a leftover) and tried again at the next unblock of its address and at start.
 """
 
+import contextlib
 import ipaddress
 import logging
 import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 from portwarden import limits
-from portwarden.config import BlockMode, Settings
+from portwarden.config import BlockMode, ConfigError, Settings
 from portwarden.config.ignore import Address, IgnoreList, Network
-from portwarden.config.kill import route_undo
+from portwarden.config.kill import BRACKETED_TARGET, route_undo
 from portwarden.config.values import NftUse
 from portwarden.net import local
 from portwarden.respond import commands, files
-from portwarden.respond.nft import Nft, NftBlocker, NftError, load_library
+from portwarden.respond.nft import (
+    DEFAULT_TABLE,
+    Nft,
+    NftBlocker,
+    NftError,
+    claim_table,
+    load_library,
+)
 from portwarden.respond.resolve import Lookup, Resolver
 from portwarden.store.db import (
     DONE,
@@ -42,7 +50,7 @@ from portwarden.store.db import (
     boot_id,
     collector_paused,
 )
-from portwarden.text import one_line
+from portwarden.text import counted, one_line
 
 log = logging.getLogger("portwarden")
 
@@ -71,6 +79,13 @@ class BlockRequest:
     mode: str
     reason: str
     block_mode: BlockMode
+
+
+def table_of(action: Action) -> str:
+    """The nftables table an nftables action's element went into: the NFT_TABLE of its day,
+    recorded since NFT_TABLE can change between runs; a record made before it was recorded
+    names none: the default's (nft.DEFAULT_TABLE)."""
+    return action.do[0] if action.do else DEFAULT_TABLE
 
 
 def enforced(actions: tuple[Action, ...]) -> bool:
@@ -139,6 +154,12 @@ def lasting(actions: tuple[Action, ...]) -> bool:
     return any(a.kind != COMMAND for a in actions)
 
 
+def lasting_steps(steps: list[str]) -> bool:
+    """Whether a plan of `steps` (Actions.steps) makes a block that enforces (see `lasting`),
+    not one that only runs KILL_RUN_CMD."""
+    return any(step != COMMAND for step in steps)
+
+
 def safe_hostname(name: str) -> str:
     """A reverse-DNS name fit for a log line or PortSentry's files: no controls, no spaces."""
     return one_line(name, limits.HOSTNAME_MAX).replace(" ", "\\x20").replace("/", "\\x2f")
@@ -177,6 +198,20 @@ def _unfilled(why: str, kept: list[BlockRecord]) -> Unfilled:
     bare = sum(not any(a.kind not in (NFT, COMMAND) and a.status in IN_FORCE for a in r.actions)
                for r in missing)  # fmt: skip
     return Unfilled(why, len(missing), bare)
+
+
+def _commands_left(statuses: Counter[str]) -> str:
+    """`2 blocks were recorded but ... (not run); 1 was interrupted while it ran (...)`: the
+    KILL_RUN_CMDs a stop left, each kind said only when there is one."""
+    said = []
+    if statuses[NOT_RUN]:
+        said.append(f"{counted(statuses[NOT_RUN], 'block was', 'blocks were')} recorded but "
+                    "the daemon stopped before " + ("its" if statuses[NOT_RUN] == 1 else
+                                                     "their") + " turn (not run)")  # fmt: skip
+    if statuses[INTERRUPTED]:
+        said.append(f"{counted(statuses[INTERRUPTED], 'block was', 'blocks were')} interrupted "
+                    "while its command ran (it may have run, and cannot be undone)")  # fmt: skip
+    return "; ".join(said)
 
 
 class Reapplied(NamedTuple):
@@ -301,7 +336,8 @@ class Actions:
         return None if seconds is None else now + seconds
 
     def record(self, request: BlockRequest, now: float, until: float | None,
-               nft_done: Action | None = None) -> BlockRecord | None:  # fmt: skip
+               nft_done: Action | None = None,
+               replacing: int | None = None) -> BlockRecord | None:  # fmt: skip
         """Record the block, every action planned, before anything else of it is done. The
         daemon's loop does this right after it adds the nftables element (within a fraction
         of a millisecond; an insert after an idle spell takes ~0.3 ms, as long again as the
@@ -311,13 +347,14 @@ class Actions:
         (`nft_done`) is recorded in the same insert: a block that ends before the worker's
         turn (an unblock, a kill then `unblock` without a daemon) was in force all the same,
         and gets its HISTORY_FILE line. No file is read. None if the address is already
-        blocked."""
+        blocked. `replacing`: the id of the address's command-only block this one supersedes
+        (Store.add_block)."""
         address = str(request.address)
         plan = [nft_done if nft_done is not None and a.kind == NFT else a
                 for a in self._plan(request)]  # fmt: skip
         return self.store.add_block(
             address, request.proto, request.port, request.mode, request.reason, address, now,
-            until, tuple(plan), self.boot)  # fmt: skip
+            until, tuple(plan), self.boot, replacing)  # fmt: skip
 
     def carry_out(self, record: BlockRecord, nft_done: Action | None = None) -> BlockRecord | None:
         """Do the recorded block's planned actions (but the nftables element the loop added:
@@ -418,7 +455,7 @@ class Actions:
         for step in self.steps(request.block_mode):
             try:
                 if step == NFT:
-                    plan.append(Action(NFT, (), PLANNED))
+                    plan.append(self._nft_action(PLANNED))
                 elif step == HOSTS_DENY:
                     where = (str(s.hosts_deny_file), self.hosts_deny_line(request))
                     plan.append(Action(HOSTS_DENY, where, PLANNED, where))
@@ -434,8 +471,9 @@ class Actions:
 
     def hosts_deny_line(self, request: BlockRequest) -> str:
         """KILL_HOSTS_DENY's text as it is (PortSentry wrote it so), the macros filled in; an
-        IPv6 $TARGET$ in brackets, the form tcpd matches."""
-        template = self.settings.kill_hosts_deny or ""
+        IPv6 $TARGET$ in brackets, the form tcpd matches (brackets written around $TARGET$
+        are not doubled: see config.kill.hosts_deny_problems)."""
+        template = (self.settings.kill_hosts_deny or "").replace(BRACKETED_TARGET, "$TARGET$")
         address = files.wrappers_address(request.address)
         return commands.fill(template, address, request.port, request.mode)
 
@@ -529,8 +567,12 @@ class Actions:
             self.table_remade = self.nft().add(address, _seconds_left(until, time.time()))
         except NftError as error:
             log.error("nftables block of %s failed: %s", address, one_line(str(error)))
-            return Action(NFT, (), f"{FAILED}: {one_line(str(error))}")
-        return Action(NFT)
+            return self._nft_action(f"{FAILED}: {one_line(str(error))}")
+        return self._nft_action(DONE)
+
+    def _nft_action(self, status: str) -> Action:
+        """An nftables action, with the table its element goes in (see `table_of`)."""
+        return Action(NFT, (), status, (self.settings.nft_table,))
 
     def _start_lookup(self, address: Address) -> Lookup | None:
         if not self.settings.resolve_host:
@@ -608,15 +650,107 @@ class Actions:
 
     def _remove_elements(self, records: list[BlockRecord]) -> str | None:
         """Our nftables elements of `records` removed in one batch. Returns why it failed."""
-        addresses = [ipaddress.ip_address(r.address) for r in records
-                     if any(a.kind == NFT and _undo_due(a) for a in r.actions)]  # fmt: skip
-        if not addresses:
-            return None
-        try:  # a table that is not there (yet) is not made to remove nothing
-            (self._nft or self._blocker()).remove(addresses)
+        elements = [(table, ipaddress.ip_address(r.address)) for r in records
+                    for a in r.actions if a.kind == NFT and _undo_due(a)
+                    for table in self._tables_of(a)]  # fmt: skip
+        try:
+            self._remove_from(elements)
         except (OSError, NftError) as error:
             return one_line(str(error))
         return None
+
+    def _tables_of(self, action: Action) -> list[str]:
+        """Where an undo removes an nftables action's element: the table it was added to (see
+        `table_of`) and, if NFT_TABLE has changed since, the one now in use, which the start
+        filled (_leave_old_tables)."""
+        return sorted({table_of(action), self.settings.nft_table})
+
+    def _remove_from(self, elements: list[tuple[str, Address]]) -> None:
+        """Remove each (table, address): one batch per table. A table of an earlier NFT_TABLE
+        is left alone when it is not there, or when another running portwarden holds it (it
+        is that daemon's now); one that is not there (yet) is not made to remove nothing."""
+        by_table: dict[str, list[Address]] = {}
+        for table, address in elements:
+            by_table.setdefault(table, []).append(address)
+        for table, addresses in by_table.items():
+            if table == self.settings.nft_table:
+                (self._nft or self._blocker()).remove(addresses)
+                continue
+            with self._other_table(table) as blocker:
+                if blocker is not None and blocker.exists():
+                    blocker.remove(addresses)
+
+    @contextlib.contextmanager
+    def _other_table(self, table: str) -> Iterator[NftBlocker | None]:
+        """A table that an earlier NFT_TABLE named, held (nft.claim_table) while it is used;
+        None when another running portwarden holds it."""
+        try:
+            claim = claim_table(table, self.settings.source)
+        except ConfigError:
+            log.warning("nftables: table inet %s (an earlier NFT_TABLE) is held by another "
+                        "running portwarden: left as it is", table)  # fmt: skip
+            yield None
+            return
+        with contextlib.closing(claim):
+            yield NftBlocker(self._nft_context(), False, table)
+
+    def _leave_old_tables(self, active: list[BlockRecord]) -> list[BlockRecord]:
+        """At start, once the sets of NFT_TABLE hold every active block: the blocks whose
+        element went into the table of an earlier NFT_TABLE are taken out of it, and that
+        table is removed if it holds nothing else (else it is left, and the log says how to
+        remove it); their actions then name the table now in use. Returns `active` so
+        changed. A table that another running portwarden holds is left as it is; one that
+        cannot be changed keeps its blocks' actions as they were (the next start tries again,
+        and an unblock removes their elements from both tables)."""
+        now = self.settings.nft_table
+        by_table: dict[str, set[str]] = {}
+        for record in active:
+            for action in record.actions:
+                if action.kind == NFT and table_of(action) != now:
+                    by_table.setdefault(table_of(action), set()).add(record.address)
+        left = {
+            table for table, addresses in by_table.items() if self._leave_table(table, addresses)
+        }
+        if not left:
+            return active
+        moved: dict[int, tuple[Action, ...]] = {}
+        for record in active:
+            actions = tuple(a._replace(do=(now,)) if a.kind == NFT and table_of(a) in left else a
+                            for a in record.actions)  # fmt: skip
+            if actions != record.actions:
+                moved[record.id] = actions
+        self.store.set_actions_many(list(moved.items()))
+        return [r._replace(actions=moved[r.id]) if r.id in moved else r for r in active]
+
+    def _leave_table(self, old: str, addresses: set[str]) -> bool:
+        """_leave_old_tables for one table; whether its blocks are left (False: it could not
+        be changed)."""
+        now = self.settings.nft_table
+        moved = f"NFT_TABLE was {old}, now {now}: {counted(len(addresses), 'active block')}"
+        with self._other_table(old) as blocker:
+            if blocker is None:
+                return True  # another daemon's now: nothing of it is ours to change
+            try:
+                if not blocker.exists():  # a reboot or a flush took it
+                    return True
+                listing = blocker.listing()
+                if listing.ours_alone and listing.elements <= addresses:
+                    blocker.drop_table()
+                    log.warning("nftables: %s moved to table inet %s; table inet %s removed",
+                                moved, now, old)  # fmt: skip
+                    return True
+                blocker.remove([ipaddress.ip_address(a) for a in listing.elements & addresses])
+            except NftError as error:
+                log.error("nftables: %s: they are in table inet %s, but could not be taken out "
+                          "of table inet %s (%s): it still drops them; tried again at the next "
+                          "start", moved, now, old, one_line(str(error)))  # fmt: skip
+                return False
+        others = len(listing.elements - addresses)
+        log.warning("nftables: %s moved to table inet %s; table inet %s is left as it is: it "
+                    "holds %s (`nft delete table inet %s` removes it)", moved, now, old,
+                    f"{counted(others, 'element')} the store does not know" if others else
+                    "sets, chains or rules that are not ours", old)  # fmt: skip
+        return True
 
     def _remove_hosts_deny_lines(self, records: list[BlockRecord]) -> dict[tuple[str, str], str]:
         """Our hosts.deny lines of `records` removed: one rewrite per file. Returns why it
@@ -668,9 +802,9 @@ class Actions:
         unsure = action.status in (PLANNED, RUNNING)
         if not _undo_due(action):
             return None  # failed: nothing was added
-        if action.kind == NFT:  # a table that is not there (yet) is not made to remove nothing
-            blocker = self._nft or self._blocker()
-            blocker.remove([ipaddress.ip_address(address)])
+        if action.kind == NFT:
+            element = ipaddress.ip_address(address)
+            self._remove_from([(table, element) for table in self._tables_of(action)])
         elif action.kind == HOSTS_DENY and len(action.undo) == 2:
             files.remove_line(Path(action.undo[0]), action.undo[1])
         elif action.kind == ROUTE and action.undo:
@@ -809,6 +943,8 @@ class Actions:
                 self.nft().replace_all(self._nft_blocks(active, now))
             except NftError as error:  # the rest is restored all the same: see policy.start
                 unfilled = one_line(str(error))
+            else:  # only then: else the old table may be all that blocks them
+                active = self._leave_old_tables(active)
         put_back = self._put_back_hosts_deny(active)
         rebooted = self.store.made_in_other_boots(self.boot)
         kept: list[BlockRecord] = []
@@ -838,10 +974,7 @@ class Actions:
         if rebooted:
             self.store.set_boot_all(self.boot)  # the blocks without a route: one statement
         if commands_left:
-            log.warning("KILL_RUN_CMD not run again at start: %d blocks were recorded but the "
-                        "daemon stopped before their turn (not run), %d were interrupted while "
-                        "it ran (it may have run, and cannot be undone)",
-                        commands_left[NOT_RUN], commands_left[INTERRUPTED])  # fmt: skip
+            log.warning("KILL_RUN_CMD not run again at start: %s", _commands_left(commands_left))
         self.write_history(self.store.unwritten(), catching_up=True)
         self.write_files(None, kept)
         if unfilled is not None:
@@ -909,7 +1042,7 @@ class Actions:
         sets. The caller adds their elements."""
         if not uses_nft(self.settings):
             return active
-        taken = {r.id: r._replace(actions=(Action(NFT), *r.actions))
+        taken = {r.id: r._replace(actions=(self._nft_action(DONE), *r.actions))
                  for r in active if not any(a.kind == NFT for a in r.actions)}  # fmt: skip
         if taken:
             self.store.set_actions_many([(r.id, r.actions) for r in taken.values()])

@@ -87,6 +87,7 @@ def unblock(settings: Settings, target: str | None) -> int:
     except ValueError as error:
         print(f"portwarden: error: unblock: {one_line(str(error))}", file=sys.stderr)
         return 2
+    said = None
     if target is not None and network is not None:  # said, not refused: the block ends
         said = read_otherwise(_unbracketed(target), network)
         if said:
@@ -122,7 +123,8 @@ def unblock(settings: Settings, target: str | None) -> int:
     if answer["left"]:
         return 1
     if not answer["unblocked"] and not answer.get("swept") and target is not None:
-        print(f"no active block matches {one_line(target)}", file=sys.stderr)
+        shown = one_line(target) if said is None else network  # the form it was read as
+        print(f"no active block matches {shown}", file=sys.stderr)
         return 1
     return 0
 

@@ -88,7 +88,7 @@ def run(argv: list[str], timeout: float, what: str, quiet: bool = False,
         if status > 0 and any(marker in text for marker in harmless):
             log.debug("%s: %s (%s): %s", what, harmless_as, text, shown)
             return harmless_as
-        report("%s failed with %s: %s: %s", what, how, shown, text)
+        report("%s failed with %s: %s%s", what, how, shown, f": {text}" if text else "")
         return f"{how}: {text[:_OUTPUT_RECORDED]}" if text else how
     return None
 

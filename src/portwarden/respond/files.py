@@ -167,7 +167,6 @@ def _replace_keeping_appends(temporary: str, path: Path, unchanged: Identity) ->
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             _append(fd, late)
-            os.fsync(fd)
         finally:
             os.close(fd)
 
@@ -224,12 +223,7 @@ def add_lines(path: Path, lines: Iterable[str]) -> set[str]:
         added = [line for line in dict.fromkeys(lines) if line not in present]
         if not added:
             return set()
-        data = "".join(line + "\n" for line in added).encode("utf-8", "surrogateescape")
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            data = b"\n" + data
-        _append(fd, data)
-        os.fsync(fd)
+        _append_lines(fd, "".join(line + "\n" for line in added))
     finally:
         os.close(fd)
     return set(added)
@@ -245,10 +239,31 @@ def _open_to_append(path: Path) -> int:
         return fd
 
 
+def _append_lines(fd: int, text: str) -> None:
+    """Append whole lines (`text` ends with a newline) to the file open at `fd`, after a
+    newline if the file does not end with one, and sync (see _append)."""
+    data = text.encode("utf-8", "surrogateescape")
+    size = os.fstat(fd).st_size
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        data = b"\n" + data
+    _append(fd, data)
+
+
 def _append(fd: int, data: bytes) -> None:
-    """One write at the end of the file (several only if the disk fills up)."""
-    while data:
-        data = data[os.write(fd, data) :]
+    """One write at the end of the file (several only if the disk fills up), then a sync. If
+    any of it fails (ENOSPC part-way), the file is cut back to its size before, and the error
+    raised: a partial line must never stay, as `ALL: 198.` would become a rule for
+    198.0.0.0/8 once the next line's newline ends it."""
+    size = os.fstat(fd).st_size
+    try:
+        rest = data
+        while rest:
+            rest = rest[os.write(fd, rest) :]
+        os.fsync(fd)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, size)
+        raise
 
 
 def remove_line(path: Path, line: str) -> bool:
@@ -325,17 +340,16 @@ def blocked_files_present(base: Path) -> set[str]:
 
 
 def append_history(path: Path, blocks: Iterable[BlockRecord]) -> None:
-    """HISTORY_FILE: one line per block, appended (in one write), as PortSentry did. A new
-    file gets NEW_FILE_MODE, as BLOCKED_FILE does (PortSentry made both with fopen: 0644
-    under the usual umask)."""
-    data = "".join(portsentry_line(block) + "\n" for block in blocks)
-    if not data:
+    """HISTORY_FILE: one line per block, appended (in one write, after a newline if the file
+    does not end with one), as PortSentry did. A new file gets NEW_FILE_MODE, as
+    BLOCKED_FILE does (PortSentry made both with fopen: 0644 under the usual umask)."""
+    text = "".join(portsentry_line(block) + "\n" for block in blocks)
+    if not text:
         return
     _make_public_folder(path.parent)
     fd = _open_to_append(path)
     try:
-        _append(fd, data.encode("utf-8", "surrogateescape"))
-        os.fsync(fd)
+        _append_lines(fd, text)
     finally:
         os.close(fd)
 

@@ -15,6 +15,7 @@ import ipaddress
 import json
 import socket
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from portwarden.config.errors import ConfigError
 from portwarden.config.ignore import Address, Network
@@ -47,6 +48,19 @@ def claim_table(table: str, source: str) -> socket.socket:
 
 class NftError(RuntimeError):
     """libnftables refused a command; the message is nft's own."""
+
+
+_OUR_SETS = frozenset({"blocked4", "blocked6"})
+_OUR_CHAINS = frozenset({"input", "forward"})
+# What `nft -j list table` gives besides the table's objects.
+_LISTING_HEADERS = frozenset({"metainfo", "table", "rule"})
+
+
+class TableListing(NamedTuple):
+    """What a table of ours holds (NftBlocker.listing)."""
+
+    elements: frozenset[str]  # the addresses in its sets, as the store writes them
+    ours_alone: bool  # nothing but our sets and chains (no other set, map, chain, ...)
 
 
 def load_library() -> ctypes.CDLL:
@@ -203,6 +217,32 @@ class NftBlocker:
             for line in lines:
                 with contextlib.suppress(NftError):  # not in the set any more
                     self._nft.run(line + "\n")
+
+    def exists(self) -> bool:
+        """Whether the table is there (one netlink request); NftError when the kernel cannot
+        say."""
+        try:
+            return self._netlink().has()
+        except (OSError, NftLinkError) as error:
+            raise NftError(f"looking for table {self.table}: {error}") from None
+
+    def listing(self) -> TableListing:
+        """The table's elements, and whether it holds nothing but what we make in it (one
+        listing: for a table an older NFT_TABLE left, see Actions._leave_table)."""
+        listed = self._nft.run(f"list table inet {self.table}", json_output=True)
+        elements: set[str] = set()
+        ours_alone = True
+        for item in json.loads(listed)["nftables"]:
+            kind, body = next(iter(item.items()))
+            if kind == "set" and body.get("name") in _OUR_SETS:
+                for element in body.get("elem", []):
+                    value = element["elem"]["val"] if isinstance(element, dict) else element
+                    elements.add(str(ipaddress.ip_address(value)))
+            elif kind == "chain" and body.get("name") in _OUR_CHAINS:
+                continue
+            elif kind not in _LISTING_HEADERS:
+                ours_alone = False
+        return TableListing(frozenset(elements), ours_alone)
 
     def remove_inside(self, network: Network) -> int:
         """Remove every element inside `network` (one listing of the set; none when the table

@@ -33,6 +33,8 @@ from portwarden.respond.actions import (
     Actions,
     BlockRequest,
     enforced,
+    lasting,
+    lasting_steps,
     uses_nft,
     via,
 )
@@ -126,10 +128,12 @@ def block_line(record: BlockRecord, what: str = "block") -> str:
 
 @dataclass(frozen=True)
 class BlockJob:
-    """A block the loop recorded (and whose nftables element it added: `nft_done`)."""
+    """A block the loop recorded (and whose nftables element it added: `nft_done`);
+    `supersedes`: it ended the address's command-only block (ResponsePolicy.on_verdict)."""
 
     record: BlockRecord
     nft_done: Action | None
+    supersedes: bool = False
 
 
 @dataclass(frozen=True)
@@ -223,6 +227,8 @@ class ActionWorker(threading.Thread):
                         self.finished.append(payload.record.address)
                     if record is not None:
                         self._report_block(record)
+                    if payload.supersedes:  # the mode file of the block it ended drops it
+                        actions.write_files()
                     if actions.put_back_due:
                         actions.put_back_due = False
                         _say_table_remade(self._alerts, self.settings, payload.record.address)
@@ -320,8 +326,15 @@ class ResponsePolicy:
         self._announced: set[str] = set()
         self._element_checked: dict[str, float] = {}  # address: no new look before (monotonic)
         # Probed again while its block was being made: "already blocked" is said once the block
-        # is recorded (its own `block` line comes first), with the mode of that probe.
-        self._probed_in_flight: dict[str, str] = {}
+        # is recorded (its own `block` line comes first), with the mode of that probe; or, if
+        # the block only runs KILL_RUN_CMD and that probe's BLOCK enforces, the probe makes the
+        # block that supersedes it (tick).
+        self._probed_in_flight: dict[str, Verdict] = {}
+        self._supersede_due: list[Verdict] = []
+        # Active blocks that only ran (or run) KILL_RUN_CMD: BLOCK_TCP or BLOCK_UDP 2. A probe
+        # of the other protocol whose BLOCK is 1 is not "already blocked" by one (see
+        # _superseded).
+        self._command_only: set[str] = set()
         self._refused: set[str] = set()
         # Submitted to the worker to end (protected), with when (monotonic): submitted again
         # after PROTECTED_RETRY_S if still active (the worker's job failed).
@@ -490,18 +503,24 @@ class ResponsePolicy:
             a: t for a, t in self._ending_protected.items() if a in self._active
         }
         self._announced &= self._active
+        self._command_only = {r.address for r in active if not lasting(r.actions)}
         self._element_checked = {
             a: t for a, t in self._element_checked.items() if a in self._active
         }
-        for address, mode in list(self._probed_in_flight.items()):
+        for address, verdict in list(self._probed_in_flight.items()):
             if address not in self._in_flight:
                 del self._probed_in_flight[address]
-                if address in self._active:
-                    self._announce(address, mode)
+                if self._supersedes(address, verdict):
+                    self._supersede_due.append(verdict)
+                elif address in self._active:
+                    self._announce(address, verdict.probe.mode)
         self._next_expiry = min((r.until for r in active if r.until is not None), default=None)
 
     def tick(self, now: float) -> None:
         self._sync()
+        due, self._supersede_due = self._supersede_due, []
+        for verdict in due:
+            self.on_verdict(verdict, now)
         wall = time.time()
         if self._next_expiry is not None and self._next_expiry <= wall:
             self._next_expiry = None
@@ -551,13 +570,17 @@ class ResponsePolicy:
             return
         if address in self._active:
             self._sync()
+        replacing = None
         if address in self._active:
             if address in self._in_flight:
-                self._probed_in_flight.setdefault(address, probe.mode)
-            else:
+                if address not in self._probed_in_flight or self._supersedes(address, verdict):
+                    self._probed_in_flight[address] = verdict
+                return
+            replacing = self._superseded(address, verdict)
+            if replacing is None:
                 self._put_element_back(probe.src, now)
                 self._announce(address, probe.mode)
-            return
+                return
         why = self._protected.get(probe.src)
         if why is not None:
             if address not in self._refused:
@@ -565,7 +588,7 @@ class ResponsePolicy:
                 log.warning("not-blocking address=%s why=%s", address, _protection(why))
                 self._alerts.not_blocking(address, _protected_as(why))
             return
-        if self._full():
+        if replacing is None and self._full():  # one that supersedes takes its block's place
             if not self._over_max:
                 self._over_max = True
                 log.warning("block-max reached: %d active blocks (BLOCKS_MAX=%d); no new block "
@@ -593,26 +616,65 @@ class ResponsePolicy:
         if self._actions.nft_first(request):
             # In the loop, one netlink batch (~0.02-0.15 ms): the worker could wait for the GIL.
             nft_done = self._nft_add(probe.src, until)
-        try:
-            record = self._actions.record(request, now_wall, until, nft_done)  # at once: see there
+        replaced = None if replacing is None else replacing.id
+        try:  # at once: see there
+            record = self._actions.record(request, now_wall, until, nft_done, replaced)
         except sqlite3.Error as error:  # nothing stays in force that the store does not know
             log.error("block of %s not made: the store refused it: %s; its next probe tries "
                       "again", address, one_line(str(error)))  # fmt: skip
-            if nft_done is not None:
-                with contextlib.suppress(NftError):
-                    self._actions.nft().remove([probe.src])
+            self._take_element_back(probe.src, nft_done)
             return
         self._active.add(address)  # never submitted twice
         if record is None:  # blocked already, by a block the loop has not seen yet
+            if replacing is not None:  # or being unblocked: the element is not the store's
+                self._take_element_back(probe.src, nft_done)
             self._announce(address, probe.mode)
             return
+        if replacing is not None:
+            log.info("block address=%s supersedes its block of mode=%s, which only ran "
+                     "KILL_RUN_CMD: BLOCK_%s=1", address, replacing.mode,
+                     probe.proto.value.upper())  # fmt: skip
+            self._command_only.discard(address)
+            self._announced.discard(address)  # once per block: the new one too
+        if not lasting(record.actions):
+            self._command_only.add(address)
         self._in_flight.add(address)
-        if self._submit(BlockJob(record, nft_done)):
+        if self._submit(BlockJob(record, nft_done, replacing is not None)):
             self.blocks_made += 1
             return
         self._actions.abandon(record)
         self._active.discard(address)
         self._in_flight.discard(address)
+
+    def _take_element_back(self, source: Address, nft_done: Action | None) -> None:
+        """Remove the element the loop added for a block that was not recorded."""
+        if nft_done is not None and nft_done.status == DONE:
+            with contextlib.suppress(NftError):
+                self._actions.nft().remove([source])
+
+    def _supersedes(self, address: str, verdict: Verdict) -> bool:
+        """Whether `verdict` would make a block that enforces (nftables, a route, a hosts.deny
+        line) where `address` has an active block that only runs KILL_RUN_CMD (BLOCK=2 of the
+        other protocol). PortSentry 1.2 ran one process per protocol, each with its own
+        BLOCKED_FILE.<mode>: its TCP side blocked a source that its UDP side had only run the
+        command for. A plan with no such step (BLOCK=1 with the command alone) never
+        supersedes: it would do the same again."""
+        if address not in self._command_only:
+            return False
+        s = self.settings
+        mode = s.block_tcp if verdict.probe.proto is Proto.TCP else s.block_udp
+        return mode is BlockMode.BLOCK and lasting_steps(self._actions.steps(mode))
+
+    def _superseded(self, address: str, verdict: Verdict) -> BlockRecord | None:
+        """The address's active block that `verdict` supersedes (see _supersedes), read from
+        the store (the loop's view may be a moment old)."""
+        if not self._supersedes(address, verdict):
+            return None
+        record = self._store.active_block(address)
+        if record is None or lasting(record.actions):
+            self._command_only.discard(address)
+            return None
+        return record
 
     def _nft_add(self, source: Address, until: float | None) -> Action:
         """Add `source`'s element (Actions.nft_add); if our table was gone and had to be made

@@ -80,6 +80,10 @@ BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 UPTIME = Path("/proc/uptime")
 PLANNED, RUNNING, DONE = "planned", "running", "done"
 FAILED = "failed"  # the block's `ended_by` when none of its actions took effect
+# The `ended_by` of a block that only ran KILL_RUN_CMD (BLOCK_TCP or BLOCK_UDP 2) when a probe
+# of the other protocol, whose BLOCK is 1, made a block that enforces in its place (see
+# ResponsePolicy.on_verdict). Not an offence of its own: the block that replaced it is.
+SUPERSEDED = "superseded"
 UNDO_FAILED = "undo failed"  # an ended block's action still in force: `leftover` is set
 
 
@@ -305,9 +309,16 @@ class Store:
 
     def add_block(self, address: str, proto: str, port: int, mode: str, reason: str,
                   hostname: str, since: float, until: float | None,
-                  actions: tuple[Action, ...], boot: str) -> BlockRecord | None:  # fmt: skip
-        """Record a new active block; None if the address already has one."""
+                  actions: tuple[Action, ...], boot: str,
+                  replacing: int | None = None) -> BlockRecord | None:  # fmt: skip
+        """Record a new active block; None if the address already has one. `replacing`: the
+        id of the address's active block that this one supersedes (SUPERSEDED), ended in the
+        same transaction, unless an unblock of it has begun (then None)."""
         with self._transaction():
+            if replacing is not None:
+                self._db.execute(
+                    "UPDATE blocks SET ended = ?, ended_by = ? WHERE id = ? AND ended IS NULL"
+                    " AND unblocking IS NULL", (since, SUPERSEDED, replacing))  # fmt: skip
             offence = 1 + self.offences(address)
             try:
                 cursor = self._db.execute(
@@ -322,11 +333,11 @@ class Store:
                            since, until, offence, actions)  # fmt: skip
 
     def offences(self, address: str) -> int:
-        """How many blocks this address has had before (attempts that took no effect do not
-        count)."""
+        """How many blocks this address has had before (attempts that took no effect, and
+        blocks superseded by another, do not count)."""
         return int(self._db.execute(
-            "SELECT count(*) FROM blocks WHERE address = ? AND coalesce(ended_by, '') != ?",
-            (address, FAILED)).fetchone()[0])  # fmt: skip
+            "SELECT count(*) FROM blocks WHERE address = ? AND coalesce(ended_by, '') NOT IN"
+            " (?, ?)", (address, FAILED, SUPERSEDED)).fetchone()[0])  # fmt: skip
 
     def unwritten(self) -> list[BlockRecord]:
         """Blocks (active or ended) whose HISTORY_FILE line is not known to be written."""
