@@ -557,7 +557,10 @@ def test_broken_portmapper_is_a_clear_warning_within_bounded_time(
         took = time.monotonic() - started
     finally:
         stop(host, fake)
-    assert took < 8, took  # 2 s per transport, plus start-up
+    # 2 s per transport, plus a start-up that is slow on a loaded machine; without the
+    # deadline the dribbling ones never end (the command's 60 s timeout). That one
+    # deadline covers both versions is test_portmapper.py's.
+    assert took < 15, took
     assert status == 1  # 111/tcp and 111/udp are open and unlisted
     assert found(report) == {(host.ipv4, 111, "tcp"): ("sunrpc", "pwa-fake111"),
                              (host.ipv4, 111, "udp"): ("sunrpc", "pwa-fake111")}  # fmt: skip

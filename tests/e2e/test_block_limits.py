@@ -10,8 +10,9 @@ import pytest
 
 from portwarden import limits
 from portwarden.lab.network import Lab
-from tests.e2e.conftest import SERVICE, StartDaemon, nmap
+from tests.e2e.conftest import SERVICE, TCP_PORTS, StartDaemon, nmap
 from tests.e2e.test_blocking import CRAFT, blackholes, nft_elements, portwarden
+from tests.e2e.test_operations import status_json
 from tests.lab.services import can_connect
 
 pytestmark = pytest.mark.usefixtures("echo_service")
@@ -30,7 +31,7 @@ def test_blocks_max_holds_under_a_spoofed_burst_said_once_and_detection_goes_on(
                 "1,11,15"])  # fmt: skip
     daemon.wait_for("block-max reached: 5 active blocks")
     daemon.wait_for_attack(src="198.18.2.30", port="15")  # every forged probe still detected
-    nmap(scanner.run, "-sS", "-p", "1-100", lab.target.ipv4)
+    nmap(scanner.run, "-sS", "-p", TCP_PORTS, lab.target.ipv4)
     daemon.wait_for_attack(src=scanner.ipv4)
     assert nft_elements(lab.target) == {f"198.18.2.{n}" for n in range(1, 6)}
     assert can_connect(scanner, lab.target.ipv4, SERVICE)
@@ -41,7 +42,7 @@ def test_blocks_max_holds_under_a_spoofed_burst_said_once_and_detection_goes_on(
 
     assert portwarden(lab.target, daemon, "unblock", "198.18.2.1").returncode == 0
     daemon.wait_for(r"block-max ended: 4 active blocks now; \d+ sources were not blocked")
-    nmap(scanner.run, "-sS", "-p", "1-100", lab.target.ipv4)
+    nmap(scanner.run, "-sS", "-p", TCP_PORTS, lab.target.ipv4)
     daemon.wait_for(rf"block address={scanner.ipv4} ")
     assert not can_connect(scanner, lab.target.ipv4, SERVICE)
     daemon.stop()
@@ -58,7 +59,12 @@ def test_forged_sources_at_this_hosts_subnet_broadcast_and_network_are_never_blo
     forger = lab.attackers[2]
     lab.target.run(["ip", "addr", "add", "198.18.5.1/24", "dev", "eth0"])
     try:
-        time.sleep(limits.REFRESH_S + 0.5)  # the daemon reads the addresses every REFRESH_S
+        # The daemon reads the addresses every REFRESH_S; once its status shows the new one,
+        # the response policy has it too (the same refresh, before the loop answers).
+        deadline = time.monotonic() + 10 * limits.REFRESH_S
+        while "198.18.5.1" not in status_json(lab, daemon)["addresses"]:
+            assert time.monotonic() < deadline, "the daemon never saw 198.18.5.1"
+            time.sleep(0.2)
         for address in ("198.18.0.255", "198.18.0.0", "198.18.5.255"):
             forger.run([sys.executable, str(CRAFT), "--spoofed", address, "1",
                         lab.target.ipv4, "1,11,15"])  # fmt: skip

@@ -9,6 +9,7 @@ import time
 from portwarden import limits
 from portwarden.lab.network import Lab
 from tests.e2e.conftest import StartDaemon, nmap
+from tests.e2e.test_operations import status_json
 
 
 def test_a_spoofed_flood_neither_hides_a_real_scanner_nor_floods_the_log(
@@ -27,21 +28,23 @@ def test_a_spoofed_flood_neither_hides_a_real_scanner_nor_floods_the_log(
     assert (summary["ports"], summary["probes"]) == ("3", "3")  # 1, 11, 15: the tripwires
     daemon.wait_for(r"WARNING \d+ summar(y|ies) dropped \(a flood of sources")
     # The table of scans waiting pushed some out (counted and said); every other summary goes
-    # out, 20 a loop turn, before the stop: each source is in the event log, summarised or
-    # counted as dropped. (Not every spoofed packet arrives: the kernel drops martians.)
+    # out, 20 a loop turn, before the stop: each source the daemon knows (its status says how
+    # many) is in the event log, summarised or counted as dropped. (Not every spoofed packet
+    # arrives: the kernel drops martians.)
+    sources = status_json(lab, daemon)["counters"]["sources_tracked"]
     events = daemon.log_path.parent / "state" / "events.jsonl"
-    written: list[dict] = []
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        time.sleep(1.0)
-        before, written = written, [json.loads(line) for line in events.read_text().splitlines()]
-        if len(written) == len(before):
+    deadline = time.monotonic() + 60
+    while True:
+        text = events.read_text()  # whole lines only: the daemon may be writing one
+        written = [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines()]
+        summaries = sum(e["event"] == "scan-summary" for e in written)
+        dropped = sum(e["count"] for e in written if e["event"] == "summary-suppressed")
+        if summaries + dropped >= sources or time.monotonic() > deadline:
             break
-    summaries = sum(e["event"] == "scan-summary" for e in written)
-    dropped = sum(e["count"] for e in written if e["event"] == "summary-suppressed")
+        time.sleep(0.2)
     assert daemon.stop()[0] == 0
-    sources = int(daemon.wait_for(r"stopped: .* sources=(\d+) evicted=0").group(1))
-    assert summaries + dropped == sources > limits.OS_PROBE_PENDING_MAX
+    stopped = int(daemon.wait_for(r"stopped: .* sources=(\d+) evicted=0").group(1))
+    assert summaries + dropped == sources == stopped > limits.OS_PROBE_PENDING_MAX
     assert 0 < dropped < flood // 4
 
 

@@ -6,7 +6,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from portwarden.lab.network import Host
@@ -68,6 +69,16 @@ class RunningDaemon:
                     f"no log line matched {pattern!r} (exit {self.proc.poll()}):\n{self.log()}"
                 )
             time.sleep(0.05)
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """The daemon stopped (SIGSTOP) meanwhile: what the test changes under it cannot be
+        seen or repaired before the test has looked at it, however loaded the machine is."""
+        self.proc.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.proc.send_signal(signal.SIGCONT)
 
     def stop(self, timeout: float = 10.0) -> tuple[int, float]:
         """SIGTERM; returns the exit status and the seconds it took to exit."""

@@ -58,10 +58,10 @@ def test_a_hanging_command_is_killed_with_its_children(
     started = time.monotonic()
     failure = commands.run(["sh", "-c", f"sleep 30 & echo $! > {pid_file}; wait"], 0.5,
                            "KILL_RUN_CMD")  # fmt: skip
-    assert failure == "killed after 0.5s" and time.monotonic() - started < 2
+    assert failure == "killed after 0.5s" and time.monotonic() - started < 10  # not 30 s
     assert "KILL_RUN_CMD killed after 0.5s" in caplog.text
     pid = int(pid_file.read_text())
-    deadline = time.monotonic() + 2
+    deadline = time.monotonic() + 10
     while _alive(pid):  # the grandchild, not only the shell
         assert time.monotonic() < deadline, f"sleep {pid} survived the time limit"
         time.sleep(0.02)
@@ -69,13 +69,13 @@ def test_a_hanging_command_is_killed_with_its_children(
 
 def test_a_background_child_holding_the_output_does_not_hold_the_worker(pid_file: Path) -> None:
     started = time.monotonic()
-    failure = commands.run(["sh", "-c", f"sleep 3 & echo $! > {pid_file}; exit 0"], 10,
+    failure = commands.run(["sh", "-c", f"sleep 60 & echo $! > {pid_file}; exit 0"], 120,
                            "KILL_RUN_CMD")  # fmt: skip
-    assert failure is None and time.monotonic() - started < 1
+    assert failure is None and time.monotonic() - started < 10  # not the child's 60 s
     assert _alive(int(pid_file.read_text()))  # left alone: it was not over its time
 
 
 def test_endless_output_is_read_and_cut() -> None:
     started = time.monotonic()
     assert commands.run(["sh", "-c", "yes; exit 1"], 0.5, "KILL_RUN_CMD") == "killed after 0.5s"
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 10  # endless without the time limit
