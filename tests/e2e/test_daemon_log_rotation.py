@@ -3,26 +3,18 @@ stdout and stderr all go to the new file (stray output such as a thread's traceb
 
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
 from portwarden.lab.network import Lab
-from tests.lab.daemon import wait_for_text
+from tests.lab.daemon import run_daemonised, wait_for_text
 
 
 def test_stdout_and_stderr_follow_the_log_file_after_logrotate_moved_it(
     lab: Lab, tmp_path: Path
 ) -> None:
-    conf = tmp_path / "portwarden.conf"
-    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nTCP_MODE="stcp"\n'
-                    'UDP_MODE="none"\nAUDIT_INTERVAL="0"\n')  # fmt: skip
-    pid_file, log = tmp_path / "pw.pid", tmp_path / "state" / "portwarden.log"
-    started = lab.target.run([sys.executable, "-m", "portwarden", "run", "-c", str(conf),
-                              "--daemon", "--pid-file", str(pid_file)], check=False,
-                             timeout=30)  # fmt: skip
-    assert started.returncode == 0, started.stderr
-    pid = int(pid_file.read_text())
+    daemon = run_daemonised(lab.target, tmp_path, 'AUDIT_INTERVAL="0"\n')
+    pid, log = daemon.pid, daemon.log
     try:
         outputs = [Path(f"/proc/{pid}/fd/{fd}") for fd in (1, 2)]
         assert [os.readlink(p) for p in outputs] == [str(log)] * 2

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from portwarden import control
 from portwarden.lab.network import Lab
 from tests.e2e.conftest import StartDaemon, nmap
-from tests.lab.daemon import RunningDaemon, wait_for_text
+from tests.lab.daemon import RunningDaemon, run_daemonised, wait_for_text
 
 METRICS = "127.0.0.1:9877"
 
@@ -200,15 +200,7 @@ def test_bad_metrics_listen_is_a_one_line_error(tmp_path: Path, value: str) -> N
 def test_daemon_mode_returns_when_ready_writes_a_pid_file_and_logs_to_a_file(
     lab: Lab, tmp_path: Path
 ) -> None:
-    conf = tmp_path / "portwarden.conf"
-    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nTCP_MODE="stcp"\n'
-                    'UDP_MODE="none"\n')  # fmt: skip
-    pid_file, log = tmp_path / "pw.pid", tmp_path / "state" / "portwarden.log"
-    command = [sys.executable, "-m", "portwarden", "run", "-c", str(conf), "--daemon",
-               "--pid-file", str(pid_file)]  # fmt: skip
-    started = lab.target.run(command, check=False, timeout=30)
-    assert started.returncode == 0, started.stderr
-    pid = int(pid_file.read_text())
+    command, pid_file, log, pid = run_daemonised(lab.target, tmp_path)
     try:
         assert "ready:" in log.read_text()  # ready before the command returned
         # Not world-readable without a service manager's UMask= either.

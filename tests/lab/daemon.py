@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 from portwarden.lab.network import Host
 
@@ -117,6 +118,29 @@ def start_with_files(host: Host, files: dict[str, Path], config: Path, log: Path
                       stdout=log.open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
     wait_for_text(log, "ready:")
     return proc
+
+
+class Daemonised(NamedTuple):
+    """A `run --daemon` that returned: its command line, pid file, log file and pid."""
+
+    command: list[str]
+    pid_file: Path
+    log: Path
+    pid: int
+
+
+def run_daemonised(host: Host, folder: Path, conf_extra: str = "") -> Daemonised:
+    """`portwarden run --daemon` (stealth TCP on port 11, state in `folder`/state) in `host`;
+    asserts that it returned 0 (it does once the daemon is ready)."""
+    conf = folder / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{folder}/state"\nTCP_PORTS="11"\nTCP_MODE="stcp"\n'
+                    f'UDP_MODE="none"\n{conf_extra}')  # fmt: skip
+    pid_file, log = folder / "pw.pid", folder / "state" / "portwarden.log"
+    command = [sys.executable, "-m", "portwarden", "run", "-c", str(conf), "--daemon",
+               "--pid-file", str(pid_file)]  # fmt: skip
+    started = host.run(command, check=False, timeout=30)
+    assert started.returncode == 0, started.stderr
+    return Daemonised(command, pid_file, log, int(pid_file.read_text()))
 
 
 def wait_for_text(path: Path, text: str, timeout: float = 15.0) -> None:
