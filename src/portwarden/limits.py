@@ -252,8 +252,11 @@ SMTP_RETRY_DELAY_S_MIN = 10.0
 # listener answers in microseconds; a firewall that drops the SYN costs at most this long.
 AUDIT_CONNECT_TIMEOUT_S = 1.0
 
-# Sockets read from the kernel's tables per audit: a host with more (a flood of UDP sockets
-# opened by a local user) is audited on the first this many, with a warning.
+# Distinct sockets the port audit reads per protocol, among those it looks at (on an audited
+# address or a wildcard, in its port range, not skipped: the kernel filters out the rest, so a
+# flood elsewhere does not count). A local user who opens more than this on the audited
+# addresses makes that protocol's check incomplete (an AuditIncomplete finding, and no
+# ServiceMissing from it) rather than grow the audit's memory without end: about 10 MiB.
 AUDIT_SOCKETS_MAX = 65_536
 
 # Sources refused a block while BLOCKS_MAX is reached, counted once each for the `block-max

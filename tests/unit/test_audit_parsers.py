@@ -316,7 +316,7 @@ def test_unreadable_socket_tables_mean_nothing_was_checked(
         proc_sockets(UDP, proc=tmp_path)
     assert proc_sockets(TCP, proc=tmp_path) == []  # tcp6 may be absent: no IPv6
 
-    def unreadable(protos: object) -> None:
+    def unreadable(protos: object, scope: object) -> None:
         raise OSError("cannot read /proc/net/tcp: Permission denied")
 
     monkeypatch.setattr(check, "open_sockets", unreadable)
@@ -476,3 +476,24 @@ def test_audit_interfaces_refuse_a_scope(tmp_path: Path) -> None:
     conf.write_text(f'STATE_DIR="{tmp_path}"\nAUDIT_INTERFACES="fe80::1%eth0"\n')
     with pytest.raises(ConfigError, match="no scope here; AUDIT_DEVICES names the device"):
         load_settings(conf)
+
+
+@pytest.mark.parametrize(
+    ("text", "warning"),
+    [
+        ('AUDIT_UDP="0"\nAUDIT_SKIP="111/tcp"\nAUDIT_OPTIONAL="RPC_395811/udp"',
+         ":3: AUDIT_OPTIONAL: 'RPC_395811/udp' never matches: AUDIT_SKIP has 111/tcp and "
+         "AUDIT_UDP is 0: RPC names in AUDIT_OPTIONAL need port 111 audited"),
+        ('AUDIT_UDP="0"\nAUDIT_IGNORE="5353/udp"',
+         ":2: AUDIT_IGNORE: '5353/udp' never matches: AUDIT_UDP is 0: UDP is never checked"),
+        ('AUDIT_MIN_PORT="1024"\nAUDIT_OPTIONAL="eth0:80/tcp"',
+         ":2: AUDIT_OPTIONAL: '80/tcp' never matches: AUDIT_MIN_PORT is 1024: never checked"),
+    ],
+)  # fmt: skip
+def test_an_optional_or_ignored_item_that_never_matches_is_a_warning(
+    tmp_path: Path, text: str, warning: str
+) -> None:
+    """The same item in AUDIT_REQUIRED is an error (above); here it is harmless but dead."""
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f"{text}\n")
+    assert [w for w in load_settings(conf).warnings if "never matches" in w] == [f"{conf}{warning}"]

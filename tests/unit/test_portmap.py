@@ -56,12 +56,19 @@ def test_bad_allowed_network_is_one_line_error(text: str) -> None:
 
 @pytest.mark.parametrize(("text", "plain"), [("[2001:db8::]/64", "2001:db8::/64"),
                                              ("[2001:db8::14]", "2001:db8::14")])  # fmt: skip
-def test_the_hosts_allow_form_of_ipv6_is_named_with_the_command_lines(
-    text: str, plain: str
-) -> None:
-    with pytest.raises(ConfigError, match=re.escape(f"on the command line write it as NET/bits: "
-                                                    f"{plain}")):  # fmt: skip
+def test_the_hosts_allow_form_of_ipv6_is_the_same_network(text: str, plain: str) -> None:
+    assert allowed_networks([text]) == allowed_networks([plain])
+    assert host_bits_warnings([text]) == []
+    assert host_bits_warnings(["[2001:db8::1]/64"]) == [
+        '--allow "[2001:db8::1]/64": host bits are set; the network allowed is 2001:db8::/64'
+    ]
+
+
+@pytest.mark.parametrize("text", ["[198.18.0.1]", "[2001:db8::]/129", "[]", "[2001:db8::"])
+def test_brackets_hold_only_a_valid_ipv6_address(text: str) -> None:
+    with pytest.raises(ConfigError) as caught:
         allowed_networks([text])
+    assert str(caught.value).startswith(f'--allow: "{text}"')
 
 
 def test_rules_use_only_forms_tcp_wrappers_accepts_loopback_first() -> None:
@@ -664,6 +671,9 @@ class _Wall:
 
     def unprotect(self) -> list[firewall.Step]:
         return [firewall.Step(self.name, f"remove ours from {self.name}\n")]
+
+    def foreign(self) -> str | None:
+        return None
 
     def run(self, step: firewall.Step) -> firewall.Undo:
         if self.fails:

@@ -307,9 +307,24 @@ def test_tcp_reply_larger_than_the_limit_is_refused_before_it_is_read() -> None:
     def huge(conn: socket.socket, xid: int) -> None:
         conn.sendall(struct.pack("!3I", 8, xid, 1) + struct.pack("!I", PORTMAP_REPLY_BYTES_MAX))
 
-    with tcp_portmapper(huge) as port, pytest.raises(PortmapperError, match="larger") as caught:
+    with tcp_portmapper(huge) as port, pytest.raises(PortmapperError) as caught:
         dump("127.0.0.1", TCP, 5, port=port)
     assert caught.value.reason == "malformed"
+    assert str(caught.value).endswith(f"announces a record fragment of {PORTMAP_REPLY_BYTES_MAX} "
+                                      f"bytes after 8 bytes, more than {PORTMAP_REPLY_BYTES_MAX} "
+                                      "in all")  # fmt: skip
+
+
+def test_random_bytes_are_said_to_announce_a_fragment_not_a_reply() -> None:
+    """300 random bytes over TCP: the first 4 are read as a record mark, and said to be one."""
+
+    def junk(conn: socket.socket, xid: int) -> None:
+        conn.sendall(bytes.fromhex("5a17c3e9") + bytes(range(256)) + b"x" * 40)
+
+    with tcp_portmapper(junk) as port, pytest.raises(PortmapperError) as caught:
+        dump("127.0.0.1", TCP, 5, port=port)
+    assert str(caught.value).endswith(f"announces a record fragment of {0x5A17C3E9} bytes, more "
+                                      f"than {PORTMAP_REPLY_BYTES_MAX} in all")  # fmt: skip
 
 
 def test_tcp_connection_closed_early_is_malformed() -> None:

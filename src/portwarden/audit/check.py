@@ -9,16 +9,24 @@ from pathlib import Path
 from typing import NamedTuple
 
 from portwarden.audit import confirm
-from portwarden.audit.compare import Requirement, Severities, compare
+from portwarden.audit.compare import ANY, Requirement, Severities, compare
 from portwarden.audit.findings import Finding, Kind, OpenPort
 from portwarden.audit.interfaces import Interface, ambiguous_addresses, audited_interfaces
-from portwarden.audit.names import Names
+from portwarden.audit.names import UNKNOWN, Names
 from portwarden.audit.policy import Item, Policy
-from portwarden.audit.sockets import PROC, Owner, Socket, open_sockets, owners, user_name
+from portwarden.audit.sockets import (
+    PROC,
+    Owner,
+    Scope,
+    Socket,
+    open_sockets,
+    owners,
+    user_name,
+)
 from portwarden.audit.state import STATE_NAME, AuditState
 from portwarden.config import Settings
 from portwarden.detect.probe import IPAddress, Proto
-from portwarden.limits import AUDIT_RPC_WARNINGS_MAX, PORTMAP_TIMEOUT_S
+from portwarden.limits import AUDIT_RPC_WARNINGS_MAX, AUDIT_SOCKETS_MAX, PORTMAP_TIMEOUT_S
 from portwarden.net.portmapper import (
     PORTMAPPER_PORT,
     PORTMAPPER_PROGRAM,
@@ -81,10 +89,9 @@ def run_audit(settings: Settings, previous: AuditState | None, now: float,
     warnings += ambiguous_addresses(policy.wheres(), interfaces)
     protos = (Proto.TCP, Proto.UDP) if settings.audit_udp else (Proto.TCP,)
     try:
-        sockets, problems = open_sockets(protos)
+        sockets, cut = open_sockets(protos, _scope(settings, interfaces, policy))
     except OSError as error:
         raise NothingChecked(f"the socket tables could not be read ({error})") from None
-    warnings += problems
     ours = _portwarden_pids(settings.state_dir)
     owned = owners({s.inode for s in sockets})
     own_ports = {Proto.TCP: set(settings.tcp_ports), Proto.UDP: set(settings.udp_ports)}
@@ -106,7 +113,9 @@ def run_audit(settings: Settings, previous: AuditState | None, now: float,
                     for group, item in policy.requirements()]  # fmt: skip
     rpc_names = {p: names.program_names(p) for held in programs.values() for p in held}
     findings, state = compare(open_ports, rpc_names, requirements, previous, _severities(settings),
-                              rpc_known=registered is not None)  # fmt: skip
+                              rpc_known=registered is not None, cut=frozenset(cut))  # fmt: skip
+    findings += [_cut_finding(proto, count, settings.audit_severity_missing)
+                 for proto, count in cut.items()]  # fmt: skip
     if unusable is not None and policy.names_rpc:  # said at every check, while it lasts
         findings.append(_unusable_finding(unusable, owned.get(unusable.sock.inode), names,
                                           settings.audit_severity_portmapper))  # fmt: skip
@@ -158,6 +167,27 @@ def _unusable_finding(unusable: Unusable, owner: Owner | None, names: Names,
                    unusable.sock.proto.value, names.program(PORTMAPPER_PROGRAM),
                    *_owned_by(unusable.sock, owner), rpc_program=PORTMAPPER_PROGRAM,
                    reason="; ".join(unusable.reasons))  # fmt: skip
+
+
+def _scope(settings: Settings, interfaces: Sequence[Interface], policy: Policy) -> Scope:
+    """The sockets this audit looks at: on the audited addresses or a wildcard, in the port
+    range, and not skipped on every audited address."""
+    listed = {(item.proto, item.port) for group in policy.skip for item in group.items
+              if item.port is not None}  # fmt: skip
+    skipped = frozenset((proto, port) for proto, port in listed if all(
+        policy.skips(str(i), i.device, port, proto) for i in interfaces))  # fmt: skip
+    return Scope(frozenset(i.address for i in interfaces), settings.audit_min_port,
+                 settings.audit_max_port, skipped)  # fmt: skip
+
+
+def _cut_finding(proto: Proto, count: int, severity: str) -> Finding:
+    """The check of `proto` was incomplete: it stands in for the ServiceMissing it could not
+    give (hence that severity), and for the ServiceNew of what was left out."""
+    reason = (f"{count} {proto.value} sockets are open on the audited addresses and ports, "
+              f"more than the {AUDIT_SOCKETS_MAX} distinct ones an audit reads (a local user's "
+              f"flood?): {proto.value} ports may be open unseen, and no {proto.value} "
+              "requirement was reported missing")  # fmt: skip
+    return Finding(Kind.INCOMPLETE, severity, ANY, None, proto.value, UNKNOWN, reason=reason)
 
 
 def _item_service(item: Item, names: Names) -> str:

@@ -16,6 +16,7 @@ from typing import NamedTuple
 from portwarden.audit.findings import Finding, Kind, OpenPort
 from portwarden.audit.policy import Group, Item, Rule
 from portwarden.audit.state import AuditState, Seen
+from portwarden.detect.probe import Proto
 
 ANY = "any"
 
@@ -62,7 +63,7 @@ class Requirement(NamedTuple):
 def compare(
     open_ports: Sequence[OpenPort], rpc_names: dict[int, frozenset[str]],
     requirements: Sequence[Requirement], previous: AuditState | None, severities: Severities,
-    rpc_known: bool = True,
+    rpc_known: bool = True, cut: frozenset[Proto] = frozenset(),
 ) -> tuple[list[Finding], AuditState]:  # fmt: skip
     """Findings for this check and the state to keep for the next one.
 
@@ -71,6 +72,11 @@ def compare(
     no Restarted), and a port an RPC program held last time keeps what was known of it, rather
     than turning into a ServiceNew because it has lost its name, whatever its policy was then.
     A port whose `unlisted` was not known (a version 1 state) is taken to be as it is now.
+
+    `cut` are the protocols whose sockets were not all read (AUDIT_SOCKETS_MAX): what was not
+    seen of them may still be open, so a requirement not met keeps its last state, as do the
+    ports seen last time and not now (no ServiceMissing, and no ServiceNew next time for a port
+    that was only left out).
     """
     findings: list[Finding] = []
     before = previous or AuditState()
@@ -108,13 +114,17 @@ def compare(
             findings.append(found(Kind.NEW, port))
         seen.add(Seen(port.interface, port.port, port.proto.value, port.rpc_programs, unlisted))
 
+    now = {(s.interface, s.port, s.proto) for s in seen}
+    seen |= {s for s in before.seen if Proto(s.proto) in cut and s[:3] not in now}
     missing: set[str] = set()
     for need in requirements:
         if not rpc_known and need.item.rpc is not None:
             missing |= {need.key} & before.missing  # unknown: as it was
             continue
         match = next((p for p in open_ports if _satisfies(p, need, rpc_names)), None)
-        if match is None:
+        if match is None and need.item.proto in cut:
+            missing |= {need.key} & before.missing  # perhaps open, unseen: as it was
+        elif match is None:
             missing.add(need.key)
             if previous is None or need.key not in previous.missing:
                 findings.append(Finding(Kind.MISSING, severities.missing, need.where,

@@ -34,6 +34,7 @@ class Kind(Enum):
     RESTARTED = "ServiceRestarted"  # a required port reported missing is open again
     PORT_SWITCH = "ServicePortSwitch"  # an RPC service moved to another port
     PORTMAPPER = "PortmapperUnusable"  # the portmapper listens but gave no list: RPC unchecked
+    INCOMPLETE = "AuditIncomplete"  # more sockets than AUDIT_SOCKETS_MAX: a protocol part-checked
 
 
 def owner(program: str, pid: int | None, user: str) -> str:
@@ -99,6 +100,9 @@ class Finding(NamedTuple):
 
     def line(self) -> str:
         """`Kind: iface:port/proto (service) program=.. pid=.. user=..`, always one line."""
+        if self.kind is Kind.INCOMPLETE:
+            why = field_value(self.reason or "")
+            return f"{self.kind.value}: {self.interface}:*/{self.proto} reason={why}"
         where = f"{self.interface}:{self.service if self.port is None else self.port}"
         named = label(",".join(self.services), self.rpc_program is None)
         text = f"{self.kind.value}: {where}/{self.proto} ({named})"

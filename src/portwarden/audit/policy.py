@@ -183,17 +183,37 @@ class Policy:
         checked, a port outside the range checked, or an RPC name while the portmapper is never
         asked. It would be reported missing whatever is open: a contradiction in the
         settings, not a finding."""
-        portmapper = self._portmapper_unasked(udp)
         for _, item in self.requirements():
-            if item.rpc is not None and portmapper:
-                return (f"'{item}' is required, but {portmapper}: RPC names in AUDIT_REQUIRED "
-                        f"need port {PORTMAPPER_PORT} audited")  # fmt: skip
-            if item.proto is Proto.UDP and not udp:
-                return f"'{item}' is required, but AUDIT_UDP is 0: UDP is never checked"
-            if item.port is not None and item.port < min_port:
-                return f"'{item}' is required, but AUDIT_MIN_PORT is {min_port}: never checked"
-            if item.port is not None and item.port > max_port:
-                return f"'{item}' is required, but AUDIT_MAX_PORT is {max_port}: never checked"
+            why = self._unseen(item, "AUDIT_REQUIRED", udp, min_port, max_port)
+            if why is not None:
+                return f"'{item}' is required, but {why}"
+        return None
+
+    def never_matched(self, udp: bool, min_port: int,
+                      max_port: int) -> list[tuple[str, str]]:  # fmt: skip
+        """(key, warning) for each item of AUDIT_OPTIONAL and AUDIT_IGNORE that can never match,
+        for the reasons of `unseeable`: harmless to the check, but the administrator who wrote
+        it expects it to take effect."""
+        found = []
+        for key, groups in (("AUDIT_OPTIONAL", self.optional), ("AUDIT_IGNORE", self.ignore)):
+            for item in dict.fromkeys(item for group in groups for item in group.items):
+                why = self._unseen(item, key, udp, min_port, max_port)
+                if why is not None:
+                    found.append((key, f"'{item}' never matches: {why}"))
+        return found
+
+    def _unseen(self, item: Item, key: str, udp: bool, min_port: int,
+                max_port: int) -> str | None:  # fmt: skip
+        """Why `item` (of `key`) is never seen open, if it is not."""
+        portmapper = self._portmapper_unasked(udp)
+        if item.rpc is not None and portmapper:
+            return f"{portmapper}: RPC names in {key} need port {PORTMAPPER_PORT} audited"
+        if item.proto is Proto.UDP and not udp:
+            return "AUDIT_UDP is 0: UDP is never checked"
+        if item.port is not None and item.port < min_port:
+            return f"AUDIT_MIN_PORT is {min_port}: never checked"
+        if item.port is not None and item.port > max_port:
+            return f"AUDIT_MAX_PORT is {max_port}: never checked"
         return None
 
     def _portmapper_unasked(self, udp: bool) -> str | None:

@@ -1,11 +1,11 @@
 """The kernel's socket tables and who owns each socket.
 
 Only sockets that can take traffic from outside are kept: TCP sockets in LISTEN and UDP sockets
-that are not connected to one peer. They are asked of the kernel over sock_diag, which also says
-which device a socket is bound to and whether an IPv6 socket takes IPv4; /proc/net/tcp, tcp6,
-udp and udp6, which say neither, are read only when sock_diag cannot answer. The owner (pid,
-program) is found by scanning /proc/*/fd for the socket's inode; a process that exits during
-the scan is simply not found.
+that are not connected to one peer, and of those only the ones in the audit's `Scope`. They are
+asked of the kernel over sock_diag, which also says which device a socket is bound to and
+whether an IPv6 socket takes IPv4; /proc/net/tcp, tcp6, udp and udp6, which say neither, are
+read only when sock_diag cannot answer. The owner (pid, program) is found by scanning
+/proc/*/fd for the socket's inode; a process that exits during the scan is simply not found.
 """
 
 import grp
@@ -14,14 +14,16 @@ import os
 import pwd
 import socket
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from portwarden.detect.probe import IPAddress, Proto
 from portwarden.limits import AUDIT_SOCKETS_MAX
-from portwarden.net import sockdiag
+from portwarden.net import diagfilter, sockdiag
 from portwarden.net.local import unmapped
+from portwarden.net.portmapper import PORTMAPPER_PORT
 
 PROC = Path("/proc")
 _TCP_LISTEN = "0A"
@@ -77,26 +79,102 @@ def _address(text: str) -> IPAddress:
 
 _DIAG_QUERIES = {Proto.TCP: (socket.IPPROTO_TCP, sockdiag.TCP_LISTEN_ONLY),
                  Proto.UDP: (socket.IPPROTO_UDP, sockdiag.UDP_UNCONNECTED)}  # fmt: skip
+_WILDCARDS = (ipaddress.IPv4Address(0), ipaddress.IPv6Address(0))
 
 
-def open_sockets(protos: Iterable[Proto]) -> tuple[list[Socket], list[str]]:
-    """Every listening TCP / unconnected UDP socket, IPv4 and IPv6, and any warnings: from
-    sock_diag, else from /proc/net. Raises OSError (see `proc_sockets`)."""
+@dataclass(frozen=True)
+class Scope:
+    """The sockets an audit looks at: any on port `anywhere` (the portmapper's, asked wherever
+    it listens), and those bound to one of `addresses` or to a wildcard with a port from
+    `min_port` to `max_port` that is not in `skipped` for its protocol. The rest are left out
+    while the tables are read, in the kernel where it can (a sock_diag filter), before
+    AUDIT_SOCKETS_MAX is counted: a local user's flood of sockets on addresses or ports the
+    audit does not look at (loopback, by default) cannot push out the ones it does."""
+
+    addresses: frozenset[IPAddress]  # without a scope (`%device`): the tables show none
+    min_port: int = 1
+    max_port: int = 65535
+    skipped: frozenset[tuple[Proto, int]] = frozenset()  # skipped on every audited address
+    anywhere: int = PORTMAPPER_PORT
+
+    @classmethod
+    def port_only(cls, port: int) -> "Scope":
+        """Every socket on `port`, on any address, and nothing else."""
+        return cls(frozenset(), min_port=1, max_port=0, anywhere=port)
+
+    def takes(self, proto: Proto, address: IPAddress, port: int) -> bool:
+        if port == self.anywhere:
+            return True
+        return (self.min_port <= port <= self.max_port and (proto, port) not in self.skipped
+                and (address.is_unspecified or address in self.addresses))  # fmt: skip
+
+    def bytecode(self, proto: Proto) -> bytes:
+        """The same test as a sock_diag filter; b"" (no filter) when it would not fit."""
+        skipped = sorted(port for skip_proto, port in self.skipped if skip_proto is proto)
+        bound = diagfilter.AnyOf(tuple(map(diagfilter.bound_to, (*_WILDCARDS, *self.addresses))))
+        audited = diagfilter.AllOf((diagfilter.port_at_least(self.min_port),
+                                    diagfilter.port_at_most(self.max_port),
+                                    *map(diagfilter.port_is_not, skipped), bound))  # fmt: skip
+        try:
+            return diagfilter.compile_filter(
+                diagfilter.AnyOf((diagfilter.port_is(self.anywhere), audited))
+            )
+        except ValueError:  # thousands of addresses or skipped ports: filtered here only
+            return b""
+
+
+class Tables(NamedTuple):
+    """What the socket tables hold in a scope."""
+
+    sockets: list[Socket]
+    # Per protocol with more distinct sockets in scope than AUDIT_SOCKETS_MAX: how many sockets
+    # in scope it had (all of them counted); only AUDIT_SOCKETS_MAX distinct ones were kept.
+    cut: dict[Proto, int]
+
+
+def open_sockets(protos: Iterable[Proto], scope: Scope) -> Tables:
+    """Every listening TCP / unconnected UDP socket in `scope`, IPv4 and IPv6: from sock_diag,
+    else from /proc/net. Sockets alike but for their owner (a user may open thousands on one
+    port with SO_REUSEPORT) are kept once, the lowest uid's. Raises OSError (see
+    `proc_sockets`)."""
     sockets: list[Socket] = []
-    warnings: list[str] = []
+    cut: dict[Proto, int] = {}
     for proto in protos:
         try:
-            found = sockdiag.sockets(*_DIAG_QUERIES[proto])
+            kept, seen = _distinct(_diag_sockets(proto, scope), proto, scope)
         except OSError:  # a kernel without inet_diag (or udp_diag)
-            sockets += proc_sockets(proto)
+            kept, seen = _distinct(iter(proc_sockets(proto)), proto, scope)
+        sockets += kept
+        if seen is not None:
+            cut[proto] = seen
+    return Tables(sockets, cut)
+
+
+def _diag_sockets(proto: Proto, scope: Scope) -> Iterator[Socket]:
+    protocol, states = _DIAG_QUERIES[proto]
+    for s in sockdiag.sockets(protocol, states, scope.bytecode(proto)):
+        yield Socket(proto, s.address, s.port, s.uid, s.inode, s.device, s.v6only)
+
+
+def _distinct(found: Iterator[Socket], proto: Proto,
+              scope: Scope) -> tuple[list[Socket], int | None]:  # fmt: skip
+    """At most AUDIT_SOCKETS_MAX distinct sockets in scope, and, if there were more, how many
+    sockets were in scope: past the cap the rest are only counted, so memory stays bounded
+    however many a user opens."""
+    kept: dict[tuple[IPAddress, int, int | None, bool | None], Socket] = {}
+    seen = 0
+    full = False
+    for sock in found:
+        if sock.port == 0 or not scope.takes(proto, sock.address, sock.port):
             continue
-        sockets += [Socket(proto, s.address, s.port, s.uid, s.inode, s.device, s.v6only)
-                    for s in found if s.port > 0]  # fmt: skip
-    if len(sockets) > AUDIT_SOCKETS_MAX:
-        warnings.append(f"{len(sockets)} open sockets; only the first {AUDIT_SOCKETS_MAX} "
-                        "are audited")  # fmt: skip
-        sockets = sockets[:AUDIT_SOCKETS_MAX]
-    return sockets, warnings
+        seen += 1
+        key = (sock.address, sock.port, sock.device, sock.v6only)
+        held = kept.get(key)
+        if held is None and len(kept) >= AUDIT_SOCKETS_MAX:
+            full = True
+        elif held is None or sock.uid < held.uid:
+            kept[key] = sock
+    return list(kept.values()), (seen if full else None)
 
 
 def proc_sockets(proto: Proto, proc: Path = PROC) -> list[Socket]:

@@ -417,11 +417,14 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
     if settings.audit_min_port > settings.audit_max_port:
         raise read.error("AUDIT_MIN_PORT", "AUDIT_MIN_PORT is above AUDIT_MAX_PORT",
                          str(settings.audit_min_port))  # fmt: skip
-    policy = Policy(settings.audit_required, (), settings.audit_ignore, settings.audit_skip)
+    policy = Policy(settings.audit_required, settings.audit_optional, settings.audit_ignore,
+                    settings.audit_skip)  # fmt: skip
     unseeable = policy.unseeable(settings.audit_udp, settings.audit_min_port,
                                  settings.audit_max_port)  # fmt: skip
     if unseeable is not None:
         raise read.error("AUDIT_REQUIRED", unseeable)
+    warnings += [f"{read.where(key)}{key}: {why}" for key, why in policy.never_matched(
+        settings.audit_udp, settings.audit_min_port, settings.audit_max_port)]  # fmt: skip
     warnings += _unaudited_requirements(read, settings, policy)
     ignored: tuple[Network, ...] = ()
     if ignore_file is not None:

@@ -69,11 +69,18 @@ def read_dump(data: bytes, sequence: int, into: list[bytes], name: str) -> bool:
 def dump(protocol: int, requests: Iterable[tuple[int, bytes]], name: str) -> list[bytes]:
     """The payloads of every message the kernel answers to each dump request (type, body), the
     requests one after the other on one socket. Raises OSError (named `name`)."""
-    found: list[bytes] = []
+    return list(dump_each(protocol, requests, name))
+
+
+def dump_each(protocol: int, requests: Iterable[tuple[int, bytes]], name: str) -> Iterator[bytes]:
+    """The same, one receive at a time: a caller that keeps only some of a long dump (the port
+    audit, among a local user's flood of sockets) never holds all of it."""
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol) as sock:
         sock.settimeout(ANSWER_WAIT_S)
         for sequence, (kind, body) in enumerate(requests, start=1):
             sock.send(message(kind, NLM_F_REQUEST | NLM_F_DUMP, sequence, body))
-            while read_dump(sock.recv(65536), sequence, found, name):
-                pass
-    return found
+            more = True
+            while more:
+                found: list[bytes] = []
+                more = read_dump(sock.recv(65536), sequence, found, name)
+                yield from found

@@ -249,7 +249,10 @@ def _read_record(sock: socket.socket, deadline: float, timeout: float) -> bytes:
             if fragments > PORTMAP_REPLY_FRAGMENTS_MAX:
                 raise _malformed(f"reply in more than {PORTMAP_REPLY_FRAGMENTS_MAX} fragments")
             size = marker & ~_LAST_FRAGMENT
-            _refuse_larger(len(record) + size)
+            if len(record) + size > PORTMAP_REPLY_BYTES_MAX:  # said as it is: any 4 bytes read so
+                after = f" after {len(record)} bytes" if record else ""
+                raise _malformed(f"announces a record fragment of {size} bytes{after}, more than "
+                                 f"{PORTMAP_REPLY_BYTES_MAX} in all")  # fmt: skip
             record += _read_exactly(sock, size, deadline)
             if marker & _LAST_FRAGMENT:
                 return bytes(record)

@@ -15,6 +15,7 @@ Message layout from linux/sock_diag.h and linux/inet_diag.h.
 import ipaddress
 import socket
 import struct
+from collections.abc import Iterator
 from typing import NamedTuple
 
 from portwarden.net import netlink
@@ -31,6 +32,7 @@ _MESSAGE = struct.Struct("=BBBB4x16s16xI8x12xII")
 _PORT = struct.Struct("!H")
 _ATTRIBUTE = struct.Struct("=HH")  # rtattr: length (header included), type
 _SKV6ONLY = 11  # INET_DIAG_SKV6ONLY: a u8
+_REQ_BYTECODE = 1  # INET_DIAG_REQ_BYTECODE: a filter program the kernel runs on each socket
 TCP_LISTEN_ONLY = 1 << 10  # TCPF_LISTEN
 UDP_UNCONNECTED = 1 << 7  # TCPF_CLOSE: a UDP socket that is not connected to one peer
 
@@ -46,8 +48,11 @@ class DiagSocket(NamedTuple):
     v6only: bool  # an IPv6 socket that takes no IPv4; False for IPv4 sockets
 
 
-def _requests(protocol: int, states: int) -> list[tuple[int, bytes]]:
-    return [(_SOCK_DIAG_BY_FAMILY, _REQUEST.pack(family, protocol, 0, 0, states))
+def _requests(protocol: int, states: int, bytecode: bytes = b"") -> list[tuple[int, bytes]]:
+    """A dump per family; `bytecode` (diagfilter) goes as the INET_DIAG_REQ_BYTECODE attribute."""
+    attribute = _ATTRIBUTE.pack(_ATTRIBUTE.size + len(bytecode), _REQ_BYTECODE) + bytecode
+    extra = attribute if bytecode else b""
+    return [(_SOCK_DIAG_BY_FAMILY, _REQUEST.pack(family, protocol, 0, 0, states) + extra)
             for family in (socket.AF_INET, socket.AF_INET6)]  # fmt: skip
 
 
@@ -57,11 +62,13 @@ def socket_ports(protocol: int, states: int) -> frozenset[int]:
     return source_ports(netlink.dump(NETLINK_SOCK_DIAG, _requests(protocol, states), "sock_diag"))
 
 
-def sockets(protocol: int, states: int) -> list[DiagSocket]:
-    """The IPv4 and IPv6 sockets of `protocol` in `states`, with their device and V6ONLY.
+def sockets(protocol: int, states: int, bytecode: bytes = b"") -> Iterator[DiagSocket]:
+    """The IPv4 and IPv6 sockets of `protocol` in `states`, with their device and V6ONLY, as
+    the kernel sends them; only those `bytecode` (a diagfilter program) accepts, if given.
     Raises OSError when the kernel cannot answer (no inet_diag, or no udp_diag for UDP)."""
-    answers = netlink.dump(NETLINK_SOCK_DIAG, _requests(protocol, states), "sock_diag")
-    return [found for found in map(parse_message, answers) if found is not None]
+    answers = netlink.dump_each(NETLINK_SOCK_DIAG, _requests(protocol, states, bytecode),
+                                "sock_diag")  # fmt: skip
+    return (found for found in map(parse_message, answers) if found is not None)
 
 
 def parse_message(data: bytes) -> DiagSocket | None:

@@ -37,6 +37,7 @@ from portwarden.net.input_filters import input_filter_chains
 from portwarden.net.portmapper import PORTMAPPER_PORT
 from portwarden.respond import nft as blocker
 from portwarden.respond.nft import Nft, NftError
+from portwarden.text import one_line
 
 Backend = Literal["nft", "iptables"]
 TABLE = PORTMAP_TABLE
@@ -44,6 +45,7 @@ CHAIN = "PORTWARDEN_PORTMAP"
 _PRIORITY = "filter - 10"
 _TIMEOUT_S = 30  # an iptables tool waiting longer (`-w`: for the xtables lock) is given up on
 _JUMP = f"-A INPUT -j {CHAIN}"
+_COMMENT = "portwarden-portmap "  # then a digest of the rules: on every rule we write
 
 
 class FirewallError(Exception):
@@ -74,6 +76,7 @@ Undo = Callable[[], str]
 class Firewall(Protocol):
     def protect(self, networks: tuple[Network, ...]) -> list[Step]: ...
     def unprotect(self) -> list[Step]: ...
+    def foreign(self) -> str | None: ...
     def describe(self) -> list[str]: ...
     def active(self) -> bool: ...
     def allowed(self) -> tuple[Network, ...]: ...
@@ -117,7 +120,7 @@ class NftFirewall:
                 f"th dport {PORTMAPPER_PORT} drop"
             )
         digest = hashlib.sha256("\n".join(rules).encode()).hexdigest()[:16]
-        comment = f"portwarden-portmap {digest}"
+        comment = f"{_COMMENT}{digest}"
         current = self._rules()
         if current is not None and [r.get("comment") for r in current] == [comment] * len(rules):
             return []
@@ -137,10 +140,37 @@ class NftFirewall:
             return []
         return [Step("nft", f"delete table inet {TABLE}\n")]
 
+    def foreign(self) -> str | None:
+        """A warning line if our table holds anything we did not put there (a rule added by
+        hand, another chain, a set): protect flushes our chain and unprotect deletes the
+        table, so it would go silently."""
+        try:
+            output = self._nft_run(f"list table inet {TABLE}", json_output=True)
+        except FirewallError:
+            return None
+        found = []
+        for item in json.loads(output).get("nftables", []):
+            kind, body = next(iter(item.items()), ("", {}))
+            if not isinstance(body, dict) or kind in ("metainfo", "table"):
+                continue
+            if kind == "rule" and str(body.get("comment", "")).startswith(_COMMENT):
+                continue
+            if kind == "chain" and body.get("name") == "input":
+                continue
+            where = f" in chain {body.get('chain')}" if kind == "rule" else ""
+            name = f"handle {body.get('handle')}" if kind == "rule" else body.get("name")
+            found.append(f"{kind} {name}{where}")
+        if not found:
+            return None
+        return one_line(f"nftables table inet {TABLE} holds what portwarden did not put there "
+                        f"({', '.join(found)}): the table is portwarden's alone, protect "
+                        "replaces its chain's rules and unprotect deletes it; keep your own "
+                        "rules in a table of your own", 600)  # fmt: skip
+
     def active(self) -> bool:
         """Both drop rules (IPv4 and IPv6) are in our chain."""
         comments = [str(r.get("comment", "")) for r in self._rules() or []]
-        return sum(c.startswith("portwarden-portmap ") for c in comments) == 2
+        return sum(c.startswith(_COMMENT) for c in comments) == 2
 
     def allowed(self) -> tuple[Network, ...]:
         """The sources our rules let through (the sets after `saddr !=`)."""
@@ -238,6 +268,24 @@ class IptablesFirewall:
             lines = ["*filter", *jumps, f"-F {CHAIN}", f"-X {CHAIN}", "COMMIT"]
             steps.append(Step(f"{tool}-restore", "\n".join(lines) + "\n"))
         return steps
+
+    def foreign(self) -> str | None:
+        """A warning line if our chain holds a rule of a form we never write (added by hand):
+        protect replaces the chain's rules and unprotect deletes it."""
+        drops = {
+            f"-A {CHAIN} -p {p} -m {p} --dport {PORTMAPPER_PORT} -j DROP" for p in ("tcp", "udp")
+        }
+        found = [f"{tool}: {rule}" for tool, _ in self._TOOLS
+                 for rule in self._list(tool, CHAIN) or []
+                 if rule != f"-N {CHAIN}" and rule not in drops
+                 and not (rule.startswith(f"-A {CHAIN} -s ") and rule.endswith(" -j RETURN")
+                          and rule.count(" ") == 5)]  # fmt: skip
+        if not found:
+            return None
+        return one_line(f"chain {CHAIN} holds rules portwarden did not put there "
+                        f"({'; '.join(found)}): the chain is portwarden's alone, protect "
+                        "replaces its rules and unprotect deletes it; keep your own rules in a "
+                        "chain of your own", 600)  # fmt: skip
 
     def active(self) -> bool:
         """Both chains exist, end in the drop rules and are jumped to first from INPUT."""

@@ -8,7 +8,7 @@ from portwarden.config.errors import ConfigError
 from portwarden.config.ignore import ALWAYS_IGNORED, Network, parse_network, read_otherwise
 from portwarden.portmap.wrappers import covers_everyone
 
-_BRACKETED = re.compile(r"\[([0-9A-Fa-f:.]+)\](/[0-9]+)?")  # TCP Wrappers' [2001:db8::]/64
+_BRACKETED = re.compile(r"\[([0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)\](/[0-9]+)?")  # [2001:db8::]/64
 
 
 def allowed_networks(texts: Iterable[str], argument: str = "--allow") -> tuple[Network, ...]:
@@ -32,7 +32,8 @@ def allowed_networks(texts: Iterable[str], argument: str = "--allow") -> tuple[N
     )
     everyone = covers_everyone(merged)
     if everyone is not None:
-        together = ", ".join(t for t in texts if parse_network(t).version == everyone.version)
+        together = ", ".join(t for t in texts
+                             if parse_network(_plain(t)).version == everyone.version)  # fmt: skip
         raise ConfigError(argument, f"together they allow every address ({everyone}): the "
                           "portmapper would not be protected at all", value=together)  # fmt: skip
     return merged
@@ -42,14 +43,8 @@ def _network(text: str, argument: str) -> Network:
     if "%" in text:
         raise ConfigError(argument, "a scope (%device) has no place in TCP Wrappers or firewall "
                           "rules: give the address without it", value=text)  # fmt: skip
-    bracketed = _BRACKETED.fullmatch(text)
-    if bracketed is not None:
-        plain = bracketed[1] + (bracketed[2] or "")
-        reason = ("[net]/bits is how hosts.allow writes an IPv6 network; on the command line "
-                  f"write it as NET/bits: {plain}")  # fmt: skip
-        raise ConfigError(argument, reason, value=text)
     try:
-        network = parse_network(text)
+        network = parse_network(_plain(text))
     except ValueError as error:
         raise ConfigError(argument, str(error), value=text) from None
     if network.prefixlen == 0:
@@ -65,8 +60,15 @@ def host_bits_warnings(texts: Iterable[str], argument: str = "--allow") -> list[
     written for IPv4 callers, as that is how they come."""
     warnings = []
     for text in texts:
-        network = parse_network(text)
-        said = read_otherwise(text, network)
+        network = parse_network(_plain(text))
+        said = read_otherwise(_plain(text), network)
         if said:
             warnings.append(f'{argument} "{text}": {said}; the network allowed is {network}')
     return warnings
+
+
+def _plain(text: str) -> str:
+    """An IPv6 address or network as hosts.allow writes it (`[2001:db8::]/64`, `[2001:db8::14]`)
+    without its brackets; any other text as it is."""
+    bracketed = _BRACKETED.fullmatch(text)
+    return text if bracketed is None else bracketed[1] + (bracketed[2] or "")

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from portwarden.audit.sockets import PROC, group_name, holders, open_sockets, user_name
+from portwarden.audit.sockets import PROC, Scope, group_name, holders, open_sockets, user_name
 from portwarden.detect.probe import Proto
 from portwarden.text import one_line
 
@@ -38,10 +38,10 @@ def port_owners(port: int) -> tuple[Owner, ...]:
     """The processes with a socket bound to `port` in this network namespace, by pid; none
     when the socket tables cannot be read."""
     try:
-        sockets, _ = open_sockets((Proto.TCP, Proto.UDP))
+        sockets, _ = open_sockets((Proto.TCP, Proto.UDP), Scope.port_only(port))
     except OSError:
         return ()
-    inodes = {s.inode for s in sockets if s.port == port}
+    inodes = {s.inode for s in sockets}
     if not inodes:
         return ()
     found = {o.pid: o.program for held in holders(inodes).values() for o in held}

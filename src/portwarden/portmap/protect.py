@@ -108,7 +108,7 @@ def plan_protect(
         warnings += [closed] if closed else []
     wall = None if backend is None else firewall(backend)
     steps = () if wall is None else tuple((wall, step) for step in wall.protect(networks))
-    return Plan(files, steps, tuple(warnings))
+    return Plan(files, steps, tuple(warnings + _foreign(wall for wall, _ in steps)))
 
 
 def _refuse_unreadable(paths: Iterable[Path]) -> list[str]:
@@ -134,4 +134,15 @@ def plan_unprotect(hosts_allow: Path | None, hosts_deny: Path | None,
     rules in both firewalls, `backend` first."""
     paths = [] if hosts_allow is None or hosts_deny is None else [hosts_deny, hosts_allow]
     steps = () if backend is None else tuple(unprotect_steps(backend))
-    return Plan(tuple(wrappers.unprotect_change(p) for p in paths), steps)
+    return Plan(tuple(wrappers.unprotect_change(p) for p in paths), steps,
+                tuple(_foreign(wall for wall, _ in steps)))  # fmt: skip
+
+
+def _foreign(walls: Iterable[Firewall]) -> list[str]:
+    """A warning for each firewall about to be changed whose table or chain holds what we did
+    not put there, once per firewall (one may have a step per family)."""
+    distinct: list[Firewall] = []
+    for wall in walls:
+        if all(wall is not other for other in distinct):
+            distinct.append(wall)
+    return [line for wall in distinct if (line := wall.foreign()) is not None]
