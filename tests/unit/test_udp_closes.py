@@ -64,7 +64,17 @@ def test_an_unconnected_socket_took_what_arrived_before_it_closed() -> None:
     closed = ClosedClients()
     closed.add(32772, None, 0, at=100.0)
     assert closed.replied(32772, SERVER, 5353, arrived=99.9, now=100.05)
-    assert not closed.replied(32772, SERVER, 5353, arrived=100.2, now=100.25)  # port was free
+
+
+def test_a_datagram_soon_after_an_unconnected_socket_closed_is_its_late_reply() -> None:
+    """ntpdate's socket on 123 (or a DHCP client's on 68) closed, its server's answer 0.3 s
+    later: a reply, whatever the port. Much later the port is free: a probe."""
+    closed = ClosedClients()
+    closed.add(123, None, 0, at=100.0)
+    assert closed.replied(123, SERVER, 123, arrived=100.3, now=100.35)
+    assert closed.replied(123, SERVER, 123, arrived=100.0 + limits.UNCONNECTED_REPLY_S, now=106)
+    assert not closed.replied(123, SERVER, 123, arrived=100.1 + limits.UNCONNECTED_REPLY_S,
+                              now=106)  # fmt: skip
 
 
 def test_the_table_is_bounded_and_expires_oldest_first() -> None:

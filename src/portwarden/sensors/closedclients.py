@@ -27,14 +27,16 @@ class ClosedClients:
 
     def replied(self, port: int, src: IPAddress, sport: int, arrived: float, now: float) -> bool:
         """Whether a datagram from `src`:`sport` to `port` that `arrived` then is a reply to a
-        socket that has closed since: one connected to that peer that closed lately (a
-        reply, late or not), or an unconnected one that was still open when it arrived (so
-        the port was not free: it took the datagram)."""
+        socket that has closed: one connected to that peer that closed lately (a reply, late
+        or not), or an unconnected one that was still open when it arrived (so the port was
+        not free: it took the datagram) or closed at most limits.UNCONNECTED_REPLY_S before
+        (a late reply to a one-shot client: ntpdate's 123, a DHCP client's 68; an unconnected
+        socket does not say whom it asked)."""
         connected = self._closed_at.get((port, src, sport))
         if connected is not None and now - connected < limits.CLOSED_UDP_CLIENT_S:
             return True
         unconnected = self._closed_at.get((port, None, 0))
-        return unconnected is not None and unconnected >= arrived
+        return unconnected is not None and arrived - unconnected <= limits.UNCONNECTED_REPLY_S
 
     def expire(self, now: float) -> None:
         """Forget what closed longer than CLOSED_UDP_CLIENT_S ago."""
