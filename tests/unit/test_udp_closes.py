@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from portwarden import limits
+from portwarden.config import load_settings
 from portwarden.net.udpcloses import UdpClose, parse_close
 from portwarden.sensors.closedclients import ClosedClients
 
@@ -88,3 +89,9 @@ def test_the_table_is_bounded_and_expires_oldest_first() -> None:
     assert len(closed) == 1
     closed.expire(now=last + limits.CLOSED_UDP_CLIENT_S)
     assert len(closed) == 0
+
+
+def test_the_dhcp_client_ports_are_no_advanced_tripwires_by_default() -> None:
+    """A DHCP client often takes its server's answers on a packet socket, which no close notice
+    covers: a renewal's answer to 68 (or 546) would be a probe, and block the DHCP server."""
+    assert {67, 68, 546} <= load_settings(None).advanced_exclude_udp
