@@ -178,12 +178,6 @@ OWN_TESTS_MAX = 65_536
 # busy resolver closes thousands of sockets a minute: at most CLOSED_UDP_CLIENTS_MAX are kept
 # (about 200 bytes each), the oldest dropped first.
 CLOSED_UDP_CLIENT_S = 120.0
-# A datagram to a port whose unconnected UDP socket closed at most this long before it arrived
-# is taken for a late reply to it (such a socket does not say whom it asked): a one-shot NTP or
-# DHCP client (123, 68, 546) gives up after a second or two and the server's answer comes just
-# after. A scanner's probe to that port within this time after the close is missed; a remote
-# host cannot make this host's programs close a socket on a port of its choosing.
-UNCONNECTED_REPLY_S = 5.0
 CLOSED_UDP_CLIENTS_MAX = 16_384
 
 # Mails waiting for the mail worker; a dead relay can hold back at most this many.

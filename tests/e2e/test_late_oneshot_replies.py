@@ -1,8 +1,9 @@
 """A one-shot UDP client of this host on a port below 1024 (ntpdate's 123 to an NTP server's
 123) that gives up and closes its unconnected socket before the answer: the answer, 0.3 s
-later, is no probe in the advanced mode, whatever the port range (the kernel's notice of the
-socket closing says the port was a client's a moment ago). A datagram to a port no socket had is
-still a probe from the same host."""
+later from 123 (one of UDP_REPLY_SOURCE_PORTS), is no probe in the advanced mode, outside the
+local port range too (the kernel's notice of the socket closing says the port was a client's a
+moment ago). A datagram to a port no socket had is still a probe from the same host; one from a
+port that is no reply source is a probe too (tests/e2e/test_late_replies.py)."""
 
 import sys
 from collections.abc import Iterator

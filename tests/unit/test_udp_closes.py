@@ -65,17 +65,21 @@ def test_an_unconnected_socket_took_what_arrived_before_it_closed() -> None:
     closed = ClosedClients()
     closed.add(32772, None, 0, at=100.0)
     assert closed.replied(32772, SERVER, 5353, arrived=99.9, now=100.05)
+    assert not closed.replied(32772, SERVER, 5353, arrived=100.2, now=100.25)  # port was free
 
 
-def test_a_datagram_soon_after_an_unconnected_socket_closed_is_its_late_reply() -> None:
-    """ntpdate's socket on 123 (or a DHCP client's on 68) closed, its server's answer 0.3 s
-    later: a reply, whatever the port. Much later the port is free: a probe."""
+def test_a_late_answer_from_a_reply_source_to_a_closed_unconnected_socket_is_a_reply() -> None:
+    """ntpdate's unconnected socket on 123 closed, its server's answer 0.3 s later from 123
+    (one of UDP_REPLY_SOURCE_PORTS): a reply, whatever the port range. From another source port,
+    or long after the close, the port is free: a probe."""
     closed = ClosedClients()
     closed.add(123, None, 0, at=100.0)
-    assert closed.replied(123, SERVER, 123, arrived=100.3, now=100.35)
-    assert closed.replied(123, SERVER, 123, arrived=100.0 + limits.UNCONNECTED_REPLY_S, now=106)
-    assert not closed.replied(123, SERVER, 123, arrived=100.1 + limits.UNCONNECTED_REPLY_S,
-                              now=106)  # fmt: skip
+    sources = frozenset({53, 123})
+    assert closed.replied(123, SERVER, 123, arrived=100.3, now=100.35, reply_sources=sources)
+    assert not closed.replied(123, SERVER, 40000, arrived=100.3, now=100.35, reply_sources=sources)
+    assert not closed.replied(123, SERVER, 123, arrived=100.3, now=100.35)  # no reply sources
+    late = 100.0 + limits.CLOSED_UDP_CLIENT_S
+    assert not closed.replied(123, SERVER, 123, arrived=late, now=late, reply_sources=sources)
 
 
 def test_the_table_is_bounded_and_expires_oldest_first() -> None:

@@ -66,8 +66,9 @@ class RawSensor:
     """
 
     def __init__(self, proto: Proto, mode: str, candidates: frozenset[int], host: HostView,
-                 grace_s: float) -> None:  # fmt: skip
+                 grace_s: float, reply_sources: frozenset[int] = frozenset()) -> None:  # fmt: skip
         self.proto = proto
+        self._reply_sources = reply_sources  # UDP_REPLY_SOURCE_PORTS (see ClosedClients)
         self.mode = mode
         self._candidates = candidates
         self._host = host
@@ -228,7 +229,8 @@ class RawSensor:
         now = time.time()
         for probe in held:
             if not self._host.closed_clients.replied(probe.dport, probe.src, probe.sport,
-                                                     probe.seen_at, now):  # fmt: skip
+                                                     probe.seen_at, now,
+                                                     self._reply_sources):  # fmt: skip
                 found.append(probe)
             elif probe.os_tool is not None:
                 found.append(probe._replace(tripwire=False))
