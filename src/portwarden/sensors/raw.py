@@ -99,8 +99,8 @@ class RawSensor:
                 self._v6.add(sock.fileno())
             sock.setblocking(False)
             self.sockets[sock.fileno()] = sock
-        # (port, destination address): who has it, when asked
-        self._verified: dict[Service, tuple[Owner, float]] = {}
+        # (port, destination address): a tripwire or not, and when that was decided
+        self._decided: dict[Service, tuple[bool, float]] = {}
         self._closes = _hear_closes() if proto is Proto.UDP else None
         self._held: deque[tuple[float, Probe]] = deque()  # (when to judge it, the probe)
         self._said_lost = False
@@ -269,13 +269,23 @@ class RawSensor:
         return packet_probe(packet, dst, self.mode, self._tripwire, self._open, now)
 
     def _tripwire(self, dst: bytes, port: int) -> bool:
-        """Whether `port` of address `dst` (packed) is a tripwire at this moment."""
+        """Whether `port` of address `dst` (packed) is a tripwire at this moment. The answer
+        is reused for PORT_FREE_CACHE_S, so a flood to one port costs one check per interval
+        (and a packet of a flood to many costs a dictionary lookup more than a port number)."""
         if port not in self._watched[len(dst) != 4]:
             return False
-        if self._open(dst, port):
-            return False  # the kernel filter passes the port for another address
         now = time.monotonic()
-        return not self._served_lately(dst, port, now) and self._free(dst, port, now)
+        key = (port, dst)
+        known = self._decided.get(key)
+        if known is not None and now - known[1] < limits.PORT_FREE_CACHE_S:
+            return known[0]
+        # A service on the port for another address: the kernel filter passes it for this one.
+        found = (not self._open(dst, port) and not self._served_lately(dst, port, now)
+                 and self._free(dst, port, now))  # fmt: skip
+        if len(self._decided) >= limits.FREE_PORTS_CACHED_MAX:
+            self._decided.clear()
+        self._decided[key] = (found, now)
+        return found
 
     def _open(self, dst: bytes, port: int) -> bool:
         """A service had the port for `dst` at the last refresh."""
@@ -294,19 +304,10 @@ class RawSensor:
         return False
 
     def _free(self, dst: bytes, port: int, now: float) -> bool:
-        """SmartVerify: no service for `dst` on the port right now (see ports.verify). The
-        answer is reused for PORT_FREE_CACHE_S, so a flood to one port costs one check per
-        interval."""
-        key = (port, dst)
-        known = self._verified.get(key)
-        if known is not None and now - known[1] < limits.PORT_FREE_CACHE_S:
-            return known[0].tripwire
+        """SmartVerify: no service for `dst` on the port right now (see ports.verify)."""
         owner = verify(self.proto, dst, port, self._closes.own if self._closes else None)
-        if len(self._verified) >= limits.FREE_PORTS_CACHED_MAX:
-            self._verified.clear()
-        self._verified[key] = (owner, now)
         if owner is Owner.SERVICE and self._grace_s:
-            self._served_at[key] = now
+            self._served_at[(port, dst)] = now
         return owner.tripwire
 
     def _drain(self, fd: int) -> None:
