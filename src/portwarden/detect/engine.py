@@ -17,7 +17,7 @@ from typing import Generic, NamedTuple, Protocol, TypeVar
 from portwarden import limits
 from portwarden.config.hostscan import HostScanRule, ignored
 from portwarden.config.ignore import IgnoreList
-from portwarden.detect.probe import IPAddress, Probe, Proto
+from portwarden.detect.probe import IPAddress, Probe, Proto, os_probe_type
 
 RAW_MODES = frozenset({"stcp", "atcp", "sudp", "audp"})
 
@@ -237,9 +237,16 @@ class _Bounded(Generic[K, V]):
             heavy.popitem(last=False)
         elif self._light:
             self._light.popitem(last=False)
-        else:
+        else:  # the lightest of the sample, the stalest of those; 2 is as light as heavy gets
             sample = itertools.islice(heavy.items(), limits.EVICTION_SAMPLE)
-            del heavy[min(sample, key=lambda item: self._weight(item[1]))[0]]
+            lightest, value = next(sample)
+            least = self._weight(value)
+            for key, value in sample:
+                if least <= 2:
+                    break
+                if self._weight(value) < least:
+                    lightest, least = key, self._weight(value)
+            del heavy[lightest]
         self.evicted += 1
 
     def discard(self, key: K) -> None:
@@ -314,7 +321,9 @@ class Engine:
         tcp = probe.proto is Proto.TCP
         port = probe.dport if tcp else -probe.dport  # UDP ports negative
         self.port_probes[port] += 1
-        kind = probe.counted_as
+        # The scan type summaries list it under: an OS probe's tool, not its flags' name (nmap
+        # -O's T7 to a tripwire is a FIN+PSH+URG packet, but nobody ran an XMAS scan).
+        kind = probe.scan if probe.os_tool is None else os_probe_type(probe.os_tool)
         if kind not in state.types and len(state.types) < limits.PATTERNS_TRACKED_MAX:
             state.types += (kind,)
         if port not in state.ports and len(state.ports) < limits.PORTS_TRACKED_MAX:

@@ -93,13 +93,6 @@ class Probe(NamedTuple):
     os_probe: str = ""  # nmap's name for the OS probe when known: SEQ1-SEQ6, ECN, T2-T7, U1
 
     @property
-    def counted_as(self) -> str:
-        """The scan type a scan summary (and `status`) lists the probe under: its flags' name,
-        or for an OS-fingerprinting probe its tool's: `nmap -O`'s T7 to a tripwire is a
-        FIN+PSH+URG packet, but nobody ran an XMAS scan."""
-        return self.scan if self.os_tool is None else os_probe_type(self.os_tool)
-
-    @property
     def os_pattern(self) -> str:
         """How an OS probe shows in reports: its flags ('udp' for UDP), then nmap's name for it
         when known, e.g. 'SYN/SEQ1'."""
