@@ -32,7 +32,7 @@ from portwarden.respond.policy import ResponsePolicy
 from portwarden.sensors.build import Sensor, build_sensors
 from portwarden.sensors.hostview import HostView
 from portwarden.store.db import store_path
-from portwarden.text import one_line
+from portwarden.text import counted, one_line
 
 if TYPE_CHECKING:
     from portwarden.metrics import MetricsServer
@@ -415,8 +415,8 @@ class Daemon:
                 self._selector.register(fd, selectors.EVENT_READ, sensor)
             ports = sorted(sensor.watched)
             shown = ",".join(map(str, ports[:20])) + (",..." if len(ports) > 20 else "")
-            log.info("%s: watching %d %s ports: %s", sensor.mode, len(ports),
-                     sensor.proto.value, shown)  # fmt: skip
+            log.info("%s: watching %s: %s", sensor.mode,
+                     counted(len(ports), f"{sensor.proto.value} port"), shown)  # fmt: skip
         self._warn_of_dropping_chains()
 
     def _warn_of_dropping_chains(self) -> None:

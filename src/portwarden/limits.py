@@ -4,16 +4,21 @@
 # most this many sources. When full it evicts the source seen least recently among those that
 # made two probes or more if it has been quiet for longer than SCAN_TRIGGER_WINDOW (stale: its
 # next probe starts over anyway), else the one seen least recently among those that made a
-# single probe, else the one seen least recently. So a flood of spoofed one-packet sources
+# single probe, else the one with the fewest probes among the EVICTION_SAMPLE seen least
+# recently (of those, the one seen least recently). So a flood of spoofed one-packet sources
 # (hping3 --flood --rand-source) cannot reset a real scanner's SCAN_TRIGGER count, and neither
 # can a table filled over days by sources that probed twice each (16,384 of them, or 32,768
-# spoofed packets) make every new source push out the one before. Measured (tests/unit/
+# spoofed packets) make every new source push out the one before; a flood of spoofed sources
+# that probe twice each pushes out a scanner that has made more probes only once the sample
+# holds no source with fewer probes than it (each spoofed source must make as many probes as
+# the scanner has made). Measured (tests/unit/
 # test_engine.py::test_memory_per_source_is_bounded_whatever_the_trigger) at about 3.1 KiB per
 # source in the worst case, whatever SCAN_TRIGGER: every port slot of both protocols used, every
 # SCAN_TRIGGER slice, and the first and last probe of each protocol's scan kept for its summary;
 # so about 49 MiB for a full table. A full table is said once per episode: again only after
 # SOURCES_FULL_QUIET_S without an eviction.
 SOURCES_MAX = 16_384
+EVICTION_SAMPLE = 8
 SOURCES_FULL_QUIET_S = 60.0
 # Packets the kernel dropped for the sensors (receive buffers full: a flood faster than the loop
 # reads) are counted (status, metrics) and said once per episode: again only after this long

@@ -15,7 +15,6 @@ import logging
 import math
 import stat
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -24,7 +23,7 @@ from portwarden.alert.line import verdict_line
 from portwarden.config import Settings, TcpMode, UdpMode
 from portwarden.detect.config import engine_config, late_reply_ports
 from portwarden.detect.engine import Engine, Verdict
-from portwarden.detect.probe import IPAddress, Proto, packet_probe
+from portwarden.detect.probe import IPAddress, PortTest, Proto, packet_probe
 from portwarden.net.packet import (
     ACK,
     IPPROTO_TCP,
@@ -42,7 +41,6 @@ log = logging.getLogger("portwarden")
 
 _TICK_S = 1.0  # capture time between engine ticks, as the daemon's loop
 Service = tuple[bytes, int, int]  # address (packed), IP protocol number, port
-IsTripwire = Callable[[int], bool]
 Watched = dict[int, tuple[str, frozenset[int]]]  # IP protocol number -> mode, candidate ports
 _BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 _STEALTH = {"tcp": "stcp", "udp": "sudp"}  # classic mode -> the mode it is replayed as
@@ -132,8 +130,8 @@ def replay(settings: Settings, path: Path, out: TextIO,
             if packet.proto not in watched or not _to_host(dst, hosts):
                 continue
             mode, ports = watched[packet.proto]
-            probe = packet_probe(packet, dst, mode, _tripwire(packet, ports, answered),
-                                 frame.time)  # fmt: skip
+            tripwire, open_port = _port_tests(packet.proto, ports, answered)
+            probe = packet_probe(packet, dst, mode, tripwire, open_port, frame.time)
             if probe is not None:
                 counts["probes"] += 1
                 report(engine.feed(probe, clock))
@@ -151,6 +149,10 @@ def _to_host(dst: IPAddress, hosts: frozenset[IPAddress] | None) -> bool:
     return not (dst.is_multicast or dst.is_unspecified or dst == _BROADCAST)
 
 
-def _tripwire(packet: Packet, ports: frozenset[int], answered: set[Service]) -> IsTripwire:
-    """SmartVerify on the capture: a watched port, and no service answered from it there."""
-    return lambda port: port in ports and (packet.dst, packet.proto, port) not in answered
+def _port_tests(proto: int, ports: frozenset[int],
+                answered: set[Service]) -> tuple[PortTest, PortTest]:  # fmt: skip
+    """SmartVerify on the capture (a watched port, and no service answered from it there), and
+    whether a port is open: one that answered, or one not watched (the capture's answers are
+    collected for the watched ports only, so any other counts as open, for queso's probes)."""
+    return (lambda dst, port: port in ports and (dst, proto, port) not in answered,
+            lambda dst, port: port not in ports or (dst, proto, port) in answered)  # fmt: skip

@@ -308,19 +308,20 @@ def test_the_tables_never_hash_an_address_object() -> None:
 
 def test_a_scanner_evicted_after_its_scan_keeps_its_summary() -> None:
     """A scan reported and waiting for its summary, then a flood of spoofed sources that make
-    two probes each, more than the source table holds: the scanner is evicted from it, but
-    not its summary. When it comes back, its scan goes on; the summary counts every probe."""
+    three probes each (as many as the scanner), more than the source table holds: the scanner
+    is evicted from it, but not its summary. When it comes back, its scan goes on; the summary
+    counts every probe."""
     engine = Engine(EngineConfig(sources_max=100, scan_end_quiet_s=30))
     scanner = functools.partial(probe, src="198.18.0.66")
     for port in (1, 11, 15):
         engine.feed(scanner(port=port), 0.0)
     for i in range(200):
-        for port in (1, 11):
+        for port in (1, 11, 15):
             engine.feed(probe(src=f"198.19.0.{i}", port=port), 1 + i / 1000)
     assert "198.18.0.66" not in {str(s.address) for s in engine.top_sources(100)}
     assert kinds(engine, scanner(port=79), 2.0) == [("scan", True)]  # a new episode
     summaries = engine.tick(40.0)
-    assert len(summaries) == limits.SUMMARIES_PER_TICK_MAX  # the rest: two ports each
+    assert len(summaries) == limits.SUMMARIES_PER_TICK_MAX  # the rest: three ports each
     scan = summaries[0]
     assert (str(scan.probe.src), scan.probes, scan.ports, scan.first_probe) == (
         "198.18.0.66", 4, 4, scanner(port=1))  # fmt: skip
@@ -470,3 +471,40 @@ def test_a_long_os_probe_run_is_reported_as_ongoing() -> None:
         "os-summary", True, 3, ("stcp", "sudp"))  # fmt: skip
     (final,) = engine.tick(24 + limits.OS_PROBE_QUIET_S)
     assert (final.ongoing, final.probes, final.modes) == (False, 1, ("stcp",))
+
+
+def test_spoofed_sources_of_two_probes_each_cannot_reset_a_scanners_count() -> None:
+    """SCAN_TRIGGER 4: a scanner's three probes, then 1,000 spoofed sources of two probes each
+    (ten times the table), then its fourth probe: reported. The stalest source makes room only
+    when it is among the lightest of the limits.EVICTION_SAMPLE stalest; with the stalest
+    first, the scanner was the first pushed out. Spoofed sources of three probes each would
+    still push it out: the README says so."""
+    engine = Engine(EngineConfig(trigger=4, window_s=300, sources_max=100))
+    scanner = functools.partial(probe, src="198.18.0.66")
+    for k in range(3):
+        assert engine.feed(scanner(port=k + 1), k * 0.1) == []
+    for i in range(1_000):
+        for port in (1, 2):
+            engine.feed(probe(src=str(ipaddress.IPv4Address(0xC6130000 + i)), port=port),
+                        1 + i / 1e3)  # fmt: skip
+    assert engine.evicted == 1_000 + 1 - 100
+    assert kinds(engine, scanner(port=9), 2.5) == [("scan", True)]
+
+
+def test_os_probes_to_tripwires_are_summarised_under_their_tool_not_their_flags() -> None:
+    """nmap -O's T7 to a tripwire is a FIN+PSH+URG packet: its own line says `TCP XMAS scan`
+    (os=nmap/T7), but the scan summary (syslog, mail, JSON) lists it under the tool: nobody
+    ran an XMAS scan. Its os-probe line counts it: probes=1 ports=1, not 0."""
+    engine = Engine(EngineConfig(scan_end_quiet_s=30))
+    t7 = probe(port=11, os_tool="nmap", flags="FIN+PSH+URG")._replace(
+        scan="TCP XMAS scan", os_probe="T7")  # fmt: skip
+    found = engine.feed(t7, 0.0)
+    assert [(v.kind, v.probe.scan, v.probes, v.ports) for v in found] == [
+        ("os-probe", "TCP XMAS scan", 1, 1), ("scan", "TCP XMAS scan", 1, 1)]  # fmt: skip
+    engine.feed(probe(port=15), 0.5)
+    summaries = {v.kind: v for v in engine.tick(100.0)}
+    assert summaries["scan-summary"].types == (
+        "OS fingerprinting probe (nmap)", "TCP SYN/Normal scan")  # fmt: skip
+    assert summaries["scan-summary"].patterns == ("FIN+PSH+URG", "SYN")
+    (view,) = engine.top_sources(1)
+    assert "TCP XMAS scan" not in view.types

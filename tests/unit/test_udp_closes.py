@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from portwarden import limits
+from portwarden.config import load_settings
 from portwarden.net.udpcloses import UdpClose, parse_close
 from portwarden.sensors.closedclients import ClosedClients
 
@@ -67,6 +68,20 @@ def test_an_unconnected_socket_took_what_arrived_before_it_closed() -> None:
     assert not closed.replied(32772, SERVER, 5353, arrived=100.2, now=100.25)  # port was free
 
 
+def test_a_late_answer_from_a_reply_source_to_a_closed_unconnected_socket_is_a_reply() -> None:
+    """ntpdate's unconnected socket on 123 closed, its server's answer 0.3 s later from 123
+    (one of UDP_REPLY_SOURCE_PORTS): a reply, whatever the port range. From another source port,
+    or long after the close, the port is free: a probe."""
+    closed = ClosedClients()
+    closed.add(123, None, 0, at=100.0)
+    sources = frozenset({53, 123})
+    assert closed.replied(123, SERVER, 123, arrived=100.3, now=100.35, reply_sources=sources)
+    assert not closed.replied(123, SERVER, 40000, arrived=100.3, now=100.35, reply_sources=sources)
+    assert not closed.replied(123, SERVER, 123, arrived=100.3, now=100.35)  # no reply sources
+    late = 100.0 + limits.CLOSED_UDP_CLIENT_S
+    assert not closed.replied(123, SERVER, 123, arrived=late, now=late, reply_sources=sources)
+
+
 def test_the_table_is_bounded_and_expires_oldest_first() -> None:
     closed = ClosedClients()
     for n in range(limits.CLOSED_UDP_CLIENTS_MAX + 10):
@@ -78,3 +93,9 @@ def test_the_table_is_bounded_and_expires_oldest_first() -> None:
     assert len(closed) == 1
     closed.expire(now=last + limits.CLOSED_UDP_CLIENT_S)
     assert len(closed) == 0
+
+
+def test_the_dhcp_client_ports_are_no_advanced_tripwires_by_default() -> None:
+    """A DHCP client often takes its server's answers on a packet socket, which no close notice
+    covers: a renewal's answer to 68 (or 546) would be a probe, and block the DHCP server."""
+    assert {67, 68, 546} <= load_settings(None).advanced_exclude_udp

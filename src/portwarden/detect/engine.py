@@ -17,7 +17,7 @@ from typing import Generic, NamedTuple, Protocol, TypeVar
 from portwarden import limits
 from portwarden.config.hostscan import HostScanRule, ignored
 from portwarden.config.ignore import IgnoreList
-from portwarden.detect.probe import IPAddress, Probe, Proto
+from portwarden.detect.probe import IPAddress, Probe, Proto, os_probe_type
 
 RAW_MODES = frozenset({"stcp", "atcp", "sudp", "audp"})
 
@@ -69,7 +69,7 @@ class Verdict(NamedTuple):
     `port_list`: a scan summary's distinct ports in the order first probed, at most
     limits.PORTS_TRACKED_MAX; `ports_cut`: more were probed than it lists.
     `new_type`: a "scan" verdict whose probe is the first of its scan type in the source's
-    episode (nmap -O adds XMAS and NULL probes partway through a SYN scan).
+    episode (an XMAS scan after a SYN scan; nmap -O's probes, typed by their tool).
     `first` is True for the first verdict of its kind in the source's current episode: act
     on that one; the later ones only report. Summaries are always first.
     """
@@ -190,18 +190,21 @@ V = TypeVar("V", bound=_Timed)
 
 
 class _Bounded(Generic[K, V]):
-    """At most `capacity` entries, each kept with a weight that only grows: the ports a run
-    touched, or the probes a source made. When full, an entry makes room, in this order:
-    the heavy one (weight two or more) seen least recently if it has been quiet for longer
-    than `quiet_s` (it is stale: a source quiet for a whole window starts over anyway), else
-    the one of weight one (or none) seen least recently, else the heavy one seen least
-    recently. So a flood of spoofed one-packet sources cannot push out a real scanner's count
-    or its summary, and neither can yesterday's sources that made two probes each. Every call
-    but take() costs O(1). Keys should be cheap to hash (bytes, not address objects): there are
-    several lookups per packet."""
+    """At most `capacity` entries, each kept with a weight that only grows (`weight` of the
+    value): the ports a run touched, or the probes a source made. When full, an entry makes
+    room, in this order: the heavy one (weight two or more) seen least recently if it has
+    been quiet for longer than `quiet_s` (it is stale: a source quiet for a whole window
+    starts over anyway), else the one of weight one (or none) seen least recently, else the
+    lightest of the limits.EVICTION_SAMPLE heavy ones seen least recently. So a flood of
+    spoofed one-packet sources cannot push out a real scanner's count or its summary, neither
+    can yesterday's sources that made two probes each, and spoofed sources that make two
+    probes each push out only those with two. Every call but take() costs O(1). Keys should be
+    cheap to hash (bytes, not address objects): there are several lookups per packet."""
 
-    def __init__(self, capacity: int, quiet_s: float = math.inf) -> None:
+    def __init__(self, capacity: int, weight: Callable[[V], int],
+                 quiet_s: float = math.inf) -> None:  # fmt: skip
         self._capacity = capacity
+        self._weight = weight
         self.quiet_s = quiet_s
         self._light: OrderedDict[K, V] = OrderedDict()  # least recently seen first
         self._heavy: OrderedDict[K, V] = OrderedDict()
@@ -243,8 +246,18 @@ class _Bounded(Generic[K, V]):
             return
         if heavy and now - next(iter(heavy.values())).last_seen > self.quiet_s:
             heavy.popitem(last=False)
-        else:
-            (self._light or heavy).popitem(last=False)
+        elif self._light:
+            self._light.popitem(last=False)
+        else:  # the lightest of the sample, the stalest of those; 2 is as light as heavy gets
+            sample = itertools.islice(heavy.items(), limits.EVICTION_SAMPLE)
+            lightest, value = next(sample)
+            least = self._weight(value)
+            for key, value in sample:
+                if least <= 2:
+                    break
+                if self._weight(value) < least:
+                    lightest, least = key, self._weight(value)
+            del heavy[lightest]
         self.evicted += 1
 
     def discard(self, key: K) -> None:
@@ -259,20 +272,30 @@ class _Bounded(Generic[K, V]):
         return found
 
 
+def _probes(source: _Source) -> int:
+    return source.probes
+
+
+def _ports(run: _Run) -> int:
+    return len(run.ports)
+
+
 class Engine:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         # Keyed by the address's packed bytes (its hash is computed once, an IPv4Address's on
         # every lookup), scans by (TCP?, packed bytes). Sources weighed by their probes:
         # stale ones, then one-probe sources (a spoofed flood) go first.
-        self._sources: _Bounded[bytes, _Source] = _Bounded(config.sources_max, config.window_s)
+        self._sources: _Bounded[bytes, _Source] = _Bounded(
+            config.sources_max, _probes, config.window_s
+        )
         # Runs waiting for their summary: OS probing per source, scans per source and protocol.
         # At most limits.OS_PROBE_PENDING_MAX each, so spoofed probes cannot grow them. A run
         # waits on its own: a source evicted from the table above keeps its summary. None is
         # stale: tick() summarises a quiet one.
-        self._os_waiting: _Bounded[bytes, _Run] = _Bounded(limits.OS_PROBE_PENDING_MAX)
+        self._os_waiting: _Bounded[bytes, _Run] = _Bounded(limits.OS_PROBE_PENDING_MAX, _ports)
         self._scan_waiting: _Bounded[tuple[bool, bytes], _Run] = _Bounded(
-            limits.OS_PROBE_PENDING_MAX
+            limits.OS_PROBE_PENDING_MAX, _ports
         )
         # Summaries made, waiting for their loop turn (at most limits.SUMMARIES_PER_TICK_MAX
         # go out per turn): the most ports first, at most limits.SUMMARIES_READY_MAX.
@@ -302,22 +325,23 @@ class Engine:
         state = self._state(address, probe.tripwire, now)
         gap = now - state.last_seen
         state.last_seen = now
-        verdicts: list[Verdict] = []
-        if probe.os_tool is not None:
-            verdicts += self._os_verdict(state, address, probe, now)
         if not probe.tripwire:
-            return verdicts
+            return [] if probe.os_tool is None else self._os_verdict(state, address, probe, now)
         state.probes += 1
         self.probes += 1
         tcp = probe.proto is Proto.TCP
         port = probe.dport if tcp else -probe.dport  # UDP ports negative
         self.port_probes[port] += 1
-        new_type = (probe.scan not in state.types
-                    and len(state.types) < limits.PATTERNS_TRACKED_MAX)  # fmt: skip
+        # The scan type summaries list it under: an OS probe's tool, not its flags' name (nmap
+        # -O's T7 to a tripwire is a FIN+PSH+URG packet, but nobody ran an XMAS scan).
+        kind = probe.scan if probe.os_tool is None else os_probe_type(probe.os_tool)
+        new_type = kind not in state.types and len(state.types) < limits.PATTERNS_TRACKED_MAX
         if new_type:
-            state.types += (probe.scan,)
+            state.types += (kind,)
         if port not in state.ports and len(state.ports) < limits.PORTS_TRACKED_MAX:
             state.ports.append(port)
+        # An OS probe to a tripwire is counted in its os-probe line's `probes`, as itself.
+        verdicts = [] if probe.os_tool is None else self._os_verdict(state, address, probe, now)
         key = (tcp, address)
         # A scan still waiting for its summary goes on (after an eviction too).
         scan = state.scan(tcp) or self._scan_waiting.get(key)
@@ -327,7 +351,7 @@ class Engine:
             verdicts += self._interim("scan-summary", scan, probe, now,
                                       self.config.scan_end_quiet_s)  # fmt: skip
         state.set_scan(tcp, scan)
-        scan.add(probe, now, probe.scan)
+        scan.add(probe, now, kind)
         if self._scanner(state, now, gap, port, tcp, probe.mode in RAW_MODES):
             verdicts.append(Verdict("scan", probe, not state.scan_reported, state.probes,
                                     len(state.ports), state.first_seen,

@@ -66,7 +66,8 @@ _NMAP_PROBES = {
 }
 # queso's probes (its documentation): to an open port, with no TCP options, SYN+FIN, a lone PSH,
 # and SYN with the two flags unused in 1998 (now ECE and CWR). The others carry ACK or are a
-# plain SYN or FIN.
+# plain SYN or FIN. tcp_os_tool names the shape; packet_probe names it queso only to an open
+# port.
 _QUESO_FLAGS = (SYN | FIN, PSH)
 
 
@@ -106,6 +107,11 @@ class Probe(NamedTuple):
         if self.os_tool is None:
             return ""
         return f"{self.os_tool}/{self.os_probe}" if self.os_probe else self.os_tool
+
+
+def os_probe_type(tool: str) -> str:
+    """How reports name the probes of an OS-fingerprinting tool."""
+    return f"OS fingerprinting probe ({tool})"
 
 
 def flag_names(flags: int, reserved: int = 0) -> str:
@@ -179,18 +185,26 @@ def udp_os_tool(packet: Packet) -> str | None:
     return None
 
 
-def packet_probe(packet: Packet, dst: IPAddress, mode: str, tripwire: Callable[[int], bool],
+PortTest = Callable[[bytes, int], bool]  # (packed destination address, port)
+
+
+def packet_probe(packet: Packet, dst: IPAddress, mode: str, tripwire: PortTest, open_port: PortTest,
                  now: float) -> Probe | None:  # fmt: skip
     """The probe a packet to this host makes, or None: a TCP segment that may be part of a
     connection, or a packet that is neither to a tripwire port nor an OS-fingerprinting probe.
-    `tripwire(port)` is asked last: live it may cost a system call (SmartVerify)."""
+    `tripwire(address, port)` is asked last: live it may cost a system call (SmartVerify).
+    `open_port(address, port)`, asked only of a packet shaped like queso's, says whether a
+    service has the port: queso probes an open port; the same flags to a closed one are a
+    scan (a tripwire's) or nothing (`hping3 -S -F`, `nmap --scanflags PSH`)."""
     if packet.proto == IPPROTO_TCP:
         if part_of_a_connection(packet.flags):
             return None
         os_tool = tcp_os_tool(packet)
     else:
         os_tool = udp_os_tool(packet)
-    is_tripwire = tripwire(packet.dport)
+    is_tripwire = tripwire(packet.dst, packet.dport)
+    if os_tool == "queso" and (is_tripwire or not open_port(packet.dst, packet.dport)):
+        os_tool = None
     if not is_tripwire and os_tool is None:
         return None
     if packet.proto == IPPROTO_TCP:

@@ -51,7 +51,7 @@ def build_sensors(settings: Settings, host: HostView) -> list[Sensor]:
             banner = settings.port_banner if proto is Proto.TCP else None
             sensors.append(ListenerSensor(proto, ports, banner, host))
         else:
-            sensors.append(
-                RawSensor(proto, mode, frozenset(ports), host, settings.service_gone_grace)
-            )
+            sensors.append(RawSensor(proto, mode, frozenset(ports), host,
+                                     settings.service_gone_grace,
+                                     settings.udp_reply_source_ports))  # fmt: skip
     return sensors

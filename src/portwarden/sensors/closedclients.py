@@ -25,16 +25,24 @@ class ClosedClients:
         while len(self._closed_at) > limits.CLOSED_UDP_CLIENTS_MAX:
             del self._closed_at[next(iter(self._closed_at))]
 
-    def replied(self, port: int, src: IPAddress, sport: int, arrived: float, now: float) -> bool:
+    def replied(self, port: int, src: IPAddress, sport: int, arrived: float, now: float,
+                reply_sources: frozenset[int] = frozenset()) -> bool:  # fmt: skip
         """Whether a datagram from `src`:`sport` to `port` that `arrived` then is a reply to a
-        socket that has closed since: one connected to that peer that closed lately (a
-        reply, late or not), or an unconnected one that was still open when it arrived (so
-        the port was not free: it took the datagram)."""
+        socket that has closed: one connected to that peer that closed lately (a reply, late
+        or not); or an unconnected one that was still open when it arrived (so the port was
+        not free: it took the datagram), or that closed lately when `sport` is one of
+        `reply_sources` (UDP_REPLY_SOURCE_PORTS: a late answer to a one-shot client such as
+        ntpdate on 123, whatever the port range; an unconnected socket does not say whom it
+        asked, so from any other source port it is a probe)."""
         connected = self._closed_at.get((port, src, sport))
         if connected is not None and now - connected < limits.CLOSED_UDP_CLIENT_S:
             return True
         unconnected = self._closed_at.get((port, None, 0))
-        return unconnected is not None and unconnected >= arrived
+        if unconnected is None:
+            return False
+        return unconnected >= arrived or (
+            sport in reply_sources and now - unconnected < limits.CLOSED_UDP_CLIENT_S
+        )
 
     def expire(self, now: float) -> None:
         """Forget what closed longer than CLOSED_UDP_CLIENT_S ago."""

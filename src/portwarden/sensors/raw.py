@@ -25,7 +25,7 @@ from portwarden.net.packet import (
     parse_ipv4,
     parse_transport,
 )
-from portwarden.net.ports import Owner, verify
+from portwarden.net.ports import ANY4, ANY6, Owner, Service, serves, verify, wildcard
 from portwarden.net.udpcloses import UdpCloses
 from portwarden.sensors.hostview import HostView
 
@@ -43,7 +43,13 @@ _OPTION_HEADERS = (socket.IPV6_HOPOPTS, socket.IPV6_DSTOPTS)
 class RawSensor:
     """One protocol, IPv4 and IPv6. `candidates` gives the ports to watch (before SmartVerify).
 
-    A port that had a service stays out of the tripwires for `grace_s` after the service went
+    A port is a tripwire at one address: a service on 127.0.0.1 or an IPv4-only one leaves it
+    a tripwire for 198.18.0.1 or over IPv6 (see net/ports.py). The kernel filter of each
+    family's socket passes a candidate port while any of this host's addresses of that family
+    (loopback aside: no scanner reaches it) lacks a service on it; which destination has one
+    is decided here, per packet, from the services the last refresh saw, then SmartVerify.
+
+    A service that was seen stays out of the tripwires for `grace_s` after the service went
     (0: not at all): a service that stops or restarts leaves its clients reconnecting, and they
     are no scanners (PortSentry never watched a port that was in use at its start). A client's
     socket on the port (an outbound connection, a connected UDP socket) is no service and
@@ -60,8 +66,9 @@ class RawSensor:
     """
 
     def __init__(self, proto: Proto, mode: str, candidates: frozenset[int], host: HostView,
-                 grace_s: float) -> None:  # fmt: skip
+                 grace_s: float, reply_sources: frozenset[int] = frozenset()) -> None:  # fmt: skip
         self.proto = proto
+        self._reply_sources = reply_sources  # UDP_REPLY_SOURCE_PORTS (see ClosedClients)
         self.mode = mode
         self._candidates = candidates
         self._host = host
@@ -92,12 +99,14 @@ class RawSensor:
                 self._v6.add(sock.fileno())
             sock.setblocking(False)
             self.sockets[sock.fileno()] = sock
-        self._verified: dict[int, tuple[Owner, float]] = {}  # port: who has it, when asked
+        # (port, destination address): a tripwire or not, and when that was decided
+        self._decided: dict[Service, tuple[bool, float]] = {}
         self._closes = _hear_closes() if proto is Proto.UDP else None
         self._held: deque[tuple[float, Probe]] = deque()  # (when to judge it, the probe)
         self._said_lost = False
         self._buffer = bytearray(limits.CAPTURE_BYTES)
-        self.watched = self._attach(self.tripwires())
+        self._watched: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset())
+        self._attach(self.tripwires())
         for fd in self.sockets:  # packets queued before the filter was attached
             self._drain(fd)
 
@@ -107,19 +116,34 @@ class RawSensor:
         closing."""
         return [*self.sockets, *([self._closes.sock.fileno()] if self._closes else [])]
 
-    def tripwires(self) -> frozenset[int]:
-        """The candidates without a service now or within the grace period."""
+    @property
+    def watched(self) -> frozenset[int]:
+        """The ports the kernel filters pass, of either family."""
+        return self._watched[0] | self._watched[1]
+
+    def tripwires(self) -> tuple[frozenset[int], frozenset[int]]:
+        """The candidates the kernel filter of each family (IPv4, IPv6) passes: those without
+        a service, now or within the grace period, on some address of that family."""
         now = time.monotonic()
         bound = self._host.bound(self.proto)
         if self._grace_s:
             # Every service, not only the candidates': a reload may add its port to them.
-            for port in bound:
-                self._served_at[port] = now
-            for port in [p for p, at in self._served_at.items() if now - at >= self._grace_s]:
-                del self._served_at[port]
+            for service in bound:
+                self._served_at[service] = now
+            for gone in [k for k, at in self._served_at.items() if now - at >= self._grace_s]:
+                del self._served_at[gone]
         else:  # off (perhaps since a reload): no port is kept out by an earlier time
             self._served_at.clear()
-        return self._candidates.difference(bound, self._served_at)
+        served: dict[int, set[bytes]] = {}
+        for port, address in bound.union(self._served_at):
+            served.setdefault(port, set()).add(address)
+        addresses = [a for a in self._host.addresses if not a.is_loopback]
+        found = []
+        for version, any_address in ((4, ANY4), (6, ANY6)):
+            mine = {a.packed for a in addresses if a.version == version}
+            everywhere = {port for port, at in served.items() if any_address in at or mine <= at}
+            found.append(self._candidates.difference(everywhere))
+        return found[0], found[1]
 
     def packets_dropped(self) -> int:
         """Packets the kernel dropped before we read them: the receive buffer was full."""
@@ -129,13 +153,14 @@ class RawSensor:
         """Re-attach the kernel filter when the set of tripwire ports has changed."""
         self._host.closed_clients.expire(time.time())
         ports = self.tripwires()
-        if ports != self.watched:
-            self.watched = self._attach(ports)
+        if ports != self._watched:
+            self._attach(ports)
 
-    def _attach(self, ports: frozenset[int]) -> frozenset[int]:
+    def _attach(self, ports: tuple[frozenset[int], frozenset[int]]) -> None:
         for fd, sock in self.sockets.items():
-            bpf.attach(sock, self._filter(ports, fd not in self._v6))
-        return ports
+            v4 = fd not in self._v6
+            bpf.attach(sock, self._filter(ports[0] if v4 else ports[1], v4))
+        self._watched = ports
 
     def read(self, fd: int) -> list[Probe]:
         """Up to PACKETS_PER_TURN_MAX packets from one socket, as probes (a datagram to a
@@ -204,7 +229,8 @@ class RawSensor:
         now = time.time()
         for probe in held:
             if not self._host.closed_clients.replied(probe.dport, probe.src, probe.sport,
-                                                     probe.seen_at, now):  # fmt: skip
+                                                     probe.seen_at, now,
+                                                     self._reply_sources):  # fmt: skip
                 found.append(probe)
             elif probe.os_tool is not None:
                 found.append(probe._replace(tripwire=False))
@@ -240,32 +266,48 @@ class RawSensor:
         dst = ipaddress.ip_address(packet.dst)
         if dst not in self._host.addresses:
             return None  # broadcast, multicast, or an address we no longer have
-        return packet_probe(packet, dst, self.mode, self._tripwire, now)
+        return packet_probe(packet, dst, self.mode, self._tripwire, self._open, now)
 
-    def _tripwire(self, port: int) -> bool:
-        if port not in self.watched:
+    def _tripwire(self, dst: bytes, port: int) -> bool:
+        """Whether `port` of address `dst` (packed) is a tripwire at this moment. The answer
+        is reused for PORT_FREE_CACHE_S, so a flood to one port costs one check per interval
+        (and a packet of a flood to many costs a dictionary lookup more than a port number)."""
+        if port not in self._watched[len(dst) != 4]:
             return False
         now = time.monotonic()
-        return not self._served_lately(port, now) and self._free(port, now)
-
-    def _served_lately(self, port: int, now: float) -> bool:
-        """The port had a service within the grace, seen by a refresh or at probe time: a
-        service that came and went between two refreshes leaves its clients reconnecting."""
-        at = self._served_at.get(port)
-        return at is not None and now - at < self._grace_s
-
-    def _free(self, port: int, now: float) -> bool:
-        """SmartVerify: no service on the port right now (see ports.verify). The answer is
-        reused for PORT_FREE_CACHE_S, so a flood to one port costs one check per interval."""
-        known = self._verified.get(port)
+        key = (port, dst)
+        known = self._decided.get(key)
         if known is not None and now - known[1] < limits.PORT_FREE_CACHE_S:
-            return known[0].tripwire
-        owner = verify(self.proto, port, self._closes.own if self._closes else None)
-        if len(self._verified) >= limits.FREE_PORTS_CACHED_MAX:
-            self._verified.clear()
-        self._verified[port] = (owner, now)
+            return known[0]
+        # A service on the port for another address: the kernel filter passes it for this one.
+        found = (not self._open(dst, port) and not self._served_lately(dst, port, now)
+                 and self._free(dst, port, now))  # fmt: skip
+        if len(self._decided) >= limits.FREE_PORTS_CACHED_MAX:
+            self._decided.clear()
+        self._decided[key] = (found, now)
+        return found
+
+    def _open(self, dst: bytes, port: int) -> bool:
+        """A service had the port for `dst` at the last refresh."""
+        return serves(self._host.bound(self.proto), port, dst)
+
+    def _served_lately(self, dst: bytes, port: int, now: float) -> bool:
+        """The port had a service for `dst` within the grace, seen by a refresh or at probe
+        time: a service that came and went between two refreshes leaves its clients
+        reconnecting."""
+        if not self._served_at:
+            return False
+        for address in (dst, wildcard(dst)):
+            at = self._served_at.get((port, address))
+            if at is not None and now - at < self._grace_s:
+                return True
+        return False
+
+    def _free(self, dst: bytes, port: int, now: float) -> bool:
+        """SmartVerify: no service for `dst` on the port right now (see ports.verify)."""
+        owner = verify(self.proto, dst, port, self._closes.own if self._closes else None)
         if owner is Owner.SERVICE and self._grace_s:
-            self._served_at[port] = now
+            self._served_at[(port, dst)] = now
         return owner.tripwire
 
     def _drain(self, fd: int) -> None:
