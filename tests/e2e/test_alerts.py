@@ -378,6 +378,7 @@ with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
 """
 
 
+@pytest.mark.usefixtures("echo_service")
 def test_portsentry_lines_in_stealth_modes(lab: Lab, start_daemon: StartDaemon,
                                            syslog: SyslogReceiver) -> None:  # fmt: skip
     """Word for word as PortSentry 1.2's stealth modes write them. BLOCK_TCP=2 (the command
@@ -390,13 +391,17 @@ def test_portsentry_lines_in_stealth_modes(lab: Lab, start_daemon: StartDaemon,
     syslog.wait_for(rf"attackalert: TCP SYN/Normal scan from host: {scanner}/{scanner} to TCP "
                     r"port: (1|11|15)$")  # fmt: skip
     syslog.wait_for(rf"attackalert: Host: {scanner}/{scanner} is already blocked Ignoring$")
-    # A SYN+FIN: a queso-style OS probe, and a packet PortSentry calls "Unknown Type".
+    # A SYN+FIN to a tripwire: a packet PortSentry calls "Unknown Type"; to an open port it is
+    # a queso-style OS probe.
     lab.attackers[1].run(["hping3", "-c", "1", "-S", "-F", "-p", "11", target], check=False)
-    syslog.wait_for(rf"attackalert: OS fingerprinting probe \(queso\) from host: {prober}/"
-                    rf"{prober} to TCP port: 11$")  # fmt: skip
     syslog.wait_for(r"attackalert: Unknown Type: TCP Packet Flags: SYN: 1 FIN: 1 ACK: 0 PSH: 0 "
                     rf"URG: 0 RST: 0 from host: {prober}/{prober} to TCP port: 11$")  # fmt: skip
     syslog.wait_for(rf"detail: TCP odd-flags scan \(FIN\+SYN\) from {prober} to TCP port 11$")
+    lab.attackers[1].run(["hping3", "-c", "1", "-S", "-F", "-p", str(SERVICE), target],
+                         check=False)  # fmt: skip
+    syslog.wait_for(rf"attackalert: OS fingerprinting probe \(queso\) from host: {prober}/"
+                    rf"{prober} to TCP port: {SERVICE}$")  # fmt: skip
+    assert not [line for line in syslog.lines if "queso" in line and line.endswith(": 11")]
     nmap(lab.attackers[2].run, "-sU", "-p", "7", target)
     syslog.wait_for(rf"attackalert: UDP scan from host: {udp}/{udp} to UDP port: 7$")
     # "already blocked" once per block, not once per probe.
