@@ -10,15 +10,20 @@ otherwise is applied our way, with a warning.
 """
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
+from typing import TypeVar
 
 from portwarden.config.errors import ConfigError
 from portwarden.config.textfile import numbered_lines
+from portwarden.limits import WARNINGS_OF_A_KIND_MAX
 
 # KEY, then '=' and the value, or blanks and a quoted value
 _LINE = re.compile(r'[ \t]*([A-Za-z_][A-Za-z0-9_]*)(?:[ \t]*=[ \t]*(.*)|[ \t]+(".*))')
 _NAME = re.compile(r"[ \t]*([A-Za-z0-9_]*)")  # what a line starts with, if a key
 _TRAILER = re.compile(r"[ \t]*(#.*)?")
+T = TypeVar("T")
 _UNQUOTED = re.compile(r"(.*?)(?:[ \t]+#.*)?[ \t]*", re.DOTALL)
 
 
@@ -49,7 +54,8 @@ def parse_conf(
     its setting would be lost.
     """
     entries: dict[str, Entry] = {}
-    warnings: list[str] = []
+    skipped: list[tuple[int, str]] = []
+    repeated: list[tuple[int, str]] = []
     for number, raw in numbered_lines(text):
         stripped = raw.strip(" \t")
         if not stripped or stripped.startswith("#"):
@@ -65,16 +71,32 @@ def parse_conf(
             if lenient and name not in strict_for:
                 continue
             if known is not None and name not in known:
-                warnings.append(f"{error}; it starts with no key portwarden knows, so it is "
-                                "skipped (as PortSentry did)")  # fmt: skip
+                skipped.append((number, f"{error}; it starts with no key portwarden knows, so "
+                                        "it is skipped (as PortSentry did)"))  # fmt: skip
                 continue
             raise
         if key in entries:
             first = entries[key].line
-            warnings.append(f"{source}:{number}: {key} is set again; line {first} wins")
+            repeated.append((number, f"{source}:{number}: {key} is set again; line {first} wins"))
             continue
         entries[key] = Entry(key, value, source, number)
+    at, said = itemgetter(0), itemgetter(1)
+    warnings = (capped(skipped, at, said, source, "lines skipped")
+                + capped(repeated, at, said, source, "keys set again"))  # fmt: skip
     return entries, warnings
+
+
+def capped(items: Sequence[T], line: Callable[[T], int], text: Callable[[T], str], source: str,
+           what: str) -> list[str]:  # fmt: skip
+    """The warnings `text` of the first WARNINGS_OF_A_KIND_MAX `items`, then one line counting
+    the rest by their `line` numbers: a file of a million stray lines gives a few warnings, not
+    a million (nor a million warnings to compose)."""
+    said = [text(item) for item in items[:WARNINGS_OF_A_KIND_MAX]]
+    rest = items[WARNINGS_OF_A_KIND_MAX:]
+    if rest:
+        said.append(f"{source}: and {len(rest)} more {what} (lines {line(rest[0])}-"
+                    f"{line(rest[-1])})")  # fmt: skip
+    return said
 
 
 def _leading_name(raw: str) -> str:

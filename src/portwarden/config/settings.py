@@ -19,7 +19,7 @@ from portwarden.audit.interfaces import parse_addresses, unaudited
 from portwarden.audit.names import Names
 from portwarden.audit.policy import Group, Policy, parse_devices, parse_groups, parse_skip_groups
 from portwarden.config import kill, portsentry_reading, values
-from portwarden.config.conffile import Entry, parse_conf
+from portwarden.config.conffile import Entry, capped, parse_conf
 from portwarden.config.defaults import DEFAULT_CONF, DEFAULT_SOURCE, default_state_dir
 from portwarden.config.errors import ConfigError
 from portwarden.config.hostscan import HostScanRule, ambiguous_endpoints, parse_rules
@@ -29,7 +29,6 @@ from portwarden.config.smtp import check_smtp, check_subject
 from portwarden.config.textfile import decoded, read_bytes, read_text
 from portwarden.config.values import BlockMode, ListenAddress, Modes, NftUse, TcpMode, UdpMode
 from portwarden.control import socket_path_problem
-from portwarden.limits import UNKNOWN_KEYS_SAID_MAX
 from portwarden.net.local import InterfaceAddress, IPAddress, interface_addresses, local_addresses
 from portwarden.statedir import unusable_directory, unusable_file
 from portwarden.store.db import StoreError
@@ -443,15 +442,12 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
 
 
 def _unknown_keys(unknown: list[Entry]) -> list[str]:
-    """A warning for each of the first UNKNOWN_KEYS_SAID_MAX unknown keys, then one for the
-    rest: a file of a million stray keys gives a few lines, not a million."""
-    said = [f"{entry.source}:{entry.line}: unknown key {entry.key} ignored"
-            f"{_did_you_mean(entry.key)}" for entry in unknown[:UNKNOWN_KEYS_SAID_MAX]]  # fmt: skip
-    rest = unknown[UNKNOWN_KEYS_SAID_MAX:]
-    if rest:
-        said.append(f"{rest[0].source}: and {len(rest)} more unknown keys ignored (lines "
-                    f"{rest[0].line}-{rest[-1].line})")  # fmt: skip
-    return said
+    """A warning for each unknown key, at most WARNINGS_OF_A_KIND_MAX (conffile.capped)."""
+    if not unknown:
+        return []
+    return capped(unknown, lambda e: e.line, lambda e: f"{e.source}:{e.line}: unknown key "
+                  f"{e.key} ignored{_did_you_mean(e.key)}", unknown[0].source,
+                  "unknown keys ignored")  # fmt: skip
 
 
 def _did_you_mean(key: str) -> str:
