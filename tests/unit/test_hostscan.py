@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from portwarden.config import load_settings
-from portwarden.config.hostscan import ambiguous_endpoints, parse_rules
+from portwarden.config.hostscan import endpoint_warnings, parse_rules
 
 
 @pytest.mark.parametrize(
@@ -24,7 +24,7 @@ from portwarden.config.hostscan import ambiguous_endpoints, parse_rules
 )
 def test_ambiguous_ipv6_endpoints(text: str, ambiguous: list[str]) -> None:
     parse_rules(text)  # loads either way
-    found = ambiguous_endpoints(text)
+    found = endpoint_warnings(text)
     assert [line.split("'")[1] for line in found] == ambiguous
 
 
@@ -48,3 +48,21 @@ def test_a_rule_that_mixes_families_is_refused(text: str) -> None:
 def test_an_ipv4_mapped_end_is_ipv4() -> None:
     (rule,) = parse_rules("[::ffff:198.18.0.11]:53 -> 198.18.0.1")
     assert str(rule) == "198.18.0.11/32:53 -> 198.18.0.1/32"
+
+
+@pytest.mark.parametrize(
+    ("text", "wide"),
+    [
+        ("198.18.0.1/24", ["'198.18.0.1/24': host bits are set; it matches all of 198.18.0.0/24"]),
+        ("10.0.0.0/8 -> 198.18.0.9/30:1-1024",
+         ["'198.18.0.9/30:1-1024': host bits are set; it matches all of 198.18.0.8/30"]),
+        ("[2001:db8::1/64]:53", ["'[2001:db8::1/64]:53': host bits are set; it matches all of "
+                                 "2001:db8::/64"]),
+        ("198.18.0.1", []),
+    ],
+)  # fmt: skip
+def test_a_network_written_with_host_bits_is_a_warning(text: str, wide: list[str]) -> None:
+    """As in the ignore file: `198.18.0.1/24` means all of 198.18.0.0/24, which may not be what
+    was meant (one host?)."""
+    parse_rules(text)
+    assert endpoint_warnings(text) == wide

@@ -11,7 +11,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from portwarden.config import values
-from portwarden.config.ignore import Address, Network, parse_network
+from portwarden.config.ignore import Address, Network, host_bits_set, parse_network
 from portwarden.text import port_ranges
 
 
@@ -57,6 +57,12 @@ def parse_rules(text: str) -> tuple[HostScanRule, ...]:
 
 
 def _endpoint(text: str) -> Endpoint:
+    address, ports = _split(text)
+    return Endpoint(parse_network(address), None if ports is None else _ports(ports))
+
+
+def _split(text: str) -> tuple[str, str | None]:
+    """An endpoint's address or network as written, and its port list (None: none given)."""
     text = text.strip()
     if not text:
         raise ValueError("empty address in rule")
@@ -64,26 +70,32 @@ def _endpoint(text: str) -> Endpoint:
         address, bracket, rest = text[1:].partition("]")
         if not bracket or (rest and not rest.startswith(":")):
             raise ValueError(f"'{text}' has an unclosed or misplaced ']'")
-        return Endpoint(parse_network(address), _ports(rest[1:]) if rest else None)
+        return address, rest[1:] if rest else None
     if "/" in text:
         address, _, mask = text.partition("/")
         mask, colon, ports = mask.partition(":")
-        return Endpoint(parse_network(f"{address}/{mask}"), _ports(ports) if colon else None)
+        return f"{address}/{mask}", ports if colon else None
     if text.count(":") == 1:  # IPv4 address with ports
         address, _, ports = text.partition(":")
-        return Endpoint(parse_network(address), _ports(ports))
+        return address, ports
     if text in ("*", "any"):
         raise ValueError("use 0.0.0.0/0 or ::/0 for any address")
-    return Endpoint(parse_network(text), None)
+    return text, None
 
 
-def ambiguous_endpoints(text: str) -> list[str]:
-    """Why each IPv6 endpoint written without brackets may not mean what was meant:
-    `2001:db8::1:53` is the address 2001:db8::1:53, though 2001:db8::1 port 53 looks the same.
-    Only when both readings are valid addresses; one line each."""
+def endpoint_warnings(text: str) -> list[str]:
+    """What in valid rules may not mean what was meant, one line each: a network written with
+    host bits (`198.18.0.1/24` matches all of 198.18.0.0/24), and an IPv6 endpoint without
+    brackets whose last group could be a port (`2001:db8::1:53` is the address
+    2001:db8::1:53, though 2001:db8::1 port 53 looks the same; only when both readings are
+    valid addresses)."""
     found = []
     for item in text.split(";"):
-        for part in (p.strip() for p in item.split("->")):
+        for part in (p.strip() for p in item.split("->") if p.strip()):
+            address = _split(part)[0]
+            network = parse_network(address)
+            if host_bits_set(address, network):
+                found.append(f"'{part}': host bits are set; it matches all of {network}")
             if part.startswith("[") or "/" in part or part.count(":") < 2:
                 continue
             address, _, last = part.rpartition(":")

@@ -22,7 +22,7 @@ from portwarden.config import kill, portsentry_reading, values
 from portwarden.config.conffile import Entry, capped, parse_conf
 from portwarden.config.defaults import DEFAULT_CONF, DEFAULT_SOURCE, default_state_dir
 from portwarden.config.errors import ConfigError
-from portwarden.config.hostscan import HostScanRule, ambiguous_endpoints, parse_rules
+from portwarden.config.hostscan import HostScanRule, endpoint_warnings, parse_rules
 from portwarden.config.ignore import ALWAYS_IGNORED, Address, IgnoreList, Network, parse_ignore_text
 from portwarden.config.kill import Command
 from portwarden.config.smtp import check_smtp, check_subject
@@ -620,13 +620,13 @@ def _unaudited_requirements(read: _Reader, settings: Settings, policy: Policy) -
 
 
 def _hostscan_warnings(read: _Reader) -> list[str]:
-    """IPv6 addresses in *_SCAN_IGNORE that may have been meant with a port."""
+    """What in *_SCAN_IGNORE may not mean what was meant (hostscan.endpoint_warnings)."""
     found = []
     for key in ("TCP_SCAN_IGNORE", "UDP_SCAN_IGNORE"):
         entry = read.entry(key)
         if entry is not None:
             found += [f"{entry.source}:{entry.line}: {key}: {why}"
-                      for why in ambiguous_endpoints(entry.value)]  # fmt: skip
+                      for why in endpoint_warnings(entry.value)]  # fmt: skip
     return found
 
 
