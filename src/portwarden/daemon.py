@@ -243,8 +243,8 @@ class Daemon:
         limits.SOURCES_FULL_QUIET_S without one."""
         if self._evictions.begins(self._engine.evicted, now):
             log.warning("source table full (%d sources), evicting those seen least recently, "
-                        "stale sources first, then those with a single probe (a flood of "
-                        "spoofed sources?)",
+                        "stale sources first, then those with a single probe, then those "
+                        "with the fewest probes (a flood of spoofed sources?)",
                         len(self._engine))  # fmt: skip
 
     def _say_drops(self, now: float) -> None:
