@@ -16,6 +16,7 @@ import pytest
 from portwarden import limits
 from portwarden.lab.network import Lab
 from tests.e2e.conftest import StartDaemon, nmap
+from tests.e2e.test_operations import status_json
 from tests.lab.daemon import RunningDaemon
 
 LOOPBACK_TCP, IPV4_ONLY_TCP, WILDCARD_TCP = 79, 540, 111  # in TCP_PORTS and below 1024
@@ -127,3 +128,44 @@ def test_one_watched_port_is_said_in_the_singular(
     started_daemons.append(daemon)
     daemon.wait_for("ready:")
     assert "sudp: watching 1 udp port: 7\n" in daemon.log()
+
+
+_ONE_ADDRESS_SERVICE = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+print("listening", flush=True)
+time.sleep(3600)
+"""
+
+_CLIENT = """
+import socket, sys
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    for _ in range(500):
+        s.sendto(b"query", (sys.argv[1], int(sys.argv[2])))
+"""
+
+
+def test_a_service_on_one_of_two_addresses_costs_its_clients_nothing(
+    lab: Lab, start_daemon: StartDaemon
+) -> None:
+    """A UDP service bound to one of the target's two addresses (a DNS server's `listen-on`):
+    its port is kept out of the kernel filter, so its clients' 500 datagrams are not read by
+    the daemon at all (with the port in the filter each one would be read and judged)."""
+    lab.target.run(["ip", "addr", "add", "198.18.0.99/24", "dev", "eth0"])
+    service = lab.target.popen([sys.executable, "-c", _ONE_ADDRESS_SERVICE, lab.target.ipv4,
+                                str(LOOPBACK_UDP)], stdout=-1, text=True)  # fmt: skip
+    try:
+        assert service.stdout is not None and "listening" in service.stdout.readline()
+        daemon = start_daemon("-sudp")
+        daemon.wait_for("ready:")
+        before = status_json(lab, daemon)["counters"]["packets_read"]
+        lab.client.run([sys.executable, "-c", _CLIENT, lab.target.ipv4, str(LOOPBACK_UDP)])
+        nmap(lab.attackers[0].run, "-sU", "-p", "7", lab.target.ipv4)  # after the queries
+        daemon.wait_for_attack(kind="scan", src=lab.attackers[0].ipv4, port="7")
+        read = status_json(lab, daemon)["counters"]["packets_read"] - before
+        assert 1 <= read <= 4, read  # nmap's probe (and a retry), not the 500 queries
+    finally:
+        service.kill()
+        service.wait()
+        lab.target.run(["ip", "addr", "del", "198.18.0.99/24", "dev", "eth0"], check=False)

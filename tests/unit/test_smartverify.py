@@ -20,7 +20,9 @@ def kernel(monkeypatch: pytest.MonkeyPatch, *, held: bool, services: set[Service
     """A host where `PORT` is `held` by some socket (the bind test fails) and `services` have
     a listener or an unconnected UDP socket."""
     monkeypatch.setattr(ports, "port_in_use", lambda proto, address, port, witness: held)
-    monkeypatch.setattr(ports, "services", lambda proto: frozenset(services))
+    monkeypatch.setattr(
+        ports, "services", lambda proto, port: frozenset(s for s in services if s[0] == port)
+    )
 
 
 @pytest.mark.parametrize("proto", list(Proto))

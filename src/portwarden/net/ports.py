@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from portwarden.detect.probe import Proto
+from portwarden.net.diagfilter import compile_filter, port_is
 from portwarden.net.sockdiag import TCP_LISTEN_ONLY, UDP_UNCONNECTED, socket_ports, sockets
 
 _PROC = Path("/proc/net")
@@ -50,19 +51,22 @@ def serves(services: frozenset[Service], port: int, address: bytes) -> bool:
     return (port, address) in services or (port, wildcard(address)) in services
 
 
-def services(proto: Proto) -> frozenset[Service]:
-    """Every service of `proto` (see bound_ports) with the address it serves: an IPv6
-    wildcard without IPV6_V6ONLY serves both families. A socket tied to one device
-    (SO_BINDTODEVICE) counts as serving its address on every device: a port is rather left
-    alone than watched where a service may answer. Without sock_diag (a kernel without
-    inet_diag) every port with a service counts as served on every address, as before."""
+def services(proto: Proto, port: int | None = None) -> frozenset[Service]:
+    """Every service of `proto` (see bound_ports), or those on `port` alone, with the address
+    it serves: an IPv6 wildcard without IPV6_V6ONLY serves both families. A socket tied to one
+    device (SO_BINDTODEVICE) counts as serving its address on every device: a port is rather
+    left alone than watched where a service may answer. Without sock_diag (a kernel without
+    inet_diag) every port with a service counts as served on every address, as before. With
+    `port` the kernel sends only that port's sockets (a probe's check must not walk a local
+    user's thousands of sockets)."""
     protocol, states = ((socket.IPPROTO_TCP, TCP_LISTEN_ONLY) if proto is Proto.TCP
                         else (socket.IPPROTO_UDP, UDP_UNCONNECTED))  # fmt: skip
+    program = b"" if port is None else compile_filter(port_is(port))
     try:
-        found = sockets(protocol, states)
+        found = list(sockets(protocol, states, program))
     except OSError:
-        return frozenset((port, any_address) for port in bound_ports_from_proc(proto)
-                         for any_address in (ANY4, ANY6))  # fmt: skip
+        return frozenset((bound, any_address) for bound in bound_ports_from_proc(proto)
+                         for any_address in (ANY4, ANY6) if port in (None, bound))  # fmt: skip
     served: set[Service] = set()
     for sock in found:
         address = sock.address.packed
@@ -131,7 +135,7 @@ def verify(proto: Proto, dst: bytes, dport: int, witness: Witness | None = None)
     shown the bind test's sockets (see port_in_use)."""
     if not port_in_use(proto, dst, dport, witness):
         return Owner.NOBODY
-    if serves(services(proto), dport, dst):
+    if serves(services(proto, dport), dport, dst):
         return Owner.SERVICE
     return Owner.CLIENTS if proto is Proto.TCP else Owner.UDP_CLIENTS
 

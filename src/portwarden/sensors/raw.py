@@ -45,9 +45,9 @@ class RawSensor:
 
     A port is a tripwire at one address: a service on 127.0.0.1 or an IPv4-only one leaves it
     a tripwire for 198.18.0.1 or over IPv6 (see net/ports.py). The kernel filter of each
-    family's socket passes a candidate port while any of this host's addresses of that family
-    (loopback aside: no scanner reaches it) lacks a service on it; which destination has one
-    is decided here, per packet, from the services the last refresh saw, then SmartVerify.
+    family's socket passes a candidate port while none of this host's addresses of that family
+    (loopback aside: no scanner reaches it) has a service on it; which destination has one is
+    decided here, per packet, from the services the last refresh saw, then SmartVerify.
 
     A service that was seen stays out of the tripwires for `grace_s` after the service went
     (0: not at all): a service that stops or restarts leaves its clients reconnecting, and they
@@ -123,7 +123,9 @@ class RawSensor:
 
     def tripwires(self) -> tuple[frozenset[int], frozenset[int]]:
         """The candidates the kernel filter of each family (IPv4, IPv6) passes: those without
-        a service, now or within the grace period, on some address of that family."""
+        a service, now or within the grace period, on any address of that family but loopback
+        (a service on one of this host's addresses keeps its port out of the filter for the
+        others too: else every datagram or SYN of its clients would cost a trip to Python)."""
         now = time.monotonic()
         bound = self._host.bound(self.proto)
         if self._grace_s:
@@ -141,8 +143,8 @@ class RawSensor:
         found = []
         for version, any_address in ((4, ANY4), (6, ANY6)):
             mine = {a.packed for a in addresses if a.version == version}
-            everywhere = {port for port, at in served.items() if any_address in at or mine <= at}
-            found.append(self._candidates.difference(everywhere))
+            outside = {port for port, at in served.items() if any_address in at or mine & at}
+            found.append(self._candidates.difference(outside))
         return found[0], found[1]
 
     def packets_dropped(self) -> int:
