@@ -310,14 +310,15 @@ class Actions:
         self._nft = None
         return self._blocker().drop_table()
 
-    def duration_for(self, address: str) -> float | None:
-        """Seconds the next block of `address` lasts (None: forever)."""
+    def duration_for(self, address: str, replacing: int | None = None) -> float | None:
+        """Seconds the next block of `address` lasts (None: forever); `replacing`: the id of
+        the block it supersedes, no offence of its own (Store.offences)."""
         s = self.settings
         if not s.block_duration:
             return None
         if s.block_escalation == 1:
             return self.duration(1)
-        return self.duration(self.store.offences(address) + 1)
+        return self.duration(self.store.offences(address, replacing) + 1)
 
     def duration(self, offence: int) -> float | None:
         """Seconds this block lasts (None: forever), longer for repeat offenders."""
@@ -330,9 +331,10 @@ class Actions:
             seconds = math.inf
         return min(seconds, s.block_duration_max or limits.BLOCK_SECONDS_MAX)
 
-    def until_for(self, address: str, now: float) -> float | None:
-        """When a block of `address` made `now` ends (None: never)."""
-        seconds = self.duration_for(address)
+    def until_for(self, address: str, now: float, replacing: int | None = None) -> float | None:
+        """When a block of `address` made `now` ends (None: never); `replacing`: as in
+        duration_for."""
+        seconds = self.duration_for(address, replacing)
         return None if seconds is None else now + seconds
 
     def record(self, request: BlockRequest, now: float, until: float | None,
