@@ -341,6 +341,13 @@ class Store:
             " (?, ?) AND id IS NOT ?",
             (address, FAILED, SUPERSEDED, replacing)).fetchone()[0])  # fmt: skip
 
+    def dos_of(self, kind: str) -> set[tuple[str, ...]]:
+        """The `do` of every action of `kind` of the blocks, active and ended, each once."""
+        rows = self._db.execute(
+            "SELECT DISTINCT json_extract(value, '$.do') FROM blocks, json_each(blocks.actions)"
+            " WHERE json_extract(value, '$.kind') = ?", (kind,))  # fmt: skip
+        return {tuple(json.loads(do)) if do else () for (do,) in rows}
+
     def unwritten(self) -> list[BlockRecord]:
         """Blocks (active or ended) whose HISTORY_FILE line is not known to be written."""
         rows = self._db.execute(f"SELECT {_COLUMNS} FROM blocks WHERE NOT history ORDER BY id")
