@@ -105,3 +105,30 @@ def test_an_old_table_another_running_daemon_holds_is_left_alone(
             again.stop()
     finally:
         held.stop()
+
+
+@pytest.mark.parametrize("stray", [False, True], ids=["ours-alone", "with-a-stray-element"])
+def test_unblock_all_without_a_daemon_removes_the_old_table_too(
+    lab: Lab, start_daemon: StartDaemon, stray: bool
+) -> None:
+    """After `unblock --all` no active block names the old table: the store's ended blocks
+    do, and it goes as it would at start (ours alone, and nothing in it the store does not
+    know)."""
+    daemon, source = blocked_then_stopped(lab, start_daemon)
+    if stray:
+        lab.target.run(["nft", "add", "element", "inet", "portwarden", "blocked4",
+                        "{ 198.18.0.99 }"])  # fmt: skip
+    result = portwarden(lab.target, daemon, "unblock", "--all")
+    assert result.returncode == 0 and f"unblocked {source}" in result.stdout
+    assert can_connect(lab.attackers[0], lab.target.ipv4, SERVICE)
+    assert NEW not in tables(lab)
+    if stray:
+        assert "portwarden" in tables(lab) and nft_elements(lab.target) == {"198.18.0.99"}
+        assert (
+            "table inet portwarden (an earlier NFT_TABLE) is left as it is: it holds 1 "
+            "element the store does not know" in result.stderr
+        )
+        lab.target.run(["nft", "delete", "table", "inet", "portwarden"])
+    else:
+        assert "removed nftables table inet portwarden (an earlier NFT_TABLE)" in result.stdout
+        assert "portwarden" not in tables(lab)

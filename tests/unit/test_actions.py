@@ -371,9 +371,9 @@ def test_restore_writes_hosts_deny_once_for_many_blocks(
     writes: list[int] = []
     append = files._append
 
-    def counted(fd: int, data: bytes) -> None:
+    def counted(fd: int, data: bytes, path: Path) -> None:
         writes.append(fd)
-        append(fd, data)
+        append(fd, data, path)
 
     monkeypatch.setattr(files, "_append", counted)
     assert restore_in(actions, "boot-1", monkeypatch) == 100

@@ -148,3 +148,19 @@ def test_a_plan_that_only_runs_the_command_supersedes_nothing(tmp_path: Path, co
         policy.on_verdict(probe_verdict(Proto.TCP), time.monotonic())
         assert policy.blocks_made == 1
         assert [b[2] for b in blocks(policy)] == [None]
+
+
+def test_a_superseding_block_lasts_as_the_first_offence(tmp_path: Path) -> None:
+    """The command-only block it replaces is no offence of its own: the new block lasts
+    BLOCK_DURATION, not BLOCK_DURATION * BLOCK_ESCALATION."""
+    conf = 'BLOCK_TCP="1"\nBLOCK_UDP="2"\nBLOCK_DURATION="60"\nBLOCK_ESCALATION="2"\n'
+    with running(tmp_path, conf) as policy:
+        policy.on_verdict(probe_verdict(Proto.UDP), time.monotonic())
+        settled(policy, lambda: carried_out(policy))
+        policy.on_verdict(probe_verdict(Proto.TCP), time.monotonic())
+        settled(policy, lambda: carried_out(policy))
+        (record,) = policy.store.active()
+        assert record.mode == "stcp"
+        assert record.offence == 1
+        assert record.until is not None
+        assert record.until - record.since == pytest.approx(60)

@@ -39,3 +39,16 @@ def test_an_empty_value_with_a_meaning_keeps_it(tmp_path: Path) -> None:
                     'IGNORE_FILE=""\n')  # fmt: skip
     settings = load_settings(conf)
     assert (settings.event_log, settings.syslog_socket, settings.ignore_file) == (None, None, None)
+
+
+@pytest.mark.parametrize("blanks", [" ", "   "])  # a tab is refused as a control character
+@pytest.mark.parametrize("key", ["STATE_DIR", "HISTORY_FILE", "BLOCKED_FILE", "HOSTS_DENY_FILE"])
+def test_a_path_of_blanks_alone_is_empty(tmp_path: Path, key: str, blanks: str) -> None:
+    """Not a file named by blanks next to the configuration file."""
+    conf = tmp_path / "p.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}/state"\n{key} = "{blanks}"\n' if key != "STATE_DIR"
+                    else f'{key} = "{blanks}"\n')  # fmt: skip
+    with pytest.raises(ConfigError) as refused:
+        load_settings(conf)
+    assert ": must name a path (leave the line out for the default, " in str(refused.value)
+    assert str(refused.value).startswith(f"{conf}:{1 if key == 'STATE_DIR' else 2}: {key}=")

@@ -74,3 +74,72 @@ def test_a_history_line_comes_after_a_newline_when_the_file_lacks_one(tmp_path: 
     history.write_text("written by hand")
     files.append_history(history, [RECORD])
     assert history.read_text() == f"written by hand\n{files.portsentry_line(RECORD)}\n"
+
+
+OTHER_LINE = "sshd: 192.0.2.9\n"
+
+
+def _other_writer_then_full(path: Path, our_bytes: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another writer (its own O_APPEND descriptor) appends a whole line just before our first
+    write, which the disk cuts short at `our_bytes`; our next write fails with ENOSPC."""
+    real = os.write
+    calls = [0]
+
+    def write(fd: int, data: bytes) -> int:
+        calls[0] += 1
+        if calls[0] > 1:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        other = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            real(other, OTHER_LINE.encode())
+        finally:
+            os.close(other)
+        return real(fd, bytes(data)[:our_bytes])
+
+    monkeypatch.setattr(files.os, "write", write)
+
+
+@pytest.mark.parametrize(
+    "append",
+    [lambda path: files.add_line(path, "ALL: 198.18.0.11"),
+     lambda path: files.append_history(path, [RECORD])],
+    ids=["hosts.deny", "history"],
+)  # fmt: skip
+def test_the_cut_after_a_failed_append_keeps_a_line_another_writer_appended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, append: Callable[[Path], object]
+) -> None:
+    path = tmp_path / "file"
+    path.write_text("old line\n")
+    _other_writer_then_full(path, 5, monkeypatch)
+    with pytest.raises(OSError):
+        append(path)
+    assert path.read_text() == "old line\n" + OTHER_LINE  # theirs kept, our part cut
+
+
+def test_a_partial_line_that_cannot_be_cut_is_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another writer appended after our part: cutting ours would cut theirs, so the file is
+    left as it is, and one line says a partial line may remain, naming the file."""
+    path = tmp_path / "hosts.deny"
+    path.write_text("old line\n")
+    real = os.write
+    calls = [0]
+
+    def write(fd: int, data: bytes) -> int:
+        calls[0] += 1
+        if calls[0] > 1:
+            other = os.open(path, os.O_WRONLY | os.O_APPEND)
+            try:
+                real(other, OTHER_LINE.encode())
+            finally:
+                os.close(other)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, bytes(data)[:9])
+
+    monkeypatch.setattr(files.os, "write", write)
+    with pytest.raises(OSError):
+        files.add_line(path, "ALL: 198.18.0.11")
+    assert path.read_text() == "old line\nALL: 198." + OTHER_LINE
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert str(path) in said and "partial line" in said and "\n" not in said

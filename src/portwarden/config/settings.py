@@ -187,9 +187,10 @@ class _Reader:
 
     def required_path(self, key: str, default: Path) -> Path:
         """A path of a key that cannot be off (STATE_DIR, BLOCKED_FILE, ...): "" is an error,
-        not a quiet default (STATE_DIR="" would be the system instance's directory)."""
+        not a quiet default (STATE_DIR="" would be the system instance's directory); so are
+        blanks alone (a file named "   " next to the configuration file is no one's intent)."""
         entry = self.entry(key)
-        if entry is not None and not entry.value:
+        if entry is not None and not entry.value.strip():
             raise self.error(key, f"must name a path (leave the line out for the default, "
                              f"{default})")  # fmt: skip
         return self.path(key, default) or default

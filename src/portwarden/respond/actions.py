@@ -34,6 +34,7 @@ from portwarden.respond.nft import (
     Nft,
     NftBlocker,
     NftError,
+    TableListing,
     claim_table,
     load_library,
 )
@@ -86,6 +87,15 @@ def table_of(action: Action) -> str:
     recorded since NFT_TABLE can change between runs; a record made before it was recorded
     names none: the default's (nft.DEFAULT_TABLE)."""
     return action.do[0] if action.do else DEFAULT_TABLE
+
+
+def _not_ours(listing: TableListing, addresses: set[str]) -> str:
+    """What keeps a table of an earlier NFT_TABLE from being removed, with `addresses` (the
+    store's) taken out of it."""
+    others = len(listing.elements - addresses)
+    if others:
+        return f"{counted(others, 'element')} the store does not know"
+    return "sets, chains or rules that are not ours"
 
 
 def enforced(actions: tuple[Action, ...]) -> bool:
@@ -310,14 +320,15 @@ class Actions:
         self._nft = None
         return self._blocker().drop_table()
 
-    def duration_for(self, address: str) -> float | None:
-        """Seconds the next block of `address` lasts (None: forever)."""
+    def duration_for(self, address: str, replacing: int | None = None) -> float | None:
+        """Seconds the next block of `address` lasts (None: forever); `replacing`: the id of
+        the block it supersedes, no offence of its own (Store.offences)."""
         s = self.settings
         if not s.block_duration:
             return None
         if s.block_escalation == 1:
             return self.duration(1)
-        return self.duration(self.store.offences(address) + 1)
+        return self.duration(self.store.offences(address, replacing) + 1)
 
     def duration(self, offence: int) -> float | None:
         """Seconds this block lasts (None: forever), longer for repeat offenders."""
@@ -330,9 +341,10 @@ class Actions:
             seconds = math.inf
         return min(seconds, s.block_duration_max or limits.BLOCK_SECONDS_MAX)
 
-    def until_for(self, address: str, now: float) -> float | None:
-        """When a block of `address` made `now` ends (None: never)."""
-        seconds = self.duration_for(address)
+    def until_for(self, address: str, now: float, replacing: int | None = None) -> float | None:
+        """When a block of `address` made `now` ends (None: never); `replacing`: as in
+        duration_for."""
+        seconds = self.duration_for(address, replacing)
         return None if seconds is None else now + seconds
 
     def record(self, request: BlockRequest, now: float, until: float | None,
@@ -745,12 +757,32 @@ class Actions:
                           "of table inet %s (%s): it still drops them; tried again at the next "
                           "start", moved, now, old, one_line(str(error)))  # fmt: skip
                 return False
-        others = len(listing.elements - addresses)
         log.warning("nftables: %s moved to table inet %s; table inet %s is left as it is: it "
                     "holds %s (`nft delete table inet %s` removes it)", moved, now, old,
-                    f"{counted(others, 'element')} the store does not know" if others else
-                    "sets, chains or rules that are not ours", old)  # fmt: skip
+                    _not_ours(listing, addresses), old)  # fmt: skip
         return True
+
+    def drop_old_tables(self) -> list[str]:
+        """For `unblock --all`, once every block has ended: each table of an earlier NFT_TABLE
+        that the store's blocks (ended ones too) name is removed, as at start
+        (_leave_old_tables), if it is there and ours alone, holds no element, and no other
+        running portwarden holds it; else it is left, and the log says why. Returns the
+        tables removed."""
+        recorded = {table_of(Action(NFT, do=do)) for do in self.store.dos_of(NFT)}
+        removed = []
+        for old in sorted(recorded - {self.settings.nft_table}):
+            with self._other_table(old) as blocker:
+                if blocker is None or not blocker.exists():
+                    continue
+                listing = blocker.listing()
+                if listing.ours_alone and not listing.elements:
+                    blocker.drop_table()
+                    removed.append(old)
+                    continue
+            log.warning("nftables: table inet %s (an earlier NFT_TABLE) is left as it is: it "
+                        "holds %s (`nft delete table inet %s` removes it)", old,
+                        _not_ours(listing, set()), old)  # fmt: skip
+        return removed
 
     def _remove_hosts_deny_lines(self, records: list[BlockRecord]) -> dict[tuple[str, str], str]:
         """Our hosts.deny lines of `records` removed: one rewrite per file. Returns why it

@@ -45,6 +45,7 @@ def unblock_here(actions: Actions, network: Network | None) -> tuple[list[BlockR
     if network is None:
         try:
             answer["table_removed"] = actions.drop_table()
+            answer["old_tables_removed"] = actions.drop_old_tables()
         except NftError as error:
             answer["nft_error"] = one_line(str(error))
     return undone, answer
@@ -112,6 +113,8 @@ def unblock(settings: Settings, target: str | None) -> int:
               "hand if wanted")  # fmt: skip
     if answer["table_removed"]:
         print(f"removed nftables table inet {settings.nft_table}")
+    for table in answer.get("old_tables_removed", ()):
+        print(f"removed nftables table inet {table} (an earlier NFT_TABLE)")
     if "nft_error" in answer:
         print(f"portwarden: nftables: {answer['nft_error']}", file=sys.stderr)
     for line in answer["left"]:

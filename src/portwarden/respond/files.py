@@ -8,6 +8,7 @@ plant a link must not be able to make the daemon write elsewhere.
 
 import contextlib
 import errno
+import logging
 import os
 import stat
 import tempfile
@@ -20,6 +21,9 @@ from portwarden.config.ignore import Address
 from portwarden.config.textfile import numbered_lines
 from portwarden.config.values import TcpMode, UdpMode
 from portwarden.store.db import BlockRecord
+from portwarden.text import one_line
+
+log = logging.getLogger("portwarden")
 
 
 class UnsafeFile(OSError):
@@ -166,7 +170,7 @@ def _replace_keeping_appends(temporary: str, path: Path, unchanged: Identity) ->
     if late:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
-            _append(fd, late)
+            _append(fd, late, path)
         finally:
             os.close(fd)
 
@@ -223,7 +227,7 @@ def add_lines(path: Path, lines: Iterable[str]) -> set[str]:
         added = [line for line in dict.fromkeys(lines) if line not in present]
         if not added:
             return set()
-        _append_lines(fd, "".join(line + "\n" for line in added))
+        _append_lines(fd, "".join(line + "\n" for line in added), path)
     finally:
         os.close(fd)
     return set(added)
@@ -239,31 +243,58 @@ def _open_to_append(path: Path) -> int:
         return fd
 
 
-def _append_lines(fd: int, text: str) -> None:
-    """Append whole lines (`text` ends with a newline) to the file open at `fd`, after a
-    newline if the file does not end with one, and sync (see _append)."""
+def _append_lines(fd: int, text: str, path: Path) -> None:
+    """Append whole lines (`text` ends with a newline) to the file `path` open at `fd`, after
+    a newline if the file does not end with one, and sync (see _append)."""
     data = text.encode("utf-8", "surrogateescape")
     size = os.fstat(fd).st_size
     if size and os.pread(fd, 1, size - 1) != b"\n":
         data = b"\n" + data
-    _append(fd, data)
+    _append(fd, data, path)
 
 
-def _append(fd: int, data: bytes) -> None:
-    """One write at the end of the file (several only if the disk fills up), then a sync. If
-    any of it fails (ENOSPC part-way), the file is cut back to its size before, and the error
-    raised: a partial line must never stay, as `ALL: 198.` would become a rule for
-    198.0.0.0/8 once the next line's newline ends it."""
-    size = os.fstat(fd).st_size
+def _append(fd: int, data: bytes, path: Path) -> None:
+    """One write at the end of the file `path` open at `fd` (O_APPEND; several writes only if
+    the disk fills up), then a sync. If any of it fails (ENOSPC part-way), what we wrote is
+    cut off and the error raised: a partial line must never stay, as `ALL: 198.` would become
+    a rule for 198.0.0.0/8 once the next line's newline ends it. Other programs append to the
+    same file (fail2ban to hosts.deny, another instance to a shared HISTORY_FILE): the cut
+    goes from where our first byte landed (an O_APPEND write leaves the offset at the end of
+    what it wrote), and only if nothing of theirs came between or after our bytes; else the
+    file is left as it is, and said."""
+    start: int | None = None  # where our first byte landed
+    end = 0  # just past our last byte
+    whole = True  # our bytes in one piece: no other writer's came between two of our writes
     try:
         rest = data
         while rest:
-            rest = rest[os.write(fd, rest) :]
+            written = os.write(fd, rest)
+            rest = rest[written:]
+            landed = os.lseek(fd, 0, os.SEEK_CUR) - written
+            if start is None:
+                start = landed
+            elif landed != end:
+                whole = False
+            end = landed + written
         os.fsync(fd)
     except OSError:
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, size)
+        if start is not None:
+            _cut_back(fd, start, end if whole else None, path)
         raise
+
+
+def _cut_back(fd: int, start: int, end: int | None, path: Path) -> None:
+    """Cut the file back to `start` if our bytes are its last, in one piece, up to `end`
+    (None: they are not in one piece); else leave it, and say so."""
+    try:
+        if end is not None and os.fstat(fd).st_size == end:
+            os.ftruncate(fd, start)
+            return
+        why = "another program appended to it meanwhile, and a cut would take its lines too"
+    except OSError as error:
+        why = f"it could not be cut back: {error.strerror}"
+    log.error("%s: a write failed part-way; a partial line may remain there (%s)",
+              one_line(str(path)), why)  # fmt: skip
 
 
 def remove_line(path: Path, line: str) -> bool:
@@ -349,7 +380,7 @@ def append_history(path: Path, blocks: Iterable[BlockRecord]) -> None:
     _make_public_folder(path.parent)
     fd = _open_to_append(path)
     try:
-        _append_lines(fd, text)
+        _append_lines(fd, text, path)
     finally:
         os.close(fd)
 

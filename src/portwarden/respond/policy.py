@@ -611,12 +611,12 @@ class ResponsePolicy:
         request = BlockRequest(probe.src, probe.proto.value, probe.dport, probe.mode,
                                probe.scan, mode)  # fmt: skip
         now_wall = time.time()
-        until = self._actions.until_for(address, now_wall)
+        replaced = None if replacing is None else replacing.id
+        until = self._actions.until_for(address, now_wall, replaced)
         nft_done = None
         if self._actions.nft_first(request):
             # In the loop, one netlink batch (~0.02-0.15 ms): the worker could wait for the GIL.
             nft_done = self._nft_add(probe.src, until)
-        replaced = None if replacing is None else replacing.id
         try:  # at once: see there
             record = self._actions.record(request, now_wall, until, nft_done, replaced)
         except sqlite3.Error as error:  # nothing stays in force that the store does not know

@@ -332,12 +332,21 @@ class Store:
         return BlockRecord(cursor.lastrowid or 0, address, proto, port, mode, reason, hostname,
                            since, until, offence, actions)  # fmt: skip
 
-    def offences(self, address: str) -> int:
+    def offences(self, address: str, replacing: int | None = None) -> int:
         """How many blocks this address has had before (attempts that took no effect, and
-        blocks superseded by another, do not count)."""
+        blocks superseded by another, do not count; nor does block `replacing`, which the
+        next one is to supersede)."""
         return int(self._db.execute(
             "SELECT count(*) FROM blocks WHERE address = ? AND coalesce(ended_by, '') NOT IN"
-            " (?, ?)", (address, FAILED, SUPERSEDED)).fetchone()[0])  # fmt: skip
+            " (?, ?) AND id IS NOT ?",
+            (address, FAILED, SUPERSEDED, replacing)).fetchone()[0])  # fmt: skip
+
+    def dos_of(self, kind: str) -> set[tuple[str, ...]]:
+        """The `do` of every action of `kind` of the blocks, active and ended, each once."""
+        rows = self._db.execute(
+            "SELECT DISTINCT json_extract(value, '$.do') FROM blocks, json_each(blocks.actions)"
+            " WHERE json_extract(value, '$.kind') = ?", (kind,))  # fmt: skip
+        return {tuple(json.loads(do)) if do else () for (do,) in rows}
 
     def unwritten(self) -> list[BlockRecord]:
         """Blocks (active or ended) whose HISTORY_FILE line is not known to be written."""
