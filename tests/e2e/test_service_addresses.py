@@ -165,6 +165,7 @@ def test_a_service_on_one_of_two_addresses_costs_its_clients_nothing(
         daemon.wait_for_attack(kind="scan", src=lab.attackers[0].ipv4, port="7")
         read = status_json(lab, daemon)["counters"]["packets_read"] - before
         assert 1 <= read <= 4, read  # nmap's probe (and a retry), not the 500 queries
+        assert daemon.attacks(src=lab.client.ipv4) == []
     finally:
         service.kill()
         service.wait()
