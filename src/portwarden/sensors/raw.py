@@ -281,7 +281,8 @@ class RawSensor:
         known = self._decided.get(key)
         if known is not None and now - known[1] < limits.PORT_FREE_CACHE_S:
             return known[0]
-        # A service on the port for another address: the kernel filter passes it for this one.
+        # A service the last refresh saw for `dst` (the filter passes its port while only a
+        # loopback address has one, or until the next refresh re-attaches it), then the grace.
         found = (not self._open(dst, port) and not self._served_lately(dst, port, now)
                  and self._free(dst, port, now))  # fmt: skip
         if len(self._decided) >= limits.FREE_PORTS_CACHED_MAX:
