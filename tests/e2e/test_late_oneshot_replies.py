@@ -7,12 +7,11 @@ port that is no reply source is a probe too (tests/e2e/test_late_replies.py)."""
 
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from portwarden.lab.network import Lab
-from tests.lab.daemon import RunningDaemon
+from tests.e2e.conftest import StartDaemon
 from tests.lab.services import udp_echo_server
 
 NTP = 123
@@ -51,15 +50,11 @@ def slow_server(lab: Lab) -> Iterator[None]:
 
 
 def test_a_late_reply_to_a_oneshot_client_below_1024_is_no_probe(
-    lab: Lab, tmp_path: Path, started_daemons: list[RunningDaemon], slow_server: None
+    lab: Lab, start_daemon: StartDaemon, slow_server: None
 ) -> None:
-    config = tmp_path / "portwarden.conf"
     # No grace: a client socket that a refresh or SmartVerify saw open would be a service, and
     # its port kept out of the tripwires for SERVICE_GONE_GRACE; only the close notice is left.
-    config.write_text(f'STATE_DIR="{tmp_path}/state"\nSERVICE_GONE_GRACE="0"\n')
-    daemon = RunningDaemon(lab.target, config, "-audp")
-    started_daemons.append(daemon)
-    daemon.wait_for("ready:")
+    daemon = start_daemon("-audp", conf='SERVICE_GONE_GRACE="0"\n')
     for server in (lab.client.ipv4, lab.client.ipv6):
         asked = lab.target.run([sys.executable, "-c", _ASK_AND_GIVE_UP, server, str(NTP)])
         assert asked.stdout.strip() == "gave up"
