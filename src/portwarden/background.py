@@ -1,7 +1,8 @@
 """`portwarden run --daemon`: the old style, for init scripts without a service manager.
 
-The command returns only when the daemon is ready (exit 0) or has failed (exit 1, with the log
-file to read), like an init script expects. The daemon writes a pid file and logs to a file.
+The command returns only when the daemon is ready (exit 0) or has failed (the daemon's exit
+status, with the log file to read), like an init script expects. The daemon writes a pid file
+and logs to a file.
 """
 
 import atexit
@@ -49,12 +50,17 @@ def detach(pid_file: Path, log_file: Path, state_dir: Path) -> Callable[[], None
         os.close(ready_write)
         readable, _, _ = select.select([ready_read], [], [], READY_WAIT_S)
         said = os.read(ready_read, 4096) if readable else b""
-        if said != READY:
-            why = (said.decode(errors="replace") if said else "stopped before it was ready"
-                   ) if readable else "is not ready in time"  # fmt: skip
-            print(f"portwarden: error: the daemon {one_line(why)}; see {log_file}",
-                  file=sys.stderr)  # fmt: skip
-        os._exit(0 if said == READY else 1)
+        if said == READY:
+            os._exit(0)
+        status, why = 1, "stopped before it was ready" if readable else "is not ready in time"
+        if said[:1].isdigit():  # the status the daemon stops with, then its error
+            status, why = said[0] - ord("0"), said[1:].decode(errors="replace")
+        print(
+            f"portwarden: error: the daemon {one_line(why, 4000, backslashes=False)}; "
+            f"see {log_file}",
+            file=sys.stderr,
+        )  # escaped already, as the daemon logged it
+        os._exit(status)
     os.close(ready_read)
     os.setsid()
     if os.fork() > 0:
@@ -64,8 +70,8 @@ def detach(pid_file: Path, log_file: Path, state_dir: Path) -> Callable[[], None
     logging.getLogger().addHandler(_last_error)
     # A daemon that stops before it is ready tells the waiting command why (one write of less
     # than PIPE_BUF bytes arrives whole), not only "see the log".
-    atexit.register(lambda: _last_error.message and os.write(
-        ready_write, f"stopped: {_last_error.message}".encode()[:4000]))  # fmt: skip
+    atexit.register(lambda: _last_error.message and os.write(ready_write, (
+        f"{_last_error.status}stopped: {_last_error.message}".encode()[:4000])))  # fmt: skip
 
     def ready() -> None:
         try:
@@ -87,19 +93,23 @@ class _LastError(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
         self.message = ""
+        self.status = 1  # the exit status of a failure that is logged
 
     def emit(self, record: logging.LogRecord) -> None:
         self.message = record.getMessage()
+        self.status = 1
 
 
 _last_error = _LastError()
 
 
-def stopped_because(why: str) -> None:
+def stopped_because(why: str, status: int) -> None:
     """The error that ends the daemon, when it is not logged (printed by the command line):
-    a daemon that is not ready yet passes it to the waiting command."""
+    a daemon that is not ready yet passes it, and its exit status (2 for a configuration error
+    found only once the daemon runs, e.g. a file another instance has claimed), to the waiting
+    command, which exits with it as the daemon would have in the foreground."""
     if _last_error in logging.getLogger().handlers:
-        _last_error.message = why
+        _last_error.message, _last_error.status = why, status
 
 
 class _LogFile(logging.handlers.WatchedFileHandler):

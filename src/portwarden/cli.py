@@ -390,7 +390,7 @@ def _failed(why: str, status: int, as_json: bool = False) -> int:
     """Say why on stderr (the log file, with --daemon, where the waiting command hears it too),
     and with --json on stdout too."""
     _error(why, as_json)
-    background.stopped_because(why)
+    background.stopped_because(why, status)
     return status
 
 

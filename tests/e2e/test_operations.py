@@ -221,6 +221,17 @@ def test_daemon_mode_returns_when_ready_writes_a_pid_file_and_logs_to_a_file(
             f"portwarden: error: STATE_DIR {tmp_path}/state is in use by another portwarden "
             f"(pid {pid}); give each instance its own STATE_DIR\n")  # fmt: skip
         assert log.read_text() == logged and not (tmp_path / "2.pid").exists()
+        # One with its own STATE_DIR but the first one's event log: found only once it runs
+        # (the claim is the daemon's), and exits as in the foreground, 2, naming the line.
+        other = tmp_path / "other.conf"
+        other.write_text(f'STATE_DIR="{tmp_path}/other"\nTCP_PORTS="11"\nTCP_MODE="stcp"\n'
+                         f'UDP_MODE="none"\nEVENT_LOG="{state}/events.jsonl"\n')  # fmt: skip
+        claimed = lab.target.run([*command[:5], str(other), "--daemon"], check=False, timeout=30)
+        assert claimed.returncode == 2, claimed.stderr
+        assert claimed.stderr.count("\n") == 1 and (
+            f"the daemon stopped: {other}:5: EVENT_LOG=" in claimed.stderr
+        ), claimed.stderr
+        assert f"in use by another portwarden (pid {pid}) as its EVENT_LOG" in claimed.stderr
     finally:
         os.kill(pid, 15)
     deadline = time.monotonic() + 10
