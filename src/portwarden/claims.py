@@ -12,9 +12,11 @@ leave files of ours in someone's folder. It is an flock on a small file in a fol
 in /run (a tmpfs: emptied at boot), named after the file's real path (symbolic links in its
 folders resolved, so two spellings of one file are one claim). The kernel drops the lock when
 the process ends, kill -9 included. A lock file is removed by its holder when it lets go (one
-a kill left behind is taken over by the next claim); a claim that finds, once it has the lock,
-that the name no longer leads to the file it locked (its holder removed it meanwhile) starts
-over, so two processes never each hold a lock on a different file of one name.
+a kill left behind is taken over by the next claim of that file, and removed by the next claim
+of any file, so those of killed `portwarden lab` runs do not pile up); a claim that finds, once
+it has the lock, that the name no longer leads to the file it locked (its holder removed it
+meanwhile) starts over, so two processes never each hold a lock on a different file of one
+name.
 
 BLOCKED_FILE is claimed whole, for every mode's file: an instance rewrites the file of each
 mode that runs and of each that exists. HISTORY_FILE is not claimed: it is only appended to, one
@@ -63,6 +65,7 @@ class FileClaims:
         """Hold the files of `settings` (those held already stay held). Raises ConfigError at
         the key's line, naming the file and the other instance, when another process holds
         one; what this call took is then let go again."""
+        _remove_left_behind(claims_folder())
         taken: list[str] = []
         try:
             for key, path in claimed(settings).items():
@@ -135,6 +138,23 @@ class _Lock:
         with contextlib.suppress(OSError):
             self.path.unlink()
         self.file.close()
+
+
+def _remove_left_behind(folder: Path) -> None:
+    """Remove the lock files nobody holds (their holder was killed). Each is removed while we
+    hold it, as a holder removes its own, so a claim that opened it meanwhile starts over."""
+    with contextlib.suppress(OSError):
+        names = [entry.name for entry in os.scandir(folder) if entry.name.endswith(".lock")]
+        for name in names:
+            with contextlib.suppress(OSError):
+                fd = os.open(folder / name, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    named, opened = os.stat(folder / name, follow_symlinks=False), os.fstat(fd)
+                    if (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino):
+                        os.unlink(folder / name)
+                finally:
+                    os.close(fd)
 
 
 def _holder(lock: IO[str], key: str) -> str:

@@ -1,5 +1,6 @@
 """`portwarden lab`, a newcomer's first five minutes: it runs end to end and leaves nothing."""
 
+import contextlib
 import glob
 import re
 import signal
@@ -10,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from portwarden.claims import ROOT_CLAIMS
 from portwarden.lab import demo
-from portwarden.lab.demo import remove_orphans, run_prefix
+from portwarden.lab.demo import FOLDER_PREFIX, remove_orphans, run_prefix
 from portwarden.lab.network import Lab, lab_namespaces, run
 from tests.conftest import require_lab
 
@@ -42,7 +44,17 @@ def test_lab_runs_end_to_end_and_leaves_nothing_behind() -> None:
     assert "The attacker tries the web page now, over IPv4 and IPv6: blocked" in out
     assert "The client fetches it again, over IPv4 and IPv6: ok" in out
     assert lab_namespaces(run_prefix(demo.pid)) == []
-    assert _host_view() == before
+    assert _host_view() == before and _claims_left(demo.pid) == []
+
+
+def _claims_left(pid: int) -> list[str]:
+    """The lock files (claims) left for the files of run `pid`'s lab folder."""
+    left = []
+    for lock in ROOT_CLAIMS.glob("*.lock"):
+        with contextlib.suppress(FileNotFoundError):  # another claim's holder let go meanwhile
+            if f"/{FOLDER_PREFIX}{pid}-" in lock.read_text(errors="replace"):
+                left.append(lock.name)
+    return left
 
 
 def _lab_running() -> tuple[subprocess.Popen[str], list[str]]:
@@ -67,7 +79,7 @@ def test_lab_stopped_by_sigterm_still_removes_everything() -> None:
     assert f"Removed the lab: namespaces {run_prefix(demo.pid)}*" in out
     assert lab_namespaces(run_prefix(demo.pid)) == []
     assert run(["pgrep", "-f", "portwarden-lab-"], check=False).stdout == "", out
-    assert _host_view() == before, out
+    assert _host_view() == before and _claims_left(demo.pid) == [], out
 
 
 def test_a_killed_labs_leftovers_are_removed_by_the_next_run(

@@ -5,7 +5,7 @@ import signal
 from portwarden.lab.demo import run_prefix
 from portwarden.lab.network import lab_namespaces, run
 from tests.conftest import require_lab
-from tests.e2e.test_lab_command import _host_view, _lab_running
+from tests.e2e.test_lab_command import _claims_left, _host_view, _lab_running
 
 
 def test_lab_stopped_by_ctrl_c_says_so_in_one_line_and_removes_everything() -> None:
@@ -23,4 +23,4 @@ def test_lab_stopped_by_ctrl_c_says_so_in_one_line_and_removes_everything() -> N
     assert last.startswith(f"{said} links, the daemon and "), out
     assert lab_namespaces(run_prefix(demo.pid)) == []
     assert run(["pgrep", "-f", "portwarden-lab-"], check=False).stdout == "", out
-    assert _host_view() == before, out
+    assert _host_view() == before and _claims_left(demo.pid) == [], out

@@ -93,6 +93,33 @@ def test_a_lock_file_left_by_a_kill_is_taken_over(tmp_path: Path) -> None:
     FileClaims().claim(settings)
 
 
+def test_lock_files_left_by_a_kill_are_removed_by_the_next_claim_of_any_file(
+    tmp_path: Path,
+) -> None:
+    """A killed `portwarden lab` leaves the locks of files in a folder that is gone: nobody
+    claims them again, so the next claim of any file removes them; held ones stay."""
+    held = FileClaims()
+    held.claim(instance(tmp_path, "held", ""))
+    holding = set(claims_folder().iterdir())
+    killed = FileClaims()
+    killed.claim(instance(tmp_path, "killed", ""))
+    left = {path: path.read_text() for path in set(claims_folder().iterdir()) - holding}
+    killed.close()
+    for path, text in left.items():
+        path.write_text(text)
+    (claims_folder() / "unrelated").write_text("not a lock file: left alone\n")
+    (claims_folder() / "elsewhere.lock").symlink_to(tmp_path / "target")  # never followed
+    (tmp_path / "target").write_text("kept\n")
+    third = FileClaims()
+    third.claim(instance(tmp_path, "third", ""))
+    names = {path.name for path in claims_folder().iterdir()}
+    assert len(left) == 2 and not names & {path.name for path in left}
+    assert {path.name for path in holding} <= names and "unrelated" in names
+    assert (tmp_path / "target").read_text() == "kept\n"
+    held.close()
+    third.close()
+
+
 def test_unblock_without_a_daemon_leaves_another_instances_blocked_file_alone(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

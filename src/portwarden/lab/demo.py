@@ -38,6 +38,7 @@ _RUN_PID = re.compile(r"(\d+)-")
 WEB_PORT = 8080
 READY_WAIT_S = 20.0
 SCAN_END_QUIET_S = 2
+DAEMON_STOP_WAIT_S = 5.0  # its clean stop takes well under a second
 
 
 def _conf(folder: Path) -> str:
@@ -187,6 +188,7 @@ def run_demo() -> int:
     finally:
         for signum in stops:
             signal.signal(signum, signal.SIG_IGN)  # the clean-up itself is not interrupted
+        lab.target.stop_processes(DAEMON_STOP_WAIT_S)  # the daemon's clean stop lets go its locks
         lab.destroy()
         shutil.rmtree(folder, ignore_errors=True)
         _say(f"{stopped_by}Removed the lab: namespaces {prefix}*, their links, the daemon and "

@@ -58,7 +58,17 @@ class Host:
         self.processes.append(proc)
         return proc
 
-    def stop_processes(self) -> None:
+    def stop_processes(self, grace_s: float = 0.0) -> None:
+        """Kill what this host runs; with `grace_s`, SIGTERM first and kill only what is still
+        running after that many seconds (a daemon then lets go of what it holds)."""
+        if grace_s:
+            for proc in self.processes:
+                if proc.poll() is None:
+                    proc.terminate()
+            deadline = time.monotonic() + grace_s
+            for proc in self.processes:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         for proc in self.processes:
             if proc.poll() is None:
                 proc.kill()
