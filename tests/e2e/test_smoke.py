@@ -19,7 +19,7 @@ def test_starts_reports_ready_and_stops_on_sigterm(clean_lab: Lab, tmp_path: Pat
     daemon.wait_for(r"ready: tcp mode stcp, udp mode sudp")
     status, seconds = daemon.stop()
     assert status == 0
-    assert seconds < 5.0  # a stop that hangs is RunningDaemon.stop's 10 s timeout
+    assert seconds < 2.0, seconds  # the issue: stops cleanly on SIGTERM within 2 seconds
     assert "stopping on SIGTERM" in daemon.log()
     assert (tmp_path / "state").is_dir()
 
