@@ -57,6 +57,33 @@ def test_a_refused_connection_is_tried_again_and_delivered_once_the_relay_is_bac
     assert message["Auto-Submitted"] == "auto-generated"
 
 
+def test_a_mail_that_goes_through_after_failed_tries_says_so_once(
+    tmp_path: Path, inbox: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After `not delivered ... for now` warnings, one line when it is delivered, with the
+    tries counted across a restart; none for a mail delivered at its first try."""
+    port = free_port()  # nothing listens: the connection is refused
+    conf = f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{port}"\n'
+    clock = Clock()
+    mailer = Mailer(settings(tmp_path, conf), clock=clock)  # no thread: the test turns it
+    mailer.work(("report 1", "text\n"))
+    clock.now += 300
+    mailer.work(None)  # tried again: turned away again; it stays in the store
+    controller = relay(LOOPBACK, port, inbox)
+    again = Mailer(settings(tmp_path, conf))
+    with caplog.at_level(logging.INFO, logger="portwarden"):
+        again.start()
+        wait_until(lambda: again.sent == 1)
+        again.submit("report 2", "text\n")
+        wait_until(lambda: again.sent == 2)
+        again.stop()
+    controller.stop()
+    assert subjects(inbox) == ["report 1", "report 2"]
+    assert [m for m in caplog.messages if ": delivered to" in m] == [
+        f"mail 'report 1' via {LOOPBACK} port {port}: delivered to admin@example.org after 3 tries"
+    ]
+
+
 def test_reports_not_sent_by_the_stop_are_named_and_mailed_after_a_restart(
     tmp_path: Path, inbox: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

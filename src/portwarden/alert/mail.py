@@ -62,6 +62,7 @@ class Retry(NamedTuple):
     done: tuple[str, ...]  # delivered to, or refused for good
     delivered: bool  # an earlier try reached the others
     lost: bool  # an earlier try was refused for good by some
+    tries: int  # the tries that turned it away for now, before a restart too
 
 
 def protocol(verdict: Verdict) -> str:
@@ -485,8 +486,9 @@ class Mailer(threading.Thread):
             self._relay_lookup = RelayLookup()
         if until is None:
             until = time.monotonic() + deadline_s(s)
-        done, delivered, lost = ((report.done, report.reached, False) if retry is None
-                                 else (retry.done, retry.delivered, retry.lost))  # fmt: skip
+        done, delivered, lost, tries = (
+            (report.done, report.reached, False, report.tries) if retry is None
+            else (retry.done, retry.delivered, retry.lost, retry.tries))  # fmt: skip
         recipients = self._to_do(done)
         if not recipients:  # a reload took the others out of MAIL_TO
             self._over(report, delivered, lost)
@@ -498,7 +500,7 @@ class Mailer(threading.Thread):
             for_good = tuple(a for a in recipients if a not in error.deferred)
             lost_now = lost or bool(for_good)
             if error.deferred and self._defer(report, done + for_good, delivered, lost_now,
-                                              error):  # fmt: skip
+                                              error, tries + 1):  # fmt: skip
                 return error.relay_wide
             # Said by _defer when it gave up; by the stop when it stopped waiting.
             if not (error.deferred or self._gave_up):
@@ -514,9 +516,15 @@ class Mailer(threading.Thread):
             log.error("mail %s via %s port %d: the relay refused %s; sent to the others",
                       quoted(report.subject), s.smtp_relay, s.smtp_port,
                       "; ".join(refused_said))  # fmt: skip
+        reached = [a for a in recipients if a not in refused]
+        if tries and reached:  # after `not delivered ... for now` warnings
+            log.info("mail %s via %s port %d: delivered to %s after %s", quoted(report.subject),
+                     s.smtp_relay, s.smtp_port, ", ".join(reached),
+                     counted(tries + 1, "try", "tries"))  # fmt: skip
         why = "; ".join(refused[a][1] for a in deferred)
         done += tuple(a for a in recipients if a not in deferred)
-        if deferred and self._defer(report, done, True, lost or bool(refused_said), why):
+        if deferred and self._defer(report, done, True, lost or bool(refused_said), why,
+                                    tries + 1):  # fmt: skip
             return False
         self._over(report, True, lost or bool(refused))
         return False
@@ -525,9 +533,10 @@ class Mailer(threading.Thread):
         return tuple(a for a in self.settings.mail_to if a not in done)
 
     def _defer(self, report: Report, done: tuple[str, ...], delivered: bool, lost: bool,
-               why: object) -> bool:  # fmt: skip
-        """Keep a report turned away for now, to try it again after SMTP_RETRY_DELAY to those
-        not `done`; at the stop it stays in the store (mailed after a restart, to those only).
+               why: object, tries: int) -> bool:  # fmt: skip
+        """Keep a report turned away for now (`tries` times so far), to try it again after
+        SMTP_RETRY_DELAY to those not `done`; at the stop it stays in the store (mailed after a
+        restart, to those only).
         False when it is over: older than SMTP_GIVE_UP_AFTER. A report past
         limits.MAIL_RETRIES_MAX waiting is kept only in the store, until the thread has room
         (a relay that turns every mail away)."""
@@ -539,7 +548,7 @@ class Mailer(threading.Thread):
                       "old (SMTP_GIVE_UP_AFTER)", quoted(report.subject), s.smtp_relay, s.smtp_port,
                       ", ".join(recipients), why, age)  # fmt: skip
             return False
-        self._book.settle(report, RETRYING, done=done, reached=delivered)
+        self._book.settle(report, RETRYING, done=done, reached=delivered, tries=tries)
         if not self._stopping and len(self._retries) >= limits.MAIL_RETRIES_MAX:
             log.error("mail %s via %s port %d: not tried again until fewer mails wait (it is in "
                       "the store): %d mails wait already", quoted(report.subject), s.smtp_relay,
@@ -552,7 +561,7 @@ class Mailer(threading.Thread):
             then = "kept for after a restart"
         else:
             due = self._clock() + s.smtp_retry_delay
-            heapq.heappush(self._retries, Retry(due, report, done, delivered, lost))
+            heapq.heappush(self._retries, Retry(due, report, done, delivered, lost, tries))
             then = f"trying again in {s.smtp_retry_delay:g} s"
         log.warning("mail %s via %s port %d: not delivered to %s for now (%s); %s",
                     quoted(report.subject), s.smtp_relay, s.smtp_port, ", ".join(recipients), why,

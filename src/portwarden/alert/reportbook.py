@@ -33,7 +33,8 @@ class Report(NamedTuple):
     findings), rate-limit (the notice), held-summary; `made` (epoch) ages it for
     SMTP_GIVE_UP_AFTER; `id` its row in the store (0: not in it); as the store had it when it
     was loaded from there: `done` the recipients that need it no more (delivered to or refused
-    for good), `reached` whether it was delivered to some."""
+    for good), `reached` whether it was delivered to some, `tries` how many tries turned it
+    away for now."""
 
     kind: str
     subject: str
@@ -42,6 +43,7 @@ class Report(NamedTuple):
     id: int = 0
     done: tuple[str, ...] = ()
     reached: bool = False
+    tries: int = 0
 
 
 class Unmailed(NamedTuple):
@@ -86,11 +88,14 @@ class ReportBook:
         return Report(kind, subject, body, made, report_id)
 
     def settle(self, report: Report, outcome: str, mailed: bool = False,
-               done: tuple[str, ...] = (), reached: bool = False) -> None:  # fmt: skip
-        """Its outcome; `done` and `reached` as in Report (for a report tried again later)."""
+               done: tuple[str, ...] = (), reached: bool = False,
+               tries: int | None = None) -> None:  # fmt: skip
+        """Its outcome; `done`, `reached` and `tries` as in Report (for a report tried again
+        later; `tries` None: as it was)."""
         if report.id:
             when = time.time() if mailed else None
-            self._do(lambda store: store.set_report(report.id, outcome, when, done, reached), None)
+            self._do(lambda store: store.set_report(report.id, outcome, when, done, reached,
+                                                    tries), None)  # fmt: skip
 
     def tried(self, report: Report) -> None:
         """MAIL_PER_HOUR counted it now."""
@@ -135,8 +140,9 @@ class ReportBook:
             rows = store.unmailed_reports(waiting, since, most, skip)
             left = store.unmailed_count(waiting) - len(rows) - len(skip)
             reports = [Report(kind, subject, body, made, report_id,
-                              tuple(filter(None, done.split("\n"))), bool(reached))
-                       for report_id, made, kind, subject, body, done, reached in rows]  # fmt: skip
+                              tuple(filter(None, done.split("\n"))), bool(reached), tries)
+                       for report_id, made, kind, subject, body, done, reached, tries
+                       in rows]  # fmt: skip
             return Unmailed(reports, given_up, max(0, left))
 
         return self._do(unmailed, Unmailed([], [], 0))
