@@ -563,11 +563,13 @@ class Store:
                 " WHERE outcome = ? AND id BETWEEN ? AND ?",
                 (outcome, mailed, was, ids.start, ids.stop - 1))  # fmt: skip
 
-    def requeue_reports(self, was: str, outcome: str) -> None:
-        """Every report not mailed whose outcome is `was` is now `outcome`."""
-        with self._transaction():
-            self._db.execute("UPDATE reports SET outcome = ? WHERE outcome = ? AND mailed IS NULL",
-                             (outcome, was))  # fmt: skip
+    def unmailed_span(self, outcome: str) -> tuple[int, int, int, float] | None:
+        """How many reports not mailed have `outcome`, their lowest and highest id, and when the
+        oldest was made (epoch); None: there is none."""
+        count, low, high, made = self._db.execute(
+            "SELECT count(*), min(id), max(id), min(made) FROM reports"
+            " WHERE mailed IS NULL AND outcome = ?", (outcome,)).fetchone()  # fmt: skip
+        return (int(count), int(low), int(high), float(made)) if count else None
 
     def unmailed_reports(self, outcomes: tuple[str, ...], since: float, limit: int,
                          skip: tuple[int, ...] = ()) -> list[tuple[Any, ...]]:  # fmt: skip
