@@ -1,7 +1,8 @@
 """Every report meant to be mailed, kept in the store (STATE_DIR's database) with its outcome,
 so that a dead relay or a stop never loses one: a report not mailed yet is queued again at the
 next start, or as soon as the mail thread has room (if younger than SMTP_GIVE_UP_AFTER; older,
-it is given up: FAILED), to the recipients that do not have it yet.
+it is given up: FAILED), to the recipients that do not have it yet. One MAIL_PER_HOUR held back
+stays held across a restart: the hold goes on, and one mail lists its reports.
 
 The mail thread writes most; the thread that finds the mail queue full, and the stop, write
 the reports that never reached the thread: one connection per thread (sqlite3's rule). A store
