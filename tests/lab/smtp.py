@@ -109,8 +109,11 @@ class SilentRelay:
             except OSError:  # closed
                 return
             self.held.append(connection)
-            if self.trickle:
-                threading.Thread(target=self._trickle, args=(connection,), daemon=True).start()
+            self._serve(connection)
+
+    def _serve(self, connection: socket.socket) -> None:
+        if self.trickle:
+            threading.Thread(target=self._trickle, args=(connection,), daemon=True).start()
 
     def start(self) -> "SilentRelay":
         threading.Thread(target=self.serve_forever, daemon=True).start()
@@ -130,6 +133,34 @@ class SilentRelay:
                 time.sleep(self.every_s)
         except OSError:
             return
+
+
+class GreetingRelay(SilentRelay):
+    """Greets with the reply `greeting` (`554 5.7.1 no SMTP service here`, `421 4.3.2 ...`),
+    then closes the connection (`answer` None) or answers `answer` to every command but QUIT
+    (221, then it closes). `commands`: what the client sent, in order."""
+
+    def __init__(self, address: str, port: int, greeting: str,
+                 answer: str | None = None) -> None:  # fmt: skip
+        super().__init__(address, port)
+        self.greeting, self.answer = greeting, answer
+        self.commands: list[str] = []
+
+    def _serve(self, connection: socket.socket) -> None:
+        threading.Thread(target=self._talk, args=(connection,), daemon=True).start()
+
+    def _talk(self, connection: socket.socket) -> None:
+        with contextlib.suppress(OSError), connection, connection.makefile("rb") as lines:
+            connection.sendall(f"{self.greeting}\r\n".encode())
+            if self.answer is None:
+                return
+            for line in lines:
+                command = line.decode("ascii", "replace").rstrip("\r\n")
+                self.commands.append(command)
+                if command.upper() == "QUIT":
+                    connection.sendall(b"221 2.0.0 Bye\r\n")
+                    return
+                connection.sendall(f"{self.answer}\r\n".encode())
 
 
 def main() -> None:

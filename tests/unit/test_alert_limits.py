@@ -21,8 +21,8 @@ from portwarden.metrics import exposition
 from tests.lab.syslogd import SyslogReceiver
 
 
-def probe(port: int) -> Probe:
-    return Probe(ipaddress.ip_address("198.18.0.11"), ipaddress.ip_address("198.18.0.1"),
+def probe(port: int, src: str = "198.18.0.11") -> Probe:
+    return Probe(ipaddress.ip_address(src), ipaddress.ip_address("198.18.0.1"),
                  Proto.TCP, 40000, port, "stcp", SYN_SCAN, "SYN")  # fmt: skip
 
 
@@ -84,6 +84,43 @@ def test_alerts_are_counted_per_path_as_sent_or_dropped_by_reason(tmp_path: Path
     assert counts == {"sent": {"json": 2, "mail": 0},
                       "dropped": {"json": {"rate_limit": 0, "error": 0},
                                   "mail": {"rate_limit": 0, "error": 0}}}  # fmt: skip
+
+
+def test_the_suppressed_count_is_the_syslog_lines_held_back_as_the_metric_counts_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """LOG_CONNECTIONS and LOG_DETAILS: a probe held back by the attack-line limit stands for
+    two syslog lines, a verdict for one to three; the `N more alerts suppressed` line, the JSON
+    `suppressed` event and the log line say how many lines, as the metric counts them."""
+    receiver = SyslogReceiver(tmp_path / "log")
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}"\nSYSLOG_SOCKET="{receiver.path}"\n'
+                    'LOG_CONNECTIONS="1"\nLOG_DETAILS="1"\n')  # fmt: skip
+    alerts = Alerts(load_settings(conf))
+    engine = Engine(EngineConfig())
+    for n in range(241):  # the reviewer's 241 sources, 3 probes each
+        for port in (11, 12, 13):
+            p = probe(port, f"198.18.{1 + n // 200}.{n % 200}")
+            alerts.probe(p, 0.0)
+            for verdict in engine.feed(p, 0.0):
+                alerts.verdict(verdict, 0.0, "")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="portwarden"):
+        alerts.tick(0.5)
+    alerts.close()
+    receiver.close()
+    held_back = alerts.delivered()["dropped"]["syslog"]["rate_limit"]
+    assert held_back > 241 * 3 - limits.ATTACK_LINES_BURST  # more lines than calls
+    said = [line for line in receiver.lines if "more alerts suppressed" in line]
+    assert [line.split("attackalert: ")[1] for line in said] == [
+        f"{held_back} more alerts suppressed (rate limit)"
+    ]
+    events = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [e["count"] for e in events if e["event"] == "suppressed"] == [held_back]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"attack lines suppressed: {held_back} in the last second (rate limit "
+        f"{limits.ATTACK_LINES_PER_S}/s)"
+    ]
 
 
 def test_metrics_name_the_path_and_the_reason() -> None:

@@ -24,7 +24,7 @@ from portwarden.config import ConfigError, Settings, load_settings
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Probe, Proto
 from portwarden.text import counted
-from tests.lab.smtp import SilentRelay, relay
+from tests.lab.smtp import GreetingRelay, SilentRelay, relay
 from tests.lab.tls import RelayCertificate, make_relay_certificate
 from tests.unit.config_error import load_error
 
@@ -510,6 +510,44 @@ def test_a_temporary_refusal_is_tried_again_until_the_give_up_age(
     assert [p.read_text().split() for p in sorted(inbox.glob("*.rcpt"))] == rcpts
     assert said.format(port=port) in caplog.text
     assert caplog.text.count("trying again in 10 s") == waits
+
+
+REFUSED = "mail 'a subject' to admin@example.org via 127.0.0.1 port {port} failed: "
+DEFERRED = "mail 'a subject' via 127.0.0.1 port {port}: not delivered to admin@example.org for now "
+
+
+@pytest.mark.parametrize(
+    ("greeting", "answer", "said", "retried"),
+    [  # a relay that refuses service, then says 503 to all; one that refuses and hangs up;
+        # one busy for now
+        ("554 5.7.1 no SMTP service here", "503 5.5.1 Bad sequence of commands",
+         REFUSED + "554 5.7.1 no SMTP service here", False),
+        ("554 5.7.1 no SMTP service here", None, REFUSED + "554 5.7.1 no SMTP service here",
+         False),
+        ("421 4.3.2 Service not available", "503 5.5.1 Bad sequence of commands",
+         DEFERRED + "(421 4.3.2 Service not available); trying again in 300 s", True),
+    ],
+)  # fmt: skip
+def test_the_relays_greeting_is_checked(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, greeting: str, answer: str | None,
+    said: str, retried: bool,
+) -> None:  # fmt: skip
+    """A greeting other than 220 ends the delivery, with QUIT: a 5xx is final, its text the
+    reason; a 4xx turns the relay away for now (tried again later). Before, the daemon sent
+    EHLO and HELO after a 554 and logged the 503 that followed, or took a relay that hung up
+    after its 554 for one out of reach."""
+    refusing = GreetingRelay(LOOPBACK, 0, greeting, answer).start()
+    assert isinstance(refusing, GreetingRelay)
+    mailer = Mailer(settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{refusing.port}"\n'),
+                    clock=Clock())  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="portwarden"):
+        mailer.work(("a subject", "a body\n"))
+    refusing.close()
+    assert caplog.messages == [said.format(port=refusing.port)]
+    if answer is not None:
+        assert [command.upper() for command in refusing.commands] == ["QUIT"]
+    assert len(mailer._retries) == retried
+    assert (mailer.sent, mailer.failed) == (0, int(not retried))
 
 
 def test_a_mail_waiting_to_be_tried_again_is_tried_at_the_stop(tmp_path: Path, inbox: Path) -> None:

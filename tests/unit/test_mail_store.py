@@ -14,7 +14,16 @@ from portwarden.alert.mail import Mailer
 from portwarden.config import Settings, load_settings
 from portwarden.store.db import Store
 from tests.lab.smtp import relay
-from tests.unit.test_mail import LOOPBACK, Clock, free_port, inbox, settings, subjects, texts
+from tests.unit.test_mail import (
+    LOOPBACK,
+    Clock,
+    free_port,
+    inbox,
+    scan,
+    settings,
+    subjects,
+    texts,
+)
 
 __all__ = ["inbox"]  # the fixture
 
@@ -57,6 +66,33 @@ def test_a_refused_connection_is_tried_again_and_delivered_once_the_relay_is_bac
     assert message["Auto-Submitted"] == "auto-generated"
 
 
+def test_a_mail_that_goes_through_after_failed_tries_says_so_once(
+    tmp_path: Path, inbox: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After `not delivered ... for now` warnings, one line when it is delivered, with the
+    tries counted across a restart; none for a mail delivered at its first try."""
+    port = free_port()  # nothing listens: the connection is refused
+    conf = f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{port}"\n'
+    clock = Clock()
+    mailer = Mailer(settings(tmp_path, conf), clock=clock)  # no thread: the test turns it
+    mailer.work(("report 1", "text\n"))
+    clock.now += 300
+    mailer.work(None)  # tried again: turned away again; it stays in the store
+    controller = relay(LOOPBACK, port, inbox)
+    again = Mailer(settings(tmp_path, conf))
+    with caplog.at_level(logging.INFO, logger="portwarden"):
+        again.start()
+        wait_until(lambda: again.sent == 1)
+        again.submit("report 2", "text\n")
+        wait_until(lambda: again.sent == 2)
+        again.stop()
+    controller.stop()
+    assert subjects(inbox) == ["report 1", "report 2"]
+    assert [m for m in caplog.messages if ": delivered to" in m] == [
+        f"mail 'report 1' via {LOOPBACK} port {port}: delivered to admin@example.org after 3 tries"
+    ]
+
+
 def test_reports_not_sent_by_the_stop_are_named_and_mailed_after_a_restart(
     tmp_path: Path, inbox: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -81,31 +117,108 @@ def test_reports_not_sent_by_the_stop_are_named_and_mailed_after_a_restart(
     assert outcomes(tmp_path) == [("report 1", "sent", True), ("report 2", "sent", True)]
 
 
-def test_held_reports_are_kept_at_stop_and_mailed_after_a_restart(
+HELD_AT_STOP = (
+    "{held} reports held back by MAIL_PER_HOUR={cap} are kept in the store, still held: one "
+    "mail will list them after a restart, once MAIL_PER_HOUR has room (they are in the JSON "
+    "event log)"
+)
+SCANNED = "  TCP  TCP SYN/Normal scan  (blocked via nft until forever)"
+
+
+def assert_listed(text: str, sources: tuple[int, ...]) -> None:
+    """The list mail's last lines are the held reports of these sources, each as the list
+    shows a scan: first seen, source, protocol, type (action)."""
+    listed = text.splitlines()[-len(sources) :]
+    for line, n in zip(listed, sources, strict=True):
+        assert line.endswith(f"  198.18.1.{n}{SCANNED}"), listed
+
+
+def held_at_start(held: int, cap: int) -> str:
+    return (f"{held} reports held back by MAIL_PER_HOUR before the last stop are still held: "
+            f"one mail will list them (MAIL_PER_HOUR={cap}) at ")  # fmt: skip
+
+
+def test_held_reports_stay_held_across_a_restart_and_are_listed_in_one_mail(
     tmp_path: Path, inbox: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A restart during a MAIL_PER_HOUR hold: its reports stay held (they were queued at start
+    and mailed one by one, or held again one by one), and the one mail that lists them lists
+    them as it would have without the restart."""
     port = free_port()
     controller = relay(LOOPBACK, port, inbox)
     conf = f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{port}"\n'
     mailer = Mailer(settings(tmp_path, conf + 'MAIL_PER_HOUR="1"\n'))
     mailer.start()
     for n in range(3):
-        mailer.submit(f"report {n}", "text\n")
+        mailer.submit(scan(f"198.18.1.{n}", 1.7e9 + n), "blocked via nft until forever")
     wait_until(lambda: mailer.withheld == 2)
     with caplog.at_level(logging.WARNING, logger="portwarden"):
         mailer.stop()
-    assert caplog.messages == [
-        "2 reports held back by MAIL_PER_HOUR=1 are kept in the store: they will be mailed "
-        "after a restart (and are in the JSON event log)"
-    ]
-    assert subjects(inbox) == ["report 0", "portwarden: mail rate limit reached"]
-    again = Mailer(settings(tmp_path, conf))
-    again.start()
-    wait_until(lambda: again.sent == 2)
-    again.stop()
+    assert caplog.messages == [HELD_AT_STOP.format(held=2, cap=1)]
+    caplog.clear()
+    again = Mailer(settings(tmp_path, conf))  # the cap raised: the list goes at once
+    with caplog.at_level(logging.INFO, logger="portwarden"):
+        again.start()
+        wait_until(lambda: again.sent == 1)
+        again.stop()
     controller.stop()
-    assert subjects(inbox)[2:] == ["report 1", "report 2"]
-    assert [o[1:] for o in outcomes(tmp_path)] == [("sent", True)] * 4
+    assert caplog.messages[0].startswith(held_at_start(2, 20))
+    assert subjects(inbox)[1:] == [
+        "portwarden: mail rate limit reached",
+        "portwarden: 2 reports were not mailed (MAIL_PER_HOUR)",
+    ]
+    assert_listed(texts(inbox)[-1], (1, 2))
+    # report 0, report 1, the notice, report 2, the list
+    assert [o[1] for o in outcomes(tmp_path)] == ["sent", "listed", "sent", "listed", "sent"]
+
+
+def test_a_hold_goes_on_across_a_restart_and_the_stop_names_every_report_not_sent(
+    tmp_path: Path, inbox: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cap unchanged: the hold goes on after the restart, with the new held reports; the
+    reports waiting behind it (taken from the store or not: limits.MAIL_RESUMED_MAX is 2 here)
+    are named by the stop. With the cap raised, one mail lists every held report, then those
+    waiting are mailed."""
+    monkeypatch.setattr(limits, "MAIL_RESUMED_MAX", 2)
+    port = free_port()
+    controller = relay(LOOPBACK, port, inbox)
+    conf = f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{port}"\n'
+    capped = conf + 'MAIL_PER_HOUR="1"\n'
+    mailer = Mailer(settings(tmp_path, capped))
+    mailer.start()
+    for n in range(3):
+        mailer.submit(scan(f"198.18.1.{n}", 1.7e9 + n), "blocked via nft until forever")
+    wait_until(lambda: mailer.withheld == 2)
+    mailer.stop()
+    store = Store(tmp_path / "state" / "portwarden.db")  # reports not mailed before a stop
+    for n in range(3):
+        store.add_report(time.time(), "mail", f"waiting {n}", "text\n", "queued", keep=100)
+    store.close()
+    again = Mailer(settings(tmp_path, capped))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="portwarden"):
+        again.start()
+        again.submit(scan("198.18.1.3", 1.7e9 + 3), "blocked via nft until forever")
+        wait_until(lambda: again.withheld == 1)
+        again.stop()
+    assert caplog.messages[0].startswith(held_at_start(2, 1))
+    assert caplog.messages[-2:] == [
+        f"3 mails not sent by the stop (relay {LOOPBACK} port {port}, 15 s): 'waiting 0', "
+        "'waiting 1', 'waiting 2'; they are in the store and mailed after a restart (if within "
+        "SMTP_GIVE_UP_AFTER=86400 s)",
+        HELD_AT_STOP.format(held=3, cap=1),
+    ]
+    assert (again.sent, again.failed) == (0, 3)
+    assert [o[1] for o in outcomes(tmp_path)] == ["sent", "held", "sent", "held", *["queued"] * 3,
+                                                  "held"]  # fmt: skip
+    third = Mailer(settings(tmp_path, conf))
+    third.start()
+    wait_until(lambda: third.sent == 4)
+    third.stop()
+    controller.stop()
+    assert subjects(inbox)[2:] == ["portwarden: 3 reports were not mailed (MAIL_PER_HOUR)",
+                                   "waiting 0", "waiting 1", "waiting 2"]  # fmt: skip
+    assert_listed(texts(inbox)[2], (1, 2, 3))
 
 
 def test_a_full_queue_is_said_once_per_episode_and_its_reports_are_kept(
@@ -244,24 +357,29 @@ def test_reports_past_the_start_batch_are_mailed_as_the_thread_has_room(
     tmp_path: Path, inbox: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """More reports were left than one start takes (limits.MAIL_RESUMED_MAX, 2 here): the rest
-    are taken from the store as those are done, held ones (from before the stop) too."""
+    are taken from the store as those are done. Those held before the stop stay held: one mail
+    lists them first (there is room for it at once)."""
     monkeypatch.setattr(limits, "MAIL_RESUMED_MAX", 2)
     store = Store(tmp_path / "state" / "portwarden.db")
-    for n in range(5):
+    for n in range(7):
         store.add_report(time.time() - 60 + n, "mail", f"report {n}", "text\n",
-                         "held" if n % 2 else "queued", keep=10)  # fmt: skip
+                         "held" if n % 3 == 1 else "queued", keep=10)  # fmt: skip
     store.close()
     port = free_port()
     controller = relay(LOOPBACK, port, inbox)
     mailer = Mailer(settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{port}"\n'))
     with caplog.at_level(logging.INFO, logger="portwarden"):
         mailer.start()
-        wait_until(lambda: mailer.sent == 5)
+        wait_until(lambda: mailer.sent == 6)
         mailer.stop()
     controller.stop()
-    assert subjects(inbox) == [f"report {n}" for n in range(5)]
-    assert outcomes(tmp_path) == [(f"report {n}", "sent", True) for n in range(5)]
+    assert subjects(inbox) == ["portwarden: 2 reports were not mailed (MAIL_PER_HOUR)",
+                               *(f"report {n}" for n in (0, 2, 3, 5, 6))]  # fmt: skip
+    assert texts(inbox)[0].splitlines()[-2:] == ["  report 1", "  report 4"]
+    assert [o[1] for o in outcomes(tmp_path)] == [
+        "listed" if n % 3 == 1 else "sent" for n in range(7)
+    ] + ["sent"]
     assert (
         "2 reports not mailed before the last stop are queued again: 'report 0', "
-        "'report 1'; 3 more stay in the store, queued as these are done"
+        "'report 2'; 3 more stay in the store, queued as these are done"
     ) in caplog.messages

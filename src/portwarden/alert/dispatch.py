@@ -78,6 +78,7 @@ class Alerts:
         self.delivery = Delivery()
         self.settings = settings
         self._lines = LineLimiter(limits.ATTACK_LINES_PER_S, limits.ATTACK_LINES_BURST)
+        self._held_back = 0  # lines the attack-line limit held back since the last report
         self._events = LineLimiter(limits.JSON_EVENTS_PER_S, limits.JSON_EVENTS_BURST)
         self._syslog, self._json = self._outputs(settings)
         self._mailer = Mailer(settings, self.mail_held)
@@ -163,9 +164,10 @@ class Alerts:
                 self._send_named(now)
             else:
                 self._probe_lines(verdict, None)
-        elif self._syslog is not None:  # counted, not formatted: this is the flood's path
-            lines = 1 + p.ip_options + (portsentry.detail_line(verdict) is not None)
-            self.delivery.add("syslog", "rate_limit", lines)
+        elif self._syslog is None:
+            self._hold_back(1)  # its log line
+        else:  # counted, not formatted: this is the flood's path
+            self._hold_back(1 + p.ip_options + (portsentry.detail_line(verdict) is not None))
         if verdict.first or verdict.new_type or verdict.kind == "os-probe":  # a limit of its own
             if self._events.allow(now):
                 self._event(probe_event(verdict))
@@ -202,7 +204,7 @@ class Alerts:
         lines."""
         s = self.settings
         if not self._lines.allow(now):
-            self.delivery.add("syslog", "rate_limit", s.log_connections + s.log_details)
+            self._hold_back(s.log_connections + s.log_details)
             return
         if s.log_connections:
             self._syslog_send(portsentry.connection_line(probe), INFO)
@@ -216,12 +218,20 @@ class Alerts:
         if now < self._next_report:
             return
         self._next_report = now + 1.0
-        refused = self._lines.take_refused()
-        if refused:
+        held_back, self._held_back = self._held_back, 0
+        if held_back:
             log.warning("attack lines suppressed: %d in the last second (rate limit %d/s)",
-                        refused, limits.ATTACK_LINES_PER_S)  # fmt: skip
-            self._syslog_send(f"attackalert: {refused} more alerts suppressed (rate limit)")
-            self._event({"time": stamp(time.time()), "event": "suppressed", "count": refused})
+                        held_back, limits.ATTACK_LINES_PER_S)  # fmt: skip
+            self._syslog_send(f"attackalert: {held_back} more alerts suppressed (rate limit)")
+            self._event({"time": stamp(time.time()), "event": "suppressed", "count": held_back})
+
+    def _hold_back(self, lines: int) -> None:
+        """The attack-line limit held back an alert of `lines` lines: syslog lines, as the
+        metric counts them (with syslog off, the verdict's log line). The next report (see
+        tick) says how many lines, in the same unit everywhere."""
+        self._held_back += lines
+        if self._syslog is not None:
+            self.delivery.add("syslog", "rate_limit", lines)
 
     def summaries_dropped(self, count: int) -> None:
         """Summaries the engine dropped (a flood of sources: see Engine.tick)."""

@@ -51,14 +51,14 @@ def verdict_line(verdict: Verdict, action: str = "") -> str:
 
 
 class LineLimiter:
-    """A token bucket for log lines; counts what it refuses so it can be said in one line."""
+    """A token bucket: one token per alert, whose lines go or are held back together (the
+    caller counts what it holds back, in lines)."""
 
     def __init__(self, per_second: float, burst: int) -> None:
         self._rate = per_second
         self._burst = float(burst)
         self._tokens = float(burst)
         self._last = 0.0
-        self.refused = 0
 
     def allow(self, now: float) -> bool:
         self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
@@ -66,9 +66,4 @@ class LineLimiter:
         if self._tokens >= 1:
             self._tokens -= 1
             return True
-        self.refused += 1
         return False
-
-    def take_refused(self) -> int:
-        refused, self.refused = self.refused, 0
-        return refused

@@ -62,6 +62,7 @@ class Retry(NamedTuple):
     done: tuple[str, ...]  # delivered to, or refused for good
     delivered: bool  # an earlier try reached the others
     lost: bool  # an earlier try was refused for good by some
+    tries: int  # the tries that turned it away for now, before a restart too
 
 
 def protocol(verdict: Verdict) -> str:
@@ -153,17 +154,19 @@ def body(verdict: Verdict, name: str | None, action: str, host: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def held_line(job: "Job | Report") -> str:
-    """One report held back by MAIL_PER_HOUR, for the mail that lists them: source, protocol,
-    first time, type, action (or the subject of a mail already written)."""
-    if isinstance(job, Report):
-        return one_line(job.subject)
-    verdict, text = job
-    if isinstance(verdict, str):
-        return one_line(verdict)
-    first = verdict.first_probe or verdict.probe
-    return (f"{local_stamp(first.seen_at)}  {verdict.probe.src}  {protocol(verdict)}  "
-            f"{scan_type(verdict)}  ({text})")  # fmt: skip
+HELD_FIELDS = ("Started", "Source", "Protocol", "Scan type", "Action")  # of body()
+
+
+def held_line(report: Report) -> str:
+    """One report held back by MAIL_PER_HOUR, for the mail that lists them: first time, source,
+    protocol, type, (action); a mail already written (audit findings) by its subject. Read from
+    the report as written (the store keeps it so), so that a report held before a restart is
+    listed as it would have been without the restart."""
+    fields = dict(line.split(":", 1) for line in report.body.splitlines() if ":" in line)
+    if report.kind not in ("scan-summary", "os-summary") or not fields.keys() >= set(HELD_FIELDS):
+        return one_line(report.subject)
+    started, source, proto, scan, action = (fields[key].strip() for key in HELD_FIELDS)
+    return f"{started}  {source}  {proto}  {scan}  ({action})"
 
 
 def wrapped(text: str) -> str:
@@ -181,10 +184,11 @@ def are(count: int) -> str:
     return "is" if count == 1 else "are"
 
 
-def named(subjects: list[str]) -> str:
-    """Reports by subject, for a log line: the first MAIL_UNSENT_NAMED_MAX, then how many more."""
+def named(subjects: list[str], count: int | None = None) -> str:
+    """Reports by subject, for a log line: the first MAIL_UNSENT_NAMED_MAX, then how many more
+    (of `count` in all, when `subjects` has only the first)."""
     shown = ", ".join(quoted(s) for s in subjects[: limits.MAIL_UNSENT_NAMED_MAX])
-    more = len(subjects) - limits.MAIL_UNSENT_NAMED_MAX
+    more = (len(subjects) if count is None else count) - limits.MAIL_UNSENT_NAMED_MAX
     return shown + (f" and {more} more" if more > 0 else "")
 
 
@@ -252,9 +256,11 @@ class Mailer(threading.Thread):
         self._queue_full.worked()
 
     def stop(self, wait_s: float = limits.MAIL_STOP_WAIT_S) -> None:
-        """Send what is queued, for at most `wait_s`: a hung relay cannot hold the stop. What is
-        still unsent then is counted as failed and named in one line; it stays in the store,
-        to be mailed after a restart, as do the reports MAIL_PER_HOUR holds back."""
+        """Send what is queued, for at most `wait_s`: a hung relay cannot hold the stop. Every
+        report still not mailed then (queued, taken from the store, turned away for now, or
+        waiting in the store) is counted as failed and named in one line; it stays in the
+        store, to be mailed after a restart. The reports MAIL_PER_HOUR holds back stay held
+        there, for the one mail that lists them."""
         if self.ident is None or self._stopping:
             return
         self._stopping = True
@@ -268,21 +274,27 @@ class Mailer(threading.Thread):
             with contextlib.suppress(queue.Empty):
                 while (job := self.jobs.get_nowait()) is not None:
                     unsent.append(self._render(job))
+        # The store has the others (taken from it, or still waiting there); the reports it
+        # could not record are only here.
+        waiting = self._book.waiting(limits.MAIL_UNSENT_NAMED_MAX)
         self._book.close()
+        unrecorded = [r.subject for r in unsent if not r.id]
+        count = len(unrecorded) + waiting.total
         s = self.settings
-        if unsent:
-            self.failed += len(unsent)
+        if count:
+            self.failed += count
             log.error("%s not sent by the stop (relay %s port %d, %g s): %s; %s in the store "
                       "and mailed after a restart (if within SMTP_GIVE_UP_AFTER=%g s)",
-                      counted(len(unsent), "mail"), s.smtp_relay, s.smtp_port, wait_s,
-                      named([r.subject for r in unsent]), "it is" if len(unsent) == 1 else
-                      "they are", s.smtp_give_up_after)  # fmt: skip
+                      counted(count, "mail"), s.smtp_relay, s.smtp_port, wait_s,
+                      named(unrecorded + waiting.subjects, count),
+                      "it is" if count == 1 else "they are", s.smtp_give_up_after)  # fmt: skip
         if self.budget.held:
             held = self.budget.held
-            log.warning("%s held back by MAIL_PER_HOUR=%d %s kept in the store: %s will be "
-                        "mailed after a restart (and %s in the JSON event log)",
-                        counted(held, "report"), s.mail_per_hour, are(held),
-                        "it" if held == 1 else "they", are(held))  # fmt: skip
+            log.warning("%s held back by MAIL_PER_HOUR=%d %s kept in the store, still held: one "
+                        "mail will list %s after a restart, once MAIL_PER_HOUR has room (%s in "
+                        "the JSON event log)", counted(held, "report"), s.mail_per_hour,
+                        are(held), "it" if held == 1 else "them",
+                        "it is" if held == 1 else "they are")  # fmt: skip
 
     def run(self) -> None:
         self._start()
@@ -306,12 +318,24 @@ class Mailer(threading.Thread):
 
     def _start(self) -> None:
         """MAIL_PER_HOUR starts from the mails of the last hour (a daemon that restarts again
-        and again sends no more), and the reports not mailed before the stop are taken from
-        the store."""
-        self._book.start()
+        and again sends no more) and goes on with the hold of before the stop, if there was
+        one (its reports stay held, to be listed in one mail); the reports not mailed before
+        the stop are taken from the store."""
+        held = self._book.start()
         tried, noticed = self._book.last_hour(HOUR_S)
         self.budget = MailBudget([self._monotonic(t) for t in tried],
-                                 None if noticed is None else self._monotonic(noticed))  # fmt: skip
+                                 None if noticed is None else self._monotonic(noticed),
+                                 0 if held is None else held.total,
+                                 None if held is None else self._monotonic(held.since))  # fmt: skip
+        if held is not None:
+            self._held = [held_line(report) for report in held.first]
+            self._held_ids = held.ids
+            per_hour = self.settings.mail_per_hour
+            reopens = self.budget.reopens_at(self._clock(), per_hour) or self._clock()
+            log.info("%s held back by MAIL_PER_HOUR before the last stop %s still held: one "
+                     "mail will list %s (MAIL_PER_HOUR=%d) at %s", counted(held.total, "report"),
+                     are(held.total), "it" if held.total == 1 else "them", per_hour,
+                     utc_stamp(self._wall(reopens)))  # fmt: skip
         self._load("not mailed before the last stop")
 
     def _stored_ready(self) -> bool:
@@ -383,7 +407,7 @@ class Mailer(threading.Thread):
                 self._held_ids = (range(min(ids.start, new), max(ids.stop, new + 1)) if ids
                                   else range(new, new + 1))  # fmt: skip
             if len(self._held) < limits.MAIL_HELD_LISTED_MAX:
-                self._held.append(held_line(job))
+                self._held.append(held_line(held_report))
             if self.budget.held == 1:  # the hold begins
                 self._hold_began(now, per_hour)
         except Exception:  # a bad report must not end the mail thread
@@ -485,8 +509,9 @@ class Mailer(threading.Thread):
             self._relay_lookup = RelayLookup()
         if until is None:
             until = time.monotonic() + deadline_s(s)
-        done, delivered, lost = ((report.done, report.reached, False) if retry is None
-                                 else (retry.done, retry.delivered, retry.lost))  # fmt: skip
+        done, delivered, lost, tries = (
+            (report.done, report.reached, False, report.tries) if retry is None
+            else (retry.done, retry.delivered, retry.lost, retry.tries))  # fmt: skip
         recipients = self._to_do(done)
         if not recipients:  # a reload took the others out of MAIL_TO
             self._over(report, delivered, lost)
@@ -498,7 +523,7 @@ class Mailer(threading.Thread):
             for_good = tuple(a for a in recipients if a not in error.deferred)
             lost_now = lost or bool(for_good)
             if error.deferred and self._defer(report, done + for_good, delivered, lost_now,
-                                              error):  # fmt: skip
+                                              error, tries + 1):  # fmt: skip
                 return error.relay_wide
             # Said by _defer when it gave up; by the stop when it stopped waiting.
             if not (error.deferred or self._gave_up):
@@ -514,9 +539,15 @@ class Mailer(threading.Thread):
             log.error("mail %s via %s port %d: the relay refused %s; sent to the others",
                       quoted(report.subject), s.smtp_relay, s.smtp_port,
                       "; ".join(refused_said))  # fmt: skip
+        reached = [a for a in recipients if a not in refused]
+        if tries and reached:  # after `not delivered ... for now` warnings
+            log.info("mail %s via %s port %d: delivered to %s after %s", quoted(report.subject),
+                     s.smtp_relay, s.smtp_port, ", ".join(reached),
+                     counted(tries + 1, "try", "tries"))  # fmt: skip
         why = "; ".join(refused[a][1] for a in deferred)
         done += tuple(a for a in recipients if a not in deferred)
-        if deferred and self._defer(report, done, True, lost or bool(refused_said), why):
+        if deferred and self._defer(report, done, True, lost or bool(refused_said), why,
+                                    tries + 1):  # fmt: skip
             return False
         self._over(report, True, lost or bool(refused))
         return False
@@ -525,9 +556,10 @@ class Mailer(threading.Thread):
         return tuple(a for a in self.settings.mail_to if a not in done)
 
     def _defer(self, report: Report, done: tuple[str, ...], delivered: bool, lost: bool,
-               why: object) -> bool:  # fmt: skip
-        """Keep a report turned away for now, to try it again after SMTP_RETRY_DELAY to those
-        not `done`; at the stop it stays in the store (mailed after a restart, to those only).
+               why: object, tries: int) -> bool:  # fmt: skip
+        """Keep a report turned away for now (`tries` times so far), to try it again after
+        SMTP_RETRY_DELAY to those not `done`; at the stop it stays in the store (mailed after a
+        restart, to those only).
         False when it is over: older than SMTP_GIVE_UP_AFTER. A report past
         limits.MAIL_RETRIES_MAX waiting is kept only in the store, until the thread has room
         (a relay that turns every mail away)."""
@@ -539,7 +571,7 @@ class Mailer(threading.Thread):
                       "old (SMTP_GIVE_UP_AFTER)", quoted(report.subject), s.smtp_relay, s.smtp_port,
                       ", ".join(recipients), why, age)  # fmt: skip
             return False
-        self._book.settle(report, RETRYING, done=done, reached=delivered)
+        self._book.settle(report, RETRYING, done=done, reached=delivered, tries=tries)
         if not self._stopping and len(self._retries) >= limits.MAIL_RETRIES_MAX:
             log.error("mail %s via %s port %d: not tried again until fewer mails wait (it is in "
                       "the store): %d mails wait already", quoted(report.subject), s.smtp_relay,
@@ -552,7 +584,7 @@ class Mailer(threading.Thread):
             then = "kept for after a restart"
         else:
             due = self._clock() + s.smtp_retry_delay
-            heapq.heappush(self._retries, Retry(due, report, done, delivered, lost))
+            heapq.heappush(self._retries, Retry(due, report, done, delivered, lost, tries))
             then = f"trying again in {s.smtp_retry_delay:g} s"
         log.warning("mail %s via %s port %d: not delivered to %s for now (%s); %s",
                     quoted(report.subject), s.smtp_relay, s.smtp_port, ", ".join(recipients), why,

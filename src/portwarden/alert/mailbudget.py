@@ -16,13 +16,16 @@ HOUR_S = 3600.0
 
 
 class MailBudget:
-    def __init__(self, tried: Iterable[float] = (), noticed: float | None = None) -> None:
-        """`tried`: when mails were counted in the last hour, in order, and `noticed`: when the
-        last notice went (None: not in the last hour); a start gets them from the store, so a
-        daemon that restarts again and again still sends no more than the cap an hour."""
+    def __init__(self, tried: Iterable[float] = (), noticed: float | None = None, held: int = 0,
+                 held_since: float | None = None) -> None:  # fmt: skip
+        """`tried`: when mails were counted in the last hour, in order, `noticed`: when the
+        last notice went (None: not in the last hour), and a hold that goes on: `held` reports
+        held since `held_since`; a start gets them from the store, so a daemon that restarts
+        again and again still sends no more than the cap an hour, and one that restarts during
+        a hold still lists its reports in one mail."""
         self._sent: collections.deque[float] = collections.deque(tried)  # mails under the cap
-        self.held = 0  # reports held since the hold began, not yet summarised
-        self.held_since: float | None = None
+        self.held = held  # reports held since the hold began, not yet summarised
+        self.held_since = held_since
         self._noticed = noticed  # when the last notice went
 
     def _room(self, now: float, per_hour: int) -> bool:

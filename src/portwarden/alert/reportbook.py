@@ -1,7 +1,8 @@
 """Every report meant to be mailed, kept in the store (STATE_DIR's database) with its outcome,
 so that a dead relay or a stop never loses one: a report not mailed yet is queued again at the
 next start, or as soon as the mail thread has room (if younger than SMTP_GIVE_UP_AFTER; older,
-it is given up: FAILED), to the recipients that do not have it yet.
+it is given up: FAILED), to the recipients that do not have it yet. One MAIL_PER_HOUR held back
+stays held across a restart: the hold goes on, and one mail lists its reports.
 
 The mail thread writes most; the thread that finds the mail queue full, and the stop, write
 the reports that never reached the thread: one connection per thread (sqlite3's rule). A store
@@ -13,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from portwarden import limits
 from portwarden.alert.outage import Outage
@@ -24,6 +25,7 @@ from portwarden.store.db import Store, StoreError
 QUEUED, RETRYING, HELD = "queued", "retrying", "held"
 SENT, LISTED, FAILED = "sent", "listed", "failed"
 RATE_LIMIT = "rate-limit"  # the kind of the notice that MAIL_PER_HOUR holds reports back
+_WAITING = (QUEUED, RETRYING)  # not mailed, and to be: not one held back
 
 T = TypeVar("T")
 
@@ -33,7 +35,8 @@ class Report(NamedTuple):
     findings), rate-limit (the notice), held-summary; `made` (epoch) ages it for
     SMTP_GIVE_UP_AFTER; `id` its row in the store (0: not in it); as the store had it when it
     was loaded from there: `done` the recipients that need it no more (delivered to or refused
-    for good), `reached` whether it was delivered to some."""
+    for good), `reached` whether it was delivered to some, `tries` how many tries turned it
+    away for now."""
 
     kind: str
     subject: str
@@ -42,6 +45,7 @@ class Report(NamedTuple):
     id: int = 0
     done: tuple[str, ...] = ()
     reached: bool = False
+    tries: int = 0
 
 
 class Unmailed(NamedTuple):
@@ -51,6 +55,32 @@ class Unmailed(NamedTuple):
     reports: list[Report]
     given_up: list[str]
     left: int
+
+
+class Held(NamedTuple):
+    """The reports MAIL_PER_HOUR held back before the stop, whose list never went: how many,
+    the first few (oldest first), their ids in the store (every one in this range that is still
+    held is one of them), and when the oldest was made (epoch)."""
+
+    total: int
+    first: list[Report]
+    ids: range
+    since: float
+
+
+class Waiting(NamedTuple):
+    """The reports in the store that wait to be mailed (queued or turned away for now): the
+    subjects of the first few (oldest first), and how many in all."""
+
+    subjects: list[str]
+    total: int
+
+
+def _reports(rows: list[tuple[Any, ...]]) -> list[Report]:
+    """Reports as the store has them (Store.unmailed_reports' rows)."""
+    return [Report(kind, subject, body, made, report_id, tuple(filter(None, done.split("\n"))),
+                   bool(reached), tries)
+            for report_id, made, kind, subject, body, done, reached, tries in rows]  # fmt: skip
 
 
 class ReportBook:
@@ -86,11 +116,14 @@ class ReportBook:
         return Report(kind, subject, body, made, report_id)
 
     def settle(self, report: Report, outcome: str, mailed: bool = False,
-               done: tuple[str, ...] = (), reached: bool = False) -> None:  # fmt: skip
-        """Its outcome; `done` and `reached` as in Report (for a report tried again later)."""
+               done: tuple[str, ...] = (), reached: bool = False,
+               tries: int | None = None) -> None:  # fmt: skip
+        """Its outcome; `done`, `reached` and `tries` as in Report (for a report tried again
+        later; `tries` None: as it was)."""
         if report.id:
             when = time.time() if mailed else None
-            self._do(lambda store: store.set_report(report.id, outcome, when, done, reached), None)
+            self._do(lambda store: store.set_report(report.id, outcome, when, done, reached,
+                                                    tries), None)  # fmt: skip
 
     def tried(self, report: Report) -> None:
         """MAIL_PER_HOUR counted it now."""
@@ -112,32 +145,43 @@ class ReportBook:
         """The mail that lists the held reports with these ids went: they are over."""
         self._do(lambda store: store.list_reports(ids, HELD, LISTED, time.time()), None)
 
-    def start(self) -> None:
-        """At start: reports older than limits.MAIL_REPORTS_KEPT_S are removed; those held back
-        by MAIL_PER_HOUR before the stop are queued (their hold's summary never went)."""
+    def start(self) -> Held | None:
+        """At start: reports older than limits.MAIL_REPORTS_KEPT_S are removed. Returns those
+        MAIL_PER_HOUR held back before the stop (their list never went: they stay held, for
+        the list to come), the first limits.MAIL_HELD_LISTED_MAX in full; None: none."""
         now = time.time()
 
-        def started(store: Store) -> None:
+        def started(store: Store) -> Held | None:
             store.forget_reports(now - limits.MAIL_REPORTS_KEPT_S)
-            store.requeue_reports(HELD, QUEUED)
+            span = store.unmailed_span(HELD)
+            if span is None:
+                return None
+            count, low, high, since = span
+            first = store.unmailed_reports((HELD,), 0.0, limits.MAIL_HELD_LISTED_MAX)
+            return Held(count, _reports(first), range(low, high + 1), since)
 
-        self._do(started, None)
+        return self._do(started, None)
+
+    def waiting(self, most: int) -> Waiting:
+        """The reports that wait to be mailed (at a stop: those it leaves to the next start)."""
+
+        def waiting(store: Store) -> Waiting:
+            rows = store.unmailed_reports(_WAITING, 0.0, most)
+            return Waiting([row[3] for row in rows], store.unmailed_count(_WAITING))
+
+        return self._do(waiting, Waiting([], 0))
 
     def unmailed(self, give_up_s: float, most: int, skip: tuple[int, ...]) -> Unmailed:
         """The reports not mailed (queued or turned away for now: not one held back now),
         younger than `give_up_s`, oldest first, at most `most`, but those with an id in `skip`
         (in the mail thread already); the older ones are given up (FAILED)."""
         since = time.time() - give_up_s
-        waiting = (QUEUED, RETRYING)
 
         def unmailed(store: Store) -> Unmailed:
-            given_up = store.give_up_reports(waiting, since, FAILED)
-            rows = store.unmailed_reports(waiting, since, most, skip)
-            left = store.unmailed_count(waiting) - len(rows) - len(skip)
-            reports = [Report(kind, subject, body, made, report_id,
-                              tuple(filter(None, done.split("\n"))), bool(reached))
-                       for report_id, made, kind, subject, body, done, reached in rows]  # fmt: skip
-            return Unmailed(reports, given_up, max(0, left))
+            given_up = store.give_up_reports(_WAITING, since, FAILED)
+            rows = store.unmailed_reports(_WAITING, since, most, skip)
+            left = store.unmailed_count(_WAITING) - len(rows) - len(skip)
+            return Unmailed(_reports(rows), given_up, max(0, left))
 
         return self._do(unmailed, Unmailed([], [], 0))
 

@@ -178,7 +178,7 @@ def deliver(s: Settings, report: Report, until: float, relay_lookup: RelayLookup
     timer.start()
     try:
         addresses += relay_lookup.addresses(s.smtp_relay, s.smtp_port, until - time.monotonic())
-        smtp.connect(s.smtp_relay, s.smtp_port)
+        _greeted(smtp, *smtp.connect(s.smtp_relay, s.smtp_port))
         if s.smtp_starttls:
             # The relay's certificate is checked: against SMTP_CA_FILE if given (a private CA),
             # else the system's CAs; and its name against SMTP_RELAY.
@@ -201,6 +201,19 @@ def deliver(s: Settings, report: Report, until: float, relay_lookup: RelayLookup
     finally:
         timer.cancel()
         smtp.close()
+
+
+def _greeted(smtp: smtplib.SMTP, code: int, reply: bytes) -> None:
+    """The relay's greeting must be 220 (smtplib does not check it when it connects): a relay
+    that greets with 554 (no service for us) or 421 (busy) would answer what follows with 503,
+    or close, and its reason would be lost. Raises SMTPConnectError, a reply like any other
+    (a 4xx for now, a 5xx final: see _deferred), after QUIT (RFC 5321 3.1: the client should
+    send it after a 554 greeting; errors on it are ignored)."""
+    if code == 220:
+        return
+    with contextlib.suppress(OSError, smtplib.SMTPException):
+        smtp.quit()
+    raise smtplib.SMTPConnectError(code, reply)
 
 
 def _deferred(error: Exception, recipients: tuple[str, ...]) -> tuple[str, ...]:

@@ -20,7 +20,8 @@ body, its `outcome` (queued, retrying, held, sent, listed, failed: ...) and when
 `mailed` (NULL: not yet); `done`, the recipients that need it no more (delivered to, or refused
 for good), one a line, and `reached`, whether it was delivered to some, so that a restart sends a
 mail turned away for some recipients to the others only; `tried`, when MAIL_PER_HOUR counted it
-(a restart's budget starts from the last hour's).
+(a restart's budget starts from the last hour's); `tries`, how many tries turned it away for now
+(so that its delivery, after a restart too, can say after how many tries).
 """
 
 import contextlib
@@ -70,7 +71,8 @@ CREATE TABLE IF NOT EXISTS reports (
     mailed REAL,
     done TEXT NOT NULL DEFAULT '',
     reached INTEGER NOT NULL DEFAULT 0,
-    tried REAL
+    tried REAL,
+    tries INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS reports_unmailed ON reports(made) WHERE mailed IS NULL;
 """
@@ -198,7 +200,8 @@ _BUSY_WAIT_S = 30  # the longest a connection waits for another one's transactio
 # The columns a store made by an older version may lack.
 _ADDED_COLUMNS = frozenset({"boot", "leftover", "history", "unblocking"})
 _ADDED_REPORT_COLUMNS = {"done": "TEXT NOT NULL DEFAULT ''",
-                         "reached": "INTEGER NOT NULL DEFAULT 0", "tried": "REAL"}  # fmt: skip
+                         "reached": "INTEGER NOT NULL DEFAULT 0", "tried": "REAL",
+                         "tries": "INTEGER NOT NULL DEFAULT 0"}  # fmt: skip
 
 
 class StoreError(Exception):
@@ -527,11 +530,14 @@ class Store:
         return report_id
 
     def set_report(self, report_id: int, outcome: str, mailed: float | None = None,
-                   done: tuple[str, ...] = (), reached: bool = False) -> None:  # fmt: skip
+                   done: tuple[str, ...] = (), reached: bool = False,
+                   tries: int | None = None) -> None:  # fmt: skip
+        """`tries` None: as it was."""
         with self._transaction():
             self._db.execute(
-                "UPDATE reports SET outcome = ?, mailed = ?, done = ?, reached = ? WHERE id = ?",
-                (outcome, mailed, "\n".join(done), reached, report_id))  # fmt: skip
+                "UPDATE reports SET outcome = ?, mailed = ?, done = ?, reached = ?,"
+                " tries = coalesce(?, tries) WHERE id = ?",
+                (outcome, mailed, "\n".join(done), reached, tries, report_id))  # fmt: skip
 
     def set_tried(self, report_id: int, tried: float) -> None:
         with self._transaction():
@@ -557,19 +563,22 @@ class Store:
                 " WHERE outcome = ? AND id BETWEEN ? AND ?",
                 (outcome, mailed, was, ids.start, ids.stop - 1))  # fmt: skip
 
-    def requeue_reports(self, was: str, outcome: str) -> None:
-        """Every report not mailed whose outcome is `was` is now `outcome`."""
-        with self._transaction():
-            self._db.execute("UPDATE reports SET outcome = ? WHERE outcome = ? AND mailed IS NULL",
-                             (outcome, was))  # fmt: skip
+    def unmailed_span(self, outcome: str) -> tuple[int, int, int, float] | None:
+        """How many reports not mailed have `outcome`, their lowest and highest id, and when the
+        oldest was made (epoch); None: there is none."""
+        count, low, high, made = self._db.execute(
+            "SELECT count(*), min(id), max(id), min(made) FROM reports"
+            " WHERE mailed IS NULL AND outcome = ?", (outcome,)).fetchone()  # fmt: skip
+        return (int(count), int(low), int(high), float(made)) if count else None
 
     def unmailed_reports(self, outcomes: tuple[str, ...], since: float, limit: int,
                          skip: tuple[int, ...] = ()) -> list[tuple[Any, ...]]:  # fmt: skip
-        """(id, made, kind, subject, body, done, reached) of the reports not mailed with one of
-        `outcomes`, made after `since`, oldest first (at most `limit`), but the ids in `skip`."""
+        """(id, made, kind, subject, body, done, reached, tries) of the reports not mailed with
+        one of `outcomes`, made after `since`, oldest first (at most `limit`), but the ids in
+        `skip`."""
         marks, skipped = ", ".join("?" * len(outcomes)), ", ".join("?" * len(skip))
         return self._db.execute(
-            "SELECT id, made, kind, subject, body, done, reached FROM reports"
+            "SELECT id, made, kind, subject, body, done, reached, tries FROM reports"
             f" WHERE mailed IS NULL AND made > ? AND outcome IN ({marks})"
             f" AND id NOT IN ({skipped}) ORDER BY made, id LIMIT ?",
             (since, *outcomes, *skip, limit)).fetchall()  # fmt: skip
