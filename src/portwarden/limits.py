@@ -291,9 +291,10 @@ REPLAY_SERVICES_MAX = 100_000
 # refused (Debian's portsentry.conf is 12 KiB; this leaves room for an ignore list of some
 # 200,000 networks). Only regular files are read, so a FIFO cannot stall the daemon either.
 CONFIG_FILE_BYTES_MAX = 4 * 1024 * 1024
-# Unknown keys, keys set twice and lines skipped are warnings, one line each (a 2.x key, a
-# typo): a file of 300,000 stray lines (a log pasted in by mistake) would flood the log and
-# check-config. The first ones of each kind are said, the rest counted in one line.
+# Unknown keys, keys set twice, lines skipped and ignore-file entries PortSentry did not honour
+# are warnings, one line each (a 2.x key, a typo): a file of 300,000 stray lines (a log pasted
+# in by mistake) would flood the log and check-config. The first ones of each kind are said, the
+# rest counted in one line.
 WARNINGS_OF_A_KIND_MAX = 20
 
 # The metrics page (METRICS_LISTEN): each connection is served in a thread of its own, so an

@@ -263,8 +263,61 @@ def test_empty_port_list_items_are_skipped_with_a_warning(
 
 
 def test_a_port_list_without_empty_items_gives_no_warning(tmp_path: Path) -> None:
-    s = load_settings(write(tmp_path, 'TCP_PORTS="1, 2-4"\nUDP_PORTS=""\nUDP_MODE="none"\n'))
+    """(A range has a warning of its own: tests/unit/test_portsentry_reading.py.)"""
+    s = load_settings(write(tmp_path, 'TCP_PORTS="1, 2,4"\nUDP_PORTS=""\nUDP_MODE="none"\n'))
     assert s.warnings == ()
+
+
+@pytest.mark.parametrize(("text", "name", "value"), [
+    ('BLOCK_TCP="01"', "block_tcp", BlockMode.BLOCK),
+    ('BLOCK_UDP="002"', "block_udp", BlockMode.RUN_CMD_ONLY),
+    ('BLOCK_TCP=" 00 "', "block_tcp", BlockMode.ALERT_ONLY),
+    ('RESOLVE_HOST="01"', "resolve_host", True),
+    ('RESOLVE_HOST="000"', "resolve_host", False),
+    ('KILL_RUN_CMD_FIRST="01"', "kill_run_cmd_first", True),
+    ('SCAN_TRIGGER="03"', "scan_trigger", 3),
+])  # fmt: skip
+def test_portsentrys_number_keys_take_leading_zeros_as_its_atoi_did(
+    tmp_path: Path, text: str, name: str, value: object
+) -> None:
+    assert getattr(load_settings(write(tmp_path, f"{text}\n")), name) == value
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('BLOCK_TCP="yes"', 'BLOCK_TCP="yes": must be 0 (alert only), 1 (block) or 2'),
+    ('BLOCK_UDP="1x"', 'BLOCK_UDP="1x": must be 0 (alert only)'),
+    ('BLOCK_TCP=""', 'BLOCK_TCP="": must be 0 (alert only)'),
+    ('BLOCK_TCP="03"', 'BLOCK_TCP="03": must be 0 (alert only)'),
+    ('BLOCK_TCP="+1"', 'BLOCK_TCP="+1": must be 0 (alert only)'),
+    ('RESOLVE_HOST="01x"', 'RESOLVE_HOST="01x": must be 0 or 1'),
+    ('KILL_RUN_CMD_FIRST=""', 'KILL_RUN_CMD_FIRST="": must be 0 or 1'),
+    ('SCAN_TRIGGER="0x1"', 'SCAN_TRIGGER="0x1": must be a whole number >= 0'),
+])  # fmt: skip
+def test_portsentrys_number_keys_still_refuse_what_is_no_number(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = write(tmp_path, f"{text}\n")
+    assert load_error(path).startswith(f"{path}:1: {message}")
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("TCP_PORTS='1,2,3'", "TCP_PORTS=\"'1,2,3'\": ''1' is not a port number (1-65535); single "
+     'quotes are not quotes in this file: use double quotes: TCP_PORTS="..."'),
+    ("BLOCK_TCP = '1'  # on", "BLOCK_TCP=\"'1'\": must be 0 (alert only), 1 (block) or 2 (run "
+     "KILL_RUN_CMD only); single quotes are not quotes in this file: use double quotes: "
+     'BLOCK_TCP="..."'),
+])  # fmt: skip
+def test_a_value_in_single_quotes_is_an_error_that_says_they_are_no_quotes(
+    tmp_path: Path, text: str, shown: str
+) -> None:
+    path = write(tmp_path, f"{text}\n")
+    assert load_error(path) == f"{path}:1: {shown}"
+
+
+def test_single_quotes_inside_a_value_get_no_quote_hint(tmp_path: Path) -> None:
+    assert load_error(write(tmp_path, "TCP_PORTS=1,'2'\n")).endswith(
+        "''2'' is not a port number (1-65535)"
+    )
 
 
 def test_scan_trigger_has_no_cap_of_50(tmp_path: Path) -> None:

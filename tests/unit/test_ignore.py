@@ -26,8 +26,9 @@ DEBIAN = Path(__file__).parent.parent / "data" / "debian"
 
 
 def test_debian_static_ignore_file() -> None:
-    nets, _ = parse_ignore_text((DEBIAN / "portsentry.ignore.static").read_text(), "x")
+    nets, warnings = parse_ignore_text((DEBIAN / "portsentry.ignore.static").read_text(), "x")
     assert [str(n) for n in nets] == ["127.0.0.1/32", "0.0.0.0/32"]
+    assert warnings == []
 
 
 def test_all_forms() -> None:
@@ -47,7 +48,9 @@ def test_all_forms() -> None:
         "2001:db8::9/128",
     ]
     assert warnings == ["x:4: 10.1.2.3/255.255.255.0: host bits are set; ignoring all of "
-                        "10.1.2.0/24"]  # fmt: skip
+                        "10.1.2.0/24",
+                        "x:4: 10.1.2.3/255.255.255.0: PortSentry 1.2 rejected this netmask and "
+                        "did not ignore these hosts; portwarden ignores 10.1.2.0/24"]  # fmt: skip
     ignore = IgnoreList.build(nets)
     assert ipaddress.ip_address("10.1.2.200") in ignore
     assert ipaddress.ip_address("10.1.3.1") not in ignore

@@ -157,3 +157,42 @@ def test_a_key_set_again_is_warned_about_once_more_only_if_portsentry_differs() 
     _, warnings = parse_conf('BLOCK_TCP="1"\nBLOCK_TCP="0"\n', "p.conf")
     assert warnings == ["p.conf:2: BLOCK_TCP is set again; line 1 wins"]
     assert warned('BLOCK_TCP="1"\nBLOCK_TCP="0"\n') == []
+
+
+@pytest.mark.parametrize(("text", "warning"), [
+    ('TCP_PORTS="1,100-200, 300-400"\n',
+     'p.conf:1: TCP_PORTS: PortSentry 1.2 read only the first port of a range ("100-200" as port '
+     "100); portwarden watches every port of each range"),
+    ('# udp\nUDP_PORTS = " 0099 - 0200 "\n',
+     'p.conf:2: UDP_PORTS: PortSentry 1.2 read only the first port of a range ("0099 - 0200" as '
+     "port 99); portwarden watches every port of each range"),
+    ('ADVANCED_EXCLUDE_TCP="113,137-139"\n',
+     'p.conf:1: ADVANCED_EXCLUDE_TCP: PortSentry 1.2 read only the first port of a range '
+     '("137-139" as port 137); portwarden excludes every port of each range'),
+    ('ADVANCED_EXCLUDE_UDP="67-68"\n',
+     'p.conf:1: ADVANCED_EXCLUDE_UDP: PortSentry 1.2 read only the first port of a range ("67-68" '
+     "as port 67); portwarden excludes every port of each range"),
+])  # fmt: skip
+def test_a_range_portsentry_read_as_its_first_port_is_warned_about_once(
+    text: str, warning: str
+) -> None:
+    """PortSentry cut a port list at ',' and read each item with atoi(): "100-200" was 100."""
+    assert warned(text) == [warning]
+
+
+@pytest.mark.parametrize("text", [
+    'UDP_REPLY_SOURCE_PORTS="1-100"\n',  # our key: PortSentry never read it
+    '  TCP_PORTS="100-200"\n',  # PortSentry did not read the line: the warning says so instead
+    'TCP_PORTS="100,200"\n',
+])  # fmt: skip
+def test_a_range_warning_only_where_portsentry_read_the_same_list(text: str) -> None:
+    assert not [w for w in warned(text) if "first port of a range" in w]
+
+
+def test_the_range_warning_comes_with_the_file_at_load(tmp_path: Path) -> None:
+    conf = tmp_path / "p.conf"
+    conf.write_text('TCP_PORTS="1-3"\n')
+    assert load_settings(conf).warnings == (
+        f'{conf}:1: TCP_PORTS: PortSentry 1.2 read only the first port of a range ("1-3" as port '
+        "1); portwarden watches every port of each range",
+    )

@@ -4,10 +4,12 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from portwarden.config import values
+from portwarden.config.conffile import capped
 from portwarden.config.errors import ConfigError
-from portwarden.config.textfile import numbered_lines
+from portwarden.config.textfile import BOM, numbered_lines
 from portwarden.net.local import unmapped
 from portwarden.text import one_line
 
@@ -17,6 +19,8 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 _BLANKS = re.compile(r"[ \t]+")
 _HOST_NAME = re.compile(r"[A-Za-z0-9.-]+")
 _INET_PART = re.compile(r"0[xX][0-9A-Fa-f]+|[0-9]+")  # a part inet_addr() takes
+_PORTSENTRY_MASK_BITS_MAX = 32  # NeverBlock() refused a mask whose atoi() was larger
+_LEADING = {" ": "a blank", "\t": "a tab", BOM.decode(): "a byte-order mark"}
 
 ALWAYS_IGNORED: tuple[Network, ...] = (
     ipaddress.ip_network("127.0.0.0/8"),
@@ -162,15 +166,19 @@ def _dotted_mask_bits(mask: str) -> int:
     return bits
 
 
-def parse_ignore_text(text: str, source: str) -> tuple[tuple[Network, ...], list[str]]:
+def parse_ignore_text(text: str, source: str, bom: bool = False
+                      ) -> tuple[tuple[Network, ...], list[str]]:  # fmt: skip
     """One address or network per line; '#' starts a comment. Returns the networks and warnings.
 
     PortSentry read a line up to the first character that cannot be part of an address, so
     `10.0.0.1 router` meant 10.0.0.1: text after a blank is ignored with a warning (text glued
-    to the address, `10.0.0.1x`, stays an error). Raises ConfigError.
+    to the address, `10.0.0.1x`, stays an error). An IPv4 entry PortSentry 1.2 did not honour
+    (`_portsentry_missed`) is a warning too; `bom`: the file began with a byte-order mark (gone
+    from `text`), which PortSentry read as part of the first line. Raises ConfigError.
     """
     networks: list[Network] = []
     warnings: list[str] = []
+    missed: list[tuple[int, str]] = []
     for number, raw in numbered_lines(text):
         item, *rest = _BLANKS.split(raw.split("#", 1)[0].strip(), maxsplit=1)
         if not item:
@@ -192,7 +200,40 @@ def parse_ignore_text(text: str, source: str) -> tuple[tuple[Network, ...], list
             v = network.version
             warnings.append(f"{source}:{number}: {one_line(item)} ignores every IPv{v} source: "
                             f"no detection, no blocking for IPv{v}")  # fmt: skip
+        why = _portsentry_missed((BOM.decode() if bom and number == 1 else "") + raw, item)
+        if why is not None:
+            these = "this host" if network.num_addresses == 1 else "these hosts"
+            missed.append((number, f"{source}:{number}: {one_line(item)}: PortSentry 1.2 {why} "
+                                   f"and did not ignore {these}; portwarden ignores "
+                                   f"{_shown(network)}"))  # fmt: skip
+    warnings += capped(missed, itemgetter(0), itemgetter(1), source,
+                       "entries PortSentry 1.2 did not honour")  # fmt: skip
     return tuple(networks), warnings
+
+
+def _portsentry_missed(line: str, item: str) -> str | None:
+    """Why PortSentry 1.2 did not ignore the hosts of the IPv4 entry `item` (which we read from
+    `line`), or None where it did. Its NeverBlock() took the address from the characters at
+    the line's start that may be part of one (digits, '.', ':', '/'), so a line that starts
+    with a blank, a tab or a byte-order mark gave it no address; and it read the mask with
+    atoi() (255.255.255.0 is 255) and refused one above 32 bits ("Invalid netmask in config
+    file ... Ignoring entry"). It watched IPv4 only: an IPv6 entry differs in nothing."""
+    if ":" in item:
+        return None
+    if not line.startswith(item):
+        first = line[0]
+        start = _LEADING.get(first, f"white space (U+{ord(first):04X})")
+        return f"read no address from a line that starts with {start}"
+    mask = item.partition("/")[2]
+    dotted = bool(mask) and not values.ascii_digits(mask)  # (four decimal parts: parse_network)
+    if dotted and int(mask.split(".")[0]) > _PORTSENTRY_MASK_BITS_MAX:  # atoi() stops at '.'
+        return "rejected this netmask"
+    return None
+
+
+def _shown(network: Network) -> str:
+    """`network` as an administrator writes it: a single address without its /32."""
+    return str(network.network_address if network.num_addresses == 1 else network)
 
 
 def outermost(networks: Iterable[Network]) -> list[Network]:

@@ -16,13 +16,15 @@ column of `=`, fgets()'s 1023), and a UTF-8 byte-order mark is three bytes befor
 key, so PortSentry never read the first line of such a file.
 
 portwarden reads the file its own way (conffile.py); `differences` names every PortSentry key
-whose value would differ, so a migrated file never silently means something else.
+whose value would differ, and every port list with a range (PortSentry's atoi() read "100-200"
+as port 100), so a migrated file never silently means something else.
 """
 
 from dataclasses import dataclass
 
 from portwarden.config.conffile import Entry
 from portwarden.config.textfile import BOM
+from portwarden.text import one_line
 
 # The keys PortSentry 1.2 read (our own keys it never read).
 PORTSENTRY_KEYS = (
@@ -31,6 +33,10 @@ PORTSENTRY_KEYS = (
     "BLOCK_TCP", "BLOCK_UDP", "KILL_ROUTE", "KILL_HOSTS_DENY", "KILL_RUN_CMD",
     "KILL_RUN_CMD_FIRST", "SCAN_TRIGGER", "PORT_BANNER")  # fmt: skip
 _PIECE_CHARS = 1023  # fgets(buffer, MAXBUF = 1024, ...): at most 1023 characters and the NUL
+# The port lists PortSentry cut at ',' (strtok) and read item by item with atoi(), so that a
+# range was its first port; with what portwarden does with every port of one.
+_PORT_LISTS = {"TCP_PORTS": "watches", "UDP_PORTS": "watches", "ADVANCED_EXCLUDE_TCP": "excludes",
+               "ADVANCED_EXCLUDE_UDP": "excludes"}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +95,8 @@ def differences(data: bytes, source: str, entries: dict[str, Entry], defaults: d
             continue  # both take their defaults
         ours_value = ours.value if ours else defaults[key].value if key in defaults else None
         if ours_value == theirs.value:
+            if ours is not None and key in _PORT_LISTS:
+                warnings += _first_ports(ours, source, _PORT_LISTS[key])
             continue
         if ours is not None and theirs.line is None:
             why = _unread(lines[ours.line - 1], key)
@@ -98,6 +106,19 @@ def differences(data: bytes, source: str, entries: dict[str, Entry], defaults: d
         warnings.append(f"{source}:{ours.line if ours else theirs.line}: {key}: {said}; "
                         f"portwarden applies {_ours(ours, defaults.get(key))}")  # fmt: skip
     return warnings
+
+
+def _first_ports(ours: Entry, source: str, does: str) -> list[str]:
+    """One warning if the port list `ours`, which PortSentry 1.2 read as we do, has a range:
+    it read "100-200" as port 100, so the file now names more ports."""
+    ranges = [item.strip() for item in ours.value.split(",") if "-" in item]
+    if not ranges:
+        return []
+    first = ranges[0]
+    port = first.partition("-")[0].strip().lstrip("0") or "0"  # (a bad one is an error later)
+    return [f'{source}:{ours.line}: {ours.key}: PortSentry 1.2 read only the first port of a '
+            f'range ("{one_line(first)}" as port {one_line(port)}); portwarden {does} every '
+            "port of each range"]  # fmt: skip
 
 
 def _unread(line: str, key: str) -> str:

@@ -26,7 +26,7 @@ from portwarden.config.hostscan import HostScanRule, endpoint_warnings, parse_ru
 from portwarden.config.ignore import ALWAYS_IGNORED, Address, IgnoreList, Network, parse_ignore_text
 from portwarden.config.kill import Command
 from portwarden.config.smtp import check_smtp, check_subject
-from portwarden.config.textfile import decoded, read_bytes, read_text
+from portwarden.config.textfile import BOM, decoded, read_bytes, read_text
 from portwarden.config.values import BlockMode, ListenAddress, Modes, NftUse, TcpMode, UdpMode
 from portwarden.control import socket_path_problem
 from portwarden.net.local import InterfaceAddress, IPAddress, interface_addresses, local_addresses
@@ -167,8 +167,10 @@ class _Reader:
         entry = self.entry(key)
         if entry is None:
             return ConfigError(self._source, reason, None, key, value)
-        return ConfigError(entry.source, reason, entry.line, key,
-                           entry.value if value is None else value)  # fmt: skip
+        if value is None:
+            return ConfigError(entry.source, _quote_hint(reason, entry), entry.line, key,
+                               entry.value)  # fmt: skip
+        return ConfigError(entry.source, reason, entry.line, key, value)
 
     def get(self, key: str, parse: Callable[[str], T], default: T) -> T:
         entry = self.entry(key)
@@ -177,7 +179,7 @@ class _Reader:
         try:
             return parse(entry.value)
         except ValueError as error:
-            raise ConfigError(entry.source, str(error), entry.line, key, entry.value) from None
+            raise self.error(key, str(error)) from None
 
     def path(self, key: str, default: Path | None) -> Path | None:
         """A path; a relative one is taken relative to the configuration file's directory.
@@ -194,6 +196,16 @@ class _Reader:
             raise self.error(key, f"must name a path (leave the line out for the default, "
                              f"{default})")  # fmt: skip
         return self.path(key, default) or default
+
+
+def _quote_hint(reason: str, entry: Entry) -> str:
+    """`reason`, and for a value in single quotes (`KEY='1,2'`, as a shell has it) that they
+    are none here: the value is read with them."""
+    value = entry.value.strip()
+    if len(value) < 2 or value[0] != "'" or value[-1] != "'":
+        return reason
+    return (f"{reason}; single quotes are not quotes in this file: use double quotes: "
+            f'{entry.key}="..."')  # fmt: skip
 
 
 def state_dir_of(path: Path | None, fallback: bool) -> Path:
@@ -278,13 +290,13 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
         ignore_file=ignore_file,
         history_file=read.required_path("HISTORY_FILE", state_dir / "portsentry.history"),
         blocked_file=read.required_path("BLOCKED_FILE", state_dir / "portsentry.blocked"),
-        resolve_host=read.get("RESOLVE_HOST", values.flag, False),
+        resolve_host=read.get("RESOLVE_HOST", values.portsentry_flag, False),
         block_tcp=read.get("BLOCK_TCP", values.block_mode, BlockMode.ALERT_ONLY),
         block_udp=read.get("BLOCK_UDP", values.block_mode, BlockMode.ALERT_ONLY),
         kill_route=read.get("KILL_ROUTE", kill.route_command, None),
         kill_hosts_deny=read.get("KILL_HOSTS_DENY", kill.hosts_deny_line, None),
         kill_run_cmd=read.get("KILL_RUN_CMD", kill.command, None),
-        kill_run_cmd_first=read.get("KILL_RUN_CMD_FIRST", values.flag, False),
+        kill_run_cmd_first=read.get("KILL_RUN_CMD_FIRST", values.portsentry_flag, False),
         scan_trigger=read.get("SCAN_TRIGGER", values.count, 0),
         port_banner=read.get("PORT_BANNER", values.optional_text, None),
         state_dir=state_dir,
@@ -434,10 +446,11 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
                             "ignored")  # fmt: skip
         else:
             try:
-                text = read_text(ignore_file)
+                data = read_bytes(ignore_file)
             except ValueError as why:
                 raise read.error("IGNORE_FILE", f"cannot read the ignore file: {why}") from None
-            ignored, ignore_warnings = parse_ignore_text(text, str(ignore_file))
+            ignored, ignore_warnings = parse_ignore_text(decoded(data), str(ignore_file),
+                                                         bom=data.startswith(BOM))  # fmt: skip
             warnings += ignore_warnings
     return dataclasses.replace(settings, ignored_networks=ignored, warnings=tuple(warnings))
 

@@ -232,10 +232,23 @@ def nft_table(text: str) -> str:
 
 
 def flag(text: str) -> bool:
-    """PortSentry's 0/1 switches."""
+    """Our 0/1 switches."""
     if text.strip() not in ("0", "1"):
         raise ValueError("must be 0 or 1")
     return text.strip() == "1"
+
+
+def portsentry_flag(text: str) -> bool:
+    """PortSentry's 0/1 switches (RESOLVE_HOST, KILL_RUN_CMD_FIRST), leading zeros allowed."""
+    return flag(_atoi_digits(text))
+
+
+def _atoi_digits(text: str) -> str:
+    """A decimal number without blanks around it and without leading zeros ('01' is '1',
+    '00' is '0'), as PortSentry's atoi() read its switches; anything else as it is, for the
+    parser to refuse ('yes', '1x', '')."""
+    text = text.strip()
+    return (text.lstrip("0") or "0") if ascii_digits(text) else text
 
 
 def count(text: str) -> int:
@@ -265,9 +278,11 @@ def scan_threshold(text: str) -> int:
 
 
 def block_mode(text: str) -> BlockMode:
-    if text.strip() not in ("0", "1", "2"):
+    """BLOCK_TCP / BLOCK_UDP, leading zeros allowed (see _atoi_digits)."""
+    number = _atoi_digits(text)
+    if number not in ("0", "1", "2"):
         raise ValueError("must be 0 (alert only), 1 (block) or 2 (run KILL_RUN_CMD only)")
-    return BlockMode(int(text))
+    return BlockMode(int(number))
 
 
 def optional_text(text: str) -> str | None:
