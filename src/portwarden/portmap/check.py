@@ -343,9 +343,19 @@ def _local_programs(timeout: float) -> tuple[tuple[Mapping, ...], str | None, bo
 
 
 def _is_here(address: str) -> bool:
-    """Whether `address` is one of this host's (a probe to it goes over loopback)."""
-    found = ipaddress.ip_address(address)
-    return found.is_loopback or found in {a.address for a in interface_addresses()}
+    """Whether `address` is one of this host's (a probe to it goes over loopback): on the device
+    its scope names, if it has one (`fe80::1%eth0`). The unspecified address is this host's
+    too, for the kernel."""
+    plain, _, scope = address.partition("%")
+    found = ipaddress.ip_address(plain)
+    return (
+        found.is_loopback
+        or found.is_unspecified
+        or any(
+            a.address == found and (not scope or scope in (a.device, str(a.ifindex)))
+            for a in interface_addresses()
+        )
+    )
 
 
 def _inside(source: str, view: WrappersView, wall: FirewallView) -> Network | None:
