@@ -1,7 +1,9 @@
 """`portwarden portmap` arguments and tool failures: one-line errors, exit 2, nothing done."""
 
 import ipaddress
+import os
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -145,3 +147,49 @@ def test_a_scoped_address_is_here_on_its_own_device_only(monkeypatch: pytest.Mon
     assert not check._is_here("fe80::1%eth1") and not check._is_here("fe80::2%eth0")
     assert check._is_here("198.18.0.1") and not check._is_here("198.18.0.2")
     assert check._is_here("0.0.0.0") and check._is_here("::")  # the kernel's own
+
+
+@pytest.mark.parametrize("option", ["--hosts-allow", "--hosts-deny"])
+@pytest.mark.parametrize("kind", ["device", "fifo", "folder", "symlink"])
+def test_check_refuses_anything_but_a_regular_file_as_protect_does(
+    option: str,
+    kind: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`check --hosts-allow /dev/null` gave a wrappers note and a verdict: an error, before
+    anything is asked (the loopback query may start a socket-activated rpcbind)."""
+    path = {"device": Path("/dev/null"), "folder": tmp_path}.get(kind, tmp_path / kind)
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "symlink":
+        (tmp_path / "real").write_text("rpcbind: ALL\n")
+        path.symlink_to(tmp_path / "real")
+
+    def no_check(*_: object) -> None:
+        raise AssertionError("checked with a file that is not a regular one")
+
+    monkeypatch.setattr(command, "build_report", no_check)
+    monkeypatch.setattr(command, "may_read", lambda: True)
+    assert main(["portmap", "check", option, str(path)]) == 2
+    why = "is a symbolic link; refusing to follow it" if kind == "symlink" else (
+        "is not a regular file; refusing to read it")  # fmt: skip
+    assert capsys.readouterr().err == f"portwarden: error: {path} {why}\n"
+
+
+def test_check_takes_a_missing_wrappers_file_as_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No hosts.allow is no error (libwrap reads none as empty): the report goes on."""
+
+    class Reached(Exception):
+        pass
+
+    def reached(*_: object) -> None:
+        raise Reached
+
+    monkeypatch.setattr(command, "build_report", reached)
+    monkeypatch.setattr(command, "may_read", lambda: True)
+    with pytest.raises(Reached):
+        main(["portmap", "check", "--hosts-allow", str(tmp_path / "none")])

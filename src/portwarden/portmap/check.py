@@ -210,16 +210,17 @@ def read_wrappers(hosts_allow: Path, hosts_deny: Path, owners: tuple[Owner, ...]
     question when it lets an outsider in or names an address of the allowed networks or the
     probes' `source`. `answered`: the portmapper answered the loopback query; with our `ALL`
     in hosts.deny in force, that proves libwrap read both files (Debian's libwrap denies every
-    caller when it cannot open one)."""
+    caller when it cannot open one). Raises WrappersError for a file that is there but is not
+    a regular file (a symbolic link, a FIFO, a device), as protect does."""
     lines: list[str] = []
     singles: dict[tuple[Path, int], tuple[int, tuple[Network, ...]]] = {}  # (file, line): ...
     files: list[tuple[list[str], wrappers.Block | None]] = []
     for path in (hosts_allow, hosts_deny):
+        text = wrappers.read(path) or ""  # raises WrappersError: not a regular file
+        found = lines_with_ends(text)
         try:
-            text = wrappers.read(path) or ""
-            found = lines_with_ends(text)
             block = wrappers.find_block(path, found)
-        except wrappers.WrappersError as error:
+        except wrappers.WrappersError as error:  # edited by hand: said, and not ours
             lines.append(one_line(str(error)))
             continue
         files.append((found, block))

@@ -12,11 +12,10 @@ from pathlib import Path
 from portwarden.config.errors import ConfigError
 from portwarden.net.local import IPAddress, scope_index, unmapped
 from portwarden.net.portmapper import PortmapperError, SourceAddressError
-from portwarden.portmap import lock
+from portwarden.portmap import lock, wrappers
 from portwarden.portmap.check import build_report
 from portwarden.portmap.firewall import Backend, FirewallError, may_read
 from portwarden.portmap.protect import Plan, plan_protect, plan_unprotect
-from portwarden.portmap.wrappers import WrappersError
 from portwarden.text import one_line
 
 HOSTS_ALLOW = Path("/etc/hosts.allow")
@@ -96,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         if args.portmap_command == "check":
             return _check(args)
         return _change(args)
-    except (WrappersError, FirewallError, lock.Busy) as error:
+    except (wrappers.WrappersError, FirewallError, lock.Busy) as error:
         print(f"portwarden: error: {one_line(str(error), 1000)}", file=sys.stderr)
         return 2
 
@@ -199,6 +198,8 @@ def _not_a_host(address: IPAddress) -> str | None:
 def _check(args: argparse.Namespace) -> int:
     timeout = parse_timeout(args.timeout)
     check_addresses(args.source, args.target)
+    for path in (args.hosts_allow, args.hosts_deny):  # as protect: anything but a regular
+        wrappers.read(path)  # file is an error (WrappersError), before anything is asked
     if not may_read():  # the caller says it in one line, as for the other commands that read
         raise PermissionError(errno.EPERM, "reading the firewall (nftables, iptables) needs "
                               "CAP_NET_ADMIN; nothing was checked")  # fmt: skip
