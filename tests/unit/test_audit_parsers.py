@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from portwarden.alert.syslog import SEVERITIES as SYSLOG_SEVERITIES
@@ -187,10 +187,25 @@ def test_proc_tables_keep_listening_sockets_and_unmap_ipv4_mapped() -> None:
     assert parse_table(TABLE.replace(" 0A ", " 07 "), UDP)[0].port == 22
 
 
-@given(st.text())
+# Words shaped like the table's fields, and what int() takes that the kernel never prints: a
+# sign (a negative word made struct.pack raise struct.error, past `except ValueError`), `0x`,
+# `_`, non-ASCII digits.
+_WORDS = st.text("0123456789ABCDEFabcdef-+x_\u0663", min_size=1, max_size=34)
+_LINES = st.builds(
+    "   0: {}:{} 00000000:0000 {} 00000000:00000000 00:00000000 00000000 {} 0 {} 1".format,
+    _WORDS, _WORDS, st.sampled_from(["07", "0A", "-7"]), _WORDS, _WORDS,
+)  # fmt: skip
+
+
+@given(st.one_of(st.text(), st.lists(_LINES).map("\n".join)))
+@example("   0: -1000000:0050 00000000:0000 07 0 0 0 0 0 1")
+@example("   0: 0100007F:-050 00000000:0000 07 0 0 0 -1 0 -1")
+@example("   0: 0x00007F:0050 00000000:0000 07 0 0 0 \u0663 0 1_0")
 def test_any_table_text_parses(text: str) -> None:
-    for sock in parse_table("header\n" + text, UDP):
-        assert 0 < sock.port <= 65535
+    """Bad lines are skipped: nothing but sockets comes out, and nothing is raised."""
+    for proto in (TCP, UDP):
+        for sock in parse_table("header\n" + text, proto):
+            assert 0 < sock.port <= 65535 and sock.uid >= 0 and sock.inode >= 0
 
 
 def test_state_round_trips_and_corrupt_state_is_a_warning(tmp_path: Path) -> None:
