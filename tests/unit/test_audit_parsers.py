@@ -228,6 +228,20 @@ def test_state_round_trips_and_corrupt_state_is_a_warning(tmp_path: Path) -> Non
         '{"version": 3, "seen": [["198.18.0.1", 22, "tcp", 100005, true]], "missing": []}',
         '{"version": 3, "seen": [["198.18.0.1", 22, "tcp", ["x"], true]], "missing": []}',
         '{"version": 4, "seen": [], "missing": []}',  # a later version's, after a downgrade
+        # The right shape, wrong types or ranges: bool is no number, ports and programs have
+        # their ranges, a string is no list (it would be read as its letters).
+        '{"version": 3, "seen": [["198.18.50.1", true, "tcp", [], false]], "missing": []}',
+        '{"version": 3, "seen": [["198.18.0.1", 0, "tcp", [], false]], "missing": []}',
+        '{"version": 3, "seen": [["198.18.0.1", 65536, "tcp", [], false]], "missing": []}',
+        '{"version": 3, "seen": [["198.18.0.1", 22.0, "tcp", [], false]], "missing": []}',
+        '{"version": 3, "seen": [["198.18.0.1", 111, "tcp", [-1], false]], "missing": []}',
+        '{"version": 3, "seen": [["198.18.0.1", 111, "tcp", [4294967296], false]], "missing": []}',
+        '{"version": 3, "seen": [["198.18.0.1", 111, "tcp", [true], false]], "missing": []}',
+        '{"version": 2, "seen": [["198.18.0.1", 111, "udp", -1, false]], "missing": []}',
+        '{"version": true, "seen": [["198.18.0.1", 22, "tcp", null]], "missing": []}',
+        '{"version": 3, "seen": [], "missing": "any:22/tcp"}',
+        '{"version": 3, "seen": "tcp22", "missing": []}',
+        '{"version": 3, "seen": [{"198.18.0.1": 1, "22": 2, "tcp": 3, "x": 4}], "missing": []}',
     ):
         path.write_text(junk)
         loaded, warning = AuditState.load(path)
