@@ -890,3 +890,29 @@ def test_a_probe_that_got_the_list_counts_it_in_the_right_number(
     monkeypatch.setattr(check, "dump", lambda *args, **kwargs: mappings)
     found = check.probe("198.18.0.20", "198.18.0.1", Proto.TCP, 1.0)
     assert (found.outcome, found.detail) == ("reachable", said)
+
+
+def test_both_firewalls_name_what_is_not_ours_in_one_wording(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What an administrator added to our nft table or our iptables chain is said the same
+    way for both (the message was built twice, and worded two ways)."""
+    listing = {"nftables": [{"table": {"name": firewall.TABLE}},
+                            {"chain": {"name": "input"}}, {"chain": {"name": "mine"}},
+                            {"rule": {"chain": "input", "handle": 7, "comment": "x"}}]}  # fmt: skip
+    nft = object.__new__(firewall.NftFirewall)
+    monkeypatch.setattr(nft, "_nft_run", lambda *_, **__: json.dumps(listing))
+    chain = firewall.CHAIN
+    iptables = firewall.IptablesFirewall()
+    monkeypatch.setattr(iptables, "_list", lambda tool, _: [
+        f"-N {chain}", f"-A {chain} -p tcp -m multiport --dports 22,80 -j ACCEPT"])  # fmt: skip
+    shape = ("{} holds what portwarden did not put there ({}): the {} is portwarden's alone, "
+             "protect replaces {} and unprotect deletes it; keep your own rules in a {} of "
+             "your own")  # fmt: skip
+    assert nft.foreign() == shape.format(
+        f"nftables table inet {firewall.TABLE}", "chain mine; rule handle 7 in chain input",
+        "table", "its chain's rules", "table")  # fmt: skip
+    rule = f"-A {chain} -p tcp -m multiport --dports 22,80 -j ACCEPT"
+    assert iptables.foreign() == shape.format(
+        f"chain {chain}", f"iptables: {rule}; ip6tables: {rule}", "chain", "its rules", "chain"
+    )
