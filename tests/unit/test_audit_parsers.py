@@ -58,6 +58,16 @@ def test_bad_policy_items_are_named(text: str, reason: str) -> None:
         parse_groups(text)
 
 
+@pytest.mark.parametrize("item", ["80/sctp", "-1/tcp", "name!/tcp", "22", "mountd"])
+def test_an_item_of_neither_form_is_said_in_one_wording(item: str) -> None:
+    """A bad protocol and a bad name or port were worded two ways."""
+    with pytest.raises(ValueError) as raised:
+        parse_groups(f"198.18.0.1:{item}")
+    assert str(raised.value) == (
+        f"'{item}' is not port/proto or an RPC program name/proto (proto is tcp or udp)"
+    )
+
+
 def test_skip_takes_ports_only() -> None:
     assert parse_skip_groups("3306/tcp")[0].items == (Item(TCP, 3306, None),)
     with pytest.raises(ValueError, match="port/proto only"):

@@ -54,6 +54,27 @@ def test_bad_allowed_network_is_one_line_error(text: str) -> None:
     assert message.startswith("--allow: ") and "\n" not in message
 
 
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("198.18.050.1", "'198.18.050.1' is not four decimal numbers: libwrap (TCP Wrappers) "
+         "reads a leading 0 as octal (0x as hex), so it reads 198.18.40.1; write the address "
+         "meant in decimal, without leading zeros"),
+        ("198.18.0x32.0/24", "'198.18.0x32.0' is not four decimal numbers: libwrap (TCP "
+         "Wrappers) reads a leading 0 as octal (0x as hex), so it reads 198.18.50.0; write"),
+        ("198.18.5", "'198.18.5' has 3 parts, not 4: libwrap (TCP Wrappers) takes it for no "
+         "address and it would match no caller; write the four parts of the address meant"),
+    ],
+)  # fmt: skip
+def test_an_inet_addr_form_is_said_as_libwrap_reads_it(text: str, reason: str) -> None:
+    """The addresses are for libwrap here, not PortSentry (whose ignore file the wording
+    came from)."""
+    with pytest.raises(ConfigError) as caught:
+        allowed_networks([text])
+    assert str(caught.value).startswith(f'--allow: "{text}": {reason}')
+    assert "PortSentry" not in str(caught.value) and "..." not in str(caught.value)
+
+
 @pytest.mark.parametrize(("text", "plain"), [("[2001:db8::]/64", "2001:db8::/64"),
                                              ("[2001:db8::14]", "2001:db8::14")])  # fmt: skip
 def test_the_hosts_allow_form_of_ipv6_is_the_same_network(text: str, plain: str) -> None:
