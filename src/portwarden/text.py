@@ -4,7 +4,7 @@ times, and port lists."""
 import time
 from collections.abc import Iterable
 
-from portwarden.limits import PORTS_TRACKED_MAX
+from portwarden.limits import HOSTNAME_MAX, PORTS_TRACKED_MAX
 
 _MAX_SHOWN = 200
 
@@ -28,6 +28,12 @@ def one_line(value: str, limit: int = _MAX_SHOWN, backslashes: bool = True) -> s
     if len(value) > limit:
         out.append("...")
     return "".join(out)
+
+
+def safe_hostname(name: str) -> str:
+    """A reverse-DNS name fit for a log line or PortSentry's files: no controls, no spaces,
+    no `/` (PortSentry's files write `name/address`)."""
+    return one_line(name, HOSTNAME_MAX).replace(" ", "\\x20").replace("/", "\\x2f")
 
 
 def field_value(value: str) -> str:

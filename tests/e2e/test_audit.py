@@ -256,6 +256,7 @@ def test_policy_across_runs_missing_restarted_new_and_ignored(
     assert status == 1 and kinds(report) == [("ServiceMissing", A4, 8081, "tcp")]
     [line] = report["findings"]
     assert (line["severity"], line["service"]) == ("crit", "tproxy")
+    assert line["device"] == "eth0"  # the device its address is on, as its ServiceRestarted
     assert audit(target, tmp_path, POLICY)[0] == 0  # reported once, as samhain does
 
     services[8081] = listen(target, "tcp", A4, 8081, "pwa-v4only8081")
@@ -263,6 +264,7 @@ def test_policy_across_runs_missing_restarted_new_and_ignored(
     assert status == 1 and kinds(report) == [("ServiceRestarted", A4, 8081, "tcp")]
     assert report["findings"][0]["program"] == "pwa-v4only8081"
     assert report["findings"][0]["severity"] == "notice"
+    assert report["findings"][0]["device"] == "eth0"
 
     new = listen(target, "tcp", A6, 9090, "pwa-new9090")
     ignored = listen(target, "tcp", "::", 9091, "pwa-ignored")

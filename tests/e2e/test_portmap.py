@@ -56,6 +56,19 @@ def outcomes(host: Host, source: str, target: str) -> dict[str, str]:
 REACHABLE = {"tcp": "reachable", "udp": "reachable"}
 
 
+def link_local(host: Host) -> str:
+    """The host's link-local address on eth0 with its device (`fe80::...%eth0`), once it has
+    passed duplicate address detection (a tentative address cannot be bound)."""
+    deadline = time.monotonic() + 10
+    while True:
+        shown = host.run(["ip", "-j", "-6", "addr", "show", "dev", "eth0", "scope", "link"])
+        found = [a for i in json.loads(shown.stdout) for a in i["addr_info"] if "local" in a]
+        if found and not found[0].get("tentative"):
+            return f"{found[0]['local']}%eth0"
+        assert time.monotonic() < deadline, f"no usable link-local address: {shown.stdout}"
+        time.sleep(0.1)
+
+
 def reachability(lab: Lab, family: int) -> tuple[dict[str, str], dict[str, str]]:
     """(client's outcomes, attacker's outcomes) towards the target over IPv4 or IPv6."""
     attacker = lab.attackers[0]
@@ -83,6 +96,9 @@ def test_wrappers_alone_let_the_client_in_and_refuse_the_outsider(
     for family in (4, 6):
         assert reachability(lab, family) == (REACHABLE, REACHABLE)
     assert rpcinfo_lists_program(attacker, lab.target.ipv4)
+    # Link-local, with the device bound to and connected on: outside the allowed networks.
+    near, target_near = link_local(attacker), link_local(lab.target)
+    assert outcomes(attacker, near, target_near) == REACHABLE
     before = files(portmapper)
 
     run_ok(portmapper, "protect", *ALLOW, "--firewall", "none")
@@ -92,6 +108,7 @@ def test_wrappers_alone_let_the_client_in_and_refuse_the_outsider(
     refused = {"tcp": "refused", "udp": "refused"}
     for family in (4, 6):
         assert reachability(lab, family) == (REACHABLE, refused)
+    assert outcomes(attacker, near, target_near) == refused
     assert rpcinfo_lists_program(lab.client, lab.target.ipv4)
     assert not rpcinfo_lists_program(attacker, lab.target.ipv4)
     assert rpcinfo_lists_program(lab.target, "127.0.0.1")  # loopback is always allowed
@@ -104,6 +121,9 @@ def test_wrappers_alone_let_the_client_in_and_refuse_the_outsider(
         f"rpcbind uses TCP Wrappers: libwrap.so is mapped by pid {portmapper.proc.pid} (rpcbind)"
     )
     assert f"\n  {mapped}\n" in check.stdout
+    here = portmapper.portwarden("portmap", "check", "--from", target_near)
+    assert here.returncode == 0, here.stdout + here.stderr
+    assert f"probe: udp from {target_near} to {target_near} port 111: refused" in here.stdout
 
     run_ok(portmapper, "unprotect", "--firewall", "none")
     assert files(portmapper) == before

@@ -48,7 +48,7 @@ def test_what_was_added_to_our_nftables_table_is_named_before_it_goes(
     [warning] = warnings(portmapper, "protect", *ALLOW, "--firewall", "nft")
     assert re.fullmatch(
         rf"portwarden: warning: nftables table inet {TABLE} holds what portwarden did not put "
-        r"there \(chain mine, rule handle \d+ in chain input\): the table is portwarden's "
+        r"there \(chain mine; rule handle \d+ in chain input\): the table is portwarden's "
         "alone, protect replaces its chain's rules and unprotect deletes it; keep your own "
         "rules in a table of your own", warning)  # fmt: skip
     assert "dport 22" not in target.run(["nft", "list", "table", "inet", TABLE]).stdout
@@ -66,6 +66,7 @@ def test_a_rule_added_to_our_iptables_chain_is_named_before_it_goes(
     target.run(["iptables", "-A", CHAIN, "-p", "tcp", "--dport", "22", "-j", "ACCEPT"])
     [warning] = warnings(portmapper, "unprotect", "--firewall", "iptables")
     assert (
-        f"chain {CHAIN} holds rules portwarden did not put there (iptables: -A {CHAIN} -p "
-        "tcp -m tcp --dport 22 -j ACCEPT): the chain is portwarden's alone"
+        f"chain {CHAIN} holds what portwarden did not put there (iptables: -A {CHAIN} -p "
+        "tcp -m tcp --dport 22 -j ACCEPT): the chain is portwarden's alone, protect replaces "
+        "its rules and unprotect deletes it; keep your own rules in a chain of your own"
     ) in warning

@@ -2,8 +2,11 @@
 expected after each (samhain's ServiceNew, ServiceMissing, ServiceRestarted,
 ServicePortSwitch)."""
 
+import ipaddress
+
 from portwarden.audit.compare import Requirement, Severities, compare
 from portwarden.audit.findings import Finding, Kind, OpenPort
+from portwarden.audit.interfaces import Interface, device_of
 from portwarden.audit.policy import Policy, Rule, parse_groups
 from portwarden.audit.state import AuditState
 from portwarden.detect.probe import Proto
@@ -367,3 +370,33 @@ def test_a_protocol_not_read_in_full_keeps_its_last_state() -> None:
     assert audit.check(cut=cut) == []  # reported missing once, and still so
     assert audit.check(port(A, 39148, Proto.UDP), cut=cut) == [
         (Kind.RESTARTED, "ServiceRestarted: any:39148/udp (maybe_svc)")]  # fmt: skip
+
+
+def test_missing_and_restarted_name_the_same_device() -> None:
+    """The JSON `device` of a ServiceMissing for an item on an address was null, and that of
+    its ServiceRestarted the port's device: both say where the item applies now, the device
+    of its address; neither names one for an item on every interface."""
+    groups = parse_groups("198.18.50.1:8081/tcp; 8091/udp; eth1:22/tcp")
+    on = {"198.18.50.1": "eth9"}
+    needs = [Requirement(g, i, "svc", None, on.get(str(g.where))) for g in groups for i in g.items]
+    missing, state = compare([], RPC_NAMES, needs, None, SEVERITIES)
+    back = [port("198.18.50.1", 8081, rule=Rule.REQUIRED)._replace(device="eth9"),
+            port(A, 8091, Proto.UDP, rule=Rule.REQUIRED),
+            port("198.18.0.9", 22, rule=Rule.REQUIRED)._replace(device="eth1")]  # fmt: skip
+    restarted, _ = compare(back, RPC_NAMES, needs, state, SEVERITIES)
+    said = [("198.18.50.1", "eth9"), ("any", None), ("eth1", "eth1")]
+    assert [(f.kind, f.event()["interface"], f.event()["device"]) for f in missing] == [
+        (Kind.MISSING, *where) for where in said
+    ]
+    assert [(f.kind, f.event()["interface"], f.event()["device"]) for f in restarted] == [
+        (Kind.RESTARTED, *where) for where in said
+    ]
+
+
+def test_the_device_of_an_address_is_the_one_it_is_on_now() -> None:
+    found = [Interface(ipaddress.ip_address(a), d, n)
+             for a, d, n in [("198.18.50.1", "eth9", 9), ("fe80::1", "a", 3),
+                             ("fe80::1", "b", 4)]]  # fmt: skip
+    wheres = parse_groups("198.18.50.1:1/tcp; fe80::1:1/tcp; fe80::1%b:1/tcp; eth0:1/tcp; "
+                          "198.18.50.2:1/tcp; 1/tcp")  # fmt: skip
+    assert [device_of(g.where, found) for g in wheres] == ["eth9", None, "b", None, None, None]

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from portwarden.alert.syslog import SEVERITIES as SYSLOG_SEVERITIES
@@ -56,6 +56,16 @@ def test_policy_interface_is_everything_before_the_last_colon() -> None:
 def test_bad_policy_items_are_named(text: str, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
         parse_groups(text)
+
+
+@pytest.mark.parametrize("item", ["80/sctp", "-1/tcp", "name!/tcp", "22", "mountd"])
+def test_an_item_of_neither_form_is_said_in_one_wording(item: str) -> None:
+    """A bad protocol and a bad name or port were worded two ways."""
+    with pytest.raises(ValueError) as raised:
+        parse_groups(f"198.18.0.1:{item}")
+    assert str(raised.value) == (
+        f"'{item}' is not port/proto or an RPC program name/proto (proto is tcp or udp)"
+    )
 
 
 def test_skip_takes_ports_only() -> None:
@@ -187,10 +197,25 @@ def test_proc_tables_keep_listening_sockets_and_unmap_ipv4_mapped() -> None:
     assert parse_table(TABLE.replace(" 0A ", " 07 "), UDP)[0].port == 22
 
 
-@given(st.text())
+# Words shaped like the table's fields, and what int() takes that the kernel never prints: a
+# sign (a negative word made struct.pack raise struct.error, past `except ValueError`), `0x`,
+# `_`, non-ASCII digits.
+_WORDS = st.text("0123456789ABCDEFabcdef-+x_\u0663", min_size=1, max_size=34)
+_LINES = st.builds(
+    "   0: {}:{} 00000000:0000 {} 00000000:00000000 00:00000000 00000000 {} 0 {} 1".format,
+    _WORDS, _WORDS, st.sampled_from(["07", "0A", "-7"]), _WORDS, _WORDS,
+)  # fmt: skip
+
+
+@given(st.one_of(st.text(), st.lists(_LINES).map("\n".join)))
+@example("   0: -1000000:0050 00000000:0000 07 0 0 0 0 0 1")
+@example("   0: 0100007F:-050 00000000:0000 07 0 0 0 -1 0 -1")
+@example("   0: 0x00007F:0050 00000000:0000 07 0 0 0 \u0663 0 1_0")
 def test_any_table_text_parses(text: str) -> None:
-    for sock in parse_table("header\n" + text, UDP):
-        assert 0 < sock.port <= 65535
+    """Bad lines are skipped: nothing but sockets comes out, and nothing is raised."""
+    for proto in (TCP, UDP):
+        for sock in parse_table("header\n" + text, proto):
+            assert 0 < sock.port <= 65535 and sock.uid >= 0 and sock.inode >= 0
 
 
 def test_state_round_trips_and_corrupt_state_is_a_warning(tmp_path: Path) -> None:
@@ -213,6 +238,20 @@ def test_state_round_trips_and_corrupt_state_is_a_warning(tmp_path: Path) -> Non
         '{"version": 3, "seen": [["198.18.0.1", 22, "tcp", 100005, true]], "missing": []}',
         '{"version": 3, "seen": [["198.18.0.1", 22, "tcp", ["x"], true]], "missing": []}',
         '{"version": 4, "seen": [], "missing": []}',  # a later version's, after a downgrade
+        # The right shape, wrong types or ranges: bool is no number, ports and programs have
+        # their ranges, a string is no list (it would be read as its letters).
+        '{"version": 3, "seen": [["198.18.50.1", true, "tcp", [], false]], "missing": []}',
+        '{"version": 3, "seen": [["198.18.0.1", 0, "tcp", [], false]], "missing": []}',
+        '{"version": 3, "seen": [["198.18.0.1", 65536, "tcp", [], false]], "missing": []}',
+        '{"version": 3, "seen": [["198.18.0.1", 22.0, "tcp", [], false]], "missing": []}',
+        '{"version": 3, "seen": [["198.18.0.1", 111, "tcp", [-1], false]], "missing": []}',
+        '{"version": 3, "seen": [["198.18.0.1", 111, "tcp", [4294967296], false]], "missing": []}',
+        '{"version": 3, "seen": [["198.18.0.1", 111, "tcp", [true], false]], "missing": []}',
+        '{"version": 2, "seen": [["198.18.0.1", 111, "udp", -1, false]], "missing": []}',
+        '{"version": true, "seen": [["198.18.0.1", 22, "tcp", null]], "missing": []}',
+        '{"version": 3, "seen": [], "missing": "any:22/tcp"}',
+        '{"version": 3, "seen": "tcp22", "missing": []}',
+        '{"version": 3, "seen": [{"198.18.0.1": 1, "22": 2, "tcp": 3, "x": 4}], "missing": []}',
     ):
         path.write_text(junk)
         loaded, warning = AuditState.load(path)

@@ -7,6 +7,7 @@ import pytest
 
 from portwarden.portmap import owner
 from portwarden.portmap.protect import plan_protect, plan_unprotect
+from portwarden.portmap.wrappers import WrappersError
 from portwarden.respond import files
 from portwarden.respond.files import replace_atomically
 from tests.lab.acl import mode_600_and_reader
@@ -88,3 +89,43 @@ def test_a_line_appended_in_the_moment_of_the_rename_is_kept(
     monkeypatch.setattr(files.os, "replace", appended_first)
     files.replace_atomically(path, f"{text}rpcbind: ALL\n", identity)
     assert path.read_text() == "sshd: 198.18.0.9\nrpcbind: ALL\nALL: 198.18.99.1\n"
+
+
+def test_an_error_names_the_file_replaced_never_its_temporary_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/proc takes no new file: the error said `/proc/.version.xw8ho6my: No such file or
+    directory`, a name the administrator never gave."""
+    with pytest.raises(OSError) as raised:
+        replace_atomically(Path("/proc/version"), "x\n")
+    assert raised.value.filename == "/proc/version"
+    assert str(raised.value.strerror).startswith("its folder /proc takes no new file (")
+
+    def full(_: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    def refused(_: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    path = tmp_path / "hosts.deny"
+    path.write_text("ALL: 192.0.2.1\n")
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as raised:
+        replace_atomically(path, "ALL: 192.0.2.2\n")
+    assert (raised.value.errno, raised.value.filename) == (28, str(path))
+    assert "(No space left on device)" in str(raised.value.strerror)
+    assert [p.name for p in tmp_path.iterdir()] == ["hosts.deny"]  # its copy is gone
+    monkeypatch.setattr(os, "fsync", refused)
+    with pytest.raises(PermissionError):  # still one: the CLI says to run as root
+        replace_atomically(path, "ALL: 192.0.2.2\n")
+
+
+def test_protect_names_the_wrappers_file_whose_folder_takes_no_new_file(tmp_path: Path) -> None:
+    """Nothing is changed, and the error names the file given (as root, the folder passes the
+    checks made before anything is written, and the copy fails; as another user, those
+    checks say it)."""
+    deny = tmp_path / "hosts.deny"
+    with pytest.raises(WrappersError) as raised:
+        plan_protect(["198.18.0.0/24"], Path("/proc/version"), deny, None).apply()
+    assert str(raised.value).startswith("/proc/version: ") and "/proc/." not in str(raised.value)
+    assert not deny.exists()

@@ -7,6 +7,7 @@ from concurrent.futures import Future
 from portwarden import limits
 from portwarden.alert.hostnames import HostNames
 from portwarden.respond.resolve import Lookup, Resolver
+from portwarden.text import safe_hostname
 
 A, B = ipaddress.ip_address("198.18.0.11"), ipaddress.ip_address("2001:db8::b")
 
@@ -77,3 +78,12 @@ def test_lines_that_need_no_name_keep_their_place_behind_those_that_wait() -> No
     assert list(names.ready(0.3)) == [("attack", "a.example"), ("blocked", None)]
     names.submit(None, "alone", 0.4)
     assert list(names.ready(0.4)) == [("alone", None)]
+
+
+def test_a_hostile_name_is_made_safe_by_the_text_module() -> None:
+    """safe_hostname lives with the other renderers of untrusted text (alert used to import it
+    from respond.actions): no line break, no blank, no `/` (PortSentry's files write
+    `name/address`), cut at HOSTNAME_MAX."""
+    shown = safe_hostname("evil host/\n" + "x" * 300)
+    assert shown.startswith("evil\\x20host\\x2f\\n") and shown.endswith("...")
+    assert " " not in shown and "/" not in shown and len(shown) < limits.HOSTNAME_MAX + 20

@@ -54,6 +54,27 @@ def test_bad_allowed_network_is_one_line_error(text: str) -> None:
     assert message.startswith("--allow: ") and "\n" not in message
 
 
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("198.18.050.1", "'198.18.050.1' is not four decimal numbers: libwrap (TCP Wrappers) "
+         "reads a leading 0 as octal (0x as hex), so it reads 198.18.40.1; write the address "
+         "meant in decimal, without leading zeros"),
+        ("198.18.0x32.0/24", "'198.18.0x32.0' is not four decimal numbers: libwrap (TCP "
+         "Wrappers) reads a leading 0 as octal (0x as hex), so it reads 198.18.50.0; write"),
+        ("198.18.5", "'198.18.5' has 3 parts, not 4: libwrap (TCP Wrappers) takes it for no "
+         "address and it would match no caller; write the four parts of the address meant"),
+    ],
+)  # fmt: skip
+def test_an_inet_addr_form_is_said_as_libwrap_reads_it(text: str, reason: str) -> None:
+    """The addresses are for libwrap here, not PortSentry (whose ignore file the wording
+    came from)."""
+    with pytest.raises(ConfigError) as caught:
+        allowed_networks([text])
+    assert str(caught.value).startswith(f'--allow: "{text}": {reason}')
+    assert "PortSentry" not in str(caught.value) and "..." not in str(caught.value)
+
+
 @pytest.mark.parametrize(("text", "plain"), [("[2001:db8::]/64", "2001:db8::/64"),
                                              ("[2001:db8::14]", "2001:db8::14")])  # fmt: skip
 def test_the_hosts_allow_form_of_ipv6_is_the_same_network(text: str, plain: str) -> None:
@@ -890,3 +911,29 @@ def test_a_probe_that_got_the_list_counts_it_in_the_right_number(
     monkeypatch.setattr(check, "dump", lambda *args, **kwargs: mappings)
     found = check.probe("198.18.0.20", "198.18.0.1", Proto.TCP, 1.0)
     assert (found.outcome, found.detail) == ("reachable", said)
+
+
+def test_both_firewalls_name_what_is_not_ours_in_one_wording(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What an administrator added to our nft table or our iptables chain is said the same
+    way for both (the message was built twice, and worded two ways)."""
+    listing = {"nftables": [{"table": {"name": firewall.TABLE}},
+                            {"chain": {"name": "input"}}, {"chain": {"name": "mine"}},
+                            {"rule": {"chain": "input", "handle": 7, "comment": "x"}}]}  # fmt: skip
+    nft = object.__new__(firewall.NftFirewall)
+    monkeypatch.setattr(nft, "_nft_run", lambda *_, **__: json.dumps(listing))
+    chain = firewall.CHAIN
+    iptables = firewall.IptablesFirewall()
+    monkeypatch.setattr(iptables, "_list", lambda tool, _: [
+        f"-N {chain}", f"-A {chain} -p tcp -m multiport --dports 22,80 -j ACCEPT"])  # fmt: skip
+    shape = ("{} holds what portwarden did not put there ({}): the {} is portwarden's alone, "
+             "protect replaces {} and unprotect deletes it; keep your own rules in a {} of "
+             "your own")  # fmt: skip
+    assert nft.foreign() == shape.format(
+        f"nftables table inet {firewall.TABLE}", "chain mine; rule handle 7 in chain input",
+        "table", "its chain's rules", "table")  # fmt: skip
+    rule = f"-A {chain} -p tcp -m multiport --dports 22,80 -j ACCEPT"
+    assert iptables.foreign() == shape.format(
+        f"chain {chain}", f"iptables: {rule}; ip6tables: {rule}", "chain", "its rules", "chain"
+    )

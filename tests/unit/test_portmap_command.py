@@ -1,6 +1,9 @@
 """`portwarden portmap` arguments and tool failures: one-line errors, exit 2, nothing done."""
 
+import ipaddress
+import os
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,7 +12,8 @@ from hypothesis import strategies as st
 
 from portwarden.cli import main
 from portwarden.config.errors import ConfigError
-from portwarden.portmap import command
+from portwarden.net.local import InterfaceAddress
+from portwarden.portmap import check, command
 from portwarden.portmap.command import TIMEOUT_S_MAX, TIMEOUT_S_MIN, parse_timeout
 
 TIMEOUT_REASON = "must be a number of seconds from 0.1 to 60"
@@ -86,3 +90,106 @@ def test_unprotect_help_says_both_firewalls_are_cleaned(
     with pytest.raises(SystemExit):
         main(["portmap", "protect", "--help"])
     assert "which firewall to add the rules to" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--from", "0.0.0.0"], '--from: "0.0.0.0": the unspecified address names no host'),
+        (["--from", "::"], '--from: "::": the unspecified address names no host'),
+        (["--from", "::ffff:0.0.0.0"], '--from: "::ffff:0.0.0.0": the unspecified address'),
+        (["--from", "198.18.0.1", "--to", "0.0.0.0"],
+         '--to: "0.0.0.0": the unspecified address names no host'),
+        (["--from", "2001:db8::1", "--to", "::"], '--to: "::": the unspecified address'),
+        (["--from", "224.0.0.1"], '--from: "224.0.0.1": a multicast address names no one host'),
+        (["--from", "198.18.0.1", "--to", "ff02::1"], '--to: "ff02::1": a multicast address'),
+        (["--from", "255.255.255.255"],
+         '--from: "255.255.255.255": the broadcast address names no one host'),
+        (["--from", "198.18.0.1", "--to", "255.255.255.255"], '--to: "255.255.255.255": the '),
+        (["--from", "fe80::1"],
+         '--from: "fe80::1": a link-local address needs its device: fe80::1%eth0, for one'),
+        (["--from", "2001:db8::1", "--to", "fe80::2"], '--to: "fe80::2": a link-local address '),
+        (["--from", "fe80::1%h4-no-such"], '--from: "fe80::1%h4-no-such": this host has no '
+         "device h4-no-such"),
+        (["--from", "2001:db8::1%lo"], '--from: "2001:db8::1%lo": a scope (%device) goes only '
+         "with a link-local address"),
+    ],
+)  # fmt: skip
+def test_an_address_that_is_no_one_host_is_refused_before_anything_is_probed(
+    args: list[str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """0.0.0.0 would be taken for this host, and probed over loopback (always allowed): a
+    false `exposed`; a link-local address means nothing without its device."""
+
+    def no_check(*_: object) -> None:
+        raise AssertionError("checked with an address that is no one host")
+
+    monkeypatch.setattr(command, "build_report", no_check)
+    assert main(["portmap", "check", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"portwarden: error: {message}") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize(("source", "target"), [("fe80::1%lo", None), ("fe80::1%1", "fe80::2%lo"),
+                                                ("198.18.0.1", "198.18.0.2")])  # fmt: skip
+def test_a_link_local_address_with_its_device_is_taken(source: str, target: str | None) -> None:
+    command.check_addresses(source, target)
+
+
+def test_a_scoped_address_is_here_on_its_own_device_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    mine = [InterfaceAddress("eth0", 2, ipaddress.ip_address("fe80::1")),
+            InterfaceAddress("eth0", 2, ipaddress.ip_address("198.18.0.1"))]  # fmt: skip
+    monkeypatch.setattr(check, "interface_addresses", lambda: mine)
+    assert check._is_here("fe80::1%eth0") and check._is_here("fe80::1%2")
+    assert not check._is_here("fe80::1%eth1") and not check._is_here("fe80::2%eth0")
+    assert check._is_here("198.18.0.1") and not check._is_here("198.18.0.2")
+    assert check._is_here("0.0.0.0") and check._is_here("::")  # the kernel's own
+
+
+@pytest.mark.parametrize("option", ["--hosts-allow", "--hosts-deny"])
+@pytest.mark.parametrize("kind", ["device", "fifo", "folder", "symlink"])
+def test_check_refuses_anything_but_a_regular_file_as_protect_does(
+    option: str,
+    kind: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`check --hosts-allow /dev/null` gave a wrappers note and a verdict: an error, before
+    anything is asked (the loopback query may start a socket-activated rpcbind)."""
+    path = {"device": Path("/dev/null"), "folder": tmp_path}.get(kind, tmp_path / kind)
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "symlink":
+        (tmp_path / "real").write_text("rpcbind: ALL\n")
+        path.symlink_to(tmp_path / "real")
+
+    def no_check(*_: object) -> None:
+        raise AssertionError("checked with a file that is not a regular one")
+
+    monkeypatch.setattr(command, "build_report", no_check)
+    monkeypatch.setattr(command, "may_read", lambda: True)
+    assert main(["portmap", "check", option, str(path)]) == 2
+    why = "is a symbolic link; refusing to follow it" if kind == "symlink" else (
+        "is not a regular file; refusing to read it")  # fmt: skip
+    assert capsys.readouterr().err == f"portwarden: error: {path} {why}\n"
+
+
+def test_check_takes_a_missing_wrappers_file_as_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No hosts.allow is no error (libwrap reads none as empty): the report goes on."""
+
+    class Reached(Exception):
+        pass
+
+    def reached(*_: object) -> None:
+        raise Reached
+
+    monkeypatch.setattr(command, "build_report", reached)
+    monkeypatch.setattr(command, "may_read", lambda: True)
+    with pytest.raises(Reached):
+        main(["portmap", "check", "--hosts-allow", str(tmp_path / "none")])

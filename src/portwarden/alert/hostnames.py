@@ -12,8 +12,8 @@ from typing import Generic, TypeVar
 
 from portwarden import limits
 from portwarden.config.ignore import Address
-from portwarden.respond.actions import safe_hostname
 from portwarden.respond.resolve import Lookup, Resolver
+from portwarden.text import safe_hostname
 
 T = TypeVar("T")
 

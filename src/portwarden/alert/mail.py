@@ -39,10 +39,9 @@ from portwarden.alert.reportbook import (
 from portwarden.config import Settings
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Proto
-from portwarden.respond.actions import safe_hostname
 from portwarden.respond.resolve import Resolver
 from portwarden.store.db import store_path
-from portwarden.text import counted, local_stamp, one_line, port_count, utc_stamp
+from portwarden.text import counted, local_stamp, one_line, port_count, safe_hostname, utc_stamp
 
 if TYPE_CHECKING:
     from portwarden.alert.smtp import RelayLookup

@@ -11,7 +11,12 @@ from typing import NamedTuple
 from portwarden.audit import confirm
 from portwarden.audit.compare import ANY, Requirement, Severities, compare
 from portwarden.audit.findings import Finding, Kind, OpenPort
-from portwarden.audit.interfaces import Interface, ambiguous_addresses, audited_interfaces
+from portwarden.audit.interfaces import (
+    Interface,
+    ambiguous_addresses,
+    audited_interfaces,
+    device_of,
+)
 from portwarden.audit.names import UNKNOWN, Names
 from portwarden.audit.policy import Item, Policy
 from portwarden.audit.sockets import (
@@ -109,7 +114,8 @@ def run_audit(settings: Settings, previous: AuditState | None, now: float,
                          owned.get(sock.inode), names, policy)
                   for interface, sock in audited]  # fmt: skip
     requirements = [Requirement(group, item, _item_service(item, names),
-                                names.program_number(item.rpc) if item.rpc else None)
+                                names.program_number(item.rpc) if item.rpc else None,
+                                device_of(group.where, interfaces))
                     for group, item in policy.requirements()]  # fmt: skip
     rpc_names = {p: names.program_names(p) for held in programs.values() for p in held}
     findings, state = compare(open_ports, rpc_names, requirements, previous, _severities(settings),

@@ -10,6 +10,7 @@ holds them, so that they keep what was known of them when the portmapper cannot 
 than turning into a ServiceNew each time it does not answer).
 """
 
+import ipaddress
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -41,6 +42,9 @@ class Requirement(NamedTuple):
     item: Item
     service: str  # what to call it in a ServiceMissing line
     rpc_program: int | None = None  # the number of the program an item by RPC name names
+    # For a group on an address: the device that address is on now (None: on no audited
+    # device, or on several, as a link-local address without its device may be).
+    address_device: str | None = None
 
     @property
     def where(self) -> str:
@@ -49,11 +53,12 @@ class Requirement(NamedTuple):
 
     @property
     def device(self) -> str | None:
-        """The one device it applies on, if it does on one: a device group, `fe80::1%eth0`."""
+        """The one device it applies on, if it does on one: a device group, `fe80::1%eth0`, an
+        address on one device now. Its ServiceMissing and ServiceRestarted both say it."""
         address = self.group.where.address
-        if address is not None and address.version == 6:
+        if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
             return address.scope_id
-        return self.group.where.device
+        return self.group.where.device or self.address_device
 
     @property
     def key(self) -> str:
@@ -132,7 +137,8 @@ def compare(
                                         rpc_program=need.rpc_program,
                                         device=need.device))  # fmt: skip
         elif need.key in before.missing:  # said where the item applies, as its ServiceMissing
-            findings.append(found(Kind.RESTARTED, match)._replace(interface=need.where))
+            findings.append(found(Kind.RESTARTED, match)._replace(interface=need.where,
+                                                                 device=need.device))  # fmt: skip
     return findings, AuditState(frozenset(seen), frozenset(missing))
 
 

@@ -61,6 +61,16 @@ def ambiguous_addresses(groups: Iterable[tuple[str, Where]],
     return found
 
 
+def device_of(where: Where, interfaces: Iterable[Interface]) -> str | None:
+    """The device the address of a group on an address is on now, among `interfaces`; None for
+    another group, or an address on none of them or on several (a link-local address written
+    without its device)."""
+    if where.address is None:
+        return None
+    on = {i.device for i in interfaces if where.covers(str(i), i.device)}
+    return on.pop() if len(on) == 1 else None
+
+
 def _scope(address: IPAddress) -> str | None:
     return address.scope_id if isinstance(address, ipaddress.IPv6Address) else None
 

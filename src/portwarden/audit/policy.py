@@ -19,6 +19,8 @@ from portwarden.net.portmapper import PORTMAPPER_PORT
 _DEVICE = re.compile(r"[A-Za-z0-9_.@-]{1,15}")
 _RPC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.+-]{0,63}|RPC_[0-9]{1,10}")
 _ITEM_SEPARATORS = re.compile(r"[,\s]+")
+# One wording for every item that is neither form (a bad protocol, a bad name, a negative port).
+_NOT_AN_ITEM = "'{}' is not port/proto or an RPC program name/proto (proto is tcp or udp)"
 
 
 class Rule(Enum):
@@ -85,7 +87,7 @@ def parse_groups(text: str) -> tuple[Group, ...]:
         where = _where(where_text.strip()) if colon else Where()
         items = tuple(_item(word) for word in _ITEM_SEPARATORS.split(items_text) if word)
         if not items:
-            raise ValueError(f"'{part.strip()}' lists no port/proto or name/proto")
+            raise ValueError(f"'{part.strip()}' lists no port/proto or RPC program name/proto")
         groups.append(Group(where, items))
     return tuple(groups)
 
@@ -139,13 +141,13 @@ def _item(word: str) -> Item:
     except ValueError:
         proto = None
     if not slash or proto is None:
-        raise ValueError(f"'{word}' is not port/proto or name/proto (proto is tcp or udp)")
+        raise ValueError(_NOT_AN_ITEM.format(word))
     if name.isascii() and name.isdigit():  # not '²' or '１
         if not 1 <= int(name) <= 65535:
             raise ValueError(f"'{word}': port must be 1-65535")
         return Item(proto, int(name), None)
     if not _RPC_NAME.fullmatch(name):
-        raise ValueError(f"'{word}' is not port/proto or an RPC program name/proto")
+        raise ValueError(_NOT_AN_ITEM.format(word))
     return Item(proto, None, name)
 
 

@@ -12,6 +12,7 @@ import grp
 import ipaddress
 import os
 import pwd
+import re
 import socket
 import struct
 from collections.abc import Callable, Iterable, Iterator
@@ -29,6 +30,8 @@ PROC = Path("/proc")
 _TCP_LISTEN = "0A"
 _UDP_UNCONNECTED = "07"
 _WORD = struct.Struct("=I")  # the tables print addresses as host-order 32-bit words
+_HEX = re.compile(r"[0-9A-Fa-f]{1,8}")  # a port, or one 32-bit word of an address
+_DECIMAL = re.compile(r"[0-9]{1,20}")  # a uid, an inode
 
 
 class Socket(NamedTuple):
@@ -62,7 +65,7 @@ def parse_table(text: str, proto: Proto) -> list[Socket]:
         address_hex, _, port_hex = fields[1].partition(":")
         try:
             address = _address(address_hex)
-            port, uid, inode = int(port_hex, 16), int(fields[7]), int(fields[9])
+            port, uid, inode = _hex(port_hex), _decimal(fields[7]), _decimal(fields[9])
         except ValueError:
             continue
         if 0 < port <= 65535:
@@ -73,8 +76,24 @@ def parse_table(text: str, proto: Proto) -> list[Socket]:
 def _address(text: str) -> IPAddress:
     if len(text) not in (8, 32):
         raise ValueError("not an address")
-    packed = b"".join(_WORD.pack(int(text[i : i + 8], 16)) for i in range(0, len(text), 8))
+    packed = b"".join(_WORD.pack(_hex(text[i : i + 8])) for i in range(0, len(text), 8))
     return unmapped(ipaddress.ip_address(packed))  # bound to ::ffff:a.b.c.d: that IPv4 only
+
+
+def _hex(text: str) -> int:
+    """A number the kernel printed in hex digits, nothing else: int() also takes a sign, `0x`,
+    `_` and blanks, and a negative word would make struct.pack raise struct.error, not the
+    ValueError a bad line is skipped for. Raises ValueError."""
+    if not _HEX.fullmatch(text):
+        raise ValueError("not hex digits")
+    return int(text, 16)
+
+
+def _decimal(text: str) -> int:
+    """A number the kernel printed in decimal digits (ASCII ones only). Raises ValueError."""
+    if not _DECIMAL.fullmatch(text):
+        raise ValueError("not decimal digits")
+    return int(text)
 
 
 _DIAG_QUERIES = {Proto.TCP: (socket.IPPROTO_TCP, sockdiag.TCP_LISTEN_ONLY),

@@ -18,6 +18,7 @@ from portwarden.text import one_line
 STATE_NAME = "audit.json"
 _VERSION = 3
 _READABLE = (1, 2, 3)
+_RPC_PROGRAM_MAX = 2**32 - 1  # an unsigned 32-bit number in ONC RPC
 
 
 class Seen(NamedTuple):
@@ -48,9 +49,12 @@ class AuditState:
         """Raises ValueError when the text is not a state this version wrote."""
         try:
             data = json.loads(text)
-            if data["version"] not in _READABLE:
-                raise ValueError(f"unknown version {one_line(str(data['version']))}")
-            seen = frozenset(_seen(item, data["version"]) for item in data["seen"])
+            version = data["version"]
+            if type(version) is not int or version not in _READABLE:  # `true` is no 1
+                raise ValueError(f"unknown version {one_line(json.dumps(version))}")
+            if not (isinstance(data["seen"], list) and isinstance(data["missing"], list)):
+                raise ValueError("bad seen or missing list")  # a string would be its letters
+            seen = frozenset(_seen(item, version) for item in data["seen"])
             missing = frozenset(data["missing"])
             if not all(isinstance(key, str) for key in missing):
                 raise ValueError("bad missing list")
@@ -75,13 +79,20 @@ class AuditState:
         replace_atomically(path, self.to_json(), private=True)
 
 
+def _whole(value: Any, low: int, high: int) -> bool:
+    """A JSON whole number from `low` to `high`; `true` is none (in Python, bool is an int)."""
+    return type(value) is int and low <= value <= high
+
+
 def _seen(item: Any, version: int) -> Seen:
+    if not isinstance(item, list):
+        raise ValueError("bad seen entry")
     interface, port, proto, programs, *rest = item
     if version < 3:  # one program or null
         programs = [] if programs is None else [programs]
     unlisted = rest[0] if rest else None
-    if not (isinstance(interface, str) and isinstance(port, int) and proto in ("tcp", "udp")
-            and isinstance(programs, list) and all(isinstance(p, int) for p in programs)
+    if not (isinstance(interface, str) and _whole(port, 1, 65535) and proto in ("tcp", "udp")
+            and isinstance(programs, list) and all(_whole(p, 0, _RPC_PROGRAM_MAX) for p in programs)
             and len(rest) == (0 if version == 1 else 1)
             and (isinstance(unlisted, bool) or (unlisted is None and version != 2))):  # fmt: skip
         raise ValueError("bad seen entry")

@@ -11,7 +11,7 @@ from portwarden.config.conffile import capped
 from portwarden.config.errors import ConfigError
 from portwarden.config.textfile import BOM, numbered_lines
 from portwarden.net.local import unmapped
-from portwarden.text import one_line
+from portwarden.text import counted, one_line
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -74,7 +74,7 @@ def parse_network(text: str) -> Network:
     try:
         address = ipaddress.ip_address(address_text)
     except ValueError:
-        raise ValueError(f"'{address_text}' {_not_an_address(address_text)}") from None
+        raise _not_an_address(address_text) from None
     if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
         raise ValueError(f"'{address_text}' has a zone (%{address.scope_id}); "
                          "write the address without it")  # fmt: skip
@@ -97,22 +97,37 @@ def parse_network(text: str) -> Network:
     return ipaddress.ip_network(f"{address}/{bits}", strict=False)
 
 
-def _not_an_address(text: str) -> str:
-    """Why `text` is not an address, for an error that quotes it before."""
+class InetForm(ValueError):
+    """An IPv4 address in a form C's inet_addr() takes and we do not: fewer than four parts
+    (1.2.3 is 1.2.0.3), or a part with a leading 0 (octal) or 0x (hex). str() says what
+    PortSentry, which read the ignore file with inet_addr(), made of it; `text`, `parts` and
+    `meant` are there for a reader of another file to say it in its own words."""
+
+    def __init__(self, text: str, meant: ipaddress.IPv4Address) -> None:
+        self.text, self.parts, self.meant = text, text.count(".") + 1, meant
+        if self.parts != 4:
+            said = (f"has {counted(self.parts, 'part')}, not 4: PortSentry (inet_addr) read it "
+                    f"as {meant}; write the four parts of the address meant")  # fmt: skip
+        else:
+            said = (f"is not four decimal numbers: PortSentry (inet_addr) read a leading 0 as "
+                    f"octal (0x as hex), so it meant {meant}; {WRITE_DECIMAL}")  # fmt: skip
+        super().__init__(f"'{text}' {said}")
+
+
+WRITE_DECIMAL = "write the address meant in decimal, without leading zeros"
+
+
+def _not_an_address(text: str) -> ValueError:
+    """Why `text` is not an address, as an error that quotes it (InetForm for a form that
+    inet_addr() reads)."""
     if ":" in text:
-        return "is not an IPv6 address"
+        return ValueError(f"'{text}' is not an IPv6 address")
     theirs = _inet_addr(text)
-    if theirs is None:
-        if _HOST_NAME.fullmatch(text) and not text.replace(".", "").isdigit():
-            return "is a host name: only addresses and networks are allowed"
-        return "is not an IP address"
-    if text.count(".") != 3:
-        parts = text.count(".") + 1
-        return (f"has {parts} part{'s' if parts > 1 else ''}, not 4: PortSentry (inet_addr) "
-                f"read it as {theirs}; write the four parts of the address meant")  # fmt: skip
-    return ("is not four decimal numbers: PortSentry (inet_addr) read a leading 0 as octal "
-            f"(0x as hex), so it meant {theirs}; write the address meant in decimal, without "
-            "leading zeros")  # fmt: skip
+    if theirs is not None:
+        return InetForm(text, theirs)
+    if _HOST_NAME.fullmatch(text) and not text.replace(".", "").isdigit():
+        return ValueError(f"'{text}' is a host name: only addresses and networks are allowed")
+    return ValueError(f"'{text}' is not an IP address")
 
 
 def _inet_addr(text: str) -> ipaddress.IPv4Address | None:

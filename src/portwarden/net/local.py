@@ -273,3 +273,20 @@ def _device(oif: bytes) -> str | None:
         return socket.if_indextoname(struct.unpack("=i", oif)[0])
     except OSError:  # gone meanwhile (or index 0)
         return None
+
+
+def scope_index(scope: str) -> int:
+    """The index of the device an IPv6 scope names (`eth0` in `fe80::1%eth0`, or the index
+    itself in digits, `fe80::1%2`), which bind() and connect() need for a link-local address.
+    Raises ValueError when this host has no such device."""
+    try:
+        return socket.if_nametoindex(scope)
+    except (OSError, ValueError):  # ValueError: a NUL in it
+        pass
+    if scope.isascii() and scope.isdigit():
+        try:
+            socket.if_indextoname(int(scope))
+            return int(scope)
+        except (OSError, OverflowError):
+            pass
+    raise ValueError(f"this host has no device {scope}")

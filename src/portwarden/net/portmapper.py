@@ -11,6 +11,7 @@ deadline covers the whole exchange. Nothing comes out but the registrations or a
 whose `reason` says what kind of failure it was.
 """
 
+import errno
 import ipaddress
 import os
 import socket
@@ -20,7 +21,7 @@ from typing import Literal, NamedTuple
 
 from portwarden.detect.probe import Proto
 from portwarden.limits import PORTMAP_REPLY_BYTES_MAX, PORTMAP_REPLY_FRAGMENTS_MAX
-from portwarden.net.local import IPAddress
+from portwarden.net.local import IPAddress, scope_index
 
 PORTMAPPER_PORT = 111
 PORTMAPPER_PROGRAM = 100000
@@ -187,11 +188,11 @@ def _call(
         with socket.socket(family, kind) as sock:
             if local is not None:
                 try:
-                    sock.bind((str(local), 0))
+                    sock.bind(_sockaddr(local, 0))
                 except OSError as error:
                     raise SourceAddressError(error.strerror or type(error).__name__) from None
             sock.settimeout(_left(deadline))
-            sock.connect((str(target), port))
+            sock.connect(_sockaddr(target, port))
             if proto is Proto.TCP:
                 return _ask_connected(sock, call, deadline, timeout), xid
             return _exchange_datagrams(sock, call, xid, deadline, timeout), xid
@@ -222,6 +223,20 @@ def _ip(address: IPAddress | str) -> IPAddress:
         return ipaddress.ip_address(address)
     except ValueError:
         raise PortmapperError("failed", f"not an IP address: {address}") from None
+
+
+def _sockaddr(address: IPAddress, port: int) -> tuple[str, int] | tuple[str, int, int, int]:
+    """`address` and `port` for bind() and connect(); an address with a scope (`fe80::1%eth0`)
+    with its device's index, without which the kernel refuses a link-local address (Python
+    takes the scope from the tuple, never from the text). Raises OSError for a device this
+    host does not have."""
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
+        try:
+            index = scope_index(address.scope_id)
+        except ValueError as error:
+            raise OSError(errno.ENODEV, str(error)) from None
+        return (str(address), port, 0, index)
+    return (str(address), port)
 
 
 def _left(deadline: float) -> float:

@@ -210,16 +210,17 @@ def read_wrappers(hosts_allow: Path, hosts_deny: Path, owners: tuple[Owner, ...]
     question when it lets an outsider in or names an address of the allowed networks or the
     probes' `source`. `answered`: the portmapper answered the loopback query; with our `ALL`
     in hosts.deny in force, that proves libwrap read both files (Debian's libwrap denies every
-    caller when it cannot open one)."""
+    caller when it cannot open one). Raises WrappersError for a file that is there but is not
+    a regular file (a symbolic link, a FIFO, a device), as protect does."""
     lines: list[str] = []
     singles: dict[tuple[Path, int], tuple[int, tuple[Network, ...]]] = {}  # (file, line): ...
     files: list[tuple[list[str], wrappers.Block | None]] = []
     for path in (hosts_allow, hosts_deny):
+        text = wrappers.read(path) or ""  # raises WrappersError: not a regular file
+        found = lines_with_ends(text)
         try:
-            text = wrappers.read(path) or ""
-            found = lines_with_ends(text)
             block = wrappers.find_block(path, found)
-        except wrappers.WrappersError as error:
+        except wrappers.WrappersError as error:  # edited by hand: said, and not ours
             lines.append(one_line(str(error)))
             continue
         files.append((found, block))
@@ -343,9 +344,19 @@ def _local_programs(timeout: float) -> tuple[tuple[Mapping, ...], str | None, bo
 
 
 def _is_here(address: str) -> bool:
-    """Whether `address` is one of this host's (a probe to it goes over loopback)."""
-    found = ipaddress.ip_address(address)
-    return found.is_loopback or found in {a.address for a in interface_addresses()}
+    """Whether `address` is one of this host's (a probe to it goes over loopback): on the device
+    its scope names, if it has one (`fe80::1%eth0`). The unspecified address is this host's
+    too, for the kernel."""
+    plain, _, scope = address.partition("%")
+    found = ipaddress.ip_address(plain)
+    return (
+        found.is_loopback
+        or found.is_unspecified
+        or any(
+            a.address == found and (not scope or scope in (a.device, str(a.ifindex)))
+            for a in interface_addresses()
+        )
+    )
 
 
 def _inside(source: str, view: WrappersView, wall: FirewallView) -> Network | None:

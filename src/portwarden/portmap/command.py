@@ -10,12 +10,12 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from portwarden.config.errors import ConfigError
+from portwarden.net.local import IPAddress, scope_index, unmapped
 from portwarden.net.portmapper import PortmapperError, SourceAddressError
-from portwarden.portmap import lock
+from portwarden.portmap import lock, wrappers
 from portwarden.portmap.check import build_report
 from portwarden.portmap.firewall import Backend, FirewallError, may_read
 from portwarden.portmap.protect import Plan, plan_protect, plan_unprotect
-from portwarden.portmap.wrappers import WrappersError
 from portwarden.text import one_line
 
 HOSTS_ALLOW = Path("/etc/hosts.allow")
@@ -24,6 +24,7 @@ HOSTS_DENY = Path("/etc/hosts.deny")
 # at least this long, so that a real answer (well under a millisecond on a LAN) has time to come
 # and a silly value cannot turn every probe into "silent", i.e. "protected".
 TIMEOUT_S_MIN, TIMEOUT_S_MAX = 0.1, 60.0
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 EXIT_STATUS = {"protected": 0, "not running": 0, "exposed": 1, "unknown": 3, "locked out": 4}
 
 
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         if args.portmap_command == "check":
             return _check(args)
         return _change(args)
-    except (WrappersError, FirewallError, lock.Busy) as error:
+    except (wrappers.WrappersError, FirewallError, lock.Busy) as error:
         print(f"portwarden: error: {one_line(str(error), 1000)}", file=sys.stderr)
         return 2
 
@@ -148,7 +149,8 @@ def parse_timeout(text: str) -> float:
 
 def check_addresses(source: str | None, target: str | None) -> None:
     """`--from` and `--to`: IP addresses (never names: a look-up would escape the time limit)
-    of one family, `--to` only with `--from`. Raises ConfigError naming the option."""
+    of one family, `--to` only with `--from`, each one host's (see _not_a_host). Raises
+    ConfigError naming the option."""
     if target is not None and source is None:
         raise ConfigError("--to", "needs --from, the local address to probe from", value=target)
     found = {}
@@ -158,13 +160,46 @@ def check_addresses(source: str | None, target: str | None) -> None:
                 found[option] = ipaddress.ip_address(text)
             except ValueError:
                 raise ConfigError(option, "not an IP address", value=text) from None
+            why = _not_a_host(found[option])
+            if why is not None:
+                raise ConfigError(option, why, value=text)
     if len({address.version for address in found.values()}) > 1:
         raise ConfigError("--to", f"not of the same IP version as --from {source}", value=target)
+
+
+def _not_a_host(address: IPAddress) -> str | None:
+    """Why `address` cannot be one end of a probe, if it cannot: the unspecified address
+    (the kernel would take it for this host, and a probe to it would go over loopback, where
+    every caller is allowed), a multicast or the broadcast address (many hosts, none of them
+    a portmapper's caller), a link-local IPv6 address without its device (unique on its link
+    only), or with a device this host does not have; a scope on any other address."""
+    plain = unmapped(address)
+    if plain.is_unspecified:
+        return (
+            "the unspecified address names no host (a probe to it stays on this one, over "
+            "loopback, always allowed): give one host's address"
+        )
+    if plain.is_multicast or plain == _BROADCAST:
+        kind = "a multicast" if plain.is_multicast else "the broadcast"
+        return f"{kind} address names no one host: give one host's address"
+    scope = address.scope_id if isinstance(address, ipaddress.IPv6Address) else None
+    if address.is_link_local and address.version == 6 and not scope:
+        return f"a link-local address needs its device: {address}%eth0, for one"
+    if scope and not address.is_link_local:
+        return "a scope (%device) goes only with a link-local address: give it without one"
+    if scope:
+        try:
+            scope_index(scope)
+        except ValueError as error:
+            return str(error)
+    return None
 
 
 def _check(args: argparse.Namespace) -> int:
     timeout = parse_timeout(args.timeout)
     check_addresses(args.source, args.target)
+    for path in (args.hosts_allow, args.hosts_deny):  # as protect: anything but a regular
+        wrappers.read(path)  # file is an error (WrappersError), before anything is asked
     if not may_read():  # the caller says it in one line, as for the other commands that read
         raise PermissionError(errno.EPERM, "reading the firewall (nftables, iptables) needs "
                               "CAP_NET_ADMIN; nothing was checked")  # fmt: skip

@@ -83,6 +83,18 @@ class Firewall(Protocol):
     def run(self, step: Step) -> Undo: ...
 
 
+def _not_ours(place: str, kind: str, replaced: str, found: list[str]) -> str | None:
+    """The one warning, for either firewall, when our table or chain (`place`, a `kind`)
+    holds `found`, things we did not put there: protect replaces `replaced` and unprotect
+    deletes the whole, so they would go silently. None when `found` is empty."""
+    if not found:
+        return None
+    return one_line(f"{place} holds what portwarden did not put there ({'; '.join(found)}): "
+                    f"the {kind} is portwarden's alone, protect replaces {replaced} and "
+                    f"unprotect deletes it; keep your own rules in a {kind} of your own",
+                    600)  # fmt: skip
+
+
 def _by_family(networks: tuple[Network, ...], version: int) -> list[Network]:
     return [n for n in networks if n.version == version]
 
@@ -160,12 +172,7 @@ class NftFirewall:
             where = f" in chain {body.get('chain')}" if kind == "rule" else ""
             name = f"handle {body.get('handle')}" if kind == "rule" else body.get("name")
             found.append(f"{kind} {name}{where}")
-        if not found:
-            return None
-        return one_line(f"nftables table inet {TABLE} holds what portwarden did not put there "
-                        f"({', '.join(found)}): the table is portwarden's alone, protect "
-                        "replaces its chain's rules and unprotect deletes it; keep your own "
-                        "rules in a table of your own", 600)  # fmt: skip
+        return _not_ours(f"nftables table inet {TABLE}", "table", "its chain's rules", found)
 
     def active(self) -> bool:
         """Both drop rules (IPv4 and IPv6) are in our chain."""
@@ -280,12 +287,7 @@ class IptablesFirewall:
                  if rule != f"-N {CHAIN}" and rule not in drops
                  and not (rule.startswith(f"-A {CHAIN} -s ") and rule.endswith(" -j RETURN")
                           and rule.count(" ") == 5)]  # fmt: skip
-        if not found:
-            return None
-        return one_line(f"chain {CHAIN} holds rules portwarden did not put there "
-                        f"({'; '.join(found)}): the chain is portwarden's alone, protect "
-                        "replaces its rules and unprotect deletes it; keep your own rules in a "
-                        "chain of your own", 600)  # fmt: skip
+        return _not_ours(f"chain {CHAIN}", "chain", "its rules", found)
 
     def active(self) -> bool:
         """Both chains exist, end in the drop rules and are jumped to first from INPUT."""

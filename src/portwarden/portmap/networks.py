@@ -5,8 +5,16 @@ import re
 from collections.abc import Iterable
 
 from portwarden.config.errors import ConfigError
-from portwarden.config.ignore import ALWAYS_IGNORED, Network, parse_network, read_otherwise
+from portwarden.config.ignore import (
+    ALWAYS_IGNORED,
+    WRITE_DECIMAL,
+    InetForm,
+    Network,
+    parse_network,
+    read_otherwise,
+)
 from portwarden.portmap.wrappers import covers_everyone
+from portwarden.text import counted
 
 _BRACKETED = re.compile(r"\[([0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)\](/[0-9]+)?")  # [2001:db8::]/64
 
@@ -45,12 +53,28 @@ def _network(text: str, argument: str) -> Network:
                           "rules: give the address without it", value=text)  # fmt: skip
     try:
         network = parse_network(_plain(text))
+    except InetForm as error:
+        raise ConfigError(argument, _as_libwrap_reads(error), value=text) from None
     except ValueError as error:
         raise ConfigError(argument, str(error), value=text) from None
     if network.prefixlen == 0:
         raise ConfigError(argument, "allows every address: the portmapper would not be "
                           "protected at all", value=text)  # fmt: skip
     return network
+
+
+def _as_libwrap_reads(form: InetForm) -> str:
+    """What libwrap (TCP Wrappers), which the address is meant for here, makes of a form that
+    inet_addr() reads. Measured with Debian 12's: in `net/mask` it reads each part as
+    inet_addr() does (`198.18.050.0/255.255.255.0` lets 198.18.40.1 in), but wants four parts
+    (`198.18.0/255.255.255.0` matches no one); an address alone it compares as text, so
+    `198.18.050.1` matches no caller at all."""
+    if form.parts != 4:
+        return (f"'{form.text}' has {counted(form.parts, 'part')}, not 4: libwrap (TCP "
+                "Wrappers) takes it for no address and it would match no caller; write the "
+                "four parts of the address meant")  # fmt: skip
+    return (f"'{form.text}' is not four decimal numbers: libwrap (TCP Wrappers) reads a leading "
+            f"0 as octal (0x as hex), so it reads {form.meant}; {WRITE_DECIMAL}")  # fmt: skip
 
 
 def host_bits_warnings(texts: Iterable[str], argument: str = "--allow") -> list[str]:

@@ -51,7 +51,7 @@ from portwarden.store.db import (
     boot_id,
     collector_paused,
 )
-from portwarden.text import counted, one_line
+from portwarden.text import counted, one_line, safe_hostname
 
 log = logging.getLogger("portwarden")
 
@@ -168,11 +168,6 @@ def lasting_steps(steps: list[str]) -> bool:
     """Whether a plan of `steps` (Actions.steps) makes a block that enforces (see `lasting`),
     not one that only runs KILL_RUN_CMD."""
     return any(step != COMMAND for step in steps)
-
-
-def safe_hostname(name: str) -> str:
-    """A reverse-DNS name fit for a log line or PortSentry's files: no controls, no spaces."""
-    return one_line(name, limits.HOSTNAME_MAX).replace(" ", "\\x20").replace("/", "\\x2f")
 
 
 def uses_nft(settings: Settings) -> bool:

@@ -124,7 +124,10 @@ def replace_atomically(path: Path, text: str, unchanged: Identity | None = None,
     if private:
         mode, owner = 0o600, None
     acl = _access_acl(path) if owner is not None else None
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as error:  # /proc, a read-only or full file system, a folder not ours
+        raise _said_of(path, error, f"its folder {path.parent} takes no new file") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as file:
             file.write(text)
@@ -145,10 +148,20 @@ def replace_atomically(path: Path, text: str, unchanged: Identity | None = None,
             raise FileChanged(f"{path} changed while it was being edited")
         else:
             os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError) and not isinstance(error, FileChanged | UnsafeFile):
+            why = "its new copy could not be written or put in its place"
+            raise _said_of(path, error, why) from None
         raise
     _sync_folder(path.parent)
+
+
+def _said_of(path: Path, error: OSError, why: str) -> OSError:
+    """`error` about `path`, the file being replaced, with `why`: never about the temporary
+    copy, a name the administrator has never seen (`/proc/.version.xw8ho6my`). The same
+    errno, so the same kind (PermissionError stays one)."""
+    return OSError(error.errno, f"{why} ({error.strerror or error})", str(path))
 
 
 def _replace_keeping_appends(temporary: str, path: Path, unchanged: Identity) -> None:
