@@ -38,10 +38,10 @@ from portwarden.respond.actions import (
     uses_nft,
     via,
 )
-from portwarden.respond.admin import UNBLOCK_COMMAND, reapply_here, unblock_here
+from portwarden.respond.admin import reapply_here, unblock_here
 from portwarden.respond.jobs import Job, JobQueue
 from portwarden.respond.nft import NftError, claim_table
-from portwarden.store.db import DONE, Action, BlockRecord, Store
+from portwarden.store.db import DONE, UNBLOCK_COMMAND, Action, BlockRecord, Store
 from portwarden.text import counted, one_line, utc_stamp
 
 log = logging.getLogger("portwarden")
