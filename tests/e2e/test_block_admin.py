@@ -109,7 +109,9 @@ def test_blocks_made_before_the_switch_to_nftables_are_enforced_by_it(
         conf.write_text(conf.read_text().replace(route, f"# {route}"))
         mark = daemon.mark()
         daemon.proc.send_signal(signal.SIGHUP)
-        daemon.wait_for("nftables: 1 blocks made before the built-in blocker was on", since=mark)
+        daemon.wait_for(
+            "nftables: 1 block made before the built-in blocker was on is now", since=mark
+        )
         daemon.wait_for("nftables: 2 blocks re-applied", since=mark)
         assert nft_elements(lab.target) == {first.ipv4, second.ipv4}
         lab.target.run(["ip", "route", "del", "blackhole", second.ipv4])

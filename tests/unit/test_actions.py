@@ -876,3 +876,20 @@ def test_a_block_the_administrator_unblocked_is_no_offence_but_an_expired_one_is
     third = block(actions, request())
     assert third is not None and third.offence == 2
     assert third.until is not None and third.until - third.since == pytest.approx(120)
+
+
+@pytest.mark.parametrize(("count", "said"), [(1, "1 block made"), (2, "2 blocks made")])
+def test_blocks_taken_into_nftables_are_counted_in_the_right_number(
+    make: Callable[[str], Actions], caplog: pytest.LogCaptureFixture, count: int, said: str
+) -> None:
+    """A reload that turns the built-in blocker on takes in the hosts.deny-only blocks."""
+    actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\n')
+    for address in ("198.18.0.11", "198.18.0.12")[:count]:
+        assert block(actions, request(address)) is not None
+    actions.settings = dataclasses.replace(actions.settings, block_nftables=NftUse.ALWAYS)
+    with caplog.at_level(logging.WARNING, logger="portwarden"):
+        assert actions.take_into_nft() == count
+    assert [r.getMessage() for r in caplog.records] == [
+        f"nftables: {said} before the built-in blocker was on {'is' if count == 1 else 'are'} "
+        "now enforced by it too"
+    ]

@@ -42,7 +42,7 @@ from portwarden.detect.probe import Proto
 from portwarden.respond.actions import safe_hostname
 from portwarden.respond.resolve import Resolver
 from portwarden.store.db import store_path
-from portwarden.text import counted, local_stamp, one_line, port_count, utc_stamp
+from portwarden.text import are, counted, local_stamp, one_line, port_count, utc_stamp
 
 if TYPE_CHECKING:
     from portwarden.alert.smtp import RelayLookup
@@ -174,11 +174,6 @@ def wrapped(text: str) -> str:
 def quoted(subject: str) -> str:
     """A report's subject for a log line: escaped once (one_line), between single quotes."""
     return f"'{one_line(subject)}'"
-
-
-def are(count: int) -> str:
-    """The verb for `count` things."""
-    return "is" if count == 1 else "are"
 
 
 def named(subjects: list[str]) -> str:
