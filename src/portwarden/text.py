@@ -63,6 +63,11 @@ def counted(count: int, noun: str, plural: str = "") -> str:
     return f"{count} {noun if count == 1 else plural or noun + 's'}"
 
 
+def are(count: int) -> str:
+    """The verb for `count` things: '1 block is', '2 blocks are'."""
+    return "is" if count == 1 else "are"
+
+
 def port_count(count: int) -> str:
     """A count of distinct ports for people: the engine stops counting at PORTS_TRACKED_MAX, so
     that many is shown as at least that many ('64+')."""

@@ -109,7 +109,9 @@ def test_blocks_made_before_the_switch_to_nftables_are_enforced_by_it(
         conf.write_text(conf.read_text().replace(route, f"# {route}"))
         mark = daemon.mark()
         daemon.proc.send_signal(signal.SIGHUP)
-        daemon.wait_for("nftables: 1 blocks made before the built-in blocker was on", since=mark)
+        daemon.wait_for(
+            "nftables: 1 block made before the built-in blocker was on is now", since=mark
+        )
         daemon.wait_for("nftables: 2 blocks re-applied", since=mark)
         assert nft_elements(lab.target) == {first.ipv4, second.ipv4}
         lab.target.run(["ip", "route", "del", "blackhole", second.ipv4])
@@ -168,8 +170,9 @@ def test_a_hosts_deny_line_already_there_is_not_claimed_and_unblock_says_it_stay
     ]
     assert deny.read_text() == f"{line}\n"
     assert nft_elements(lab.target) == set()
+    mark = daemon.mark()
     nmap(lab.attackers[0].run, "-6", "-sS", "-p", "11", lab.target.ipv6)
-    daemon.wait_for(rf"block address={attacker} .*offence=2 ")
+    daemon.wait_for(rf"block address={attacker} .*offence=1 ", since=mark)  # unblocked: no offence
     result = portwarden(lab.target, daemon, "unblock", "[2001:db8::]/64")
     assert result.returncode == 0 and f"unblocked {attacker}" in result.stdout
     daemon.stop()

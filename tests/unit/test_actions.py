@@ -27,7 +27,7 @@ from portwarden.net import local
 from portwarden.respond import actions as actions_module
 from portwarden.respond import admin, files
 from portwarden.respond.actions import Actions, BlockRequest, enforced, via
-from portwarden.store.db import Action, Store, boot_id
+from portwarden.store.db import UNBLOCK_COMMAND, Action, Store, boot_id
 from tests.unit.blocking import block, blocking_settings
 
 RECORD = Path(__file__).parent.parent / "lab" / "record.py"
@@ -391,11 +391,11 @@ def test_an_expiry_leaves_the_blocks_an_unblock_has_begun_to_that_unblock(
     record = block(actions, request())
     other = block(actions, request("198.18.0.12"))
     assert record is not None and record.until is not None and other is not None
-    actions.unblock_at_once([record], admin.UNBLOCK_COMMAND)
+    actions.unblock_at_once([record], UNBLOCK_COMMAND)
     assert [r.address for r in actions.expire(record.until + 61)] == ["198.18.0.12"]
     undone, answer = admin.unblock_here(actions, ipaddress.ip_network("198.18.0.11"))
     assert answer["unblocked"] == ["198.18.0.11"] and [r.id for r in undone] == [record.id]
-    assert actions.store.last_end("198.18.0.11")[0] == admin.UNBLOCK_COMMAND  # type: ignore[index]
+    assert actions.store.last_end("198.18.0.11")[0] == UNBLOCK_COMMAND  # type: ignore[index]
 
 
 def test_expired_blocks_are_not_listed(make: Callable[[str], Actions]) -> None:
@@ -609,7 +609,7 @@ def test_an_unblock_a_kill_interrupted_is_finished_at_start_not_applied_again(
 
     monkeypatch.setattr(files, "remove_lines", killed)
     with pytest.raises(KeyboardInterrupt):
-        actions.unblock_matching(None, admin.UNBLOCK_COMMAND)
+        actions.unblock_matching(None, UNBLOCK_COMMAND)
     monkeypatch.undo()
     assert len(actions.store.active()) == 5 and len(actions.store.unblocking()) == 5
     assert restore_in(actions, "boot-1", monkeypatch) == 0
@@ -677,7 +677,7 @@ def test_a_block_unblocked_before_its_turn_gets_its_history_line(
     actions = nft_blocking(make, monkeypatch)
     record = actions.record(request(), time.time(), None, NFT_ADDED)
     assert record is not None
-    assert len(actions.unblock_matching(None, admin.UNBLOCK_COMMAND)) == 1
+    assert len(actions.unblock_matching(None, UNBLOCK_COMMAND)) == 1
     assert actions.carry_out(record, NFT_ADDED) is None
     history = actions.settings.history_file.read_text().splitlines()
     assert len(history) == 1 and "198.18.0.11" in history[0]
@@ -691,7 +691,7 @@ def test_a_block_whose_element_was_never_added_gets_no_history_line(
     failed = Action("nft", (), "failed: no table")
     record = actions.record(request(), time.time(), None, failed)
     assert record is not None
-    actions.unblock_matching(None, admin.UNBLOCK_COMMAND)
+    actions.unblock_matching(None, UNBLOCK_COMMAND)
     assert actions.carry_out(record, failed) is None
     assert not actions.settings.history_file.exists()
     assert actions.store.unwritten() == []
@@ -704,7 +704,7 @@ def test_a_kill_then_an_unblock_without_the_daemon_keeps_the_history_line(
     --all` with no daemon: the next start writes the line of that block, which was in force."""
     actions = nft_blocking(make, monkeypatch)
     assert actions.record(request(), time.time(), None, NFT_ADDED) is not None
-    assert len(actions.unblock_matching(None, admin.UNBLOCK_COMMAND)) == 1
+    assert len(actions.unblock_matching(None, UNBLOCK_COMMAND)) == 1
     assert restore_in(actions, "boot-1", monkeypatch) == 0
     history = actions.settings.history_file.read_text().splitlines()
     assert len(history) == 1 and "198.18.0.11" in history[0]
@@ -734,7 +734,7 @@ def test_routes_already_gone_are_counted_in_one_line_per_batch(
         assert actions.record(request(f"198.18.0.{21 + number}"), time.time(), None) is not None
     caplog.set_level(logging.DEBUG, "portwarden")
     caplog.clear()
-    assert len(actions.unblock_matching(None, admin.UNBLOCK_COMMAND)) == 8
+    assert len(actions.unblock_matching(None, UNBLOCK_COMMAND)) == 8
     said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
     assert [m for m in said if "nothing to remove" in m] == [
         "KILL_ROUTE undo: nothing to remove for 5 blocks (gone already: removed by hand, or by "
@@ -793,7 +793,7 @@ def test_a_kill_while_many_routes_are_undone_leaves_only_the_rest_for_the_next_s
 
     monkeypatch.setattr(actions, "_undone_batched", killed_at_the_fourth)
     with pytest.raises(KeyboardInterrupt):
-        actions.unblock_matching(None, admin.UNBLOCK_COMMAND)
+        actions.unblock_matching(None, UNBLOCK_COMMAND)
     assert [r.address for r in actions.store.active()] == ["198.18.0.14", "198.18.0.15"]
     calls.unlink()
     assert restore_in(actions, "boot-1", monkeypatch) == 0
@@ -827,10 +827,10 @@ def test_a_block_whose_unblock_began_before_its_turn_is_not_carried_out(
     now = time.time()
     record = actions.record(request(), now, None)
     assert record is not None
-    actions.unblock_at_once([record], admin.UNBLOCK_COMMAND)
+    actions.unblock_at_once([record], UNBLOCK_COMMAND)
     assert actions.carry_out(record) is None
     assert not calls.exists() and not actions.settings.hosts_deny_file.exists()
-    (undone,) = actions.unblock_matching(None, admin.UNBLOCK_COMMAND)
+    (undone,) = actions.unblock_matching(None, UNBLOCK_COMMAND)
     assert undone.id == record.id and actions.store.active() == []
 
 
@@ -858,3 +858,38 @@ def test_reapply_runs_again_only_the_kill_routes_that_took_effect(
     calls.rmdir()
     assert actions.reapply_routes().done == ["198.18.0.11"]
     assert calls_of(calls) == [["del", "198.18.0.11"], ["add", "198.18.0.11"]]
+
+
+def test_a_block_the_administrator_unblocked_is_no_offence_but_an_expired_one_is(
+    make: Callable[[str], Actions],
+) -> None:
+    """`portwarden unblock` says the block was a mistake (a false positive): the address's
+    next block is escalated as if it had not been. One that expired still counts."""
+    actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\nBLOCK_DURATION="60"\nBLOCK_ESCALATION="2"\n')
+    first = block(actions, request())
+    assert first is not None and first.offence == 1
+    actions.unblock_matching(None, UNBLOCK_COMMAND)
+    again = block(actions, request())
+    assert again is not None and again.offence == 1
+    assert again.until is not None and again.until - again.since == pytest.approx(60)
+    actions.expire(again.until + 1)
+    third = block(actions, request())
+    assert third is not None and third.offence == 2
+    assert third.until is not None and third.until - third.since == pytest.approx(120)
+
+
+@pytest.mark.parametrize(("count", "said"), [(1, "1 block made"), (2, "2 blocks made")])
+def test_blocks_taken_into_nftables_are_counted_in_the_right_number(
+    make: Callable[[str], Actions], caplog: pytest.LogCaptureFixture, count: int, said: str
+) -> None:
+    """A reload that turns the built-in blocker on takes in the hosts.deny-only blocks."""
+    actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\n')
+    for address in ("198.18.0.11", "198.18.0.12")[:count]:
+        assert block(actions, request(address)) is not None
+    actions.settings = dataclasses.replace(actions.settings, block_nftables=NftUse.ALWAYS)
+    with caplog.at_level(logging.WARNING, logger="portwarden"):
+        assert actions.take_into_nft() == count
+    assert [r.getMessage() for r in caplog.records] == [
+        f"nftables: {said} before the built-in blocker was on {'is' if count == 1 else 'are'} "
+        "now enforced by it too"
+    ]

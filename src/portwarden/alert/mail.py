@@ -41,7 +41,15 @@ from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Proto
 from portwarden.respond.resolve import Resolver
 from portwarden.store.db import store_path
-from portwarden.text import counted, local_stamp, one_line, port_count, safe_hostname, utc_stamp
+from portwarden.text import (
+    are,
+    counted,
+    local_stamp,
+    one_line,
+    port_count,
+    safe_hostname,
+    utc_stamp,
+)
 
 if TYPE_CHECKING:
     from portwarden.alert.smtp import RelayLookup
@@ -176,11 +184,6 @@ def wrapped(text: str) -> str:
 def quoted(subject: str) -> str:
     """A report's subject for a log line: escaped once (one_line), between single quotes."""
     return f"'{one_line(subject)}'"
-
-
-def are(count: int) -> str:
-    """The verb for `count` things."""
-    return "is" if count == 1 else "are"
 
 
 def named(subjects: list[str], count: int | None = None) -> str:

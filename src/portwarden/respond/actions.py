@@ -51,7 +51,7 @@ from portwarden.store.db import (
     boot_id,
     collector_paused,
 )
-from portwarden.text import counted, one_line, safe_hostname
+from portwarden.text import are, counted, one_line, safe_hostname
 
 log = logging.getLogger("portwarden")
 
@@ -1073,8 +1073,9 @@ class Actions:
                  for r in active if not any(a.kind == NFT for a in r.actions)}  # fmt: skip
         if taken:
             self.store.set_actions_many([(r.id, r.actions) for r in taken.values()])
-            log.warning("nftables: %d blocks made before the built-in blocker was on are "
-                        "now enforced by it too", len(taken))  # fmt: skip
+            log.warning("nftables: %s made before the built-in blocker was on %s now "
+                        "enforced by it too", counted(len(taken), "block"),
+                        are(len(taken)))  # fmt: skip
         return [taken.get(r.id, r) for r in active]
 
     def take_into_nft(self) -> int:

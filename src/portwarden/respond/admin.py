@@ -20,10 +20,9 @@ from portwarden.config import ConfigError, Settings
 from portwarden.config.ignore import Network, parse_network, read_otherwise
 from portwarden.respond.actions import Actions, kept_lines, left
 from portwarden.respond.nft import NftError, claim_table
-from portwarden.store.db import BlockRecord, Store, store_path
+from portwarden.store.db import UNBLOCK_COMMAND, BlockRecord, Store, store_path
 from portwarden.text import one_line
 
-UNBLOCK_COMMAND = "command"  # the blocks' `ended_by`
 START_WAIT_S = 10.0  # a daemon that holds STATE_DIR but does not listen yet is starting up
 
 Answer = dict[str, Any]

@@ -24,7 +24,12 @@ from portwarden.config.ignore import Address, Network, parse_network
 from portwarden.config.settings import nothing_to_do
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Proto
-from portwarden.net.local import broadcast_addresses, default_gateways, local_addresses
+from portwarden.net.local import (
+    broadcast_addresses,
+    gateway_addresses,
+    local_addresses,
+    resolve_again,
+)
 from portwarden.respond.actions import (
     IGNORED,
     NFT,
@@ -38,10 +43,10 @@ from portwarden.respond.actions import (
     uses_nft,
     via,
 )
-from portwarden.respond.admin import UNBLOCK_COMMAND, reapply_here, unblock_here
+from portwarden.respond.admin import reapply_here, unblock_here
 from portwarden.respond.jobs import Job, JobQueue
 from portwarden.respond.nft import NftError, claim_table
-from portwarden.store.db import DONE, Action, BlockRecord, Store
+from portwarden.store.db import DONE, UNBLOCK_COMMAND, Action, BlockRecord, Store
 from portwarden.text import counted, one_line, utc_stamp
 
 log = logging.getLogger("portwarden")
@@ -339,6 +344,9 @@ class ResponsePolicy:
         # Submitted to the worker to end (protected), with when (monotonic): submitted again
         # after PROTECTED_RETRY_S if still active (the worker's job failed).
         self._ending_protected: dict[str, float] = {}
+        # Active IPv6 blocks whose address the neighbour table was made to resolve again
+        # (_resolve_again), each once.
+        self._resolved_again: set[str] = set()
         self._recent: collections.deque[float] = collections.deque()
         self._strong: collections.deque[float] = collections.deque()
         self._suppressed = 0
@@ -434,6 +442,28 @@ class ResponsePolicy:
         if due and self._worker.jobs.put(Job.PROTECTED, due):
             self._ending_protected.update(dict.fromkeys(due, now))
         self._check_table()
+        self._resolve_again()
+
+    def _resolve_again(self) -> None:
+        """The address of each new IPv6 block, once: the kernel asks the link again who has it
+        when its neighbour entry names someone else than a gateway (net.local.resolve_again).
+        A scanner on the link that forged a gateway's global address may have claimed it in
+        Neighbour Discovery; the router's answer makes the address a gateway's at the next
+        refresh, and its block ends."""
+        new = {a for a in self._active - self._resolved_again if ":" in a}
+        if not new or not self.settings.protect_gateways:
+            return
+        self._resolved_again |= new
+        try:
+            asked = resolve_again(new)
+        except OSError as error:
+            log.warning("neighbour table: could not have %s resolved again: %s",
+                        counted(len(new), "blocked IPv6 address", "blocked IPv6 addresses"),
+                        error.strerror or error)  # fmt: skip
+            return
+        if asked:
+            log.debug("neighbour table: asked the link again who has %s",
+                      ", ".join(map(str, asked)))  # fmt: skip
 
     def _read_protected(self) -> dict[Address, tuple[str, ...]]:
         """Each address never blocked, with why (_PROTECTED_BY's keys), read now. (A local
@@ -441,7 +471,7 @@ class ResponsePolicy:
         made before it was local.)"""
         protected: dict[Address, tuple[str, ...]] = {}
         sources: tuple[tuple[str, bool, Callable[[], frozenset[Address]]], ...] = (
-            ("gateway", self.settings.protect_gateways, default_gateways),
+            ("gateway", self.settings.protect_gateways, gateway_addresses),
             ("nameserver", self.settings.protect_nameservers, name_servers),
             ("broadcast", True, broadcast_addresses),
             ("local", True, self._local),
@@ -502,6 +532,7 @@ class ResponsePolicy:
         self._ending_protected = {
             a: t for a, t in self._ending_protected.items() if a in self._active
         }
+        self._resolved_again &= self._active
         self._announced &= self._active
         self._command_only = {r.address for r in active if not lasting(r.actions)}
         self._element_checked = {

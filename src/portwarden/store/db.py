@@ -86,6 +86,9 @@ FAILED = "failed"  # the block's `ended_by` when none of its actions took effect
 # of the other protocol, whose BLOCK is 1, made a block that enforces in its place (see
 # ResponsePolicy.on_verdict). Not an offence of its own: the block that replaced it is.
 SUPERSEDED = "superseded"
+# The `ended_by` of a block that `portwarden unblock` ended: the administrator's word that it
+# was a mistake (a false positive), so no offence either.
+UNBLOCK_COMMAND = "command"
 UNDO_FAILED = "undo failed"  # an ended block's action still in force: `leftover` is set
 
 
@@ -336,13 +339,13 @@ class Store:
                            since, until, offence, actions)  # fmt: skip
 
     def offences(self, address: str, replacing: int | None = None) -> int:
-        """How many blocks this address has had before (attempts that took no effect, and
-        blocks superseded by another, do not count; nor does block `replacing`, which the
-        next one is to supersede)."""
+        """How many blocks this address has had before (attempts that took no effect, blocks
+        superseded by another and blocks the `unblock` command ended do not count; nor does
+        block `replacing`, which the next one is to supersede)."""
         return int(self._db.execute(
             "SELECT count(*) FROM blocks WHERE address = ? AND coalesce(ended_by, '') NOT IN"
-            " (?, ?) AND id IS NOT ?",
-            (address, FAILED, SUPERSEDED, replacing)).fetchone()[0])  # fmt: skip
+            " (?, ?, ?) AND id IS NOT ?",
+            (address, FAILED, SUPERSEDED, UNBLOCK_COMMAND, replacing)).fetchone()[0])  # fmt: skip
 
     def dos_of(self, kind: str) -> set[tuple[str, ...]]:
         """The `do` of every action of `kind` of the blocks, active and ended, each once."""
