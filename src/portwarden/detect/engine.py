@@ -109,7 +109,7 @@ class SourceView(NamedTuple):
     last_seen: float
     probes: int
     ports: int
-    types: tuple[str, ...]  # scan types, then OS-probe tools
+    types: tuple[str, ...]  # scan types, then each other OS-probing tool's (see _types)
 
 
 class _Run:
@@ -283,6 +283,13 @@ class _Bounded(Generic[K, V]):
         return found
 
 
+def _types(source: _Source) -> tuple[str, ...]:
+    """The source's scan types, then each OS-probing tool it used as the scan type of its
+    probes to tripwires, once: an OS probe to a tripwire has put it in the scan types already."""
+    tools = (os_probe_type(tool) for tool in source.tools_reported)
+    return source.types + tuple(kind for kind in tools if kind not in source.types)
+
+
 def _probes(source: _Source) -> int:
     return source.probes
 
@@ -381,8 +388,7 @@ class Engine:
             key=lambda item: item[1].probes + len(item[1].tools_reported),
         )
         return [SourceView(ipaddress.ip_address(address), s.first_seen, s.last_seen, s.probes,
-                           len(s.ports),
-                           s.types + tuple(f"OS probe ({t})" for t in s.tools_reported))
+                           len(s.ports), _types(s))
                 for address, s in best if s.probes or s.tools_reported]  # fmt: skip
 
     def ignores(self, probe: Probe) -> bool:
