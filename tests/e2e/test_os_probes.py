@@ -69,8 +69,8 @@ def test_os_probes_to_a_closed_tripwire_say_which_probe_they_are(
     attacker = lab.attackers[0]
     src = address(attacker, family)
     mark = daemon.mark()
-    nmap(attacker.run, *(["-6"] if family == 6 else []), "-O", "-p", f"11,{SERVICE}",
-         address(lab.target, family))  # fmt: skip
+    nmap(attacker.run, *(["-6"] if family == 6 else []), "-O", "--max-os-tries", "1", "-p",
+         f"11,{SERVICE}", address(lab.target, family))  # fmt: skip
     t7 = daemon.wait_for_attack(mark, kind="scan", src=src, type="TCP XMAS scan")
     assert (t7["port"], t7["flags"], t7.get("os")) == ("11", "FIN+PSH+URG", "nmap/T7")
     assert daemon.attacks(mark, kind="scan", src=src, port="11", os="nmap/T5")
