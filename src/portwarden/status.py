@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from portwarden.config import Settings
-from portwarden.detect.engine import Engine
+from portwarden.detect.engine import Engine, key_port
 from portwarden.respond.actions import left, via
 from portwarden.sensors.build import Sensor
 from portwarden.store.db import UNDO_FAILED, BlockRecord, Store
@@ -111,10 +111,10 @@ def collect(
          "types": list(s.types), "blocked": str(s.address) in blocked}
         for s in engine.top_sources(TOP_MAX)
     ]  # fmt: skip
-    ports = [
-        {"proto": "tcp" if key > 0 else "udp", "port": abs(key), "probes": count}
-        for key, count in engine.port_probes.most_common(TOP_MAX)
-    ]
+    ports = []
+    for key, count in engine.port_probes.most_common(TOP_MAX):
+        proto, port = key_port(key)
+        ports.append({"proto": proto.value, "port": port, "probes": count})
     return {
         "running": True,
         "answering": True,

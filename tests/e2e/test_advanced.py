@@ -3,6 +3,7 @@ nmap's other scan types, OS detection and masscan, IPv4 and IPv6; and benign cli
 and Accurate ECN, to real services inside that range: never reported."""
 
 import json
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -68,6 +69,27 @@ def test_nmap_os_detection_in_advanced_mode(lab: Lab, daemon: RunningDaemon) -> 
     daemon.wait_for_attack(mark, kind="scan", src=attacker.ipv6, port="22")
 
 
+def test_port_0_is_a_tripwire_of_both_advanced_modes(lab: Lab, daemon: RunningDaemon) -> None:
+    """PortSentry 1.2's advanced modes watch from port 0, which no service can have: a SYN and
+    a datagram to it (hping3 over IPv4, nmap -p0 over IPv6) are probes, and TCP and UDP port 0
+    are two ports of the source's count."""
+    assert re.search(r"\batcp: watching \d+ tcp ports: 0,1,2,", daemon.log())
+    assert re.search(r"\baudp: watching \d+ udp ports: 0,1,2,", daemon.log())
+    attacker = lab.attackers[1]
+    mark = daemon.mark()
+    for flags in (["-S"], ["-2"]):
+        attacker.run(["hping3", "-c", "1", *flags, "-p", "0", lab.target.ipv4], check=False)
+    syn = daemon.wait_for_attack(mark, src=attacker.ipv4, proto="tcp", port="0")
+    datagram = daemon.wait_for_attack(mark, src=attacker.ipv4, proto="udp", port="0")
+    assert (syn["mode"], syn["type"]) == ("atcp", "TCP SYN/Normal scan")
+    assert (datagram["mode"], datagram["type"]) == ("audp", "UDP scan")
+    assert (datagram["probes"], datagram["ports"]) == ("2", "2")
+    for scan in ("-sS", "-sU"):
+        nmap(attacker.run, "-6", scan, "-p0", lab.target.ipv6)
+    for proto, mode in (("tcp", "atcp"), ("udp", "audp")):
+        daemon.wait_for_attack(mark, src=attacker.ipv6, proto=proto, port="0", mode=mode)
+
+
 def test_benign_and_ecn_clients_of_services_in_the_advanced_range_are_never_reported(
     lab: Lab, daemon: RunningDaemon
 ) -> None:
@@ -106,7 +128,9 @@ def test_masscan_against_advanced_mode(lab: Lab, daemon: RunningDaemon) -> None:
                   "--interface", "eth0", "--adapter-ip", attacker.ipv4,
                   "--router-mac", mac_address(lab.target)], timeout=120)  # fmt: skip
     daemon.wait_for_attack(mark, src=attacker.ipv4, type="TCP SYN/Normal scan", mode="atcp")
-    tripwires = 1023 - 2 - 1  # below 1024, less ADVANCED_EXCLUDE_TCP (113, 139) and the service
+    # masscan's 1-1023 (port 0, a tripwire too, it does not probe), less ADVANCED_EXCLUDE_TCP
+    # (113, 139) and the service
+    tripwires = 1023 - 2 - 1
     deadline = time.monotonic() + 10
     while True:
         now = counters(lab, daemon)

@@ -2,6 +2,7 @@
 
 import json
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,6 +68,36 @@ def test_ipv6_destination_options_are_a_hint(lab: Lab, daemon: RunningDaemon) ->
                   "79"])  # fmt: skip
     found = daemon.wait_for_attack(mark, src=attacker.ipv6, port="79")
     assert found["ip_options"] == "yes"
+
+
+def test_a_syn_behind_a_long_extension_chain_is_a_probe_live_and_on_replay(
+    lab: Lab, daemon: RunningDaemon, tmp_path: Path
+) -> None:
+    """Linux delivers a SYN behind 9 or 12 destination-options headers (any number: it follows
+    the chain to its end), so the live daemon reports it; `replay` of a capture of the same
+    packets must report it too."""
+    attacker, target = lab.attackers[2], lab.target
+    capture = tmp_path / "chains.pcap"
+    sent = {"15": 9, "540": 12}  # tripwire port: destination-options headers before the SYN
+    # The attacker's packets whose first extension header is destination options: these two.
+    dump = target.popen(["tcpdump", "-nni", "eth0", "--immediate-mode", "-U", "-Z", "root",
+                         "-c", str(len(sent)), "-w", str(capture),
+                         "ip6", "and", "src", attacker.ipv6, "and", "ip6[6]", "==", "60"],
+                        stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert dump.stderr is not None and "listening on" in dump.stderr.readline()
+    mark = daemon.mark()
+    for port, count in sent.items():
+        attacker.run([sys.executable, str(MALFORMED), "--options", attacker.ipv6, target.ipv6,
+                      port, str(count)])  # fmt: skip
+    for port in sent:
+        assert daemon.wait_for_attack(mark, src=attacker.ipv6, port=port)["ip_options"] == "yes"
+    assert dump.wait(timeout=10) == 0
+    conf = daemon.log_path.with_suffix(".conf")
+    out = target.run([sys.executable, "-m", "portwarden", "replay", str(capture), "-c",
+                      str(conf), "-stcp", "--host", target.ipv6]).stdout  # fmt: skip
+    found = re.findall(rf"attack kind=scan src={re.escape(attacker.ipv6)} \S+ proto=tcp "
+                       r"port=(\d+) ", out)  # fmt: skip
+    assert sorted(found) == sorted(sent), out
 
 
 def raw_socket_drops(lab: Lab) -> int:

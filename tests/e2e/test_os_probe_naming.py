@@ -2,6 +2,8 @@
 to tripwires they are scans named by their flags, to a closed port not watched nothing. nmap
 -O's probes to a tripwire count in the scan summary as OS probes, not as an XMAS scan."""
 
+import json
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -66,3 +68,25 @@ def test_an_os_probe_to_a_tripwire_as_a_sources_first_packet_counts_itself(
                   lab.target.ipv4], check=False)  # fmt: skip
     found = daemon.wait_for_attack(mark, kind="os-probe", src=attacker.ipv4)
     assert (found["port"], found["probes"], found["ports"]) == ("15", "1", "1")
+
+
+def test_status_lists_each_os_probing_tool_once_by_the_reports_name(
+    lab: Lab, daemon: RunningDaemon
+) -> None:
+    """queso's shape (`hping3 -S -X -Y`) to the service, then nmap -O, whose probes to closed
+    tripwire 11 make `OS fingerprinting probe (nmap)` one of the source's scan types: `status`
+    names each tool once, as the reports do, never also as `OS probe (nmap)`."""
+    attacker = lab.attackers[2]
+    mark = daemon.mark()
+    attacker.run(["hping3", "-c", "1", "-S", "-X", "-Y", "-p", str(SERVICE), lab.target.ipv4],
+                 check=False)  # fmt: skip
+    daemon.wait_for_attack(
+        mark, kind="os-probe", src=attacker.ipv4, type="OS fingerprinting probe (queso)"
+    )
+    nmap(attacker.run, "-O", "-p", f"11,{SERVICE}", lab.target.ipv4)
+    daemon.wait_for_attack(mark, kind="scan", src=attacker.ipv4, os="nmap/T7")
+    conf = str(daemon.log_path.with_suffix(".conf"))
+    out = lab.target.run([sys.executable, "-m", "portwarden", "status", "--json", "-c", conf])
+    (source,) = [s for s in json.loads(out.stdout)["scanners"] if s["address"] == attacker.ipv4]
+    tools = [kind for kind in source["types"] if "probe (" in kind]
+    assert sorted(tools) == ["OS fingerprinting probe (nmap)", "OS fingerprinting probe (queso)"]

@@ -35,9 +35,11 @@ def test_nmap_os_detection_of_one_open_port_is_one_summary_showing_each_probe(
     lab: Lab, daemon: RunningDaemon, family: int
 ) -> None:
     """nmap's six SEQ probes are plain SYNs to the open port: the kernel filter passes them by
-    their window, and each is named by its option set. Its ECN probe sets a reserved bit over
-    IPv4 only; over IPv6 the urgent pointer alone marks it (and nmap sends T5-T7 to a closed
-    port over IPv4 only). nmap sends its probes in rounds about 2 s apart: one summary."""
+    their window, and each is named by its option set; T4 is an ACK to the open port, passed by
+    its data offset and timestamp. Its ECN probe sets a reserved bit over IPv4 only; over IPv6
+    the urgent pointer alone marks it (and nmap sends T5-T7 to a closed port over IPv4 only,
+    one of its choosing: see the next test for IPv6). nmap sends its probes in rounds about 2 s
+    apart: one summary."""
     attacker = lab.attackers[1]
     src = address(attacker, family)
     mark = daemon.mark()
@@ -46,8 +48,9 @@ def test_nmap_os_detection_of_one_open_port_is_one_summary_showing_each_probe(
     summary = daemon.wait_for_attack(mark, kind="os-summary", src=src, timeout=30)
     assert summary["type"] == "OS fingerprinting probe (nmap)"
     expected = {f"SYN/SEQ{n}" for n in range(1, 7)} | {"NULL/T2", "FIN+SYN+PSH+URG/T3", "udp/U1"}
+    expected |= {"ACK/T4"}
     if family == 4:
-        expected |= {"SYN+ECE+CWR+RES/ECN", "SYN/T5", "FIN+PSH+URG/T7"}
+        expected |= {"SYN+ECE+CWR+RES/ECN", "SYN/T5", "ACK/T6", "FIN+PSH+URG/T7"}
     else:
         expected |= {"SYN+ECE+CWR/ECN"}
     assert expected <= set(summary["patterns"].split())
@@ -56,19 +59,26 @@ def test_nmap_os_detection_of_one_open_port_is_one_summary_showing_each_probe(
     assert len(daemon.attacks(mark, kind="os-probe", src=src)) == 1
 
 
+@pytest.mark.parametrize("family", [4, 6])
 def test_os_probes_to_a_closed_tripwire_say_which_probe_they_are(
-    lab: Lab, daemon: RunningDaemon
+    lab: Lab, daemon: RunningDaemon, family: int
 ) -> None:
     """nmap -O sends T5-T7 to a closed port, here tripwire 11: T7 is named by its flags, a XMAS
-    scan, and tagged as nmap's T7; nmap's own SYN scan of the port is not tagged."""
+    scan, and tagged as nmap's T7; nmap's own SYN scan of the port is not tagged. T6, an ACK,
+    is an OS probe only, in the summary beside T4 (to the open port), never a scan probe."""
     attacker = lab.attackers[0]
+    src = address(attacker, family)
     mark = daemon.mark()
-    nmap(attacker.run, "-O", "-p", f"11,{SERVICE}", lab.target.ipv4)
-    t7 = daemon.wait_for_attack(mark, kind="scan", src=attacker.ipv4, type="TCP XMAS scan")
+    nmap(attacker.run, *(["-6"] if family == 6 else []), "-O", "--max-os-tries", "1", "-p",
+         f"11,{SERVICE}", address(lab.target, family))  # fmt: skip
+    t7 = daemon.wait_for_attack(mark, kind="scan", src=src, type="TCP XMAS scan")
     assert (t7["port"], t7["flags"], t7.get("os")) == ("11", "FIN+PSH+URG", "nmap/T7")
-    assert daemon.attacks(mark, kind="scan", src=attacker.ipv4, port="11", os="nmap/T5")
-    syns = daemon.attacks(mark, kind="scan", src=attacker.ipv4, type="TCP SYN/Normal scan")
+    assert daemon.attacks(mark, kind="scan", src=src, port="11", os="nmap/T5")
+    syns = daemon.attacks(mark, kind="scan", src=src, type="TCP SYN/Normal scan")
     assert any("os" not in line for line in syns)
+    summary = daemon.wait_for_attack(mark, kind="os-summary", src=src, timeout=30)
+    assert {"ACK/T4", "ACK/T6"} <= set(summary["patterns"].split())
+    assert daemon.attacks(mark, kind="scan", src=src, flags="ACK") == []
 
 
 @pytest.mark.parametrize("family", [4, 6])

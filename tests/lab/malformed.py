@@ -1,7 +1,8 @@
 """Send hand-made packets from a lab host (run inside its namespace as a script).
 
 usage: malformed.py SRC4 DST4 SRC6 DST6 PORT UDP_PORT broken packets, none of them a probe
-       malformed.py --options SRC6 DST6 PORT           one IPv6 SYN behind destination options
+       malformed.py --options SRC6 DST6 PORT [COUNT]   one IPv6 SYN behind COUNT (1)
+                                                       destination-options headers
        malformed.py --accecn SRC DST PORT              one Accurate ECN SYN (RFC 9768), IPv4 or
                                                        IPv6, as a client would open a connection
        malformed.py --spoofed FIRST COUNT DST PORTS    a SYN to each of PORTS (1,11,15) from each
@@ -97,9 +98,9 @@ def dest_options_chain(count: int, last: int, payload: bytes) -> tuple[int, byte
     return 60, chain + payload
 
 
-def send_with_options(src6: str, dst6: str, port: int) -> None:
+def send_with_options(src6: str, dst6: str, port: int, count: int) -> None:
     s6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
-    s6.sendto(ipv6(src6, dst6, *dest_options_chain(1, 6, tcp(port))), (dst6, 0))
+    s6.sendto(ipv6(src6, dst6, *dest_options_chain(count, 6, tcp(port))), (dst6, 0))
 
 
 def send_spoofed(first: str, count: int, dst: str, ports: list[int]) -> None:
@@ -123,7 +124,8 @@ def main() -> None:
         send_spoofed(first, int(count), dst, [int(p) for p in ports.split(",")])
         return
     if sys.argv[1] == "--options":
-        send_with_options(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        count = int(sys.argv[5]) if len(sys.argv) > 5 else 1
+        send_with_options(sys.argv[2], sys.argv[3], int(sys.argv[4]), count)
         return
     if sys.argv[1] == "--accecn":
         send_raw(

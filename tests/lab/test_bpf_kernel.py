@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from portwarden.detect.probe import NMAP_T_OPTIONS
 from portwarden.net.packet import ACK, CWR, ECE, FIN, PSH, RST, SYN, URG
 from tests.conftest import require_lab
 from tests.lab.kernel_filter import ip_packet
@@ -16,6 +17,9 @@ TCP_TRIPWIRE, UDP_TRIPWIRE, OTHER = 11, 9, 80
 LINUX_SYN_OPTIONS = bytes.fromhex("020405b40402080a123456780000000001030307")
 NMAP_ECN_OPTIONS = bytes.fromhex("03030a01020405b404020101")
 ALL = FIN | SYN | RST | PSH | ACK | URG | ECE | CWR
+LINUX_ACK_OPTIONS = bytes.fromhex("0101080a1234567887654321")  # NOP, NOP, timestamp
+OTHER_TSVAL = NMAP_T_OPTIONS.replace(b"\xff" * 4, bytes.fromhex("12345678"))
+TSECR_SET = NMAP_T_OPTIONS.replace(bytes(4), bytes.fromhex("00000001"))
 MORE_FRAGMENTS, OFFSET_8 = 0x2000, 1
 
 # (what, flags, destination port, window, TCP options, reserved bits, urgent pointer, passed?)
@@ -50,6 +54,15 @@ TCP_CASES = [
     ),
     ("queso's SYN+ECE+CWR without options", SYN | ECE | CWR, OTHER, 4096, b"", 0, 0, True),
     ("ACK", ACK, TCP_TRIPWIRE, 1024, b"", 0, 0, False),
+    ("ACK with a connection's timestamp", ACK, TCP_TRIPWIRE, 1024, LINUX_ACK_OPTIONS, 0, 0, False),
+    ("nmap's T4 (ACK with its T options)", ACK, OTHER, 1024, NMAP_T_OPTIONS, 0, 0, True),
+    ("nmap's T6 (ACK with its T options)", ACK, OTHER, 32768, NMAP_T_OPTIONS, 0, 0, True),
+    ("ACK with nmap's options, another TSval", ACK, OTHER, 1024, OTHER_TSVAL, 0, 0, False),
+    ("ACK with nmap's options, TSecr not 0", ACK, OTHER, 1024, TSECR_SET, 0, 0, False),
+    ("ACK with nmap's options and a reserved bit", ACK, OTHER, 1024, NMAP_T_OPTIONS, 1, 0, False),
+    ("PSH+ACK with nmap's T options", PSH | ACK, OTHER, 1024, NMAP_T_OPTIONS, 0, 0, False),
+    ("RST with nmap's T options", RST, OTHER, 1024, NMAP_T_OPTIONS, 0, 0, False),
+    ("SYN+ACK with nmap's T options", SYN | ACK, OTHER, 1024, NMAP_T_OPTIONS, 0, 0, False),
     ("RST", RST, TCP_TRIPWIRE, 0, b"", 0, 0, False),
     ("RST+ACK", RST | ACK, TCP_TRIPWIRE, 0, b"", 0, 0, False),
     ("SYN+ACK (maybe a late answer)", SYN | ACK, TCP_TRIPWIRE, 1024, b"", 0, 0, False),

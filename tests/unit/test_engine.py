@@ -508,3 +508,18 @@ def test_os_probes_to_tripwires_are_summarised_under_their_tool_not_their_flags(
     assert summaries["scan-summary"].patterns == ("FIN+PSH+URG", "SYN")
     (view,) = engine.top_sources(1)
     assert "TCP XMAS scan" not in view.types
+
+
+def test_status_names_each_os_probing_tool_once_as_reports_do() -> None:
+    """`hping3 -S -X -Y` to a service (queso's shape), then nmap -O, whose probes to a closed
+    tripwire already put `OS fingerprinting probe (nmap)` in the scan types: `status` lists
+    each tool once, under the name every report uses."""
+    engine = Engine(EngineConfig())
+    engine.feed(probe(port=80, os_tool="queso", tripwire=False, flags="SYN+ECE+CWR"), 0.0)
+    engine.feed(probe(port=111), 1.0)
+    engine.feed(probe(port=80, os_tool="nmap", tripwire=False)._replace(os_probe="SEQ1"), 2.0)
+    engine.feed(probe(port=111, os_tool="nmap", flags="FIN+PSH+URG")._replace(
+        scan="TCP XMAS scan", os_probe="T7"), 3.0)  # fmt: skip
+    (view,) = engine.top_sources(1)
+    assert view.types == ("TCP SYN/Normal scan", "OS fingerprinting probe (nmap)",
+                          "OS fingerprinting probe (queso)")  # fmt: skip

@@ -22,6 +22,17 @@ from portwarden.detect.probe import IPAddress, Probe, Proto, os_probe_type
 RAW_MODES = frozenset({"stcp", "atcp", "sudp", "audp"})
 
 
+def port_key(tcp: bool, port: int) -> int:
+    """A port of either protocol as one number: a TCP port as it is, a UDP port as ~port (-1
+    for port 0), so that TCP and UDP port 0, both watched in the advanced modes, stay apart."""
+    return port if tcp else ~port
+
+
+def key_port(key: int) -> tuple[Proto, int]:
+    """The protocol and port of a port_key."""
+    return (Proto.TCP, key) if key >= 0 else (Proto.UDP, ~key)
+
+
 @dataclass(frozen=True, slots=True)
 class ScandetdModel:
     """A source is a scanner after `count` distinct ports (every probe when `flood`), each no
@@ -98,7 +109,7 @@ class SourceView(NamedTuple):
     last_seen: float
     probes: int
     ports: int
-    types: tuple[str, ...]  # scan types, then OS-probe tools
+    types: tuple[str, ...]  # scan types, then each other OS-probing tool's (see _types)
 
 
 class _Run:
@@ -156,14 +167,14 @@ class _Source:
         self.first_seen = now
         self.last_seen = now
         self.probes = 0
-        self.ports = array("i")  # TCP ports positive, UDP ports negative
+        self.ports = array("i")  # port_key: TCP ports as they are, UDP ports below 0
         # SCAN_TRIGGER, per protocol (PortSentry ran one process, with its own count, for each):
         # start and probe count of each slice of the window that had probes, as pairs; at most
         # limits.TRIGGER_SLICES + 2 of them, whatever the trigger.
         self.recent_tcp = array("d")
         self.recent_udp = array("d")
         self.run = 0  # scandetd: ports (or probes) in the current run of short gaps
-        self.run_ports: array | None = None  # scandetd: the run's distinct ports, signed
+        self.run_ports: array | None = None  # scandetd: the run's distinct ports (port_key)
         self.scan_reported = False
         self.tools_reported: tuple[str, ...] = ()
         self.types: tuple[str, ...] = ()  # scan types of the episode, for status
@@ -272,6 +283,13 @@ class _Bounded(Generic[K, V]):
         return found
 
 
+def _types(source: _Source) -> tuple[str, ...]:
+    """The source's scan types, then each OS-probing tool it used as the scan type of its
+    probes to tripwires, once: an OS probe to a tripwire has put it in the scan types already."""
+    tools = (os_probe_type(tool) for tool in source.tools_reported)
+    return source.types + tuple(kind for kind in tools if kind not in source.types)
+
+
 def _probes(source: _Source) -> int:
     return source.probes
 
@@ -302,7 +320,7 @@ class Engine:
         self._ready: list[Verdict] = []
         self._ready_dropped = 0
         self.probes = 0  # tripwire probes from sources that are not ignored
-        # Probes per port, TCP ports positive and UDP negative: at most 2 x 65,535 keys.
+        # Probes per port, by port_key: at most 2 x 65,536 keys.
         self.port_probes: Counter[int] = Counter()
 
     def reconfigure(self, config: EngineConfig) -> None:
@@ -330,7 +348,7 @@ class Engine:
         state.probes += 1
         self.probes += 1
         tcp = probe.proto is Proto.TCP
-        port = probe.dport if tcp else -probe.dport  # UDP ports negative
+        port = port_key(tcp, probe.dport)
         self.port_probes[port] += 1
         # The scan type summaries list it under: an OS probe's tool, not its flags' name (nmap
         # -O's T7 to a tripwire is a FIN+PSH+URG packet, but nobody ran an XMAS scan).
@@ -370,8 +388,7 @@ class Engine:
             key=lambda item: item[1].probes + len(item[1].tools_reported),
         )
         return [SourceView(ipaddress.ip_address(address), s.first_seen, s.last_seen, s.probes,
-                           len(s.ports),
-                           s.types + tuple(f"OS probe ({t})" for t in s.tools_reported))
+                           len(s.ports), _types(s))
                 for address, s in best if s.probes or s.tools_reported]  # fmt: skip
 
     def ignores(self, probe: Probe) -> bool:

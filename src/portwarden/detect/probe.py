@@ -40,6 +40,9 @@ _FLAG_NAMES = ((FIN, "FIN"), (SYN, "SYN"), (RST, "RST"), (PSH, "PSH"), (ACK, "AC
 AE = 0x01  # the reserved bit next to CWR: Accurate ECN (RFC 9768), "NS" before it
 
 NMAP_TSVAL = 0xFFFFFFFF  # nmap -O puts this TSval (and TSecr 0) in its SYN and T2-T7 probes
+# The TCP options of nmap -O's T2-T7 (IPv4 and IPv6): window scale 10, NOP, MSS 265, timestamp
+# (NMAP_TSVAL, 0), SACK permitted. 20 bytes: the TCP header is 40 (data offset 10).
+NMAP_T_OPTIONS = bytes.fromhex("03030a01 02040109 080affffffff00000000 0402")
 NMAP_ECN_URGENT = 0xF7F5  # nmap's ECN probe: urgent pointer set without URG
 NMAP_T3_FLAGS = SYN | FIN | PSH | URG
 NMAP_U1_LEN, NMAP_U1_BYTE = 300, ord("C")  # nmap's UDP probe: 300 bytes of 'C'
@@ -47,11 +50,14 @@ NMAP_U1_LEN, NMAP_U1_BYTE = 300, ord("C")  # nmap's UDP probe: 300 bytes of 'C'
 # a closed one. No client opens a connection with these, so the kernel filter passes SYNs with
 # them to any port and their signature is checked here (see net/bpf.py).
 NMAP_SYN_WINDOWS = (1, 4, 16, 63, 512, 31337)
+# T4 (to an open port) and T6 (to a closed one) by their windows: ACK segments, which only their
+# exact shape (ACK alone, NMAP_T_OPTIONS) tells from a connection's (see nmap_ack_probe).
+_NMAP_ACK_PROBES = {1024: "T4", 32768: "T6"}
 # nmap's names for its TCP probes, by flags (reserved bits aside), window and first TCP option
 # (SEQ3 and SEQ4 share a window). From nmap's osscan2.cc and "TCP/IP Fingerprinting Methods
-# Supported by Nmap" (nmap.org/book/osdetect-methods.html); T4 and T6 carry ACK and are never
-# probes here.
+# Supported by Nmap" (nmap.org/book/osdetect-methods.html).
 _NMAP_PROBES = {
+    **{(ACK, window, NMAP_T_OPTIONS[0]): name for window, name in _NMAP_ACK_PROBES.items()},
     (SYN, 1, 3): "SEQ1",
     (SYN, 63, 2): "SEQ2",
     (SYN, 4, 8): "SEQ3",
@@ -147,6 +153,15 @@ def part_of_a_connection(flags: int) -> bool:
     return bool(flags & (ACK | RST)) and not (flags & SYN and flags & (RST | FIN))
 
 
+def nmap_ack_probe(packet: Packet) -> bool:
+    """True for nmap -O's T4 or T6: ACK alone, no reserved bit, nmap's T options exactly and
+    the window of one of the two. No TCP stack sends an ACK with TSecr 0 and TSval 0xFFFFFFFF
+    after the window scale, NOP and MSS of a SYN. The kernel filter (net/bpf.py) passes ACKs
+    with nmap's data offset and timestamp at its place; this checks the rest."""
+    return (packet.flags == ACK and not packet.reserved and packet.window in _NMAP_ACK_PROBES
+            and packet.tcp_options == NMAP_T_OPTIONS)  # fmt: skip
+
+
 def tcp_os_tool(packet: Packet) -> str | None:
     """'nmap' or 'queso' when the segment carries that tool's fingerprinting signature.
 
@@ -195,14 +210,19 @@ def packet_probe(packet: Packet, dst: IPAddress, mode: str, tripwire: PortTest, 
     `tripwire(address, port)` is asked last: live it may cost a system call (SmartVerify).
     `open_port(address, port)`, asked only of a packet shaped like queso's, says whether a
     service has the port: queso probes an open port; the same flags to a closed one are a
-    scan (a tripwire's) or nothing (`hping3 -S -F`, `nmap --scanflags PSH`)."""
+    scan (a tripwire's) or nothing (`hping3 -S -F`, `nmap --scanflags PSH`). nmap's T4 and T6
+    are OS probes only, never scan probes, to a tripwire too: the sensors take no ACK for a
+    scan (an ACK scan is not told from a connection's stray segments)."""
+    ack_probe = False
     if packet.proto == IPPROTO_TCP:
         if part_of_a_connection(packet.flags):
-            return None
+            if not nmap_ack_probe(packet):
+                return None
+            ack_probe = True
         os_tool = tcp_os_tool(packet)
     else:
         os_tool = udp_os_tool(packet)
-    is_tripwire = tripwire(packet.dst, packet.dport)
+    is_tripwire = not ack_probe and tripwire(packet.dst, packet.dport)
     if os_tool == "queso" and (is_tripwire or not open_port(packet.dst, packet.dport)):
         os_tool = None
     if not is_tripwire and os_tool is None:

@@ -2,7 +2,9 @@
 
 TCP: drop non-first fragments and anything with ACK or RST (established traffic, replies)
 unless it carries SYN with RST or FIN, which no TCP stack sends (detect.probe.
-part_of_a_connection; SYN+ACK is dropped: it may be a late answer to this host's own connection);
+part_of_a_connection; SYN+ACK is dropped: it may be a late answer to this host's own connection),
+or is ACK alone with the data offset and timestamp of nmap -O's T4 and T6 probes (to any port;
+the first comparison, of the data offset and flags, already fails for a connection's segments);
 pass a SYN (plain, or with ECE+CWR from a client negotiating ECN) only to a tripwire port,
 unless it looks like an OS-fingerprinting probe: the window of one of nmap's SYN probes, nmap's
 ECN probe, queso's; pass every other flag combination (FIN, NULL, XMAS, odd flags) to any port,
@@ -20,20 +22,31 @@ import struct
 from collections.abc import Iterable
 
 from portwarden import limits
-from portwarden.detect.probe import NMAP_ECN_URGENT, NMAP_SYN_WINDOWS, NMAP_U1_LEN
+from portwarden.detect.probe import (
+    NMAP_ECN_URGENT,
+    NMAP_SYN_WINDOWS,
+    NMAP_T_OPTIONS,
+    NMAP_TSVAL,
+    NMAP_U1_LEN,
+)
 from portwarden.net.packet import ACK, CWR, ECE, FIN, RST, SYN
 from portwarden.text import port_spans
 
 SO_ATTACH_FILTER = 26
 
 # opcodes
-_LDB_ABS, _LDH_ABS, _LDB_IND, _LDH_IND = 0x30, 0x28, 0x50, 0x48
+_LDB_ABS, _LDH_ABS, _LDW_ABS, _LDB_IND, _LDH_IND, _LDW_IND = 0x30, 0x28, 0x20, 0x50, 0x48, 0x40
 _LDXB_MSH = 0xB1
 _JA, _JEQ_K, _JGT_K, _JGE_K, _JSET_K = 0x05, 0x15, 0x25, 0x35, 0x45
 _RET_K = 0x06
 
 _INSN = struct.Struct("HBBI")
 _UDP_HEADER = 8
+_TCP_HEADER = 20
+# nmap's T4 and T6: the TCP header's bytes 12-13 (data offset, reserved bits, flags) and where
+# their TSval sits, followed by TSecr 0.
+_NMAP_ACK_HEAD = (_TCP_HEADER + len(NMAP_T_OPTIONS)) // 4 << 12 | ACK
+_NMAP_TSVAL_AT = _TCP_HEADER + NMAP_T_OPTIONS.index(bytes((8, 10))) + 2
 
 Insn = tuple[int, int, int, int]
 
@@ -64,10 +77,10 @@ def tcp_filter(ports: Iterable[int], with_ip_header: bool) -> list[Insn]:
             drop,
             (_LDXB_MSH, 0, 0, 0),  # X = IPv4 header length
         ]
-        load_b, load_h = _LDB_IND, _LDH_IND
+        load_b, load_h, load_w = _LDB_IND, _LDH_IND, _LDW_IND
     else:
         head = []
-        load_b, load_h = _LDB_ABS, _LDH_ABS
+        load_b, load_h, load_w = _LDB_ABS, _LDH_ABS, _LDW_ABS
     windows = [(_JEQ_K, len(NMAP_SYN_WINDOWS) - i, 0, w) for i, w in enumerate(NMAP_SYN_WINDOWS)]
     # A plain SYN: to a tripwire, or with the window of one of nmap's SYN probes (any port).
     syn = [(load_h, 0, 0, 14), *windows, (_JA, 0, 0, 1), accept]
@@ -81,13 +94,25 @@ def tcp_filter(ports: Iterable[int], with_ip_header: bool) -> list[Insn]:
         (_JGE_K, 1, 0, 6 << 4),
         accept,
     ]
+    # ACK or RST without SYN: part of a connection, unless it is ACK alone with nmap's T options
+    # (nmap -O's T4 and T6, any port; detect.probe.nmap_ack_probe checks the rest).
+    nmap_ack = [
+        (load_h, 0, 0, 12),
+        (_JEQ_K, 0, 5, _NMAP_ACK_HEAD),
+        (load_w, 0, 0, _NMAP_TSVAL_AT),
+        (_JEQ_K, 0, 3, NMAP_TSVAL),
+        (load_w, 0, 0, _NMAP_TSVAL_AT + 4),
+        (_JEQ_K, 0, 1, 0),
+        accept,
+        drop,
+    ]
     flags = [
         (load_b, 0, 0, 13),
-        (_JSET_K, 0, 4, ACK | RST),
+        (_JSET_K, 0, 3 + len(nmap_ack), ACK | RST),
         (_JSET_K, 0, 2, SYN),
-        (_JSET_K, 0, 1, RST | FIN),
+        (_JSET_K, 0, len(nmap_ack), RST | FIN),
         accept,  # SYN with RST or FIN: forged, to any port
-        drop,  # part of a connection
+        *nmap_ack,  # ends in the drop of SYN+ACK, which may be a late answer
         (_JEQ_K, len(ecn) + 2, 0, SYN),
         (_JEQ_K, 1, 0, SYN | ECE | CWR),
         accept,  # any other flag combination: FIN, NULL, XMAS, odd flags, nmap's T2 and T3

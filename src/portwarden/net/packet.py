@@ -19,10 +19,11 @@ _UDP = struct.Struct("!HHHH")
 _EXT = struct.Struct("!BB")
 _TS = struct.Struct("!II")
 
-# IPv6 extension headers we walk through to reach TCP or UDP (RFC 8200 order, any count).
+# IPv6 extension headers we walk through to reach TCP or UDP (in any order and number, as
+# Linux does: a chain of 12 destination-options headers still delivers its SYN).
 _HOP_BY_HOP, _ROUTING, _FRAGMENT, _DEST_OPTS, _AUTH = 0, 43, 44, 60, 51
 _EXTENSIONS = {_HOP_BY_HOP, _ROUTING, _FRAGMENT, _DEST_OPTS, _AUTH}
-EXTENSION_HEADERS_MAX = 8  # a longer chain is refused: each costs a parse step
+_EXTENSION_MIN = 8  # bytes: the shortest extension header, so each step moves on this far
 PAYLOAD_HEAD = 16  # bytes of transport payload kept for probe signatures
 
 
@@ -91,7 +92,9 @@ def parse_ipv4(data: bytes) -> Packet:
 
 
 def parse_ipv6(data: bytes) -> Packet:
-    """An IPv6 packet with its header, following the extension-header chain."""
+    """An IPv6 packet with its header, following the extension-header chain as the kernel
+    does, however long: bounded by the captured bytes alone, since each header moves the walk
+    on by at least _EXTENSION_MIN bytes (a chain that runs past them is refused)."""
     if len(data) < _IPV6.size:
         raise MalformedPacket("short IPv6 header")
     first, length, next_header, _, src, dst = _IPV6.unpack_from(data)
@@ -99,17 +102,14 @@ def parse_ipv6(data: bytes) -> Packet:
         raise MalformedPacket("not IPv6")
     offset, end = _IPV6.size, min(len(data), _IPV6.size + length)
     options = False
-    for _ in range(EXTENSION_HEADERS_MAX + 1):
-        if next_header not in _EXTENSIONS:
-            return parse_transport(next_header, data[offset:end], src, dst, ip_options=options,
-                                   length=_IPV6.size + length - offset)  # fmt: skip
-        if offset + 8 > end:
+    while next_header in _EXTENSIONS:
+        if offset + _EXTENSION_MIN > end:
             raise MalformedPacket("truncated extension header")
         following, size = _EXT.unpack_from(data, offset)
         if next_header == _FRAGMENT:
             if struct.unpack_from("!H", data, offset + 2)[0] & 0xFFF8:
                 raise MalformedPacket("non-first fragment")
-            size = 8
+            size = _EXTENSION_MIN
         elif next_header == _AUTH:
             size = (size + 2) * 4
         else:
@@ -117,7 +117,8 @@ def parse_ipv6(data: bytes) -> Packet:
             size = (size + 1) * 8
         offset += size
         next_header = following
-    raise MalformedPacket("too many extension headers")
+    return parse_transport(next_header, data[offset:end], src, dst, ip_options=options,
+                           length=_IPV6.size + length - offset)  # fmt: skip
 
 
 def parse_transport(

@@ -148,7 +148,9 @@ def port_in_use(proto: Proto, address: bytes, port: int, witness: Witness | None
     that went away a moment ago is no error. A link-local IPv6 address cannot be bound
     without its device: its family's wildcard is tried instead (every IPv6 socket on the
     port counts). `witness` sees the test's socket before it closes (the kernel's notice of
-    its close is ours, not a client's)."""
+    its close is ours, not a client's). Port 0 never is (a bind to it picks a free port)."""
+    if port == 0:
+        return False
     kind = socket.SOCK_STREAM if proto is Proto.TCP else socket.SOCK_DGRAM
     family = socket.AF_INET if len(address) == 4 else socket.AF_INET6
     text = socket.inet_ntop(family, address)

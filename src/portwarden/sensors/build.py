@@ -14,7 +14,8 @@ CLASSIC_MODES = frozenset({"tcp", "udp"})
 def watch_list(settings: Settings) -> list[tuple[Proto, str, tuple[int, ...]]]:
     """Each protocol's mode as PortSentry names it (tcp, stcp, atcp, udp, sudp, audp) and its
     ports: the configured list, or in the advanced (inverse) modes every port below
-    ADVANCED_PORTS_* minus the excluded ones."""
+    ADVANCED_PORTS_* minus the excluded ones, from 0 as PortSentry 1.2's loop: no service can
+    have port 0, and `nmap -p0` and `hping3 -p 0` probe it."""
     s = settings
     found = []
     for proto, mode, ports, below, exclude in (
@@ -22,7 +23,7 @@ def watch_list(settings: Settings) -> list[tuple[Proto, str, tuple[int, ...]]]:
         (Proto.UDP, s.udp_mode, s.udp_ports, s.advanced_ports_udp, s.advanced_exclude_udp),
     ):
         if mode in (TcpMode.ADVANCED, UdpMode.ADVANCED):
-            ports = tuple(port for port in range(1, below) if port not in exclude)
+            ports = tuple(port for port in range(below) if port not in exclude)
         if mode is not None:
             found.append((proto, mode.value, ports))
     return found
