@@ -48,8 +48,8 @@ def test_alert_only_mode_writes_portsentrys_line_that_fail2ban_bans_on_and_block
     assert can_connect(lab.client, target, SERVICE)  # the benign client: no tripwire
     nmap(first.run, "-sS", "-p", "1-20", target)  # tripwires 1, 11 and 15
     nmap(second.run, "-6", "-sU", "-p", "7,9", lab.target.ipv6)
-    daemon.wait_for(rf"history-note address={first.ipv4} port=(1|11|15) proto=tcp ")
-    daemon.wait_for(rf"history-note address={second.ipv6} port=(7|9) proto=udp ")
+    daemon.wait_for(rf"history-note address={first.ipv4} port=(1|11|15) proto=tcp: ")
+    daemon.wait_for(rf"history-note address={second.ipv6} port=(7|9) proto=udp: ")
     # Nothing is blocked: no nftables table, no route, no hosts.deny line; the scanner still
     # reaches the real service, and portwarden lists no block.
     assert lab.target.run(["nft", "list", "table", "inet", "portwarden"],
@@ -120,7 +120,7 @@ def test_the_line_names_the_scanner_as_resolve_host_finds_it(lab: Lab, tmp_path:
     proc = start_with_hosts_file(lab.target, hosts, conf, log, "-stcp")
     try:
         nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
-        wait_for_text(log, f"history-note address={attacker.ipv4} ")
+        wait_for_text(log, f"history-note address={attacker.ipv4} port=11 proto=tcp: ")
     finally:
         proc.terminate()
         proc.wait(timeout=10)

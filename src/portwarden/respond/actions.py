@@ -1183,8 +1183,9 @@ class Actions:
             return
         self.store.forget_notes([n.id for n in named])
         for note in named:
-            log.info("history-note address=%s port=%d proto=%s (alert only: the Blocked line "
-                     "PortSentry wrote)", note.address, note.port, note.proto)  # fmt: skip
+            log.info("history-note address=%s port=%d proto=%s: HISTORY_FILE line written "
+                     "(alert only, HISTORY_ALERT_ONLY=1)", note.address, note.port,
+                     note.proto)  # fmt: skip
 
     def catch_up_history(self) -> None:
         """At start: the lines a kill left unwritten, of blocks that took effect (see
