@@ -204,6 +204,26 @@ def test_the_lines_a_kill_left_unwritten_are_written_at_start_once(tmp_path: Pat
     assert lines[1] == portsentry_line(HistoryNote(1, SCANNER, "tcp", 11, SCANNER, 1.7e9))
 
 
+def test_a_note_whose_line_could_not_be_written_stays_for_the_next_writing(
+    tmp_path: Path,
+) -> None:
+    settings = settings_of(tmp_path, ALERT_ONLY)
+    store = Store(tmp_path / "store.db")
+    actions = Actions(settings, store)
+    store.add_note(SCANNER, "tcp", 11, 1_700_000_000.0)
+    history_file = tmp_path / "state" / "portsentry.history"
+    history_file.parent.mkdir()
+    history_file.symlink_to(tmp_path / "elsewhere")  # refused: never followed
+    actions.write_notes()
+    assert len(store.notes()) == 1 and not (tmp_path / "elsewhere").exists()
+    history_file.unlink()
+    store.add_note("198.18.0.12", "tcp", 15, 1_700_000_001.0)
+    actions.write_notes()
+    assert store.notes() == []
+    found = [LINE.match(line) for line in history(tmp_path)]
+    assert [m.group(2) if m else None for m in found] == [SCANNER, "198.18.0.12"]
+
+
 def test_a_note_is_written_as_portsentry_wrote_a_block() -> None:
     since = time.mktime((2024, 3, 9, 14, 5, 6, 0, 0, -1))
     note = HistoryNote(7, "2001:db8::b", "udp", 31337, "scanner.example", since)
