@@ -269,6 +269,13 @@ AUDIT_SOCKETS_MAX = 65_536
 # the line says "or more" (the detection table holds no more sources than this at once).
 BLOCK_MAX_REFUSED_COUNTED_MAX = SOURCES_MAX
 
+# Sources remembered as having had their alert-only HISTORY_FILE line (HISTORY_ALERT_ONLY, see
+# respond/notes.py) while they go on scanning. Each comes with a line, which BLOCKS_PER_MINUTE
+# bounds, but spoofed sources that each keep probing would keep their places: past this many the
+# least recently seen is forgotten (its next scan gets another line, within BLOCKS_PER_MINUTE),
+# never the table grown. About 100 bytes a source: under 2 MiB.
+NOTED_SOURCES_MAX = SOURCES_MAX
+
 # Unblocks reported one by one (log, syslog, JSON) when the loop sees blocks end; past it (an
 # `unblock --all` of thousands) one line gives their number, so the loop is not held up.
 UNBLOCKS_REPORTED_MAX = 100

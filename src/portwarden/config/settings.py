@@ -127,6 +127,7 @@ class Settings:
     blocks_max: int
     scan_report_interval: float
     smtp_give_up_after: float
+    history_alert_only: bool
     ignored_networks: tuple[Network, ...]
     warnings: tuple[str, ...] = ()
 
@@ -366,6 +367,7 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
         blocks_max=read.get("BLOCKS_MAX", values.count, 100_000),
         scan_report_interval=read.get("SCAN_REPORT_INTERVAL", values.seconds, 300.0),
         smtp_give_up_after=read.get("SMTP_GIVE_UP_AFTER", values.seconds, 86400.0),
+        history_alert_only=read.get("HISTORY_ALERT_ONLY", values.flag, True),
         ignored_networks=(),
     )
     warnings += _unknown_keys([entry for key, entry in entries.items() if key not in read.used])

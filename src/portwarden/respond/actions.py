@@ -17,7 +17,7 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -47,6 +47,7 @@ from portwarden.store.db import (
     UNDO_FAILED,
     Action,
     BlockRecord,
+    HistoryNote,
     Store,
     boot_id,
     collector_paused,
@@ -392,8 +393,7 @@ class Actions:
         for index, action in enumerate(actions):
             if action.status == PLANNED:
                 self._carry_out(record, actions, index)
-        name = Resolver.name(lookup, record.since + limits.RESOLVE_HOST_TIMEOUT_S - time.time())
-        hostname = record.address if name is None else safe_hostname(name)
+        hostname = self._hostname(lookup, record.address, record.since)
         record = record._replace(actions=tuple(actions), hostname=hostname)
         if hostname != record.address:
             self.store.set_hostname(record.id, hostname)
@@ -580,6 +580,13 @@ class Actions:
     def _nft_action(self, status: str) -> Action:
         """An nftables action, with the table its element goes in (see `table_of`)."""
         return Action(NFT, (), status, (self.settings.nft_table,))
+
+    @staticmethod
+    def _hostname(lookup: Lookup | None, address: str, since: float) -> str:
+        """The name `lookup` finds by RESOLVE_HOST_TIMEOUT_S after `since` (when the block or
+        note was made), made safe for a line; else the address."""
+        name = Resolver.name(lookup, since + limits.RESOLVE_HOST_TIMEOUT_S - time.time())
+        return address if name is None else safe_hostname(name)
 
     def _start_lookup(self, address: Address) -> Lookup | None:
         if not self.settings.resolve_host:
@@ -1002,7 +1009,7 @@ class Actions:
             self.store.set_boot_all(self.boot)  # the blocks without a route: one statement
         if commands_left:
             log.warning("KILL_RUN_CMD not run again at start: %s", _commands_left(commands_left))
-        self.write_history(self.store.unwritten(), catching_up=True)
+        self.catch_up_history()
         self.write_files(None, kept)
         if unfilled is not None:
             self.unfilled = _unfilled(unfilled, kept)
@@ -1144,26 +1151,65 @@ class Actions:
         using it."""
         return None if self._nft is None else self._nft.damage()
 
-    def write_history(self, records: list[BlockRecord], catching_up: bool = False) -> None:
+    def write_history(self, records: list[BlockRecord]) -> None:
         """HISTORY_FILE gets the line of each block of `records` that took effect (see
-        `enforced`), then the store knows they are written. `catching_up` (at start: the lines
-        a kill left unwritten, see Store.unwritten): a line the file has already (the kill came
-        between the write and the store's update) is not written twice."""
-        if not records:
+        `enforced`), then the store knows they are written (a failure: at the next start)."""
+        if records and self._append_history([r for r in records if enforced(r.actions)]):
+            self.store.set_written([r.id for r in records])
+
+    def write_notes(self) -> None:
+        """HISTORY_FILE gets the line of each scan reported in alert-only mode that the store
+        holds (see ResponsePolicy._note), with the name RESOLVE_HOST finds for its address,
+        waited for as a block's is; the name is recorded before the line is written (a start
+        after a kill in between must recognise the line: catch_up_history). Then the store
+        forgets them; a write that fails leaves them there, for the next note or start."""
+        notes = self.store.notes()
+        if not notes:
             return
+        lookups = [self._start_lookup(ipaddress.ip_address(n.address))
+                   if n.hostname == n.address else None for n in notes]  # fmt: skip
+        named = []
+        for note, lookup in zip(notes, lookups, strict=True):
+            hostname = self._hostname(lookup, note.address, note.since)
+            if lookup is not None and hostname != note.hostname:
+                self.store.set_note_hostname(note.id, hostname)
+                note = note._replace(hostname=hostname)
+            named.append(note)
+        if not self._append_history(named):
+            return
+        self.store.forget_notes([n.id for n in named])
+        for note in named:
+            log.info("history-note address=%s port=%d proto=%s: HISTORY_FILE line written "
+                     "(alert only, HISTORY_ALERT_ONLY=1)", note.address, note.port,
+                     note.proto)  # fmt: skip
+
+    def catch_up_history(self) -> None:
+        """At start: the lines a kill left unwritten, of blocks that took effect (see
+        Store.unwritten) and of alert-only notes, oldest first, but those the file has
+        already (the kill came between the write and the store's update)."""
+        blocks, notes = self.store.unwritten(), self.store.notes()
+        due: list[BlockRecord | HistoryNote] = [r for r in blocks if enforced(r.actions)]
+        due = sorted([*due, *notes], key=lambda entry: entry.since)
+        if (blocks or notes) and self._append_history(due, catching_up=True):
+            self.store.set_written([r.id for r in blocks])
+            self.store.forget_notes([n.id for n in notes])
+
+    def _append_history(self, entries: Sequence[BlockRecord | HistoryNote],
+                        catching_up: bool = False) -> bool:  # fmt: skip
+        """Append the entries' lines to HISTORY_FILE (`catching_up`: but those it has
+        already). Returns whether that worked (if not, it is said)."""
         path = self.settings.history_file
         try:
-            due = [r for r in records if enforced(r.actions)]
-            if catching_up and due:
+            if catching_up and entries:
                 present = files.history_lines(path)
-                due = [r for r in due if files.portsentry_line(r) not in present]
-            files.append_history(path, due)
-            if catching_up and due:
-                log.warning("HISTORY_FILE: %d lines a stop left unwritten written now", len(due))
-        except OSError as error:  # tried again at the next start
+                entries = [e for e in entries if files.portsentry_line(e) not in present]
+            files.append_history(path, entries)
+        except OSError as error:
             log.error("writing HISTORY_FILE failed: %s", one_line(str(error)))
-            return
-        self.store.set_written([r.id for r in records])
+            return False
+        if catching_up and entries:
+            log.warning("HISTORY_FILE: %d lines a stop left unwritten written now", len(entries))
+        return True
 
     def write_files(self, new: BlockRecord | None = None,
                     active: list[BlockRecord] | None = None) -> None:  # fmt: skip

@@ -20,7 +20,7 @@ from portwarden import limits
 from portwarden.config.ignore import Address
 from portwarden.config.textfile import numbered_lines
 from portwarden.config.values import TcpMode, UdpMode
-from portwarden.store.db import BlockRecord
+from portwarden.store.db import BlockRecord, HistoryNote
 from portwarden.text import one_line
 
 log = logging.getLogger("portwarden")
@@ -351,8 +351,9 @@ def wrappers_address(address: Address) -> str:
     return f"[{address}]" if address.version == 6 else str(address)
 
 
-def portsentry_line(block: BlockRecord) -> str:
-    """`<epoch> - MM/DD/YYYY HH:MM:SS Host: <name>/<ip> Port: <port> <TCP|UDP> Blocked`."""
+def portsentry_line(block: BlockRecord | HistoryNote) -> str:
+    """`<epoch> - MM/DD/YYYY HH:MM:SS Host: <name>/<ip> Port: <port> <TCP|UDP> Blocked`: a
+    block's, or that of a scan reported in alert-only mode (PortSentry wrote it then too)."""
     stamp = time.strftime("%m/%d/%Y %H:%M:%S", time.localtime(block.since))
     return (f"{int(block.since)} - {stamp} Host: {block.hostname}/{block.address} "
             f"Port: {block.port} {block.proto.upper()} Blocked")  # fmt: skip
@@ -383,10 +384,11 @@ def blocked_files_present(base: Path) -> set[str]:
     return {mode for mode in MODES if blocked_file(base, mode).exists()}
 
 
-def append_history(path: Path, blocks: Iterable[BlockRecord]) -> None:
-    """HISTORY_FILE: one line per block, appended (in one write, after a newline if the file
-    does not end with one), as PortSentry did. A new file gets NEW_FILE_MODE, as
-    BLOCKED_FILE does (PortSentry made both with fopen: 0644 under the usual umask)."""
+def append_history(path: Path, blocks: Iterable[BlockRecord | HistoryNote]) -> None:
+    """HISTORY_FILE: one line per block (or alert-only note), appended (in one write, after
+    a newline if the file does not end with one), as PortSentry did. A new file gets
+    NEW_FILE_MODE, as BLOCKED_FILE does (PortSentry made both with fopen: 0644 under the
+    usual umask)."""
     text = "".join(portsentry_line(block) + "\n" for block in blocks)
     if not text:
         return

@@ -8,7 +8,8 @@ blocks or answer the administrator (an unblock, an expiry, a reload, whose IGNOR
 hold a blocked address, `reapply`, the put-back of our nftables blocks, the end of the blocks of
 addresses that became protected) are taken before any block; a block whose unblock or expiry
 comes first is then not carried out (see Actions.carry_out). Blocks, and the stop after them,
-keep their order.
+keep their order; the writing of alert-only HISTORY_FILE lines (Actions.write_notes) takes its
+turn among them.
 """
 
 import collections
@@ -26,14 +27,16 @@ class Job(enum.Enum):
     REAPPLY = "reapply"
     PUT_BACK = "put-back-nft"
     PROTECTED = "protected"  # end the blocks of addresses that became protected
+    NOTES = "notes"  # write the alert-only HISTORY_FILE lines the store holds
 
 
 _URGENT = frozenset(
     {Job.UNBLOCK, Job.EXPIRE, Job.SETTINGS, Job.REAPPLY, Job.PUT_BACK, Job.PROTECTED}
 )
-# One of these waiting is enough: a newer one takes its place (the newest settings). So they
-# are never refused, nor is the stop (there is one), and the lanes stay bounded.
-_ONE_WAITING = frozenset({Job.EXPIRE, Job.SETTINGS, Job.PUT_BACK})
+# One of these waiting is enough: a newer one takes its place (the newest settings; the one
+# writing of notes writes them all). So they are never refused, nor is the stop (there is one),
+# and the lanes stay bounded.
+_ONE_WAITING = frozenset({Job.EXPIRE, Job.SETTINGS, Job.PUT_BACK, Job.NOTES})
 _ALWAYS_TAKEN = _ONE_WAITING | {Job.STOP}
 
 
@@ -52,13 +55,13 @@ class JobQueue:
         with self._changed:
             if kind in _URGENT:
                 lane, room = self._urgent, self._urgent_max
-                if kind in _ONE_WAITING:
-                    for index, (waiting, _) in enumerate(lane):
-                        if waiting is kind:
-                            lane[index] = (kind, payload)
-                            return True
             else:
                 lane, room = self._blocks, self.blocks_max
+            if kind in _ONE_WAITING:
+                for index, (waiting, _) in enumerate(lane):
+                    if waiting is kind:
+                        lane[index] = (kind, payload)
+                        return True
             if len(lane) >= room and kind not in _ALWAYS_TAKEN:
                 return False
             lane.append((kind, payload))

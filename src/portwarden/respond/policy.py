@@ -44,8 +44,10 @@ from portwarden.respond.actions import (
     via,
 )
 from portwarden.respond.admin import reapply_here, unblock_here
+from portwarden.respond.budget import MinuteBudget
 from portwarden.respond.jobs import Job, JobQueue
 from portwarden.respond.nft import NftError, claim_table
+from portwarden.respond.notes import NotedSources
 from portwarden.store.db import DONE, UNBLOCK_COMMAND, Action, BlockRecord, Store
 from portwarden.text import counted, one_line, utc_stamp
 
@@ -55,9 +57,6 @@ RESOLV_CONF = Path("/etc/resolv.conf")
 # systemd-resolved: /etc/resolv.conf names only its stub on loopback; the servers it asks are here.
 RESOLVED_UPSTREAM = Path("/run/systemd/resolve/resolv.conf")
 _RESOLVED_STUBS = frozenset(ipaddress.ip_address(a) for a in ("127.0.0.53", "127.0.0.54"))
-_CAP_WINDOW_S = 60.0
-_STRONG_PORTS = 3  # distinct ports that make a source a scanner rather than one stray packet
-_STRONG_TIERS = 4  # the second budget in quarters, each asking twice the ports of the one before
 # Verdicts that block: probes to tripwire ports, past SCAN_TRIGGER. An OS-fingerprinting probe
 # ("os-probe", "os-summary") does not block by itself: it may go to a port with a real service,
 # whose clients a single forged packet would then cut off. nmap -O also probes closed ports
@@ -241,6 +240,8 @@ class ActionWorker(threading.Thread):
                         self._put_back(actions)
                 elif kind is Job.PUT_BACK:
                     self._put_back(actions)
+                elif kind is Job.NOTES:
+                    actions.write_notes()
                 elif kind is Job.EXPIRE:
                     expired = actions.expire(time.time())
                     _report_unblocks(self._alerts, [r.address for r in expired],
@@ -347,9 +348,12 @@ class ResponsePolicy:
         # Active IPv6 blocks whose address the neighbour table was made to resolve again
         # (_resolve_again), each once.
         self._resolved_again: set[str] = set()
-        self._recent: collections.deque[float] = collections.deque()
-        self._strong: collections.deque[float] = collections.deque()
-        self._suppressed = 0
+        self._block_budget = MinuteBudget()  # BLOCKS_PER_MINUTE
+        # Alert-only HISTORY_FILE lines (_note): a budget of their own, of the same size, so
+        # they never take the place of a block (BLOCK_TCP=1 with BLOCK_UDP=0).
+        self._note_budget = MinuteBudget()
+        self._noted = NotedSources()
+        self._not_noted: set[str] = set()  # protected addresses whose line was refused, said
         # Since BLOCKS_MAX active blocks were reached: whether it is (an episode), and the
         # sources refused a block, each once (at most BLOCK_MAX_REFUSED_COUNTED_MAX).
         self._over_max = False
@@ -556,13 +560,14 @@ class ResponsePolicy:
         if self._next_expiry is not None and self._next_expiry <= wall:
             self._next_expiry = None
             self._worker.jobs.put(Job.EXPIRE, None)
-        for recent in (self._recent, self._strong):
-            while recent and now - recent[0] > _CAP_WINDOW_S:
-                recent.popleft()
-        if self._suppressed and not self._recent:
-            log.warning("block-cap ended: %d blocks were not made in the last minute",
-                        self._suppressed)  # fmt: skip
-            self._suppressed = 0
+        refused = self._block_budget.ended(now)
+        if refused:
+            log.warning("block-cap ended: %d blocks were not made in the last minute", refused)
+        refused = self._note_budget.ended(now)
+        if refused:
+            log.warning("history-cap ended: %d alert-only HISTORY_FILE lines were not written "
+                        "in the last minute", refused)  # fmt: skip
+        self._noted.forget_quiet(now, self.settings.scan_trigger_window)
         if self._over_max and not self._full():
             refused = len(self._refused_at_max)
             more = " or more" if refused >= limits.BLOCK_MAX_REFUSED_COUNTED_MAX else ""
@@ -590,6 +595,7 @@ class ResponsePolicy:
         probe = verdict.probe
         mode = self.settings.block_tcp if probe.proto is Proto.TCP else self.settings.block_udp
         if mode is BlockMode.ALERT_ONLY:
+            self._note(verdict, now)
             return
         address = str(probe.src)
         idle = self._idle(mode, probe.proto)
@@ -629,15 +635,14 @@ class ResponsePolicy:
             if len(self._refused_at_max) < limits.BLOCK_MAX_REFUSED_COUNTED_MAX:
                 self._refused_at_max.add(address)
             return
-        if not self._within_cap(verdict, now):
-            if not self._suppressed:
+        if not self._block_budget.allows(self.settings.blocks_per_minute, verdict.ports, now):
+            if self._block_budget.refused == 1:
                 log.warning(
                     "block-cap reached: %d blocks in a minute; detection goes on, "
                     "blocks resume when the rate falls",
                     self.settings.blocks_per_minute,
                 )
                 self._alerts.block_cap(self.settings.blocks_per_minute)
-            self._suppressed += 1
             return
         request = BlockRequest(probe.src, probe.proto.value, probe.dport, probe.mode,
                                probe.scan, mode)  # fmt: skip
@@ -676,6 +681,47 @@ class ResponsePolicy:
         self._actions.abandon(record)
         self._active.discard(address)
         self._in_flight.discard(address)
+
+    def _note(self, verdict: Verdict, now: float) -> None:
+        """A scan of a protocol whose BLOCK is 0 (alert only): with HISTORY_ALERT_ONLY, the
+        verdict that would have made a block gets PortSentry's `Blocked` line in HISTORY_FILE,
+        as PortSentry 1.2 wrote it then (fail2ban's `portsentry` jail bans on it). Once per
+        source while it goes on scanning (respond/notes.py); none for a source blocked
+        already (its block has its line), nor for an address no block would be made for
+        (protected: fail2ban would ban it; the ignore list and this host's addresses make no
+        verdict at all). BLOCKS_PER_MINUTE bounds these lines too, in a budget of their own.
+        Recorded in the store, written by the action worker (RESOLVE_HOST's name is looked
+        up there, off the loop)."""
+        s = self.settings
+        probe = verdict.probe
+        address = str(probe.src)
+        if not s.history_alert_only or self._noted.noted(address, now, s.scan_trigger_window):
+            return
+        if address in self._active:
+            self._sync()
+            if address in self._active:
+                return
+        why = self._protected.get(probe.src)
+        if why is not None:
+            if address not in self._not_noted:
+                self._not_noted.add(address)
+                log.info("no HISTORY_FILE line for address=%s why=%s: whatever bans on that "
+                         "file would ban it", address, _protection(why))  # fmt: skip
+            return
+        if not self._note_budget.allows(s.blocks_per_minute, verdict.ports, now):
+            if self._note_budget.refused == 1:
+                log.warning("history-cap reached: %d alert-only HISTORY_FILE lines in a minute "
+                            "(BLOCKS_PER_MINUTE); detection goes on, lines resume when the rate "
+                            "falls", s.blocks_per_minute)  # fmt: skip
+            return
+        try:
+            self._store.add_note(address, probe.proto.value, probe.dport, time.time())
+        except sqlite3.Error as error:
+            log.error("HISTORY_FILE line for %s not recorded: the store refused it: %s; its "
+                      "next probe tries again", address, one_line(str(error)))  # fmt: skip
+            return
+        self._noted.add(address, now)
+        self._worker.jobs.put(Job.NOTES, None)  # one waits at most: it writes every note
 
     def _take_element_back(self, source: Address, nft_done: Action | None) -> None:
         """Remove the element the loop added for a block that was not recorded."""
@@ -779,7 +825,7 @@ class ResponsePolicy:
             return f"not blocked: its block ended ({ended[0]})"
         if self._over_max:
             return f"not blocked: BLOCKS_MAX={s.blocks_max} active blocks reached"
-        if self._suppressed:
+        if self._block_budget.refused:
             return f"not blocked: BLOCKS_PER_MINUTE={s.blocks_per_minute} reached"
         return "not blocked"
 
@@ -797,25 +843,6 @@ class ResponsePolicy:
         spoofed flood must not unblock a real scanner by pushing it out."""
         cap = self.settings.blocks_max
         return cap > 0 and len(self._active) >= cap
-
-    def _within_cap(self, verdict: Verdict, now: float) -> bool:
-        """BLOCKS_PER_MINUTE for all blocks, and every block counts in it; once it is used up,
-        sources seen on several ports still get a second budget of the same size, which asks
-        more of a source the fuller it is: its first quarter takes sources seen on 3 distinct
-        ports, the second on 6, the third on 12, the last on 24. A flood of spoofed one-probe
-        sources thus cannot stop a real scanner (which touches many ports) from being blocked;
-        forged sources that touch a few ports each use up only the first quarters, past which
-        a source that touched more still gets a slot; and no kind of source makes more than
-        twice the cap a minute. Counts the block when it is allowed."""
-        cap = self.settings.blocks_per_minute
-        if len(self._recent) < cap:
-            self._recent.append(now)
-            return True
-        used = len(self._strong)
-        if used < cap and verdict.ports >= _STRONG_PORTS << (_STRONG_TIERS * used // cap):
-            self._strong.append(now)
-            return True
-        return False
 
     def on_request(self, request: dict[str, Any]) -> "dict[str, Any] | Future[dict[str, Any]]":
         """`unblock` or `reapply` from the control socket: the answer comes from the worker,

@@ -22,6 +22,12 @@ for good), one a line, and `reached`, whether it was delivered to some, so that 
 mail turned away for some recipients to the others only; `tried`, when MAIL_PER_HOUR counted it
 (a restart's budget starts from the last hour's); `tries`, how many tries turned it away for now
 (so that its delivery, after a restart too, can say after how many tries).
+
+`notes` holds the HISTORY_FILE lines of scans reported in alert-only mode (BLOCK_TCP or
+BLOCK_UDP 0, HISTORY_ALERT_ONLY=1: see ResponsePolicy.on_verdict) until they are written: the
+loop records one, the action worker finds its `hostname` (RESOLVE_HOST), writes the line and
+removes the row. So the table holds only lines not yet written, and a start writes those a kill
+left (as it does the lines of blocks).
 """
 
 import contextlib
@@ -75,6 +81,14 @@ CREATE TABLE IF NOT EXISTS reports (
     tries INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS reports_unmailed ON reports(made) WHERE mailed IS NULL;
+CREATE TABLE IF NOT EXISTS notes (
+    id INTEGER PRIMARY KEY,
+    address TEXT NOT NULL,
+    proto TEXT NOT NULL,
+    port INTEGER NOT NULL,
+    hostname TEXT NOT NULL,
+    since REAL NOT NULL
+);
 """
 
 
@@ -120,6 +134,18 @@ class BlockRecord(NamedTuple):
     until: float | None  # None: until unblocked
     offence: int  # 1 for an address's first block, 2 for its second, ...
     actions: tuple[Action, ...]
+
+
+class HistoryNote(NamedTuple):
+    """A scan reported in alert-only mode whose HISTORY_FILE line is not written yet: the
+    fields of PortSentry's line, as a block has them (see files.portsentry_line)."""
+
+    id: int
+    address: str
+    proto: str  # tcp or udp
+    port: int
+    hostname: str  # the address until RESOLVE_HOST finds a name
+    since: float  # epoch seconds
 
 
 def _actions_json(actions: tuple[Action, ...]) -> str:
@@ -364,6 +390,28 @@ class Store:
         with self._transaction():
             self._db.executemany("UPDATE blocks SET history = 1 WHERE id = ?",
                                  [(i,) for i in block_ids])  # fmt: skip
+
+    def add_note(self, address: str, proto: str, port: int, since: float) -> None:
+        """Record a HISTORY_FILE line to write for a scan reported in alert-only mode."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO notes (address, proto, port, hostname, since) VALUES (?, ?, ?, ?, ?)",
+                (address, proto, port, address, since))  # fmt: skip
+
+    def notes(self) -> list[HistoryNote]:
+        """The alert-only HISTORY_FILE lines not written yet, oldest first."""
+        rows = self._db.execute("SELECT id, address, proto, port, hostname, since FROM notes"
+                                " ORDER BY id")  # fmt: skip
+        return [HistoryNote._make(row) for row in rows]
+
+    def set_note_hostname(self, note_id: int, hostname: str) -> None:
+        with self._transaction():
+            self._db.execute("UPDATE notes SET hostname = ? WHERE id = ?", (hostname, note_id))
+
+    def forget_notes(self, note_ids: list[int]) -> None:
+        """The notes' lines are written."""
+        with self._transaction():
+            self._db.executemany("DELETE FROM notes WHERE id = ?", [(i,) for i in note_ids])
 
     def start_unblocking(self, block_ids: list[int], by: str) -> None:
         """Mark the active blocks as being unblocked by `by`, in one transaction, before
