@@ -6,11 +6,7 @@ usage: malformed.py SRC4 DST4 SRC6 DST6 PORT UDP_PORT broken packets, none of th
        malformed.py --accecn SRC DST PORT              one Accurate ECN SYN (RFC 9768), IPv4 or
                                                        IPv6, as a client would open a connection
        malformed.py --spoofed FIRST COUNT DST PORTS    a SYN to each of PORTS (1,11,15) from each
-                                                       of COUNT forged sources from FIRST on:
-                                                       IPv4 ones without a TCP checksum (the
-                                                       target drops them unanswered), IPv6 ones
-                                                       with it (answered, so the target resolves
-                                                       the forged address on its link)
+                                                       of COUNT forged IPv4 sources from FIRST on
        malformed.py --udp DST PORT SRC...              one datagram to DST:PORT from each SRC
                                                        (any source: IPv4-mapped, 0/8, ...), with
                                                        its checksum
@@ -104,18 +100,11 @@ def send_with_options(src6: str, dst6: str, port: int, count: int) -> None:
 
 
 def send_spoofed(first: str, count: int, dst: str, ports: list[int]) -> None:
-    """Through this host's kernel, which resolves `dst` from its own address: no Neighbour
-    Discovery message claims a forged one (nmap -6 -S sends one)."""
-    six = ":" in dst
-    sock = socket.socket(socket.AF_INET6 if six else socket.AF_INET, socket.SOCK_RAW,
-                         socket.IPPROTO_RAW)  # fmt: skip
+    s4 = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     for number in range(count):
         src = str(ipaddress.ip_address(first) + number)
         for port in ports:
-            if six:
-                sock.sendto(ipv6(src, dst, 6, with_checksum(src, dst, 6, tcp(port), 16)), (dst, 0))
-            else:
-                sock.sendto(ipv4(src, dst, tcp(port)), (dst, 0))
+            s4.sendto(ipv4(src, dst, tcp(port)), (dst, 0))
 
 
 def main() -> None:

@@ -83,18 +83,20 @@ def test_a_scan_in_alert_only_mode_gets_portsentrys_line_and_nothing_else(
     with made_policy(tmp_path, ALERT_ONLY, started=True) as policy:
         for now in (1.0, 1.5, 2.0):  # the scan's next probes: the same would-be block
             policy.on_verdict(scan(SCANNER, port=11), now)
-        policy.on_verdict(scan(SCANNER, proto=Proto.UDP, port=7), 2.5)
-        (line,) = wait_for_lines(tmp_path, 1)
+        policy.on_verdict(scan(SCANNER, proto=Proto.UDP, port=7), 2.5)  # its own, as -udp's
+        policy.on_verdict(scan(SCANNER, proto=Proto.UDP, port=8), 3.0)
+        line, udp_line = wait_for_lines(tmp_path, 2)
         stored = policy.store
         assert stored.notes() == []  # written: the store forgets it
         assert stored.active() == [] and policy.blocks_made == 0
-    match = LINE.match(line)
+    match, udp_match = LINE.match(line), LINE.match(udp_line)
     assert match is not None and match.groups() == (SCANNER, SCANNER, "11", "TCP")
+    assert udp_match is not None and udp_match.groups() == (SCANNER, SCANNER, "7", "UDP")
     # The files of the modes that run are made at start, and list no block.
     blocked = list((tmp_path / "state").glob("portsentry.blocked*"))
     assert blocked and all(path.read_text() == "" for path in blocked)
     assert not (tmp_path / "hosts.deny").exists()
-    assert history(tmp_path) == [line]  # nothing more at the stop
+    assert history(tmp_path) == [line, udp_line]  # nothing more at the stop
 
 
 def test_again_once_the_source_was_quiet_for_scan_trigger_window(tmp_path: Path) -> None:
@@ -107,6 +109,18 @@ def test_again_once_the_source_was_quiet_for_scan_trigger_window(tmp_path: Path)
         policy.on_verdict(scan(SCANNER), 211.0)
         policy.on_verdict(scan("198.18.0.12"), 211.0)
         assert [n.address for n in policy.store.notes()] == [SCANNER, SCANNER, "198.18.0.12"]
+
+
+def test_a_sources_udp_scan_does_not_keep_its_tcp_line_from_coming_again(tmp_path: Path) -> None:
+    """fail2ban's stock jail bans TCP only: the source's UDP probes still come during the ban,
+    and must not make its TCP scan after the ban look like the same run of scanning."""
+    with made_policy(tmp_path, ALERT_ONLY + 'SCAN_TRIGGER_WINDOW="60"\n') as policy:
+        policy.on_verdict(scan(SCANNER), 1.0)
+        for now in (30.0, 60.0, 90.0):  # UDP all along; TCP quiet from 1 s on
+            policy.on_verdict(scan(SCANNER, proto=Proto.UDP, port=7), now)
+        policy.on_verdict(scan(SCANNER), 95.0)
+        assert [(n.address, n.proto) for n in policy.store.notes()] == [
+            (SCANNER, "tcp"), (SCANNER, "udp"), (SCANNER, "tcp")]  # fmt: skip
 
 
 def test_no_line_when_history_alert_only_is_off(tmp_path: Path) -> None:
@@ -128,7 +142,7 @@ def test_never_for_an_address_no_block_would_be_made_for(
     """fail2ban would ban what the line names: a gateway, a name server, a local address."""
     caplog.set_level(logging.INFO, "portwarden")
     gateway, server, local = "198.18.0.254", "198.18.0.53", "198.18.0.1"
-    monkeypatch.setattr(policy_module, "gateway_addresses",
+    monkeypatch.setattr(policy_module, "default_gateways",
                         lambda: frozenset({ipaddress.ip_address(gateway)}))  # fmt: skip
     monkeypatch.setattr(policy_module, "name_servers",
                         lambda: frozenset({ipaddress.ip_address(server)}))  # fmt: skip

@@ -28,7 +28,7 @@ def test_good_prefixes_pass(prefix: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["f2-sw", "f2-target", "f2-atk1", "f2-atk12", "f2-client",
-                                  "f2-probe77", "f2-behind", "f2-router"])  # fmt: skip
+                                  "f2-probe77", "f2-behind"])  # fmt: skip
 def test_the_labs_own_names_match(name: str) -> None:
     assert is_lab_namespace(name, "f2-")
 

@@ -24,9 +24,8 @@ PREFIX = os.environ.get("PWT_LAB_PREFIX", "pwt-")
 _PREFIX_SHAPE = re.compile(r"(?:[a-z0-9]+-)+")
 # The lab's own host names after the prefix; nothing else with the prefix is the lab's.
 # (`probeN`: the namespace lab_unavailable_reason makes and deletes at once; `behind`: a host
-# on a network behind the target, which a blocking test adds; `router`: the target's IPv6
-# default gateway on the lab's bridge, which a protection test adds.)
-_HOST_NAMES = r"(?:sw|target|atk[0-9]+|client|probe[0-9]+|behind|router)"
+# on a network behind the target, which a blocking test adds.)
+_HOST_NAMES = r"(?:sw|target|atk[0-9]+|client|probe[0-9]+|behind)"
 NET4 = "198.18.0"
 NET6 = "2001:db8::"
 

@@ -1,11 +1,10 @@
-"""This host's addresses, default gateways (with their other addresses, from the neighbour
-table) and host routes, read from the kernel over rtnetlink; and one change, a neighbour
-resolved again (resolve_again)."""
+"""This host's addresses, default gateways and host routes, read from the kernel over
+rtnetlink."""
 
 import ipaddress
 import socket
 import struct
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from typing import NamedTuple
 
 from portwarden.net import netlink
@@ -23,20 +22,12 @@ def unmapped(address: IPAddress) -> IPAddress:
 
 _RTM_GETADDR = 22
 _RTM_GETROUTE = 26
-_RTM_NEWNEIGH, _RTM_GETNEIGH = 28, 30
 _RTM_GETNEXTHOP = 106
 _RTA_DST, _RTA_OIF, _RTA_GATEWAY, _RTA_TABLE = 1, 4, 5, 15
 _RTA_MULTIPATH = 9  # a list of next hops (struct rtnexthop, each with its own attributes)
 _RTA_VIA = 18  # a next hop of another family (an IPv6 gateway for IPv4): family, address
 _RTA_NH_ID = 30  # a next-hop object's id (`ip route add ... nhid N`)
-# A next-hop object: its id, members, device, gateway.
-_NHA_ID, _NHA_GROUP, _NHA_OIF, _NHA_GATEWAY = 1, 2, 5, 6
-_NDA_DST, _NDA_LLADDR = 1, 2  # a neighbour's address, and its link-layer address
-# A neighbour on a device without link-layer resolution (a tunnel, a point-to-point link): its
-# link-layer address, when it has one, is the device's and says nothing about who it is.
-_NUD_NOARP = 0x40
-_NUD_FAILED = 0x20  # resolution failed: no link-layer address; the next use asks the link
-_NTF_USE = 0x01  # a neighbour request that makes the kernel use the entry (resolve it) now
+_NHA_ID, _NHA_GROUP, _NHA_GATEWAY = 1, 2, 6  # a next-hop object: its id, members, gateway
 # Next-hop groups hold plain next hops only (the kernel refuses a group in a group); a bound
 # all the same, so that no answer can make the resolution loop.
 _NEXTHOP_DEPTH_MAX = 4
@@ -57,8 +48,6 @@ _RTVIA = struct.Struct("=H")  # family; the address follows
 _NHMSG = struct.Struct("=BBBBI")  # family, scope, protocol, reserved, flags
 _NEXTHOP_GRP = struct.Struct("=IBBH")  # a group member: id, weight, reserved
 _NH_ID = struct.Struct("=I")
-_IFINDEX = struct.Struct("=i")
-_NDMSG = struct.Struct("=BxxxiHBB")  # family, (padding), interface index, state, flags, type
 _RTMSG = struct.Struct(
     "=BBBBBBBBI"
 )  # family, dst len, src len, tos, table, proto, scope, type, flags
@@ -153,126 +142,40 @@ def local_addresses() -> frozenset[IPAddress]:
     return frozenset(entry.address for entry in interface_addresses())
 
 
-class _NextHop(NamedTuple):
-    """A default route's gateway, and the index of the device it is reached through (0 when
-    the kernel did not say)."""
-
-    address: IPAddress
-    ifindex: int
-
-
-def gateway_addresses() -> frozenset[IPAddress]:
-    """The default gateways (_default_next_hops), and each one's other IPv6 addresses on its
-    link (_router_addresses): the addresses never to block as a gateway's."""
-    hops = _default_next_hops()
-    return frozenset(hop.address for hop in hops) | _router_addresses(hops)
-
-
-class _Neighbour(NamedTuple):
-    address: IPAddress
-    ifindex: int
-    lladdr: bytes
-
-
-def _router_addresses(gateways: set[_NextHop]) -> frozenset[IPAddress]:
-    """The IPv6 neighbours whose link-layer address is a gateway's on the gateway's device, as
-    the kernel's neighbour table has them now: the router's global address, when the IPv6
-    default route goes through its link-local one (learnt from its advertisements), or when
-    only IPv4 goes through it. Known once this host has resolved both (it resolves the source
-    of a packet it answers). IPv4 neighbours are left out: where the router answers ARP for
-    the hosts of its subnet (proxy ARP, as some hosting and cloud networks have it), they would
-    all be taken for its own. (Where it answers Neighbour Discovery for them, proxy NDP, the
-    IPv6 ones are.)"""
-    neighbours = _neighbours()
-    links = _gateway_links(gateways, neighbours)
-    return frozenset(n.address for n in neighbours
-                     if n.address.version == 6 and (n.ifindex, n.lladdr) in links)  # fmt: skip
-
-
-def _gateway_links(gateways: set[_NextHop], neighbours: list[_Neighbour]) -> set[tuple[int, bytes]]:
-    """Each gateway's device and link-layer address, when the neighbour table has it."""
-    return {(n.ifindex, n.lladdr) for n in neighbours
-            if _NextHop(n.address, n.ifindex) in gateways}  # fmt: skip
-
-
-def resolve_again(addresses: Collection[str]) -> list[IPAddress]:
-    """Of `addresses` (each as str() writes it, as the store has them: 100,000 blocks at a
-    start need no parsing), the IPv6 ones that the neighbour table has on a default gateway's device
-    with a link-layer address that is not a gateway's: the kernel is made to forget each (state
-    failed) and to resolve it again at once (NTF_USE), which it does by asking the whole link
-    (a multicast Neighbour Solicitation), answered by whoever has the address. A scanner on the
-    link that forged a gateway's global address and claimed it with its own link-layer address
-    (nmap -6 -S does) leaves the entry so; the router's answer puts it right, and
-    _router_addresses finds the address at its next reading. Returns the addresses asked for.
-    Raises OSError."""
-    gateways = _default_next_hops()
-    neighbours = _neighbours()
-    links = _gateway_links(gateways, neighbours)
-    devices = {hop.ifindex for hop in gateways}
-    due = [n for n in neighbours if n.address.version == 6 and str(n.address) in addresses
-           and n.ifindex in devices and (n.ifindex, n.lladdr) not in links]  # fmt: skip
-    requests = []
-    for entry in due:
-        key = _RTATTR.pack(_RTATTR.size + 16, _NDA_DST) + entry.address.packed
-        for state, flags in ((_NUD_FAILED, 0), (0, _NTF_USE)):
-            body = _NDMSG.pack(socket.AF_INET6, entry.ifindex, state, flags, 0) + key
-            requests.append((_RTM_NEWNEIGH, netlink.NLM_F_CREATE | netlink.NLM_F_REPLACE, body))
-    if requests:
-        netlink.request(socket.NETLINK_ROUTE, requests, "rtnetlink")
-    return [entry.address for entry in due]
-
-
-def _neighbours() -> list[_Neighbour]:
-    """The IPv4 and IPv6 neighbour table entries whose link-layer address is known (ARP, NDP),
-    those of devices without link-layer resolution (NOARP) left out."""
-    found = []
-    requests = [(_RTM_GETNEIGH, _NDMSG.pack(family, 0, 0, 0, 0)) for family in _SIZES]
-    for message in netlink.dump(socket.NETLINK_ROUTE, requests, "rtnetlink"):
-        if len(message) < _NDMSG.size or message[0] not in _SIZES:
-            continue
-        family, index, state, _, _ = _NDMSG.unpack_from(message)
-        attributes = _attributes(message, _NDMSG.size)
-        destination, lladdr = attributes.get(_NDA_DST, b""), attributes.get(_NDA_LLADDR, b"")
-        if state & _NUD_NOARP or not lladdr or len(destination) != _SIZES[family]:
-            continue
-        found.append(_Neighbour(ipaddress.ip_address(destination), index, lladdr))
-    return found
-
-
-def _default_next_hops() -> set[_NextHop]:
+def default_gateways() -> frozenset[IPAddress]:
     """The next hops of every default route (IPv4 and IPv6) in this network namespace: one
     gateway, or each of a multipath route's (`nexthop via A nexthop via B`), of either family
     (`via inet6 ...` for IPv4), or those of its next-hop object (`nhid N`, see
     _object_gateways)."""
-    found: set[_NextHop] = set()
+    found: set[IPAddress] = set()
     objects: set[int] = set()
     for message in _dump(_RTM_GETROUTE, _RTMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0)):
         if len(message) < _RTMSG.size or message[0] not in _SIZES or message[1] != 0:
             continue  # not IP, or not a default route (destination prefix length 0)
         attributes = _attributes(message, _RTMSG.size)
-        found.update(_next_hops(attributes, message[0], _index(attributes.get(_RTA_OIF, b""))))
+        found.update(_next_hops(attributes, message[0]))
         object_id = attributes.get(_RTA_NH_ID, b"")
         if len(object_id) == _NH_ID.size:
             objects.add(_NH_ID.unpack(object_id)[0])
         hops = attributes.get(_RTA_MULTIPATH, b"")
         offset = 0
         while offset + _RTNEXTHOP.size <= len(hops):
-            length, _, _, index = _RTNEXTHOP.unpack_from(hops, offset)
+            length = _RTNEXTHOP.unpack_from(hops, offset)[0]
             if length < _RTNEXTHOP.size:
                 break
             hop = _attributes(hops[offset : offset + length], _RTNEXTHOP.size)
-            found.update(_next_hops(hop, message[0], index))
+            found.update(_next_hops(hop, message[0]))
             offset += netlink.align(length)
     if objects:
         found.update(_object_gateways(objects))
-    return found
+    return frozenset(found)
 
 
-def _object_gateways(wanted: set[int]) -> set[_NextHop]:
+def _object_gateways(wanted: set[int]) -> set[IPAddress]:
     """The gateways of the next-hop objects `wanted` (ids), read with RTM_GETNEXTHOP: each
     one's own, or those of a group's members (NHA_GROUP). With the sysctl
     net.ipv4.nexthop_compat_mode=0 a route through one carries only its id, no gateway."""
-    gateways: dict[int, _NextHop] = {}
+    gateways: dict[int, IPAddress] = {}
     members: dict[int, list[int]] = {}
     for message in _dump(_RTM_GETNEXTHOP, _NHMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
         if len(message) < _NHMSG.size:
@@ -283,33 +186,21 @@ def _object_gateways(wanted: set[int]) -> set[_NextHop]:
             continue
         object_id = _NH_ID.unpack(raw_id)[0]
         if len(gateway) in _SIZES.values():
-            gateways[object_id] = _NextHop(ipaddress.ip_address(gateway),
-                                          _index(attributes.get(_NHA_OIF, b"")))  # fmt: skip
+            gateways[object_id] = ipaddress.ip_address(gateway)
         group = attributes.get(_NHA_GROUP, b"")
         members[object_id] = [
             _NEXTHOP_GRP.unpack_from(group, at)[0]
             for at in range(0, len(group) - _NEXTHOP_GRP.size + 1, _NEXTHOP_GRP.size)
         ]
-    found: set[_NextHop] = set()
+    found: set[IPAddress] = set()
     for _ in range(_NEXTHOP_DEPTH_MAX):
         found.update(gateways[i] for i in wanted if i in gateways)
         wanted = {m for i in wanted for m in members.get(i, ())}
     return found
 
 
-def _index(value: bytes) -> int:
-    """An interface index attribute (RTA_OIF, NHA_OIF); 0 when there is none."""
-    return _IFINDEX.unpack(value)[0] if len(value) == _IFINDEX.size else 0
-
-
-def _next_hops(attributes: dict[int, bytes], family: int, ifindex: int) -> list[_NextHop]:
-    """The gateway in RTA_GATEWAY (the route's family) or RTA_VIA (any family), reached through
-    device `ifindex`."""
-    return [_NextHop(address, ifindex) for address in _gateways(attributes, family)]
-
-
-def _gateways(attributes: dict[int, bytes], family: int) -> list[IPAddress]:
-    """The addresses in RTA_GATEWAY (the route's family) and RTA_VIA (any family)."""
+def _next_hops(attributes: dict[int, bytes], family: int) -> list[IPAddress]:
+    """The gateway in RTA_GATEWAY (the route's family) or RTA_VIA (any family)."""
     found = []
     gateway = attributes.get(_RTA_GATEWAY, b"")
     if len(gateway) == _SIZES[family]:
@@ -370,16 +261,16 @@ def host_routes(address: IPAddress) -> list[HostRoute]:
             continue
         found.append(HostRoute(
             _ROUTE_TYPES[kind] if kind < len(_ROUTE_TYPES) else str(kind),
-            tuple(_gateways(attributes, family)), _device(attributes.get(_RTA_OIF, b"")),
+            tuple(_next_hops(attributes, family)), _device(attributes.get(_RTA_OIF, b"")),
             table))  # fmt: skip
     return found
 
 
 def _device(oif: bytes) -> str | None:
-    if len(oif) != _IFINDEX.size:
+    if len(oif) != 4:
         return None
     try:
-        return socket.if_indextoname(_index(oif))
+        return socket.if_indextoname(struct.unpack("=i", oif)[0])
     except OSError:  # gone meanwhile (or index 0)
         return None
 

@@ -1,6 +1,5 @@
-"""Netlink, the kernel's message socket: the message framing, the dump that rtnetlink
-(addresses, routes, neighbours), sock_diag (ports with a socket) and nftables share, and
-acknowledged requests (rtnetlink: neighbours).
+"""Netlink, the kernel's message socket: the message framing and the dump that rtnetlink
+(addresses, routes), sock_diag (ports with a socket) and nftables share.
 
 Layout from linux/netlink.h.
 """
@@ -13,7 +12,6 @@ from typing import NamedTuple
 
 HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port id
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
-NLM_F_REPLACE, NLM_F_CREATE = 0x100, 0x400  # for a new object: replace it if there, make it if not
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 ANSWER_WAIT_S = 1.0  # the kernel answers at once; this only bounds a broken one
 
@@ -66,30 +64,6 @@ def read_dump(data: bytes, sequence: int, into: list[bytes], name: str) -> bool:
         if found.kind != NLMSG_ERROR:
             into.append(found.payload)
     return True
-
-
-def _acknowledged(data: bytes, sequence: int, name: str) -> bool:
-    """Whether one receive holds the acknowledgement of message `sequence`. Raises OSError,
-    named `name`, when it holds the kernel's refusal instead."""
-    for found in messages(data):
-        if found.sequence == sequence and found.kind == NLMSG_ERROR:
-            code = error_code(found)
-            if code > 0:
-                raise OSError(code, f"{name}: {os.strerror(code)}")
-            return True
-    return False
-
-
-def request(protocol: int, requests: Iterable[tuple[int, int, bytes]], name: str) -> None:
-    """Send each request (type, flags, body), one after the other on one socket, each once the
-    kernel has acknowledged the one before. Raises OSError (named `name`) at the first that it
-    refuses."""
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol) as sock:
-        sock.settimeout(ANSWER_WAIT_S)
-        for sequence, (kind, flags, body) in enumerate(requests, start=1):
-            sock.send(message(kind, NLM_F_REQUEST | NLM_F_ACK | flags, sequence, body))
-            while not _acknowledged(sock.recv(65536), sequence, name):
-                pass
 
 
 def dump(protocol: int, requests: Iterable[tuple[int, bytes]], name: str) -> list[bytes]:

@@ -1,8 +1,7 @@
 """The built-in blocker: one nftables table of ours, changed in-process through libnftables.
 
 Table `inet portwarden` (NFT_TABLE) holds sets `blocked4` and `blocked6` (per-element timeouts)
-and an input chain (and optionally a forward chain) that drops their sources (but for IPv6
-Neighbour Discovery, see _NEIGHBOUR_DISCOVERY). Nothing else in
+and an input chain (and optionally a forward chain) that drops their sources. Nothing else in
 the host's ruleset is touched. libnftables is the library `nft` itself uses; calling it
 in-process avoids starting a process per block (about 0.3 ms against about 5 ms). Adding
 elements (one on the packet path, 100,000 at a restore) skips even that and goes straight over
@@ -26,15 +25,7 @@ DEFAULT_TABLE = "portwarden"  # NFT_TABLE's default
 _LIBRARY = "libnftables.so.1"
 _OUTPUT_JSON = 1 << 4
 _CHAIN_PRIORITY = "filter - 10"  # before the usual filter chains, so nothing lets them through
-# A blocked IPv6 address's Neighbour Discovery still reaches the kernel, as a blocked IPv4
-# address's ARP does (an inet table never sees ARP); no program gets it. Dropped, it would keep
-# this host from learning who has the address: a gateway's global address that a scanner
-# forged would stay blocked, the router's answers (to the solicitation for it that the
-# scanner's forged SYNs make, or to net.local.resolve_again's) never seen.
-_NEIGHBOUR_DISCOVERY = (
-    "ip6 saddr @blocked6 icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept"
-)
-_DROPS = ("ip saddr @blocked4 drop", "ip6 saddr @blocked6 drop")
+_RULES_PER_CHAIN = 2  # one drop rule per set
 
 
 def claim_table(table: str, source: str) -> socket.socket:
@@ -142,11 +133,6 @@ class NftBlocker:
     def _chains(self) -> list[str]:
         return ["input", "forward"] if self._forward else ["input"]
 
-    @staticmethod
-    def _rules(chain: str) -> tuple[str, ...]:
-        """The rules of our chain `chain`, in order (no Neighbour Discovery is forwarded)."""
-        return (_NEIGHBOUR_DISCOVERY, *_DROPS) if chain == "input" else _DROPS
-
     def _ensure_lines(self) -> list[str]:
         lines = [
             f"add table inet {self.table}",
@@ -158,7 +144,8 @@ class NftBlocker:
                 f"add chain inet {self.table} {chain} {{ type filter hook {chain} priority "
                 f"{_CHAIN_PRIORITY}; policy accept; }}",
                 f"flush chain inet {self.table} {chain}",
-                *(f"add rule inet {self.table} {chain} {rule}" for rule in self._rules(chain)),
+                f"add rule inet {self.table} {chain} ip saddr @blocked4 drop",
+                f"add rule inet {self.table} {chain} ip6 saddr @blocked6 drop",
             ]
         if not self._forward and self._has_chain("forward"):
             lines.append(f"delete chain inet {self.table} forward")
@@ -204,7 +191,7 @@ class NftBlocker:
             if not link.has():
                 return f"table inet {self.table}"
             for chain in self._chains():
-                if link.rules(chain) < len(self._rules(chain)):
+                if link.rules(chain) < _RULES_PER_CHAIN:
                     return f"the rules of chain {chain} of table inet {self.table}"
         except (OSError, NftLinkError):
             return None

@@ -24,12 +24,7 @@ from portwarden.config.ignore import Address, Network, parse_network
 from portwarden.config.settings import nothing_to_do
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Proto
-from portwarden.net.local import (
-    broadcast_addresses,
-    gateway_addresses,
-    local_addresses,
-    resolve_again,
-)
+from portwarden.net.local import broadcast_addresses, default_gateways, local_addresses
 from portwarden.respond.actions import (
     IGNORED,
     NFT,
@@ -345,9 +340,6 @@ class ResponsePolicy:
         # Submitted to the worker to end (protected), with when (monotonic): submitted again
         # after PROTECTED_RETRY_S if still active (the worker's job failed).
         self._ending_protected: dict[str, float] = {}
-        # Active IPv6 blocks whose address the neighbour table was made to resolve again
-        # (_resolve_again), each once.
-        self._resolved_again: set[str] = set()
         self._block_budget = MinuteBudget()  # BLOCKS_PER_MINUTE
         # Alert-only HISTORY_FILE lines (_note): a budget of their own, of the same size, so
         # they never take the place of a block (BLOCK_TCP=1 with BLOCK_UDP=0).
@@ -446,28 +438,6 @@ class ResponsePolicy:
         if due and self._worker.jobs.put(Job.PROTECTED, due):
             self._ending_protected.update(dict.fromkeys(due, now))
         self._check_table()
-        self._resolve_again()
-
-    def _resolve_again(self) -> None:
-        """The address of each new IPv6 block, once: the kernel asks the link again who has it
-        when its neighbour entry names someone else than a gateway (net.local.resolve_again).
-        A scanner on the link that forged a gateway's global address may have claimed it in
-        Neighbour Discovery; the router's answer makes the address a gateway's at the next
-        refresh, and its block ends."""
-        new = {a for a in self._active - self._resolved_again if ":" in a}
-        if not new or not self.settings.protect_gateways:
-            return
-        self._resolved_again |= new
-        try:
-            asked = resolve_again(new)
-        except OSError as error:
-            log.warning("neighbour table: could not have %s resolved again: %s",
-                        counted(len(new), "blocked IPv6 address", "blocked IPv6 addresses"),
-                        error.strerror or error)  # fmt: skip
-            return
-        if asked:
-            log.debug("neighbour table: asked the link again who has %s",
-                      ", ".join(map(str, asked)))  # fmt: skip
 
     def _read_protected(self) -> dict[Address, tuple[str, ...]]:
         """Each address never blocked, with why (_PROTECTED_BY's keys), read now. (A local
@@ -475,7 +445,7 @@ class ResponsePolicy:
         made before it was local.)"""
         protected: dict[Address, tuple[str, ...]] = {}
         sources: tuple[tuple[str, bool, Callable[[], frozenset[Address]]], ...] = (
-            ("gateway", self.settings.protect_gateways, gateway_addresses),
+            ("gateway", self.settings.protect_gateways, default_gateways),
             ("nameserver", self.settings.protect_nameservers, name_servers),
             ("broadcast", True, broadcast_addresses),
             ("local", True, self._local),
@@ -536,7 +506,6 @@ class ResponsePolicy:
         self._ending_protected = {
             a: t for a, t in self._ending_protected.items() if a in self._active
         }
-        self._resolved_again &= self._active
         self._announced &= self._active
         self._command_only = {r.address for r in active if not lasting(r.actions)}
         self._element_checked = {
@@ -686,7 +655,7 @@ class ResponsePolicy:
         """A scan of a protocol whose BLOCK is 0 (alert only): with HISTORY_ALERT_ONLY, the
         verdict that would have made a block gets PortSentry's `Blocked` line in HISTORY_FILE,
         as PortSentry 1.2 wrote it then (fail2ban's `portsentry` jail bans on it). Once per
-        source while it goes on scanning (respond/notes.py); none for a source blocked
+        source and protocol while it goes on scanning (respond/notes.py); none for a source blocked
         already (its block has its line), nor for an address no block would be made for
         (protected: fail2ban would ban it; the ignore list and this host's addresses make no
         verdict at all). BLOCKS_PER_MINUTE bounds these lines too, in a budget of their own.
@@ -695,7 +664,11 @@ class ResponsePolicy:
         s = self.settings
         probe = verdict.probe
         address = str(probe.src)
-        if not s.history_alert_only or self._noted.noted(address, now, s.scan_trigger_window):
+        # Per protocol, as PortSentry's -tcp and -udp processes each wrote theirs, and since
+        # fail2ban's stock jail bans TCP only: a source's UDP probes during that ban must not
+        # keep its TCP line from being written again once the ban is over.
+        noted = f"{address} {probe.proto.value}"
+        if not s.history_alert_only or self._noted.noted(noted, now, s.scan_trigger_window):
             return
         if address in self._active:
             self._sync()
@@ -720,7 +693,7 @@ class ResponsePolicy:
             log.error("HISTORY_FILE line for %s not recorded: the store refused it: %s; its "
                       "next probe tries again", address, one_line(str(error)))  # fmt: skip
             return
-        self._noted.add(address, now)
+        self._noted.add(noted, now)
         self._worker.jobs.put(Job.NOTES, None)  # one waits at most: it writes every note
 
     def _take_element_back(self, source: Address, nft_done: Action | None) -> None:
