@@ -275,6 +275,12 @@ BLOCK_MAX_REFUSED_COUNTED_MAX = SOURCES_MAX
 # least recently seen is forgotten (its next scan gets another line, within BLOCKS_PER_MINUTE),
 # never the table grown. About 100 bytes a source: under 2 MiB.
 NOTED_SOURCES_MAX = SOURCES_MAX
+# Alert-only HISTORY_FILE lines waiting in the store to be written (a HISTORY_FILE that cannot
+# be written, e.g. its folder made read-only, keeps them there): at most 2 x BLOCKS_PER_MINUTE
+# come a minute, so past this many the oldest go, never the table grown. 10,000 lines are
+# over an hour of a spoofed flood at the default rate; a line older than that is past any
+# fail2ban findtime anyway.
+NOTES_PENDING_MAX = 10_000
 
 # Unblocks reported one by one (log, syslog, JSON) when the loop sees blocks end; past it (an
 # `unblock --all` of thousands) one line gives their number, so the loop is not held up.

@@ -266,3 +266,14 @@ def test_one_writing_of_notes_waits_at_most() -> None:
     assert jobs.put(Job.BLOCK, "b")
     assert [jobs.get(0.0), jobs.get(0.0), jobs.get(0.0)] == [(Job.NOTES, None),
                                                               (Job.BLOCK, "b"), None]  # fmt: skip
+
+
+def test_the_lines_waiting_in_the_store_are_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A HISTORY_FILE that cannot be written keeps them waiting: the oldest go, past the cap."""
+    monkeypatch.setattr(limits, "NOTES_PENDING_MAX", 3)
+    store = Store(tmp_path / "store.db")
+    for number in range(5):
+        store.add_note(f"198.18.1.{number}", "tcp", 11, float(number))
+    assert [n.address for n in store.notes()] == ["198.18.1.2", "198.18.1.3", "198.18.1.4"]

@@ -27,7 +27,7 @@ mail turned away for some recipients to the others only; `tried`, when MAIL_PER_
 BLOCK_UDP 0, HISTORY_ALERT_ONLY=1: see ResponsePolicy.on_verdict) until they are written: the
 loop records one, the action worker finds its `hostname` (RESOLVE_HOST), writes the line and
 removes the row. So the table holds only lines not yet written, and a start writes those a kill
-left (as it does the lines of blocks).
+left (as it does the lines of blocks); at most limits.NOTES_PENDING_MAX of them.
 """
 
 import contextlib
@@ -39,6 +39,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from portwarden import limits
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (
@@ -392,11 +394,14 @@ class Store:
                                  [(i,) for i in block_ids])  # fmt: skip
 
     def add_note(self, address: str, proto: str, port: int, since: float) -> None:
-        """Record a HISTORY_FILE line to write for a scan reported in alert-only mode."""
+        """Record a HISTORY_FILE line to write for a scan reported in alert-only mode; past
+        limits.NOTES_PENDING_MAX waiting, the oldest are forgotten."""
         with self._transaction():
             self._db.execute(
                 "INSERT INTO notes (address, proto, port, hostname, since) VALUES (?, ?, ?, ?, ?)",
                 (address, proto, port, address, since))  # fmt: skip
+            self._db.execute("DELETE FROM notes WHERE id <= (SELECT max(id) FROM notes) - ?",
+                             (limits.NOTES_PENDING_MAX,))  # fmt: skip
 
     def notes(self) -> list[HistoryNote]:
         """The alert-only HISTORY_FILE lines not written yet, oldest first."""
