@@ -178,6 +178,8 @@ def _replace_keeping_appends(temporary: str, path: Path, unchanged: Identity) ->
             raise FileChanged(f"{path} changed while it was being edited")
         os.replace(temporary, path)
         late = os.pread(old, limits.LATE_APPEND_BYTES_MAX, unchanged[1])
+        time.sleep(limits.LATE_APPEND_SETTLE_S)  # a write through a descriptor opened before
+        late += os.pread(old, limits.LATE_APPEND_BYTES_MAX - len(late), unchanged[1] + len(late))
     finally:
         os.close(old)
     if late:
