@@ -36,10 +36,7 @@ PORTS_TRACKED_MAX = 64
 # Flag patterns remembered per source for OS-probe reports (nmap -O sends about ten).
 PATTERNS_TRACKED_MAX = 16
 
-# An OS-probe summary (every flag pattern seen) is reported once the source has sent no OS probe
-# for this long: one summary per nmap -O, which waits about 2 s between its rounds of probes.
-# At most this many sources wait for their summary, so spoofed probes cannot grow it.
-OS_PROBE_QUIET_S = 10.0
+# Sources waiting for their OS-probe summary (OS_PROBE_QUIET), so spoofed probes cannot grow it.
 OS_PROBE_PENDING_MAX = 1_024  # also the most scans waiting for their end-of-scan summary
 # When either table is full, the source seen least recently makes room, taken among those that
 # touched one port while there are any (a spoofed flood), so a real scanner keeps its summary.

@@ -165,7 +165,7 @@ def test_mail_syslog_json_and_fail2ban_for_an_nmap_scan(
 def test_the_os_probe_mail_for_nmap_os_detection(lab: Lab, start_daemon: StartDaemon,
                                                  tmp_path: Path) -> None:  # fmt: skip
     """nmap -O sends TCP probes and one UDP probe (U1): the mail says both protocols, each
-    probe's pattern, and which host was probed. It comes OS_PROBE_QUIET_S after the last."""
+    probe's pattern, and which host was probed. It comes OS_PROBE_QUIET after the last."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     server = smtp_server(lab, lab.client.ipv4, "2528", str(inbox))

@@ -16,6 +16,8 @@ from portwarden.detect.probe import Probe, Proto
 
 TARGET = ipaddress.ip_address("198.18.0.1")
 
+OS_QUIET = EngineConfig().os_probe_quiet_s  # OS_PROBE_QUIET by default
+
 
 def probe(src: str = "198.18.0.11", port: int = 11, mode: str = "stcp", proto: Proto = Proto.TCP,
           os_tool: str | None = None, tripwire: bool = True, flags: str = "SYN",
@@ -107,7 +109,7 @@ def test_os_probe_first_then_one_summary_with_every_pattern() -> None:
     ]
     assert engine.feed(probe(os_tool="nmap", tripwire=False, flags="FIN+PSH+URG"), 0.5) == []
     assert engine.tick(1.0) == []
-    (summary,) = engine.tick(0.5 + limits.OS_PROBE_QUIET_S)
+    (summary,) = engine.tick(0.5 + OS_QUIET)
     assert summary.kind == "os-summary" and summary.patterns == ("NULL", "FIN+PSH+URG")
     assert engine.tick(10.0) == []
 
@@ -169,7 +171,7 @@ def test_each_run_of_os_probing_is_summarised_on_its_own() -> None:
     os_probe = functools.partial(probe, os_tool="nmap", tripwire=False)
     assert kinds(engine, os_probe(port=80, flags="NULL", seen_at=100), 0) == [("os-probe", True)]
     engine.feed(os_probe(port=81, proto=Proto.UDP, seen_at=100.5), 0.5)
-    (first,) = engine.tick(0.5 + limits.OS_PROBE_QUIET_S)
+    (first,) = engine.tick(0.5 + OS_QUIET)
     assert (first.kind, first.probes, first.ports, first.patterns, first.types) == (
         "os-summary",
         2,
@@ -178,9 +180,9 @@ def test_each_run_of_os_probing_is_summarised_on_its_own() -> None:
         ("nmap",),
     )
     assert first.first_probe is not None and first.first_probe.seen_at == 100
-    later = 1 + limits.OS_PROBE_QUIET_S
+    later = 1 + OS_QUIET
     engine.feed(os_probe(port=80, flags="FIN+PSH+URG", seen_at=120), later)  # same tool: no verdict
-    (second,) = engine.tick(later + limits.OS_PROBE_QUIET_S)
+    (second,) = engine.tick(later + OS_QUIET)
     assert (second.probes, second.patterns) == (1, ("FIN+PSH+URG",))
 
 
@@ -335,7 +337,7 @@ def test_a_flood_of_spoofed_os_probes_cannot_push_out_a_real_os_scan() -> None:
     nmap = functools.partial(probe, src="198.18.0.67", os_tool="nmap", tripwire=False)
     engine.feed(nmap(port=80, flags="NULL"), 2.0)
     engine.feed(nmap(port=44, flags="FIN+PSH+URG"), 2.1)
-    summaries = engine.tick(2.1 + limits.OS_PROBE_QUIET_S)
+    summaries = engine.tick(2.1 + OS_QUIET)
     assert str(summaries[0].probe.src) == "198.18.0.67" and summaries[0].types == ("nmap",)
 
 
@@ -469,7 +471,7 @@ def test_a_long_os_probe_run_is_reported_as_ongoing() -> None:
     (interim,) = engine.feed(os_probe(port=83), 24)
     assert (interim.kind, interim.ongoing, interim.probes, interim.modes) == (
         "os-summary", True, 3, ("stcp", "sudp"))  # fmt: skip
-    (final,) = engine.tick(24 + limits.OS_PROBE_QUIET_S)
+    (final,) = engine.tick(24 + OS_QUIET)
     assert (final.ongoing, final.probes, final.modes) == (False, 1, ("stcp",))
 
 

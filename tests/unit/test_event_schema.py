@@ -21,6 +21,8 @@ from portwarden.store.db import Action, BlockRecord
 README = Path(__file__).parents[2] / "README.md"
 NAME = re.compile(r"`([a-z_-]+)`")
 
+OS_QUIET = EngineConfig().os_probe_quiet_s  # OS_PROBE_QUIET by default
+
 
 def readme_tables() -> tuple[dict[str, set[str]], set[str]]:
     """({event kind: its fields}, every field the field table explains), from README's JSON
@@ -62,7 +64,7 @@ def written(tmp_path: Path) -> list[dict]:
     verdicts = engine.feed(probe(11), 0.0) + engine.feed(probe(15), 0.1)  # scan (first, next)
     verdicts += engine.feed(probe(80, os_tool="nmap", flags="NULL"), 0.2)  # os-probe
     verdicts += engine.feed(probe(81, Proto.UDP, os_tool="nmap", flags=""), 0.3)
-    verdicts += engine.tick(0.3 + limits.OS_PROBE_QUIET_S)  # scan-summary, os-summary
+    verdicts += engine.tick(0.3 + OS_QUIET)  # scan-summary, os-summary
     for verdict in verdicts:
         alerts.verdict(verdict, 0.0, "not blocked (BLOCK_TCP=0 BLOCK_UDP=0)")
     for _ in range(limits.ATTACK_LINES_BURST + 1):  # the attack-line limit holds: suppressed

@@ -128,6 +128,7 @@ class Settings:
     scan_report_interval: float
     smtp_give_up_after: float
     history_alert_only: bool
+    os_probe_quiet: float
     ignored_networks: tuple[Network, ...]
     warnings: tuple[str, ...] = ()
 
@@ -368,6 +369,7 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
         scan_report_interval=read.get("SCAN_REPORT_INTERVAL", values.seconds, 300.0),
         smtp_give_up_after=read.get("SMTP_GIVE_UP_AFTER", values.seconds, 86400.0),
         history_alert_only=read.get("HISTORY_ALERT_ONLY", values.flag, True),
+        os_probe_quiet=read.get("OS_PROBE_QUIET", values.seconds, 10.0),
         ignored_networks=(),
     )
     warnings += _unknown_keys([entry for key, entry in entries.items() if key not in read.used])

@@ -59,4 +59,5 @@ def engine_config(settings: Settings, ignore: IgnoreList,
         + late_reply_rules(settings.udp_reply_source_ports, late_reply_ports),
         scan_end_quiet_s=settings.scan_end_quiet,
         scan_report_s=settings.scan_report_interval,
+        os_probe_quiet_s=settings.os_probe_quiet,
     )

@@ -56,6 +56,9 @@ class EngineConfig:
     # SCAN_REPORT_INTERVAL: a scan (or OS-probe run) going on this long is summarised as
     # ongoing at its next probe, which starts the next part of it
     scan_report_s: float = 300.0
+    # OS_PROBE_QUIET: a run of OS probing this quiet is over; summarise it (one summary per
+    # nmap -O, which waits about 2 s between its rounds of probes)
+    os_probe_quiet_s: float = 10.0
 
 
 class Verdict(NamedTuple):
@@ -70,7 +73,7 @@ class Verdict(NamedTuple):
     TCP flag combination seen ("SYN", "FIN+PSH+URG"; none for UDP and connections); `probes`,
     `ports` and `first_seen` count that scan only. The next probe of that protocol from that
     source starts a new scan, with a summary of its own.
-    kind "os-summary": the same for a run of OS probing (quiet for limits.OS_PROBE_QUIET_S):
+    kind "os-summary": the same for a run of OS probing (quiet for os_probe_quiet_s):
     `probes` OS probes, `patterns` every flag pattern ("udp" for a UDP probe) with nmap's name
     for the probe when known ("SYN/SEQ1"), `types` the tools.
     A summary is `ongoing` when its scan (or run) is not over: a probe came scan_report_s or
@@ -448,7 +451,7 @@ class Engine:
         return sum(recent[1::2]) >= self.config.trigger
 
     def tick(self, now: float, stopping: bool = False) -> list[Verdict]:
-        """Summaries of OS probing quiet for limits.OS_PROBE_QUIET_S, and of scans quiet for
+        """Summaries of OS probing quiet for os_probe_quiet_s, and of scans quiet for
         scan_end_quiet_s (each protocol's scan on its own); `stopping`: of every run still
         open, since they end with the daemon, and every summary still waiting. At most
         limits.SUMMARIES_PER_TICK_MAX per call otherwise, those that touched the most ports
@@ -456,7 +459,7 @@ class Engine:
         once goes out over several loop turns, not as a thousand lines in one). Past
         limits.SUMMARIES_READY_MAX waiting, those that touched the fewest ports are dropped
         (counted: take_summaries_dropped)."""
-        os_quiet, scan_quiet = limits.OS_PROBE_QUIET_S, self.config.scan_end_quiet_s
+        os_quiet, scan_quiet = self.config.os_probe_quiet_s, self.config.scan_end_quiet_s
         if stopping:
             os_quiet = scan_quiet = 0.0
         due = [("os-summary", run) for _, run in self._os_waiting.take(
@@ -501,7 +504,7 @@ class Engine:
         if run is None:
             run = _Run(probe, now)
         else:
-            verdicts = self._interim("os-summary", run, probe, now, limits.OS_PROBE_QUIET_S)
+            verdicts = self._interim("os-summary", run, probe, now, self.config.os_probe_quiet_s)
         run.add(probe, now, pattern)
         self._os_waiting.put(address, run, len(run.ports), now)
         tool = probe.os_tool or ""
