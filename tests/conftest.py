@@ -5,7 +5,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from portwarden.lab.network import PREFIX, Lab, LabPrefixError, check_prefix, lab_unavailable_reason
+from portwarden.lab.network import Lab, LabPrefixError, check_prefix, lab_unavailable_reason
+from tests.lab.prefix import PREFIX
 
 
 def require_lab() -> None:
@@ -14,8 +15,8 @@ def require_lab() -> None:
     try:
         check_prefix(PREFIX)
     except LabPrefixError as error:
-        pytest.fail(str(error), pytrace=False)
-    reason = lab_unavailable_reason()
+        pytest.fail(f"PWT_LAB_PREFIX: {error}", pytrace=False)
+    reason = lab_unavailable_reason(PREFIX)
     if reason is None:
         return
     if os.environ.get("CI"):
@@ -26,7 +27,7 @@ def require_lab() -> None:
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
     require_lab()
-    built = Lab()
+    built = Lab(PREFIX)
     try:
         built.create()
         yield built

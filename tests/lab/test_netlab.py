@@ -2,8 +2,9 @@
 
 import sys
 
-from portwarden.lab.network import PREFIX, Lab, lab_namespaces, namespaces, run
+from portwarden.lab.network import Lab, lab_namespaces, namespaces, run
 from tests.conftest import require_lab
+from tests.lab.prefix import PREFIX
 
 
 def test_hosts_reach_the_target(clean_lab: Lab) -> None:

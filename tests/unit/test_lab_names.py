@@ -16,7 +16,7 @@ NO_SUCH_PID = 99_999_999  # above any pid_max
 
 @pytest.mark.parametrize("prefix", ["", "-", "pwt", "PWT-", "pw t-", "pwt-*", "../x-", "pwt--"])
 def test_a_prefix_that_could_match_others_is_refused(prefix: str) -> None:
-    with pytest.raises(LabPrefixError, match="PWT_LAB_PREFIX"):
+    with pytest.raises(LabPrefixError, match="must be lower-case letters and digits"):
         check_prefix(prefix)
     with pytest.raises(LabPrefixError):
         is_lab_namespace("pwt-target", prefix)

@@ -162,7 +162,7 @@ def _missing_software() -> str | None:
 
 def run_demo() -> int:
     """Exit status 0 when the scan was detected and blocked and the client kept working."""
-    reason = lab_unavailable_reason() or _missing_software()
+    reason = lab_unavailable_reason(run_prefix(os.getpid())) or _missing_software()
     if reason:
         print(f"portwarden: error: lab: {reason}", file=sys.stderr)
         return 2

@@ -16,9 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-# Several checkouts may run labs at once on one machine: each picks its own prefix. Checked
-# (check_prefix) before any namespace is listed or removed.
-PREFIX = os.environ.get("PWT_LAB_PREFIX", "pwt-")
+# Every namespace name starts with the lab's prefix, so that labs run at once (a demo, a test
+# run) never touch each other's. Checked (check_prefix) before any namespace is listed or removed.
 # Lower-case letters and digits, in dash-ended parts ("pwt-", "pwlab-123-"): never empty, which
 # would make every namespace on the machine the lab's.
 _PREFIX_SHAPE = re.compile(r"(?:[a-z0-9]+-)+")
@@ -79,7 +78,7 @@ class Host:
 class Lab:
     """Build with create(), always destroy(): also after failures (the fixture does both)."""
 
-    def __init__(self, prefix: str = PREFIX, attackers: int = 3) -> None:
+    def __init__(self, prefix: str, attackers: int = 3) -> None:
         self.prefix = check_prefix(prefix)
         self.switch = f"{prefix}sw"
         self.target = self._host("target", 1)
@@ -147,8 +146,8 @@ class LabPrefixError(ValueError):
 def check_prefix(prefix: str) -> str:
     """`prefix` when it has the lab's shape; else LabPrefixError (one line)."""
     if _PREFIX_SHAPE.fullmatch(prefix) is None:
-        raise LabPrefixError(f"lab prefix {prefix!r} (PWT_LAB_PREFIX) must be lower-case letters "
-                             "and digits ending in '-', e.g. 'pwt-'")  # fmt: skip
+        raise LabPrefixError(f"lab prefix {prefix!r} must be lower-case letters and digits "
+                             "ending in '-', e.g. 'pwt-'")  # fmt: skip
     return prefix
 
 
@@ -180,7 +179,7 @@ def remove_stale(prefix: str) -> None:
 
 
 @functools.cache
-def lab_unavailable_reason(prefix: str = PREFIX) -> str | None:
+def lab_unavailable_reason(prefix: str) -> str | None:
     """Why the lab cannot be built here, or None if it can. Root is not enough (a container, or
     a root without CAP_SYS_ADMIN): a throw-away namespace is made and deleted to find out."""
     if os.geteuid() != 0:
@@ -195,9 +194,3 @@ def lab_unavailable_reason(prefix: str = PREFIX) -> str | None:
         why = " ".join(made.stderr.split()) or f"exit status {made.returncode}"
         return f"the lab cannot make a network namespace: ip netns add: {why}"
     return None
-
-
-def mac_address(host: Host) -> str:
-    """The MAC address of the host's eth0 (masscan needs it as its 'router')."""
-    output = host.run(["ip", "-br", "link", "show", "eth0"]).stdout.split()
-    return output[2]
