@@ -6,6 +6,8 @@ import ipaddress
 import json
 import logging
 import os
+import select
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -23,7 +25,7 @@ from portwarden.respond import admin
 from portwarden.respond.actions import nft_warning
 from portwarden.statedir import StateDirBusy
 from portwarden.store.db import Store, StoreError, store_path
-from portwarden.text import one_line
+from portwarden.text import PATH_SHOWN_MAX, one_line
 
 log = logging.getLogger("portwarden")
 
@@ -226,6 +228,9 @@ def _shown(message: str) -> str:
 def _run(args: argparse.Namespace) -> int:
     from portwarden.daemon import Daemon
 
+    # Until the daemon's own handler takes over: a reload asked for this early is moot (the
+    # file is read next), and SIGHUP's default would end the process.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     path = _config_path(args.config)
     if path is not None:
         # Once, here: the ready line, `status`, errors and reloads (after --daemon's change
@@ -256,7 +261,7 @@ def _check_config(args: argparse.Namespace) -> int:
         _warn(nft)
     if args.quiet:
         return 0
-    print(f"# effective settings from {settings.source}")
+    print(f"# effective settings from {one_line(str(settings.source), PATH_SHOWN_MAX)}")
     for line in to_conf_lines(settings):
         print(line)
     networks = ", ".join(str(n) for n in outermost(settings.ignore_list().networks))
@@ -373,9 +378,10 @@ def _replay(args: argparse.Namespace) -> int:
     try:
         counts = replay(settings, args.capture, sys.stdout, hosts)
         sys.stdout.flush()
-    except BrokenPipeError:  # `| head`: the reader has all it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    except BrokenPipeError:
+        if not _stdout_reader_gone():
+            raise
+        return _reader_has_enough()
     except (PcapError, OSError) as error:
         sys.stdout.flush()
         _error(str(error))
@@ -392,6 +398,21 @@ def _failed(why: str, status: int, as_json: bool = False) -> int:
     _error(why, as_json)
     background.stopped_because(why, status)
     return status
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe (or socket) whose reader has closed it: a BrokenPipeError
+    from elsewhere (the control socket) is a real error."""
+    poll = select.poll()
+    poll.register(sys.stdout.fileno(), select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poll.poll(0))
+
+
+def _reader_has_enough() -> int:
+    """`check-config | head -1`: the reader has all it wanted, which is no error (exit 0, no
+    traceback, and nothing more is written: the flush at exit would fail again)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -416,6 +437,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "portmap": portmap_command.run, "audit": _audit, "replay": _replay}  # fmt: skip
     try:
         return handlers[args.command](args)
+    except BrokenPipeError:
+        if not _stdout_reader_gone():
+            raise
+        return _reader_has_enough()
     except (ConfigError, StateDirBusy, StoreError) as error:
         return _failed(str(error), 2, getattr(args, "json", False))
     except DescriptorShortage as error:

@@ -15,7 +15,14 @@ from portwarden.detect.engine import Engine, key_port
 from portwarden.respond.actions import left, via
 from portwarden.sensors.build import Sensor
 from portwarden.store.db import UNDO_FAILED, BlockRecord, Store
-from portwarden.text import local_stamp, port_count, port_ranges, utc_stamp
+from portwarden.text import (
+    PATH_SHOWN_MAX,
+    local_stamp,
+    one_line,
+    port_count,
+    port_ranges,
+    utc_stamp,
+)
 
 TOP_MAX = 10  # scanners and ports shown
 BLOCKS_SHOWN_MAX = 20  # most recent active blocks shown (the count is always exact)
@@ -200,7 +207,7 @@ def render(status: dict[str, Any]) -> str:
                    + (f" ({saved}):" if saved else ": none yet"))  # fmt: skip
     else:
         out.append(f"portwarden is running (pid {status['pid']}) since {status['started']}, "
-                   f"config {status['config']}")  # fmt: skip
+                   f"config {one_line(status['config'], PATH_SHOWN_MAX)}")  # fmt: skip
     for mode in status.get("modes", []):
         out.append(f"  {mode['mode']}: {mode['ports']} {mode['proto']} ports ({mode['port_list']})")
     if status.get("addresses"):

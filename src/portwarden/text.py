@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from portwarden.limits import HOSTNAME_MAX, PORTS_TRACKED_MAX
 
 _MAX_SHOWN = 200
+PATH_SHOWN_MAX = 4096  # PATH_MAX: a file name the administrator gave is shown whole
 
 
 def one_line(value: str, limit: int = _MAX_SHOWN, backslashes: bool = True) -> str:

@@ -140,16 +140,18 @@ def test_reload_takes_a_new_ignore_list_and_refuses_a_broken_file(
     # The block made before the reload is still in force.
     assert first.run(["ping", "-c1", "-W1", lab.target.ipv4], check=False).returncode != 0
 
+    # A broken file refuses the whole reload: also its ignore list, emptied meanwhile, which
+    # would un-ignore the second attacker.
     good = conf.read_text()
     conf.write_text(good + 'SCAN_TRIGGER="many"\n')
+    ignore.write_text("")
     mark = daemon.mark()
     daemon.proc.send_signal(1)
     line = daemon.wait_for(r"reload refused.*", since=mark).group(0)
     assert f"{conf}:" in line and "SCAN_TRIGGER" in line and "many" in line
-    ignore.write_text("")  # would un-ignore the second attacker, if the reload had happened
     nmap(second.run, "-sS", "-p", "79", lab.target.ipv4)
     nmap(lab.attackers[2].run, "-sS", "-p", "79", lab.target.ipv4)
-    time.sleep(1)
+    daemon.wait_for_attack(mark, src=lab.attackers[2].ipv4, port="79")
     assert daemon.attacks(mark, src=second.ipv4) == []  # the old settings stay in force
     assert daemon.proc.poll() is None
     conf.write_text(good)

@@ -1,6 +1,9 @@
 """Commands that echo an argument, or cannot reach the daemon, say so on one clear line."""
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -112,3 +115,24 @@ def test_a_daemon_that_dies_with_an_unblock_is_said_so_with_what_to_do(
                    "without answering (it stopped or died while carrying out the request); the "
                    "unblock may be partly done: running the same unblock again (or the next "
                    "start of the daemon) finishes it\n")  # fmt: skip
+
+
+def test_the_effective_settings_header_escapes_the_files_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conf = tmp_path / "we\nird\x1b[31m.conf"
+    conf.write_text(f'STATE_DIR="{tmp_path}/state"\n')
+    assert main(["check-config", str(conf)]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header == f"# effective settings from {tmp_path}/we\\nird\\x1b[31m.conf"
+
+
+def test_a_reader_that_has_enough_is_no_error(tmp_path: Path) -> None:
+    """`check-config | head -1` (or `| grep -q`): the closed pipe ends the command quietly,
+    exit status 0, no traceback."""
+    read, write = os.pipe()
+    os.close(read)
+    done = subprocess.run([sys.executable, "-m", "portwarden", "check-config"], stdout=write,
+                          stderr=subprocess.PIPE, text=True, timeout=60)  # fmt: skip
+    os.close(write)
+    assert (done.returncode, done.stderr) == (0, "")
