@@ -146,6 +146,7 @@ def collect(
         "ports": ports,
         "blocks": blocks_part(store, now),
         "audit": audit,
+        "audit_interval_s": settings.audit_interval,
     }
 
 
@@ -242,7 +243,13 @@ def render(status: dict[str, Any]) -> str:
                  for b in blocks["latest"]]  # fmt: skip
         out += _table(rows)
     audit = status.get("audit")
-    out += ["", "Last audit: " + (audit["summary"] if audit else "none yet")]
+    if audit:
+        last = audit["summary"]
+    elif status.get("audit_interval_s") == 0:
+        last = "none (the periodic audit is off: AUDIT_INTERVAL=0)"
+    else:
+        last = "none yet"
+    out += ["", f"Last audit: {last}"]
     if audit:
         out += [f"  {line}" for line in audit["findings"] + audit["warnings"]]
     return "\n".join(out) + "\n"

@@ -19,6 +19,14 @@ def test_the_last_audit_run_is_a_time_or_never() -> None:
     assert "  probes          3\n  audit_last_run  never\n" in text
 
 
+def test_no_audit_yet_says_whether_one_is_coming() -> None:
+    shown = {"running": True, "answering": True, "pid": 7, "started": "S", "config": "C",
+             "blocks": BLOCKS}  # fmt: skip
+    assert "\nLast audit: none yet\n" in render({**shown, "audit_interval_s": 300.0})
+    assert ("\nLast audit: none (the periodic audit is off: AUDIT_INTERVAL=0)\n"
+            in render({**shown, "audit_interval_s": 0.0}))  # fmt: skip
+
+
 def test_a_daemon_that_does_not_answer_is_said_first() -> None:
     saved = {"running": True, "answering": False, "pid": 7, "saved": "2026-11-24T12:09:42Z",
              "blocks": BLOCKS}  # fmt: skip
