@@ -4,7 +4,10 @@ service can have it (`nmap -p0`, `hping3 -p 0` probe it); TCP and UDP port 0 are
 import ipaddress
 from pathlib import Path
 
+import pytest
+
 from portwarden.config import TcpMode, UdpMode, load_settings
+from portwarden.config.errors import ConfigError
 from portwarden.detect.engine import Engine, EngineConfig, key_port, port_key
 from portwarden.detect.probe import SYN_SCAN, UDP_SCAN, Probe, Proto
 from portwarden.net.ports import Owner, verify
@@ -22,6 +25,20 @@ def test_the_advanced_modes_watch_every_port_from_0_below_the_limit(tmp_path: Pa
     assert (tcp_proto, tcp_mode, udp_proto, udp_mode) == (Proto.TCP, "atcp", Proto.UDP, "audp")
     assert tcp[0] == 0 and len(tcp) == 1024 - 2 and 113 not in tcp and tcp[-1] == 1023
     assert udp == tuple(range(10))
+
+
+def test_65536_watches_every_port_and_more_is_an_error(tmp_path: Path) -> None:
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text('ADVANCED_PORTS_TCP="65536"\n')
+    settings = load_settings(conf).with_modes(TcpMode.ADVANCED, None)
+    ((_, _, tcp),) = watch_list(settings)
+    assert len(tcp) == 65536 - 2 and tcp[-1] == 65535  # ADVANCED_EXCLUDE_TCP: 113, 139
+    conf.write_text('ADVANCED_PORTS_TCP="65537"\n')
+    with pytest.raises(ConfigError) as error:
+        load_settings(conf)
+    assert str(error.value) == (f"{conf}:1: ADVANCED_PORTS_TCP=\"65537\": '65537' must be a "
+                                "number from 1 to 65536 (every port below it is watched: 65536 "
+                                "watches all)")  # fmt: skip
 
 
 def test_port_0_never_has_a_service() -> None:

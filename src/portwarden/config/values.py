@@ -183,6 +183,16 @@ def port(text: str) -> int:
     return value
 
 
+def ports_below(text: str) -> int:
+    """ADVANCED_PORTS_*: every port below this number is watched, so 65536 takes in 65535."""
+    text = text.strip()
+    value = _whole(text)
+    if value is None or not PORT_MIN <= value <= PORT_MAX + 1:
+        raise ValueError(f"'{text}' must be a number from {PORT_MIN} to {PORT_MAX + 1} (every "
+                         f"port below it is watched: {PORT_MAX + 1} watches all)")  # fmt: skip
+    return value
+
+
 def port_list(text: str) -> tuple[int, ...]:
     """'1,7,9,100-200' -> sorted unique ports. Empty means no ports. No count limit.
 
