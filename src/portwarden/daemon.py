@@ -29,7 +29,7 @@ from portwarden.detect.probe import Probe
 from portwarden.episode import Condition, Episode
 from portwarden.net.input_filters import input_filter_chains
 from portwarden.respond.policy import ResponsePolicy
-from portwarden.sensors.build import Sensor, build_sensors
+from portwarden.sensors.build import Sensor, build_sensors, sensor_inputs
 from portwarden.sensors.hostview import HostView
 from portwarden.store.db import store_path
 from portwarden.text import counted, one_line
@@ -505,18 +505,12 @@ class Daemon:
         warnings += [late_warning] if late_warning else []
         self._engine.reconfigure(self._engine_config())
         self._policy.reconfigure(fresh)
-        self._release_held()
-        self._stop_sensors()
-        try:
-            self._start_sensors()
-        except OSError as error:  # e.g. a new port list with a port that cannot be bound
-            warnings.append(f"sensors for the new configuration failed ({error}); keeping the "
-                            "old modes and ports")  # fmt: skip
-            log.error("reload: %s", warnings[-1])
-            self.settings = dataclasses.replace(fresh, tcp_mode=old.tcp_mode,
-                                                udp_mode=old.udp_mode, tcp_ports=old.tcp_ports,
-                                                udp_ports=old.udp_ports)  # fmt: skip
-            self._start_sensors()
+        if sensor_inputs(fresh) == sensor_inputs(old):
+            # Kept: new sockets would lose what waits in the old ones and what comes between
+            # (a SIGHUP from logrotate at every rotation of EVENT_LOG).
+            self._warn_of_dropping_chains()
+        else:
+            self._replace_sensors(old, warnings)
         if metrics is not self._metrics:
             if self._metrics is not None:
                 self._metrics.close()
@@ -534,6 +528,22 @@ class Daemon:
         self._alerts.active(self._modes(), reloaded=True)
         # STATUS= too: it replaces a "reload refused" that `systemctl status` would keep showing
         service.notify(f"READY=1\nSTATUS=reloaded; {self._modes()}")
+
+    def _replace_sensors(self, old: Settings, warnings: list[str]) -> None:
+        """New sensors for a reload that changed what they watch; if they cannot be made (a
+        new port that cannot be bound), the old modes and ports again."""
+        self._release_held()
+        self._stop_sensors()
+        try:
+            self._start_sensors()
+        except OSError as error:
+            warnings.append(f"sensors for the new configuration failed ({error}); keeping the "
+                            "old modes and ports")  # fmt: skip
+            log.error("reload: %s", warnings[-1])
+            self.settings = dataclasses.replace(self.settings, tcp_mode=old.tcp_mode,
+                                                udp_mode=old.udp_mode, tcp_ports=old.tcp_ports,
+                                                udp_ports=old.udp_ports)  # fmt: skip
+            self._start_sensors()
 
     def _modes(self) -> str:
         s = self.settings

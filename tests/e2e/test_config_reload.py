@@ -140,9 +140,31 @@ def test_metrics_listen_on_a_busy_port_refuses_the_reload_and_the_start(
                     .replace("/state", "/state2"))  # fmt: skip
     started = lab.target.run([sys.executable, "-m", "portwarden", "run", "-c", str(conf)],
                              check=False, timeout=30)  # fmt: skip
+    line = good.splitlines().index('METRICS_LISTEN="9877"') + 1
     assert started.returncode == 2 and started.stderr == (
-        f'portwarden: error: {conf}:5: METRICS_LISTEN="9878": cannot listen on 127.0.0.1 port '
+        f'portwarden: error: {conf}:{line}: METRICS_LISTEN="9878": cannot listen on 127.0.0.1 port '
         "9878: Address already in use\n"
     )
     assert [p.name for p in (daemon.log_path.parent / "state2").iterdir()] == ["portwarden.lock"]
     busy.kill()
+
+
+def test_reloads_during_a_scan_lose_no_probe(lab: Lab, start_daemon: StartDaemon) -> None:
+    """logrotate sends a SIGHUP at each rotation: a reload that leaves the sensors' ports alone
+    keeps the sensors, so every probe of a scan going on meanwhile is seen. (Closed ports
+    answer with RST, so nmap sends each probe once: one lost is lost for good.)"""
+    daemon = start_daemon("-atcp", conf='SCAN_END_QUIET="1"\n')
+    watched = int(daemon.wait_for(r"atcp: watching (\d+) tcp ports: 0,").group(1))
+    attacker = lab.attackers[0]
+    mark = daemon.mark()
+    scan = attacker.popen(["nmap", "-n", "-Pn", "-sS", "--max-rate", "500", "-p", "1-1023",
+                           lab.target.ipv4], stdout=subprocess.DEVNULL)  # fmt: skip
+    reloads = 0
+    while scan.poll() is None:
+        daemon.proc.send_signal(1)  # SIGHUP
+        reloads += 1
+        time.sleep(0.05)
+    assert scan.returncode == 0 and reloads > 20
+    summary = daemon.wait_for_attack(mark, kind="scan-summary", src=attacker.ipv4, timeout=30)
+    # Each port of 1-1023 watched (all but 0) once at least; more if nmap sent one again.
+    assert int(summary["probes"]) >= watched - 1, daemon.log()[mark:][-3000:]

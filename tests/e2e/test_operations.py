@@ -150,8 +150,8 @@ def test_reload_takes_a_new_ignore_list_and_refuses_a_broken_file(
     line = daemon.wait_for(r"reload refused.*", since=mark).group(0)
     assert f"{conf}:" in line and "SCAN_TRIGGER" in line and "many" in line
     nmap(second.run, "-sS", "-p", "79", lab.target.ipv4)
-    nmap(lab.attackers[2].run, "-sS", "-p", "79", lab.target.ipv4)
-    daemon.wait_for_attack(mark, src=lab.attackers[2].ipv4, port="79")
+    nmap(second.run, "-6", "-sS", "-p", "79", lab.target.ipv6)  # not ignored: seen after it
+    daemon.wait_for_attack(mark, src=second.ipv6, port="79")
     assert daemon.attacks(mark, src=second.ipv4) == []  # the old settings stay in force
     assert daemon.proc.poll() is None
     conf.write_text(good)

@@ -37,6 +37,13 @@ def udp_ports_in(ports: range, settings: Settings) -> frozenset[int]:
                      for port in watched if port in ports)  # fmt: skip
 
 
+def sensor_inputs(settings: Settings) -> tuple[object, ...]:
+    """Every setting build_sensors reads: equal for two configurations, their sensors would
+    be the same."""
+    return (watch_list(settings), settings.port_banner, settings.service_gone_grace,
+            settings.udp_reply_source_ports)  # fmt: skip
+
+
 def build_sensors(settings: Settings, host: HostView) -> list[Sensor]:
     """Raises OSError (e.g. EPERM without CAP_NET_RAW) if a sensor cannot be opened, and
     DescriptorShortage before binding anything if the classic modes' ports cannot all be bound
