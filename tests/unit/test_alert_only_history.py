@@ -16,7 +16,8 @@ from portwarden import limits
 from portwarden.alert.dispatch import Alerts
 from portwarden.config import Settings, load_settings
 from portwarden.detect.engine import Verdict
-from portwarden.detect.probe import SYN_SCAN, UDP_SCAN, Probe, Proto
+from portwarden.detect.probe import SYN_SCAN, UDP_SCAN, Probe
+from portwarden.net.addresses import Proto
 from portwarden.respond import policy as policy_module
 from portwarden.respond.actions import Actions
 from portwarden.respond.files import portsentry_line

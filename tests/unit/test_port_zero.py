@@ -6,7 +6,8 @@ from pathlib import Path
 
 from portwarden.config import TcpMode, UdpMode, load_settings
 from portwarden.detect.engine import Engine, EngineConfig, key_port, port_key
-from portwarden.detect.probe import SYN_SCAN, UDP_SCAN, Probe, Proto
+from portwarden.detect.probe import SYN_SCAN, UDP_SCAN, Probe
+from portwarden.net.addresses import Proto
 from portwarden.net.ports import Owner, verify
 from portwarden.sensors.build import watch_list
 

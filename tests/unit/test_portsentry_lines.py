@@ -7,7 +7,8 @@ import pytest
 
 from portwarden.alert import portsentry
 from portwarden.detect.engine import Verdict
-from portwarden.detect.probe import CONNECT_SCAN, UDP_SCAN, Probe, Proto, flag_names, tcp_scan_type
+from portwarden.detect.probe import CONNECT_SCAN, UDP_SCAN, Probe, flag_names, tcp_scan_type
+from portwarden.net.addresses import Proto
 from portwarden.net.packet import ACK, CWR, ECE, FIN, PSH, RST, SYN, URG
 from portwarden.store.db import DONE, Action
 

@@ -17,7 +17,8 @@ from typing import Generic, NamedTuple, Protocol, TypeVar
 from portwarden import limits
 from portwarden.config.hostscan import HostScanRule, ignored
 from portwarden.config.ignore import IgnoreList
-from portwarden.detect.probe import IPAddress, Probe, Proto, os_probe_type
+from portwarden.detect.probe import Probe, os_probe_type
+from portwarden.net.addresses import IPAddress, Proto
 
 RAW_MODES = frozenset({"stcp", "atcp", "sudp", "audp"})
 

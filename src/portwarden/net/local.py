@@ -8,8 +8,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from portwarden.net import netlink
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+from portwarden.net.addresses import IPAddress
 
 
 def unmapped(address: IPAddress) -> IPAddress:

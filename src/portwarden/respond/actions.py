@@ -24,10 +24,11 @@ from typing import NamedTuple
 
 from portwarden import limits
 from portwarden.config import BlockMode, ConfigError, Settings
-from portwarden.config.ignore import Address, IgnoreList, Network
+from portwarden.config.ignore import IgnoreList, Network
 from portwarden.config.kill import BRACKETED_TARGET, route_undo
 from portwarden.config.values import NftUse
 from portwarden.net import local
+from portwarden.net.addresses import IPAddress
 from portwarden.respond import commands, files
 from portwarden.respond.nft import (
     DEFAULT_TABLE,
@@ -75,7 +76,7 @@ PROTECTED = "protected"
 
 @dataclass(frozen=True)
 class BlockRequest:
-    address: Address
+    address: IPAddress
     proto: str  # tcp or udp
     port: int
     mode: str
@@ -568,7 +569,7 @@ class Actions:
             log.error("nftables: %s", one_line(str(error)))
             return 0
 
-    def nft_add(self, address: Address, until: float | None) -> Action:
+    def nft_add(self, address: IPAddress, until: float | None) -> Action:
         """Add the element, its kernel timeout ending at `until` as the store's block does."""
         try:
             self.table_remade = self.nft().add(address, _seconds_left(until, time.time()))
@@ -588,7 +589,7 @@ class Actions:
         name = Resolver.name(lookup, since + limits.RESOLVE_HOST_TIMEOUT_S - time.time())
         return address if name is None else safe_hostname(name)
 
-    def _start_lookup(self, address: Address) -> Lookup | None:
+    def _start_lookup(self, address: IPAddress) -> Lookup | None:
         if not self.settings.resolve_host:
             return None
         if self._resolver is None:
@@ -679,11 +680,11 @@ class Actions:
         filled (_leave_old_tables)."""
         return sorted({table_of(action), self.settings.nft_table})
 
-    def _remove_from(self, elements: list[tuple[str, Address]]) -> None:
+    def _remove_from(self, elements: list[tuple[str, IPAddress]]) -> None:
         """Remove each (table, address): one batch per table. A table of an earlier NFT_TABLE
         is left alone when it is not there, or when another running portwarden holds it (it
         is that daemon's now); one that is not there (yet) is not made to remove nothing."""
-        by_table: dict[str, list[Address]] = {}
+        by_table: dict[str, list[IPAddress]] = {}
         for table, address in elements:
             by_table.setdefault(table, []).append(address)
         for table, addresses in by_table.items():

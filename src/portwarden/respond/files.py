@@ -17,9 +17,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from portwarden import limits
-from portwarden.config.ignore import Address
 from portwarden.config.textfile import numbered_lines
 from portwarden.config.values import TcpMode, UdpMode
+from portwarden.net.addresses import IPAddress
 from portwarden.store.db import BlockRecord, HistoryNote
 from portwarden.text import one_line
 
@@ -347,7 +347,7 @@ def remove_lines(path: Path, lines: Iterable[str]) -> set[str]:
     )
 
 
-def wrappers_address(address: Address) -> str:
+def wrappers_address(address: IPAddress) -> str:
     """An address as hosts.deny patterns match it: tcpd matches an IPv6 client only against
     `[2001:db8::11]`, in brackets (hosts_access(5))."""
     return f"[{address}]" if address.version == 6 else str(address)

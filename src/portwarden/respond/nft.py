@@ -18,7 +18,8 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from portwarden.config.errors import ConfigError
-from portwarden.config.ignore import Address, Network
+from portwarden.config.ignore import Network
+from portwarden.net.addresses import IPAddress
 from portwarden.respond.nftlink import Element, NftLink, NftLinkError
 
 DEFAULT_TABLE = "portwarden"  # NFT_TABLE's default
@@ -102,12 +103,12 @@ class Nft:
         return output
 
 
-def set_of(address: Address | str) -> str:
+def set_of(address: IPAddress | str) -> str:
     """Which set: canonical address strings from the store need no parsing (100k at restore)."""
     return "blocked6" if ":" in str(address) else "blocked4"
 
 
-def _by_set(blocks: Iterable[tuple[Address | str, int | None]]) -> dict[str, list[Element]]:
+def _by_set(blocks: Iterable[tuple[IPAddress | str, int | None]]) -> dict[str, list[Element]]:
     by_set: dict[str, list[Element]] = {"blocked4": [], "blocked6": []}
     for address, seconds in blocks:
         name = set_of(address)
@@ -157,7 +158,7 @@ class NftBlocker:
         except (OSError, NftLinkError) as error:
             raise NftError(f"looking for chain {chain} of table {self.table}: {error}") from None
 
-    def add(self, address: Address, seconds: int | None) -> bool:
+    def add(self, address: IPAddress, seconds: int | None) -> bool:
         """Add one address with a timeout in seconds (None: until removed), straight over
         netlink: this is the block on the packet path (see nftlink). Returns whether our table
         was gone and has been made again (with this element alone)."""
@@ -174,7 +175,7 @@ class NftBlocker:
             raise NftError(f"adding {address} to {set_of(address)}: {error}") from None
         return False
 
-    def has(self, address: Address) -> bool:
+    def has(self, address: IPAddress) -> bool:
         """Whether `address` is in our sets (one netlink request); raises NftError when the
         kernel cannot say."""
         try:
@@ -202,7 +203,7 @@ class NftBlocker:
             self._link = NftLink(self.table)
         return self._link
 
-    def remove(self, addresses: Iterable[Address]) -> None:
+    def remove(self, addresses: Iterable[IPAddress]) -> None:
         """Remove addresses; ones already gone (expired in the kernel) are not an error.
 
         One batch first; if nft refuses it because an element is missing, one by one. (Listing
@@ -262,18 +263,18 @@ class NftBlocker:
         self.remove(inside)
         return len(inside)
 
-    def replace_all(self, blocks: Iterable[tuple[Address | str, int | None]]) -> None:
+    def replace_all(self, blocks: Iterable[tuple[IPAddress | str, int | None]]) -> None:
         """Make the sets hold exactly `blocks` (start-up restore), in one transaction."""
         self.ensure()
         self._fill(blocks, flush=True)
 
-    def put_back(self, blocks: Iterable[tuple[Address | str, int | None]]) -> None:
+    def put_back(self, blocks: Iterable[tuple[IPAddress | str, int | None]]) -> None:
         """Make the table again if it is gone and add `blocks` to the sets; nothing already
         there is removed (a block the loop has just added stays)."""
         self.ensure()
         self._fill(blocks, flush=False)
 
-    def _fill(self, blocks: Iterable[tuple[Address | str, int | None]], flush: bool) -> None:
+    def _fill(self, blocks: Iterable[tuple[IPAddress | str, int | None]], flush: bool) -> None:
         try:
             self._netlink().fill(_by_set(blocks), flush)
         except (OSError, NftLinkError) as error:
