@@ -29,16 +29,9 @@ from portwarden.config.kill import BRACKETED_TARGET, route_undo
 from portwarden.config.values import NftUse
 from portwarden.net import local
 from portwarden.net.addresses import IPAddress
+from portwarden.net.nftables import DEFAULT_TABLE, Nft, NftError, load_library
 from portwarden.respond import commands, files
-from portwarden.respond.nft import (
-    DEFAULT_TABLE,
-    Nft,
-    NftBlocker,
-    NftError,
-    TableListing,
-    claim_table,
-    load_library,
-)
+from portwarden.respond.nft import NftBlocker, TableListing, claim_table
 from portwarden.respond.resolve import Lookup, Resolver
 from portwarden.store.db import (
     DONE,

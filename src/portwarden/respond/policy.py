@@ -25,6 +25,7 @@ from portwarden.config.settings import nothing_to_do
 from portwarden.detect.engine import Verdict
 from portwarden.net.addresses import IPAddress, Proto
 from portwarden.net.local import broadcast_addresses, default_gateways, local_addresses
+from portwarden.net.nftables import NftError
 from portwarden.respond.actions import (
     IGNORED,
     NFT,
@@ -41,7 +42,7 @@ from portwarden.respond.actions import (
 from portwarden.respond.admin import reapply_here, unblock_here
 from portwarden.respond.budget import MinuteBudget
 from portwarden.respond.jobs import Job, JobQueue
-from portwarden.respond.nft import NftError, claim_table
+from portwarden.respond.nft import claim_table
 from portwarden.respond.notes import NotedSources
 from portwarden.store.db import DONE, UNBLOCK_COMMAND, Action, BlockRecord, Store
 from portwarden.text import counted, one_line, utc_stamp
