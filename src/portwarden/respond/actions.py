@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from portwarden import limits
+from portwarden import fileedit, limits
 from portwarden.config import BlockMode, ConfigError, Settings
 from portwarden.config.ignore import IgnoreList, Network
 from portwarden.config.kill import BRACKETED_TARGET, route_undo
@@ -30,7 +30,7 @@ from portwarden.config.values import NftUse
 from portwarden.net import local
 from portwarden.net.addresses import IPAddress
 from portwarden.net.nftables import DEFAULT_TABLE, Nft, NftError, load_library
-from portwarden.respond import commands, files
+from portwarden.respond import commands, portsentry_files
 from portwarden.respond.nft import NftBlocker, TableListing, claim_table
 from portwarden.respond.resolve import Lookup, Resolver
 from portwarden.store.db import (
@@ -409,7 +409,7 @@ class Actions:
         if action.kind == HOSTS_DENY and action.status == PLANNED:
             path, line = action.do
             try:
-                if files.has_line(Path(path), line):
+                if fileedit.has_line(Path(path), line):
                     return _present(action)
             except OSError as error:
                 log.error("hosts.deny: %s", one_line(str(error)))
@@ -475,7 +475,7 @@ class Actions:
         IPv6 $TARGET$ in brackets, the form tcpd matches (brackets written around $TARGET$
         are not doubled: see config.kill.hosts_deny_problems)."""
         template = (self.settings.kill_hosts_deny or "").replace(BRACKETED_TARGET, "$TARGET$")
-        address = files.wrappers_address(request.address)
+        address = portsentry_files.wrappers_address(request.address)
         return commands.fill(template, address, request.port, request.mode)
 
     def _carry_out(self, record: BlockRecord, actions: list[Action], index: int) -> None:
@@ -506,7 +506,7 @@ class Actions:
     def _add_hosts_deny_line(self, action: Action) -> Action:
         path, line = action.do
         try:
-            added = files.add_line(Path(path), line)
+            added = fileedit.add_line(Path(path), line)
         except OSError as error:
             log.error("hosts.deny: %s", one_line(str(error)))
             return action._replace(status=f"{FAILED}: {one_line(str(error))}")
@@ -791,7 +791,7 @@ class Actions:
         failed: dict[tuple[str, str], str] = {}
         for path, lines in by_file.items():
             try:
-                files.remove_lines(Path(path), lines)
+                fileedit.remove_lines(Path(path), lines)
             except OSError as error:
                 failed.update(((path, line), one_line(str(error))) for line in lines)
         return failed
@@ -834,7 +834,7 @@ class Actions:
             element = ipaddress.ip_address(address)
             self._remove_from([(table, element) for table in self._tables_of(action)])
         elif action.kind == HOSTS_DENY and len(action.undo) == 2:
-            files.remove_line(Path(action.undo[0]), action.undo[1])
+            fileedit.remove_line(Path(action.undo[0]), action.undo[1])
         elif action.kind == ROUTE and action.undo:
             failure = commands.run(list(action.undo), self.settings.kill_cmd_timeout,
                                    "KILL_ROUTE undo", quiet=unsure,
@@ -1020,7 +1020,7 @@ class Actions:
         status: dict[tuple[str, str], str] = {}
         for path, lines in by_file.items():
             try:
-                files.add_lines(Path(path), lines)
+                fileedit.add_lines(Path(path), lines)
                 outcome = DONE
             except OSError as error:
                 log.error("hosts.deny: %s", one_line(str(error)))
@@ -1195,9 +1195,9 @@ class Actions:
         path = self.settings.history_file
         try:
             if catching_up and entries:
-                present = files.history_lines(path)
-                entries = [e for e in entries if files.portsentry_line(e) not in present]
-            files.append_history(path, entries)
+                present = portsentry_files.history_lines(path)
+                entries = [e for e in entries if portsentry_files.portsentry_line(e) not in present]
+            portsentry_files.append_history(path, entries)
         except OSError as error:
             log.error("writing HISTORY_FILE failed: %s", one_line(str(error)))
             return False
@@ -1217,7 +1217,9 @@ class Actions:
                 modes = {new.mode}
             else:
                 modes = {m.value for m in (s.tcp_mode, s.udp_mode) if m}
-                modes |= {b.mode for b in blocks} | files.blocked_files_present(s.blocked_file)
-            files.write_blocked_files(s.blocked_file, blocks, modes)
+                modes |= {b.mode for b in blocks} | portsentry_files.blocked_files_present(
+                    s.blocked_file
+                )
+            portsentry_files.write_blocked_files(s.blocked_file, blocks, modes)
         except OSError as error:
             log.error("writing PortSentry files failed: %s", one_line(str(error)))
