@@ -12,7 +12,7 @@ from typing import Generic, TypeVar
 
 from portwarden import limits
 from portwarden.net.addresses import IPAddress
-from portwarden.respond.resolve import Lookup, Resolver
+from portwarden.net.resolve import Lookup, Resolver
 from portwarden.text import safe_hostname
 
 T = TypeVar("T")

@@ -30,9 +30,9 @@ from portwarden.config.values import NftUse
 from portwarden.net import local
 from portwarden.net.addresses import IPAddress
 from portwarden.net.nftables import DEFAULT_TABLE, Nft, NftError, load_library
+from portwarden.net.resolve import Lookup, Resolver
 from portwarden.respond import commands, portsentry_files
 from portwarden.respond.nft import NftBlocker, TableListing, claim_table
-from portwarden.respond.resolve import Lookup, Resolver
 from portwarden.store.db import (
     DONE,
     FAILED,

@@ -24,7 +24,12 @@ from portwarden.config.ignore import Network, parse_network
 from portwarden.config.settings import nothing_to_do
 from portwarden.detect.engine import Verdict
 from portwarden.net.addresses import IPAddress, Proto
-from portwarden.net.local import broadcast_addresses, default_gateways, local_addresses
+from portwarden.net.local import (
+    broadcast_addresses,
+    default_gateways,
+    local_addresses,
+    name_servers,
+)
 from portwarden.net.nftables import NftError
 from portwarden.respond.actions import (
     IGNORED,
@@ -49,10 +54,6 @@ from portwarden.text import counted, one_line, utc_stamp
 
 log = logging.getLogger("portwarden")
 
-RESOLV_CONF = Path("/etc/resolv.conf")
-# systemd-resolved: /etc/resolv.conf names only its stub on loopback; the servers it asks are here.
-RESOLVED_UPSTREAM = Path("/run/systemd/resolve/resolv.conf")
-_RESOLVED_STUBS = frozenset(ipaddress.ip_address(a) for a in ("127.0.0.53", "127.0.0.54"))
 # Verdicts that block: probes to tripwire ports, past SCAN_TRIGGER. An OS-fingerprinting probe
 # ("os-probe", "os-summary") does not block by itself: it may go to a port with a real service,
 # whose clients a single forged packet would then cut off. nmap -O also probes closed ports
@@ -61,33 +62,6 @@ _RESOLVED_STUBS = frozenset(ipaddress.ip_address(a) for a in ("127.0.0.53", "127
 # nothing (it would block again a source unblocked or expired meanwhile, and say "already
 # blocked" with no probe).
 _BLOCKING_KINDS = frozenset({"scan"})
-
-
-def name_servers(
-    path: Path = RESOLV_CONF, upstream: Path = RESOLVED_UPSTREAM
-) -> frozenset[IPAddress]:
-    """The `nameserver` addresses of `path`; when it names only systemd-resolved's stub, also
-    those of `upstream` (the servers the stub asks), if it is there."""
-    found = _nameserver_lines(path)
-    if found and found <= _RESOLVED_STUBS:
-        found |= _nameserver_lines(upstream)
-    return found
-
-
-def _nameserver_lines(path: Path) -> frozenset[IPAddress]:
-    found: set[IPAddress] = set()
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return frozenset()
-    for line in lines:
-        fields = line.split()
-        if len(fields) >= 2 and fields[0] == "nameserver":
-            try:
-                found.add(ipaddress.ip_address(fields[1].partition("%")[0]))
-            except ValueError:
-                continue
-    return frozenset(found)
 
 
 # Why an address is never blocked, with the key that allows it (None: nothing does) and how
