@@ -589,14 +589,12 @@ class Actions:
             self._resolver = Resolver()
         return self._resolver.start(address)
 
-    def unblock(self, record: BlockRecord, by: str,
-                write_files: bool = True) -> BlockRecord | None:  # fmt: skip
+    def unblock(self, record: BlockRecord, by: str) -> BlockRecord | None:
         """Undo every action of the block that was or may have been done, then end it. Returns
         the ended record, whose actions still in force (their undo failed) say UNDO_FAILED
         (see `left`), or None if it had already ended."""
         undone = self.unblock_many([record], by)
-        if write_files:
-            self.write_files(None)
+        self.write_files(None)
         return undone[0] if undone else None
 
     def unblock_many(self, records: list[BlockRecord], by: str) -> list[BlockRecord]:
