@@ -27,7 +27,8 @@ HERE = Path(__file__).resolve().parents[1] / "src"
 def cases() -> dict[str, Callable[[], None]]:
     """What is timed: each case feeds PROBES probes to a new engine."""
     from portwarden.detect.engine import Engine, EngineConfig
-    from portwarden.detect.probe import Probe, Proto
+    from portwarden.detect.probe import Probe
+    from portwarden.net.addresses import Proto
 
     rnd = random.Random(1)
     target = ipaddress.ip_address("198.18.0.1")

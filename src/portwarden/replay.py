@@ -23,7 +23,8 @@ from portwarden.alert.line import verdict_line
 from portwarden.config import Settings, TcpMode, UdpMode
 from portwarden.detect.config import engine_config, late_reply_ports
 from portwarden.detect.engine import Engine, Verdict
-from portwarden.detect.probe import IPAddress, PortTest, Proto, packet_probe
+from portwarden.detect.probe import PortTest, packet_probe
+from portwarden.net.addresses import IPAddress, Proto
 from portwarden.net.packet import (
     ACK,
     IPPROTO_TCP,

@@ -360,7 +360,7 @@ def test_devices_are_read_again_before_every_check(
 
 _DUMP = """
 import json, sys
-from portwarden.detect.probe import Proto
+from portwarden.net.addresses import Proto
 from portwarden.net.portmapper import registrations
 found = registrations("127.0.0.1", Proto(sys.argv[1]), 5)
 print(json.dumps([(r.program, r.version, r.proto.value, r.port, r.owner) for r in found]))

@@ -12,15 +12,16 @@ from tests.conftest import require_lab
 SCRIPT = """
 import errno, json, os, subprocess, sys
 from pathlib import Path
-from portwarden.respond import files
+from portwarden import fileedit
+from portwarden.respond import portsentry_files
 from portwarden.store.db import BlockRecord
 folder = Path(sys.argv[1])
 subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(folder)], check=True)
 before = {}
 outcome = {}
 for name, append in (
-    ("hosts.deny", lambda p: files.add_line(p, "ALL: 198.18.0.11")),
-    ("history", lambda p: files.append_history(p, [BlockRecord(
+    ("hosts.deny", lambda p: fileedit.add_line(p, "ALL: 198.18.0.11")),
+    ("history", lambda p: portsentry_files.append_history(p, [BlockRecord(
         1, "198.18.0.11", "tcp", 11, "stcp", "x", "198.18.0.11", 0.0, None, 1, ())])),
 ):
     path = folder / name

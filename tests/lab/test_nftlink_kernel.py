@@ -9,7 +9,8 @@ from tests.conftest import require_lab
 
 SCRIPT = """
 import ipaddress, json
-from portwarden.respond.nft import Nft, NftBlocker
+from portwarden.net.nftables import Nft
+from portwarden.respond.nft import NftBlocker
 from portwarden.respond.nftlink import NftLink, NftLinkError
 try:
     NftLink("portwarden").add("blocked4", ipaddress.ip_address("198.18.0.5"), None)
@@ -56,7 +57,8 @@ def test_elements_added_over_netlink_are_what_nft_lists() -> None:
 
 FILL = """
 import ipaddress, json
-from portwarden.respond.nft import Nft, NftBlocker
+from portwarden.net.nftables import Nft
+from portwarden.respond.nft import NftBlocker
 
 def listed():
     found = {}
@@ -106,7 +108,8 @@ def test_restore_fills_the_sets_in_one_batch_and_replaces_what_was_there() -> No
 
 REFUSED = """
 import ipaddress, json
-from portwarden.respond.nft import Nft, NftBlocker, _by_set
+from portwarden.net.nftables import Nft
+from portwarden.respond.nft import NftBlocker, _by_set
 from portwarden.respond.nftlink import NftLink, NftLinkError
 link = NftLink("portwarden")
 elements = _by_set([(str(ipaddress.ip_address(0xC6120000 + i)), None) for i in range(60_000)])

@@ -9,7 +9,7 @@ from tests.conftest import require_lab
 
 SCRIPT = """
 import json, socket, subprocess
-from portwarden.detect.probe import Proto
+from portwarden.net.addresses import Proto
 from portwarden.net.ports import bound_ports, bound_ports_from_proc
 subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 keep = []

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from portwarden import limits
+from portwarden import fileedit, limits
 from portwarden.config import BlockMode
 from portwarden.config.values import NftUse
 from portwarden.net import local
 from portwarden.respond import actions as actions_module
-from portwarden.respond import admin, files
+from portwarden.respond import admin, portsentry_files
 from portwarden.respond.actions import Actions, BlockRequest, enforced, via
 from portwarden.store.db import UNBLOCK_COMMAND, Action, Store, boot_id
 from tests.unit.blocking import block, blocking_settings
@@ -369,13 +369,13 @@ def test_restore_writes_hosts_deny_once_for_many_blocks(
     block_many(actions, 100)
     deny.write_text("")  # e.g. the administrator replaced the file
     writes: list[int] = []
-    append = files._append
+    append = fileedit._append
 
     def counted(fd: int, data: bytes, path: Path) -> None:
         writes.append(fd)
         append(fd, data, path)
 
-    monkeypatch.setattr(files, "_append", counted)
+    monkeypatch.setattr(fileedit, "_append", counted)
     assert restore_in(actions, "boot-1", monkeypatch) == 100
     assert len(writes) == 1
     assert len(deny.read_text().splitlines()) == 100
@@ -581,7 +581,7 @@ def test_a_kill_before_the_history_line_is_caught_up_at_start_once(
         assert block(actions, request(address)) is not None
     monkeypatch.undo()
     (written,) = actions.store.active()[2:]  # its line went out, the store's update did not
-    files.append_history(history, [written])
+    portsentry_files.append_history(history, [written])
     time.sleep(1.1)  # every block expired while the daemon was down: lines all the same
     assert restore_in(actions, "boot-1", monkeypatch) == 0
     lines = history.read_text().splitlines()
@@ -607,7 +607,7 @@ def test_an_unblock_a_kill_interrupted_is_finished_at_start_not_applied_again(
         deny.write_text("".join(f"ALL: 198.18.0.{n}\n" for n in (14, 15)))  # three went
         raise KeyboardInterrupt  # stands for kill -9: nothing after it runs
 
-    monkeypatch.setattr(files, "remove_lines", killed)
+    monkeypatch.setattr(fileedit, "remove_lines", killed)
     with pytest.raises(KeyboardInterrupt):
         actions.unblock_matching(None, UNBLOCK_COMMAND)
     monkeypatch.undo()
@@ -626,8 +626,8 @@ def test_an_unblock_of_many_rewrites_hosts_deny_once(
     block_many(actions, 50)
     deny.write_text("sshd: 203.0.113.9\n" + deny.read_text())
     rewrites: list[Path] = []
-    replace = files.replace_atomically
-    monkeypatch.setattr(files, "replace_atomically",
+    replace = fileedit.replace_atomically
+    monkeypatch.setattr(fileedit, "replace_atomically",
                         lambda path, *a: (rewrites.append(path), replace(path, *a))[1])  # fmt: skip
     assert len(actions.unblock_matching(ipaddress.ip_network("198.18.1.0/26"), "command")) == 50
     assert rewrites.count(deny) == 1

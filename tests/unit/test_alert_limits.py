@@ -16,8 +16,9 @@ from portwarden.alert.syslog import Syslog
 from portwarden.audit.findings import Finding, Kind
 from portwarden.config import load_settings
 from portwarden.detect.engine import Engine, EngineConfig
-from portwarden.detect.probe import SYN_SCAN, Probe, Proto
+from portwarden.detect.probe import SYN_SCAN, Probe
 from portwarden.metrics import exposition
+from portwarden.net.addresses import Proto
 from tests.lab.syslogd import SyslogReceiver
 
 

@@ -16,13 +16,14 @@ from portwarden import limits
 from portwarden.alert.dispatch import Alerts
 from portwarden.config import Settings, load_settings
 from portwarden.detect.engine import Verdict
-from portwarden.detect.probe import SYN_SCAN, UDP_SCAN, Probe, Proto
+from portwarden.detect.probe import SYN_SCAN, UDP_SCAN, Probe
+from portwarden.net.addresses import Proto
 from portwarden.respond import policy as policy_module
 from portwarden.respond.actions import Actions
-from portwarden.respond.files import portsentry_line
 from portwarden.respond.jobs import Job, JobQueue
 from portwarden.respond.notes import NotedSources
 from portwarden.respond.policy import ResponsePolicy
+from portwarden.respond.portsentry_files import portsentry_line
 from portwarden.store.db import HistoryNote, Store
 
 TARGET = ipaddress.ip_address("198.18.0.1")

@@ -5,7 +5,8 @@ import ipaddress
 from portwarden import limits
 from portwarden.alert.line import verdict_line
 from portwarden.detect.engine import Verdict
-from portwarden.detect.probe import Probe, Proto
+from portwarden.detect.probe import Probe
+from portwarden.net.addresses import Proto
 
 PROBE = Probe(ipaddress.ip_address("198.18.0.11"), ipaddress.ip_address("198.18.0.1"), Proto.TCP,
               40000, 1080, "atcp", "TCP SYN/Normal scan", "SYN", seen_at=1.7e9)  # fmt: skip

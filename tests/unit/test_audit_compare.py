@@ -9,7 +9,7 @@ from portwarden.audit.findings import Finding, Kind, OpenPort
 from portwarden.audit.interfaces import Interface, device_of
 from portwarden.audit.policy import Policy, Rule, parse_groups
 from portwarden.audit.state import AuditState
-from portwarden.detect.probe import Proto
+from portwarden.net.addresses import Proto
 
 SEVERITIES = Severities("crit", "err", "notice", "warning", "err")
 MOUNTD = 100005

@@ -24,7 +24,7 @@ from portwarden.audit.state import AuditState, Seen
 from portwarden.config import ConfigError, load_settings
 from portwarden.config.settings import to_conf_lines
 from portwarden.config.values import SEVERITIES
-from portwarden.detect.probe import Proto
+from portwarden.net.addresses import Proto
 from portwarden.net.local import IFA_F_TEMPORARY, InterfaceAddress
 from tests.unit.config_error import load_error
 

@@ -10,8 +10,8 @@ from portwarden.audit import check
 from portwarden.audit.check import rpc_programs
 from portwarden.audit.policy import Policy
 from portwarden.audit.sockets import Socket
-from portwarden.detect.probe import Proto
 from portwarden.limits import AUDIT_RPC_WARNINGS_MAX
+from portwarden.net.addresses import Proto
 from portwarden.net.portmapper import Registration
 
 TCP, UDP = Proto.TCP, Proto.UDP

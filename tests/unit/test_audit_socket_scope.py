@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from portwarden.audit import sockets
 from portwarden.audit.sockets import Scope, Socket
-from portwarden.detect.probe import IPAddress, Proto
 from portwarden.net import diagfilter
+from portwarden.net.addresses import IPAddress, Proto
 from portwarden.net.diagfilter import AllOf, AnyOf, Condition
 
 _OP = struct.Struct("=BBH")

@@ -7,7 +7,7 @@ from portwarden.audit.policy import Policy, Rule, parse_groups
 from portwarden.audit.report import as_lines, summary
 from portwarden.audit.state import AuditState
 from portwarden.audit.suggest import suggestion
-from portwarden.detect.probe import Proto
+from portwarden.net.addresses import Proto
 
 A4, A6, LL = "198.18.0.1", "2001:db8::1", "fe80::1"
 

@@ -13,7 +13,8 @@ import pytest
 from portwarden.alert.dispatch import Alerts
 from portwarden.config.values import NftUse
 from portwarden.detect.engine import Verdict
-from portwarden.detect.probe import SYN_SCAN, IPAddress, Probe, Proto
+from portwarden.detect.probe import SYN_SCAN, Probe
+from portwarden.net.addresses import IPAddress, Proto
 from portwarden.respond.actions import NFT
 from portwarden.respond.policy import ResponsePolicy
 from portwarden.store.db import Action, boot_id

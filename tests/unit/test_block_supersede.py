@@ -15,7 +15,8 @@ import pytest
 from portwarden.alert.dispatch import Alerts
 from portwarden.config import load_settings
 from portwarden.detect.engine import Verdict
-from portwarden.detect.probe import SYN_SCAN, UDP_SCAN, Probe, Proto
+from portwarden.detect.probe import SYN_SCAN, UDP_SCAN, Probe
+from portwarden.net.addresses import Proto
 from portwarden.respond.actions import Actions
 from portwarden.respond.policy import ResponsePolicy
 from portwarden.store.db import SUPERSEDED

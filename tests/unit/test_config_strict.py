@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from portwarden.cli import main
 from portwarden.config import TcpMode, UdpMode, load_settings, values
 from portwarden.config.settings import to_conf_lines
-from portwarden.respond import nft
+from portwarden.net import nftables
 from tests.conftest import require_lab
 from tests.unit.config_error import load_error
 
@@ -189,7 +189,7 @@ def test_check_config_warns_when_the_nftables_blocker_cannot_load_its_library(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
     conf: str, warned: bool,
 ) -> None:  # fmt: skip
-    monkeypatch.setattr(nft, "_LIBRARY", "libnftables-missing.so.1")
+    monkeypatch.setattr(nftables, "_LIBRARY", "libnftables-missing.so.1")
     assert main(["check-config", str(write(tmp_path, conf))]) == 0
     said = [line for line in capsys.readouterr().err.splitlines() if "libnftables" in line]
     expected = ("portwarden: warning: blocking uses the built-in nftables blocker "

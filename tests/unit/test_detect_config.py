@@ -9,8 +9,9 @@ import pytest
 from portwarden.config import UdpMode, load_settings
 from portwarden.detect.config import engine_config, late_reply_ports
 from portwarden.detect.engine import Engine
-from portwarden.detect.probe import UDP_SCAN, Probe, Proto
+from portwarden.detect.probe import UDP_SCAN, Probe
 from portwarden.net import ports
+from portwarden.net.addresses import Proto
 from portwarden.net.ports import local_port_range, reserved_local_ports
 
 

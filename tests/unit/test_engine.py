@@ -12,7 +12,8 @@ from portwarden import limits
 from portwarden.config.hostscan import parse_rules
 from portwarden.config.ignore import IgnoreList
 from portwarden.detect.engine import Engine, EngineConfig, ScandetdModel, Verdict
-from portwarden.detect.probe import Probe, Proto
+from portwarden.detect.probe import Probe
+from portwarden.net.addresses import Proto
 
 TARGET = ipaddress.ip_address("198.18.0.1")
 

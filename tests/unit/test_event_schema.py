@@ -15,7 +15,8 @@ from portwarden.alert.events import write_unblocks
 from portwarden.audit.findings import Finding, Kind
 from portwarden.config import load_settings
 from portwarden.detect.engine import Engine, EngineConfig
-from portwarden.detect.probe import Probe, Proto
+from portwarden.detect.probe import Probe
+from portwarden.net.addresses import Proto
 from portwarden.store.db import Action, BlockRecord
 
 README = Path(__file__).parents[2] / "README.md"

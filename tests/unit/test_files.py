@@ -1,15 +1,15 @@
-"""respond.files.replace_atomically: what a rewritten file keeps."""
+"""fileedit.replace_atomically: what a rewritten file keeps."""
 
 import os
 from pathlib import Path
 
 import pytest
 
+from portwarden import fileedit
+from portwarden.fileedit import replace_atomically
 from portwarden.portmap import owner
 from portwarden.portmap.protect import plan_protect, plan_unprotect
 from portwarden.portmap.wrappers import WrappersError
-from portwarden.respond import files
-from portwarden.respond.files import replace_atomically
 from tests.lab.acl import mode_600_and_reader
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="only root gives a file away")
@@ -78,7 +78,7 @@ def test_a_line_appended_in_the_moment_of_the_rename_is_kept(
     check that the file is as read, before the rename: its line is carried over."""
     path = tmp_path / "hosts.deny"
     path.write_text("sshd: 198.18.0.9\n")
-    text, identity = files.read_with_identity(path)
+    text, identity = fileedit.read_with_identity(path)
     rename = os.replace
 
     def appended_first(source: str, target: Path) -> None:
@@ -86,8 +86,8 @@ def test_a_line_appended_in_the_moment_of_the_rename_is_kept(
             other.write("ALL: 198.18.99.1\n")
         rename(source, target)
 
-    monkeypatch.setattr(files.os, "replace", appended_first)
-    files.replace_atomically(path, f"{text}rpcbind: ALL\n", identity)
+    monkeypatch.setattr(fileedit.os, "replace", appended_first)
+    fileedit.replace_atomically(path, f"{text}rpcbind: ALL\n", identity)
     assert path.read_text() == "sshd: 198.18.0.9\nrpcbind: ALL\nALL: 198.18.99.1\n"
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from portwarden.respond import files
+from portwarden import fileedit
+from portwarden.respond import portsentry_files
 from portwarden.store.db import BlockRecord
 
 RECORD = BlockRecord(1, "198.18.0.11", "tcp", 11, "stcp", "x", "198.18.0.11", 0.0, None, 1, ())
@@ -29,17 +30,17 @@ def _full_after(allowed: int, monkeypatch: pytest.MonkeyPatch) -> None:
         left[0] -= written
         return written
 
-    monkeypatch.setattr(files.os, "write", write)
+    monkeypatch.setattr(fileedit.os, "write", write)
 
 
 @pytest.mark.parametrize("allowed", [0, 5, 12])
 @pytest.mark.parametrize(
     ("before", "append"),
     [
-        ("sshd: 192.0.2.1\n", lambda path: files.add_line(path, "ALL: 198.18.0.11")),
-        ("sshd: 192.0.2.1", lambda path: files.add_line(path, "ALL: 198.18.0.11")),
-        ("old line\n", lambda path: files.append_history(path, [RECORD])),
-        ("old line", lambda path: files.append_history(path, [RECORD])),
+        ("sshd: 192.0.2.1\n", lambda path: fileedit.add_line(path, "ALL: 198.18.0.11")),
+        ("sshd: 192.0.2.1", lambda path: fileedit.add_line(path, "ALL: 198.18.0.11")),
+        ("old line\n", lambda path: portsentry_files.append_history(path, [RECORD])),
+        ("old line", lambda path: portsentry_files.append_history(path, [RECORD])),
     ],
     ids=["hosts.deny", "hosts.deny-no-newline", "history", "history-no-newline"],
 )
@@ -63,17 +64,17 @@ def test_the_next_append_after_a_full_disk_writes_whole_lines(
     deny.write_text("sshd: 192.0.2.1\n")
     _full_after(len("ALL: 198."), monkeypatch)
     with pytest.raises(OSError):
-        files.add_line(deny, "ALL: 198.18.0.11")
+        fileedit.add_line(deny, "ALL: 198.18.0.11")
     monkeypatch.undo()
-    assert files.add_line(deny, "ALL: 198.18.0.12")
+    assert fileedit.add_line(deny, "ALL: 198.18.0.12")
     assert deny.read_text() == "sshd: 192.0.2.1\nALL: 198.18.0.12\n"  # no `ALL: 198.` rule
 
 
 def test_a_history_line_comes_after_a_newline_when_the_file_lacks_one(tmp_path: Path) -> None:
     history = tmp_path / "history"
     history.write_text("written by hand")
-    files.append_history(history, [RECORD])
-    assert history.read_text() == f"written by hand\n{files.portsentry_line(RECORD)}\n"
+    portsentry_files.append_history(history, [RECORD])
+    assert history.read_text() == f"written by hand\n{portsentry_files.portsentry_line(RECORD)}\n"
 
 
 OTHER_LINE = "sshd: 192.0.2.9\n"
@@ -96,13 +97,13 @@ def _other_writer_then_full(path: Path, our_bytes: int, monkeypatch: pytest.Monk
             os.close(other)
         return real(fd, bytes(data)[:our_bytes])
 
-    monkeypatch.setattr(files.os, "write", write)
+    monkeypatch.setattr(fileedit.os, "write", write)
 
 
 @pytest.mark.parametrize(
     "append",
-    [lambda path: files.add_line(path, "ALL: 198.18.0.11"),
-     lambda path: files.append_history(path, [RECORD])],
+    [lambda path: fileedit.add_line(path, "ALL: 198.18.0.11"),
+     lambda path: portsentry_files.append_history(path, [RECORD])],
     ids=["hosts.deny", "history"],
 )  # fmt: skip
 def test_the_cut_after_a_failed_append_keeps_a_line_another_writer_appended(
@@ -137,9 +138,9 @@ def test_a_partial_line_that_cannot_be_cut_is_said(
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real(fd, bytes(data)[:9])
 
-    monkeypatch.setattr(files.os, "write", write)
+    monkeypatch.setattr(fileedit.os, "write", write)
     with pytest.raises(OSError):
-        files.add_line(path, "ALL: 198.18.0.11")
+        fileedit.add_line(path, "ALL: 198.18.0.11")
     assert path.read_text() == "old line\nALL: 198." + OTHER_LINE
     (said,) = [r.getMessage() for r in caplog.records]
     assert str(path) in said and "partial line" in said and "\n" not in said

@@ -6,7 +6,7 @@ from concurrent.futures import Future
 
 from portwarden import limits
 from portwarden.alert.hostnames import HostNames
-from portwarden.respond.resolve import Lookup, Resolver
+from portwarden.net.resolve import Lookup, Resolver
 from portwarden.text import safe_hostname
 
 A, B = ipaddress.ip_address("198.18.0.11"), ipaddress.ip_address("2001:db8::b")

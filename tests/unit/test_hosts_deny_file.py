@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from portwarden.respond import files
+from portwarden import fileedit
+from portwarden.respond import portsentry_files
 from portwarden.store.db import BlockRecord
 
 # Characters str.splitlines() breaks at besides \n and \r; tcpd (fgets) reads on past them.
@@ -29,19 +30,19 @@ def test_our_line_inside_another_line_is_not_there(tmp_path: Path, separator: st
     """tcpd takes "# note\\fALL: 198.18.3.7" for one comment line: the block needs its own."""
     deny = tmp_path / "hosts.deny"
     deny.write_text(f"# note{separator}ALL: 198.18.3.7\n")
-    assert not files.has_line(deny, "ALL: 198.18.3.7")
-    assert files.add_line(deny, "ALL: 198.18.3.7")
+    assert not fileedit.has_line(deny, "ALL: 198.18.3.7")
+    assert fileedit.add_line(deny, "ALL: 198.18.3.7")
     assert deny.read_text() == f"# note{separator}ALL: 198.18.3.7\nALL: 198.18.3.7\n"
-    assert files.remove_line(deny, "ALL: 198.18.3.7")
+    assert fileedit.remove_line(deny, "ALL: 198.18.3.7")
     assert deny.read_text() == f"# note{separator}ALL: 198.18.3.7\n"
-    assert not files.remove_line(deny, "ALL: 198.18.3.7")
+    assert not fileedit.remove_line(deny, "ALL: 198.18.3.7")
 
 
 def test_lines_end_at_newline_with_an_optional_carriage_return(tmp_path: Path) -> None:
     deny = tmp_path / "hosts.deny"
     deny.write_bytes(b"sshd: 203.0.113.9\r\nALL: 198.18.3.7\r\n")
-    assert not files.add_line(deny, "ALL: 198.18.3.7")
-    assert files.remove_line(deny, "ALL: 198.18.3.7")
+    assert not fileedit.add_line(deny, "ALL: 198.18.3.7")
+    assert fileedit.remove_line(deny, "ALL: 198.18.3.7")
     assert deny.read_bytes() == b"sshd: 203.0.113.9\r\n"
 
 
@@ -50,12 +51,12 @@ def test_a_line_is_added_after_a_last_line_without_newline_and_removed_again(
 ) -> None:
     deny = tmp_path / "hosts.deny"
     deny.write_text("sshd: 203.0.113.9")
-    assert files.add_line(deny, "ALL: 198.18.3.7")
+    assert fileedit.add_line(deny, "ALL: 198.18.3.7")
     assert deny.read_text() == "sshd: 203.0.113.9\nALL: 198.18.3.7\n"
-    assert files.remove_line(deny, "ALL: 198.18.3.7")
+    assert fileedit.remove_line(deny, "ALL: 198.18.3.7")
     assert deny.read_text() == "sshd: 203.0.113.9\n"
     deny.write_text("sshd: 203.0.113.9\nALL: 198.18.3.7")
-    assert files.remove_line(deny, "ALL: 198.18.3.7")
+    assert fileedit.remove_line(deny, "ALL: 198.18.3.7")
     assert deny.read_text() == "sshd: 203.0.113.9\n"
 
 
@@ -63,10 +64,10 @@ def test_a_new_file_is_readable_by_the_services_whatever_the_umask(tmp_path: Pat
     deny = tmp_path / "hosts.deny"
     old = os.umask(0o077)
     try:
-        assert files.add_line(deny, "ALL: 198.18.3.7")
+        assert fileedit.add_line(deny, "ALL: 198.18.3.7")
     finally:
         os.umask(old)
-    assert deny.stat().st_mode & 0o777 == files.NEW_FILE_MODE
+    assert deny.stat().st_mode & 0o777 == fileedit.NEW_FILE_MODE
     assert deny.read_text() == "ALL: 198.18.3.7\n"
 
 
@@ -80,7 +81,7 @@ def test_lines_other_programs_append_meanwhile_are_kept(tmp_path: Path) -> None:
     ours = [f"ALL: 198.18.{n // 250}.{n % 250}" for n in range(300)]
     try:
         for line in ours:
-            assert files.add_line(deny, line)
+            assert fileedit.add_line(deny, line)
     finally:
         assert appender.wait(timeout=60) == 0
     lines = deny.read_text().split("\n")
@@ -106,8 +107,8 @@ def test_a_removal_is_done_again_when_the_file_changed_meanwhile(
             appended.append(True)
         return made(**kwargs)
 
-    monkeypatch.setattr(files.tempfile, "mkstemp", append_first)
-    assert files.remove_line(deny, "ALL: 198.18.3.7")
+    monkeypatch.setattr(fileedit.tempfile, "mkstemp", append_first)
+    assert fileedit.remove_line(deny, "ALL: 198.18.3.7")
     assert deny.read_text() == "sshd: 203.0.113.9\nsshd: 203.0.113.10\n"
     assert not list(tmp_path.glob(".hosts.deny.*"))  # the first copy was thrown away
 
@@ -122,14 +123,14 @@ def test_many_lines_go_in_one_rewrite_each_last_copy_only(
         "ALL: 198.18.0.11\nsshd: x\nALL: 198.18.0.11\r\nALL: 198.18.0.12\nALL: 198.18.0.13"
     )
     rewrites: list[Path] = []
-    replace = files.replace_atomically
-    monkeypatch.setattr(files, "replace_atomically",
+    replace = fileedit.replace_atomically
+    monkeypatch.setattr(fileedit, "replace_atomically",
                         lambda path, *a: (rewrites.append(path), replace(path, *a))[1])  # fmt: skip
     wanted = ["ALL: 198.18.0.11", "ALL: 198.18.0.13", "ALL: 198.18.0.14", "ALL: 198.18.0.12"]
-    assert files.remove_lines(deny, wanted) == set(wanted) - {"ALL: 198.18.0.14"}
+    assert fileedit.remove_lines(deny, wanted) == set(wanted) - {"ALL: 198.18.0.14"}
     assert deny.read_text() == "ALL: 198.18.0.11\nsshd: x\n"
     assert rewrites == [deny]
-    assert files.remove_lines(deny, ["ALL: 198.18.0.14"]) == set()
+    assert fileedit.remove_lines(deny, ["ALL: 198.18.0.14"]) == set()
     assert rewrites == [deny]
 
 
@@ -137,12 +138,12 @@ def test_history_file_is_made_readable_like_blocked_file(tmp_path: Path) -> None
     """PortSentry opened both with fopen(..., "a"): 0644 under the usual umask."""
     old = os.umask(0o077)
     try:
-        files.append_history(tmp_path / "history", [])
+        portsentry_files.append_history(tmp_path / "history", [])
         assert not (tmp_path / "history").exists()  # nothing to write: no file
-        files.write_blocked_files(tmp_path / "blocked", [], {"tcp"})
+        portsentry_files.write_blocked_files(tmp_path / "blocked", [], {"tcp"})
         record = BlockRecord(1, "198.18.0.11", "tcp", 11, "stcp", "x", "198.18.0.11", 0.0, None,
                              1, ())  # fmt: skip
-        files.append_history(tmp_path / "history", [record])
+        portsentry_files.append_history(tmp_path / "history", [record])
     finally:
         os.umask(old)
     assert (tmp_path / "history").stat().st_mode & 0o777 == 0o644

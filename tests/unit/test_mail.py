@@ -22,7 +22,8 @@ from portwarden.alert.mail import Mailer, body, subject, subject_template
 from portwarden.alert.mailbudget import HOUR_S, MailBudget
 from portwarden.config import ConfigError, Settings, load_settings
 from portwarden.detect.engine import Verdict
-from portwarden.detect.probe import Probe, Proto
+from portwarden.detect.probe import Probe
+from portwarden.net.addresses import Proto
 from portwarden.text import counted
 from tests.lab.smtp import GreetingRelay, SilentRelay, relay
 from tests.lab.tls import RelayCertificate, make_relay_certificate

@@ -8,7 +8,8 @@ from portwarden.alert.line import verdict_line
 from portwarden.alert.mail import body, subject, subject_template
 from portwarden.alert.portsentry import summary_line
 from portwarden.detect.engine import Engine, EngineConfig, Verdict
-from portwarden.detect.probe import Probe, Proto
+from portwarden.detect.probe import Probe
+from portwarden.net.addresses import Proto
 
 
 def probe(port: int, seen_at: float) -> Probe:

@@ -9,7 +9,8 @@ import pytest
 from portwarden.config import TcpMode, UdpMode, load_settings
 from portwarden.config.errors import ConfigError
 from portwarden.detect.engine import Engine, EngineConfig, key_port, port_key
-from portwarden.detect.probe import SYN_SCAN, UDP_SCAN, Probe, Proto
+from portwarden.detect.probe import SYN_SCAN, UDP_SCAN, Probe
+from portwarden.net.addresses import Proto
 from portwarden.net.ports import Owner, verify
 from portwarden.sensors.build import watch_list
 

@@ -16,7 +16,7 @@ from portwarden.cli import main
 from portwarden.config.errors import ConfigError
 from portwarden.config.ignore import parse_network
 from portwarden.config.textfile import lines_with_ends
-from portwarden.detect.probe import Proto
+from portwarden.net.addresses import Proto
 from portwarden.net.portmapper import Mapping, PortmapperError
 from portwarden.portmap import check, firewall, owner, wrappers
 from portwarden.portmap.check import FirewallState, FirewallView, Probe, Report, read_wrappers

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portwarden.detect.probe import Proto
 from portwarden.limits import PORTMAP_REPLY_BYTES_MAX, PORTMAP_REPLY_FRAGMENTS_MAX
 from portwarden.net import portmapper
+from portwarden.net.addresses import Proto
 from portwarden.net.portmapper import (
     Mapping,
     PortmapperDenied,

@@ -6,15 +6,16 @@ import ipaddress
 import pytest
 
 from portwarden.alert import portsentry
-from portwarden.detect.engine import Verdict
-from portwarden.detect.probe import CONNECT_SCAN, UDP_SCAN, Probe, Proto, flag_names, tcp_scan_type
+from portwarden.detect.engine import Verdict, VerdictKind
+from portwarden.detect.probe import CONNECT_SCAN, UDP_SCAN, Probe, flag_names, tcp_scan_type
+from portwarden.net.addresses import Proto
 from portwarden.net.packet import ACK, CWR, ECE, FIN, PSH, RST, SYN, URG
 from portwarden.store.db import DONE, Action
 
 HOST = "198.18.0.11/198.18.0.11"
 
 
-def verdict(mode: str, proto: Proto, scan: str, flags: str = "", kind: str = "scan",
+def verdict(mode: str, proto: Proto, scan: str, flags: str = "", kind: VerdictKind = "scan",
             os_tool: str | None = None) -> Verdict:  # fmt: skip
     probe = Probe(ipaddress.ip_address("198.18.0.11"), ipaddress.ip_address("198.18.0.1"), proto,
                   40000, 11, mode, scan, flags, os_tool)  # fmt: skip

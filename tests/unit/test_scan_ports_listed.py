@@ -11,7 +11,8 @@ from portwarden.alert.dispatch import Alerts
 from portwarden.alert.events import summary_event
 from portwarden.config import load_settings
 from portwarden.detect.engine import Engine, EngineConfig
-from portwarden.detect.probe import Probe, Proto
+from portwarden.detect.probe import Probe
+from portwarden.net.addresses import Proto
 
 XMAS = "TCP XMAS scan"
 

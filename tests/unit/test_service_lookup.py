@@ -3,8 +3,8 @@ filter), and finds what the look at every port finds for it."""
 
 import socket
 
-from portwarden.detect.probe import Proto
 from portwarden.net import ports
+from portwarden.net.addresses import Proto
 
 
 def test_the_services_of_one_port_are_those_of_every_port_on_it() -> None:

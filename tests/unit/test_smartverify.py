@@ -6,8 +6,8 @@ import ipaddress
 
 import pytest
 
-from portwarden.detect.probe import Proto
 from portwarden.net import ports
+from portwarden.net.addresses import Proto
 from portwarden.net.ports import ANY4, ANY6, Owner, Service, serves, verify
 
 PORT = 34555

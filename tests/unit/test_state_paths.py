@@ -12,7 +12,8 @@ import pytest
 from portwarden.audit.state import AuditState
 from portwarden.cli import main
 from portwarden.config.settings import blamed_on, load_settings
-from portwarden.respond.files import append_history, replace_atomically
+from portwarden.fileedit import replace_atomically
+from portwarden.respond.portsentry_files import append_history
 from portwarden.statedir import unusable_directory
 from portwarden.store.db import BlockRecord, Store
 

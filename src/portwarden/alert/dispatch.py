@@ -32,9 +32,9 @@ from portwarden.alert.mail import Mailer
 from portwarden.alert.syslog import ERROR, INFO, SEVERITIES, WARNING, Syslog
 from portwarden.audit.findings import Finding
 from portwarden.config import Settings
-from portwarden.config.ignore import Address
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Probe
+from portwarden.net.addresses import IPAddress
 from portwarden.store.db import BlockRecord
 from portwarden.text import counted, utc_stamp
 
@@ -406,7 +406,7 @@ class Alerts:
         self._syslog_named(None, _said(message), severity)
 
     def _syslog_named(
-        self, source: Address | None, line: Callable[[str | None], str], severity: int = 5
+        self, source: IPAddress | None, line: Callable[[str | None], str], severity: int = 5
     ) -> None:
         """The line `line` makes from `source`'s name (escaped; None when it has none, or for
         `source` None: a line that names no one); held while the loop acts on a verdict (see
@@ -417,7 +417,7 @@ class Alerts:
         self._syslog_in_order(source, line, severity)
 
     def _syslog_in_order(
-        self, source: Address | None, line: Callable[[str | None], str], severity: int = 5
+        self, source: IPAddress | None, line: Callable[[str | None], str], severity: int = 5
     ) -> None:
         """A line; with RESOLVE_HOST, behind the probe lines that still wait for a name, so that
         "Host ... has been blocked" follows the attack line, as PortSentry wrote them; a line

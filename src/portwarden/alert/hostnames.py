@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 from portwarden import limits
-from portwarden.config.ignore import Address
-from portwarden.respond.resolve import Lookup, Resolver
+from portwarden.net.addresses import IPAddress
+from portwarden.net.resolve import Lookup, Resolver
 from portwarden.text import safe_hostname
 
 T = TypeVar("T")
@@ -29,7 +29,7 @@ class HostNames(Generic[T]):
         """How many items wait."""
         return len(self._waiting)
 
-    def submit(self, address: Address | None, item: T, now: float) -> bool:
+    def submit(self, address: IPAddress | None, item: T, now: float) -> bool:
         """Queue `item` until `address`'s name is known (None: an item that needs no name, kept
         in line behind those that wait); False when too many wait already (a flood: the item
         is the caller's to send at once, without a name)."""

@@ -38,8 +38,8 @@ from portwarden.alert.reportbook import (
 )
 from portwarden.config import Settings
 from portwarden.detect.engine import Verdict
-from portwarden.detect.probe import Proto
-from portwarden.respond.resolve import Resolver
+from portwarden.net.addresses import Proto
+from portwarden.net.resolve import Resolver
 from portwarden.store.db import store_path
 from portwarden.text import (
     are,

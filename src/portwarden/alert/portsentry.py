@@ -13,9 +13,10 @@ import shlex
 
 from portwarden import limits
 from portwarden.detect.engine import Verdict
-from portwarden.detect.probe import Probe, Proto
+from portwarden.detect.probe import Probe
+from portwarden.net.addresses import Proto
+from portwarden.net.nftables import set_of
 from portwarden.respond.actions import COMMAND, HOSTS_DENY, NFT, ROUTE
-from portwarden.respond.nft import set_of
 from portwarden.store.db import DONE, Action
 from portwarden.text import one_line
 

@@ -30,8 +30,8 @@ from portwarden.audit.sockets import (
 )
 from portwarden.audit.state import STATE_NAME, AuditState
 from portwarden.config import Settings
-from portwarden.detect.probe import IPAddress, Proto
 from portwarden.limits import AUDIT_RPC_WARNINGS_MAX, AUDIT_SOCKETS_MAX, PORTMAP_TIMEOUT_S
+from portwarden.net.addresses import IPAddress, Proto
 from portwarden.net.portmapper import (
     PORTMAPPER_PORT,
     PORTMAPPER_PROGRAM,

@@ -17,7 +17,7 @@ from typing import NamedTuple
 from portwarden.audit.findings import Finding, Kind, OpenPort
 from portwarden.audit.policy import Group, Item, Rule
 from portwarden.audit.state import AuditState, Seen
-from portwarden.detect.probe import Proto
+from portwarden.net.addresses import Proto
 
 ANY = "any"
 

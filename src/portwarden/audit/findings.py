@@ -5,7 +5,7 @@ from typing import Any, NamedTuple
 
 from portwarden.audit.names import UNKNOWN
 from portwarden.audit.policy import Rule
-from portwarden.detect.probe import Proto
+from portwarden.net.addresses import Proto
 from portwarden.text import field_value, one_line
 
 

@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from portwarden.audit.policy import Where
-from portwarden.detect.probe import IPAddress
+from portwarden.net.addresses import IPAddress
 from portwarden.net.local import InterfaceAddress, interface_addresses
 
 _LOOPBACK = "lo"

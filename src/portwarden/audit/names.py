@@ -4,7 +4,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from portwarden.detect.probe import Proto
+from portwarden.net.addresses import Proto
 
 _PROGRAM_NUMBER = re.compile(r"RPC_(0|[1-9][0-9]{0,9})")  # as program_names() writes it
 SERVICES = Path("/etc/services")

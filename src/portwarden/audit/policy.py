@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import NamedTuple
 
-from portwarden.detect.probe import IPAddress, Proto
+from portwarden.net.addresses import IPAddress, Proto
 from portwarden.net.portmapper import PORTMAPPER_PORT
 
 _DEVICE = re.compile(r"[A-Za-z0-9_.@-]{1,15}")

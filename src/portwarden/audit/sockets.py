@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from portwarden.detect.probe import IPAddress, Proto
 from portwarden.limits import AUDIT_SOCKETS_MAX
 from portwarden.net import diagfilter, sockdiag
+from portwarden.net.addresses import IPAddress, Proto
 from portwarden.net.local import unmapped
 from portwarden.net.portmapper import PORTMAPPER_PORT
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from portwarden.respond.files import replace_atomically
+from portwarden.fileedit import replace_atomically
 from portwarden.text import one_line
 
 STATE_NAME = "audit.json"

@@ -11,7 +11,8 @@ import ipaddress
 from dataclasses import dataclass
 
 from portwarden.config import values
-from portwarden.config.ignore import Address, Network, host_bits_set, parse_network
+from portwarden.config.ignore import Network, host_bits_set, parse_network
+from portwarden.net.addresses import IPAddress
 from portwarden.text import port_ranges
 
 
@@ -20,7 +21,7 @@ class Endpoint:
     network: Network
     ports: frozenset[int] | None  # None: every port
 
-    def matches(self, address: Address, port: int) -> bool:
+    def matches(self, address: IPAddress, port: int) -> bool:
         return address in self.network and (self.ports is None or port in self.ports)
 
     def __str__(self) -> str:
@@ -34,7 +35,7 @@ class HostScanRule:
     src: Endpoint
     dst: Endpoint | None
 
-    def matches(self, src: Address, sport: int, dst: Address, dport: int) -> bool:
+    def matches(self, src: IPAddress, sport: int, dst: IPAddress, dport: int) -> bool:
         return self.src.matches(src, sport) and (self.dst is None or self.dst.matches(dst, dport))
 
     def __str__(self) -> str:
@@ -121,6 +122,6 @@ def _ports(text: str) -> frozenset[int]:
     return ports
 
 
-def ignored(rules: tuple[HostScanRule, ...], src: Address, sport: int, dst: Address,
+def ignored(rules: tuple[HostScanRule, ...], src: IPAddress, sport: int, dst: IPAddress,
             dport: int) -> bool:  # fmt: skip
     return any(rule.matches(src, sport, dst, dport) for rule in rules)

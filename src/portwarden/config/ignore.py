@@ -10,11 +10,11 @@ from portwarden.config import values
 from portwarden.config.conffile import capped
 from portwarden.config.errors import ConfigError
 from portwarden.config.textfile import BOM, numbered_lines
+from portwarden.net.addresses import IPAddress
 from portwarden.net.local import unmapped
 from portwarden.text import counted, one_line
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _BLANKS = re.compile(r"[ \t]+")
 _HOST_NAME = re.compile(r"[A-Za-z0-9.-]+")
@@ -37,7 +37,7 @@ class IgnoreList:
     """
 
     networks: tuple[Network, ...]
-    _hosts: frozenset[Address] = field(init=False, repr=False, compare=False)
+    _hosts: frozenset[IPAddress] = field(init=False, repr=False, compare=False)
     _nets: tuple[tuple[int, int, int], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -47,7 +47,7 @@ class IgnoreList:
         object.__setattr__(self, "_hosts", frozenset(single))
         object.__setattr__(self, "_nets", nets)
 
-    def __contains__(self, address: Address) -> bool:
+    def __contains__(self, address: IPAddress) -> bool:
         address = unmapped(address)
         if address in self._hosts:
             return True
@@ -55,7 +55,7 @@ class IgnoreList:
         return any(v == version and value & mask == net for v, net, mask in self._nets)
 
     @classmethod
-    def build(cls, *groups: Iterable[Network | Address]) -> "IgnoreList":
+    def build(cls, *groups: Iterable[Network | IPAddress]) -> "IgnoreList":
         """The networks of all groups, each once, IPv4 before IPv6 and in address order, so
         that what shows them (check-config) prints the same every time."""
         nets = {ipaddress.ip_network(item) for group in groups for item in group}

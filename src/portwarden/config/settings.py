@@ -23,13 +23,14 @@ from portwarden.config.conffile import Entry, capped, parse_conf
 from portwarden.config.defaults import DEFAULT_CONF, DEFAULT_SOURCE, default_state_dir
 from portwarden.config.errors import ConfigError
 from portwarden.config.hostscan import HostScanRule, endpoint_warnings, parse_rules
-from portwarden.config.ignore import ALWAYS_IGNORED, Address, IgnoreList, Network, parse_ignore_text
+from portwarden.config.ignore import ALWAYS_IGNORED, IgnoreList, Network, parse_ignore_text
 from portwarden.config.kill import Command
 from portwarden.config.smtp import check_smtp, check_subject
 from portwarden.config.textfile import BOM, decoded, read_bytes, read_text
 from portwarden.config.values import BlockMode, ListenAddress, Modes, NftUse, TcpMode, UdpMode
 from portwarden.control import socket_path_problem
-from portwarden.net.local import InterfaceAddress, IPAddress, interface_addresses, local_addresses
+from portwarden.net.addresses import IPAddress
+from portwarden.net.local import InterfaceAddress, interface_addresses, local_addresses
 from portwarden.statedir import unusable_directory, unusable_file
 from portwarden.store.db import StoreError
 from portwarden.text import one_line, port_ranges
@@ -132,7 +133,7 @@ class Settings:
     ignored_networks: tuple[Network, ...]
     warnings: tuple[str, ...] = ()
 
-    def ignore_list(self, addresses: Iterable[Address] | None = None) -> IgnoreList:
+    def ignore_list(self, addresses: Iterable[IPAddress] | None = None) -> IgnoreList:
         """The configured networks plus loopback and this host's addresses (read now if not
         given)."""
         local = local_addresses() if addresses is None else addresses

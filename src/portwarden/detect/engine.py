@@ -12,12 +12,13 @@ from array import array
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Generic, NamedTuple, Protocol, TypeVar
+from typing import Generic, Literal, NamedTuple, Protocol, TypeVar
 
 from portwarden import limits
 from portwarden.config.hostscan import HostScanRule, ignored
 from portwarden.config.ignore import IgnoreList
-from portwarden.detect.probe import IPAddress, Probe, Proto, os_probe_type
+from portwarden.detect.probe import Probe, os_probe_type
+from portwarden.net.addresses import IPAddress, Proto
 
 RAW_MODES = frozenset({"stcp", "atcp", "sudp", "audp"})
 
@@ -61,6 +62,9 @@ class EngineConfig:
     os_probe_quiet_s: float = 10.0
 
 
+VerdictKind = Literal["scan", "os-probe", "scan-summary", "os-summary"]
+
+
 class Verdict(NamedTuple):
     """A decision about one source, made on one probe.
 
@@ -88,7 +92,7 @@ class Verdict(NamedTuple):
     on that one; the later ones only report. Summaries are always first.
     """
 
-    kind: str
+    kind: VerdictKind
     probe: Probe
     first: bool
     probes: int
@@ -462,8 +466,8 @@ class Engine:
         os_quiet, scan_quiet = self.config.os_probe_quiet_s, self.config.scan_end_quiet_s
         if stopping:
             os_quiet = scan_quiet = 0.0
-        due = [("os-summary", run) for _, run in self._os_waiting.take(
-            lambda _, run: now - run.last_seen >= os_quiet)]  # fmt: skip
+        due: list[tuple[VerdictKind, _Run]] = [("os-summary", run) for _, run in
+            self._os_waiting.take(lambda _, run: now - run.last_seen >= os_quiet)]  # fmt: skip
         for (tcp, address), run in self._scan_waiting.take(
             lambda _, run: now - run.last_seen >= scan_quiet
         ):
@@ -515,7 +519,7 @@ class Engine:
                                    state.first_seen, run.kinds)]  # fmt: skip
 
     def _interim(
-        self, kind: str, run: _Run, probe: Probe, now: float, quiet_s: float
+        self, kind: VerdictKind, run: _Run, probe: Probe, now: float, quiet_s: float
     ) -> list[Verdict]:
         """The ongoing summary of `run` if `probe` comes scan_report_s or more after its first
         one (a slow scan, one probe every 29 s, is never quiet for SCAN_END_QUIET); `run` then
@@ -528,7 +532,7 @@ class Engine:
         return [summary]
 
     @staticmethod
-    def _summary(kind: str, run: _Run, ongoing: bool = False) -> Verdict:
+    def _summary(kind: VerdictKind, run: _Run, ongoing: bool = False) -> Verdict:
         if kind == "os-summary":
             patterns, types = run.kinds, run.tools
         else:

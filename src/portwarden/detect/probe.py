@@ -2,9 +2,9 @@
 
 import ipaddress
 from collections.abc import Callable
-from enum import Enum
 from typing import NamedTuple
 
+from portwarden.net.addresses import IPAddress, Proto
 from portwarden.net.packet import (
     ACK,
     CWR,
@@ -18,14 +18,6 @@ from portwarden.net.packet import (
     Packet,
     tcp_timestamp,
 )
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-class Proto(Enum):
-    TCP = "tcp"
-    UDP = "udp"
-
 
 SYN_SCAN = "TCP SYN/Normal scan"
 FIN_SCAN = "TCP FIN scan"

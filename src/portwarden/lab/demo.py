@@ -26,7 +26,7 @@ from portwarden.lab.network import (
     namespaces,
     remove_stale,
 )
-from portwarden.respond.nft import Nft, NftError
+from portwarden.net.nftables import Nft, NftError
 from portwarden.text import counted
 
 # Not the tests' prefix: a demo never removes a test run's namespaces. Each run has its own

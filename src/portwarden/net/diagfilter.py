@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from portwarden.net.local import IPAddress
+from portwarden.net.addresses import IPAddress
 
 _OP = struct.Struct("=BBH")  # code, yes, no
 _HOSTCOND = struct.Struct("=BBxxi")  # family, prefix length, port (-1: any); the address follows

@@ -5,7 +5,7 @@ see at all (a raw socket gets a packet only after the input hook has accepted it
 import json
 from typing import Any, NamedTuple
 
-from portwarden.respond.nft import Nft, NftError
+from portwarden.net.nftables import Nft, NftError
 
 _FILTER_HOOKS = {"ingress", "prerouting", "input"}
 

@@ -1,15 +1,15 @@
 """This host's addresses, default gateways and host routes, read from the kernel over
-rtnetlink."""
+rtnetlink; and its name servers, read from resolv.conf."""
 
 import ipaddress
 import socket
 import struct
 from collections.abc import Iterator
+from pathlib import Path
 from typing import NamedTuple
 
 from portwarden.net import netlink
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+from portwarden.net.addresses import IPAddress
 
 
 def unmapped(address: IPAddress) -> IPAddress:
@@ -212,6 +212,39 @@ def _next_hops(attributes: dict[int, bytes], family: int) -> list[IPAddress]:
         if len(address) == _SIZES.get(via_family):
             found.append(ipaddress.ip_address(address))
     return found
+
+
+RESOLV_CONF = Path("/etc/resolv.conf")
+# systemd-resolved: /etc/resolv.conf names only its stub on loopback; the servers it asks are here.
+RESOLVED_UPSTREAM = Path("/run/systemd/resolve/resolv.conf")
+_RESOLVED_STUBS = frozenset(ipaddress.ip_address(a) for a in ("127.0.0.53", "127.0.0.54"))
+
+
+def name_servers(
+    path: Path = RESOLV_CONF, upstream: Path = RESOLVED_UPSTREAM
+) -> frozenset[IPAddress]:
+    """The `nameserver` addresses of `path`; when it names only systemd-resolved's stub, also
+    those of `upstream` (the servers the stub asks), if it is there."""
+    found = _nameserver_lines(path)
+    if found and found <= _RESOLVED_STUBS:
+        found |= _nameserver_lines(upstream)
+    return found
+
+
+def _nameserver_lines(path: Path) -> frozenset[IPAddress]:
+    found: set[IPAddress] = set()
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return frozenset()
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == "nameserver":
+            try:
+                found.add(ipaddress.ip_address(fields[1].partition("%")[0]))
+            except ValueError:
+                continue
+    return frozenset(found)
 
 
 # rtm_type (linux/rtnetlink.h), named as `ip route` names them.

@@ -19,9 +19,9 @@ import struct
 import time
 from typing import Literal, NamedTuple
 
-from portwarden.detect.probe import Proto
 from portwarden.limits import PORTMAP_REPLY_BYTES_MAX, PORTMAP_REPLY_FRAGMENTS_MAX
-from portwarden.net.local import IPAddress, scope_index
+from portwarden.net.addresses import IPAddress, Proto
+from portwarden.net.local import scope_index
 
 PORTMAPPER_PORT = 111
 PORTMAPPER_PROGRAM = 100000

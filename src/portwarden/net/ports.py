@@ -23,7 +23,7 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from portwarden.detect.probe import Proto
+from portwarden.net.addresses import Proto
 from portwarden.net.diagfilter import compile_filter, port_is
 from portwarden.net.sockdiag import TCP_LISTEN_ONLY, UDP_UNCONNECTED, socket_ports, sockets
 

@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from portwarden.net import netlink
-from portwarden.net.local import IPAddress, unmapped
+from portwarden.net.addresses import IPAddress
+from portwarden.net.local import unmapped
 
 NETLINK_SOCK_DIAG = 4
 _SOCK_DIAG_BY_FAMILY = 20

@@ -19,8 +19,9 @@ from typing import NamedTuple
 
 from portwarden import limits
 from portwarden.net import netlink
+from portwarden.net.addresses import IPAddress
 from portwarden.net.buffers import make_room
-from portwarden.net.local import IPAddress, unmapped
+from portwarden.net.local import unmapped
 from portwarden.net.sockdiag import NETLINK_SOCK_DIAG
 
 _SKNLGRP_INET_UDP_DESTROY = 2

@@ -24,7 +24,7 @@ from typing import Any, Literal
 from portwarden.audit.names import Names
 from portwarden.config.ignore import ALWAYS_IGNORED, Network
 from portwarden.config.textfile import lines_with_ends
-from portwarden.detect.probe import Proto
+from portwarden.net.addresses import Proto
 from portwarden.net.local import interface_addresses
 from portwarden.net.portmapper import PORTMAPPER_PORT, Mapping, PortmapperError, dump
 from portwarden.net.ports import bound_ports

@@ -10,7 +10,8 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from portwarden.config.errors import ConfigError
-from portwarden.net.local import IPAddress, scope_index, unmapped
+from portwarden.net.addresses import IPAddress
+from portwarden.net.local import scope_index, unmapped
 from portwarden.net.portmapper import PortmapperError, SourceAddressError
 from portwarden.portmap import lock, wrappers
 from portwarden.portmap.check import build_report

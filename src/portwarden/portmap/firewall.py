@@ -34,9 +34,8 @@ from typing import Any, Literal, NamedTuple, Protocol
 from portwarden.config.ignore import Network
 from portwarden.config.values import PORTMAP_TABLE
 from portwarden.net.input_filters import input_filter_chains
+from portwarden.net.nftables import DEFAULT_TABLE, Nft, NftError
 from portwarden.net.portmapper import PORTMAPPER_PORT
-from portwarden.respond import nft as blocker
-from portwarden.respond.nft import Nft, NftError
 from portwarden.text import one_line
 
 Backend = Literal["nft", "iptables"]
@@ -381,7 +380,7 @@ def _networks(value: Any) -> list[Network]:
 _OURS = frozenset(
     {
         ("inet", TABLE),
-        ("inet", blocker.DEFAULT_TABLE),
+        ("inet", DEFAULT_TABLE),
     }
 )  # the blocker drops by source address only
 

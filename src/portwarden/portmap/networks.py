@@ -19,7 +19,10 @@ from portwarden.text import counted
 _BRACKETED = re.compile(r"\[([0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)\](/[0-9]+)?")  # [2001:db8::]/64
 
 
-def allowed_networks(texts: Iterable[str], argument: str = "--allow") -> tuple[Network, ...]:
+_ARGUMENT = "--allow"  # what the texts are given with (`portwarden portmap protect`)
+
+
+def allowed_networks(texts: Iterable[str]) -> tuple[Network, ...]:
     """Parse `texts` (addresses or networks, never names) and add loopback.
 
     Overlapping networks are merged (nftables refuses overlapping intervals), IPv4 first, in
@@ -31,7 +34,7 @@ def allowed_networks(texts: Iterable[str], argument: str = "--allow") -> tuple[N
     texts = list(texts)
     parsed: list[Network] = list(ALWAYS_IGNORED)
     for text in texts:
-        parsed.append(_network(text, argument))
+        parsed.append(_network(text))
     v4 = [n for n in parsed if isinstance(n, ipaddress.IPv4Network)]
     v6 = [n for n in parsed if isinstance(n, ipaddress.IPv6Network)]
     merged: tuple[Network, ...] = (
@@ -42,23 +45,23 @@ def allowed_networks(texts: Iterable[str], argument: str = "--allow") -> tuple[N
     if everyone is not None:
         together = ", ".join(t for t in texts
                              if parse_network(_plain(t)).version == everyone.version)  # fmt: skip
-        raise ConfigError(argument, f"together they allow every address ({everyone}): the "
+        raise ConfigError(_ARGUMENT, f"together they allow every address ({everyone}): the "
                           "portmapper would not be protected at all", value=together)  # fmt: skip
     return merged
 
 
-def _network(text: str, argument: str) -> Network:
+def _network(text: str) -> Network:
     if "%" in text:
-        raise ConfigError(argument, "a scope (%device) has no place in TCP Wrappers or firewall "
+        raise ConfigError(_ARGUMENT, "a scope (%device) has no place in TCP Wrappers or firewall "
                           "rules: give the address without it", value=text)  # fmt: skip
     try:
         network = parse_network(_plain(text))
     except InetForm as error:
-        raise ConfigError(argument, _as_libwrap_reads(error), value=text) from None
+        raise ConfigError(_ARGUMENT, _as_libwrap_reads(error), value=text) from None
     except ValueError as error:
-        raise ConfigError(argument, str(error), value=text) from None
+        raise ConfigError(_ARGUMENT, str(error), value=text) from None
     if network.prefixlen == 0:
-        raise ConfigError(argument, "allows every address: the portmapper would not be "
+        raise ConfigError(_ARGUMENT, "allows every address: the portmapper would not be "
                           "protected at all", value=text)  # fmt: skip
     return network
 
@@ -77,7 +80,7 @@ def _as_libwrap_reads(form: InetForm) -> str:
             f"0 as octal (0x as hex), so it reads {form.meant}; {WRITE_DECIMAL}")  # fmt: skip
 
 
-def host_bits_warnings(texts: Iterable[str], argument: str = "--allow") -> list[str]:
+def host_bits_warnings(texts: Iterable[str]) -> list[str]:
     """A warning for each network written with host bits (198.18.0.17/28), which are dropped:
     the administrator may have meant a host, or another network. An IPv4-mapped address or
     network (::ffff:198.18.1.0/120) is taken as its IPv4 form, which is said too: the rules are
@@ -87,7 +90,7 @@ def host_bits_warnings(texts: Iterable[str], argument: str = "--allow") -> list[
         network = parse_network(_plain(text))
         said = read_otherwise(_plain(text), network)
         if said:
-            warnings.append(f'{argument} "{text}": {said}; the network allowed is {network}')
+            warnings.append(f'{_ARGUMENT} "{text}": {said}; the network allowed is {network}')
     return warnings
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from portwarden.audit.sockets import PROC, Scope, group_name, holders, open_sockets, user_name
-from portwarden.detect.probe import Proto
+from portwarden.net.addresses import Proto
 from portwarden.text import one_line
 
 _LIBWRAP = "libwrap.so"

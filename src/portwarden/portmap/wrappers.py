@@ -29,7 +29,7 @@ from pathlib import Path
 from portwarden import limits
 from portwarden.config.ignore import ALWAYS_IGNORED, Network, parse_network
 from portwarden.config.textfile import lines_with_ends
-from portwarden.respond.files import (
+from portwarden.fileedit import (
     FileChanged,
     Identity,
     UnsafeFile,

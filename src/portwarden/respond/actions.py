@@ -22,23 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from portwarden import limits
+from portwarden import fileedit, limits
 from portwarden.config import BlockMode, ConfigError, Settings
-from portwarden.config.ignore import Address, IgnoreList, Network
+from portwarden.config.ignore import IgnoreList, Network
 from portwarden.config.kill import BRACKETED_TARGET, route_undo
 from portwarden.config.values import NftUse
 from portwarden.net import local
-from portwarden.respond import commands, files
-from portwarden.respond.nft import (
-    DEFAULT_TABLE,
-    Nft,
-    NftBlocker,
-    NftError,
-    TableListing,
-    claim_table,
-    load_library,
-)
-from portwarden.respond.resolve import Lookup, Resolver
+from portwarden.net.addresses import IPAddress
+from portwarden.net.nftables import DEFAULT_TABLE, Nft, NftError, load_library
+from portwarden.net.resolve import Lookup, Resolver
+from portwarden.respond import commands, portsentry_files
+from portwarden.respond.nft import NftBlocker, TableListing, claim_table
 from portwarden.store.db import (
     DONE,
     FAILED,
@@ -75,7 +69,7 @@ PROTECTED = "protected"
 
 @dataclass(frozen=True)
 class BlockRequest:
-    address: Address
+    address: IPAddress
     proto: str  # tcp or udp
     port: int
     mode: str
@@ -415,7 +409,7 @@ class Actions:
         if action.kind == HOSTS_DENY and action.status == PLANNED:
             path, line = action.do
             try:
-                if files.has_line(Path(path), line):
+                if fileedit.has_line(Path(path), line):
                     return _present(action)
             except OSError as error:
                 log.error("hosts.deny: %s", one_line(str(error)))
@@ -481,7 +475,7 @@ class Actions:
         IPv6 $TARGET$ in brackets, the form tcpd matches (brackets written around $TARGET$
         are not doubled: see config.kill.hosts_deny_problems)."""
         template = (self.settings.kill_hosts_deny or "").replace(BRACKETED_TARGET, "$TARGET$")
-        address = files.wrappers_address(request.address)
+        address = portsentry_files.wrappers_address(request.address)
         return commands.fill(template, address, request.port, request.mode)
 
     def _carry_out(self, record: BlockRecord, actions: list[Action], index: int) -> None:
@@ -512,7 +506,7 @@ class Actions:
     def _add_hosts_deny_line(self, action: Action) -> Action:
         path, line = action.do
         try:
-            added = files.add_line(Path(path), line)
+            added = fileedit.add_line(Path(path), line)
         except OSError as error:
             log.error("hosts.deny: %s", one_line(str(error)))
             return action._replace(status=f"{FAILED}: {one_line(str(error))}")
@@ -568,7 +562,7 @@ class Actions:
             log.error("nftables: %s", one_line(str(error)))
             return 0
 
-    def nft_add(self, address: Address, until: float | None) -> Action:
+    def nft_add(self, address: IPAddress, until: float | None) -> Action:
         """Add the element, its kernel timeout ending at `until` as the store's block does."""
         try:
             self.table_remade = self.nft().add(address, _seconds_left(until, time.time()))
@@ -588,21 +582,19 @@ class Actions:
         name = Resolver.name(lookup, since + limits.RESOLVE_HOST_TIMEOUT_S - time.time())
         return address if name is None else safe_hostname(name)
 
-    def _start_lookup(self, address: Address) -> Lookup | None:
+    def _start_lookup(self, address: IPAddress) -> Lookup | None:
         if not self.settings.resolve_host:
             return None
         if self._resolver is None:
             self._resolver = Resolver()
         return self._resolver.start(address)
 
-    def unblock(self, record: BlockRecord, by: str,
-                write_files: bool = True) -> BlockRecord | None:  # fmt: skip
+    def unblock(self, record: BlockRecord, by: str) -> BlockRecord | None:
         """Undo every action of the block that was or may have been done, then end it. Returns
         the ended record, whose actions still in force (their undo failed) say UNDO_FAILED
         (see `left`), or None if it had already ended."""
         undone = self.unblock_many([record], by)
-        if write_files:
-            self.write_files(None)
+        self.write_files(None)
         return undone[0] if undone else None
 
     def unblock_many(self, records: list[BlockRecord], by: str) -> list[BlockRecord]:
@@ -679,11 +671,11 @@ class Actions:
         filled (_leave_old_tables)."""
         return sorted({table_of(action), self.settings.nft_table})
 
-    def _remove_from(self, elements: list[tuple[str, Address]]) -> None:
+    def _remove_from(self, elements: list[tuple[str, IPAddress]]) -> None:
         """Remove each (table, address): one batch per table. A table of an earlier NFT_TABLE
         is left alone when it is not there, or when another running portwarden holds it (it
         is that daemon's now); one that is not there (yet) is not made to remove nothing."""
-        by_table: dict[str, list[Address]] = {}
+        by_table: dict[str, list[IPAddress]] = {}
         for table, address in elements:
             by_table.setdefault(table, []).append(address)
         for table, addresses in by_table.items():
@@ -797,7 +789,7 @@ class Actions:
         failed: dict[tuple[str, str], str] = {}
         for path, lines in by_file.items():
             try:
-                files.remove_lines(Path(path), lines)
+                fileedit.remove_lines(Path(path), lines)
             except OSError as error:
                 failed.update(((path, line), one_line(str(error))) for line in lines)
         return failed
@@ -840,7 +832,7 @@ class Actions:
             element = ipaddress.ip_address(address)
             self._remove_from([(table, element) for table in self._tables_of(action)])
         elif action.kind == HOSTS_DENY and len(action.undo) == 2:
-            files.remove_line(Path(action.undo[0]), action.undo[1])
+            fileedit.remove_line(Path(action.undo[0]), action.undo[1])
         elif action.kind == ROUTE and action.undo:
             failure = commands.run(list(action.undo), self.settings.kill_cmd_timeout,
                                    "KILL_ROUTE undo", quiet=unsure,
@@ -1026,7 +1018,7 @@ class Actions:
         status: dict[tuple[str, str], str] = {}
         for path, lines in by_file.items():
             try:
-                files.add_lines(Path(path), lines)
+                fileedit.add_lines(Path(path), lines)
                 outcome = DONE
             except OSError as error:
                 log.error("hosts.deny: %s", one_line(str(error)))
@@ -1201,9 +1193,9 @@ class Actions:
         path = self.settings.history_file
         try:
             if catching_up and entries:
-                present = files.history_lines(path)
-                entries = [e for e in entries if files.portsentry_line(e) not in present]
-            files.append_history(path, entries)
+                present = portsentry_files.history_lines(path)
+                entries = [e for e in entries if portsentry_files.portsentry_line(e) not in present]
+            portsentry_files.append_history(path, entries)
         except OSError as error:
             log.error("writing HISTORY_FILE failed: %s", one_line(str(error)))
             return False
@@ -1223,7 +1215,9 @@ class Actions:
                 modes = {new.mode}
             else:
                 modes = {m.value for m in (s.tcp_mode, s.udp_mode) if m}
-                modes |= {b.mode for b in blocks} | files.blocked_files_present(s.blocked_file)
-            files.write_blocked_files(s.blocked_file, blocks, modes)
+                modes |= {b.mode for b in blocks} | portsentry_files.blocked_files_present(
+                    s.blocked_file
+                )
+            portsentry_files.write_blocked_files(s.blocked_file, blocks, modes)
         except OSError as error:
             log.error("writing PortSentry files failed: %s", one_line(str(error)))

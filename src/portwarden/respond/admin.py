@@ -18,8 +18,9 @@ from portwarden.alert.events import write_unblocks
 from portwarden.claims import FileClaims
 from portwarden.config import ConfigError, Settings
 from portwarden.config.ignore import Network, parse_network, read_otherwise
+from portwarden.net.nftables import NftError
 from portwarden.respond.actions import Actions, kept_lines, left
-from portwarden.respond.nft import NftError, claim_table
+from portwarden.respond.nft import claim_table
 from portwarden.store.db import UNBLOCK_COMMAND, BlockRecord, Store, store_path
 from portwarden.text import one_line
 

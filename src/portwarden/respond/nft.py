@@ -2,14 +2,12 @@
 
 Table `inet portwarden` (NFT_TABLE) holds sets `blocked4` and `blocked6` (per-element timeouts)
 and an input chain (and optionally a forward chain) that drops their sources. Nothing else in
-the host's ruleset is touched. libnftables is the library `nft` itself uses; calling it
-in-process avoids starting a process per block (about 0.3 ms against about 5 ms). Adding
-elements (one on the packet path, 100,000 at a restore) skips even that and goes straight over
-netlink (nftlink).
+the host's ruleset is touched. Commands go through libnftables in-process (net/nftables);
+adding elements (one on the packet path, 100,000 at a restore) skips even that and goes
+straight over netlink (nftlink).
 """
 
 import contextlib
-import ctypes
 import errno
 import ipaddress
 import json
@@ -18,12 +16,11 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from portwarden.config.errors import ConfigError
-from portwarden.config.ignore import Address, Network
+from portwarden.config.ignore import Network
+from portwarden.net.addresses import IPAddress
+from portwarden.net.nftables import DEFAULT_TABLE, Nft, NftError, set_of
 from portwarden.respond.nftlink import Element, NftLink, NftLinkError
 
-DEFAULT_TABLE = "portwarden"  # NFT_TABLE's default
-_LIBRARY = "libnftables.so.1"
-_OUTPUT_JSON = 1 << 4
 _CHAIN_PRIORITY = "filter - 10"  # before the usual filter chains, so nothing lets them through
 _RULES_PER_CHAIN = 2  # one drop rule per set
 
@@ -46,10 +43,6 @@ def claim_table(table: str, source: str) -> socket.socket:
     return sock
 
 
-class NftError(RuntimeError):
-    """libnftables refused a command; the message is nft's own."""
-
-
 _OUR_SETS = frozenset({"blocked4", "blocked6"})
 _OUR_CHAINS = frozenset({"input", "forward"})
 # What `nft -j list table` gives besides the table's objects.
@@ -63,51 +56,7 @@ class TableListing(NamedTuple):
     ours_alone: bool  # nothing but our sets and chains (no other set, map, chain, ...)
 
 
-def load_library() -> ctypes.CDLL:
-    """libnftables; NftError naming the package to install when it cannot be loaded."""
-    try:
-        return ctypes.CDLL(_LIBRARY)
-    except OSError as error:
-        raise NftError(f"{_LIBRARY} not found (install libnftables1): {error}") from None
-
-
-class Nft:
-    """One libnftables context in the current network namespace."""
-
-    def __init__(self) -> None:
-        lib = load_library()
-        lib.nft_ctx_new.restype = ctypes.c_void_p
-        lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
-        for name in ("nft_ctx_buffer_output", "nft_ctx_buffer_error"):
-            getattr(lib, name).argtypes = [ctypes.c_void_p]
-        for name in ("nft_ctx_get_output_buffer", "nft_ctx_get_error_buffer"):
-            getattr(lib, name).restype = ctypes.c_char_p
-            getattr(lib, name).argtypes = [ctypes.c_void_p]
-        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-        lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
-        self._lib = lib
-        self._ctx = lib.nft_ctx_new(0)
-        lib.nft_ctx_buffer_output(self._ctx)
-        lib.nft_ctx_buffer_error(self._ctx)
-
-    def run(self, commands: str, json_output: bool = False) -> str:
-        """Run nft commands as one transaction. Returns nft's output; raises NftError."""
-        self._lib.nft_ctx_output_set_flags(self._ctx, _OUTPUT_JSON if json_output else 0)
-        status = self._lib.nft_run_cmd_from_buffer(self._ctx, commands.encode())
-        output = (self._lib.nft_ctx_get_output_buffer(self._ctx) or b"").decode()
-        error = (self._lib.nft_ctx_get_error_buffer(self._ctx) or b"").decode()
-        if status != 0:
-            first = error.strip().splitlines()[0] if error.strip() else f"status {status}"
-            raise NftError(first)
-        return output
-
-
-def set_of(address: Address | str) -> str:
-    """Which set: canonical address strings from the store need no parsing (100k at restore)."""
-    return "blocked6" if ":" in str(address) else "blocked4"
-
-
-def _by_set(blocks: Iterable[tuple[Address | str, int | None]]) -> dict[str, list[Element]]:
+def _by_set(blocks: Iterable[tuple[IPAddress | str, int | None]]) -> dict[str, list[Element]]:
     by_set: dict[str, list[Element]] = {"blocked4": [], "blocked6": []}
     for address, seconds in blocks:
         name = set_of(address)
@@ -157,7 +106,7 @@ class NftBlocker:
         except (OSError, NftLinkError) as error:
             raise NftError(f"looking for chain {chain} of table {self.table}: {error}") from None
 
-    def add(self, address: Address, seconds: int | None) -> bool:
+    def add(self, address: IPAddress, seconds: int | None) -> bool:
         """Add one address with a timeout in seconds (None: until removed), straight over
         netlink: this is the block on the packet path (see nftlink). Returns whether our table
         was gone and has been made again (with this element alone)."""
@@ -174,7 +123,7 @@ class NftBlocker:
             raise NftError(f"adding {address} to {set_of(address)}: {error}") from None
         return False
 
-    def has(self, address: Address) -> bool:
+    def has(self, address: IPAddress) -> bool:
         """Whether `address` is in our sets (one netlink request); raises NftError when the
         kernel cannot say."""
         try:
@@ -202,7 +151,7 @@ class NftBlocker:
             self._link = NftLink(self.table)
         return self._link
 
-    def remove(self, addresses: Iterable[Address]) -> None:
+    def remove(self, addresses: Iterable[IPAddress]) -> None:
         """Remove addresses; ones already gone (expired in the kernel) are not an error.
 
         One batch first; if nft refuses it because an element is missing, one by one. (Listing
@@ -262,18 +211,18 @@ class NftBlocker:
         self.remove(inside)
         return len(inside)
 
-    def replace_all(self, blocks: Iterable[tuple[Address | str, int | None]]) -> None:
+    def replace_all(self, blocks: Iterable[tuple[IPAddress | str, int | None]]) -> None:
         """Make the sets hold exactly `blocks` (start-up restore), in one transaction."""
         self.ensure()
         self._fill(blocks, flush=True)
 
-    def put_back(self, blocks: Iterable[tuple[Address | str, int | None]]) -> None:
+    def put_back(self, blocks: Iterable[tuple[IPAddress | str, int | None]]) -> None:
         """Make the table again if it is gone and add `blocks` to the sets; nothing already
         there is removed (a block the loop has just added stays)."""
         self.ensure()
         self._fill(blocks, flush=False)
 
-    def _fill(self, blocks: Iterable[tuple[Address | str, int | None]], flush: bool) -> None:
+    def _fill(self, blocks: Iterable[tuple[IPAddress | str, int | None]], flush: bool) -> None:
         try:
             self._netlink().fill(_by_set(blocks), flush)
         except (OSError, NftLinkError) as error:

@@ -21,8 +21,8 @@ import struct
 from collections.abc import Callable
 
 from portwarden import limits
-from portwarden.config.ignore import Address
 from portwarden.net import netlink
+from portwarden.net.addresses import IPAddress
 
 NETLINK_NETFILTER = 12
 _NFNL_SUBSYS_NFTABLES = 10
@@ -179,7 +179,7 @@ class NftLink:
         sock.settimeout(netlink.ANSWER_WAIT_S)
         return sock
 
-    def add(self, set_name: str, address: Address, seconds: int | None) -> None:
+    def add(self, set_name: str, address: IPAddress, seconds: int | None) -> None:
         """Add one element (an existing one is no error); raises NftLinkError."""
         self.fill({set_name: [(address.packed, seconds)]}, flush=False)
 
@@ -201,7 +201,7 @@ class NftLink:
         cannot say. (`nft list chain` would fetch every set element first: 0.3 s for 100,000.)"""
         return self._exists(lambda sequence: get_request(self._table, chain, sequence))
 
-    def has_element(self, set_name: str, address: Address) -> bool:
+    def has_element(self, set_name: str, address: IPAddress) -> bool:
         """Whether `address` is in our set `set_name` (False also when the set or table is
         gone, or the element has timed out); raises NftLinkError when the kernel cannot say."""
         return self._exists(

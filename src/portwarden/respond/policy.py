@@ -20,11 +20,17 @@ from typing import Any
 from portwarden import limits
 from portwarden.alert.dispatch import Alerts
 from portwarden.config import BlockMode, Settings
-from portwarden.config.ignore import Address, Network, parse_network
+from portwarden.config.ignore import Network, parse_network
 from portwarden.config.settings import nothing_to_do
 from portwarden.detect.engine import Verdict
-from portwarden.detect.probe import Proto
-from portwarden.net.local import broadcast_addresses, default_gateways, local_addresses
+from portwarden.net.addresses import IPAddress, Proto
+from portwarden.net.local import (
+    broadcast_addresses,
+    default_gateways,
+    local_addresses,
+    name_servers,
+)
+from portwarden.net.nftables import NftError
 from portwarden.respond.actions import (
     IGNORED,
     NFT,
@@ -41,17 +47,13 @@ from portwarden.respond.actions import (
 from portwarden.respond.admin import reapply_here, unblock_here
 from portwarden.respond.budget import MinuteBudget
 from portwarden.respond.jobs import Job, JobQueue
-from portwarden.respond.nft import NftError, claim_table
+from portwarden.respond.nft import claim_table
 from portwarden.respond.notes import NotedSources
 from portwarden.store.db import DONE, UNBLOCK_COMMAND, Action, BlockRecord, Store
 from portwarden.text import counted, one_line, utc_stamp
 
 log = logging.getLogger("portwarden")
 
-RESOLV_CONF = Path("/etc/resolv.conf")
-# systemd-resolved: /etc/resolv.conf names only its stub on loopback; the servers it asks are here.
-RESOLVED_UPSTREAM = Path("/run/systemd/resolve/resolv.conf")
-_RESOLVED_STUBS = frozenset(ipaddress.ip_address(a) for a in ("127.0.0.53", "127.0.0.54"))
 # Verdicts that block: probes to tripwire ports, past SCAN_TRIGGER. An OS-fingerprinting probe
 # ("os-probe", "os-summary") does not block by itself: it may go to a port with a real service,
 # whose clients a single forged packet would then cut off. nmap -O also probes closed ports
@@ -60,33 +62,6 @@ _RESOLVED_STUBS = frozenset(ipaddress.ip_address(a) for a in ("127.0.0.53", "127
 # nothing (it would block again a source unblocked or expired meanwhile, and say "already
 # blocked" with no probe).
 _BLOCKING_KINDS = frozenset({"scan"})
-
-
-def name_servers(
-    path: Path = RESOLV_CONF, upstream: Path = RESOLVED_UPSTREAM
-) -> frozenset[Address]:
-    """The `nameserver` addresses of `path`; when it names only systemd-resolved's stub, also
-    those of `upstream` (the servers the stub asks), if it is there."""
-    found = _nameserver_lines(path)
-    if found and found <= _RESOLVED_STUBS:
-        found |= _nameserver_lines(upstream)
-    return found
-
-
-def _nameserver_lines(path: Path) -> frozenset[Address]:
-    found: set[Address] = set()
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return frozenset()
-    for line in lines:
-        fields = line.split()
-        if len(fields) >= 2 and fields[0] == "nameserver":
-            try:
-                found.add(ipaddress.ip_address(fields[1].partition("%")[0]))
-            except ValueError:
-                continue
-    return frozenset(found)
 
 
 # Why an address is never blocked, with the key that allows it (None: nothing does) and how
@@ -312,7 +287,7 @@ PROTECTED_RETRY_S = 60.0  # a protected block whose end the worker did not carry
 
 class ResponsePolicy:
     def __init__(self, settings: Settings, store_path: Path, alerts: Alerts,
-                 local: Callable[[], frozenset[Address]] = local_addresses) -> None:  # fmt: skip
+                 local: Callable[[], frozenset[IPAddress]] = local_addresses) -> None:  # fmt: skip
         """`local`: this host's addresses now (the daemon's own view, re-read every refresh,
         so they are not read twice)."""
         self.settings = settings
@@ -351,7 +326,7 @@ class ResponsePolicy:
         self._over_max = False
         self._refused_at_max: set[str] = set()
         self._dropped = 0  # jobs the full action queue refused since it was last seen with room
-        self._protected: dict[Address, tuple[str, ...]] = {}  # address: why (_PROTECTED_BY)
+        self._protected: dict[IPAddress, tuple[str, ...]] = {}  # address: why (_PROTECTED_BY)
         self._idle_said: set[Proto] = set()  # "nothing to do" logged for (since the last reload)
         self._actions = Actions(settings, self._store)  # the loop's own, for the nft step
         self._table_claim: socket.socket | None = None
@@ -439,12 +414,12 @@ class ResponsePolicy:
             self._ending_protected.update(dict.fromkeys(due, now))
         self._check_table()
 
-    def _read_protected(self) -> dict[Address, tuple[str, ...]]:
+    def _read_protected(self) -> dict[IPAddress, tuple[str, ...]]:
         """Each address never blocked, with why (_PROTECTED_BY's keys), read now. (A local
         address never reaches the policy: the engine ignores it. It is here for its blocks
         made before it was local.)"""
-        protected: dict[Address, tuple[str, ...]] = {}
-        sources: tuple[tuple[str, bool, Callable[[], frozenset[Address]]], ...] = (
+        protected: dict[IPAddress, tuple[str, ...]] = {}
+        sources: tuple[tuple[str, bool, Callable[[], frozenset[IPAddress]]], ...] = (
             ("gateway", self.settings.protect_gateways, default_gateways),
             ("nameserver", self.settings.protect_nameservers, name_servers),
             ("broadcast", True, broadcast_addresses),
@@ -696,7 +671,7 @@ class ResponsePolicy:
         self._noted.add(noted, now)
         self._worker.jobs.put(Job.NOTES, None)  # one waits at most: it writes every note
 
-    def _take_element_back(self, source: Address, nft_done: Action | None) -> None:
+    def _take_element_back(self, source: IPAddress, nft_done: Action | None) -> None:
         """Remove the element the loop added for a block that was not recorded."""
         if nft_done is not None and nft_done.status == DONE:
             with contextlib.suppress(NftError):
@@ -726,7 +701,7 @@ class ResponsePolicy:
             return None
         return record
 
-    def _nft_add(self, source: Address, until: float | None) -> Action:
+    def _nft_add(self, source: IPAddress, until: float | None) -> Action:
         """Add `source`'s element (Actions.nft_add); if our table was gone and had to be made
         again, have the other active blocks put back."""
         done = self._actions.nft_add(source, until)
@@ -739,7 +714,7 @@ class ResponsePolicy:
                 self._put_back_soon()
         return done
 
-    def _put_element_back(self, source: Address, now: float) -> None:
+    def _put_element_back(self, source: IPAddress, now: float) -> None:
         """A probe from `source`, which is blocked, reached the sensors. They sit behind our
         input hook: if its block has an nftables element, the element is gone (`nft flush set`,
         `nft delete element`, which the check of the table every REFRESH_S does not see): add

@@ -2,7 +2,7 @@
 
 from portwarden.config import Settings, TcpMode, UdpMode
 from portwarden.descriptors import ensure_free
-from portwarden.detect.probe import Proto
+from portwarden.net.addresses import Proto
 from portwarden.sensors.hostview import HostView
 from portwarden.sensors.listener import ListenerSensor
 from portwarden.sensors.raw import RawSensor

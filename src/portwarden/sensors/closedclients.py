@@ -2,7 +2,7 @@
 have been the reply to."""
 
 from portwarden import limits
-from portwarden.detect.probe import IPAddress
+from portwarden.net.addresses import IPAddress
 
 _Key = tuple[int, IPAddress | None, int]  # local port, peer address and port (None, 0: none)
 

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 
-from portwarden.detect.probe import IPAddress, Proto
+from portwarden.net.addresses import IPAddress, Proto
 from portwarden.net.local import local_addresses
 from portwarden.net.ports import Service, services
 from portwarden.sensors.closedclients import ClosedClients

@@ -18,15 +18,8 @@ import time
 
 from portwarden import limits
 from portwarden.descriptors import OUT_OF_DESCRIPTORS, DescriptorShortage
-from portwarden.detect.probe import (
-    CONNECT_SCAN,
-    UDP_SCAN,
-    IPAddress,
-    Probe,
-    Proto,
-    os_probe_name,
-    udp_os_tool,
-)
+from portwarden.detect.probe import CONNECT_SCAN, UDP_SCAN, Probe, os_probe_name, udp_os_tool
+from portwarden.net.addresses import IPAddress, Proto
 from portwarden.net.drops import dropped
 from portwarden.net.local import unmapped
 from portwarden.net.packet import PAYLOAD_HEAD, Packet, can_send_from

@@ -13,8 +13,9 @@ from collections import deque
 from collections.abc import Callable
 
 from portwarden import limits
-from portwarden.detect.probe import Probe, Proto, packet_probe
+from portwarden.detect.probe import Probe, packet_probe
 from portwarden.net import bpf
+from portwarden.net.addresses import Proto
 from portwarden.net.buffers import make_room
 from portwarden.net.drops import dropped
 from portwarden.net.packet import (

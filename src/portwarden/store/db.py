@@ -140,7 +140,8 @@ class BlockRecord(NamedTuple):
 
 class HistoryNote(NamedTuple):
     """A scan reported in alert-only mode whose HISTORY_FILE line is not written yet: the
-    fields of PortSentry's line, as a block has them (see files.portsentry_line)."""
+    fields of PortSentry's line, as a block has them (see
+    respond.portsentry_files.portsentry_line)."""
 
     id: int
     address: str

@@ -14,7 +14,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from portwarden import limits
-from portwarden.config.ignore import Address
+from portwarden.net.addresses import IPAddress
 
 Lookup = Future[str]
 
@@ -24,7 +24,7 @@ class Resolver:
         self._jobs: queue.Queue[tuple[str, Lookup]] = queue.Queue(limits.RESOLVE_QUEUE_MAX)
         self._thread: threading.Thread | None = None
 
-    def start(self, address: Address) -> Lookup | None:
+    def start(self, address: IPAddress) -> Lookup | None:
         """Begin looking up `address`'s name; None when too many lookups wait already."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="portwarden-dns", daemon=True)

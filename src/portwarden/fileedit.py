@@ -1,4 +1,5 @@
-"""Files other tools read: hosts.deny, and PortSentry's BLOCKED_FILE and HISTORY_FILE.
+"""Editing files other tools read (hosts.deny, hosts.allow, PortSentry's BLOCKED_FILE and
+HISTORY_FILE).
 
 Files are replaced atomically (a new file in the same folder, renamed over the old one), except
 that lines are added to hosts.deny in place (appended), so that what other programs append to it
@@ -6,7 +7,6 @@ at the same time is kept; nothing is ever followed through a symbolic link: an a
 plant a link must not be able to make the daemon write elsewhere.
 """
 
-import contextlib
 import errno
 import logging
 import os
@@ -17,10 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from portwarden import limits
-from portwarden.config.ignore import Address
 from portwarden.config.textfile import numbered_lines
-from portwarden.config.values import TcpMode, UdpMode
-from portwarden.store.db import BlockRecord, HistoryNote
 from portwarden.text import one_line
 
 log = logging.getLogger("portwarden")
@@ -347,54 +344,9 @@ def remove_lines(path: Path, lines: Iterable[str]) -> set[str]:
     )
 
 
-def wrappers_address(address: Address) -> str:
-    """An address as hosts.deny patterns match it: tcpd matches an IPv6 client only against
-    `[2001:db8::11]`, in brackets (hosts_access(5))."""
-    return f"[{address}]" if address.version == 6 else str(address)
-
-
-def portsentry_line(block: BlockRecord | HistoryNote) -> str:
-    """`<epoch> - MM/DD/YYYY HH:MM:SS Host: <name>/<ip> Port: <port> <TCP|UDP> Blocked`: a
-    block's, or that of a scan reported in alert-only mode (PortSentry wrote it then too)."""
-    stamp = time.strftime("%m/%d/%Y %H:%M:%S", time.localtime(block.since))
-    return (f"{int(block.since)} - {stamp} Host: {block.hostname}/{block.address} "
-            f"Port: {block.port} {block.proto.upper()} Blocked")  # fmt: skip
-
-
-MODES = tuple(mode.value for mode in (*TcpMode, *UdpMode))
-
-
-def blocked_file(base: Path, mode: str) -> Path:
-    """PortSentry 1.2 appended the mode to BLOCKED_FILE: portsentry.blocked.atcp, ..."""
-    return base.with_name(f"{base.name}.{mode}")
-
-
-def write_blocked_files(base: Path, blocks: Iterable[BlockRecord], modes: set[str]) -> None:
-    """BLOCKED_FILE.<mode> for each of `modes`: the active blocks made in that mode,
-    regenerated from the store."""
-    by_mode: dict[str, list[str]] = {mode: [] for mode in modes}
-    for block in blocks:
-        if block.mode in by_mode:
-            by_mode[block.mode].append(portsentry_line(block) + "\n")
-    _make_public_folder(base.parent)
-    for mode, lines in by_mode.items():
-        replace_atomically(blocked_file(base, mode), "".join(lines))
-
-
-def blocked_files_present(base: Path) -> set[str]:
-    """The modes whose BLOCKED_FILE.<mode> exists."""
-    return {mode for mode in MODES if blocked_file(base, mode).exists()}
-
-
-def append_history(path: Path, blocks: Iterable[BlockRecord | HistoryNote]) -> None:
-    """HISTORY_FILE: one line per block (or alert-only note), appended (in one write, after
-    a newline if the file does not end with one), as PortSentry did. A new file gets
-    NEW_FILE_MODE, as BLOCKED_FILE does (PortSentry made both with fopen: 0644 under the
-    usual umask)."""
-    text = "".join(portsentry_line(block) + "\n" for block in blocks)
-    if not text:
-        return
-    _make_public_folder(path.parent)
+def append_lines(path: Path, text: str) -> None:
+    """Append whole lines (`text` ends with a newline) in one write, after a newline if the
+    file does not end with one, and sync; a new file gets NEW_FILE_MODE."""
     fd = _open_to_append(path)
     try:
         _append_lines(fd, text, path)
@@ -402,17 +354,6 @@ def append_history(path: Path, blocks: Iterable[BlockRecord | HistoryNote]) -> N
         os.close(fd)
 
 
-def _make_public_folder(folder: Path) -> None:
-    """`folder` and any missing parent, made 0755 (not the daemon's umask 077): the files in
-    it are for others to read, as PortSentry's were."""
-    if folder.is_dir():
-        return
-    _make_public_folder(folder.parent)
-    with contextlib.suppress(FileExistsError):
-        folder.mkdir()
-        folder.chmod(0o755)
-
-
-def history_lines(path: Path) -> set[str]:
-    """The lines of HISTORY_FILE (none when it does not exist)."""
-    return set(_lines(_read(path)))
+def file_lines(path: Path) -> list[str]:
+    """The lines of `path` as tcpd and PortSentry read them (none when it does not exist)."""
+    return _lines(_read(path))
