@@ -31,10 +31,10 @@ from pathlib import Path
 
 from tests.lab.services import tcp_echo_server
 
-from portwarden.lab.network import PREFIX, Host, Lab, mac_address, run
+from portwarden.lab.network import Host, Lab, mac_address, run
 
 # Namespaces of their own, after PWT_LAB_PREFIX: labs of other checkouts run at the same time.
-BENCH_PREFIX = f"{PREFIX}bench-"
+BENCH_PREFIX = f"{os.environ.get('PWT_LAB_PREFIX', 'pwt-')}bench-"
 
 PORTS = ("1,11,15,79,111,119,143,540,635,1080,1524,2000,5742,6667,12345,12346,20034,27665,"
          "31337,32771,32772,32773,32774,40421,49724,54320")  # fmt: skip

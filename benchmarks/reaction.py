@@ -177,10 +177,10 @@ def main() -> None:
             f"({args.count} sent, one every {args.interval} us; {args.rounds} rounds)"
         )
         print(f"{'daemon':<26}{'median':>8}{'worst':>8}{'best':>8}{'failed':>8}")
-        for name, counts in results.items() if args.rounds else ():
-            if counts:
-                print(f"{name:<26}{statistics.median(counts):>8g}{max(counts):>8}"
-                      f"{min(counts):>8}{failed[name]:>8}")  # fmt: skip
+        for name, answered in results.items() if args.rounds else ():
+            if answered:
+                print(f"{name:<26}{statistics.median(answered):>8g}{max(answered):>8}"
+                      f"{min(answered):>8}{failed[name]:>8}")  # fmt: skip
             else:
                 print(f"{name:<26}{'-':>8}{'-':>8}{'-':>8}{failed[name]:>8}")
         if restores:

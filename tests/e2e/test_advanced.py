@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from portwarden.lab.network import Host, Lab
+from portwarden.lab.network import Host, Lab, mac_address
 from tests.e2e.conftest import StartDaemon, nmap
 from tests.lab.daemon import RunningDaemon
 from tests.lab.drops import lab_drops, lost_in_the_lab
-from tests.lab.services import echo_client, mac_address, tcp_echo_server, udp_echo_server
+from tests.lab.services import echo_client, tcp_echo_server, udp_echo_server
 
 SERVICE_TCP, SERVICE_UDP = 143, 69  # inside the advanced range: services, not tripwires
 CRAFT = Path(__file__).parent.parent / "lab" / "malformed.py"

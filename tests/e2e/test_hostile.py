@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from portwarden.lab.network import Lab
+from portwarden.lab.network import Lab, mac_address
 from tests.e2e.conftest import TCP_PORTS, StartDaemon, nmap
 from tests.lab.daemon import RunningDaemon
 from tests.lab.drops import lab_drops, lost_in_the_lab
-from tests.lab.services import mac_address
 
 MALFORMED = Path(__file__).parent.parent / "lab" / "malformed.py"
 

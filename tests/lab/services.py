@@ -95,9 +95,3 @@ def can_connect(host: Host, address: str, port: int, timeout: float = 1.5) -> bo
     result = host.run([sys.executable, "-c", _CONNECT, address, str(port), str(timeout)],
                       check=False, timeout=timeout + 20)  # fmt: skip
     return result.returncode == 0
-
-
-def mac_address(host: Host) -> str:
-    """The MAC address of the host's eth0 (masscan needs it as its 'router')."""
-    output = host.run(["ip", "-br", "link", "show", "eth0"]).stdout.split()
-    return output[2]

@@ -194,3 +194,9 @@ def lab_unavailable_reason(prefix: str) -> str | None:
         why = " ".join(made.stderr.split()) or f"exit status {made.returncode}"
         return f"the lab cannot make a network namespace: ip netns add: {why}"
     return None
+
+
+def mac_address(host: Host) -> str:
+    """The MAC address of the host's eth0 (masscan needs it as its 'router')."""
+    output = host.run(["ip", "-br", "link", "show", "eth0"]).stdout.split()
+    return output[2]
