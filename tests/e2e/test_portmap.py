@@ -161,7 +161,7 @@ def test_check_reports_exposed_then_protected(lab: Lab, portmapper: Portmapper) 
     assert portmapper.portwarden("portmap", "check").returncode == 1
     not_local = portmapper.portwarden("portmap", "check", "--from", "198.18.0.99")
     assert (not_local.returncode, not_local.stderr) == (
-        2, "portwarden: error: --from 198.18.0.99: Cannot assign requested address\n")  # fmt: skip
+        2, "portwarden: error: --from 198.18.0.99: not an address of this host\n")  # fmt: skip
 
     run_ok(portmapper, "protect", *ALLOW)
     protected = portmapper.portwarden("portmap", "check", "--json", "--from", lab.target.ipv6,
@@ -488,7 +488,7 @@ def test_probes_where_nothing_listens_say_not_running(lab: Lab) -> None:
         (["--from", "198.18.0.20", "--to", "198.18.7.7"],
          "--to 198.18.7.7: Network is unreachable"),
         (["--from", "198.18.0.99", "--to", "198.18.0.1"],
-         "--from 198.18.0.99: Cannot assign requested address"),
+         "--from 198.18.0.99: not an address of this host"),
     ],
 )  # fmt: skip
 def test_check_names_the_option_at_fault(lab: Lab, args: list[str], error: str) -> None:

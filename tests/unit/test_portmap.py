@@ -57,6 +57,21 @@ def test_bad_allowed_network_is_one_line_error(text: str) -> None:
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
+        ("-1", "'-1' is not an IP address or network"),  # no label starts with a hyphen
+        ("rpc-.example.org", "'rpc-.example.org' is not an IP address or network"),
+        ("rpc.example.org", "'rpc.example.org' is a host name: only addresses and networks"),
+        ("198.18.0.256/24", "'198.18.0.256' is not an IP address"),
+    ],
+)
+def test_what_is_neither_a_name_nor_an_address_is_not_called_a_name(text: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        allowed_networks([text])
+    assert str(caught.value).startswith(f'--allow: "{text}": {reason}')
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
         ("198.18.050.1", "'198.18.050.1' is not four decimal numbers: libwrap (TCP Wrappers) "
          "reads a leading 0 as octal (0x as hex), so it reads 198.18.40.1; write the address "
          "meant in decimal, without leading zeros"),
@@ -277,8 +292,13 @@ def test_check_counts_the_lines_for_single_addresses_and_json_lists_them(tmp_pat
     report = Report(("tcp",), (), None, view, FirewallView(False, ()), ())
     text = report.text()
     shown = text[
-        text.index(f"  {view.note}") + 1 : text.index("firewall: does not protect it alone")
+        text.index(f"  {view.note}") + 1 : text.index("firewall: does not protect it alone") - 1
     ]
+    assert text[text.index("firewall: does not protect it alone") - 1] == (
+        f'  ban {deny}:205: "ALL: 198.18.0.20": overridden for rpcbind: {allow}:3 (ours), read '
+        "first, lets 198.18.0.20 reach it (run 'portwarden portmap protect' again to carry the "
+        "ban over)"
+    )
     assert [line.split(": ", 1)[1] for line in shown[:-1]] == [
         f"{rule} (portwarden-portmap)" for rule in wrappers.allow_rules(NETS)
     ] + [
