@@ -102,7 +102,7 @@ def plan_protect(
     if hosts_allow is not None and hosts_deny is not None:
         warnings += _refuse_unreadable((hosts_allow, hosts_deny))
         deny = wrappers.protect_change(hosts_deny, wrappers.deny_rules())
-        bans = wrappers.bans(hosts_deny, lines_with_ends(deny.before or ""), networks)
+        bans = wrappers.bans(hosts_deny, lines_with_ends(deny.after or ""), networks)
         refused = [ban.network for ban in bans if ban.carried]
         files = (wrappers.protect_change(hosts_allow, wrappers.allow_rules(networks, refused)),
                  deny)  # fmt: skip
