@@ -161,7 +161,7 @@ def test_check_reports_exposed_then_protected(lab: Lab, portmapper: Portmapper) 
     assert portmapper.portwarden("portmap", "check").returncode == 1
     not_local = portmapper.portwarden("portmap", "check", "--from", "198.18.0.99")
     assert (not_local.returncode, not_local.stderr) == (
-        2, "portwarden: error: --from 198.18.0.99: Cannot assign requested address\n")  # fmt: skip
+        2, "portwarden: error: --from 198.18.0.99: not an address of this host\n")  # fmt: skip
 
     run_ok(portmapper, "protect", *ALLOW)
     protected = portmapper.portwarden("portmap", "check", "--json", "--from", lab.target.ipv6,
@@ -488,7 +488,7 @@ def test_probes_where_nothing_listens_say_not_running(lab: Lab) -> None:
         (["--from", "198.18.0.20", "--to", "198.18.7.7"],
          "--to 198.18.7.7: Network is unreachable"),
         (["--from", "198.18.0.99", "--to", "198.18.0.1"],
-         "--from 198.18.0.99: Cannot assign requested address"),
+         "--from 198.18.0.99: not an address of this host"),
     ],
 )  # fmt: skip
 def test_check_names_the_option_at_fault(lab: Lab, args: list[str], error: str) -> None:
@@ -895,3 +895,49 @@ def test_protect_and_unprotect_keep_the_lines_others_append_meanwhile(
     added = deny[len(HOSTS_DENY) :].splitlines()
     assert len(added) == int(appended) > 100
     assert all(line.startswith(b"ALL: 198.18.99.") for line in added)
+
+
+def test_a_ban_in_hosts_deny_inside_the_allowed_networks_still_holds(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """fail2ban's, PortSentry's or KILL_HOSTS_DENY's `ALL: <address>` of a client inside
+    --allow: our hosts.allow line, read before hosts.deny, would let it in; protect carries
+    the ban over as EXCEPT, and rpcbind refuses that client and no other. A ban added after
+    protect is overridden (check says so) until protect runs again."""
+    client, attacker, target = lab.client, lab.attackers[0], lab.target
+    bans = f"ALL: {client.ipv4}\nALL: [{client.ipv6}]\n".encode()
+    portmapper = Portmapper(target, tmp_path, HOSTS_ALLOW, HOSTS_DENY + bans)
+    try:
+        before = files(portmapper)
+        protect = ["protect", "--allow", "198.18.0.0/24", "--allow", "2001:db8::/64",
+                   "--firewall", "none"]  # fmt: skip
+        said = run_ok(portmapper, *protect)
+        assert (f'portmap protect: /etc/hosts.deny:6: "ALL: {client.ipv4}" still refuses '
+                f"{client.ipv4} (carried over to our /etc/hosts.allow line as EXCEPT)\n"
+                f'portmap protect: /etc/hosts.deny:7: "ALL: [{client.ipv6}]" still refuses '
+                f"{client.ipv6} (carried over to our /etc/hosts.allow line as EXCEPT)\n"
+                ) in said  # fmt: skip
+        refused = {"tcp": "refused", "udp": "refused"}
+        for family in (4, 6):
+            assert reachability(lab, family) == (refused, REACHABLE)
+        check = run_ok(portmapper, "check")
+        assert (f'  ban /etc/hosts.deny:6: "ALL: {client.ipv4}": in effect for rpcbind (our '
+                f"/etc/hosts.allow lines except {client.ipv4})\n") in check  # fmt: skip
+
+        later = f"ALL: {attacker.ipv4}\n"  # fail2ban, after protect
+        subprocess.run(portmapper._inside([sys.executable, "-c", _APPEND, "/etc/hosts.deny"]),
+                       input=later, text=True, check=True, timeout=20)  # fmt: skip
+        assert outcomes(attacker, attacker.ipv4, target.ipv4) == REACHABLE
+        check = run_ok(portmapper, "check")
+        assert (f'  ban /etc/hosts.deny:8: "ALL: {attacker.ipv4}": overridden for rpcbind: '
+                f"/etc/hosts.allow:3 (ours), read first, lets {attacker.ipv4} reach it (run "
+                "'portwarden portmap protect' again to carry the ban over)\n") in check  # fmt: skip
+        run_ok(portmapper, *protect)
+        assert outcomes(attacker, attacker.ipv4, target.ipv4) == refused
+        assert outcomes(lab.attackers[1], lab.attackers[1].ipv4, target.ipv4) == REACHABLE
+
+        run_ok(portmapper, "unprotect", "--firewall", "none")
+        allow, deny = files(portmapper)
+        assert (allow, deny) == (before[0], (before[1] or b"") + later.encode())
+    finally:
+        portmapper.stop()

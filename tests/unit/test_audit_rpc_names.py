@@ -177,3 +177,16 @@ def test_superuser_names_nothing_where_anyone_binds_a_reserved_port(
     assert check._registrations(ROOTS_RPCBIND, Policy()) == ((), [warning], None)
     assert asked == []
     assert check._registrations([], Policy()) == ((), [], None)  # no portmapper: nothing to say
+
+
+def test_a_registration_names_sockets_of_its_family_only() -> None:
+    """tcp at 0.0.0.0 names the port on IPv4 addresses, tcp6 at :: on IPv6 ones, and on an IPv4
+    address only when the IPv6 socket takes it (dual stack, as the audit chose it for that
+    address): there both name it."""
+    here6 = ipaddress.ip_address("2001:db8::1")
+    roots6 = Socket(TCP, ANY6, 2049, 0, 15)
+    registered = [Registration(100003, 3, TCP, 2049, "superuser", ANY4),
+                  Registration(100227, 3, TCP, 2049, "superuser", ANY6)]  # fmt: skip
+    programs, _ = rpc_programs(registered, [(HERE, ROOTS), (here6, roots6), (HERE, roots6)])
+    assert programs == {(HERE, ROOTS): (100003,), (here6, roots6): (100227,),
+                        (HERE, roots6): (100003, 100227)}  # fmt: skip

@@ -27,9 +27,9 @@ from portwarden.limits import WARNINGS_OF_A_KIND_MAX
     ("0x0a.0.0.1/8", "'0x0a.0.0.1' is not four decimal numbers: PortSentry (inet_addr) read a "
      "leading 0 as octal (0x as hex), so it meant 10.0.0.1; write the address meant in decimal, "
      "without leading zeros"),
-    ("a,b", "is not an IP address"),
-    ("1.2.3.256", "is not an IP address"),
-    ("09.1.1.1", "is not an IP address"),  # no octal digit: inet_addr failed too
+    ("a,b", "is not an IP address or network"),
+    ("1.2.3.256", "is not an IP address or network"),
+    ("09.1.1.1", "is not an IP address or network"),  # no octal digit: inet_addr failed too
     ("gateway.example.com", "is a host name: only addresses and networks are allowed"),
     ("2001:db8::g", "is not an IPv6 address"),
 ])  # fmt: skip

@@ -3,6 +3,7 @@
 import ctypes
 import ctypes.util
 import dataclasses
+import ipaddress
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -52,6 +53,21 @@ def test_bad_allowed_network_is_one_line_error(text: str) -> None:
         allowed_networks(["198.18.0.0/24", text])
     message = str(caught.value)
     assert message.startswith("--allow: ") and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("-1", "'-1' is not an IP address or network"),  # no label starts with a hyphen
+        ("rpc-.example.org", "'rpc-.example.org' is not an IP address or network"),
+        ("rpc.example.org", "'rpc.example.org' is a host name: only addresses and networks"),
+        ("198.18.0.256/24", "'198.18.0.256' is not an IP address"),
+    ],
+)
+def test_what_is_neither_a_name_nor_an_address_is_not_called_a_name(text: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        allowed_networks([text])
+    assert str(caught.value).startswith(f'--allow: "{text}": {reason}')
 
 
 @pytest.mark.parametrize(
@@ -277,8 +293,13 @@ def test_check_counts_the_lines_for_single_addresses_and_json_lists_them(tmp_pat
     report = Report(("tcp",), (), None, view, FirewallView(False, ()), ())
     text = report.text()
     shown = text[
-        text.index(f"  {view.note}") + 1 : text.index("firewall: does not protect it alone")
+        text.index(f"  {view.note}") + 1 : text.index("firewall: does not protect it alone") - 1
     ]
+    assert text[text.index("firewall: does not protect it alone") - 1] == (
+        f'  ban {deny}:205: "ALL: 198.18.0.20": overridden for rpcbind: {allow}:3 (ours), read '
+        "first, lets 198.18.0.20 reach it (run 'portwarden portmap protect' again to carry the "
+        "ban over)"
+    )
     assert [line.split(": ", 1)[1] for line in shown[:-1]] == [
         f"{rule} (portwarden-portmap)" for rule in wrappers.allow_rules(NETS)
     ] + [
@@ -937,3 +958,86 @@ def test_both_firewalls_name_what_is_not_ours_in_one_wording(
     assert iptables.foreign() == shape.format(
         f"chain {chain}", f"iptables: {rule}; ip6tables: {rule}", "chain", "its rules", "chain"
     )
+
+
+BANS = "\n".join([
+    "ALL: 198.18.0.20",  # fail2ban's, PortSentry's, KILL_HOSTS_DENY's: carried over
+    "rpcbind : 198.18.0.24/255.255.255.252, [2001:db8::12]",  # carried over
+    "sshd: 198.18.0.21",  # not the portmapper's
+    "ALL: 198.18.0.22 EXCEPT 198.18.0.23",  # an EXCEPT of its own: a warning
+    "ALL: 198.18.0.0/255.255.0.0",  # all of the allowed network and more: a warning
+    "ALL: 203.0.113.7",  # outside: hosts.deny's own business
+    "",
+])  # fmt: skip
+
+
+def test_protect_carries_the_bans_inside_the_allowed_networks_over_as_except(
+    tmp_path: Path, libwrap_allows: Callable[[str], bool]
+) -> None:
+    """Our hosts.allow lines are read before hosts.deny: without EXCEPT they would let in the
+    addresses hosts.deny bans inside the allowed networks (measured with libwrap itself)."""
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    deny.write_text(BANS)
+    plan = plan_protect(["198.18.0.16/28", "2001:db8::10/124"], allow, deny, None)
+    plan.apply()
+    assert allow.read_text().splitlines()[2] == (
+        "rpcbind portmap: 198.18.0.16/255.255.255.240 [2001:db8::10]/124 "
+        "EXCEPT 198.18.0.20 198.18.0.24/255.255.255.252 [2001:db8::12]/128"
+    )
+    assert plan.notes == (
+        f'{deny}:4: "ALL: 198.18.0.20" still refuses 198.18.0.20 (carried over to our {allow} '
+        "line as EXCEPT)",
+        f'{deny}:5: "rpcbind : 198.18.0.24/255.255.255.252, [2001:db8::12]" still refuses '
+        f"198.18.0.24/30 (carried over to our {allow} line as EXCEPT)",
+        f'{deny}:5: "rpcbind : 198.18.0.24/255.255.255.252, [2001:db8::12]" still refuses '
+        f"2001:db8::12 (carried over to our {allow} line as EXCEPT)",
+    )
+    assert list(plan.warnings) == [
+        f'{deny}:7: "ALL: 198.18.0.22 EXCEPT 198.18.0.23" refuses 198.18.0.22, inside the '
+        "allowed network 198.18.0.16/28, with an EXCEPT that protect does not carry over: our "
+        f"{allow} line, read first, lets it reach rpcbind; write the ban without EXCEPT and run "
+        "protect again",
+        f'{deny}:8: "ALL: 198.18.0.0/255.255.0.0" refuses all of the allowed network '
+        f"198.18.0.16/28, but our {allow} line, read first, lets it reach rpcbind, as --allow "
+        "asks: narrow --allow, or remove the ban",
+    ]
+    for refused in ("198.18.0.20", "198.18.0.25", "2001:db8::12", "203.0.113.7"):
+        assert not libwrap_allows(refused), refused
+    # 198.18.0.21: the /16 ban is not carried over (as warned), and sshd's is not rpcbind's
+    for allowed in ("198.18.0.17", "198.18.0.21", "198.18.0.22", "2001:db8::13", "127.0.0.1"):
+        assert libwrap_allows(allowed), allowed
+    assert not plan_protect(["198.18.0.16/28", "2001:db8::10/124"], allow, deny, None).changed
+
+
+def test_check_says_whether_each_ban_holds_for_rpcbind(tmp_path: Path) -> None:
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    deny.write_text("ALL: 198.18.0.20\n")
+    plan_protect(["198.18.0.16/28"], allow, deny, None).apply()
+    with deny.open("a") as later:
+        later.write("ALL: 198.18.0.19\n")  # fail2ban, after protect
+    view = read_wrappers(allow, deny, RPCBIND)
+    assert view.bans == (
+        f'{deny}:4: "ALL: 198.18.0.20": in effect for rpcbind (our {allow} lines except '
+        "198.18.0.20)",
+        f'{deny}:5: "ALL: 198.18.0.19": overridden for rpcbind: {allow}:3 (ours), read first, '
+        "lets 198.18.0.19 reach it (run 'portwarden portmap protect' again to carry the ban "
+        "over)",
+    )
+    text = Report(("tcp",), (), None, view, FirewallView(False, ()), ()).text()
+    assert [line for line in text if line.startswith("  ban ")] == [f"  ban {b}" for b in view.bans]
+    plan_protect(["198.18.0.16/28"], allow, deny, None).apply()
+    assert all(": in effect for rpcbind" in b for b in read_wrappers(allow, deny, RPCBIND).bans)
+
+
+def test_a_network_with_more_bans_than_a_line_holds_is_cut_in_halves() -> None:
+    bans = [parse_network(f"198.18.{n // 256}.{n % 256}") for n in range(0, 1024, 3)]
+    rules = wrappers.allow_rules(allowed_networks(["198.18.0.0/22"]), [*bans, bans[0]])
+    assert max(map(len, rules)) <= wrappers.RULE_LINE_CHARS_MAX and len(rules) > 3
+    named = [wrappers.client_network(w) for r in rules[1:]
+             for w in r.split(": ", 1)[1].split(" EXCEPT ")[0].split()]  # fmt: skip
+    excepted = [wrappers.client_network(w) for r in rules[1:]
+                for w in r.split(" EXCEPT ")[1].split()]  # fmt: skip
+    assert sorted(excepted) == sorted(bans)  # each once, on the line of the half it is in
+    assert list(ipaddress.collapse_addresses(n for n in named if n)) == [
+        ipaddress.ip_network("198.18.0.0/22")
+    ]

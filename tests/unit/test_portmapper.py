@@ -24,6 +24,7 @@ from portwarden.net.portmapper import (
     PortmapperDenied,
     PortmapperError,
     Registration,
+    SourceAddressError,
     dump,
     parse_dump_reply,
     parse_rpcb_dump_reply,
@@ -95,11 +96,13 @@ def test_rpcb_dump_reply_gives_owners_and_leaves_out_what_names_no_port() -> Non
         (15, 1, b"tcp", b"0.0.0.0.1", b"superuser"),
         (10, 1, b"tcp", b"0.0.0.0.1.1", b"x" * 129),  # longer than the cap: stepped over
         (11, 1, b"tcp" * 43, b"0.0.0.0.1.1", b"superuser"),
+        (16, 1, b"tcp", b"::.1.1", b"superuser"),  # an IPv6 address for an IPv4 netid
+        (17, 1, b"udp6", b"0.0.0.0.1.1", b"superuser"),  # and the reverse
     ]
     reply = rpcb_accepted(7, [*RPCB_ENTRIES[:3], *odd, *RPCB_ENTRIES[3:]])
     assert parse_rpcb_dump_reply(reply, 7) == REGISTRATIONS
     longest = (12, 1, b"tcp", b"0.0.0.0.255.255", b"1" * 128)
-    hostile = (13, 1, b"udp", b"::.0.7", b"\n\xff root")
+    hostile = (13, 1, b"udp6", b"::.0.7", b"\n\xff root")
     assert parse_rpcb_dump_reply(rpcb_accepted(7, [longest, hostile]), 7) == (
         Registration(12, 1, TCP, 65535, "1" * 128, ipaddress.ip_address("0.0.0.0")),
         Registration(13, 1, UDP, 7, "\n\ufffd root", ipaddress.ip_address("::")),  # one_line
@@ -169,10 +172,34 @@ def test_any_rpcb_dump_round_trips(entries: list[RpcbEntry]) -> None:
         host = None
         with contextlib.suppress(ValueError):
             host = ipaddress.ip_address(universal[1].decode("ascii")) if universal else None
-        if netid in protos and port and host and len(address) <= 128 and len(owner) <= 128:
+        family = host is not None and (host.version == 6) == netid.endswith(b"6")
+        if netid in protos and port and family and len(address) <= 128 and len(owner) <= 128:
             owner_text = owner.decode("ascii", "replace")
             kept.append(Registration(program, version, protos[netid], port, owner_text, host))
     assert parse_rpcb_dump_reply(rpcb_accepted(1, entries), 1) == tuple(kept)
+
+
+@pytest.mark.parametrize(
+    ("host", "address", "dual_stack", "served"),
+    [
+        ("0.0.0.0", "198.18.0.1", False, True),
+        ("0.0.0.0", "2001:db8::1", False, False),  # tcp at 0.0.0.0 is an IPv4 socket
+        ("0.0.0.0", "2001:db8::1", True, False),
+        ("::", "2001:db8::1", False, True),
+        ("::", "198.18.0.1", False, False),  # tcp6 at :: with IPV6_V6ONLY, or not known
+        ("::", "198.18.0.1", True, True),  # a dual-stack socket takes IPv4 too
+        ("198.18.0.1", "198.18.0.1", False, True),
+        ("198.18.0.1", "198.18.0.2", True, False),
+        ("2001:db8::1", "198.18.0.1", True, False),
+        (None, "2001:db8::1", False, True),  # version 2: no address said
+    ],
+)
+def test_a_registration_serves_the_addresses_of_its_family(
+    host: str | None, address: str, dual_stack: bool, served: bool
+) -> None:
+    at = None if host is None else ipaddress.ip_address(host)
+    registration = Registration(100005, 3, TCP, 20048, "superuser", at)
+    assert registration.serves(ipaddress.ip_address(address), dual_stack) is served
 
 
 def test_dump_reply_is_parsed_and_entries_without_tcp_udp_or_port_are_left_out() -> None:
@@ -349,7 +376,7 @@ def test_one_deadline_covers_a_trickling_tcp_reply() -> None:
     assert time.monotonic() - started < 1.5
     # Something answered, too slowly to make a reply: junk, not silence.
     assert caught.value.reason == "malformed"
-    assert re.fullmatch(r"answer not complete within 0\.5 s \(\d+ bytes in 1 fragments, no "
+    assert re.fullmatch(r"answer not complete within 0\.5 s \(\d+ bytes in 1 fragment, no "
                         r"whole reply\)", str(caught.value))  # fmt: skip
 
 
@@ -533,3 +560,9 @@ def test_a_call_that_cannot_be_made_from_here_failed(address: str, source: str |
     with pytest.raises(PortmapperError) as caught:
         dump(address, TCP, 1, source=source, port=9)
     assert caught.value.reason == "failed", caught.value
+
+
+def test_a_source_that_is_not_this_hosts_is_said_to_be_so() -> None:
+    with pytest.raises(SourceAddressError) as caught:
+        dump("127.0.0.1", TCP, 1, source="198.19.255.254", port=9)
+    assert str(caught.value) == "not an address of this host"

@@ -283,7 +283,8 @@ def rpc_programs(
     for address, sock in audited:
         held: set[int] = set()
         for registration in by_port.get((sock.proto, sock.port), []):
-            if not registration.serves(address):
+            # An IPv6 socket that takes this IPv4 address is a dual-stack one (see _serves)
+            if not registration.serves(address, dual_stack=sock.address.version == 6):
                 continue
             why = _refusal(registration, sock)
             if why is None:

@@ -17,7 +17,8 @@ from portwarden.text import counted, one_line
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _BLANKS = re.compile(r"[ \t]+")
-_HOST_NAME = re.compile(r"[A-Za-z0-9.-]+")
+# A host name: labels of letters, digits and inner hyphens (RFC 1123), a trailing dot allowed.
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
 _INET_PART = re.compile(r"0[xX][0-9A-Fa-f]+|[0-9]+")  # a part inet_addr() takes
 _PORTSENTRY_MASK_BITS_MAX = 32  # NeverBlock() refused a mask whose atoi() was larger
 _LEADING = {" ": "a blank", "\t": "a tab", BOM.decode(): "a byte-order mark"}
@@ -74,7 +75,7 @@ def parse_network(text: str) -> Network:
     try:
         address = ipaddress.ip_address(address_text)
     except ValueError:
-        raise _not_an_address(address_text) from None
+        raise _not_an_address(address_text, whole=not slash) from None
     if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
         raise ValueError(f"'{address_text}' has a zone (%{address.scope_id}); "
                          "write the address without it")  # fmt: skip
@@ -117,9 +118,9 @@ class InetForm(ValueError):
 WRITE_DECIMAL = "write the address meant in decimal, without leading zeros"
 
 
-def _not_an_address(text: str) -> ValueError:
+def _not_an_address(text: str, whole: bool) -> ValueError:
     """Why `text` is not an address, as an error that quotes it (InetForm for a form that
-    inet_addr() reads)."""
+    inet_addr() reads); `whole`: `text` is all that was given, not the address of a network."""
     if ":" in text:
         return ValueError(f"'{text}' is not an IPv6 address")
     theirs = _inet_addr(text)
@@ -127,7 +128,7 @@ def _not_an_address(text: str) -> ValueError:
         return InetForm(text, theirs)
     if _HOST_NAME.fullmatch(text) and not text.replace(".", "").isdigit():
         return ValueError(f"'{text}' is a host name: only addresses and networks are allowed")
-    return ValueError(f"'{text}' is not an IP address")
+    return ValueError(f"'{text}' is not an IP address{' or network' if whole else ''}")
 
 
 def _inet_addr(text: str) -> ipaddress.IPv4Address | None:
@@ -220,7 +221,7 @@ def parse_ignore_text(text: str, source: str, bom: bool = False
             these = "this host" if network.num_addresses == 1 else "these hosts"
             missed.append((number, f"{source}:{number}: {one_line(item)}: PortSentry 1.2 {why} "
                                    f"and did not ignore {these}; portwarden ignores "
-                                   f"{_shown(network)}"))  # fmt: skip
+                                   f"{shown(network)}"))  # fmt: skip
     warnings += capped(missed, itemgetter(0), itemgetter(1), source,
                        "entries PortSentry 1.2 did not honour")  # fmt: skip
     return tuple(networks), warnings
@@ -246,7 +247,7 @@ def _portsentry_missed(line: str, item: str) -> str | None:
     return None
 
 
-def _shown(network: Network) -> str:
+def shown(network: Network) -> str:
     """`network` as an administrator writes it: a single address without its /32."""
     return str(network.network_address if network.num_addresses == 1 else network)
 
@@ -255,10 +256,12 @@ def outermost(networks: Iterable[Network]) -> list[Network]:
     """`networks` without those inside another one of them (127.0.0.1/32 in 127.0.0.0/8), in
     their order, each once: what a person needs to read."""
     listed = list(dict.fromkeys(networks))
-    return [n for n in listed if not any(n != o and _inside(n, o) for o in listed)]
+    return [n for n in listed if not any(n != o and within(n, o) for o in listed)]
 
 
-def _inside(inner: Network, outer: Network) -> bool:
+def within(inner: Network, outer: Network) -> bool:
+    """Whether every address of `inner` is in `outer` (False across IP versions). Two networks
+    overlap only when one is within the other."""
     if isinstance(inner, ipaddress.IPv4Network):
         return isinstance(outer, ipaddress.IPv4Network) and inner.subnet_of(outer)
     return isinstance(outer, ipaddress.IPv6Network) and inner.subnet_of(outer)

@@ -22,6 +22,7 @@ from typing import Literal, NamedTuple
 from portwarden.limits import PORTMAP_REPLY_BYTES_MAX, PORTMAP_REPLY_FRAGMENTS_MAX
 from portwarden.net.addresses import IPAddress, Proto
 from portwarden.net.local import scope_index
+from portwarden.text import counted
 
 PORTMAPPER_PORT = 111
 PORTMAPPER_PROGRAM = 100000
@@ -95,10 +96,18 @@ class Registration(NamedTuple):
     # ::, every address); None from a version 2 portmapper, which does not say.
     host: IPAddress | None = None
 
-    def serves(self, address: IPAddress) -> bool:
+    def serves(self, address: IPAddress, dual_stack: bool = False) -> bool:
         """Whether it is for the port on `address`: a registration at 203.0.113.5 names no
-        listener on this host's other addresses."""
-        return self.host is None or self.host.is_unspecified or self.host == address
+        listener on this host's other addresses, and one at a wildcard address only those of
+        its own family (tcp and udp at 0.0.0.0: IPv4; tcp6 and udp6 at ::, IPv6), except that
+        one at :: serves IPv4 addresses too when the socket taking them is `dual_stack` (an
+        IPv6 socket without IPV6_V6ONLY), which the caller knows and the portmapper does not
+        say. A version 2 portmapper says no address: its registrations serve every one."""
+        if self.host is None or self.host == address:
+            return True
+        if not self.host.is_unspecified:
+            return False
+        return self.host.version == address.version or (self.host.version == 6 and dual_stack)
 
 
 class PortmapperError(Exception):
@@ -190,7 +199,7 @@ def _call(
                 try:
                     sock.bind(_sockaddr(local, 0))
                 except OSError as error:
-                    raise SourceAddressError(error.strerror or type(error).__name__) from None
+                    raise SourceAddressError(_unusable_source(error)) from None
             sock.settimeout(_left(deadline))
             sock.connect(_sockaddr(target, port))
             if proto is Proto.TCP:
@@ -275,8 +284,9 @@ def _read_record(sock: socket.socket, deadline: float, timeout: float) -> bytes:
         if fragments == 0 and not partial.data:
             raise TimeoutError from None
         got = 4 * fragments + len(record) + len(partial.data)
-        raise _malformed(f"answer not complete within {timeout:g} s ({got} bytes in "
-                         f"{max(fragments, 1)} fragments, no whole reply)") from None  # fmt: skip
+        raise _malformed(f"answer not complete within {timeout:g} s ({counted(got, 'byte')} "
+                         f"in {counted(max(fragments, 1), 'fragment')}, no whole reply)"
+                         ) from None  # fmt: skip
 
 
 class _Partial(Exception):
@@ -350,6 +360,8 @@ def parse_rpcb_dump_reply(reply: bytes, xid: int) -> tuple[Registration, ...]:
         program, version = reader.take(_PROGRAM_VERSION)
         netid, address, owner = reader.string(), reader.string(), reader.string()
         proto, universal = _NETIDS.get(netid or b""), _universal(address or b"")
+        if universal is not None and (universal[0].version == 6) != (netid or b"").endswith(b"6"):
+            universal = None  # tcp with an IPv6 address, tcp6 with an IPv4 one: no listener
         if proto is not None and universal is not None and owner is not None:
             host, port = universal
             found.append(Registration(program, version, proto, port,
@@ -399,6 +411,13 @@ def _universal(address: bytes) -> tuple[IPAddress, int] | None:
         return ipaddress.ip_address(parts[0].decode("ascii")), high << 8 | low
     except (UnicodeDecodeError, ValueError):
         return None
+
+
+def _unusable_source(error: OSError) -> str:
+    """Why a call cannot be made from the source address asked for, for people."""
+    if error.errno == errno.EADDRNOTAVAIL:
+        return "not an address of this host"
+    return error.strerror or type(error).__name__
 
 
 def _denial(reader: "_Reader") -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from portwarden.audit.names import Names
-from portwarden.config.ignore import ALWAYS_IGNORED, Network
+from portwarden.config.ignore import ALWAYS_IGNORED, Network, shown, within
 from portwarden.config.textfile import lines_with_ends
 from portwarden.net.addresses import Proto
 from portwarden.net.local import interface_addresses
@@ -82,6 +82,9 @@ class WrappersView:
     # when the portmapper answered the loopback query while our hosts.deny block was in force:
     # it read them).
     unreadable: tuple[str, ...] = ()
+    # hosts.deny's bans of addresses inside the allowed networks, each `file:line: "text":` and
+    # whether it is in effect for rpcbind or our hosts.allow lines, read first, override it.
+    bans: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,7 @@ class Report:
         lines.append(f"wrappers: {said}")
         lines.append(f"  {self.wrappers.note}")
         lines += self._wrappers_lines()
+        lines += [f"  ban {ban}" for ban in self.wrappers.bans]
         wall = self.firewall
         said = UNKNOWN_FIREWALL if wall.state == "unknown" else protection[wall.protected]
         lines.append(f"firewall: {said}")
@@ -238,6 +242,7 @@ def read_wrappers(hosts_allow: Path, hosts_deny: Path, owners: tuple[Owner, ...]
                 lines.append(f"{path}:{number + 1}: {one_line(line)}{mark}")
     allowed: tuple[Network, ...] = ()
     leaks: tuple[wrappers.Leak, ...] = ()
+    bans: tuple[str, ...] = ()
     everyone = None
     in_place = len(files) == 2 and all(block for _, block in files)
     if in_place:
@@ -246,6 +251,8 @@ def read_wrappers(hosts_allow: Path, hosts_deny: Path, owners: tuple[Owner, ...]
         allowed = wrappers.block_networks(allow_lines, allow_block)
         everyone = wrappers.covers_everyone(allowed)
         leaks = wrappers.leaks(hosts_allow, allow_lines, hosts_deny, deny_lines, allowed)
+        bans = tuple(_ban_effect(ban, hosts_allow, allow_lines, allow_block)
+                     for ban in wrappers.bans(hosts_deny, deny_lines, allowed))  # fmt: skip
     serving = servers(owners)
     uses_libwrap = all(o.libwrap for o in serving) if serving else None
     note = _libwrap_note(owners, serving)
@@ -272,7 +279,23 @@ def read_wrappers(hosts_allow: Path, hosts_deny: Path, owners: tuple[Owner, ...]
     return WrappersView(in_files and bool(uses_libwrap), in_files, uses_libwrap, owners, note,
                         tuple(lines), tuple(map(str, allowed)),
                         tuple(f"{leak.path}:{leak.number}" for leak in leaks), minor,
-                        tuple(blind))  # fmt: skip
+                        tuple(blind), bans)  # fmt: skip
+
+
+def _ban_effect(ban: wrappers.Ban, hosts_allow: Path, allow_lines: list[str],
+                block: wrappers.Block) -> str:  # fmt: skip
+    """Whether a ban in hosts.deny holds for rpcbind, or our hosts.allow line overrides it."""
+    number = wrappers.ban_allowed_by(allow_lines, block, ban)
+    if number is None:
+        return f"{ban}: in effect for rpcbind (our {hosts_allow} lines except {shown(ban.network)})"
+    if within(ban.inside, ban.network):
+        why = f"it bans all of {ban.inside}, which --allow lets in"
+    elif not ban.carried:
+        why = "protect does not carry over a ban with EXCEPT"
+    else:
+        why = "run 'portwarden portmap protect' again to carry the ban over"
+    return (f"{ban}: overridden for rpcbind: {hosts_allow}:{number} (ours), read first, lets "
+            f"{shown(ban.network)} reach it ({why})")  # fmt: skip
 
 
 def read_firewall() -> FirewallView:

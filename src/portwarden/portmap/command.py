@@ -122,6 +122,8 @@ def _plan_and_apply(args: argparse.Namespace) -> int:
     for warning in plan.warnings:  # each made of values escaped already (one_line)
         print(f"portwarden: warning: {one_line(warning, 1000, backslashes=False)}",
               file=sys.stderr)  # fmt: skip
+    for note in plan.notes:
+        print(f"portmap {args.portmap_command}: {one_line(note, 1000, backslashes=False)}")
     if not plan.changed:
         print(f"portmap {args.portmap_command}: nothing to change")
         return 0

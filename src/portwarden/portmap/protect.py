@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from portwarden.config.ignore import shown, within
 from portwarden.config.textfile import lines_with_ends
 from portwarden.net.portmapper import PORTMAPPER_PORT
 from portwarden.portmap import wrappers
@@ -31,6 +32,7 @@ class Plan:
     files: tuple[wrappers.FileChange, ...]  # in the order they are changed
     steps: tuple[tuple[Firewall, Step], ...]  # in the order they run
     warnings: tuple[str, ...] = ()  # what the administrator should know, changed or not
+    notes: tuple[str, ...] = ()  # what was done about the administrator's lines, for people
 
     @property
     def changed(self) -> bool:
@@ -86,17 +88,27 @@ def plan_protect(
 ) -> Plan:
     """The changes that protect the portmapper; None for the paths or the backend skips that
     part. hosts.allow is changed before hosts.deny, so that our `ALL` in hosts.deny never
-    applies without our allow lines (loopback's among them). Warns about host bits in `allow`,
-    about the administrator's lines that would let outsiders in all the same, and about a last
-    line without a newline (as check does)."""
+    applies without our allow lines (loopback's among them). The bans in hosts.deny of
+    addresses inside the allowed networks go into our hosts.allow lines as `EXCEPT`, since those
+    lines are read first and would override them (`notes` names them; a ban that cannot be
+    carried over is a warning). Warns about host bits in `allow`, about the administrator's
+    lines that would let outsiders in all the same, and about a last line without a newline (as
+    check does)."""
     texts = list(allow)
     networks = allowed_networks(texts)
     warnings = host_bits_warnings(texts)
+    notes: list[str] = []
     files: tuple[wrappers.FileChange, ...] = ()
     if hosts_allow is not None and hosts_deny is not None:
         warnings += _refuse_unreadable((hosts_allow, hosts_deny))
-        files = (wrappers.protect_change(hosts_allow, wrappers.allow_rules(networks)),
-                 wrappers.protect_change(hosts_deny, wrappers.deny_rules()))  # fmt: skip
+        deny = wrappers.protect_change(hosts_deny, wrappers.deny_rules())
+        bans = wrappers.bans(hosts_deny, lines_with_ends(deny.after or ""), networks)
+        refused = [ban.network for ban in bans if ban.carried]
+        files = (wrappers.protect_change(hosts_allow, wrappers.allow_rules(networks, refused)),
+                 deny)  # fmt: skip
+        notes += [f"{ban} still refuses {shown(ban.network)} (carried over to our "
+                  f"{hosts_allow} line as EXCEPT)" for ban in bans if ban.carried]  # fmt: skip
+        warnings += [_uncarried(ban, hosts_allow) for ban in bans if not ban.carried]
         after = [lines_with_ends(c.after or "") for c in files]
         warnings += [f"{leak}; our lines do not protect it until that line is removed or "
                      "narrowed" for leak in wrappers.leaks(hosts_allow, after[0], hosts_deny,
@@ -108,7 +120,19 @@ def plan_protect(
         warnings += [closed] if closed else []
     wall = None if backend is None else firewall(backend)
     steps = () if wall is None else tuple((wall, step) for step in wall.protect(networks))
-    return Plan(files, steps, tuple(warnings + _foreign(wall for wall, _ in steps)))
+    return Plan(files, steps, tuple(warnings + _foreign(wall for wall, _ in steps)), tuple(notes))
+
+
+def _uncarried(ban: wrappers.Ban, hosts_allow: Path) -> str:
+    """Why a ban in hosts.deny of addresses in an allowed network no longer applies to the
+    portmapper, and what to do."""
+    if within(ban.inside, ban.network):
+        return (f"{ban} refuses all of the allowed network {ban.inside}, but our {hosts_allow} "
+                "line, read first, lets it reach rpcbind, as --allow asks: narrow --allow, or "
+                "remove the ban")  # fmt: skip
+    return (f"{ban} refuses {shown(ban.network)}, inside the allowed network {ban.inside}, with an "
+            f"EXCEPT that protect does not carry over: our {hosts_allow} line, read first, lets "
+            "it reach rpcbind; write the ban without EXCEPT and run protect again")  # fmt: skip
 
 
 def _refuse_unreadable(paths: Iterable[Path]) -> list[str]:

@@ -21,13 +21,14 @@ import difflib
 import ipaddress
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 from portwarden import limits
-from portwarden.config.ignore import ALWAYS_IGNORED, Network, parse_network
+from portwarden.config.ignore import ALWAYS_IGNORED, Network, parse_network, within
 from portwarden.config.textfile import lines_with_ends
 from portwarden.fileedit import (
     FileChanged,
@@ -74,16 +75,53 @@ def pattern(network: Network) -> str:
     return f"[{network.network_address}]/{network.prefixlen}"
 
 
-def allow_rules(networks: tuple[Network, ...]) -> tuple[str, ...]:
-    """Loopback alone on the first line, then the other `networks`, as many to a line as fit."""
+def allow_rules(networks: tuple[Network, ...], refused: Iterable[Network] = ()) -> tuple[str, ...]:
+    """Loopback alone on the first line, then the other `networks`, as many to a line as fit,
+    each line with `EXCEPT` and the `refused` networks inside its own (hosts.deny's bans, which
+    our lines, read first, would otherwise override): `rpcbind portmap: 198.18.0.0/255.255.255.0
+    EXCEPT 198.18.0.20`. A network whose exceptions do not fit on one line is cut in halves
+    until they do (a half that is all refused is left out)."""
     rules = [_RULE_START + " ".join(pattern(n) for n in ALWAYS_IGNORED)]
-    line = ""
-    for text in (pattern(n) for n in networks if n not in ALWAYS_IGNORED):
-        if line and len(_RULE_START) + len(line) + 1 + len(text) > RULE_LINE_CHARS_MAX:
-            rules.append(_RULE_START + line)
-            line = ""
-        line = f"{line} {text}" if line else text
-    return (*rules, _RULE_START + line) if line else tuple(rules)
+    line: list[_Entry] = []
+    others = [n for n in networks if n not in ALWAYS_IGNORED]
+    for entry in _entries(others, collapsed(refused)):
+        if line and len(_rule([*line, entry])) > RULE_LINE_CHARS_MAX:
+            rules.append(_rule(line))
+            line = []
+        line.append(entry)
+    return (*rules, _rule(line)) if line else tuple(rules)
+
+
+class _Entry(NamedTuple):
+    network: Network  # allowed
+    excepted: tuple[Network, ...]  # refused inside it
+
+
+def _entries(networks: Iterable[Network], refused: tuple[Network, ...]) -> Iterator[_Entry]:
+    for network in networks:
+        inside = tuple(r for r in refused if within(r, network))
+        if network in inside:
+            continue
+        entry = _Entry(network, inside)
+        if len(_rule([entry])) <= RULE_LINE_CHARS_MAX:
+            yield entry
+        else:
+            yield from _entries(network.subnets(prefixlen_diff=1), inside)
+
+
+def _rule(entries: list[_Entry]) -> str:
+    named = " ".join(pattern(entry.network) for entry in entries)
+    excepted = " ".join(pattern(n) for entry in entries for n in entry.excepted)
+    return _RULE_START + named + (f" EXCEPT {excepted}" if excepted else "")
+
+
+def collapsed(networks: Iterable[Network]) -> tuple[Network, ...]:
+    """`networks` merged where they overlap or adjoin, IPv4 first, in address order."""
+    listed = list(networks)
+    return (
+        *ipaddress.collapse_addresses(n for n in listed if isinstance(n, ipaddress.IPv4Network)),
+        *ipaddress.collapse_addresses(n for n in listed if isinstance(n, ipaddress.IPv6Network)),
+    )
 
 
 def deny_rules() -> tuple[str, ...]:
@@ -335,24 +373,89 @@ def client_network(word: str) -> Network | None:
 
 
 def block_networks(lines: list[str], block: Block) -> tuple[Network, ...]:
-    """The clients our block's rule lines allow; a pattern that is no address (ALL, written by
-    hand) stands for everyone."""
-    found: list[Network] = []
+    """The clients our block's rule lines allow (before their EXCEPT, which only narrows); a
+    pattern that is no address (ALL, written by hand) stands for everyone."""
+    return tuple(n for named, _ in block_rules(lines, block) for n in named)
+
+
+def block_rules(
+    lines: list[str], block: Block
+) -> list[tuple[tuple[Network, ...], tuple[Network, ...]]]:
+    """Each of our block's rule lines as the clients it names and those it excepts; a pattern
+    that is no address (ALL, written by hand) stands for everyone among the named, for no one
+    among the excepted."""
+    found = []
     for line in lines[block.start + 1 : block.stop - 1]:
-        for word in _words(line.removeprefix(_RULE_START)):
+        named, excepted = _split_except(_words(line.rstrip("\r\n").removeprefix(_RULE_START)))
+        networks: list[Network] = []
+        for word in named:
             network = client_network(word)
-            found += [network] if network else EVERYONE
+            networks += [network] if network else EVERYONE
+        found.append((tuple(networks), _numeric(excepted)))
+    return found
+
+
+@dataclass(frozen=True)
+class Ban:
+    """A hosts.deny line that refuses the portmapper to `network`, which overlaps the allowed
+    network `inside`: our hosts.allow lines, read first, let it in unless they except it."""
+
+    path: Path
+    number: int  # from 1
+    text: str
+    network: Network
+    inside: Network
+    # It can go into our line's EXCEPT: a plain ban (no EXCEPT of its own) of part of `inside`.
+    # One of all of `inside` (or more) is the administrator's to settle with --allow.
+    carried: bool
+
+    def __str__(self) -> str:
+        return f'{self.path}:{self.number}: "{one_line(self.text)}"'
+
+
+def bans(path: Path, lines: list[str], allowed: Iterable[Network]) -> tuple[Ban, ...]:
+    """The administrator's hosts.deny `lines` (fail2ban's, PortSentry's, ours from
+    KILL_HOSTS_DENY...) that refuse the portmapper to numeric clients in the `allowed` networks
+    (loopback left out: our line lets it in whatever hosts.deny says)."""
+    block = find_block(path, lines)
+    ours = range(block.start, block.stop) if block else range(0)
+    networks = [n for n in allowed if n not in ALWAYS_IGNORED]
+    found = []
+    for number, line in logical_lines(lines):
+        parts = fields(line)
+        if (number in ours or is_comment(line) or len(parts) < 2
+                or not applies_to_portmapper(parts[0])
+                or "allow" in {p.lower() for p in parts[2:]}):  # fmt: skip
+            continue
+        named, excepted = _split_except(_words(parts[1]))
+        for client in _numeric(named):
+            for network in networks:
+                if within(client, network) or within(network, client):
+                    plain = not excepted and client != network and within(client, network)
+                    found.append(Ban(path, number + 1, line, client, network, plain))
     return tuple(found)
+
+
+def ban_allowed_by(lines: list[str], block: Block, ban: Ban) -> int | None:
+    """The number (from 1) of our first hosts.allow line that lets part of what `ban` refuses
+    reach the portmapper (names it or a network around it and does not except it), or None:
+    the ban is in effect."""
+    net = ban.network
+    for offset, (named, excepted) in enumerate(block_rules(lines, block)):
+        lets_in = any(within(n, net) or within(net, n) for n in named)
+        if lets_in and not any(within(net, e) for e in excepted):
+            return block.start + 2 + offset
+    return None
+
+
+def _numeric(words: Iterable[str]) -> tuple[Network, ...]:
+    """The client patterns among `words` that are numeric (see client_network)."""
+    return tuple(n for n in map(client_network, words) if n is not None)
 
 
 def covers_everyone(networks: Iterable[Network]) -> Network | None:
     """The whole family (0.0.0.0/0 or ::/0) when `networks` together cover it, else None."""
-    listed = list(networks)
-    merged: list[Network] = [
-        *ipaddress.collapse_addresses(n for n in listed if isinstance(n, ipaddress.IPv4Network)),
-        *ipaddress.collapse_addresses(n for n in listed if isinstance(n, ipaddress.IPv6Network)),
-    ]
-    return next((n for n in merged if n.prefixlen == 0), None)
+    return next((n for n in collapsed(networks) if n.prefixlen == 0), None)
 
 
 @dataclass(frozen=True)
@@ -431,9 +534,7 @@ def is_comment(line: str) -> bool:
 
 def _inside(word: str, allowed: tuple[Network, ...]) -> bool:
     network = client_network(word)
-    return network is not None and any(
-        network.network_address in a and network.broadcast_address in a for a in allowed
-    )
+    return network is not None and any(within(network, a) for a in allowed)
 
 
 def denies_everyone(path: Path, text: str | None) -> str | None:
