@@ -866,7 +866,7 @@ def test_check_by_a_user_other_than_root_is_one_line_and_no_verdict(
 _APPENDER = """
 import os, select, sys
 count = 0
-while not select.select([sys.stdin], [], [], 0.002)[0]:
+while not select.select([sys.stdin], [], [], 0.01)[0]:
     fd = os.open("/etc/hosts.deny", os.O_WRONLY | os.O_APPEND)
     os.write(fd, f"ALL: 198.18.99.{count % 250 + 1}\\n".encode())
     os.close(fd)
