@@ -14,14 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
-from portwarden import __version__, background, control, service, statedir, status
+from portwarden import __version__, admin_output, background, control, service, statedir, status
 from portwarden.config import ConfigError, Modes, Settings, TcpMode, UdpMode, load_settings
 from portwarden.config.defaults import SYSTEM_CONFIG
 from portwarden.config.ignore import outermost
 from portwarden.config.settings import blamed_on, state_dir_of, to_conf_lines
 from portwarden.descriptors import DescriptorShortage
 from portwarden.portmap import command as portmap_command
-from portwarden.respond import admin
 from portwarden.respond.actions import nft_warning
 from portwarden.statedir import StateDirBusy
 from portwarden.store.db import Store, StoreError, store_path
@@ -352,12 +351,12 @@ def _unblock(args: argparse.Namespace) -> int:
     settings = _load(_config_path(args.config))
     if _no_state(settings.state_dir):
         return 1
-    return admin.unblock(settings, None if args.all else args.address)
+    return admin_output.unblock(settings, None if args.all else args.address)
 
 
 def _reapply(args: argparse.Namespace) -> int:
     settings = _load(_config_path(args.config))
-    return 1 if _no_state(settings.state_dir) else admin.reapply(settings)
+    return 1 if _no_state(settings.state_dir) else admin_output.reapply(settings)
 
 
 def _audit(args: argparse.Namespace) -> int:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 from portwarden import control, limits, service, statedir, status
 from portwarden.alert.dispatch import Alerts
 from portwarden.audit.check import state_path
-from portwarden.audit.periodic import Outcome, PeriodicAudit, Unchecked
-from portwarden.audit.report import summary, unchecked_summary
+from portwarden.audit.periodic import Outcome, PeriodicAudit
+from portwarden.audit.reporting import AuditReports
 from portwarden.claims import FileClaims
 from portwarden.config import ConfigError, Modes, Settings, load_settings
 from portwarden.config.settings import blamed_on, error_at
@@ -26,7 +26,7 @@ from portwarden.descriptors import OUT_OF_DESCRIPTORS, raise_soft_limit
 from portwarden.detect.config import engine_config, late_reply_ports
 from portwarden.detect.engine import Engine, EngineConfig, Verdict
 from portwarden.detect.probe import Probe
-from portwarden.episode import Condition, Episode
+from portwarden.episode import Episode
 from portwarden.net.input_filters import input_filter_chains
 from portwarden.respond.policy import ResponsePolicy
 from portwarden.sensors.build import Sensor, build_sensors, sensor_inputs
@@ -102,12 +102,7 @@ class Daemon:
         self._next_publish = 0.0
         self._next_snapshot = 0.0
         self._audit: PeriodicAudit | None = None
-        self._last_audit: dict[str, Any] | None = None
-        self._audit_findings = 0
-        self._audit_last_run = 0.0
-        self._audit_error = 0
-        self._audit_warnings: frozenset[str] = frozenset()  # the last check's, logged already
-        self._audit_blind = Condition()  # why the last check could not look; None: it did
+        self._audit_reports = AuditReports(self._alerts, self._policy.store)
         self._watchdog_s = service.watchdog_interval()
         self._next_watchdog = 0.0
         self._quiet_until: dict[str, float] = {}
@@ -330,37 +325,7 @@ class Daemon:
             self._audit.start()
 
     def _report_audit(self, outcome: Outcome) -> None:
-        self._audit_last_run = outcome.time if isinstance(outcome, Unchecked) else outcome[0].time
-        self._audit_error = int(isinstance(outcome, Unchecked))  # the findings stay the last known
-        blind = self._audit_blind
-        if blind.changes(outcome.reason if isinstance(outcome, Unchecked) else None):
-            if isinstance(outcome, Unchecked):  # once, not at every check while it lasts
-                self._alerts.audit_unchecked(outcome.reason, outcome.time)
-            else:
-                log.info("audit: checked again (the previous checks could not look)")
-        if isinstance(outcome, Unchecked):
-            self._last_audit = unchecked_summary(outcome.time, outcome.reason)
-            self._save_audit_snapshot(outcome.time, self._last_audit)
-            return
-        result, warnings = outcome
-        for warning in warnings:  # once when it appears, not at every check while it lasts
-            if warning not in self._audit_warnings:
-                log.warning("audit: %s", warning)
-        self._audit_warnings = frozenset(warnings)
-        self._alerts.audit(result.findings, result.time)
-        try:  # only now: a finding is news until it has been reported
-            result.state.save(state_path(self.settings))
-        except OSError as error:
-            log.warning("audit: cannot keep the audit state: %s", error)
-        self._audit_findings = len(result.findings)
-        self._last_audit = summary(result, warnings)
-        self._save_audit_snapshot(result.time, self._last_audit)
-
-    def _save_audit_snapshot(self, when: float, body: dict[str, Any]) -> None:
-        try:
-            self._policy.store.save_snapshot("audit", when, body)
-        except Exception:  # noqa: BLE001 - a snapshot must never stop the daemon
-            log.exception("saving the audit snapshot failed")
+        self._audit_reports.report(outcome, state_path(self.settings))
 
     def _counters(self) -> dict[str, int]:
         """The daemon's counters (the alert paths count for themselves: Alerts.delivered)."""
@@ -376,9 +341,9 @@ class Daemon:
             "sources_tracked": len(self._engine),
             "sources_evicted": self._engine.evicted,
             "summaries_dropped": self._summaries_dropped_total,
-            "audit_findings": self._audit_findings,
-            "audit_last_run": int(self._audit_last_run),
-            "audit_error": self._audit_error,
+            "audit_findings": self._audit_reports.findings,
+            "audit_last_run": int(self._audit_reports.last_run),
+            "audit_error": self._audit_reports.error,
         }
 
     def _publish_metrics(self) -> None:
@@ -390,7 +355,7 @@ class Daemon:
             started=self._started, settings=self.settings, sensors=self._sensors,
             addresses=self._host.addresses, engine=self._engine, counters=self._counters(),
             alerts=self._alerts.delivered(), store=self._policy.store,
-            blocked=self._policy.blocked_addresses(), audit=self._last_audit,
+            blocked=self._policy.blocked_addresses(), audit=self._audit_reports.last,
         )  # fmt: skip
 
     def _command(self, request: dict[str, Any]) -> "dict[str, Any] | Future[dict[str, Any]]":

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from portwarden import fileedit, limits
+from portwarden import admin_output, fileedit, limits
 from portwarden.config import BlockMode
 from portwarden.config.values import NftUse
 from portwarden.net import local
@@ -457,7 +457,7 @@ def unblocked_through_a_link(actions: Actions, tmp_path: Path, target: str) -> t
     real = tmp_path / "real.deny"
     deny.rename(real)
     deny.symlink_to(real)
-    assert admin.unblock(actions.settings, target) == 1
+    assert admin_output.unblock(actions.settings, target) == 1
     return deny, real
 
 
@@ -477,11 +477,11 @@ def test_an_undo_that_fails_is_kept_reported_and_tried_again(
         "and run unblock again"
     ]
     assert actions.store.active() == [] and len(actions.store.leftovers()) == 1
-    assert admin.unblock(actions.settings, "198.18.0.11") == 1  # still a link: still left
+    assert admin_output.unblock(actions.settings, "198.18.0.11") == 1  # still a link: still left
     capsys.readouterr()
     deny.unlink()
     real.rename(deny)
-    assert admin.unblock(actions.settings, "198.18.0.11") == 0
+    assert admin_output.unblock(actions.settings, "198.18.0.11") == 0
     assert capsys.readouterr().out == "unblocked 198.18.0.11\n"
     assert deny.read_text() == "" and actions.store.leftovers() == []
 
@@ -515,7 +515,7 @@ def test_unblock_takes_an_address_as_hosts_deny_writes_it(
     actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\n')
     assert block(actions, request("2001:db8::31")) is not None
     assert actions.settings.hosts_deny_file.read_text() == "ALL: [2001:db8::31]\n"
-    assert admin.unblock(actions.settings, written) == 0
+    assert admin_output.unblock(actions.settings, written) == 0
     assert "unblocked 2001:db8::31\n" in capsys.readouterr().out
     assert actions.settings.hosts_deny_file.read_text() == ""
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from portwarden import admin_output
 from portwarden.config import BlockMode
 from portwarden.respond import actions as actions_module
-from portwarden.respond import admin, commands
+from portwarden.respond import commands
 from portwarden.respond.actions import Actions, BlockRequest
 from portwarden.store.db import Action, Store, store_path
 from tests.unit.blocking import blocking_settings
@@ -56,7 +57,7 @@ def test_no_match_names_the_form_the_argument_was_read_as(
     settings = blocking_settings(tmp_path)
     settings.state_dir.mkdir()
     Store(store_path(settings.state_dir)).close()
-    assert admin.unblock(settings, "::ffff:198.18.0.11") == 1
+    assert admin_output.unblock(settings, "::ffff:198.18.0.11") == 1
     assert capsys.readouterr().err.splitlines()[-1] == "no active block matches 198.18.0.11/32"
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from portwarden.respond import admin
+from portwarden import admin_output
 from portwarden.respond.actions import Actions
 from portwarden.store.db import Action, Store, boot_id
 from tests.unit.blocking import blocking_settings
@@ -39,14 +39,14 @@ def leftover(tmp_path: Path, undo: tuple[str, ...], boot: str) -> Actions:
                                   "chain?)."])  # fmt: skip
 def test_a_route_removed_by_hand_clears_its_leftover(tmp_path: Path, text: str) -> None:
     actions = leftover(tmp_path, undo_saying(tmp_path, text, 2), boot_id())
-    assert admin.unblock(actions.settings, ADDRESS) == 0
+    assert admin_output.unblock(actions.settings, ADDRESS) == 0
     assert actions.store.leftovers() == []
 
 
 def test_a_route_undo_that_fails_otherwise_stays_left(tmp_path: Path) -> None:
     actions = leftover(tmp_path, undo_saying(tmp_path, "RTNETLINK answers: Operation not "
                                              "permitted", 2), boot_id())  # fmt: skip
-    assert admin.unblock(actions.settings, ADDRESS) == 1
+    assert admin_output.unblock(actions.settings, ADDRESS) == 1
     assert len(actions.store.leftovers()) == 1
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from portwarden.respond import admin
+from portwarden import admin_output
 from portwarden.store.db import Store, boot_id, store_path
 from tests.unit.blocking import blocking_settings
 
@@ -28,7 +28,7 @@ def test_an_argument_read_otherwise_is_said_and_unblocks_what_it_was_read_as(
     store.add_block("198.18.0.152", "tcp", 11, "stcp", "scan", "198.18.0.152", time.time(),
                     None, (), boot_id())  # fmt: skip
     store.close()
-    assert admin.unblock(settings, argument) == 0
+    assert admin_output.unblock(settings, argument) == 0
     out, err = capsys.readouterr()
     assert out == "unblocked 198.18.0.152\n"
     assert err == f'portwarden: warning: unblock "{argument}": {said}\n'
@@ -38,5 +38,5 @@ def test_an_argument_read_as_written_says_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings = blocking_settings(tmp_path)
-    assert admin.unblock(settings, "198.18.0.0/24") == 1
+    assert admin_output.unblock(settings, "198.18.0.0/24") == 1
     assert capsys.readouterr().err == "no active block matches 198.18.0.0/24\n"

@@ -243,7 +243,7 @@ class ActionWorker(threading.Thread):
     def _unblock(self, actions: Actions, job: UnblockJob) -> dict[str, Any]:
         undone, answer = unblock_here(actions, job.network)
         _report_unblocks(self._alerts, [r.address for r in undone], _just_now(UNBLOCK_COMMAND))
-        return answer
+        return dict(answer)  # for the control socket, as JSON
 
     def _report_block(self, record: BlockRecord) -> None:
         if enforced(record.actions):

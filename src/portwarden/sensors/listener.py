@@ -24,6 +24,7 @@ from portwarden.net.drops import dropped
 from portwarden.net.local import unmapped
 from portwarden.net.packet import PAYLOAD_HEAD, Packet, can_send_from
 from portwarden.sensors.hostview import HostView
+from portwarden.sensors.sockets import close_all
 
 log = logging.getLogger("portwarden")
 
@@ -196,9 +197,7 @@ class ListenerSensor:
         return probes
 
     def close(self) -> None:
-        for sock in self.sockets.values():
-            sock.close()
-        self.sockets.clear()
+        close_all(self.sockets)
 
 
 def _pktinfo_destination(ancillary: list) -> IPAddress | None:

@@ -29,6 +29,7 @@ from portwarden.net.packet import (
 from portwarden.net.ports import ANY4, ANY6, Owner, Service, serves, verify, wildcard
 from portwarden.net.udpcloses import UdpCloses
 from portwarden.sensors.hostview import HostView
+from portwarden.sensors.sockets import close_all
 
 log = logging.getLogger("portwarden")
 
@@ -322,9 +323,7 @@ class RawSensor:
             pass
 
     def close(self) -> None:
-        for sock in self.sockets.values():
-            sock.close()
-        self.sockets.clear()
+        close_all(self.sockets)
         if self._closes is not None:
             self._closes.close()
             self._closes = None
