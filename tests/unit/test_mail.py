@@ -7,6 +7,7 @@ import email.policy
 import ipaddress
 import logging
 import socket
+import sqlite3
 import time
 import types
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from portwarden.config import ConfigError, Settings, load_settings
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Probe, Proto
 from portwarden.text import counted
-from tests.lab.smtp import GreetingRelay, SilentRelay, relay
+from tests.lab.smtp import GreetingRelay, SilentRelay, StartTlsCutRelay, relay
 from tests.lab.tls import RelayCertificate, make_relay_certificate
 from tests.unit.config_error import load_error
 
@@ -548,6 +549,39 @@ def test_the_relays_greeting_is_checked(
         assert [command.upper() for command in refusing.commands] == ["QUIT"]
     assert len(mailer._retries) == retried
     assert (mailer.sent, mailer.failed) == (0, int(not retried))
+
+
+@pytest.mark.parametrize("cut", ["close", "handshake", "plain"])
+def test_a_tls_handshake_cut_short_is_tried_again(
+    tmp_path: Path, certificate: RelayCertificate, caplog: pytest.LogCaptureFixture, cut: str
+) -> None:
+    """A relay that answers 220 to STARTTLS and then closes (as one does while it restarts),
+    cuts the handshake in the middle, or answers in clear text is out of reach for now, as a
+    relay closed in the middle of a command is: tried again, and at the stop kept in the store
+    for after a restart. Before, `[SSL: UNEXPECTED_EOF_WHILE_READING]` failed the mail for
+    good, and the stop set the mails waiting for a retry failed."""
+    cutting = StartTlsCutRelay(LOOPBACK, 0, cut).start()
+    assert isinstance(cutting, StartTlsCutRelay)
+    tls = f'SMTP_STARTTLS="1"\nSMTP_CA_FILE="{certificate.ca}"\n'
+    mailer = Mailer(settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{cutting.port}"\n'
+                                       + tls))  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="portwarden"):
+        mailer.start()
+        mailer.submit("a subject", "a body\n")
+        deadline = time.monotonic() + 5
+        while "for now" not in caplog.text and "failed" not in caplog.text:
+            assert time.monotonic() < deadline, "the mail was never tried"
+            time.sleep(0.02)
+        mailer.stop()
+    cutting.close()
+    assert "not delivered to admin@example.org for now ([SSL: " in caplog.text
+    assert "trying again in 300 s" in caplog.text
+    assert "kept for after a restart" in caplog.text
+    assert "failed:" not in caplog.text
+    with sqlite3.connect(tmp_path / "state" / "portwarden.db") as db:
+        assert db.execute("SELECT subject, outcome FROM reports").fetchall() == [
+            ("a subject", "retrying")
+        ]
 
 
 def test_a_mail_waiting_to_be_tried_again_is_tried_at_the_stop(tmp_path: Path, inbox: Path) -> None:

@@ -4,10 +4,11 @@ A dead or slow relay never reaches the packet path: the queue is bounded, each d
 deadline, and a mail that cannot be sent is logged and counted. Every report is kept in the
 store with its outcome (see reportbook), as well as in the JSON event log. A mail turned away
 for now (a 4xx reply: a relay that greylists, or is busy; or a relay out of reach: a refused or
-timed-out connection) is tried again every SMTP_RETRY_DELAY, to the recipients of MAIL_TO that
-do not have it yet (the store keeps which have it), until it is SMTP_GIVE_UP_AFTER old; one not
-sent by the stop is mailed after the next start. Delivery is at least once: a stop between the
-relay's reply and its record in the store sends the mail again, with the same Message-ID.
+timed-out connection, a TLS handshake cut short) is tried again every SMTP_RETRY_DELAY, to the
+recipients of MAIL_TO that do not have it yet (the store keeps which have it), until it is
+SMTP_GIVE_UP_AFTER old; one not sent by the stop is mailed after the next start. Delivery is
+at least once: a stop between the relay's reply and its record in the store sends the mail
+again, with the same Message-ID.
 """
 
 import contextlib
