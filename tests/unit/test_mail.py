@@ -2,6 +2,7 @@
 certificate checked, AUTH with the password file's first line; and the SMTP keys that must go
 together, checked when the configuration is loaded."""
 
+import dataclasses
 import email
 import email.policy
 import ipaddress
@@ -231,6 +232,24 @@ def test_mail_rate_limit_says_so_at_once_summarises_later_and_keeps_the_cap(
     notice, summary = (texts(inbox)[i] for i in (2, 3))
     assert max(len(line) for line in notice.splitlines()) <= 72
     assert summary.splitlines()[-2:] == ["  report 2", "  report 3"]
+
+
+def test_the_list_of_held_reports_names_the_cap_the_hold_began_under(
+    tmp_path: Path, plain_relay: int, inbox: Path
+) -> None:
+    """A reload that changes MAIL_PER_HOUR during a hold: the list says which cap held the
+    reports back (it said the new one, which held none)."""
+    clock = Clock()
+    s = settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{plain_relay}"\n'
+                           'MAIL_PER_HOUR="2"\n')  # fmt: skip
+    mailer = Mailer(s, clock=clock)
+    for n in range(3):  # the third is held
+        mailer.work((f"report {n}", "text\n"))
+    mailer.reconfigure(dataclasses.replace(s, mail_per_hour=5))
+    clock.now += 1
+    mailer.work(None)  # the higher cap has room: the list goes
+    assert subjects(inbox)[-1] == "portwarden: 1 report was not mailed (MAIL_PER_HOUR)"
+    assert "by MAIL_PER_HOUR=2." in " ".join(texts(inbox)[-1].split())
 
 
 def texts(inbox: Path) -> list[str]:
