@@ -344,6 +344,49 @@ def test_one_mail_per_scan_of_one_protocol(lab: Lab, start_daemon: StartDaemon,
     daemon.stop()
 
 
+def held_reports(daemon: RunningDaemon) -> int:
+    with sqlite3.connect(daemon.log_path.parent / "state" / "portwarden.db") as db:
+        return int(db.execute("SELECT count(*) FROM reports WHERE outcome = 'held'").fetchone()[0])
+
+
+def test_a_reload_that_raises_mail_per_hour_lists_the_held_reports_at_once(
+    lab: Lab, start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    """MAIL_PER_HOUR=1: the first scan's report goes, the next two are held (the notice says
+    so). A reload to MAIL_PER_HOUR=5 wakes the mail thread: the list of the held reports goes
+    at once, not at the next report, and names the cap that held them (it said the new one)."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    server = smtp_server(lab, lab.client.ipv4, "2529", str(inbox))
+    daemon = start_daemon("-stcp", conf=(
+        'MAIL_ON_TCP_SCAN="1"\nSCAN_END_QUIET="1"\nMAIL_PER_HOUR="1"\nMAIL_TO="a@example.org"\n'
+        f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2529"\n'))  # fmt: skip
+    try:
+        for attacker in lab.attackers:
+            nmap(attacker.run, "-sS", "-p", "1,11", lab.target.ipv4)
+            daemon.wait_for(rf"kind=scan-summary src={attacker.ipv4} ")
+        deadline = time.monotonic() + 10
+        while held_reports(daemon) < 2:
+            assert time.monotonic() < deadline, "the reports were never held"
+            time.sleep(0.1)
+        assert len(wait_for_mail(inbox, 2)) == 2  # the first report and the notice
+        conf = daemon.log_path.with_suffix(".conf")
+        conf.write_text(conf.read_text().replace('MAIL_PER_HOUR="1"', 'MAIL_PER_HOUR="5"'))
+        mark = daemon.mark()
+        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.wait_for("configuration reloaded", since=mark)
+        mails = wait_for_mail(inbox, 3, timeout=10)
+    finally:
+        server.kill()
+    assert [m["Subject"] for m in mails[1:]] == [
+        "portwarden: mail rate limit reached",
+        "portwarden: 2 reports were not mailed (MAIL_PER_HOUR)",
+    ]
+    assert "by MAIL_PER_HOUR=1." in " ".join(mails[2].get_payload().split())
+    assert held_reports(daemon) == 0
+    daemon.stop()
+
+
 def test_the_scan_report_gives_the_flags_seen(lab: Lab, start_daemon: StartDaemon,
                                               tmp_path: Path) -> None:  # fmt: skip
     """A SYN, a FIN and an XMAS scan from one source are one TCP scan: its mail and its JSON

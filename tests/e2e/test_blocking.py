@@ -479,6 +479,34 @@ def test_restarts_run_kill_route_once_and_a_reboot_runs_it_again(
         lab.target.run(["iptables", "-F", "INPUT"], check=False)
 
 
+def test_hosts_deny_lines_removed_by_hand_come_back_at_start_and_it_is_said(
+    lab: Lab, start_daemon: StartDaemon, started_daemons: list[RunningDaemon], tmp_path: Path
+) -> None:
+    """Lines of active blocks removed from hosts.deny while the daemon was stopped: the start
+    puts them back (a block ends by `unblock` or expiry only) and says how many, in which file.
+    Before, they came back without a word."""
+    deny = tmp_path / "hosts.deny"
+    daemon = start_daemon("-stcp", conf=(
+        f'BLOCK_TCP="1"\nKILL_HOSTS_DENY="ALL: $TARGET$"\nHOSTS_DENY_FILE="{deny}"\n'))  # fmt: skip
+    attackers = [attacker.ipv4 for attacker in lab.attackers[:2]]
+    for attacker, address in zip(lab.attackers, attackers, strict=False):
+        nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+        daemon.wait_for(rf"block address={address} actions=nft:done,hosts.deny:done ")
+    daemon.stop()
+    deny.write_text("sshd: 198.18.0.99\n")  # the administrator's own line stays
+    again = RunningDaemon(lab.target, daemon.log_path.with_suffix(".conf"), "-stcp")
+    started_daemons.append(again)
+    again.wait_for("ready:")
+    said = [line for line in again.log().splitlines() if "put back" in line]
+    assert len(said) == 1, again.log()
+    assert said[0].endswith(
+        f"hosts.deny: 2 lines of active blocks put back in {deny} (they were missing: removed "
+        "by hand or by another program; `portwarden unblock ADDR` ends a block)"
+    )
+    assert deny.read_text().splitlines() == ["sshd: 198.18.0.99"] + [f"ALL: {a}" for a in attackers]
+    again.stop()
+
+
 def test_a_block_that_failed_is_not_kept_and_the_next_probe_tries_again(
     lab: Lab, start_daemon: StartDaemon
 ) -> None:

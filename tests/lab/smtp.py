@@ -163,6 +163,39 @@ class GreetingRelay(SilentRelay):
                 connection.sendall(f"{self.answer}\r\n".encode())
 
 
+class StartTlsCutRelay(SilentRelay):
+    """Offers STARTTLS and answers it `220`, then `cut`s: "close" at once, "handshake" in the
+    middle of the TLS handshake, "plain" by answering in clear text as if
+    there were no TLS. Every connection so (a relay restarting, a broken TLS proxy in front)."""
+
+    def __init__(self, address: str, port: int, cut: str) -> None:
+        super().__init__(address, port)
+        self.cut = cut
+
+    def _serve(self, connection: socket.socket) -> None:
+        threading.Thread(target=self._talk, args=(connection,), daemon=True).start()
+
+    def _talk(self, connection: socket.socket) -> None:
+        with contextlib.suppress(OSError), connection:
+            lines = connection.makefile("rb", buffering=0)  # nothing read ahead of the TLS
+            connection.sendall(b"220 relay ESMTP\r\n")
+            while line := lines.readline():
+                command = line.decode("ascii", "replace").strip().upper()
+                if command.startswith("EHLO"):
+                    connection.sendall(b"250-relay\r\n250 STARTTLS\r\n")
+                elif command == "STARTTLS":
+                    connection.sendall(b"220 2.0.0 Ready to start TLS\r\n")
+                    if self.cut == "handshake":  # the ClientHello, then half a ServerHello
+                        connection.recv(4096)
+                        connection.sendall(b"\x16\x03\x03\x00\x40\x02\x00")
+                    elif self.cut == "plain":
+                        connection.recv(4096)
+                        connection.sendall(b"421 4.3.0 relay busy\r\n")
+                    return
+                else:
+                    connection.sendall(b"502 5.5.2 unexpected\r\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--hang", action="store_true")

@@ -343,6 +343,39 @@ def test_a_block_whose_turn_never_came_is_enforced_and_written_down_at_restart(
                     "stopped before their turn (not run)"]  # fmt: skip
 
 
+def test_hosts_deny_lines_removed_by_hand_are_put_back_and_said(
+    tmp_path: Path,
+    make: Callable[[str], Actions],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The administrator removed two blocks' lines by hand while the blocks are active: a start
+    puts them back (only `unblock` ends a block) and says so in one line, with the file. A
+    line a kill left planned is added too, but was never there: not counted. Before, the lines
+    came back without a word."""
+    actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\n')
+    deny = actions.settings.hosts_deny_file
+    for address in ("198.18.0.11", "198.18.0.12", "198.18.0.13"):
+        assert block(actions, request(address)) is not None
+    deny.write_text("sshd: 198.18.0.99\nALL: 198.18.0.13\n")  # by hand
+    planned = (Action("hosts.deny", (str(deny), "ALL: 198.18.0.14"), "planned",
+                      (str(deny), "ALL: 198.18.0.14")),)  # fmt: skip
+    actions.store.add_block("198.18.0.14", "tcp", 11, "stcp", "x", "198.18.0.14", time.time(),
+                            None, planned, "boot-1")  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="portwarden"):
+        assert restore_in(actions, "boot-1", monkeypatch) == 4
+    assert sorted(deny.read_text().splitlines()) == [
+        f"ALL: 198.18.0.{n}" for n in (11, 12, 13, 14)] + ["sshd: 198.18.0.99"]  # fmt: skip
+    said = [r.getMessage() for r in caplog.records if "put back" in r.getMessage()]
+    assert said == [f"hosts.deny: 2 lines of active blocks put back in {deny} (they were "
+                    "missing: removed by hand or by another program; `portwarden unblock ADDR` "
+                    "ends a block)"]  # fmt: skip
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="portwarden"):  # nothing missing: nothing said
+        assert restore_in(actions, "boot-1", monkeypatch) == 4
+    assert "put back" not in caplog.text
+
+
 def test_command_only_blocks_are_forgotten_at_restart(
     make: Callable[[str], Actions], monkeypatch: pytest.MonkeyPatch
 ) -> None:

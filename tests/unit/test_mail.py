@@ -2,11 +2,13 @@
 certificate checked, AUTH with the password file's first line; and the SMTP keys that must go
 together, checked when the configuration is loaded."""
 
+import dataclasses
 import email
 import email.policy
 import ipaddress
 import logging
 import socket
+import sqlite3
 import time
 import types
 from collections.abc import Iterator
@@ -25,7 +27,7 @@ from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Probe
 from portwarden.net.addresses import Proto
 from portwarden.text import counted
-from tests.lab.smtp import GreetingRelay, SilentRelay, relay
+from tests.lab.smtp import GreetingRelay, SilentRelay, StartTlsCutRelay, relay
 from tests.lab.tls import RelayCertificate, make_relay_certificate
 from tests.unit.config_error import load_error
 
@@ -233,6 +235,24 @@ def test_mail_rate_limit_says_so_at_once_summarises_later_and_keeps_the_cap(
     assert summary.splitlines()[-2:] == ["  report 2", "  report 3"]
 
 
+def test_the_list_of_held_reports_names_the_cap_the_hold_began_under(
+    tmp_path: Path, plain_relay: int, inbox: Path
+) -> None:
+    """A reload that changes MAIL_PER_HOUR during a hold: the list says which cap held the
+    reports back (it said the new one, which held none)."""
+    clock = Clock()
+    s = settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{plain_relay}"\n'
+                           'MAIL_PER_HOUR="2"\n')  # fmt: skip
+    mailer = Mailer(s, clock=clock)
+    for n in range(3):  # the third is held
+        mailer.work((f"report {n}", "text\n"))
+    mailer.reconfigure(dataclasses.replace(s, mail_per_hour=5))
+    clock.now += 1
+    mailer.work(None)  # the higher cap has room: the list goes
+    assert subjects(inbox)[-1] == "portwarden: 1 report was not mailed (MAIL_PER_HOUR)"
+    assert "by MAIL_PER_HOUR=2." in " ".join(texts(inbox)[-1].split())
+
+
 def texts(inbox: Path) -> list[str]:
     return [email.message_from_bytes(p.read_bytes()).get_payload(decode=True).decode()
             .replace("\r\n", "\n") for p in sorted(inbox.glob("*.eml"))]  # fmt: skip
@@ -398,9 +418,10 @@ def test_mail_left_at_stop_is_counted_and_said(
         mailer.submit(f"report {n}", "text\n")
     with caplog.at_level(logging.ERROR, logger="portwarden"):
         mailer.stop(wait_s=0.5)
+    said = list(caplog.messages)  # not the warning of the try the close below cuts
     silent.close()
     assert (mailer.sent, mailer.failed) == (0, 3)
-    assert caplog.messages == [
+    assert said == [
         f"3 mails not sent by the stop (relay {LOOPBACK} port {silent.port}, 0.5 s): 'report 0', "
         "'report 1', 'report 2'; they are in the store and mailed after a restart (if within "
         "SMTP_GIVE_UP_AFTER=86400 s)"
@@ -549,6 +570,39 @@ def test_the_relays_greeting_is_checked(
         assert [command.upper() for command in refusing.commands] == ["QUIT"]
     assert len(mailer._retries) == retried
     assert (mailer.sent, mailer.failed) == (0, int(not retried))
+
+
+@pytest.mark.parametrize("cut", ["close", "handshake", "plain"])
+def test_a_tls_handshake_cut_short_is_tried_again(
+    tmp_path: Path, certificate: RelayCertificate, caplog: pytest.LogCaptureFixture, cut: str
+) -> None:
+    """A relay that answers 220 to STARTTLS and then closes (as one does while it restarts),
+    cuts the handshake in the middle, or answers in clear text is out of reach for now, as a
+    relay closed in the middle of a command is: tried again, and at the stop kept in the store
+    for after a restart. Before, `[SSL: UNEXPECTED_EOF_WHILE_READING]` failed the mail for
+    good, and the stop set the mails waiting for a retry failed."""
+    cutting = StartTlsCutRelay(LOOPBACK, 0, cut).start()
+    assert isinstance(cutting, StartTlsCutRelay)
+    tls = f'SMTP_STARTTLS="1"\nSMTP_CA_FILE="{certificate.ca}"\n'
+    mailer = Mailer(settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{cutting.port}"\n'
+                                       + tls))  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="portwarden"):
+        mailer.start()
+        mailer.submit("a subject", "a body\n")
+        deadline = time.monotonic() + 5
+        while "for now" not in caplog.text and "failed" not in caplog.text:
+            assert time.monotonic() < deadline, "the mail was never tried"
+            time.sleep(0.02)
+        mailer.stop()
+    cutting.close()
+    assert "not delivered to admin@example.org for now ([SSL: " in caplog.text
+    assert "trying again in 300 s" in caplog.text
+    assert "kept for after a restart" in caplog.text
+    assert "failed:" not in caplog.text
+    with sqlite3.connect(tmp_path / "state" / "portwarden.db") as db:
+        assert db.execute("SELECT subject, outcome FROM reports").fetchall() == [
+            ("a subject", "retrying")
+        ]
 
 
 def test_a_mail_waiting_to_be_tried_again_is_tried_at_the_stop(tmp_path: Path, inbox: Path) -> None:

@@ -129,7 +129,7 @@ class Alerts:
         if json_log and self._json and settings.event_log == self.settings.event_log:
             json_log.outage = self._json.outage  # a disk still full is not said again
         self.settings, self._syslog, self._json = settings, syslog, json_log
-        self._mailer.settings = settings
+        self._mailer.reconfigure(settings)
         self._close_outputs(*old)
 
     def reopen(self) -> None:

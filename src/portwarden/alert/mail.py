@@ -4,10 +4,11 @@ A dead or slow relay never reaches the packet path: the queue is bounded, each d
 deadline, and a mail that cannot be sent is logged and counted. Every report is kept in the
 store with its outcome (see reportbook), as well as in the JSON event log. A mail turned away
 for now (a 4xx reply: a relay that greylists, or is busy; or a relay out of reach: a refused or
-timed-out connection) is tried again every SMTP_RETRY_DELAY, to the recipients of MAIL_TO that
-do not have it yet (the store keeps which have it), until it is SMTP_GIVE_UP_AFTER old; one not
-sent by the stop is mailed after the next start. Delivery is at least once: a stop between the
-relay's reply and its record in the store sends the mail again, with the same Message-ID.
+timed-out connection, a TLS handshake cut short) is tried again every SMTP_RETRY_DELAY, to the
+recipients of MAIL_TO that do not have it yet (the store keeps which have it), until it is
+SMTP_GIVE_UP_AFTER old; one not sent by the stop is mailed after the next start. Delivery is
+at least once: a stop between the relay's reply and its record in the store sends the mail
+again, with the same Message-ID.
 """
 
 import contextlib
@@ -58,6 +59,11 @@ log = logging.getLogger("portwarden")
 
 # A scan report (verdict, what was done) or a mail already written (subject, text).
 Job = tuple[Verdict | str, str]
+
+
+class Wake:
+    """Put in the queue by a reload that changed MAIL_PER_HOUR: the mail thread works out
+    again when the hour has room (a higher cap may have room for held reports now)."""
 
 
 class Retry(NamedTuple):
@@ -210,7 +216,7 @@ class Mailer(threading.Thread):
         self.settings = settings
         self._on_hold = on_hold
         self._clock = clock
-        self.jobs: queue.Queue[Job | None] = queue.Queue(limits.MAIL_QUEUE_MAX)  # None: stop
+        self.jobs: queue.Queue[Job | Wake | None] = queue.Queue(limits.MAIL_QUEUE_MAX)  # None: stop
         self.budget = MailBudget()
         self._book = ReportBook(store_path(settings.state_dir))
         self._held: list[str] = []  # the first held reports (held_line), for the summary mail
@@ -257,6 +263,16 @@ class Mailer(threading.Thread):
             return
         self._queue_full.worked()
 
+    def reconfigure(self, settings: Settings) -> None:
+        """SIGHUP: new settings, for the next turn. A new MAIL_PER_HOUR wakes the thread, so
+        that held reports a higher cap has room for are listed at once, not at the next report
+        (a full queue needs no wake: the thread has work)."""
+        changed = settings.mail_per_hour != self.settings.mail_per_hour
+        self.settings = settings
+        if changed and not self._stopping:
+            with contextlib.suppress(queue.Full):
+                self.jobs.put_nowait(Wake())
+
     def stop(self, wait_s: float = limits.MAIL_STOP_WAIT_S) -> None:
         """Send what is queued, for at most `wait_s`: a hung relay cannot hold the stop. Every
         report still not mailed then (queued, taken from the store, turned away for now, or
@@ -275,7 +291,8 @@ class Mailer(threading.Thread):
             self._gave_up = True
             with contextlib.suppress(queue.Empty):
                 while (job := self.jobs.get_nowait()) is not None:
-                    unsent.append(self._render(job))
+                    if not isinstance(job, Wake):
+                        unsent.append(self._render(job))
         # The store has the others (taken from it, or still waiting there); the reports it
         # could not record are only here.
         waiting = self._book.waiting(limits.MAIL_UNSENT_NAMED_MAX)
@@ -294,7 +311,7 @@ class Mailer(threading.Thread):
             held = self.budget.held
             log.warning("%s held back by MAIL_PER_HOUR=%d %s kept in the store, still held: one "
                         "mail will list %s after a restart, once MAIL_PER_HOUR has room (%s in "
-                        "the JSON event log)", counted(held, "report"), s.mail_per_hour,
+                        "the JSON event log)", counted(held, "report"), self.budget.held_under,
                         are(held), "it" if held == 1 else "them",
                         "it is" if held == 1 else "they are")  # fmt: skip
 
@@ -314,7 +331,8 @@ class Mailer(threading.Thread):
                 if job is None:
                     self.work(None, stopping=True)
                     return
-                self.work(job)
+                if not isinstance(job, Wake):  # a wake only has the next wait worked out
+                    self.work(job)
         finally:
             self._book.close()
 
@@ -328,7 +346,9 @@ class Mailer(threading.Thread):
         self.budget = MailBudget([self._monotonic(t) for t in tried],
                                  None if noticed is None else self._monotonic(noticed),
                                  0 if held is None else held.total,
-                                 None if held is None else self._monotonic(held.since))  # fmt: skip
+                                 None if held is None else self._monotonic(held.since),
+                                 # the store keeps no cap: the hold goes on under this one
+                                 None if held is None else self.settings.mail_per_hour)  # fmt: skip
         if held is not None:
             self._held = [held_line(report) for report in held.first]
             self._held_ids = held.ids
@@ -384,10 +404,10 @@ class Mailer(threading.Thread):
         `job` (if any: a report to write, or one from the store) is mailed, or held back."""
         try:
             now, per_hour = self._clock(), self.settings.mail_per_hour
-            since = self.budget.held_since
+            since, under = self.budget.held_since, self.budget.held_under
             held = self.budget.release(now, per_hour)
             if held and since is not None:
-                self._send_held(held, since, per_hour)
+                self._send_held(held, since, under or per_hour)
             self._retry(now, stopping)
             if job is None:
                 return
@@ -430,7 +450,8 @@ class Mailer(threading.Thread):
                 return
 
     def _send_held(self, held: int, since: float, per_hour: int) -> None:
-        """The mail that lists the reports held back (the first MAIL_HELD_LISTED_MAX)."""
+        """The mail that lists the reports held back (the first MAIL_HELD_LISTED_MAX) by
+        `per_hour`, the cap in force when the hold began (a reload may have changed it)."""
         listed, self._held = self._held, []
         more = held - len(listed)
         self._book.held_listed(self._held_ids)

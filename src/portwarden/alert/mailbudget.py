@@ -17,15 +17,18 @@ HOUR_S = 3600.0
 
 class MailBudget:
     def __init__(self, tried: Iterable[float] = (), noticed: float | None = None, held: int = 0,
-                 held_since: float | None = None) -> None:  # fmt: skip
+                 held_since: float | None = None,
+                 held_under: int | None = None) -> None:  # fmt: skip
         """`tried`: when mails were counted in the last hour, in order, `noticed`: when the
         last notice went (None: not in the last hour), and a hold that goes on: `held` reports
-        held since `held_since`; a start gets them from the store, so a daemon that restarts
-        again and again still sends no more than the cap an hour, and one that restarts during
-        a hold still lists its reports in one mail."""
+        held since `held_since` under the cap `held_under`; a start gets them from the store,
+        so a daemon that restarts again and again still sends no more than the cap an hour, and
+        one that restarts during a hold still lists its reports in one mail."""
         self._sent: collections.deque[float] = collections.deque(tried)  # mails under the cap
         self.held = held  # reports held since the hold began, not yet summarised
         self.held_since = held_since
+        # The cap in force when the hold began: the summary names it, after a reload too.
+        self.held_under = held_under
         self._noticed = noticed  # when the last notice went
 
     def _room(self, now: float, per_hour: int) -> bool:
@@ -41,7 +44,7 @@ class MailBudget:
             return True
         self.held += 1
         if self.held == 1:
-            self.held_since = now
+            self.held_since, self.held_under = now, per_hour
         return False
 
     @property
@@ -62,7 +65,7 @@ class MailBudget:
         if not self.held or not self._room(now, per_hour):
             return 0
         self._sent.append(now)
-        held, self.held, self.held_since = self.held, 0, None
+        held, self.held, self.held_since, self.held_under = self.held, 0, None, None
         return held
 
     def reopens_at(self, now: float, per_hour: int) -> float | None:

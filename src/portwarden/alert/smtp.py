@@ -30,7 +30,8 @@ class DeliveryFailed(Exception):
     """The mail was not delivered; str() is one line saying why. `deferred`: the recipients
     turned away for now, worth trying again later: those a 4xx reply (a temporary failure, RFC
     5321 4.2.1) refused, or all of them when the relay could not be reached (a refused or
-    timed-out connection, one cut, or the delivery's deadline passed). `relay_wide`: the relay
+    timed-out connection, one cut, a TLS handshake cut short, or the delivery's deadline
+    passed). `relay_wide`: the relay
     turned the whole mail away for now (out of reach, or a 4xx to the greeting, EHLO, MAIL or
     DATA), so it would turn any other mail away too; not so for a 4xx to RCPT (greylisting: one
     recipient's)."""
@@ -231,13 +232,15 @@ def _deferred(error: Exception, recipients: tuple[str, ...]) -> tuple[str, ...]:
 
 def unreachable(error: Exception) -> bool:
     """The relay could not be reached, or it went away: a refused or timed-out connection, a
-    name that did not resolve in time, a connection closed in the middle. Not a TLS failure (a
-    certificate that does not verify stays so) nor a reply: those are final."""
+    name that did not resolve in time, a connection closed in the middle, the TLS handshake
+    cut short or broken (a relay that closes after its 220 to STARTTLS, as one does while it
+    restarts: SSLEOFError, SSLZeroReturnError, SSLSyscallError, or bytes that are not TLS).
+    Not a certificate that does not verify (it stays so) nor a reply: those are final."""
     if isinstance(error, smtplib.SMTPServerDisconnected):
         return True
     # smtplib's errors are OSErrors too: a reply or a missing STARTTLS is not "unreachable".
     return isinstance(error, OSError) and not isinstance(
-        error, ssl.SSLError | smtplib.SMTPException
+        error, ssl.SSLCertVerificationError | smtplib.SMTPException
     )
 
 

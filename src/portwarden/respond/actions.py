@@ -1009,20 +1009,31 @@ class Actions:
 
     def _put_back_hosts_deny(self, active: list[BlockRecord]) -> dict[tuple[str, str], str]:
         """Our hosts.deny lines of the active blocks, added where missing: one read and one
-        write per file. Returns each line's status (done, or failed: why)."""
+        write per file. Returns each line's status (done, or failed: why). Lines that were in
+        force and are missing (removed by hand: only `unblock` ends a block) are counted in
+        one line per file; those a kill left planned are not (they were never there)."""
         by_file: dict[str, list[str]] = {}
+        in_force: set[tuple[str, str]] = set()
         for record in active:
             for a in record.actions:
                 if a.kind == HOSTS_DENY and len(a.undo) == 2 and a.status in (DONE, PLANNED):
                     by_file.setdefault(a.undo[0], []).append(a.undo[1])
+                    if a.status == DONE:
+                        in_force.add((a.undo[0], a.undo[1]))
         status: dict[tuple[str, str], str] = {}
         for path, lines in by_file.items():
             try:
-                fileedit.add_lines(Path(path), lines)
+                added = fileedit.add_lines(Path(path), lines)
                 outcome = DONE
             except OSError as error:
                 log.error("hosts.deny: %s", one_line(str(error)))
                 outcome = f"{FAILED}: {one_line(str(error))}"
+            else:
+                if removed := sum((path, line) in in_force for line in added):
+                    log.warning("hosts.deny: %s of active blocks put back in %s (they were "
+                                "missing: removed by hand or by another program; `portwarden "
+                                "unblock ADDR` ends a block)", counted(removed, "line"),
+                                path)  # fmt: skip
             status.update(((path, line), outcome) for line in lines)
         return status
 
