@@ -33,6 +33,17 @@ TRIGGER_SLICES = 8
 # source that touches more ports is simply "at least this many".
 PORTS_TRACKED_MAX = 64
 
+# Addresses remembered per source that is an IPv6 prefix (IPV6_SOURCE_PREFIX below 128), as a
+# 64-bit hash each: those that had their first scan verdict (the last this many), and each
+# scan's or OS-probe run's distinct addresses, which its summary counts (past this many:
+# "at least"). A scanner that takes a new address of its /64 for every probe cannot grow them;
+# they add at most about 1.6 KiB to such a source (the scans of both protocols counted).
+ADDRESSES_TRACKED_MAX = 64
+
+# IPV6_SOURCE_PREFIX's shortest prefix: a /32 is a whole provider's (a regional registry's
+# smallest allocation to one); shorter would lump unrelated networks into one source.
+IPV6_SOURCE_PREFIX_MIN = 32
+
 # Flag patterns remembered per source for OS-probe reports (nmap -O sends about ten).
 PATTERNS_TRACKED_MAX = 16
 

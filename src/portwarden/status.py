@@ -5,6 +5,7 @@ it also saves it in the store now and then, so `status` has something to show wh
 not running.
 """
 
+import ipaddress
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -112,11 +113,15 @@ def collect(
     def wall(monotonic: float) -> str | None:
         return _stamp(now - (mono - monotonic))
 
+    top = engine.top_sources(TOP_MAX)
+    prefixes = [s.address for s in top if isinstance(s.address, ipaddress.IPv6Network)]
+    blocked_prefixes = _holding_blocks(prefixes, blocked) if prefixes else set()
     scanners = [
         {"address": str(s.address), "first_seen": wall(s.first_seen),
          "last_seen": wall(s.last_seen), "probes": s.probes, "ports": s.ports,
-         "types": list(s.types), "blocked": str(s.address) in blocked}
-        for s in engine.top_sources(TOP_MAX)
+         "types": list(s.types),
+         "blocked": str(s.address) in blocked or s.address in blocked_prefixes}
+        for s in top
     ]  # fmt: skip
     ports = []
     for key, count in engine.port_probes.most_common(TOP_MAX):
@@ -148,6 +153,26 @@ def collect(
         "audit": audit,
         "audit_interval_s": settings.audit_interval,
     }
+
+
+def _holding_blocks(
+    prefixes: list[ipaddress.IPv6Network], blocked: set[str]
+) -> set[ipaddress.IPv6Network]:
+    """Those of `prefixes` (sources that are IPv6 prefixes: IPV6_SOURCE_PREFIX) holding a
+    blocked address: each address is blocked on its own, never the prefix."""
+    wanted = {(p.prefixlen, int(p.network_address) >> (128 - p.prefixlen)): p for p in prefixes}
+    lengths = {length for length, _ in wanted}
+    found = set()
+    for text in blocked:
+        try:
+            address = int(ipaddress.IPv6Address(text))
+        except ValueError:  # an IPv4 address
+            continue
+        for length in lengths:
+            prefix = wanted.get((length, address >> (128 - length)))
+            if prefix is not None:
+                found.add(prefix)
+    return found
 
 
 def _shown_counters(counters: dict[str, int]) -> dict[str, Any]:

@@ -4,7 +4,7 @@ times, and port lists."""
 import time
 from collections.abc import Iterable
 
-from portwarden.limits import HOSTNAME_MAX, PORTS_TRACKED_MAX
+from portwarden.limits import ADDRESSES_TRACKED_MAX, HOSTNAME_MAX, PORTS_TRACKED_MAX
 
 _MAX_SHOWN = 200
 PATH_SHOWN_MAX = 4096  # PATH_MAX: a file name the administrator gave is shown whole
@@ -72,7 +72,16 @@ def are(count: int) -> str:
 def port_count(count: int) -> str:
     """A count of distinct ports for people: the engine stops counting at PORTS_TRACKED_MAX, so
     that many is shown as at least that many ('64+')."""
-    return f"{count}+" if count >= PORTS_TRACKED_MAX else str(count)
+    return _at_least(count, PORTS_TRACKED_MAX)
+
+
+def address_count(count: int) -> str:
+    """A count of distinct addresses of an IPv6 prefix, as port_count (ADDRESSES_TRACKED_MAX)."""
+    return _at_least(count, ADDRESSES_TRACKED_MAX)
+
+
+def _at_least(count: int, most: int) -> str:
+    return f"{count}+" if count >= most else str(count)
 
 
 def port_spans(ports: Iterable[int]) -> list[tuple[int, int]]:

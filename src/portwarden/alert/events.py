@@ -24,7 +24,7 @@ def probe_event(verdict: Verdict) -> dict[str, Any]:
     event: dict[str, Any] = {
         "time": stamp(p.seen_at), "event": verdict.kind, "src": str(p.src), "dst": str(p.dst),
         "proto": p.proto.value, "port": p.dport, "sport": p.sport, "mode": p.mode,
-        "flags": p.flags, "ip_options": p.ip_options,
+        "flags": p.flags, "ip_options": p.ip_options, "prefix": _prefix(verdict),
     }  # fmt: skip
     if verdict.kind == "os-probe":
         event.update(os_tool=p.os_tool, patterns=list(verdict.patterns))
@@ -41,7 +41,7 @@ def summary_event(verdict: Verdict, action: str, now: float) -> dict[str, Any]:
     event: dict[str, Any] = {
         "time": stamp(now), "event": verdict.kind, "src": str(p.src), "dst": str(p.dst),
         "started": stamp(first.seen_at), "last_seen": stamp(p.seen_at), "probes": verdict.probes,
-        "ongoing": verdict.ongoing,
+        "ongoing": verdict.ongoing, "prefix": _prefix(verdict), "addresses": verdict.addresses,
     }  # fmt: skip
     if verdict.kind == "os-summary":
         event.update(tools=list(verdict.types), patterns=list(verdict.patterns))
@@ -59,6 +59,10 @@ def summary_event(verdict: Verdict, action: str, now: float) -> dict[str, Any]:
         )
     event["action"] = action
     return event
+
+
+def _prefix(verdict: Verdict) -> str | None:
+    return None if verdict.prefix is None else str(verdict.prefix)
 
 
 def unblock_event(address: str, by: str, when: float) -> dict[str, Any]:

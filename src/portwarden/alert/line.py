@@ -1,8 +1,9 @@
 """The stable one-line form of a verdict: `attack key=value ...`, the same for every kind.
 
 Fields, in this order: kind src dst proto port type mode flags probes ports first [os]
-[patterns] [ongoing] [ip_options] time; the log adds `action` to summaries (alert.dispatch). `ports`
-stops counting at limits.PORTS_TRACKED_MAX, shown as `64+`. Values with spaces are
+[patterns] [ongoing] [prefix [addresses]] [ip_options] time; the log adds `action` to summaries
+(alert.dispatch). `ports` stops counting at limits.PORTS_TRACKED_MAX, shown as `64+`; a
+summary's `addresses` at limits.ADDRESSES_TRACKED_MAX. Values with spaces are
 double-quoted; anything from the network is escaped by one_line, so a line can never be split
 or forged.
 """
@@ -10,7 +11,7 @@ or forged.
 from datetime import UTC, datetime
 
 from portwarden.detect.engine import Verdict
-from portwarden.text import field_value, port_count
+from portwarden.text import address_count, field_value, port_count
 
 
 def verdict_line(verdict: Verdict, action: str = "") -> str:
@@ -41,6 +42,10 @@ def verdict_line(verdict: Verdict, action: str = "") -> str:
         fields.append(("patterns", " ".join(verdict.patterns)))
     if verdict.ongoing:
         fields.append(("ongoing", "yes"))
+    if verdict.prefix is not None:
+        fields.append(("prefix", str(verdict.prefix)))
+        if verdict.kind.endswith("summary"):
+            fields.append(("addresses", address_count(verdict.addresses)))
     if p.ip_options:
         fields.append(("ip_options", "yes"))
     stamp = datetime.fromtimestamp(p.seen_at, UTC).isoformat(timespec="milliseconds")
@@ -48,6 +53,15 @@ def verdict_line(verdict: Verdict, action: str = "") -> str:
     if action:
         fields.append(("action", action))
     return "attack " + " ".join(f"{key}={field_value(value)}" for key, value in fields)
+
+
+def prefix_words(verdict: Verdict) -> str:
+    """A summary's source when it is an IPv6 prefix (IPV6_SOURCE_PREFIX), for people:
+    `2001:db8:1:2::/64 (5 addresses)`; '' when the source is the probe's address alone."""
+    if verdict.prefix is None:
+        return ""
+    count = address_count(verdict.addresses)
+    return f"{verdict.prefix} ({count} {'address' if count == '1' else 'addresses'})"
 
 
 class LineLimiter:

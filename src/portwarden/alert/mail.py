@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from portwarden import limits
+from portwarden.alert.line import prefix_words
 from portwarden.alert.mailbudget import HOUR_S, MailBudget
 from portwarden.alert.outage import Outage
 from portwarden.alert.portsentry import ONGOING
@@ -147,6 +148,7 @@ def body(verdict: Verdict, name: str | None, action: str, host: str) -> str:
     lines = [
         f"Target host:     {one_line(host)}",
         f"Source:          {p.src}" + (f" ({name})" if name else ""),
+        *([f"Source prefix:   {prefix_words(verdict)}"] if verdict.prefix else []),
         f"Destination:     {p.dst}",
         f"Protocol:        {protocol(verdict)}",
         f"Scan type:       {scan_type(verdict)}",

@@ -12,6 +12,7 @@ among them).
 import shlex
 
 from portwarden import limits
+from portwarden.alert.line import prefix_words
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Probe
 from portwarden.net.addresses import Proto
@@ -91,13 +92,17 @@ ONGOING = "still going"  # the words of an interim summary's lines and mail (Ver
 
 
 def summary_line(verdict: Verdict) -> str:
-    """scandetd's scan summary, with the scan types seen; an interim one says the scan goes
-    on (after scandetd's words, so that filters for them still match)."""
+    """scandetd's scan summary, with the scan types seen; a source that is an IPv6 prefix
+    named after the last probe's address; an interim one says the scan goes on (after
+    scandetd's words, so that filters for them still match)."""
     p = verdict.probe
     if verdict.kind == "os-summary":
         line = f"Possible {'/'.join(verdict.types)} OS probe from {p.src}"
     else:
         line = f"Possible port scan from {p.src} to {p.dst} ({', '.join(verdict.types)})"
+    prefix = prefix_words(verdict)
+    if prefix:
+        line += f", prefix {prefix}"
     return f"{line}, {ONGOING} ({verdict.probes} probes so far)" if verdict.ongoing else line
 
 

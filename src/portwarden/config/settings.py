@@ -130,6 +130,7 @@ class Settings:
     smtp_give_up_after: float
     history_alert_only: bool
     os_probe_quiet: float
+    ipv6_source_prefix: int
     ignored_networks: tuple[Network, ...]
     warnings: tuple[str, ...] = ()
 
@@ -371,6 +372,7 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
         smtp_give_up_after=read.get("SMTP_GIVE_UP_AFTER", values.seconds, 86400.0),
         history_alert_only=read.get("HISTORY_ALERT_ONLY", values.flag, True),
         os_probe_quiet=read.get("OS_PROBE_QUIET", values.seconds, 10.0),
+        ipv6_source_prefix=read.get("IPV6_SOURCE_PREFIX", values.ipv6_source_prefix, 128),
         ignored_networks=(),
     )
     warnings += _unknown_keys([entry for key, entry in entries.items() if key not in read.used])

@@ -13,6 +13,7 @@ from portwarden.limits import (
     BLOCK_SECONDS_MAX,
     EVENT_LOG_BYTES_MIN,
     EVENT_LOG_KEEP_MAX,
+    IPV6_SOURCE_PREFIX_MIN,
     PORTS_TRACKED_MAX,
     SMTP_RETRY_DELAY_S_MIN,
 )
@@ -285,6 +286,11 @@ def scan_threshold(text: str) -> int:
     if value > PORTS_TRACKED_MAX:
         raise ValueError(f"must be at most {PORTS_TRACKED_MAX} (0 turns the scandetd model off)")
     return value
+
+
+def ipv6_source_prefix(text: str) -> int:
+    """IPV6_SOURCE_PREFIX: a prefix length from limits.IPV6_SOURCE_PREFIX_MIN to 128."""
+    return _whole_in(text, IPV6_SOURCE_PREFIX_MIN, 128)
 
 
 def block_mode(text: str) -> BlockMode:

@@ -60,4 +60,5 @@ def engine_config(settings: Settings, ignore: IgnoreList,
         scan_end_quiet_s=settings.scan_end_quiet,
         scan_report_s=settings.scan_report_interval,
         os_probe_quiet_s=settings.os_probe_quiet,
+        ipv6_prefix=settings.ipv6_source_prefix,
     )

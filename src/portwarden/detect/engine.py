@@ -60,6 +60,32 @@ class EngineConfig:
     # OS_PROBE_QUIET: a run of OS probing this quiet is over; summarise it (one summary per
     # nmap -O, which waits about 2 s between its rounds of probes)
     os_probe_quiet_s: float = 10.0
+    # IPV6_SOURCE_PREFIX: an IPv6 source is its prefix of this length (128: each address)
+    ipv6_prefix: int = 128
+
+
+# A source's key in the tables: an IPv4 address's 4 packed bytes, an IPv6 address's 16, or,
+# for an IPv6 prefix (IPV6_SOURCE_PREFIX below 128), the prefix's 16 bytes (host bits zero)
+# and its length: 17 bytes. So the key says what it stands for, and keys made before a reload
+# that changed the prefix length never meet those made after it.
+_PREFIX_KEY_BYTES = 17
+
+
+def source_key(address: IPAddress, ipv6_prefix: int) -> bytes:
+    """The key of the source that `address` belongs to (see _PREFIX_KEY_BYTES)."""
+    packed = address.packed
+    if ipv6_prefix >= 128 or len(packed) == 4:
+        return packed
+    host_bits = 128 - ipv6_prefix
+    prefix = int.from_bytes(packed) >> host_bits << host_bits
+    return prefix.to_bytes(16) + bytes((ipv6_prefix,))
+
+
+def key_network(key: bytes) -> ipaddress.IPv6Network | None:
+    """The IPv6 prefix a source key stands for; None for a key of one address."""
+    if len(key) != _PREFIX_KEY_BYTES:
+        return None
+    return ipaddress.IPv6Network((key[:16], key[16]))
 
 
 VerdictKind = Literal["scan", "os-probe", "scan-summary", "os-summary"]
@@ -89,7 +115,12 @@ class Verdict(NamedTuple):
     `new_type`: a "scan" verdict whose probe is the first of its scan type in the source's
     episode (an XMAS scan after a SYN scan; nmap -O's probes, typed by their tool).
     `first` is True for the first verdict of its kind in the source's current episode: act
-    on that one; the later ones only report. Summaries are always first.
+    on that one; the later ones only report. Summaries are always first. A source that is an
+    IPv6 prefix (`prefix`, IPV6_SOURCE_PREFIX below 128) is blocked address by address: its
+    first "scan" verdict from each of its addresses is first (see Engine._first).
+    `prefix`: the IPv6 prefix the source is (None: the source is the probe's address alone);
+    the counts are the prefix's, `probe.src` the probe's real address. `addresses`: a
+    summary's distinct addresses (at most limits.ADDRESSES_TRACKED_MAX), 1 unless `prefix`.
     """
 
     kind: VerdictKind
@@ -106,12 +137,14 @@ class Verdict(NamedTuple):
     port_list: tuple[int, ...] = ()  # scan summaries: the ports, as first probed
     ports_cut: bool = False  # scan summaries: more ports than port_list holds
     new_type: bool = False  # scans: the first probe of its type in the episode
+    prefix: ipaddress.IPv6Network | None = None  # the source, when it is an IPv6 prefix
+    addresses: int = 1  # summaries: distinct addresses of `prefix`
 
 
 class SourceView(NamedTuple):
     """What `status` shows of one tracked source. Times are monotonic."""
 
-    address: IPAddress
+    address: IPAddress | ipaddress.IPv6Network  # a network: IPV6_SOURCE_PREFIX
     first_seen: float
     last_seen: float
     probes: int
@@ -124,9 +157,12 @@ class _Run:
     probing, from its first probe until it has been quiet long enough to be summarised."""
 
     __slots__ = ("first_seen", "last_seen", "first_probe", "last_probe", "probes", "ports",
-                 "ports_cut", "kinds", "tools", "flags", "modes")  # fmt: skip
+                 "ports_cut", "kinds", "tools", "flags", "modes", "addresses")  # fmt: skip
 
-    def __init__(self, probe: Probe, now: float) -> None:
+    def __init__(self, probe: Probe, now: float, by_prefix: bool) -> None:
+        """`by_prefix`: the source is an IPv6 prefix, whose addresses the run counts."""
+        # hash() of each distinct address's packed bytes, at most limits.ADDRESSES_TRACKED_MAX
+        self.addresses: array | None = array("q") if by_prefix else None
         self.begin(probe, now)
 
     def begin(self, probe: Probe, now: float) -> None:
@@ -142,6 +178,8 @@ class _Run:
         self.tools: tuple[str, ...] = ()  # OS-probing tools
         self.flags: tuple[str, ...] = ()  # TCP flag combinations (a scan's)
         self.modes: tuple[str, ...] = ()  # sensor modes: at most six
+        if self.addresses is not None:
+            self.addresses = array("q")
 
     def add(self, probe: Probe, now: float, kind: str) -> None:
         self.last_seen = now
@@ -161,6 +199,11 @@ class _Run:
             self.tools += (probe.os_tool,)  # two tools at most: nmap, queso
         if probe.mode not in self.modes:
             self.modes += (probe.mode,)
+        addresses = self.addresses
+        if addresses is not None and len(addresses) < limits.ADDRESSES_TRACKED_MAX:
+            address = hash(probe.src.packed)
+            if address not in addresses:
+                addresses.append(address)
 
 
 class _Source:
@@ -168,7 +211,7 @@ class _Source:
 
     __slots__ = ("first_seen", "last_seen", "probes", "ports", "recent_tcp", "recent_udp", "run",
                  "run_ports", "scan_reported", "tools_reported", "types", "tcp_scan",
-                 "udp_scan")  # fmt: skip
+                 "udp_scan", "reported")  # fmt: skip
 
     def __init__(self, now: float) -> None:
         self.first_seen = now
@@ -187,6 +230,9 @@ class _Source:
         self.types: tuple[str, ...] = ()  # scan types of the episode, for status
         self.tcp_scan: _Run | None = None  # the current scan of each protocol
         self.udp_scan: _Run | None = None
+        # An IPv6 prefix's addresses that had their first "scan" verdict (see Engine._first):
+        # hash() of their packed bytes, the last limits.ADDRESSES_TRACKED_MAX. None until then.
+        self.reported: array | None = None
 
     def scan(self, tcp: bool) -> _Run | None:
         """The current scan of TCP (or UDP), if the source has one."""
@@ -308,8 +354,8 @@ def _ports(run: _Run) -> int:
 class Engine:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
-        # Keyed by the address's packed bytes (its hash is computed once, an IPv4Address's on
-        # every lookup), scans by (TCP?, packed bytes). Sources weighed by their probes:
+        # Keyed by source_key (bytes: their hash is computed once, an IPv4Address's on every
+        # lookup), scans by (TCP?, source_key). Sources weighed by their probes:
         # stale ones, then one-probe sources (a spoofed flood) go first.
         self._sources: _Bounded[bytes, _Source] = _Bounded(
             config.sources_max, _probes, config.window_s
@@ -346,12 +392,12 @@ class Engine:
     def feed(self, probe: Probe, now: float) -> list[Verdict]:
         if self.ignores(probe):
             return []
-        address = probe.src.packed
-        state = self._state(address, probe.tripwire, now)
+        source = source_key(probe.src, self.config.ipv6_prefix)
+        state = self._state(source, probe.tripwire, now)
         gap = now - state.last_seen
         state.last_seen = now
         if not probe.tripwire:
-            return [] if probe.os_tool is None else self._os_verdict(state, address, probe, now)
+            return [] if probe.os_tool is None else self._os_verdict(state, source, probe, now)
         state.probes += 1
         self.probes += 1
         tcp = probe.proto is Proto.TCP
@@ -366,26 +412,45 @@ class Engine:
         if port not in state.ports and len(state.ports) < limits.PORTS_TRACKED_MAX:
             state.ports.append(port)
         # An OS probe to a tripwire is counted in its os-probe line's `probes`, as itself.
-        verdicts = [] if probe.os_tool is None else self._os_verdict(state, address, probe, now)
-        key = (tcp, address)
+        verdicts = [] if probe.os_tool is None else self._os_verdict(state, source, probe, now)
+        key = (tcp, source)
         # A scan still waiting for its summary goes on (after an eviction too).
         scan = state.scan(tcp) or self._scan_waiting.get(key)
         if scan is None:
-            scan = _Run(probe, now)
+            scan = _Run(probe, now, len(source) == _PREFIX_KEY_BYTES)
         elif key in self._scan_waiting:
-            verdicts += self._interim("scan-summary", scan, probe, now,
+            verdicts += self._interim("scan-summary", scan, source, probe, now,
                                       self.config.scan_end_quiet_s)  # fmt: skip
         state.set_scan(tcp, scan)
         scan.add(probe, now, kind)
         if self._scanner(state, now, gap, port, tcp, probe.mode in RAW_MODES):
-            verdicts.append(Verdict("scan", probe, not state.scan_reported, state.probes,
-                                    len(state.ports), state.first_seen,
-                                    new_type=new_type))  # fmt: skip
+            verdicts.append(Verdict("scan", probe, self._first(state, source, probe),
+                                    state.probes, len(state.ports), state.first_seen,
+                                    new_type=new_type, prefix=key_network(source)))  # fmt: skip
             state.scan_reported = True
             self._scan_waiting.put(key, scan, len(scan.ports), now)
         elif key in self._scan_waiting:
             self._scan_waiting.put(key, scan, len(scan.ports), now)  # seen now
         return verdicts
+
+    def _first(self, state: _Source, source: bytes, probe: Probe) -> bool:
+        """Whether a "scan" verdict is the first of the source's episode; for an IPv6 prefix,
+        the first for the probe's address, since blocks are made address by address: each of
+        its addresses that probes once the prefix is past the trigger is acted on at its first
+        probe. Of a prefix, the last limits.ADDRESSES_TRACKED_MAX addresses are remembered, so
+        one of its addresses probing again after that many others is first again (blocked
+        already, its verdict changes nothing)."""
+        if len(source) != _PREFIX_KEY_BYTES:
+            return not state.scan_reported
+        if state.reported is None:
+            state.reported = array("q")
+        reported, address = state.reported, hash(probe.src.packed)
+        if address in reported:
+            return False
+        if len(reported) >= limits.ADDRESSES_TRACKED_MAX:
+            del reported[0]
+        reported.append(address)
+        return True
 
     def top_sources(self, count: int) -> list[SourceView]:
         """The `count` sources with the most probes (OS probing counts as one)."""
@@ -394,9 +459,9 @@ class Engine:
             self._sources.items(),
             key=lambda item: item[1].probes + len(item[1].tools_reported),
         )
-        return [SourceView(ipaddress.ip_address(address), s.first_seen, s.last_seen, s.probes,
-                           len(s.ports), _types(s))
-                for address, s in best if s.probes or s.tools_reported]  # fmt: skip
+        return [SourceView(key_network(key) or ipaddress.ip_address(key), s.first_seen,
+                           s.last_seen, s.probes, len(s.ports), _types(s))
+                for key, s in best if s.probes or s.tools_reported]  # fmt: skip
 
     def ignores(self, probe: Probe) -> bool:
         """The probe's source is ignored (IGNORE_FILE, this host, *_SCAN_IGNORE): no verdict."""
@@ -405,16 +470,16 @@ class Engine:
         rules = self.config.tcp_rules if probe.proto is Proto.TCP else self.config.udp_rules
         return bool(rules) and ignored(rules, probe.src, probe.sport, probe.dst, probe.dport)
 
-    def _state(self, address: bytes, tripwire: bool, now: float) -> _Source:
-        """The source at `address` (packed), new if it was not in the table or quiet for a
+    def _state(self, source: bytes, tripwire: bool, now: float) -> _Source:
+        """The source whose key is `source`, new if it was not in the table or quiet for a
         whole window (a new episode); marked seen now, weighed with the probe it is making."""
-        state = self._sources.get(address)
+        state = self._sources.get(source)
         if state is not None and now - state.last_seen > self.config.window_s:
-            self._sources.discard(address)
+            self._sources.discard(source)
             state = None
         if state is None:
             state = _Source(now)
-        self._sources.put(address, state, state.probes + tripwire, now)
+        self._sources.put(source, state, state.probes + tripwire, now)
         return state
 
     def _scanner(
@@ -466,18 +531,19 @@ class Engine:
         os_quiet, scan_quiet = self.config.os_probe_quiet_s, self.config.scan_end_quiet_s
         if stopping:
             os_quiet = scan_quiet = 0.0
-        due: list[tuple[VerdictKind, _Run]] = [("os-summary", run) for _, run in
-            self._os_waiting.take(lambda _, run: now - run.last_seen >= os_quiet)]  # fmt: skip
-        for (tcp, address), run in self._scan_waiting.take(
+        due: list[tuple[VerdictKind, bytes, _Run]] = [("os-summary", source, run)
+            for source, run in self._os_waiting.take(
+                lambda _, run: now - run.last_seen >= os_quiet)]  # fmt: skip
+        for (tcp, source), run in self._scan_waiting.take(
             lambda _, run: now - run.last_seen >= scan_quiet
         ):
-            due.append(("scan-summary", run))
-            state = self._sources.get(address)
+            due.append(("scan-summary", source, run))
+            state = self._sources.get(source)
             if state is not None and state.scan(tcp) is run:
                 state.set_scan(tcp, None)  # its next probe starts a new scan
         ready = self._ready
         if due:
-            ready += [self._summary(kind, run) for kind, run in due]
+            ready += [self._summary(kind, source, run) for kind, source, run in due]
             ready.sort(key=lambda summary: summary.ports, reverse=True)  # stable: oldest first
             over = len(ready) - limits.SUMMARIES_READY_MAX
             if over > 0:
@@ -499,27 +565,33 @@ class Engine:
         self._os_waiting.evicted = self._scan_waiting.evicted = self._ready_dropped = 0
         return dropped
 
-    def _os_verdict(
-        self, state: _Source, address: bytes, probe: Probe, now: float
-    ) -> list[Verdict]:
+    def _os_verdict(self, state: _Source, source: bytes, probe: Probe, now: float) -> list[Verdict]:
         pattern = probe.os_pattern
-        run = self._os_waiting.get(address)
+        run = self._os_waiting.get(source)
         verdicts: list[Verdict] = []
         if run is None:
-            run = _Run(probe, now)
+            run = _Run(probe, now, len(source) == _PREFIX_KEY_BYTES)
         else:
-            verdicts = self._interim("os-summary", run, probe, now, self.config.os_probe_quiet_s)
+            verdicts = self._interim("os-summary", run, source, probe, now,
+                                     self.config.os_probe_quiet_s)  # fmt: skip
         run.add(probe, now, pattern)
-        self._os_waiting.put(address, run, len(run.ports), now)
+        self._os_waiting.put(source, run, len(run.ports), now)
         tool = probe.os_tool or ""
         if tool in state.tools_reported:
             return verdicts
         state.tools_reported += (tool,)
         return [*verdicts, Verdict("os-probe", probe, True, state.probes, len(state.ports),
-                                   state.first_seen, run.kinds)]  # fmt: skip
+                                   state.first_seen, run.kinds,
+                                   prefix=key_network(source))]  # fmt: skip
 
     def _interim(
-        self, kind: VerdictKind, run: _Run, probe: Probe, now: float, quiet_s: float
+        self,
+        kind: VerdictKind,
+        run: _Run,
+        source: bytes,
+        probe: Probe,
+        now: float,
+        quiet_s: float,
     ) -> list[Verdict]:
         """The ongoing summary of `run` if `probe` comes scan_report_s or more after its first
         one (a slow scan, one probe every 29 s, is never quiet for SCAN_END_QUIET); `run` then
@@ -527,16 +599,18 @@ class Engine:
         is over, not ongoing (tick() has not summarised it yet)."""
         if now - run.first_seen < self.config.scan_report_s or now - run.last_seen >= quiet_s:
             return []
-        summary = self._summary(kind, run, ongoing=True)
+        summary = self._summary(kind, source, run, ongoing=True)
         run.begin(probe, now)
         return [summary]
 
     @staticmethod
-    def _summary(kind: VerdictKind, run: _Run, ongoing: bool = False) -> Verdict:
+    def _summary(kind: VerdictKind, source: bytes, run: _Run, ongoing: bool = False) -> Verdict:
         if kind == "os-summary":
             patterns, types = run.kinds, run.tools
         else:
             patterns, types = run.flags, run.kinds
+        addresses = 1 if run.addresses is None else len(run.addresses)
         return Verdict(kind, run.last_probe, True, run.probes, len(run.ports), run.first_seen,
                        patterns, run.first_probe, types, ongoing, run.modes, tuple(run.ports),
-                       run.ports_cut)  # fmt: skip
+                       run.ports_cut, prefix=key_network(source),
+                       addresses=addresses)  # fmt: skip
