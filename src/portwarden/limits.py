@@ -12,10 +12,14 @@
 # that probe twice each pushes out a scanner that has made more probes only once the sample
 # holds no source with fewer probes than it (each spoofed source must make as many probes as
 # the scanner has made). Measured (tests/unit/
-# test_engine.py::test_memory_per_source_is_bounded_whatever_the_trigger) at about 3.1 KiB per
-# source in the worst case, whatever SCAN_TRIGGER: every port slot of both protocols used, every
+# test_engine.py::test_memory_per_source_is_bounded_whatever_the_trigger, tracemalloc, CPython
+# 3.11) at about 4.2 KiB per source in the worst case, whatever SCAN_TRIGGER: IPv6 sources, probes
+# made from packets as the sensors make them, every port slot of both protocols used, more flag
+# patterns (with reserved bits) than PATTERNS_TRACKED_MAX, each a scan type of its own, every
 # SCAN_TRIGGER slice, and the first and last probe of each protocol's scan kept for its summary;
-# so about 49 MiB for a full table. A full table is said once per episode: again only after
+# so about 66 MiB for a full table (IPV6_SOURCE_PREFIX below 128: about 5 KiB, 82 MiB; see
+# ADDRESSES_TRACKED_MAX). (The names of scan types and flag patterns are made once
+# each, not per probe: detect/probe.py.) A full table is said once per episode: again only after
 # SOURCES_FULL_QUIET_S without an eviction.
 SOURCES_MAX = 16_384
 EVICTION_SAMPLE = 8
@@ -52,13 +56,13 @@ OS_PROBE_PENDING_MAX = 1_024  # also the most scans waiting for their end-of-sca
 # When either table is full, the source seen least recently makes room, taken among those that
 # touched one port while there are any (a spoofed flood), so a real scanner keeps its summary.
 # A run waits on its own: a source evicted from the table of sources keeps its summary (about
-# 1.1 KiB a run, so at most about 2.3 MiB for the two tables of 1,024 runs).
+# 1.5 KiB a run in the worst case above, so at most about 3 MiB for the two tables of 1,024 runs).
 # Summaries made in one loop turn: a flood of sources that all go quiet at once would otherwise
 # become a thousand summary lines, syslog messages and JSON events in one go. Those that touched
 # the most ports go first; the rest wait for the next turns, at most SUMMARIES_READY_MAX of them
-# (as many as both tables above hold, about 1.1 KiB each: at most about 2.3 MiB). Past it (a flood
-# of sources going quiet faster than the turns send their summaries) those that touched the
-# fewest ports are dropped: counted, and said once a second on every alert path.
+# (as many as both tables above hold, each with what its run held: at most about 3 MiB). Past it
+# (a flood of sources going quiet faster than the turns send their summaries) those that touched
+# the fewest ports are dropped: counted, and said once a second on every alert path.
 SUMMARIES_PER_TICK_MAX = 20
 SUMMARIES_READY_MAX = 2 * OS_PROBE_PENDING_MAX
 # While summaries wait for their turn, the loop turns at least this often (400 summaries a

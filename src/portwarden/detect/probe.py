@@ -1,5 +1,6 @@
 """What a sensor saw (Probe) and how to name it: scan types and OS-fingerprinting tools."""
 
+import functools
 import ipaddress
 from collections.abc import Callable
 from typing import NamedTuple
@@ -95,7 +96,7 @@ class Probe(NamedTuple):
         """How an OS probe shows in reports: its flags ('udp' for UDP), then nmap's name for it
         when known, e.g. 'SYN/SEQ1'."""
         shape = self.flags or self.proto.value
-        return f"{shape}/{self.os_probe}" if self.os_probe else shape
+        return _os_pattern(shape, self.os_probe) if self.os_probe else shape
 
     @property
     def os_match(self) -> str:
@@ -107,11 +108,25 @@ class Probe(NamedTuple):
         return f"{self.os_tool}/{self.os_probe}" if self.os_probe else self.os_tool
 
 
+# The names below are made once each and cached, not once per probe: the engine keeps up to
+# limits.PATTERNS_TRACKED_MAX of them per source and per run, and a source that sends many
+# patterns would otherwise keep a string of its own for each (about 1.5 KiB more per source).
+# Each cache is bounded by what can be named: a flags byte and the 4 reserved bits, a tool,
+# nmap's probe names.
+
+
+@functools.cache
+def _os_pattern(shape: str, os_probe: str) -> str:
+    return f"{shape}/{os_probe}"
+
+
+@functools.cache
 def os_probe_type(tool: str) -> str:
     """How reports name the probes of an OS-fingerprinting tool."""
     return f"OS fingerprinting probe ({tool})"
 
 
+@functools.cache  # at most 256 x 16 entries
 def flag_names(flags: int, reserved: int = 0) -> str:
     names = [name for bit, name in _FLAG_NAMES if flags & bit]
     if reserved & AE:
@@ -121,6 +136,7 @@ def flag_names(flags: int, reserved: int = 0) -> str:
     return "+".join(names) or "NULL"
 
 
+@functools.cache  # at most 256 entries
 def tcp_scan_type(flags: int) -> str:
     """PortSentry's names for the flag patterns; anything else is an odd-flags scan. ECE and CWR
     (a client negotiating ECN) do not change a SYN, FIN or XMAS; alone they are odd flags."""
