@@ -16,13 +16,13 @@ from collections.abc import Callable
 from io import TextIOWrapper
 from pathlib import Path
 
+from portwarden import limits
 from portwarden.config import ConfigError
 from portwarden.text import one_line
 
 log = logging.getLogger("portwarden")
 
 READY = b"ready"  # what the daemon says to the waiting command once it is ready
-READY_WAIT_S = 300.0  # the longest the command waits for the daemon (a huge restore is ~10 s)
 
 
 def default_pid_file(state_dir: Path) -> Path:
@@ -48,7 +48,7 @@ def detach(pid_file: Path, log_file: Path, state_dir: Path) -> Callable[[], None
     ready_read, ready_write = os.pipe()
     if os.fork() > 0:
         os.close(ready_write)
-        readable, _, _ = select.select([ready_read], [], [], READY_WAIT_S)
+        readable, _, _ = select.select([ready_read], [], [], limits.BACKGROUND_READY_WAIT_S)
         said = os.read(ready_read, 4096) if readable else b""
         if said == READY:
             os._exit(0)

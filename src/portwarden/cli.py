@@ -14,7 +14,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
-from portwarden import __version__, admin_output, background, control, service, statedir, status
+from portwarden import (
+    __version__,
+    admin_output,
+    background,
+    control,
+    limits,
+    service,
+    statedir,
+    status,
+)
 from portwarden.config import ConfigError, Modes, Settings, TcpMode, UdpMode, load_settings
 from portwarden.config.defaults import SYSTEM_CONFIG
 from portwarden.config.ignore import outermost
@@ -24,7 +33,7 @@ from portwarden.portmap import command as portmap_command
 from portwarden.respond.actions import nft_warning
 from portwarden.statedir import StateDirBusy
 from portwarden.store.db import Store, StoreError, store_path
-from portwarden.text import PATH_SHOWN_MAX, one_line
+from portwarden.text import one_line
 
 log = logging.getLogger("portwarden")
 
@@ -260,7 +269,9 @@ def _check_config(args: argparse.Namespace) -> int:
         _warn(nft)
     if args.quiet:
         return 0
-    print(f"# effective settings from {one_line(str(settings.source), PATH_SHOWN_MAX)}")
+    print(
+        f"# effective settings from {one_line(str(settings.source), limits.PATH_SHOWN_CHARS_MAX)}"
+    )
     for line in to_conf_lines(settings):
         print(line)
     networks = ", ".join(str(n) for n in outermost(settings.ignore_list().networks))

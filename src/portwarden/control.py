@@ -7,8 +7,8 @@ user) can talk to it. One request per connection: a JSON object on one line, e.g
 {"command": "reapply"}; one JSON object back. The daemon serves it from its loop, so reading
 a request is bounded in size and time: a client that sends nothing for a moment is dropped. An
 answer that takes work off the loop (an unblock, done by the action worker once the job it is
-doing is done) is a Future: the connection waits, at most ACTION_WAIT_S, and the answer is
-sent from the loop once it is there.
+doing is done) is a Future: the connection waits, at most CONTROL_ACTION_WAIT_S (limits.py), and
+the answer is sent from the loop once it is there.
 """
 
 import contextlib
@@ -27,17 +27,6 @@ from portwarden import limits
 log = logging.getLogger("portwarden")
 
 SOCKET_NAME = "control.sock"
-REQUEST_MAX_BYTES = 4096  # a request is one small JSON object
-CLIENT_WAIT_S = 0.5  # the longest the loop spends on one client, whatever it sends
-# The longest `status` waits for the daemon's answer (then it shows the last saved status). The
-# loop answers within a turn, which is bounded; a daemon stopped (SIGSTOP) or stuck never does.
-ANSWER_WAIT_S = 5.0
-# The longest an unblock or reapply waits for the action worker: it comes before the blocks
-# waiting their turn, after the job the worker is doing (a command may take KILL_CMD_TIMEOUT), and
-# after other unblocks and reapplies asked before it. The work is done even if nobody waits for
-# it any more.
-ACTION_WAIT_S = 120.0
-WAITING_MAX = 16  # connections waiting for such an answer at once
 
 Answer = dict[str, Any]
 Handler = Callable[[Answer], "Answer | Future[Answer]"]
@@ -100,10 +89,12 @@ class ControlServer:
         still = []
         for waiting in self._waiting:
             if waiting.answer.done():
-                self._reply(waiting.conn, _result(waiting.answer), now + CLIENT_WAIT_S)
+                self._reply(
+                    waiting.conn, _result(waiting.answer), now + limits.CONTROL_CLIENT_WAIT_S
+                )
             elif now >= waiting.deadline:
-                self._reply(waiting.conn, {"error": "no answer in time; the daemon goes on "
-                                           "with the request"}, now + CLIENT_WAIT_S)  # fmt: skip
+                late = {"error": "no answer in time; the daemon goes on with the request"}
+                self._reply(waiting.conn, late, now + limits.CONTROL_CLIENT_WAIT_S)
             else:
                 still.append(waiting)
         self._waiting = still
@@ -113,7 +104,7 @@ class ControlServer:
             conn, _ = self.sock.accept()
         except BlockingIOError:
             return
-        deadline = time.monotonic() + CLIENT_WAIT_S
+        deadline = time.monotonic() + limits.CONTROL_CLIENT_WAIT_S
         try:
             answer = self._answer(_read_line(conn, deadline))
         except OSError:
@@ -121,10 +112,12 @@ class ControlServer:
             return
         if isinstance(answer, dict):
             self._reply(conn, answer, deadline)
-        elif len(self._waiting) >= WAITING_MAX:
+        elif len(self._waiting) >= limits.CONTROL_WAITING_MAX:
             self._reply(conn, {"error": "too many requests waiting; try again"}, deadline)
         else:
-            self._waiting.append(_Waiting(conn, answer, time.monotonic() + ACTION_WAIT_S))
+            self._waiting.append(
+                _Waiting(conn, answer, time.monotonic() + limits.CONTROL_ACTION_WAIT_S)
+            )
             answer.add_done_callback(self._wake)
 
     def _wake(self, _answer: "Future[Answer]") -> None:
@@ -163,7 +156,7 @@ class ControlServer:
     def close(self) -> None:
         for waiting in self._waiting:
             self._reply(waiting.conn, {"error": "the daemon stopped before it was done"},
-                        time.monotonic() + CLIENT_WAIT_S)  # fmt: skip
+                        time.monotonic() + limits.CONTROL_CLIENT_WAIT_S)  # fmt: skip
         self._waiting = []
         os.close(self._wake_read)
         os.close(self._wake_write)
@@ -187,9 +180,9 @@ def _set_timeout(conn: socket.socket, deadline: float) -> None:
 def _read_line(conn: socket.socket, deadline: float) -> bytes:
     """The request line, read within `deadline` (one byte at a time cannot hold the loop)."""
     data = b""
-    while b"\n" not in data and len(data) < REQUEST_MAX_BYTES:
+    while b"\n" not in data and len(data) < limits.CONTROL_REQUEST_BYTES_MAX:
         _set_timeout(conn, deadline)
-        chunk = conn.recv(REQUEST_MAX_BYTES - len(data))
+        chunk = conn.recv(limits.CONTROL_REQUEST_BYTES_MAX - len(data))
         if not chunk:
             break
         data += chunk
@@ -213,7 +206,7 @@ _UNANSWERED = ("{path}: the daemon closed the connection without answering (it s
                "while carrying out the request)")  # fmt: skip
 
 
-def ask(state_dir: Path, command: str, wait: float = ANSWER_WAIT_S,
+def ask(state_dir: Path, command: str, wait: float = limits.CONTROL_ANSWER_WAIT_S,
         **fields: Any) -> dict[str, Any] | None:  # fmt: skip
     """The daemon's answer to `command` (with `fields`), waited for at most `wait` seconds, or
     None when no daemon listens on this STATE_DIR. Raises ControlError when one may listen but

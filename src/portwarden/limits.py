@@ -371,3 +371,122 @@ LATE_APPEND_BYTES_MAX = 65_536
 # file is read again this long after the rename, so that line is carried over too (fail2ban
 # opens, writes and closes at once; a CI run lost one line in 1,300 appends every 2 ms without).
 LATE_APPEND_SETTLE_S = 0.01
+
+# ---------------------------------------------------------------------------------------------
+# Limits gathered from the modules that used them (named after what they bound, so that no two
+# limits share a name).
+
+# The control socket (control.py), which only root can reach but which the loop itself serves: a
+# request is one small JSON object, read up to this size (anything past it is never read), and
+# the loop spends at most CONTROL_CLIENT_WAIT_S on one client, whatever it sends, so a client
+# that trickles bytes or never reads its answer cannot stall the sensors.
+CONTROL_REQUEST_BYTES_MAX = 4096
+CONTROL_CLIENT_WAIT_S = 0.5
+# The longest `status` (and every other command asking the daemon) waits for its answer (then
+# `status` shows the last saved status). The loop answers within a turn, which is bounded; a
+# daemon stopped (SIGSTOP) or stuck never does.
+CONTROL_ANSWER_WAIT_S = 5.0
+# The longest an unblock or reapply waits for the action worker: it comes before the blocks
+# waiting their turn, after the job the worker is doing (a command may take KILL_CMD_TIMEOUT), and
+# after other unblocks and reapplies asked before it. The work is done even if nobody waits for
+# it any more. At most CONTROL_WAITING_MAX connections wait for such an answer at once (more are
+# told to try again), so clients cannot pile up open connections in the loop.
+CONTROL_ACTION_WAIT_S = 120.0
+CONTROL_WAITING_MAX = 16
+
+# A command asking the daemon finds STATE_DIR held but nobody listening on the control socket
+# yet: a daemon starting up. It waits this long for the socket, then says what is wrong rather
+# than hang behind a daemon that lost its socket.
+DAEMON_START_WAIT_S = 10.0
+# `run` in the background: the longest the command waits for the daemon to say it is ready (a
+# huge restore of blocks takes about 10 s), so a daemon stuck at start cannot hang the boot.
+BACKGROUND_READY_WAIT_S = 300.0
+# The demo lab (`portwarden lab`, lab/demo.py): the longest it waits for its daemon to be ready,
+# and for its clean stop (well under a second), before it gives up or kills it.
+LAB_DEMO_READY_WAIT_S = 20.0
+LAB_DEMO_STOP_WAIT_S = 5.0
+
+# Netlink requests to the kernel (addresses, routes, sockets, nftables): the kernel answers at
+# once; this only bounds a broken or wedged one, so the loop never hangs on it.
+NETLINK_ANSWER_WAIT_S = 1.0
+# Next-hop groups hold plain next hops only (the kernel refuses a group in a group); a bound all
+# the same on how deep the gateway resolution follows them, so that no answer can make it loop.
+NEXTHOP_DEPTH_MAX = 4
+
+# The kernel's notices of closed UDP sockets (net/udpcloses.py), one receive buffer at a time.
+# Local programs decide how many sockets close: a read from the loop takes at most
+# UDP_CLOSES_RECEIVES_MAX receives, so a host closing sockets cannot hold the loop; a read before
+# held datagrams are judged (drain) at most UDP_CLOSES_DRAIN_RECEIVES_MAX (about 5 ms of work):
+# programs that close sockets faster than that could hold the loop for ever. What is left is read
+# next time (an own test's notice left unread is still known by its cookie, see OWN_TESTS_MAX).
+UDP_CLOSES_RECEIVE_BYTES = 65_536
+UDP_CLOSES_RECEIVES_MAX = 64
+UDP_CLOSES_DRAIN_RECEIVES_MAX = 4_096
+
+# The classic-mode listeners (sensors/listener.py): connections the kernel queues on a TCP
+# tripwire port before the loop accepts them (more are refused by the kernel, not queued in
+# memory), and the bytes read of a datagram to a UDP one (its length is counted up to this and
+# its first PAYLOAD_HEAD_BYTES kept; the rest of a larger datagram is dropped by the kernel).
+LISTENER_BACKLOG = 128
+LISTENER_DATAGRAM_BYTES = 2048
+# Bytes of a probe's transport payload kept for probe signatures (net/packet.py): every probe
+# record keeps them, so a flood of large packets costs no more memory than one of empty ones.
+PAYLOAD_HEAD_BYTES = 16
+
+# `portwarden replay` reads captures from anywhere: a record claiming more than this (tcpdump's
+# own snapshot length cap) is corruption, refused before anything that size is read.
+PCAP_RECORD_BYTES_MAX = 262_144
+
+# An rpcb entry's strings from a portmapper: netid ("tcp6"), universal address ("::.3.235", at
+# most 53 characters for IPv6) and owner ("superuser", a uid). rpcbind takes longer ones from any
+# local user, so a longer string is stepped over and leaves only its own entry out (not the whole
+# list).
+RPCB_STRING_BYTES_MAX = 128
+# A UDP query to the portmapper is sent again this often until its deadline (PORTMAP_TIMEOUT_S for
+# the port audit: one resend), so that one lost datagram does not fail the query, and a silent
+# portmapper is never sent a flood of them.
+PORTMAP_UDP_RESEND_S = PORTMAP_TIMEOUT_S / 2
+# libwrap reads hosts.allow and hosts.deny a line at a time into a 2048-byte buffer (BUFLEN in
+# hosts_access.c) and skips a longer line ("missing newline or line too long"), which would lose
+# the rule. Our rule lines stay at half of that, whatever the number of allowed networks.
+HOSTS_ALLOW_RULE_LINE_CHARS_MAX = 1000
+# `portmap` runs `test -r` as rpcbind's user on the hosts files: one on a hung network file
+# system is given up on after this long, instead of hanging the command.
+RPCBIND_FILE_TEST_TIMEOUT_S = 10
+# `portmap` runs iptables tools with `-w` (wait for the xtables lock): one waiting longer than this
+# (another program holding the lock) is given up on with an error naming it.
+IPTABLES_TIMEOUT_S = 30
+
+# The periodic port audit's thread (audit/periodic.py): results the loop has not taken yet are at
+# most this many (no check is made while there are this many), so a loop that falls behind
+# cannot grow them; a stop waits at most AUDIT_STOP_WAIT_S for a check in progress (a check is
+# itself bounded by PORTMAP_TIMEOUT_S and AUDIT_CONNECT_TIMEOUT_S).
+AUDIT_RESULTS_WAITING_MAX = 4
+AUDIT_STOP_WAIT_S = 10.0
+
+# The longest a stop waits for the action worker (UNBLOCK_ON_STOP takes time, KILL_* commands
+# KILL_CMD_TIMEOUT each); past it the stop goes on and says what may be incomplete.
+ACTION_WORKER_STOP_WAIT_S = 30
+
+# The longest a connection to the store waits for another one's transaction (the loop, the
+# action worker, `unblock` and `status` share it), so a stuck holder costs an error, not a hang.
+STORE_BUSY_WAIT_S = 30
+
+# KILL_* commands' output (respond/commands.py): the first COMMAND_OUTPUT_KEPT_BYTES are kept
+# for the failure line (the rest is read and dropped, so a chatty or hostile command cannot grow
+# memory or block on a full pipe); the line shows at most COMMAND_OUTPUT_SHOWN_CHARS of it, the
+# action's status records at most COMMAND_OUTPUT_RECORDED_CHARS.
+COMMAND_OUTPUT_KEPT_BYTES = 4096
+COMMAND_OUTPUT_SHOWN_CHARS = 300
+COMMAND_OUTPUT_RECORDED_CHARS = 120
+
+# Untrusted text (banners, names, replies) rendered on one line (text.one_line) is cut at this
+# many characters by default, so hostile input cannot make a huge log line; a file name the
+# administrator gave is shown whole (PATH_MAX).
+SHOWN_CHARS_MAX = 200
+PATH_SHOWN_CHARS_MAX = 4096
+
+# `status`: scanners and ports shown, and the most recent active blocks shown (the counts are
+# always exact), so a flood of sources or blocks cannot make the output endless.
+STATUS_TOP_MAX = 10
+STATUS_BLOCKS_SHOWN_MAX = 20

@@ -11,22 +11,19 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from portwarden import limits
 from portwarden.config import Settings
 from portwarden.detect.engine import Engine, key_port
 from portwarden.respond.actions import left, via
 from portwarden.sensors.build import Sensor
 from portwarden.store.db import UNDO_FAILED, BlockRecord, Store
 from portwarden.text import (
-    PATH_SHOWN_MAX,
     local_stamp,
     one_line,
     port_count,
     port_ranges,
     utc_stamp,
 )
-
-TOP_MAX = 10  # scanners and ports shown
-BLOCKS_SHOWN_MAX = 20  # most recent active blocks shown (the count is always exact)
 
 
 def _stamp(epoch: float | None) -> str | None:
@@ -39,7 +36,9 @@ def blocks_part(store: Store, now: float) -> dict[str, Any]:
     """Active blocks: the exact count and the most recent ones with the time left."""
     return {
         "active": store.active_count(now),
-        "latest": [_block(r, now) for r in store.latest_active(BLOCKS_SHOWN_MAX, now)],
+        "latest": [
+            _block(r, now) for r in store.latest_active(limits.STATUS_BLOCKS_SHOWN_MAX, now)
+        ],
     }
 
 
@@ -113,7 +112,7 @@ def collect(
     def wall(monotonic: float) -> str | None:
         return _stamp(now - (mono - monotonic))
 
-    top = engine.top_sources(TOP_MAX)
+    top = engine.top_sources(limits.STATUS_TOP_MAX)
     prefixes = [s.address for s in top if isinstance(s.address, ipaddress.IPv6Network)]
     blocked_prefixes = _holding_blocks(prefixes, blocked) if prefixes else set()
     scanners = [
@@ -124,7 +123,7 @@ def collect(
         for s in top
     ]  # fmt: skip
     ports = []
-    for key, count in engine.port_probes.most_common(TOP_MAX):
+    for key, count in engine.port_probes.most_common(limits.STATUS_TOP_MAX):
         proto, port = key_port(key)
         ports.append({"proto": proto.value, "port": port, "probes": count})
     return {
@@ -233,7 +232,7 @@ def render(status: dict[str, Any]) -> str:
                    + (f" ({saved}):" if saved else ": none yet"))  # fmt: skip
     else:
         out.append(f"portwarden is running (pid {status['pid']}) since {status['started']}, "
-                   f"config {one_line(status['config'], PATH_SHOWN_MAX)}")  # fmt: skip
+                   f"config {one_line(status['config'], limits.PATH_SHOWN_CHARS_MAX)}")  # fmt: skip
     for mode in status.get("modes", []):
         out.append(f"  {mode['mode']}: {mode['ports']} {mode['proto']} ports ({mode['port_list']})")
     if status.get("addresses"):

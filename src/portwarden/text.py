@@ -4,13 +4,15 @@ times, and port lists."""
 import time
 from collections.abc import Iterable
 
-from portwarden.limits import ADDRESSES_TRACKED_MAX, HOSTNAME_MAX, PORTS_TRACKED_MAX
+from portwarden.limits import (
+    ADDRESSES_TRACKED_MAX,
+    HOSTNAME_MAX,
+    PORTS_TRACKED_MAX,
+    SHOWN_CHARS_MAX,
+)
 
-_MAX_SHOWN = 200
-PATH_SHOWN_MAX = 4096  # PATH_MAX: a file name the administrator gave is shown whole
 
-
-def one_line(value: str, limit: int = _MAX_SHOWN, backslashes: bool = True) -> str:
+def one_line(value: str, limit: int = SHOWN_CHARS_MAX, backslashes: bool = True) -> str:
     """Return `value` with every control or non-ASCII-printable character escaped.
 
     The result never contains a line break, so a hostile hostname, banner or config value

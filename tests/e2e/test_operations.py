@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from portwarden import control
+from portwarden import limits
 from portwarden.lab.network import Lab
 from tests.e2e.conftest import StartDaemon, nmap
 from tests.lab.daemon import RunningDaemon, run_daemonised, wait_for_text
@@ -335,7 +335,7 @@ def test_control_socket_survives_hostile_and_slow_clients(
     assert b"bad request" in request(b"[" * 4000 + b"\n")  # deep nesting: RecursionError
     assert b"bad request" in request(b"\xff\xfe garbage\n")
     assert b"unknown command" in request(b'{"command": "rm -rf /"}\n')
-    # A client that trickles bytes is dropped after CLIENT_WAIT_S (0.5 s) whatever it sends;
+    # A client that trickles bytes is dropped after CONTROL_CLIENT_WAIT_S (0.5 s) whatever it sends;
     # the loop goes on reading probes. It is given 20 s of trickling: one never dropped is
     # the defect.
     slow = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -351,7 +351,7 @@ def test_control_socket_survives_hostile_and_slow_clients(
             break
         time.sleep(0.2)
     assert dropped_after is not None, "the loop kept waiting for a client that trickles bytes"
-    assert dropped_after < 10 * control.CLIENT_WAIT_S, dropped_after
+    assert dropped_after < 10 * limits.CONTROL_CLIENT_WAIT_S, dropped_after
     nmap(lab.attackers[0].run, "-sS", "-p", "11", lab.target.ipv4)
     daemon.wait_for_attack(mark, src=lab.attackers[0].ipv4)
     slow.close()
@@ -489,7 +489,7 @@ def test_status_of_a_daemon_that_does_not_answer_shows_the_last_saved_status(
         assert [proc.returncode for proc in asked] == [4, 4]
         # Two commands starting at once on a loaded machine; the old wait was 10 s, and
         # one that never ends is communicate()'s timeout.
-        assert time.monotonic() - started < control.ANSWER_WAIT_S + 4
+        assert time.monotonic() - started < limits.CONTROL_ANSWER_WAIT_S + 4
     finally:
         daemon.proc.send_signal(signal.SIGCONT)
     assert text.startswith(f"portwarden: daemon pid {daemon.proc.pid} not answering; last "

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from portwarden import control, statedir
+from portwarden import control, limits, statedir
 from portwarden.cli import main
-from portwarden.respond import admin
 from portwarden.store.db import Store, store_path
 
 HOSTILE = "198.18.0.11\nfoo\x1b[31m"
@@ -60,7 +59,7 @@ def test_a_daemon_without_its_control_socket_is_named_not_another_instance(
     """The daemon holds STATE_DIR (its lock) but control.sock was removed: not "give each
     instance its own STATE_DIR" with the bad-arguments status, but what is wrong and what to
     do; nothing changed."""
-    monkeypatch.setattr(admin, "START_WAIT_S", 0.2)
+    monkeypatch.setattr(limits, "DAEMON_START_WAIT_S", 0.2)
     conf = configured(tmp_path)
     with statedir.claim(tmp_path / "state"):  # as the running daemon does
         status = main(["unblock", "198.18.0.11", "-c", str(conf)])

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from portwarden import limits
 from portwarden.cli import main
 from portwarden.config.errors import ConfigError
 from portwarden.config.ignore import parse_network
@@ -406,7 +407,7 @@ def test_many_networks_are_split_over_short_lines_after_loopback() -> None:
     for allow in (MANY_HOSTS, MANY_NETWORKS):
         rules = wrappers.allow_rules(allowed_networks(allow))
         assert rules[0] == "rpcbind portmap: 127.0.0.0/255.0.0.0 [::1]/128"
-        assert len(rules) > 2 and max(map(len, rules)) <= wrappers.RULE_LINE_CHARS_MAX
+        assert len(rules) > 2 and max(map(len, rules)) <= limits.HOSTS_ALLOW_RULE_LINE_CHARS_MAX
         assert all(rule.startswith("rpcbind portmap: ") for rule in rules)
         patterns = [p for rule in rules[1:] for p in rule.split(": ", 1)[1].split(" ")]
         assert patterns == [wrappers.pattern(parse_network(text)) for text in allow]
@@ -1032,7 +1033,7 @@ def test_check_says_whether_each_ban_holds_for_rpcbind(tmp_path: Path) -> None:
 def test_a_network_with_more_bans_than_a_line_holds_is_cut_in_halves() -> None:
     bans = [parse_network(f"198.18.{n // 256}.{n % 256}") for n in range(0, 1024, 3)]
     rules = wrappers.allow_rules(allowed_networks(["198.18.0.0/22"]), [*bans, bans[0]])
-    assert max(map(len, rules)) <= wrappers.RULE_LINE_CHARS_MAX and len(rules) > 3
+    assert max(map(len, rules)) <= limits.HOSTS_ALLOW_RULE_LINE_CHARS_MAX and len(rules) > 3
     named = [wrappers.client_network(w) for r in rules[1:]
              for w in r.split(": ", 1)[1].split(" EXCEPT ")[0].split()]  # fmt: skip
     excepted = [wrappers.client_network(w) for r in rules[1:]

@@ -14,14 +14,12 @@ import threading
 import time
 from typing import NamedTuple
 
+from portwarden import limits
 from portwarden.audit import check
 from portwarden.audit.state import AuditState
 from portwarden.config import Settings
 
 log = logging.getLogger("portwarden")
-
-RESULTS_MAX = 4  # results the loop has not taken yet; no check is made while there are this many
-STOP_WAIT_S = 10.0  # the longest a stop waits for a check in progress
 
 
 class Unchecked(NamedTuple):
@@ -40,9 +38,10 @@ class PeriodicAudit(threading.Thread):
     def __init__(self, settings: Settings) -> None:
         super().__init__(name="portwarden-audit", daemon=True)
         self.settings = settings
-        # Never more than RESULTS_MAX: a check waits while the loop has not taken them (it is
-        # stuck), so no result, and no finding, is dropped.
-        self.results: collections.deque[Outcome] = collections.deque(maxlen=RESULTS_MAX)
+        # Never more than AUDIT_RESULTS_WAITING_MAX: a check waits while the loop has not taken
+        # them (it is stuck), so no result, and no finding, is dropped.
+        most = limits.AUDIT_RESULTS_WAITING_MAX
+        self.results: collections.deque[Outcome] = collections.deque(maxlen=most)
         self._wake = threading.Event()
         self._stopping = False
 
@@ -53,7 +52,7 @@ class PeriodicAudit(threading.Thread):
             # Cleared before the settings are read: a reload that comes after this, during the
             # check or the wait, ends the wait, so its new settings are never left unchecked.
             self._wake.clear()
-            if len(self.results) < RESULTS_MAX:
+            if len(self.results) < limits.AUDIT_RESULTS_WAITING_MAX:
                 outcome = self._check(previous, warnings)
                 if not isinstance(outcome, Unchecked):
                     previous, warnings = outcome[0].state, []
@@ -82,4 +81,4 @@ class PeriodicAudit(threading.Thread):
         self._stopping = True
         self._wake.set()
         if wait:
-            self.join(timeout=STOP_WAIT_S)
+            self.join(timeout=limits.AUDIT_STOP_WAIT_S)

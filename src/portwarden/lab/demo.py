@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from portwarden import limits
 from portwarden.lab.network import (
     Host,
     Lab,
@@ -36,9 +37,7 @@ PREFIX = "pwlab-"
 FOLDER_PREFIX = "portwarden-lab-"
 _RUN_PID = re.compile(r"(\d+)-")
 WEB_PORT = 8080
-READY_WAIT_S = 20.0
 SCAN_END_QUIET_S = 2
-DAEMON_STOP_WAIT_S = 5.0  # its clean stop takes well under a second
 
 
 def _conf(folder: Path) -> str:
@@ -188,7 +187,8 @@ def run_demo() -> int:
     finally:
         for signum in stops:
             signal.signal(signum, signal.SIG_IGN)  # the clean-up itself is not interrupted
-        lab.target.stop_processes(DAEMON_STOP_WAIT_S)  # the daemon's clean stop lets go its locks
+        # the daemon's clean stop lets go its locks
+        lab.target.stop_processes(limits.LAB_DEMO_STOP_WAIT_S)
         lab.destroy()
         shutil.rmtree(folder, ignore_errors=True)
         _say(f"{stopped_by}Removed the lab: namespaces {prefix}*, their links, the daemon and "
@@ -205,7 +205,7 @@ def _demo(lab: Lab, folder: Path) -> int:
     with log.open("wb") as out:
         daemon = target.popen([sys.executable, "-m", "portwarden", "run", "-c", str(conf)],
                               stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
-    if not _wait_for(log, "ready:", READY_WAIT_S):
+    if not _wait_for(log, "ready:", limits.LAB_DEMO_READY_WAIT_S):
         _say("portwarden did not start:\n" + log.read_text(errors="replace"))
         return 1
     _say("\nportwarden runs in the target (stealth TCP and UDP modes, blocking with nftables).")

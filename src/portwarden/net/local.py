@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+from portwarden import limits
 from portwarden.net import netlink
 from portwarden.net.addresses import IPAddress
 
@@ -28,9 +29,6 @@ _RTA_MULTIPATH = 9  # a list of next hops (struct rtnexthop, each with its own a
 _RTA_VIA = 18  # a next hop of another family (an IPv6 gateway for IPv4): family, address
 _RTA_NH_ID = 30  # a next-hop object's id (`ip route add ... nhid N`)
 _NHA_ID, _NHA_GROUP, _NHA_GATEWAY = 1, 2, 6  # a next-hop object: its id, members, gateway
-# Next-hop groups hold plain next hops only (the kernel refuses a group in a group); a bound
-# all the same, so that no answer can make the resolution loop.
-_NEXTHOP_DEPTH_MAX = 4
 _IFA_ADDRESS = 1
 _IFA_LOCAL = 2
 _IFA_BROADCAST = 4
@@ -193,7 +191,7 @@ def _object_gateways(wanted: set[int]) -> set[IPAddress]:
             for at in range(0, len(group) - _NEXTHOP_GRP.size + 1, _NEXTHOP_GRP.size)
         ]
     found: set[IPAddress] = set()
-    for _ in range(_NEXTHOP_DEPTH_MAX):
+    for _ in range(limits.NEXTHOP_DEPTH_MAX):
         found.update(gateways[i] for i in wanted if i in gateways)
         wanted = {m for i in wanted for m in members.get(i, ())}
     return found

@@ -10,10 +10,11 @@ import struct
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
+from portwarden import limits
+
 HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port id
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
 NLMSG_ERROR, NLMSG_DONE = 2, 3
-ANSWER_WAIT_S = 1.0  # the kernel answers at once; this only bounds a broken one
 
 
 class Message(NamedTuple):
@@ -76,7 +77,7 @@ def dump_each(protocol: int, requests: Iterable[tuple[int, bytes]], name: str) -
     """The same, one receive at a time: a caller that keeps only some of a long dump (the port
     audit, among a local user's flood of sockets) never holds all of it."""
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol) as sock:
-        sock.settimeout(ANSWER_WAIT_S)
+        sock.settimeout(limits.NETLINK_ANSWER_WAIT_S)
         for sequence, (kind, body) in enumerate(requests, start=1):
             sock.send(message(kind, NLM_F_REQUEST | NLM_F_DUMP, sequence, body))
             more = True

@@ -7,6 +7,8 @@ non-first fragments are refused, and nothing but MalformedPacket can come out of
 import struct
 from dataclasses import dataclass
 
+from portwarden import limits
+
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
 
@@ -24,7 +26,6 @@ _TS = struct.Struct("!II")
 _HOP_BY_HOP, _ROUTING, _FRAGMENT, _DEST_OPTS, _AUTH = 0, 43, 44, 60, 51
 _EXTENSIONS = {_HOP_BY_HOP, _ROUTING, _FRAGMENT, _DEST_OPTS, _AUTH}
 _EXTENSION_MIN = 8  # bytes: the shortest extension header, so each step moves on this far
-PAYLOAD_HEAD = 16  # bytes of transport payload kept for probe signatures
 
 
 class MalformedPacket(ValueError):
@@ -149,7 +150,7 @@ def parse_transport(
             data[_TCP.size : header],
             ip_options,
             len(data) - header,
-            data[header : header + PAYLOAD_HEAD],
+            data[header : header + limits.PAYLOAD_HEAD_BYTES],
         )
     if proto == IPPROTO_UDP:
         if len(data) < _UDP.size:
@@ -172,7 +173,7 @@ def parse_transport(
             dport,
             ip_options=ip_options,
             payload_len=claimed - _UDP.size,
-            payload_head=data[_UDP.size : min(claimed, _UDP.size + PAYLOAD_HEAD)],
+            payload_head=data[_UDP.size : min(claimed, _UDP.size + limits.PAYLOAD_HEAD_BYTES)],
         )
     raise MalformedPacket(f"protocol {proto} is neither TCP nor UDP")
 

@@ -10,11 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
+from portwarden import limits
+
 _MAGIC_US, _MAGIC_NS, _MAGIC_PCAPNG = 0xA1B2C3D4, 0xA1B23C4D, 0x0A0D0D0A
 _ETHERNET, _RAW, _RAW_OLD, _SLL, _SLL2 = 1, 101, 12, 113, 276
 _LINKS = frozenset({_ETHERNET, _RAW, _RAW_OLD, _SLL, _SLL2})
 _ETH_IPV4, _ETH_IPV6, _ETH_VLAN, _ETH_QINQ = 0x0800, 0x86DD, 0x8100, 0x88A8
-RECORD_BYTES_MAX = 262_144  # tcpdump's own snapshot length cap; a bigger record is corruption
 
 
 class PcapError(ValueError):
@@ -86,7 +87,7 @@ def read_frames(stream: BinaryIO, name: str) -> Iterator[Frame]:
         if len(head) < record.size:
             raise PcapError(f"{name}: truncated record header at byte {offset}")
         seconds, fraction, captured, _ = record.unpack(head)
-        if captured > RECORD_BYTES_MAX:
+        if captured > limits.PCAP_RECORD_BYTES_MAX:
             raise PcapError(f"{name}: record of {captured} bytes at byte {offset}: damaged file")
         frame = stream.read(captured)
         if len(frame) < captured:

@@ -19,7 +19,12 @@ import struct
 import time
 from typing import Literal, NamedTuple
 
-from portwarden.limits import PORTMAP_REPLY_BYTES_MAX, PORTMAP_REPLY_FRAGMENTS_MAX
+from portwarden.limits import (
+    PORTMAP_REPLY_BYTES_MAX,
+    PORTMAP_REPLY_FRAGMENTS_MAX,
+    PORTMAP_UDP_RESEND_S,
+    RPCB_STRING_BYTES_MAX,
+)
 from portwarden.net.addresses import IPAddress, Proto
 from portwarden.net.local import scope_index
 from portwarden.text import counted
@@ -34,12 +39,7 @@ _MSG_ACCEPTED, _MSG_DENIED = 0, 1
 _SUCCESS, _PROG_MISMATCH = 0, 2
 _RPC_MISMATCH, _AUTH_ERROR = 0, 1
 _AUTH_BYTES_MAX = 400  # RFC 5531: the body of an opaque_auth (credential, verifier)
-# An rpcb entry's strings: netid ("tcp6"), universal address ("::.3.235", at most 53 characters
-# for IPv6) and owner ("superuser", a uid). rpcbind takes longer ones from any local user, so a
-# longer string is stepped over and leaves only its own entry out (not the whole list).
-_RPCB_STRING_BYTES_MAX = 128
 _LAST_FRAGMENT = 0x8000_0000
-_UDP_RESEND_S = 1.0
 _U32 = struct.Struct("!I")
 _ENTRY = struct.Struct("!IIII")  # program, version, protocol number, port
 _PROGRAM_VERSION = struct.Struct("!II")
@@ -314,13 +314,14 @@ def _read_exactly(sock: socket.socket, size: int, deadline: float) -> bytes:
 def _exchange_datagrams(
     sock: socket.socket, call: bytes, xid: int, deadline: float, timeout: float
 ) -> bytes:
-    """Send the call, again every second, until a datagram with our transaction id arrives;
-    stray datagrams are dropped, and if only strays came the answer is malformed, not silence."""
+    """Send the call, again every PORTMAP_UDP_RESEND_S, until a datagram with our transaction
+    id arrives; stray datagrams are dropped, and if only strays came the answer is malformed,
+    not silence."""
     ours = _U32.pack(xid)
     strays = 0
     while (left := deadline - time.monotonic()) > 0:
         sock.send(call)
-        resend = time.monotonic() + min(left, _UDP_RESEND_S)
+        resend = time.monotonic() + min(left, PORTMAP_UDP_RESEND_S)
         while (wait := resend - time.monotonic()) > 0:
             sock.settimeout(wait)
             try:
@@ -455,7 +456,7 @@ class _Reader:
         """An XDR string, padded to 4 bytes; None (but stepped over) if longer than the cap."""
         size = self.u32()
         start = self._advance((size + 3) & ~3)
-        return self._data[start : start + size] if size <= _RPCB_STRING_BYTES_MAX else None
+        return self._data[start : start + size] if size <= RPCB_STRING_BYTES_MAX else None
 
     def skip_auth(self) -> None:
         """An opaque_auth: flavour, length, body padded to 4 bytes."""

@@ -34,12 +34,6 @@ _MESSAGE = struct.Struct("!BBBBHH16s16s")
 _COOKIE = struct.Struct("=II")  # idiag_cookie: the socket's cookie (SO_COOKIE), low half first
 _COOKIE_AT = _MESSAGE.size + 4  # after the device index
 _SO_COOKIE = 57  # not in Python's socket module
-_RECEIVE_BYTES = 65536
-_RECEIVES_MAX = 64  # per read() from the loop: a host closing sockets cannot hold the loop
-# per read(drain=True), before held datagrams are judged: about 5 ms of work. Local programs that
-# close sockets faster than that could hold the loop for ever; what is left is read next time
-# (an own test's notice left unread is still known by its cookie, see OWN_TESTS_MAX).
-_DRAIN_RECEIVES_MAX = 4_096
 
 
 class UdpClose(NamedTuple):
@@ -105,14 +99,15 @@ class UdpCloses:
             del self._own[next(iter(self._own))]
 
     def read(self, drain: bool = False) -> list[UdpClose]:
-        """What closed since the last read: up to _RECEIVES_MAX receives' worth, or with
-        `drain` up to _DRAIN_RECEIVES_MAX (all that is queued, unless local programs close
-        sockets without pause). A socket never bound (port 0) is left out: nothing replies
-        to it."""
+        """What closed since the last read: up to UDP_CLOSES_RECEIVES_MAX receives' worth, or
+        with `drain` up to UDP_CLOSES_DRAIN_RECEIVES_MAX (all that is queued, unless local
+        programs close sockets without pause). A socket never bound (port 0) is left out:
+        nothing replies to it."""
         found: list[UdpClose] = []
-        for _ in range(_DRAIN_RECEIVES_MAX if drain else _RECEIVES_MAX):
+        most = limits.UDP_CLOSES_DRAIN_RECEIVES_MAX if drain else limits.UDP_CLOSES_RECEIVES_MAX
+        for _ in range(most):
             try:
-                data = self.sock.recv(_RECEIVE_BYTES)
+                data = self.sock.recv(limits.UDP_CLOSES_RECEIVE_BYTES)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:  # ENOBUFS: notices were lost (a burst of closes); go on

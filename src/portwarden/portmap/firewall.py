@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol
 
+from portwarden import limits
 from portwarden.config.ignore import Network
 from portwarden.config.values import PORTMAP_TABLE
 from portwarden.net.input_filters import input_filter_chains
@@ -42,7 +43,6 @@ Backend = Literal["nft", "iptables"]
 TABLE = PORTMAP_TABLE
 CHAIN = "PORTWARDEN_PORTMAP"
 _PRIORITY = "filter - 10"
-_TIMEOUT_S = 30  # an iptables tool waiting longer (`-w`: for the xtables lock) is given up on
 _JUMP = f"-A INPUT -j {CHAIN}"
 _COMMENT = "portwarden-portmap "  # then a digest of the rules: on every rule we write
 
@@ -451,10 +451,11 @@ def _iptables(argv: list[str], script: str | None = None) -> subprocess.Complete
     """Run one iptables tool (no shell), with a time limit."""
     try:
         return subprocess.run(argv, input=script, capture_output=True, text=True,
-                              timeout=_TIMEOUT_S, check=False)  # fmt: skip
+                              timeout=limits.IPTABLES_TIMEOUT_S, check=False)  # fmt: skip
     except FileNotFoundError:
         raise ToolMissing(f"{argv[0]} not found (install iptables)") from None
     except subprocess.TimeoutExpired:
         raise FirewallError(
-            f"{argv[0]}: no answer in {_TIMEOUT_S} s (is another program holding the xtables lock?)"
+            f"{argv[0]}: no answer in {limits.IPTABLES_TIMEOUT_S} s (is another program holding "
+            "the xtables lock?)"
         ) from None

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from portwarden import limits
 from portwarden.audit.sockets import PROC, Scope, group_name, holders, open_sockets, user_name
 from portwarden.net.addresses import Proto
 from portwarden.text import one_line
@@ -22,7 +23,6 @@ from portwarden.text import one_line
 _LIBWRAP = "libwrap.so"
 # The users rpcbind switches to once started, by distribution: Debian's and Ubuntu's, Fedora's.
 RPCBIND_USERS = ("_rpc", "rpc")
-_TEST_TIMEOUT_S = 10  # `test -r` on a file on a hung network file system is given up on
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class Credentials:
                 extra_groups=sorted(self.groups),
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
-                timeout=_TEST_TIMEOUT_S,
+                timeout=limits.RPCBIND_FILE_TEST_TIMEOUT_S,
                 check=False,
             )
         except (OSError, subprocess.SubprocessError):

@@ -56,11 +56,6 @@ _BLANKS = " \t\r\n"
 _SEPARATORS = re.compile(r"[, \t\r\n]+")
 EVERYONE: tuple[Network, ...] = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
-# libwrap reads hosts.allow and hosts.deny a line at a time into a 2048-byte buffer (BUFLEN in
-# hosts_access.c) and skips a longer line ("missing newline or line too long"). Our rule lines
-# stay at half of that, whatever the number of allowed networks.
-RULE_LINE_CHARS_MAX = 1000
-
 
 class WrappersError(Exception):
     """A file we cannot change safely; str() is one line naming the file."""
@@ -85,7 +80,7 @@ def allow_rules(networks: tuple[Network, ...], refused: Iterable[Network] = ()) 
     line: list[_Entry] = []
     others = [n for n in networks if n not in ALWAYS_IGNORED]
     for entry in _entries(others, collapsed(refused)):
-        if line and len(_rule([*line, entry])) > RULE_LINE_CHARS_MAX:
+        if line and len(_rule([*line, entry])) > limits.HOSTS_ALLOW_RULE_LINE_CHARS_MAX:
             rules.append(_rule(line))
             line = []
         line.append(entry)
@@ -103,7 +98,7 @@ def _entries(networks: Iterable[Network], refused: tuple[Network, ...]) -> Itera
         if network in inside:
             continue
         entry = _Entry(network, inside)
-        if len(_rule([entry])) <= RULE_LINE_CHARS_MAX:
+        if len(_rule([entry])) <= limits.HOSTS_ALLOW_RULE_LINE_CHARS_MAX:
             yield entry
         else:
             yield from _entries(network.subnets(prefixlen_diff=1), inside)

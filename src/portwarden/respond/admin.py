@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NotRequired, TypedDict, TypeVar, cast
 
-from portwarden import control, statedir
+from portwarden import control, limits, statedir
 from portwarden.alert.events import write_unblocks
 from portwarden.claims import FileClaims
 from portwarden.config import ConfigError, Settings
@@ -22,9 +22,6 @@ from portwarden.respond.actions import Actions, kept_lines, left
 from portwarden.respond.nft import claim_table
 from portwarden.store.db import UNBLOCK_COMMAND, BlockRecord, Store, store_path
 from portwarden.text import one_line
-
-START_WAIT_S = 10.0  # a daemon that holds STATE_DIR but does not listen yet is starting up
-
 
 # The answers as the control socket carries them (a JSON object each). A key that is not
 # required is one the work may not reach (the nftables part), one only the command without a
@@ -132,8 +129,8 @@ def reapply(settings: Settings) -> ReapplyAnswer:
 
 
 def _not_listening(settings: Settings) -> str:
-    """A daemon holds STATE_DIR, yet after START_WAIT_S still nobody listens on its control
-    socket: it was removed (by hand, a cleanup of the directory), or the daemon is stuck."""
+    """A daemon holds STATE_DIR, yet after DAEMON_START_WAIT_S still nobody listens on its
+    control socket: it was removed (by hand, a cleanup of the directory), or the daemon is stuck."""
     path = control.socket_path(settings.state_dir)
     pid = statedir.holder(settings.state_dir) or "?"
     why = "is missing" if not path.exists() else "does not accept connections"
@@ -147,10 +144,12 @@ def _by_daemon_or_here(settings: Settings, command: str, request: dict[str, Any]
     """The running daemon's answer; when none runs, `here`'s, done under STATE_DIR's lock.
     `unanswered`: what to add when the daemon died with the request (control.Unanswered).
     Raises NotDone."""
-    deadline = time.monotonic() + START_WAIT_S
+    deadline = time.monotonic() + limits.DAEMON_START_WAIT_S
     while True:
         try:
-            answer = control.ask(settings.state_dir, command, control.ACTION_WAIT_S, **request)
+            answer = control.ask(
+                settings.state_dir, command, limits.CONTROL_ACTION_WAIT_S, **request
+            )
         except control.Unanswered as error:
             raise NotDone(f"{error}; {unanswered}" if unanswered else str(error)) from None
         except control.ControlError as error:

@@ -15,14 +15,11 @@ import subprocess
 import time
 from collections.abc import Iterator, Sequence
 
+from portwarden import limits
 from portwarden.config.kill import MACROS
 from portwarden.text import one_line
 
 log = logging.getLogger("portwarden")
-
-_OUTPUT_SHOWN = 300
-_OUTPUT_RECORDED = 120  # of a failed command's output, in its action's status
-_OUTPUT_KEPT = 4096  # of a command's output, for the failure line
 
 
 def fill(text: str, target: str, port: int, mode: str) -> str:
@@ -83,13 +80,13 @@ def run(argv: list[str], timeout: float, what: str, quiet: bool = False,
             return f"killed after {timeout:g}s"
     status = proc.wait()
     if status != 0:
-        text = one_line(output.decode(errors="replace").strip(), _OUTPUT_SHOWN)
+        text = one_line(output.decode(errors="replace").strip(), limits.COMMAND_OUTPUT_SHOWN_CHARS)
         how = f"exit status {status}" if status > 0 else f"signal {-status}"
         if status > 0 and any(marker in text for marker in harmless):
             log.debug("%s: %s (%s): %s", what, harmless_as, text, shown)
             return harmless_as
         report("%s failed with %s: %s%s", what, how, shown, f": {text}" if text else "")
-        return f"{how}: {text[:_OUTPUT_RECORDED]}" if text else how
+        return f"{how}: {text[: limits.COMMAND_OUTPUT_RECORDED_CHARS]}" if text else how
     return None
 
 
@@ -104,8 +101,8 @@ def _exit_watch(pid: int) -> Iterator[int]:
 
 
 def _read_until_exit(pipe: int, exited: int, timeout: float) -> tuple[bytes, bool]:
-    """The first _OUTPUT_KEPT bytes of the output (the rest is read and dropped, so a chatty
-    command never blocks on a full pipe) until the process exits; False if it has not within
+    """The first COMMAND_OUTPUT_KEPT_BYTES of the output (the rest is read and dropped, so a
+    chatty command never blocks on a full pipe) until the process exits; False if it has not within
     `timeout` seconds."""
     deadline = time.monotonic() + timeout
     kept = b""
@@ -123,9 +120,9 @@ def _read_until_exit(pipe: int, exited: int, timeout: float) -> tuple[bytes, boo
                 if chunk is None:  # end of output: only the exit is left to wait for
                     selector.unregister(pipe)
                 else:
-                    kept = (kept + chunk)[:_OUTPUT_KEPT]
+                    kept = (kept + chunk)[: limits.COMMAND_OUTPUT_KEPT_BYTES]
             if exited in ready:
-                return (kept + (_read_some(pipe) or b""))[:_OUTPUT_KEPT], True
+                return (kept + (_read_some(pipe) or b""))[: limits.COMMAND_OUTPUT_KEPT_BYTES], True
 
 
 def _read_some(pipe: int) -> bytes | None:

@@ -176,7 +176,7 @@ class NftLink:
         # elements would otherwise echo 40 KB per message and overflow the receive buffer.
         sock.setsockopt(_SOL_NETLINK, _NETLINK_CAP_ACK, 1)
         sock.bind((0, 0))
-        sock.settimeout(netlink.ANSWER_WAIT_S)
+        sock.settimeout(limits.NETLINK_ANSWER_WAIT_S)
         return sock
 
     def add(self, set_name: str, address: IPAddress, seconds: int | None) -> None:

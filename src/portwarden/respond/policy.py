@@ -280,7 +280,6 @@ def _answering(answer: "Future[dict[str, Any]]") -> Iterator[None]:
         raise
 
 
-STOP_WAIT_S = 30  # the longest a stop waits for the action worker (UNBLOCK_ON_STOP takes time)
 PUT_BACK_RETRY_S = 30  # after a failed put-back of the nftables blocks, the next try
 PROTECTED_RETRY_S = 60.0  # a protected block whose end the worker did not carry out, again
 
@@ -384,10 +383,10 @@ class ResponsePolicy:
         if self._worker.ident is not None:  # started
             self._worker.stopping.set()
             self._worker.jobs.put(Job.STOP, self.settings.unblock_on_stop)
-            self._worker.join(timeout=STOP_WAIT_S)
+            self._worker.join(timeout=limits.ACTION_WORKER_STOP_WAIT_S)
             if self._worker.is_alive():
-                log.error("the action worker did not finish within %d s; what it was doing "
-                          "(see above) may be incomplete", STOP_WAIT_S)  # fmt: skip
+                log.error("the action worker did not finish within %d s; what it was doing (see "
+                          "above) may be incomplete", limits.ACTION_WORKER_STOP_WAIT_S)  # fmt: skip
             self._sync()  # the loop's view of the blocks, after the worker's last changes
         self._store.close()
         if self._table_claim is not None:

@@ -22,7 +22,7 @@ from portwarden.detect.probe import CONNECT_SCAN, UDP_SCAN, Probe, os_probe_name
 from portwarden.net.addresses import IPAddress, Proto
 from portwarden.net.drops import dropped
 from portwarden.net.local import unmapped
-from portwarden.net.packet import PAYLOAD_HEAD, Packet, can_send_from
+from portwarden.net.packet import Packet, can_send_from
 from portwarden.sensors.hostview import HostView
 from portwarden.sensors.sockets import close_all
 
@@ -30,8 +30,6 @@ log = logging.getLogger("portwarden")
 
 IP_PKTINFO = 8  # Linux's value; not exported by every Python build
 _PKTINFO_SPACE = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(12)
-_BACKLOG = 128
-_DATAGRAM_BYTES = 2048
 
 
 def _as_shown(text: str) -> IPAddress:
@@ -66,7 +64,7 @@ def _bind(proto: Proto, port: int) -> socket.socket:
             sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
         sock.bind((address, port))
         if proto is Proto.TCP:
-            sock.listen(_BACKLOG)
+            sock.listen(limits.LISTENER_BACKLOG)
         sock.setblocking(False)
     except OSError:
         sock.close()
@@ -172,7 +170,9 @@ class ListenerSensor:
         probes = []
         for _ in range(limits.PACKETS_PER_TURN_MAX):
             try:
-                data, ancillary, _, peer = sock.recvmsg(_DATAGRAM_BYTES, _PKTINFO_SPACE)
+                data, ancillary, _, peer = sock.recvmsg(
+                    limits.LISTENER_DATAGRAM_BYTES, _PKTINFO_SPACE
+                )
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
@@ -188,7 +188,7 @@ class ListenerSensor:
             if src is None:
                 continue  # forged: reporting it would name nobody, blocking it would stop nobody
             packet = Packet(b"", b"", 17, peer[1], self.ports[fd], payload_len=len(data),
-                            payload_head=data[:PAYLOAD_HEAD])  # fmt: skip
+                            payload_head=data[:limits.PAYLOAD_HEAD_BYTES])  # fmt: skip
             tool = udp_os_tool(packet)
             probes.append(Probe(
                 src, dst, Proto.UDP, peer[1], self.ports[fd], self.mode,

@@ -228,7 +228,6 @@ def store_path(state_dir: Path) -> Path:
     return state_dir / "portwarden.db"
 
 
-_BUSY_WAIT_S = 30  # the longest a connection waits for another one's transaction
 # The columns a store made by an older version may lack.
 _ADDED_COLUMNS = frozenset({"boot", "leftover", "history", "unblocking"})
 _ADDED_REPORT_COLUMNS = {"done": "TEXT NOT NULL DEFAULT ''",
@@ -261,7 +260,8 @@ class Store:
     def _open_read_only(self, path: Path) -> bool:
         """Whether the store at `path`, opened read-only, has the current schema."""
         self._db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True,
-                                   isolation_level=None, timeout=_BUSY_WAIT_S)  # fmt: skip
+                                   isolation_level=None,
+                                   timeout=limits.STORE_BUSY_WAIT_S)  # fmt: skip
         if self._columns() >= _ADDED_COLUMNS and self._columns("reports") >= set(
             _ADDED_REPORT_COLUMNS
         ):
@@ -276,7 +276,7 @@ class Store:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         last_write = max((p.stat().st_mtime for p in (path, path.with_name(path.name + "-wal"))
                           if p.exists()), default=0.0)  # fmt: skip
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=_BUSY_WAIT_S)
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=limits.STORE_BUSY_WAIT_S)
         self._wal()
         for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
             with contextlib.suppress(FileNotFoundError):  # root's alone, also one an older
@@ -298,7 +298,7 @@ class Store:
     def _wal(self) -> None:
         """journal_mode=WAL. Switching a store to it needs the store alone, and SQLite does not
         wait for that (no busy handler): several processes opening a new store at once."""
-        deadline = time.monotonic() + _BUSY_WAIT_S
+        deadline = time.monotonic() + limits.STORE_BUSY_WAIT_S
         while True:
             try:
                 self._db.execute("PRAGMA journal_mode=WAL")
