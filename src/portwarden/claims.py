@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import IO
 
 from portwarden.config.defaults import default_state_dir
-from portwarden.config.settings import Settings, error_at
+from portwarden.config.load import error_at
+from portwarden.config.settings import Settings
 
 ROOT_CLAIMS = Path("/run/portwarden-claims")  # only root may make a folder in /run
 

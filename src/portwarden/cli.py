@@ -27,8 +27,10 @@ from portwarden import (
 from portwarden.config import ConfigError, Modes, Settings, TcpMode, UdpMode, load_settings
 from portwarden.config.defaults import SYSTEM_CONFIG
 from portwarden.config.ignore import outermost
-from portwarden.config.settings import blamed_on, state_dir_of, to_conf_lines
+from portwarden.config.load import blamed_on, state_dir_of
+from portwarden.config.settings import to_conf_lines
 from portwarden.descriptors import DescriptorShortage
+from portwarden.net.local import local_addresses
 from portwarden.portmap import command as portmap_command
 from portwarden.respond.actions import nft_warning
 from portwarden.statedir import StateDirBusy
@@ -274,7 +276,9 @@ def _check_config(args: argparse.Namespace) -> int:
     )
     for line in to_conf_lines(settings):
         print(line)
-    networks = ", ".join(str(n) for n in outermost(settings.ignore_list().networks))
+    networks = ", ".join(
+        str(n) for n in outermost(settings.ignore_list(local_addresses()).networks)
+    )
     print(f"# ignored (never alerted on or blocked): {networks}")
     return 0
 

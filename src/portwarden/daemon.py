@@ -20,7 +20,7 @@ from portwarden.audit.periodic import Outcome, PeriodicAudit
 from portwarden.audit.reporting import AuditReports
 from portwarden.claims import FileClaims
 from portwarden.config import ConfigError, Modes, Settings, load_settings
-from portwarden.config.settings import blamed_on, error_at
+from portwarden.config.load import blamed_on, error_at
 from portwarden.config.values import ListenAddress
 from portwarden.descriptors import OUT_OF_DESCRIPTORS, raise_soft_limit
 from portwarden.detect.config import engine_config, late_reply_ports

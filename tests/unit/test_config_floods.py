@@ -4,7 +4,7 @@ quickly: the first WARNINGS_OF_A_KIND_MAX, then one line counting the rest."""
 import time
 from pathlib import Path
 
-from portwarden.config.settings import load_settings
+from portwarden.config.load import load_settings
 from portwarden.limits import WARNINGS_OF_A_KIND_MAX
 
 

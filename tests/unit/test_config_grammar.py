@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from portwarden.config import ConfigError, Settings, load_settings
 from portwarden.config.ignore import parse_ignore_text
-from portwarden.config.settings import KEYS, _Reader, to_conf_lines
+from portwarden.config.reader import Reader
+from portwarden.config.settings import KEYS, to_conf_lines
 from tests.unit.conf_grammar import (
     SHAPES,
     VALID,
@@ -39,14 +40,14 @@ FILE_TESTS = settings(max_examples=200, deadline=None,
 def key_parsers() -> dict[str, Callable[[str], object]]:
     """Each key's value parser, as load_settings uses it (recorded from one load)."""
     found: dict[str, Callable[[str], object]] = {}
-    get = _Reader.get
+    get = Reader.get
 
-    def record(reader: _Reader, key: str, parse: Callable[[str], T], default: T) -> T:
+    def record(reader: Reader, key: str, parse: Callable[[str], T], default: T) -> T:
         found[key] = parse
         return get(reader, key, parse, default)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_Reader, "get", record)
+        patch.setattr(Reader, "get", record)
         load_settings(None)
     return found
 

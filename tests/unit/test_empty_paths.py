@@ -9,7 +9,7 @@ import pytest
 
 from portwarden.cli import main
 from portwarden.config.errors import ConfigError
-from portwarden.config.settings import load_settings
+from portwarden.config.load import load_settings
 
 
 @pytest.mark.parametrize("key", ["STATE_DIR", "HISTORY_FILE", "BLOCKED_FILE", "HOSTS_DENY_FILE"])

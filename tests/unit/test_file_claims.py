@@ -10,7 +10,8 @@ import pytest
 from portwarden.claims import FileClaims, claims_folder
 from portwarden.cli import main
 from portwarden.config.errors import ConfigError
-from portwarden.config.settings import Settings, load_settings
+from portwarden.config.load import load_settings
+from portwarden.config.settings import Settings
 from portwarden.store.db import Store, store_path
 
 

@@ -80,7 +80,7 @@ def test_ignore_file_from_config_and_local_addresses(tmp_path: Path) -> None:
     (tmp_path / "ignore").write_text("198.19.0.0/16\n")
     conf = tmp_path / "p.conf"
     conf.write_text('IGNORE_FILE="ignore"\n')
-    ignore = load_settings(conf).ignore_list()
+    ignore = load_settings(conf).ignore_list(local_addresses())
     assert ipaddress.ip_address("198.19.3.4") in ignore
     assert ipaddress.ip_address("127.5.5.5") in ignore
     assert ipaddress.ip_address("::1") in ignore

@@ -11,7 +11,7 @@ import pytest
 
 from portwarden.audit.state import AuditState
 from portwarden.cli import main
-from portwarden.config.settings import blamed_on, load_settings
+from portwarden.config.load import blamed_on, load_settings
 from portwarden.fileedit import replace_atomically
 from portwarden.respond.portsentry_files import append_history
 from portwarden.statedir import unusable_directory

@@ -8,7 +8,7 @@ import pytest
 
 from portwarden import cli
 from portwarden.cli import main
-from portwarden.config import settings
+from portwarden.config import load
 
 
 @pytest.mark.parametrize("as_json", [False, True])
@@ -51,7 +51,7 @@ def test_a_broken_system_file_falls_back_to_the_default_state_dir(
     system = tmp_path / "portwarden.conf"
     system.write_text('STATE_DIR="/var/lib/other\n')
     monkeypatch.setattr(cli, "SYSTEM_CONFIG", system)
-    monkeypatch.setattr(settings, "default_state_dir", lambda: tmp_path / "default")
+    monkeypatch.setattr(load, "default_state_dir", lambda: tmp_path / "default")
     assert main(["status", "--json"]) == 3
     out, err = capsys.readouterr()
     assert err.startswith(f"portwarden: warning: {system}:1: ")
