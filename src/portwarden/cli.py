@@ -21,7 +21,7 @@ from portwarden.config.ignore import outermost
 from portwarden.config.settings import blamed_on, state_dir_of, to_conf_lines
 from portwarden.descriptors import DescriptorShortage
 from portwarden.portmap import command as portmap_command
-from portwarden.respond.actions import nft_warning
+from portwarden.respond.nft_table import nft_warning
 from portwarden.statedir import StateDirBusy
 from portwarden.store.db import Store, StoreError, store_path
 from portwarden.text import PATH_SHOWN_MAX, one_line

@@ -31,24 +31,24 @@ from portwarden.net.local import (
     name_servers,
 )
 from portwarden.net.nftables import NftError
-from portwarden.respond.actions import (
+from portwarden.respond.actions import Actions
+from portwarden.respond.admin import reapply_here, unblock_here
+from portwarden.respond.block import BlockRequest
+from portwarden.respond.budget import MinuteBudget
+from portwarden.respond.jobs import Job, JobQueue
+from portwarden.respond.nft import claim_table
+from portwarden.respond.nft_table import uses_nft
+from portwarden.respond.notes import NotedSources
+from portwarden.respond.recorded import (
     IGNORED,
     NFT,
     NOT_RUN,
     PROTECTED,
-    Actions,
-    BlockRequest,
     enforced,
     lasting,
     lasting_steps,
-    uses_nft,
     via,
 )
-from portwarden.respond.admin import reapply_here, unblock_here
-from portwarden.respond.budget import MinuteBudget
-from portwarden.respond.jobs import Job, JobQueue
-from portwarden.respond.nft import claim_table
-from portwarden.respond.notes import NotedSources
 from portwarden.store.db import DONE, UNBLOCK_COMMAND, Action, BlockRecord, Store
 from portwarden.text import counted, one_line, utc_stamp
 
@@ -112,9 +112,9 @@ class BlockJob:
 
 @dataclass(frozen=True)
 class UnblockJob:
-    """`portwarden unblock` through the daemon: begun by the loop (Actions.unblock_at_once),
+    """`portwarden unblock` through the daemon: begun by the loop (Unblocker.unblock_at_once),
     done by the worker before the blocks waiting their turn, so those inside `network` are
-    not carried out at all (Actions.carry_out)."""
+    not carried out at all (BlockMaker.carry_out)."""
 
     network: Network | None  # None: every block, and our nftables table
     answer: "Future[dict[str, Any]]"
@@ -175,55 +175,55 @@ class ActionWorker(threading.Thread):
             kind, payload = self.jobs.get()
             try:
                 if kind is Job.STOP:
-                    if actions.not_run:
+                    if actions.blocks.not_run:
                         log.warning("stopping: KILL_RUN_CMD not run for %d blocks that waited "
-                                    "their turn (recorded `%s`)", actions.not_run,
+                                    "their turn (recorded `%s`)", actions.blocks.not_run,
                                     NOT_RUN)  # fmt: skip
                     if payload:
                         _report_unblocks(
                             self._alerts,
-                            [r.address for r in actions.unblock_matching(None, "stop")],
+                            [r.address for r in actions.unblocks.unblock_matching(None, "stop")],
                             _just_now("stop"),
                         )
-                        actions.drop_table()
+                        actions.nft.drop_table()
                     return
                 if kind is Job.SETTINGS and isinstance(payload, Settings):
                     try:
                         if actions.reconfigure(payload) and uses_nft(payload):
-                            actions.reshape()  # BLOCK_FORWARD changed: the chain comes or goes
+                            actions.nft.reshape()  # BLOCK_FORWARD changed: the chain comes or goes
                     finally:
                         self.reshaping.clear()
                     self._settings_taken(actions)
                 elif kind is Job.BLOCK and isinstance(payload, BlockJob):
                     try:
-                        record = actions.carry_out(payload.record, payload.nft_done)
+                        record = actions.blocks.carry_out(payload.record, payload.nft_done)
                     finally:
                         self.finished.append(payload.record.address)
                     if record is not None:
                         self._report_block(record)
                     if payload.supersedes:  # the mode file of the block it ended drops it
-                        actions.write_files()
-                    if actions.put_back_due:
-                        actions.put_back_due = False
+                        actions.files.write_files()
+                    if actions.blocks.put_back_due:
+                        actions.blocks.put_back_due = False
                         _say_table_remade(self._alerts, self.settings, payload.record.address)
                         self.putting_back.set()
                         self._put_back(actions)
                 elif kind is Job.PUT_BACK:
                     self._put_back(actions)
                 elif kind is Job.NOTES:
-                    actions.write_notes()
+                    actions.files.write_notes()
                 elif kind is Job.EXPIRE:
-                    expired = actions.expire(time.time())
+                    expired = actions.unblocks.expire(time.time())
                     _report_unblocks(self._alerts, [r.address for r in expired],
                                      _just_now("expired"))  # fmt: skip
                     if expired:
-                        actions.write_files()
+                        actions.files.write_files()
                 elif kind is Job.UNBLOCK and isinstance(payload, UnblockJob):
                     with _answering(payload.answer):
                         payload.answer.set_result(self._unblock(actions, payload))
                 elif kind is Job.PROTECTED and isinstance(payload, dict):
-                    _report_unblocks(self._alerts,
-                                     [r.address for r in actions.unblock_protected(payload)],
+                    ended = actions.unblocks.unblock_protected(payload)
+                    _report_unblocks(self._alerts, [r.address for r in ended],
                                      _just_now(PROTECTED))  # fmt: skip
                 elif kind is Job.REAPPLY and isinstance(payload, Future):
                     with _answering(payload):
@@ -232,11 +232,11 @@ class ActionWorker(threading.Thread):
                 log.exception("action %s failed", kind.value)
 
     def _settings_taken(self, actions: Actions) -> None:
-        """After a reload, as at start (Actions.restore): the blocks now inside IGNORE_FILE
+        """After a reload, as at start (Restorer.restore): the blocks now inside IGNORE_FILE
         end, and those made before the built-in blocker was turned on are put in its sets."""
-        _report_unblocks(self._alerts, [r.address for r in actions.unblock_ignored()],
+        _report_unblocks(self._alerts, [r.address for r in actions.unblocks.unblock_ignored()],
                          _just_now(IGNORED))  # fmt: skip
-        if actions.take_into_nft():
+        if actions.restorer.take_into_nft():
             self.putting_back.set()
             self._put_back(actions)
 
@@ -256,7 +256,7 @@ class ActionWorker(threading.Thread):
 
     def _put_back(self, actions: Actions) -> None:
         try:
-            count = actions.put_back_nft()
+            count = actions.restorer.put_back_nft()
         except NftError as error:
             self.retry_at = time.monotonic() + PUT_BACK_RETRY_S
             self.unfilled.set()
@@ -293,7 +293,7 @@ class ResponsePolicy:
         self.settings = settings
         self._alerts = alerts
         self._local = local
-        self._store = Store(store_path, durable=False)  # it records blocks: see Actions.record
+        self._store = Store(store_path, durable=False)  # it records blocks: see BlockMaker.record
         self._worker = ActionWorker(settings, store_path, alerts)
         self._active: set[str] = set()
         self._in_flight: set[str] = set()  # submitted to the worker, not finished
@@ -356,8 +356,8 @@ class ResponsePolicy:
         self.claim_table(self.settings)
         before = self._store.active_addresses()
         self._protected = self._read_protected()
-        restored = self._actions.restore(self._protected_blocks(before))
-        unfilled = self._actions.unfilled
+        restored = self._actions.restorer.restore(self._protected_blocks(before))
+        unfilled = self._actions.restorer.unfilled
         if unfilled is None:
             log.info("restored %s from the store", counted(restored, "active block"))
         else:
@@ -454,7 +454,7 @@ class ResponsePolicy:
         if worker.unfilled.is_set():
             log.warning("nftables: trying again to put the active blocks back")
         else:
-            damage = self._actions.nft_damage()
+            damage = self._actions.nft.damage()
             if damage is None:
                 return
             log.warning("nftables: missing: %s (a firewall reload or a flush?); putting the "
@@ -592,13 +592,13 @@ class ResponsePolicy:
                                probe.scan, mode)  # fmt: skip
         now_wall = time.time()
         replaced = None if replacing is None else replacing.id
-        until = self._actions.until_for(address, now_wall, replaced)
+        until = self._actions.blocks.until_for(address, now_wall, replaced)
         nft_done = None
-        if self._actions.nft_first(request):
+        if self._actions.blocks.nft_first(request):
             # In the loop, one netlink batch (~0.02-0.15 ms): the worker could wait for the GIL.
             nft_done = self._nft_add(probe.src, until)
         try:  # at once: see there
-            record = self._actions.record(request, now_wall, until, nft_done, replaced)
+            record = self._actions.blocks.record(request, now_wall, until, nft_done, replaced)
         except sqlite3.Error as error:  # nothing stays in force that the store does not know
             log.error("block of %s not made: the store refused it: %s; its next probe tries "
                       "again", address, one_line(str(error)))  # fmt: skip
@@ -622,7 +622,7 @@ class ResponsePolicy:
         if self._submit(BlockJob(record, nft_done, replacing is not None)):
             self.blocks_made += 1
             return
-        self._actions.abandon(record)
+        self._actions.blocks.abandon(record)
         self._active.discard(address)
         self._in_flight.discard(address)
 
@@ -675,7 +675,7 @@ class ResponsePolicy:
         """Remove the element the loop added for a block that was not recorded."""
         if nft_done is not None and nft_done.status == DONE:
             with contextlib.suppress(NftError):
-                self._actions.nft().remove([source])
+                self._actions.nft.blocker().remove([source])
 
     def _supersedes(self, address: str, verdict: Verdict) -> bool:
         """Whether `verdict` would make a block that enforces (nftables, a route, a hosts.deny
@@ -688,7 +688,7 @@ class ResponsePolicy:
             return False
         s = self.settings
         mode = s.block_tcp if verdict.probe.proto is Proto.TCP else s.block_udp
-        return mode is BlockMode.BLOCK and lasting_steps(self._actions.steps(mode))
+        return mode is BlockMode.BLOCK and lasting_steps(self._actions.blocks.steps(mode))
 
     def _superseded(self, address: str, verdict: Verdict) -> BlockRecord | None:
         """The address's active block that `verdict` supersedes (see _supersedes), read from
@@ -702,10 +702,10 @@ class ResponsePolicy:
         return record
 
     def _nft_add(self, source: IPAddress, until: float | None) -> Action:
-        """Add `source`'s element (Actions.nft_add); if our table was gone and had to be made
+        """Add `source`'s element (NftTable.add); if our table was gone and had to be made
         again, have the other active blocks put back."""
-        done = self._actions.nft_add(source, until)
-        if self._actions.table_remade:
+        done = self._actions.nft.add(source, until)
+        if self._actions.nft.remade:
             self._sync()  # is it `unblock --all` that removed it? then nothing is lost
             if self._active - self._in_flight and not self._worker.putting_back.is_set():
                 # Our table was gone (`nft flush ruleset`) and holds this block alone now (a
@@ -732,14 +732,14 @@ class ResponsePolicy:
         if record.until is not None and record.until - time.time() < limits.ELEMENT_CHECK_S:
             return  # its time is up, or nearly: the kernel may have let it go (whole seconds)
         try:
-            if self._actions.nft().has(source):
+            if self._actions.nft.blocker().has(source):
                 return
         except NftError as error:
             log.error("nftables: cannot tell whether %s is in its set: %s", address,
                       one_line(str(error)))  # fmt: skip
             return
         done = self._nft_add(source, record.until)
-        if done.status == DONE and not self._actions.table_remade:
+        if done.status == DONE and not self._actions.nft.remade:
             log.warning("nftables: element %s was gone from the sets of table inet %s (a flush "
                         "or a delete by hand?): its probe came through; added again", address,
                         self.settings.nft_table)  # fmt: skip
@@ -780,7 +780,7 @@ class ResponsePolicy:
     def _idle(self, mode: BlockMode, proto: Proto) -> str | None:
         """Why a block in `mode` would do nothing (`BLOCK_TCP=2 but no KILL_RUN_CMD`), or None
         when its plan has a step."""
-        if self._actions.steps(mode):
+        if self._actions.blocks.steps(mode):
             return None
         key = "BLOCK_TCP" if proto is Proto.TCP else "BLOCK_UDP"
         return f"{key}={int(mode)} but {nothing_to_do(self.settings, mode)}"
@@ -820,7 +820,7 @@ class ResponsePolicy:
     def _unblock_at_once(self, network: Network | None) -> None:
         """The worker may be running a block's KILL_RUN_CMD (up to KILL_CMD_TIMEOUT) before it
         takes the unblock: meanwhile the matching blocks are marked as being unblocked and their
-        nftables elements removed (Actions.unblock_at_once), so the source is let through at
+        nftables elements removed (Unblocker.unblock_at_once), so the source is let through at
         once and none of their actions not yet done is carried out. At most
         limits.UNBLOCK_AT_ONCE_MAX blocks: a wider unblock is all the worker's."""
         self._sync()
@@ -834,7 +834,7 @@ class ResponsePolicy:
             return
         records = [r for a in matching if (r := self._store.active_block(a)) is not None]
         if records:
-            self._actions.unblock_at_once(records, UNBLOCK_COMMAND)
+            self._actions.unblocks.unblock_at_once(records, UNBLOCK_COMMAND)
 
     def _submit(self, job: BlockJob) -> bool:
         """Queue a block for the worker. A full queue refuses it: the first refusal is said,
