@@ -101,7 +101,7 @@ with db:
     db.executemany("INSERT INTO blocks (address, proto, port, mode, reason, hostname, since,"
                    " until, offence, actions) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
 start = time.perf_counter()
-done = Actions(settings, store).restore()
+done = Actions(settings, store).restorer.restore()
 if what == "unblock":
     start = time.perf_counter()
     done = len(unblock_here(Actions(settings, store), ipaddress.ip_network("198.18.0.0/15"))[0])

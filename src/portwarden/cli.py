@@ -32,7 +32,7 @@ from portwarden.config.settings import to_conf_lines
 from portwarden.descriptors import DescriptorShortage
 from portwarden.net.local import local_addresses
 from portwarden.portmap import command as portmap_command
-from portwarden.respond.actions import nft_warning
+from portwarden.respond.nft_table import nft_warning
 from portwarden.statedir import StateDirBusy
 from portwarden.store.db import Store, StoreError, store_path
 from portwarden.text import one_line

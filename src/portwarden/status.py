@@ -14,7 +14,7 @@ from typing import Any
 from portwarden import limits
 from portwarden.config import Settings
 from portwarden.detect.engine import Engine, key_port
-from portwarden.respond.actions import left, via
+from portwarden.respond.recorded import left, via
 from portwarden.sensors.build import Sensor
 from portwarden.store.db import UNDO_FAILED, BlockRecord, Store
 from portwarden.text import (

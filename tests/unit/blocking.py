@@ -4,7 +4,8 @@ import time
 from pathlib import Path
 
 from portwarden.config import Settings, load_settings
-from portwarden.respond.actions import Actions, BlockRequest
+from portwarden.respond.actions import Actions
+from portwarden.respond.block import BlockRequest
 from portwarden.store.db import BlockRecord
 
 
@@ -21,5 +22,7 @@ def blocking_settings(folder: Path, extra: str = "") -> Settings:
 def block(actions: Actions, request: BlockRequest) -> BlockRecord | None:
     """Record and carry out a block, as the daemon's loop and worker do between them."""
     now = time.time()
-    record = actions.record(request, now, actions.until_for(str(request.address), now))
-    return None if record is None else actions.carry_out(record)
+    record = actions.blocks.record(
+        request, now, actions.blocks.until_for(str(request.address), now)
+    )
+    return None if record is None else actions.blocks.carry_out(record)

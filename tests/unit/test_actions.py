@@ -26,7 +26,13 @@ from portwarden.config.values import NftUse
 from portwarden.net import local
 from portwarden.respond import actions as actions_module
 from portwarden.respond import admin, portsentry_files
-from portwarden.respond.actions import Actions, BlockRequest, enforced, via
+from portwarden.respond.actions import Actions
+from portwarden.respond.block import BlockRequest
+from portwarden.respond.nft_table import NftTable
+from portwarden.respond.portsentry_writer import PortSentryWriter
+from portwarden.respond.recorded import enforced, via
+from portwarden.respond.restore import NOT_CONFIGURED
+from portwarden.respond.unblock import Unblocker
 from portwarden.store.db import UNBLOCK_COMMAND, Action, Store, boot_id
 from tests.unit.blocking import block, blocking_settings
 
@@ -101,7 +107,7 @@ def test_unblock_undoes_what_an_interrupted_block_planned(
     record = actions.store.add_block("198.18.0.11", "tcp", 11, "stcp", "x", "198.18.0.11",
                                      time.time(), None, plan, "boot")  # fmt: skip
     assert record is not None
-    assert actions.unblock_matching(None, "command") == [record]
+    assert actions.unblocks.unblock_matching(None, "command") == [record]
     assert calls_of(calls) == [["route", "del", "198.18.0.11"]]
     assert deny.read_text() == "sshd: 198.18.0.99\n"
     assert actions.store.active() == []
@@ -134,7 +140,7 @@ def test_unblock_removes_our_line_once_even_if_it_was_copied(
     record = block(actions, request())
     assert record is not None and deny.read_text() == "# top\nALL: 198.18.0.11\n"
     deny.write_text(deny.read_text() + "ALL: 198.18.0.11\n")  # the administrator's copy
-    actions.unblock(record, "command")
+    actions.unblocks.unblock(record, "command")
     assert deny.read_text() == "# top\nALL: 198.18.0.11\n"
 
 
@@ -263,7 +269,7 @@ def test_reverse_dns_name_is_used_when_it_answers(
 
 def restore_in(actions: Actions, boot: str, monkeypatch: pytest.MonkeyPatch) -> int:
     monkeypatch.setattr(actions_module, "boot_id", lambda: boot)
-    return Actions(actions.settings, actions.store).restore()
+    return Actions(actions.settings, actions.store).restorer.restore()
 
 
 def test_restart_runs_kill_route_again_only_after_a_reboot(
@@ -424,8 +430,8 @@ def test_an_expiry_leaves_the_blocks_an_unblock_has_begun_to_that_unblock(
     record = block(actions, request())
     other = block(actions, request("198.18.0.12"))
     assert record is not None and record.until is not None and other is not None
-    actions.unblock_at_once([record], UNBLOCK_COMMAND)
-    assert [r.address for r in actions.expire(record.until + 61)] == ["198.18.0.12"]
+    actions.unblocks.unblock_at_once([record], UNBLOCK_COMMAND)
+    assert [r.address for r in actions.unblocks.expire(record.until + 61)] == ["198.18.0.12"]
     undone, answer = admin.unblock_here(actions, ipaddress.ip_network("198.18.0.11"))
     assert answer["unblocked"] == ["198.18.0.11"] and [r.id for r in undone] == [record.id]
     assert actions.store.last_end("198.18.0.11")[0] == UNBLOCK_COMMAND  # type: ignore[index]
@@ -455,7 +461,7 @@ def test_blocked_files_are_per_mode_as_portsentry_named_them(
     assert stcp.read_text().endswith(" Host: 198.18.0.11/198.18.0.11 Port: 11 TCP Blocked\n")
     assert sudp.read_text().endswith(" Host: 198.18.0.12/198.18.0.12 Port: 7 UDP Blocked\n")
     assert len(actions.settings.history_file.read_text().splitlines()) == 2
-    actions.unblock(tcp, "command")
+    actions.unblocks.unblock(tcp, "command")
     assert stcp.read_text() == "" and sudp.read_text().count("\n") == 1
 
 
@@ -561,7 +567,7 @@ def test_a_start_ends_the_blocks_inside_the_ignore_file(
         assert block(actions, request(address)) is not None
     (tmp_path / "ignore").write_text("198.18.0.10/31\n")
     again = make(f'KILL_HOSTS_DENY="ALL: $TARGET$"\nIGNORE_FILE="{tmp_path}/ignore"\n')
-    assert again.restore() == 1
+    assert again.restorer.restore() == 1
     assert [r.address for r in again.store.active()] == ["198.18.0.12"]
     assert again.store.last_end("198.18.0.11") is not None
     assert again.store.last_end("198.18.0.11")[0] == "ignored"  # type: ignore[index]
@@ -578,7 +584,7 @@ def test_the_ignored_blocks_are_found_in_small_and_large_networks(
         assert block(actions, request(address)) is not None
     (tmp_path / "ignore").write_text("198.18.0.0/24\n198.18.0.0/16\n2001:db8::b/128\n")
     again = make(f'KILL_HOSTS_DENY="ALL: $TARGET$"\nIGNORE_FILE="{tmp_path}/ignore"\n')
-    ended = again.unblock_ignored()
+    ended = again.unblocks.unblock_ignored()
     assert sorted(r.address for r in ended) == ["198.18.0.11", "198.18.7.1", "2001:db8::b"]
     assert sorted(r.address for r in again.store.active()) == ["198.19.0.1", "2001:db8:1::1"]
 
@@ -592,13 +598,13 @@ def test_a_reboot_does_not_bring_back_a_kill_route_the_configuration_no_longer_h
     )
     assert block(actions, request()) is not None
     again = make('KILL_HOSTS_DENY="ALL: $TARGET$"\n')
-    again.boot = "another boot"
-    assert again.restore() == 1
+    again.context.boot = "another boot"
+    assert again.restorer.restore() == 1
     (record,) = again.store.active()
     assert [(a.kind, a.status) for a in record.actions] == [
-        ("hosts.deny", "done"), ("route", f"failed: {actions_module.NOT_CONFIGURED}")]  # fmt: skip
+        ("hosts.deny", "done"), ("route", f"failed: {NOT_CONFIGURED}")]  # fmt: skip
     assert len(calls_of(calls)) == 1  # not run again
-    assert again.reapply_routes().done == []
+    assert again.restorer.reapply_routes().done == []
 
 
 def test_a_kill_before_the_history_line_is_caught_up_at_start_once(
@@ -609,7 +615,8 @@ def test_a_kill_before_the_history_line_is_caught_up_at_start_once(
     before the store knew it adds no second one."""
     actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\nBLOCK_DURATION="1"\n')
     history = actions.settings.history_file
-    monkeypatch.setattr(Actions, "write_history", lambda *args, **kwargs: None)  # killed here
+    # Killed here:
+    monkeypatch.setattr(PortSentryWriter, "write_history", lambda *args, **kwargs: None)
     for address in ("198.18.0.11", "198.18.0.12", "198.18.0.13"):
         assert block(actions, request(address)) is not None
     monkeypatch.undo()
@@ -642,7 +649,7 @@ def test_an_unblock_a_kill_interrupted_is_finished_at_start_not_applied_again(
 
     monkeypatch.setattr(fileedit, "remove_lines", killed)
     with pytest.raises(KeyboardInterrupt):
-        actions.unblock_matching(None, UNBLOCK_COMMAND)
+        actions.unblocks.unblock_matching(None, UNBLOCK_COMMAND)
     monkeypatch.undo()
     assert len(actions.store.active()) == 5 and len(actions.store.unblocking()) == 5
     assert restore_in(actions, "boot-1", monkeypatch) == 0
@@ -662,7 +669,8 @@ def test_an_unblock_of_many_rewrites_hosts_deny_once(
     replace = fileedit.replace_atomically
     monkeypatch.setattr(fileedit, "replace_atomically",
                         lambda path, *a: (rewrites.append(path), replace(path, *a))[1])  # fmt: skip
-    assert len(actions.unblock_matching(ipaddress.ip_network("198.18.1.0/26"), "command")) == 50
+    inside = ipaddress.ip_network("198.18.1.0/26")
+    assert len(actions.unblocks.unblock_matching(inside, "command")) == 50
     assert rewrites.count(deny) == 1
     assert deny.read_text() == "sshd: 203.0.113.9\n"
 
@@ -680,9 +688,9 @@ class _NoKernelSets:
 
 def nft_blocking(make: Callable[[str], Actions], monkeypatch: pytest.MonkeyPatch) -> Actions:
     """The built-in blocker on, its kernel side left out (no privileges): removals work."""
-    monkeypatch.setattr(Actions, "_remove_elements", lambda self, records: None)
-    monkeypatch.setattr(Actions, "_undo", lambda self, action, address: None)
-    monkeypatch.setattr(Actions, "nft", lambda self: _NoKernelSets())
+    monkeypatch.setattr(Unblocker, "_remove_elements", lambda self, records: None)
+    monkeypatch.setattr(Unblocker, "undo", lambda self, action, address: None)
+    monkeypatch.setattr(NftTable, "blocker", lambda self: _NoKernelSets())
     actions = make("")
     actions.settings = dataclasses.replace(actions.settings, block_nftables=NftUse.ALWAYS)
     return actions
@@ -693,12 +701,12 @@ def test_the_element_the_loop_added_is_recorded_done_with_the_block(
 ) -> None:
     """The element is in force from the loop's insert on, not from the worker's turn."""
     actions = nft_blocking(make, monkeypatch)
-    record = actions.record(request(), time.time(), None, NFT_ADDED)
+    record = actions.blocks.record(request(), time.time(), None, NFT_ADDED)
     assert record is not None
     (stored,) = actions.store.active()
     assert [(a.kind, a.status) for a in stored.actions] == [("nft", "done")]
     failed = Action("nft", (), "failed: no table")
-    other = actions.record(request("198.18.0.12"), time.time(), None, failed)
+    other = actions.blocks.record(request("198.18.0.12"), time.time(), None, failed)
     assert other is not None and other.actions == (failed,)
 
 
@@ -708,10 +716,10 @@ def test_a_block_unblocked_before_its_turn_gets_its_history_line(
     """An unblock during a burst ends the block before the worker reaches it: its element was
     in force all the same, so HISTORY_FILE has its line (and only once)."""
     actions = nft_blocking(make, monkeypatch)
-    record = actions.record(request(), time.time(), None, NFT_ADDED)
+    record = actions.blocks.record(request(), time.time(), None, NFT_ADDED)
     assert record is not None
-    assert len(actions.unblock_matching(None, UNBLOCK_COMMAND)) == 1
-    assert actions.carry_out(record, NFT_ADDED) is None
+    assert len(actions.unblocks.unblock_matching(None, UNBLOCK_COMMAND)) == 1
+    assert actions.blocks.carry_out(record, NFT_ADDED) is None
     history = actions.settings.history_file.read_text().splitlines()
     assert len(history) == 1 and "198.18.0.11" in history[0]
     assert actions.store.unwritten() == []
@@ -722,10 +730,10 @@ def test_a_block_whose_element_was_never_added_gets_no_history_line(
 ) -> None:
     actions = nft_blocking(make, monkeypatch)
     failed = Action("nft", (), "failed: no table")
-    record = actions.record(request(), time.time(), None, failed)
+    record = actions.blocks.record(request(), time.time(), None, failed)
     assert record is not None
-    actions.unblock_matching(None, UNBLOCK_COMMAND)
-    assert actions.carry_out(record, failed) is None
+    actions.unblocks.unblock_matching(None, UNBLOCK_COMMAND)
+    assert actions.blocks.carry_out(record, failed) is None
     assert not actions.settings.history_file.exists()
     assert actions.store.unwritten() == []
 
@@ -736,8 +744,8 @@ def test_a_kill_then_an_unblock_without_the_daemon_keeps_the_history_line(
     """kill -9 with a block recorded by the loop and queued for the worker, then `unblock
     --all` with no daemon: the next start writes the line of that block, which was in force."""
     actions = nft_blocking(make, monkeypatch)
-    assert actions.record(request(), time.time(), None, NFT_ADDED) is not None
-    assert len(actions.unblock_matching(None, UNBLOCK_COMMAND)) == 1
+    assert actions.blocks.record(request(), time.time(), None, NFT_ADDED) is not None
+    assert len(actions.unblocks.unblock_matching(None, UNBLOCK_COMMAND)) == 1
     assert restore_in(actions, "boot-1", monkeypatch) == 0
     history = actions.settings.history_file.read_text().splitlines()
     assert len(history) == 1 and "198.18.0.11" in history[0]
@@ -764,10 +772,11 @@ def test_routes_already_gone_are_counted_in_one_line_per_batch(
     for number in range(5):
         assert block(actions, request(f"198.18.0.{11 + number}")) is not None
     for number in range(3):  # recorded, not carried out
-        assert actions.record(request(f"198.18.0.{21 + number}"), time.time(), None) is not None
+        address = f"198.18.0.{21 + number}"
+        assert actions.blocks.record(request(address), time.time(), None) is not None
     caplog.set_level(logging.DEBUG, "portwarden")
     caplog.clear()
-    assert len(actions.unblock_matching(None, UNBLOCK_COMMAND)) == 8
+    assert len(actions.unblocks.unblock_matching(None, UNBLOCK_COMMAND)) == 8
     said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
     assert [m for m in said if "nothing to remove" in m] == [
         "KILL_ROUTE undo: nothing to remove for 5 blocks (gone already: removed by hand, or by "
@@ -791,17 +800,17 @@ def test_reapply_keeps_a_blocking_route_there_and_names_any_other(
     script.write_text(THERE_ROUTE)
     found: list[local.HostRoute] = [local.HostRoute("blackhole", (), None, 254)]
     monkeypatch.setattr(local, "host_routes", lambda address: found)
-    outcome = actions.reapply_routes()
+    outcome = actions.restorer.reapply_routes()
     assert outcome.done == ["198.18.0.11"] and outcome.failed == []
     (record,) = actions.store.active()
     assert [(a.kind, a.status) for a in record.actions] == [("route", "present")]
     found[:] = [local.HostRoute("unicast", (ipaddress.ip_address("198.18.0.2"),), "eth0", 254)]
-    outcome = actions.reapply_routes()
+    outcome = actions.restorer.reapply_routes()
     assert outcome.done == [] and outcome.failed == [("198.18.0.11", (
         "a route to 198.18.0.11 is there already (unicast via 198.18.0.2 dev eth0): "
         "KILL_ROUTE could not add its own"))]  # fmt: skip
     script.write_text("")  # the route is gone: ours takes its place
-    assert actions.reapply_routes().done == ["198.18.0.11"]
+    assert actions.restorer.reapply_routes().done == ["198.18.0.11"]
     assert [a.status for a in actions.store.active()[0].actions] == ["done"]
 
 
@@ -817,16 +826,16 @@ def test_a_kill_while_many_routes_are_undone_leaves_only_the_rest_for_the_next_s
     for number in range(5):
         assert block(actions, request(f"198.18.0.{11 + number}")) is not None
     monkeypatch.setattr(limits, "UNBLOCK_COMMIT_S", 0.0)  # a commit after each block
-    undone = actions._undone_batched
+    undone = actions.unblocks._undone_batched
 
     def killed_at_the_fourth(action: Action, address: str, *rest: object) -> Action:
         if address == "198.18.0.14":
             raise KeyboardInterrupt  # stands for kill -9: nothing after it runs
         return undone(action, address, *rest)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(actions, "_undone_batched", killed_at_the_fourth)
+    monkeypatch.setattr(actions.unblocks, "_undone_batched", killed_at_the_fourth)
     with pytest.raises(KeyboardInterrupt):
-        actions.unblock_matching(None, UNBLOCK_COMMAND)
+        actions.unblocks.unblock_matching(None, UNBLOCK_COMMAND)
     assert [r.address for r in actions.store.active()] == ["198.18.0.14", "198.18.0.15"]
     calls.unlink()
     assert restore_in(actions, "boot-1", monkeypatch) == 0
@@ -840,10 +849,10 @@ def test_a_block_the_full_queue_refused_gets_no_history_line_even_after_a_kill(
     back at once and ends `failed`. A kill right after (before the store says its line is not
     due) must not give it a HISTORY_FILE line at the next start."""
     actions = nft_blocking(make, monkeypatch)
-    record = actions.record(request(), time.time(), None, NFT_ADDED)
+    record = actions.blocks.record(request(), time.time(), None, NFT_ADDED)
     assert record is not None
     monkeypatch.setattr(Store, "set_written", lambda self, ids: None)  # killed before it
-    actions.abandon(record)
+    actions.blocks.abandon(record)
     monkeypatch.undo()
     nft_blocking(make, monkeypatch)  # the same patches again, for the restore
     assert restore_in(actions, "boot-1", monkeypatch) == 0
@@ -858,12 +867,12 @@ def test_a_block_whose_unblock_began_before_its_turn_is_not_carried_out(
     calls = tmp_path / "calls"
     actions = make(f'KILL_HOSTS_DENY="ALL: $TARGET$"\nKILL_RUN_CMD="{record_cmd(calls, "x")}"\n')
     now = time.time()
-    record = actions.record(request(), now, None)
+    record = actions.blocks.record(request(), now, None)
     assert record is not None
-    actions.unblock_at_once([record], UNBLOCK_COMMAND)
-    assert actions.carry_out(record) is None
+    actions.unblocks.unblock_at_once([record], UNBLOCK_COMMAND)
+    assert actions.blocks.carry_out(record) is None
     assert not calls.exists() and not actions.settings.hosts_deny_file.exists()
-    (undone,) = actions.unblock_matching(None, UNBLOCK_COMMAND)
+    (undone,) = actions.unblocks.unblock_matching(None, UNBLOCK_COMMAND)
     assert undone.id == record.id and actions.store.active() == []
 
 
@@ -876,20 +885,20 @@ def test_reapply_runs_again_only_the_kill_routes_that_took_effect(
     actions = make(f'KILL_HOSTS_DENY="ALL: $TARGET$"\n'
                    f'KILL_ROUTE="{record_cmd(calls, "add", "$TARGET$")}"\n')  # fmt: skip
     assert block(actions, request("198.18.0.11")) is not None
-    record = actions.record(request("2001:db8::b"), time.time(), None)
+    record = actions.blocks.record(request("2001:db8::b"), time.time(), None)
     assert record is not None
     planned = record.actions[1]
     assert planned.undo  # as a real one: else it would be left as "no known undo"
     failed = planned._replace(status="failed: exit status 6: Unknown host")
     actions.store.set_actions(record.id, (record.actions[0], failed))
-    outcome = actions.reapply_routes()
+    outcome = actions.restorer.reapply_routes()
     assert outcome.done == ["198.18.0.11"] and outcome.failed == [] and outcome.no_undo == []
     calls.unlink()
     calls.mkdir()  # the command fails now
-    outcome = actions.reapply_routes()
+    outcome = actions.restorer.reapply_routes()
     assert outcome.done == [] and [a for a, _ in outcome.failed] == ["198.18.0.11"]
     calls.rmdir()
-    assert actions.reapply_routes().done == ["198.18.0.11"]
+    assert actions.restorer.reapply_routes().done == ["198.18.0.11"]
     assert calls_of(calls) == [["del", "198.18.0.11"], ["add", "198.18.0.11"]]
 
 
@@ -901,11 +910,11 @@ def test_a_block_the_administrator_unblocked_is_no_offence_but_an_expired_one_is
     actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\nBLOCK_DURATION="60"\nBLOCK_ESCALATION="2"\n')
     first = block(actions, request())
     assert first is not None and first.offence == 1
-    actions.unblock_matching(None, UNBLOCK_COMMAND)
+    actions.unblocks.unblock_matching(None, UNBLOCK_COMMAND)
     again = block(actions, request())
     assert again is not None and again.offence == 1
     assert again.until is not None and again.until - again.since == pytest.approx(60)
-    actions.expire(again.until + 1)
+    actions.unblocks.expire(again.until + 1)
     third = block(actions, request())
     assert third is not None and third.offence == 2
     assert third.until is not None and third.until - third.since == pytest.approx(120)
@@ -921,7 +930,7 @@ def test_blocks_taken_into_nftables_are_counted_in_the_right_number(
         assert block(actions, request(address)) is not None
     actions.settings = dataclasses.replace(actions.settings, block_nftables=NftUse.ALWAYS)
     with caplog.at_level(logging.WARNING, logger="portwarden"):
-        assert actions.take_into_nft() == count
+        assert actions.restorer.take_into_nft() == count
     assert [r.getMessage() for r in caplog.records] == [
         f"nftables: {said} before the built-in blocker was on {'is' if count == 1 else 'are'} "
         "now enforced by it too"

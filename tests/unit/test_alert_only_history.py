@@ -215,7 +215,7 @@ def test_the_lines_a_kill_left_unwritten_are_written_at_start_once(tmp_path: Pat
     written = portsentry_line(store.notes()[1])  # the kill came after its line was written
     (tmp_path / "state").mkdir()
     (tmp_path / "state" / "portsentry.history").write_text(written + "\n")
-    Actions(settings, store).restore()
+    Actions(settings, store).restorer.restore()
     assert store.notes() == []
     lines = history(tmp_path)
     assert lines[0] == written and len(lines) == 2
@@ -232,11 +232,11 @@ def test_a_note_whose_line_could_not_be_written_stays_for_the_next_writing(
     history_file = tmp_path / "state" / "portsentry.history"
     history_file.parent.mkdir()
     history_file.symlink_to(tmp_path / "elsewhere")  # refused: never followed
-    actions.write_notes()
+    actions.files.write_notes()
     assert len(store.notes()) == 1 and not (tmp_path / "elsewhere").exists()
     history_file.unlink()
     store.add_note("198.18.0.12", "tcp", 15, 1_700_000_001.0)
-    actions.write_notes()
+    actions.files.write_notes()
     assert store.notes() == []
     found = [LINE.match(line) for line in history(tmp_path)]
     assert [m.group(2) if m else None for m in found] == [SCANNER, "198.18.0.12"]

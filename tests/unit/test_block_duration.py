@@ -32,7 +32,7 @@ def test_escalation_is_capped(
         block_duration_max=maximum,
     )  # fmt: skip
     actions = Actions(settings, Store(tmp_path / "store.db"))
-    assert actions.duration(offence) == seconds
+    assert actions.blocks.duration(offence) == seconds
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,8 @@ from portwarden.config.values import NftUse
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import SYN_SCAN, Probe
 from portwarden.net.addresses import IPAddress, Proto
-from portwarden.respond.actions import NFT
 from portwarden.respond.policy import ResponsePolicy
+from portwarden.respond.recorded import NFT
 from portwarden.store.db import Action, boot_id
 from tests.unit.blocking import blocking_settings
 
@@ -158,7 +158,7 @@ def test_the_element_the_loop_adds_is_recorded_done_in_the_same_insert(
     says so, so an unblock or a kill before that turn still leaves a HISTORY_FILE line."""
     actions = policy._actions
     actions.settings = dataclasses.replace(actions.settings, block_nftables=NftUse.ALWAYS)
-    monkeypatch.setattr(actions, "nft_add", lambda address, until: Action(NFT, (), "done"))
+    monkeypatch.setattr(actions.nft, "add", lambda address, until: Action(NFT, (), "done"))
     policy.on_verdict(verdict("198.18.0.11", 3), 1.0)
     (record,) = policy.store.active()
     assert [(a.kind, a.status) for a in record.actions] == [
@@ -187,7 +187,7 @@ def test_a_block_within_a_second_of_its_end_is_not_checked_for_a_lost_element(
     ELEMENT_CHECK_S: the kernel counts timeouts in whole seconds and may have let it go, which
     is no lost element to put back."""
     sets = SetsThatHoldEverything()
-    monkeypatch.setattr(policy._actions, "nft", lambda: sets)
+    monkeypatch.setattr(policy._actions.nft, "blocker", lambda: sets)
     now = time.time()
     policy.store.add_block("198.18.0.11", "tcp", 11, "stcp", SYN_SCAN, "", now, now + left_s,
                            (Action(NFT),), boot_id())  # fmt: skip

@@ -117,7 +117,7 @@ def _unblock_all(policy: ResponsePolicy) -> None:
     store = policy.store.__class__(policy.settings.state_dir / "portwarden.db")
     actions = Actions(policy.settings, store)
     (record,) = store.active()
-    assert actions.unblock(record, "command") is not None
+    assert actions.unblocks.unblock(record, "command") is not None
     store.close()
 
 

@@ -13,7 +13,8 @@ from portwarden import admin_output
 from portwarden.config import BlockMode
 from portwarden.respond import actions as actions_module
 from portwarden.respond import commands
-from portwarden.respond.actions import Actions, BlockRequest
+from portwarden.respond.actions import Actions
+from portwarden.respond.block import BlockRequest
 from portwarden.store.db import Action, Store, store_path
 from tests.unit.blocking import blocking_settings
 
@@ -34,7 +35,7 @@ def test_the_start_says_one_interrupted_command_in_the_singular(
                             None, plan, "boot-1")  # fmt: skip
     monkeypatch.setattr(actions_module, "boot_id", lambda: "boot-1")
     with caplog.at_level(logging.WARNING, logger="portwarden"):
-        Actions(actions.settings, actions.store).restore()
+        Actions(actions.settings, actions.store).restorer.restore()
     said = [r.getMessage() for r in caplog.records if "KILL_RUN_CMD" in r.getMessage()]
     assert said == ["KILL_RUN_CMD not run again at start: 1 block was interrupted while its "
                     "command ran (it may have run, and cannot be undone)"]  # fmt: skip
@@ -88,4 +89,4 @@ def test_the_written_hosts_deny_line_is_one_tcpd_matches(
     actions = _actions(tmp_path, f'KILL_HOSTS_DENY="{template}"\n')
     request = BlockRequest(ipaddress.ip_address(address), "tcp", 11, "stcp", "x",
                            BlockMode.BLOCK)  # fmt: skip
-    assert actions.hosts_deny_line(request) == written
+    assert actions.blocks.hosts_deny_line(request) == written

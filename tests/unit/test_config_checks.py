@@ -299,7 +299,7 @@ def test_the_warning_is_given_exactly_when_a_block_would_do_nothing(
     path = write(tmp_path, f'BLOCK_TCP="{block}"\nBLOCK_NFTABLES="{nftables}"\n{kill}')
     settings = load_settings(path)
     actions = Actions(settings, Store(tmp_path / "store.db"))
-    idle = block != "0" and not actions.steps(settings.block_tcp)
+    idle = block != "0" and not actions.blocks.steps(settings.block_tcp)
     assert idle == (nothing_to_do(settings, settings.block_tcp) is not None)
     assert idle == any("nothing will be done" in w for w in settings.warnings)
 

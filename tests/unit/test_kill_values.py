@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from portwarden.config import BlockMode, load_settings
-from portwarden.respond.actions import Actions, BlockRequest
+from portwarden.respond.actions import Actions
+from portwarden.respond.block import BlockRequest
 from portwarden.store.db import Store
 from portwarden.text import one_line
 from tests.unit.blocking import block

@@ -52,6 +52,6 @@ def test_a_route_undo_that_fails_otherwise_stays_left(tmp_path: Path) -> None:
 
 def test_a_route_left_before_a_reboot_is_gone_with_it(tmp_path: Path) -> None:
     actions = leftover(tmp_path, undo_saying(tmp_path, "no", 1), "an earlier boot")
-    cleared, still = actions.retry_left(None)
+    cleared, still = actions.unblocks.retry_left(None)
     assert [r.address for r in cleared] == [ADDRESS] and still == []
     assert actions.store.leftovers() == [] and not (tmp_path / "runs").exists()

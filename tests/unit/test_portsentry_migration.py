@@ -7,7 +7,8 @@ import ipaddress
 from pathlib import Path
 
 from portwarden.config import BlockMode
-from portwarden.respond.actions import Actions, BlockRequest
+from portwarden.respond.actions import Actions
+from portwarden.respond.block import BlockRequest
 from portwarden.store.db import Store
 from tests.unit.blocking import block, blocking_settings
 
@@ -28,13 +29,14 @@ def test_first_start_empties_portsentrys_blocked_files_and_keeps_its_history(
                                            f'HISTORY_FILE="{old}/portsentry.history"\n'
                                            'KILL_HOSTS_DENY="ALL: $TARGET$"\n')  # fmt: skip
     actions = Actions(settings, Store(settings.state_dir / "portwarden.db"))
-    assert actions.restore() == 0  # the start: portwarden knows none of PortSentry's blocks
+    # The start: portwarden knows none of PortSentry's blocks.
+    assert actions.restorer.restore() == 0
     assert (old / "portsentry.blocked.atcp").read_text() == ""
     assert (old / "portsentry.blocked.udp").read_text() == ""
     assert (old / "portsentry.history").read_text() == PORTSENTRY_LINE
     made = block(actions, BlockRequest(ipaddress.ip_address("198.18.0.11"), "tcp", 11, "stcp",
                                        "TCP SYN/Normal scan", BlockMode.BLOCK))  # fmt: skip
     assert made is not None
-    assert actions.restore() == 1  # a restart: portwarden's own blocks stay listed
+    assert actions.restorer.restore() == 1  # a restart: portwarden's own blocks stay listed
     assert "/198.18.0.11 Port: 11 TCP Blocked" in (old / "portsentry.blocked.stcp").read_text()
     assert (old / "portsentry.history").read_text().startswith(PORTSENTRY_LINE)

@@ -46,7 +46,7 @@ Modes = tuple[TcpMode | None, UdpMode | None]
 
 
 class BlockMode(IntEnum):
-    """BLOCK_TCP / BLOCK_UDP: 0 alert only, 1 block (see Actions._steps), 2 command only."""
+    """BLOCK_TCP / BLOCK_UDP: 0 alert only, 1 block (see BlockMaker.steps), 2 command only."""
 
     ALERT_ONLY = 0
     BLOCK = 1

@@ -18,8 +18,10 @@ from portwarden.claims import FileClaims
 from portwarden.config import ConfigError, Settings
 from portwarden.config.ignore import Network
 from portwarden.net.nftables import NftError
-from portwarden.respond.actions import Actions, kept_lines, left
+from portwarden.respond.actions import Actions
 from portwarden.respond.nft import claim_table
+from portwarden.respond.old_tables import drop_old_tables
+from portwarden.respond.recorded import kept_lines, left
 from portwarden.store.db import UNBLOCK_COMMAND, BlockRecord, Store, store_path
 from portwarden.text import one_line
 
@@ -62,8 +64,8 @@ def unblock_here(
     """Unblock what lies in `network` (every block and our nftables table when None), after
     another try at what earlier unblocks there left in force. The answer's `left` names what
     is still in force, one line per block."""
-    cleared, still = actions.retry_left(network, by_hand=True)
-    undone = actions.unblock_matching(network, UNBLOCK_COMMAND)
+    cleared, still = actions.unblocks.retry_left(network, by_hand=True)
+    undone = actions.unblocks.unblock_matching(network, UNBLOCK_COMMAND)
     still += [r for r in undone if left(r)]
     answer: UnblockAnswer = {
         "unblocked": [r.address for r in cleared + undone if not left(r)],
@@ -73,8 +75,8 @@ def unblock_here(
     }
     if network is None:
         try:
-            answer["table_removed"] = actions.drop_table()
-            answer["old_tables_removed"] = actions.drop_old_tables()
+            answer["table_removed"] = actions.nft.drop_table()
+            answer["old_tables_removed"] = drop_old_tables(actions.nft, actions.store)
         except NftError as error:
             answer["nft_error"] = one_line(str(error))
     return undone, answer
@@ -83,10 +85,10 @@ def unblock_here(
 def _unblock_without_daemon(actions: Actions, network: Network | None) -> UnblockAnswer:
     """unblock_here, and the `unblock` events the daemon would have written. Our sets'
     elements inside `network` go too, also one the store does not know: added by a daemon
-    killed before it recorded the block (see Actions.record)."""
+    killed before it recorded the block (see BlockMaker.record)."""
     undone, answer = unblock_here(actions, network)
     if network is not None:
-        answer["swept"] = actions.sweep_nft(network)
+        answer["swept"] = actions.nft.sweep(network)
     try:
         write_unblocks(actions.settings, [(r.address, time.time()) for r in undone],
                        UNBLOCK_COMMAND)  # fmt: skip
@@ -98,12 +100,12 @@ def _unblock_without_daemon(actions: Actions, network: Network | None) -> Unbloc
 def reapply_here(actions: Actions) -> ReapplyAnswer:
     """KILL_ROUTE run again for every block, and our nftables table made again (its chains
     and rules repaired) with every nftables block in it."""
-    routes = actions.reapply_routes()
+    routes = actions.restorer.reapply_routes()
     answer: ReapplyAnswer = {"reapplied": routes.done, "failed": routes.failed,
                       "not_reapplied": routes.no_undo,
                       "not_configured": routes.unconfigured}  # fmt: skip
     try:
-        answer["nft_blocks"] = actions.put_back_nft()
+        answer["nft_blocks"] = actions.restorer.put_back_nft()
     except NftError as error:
         answer["nft_error"] = one_line(str(error))
     return answer

@@ -7,9 +7,9 @@ them, and made blocks outlast their `until` by the backlog. So two lanes: the jo
 blocks or answer the administrator (an unblock, an expiry, a reload, whose IGNORE_FILE may now
 hold a blocked address, `reapply`, the put-back of our nftables blocks, the end of the blocks of
 addresses that became protected) are taken before any block; a block whose unblock or expiry
-comes first is then not carried out (see Actions.carry_out). Blocks, and the stop after them,
-keep their order; the writing of alert-only HISTORY_FILE lines (Actions.write_notes) takes its
-turn among them.
+comes first is then not carried out (see BlockMaker.carry_out). Blocks, and the stop after
+them, keep their order; the writing of alert-only HISTORY_FILE lines
+(PortSentryWriter.write_notes) takes its turn among them.
 """
 
 import collections

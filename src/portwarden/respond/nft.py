@@ -177,7 +177,7 @@ class NftBlocker:
 
     def listing(self) -> TableListing:
         """The table's elements, and whether it holds nothing but what we make in it (one
-        listing: for a table an older NFT_TABLE left, see Actions._leave_table)."""
+        listing: for a table an older NFT_TABLE left, see old_tables._leave_table)."""
         listed = self._nft.run(f"list table inet {self.table}", json_output=True)
         elements: set[str] = set()
         ours_alone = True

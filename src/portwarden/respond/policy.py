@@ -1,19 +1,16 @@
 """In the loop: which verdicts become blocks, which addresses must never be blocked, how many
 blocks a minute; the blocks themselves are carried out by one worker thread, off the loop,
-which takes unblocks and expiry before them (see respond/jobs.py)."""
+which takes unblocks and expiry before them (respond/worker.py, respond/jobs.py)."""
 
-import collections
 import contextlib
 import ipaddress
 import itertools
 import logging
 import socket
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,24 +28,27 @@ from portwarden.net.local import (
     name_servers,
 )
 from portwarden.net.nftables import NftError
-from portwarden.respond.actions import (
-    IGNORED,
+from portwarden.respond.actions import Actions
+from portwarden.respond.block import BlockRequest
+from portwarden.respond.budget import MinuteBudget
+from portwarden.respond.jobs import Job
+from portwarden.respond.nft import claim_table
+from portwarden.respond.nft_table import uses_nft
+from portwarden.respond.notes import NotedSources
+from portwarden.respond.recorded import (
     NFT,
-    NOT_RUN,
-    PROTECTED,
-    Actions,
-    BlockRequest,
-    enforced,
     lasting,
     lasting_steps,
-    uses_nft,
     via,
 )
-from portwarden.respond.admin import reapply_here, unblock_here
-from portwarden.respond.budget import MinuteBudget
-from portwarden.respond.jobs import Job, JobQueue
-from portwarden.respond.nft import claim_table
-from portwarden.respond.notes import NotedSources
+from portwarden.respond.worker import (
+    PUT_BACK_RETRY_S,
+    ActionWorker,
+    BlockJob,
+    UnblockJob,
+    report_unblocks,
+    say_table_remade,
+)
 from portwarden.store.db import DONE, UNBLOCK_COMMAND, Action, BlockRecord, Store
 from portwarden.text import counted, one_line, utc_stamp
 
@@ -92,195 +92,6 @@ def _overridden_by(why: tuple[str, ...]) -> str:
     return f"{' and '.join(keys)} {'allow' if len(keys) > 1 else 'allows'} it"
 
 
-def block_line(record: BlockRecord, what: str = "block") -> str:
-    until = "forever" if record.until is None else utc_stamp(record.until)
-    actions = ",".join(f"{a.kind}:{a.status.split(':')[0]}" for a in record.actions) or "none"
-    return (f"{what} address={record.address} actions={actions} until={until} "
-            f"offence={record.offence} port={record.port} mode={record.mode} "
-            f'reason="{one_line(record.reason)}"')  # fmt: skip
-
-
-@dataclass(frozen=True)
-class BlockJob:
-    """A block the loop recorded (and whose nftables element it added: `nft_done`);
-    `supersedes`: it ended the address's command-only block (ResponsePolicy.on_verdict)."""
-
-    record: BlockRecord
-    nft_done: Action | None
-    supersedes: bool = False
-
-
-@dataclass(frozen=True)
-class UnblockJob:
-    """`portwarden unblock` through the daemon: begun by the loop (Actions.unblock_at_once),
-    done by the worker before the blocks waiting their turn, so those inside `network` are
-    not carried out at all (Actions.carry_out)."""
-
-    network: Network | None  # None: every block, and our nftables table
-    answer: "Future[dict[str, Any]]"
-
-
-def _just_now(by: str) -> Callable[[str], tuple[str, float]]:
-    """For _report_unblocks: every block ended by `by`, now."""
-    now = time.time()
-    return lambda _address: (by, now)
-
-
-def _report_unblocks(alerts: Alerts, ended: Sequence[str],
-                     how: Callable[[str], tuple[str, float]]) -> None:  # fmt: skip
-    """One line and event per ended block (its address, and by what and when: `how`), at most
-    limits.UNBLOCKS_REPORTED_MAX at once (an `unblock --all` of thousands), then their number;
-    `how` is asked only for those shown."""
-    for address in ended[: limits.UNBLOCKS_REPORTED_MAX]:
-        by, when = how(address)
-        log.info("unblock address=%s by=%s", address, by)
-        alerts.unblocked(address, by, when)
-    if len(ended) > limits.UNBLOCKS_REPORTED_MAX:
-        log.info("unblock: %d more addresses", len(ended) - limits.UNBLOCKS_REPORTED_MAX)
-        alerts.unblocks_not_shown(len(ended) - limits.UNBLOCKS_REPORTED_MAX, time.time())
-
-
-def _say_table_remade(alerts: Alerts, settings: Settings, address: object) -> None:
-    """A block found our table gone (`nft flush ruleset`) and made it again: the other active
-    blocks are to be put back (by the caller)."""
-    log.warning("nftables: table inet %s was gone; made again for %s, putting the other "
-                "active blocks back", settings.nft_table, address)  # fmt: skip
-    alerts.table_lost()
-
-
-class ActionWorker(threading.Thread):
-    """Owns the action side (nftables context, files, commands) and its own store connection."""
-
-    def __init__(self, settings: Settings, store_path: Path, alerts: Alerts) -> None:
-        super().__init__(name="portwarden-actions", daemon=True)
-        self.settings = settings
-        self._alerts = alerts
-        self._path = store_path
-        self.jobs = JobQueue(limits.BLOCK_QUEUE_MAX, limits.URGENT_JOBS_MAX)
-        # Addresses whose block job is finished (recorded, or failed): the loop stops treating
-        # them as in flight. A deque: appended here, popped by the loop, no lock needed.
-        self.finished: collections.deque[str] = collections.deque()
-        self.putting_back = threading.Event()  # a put-back-nft job is queued or running
-        # New settings are queued or being applied: the table may still have the old shape.
-        self.reshaping = threading.Event()
-        # The sets lack blocks: the restore at start, or the last put-back, failed.
-        self.unfilled = threading.Event()
-        self.retry_at = 0.0  # after a failed put-back: no new one before (monotonic)
-        # The daemon stops: the command running finishes (or times out), no other starts.
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        actions = Actions(self.settings, Store(self._path), self.stopping)
-        while True:
-            kind, payload = self.jobs.get()
-            try:
-                if kind is Job.STOP:
-                    if actions.not_run:
-                        log.warning("stopping: KILL_RUN_CMD not run for %d blocks that waited "
-                                    "their turn (recorded `%s`)", actions.not_run,
-                                    NOT_RUN)  # fmt: skip
-                    if payload:
-                        _report_unblocks(
-                            self._alerts,
-                            [r.address for r in actions.unblock_matching(None, "stop")],
-                            _just_now("stop"),
-                        )
-                        actions.drop_table()
-                    return
-                if kind is Job.SETTINGS and isinstance(payload, Settings):
-                    try:
-                        if actions.reconfigure(payload) and uses_nft(payload):
-                            actions.reshape()  # BLOCK_FORWARD changed: the chain comes or goes
-                    finally:
-                        self.reshaping.clear()
-                    self._settings_taken(actions)
-                elif kind is Job.BLOCK and isinstance(payload, BlockJob):
-                    try:
-                        record = actions.carry_out(payload.record, payload.nft_done)
-                    finally:
-                        self.finished.append(payload.record.address)
-                    if record is not None:
-                        self._report_block(record)
-                    if payload.supersedes:  # the mode file of the block it ended drops it
-                        actions.write_files()
-                    if actions.put_back_due:
-                        actions.put_back_due = False
-                        _say_table_remade(self._alerts, self.settings, payload.record.address)
-                        self.putting_back.set()
-                        self._put_back(actions)
-                elif kind is Job.PUT_BACK:
-                    self._put_back(actions)
-                elif kind is Job.NOTES:
-                    actions.write_notes()
-                elif kind is Job.EXPIRE:
-                    expired = actions.expire(time.time())
-                    _report_unblocks(self._alerts, [r.address for r in expired],
-                                     _just_now("expired"))  # fmt: skip
-                    if expired:
-                        actions.write_files()
-                elif kind is Job.UNBLOCK and isinstance(payload, UnblockJob):
-                    with _answering(payload.answer):
-                        payload.answer.set_result(self._unblock(actions, payload))
-                elif kind is Job.PROTECTED and isinstance(payload, dict):
-                    _report_unblocks(self._alerts,
-                                     [r.address for r in actions.unblock_protected(payload)],
-                                     _just_now(PROTECTED))  # fmt: skip
-                elif kind is Job.REAPPLY and isinstance(payload, Future):
-                    with _answering(payload):
-                        payload.set_result(reapply_here(actions))
-            except Exception:  # one failing action must never stop the others
-                log.exception("action %s failed", kind.value)
-
-    def _settings_taken(self, actions: Actions) -> None:
-        """After a reload, as at start (Actions.restore): the blocks now inside IGNORE_FILE
-        end, and those made before the built-in blocker was turned on are put in its sets."""
-        _report_unblocks(self._alerts, [r.address for r in actions.unblock_ignored()],
-                         _just_now(IGNORED))  # fmt: skip
-        if actions.take_into_nft():
-            self.putting_back.set()
-            self._put_back(actions)
-
-    def _unblock(self, actions: Actions, job: UnblockJob) -> dict[str, Any]:
-        undone, answer = unblock_here(actions, job.network)
-        _report_unblocks(self._alerts, [r.address for r in undone], _just_now(UNBLOCK_COMMAND))
-        return dict(answer)  # for the control socket, as JSON
-
-    def _report_block(self, record: BlockRecord) -> None:
-        if enforced(record.actions):
-            log.warning("%s", block_line(record))
-            self._alerts.blocked(record)
-            return
-        # A failed block counts as no offence (Store.offences): the line says so.
-        log.error("%s", block_line(record._replace(offence=0), "block-failed"))
-        self._alerts.block_failed(record.address)
-
-    def _put_back(self, actions: Actions) -> None:
-        try:
-            count = actions.put_back_nft()
-        except NftError as error:
-            self.retry_at = time.monotonic() + PUT_BACK_RETRY_S
-            self.unfilled.set()
-            log.error("nftables: putting the blocks back failed: %s; trying again in %d s",
-                      one_line(str(error)), PUT_BACK_RETRY_S)  # fmt: skip
-        else:
-            self.unfilled.clear()
-            log.warning("nftables: %d blocks re-applied in table inet %s", count or 0,
-                        actions.settings.nft_table)  # fmt: skip
-        finally:
-            self.putting_back.clear()
-
-
-@contextlib.contextmanager
-def _answering(answer: "Future[dict[str, Any]]") -> Iterator[None]:
-    """The client waiting for `answer` gets one, also when the work failed."""
-    try:
-        yield
-    except Exception as error:
-        answer.set_result({"error": f"{type(error).__name__}: {one_line(str(error))}"})
-        raise
-
-
-PUT_BACK_RETRY_S = 30  # after a failed put-back of the nftables blocks, the next try
 PROTECTED_RETRY_S = 60.0  # a protected block whose end the worker did not carry out, again
 
 
@@ -292,7 +103,7 @@ class ResponsePolicy:
         self.settings = settings
         self._alerts = alerts
         self._local = local
-        self._store = Store(store_path, durable=False)  # it records blocks: see Actions.record
+        self._store = Store(store_path, durable=False)  # it records blocks: see BlockMaker.record
         self._worker = ActionWorker(settings, store_path, alerts)
         self._active: set[str] = set()
         self._in_flight: set[str] = set()  # submitted to the worker, not finished
@@ -355,8 +166,8 @@ class ResponsePolicy:
         self.claim_table(self.settings)
         before = self._store.active_addresses()
         self._protected = self._read_protected()
-        restored = self._actions.restore(self._protected_blocks(before))
-        unfilled = self._actions.unfilled
+        restored = self._actions.restorer.restore(self._protected_blocks(before))
+        unfilled = self._actions.restorer.unfilled
         if unfilled is None:
             log.info("restored %s from the store", counted(restored, "active block"))
         else:
@@ -374,7 +185,7 @@ class ResponsePolicy:
             self._worker.unfilled.set()
             self._worker.retry_at = time.monotonic() + PUT_BACK_RETRY_S
         ended = sorted(before - self._store.active_addresses())  # overdue, or command-only
-        _report_unblocks(self._alerts, ended,
+        report_unblocks(self._alerts, ended,
                          lambda a: self._store.last_end(a) or ("restart", time.time()))  # fmt: skip
         self._check_table()
         self._worker.start()
@@ -453,7 +264,7 @@ class ResponsePolicy:
         if worker.unfilled.is_set():
             log.warning("nftables: trying again to put the active blocks back")
         else:
-            damage = self._actions.nft_damage()
+            damage = self._actions.nft.damage()
             if damage is None:
                 return
             log.warning("nftables: missing: %s (a firewall reload or a flush?); putting the "
@@ -591,13 +402,13 @@ class ResponsePolicy:
                                probe.scan, mode)  # fmt: skip
         now_wall = time.time()
         replaced = None if replacing is None else replacing.id
-        until = self._actions.until_for(address, now_wall, replaced)
+        until = self._actions.blocks.until_for(address, now_wall, replaced)
         nft_done = None
-        if self._actions.nft_first(request):
+        if self._actions.blocks.nft_first(request):
             # In the loop, one netlink batch (~0.02-0.15 ms): the worker could wait for the GIL.
             nft_done = self._nft_add(probe.src, until)
         try:  # at once: see there
-            record = self._actions.record(request, now_wall, until, nft_done, replaced)
+            record = self._actions.blocks.record(request, now_wall, until, nft_done, replaced)
         except sqlite3.Error as error:  # nothing stays in force that the store does not know
             log.error("block of %s not made: the store refused it: %s; its next probe tries "
                       "again", address, one_line(str(error)))  # fmt: skip
@@ -621,7 +432,7 @@ class ResponsePolicy:
         if self._submit(BlockJob(record, nft_done, replacing is not None)):
             self.blocks_made += 1
             return
-        self._actions.abandon(record)
+        self._actions.blocks.abandon(record)
         self._active.discard(address)
         self._in_flight.discard(address)
 
@@ -674,7 +485,7 @@ class ResponsePolicy:
         """Remove the element the loop added for a block that was not recorded."""
         if nft_done is not None and nft_done.status == DONE:
             with contextlib.suppress(NftError):
-                self._actions.nft().remove([source])
+                self._actions.nft.blocker().remove([source])
 
     def _supersedes(self, address: str, verdict: Verdict) -> bool:
         """Whether `verdict` would make a block that enforces (nftables, a route, a hosts.deny
@@ -687,7 +498,7 @@ class ResponsePolicy:
             return False
         s = self.settings
         mode = s.block_tcp if verdict.probe.proto is Proto.TCP else s.block_udp
-        return mode is BlockMode.BLOCK and lasting_steps(self._actions.steps(mode))
+        return mode is BlockMode.BLOCK and lasting_steps(self._actions.blocks.steps(mode))
 
     def _superseded(self, address: str, verdict: Verdict) -> BlockRecord | None:
         """The address's active block that `verdict` supersedes (see _supersedes), read from
@@ -701,15 +512,15 @@ class ResponsePolicy:
         return record
 
     def _nft_add(self, source: IPAddress, until: float | None) -> Action:
-        """Add `source`'s element (Actions.nft_add); if our table was gone and had to be made
+        """Add `source`'s element (NftTable.add); if our table was gone and had to be made
         again, have the other active blocks put back."""
-        done = self._actions.nft_add(source, until)
-        if self._actions.table_remade:
+        done = self._actions.nft.add(source, until)
+        if self._actions.nft.remade:
             self._sync()  # is it `unblock --all` that removed it? then nothing is lost
             if self._active - self._in_flight and not self._worker.putting_back.is_set():
                 # Our table was gone (`nft flush ruleset`) and holds this block alone now (a
                 # put-back under way was announced already and brings the others back).
-                _say_table_remade(self._alerts, self.settings, source)
+                say_table_remade(self._alerts, self.settings, source)
                 self._put_back_soon()
         return done
 
@@ -731,14 +542,14 @@ class ResponsePolicy:
         if record.until is not None and record.until - time.time() < limits.ELEMENT_CHECK_S:
             return  # its time is up, or nearly: the kernel may have let it go (whole seconds)
         try:
-            if self._actions.nft().has(source):
+            if self._actions.nft.blocker().has(source):
                 return
         except NftError as error:
             log.error("nftables: cannot tell whether %s is in its set: %s", address,
                       one_line(str(error)))  # fmt: skip
             return
         done = self._nft_add(source, record.until)
-        if done.status == DONE and not self._actions.table_remade:
+        if done.status == DONE and not self._actions.nft.remade:
             log.warning("nftables: element %s was gone from the sets of table inet %s (a flush "
                         "or a delete by hand?): its probe came through; added again", address,
                         self.settings.nft_table)  # fmt: skip
@@ -779,7 +590,7 @@ class ResponsePolicy:
     def _idle(self, mode: BlockMode, proto: Proto) -> str | None:
         """Why a block in `mode` would do nothing (`BLOCK_TCP=2 but no KILL_RUN_CMD`), or None
         when its plan has a step."""
-        if self._actions.steps(mode):
+        if self._actions.blocks.steps(mode):
             return None
         key = "BLOCK_TCP" if proto is Proto.TCP else "BLOCK_UDP"
         return f"{key}={int(mode)} but {nothing_to_do(self.settings, mode)}"
@@ -819,7 +630,7 @@ class ResponsePolicy:
     def _unblock_at_once(self, network: Network | None) -> None:
         """The worker may be running a block's KILL_RUN_CMD (up to KILL_CMD_TIMEOUT) before it
         takes the unblock: meanwhile the matching blocks are marked as being unblocked and their
-        nftables elements removed (Actions.unblock_at_once), so the source is let through at
+        nftables elements removed (Unblocker.unblock_at_once), so the source is let through at
         once and none of their actions not yet done is carried out. At most
         limits.UNBLOCK_AT_ONCE_MAX blocks: a wider unblock is all the worker's."""
         self._sync()
@@ -833,7 +644,7 @@ class ResponsePolicy:
             return
         records = [r for a in matching if (r := self._store.active_block(a)) is not None]
         if records:
-            self._actions.unblock_at_once(records, UNBLOCK_COMMAND)
+            self._actions.unblocks.unblock_at_once(records, UNBLOCK_COMMAND)
 
     def _submit(self, job: BlockJob) -> bool:
         """Queue a block for the worker. A full queue refuses it: the first refusal is said,

@@ -1,0 +1,221 @@
+"""The action worker: one thread, off the loop, that carries out the blocks the loop recorded
+and does the rest of the action side (unblocks, expiry, reloads, the put-back of our nftables
+blocks, `reapply`, alert-only HISTORY_FILE lines), taking the urgent jobs before the blocks
+waiting their turn (see respond/jobs.py)."""
+
+import collections
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from portwarden import limits
+from portwarden.alert.dispatch import Alerts
+from portwarden.config import Settings
+from portwarden.config.ignore import Network
+from portwarden.net.nftables import NftError
+from portwarden.respond.actions import Actions
+from portwarden.respond.admin import reapply_here, unblock_here
+from portwarden.respond.jobs import Job, JobQueue
+from portwarden.respond.nft_table import uses_nft
+from portwarden.respond.recorded import IGNORED, NOT_RUN, PROTECTED, enforced
+from portwarden.store.db import UNBLOCK_COMMAND, Action, BlockRecord, Store
+from portwarden.text import one_line, utc_stamp
+
+log = logging.getLogger("portwarden")
+
+
+def block_line(record: BlockRecord, what: str = "block") -> str:
+    until = "forever" if record.until is None else utc_stamp(record.until)
+    actions = ",".join(f"{a.kind}:{a.status.split(':')[0]}" for a in record.actions) or "none"
+    return (f"{what} address={record.address} actions={actions} until={until} "
+            f"offence={record.offence} port={record.port} mode={record.mode} "
+            f'reason="{one_line(record.reason)}"')  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BlockJob:
+    """A block the loop recorded (and whose nftables element it added: `nft_done`);
+    `supersedes`: it ended the address's command-only block (ResponsePolicy.on_verdict)."""
+
+    record: BlockRecord
+    nft_done: Action | None
+    supersedes: bool = False
+
+
+@dataclass(frozen=True)
+class UnblockJob:
+    """`portwarden unblock` through the daemon: begun by the loop (Unblocker.unblock_at_once),
+    done by the worker before the blocks waiting their turn, so those inside `network` are
+    not carried out at all (BlockMaker.carry_out)."""
+
+    network: Network | None  # None: every block, and our nftables table
+    answer: "Future[dict[str, Any]]"
+
+
+def _just_now(by: str) -> Callable[[str], tuple[str, float]]:
+    """For report_unblocks: every block ended by `by`, now."""
+    now = time.time()
+    return lambda _address: (by, now)
+
+
+def report_unblocks(alerts: Alerts, ended: Sequence[str],
+                     how: Callable[[str], tuple[str, float]]) -> None:  # fmt: skip
+    """One line and event per ended block (its address, and by what and when: `how`), at most
+    limits.UNBLOCKS_REPORTED_MAX at once (an `unblock --all` of thousands), then their number;
+    `how` is asked only for those shown."""
+    for address in ended[: limits.UNBLOCKS_REPORTED_MAX]:
+        by, when = how(address)
+        log.info("unblock address=%s by=%s", address, by)
+        alerts.unblocked(address, by, when)
+    if len(ended) > limits.UNBLOCKS_REPORTED_MAX:
+        log.info("unblock: %d more addresses", len(ended) - limits.UNBLOCKS_REPORTED_MAX)
+        alerts.unblocks_not_shown(len(ended) - limits.UNBLOCKS_REPORTED_MAX, time.time())
+
+
+def say_table_remade(alerts: Alerts, settings: Settings, address: object) -> None:
+    """A block found our table gone (`nft flush ruleset`) and made it again: the other active
+    blocks are to be put back (by the caller)."""
+    log.warning("nftables: table inet %s was gone; made again for %s, putting the other "
+                "active blocks back", settings.nft_table, address)  # fmt: skip
+    alerts.table_lost()
+
+
+class ActionWorker(threading.Thread):
+    """Owns the action side (nftables context, files, commands) and its own store connection."""
+
+    def __init__(self, settings: Settings, store_path: Path, alerts: Alerts) -> None:
+        super().__init__(name="portwarden-actions", daemon=True)
+        self.settings = settings
+        self._alerts = alerts
+        self._path = store_path
+        self.jobs = JobQueue(limits.BLOCK_QUEUE_MAX, limits.URGENT_JOBS_MAX)
+        # Addresses whose block job is finished (recorded, or failed): the loop stops treating
+        # them as in flight. A deque: appended here, popped by the loop, no lock needed.
+        self.finished: collections.deque[str] = collections.deque()
+        self.putting_back = threading.Event()  # a put-back-nft job is queued or running
+        # New settings are queued or being applied: the table may still have the old shape.
+        self.reshaping = threading.Event()
+        # The sets lack blocks: the restore at start, or the last put-back, failed.
+        self.unfilled = threading.Event()
+        self.retry_at = 0.0  # after a failed put-back: no new one before (monotonic)
+        # The daemon stops: the command running finishes (or times out), no other starts.
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        actions = Actions(self.settings, Store(self._path), self.stopping)
+        while True:
+            kind, payload = self.jobs.get()
+            try:
+                if kind is Job.STOP:
+                    if actions.blocks.not_run:
+                        log.warning("stopping: KILL_RUN_CMD not run for %d blocks that waited "
+                                    "their turn (recorded `%s`)", actions.blocks.not_run,
+                                    NOT_RUN)  # fmt: skip
+                    if payload:
+                        report_unblocks(
+                            self._alerts,
+                            [r.address for r in actions.unblocks.unblock_matching(None, "stop")],
+                            _just_now("stop"),
+                        )
+                        actions.nft.drop_table()
+                    return
+                if kind is Job.SETTINGS and isinstance(payload, Settings):
+                    try:
+                        if actions.reconfigure(payload) and uses_nft(payload):
+                            actions.nft.reshape()  # BLOCK_FORWARD changed: the chain comes or goes
+                    finally:
+                        self.reshaping.clear()
+                    self._settings_taken(actions)
+                elif kind is Job.BLOCK and isinstance(payload, BlockJob):
+                    try:
+                        record = actions.blocks.carry_out(payload.record, payload.nft_done)
+                    finally:
+                        self.finished.append(payload.record.address)
+                    if record is not None:
+                        self._report_block(record)
+                    if payload.supersedes:  # the mode file of the block it ended drops it
+                        actions.files.write_files()
+                    if actions.blocks.put_back_due:
+                        actions.blocks.put_back_due = False
+                        say_table_remade(self._alerts, self.settings, payload.record.address)
+                        self.putting_back.set()
+                        self._put_back(actions)
+                elif kind is Job.PUT_BACK:
+                    self._put_back(actions)
+                elif kind is Job.NOTES:
+                    actions.files.write_notes()
+                elif kind is Job.EXPIRE:
+                    expired = actions.unblocks.expire(time.time())
+                    report_unblocks(self._alerts, [r.address for r in expired],
+                                     _just_now("expired"))  # fmt: skip
+                    if expired:
+                        actions.files.write_files()
+                elif kind is Job.UNBLOCK and isinstance(payload, UnblockJob):
+                    with _answering(payload.answer):
+                        payload.answer.set_result(self._unblock(actions, payload))
+                elif kind is Job.PROTECTED and isinstance(payload, dict):
+                    ended = actions.unblocks.unblock_protected(payload)
+                    report_unblocks(self._alerts, [r.address for r in ended],
+                                     _just_now(PROTECTED))  # fmt: skip
+                elif kind is Job.REAPPLY and isinstance(payload, Future):
+                    with _answering(payload):
+                        payload.set_result(reapply_here(actions))
+            except Exception:  # one failing action must never stop the others
+                log.exception("action %s failed", kind.value)
+
+    def _settings_taken(self, actions: Actions) -> None:
+        """After a reload, as at start (Restorer.restore): the blocks now inside IGNORE_FILE
+        end, and those made before the built-in blocker was turned on are put in its sets."""
+        report_unblocks(self._alerts, [r.address for r in actions.unblocks.unblock_ignored()],
+                         _just_now(IGNORED))  # fmt: skip
+        if actions.restorer.take_into_nft():
+            self.putting_back.set()
+            self._put_back(actions)
+
+    def _unblock(self, actions: Actions, job: UnblockJob) -> dict[str, Any]:
+        undone, answer = unblock_here(actions, job.network)
+        report_unblocks(self._alerts, [r.address for r in undone], _just_now(UNBLOCK_COMMAND))
+        return dict(answer)  # for the control socket, as JSON
+
+    def _report_block(self, record: BlockRecord) -> None:
+        if enforced(record.actions):
+            log.warning("%s", block_line(record))
+            self._alerts.blocked(record)
+            return
+        # A failed block counts as no offence (Store.offences): the line says so.
+        log.error("%s", block_line(record._replace(offence=0), "block-failed"))
+        self._alerts.block_failed(record.address)
+
+    def _put_back(self, actions: Actions) -> None:
+        try:
+            count = actions.restorer.put_back_nft()
+        except NftError as error:
+            self.retry_at = time.monotonic() + PUT_BACK_RETRY_S
+            self.unfilled.set()
+            log.error("nftables: putting the blocks back failed: %s; trying again in %d s",
+                      one_line(str(error)), PUT_BACK_RETRY_S)  # fmt: skip
+        else:
+            self.unfilled.clear()
+            log.warning("nftables: %d blocks re-applied in table inet %s", count or 0,
+                        actions.settings.nft_table)  # fmt: skip
+        finally:
+            self.putting_back.clear()
+
+
+@contextlib.contextmanager
+def _answering(answer: "Future[dict[str, Any]]") -> Iterator[None]:
+    """The client waiting for `answer` gets one, also when the work failed."""
+    try:
+        yield
+    except Exception as error:
+        answer.set_result({"error": f"{type(error).__name__}: {one_line(str(error))}"})
+        raise
+
+
+PUT_BACK_RETRY_S = 30  # after a failed put-back of the nftables blocks, the next try
