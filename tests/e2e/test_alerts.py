@@ -45,6 +45,13 @@ def smtp_server(lab: Lab, *args: str) -> subprocess.Popen:
     return proc
 
 
+def made_inbox(tmp_path: Path) -> Path:
+    """The folder where the lab's SMTP server (smtp_server) saves each mail it takes."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    return inbox
+
+
 def wait_for_mail(folder: Path, count: int, timeout: float = 30) -> list[Message]:
     deadline = time.monotonic() + timeout
     while len(list(folder.glob("*.eml"))) < count:
@@ -66,8 +73,7 @@ def local_time(text: str) -> int:
 def test_mail_syslog_json_and_fail2ban_for_an_nmap_scan(
     lab: Lab, start_daemon: StartDaemon, syslog: SyslogReceiver, tmp_path: Path
 ) -> None:
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
+    inbox = made_inbox(tmp_path)
     # A relay that wants STARTTLS, with a certificate from a private CA, then a login.
     tls = make_relay_certificate(tmp_path, lab.client.ipv4)
     password = tmp_path / "smtp.secret"
@@ -166,8 +172,7 @@ def test_the_os_probe_mail_for_nmap_os_detection(lab: Lab, start_daemon: StartDa
                                                  tmp_path: Path) -> None:  # fmt: skip
     """nmap -O sends TCP probes and one UDP probe (U1): the mail says both protocols, each
     probe's pattern, and which host was probed. It comes OS_PROBE_QUIET after the last."""
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
+    inbox = made_inbox(tmp_path)
     server = smtp_server(lab, lab.client.ipv4, "2528", str(inbox))
     start_daemon("-stcp", "-sudp", conf=(
         'MAIL_ON_OS_PROBE="1"\nMAIL_TO="admin@example.org"\nMAIL_SUBJECT="%p OS probe from %s"\n'
@@ -228,8 +233,7 @@ def test_a_relay_that_refuses_for_good_or_for_now(lab: Lab, start_daemon: StartD
     """550 at RCPT: final, said with the report's subject. 451 at DATA, or no relay listening
     (connection refused): tried again after SMTP_RETRY_DELAY (its least, 10 s) and delivered
     once the relay takes it; the report is in the store with its outcome."""
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
+    inbox = made_inbox(tmp_path)
     args = {"550": ["--refuse", "admin@example.org"], "451": ["--defer-data", "1"], "down": []}
     server = None if relay == "down" else smtp_server(
         lab, lab.client.ipv4, "2532", str(inbox), *args[relay])  # fmt: skip
@@ -273,8 +277,7 @@ def test_hostile_reverse_dns_name_cannot_inject_lines(lab: Lab, syslog: SyslogRe
     evil = "evil.example\x1b[2J;Fake:\x07header$(id)"  # /etc/hosts splits names at blanks
     hosts = tmp_path / "hosts"
     hosts.write_text(f"127.0.0.1 localhost\n{attacker.ipv4} {evil}\n")
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
+    inbox = made_inbox(tmp_path)
     server = smtp_server(lab, lab.client.ipv4, "2527", str(inbox))
     conf = tmp_path / "portwarden.conf"
     conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nUDP_MODE="none"\n'
@@ -312,8 +315,7 @@ def test_one_mail_per_scan_of_one_protocol(lab: Lab, start_daemon: StartDaemon,
                                            tmp_path: Path) -> None:  # fmt: skip
     """nmap -sS -sU is two scans: with MAIL_ON_TCP_SCAN alone, one mail, for the TCP one only,
     with its own probes (UDP probes counted in it made a TCP mail say "UDP scan")."""
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
+    inbox = made_inbox(tmp_path)
     server = smtp_server(lab, lab.client.ipv4, "2528", str(inbox))
     daemon = start_daemon("-stcp", "-sudp", conf=(
         'MAIL_ON_TCP_SCAN="1"\nSCAN_END_QUIET="1"\nMAIL_TO="admin@example.org"\n'
@@ -355,8 +357,7 @@ def test_a_reload_that_raises_mail_per_hour_lists_the_held_reports_at_once(
     """MAIL_PER_HOUR=1: the first scan's report goes, the next two are held (the notice says
     so). A reload to MAIL_PER_HOUR=5 wakes the mail thread: the list of the held reports goes
     at once, not at the next report, and names the cap that held them (it said the new one)."""
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
+    inbox = made_inbox(tmp_path)
     server = smtp_server(lab, lab.client.ipv4, "2529", str(inbox))
     daemon = start_daemon("-stcp", conf=(
         'MAIL_ON_TCP_SCAN="1"\nSCAN_END_QUIET="1"\nMAIL_PER_HOUR="1"\nMAIL_TO="a@example.org"\n'
@@ -391,8 +392,7 @@ def test_the_scan_report_gives_the_flags_seen(lab: Lab, start_daemon: StartDaemo
                                               tmp_path: Path) -> None:  # fmt: skip
     """A SYN, a FIN and an XMAS scan from one source are one TCP scan: its mail and its JSON
     summary list the three flag combinations, in the order they came."""
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
+    inbox = made_inbox(tmp_path)
     server = smtp_server(lab, lab.client.ipv4, "2532", str(inbox))
     daemon = start_daemon("-stcp", conf=(
         'UDP_MODE="none"\nMAIL_ON_TCP_SCAN="1"\nSCAN_END_QUIET="2"\nMAIL_TO="admin@example.org"\n'
@@ -520,8 +520,7 @@ def test_a_scan_still_open_at_stop_is_summarised_and_mailed(lab: Lab, start_daem
                                                              tmp_path: Path) -> None:  # fmt: skip
     """SIGTERM within SCAN_END_QUIET of a scan: its summary and mail are not lost with the
     daemon (a restart right after a scan used to drop both)."""
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
+    inbox = made_inbox(tmp_path)
     server = smtp_server(lab, lab.client.ipv4, "2531", str(inbox))
     daemon = start_daemon("-stcp", conf=(
         'UDP_MODE="none"\nMAIL_ON_TCP_SCAN="1"\nSCAN_END_QUIET="300"\n'
