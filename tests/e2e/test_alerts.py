@@ -60,6 +60,19 @@ def wait_for_mail(folder: Path, count: int, timeout: float = 30) -> list[Message
     return [email.message_from_bytes(p.read_bytes()) for p in sorted(folder.glob("*.eml"))]
 
 
+def text_of(mail: Message) -> str:
+    """The body of a one-part mail, as sent."""
+    body = mail.get_payload()
+    assert isinstance(body, str), f"not a one-part mail: {mail['Content-Type']}"
+    return body
+
+
+def report_fields(mail: Message) -> dict[str, str]:
+    """The `Name: value` lines of a report's body, values stripped."""
+    pairs = (line.split(":", 1) for line in text_of(mail).strip().splitlines())
+    return {key: value.strip() for key, value in pairs}
+
+
 def stamp_of(logged: str) -> float:
     """An attack line's `time=` (UTC, ISO 8601 with milliseconds) in epoch seconds."""
     return datetime.fromisoformat(logged.replace("Z", "+00:00")).timestamp()
@@ -105,8 +118,7 @@ def test_mail_syslog_json_and_fail2ban_for_an_nmap_scan(
         "admin@example.org",
         "security@example.org",
     ]
-    body = dict(line.split(":", 1) for line in mail.get_payload().strip().splitlines())
-    body = {key: value.strip() for key, value in body.items()}
+    body = report_fields(mail)
     assert body["Source"] == attacker.ipv4 and body["Destination"] == target
     assert body["Protocol"] == "TCP" and body["Scan type"] == "TCP SYN/Normal scan"
     # The block lands within a packet or two, so the rest of nmap's burst may never reach the
@@ -184,8 +196,7 @@ def test_the_os_probe_mail_for_nmap_os_detection(lab: Lab, start_daemon: StartDa
     finally:
         server.kill()
     assert mail["Subject"] == f"TCP+UDP OS probe from {attacker.ipv4}"
-    body = dict(line.split(":", 1) for line in mail.get_payload().strip().splitlines())
-    body = {key: value.strip() for key, value in body.items()}
+    body = report_fields(mail)
     hostname = lab.target.run(["hostname"]).stdout.strip()
     assert body["Target host"] == hostname
     assert body["Source"] == attacker.ipv4 and body["Destination"] == lab.target.ipv4
@@ -250,7 +261,7 @@ def test_a_relay_that_refuses_for_good_or_for_now(lab: Lab, start_daemon: StartD
                 r"admin@example.org: 550 5\.1\.1 <admin@example.org>: Recipient address rejected"
             )
             assert "trying again" not in daemon.log() and not list(inbox.glob("*.eml"))
-            expected = ("failed", None)
+            expected: tuple[str, bool | None] = ("failed", None)
         else:
             daemon.wait_for(
                 rf"mail '{title}' via \S+ port 2532: not delivered to "
@@ -299,7 +310,7 @@ def test_hostile_reverse_dns_name_cannot_inject_lines(lab: Lab, syslog: SyslogRe
         server.kill()
         proc.terminate()
         proc.wait(timeout=10)
-    source = next(x for x in mail.get_payload().splitlines() if x.startswith("Source:"))
+    source = next(x for x in text_of(mail).splitlines() if x.startswith("Source:"))
     assert (
         source == f"Source:          {attacker.ipv4} (evil.example\\x1b[2J;Fake:\\x07header$(id))"
     )
@@ -330,8 +341,7 @@ def test_one_mail_per_scan_of_one_protocol(lab: Lab, start_daemon: StartDaemon,
         assert len(list(inbox.glob("*.eml"))) == 1
     finally:
         server.kill()
-    body = dict(line.split(":", 1) for line in mail.get_payload().strip().splitlines())
-    body = {key: value.strip() for key, value in body.items()}
+    body = report_fields(mail)
     assert (body["Protocol"], body["Scan type"]) == ("TCP", "TCP SYN/Normal scan")
     assert (body["Probes"], body["Distinct ports"]) == ("2", "2")
     assert {body["First port"].split()[0], body["Last port"].split()[0]} == {"1", "11"}
@@ -383,7 +393,7 @@ def test_a_reload_that_raises_mail_per_hour_lists_the_held_reports_at_once(
         "portwarden: mail rate limit reached",
         "portwarden: 2 reports were not mailed (MAIL_PER_HOUR)",
     ]
-    assert "by MAIL_PER_HOUR=1." in " ".join(mails[2].get_payload().split())
+    assert "by MAIL_PER_HOUR=1." in " ".join(text_of(mails[2]).split())
     assert held_reports(daemon) == 0
     daemon.stop()
 
@@ -404,8 +414,8 @@ def test_the_scan_report_gives_the_flags_seen(lab: Lab, start_daemon: StartDaemo
         (mail,) = wait_for_mail(inbox, 1)
     finally:
         server.kill()
-    body = dict(line.split(":", 1) for line in mail.get_payload().strip().splitlines())
-    assert body["Flags seen"].strip() == "SYN, FIN, FIN+PSH+URG"
+    body = report_fields(mail)
+    assert body["Flags seen"] == "SYN, FIN, FIN+PSH+URG"
     events = [json.loads(x) for x in (daemon.log_path.parent / "state" / "events.jsonl")
               .read_text().splitlines()]  # fmt: skip
     (summary,) = (e for e in events if e["event"] == "scan-summary")

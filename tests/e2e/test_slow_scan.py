@@ -8,7 +8,7 @@ from pathlib import Path
 
 from portwarden.lab.network import Lab
 from tests.e2e.conftest import StartDaemon
-from tests.e2e.test_alerts import smtp_server, wait_for_mail
+from tests.e2e.test_alerts import smtp_server, text_of, wait_for_mail
 from tests.lab.syslogd import SyslogReceiver
 
 
@@ -55,7 +55,7 @@ def test_a_slow_scan_is_reported_while_it_goes_on_and_then_to_its_end(
     assert interim["Subject"] == f"portwarden: TCP scan from {attacker.ipv4} to {target} " \
                                  "(still going)"  # fmt: skip
     assert final["Subject"] == f"portwarden: TCP scan from {attacker.ipv4} to {target}"
-    interim_body, final_body = (m.get_payload().replace("\r\n", "\n") for m in (interim, final))
+    interim_body, final_body = (text_of(m).replace("\r\n", "\n") for m in (interim, final))
     assert f"Probes:          {so_far}\n" in interim_body
     assert "Status:          still going: this report covers the scan so far" in interim_body
     assert "Action:          not blocked (BLOCK_TCP=0" in interim_body

@@ -23,7 +23,7 @@ TCP_SERVICES, UDP_SERVICES = (143, 8080), (69,)
 _NMAP = ["nmap", "-n", "-Pn", "--max-retries", "1"]
 
 
-def _scenarios(lab: Lab) -> dict[str, Callable[[], None]]:
+def _scenarios(lab: Lab) -> dict[str, Callable[[], object]]:
     target, attackers = lab.target, lab.attackers
     return {
         "nmap-syn": lambda: attackers[0].run([*_NMAP, "-sS", "-p", "1-40,143,8080", target.ipv4]),
@@ -48,7 +48,7 @@ def _benign(lab: Lab) -> None:
             assert echo_client(client, address, port, UDP_SERVICES[0], 5) == 10
 
 
-def record(lab: Lab, name: str, scenario: Callable[[], None]) -> None:
+def record(lab: Lab, name: str, scenario: Callable[[], object]) -> None:
     path = FOLDER / f"{name}.pcap"
     # --immediate-mode: otherwise packets wait in libpcap's buffer for up to a second, and
     # what is still there when tcpdump is stopped is lost.

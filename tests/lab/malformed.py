@@ -109,8 +109,8 @@ def send_spoofed(first: str, count: int, dst: str, ports: list[int]) -> None:
 
 def main() -> None:
     if sys.argv[1] == "--spoofed":
-        first, count, dst, ports = sys.argv[2:6]
-        send_spoofed(first, int(count), dst, [int(p) for p in ports.split(",")])
+        first, sources, dst, ports = sys.argv[2:6]
+        send_spoofed(first, int(sources), dst, [int(p) for p in ports.split(",")])
         return
     if sys.argv[1] == "--options":
         count = int(sys.argv[5]) if len(sys.argv) > 5 else 1

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 
 class SaveHandler:
@@ -33,7 +33,8 @@ class SaveHandler:
         self.defer_data = defer_data  # DATA commands refused for now (451) before one is taken
         self.count = 0
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,  # noqa: N802
+                          address: str, rcpt_options: list[str]) -> str:  # fmt: skip
         if address in self.refuse:
             return f"550 5.1.1 <{address}>: Recipient address rejected"
         if address in self.defer:
@@ -42,10 +43,13 @@ class SaveHandler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
+    async def handle_DATA(self, server: SMTP, session: Session,  # noqa: N802 - aiosmtpd's name
+                          envelope: Envelope) -> str:  # fmt: skip
         if self.defer_data:
             self.defer_data -= 1
             return "451 4.3.0 Try again later"
+        # aiosmtpd takes DATA only after HELO or EHLO, and hands us the message it read
+        assert envelope.original_content is not None and session.host_name is not None
         self.count += 1
         path = self.folder / f"{self.count:04d}.eml"
         if session.auth_data is not None:
@@ -71,7 +75,8 @@ def relay(address: str, port: int, folder: Path, tls: tuple[Path, Path] | None =
         options.update(tls_context=context, require_starttls=True)
     if login is not None:
 
-        def authenticate(server, session, envelope, mechanism, data):  # noqa: ANN001
+        def authenticate(server: SMTP, session: Session, envelope: Envelope, mechanism: str,
+                         data: Any) -> AuthResult:  # fmt: skip
             ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
                 login[0].encode(),
                 login[1].encode(),

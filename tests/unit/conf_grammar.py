@@ -108,7 +108,7 @@ command = st.one_of(
         st.lists(command_piece, max_size=6).map("".join)),
 )  # fmt: skip
 
-free_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+free_text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
 host = st.one_of(address, st.sampled_from(["localhost", "smtp.example.com", "bad host", "a_b",
                                            "-", "x" * 300]))  # fmt: skip
 mail = cat(st.sampled_from(["root", "a.b+c", "", "a b", '"q"', "x" * 100]), maybe(cat("@", host)))

@@ -35,6 +35,7 @@ from portwarden.respond.restore import NOT_CONFIGURED
 from portwarden.respond.unblock import Unblocker
 from portwarden.store.db import UNBLOCK_COMMAND, Action, Store, boot_id
 from tests.unit.blocking import block, blocking_settings
+from tests.unit.rewrites import record_rewrites
 
 RECORD = Path(__file__).parent.parent / "lab" / "record.py"
 SOURCE = ipaddress.ip_address("198.18.0.11")
@@ -665,10 +666,7 @@ def test_an_unblock_of_many_rewrites_hosts_deny_once(
     deny = actions.settings.hosts_deny_file
     block_many(actions, 50)
     deny.write_text("sshd: 203.0.113.9\n" + deny.read_text())
-    rewrites: list[Path] = []
-    replace = fileedit.replace_atomically
-    monkeypatch.setattr(fileedit, "replace_atomically",
-                        lambda path, *a: (rewrites.append(path), replace(path, *a))[1])  # fmt: skip
+    rewrites = record_rewrites(monkeypatch)
     inside = ipaddress.ip_network("198.18.1.0/26")
     assert len(actions.unblocks.unblock_matching(inside, "command")) == 50
     assert rewrites.count(deny) == 1

@@ -6,6 +6,7 @@ import ipaddress
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -125,7 +126,7 @@ def test_the_suppressed_count_is_the_syslog_lines_held_back_as_the_metric_counts
 
 
 def test_metrics_name_the_path_and_the_reason() -> None:
-    alerts = {"sent": {"syslog": 5, "json": 2, "mail": 1},
+    alerts: dict[str, dict[str, Any]] = {"sent": {"syslog": 5, "json": 2, "mail": 1},
               "dropped": {"syslog": {"rate_limit": 3, "error": 0}, "json": {"rate_limit": 0,
                           "error": 0}, "mail": {"rate_limit": 4, "error": 1}}}  # fmt: skip
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value

@@ -15,7 +15,7 @@ import pytest
 from portwarden import limits
 from portwarden.alert.dispatch import Alerts
 from portwarden.config import Settings, load_settings
-from portwarden.detect.engine import Verdict
+from portwarden.detect.engine import Verdict, VerdictKind
 from portwarden.detect.probe import SYN_SCAN, UDP_SCAN, Probe
 from portwarden.net.addresses import Proto
 from portwarden.respond import policy as policy_module
@@ -134,7 +134,7 @@ def test_no_line_when_history_alert_only_is_off(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["scan-summary", "os-probe", "os-summary"])
-def test_only_the_verdict_that_would_block_gets_a_line(tmp_path: Path, kind: str) -> None:
+def test_only_the_verdict_that_would_block_gets_a_line(tmp_path: Path, kind: VerdictKind) -> None:
     with made_policy(tmp_path, ALERT_ONLY) as policy:
         policy.on_verdict(scan(SCANNER)._replace(kind=kind), 1.0)
         assert policy.store.notes() == []

@@ -134,7 +134,7 @@ def test_a_renamed_process_cannot_forge_fields_of_a_finding_line() -> None:
     )
     assert finding.line() == ('ServiceNew: 198.18.0.1:8080/tcp (http-alt) program="x pid=1 '
                               "user=root\" pid=7 user=\"a'b c\"")  # fmt: skip
-    opened = OpenPort(A, "eth0", 8080, Proto.TCP, "svc", None, forged, 7, "root", Rule.UNLISTED)
+    opened = OpenPort(A, "eth0", 8080, Proto.TCP, ("svc",), (), forged, 7, "root", Rule.UNLISTED)
     assert ' program="x pid=1 user=root" pid=7 user=root ' in opened.line()
 
 

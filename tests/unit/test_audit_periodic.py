@@ -10,7 +10,7 @@ import pytest
 
 from portwarden.audit import check
 from portwarden.audit.findings import Finding, Kind
-from portwarden.audit.periodic import PeriodicAudit
+from portwarden.audit.periodic import Outcome, PeriodicAudit, Unchecked
 from portwarden.audit.state import AuditState, Seen
 from portwarden.config import Settings, load_settings
 
@@ -49,6 +49,12 @@ def audit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeAudit:
     return fake
 
 
+def checked(outcome: Outcome) -> tuple[check.AuditResult, list[str]]:
+    """A check's result and warnings; a check that could not look fails the test."""
+    assert not isinstance(outcome, Unchecked), outcome
+    return outcome
+
+
 def settings(tmp_path: Path) -> Settings:
     conf = tmp_path / "p.conf"
     conf.write_text(f'STATE_DIR="{tmp_path}/state"\nAUDIT_INTERVAL="300"\n')
@@ -68,7 +74,7 @@ def test_a_check_before_the_loop_saved_the_last_one_reports_nothing_again(
         audit.wait_for(2)
     finally:
         periodic.stop()
-    first, second = (result.findings for result, _ in periodic.results)  # type: ignore[misc]
+    first, second = (checked(outcome)[0].findings for outcome in periodic.results)
     assert [f.kind for f in first] == [Kind.NEW]
     assert second == ()
     assert not (tmp_path / "state" / "audit.json").exists()  # the loop saves, not the thread
@@ -81,7 +87,7 @@ def test_the_first_check_starts_from_the_saved_state(audit: FakeAudit, tmp_path:
     periodic.start()
     audit.wait_for(1)
     periodic.stop()
-    [(result, warnings)] = periodic.results  # type: ignore[misc]
+    [(result, warnings)] = map(checked, periodic.results)
     assert (result.findings, warnings) == ((), [])
 
 

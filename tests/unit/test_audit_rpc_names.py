@@ -11,7 +11,7 @@ from portwarden.audit.check import rpc_programs
 from portwarden.audit.policy import Policy
 from portwarden.audit.sockets import Socket
 from portwarden.limits import AUDIT_RPC_WARNINGS_MAX
-from portwarden.net.addresses import Proto
+from portwarden.net.addresses import IPAddress, Proto
 from portwarden.net.portmapper import Registration
 
 TCP, UDP = Proto.TCP, Proto.UDP
@@ -23,7 +23,7 @@ NOBODYS_UDP = Socket(UDP, ANY4, 40000, 65534, 13)
 HERE = ipaddress.ip_address("198.18.0.1")  # the audited address
 
 
-def on(*sockets: Socket) -> list[tuple[ipaddress.IPv4Address, Socket]]:
+def on(*sockets: Socket) -> list[tuple[IPAddress, Socket]]:
     return [(HERE, sock) for sock in sockets]
 
 

@@ -53,6 +53,7 @@ def test_the_daemon_reports_nothing_checked_once_per_episode(
         reports.report(Unchecked(6.0, no_address), state_path(settings))
     alerts.close()
     store.close()
+    assert settings.event_log is not None  # EVENT_LOG is on by default
     events = [json.loads(line) for line in settings.event_log.read_text().splitlines()]
     assert [e["reason"] for e in events if e["event"] == "audit-unchecked"] == [
         no_address,

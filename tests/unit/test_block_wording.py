@@ -75,7 +75,7 @@ def test_kill_hosts_deny_that_tcpd_would_not_match_is_a_load_warning(
 ) -> None:
     settings = blocking_settings(tmp_path, f'KILL_HOSTS_DENY="{line}"\n')
     found = [w for w in settings.warnings if "KILL_HOSTS_DENY" in w]
-    assert [said in w for w in found] == ([] if said is None else [True])
+    assert (found == []) if said is None else ([said in w for w in found] == [True])
 
 
 @pytest.mark.parametrize(

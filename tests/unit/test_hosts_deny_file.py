@@ -11,6 +11,7 @@ import pytest
 from portwarden import fileedit
 from portwarden.respond import portsentry_files
 from portwarden.store.db import BlockRecord
+from tests.unit.rewrites import record_rewrites
 
 # Characters str.splitlines() breaks at besides \n and \r; tcpd (fgets) reads on past them.
 NOT_LINE_ENDS = ["\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
@@ -98,14 +99,14 @@ def test_a_removal_is_done_again_when_the_file_changed_meanwhile(
     deny = tmp_path / "hosts.deny"
     deny.write_text("sshd: 203.0.113.9\nALL: 198.18.3.7\n")
     made = tempfile.mkstemp
-    appended = []
+    appended: list[bool] = []
 
-    def append_first(**kwargs: str) -> tuple[int, str]:
+    def append_first(dir: Path, prefix: str) -> tuple[int, str]:
         if not appended:  # another program appends while our copy is being written
             with deny.open("a") as other:
                 other.write("sshd: 203.0.113.10\n")
             appended.append(True)
-        return made(**kwargs)
+        return made(dir=dir, prefix=prefix)
 
     monkeypatch.setattr(fileedit.tempfile, "mkstemp", append_first)
     assert fileedit.remove_line(deny, "ALL: 198.18.3.7")
@@ -122,10 +123,7 @@ def test_many_lines_go_in_one_rewrite_each_last_copy_only(
     deny.write_text(
         "ALL: 198.18.0.11\nsshd: x\nALL: 198.18.0.11\r\nALL: 198.18.0.12\nALL: 198.18.0.13"
     )
-    rewrites: list[Path] = []
-    replace = fileedit.replace_atomically
-    monkeypatch.setattr(fileedit, "replace_atomically",
-                        lambda path, *a: (rewrites.append(path), replace(path, *a))[1])  # fmt: skip
+    rewrites = record_rewrites(monkeypatch)
     wanted = ["ALL: 198.18.0.11", "ALL: 198.18.0.13", "ALL: 198.18.0.14", "ALL: 198.18.0.12"]
     assert fileedit.remove_lines(deny, wanted) == set(wanted) - {"ALL: 198.18.0.14"}
     assert deny.read_text() == "ALL: 198.18.0.11\nsshd: x\n"

@@ -12,6 +12,7 @@ import sqlite3
 import time
 import types
 from collections.abc import Iterator
+from email.message import Message
 from pathlib import Path
 
 import pytest
@@ -253,9 +254,16 @@ def test_the_list_of_held_reports_names_the_cap_the_hold_began_under(
     assert "by MAIL_PER_HOUR=2." in " ".join(texts(inbox)[-1].split())
 
 
+def decoded_text(message: Message) -> str:
+    """The body of a one-part mail, its transfer encoding undone, with Unix line ends."""
+    payload = message.get_payload(decode=True)
+    assert isinstance(payload, bytes), f"not a one-part mail: {message['Content-Type']}"
+    return payload.decode().replace("\r\n", "\n")
+
+
 def texts(inbox: Path) -> list[str]:
-    return [email.message_from_bytes(p.read_bytes()).get_payload(decode=True).decode()
-            .replace("\r\n", "\n") for p in sorted(inbox.glob("*.eml"))]  # fmt: skip
+    return [decoded_text(email.message_from_bytes(p.read_bytes()))
+            for p in sorted(inbox.glob("*.eml"))]  # fmt: skip
 
 
 def scan(src: str, seen_at: float) -> Verdict:
@@ -443,7 +451,7 @@ def test_a_report_is_sent_as_plain_7bit_text_when_it_can_be(
     (saved,) = inbox.glob("*.eml")
     message = email.message_from_bytes(saved.read_bytes())
     assert (message["Content-Transfer-Encoding"] == "7bit") is plain
-    assert message.get_payload(decode=True).decode().replace("\r\n", "\n") == body
+    assert decoded_text(message) == body
     if plain:
         assert body.encode() in saved.read_bytes().replace(b"\r\n", b"\n")
 

@@ -326,7 +326,7 @@ def test_mail_per_hour_holds_across_a_restart(
             mailer.submit(f"report {start}.{n}", "text\n")
         # The second start holds back its own three (and the one held before the restart, if
         # it comes first: else it stays in the store, not held).
-        wait_until(lambda m=mailer, held=1 + 2 * start: m.withheld >= held)  # type: ignore[misc]
+        wait_until(lambda m=mailer, held=1 + 2 * start: m.withheld >= held)
         mailer.stop()
     controller.stop()
     assert subjects(inbox) == ["report 0.0", "report 0.1", "portwarden: mail rate limit reached"]

@@ -7,6 +7,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -17,7 +18,10 @@ from portwarden.limits import METRICS_CLIENTS_MAX
 from portwarden.metrics import MetricsServer, exposition
 from tests.unit.config_error import load_error
 
-ALERTS = {"sent": {"syslog": 3}, "dropped": {"mail": {"rate_limit": 1, "error": 0}}}
+ALERTS: dict[str, dict[str, Any]] = {
+    "sent": {"syslog": 3},
+    "dropped": {"mail": {"rate_limit": 1, "error": 0}},
+}
 
 
 # An idle client is dropped after this long in most tests here: a server that waited for one
@@ -34,8 +38,8 @@ def serve(monkeypatch: pytest.MonkeyPatch, wait_s: float) -> MetricsServer:
 
 
 def address(server: MetricsServer) -> str:
-    host, port = server._http.server_address[:2]
-    return f"http://{host}:{port}"
+    """The URL of a server that `serve` made."""
+    return f"http://127.0.0.1:{server._http.server_address[1]}"
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 import ipaddress
 import struct
 
-from portwarden.respond.nftlink import elements_batch, errors_in, get_request
+from portwarden.respond.nftlink import Element, elements_batch, errors_in, get_request
 
 
 def messages(data: bytes) -> list[tuple[int, int, int, bytes]]:
@@ -36,9 +36,9 @@ def test_a_batch_of_one_newsetelem_that_alone_asks_for_an_ack() -> None:
     assert (kind, flags, sequence) == (0x0A0C, 0x1 | 0x4 | 0x400, 41)
     top = attributes(payload)
     assert top[1] == b"portwarden\0" and top[2] == b"blocked6\0"
-    element = attributes(attributes(top[3])[1])
-    assert attributes(element[1])[1] == ipaddress.ip_address("2001:db8::9").packed
-    assert struct.unpack("!Q", element[4]) == (90_000,)  # milliseconds
+    nested = attributes(attributes(top[3])[1])
+    assert attributes(nested[1])[1] == ipaddress.ip_address("2001:db8::9").packed
+    assert struct.unpack("!Q", nested[4]) == (90_000,)  # milliseconds
 
 
 def test_no_timeout_attribute_for_a_block_that_lasts_forever() -> None:
@@ -63,8 +63,8 @@ def test_the_table_request_names_our_table_and_asks_for_an_ack() -> None:
 
 
 def test_a_fill_empties_each_set_then_adds_in_chunks_and_asks_one_ack_at_the_end() -> None:
-    v4 = [(bytes([198, 18, i >> 8, i & 255]), None) for i in range(2500)]
-    v6 = [(ipaddress.ip_address("2001:db8::1").packed, 60)]
+    v4: list[Element] = [(bytes([198, 18, i >> 8, i & 255]), None) for i in range(2500)]
+    v6: list[Element] = [(ipaddress.ip_address("2001:db8::1").packed, 60)]
     batch, end = elements_batch("pw", {"blocked4": v4, "blocked6": v6}, True, 100)
     found = messages(batch)
     kinds = [kind for kind, _, _, _ in found]

@@ -19,7 +19,7 @@ from portwarden.config.errors import ConfigError
 from portwarden.config.ignore import parse_network
 from portwarden.config.textfile import lines_with_ends
 from portwarden.net.addresses import Proto
-from portwarden.net.portmapper import Mapping, PortmapperError
+from portwarden.net.portmapper import Mapping, PortmapperError, Reason
 from portwarden.portmap import check, firewall, owner, wrappers
 from portwarden.portmap.check import FirewallState, FirewallView, Probe, Report, read_wrappers
 from portwarden.portmap.command import check_addresses
@@ -388,7 +388,7 @@ def test_when_both_loopback_queries_fail_both_errors_are_shown(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def failing(address: str, proto: object, timeout: float) -> None:
-        reason = "refused" if address == "::1" else "unanswered"
+        reason: Reason = "refused" if address == "::1" else "unanswered"
         raise PortmapperError(reason, f"it failed at {address}")
 
     monkeypatch.setattr(check, "dump", failing)
@@ -759,7 +759,7 @@ def test_unprotect_skips_the_other_firewall_only_when_its_tool_is_missing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _stand_ins(monkeypatch, missing="iptables")
-    assert [wall.name for wall, _ in plan_unprotect(None, None, "nft").steps] == ["nft"]
+    assert [step.tool for _, step in plan_unprotect(None, None, "nft").steps] == ["nft"]
     with pytest.raises(firewall.ToolMissing):
         plan_unprotect(None, None, "iptables")
 
@@ -1030,15 +1030,20 @@ def test_check_says_whether_each_ban_holds_for_rpcbind(tmp_path: Path) -> None:
     assert all(": in effect for rpcbind" in b for b in read_wrappers(allow, deny, RPCBIND).bans)
 
 
+def _v4_network(word: str) -> ipaddress.IPv4Network:
+    """The network a client pattern of our IPv4 rules stands for."""
+    network = wrappers.client_network(word)
+    assert isinstance(network, ipaddress.IPv4Network), word
+    return network
+
+
 def test_a_network_with_more_bans_than_a_line_holds_is_cut_in_halves() -> None:
-    bans = [parse_network(f"198.18.{n // 256}.{n % 256}") for n in range(0, 1024, 3)]
+    bans = [ipaddress.IPv4Network(f"198.18.{n // 256}.{n % 256}") for n in range(0, 1024, 3)]
     rules = wrappers.allow_rules(allowed_networks(["198.18.0.0/22"]), [*bans, bans[0]])
     assert max(map(len, rules)) <= limits.HOSTS_ALLOW_RULE_LINE_CHARS_MAX and len(rules) > 3
-    named = [wrappers.client_network(w) for r in rules[1:]
+    named = [_v4_network(w) for r in rules[1:]
              for w in r.split(": ", 1)[1].split(" EXCEPT ")[0].split()]  # fmt: skip
-    excepted = [wrappers.client_network(w) for r in rules[1:]
+    excepted = [_v4_network(w) for r in rules[1:]
                 for w in r.split(" EXCEPT ")[1].split()]  # fmt: skip
     assert sorted(excepted) == sorted(bans)  # each once, on the line of the half it is in
-    assert list(ipaddress.collapse_addresses(n for n in named if n)) == [
-        ipaddress.ip_network("198.18.0.0/22")
-    ]
+    assert list(ipaddress.collapse_addresses(named)) == [ipaddress.ip_network("198.18.0.0/22")]

@@ -35,9 +35,10 @@ LIBWRAP = ctypes.util.find_library("wrap")
 @pytest.mark.parametrize("proto", ["tcp", "udp"])
 @pytest.mark.parametrize("libwrap", [True, False])
 def test_owner_of_a_port_and_whether_it_maps_libwrap(proto: str, libwrap: bool) -> None:
-    if libwrap and LIBWRAP is None:
+    library = LIBWRAP if libwrap else ""
+    if library is None:
         pytest.skip("libwrap is not installed")
-    argv = [sys.executable, "-c", LISTENER, LIBWRAP if libwrap else "", proto]
+    argv = [sys.executable, "-c", LISTENER, library, proto]
     with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as child:
         assert child.stdin is not None and child.stdout is not None
         try:

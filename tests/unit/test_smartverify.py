@@ -64,7 +64,7 @@ def test_a_udp_port_only_connected_sockets_hold_is_left_alone_but_is_no_service(
     socket is there (PortSentry's way), and it starts no SERVICE_GONE_GRACE either."""
     kernel(monkeypatch, held=True, services={(53, ANY4)})
     owner = verify(Proto.UDP, OUTSIDE4, PORT)
-    assert owner is Owner.UDP_CLIENTS and not owner.tripwire and owner is not Owner.SERVICE
+    assert owner is Owner.UDP_CLIENTS and not owner.tripwire
 
 
 def test_a_wildcard_serves_its_own_family_only() -> None:
