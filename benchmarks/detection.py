@@ -36,8 +36,10 @@ from portwarden.lab.network import Host, Lab, mac_address, run
 # Namespaces of their own, after PWT_LAB_PREFIX: labs of other checkouts run at the same time.
 BENCH_PREFIX = f"{os.environ.get('PWT_LAB_PREFIX', 'pwt-')}bench-"
 
-PORTS = ("1,11,15,79,111,119,143,540,635,1080,1524,2000,5742,6667,12345,12346,20034,27665,"
-         "31337,32771,32772,32773,32774,40421,49724,54320")  # fmt: skip
+PORTS = (
+    "1,11,15,79,111,119,143,540,635,1080,1524,2000,5742,6667,12345,12346,20034,27665,"
+    "31337,32771,32772,32773,32774,40421,49724,54320"
+)
 SERVICE = 8080
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -102,8 +104,11 @@ def rx_packets(host: Host) -> int:
 
 def tcp_segments_in(host: Host) -> int:
     """TCP InSegs of the host's network namespace: every TCP segment it took in."""
-    header, values = (line.split() for line in host.run(["cat", "/proc/net/snmp"]).stdout
-                      .splitlines() if line.startswith("Tcp:"))  # fmt: skip
+    header, values = (
+        line.split()
+        for line in host.run(["cat", "/proc/net/snmp"]).stdout.splitlines()
+        if line.startswith("Tcp:")
+    )
     return int(values[header.index("InSegs")])
 
 
@@ -122,14 +127,18 @@ class OurDaemon:
         work.mkdir(parents=True, exist_ok=True)
         conf = work / "portwarden.conf"
         # No periodic port audit: PortSentry has none, the comparison is of detection alone.
-        conf.write_text(f'STATE_DIR="{work}/state"\nTCP_PORTS="{PORTS}"\nUDP_MODE="none"\n'
-                        f'AUDIT_INTERVAL="0"\n{extra}')  # fmt: skip
+        conf.write_text(
+            f'STATE_DIR="{work}/state"\nTCP_PORTS="{PORTS}"\nUDP_MODE="none"\n'
+            f'AUDIT_INTERVAL="0"\n{extra}'
+        )
         self.log = work / "portwarden.log"
         self.conf = conf
         self.host = lab.target
         self.proc = lab.target.popen(
             [sys.executable, "-m", "portwarden", "run", "-c", str(conf), "-stcp"],
-            stdout=self.log.open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 15
         while "ready:" not in self.log.read_text():
             if time.monotonic() > deadline or self.proc.poll() is not None:
@@ -141,8 +150,9 @@ class OurDaemon:
         return [line for line in self.log.read_text().splitlines() if " attack " in line]
 
     def counters(self) -> dict[str, int]:
-        status = self.host.run([sys.executable, "-m", "portwarden", "status", "--json", "-c",
-                                str(self.conf)]).stdout  # fmt: skip
+        status = self.host.run(
+            [sys.executable, "-m", "portwarden", "status", "--json", "-c", str(self.conf)]
+        ).stdout
         return json.loads(status)["counters"]
 
     def stop(self) -> None:
@@ -163,14 +173,17 @@ class PortSentry:
             f'ADVANCED_PORTS_UDP="1024"\nIGNORE_FILE="/etc/portsentry/portsentry.ignore"\n'
             f'HISTORY_FILE="{work}/ps.history"\nBLOCKED_FILE="{work}/ps.blocked"\n'
             f'RESOLVE_HOST="0"\nBLOCK_UDP="0"\nBLOCK_TCP="{block}"\nSCAN_TRIGGER="0"\n'
-            f"{extra}")  # fmt: skip
+            f"{extra}"
+        )
         (etc / "portsentry.ignore").write_text("127.0.0.1/32\n0.0.0.0\n")
         for node in ("null", "zero", "urandom"):
             (dev / node).touch()
         self.sink = SyslogSink(dev / "log")
         binds = " && ".join(f"mount --bind /dev/{n} {dev}/{n}" for n in ("null", "zero", "urandom"))
-        script = (f"{binds} && mount --bind {etc} /etc/portsentry && mount --bind {dev} /dev"
-                  " && exec portsentry -stcp")  # fmt: skip
+        script = (
+            f"{binds} && mount --bind {etc} /etc/portsentry && mount --bind {dev} /dev"
+            " && exec portsentry -stcp"
+        )
         before = set(_portsentry_pids(lab))
         lab.target.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script])
         deadline = time.monotonic() + 20
@@ -274,15 +287,34 @@ def masscan(lab: Lab, work: Path, rate: int, dropped: bool) -> dict[str, float]:
     attacker = lab.attackers[0]
     try:
         if dropped:
-            lab.target.run(["nft", "-f", "-"], input=(
-                "table inet pwbench {\n chain input {\n type filter hook input priority 0;\n"
-                f" ip saddr {attacker.ipv4} drop\n }}\n}}\n"))  # fmt: skip
+            lab.target.run(
+                ["nft", "-f", "-"],
+                input=(
+                    "table inet pwbench {\n chain input {\n type filter hook input priority 0;\n"
+                    f" ip saddr {attacker.ipv4} drop\n }}\n}}\n"
+                ),
+            )
         ours0, theirs0 = daemons.cpu()
         read0 = daemons.reads(lab)
         started = time.monotonic()
-        attacker.run(["masscan", lab.target.ipv4, "-p1-65535", "--rate", str(rate), "--wait", "0",
-                      "--interface", "eth0", "--adapter-ip", attacker.ipv4,
-                      "--router-mac", mac_address(lab.target)], timeout=300)  # fmt: skip
+        attacker.run(
+            [
+                "masscan",
+                lab.target.ipv4,
+                "-p1-65535",
+                "--rate",
+                str(rate),
+                "--wait",
+                "0",
+                "--interface",
+                "eth0",
+                "--adapter-ip",
+                attacker.ipv4,
+                "--router-mac",
+                mac_address(lab.target),
+            ],
+            timeout=300,
+        )
         elapsed = time.monotonic() - started
         time.sleep(2)
         ours1, theirs1 = daemons.cpu()
@@ -335,12 +367,17 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             benign_runs, masscan_runs, dropped_runs = [], [], []
             for number in range(args.runs):
-                benign_runs.append(benign(lab, Path(tmp, f"b{number}"), args.seconds,
-                                          args.connections))  # fmt: skip
+                benign_runs.append(
+                    benign(lab, Path(tmp, f"b{number}"), args.seconds, args.connections)
+                )
                 masscan_runs.append(masscan(lab, Path(tmp, f"m{number}"), args.rate, False))
                 dropped_runs.append(masscan(lab, Path(tmp, f"d{number}"), args.rate, True))
-        print(table(f"benign: {args.connections} connections streaming for {args.seconds:g} s",
-                    benign_runs))  # fmt: skip
+        print(
+            table(
+                f"benign: {args.connections} connections streaming for {args.seconds:g} s",
+                benign_runs,
+            )
+        )
         print(table(f"masscan: 65535 TCP ports, --rate {args.rate}", masscan_runs))
         print(table("the same masscan, its source dropped by nftables", dropped_runs))
     finally:

@@ -34,8 +34,16 @@ def cases() -> dict[str, Callable[[], None]]:
     target = ipaddress.ip_address("198.18.0.1")
 
     def syn(src: ipaddress.IPv4Address) -> Probe:
-        return Probe(src, target, Proto.TCP, 40000, rnd.randrange(1, 65536), "stcp",
-                     "TCP SYN/Normal scan", "SYN")  # fmt: skip
+        return Probe(
+            src,
+            target,
+            Proto.TCP,
+            40000,
+            rnd.randrange(1, 65536),
+            "stcp",
+            "TCP SYN/Normal scan",
+            "SYN",
+        )
 
     base = int(ipaddress.ip_address("198.19.0.0"))
     spoofed = [syn(ipaddress.IPv4Address(base + rnd.randrange(65536))) for _ in range(PROBES)]
@@ -70,8 +78,13 @@ def measure() -> dict[str, float]:
 
 def measure_in(src: Path) -> dict[str, float]:
     env = dict(os.environ, PYTHONPATH=str(src))
-    out = subprocess.run([sys.executable, "-m", "benchmarks.engine", "--json"], env=env,
-                         check=True, capture_output=True, text=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.engine", "--json"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return dict(json.loads(out))
 
 

@@ -38,8 +38,19 @@ def round_trip(lab: Lab, source: str, count: int, interval_us: int) -> int:
     attacker = lab.attackers[0]
     attacker.run(["ip", "addr", "add", f"{source}/24", "dev", "eth0"])
     try:
-        out = attacker.run([sys.executable, str(PROBE), source, lab.target.ipv4, str(TRIPWIRE),
-                            str(SERVICE), str(count), str(interval_us)], timeout=60)  # fmt: skip
+        out = attacker.run(
+            [
+                sys.executable,
+                str(PROBE),
+                source,
+                lab.target.ipv4,
+                str(TRIPWIRE),
+                str(SERVICE),
+                str(count),
+                str(interval_us),
+            ],
+            timeout=60,
+        )
         return int(out.stdout)
     finally:
         attacker.run(["ip", "addr", "del", f"{source}/24", "dev", "eth0"])
@@ -112,18 +123,24 @@ print(done, time.perf_counter() - start)
 def _timed(lab: Lab, work: Path, blocks: int, config: str, what: str) -> float:
     extra, actions = RESTORE_CONFIGS[config]
     work.mkdir(parents=True, exist_ok=True)
-    conf = (f'STATE_DIR="{work}/state"\nBLOCK_TCP="1"\nAUDIT_INTERVAL="0"\n'
-            f'HOSTS_DENY_FILE="{work}/hosts.deny"\n{extra}')  # fmt: skip
+    conf = (
+        f'STATE_DIR="{work}/state"\nBLOCK_TCP="1"\nAUDIT_INTERVAL="0"\n'
+        f'HOSTS_DENY_FILE="{work}/hosts.deny"\n{extra}'
+    )
     (work / "portwarden.conf").write_text(conf)
-    out = lab.target.run([sys.executable, "-c", _TIMED, str(work), str(blocks), actions, what],
-                         timeout=7200).stdout.split()  # fmt: skip
+    out = lab.target.run(
+        [sys.executable, "-c", _TIMED, str(work), str(blocks), actions, what], timeout=7200
+    ).stdout.split()
     assert int(out[0]) == blocks, out
     elements = lab.target.run(["nft", "-j", "list", "set", "inet", "portwarden", "blocked4"])
     listed = [x for x in json.loads(elements.stdout)["nftables"] if "set" in x][0]["set"]
     lab.target.run(["nft", "delete", "table", "inet", "portwarden"])
     denied = (work / "hosts.deny").read_text().count("\n") if extra else 0
-    print(f"({what}, {config}: {len(listed.get('elem', []))} elements listed in the set "
-          f"afterwards, {denied} hosts.deny lines)", flush=True)  # fmt: skip
+    print(
+        f"({what}, {config}: {len(listed.get('elem', []))} elements listed in the set "
+        f"afterwards, {denied} hosts.deny lines)",
+        flush=True,
+    )
     return float(out[1])
 
 
@@ -133,8 +150,11 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=200, help="SYNs to the service per round")
     parser.add_argument("--interval", type=int, default=100, help="microseconds between SYNs")
     parser.add_argument("--restore", type=int, default=100_000, help="blocks restored (0: none)")
-    parser.add_argument("--unblock", default="", help="blocks unblocked at once, comma-separated "
-                        "(e.g. 5000,100000; default: none)")  # fmt: skip
+    parser.add_argument(
+        "--unblock",
+        default="",
+        help="blocks unblocked at once, comma-separated (e.g. 5000,100000; default: none)",
+    )
     args = parser.parse_args()
     lab = Lab(prefix=BENCH_PREFIX, attackers=1).create()
     results: dict[str, list[int]] = {BASELINE: [], OURS: [], THEIRS: []}
@@ -166,12 +186,18 @@ def main() -> None:
                             daemon.stop()
                 print(f"round {number + 1}: {', '.join(counts)}", flush=True)
             lab.target.run(["ip", "route", "flush", "type", "blackhole"], check=False)
-            restores = {config: [restore_seconds(lab, Path(tmp, f"restore{i}{n}"), args.restore,
-                                                 config) for i in range(3)]
-                        for n, config in enumerate(RESTORE_CONFIGS)
-                        if args.restore}  # fmt: skip
-            unblocks = {int(n): unblock_seconds(lab, Path(tmp, f"unblock{n}"), int(n))
-                        for n in filter(None, args.unblock.split(","))}  # fmt: skip
+            restores = {
+                config: [
+                    restore_seconds(lab, Path(tmp, f"restore{i}{n}"), args.restore, config)
+                    for i in range(3)
+                ]
+                for n, config in enumerate(RESTORE_CONFIGS)
+                if args.restore
+            }
+            unblocks = {
+                int(n): unblock_seconds(lab, Path(tmp, f"unblock{n}"), int(n))
+                for n in filter(None, args.unblock.split(","))
+            }
         print(
             f"\nreaction: SYNs to an open service answered after the tripwire probe "
             f"({args.count} sent, one every {args.interval} us; {args.rounds} rounds)"
@@ -179,8 +205,10 @@ def main() -> None:
         print(f"{'daemon':<26}{'median':>8}{'worst':>8}{'best':>8}{'failed':>8}")
         for name, answered in results.items() if args.rounds else ():
             if answered:
-                print(f"{name:<26}{statistics.median(answered):>8g}{max(answered):>8}"
-                      f"{min(answered):>8}{failed[name]:>8}")  # fmt: skip
+                print(
+                    f"{name:<26}{statistics.median(answered):>8g}{max(answered):>8}"
+                    f"{min(answered):>8}{failed[name]:>8}"
+                )
             else:
                 print(f"{name:<26}{'-':>8}{'-':>8}{'-':>8}{failed[name]:>8}")
         if restores:
@@ -189,8 +217,10 @@ def main() -> None:
                 "nftables set filled, hosts.deny lines put back, BLOCKED_FILE.stcp written)"
             )
         for config, runs in restores.items():
-            print(f"  {config}: median {statistics.median(runs):.2f} s,"
-                  f" runs {', '.join(f'{r:.2f}' for r in runs)}")  # fmt: skip
+            print(
+                f"  {config}: median {statistics.median(runs):.2f} s,"
+                f" runs {', '.join(f'{r:.2f}' for r in runs)}"
+            )
         if unblocks:
             print(
                 f"\nunblock 198.18.0.0/15 without a daemon ({HOSTS_DENY_CONFIG}): nftables "

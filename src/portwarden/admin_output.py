@@ -31,8 +31,10 @@ def unblock(settings: Settings, target: str | None) -> int:
     if target is not None and network is not None:  # said, not refused: the block ends
         said = read_otherwise(_unbracketed(target), network)
         if said:
-            print(f'portwarden: warning: unblock "{one_line(target)}": {said}; unblocking '
-                  f"{network}", file=sys.stderr)  # fmt: skip
+            print(
+                f'portwarden: warning: unblock "{one_line(target)}": {said}; unblocking {network}',
+                file=sys.stderr,
+            )
     answer = _asked("unblock", lambda: admin.unblock(settings, network))
     if answer is None:
         return 1
@@ -60,41 +62,74 @@ def reapply(settings: Settings) -> int:
 def unblock_lines(answer: UnblockAnswer, settings: Settings, network: Network | None) -> list[Line]:
     lines: list[Line] = []
     if "event_log_error" in answer:
-        lines.append(Line(f"portwarden: warning: event log {settings.event_log}: "
-                          f"{answer['event_log_error']}", failure=True))  # fmt: skip
+        lines.append(
+            Line(
+                f"portwarden: warning: event log {settings.event_log}: {answer['event_log_error']}",
+                failure=True,
+            )
+        )
     lines += [Line(f"unblocked {address}") for address in answer["unblocked"]]
-    lines += [Line(f"left as it is: {line}: it was there before the block (not ours); remove it "
-                   "by hand if wanted") for line in answer.get("kept", ())]  # fmt: skip
+    lines += [
+        Line(
+            f"left as it is: {line}: it was there before the block (not ours); remove it "
+            "by hand if wanted"
+        )
+        for line in answer.get("kept", ())
+    ]
     if answer["table_removed"]:
         lines.append(Line(f"removed nftables table inet {settings.nft_table}"))
-    lines += [Line(f"removed nftables table inet {table} (an earlier NFT_TABLE)")
-              for table in answer.get("old_tables_removed", ())]  # fmt: skip
+    lines += [
+        Line(f"removed nftables table inet {table} (an earlier NFT_TABLE)")
+        for table in answer.get("old_tables_removed", ())
+    ]
     if "nft_error" in answer:
         lines.append(Line(f"portwarden: nftables: {answer['nft_error']}", failure=True))
-    lines += [Line(f"portwarden: error: unblock: left in force: {line}; fix it and run unblock "
-                   "again", failure=True) for line in answer["left"]]  # fmt: skip
+    lines += [
+        Line(
+            f"portwarden: error: unblock: left in force: {line}; fix it and run unblock again",
+            failure=True,
+        )
+        for line in answer["left"]
+    ]
     if answer.get("swept"):
-        lines.append(Line(f"removed {answer['swept']} nftables elements inside {network} that "
-                          "the store did not list"))  # fmt: skip
+        lines.append(
+            Line(
+                f"removed {answer['swept']} nftables elements inside {network} that "
+                "the store did not list"
+            )
+        )
     return lines
 
 
 def reapply_lines(answer: ReapplyAnswer, settings: Settings) -> list[Line]:
     lines = [Line(f"KILL_ROUTE run again for {address}") for address in answer["reapplied"]]
-    lines += [Line(f"KILL_ROUTE not run again for {address}: the configuration no longer has "
-                   "the KILL_ROUTE its block ran")
-              for address in answer.get("not_configured", ())]  # fmt: skip
-    lines += [Line(f"portwarden: error: reapply: KILL_ROUTE failed for {address} ({why})",
-                   failure=True) for address, why in answer.get("failed", ())]  # fmt: skip
-    lines += [Line(f"portwarden: error: reapply: KILL_ROUTE not run again for {address}: it has "
-                   "no known undo, so it may still be in force; run it by hand if it is gone",
-                   failure=True) for address in answer["not_reapplied"]]  # fmt: skip
+    lines += [
+        Line(
+            f"KILL_ROUTE not run again for {address}: the configuration no longer has "
+            "the KILL_ROUTE its block ran"
+        )
+        for address in answer.get("not_configured", ())
+    ]
+    lines += [
+        Line(f"portwarden: error: reapply: KILL_ROUTE failed for {address} ({why})", failure=True)
+        for address, why in answer.get("failed", ())
+    ]
+    lines += [
+        Line(
+            f"portwarden: error: reapply: KILL_ROUTE not run again for {address}: it has "
+            "no known undo, so it may still be in force; run it by hand if it is gone",
+            failure=True,
+        )
+        for address in answer["not_reapplied"]
+    ]
     if "nft_error" in answer:
-        lines.append(Line(f"portwarden: error: reapply: nftables: {answer['nft_error']}",
-                          failure=True))  # fmt: skip
+        lines.append(
+            Line(f"portwarden: error: reapply: nftables: {answer['nft_error']}", failure=True)
+        )
     elif answer.get("nft_blocks") is not None:
-        lines.append(Line(f"nftables: {answer['nft_blocks']} blocks in table inet "
-                          f"{settings.nft_table}"))  # fmt: skip
+        lines.append(
+            Line(f"nftables: {answer['nft_blocks']} blocks in table inet {settings.nft_table}")
+        )
     return lines
 
 

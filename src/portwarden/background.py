@@ -70,8 +70,14 @@ def detach(pid_file: Path, log_file: Path, state_dir: Path) -> Callable[[], None
     logging.getLogger().addHandler(_last_error)
     # A daemon that stops before it is ready tells the waiting command why (one write of less
     # than PIPE_BUF bytes arrives whole), not only "see the log".
-    atexit.register(lambda: _last_error.message and os.write(ready_write, (
-        f"{_last_error.status}stopped: {_last_error.message}".encode()[:4000])))  # fmt: skip
+    atexit.register(
+        lambda: (
+            _last_error.message
+            and os.write(
+                ready_write, (f"{_last_error.status}stopped: {_last_error.message}".encode()[:4000])
+            )
+        )
+    )
 
     def ready() -> None:
         try:

@@ -99,20 +99,32 @@ class FileClaims:
                 folder.mkdir(mode=0o700, parents=True, exist_ok=True)
                 lock = _Lock(lock_path)
             except OSError as error:
-                raise error_at(settings.source, key, f"cannot claim {path} for this instance: "
-                               f"{lock_path}: {error.strerror or error}") from None  # fmt: skip
+                raise error_at(
+                    settings.source,
+                    key,
+                    f"cannot claim {path} for this instance: "
+                    f"{lock_path}: {error.strerror or error}",
+                ) from None
             try:
                 fcntl.flock(lock.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = _holder(lock.file, key)
                 lock.file.close()
-                raise error_at(settings.source, key, f"in use by {holder}") from None  # fmt: skip
+                raise error_at(settings.source, key, f"in use by {holder}") from None
             if lock.still_named():
                 break
             lock.file.close()  # its holder removed it as we opened it: take the new one
         lock.file.truncate(0)
-        json.dump({"pid": os.getpid(), "command": self._command, "key": key,
-                   "state_dir": str(settings.state_dir), "path": real}, lock.file)  # fmt: skip
+        json.dump(
+            {
+                "pid": os.getpid(),
+                "command": self._command,
+                "key": key,
+                "state_dir": str(settings.state_dir),
+                "path": real,
+            },
+            lock.file,
+        )
         lock.file.write("\n")
         lock.file.flush()
         return lock

@@ -57,8 +57,7 @@ class _ExactParser(argparse.ArgumentParser):
 
     def _get_option_tuples(self, option_string: str) -> list[Any]:
         # Only a one-letter option with its value attached (`-cFILE`) is kept; no abbreviation.
-        return [found for found in super()._get_option_tuples(option_string)
-                if len(found[1]) == 2]  # fmt: skip
+        return [found for found in super()._get_option_tuples(option_string) if len(found[1]) == 2]
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
@@ -76,9 +75,13 @@ class _OneLineMessages(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
         if not (message.isascii() and message.isprintable()):
-            record = logging.makeLogRecord({**record.__dict__, "args": None,
-                                            "msg": one_line(message, len(message),
-                                                            backslashes=False)})  # fmt: skip
+            record = logging.makeLogRecord(
+                {
+                    **record.__dict__,
+                    "args": None,
+                    "msg": one_line(message, len(message), backslashes=False),
+                }
+            )
         return self._lines.format(record)
 
 
@@ -102,8 +105,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--pid-file", type=Path, help="with --daemon (default STATE_DIR/portwarden.pid)"
     )
-    run.add_argument("--log-file", type=Path,
-                     help="with --daemon (default STATE_DIR/portwarden.log)")  # fmt: skip
+    run.add_argument(
+        "--log-file", type=Path, help="with --daemon (default STATE_DIR/portwarden.log)"
+    )
     _mode_flags(run)
 
     check = commands.add_parser(
@@ -133,8 +137,9 @@ def _parser() -> argparse.ArgumentParser:
     _config_option(unblock)
     target = unblock.add_mutually_exclusive_group(required=True)
     target.add_argument("address", nargs="?", help="an address or network (addr/bits)")
-    target.add_argument("--all", action="store_true",
-                        help="every block, and remove portwarden's nftables table")  # fmt: skip
+    target.add_argument(
+        "--all", action="store_true", help="every block, and remove portwarden's nftables table"
+    )
     reapply = commands.add_parser(
         "reapply", help="run KILL_ROUTE again for every active block (after a flush by hand)"
     )
@@ -147,20 +152,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     _config_option(audit)
     audit.add_argument("--json", action="store_true", help="print one JSON object")
-    audit.add_argument("--no-state", action="store_true",
-                       help="compare with nothing and keep nothing: report every unlisted "
-                       "port and every missing required one")  # fmt: skip
-    audit.add_argument("--suggest", action="store_true",
-                       help="print an AUDIT_OPTIONAL line that adds every open port in no list "
-                       "(the state is neither read nor kept)")  # fmt: skip
+    audit.add_argument(
+        "--no-state",
+        action="store_true",
+        help="compare with nothing and keep nothing: report every unlisted "
+        "port and every missing required one",
+    )
+    audit.add_argument(
+        "--suggest",
+        action="store_true",
+        help="print an AUDIT_OPTIONAL line that adds every open port in no list "
+        "(the state is neither read nor kept)",
+    )
     replay = commands.add_parser(
         "replay", help="run detection over a pcap capture offline and print the verdicts"
     )
     replay.add_argument("capture", type=Path, help="a pcap file (tcpdump -w)")
     _config_option(replay)
-    replay.add_argument("--host", action="append", type=ipaddress.ip_address, metavar="ADDR",
-                        help="an address of the host the capture was taken on; only packets to "
-                        "these count (default: every unicast destination)")  # fmt: skip
+    replay.add_argument(
+        "--host",
+        action="append",
+        type=ipaddress.ip_address,
+        metavar="ADDR",
+        help="an address of the host the capture was taken on; only packets to "
+        "these count (default: every unicast destination)",
+    )
     _mode_flags(replay)
     return parser
 
@@ -186,11 +202,13 @@ def _mode_flags(parser: argparse.ArgumentParser) -> None:
     tcp = modes.add_mutually_exclusive_group()
     udp = modes.add_mutually_exclusive_group()
     for mode in TcpMode:
-        tcp.add_argument(f"-{mode.value}", dest="tcp", action="store_const", const=mode,
-                         help=_MODE_HELP[mode])  # fmt: skip
+        tcp.add_argument(
+            f"-{mode.value}", dest="tcp", action="store_const", const=mode, help=_MODE_HELP[mode]
+        )
     for umode in UdpMode:
-        udp.add_argument(f"-{umode.value}", dest="udp", action="store_const", const=umode,
-                         help=_MODE_HELP[umode])  # fmt: skip
+        udp.add_argument(
+            f"-{umode.value}", dest="udp", action="store_const", const=umode, help=_MODE_HELP[umode]
+        )
 
 
 def _modes(args: argparse.Namespace) -> Modes | None:
@@ -199,9 +217,13 @@ def _modes(args: argparse.Namespace) -> Modes | None:
 
 
 def _config_option(parser: "argparse._ActionsContainer") -> None:
-    parser.add_argument("-c", "--config", type=Path,
-                        help=f"configuration file (default {SYSTEM_CONFIG} if it exists, else "
-                        "the embedded defaults)")  # fmt: skip
+    parser.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        help=f"configuration file (default {SYSTEM_CONFIG} if it exists, else "
+        "the embedded defaults)",
+    )
 
 
 def _config_path(given: Path | None) -> Path | None:
@@ -211,8 +233,9 @@ def _config_path(given: Path | None) -> Path | None:
     return SYSTEM_CONFIG if SYSTEM_CONFIG.exists() else None
 
 
-def _load(path: Path | None, modes: Modes | None = None, watching: bool = False,
-          daemon: bool = False) -> Settings:  # fmt: skip
+def _load(
+    path: Path | None, modes: Modes | None = None, watching: bool = False, daemon: bool = False
+) -> Settings:
     """`watching`: for `run` and what checks for it (see load_settings), which also say the
     configuration's warnings (log lines for the `daemon`, else the command's own lines); the
     commands that only look at or undo the blocks do not repeat them every time."""
@@ -255,12 +278,17 @@ def _run(args: argparse.Namespace) -> int:
         statedir.refuse_if_held(settings.state_dir)
         log_file = (args.log_file or settings.state_dir / "portwarden.log").absolute()
         # The default log file is STATE_DIR's: a problem with it is STATE_DIR's.
-        blame = contextlib.nullcontext() if args.log_file else blamed_on(
-            settings, "STATE_DIR", settings.state_dir)  # fmt: skip
+        blame = (
+            contextlib.nullcontext()
+            if args.log_file
+            else blamed_on(settings, "STATE_DIR", settings.state_dir)
+        )
         with blame:
             on_ready = background.detach(
                 (args.pid_file or background.default_pid_file(settings.state_dir)).absolute(),
-                log_file, settings.state_dir.absolute())  # fmt: skip
+                log_file,
+                settings.state_dir.absolute(),
+            )
     return Daemon(settings, path, cli_modes, on_ready).run()
 
 
@@ -293,8 +321,10 @@ def _no_state(state_dir: Path, as_json: bool = False) -> bool:
         why = f"no {store_path(state_dir).name} in it"
     else:
         return False
-    _error(f"no state in STATE_DIR {state_dir}: {why} (no portwarden ran with this "
-           "configuration)", as_json)  # fmt: skip
+    _error(
+        f"no state in STATE_DIR {state_dir}: {why} (no portwarden ran with this configuration)",
+        as_json,
+    )
     return True
 
 
@@ -400,9 +430,15 @@ def _replay(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         _error(str(error))
         return 2
-    log.info("replay: %d packets (%d neither TCP nor UDP, fragments or malformed), %d probes, "
-             "%d scans, %d OS probers", counts["packets"], counts["skipped"], counts["probes"],
-             counts["scan-summary"], counts["os-summary"])  # fmt: skip
+    log.info(
+        "replay: %d packets (%d neither TCP nor UDP, fragments or malformed), %d probes, "
+        "%d scans, %d OS probers",
+        counts["packets"],
+        counts["skipped"],
+        counts["probes"],
+        counts["scan-summary"],
+        counts["os-summary"],
+    )
     return 0
 
 
@@ -434,21 +470,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.umask(UMASK)
     if args.command == "run" and not args.daemon and (args.pid_file or args.log_file):
-        parser.error("run: --pid-file and --log-file go with --daemon (without it the daemon "
-                     "logs to stderr and writes no pid file)")  # fmt: skip
+        parser.error(
+            "run: --pid-file and --log-file go with --daemon (without it the daemon "
+            "logs to stderr and writes no pid file)"
+        )
     stderr = logging.StreamHandler(sys.stderr)
     if service.stderr_is_journal():
         lines: logging.Formatter = service.JournalFormatter("%(levelname)s %(message)s")
     else:
-        lines = logging.Formatter("%(asctime)s portwarden[%(process)d]: %(levelname)s %(message)s",
-                                  datefmt="%Y-%m-%dT%H:%M:%S%z")  # fmt: skip
+        lines = logging.Formatter(
+            "%(asctime)s portwarden[%(process)d]: %(levelname)s %(message)s",
+            datefmt="%Y-%m-%dT%H:%M:%S%z",
+        )
     stderr.setFormatter(_OneLineMessages(lines))  # --daemon's log file takes it over
     logging.basicConfig(
         handlers=[stderr], level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO
     )
-    handlers = {"run": _run, "check-config": _check_config, "status": _status, "lab": _lab,
-                "blocked": _blocked, "unblock": _unblock, "reapply": _reapply,
-                "portmap": portmap_command.run, "audit": _audit, "replay": _replay}  # fmt: skip
+    handlers = {
+        "run": _run,
+        "check-config": _check_config,
+        "status": _status,
+        "lab": _lab,
+        "blocked": _blocked,
+        "unblock": _unblock,
+        "reapply": _reapply,
+        "portmap": portmap_command.run,
+        "audit": _audit,
+        "replay": _replay,
+    }
     try:
         return handlers[args.command](args)
     except BrokenPipeError:
@@ -461,13 +510,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _failed(str(error), 1)
     except PermissionError as error:
         if args.command == "run":
-            return _failed(f"{error.strerror}: the sensors need root (CAP_NET_RAW and "
-                           "CAP_NET_BIND_SERVICE)", 1)  # fmt: skip
+            return _failed(
+                f"{error.strerror}: the sensors need root (CAP_NET_RAW and CAP_NET_BIND_SERVICE)", 1
+            )
         # E.g. the daemon's state: STATE_DIR is 0700; the firewall for `portmap check`. Exit 1,
         # but 2 for audit, whose 1 says "findings", and portmap, whose 1 says "exposed" (for
         # both, 2 is "nothing was checked").
         where = f"{error.filename}: " if error.filename else ""
         command = " ".join(filter(None, (args.command, getattr(args, "portmap_command", None))))
-        _error(f"{where}{error.strerror or error} (run 'portwarden {command}' as root)",
-               getattr(args, "json", False))  # fmt: skip
+        _error(
+            f"{where}{error.strerror or error} (run 'portwarden {command}' as root)",
+            getattr(args, "json", False),
+        )
         return 2 if args.command in ("audit", "portmap") else 1

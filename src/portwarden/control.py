@@ -47,9 +47,11 @@ def socket_path_problem(state_dir: Path) -> str | None:
     size = len(os.fsencode(socket_path(state_dir)))
     if size <= limits.SOCKET_PATH_BYTES_MAX:
         return None
-    return (f"too long: the control socket {SOCKET_NAME} in it would have a name of {size} "
-            "bytes, and a Unix socket's name takes at most "
-            f"{limits.SOCKET_PATH_BYTES_MAX}")  # fmt: skip
+    return (
+        f"too long: the control socket {SOCKET_NAME} in it would have a name of {size} "
+        "bytes, and a Unix socket's name takes at most "
+        f"{limits.SOCKET_PATH_BYTES_MAX}"
+    )
 
 
 class ControlServer:
@@ -155,8 +157,11 @@ class ControlServer:
 
     def close(self) -> None:
         for waiting in self._waiting:
-            self._reply(waiting.conn, {"error": "the daemon stopped before it was done"},
-                        time.monotonic() + limits.CONTROL_CLIENT_WAIT_S)  # fmt: skip
+            self._reply(
+                waiting.conn,
+                {"error": "the daemon stopped before it was done"},
+                time.monotonic() + limits.CONTROL_CLIENT_WAIT_S,
+            )
         self._waiting = []
         os.close(self._wake_read)
         os.close(self._wake_write)
@@ -202,12 +207,15 @@ class Unanswered(ControlError):
     or died while carrying it out, which may have been partly done."""
 
 
-_UNANSWERED = ("{path}: the daemon closed the connection without answering (it stopped or died "
-               "while carrying out the request)")  # fmt: skip
+_UNANSWERED = (
+    "{path}: the daemon closed the connection without answering (it stopped or died "
+    "while carrying out the request)"
+)
 
 
-def ask(state_dir: Path, command: str, wait: float = limits.CONTROL_ANSWER_WAIT_S,
-        **fields: Any) -> dict[str, Any] | None:  # fmt: skip
+def ask(
+    state_dir: Path, command: str, wait: float = limits.CONTROL_ANSWER_WAIT_S, **fields: Any
+) -> dict[str, Any] | None:
     """The daemon's answer to `command` (with `fields`), waited for at most `wait` seconds, or
     None when no daemon listens on this STATE_DIR. Raises ControlError when one may listen but
     did not answer usefully."""
@@ -232,8 +240,11 @@ def ask(state_dir: Path, command: str, wait: float = limits.CONTROL_ANSWER_WAIT_
     except TimeoutError:
         # Sent, the request waits in the socket for a daemon that is stopped (SIGSTOP) or
         # busy: it reads it when it goes on, and carries it out then.
-        later = (": the request was delivered, and the daemon may still carry it out when it "
-                 "goes on" if sent else " (the request was not delivered)")  # fmt: skip
+        later = (
+            ": the request was delivered, and the daemon may still carry it out when it goes on"
+            if sent
+            else " (the request was not delivered)"
+        )
         raise NoAnswer(f"{path}: no answer in {wait:g} s{later}") from None
     except ConnectionResetError as error:
         if sent:

@@ -91,8 +91,9 @@ class Daemon:
             self._alerts = Alerts(self.settings)
         path = store_path(self.settings.state_dir)
         with blamed_on(settings, "STATE_DIR", path):
-            self._policy = ResponsePolicy(self.settings, path, self._alerts,
-                                          lambda: self._host.addresses)  # fmt: skip
+            self._policy = ResponsePolicy(
+                self.settings, path, self._alerts, lambda: self._host.addresses
+            )
         self._packets_read = 0  # by sensors stopped since start (a reload makes new ones)
         self._verdicts = 0
         self._scans = 0
@@ -174,9 +175,14 @@ class Daemon:
             os.close(wake_write)
             self._claims.close()
             self._lock.close()
-        log.info("stopped: probes=%d packets=%d verdicts=%d sources=%d evicted=%d",
-                 self._engine.probes, self._packets_read, self._verdicts, len(self._engine),
-                 self._engine.evicted)  # fmt: skip
+        log.info(
+            "stopped: probes=%d packets=%d verdicts=%d sources=%d evicted=%d",
+            self._engine.probes,
+            self._packets_read,
+            self._verdicts,
+            len(self._engine),
+            self._engine.evicted,
+        )
         return 0
 
     def _turn(self, wake_read: int) -> None:
@@ -237,19 +243,24 @@ class Daemon:
         """Once per episode of evictions from the full source table: again only after
         limits.SOURCES_FULL_QUIET_S without one."""
         if self._evictions.begins(self._engine.evicted, now):
-            log.warning("source table full (%d sources), evicting those seen least recently, "
-                        "stale sources first, then those with a single probe, then those "
-                        "with the fewest probes (a flood of spoofed sources?)",
-                        len(self._engine))  # fmt: skip
+            log.warning(
+                "source table full (%d sources), evicting those seen least recently, "
+                "stale sources first, then those with a single probe, then those "
+                "with the fewest probes (a flood of spoofed sources?)",
+                len(self._engine),
+            )
 
     def _say_drops(self, now: float) -> None:
         """Once per episode of packets the kernel dropped for the sensors (their receive
         buffers were full): the probes among them were not seen."""
         grown = self._drops.begins(self._dropped(), now)
         if grown:
-            log.warning("sensors fall behind: the kernel dropped %d packets for them (receive "
-                        "buffers full: a flood?); probes among them are not seen, so a scan "
-                        "inside the flood may go unnoticed until it slows", grown)  # fmt: skip
+            log.warning(
+                "sensors fall behind: the kernel dropped %d packets for them (receive "
+                "buffers full: a flood?); probes among them are not seen, so a scan "
+                "inside the flood may go unnoticed until it slows",
+                grown,
+            )
 
     def _dropped(self) -> int:
         return self._packets_dropped + sum(s.packets_dropped() for s in self._sensors)
@@ -259,9 +270,11 @@ class Daemon:
         minute, go on with what is open, and keep the loop from spinning on a connection it
         cannot accept."""
         if self._say_now("descriptors"):
-            log.error("out of file descriptors (%s): this turn's work was cut short; raise "
-                      "LimitNOFILE= or watch fewer ports in classic mode",
-                      error.strerror)  # fmt: skip
+            log.error(
+                "out of file descriptors (%s): this turn's work was cut short; raise "
+                "LimitNOFILE= or watch fewer ports in classic mode",
+                error.strerror,
+            )
         self._handle_signals()
         time.sleep(TICK_S / 10)
 
@@ -283,8 +296,10 @@ class Daemon:
             self._policy.refresh()
         except OSError as error:  # out of descriptors, a netlink answer that never came
             if self._say_now("refresh"):
-                log.warning("refresh failed (%s); the last view of addresses and ports stays",
-                            error.strerror or error)  # fmt: skip
+                log.warning(
+                    "refresh failed (%s); the last view of addresses and ports stays",
+                    error.strerror or error,
+                )
             return
         if self._host.addresses != old_addresses:
             self._engine.reconfigure(self._engine_config())
@@ -352,11 +367,17 @@ class Daemon:
 
     def _status(self) -> dict[str, Any]:
         return status.collect(
-            started=self._started, settings=self.settings, sensors=self._sensors,
-            addresses=self._host.addresses, engine=self._engine, counters=self._counters(),
-            alerts=self._alerts.delivered(), store=self._policy.store,
-            blocked=self._policy.blocked_addresses(), audit=self._audit_reports.last,
-        )  # fmt: skip
+            started=self._started,
+            settings=self.settings,
+            sensors=self._sensors,
+            addresses=self._host.addresses,
+            engine=self._engine,
+            counters=self._counters(),
+            alerts=self._alerts.delivered(),
+            store=self._policy.store,
+            blocked=self._policy.blocked_addresses(),
+            audit=self._audit_reports.last,
+        )
 
     def _command(self, request: dict[str, Any]) -> "dict[str, Any] | Future[dict[str, Any]]":
         """A request on the control socket."""
@@ -380,8 +401,12 @@ class Daemon:
                 self._selector.register(fd, selectors.EVENT_READ, sensor)
             ports = sorted(sensor.watched)
             shown = ",".join(map(str, ports[:20])) + (",..." if len(ports) > 20 else "")
-            log.info("%s: watching %s: %s", sensor.mode,
-                     counted(len(ports), f"{sensor.proto.value} port"), shown)  # fmt: skip
+            log.info(
+                "%s: watching %s: %s",
+                sensor.mode,
+                counted(len(ports), f"{sensor.proto.value} port"),
+                shown,
+            )
         self._warn_of_dropping_chains()
 
     def _warn_of_dropping_chains(self) -> None:
@@ -392,9 +417,11 @@ class Daemon:
             return
         for chain in input_filter_chains(frozenset({("inet", self.settings.nft_table)})):
             if chain.closed:
-                log.warning("%s drops what it does not accept before the sensors see it: probes "
-                            "to the ports it drops are not reported (it stops them itself)",
-                            chain)  # fmt: skip
+                log.warning(
+                    "%s drops what it does not accept before the sensors see it: probes "
+                    "to the ports it drops are not reported (it stops them itself)",
+                    chain,
+                )
 
     def _release_held(self, now: float = math.inf) -> None:
         """The probes the sensors hold (RawSensor.release) whose time has come by `now`; all of
@@ -438,11 +465,17 @@ class Daemon:
             if fresh.state_dir != self.settings.state_dir:
                 # Refused, not kept: the file's other paths (EVENT_LOG, HISTORY_FILE, ...) may
                 # follow the new STATE_DIR, which would split the state in two folders.
-                raise error_at(fresh.source, "STATE_DIR", "changes only at a restart (the running "
-                               f"daemon's state is in {self.settings.state_dir})")  # fmt: skip
+                raise error_at(
+                    fresh.source,
+                    "STATE_DIR",
+                    "changes only at a restart (the running "
+                    f"daemon's state is in {self.settings.state_dir})",
+                )
             if fresh.nft_table != self.settings.nft_table:
-                warnings.append(f"NFT_TABLE changes only at restart; table inet "
-                                f"{self.settings.nft_table} stays in use")  # fmt: skip
+                warnings.append(
+                    f"NFT_TABLE changes only at restart; table inet "
+                    f"{self.settings.nft_table} stays in use"
+                )
                 log.warning("reload: %s", warnings[-1])
                 fresh = dataclasses.replace(fresh, nft_table=self.settings.nft_table)
             if fresh.metrics_listen != self.settings.metrics_listen:
@@ -502,12 +535,18 @@ class Daemon:
         try:
             self._start_sensors()
         except OSError as error:
-            warnings.append(f"sensors for the new configuration failed ({error}); keeping the "
-                            "old modes and ports")  # fmt: skip
+            warnings.append(
+                f"sensors for the new configuration failed ({error}); keeping the "
+                "old modes and ports"
+            )
             log.error("reload: %s", warnings[-1])
-            self.settings = dataclasses.replace(self.settings, tcp_mode=old.tcp_mode,
-                                                udp_mode=old.udp_mode, tcp_ports=old.tcp_ports,
-                                                udp_ports=old.udp_ports)  # fmt: skip
+            self.settings = dataclasses.replace(
+                self.settings,
+                tcp_mode=old.tcp_mode,
+                udp_mode=old.udp_mode,
+                tcp_ports=old.tcp_ports,
+                udp_ports=old.udp_ports,
+            )
             self._start_sensors()
 
     def _modes(self) -> str:

@@ -100,8 +100,9 @@ def read_if_exists(path: Path) -> str | None:
     return read_with_identity(path)[0]
 
 
-def replace_atomically(path: Path, text: str, unchanged: Identity | None = None,
-                       private: bool = False) -> None:  # fmt: skip
+def replace_atomically(
+    path: Path, text: str, unchanged: Identity | None = None, private: bool = False
+) -> None:
     """Write `text` to `path` via a temporary file and rename; keeps the old file's mode, owner
     and group (a hosts.allow of root:adm stays root:adm), and its POSIX ACL (a hosts.allow of
     mode 600 that `setfacl -m user:_rpc:r` lets rpcbind read must stay readable). A new file
@@ -305,8 +306,11 @@ def _cut_back(fd: int, start: int, end: int | None, path: Path) -> None:
         why = "another program appended to it meanwhile, and a cut would take its lines too"
     except OSError as error:
         why = f"it could not be cut back: {error.strerror}"
-    log.error("%s: a write failed part-way; a partial line may remain there (%s)",
-              one_line(str(path)), why)  # fmt: skip
+    log.error(
+        "%s: a write failed part-way; a partial line may remain there (%s)",
+        one_line(str(path)),
+        why,
+    )
 
 
 def remove_line(path: Path, line: str) -> bool:

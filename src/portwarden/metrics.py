@@ -17,53 +17,95 @@ SHUTDOWN_POLL_S = 0.1
 
 # name, type, help, the key in the daemon's counters
 _PLAIN = (
-    ("portwarden_start_time_seconds", "gauge", "Start time of the daemon since the epoch.",
-     "start_time"),
-    ("portwarden_packets_read_total", "counter", "Packets and connections read by the sensors.",
-     "packets_read"),
-    ("portwarden_packets_dropped_total", "counter",
-     "Packets the kernel dropped before the sensors read them (receive buffers full).",
-     "packets_dropped"),
-    ("portwarden_probes_total", "counter", "Probes to tripwire ports from sources not ignored.",
-     "probes"),
+    (
+        "portwarden_start_time_seconds",
+        "gauge",
+        "Start time of the daemon since the epoch.",
+        "start_time",
+    ),
+    (
+        "portwarden_packets_read_total",
+        "counter",
+        "Packets and connections read by the sensors.",
+        "packets_read",
+    ),
+    (
+        "portwarden_packets_dropped_total",
+        "counter",
+        "Packets the kernel dropped before the sensors read them (receive buffers full).",
+        "packets_dropped",
+    ),
+    (
+        "portwarden_probes_total",
+        "counter",
+        "Probes to tripwire ports from sources not ignored.",
+        "probes",
+    ),
     ("portwarden_scans_total", "counter", "Sources found scanning.", "scans"),
     ("portwarden_os_probes_total", "counter", "OS-fingerprinting tools detected.", "os_probes"),
     ("portwarden_blocks_total", "counter", "Blocks made since start.", "blocks"),
     ("portwarden_blocks_active", "gauge", "Blocks in force.", "blocks_active"),
     ("portwarden_sources_tracked", "gauge", "Sources in the detection table.", "sources_tracked"),
-    ("portwarden_sources_evicted_total", "counter",
-     "Sources evicted from the full detection table.", "sources_evicted"),
-    ("portwarden_summaries_dropped_total", "counter",
-     "Scan and OS-probe summaries dropped in a flood of sources (tables full).",
-     "summaries_dropped"),
-    ("portwarden_audit_findings", "gauge",
-     "Findings of the last port audit that checked something.", "audit_findings"),
-    ("portwarden_audit_last_run_timestamp_seconds", "gauge",
-     "When the last port audit ran, since the epoch, whether it could check or not.",
-     "audit_last_run"),
-    ("portwarden_audit_error", "gauge",
-     "1 if the last port audit could check nothing (or failed), else 0.", "audit_error"),
-)  # fmt: skip
+    (
+        "portwarden_sources_evicted_total",
+        "counter",
+        "Sources evicted from the full detection table.",
+        "sources_evicted",
+    ),
+    (
+        "portwarden_summaries_dropped_total",
+        "counter",
+        "Scan and OS-probe summaries dropped in a flood of sources (tables full).",
+        "summaries_dropped",
+    ),
+    (
+        "portwarden_audit_findings",
+        "gauge",
+        "Findings of the last port audit that checked something.",
+        "audit_findings",
+    ),
+    (
+        "portwarden_audit_last_run_timestamp_seconds",
+        "gauge",
+        "When the last port audit ran, since the epoch, whether it could check or not.",
+        "audit_last_run",
+    ),
+    (
+        "portwarden_audit_error",
+        "gauge",
+        "1 if the last port audit could check nothing (or failed), else 0.",
+        "audit_error",
+    ),
+)
 
 
 def exposition(counters: dict[str, Any], alerts: dict[str, dict[str, Any]]) -> str:
     """The Prometheus text format (version 0.0.4). `alerts` as Alerts.delivered() gives it."""
     name = "portwarden_build_info"
-    lines = [f"# HELP {name} The running version, as a label; always 1.", f"# TYPE {name} gauge",
-             f'{name}{{version="{__version__}"}} 1']  # fmt: skip
+    lines = [
+        f"# HELP {name} The running version, as a label; always 1.",
+        f"# TYPE {name} gauge",
+        f'{name}{{version="{__version__}"}} 1',
+    ]
     for name, kind, text, key in _PLAIN:
         if key in counters:
             lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {counters[key]}"]
     name = "portwarden_alerts_sent_total"
-    lines += [f"# HELP {name} Alerts delivered, by path (syslog lines, JSON events, mails).",
-              f"# TYPE {name} counter"]  # fmt: skip
+    lines += [
+        f"# HELP {name} Alerts delivered, by path (syslog lines, JSON events, mails).",
+        f"# TYPE {name} counter",
+    ]
     lines += [f'{name}{{path="{path}"}} {count}' for path, count in alerts["sent"].items()]
     name = "portwarden_alerts_dropped_total"
-    lines += [f"# HELP {name} Alerts not delivered, by path and reason (rate_limit, error).",
-              f"# TYPE {name} counter"]  # fmt: skip
-    lines += [f'{name}{{path="{path}",reason="{reason}"}} {count}'
-              for path, reasons in alerts["dropped"].items()
-              for reason, count in reasons.items()]  # fmt: skip
+    lines += [
+        f"# HELP {name} Alerts not delivered, by path and reason (rate_limit, error).",
+        f"# TYPE {name} counter",
+    ]
+    lines += [
+        f'{name}{{path="{path}",reason="{reason}"}} {count}'
+        for path, reasons in alerts["dropped"].items()
+        for reason, count in reasons.items()
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -132,8 +174,12 @@ class MetricsServer:
 
         Handler.timeout = METRICS_CLIENT_WAIT_S
         self._http = _Server(host, port, Handler)
-        self._thread = threading.Thread(target=self._http.serve_forever, args=(SHUTDOWN_POLL_S,),
-                                        name="portwarden-metrics", daemon=True)  # fmt: skip
+        self._thread = threading.Thread(
+            target=self._http.serve_forever,
+            args=(SHUTDOWN_POLL_S,),
+            name="portwarden-metrics",
+            daemon=True,
+        )
         self._thread.start()
 
     def publish(self, counters: dict[str, Any], alerts: dict[str, dict[str, Any]]) -> None:

@@ -75,8 +75,11 @@ def services(path: Path, watched: Watched) -> set[Service]:
             if packet is None or not _answers(packet, watched):
                 continue
             if len(found) >= limits.REPLAY_SERVICES_MAX:
-                log.warning("replay: over %d answering services in the capture; the rest "
-                            "count as tripwires", limits.REPLAY_SERVICES_MAX)  # fmt: skip
+                log.warning(
+                    "replay: over %d answering services in the capture; the rest "
+                    "count as tripwires",
+                    limits.REPLAY_SERVICES_MAX,
+                )
                 break
             found.add((packet.src, packet.proto, packet.sport))
     return found
@@ -89,15 +92,17 @@ def _answers(packet: Packet, watched: Watched) -> bool:
     return packet.proto == IPPROTO_UDP or packet.flags & (SYN | ACK) == SYN | ACK
 
 
-def replay(settings: Settings, path: Path, out: TextIO,
-           hosts: frozenset[IPAddress] | None = None) -> Counter[str]:  # fmt: skip
+def replay(
+    settings: Settings, path: Path, out: TextIO, hosts: frozenset[IPAddress] | None = None
+) -> Counter[str]:
     """Print a verdict line for each verdict, as the daemon logs them; return the counts.
     `hosts`: the capturing host's addresses; only packets to them count (default: every
     unicast destination). Raises PcapError (after printing what came before the damage) or
     OSError."""
     if not stat.S_ISREG(path.stat().st_mode):
-        raise PcapError(f"{path}: not a regular file; replay reads a capture twice, "
-                        "so save it to a file first")  # fmt: skip
+        raise PcapError(
+            f"{path}: not a regular file; replay reads a capture twice, so save it to a file first"
+        )
     if TcpMode.CLASSIC is settings.tcp_mode or UdpMode.CLASSIC is settings.udp_mode:
         log.info("replay: classic modes are replayed as stealth (-stcp, -sudp)")
         settings = settings.with_modes(
@@ -106,8 +111,9 @@ def replay(settings: Settings, path: Path, out: TextIO,
         )
     watched = watched_ports(settings)
     answered = services(path, watched)
-    engine = Engine(engine_config(settings, settings.ignore_list(addresses=()),
-                                  late_reply_ports(settings)[0]))  # fmt: skip
+    engine = Engine(
+        engine_config(settings, settings.ignore_list(addresses=()), late_reply_ports(settings)[0])
+    )
     counts: Counter[str] = Counter()
 
     def report(verdicts: list[Verdict]) -> None:
@@ -150,10 +156,13 @@ def _to_host(dst: IPAddress, hosts: frozenset[IPAddress] | None) -> bool:
     return not (dst.is_multicast or dst.is_unspecified or dst == _BROADCAST)
 
 
-def _port_tests(proto: int, ports: frozenset[int],
-                answered: set[Service]) -> tuple[PortTest, PortTest]:  # fmt: skip
+def _port_tests(
+    proto: int, ports: frozenset[int], answered: set[Service]
+) -> tuple[PortTest, PortTest]:
     """SmartVerify on the capture (a watched port, and no service answered from it there), and
     whether a port is open: one that answered, or one not watched (the capture's answers are
     collected for the watched ports only, so any other counts as open, for queso's probes)."""
-    return (lambda dst, port: port in ports and (dst, proto, port) not in answered,
-            lambda dst, port: port not in ports or (dst, proto, port) in answered)  # fmt: skip
+    return (
+        lambda dst, port: port in ports and (dst, proto, port) not in answered,
+        lambda dst, port: port not in ports or (dst, proto, port) in answered,
+    )

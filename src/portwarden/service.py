@@ -6,8 +6,13 @@ import os
 import socket
 
 # syslog priorities of Python's levels, for journald's `<N>` line prefix
-_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
-             logging.CRITICAL: 2}  # fmt: skip
+_PRIORITY = {
+    logging.DEBUG: 7,
+    logging.INFO: 6,
+    logging.WARNING: 4,
+    logging.ERROR: 3,
+    logging.CRITICAL: 2,
+}
 
 
 def notify(message: str) -> bool:

@@ -28,11 +28,15 @@ class StateDirBusy(Exception):
     def __init__(self, state_dir: Path, holder: Holder) -> None:
         if holder.command:
             article = "an" if holder.command[:1] in "aeiou" else "a"
-            text = (f"{article} {holder.command} command (pid {holder.pid}) is working on "
-                    f"STATE_DIR {state_dir}; try again when it ends")  # fmt: skip
+            text = (
+                f"{article} {holder.command} command (pid {holder.pid}) is working on "
+                f"STATE_DIR {state_dir}; try again when it ends"
+            )
         else:
-            text = (f"STATE_DIR {state_dir} is in use by another portwarden (pid "
-                    f"{holder.pid}); give each instance its own STATE_DIR")  # fmt: skip
+            text = (
+                f"STATE_DIR {state_dir} is in use by another portwarden (pid "
+                f"{holder.pid}); give each instance its own STATE_DIR"
+            )
         super().__init__(text)
         self.holder = holder
 
@@ -47,8 +51,7 @@ def claim(state_dir: Path, command: str = "") -> IO[str]:
     """
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     lock = open(state_dir / LOCK_NAME, "a+")  # noqa: SIM115 - held for the daemon's lifetime
-    held = (take(lock, command) if command
-            else _after_commands(lambda: take(lock)))  # fmt: skip
+    held = take(lock, command) if command else _after_commands(lambda: take(lock))
     if held is not None:
         lock.close()
         raise StateDirBusy(state_dir, held)
@@ -125,9 +128,22 @@ def _holder(lock: IO[str]) -> Holder:
 
 # File systems that are the kernel's (/proc, /sys and those mounted in them): even root cannot
 # make a file there, or what it writes sets something in the kernel.
-KERNEL_FILE_SYSTEMS = frozenset({"proc", "sysfs", "cgroup", "cgroup2", "debugfs", "tracefs",
-                                 "securityfs", "configfs", "bpf", "pstore", "efivarfs",
-                                 "devpts"})  # fmt: skip
+KERNEL_FILE_SYSTEMS = frozenset(
+    {
+        "proc",
+        "sysfs",
+        "cgroup",
+        "cgroup2",
+        "debugfs",
+        "tracefs",
+        "securityfs",
+        "configfs",
+        "bpf",
+        "pstore",
+        "efivarfs",
+        "devpts",
+    }
+)
 
 
 def unusable_directory(path: Path, written: bool) -> str | None:

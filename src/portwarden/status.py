@@ -55,8 +55,13 @@ def blocked_listing(store: Store, now: float) -> list[tuple[BlockRecord, str]]:
     unblocking = {r.id for r, _ in store.unblocking()}
     listed = [(r, _state(r, now, unblocking)) for r in store.active()]
     # A leftover's `via`: only what its unblock left in force.
-    listed += [(r._replace(actions=tuple(a for a in r.actions if a.status.startswith(UNDO_FAILED))),
-                f"left in force: {'; '.join(left(r))}") for r in store.leftovers()]  # fmt: skip
+    listed += [
+        (
+            r._replace(actions=tuple(a for a in r.actions if a.status.startswith(UNDO_FAILED))),
+            f"left in force: {'; '.join(left(r))}",
+        )
+        for r in store.leftovers()
+    ]
     return listed
 
 
@@ -74,11 +79,22 @@ def render_blocked(listed: list[tuple[BlockRecord, str]]) -> str:
     rows = [("address", "since", "until", "reason", "count", "via", "state")]
     for r, state in listed:
         until = "forever" if r.until is None else local_stamp(r.until)
-        rows.append((r.address, local_stamp(r.since), until, f"{r.reason} ({r.proto} {r.port})",
-                     str(r.offence), ",".join(via(r.actions)) or "nothing", state))  # fmt: skip
+        rows.append(
+            (
+                r.address,
+                local_stamp(r.since),
+                until,
+                f"{r.reason} ({r.proto} {r.port})",
+                str(r.offence),
+                ",".join(via(r.actions)) or "nothing",
+                state,
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n"
-                   for row in rows)  # fmt: skip
+    return "".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n"
+        for row in rows
+    )
 
 
 def _block(record: BlockRecord, now: float) -> dict[str, Any]:
@@ -116,12 +132,17 @@ def collect(
     prefixes = [s.address for s in top if isinstance(s.address, ipaddress.IPv6Network)]
     blocked_prefixes = _holding_blocks(prefixes, blocked) if prefixes else set()
     scanners = [
-        {"address": str(s.address), "first_seen": wall(s.first_seen),
-         "last_seen": wall(s.last_seen), "probes": s.probes, "ports": s.ports,
-         "types": list(s.types),
-         "blocked": str(s.address) in blocked or s.address in blocked_prefixes}
+        {
+            "address": str(s.address),
+            "first_seen": wall(s.first_seen),
+            "last_seen": wall(s.last_seen),
+            "probes": s.probes,
+            "ports": s.ports,
+            "types": list(s.types),
+            "blocked": str(s.address) in blocked or s.address in blocked_prefixes,
+        }
         for s in top
-    ]  # fmt: skip
+    ]
     ports = []
     for key, count in engine.port_probes.most_common(limits.STATUS_TOP_MAX):
         proto, port = key_port(key)
@@ -142,7 +163,7 @@ def collect(
                 "port_list": port_ranges(s.watched),
             }
             for s in sensors
-        ],  # fmt: skip
+        ],
         "addresses": sorted(str(a) for a in addresses),
         "counters": _shown_counters(counters),
         "alerts": alerts,
@@ -186,8 +207,12 @@ def from_store(store: Store) -> dict[str, Any]:
     """The status when the daemon does not answer: the last saved one, with blocks as now."""
     saved = store.snapshot("status")
     status: dict[str, Any] = saved[1] if saved else {}
-    status.update(running=False, answering=False, saved=_stamp(saved[0]) if saved else None,
-                  blocks=blocks_part(store, time.time()))  # fmt: skip
+    status.update(
+        running=False,
+        answering=False,
+        saved=_stamp(saved[0]) if saved else None,
+        blocks=blocks_part(store, time.time()),
+    )
     audit = store.snapshot("audit")
     if audit is not None:
         status["audit"] = audit[1]
@@ -196,8 +221,10 @@ def from_store(store: Store) -> dict[str, Any]:
 
 def _table(rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-            for row in rows]  # fmt: skip
+    return [
+        "  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
 
 
 def _left(seconds: int | None) -> str:
@@ -211,9 +238,15 @@ def _alerts_table(alerts: Any) -> list[str]:
     """Delivered and dropped per alert path (a status saved by an older version, in another
     shape, is left out)."""
     try:
-        rows = [(path, str(sent), str(alerts["dropped"][path]["rate_limit"]),
-                 str(alerts["dropped"][path]["error"]))
-                for path, sent in alerts["sent"].items()]  # fmt: skip
+        rows = [
+            (
+                path,
+                str(sent),
+                str(alerts["dropped"][path]["rate_limit"]),
+                str(alerts["dropped"][path]["error"]),
+            )
+            for path, sent in alerts["sent"].items()
+        ]
     except (KeyError, TypeError):
         return []
     header = ("path", "sent", "dropped (rate limit)", "dropped (error)")
@@ -228,11 +261,15 @@ def render(status: dict[str, Any]) -> str:
         out.append("portwarden is NOT running" + (f"; last status saved {saved}" if saved else ""))
     elif not status.get("answering", True):
         pid = status.get("pid") or "?"
-        out.append(f"portwarden: daemon pid {pid} not answering; last saved status"
-                   + (f" ({saved}):" if saved else ": none yet"))  # fmt: skip
+        out.append(
+            f"portwarden: daemon pid {pid} not answering; last saved status"
+            + (f" ({saved}):" if saved else ": none yet")
+        )
     else:
-        out.append(f"portwarden is running (pid {status['pid']}) since {status['started']}, "
-                   f"config {one_line(status['config'], limits.PATH_SHOWN_CHARS_MAX)}")  # fmt: skip
+        out.append(
+            f"portwarden is running (pid {status['pid']}) since {status['started']}, "
+            f"config {one_line(status['config'], limits.PATH_SHOWN_CHARS_MAX)}"
+        )
     for mode in status.get("modes", []):
         out.append(f"  {mode['mode']}: {mode['ports']} {mode['proto']} ports ({mode['port_list']})")
     if status.get("addresses"):
@@ -240,8 +277,9 @@ def render(status: dict[str, Any]) -> str:
     counters = status.get("counters")
     if counters:
         out += ["", "Counters"]
-        out += _table([(key, "never" if value is None else str(value))
-                       for key, value in counters.items()])  # fmt: skip
+        out += _table(
+            [(key, "never" if value is None else str(value)) for key, value in counters.items()]
+        )
     out += _alerts_table(status.get("alerts"))
     scanners = status.get("scanners")
     if scanners:
@@ -249,9 +287,18 @@ def render(status: dict[str, Any]) -> str:
         rows: list[tuple[str, ...]] = [
             ("address", "first seen", "last seen", "probes", "ports", "types", "blocked")
         ]
-        rows += [(s["address"], s["first_seen"], s["last_seen"], str(s["probes"]),
-                  port_count(s["ports"]), ", ".join(s["types"]), "yes" if s["blocked"] else "no")
-                 for s in scanners]  # fmt: skip
+        rows += [
+            (
+                s["address"],
+                s["first_seen"],
+                s["last_seen"],
+                str(s["probes"]),
+                port_count(s["ports"]),
+                ", ".join(s["types"]),
+                "yes" if s["blocked"] else "no",
+            )
+            for s in scanners
+        ]
         out += _table(rows)
     ports = status.get("ports")
     if ports:
@@ -263,8 +310,10 @@ def render(status: dict[str, Any]) -> str:
     out += ["", f"Active blocks: {blocks['active']}"]
     if blocks["latest"]:
         rows = [("address", "since", "time left", "reason", "count")]
-        rows += [(b["address"], b["since"], _left(b["left_s"]), b["reason"], str(b["count"]))
-                 for b in blocks["latest"]]  # fmt: skip
+        rows += [
+            (b["address"], b["since"], _left(b["left_s"]), b["reason"], str(b["count"]))
+            for b in blocks["latest"]
+        ]
         out += _table(rows)
     audit = status.get("audit")
     if audit:

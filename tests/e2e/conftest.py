@@ -40,8 +40,10 @@ def start_daemon(
         folder: Path = tmp_path_factory.mktemp("daemon")
         path = folder / "portwarden.conf"
         # OS_PROBE_QUIET 4 s, not 10: still twice nmap -O's pause between its rounds.
-        path.write_text(f'STATE_DIR="{folder}/state"\nTCP_PORTS="{TCP_PORTS}"\n'
-                        f'UDP_PORTS="{UDP_PORTS}"\nOS_PROBE_QUIET="4"\n{conf}')  # fmt: skip
+        path.write_text(
+            f'STATE_DIR="{folder}/state"\nTCP_PORTS="{TCP_PORTS}"\n'
+            f'UDP_PORTS="{UDP_PORTS}"\nOS_PROBE_QUIET="4"\n{conf}'
+        )
         daemon = RunningDaemon(lab.target, path, *flags)
         daemon.wait_for("ready:")
         started_daemons.append(daemon)

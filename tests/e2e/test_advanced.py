@@ -48,8 +48,14 @@ def test_nmap_scan_types_in_advanced_mode(
 ) -> None:
     attacker = lab.attackers[0]
     mark = daemon.mark()
-    nmap(attacker.run, *(["-6"] if family == 6 else []), flag, "-p", f"20-25,{SERVICE_TCP}",
-         address(lab.target, family))  # fmt: skip
+    nmap(
+        attacker.run,
+        *(["-6"] if family == 6 else []),
+        flag,
+        "-p",
+        f"20-25,{SERVICE_TCP}",
+        address(lab.target, family),
+    )
     found = daemon.wait_for_attack(mark, src=address(attacker, family), type=scan_type)
     assert (found["mode"], found["dst"]) == ("atcp", address(lab.target, family))
     assert 20 <= int(found["port"]) <= 25
@@ -65,7 +71,8 @@ def test_nmap_os_detection_in_advanced_mode(lab: Lab, daemon: RunningDaemon) -> 
     summary = daemon.wait_for_attack(mark, kind="os-summary", src=attacker.ipv6, timeout=30)
     assert summary["mode"] == "atcp" and summary["type"] == "OS fingerprinting probe (nmap)"
     assert {f"SYN/SEQ{n}" for n in range(1, 7)} | {"NULL/T2", "udp/U1"} <= set(
-        summary["patterns"].split())  # fmt: skip
+        summary["patterns"].split()
+    )
     daemon.wait_for_attack(mark, kind="scan", src=attacker.ipv6, port="22")
 
 
@@ -124,9 +131,24 @@ def test_masscan_against_advanced_mode(lab: Lab, daemon: RunningDaemon) -> None:
     attacker = lab.attackers[2]
     before, drops = counters(lab, daemon), lab_drops(lab)
     mark = daemon.mark()
-    attacker.run(["masscan", lab.target.ipv4, "-p1-65535", "--rate", "100000", "--wait", "1",
-                  "--interface", "eth0", "--adapter-ip", attacker.ipv4,
-                  "--router-mac", mac_address(lab.target)], timeout=120)  # fmt: skip
+    attacker.run(
+        [
+            "masscan",
+            lab.target.ipv4,
+            "-p1-65535",
+            "--rate",
+            "100000",
+            "--wait",
+            "1",
+            "--interface",
+            "eth0",
+            "--adapter-ip",
+            attacker.ipv4,
+            "--router-mac",
+            mac_address(lab.target),
+        ],
+        timeout=120,
+    )
     daemon.wait_for_attack(mark, src=attacker.ipv4, type="TCP SYN/Normal scan", mode="atcp")
     # masscan's 1-1023 (port 0, a tripwire too, it does not probe), less ADVANCED_EXCLUDE_TCP
     # (113, 139) and the service
@@ -139,8 +161,9 @@ def test_masscan_against_advanced_mode(lab: Lab, daemon: RunningDaemon) -> None:
             break
         time.sleep(0.2)
     dropped = now["packets_dropped"] - before["packets_dropped"]
-    assert seen == tripwires, (f"{seen} probes; {lost_in_the_lab(lab, drops)}; the daemon's "
-                               f"sockets dropped {dropped}")  # fmt: skip
+    assert seen == tripwires, (
+        f"{seen} probes; {lost_in_the_lab(lab, drops)}; the daemon's sockets dropped {dropped}"
+    )
     # Distinct ports are counted up to 64, then shown as "at least 64".
     assert {line["ports"] for line in daemon.attacks(mark, src=attacker.ipv4)} >= {"1", "64+"}
     assert daemon.attacks(mark, port=str(SERVICE_TCP)) == []

@@ -32,17 +32,24 @@ def lines_of(path: Path) -> list[str]:
 
 def banned_by_fail2ban(history: Path) -> list[str]:
     """The addresses fail2ban's portsentry filter finds in `history`, one per matching line."""
-    return subprocess.run(["fail2ban-regex", "--out", "ip", str(history),
-                           str(FAIL2BAN_PORTSENTRY)], capture_output=True, text=True,
-                          check=True, timeout=30).stdout.split()  # fmt: skip
+    return subprocess.run(
+        ["fail2ban-regex", "--out", "ip", str(history), str(FAIL2BAN_PORTSENTRY)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.split()
 
 
 def test_alert_only_mode_writes_portsentrys_line_that_fail2ban_bans_on_and_blocks_nothing(
     lab: Lab, start_daemon: StartDaemon, tmp_path: Path
 ) -> None:
     hosts_deny = tmp_path / "hosts.deny"
-    daemon = start_daemon("-stcp", "-sudp", conf=(
-        f'KILL_HOSTS_DENY="ALL: $TARGET$"\nHOSTS_DENY_FILE="{hosts_deny}"\n'))  # fmt: skip
+    daemon = start_daemon(
+        "-stcp",
+        "-sudp",
+        conf=(f'KILL_HOSTS_DENY="ALL: $TARGET$"\nHOSTS_DENY_FILE="{hosts_deny}"\n'),
+    )
     first, second = lab.attackers[0], lab.attackers[1]
     target = lab.target.ipv4
     assert can_connect(lab.client, target, SERVICE)  # the benign client: no tripwire
@@ -52,8 +59,9 @@ def test_alert_only_mode_writes_portsentrys_line_that_fail2ban_bans_on_and_block
     daemon.wait_for(rf"history-note address={second.ipv6} port=(7|9) proto=udp: ")
     # Nothing is blocked: no nftables table, no route, no hosts.deny line; the scanner still
     # reaches the real service, and portwarden lists no block.
-    assert lab.target.run(["nft", "list", "table", "inet", "portwarden"],
-                          check=False).returncode != 0  # fmt: skip
+    assert (
+        lab.target.run(["nft", "list", "table", "inet", "portwarden"], check=False).returncode != 0
+    )
     assert blackholes(lab.target) == "" and not hosts_deny.exists()
     assert can_connect(first, target, SERVICE)
     for blocked in (daemon.log_path.parent / "state").glob("portsentry.blocked.*"):
@@ -91,8 +99,9 @@ def test_no_line_for_a_gateway_or_an_ignored_host_which_fail2ban_would_ban(
     lab.target.run(["ip", "route", "replace", "default", "via", GATEWAY])
     try:
         daemon = start_daemon("-stcp", conf=f'IGNORE_FILE="{ignore_file}"\n')
-        lab.attackers[0].run([sys.executable, str(CRAFT), "--spoofed", GATEWAY, "1",
-                              lab.target.ipv4, "1,11,15"])  # fmt: skip
+        lab.attackers[0].run(
+            [sys.executable, str(CRAFT), "--spoofed", GATEWAY, "1", lab.target.ipv4, "1,11,15"]
+        )
         daemon.wait_for_attack(src=GATEWAY, kind="scan")
         nmap(ignored.run, "-sS", "-p", "1,11,15", lab.target.ipv4)
         nmap(scanner.run, "-sS", "-p", "1,11,15", lab.target.ipv4)
@@ -101,8 +110,9 @@ def test_no_line_for_a_gateway_or_an_ignored_host_which_fail2ban_would_ban(
     finally:
         lab.target.run(["ip", "route", "del", "default"], check=False)
     assert banned_by_fail2ban(history_of(daemon)) == [scanner.ipv4]
-    assert (f"no HISTORY_FILE line for address={GATEWAY} why=gateway (PROTECT_GATEWAYS=0 "
-            "allows it)") in daemon.log()  # fmt: skip
+    assert (
+        f"no HISTORY_FILE line for address={GATEWAY} why=gateway (PROTECT_GATEWAYS=0 allows it)"
+    ) in daemon.log()
     assert daemon.attacks(src=ignored.ipv4) == []
 
 
@@ -114,8 +124,9 @@ def test_the_line_names_the_scanner_as_resolve_host_finds_it(lab: Lab, tmp_path:
     hosts = tmp_path / "hosts"
     hosts.write_text(f"127.0.0.1 localhost\n{attacker.ipv4} scan/ner\x1b[31m.example\n")
     conf = tmp_path / "portwarden.conf"
-    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nUDP_MODE="none"\n'
-                    'RESOLVE_HOST="1"\n')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nUDP_MODE="none"\nRESOLVE_HOST="1"\n'
+    )
     log = tmp_path / "log"
     proc = start_with_hosts_file(lab.target, hosts, conf, log, "-stcp")
     try:

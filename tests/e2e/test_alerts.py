@@ -92,18 +92,33 @@ def test_mail_syslog_json_and_fail2ban_for_an_nmap_scan(
     password = tmp_path / "smtp.secret"
     password.write_text("s3cret pass\n# the first line is the password\n")
     password.chmod(0o600)
-    server = smtp_server(lab, lab.client.ipv4, "2525", str(inbox), "--tls", str(tls.cert),
-                         str(tls.key), "--auth", "pw-target", "s3cret pass")  # fmt: skip
-    daemon = start_daemon("-stcp", "-sudp", conf=(
-        f'SMTP_STARTTLS="1"\nSMTP_CA_FILE="{tls.ca}"\nSMTP_USER="pw-target"\n'
-        f'SMTP_PASSWORD_FILE="{password}"\n'
-        f'BLOCK_TCP="1"\nSYSLOG_SOCKET="{syslog.path}"\nSYSLOG_FACILITY="local3"\n'
-        'MAIL_ON_TCP_SCAN="1"\nMAIL_ON_OS_PROBE="1"\nSCAN_END_QUIET="2"\n'
-        'MAIL_FROM="portwarden@target.example"\n'
-        'MAIL_TO="admin@example.org, security@example.org"\n'
-        'MAIL_SUBJECT="[pw] %p scan from %s to %d (100%%)"\n'
-        f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2525"\nSMTP_HELO="target.example"\n'
-        'LOG_CONNECTIONS="1"\nLOG_DETAILS="1"\n'))  # fmt: skip
+    server = smtp_server(
+        lab,
+        lab.client.ipv4,
+        "2525",
+        str(inbox),
+        "--tls",
+        str(tls.cert),
+        str(tls.key),
+        "--auth",
+        "pw-target",
+        "s3cret pass",
+    )
+    daemon = start_daemon(
+        "-stcp",
+        "-sudp",
+        conf=(
+            f'SMTP_STARTTLS="1"\nSMTP_CA_FILE="{tls.ca}"\nSMTP_USER="pw-target"\n'
+            f'SMTP_PASSWORD_FILE="{password}"\n'
+            f'BLOCK_TCP="1"\nSYSLOG_SOCKET="{syslog.path}"\nSYSLOG_FACILITY="local3"\n'
+            'MAIL_ON_TCP_SCAN="1"\nMAIL_ON_OS_PROBE="1"\nSCAN_END_QUIET="2"\n'
+            'MAIL_FROM="portwarden@target.example"\n'
+            'MAIL_TO="admin@example.org, security@example.org"\n'
+            'MAIL_SUBJECT="[pw] %p scan from %s to %d (100%%)"\n'
+            f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2525"\nSMTP_HELO="target.example"\n'
+            'LOG_CONNECTIONS="1"\nLOG_DETAILS="1"\n'
+        ),
+    )
     attacker, target = lab.attackers[0], lab.target.ipv4
     try:
         nmap(attacker.run, "-sS", "-p", "1-20", target)  # tripwires 1, 11 and 15
@@ -141,19 +156,27 @@ def test_mail_syslog_json_and_fail2ban_for_an_nmap_scan(
     assert body["Action"] == "blocked via nft until forever"
     assert body["Flags seen"] == "SYN"
     # Syslog: PortSentry's wording, our ident and the configured facility (local3 = 19).
-    line = syslog.wait_for(rf"attackalert: TCP SYN/Normal scan from host: {attacker.ipv4}/"
-                           rf"{attacker.ipv4} to TCP port: (1|11|15)$")  # fmt: skip
+    line = syslog.wait_for(
+        rf"attackalert: TCP SYN/Normal scan from host: {attacker.ipv4}/"
+        rf"{attacker.ipv4} to TCP port: (1|11|15)$"
+    )
     assert line.startswith(f"<{19 * 8 + 5}>") and " portwarden[" in line
-    syslog.wait_for(rf"attackalert: Host {attacker.ipv4} has been blocked via nftables set inet "
-                    r"portwarden blocked4$")  # fmt: skip
+    syslog.wait_for(
+        rf"attackalert: Host {attacker.ipv4} has been blocked via nftables set inet "
+        r"portwarden blocked4$"
+    )
     syslog.wait_for(rf"Possible port scan from {attacker.ipv4} to {target} \(TCP SYN/Normal")
     syslog.wait_for(rf"port (1|11|15) connection attempt from {attacker.ipv4}$")
     syslog.wait_for(rf"TCP {attacker.ipv4}\(\d+\) -> {target}\((1|11|15)\)$")
     # fail2ban's portsentry filter, run by fail2ban-regex on the history file, finds the scanner.
     history = daemon.log_path.parent / "state" / "portsentry.history"
-    found = subprocess.run(["fail2ban-regex", "--out", "ip", str(history),
-                            str(FAIL2BAN_PORTSENTRY)], capture_output=True, text=True,
-                           check=True, timeout=30).stdout.split()  # fmt: skip
+    found = subprocess.run(
+        ["fail2ban-regex", "--out", "ip", str(history), str(FAIL2BAN_PORTSENTRY)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.split()
     assert found == [attacker.ipv4]
     # logwatch's PortSentry report on these lines, as rsyslog writes them to /var/log/messages:
     # empty with Debian's service file (it keeps the ident portsentry only), the scan and the
@@ -167,8 +190,10 @@ def test_mail_syslog_json_and_fail2ban_for_an_nmap_scan(
     assert f"TCP SYN/Normal from:\n      {attacker.ipv4}: ports: {ports}\n" in report, report
     assert f"Warning: Blocked route from/to {attacker.ipv4} 1 times(s)." in report, report
     # JSON event log: the first probe, the block, the summary, with stable fields.
-    events = [json.loads(x) for x in (daemon.log_path.parent / "state" / "events.jsonl")
-              .read_text().splitlines()]  # fmt: skip
+    events = [
+        json.loads(x)
+        for x in (daemon.log_path.parent / "state" / "events.jsonl").read_text().splitlines()
+    ]
     kinds = [e["event"] for e in events]
     assert {"scan", "block", "scan-summary"} <= set(kinds)
     summary = next(e for e in events if e["event"] == "scan-summary")
@@ -180,15 +205,22 @@ def test_mail_syslog_json_and_fail2ban_for_an_nmap_scan(
 
 
 @pytest.mark.usefixtures("echo_service")
-def test_the_os_probe_mail_for_nmap_os_detection(lab: Lab, start_daemon: StartDaemon,
-                                                 tmp_path: Path) -> None:  # fmt: skip
+def test_the_os_probe_mail_for_nmap_os_detection(
+    lab: Lab, start_daemon: StartDaemon, tmp_path: Path
+) -> None:
     """nmap -O sends TCP probes and one UDP probe (U1): the mail says both protocols, each
     probe's pattern, and which host was probed. It comes OS_PROBE_QUIET after the last."""
     inbox = made_inbox(tmp_path)
     server = smtp_server(lab, lab.client.ipv4, "2528", str(inbox))
-    start_daemon("-stcp", "-sudp", conf=(
-        'MAIL_ON_OS_PROBE="1"\nMAIL_TO="admin@example.org"\nMAIL_SUBJECT="%p OS probe from %s"\n'
-        f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2528"\n'))  # fmt: skip
+    start_daemon(
+        "-stcp",
+        "-sudp",
+        conf=(
+            'MAIL_ON_OS_PROBE="1"\nMAIL_TO="admin@example.org"\nMAIL_SUBJECT="%p OS probe from '
+            '%s"\n'
+            f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2528"\n'
+        ),
+    )
     attacker = lab.attackers[1]
     try:
         nmap(attacker.run, "-O", "-p", str(SERVICE), lab.target.ipv4)
@@ -208,16 +240,24 @@ def test_the_os_probe_mail_for_nmap_os_detection(lab: Lab, start_daemon: StartDa
 
 
 @pytest.mark.parametrize("relay", ["hang", "refuse"])
-def test_a_dead_relay_never_stalls_detection(lab: Lab, start_daemon: StartDaemon,
-                                             relay: str) -> None:  # fmt: skip
+def test_a_dead_relay_never_stalls_detection(
+    lab: Lab, start_daemon: StartDaemon, relay: str
+) -> None:
     """The hanging relay holds the mail for SMTP_TIMEOUT (15 s): the next scan is reported
     long before, while the mail still waits."""
     server = smtp_server(lab, "--hang", lab.client.ipv4, "2526") if relay == "hang" else None
-    daemon = start_daemon("-stcp", "-sudp", conf=(
-        'MAIL_ON_TCP_SCAN="1"\nSCAN_END_QUIET="1"\nMAIL_TO="admin@example.org"\n'
-        f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2526"\nSMTP_TIMEOUT="15"\n'))  # fmt: skip
-    not_delivered = (r"mail 'portwarden: TCP scan from [^']*' via .*: not delivered to "
-                     r"admin@example.org for now \(.*\); trying again in 300 s")  # fmt: skip
+    daemon = start_daemon(
+        "-stcp",
+        "-sudp",
+        conf=(
+            'MAIL_ON_TCP_SCAN="1"\nSCAN_END_QUIET="1"\nMAIL_TO="admin@example.org"\n'
+            f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2526"\nSMTP_TIMEOUT="15"\n'
+        ),
+    )
+    not_delivered = (
+        r"mail 'portwarden: TCP scan from [^']*' via .*: not delivered to "
+        r"admin@example.org for now \(.*\); trying again in 300 s"
+    )
     try:
         nmap(lab.attackers[0].run, "-sS", "-p", "11", lab.target.ipv4)
         daemon.wait_for(r"kind=scan-summary")  # a mail is now being tried
@@ -239,18 +279,26 @@ def test_a_dead_relay_never_stalls_detection(lab: Lab, start_daemon: StartDaemon
 
 
 @pytest.mark.parametrize("relay", ["550", "451", "down"])
-def test_a_relay_that_refuses_for_good_or_for_now(lab: Lab, start_daemon: StartDaemon,
-                                                  tmp_path: Path, relay: str) -> None:  # fmt: skip
+def test_a_relay_that_refuses_for_good_or_for_now(
+    lab: Lab, start_daemon: StartDaemon, tmp_path: Path, relay: str
+) -> None:
     """550 at RCPT: final, said with the report's subject. 451 at DATA, or no relay listening
     (connection refused): tried again after SMTP_RETRY_DELAY (its least, 10 s) and delivered
     once the relay takes it; the report is in the store with its outcome."""
     inbox = made_inbox(tmp_path)
     args = {"550": ["--refuse", "admin@example.org"], "451": ["--defer-data", "1"], "down": []}
-    server = None if relay == "down" else smtp_server(
-        lab, lab.client.ipv4, "2532", str(inbox), *args[relay])  # fmt: skip
-    daemon = start_daemon("-stcp", conf=(
-        'UDP_MODE="none"\nMAIL_ON_TCP_SCAN="1"\nSCAN_END_QUIET="1"\nMAIL_TO="admin@example.org"\n'
-        f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2532"\nSMTP_RETRY_DELAY="10"\n'))  # fmt: skip
+    server = (
+        None
+        if relay == "down"
+        else smtp_server(lab, lab.client.ipv4, "2532", str(inbox), *args[relay])
+    )
+    daemon = start_daemon(
+        "-stcp",
+        conf=(
+            'UDP_MODE="none"\nMAIL_ON_TCP_SCAN="1"\nSCAN_END_QUIET="1"\nMAIL_TO="admin@example.org"\n'
+            f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2532"\nSMTP_RETRY_DELAY="10"\n'
+        ),
+    )
     attacker = lab.attackers[0]
     title = f"portwarden: TCP scan from {attacker.ipv4} to {lab.target.ipv4}"
     try:
@@ -278,12 +326,14 @@ def test_a_relay_that_refuses_for_good_or_for_now(lab: Lab, start_daemon: StartD
             server.kill()
     with sqlite3.connect(daemon.log_path.parent / "state" / "portwarden.db") as db:
         rows = db.execute("SELECT kind, subject, outcome, mailed FROM reports").fetchall()
-    assert [(kind, subject, outcome, mailed and True) for kind, subject, outcome, mailed in rows] \
-        == [("scan-summary", title, *expected)]  # fmt: skip
+    assert [
+        (kind, subject, outcome, mailed and True) for kind, subject, outcome, mailed in rows
+    ] == [("scan-summary", title, *expected)]
 
 
-def test_hostile_reverse_dns_name_cannot_inject_lines(lab: Lab, syslog: SyslogReceiver,
-                                                      tmp_path: Path) -> None:  # fmt: skip
+def test_hostile_reverse_dns_name_cannot_inject_lines(
+    lab: Lab, syslog: SyslogReceiver, tmp_path: Path
+) -> None:
     attacker = lab.attackers[2]
     evil = "evil.example\x1b[2J;Fake:\x07header$(id)"  # /etc/hosts splits names at blanks
     hosts = tmp_path / "hosts"
@@ -291,11 +341,13 @@ def test_hostile_reverse_dns_name_cannot_inject_lines(lab: Lab, syslog: SyslogRe
     inbox = made_inbox(tmp_path)
     server = smtp_server(lab, lab.client.ipv4, "2527", str(inbox))
     conf = tmp_path / "portwarden.conf"
-    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nUDP_MODE="none"\n'
-                    f'RESOLVE_HOST="1"\nSYSLOG_SOCKET="{syslog.path}"\nMAIL_ON_TCP_SCAN="1"\n'
-                    f'SCAN_END_QUIET="1"\nMAIL_TO="admin@example.org"\n'
-                    f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2527"\n'
-                    'BLOCK_TCP="2"\nKILL_RUN_CMD="/bin/true"\n')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nUDP_MODE="none"\n'
+        f'RESOLVE_HOST="1"\nSYSLOG_SOCKET="{syslog.path}"\nMAIL_ON_TCP_SCAN="1"\n'
+        f'SCAN_END_QUIET="1"\nMAIL_TO="admin@example.org"\n'
+        f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2527"\n'
+        'BLOCK_TCP="2"\nKILL_RUN_CMD="/bin/true"\n'
+    )
     log = tmp_path / "daemon.log"
     proc = start_with_hosts_file(lab.target, hosts, conf, log, "-stcp")
     escaped = r"evil.example\x1b[2J;Fake:\x07header$(id)"
@@ -304,8 +356,10 @@ def test_hostile_reverse_dns_name_cannot_inject_lines(lab: Lab, syslog: SyslogRe
         (mail,) = wait_for_mail(inbox, 1)
         # BLOCK_TCP=2 leaves the traffic alone: the next probe is "already blocked", named.
         attacker.run(["hping3", "-c", "1", "-S", "-p", "11", lab.target.ipv4], check=False)
-        syslog.wait_for(rf"attackalert: Host: {re.escape(escaped)}/{attacker.ipv4} is already "
-                        "blocked Ignoring$")  # fmt: skip
+        syslog.wait_for(
+            rf"attackalert: Host: {re.escape(escaped)}/{attacker.ipv4} is already "
+            "blocked Ignoring$"
+        )
     finally:
         server.kill()
         proc.terminate()
@@ -322,15 +376,21 @@ def test_hostile_reverse_dns_name_cannot_inject_lines(lab: Lab, syslog: SyslogRe
     assert any(line.endswith(named) for line in syslog.lines), syslog.lines
 
 
-def test_one_mail_per_scan_of_one_protocol(lab: Lab, start_daemon: StartDaemon,
-                                           tmp_path: Path) -> None:  # fmt: skip
+def test_one_mail_per_scan_of_one_protocol(
+    lab: Lab, start_daemon: StartDaemon, tmp_path: Path
+) -> None:
     """nmap -sS -sU is two scans: with MAIL_ON_TCP_SCAN alone, one mail, for the TCP one only,
     with its own probes (UDP probes counted in it made a TCP mail say "UDP scan")."""
     inbox = made_inbox(tmp_path)
     server = smtp_server(lab, lab.client.ipv4, "2528", str(inbox))
-    daemon = start_daemon("-stcp", "-sudp", conf=(
-        'MAIL_ON_TCP_SCAN="1"\nSCAN_END_QUIET="1"\nMAIL_TO="admin@example.org"\n'
-        f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2528"\n'))  # fmt: skip
+    daemon = start_daemon(
+        "-stcp",
+        "-sudp",
+        conf=(
+            'MAIL_ON_TCP_SCAN="1"\nSCAN_END_QUIET="1"\nMAIL_TO="admin@example.org"\n'
+            f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2528"\n'
+        ),
+    )
     attacker = lab.attackers[1]
     try:
         nmap(attacker.run, "-sS", "-sU", "-p", "T:1,11,U:7,9", lab.target.ipv4)
@@ -345,8 +405,10 @@ def test_one_mail_per_scan_of_one_protocol(lab: Lab, start_daemon: StartDaemon,
     assert (body["Protocol"], body["Scan type"]) == ("TCP", "TCP SYN/Normal scan")
     assert (body["Probes"], body["Distinct ports"]) == ("2", "2")
     assert {body["First port"].split()[0], body["Last port"].split()[0]} == {"1", "11"}
-    events = [json.loads(x) for x in (daemon.log_path.parent / "state" / "events.jsonl")
-              .read_text().splitlines()]  # fmt: skip
+    events = [
+        json.loads(x)
+        for x in (daemon.log_path.parent / "state" / "events.jsonl").read_text().splitlines()
+    ]
     summaries = {e["proto"]: e for e in events if e["event"] == "scan-summary"}
     assert set(summaries) == {"tcp", "udp"}
     assert summaries["tcp"]["types"] == ["TCP SYN/Normal scan"]
@@ -369,9 +431,13 @@ def test_a_reload_that_raises_mail_per_hour_lists_the_held_reports_at_once(
     at once, not at the next report, and names the cap that held them (it said the new one)."""
     inbox = made_inbox(tmp_path)
     server = smtp_server(lab, lab.client.ipv4, "2529", str(inbox))
-    daemon = start_daemon("-stcp", conf=(
-        'MAIL_ON_TCP_SCAN="1"\nSCAN_END_QUIET="1"\nMAIL_PER_HOUR="1"\nMAIL_TO="a@example.org"\n'
-        f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2529"\n'))  # fmt: skip
+    daemon = start_daemon(
+        "-stcp",
+        conf=(
+            'MAIL_ON_TCP_SCAN="1"\nSCAN_END_QUIET="1"\nMAIL_PER_HOUR="1"\nMAIL_TO="a@example.org"\n'
+            f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2529"\n'
+        ),
+    )
     try:
         for attacker in lab.attackers:
             nmap(attacker.run, "-sS", "-p", "1,11", lab.target.ipv4)
@@ -398,15 +464,20 @@ def test_a_reload_that_raises_mail_per_hour_lists_the_held_reports_at_once(
     daemon.stop()
 
 
-def test_the_scan_report_gives_the_flags_seen(lab: Lab, start_daemon: StartDaemon,
-                                              tmp_path: Path) -> None:  # fmt: skip
+def test_the_scan_report_gives_the_flags_seen(
+    lab: Lab, start_daemon: StartDaemon, tmp_path: Path
+) -> None:
     """A SYN, a FIN and an XMAS scan from one source are one TCP scan: its mail and its JSON
     summary list the three flag combinations, in the order they came."""
     inbox = made_inbox(tmp_path)
     server = smtp_server(lab, lab.client.ipv4, "2532", str(inbox))
-    daemon = start_daemon("-stcp", conf=(
-        'UDP_MODE="none"\nMAIL_ON_TCP_SCAN="1"\nSCAN_END_QUIET="2"\nMAIL_TO="admin@example.org"\n'
-        f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2532"\n'))  # fmt: skip
+    daemon = start_daemon(
+        "-stcp",
+        conf=(
+            'UDP_MODE="none"\nMAIL_ON_TCP_SCAN="1"\nSCAN_END_QUIET="2"\nMAIL_TO="admin@example.org"\n'
+            f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2532"\n'
+        ),
+    )
     attacker = lab.attackers[2]
     try:
         for scan in ("-sS", "-sF", "-sX"):
@@ -416,8 +487,10 @@ def test_the_scan_report_gives_the_flags_seen(lab: Lab, start_daemon: StartDaemo
         server.kill()
     body = report_fields(mail)
     assert body["Flags seen"] == "SYN, FIN, FIN+PSH+URG"
-    events = [json.loads(x) for x in (daemon.log_path.parent / "state" / "events.jsonl")
-              .read_text().splitlines()]  # fmt: skip
+    events = [
+        json.loads(x)
+        for x in (daemon.log_path.parent / "state" / "events.jsonl").read_text().splitlines()
+    ]
     (summary,) = (e for e in events if e["event"] == "scan-summary")
     assert summary["flags"] == ["SYN", "FIN", "FIN+PSH+URG"]
     assert summary["types"] == ["TCP SYN/Normal scan", "TCP FIN scan", "TCP XMAS scan"]
@@ -432,28 +505,37 @@ with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
 
 
 @pytest.mark.usefixtures("echo_service")
-def test_portsentry_lines_in_stealth_modes(lab: Lab, start_daemon: StartDaemon,
-                                           syslog: SyslogReceiver) -> None:  # fmt: skip
+def test_portsentry_lines_in_stealth_modes(
+    lab: Lab, start_daemon: StartDaemon, syslog: SyslogReceiver
+) -> None:
     """Word for word as PortSentry 1.2's stealth modes write them. BLOCK_TCP=2 (the command
     only) leaves the traffic alone, so a blocked scanner's later probes are still seen."""
-    start_daemon("-stcp", "-sudp", conf=(
-        f'SYSLOG_SOCKET="{syslog.path}"\nBLOCK_TCP="2"\nKILL_RUN_CMD="/bin/true"\n'))  # fmt: skip
+    start_daemon(
+        "-stcp",
+        "-sudp",
+        conf=(f'SYSLOG_SOCKET="{syslog.path}"\nBLOCK_TCP="2"\nKILL_RUN_CMD="/bin/true"\n'),
+    )
     scanner, prober, udp = (a.ipv4 for a in lab.attackers)
     target = lab.target.ipv4
     nmap(lab.attackers[0].run, "-sS", "-p", "1,11,15", target)
-    syslog.wait_for(rf"attackalert: TCP SYN/Normal scan from host: {scanner}/{scanner} to TCP "
-                    r"port: (1|11|15)$")  # fmt: skip
+    syslog.wait_for(
+        rf"attackalert: TCP SYN/Normal scan from host: {scanner}/{scanner} to TCP "
+        r"port: (1|11|15)$"
+    )
     syslog.wait_for(rf"attackalert: Host: {scanner}/{scanner} is already blocked Ignoring$")
     # A SYN+FIN to a tripwire: a packet PortSentry calls "Unknown Type"; to an open port it is
     # a queso-style OS probe.
     lab.attackers[1].run(["hping3", "-c", "1", "-S", "-F", "-p", "11", target], check=False)
-    syslog.wait_for(r"attackalert: Unknown Type: TCP Packet Flags: SYN: 1 FIN: 1 ACK: 0 PSH: 0 "
-                    rf"URG: 0 RST: 0 from host: {prober}/{prober} to TCP port: 11$")  # fmt: skip
+    syslog.wait_for(
+        r"attackalert: Unknown Type: TCP Packet Flags: SYN: 1 FIN: 1 ACK: 0 PSH: 0 "
+        rf"URG: 0 RST: 0 from host: {prober}/{prober} to TCP port: 11$"
+    )
     syslog.wait_for(rf"detail: TCP odd-flags scan \(FIN\+SYN\) from {prober} to TCP port 11$")
-    lab.attackers[1].run(["hping3", "-c", "1", "-S", "-F", "-p", str(SERVICE), target],
-                         check=False)  # fmt: skip
-    syslog.wait_for(rf"attackalert: OS fingerprinting probe \(queso\) from host: {prober}/"
-                    rf"{prober} to TCP port: {SERVICE}$")  # fmt: skip
+    lab.attackers[1].run(["hping3", "-c", "1", "-S", "-F", "-p", str(SERVICE), target], check=False)
+    syslog.wait_for(
+        rf"attackalert: OS fingerprinting probe \(queso\) from host: {prober}/"
+        rf"{prober} to TCP port: {SERVICE}$"
+    )
     assert not [line for line in syslog.lines if "queso" in line and line.endswith(": 11")]
     nmap(lab.attackers[2].run, "-sU", "-p", "7", target)
     syslog.wait_for(rf"attackalert: UDP scan from host: {udp}/{udp} to UDP port: 7$")
@@ -461,44 +543,57 @@ def test_portsentry_lines_in_stealth_modes(lab: Lab, start_daemon: StartDaemon,
     assert sum("is already blocked" in line and scanner in line for line in syslog.lines) == 1
 
 
-def test_every_probe_is_logged_below_the_trigger_too(lab: Lab, start_daemon: StartDaemon,
-                                                     syslog: SyslogReceiver) -> None:  # fmt: skip
+def test_every_probe_is_logged_below_the_trigger_too(
+    lab: Lab, start_daemon: StartDaemon, syslog: SyslogReceiver
+) -> None:
     """LOG_CONNECTIONS and LOG_DETAILS are scandetd's "log every probe": with SCAN_TRIGGER="2"
     the first probe has its lines although it makes no verdict."""
-    daemon = start_daemon("-stcp", conf=(
-        f'UDP_MODE="none"\nSYSLOG_SOCKET="{syslog.path}"\nSCAN_TRIGGER="2"\n'
-        'LOG_CONNECTIONS="1"\nLOG_DETAILS="1"\n'))  # fmt: skip
+    daemon = start_daemon(
+        "-stcp",
+        conf=(
+            f'UDP_MODE="none"\nSYSLOG_SOCKET="{syslog.path}"\nSCAN_TRIGGER="2"\n'
+            'LOG_CONNECTIONS="1"\nLOG_DETAILS="1"\n'
+        ),
+    )
     attacker, target = lab.attackers[0].ipv4, lab.target.ipv4
     nmap(lab.attackers[0].run, "-sS", "-p", "11", target)
     syslog.wait_for(rf"port 11 connection attempt from {attacker}$")
     syslog.wait_for(rf"TCP {attacker}\(\d+\) -> {target}\(11\)$")
     assert not any("attackalert" in line for line in syslog.lines)
     nmap(lab.attackers[0].run, "-sS", "-p", "15", target)  # the second: past the trigger
-    syslog.wait_for(rf"attackalert: TCP SYN/Normal scan from host: {attacker}/{attacker} to TCP "
-                    "port: 15$")  # fmt: skip
+    syslog.wait_for(
+        rf"attackalert: TCP SYN/Normal scan from host: {attacker}/{attacker} to TCP "
+        "port: 15$"
+    )
     syslog.wait_for(rf"port 15 connection attempt from {attacker}$")
     assert [a["port"] for a in daemon.attacks(kind="scan")] == ["15"]
     assert sum("connection attempt" in line for line in syslog.lines) == 2
 
 
-def test_adminalert_lines_at_start_reload_and_stop(start_daemon: StartDaemon,
-                                                  syslog: SyslogReceiver) -> None:  # fmt: skip
+def test_adminalert_lines_at_start_reload_and_stop(
+    start_daemon: StartDaemon, syslog: SyslogReceiver
+) -> None:
     """PortSentry said when it started and stopped; logwatch's script files those lines as
     routine, and shows a refused reload among its unmatched entries."""
-    daemon = start_daemon("-stcp", conf=(
-        f'UDP_MODE="none"\nSYSLOG_SOCKET="{syslog.path}"\nAUDIT_INTERVAL="0"\n'))  # fmt: skip
+    daemon = start_daemon(
+        "-stcp", conf=(f'UDP_MODE="none"\nSYSLOG_SOCKET="{syslog.path}"\nAUDIT_INTERVAL="0"\n')
+    )
     conf = daemon.log_path.with_suffix(".conf")
     good = conf.read_text()
     modes = "tcp mode stcp, udp mode off"
     syslog.wait_for(rf"adminalert: PortSentry is now active and listening \(portwarden: {modes}\)$")
     daemon.proc.send_signal(signal.SIGHUP)
-    syslog.wait_for(r"adminalert: PortSentry is now active and listening \(portwarden: "
-                    rf"configuration reloaded; {modes}\)$")  # fmt: skip
+    syslog.wait_for(
+        r"adminalert: PortSentry is now active and listening \(portwarden: "
+        rf"configuration reloaded; {modes}\)$"
+    )
     conf.write_text(good + 'SCAN_TRIGGER="lots"\n')
     daemon.proc.send_signal(signal.SIGHUP)
     where = re.escape(str(conf))
-    refused = syslog.wait_for(r"adminalert: ERROR: reload refused, old configuration stays in "
-                              rf'force: {where}:\d+: SCAN_TRIGGER="lots": ')  # fmt: skip
+    refused = syslog.wait_for(
+        r"adminalert: ERROR: reload refused, old configuration stays in "
+        rf'force: {where}:\d+: SCAN_TRIGGER="lots": '
+    )
     assert refused.startswith(f"<{3 * 8 + 3}>")  # daemon.err
     conf.write_text(good)
     assert daemon.stop()[0] == 0
@@ -512,30 +607,43 @@ def test_adminalert_lines_at_start_reload_and_stop(start_daemon: StartDaemon,
     assert report == f"\n**Unmatched entries**\n1 Time(s): {refused_text}\n", report
 
 
-def test_portsentry_lines_in_classic_modes(lab: Lab, start_daemon: StartDaemon,
-                                           syslog: SyslogReceiver) -> None:  # fmt: skip
-    start_daemon("-tcp", "-udp", conf=(
-        f'SYSLOG_SOCKET="{syslog.path}"\nBLOCK_UDP="2"\nKILL_RUN_CMD="/bin/true"\n'))  # fmt: skip
+def test_portsentry_lines_in_classic_modes(
+    lab: Lab, start_daemon: StartDaemon, syslog: SyslogReceiver
+) -> None:
+    start_daemon(
+        "-tcp",
+        "-udp",
+        conf=(f'SYSLOG_SOCKET="{syslog.path}"\nBLOCK_UDP="2"\nKILL_RUN_CMD="/bin/true"\n'),
+    )
     attacker, target = lab.attackers[0], lab.target.ipv4
     can_connect(attacker, target, 31337)  # accepted, then closed at once
-    syslog.wait_for(rf"attackalert: Connect from host: {attacker.ipv4}/{attacker.ipv4} to TCP "
-                    r"port: 31337$")  # fmt: skip
+    syslog.wait_for(
+        rf"attackalert: Connect from host: {attacker.ipv4}/{attacker.ipv4} to TCP "
+        r"port: 31337$"
+    )
     attacker.run([sys.executable, "-c", _SEND_UDP, target, "31337"])
-    syslog.wait_for(rf"attackalert: Connect from host: {attacker.ipv4}/{attacker.ipv4} to UDP "
-                    r"port: 31337$")  # fmt: skip
+    syslog.wait_for(
+        rf"attackalert: Connect from host: {attacker.ipv4}/{attacker.ipv4} to UDP "
+        r"port: 31337$"
+    )
     syslog.wait_for(rf"attackalert: Host: {attacker.ipv4} is already blocked\. Ignoring$")
 
 
-def test_a_scan_still_open_at_stop_is_summarised_and_mailed(lab: Lab, start_daemon: StartDaemon,
-                                                             tmp_path: Path) -> None:  # fmt: skip
+def test_a_scan_still_open_at_stop_is_summarised_and_mailed(
+    lab: Lab, start_daemon: StartDaemon, tmp_path: Path
+) -> None:
     """SIGTERM within SCAN_END_QUIET of a scan: its summary and mail are not lost with the
     daemon (a restart right after a scan used to drop both)."""
     inbox = made_inbox(tmp_path)
     server = smtp_server(lab, lab.client.ipv4, "2531", str(inbox))
-    daemon = start_daemon("-stcp", conf=(
-        'UDP_MODE="none"\nMAIL_ON_TCP_SCAN="1"\nSCAN_END_QUIET="300"\n'
-        f'MAIL_TO="admin@example.org"\nSMTP_RELAY="{lab.client.ipv4}"\n'
-        'SMTP_PORT="2531"\n'))  # fmt: skip
+    daemon = start_daemon(
+        "-stcp",
+        conf=(
+            'UDP_MODE="none"\nMAIL_ON_TCP_SCAN="1"\nSCAN_END_QUIET="300"\n'
+            f'MAIL_TO="admin@example.org"\nSMTP_RELAY="{lab.client.ipv4}"\n'
+            'SMTP_PORT="2531"\n'
+        ),
+    )
     attacker = lab.attackers[0]
     try:
         nmap(attacker.run, "-sS", "-p", "1,11", lab.target.ipv4)
@@ -553,8 +661,16 @@ def test_a_scan_still_open_at_stop_is_summarised_and_mailed(lab: Lab, start_daem
 def small_tmpfs(folder: Path) -> list[str]:
     """A wrapper that runs the daemon with a 256 KiB tmpfs on `folder`, in a mount namespace of
     its own (the host's file systems are never filled)."""
-    return ["unshare", "-m", "--propagation", "private", "sh", "-c",
-            'mount -t tmpfs -o size=256k tmpfs "$0" && exec "$@"', str(folder)]  # fmt: skip
+    return [
+        "unshare",
+        "-m",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        'mount -t tmpfs -o size=256k tmpfs "$0" && exec "$@"',
+        str(folder),
+    ]
 
 
 def fill_up(folder: Path, log: Path, room: int) -> None:
@@ -582,9 +698,11 @@ def test_a_full_disk_under_the_event_log(lab: Lab, tmp_path: Path) -> None:
     folder = tmp_path / "events"
     folder.mkdir()
     conf = tmp_path / "portwarden.conf"
-    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nUDP_MODE="none"\n'
-                    f'EVENT_LOG="{folder}/events.jsonl"\nSCAN_END_QUIET="300"\n'
-                    'SYSLOG_SOCKET=""\nAUDIT_INTERVAL="0"\n')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nUDP_MODE="none"\n'
+        f'EVENT_LOG="{folder}/events.jsonl"\nSCAN_END_QUIET="300"\n'
+        'SYSLOG_SOCKET=""\nAUDIT_INTERVAL="0"\n'
+    )
     daemon = RunningDaemon(lab.target, conf, "-stcp", wrapper=small_tmpfs(folder))
     try:
         daemon.wait_for("ready:")
@@ -594,8 +712,10 @@ def test_a_full_disk_under_the_event_log(lab: Lab, tmp_path: Path) -> None:
         for attacker in lab.attackers[:2]:
             nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
             daemon.wait_for_attack(src=attacker.ipv4)
-        daemon.wait_for(r"JSON event log \S+ failing: No space left on device; events are "
-                        "dropped and counted until it works")  # fmt: skip
+        daemon.wait_for(
+            r"JSON event log \S+ failing: No space left on device; events are "
+            "dropped and counted until it works"
+        )
         mark = daemon.mark()
         conf.write_text(conf.read_text() + 'LOG_DETAILS="1"\n')
         daemon.proc.send_signal(signal.SIGHUP)
@@ -610,7 +730,9 @@ def test_a_full_disk_under_the_event_log(lab: Lab, tmp_path: Path) -> None:
         )
         written = [json.loads(line) for line in events.read_text().splitlines()]
         assert [(e["event"], e.get("src")) for e in written] == [
-            ("padding", None), ("scan", lab.attackers[2].ipv4)]  # fmt: skip
+            ("padding", None),
+            ("scan", lab.attackers[2].ipv4),
+        ]
         fill_up(view, events, room=10)  # the summaries at the stop do not fit
         status, _ = daemon.stop()
     finally:
@@ -641,16 +763,22 @@ def test_block_lines_one_per_action_in_portsentrys_order(
     after the attack line of the probe that met the block; at stop the scan's summary, and the
     shutdown line last. A failed action's status in the event log says why."""
     deny = tmp_path / "hosts.deny"
-    daemon = start_daemon("-stcp", conf=(
-        f'UDP_MODE="none"\nSYSLOG_SOCKET="{syslog.path}"\nBLOCK_TCP="1"\nBLOCK_NFTABLES="0"\n'
-        f'KILL_HOSTS_DENY="ALL: $TARGET$ : DENY"\nHOSTS_DENY_FILE="{deny}"\n'
-        'KILL_ROUTE="/bin/echo route $TARGET$ $PORT$"\n'
-        'KILL_RUN_CMD="/bin/sh -c \'echo no such table >&2; exit 4\' $TARGET$"\n'
-        'SCAN_END_QUIET="300"\n'))  # fmt: skip
+    daemon = start_daemon(
+        "-stcp",
+        conf=(
+            f'UDP_MODE="none"\nSYSLOG_SOCKET="{syslog.path}"\nBLOCK_TCP="1"\nBLOCK_NFTABLES="0"\n'
+            f'KILL_HOSTS_DENY="ALL: $TARGET$ : DENY"\nHOSTS_DENY_FILE="{deny}"\n'
+            'KILL_ROUTE="/bin/echo route $TARGET$ $PORT$"\n'
+            "KILL_RUN_CMD=\"/bin/sh -c 'echo no such table >&2; exit 4' $TARGET$\"\n"
+            'SCAN_END_QUIET="300"\n'
+        ),
+    )
     a, target = lab.attackers[0].ipv4, lab.target.ipv4
     nmap(lab.attackers[0].run, "-sS", "-p", "11", target)
-    syslog.wait_for(rf"attackalert: Host {a} has been blocked via dropped route using command: "
-                    rf'"/bin/echo route {a} 11"$')  # fmt: skip
+    syslog.wait_for(
+        rf"attackalert: Host {a} has been blocked via dropped route using command: "
+        rf'"/bin/echo route {a} 11"$'
+    )
     nmap(lab.attackers[0].run, "-sS", "-p", "15", target)  # this route lets it through
     syslog.wait_for(rf"attackalert: Host: {a}/{a} is already blocked Ignoring$")
     assert daemon.stop()[0] == 0
@@ -667,8 +795,10 @@ def test_block_lines_one_per_action_in_portsentrys_order(
     )
     assert order == sorted(order) and order[-1] == len(lines) - 1, lines
     assert not any("External command run" in line for line in lines)  # it failed
-    events = [json.loads(x) for x in (daemon.log_path.parent / "state" / "events.jsonl")
-              .read_text().splitlines()]  # fmt: skip
+    events = [
+        json.loads(x)
+        for x in (daemon.log_path.parent / "state" / "events.jsonl").read_text().splitlines()
+    ]
     (block,) = [e for e in events if e["event"] == "block"]
     assert block["actions"] == [
         {"kind": "hosts.deny", "status": "done"},
@@ -680,15 +810,23 @@ def test_block_lines_one_per_action_in_portsentrys_order(
 def test_the_external_command_line_and_the_nftables_line(
     lab: Lab, start_daemon: StartDaemon, syslog: SyslogReceiver
 ) -> None:
-    start_daemon("-stcp", conf=(
-        f'UDP_MODE="none"\nSYSLOG_SOCKET="{syslog.path}"\nBLOCK_TCP="1"\n'
-        'KILL_RUN_CMD="/bin/true $TARGET$ $PORT$"\n'))  # fmt: skip
+    start_daemon(
+        "-stcp",
+        conf=(
+            f'UDP_MODE="none"\nSYSLOG_SOCKET="{syslog.path}"\nBLOCK_TCP="1"\n'
+            'KILL_RUN_CMD="/bin/true $TARGET$ $PORT$"\n'
+        ),
+    )
     a = lab.attackers[0].ipv6
     nmap(lab.attackers[0].run, "-6", "-sS", "-p", "11", lab.target.ipv6)
-    nft = syslog.wait_for(rf"attackalert: Host {a} has been blocked via nftables set inet "
-                          r"portwarden blocked6$")  # fmt: skip
-    run = syslog.wait_for(rf"attackalert: External command run for host: {a} using command: "
-                          rf'"/bin/true {a} 11"$')  # fmt: skip
+    nft = syslog.wait_for(
+        rf"attackalert: Host {a} has been blocked via nftables set inet "
+        r"portwarden blocked6$"
+    )
+    run = syslog.wait_for(
+        rf"attackalert: External command run for host: {a} using command: "
+        rf'"/bin/true {a} 11"$'
+    )
     assert syslog.lines.index(nft) < syslog.lines.index(run)
 
 
@@ -705,8 +843,11 @@ def test_a_burst_of_attack_lines_reaches_a_slow_syslog_with_a_short_queue(
     old = lab.target.run(["sysctl", "-n", key]).stdout.strip()
     lab.target.run(["sysctl", "-qw", f"{key}=10"])
     path, out = tmp_path / "log", tmp_path / "received"
-    receiver = lab.target.popen([sys.executable, str(SLOW_SYSLOGD), str(path), str(out), "0.002"],
-                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+    receiver = lab.target.popen(
+        [sys.executable, str(SLOW_SYSLOGD), str(path), str(out), "0.002"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert receiver.stdout is not None and "listening" in receiver.stdout.readline()
         daemon = start_daemon(
@@ -732,15 +873,20 @@ def test_a_reloads_warnings_go_to_syslog_before_the_reloaded_line(
     start_daemon: StartDaemon, syslog: SyslogReceiver, tmp_path: Path
 ) -> None:
     """A reload that took a missing ignore file: syslog says so, not only stderr."""
-    daemon = start_daemon("-stcp", conf=(
-        f'UDP_MODE="none"\nSYSLOG_SOCKET="{syslog.path}"\nAUDIT_INTERVAL="0"\n'))  # fmt: skip
+    daemon = start_daemon(
+        "-stcp", conf=(f'UDP_MODE="none"\nSYSLOG_SOCKET="{syslog.path}"\nAUDIT_INTERVAL="0"\n')
+    )
     syslog.wait_for(r"adminalert: PortSentry is now active")
     conf = daemon.log_path.with_suffix(".conf")
     conf.write_text(conf.read_text() + f'IGNORE_FILE="{tmp_path}/gone.ignore"\n')
     daemon.proc.send_signal(signal.SIGHUP)
-    reloaded = syslog.wait_for(r"adminalert: PortSentry is now active and listening "
-                               r"\(portwarden: configuration reloaded")  # fmt: skip
-    warning = syslog.wait_for(rf"adminalert: WARNING: reload: .*IGNORE_FILE {tmp_path}/gone"
-                              r"\.ignore does not")  # fmt: skip
+    reloaded = syslog.wait_for(
+        r"adminalert: PortSentry is now active and listening "
+        r"\(portwarden: configuration reloaded"
+    )
+    warning = syslog.wait_for(
+        rf"adminalert: WARNING: reload: .*IGNORE_FILE {tmp_path}/gone"
+        r"\.ignore does not"
+    )
     assert warning.startswith(f"<{3 * 8 + 4}>")  # daemon.warning
     assert syslog.lines.index(warning) < syslog.lines.index(reloaded)

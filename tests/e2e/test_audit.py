@@ -97,12 +97,35 @@ assert reply[-4:] == b"\\0\\0\\0\\1", "rpcbind refused the registration"
 """
 
 
-def listen(host: Host, proto: str, address: str, port: int, name: str, v6only: bool = False,
-           uid: int = 0, device: str = "", accepts: bool = True) -> subprocess.Popen:  # fmt: skip
+def listen(
+    host: Host,
+    proto: str,
+    address: str,
+    port: int,
+    name: str,
+    v6only: bool = False,
+    uid: int = 0,
+    device: str = "",
+    accepts: bool = True,
+) -> subprocess.Popen:
     """A real listener with its own program name, run as `uid`; returns once it is bound."""
-    proc = host.popen([sys.executable, "-c", _LISTEN, proto, address, str(port), str(int(v6only)),
-                       name, str(uid), device, str(int(accepts))], stdout=subprocess.PIPE,
-                      text=True)  # fmt: skip
+    proc = host.popen(
+        [
+            sys.executable,
+            "-c",
+            _LISTEN,
+            proto,
+            address,
+            str(port),
+            str(int(v6only)),
+            name,
+            str(uid),
+            device,
+            str(int(accepts)),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None and "listening" in proc.stdout.readline()
     return proc
 
@@ -115,8 +138,17 @@ def stop(host: Host, proc: subprocess.Popen) -> None:
 
 def start_rpcbind(host: Host) -> subprocess.Popen:
     """A real rpcbind with a private /run, so the machine's own /run is never touched."""
-    proc = host.popen(["unshare", "-m", "--propagation", "private", "sh", "-c",
-                       "mount -t tmpfs tmpfs /run && exec rpcbind -f -w"])  # fmt: skip
+    proc = host.popen(
+        [
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mount -t tmpfs tmpfs /run && exec rpcbind -f -w",
+        ]
+    )
     deadline = time.monotonic() + 10
     while host.run(["rpcinfo", "-p", "127.0.0.1"], check=False).returncode != 0:
         assert time.monotonic() < deadline, "rpcbind did not start"
@@ -124,18 +156,56 @@ def start_rpcbind(host: Host) -> subprocess.Popen:
     return proc
 
 
-def register(host: Host, rpcbind: subprocess.Popen, how: str, uid: int, program: int,
-             version: int, netid: str, port: int) -> None:  # fmt: skip
+def register(
+    host: Host,
+    rpcbind: subprocess.Popen,
+    how: str,
+    uid: int,
+    program: int,
+    version: int,
+    netid: str,
+    port: int,
+) -> None:
     """`rpcbind.pid` is rpcbind's own (ip netns exec, unshare and sh each exec the next)."""
-    host.run(["nsenter", "-t", str(rpcbind.pid), "-m", "--", sys.executable, "-c", _REGISTER,
-              how, str(uid), str(program), str(version), netid, str(port)], timeout=20)  # fmt: skip
+    host.run(
+        [
+            "nsenter",
+            "-t",
+            str(rpcbind.pid),
+            "-m",
+            "--",
+            sys.executable,
+            "-c",
+            _REGISTER,
+            how,
+            str(uid),
+            str(program),
+            str(version),
+            netid,
+            str(port),
+        ],
+        timeout=20,
+    )
 
 
 def unregister(host: Host, rpcbind: subprocess.Popen, program: int, version: int) -> None:
     """Debian's rpcinfo, as root on rpcbind's Unix socket: every netid, whoever registered it
     (a clean-up: a program that was never registered is no error)."""
-    host.run(["nsenter", "-t", str(rpcbind.pid), "-m", "--", "rpcinfo", "-d", str(program),
-              str(version)], check=False, timeout=20)  # fmt: skip
+    host.run(
+        [
+            "nsenter",
+            "-t",
+            str(rpcbind.pid),
+            "-m",
+            "--",
+            "rpcinfo",
+            "-d",
+            str(program),
+            str(version),
+        ],
+        check=False,
+        timeout=20,
+    )
 
 
 def rpcinfo_owners(host: Host) -> dict[tuple[int, int, str, int], str]:
@@ -163,18 +233,21 @@ LISTENERS = [
 
 # What the audit must find, (interface, port, proto) -> (service, program).
 EXPECTED = {
-    (A4, 111, "tcp"): ("portmapper", "rpcbind"), (A6, 111, "tcp"): ("portmapper", "rpcbind"),
-    (A4, 111, "udp"): ("portmapper", "rpcbind"), (A6, 111, "udp"): ("portmapper", "rpcbind"),
+    (A4, 111, "tcp"): ("portmapper", "rpcbind"),
+    (A6, 111, "tcp"): ("portmapper", "rpcbind"),
+    (A4, 111, "udp"): ("portmapper", "rpcbind"),
+    (A6, 111, "udp"): ("portmapper", "rpcbind"),
     (A4, 8080, "tcp"): ("http-alt", "pwa-dual8080"),
     (A6, 8080, "tcp"): ("http-alt", "pwa-dual8080"),
-    (A4, 5300, "udp"): (None, "pwa-dual5300"), (A6, 5300, "udp"): (None, "pwa-dual5300"),
+    (A4, 5300, "udp"): (None, "pwa-dual5300"),
+    (A6, 5300, "udp"): (None, "pwa-dual5300"),
     (A4, 8081, "tcp"): ("tproxy", "pwa-v4only8081"),
     (A6, 8082, "tcp"): (None, "pwa-v6only8082"),
     (A6, 5301, "udp"): (None, "pwa-v6only5301"),
     (A4, 20048, "udp"): ("mountd", "pwa-mountd"),
     (A4, 40111, "tcp"): ("RPC_400111", "pwa-rpc400111"),
     (A6, 40111, "tcp"): ("RPC_400111", "pwa-rpc400111"),
-}  # fmt: skip
+}
 
 
 @pytest.fixture(scope="module")
@@ -183,21 +256,27 @@ def services(lab: Lab) -> Iterator[dict[int, subprocess.Popen]]:
     two of them registered by root."""
     target = lab.target
     started = {PORTMAPPER: start_rpcbind(target)}
-    started |= {port: listen(target, proto, address, port, name, v6only)
-                for proto, address, port, name, v6only in LISTENERS}  # fmt: skip
+    started |= {
+        port: listen(target, proto, address, port, name, v6only)
+        for proto, address, port, name, v6only in LISTENERS
+    }
     for program, version, netid, port in ((100005, 3, "udp", 20048), (400111, 1, "tcp6", 40111)):
         register(target, started[PORTMAPPER], "local", 0, program, version, netid, port)
     yield started
     target.stop_processes()
 
 
-def audit_command(host: Host, folder: Path, conf: str, *flags: str,
-                  wrapper: Sequence[str] = ()) -> subprocess.CompletedProcess:  # fmt: skip
+def audit_command(
+    host: Host, folder: Path, conf: str, *flags: str, wrapper: Sequence[str] = ()
+) -> subprocess.CompletedProcess:
     """Run `portwarden audit` in `host` with STATE_DIR in `folder`, under `wrapper`."""
     path = folder / "portwarden.conf"
     path.write_text(f'STATE_DIR="{folder}/state"\n{conf}\n')
-    result = host.run([*wrapper, sys.executable, "-m", "portwarden", "audit", "-c", str(path),
-                       *flags], check=False, timeout=60)  # fmt: skip
+    result = host.run(
+        [*wrapper, sys.executable, "-m", "portwarden", "audit", "-c", str(path), *flags],
+        check=False,
+        timeout=60,
+    )
     assert "Traceback" not in result.stderr, result.stderr
     return result
 
@@ -213,8 +292,10 @@ ONLY_LAB = f'AUDIT_INTERFACES="{A4}, {A6}"'
 
 
 def found(report: dict[str, Any]) -> dict[tuple[str, int, str], tuple[str | None, str]]:
-    return {(p["interface"], p["port"], p["proto"]): (p["service"], p["program"])
-            for p in report["open_ports"]}  # fmt: skip
+    return {
+        (p["interface"], p["port"], p["proto"]): (p["service"], p["program"])
+        for p in report["open_ports"]
+    }
 
 
 def kinds(report: dict[str, Any]) -> list[tuple[str, str, int, str]]:
@@ -229,8 +310,11 @@ def test_audit_finds_exactly_the_open_ports_with_names_and_owners(
     assert found(report) == EXPECTED
     by_port = {(p["interface"], p["port"], p["proto"]): p for p in report["open_ports"]}
     mountd = by_port[(A4, 20048, "udp")]
-    assert (mountd["rpc_program"], mountd["pid"], mountd["user"]) == (100005, services[20048].pid,
-                                                                      "root")  # fmt: skip
+    assert (mountd["rpc_program"], mountd["pid"], mountd["user"]) == (
+        100005,
+        services[20048].pid,
+        "root",
+    )
     assert by_port[(A6, 40111, "tcp")]["rpc_program"] == 400111
     # rpcbind makes its sockets as root (uid 0 in the tables), then runs as _rpc: its user.
     assert by_port[(A4, 111, "tcp")]["user"] == "_rpc"
@@ -239,9 +323,11 @@ def test_audit_finds_exactly_the_open_ports_with_names_and_owners(
     assert report["warnings"] == []
 
 
-POLICY = (f'{ONLY_LAB}\nAUDIT_REQUIRED="portmapper/tcp,portmapper/udp,mountd/udp; {A4}:8081/tcp"\n'
-          'AUDIT_OPTIONAL="8080/tcp,5300/udp,8082/tcp,5301/udp,RPC_400111/tcp"\n'
-          'AUDIT_IGNORE="9091/tcp"')  # fmt: skip
+POLICY = (
+    f'{ONLY_LAB}\nAUDIT_REQUIRED="portmapper/tcp,portmapper/udp,mountd/udp; {A4}:8081/tcp"\n'
+    'AUDIT_OPTIONAL="8080/tcp,5300/udp,8082/tcp,5301/udp,RPC_400111/tcp"\n'
+    'AUDIT_IGNORE="9091/tcp"'
+)
 
 
 def test_policy_across_runs_missing_restarted_new_and_ignored(
@@ -279,13 +365,16 @@ def test_policy_across_runs_missing_restarted_new_and_ignored(
 def test_text_report_lines(lab: Lab, services: dict[int, subprocess.Popen], tmp_path: Path) -> None:
     path = tmp_path / "portwarden.conf"
     path.write_text(f'STATE_DIR="{tmp_path}/state"\n{ONLY_LAB}\nAUDIT_UDP="0"\n')
-    result = lab.target.run([sys.executable, "-m", "portwarden", "audit", "-c", str(path)],
-                            check=False, timeout=60)  # fmt: skip
+    result = lab.target.run(
+        [sys.executable, "-m", "portwarden", "audit", "-c", str(path)], check=False, timeout=60
+    )
     assert result.returncode == 1
     lines = result.stdout.splitlines()
     assert f"ServiceNew: {A4}:20048/udp" not in result.stdout  # AUDIT_UDP="0"
-    assert (f"ServiceNew: {A4}:8081/tcp (maybe_tproxy) program=pwa-v4only8081 "
-            f"pid={services[8081].pid} user=root") in lines  # fmt: skip
+    assert (
+        f"ServiceNew: {A4}:8081/tcp (maybe_tproxy) program=pwa-v4only8081 "
+        f"pid={services[8081].pid} user=root"
+    ) in lines
     assert f"ServiceNew: {A6}:40111/tcp (RPC_400111) program=pwa-rpc400111" in result.stdout
 
 
@@ -300,8 +389,9 @@ def test_the_suggested_policy_names_every_open_port(
     assert comment.startswith(f"# what is open now on {A4}, {A6} (")
     assert line.startswith('AUDIT_OPTIONAL="8080/tcp; ') and "mountd/udp" in line
     assert not (tmp_path / "state" / "audit.json").exists()  # the state is not kept
-    status, report, _ = audit(lab.target, tmp_path, f"{conf}\n".replace(
-        'AUDIT_OPTIONAL="8080/tcp"', line), "--no-state")  # fmt: skip
+    status, report, _ = audit(
+        lab.target, tmp_path, f"{conf}\n".replace('AUDIT_OPTIONAL="8080/tcp"', line), "--no-state"
+    )
     assert (status, report["findings"]) == (0, [])
 
 
@@ -318,10 +408,25 @@ def test_the_audit_connects_to_no_service(
     connection from the client afterwards; the skipped 8080 is not reported."""
     target = lab.target
     capture = tmp_path / "syn.pcap"
-    tcpdump = target.popen(["tcpdump", "-Z", "root", "-i", "any", "-n", "-U", "--immediate-mode",
-                            "-B", "8192", "-w", str(capture),
-                            "tcp dst port 8080 or tcp dst port 40111"],
-                           stderr=subprocess.PIPE, text=True)  # fmt: skip
+    tcpdump = target.popen(
+        [
+            "tcpdump",
+            "-Z",
+            "root",
+            "-i",
+            "any",
+            "-n",
+            "-U",
+            "--immediate-mode",
+            "-B",
+            "8192",
+            "-w",
+            str(capture),
+            "tcp dst port 8080 or tcp dst port 40111",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert tcpdump.stderr is not None
     for _ in range(5):  # "data link type ...", then "listening on any ..."
         if "listening" in tcpdump.stderr.readline():
@@ -352,10 +457,9 @@ def test_devices_are_read_again_before_every_check(
     finally:
         target.run(["ip", "addr", "del", "198.18.0.201/24", "dev", "eth0"])
     assert "198.18.0.201" in after["interfaces"]
-    assert sorted((f["kind"], f["port"]) for f in after["findings"]
-                  if f["interface"] == "198.18.0.201") == [("ServiceNew", 111),
-                                                           ("ServiceNew", 8080),
-                                                           ("ServiceNew", 40111)]  # fmt: skip
+    assert sorted(
+        (f["kind"], f["port"]) for f in after["findings"] if f["interface"] == "198.18.0.201"
+    ) == [("ServiceNew", 111), ("ServiceNew", 8080), ("ServiceNew", 40111)]
 
 
 _DUMP = """
@@ -372,8 +476,10 @@ def test_registrations_and_owners_match_rpcinfo(
 ) -> None:
     """Our RPCBPROC_DUMP client against Debian's rpcinfo, over TCP and UDP."""
     listed = rpcinfo_owners(lab.target).items()
-    expected = {(program, version, netid.rstrip("6"), port, owner)
-                for (program, version, netid, port), owner in listed}  # fmt: skip
+    expected = {
+        (program, version, netid.rstrip("6"), port, owner)
+        for (program, version, netid, port), owner in listed
+    }
     assert (100005, 3, "udp", 20048, "superuser") in expected
     for proto in ("tcp", "udp"):
         output = lab.target.run([sys.executable, "-c", _DUMP, proto], timeout=20).stdout
@@ -411,12 +517,21 @@ def test_only_roots_registrations_name_ports(
         for proc in listeners:
             stop(target, proc)
     # What rpcbind recorded, as Debian's rpcinfo shows it: the premise of this test.
-    recorded = [owners[(program, version, netid, port)]
-                for _, _, program, version, netid, port in registrations]  # fmt: skip
+    recorded = [
+        owners[(program, version, netid, port)]
+        for _, _, program, version, netid, port in registrations
+    ]
     assert recorded == ["65534", "65534", "unknown", "superuser"]
     ports = {p["port"]: p for p in report["open_ports"] if p["interface"] == A4}
-    named = {port: (ports[port]["rpc_program"], ports[port]["service"], ports[port]["user"],
-                    ports[port]["policy"]) for port in (40121, 40122, 40123, 20048)}  # fmt: skip
+    named = {
+        port: (
+            ports[port]["rpc_program"],
+            ports[port]["service"],
+            ports[port]["user"],
+            ports[port]["policy"],
+        )
+        for port in (40121, 40122, 40123, 20048)
+    }
     assert named == {
         40121: (None, None, "root", "unlisted"),
         40122: (None, None, "nobody", "unlisted"),  # root's registration, nobody's socket
@@ -424,14 +539,17 @@ def test_only_roots_registrations_name_ports(
         20048: (100005, "mountd", "root", "unlisted"),  # registered by root in the fixture
     }
     assert status == 1
-    assert sorted((f["kind"], f["port"]) for f in report["findings"]
-                  if f["interface"] == A4 and f["port"] in (40121, 40122, 40123)) == [
-        ("ServiceNew", 40121), ("ServiceNew", 40122), ("ServiceNew", 40123)]  # fmt: skip
-    refused = [(100005, "40121", "65534"), (100024, "40122", "65534"),
-               (100021, "40123", "unknown")]  # fmt: skip
-    warnings = [f"RPC program {program} for port {port}/tcp was registered by owner {owner}, "
-                "not known to be root: the port is not named by it"
-                for program, port, owner in refused]  # fmt: skip
+    assert sorted(
+        (f["kind"], f["port"])
+        for f in report["findings"]
+        if f["interface"] == A4 and f["port"] in (40121, 40122, 40123)
+    ) == [("ServiceNew", 40121), ("ServiceNew", 40122), ("ServiceNew", 40123)]
+    refused = [(100005, "40121", "65534"), (100024, "40122", "65534"), (100021, "40123", "unknown")]
+    warnings = [
+        f"RPC program {program} for port {port}/tcp was registered by owner {owner}, "
+        "not known to be root: the port is not named by it"
+        for program, port, owner in refused
+    ]
     warnings.append(
         "RPC program 100011 for port 40122/tcp was registered by owner superuser, "
         "for a socket of nobody (uid 65534), not root's: the port is not named by it"
@@ -443,13 +561,19 @@ def test_only_roots_registrations_name_ports(
 def mountd_ports(report: dict[str, Any]) -> list[tuple[int, Any, Any]]:
     """(port, RPC program, policy) of the ports on A4 that the test names mountd: the real
     one's (20048/udp) and root's listener (30001/tcp)."""
-    return sorted((p["port"], p["rpc_program"], p["policy"]) for p in report["open_ports"]
-                  if p["interface"] == A4 and p["port"] in (20048, 30001))  # fmt: skip
+    return sorted(
+        (p["port"], p["rpc_program"], p["policy"])
+        for p in report["open_ports"]
+        if p["interface"] == A4 and p["port"] in (20048, 30001)
+    )
 
 
 def missing(report: dict[str, Any]) -> list[tuple[str, int | None, str]]:
-    return [(f["interface"], f["port"], f["service"]) for f in report["findings"]
-            if f["kind"] == "ServiceMissing"]  # fmt: skip
+    return [
+        (f["interface"], f["port"], f["service"])
+        for f in report["findings"]
+        if f["kind"] == "ServiceMissing"
+    ]
 
 
 def test_superuser_names_nothing_where_anyone_can_send_from_a_reserved_port(
@@ -482,10 +606,12 @@ def test_superuser_names_nothing_where_anyone_can_send_from_a_reserved_port(
     assert not any(sysctl in warning for warning in trusted["warnings"])
     assert mountd_ports(report) == [(20048, None, "optional"), (30001, None, "optional")]
     assert status == 1 and missing(report) == [("any", None, "mountd")]
-    warning = (f"{sysctl} is 0: any user may register an RPC program as superuser from a port "
-               "below 1024, so port 111 was not asked and no port is named by an RPC program "
-               f"(set {sysctl}=1024, then restart rpcbind and the RPC services, to name "
-               "them)")  # fmt: skip
+    warning = (
+        f"{sysctl} is 0: any user may register an RPC program as superuser from a port "
+        "below 1024, so port 111 was not asked and no port is named by an RPC program "
+        f"(set {sysctl}=1024, then restart rpcbind and the RPC services, to name "
+        "them)"
+    )
     assert report["warnings"] == [warning]
     assert stderr.splitlines() == [f"portwarden: warning: {warning}"]
 
@@ -553,13 +679,15 @@ def test_broken_portmapper_is_a_clear_warning_within_bounded_time(
 ) -> None:
     """The fake portmapper runs in an attacker host (the target keeps its real rpcbind)."""
     host = lab.attackers[0]
-    fake = host.popen([sys.executable, "-c", _FAKE_PORTMAPPER, mode], stdout=subprocess.PIPE,
-                      text=True)  # fmt: skip
+    fake = host.popen(
+        [sys.executable, "-c", _FAKE_PORTMAPPER, mode], stdout=subprocess.PIPE, text=True
+    )
     assert fake.stdout is not None and "listening" in fake.stdout.readline()
     try:
         started = time.monotonic()
-        status, report, stderr = audit(host, tmp_path, f'AUDIT_INTERFACES="{host.ipv4}"',
-                                       "--no-state")  # fmt: skip
+        status, report, stderr = audit(
+            host, tmp_path, f'AUDIT_INTERFACES="{host.ipv4}"', "--no-state"
+        )
         took = time.monotonic() - started
     finally:
         stop(host, fake)
@@ -568,8 +696,10 @@ def test_broken_portmapper_is_a_clear_warning_within_bounded_time(
     # deadline covers both versions is test_portmapper.py's.
     assert took < 15, took
     assert status == 1  # 111/tcp and 111/udp are open and unlisted
-    assert found(report) == {(host.ipv4, 111, "tcp"): ("sunrpc", "pwa-fake111"),
-                             (host.ipv4, 111, "udp"): ("sunrpc", "pwa-fake111")}  # fmt: skip
+    assert found(report) == {
+        (host.ipv4, 111, "tcp"): ("sunrpc", "pwa-fake111"),
+        (host.ipv4, 111, "udp"): ("sunrpc", "pwa-fake111"),
+    }
     tcp_warning, udp_warning = report["warnings"]
     assert tcp_warning.startswith("portmapper at 127.0.0.1 port 111/tcp: " + tcp_reason)
     assert udp_warning.startswith("portmapper at 127.0.0.1 port 111/udp: " + udp_reason)
@@ -579,22 +709,38 @@ def test_broken_portmapper_is_a_clear_warning_within_bounded_time(
 def test_a_portmapper_that_accepts_and_stays_silent_is_a_finding(lab: Lab, tmp_path: Path) -> None:
     """A required RPC item cannot be checked: PortmapperUnusable, exit 1, not "0 findings"."""
     host = lab.attackers[0]
-    fake = host.popen([sys.executable, "-c", _FAKE_PORTMAPPER, "silent"], stdout=subprocess.PIPE,
-                      text=True)  # fmt: skip
+    fake = host.popen(
+        [sys.executable, "-c", _FAKE_PORTMAPPER, "silent"], stdout=subprocess.PIPE, text=True
+    )
     assert fake.stdout is not None and "listening" in fake.stdout.readline()
-    conf = (f'AUDIT_INTERFACES="{host.ipv4}"\nAUDIT_REQUIRED="mountd/tcp"\n'
-            'AUDIT_OPTIONAL="111/tcp,111/udp"')  # fmt: skip
+    conf = (
+        f'AUDIT_INTERFACES="{host.ipv4}"\nAUDIT_REQUIRED="mountd/tcp"\n'
+        'AUDIT_OPTIONAL="111/tcp,111/udp"'
+    )
     try:
         status, report, _ = audit(host, tmp_path, conf, "--no-state")
     finally:
         stop(host, fake)
     reason = "tcp: connected, no RPC answer within 2 s; udp: no answer within 2 s"
-    assert status == 1 and report["findings"] == [{
-        "event": "audit", "kind": "PortmapperUnusable", "severity": "err",
-        "interface": "127.0.0.1", "device": None, "port": 111, "proto": "tcp",
-        "service": "portmapper", "services": ["portmapper"], "rpc_program": 100000,
-        "program": "pwa-fake111", "pid": fake.pid, "user": "root", "was_port": None,
-        "reason": reason}]  # fmt: skip
+    assert status == 1 and report["findings"] == [
+        {
+            "event": "audit",
+            "kind": "PortmapperUnusable",
+            "severity": "err",
+            "interface": "127.0.0.1",
+            "device": None,
+            "port": 111,
+            "proto": "tcp",
+            "service": "portmapper",
+            "services": ["portmapper"],
+            "rpc_program": 100000,
+            "program": "pwa-fake111",
+            "pid": fake.pid,
+            "user": "root",
+            "was_port": None,
+            "reason": reason,
+        }
+    ]
 
 
 def check_now(daemon: RunningDaemon) -> None:
@@ -610,9 +756,11 @@ def test_the_daemon_audits_periodically_and_alerts(lab: Lab, tmp_path: Path) -> 
     required = listen(target, "tcp", "0.0.0.0", 40401, "pw-required")
     receiver = SyslogReceiver(tmp_path / "log")
     conf = tmp_path / "portwarden.conf"
-    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
-                    f'TCP_PORTS="11"\nAUDIT_INTERVAL="10"\nAUDIT_REQUIRED="40401/tcp"\n'
-                    f'AUDIT_SEVERITY_NEW="warning"\nSYSLOG_SOCKET="{receiver.path}"\n')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
+        f'TCP_PORTS="11"\nAUDIT_INTERVAL="10"\nAUDIT_REQUIRED="40401/tcp"\n'
+        f'AUDIT_SEVERITY_NEW="warning"\nSYSLOG_SOCKET="{receiver.path}"\n'
+    )
     daemon = RunningDaemon(target, conf)
     try:
         daemon.wait_for("ready:")
@@ -633,8 +781,11 @@ def test_the_daemon_audits_periodically_and_alerts(lab: Lab, tmp_path: Path) -> 
         listen(target, "tcp", "0.0.0.0", 40401, "pw-required")
         check_now(daemon)
         daemon.wait_for(r"audit ServiceRestarted: \S+:40401/tcp", timeout=10, since=mark)
-        status = json.loads(target.run([sys.executable, "-m", "portwarden", "status", "--json",
-                                        "-c", str(conf)]).stdout)  # fmt: skip
+        status = json.loads(
+            target.run(
+                [sys.executable, "-m", "portwarden", "status", "--json", "-c", str(conf)]
+            ).stdout
+        )
         assert "open ports on" in status["audit"]["summary"]
         assert status["audit"]["summary"].startswith(status["audit"]["time"])
         check_now(daemon)
@@ -659,9 +810,11 @@ def test_a_state_the_daemon_cannot_save_does_not_repeat_its_findings(
     target = lab.target
     (tmp_path / "state" / "audit.json").mkdir(parents=True)  # no file can be written there
     conf = tmp_path / "portwarden.conf"
-    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
-                    f'TCP_PORTS="11"\nAUDIT_INTERVAL="10"\n{ONLY_LAB}\n'
-                    'SYSLOG_SOCKET=""\n')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
+        f'TCP_PORTS="11"\nAUDIT_INTERVAL="10"\n{ONLY_LAB}\n'
+        'SYSLOG_SOCKET=""\n'
+    )
     daemon = RunningDaemon(target, conf)
     listener = listen(target, "tcp", "0.0.0.0", 40403, "pw-unsaved")
     try:
@@ -681,16 +834,19 @@ def test_the_command_does_not_take_the_daemons_news(lab: Lab, tmp_path: Path) ->
     """`portwarden audit` while the daemon runs: it reports, and the daemon still alerts."""
     target = lab.target
     conf = tmp_path / "portwarden.conf"
-    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
-                    'TCP_PORTS="11"\nAUDIT_INTERVAL="10"\nAUDIT_REQUIRED="40411/tcp"\n'
-                    'SYSLOG_SOCKET=""\n')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
+        'TCP_PORTS="11"\nAUDIT_INTERVAL="10"\nAUDIT_REQUIRED="40411/tcp"\n'
+        'SYSLOG_SOCKET=""\n'
+    )
     daemon = RunningDaemon(target, conf)
     try:
         daemon.wait_for(r"audit ServiceMissing: any:40411/tcp")  # its first check is done
         mark = daemon.mark()
         listen(target, "tcp", "0.0.0.0", 40412, "pw-between")
-        command = target.run([sys.executable, "-m", "portwarden", "audit", "-c", str(conf)],
-                             check=False)  # fmt: skip
+        command = target.run(
+            [sys.executable, "-m", "portwarden", "audit", "-c", str(conf)], check=False
+        )
         assert command.returncode == 1 and "ServiceNew" in command.stdout
         assert ":40412/tcp" in command.stdout
         check_now(daemon)
@@ -713,13 +869,30 @@ def test_the_units_capabilities_are_enough(lab: Lab, tmp_path: Path) -> None:
     target = lab.target
     # Started as nobody (not switched to it), so its /proc/PID/fd belongs to nobody.
     as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-    proc = target.popen([*as_nobody, "/usr/bin/python3", "-c", _LISTEN, "tcp", "0.0.0.0",
-                         "40421", "0", "pw-nobody", str(NOBODY), "", "1"],
-                        stdout=subprocess.PIPE, text=True)  # fmt: skip
+    proc = target.popen(
+        [
+            *as_nobody,
+            "/usr/bin/python3",
+            "-c",
+            _LISTEN,
+            "tcp",
+            "0.0.0.0",
+            "40421",
+            "0",
+            "pw-nobody",
+            str(NOBODY),
+            "",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None and "listening" in proc.stdout.readline()
     conf = tmp_path / "portwarden.conf"
-    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
-                    'TCP_PORTS="11,15,79"\nBLOCK_TCP="1"\nAUDIT_INTERVAL="60"\n')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
+        'TCP_PORTS="11,15,79"\nBLOCK_TCP="1"\nAUDIT_INTERVAL="60"\n'
+    )
     bounding = ",".join(["-all", *(f"+{name}" for name in unit_capabilities())])
     daemon = RunningDaemon(target, conf, wrapper=["setpriv", f"--bounding-set={bounding}"])
     try:
@@ -783,12 +956,14 @@ def test_a_portmapper_that_root_does_not_hold_names_nothing(lab: Lab, tmp_path: 
     host = lab.attackers[1]
     host.run(["sysctl", "-qw", "net.ipv4.ip_unprivileged_port_start=0"])
     try:
-        fake = host.popen([sys.executable, "-c", _SPOOFING_PORTMAPPER, str(NOBODY)],
-                          stdout=subprocess.PIPE, text=True)  # fmt: skip
+        fake = host.popen(
+            [sys.executable, "-c", _SPOOFING_PORTMAPPER, str(NOBODY)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert fake.stdout is not None and "listening" in fake.stdout.readline()
         listener = listen(host, "tcp", "0.0.0.0", 40500, "pwa-nobody40500", uid=NOBODY)
-        conf = (f'AUDIT_INTERFACES="{host.ipv4}"\n'
-                'AUDIT_OPTIONAL="111/tcp,111/udp,mountd/tcp"')  # fmt: skip
+        conf = f'AUDIT_INTERFACES="{host.ipv4}"\nAUDIT_OPTIONAL="111/tcp,111/udp,mountd/tcp"'
         status, report, stderr = audit(host, tmp_path, conf, "--no-state")
     finally:
         host.stop_processes()
@@ -797,11 +972,16 @@ def test_a_portmapper_that_root_does_not_hold_names_nothing(lab: Lab, tmp_path: 
     assert ports[111]["user"] == "nobody" and ports[111]["program"] == "pwa-fake-rpcb"
     spoofed = ports[40500]
     assert (spoofed["rpc_program"], spoofed["service"], spoofed["policy"]) == (
-        None, None, "unlisted")  # fmt: skip
+        None,
+        None,
+        "unlisted",
+    )
     assert status == 1 and kinds(report) == [("ServiceNew", host.ipv4, 40500, "tcp")]
     assert report["findings"][0]["pid"] == listener.pid
-    warning = ("port 111 (tcp, udp) is held by nobody (uid 65534), not by root: it was not "
-               "asked, so no port is named by an RPC program")  # fmt: skip
+    warning = (
+        "port 111 (tcp, udp) is held by nobody (uid 65534), not by root: it was not "
+        "asked, so no port is named by an RPC program"
+    )
     assert report["warnings"] == [warning]
     assert stderr.splitlines() == [f"portwarden: warning: {warning}"]
 
@@ -818,12 +998,22 @@ def test_a_state_that_cannot_be_kept_still_gives_the_report(
     database.write_bytes(b"not a database\n" * 512)
     corrupt = audit_command(target, tmp_path, conf)
     assert corrupt.returncode == 0 and corrupt.stdout.startswith(f"# audit of {A4}, {A6} at ")
-    assert corrupt.stderr == ("portwarden: warning: the audit was not recorded for `portwarden "
-                              f"status` in {database}: file is not a database\n")  # fmt: skip
+    assert corrupt.stderr == (
+        "portwarden: warning: the audit was not recorded for `portwarden "
+        f"status` in {database}: file is not a database\n"
+    )
 
     database.unlink()
-    read_only = ["unshare", "-m", "--propagation", "private", "sh", "-c",
-                 'mount --bind -o ro "$0" "$0" && exec "$@"', str(state)]  # fmt: skip
+    read_only = [
+        "unshare",
+        "-m",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        'mount --bind -o ro "$0" "$0" && exec "$@"',
+        str(state),
+    ]
     listener = listen(target, "tcp", "0.0.0.0", 40431, "pwa-new40431")
     try:
         result = audit_command(target, tmp_path, conf, wrapper=read_only)
@@ -834,8 +1024,9 @@ def test_a_state_that_cannot_be_kept_still_gives_the_report(
     lines = result.stderr.splitlines()
     assert len(lines) == 2, result.stderr
     assert lines[0].startswith(f"portwarden: warning: cannot keep the audit state in {state}/")
-    assert lines[1].startswith("portwarden: warning: the audit was not recorded for "
-                               f"`portwarden status` in {database}: ")  # fmt: skip
+    assert lines[1].startswith(
+        f"portwarden: warning: the audit was not recorded for `portwarden status` in {database}: "
+    )
     assert not database.exists()
 
 
@@ -843,24 +1034,39 @@ def test_a_state_that_cannot_be_kept_still_gives_the_report(
     ("conf", "reason"),
     [
         ('AUDIT_DEVICES="eht0"', "AUDIT_DEVICES: device eht0 is absent or has no address now"),
-        ('AUDIT_INTERFACES="198.18.0.99"',
-         "AUDIT_INTERFACES: 198.18.0.99 is not an address of this host now"),
+        (
+            'AUDIT_INTERFACES="198.18.0.99"',
+            "AUDIT_INTERFACES: 198.18.0.99 is not an address of this host now",
+        ),
     ],
-)  # fmt: skip
+)
 def test_an_audit_of_no_address_is_an_error_not_a_clean_bill(
     lab: Lab, tmp_path: Path, conf: str, reason: str
 ) -> None:
     """A mistyped device or an address the host does not have: nothing was checked, which
     must not look like "no findings" (exit 0)."""
     result = audit_command(lab.target, tmp_path, conf)
-    error = (f"portwarden: error: audit: nothing was checked: no address to check ({reason}; "
-             "not checked)")  # fmt: skip
+    error = (
+        f"portwarden: error: audit: nothing was checked: no address to check ({reason}; "
+        "not checked)"
+    )
     assert (result.returncode, result.stdout, result.stderr) == (2, "", error + "\n")
-    status = lab.target.run([sys.executable, "-m", "portwarden", "status", "--json", "-c",
-                             str(tmp_path / "portwarden.conf")], check=False)  # fmt: skip
+    status = lab.target.run(
+        [
+            sys.executable,
+            "-m",
+            "portwarden",
+            "status",
+            "--json",
+            "-c",
+            str(tmp_path / "portwarden.conf"),
+        ],
+        check=False,
+    )
     last = json.loads(status.stdout)["audit"]
-    assert last["summary"].endswith(f": nothing was checked: no address to check ({reason}; "
-                                    "not checked)")  # fmt: skip
+    assert last["summary"].endswith(
+        f": nothing was checked: no address to check ({reason}; not checked)"
+    )
 
 
 def test_the_daemon_says_once_that_nothing_was_checked_and_when_it_checks_again(
@@ -870,9 +1076,11 @@ def test_the_daemon_says_once_that_nothing_was_checked_and_when_it_checks_again(
     check that could look (the device appears)."""
     receiver = SyslogReceiver(tmp_path / "log")
     conf = tmp_path / "portwarden.conf"
-    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
-                    'TCP_PORTS="11"\nAUDIT_INTERVAL="10"\nAUDIT_DEVICES="eht0"\n'
-                    f'SYSLOG_SOCKET="{receiver.path}"\n')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
+        'TCP_PORTS="11"\nAUDIT_INTERVAL="10"\nAUDIT_DEVICES="eht0"\n'
+        f'SYSLOG_SOCKET="{receiver.path}"\n'
+    )
     daemon = RunningDaemon(lab.target, conf)
     unchecked = re.escape(
         "audit: nothing was checked: no address to check (AUDIT_DEVICES: device eht0 "
@@ -893,8 +1101,9 @@ def test_the_daemon_says_once_that_nothing_was_checked_and_when_it_checks_again(
         lab.target.run(["ip", "link", "del", "eht0"], check=False)
         daemon.stop()
         receiver.sock.close()
-    events = [json.loads(line) for line in (tmp_path / "state" / "events.jsonl").read_text()
-              .splitlines()]  # fmt: skip
+    events = [
+        json.loads(line) for line in (tmp_path / "state" / "events.jsonl").read_text().splitlines()
+    ]
     reasons = [e["reason"] for e in events if e["event"] == "audit-unchecked"]
     assert len(reasons) == 1 and reasons[0].startswith("no address to check (AUDIT_DEVICES: ")
     assert "ServiceNew" not in daemon.log()[:mark]  # findings only once it could look
@@ -959,11 +1168,13 @@ def test_device_bound_and_v6only_listeners_are_open_where_the_kernel_delivers(
     open nowhere: the confirming connect() came over lo; a UDP one everywhere)."""
     host = two_devices
     e4, e6 = host.ipv4, host.ipv6
-    for args in [("tcp", "::", 40610, "pwa-eth0-40610", False, "eth0"),
-                 ("udp", "0.0.0.0", 40611, "pwa-dummy40611", False, DUMMY),
-                 ("tcp", "::", 40612, "pwa-v6only40612", True, ""),
-                 ("udp", "::", 40613, "pwa-v6only40613", True, ""),
-                 ("udp", "::", 40614, "pwa-eth0-40614", False, "eth0")]:  # fmt: skip
+    for args in [
+        ("tcp", "::", 40610, "pwa-eth0-40610", False, "eth0"),
+        ("udp", "0.0.0.0", 40611, "pwa-dummy40611", False, DUMMY),
+        ("tcp", "::", 40612, "pwa-v6only40612", True, ""),
+        ("udp", "::", 40613, "pwa-v6only40613", True, ""),
+        ("udp", "::", 40614, "pwa-eth0-40614", False, "eth0"),
+    ]:
         proto, address, port, name, v6only, device = args
         listen(host, proto, address, port, name, v6only, device=device)
     conf = f'AUDIT_INTERFACES="{e4}, {e6}, {D4}, {D6}"'
@@ -1003,12 +1214,15 @@ def test_an_rpc_service_that_moves_is_a_port_switch(
     stop(target, moved)
     assert text.returncode == 1, text.stderr
     findings = [line for line in text.stdout.splitlines() if line.startswith("Service")]
-    assert findings == [f"ServicePortSwitch: {A4}:40702/tcp (RPC_400200), was 40701/tcp "
-                        f"program=pwa-rpc-moved pid={moved.pid} user=root"]  # fmt: skip
+    assert findings == [
+        f"ServicePortSwitch: {A4}:40702/tcp (RPC_400200), was 40701/tcp "
+        f"program=pwa-rpc-moved pid={moved.pid} user=root"
+    ]
 
 
-ALLOWED = (f'{ONLY_LAB}\nAUDIT_IGNORE="8080/tcp,5300/udp,8081/tcp,8082/tcp,5301/udp,20048/udp,'
-           '40111/tcp"')  # fmt: skip
+ALLOWED = (
+    f'{ONLY_LAB}\nAUDIT_IGNORE="8080/tcp,5300/udp,8081/tcp,8082/tcp,5301/udp,20048/udp,40111/tcp"'
+)
 
 
 def settle(host: Host, folder: Path, conf: str) -> None:
@@ -1066,8 +1280,9 @@ def test_rpc_programs_that_swap_ports_are_port_switches(
     ]
 
 
-def audit_while_stopped(rpcbind: subprocess.Popen, target: Host, tmp_path: Path,
-                       conf: str) -> tuple[int, dict[str, Any], str]:  # fmt: skip
+def audit_while_stopped(
+    rpcbind: subprocess.Popen, target: Host, tmp_path: Path, conf: str
+) -> tuple[int, dict[str, Any], str]:
     """An audit while rpcbind is stopped (SIGSTOP): a portmapper that never answers."""
     rpcbind.send_signal(signal.SIGSTOP)
     try:
@@ -1086,9 +1301,11 @@ def test_a_portmapper_that_hangs_leaves_rpc_requirements_as_they_were(
     settle(target, tmp_path, POLICY)
     status, report, stderr = audit_while_stopped(rpcbind, target, tmp_path, POLICY)
     assert (status, kinds(report)) == (1, [("PortmapperUnusable", "127.0.0.1", 111, "tcp")])
-    warning = ("portmapper at 127.0.0.1 port 111/tcp: connected, no RPC answer within 2 s; RPC "
-               "services are not named by it, and requirements by RPC name keep their last "
-               "state")  # fmt: skip
+    warning = (
+        "portmapper at 127.0.0.1 port 111/tcp: connected, no RPC answer within 2 s; RPC "
+        "services are not named by it, and requirements by RPC name keep their last "
+        "state"
+    )
     assert warning in report["warnings"]
     assert f"portwarden: warning: {warning}" in stderr.splitlines()
     status, report, _ = audit(target, tmp_path, POLICY)
@@ -1104,16 +1321,20 @@ def test_a_requirement_that_can_never_match_is_a_configuration_error(
         lab.target, tmp_path, f'{ONLY_LAB}\nAUDIT_REQUIRED="22/tcp; RPC_abc/tcp"'
     )
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr == (f'portwarden: error: {tmp_path}/portwarden.conf:3: AUDIT_REQUIRED='
-                             '"22/tcp; RPC_abc/tcp": RPC_abc/tcp is no RPC_<number> (a program '
-                             'number, 0 to 4294967295, without leading zeros) and never matches: '
-                             'a requirement that can never be met\n')  # fmt: skip
-    result = audit_command(lab.target, tmp_path, f'{ONLY_LAB}\nAUDIT_OPTIONAL="ssh/tcp"',
-                           "--no-state")  # fmt: skip
+    assert result.stderr == (
+        f"portwarden: error: {tmp_path}/portwarden.conf:3: AUDIT_REQUIRED="
+        '"22/tcp; RPC_abc/tcp": RPC_abc/tcp is no RPC_<number> (a program '
+        "number, 0 to 4294967295, without leading zeros) and never matches: "
+        "a requirement that can never be met\n"
+    )
+    result = audit_command(
+        lab.target, tmp_path, f'{ONLY_LAB}\nAUDIT_OPTIONAL="ssh/tcp"', "--no-state"
+    )
     assert result.returncode in (0, 1)
-    assert (f"portwarden: warning: {tmp_path}/portwarden.conf:3: AUDIT_OPTIONAL: ssh/tcp is no "
-            "RPC program in /etc/rpc and never matches; for the service, write 22/tcp"
-            ) in result.stderr.splitlines()  # fmt: skip
+    assert (
+        f"portwarden: warning: {tmp_path}/portwarden.conf:3: AUDIT_OPTIONAL: ssh/tcp is no "
+        "RPC program in /etc/rpc and never matches; for the service, write 22/tcp"
+    ) in result.stderr.splitlines()
 
 
 def test_the_first_audit_after_an_upgrade_reports_no_port_it_knew(
@@ -1167,8 +1388,10 @@ def test_two_programs_on_one_port_both_name_it_in_either_order(
             text = audit_command(target, tmp_path, conf, "--no-state")
             for program in order:
                 unregister(target, rpcbind, program, 3)
-            assert (f"open {A4}:2049/tcp (nfs,nfs_acl) program=pwa-nfsd pid={nfsd.pid} "
-                    "user=root policy=required") in text.stdout.splitlines()  # fmt: skip
+            assert (
+                f"open {A4}:2049/tcp (nfs,nfs_acl) program=pwa-nfsd pid={nfsd.pid} "
+                "user=root policy=required"
+            ) in text.stdout.splitlines()
     finally:
         for program in (100003, 100227):
             unregister(target, rpcbind, program, 3)
@@ -1185,13 +1408,18 @@ def test_an_rpc_requirement_with_port_111_skipped_is_a_configuration_error(
 ) -> None:
     """Port 111 skipped (TCP, and UDP or AUDIT_UDP=0): the portmapper is never asked, so a
     requirement by RPC name could never be met; a one-line error, exit 2."""
-    result = audit_command(lab.target, tmp_path, f'{ONLY_LAB}\nAUDIT_REQUIRED="nfs/tcp"\n'
-                           'AUDIT_SKIP="111/tcp"\nAUDIT_UDP="0"')  # fmt: skip
+    result = audit_command(
+        lab.target,
+        tmp_path,
+        f'{ONLY_LAB}\nAUDIT_REQUIRED="nfs/tcp"\nAUDIT_SKIP="111/tcp"\nAUDIT_UDP="0"',
+    )
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr == (f'portwarden: error: {tmp_path}/portwarden.conf:3: AUDIT_REQUIRED='
-                             "\"nfs/tcp\": 'nfs/tcp' is required, but AUDIT_SKIP has 111/tcp and "
-                             "AUDIT_UDP is 0: RPC names in AUDIT_REQUIRED need port 111 "
-                             "audited\n")  # fmt: skip
+    assert result.stderr == (
+        f"portwarden: error: {tmp_path}/portwarden.conf:3: AUDIT_REQUIRED="
+        "\"nfs/tcp\": 'nfs/tcp' is required, but AUDIT_SKIP has 111/tcp and "
+        "AUDIT_UDP is 0: RPC names in AUDIT_REQUIRED need port 111 "
+        "audited\n"
+    )
 
 
 def audit_runs(host: Host, conf: Path) -> float:
@@ -1212,12 +1440,16 @@ def test_the_daemon_logs_a_warning_once_and_alerts_an_unusable_portmapper(
     register(target, rpcbind, "udp", 0, 300131, 1, "tcp", 40131)
     receiver = SyslogReceiver(tmp_path / "log")
     conf = tmp_path / "portwarden.conf"
-    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
-                    f'TCP_PORTS="11"\nAUDIT_INTERVAL="10"\n{ONLY_LAB}\n'
-                    'AUDIT_REQUIRED="mountd/udp"\nAUDIT_OPTIONAL="40131/tcp"\n'
-                    f'SYSLOG_SOCKET="{receiver.path}"\n')  # fmt: skip
-    warning = ("audit: RPC program 300131 for port 40131/tcp was registered by owner unknown, not "
-               "known to be root: the port is not named by it")  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
+        f'TCP_PORTS="11"\nAUDIT_INTERVAL="10"\n{ONLY_LAB}\n'
+        'AUDIT_REQUIRED="mountd/udp"\nAUDIT_OPTIONAL="40131/tcp"\n'
+        f'SYSLOG_SOCKET="{receiver.path}"\n'
+    )
+    warning = (
+        "audit: RPC program 300131 for port 40131/tcp was registered by owner unknown, not "
+        "known to be root: the port is not named by it"
+    )
     daemon = RunningDaemon(target, conf)
     try:
         daemon.wait_for(re.escape(warning))
@@ -1236,11 +1468,14 @@ def test_the_daemon_logs_a_warning_once_and_alerts_an_unusable_portmapper(
             receiver.wait_for(rf"^<{3 * 8 + 3}>.* audit: PortmapperUnusable: 127\.0\.0\.1:111/tcp")
         finally:
             rpcbind.send_signal(signal.SIGCONT)
-        assert line.startswith("audit PortmapperUnusable: 127.0.0.1:111/tcp (portmapper) "
-                               f"program=rpcbind pid={rpcbind.pid} user=")  # fmt: skip
+        assert line.startswith(
+            "audit PortmapperUnusable: 127.0.0.1:111/tcp (portmapper) "
+            f"program=rpcbind pid={rpcbind.pid} user="
+        )
         assert 'reason="tcp: connected, no RPC answer within 2 s; udp: no answer' in line
-        events = [json.loads(x) for x in (tmp_path / "state" / "events.jsonl").read_text()
-                  .splitlines()]  # fmt: skip
+        events = [
+            json.loads(x) for x in (tmp_path / "state" / "events.jsonl").read_text().splitlines()
+        ]
         unusable = [e for e in events if e.get("kind") == "PortmapperUnusable"]
         assert unusable and unusable[0]["reason"].startswith("tcp: connected, no RPC answer")
     finally:
@@ -1253,24 +1488,38 @@ def test_the_daemon_logs_a_warning_once_and_alerts_an_unusable_portmapper(
 @pytest.mark.parametrize(
     ("conf", "reason"),
     [
-        (f'AUDIT_INTERFACES="{A4}"\nAUDIT_REQUIRED="2001:db8::1:8082/tcp"',
-         "2001:db8::1 is not in AUDIT_INTERFACES, nor can it be an address of AUDIT_DEVICES: "
-         "never checked"),
-        ('AUDIT_REQUIRED="127.0.0.1:8086/tcp"',
-         "127.0.0.1 is loopback's, never checked (AUDIT_INTERFACES and AUDIT_DEVICES are empty: "
-         "every address but loopback's)"),
-        ('AUDIT_REQUIRED="0.0.0.0:8084/tcp"', "0.0.0.0 is a wildcard, not an address the audit "
-                                              "checks (a group without an interface applies to "
-                                              "every address)"),
-        ('AUDIT_REQUIRED="lo:8086/tcp"', "device lo is never checked (AUDIT_INTERFACES and "
-                                         "AUDIT_DEVICES are empty: every address but loopback's)"),
-        ('AUDIT_REQUIRED="ALL:22/tcp"', "ALL is no device of this host (a group without an "
-                                        "interface applies to every address)"),
-        (f'{ONLY_LAB}\nAUDIT_REQUIRED="nosuchdev:22/tcp"',
-         "device nosuchdev is not in AUDIT_DEVICES and holds none of AUDIT_INTERFACES: never "
-         "checked"),
+        (
+            f'AUDIT_INTERFACES="{A4}"\nAUDIT_REQUIRED="2001:db8::1:8082/tcp"',
+            "2001:db8::1 is not in AUDIT_INTERFACES, nor can it be an address of AUDIT_DEVICES: "
+            "never checked",
+        ),
+        (
+            'AUDIT_REQUIRED="127.0.0.1:8086/tcp"',
+            "127.0.0.1 is loopback's, never checked (AUDIT_INTERFACES and AUDIT_DEVICES are empty: "
+            "every address but loopback's)",
+        ),
+        (
+            'AUDIT_REQUIRED="0.0.0.0:8084/tcp"',
+            "0.0.0.0 is a wildcard, not an address the audit "
+            "checks (a group without an interface applies to "
+            "every address)",
+        ),
+        (
+            'AUDIT_REQUIRED="lo:8086/tcp"',
+            "device lo is never checked (AUDIT_INTERFACES and "
+            "AUDIT_DEVICES are empty: every address but loopback's)",
+        ),
+        (
+            'AUDIT_REQUIRED="ALL:22/tcp"',
+            "ALL is no device of this host (a group without an interface applies to every address)",
+        ),
+        (
+            f'{ONLY_LAB}\nAUDIT_REQUIRED="nosuchdev:22/tcp"',
+            "device nosuchdev is not in AUDIT_DEVICES and holds none of AUDIT_INTERFACES: never "
+            "checked",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_requirement_on_an_interface_never_audited_is_a_configuration_error(
     lab: Lab, tmp_path: Path, conf: str, reason: str
 ) -> None:
@@ -1280,11 +1529,22 @@ def test_a_requirement_on_an_interface_never_audited_is_a_configuration_error(
     value = conf.rpartition("AUDIT_REQUIRED=")[2]
     line = 3 if conf.startswith("AUDIT_INTERFACES") else 2  # after STATE_DIR
     group = value.strip('"')
-    error = (f"portwarden: error: {tmp_path}/portwarden.conf:{line}: AUDIT_REQUIRED={value}: "
-             f"'{group}': {reason}\n")  # fmt: skip
+    error = (
+        f"portwarden: error: {tmp_path}/portwarden.conf:{line}: AUDIT_REQUIRED={value}: "
+        f"'{group}': {reason}\n"
+    )
     assert (result.returncode, result.stdout, result.stderr) == (2, "", error)
-    checked = target.run([sys.executable, "-m", "portwarden", "check-config", "-c",
-                          str(tmp_path / "portwarden.conf")], check=False)  # fmt: skip
+    checked = target.run(
+        [
+            sys.executable,
+            "-m",
+            "portwarden",
+            "check-config",
+            "-c",
+            str(tmp_path / "portwarden.conf"),
+        ],
+        check=False,
+    )
     assert (checked.returncode, checked.stderr) == (2, error)
 
 
@@ -1292,9 +1552,11 @@ def test_a_requirement_on_a_device_absent_now_is_a_warning(lab: Lab, tmp_path: P
     """Every address but loopback's is audited: a device may yet come (a VPN's tun0)."""
     result = audit_command(lab.target, tmp_path, 'AUDIT_REQUIRED="nosuchdev:22/tcp"', "--no-state")
     assert result.returncode == 1 and "ServiceMissing: nosuchdev:22/tcp" in result.stdout
-    assert (f"portwarden: warning: {tmp_path}/portwarden.conf:2: AUDIT_REQUIRED: "
-            "'nosuchdev:22/tcp': device nosuchdev is absent or has no address now; reported "
-            "missing while it is not checked") in result.stderr.splitlines()  # fmt: skip
+    assert (
+        f"portwarden: warning: {tmp_path}/portwarden.conf:2: AUDIT_REQUIRED: "
+        "'nosuchdev:22/tcp': device nosuchdev is absent or has no address now; reported "
+        "missing while it is not checked"
+    ) in result.stderr.splitlines()
 
 
 @pytest.fixture
@@ -1336,14 +1598,18 @@ def test_a_link_local_address_is_told_apart_by_its_device(
     text = audit_command(host, tmp_path, conf, "--no-state").stdout
     assert "ServiceNew: fe80::1%pwllb:20010/tcp (unknown) program=pwa-llb20010" in text
 
-    status, report, _ = audit(host, tmp_path, f'{conf}\nAUDIT_OPTIONAL="fe80::1%pwlla:20010/tcp"',
-                              "--no-state")  # fmt: skip
+    status, report, _ = audit(
+        host, tmp_path, f'{conf}\nAUDIT_OPTIONAL="fe80::1%pwlla:20010/tcp"', "--no-state"
+    )
     assert [(f["kind"], f["interface"]) for f in report["findings"]] == [
         ("ServiceNew", "fe80::1%pwllb")
     ]
-    status, report, stderr = audit(host, tmp_path, f'{conf}\nAUDIT_OPTIONAL="fe80::1:20010/tcp"',
-                                   "--no-state")  # fmt: skip
+    status, report, stderr = audit(
+        host, tmp_path, f'{conf}\nAUDIT_OPTIONAL="fe80::1:20010/tcp"', "--no-state"
+    )
     assert (status, report["findings"]) == (0, [])  # without its device: on every device
-    warning = ("AUDIT_OPTIONAL: fe80::1 is on devices pwlla, pwllb: the group applies to it on "
-               "each; write fe80::1%pwlla to name one")  # fmt: skip
+    warning = (
+        "AUDIT_OPTIONAL: fe80::1 is on devices pwlla, pwllb: the group applies to it on "
+        "each; write fe80::1%pwlla to name one"
+    )
     assert report["warnings"] == [warning] and f"portwarden: warning: {warning}" in stderr

@@ -58,18 +58,33 @@ time.sleep(120)
 
 
 def flood(host: Host, count: int, *addresses: str) -> subprocess.Popen:
-    proc = host.popen([sys.executable, "-c", _FLOOD, str(count), *addresses],
-                      stdout=subprocess.PIPE, text=True)  # fmt: skip
+    proc = host.popen(
+        [sys.executable, "-c", _FLOOD, str(count), *addresses], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None and "flooding" in proc.stdout.readline()
     return proc
 
 
-def patched_audit(host: Host, folder: Path, conf: str, cap: int | None = None,
-                  source: str = "sock_diag") -> tuple[int, dict, str]:  # fmt: skip
+def patched_audit(
+    host: Host, folder: Path, conf: str, cap: int | None = None, source: str = "sock_diag"
+) -> tuple[int, dict, str]:
     path = folder / "portwarden.conf"
     path.write_text(f'STATE_DIR="{folder}/state"\n{conf}\n')
-    result = host.run([sys.executable, "-c", _PATCHED, "" if cap is None else str(cap), source,
-                       "audit", "-c", str(path), "--json"], check=False, timeout=60)  # fmt: skip
+    result = host.run(
+        [
+            sys.executable,
+            "-c",
+            _PATCHED,
+            "" if cap is None else str(cap),
+            source,
+            "audit",
+            "-c",
+            str(path),
+            "--json",
+        ],
+        check=False,
+        timeout=60,
+    )
     assert "Traceback" not in result.stderr, result.stderr
     assert result.returncode in (0, 1), result.stderr
     return result.returncode, json.loads(result.stdout), result.stderr
@@ -79,8 +94,10 @@ def patched_audit(host: Host, folder: Path, conf: str, cap: int | None = None,
 def udp_services(lab: Lab) -> Iterator[dict[int, subprocess.Popen]]:
     """root's required 39148/udp and nobody's 55531/udp, on the audited address."""
     target = lab.target
-    started = {39148: listen(target, "udp", A4, 39148, "pws-root39148"),
-               55531: listen(target, "udp", A4, 55531, "pws-nobody55531", uid=NOBODY)}  # fmt: skip
+    started = {
+        39148: listen(target, "udp", A4, 39148, "pws-root39148"),
+        55531: listen(target, "udp", A4, 55531, "pws-nobody55531", uid=NOBODY),
+    }
     yield started
     for proc in started.values():
         if proc in target.processes:
@@ -124,7 +141,10 @@ def test_more_sockets_than_the_cap_on_an_audited_address_is_an_incomplete_check(
         stop(target, flooder)
     [finding] = [f for f in report["findings"] if f["kind"] != "ServiceNew"]  # the flood's
     assert (finding["kind"], finding["interface"], finding["proto"]) == (
-        "AuditIncomplete", "any", "udp")  # fmt: skip
+        "AuditIncomplete",
+        "any",
+        "udp",
+    )
     assert finding["severity"] == "crit" and status == 1
     reason = "301 udp sockets are open on the audited addresses and ports, more than the 100"
     assert finding["reason"].startswith(reason)
@@ -133,9 +153,25 @@ def test_more_sockets_than_the_cap_on_an_audited_address_is_an_incomplete_check(
 
 
 def capture(host: Host, path: Path, expression: str) -> subprocess.Popen:
-    tcpdump = host.popen(["tcpdump", "-Z", "root", "-i", "any", "-n", "-U", "--immediate-mode",
-                          "-B", "8192", "-w", str(path), expression],
-                         stderr=subprocess.PIPE, text=True)  # fmt: skip
+    tcpdump = host.popen(
+        [
+            "tcpdump",
+            "-Z",
+            "root",
+            "-i",
+            "any",
+            "-n",
+            "-U",
+            "--immediate-mode",
+            "-B",
+            "8192",
+            "-w",
+            str(path),
+            expression,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert tcpdump.stderr is not None
     for _ in range(5):  # "data link type ...", then "listening on any ..."
         if "listening" in tcpdump.stderr.readline():
@@ -160,8 +196,10 @@ def test_without_sock_diag_wildcards_are_confirmed_and_skipped_ports_untouched(
     lab: Lab, tmp_path: Path
 ) -> None:
     target = lab.target
-    started = [listen(target, proto, address, port, f"pws-{port}", v6only)
-               for proto, address, port, v6only in FALLBACK]  # fmt: skip
+    started = [
+        listen(target, proto, address, port, f"pws-{port}", v6only)
+        for proto, address, port, v6only in FALLBACK
+    ]
     pcap = tmp_path / "audit.pcap"
     tcpdump = capture(target, pcap, "portrange 41001-41005")
     conf = f'AUDIT_INTERFACES="{A4}, {A6}"\nAUDIT_SKIP="41002/tcp"'
@@ -177,8 +215,13 @@ def test_without_sock_diag_wildcards_are_confirmed_and_skipped_ports_untouched(
         for proc in started:
             stop(target, proc)
     seen = {key for key in found(report) if 41001 <= key[1] <= 41005}
-    assert seen == {(A4, 41001, "tcp"), (A6, 41003, "tcp"), (A4, 41004, "udp"),
-                    (A6, 41004, "udp"), (A6, 41005, "udp")}  # fmt: skip
+    assert seen == {
+        (A4, 41001, "tcp"),
+        (A6, 41003, "tcp"),
+        (A4, 41004, "udp"),
+        (A6, 41004, "udp"),
+        (A6, 41005, "udp"),
+    }
     lines = packets(target, pcap)
     assert not [line for line in lines if "41002" in line or " UDP" in line], lines
     syns = Counter(line.split(" > ")[1].split(": ")[0] for line in lines if "Flags [S]," in line)

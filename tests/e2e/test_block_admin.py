@@ -33,8 +33,9 @@ def test_reapply_reports_a_kill_route_that_failed(
     assert result.returncode == 1
     assert "run again" not in result.stdout
     (line,) = [x for x in result.stderr.splitlines() if "KILL_ROUTE failed" in x]
-    assert line.startswith(f"portwarden: error: reapply: KILL_ROUTE failed for {attacker} "
-                           "(exit status 1: Traceback")  # fmt: skip
+    assert line.startswith(
+        f"portwarden: error: reapply: KILL_ROUTE failed for {attacker} (exit status 1: Traceback"
+    )
     daemon.stop()
 
 
@@ -45,8 +46,10 @@ def test_reapply_leaves_a_kill_route_that_never_took_effect(
     blocker holds: after a flush of the rules, reapply runs it again for the IPv4 scanner only,
     and exits 0 (it ran the IPv6 one again too, failed, and exited 1 at every reapply)."""
     attacker = lab.attackers[1]
-    conf = ('BLOCK_TCP="1"\nBLOCK_NFTABLES="1"\nUNBLOCK_ON_STOP="1"\n'
-            'KILL_ROUTE="iptables -I INPUT -s $TARGET$ -j DROP"\n')  # fmt: skip
+    conf = (
+        'BLOCK_TCP="1"\nBLOCK_NFTABLES="1"\nUNBLOCK_ON_STOP="1"\n'
+        'KILL_ROUTE="iptables -I INPUT -s $TARGET$ -j DROP"\n'
+    )
     daemon = start_daemon("-stcp", conf=conf)
     try:
         nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
@@ -95,8 +98,9 @@ def test_blocks_made_before_the_switch_to_nftables_are_enforced_by_it(
         assert "nft,route" in portwarden(lab.target, daemon, "blocked").stdout
         result = portwarden(lab.target, daemon, "reapply")
         assert result.returncode == 0, result.stderr
-        assert (f"KILL_ROUTE not run again for {first.ipv4}: the configuration no longer "
-                "has") in result.stdout  # fmt: skip
+        assert (
+            f"KILL_ROUTE not run again for {first.ipv4}: the configuration no longer has"
+        ) in result.stdout
         assert "nftables: 1 blocks in table inet portwarden" in result.stdout
         assert first.ipv4 not in blackholes(lab.target)  # the old KILL_ROUTE did not run
         daemon.stop()
@@ -140,8 +144,10 @@ def test_an_address_added_to_the_ignore_file_is_unblocked_at_reload(
     assert nft_elements(lab.target) == {other.ipv4}
     assert not can_connect(other, lab.target.ipv4, SERVICE, timeout=1)
     events = (daemon.log_path.parent / "state" / "events.jsonl").read_text().splitlines()
-    assert any(json.loads(e).get("event") == "unblock" and json.loads(e).get("by") == "ignored"
-               for e in events)  # fmt: skip
+    assert any(
+        json.loads(e).get("event") == "unblock" and json.loads(e).get("by") == "ignored"
+        for e in events
+    )
     daemon.stop()
 
 
@@ -154,8 +160,7 @@ def test_a_hosts_deny_line_already_there_is_not_claimed_and_unblock_says_it_stay
     deny = tmp_path / "hosts.deny"
     line = f"ALL: [{attacker}] : DENY"
     deny.write_text(f"{line}\n")
-    conf = (f'BLOCK_TCP="1"\nKILL_HOSTS_DENY="ALL: $TARGET$ : DENY"\n'
-            f'HOSTS_DENY_FILE="{deny}"\n')  # fmt: skip
+    conf = f'BLOCK_TCP="1"\nKILL_HOSTS_DENY="ALL: $TARGET$ : DENY"\nHOSTS_DENY_FILE="{deny}"\n'
     daemon = start_daemon("-stcp", conf=conf)
     nmap(lab.attackers[0].run, "-6", "-sS", "-p", "11", lab.target.ipv6)
     daemon.wait_for(rf"block address={attacker} actions=nft:done,hosts.deny:present ")
@@ -191,16 +196,19 @@ def test_a_kill_route_whose_route_was_there_already_counts_and_unblock_leaves_it
     lab.target.run(route)
     lab.target.run(["ip", "route", "add", other.ipv4, "dev", "eth0"])
     try:
-        daemon = start_daemon("-stcp", conf=f'BLOCK_TCP="1"\nKILL_ROUTE="{" ".join(route[:4])} '
-                              '$TARGET$"\n')  # fmt: skip
+        daemon = start_daemon(
+            "-stcp", conf=f'BLOCK_TCP="1"\nKILL_ROUTE="{" ".join(route[:4])} $TARGET$"\n'
+        )
         nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
         daemon.wait_for(rf"block address={attacker.ipv4} actions=route:present ")
         assert "File exists" not in daemon.log() and " ERROR " not in daemon.log()
         assert "route (not ours)" in portwarden(lab.target, daemon, "blocked").stdout
         nmap(other.run, "-sS", "-p", "11", lab.target.ipv4)
         daemon.wait_for(rf"block-failed address={other.ipv4} actions=route:failed ")
-        failed = (f"KILL_ROUTE for {other.ipv4} failed: a route to {other.ipv4} is there "
-                  "already (unicast dev eth0): KILL_ROUTE could not add its own")  # fmt: skip
+        failed = (
+            f"KILL_ROUTE for {other.ipv4} failed: a route to {other.ipv4} is there "
+            "already (unicast dev eth0): KILL_ROUTE could not add its own"
+        )
         assert failed in daemon.log()
         assert other.ipv4 not in portwarden(lab.target, daemon, "blocked").stdout
         assert can_connect(other, lab.target.ipv4, SERVICE)
@@ -215,9 +223,11 @@ def test_a_kill_route_whose_route_was_there_already_counts_and_unblock_leaves_it
             f"left as it is: {attacker.ipv4}: KILL_ROUTE {' '.join(route)}: it was there "
             "before the block (not ours); remove it by hand if wanted",
         ]
-        assert result.stderr == (f'portwarden: warning: unblock "::ffff:{attacker.ipv4}": an '
-                                 "IPv4-mapped address is taken as its IPv4 form; unblocking "
-                                 f"{attacker.ipv4}/32\n")  # fmt: skip
+        assert result.stderr == (
+            f'portwarden: warning: unblock "::ffff:{attacker.ipv4}": an '
+            "IPv4-mapped address is taken as its IPv4 form; unblocking "
+            f"{attacker.ipv4}/32\n"
+        )
         assert attacker.ipv4 in blackholes(lab.target)
         again.stop()
     finally:

@@ -24,11 +24,11 @@ def test_blocks_max_holds_under_a_spoofed_burst_said_once_and_detection_goes_on(
     """30 forged sources, each on 3 tripwires, well within BLOCKS_PER_MINUTE: 5 are blocked,
     the rest only detected; one line and one event; no block is evicted. Once one ends, a real
     scanner is blocked again."""
-    daemon = start_daemon("-stcp", conf='BLOCK_TCP="1"\nBLOCKS_PER_MINUTE="1000"\n'
-                          'BLOCKS_MAX="5"\n')  # fmt: skip
+    daemon = start_daemon("-stcp", conf='BLOCK_TCP="1"\nBLOCKS_PER_MINUTE="1000"\nBLOCKS_MAX="5"\n')
     forger, scanner = lab.attackers[2], lab.attackers[0]
-    forger.run([sys.executable, str(CRAFT), "--spoofed", "198.18.2.1", "30", lab.target.ipv4,
-                "1,11,15"])  # fmt: skip
+    forger.run(
+        [sys.executable, str(CRAFT), "--spoofed", "198.18.2.1", "30", lab.target.ipv4, "1,11,15"]
+    )
     daemon.wait_for("block-max reached: 5 active blocks")
     daemon.wait_for_attack(src="198.18.2.30", port="15")  # every forged probe still detected
     nmap(scanner.run, "-sS", "-p", TCP_PORTS, lab.target.ipv4)
@@ -66,10 +66,13 @@ def test_forged_sources_at_this_hosts_subnet_broadcast_and_network_are_never_blo
             assert time.monotonic() < deadline, "the daemon never saw 198.18.5.1"
             time.sleep(0.2)
         for address in ("198.18.0.255", "198.18.0.0", "198.18.5.255"):
-            forger.run([sys.executable, str(CRAFT), "--spoofed", address, "1",
-                        lab.target.ipv4, "1,11,15"])  # fmt: skip
-            daemon.wait_for(f"not-blocking address={address} why=broadcast "
-                            r"\(nothing allows it\)")  # fmt: skip
+            forger.run(
+                [sys.executable, str(CRAFT), "--spoofed", address, "1", lab.target.ipv4, "1,11,15"]
+            )
+            daemon.wait_for(
+                f"not-blocking address={address} why=broadcast "
+                r"\(nothing allows it\)"
+            )
         nmap(lab.attackers[0].run, "-sS", "-p", "11", lab.target.ipv4)  # a real one still is
         daemon.wait_for(rf"block address={lab.attackers[0].ipv4} ")
         routes = blackholes(lab.target)

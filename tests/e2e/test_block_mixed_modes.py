@@ -21,12 +21,19 @@ UDP_FIRST = ('BLOCK_TCP="1"\nBLOCK_UDP="2"\n', ["-sU", "-p", "7"], ["-sS", "-p",
 TCP_FIRST = ('BLOCK_TCP="2"\nBLOCK_UDP="1"\n', ["-sS", "-p", "11"], ["-sU", "-p", "7"])
 
 
-@pytest.mark.parametrize(("modes", "first", "then"), [UDP_FIRST, TCP_FIRST],
-                         ids=["udp-command-then-tcp", "tcp-command-then-udp"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("modes", "first", "then"),
+    [UDP_FIRST, TCP_FIRST],
+    ids=["udp-command-then-tcp", "tcp-command-then-udp"],
+)
 def test_a_command_only_block_does_not_spare_the_scanner_the_other_protocols_block(
-    lab: Lab, start_daemon: StartDaemon, tmp_path: Path, modes: str, first: list[str],
+    lab: Lab,
+    start_daemon: StartDaemon,
+    tmp_path: Path,
+    modes: str,
+    first: list[str],
     then: list[str],
-) -> None:  # fmt: skip
+) -> None:
     calls = tmp_path / "calls"
     record = Path(__file__).parent.parent / "lab" / "record.py"
     conf = f'{modes}KILL_RUN_CMD="{sys.executable} {record} {calls} $TARGET$ $MODE$"\n'
@@ -47,7 +54,9 @@ def test_a_command_only_block_does_not_spare_the_scanner_the_other_protocols_blo
     assert nft_elements(lab.target) == {source}
     # The command ran for each block, as PortSentry's two processes would have run it.
     assert [line.split()[1:] for line in calls.read_text().splitlines()] == [
-        [f"'{source}'", f"'{first_mode}'"], [f"'{source}'", f"'{then_mode}'"]]  # fmt: skip
+        [f"'{source}'", f"'{first_mode}'"],
+        [f"'{source}'", f"'{then_mode}'"],
+    ]
     state = daemon.log_path.parent / "state"
     history = (state / "portsentry.history").read_text().splitlines()
     assert [h.split()[-2] for h in history] == [m[1:].upper() for m in (first_mode, then_mode)]

@@ -25,8 +25,23 @@ def behind(lab: Lab) -> Iterator[Host]:
     host = Host(f"{lab.prefix}behind", f"{BEHIND_NET}.2", "2001:db8:1::2")
     run(["ip", "netns", "add", host.netns])
     try:
-        run(["ip", "-n", lab.target.netns, "link", "add", "eth1", "type", "veth", "peer",
-             "name", "eth0", "netns", host.netns])  # fmt: skip
+        run(
+            [
+                "ip",
+                "-n",
+                lab.target.netns,
+                "link",
+                "add",
+                "eth1",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                host.netns,
+            ]
+        )
         for netns, address in ((lab.target.netns, ".1"), (host.netns, ".2")):
             device = "eth1" if netns == lab.target.netns else "eth0"
             run(["ip", "-n", netns, "addr", "add", f"{BEHIND_NET}{address}/24", "dev", device])
@@ -87,8 +102,10 @@ def test_unblock_on_stop_undoes_every_block_and_removes_the_table(
 ) -> None:
     deny = tmp_path / "hosts.deny"
     deny.write_text("sshd: 203.0.113.9\n")
-    conf = (f'BLOCK_TCP="1"\nUNBLOCK_ON_STOP="1"\nKILL_HOSTS_DENY="ALL: $TARGET$"\n'
-            f'HOSTS_DENY_FILE="{deny}"\n')  # fmt: skip
+    conf = (
+        f'BLOCK_TCP="1"\nUNBLOCK_ON_STOP="1"\nKILL_HOSTS_DENY="ALL: $TARGET$"\n'
+        f'HOSTS_DENY_FILE="{deny}"\n'
+    )
     daemon = start_daemon("-stcp", "-sudp", conf=conf)
     attackers = lab.attackers[:2]
     for attacker in attackers:
@@ -108,8 +125,11 @@ def test_unblock_on_stop_undoes_every_block_and_removes_the_table(
     assert portwarden(lab.target, daemon, "blocked").stdout.splitlines()[1:] == []
 
 
-@pytest.mark.parametrize("conf", ['BLOCK_TCP="2"\n', 'BLOCK_TCP="1"\nBLOCK_NFTABLES="0"\n'],
-                         ids=["command-only-no-command", "block-no-action"])  # fmt: skip
+@pytest.mark.parametrize(
+    "conf",
+    ['BLOCK_TCP="2"\n', 'BLOCK_TCP="1"\nBLOCK_NFTABLES="0"\n'],
+    ids=["command-only-no-command", "block-no-action"],
+)
 def test_blocking_with_nothing_to_do_is_no_block(
     lab: Lab, start_daemon: StartDaemon, conf: str
 ) -> None:
@@ -148,14 +168,17 @@ def test_a_kill_route_with_no_known_undo_is_left_in_force_and_not_run_again(
     daemon.wait_for(rf"block address={attacker} actions=route:done ")
     result = portwarden(lab.target, daemon, "reapply")
     assert result.returncode == 1
-    assert (f"portwarden: error: reapply: KILL_ROUTE not run again for {attacker}: it has no "
-            "known undo") in result.stderr  # fmt: skip
+    assert (
+        f"portwarden: error: reapply: KILL_ROUTE not run again for {attacker}: it has no known undo"
+    ) in result.stderr
     assert len(calls.read_text().splitlines()) == 1
     result = portwarden(lab.target, daemon, "unblock", attacker)
     assert result.returncode == 1 and "unblocked" not in result.stdout
-    assert (f"portwarden: error: unblock: left in force: {attacker}: KILL_ROUTE "
-            f"{sys.executable} {RECORD} {calls} {attacker} (no known undo: remove it by hand); "
-            "fix it and run unblock again") in result.stderr  # fmt: skip
+    assert (
+        f"portwarden: error: unblock: left in force: {attacker}: KILL_ROUTE "
+        f"{sys.executable} {RECORD} {calls} {attacker} (no known undo: remove it by hand); "
+        "fix it and run unblock again"
+    ) in result.stderr
     assert "left in force" in portwarden(lab.target, daemon, "blocked").stdout
     result = portwarden(lab.target, daemon, "unblock", attacker)
     assert result.returncode == 0 and f"unblocked {attacker}" in result.stdout

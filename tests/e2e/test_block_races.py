@@ -43,9 +43,11 @@ def test_a_block_that_expires_before_its_turn_is_not_carried_out(
     is done after."""
     deny, gate = tmp_path / "hosts.deny", tmp_path / "gate"
     deny.write_text("")
-    conf = (f'BLOCK_TCP="1"\nBLOCK_DURATION="1"\nKILL_HOSTS_DENY="ALL: $TARGET$"\n'
-            f'HOSTS_DENY_FILE="{deny}"\nKILL_CMD_TIMEOUT="120"\n'
-            f'KILL_RUN_CMD="{gated_command(tmp_path / "pid.$TARGET$", gate)}"\n')  # fmt: skip
+    conf = (
+        f'BLOCK_TCP="1"\nBLOCK_DURATION="1"\nKILL_HOSTS_DENY="ALL: $TARGET$"\n'
+        f'HOSTS_DENY_FILE="{deny}"\nKILL_CMD_TIMEOUT="120"\n'
+        f'KILL_RUN_CMD="{gated_command(tmp_path / "pid.$TARGET$", gate)}"\n'
+    )
     daemon = start_daemon("-stcp", conf=conf)
     first, second = lab.attackers[0].ipv4, lab.attackers[1].ipv4
     nmap(lab.attackers[0].run, "-sS", "-p", "11", lab.target.ipv4)
@@ -78,16 +80,21 @@ def test_unblock_all_while_a_slow_command_runs_ends_the_queued_blocks_silently(
     done, and the table that `unblock --all` removed is not taken for a lost one."""
     deny, gate = tmp_path / "hosts.deny", tmp_path / "gate"
     deny.write_text("")
-    conf = (f'BLOCK_TCP="1"\nKILL_HOSTS_DENY="ALL: $TARGET$"\nHOSTS_DENY_FILE="{deny}"\n'
-            f'KILL_CMD_TIMEOUT="120"\n'
-            f'KILL_RUN_CMD="{gated_command(tmp_path / "pid.$TARGET$", gate)}"\n')  # fmt: skip
+    conf = (
+        f'BLOCK_TCP="1"\nKILL_HOSTS_DENY="ALL: $TARGET$"\nHOSTS_DENY_FILE="{deny}"\n'
+        f'KILL_CMD_TIMEOUT="120"\n'
+        f'KILL_RUN_CMD="{gated_command(tmp_path / "pid.$TARGET$", gate)}"\n'
+    )
     daemon = start_daemon("-stcp", conf=conf)
     first, second = lab.attackers[0].ipv4, lab.attackers[1].ipv4
     nmap(lab.attackers[0].run, "-sS", "-p", "11", lab.target.ipv4)
     wait_for_file(tmp_path / f"pid.{first}")
     conf_path = str(daemon.log_path.with_suffix(".conf"))
-    unblock = lab.target.popen([sys.executable, "-m", "portwarden", "unblock", "--all", "-c",
-                                conf_path], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    unblock = lab.target.popen(
+        [sys.executable, "-m", "portwarden", "unblock", "--all", "-c", conf_path],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     # The daemon has the request once the loop has begun it: the first element is gone.
     wait_until(lambda: nft_elements(lab.target) == set(), "the unblock never reached the loop")
     nmap(lab.attackers[1].run, "-sS", "-p", "11", lab.target.ipv4)
@@ -106,11 +113,15 @@ def test_unblock_all_while_a_slow_command_runs_ends_the_queued_blocks_silently(
     daemon.stop()
 
 
-@pytest.mark.parametrize("conf", [
-    'BLOCK_TCP="1"\n',
-    # The command first: the worker adds the element, and finds the table gone.
-    'BLOCK_TCP="1"\nKILL_RUN_CMD="/bin/true $TARGET$"\nKILL_RUN_CMD_FIRST="1"\n',
-], ids=["nft-first", "command-first"])  # fmt: skip
+@pytest.mark.parametrize(
+    "conf",
+    [
+        'BLOCK_TCP="1"\n',
+        # The command first: the worker adds the element, and finds the table gone.
+        'BLOCK_TCP="1"\nKILL_RUN_CMD="/bin/true $TARGET$"\nKILL_RUN_CMD_FIRST="1"\n',
+    ],
+    ids=["nft-first", "command-first"],
+)
 def test_a_block_right_after_a_ruleset_flush_brings_the_other_blocks_back(
     lab: Lab, start_daemon: StartDaemon, conf: str
 ) -> None:
@@ -127,8 +138,10 @@ def test_a_block_right_after_a_ruleset_flush_brings_the_other_blocks_back(
         nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
         daemon.wait_for(rf"block address={attacker.ipv4} actions=\S*nft:done")
         blocked.add(attacker.ipv4)
-        wait_until(lambda: nft_elements(lab.target) == blocked,
-                   f"not all blocked: {nft_elements(lab.target)}")  # fmt: skip
+        wait_until(
+            lambda: nft_elements(lab.target) == blocked,
+            f"not all blocked: {nft_elements(lab.target)}",
+        )
         if f"was gone; made again for {attacker.ipv4}" in daemon.log():
             break
     else:
@@ -149,8 +162,15 @@ def test_a_flush_of_our_chain_after_a_reload_that_changes_block_forward_is_repai
     mark = daemon.mark()
     daemon.proc.send_signal(signal.SIGHUP)
     daemon.wait_for("configuration reloaded", since=mark)
-    wait_until(lambda: lab.target.run(["nft", "list", "chain", "inet", "portwarden", "forward"],
-                                      check=False).returncode == 0, "no forward chain")  # fmt: skip
+    wait_until(
+        lambda: (
+            lab.target.run(
+                ["nft", "list", "chain", "inet", "portwarden", "forward"], check=False
+            ).returncode
+            == 0
+        ),
+        "no forward chain",
+    )
     lab.target.run(["nft", "flush", "chain", "inet", "portwarden", "forward"])
     daemon.wait_for("missing: the rules of chain forward of table inet portwarden", since=mark)
     daemon.wait_for("nftables: 1 blocks re-applied", since=mark)
@@ -176,12 +196,17 @@ def test_a_reload_that_adds_the_forward_chain_while_the_worker_is_busy_is_no_flu
     conf.write_text(conf.read_text() + 'BLOCK_FORWARD="1"\n')
     mark = daemon.mark()
     daemon.proc.send_signal(signal.SIGHUP)
-    daemon.wait_for(rf"block address={second.ipv4} actions=nft:done,command:done", since=mark,
-                    timeout=20)  # fmt: skip
+    daemon.wait_for(
+        rf"block address={second.ipv4} actions=nft:done,command:done", since=mark, timeout=20
+    )
     time.sleep(2 * limits.REFRESH_S)  # the checks after the worker made the chain
     assert "missing:" not in daemon.log()[mark:]
-    assert lab.target.run(["nft", "list", "chain", "inet", "portwarden", "forward"],
-                          check=False).returncode == 0  # fmt: skip
+    assert (
+        lab.target.run(
+            ["nft", "list", "chain", "inet", "portwarden", "forward"], check=False
+        ).returncode
+        == 0
+    )
     daemon.stop()
 
 
@@ -207,8 +232,11 @@ def test_a_block_longer_than_the_kernel_allows_does_not_stop_the_restore(
         daemon.wait_for(rf"block address={attacker.ipv4} actions=nft:done ")
     daemon.stop()
     far = time.time() + limits.BLOCK_SECONDS_MAX + 86_400
-    store_sql(lab.target, daemon, f"UPDATE blocks SET until = {far} WHERE address = "
-              f"'{lab.attackers[0].ipv4}'")  # fmt: skip
+    store_sql(
+        lab.target,
+        daemon,
+        f"UPDATE blocks SET until = {far} WHERE address = '{lab.attackers[0].ipv4}'",
+    )
     lab.target.run(["nft", "delete", "table", "inet", "portwarden"])  # a reboot, say
     with restarted(lab.target, daemon) as again:
         again.wait_for("restored 2 active blocks")
@@ -228,17 +256,20 @@ def test_sets_that_cannot_be_filled_at_start_are_one_error_line_and_the_daemon_r
     daemon.wait_for(rf"block address={lab.attackers[0].ipv4} actions=nft:done ")
     daemon.stop()
     lab.target.run(["nft", "delete", "table", "inet", "portwarden"])
-    lab.target.run(["nft", "add table inet portwarden; add set inet portwarden blocked4 "
-                    "{ type ipv6_addr; }"])  # fmt: skip
+    lab.target.run(
+        ["nft", "add table inet portwarden; add set inet portwarden blocked4 { type ipv6_addr; }"]
+    )
     with restarted(lab.target, daemon) as again:
         again.wait_for("ready:")
         log = again.log()
         (line,) = [x for x in log.splitlines() if "could not be put in table" in x]
         assert "trying again every 30 s" in line
         (restored,) = [x for x in log.splitlines() if "restored 1 active block from" in x]
-        assert restored.endswith("from the store, but not the nftables elements of 1 of them; 1 "
-                                 "of those have nothing else in force (no route, no hosts.deny "
-                                 "line): not blocked until the sets are filled")  # fmt: skip
+        assert restored.endswith(
+            "from the store, but not the nftables elements of 1 of them; 1 "
+            "of those have nothing else in force (no route, no hosts.deny "
+            "line): not blocked until the sets are filled"
+        )
         assert "Traceback" not in log and again.proc.poll() is None
         events = Path(daemon.log_path.parent, "state", "events.jsonl").read_text()
         assert '"event":"nft-failed"' in events
@@ -253,8 +284,7 @@ def test_a_stop_waits_for_the_running_command_only_not_for_the_queued_ones(
     count them again. The daemon's exit is timed from the running command's start (its pid
     file): at most KILL_CMD_TIMEOUT and a few seconds, where the defect takes 4 x 6 s."""
     pid, timeout = tmp_path / "command.pid", 6
-    conf = (f'BLOCK_TCP="1"\nKILL_CMD_TIMEOUT="{timeout}"\n'
-            f'KILL_RUN_CMD="{slow_command(pid, 60)}"\n')  # fmt: skip
+    conf = f'BLOCK_TCP="1"\nKILL_CMD_TIMEOUT="{timeout}"\nKILL_RUN_CMD="{slow_command(pid, 60)}"\n'
     daemon = start_daemon("-stcp", conf=conf)
     scanners = {a.ipv4 for a in lab.attackers} | {lab.attackers[0].ipv6}
     for attacker in lab.attackers:

@@ -49,15 +49,18 @@ def test_a_start_moves_the_blocks_to_the_new_table_and_removes_the_old(
 ) -> None:
     daemon, source = blocked_then_stopped(lab, start_daemon)
     if stray:  # an element the store does not know: the old table is not ours to remove
-        lab.target.run(["nft", "add", "element", "inet", "portwarden", "blocked4",
-                        "{ 198.18.0.99 }"])  # fmt: skip
+        lab.target.run(
+            ["nft", "add", "element", "inet", "portwarden", "blocked4", "{ 198.18.0.99 }"]
+        )
     again = RunningDaemon(lab.target, daemon.log_path.with_suffix(".conf"), "-stcp", "-sudp")
     try:
         again.wait_for("ready:")
         moved = f"NFT_TABLE was portwarden, now {NEW}: 1 active block moved to table inet {NEW}"
         if stray:
-            again.wait_for(f"{moved}; table inet portwarden is left as it is: it holds 1 element "
-                           "the store does not know")  # fmt: skip
+            again.wait_for(
+                f"{moved}; table inet portwarden is left as it is: it holds 1 element "
+                "the store does not know"
+            )
             assert nft_elements(lab.target) == {"198.18.0.99"}
         else:
             again.wait_for(f"{moved}; table inet portwarden removed")
@@ -88,18 +91,22 @@ def test_an_old_table_another_running_daemon_holds_is_left_alone(
 ) -> None:
     daemon, _ = blocked_then_stopped(lab, start_daemon)
     other = tmp_path / "other.conf"  # another instance, with the default table
-    other.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nUDP_MODE="none"\n'
-                     'BLOCK_TCP="1"\n')  # fmt: skip
+    other.write_text(
+        f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nUDP_MODE="none"\nBLOCK_TCP="1"\n'
+    )
     held = RunningDaemon(lab.target, other, "-stcp")
     try:
         held.wait_for("ready:")
-        lab.target.run(["nft", "add", "element", "inet", "portwarden", "blocked4",
-                        "{ 198.18.0.98 }"])  # the other daemon's block, say  # fmt: skip
+        lab.target.run(
+            ["nft", "add", "element", "inet", "portwarden", "blocked4", "{ 198.18.0.98 }"]
+        )  # the other daemon's block, say
         again = RunningDaemon(lab.target, daemon.log_path.with_suffix(".conf"), "-stcp", "-sudp")
         try:
             again.wait_for("ready:")
-            again.wait_for("table inet portwarden .an earlier NFT_TABLE. is held by another "
-                           "running portwarden: left as it is")  # fmt: skip
+            again.wait_for(
+                "table inet portwarden .an earlier NFT_TABLE. is held by another "
+                "running portwarden: left as it is"
+            )
             assert "198.18.0.98" in nft_elements(lab.target)
         finally:
             again.stop()
@@ -116,8 +123,9 @@ def test_unblock_all_without_a_daemon_removes_the_old_table_too(
     know)."""
     daemon, source = blocked_then_stopped(lab, start_daemon)
     if stray:
-        lab.target.run(["nft", "add", "element", "inet", "portwarden", "blocked4",
-                        "{ 198.18.0.99 }"])  # fmt: skip
+        lab.target.run(
+            ["nft", "add", "element", "inet", "portwarden", "blocked4", "{ 198.18.0.99 }"]
+        )
     result = portwarden(lab.target, daemon, "unblock", "--all")
     assert result.returncode == 0 and f"unblocked {source}" in result.stdout
     assert can_connect(lab.attackers[0], lab.target.ipv4, SERVICE)

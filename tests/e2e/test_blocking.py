@@ -47,9 +47,11 @@ def nft_elements(host: Host, table: str = "portwarden") -> set[str]:
 
 def store_sql(host: Host, daemon: RunningDaemon, sql: str) -> list[str]:
     """Run one SQL statement on the daemon's store (committed); the first column of each row."""
-    code = ("import sqlite3, sys\n"
-            "with sqlite3.connect(sys.argv[1]) as db:\n"
-            "    print('\\n'.join(str(r[0]) for r in db.execute(sys.argv[2])))\n")  # fmt: skip
+    code = (
+        "import sqlite3, sys\n"
+        "with sqlite3.connect(sys.argv[1]) as db:\n"
+        "    print('\\n'.join(str(r[0]) for r in db.execute(sys.argv[2])))\n"
+    )
     store = daemon.log_path.parent / "state" / "portwarden.db"
     return host.run([sys.executable, "-c", code, str(store), sql]).stdout.split()
 
@@ -159,21 +161,26 @@ def test_a_firewall_reload_that_flushes_the_ruleset_does_not_free_the_scanner(
     daemon.stop()
 
 
-def test_kill_route_hosts_deny_and_command_order(lab: Lab, start_daemon: StartDaemon,
-                                                 tmp_path: Path) -> None:  # fmt: skip
+def test_kill_route_hosts_deny_and_command_order(
+    lab: Lab, start_daemon: StartDaemon, tmp_path: Path
+) -> None:
     calls, deny = tmp_path / "calls", tmp_path / "hosts.deny"
     deny.write_text("# admin's own line\nsshd: 203.0.113.9\n")
     original = deny.read_text()
     command = f"{sys.executable} {RECORD} {calls} cmd $TARGET$ $PORT$ $MODE$"
-    conf = (f'BLOCK_TCP="1"\nKILL_ROUTE="ip route add blackhole $TARGET$"\n'
-            f'KILL_HOSTS_DENY="ALL: $TARGET$ : spawn /bin/echo \\%d $PORT$ : DENY"\n'
-            f'HOSTS_DENY_FILE="{deny}"\n'
-            f'KILL_RUN_CMD="{command}"\n')  # fmt: skip
+    conf = (
+        f'BLOCK_TCP="1"\nKILL_ROUTE="ip route add blackhole $TARGET$"\n'
+        f'KILL_HOSTS_DENY="ALL: $TARGET$ : spawn /bin/echo \\%d $PORT$ : DENY"\n'
+        f'HOSTS_DENY_FILE="{deny}"\n'
+        f'KILL_RUN_CMD="{command}"\n'
+    )
     daemon = start_daemon("-stcp", "-sudp", conf=conf)
     attacker = lab.attackers[1]
     nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
-    daemon.wait_for(rf"block address={attacker.ipv4} actions=hosts.deny:done,route:done,"
-                    "command:done ")  # PortSentry 1.2's order  # fmt: skip
+    daemon.wait_for(
+        rf"block address={attacker.ipv4} actions=hosts.deny:done,route:done,"
+        "command:done "
+    )  # PortSentry 1.2's order
     routes = lab.target.run(["ip", "route", "show", "type", "blackhole"]).stdout
     assert attacker.ipv4 in routes
     assert not can_connect(attacker, lab.target.ipv4, SERVICE)  # like PortSentry's KILL_ROUTE
@@ -194,9 +201,11 @@ def test_block_2_runs_only_the_command_and_run_cmd_first_orders(
 ) -> None:
     calls = tmp_path / "calls"
     record = f"{sys.executable} {RECORD} {calls}"
-    conf = (f'BLOCK_TCP="1"\nBLOCK_UDP="2"\nKILL_ROUTE="{record} route $TARGET$"\n'
-            f'KILL_RUN_CMD="{record} cmd $TARGET$ $MODE$"\n'
-            f'KILL_RUN_CMD_FIRST="{first}"\n')  # fmt: skip
+    conf = (
+        f'BLOCK_TCP="1"\nBLOCK_UDP="2"\nKILL_ROUTE="{record} route $TARGET$"\n'
+        f'KILL_RUN_CMD="{record} cmd $TARGET$ $MODE$"\n'
+        f'KILL_RUN_CMD_FIRST="{first}"\n'
+    )
     daemon = start_daemon("-stcp", "-sudp", conf=conf)
     tcp_attacker, udp_attacker = lab.attackers[0], lab.attackers[2]
     nmap(tcp_attacker.run, "-sS", "-p", "11", lab.target.ipv4)
@@ -220,9 +229,11 @@ def test_hostile_hostname_runs_nothing_and_breaks_no_line(lab: Lab, tmp_path: Pa
     hosts.write_text(f"127.0.0.1 localhost\n{attacker.ipv4} {evil}\n")
     conf = tmp_path / "portwarden.conf"
     calls = tmp_path / "calls"
-    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nUDP_MODE="none"\n'
-                    'BLOCK_TCP="1"\nRESOLVE_HOST="1"\n'
-                    f'KILL_RUN_CMD="{sys.executable} {RECORD} {calls} $TARGET$"\n')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nUDP_MODE="none"\n'
+        'BLOCK_TCP="1"\nRESOLVE_HOST="1"\n'
+        f'KILL_RUN_CMD="{sys.executable} {RECORD} {calls} $TARGET$"\n'
+    )
     Path("/tmp/pw-pwned").unlink(missing_ok=True)
     log = tmp_path / "log"
     proc = start_with_hosts_file(lab.target, hosts, conf, log, "-stcp")
@@ -250,19 +261,29 @@ def test_expiry_and_escalation(lab: Lab, start_daemon: StartDaemon) -> None:
     """4 s, then 4 x 2 capped at 6 s: the durations are the store's (until - since), and each
     block ends at its time (expiry runs every second), not before. Blocks of some seconds
     leave room for the checks that the scanner is cut off meanwhile."""
-    daemon = start_daemon("-stcp", "-sudp", conf='BLOCK_TCP="1"\nBLOCK_DURATION="4"\n'
-                          'BLOCK_ESCALATION="2"\nBLOCK_DURATION_MAX="6"\n')  # fmt: skip
+    daemon = start_daemon(
+        "-stcp",
+        "-sudp",
+        conf='BLOCK_TCP="1"\nBLOCK_DURATION="4"\nBLOCK_ESCALATION="2"\nBLOCK_DURATION_MAX="6"\n',
+    )
     attacker = lab.attackers[1]
     mark = 0
     for offence, seconds in ((1, 4), (2, 6)):
         nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
-        daemon.wait_for(rf"block address={attacker.ipv4} actions=nft:done until=20\S* "
-                        f"offence={offence} ", since=mark)  # fmt: skip
+        daemon.wait_for(
+            rf"block address={attacker.ipv4} actions=nft:done until=20\S* "
+            f"offence={offence} ",
+            since=mark,
+        )
         assert not can_connect(attacker, lab.target.ipv4, SERVICE, timeout=1)
-        daemon.wait_for(rf"unblock address={attacker.ipv4} by=expired", since=mark,
-                        timeout=seconds + 15)  # fmt: skip
-        (row,) = store_sql(lab.target, daemon, "select since || ',' || until || ',' || ended "
-                           f"from blocks where offence = {offence}")  # fmt: skip
+        daemon.wait_for(
+            rf"unblock address={attacker.ipv4} by=expired", since=mark, timeout=seconds + 15
+        )
+        (row,) = store_sql(
+            lab.target,
+            daemon,
+            f"select since || ',' || until || ',' || ended from blocks where offence = {offence}",
+        )
         since, until, ended = map(float, row.split(","))
         assert until - since == pytest.approx(seconds, abs=0.01)
         assert 0 <= ended - until < 5  # at its time; a late tick on a loaded machine
@@ -279,13 +300,17 @@ def test_kill_9_during_a_burst_then_restart_enforces_every_block_once(
     start, with or without our table gone as after a reboot: the set, the routes, hosts.deny,
     BLOCKED_FILE and HISTORY_FILE agree with the store, every block once."""
     deny = tmp_path / "hosts.deny"
-    conf = (f'BLOCK_TCP="1"\nBLOCKS_PER_MINUTE="100000"\nKILL_HOSTS_DENY="ALL: $TARGET$"\n'
-            f'HOSTS_DENY_FILE="{deny}"\nBLOCK_NFTABLES="1"\n'
-            'KILL_ROUTE="ip route add blackhole $TARGET$"\n')  # fmt: skip
+    conf = (
+        f'BLOCK_TCP="1"\nBLOCKS_PER_MINUTE="100000"\nKILL_HOSTS_DENY="ALL: $TARGET$"\n'
+        f'HOSTS_DENY_FILE="{deny}"\nBLOCK_NFTABLES="1"\n'
+        'KILL_ROUTE="ip route add blackhole $TARGET$"\n'
+    )
     daemon = start_daemon("-stcp", "-sudp", conf=conf)
-    flood = lab.attackers[2].popen(["hping3", "--rand-source", "-S", "-p", "11", "-i", "u500",
-                                    lab.target.ipv4], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)  # fmt: skip
+    flood = lab.attackers[2].popen(
+        ["hping3", "--rand-source", "-S", "-p", "11", "-i", "u500", lab.target.ipv4],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         daemon.wait_for("block address=")
         time.sleep(1.0)
@@ -312,12 +337,16 @@ def test_kill_9_during_a_burst_then_restart_enforces_every_block_once(
         assert sorted(_hosts(blocked_file)) == sorted(active)
         # Every block that took effect has its history line, once (a block the full queue
         # made the loop give up on never took effect: ended `failed`, no line).
-        in_force = store_sql(lab.target, again, "select address from blocks where ended is null"
-                             " or ended_by != 'failed'")  # fmt: skip
+        in_force = store_sql(
+            lab.target,
+            again,
+            "select address from blocks where ended is null or ended_by != 'failed'",
+        )
         history = (state / "portsentry.history").read_text().splitlines()
         assert sorted(_hosts(history)) == sorted(in_force)
         assert store_sql(lab.target, again, "select count(*) from blocks where not history") == [
-            "0"]  # fmt: skip
+            "0"
+        ]
     finally:
         again.stop()
         lab.target.run(["ip", "route", "flush", "type", "blackhole"], check=False)
@@ -337,9 +366,11 @@ def test_spoofed_flood_hits_the_cap_and_a_real_scanner_is_still_blocked(
     # Tens of thousands of packets a second, every one from a new address, every one a probe
     # (the kernel filter cannot drop them: they go to a tripwire). `--flood` (over 100,000 a
     # second here) is more than the daemon reads; see README, "Limits under attack".
-    flood = lab.attackers[2].popen(["hping3", "--rand-source", "-i", "u20", "-S", "-p", "11",
-                                    lab.target.ipv4], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)  # fmt: skip
+    flood = lab.attackers[2].popen(
+        ["hping3", "--rand-source", "-i", "u20", "-S", "-p", "11", lab.target.ipv4],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         daemon.wait_for("block-cap reached: 20 blocks in a minute")
         scanner = lab.attackers[0]
@@ -351,9 +382,13 @@ def test_spoofed_flood_hits_the_cap_and_a_real_scanner_is_still_blocked(
         daemon.wait_for(rf"block address={scanner.ipv4} ")
         assert not can_connect(scanner, lab.target.ipv4, SERVICE)
         time.sleep(2)
-        rss_kib = int(next(line.split()[1] for line in
-                           Path(f"/proc/{daemon.proc.pid}/status").read_text().splitlines()
-                           if line.startswith("VmRSS:")))  # fmt: skip
+        rss_kib = int(
+            next(
+                line.split()[1]
+                for line in Path(f"/proc/{daemon.proc.pid}/status").read_text().splitlines()
+                if line.startswith("VmRSS:")
+            )
+        )
     finally:
         flood.kill()
     assert daemon.proc.poll() is None
@@ -373,9 +408,11 @@ def test_kill_9_during_a_slow_command_then_unblock_without_the_daemon_undoes_eve
     deny, pid = tmp_path / "hosts.deny", tmp_path / "command.pid"
     deny.write_text("sshd: 203.0.113.9\n")
     original = deny.read_text()
-    conf = (f'BLOCK_TCP="1"\nKILL_ROUTE="ip route add blackhole $TARGET$"\n'
-            f'KILL_HOSTS_DENY="ALL: $TARGET$"\nHOSTS_DENY_FILE="{deny}"\n'
-            f'KILL_RUN_CMD="{slow_command(pid, 30)}"\n')  # fmt: skip
+    conf = (
+        f'BLOCK_TCP="1"\nKILL_ROUTE="ip route add blackhole $TARGET$"\n'
+        f'KILL_HOSTS_DENY="ALL: $TARGET$"\nHOSTS_DENY_FILE="{deny}"\n'
+        f'KILL_RUN_CMD="{slow_command(pid, 30)}"\n'
+    )
     daemon = start_daemon("-stcp", "-sudp", conf=conf)
     attacker = lab.attackers[0]
     nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
@@ -424,8 +461,9 @@ def test_kill_9_while_a_slow_command_delays_the_worker_leaves_no_block_the_store
     for network, inside in (("198.18.0.0/24", scanners[:3]), ("2001:db8::/64", scanners[3:])):
         result = portwarden(lab.target, daemon, "unblock", network)
         assert result.returncode == 0, result.stderr
-        unblocked = [line.split()[1] for line in result.stdout.splitlines()
-                     if line.startswith("unblocked ")]  # fmt: skip
+        unblocked = [
+            line.split()[1] for line in result.stdout.splitlines() if line.startswith("unblocked ")
+        ]
         assert sorted(unblocked) == sorted(inside)
         outputs.append(result.stdout)
     swept = "removed 1 nftables elements inside 198.18.0.0/24 that the store did not list"
@@ -486,8 +524,10 @@ def test_hosts_deny_lines_removed_by_hand_come_back_at_start_and_it_is_said(
     puts them back (a block ends by `unblock` or expiry only) and says how many, in which file.
     Before, they came back without a word."""
     deny = tmp_path / "hosts.deny"
-    daemon = start_daemon("-stcp", conf=(
-        f'BLOCK_TCP="1"\nKILL_HOSTS_DENY="ALL: $TARGET$"\nHOSTS_DENY_FILE="{deny}"\n'))  # fmt: skip
+    daemon = start_daemon(
+        "-stcp",
+        conf=(f'BLOCK_TCP="1"\nKILL_HOSTS_DENY="ALL: $TARGET$"\nHOSTS_DENY_FILE="{deny}"\n'),
+    )
     attackers = [attacker.ipv4 for attacker in lab.attackers[:2]]
     for attacker, address in zip(lab.attackers, attackers, strict=False):
         nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
@@ -522,14 +562,20 @@ def test_a_block_that_failed_is_not_kept_and_the_next_probe_tries_again(
     daemon.stop()
 
 
-def log_of_scans(lab: Lab, tmp_path: Path, files: dict[str, Path],
-                 scans: list[tuple[Host, str]], tmpfs: tuple[str, ...] = ()) -> str:  # fmt: skip
+def log_of_scans(
+    lab: Lab,
+    tmp_path: Path,
+    files: dict[str, Path],
+    scans: list[tuple[Host, str]],
+    tmpfs: tuple[str, ...] = (),
+) -> str:
     """The log of a daemon (stealth TCP on port 11, blocking) started with `files` over system
     files (see start_with_files), once every scan in `scans` (a host, the target's address)
     and then the client's, which nothing protects, have been seen."""
     conf = tmp_path / "portwarden.conf"
-    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nUDP_MODE="none"\n'
-                    'BLOCK_TCP="1"\n')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nUDP_MODE="none"\nBLOCK_TCP="1"\n'
+    )
     log = tmp_path / "log"
     proc = start_with_files(lab.target, files, conf, log, "-stcp", tmpfs=tmpfs)
     try:
@@ -550,8 +596,20 @@ def test_gateways_and_name_servers_are_never_blocked(lab: Lab, tmp_path: Path) -
     first, second, resolver = lab.attackers
     resolv = tmp_path / "resolv.conf"
     resolv.write_text(f"nameserver {resolver.ipv4}\nnameserver {resolver.ipv6}\n")
-    lab.target.run(["ip", "route", "add", "default", "nexthop", "via", first.ipv4, "nexthop",
-                    "via", second.ipv4])  # fmt: skip
+    lab.target.run(
+        [
+            "ip",
+            "route",
+            "add",
+            "default",
+            "nexthop",
+            "via",
+            first.ipv4,
+            "nexthop",
+            "via",
+            second.ipv4,
+        ]
+    )
     try:
         scans = [(host, lab.target.ipv4) for host in lab.attackers]
         scans.append((resolver, lab.target.ipv6))
@@ -561,8 +619,9 @@ def test_gateways_and_name_servers_are_never_blocked(lab: Lab, tmp_path: Path) -
     for address in (first.ipv4, second.ipv4):
         assert f"not-blocking address={address} why=gateway (PROTECT_GATEWAYS=0 allows it)" in text
     for address in (resolver.ipv4, resolver.ipv6):
-        assert (f"not-blocking address={address} why=nameserver (PROTECT_NAMESERVERS=0 allows "
-                "it)") in text  # fmt: skip
+        assert (
+            f"not-blocking address={address} why=nameserver (PROTECT_NAMESERVERS=0 allows it)"
+        ) in text
     assert text.count("block address=") == 1
 
 
@@ -576,8 +635,9 @@ def test_behind_systemd_resolveds_stub_its_upstream_name_servers_are_not_blocked
     stub.write_text("nameserver 127.0.0.53\noptions edns0 trust-ad\n")
     upstream.write_text(f"nameserver {resolver.ipv4}\n")
     files = {"/etc/resolv.conf": stub, "/run/systemd/resolve/resolv.conf": upstream}
-    text = log_of_scans(lab, tmp_path, files, [(resolver, lab.target.ipv4)],
-                        tmpfs=("/run/systemd",))  # fmt: skip
+    text = log_of_scans(
+        lab, tmp_path, files, [(resolver, lab.target.ipv4)], tmpfs=("/run/systemd",)
+    )
     assert f"not-blocking address={resolver.ipv4} why=nameserver " in text
     assert f"block address={resolver.ipv4} " not in text
 
@@ -594,10 +654,12 @@ def test_while_the_daemon_is_down_blocked_lists_expired_blocks_status_hides_unbl
     lines = portwarden(lab.target, daemon, "blocked").stdout.splitlines()
     assert lines[0].split() == ["address", "since", "until", "reason", "count", "via", "state"]
     assert lines[1].startswith(attacker.ipv4) and lines[1].endswith(
-        "expired, removed at next start")  # fmt: skip
+        "expired, removed at next start"
+    )
     listed = json.loads(portwarden(lab.target, daemon, "blocked", "--json").stdout)["blocks"]
     assert [(b["address"], b["state"]) for b in listed] == [
-        (attacker.ipv4, "expired, removed at next start")]  # fmt: skip
+        (attacker.ipv4, "expired, removed at next start")
+    ]
     status = json.loads(portwarden(lab.target, daemon, "status", "--json").stdout)
     assert status["running"] is False and status["blocks"]["active"] == 0, status["blocks"]
     first = portwarden(lab.target, daemon, "unblock", "--all")
@@ -615,9 +677,11 @@ def test_unblock_while_the_block_is_being_made_ends_unblocked(
     deny, pid = tmp_path / "hosts.deny", tmp_path / "command.pid"
     deny.write_text("sshd: 203.0.113.9\n")
     original = deny.read_text()
-    conf = (f'BLOCK_TCP="1"\nBLOCK_NFTABLES="1"\nKILL_ROUTE="ip route add blackhole $TARGET$"\n'
-            f'KILL_HOSTS_DENY="ALL: $TARGET$"\nHOSTS_DENY_FILE="{deny}"\n'
-            f'KILL_RUN_CMD="{slow_command(pid, 2)}"\nKILL_RUN_CMD_FIRST="1"\n')  # fmt: skip
+    conf = (
+        f'BLOCK_TCP="1"\nBLOCK_NFTABLES="1"\nKILL_ROUTE="ip route add blackhole $TARGET$"\n'
+        f'KILL_HOSTS_DENY="ALL: $TARGET$"\nHOSTS_DENY_FILE="{deny}"\n'
+        f'KILL_RUN_CMD="{slow_command(pid, 2)}"\nKILL_RUN_CMD_FIRST="1"\n'
+    )
     daemon = start_daemon("-stcp", conf=conf)
     attacker = lab.attackers[1]
     nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
@@ -625,8 +689,9 @@ def test_unblock_while_the_block_is_being_made_ends_unblocked(
     result = portwarden(lab.target, daemon, "unblock", attacker.ipv4)
     assert result.returncode == 0 and f"unblocked {attacker.ipv4}" in result.stdout
     log = daemon.log()
-    made = log.index(f"block address={attacker.ipv4} actions=command:done,nft:done,"
-                     "hosts.deny:done,route:done ")  # fmt: skip
+    made = log.index(
+        f"block address={attacker.ipv4} actions=command:done,nft:done,hosts.deny:done,route:done "
+    )
     assert made < log.index(f"unblock address={attacker.ipv4} by=command")
     assert nft_elements(lab.target) == set()
     assert attacker.ipv4 not in blackholes(lab.target)
@@ -642,9 +707,12 @@ def test_an_unblock_request_must_say_what_it_unblocks(lab: Lab, start_daemon: St
     nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
     daemon.wait_for(rf"block address={attacker.ipv4} ")
     path = str(daemon.log_path.parent / "state" / "control.sock")
-    for request in ({"command": "unblock"}, {"command": "unblock", "network": "x;id"},
-                    {"command": "unblock", "network": ["198.18.0.0/24"]},
-                    {"command": "unblock", "all": "yes"}):  # fmt: skip
+    for request in (
+        {"command": "unblock"},
+        {"command": "unblock", "network": "x;id"},
+        {"command": "unblock", "network": ["198.18.0.0/24"]},
+        {"command": "unblock", "all": "yes"},
+    ):
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(5)
             sock.connect(path)
@@ -661,8 +729,10 @@ def test_two_instances_in_one_namespace_need_their_own_nftables_table(
     to change; with NFT_TABLE of its own both block, and restarting one keeps the other's."""
     first = start_daemon("-stcp", conf='BLOCK_TCP="1"\n')
     conf = tmp_path / "second.conf"
-    conf.write_text(f'STATE_DIR="{tmp_path}/second"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
-                    'TCP_PORTS="11"\nBLOCK_TCP="1"\n')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}/second"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
+        'TCP_PORTS="11"\nBLOCK_TCP="1"\n'
+    )
     command = [sys.executable, "-m", "portwarden", "run", "-c", str(conf)]
     refused = lab.target.run(command, check=False, timeout=30)
     (error,) = [line for line in refused.stderr.splitlines() if "error" in line]
@@ -730,8 +800,9 @@ def test_forged_sources_on_a_few_ports_each_do_not_shield_a_real_scanner(
     still gets a place."""
     daemon = start_daemon("-stcp", conf='BLOCK_TCP="1"\nBLOCKS_PER_MINUTE="20"\n')
     forger, scanner = lab.attackers[2], lab.attackers[0]
-    forger.run([sys.executable, str(CRAFT), "--spoofed", "198.18.2.1", "40", lab.target.ipv4,
-                "1,11,15"])  # fmt: skip
+    forger.run(
+        [sys.executable, str(CRAFT), "--spoofed", "198.18.2.1", "40", lab.target.ipv4, "1,11,15"]
+    )
     daemon.wait_for("block-cap reached: 20 blocks in a minute")
     deadline = time.monotonic() + 10
     while daemon.attacks(src="198.18.2.40", port="15") == []:  # every forged probe was read
@@ -762,9 +833,11 @@ def test_unblock_all_without_a_daemon_leaves_another_running_daemons_table_alone
         result = portwarden(lab.target, stopped, *command)
         assert result.returncode == 1, result
         (line,) = result.stderr.splitlines()
-        assert line.startswith(f"portwarden: error: {command[0]}: another running portwarden in "
-                               "this network namespace blocks with nftables table inet "
-                               "portwarden; nothing was changed")  # fmt: skip
+        assert line.startswith(
+            f"portwarden: error: {command[0]}: another running portwarden in "
+            "this network namespace blocks with nftables table inet "
+            "portwarden; nothing was changed"
+        )
     assert nft_elements(lab.target) == {attacker.ipv4}
     assert not can_connect(attacker, lab.target.ipv4, SERVICE)
     listed = portwarden(lab.target, stopped, "blocked").stdout

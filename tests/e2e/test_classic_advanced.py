@@ -44,8 +44,9 @@ def test_classic_modes(lab: Lab, start_daemon: StartDaemon, family: int) -> None
 
 
 @pytest.mark.parametrize("family", [4, 6])
-def test_advanced_modes_follow_the_live_system(lab: Lab, start_daemon: StartDaemon,
-                                               family: int) -> None:  # fmt: skip
+def test_advanced_modes_follow_the_live_system(
+    lab: Lab, start_daemon: StartDaemon, family: int
+) -> None:
     daemon = start_daemon("-atcp", "-audp", conf='ADVANCED_EXCLUDE_TCP="113,139,600"\n')
     target = lab.target.ipv4 if family == 4 else lab.target.ipv6
     attacker = lab.attackers[1]

@@ -55,8 +55,9 @@ def test_a_datagram_from_port_53_to_a_tripwire_in_the_local_port_range_is_a_prob
 def classic_daemon(lab: Lab, folder: Path, limit: str) -> RunningDaemon:
     """-tcp -udp on 2,000 TCP ports, started under `prlimit --nofile=SOFT:HARD`."""
     conf = folder / "portwarden.conf"
-    conf.write_text(f'STATE_DIR="{folder}/state"\nTCP_PORTS="2000-3999"\nUDP_PORTS="7,9"\n'
-                    'AUDIT_INTERVAL="0"\n')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{folder}/state"\nTCP_PORTS="2000-3999"\nUDP_PORTS="7,9"\nAUDIT_INTERVAL="0"\n'
+    )
     return RunningDaemon(lab.target, conf, "-tcp", "-udp", wrapper=["prlimit", f"--nofile={limit}"])
 
 
@@ -87,8 +88,7 @@ def test_the_soft_limit_is_raised_and_running_out_later_is_survived(
         daemon.wait_for_attack(src=attacker.ipv4, port="3999", type="TCP connect scan")
         pid = daemon.proc.pid  # ip netns exec and prlimit exec the daemon: the same process
         open_now = len(os.listdir(f"/proc/{pid}/fd"))
-        subprocess.run(["prlimit", "--pid", str(pid), f"--nofile={open_now}:4096"],
-                       check=True)  # fmt: skip
+        subprocess.run(["prlimit", "--pid", str(pid), f"--nofile={open_now}:4096"], check=True)
         daemon.wait_for(r"refresh failed \(Too many open files\)", timeout=10)
         assert can_connect(attacker, lab.target.ipv4, 2500)  # in the backlog, not accepted
         daemon.wait_for(r"ERROR out of file descriptors \(Too many open files\)", timeout=10)
@@ -113,13 +113,22 @@ def test_a_forged_source_is_neither_reported_nor_blocked(
     attacker, bystander = lab.attackers[0], lab.attackers[2]
     forged6 = [f"::ffff:{bystander.ipv4}", "::ffff:0.0.0.7", f"::{bystander.ipv4}"]
     attacker.run([sys.executable, str(MALFORMED), "--udp", lab.target.ipv6, "9", *forged6])
-    attacker.run([sys.executable, str(MALFORMED), "--udp", lab.target.ipv4, "9", "0.1.2.3",
-                  "240.0.0.5"])  # fmt: skip
+    attacker.run(
+        [sys.executable, str(MALFORMED), "--udp", lab.target.ipv4, "9", "0.1.2.3", "240.0.0.5"]
+    )
     send(attacker, lab.target.ipv4, 9)  # a real one after them: when it is seen, all were read
     found = daemon.wait_for_attack(src=attacker.ipv4, kind="scan")
     assert (found["port"], found["mode"]) == ("9", "udp")
     assert [line["src"] for line in daemon.attacks(port="9")] == [attacker.ipv4], daemon.log()
-    blocked = lab.target.run([sys.executable, "-m", "portwarden", "blocked", "-c",
-                              str(daemon.log_path.with_suffix(".conf"))]).stdout  # fmt: skip
+    blocked = lab.target.run(
+        [
+            sys.executable,
+            "-m",
+            "portwarden",
+            "blocked",
+            "-c",
+            str(daemon.log_path.with_suffix(".conf")),
+        ]
+    ).stdout
     assert bystander.ipv4 not in blocked and "0.1.2.3" not in blocked, blocked
     daemon.stop()

@@ -95,8 +95,10 @@ def test_replies_to_clients_that_close_at_once_are_no_probes(
     # daemon handles what it reads in order, so by the scan's line any reply taken for a probe
     # would have been reported.
     mark = daemon.mark()
-    lab.client.run(["nmap", "-sU", "-n", "-Pn", "-p", "32770-32774", "--max-retries", "0",
-                    lab.target.ipv4], timeout=60)  # fmt: skip
+    lab.client.run(
+        ["nmap", "-sU", "-n", "-Pn", "-p", "32770-32774", "--max-retries", "0", lab.target.ipv4],
+        timeout=60,
+    )
     found = daemon.wait_for_attack(since=mark, src=lab.client.ipv4, kind="scan")
     assert found["mode"] == flag[1:]
     assert daemon.attacks(src=lab.client.ipv4) == daemon.attacks(since=mark, src=lab.client.ipv4)
@@ -124,8 +126,10 @@ def test_a_burst_to_many_free_ports_is_counted_whole(
     daemon.wait_for("ready:")
     lab.attackers[0].run([sys.executable, "-c", _BURST, lab.target.ipv4, "1999"], timeout=60)
     # The kernel filter passes the free ports only (the target has services on a few).
-    wait_until(lambda: status_json(lab, daemon)["counters"]["packets_read"] >= 1990,
-               f"the burst was not read whole: {status_json(lab, daemon)['counters']}")  # fmt: skip
+    wait_until(
+        lambda: status_json(lab, daemon)["counters"]["packets_read"] >= 1990,
+        f"the burst was not read whole: {status_json(lab, daemon)['counters']}",
+    )
     daemon.stop()  # every held datagram is judged before the stop's line
     stopped = re.search(r"stopped: probes=(\d+) packets=(\d+)", daemon.log())
     assert stopped is not None, daemon.log()

@@ -32,10 +32,13 @@ def test_a_newline_in_the_config_path_does_not_split_a_log_line(lab: Lab, tmp_pa
     shown = str(conf).replace("\n", "\\n")
     lines = daemon.log().splitlines()
     assert [line for line in lines if not LINE.match(line)] == []
-    assert any(line.endswith(f"WARNING {shown}:4: unknown key TCP_PORT ignored (did you mean "
-                             "TCP_PORTS?)") for line in lines)  # fmt: skip
-    assert any(f"ready: tcp mode stcp, udp mode off, config {shown}, state " in line
-               for line in lines)  # fmt: skip
+    assert any(
+        line.endswith(f"WARNING {shown}:4: unknown key TCP_PORT ignored (did you mean TCP_PORTS?)")
+        for line in lines
+    )
+    assert any(
+        f"ready: tcp mode stcp, udp mode off, config {shown}, state " in line for line in lines
+    )
 
 
 def test_both_modes_off_starts_with_a_warning_and_watches_nothing(lab: Lab, tmp_path: Path) -> None:
@@ -45,5 +48,7 @@ def test_both_modes_off_starts_with_a_warning_and_watches_nothing(lab: Lab, tmp_
     daemon = _run_until(
         lab, tmp_path, conf, 'TCP_MODE=""\nUDP_MODE="none"\n', "ready: tcp mode off, udp mode off, "
     )
-    assert (f"WARNING {conf}:2: TCP_MODE and UDP_MODE are both off: without a mode flag the "
-            "daemon watches nothing") in daemon.log()  # fmt: skip
+    assert (
+        f"WARNING {conf}:2: TCP_MODE and UDP_MODE are both off: without a mode flag the "
+        "daemon watches nothing"
+    ) in daemon.log()

@@ -22,17 +22,22 @@ def test_reload_refuses_an_empty_port_list_and_a_fifo_ignore_file(
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     for bad, shown in (
-        (re.sub(r'(?m)^TCP_PORTS=".*"$', 'TCP_PORTS=""', good),
-         r'TCP_PORTS="": names no port, but the flag -stcp watches it'),
-        (good + f'IGNORE_FILE="{fifo}"\n',
-         r"IGNORE_FILE=.*: cannot read the ignore file: not a regular file but a FIFO"),
-    ):  # fmt: skip
+        (
+            re.sub(r'(?m)^TCP_PORTS=".*"$', 'TCP_PORTS=""', good),
+            r'TCP_PORTS="": names no port, but the flag -stcp watches it',
+        ),
+        (
+            good + f'IGNORE_FILE="{fifo}"\n',
+            r"IGNORE_FILE=.*: cannot read the ignore file: not a regular file but a FIFO",
+        ),
+    ):
         conf.write_text(bad)
         mark = daemon.mark()
         daemon.proc.send_signal(1)  # SIGHUP
         where = re.escape(str(conf))
-        daemon.wait_for(rf"reload refused, old configuration stays in force: {where}:\d+: {shown}",
-                        since=mark)  # fmt: skip
+        daemon.wait_for(
+            rf"reload refused, old configuration stays in force: {where}:\d+: {shown}", since=mark
+        )
     conf.write_text(good)
     mark = daemon.mark()
     daemon.proc.send_signal(1)
@@ -51,14 +56,17 @@ def test_reload_and_check_config_refuse_the_same_event_logs(
     (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
     for path in (tmp_path, tmp_path / "link", Path("/sys/events.jsonl")):
         conf.write_text(good + f'EVENT_LOG="{path}"\n')
-        checked = lab.target.run([sys.executable, "-m", "portwarden", "check-config", str(conf)],
-                                 check=False)  # fmt: skip
+        checked = lab.target.run(
+            [sys.executable, "-m", "portwarden", "check-config", str(conf)], check=False
+        )
         assert checked.returncode == 2
         error = checked.stderr.strip().removeprefix("portwarden: error: ")
         mark = daemon.mark()
         daemon.proc.send_signal(1)  # SIGHUP
-        daemon.wait_for(r"(?m)reload refused, old configuration stays in force: "
-                        + re.escape(error) + "$", since=mark)  # fmt: skip
+        daemon.wait_for(
+            r"(?m)reload refused, old configuration stays in force: " + re.escape(error) + "$",
+            since=mark,
+        )
     assert "symbolic link refused" in daemon.log()
     assert "Too many levels" not in daemon.log()
 
@@ -73,9 +81,12 @@ def test_reload_refuses_a_new_state_dir(lab: Lab, start_daemon: StartDaemon) -> 
     conf.write_text(good.replace(f'STATE_DIR="{old}"', f'STATE_DIR="{new}"'))
     mark = daemon.mark()
     daemon.proc.send_signal(1)  # SIGHUP
-    daemon.wait_for(rf'reload refused, old configuration stays in force: {re.escape(str(conf))}:1: '
-                    rf'STATE_DIR="{new}": changes only at a restart \(the running daemon.s '
-                    rf"state is in {old}\)", since=mark)  # fmt: skip
+    daemon.wait_for(
+        rf"reload refused, old configuration stays in force: {re.escape(str(conf))}:1: "
+        rf'STATE_DIR="{new}": changes only at a restart \(the running daemon.s '
+        rf"state is in {old}\)",
+        since=mark,
+    )
     nmap(lab.attackers[0].run, "-sS", "-p", "11", lab.target.ipv4)
     daemon.wait_for_attack(mark, src=lab.attackers[0].ipv4)
     assert not new.exists()
@@ -84,8 +95,9 @@ def test_reload_refuses_a_new_state_dir(lab: Lab, start_daemon: StartDaemon) -> 
         assert time.monotonic() < deadline
         time.sleep(0.1)
     conf.write_text(good)
-    status = lab.target.run([sys.executable, "-m", "portwarden", "status", "--json", "-c",
-                             str(conf)], check=False)  # fmt: skip
+    status = lab.target.run(
+        [sys.executable, "-m", "portwarden", "status", "--json", "-c", str(conf)], check=False
+    )
     assert status.returncode == 0 and json.loads(status.stdout)["running"], status.stderr
 
 
@@ -95,8 +107,9 @@ def _listener(lab: Lab, port: int) -> subprocess.Popen:
         "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', int(__import__("
         "'sys').argv[1]))); s.listen(); print('listening', flush=True); time.sleep(120)"
     )
-    proc = lab.target.popen([sys.executable, "-c", script, str(port)], stdout=subprocess.PIPE,
-                            text=True)  # fmt: skip
+    proc = lab.target.popen(
+        [sys.executable, "-c", script, str(port)], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None and proc.stdout.readline() == "listening\n"
     return proc
 
@@ -124,9 +137,12 @@ def test_metrics_listen_on_a_busy_port_refuses_the_reload_and_the_start(
     conf.write_text(good.replace('METRICS_LISTEN="9877"', 'METRICS_LISTEN="9878"'))
     mark = daemon.mark()
     daemon.proc.send_signal(1)
-    daemon.wait_for(rf'reload refused, old configuration stays in force: {re.escape(str(conf))}:'
-                    r'\d+: METRICS_LISTEN="9878": cannot listen on 127.0.0.1 port 9878: Address '
-                    "already in use\n", since=mark)  # fmt: skip
+    daemon.wait_for(
+        rf"reload refused, old configuration stays in force: {re.escape(str(conf))}:"
+        r'\d+: METRICS_LISTEN="9878": cannot listen on 127.0.0.1 port 9878: Address '
+        "already in use\n",
+        since=mark,
+    )
     assert "configuration reloaded" not in daemon.log()[mark:]
     assert _page(lab, 9877) == 200
     conf.write_text(good.replace('METRICS_LISTEN="9877"', 'METRICS_LISTEN="9879"'))
@@ -136,10 +152,12 @@ def test_metrics_listen_on_a_busy_port_refuses_the_reload_and_the_start(
     assert (_page(lab, 9879), _page(lab, 9877)) == (200, 0)
     assert daemon.stop()[0] == 0
     # At start: refused in one line before anything is made, as any unusable setting.
-    conf.write_text(good.replace('METRICS_LISTEN="9877"', 'METRICS_LISTEN="9878"')
-                    .replace("/state", "/state2"))  # fmt: skip
-    started = lab.target.run([sys.executable, "-m", "portwarden", "run", "-c", str(conf)],
-                             check=False, timeout=30)  # fmt: skip
+    conf.write_text(
+        good.replace('METRICS_LISTEN="9877"', 'METRICS_LISTEN="9878"').replace("/state", "/state2")
+    )
+    started = lab.target.run(
+        [sys.executable, "-m", "portwarden", "run", "-c", str(conf)], check=False, timeout=30
+    )
     line = good.splitlines().index('METRICS_LISTEN="9877"') + 1
     assert started.returncode == 2 and started.stderr == (
         f'portwarden: error: {conf}:{line}: METRICS_LISTEN="9878": cannot listen on 127.0.0.1 port '
@@ -157,8 +175,10 @@ def test_reloads_during_a_scan_lose_no_probe(lab: Lab, start_daemon: StartDaemon
     watched = int(daemon.wait_for(r"atcp: watching (\d+) tcp ports: 0,").group(1))
     attacker = lab.attackers[0]
     mark = daemon.mark()
-    scan = attacker.popen(["nmap", "-n", "-Pn", "-sS", "--max-rate", "500", "-p", "1-1023",
-                           lab.target.ipv4], stdout=subprocess.DEVNULL)  # fmt: skip
+    scan = attacker.popen(
+        ["nmap", "-n", "-Pn", "-sS", "--max-rate", "500", "-p", "1-1023", lab.target.ipv4],
+        stdout=subprocess.DEVNULL,
+    )
     reloads = 0
     while scan.poll() is None:
         daemon.proc.send_signal(1)  # SIGHUP

@@ -16,14 +16,20 @@ def test_a_second_scan_type_and_the_ports_probed_are_in_the_json_log(
 ) -> None:
     syslog = SyslogReceiver(tmp_path / "log")
     try:
-        daemon = start_daemon("-stcp", conf=(
-            f'UDP_MODE="none"\nSYSLOG_SOCKET="{syslog.path}"\nBLOCK_TCP="0"\n'
-            'SCAN_END_QUIET="2"\nAUDIT_INTERVAL="0"\n'))  # fmt: skip
+        daemon = start_daemon(
+            "-stcp",
+            conf=(
+                f'UDP_MODE="none"\nSYSLOG_SOCKET="{syslog.path}"\nBLOCK_TCP="0"\n'
+                'SCAN_END_QUIET="2"\nAUDIT_INTERVAL="0"\n'
+            ),
+        )
         attacker, target = lab.attackers[0], lab.target.ipv4
         nmap(attacker.run, "-sS", "-p", "11,15", target)
         nmap(attacker.run, "-sX", "-p", "79,540", target)
-        syslog.wait_for(rf"attackalert: TCP XMAS scan from host: {attacker.ipv4}/"
-                        rf"{attacker.ipv4} to TCP port: (79|540)$")  # fmt: skip
+        syslog.wait_for(
+            rf"attackalert: TCP XMAS scan from host: {attacker.ipv4}/"
+            rf"{attacker.ipv4} to TCP port: (79|540)$"
+        )
         log = daemon.log_path.parent / "state" / "events.jsonl"
         deadline = time.monotonic() + 15
         while '"event":"scan-summary"' not in log.read_text():

@@ -25,9 +25,24 @@ def daemon(start_daemon: StartDaemon) -> Iterator[RunningDaemon]:
 def test_masscan_at_high_rate(lab: Lab, daemon: RunningDaemon) -> None:
     attacker = lab.attackers[1]
     mark, drops = daemon.mark(), lab_drops(lab)
-    attacker.run(["masscan", lab.target.ipv4, "-p1-65535", "--rate", "100000", "--wait", "1",
-                  "--interface", "eth0", "--adapter-ip", attacker.ipv4,
-                  "--router-mac", mac_address(lab.target)], timeout=120)  # fmt: skip
+    attacker.run(
+        [
+            "masscan",
+            lab.target.ipv4,
+            "-p1-65535",
+            "--rate",
+            "100000",
+            "--wait",
+            "1",
+            "--interface",
+            "eth0",
+            "--adapter-ip",
+            attacker.ipv4,
+            "--router-mac",
+            mac_address(lab.target),
+        ],
+        timeout=120,
+    )
     daemon.wait_for_attack(mark, src=attacker.ipv4, type="TCP SYN/Normal scan")
     seen = {line["port"] for line in daemon.attacks(mark, src=attacker.ipv4)}
     # every tripwire, despite 65535 ports in ~1 s
@@ -38,8 +53,18 @@ def test_masscan_at_high_rate(lab: Lab, daemon: RunningDaemon) -> None:
 def test_malformed_packets_neither_crash_nor_detect(lab: Lab, daemon: RunningDaemon) -> None:
     attacker = lab.attackers[2]
     mark = daemon.mark()
-    sent = attacker.run([sys.executable, str(MALFORMED), attacker.ipv4, lab.target.ipv4,
-                         attacker.ipv6, lab.target.ipv6, "11", "9"]).stdout  # fmt: skip
+    sent = attacker.run(
+        [
+            sys.executable,
+            str(MALFORMED),
+            attacker.ipv4,
+            lab.target.ipv4,
+            attacker.ipv6,
+            lab.target.ipv6,
+            "11",
+            "9",
+        ]
+    ).stdout
     assert int(sent) == 14
     # hping3 exits 1 when nothing answers, which is expected for some of these.
     hping3 = ["hping3", "-c", "3", "-i", "u1000", "-S", "-p", "15", lab.target.ipv4]
@@ -64,8 +89,9 @@ def test_malformed_packets_neither_crash_nor_detect(lab: Lab, daemon: RunningDae
 def test_ipv6_destination_options_are_a_hint(lab: Lab, daemon: RunningDaemon) -> None:
     attacker = lab.attackers[2]
     mark = daemon.mark()
-    attacker.run([sys.executable, str(MALFORMED), "--options", attacker.ipv6, lab.target.ipv6,
-                  "79"])  # fmt: skip
+    attacker.run(
+        [sys.executable, str(MALFORMED), "--options", attacker.ipv6, lab.target.ipv6, "79"]
+    )
     found = daemon.wait_for_attack(mark, src=attacker.ipv6, port="79")
     assert found["ip_options"] == "yes"
 
@@ -80,23 +106,68 @@ def test_a_syn_behind_a_long_extension_chain_is_a_probe_live_and_on_replay(
     capture = tmp_path / "chains.pcap"
     sent = {"15": 9, "540": 12}  # tripwire port: destination-options headers before the SYN
     # The attacker's packets whose first extension header is destination options: these two.
-    dump = target.popen(["tcpdump", "-nni", "eth0", "--immediate-mode", "-U", "-Z", "root",
-                         "-c", str(len(sent)), "-w", str(capture),
-                         "ip6", "and", "src", attacker.ipv6, "and", "ip6[6]", "==", "60"],
-                        stderr=subprocess.PIPE, text=True)  # fmt: skip
+    dump = target.popen(
+        [
+            "tcpdump",
+            "-nni",
+            "eth0",
+            "--immediate-mode",
+            "-U",
+            "-Z",
+            "root",
+            "-c",
+            str(len(sent)),
+            "-w",
+            str(capture),
+            "ip6",
+            "and",
+            "src",
+            attacker.ipv6,
+            "and",
+            "ip6[6]",
+            "==",
+            "60",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert dump.stderr is not None and "listening on" in dump.stderr.readline()
     mark = daemon.mark()
     for port, count in sent.items():
-        attacker.run([sys.executable, str(MALFORMED), "--options", attacker.ipv6, target.ipv6,
-                      port, str(count)])  # fmt: skip
+        attacker.run(
+            [
+                sys.executable,
+                str(MALFORMED),
+                "--options",
+                attacker.ipv6,
+                target.ipv6,
+                port,
+                str(count),
+            ]
+        )
     for port in sent:
         assert daemon.wait_for_attack(mark, src=attacker.ipv6, port=port)["ip_options"] == "yes"
     assert dump.wait(timeout=10) == 0
     conf = daemon.log_path.with_suffix(".conf")
-    out = target.run([sys.executable, "-m", "portwarden", "replay", str(capture), "-c",
-                      str(conf), "-stcp", "--host", target.ipv6]).stdout  # fmt: skip
-    found = re.findall(rf"attack kind=scan src={re.escape(attacker.ipv6)} \S+ proto=tcp "
-                       r"port=(\d+) ", out)  # fmt: skip
+    out = target.run(
+        [
+            sys.executable,
+            "-m",
+            "portwarden",
+            "replay",
+            str(capture),
+            "-c",
+            str(conf),
+            "-stcp",
+            "--host",
+            target.ipv6,
+        ]
+    ).stdout
+    found = re.findall(
+        rf"attack kind=scan src={re.escape(attacker.ipv6)} \S+ proto=tcp "
+        r"port=(\d+) ",
+        out,
+    )
     assert sorted(found) == sorted(sent), out
 
 
@@ -115,11 +186,22 @@ def test_a_flood_faster_than_the_sensors_read_is_said_and_counted(
     """hping3 --flood sends more than the loop reads: the kernel drops the rest at the sockets,
     and the daemon says so (once) and counts exactly what the kernel counted."""
     mark = daemon.mark()
-    lab.attackers[0].run(["timeout", "3", "hping3", "--flood", "--rand-source", "-S", "-p", "11",
-                          lab.target.ipv4], check=False)  # fmt: skip
+    lab.attackers[0].run(
+        ["timeout", "3", "hping3", "--flood", "--rand-source", "-S", "-p", "11", lab.target.ipv4],
+        check=False,
+    )
     daemon.wait_for(r"sensors fall behind: the kernel dropped \d+ packets for them", since=mark)
-    status = lab.target.run([sys.executable, "-m", "portwarden", "status", "--json", "-c",
-                             str(daemon.log_path.with_suffix(".conf"))])  # fmt: skip
+    status = lab.target.run(
+        [
+            sys.executable,
+            "-m",
+            "portwarden",
+            "status",
+            "--json",
+            "-c",
+            str(daemon.log_path.with_suffix(".conf")),
+        ]
+    )
     dropped = json.loads(status.stdout)["counters"]["packets_dropped"]
     assert dropped == raw_socket_drops(lab) > 0
     assert len(re.findall("sensors fall behind", daemon.log()[mark:])) == 1

@@ -29,8 +29,12 @@ def _host_view() -> tuple[str, str, list[str]]:
 def test_lab_runs_end_to_end_and_leaves_nothing_behind() -> None:
     require_lab()
     before = _host_view()
-    demo = subprocess.Popen([sys.executable, "-m", "portwarden", "lab"], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "portwarden", "lab"],
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     out, err = demo.communicate(timeout=300)
     assert demo.returncode == 0, out + err
     assert f"namespaces {run_prefix(demo.pid)}* on a private bridge" in out
@@ -59,8 +63,12 @@ def _claims_left(pid: int) -> list[str]:
 
 def _lab_running() -> tuple[subprocess.Popen[str], list[str]]:
     """`portwarden lab` started, once its daemon runs in the target; and its lines so far."""
-    demo = subprocess.Popen([sys.executable, "-m", "portwarden", "lab"], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "portwarden", "lab"],
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     assert demo.stdout is not None
     seen = [demo.stdout.readline() for _ in range(6)]
     assert "portwarden runs in the target" in "".join(seen), seen
@@ -120,12 +128,30 @@ def test_lab_without_libnftables_says_what_to_install(tmp_path: Path) -> None:
     empty = tmp_path / "empty.so"
     empty.write_bytes(b"")
     script = f'mount --bind {empty} {_libnftables()} && exec "$@"'
-    done = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
-                           sys.executable, "-m", "portwarden", "lab"], capture_output=True,
-                          text=True, timeout=60, check=False)  # fmt: skip
+    done = subprocess.run(
+        [
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            sys.executable,
+            "-m",
+            "portwarden",
+            "lab",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert (done.returncode, done.stdout) == (2, ""), done.stdout + done.stderr
-    assert done.stderr == ("portwarden: error: lab: the lab needs libnftables (apt-get install "
-                           "nftables)\n")  # fmt: skip
+    assert done.stderr == (
+        "portwarden: error: lab: the lab needs libnftables (apt-get install nftables)\n"
+    )
     assert _host_view() == before
 
 

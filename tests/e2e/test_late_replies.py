@@ -32,8 +32,9 @@ def test_a_late_answer_from_quic_is_no_probe(
     daemon = start_daemon("-sudp", conf='SERVICE_GONE_GRACE="0"\n')
     server = lab.attackers[2]
     for sport in (443, 5300):  # QUIC, then a port that is no reply source: the test can fail
-        answering = server.popen([sys.executable, "-c", _ANSWER_LATE, str(sport)],
-                                 stdout=-1, text=True)  # fmt: skip
+        answering = server.popen(
+            [sys.executable, "-c", _ANSWER_LATE, str(sport)], stdout=-1, text=True
+        )
         assert answering.stdout is not None and "listening" in answering.stdout.readline()
         lab.target.run([sys.executable, "-c", _ASK_AND_GIVE_UP, server.ipv4, str(sport)])
         assert answering.wait(timeout=10) == 0

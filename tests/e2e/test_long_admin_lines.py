@@ -9,12 +9,14 @@ from tests.e2e.conftest import StartDaemon
 from tests.lab.syslogd import SyslogReceiver
 
 
-def test_a_long_reload_warning_reaches_syslog_whole(start_daemon: StartDaemon,
-                                                    tmp_path: Path) -> None:  # fmt: skip
+def test_a_long_reload_warning_reaches_syslog_whole(
+    start_daemon: StartDaemon, tmp_path: Path
+) -> None:
     syslog = SyslogReceiver(tmp_path / "log")
     try:
-        daemon = start_daemon("-stcp", conf=(
-            f'UDP_MODE="none"\nSYSLOG_SOCKET="{syslog.path}"\nAUDIT_INTERVAL="0"\n'))  # fmt: skip
+        daemon = start_daemon(
+            "-stcp", conf=(f'UDP_MODE="none"\nSYSLOG_SOCKET="{syslog.path}"\nAUDIT_INTERVAL="0"\n')
+        )
         syslog.wait_for(r"adminalert: PortSentry is now active")
         gone = tmp_path / ("d" * 150) / ("e" * 150) / "gone.ignore"
         conf = daemon.log_path.with_suffix(".conf")

@@ -52,8 +52,9 @@ def scrape(lab: Lab) -> dict[str, float]:
 
 
 def test_status_and_metrics_count_what_was_sent(lab: Lab, start_daemon: StartDaemon) -> None:
-    daemon = start_daemon("-stcp", "-sudp", conf=f'METRICS_LISTEN="{METRICS}"\n'
-                          'SCAN_END_QUIET="1"\nSYSLOG_SOCKET=""\n')  # fmt: skip
+    daemon = start_daemon(
+        "-stcp", "-sudp", conf=f'METRICS_LISTEN="{METRICS}"\nSCAN_END_QUIET="1"\nSYSLOG_SOCKET=""\n'
+    )
     tcp_scanner, udp_scanner = lab.attackers[0], lab.attackers[1]
     nmap(tcp_scanner.run, "-sS", "-p", "1,11,15,79,80,81", lab.target.ipv4)  # 4 tripwires
     nmap(udp_scanner.run, "-sU", "-p", "7,9,10", lab.target.ipv4)  # 2 tripwires
@@ -70,8 +71,14 @@ def test_status_and_metrics_count_what_was_sent(lab: Lab, start_daemon: StartDae
     assert (udp["probes"], udp["ports"], udp["types"]) == (2, 2, ["UDP scan"])
     assert not tcp["blocked"] and tcp["first_seen"] <= tcp["last_seen"]
     ports = {(p["port"], p["proto"]): p["probes"] for p in found["ports"]}
-    assert ports == {(1, "tcp"): 1, (11, "tcp"): 1, (15, "tcp"): 1, (79, "tcp"): 1,
-                     (7, "udp"): 1, (9, "udp"): 1}  # fmt: skip
+    assert ports == {
+        (1, "tcp"): 1,
+        (11, "tcp"): 1,
+        (15, "tcp"): 1,
+        (79, "tcp"): 1,
+        (7, "udp"): 1,
+        (9, "udp"): 1,
+    }
     counters = found["counters"]
     assert (counters["probes"], counters["scans"], counters["blocks"]) == (6, 2, 0)
     assert counters["audit_last_run"] == found["audit"]["time"]  # a time, not epoch seconds
@@ -163,11 +170,15 @@ def test_service_manager_readiness_watchdog_reload_and_stop(lab: Lab, tmp_path: 
     notify.bind(str(tmp_path / "notify"))
     notify.settimeout(15)
     conf = tmp_path / "portwarden.conf"
-    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nUDP_MODE="none"\n'
-                    'TCP_MODE="stcp"\n')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nUDP_MODE="none"\nTCP_MODE="stcp"\n'
+    )
     env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "1000000"}
-    proc = lab.target.popen([sys.executable, "-m", "portwarden", "run", "-c", str(conf)],
-                            env=env, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = lab.target.popen(
+        [sys.executable, "-m", "portwarden", "run", "-c", str(conf)],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         messages = [notify.recv(256).decode() for _ in range(4)]
         assert messages[0] == "READY=1\nSTATUS=watching; tcp mode stcp, udp mode off"
@@ -192,8 +203,11 @@ def test_service_manager_readiness_watchdog_reload_and_stop(lab: Lab, tmp_path: 
 def test_bad_metrics_listen_is_a_one_line_error(tmp_path: Path, value: str) -> None:
     conf = tmp_path / "portwarden.conf"
     conf.write_text(f'STATE_DIR="{tmp_path}"\n\nMETRICS_LISTEN="{value}"\n')
-    result = subprocess.run([sys.executable, "-m", "portwarden", "check-config", str(conf)],
-                            capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "portwarden", "check-config", str(conf)],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert f'{conf}:3: METRICS_LISTEN="{value}"' in result.stderr
@@ -217,17 +231,21 @@ def test_daemon_mode_returns_when_ready_writes_a_pid_file_and_logs_to_a_file(
         # A second one on the same STATE_DIR fails, and says so, before it detaches; it
         # writes nothing in the first one's log.
         logged = log.read_text()
-        again = lab.target.run(command[:-2] + ["--pid-file", str(tmp_path / "2.pid")],
-                               check=False, timeout=30)  # fmt: skip
+        again = lab.target.run(
+            command[:-2] + ["--pid-file", str(tmp_path / "2.pid")], check=False, timeout=30
+        )
         assert again.returncode == 2 and again.stderr == (
             f"portwarden: error: STATE_DIR {tmp_path}/state is in use by another portwarden "
-            f"(pid {pid}); give each instance its own STATE_DIR\n")  # fmt: skip
+            f"(pid {pid}); give each instance its own STATE_DIR\n"
+        )
         assert log.read_text() == logged and not (tmp_path / "2.pid").exists()
         # One with its own STATE_DIR but the first one's event log: found only once it runs
         # (the claim is the daemon's), and exits as in the foreground, 2, naming the line.
         other = tmp_path / "other.conf"
-        other.write_text(f'STATE_DIR="{tmp_path}/other"\nTCP_PORTS="11"\nTCP_MODE="stcp"\n'
-                         f'UDP_MODE="none"\nEVENT_LOG="{state}/events.jsonl"\n')  # fmt: skip
+        other.write_text(
+            f'STATE_DIR="{tmp_path}/other"\nTCP_PORTS="11"\nTCP_MODE="stcp"\n'
+            f'UDP_MODE="none"\nEVENT_LOG="{state}/events.jsonl"\n'
+        )
         claimed = lab.target.run([*command[:5], str(other), "--daemon"], check=False, timeout=30)
         assert claimed.returncode == 2, claimed.stderr
         assert claimed.stderr.count("\n") == 1 and (
@@ -248,18 +266,21 @@ def test_daemon_mode_with_a_pid_file_it_cannot_write_says_why(lab: Lab, tmp_path
     cannot be written all the same (here a directory): the daemon stops and the command says
     why, in one line, instead of a traceback in the log."""
     conf = tmp_path / "portwarden.conf"
-    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nTCP_MODE="stcp"\n'
-                    'UDP_MODE="none"\n')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
+    )
     command = [sys.executable, "-m", "portwarden", "run", "-c", str(conf), "--daemon"]
-    missing = lab.target.run([*command, "--pid-file", "/nonexistent/x.pid"], check=False,
-                             timeout=30)  # fmt: skip
+    missing = lab.target.run(
+        [*command, "--pid-file", "/nonexistent/x.pid"], check=False, timeout=30
+    )
     assert missing.returncode == 2 and missing.stderr == (
         'portwarden: error: --pid-file: "/nonexistent/x.pid": /nonexistent is not a directory\n'
     )
     assert not (tmp_path / "state").exists()  # nothing started
     (tmp_path / "a-dir").mkdir()
-    failed = lab.target.run([*command, "--pid-file", str(tmp_path / "a-dir")], check=False,
-                            timeout=30)  # fmt: skip
+    failed = lab.target.run(
+        [*command, "--pid-file", str(tmp_path / "a-dir")], check=False, timeout=30
+    )
     assert failed.returncode == 1 and failed.stderr.count("\n") == 1, failed.stderr
     assert f"the daemon stopped: cannot write the pid file {tmp_path}/a-dir: " in failed.stderr
     deadline = time.monotonic() + 10  # the daemon ends its clean stop
@@ -272,18 +293,24 @@ def test_daemon_mode_with_a_pid_file_it_cannot_write_says_why(lab: Lab, tmp_path
 
 
 def test_ready_line_names_the_configuration_by_its_absolute_path(lab: Lab, tmp_path: Path) -> None:
-    (tmp_path / "d.conf").write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\n'
-                                     'TCP_MODE="stcp"\nUDP_MODE="none"\n')  # fmt: skip
+    (tmp_path / "d.conf").write_text(
+        f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
+    )
     log = tmp_path / "d.log"
     with log.open("wb") as out:
-        daemon = lab.target.popen([sys.executable, "-m", "portwarden", "run", "-c", "d.conf"],
-                                  cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        daemon = lab.target.popen(
+            [sys.executable, "-m", "portwarden", "run", "-c", "d.conf"],
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_for_text(log, "ready:")
         assert f", config {tmp_path}/d.conf, state {tmp_path}/state" in log.read_text()
         # `status` and a refused reload name it so too (they named it `d.conf`).
-        status = lab.target.run([sys.executable, "-m", "portwarden", "status", "--json", "-c",
-                                 "d.conf"], cwd=tmp_path)  # fmt: skip
+        status = lab.target.run(
+            [sys.executable, "-m", "portwarden", "status", "--json", "-c", "d.conf"], cwd=tmp_path
+        )
         assert json.loads(status.stdout)["config"] == f"{tmp_path}/d.conf"
         with (tmp_path / "d.conf").open("a") as conf:
             conf.write('SCAN_TRIGGER="lots"\n')
@@ -303,19 +330,28 @@ def test_the_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     assert Path(command).exists()
     unit = tmp_path / "portwarden.service"
     unit.write_text(shipped.replace("/usr/local/bin/portwarden", command))
-    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
-                            text=True)  # fmt: skip
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True
+    )
     assert result.returncode == 0 and result.stderr == "", result.stderr
     assert "Type=notify" in shipped and "WatchdogSec=" in shipped
     lines = shipped.splitlines()
-    for line in ("RestartPreventExitStatus=2", "SystemCallFilter=@system-service",
-                 "SystemCallErrorNumber=EPERM", "PrivateMounts=yes",
-                 "ExecStartPre=/usr/local/bin/portwarden check-config --quiet"):  # fmt: skip
+    for line in (
+        "RestartPreventExitStatus=2",
+        "SystemCallFilter=@system-service",
+        "SystemCallErrorNumber=EPERM",
+        "PrivateMounts=yes",
+        "ExecStartPre=/usr/local/bin/portwarden check-config --quiet",
+    ):
         assert line in lines
-    unit.write_text(shipped.replace("/usr/local/bin/portwarden", command)
-                    .replace("ProtectSystem=true", "ProtectSytem=true"))  # fmt: skip
-    broken = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
-                            text=True)  # fmt: skip
+    unit.write_text(
+        shipped.replace("/usr/local/bin/portwarden", command).replace(
+            "ProtectSystem=true", "ProtectSytem=true"
+        )
+    )
+    broken = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True
+    )
     assert "ProtectSytem" in broken.stderr
 
 
@@ -359,8 +395,9 @@ def test_control_socket_survives_hostile_and_slow_clients(
     daemon.stop()
 
 
-def test_reload_refuses_an_event_log_it_cannot_open(lab: Lab, start_daemon: StartDaemon,
-                                                    tmp_path: Path) -> None:  # fmt: skip
+def test_reload_refuses_an_event_log_it_cannot_open(
+    lab: Lab, start_daemon: StartDaemon, tmp_path: Path
+) -> None:
     daemon = start_daemon("-stcp", conf='UDP_MODE="none"\n')
     conf = daemon.log_path.with_suffix(".conf")
     good = conf.read_text()
@@ -482,9 +519,14 @@ def test_status_of_a_daemon_that_does_not_answer_shows_the_last_saved_status(
     daemon.proc.send_signal(signal.SIGSTOP)
     try:
         started = time.monotonic()
-        asked = [lab.target.popen([sys.executable, "-m", "portwarden", "status", *json_flag,
-                                   "-c", conf], stdout=subprocess.PIPE, text=True)
-                 for json_flag in ([], ["--json"])]  # fmt: skip
+        asked = [
+            lab.target.popen(
+                [sys.executable, "-m", "portwarden", "status", *json_flag, "-c", conf],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for json_flag in ([], ["--json"])
+        ]
         (text, _), (as_json, _) = (proc.communicate(timeout=30) for proc in asked)
         assert [proc.returncode for proc in asked] == [4, 4]
         # Two commands starting at once on a loaded machine; the old wait was 10 s, and
@@ -492,8 +534,9 @@ def test_status_of_a_daemon_that_does_not_answer_shows_the_last_saved_status(
         assert time.monotonic() - started < limits.CONTROL_ANSWER_WAIT_S + 4
     finally:
         daemon.proc.send_signal(signal.SIGCONT)
-    assert text.startswith(f"portwarden: daemon pid {daemon.proc.pid} not answering; last "
-                           "saved status (")  # fmt: skip
+    assert text.startswith(
+        f"portwarden: daemon pid {daemon.proc.pid} not answering; last saved status ("
+    )
     assert "  stcp: 8 tcp ports" in text
     found = json.loads(as_json)
     assert (found["running"], found["answering"], found["pid"]) == (True, False, daemon.proc.pid)

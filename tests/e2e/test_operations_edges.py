@@ -30,34 +30,48 @@ def open_folder() -> Iterator[Path]:
     shutil.rmtree(folder)
 
 
-@pytest.mark.parametrize("command", [
-    ["status", "--json"], ["status"], ["blocked", "--json"], ["blocked"],
-    ["unblock", "198.18.0.11"], ["audit", "--json"], ["audit", "--no-state"],
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status", "--json"],
+        ["status"],
+        ["blocked", "--json"],
+        ["blocked"],
+        ["unblock", "198.18.0.11"],
+        ["audit", "--json"],
+        ["audit", "--no-state"],
+    ],
+)
 def test_reading_commands_as_another_user_say_why_in_one_line(
     lab: Lab, open_folder: Path, command: list[str]
 ) -> None:
     """STATE_DIR is 0700: `status` used to say that the sensors need root, `blocked` to blame
     the EVENT_LOG line, with no JSON for a script."""
     conf = open_folder / "p.conf"
-    conf.write_text(f'STATE_DIR="{open_folder}/state"\nTCP_PORTS="{TCP_PORTS}"\n'
-                    'TCP_MODE="stcp"\nUDP_MODE="none"\n')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{open_folder}/state"\nTCP_PORTS="{TCP_PORTS}"\n'
+        'TCP_MODE="stcp"\nUDP_MODE="none"\n'
+    )
     conf.chmod(0o644)
     daemon = RunningDaemon(lab.target, conf)
     try:
         daemon.wait_for("ready:")
-        result = lab.target.run([*NOBODY, sys.executable, "-m", "portwarden", *command, "-c",
-                                 str(conf)], check=False)  # fmt: skip
+        result = lab.target.run(
+            [*NOBODY, sys.executable, "-m", "portwarden", *command, "-c", str(conf)], check=False
+        )
     finally:
         daemon.stop()
     assert result.returncode == (2 if command[0] == "audit" else 1)  # audit's 1: findings
-    line = (f"{open_folder}/state/portwarden.db: Permission denied (run 'portwarden "
-            f"{command[0]}' as root)")  # fmt: skip
+    line = (
+        f"{open_folder}/state/portwarden.db: Permission denied (run 'portwarden "
+        f"{command[0]}' as root)"
+    )
     if command[0] == "audit":
         line = line.replace("portwarden.db", "portwarden.lock")
     assert result.stderr == f"portwarden: error: {line}\n"
     assert (json.loads(result.stdout) if "--json" in command else result.stdout) == (
-        {"error": line} if "--json" in command else "")  # fmt: skip
+        {"error": line} if "--json" in command else ""
+    )
 
 
 def test_the_daemons_own_metrics_page_is_no_audit_finding_and_usr_signals_are_ignored(
@@ -86,8 +100,9 @@ def test_the_daemons_own_metrics_page_is_no_audit_finding_and_usr_signals_are_ig
 
 
 def test_a_scan_that_blocks_counts_in_the_metrics(lab: Lab, start_daemon: StartDaemon) -> None:
-    daemon = start_daemon("-stcp", "-sudp", conf='BLOCK_TCP="1"\nMETRICS_LISTEN='
-                          '"127.0.0.1:9877"\nSYSLOG_SOCKET=""\n')  # fmt: skip
+    daemon = start_daemon(
+        "-stcp", "-sudp", conf='BLOCK_TCP="1"\nMETRICS_LISTEN="127.0.0.1:9877"\nSYSLOG_SOCKET=""\n'
+    )
     attacker = lab.attackers[0]
     nmap(attacker.run, "-sS", "-p", "1,11", lab.target.ipv4)
     daemon.wait_for(rf"block address={attacker.ipv4} actions=nft:done ")
@@ -104,18 +119,24 @@ def test_a_default_drop_input_chain_is_said_at_start_and_its_ports_go_unseen(
 ) -> None:
     """A raw socket gets a packet only after the input hook accepted it: behind a default-drop
     firewall the sensors see only the ports it opens, and the administrator is told why."""
-    ruleset = ("table inet pwtest_fw { chain input { type filter hook input priority 0; "
-               "policy drop; tcp dport 15 accept; }; }\n"
-               # firewalld's way: policy accept, and a last rule that rejects the rest
-               "table inet pwtest_fwd { chain filter_INPUT { type filter hook input priority 10; "
-               "tcp dport 15 accept; reject with icmpx admin-prohibited; }; }")  # fmt: skip
+    ruleset = (
+        "table inet pwtest_fw { chain input { type filter hook input priority 0; "
+        "policy drop; tcp dport 15 accept; }; }\n"
+        # firewalld's way: policy accept, and a last rule that rejects the rest
+        "table inet pwtest_fwd { chain filter_INPUT { type filter hook input priority 10; "
+        "tcp dport 15 accept; reject with icmpx admin-prohibited; }; }"
+    )
     lab.target.run(["nft", "-f", "-"], input=ruleset)
     try:
         daemon = start_daemon("-stcp")
-        assert ("nftables: table inet pwtest_fw chain input (hook input, policy drop) drops what "
-                "it does not accept before the sensors see it") in daemon.log()  # fmt: skip
-        assert ("nftables: table inet pwtest_fwd chain filter_INPUT (hook input, policy accept, "
-                "ends in reject) drops what it does not accept") in daemon.log()  # fmt: skip
+        assert (
+            "nftables: table inet pwtest_fw chain input (hook input, policy drop) drops what "
+            "it does not accept before the sensors see it"
+        ) in daemon.log()
+        assert (
+            "nftables: table inet pwtest_fwd chain filter_INPUT (hook input, policy accept, "
+            "ends in reject) drops what it does not accept"
+        ) in daemon.log()
         attacker = lab.attackers[1]
         nmap(attacker.run, "-sS", "-p", "11,15", lab.target.ipv4)
         daemon.wait_for_attack(kind="scan", src=attacker.ipv4)

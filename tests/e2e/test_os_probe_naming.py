@@ -32,8 +32,9 @@ def test_queso_shapes_to_closed_ports_are_scans_not_os_probes(
     assert psh["type"] == "TCP odd-flags scan (PSH)" and "os" not in psh
     synfin = daemon.attacks(mark, kind="scan", src=attacker.ipv4, flags="FIN+SYN")
     assert sorted(int(line["port"]) for line in synfin) == [1, 11, 15, 79]
-    assert all(line["type"] == "TCP odd-flags scan (FIN+SYN)" and "os" not in line
-               for line in synfin)  # fmt: skip
+    assert all(
+        line["type"] == "TCP odd-flags scan (FIN+SYN)" and "os" not in line for line in synfin
+    )
     assert daemon.attacks(mark, kind="os-probe", src=attacker.ipv4) == []
     assert daemon.attacks(mark, port="5000") == []
     # The same SYN+FIN to the open service is queso's probe, and counts itself.
@@ -64,8 +65,10 @@ def test_an_os_probe_to_a_tripwire_as_a_sources_first_packet_counts_itself(
     os-probe line says probes=1 ports=1, not 0."""
     attacker = lab.attackers[2]
     mark = daemon.mark()
-    attacker.run(["hping3", "-c", "1", "-S", "-F", "-P", "-U", "-w", "256", "-p", "15",
-                  lab.target.ipv4], check=False)  # fmt: skip
+    attacker.run(
+        ["hping3", "-c", "1", "-S", "-F", "-P", "-U", "-w", "256", "-p", "15", lab.target.ipv4],
+        check=False,
+    )
     found = daemon.wait_for_attack(mark, kind="os-probe", src=attacker.ipv4)
     assert (found["port"], found["probes"], found["ports"]) == ("15", "1", "1")
 
@@ -78,8 +81,9 @@ def test_status_lists_each_os_probing_tool_once_by_the_reports_name(
     names each tool once, as the reports do, never also as `OS probe (nmap)`."""
     attacker = lab.attackers[2]
     mark = daemon.mark()
-    attacker.run(["hping3", "-c", "1", "-S", "-X", "-Y", "-p", str(SERVICE), lab.target.ipv4],
-                 check=False)  # fmt: skip
+    attacker.run(
+        ["hping3", "-c", "1", "-S", "-X", "-Y", "-p", str(SERVICE), lab.target.ipv4], check=False
+    )
     daemon.wait_for_attack(
         mark, kind="os-probe", src=attacker.ipv4, type="OS fingerprinting probe (queso)"
     )

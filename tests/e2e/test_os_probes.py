@@ -43,8 +43,14 @@ def test_nmap_os_detection_of_one_open_port_is_one_summary_showing_each_probe(
     attacker = lab.attackers[1]
     src = address(attacker, family)
     mark = daemon.mark()
-    nmap(attacker.run, *(["-6"] if family == 6 else []), "-O", "-p", str(SERVICE),
-         address(lab.target, family))  # fmt: skip
+    nmap(
+        attacker.run,
+        *(["-6"] if family == 6 else []),
+        "-O",
+        "-p",
+        str(SERVICE),
+        address(lab.target, family),
+    )
     summary = daemon.wait_for_attack(mark, kind="os-summary", src=src, timeout=30)
     assert summary["type"] == "OS fingerprinting probe (nmap)"
     expected = {f"SYN/SEQ{n}" for n in range(1, 7)} | {"NULL/T2", "FIN+SYN+PSH+URG/T3", "udp/U1"}
@@ -69,8 +75,16 @@ def test_os_probes_to_a_closed_tripwire_say_which_probe_they_are(
     attacker = lab.attackers[0]
     src = address(attacker, family)
     mark = daemon.mark()
-    nmap(attacker.run, *(["-6"] if family == 6 else []), "-O", "--max-os-tries", "1", "-p",
-         f"11,{SERVICE}", address(lab.target, family))  # fmt: skip
+    nmap(
+        attacker.run,
+        *(["-6"] if family == 6 else []),
+        "-O",
+        "--max-os-tries",
+        "1",
+        "-p",
+        f"11,{SERVICE}",
+        address(lab.target, family),
+    )
     t7 = daemon.wait_for_attack(mark, kind="scan", src=src, type="TCP XMAS scan")
     assert (t7["port"], t7["flags"], t7.get("os")) == ("11", "FIN+PSH+URG", "nmap/T7")
     assert daemon.attacks(mark, kind="scan", src=src, port="11", os="nmap/T5")
@@ -93,7 +107,10 @@ def test_accurate_ecn_client_is_neither_reported_nor_blocked(
         client.run([sys.executable, str(CRAFT), "--accecn", src, target, str(port)])
     found = daemon.wait_for_attack(src=src, kind="scan")
     assert (found["port"], found["type"], found["flags"]) == (
-        "11", "TCP SYN/Normal scan", "SYN+ECE+CWR+AE")  # fmt: skip
+        "11",
+        "TCP SYN/Normal scan",
+        "SYN+ECE+CWR+AE",
+    )
     assert [line["kind"] for line in daemon.attacks(src=src)] == ["scan"]
     block = daemon.wait_for(rf"block address={src} ")
     assert " port=11 " in block.string[block.start() :].splitlines()[0]
@@ -113,8 +130,10 @@ def test_one_os_probe_to_a_service_does_not_block_but_nmap_os_detection_does(
     # A block would be in nftables already: the loop adds it before it writes the line.
     assert can_connect(attacker, target, SERVICE)
     assert "block address=" not in daemon.log()
-    scan = attacker.popen(["nmap", "-n", "-Pn", "--max-retries", "1", "-O", "-p",
-                           f"11,{SERVICE}", target], stdout=subprocess.DEVNULL)  # fmt: skip
+    scan = attacker.popen(
+        ["nmap", "-n", "-Pn", "--max-retries", "1", "-O", "-p", f"11,{SERVICE}", target],
+        stdout=subprocess.DEVNULL,
+    )
     try:
         daemon.wait_for(rf"block address={attacker.ipv4} actions=nft:done ")
     finally:
@@ -136,8 +155,9 @@ def test_packets_read_counts_every_packet_the_sensors_read_probes_or_not(
     attacker = lab.attackers[0]
     before = counters(lab, daemon)
     mark = daemon.mark()
-    attacker.run(["hping3", "-c", "5", "-i", "u1000", "-F", "-p", str(SERVICE), lab.target.ipv4],
-                 check=False)  # fmt: skip
+    attacker.run(
+        ["hping3", "-c", "5", "-i", "u1000", "-F", "-p", str(SERVICE), lab.target.ipv4], check=False
+    )
     nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
     daemon.wait_for_attack(mark, src=attacker.ipv4, port="11")
     after = counters(lab, daemon)

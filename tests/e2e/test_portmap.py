@@ -46,9 +46,24 @@ def rpcinfo_lists_program(host: Host, target: str) -> bool:
 
 def outcomes(host: Host, source: str, target: str) -> dict[str, str]:
     """Our own probe, run on `host`: {'tcp': outcome, 'udp': outcome}."""
-    result = host.run([sys.executable, "-m", "portwarden", "portmap", "check", "--json",
-                       "--from", source, "--to", target, "--timeout", "1"],
-                      check=False, timeout=60)  # fmt: skip
+    result = host.run(
+        [
+            sys.executable,
+            "-m",
+            "portwarden",
+            "portmap",
+            "check",
+            "--json",
+            "--from",
+            source,
+            "--to",
+            target,
+            "--timeout",
+            "1",
+        ],
+        check=False,
+        timeout=60,
+    )
     assert result.returncode in (0, 1), result.stderr
     return {p["proto"]: p["outcome"] for p in json.loads(result.stdout)["probes"]}
 
@@ -154,18 +169,27 @@ def test_check_reports_exposed_then_protected(lab: Lab, portmapper: Portmapper) 
     assert exposed.returncode == 1, exposed.stderr
     report = json.loads(exposed.stdout)
     assert report["verdict"] == "exposed" and report["listening"] == ["tcp", "udp"]
-    assert {"prog": PROGRAM, "name": f"RPC_{PROGRAM}", "vers": 1, "proto": 6,
-            "port": 4711} in report["programs"]  # fmt: skip
-    assert {"prog": 100000, "name": "portmapper", "vers": 2, "proto": 6,
-            "port": 111} in report["programs"]  # fmt: skip
+    assert {
+        "prog": PROGRAM,
+        "name": f"RPC_{PROGRAM}",
+        "vers": 1,
+        "proto": 6,
+        "port": 4711,
+    } in report["programs"]
+    assert {"prog": 100000, "name": "portmapper", "vers": 2, "proto": 6, "port": 111} in report[
+        "programs"
+    ]
     assert portmapper.portwarden("portmap", "check").returncode == 1
     not_local = portmapper.portwarden("portmap", "check", "--from", "198.18.0.99")
     assert (not_local.returncode, not_local.stderr) == (
-        2, "portwarden: error: --from 198.18.0.99: not an address of this host\n")  # fmt: skip
+        2,
+        "portwarden: error: --from 198.18.0.99: not an address of this host\n",
+    )
 
     run_ok(portmapper, "protect", *ALLOW)
-    protected = portmapper.portwarden("portmap", "check", "--json", "--from", lab.target.ipv6,
-                                      "--timeout", "1")  # fmt: skip
+    protected = portmapper.portwarden(
+        "portmap", "check", "--json", "--from", lab.target.ipv6, "--timeout", "1"
+    )
     report = json.loads(protected.stdout)
     assert protected.returncode == 0 and report["verdict"] == "protected", protected.stdout
     assert report["wrappers"]["protected"] and report["firewall"]["protected"]
@@ -185,8 +209,13 @@ def test_check_counts_fail2bans_lines_instead_of_listing_them(
     bans = [f"ALL: 203.0.113.{n}" for n in range(1, 251)]
     bans += [f"ALL: [2001:db8:99::{n:x}]" for n in range(1, 151)]
     lines = "".join(f"{line}\n" for line in [*bans, f"ALL: {lab.target.ipv4}"])
-    subprocess.run(portmapper._inside([sys.executable, "-c", _APPEND, "/etc/hosts.deny"]),
-                   input=lines, text=True, check=True, timeout=20)  # fmt: skip
+    subprocess.run(
+        portmapper._inside([sys.executable, "-c", _APPEND, "/etc/hosts.deny"]),
+        input=lines,
+        text=True,
+        check=True,
+        timeout=20,
+    )
     check = ["check", "--from", lab.target.ipv4, "--timeout", "1"]
     text = run_ok(portmapper, *check)
     assert "  and 400 other lines for single addresses (`ALL: <address>`" in text, text
@@ -233,15 +262,21 @@ def test_dry_run_changes_nothing_and_protect_is_idempotent(
         (["--allow", "198.18.0.16/255.0.255.0"], "not contiguous"),
         (["--allow", "198.18.0.20", "--hosts-deny", "/nonexistent/hosts.deny"], "does not exist"),
         (["--allow", "198.18.0.20", "--hosts-deny", "/etc/linked.deny"], "symbolic link"),
-        (["--allow", "0.0.0.0/0", "--allow", "::/0"],
-         '--allow: "0.0.0.0/0": allows every address: the portmapper would not be protected'),
-        (["--allow", "0.0.0.0/1", "--allow", "128.0.0.0/1"],
-         '--allow: "0.0.0.0/1, 128.0.0.0/1": together they allow every address (0.0.0.0/0)'),
+        (
+            ["--allow", "0.0.0.0/0", "--allow", "::/0"],
+            '--allow: "0.0.0.0/0": allows every address: the portmapper would not be protected',
+        ),
+        (
+            ["--allow", "0.0.0.0/1", "--allow", "128.0.0.0/1"],
+            '--allow: "0.0.0.0/1, 128.0.0.0/1": together they allow every address (0.0.0.0/0)',
+        ),
         (["--allow", "fe80::1%eth0"], '--allow: "fe80::1%eth0": a scope (%device) has no place'),
-        (["--allow", "198.18.0.20", "--hosts-allow", "/etc/fifo.allow"],
-         "/etc/fifo.allow is not a regular file; refusing to read it"),
+        (
+            ["--allow", "198.18.0.20", "--hosts-allow", "/etc/fifo.allow"],
+            "/etc/fifo.allow is not a regular file; refusing to read it",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_input_is_one_line_and_changes_nothing(
     lab: Lab, portmapper: Portmapper, args: list[str], message: str
 ) -> None:
@@ -282,8 +317,13 @@ def test_iptables_changes_both_families_or_neither(lab: Lab, portmapper: Portmap
     target.run(["iptables", "-A", *own_rule])
     try:
         # ip6tables cannot make our chain: a base chain of that name is in its table already.
-        target.run(["nft", "add table ip6 filter; add chain ip6 filter PORTWARDEN_PORTMAP "
-                    "{ type filter hook output priority 0; }"])  # fmt: skip
+        target.run(
+            [
+                "nft",
+                "add table ip6 filter; add chain ip6 filter PORTWARDEN_PORTMAP "
+                "{ type filter hook output priority 0; }",
+            ]
+        )
         before = files(portmapper), iptables_rules(target)
         failed = portmapper.portwarden("portmap", "protect", *ALLOW, "--firewall", "iptables")
         assert (files(portmapper), iptables_rules(target)) == before
@@ -335,10 +375,16 @@ def test_check_counts_the_wrappers_only_if_the_portmapper_uses_them(
 
     # The same files, and on port 111 a process without libwrap: the files protect nothing.
     host = lab.attackers[1]
-    paths = ["--hosts-allow", str(tmp_path / "hosts.allow"), "--hosts-deny",
-             str(tmp_path / "hosts.deny")]  # fmt: skip
-    assert portwarden_on(host, "portmap", "protect", *ALLOW, "--firewall", "none",
-                         *paths).returncode == 0  # fmt: skip
+    paths = [
+        "--hosts-allow",
+        str(tmp_path / "hosts.allow"),
+        "--hosts-deny",
+        str(tmp_path / "hosts.deny"),
+    ]
+    assert (
+        portwarden_on(host, "portmap", "protect", *ALLOW, "--firewall", "none", *paths).returncode
+        == 0
+    )
     stand_in = StandIn(host)
     try:
         without = portwarden_on(host, "portmap", "check", "--json", "--timeout", "0.2", *paths)
@@ -351,11 +397,16 @@ def test_check_counts_the_wrappers_only_if_the_portmapper_uses_them(
     wrappers = report["wrappers"]
     owner = {"pid": portmapper.proc.pid, "name": "rpcbind", "libwrap": True}
     assert (wrappers["owners"], wrappers["uses_libwrap"], wrappers["note"]) == (
-        [owner], True, f"rpcbind uses TCP Wrappers: libwrap.so is mapped by pid {owner['pid']} "
-        "(rpcbind)")  # fmt: skip
+        [owner],
+        True,
+        f"rpcbind uses TCP Wrappers: libwrap.so is mapped by pid {owner['pid']} (rpcbind)",
+    )
     wrappers = json.loads(without.stdout)["wrappers"]
     assert (wrappers["protected"], wrappers["in_files"], wrappers["uses_libwrap"]) == (
-        False, True, False)  # fmt: skip
+        False,
+        True,
+        False,
+    )
     pid = stand_in.proc.pid
     assert [(o["pid"], o["libwrap"]) for o in wrappers["owners"]] == [(pid, False)]
     note = f"rpcbind does not use TCP Wrappers: no libwrap.so in the memory map of pid {pid} "
@@ -366,8 +417,9 @@ def test_check_counts_the_wrappers_only_if_the_portmapper_uses_them(
 def test_bad_timeout_is_refused_before_any_probe(lab: Lab, portmapper: Portmapper) -> None:
     """A timeout of 0 used to give up on both probes before sending them: "protected"."""
     for value in ("0", "-1", "nan", "inf", "61"):
-        result = portmapper.portwarden("portmap", "check", "--from", lab.target.ipv4,
-                                       f"--timeout={value}")  # fmt: skip
+        result = portmapper.portwarden(
+            "portmap", "check", "--from", lab.target.ipv4, f"--timeout={value}"
+        )
         assert (result.returncode, result.stdout) == (2, "")
         assert result.stderr == (
             f'portwarden: error: --timeout: "{value}": must be a number of seconds from 0.1 to 60\n'
@@ -380,8 +432,12 @@ def test_an_administrators_allow_line_that_defeats_ours_is_named(
     """TCP Wrappers grant at the first hosts.allow line that matches: `rpcbind: ALL` below our
     block lets every caller in. protect warns about it with its file and line, check names it,
     and an outsider really gets in. A line for a client inside the allowed networks is fine."""
-    subprocess.run(portmapper._inside(["sh", "-c", "printf 'rpcbind: 198.18.0.20\\nrpcbind: ALL"
-                                       "\\n' >> /etc/hosts.allow"]), check=True)  # fmt: skip
+    subprocess.run(
+        portmapper._inside(
+            ["sh", "-c", "printf 'rpcbind: 198.18.0.20\\nrpcbind: ALL\\n' >> /etc/hosts.allow"]
+        ),
+        check=True,
+    )
     result = portmapper.portwarden("portmap", "protect", *ALLOW, "--firewall", "none")
     assert result.returncode == 0, result.stderr
     line = 7  # 4 lines of our block, then the lab's 2 lines, then the 2 added
@@ -389,8 +445,10 @@ def test_an_administrators_allow_line_that_defeats_ours_is_named(
         f"/etc/hosts.allow:{line + 1} (rpcbind: ALL) lets callers outside the allowed "
         "networks reach the portmapper (TCP Wrappers follow the first line that matches)"
     )
-    assert result.stderr == (f"portwarden: warning: {leak}; our lines do not protect it until "
-                             "that line is removed or narrowed\n")  # fmt: skip
+    assert result.stderr == (
+        f"portwarden: warning: {leak}; our lines do not protect it until "
+        "that line is removed or narrowed\n"
+    )
     assert rpcinfo_lists_program(lab.attackers[0], lab.target.ipv4)  # the premise
     check = portmapper.portwarden("portmap", "check", "--json", "--from", lab.target.ipv4)
     report = json.loads(check.stdout)
@@ -405,10 +463,15 @@ def test_check_judges_what_our_rules_allow(lab: Lab, portmapper: Portmapper) -> 
     protected, and a probe over IPv6 gets through."""
     run_ok(portmapper, "protect", *ALLOW, "--no-wrappers")
     comment = 'comment "portwarden-portmap edited"'
-    lab.target.run(["nft", f"flush chain inet portwarden_portmap input; add rule inet "
-                    f"portwarden_portmap input ip saddr != {{ 127.0.0.0/8, 198.18.0.16/28 }} "
-                    f"th dport 111 drop {comment}; add rule inet portwarden_portmap input "
-                    f"ip6 saddr != ::/0 th dport 111 drop {comment}"])  # fmt: skip
+    lab.target.run(
+        [
+            "nft",
+            f"flush chain inet portwarden_portmap input; add rule inet "
+            f"portwarden_portmap input ip saddr != {{ 127.0.0.0/8, 198.18.0.16/28 }} "
+            f"th dport 111 drop {comment}; add rule inet portwarden_portmap input "
+            f"ip6 saddr != ::/0 th dport 111 drop {comment}",
+        ]
+    )
     result = portmapper.portwarden("portmap", "check", "--from", lab.target.ipv6, "--timeout", "1")
     lines = result.stdout.splitlines()
     assert result.returncode == 1 and lines[-1] == "verdict: exposed", result.stdout
@@ -435,24 +498,33 @@ def test_rules_that_are_not_ours_make_the_verdict_unknown(lab: Lab, portmapper: 
     lab.target.run(["nft", "-f", "-"], input=ADMIN_TABLE)
     try:
         assert outcomes(lab.attackers[0], lab.attackers[0].ipv4, lab.target.ipv4) == {
-            "tcp": "silent", "udp": "silent"}  # fmt: skip
-        check = portmapper.portwarden("portmap", "check", "--from", lab.target.ipv4,
-                                      "--timeout", "1")  # fmt: skip
+            "tcp": "silent",
+            "udp": "silent",
+        }
+        check = portmapper.portwarden(
+            "portmap", "check", "--from", lab.target.ipv4, "--timeout", "1"
+        )
         plain = portmapper.portwarden("portmap", "check", "--json")
     finally:
         lab.target.run(["nft", "delete", "table", "inet", "pwadmin"])
     lines = check.stdout.splitlines()
     assert (check.returncode, lines[-1]) == (3, "verdict: unknown"), check.stdout
-    assert ("firewall: unknown (not ours; the probe from a local address stands for a remote "
-            "caller only when rules match by address)") in lines  # fmt: skip
+    assert (
+        "firewall: unknown (not ours; the probe from a local address stands for a remote "
+        "caller only when rules match by address)"
+    ) in lines
     assert "  nftables: table inet pwadmin chain input (hook input, policy drop)" in lines
     assert any("rpcinfo -p <this host>" in line for line in lines)
     assert "probe: tcp from 198.18.0.1 to 198.18.0.1 port 111: reachable" in check.stdout
-    assert any(line.startswith("note: the probes from 198.18.0.1 went over the loopback") for
-               line in lines)  # fmt: skip
+    assert any(
+        line.startswith("note: the probes from 198.18.0.1 went over the loopback") for line in lines
+    )
     report = json.loads(plain.stdout)
     assert (plain.returncode, report["verdict"], report["firewall"]["state"]) == (
-        3, "unknown", "unknown")  # fmt: skip
+        3,
+        "unknown",
+        "unknown",
+    )
 
 
 def test_a_probe_from_inside_the_allowed_networks_decides_nothing(
@@ -462,9 +534,11 @@ def test_a_probe_from_inside_the_allowed_networks_decides_nothing(
     check = portmapper.portwarden("portmap", "check", "--from", "127.0.0.1")
     lines = check.stdout.splitlines()
     assert "probe: tcp from 127.0.0.1 to 127.0.0.1 port 111: reachable" in check.stdout
-    assert ("note: --from 127.0.0.1 is inside the allowed networks (127.0.0.0/8): its probes say "
-            "nothing about a caller outside them, so they do not decide the verdict; give a local "
-            "address outside them") in lines  # fmt: skip
+    assert (
+        "note: --from 127.0.0.1 is inside the allowed networks (127.0.0.0/8): its probes say "
+        "nothing about a caller outside them, so they do not decide the verdict; give a local "
+        "address outside them"
+    ) in lines
     assert (check.returncode, lines[-1]) == (0, "verdict: protected")  # by the wrappers
 
 
@@ -478,30 +552,45 @@ def test_probes_where_nothing_listens_say_not_running(lab: Lab) -> None:
 @pytest.mark.parametrize(
     ("args", "error"),
     [
-        (["--to", "198.18.0.1"], '--to: "198.18.0.1": needs --from, the local address to probe '
-                                 "from"),
-        (["--from", "198.18.0.20", "--to", "example.org"], '--to: "example.org": not an IP '
-                                                          "address"),
+        (
+            ["--to", "198.18.0.1"],
+            '--to: "198.18.0.1": needs --from, the local address to probe from',
+        ),
+        (
+            ["--from", "198.18.0.20", "--to", "example.org"],
+            '--to: "example.org": not an IP address',
+        ),
         (["--from", "portmap.example.org"], '--from: "portmap.example.org": not an IP address'),
-        (["--from", "198.18.0.20", "--to", "2001:db8::1"],
-         '--to: "2001:db8::1": not of the same IP version as --from 198.18.0.20'),
-        (["--from", "198.18.0.20", "--to", "198.18.7.7"],
-         "--to 198.18.7.7: Network is unreachable"),
-        (["--from", "198.18.0.99", "--to", "198.18.0.1"],
-         "--from 198.18.0.99: not an address of this host"),
+        (
+            ["--from", "198.18.0.20", "--to", "2001:db8::1"],
+            '--to: "2001:db8::1": not of the same IP version as --from 198.18.0.20',
+        ),
+        (
+            ["--from", "198.18.0.20", "--to", "198.18.7.7"],
+            "--to 198.18.7.7: Network is unreachable",
+        ),
+        (
+            ["--from", "198.18.0.99", "--to", "198.18.0.1"],
+            "--from 198.18.0.99: not an address of this host",
+        ),
     ],
-)  # fmt: skip
+)
 def test_check_names_the_option_at_fault(lab: Lab, args: list[str], error: str) -> None:
     result = portwarden_on(lab.client, "portmap", "check", *args, "--timeout", "0.2")
     assert (result.returncode, result.stdout, result.stderr) == (
-        2, "", f"portwarden: error: {error}\n")  # fmt: skip
+        2,
+        "",
+        f"portwarden: error: {error}\n",
+    )
 
 
 def test_an_unwritable_hosts_allow_is_refused_and_nothing_changes(
     lab: Lab, portmapper: Portmapper
 ) -> None:
-    subprocess.run(portmapper._inside(["mount", "--bind", "-o", "ro", "/etc/hosts.allow",
-                                       "/etc/hosts.allow"]), check=True)  # fmt: skip
+    subprocess.run(
+        portmapper._inside(["mount", "--bind", "-o", "ro", "/etc/hosts.allow", "/etc/hosts.allow"]),
+        check=True,
+    )
     before = files(portmapper)
     result = portmapper.portwarden("portmap", "protect", *ALLOW)
     assert (result.returncode, result.stdout) == (2, "")
@@ -513,12 +602,23 @@ def test_an_unwritable_hosts_allow_is_refused_and_nothing_changes(
 def test_host_bits_are_a_warning_and_created_files_are_said_to_be(
     lab: Lab, portmapper: Portmapper
 ) -> None:
-    result = portmapper.portwarden("portmap", "protect", "--allow", "198.18.0.17/28",
-                                   "--firewall", "none", "--hosts-allow", "/etc/new.allow",
-                                   "--hosts-deny", "/etc/new.deny")  # fmt: skip
+    result = portmapper.portwarden(
+        "portmap",
+        "protect",
+        "--allow",
+        "198.18.0.17/28",
+        "--firewall",
+        "none",
+        "--hosts-allow",
+        "/etc/new.allow",
+        "--hosts-deny",
+        "/etc/new.deny",
+    )
     assert result.returncode == 0, result.stderr
-    assert result.stderr == ('portwarden: warning: --allow "198.18.0.17/28": host bits are set; '
-                             "the network allowed is 198.18.0.16/28\n")  # fmt: skip
+    assert result.stderr == (
+        'portwarden: warning: --allow "198.18.0.17/28": host bits are set; '
+        "the network allowed is 198.18.0.16/28\n"
+    )
     assert result.stdout == "created /etc/new.allow\ncreated /etc/new.deny\n"
     assert b"198.18.0.16/255.255.255.240" in (portmapper.read("new.allow") or b"")
 
@@ -541,10 +641,12 @@ def test_unprotect_removes_our_rules_whichever_firewall_it_is_given(
     shown = run_ok(portmapper, "unprotect", *unprotect_args, "--no-wrappers", "--dry-run")
     removal = {
         "nft": ["# nft", "delete table inet portwarden_portmap"],
-        "iptables": [f"# {tool}-restore --noflush\n*filter\n-D INPUT -j PORTWARDEN_PORTMAP\n"
-                     "-F PORTWARDEN_PORTMAP\n-X PORTWARDEN_PORTMAP\nCOMMIT"
-                     for tool in ("iptables", "ip6tables")],
-    }[protected_with]  # fmt: skip
+        "iptables": [
+            f"# {tool}-restore --noflush\n*filter\n-D INPUT -j PORTWARDEN_PORTMAP\n"
+            "-F PORTWARDEN_PORTMAP\n-X PORTWARDEN_PORTMAP\nCOMMIT"
+            for tool in ("iptables", "ip6tables")
+        ],
+    }[protected_with]
     assert shown.splitlines() == "\n".join(removal).splitlines() + [
         "# dry run: nothing was changed"
     ]
@@ -579,8 +681,9 @@ def test_protect_warns_about_a_last_line_without_newline_and_never_glues_onto_it
         f"portwarden: warning: /etc/hosts.deny: {said} denies every caller\n"
     )
     for protected, original in zip(files(portmapper), originals, strict=True):
-        assert protected is not None and protected.endswith(b"# portwarden-portmap end\n"
-                                                            + original)  # fmt: skip
+        assert protected is not None and protected.endswith(
+            b"# portwarden-portmap end\n" + original
+        )
     assert rpcinfo_lists_program(lab.client, lab.target.ipv4)
     assert not rpcinfo_lists_program(lab.attackers[0], lab.target.ipv4)
     check = portmapper.portwarden("portmap", "check")
@@ -627,20 +730,35 @@ def test_a_portmapper_that_accepts_and_never_answers_is_reachable(
     attacker = lab.attackers[0]
     portmapper.proc.send_signal(signal.SIGSTOP)
     try:
-        here = portmapper.portwarden("portmap", "check", "--from", lab.target.ipv4,
-                                     "--timeout", "0.5")  # fmt: skip
-        there = portwarden_on(attacker, "portmap", "check", "--json", "--from", attacker.ipv4,
-                              "--to", lab.target.ipv4, "--timeout", "0.5")  # fmt: skip
+        here = portmapper.portwarden(
+            "portmap", "check", "--from", lab.target.ipv4, "--timeout", "0.5"
+        )
+        there = portwarden_on(
+            attacker,
+            "portmap",
+            "check",
+            "--json",
+            "--from",
+            attacker.ipv4,
+            "--to",
+            lab.target.ipv4,
+            "--timeout",
+            "0.5",
+        )
     finally:
         portmapper.proc.send_signal(signal.SIGCONT)
     lines = here.stdout.splitlines()
-    assert ("probe: tcp from 198.18.0.1 to 198.18.0.1 port 111: reachable (connected, no RPC "
-            "answer in 0.5 s)") in lines  # fmt: skip
+    assert (
+        "probe: tcp from 198.18.0.1 to 198.18.0.1 port 111: reachable (connected, no RPC "
+        "answer in 0.5 s)"
+    ) in lines
     assert "probe: udp from 198.18.0.1 to 198.18.0.1 port 111: silent (no answer in 0.5 s)" in lines
     assert (here.returncode, lines[-1]) == (1, "verdict: exposed"), here.stdout
     report = json.loads(there.stdout)
     assert [(p["proto"], p["outcome"]) for p in report["probes"]] == [
-        ("tcp", "reachable"), ("udp", "silent")]  # fmt: skip
+        ("tcp", "reachable"),
+        ("udp", "silent"),
+    ]
     assert (there.returncode, report["verdict"]) == (1, "exposed")
 
 
@@ -657,24 +775,30 @@ def test_an_accept_above_our_iptables_jump_is_seen_and_protect_moves_the_jump_ba
     run_ok(portmapper, "protect", *ALLOW, "--firewall", "iptables", "--no-wrappers")
     target.run(["iptables", "-I", *ABOVE])
     try:
-        assert outcomes(attacker, attacker.ipv4, target.ipv4) == {"tcp": "reachable",
-                                                                  "udp": "silent"}  # fmt: skip
+        assert outcomes(attacker, attacker.ipv4, target.ipv4) == {
+            "tcp": "reachable",
+            "udp": "silent",
+        }
         check = portmapper.portwarden("portmap", "check")
         lines = check.stdout.splitlines()
         assert (check.returncode, lines[-1]) == (3, "verdict: unknown"), check.stdout
         assert (f"firewall: {UNKNOWN_FIREWALL}") in lines
-        assert ("  iptables: chain PORTWARDEN_PORTMAP (jumped to from INPUT, but not first: a "
-                "rule above may accept port 111):") in lines  # fmt: skip
-        assert ("  iptables: above our jump in INPUT: -A INPUT -p tcp -m tcp --dport 111 -j "
-                "ACCEPT") in lines  # fmt: skip
+        assert (
+            "  iptables: chain PORTWARDEN_PORTMAP (jumped to from INPUT, but not first: a "
+            "rule above may accept port 111):"
+        ) in lines
+        assert (
+            "  iptables: above our jump in INPUT: -A INPUT -p tcp -m tcp --dport 111 -j ACCEPT"
+        ) in lines
 
         moved = run_ok(portmapper, "protect", *ALLOW, "--firewall", "iptables", "--no-wrappers")
         assert moved == "ran iptables-restore --noflush\n"  # ip6tables: nothing to change
         rules = target.run(["iptables", "-S", "INPUT"]).stdout.splitlines()
-        assert rules[1:] == ["-A INPUT -j PORTWARDEN_PORTMAP",
-                             "-A INPUT -p tcp -m tcp --dport 111 -j ACCEPT"]  # fmt: skip
-        assert outcomes(attacker, attacker.ipv4, target.ipv4) == {"tcp": "silent",
-                                                                  "udp": "silent"}  # fmt: skip
+        assert rules[1:] == [
+            "-A INPUT -j PORTWARDEN_PORTMAP",
+            "-A INPUT -p tcp -m tcp --dport 111 -j ACCEPT",
+        ]
+        assert outcomes(attacker, attacker.ipv4, target.ipv4) == {"tcp": "silent", "udp": "silent"}
         again = run_ok(portmapper, "protect", *ALLOW, "--firewall", "iptables", "--no-wrappers")
         assert again == "portmap protect: nothing to change\n"
         check = portmapper.portwarden("portmap", "check")
@@ -702,8 +826,7 @@ def test_an_accept_in_an_earlier_nft_table_does_not_undo_our_drop(
     run_ok(portmapper, "protect", *ALLOW, "--no-wrappers")
     target.run(["nft", "-f", "-"], input=OTHER_TABLE)
     try:
-        assert outcomes(attacker, attacker.ipv4, target.ipv4) == {"tcp": "silent",
-                                                                  "udp": "silent"}  # fmt: skip
+        assert outcomes(attacker, attacker.ipv4, target.ipv4) == {"tcp": "silent", "udp": "silent"}
         assert outcomes(lab.client, lab.client.ipv4, target.ipv4) == REACHABLE
         check = portmapper.portwarden("portmap", "check")
         assert (check.returncode, check.stdout.splitlines()[-1]) == (0, "verdict: protected")
@@ -723,8 +846,11 @@ with open("/run/portwarden-portmap.lock", "a") as lock:
 def test_protect_waits_for_a_run_in_progress(lab: Lab, portmapper: Portmapper) -> None:
     """Another protect or unprotect holds the lock (here for 1.5 s): this one waits for it,
     then plans from what that run left, so no edit is lost."""
-    holder = subprocess.Popen(portmapper._inside([sys.executable, "-c", _HOLD_LOCK, "1.5"]),
-                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    holder = subprocess.Popen(
+        portmapper._inside([sys.executable, "-c", _HOLD_LOCK, "1.5"]),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         started = time.monotonic()
@@ -750,9 +876,11 @@ def test_a_hosts_allow_rpcbind_cannot_read_is_refused_and_checked_as_locked_out(
     refused = portmapper.portwarden("portmap", "protect", *ALLOW, "--firewall", "none")
     assert (refused.returncode, refused.stdout, refused.stderr.count("\n")) == (2, "", 1)
     user = portmapper.status_user()
-    why = (f"/etc/hosts.allow: rpcbind (pid {portmapper.proc.pid}, rpcbind) runs as {user}, which "
-           "cannot read it (mode 600, owner root:root): TCP Wrappers would not read our lines "
-           "there")  # fmt: skip
+    why = (
+        f"/etc/hosts.allow: rpcbind (pid {portmapper.proc.pid}, rpcbind) runs as {user}, which "
+        "cannot read it (mode 600, owner root:root): TCP Wrappers would not read our lines "
+        "there"
+    )
     assert refused.stderr.startswith(f"portwarden: error: {why}"), refused.stderr
     assert files(portmapper) == before
     assert rpcinfo_lists_program(lab.client, lab.target.ipv4)
@@ -766,8 +894,9 @@ def test_a_hosts_allow_rpcbind_cannot_read_is_refused_and_checked_as_locked_out(
     check = portmapper.portwarden("portmap", "check", "--from", "127.0.0.1", "--timeout", "1")
     lines = check.stdout.splitlines()
     assert (check.returncode, lines[-1]) == (4, "verdict: locked out"), check.stdout
-    assert ("wrappers: deny callers they should allow (see the notes): they lock the "
-            "portmapper") in lines  # fmt: skip
+    assert (
+        "wrappers: deny callers they should allow (see the notes): they lock the portmapper"
+    ) in lines
     assert (
         f"  {portmapper.libwrap_note()}; but {why.rpartition(': TCP')[0]}: TCP Wrappers "
         "cannot read the lines there" in lines
@@ -832,8 +961,11 @@ def test_a_hosts_allow_of_mode_600_that_an_acl_lets_rpcbind_read_is_protected(
     """`setfacl -m user:_rpc:r` on a mode-600 hosts.allow: rpcbind reads it, so protect goes
     ahead and check says protected (the kernel decides, not the mode bits)."""
     acl = mode_600_and_reader(pwd.getpwnam("_rpc").pw_uid).hex()
-    subprocess.run(portmapper._inside([sys.executable, "-c", _SET_ACL, "/etc/hosts.allow", acl]),
-                   check=True, timeout=20)  # fmt: skip
+    subprocess.run(
+        portmapper._inside([sys.executable, "-c", _SET_ACL, "/etc/hosts.allow", acl]),
+        check=True,
+        timeout=20,
+    )
     run_ok(portmapper, "protect", *ALLOW, "--firewall", "none")
     assert rpcinfo_lists_program(lab.client, lab.target.ipv4)  # protect kept the ACL
     assert rpcinfo_lists_program(lab.target, "127.0.0.1")
@@ -851,12 +983,28 @@ def test_check_by_a_user_other_than_root_is_one_line_and_no_verdict(
     nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     for json_flag in ([], ["--json"]):
         check = subprocess.run(
-            portmapper._inside([*nobody, sys.executable, "-m", "portwarden", "portmap", "check",
-                                "--from", lab.target.ipv4, *json_flag]),
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
-        why = ("reading the firewall (nftables, iptables) needs CAP_NET_ADMIN; nothing was "
-               "checked (run 'portwarden portmap check' as root)")  # fmt: skip
+            portmapper._inside(
+                [
+                    *nobody,
+                    sys.executable,
+                    "-m",
+                    "portwarden",
+                    "portmap",
+                    "check",
+                    "--from",
+                    lab.target.ipv4,
+                    *json_flag,
+                ]
+            ),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        why = (
+            "reading the firewall (nftables, iptables) needs CAP_NET_ADMIN; nothing was "
+            "checked (run 'portwarden portmap check' as root)"
+        )
         assert (check.returncode, check.stderr) == (2, f"portwarden: error: {why}\n")
         assert check.stdout == (json.dumps({"error": why}, indent=2) + "\n" if json_flag else "")
 
@@ -882,8 +1030,10 @@ def test_protect_and_unprotect_keep_the_lines_others_append_meanwhile(
     appended in between must not be lost (the edit is made again from the file as it is)."""
     appender = subprocess.Popen(
         portmapper._inside([sys.executable, "-c", _APPENDER]),
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         for _ in range(5):
             run_ok(portmapper, "protect", *ALLOW)
@@ -909,29 +1059,46 @@ def test_a_ban_in_hosts_deny_inside_the_allowed_networks_still_holds(
     portmapper = Portmapper(target, tmp_path, HOSTS_ALLOW, HOSTS_DENY + bans)
     try:
         before = files(portmapper)
-        protect = ["protect", "--allow", "198.18.0.0/24", "--allow", "2001:db8::/64",
-                   "--firewall", "none"]  # fmt: skip
+        protect = [
+            "protect",
+            "--allow",
+            "198.18.0.0/24",
+            "--allow",
+            "2001:db8::/64",
+            "--firewall",
+            "none",
+        ]
         said = run_ok(portmapper, *protect)
-        assert (f'portmap protect: /etc/hosts.deny:6: "ALL: {client.ipv4}" still refuses '
-                f"{client.ipv4} (carried over to our /etc/hosts.allow line as EXCEPT)\n"
-                f'portmap protect: /etc/hosts.deny:7: "ALL: [{client.ipv6}]" still refuses '
-                f"{client.ipv6} (carried over to our /etc/hosts.allow line as EXCEPT)\n"
-                ) in said  # fmt: skip
+        assert (
+            f'portmap protect: /etc/hosts.deny:6: "ALL: {client.ipv4}" still refuses '
+            f"{client.ipv4} (carried over to our /etc/hosts.allow line as EXCEPT)\n"
+            f'portmap protect: /etc/hosts.deny:7: "ALL: [{client.ipv6}]" still refuses '
+            f"{client.ipv6} (carried over to our /etc/hosts.allow line as EXCEPT)\n"
+        ) in said
         refused = {"tcp": "refused", "udp": "refused"}
         for family in (4, 6):
             assert reachability(lab, family) == (refused, REACHABLE)
         check = run_ok(portmapper, "check")
-        assert (f'  ban /etc/hosts.deny:6: "ALL: {client.ipv4}": in effect for rpcbind (our '
-                f"/etc/hosts.allow lines except {client.ipv4})\n") in check  # fmt: skip
+        assert (
+            f'  ban /etc/hosts.deny:6: "ALL: {client.ipv4}": in effect for rpcbind (our '
+            f"/etc/hosts.allow lines except {client.ipv4})\n"
+        ) in check
 
         later = f"ALL: {attacker.ipv4}\n"  # fail2ban, after protect
-        subprocess.run(portmapper._inside([sys.executable, "-c", _APPEND, "/etc/hosts.deny"]),
-                       input=later, text=True, check=True, timeout=20)  # fmt: skip
+        subprocess.run(
+            portmapper._inside([sys.executable, "-c", _APPEND, "/etc/hosts.deny"]),
+            input=later,
+            text=True,
+            check=True,
+            timeout=20,
+        )
         assert outcomes(attacker, attacker.ipv4, target.ipv4) == REACHABLE
         check = run_ok(portmapper, "check")
-        assert (f'  ban /etc/hosts.deny:8: "ALL: {attacker.ipv4}": overridden for rpcbind: '
-                f"/etc/hosts.allow:3 (ours), read first, lets {attacker.ipv4} reach it (run "
-                "'portwarden portmap protect' again to carry the ban over)\n") in check  # fmt: skip
+        assert (
+            f'  ban /etc/hosts.deny:8: "ALL: {attacker.ipv4}": overridden for rpcbind: '
+            f"/etc/hosts.allow:3 (ours), read first, lets {attacker.ipv4} reach it (run "
+            "'portwarden portmap protect' again to carry the ban over)\n"
+        ) in check
         run_ok(portmapper, *protect)
         assert outcomes(attacker, attacker.ipv4, target.ipv4) == refused
         assert outcomes(lab.attackers[1], lab.attackers[1].ipv4, target.ipv4) == REACHABLE

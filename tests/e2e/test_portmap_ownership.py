@@ -50,7 +50,9 @@ def test_what_was_added_to_our_nftables_table_is_named_before_it_goes(
         rf"portwarden: warning: nftables table inet {TABLE} holds what portwarden did not put "
         r"there \(chain mine; rule handle \d+ in chain input\): the table is portwarden's "
         "alone, protect replaces its chain's rules and unprotect deletes it; keep your own "
-        "rules in a table of your own", warning)  # fmt: skip
+        "rules in a table of your own",
+        warning,
+    )
     assert "dport 22" not in target.run(["nft", "list", "table", "inet", TABLE]).stdout
     [warning] = warnings(portmapper, "unprotect", "--firewall", "nft")
     assert "(chain mine)" in warning

@@ -51,11 +51,21 @@ def test_half_open_handshakes_to_a_classic_listener_are_no_sensor_drops(
     lab: Lab, start_daemon: StartDaemon
 ) -> None:
     daemon = start_daemon("-tcp")
-    lab.attackers[0].run(["nmap", "-sS", "-n", "-Pn", "-p", "15", "--max-retries", "0",
-                          lab.target.ipv4], timeout=60)  # fmt: skip
+    lab.attackers[0].run(
+        ["nmap", "-sS", "-n", "-Pn", "-p", "15", "--max-retries", "0", lab.target.ipv4], timeout=60
+    )
     assert _listener_drops(lab, 15) > 0  # the kernel counted the reset handshake as a drop
-    status = lab.target.run([sys.executable, "-m", "portwarden", "status", "--json", "-c",
-                             str(daemon.log_path.with_suffix(".conf"))])  # fmt: skip
+    status = lab.target.run(
+        [
+            sys.executable,
+            "-m",
+            "portwarden",
+            "status",
+            "--json",
+            "-c",
+            str(daemon.log_path.with_suffix(".conf")),
+        ]
+    )
     assert json.loads(status.stdout)["counters"]["packets_dropped"] == 0
     daemon.stop()
     assert "sensors fall behind" not in daemon.log()

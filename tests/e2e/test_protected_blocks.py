@@ -17,15 +17,18 @@ from tests.e2e.test_blocking import CRAFT, nft_elements, portwarden
 from tests.lab.daemon import RunningDaemon, start_with_files, wait_for_text
 
 GATEWAY, NAME_SERVER, LOCAL = "198.18.0.18", "198.18.0.19", "198.18.0.15"
-WHY = {GATEWAY: "gateway (PROTECT_GATEWAYS=0 allows it)",
-       NAME_SERVER: "nameserver (PROTECT_NAMESERVERS=0 allows it)",
-       LOCAL: "local (nothing allows it)"}  # fmt: skip
+WHY = {
+    GATEWAY: "gateway (PROTECT_GATEWAYS=0 allows it)",
+    NAME_SERVER: "nameserver (PROTECT_NAMESERVERS=0 allows it)",
+    LOCAL: "local (nothing allows it)",
+}
 
 
 def scan_from(lab: Lab, source: str) -> None:
     """SYNs to three of the target's tripwires that claim to come from `source`."""
-    lab.attackers[0].run([sys.executable, str(CRAFT), "--spoofed", source, "1", lab.target.ipv4,
-                          "1,11,15"])  # fmt: skip
+    lab.attackers[0].run(
+        [sys.executable, str(CRAFT), "--spoofed", source, "1", lab.target.ipv4, "1,11,15"]
+    )
 
 
 def unblocked(log: str, address: str) -> bool:
@@ -36,8 +39,11 @@ def unblocked(log: str, address: str) -> bool:
 
 def unblock_events(state: Path) -> list[str]:
     events = (state / "events.jsonl").read_text().splitlines()
-    return [e["src"] for e in map(json.loads, events)
-            if e.get("event") == "unblock" and e.get("by") == "protected"]  # fmt: skip
+    return [
+        e["src"]
+        for e in map(json.loads, events)
+        if e.get("event") == "unblock" and e.get("by") == "protected"
+    ]
 
 
 def restart(lab: Lab, daemon: RunningDaemon, started: list[RunningDaemon]) -> RunningDaemon:
@@ -102,8 +108,9 @@ def test_a_blocked_address_added_to_resolv_conf_is_unblocked_within_a_refresh(
     resolv = tmp_path / "resolv.conf"
     resolv.write_text("nameserver 198.18.0.200\n")
     conf = tmp_path / "portwarden.conf"
-    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="{TCP_PORTS}"\nUDP_MODE="none"\n'
-                    'BLOCK_TCP="1"\n')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="{TCP_PORTS}"\nUDP_MODE="none"\nBLOCK_TCP="1"\n'
+    )
     log = tmp_path / "log"
     proc = start_with_files(lab.target, {"/etc/resolv.conf": resolv}, conf, log, "-stcp")
     try:

@@ -51,8 +51,9 @@ time.sleep(3600)
 
 def start_services(lab: Lab) -> Popen:
     ports = (LOOPBACK_TCP, IPV4_ONLY_TCP, WILDCARD_TCP, LOOPBACK_UDP, WILDCARD_UDP)
-    proc = lab.target.popen([sys.executable, "-c", _SOCKETS, *map(str, ports)], stdout=-1,
-                            text=True)  # fmt: skip
+    proc = lab.target.popen(
+        [sys.executable, "-c", _SOCKETS, *map(str, ports)], stdout=-1, text=True
+    )
     assert proc.stdout is not None
     assert "listening" in proc.stdout.readline()
     return proc
@@ -153,8 +154,11 @@ def test_a_service_on_one_of_two_addresses_costs_its_clients_nothing(
     its port is kept out of the kernel filter, so its clients' 500 datagrams are not read by
     the daemon at all (with the port in the filter each one would be read and judged)."""
     lab.target.run(["ip", "addr", "add", "198.18.0.99/24", "dev", "eth0"])
-    service = lab.target.popen([sys.executable, "-c", _ONE_ADDRESS_SERVICE, lab.target.ipv4,
-                                str(LOOPBACK_UDP)], stdout=-1, text=True)  # fmt: skip
+    service = lab.target.popen(
+        [sys.executable, "-c", _ONE_ADDRESS_SERVICE, lab.target.ipv4, str(LOOPBACK_UDP)],
+        stdout=-1,
+        text=True,
+    )
     try:
         assert service.stdout is not None and "listening" in service.stdout.readline()
         daemon = start_daemon("-sudp")

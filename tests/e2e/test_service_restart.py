@@ -125,10 +125,20 @@ def test_a_client_socket_on_a_tripwire_port_is_no_service(
     server = serve(peer, PEER_PORT)
     mark = daemon.mark()
     client = lab.target.popen(
-        [sys.executable, "-c", _CLIENT_FROM_TRIPWIRE, lab.target.ipv4, peer.ipv4, proto,
-         str(CLIENT_PORT), str(PEER_PORT)],
-        stdin=-1, stdout=-1, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            _CLIENT_FROM_TRIPWIRE,
+            lab.target.ipv4,
+            peer.ipv4,
+            proto,
+            str(CLIENT_PORT),
+            str(PEER_PORT),
+        ],
+        stdin=-1,
+        stdout=-1,
+        text=True,
+    )
     assert client.stdin is not None and client.stdout is not None
     assert client.stdout.readline() == "connected\n"
     time.sleep(limits.REFRESH_S + 1)  # the daemon's socket table view has seen the client

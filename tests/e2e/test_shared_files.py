@@ -27,8 +27,11 @@ def test_a_second_instance_naming_the_first_ones_files_is_refused(
     own = f'STATE_DIR="{tmp_path}/second"\nNFT_TABLE="pw_second"\nBLOCK_TCP="1"\n'
     for line, key in ((3, "BLOCKED_FILE"), (4, "EVENT_LOG")):
         conf.write_text(own + files)
-        refused = lab.target.run([sys.executable, "-m", "portwarden", "run", "-c", str(conf),
-                                  "-stcp"], check=False, timeout=30)  # fmt: skip
+        refused = lab.target.run(
+            [sys.executable, "-m", "portwarden", "run", "-c", str(conf), "-stcp"],
+            check=False,
+            timeout=30,
+        )
         assert refused.returncode == 2, refused.stderr
         (error,) = refused.stderr.splitlines()
         assert error.startswith(f"portwarden: error: {conf}:{line + 1}: {key}=")

@@ -19,11 +19,15 @@ def test_a_slow_scan_is_reported_while_it_goes_on_and_then_to_its_end(
     inbox.mkdir()
     syslog = SyslogReceiver(tmp_path / "log")
     server = smtp_server(lab, lab.client.ipv4, "2527", str(inbox))
-    daemon = start_daemon("-stcp", conf=(
-        f'BLOCK_TCP="0"\nSYSLOG_SOCKET="{syslog.path}"\n'
-        'SCAN_END_QUIET="4"\nSCAN_REPORT_INTERVAL="4.5"\n'
-        'MAIL_ON_TCP_SCAN="1"\nMAIL_TO="admin@example.org"\n'
-        f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2527"\n'))  # fmt: skip
+    daemon = start_daemon(
+        "-stcp",
+        conf=(
+            f'BLOCK_TCP="0"\nSYSLOG_SOCKET="{syslog.path}"\n'
+            'SCAN_END_QUIET="4"\nSCAN_REPORT_INTERVAL="4.5"\n'
+            'MAIL_ON_TCP_SCAN="1"\nMAIL_TO="admin@example.org"\n'
+            f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2527"\n'
+        ),
+    )
     attacker, target = lab.attackers[0], lab.target.ipv4
     try:
         # Eight SYNs to the tripwire 11, one a second: never 4 s quiet until the last one (3 s
@@ -49,11 +53,16 @@ def test_a_slow_scan_is_reported_while_it_goes_on_and_then_to_its_end(
     events = [json.loads(line) for line in log.read_text().splitlines()]
     first, second = (e for e in events if e["event"] == "scan-summary")
     assert (first["ongoing"], first["probes"], second["ongoing"], second["probes"]) == (
-        True, so_far, False, after)  # fmt: skip
+        True,
+        so_far,
+        False,
+        after,
+    )
     assert first["last_seen"] <= second["started"]
     # The mails: the first says the scan is still going, the second does not.
-    assert interim["Subject"] == f"portwarden: TCP scan from {attacker.ipv4} to {target} " \
-                                 "(still going)"  # fmt: skip
+    assert (
+        interim["Subject"] == f"portwarden: TCP scan from {attacker.ipv4} to {target} (still going)"
+    )
     assert final["Subject"] == f"portwarden: TCP scan from {attacker.ipv4} to {target}"
     interim_body, final_body = (text_of(m).replace("\r\n", "\n") for m in (interim, final))
     assert f"Probes:          {so_far}\n" in interim_body

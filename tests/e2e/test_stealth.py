@@ -52,8 +52,7 @@ def test_nmap_scan_is_detected_with_source_and_type(
     mark = daemon.mark()
     six = ["-6"] if family == 6 else []
     nmap(attacker.run, *six, *args, address(lab.target, family))
-    found = daemon.wait_for_attack(mark, kind="scan", src=address(attacker, family),
-                                   type=scan_type)  # fmt: skip
+    found = daemon.wait_for_attack(mark, kind="scan", src=address(attacker, family), type=scan_type)
     assert found["dst"] == address(lab.target, family)
     assert found["proto"] == proto
     assert found["mode"] == ("stcp" if proto == "tcp" else "sudp")
@@ -86,8 +85,9 @@ def test_hping3_odd_flags_and_ip_options(lab: Lab, daemon: RunningDaemon) -> Non
     attacker.run(["hping3", "-c", "2", "-i", "u10000", "-S", "-F", "-p", "11", lab.target.ipv4])
     found = daemon.wait_for_attack(mark, src=attacker.ipv4, type="TCP odd-flags scan (FIN+SYN)")
     assert found["flags"] == "FIN+SYN"
-    attacker.run(["hping3", "-c", "2", "-i", "u10000", "-S", "--rroute", "-p", "15",
-                  lab.target.ipv4])  # fmt: skip
+    attacker.run(
+        ["hping3", "-c", "2", "-i", "u10000", "-S", "--rroute", "-p", "15", lab.target.ipv4]
+    )
     found = daemon.wait_for_attack(mark, src=attacker.ipv4, port="15")
     assert found["ip_options"] == "yes"
 

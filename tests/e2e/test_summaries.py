@@ -20,8 +20,10 @@ def test_a_spoofed_flood_neither_hides_a_real_scanner_nor_floods_the_log(
     # More one-packet sources than the table of scans waiting for their summary holds (about
     # one in seven random sources is a martian the kernel drops).
     flood = limits.OS_PROBE_PENDING_MAX + 400
-    lab.attackers[2].run(["hping3", "--rand-source", "-c", str(flood), "-i", "u100", "-S", "-p",
-                          "11", target], check=False)  # fmt: skip
+    lab.attackers[2].run(
+        ["hping3", "--rand-source", "-c", str(flood), "-i", "u100", "-S", "-p", "11", target],
+        check=False,
+    )
     scanner = lab.attackers[0]
     nmap(scanner.run, "-sS", "-p", "1-20", target)  # at once, before the flood's summaries
     summary = daemon.wait_for_attack(kind="scan-summary", src=scanner.ipv4)
@@ -60,8 +62,9 @@ def test_a_spoofed_flood_between_its_probes_cannot_reset_a_scanners_count(
     probe = ["hping3", "-S", "-c", "1", target, "-p"]  # exits 1 when nothing answers
     for port in ("1", "11"):
         scanner.run([*probe, port], check=False)
-    flood = lab.attackers[2].popen(["hping3", "--flood", "--rand-source", "-S", "-p", "15",
-                                    target], stderr=subprocess.DEVNULL)  # fmt: skip
+    flood = lab.attackers[2].popen(
+        ["hping3", "--flood", "--rand-source", "-S", "-p", "15", target], stderr=subprocess.DEVNULL
+    )
     try:
         daemon.wait_for(f"WARNING source table full \\({limits.SOURCES_MAX} sources\\)", 60)
     finally:
@@ -75,8 +78,10 @@ def test_a_spoofed_flood_between_its_probes_cannot_reset_a_scanners_count(
     assert (summary["ports"], summary["probes"]) == ("3", "3")
     # 2,000 new sources, each evicts one (the table is still full); a new scanner after them
     # tells when the daemon has read them all.
-    lab.attackers[2].run(["hping3", "--rand-source", "-c", "2000", "-i", "u100", "-S", "-p",
-                          "15", target], check=False)  # fmt: skip
+    lab.attackers[2].run(
+        ["hping3", "--rand-source", "-c", "2000", "-i", "u100", "-S", "-p", "15", target],
+        check=False,
+    )
     mark, second = daemon.mark(), lab.attackers[1]
     for port in ("1", "11", "15"):
         second.run([*probe, port], check=False)

@@ -23,16 +23,17 @@ def hanging_command(folder: Path) -> Path:
     """A KILL_RUN_CMD script that says which address it ran for, ignores SIGTERM and sleeps:
     only KILL_CMD_TIMEOUT's kill ends it."""
     script = folder / "cmd.sh"
-    script.write_text(f"#!/bin/sh\ntrap '' TERM\necho \"$1\" > {folder}/ran.\"$1\"\n"
-                      "exec sleep 60\n")  # fmt: skip
+    script.write_text(f'#!/bin/sh\ntrap \'\' TERM\necho "$1" > {folder}/ran."$1"\nexec sleep 60\n')
     script.chmod(0o755)
     return script
 
 
 def conf(folder: Path, timeout: int, extra: str = "") -> str:
-    return (f'BLOCK_TCP="1"\nKILL_CMD_TIMEOUT="{timeout}"\nKILL_HOSTS_DENY="ALL: $TARGET$"\n'
-            f'HOSTS_DENY_FILE="{folder}/hosts.deny"\n'
-            f'KILL_RUN_CMD="{hanging_command(folder)} $TARGET$"\n{extra}')  # fmt: skip
+    return (
+        f'BLOCK_TCP="1"\nKILL_CMD_TIMEOUT="{timeout}"\nKILL_HOSTS_DENY="ALL: $TARGET$"\n'
+        f'HOSTS_DENY_FILE="{folder}/hosts.deny"\n'
+        f'KILL_RUN_CMD="{hanging_command(folder)} $TARGET$"\n{extra}'
+    )
 
 
 @pytest.fixture
@@ -45,23 +46,30 @@ def backlog(lab: Lab, tmp_path: Path) -> Iterator[list[subprocess.Popen]]:
         probe.wait()
 
 
-def queue_blocks(lab: Lab, daemon: RunningDaemon, folder: Path,
-                 probes: list[subprocess.Popen]) -> None:  # fmt: skip
+def queue_blocks(
+    lab: Lab, daemon: RunningDaemon, folder: Path, probes: list[subprocess.Popen]
+) -> None:
     """One SYN to a tripwire from FIRST; once its command runs, one from each of QUEUED at once
     (sources forged from an attacker): their blocks are recorded, their elements added, and
     the rest waits behind FIRST's command."""
 
     def probe(source: str) -> None:
-        probes.append(lab.attackers[0].popen(
-            ["hping3", "-c", "1", "-S", "-p", "11", "-a", source, lab.target.ipv4],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+        probes.append(
+            lab.attackers[0].popen(
+                ["hping3", "-c", "1", "-S", "-p", "11", "-a", source, lab.target.ipv4],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
 
     probe(FIRST)
     wait_for_file(folder / f"ran.{FIRST}")
     for source in QUEUED:
         probe(source)
-    wait_until(lambda: nft_elements(lab.target) == {FIRST, *QUEUED},
-               f"not every source blocked: {nft_elements(lab.target)}")  # fmt: skip
+    wait_until(
+        lambda: nft_elements(lab.target) == {FIRST, *QUEUED},
+        f"not every source blocked: {nft_elements(lab.target)}",
+    )
 
 
 def test_an_unblock_behind_hanging_commands_is_done_at_once_and_its_block_never_carried_out(
@@ -77,10 +85,20 @@ def test_an_unblock_behind_hanging_commands_is_done_at_once_and_its_block_never_
     queue_blocks(lab, daemon, tmp_path, backlog)
     last = QUEUED[-1]
     started = time.monotonic()
-    unblock = lab.target.popen([sys.executable, "-m", "portwarden", "unblock", last, "-c",
-                                str(daemon.log_path.with_suffix(".conf"))],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)  # fmt: skip
+    unblock = lab.target.popen(
+        [
+            sys.executable,
+            "-m",
+            "portwarden",
+            "unblock",
+            last,
+            "-c",
+            str(daemon.log_path.with_suffix(".conf")),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_until(lambda: last not in nft_elements(lab.target), "element still there", timeout)
     assert unblock.poll() is None  # at once: the worker is still in the first block's command
     out, err = unblock.communicate(timeout=120)

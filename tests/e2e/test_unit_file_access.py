@@ -55,10 +55,12 @@ def test_rotation_and_replacement_keep_access_under_the_units_capabilities(
     shared_with_adm(blocked, "")
     os.setxattr(blocked, ACL, mode_600_and_reader(NOBODY))  # `setfacl -m user:nobody:r`
     conf = tmp_path / "portwarden.conf"
-    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
-                    f'TCP_PORTS="11,15,79"\nBLOCK_TCP="1"\nAUDIT_INTERVAL="0"\n'
-                    f'EVENT_LOG="{events}"\nEVENT_LOG_MAX_BYTES="{LOG_BYTES}"\n'
-                    f'BLOCKED_FILE="{public}/blocked"\n')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="stcp"\nUDP_MODE="none"\n'
+        f'TCP_PORTS="11,15,79"\nBLOCK_TCP="1"\nAUDIT_INTERVAL="0"\n'
+        f'EVENT_LOG="{events}"\nEVENT_LOG_MAX_BYTES="{LOG_BYTES}"\n'
+        f'BLOCKED_FILE="{public}/blocked"\n'
+    )
     capabilities = [c for c in unit_capabilities() if chown or c != "chown"]
     assert ("chown" in capabilities) == chown
     bounding = ",".join(["-all", *(f"+{name}" for name in capabilities)])
@@ -69,8 +71,11 @@ def test_rotation_and_replacement_keep_access_under_the_units_capabilities(
         nmap(lab.attackers[0].run, "-sS", "-p", "11,15,79", lab.target.ipv4)
         daemon.wait_for(rf"block address={attacker} actions=nft:done ")
         rotated = logs / "events.jsonl.1"
-        wait_until(lambda: rotated.exists() and f'"src":"{attacker}"' in events.read_text(),
-                   "the event log was not rotated", daemon)  # fmt: skip
+        wait_until(
+            lambda: rotated.exists() and f'"src":"{attacker}"' in events.read_text(),
+            "the event log was not rotated",
+            daemon,
+        )
         assert rotated.read_text().startswith(filler)
         if chown:
             assert access(events) == (0o640, 0, ADM), daemon.log()
@@ -79,7 +84,9 @@ def test_rotation_and_replacement_keep_access_under_the_units_capabilities(
             assert os.getxattr(blocked, ACL) == mode_600_and_reader(NOBODY)
         else:  # the mode all the same; the group is root's, and the log says why
             assert access(events) == (0o640, 0, 0), daemon.log()
-            daemon.wait_for(rf"JSON event log {events}: the new file could not get the old one's "
-                            "owner and group: Operation not permitted")  # fmt: skip
+            daemon.wait_for(
+                rf"JSON event log {events}: the new file could not get the old one's "
+                "owner and group: Operation not permitted"
+            )
     finally:
         daemon.stop()

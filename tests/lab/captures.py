@@ -52,9 +52,25 @@ def record(lab: Lab, name: str, scenario: Callable[[], object]) -> None:
     path = FOLDER / f"{name}.pcap"
     # --immediate-mode: otherwise packets wait in libpcap's buffer for up to a second, and
     # what is still there when tcpdump is stopped is lost.
-    dump = lab.target.popen(["tcpdump", "-Z", "root", "-n", "-U", "--immediate-mode", "-i",
-                             "eth0", "-s", str(SNAPLEN), "-w", str(path), "ip or ip6"],
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    dump = lab.target.popen(
+        [
+            "tcpdump",
+            "-Z",
+            "root",
+            "-n",
+            "-U",
+            "--immediate-mode",
+            "-i",
+            "eth0",
+            "-s",
+            str(SNAPLEN),
+            "-w",
+            str(path),
+            "ip or ip6",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert dump.stderr is not None and "listening" in dump.stderr.readline()
     time.sleep(0.2)
     try:

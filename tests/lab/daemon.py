@@ -90,15 +90,22 @@ class RunningDaemon:
         return status, time.monotonic() - started
 
 
-def start_with_hosts_file(host: Host, hosts: Path, config: Path, log: Path,
-                          *flags: str) -> subprocess.Popen:  # fmt: skip
+def start_with_hosts_file(
+    host: Host, hosts: Path, config: Path, log: Path, *flags: str
+) -> subprocess.Popen:
     """`portwarden run` with `hosts` bind-mounted over /etc/hosts in a private mount namespace
     (hostile reverse-DNS names without a DNS server); returns once it is ready."""
     return start_with_files(host, {"/etc/hosts": hosts}, config, log, *flags)
 
 
-def start_with_files(host: Host, files: dict[str, Path], config: Path, log: Path,
-                     *flags: str, tmpfs: Sequence[str] = ()) -> subprocess.Popen:  # fmt: skip
+def start_with_files(
+    host: Host,
+    files: dict[str, Path],
+    config: Path,
+    log: Path,
+    *flags: str,
+    tmpfs: Sequence[str] = (),
+) -> subprocess.Popen:
     """`portwarden run` with each file bind-mounted over a system file (e.g. /etc/resolv.conf)
     in a private mount namespace; returns once it is ready. `tmpfs`: folders that get an empty
     tmpfs there first; a file inside one is copied in (its folders made), so it need not exist
@@ -107,15 +114,18 @@ def start_with_files(host: Host, files: dict[str, Path], config: Path, log: Path
     for system, mine in files.items():
         target, source = shlex.quote(system), shlex.quote(str(mine))
         if any(system.startswith(f"{folder}/") for folder in tmpfs):
-            steps.append(f"mkdir -p {shlex.quote(str(Path(system).parent))} && "
-                         f"cp {source} {target}")  # fmt: skip
+            steps.append(
+                f"mkdir -p {shlex.quote(str(Path(system).parent))} && cp {source} {target}"
+            )
         else:
             steps.append(f"mount --bind {source} {target}")
     mounts = " && ".join(steps)
-    script = (f"{mounts} && exec {sys.executable} -m portwarden run -c {config}"
-              f" {' '.join(flags)}")  # fmt: skip
-    proc = host.popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
-                      stdout=log.open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
+    script = f"{mounts} && exec {sys.executable} -m portwarden run -c {config} {' '.join(flags)}"
+    proc = host.popen(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     wait_for_text(log, "ready:")
     return proc
 
@@ -133,11 +143,22 @@ def run_daemonised(host: Host, folder: Path, conf_extra: str = "") -> Daemonised
     """`portwarden run --daemon` (stealth TCP on port 11, state in `folder`/state) in `host`;
     asserts that it returned 0 (it does once the daemon is ready)."""
     conf = folder / "portwarden.conf"
-    conf.write_text(f'STATE_DIR="{folder}/state"\nTCP_PORTS="11"\nTCP_MODE="stcp"\n'
-                    f'UDP_MODE="none"\n{conf_extra}')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{folder}/state"\nTCP_PORTS="11"\nTCP_MODE="stcp"\n'
+        f'UDP_MODE="none"\n{conf_extra}'
+    )
     pid_file, log = folder / "pw.pid", folder / "state" / "portwarden.log"
-    command = [sys.executable, "-m", "portwarden", "run", "-c", str(conf), "--daemon",
-               "--pid-file", str(pid_file)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "portwarden",
+        "run",
+        "-c",
+        str(conf),
+        "--daemon",
+        "--pid-file",
+        str(pid_file),
+    ]
     started = host.run(command, check=False, timeout=30)
     assert started.returncode == 0, started.stderr
     return Daemonised(command, pid_file, log, int(pid_file.read_text()))

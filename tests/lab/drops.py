@@ -21,5 +21,8 @@ def lab_drops(lab: Lab) -> int:
 def lost_in_the_lab(lab: Lab, before: int) -> str:
     """For an assertion's message: whether the lab lost packets since `before`."""
     lost = lab_drops(lab) - before
-    return (f"the lab dropped {lost} packets before they reached the target (machine overloaded)"
-            if lost else "the lab dropped no packet")  # fmt: skip
+    return (
+        f"the lab dropped {lost} packets before they reached the target (machine overloaded)"
+        if lost
+        else "the lab dropped no packet"
+    )

@@ -38,11 +38,27 @@ def ip_packet(family: int, number: int, transport: bytes, frag: int = 0) -> byte
     """`transport` behind an IPv4 (fragment field `frag`) or IPv6 header, loopback to loopback."""
     if family == 4:
         loopback = socket.inet_aton("127.0.0.1")
-        return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(transport), 1, frag, 64, number, 0,
-                           loopback, loopback) + transport  # fmt: skip
+        return (
+            struct.pack(
+                "!BBHHHBBH4s4s",
+                0x45,
+                0,
+                20 + len(transport),
+                1,
+                frag,
+                64,
+                number,
+                0,
+                loopback,
+                loopback,
+            )
+            + transport
+        )
     loopback = socket.inet_pton(socket.AF_INET6, "::1")
-    return struct.pack("!IHBB16s16s", 6 << 28, len(transport), number, 64, loopback,
-                       loopback) + transport  # fmt: skip
+    return (
+        struct.pack("!IHBB16s16s", 6 << 28, len(transport), number, 64, loopback, loopback)
+        + transport
+    )
 
 
 def source_port(data: bytes, with_ip_header: bool) -> int:
@@ -50,8 +66,14 @@ def source_port(data: bytes, with_ip_header: bool) -> int:
     return _PORTS.unpack_from(data, offset)[0] if len(data) >= offset + 2 else -1
 
 
-def passed(receiver: socket.socket, with_ip_header: bool, sender: socket.socket,
-           packet: bytes, mark: bytes, destination: str) -> bool:  # fmt: skip
+def passed(
+    receiver: socket.socket,
+    with_ip_header: bool,
+    sender: socket.socket,
+    packet: bytes,
+    mark: bytes,
+    destination: str,
+) -> bool:
     sport = _PORTS.unpack_from(packet, 20 if destination == "127.0.0.1" else 40)[0]
     sender.sendto(packet, (destination, 0))
     sender.sendto(mark, (destination, 0))
@@ -66,8 +88,10 @@ def passed(receiver: socket.socket, with_ip_header: bool, sender: socket.socket,
 def main() -> None:
     request = json.load(sys.stdin)
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    senders = {4: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW),
-               6: socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)}  # fmt: skip
+    senders = {
+        4: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW),
+        6: socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW),
+    }
     results = []
     for family, proto, packet_hex, via_packet_socket in request["cases"]:
         ports = request[f"{proto}_ports"]
@@ -77,15 +101,24 @@ def main() -> None:
             receiver = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
             receiver.bind(("lo", ETH_P_IP))
         else:
-            receiver = socket.socket(socket.AF_INET if family == 4 else socket.AF_INET6,
-                                     socket.SOCK_RAW, number)  # fmt: skip
+            receiver = socket.socket(
+                socket.AF_INET if family == 4 else socket.AF_INET6, socket.SOCK_RAW, number
+            )
         with receiver:
             bpf.attach(receiver, make(ports, family == 4))
             receiver.settimeout(2.0)
             destination = "127.0.0.1" if family == 4 else "::1"
             mark = sentinel(family, proto, ports[0])
-            results.append(passed(receiver, family == 4, senders[family],
-                                  bytes.fromhex(packet_hex), mark, destination))  # fmt: skip
+            results.append(
+                passed(
+                    receiver,
+                    family == 4,
+                    senders[family],
+                    bytes.fromhex(packet_hex),
+                    mark,
+                    destination,
+                )
+            )
     print(json.dumps(results))
 
 

@@ -40,10 +40,21 @@ def report(share: Path, conf: Path, lines: list[str], detail: int = 10) -> str:
     """The portsentry service's report on `lines` (syslog file lines), with the '*' filters of
     `conf` (logwatch takes those of the last file that has any) before the service script."""
     text = "".join(line + "\n" for line in lines)
-    env = {"PERL5LIB": str(share / "lib"), "LOGWATCH_DETAIL_LEVEL": str(detail),
-           "LOGWATCH_DEBUG": "0", "PATH": "/usr/bin:/bin"}  # fmt: skip
+    env = {
+        "PERL5LIB": str(share / "lib"),
+        "LOGWATCH_DETAIL_LEVEL": str(detail),
+        "LOGWATCH_DEBUG": "0",
+        "PATH": "/usr/bin:/bin",
+    }
     steps = [[str(share / "scripts/shared" / name), argument] for name, argument in commands(conf)]
     for script in [*steps, [str(share / "scripts/services/portsentry")]]:
-        text = subprocess.run(["perl", *script], input=text, env=env, capture_output=True,
-                              text=True, check=True, timeout=30).stdout  # fmt: skip
+        text = subprocess.run(
+            ["perl", *script],
+            input=text,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout
     return text

@@ -36,16 +36,36 @@ def udp(port: int, claimed: int, payload: bytes = b"abc") -> bytes:
 
 
 def ipv4(src: str, dst: str, payload: bytes, proto: int = 6) -> bytes:
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, 64, proto, 0,
-                         socket.inet_aton(src), socket.inet_aton(dst))  # fmt: skip
+    header = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        20 + len(payload),
+        1,
+        0,
+        64,
+        proto,
+        0,
+        socket.inet_aton(src),
+        socket.inet_aton(dst),
+    )
     header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
     return header + payload
 
 
 def ipv6(src: str, dst: str, next_header: int, payload: bytes) -> bytes:
-    return struct.pack("!IHBB16s16s", 6 << 28, len(payload), next_header, 64,
-                       socket.inet_pton(socket.AF_INET6, src),
-                       socket.inet_pton(socket.AF_INET6, dst)) + payload  # fmt: skip
+    return (
+        struct.pack(
+            "!IHBB16s16s",
+            6 << 28,
+            len(payload),
+            next_header,
+            64,
+            socket.inet_pton(socket.AF_INET6, src),
+            socket.inet_pton(socket.AF_INET6, dst),
+        )
+        + payload
+    )
 
 
 def with_checksum(src: str, dst: str, proto: int, segment: bytes, at: int) -> bytes:
@@ -75,8 +95,10 @@ def accecn_syn(src: str, dst: str, port: int) -> bytes:
     client sends: MSS, SACK permitted, a timestamp, window scale; with its checksum."""
     options = bytes.fromhex("020405b40402080a1a2b3c4d0000000001030307")
     words = 5 + len(options) // 4
-    segment = struct.pack("!HHIIBBHHH", 40001, port, 7, 0, (words << 4) | 0x1, 0xC2, 64240, 0,
-                          0) + options  # fmt: skip
+    segment = (
+        struct.pack("!HHIIBBHHH", 40001, port, 7, 0, (words << 4) | 0x1, 0xC2, 64240, 0, 0)
+        + options
+    )
     return with_checksum(src, dst, 6, segment, 16)
 
 

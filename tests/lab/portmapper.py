@@ -38,8 +38,9 @@ class Portmapper:
 
     proc: subprocess.Popen
 
-    def __init__(self, host: Host, folder: Path, hosts_allow: bytes, hosts_deny: bytes,
-                 start: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self, host: Host, folder: Path, hosts_allow: bytes, hosts_deny: bytes, start: bool = True
+    ) -> None:
         self.host = host
         upper, work = folder / "etc", folder / "work"
         upper.mkdir()
@@ -53,8 +54,10 @@ class Portmapper:
         )
         self._namespace = host.popen(
             ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self._namespace.stdout is not None
         if self._namespace.stdout.readline() != "ready\n":
             raise RuntimeError("the mount namespace for rpcbind could not be made")
@@ -65,8 +68,11 @@ class Portmapper:
         """rpcbind -f -w, as Debian starts it (it switches to _rpc), with a program registered."""
         self.proc = subprocess.Popen(self._inside(["rpcbind", "-f", "-w"]))
         self._wait_ready()
-        subprocess.run(self._inside([sys.executable, "-c", _REGISTER, str(PROGRAM), str(VERSION),
-                                     str(PORT)]), check=True, timeout=20)  # fmt: skip
+        subprocess.run(
+            self._inside([sys.executable, "-c", _REGISTER, str(PROGRAM), str(VERSION), str(PORT)]),
+            check=True,
+            timeout=20,
+        )
 
     def _inside(self, args: list[str]) -> list[str]:
         """A command in rpcbind's network and mount namespaces (its /etc, its /run)."""
@@ -89,8 +95,9 @@ class Portmapper:
 
     def read(self, name: str) -> bytes | None:
         """/etc/NAME as rpcbind sees it; None if it does not exist."""
-        result = subprocess.run(self._inside(["cat", f"/etc/{name}"]), capture_output=True,
-                                timeout=20, check=False)  # fmt: skip
+        result = subprocess.run(
+            self._inside(["cat", f"/etc/{name}"]), capture_output=True, timeout=20, check=False
+        )
         return result.stdout if result.returncode == 0 else None
 
     def status_user(self) -> str:
@@ -127,8 +134,12 @@ class StandIn:
     """A process on port 111 of `host` that does not use TCP Wrappers."""
 
     def __init__(self, host: Host) -> None:
-        self.proc = host.popen([sys.executable, "-c", _STAND_IN], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True)  # fmt: skip
+        self.proc = host.popen(
+            [sys.executable, "-c", _STAND_IN],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout is not None
         if self.proc.stdout.readline() != "ready\n":
             raise RuntimeError("the stand-in could not listen on port 111")

@@ -70,14 +70,19 @@ def tcp_echo_server(host: Host, port: int) -> Popen:
 
 def udp_echo_server(host: Host, port: int, delay_s: float = 0.0) -> Popen:
     """Echoes each datagram back, `delay_s` after it came (a server that takes its time)."""
-    return _wait_listening(host.popen([sys.executable, "-c", _UDP_SERVER, str(port), str(delay_s)],
-                                      stdout=-1, text=True))  # fmt: skip
+    return _wait_listening(
+        host.popen(
+            [sys.executable, "-c", _UDP_SERVER, str(port), str(delay_s)], stdout=-1, text=True
+        )
+    )
 
 
 def echo_client(host: Host, address: str, tcp_port: int, udp_port: int, rounds: int) -> int:
     """Normal TCP connections and UDP exchanges; returns how many got their echo back."""
-    result = host.run([sys.executable, "-c", _CLIENT, address, str(tcp_port), str(udp_port),
-                       str(rounds)], timeout=120)  # fmt: skip
+    result = host.run(
+        [sys.executable, "-c", _CLIENT, address, str(tcp_port), str(udp_port), str(rounds)],
+        timeout=120,
+    )
     return int(result.stdout)
 
 
@@ -92,6 +97,9 @@ except OSError:
 
 def can_connect(host: Host, address: str, port: int, timeout: float = 1.5) -> bool:
     """Whether `host` can open a TCP connection to `address`:`port` right now."""
-    result = host.run([sys.executable, "-c", _CONNECT, address, str(port), str(timeout)],
-                      check=False, timeout=timeout + 20)  # fmt: skip
+    result = host.run(
+        [sys.executable, "-c", _CONNECT, address, str(port), str(timeout)],
+        check=False,
+        timeout=timeout + 20,
+    )
     return result.returncode == 0

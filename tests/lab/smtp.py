@@ -25,16 +25,27 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 
 class SaveHandler:
-    def __init__(self, folder: Path, refuse: frozenset[str] = frozenset(),
-                 defer: frozenset[str] = frozenset(), defer_data: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        folder: Path,
+        refuse: frozenset[str] = frozenset(),
+        defer: frozenset[str] = frozenset(),
+        defer_data: int = 0,
+    ) -> None:
         self.folder = folder
         self.refuse = refuse  # recipients refused at RCPT TO
         self.defer = set(defer)  # recipients refused for now (450) at their first RCPT TO
         self.defer_data = defer_data  # DATA commands refused for now (451) before one is taken
         self.count = 0
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,  # noqa: N802
-                          address: str, rcpt_options: list[str]) -> str:  # fmt: skip
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,  # noqa: N802
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
         if address in self.refuse:
             return f"550 5.1.1 <{address}>: Recipient address rejected"
         if address in self.defer:
@@ -43,8 +54,12 @@ class SaveHandler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: SMTP, session: Session,  # noqa: N802 - aiosmtpd's name
-                          envelope: Envelope) -> str:  # fmt: skip
+    async def handle_DATA(
+        self,
+        server: SMTP,
+        session: Session,  # noqa: N802 - aiosmtpd's name
+        envelope: Envelope,
+    ) -> str:
         if self.defer_data:
             self.defer_data -= 1
             return "451 4.3.0 Try again later"
@@ -61,9 +76,16 @@ class SaveHandler:
         return "250 OK"
 
 
-def relay(address: str, port: int, folder: Path, tls: tuple[Path, Path] | None = None,
-          login: tuple[str, str] | None = None, refuse: frozenset[str] = frozenset(),
-          defer: frozenset[str] = frozenset(), defer_data: int = 0) -> Controller:  # fmt: skip
+def relay(
+    address: str,
+    port: int,
+    folder: Path,
+    tls: tuple[Path, Path] | None = None,
+    login: tuple[str, str] | None = None,
+    refuse: frozenset[str] = frozenset(),
+    defer: frozenset[str] = frozenset(),
+    defer_data: int = 0,
+) -> Controller:
     """A started relay; with `tls` (certificate, key) STARTTLS is required, with `login`
     (user, password) so is AUTH, and only that exact pair is accepted; the `refuse` recipients
     are refused (550), the `defer` ones refused for now (450) the first time; the first
@@ -75,8 +97,9 @@ def relay(address: str, port: int, folder: Path, tls: tuple[Path, Path] | None =
         options.update(tls_context=context, require_starttls=True)
     if login is not None:
 
-        def authenticate(server: SMTP, session: Session, envelope: Envelope, mechanism: str,
-                         data: Any) -> AuthResult:  # fmt: skip
+        def authenticate(
+            server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+        ) -> AuthResult:
             ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
                 login[0].encode(),
                 login[1].encode(),
@@ -100,8 +123,9 @@ class SilentRelay:
     """Accepts connections and never finishes a line: says nothing at all, or (trickle) one
     byte every `every_s`, each of which resets a per-read timeout."""
 
-    def __init__(self, address: str, port: int, trickle: bool = False,
-                 every_s: float = 1.0) -> None:  # fmt: skip
+    def __init__(
+        self, address: str, port: int, trickle: bool = False, every_s: float = 1.0
+    ) -> None:
         self.listener = socket.create_server((address, port))
         self.port = self.listener.getsockname()[1]
         self.trickle, self.every_s = trickle, every_s
@@ -145,8 +169,7 @@ class GreetingRelay(SilentRelay):
     then closes the connection (`answer` None) or answers `answer` to every command but QUIT
     (221, then it closes). `commands`: what the client sent, in order."""
 
-    def __init__(self, address: str, port: int, greeting: str,
-                 answer: str | None = None) -> None:  # fmt: skip
+    def __init__(self, address: str, port: int, greeting: str, answer: str | None = None) -> None:
         super().__init__(address, port)
         self.greeting, self.answer = greeting, answer
         self.commands: list[str] = []
@@ -217,8 +240,15 @@ def main() -> None:
         silent = SilentRelay(args.address, args.port, args.trickle)
         print("listening", flush=True)
         silent.serve_forever()
-    relay(args.address, args.port, args.folder, args.tls, args.auth, frozenset(args.refuse),
-          defer_data=args.defer_data)  # fmt: skip
+    relay(
+        args.address,
+        args.port,
+        args.folder,
+        args.tls,
+        args.auth,
+        frozenset(args.refuse),
+        defer_data=args.defer_data,
+    )
     print("listening", flush=True)
     asyncio.run(asyncio.sleep(3600))
 

@@ -76,11 +76,11 @@ TCP_CASES = [
 ]
 
 
-def tcp(sport: int, flags: int, dport: int, window: int, options: bytes, reserved: int,
-        urgent: int) -> bytes:  # fmt: skip
+def tcp(
+    sport: int, flags: int, dport: int, window: int, options: bytes, reserved: int, urgent: int
+) -> bytes:
     offset = (5 + len(options) // 4) << 4 | reserved
-    return struct.pack("!HHIIBBHHH", sport, dport, 1, 0, offset, flags, window, 0,
-                       urgent) + options  # fmt: skip
+    return struct.pack("!HHIIBBHHH", sport, dport, 1, 0, offset, flags, window, 0, urgent) + options
 
 
 def udp(sport: int, dport: int, payload: bytes) -> bytes:
@@ -88,11 +88,20 @@ def udp(sport: int, dport: int, payload: bytes) -> bytes:
 
 
 def ask_kernel(cases: list[tuple[int, str, bytes, bool]]) -> list[bool]:
-    request = {"tcp_ports": [TCP_TRIPWIRE, 31337], "udp_ports": [UDP_TRIPWIRE, 31337],
-               "cases": [[f, p, packet.hex(), via] for f, p, packet, via in cases]}  # fmt: skip
-    out = subprocess.run(["unshare", "-n", sys.executable, "-m", "tests.lab.kernel_filter"],
-                         input=json.dumps(request), check=True, capture_output=True, text=True,
-                         timeout=60, cwd=Path(__file__).parent.parent.parent)  # fmt: skip
+    request = {
+        "tcp_ports": [TCP_TRIPWIRE, 31337],
+        "udp_ports": [UDP_TRIPWIRE, 31337],
+        "cases": [[f, p, packet.hex(), via] for f, p, packet, via in cases],
+    }
+    out = subprocess.run(
+        ["unshare", "-n", sys.executable, "-m", "tests.lab.kernel_filter"],
+        input=json.dumps(request),
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parent.parent.parent,
+    )
     return json.loads(out.stdout)
 
 

@@ -40,8 +40,16 @@ print(json.dumps(outcome))
 
 def test_an_append_cut_short_by_a_full_tmpfs_is_taken_back(tmp_path: Path) -> None:
     require_lab()  # root, for the mount namespace
-    out = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, "-c",
-                          SCRIPT, str(tmp_path)], check=True, capture_output=True, text=True,
-                         timeout=30)  # fmt: skip
-    assert json.loads(out.stdout) == {"hosts.deny": "ENOSPC", "hosts.deny unchanged": True,
-                                      "history": "ENOSPC", "history unchanged": True}  # fmt: skip
+    out = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", sys.executable, "-c", SCRIPT, str(tmp_path)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert json.loads(out.stdout) == {
+        "hosts.deny": "ENOSPC",
+        "hosts.deny unchanged": True,
+        "history": "ENOSPC",
+        "history unchanged": True,
+    }

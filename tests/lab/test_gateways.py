@@ -57,13 +57,30 @@ def test_every_next_hop_of_every_default_route_is_a_gateway(compat_mode: str) ->
     require_lab()
     host_mode = COMPAT_MODE.read_text()
     try:
-        out = subprocess.run(["unshare", "-n", sys.executable, "-c", SCRIPT, compat_mode],
-                             check=True, capture_output=True, text=True, timeout=30)  # fmt: skip
+        out = subprocess.run(
+            ["unshare", "-n", sys.executable, "-c", SCRIPT, compat_mode],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     finally:
         if COMPAT_MODE.read_text() != host_mode:
             COMPAT_MODE.write_text(host_mode)
-    assert json.loads(out.stdout) == sorted([
-        "198.18.0.11", "198.18.0.12", "2001:db8::b", "2001:db8::c", "2001:db8::d",
-        "2001:db8::e", "198.18.0.13", "2001:db8::f", "198.18.0.14", "198.18.0.15",
-        "198.18.0.16", "198.18.0.17", "2001:db8::10",
-    ])  # fmt: skip
+    assert json.loads(out.stdout) == sorted(
+        [
+            "198.18.0.11",
+            "198.18.0.12",
+            "2001:db8::b",
+            "2001:db8::c",
+            "2001:db8::d",
+            "2001:db8::e",
+            "198.18.0.13",
+            "2001:db8::f",
+            "198.18.0.14",
+            "198.18.0.15",
+            "198.18.0.16",
+            "198.18.0.17",
+            "2001:db8::10",
+        ]
+    )

@@ -36,10 +36,21 @@ def test_root_without_cap_sys_admin_is_told_why_the_lab_cannot_run() -> None:
     """Root alone is not enough (a container, a dropped capability): the reason is ip's own,
     so that the tests are skipped with it instead of erring in the fixture."""
     require_lab()
-    code = ("import sys; from portwarden.lab.network import lab_unavailable_reason; "
-            "print(lab_unavailable_reason(sys.argv[1]))")  # fmt: skip
-    result = run(["setpriv", "--inh-caps=-sys_admin", "--bounding-set=-sys_admin",
-                  sys.executable, "-c", code, PREFIX])  # fmt: skip
+    code = (
+        "import sys; from portwarden.lab.network import lab_unavailable_reason; "
+        "print(lab_unavailable_reason(sys.argv[1]))"
+    )
+    result = run(
+        [
+            "setpriv",
+            "--inh-caps=-sys_admin",
+            "--bounding-set=-sys_admin",
+            sys.executable,
+            "-c",
+            code,
+            PREFIX,
+        ]
+    )
     assert result.stdout.startswith("the lab cannot make a network namespace: ip netns add: ")
     assert "Operation not permitted" in result.stdout
     assert result.stdout.count("\n") == 1

@@ -86,26 +86,48 @@ def run_portsentry(conf: str, ignore: str = "", sources: Sequence[str] = ()) -> 
     require_lab()
     if not PORTSENTRY.exists() or shutil.which("unshare") is None:
         pytest.skip("Debian's portsentry is not installed")
-    out = subprocess.run(["unshare", "--net", "--mount", "--propagation", "private", "--pid",
-                          "--fork", "--mount-proc", sys.executable, "-c", RUNNER, conf,
-                          str(PORTSENTRY), ignore, json.dumps(list(sources))],
-                         check=True, capture_output=True, text=True, timeout=60)  # fmt: skip
+    out = subprocess.run(
+        [
+            "unshare",
+            "--net",
+            "--mount",
+            "--propagation",
+            "private",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            sys.executable,
+            "-c",
+            RUNNER,
+            conf,
+            str(PORTSENTRY),
+            ignore,
+            json.dumps(list(sources)),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return dict(json.loads(out.stdout))
 
 
-@pytest.mark.parametrize("text", [
-    '          TCP_PORTS="7777"\n',
-    'TCP_PORTS=7777 # "8888"\n',
-    'BLOCK_UDP="1" #TCP_PORTS="9999"\nTCP_PORTS="8888"\n',
-    '  TCP_PORTS="7777"\nTCP_PORTS="8888"\n',
-    'TCP_PORTS\t"7777"\nTCP_PORTS="8888"\n',
-    'TCP_PORTS="7777"\nTCP_PORTS="8888"\n',
-    'TCP_PORTS=7777\nTCP_PORTS="8888"\n',  # "Quotes missing": no port, it aborts
-    'TCP_PORTS="7001' + "," * 1006 + '7777"\n',  # cut by fgets() after 1023 characters
-    'TCP_PORTS = "7777, 8888"\n',
-    'TCP_PORTS="7777"\r\r\n',  # a CRLF file converted twice
-    '\ufeffTCP_PORTS="7777"\nTCP_PORTS="8888"\n',  # a byte-order mark: line 1 is not read
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text",
+    [
+        '          TCP_PORTS="7777"\n',
+        'TCP_PORTS=7777 # "8888"\n',
+        'BLOCK_UDP="1" #TCP_PORTS="9999"\nTCP_PORTS="8888"\n',
+        '  TCP_PORTS="7777"\nTCP_PORTS="8888"\n',
+        'TCP_PORTS\t"7777"\nTCP_PORTS="8888"\n',
+        'TCP_PORTS="7777"\nTCP_PORTS="8888"\n',
+        'TCP_PORTS=7777\nTCP_PORTS="8888"\n',  # "Quotes missing": no port, it aborts
+        'TCP_PORTS="7001' + "," * 1006 + '7777"\n',  # cut by fgets() after 1023 characters
+        'TCP_PORTS = "7777, 8888"\n',
+        'TCP_PORTS="7777"\r\r\n',  # a CRLF file converted twice
+        '\ufeffTCP_PORTS="7777"\nTCP_PORTS="8888"\n',  # a byte-order mark: line 1 is not read
+    ],
+)
 def test_the_model_binds_what_portsentry_binds(text: str) -> None:
     value = portsentry_reading((text + FILES).encode(), "TCP_PORTS").value or ""
     expected = sorted({int(item) for item in value.split(",") if item.strip()})  # strtok, atoi
@@ -130,15 +152,18 @@ def test_the_ignore_entries_we_warn_about_are_those_portsentry_did_not_honour() 
     """The real binary reports and blocks the hosts of exactly the lines we warn about;
     portwarden ignores them all the same, as the issue asks."""
     text = "".join(line for line, _ in IGNORED)
-    seen = run_portsentry('TCP_PORTS="7777"\n' + BLOCKED_CMD + FILES, text,
-                          [source for _, source in IGNORED])  # fmt: skip
+    seen = run_portsentry(
+        'TCP_PORTS="7777"\n' + BLOCKED_CMD + FILES, text, [source for _, source in IGNORED]
+    )
     reported = seen["reported"]
     assert reported == ["198.19.1.1", "198.19.4.7", "198.19.5.1", "198.19.6.1", "198.19.9.1"]
     assert seen["blocked"] == reported
     networks, warnings = parse_ignore_text(text.removeprefix("\ufeff"), "i", bom=True)
-    warned = [source for number, (_, source) in enumerate(IGNORED, start=1)
-              if any(w.startswith(f"i:{number}: ") and "PortSentry 1.2" in w
-                     for w in warnings)]  # fmt: skip
+    warned = [
+        source
+        for number, (_, source) in enumerate(IGNORED, start=1)
+        if any(w.startswith(f"i:{number}: ") and "PortSentry 1.2" in w for w in warnings)
+    ]
     assert warned == [source for source in reported if source != "198.19.9.1"]
     ours = IgnoreList(networks)
     assert [s for _, s in IGNORED if ipaddress.ip_address(s) not in ours] == ["198.19.9.1"]

@@ -38,8 +38,13 @@ print(json.dumps(result))
 
 def test_sock_diag_finds_what_proc_lists() -> None:
     require_lab()
-    out = subprocess.run(["unshare", "-n", sys.executable, "-c", SCRIPT], check=True,
-                         capture_output=True, text=True, timeout=30)  # fmt: skip
+    out = subprocess.run(
+        ["unshare", "-n", sys.executable, "-c", SCRIPT],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     result = json.loads(out.stdout)
     assert result["tcp"] == [[7001, 7002, 7003, 7005]] * 2
     assert result["udp"] == [[7101, 7102]] * 2  # 7103 is connected: a client's, no service

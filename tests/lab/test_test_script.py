@@ -23,8 +23,7 @@ def _stand_in(folder: Path, name: str, body: str) -> None:
 # Ctrl-C as a terminal sends it: to the script and to apt-get, which dies of it. (A stand-in
 # that signalled the script alone and then exited 0 let a run go on past the install when the
 # script's trap came late, into the whole suite, nested.)
-@pytest.mark.parametrize(("install", "status"),
-                         [("exit 100", 100), ("kill -INT $PPID $$", 130)])  # fmt: skip
+@pytest.mark.parametrize(("install", "status"), [("exit 100", 100), ("kill -INT $PPID $$", 130)])
 def test_policy_rc_d_is_removed_when_the_install_fails(
     tmp_path: Path, install: str, status: int
 ) -> None:
@@ -34,12 +33,19 @@ def test_policy_rc_d_is_removed_when_the_install_fails(
     bin_.mkdir()
     seen = tmp_path / "seen"
     _stand_in(bin_, "dpkg", "exit 1")  # nothing installed yet
-    _stand_in(bin_, "apt-get", f'[ "$1" = update ] && exit 0\n'
-              f"cat /usr/sbin/policy-rc.d > {seen}\n{install}")  # fmt: skip
+    _stand_in(
+        bin_,
+        "apt-get",
+        f'[ "$1" = update ] && exit 0\ncat /usr/sbin/policy-rc.d > {seen}\n{install}',
+    )
     script = f"mount --bind {sbin} /usr/sbin && exec sh {SCRIPT}"
-    result = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
-                            env={**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}"},
-                            capture_output=True, text=True, timeout=30)  # fmt: skip
+    result = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        env={**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == status, result.stderr
     assert seen.read_text() == "#!/bin/sh\nexit 101\n"  # it was there during the install
     assert list(sbin.iterdir()) == []  # and is gone

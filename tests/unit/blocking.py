@@ -13,9 +13,11 @@ def blocking_settings(folder: Path, extra: str = "") -> Settings:
     """BLOCK_TCP=1 without the nftables blocker (no privileges), hosts.deny in `folder`, no
     syslog or event log; `extra` is more configuration lines."""
     conf = folder / "portwarden.conf"
-    conf.write_text(f'STATE_DIR="{folder}/state"\nSYSLOG_SOCKET=""\nEVENT_LOG=""\n'
-                    f'HOSTS_DENY_FILE="{folder}/hosts.deny"\nBLOCK_TCP="1"\n'
-                    f'BLOCK_NFTABLES="0"\n{extra}')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{folder}/state"\nSYSLOG_SOCKET=""\nEVENT_LOG=""\n'
+        f'HOSTS_DENY_FILE="{folder}/hosts.deny"\nBLOCK_TCP="1"\n'
+        f'BLOCK_NFTABLES="0"\n{extra}'
+    )
     return load_settings(conf)
 
 

@@ -38,9 +38,26 @@ digits = st.one_of(
     port,
     st.integers(0, 70_000).map(str),
     st.sampled_from(["\uff11", "\u00b2", "\u0663", "\uff18\uff10", "1\u00b3"]),  # isdigit()
-    st.sampled_from(["0", "00080", "65535", "65536", "4294967296", "9" * 40, "9" * 5000, "-1",
-                     "+1", "1.5", "1e3", "0x1f", "1_0", " 7 ", ""]),
-)  # fmt: skip
+    st.sampled_from(
+        [
+            "0",
+            "00080",
+            "65535",
+            "65536",
+            "4294967296",
+            "9" * 40,
+            "9" * 5000,
+            "-1",
+            "+1",
+            "1.5",
+            "1e3",
+            "0x1f",
+            "1_0",
+            " 7 ",
+            "",
+        ]
+    ),
+)
 numbers = st.one_of(
     digits,
     st.floats().map(repr),
@@ -65,9 +82,24 @@ address = st.one_of(
     ipv6,
     ipv4.map(lambda a: f"::ffff:{a}"),  # IPv4-mapped
     ipv6.map(lambda a: f"{a}%eth0"),  # with a zone
-    st.sampled_from(["1.2.3", "256.1.1.1", "1.2.3.4.5", "::g", ":::", "", "gw.example",
-                     "1.2.3.4x", "[::1]", "01.2.3.4", "0.0.0.0", "::", "fe80::1%"]),
-)  # fmt: skip
+    st.sampled_from(
+        [
+            "1.2.3",
+            "256.1.1.1",
+            "1.2.3.4.5",
+            "::g",
+            ":::",
+            "",
+            "gw.example",
+            "1.2.3.4x",
+            "[::1]",
+            "01.2.3.4",
+            "0.0.0.0",
+            "::",
+            "fe80::1%",
+        ]
+    ),
+)
 dotted_mask = st.one_of(
     st.integers(0, 32).map(lambda b: str(IPv4Address((0xFFFFFFFF << (32 - b)) & 0xFFFFFFFF))),
     st.integers(0, 2**32 - 1).map(lambda n: str(IPv4Address(n))),  # mostly not contiguous
@@ -84,33 +116,77 @@ endpoint = st.one_of(
     network,
     cat(network, ":", port_list),
     cat("[", address, "]", maybe(cat(":", port_list))),
-    st.sampled_from(["*", "any", "", "[", "]:1", "[::1", "1.2.3.4:", "[2001:db8::1]:",
-                     "[198.18.0.1]:", "198.18.0.0/24:", "[::1]x", "[]:1"]),
-)  # fmt: skip
+    st.sampled_from(
+        [
+            "*",
+            "any",
+            "",
+            "[",
+            "]:1",
+            "[::1",
+            "1.2.3.4:",
+            "[2001:db8::1]:",
+            "[198.18.0.1]:",
+            "198.18.0.0/24:",
+            "[::1]x",
+            "[]:1",
+        ]
+    ),
+)
 scan_rules = joined(st.one_of(endpoint, cat(endpoint, blanks, "->", blanks, endpoint)), "; ", 3)
 
 device = st.sampled_from(["eth0", "lo", "br-lan.10", "x" * 16, "e th", "eth0:1", ""])
 audit_item = st.one_of(
     cat(digits, "/", st.sampled_from(["tcp", "udp", "UDP", "sctp", ""])),
-    cat(st.sampled_from(["mountd", "nfs", "RPC_100003", "RPC_", "rpc bind", "x" * 70]), "/",
-        st.sampled_from(["tcp", "udp"])),
+    cat(
+        st.sampled_from(["mountd", "nfs", "RPC_100003", "RPC_", "rpc bind", "x" * 70]),
+        "/",
+        st.sampled_from(["tcp", "udp"]),
+    ),
     st.sampled_from(["", "/", "22", "tcp"]),
-)  # fmt: skip
-audit_groups = joined(cat(maybe(cat(st.one_of(address, device), ":")), joined(audit_item, ",", 3)),
-                      ";", 3)  # fmt: skip
+)
+audit_groups = joined(
+    cat(maybe(cat(st.one_of(address, device), ":")), joined(audit_item, ",", 3)), ";", 3
+)
 
-command_piece = st.sampled_from(["/bin/echo", "/sbin/route add -host", " ", "$TARGET$", "$PORT$",
-                                 "$MODE$", "'", '"', "\\", "&&", "|", ";", ">", "`", "$(", "(",
-                                 ")", "%h", "\\%", "x", "#", " # c"])  # fmt: skip
+command_piece = st.sampled_from(
+    [
+        "/bin/echo",
+        "/sbin/route add -host",
+        " ",
+        "$TARGET$",
+        "$PORT$",
+        "$MODE$",
+        "'",
+        '"',
+        "\\",
+        "&&",
+        "|",
+        ";",
+        ">",
+        "`",
+        "$(",
+        "(",
+        ")",
+        "%h",
+        "\\%",
+        "x",
+        "#",
+        " # c",
+    ]
+)
 command = st.one_of(
     st.lists(command_piece, max_size=8).map("".join),
-    cat(st.sampled_from(["(", "$(", "`", "|", ";", "&&", ">", "'", '"', "#", " "]),
-        st.lists(command_piece, max_size=6).map("".join)),
-)  # fmt: skip
+    cat(
+        st.sampled_from(["(", "$(", "`", "|", ";", "&&", ">", "'", '"', "#", " "]),
+        st.lists(command_piece, max_size=6).map("".join),
+    ),
+)
 
 free_text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
-host = st.one_of(address, st.sampled_from(["localhost", "smtp.example.com", "bad host", "a_b",
-                                           "-", "x" * 300]))  # fmt: skip
+host = st.one_of(
+    address, st.sampled_from(["localhost", "smtp.example.com", "bad host", "a_b", "-", "x" * 300])
+)
 mail = cat(st.sampled_from(["root", "a.b+c", "", "a b", '"q"', "x" * 100]), maybe(cat("@", host)))
 listen = st.one_of(
     cat(maybe(st.one_of(address, cat("[", address, "]"))), maybe(st.just(":")), digits),
@@ -120,8 +196,21 @@ listen = st.one_of(
 mail_list = joined(mail, ",", 3)
 addresses = joined(address, ",", 3)
 device_list = joined(device, ",", 3)
-paths = st.sampled_from(["x", "/tmp/pw-fxc-x", "rel/dir", ".", "a" * 300, "/" + "b" * 300 + "/c",
-                         "/dev/null", "/proc/self", "ignore", 'q"uote', ""])  # fmt: skip
+paths = st.sampled_from(
+    [
+        "x",
+        "/tmp/pw-fxc-x",
+        "rel/dir",
+        ".",
+        "a" * 300,
+        "/" + "b" * 300 + "/c",
+        "/dev/null",
+        "/proc/self",
+        "ignore",
+        'q"uote',
+        "",
+    ]
+)
 
 
 def words(*choices: str) -> Text:
@@ -129,40 +218,114 @@ def words(*choices: str) -> Text:
 
 
 SHAPES: dict[str, Text] = {
-    **dict.fromkeys(["TCP_MODE", "UDP_MODE"],
-                    words("tcp", "stcp", "atcp", "udp", "sudp", "audp", "none", "off", "-stcp",
-                          "STCP", "--tcp")),
-    **dict.fromkeys(["TCP_PORTS", "UDP_PORTS", "ADVANCED_EXCLUDE_TCP", "ADVANCED_EXCLUDE_UDP",
-                     "UDP_REPLY_SOURCE_PORTS"],
-                    port_list),
-    **dict.fromkeys(["ADVANCED_PORTS_TCP", "ADVANCED_PORTS_UDP", "SMTP_PORT", "AUDIT_MIN_PORT",
-                     "AUDIT_MAX_PORT", "SCAN_TRIGGER", "SCAN_COUNT_THRESHOLD",
-                     "BLOCKS_PER_MINUTE", "EVENT_LOG_MAX_BYTES", "EVENT_LOG_KEEP", "BLOCKS_MAX",
-                     "MAIL_PER_HOUR", "IPV6_SOURCE_PREFIX"], digits),
-    **dict.fromkeys(["SCAN_TRIGGER_WINDOW", "SCAN_INTERVAL", "KILL_CMD_TIMEOUT",
-                     "SCAN_END_QUIET", "OS_PROBE_QUIET", "SMTP_TIMEOUT", "SMTP_RETRY_DELAY",
-                     "SMTP_GIVE_UP_AFTER", "BLOCK_DURATION", "SCAN_REPORT_INTERVAL",
-                     "BLOCK_DURATION_MAX", "AUDIT_INTERVAL", "BLOCK_ESCALATION",
-                     "SERVICE_GONE_GRACE"], numbers),
-    **dict.fromkeys(["RESOLVE_HOST", "KILL_RUN_CMD_FIRST", "SCAN_FLOOD_DETECTION",
-                     "BLOCK_FORWARD", "PROTECT_GATEWAYS", "PROTECT_NAMESERVERS",
-                     "UNBLOCK_ON_STOP", "LOG_CONNECTIONS", "LOG_DETAILS", "SMTP_STARTTLS",
-                     "AUDIT_UDP", "MAIL_ON_TCP_SCAN", "MAIL_ON_UDP_SCAN", "MAIL_ON_OS_PROBE",
-                     "MAIL_ON_AUDIT", "HISTORY_ALERT_ONLY", "BLOCK_TCP", "BLOCK_UDP"],
-                    words("0", "1", "2", "01")),
+    **dict.fromkeys(
+        ["TCP_MODE", "UDP_MODE"],
+        words(
+            "tcp", "stcp", "atcp", "udp", "sudp", "audp", "none", "off", "-stcp", "STCP", "--tcp"
+        ),
+    ),
+    **dict.fromkeys(
+        [
+            "TCP_PORTS",
+            "UDP_PORTS",
+            "ADVANCED_EXCLUDE_TCP",
+            "ADVANCED_EXCLUDE_UDP",
+            "UDP_REPLY_SOURCE_PORTS",
+        ],
+        port_list,
+    ),
+    **dict.fromkeys(
+        [
+            "ADVANCED_PORTS_TCP",
+            "ADVANCED_PORTS_UDP",
+            "SMTP_PORT",
+            "AUDIT_MIN_PORT",
+            "AUDIT_MAX_PORT",
+            "SCAN_TRIGGER",
+            "SCAN_COUNT_THRESHOLD",
+            "BLOCKS_PER_MINUTE",
+            "EVENT_LOG_MAX_BYTES",
+            "EVENT_LOG_KEEP",
+            "BLOCKS_MAX",
+            "MAIL_PER_HOUR",
+            "IPV6_SOURCE_PREFIX",
+        ],
+        digits,
+    ),
+    **dict.fromkeys(
+        [
+            "SCAN_TRIGGER_WINDOW",
+            "SCAN_INTERVAL",
+            "KILL_CMD_TIMEOUT",
+            "SCAN_END_QUIET",
+            "OS_PROBE_QUIET",
+            "SMTP_TIMEOUT",
+            "SMTP_RETRY_DELAY",
+            "SMTP_GIVE_UP_AFTER",
+            "BLOCK_DURATION",
+            "SCAN_REPORT_INTERVAL",
+            "BLOCK_DURATION_MAX",
+            "AUDIT_INTERVAL",
+            "BLOCK_ESCALATION",
+            "SERVICE_GONE_GRACE",
+        ],
+        numbers,
+    ),
+    **dict.fromkeys(
+        [
+            "RESOLVE_HOST",
+            "KILL_RUN_CMD_FIRST",
+            "SCAN_FLOOD_DETECTION",
+            "BLOCK_FORWARD",
+            "PROTECT_GATEWAYS",
+            "PROTECT_NAMESERVERS",
+            "UNBLOCK_ON_STOP",
+            "LOG_CONNECTIONS",
+            "LOG_DETAILS",
+            "SMTP_STARTTLS",
+            "AUDIT_UDP",
+            "MAIL_ON_TCP_SCAN",
+            "MAIL_ON_UDP_SCAN",
+            "MAIL_ON_OS_PROBE",
+            "MAIL_ON_AUDIT",
+            "HISTORY_ALERT_ONLY",
+            "BLOCK_TCP",
+            "BLOCK_UDP",
+        ],
+        words("0", "1", "2", "01"),
+    ),
     "BLOCK_NFTABLES": words("auto", "AUTO", "0", "1"),
     "NFT_TABLE": words("portwarden", "pw_2", "portwarden_portmap", "2bad", "a-b", "x" * 40),
     "SYSLOG_FACILITY": words("daemon", "LOG_DAEMON", "log_local7", "kern", "nope"),
-    **dict.fromkeys(["AUDIT_SEVERITY_MISSING", "AUDIT_SEVERITY_NEW", "AUDIT_SEVERITY_RESTARTED",
-                     "AUDIT_SEVERITY_PORTSWITCH", "AUDIT_SEVERITY_PORTMAPPER"],
-                    words("crit", "err", "Notice", "debug")),
+    **dict.fromkeys(
+        [
+            "AUDIT_SEVERITY_MISSING",
+            "AUDIT_SEVERITY_NEW",
+            "AUDIT_SEVERITY_RESTARTED",
+            "AUDIT_SEVERITY_PORTSWITCH",
+            "AUDIT_SEVERITY_PORTMAPPER",
+        ],
+        words("crit", "err", "Notice", "debug"),
+    ),
     **dict.fromkeys(["TCP_SCAN_IGNORE", "UDP_SCAN_IGNORE"], scan_rules),
-    **dict.fromkeys(["AUDIT_REQUIRED", "AUDIT_OPTIONAL", "AUDIT_IGNORE", "AUDIT_SKIP"],
-                    audit_groups),
+    **dict.fromkeys(
+        ["AUDIT_REQUIRED", "AUDIT_OPTIONAL", "AUDIT_IGNORE", "AUDIT_SKIP"], audit_groups
+    ),
     **dict.fromkeys(["KILL_ROUTE", "KILL_RUN_CMD", "KILL_HOSTS_DENY"], command),
-    **dict.fromkeys(["IGNORE_FILE", "HISTORY_FILE", "BLOCKED_FILE", "STATE_DIR", "HOSTS_DENY_FILE",
-                     "SYSLOG_SOCKET", "EVENT_LOG", "SMTP_PASSWORD_FILE", "SMTP_CA_FILE"],
-                    paths),
+    **dict.fromkeys(
+        [
+            "IGNORE_FILE",
+            "HISTORY_FILE",
+            "BLOCKED_FILE",
+            "STATE_DIR",
+            "HOSTS_DENY_FILE",
+            "SYSLOG_SOCKET",
+            "EVENT_LOG",
+            "SMTP_PASSWORD_FILE",
+            "SMTP_CA_FILE",
+        ],
+        paths,
+    ),
     **dict.fromkeys(["PORT_BANNER", "MAIL_SUBJECT", "SMTP_USER"], st.one_of(free_text, command)),
     "MAIL_FROM": mail,
     "MAIL_TO": mail_list,
@@ -170,9 +333,10 @@ SHAPES: dict[str, Text] = {
     "METRICS_LISTEN": listen,
     "AUDIT_INTERFACES": addresses,
     "AUDIT_DEVICES": device_list,
-}  # fmt: skip
-any_value = st.one_of(numbers, port_list, network, scan_rules, audit_groups, command, paths,
-                      free_text, listen)  # fmt: skip
+}
+any_value = st.one_of(
+    numbers, port_list, network, scan_rules, audit_groups, command, paths, free_text, listen
+)
 
 
 def value_for(key: str) -> Text:
@@ -207,8 +371,18 @@ def assignment(key: str) -> Text:
 # One strategy per key, built once (a flatmap would build and validate new ones per example);
 # keys whose values have structure (lists, addresses, rules, commands) drawn four times as often
 # as the 0/1 switches and single numbers.
-_STRUCTURED = [port_list, scan_rules, audit_groups, command, listen, mail, mail_list, host,
-               addresses, device_list]  # fmt: skip
+_STRUCTURED = [
+    port_list,
+    scan_rules,
+    audit_groups,
+    command,
+    listen,
+    mail,
+    mail_list,
+    host,
+    addresses,
+    device_list,
+]
 any_assignment = st.one_of(
     [assignment(k) for k in (*KEYS, "FUTURE_KEY", "tcp_ports", "9KEY")]
     + [assignment(k) for k in KEYS if any(SHAPES.get(k) is s for s in _STRUCTURED)] * 3
@@ -216,10 +390,13 @@ any_assignment = st.one_of(
 other_line = st.one_of(st.sampled_from(["", "# comment", "   # indented", '"', "="]), free_text)
 
 ignore_line = st.one_of(
-    cat(blanks, network, st.sampled_from(["", " ", " router", "\tgw 2", "x", " # c", "#c",
-                                          ",1.2.3.4", "\x0c"])),
+    cat(
+        blanks,
+        network,
+        st.sampled_from(["", " ", " router", "\tgw 2", "x", " # c", "#c", ",1.2.3.4", "\x0c"]),
+    ),
     other_line,
-)  # fmt: skip
+)
 ignore_text = joined(ignore_line, "\n", 8)
 
 
@@ -249,8 +426,9 @@ seconds = st.one_of(
 ).filter(lambda text: 0 < float(text) <= 366 * 86400)
 duration = st.one_of(st.sampled_from(["0", "0.0"]), seconds)
 block_duration = st.one_of(duration, st.integers(1, 10 * 365 * 86400).map(str))
-audit_interval = st.one_of(st.sampled_from(["0", "0.0", "10", "10.0"]),
-                           st.integers(10, 366 * 86400).map(str))  # fmt: skip
+audit_interval = st.one_of(
+    st.sampled_from(["0", "0.0", "10", "10.0"]), st.integers(10, 366 * 86400).map(str)
+)
 flag = st.sampled_from(["0", "1"])
 positive = st.integers(1, 10**9).map(str)
 path = st.sampled_from(["x", "/tmp/pw-fxc-x", "rel/dir", "state", "a b", 'q"uote'])
@@ -285,20 +463,44 @@ valid_rules = joined(
 )
 valid_where = st.one_of(valid_address, st.sampled_from(["eth0", "lo", "br-lan.10"]))
 proto = st.sampled_from(["tcp", "udp"])
-valid_groups = joined(cat(maybe(cat(valid_where, ":")),
-                          joined(cat(st.one_of(port, st.just("mountd")), "/", proto), ",", 3)
-                          .filter(bool)), "; ", 3)  # fmt: skip
+valid_groups = joined(
+    cat(
+        maybe(cat(valid_where, ":")),
+        joined(cat(st.one_of(port, st.just("mountd")), "/", proto), ",", 3).filter(bool),
+    ),
+    "; ",
+    3,
+)
 # A required item must be one the audit can see whatever AUDIT_UDP, AUDIT_MIN/MAX_PORT,
 # AUDIT_INTERFACES and AUDIT_DEVICES say: on every audited address.
-valid_required = joined(joined(st.sampled_from(["1024/tcp", "mountd/tcp"]), ",", 3).filter(bool),
-                        "; ", 3)  # fmt: skip
-valid_skip = joined(cat(maybe(cat(valid_where, ":")),
-                        joined(cat(port, "/", proto), ",", 3).filter(bool)), "; ", 3)  # fmt: skip
-valid_command = cat(st.sampled_from(["/sbin/route add -host", "ip route add blackhole", "/x"]),
-                    " $TARGET$",
-                    joined(st.sampled_from(["$PORT$", "$MODE$", "-j DROP", "'a b'", '"x y"',
-                                            "\\%h", "&&", "|", ">/dev/null", "`id`"]), " ", 3)
-                    .map(lambda rest: f" {rest}" if rest else ""))  # fmt: skip
+valid_required = joined(
+    joined(st.sampled_from(["1024/tcp", "mountd/tcp"]), ",", 3).filter(bool), "; ", 3
+)
+valid_skip = joined(
+    cat(maybe(cat(valid_where, ":")), joined(cat(port, "/", proto), ",", 3).filter(bool)), "; ", 3
+)
+valid_command = cat(
+    st.sampled_from(["/sbin/route add -host", "ip route add blackhole", "/x"]),
+    " $TARGET$",
+    joined(
+        st.sampled_from(
+            [
+                "$PORT$",
+                "$MODE$",
+                "-j DROP",
+                "'a b'",
+                '"x y"',
+                "\\%h",
+                "&&",
+                "|",
+                ">/dev/null",
+                "`id`",
+            ]
+        ),
+        " ",
+        3,
+    ).map(lambda rest: f" {rest}" if rest else ""),
+)
 valid_hosts_deny = cat(
     "ALL: $TARGET$", st.sampled_from(["", " : DENY", " \\\\x", ' : spawn (echo "\\%h $PORT$")'])
 )
@@ -310,22 +512,40 @@ VALID: dict[str, Text] = {
     "UDP_MODE": st.sampled_from(["udp", "sudp", "audp", "none", ""]),
     # A classic or stealth mode needs a port (TCP_MODE and UDP_MODE default to classic).
     **dict.fromkeys(["TCP_PORTS", "UDP_PORTS"], valid_port_list.filter(lambda p: p.strip(","))),
-    **dict.fromkeys(["ADVANCED_EXCLUDE_TCP", "ADVANCED_EXCLUDE_UDP", "UDP_REPLY_SOURCE_PORTS"],
-                    valid_port_list),
+    **dict.fromkeys(
+        ["ADVANCED_EXCLUDE_TCP", "ADVANCED_EXCLUDE_UDP", "UDP_REPLY_SOURCE_PORTS"], valid_port_list
+    ),
     **dict.fromkeys(["ADVANCED_PORTS_TCP", "ADVANCED_PORTS_UDP", "SMTP_PORT"], port),
-    **dict.fromkeys(["IGNORE_FILE", "HISTORY_FILE", "BLOCKED_FILE", "STATE_DIR",
-                     "HOSTS_DENY_FILE"], path),
+    **dict.fromkeys(
+        ["IGNORE_FILE", "HISTORY_FILE", "BLOCKED_FILE", "STATE_DIR", "HOSTS_DENY_FILE"], path
+    ),
     # Files that must exist and keys checked together with them (a login needs a readable
     # password file): left unset; the other paths and texts cover their kinds of value.
     **dict.fromkeys(["SMTP_PASSWORD_FILE", "SMTP_CA_FILE", "SMTP_USER"], st.just("")),
     "EVENT_LOG_KEEP": st.integers(1, 20).map(str),
     "BLOCKS_MAX": st.integers(0, 10**9).map(str),
     **dict.fromkeys(["SYSLOG_SOCKET", "EVENT_LOG"], st.one_of(st.just(""), path)),
-    **dict.fromkeys(["RESOLVE_HOST", "KILL_RUN_CMD_FIRST", "SCAN_FLOOD_DETECTION",
-                     "BLOCK_FORWARD", "PROTECT_GATEWAYS", "PROTECT_NAMESERVERS",
-                     "UNBLOCK_ON_STOP", "LOG_CONNECTIONS", "LOG_DETAILS", "SMTP_STARTTLS",
-                     "AUDIT_UDP", "MAIL_ON_TCP_SCAN", "MAIL_ON_UDP_SCAN", "MAIL_ON_OS_PROBE",
-                     "MAIL_ON_AUDIT", "HISTORY_ALERT_ONLY"], flag),
+    **dict.fromkeys(
+        [
+            "RESOLVE_HOST",
+            "KILL_RUN_CMD_FIRST",
+            "SCAN_FLOOD_DETECTION",
+            "BLOCK_FORWARD",
+            "PROTECT_GATEWAYS",
+            "PROTECT_NAMESERVERS",
+            "UNBLOCK_ON_STOP",
+            "LOG_CONNECTIONS",
+            "LOG_DETAILS",
+            "SMTP_STARTTLS",
+            "AUDIT_UDP",
+            "MAIL_ON_TCP_SCAN",
+            "MAIL_ON_UDP_SCAN",
+            "MAIL_ON_OS_PROBE",
+            "MAIL_ON_AUDIT",
+            "HISTORY_ALERT_ONLY",
+        ],
+        flag,
+    ),
     **dict.fromkeys(["BLOCK_TCP", "BLOCK_UDP"], st.sampled_from(["0", "1", "2"])),
     **dict.fromkeys(["KILL_ROUTE", "KILL_RUN_CMD"], st.one_of(st.just(""), valid_command)),
     "KILL_HOSTS_DENY": st.one_of(st.just(""), valid_hosts_deny),
@@ -334,9 +554,19 @@ VALID: dict[str, Text] = {
     "IPV6_SOURCE_PREFIX": st.integers(32, 128).map(str),
     "PORT_BANNER": one_line_text(),
     "MAIL_SUBJECT": one_line_text(),
-    **dict.fromkeys(["SCAN_TRIGGER_WINDOW", "SCAN_INTERVAL", "KILL_CMD_TIMEOUT",
-                     "SCAN_END_QUIET", "OS_PROBE_QUIET", "SCAN_REPORT_INTERVAL", "SMTP_TIMEOUT",
-                     "SMTP_GIVE_UP_AFTER"], seconds),
+    **dict.fromkeys(
+        [
+            "SCAN_TRIGGER_WINDOW",
+            "SCAN_INTERVAL",
+            "KILL_CMD_TIMEOUT",
+            "SCAN_END_QUIET",
+            "OS_PROBE_QUIET",
+            "SCAN_REPORT_INTERVAL",
+            "SMTP_TIMEOUT",
+            "SMTP_GIVE_UP_AFTER",
+        ],
+        seconds,
+    ),
     "SMTP_RETRY_DELAY": seconds.filter(lambda text: float(text) >= 10),
     **dict.fromkeys(["BLOCK_DURATION", "BLOCK_DURATION_MAX"], block_duration),
     "AUDIT_INTERVAL": audit_interval,
@@ -359,10 +589,17 @@ VALID: dict[str, Text] = {
     "AUDIT_REQUIRED": valid_required,
     **dict.fromkeys(["AUDIT_OPTIONAL", "AUDIT_IGNORE"], valid_groups),
     "AUDIT_SKIP": valid_skip,
-    **dict.fromkeys(["AUDIT_SEVERITY_MISSING", "AUDIT_SEVERITY_NEW", "AUDIT_SEVERITY_RESTARTED",
-                     "AUDIT_SEVERITY_PORTSWITCH", "AUDIT_SEVERITY_PORTMAPPER"],
-                    st.sampled_from(["crit", "info", "Notice"])),
-}  # fmt: skip
+    **dict.fromkeys(
+        [
+            "AUDIT_SEVERITY_MISSING",
+            "AUDIT_SEVERITY_NEW",
+            "AUDIT_SEVERITY_RESTARTED",
+            "AUDIT_SEVERITY_PORTSWITCH",
+            "AUDIT_SEVERITY_PORTMAPPER",
+        ],
+        st.sampled_from(["crit", "info", "Notice"]),
+    ),
+}
 
 
 valid_lines = (
@@ -386,8 +623,7 @@ valid_conf_text = valid_lines.map(lambda lines: "\n".join(lines) + "\n")
 # A valid file with a few grammar-shaped lines before it (the first occurrence of a key wins):
 # every parser is reached with the rest of the file valid, so what it does is what decides.
 conf_text = st.tuples(
-    st.lists(st.one_of(any_assignment, any_assignment, other_line),
-             min_size=1, max_size=6),
+    st.lists(st.one_of(any_assignment, any_assignment, other_line), min_size=1, max_size=6),
     valid_lines,
     st.sampled_from(["\n", "\r\n"]),
-).map(lambda parts: parts[2].join(parts[0] + parts[1]))  # fmt: skip
+).map(lambda parts: parts[2].join(parts[0] + parts[1]))

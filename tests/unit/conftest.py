@@ -17,7 +17,7 @@ def _host_kernel_state() -> tuple[str, ...]:
     routes = [
         subprocess.run(
             ["ip", family, "route", "show", "type", "blackhole"], capture_output=True, text=True
-        ).stdout  # fmt: skip
+        ).stdout
         for family in ("-4", "-6")
     ]
     return (tables, *routes)

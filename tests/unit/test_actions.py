@@ -42,8 +42,9 @@ SOURCE = ipaddress.ip_address("198.18.0.11")
 
 
 def request(address: str = "198.18.0.11", mode: BlockMode = BlockMode.BLOCK) -> BlockRequest:
-    return BlockRequest(ipaddress.ip_address(address), "tcp", 11, "stcp", "TCP SYN/Normal scan",
-                        mode)  # fmt: skip
+    return BlockRequest(
+        ipaddress.ip_address(address), "tcp", 11, "stcp", "TCP SYN/Normal scan", mode
+    )
 
 
 def record_cmd(calls: Path, *words: str) -> str:
@@ -73,20 +74,27 @@ def test_every_action_is_in_the_store_before_it_is_done(
     and the command as running: a kill -9 now leaves nothing unknown behind."""
     seen = tmp_path / "seen"
     spy = tmp_path / "spy.py"
-    spy.write_text("import sqlite3, sys\n"
-                   "db = sqlite3.connect(sys.argv[1])\n"
-                   "row = db.execute('select actions from blocks where ended is null').fetchone()\n"
-                   "open(sys.argv[2], 'w').write(row[0])\n")  # fmt: skip
+    spy.write_text(
+        "import sqlite3, sys\n"
+        "db = sqlite3.connect(sys.argv[1])\n"
+        "row = db.execute('select actions from blocks where ended is null').fetchone()\n"
+        "open(sys.argv[2], 'w').write(row[0])\n"
+    )
     store = tmp_path / "state" / "portwarden.db"
-    actions = make(f'KILL_ROUTE="{record_cmd(tmp_path / "calls", "route", "add", "$TARGET$")}"\n'
-                   'KILL_HOSTS_DENY="ALL: $TARGET$"\n'
-                   f'KILL_RUN_CMD="{sys.executable} {spy} {store} {seen}"\n')  # fmt: skip
+    actions = make(
+        f'KILL_ROUTE="{record_cmd(tmp_path / "calls", "route", "add", "$TARGET$")}"\n'
+        'KILL_HOSTS_DENY="ALL: $TARGET$"\n'
+        f'KILL_RUN_CMD="{sys.executable} {spy} {store} {seen}"\n'
+    )
     record = block(actions, request())
     assert record is not None
     during = [(a["kind"], a["status"]) for a in json.loads(seen.read_text())]
     assert during == [("hosts.deny", "done"), ("route", "done"), ("command", "running")]
     assert [(a.kind, a.status) for a in record.actions] == [
-        ("hosts.deny", "done"), ("route", "done"), ("command", "done")]  # fmt: skip
+        ("hosts.deny", "done"),
+        ("route", "done"),
+        ("command", "done"),
+    ]
 
 
 def test_unblock_undoes_what_an_interrupted_block_planned(
@@ -95,18 +103,24 @@ def test_unblock_undoes_what_an_interrupted_block_planned(
     """The daemon was killed while the route command ran: unblock undoes the route (it may have
     been added), the hosts.deny line, and leaves the admin's lines alone."""
     calls = tmp_path / "calls"
-    actions = make(f'KILL_ROUTE="{record_cmd(calls, "route", "add", "$TARGET$")}"\n'
-                   'KILL_HOSTS_DENY="ALL: $TARGET$"\n')  # fmt: skip
+    actions = make(
+        f'KILL_ROUTE="{record_cmd(calls, "route", "add", "$TARGET$")}"\n'
+        'KILL_HOSTS_DENY="ALL: $TARGET$"\n'
+    )
     deny = actions.settings.hosts_deny_file
     deny.write_text("sshd: 198.18.0.99\nALL: 198.18.0.11\n")
     plan = (
         Action("hosts.deny", (str(deny), "ALL: 198.18.0.11"), "done"),
-        Action("route", (sys.executable, str(RECORD), str(calls), "route", "del", "198.18.0.11"),
-               "running"),
+        Action(
+            "route",
+            (sys.executable, str(RECORD), str(calls), "route", "del", "198.18.0.11"),
+            "running",
+        ),
         Action("command", (), "planned"),
-    )  # fmt: skip
-    record = actions.store.add_block("198.18.0.11", "tcp", 11, "stcp", "x", "198.18.0.11",
-                                     time.time(), None, plan, "boot")  # fmt: skip
+    )
+    record = actions.store.add_block(
+        "198.18.0.11", "tcp", 11, "stcp", "x", "198.18.0.11", time.time(), None, plan, "boot"
+    )
     assert record is not None
     assert actions.unblocks.unblock_matching(None, "command") == [record]
     assert calls_of(calls) == [["route", "del", "198.18.0.11"]]
@@ -122,7 +136,8 @@ def test_a_hosts_deny_line_that_was_there_is_not_ours_to_remove(
     deny.write_text("ALL: 198.18.0.11\n")
     record = block(actions, request())
     assert record is not None and [(a.kind, a.undo, a.status) for a in record.actions] == [
-        ("hosts.deny", (), "present")]  # fmt: skip
+        ("hosts.deny", (), "present")
+    ]
     assert enforced(record.actions)  # the host is denied, if not by us
     assert via(record.actions) == ["hosts.deny (not ours)"]
     assert deny.read_text() == "ALL: 198.18.0.11\n"  # no duplicate
@@ -181,8 +196,13 @@ def test_hosts_deny_names_ipv6_sources_as_tcpd_matches_them(
     if shutil.which("tcpdmatch") is None:
         return
     (tmp_path / "hosts.allow").write_text("")
-    verdict = subprocess.run(["tcpdmatch", "-d", "sshd", address], cwd=tmp_path,
-                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+    verdict = subprocess.run(
+        ["tcpdmatch", "-d", "sshd", address],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "access:   denied" in verdict
 
 
@@ -194,10 +214,12 @@ def test_portsentry_order_hosts_deny_route_command(
     KILL_RUN_CMD_FIRST=1 the command, then hosts.deny, then the route. The route command here
     succeeds only if the hosts.deny line is already there."""
     calls = tmp_path / "calls"
-    actions = make(f'KILL_ROUTE="grep -q $TARGET$ {tmp_path}/hosts.deny"\n'
-                   'KILL_HOSTS_DENY="ALL: $TARGET$"\n'
-                   f'KILL_RUN_CMD="{record_cmd(calls, "cmd", "$TARGET$")}"\n'
-                   f'KILL_RUN_CMD_FIRST="{first}"\n')  # fmt: skip
+    actions = make(
+        f'KILL_ROUTE="grep -q $TARGET$ {tmp_path}/hosts.deny"\n'
+        'KILL_HOSTS_DENY="ALL: $TARGET$"\n'
+        f'KILL_RUN_CMD="{record_cmd(calls, "cmd", "$TARGET$")}"\n'
+        f'KILL_RUN_CMD_FIRST="{first}"\n'
+    )
     record = block(actions, request())
     assert record is not None
     kinds = [(a.kind, a.status) for a in record.actions]
@@ -228,7 +250,8 @@ def test_a_command_only_block_is_kept_while_running_even_if_the_command_failed(
     actions = make('KILL_RUN_CMD="false"\n')
     record = block(actions, request(mode=BlockMode.RUN_CMD_ONLY))
     assert record is not None and [(a.kind, a.status) for a in record.actions] == [
-        ("command", "failed: exit status 1")]  # fmt: skip
+        ("command", "failed: exit status 1")
+    ]
     assert not enforced(record.actions)
     assert actions.store.active() == []
 
@@ -302,19 +325,26 @@ def test_restart_finishes_an_interrupted_block_exactly_once(
     route = [sys.executable, str(RECORD), str(calls), "route"]
     plan = (
         Action("route", (*route, "del", "198.18.0.11"), "running", (*route, "add", "198.18.0.11")),
-        Action("hosts.deny", (str(deny), "ALL: 198.18.0.11"), "planned",
-               (str(deny), "ALL: 198.18.0.11")),
+        Action(
+            "hosts.deny",
+            (str(deny), "ALL: 198.18.0.11"),
+            "planned",
+            (str(deny), "ALL: 198.18.0.11"),
+        ),
         Action("command", (), "planned", ("true",)),
-    )  # fmt: skip
-    actions.store.add_block("198.18.0.11", "tcp", 11, "stcp", "x", "198.18.0.11", time.time(),
-                            None, plan, "boot-1")  # fmt: skip
+    )
+    actions.store.add_block(
+        "198.18.0.11", "tcp", 11, "stcp", "x", "198.18.0.11", time.time(), None, plan, "boot-1"
+    )
     assert restore_in(actions, "boot-1", monkeypatch) == 1
     assert calls_of(calls) == [["route", "del", "198.18.0.11"], ["route", "add", "198.18.0.11"]]
     assert deny.read_text() == "ALL: 198.18.0.11\n"
     (record,) = actions.store.active()
     assert [(a.kind, a.status) for a in record.actions] == [
-        ("route", "done"), ("hosts.deny", "done"),
-        ("command", "failed: not run (the daemon stopped before its turn)")]  # fmt: skip
+        ("route", "done"),
+        ("hosts.deny", "done"),
+        ("command", "failed: not run (the daemon stopped before its turn)"),
+    ]
     # the worker writes the history line last: the interrupted block gets it now, once
     history = actions.settings.history_file
     assert len(history.read_text().splitlines()) == 1
@@ -334,20 +364,31 @@ def test_a_block_whose_turn_never_came_is_enforced_and_written_down_at_restart(
     actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\nKILL_RUN_CMD="true"\n')
     deny = actions.settings.hosts_deny_file
     for address in ("198.18.0.11", "198.18.0.12"):
-        plan = (Action("hosts.deny", (str(deny), f"ALL: {address}"), "planned",
-                       (str(deny), f"ALL: {address}")),
-                Action("command", (), "planned", ("true",)))  # fmt: skip
-        actions.store.add_block(address, "tcp", 11, "stcp", "x", address, time.time(), None,
-                                plan, "boot-1")  # fmt: skip
+        plan = (
+            Action(
+                "hosts.deny",
+                (str(deny), f"ALL: {address}"),
+                "planned",
+                (str(deny), f"ALL: {address}"),
+            ),
+            Action("command", (), "planned", ("true",)),
+        )
+        actions.store.add_block(
+            address, "tcp", 11, "stcp", "x", address, time.time(), None, plan, "boot-1"
+        )
     with caplog.at_level(logging.WARNING, logger="portwarden"):
         assert restore_in(actions, "boot-1", monkeypatch) == 2
     assert deny.read_text() == "ALL: 198.18.0.11\nALL: 198.18.0.12\n"
     history = actions.settings.history_file.read_text().splitlines()
     assert [line.split("Host: ")[1].split()[0] for line in history] == [
-        "198.18.0.11/198.18.0.11", "198.18.0.12/198.18.0.12"]  # fmt: skip
+        "198.18.0.11/198.18.0.11",
+        "198.18.0.12/198.18.0.12",
+    ]
     said = [r.getMessage() for r in caplog.records if "KILL_RUN_CMD" in r.getMessage()]
-    assert said == ["KILL_RUN_CMD not run again at start: 2 blocks were recorded but the daemon "
-                    "stopped before their turn (not run)"]  # fmt: skip
+    assert said == [
+        "KILL_RUN_CMD not run again at start: 2 blocks were recorded but the daemon "
+        "stopped before their turn (not run)"
+    ]
 
 
 def test_hosts_deny_lines_removed_by_hand_are_put_back_and_said(
@@ -365,18 +406,28 @@ def test_hosts_deny_lines_removed_by_hand_are_put_back_and_said(
     for address in ("198.18.0.11", "198.18.0.12", "198.18.0.13"):
         assert block(actions, request(address)) is not None
     deny.write_text("sshd: 198.18.0.99\nALL: 198.18.0.13\n")  # by hand
-    planned = (Action("hosts.deny", (str(deny), "ALL: 198.18.0.14"), "planned",
-                      (str(deny), "ALL: 198.18.0.14")),)  # fmt: skip
-    actions.store.add_block("198.18.0.14", "tcp", 11, "stcp", "x", "198.18.0.14", time.time(),
-                            None, planned, "boot-1")  # fmt: skip
+    planned = (
+        Action(
+            "hosts.deny",
+            (str(deny), "ALL: 198.18.0.14"),
+            "planned",
+            (str(deny), "ALL: 198.18.0.14"),
+        ),
+    )
+    actions.store.add_block(
+        "198.18.0.14", "tcp", 11, "stcp", "x", "198.18.0.14", time.time(), None, planned, "boot-1"
+    )
     with caplog.at_level(logging.INFO, logger="portwarden"):
         assert restore_in(actions, "boot-1", monkeypatch) == 4
     assert sorted(deny.read_text().splitlines()) == [
-        f"ALL: 198.18.0.{n}" for n in (11, 12, 13, 14)] + ["sshd: 198.18.0.99"]  # fmt: skip
+        f"ALL: 198.18.0.{n}" for n in (11, 12, 13, 14)
+    ] + ["sshd: 198.18.0.99"]
     said = [r.getMessage() for r in caplog.records if "put back" in r.getMessage()]
-    assert said == [f"hosts.deny: 2 lines of active blocks put back in {deny} (they were "
-                    "missing: removed by hand or by another program; `portwarden unblock ADDR` "
-                    "ends a block)"]  # fmt: skip
+    assert said == [
+        f"hosts.deny: 2 lines of active blocks put back in {deny} (they were "
+        "missing: removed by hand or by another program; `portwarden unblock ADDR` "
+        "ends a block)"
+    ]
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="portwarden"):  # nothing missing: nothing said
         assert restore_in(actions, "boot-1", monkeypatch) == 4
@@ -453,8 +504,12 @@ def test_blocked_files_are_per_mode_as_portsentry_named_them(
     history file has no suffix."""
     actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\nBLOCK_UDP="1"\n')
     tcp = block(actions, request("198.18.0.11"))
-    udp = block(actions, BlockRequest(ipaddress.ip_address("198.18.0.12"), "udp", 7, "sudp",
-                                     "UDP scan", BlockMode.BLOCK))  # fmt: skip
+    udp = block(
+        actions,
+        BlockRequest(
+            ipaddress.ip_address("198.18.0.12"), "udp", 7, "sudp", "UDP scan", BlockMode.BLOCK
+        ),
+    )
     assert tcp is not None and udp is not None
     base = actions.settings.blocked_file
     assert not base.exists()
@@ -480,9 +535,11 @@ def test_a_store_from_before_boot_ids_keeps_routes_of_this_boot(
             " NULL, hostname TEXT NOT NULL, since REAL NOT NULL, until REAL, offence"
             " INTEGER NOT NULL, actions TEXT NOT NULL, ended REAL, ended_by TEXT)"
         )
-        db.execute("INSERT INTO blocks VALUES (1, '198.18.0.11', 'tcp', 11, 'stcp', 'x', 'x', 0,"
-                   " NULL, 1, '[{\"kind\": \"route\", \"undo\": [], \"status\": \"done\"}]',"
-                   " NULL, NULL)")  # fmt: skip
+        db.execute(
+            "INSERT INTO blocks VALUES (1, '198.18.0.11', 'tcp', 11, 'stcp', 'x', 'x', 0,"
+            ' NULL, 1, \'[{"kind": "route", "undo": [], "status": "done"}]\','
+            " NULL, NULL)"
+        )
     if last_used == "before it":
         os.utime(path, (0, 0))
     store = Store(path)
@@ -603,7 +660,9 @@ def test_a_reboot_does_not_bring_back_a_kill_route_the_configuration_no_longer_h
     assert again.restorer.restore() == 1
     (record,) = again.store.active()
     assert [(a.kind, a.status) for a in record.actions] == [
-        ("hosts.deny", "done"), ("route", f"failed: {NOT_CONFIGURED}")]  # fmt: skip
+        ("hosts.deny", "done"),
+        ("route", f"failed: {NOT_CONFIGURED}"),
+    ]
     assert len(calls_of(calls)) == 1  # not run again
     assert again.restorer.reapply_routes().done == []
 
@@ -627,7 +686,10 @@ def test_a_kill_before_the_history_line_is_caught_up_at_start_once(
     assert restore_in(actions, "boot-1", monkeypatch) == 0
     lines = history.read_text().splitlines()
     assert sorted(line.split("Host: ")[1].split("/")[1].split()[0] for line in lines) == [
-        "198.18.0.11", "198.18.0.12", "198.18.0.13"]  # fmt: skip
+        "198.18.0.11",
+        "198.18.0.12",
+        "198.18.0.13",
+    ]
     restore_in(actions, "boot-1", monkeypatch)
     assert history.read_text().splitlines() == lines
     assert actions.store.unwritten() == []
@@ -751,8 +813,7 @@ def test_a_kill_then_an_unblock_without_the_daemon_keeps_the_history_line(
 
 def failing_route(verb: str, answer: str) -> str:
     """A KILL_ROUTE program whose `verb` (add, del) fails as `ip route` does, with `answer`."""
-    return (f"import sys\nif sys.argv[1] == {verb!r}:\n    print({answer!r})\n"
-            "    sys.exit(2)\n")  # fmt: skip
+    return f"import sys\nif sys.argv[1] == {verb!r}:\n    print({answer!r})\n    sys.exit(2)\n"
 
 
 GONE_ROUTE = failing_route("del", "RTNETLINK answers: No such process")
@@ -778,7 +839,8 @@ def test_routes_already_gone_are_counted_in_one_line_per_batch(
     said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
     assert [m for m in said if "nothing to remove" in m] == [
         "KILL_ROUTE undo: nothing to remove for 5 blocks (gone already: removed by hand, or by "
-        "a reboot)"]  # fmt: skip
+        "a reboot)"
+    ]
     assert actions.store.leftovers() == []
 
 
@@ -804,9 +866,15 @@ def test_reapply_keeps_a_blocking_route_there_and_names_any_other(
     assert [(a.kind, a.status) for a in record.actions] == [("route", "present")]
     found[:] = [local.HostRoute("unicast", (ipaddress.ip_address("198.18.0.2"),), "eth0", 254)]
     outcome = actions.restorer.reapply_routes()
-    assert outcome.done == [] and outcome.failed == [("198.18.0.11", (
-        "a route to 198.18.0.11 is there already (unicast via 198.18.0.2 dev eth0): "
-        "KILL_ROUTE could not add its own"))]  # fmt: skip
+    assert outcome.done == [] and outcome.failed == [
+        (
+            "198.18.0.11",
+            (
+                "a route to 198.18.0.11 is there already (unicast via 198.18.0.2 dev eth0): "
+                "KILL_ROUTE could not add its own"
+            ),
+        )
+    ]
     script.write_text("")  # the route is gone: ours takes its place
     assert actions.restorer.reapply_routes().done == ["198.18.0.11"]
     assert [a.status for a in actions.store.active()[0].actions] == ["done"]
@@ -880,8 +948,9 @@ def test_reapply_runs_again_only_the_kill_routes_that_took_effect(
     """An IPv4-only KILL_ROUTE failed for an IPv6 block: reapply leaves it (it exited 1 at every
     reapply). One that failed at a reapply is tried again at the next."""
     calls = tmp_path / "calls"
-    actions = make(f'KILL_HOSTS_DENY="ALL: $TARGET$"\n'
-                   f'KILL_ROUTE="{record_cmd(calls, "add", "$TARGET$")}"\n')  # fmt: skip
+    actions = make(
+        f'KILL_HOSTS_DENY="ALL: $TARGET$"\nKILL_ROUTE="{record_cmd(calls, "add", "$TARGET$")}"\n'
+    )
     assert block(actions, request("198.18.0.11")) is not None
     record = actions.blocks.record(request("2001:db8::b"), time.time(), None)
     assert record is not None

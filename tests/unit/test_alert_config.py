@@ -32,8 +32,9 @@ def test_the_kernel_facility_is_refused(tmp_path: Path, value: str) -> None:
     )
 
 
-@pytest.mark.parametrize(("value", "name"), [("security", "auth"), ("LOG_AUTHPRIV", "authpriv"),
-                                           ("Local7", "local7")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "name"), [("security", "auth"), ("LOG_AUTHPRIV", "authpriv"), ("Local7", "local7")]
+)
 def test_facility_names_of_syslog_conf_are_taken(value: str, name: str) -> None:
     """`security` is syslog.conf's deprecated synonym of auth."""
     assert facility(value) == name
@@ -44,11 +45,13 @@ def test_a_non_ascii_smtp_user_is_refused_at_load(tmp_path: Path) -> None:
     password = tmp_path / "secret"
     password.write_text("pass\n")
     password.chmod(0o600)
-    assert error_of(tmp_path, 'SMTP_RELAY="localhost"\nSMTP_USER="\u00fcber"\n'
-                              f'SMTP_PASSWORD_FILE="{password}"\n') == (
+    assert error_of(
+        tmp_path,
+        f'SMTP_RELAY="localhost"\nSMTP_USER="\u00fcber"\nSMTP_PASSWORD_FILE="{password}"\n',
+    ) == (
         f'{tmp_path}/p.conf:3: SMTP_USER="\\xfcber": the user name has a non-ASCII character, '
         "which SMTP AUTH cannot send (smtplib sends it as ASCII)"
-    )  # fmt: skip
+    )
 
 
 def bad_event_logs(tmp_path: Path) -> dict[str, tuple[Path, str]]:
@@ -66,9 +69,11 @@ def bad_event_logs(tmp_path: Path) -> dict[str, tuple[Path, str]]:
 
 @pytest.mark.parametrize("kind", ["directory", "symlink", "fifo", "sysfs"])
 def test_check_config_and_run_refuse_the_same_event_logs(
-    tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    kind: str,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     started = []
     monkeypatch.setattr(daemon, "Daemon", lambda *args: started.append(args))
     path, why = bad_event_logs(tmp_path)[kind]
@@ -95,8 +100,9 @@ def test_an_address_named_twice_in_mail_to_is_one_recipient_with_a_warning(
     """`a@x.org, a@x.org` was two RCPTs, so two copies of every mail; a domain's case does not
     make another mailbox, a local part's may."""
     conf = tmp_path / "p.conf"
-    conf.write_text(f'STATE_DIR="{tmp_path}/state"\n'
-                    'MAIL_TO="a@x.org, b@x.org,a@x.org, A@X.ORG, b@X.Org"\n')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}/state"\nMAIL_TO="a@x.org, b@x.org,a@x.org, A@X.ORG, b@X.Org"\n'
+    )
     settings = load_settings(conf)
     assert settings.mail_to == ("a@x.org", "b@x.org", "A@X.ORG")
     assert settings.warnings == (

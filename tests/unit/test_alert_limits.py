@@ -24,8 +24,16 @@ from tests.lab.syslogd import SyslogReceiver
 
 
 def probe(port: int, src: str = "198.18.0.11") -> Probe:
-    return Probe(ipaddress.ip_address(src), ipaddress.ip_address("198.18.0.1"),
-                 Proto.TCP, 40000, port, "stcp", SYN_SCAN, "SYN")  # fmt: skip
+    return Probe(
+        ipaddress.ip_address(src),
+        ipaddress.ip_address("198.18.0.1"),
+        Proto.TCP,
+        40000,
+        port,
+        "stcp",
+        SYN_SCAN,
+        "SYN",
+    )
 
 
 def test_audit_findings_past_the_cap_are_counted_not_reported(
@@ -35,8 +43,9 @@ def test_audit_findings_past_the_cap_are_counted_not_reported(
     conf.write_text(f'STATE_DIR="{tmp_path}"\nSYSLOG_SOCKET=""\n')
     alerts = Alerts(load_settings(conf))
     total = limits.AUDIT_FINDINGS_REPORTED_MAX + 50
-    findings = [Finding(Kind.NEW, "crit", "198.18.0.1", 20000 + n, "udp", "unknown")
-                for n in range(total)]  # fmt: skip
+    findings = [
+        Finding(Kind.NEW, "crit", "198.18.0.1", 20000 + n, "udp", "unknown") for n in range(total)
+    ]
     with caplog.at_level(logging.WARNING, logger="portwarden"):
         alerts.audit(findings, 0.0)
     alerts.close()
@@ -83,9 +92,10 @@ def test_alerts_are_counted_per_path_as_sent_or_dropped_by_reason(tmp_path: Path
     syslog_sent, syslog_dropped = counts["sent"].pop("syslog"), counts["dropped"].pop("syslog")
     assert syslog_sent + syslog_dropped["error"] == limits.ATTACK_LINES_BURST + 1
     assert syslog_dropped["rate_limit"] == 10 and syslog_dropped["error"] >= 1
-    assert counts == {"sent": {"json": 2, "mail": 0},
-                      "dropped": {"json": {"rate_limit": 0, "error": 0},
-                                  "mail": {"rate_limit": 0, "error": 0}}}  # fmt: skip
+    assert counts == {
+        "sent": {"json": 2, "mail": 0},
+        "dropped": {"json": {"rate_limit": 0, "error": 0}, "mail": {"rate_limit": 0, "error": 0}},
+    }
 
 
 def test_the_suppressed_count_is_the_syslog_lines_held_back_as_the_metric_counts_them(
@@ -96,8 +106,10 @@ def test_the_suppressed_count_is_the_syslog_lines_held_back_as_the_metric_counts
     `suppressed` event and the log line say how many lines, as the metric counts them."""
     receiver = SyslogReceiver(tmp_path / "log")
     conf = tmp_path / "portwarden.conf"
-    conf.write_text(f'STATE_DIR="{tmp_path}"\nSYSLOG_SOCKET="{receiver.path}"\n'
-                    'LOG_CONNECTIONS="1"\nLOG_DETAILS="1"\n')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}"\nSYSLOG_SOCKET="{receiver.path}"\n'
+        'LOG_CONNECTIONS="1"\nLOG_DETAILS="1"\n'
+    )
     alerts = Alerts(load_settings(conf))
     engine = Engine(EngineConfig())
     for n in range(241):  # the reviewer's 241 sources, 3 probes each
@@ -126,12 +138,19 @@ def test_the_suppressed_count_is_the_syslog_lines_held_back_as_the_metric_counts
 
 
 def test_metrics_name_the_path_and_the_reason() -> None:
-    alerts: dict[str, dict[str, Any]] = {"sent": {"syslog": 5, "json": 2, "mail": 1},
-              "dropped": {"syslog": {"rate_limit": 3, "error": 0}, "json": {"rate_limit": 0,
-                          "error": 0}, "mail": {"rate_limit": 4, "error": 1}}}  # fmt: skip
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for family in text_string_to_metric_families(exposition({}, alerts))
-               for s in family.samples}  # fmt: skip
+    alerts: dict[str, dict[str, Any]] = {
+        "sent": {"syslog": 5, "json": 2, "mail": 1},
+        "dropped": {
+            "syslog": {"rate_limit": 3, "error": 0},
+            "json": {"rate_limit": 0, "error": 0},
+            "mail": {"rate_limit": 4, "error": 1},
+        },
+    }
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(exposition({}, alerts))
+        for s in family.samples
+    }
     assert samples[("portwarden_alerts_sent_total", (("path", "mail"),))] == 1
     dropped = "portwarden_alerts_dropped_total"
     assert samples[(dropped, (("path", "mail"), ("reason", "rate_limit")))] == 4
@@ -159,8 +178,9 @@ class _Outbox:
         pass
 
 
-@pytest.mark.parametrize(("count", "said"), [(1, "1 port audit finding on"),
-                                             (2, "2 port audit findings on")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("count", "said"), [(1, "1 port audit finding on"), (2, "2 port audit findings on")]
+)
 def test_the_audit_mail_subject_counts_in_the_singular_too(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int, said: str
 ) -> None:
@@ -172,7 +192,12 @@ def test_the_audit_mail_subject_counts_in_the_singular_too(
     alerts._mailer.stop()
     outbox = _Outbox()
     monkeypatch.setattr(alerts, "_mailer", outbox)
-    alerts.audit([Finding(Kind.NEW, "crit", "198.18.0.1", 20000 + n, "udp", "unknown")
-                  for n in range(count)], 0.0)  # fmt: skip
+    alerts.audit(
+        [
+            Finding(Kind.NEW, "crit", "198.18.0.1", 20000 + n, "udp", "unknown")
+            for n in range(count)
+        ],
+        0.0,
+    )
     alerts.close()
     assert [s.split(" on ")[0] + " on" for s in outbox.subjects] == [f"portwarden: {said}"]

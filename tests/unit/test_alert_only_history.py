@@ -29,8 +29,10 @@ from portwarden.store.db import HistoryNote, Store
 TARGET = ipaddress.ip_address("198.18.0.1")
 SCANNER = "198.18.0.11"
 # PortSentry's line, which fail2ban's filter reads: `\/<HOST> Port\: [0-9]+ (TCP|UDP) Blocked$`.
-LINE = re.compile(r"^\d+ - \d\d/\d\d/\d{4} \d\d:\d\d:\d\d Host: (\S+)/(\S+) Port: (\d+) "
-                  r"(TCP|UDP) Blocked$")  # fmt: skip
+LINE = re.compile(
+    r"^\d+ - \d\d/\d\d/\d{4} \d\d:\d\d:\d\d Host: (\S+)/(\S+) Port: (\d+) "
+    r"(TCP|UDP) Blocked$"
+)
 
 
 ALERT_ONLY = 'BLOCK_UDP="0"\nBLOCKS_PER_MINUTE="10"\n'
@@ -40,9 +42,11 @@ def settings_of(folder: Path, conf: str) -> Settings:
     """Everything in `folder`, nothing sent; alert only for TCP unless `conf` blocks it (the
     first line of a key counts)."""
     path = folder / "portwarden.conf"
-    path.write_text(f'STATE_DIR="{folder}/state"\nSYSLOG_SOCKET=""\nEVENT_LOG=""\n'
-                    f'HOSTS_DENY_FILE="{folder}/hosts.deny"\nBLOCK_NFTABLES="0"\n{conf}'
-                    'BLOCK_TCP="0"\n')  # fmt: skip
+    path.write_text(
+        f'STATE_DIR="{folder}/state"\nSYSLOG_SOCKET=""\nEVENT_LOG=""\n'
+        f'HOSTS_DENY_FILE="{folder}/hosts.deny"\nBLOCK_NFTABLES="0"\n{conf}'
+        'BLOCK_TCP="0"\n'
+    )
     return load_settings(path)
 
 
@@ -124,7 +128,10 @@ def test_a_sources_udp_scan_does_not_keep_its_tcp_line_from_coming_again(tmp_pat
             policy.on_verdict(scan(SCANNER, proto=Proto.UDP, port=7), now)
         policy.on_verdict(scan(SCANNER), 95.0)
         assert [(n.address, n.proto) for n in policy.store.notes()] == [
-            (SCANNER, "tcp"), (SCANNER, "udp"), (SCANNER, "tcp")]  # fmt: skip
+            (SCANNER, "tcp"),
+            (SCANNER, "udp"),
+            (SCANNER, "tcp"),
+        ]
 
 
 def test_no_line_when_history_alert_only_is_off(tmp_path: Path) -> None:
@@ -146,13 +153,19 @@ def test_never_for_an_address_no_block_would_be_made_for(
     """fail2ban would ban what the line names: a gateway, a name server, a local address."""
     caplog.set_level(logging.INFO, "portwarden")
     gateway, server, local = "198.18.0.254", "198.18.0.53", "198.18.0.1"
-    monkeypatch.setattr(policy_module, "default_gateways",
-                        lambda: frozenset({ipaddress.ip_address(gateway)}))  # fmt: skip
-    monkeypatch.setattr(policy_module, "name_servers",
-                        lambda: frozenset({ipaddress.ip_address(server)}))  # fmt: skip
+    monkeypatch.setattr(
+        policy_module, "default_gateways", lambda: frozenset({ipaddress.ip_address(gateway)})
+    )
+    monkeypatch.setattr(
+        policy_module, "name_servers", lambda: frozenset({ipaddress.ip_address(server)})
+    )
     settings = settings_of(tmp_path, ALERT_ONLY)
-    policy = ResponsePolicy(settings, tmp_path / "store.db", Alerts(settings),
-                            local=lambda: frozenset({ipaddress.ip_address(local)}))  # fmt: skip
+    policy = ResponsePolicy(
+        settings,
+        tmp_path / "store.db",
+        Alerts(settings),
+        local=lambda: frozenset({ipaddress.ip_address(local)}),
+    )
     try:
         policy.refresh()
         for address in (gateway, server, local, gateway):
@@ -268,8 +281,11 @@ def test_one_writing_of_notes_waits_at_most() -> None:
     for _ in range(10):
         assert jobs.put(Job.NOTES, None)
     assert jobs.put(Job.BLOCK, "b")
-    assert [jobs.get(0.0), jobs.get(0.0), jobs.get(0.0)] == [(Job.NOTES, None),
-                                                              (Job.BLOCK, "b"), None]  # fmt: skip
+    assert [jobs.get(0.0), jobs.get(0.0), jobs.get(0.0)] == [
+        (Job.NOTES, None),
+        (Job.BLOCK, "b"),
+        None,
+    ]
 
 
 def test_the_lines_waiting_in_the_store_are_bounded(

@@ -8,8 +8,17 @@ from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Probe
 from portwarden.net.addresses import Proto
 
-PROBE = Probe(ipaddress.ip_address("198.18.0.11"), ipaddress.ip_address("198.18.0.1"), Proto.TCP,
-              40000, 1080, "atcp", "TCP SYN/Normal scan", "SYN", seen_at=1.7e9)  # fmt: skip
+PROBE = Probe(
+    ipaddress.ip_address("198.18.0.11"),
+    ipaddress.ip_address("198.18.0.1"),
+    Proto.TCP,
+    40000,
+    1080,
+    "atcp",
+    "TCP SYN/Normal scan",
+    "SYN",
+    seen_at=1.7e9,
+)
 
 
 def test_ports_past_the_tracked_maximum_are_shown_as_at_least_that_many() -> None:

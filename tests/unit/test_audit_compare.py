@@ -24,8 +24,13 @@ NAME = {MOUNTD: "mountd", NFS: "nfs", NFS_ACL: "nfs_acl"}
 A, B = "198.18.0.1", "2001:db8::1"
 
 
-def port(interface: str, number: int, proto: Proto = Proto.TCP, *programs: int,
-         rule: Rule = Rule.UNLISTED) -> OpenPort:  # fmt: skip
+def port(
+    interface: str,
+    number: int,
+    proto: Proto = Proto.TCP,
+    *programs: int,
+    rule: Rule = Rule.UNLISTED,
+) -> OpenPort:
     """An open port; `programs` in the order the portmapper lists them (the audit sorts them)."""
     held = tuple(sorted(programs))
     services = tuple(NAME[p] for p in held) or ("svc",)
@@ -39,15 +44,20 @@ class Auditor:
         groups = parse_groups(required)
         self.policy = Policy(required=groups, optional=parse_groups(optional))
         number = {name: p for p, names in RPC_NAMES.items() for name in names}
-        self.requirements = [Requirement(g, i, i.rpc or "svc", number.get(i.rpc or ""))
-                             for g in groups for i in g.items]  # fmt: skip
+        self.requirements = [
+            Requirement(g, i, i.rpc or "svc", number.get(i.rpc or ""))
+            for g in groups
+            for i in g.items
+        ]
         self.state: AuditState | None = None
 
-    def check(self, *ports: OpenPort, rpc_known: bool = True,
-              cut: frozenset[Proto] = frozenset()) -> list[tuple[Kind, str]]:  # fmt: skip
+    def check(
+        self, *ports: OpenPort, rpc_known: bool = True, cut: frozenset[Proto] = frozenset()
+    ) -> list[tuple[Kind, str]]:
         ruled = [p._replace(rule=self._rule(p)) for p in ports]
-        findings, self.state = compare(ruled, RPC_NAMES, self.requirements, self.state, SEVERITIES,
-                                       rpc_known, cut)  # fmt: skip
+        findings, self.state = compare(
+            ruled, RPC_NAMES, self.requirements, self.state, SEVERITIES, rpc_known, cut
+        )
         return [(f.kind, f.line().split(" program=")[0]) for f in findings]
 
     def _rule(self, p: OpenPort) -> Rule:
@@ -119,11 +129,26 @@ def test_finding_line_and_event_are_one_line_with_stable_fields() -> None:
         Kind.NEW, "crit", A, 8080, "tcp", "http-alt", "evil\nname", 7, "root", rpc_program=400111
     )
     assert "\n" not in finding.line()
-    assert finding.line() == ("ServiceNew: 198.18.0.1:8080/tcp (http-alt) program=evil\\nname "
-                              "pid=7 user=root")  # fmt: skip
-    assert set(finding.event()) == {"event", "kind", "severity", "interface", "port", "proto",
-                                    "service", "services", "rpc_program", "program", "pid",
-                                    "user", "was_port", "reason", "device"}  # fmt: skip
+    assert finding.line() == (
+        "ServiceNew: 198.18.0.1:8080/tcp (http-alt) program=evil\\nname pid=7 user=root"
+    )
+    assert set(finding.event()) == {
+        "event",
+        "kind",
+        "severity",
+        "interface",
+        "port",
+        "proto",
+        "service",
+        "services",
+        "rpc_program",
+        "program",
+        "pid",
+        "user",
+        "was_port",
+        "reason",
+        "device",
+    }
 
 
 def test_a_renamed_process_cannot_forge_fields_of_a_finding_line() -> None:
@@ -132,8 +157,9 @@ def test_a_renamed_process_cannot_forge_fields_of_a_finding_line() -> None:
     finding = Finding(
         Kind.NEW, "crit", A, 8080, "tcp", "http-alt", forged, 7, 'a"b c', rpc_program=400111
     )
-    assert finding.line() == ('ServiceNew: 198.18.0.1:8080/tcp (http-alt) program="x pid=1 '
-                              "user=root\" pid=7 user=\"a'b c\"")  # fmt: skip
+    assert finding.line() == (
+        'ServiceNew: 198.18.0.1:8080/tcp (http-alt) program="x pid=1 user=root" pid=7 user="a\'b c"'
+    )
     opened = OpenPort(A, "eth0", 8080, Proto.TCP, ("svc",), (), forged, 7, "root", Rule.UNLISTED)
     assert ' program="x pid=1 user=root" pid=7 user=root ' in opened.line()
 
@@ -150,12 +176,17 @@ def test_a_name_from_etc_services_is_a_guess_as_samhain_writes_it() -> None:
     mountd = ssh._replace(port=20048, services=("mountd",), rpc_programs=(MOUNTD,))
     odd = ssh._replace(port=40000, services=("unknown",))
     lines = [p.line().split(" program=")[0] for p in (ssh, mountd, odd)]
-    assert lines == [f"{A}:22/tcp (maybe_ssh)", f"{A}:20048/tcp (mountd)",
-                     f"{A}:40000/tcp (unknown)"]  # fmt: skip
+    assert lines == [
+        f"{A}:22/tcp (maybe_ssh)",
+        f"{A}:20048/tcp (mountd)",
+        f"{A}:40000/tcp (unknown)",
+    ]
     assert ssh.fields()["service"] == "ssh"  # JSON keeps the name itself
     audit = Auditor("22/tcp,mountd/udp")
-    assert audit.check() == [(Kind.MISSING, "ServiceMissing: any:22/tcp (maybe_svc)"),
-                             (Kind.MISSING, "ServiceMissing: any:mountd/udp (mountd)")]  # fmt: skip
+    assert audit.check() == [
+        (Kind.MISSING, "ServiceMissing: any:22/tcp (maybe_svc)"),
+        (Kind.MISSING, "ServiceMissing: any:mountd/udp (mountd)"),
+    ]
 
 
 def test_a_port_that_loses_its_approval_is_new() -> None:
@@ -227,8 +258,10 @@ def test_after_an_upgrade_a_port_still_unlisted_is_not_new_again() -> None:
     """A version 1 state did not keep whether a port was unlisted: not known, taken as it is
     now, so the first check after the upgrade reports nothing for the ports it knew."""
     audit = Auditor()
-    v1 = ('{"version": 1, "seen": [["198.18.0.1", 8080, "tcp", null], '
-          '["198.18.0.1", 900, "udp", 100005]], "missing": []}')  # fmt: skip
+    v1 = (
+        '{"version": 1, "seen": [["198.18.0.1", 8080, "tcp", null], '
+        '["198.18.0.1", 900, "udp", 100005]], "missing": []}'
+    )
     audit.state = AuditState.from_json(v1)
     assert audit.check(port(A, 8080), port(A, 900, Proto.UDP, MOUNTD), port(A, 8081)) == [
         (Kind.NEW, "ServiceNew: 198.18.0.1:8081/tcp (maybe_svc)")
@@ -273,8 +306,9 @@ def test_programs_sharing_a_port_are_followed_each_on_its_own() -> None:
     assert audit.check(port(A, 2050, Proto.TCP, NFS_ACL, NFS)) == [
         (Kind.PORT_SWITCH, "ServicePortSwitch: 198.18.0.1:2050/tcp (nfs,nfs_acl), was 2049/tcp")
     ]
-    (finding,), _ = compare([port(A, 2050, Proto.TCP, NFS_ACL, NFS)], RPC_NAMES, [], None,
-                            SEVERITIES)  # fmt: skip
+    (finding,), _ = compare(
+        [port(A, 2050, Proto.TCP, NFS_ACL, NFS)], RPC_NAMES, [], None, SEVERITIES
+    )
     assert (finding.event()["service"], finding.event()["services"]) == ("nfs", ["nfs", "nfs_acl"])
 
 
@@ -284,15 +318,24 @@ def test_missing_and_restarted_name_the_item_where_the_policy_puts_it() -> None:
     audit = Auditor("8091/udp; eth0:mountd/udp")
     audit.check()
     assert audit.state is not None
-    findings, _ = compare([port(A, 8091, Proto.UDP, rule=Rule.REQUIRED),
-                           port(A, 20048, Proto.UDP, MOUNTD, rule=Rule.REQUIRED)], RPC_NAMES,
-                          audit.requirements, audit.state, SEVERITIES)  # fmt: skip
-    events = [(f.event()["interface"], f.event()["port"], f.event()["rpc_program"])
-              for f in findings]  # fmt: skip
+    findings, _ = compare(
+        [
+            port(A, 8091, Proto.UDP, rule=Rule.REQUIRED),
+            port(A, 20048, Proto.UDP, MOUNTD, rule=Rule.REQUIRED),
+        ],
+        RPC_NAMES,
+        audit.requirements,
+        audit.state,
+        SEVERITIES,
+    )
+    events = [
+        (f.event()["interface"], f.event()["port"], f.event()["rpc_program"]) for f in findings
+    ]
     assert events == [("any", 8091, None), ("eth0", 20048, MOUNTD)]
     missing, _ = compare([], RPC_NAMES, audit.requirements, None, SEVERITIES)
-    missed = [(f.event()["interface"], f.event()["service"], f.event()["rpc_program"])
-              for f in missing]  # fmt: skip
+    missed = [
+        (f.event()["interface"], f.event()["service"], f.event()["rpc_program"]) for f in missing
+    ]
     assert missed == [("any", "svc", None), ("eth0", "mountd", MOUNTD)]
 
 
@@ -305,12 +348,24 @@ def test_a_port_without_a_name_has_a_null_service_in_json_and_unknown_in_text() 
 
 
 def test_an_unusable_portmapper_line_carries_its_reason_as_one_field() -> None:
-    finding = Finding(Kind.PORTMAPPER, "err", "127.0.0.1", 111, "tcp", "portmapper", "rpcbind",
-                      812, "_rpc", rpc_program=100000,
-                      reason="tcp: connected, no RPC answer within 2 s")  # fmt: skip
-    assert finding.line() == ('PortmapperUnusable: 127.0.0.1:111/tcp (portmapper) program=rpcbind '
-                              'pid=812 user=_rpc reason="tcp: connected, no RPC answer within 2 '
-                              's"')  # fmt: skip
+    finding = Finding(
+        Kind.PORTMAPPER,
+        "err",
+        "127.0.0.1",
+        111,
+        "tcp",
+        "portmapper",
+        "rpcbind",
+        812,
+        "_rpc",
+        rpc_program=100000,
+        reason="tcp: connected, no RPC answer within 2 s",
+    )
+    assert finding.line() == (
+        "PortmapperUnusable: 127.0.0.1:111/tcp (portmapper) program=rpcbind "
+        'pid=812 user=_rpc reason="tcp: connected, no RPC answer within 2 '
+        's"'
+    )
     assert finding.event()["reason"] == "tcp: connected, no RPC answer within 2 s"
 
 
@@ -326,8 +381,9 @@ def test_one_link_local_address_on_two_devices_is_two_places() -> None:
 def test_a_state_with_bare_link_local_addresses_is_read_as_every_device() -> None:
     """A state written before link-local addresses had their device: no ServiceNew for a port
     it already knew, on whichever device."""
-    old = AuditState.from_json('{"version": 3, "seen": [["fe80::1", 22, "tcp", [], true]], '
-                               '"missing": []}')  # fmt: skip
+    old = AuditState.from_json(
+        '{"version": 3, "seen": [["fe80::1", 22, "tcp", [], true]], "missing": []}'
+    )
     findings, state = compare([port("fe80::1%eth0", 22)], RPC_NAMES, [], old, SEVERITIES)
     assert findings == [] and {s.interface for s in state.seen} == {"fe80::1%eth0"}
 
@@ -358,7 +414,8 @@ def test_a_protocol_not_read_in_full_keeps_its_last_state() -> None:
     port not seen is not reported missing, nor a port seen before reported new next time."""
     audit = Auditor(required="39148/udp, 22/tcp")
     assert audit.check(port(A, 22), port(A, 39148, Proto.UDP), port(A, 55531, Proto.UDP)) == [
-        (Kind.NEW, "ServiceNew: 198.18.0.1:55531/udp (maybe_svc)")]  # fmt: skip
+        (Kind.NEW, "ServiceNew: 198.18.0.1:55531/udp (maybe_svc)")
+    ]
     cut = frozenset({Proto.UDP})
     assert audit.check(port(A, 22), cut=cut) == []
     assert audit.check(port(A, 22), port(A, 39148, Proto.UDP), port(A, 55531, Proto.UDP)) == []
@@ -369,7 +426,8 @@ def test_a_protocol_not_read_in_full_keeps_its_last_state() -> None:
     ]
     assert audit.check(cut=cut) == []  # reported missing once, and still so
     assert audit.check(port(A, 39148, Proto.UDP), cut=cut) == [
-        (Kind.RESTARTED, "ServiceRestarted: any:39148/udp (maybe_svc)")]  # fmt: skip
+        (Kind.RESTARTED, "ServiceRestarted: any:39148/udp (maybe_svc)")
+    ]
 
 
 def test_missing_and_restarted_name_the_same_device() -> None:
@@ -380,9 +438,11 @@ def test_missing_and_restarted_name_the_same_device() -> None:
     on = {"198.18.50.1": "eth9"}
     needs = [Requirement(g, i, "svc", None, on.get(str(g.where))) for g in groups for i in g.items]
     missing, state = compare([], RPC_NAMES, needs, None, SEVERITIES)
-    back = [port("198.18.50.1", 8081, rule=Rule.REQUIRED)._replace(device="eth9"),
-            port(A, 8091, Proto.UDP, rule=Rule.REQUIRED),
-            port("198.18.0.9", 22, rule=Rule.REQUIRED)._replace(device="eth1")]  # fmt: skip
+    back = [
+        port("198.18.50.1", 8081, rule=Rule.REQUIRED)._replace(device="eth9"),
+        port(A, 8091, Proto.UDP, rule=Rule.REQUIRED),
+        port("198.18.0.9", 22, rule=Rule.REQUIRED)._replace(device="eth1"),
+    ]
     restarted, _ = compare(back, RPC_NAMES, needs, state, SEVERITIES)
     said = [("198.18.50.1", "eth9"), ("any", None), ("eth1", "eth1")]
     assert [(f.kind, f.event()["interface"], f.event()["device"]) for f in missing] == [
@@ -394,9 +454,11 @@ def test_missing_and_restarted_name_the_same_device() -> None:
 
 
 def test_the_device_of_an_address_is_the_one_it_is_on_now() -> None:
-    found = [Interface(ipaddress.ip_address(a), d, n)
-             for a, d, n in [("198.18.50.1", "eth9", 9), ("fe80::1", "a", 3),
-                             ("fe80::1", "b", 4)]]  # fmt: skip
-    wheres = parse_groups("198.18.50.1:1/tcp; fe80::1:1/tcp; fe80::1%b:1/tcp; eth0:1/tcp; "
-                          "198.18.50.2:1/tcp; 1/tcp")  # fmt: skip
+    found = [
+        Interface(ipaddress.ip_address(a), d, n)
+        for a, d, n in [("198.18.50.1", "eth9", 9), ("fe80::1", "a", 3), ("fe80::1", "b", 4)]
+    ]
+    wheres = parse_groups(
+        "198.18.50.1:1/tcp; fe80::1:1/tcp; fe80::1%b:1/tcp; eth0:1/tcp; 198.18.50.2:1/tcp; 1/tcp"
+    )
     assert [device_of(g.where, found) for g in wheres] == ["eth9", None, "b", None, None, None]

@@ -13,9 +13,13 @@ def test_audit_json_says_the_error_on_stdout_too(
 ) -> None:
     """As status, blocked and portmap check do: a script reading stdout gets {"error": ...}."""
     conf = tmp_path / "portwarden.conf"
-    for text, said in [(f'STATE_DIR="{tmp_path}"\nAUDIT_MIN_PORT="x"\n', "AUDIT_MIN_PORT"),
-                       (f'STATE_DIR="{tmp_path}"\nAUDIT_DEVICES="h5nosuchdev"\n',
-                        "audit: nothing was checked: no address to check")]:  # fmt: skip
+    for text, said in [
+        (f'STATE_DIR="{tmp_path}"\nAUDIT_MIN_PORT="x"\n', "AUDIT_MIN_PORT"),
+        (
+            f'STATE_DIR="{tmp_path}"\nAUDIT_DEVICES="h5nosuchdev"\n',
+            "audit: nothing was checked: no address to check",
+        ),
+    ]:
         conf.write_text(text)
         assert main(["audit", "--json", "--no-state", "-c", str(conf)]) == 2
         out, err = capsys.readouterr()

@@ -106,14 +106,25 @@ def test_policy_keys_load_render_and_load_back(tmp_path: Path) -> None:
         'AUDIT_INTERVAL="0"\nAUDIT_SEVERITY_NEW="warning"\nAUDIT_MIN_PORT="10"\n'
     )
     first = load_settings(conf)
-    assert first.audit_interfaces == (ipaddress.ip_address("198.18.0.1"),
-                                      ipaddress.ip_address("2001:db8::1"))  # fmt: skip
+    assert first.audit_interfaces == (
+        ipaddress.ip_address("198.18.0.1"),
+        ipaddress.ip_address("2001:db8::1"),
+    )
     assert first.audit_interval == 0 and not first.audit_udp and first.audit_min_port == 10
     again_path = tmp_path / "again.conf"
     again_path.write_text("\n".join(to_conf_lines(first)) + "\n")
     again = load_settings(again_path)
-    keys = ("audit_required", "audit_skip", "audit_interfaces", "audit_devices", "audit_udp",
-            "audit_interval", "audit_severity_new", "audit_min_port", "audit_max_port")  # fmt: skip
+    keys = (
+        "audit_required",
+        "audit_skip",
+        "audit_interfaces",
+        "audit_devices",
+        "audit_udp",
+        "audit_interval",
+        "audit_severity_new",
+        "audit_min_port",
+        "audit_max_port",
+    )
     for name in keys:
         assert getattr(again, name) == getattr(first, name), name
 
@@ -127,22 +138,33 @@ def test_policy_keys_load_render_and_load_back(tmp_path: Path) -> None:
         ('AUDIT_SEVERITY_MISSING="loud"', "unknown severity"),
         ('AUDIT_MIN_PORT="100"\nAUDIT_MAX_PORT="99"', "AUDIT_MIN_PORT is above AUDIT_MAX_PORT"),
         ('AUDIT_SKIP="portmapper/tcp"', "port/proto only"),
-        ('AUDIT_REQUIRED="22/tcp,portmapper/udp"\nAUDIT_UDP="0"',
-         'AUDIT_REQUIRED="22/tcp,portmapper/udp": \'portmapper/udp\' is required, but AUDIT_UDP '
-         "is 0: UDP is never checked"),
-        ('AUDIT_REQUIRED="8081/tcp"\nAUDIT_MAX_PORT="1000"',
-         "AUDIT_REQUIRED=\"8081/tcp\": '8081/tcp' is required, but AUDIT_MAX_PORT is 1000: never "
-         "checked"),
-        ('AUDIT_REQUIRED="eth0:80/tcp"\nAUDIT_MIN_PORT="1024"',
-         "'80/tcp' is required, but AUDIT_MIN_PORT is 1024: never checked"),
-        ('AUDIT_REQUIRED="22/tcp, nfs/tcp"\nAUDIT_SKIP="111/tcp 111/udp"',
-         "AUDIT_REQUIRED=\"22/tcp, nfs/tcp\": 'nfs/tcp' is required, but AUDIT_SKIP has 111/tcp "
-         "and 111/udp: RPC names in AUDIT_REQUIRED need port 111 audited"),
-        ('AUDIT_REQUIRED="198.18.0.1:mountd/tcp"\nAUDIT_SKIP="111/tcp"\nAUDIT_UDP="0"',
-         "'mountd/tcp' is required, but AUDIT_SKIP has 111/tcp and AUDIT_UDP is 0: RPC names in "
-         "AUDIT_REQUIRED need port 111 audited"),
+        (
+            'AUDIT_REQUIRED="22/tcp,portmapper/udp"\nAUDIT_UDP="0"',
+            "AUDIT_REQUIRED=\"22/tcp,portmapper/udp\": 'portmapper/udp' is required, but AUDIT_UDP "
+            "is 0: UDP is never checked",
+        ),
+        (
+            'AUDIT_REQUIRED="8081/tcp"\nAUDIT_MAX_PORT="1000"',
+            "AUDIT_REQUIRED=\"8081/tcp\": '8081/tcp' is required, but AUDIT_MAX_PORT is 1000: "
+            "never "
+            "checked",
+        ),
+        (
+            'AUDIT_REQUIRED="eth0:80/tcp"\nAUDIT_MIN_PORT="1024"',
+            "'80/tcp' is required, but AUDIT_MIN_PORT is 1024: never checked",
+        ),
+        (
+            'AUDIT_REQUIRED="22/tcp, nfs/tcp"\nAUDIT_SKIP="111/tcp 111/udp"',
+            "AUDIT_REQUIRED=\"22/tcp, nfs/tcp\": 'nfs/tcp' is required, but AUDIT_SKIP has 111/tcp "
+            "and 111/udp: RPC names in AUDIT_REQUIRED need port 111 audited",
+        ),
+        (
+            'AUDIT_REQUIRED="198.18.0.1:mountd/tcp"\nAUDIT_SKIP="111/tcp"\nAUDIT_UDP="0"',
+            "'mountd/tcp' is required, but AUDIT_SKIP has 111/tcp and AUDIT_UDP is 0: RPC names in "
+            "AUDIT_REQUIRED need port 111 audited",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_audit_keys_give_one_line_errors(tmp_path: Path, text: str, message: str) -> None:
     conf = tmp_path / "bad.conf"
     conf.write_text(text + "\n")
@@ -173,8 +195,13 @@ def test_services_and_rpc_names() -> None:
     )
     assert names.service(22, TCP) == "ssh" and names.service(22, UDP) == "unknown"
     assert names.program(100005) == "mountd" and names.program(400111) == "RPC_400111"
-    assert names.program_names(100000) == {"portmapper", "portmap", "sunrpc", "rpcbind",
-                                          "RPC_100000"}  # fmt: skip
+    assert names.program_names(100000) == {
+        "portmapper",
+        "portmap",
+        "sunrpc",
+        "rpcbind",
+        "RPC_100000",
+    }
 
 
 TABLE = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid
@@ -203,8 +230,12 @@ def test_proc_tables_keep_listening_sockets_and_unmap_ipv4_mapped() -> None:
 _WORDS = st.text("0123456789ABCDEFabcdef-+x_\u0663", min_size=1, max_size=34)
 _LINES = st.builds(
     "   0: {}:{} 00000000:0000 {} 00000000:00000000 00:00000000 00000000 {} 0 {} 1".format,
-    _WORDS, _WORDS, st.sampled_from(["07", "0A", "-7"]), _WORDS, _WORDS,
-)  # fmt: skip
+    _WORDS,
+    _WORDS,
+    st.sampled_from(["07", "0A", "-7"]),
+    _WORDS,
+    _WORDS,
+)
 
 
 @given(st.one_of(st.text(), st.lists(_LINES).map("\n".join)))
@@ -220,11 +251,17 @@ def test_any_table_text_parses(text: str) -> None:
 
 def test_state_round_trips_and_corrupt_state_is_a_warning(tmp_path: Path) -> None:
     path = tmp_path / "state" / "audit.json"
-    state = AuditState(frozenset({Seen("198.18.0.1", 22, "tcp", (), unlisted=True),
-                                  Seen("2001:db8::1", 900, "udp", (100005,)),
-                                  Seen("198.18.0.1", 2049, "tcp", (100003, 100227)),
-                                  Seen("198.18.0.1", 23, "tcp", (), unlisted=None)}),
-                       frozenset({"any:22/tcp"}))  # fmt: skip
+    state = AuditState(
+        frozenset(
+            {
+                Seen("198.18.0.1", 22, "tcp", (), unlisted=True),
+                Seen("2001:db8::1", 900, "udp", (100005,)),
+                Seen("198.18.0.1", 2049, "tcp", (100003, 100227)),
+                Seen("198.18.0.1", 23, "tcp", (), unlisted=None),
+            }
+        ),
+        frozenset({"any:22/tcp"}),
+    )
     state.save(path)
     assert AuditState.load(path) == (state, None)
     assert AuditState.load(tmp_path / "none.json") == (None, None)
@@ -261,20 +298,26 @@ def test_state_round_trips_and_corrupt_state_is_a_warning(tmp_path: Path) -> Non
 def test_older_states_are_read() -> None:
     """Version 1 did not say whether a port was unlisted: not known (None), which the
     comparison takes as "as it is now". Versions 1 and 2 kept one program or null."""
-    v1 = ('{"version": 1, "seen": [["198.18.0.1", 22, "tcp", null], ["a", 9, "udp", 7]], '
-          '"missing": []}')  # fmt: skip
+    v1 = (
+        '{"version": 1, "seen": [["198.18.0.1", 22, "tcp", null], ["a", 9, "udp", 7]], '
+        '"missing": []}'
+    )
     old = {Seen("198.18.0.1", 22, "tcp", (), unlisted=None), Seen("a", 9, "udp", (7,), None)}
     assert AuditState.from_json(v1) == AuditState(frozenset(old))
-    v2 = ('{"version": 2, "seen": [["a", 22, "tcp", null, true], ["a", 9, "udp", 7, false]], '
-          '"missing": ["k"]}')  # fmt: skip
+    v2 = (
+        '{"version": 2, "seen": [["a", 22, "tcp", null, true], ["a", 9, "udp", 7, false]], '
+        '"missing": ["k"]}'
+    )
     old = {Seen("a", 22, "tcp", (), True), Seen("a", 9, "udp", (7,), False)}
     assert AuditState.from_json(v2) == AuditState(frozenset(old), frozenset({"k"}))
 
 
 def test_ignore_and_skip_beat_required_so_nothing_is_reported_missing() -> None:
-    policy = Policy(required=parse_groups("22/tcp,25/tcp,80/tcp; 198.18.0.1:443/tcp"),
-                    ignore=parse_groups("22/tcp; 198.18.0.1:443/tcp"),
-                    skip=parse_skip_groups("25/tcp"))  # fmt: skip
+    policy = Policy(
+        required=parse_groups("22/tcp,25/tcp,80/tcp; 198.18.0.1:443/tcp"),
+        ignore=parse_groups("22/tcp; 198.18.0.1:443/tcp"),
+        skip=parse_skip_groups("25/tcp"),
+    )
     assert [str(item) for _, item in policy.requirements()] == ["80/tcp"]
     # An ignore on one address does not cancel a requirement for every address.
     policy = Policy(required=parse_groups("22/tcp"), ignore=parse_groups("198.18.0.1:22/tcp"))
@@ -339,11 +382,15 @@ def test_a_required_rpc_name_that_never_matches_is_an_error_elsewhere_a_warning(
     shown = load_error(conf)
     assert shown.startswith(f"{conf}:2: AUDIT_REQUIRED=")
     assert reason in shown and "\n" not in shown
-    conf.write_text(f'STATE_DIR="{tmp_path}"\nAUDIT_REQUIRED="mountd/udp RPC_300999/tcp"\n'
-                    f'AUDIT_OPTIONAL="{item}"\nAUDIT_IGNORE="{item}"\n')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}"\nAUDIT_REQUIRED="mountd/udp RPC_300999/tcp"\n'
+        f'AUDIT_OPTIONAL="{item}"\nAUDIT_IGNORE="{item}"\n'
+    )
     warnings = [w for w in load_settings(conf).warnings if "AUDIT_" in w]
-    assert [w.split(reason)[0] for w in warnings] == [f"{conf}:3: AUDIT_OPTIONAL: ",
-                                                      f"{conf}:4: AUDIT_IGNORE: "]  # fmt: skip
+    assert [w.split(reason)[0] for w in warnings] == [
+        f"{conf}:3: AUDIT_OPTIONAL: ",
+        f"{conf}:4: AUDIT_IGNORE: ",
+    ]
 
 
 def test_unreadable_socket_tables_mean_nothing_was_checked(
@@ -363,8 +410,9 @@ def test_unreadable_socket_tables_mean_nothing_was_checked(
     conf.write_text(f'STATE_DIR="{tmp_path}/state"\nAUDIT_INTERFACES="127.0.0.1"\n')
     with pytest.raises(check.NothingChecked) as caught:
         check.run_audit(load_settings(conf), None, 0.0, Names())
-    assert str(caught.value) == ("the socket tables could not be read (cannot read "
-                                 "/proc/net/tcp: Permission denied)")  # fmt: skip
+    assert str(caught.value) == (
+        "the socket tables could not be read (cannot read /proc/net/tcp: Permission denied)"
+    )
 
 
 def test_a_required_item_that_is_also_skipped_is_no_contradiction(tmp_path: Path) -> None:
@@ -377,11 +425,16 @@ def test_a_required_item_that_is_also_skipped_is_no_contradiction(tmp_path: Path
 
 def test_samhains_severity_names_are_syslog_severities(tmp_path: Path) -> None:
     conf = tmp_path / "portwarden.conf"
-    conf.write_text('AUDIT_SEVERITY_NEW="warn"\nAUDIT_SEVERITY_MISSING="ALERT"\n'
-                    'AUDIT_SEVERITY_RESTARTED="debug"\n')  # fmt: skip
+    conf.write_text(
+        'AUDIT_SEVERITY_NEW="warn"\nAUDIT_SEVERITY_MISSING="ALERT"\n'
+        'AUDIT_SEVERITY_RESTARTED="debug"\n'
+    )
     settings = load_settings(conf)
-    found = (settings.audit_severity_new, settings.audit_severity_missing,
-             settings.audit_severity_restarted)  # fmt: skip
+    found = (
+        settings.audit_severity_new,
+        settings.audit_severity_missing,
+        settings.audit_severity_restarted,
+    )
     assert found == ("warning", "alert", "debug")
     assert [SYSLOG_SEVERITIES[name] for name in found] == [4, 1, 7]
     assert set(SEVERITIES) == set(SYSLOG_SEVERITIES)  # every name a finding may carry is sent
@@ -406,18 +459,28 @@ def test_a_program_name_is_kept_raw_and_escaped_once_where_it_is_shown(tmp_path:
 def test_open_ports_come_by_port_then_protocol() -> None:
     interface = Interface(ipaddress.ip_address("198.18.0.1"), "eth0", 2)
     wildcard = ipaddress.ip_address("0.0.0.0")
-    sockets = [Socket(proto, wildcard, port, 0, inode, device=0)
-               for inode, (proto, port) in enumerate([(UDP, 53), (TCP, 8080), (TCP, 53),
-                                                      (UDP, 22), (TCP, 22)])]  # fmt: skip
+    sockets = [
+        Socket(proto, wildcard, port, 0, inode, device=0)
+        for inode, (proto, port) in enumerate(
+            [(UDP, 53), (TCP, 8080), (TCP, 53), (UDP, 22), (TCP, 22)]
+        )
+    ]
     opened = check._open_on(interface, sockets, Policy())
     assert [(s.port, s.proto.value) for s in opened] == [
-        (22, "tcp"), (22, "udp"), (53, "tcp"), (53, "udp"), (8080, "tcp")]  # fmt: skip
+        (22, "tcp"),
+        (22, "udp"),
+        (53, "tcp"),
+        (53, "udp"),
+        (8080, "tcp"),
+    ]
 
 
-LAB_NOW = (InterfaceAddress("lo", 1, ipaddress.ip_address("127.0.0.1")),
-           InterfaceAddress("lo", 1, ipaddress.ip_address("::1")),
-           InterfaceAddress("eth0", 2, ipaddress.ip_address("198.18.0.1")),
-           InterfaceAddress("eth0", 2, ipaddress.ip_address("2001:db8::1")))  # fmt: skip
+LAB_NOW = (
+    InterfaceAddress("lo", 1, ipaddress.ip_address("127.0.0.1")),
+    InterfaceAddress("lo", 1, ipaddress.ip_address("::1")),
+    InterfaceAddress("eth0", 2, ipaddress.ip_address("198.18.0.1")),
+    InterfaceAddress("eth0", 2, ipaddress.ip_address("2001:db8::1")),
+)
 A4 = ipaddress.ip_address("198.18.0.1")
 
 
@@ -440,7 +503,7 @@ A4 = ipaddress.ip_address("198.18.0.1")
         ("198.18.0.99:22/tcp", (), ("eth0",), False),
         ("eth1:22/tcp", (ipaddress.ip_address("198.18.0.99"),), (), False),
     ],
-)  # fmt: skip
+)
 def test_a_group_on_an_interface_the_audit_never_looks_at(
     group: str, addresses: tuple, devices: tuple[str, ...], never: bool
 ) -> None:
@@ -461,7 +524,7 @@ def test_a_group_on_an_interface_the_audit_never_looks_at(
         ("eth0:22/tcp", (A4,), ()),  # 198.18.0.1 is eth0's
         ("2001:db8::1:22/tcp", (), ("eth0",)),
     ],
-)  # fmt: skip
+)
 def test_a_group_on_an_audited_interface_is_fine(
     group: str, addresses: tuple, devices: tuple[str, ...]
 ) -> None:
@@ -471,17 +534,21 @@ def test_a_group_on_an_audited_interface_is_fine(
 
 def test_a_requirement_never_checked_is_an_error_one_absent_now_a_warning(tmp_path: Path) -> None:
     conf = tmp_path / "portwarden.conf"
-    conf.write_text(f'STATE_DIR="{tmp_path}"\nAUDIT_INTERFACES="198.18.0.1"\n'
-                    'AUDIT_REQUIRED="22/tcp; 2001:db8::1:8082/tcp"\n')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}"\nAUDIT_INTERFACES="198.18.0.1"\n'
+        'AUDIT_REQUIRED="22/tcp; 2001:db8::1:8082/tcp"\n'
+    )
     shown = load_error(conf)
     assert shown == (
         f"{conf}:3: AUDIT_REQUIRED=\"22/tcp; 2001:db8::1:8082/tcp\": '2001:db8::1:8082/tcp': "
         "2001:db8::1 is not in AUDIT_INTERFACES, nor can it be an address of AUDIT_DEVICES: "
-        "never checked")  # fmt: skip
+        "never checked"
+    )
     conf.write_text(f'STATE_DIR="{tmp_path}"\nAUDIT_REQUIRED="pwnosuchdev0:22/tcp"\n')
-    assert (f"{conf}:2: AUDIT_REQUIRED: 'pwnosuchdev0:22/tcp': device pwnosuchdev0 is absent or "
-            "has no address now; reported missing while it is not checked"
-            ) in load_settings(conf).warnings  # fmt: skip
+    assert (
+        f"{conf}:2: AUDIT_REQUIRED: 'pwnosuchdev0:22/tcp': device pwnosuchdev0 is absent or "
+        "has no address now; reported missing while it is not checked"
+    ) in load_settings(conf).warnings
 
 
 def test_a_link_local_address_is_named_with_its_device() -> None:
@@ -494,10 +561,13 @@ def test_a_link_local_address_is_named_with_its_device() -> None:
     assert str(scoped.where) == "fe80::1%b" and scoped.where.covers("fe80::1%b", "b")
     assert not scoped.where.covers("fe80::1%a", "a")
     assert bare_group.covers("fe80::1%a", "a") and bare_group.covers("fe80::1%b", "b")
-    warnings = ambiguous_addresses([("AUDIT_OPTIONAL", bare_group), ("AUDIT_IGNORE", scoped.where)],
-                                   chosen)  # fmt: skip
-    assert warnings == ["AUDIT_OPTIONAL: fe80::1 is on devices a, b: the group applies to it on "
-                        "each; write fe80::1%a to name one"]  # fmt: skip
+    warnings = ambiguous_addresses(
+        [("AUDIT_OPTIONAL", bare_group), ("AUDIT_IGNORE", scoped.where)], chosen
+    )
+    assert warnings == [
+        "AUDIT_OPTIONAL: fe80::1 is on devices a, b: the group applies to it on "
+        "each; write fe80::1%a to name one"
+    ]
     # An IPv4 address on two devices cannot be named with one (only link-local IPv6 can)
     v4 = ipaddress.ip_address("198.18.0.1")
     twice = [InterfaceAddress(d, i, v4, 24) for d, i in (("a", 5), ("b", 6))]
@@ -520,15 +590,21 @@ def test_audit_interfaces_refuse_a_scope(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "warning"),
     [
-        ('AUDIT_UDP="0"\nAUDIT_SKIP="111/tcp"\nAUDIT_OPTIONAL="RPC_395811/udp"',
-         ":3: AUDIT_OPTIONAL: 'RPC_395811/udp' never matches: AUDIT_SKIP has 111/tcp and "
-         "AUDIT_UDP is 0: RPC names in AUDIT_OPTIONAL need port 111 audited"),
-        ('AUDIT_UDP="0"\nAUDIT_IGNORE="5353/udp"',
-         ":2: AUDIT_IGNORE: '5353/udp' never matches: AUDIT_UDP is 0: UDP is never checked"),
-        ('AUDIT_MIN_PORT="1024"\nAUDIT_OPTIONAL="eth0:80/tcp"',
-         ":2: AUDIT_OPTIONAL: '80/tcp' never matches: AUDIT_MIN_PORT is 1024: never checked"),
+        (
+            'AUDIT_UDP="0"\nAUDIT_SKIP="111/tcp"\nAUDIT_OPTIONAL="RPC_395811/udp"',
+            ":3: AUDIT_OPTIONAL: 'RPC_395811/udp' never matches: AUDIT_SKIP has 111/tcp and "
+            "AUDIT_UDP is 0: RPC names in AUDIT_OPTIONAL need port 111 audited",
+        ),
+        (
+            'AUDIT_UDP="0"\nAUDIT_IGNORE="5353/udp"',
+            ":2: AUDIT_IGNORE: '5353/udp' never matches: AUDIT_UDP is 0: UDP is never checked",
+        ),
+        (
+            'AUDIT_MIN_PORT="1024"\nAUDIT_OPTIONAL="eth0:80/tcp"',
+            ":2: AUDIT_OPTIONAL: '80/tcp' never matches: AUDIT_MIN_PORT is 1024: never checked",
+        ),
     ],
-)  # fmt: skip
+)
 def test_an_optional_or_ignored_item_that_never_matches_is_a_warning(
     tmp_path: Path, text: str, warning: str
 ) -> None:

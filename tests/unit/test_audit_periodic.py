@@ -25,13 +25,18 @@ class FakeAudit:
         self.calls = 0
         self.called = threading.Condition()
 
-    def __call__(self, settings: Settings, previous: AuditState | None,
-                 now: float) -> check.AuditResult:  # fmt: skip
+    def __call__(
+        self, settings: Settings, previous: AuditState | None, now: float
+    ) -> check.AuditResult:
         seen = previous is not None and OPEN in previous.seen
-        findings = () if seen else (Finding(Kind.NEW, "warning", OPEN.interface, OPEN.port,
-                                            OPEN.proto, "unknown"),)  # fmt: skip
-        result = check.AuditResult(now, (OPEN.interface,), (), findings, (),
-                                   AuditState(frozenset({OPEN})))  # fmt: skip
+        findings = (
+            ()
+            if seen
+            else (Finding(Kind.NEW, "warning", OPEN.interface, OPEN.port, OPEN.proto, "unknown"),)
+        )
+        result = check.AuditResult(
+            now, (OPEN.interface,), (), findings, (), AuditState(frozenset({OPEN}))
+        )
         with self.called:
             self.calls += 1
             self.called.notify_all()

@@ -28,8 +28,10 @@ def on(*sockets: Socket) -> list[tuple[IPAddress, Socket]]:
 
 
 def refused(program: int, port: str, owner: str) -> str:
-    return (f"RPC program {program} for port {port} was registered by owner {owner}, not known "
-            "to be root: the port is not named by it")  # fmt: skip
+    return (
+        f"RPC program {program} for port {port} was registered by owner {owner}, not known "
+        "to be root: the port is not named by it"
+    )
 
 
 def test_root_names_any_socket_and_nobody_else_names_one() -> None:
@@ -50,8 +52,10 @@ def test_root_names_any_socket_and_nobody_else_names_one() -> None:
 
 
 def not_roots_socket(program: int, port: str, owner: str) -> str:
-    return (f"RPC program {program} for port {port} was registered by owner {owner}, for a "
-            "socket of nobody (uid 65534), not root's: the port is not named by it")  # fmt: skip
+    return (
+        f"RPC program {program} for port {port} was registered by owner {owner}, for a "
+        "socket of nobody (uid 65534), not root's: the port is not named by it"
+    )
 
 
 def test_superuser_names_no_socket_of_another_user() -> None:
@@ -59,8 +63,9 @@ def test_superuser_names_no_socket_of_another_user() -> None:
     any user can send where unprivileged ports start at 0: it names root's sockets only."""
     registered = [Registration(100005, 1, TCP, 40000, "superuser")]
     assert rpc_programs(registered, on(NOBODYS)) == (
-        {}, [not_roots_socket(100005, "40000/tcp", "superuser")]
-    )  # fmt: skip
+        {},
+        [not_roots_socket(100005, "40000/tcp", "superuser")],
+    )
 
 
 def test_a_version_2_portmapper_names_only_roots_sockets() -> None:
@@ -72,8 +77,7 @@ def test_a_version_2_portmapper_names_only_roots_sockets() -> None:
 
 def test_one_line_per_program_port_and_owner_and_a_hostile_owner_stays_on_it() -> None:
     nobodys_v6 = Socket(TCP, ANY6, 40000, 65534, 14)
-    registered = [Registration(7, version, TCP, 40000, "x\nforged: line")
-                  for version in (1, 2, 3)]  # fmt: skip
+    registered = [Registration(7, version, TCP, 40000, "x\nforged: line") for version in (1, 2, 3)]
     programs, warnings = rpc_programs(registered, on(NOBODYS, nobodys_v6))
     assert programs == {}
     assert warnings == [refused(7, "40000/tcp", "x\\nforged: line")]
@@ -84,17 +88,22 @@ def test_warnings_are_capped() -> None:
     programs, warnings = rpc_programs(registered, on(NOBODYS))
     assert programs == {}
     assert len(warnings) == AUDIT_RPC_WARNINGS_MAX + 1
-    assert warnings[-1] == (f"{25 - AUDIT_RPC_WARNINGS_MAX} more RPC registrations not known "
-                            "to be root's did not name ports")  # fmt: skip
+    assert warnings[-1] == (
+        f"{25 - AUDIT_RPC_WARNINGS_MAX} more RPC registrations not known "
+        "to be root's did not name ports"
+    )
     one_more = [Registration(p, 1, TCP, 40000, "1000") for p in range(AUDIT_RPC_WARNINGS_MAX + 1)]
     assert rpc_programs(one_more, on(NOBODYS))[1][-1] == (
-        "1 more RPC registration not known to be root's did not name ports")  # fmt: skip
+        "1 more RPC registration not known to be root's did not name ports"
+    )
 
 
 def test_roots_registration_wins_over_others_for_the_same_socket() -> None:
     roots = Socket(TCP, ANY4, 40000, 0, 15)
-    registered = [Registration(100024, 1, TCP, 40000, "65534"),
-                  Registration(100005, 3, TCP, 40000, "superuser")]  # fmt: skip
+    registered = [
+        Registration(100024, 1, TCP, 40000, "65534"),
+        Registration(100005, 3, TCP, 40000, "superuser"),
+    ]
     programs, warnings = rpc_programs(registered, on(roots))
     assert programs == {(HERE, roots): (100005,)}
     assert warnings == [refused(100024, "40000/tcp", "65534")]
@@ -103,9 +112,11 @@ def test_roots_registration_wins_over_others_for_the_same_socket() -> None:
 def test_every_program_root_registered_for_a_socket_names_it_in_any_order() -> None:
     """nfs (100003) and nfs_acl (100227) share 2049 on every NFS server; rpcbind lists them in
     the order they registered. Both name the socket, always in the same order."""
-    both = [Registration(100227, 3, TCP, 2049, "superuser"),
-            Registration(100003, 3, TCP, 2049, "superuser"),
-            Registration(100003, 4, TCP, 2049, "superuser")]  # fmt: skip
+    both = [
+        Registration(100227, 3, TCP, 2049, "superuser"),
+        Registration(100003, 3, TCP, 2049, "superuser"),
+        Registration(100003, 4, TCP, 2049, "superuser"),
+    ]
     for registered in (both, both[::-1]):
         assert rpc_programs(registered, on(ROOTS)) == ({(HERE, ROOTS): (100003, 100227)}, [])
 
@@ -123,8 +134,10 @@ def test_a_registration_names_the_port_only_on_its_own_address_or_a_wildcard() -
     ]
     listener = Socket(TCP, ANY6, 5001, 0, 15)
     programs, warnings = rpc_programs(registered, [(HERE, listener), (there, listener)])
-    assert programs == {(HERE, listener): (300002, 300003, 300004),
-                        (there, listener): (300003, 300004)}  # fmt: skip
+    assert programs == {
+        (HERE, listener): (300002, 300003, 300004),
+        (there, listener): (300003, 300004),
+    }
     assert warnings == []  # nobody's registration is for neither address: nothing to say
 
 
@@ -159,10 +172,14 @@ def test_superuser_is_trusted_where_only_root_binds_reserved_ports(
     assert asked == ["tcp"]
 
 
-@pytest.mark.parametrize(("value", "found"), [
-    ("0\n", "is 0"), ("1023\n", "is 1023"), ("junk", "cannot be read (invalid literal for int() "
-                                                   "with base 10: 'junk')"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "found"),
+    [
+        ("0\n", "is 0"),
+        ("1023\n", "is 1023"),
+        ("junk", "cannot be read (invalid literal for int() with base 10: 'junk')"),
+    ],
+)
 def test_superuser_names_nothing_where_anyone_binds_a_reserved_port(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str, found: str
 ) -> None:
@@ -170,10 +187,12 @@ def test_superuser_names_nothing_where_anyone_binds_a_reserved_port(
     rpcbind records `superuser`: the portmapper is not asked, no port gets an RPC name (as when
     port 111 is not root's), and one line says why and what to change."""
     asked = sysctl_says(monkeypatch, tmp_path / "start", value)
-    warning = (f"net.ipv4.ip_unprivileged_port_start {found}: any user may register an RPC "
-               "program as superuser from a port below 1024, so port 111 was not asked and no "
-               "port is named by an RPC program (set net.ipv4.ip_unprivileged_port_start=1024, "
-               "then restart rpcbind and the RPC services, to name them)")  # fmt: skip
+    warning = (
+        f"net.ipv4.ip_unprivileged_port_start {found}: any user may register an RPC "
+        "program as superuser from a port below 1024, so port 111 was not asked and no "
+        "port is named by an RPC program (set net.ipv4.ip_unprivileged_port_start=1024, "
+        "then restart rpcbind and the RPC services, to name them)"
+    )
     assert check._registrations(ROOTS_RPCBIND, Policy()) == ((), [warning], None)
     assert asked == []
     assert check._registrations([], Policy()) == ((), [], None)  # no portmapper: nothing to say
@@ -185,8 +204,13 @@ def test_a_registration_names_sockets_of_its_family_only() -> None:
     address): there both name it."""
     here6 = ipaddress.ip_address("2001:db8::1")
     roots6 = Socket(TCP, ANY6, 2049, 0, 15)
-    registered = [Registration(100003, 3, TCP, 2049, "superuser", ANY4),
-                  Registration(100227, 3, TCP, 2049, "superuser", ANY6)]  # fmt: skip
+    registered = [
+        Registration(100003, 3, TCP, 2049, "superuser", ANY4),
+        Registration(100227, 3, TCP, 2049, "superuser", ANY6),
+    ]
     programs, _ = rpc_programs(registered, [(HERE, ROOTS), (here6, roots6), (HERE, roots6)])
-    assert programs == {(HERE, ROOTS): (100003,), (here6, roots6): (100227,),
-                        (HERE, roots6): (100003, 100227)}  # fmt: skip
+    assert programs == {
+        (HERE, ROOTS): (100003,),
+        (here6, roots6): (100227,),
+        (HERE, roots6): (100003, 100227),
+    }

@@ -70,15 +70,26 @@ def holds(condition: Condition, address: IPAddress, port: int) -> bool:
     return kernel_run(diagfilter.compile_filter(condition), address, port)  # one op: trusted
 
 
-ADDRESSES = [ipaddress.ip_address(a) for a in ("0.0.0.0", "198.18.0.1", "127.0.0.1", "::",
-                                               "2001:db8::1", "::ffff:198.18.0.1")]  # fmt: skip
+ADDRESSES = [
+    ipaddress.ip_address(a)
+    for a in ("0.0.0.0", "198.18.0.1", "127.0.0.1", "::", "2001:db8::1", "::ffff:198.18.0.1")
+]
 PORTS = st.sampled_from([0, 1, 110, 111, 112, 1023, 1024, 8080, 65534, 65535])
-LEAVES = st.one_of(PORTS.map(diagfilter.port_at_least), PORTS.map(diagfilter.port_at_most),
-                   PORTS.map(diagfilter.port_is), PORTS.map(diagfilter.port_is_not),
-                   st.sampled_from(ADDRESSES[:5]).map(diagfilter.bound_to))  # fmt: skip
-CONDITIONS = st.recursive(LEAVES, lambda inner: st.one_of(
-    st.lists(inner, max_size=4).map(lambda parts: AllOf(tuple(parts))),
-    st.lists(inner, max_size=4).map(lambda parts: AnyOf(tuple(parts)))), max_leaves=12)  # fmt: skip
+LEAVES = st.one_of(
+    PORTS.map(diagfilter.port_at_least),
+    PORTS.map(diagfilter.port_at_most),
+    PORTS.map(diagfilter.port_is),
+    PORTS.map(diagfilter.port_is_not),
+    st.sampled_from(ADDRESSES[:5]).map(diagfilter.bound_to),
+)
+CONDITIONS = st.recursive(
+    LEAVES,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4).map(lambda parts: AllOf(tuple(parts))),
+        st.lists(inner, max_size=4).map(lambda parts: AnyOf(tuple(parts))),
+    ),
+    max_leaves=12,
+)
 
 
 @given(CONDITIONS, st.sampled_from(ADDRESSES), PORTS)
@@ -100,8 +111,9 @@ def test_an_ipv4_address_matches_its_mapped_form_and_the_wildcard_only_itself() 
 
 
 def test_a_program_too_long_for_an_attribute_is_refused() -> None:
-    many = AnyOf(tuple(diagfilter.bound_to(ipaddress.ip_address(f"2001:db8::{n:x}"))
-                       for n in range(3000)))  # fmt: skip
+    many = AnyOf(
+        tuple(diagfilter.bound_to(ipaddress.ip_address(f"2001:db8::{n:x}")) for n in range(3000))
+    )
     with pytest.raises(ValueError):
         diagfilter.compile_filter(many)
 
@@ -110,8 +122,11 @@ A4, LOOP = ipaddress.ip_address("198.18.0.1"), ipaddress.ip_address("127.0.0.1")
 SCOPE = Scope(frozenset({A4}), 1024, 60000, frozenset({(Proto.UDP, 5353)}))
 
 
-@given(st.sampled_from(ADDRESSES + [LOOP]), PORTS | st.sampled_from([5353, 60001]),
-       st.sampled_from(Proto))  # fmt: skip
+@given(
+    st.sampled_from(ADDRESSES + [LOOP]),
+    PORTS | st.sampled_from([5353, 60001]),
+    st.sampled_from(Proto),
+)
 def test_the_kernel_filter_and_the_scope_agree(address: IPAddress, port: int, proto: Proto) -> None:
     """The filter is checked while reading too (a kernel that ignores it, or /proc)."""
     if address.version == 6 and address.ipv4_mapped:
@@ -152,6 +167,9 @@ def test_past_the_cap_sockets_are_counted_not_kept(monkeypatch: pytest.MonkeyPat
 
 
 def test_of_sockets_alike_the_lowest_uid_is_kept() -> None:
-    alike = [Socket(Proto.UDP, A4, 5000, 1000, 1), Socket(Proto.UDP, A4, 5000, 0, 2),
-             Socket(Proto.UDP, A4, 5000, 65534, 3)]  # fmt: skip
+    alike = [
+        Socket(Proto.UDP, A4, 5000, 1000, 1),
+        Socket(Proto.UDP, A4, 5000, 0, 2),
+        Socket(Proto.UDP, A4, 5000, 65534, 3),
+    ]
     assert sockets._distinct(iter(alike), Proto.UDP, SCOPE) == ([alike[1]], None)

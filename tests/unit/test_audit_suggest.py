@@ -31,18 +31,22 @@ def test_the_suggested_line_keeps_the_configured_groups_and_adds_what_is_unliste
     configured = parse_groups("5300/udp")
     comment, line = suggestion(result, configured)
     assert comment.startswith(f"# what is open now on {A4}, {A6}, {LL} (5 items added)")
-    assert line == (f'AUDIT_OPTIONAL="5300/udp; 8080/tcp,mountd/udp; {A4}:8081/tcp; '
-                    f'{A6}:8081/tcp,5301/udp"')  # fmt: skip
+    assert line == (
+        f'AUDIT_OPTIONAL="5300/udp; 8080/tcp,mountd/udp; {A4}:8081/tcp; {A6}:8081/tcp,5301/udp"'
+    )
     value = parse_groups(line.split("=", 1)[1].strip('"'))
     policy = Policy(parse_groups("22/tcp"), value, (), ())
-    rules = {policy.rule(p.interface, p.device, p.port, p.proto, frozenset(p.services[:1]))
-             for p in opened}  # fmt: skip
+    rules = {
+        policy.rule(p.interface, p.device, p.port, p.proto, frozenset(p.services[:1]))
+        for p in opened
+    }
     assert Rule.UNLISTED not in rules
 
 
 def test_nothing_to_add_gives_the_configured_line_back() -> None:
-    result = AuditResult(0.0, (A4,), (_open(A4, 22, Proto.TCP, Rule.OPTIONAL),), (), (),
-                         AuditState())  # fmt: skip
+    result = AuditResult(
+        0.0, (A4,), (_open(A4, 22, Proto.TCP, Rule.OPTIONAL),), (), (), AuditState()
+    )
     comment, line = suggestion(result, parse_groups("22/tcp"))
     assert "nothing added: every open port is listed" in comment
     assert line == 'AUDIT_OPTIONAL="22/tcp"'

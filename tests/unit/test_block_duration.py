@@ -22,15 +22,21 @@ from portwarden.store.db import Store
         (86_400.0, 1000.0, 0.0, 5, limits.BLOCK_SECONDS_MAX),  # 8.6e16 s without the cap
         (86_400.0, 1000.0, 0.0, 500, limits.BLOCK_SECONDS_MAX),  # a float overflow
     ],
-)  # fmt: skip
+)
 def test_escalation_is_capped(
-    tmp_path: Path, duration: float, escalation: float, maximum: float, offence: int,
+    tmp_path: Path,
+    duration: float,
+    escalation: float,
+    maximum: float,
+    offence: int,
     seconds: float | None,
-) -> None:  # fmt: skip
+) -> None:
     settings = dataclasses.replace(
-        load_settings(None), block_duration=duration, block_escalation=escalation,
+        load_settings(None),
+        block_duration=duration,
+        block_escalation=escalation,
         block_duration_max=maximum,
-    )  # fmt: skip
+    )
     actions = Actions(settings, Store(tmp_path / "store.db"))
     assert actions.blocks.duration(offence) == seconds
 
@@ -38,17 +44,21 @@ def test_escalation_is_capped(
 @pytest.mark.parametrize(
     ("line", "error"),
     [
-        ('BLOCK_DURATION="315360001"', "must be 0, or more than 0 and at most 315360000 (ten "
-                                       "years), in seconds"),
+        (
+            'BLOCK_DURATION="315360001"',
+            "must be 0, or more than 0 and at most 315360000 (ten years), in seconds",
+        ),
         ('BLOCK_DURATION_MAX="315360001"', "must be 0, or more than 0 and at most 315360000"),
         ('BLOCK_DURATION="x"', "must be 0 or a number of seconds"),
         ('BLOCK_DURATION="-1"', "must be 0 or a number of seconds in ASCII digits"),
         ('AUDIT_INTERVAL="31622401"', "must be 0, or more than 0 and at most 31622400 (a year)"),
-        ('AUDIT_INTERVAL="0.2"', 'p.conf:1: AUDIT_INTERVAL="0.2": must be 0 (no periodic check) '
-                                 "or at least 10 seconds"),
+        (
+            'AUDIT_INTERVAL="0.2"',
+            'p.conf:1: AUDIT_INTERVAL="0.2": must be 0 (no periodic check) or at least 10 seconds',
+        ),
         ('SCAN_INTERVAL="0"', "must be more than 0 and at most 31622400 (a year), in seconds"),
     ],
-)  # fmt: skip
+)
 def test_a_bad_duration_says_what_is_allowed(tmp_path: Path, line: str, error: str) -> None:
     path = tmp_path / "p.conf"
     path.write_text(line + "\n")
@@ -68,14 +78,18 @@ def test_block_durations_go_up_to_ten_years(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("lines", "warning"),
     [
-        ('BLOCK_DURATION="0"\nBLOCK_DURATION_MAX="3600"\n',
-         'p.conf:2: BLOCK_DURATION_MAX does nothing: BLOCK_DURATION="0" makes every block last '
-         "forever"),
-        ('BLOCK_DURATION="7200"\nBLOCK_DURATION_MAX="3600"\n',
-         "p.conf:2: BLOCK_DURATION_MAX (3600 s) is shorter than BLOCK_DURATION (7200 s): every "
-         "block lasts 3600 s"),
+        (
+            'BLOCK_DURATION="0"\nBLOCK_DURATION_MAX="3600"\n',
+            'p.conf:2: BLOCK_DURATION_MAX does nothing: BLOCK_DURATION="0" makes every block last '
+            "forever",
+        ),
+        (
+            'BLOCK_DURATION="7200"\nBLOCK_DURATION_MAX="3600"\n',
+            "p.conf:2: BLOCK_DURATION_MAX (3600 s) is shorter than BLOCK_DURATION (7200 s): every "
+            "block lasts 3600 s",
+        ),
     ],
-)  # fmt: skip
+)
 def test_durations_that_contradict_each_other_are_a_warning(
     tmp_path: Path, lines: str, warning: str
 ) -> None:

@@ -126,7 +126,8 @@ def test_a_summary_neither_says_already_blocked_nor_blocks_again(
     policy.on_verdict(scan._replace(kind="scan-summary"), 3.0)
     assert policy.blocks_made == 1
     assert policy.describe(scan._replace(kind="scan-summary")) == (
-        "not blocked: its block ended (command)")  # fmt: skip
+        "not blocked: its block ended (command)"
+    )
     prober = verdict("198.18.0.13", 1)._replace(kind="os-summary")
     assert policy.describe(prober) == "not blocked: OS probing alone never blocks"
 
@@ -189,8 +190,9 @@ def test_a_block_within_a_second_of_its_end_is_not_checked_for_a_lost_element(
     sets = SetsThatHoldEverything()
     monkeypatch.setattr(policy._actions.nft, "blocker", lambda: sets)
     now = time.time()
-    policy.store.add_block("198.18.0.11", "tcp", 11, "stcp", SYN_SCAN, "", now, now + left_s,
-                           (Action(NFT),), boot_id())  # fmt: skip
+    policy.store.add_block(
+        "198.18.0.11", "tcp", 11, "stcp", SYN_SCAN, "", now, now + left_s, (Action(NFT),), boot_id()
+    )
     policy.tick(1.0)
     policy.on_verdict(verdict("198.18.0.11", 1), 2.0)
     assert sets.asked == asked
@@ -215,8 +217,10 @@ def test_blocks_max_stops_new_blocks_once_said_and_evicts_none(
     assert capped.blocks_made == 5
     assert sorted(r.address for r in capped.store.active()) == [f"198.18.1.{n}" for n in range(5)]
     reached = [r.message for r in caplog.records if "block-max" in r.message]
-    assert reached == ["block-max reached: 5 active blocks (BLOCKS_MAX=5); no new block until "
-                       "some end (unblock, expiry); detection goes on"]  # fmt: skip
+    assert reached == [
+        "block-max reached: 5 active blocks (BLOCKS_MAX=5); no new block until "
+        "some end (unblock, expiry); detection goes on"
+    ]
     summary = verdict("198.18.0.11", 64)._replace(kind="scan-summary")
     assert capped.describe(summary) == "not blocked: BLOCKS_MAX=5 active blocks reached"
 
@@ -235,8 +239,10 @@ def test_blocks_max_ends_when_a_block_ends_and_blocks_resume(
     caplog.set_level(logging.INFO, "portwarden")
     flood(capped, 8, 1)
     end_the_first_of_five(capped, 2.0)
-    assert "block-max ended: 4 active blocks now; 3 sources were not blocked while BLOCKS_MAX=5 " \
-           "was reached" in caplog.text  # fmt: skip
+    assert (
+        "block-max ended: 4 active blocks now; 3 sources were not blocked while BLOCKS_MAX=5 "
+        "was reached" in caplog.text
+    )
     capped.on_verdict(verdict("198.18.0.11", 3), 3.0)
     assert capped.blocks_made == 6
     capped.on_verdict(verdict("198.18.0.12", 3), 3.0)
@@ -255,8 +261,10 @@ def test_blocks_max_ended_counts_each_refused_source_once(
         capped.on_verdict(verdict("198.18.0.11", 3)._replace(probe=probe), 2.0)
     capped.on_verdict(verdict("198.18.0.12", 3), 2.0)
     end_the_first_of_five(capped, 3.0)
-    assert "block-max ended: 4 active blocks now; 2 sources were not blocked while " \
-           "BLOCKS_MAX=5 was reached" in caplog.text  # fmt: skip
+    assert (
+        "block-max ended: 4 active blocks now; 2 sources were not blocked while "
+        "BLOCKS_MAX=5 was reached" in caplog.text
+    )
 
 
 def test_blocks_max_reached_gives_the_real_number_of_active_blocks(
@@ -269,8 +277,9 @@ def test_blocks_max_reached_gives_the_real_number_of_active_blocks(
         said: list[int] = []
         monkeypatch.setattr(policy._alerts, "block_max", said.append)
         for address in ("198.18.0.21", "198.18.0.22", "198.18.0.23"):
-            policy.store.add_block(address, "tcp", 11, "stcp", SYN_SCAN, "", time.time(), None,
-                                   (), boot_id())  # fmt: skip
+            policy.store.add_block(
+                address, "tcp", 11, "stcp", SYN_SCAN, "", time.time(), None, (), boot_id()
+            )
         policy.tick(1.0)
         policy.on_verdict(verdict("198.18.0.11", 64), 1.0)
         assert "block-max reached: 3 active blocks (BLOCKS_MAX=2)" in caplog.text
@@ -280,8 +289,9 @@ def test_blocks_max_reached_gives_the_real_number_of_active_blocks(
 def test_blocks_max_counts_the_blocks_restored_from_the_store(tmp_path: Path) -> None:
     with stopped_worker(tmp_path, 'BLOCKS_MAX="2"\n') as policy:
         for address in ("198.18.0.21", "198.18.0.22"):
-            policy.store.add_block(address, "tcp", 11, "stcp", SYN_SCAN, "", time.time(), None,
-                                   (), boot_id())  # fmt: skip
+            policy.store.add_block(
+                address, "tcp", 11, "stcp", SYN_SCAN, "", time.time(), None, (), boot_id()
+            )
         policy.tick(1.0)
         policy.on_verdict(verdict("198.18.0.11", 64), 1.0)
         assert policy.blocks_made == 0
@@ -304,8 +314,10 @@ def test_a_broadcast_address_of_this_hosts_subnet_is_never_blocked(
         policy.on_verdict(verdict(address, 64), 1.0)
     assert policy.blocks_made == 0
     lines = [r.message for r in caplog.records if r.message.startswith("not-blocking")]
-    assert lines == [f"not-blocking address={a} why=broadcast (nothing allows it)"
-                     for a in ("198.18.0.255", "198.18.0.0")]  # fmt: skip
+    assert lines == [
+        f"not-blocking address={a} why=broadcast (nothing allows it)"
+        for a in ("198.18.0.255", "198.18.0.0")
+    ]
     summary = verdict("198.18.0.255", 64)._replace(kind="scan-summary")
     assert policy.describe(summary) == (
         "not blocked: a broadcast or network address of this host's subnet"
@@ -320,11 +332,12 @@ def test_a_full_action_queue_is_said_once_naming_the_address_then_counted(
     with stopped_worker(tmp_path, "") as policy:
         assert flood(policy, 40, 3) == 2
         full = [r.message for r in caplog.records if "action queue" in r.message]
-        assert full == ["action queue full (2 jobs waiting): block of 198.18.1.2 dropped; "
-                        "further drops are counted until it has room"]  # fmt: skip
+        assert full == [
+            "action queue full (2 jobs waiting): block of 198.18.1.2 dropped; "
+            "further drops are counted until it has room"
+        ]
         policy.tick(2.0)
         assert "room again" not in caplog.text  # still full: nothing has been taken
         policy._worker.jobs.get(timeout=0)
         policy.tick(3.0)
-        assert ("action queue has room again: 38 jobs were dropped while it was full"
-                in caplog.text)  # fmt: skip
+        assert "action queue has room again: 38 jobs were dropped while it was full" in caplog.text

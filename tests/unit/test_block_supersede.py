@@ -27,8 +27,15 @@ TARGET = ipaddress.ip_address("198.18.0.1")
 
 def probe_verdict(proto: Proto, source: str = SOURCE) -> Verdict:
     tcp = proto is Proto.TCP
-    probe = Probe(ipaddress.ip_address(source), TARGET, proto, 40000, 11 if tcp else 12,
-                  "stcp" if tcp else "sudp", SYN_SCAN if tcp else UDP_SCAN)  # fmt: skip
+    probe = Probe(
+        ipaddress.ip_address(source),
+        TARGET,
+        proto,
+        40000,
+        11 if tcp else 12,
+        "stcp" if tcp else "sudp",
+        SYN_SCAN if tcp else UDP_SCAN,
+    )
     return Verdict("scan", probe, True, 1, 1, 0.0)
 
 
@@ -73,15 +80,18 @@ def blocks(policy: ResponsePolicy) -> list[tuple[str, str, str | None]]:
     rows = policy.store._db.execute(
         "SELECT mode, actions, ended_by FROM blocks WHERE address = ? ORDER BY id", (SOURCE,)
     )
-    return [(mode, ",".join(a["kind"] for a in json.loads(actions)), by)
-            for mode, actions, by in rows]  # fmt: skip
+    return [
+        (mode, ",".join(a["kind"] for a in json.loads(actions)), by) for mode, actions, by in rows
+    ]
 
 
 @pytest.mark.parametrize(
     ("conf", "first", "then", "modes"),
-    [('BLOCK_TCP="1"\nBLOCK_UDP="2"\n', Proto.UDP, Proto.TCP, ("sudp", "stcp")),
-     ('BLOCK_TCP="2"\nBLOCK_UDP="1"\n', Proto.TCP, Proto.UDP, ("stcp", "sudp"))],
-)  # fmt: skip
+    [
+        ('BLOCK_TCP="1"\nBLOCK_UDP="2"\n', Proto.UDP, Proto.TCP, ("sudp", "stcp")),
+        ('BLOCK_TCP="2"\nBLOCK_UDP="1"\n', Proto.TCP, Proto.UDP, ("stcp", "sudp")),
+    ],
+)
 def test_a_command_only_block_is_superseded_by_one_that_enforces(
     tmp_path: Path, conf: str, first: Proto, then: Proto, modes: tuple[str, str]
 ) -> None:
@@ -92,8 +102,10 @@ def test_a_command_only_block_is_superseded_by_one_that_enforces(
         assert not (tmp_path / "hosts.deny").exists()
         policy.on_verdict(probe_verdict(then), time.monotonic())
         settled(policy, lambda: carried_out(policy))
-        assert blocks(policy) == [(modes[0], "command", SUPERSEDED),
-                                  (modes[1], "hosts.deny,command", None)]  # fmt: skip
+        assert blocks(policy) == [
+            (modes[0], "command", SUPERSEDED),
+            (modes[1], "hosts.deny,command", None),
+        ]
         (record,) = policy.store.active()
         assert record.offence == 1  # one incident, not two offences
         policy.on_verdict(probe_verdict(first), time.monotonic())  # now it is blocked
@@ -101,8 +113,7 @@ def test_a_command_only_block_is_superseded_by_one_that_enforces(
     settings = policy.settings
     assert (tmp_path / "hosts.deny").read_text() == f"ALL: {SOURCE}\n"
     history = settings.history_file.read_text().splitlines()
-    assert [line.rsplit(" ", 2)[1] for line in history] == [first.value.upper(),
-                                                            then.value.upper()]  # fmt: skip
+    assert [line.rsplit(" ", 2)[1] for line in history] == [first.value.upper(), then.value.upper()]
     blocked = {m: files_lines(settings.blocked_file, m) for m in modes}
     assert blocked == {modes[0]: 0, modes[1]: 1}  # the file of the blocks in force
     _unblock_all(policy)
@@ -133,15 +144,19 @@ def test_a_probe_while_the_command_only_block_is_carried_out_supersedes_it_after
         policy._worker.finished.append(SOURCE)  # as if the worker had carried it out
         policy.tick(2.0)
         assert policy.blocks_made == 2
-        assert [b[1:] for b in blocks(policy)] == [("command", SUPERSEDED),
-                                                   ("hosts.deny,command", None)]  # fmt: skip
+        assert [b[1:] for b in blocks(policy)] == [
+            ("command", SUPERSEDED),
+            ("hosts.deny,command", None),
+        ]
 
 
 @pytest.mark.parametrize(
     "conf",
-    ['BLOCK_TCP="2"\nBLOCK_UDP="2"\n',  # the same again: a command for a command
-     'BLOCK_TCP="1"\nBLOCK_UDP="2"\nKILL_HOSTS_DENY=""\n'],  # BLOCK_TCP=1 runs the command alone
-)  # fmt: skip
+    [
+        'BLOCK_TCP="2"\nBLOCK_UDP="2"\n',  # the same again: a command for a command
+        'BLOCK_TCP="1"\nBLOCK_UDP="2"\nKILL_HOSTS_DENY=""\n',
+    ],  # BLOCK_TCP=1 runs the command alone
+)
 def test_a_plan_that_only_runs_the_command_supersedes_nothing(tmp_path: Path, conf: str) -> None:
     with running(tmp_path, conf) as policy:
         policy.on_verdict(probe_verdict(Proto.UDP), time.monotonic())

@@ -29,16 +29,21 @@ def test_the_start_says_one_interrupted_command_in_the_singular(
 ) -> None:
     actions = _actions(tmp_path, 'KILL_HOSTS_DENY="ALL: $TARGET$"\nKILL_RUN_CMD="true"\n')
     deny = str(actions.settings.hosts_deny_file)
-    plan = (Action("hosts.deny", (deny, "ALL: 198.18.0.11"), "done", (deny, "ALL: 198.18.0.11")),
-            Action("command", (), "running", ("true",)))  # fmt: skip
-    actions.store.add_block("198.18.0.11", "tcp", 11, "stcp", "x", "198.18.0.11", time.time(),
-                            None, plan, "boot-1")  # fmt: skip
+    plan = (
+        Action("hosts.deny", (deny, "ALL: 198.18.0.11"), "done", (deny, "ALL: 198.18.0.11")),
+        Action("command", (), "running", ("true",)),
+    )
+    actions.store.add_block(
+        "198.18.0.11", "tcp", 11, "stcp", "x", "198.18.0.11", time.time(), None, plan, "boot-1"
+    )
     monkeypatch.setattr(actions_module, "boot_id", lambda: "boot-1")
     with caplog.at_level(logging.WARNING, logger="portwarden"):
         Actions(actions.settings, actions.store).restorer.restore()
     said = [r.getMessage() for r in caplog.records if "KILL_RUN_CMD" in r.getMessage()]
-    assert said == ["KILL_RUN_CMD not run again at start: 1 block was interrupted while its "
-                    "command ran (it may have run, and cannot be undone)"]  # fmt: skip
+    assert said == [
+        "KILL_RUN_CMD not run again at start: 1 block was interrupted while its "
+        "command ran (it may have run, and cannot be undone)"
+    ]
 
 
 def test_a_command_killed_by_a_signal_without_output_has_no_dangling_separator(
@@ -64,12 +69,14 @@ def test_no_match_names_the_form_the_argument_was_read_as(
 
 @pytest.mark.parametrize(
     ("line", "said"),
-    [("$TARGET$", 'has no ":" between the services and the clients'),
-     ("$TARGET$: ALL", "has $TARGET$ only before the first"),
-     ("ALL: [$TARGET$]", "[$TARGET$] is written as $TARGET$"),
-     ("ALL: $TARGET$ : DENY", None),
-     ("ALL: $TARGET$", None)],
-)  # fmt: skip
+    [
+        ("$TARGET$", 'has no ":" between the services and the clients'),
+        ("$TARGET$: ALL", "has $TARGET$ only before the first"),
+        ("ALL: [$TARGET$]", "[$TARGET$] is written as $TARGET$"),
+        ("ALL: $TARGET$ : DENY", None),
+        ("ALL: $TARGET$", None),
+    ],
+)
 def test_kill_hosts_deny_that_tcpd_would_not_match_is_a_load_warning(
     tmp_path: Path, line: str, said: str | None
 ) -> None:
@@ -87,6 +94,5 @@ def test_the_written_hosts_deny_line_is_one_tcpd_matches(
     tmp_path: Path, template: str, address: str, written: str
 ) -> None:
     actions = _actions(tmp_path, f'KILL_HOSTS_DENY="{template}"\n')
-    request = BlockRequest(ipaddress.ip_address(address), "tcp", 11, "stcp", "x",
-                           BlockMode.BLOCK)  # fmt: skip
+    request = BlockRequest(ipaddress.ip_address(address), "tcp", 11, "stcp", "x", BlockMode.BLOCK)
     assert actions.blocks.hosts_deny_line(request) == written

@@ -66,9 +66,11 @@ def test_a_daemon_without_its_control_socket_is_named_not_another_instance(
     err = capsys.readouterr().err
     assert status == 1
     assert err.count("\n") == 1
-    assert (f"holds STATE_DIR {tmp_path}/state, but its control socket "
-            f"{tmp_path}/state/control.sock is missing: restart the daemon (nothing was "
-            "changed)") in err  # fmt: skip
+    assert (
+        f"holds STATE_DIR {tmp_path}/state, but its control socket "
+        f"{tmp_path}/state/control.sock is missing: restart the daemon (nothing was "
+        "changed)"
+    ) in err
     assert "give each instance" not in err
 
 
@@ -110,10 +112,12 @@ def test_a_daemon_that_dies_with_an_unblock_is_said_so_with_what_to_do(
         server.join()
     err = capsys.readouterr().err
     assert status == 1
-    assert err == (f"portwarden: error: unblock: {path}: the daemon closed the connection "
-                   "without answering (it stopped or died while carrying out the request); the "
-                   "unblock may be partly done: running the same unblock again (or the next "
-                   "start of the daemon) finishes it\n")  # fmt: skip
+    assert err == (
+        f"portwarden: error: unblock: {path}: the daemon closed the connection "
+        "without answering (it stopped or died while carrying out the request); the "
+        "unblock may be partly done: running the same unblock again (or the next "
+        "start of the daemon) finishes it\n"
+    )
 
 
 def test_the_effective_settings_header_escapes_the_files_name(
@@ -131,7 +135,12 @@ def test_a_reader_that_has_enough_is_no_error(tmp_path: Path) -> None:
     exit status 0, no traceback."""
     read, write = os.pipe()
     os.close(read)
-    done = subprocess.run([sys.executable, "-m", "portwarden", "check-config"], stdout=write,
-                          stderr=subprocess.PIPE, text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "portwarden", "check-config"],
+        stdout=write,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )
     os.close(write)
     assert (done.returncode, done.stderr) == (0, "")

@@ -9,9 +9,19 @@ import pytest
 from portwarden.cli import _parser, main
 
 
-@pytest.mark.parametrize("argv", [["run", "-tc"], ["run", "-u"], ["run", "-st"], ["run", "-sud"],
-                                  ["run", "--dae"], ["status", "--js"], ["run", "--conf"],
-                                  ["portmap", "check", "--fro"]])  # fmt: skip
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "-tc"],
+        ["run", "-u"],
+        ["run", "-st"],
+        ["run", "-sud"],
+        ["run", "--dae"],
+        ["status", "--js"],
+        ["run", "--conf"],
+        ["portmap", "check", "--fro"],
+    ],
+)
 def test_an_abbreviated_flag_is_a_one_line_error(
     argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -47,8 +57,12 @@ def test_check_config_quiet_prints_only_errors_and_warnings(tmp_path: Path) -> N
     journal at every start and reload."""
 
     def check(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "portwarden", "check-config", *args],
-                              capture_output=True, text=True, check=False)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "portwarden", "check-config", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
 
     conf = tmp_path / "p.conf"
     conf.write_text(f'STATE_DIR="{tmp_path}/state"\nNO_SUCH_KEY="1"\n')

@@ -35,8 +35,10 @@ def test_success_and_failure_with_exit_status_and_output(caplog: pytest.LogCaptu
     assert commands.run(["true"], 5, "KILL_RUN_CMD") is None
     caplog.set_level(logging.ERROR, "portwarden")
     # Why, on one line, for the action's recorded status (the JSON event log's `status`).
-    assert commands.run(["sh", "-c", "echo nope >&2; echo 'two\x1b'; exit 3"], 5,
-                        "KILL_ROUTE") == "exit status 3: nope\\ntwo\\x1b"  # fmt: skip
+    assert (
+        commands.run(["sh", "-c", "echo nope >&2; echo 'two\x1b'; exit 3"], 5, "KILL_ROUTE")
+        == "exit status 3: nope\\ntwo\\x1b"
+    )
     assert commands.run(["sh", "-c", "echo nope >&2; exit 3"], 5, "KILL_ROUTE")
     assert "KILL_ROUTE failed with exit status 3: sh -c 'echo nope >&2; exit 3': nope" in (
         caplog.text
@@ -56,8 +58,9 @@ def test_a_hanging_command_is_killed_with_its_children(
     pid_file: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     started = time.monotonic()
-    failure = commands.run(["sh", "-c", f"sleep 30 & echo $! > {pid_file}; wait"], 0.5,
-                           "KILL_RUN_CMD")  # fmt: skip
+    failure = commands.run(
+        ["sh", "-c", f"sleep 30 & echo $! > {pid_file}; wait"], 0.5, "KILL_RUN_CMD"
+    )
     assert failure == "killed after 0.5s" and time.monotonic() - started < 10  # not 30 s
     assert "KILL_RUN_CMD killed after 0.5s" in caplog.text
     pid = int(pid_file.read_text())
@@ -69,8 +72,9 @@ def test_a_hanging_command_is_killed_with_its_children(
 
 def test_a_background_child_holding_the_output_does_not_hold_the_worker(pid_file: Path) -> None:
     started = time.monotonic()
-    failure = commands.run(["sh", "-c", f"sleep 60 & echo $! > {pid_file}; exit 0"], 120,
-                           "KILL_RUN_CMD")  # fmt: skip
+    failure = commands.run(
+        ["sh", "-c", f"sleep 60 & echo $! > {pid_file}; exit 0"], 120, "KILL_RUN_CMD"
+    )
     assert failure is None and time.monotonic() - started < 10  # not the child's 60 s
     assert _alive(int(pid_file.read_text()))  # left alone: it was not over its time
 

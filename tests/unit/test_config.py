@@ -221,8 +221,9 @@ def loads_back(tmp_path: Path, settings: Settings) -> Settings:
 
 
 @pytest.mark.parametrize("key", ["TCP_PORTS", "UDP_PORTS", "ADVANCED_EXCLUDE_TCP"])
-def test_check_config_with_two_ports(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                     key: str) -> None:  # fmt: skip
+def test_check_config_with_two_ports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str
+) -> None:
     path = write(tmp_path, f'{key}="1,2"\n')
     assert main(["check-config", str(path)]) == 0
     assert f'{key}="1-2"' in capsys.readouterr().out.splitlines()
@@ -268,31 +269,37 @@ def test_a_port_list_without_empty_items_gives_no_warning(tmp_path: Path) -> Non
     assert s.warnings == ()
 
 
-@pytest.mark.parametrize(("text", "name", "value"), [
-    ('BLOCK_TCP="01"', "block_tcp", BlockMode.BLOCK),
-    ('BLOCK_UDP="002"', "block_udp", BlockMode.RUN_CMD_ONLY),
-    ('BLOCK_TCP=" 00 "', "block_tcp", BlockMode.ALERT_ONLY),
-    ('RESOLVE_HOST="01"', "resolve_host", True),
-    ('RESOLVE_HOST="000"', "resolve_host", False),
-    ('KILL_RUN_CMD_FIRST="01"', "kill_run_cmd_first", True),
-    ('SCAN_TRIGGER="03"', "scan_trigger", 3),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "name", "value"),
+    [
+        ('BLOCK_TCP="01"', "block_tcp", BlockMode.BLOCK),
+        ('BLOCK_UDP="002"', "block_udp", BlockMode.RUN_CMD_ONLY),
+        ('BLOCK_TCP=" 00 "', "block_tcp", BlockMode.ALERT_ONLY),
+        ('RESOLVE_HOST="01"', "resolve_host", True),
+        ('RESOLVE_HOST="000"', "resolve_host", False),
+        ('KILL_RUN_CMD_FIRST="01"', "kill_run_cmd_first", True),
+        ('SCAN_TRIGGER="03"', "scan_trigger", 3),
+    ],
+)
 def test_portsentrys_number_keys_take_leading_zeros_as_its_atoi_did(
     tmp_path: Path, text: str, name: str, value: object
 ) -> None:
     assert getattr(load_settings(write(tmp_path, f"{text}\n")), name) == value
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ('BLOCK_TCP="yes"', 'BLOCK_TCP="yes": must be 0 (alert only), 1 (block) or 2'),
-    ('BLOCK_UDP="1x"', 'BLOCK_UDP="1x": must be 0 (alert only)'),
-    ('BLOCK_TCP=""', 'BLOCK_TCP="": must be 0 (alert only)'),
-    ('BLOCK_TCP="03"', 'BLOCK_TCP="03": must be 0 (alert only)'),
-    ('BLOCK_TCP="+1"', 'BLOCK_TCP="+1": must be 0 (alert only)'),
-    ('RESOLVE_HOST="01x"', 'RESOLVE_HOST="01x": must be 0 or 1'),
-    ('KILL_RUN_CMD_FIRST=""', 'KILL_RUN_CMD_FIRST="": must be 0 or 1'),
-    ('SCAN_TRIGGER="0x1"', 'SCAN_TRIGGER="0x1": must be a whole number >= 0'),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('BLOCK_TCP="yes"', 'BLOCK_TCP="yes": must be 0 (alert only), 1 (block) or 2'),
+        ('BLOCK_UDP="1x"', 'BLOCK_UDP="1x": must be 0 (alert only)'),
+        ('BLOCK_TCP=""', 'BLOCK_TCP="": must be 0 (alert only)'),
+        ('BLOCK_TCP="03"', 'BLOCK_TCP="03": must be 0 (alert only)'),
+        ('BLOCK_TCP="+1"', 'BLOCK_TCP="+1": must be 0 (alert only)'),
+        ('RESOLVE_HOST="01x"', 'RESOLVE_HOST="01x": must be 0 or 1'),
+        ('KILL_RUN_CMD_FIRST=""', 'KILL_RUN_CMD_FIRST="": must be 0 or 1'),
+        ('SCAN_TRIGGER="0x1"', 'SCAN_TRIGGER="0x1": must be a whole number >= 0'),
+    ],
+)
 def test_portsentrys_number_keys_still_refuse_what_is_no_number(
     tmp_path: Path, text: str, message: str
 ) -> None:
@@ -300,13 +307,22 @@ def test_portsentrys_number_keys_still_refuse_what_is_no_number(
     assert load_error(path).startswith(f"{path}:1: {message}")
 
 
-@pytest.mark.parametrize(("text", "shown"), [
-    ("TCP_PORTS='1,2,3'", "TCP_PORTS=\"'1,2,3'\": ''1' is not a port number (1-65535); single "
-     'quotes are not quotes in this file: use double quotes: TCP_PORTS="..."'),
-    ("BLOCK_TCP = '1'  # on", "BLOCK_TCP=\"'1'\": must be 0 (alert only), 1 (block) or 2 (run "
-     "KILL_RUN_CMD only); single quotes are not quotes in this file: use double quotes: "
-     'BLOCK_TCP="..."'),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        (
+            "TCP_PORTS='1,2,3'",
+            "TCP_PORTS=\"'1,2,3'\": ''1' is not a port number (1-65535); single "
+            'quotes are not quotes in this file: use double quotes: TCP_PORTS="..."',
+        ),
+        (
+            "BLOCK_TCP = '1'  # on",
+            "BLOCK_TCP=\"'1'\": must be 0 (alert only), 1 (block) or 2 (run "
+            "KILL_RUN_CMD only); single quotes are not quotes in this file: use double quotes: "
+            'BLOCK_TCP="..."',
+        ),
+    ],
+)
 def test_a_value_in_single_quotes_is_an_error_that_says_they_are_no_quotes(
     tmp_path: Path, text: str, shown: str
 ) -> None:
@@ -362,8 +378,10 @@ def test_a_line_that_starts_with_no_key_is_skipped_with_a_warning_as_portsentry_
 ) -> None:
     """PortSentry skipped any line that did not start with one of its keys: a comment an editor
     wrapped onto a second line must not stop a migrated host's scan detection."""
-    path = write(tmp_path, '# the sensitive ports, a comment\n wrapped by an editor\n}\n'
-                           'FOO "bar\nTCP_PORTS="1,2"\n')  # fmt: skip
+    path = write(
+        tmp_path,
+        '# the sensitive ports, a comment\n wrapped by an editor\n}\nFOO "bar\nTCP_PORTS="1,2"\n',
+    )
     settings = load_settings(path)
     assert settings.tcp_ports == (1, 2)
     skipped = "; it starts with no key portwarden knows, so it is skipped (as PortSentry did)"

@@ -44,8 +44,9 @@ def test_a_mode_with_an_empty_port_list_is_an_error(tmp_path: Path, key: str, mo
 
 def test_the_default_mode_is_named_as_the_default(tmp_path: Path) -> None:
     path = write(tmp_path, 'TCP_PORTS="1"\nUDP_PORTS=",,"\n')
-    assert load_error(path).startswith(f'{path}:2: UDP_PORTS=",,": names no port, but '
-                                     'UDP_MODE="udp" (the default) watches it')  # fmt: skip
+    assert load_error(path).startswith(
+        f'{path}:2: UDP_PORTS=",,": names no port, but UDP_MODE="udp" (the default) watches it'
+    )
 
 
 def test_the_mode_flags_decide_which_lists_must_have_ports(tmp_path: Path) -> None:
@@ -85,17 +86,22 @@ def test_run_and_check_config_refuse_a_mode_without_ports(
 # 2. `KEY "value"`: PortSentry took a key followed by '=' or a space.
 
 
-@pytest.mark.parametrize("line", ['SCAN_TRIGGER "3"', 'SCAN_TRIGGER  "3"  # three',
-                                  'SCAN_TRIGGER\t"3"', '  SCAN_TRIGGER "3"'])  # fmt: skip
+@pytest.mark.parametrize(
+    "line",
+    ['SCAN_TRIGGER "3"', 'SCAN_TRIGGER  "3"  # three', 'SCAN_TRIGGER\t"3"', '  SCAN_TRIGGER "3"'],
+)
 def test_a_key_a_blank_and_a_quoted_value_sets_the_key(tmp_path: Path, line: str) -> None:
     assert load_settings(write(tmp_path, line + "\n")).scan_trigger == 3
 
 
-@pytest.mark.parametrize(("line", "reason"), [
-    ("SCAN_TRIGGER 3", 'SCAN_TRIGGER 3: line is not KEY="value"'),  # PortSentry: quotes missing
-    ('SCAN_TRIGGER "3', 'SCAN_TRIGGER "3: missing closing quote'),
-    ('SCAN_TRIGGER "3" 4', 'SCAN_TRIGGER "3" 4: unexpected text after the closing quote'),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("SCAN_TRIGGER 3", 'SCAN_TRIGGER 3: line is not KEY="value"'),  # PortSentry: quotes missing
+        ('SCAN_TRIGGER "3', 'SCAN_TRIGGER "3: missing closing quote'),
+        ('SCAN_TRIGGER "3" 4', 'SCAN_TRIGGER "3" 4: unexpected text after the closing quote'),
+    ],
+)
 def test_without_equals_the_value_must_be_quoted(tmp_path: Path, line: str, reason: str) -> None:
     path = write(tmp_path, line + "\n")
     assert load_error(path) == f"{path}:1: {reason}"
@@ -107,9 +113,10 @@ def test_without_equals_the_value_must_be_quoted(tmp_path: Path, line: str, reas
 def load_in_time(path: Path) -> str:
     """The error loading `path` gives, within 5 s (a FIFO used to block for ever)."""
     found: list[BaseException] = []
-    worker = threading.Thread(target=lambda: found.append(pytest.raises(ConfigError, load_settings,
-                                                                         path).value),
-                              daemon=True)  # fmt: skip
+    worker = threading.Thread(
+        target=lambda: found.append(pytest.raises(ConfigError, load_settings, path).value),
+        daemon=True,
+    )
     worker.start()
     worker.join(5)
     assert not worker.is_alive(), "loading hung"
@@ -119,11 +126,16 @@ def load_in_time(path: Path) -> str:
 def test_an_ignore_file_that_is_a_device_or_fifo_is_a_one_line_error(tmp_path: Path) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    for target, kind in (("/dev/zero", "a character device"), (fifo, "a FIFO"),
-                         (tmp_path, "a directory")):  # fmt: skip
+    for target, kind in (
+        ("/dev/zero", "a character device"),
+        (fifo, "a FIFO"),
+        (tmp_path, "a directory"),
+    ):
         path = write(tmp_path, f'SCAN_TRIGGER="1"\nIGNORE_FILE="{target}"\n')
-        assert load_in_time(path) == (f'{path}:2: IGNORE_FILE="{target}": cannot read the '
-                                      f"ignore file: not a regular file but {kind}")  # fmt: skip
+        assert load_in_time(path) == (
+            f'{path}:2: IGNORE_FILE="{target}": cannot read the '
+            f"ignore file: not a regular file but {kind}"
+        )
 
 
 def test_dev_null_is_an_empty_ignore_file(tmp_path: Path) -> None:
@@ -147,8 +159,9 @@ def test_files_larger_than_the_limit_are_refused(
     monkeypatch.setattr(textfile, "CONFIG_FILE_BYTES_MAX", 2**20)
     (tmp_path / "ignore").write_text("198.18.0.1\n" * 100_000)
     path = write(tmp_path, 'IGNORE_FILE="ignore"\n')
-    assert load_error(path) == (f'{path}:1: IGNORE_FILE="ignore": cannot read the ignore file: '
-                              "larger than 1 MiB")  # fmt: skip
+    assert load_error(path) == (
+        f'{path}:1: IGNORE_FILE="ignore": cannot read the ignore file: larger than 1 MiB'
+    )
     path.write_text("# padding\n" * 110_000)
     assert load_error(path) == f"{path}: cannot read the configuration: larger than 1 MiB"
 
@@ -241,8 +254,10 @@ def test_the_ignored_networks_are_shown_in_order(
 def test_a_kill_route_program_that_is_not_there_is_a_warning(tmp_path: Path) -> None:
     not_executable = write(tmp_path, "", "route")
     not_executable.chmod(stat.S_IRUSR | stat.S_IWUSR)
-    for program, why in ((tmp_path / "none", "does not exist"),
-                         (not_executable, "is not executable")):  # fmt: skip
+    for program, why in (
+        (tmp_path / "none", "does not exist"),
+        (not_executable, "is not executable"),
+    ):
         path = write(tmp_path, f'BLOCK_UDP="1"\nKILL_ROUTE="{program} add $TARGET$"\n')
         (warning,) = load_settings(path).warnings
         assert warning.startswith(
@@ -253,11 +268,16 @@ def test_a_kill_route_program_that_is_not_there_is_a_warning(tmp_path: Path) -> 
 
 
 def test_kill_programs_are_checked_only_when_used(tmp_path: Path) -> None:
-    path = write(tmp_path, 'BLOCK_TCP="2"\nKILL_ROUTE="/nonexistent/route $TARGET$"\n'
-                           'KILL_RUN_CMD="no-such-program-f1 $TARGET$"\n')  # fmt: skip
+    path = write(
+        tmp_path,
+        'BLOCK_TCP="2"\nKILL_ROUTE="/nonexistent/route $TARGET$"\n'
+        'KILL_RUN_CMD="no-such-program-f1 $TARGET$"\n',
+    )
     (warning,) = load_settings(path).warnings  # no route in mode 2, but the command
-    assert warning == (f"{path}:3: KILL_RUN_CMD: no-such-program-f1 is not found in PATH; every "
-                       "block will fail to run it")  # fmt: skip
+    assert warning == (
+        f"{path}:3: KILL_RUN_CMD: no-such-program-f1 is not found in PATH; every "
+        "block will fail to run it"
+    )
     path.write_text('KILL_ROUTE="/nonexistent/route $TARGET$"\nKILL_RUN_CMD="nope $TARGET$"\n')
     assert load_settings(path).warnings == ()  # alert only: nothing runs
     path.write_text('BLOCK_TCP="1"\nKILL_ROUTE="true add $TARGET$"\nKILL_RUN_CMD="/bin/true"\n')
@@ -271,10 +291,12 @@ def test_kill_programs_are_checked_only_when_used(tmp_path: Path) -> None:
     ("lines", "warning"),
     [
         ('BLOCK_TCP="2"\n', "BLOCK_TCP=2 but no KILL_RUN_CMD"),
-        ('BLOCK_UDP="1"\nBLOCK_NFTABLES="0"\n',
-         'BLOCK_UDP=1 but BLOCK_NFTABLES="0" and no KILL_ROUTE, KILL_HOSTS_DENY or KILL_RUN_CMD'),
+        (
+            'BLOCK_UDP="1"\nBLOCK_NFTABLES="0"\n',
+            'BLOCK_UDP=1 but BLOCK_NFTABLES="0" and no KILL_ROUTE, KILL_HOSTS_DENY or KILL_RUN_CMD',
+        ),
     ],
-)  # fmt: skip
+)
 def test_blocking_that_does_nothing_is_a_warning(tmp_path: Path, lines: str, warning: str) -> None:
     """PortSentry took it silently (and wrote the source into its blocked file)."""
     path = write(tmp_path, lines)

@@ -19,8 +19,10 @@ def test_unknown_keys_are_said_up_to_a_cap_then_counted(tmp_path: Path) -> None:
     assert len(warnings) == WARNINGS_OF_A_KIND_MAX + 1
     assert warnings[0] == f"{conf}:1: unknown key UNKNOWN_0 ignored"
     assert warnings[1] == f"{conf}:2: unknown key TCP_PORT ignored (did you mean TCP_PORTS?)"
-    assert warnings[-1] == (f"{conf}: and {200_000 - WARNINGS_OF_A_KIND_MAX} more unknown keys "
-                            f"ignored (lines {WARNINGS_OF_A_KIND_MAX + 1}-200000)")  # fmt: skip
+    assert warnings[-1] == (
+        f"{conf}: and {200_000 - WARNINGS_OF_A_KIND_MAX} more unknown keys "
+        f"ignored (lines {WARNINGS_OF_A_KIND_MAX + 1}-200000)"
+    )
 
 
 def test_a_huge_unknown_key_is_compared_with_none(tmp_path: Path) -> None:
@@ -39,12 +41,17 @@ def test_keys_set_again_and_skipped_lines_are_said_up_to_a_cap_each(tmp_path: Pa
     conf.write_text('BLOCK_TCP="0"\n' + 'BLOCK_TCP="1"\n' * 1000 + "wrapped comment text\n" * 1000)
     warnings = load_settings(conf).warnings
     assert len(warnings) == 2 * (WARNINGS_OF_A_KIND_MAX + 1)
-    assert warnings[0] == (f"{conf}:1002: wrapped comment text: line is not KEY=\"value\"; it "
-                           "starts with no key portwarden knows, so it is skipped (as PortSentry "
-                           "did)")  # fmt: skip
+    assert warnings[0] == (
+        f'{conf}:1002: wrapped comment text: line is not KEY="value"; it '
+        "starts with no key portwarden knows, so it is skipped (as PortSentry "
+        "did)"
+    )
     assert warnings[WARNINGS_OF_A_KIND_MAX] == (
         f"{conf}: and {1000 - WARNINGS_OF_A_KIND_MAX} more lines skipped (lines "
-        f"{1002 + WARNINGS_OF_A_KIND_MAX}-2001)")  # fmt: skip
+        f"{1002 + WARNINGS_OF_A_KIND_MAX}-2001)"
+    )
     assert warnings[WARNINGS_OF_A_KIND_MAX + 1] == f"{conf}:2: BLOCK_TCP is set again; line 1 wins"
-    assert warnings[-1] == (f"{conf}: and {1000 - WARNINGS_OF_A_KIND_MAX} more keys set again "
-                            f"(lines {2 + WARNINGS_OF_A_KIND_MAX}-1001)")  # fmt: skip
+    assert warnings[-1] == (
+        f"{conf}: and {1000 - WARNINGS_OF_A_KIND_MAX} more keys set again "
+        f"(lines {2 + WARNINGS_OF_A_KIND_MAX}-1001)"
+    )

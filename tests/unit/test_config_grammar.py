@@ -33,8 +33,7 @@ T = TypeVar("T")
 # The grammar's strategies are large; Hypothesis says so when it builds their repr.
 pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
 
-FILE_TESTS = settings(max_examples=200, deadline=None,
-                      suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+FILE_TESTS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def key_parsers() -> dict[str, Callable[[str], object]]:

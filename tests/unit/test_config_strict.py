@@ -19,9 +19,18 @@ from portwarden.net import nftables
 from tests.conftest import require_lab
 from tests.unit.config_error import load_error
 
-SECONDS_KEYS = ("SCAN_TRIGGER_WINDOW", "SCAN_INTERVAL", "KILL_CMD_TIMEOUT", "SCAN_END_QUIET",
-                "SMTP_TIMEOUT", "BLOCK_DURATION", "BLOCK_DURATION_MAX", "AUDIT_INTERVAL",
-                "SERVICE_GONE_GRACE", "SCAN_REPORT_INTERVAL")  # fmt: skip
+SECONDS_KEYS = (
+    "SCAN_TRIGGER_WINDOW",
+    "SCAN_INTERVAL",
+    "KILL_CMD_TIMEOUT",
+    "SCAN_END_QUIET",
+    "SMTP_TIMEOUT",
+    "BLOCK_DURATION",
+    "BLOCK_DURATION_MAX",
+    "AUDIT_INTERVAL",
+    "SERVICE_GONE_GRACE",
+    "SCAN_REPORT_INTERVAL",
+)
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -32,8 +41,23 @@ def write(tmp_path: Path, text: str) -> Path:
 
 # 1. Numbers of seconds (and BLOCK_ESCALATION): ASCII digits, maybe a fraction; nothing else.
 
-NOT_PLAIN = ["\u0663", "1_000", "+1", "1e3", " 3", "3 ", "inf", "nan", ".5", "5.", "1.2.3",
-             "\uff11", "-0", "0x10", "1,5"]  # fmt: skip
+NOT_PLAIN = [
+    "\u0663",
+    "1_000",
+    "+1",
+    "1e3",
+    " 3",
+    "3 ",
+    "inf",
+    "nan",
+    ".5",
+    "5.",
+    "1.2.3",
+    "\uff11",
+    "-0",
+    "0x10",
+    "1,5",
+]
 
 
 @pytest.mark.parametrize("key", [*SECONDS_KEYS, "BLOCK_ESCALATION"])
@@ -54,8 +78,27 @@ def test_plain_digits_with_a_fraction_are_seconds(
     assert load_settings(write(tmp_path, f'SCAN_INTERVAL="{text}"\n')).scan_interval == seconds
 
 
-_PIECES = st.sampled_from(["0", "1", "9", ".", "_", "+", "-", "e", "E", " ", "\t", "\u0663",
-                           "\uff11", "\u00b2", "inf", "nan", "x"])  # fmt: skip
+_PIECES = st.sampled_from(
+    [
+        "0",
+        "1",
+        "9",
+        ".",
+        "_",
+        "+",
+        "-",
+        "e",
+        "E",
+        " ",
+        "\t",
+        "\u0663",
+        "\uff11",
+        "\u00b2",
+        "inf",
+        "nan",
+        "x",
+    ]
+)
 
 
 @given(st.one_of(st.lists(_PIECES, max_size=8).map("".join), st.text(max_size=8)))
@@ -113,10 +156,13 @@ def test_check_config_shows_an_unused_mode_as_none_and_it_loads_back(
 
 
 @pytest.mark.parametrize("key", ["HISTORY_FILE", "BLOCKED_FILE", "EVENT_LOG"])
-@pytest.mark.parametrize(("value", "reason"), [
-    ("adir", "adir: a directory, not a file"),
-    ("afile/x", "afile exists and is not a directory"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("adir", "adir: a directory, not a file"),
+        ("afile/x", "afile exists and is not a directory"),
+    ],
+)
 def test_a_file_that_cannot_be_written_is_a_placed_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str, value: str, reason: str
 ) -> None:
@@ -137,27 +183,36 @@ def test_a_file_on_a_read_only_file_system_is_an_error(tmp_path: Path) -> None:
     folder = tmp_path / "ro"
     folder.mkdir()
     path = write(tmp_path, f'HISTORY_FILE="{folder}/portsentry.history"\n')
-    script = ("import subprocess, sys\n"
-              f"subprocess.run(['mount', '--bind', '-o', 'ro', {str(folder)!r}, {str(folder)!r}],"
-              " check=True)\n"
-              "from portwarden.cli import main\n"
-              f"sys.exit(main(['check-config', {str(path)!r}]))\n")  # fmt: skip
+    script = (
+        "import subprocess, sys\n"
+        f"subprocess.run(['mount', '--bind', '-o', 'ro', {str(folder)!r}, {str(folder)!r}],"
+        " check=True)\n"
+        "from portwarden.cli import main\n"
+        f"sys.exit(main(['check-config', {str(path)!r}]))\n"
+    )
     argv = ["unshare", "-m", "--propagation", "private", sys.executable, "-c", script]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
-    assert (done.returncode, done.stderr) == (2, (
-        f'portwarden: error: {path}:1: HISTORY_FILE="{folder}/portsentry.history": '
-        f"{folder} is not writable\n"))  # fmt: skip
+    assert (done.returncode, done.stderr) == (
+        2,
+        (
+            f'portwarden: error: {path}:1: HISTORY_FILE="{folder}/portsentry.history": '
+            f"{folder} is not writable\n"
+        ),
+    )
 
 
 # 5. A mistyped key: a hint.
 
 
-@pytest.mark.parametrize(("key", "hint"), [
-    ("TCP_PORT", " (did you mean TCP_PORTS?)"),
-    ("tcp_ports", " (did you mean TCP_PORTS?)"),
-    ("BLOCK_DURATON", " (did you mean BLOCK_DURATION?)"),
-    ("FUTURE_FEATURE", ""),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [
+        ("TCP_PORT", " (did you mean TCP_PORTS?)"),
+        ("tcp_ports", " (did you mean TCP_PORTS?)"),
+        ("BLOCK_DURATON", " (did you mean BLOCK_DURATION?)"),
+        ("FUTURE_FEATURE", ""),
+    ],
+)
 def test_an_unknown_key_close_to_a_known_one_gets_a_hint(
     tmp_path: Path, key: str, hint: str
 ) -> None:
@@ -178,21 +233,29 @@ def test_check_config_prints_warnings_as_its_own_lines(
     )
 
 
-@pytest.mark.parametrize(("conf", "warned"), [
-    ('BLOCK_TCP="1"\n', True),
-    ('BLOCK_UDP="1"\nBLOCK_NFTABLES="1"\nKILL_ROUTE="/bin/true $TARGET$"\n', True),
-    ('BLOCK_TCP="1"\nKILL_ROUTE="/bin/true $TARGET$"\n', False),  # auto: not with KILL_ROUTE
-    ('BLOCK_TCP="1"\nBLOCK_NFTABLES="0"\n', False),
-    ('BLOCK_TCP="2"\n', False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("conf", "warned"),
+    [
+        ('BLOCK_TCP="1"\n', True),
+        ('BLOCK_UDP="1"\nBLOCK_NFTABLES="1"\nKILL_ROUTE="/bin/true $TARGET$"\n', True),
+        ('BLOCK_TCP="1"\nKILL_ROUTE="/bin/true $TARGET$"\n', False),  # auto: not with KILL_ROUTE
+        ('BLOCK_TCP="1"\nBLOCK_NFTABLES="0"\n', False),
+        ('BLOCK_TCP="2"\n', False),
+    ],
+)
 def test_check_config_warns_when_the_nftables_blocker_cannot_load_its_library(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-    conf: str, warned: bool,
-) -> None:  # fmt: skip
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    conf: str,
+    warned: bool,
+) -> None:
     monkeypatch.setattr(nftables, "_LIBRARY", "libnftables-missing.so.1")
     assert main(["check-config", str(write(tmp_path, conf))]) == 0
     said = [line for line in capsys.readouterr().err.splitlines() if "libnftables" in line]
-    expected = ("portwarden: warning: blocking uses the built-in nftables blocker "
-                "(BLOCK_NFTABLES), but libnftables-missing.so.1 not found (install "
-                "libnftables1): ")  # fmt: skip
+    expected = (
+        "portwarden: warning: blocking uses the built-in nftables blocker "
+        "(BLOCK_NFTABLES), but libnftables-missing.so.1 not found (install "
+        "libnftables1): "
+    )
     assert len(said) == int(warned) and all(line.startswith(expected) for line in said)

@@ -17,8 +17,15 @@ from portwarden.net.ports import local_port_range, reserved_local_ports
 
 def datagram(sport: int, dport: int, src: str = "198.18.0.53") -> Probe:
     dst = "2001:db8::1" if ":" in src else "198.18.0.1"
-    return Probe(ipaddress.ip_address(src), ipaddress.ip_address(dst), Proto.UDP, sport, dport,
-                 "udp", UDP_SCAN)  # fmt: skip
+    return Probe(
+        ipaddress.ip_address(src),
+        ipaddress.ip_address(dst),
+        Proto.UDP,
+        sport,
+        dport,
+        "udp",
+        UDP_SCAN,
+    )
 
 
 def test_a_late_dns_or_ntp_reply_to_a_tripwire_in_the_local_range_is_no_probe(

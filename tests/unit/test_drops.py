@@ -8,8 +8,10 @@ from portwarden.net.drops import dropped
 
 
 def test_a_full_receive_queue_counts_the_datagrams_dropped() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver, \
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:  # fmt: skip
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender,
+    ):
         receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the kernel's minimum
         receiver.bind(("127.0.0.1", 0))
         assert dropped([receiver]) == 0

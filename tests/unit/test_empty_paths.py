@@ -15,13 +15,15 @@ from portwarden.config.load import load_settings
 @pytest.mark.parametrize("key", ["STATE_DIR", "HISTORY_FILE", "BLOCKED_FILE", "HOSTS_DENY_FILE"])
 def test_an_empty_path_without_an_off_is_an_error(tmp_path: Path, key: str) -> None:
     conf = tmp_path / "p.conf"
-    conf.write_text(f'STATE_DIR="{tmp_path}/state"\n{key} = ""\n' if key != "STATE_DIR" else
-                    f'{key} = ""\n')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}/state"\n{key} = ""\n' if key != "STATE_DIR" else f'{key} = ""\n'
+    )
     with pytest.raises(ConfigError) as refused:
         load_settings(conf)
     line = 1 if key == "STATE_DIR" else 2
-    assert str(refused.value).startswith(f'{conf}:{line}: {key}="": must name a path (leave the '
-                                         "line out for the default, ")  # fmt: skip
+    assert str(refused.value).startswith(
+        f'{conf}:{line}: {key}="": must name a path (leave the line out for the default, '
+    )
 
 
 def test_status_does_not_take_an_empty_state_dir_for_the_systems(
@@ -35,8 +37,9 @@ def test_status_does_not_take_an_empty_state_dir_for_the_systems(
 
 def test_an_empty_value_with_a_meaning_keeps_it(tmp_path: Path) -> None:
     conf = tmp_path / "p.conf"
-    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nEVENT_LOG=""\nSYSLOG_SOCKET=""\n'
-                    'IGNORE_FILE=""\n')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}/state"\nEVENT_LOG=""\nSYSLOG_SOCKET=""\nIGNORE_FILE=""\n'
+    )
     settings = load_settings(conf)
     assert (settings.event_log, settings.syslog_socket, settings.ignore_file) == (None, None, None)
 
@@ -46,8 +49,11 @@ def test_an_empty_value_with_a_meaning_keeps_it(tmp_path: Path) -> None:
 def test_a_path_of_blanks_alone_is_empty(tmp_path: Path, key: str, blanks: str) -> None:
     """Not a file named by blanks next to the configuration file."""
     conf = tmp_path / "p.conf"
-    conf.write_text(f'STATE_DIR="{tmp_path}/state"\n{key} = "{blanks}"\n' if key != "STATE_DIR"
-                    else f'{key} = "{blanks}"\n')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}/state"\n{key} = "{blanks}"\n'
+        if key != "STATE_DIR"
+        else f'{key} = "{blanks}"\n'
+    )
     with pytest.raises(ConfigError) as refused:
         load_settings(conf)
     assert ": must name a path (leave the line out for the default, " in str(refused.value)

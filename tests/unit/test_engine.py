@@ -22,13 +22,31 @@ TARGET6 = ipaddress.ip_address("2001:db8::1")
 OS_QUIET = EngineConfig().os_probe_quiet_s  # OS_PROBE_QUIET by default
 
 
-def probe(src: str = "198.18.0.11", port: int = 11, mode: str = "stcp", proto: Proto = Proto.TCP,
-          os_tool: str | None = None, tripwire: bool = True, flags: str = "SYN",
-          sport: int = 40000, seen_at: float = 0.0) -> Probe:  # fmt: skip
+def probe(
+    src: str = "198.18.0.11",
+    port: int = 11,
+    mode: str = "stcp",
+    proto: Proto = Proto.TCP,
+    os_tool: str | None = None,
+    tripwire: bool = True,
+    flags: str = "SYN",
+    sport: int = 40000,
+    seen_at: float = 0.0,
+) -> Probe:
     scan = "TCP SYN/Normal scan" if proto is Proto.TCP else "UDP scan"
-    return Probe(ipaddress.ip_address(src), TARGET, proto, sport, port, mode, scan,
-                 flags if proto is Proto.TCP else "", os_tool, tripwire=tripwire,
-                 seen_at=seen_at)  # fmt: skip
+    return Probe(
+        ipaddress.ip_address(src),
+        TARGET,
+        proto,
+        sport,
+        port,
+        mode,
+        scan,
+        flags if proto is Proto.TCP else "",
+        os_tool,
+        tripwire=tripwire,
+        seen_at=seen_at,
+    )
 
 
 def kinds(engine: Engine, p: Probe, now: float) -> list[tuple[str, bool]]:
@@ -121,8 +139,17 @@ def summary(v: Verdict) -> tuple:
     """What a summary reports: protocol, probes, distinct ports, first and last port and the
     wall times of the first and the last probe, scan types."""
     assert v.first_probe is not None
-    return (v.kind, v.probe.proto.value, v.probes, v.ports, v.first_probe.dport, v.probe.dport,
-            v.first_probe.seen_at, v.probe.seen_at, v.types)  # fmt: skip
+    return (
+        v.kind,
+        v.probe.proto.value,
+        v.probes,
+        v.ports,
+        v.first_probe.dport,
+        v.probe.dport,
+        v.first_probe.seen_at,
+        v.probe.seen_at,
+        v.types,
+    )
 
 
 def test_each_scan_is_summarised_on_its_own_and_counting_starts_afresh() -> None:
@@ -302,8 +329,9 @@ def test_the_tables_never_hash_an_address_object() -> None:
     feed() hashed one about 10 times per probe under a flood (a fifth of its time). Keyed on
     the packed bytes, only the ignore list's lookup is left, once per probe."""
     engine = Engine(EngineConfig(sources_max=1_000))  # trigger 0: every probe is a scan
-    flood = [probe(src="198.19.0.0")._replace(src=CountedAddress(0xC6130000 + i))
-             for i in range(2_000)]  # fmt: skip
+    flood = [
+        probe(src="198.19.0.0")._replace(src=CountedAddress(0xC6130000 + i)) for i in range(2_000)
+    ]
     CountedAddress.hashes = 0
     for i, spoofed in enumerate(flood):
         engine.feed(spoofed, i / 1000)
@@ -329,7 +357,11 @@ def test_a_scanner_evicted_after_its_scan_keeps_its_summary() -> None:
     assert len(summaries) == limits.SUMMARIES_PER_TICK_MAX  # the rest: three ports each
     scan = summaries[0]
     assert (str(scan.probe.src), scan.probes, scan.ports, scan.first_probe) == (
-        "198.18.0.66", 4, 4, scanner(port=1))  # fmt: skip
+        "198.18.0.66",
+        4,
+        4,
+        scanner(port=1),
+    )
 
 
 def test_a_flood_of_spoofed_os_probes_cannot_push_out_a_real_os_scan() -> None:
@@ -365,8 +397,10 @@ def test_memory_per_source_is_bounded_whatever_the_trigger(trigger: int) -> None
 
     def packets(src: bytes, n: int) -> tuple[Packet, Packet]:
         flags = ODD_FLAGS[n % len(ODD_FLAGS)]
-        return (Packet(src, TARGET6.packed, IPPROTO_TCP, 40000, n + 1, flags, reserved=n % 16),
-                Packet(src, TARGET6.packed, IPPROTO_UDP, 40000, n + 1))  # fmt: skip
+        return (
+            Packet(src, TARGET6.packed, IPPROTO_TCP, 40000, n + 1, flags, reserved=n % 16),
+            Packet(src, TARGET6.packed, IPPROTO_UDP, 40000, n + 1),
+        )
 
     def feed(first: int) -> int:
         """Bytes allocated for `sources` more sources, each an episode of its own."""
@@ -377,8 +411,14 @@ def test_memory_per_source_is_bounded_whatever_the_trigger(trigger: int) -> None
                 now = start + n * window / each
                 for packet in packets(src, n):
                     mode = "atcp" if packet.proto == IPPROTO_TCP else "audp"
-                    made = packet_probe(packet, ipaddress.ip_address(packet.dst), mode,
-                                        lambda _, __: True, lambda _, __: False, now)  # fmt: skip
+                    made = packet_probe(
+                        packet,
+                        ipaddress.ip_address(packet.dst),
+                        mode,
+                        lambda _, __: True,
+                        lambda _, __: False,
+                        now,
+                    )
                     assert made is not None
                     engine.feed(made, now)
         return tracemalloc.get_traced_memory()[0] - before
@@ -415,12 +455,18 @@ def test_scandetd_counts_distinct_ports_per_run() -> None:
     started a new run, in which 1 and 2 are new again."""
     engine = Engine(EngineConfig(scandetd=ScandetdModel(count=3, interval_s=3, flood=False)))
     assert [kinds(engine, probe(port=p), t) for p, t in ((1, 0), (2, 1), (1, 11), (2, 12))] == [
-        [], [], [], []]  # fmt: skip
+        [],
+        [],
+        [],
+        [],
+    ]
     assert kinds(engine, probe(port=3), 13) == [("scan", True)]
 
 
-@given(st.lists(st.tuples(st.integers(0, 20), st.integers(1, 30), st.floats(0, 5)), max_size=60),
-       st.integers(0, 5))  # fmt: skip
+@given(
+    st.lists(st.tuples(st.integers(0, 20), st.integers(1, 30), st.floats(0, 5)), max_size=60),
+    st.integers(0, 5),
+)
 def test_a_source_is_marked_first_at_most_once_per_episode(script: list, trigger: int) -> None:
     engine = Engine(EngineConfig(trigger=trigger, window_s=1000, sources_max=8))
     now = 0.0
@@ -443,8 +489,11 @@ def test_at_stop_every_open_scan_and_os_run_is_summarised() -> None:
     engine.feed(probe(src="198.18.0.13", port=80, os_tool="nmap", tripwire=False), 0.6)
     assert engine.tick(1.0) == []
     ended = sorted((v.kind, str(v.probe.src)) for v in engine.tick(1.0, stopping=True))
-    assert ended == [("os-summary", "198.18.0.13"), ("scan-summary", "198.18.0.11"),
-                     ("scan-summary", "198.18.0.12")]  # fmt: skip
+    assert ended == [
+        ("os-summary", "198.18.0.13"),
+        ("scan-summary", "198.18.0.11"),
+        ("scan-summary", "198.18.0.12"),
+    ]
     assert engine.tick(100.0, stopping=True) == []  # each once
 
 
@@ -458,15 +507,33 @@ def test_a_slow_scan_is_reported_as_ongoing_and_then_its_next_part() -> None:
         assert engine.tick(29 * n + 28) == []
     verdicts = engine.feed(probe(port=5, seen_at=1116), 116)
     assert [(v.kind, v.ongoing) for v in verdicts] == [("scan-summary", True), ("scan", False)]
-    assert summary(verdicts[0]) == ("scan-summary", "tcp", 4, 4, 1, 4, 1000, 1087,
-                                    ("TCP SYN/Normal scan",))  # fmt: skip
+    assert summary(verdicts[0]) == (
+        "scan-summary",
+        "tcp",
+        4,
+        4,
+        1,
+        4,
+        1000,
+        1087,
+        ("TCP SYN/Normal scan",),
+    )
     assert verdicts[0].modes == ("stcp",)
     engine.feed(probe(port=6, seen_at=1145), 145)
     assert engine.tick(174) == []
     (final,) = engine.tick(175)
     assert not final.ongoing
-    assert summary(final) == ("scan-summary", "tcp", 2, 2, 5, 6, 1116, 1145,
-                              ("TCP SYN/Normal scan",))  # fmt: skip
+    assert summary(final) == (
+        "scan-summary",
+        "tcp",
+        2,
+        2,
+        5,
+        6,
+        1116,
+        1145,
+        ("TCP SYN/Normal scan",),
+    )
     assert engine.tick(1000) == []
 
 
@@ -479,7 +546,11 @@ def test_a_scan_below_the_trigger_gets_no_interim_summary() -> None:
     assert [(v.kind, v.ongoing) for v in verdicts] == [("scan", False)]
     (interim, scan) = engine.feed(probe(port=4), 50)
     assert (interim.kind, interim.ongoing, interim.probes, scan.kind) == (
-        "scan-summary", True, 3, "scan")  # fmt: skip
+        "scan-summary",
+        True,
+        3,
+        "scan",
+    )
 
 
 def test_a_long_os_probe_run_is_reported_as_ongoing() -> None:
@@ -491,7 +562,11 @@ def test_a_long_os_probe_run_is_reported_as_ongoing() -> None:
     assert engine.feed(os_probe(port=82), 18) == []  # 18 s: not yet SCAN_REPORT_INTERVAL
     (interim,) = engine.feed(os_probe(port=83), 24)
     assert (interim.kind, interim.ongoing, interim.probes, interim.modes) == (
-        "os-summary", True, 3, ("stcp", "sudp"))  # fmt: skip
+        "os-summary",
+        True,
+        3,
+        ("stcp", "sudp"),
+    )
     (final,) = engine.tick(24 + OS_QUIET)
     assert (final.ongoing, final.probes, final.modes) == (False, 1, ("stcp",))
 
@@ -508,8 +583,9 @@ def test_spoofed_sources_of_two_probes_each_cannot_reset_a_scanners_count() -> N
         assert engine.feed(scanner(port=k + 1), k * 0.1) == []
     for i in range(1_000):
         for port in (1, 2):
-            engine.feed(probe(src=str(ipaddress.IPv4Address(0xC6130000 + i)), port=port),
-                        1 + i / 1e3)  # fmt: skip
+            engine.feed(
+                probe(src=str(ipaddress.IPv4Address(0xC6130000 + i)), port=port), 1 + i / 1e3
+            )
     assert engine.evicted == 1_000 + 1 - 100
     assert kinds(engine, scanner(port=9), 2.5) == [("scan", True)]
 
@@ -520,14 +596,19 @@ def test_os_probes_to_tripwires_are_summarised_under_their_tool_not_their_flags(
     ran an XMAS scan. Its os-probe line counts it: probes=1 ports=1, not 0."""
     engine = Engine(EngineConfig(scan_end_quiet_s=30))
     t7 = probe(port=11, os_tool="nmap", flags="FIN+PSH+URG")._replace(
-        scan="TCP XMAS scan", os_probe="T7")  # fmt: skip
+        scan="TCP XMAS scan", os_probe="T7"
+    )
     found = engine.feed(t7, 0.0)
     assert [(v.kind, v.probe.scan, v.probes, v.ports) for v in found] == [
-        ("os-probe", "TCP XMAS scan", 1, 1), ("scan", "TCP XMAS scan", 1, 1)]  # fmt: skip
+        ("os-probe", "TCP XMAS scan", 1, 1),
+        ("scan", "TCP XMAS scan", 1, 1),
+    ]
     engine.feed(probe(port=15), 0.5)
     summaries = {v.kind: v for v in engine.tick(100.0)}
     assert summaries["scan-summary"].types == (
-        "OS fingerprinting probe (nmap)", "TCP SYN/Normal scan")  # fmt: skip
+        "OS fingerprinting probe (nmap)",
+        "TCP SYN/Normal scan",
+    )
     assert summaries["scan-summary"].patterns == ("FIN+PSH+URG", "SYN")
     (view,) = engine.top_sources(1)
     assert "TCP XMAS scan" not in view.types
@@ -541,8 +622,15 @@ def test_status_names_each_os_probing_tool_once_as_reports_do() -> None:
     engine.feed(probe(port=80, os_tool="queso", tripwire=False, flags="SYN+ECE+CWR"), 0.0)
     engine.feed(probe(port=111), 1.0)
     engine.feed(probe(port=80, os_tool="nmap", tripwire=False)._replace(os_probe="SEQ1"), 2.0)
-    engine.feed(probe(port=111, os_tool="nmap", flags="FIN+PSH+URG")._replace(
-        scan="TCP XMAS scan", os_probe="T7"), 3.0)  # fmt: skip
+    engine.feed(
+        probe(port=111, os_tool="nmap", flags="FIN+PSH+URG")._replace(
+            scan="TCP XMAS scan", os_probe="T7"
+        ),
+        3.0,
+    )
     (view,) = engine.top_sources(1)
-    assert view.types == ("TCP SYN/Normal scan", "OS fingerprinting probe (nmap)",
-                          "OS fingerprinting probe (queso)")  # fmt: skip
+    assert view.types == (
+        "TCP SYN/Normal scan",
+        "OS fingerprinting probe (nmap)",
+        "OS fingerprinting probe (queso)",
+    )

@@ -47,11 +47,22 @@ def readme_tables() -> tuple[dict[str, set[str]], set[str]]:
     return kinds, explained
 
 
-def probe(port: int, proto: Proto = Proto.TCP, os_tool: str | None = None,
-          flags: str = "SYN") -> Probe:  # fmt: skip
-    return Probe(ipaddress.ip_address("198.18.0.11"), ipaddress.ip_address("198.18.0.1"), proto,
-                 40000, port, "stcp", "TCP SYN/Normal scan", flags, os_tool,
-                 tripwire=os_tool is None, seen_at=1.7e9 + port)  # fmt: skip
+def probe(
+    port: int, proto: Proto = Proto.TCP, os_tool: str | None = None, flags: str = "SYN"
+) -> Probe:
+    return Probe(
+        ipaddress.ip_address("198.18.0.11"),
+        ipaddress.ip_address("198.18.0.1"),
+        proto,
+        40000,
+        port,
+        "stcp",
+        "TCP SYN/Normal scan",
+        flags,
+        os_tool,
+        tripwire=os_tool is None,
+        seen_at=1.7e9 + port,
+    )
 
 
 @pytest.fixture
@@ -72,8 +83,21 @@ def written(tmp_path: Path) -> list[dict]:
         alerts.verdict(verdicts[1], 0.0, "")
     alerts.tick(1.0)
     alerts.summaries_dropped(3)
-    alerts.blocked(BlockRecord(1, "198.18.0.11", "tcp", 11, "stcp", "TCP SYN/Normal scan",
-                               "198.18.0.11", 1.7e9, None, 1, (Action("nft"),)))  # fmt: skip
+    alerts.blocked(
+        BlockRecord(
+            1,
+            "198.18.0.11",
+            "tcp",
+            11,
+            "stcp",
+            "TCP SYN/Normal scan",
+            "198.18.0.11",
+            1.7e9,
+            None,
+            1,
+            (Action("nft"),),
+        )
+    )
     alerts.unblocked("198.18.0.11", "expired", 1.7e9)
     alerts.unblocks_not_shown(5, 1.7e9)
     alerts.not_blocking("198.18.0.12", "a default gateway")
@@ -85,8 +109,13 @@ def written(tmp_path: Path) -> list[dict]:
     alerts.block_failed("198.18.0.14")
     alerts.audit_unchecked("no audited address is on this host now", 1.7e9)
     alerts.mail_held(1.7e9 + 3600)
-    alerts.audit([Finding(Kind.NEW, "crit", "198.18.0.1", 20000 + n, "tcp", "unknown")
-                  for n in range(limits.AUDIT_FINDINGS_REPORTED_MAX + 1)], 1.7e9)  # fmt: skip
+    alerts.audit(
+        [
+            Finding(Kind.NEW, "crit", "198.18.0.1", 20000 + n, "tcp", "unknown")
+            for n in range(limits.AUDIT_FINDINGS_REPORTED_MAX + 1)
+        ],
+        1.7e9,
+    )
     alerts.close()
     write_unblocks(settings, [("198.18.0.13", 1.7e9)], "command")  # no daemon runs
     return [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]

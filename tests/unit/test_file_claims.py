@@ -37,7 +37,7 @@ def test_a_file_another_instance_holds_is_refused_with_its_line(tmp_path: Path, 
     assert str(refused.value).startswith(
         f'{tmp_path}/two.conf:3: {key}="{tmp_path}/link/f": in use by another portwarden (pid '
         f"{os.getpid()}) as its {key}; give each instance its own {key} (its STATE_DIR is "
-    )  # fmt: skip
+    )
     again = FileClaims()
     again.claim(second)  # free again once the first has let go
     again.close()
@@ -47,8 +47,7 @@ def test_a_file_another_instance_holds_is_refused_with_its_line(tmp_path: Path, 
 def test_what_a_refused_claim_took_is_let_go(tmp_path: Path) -> None:
     """The event log is free, the blocked file is not: the event log is not kept held."""
     first = instance(tmp_path, "one", f'BLOCKED_FILE="{tmp_path}/pb"\n')
-    second = instance(tmp_path, "two", f'BLOCKED_FILE="{tmp_path}/pb"\n'
-                      f'EVENT_LOG="{tmp_path}/ev"\n')  # fmt: skip
+    second = instance(tmp_path, "two", f'BLOCKED_FILE="{tmp_path}/pb"\nEVENT_LOG="{tmp_path}/ev"\n')
     third = instance(tmp_path, "three", f'EVENT_LOG="{tmp_path}/ev"\n')
     with pytest.raises(ConfigError):
         claims = FileClaims()

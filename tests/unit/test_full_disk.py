@@ -45,9 +45,12 @@ def _full_after(allowed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     ids=["hosts.deny", "hosts.deny-no-newline", "history", "history-no-newline"],
 )
 def test_a_write_that_fails_part_way_leaves_the_file_as_it_was(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, allowed: int, before: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    allowed: int,
+    before: str,
     append: Callable[[Path], object],
-) -> None:  # fmt: skip
+) -> None:
     path = tmp_path / "file"
     path.write_text(before)
     _full_after(allowed, monkeypatch)
@@ -102,10 +105,12 @@ def _other_writer_then_full(path: Path, our_bytes: int, monkeypatch: pytest.Monk
 
 @pytest.mark.parametrize(
     "append",
-    [lambda path: fileedit.add_line(path, "ALL: 198.18.0.11"),
-     lambda path: portsentry_files.append_history(path, [RECORD])],
+    [
+        lambda path: fileedit.add_line(path, "ALL: 198.18.0.11"),
+        lambda path: portsentry_files.append_history(path, [RECORD]),
+    ],
     ids=["hosts.deny", "history"],
-)  # fmt: skip
+)
 def test_the_cut_after_a_failed_append_keeps_a_line_another_writer_appended(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, append: Callable[[Path], object]
 ) -> None:

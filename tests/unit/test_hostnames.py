@@ -33,8 +33,11 @@ def test_lines_wait_in_order_for_the_name_and_the_name_is_kept() -> None:
     lookups.started[str(B)].set_result("b.example")
     assert list(names.ready(0.4)) == []  # b1 is known but waits behind a1
     lookups.started[str(A)].set_result("evil name/\x1b")
-    assert list(names.ready(0.5)) == [("a1", "evil\\x20name\\x2f\\x1b"), ("b1", "b.example"),
-                                      ("a2", "evil\\x20name\\x2f\\x1b")]  # fmt: skip
+    assert list(names.ready(0.5)) == [
+        ("a1", "evil\\x20name\\x2f\\x1b"),
+        ("b1", "b.example"),
+        ("a2", "evil\\x20name\\x2f\\x1b"),
+    ]
     assert names.submit(A, "a3", 1.0) and list(names.ready(1.0)) == [
         ("a3", "evil\\x20name\\x2f\\x1b")
     ]

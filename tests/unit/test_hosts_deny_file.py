@@ -139,8 +139,9 @@ def test_history_file_is_made_readable_like_blocked_file(tmp_path: Path) -> None
         portsentry_files.append_history(tmp_path / "history", [])
         assert not (tmp_path / "history").exists()  # nothing to write: no file
         portsentry_files.write_blocked_files(tmp_path / "blocked", [], {"tcp"})
-        record = BlockRecord(1, "198.18.0.11", "tcp", 11, "stcp", "x", "198.18.0.11", 0.0, None,
-                             1, ())  # fmt: skip
+        record = BlockRecord(
+            1, "198.18.0.11", "tcp", 11, "stcp", "x", "198.18.0.11", 0.0, None, 1, ()
+        )
         portsentry_files.append_history(tmp_path / "history", [record])
     finally:
         os.umask(old)

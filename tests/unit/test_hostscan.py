@@ -54,13 +54,17 @@ def test_an_ipv4_mapped_end_is_ipv4() -> None:
     ("text", "wide"),
     [
         ("198.18.0.1/24", ["'198.18.0.1/24': host bits are set; it matches all of 198.18.0.0/24"]),
-        ("10.0.0.0/8 -> 198.18.0.9/30:1-1024",
-         ["'198.18.0.9/30:1-1024': host bits are set; it matches all of 198.18.0.8/30"]),
-        ("[2001:db8::1/64]:53", ["'[2001:db8::1/64]:53': host bits are set; it matches all of "
-                                 "2001:db8::/64"]),
+        (
+            "10.0.0.0/8 -> 198.18.0.9/30:1-1024",
+            ["'198.18.0.9/30:1-1024': host bits are set; it matches all of 198.18.0.8/30"],
+        ),
+        (
+            "[2001:db8::1/64]:53",
+            ["'[2001:db8::1/64]:53': host bits are set; it matches all of 2001:db8::/64"],
+        ),
         ("198.18.0.1", []),
     ],
-)  # fmt: skip
+)
 def test_a_network_written_with_host_bits_is_a_warning(text: str, wide: list[str]) -> None:
     """As in the ignore file: `198.18.0.1/24` means all of 198.18.0.0/24, which may not be what
     was meant (one host?)."""

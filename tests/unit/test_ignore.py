@@ -47,10 +47,11 @@ def test_all_forms() -> None:
         "2001:db8:1::/48",
         "2001:db8::9/128",
     ]
-    assert warnings == ["x:4: 10.1.2.3/255.255.255.0: host bits are set; ignoring all of "
-                        "10.1.2.0/24",
-                        "x:4: 10.1.2.3/255.255.255.0: PortSentry 1.2 rejected this netmask and "
-                        "did not ignore these hosts; portwarden ignores 10.1.2.0/24"]  # fmt: skip
+    assert warnings == [
+        "x:4: 10.1.2.3/255.255.255.0: host bits are set; ignoring all of 10.1.2.0/24",
+        "x:4: 10.1.2.3/255.255.255.0: PortSentry 1.2 rejected this netmask and "
+        "did not ignore these hosts; portwarden ignores 10.1.2.0/24",
+    ]
     ignore = IgnoreList.build(nets)
     assert ipaddress.ip_address("10.1.2.200") in ignore
     assert ipaddress.ip_address("10.1.3.1") not in ignore
@@ -134,8 +135,9 @@ def test_latin1_ignore_file_loads_and_errors_name_the_line(tmp_path: Path) -> No
         ("::ffff:0:0/96", "0.0.0.0/0", "203.0.113.9", "2001:db8::9"),
     ],
 )
-def test_ipv4_mapped_entries_are_ipv4_networks(line: str, network: str, inside: str,
-                                               outside: str) -> None:  # fmt: skip
+def test_ipv4_mapped_entries_are_ipv4_networks(
+    line: str, network: str, inside: str, outside: str
+) -> None:
     (parsed,), _ = read_ignore_text(line + "\n")
     assert str(parsed) == network
     ignore = IgnoreList.build([parsed])
@@ -162,8 +164,10 @@ def test_text_after_the_address_is_a_warning() -> None:
     """PortSentry read a line up to the first character that cannot be part of an address."""
     nets, warnings = read_ignore_text("# lab\n198.18.0.1 router\n198.19.0.0/16\tlab net # x\n")
     assert [str(n) for n in nets] == ["198.18.0.1/32", "198.19.0.0/16"]
-    assert warnings == ['i:2: "router" after the address is ignored',
-                        'i:3: "lab net" after the address is ignored']  # fmt: skip
+    assert warnings == [
+        'i:2: "router" after the address is ignored',
+        'i:3: "lab net" after the address is ignored',
+    ]
 
 
 @pytest.mark.parametrize("line", ["198.18.0.1x", "198.18.0.1/24x", "198.18.0.1,router"])
@@ -178,8 +182,9 @@ def test_text_glued_to_the_address_is_an_error(line: str) -> None:
 )
 def test_ignoring_everything_is_a_warning(line: str, version: int) -> None:
     _, warnings = read_ignore_text(f"198.18.0.1\n{line}\n")
-    assert warnings == [f"i:2: {line} ignores every IPv{version} source: no detection, no "
-                        f"blocking for IPv{version}"]  # fmt: skip
+    assert warnings == [
+        f"i:2: {line} ignores every IPv{version} source: no detection, no blocking for IPv{version}"
+    ]
 
 
 def test_ignore_file_warnings_are_settings_warnings(tmp_path: Path) -> None:
@@ -201,7 +206,21 @@ def test_an_ignore_file_name_too_long_is_a_one_line_error(tmp_path: Path) -> Non
 
 
 def test_outermost_leaves_out_what_another_network_holds() -> None:
-    nets = [parse_network(t) for t in ("127.0.0.0/8", "127.0.0.1", "::1", "198.18.0.1",
-                                       "::/0", "198.18.0.1", "10.0.0.0/8")]  # fmt: skip
-    assert [str(n) for n in outermost(nets)] == ["127.0.0.0/8", "198.18.0.1/32", "::/0",
-                                                 "10.0.0.0/8"]  # fmt: skip
+    nets = [
+        parse_network(t)
+        for t in (
+            "127.0.0.0/8",
+            "127.0.0.1",
+            "::1",
+            "198.18.0.1",
+            "::/0",
+            "198.18.0.1",
+            "10.0.0.0/8",
+        )
+    ]
+    assert [str(n) for n in outermost(nets)] == [
+        "127.0.0.0/8",
+        "198.18.0.1/32",
+        "::/0",
+        "10.0.0.0/8",
+    ]

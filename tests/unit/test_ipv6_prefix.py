@@ -197,8 +197,12 @@ def test_a_bad_prefix_is_a_one_line_error_naming_file_line_and_value(
 def test_check_config_prints_the_error(tmp_path: Path) -> None:
     conf = tmp_path / "portwarden.conf"
     conf.write_text('IPV6_SOURCE_PREFIX="200"\n')
-    done = subprocess.run([sys.executable, "-m", "portwarden", "check-config", "-c", str(conf)],
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "portwarden", "check-config", "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 2
     assert f'{conf}:1: IPV6_SOURCE_PREFIX="200": must be a whole number from 32 to 128' in (
         done.stderr
@@ -233,8 +237,9 @@ def test_memory_of_a_prefix_source_is_bounded_whatever_its_addresses() -> None:
         for n in range(each):
             for proto in (Proto.TCP, Proto.UDP):
                 src = f"2001:db8:{i:x}::{n:x}:{proto is Proto.TCP:d}"
-                engine.feed(probe(src=src, port=n + 1, proto=proto),
-                            i * 2 * window + n * window / each)  # fmt: skip
+                engine.feed(
+                    probe(src=src, port=n + 1, proto=proto), i * 2 * window + n * window / each
+                )
     per_source = (tracemalloc.get_traced_memory()[0] - before) / sources
     tracemalloc.stop()
     assert len(engine) == sources

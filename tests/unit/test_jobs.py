@@ -14,19 +14,41 @@ def test_unblocks_expiry_and_reloads_go_ahead_of_the_blocks_waiting_and_the_stop
     None
 ):
     jobs = JobQueue(blocks_max=10, urgent_max=10)
-    for job in [(Job.BLOCK, 1), (Job.BLOCK, 2), (Job.UNBLOCK, "a"), (Job.BLOCK, 3),
-                (Job.STOP, True), (Job.EXPIRE, None), (Job.REAPPLY, "r"),
-                (Job.SETTINGS, "s"), (Job.PUT_BACK, None)]:  # fmt: skip
+    for job in [
+        (Job.BLOCK, 1),
+        (Job.BLOCK, 2),
+        (Job.UNBLOCK, "a"),
+        (Job.BLOCK, 3),
+        (Job.STOP, True),
+        (Job.EXPIRE, None),
+        (Job.REAPPLY, "r"),
+        (Job.SETTINGS, "s"),
+        (Job.PUT_BACK, None),
+    ]:
         assert jobs.put(*job)
-    assert drain(jobs) == [(Job.UNBLOCK, "a"), (Job.EXPIRE, None), (Job.REAPPLY, "r"),
-                           (Job.SETTINGS, "s"), (Job.PUT_BACK, None), (Job.BLOCK, 1),
-                           (Job.BLOCK, 2), (Job.BLOCK, 3), (Job.STOP, True)]  # fmt: skip
+    assert drain(jobs) == [
+        (Job.UNBLOCK, "a"),
+        (Job.EXPIRE, None),
+        (Job.REAPPLY, "r"),
+        (Job.SETTINGS, "s"),
+        (Job.PUT_BACK, None),
+        (Job.BLOCK, 1),
+        (Job.BLOCK, 2),
+        (Job.BLOCK, 3),
+        (Job.STOP, True),
+    ]
 
 
 def test_one_expiry_reload_and_put_back_wait_at_most_the_newest_settings_win() -> None:
     jobs = JobQueue(blocks_max=10, urgent_max=2)
-    for job in [(Job.EXPIRE, None), (Job.SETTINGS, "old"), (Job.EXPIRE, None),
-                (Job.PUT_BACK, None), (Job.SETTINGS, "new"), (Job.PUT_BACK, None)]:  # fmt: skip
+    for job in [
+        (Job.EXPIRE, None),
+        (Job.SETTINGS, "old"),
+        (Job.EXPIRE, None),
+        (Job.PUT_BACK, None),
+        (Job.SETTINGS, "new"),
+        (Job.PUT_BACK, None),
+    ]:
         assert jobs.put(*job)  # never refused, though past urgent_max
     assert drain(jobs) == [(Job.EXPIRE, None), (Job.SETTINGS, "new"), (Job.PUT_BACK, None)]
 

@@ -129,8 +129,9 @@ def test_a_failed_rotation_keeps_appending_says_it_once_and_rotates_when_it_can(
     said = [r.getMessage() for r in caplog.records]
     assert len(said) == 2, said
     assert said[0].startswith(f"JSON event log {path}: rotation failing: [Errno 21] Is a dir")
-    assert said[0].endswith("; events go on into the current file; it is tried again as the "
-                            "file grows")  # fmt: skip
+    assert said[0].endswith(
+        "; events go on into the current file; it is tried again as the file grows"
+    )
     assert (
         said[1]
         == f"JSON event log {path}: rotation works again ({tries} tries failed, {tries} so far)"
@@ -148,7 +149,9 @@ def test_event_log_max_bytes_has_a_floor(tmp_path: Path) -> None:
     for size in ("65535", "64k"):
         conf.write_text(f'\nEVENT_LOG_MAX_BYTES="{size}"\n')
         shown = load_error(conf)
-        assert shown == (f'{conf}:2: EVENT_LOG_MAX_BYTES="{size}": must be a whole '
-                                     "number of bytes, at least 65536 (64 KiB)")  # fmt: skip
+        assert shown == (
+            f'{conf}:2: EVENT_LOG_MAX_BYTES="{size}": must be a whole '
+            "number of bytes, at least 65536 (64 KiB)"
+        )
     conf.write_text('EVENT_LOG_MAX_BYTES="65536"\n')
     assert load_settings(conf).event_log_max_bytes == 65536

@@ -24,8 +24,9 @@ def write(tmp_path: Path, text: str) -> Path:
 @pytest.mark.parametrize(
     "command", ["/bin/echo 'x $TARGET$", '/bin/echo "$TARGET$', "x $TARGET$ \\"]
 )
-def test_a_command_that_cannot_be_split_is_a_load_error(tmp_path: Path, key: str,
-                                                        command: str) -> None:  # fmt: skip
+def test_a_command_that_cannot_be_split_is_a_load_error(
+    tmp_path: Path, key: str, command: str
+) -> None:
     path = write(tmp_path, f"{key}={command}\n")
     shown = load_error(path)
     assert shown.startswith(f'{path}:2: {key}="{one_line(command)}": cannot be split')
@@ -40,8 +41,7 @@ def test_a_command_that_cannot_be_split_is_a_load_error(tmp_path: Path, key: str
         ("KILL_HOSTS_DENY", "ALL: $TARGET$ \\", "ends with a backslash"),
     ],
 )
-def test_bad_kill_values_are_load_errors(tmp_path: Path, key: str, value: str,
-                                         reason: str) -> None:  # fmt: skip
+def test_bad_kill_values_are_load_errors(tmp_path: Path, key: str, value: str, reason: str) -> None:
     path = write(tmp_path, f'{key}="{value}"\n')
     shown = load_error(path)
     assert shown.startswith(f'{path}:2: {key}="{one_line(value)}": {reason}')
@@ -79,8 +79,10 @@ def test_hosts_deny_gets_the_literal_text(tmp_path: Path) -> None:
     was, the macros filled in; backslashes and quotes must stay."""
     text = 'ALL: $TARGET$ : spawn (/bin/echo \\%h "$PORT$ $MODE$" >> /tmp/x) & : DENY'
     deny = tmp_path / "hosts.deny"
-    conf = write(tmp_path, f'BLOCK_TCP="1"\nBLOCK_NFTABLES="0"\nKILL_HOSTS_DENY={text}\n'
-                           f'HOSTS_DENY_FILE="{deny}"\n')  # fmt: skip
+    conf = write(
+        tmp_path,
+        f'BLOCK_TCP="1"\nBLOCK_NFTABLES="0"\nKILL_HOSTS_DENY={text}\nHOSTS_DENY_FILE="{deny}"\n',
+    )
     settings = load_settings(conf)
     assert settings.kill_hosts_deny == text
     actions = Actions(settings, Store(tmp_path / "store.db"))

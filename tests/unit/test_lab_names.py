@@ -27,22 +27,37 @@ def test_good_prefixes_pass(prefix: str) -> None:
     assert check_prefix(prefix) == prefix
 
 
-@pytest.mark.parametrize("name", ["f2-sw", "f2-target", "f2-atk1", "f2-atk12", "f2-client",
-                                  "f2-probe77", "f2-behind"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name", ["f2-sw", "f2-target", "f2-atk1", "f2-atk12", "f2-client", "f2-probe77", "f2-behind"]
+)
 def test_the_labs_own_names_match(name: str) -> None:
     assert is_lab_namespace(name, "f2-")
 
 
-@pytest.mark.parametrize("name", ["f2-stale-target", "f2-targetx", "f2-atk", "f2-my-vpn", "f2-",
-                                  "xf2-target", "f3-target", "cni-1234", "f2-sw2"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name",
+    [
+        "f2-stale-target",
+        "f2-targetx",
+        "f2-atk",
+        "f2-my-vpn",
+        "f2-",
+        "xf2-target",
+        "f3-target",
+        "cni-1234",
+        "f2-sw2",
+    ],
+)
 def test_other_names_with_or_without_the_prefix_do_not(name: str) -> None:
     assert not is_lab_namespace(name, "f2-")
 
 
 def test_a_killed_demo_runs_namespaces_and_folder_are_orphans(tmp_path: Path) -> None:
     folder = tmp_path / f"portwarden-lab-{NO_SUCH_PID}-abc"
-    found = demo.orphans([f"pwlab-{NO_SUCH_PID}-target", "pwlab-x-target", "pwt-target"],
-                         [folder, tmp_path / "portwarden-lab-abc"])  # fmt: skip
+    found = demo.orphans(
+        [f"pwlab-{NO_SUCH_PID}-target", "pwlab-x-target", "pwt-target"],
+        [folder, tmp_path / "portwarden-lab-abc"],
+    )
     assert found == {NO_SUCH_PID: [folder]}
     # a namespace that only starts like a demo's is not the demo's
     assert demo.orphans([f"pwlab-{NO_SUCH_PID}-other"], []) == {}

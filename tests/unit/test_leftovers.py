@@ -17,8 +17,10 @@ ADDRESS = "198.18.0.11"
 def undo_saying(tmp_path: Path, text: str, status: int) -> tuple[str, ...]:
     """A KILL_ROUTE undo that prints `text` and exits with `status`, counting its runs."""
     script = tmp_path / "undo.py"
-    script.write_text(f"import sys\nopen({str(tmp_path / 'runs')!r}, 'a').write('x')\n"
-                      f"print({text!r})\nsys.exit({status})\n")  # fmt: skip
+    script.write_text(
+        f"import sys\nopen({str(tmp_path / 'runs')!r}, 'a').write('x')\n"
+        f"print({text!r})\nsys.exit({status})\n"
+    )
     return (sys.executable, str(script))
 
 
@@ -26,17 +28,22 @@ def leftover(tmp_path: Path, undo: tuple[str, ...], boot: str) -> Actions:
     settings = blocking_settings(tmp_path, 'KILL_ROUTE="ip route add blackhole $TARGET$"\n')
     actions = Actions(settings, Store(settings.state_dir / "portwarden.db"))
     route = Action("route", undo, "undo failed: it failed", ("ip", "route", "add", ADDRESS))
-    record = actions.store.add_block(ADDRESS, "tcp", 11, "stcp", "x", ADDRESS, time.time(), None,
-                                     (route,), boot)  # fmt: skip
+    record = actions.store.add_block(
+        ADDRESS, "tcp", 11, "stcp", "x", ADDRESS, time.time(), None, (route,), boot
+    )
     assert record is not None
     actions.store.end_block(record.id, time.time(), "command", (route,))
     assert len(actions.store.leftovers()) == 1
     return actions
 
 
-@pytest.mark.parametrize("text", ["RTNETLINK answers: No such process",
-                                  "iptables: Bad rule (does a matching rule exist in that "
-                                  "chain?)."])  # fmt: skip
+@pytest.mark.parametrize(
+    "text",
+    [
+        "RTNETLINK answers: No such process",
+        "iptables: Bad rule (does a matching rule exist in that chain?).",
+    ],
+)
 def test_a_route_removed_by_hand_clears_its_leftover(tmp_path: Path, text: str) -> None:
     actions = leftover(tmp_path, undo_saying(tmp_path, text, 2), boot_id())
     assert admin_output.unblock(actions.settings, ADDRESS) == 0
@@ -44,8 +51,9 @@ def test_a_route_removed_by_hand_clears_its_leftover(tmp_path: Path, text: str) 
 
 
 def test_a_route_undo_that_fails_otherwise_stays_left(tmp_path: Path) -> None:
-    actions = leftover(tmp_path, undo_saying(tmp_path, "RTNETLINK answers: Operation not "
-                                             "permitted", 2), boot_id())  # fmt: skip
+    actions = leftover(
+        tmp_path, undo_saying(tmp_path, "RTNETLINK answers: Operation not permitted", 2), boot_id()
+    )
     assert admin_output.unblock(actions.settings, ADDRESS) == 1
     assert len(actions.store.leftovers()) == 1
 

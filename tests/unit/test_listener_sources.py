@@ -34,9 +34,14 @@ def test_an_ipv6_datagram_forged_from_an_ipv4_mapped_source_is_dropped() -> None
 
 @pytest.mark.parametrize(
     "peer",
-    ["::ffff:0.1.2.3", "::ffff:240.0.0.5", "::ffff:0.0.0.7", "::ffff:224.0.0.1",
-     "::ffff:255.255.255.255"],
-)  # fmt: skip
+    [
+        "::ffff:0.1.2.3",
+        "::ffff:240.0.0.5",
+        "::ffff:0.0.0.7",
+        "::ffff:224.0.0.1",
+        "::ffff:255.255.255.255",
+    ],
+)
 def test_an_ipv4_source_no_host_can_send_from_is_dropped(peer: str) -> None:
     assert sender(peer, TARGET4_SHOWN) is None
 

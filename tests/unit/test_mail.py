@@ -43,8 +43,9 @@ def free_port() -> int:
 
 def settings(tmp_path: Path, text: str) -> Settings:
     conf = tmp_path / "portwarden.conf"
-    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nSYSLOG_SOCKET=""\nMAIL_TO="admin@example.org"\n'
-                    f"{text}")  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}/state"\nSYSLOG_SOCKET=""\nMAIL_TO="admin@example.org"\n{text}'
+    )
     return load_settings(conf)
 
 
@@ -64,8 +65,9 @@ def inbox(tmp_path: Path) -> Path:
 def tls_relay(certificate: RelayCertificate, inbox: Path) -> Iterator[int]:
     """A relay that requires STARTTLS, then AUTH as portwarden / 'pass word'."""
     port = free_port()
-    controller = relay(LOOPBACK, port, inbox, (certificate.cert, certificate.key),
-                       ("portwarden", "pass word"))  # fmt: skip
+    controller = relay(
+        LOOPBACK, port, inbox, (certificate.cert, certificate.key), ("portwarden", "pass word")
+    )
     yield port
     controller.stop()
 
@@ -90,10 +92,16 @@ def test_starttls_with_a_private_ca_and_auth_with_the_first_line(
 ) -> None:
     # Only the first line is the password: the relay refuses "pass word\nold password".
     password = secret(tmp_path, "pass word\nold password\n")
-    mailer = mail_once(settings(tmp_path, (
-        f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{tls_relay}"\nSMTP_STARTTLS="1"\n'
-        f'SMTP_USER="portwarden"\nSMTP_PASSWORD_FILE="{password}"\n'
-        f'SMTP_CA_FILE="{certificate.ca}"\n')))  # fmt: skip
+    mailer = mail_once(
+        settings(
+            tmp_path,
+            (
+                f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{tls_relay}"\nSMTP_STARTTLS="1"\n'
+                f'SMTP_USER="portwarden"\nSMTP_PASSWORD_FILE="{password}"\n'
+                f'SMTP_CA_FILE="{certificate.ca}"\n'
+            ),
+        )
+    )
     assert (mailer.sent, mailer.failed) == (1, 0)
     (saved,) = inbox.glob("*.eml")
     assert email.message_from_bytes(saved.read_bytes())["Subject"] == "a subject"
@@ -107,9 +115,15 @@ def test_the_relay_certificate_is_verified(
     mail is refused before the password is sent."""
     password = secret(tmp_path, "pass word\n")
     with caplog.at_level(logging.ERROR, logger="portwarden"):
-        mailer = mail_once(settings(tmp_path, (
-            f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{tls_relay}"\nSMTP_STARTTLS="1"\n'
-            f'SMTP_USER="portwarden"\nSMTP_PASSWORD_FILE="{password}"\n')))  # fmt: skip
+        mailer = mail_once(
+            settings(
+                tmp_path,
+                (
+                    f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{tls_relay}"\nSMTP_STARTTLS="1"\n'
+                    f'SMTP_USER="portwarden"\nSMTP_PASSWORD_FILE="{password}"\n'
+                ),
+            )
+        )
     assert (mailer.sent, mailer.failed) == (0, 1)
     assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
     assert list(inbox.iterdir()) == []
@@ -139,25 +153,30 @@ def test_a_login_needs_a_readable_password_file_and_a_safe_channel(tmp_path: Pat
 
 @pytest.mark.parametrize(
     ("text", "why"),
-    [("", "the password (its first line) is empty"), ("\nsecond\n", "the password (its first "
-     "line) is empty"), ("p\u00e4ss\n", "the password has a non-ASCII character")],
-)  # fmt: skip
+    [
+        ("", "the password (its first line) is empty"),
+        ("\nsecond\n", "the password (its first line) is empty"),
+        ("p\u00e4ss\n", "the password has a non-ASCII character"),
+    ],
+)
 def test_an_empty_or_non_ascii_password_is_refused_at_load(
     tmp_path: Path, text: str, why: str
 ) -> None:
     """smtplib sends AUTH as ASCII: a password it cannot send failed every mail."""
     password = secret(tmp_path, text)
     with pytest.raises(ConfigError) as error:
-        settings(tmp_path, f'SMTP_RELAY="localhost"\nSMTP_USER="pw"\n'
-                           f'SMTP_PASSWORD_FILE="{password}"\n')  # fmt: skip
+        settings(
+            tmp_path, f'SMTP_RELAY="localhost"\nSMTP_USER="pw"\nSMTP_PASSWORD_FILE="{password}"\n'
+        )
     assert f'SMTP_PASSWORD_FILE="{password}": {password}: {why}' in str(error.value)
     assert "\n" not in str(error.value)
 
 
 def test_a_password_file_others_can_read_is_a_warning(tmp_path: Path) -> None:
     password = secret(tmp_path, "pass word\n", 0o644)
-    found = settings(tmp_path, f'SMTP_RELAY="localhost"\nSMTP_USER="pw"\n'
-                               f'SMTP_PASSWORD_FILE="{password}"\n')  # fmt: skip
+    found = settings(
+        tmp_path, f'SMTP_RELAY="localhost"\nSMTP_USER="pw"\nSMTP_PASSWORD_FILE="{password}"\n'
+    )
     assert found.warnings == (
         f"{tmp_path}/portwarden.conf:6: SMTP_PASSWORD_FILE {password} can be read by others "
         "(mode 644): chmod 600 it",
@@ -203,8 +222,9 @@ def test_mail_rate_limit_says_so_at_once_summarises_later_and_keeps_the_cap(
 ) -> None:
     clock = Clock()
     holds: list[float] = []
-    s = settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{plain_relay}"\n'
-                           'MAIL_PER_HOUR="2"\n')  # fmt: skip
+    s = settings(
+        tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{plain_relay}"\nMAIL_PER_HOUR="2"\n'
+    )
     mailer = Mailer(s, holds.append, clock)
 
     def at(offset: float, job: tuple[str, str] | None) -> None:
@@ -242,8 +262,9 @@ def test_the_list_of_held_reports_names_the_cap_the_hold_began_under(
     """A reload that changes MAIL_PER_HOUR during a hold: the list says which cap held the
     reports back (it said the new one, which held none)."""
     clock = Clock()
-    s = settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{plain_relay}"\n'
-                           'MAIL_PER_HOUR="2"\n')  # fmt: skip
+    s = settings(
+        tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{plain_relay}"\nMAIL_PER_HOUR="2"\n'
+    )
     mailer = Mailer(s, clock=clock)
     for n in range(3):  # the third is held
         mailer.work((f"report {n}", "text\n"))
@@ -262,23 +283,35 @@ def decoded_text(message: Message) -> str:
 
 
 def texts(inbox: Path) -> list[str]:
-    return [decoded_text(email.message_from_bytes(p.read_bytes()))
-            for p in sorted(inbox.glob("*.eml"))]  # fmt: skip
+    return [
+        decoded_text(email.message_from_bytes(p.read_bytes())) for p in sorted(inbox.glob("*.eml"))
+    ]
 
 
 def scan(src: str, seen_at: float) -> Verdict:
-    probe = Probe(ipaddress.ip_address(src), ipaddress.ip_address("198.18.0.1"), Proto.TCP, 40000,
-                  11, "stcp", "TCP SYN/Normal scan", "SYN", seen_at=seen_at)  # fmt: skip
-    return Verdict("scan-summary", probe, True, 1, 1, 0.0, first_probe=probe,
-                   types=("TCP SYN/Normal scan",))  # fmt: skip
+    probe = Probe(
+        ipaddress.ip_address(src),
+        ipaddress.ip_address("198.18.0.1"),
+        Proto.TCP,
+        40000,
+        11,
+        "stcp",
+        "TCP SYN/Normal scan",
+        "SYN",
+        seen_at=seen_at,
+    )
+    return Verdict(
+        "scan-summary", probe, True, 1, 1, 0.0, first_probe=probe, types=("TCP SYN/Normal scan",)
+    )
 
 
 def test_the_summary_of_held_reports_lists_them_up_to_a_limit(
     tmp_path: Path, plain_relay: int, inbox: Path
 ) -> None:
     clock = Clock()
-    s = settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{plain_relay}"\n'
-                           'MAIL_PER_HOUR="1"\n')  # fmt: skip
+    s = settings(
+        tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{plain_relay}"\nMAIL_PER_HOUR="1"\n'
+    )
     mailer = Mailer(s, clock=clock)
     mailer.work(("report 0", "text\n"))
     for n in range(limits.MAIL_HELD_LISTED_MAX + 5):
@@ -287,8 +320,9 @@ def test_the_summary_of_held_reports_lists_them_up_to_a_limit(
     mailer.work(None)
     listed = texts(inbox)[-1].splitlines()
     for line, n in zip(listed[-3:-1], (18, 19), strict=True):
-        assert line.endswith(f"  198.18.1.{n}  TCP  TCP SYN/Normal scan  (blocked via nft until "
-                             "forever)"), line  # fmt: skip
+        assert line.endswith(
+            f"  198.18.1.{n}  TCP  TCP SYN/Normal scan  (blocked via nft until forever)"
+        ), line
     assert listed[-1] == "  ... and 5 more"
     assert sum("198.18.1." in line for line in listed) == limits.MAIL_HELD_LISTED_MAX
 
@@ -299,9 +333,11 @@ def test_a_recipient_the_relay_refuses_is_said_and_counted(
     port = free_port()
     controller = relay(LOOPBACK, port, inbox, refuse=frozenset({"gone@example.org"}))
     conf = tmp_path / "portwarden.conf"
-    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nSYSLOG_SOCKET=""\nSMTP_RELAY="{LOOPBACK}"\n'
-                    f'SMTP_PORT="{port}"\nMAIL_TO="a@example.org, gone@example.org, '
-                    'b@example.org"\n')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}/state"\nSYSLOG_SOCKET=""\nSMTP_RELAY="{LOOPBACK}"\n'
+        f'SMTP_PORT="{port}"\nMAIL_TO="a@example.org, gone@example.org, '
+        'b@example.org"\n'
+    )
     s = load_settings(conf)
     with caplog.at_level(logging.ERROR, logger="portwarden"):
         mailer = mail_once(s)
@@ -325,8 +361,11 @@ def test_name_lookups_stay_within_their_limits(
         raise socket.herror("no answer")
 
     monkeypatch.setattr(socket, "gethostbyaddr", dead_name_server)
-    s = settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{plain_relay}"\n'
-                           'RESOLVE_HOST="1"\nMAIL_ON_TCP_SCAN="1"\n')  # fmt: skip
+    s = settings(
+        tmp_path,
+        f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{plain_relay}"\n'
+        'RESOLVE_HOST="1"\nMAIL_ON_TCP_SCAN="1"\n',
+    )
     mailer = Mailer(s)
     started = time.monotonic()
     mailer.work((scan("198.18.0.11", 1.7e9), "not blocked"))
@@ -341,11 +380,30 @@ def test_name_lookups_stay_within_their_limits(
 
 
 def test_the_os_probe_mail_names_the_host_and_both_protocols() -> None:
-    probe = Probe(ipaddress.ip_address("198.18.0.11"), ipaddress.ip_address("198.18.0.1"),
-                  Proto.UDP, 40000, 33000, "sudp", "", "", seen_at=1.7e9,
-                  os_tool="nmap")  # fmt: skip
-    verdict = Verdict("os-summary", probe, True, 2, 2, 0.0, patterns=("SYN/SEQ1", "udp/U1"),
-                      first_probe=probe, types=("nmap",), modes=("sudp", "stcp"))  # fmt: skip
+    probe = Probe(
+        ipaddress.ip_address("198.18.0.11"),
+        ipaddress.ip_address("198.18.0.1"),
+        Proto.UDP,
+        40000,
+        33000,
+        "sudp",
+        "",
+        "",
+        seen_at=1.7e9,
+        os_tool="nmap",
+    )
+    verdict = Verdict(
+        "os-summary",
+        probe,
+        True,
+        2,
+        2,
+        0.0,
+        patterns=("SYN/SEQ1", "udp/U1"),
+        first_probe=probe,
+        types=("nmap",),
+        modes=("sudp", "stcp"),
+    )
     lines = body(verdict, None, "not blocked", "target.example").splitlines()
     assert lines[0] == "Target host:     target.example"
     assert "Protocol:        TCP+UDP" in lines
@@ -354,10 +412,27 @@ def test_the_os_probe_mail_names_the_host_and_both_protocols() -> None:
 
 
 def test_os_probe_mails_have_their_own_default_subject_and_mail_subject_rules_both() -> None:
-    probe = Probe(ipaddress.ip_address("198.18.0.11"), ipaddress.ip_address("198.18.0.1"),
-                  Proto.TCP, 40000, 11, "stcp", "TCP SYN/Normal scan", "SYN")  # fmt: skip
-    os_run = Verdict("os-summary", probe, True, 2, 2, 0.0, patterns=("SYN/SEQ1",),
-                     first_probe=probe, types=("nmap", "queso"))  # fmt: skip
+    probe = Probe(
+        ipaddress.ip_address("198.18.0.11"),
+        ipaddress.ip_address("198.18.0.1"),
+        Proto.TCP,
+        40000,
+        11,
+        "stcp",
+        "TCP SYN/Normal scan",
+        "SYN",
+    )
+    os_run = Verdict(
+        "os-summary",
+        probe,
+        True,
+        2,
+        2,
+        0.0,
+        patterns=("SYN/SEQ1",),
+        first_probe=probe,
+        types=("nmap", "queso"),
+    )
     scan = Verdict("scan-summary", probe, True, 2, 2, 0.0, types=("TCP SYN/Normal scan",))
     assert subject(subject_template(None, os_run), os_run) == (
         "portwarden: OS fingerprinting probe (nmap, queso) from 198.18.0.11 to 198.18.0.1"
@@ -404,8 +479,12 @@ def test_a_relay_that_trickles_bytes_is_cut_at_the_delivery_deadline(
     silent = SilentRelay(LOOPBACK, 0, trickle=True, every_s=0.1).start()
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="portwarden"):
-        mailer = Mailer(settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{silent.port}"\n'
-                                           'SMTP_TIMEOUT="0.3"\n'))  # fmt: skip
+        mailer = Mailer(
+            settings(
+                tmp_path,
+                f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{silent.port}"\nSMTP_TIMEOUT="0.3"\n',
+            )
+        )
         mailer.start()
         mailer.submit("a subject", "a body\n")
         mailer.stop(wait_s=5)
@@ -419,8 +498,11 @@ def test_mail_left_at_stop_is_counted_and_said(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     silent = SilentRelay(LOOPBACK, 0).start()
-    mailer = Mailer(settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{silent.port}"\n'
-                                       'SMTP_TIMEOUT="60"\n'))  # fmt: skip
+    mailer = Mailer(
+        settings(
+            tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{silent.port}"\nSMTP_TIMEOUT="60"\n'
+        )
+    )
     mailer.start()
     for n in range(3):
         mailer.submit(f"report {n}", "text\n")
@@ -461,8 +543,9 @@ def test_the_subject_keeps_the_administrators_text_and_is_encoded(
 ) -> None:
     """Only the macros' values are escaped; non-ASCII text goes as RFC 2047 encoded words."""
     template = "\u00fcber a\\b %p scan from %s (100%%) " + "x" * 250
-    s = settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{plain_relay}"\n'
-                           f'MAIL_SUBJECT="{template}"\n')  # fmt: skip
+    s = settings(
+        tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{plain_relay}"\nMAIL_SUBJECT="{template}"\n'
+    )
     Mailer(s).work((scan("198.18.0.11", 1.7e9), "not blocked"))
     (saved,) = inbox.glob("*.eml")
     message = email.message_from_bytes(saved.read_bytes(), policy=email.policy.default)
@@ -472,9 +555,12 @@ def test_the_subject_keeps_the_administrators_text_and_is_encoded(
 
 @pytest.mark.parametrize(
     ("helo", "sent"),
-    [("198.18.0.1", "[198.18.0.1]"), ("2001:db8::1", "[IPv6:2001:db8::1]"),
-     ("target.example", "target.example")],
-)  # fmt: skip
+    [
+        ("198.18.0.1", "[198.18.0.1]"),
+        ("2001:db8::1", "[IPv6:2001:db8::1]"),
+        ("target.example", "target.example"),
+    ],
+)
 def test_an_address_as_helo_is_sent_as_an_address_literal(
     tmp_path: Path, plain_relay: int, inbox: Path, helo: str, sent: str
 ) -> None:
@@ -482,8 +568,9 @@ def test_an_address_as_helo_is_sent_as_an_address_literal(
     mailer = mail_once(settings(tmp_path, f'{to_relay}SMTP_HELO="{helo}"\n'))
     assert mailer.sent == 1
     assert (inbox / "0001.helo").read_text() == sent
-    message = email.message_from_bytes((inbox / "0001.eml").read_bytes(),
-                                       policy=email.policy.default)  # fmt: skip
+    message = email.message_from_bytes(
+        (inbox / "0001.eml").read_bytes(), policy=email.policy.default
+    )
     assert message["Message-ID"].endswith(f"@{sent}>")
     assert message["Message-ID"].defects == ()
 
@@ -500,20 +587,46 @@ def settled(mailer: Mailer, timeout: float = 5.0) -> tuple[int, int]:
 @pytest.mark.parametrize(
     ("defer", "defer_data", "rcpts", "counted", "said", "waits"),
     [  # a relay busy at DATA; greylisting at RCPT; a relay busy until SMTP_GIVE_UP_AFTER
-        ((), 1, [["a@example.org", "b@example.org"]], (1, 0),
-         "not delivered to a@example.org, b@example.org for now (451 4.3.0 Try again later)", 1),
-        (("b@example.org",), 0, [["a@example.org"], ["b@example.org"]], (1, 0),
-         "not delivered to b@example.org for now (450 4.2.0 <b@example.org>: Recipient address "
-         "rejected: Greylisted)", 1),
-        ((), 10, [], (0, 1), "'a subject' via 127.0.0.1 port {port}: not delivered to "
-         "a@example.org, b@example.org: 451 4.3.0 Try again later; giving up: it is 20 s old", 2),
+        (
+            (),
+            1,
+            [["a@example.org", "b@example.org"]],
+            (1, 0),
+            "not delivered to a@example.org, b@example.org for now (451 4.3.0 Try again later)",
+            1,
+        ),
+        (
+            ("b@example.org",),
+            0,
+            [["a@example.org"], ["b@example.org"]],
+            (1, 0),
+            "not delivered to b@example.org for now (450 4.2.0 <b@example.org>: Recipient address "
+            "rejected: Greylisted)",
+            1,
+        ),
+        (
+            (),
+            10,
+            [],
+            (0, 1),
+            "'a subject' via 127.0.0.1 port {port}: not delivered to "
+            "a@example.org, b@example.org: 451 4.3.0 Try again later; giving up: it is 20 s old",
+            2,
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_temporary_refusal_is_tried_again_until_the_give_up_age(
-    tmp_path: Path, inbox: Path, caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch, defer: tuple[str, ...], defer_data: int,
-    rcpts: list[list[str]], counted: tuple[int, int], said: str, waits: int,
-) -> None:  # fmt: skip
+    tmp_path: Path,
+    inbox: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    defer: tuple[str, ...],
+    defer_data: int,
+    rcpts: list[list[str]],
+    counted: tuple[int, int],
+    said: str,
+    waits: int,
+) -> None:
     """A 4xx reply is a temporary failure: the mail is tried again every SMTP_RETRY_DELAY, to
     those it missed, off the packet path, until it is SMTP_GIVE_UP_AFTER old; counted once,
     when its last try is over. The clocks are the test's: the mail thread's and the one that
@@ -521,12 +634,15 @@ def test_a_temporary_refusal_is_tried_again_until_the_give_up_age(
     port = free_port()
     controller = relay(LOOPBACK, port, inbox, defer=frozenset(defer), defer_data=defer_data)
     conf = tmp_path / "portwarden.conf"
-    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nSYSLOG_SOCKET=""\nSMTP_RELAY="{LOOPBACK}"\n'
-                    f'SMTP_PORT="{port}"\nMAIL_TO="a@example.org, b@example.org"\n'
-                    'SMTP_RETRY_DELAY="10"\nSMTP_GIVE_UP_AFTER="15"\n')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}/state"\nSYSLOG_SOCKET=""\nSMTP_RELAY="{LOOPBACK}"\n'
+        f'SMTP_PORT="{port}"\nMAIL_TO="a@example.org, b@example.org"\n'
+        'SMTP_RETRY_DELAY="10"\nSMTP_GIVE_UP_AFTER="15"\n'
+    )
     clock = Clock()
-    aged = types.SimpleNamespace(time=lambda: time.time() + clock.now - 1000,
-                                 monotonic=time.monotonic)  # fmt: skip
+    aged = types.SimpleNamespace(
+        time=lambda: time.time() + clock.now - 1000, monotonic=time.monotonic
+    )
     monkeypatch.setattr(mail, "time", aged)
     mailer = Mailer(load_settings(conf), clock=clock)
     with caplog.at_level(logging.WARNING, logger="portwarden"):
@@ -550,26 +666,38 @@ DEFERRED = "mail 'a subject' via 127.0.0.1 port {port}: not delivered to admin@e
     ("greeting", "answer", "said", "retried"),
     [  # a relay that refuses service, then says 503 to all; one that refuses and hangs up;
         # one busy for now
-        ("554 5.7.1 no SMTP service here", "503 5.5.1 Bad sequence of commands",
-         REFUSED + "554 5.7.1 no SMTP service here", False),
-        ("554 5.7.1 no SMTP service here", None, REFUSED + "554 5.7.1 no SMTP service here",
-         False),
-        ("421 4.3.2 Service not available", "503 5.5.1 Bad sequence of commands",
-         DEFERRED + "(421 4.3.2 Service not available); trying again in 300 s", True),
+        (
+            "554 5.7.1 no SMTP service here",
+            "503 5.5.1 Bad sequence of commands",
+            REFUSED + "554 5.7.1 no SMTP service here",
+            False,
+        ),
+        ("554 5.7.1 no SMTP service here", None, REFUSED + "554 5.7.1 no SMTP service here", False),
+        (
+            "421 4.3.2 Service not available",
+            "503 5.5.1 Bad sequence of commands",
+            DEFERRED + "(421 4.3.2 Service not available); trying again in 300 s",
+            True,
+        ),
     ],
-)  # fmt: skip
+)
 def test_the_relays_greeting_is_checked(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, greeting: str, answer: str | None,
-    said: str, retried: bool,
-) -> None:  # fmt: skip
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    greeting: str,
+    answer: str | None,
+    said: str,
+    retried: bool,
+) -> None:
     """A greeting other than 220 ends the delivery, with QUIT: a 5xx is final, its text the
     reason; a 4xx turns the relay away for now (tried again later). Before, the daemon sent
     EHLO and HELO after a 554 and logged the 503 that followed, or took a relay that hung up
     after its 554 for one out of reach."""
     refusing = GreetingRelay(LOOPBACK, 0, greeting, answer).start()
     assert isinstance(refusing, GreetingRelay)
-    mailer = Mailer(settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{refusing.port}"\n'),
-                    clock=Clock())  # fmt: skip
+    mailer = Mailer(
+        settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{refusing.port}"\n'), clock=Clock()
+    )
     with caplog.at_level(logging.WARNING, logger="portwarden"):
         mailer.work(("a subject", "a body\n"))
     refusing.close()
@@ -592,8 +720,9 @@ def test_a_tls_handshake_cut_short_is_tried_again(
     cutting = StartTlsCutRelay(LOOPBACK, 0, cut).start()
     assert isinstance(cutting, StartTlsCutRelay)
     tls = f'SMTP_STARTTLS="1"\nSMTP_CA_FILE="{certificate.ca}"\n'
-    mailer = Mailer(settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{cutting.port}"\n'
-                                       + tls))  # fmt: skip
+    mailer = Mailer(
+        settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{cutting.port}"\n' + tls)
+    )
     with caplog.at_level(logging.WARNING, logger="portwarden"):
         mailer.start()
         mailer.submit("a subject", "a body\n")
@@ -639,14 +768,17 @@ def test_mails_waiting_to_be_tried_again_are_capped(
     port = free_port()
     controller = relay(LOOPBACK, port, inbox, defer_data=4)
     clock = Clock()
-    mailer = Mailer(settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{port}"\n'),
-                    clock=clock)  # fmt: skip
+    mailer = Mailer(
+        settings(tmp_path, f'SMTP_RELAY="{LOOPBACK}"\nSMTP_PORT="{port}"\n'), clock=clock
+    )
     with caplog.at_level(logging.WARNING, logger="portwarden"):
         for n in range(4):
             mailer.work((f"report {n}", "text\n"))
     assert caplog.text.count("trying again in 300 s") == 3
-    assert (f"'report 3' via 127.0.0.1 port {port}: not tried again until fewer mails wait (it "
-            "is in the store): 3 mails wait already") in caplog.text  # fmt: skip
+    assert (
+        f"'report 3' via 127.0.0.1 port {port}: not tried again until fewer mails wait (it "
+        "is in the store): 3 mails wait already"
+    ) in caplog.text
     clock.now += 300
     mailer.work(None)
     controller.stop()
@@ -660,16 +792,24 @@ def test_retry_delay_and_report_interval_have_a_floor(tmp_path: Path) -> None:
     conf = tmp_path / "portwarden.conf"
     for text, said in [
         ('SMTP_RETRY_DELAY="0.01"', 'SMTP_RETRY_DELAY="0.01": must be at least 10 seconds'),
-        ('SCAN_REPORT_INTERVAL="0.01"', 'SCAN_REPORT_INTERVAL="0.01": must be at least '
-         "SCAN_END_QUIET (30 s): a scan still going is reported at most that often"),
-        ('SCAN_END_QUIET="600"', 'SCAN_END_QUIET="600": must be at most SCAN_REPORT_INTERVAL '
-         "(300 s): a scan still going is reported at most that often"),
-    ]:  # fmt: skip
+        (
+            'SCAN_REPORT_INTERVAL="0.01"',
+            'SCAN_REPORT_INTERVAL="0.01": must be at least '
+            "SCAN_END_QUIET (30 s): a scan still going is reported at most that often",
+        ),
+        (
+            'SCAN_END_QUIET="600"',
+            'SCAN_END_QUIET="600": must be at most SCAN_REPORT_INTERVAL '
+            "(300 s): a scan still going is reported at most that often",
+        ),
+    ]:
         conf.write_text(f'STATE_DIR="{tmp_path}"\n{text}\n')
         shown = load_error(conf)
         assert shown == f"{conf}:2: {said}"
-    conf.write_text(f'STATE_DIR="{tmp_path}"\nSCAN_END_QUIET="2"\nSCAN_REPORT_INTERVAL="2"\n'
-                    'SMTP_RETRY_DELAY="600"\nSMTP_GIVE_UP_AFTER="60"\n')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}"\nSCAN_END_QUIET="2"\nSCAN_REPORT_INTERVAL="2"\n'
+        'SMTP_RETRY_DELAY="600"\nSMTP_GIVE_UP_AFTER="60"\n'
+    )
     assert load_settings(conf).warnings == (
         f"{conf}:5: SMTP_GIVE_UP_AFTER (60 s) is shorter than SMTP_RETRY_DELAY (600 s): a mail "
         "turned away is tried again once, SMTP_RETRY_DELAY later, then given up",
@@ -689,4 +829,5 @@ def test_subjects_in_log_lines_are_escaped_once_between_single_quotes() -> None:
 def test_counts_are_said_in_the_right_number(count: int, said: str) -> None:
     assert counted(count, "report") == said
     assert counted(count, "summary", "summaries").split()[1] == (
-        "summary" if count == 1 else "summaries")  # fmt: skip
+        "summary" if count == 1 else "summaries"
+    )

@@ -52,8 +52,11 @@ def test_a_refused_connection_is_tried_again_and_delivered_once_the_relay_is_bac
     )
     with caplog.at_level(logging.WARNING, logger="portwarden"):
         mailer.work(("report 1", "text\n"))
-    assert f"mail 'report 1' via 127.0.0.1 port {port}: not delivered to admin@example.org " \
-           "for now (" in caplog.text and "trying again in 300 s" in caplog.text  # fmt: skip
+    assert (
+        f"mail 'report 1' via 127.0.0.1 port {port}: not delivered to admin@example.org for now ("
+        in caplog.text
+        and "trying again in 300 s" in caplog.text
+    )
     assert outcomes(tmp_path) == [("report 1", "retrying", False)]
     controller = relay(LOOPBACK, port, inbox)
     clock.now += 300
@@ -134,8 +137,10 @@ def assert_listed(text: str, sources: tuple[int, ...]) -> None:
 
 
 def held_at_start(held: int, cap: int) -> str:
-    return (f"{held} reports held back by MAIL_PER_HOUR before the last stop are still held: "
-            f"one mail will list them (MAIL_PER_HOUR={cap}) at ")  # fmt: skip
+    return (
+        f"{held} reports held back by MAIL_PER_HOUR before the last stop are still held: "
+        f"one mail will list them (MAIL_PER_HOUR={cap}) at "
+    )
 
 
 def test_held_reports_stay_held_across_a_restart_and_are_listed_in_one_mail(
@@ -209,15 +214,25 @@ def test_a_hold_goes_on_across_a_restart_and_the_stop_names_every_report_not_sen
         HELD_AT_STOP.format(held=3, cap=1),
     ]
     assert (again.sent, again.failed) == (0, 3)
-    assert [o[1] for o in outcomes(tmp_path)] == ["sent", "held", "sent", "held", *["queued"] * 3,
-                                                  "held"]  # fmt: skip
+    assert [o[1] for o in outcomes(tmp_path)] == [
+        "sent",
+        "held",
+        "sent",
+        "held",
+        *["queued"] * 3,
+        "held",
+    ]
     third = Mailer(settings(tmp_path, conf))
     third.start()
     wait_until(lambda: third.sent == 4)
     third.stop()
     controller.stop()
-    assert subjects(inbox)[2:] == ["portwarden: 3 reports were not mailed (MAIL_PER_HOUR)",
-                                   "waiting 0", "waiting 1", "waiting 2"]  # fmt: skip
+    assert subjects(inbox)[2:] == [
+        "portwarden: 3 reports were not mailed (MAIL_PER_HOUR)",
+        "waiting 0",
+        "waiting 1",
+        "waiting 2",
+    ]
     assert_listed(texts(inbox)[2], (1, 2, 3))
 
 
@@ -263,8 +278,10 @@ def test_an_unknown_subject_macro_is_a_warning(tmp_path: Path, subject: str, unk
 
 def to_a_and_b(tmp_path: Path, port: int) -> Settings:
     conf = tmp_path / "portwarden.conf"
-    conf.write_text(f'STATE_DIR="{tmp_path}/state"\nSYSLOG_SOCKET=""\nSMTP_RELAY="{LOOPBACK}"\n'
-                    f'SMTP_PORT="{port}"\nMAIL_TO="a@example.org, b@example.org"\n')  # fmt: skip
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}/state"\nSYSLOG_SOCKET=""\nSMTP_RELAY="{LOOPBACK}"\n'
+        f'SMTP_PORT="{port}"\nMAIL_TO="a@example.org, b@example.org"\n'
+    )
     return load_settings(conf)
 
 
@@ -283,9 +300,12 @@ def test_after_a_restart_a_mail_goes_only_to_those_that_do_not_have_it_with_the_
     again.stop()
     controller.stop()
     assert [p.read_text().split() for p in sorted(inbox.glob("*.rcpt"))] == [
-        ["a@example.org"], ["b@example.org"]]  # fmt: skip
-    first, second = (email.message_from_bytes(p.read_bytes())["Message-ID"]
-                     for p in sorted(inbox.glob("*.eml")))  # fmt: skip
+        ["a@example.org"],
+        ["b@example.org"],
+    ]
+    first, second = (
+        email.message_from_bytes(p.read_bytes())["Message-ID"] for p in sorted(inbox.glob("*.eml"))
+    )
     assert first == second and first.startswith("<portwarden.report-1.")
     assert outcomes(tmp_path) == [("report 1", "sent", True)]
 
@@ -331,8 +351,10 @@ def test_mail_per_hour_holds_across_a_restart(
     controller.stop()
     assert subjects(inbox) == ["report 0.0", "report 0.1", "portwarden: mail rate limit reached"]
     assert len(holds) == 1
-    assert "MAIL_PER_HOUR=2 mails were tried in the last hour (each try counts, delivered " \
-           "or not)." in " ".join(texts(inbox)[2].split())  # fmt: skip
+    assert (
+        "MAIL_PER_HOUR=2 mails were tried in the last hour (each try counts, delivered "
+        "or not)." in " ".join(texts(inbox)[2].split())
+    )
 
 
 def test_reports_older_than_the_give_up_age_are_failed_at_start_in_one_line(
@@ -362,8 +384,14 @@ def test_reports_past_the_start_batch_are_mailed_as_the_thread_has_room(
     monkeypatch.setattr(limits, "MAIL_RESUMED_MAX", 2)
     store = Store(tmp_path / "state" / "portwarden.db")
     for n in range(7):
-        store.add_report(time.time() - 60 + n, "mail", f"report {n}", "text\n",
-                         "held" if n % 3 == 1 else "queued", keep=10)  # fmt: skip
+        store.add_report(
+            time.time() - 60 + n,
+            "mail",
+            f"report {n}",
+            "text\n",
+            "held" if n % 3 == 1 else "queued",
+            keep=10,
+        )
     store.close()
     port = free_port()
     controller = relay(LOOPBACK, port, inbox)
@@ -373,8 +401,10 @@ def test_reports_past_the_start_batch_are_mailed_as_the_thread_has_room(
         wait_until(lambda: mailer.sent == 6)
         mailer.stop()
     controller.stop()
-    assert subjects(inbox) == ["portwarden: 2 reports were not mailed (MAIL_PER_HOUR)",
-                               *(f"report {n}" for n in (0, 2, 3, 5, 6))]  # fmt: skip
+    assert subjects(inbox) == [
+        "portwarden: 2 reports were not mailed (MAIL_PER_HOUR)",
+        *(f"report {n}" for n in (0, 2, 3, 5, 6)),
+    ]
     assert texts(inbox)[0].splitlines()[-2:] == ["  report 1", "  report 4"]
     assert [o[1] for o in outcomes(tmp_path)] == [
         "listed" if n % 3 == 1 else "sent" for n in range(7)

@@ -51,13 +51,17 @@ def url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 def test_get_serves_the_exposition_with_build_info(url: str) -> None:
     page = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for family in text_string_to_metric_families(page)
-               for s in family.samples}  # fmt: skip
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(page)
+        for s in family.samples
+    }
     assert samples[("portwarden_build_info", (("version", __version__),))] == 1
     assert samples[("portwarden_probes_total", ())] == 7
-    assert samples[("portwarden_alerts_dropped_total",
-                    (("path", "mail"), ("reason", "rate_limit")))] == 1  # fmt: skip
+    assert (
+        samples[("portwarden_alerts_dropped_total", (("path", "mail"), ("reason", "rate_limit")))]
+        == 1
+    )
 
 
 def test_head_has_the_headers_and_no_body(url: str) -> None:
@@ -74,16 +78,24 @@ def test_another_path_is_404(url: str) -> None:
 
 
 def test_the_audit_gauges_are_in_the_exposition() -> None:
-    page = exposition({"audit_findings": 3, "audit_last_run": 1767225600, "audit_error": 1},
-                      {"sent": {}, "dropped": {}})  # fmt: skip
+    page = exposition(
+        {"audit_findings": 3, "audit_last_run": 1767225600, "audit_error": 1},
+        {"sent": {}, "dropped": {}},
+    )
     families = {f.name: f for f in text_string_to_metric_families(page)}
-    values = {name: (families[name].type, families[name].samples[0].value)
-              for name in ("portwarden_audit_findings",
-                           "portwarden_audit_last_run_timestamp_seconds",
-                           "portwarden_audit_error")}  # fmt: skip
-    assert values == {"portwarden_audit_findings": ("gauge", 3),
-                      "portwarden_audit_last_run_timestamp_seconds": ("gauge", 1767225600),
-                      "portwarden_audit_error": ("gauge", 1)}  # fmt: skip
+    values = {
+        name: (families[name].type, families[name].samples[0].value)
+        for name in (
+            "portwarden_audit_findings",
+            "portwarden_audit_last_run_timestamp_seconds",
+            "portwarden_audit_error",
+        )
+    }
+    assert values == {
+        "portwarden_audit_findings": ("gauge", 3),
+        "portwarden_audit_last_run_timestamp_seconds": ("gauge", 1767225600),
+        "portwarden_audit_error": ("gauge", 1),
+    }
 
 
 def _idle(url: str, count: int, timeout: float = 5) -> list[socket.socket]:
@@ -168,21 +180,26 @@ def test_an_ipv6_listen_address_needs_brackets(tmp_path: Path, value: str) -> No
     conf = tmp_path / "p.conf"
     conf.write_text(f'METRICS_LISTEN="{value}"\n')
     shown = load_error(conf)
-    assert shown == (f'{conf}:1: METRICS_LISTEN="{value}": an IPv6 address needs '
-                                "brackets and a port: [IPV6]:PORT")  # fmt: skip
+    assert shown == (
+        f'{conf}:1: METRICS_LISTEN="{value}": an IPv6 address needs '
+        "brackets and a port: [IPV6]:PORT"
+    )
     conf.write_text('METRICS_LISTEN="[::1]:9918"\n')
     assert load_settings(conf).metrics_listen == ("::1", 9918)
 
 
-@pytest.mark.parametrize(("value", "reason"), [
-    ("[::1]", "no port after the brackets: use [IPV6]:PORT"),
-    ("[::1]:", "'' is not a port number (1-65535)"),
-    ("[]:9918", "empty brackets: use [IPV6]:PORT, or PORT for 127.0.0.1"),
-    ("[127.0.0.1]:9918", "brackets are for IPv6 addresses: use 127.0.0.1:9918"),
-    ("[::1", "an unclosed or misplaced ']': use [IPV6]:PORT"),
-    ("[::1]9918", "an unclosed or misplaced ']': use [IPV6]:PORT"),
-    ("[[::1]]:1", "an unclosed or misplaced ']': use [IPV6]:PORT"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("[::1]", "no port after the brackets: use [IPV6]:PORT"),
+        ("[::1]:", "'' is not a port number (1-65535)"),
+        ("[]:9918", "empty brackets: use [IPV6]:PORT, or PORT for 127.0.0.1"),
+        ("[127.0.0.1]:9918", "brackets are for IPv6 addresses: use 127.0.0.1:9918"),
+        ("[::1", "an unclosed or misplaced ']': use [IPV6]:PORT"),
+        ("[::1]9918", "an unclosed or misplaced ']': use [IPV6]:PORT"),
+        ("[[::1]]:1", "an unclosed or misplaced ']': use [IPV6]:PORT"),
+    ],
+)
 def test_a_bracketed_listen_address_is_ipv6_with_a_port(
     tmp_path: Path, value: str, reason: str
 ) -> None:

@@ -12,10 +12,12 @@ from portwarden.net.packet import ACK, PSH, RST, parse_transport
 from tests.unit.test_packet import DST4, DST6, LINUX_SYN_OPTIONS, SRC4, SRC6, tcp
 
 TRIPWIRE, SERVICE, CLOSED = 11, 80, 5000
-OTHER_TIMESTAMP = NMAP_T_OPTIONS.replace(bytes.fromhex("ffffffff00000000"),
-                                         bytes.fromhex("1234567800000000"))  # fmt: skip
-TSECR_SET = NMAP_T_OPTIONS.replace(bytes.fromhex("ffffffff00000000"),
-                                   bytes.fromhex("ffffffff00000001"))  # fmt: skip
+OTHER_TIMESTAMP = NMAP_T_OPTIONS.replace(
+    bytes.fromhex("ffffffff00000000"), bytes.fromhex("1234567800000000")
+)
+TSECR_SET = NMAP_T_OPTIONS.replace(
+    bytes.fromhex("ffffffff00000000"), bytes.fromhex("ffffffff00000001")
+)
 
 
 def is_tripwire(dst: bytes, port: int) -> bool:

@@ -13,9 +13,17 @@ from portwarden.net.addresses import Proto
 
 
 def probe(port: int, seen_at: float) -> Probe:
-    return Probe(ipaddress.ip_address("198.18.0.11"), ipaddress.ip_address("198.18.0.1"),
-                 Proto.TCP, 40000, port, "stcp", "TCP SYN/Normal scan", "SYN",
-                 seen_at=seen_at)  # fmt: skip
+    return Probe(
+        ipaddress.ip_address("198.18.0.11"),
+        ipaddress.ip_address("198.18.0.1"),
+        Proto.TCP,
+        40000,
+        port,
+        "stcp",
+        "TCP SYN/Normal scan",
+        "SYN",
+        seen_at=seen_at,
+    )
 
 
 def slow_scan() -> tuple[Verdict, Verdict]:
@@ -24,8 +32,9 @@ def slow_scan() -> tuple[Verdict, Verdict]:
     engine = Engine(EngineConfig(scan_end_quiet_s=30, scan_report_s=60))
     found = []
     for n in range(5):
-        found += [v for v in engine.feed(probe(n + 1, 1.7e9 + 20 * n), 20 * n)
-                  if v.kind == "scan-summary"]  # fmt: skip
+        found += [
+            v for v in engine.feed(probe(n + 1, 1.7e9 + 20 * n), 20 * n) if v.kind == "scan-summary"
+        ]
     found += engine.tick(80 + 30)
     interim, final = found
     return interim, final
@@ -41,17 +50,27 @@ def test_the_interim_summary_says_the_scan_is_still_going_and_the_final_one_does
     assert "ongoing" not in verdict_line(final, "not blocked")
     first, second = (summary_event(v, "not blocked", 1.7e9) for v in (interim, final))
     assert (first["ongoing"], first["probes"], first["first_port"], first["last_port"]) == (
-        True, 3, 1, 3)  # fmt: skip
+        True,
+        3,
+        1,
+        3,
+    )
     assert (second["ongoing"], second["probes"], second["first_port"], second["last_port"]) == (
-        False, 2, 4, 5)  # fmt: skip
+        False,
+        2,
+        4,
+        5,
+    )
     assert second["started"] == "2023-11-14T22:14:20Z"  # the next part began with its probe
 
 
 def test_the_interim_mail_says_so_in_its_subject_and_body() -> None:
     interim, final = slow_scan()
     lines = body(interim, None, "not blocked", "target.example").splitlines()
-    assert lines[-1] == ("Status:          still going: this report covers the scan so far; "
-                         "the next covers what comes after")  # fmt: skip
+    assert lines[-1] == (
+        "Status:          still going: this report covers the scan so far; "
+        "the next covers what comes after"
+    )
     assert "Probes:          3" in lines
     assert not any(line.startswith("Status:") for line in body(final, None, "x", "t").splitlines())
     assert subject(subject_template(None, interim), interim) == (

@@ -38,17 +38,42 @@ _LAB6 = bytes.fromhex("20010db8") + bytes(11)
 SRC6, DST6 = _LAB6 + b"\x0b", _LAB6 + b"\x01"  # 2001:db8::b, 2001:db8::1
 
 
-def tcp(dport: int = 11, flags: int = SYN, options: bytes = b"", window: int = 1024,
-        reserved: int = 0, urgent: int = 0) -> bytes:  # fmt: skip
+def tcp(
+    dport: int = 11,
+    flags: int = SYN,
+    options: bytes = b"",
+    window: int = 1024,
+    reserved: int = 0,
+    urgent: int = 0,
+) -> bytes:
     words = 5 + len(options) // 4
-    return struct.pack("!HHIIBBHHH", 40000, dport, 1, 0, (words << 4) | reserved, flags, window,
-                       0, urgent) + options  # fmt: skip
+    return (
+        struct.pack(
+            "!HHIIBBHHH", 40000, dport, 1, 0, (words << 4) | reserved, flags, window, 0, urgent
+        )
+        + options
+    )
 
 
 def ipv4(payload: bytes, options: bytes = b"", frag: int = 0, proto: int = 6) -> bytes:
     ihl = 5 + len(options) // 4
-    return struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, ihl * 4 + len(payload), 1, frag, 64,
-                       proto, 0, SRC4, DST4) + options + payload  # fmt: skip
+    return (
+        struct.pack(
+            "!BBHHHBBH4s4s",
+            0x40 | ihl,
+            0,
+            ihl * 4 + len(payload),
+            1,
+            frag,
+            64,
+            proto,
+            0,
+            SRC4,
+            DST4,
+        )
+        + options
+        + payload
+    )
 
 
 def ipv6(next_header: int, payload: bytes) -> bytes:
@@ -119,8 +144,12 @@ def test_a_well_formed_chain_of_any_length_reaches_its_segment(
     assert packet.ip_options is any(kind in (_HOP_BY_HOP, _DEST_OPTS) for kind, _ in chain)
 
 
-@given(st.lists(st.tuples(_CHAIN_KINDS, st.integers(0, 255)), max_size=100),
-       st.integers(0, 255), st.binary(max_size=60), st.integers(0, 0xFFFF))  # fmt: skip
+@given(
+    st.lists(st.tuples(_CHAIN_KINDS, st.integers(0, 255)), max_size=100),
+    st.integers(0, 255),
+    st.binary(max_size=60),
+    st.integers(0, 0xFFFF),
+)
 def test_any_extension_chain_parses_or_raises_malformed(
     chain: list[tuple[int, int]], last: int, tail: bytes, cut: int
 ) -> None:
@@ -262,13 +291,23 @@ def test_scan_names(flags: int, name: str) -> None:
 @pytest.mark.parametrize(
     ("flags", "connection"),
     [
-        (ACK, True), (RST, True), (RST | ACK, True), (FIN | ACK, True), (PSH | ACK, True),
+        (ACK, True),
+        (RST, True),
+        (RST | ACK, True),
+        (FIN | ACK, True),
+        (PSH | ACK, True),
         (SYN | ACK, True),  # a late answer to a connection of ours: no probe
         (SYN | ACK | ECE, True),
-        (SYN | RST, False), (SYN | RST | ACK, False), (SYN | FIN | ACK, False), (0xFF, False),
-        (SYN, False), (FIN, False), (0, False), (SYN | FIN, False),  # no ACK, no RST: probes
+        (SYN | RST, False),
+        (SYN | RST | ACK, False),
+        (SYN | FIN | ACK, False),
+        (0xFF, False),
+        (SYN, False),
+        (FIN, False),
+        (0, False),
+        (SYN | FIN, False),  # no ACK, no RST: probes
     ],
-)  # fmt: skip
+)
 def test_only_forged_flag_combinations_with_ack_or_rst_are_probes(
     flags: int, connection: bool
 ) -> None:
@@ -280,10 +319,16 @@ def test_only_forged_flag_combinations_with_ack_or_rst_are_probes(
     [
         (tcp(flags=0, options=NMAP_T2_OPTIONS, window=128), "nmap"),  # T2
         (tcp(flags=SYN | FIN | PSH | URG, window=256), "nmap"),  # T3 without options
-        (tcp(flags=SYN | ECE | CWR, reserved=8, urgent=0xF7F5, window=3,
-             options=NMAP_ECN_OPTIONS), "nmap"),  # ECN probe over IPv4: a reserved bit set
-        (tcp(flags=SYN | ECE | CWR, urgent=0xF7F5, window=3,
-             options=NMAP_ECN_OPTIONS), "nmap"),  # ECN probe over IPv6: none
+        (
+            tcp(
+                flags=SYN | ECE | CWR, reserved=8, urgent=0xF7F5, window=3, options=NMAP_ECN_OPTIONS
+            ),
+            "nmap",
+        ),  # ECN probe over IPv4: a reserved bit set
+        (
+            tcp(flags=SYN | ECE | CWR, urgent=0xF7F5, window=3, options=NMAP_ECN_OPTIONS),
+            "nmap",
+        ),  # ECN probe over IPv6: none
         (tcp(flags=SYN, options=NMAP_SEQ1_OPTIONS, window=1), "nmap"),  # SEQ1
         (tcp(flags=SYN | ECE | CWR), "queso"),  # no options at all
         (tcp(flags=SYN | FIN), "queso"),
@@ -297,7 +342,7 @@ def test_only_forged_flag_combinations_with_ack_or_rst_are_probes(
         (tcp(flags=SYN, options=LINUX_SYN_OPTIONS), None),
         (tcp(flags=FIN), None),
     ],
-)  # fmt: skip
+)
 def test_os_probe_signatures(data: bytes, tool: str | None) -> None:
     assert tcp_os_tool(parse_transport(6, data, SRC4, DST4)) == tool
 
@@ -328,16 +373,24 @@ def test_flag_names() -> None:
     ("data", "name"),
     [
         (tcp(flags=SYN, options=NMAP_SEQ1_OPTIONS, window=1), "SEQ1"),
-        (tcp(flags=SYN, options=bytes.fromhex("080affffffff0000000001010303050102040280"),
-             window=4), "SEQ3"),
-        (tcp(flags=SYN, options=bytes.fromhex("0402080affffffff0000000003030a00"), window=4),
-         "SEQ4"),
+        (
+            tcp(
+                flags=SYN,
+                options=bytes.fromhex("080affffffff0000000001010303050102040280"),
+                window=4,
+            ),
+            "SEQ3",
+        ),
+        (
+            tcp(flags=SYN, options=bytes.fromhex("0402080affffffff0000000003030a00"), window=4),
+            "SEQ4",
+        ),
         (tcp(flags=SYN | ECE | CWR, urgent=0xF7F5, window=3, options=NMAP_ECN_OPTIONS), "ECN"),
         (tcp(flags=0, options=NMAP_T2_OPTIONS, window=128), "T2"),
         (tcp(flags=SYN, options=NMAP_T2_OPTIONS, window=31337), "T5"),
         (tcp(flags=SYN, options=NMAP_T2_OPTIONS, window=999), ""),  # nmap's, but not one we name
     ],
-)  # fmt: skip
+)
 def test_nmap_probes_are_named_as_nmap_names_them(data: bytes, name: str) -> None:
     packet = parse_transport(6, data, SRC6, DST6)
     assert os_probe_name(packet, tcp_os_tool(packet)) == name

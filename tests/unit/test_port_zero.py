@@ -19,8 +19,10 @@ LOOPBACK = bytes([127, 0, 0, 1])
 
 def test_the_advanced_modes_watch_every_port_from_0_below_the_limit(tmp_path: Path) -> None:
     conf = tmp_path / "portwarden.conf"
-    conf.write_text('ADVANCED_PORTS_TCP="1024"\nADVANCED_PORTS_UDP="10"\n'
-                    'ADVANCED_EXCLUDE_TCP="113,139"\nADVANCED_EXCLUDE_UDP=""\n')  # fmt: skip
+    conf.write_text(
+        'ADVANCED_PORTS_TCP="1024"\nADVANCED_PORTS_UDP="10"\n'
+        'ADVANCED_EXCLUDE_TCP="113,139"\nADVANCED_EXCLUDE_UDP=""\n'
+    )
     settings = load_settings(conf).with_modes(TcpMode.ADVANCED, UdpMode.ADVANCED)
     (tcp_proto, tcp_mode, tcp), (udp_proto, udp_mode, udp) = watch_list(settings)
     assert (tcp_proto, tcp_mode, udp_proto, udp_mode) == (Proto.TCP, "atcp", Proto.UDP, "audp")
@@ -37,9 +39,11 @@ def test_65536_watches_every_port_and_more_is_an_error(tmp_path: Path) -> None:
     conf.write_text('ADVANCED_PORTS_TCP="65537"\n')
     with pytest.raises(ConfigError) as error:
         load_settings(conf)
-    assert str(error.value) == (f"{conf}:1: ADVANCED_PORTS_TCP=\"65537\": '65537' must be a "
-                                "number from 1 to 65536 (every port below it is watched: 65536 "
-                                "watches all)")  # fmt: skip
+    assert str(error.value) == (
+        f"{conf}:1: ADVANCED_PORTS_TCP=\"65537\": '65537' must be a "
+        "number from 1 to 65536 (every port below it is watched: 65536 "
+        "watches all)"
+    )
 
 
 def test_port_0_never_has_a_service() -> None:
@@ -49,9 +53,10 @@ def test_port_0_never_has_a_service() -> None:
 
 
 def test_tcp_and_udp_port_0_are_two_ports() -> None:
-    assert [key_port(port_key(tcp, port)) for tcp, port in
-            ((True, 0), (False, 0), (True, 65535), (False, 65535))] == [
-        (Proto.TCP, 0), (Proto.UDP, 0), (Proto.TCP, 65535), (Proto.UDP, 65535)]  # fmt: skip
+    assert [
+        key_port(port_key(tcp, port))
+        for tcp, port in ((True, 0), (False, 0), (True, 65535), (False, 65535))
+    ] == [(Proto.TCP, 0), (Proto.UDP, 0), (Proto.TCP, 65535), (Proto.UDP, 65535)]
     engine = Engine(EngineConfig(trigger=0))
     src, dst = ipaddress.ip_address("198.18.0.11"), ipaddress.ip_address("198.18.0.1")
     engine.feed(Probe(src, dst, Proto.TCP, 40000, 0, "atcp", SYN_SCAN, "SYN"), 0.0)

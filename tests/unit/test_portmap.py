@@ -47,8 +47,17 @@ def test_allowed_networks_add_loopback_and_merge() -> None:
     assert allowed_networks(["198.18.0.16/255.255.255.240"]) == allowed_networks(["198.18.0.16/28"])
 
 
-@pytest.mark.parametrize("text", ["rpc.example.org", "198.18.0.0/33", "198.18.0.0/255.0.255.0",
-                                  "2001:db8::/ffff::", "", "198.18.0.1\n# x"])  # fmt: skip
+@pytest.mark.parametrize(
+    "text",
+    [
+        "rpc.example.org",
+        "198.18.0.0/33",
+        "198.18.0.0/255.0.255.0",
+        "2001:db8::/ffff::",
+        "",
+        "198.18.0.1\n# x",
+    ],
+)
 def test_bad_allowed_network_is_one_line_error(text: str) -> None:
     with pytest.raises(ConfigError) as caught:
         allowed_networks(["198.18.0.0/24", text])
@@ -74,15 +83,24 @@ def test_what_is_neither_a_name_nor_an_address_is_not_called_a_name(text: str, r
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
-        ("198.18.050.1", "'198.18.050.1' is not four decimal numbers: libwrap (TCP Wrappers) "
-         "reads a leading 0 as octal (0x as hex), so it reads 198.18.40.1; write the address "
-         "meant in decimal, without leading zeros"),
-        ("198.18.0x32.0/24", "'198.18.0x32.0' is not four decimal numbers: libwrap (TCP "
-         "Wrappers) reads a leading 0 as octal (0x as hex), so it reads 198.18.50.0; write"),
-        ("198.18.5", "'198.18.5' has 3 parts, not 4: libwrap (TCP Wrappers) takes it for no "
-         "address and it would match no caller; write the four parts of the address meant"),
+        (
+            "198.18.050.1",
+            "'198.18.050.1' is not four decimal numbers: libwrap (TCP Wrappers) "
+            "reads a leading 0 as octal (0x as hex), so it reads 198.18.40.1; write the address "
+            "meant in decimal, without leading zeros",
+        ),
+        (
+            "198.18.0x32.0/24",
+            "'198.18.0x32.0' is not four decimal numbers: libwrap (TCP "
+            "Wrappers) reads a leading 0 as octal (0x as hex), so it reads 198.18.50.0; write",
+        ),
+        (
+            "198.18.5",
+            "'198.18.5' has 3 parts, not 4: libwrap (TCP Wrappers) takes it for no "
+            "address and it would match no caller; write the four parts of the address meant",
+        ),
     ],
-)  # fmt: skip
+)
 def test_an_inet_addr_form_is_said_as_libwrap_reads_it(text: str, reason: str) -> None:
     """The addresses are for libwrap here, not PortSentry (whose ignore file the wording
     came from)."""
@@ -92,8 +110,9 @@ def test_an_inet_addr_form_is_said_as_libwrap_reads_it(text: str, reason: str) -
     assert "PortSentry" not in str(caught.value) and "..." not in str(caught.value)
 
 
-@pytest.mark.parametrize(("text", "plain"), [("[2001:db8::]/64", "2001:db8::/64"),
-                                             ("[2001:db8::14]", "2001:db8::14")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "plain"), [("[2001:db8::]/64", "2001:db8::/64"), ("[2001:db8::14]", "2001:db8::14")]
+)
 def test_the_hosts_allow_form_of_ipv6_is_the_same_network(text: str, plain: str) -> None:
     assert allowed_networks([text]) == allowed_networks([plain])
     assert host_bits_warnings([text]) == []
@@ -154,8 +173,12 @@ def test_protect_with_other_networks_updates_the_block_in_place(tmp_path: Path) 
     for others in (MANY_HOSTS, ["198.18.0.0/24"]):  # more lines, then fewer
         rules = wrappers.allow_rules(allowed_networks(others))
         _protect(path, rules)
-        assert path.read_text().splitlines()[1:] == [*rules, wrappers.END, "sshd: ALL",
-                                                     "in.fingerd: 198.18.0.9"]  # fmt: skip
+        assert path.read_text().splitlines()[1:] == [
+            *rules,
+            wrappers.END,
+            "sshd: ALL",
+            "in.fingerd: 198.18.0.9",
+        ]
     wrappers.unprotect_change(path).apply()
     assert path.read_text() == "sshd: ALL\nin.fingerd: 198.18.0.9\n"
 
@@ -284,10 +307,20 @@ def test_check_counts_the_lines_for_single_addresses_and_json_lists_them(tmp_pat
     allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
     allow.write_text("ALL: 203.0.113.250\n")  # lets an outsider in: a leak, shown
     bans = [f"ALL: 203.0.113.{n}" for n in range(10, 210)] + ["ALL: [2001:db8:9::1] 192.0.2.1"]
-    deny.write_text("\n".join([
-        *bans, "ALL: 198.18.0.20", "ALL: 203.0.113.7", "ALL: 192.0.2.0/255.255.255.0",
-        "ALL: 192.0.2.9 EXCEPT 192.0.2.10", "rpcbind: 192.0.2.8", "sshd: 192.0.2.7", "",
-    ]))  # fmt: skip
+    deny.write_text(
+        "\n".join(
+            [
+                *bans,
+                "ALL: 198.18.0.20",
+                "ALL: 203.0.113.7",
+                "ALL: 192.0.2.0/255.255.255.0",
+                "ALL: 192.0.2.9 EXCEPT 192.0.2.10",
+                "rpcbind: 192.0.2.8",
+                "sshd: 192.0.2.7",
+                "",
+            ]
+        )
+    )
     _protect(allow, wrappers.allow_rules(NETS))
     _protect(deny, wrappers.deny_rules())
     view = read_wrappers(allow, deny, RPCBIND, source="203.0.113.7")
@@ -328,21 +361,38 @@ def test_check_counts_the_lines_for_single_addresses_and_json_lists_them(tmp_pat
 @pytest.mark.parametrize(
     ("owners", "uses", "note"),
     [
-        ((Owner(77, "rpcbind", libwrap=False),), False,
-         "rpcbind does not use TCP Wrappers: no libwrap.so in the memory map of pid 77 (rpcbind)"),
-        ((*RPCBIND, Owner(78, "x\ny", libwrap=False)), False,
-         "rpcbind does not use TCP Wrappers: no libwrap.so in the memory map of pid 78 (x\\ny)"),
-        ((), None, "cannot tell whether rpcbind uses TCP Wrappers: no process found with a "
-                   "socket on port 111"),
-        ((Owner(1, "systemd", libwrap=False),), None,  # socket activation, rpcbind not started
-         "rpcbind is not started: only the service manager (pid 1) holds port 111, for socket "
-         "activation"),
+        (
+            (Owner(77, "rpcbind", libwrap=False),),
+            False,
+            "rpcbind does not use TCP Wrappers: no libwrap.so in the memory map of pid 77 "
+            "(rpcbind)",
+        ),
+        (
+            (*RPCBIND, Owner(78, "x\ny", libwrap=False)),
+            False,
+            "rpcbind does not use TCP Wrappers: no libwrap.so in the memory map of pid 78 (x\\ny)",
+        ),
+        (
+            (),
+            None,
+            "cannot tell whether rpcbind uses TCP Wrappers: no process found with a "
+            "socket on port 111",
+        ),
+        (
+            (Owner(1, "systemd", libwrap=False),),
+            None,  # socket activation, rpcbind not started
+            "rpcbind is not started: only the service manager (pid 1) holds port 111, for socket "
+            "activation",
+        ),
     ],
-)  # fmt: skip
+)
 def test_wrappers_count_only_when_the_portmapper_maps_libwrap(
-    tmp_path: Path, owners: tuple[Owner, ...], uses: bool | None, note: str,
+    tmp_path: Path,
+    owners: tuple[Owner, ...],
+    uses: bool | None,
+    note: str,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     monkeypatch.setattr(check.os, "geteuid", lambda: 0)  # root: it sees every process
     allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
     _protect(allow, wrappers.allow_rules(NETS))
@@ -392,8 +442,11 @@ def test_when_both_loopback_queries_fail_both_errors_are_shown(
         raise PortmapperError(reason, f"it failed at {address}")
 
     monkeypatch.setattr(check, "dump", failing)
-    assert check._local_programs(0.5) == ((), "127.0.0.1: it failed at 127.0.0.1; ::1: it failed "
-                                              "at ::1", False)  # fmt: skip
+    assert check._local_programs(0.5) == (
+        (),
+        "127.0.0.1: it failed at 127.0.0.1; ::1: it failed at ::1",
+        False,
+    )
 
 
 # 200 hosts (none next to another, so none merge): one allow line would be 2 600 characters.
@@ -488,7 +541,7 @@ ALLOWED = allowed_networks(["198.18.0.16/28", "2001:db8::10/124"])
         ("# rpcbind: ALL", False),
         ("rpcbind", False),  # no client list: libwrap skips it
     ],
-)  # fmt: skip
+)
 def test_an_allow_line_lets_outsiders_in_unless_every_client_is_inside(
     tmp_path: Path, line: str, leaks: bool
 ) -> None:
@@ -501,15 +554,23 @@ def test_an_allow_line_lets_outsiders_in_unless_every_client_is_inside(
 
 
 def test_a_deny_line_above_ours_with_an_allow_option_lets_outsiders_in(tmp_path: Path) -> None:
-    allow = [f"{wrappers.BEGIN}\n", *(r + "\n" for r in wrappers.allow_rules(ALLOWED)),
-             f"{wrappers.END}\n"]  # fmt: skip
+    allow = [
+        f"{wrappers.BEGIN}\n",
+        *(r + "\n" for r in wrappers.allow_rules(ALLOWED)),
+        f"{wrappers.END}\n",
+    ]
     ours = [f"{wrappers.BEGIN}\n", "rpcbind portmap: ALL\n", f"{wrappers.END}\n"]
-    deny = ["rpcbind: ALL : allow\n", "rpcbind: 198.18.0.99 : spawn /bin/true\n", *ours,
-            "rpcbind: ALL : allow\n"]  # fmt: skip
+    deny = [
+        "rpcbind: ALL : allow\n",
+        "rpcbind: 198.18.0.99 : spawn /bin/true\n",
+        *ours,
+        "rpcbind: ALL : allow\n",
+    ]
     found = wrappers.leaks(Path("a"), allow, Path("d"), deny, ALLOWED)
     assert [str(leak) for leak in found] == [
         "d:1 (rpcbind: ALL : allow) lets callers outside the allowed networks reach the "
-        "portmapper (TCP Wrappers follow the first line that matches)"]  # fmt: skip
+        "portmapper (TCP Wrappers follow the first line that matches)"
+    ]
 
 
 def test_our_block_that_allows_everyone_does_not_protect(tmp_path: Path) -> None:
@@ -525,18 +586,22 @@ def test_our_block_that_allows_everyone_does_not_protect(tmp_path: Path) -> None
 
 def test_host_bits_are_warned_about() -> None:
     found = host_bits_warnings(["198.18.0.16/28", "198.18.0.17/28", "198.18.0.17", "::1/128"])
-    assert found == ['--allow "198.18.0.17/28": host bits are set; the network allowed is '
-                     "198.18.0.16/28"]  # fmt: skip
+    assert found == [
+        '--allow "198.18.0.17/28": host bits are set; the network allowed is 198.18.0.16/28'
+    ]
 
 
 def test_a_mapped_network_is_said_to_be_taken_as_ipv4_and_host_bits_only_when_set() -> None:
     """::ffff:198.18.1.0/120 is 198.18.1.0/24 with no host bit set; /119 has one."""
-    found = host_bits_warnings(["::ffff:198.18.1.0/120", "::ffff:198.18.1.0/119",
-                                "::ffff:198.18.1.7"])  # fmt: skip
+    found = host_bits_warnings(
+        ["::ffff:198.18.1.0/120", "::ffff:198.18.1.0/119", "::ffff:198.18.1.7"]
+    )
     taken = "an IPv4-mapped address is taken as its IPv4 form; the network allowed is"
-    assert found == [f'--allow "::ffff:198.18.1.0/120": {taken} 198.18.1.0/24',
-                     f'--allow "::ffff:198.18.1.0/119": host bits are set; {taken} 198.18.0.0/23',
-                     f'--allow "::ffff:198.18.1.7": {taken} 198.18.1.7/32']  # fmt: skip
+    assert found == [
+        f'--allow "::ffff:198.18.1.0/120": {taken} 198.18.1.0/24',
+        f'--allow "::ffff:198.18.1.0/119": host bits are set; {taken} 198.18.0.0/23',
+        f'--allow "::ffff:198.18.1.7": {taken} 198.18.1.7/32',
+    ]
 
 
 def test_unprotect_changes_hosts_deny_first_and_protect_says_what_it_created(
@@ -558,19 +623,26 @@ def test_unprotect_changes_hosts_deny_first_and_protect_says_what_it_created(
     [
         ("198.18.0.1", ["198.18.0.1/32"]),
         ({"prefix": {"addr": "::", "len": 0}}, ["::/0"]),
-        ({"set": ["127.0.0.1", {"prefix": {"addr": "198.18.0.16", "len": 28}}]},
-         ["127.0.0.1/32", "198.18.0.16/28"]),
+        (
+            {"set": ["127.0.0.1", {"prefix": {"addr": "198.18.0.16", "len": 28}}]},
+            ["127.0.0.1/32", "198.18.0.16/28"],
+        ),
         ({"range": ["198.18.0.0", "198.18.0.3"]}, ["198.18.0.0/30"]),
         ({"set": [{"prefix": {"addr": "bogus", "len": 8}}, ["x"], None]}, []),
     ],
-)  # fmt: skip
+)
 def test_the_networks_in_our_nft_rules(value: object, networks: list[str]) -> None:
     assert [str(n) for n in firewall._networks(value)] == networks
 
 
-def _report(probes: tuple[Probe, ...], here: bool = True, notes: tuple[str, ...] = (),
-            listening: tuple[str, ...] = ("tcp",), wrapped: bool = False,
-            state: FirewallState = "does not protect") -> Report:  # fmt: skip
+def _report(
+    probes: tuple[Probe, ...],
+    here: bool = True,
+    notes: tuple[str, ...] = (),
+    listening: tuple[str, ...] = ("tcp",),
+    wrapped: bool = False,
+    state: FirewallState = "does not protect",
+) -> Report:
     view = read_wrappers(Path("/nonexistent/a"), Path("/nonexistent/d"), RPCBIND)
     view = dataclasses.replace(view, protected=wrapped)
     wall = FirewallView(state == "protects", (), state)
@@ -594,7 +666,7 @@ DROPPED = (Probe("198.18.0.1", "198.18.0.1", "tcp", "silent", ""),)
         (_report((), state="unknown"), "unknown"),
         (_report((), state="protects"), "protected"),
     ],
-)  # fmt: skip
+)
 def test_verdict(report: Report, verdict: str) -> None:
     assert report.verdict == verdict
 
@@ -635,8 +707,10 @@ def test_protect_warns_about_a_last_line_without_newline_and_unprotect_keeps_it(
         path.write_bytes(data)
     plan = plan_protect(["198.18.0.20"], allow, deny, None)
     newline = "the last line has no newline: libwrap counts that as an error and"
-    assert plan.warnings == (f"{allow}: {newline} ignores that line",
-                             f"{deny}: {newline} denies every caller")  # fmt: skip
+    assert plan.warnings == (
+        f"{allow}: {newline} ignores that line",
+        f"{deny}: {newline} denies every caller",
+    )
     view = read_wrappers(allow, deny, RPCBIND)
     assert [line for line in view.lines if "no newline" in line] == list(plan.warnings)
     plan.apply()
@@ -659,8 +733,10 @@ def test_a_continued_admin_line_is_shown_joined_and_escaped_once(
     allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
     allow.write_text("sshd: ALL\nrpcbind: 198.18.0.20 \\\n  203.0.113.0/255.255.255.0\n")
     deny.write_text("")
-    said = (f"{allow}:6 (rpcbind: 198.18.0.20   203.0.113.0/255.255.255.0) lets callers "
-            "outside the allowed networks reach the portmapper")  # fmt: skip
+    said = (
+        f"{allow}:6 (rpcbind: 198.18.0.20   203.0.113.0/255.255.255.0) lets callers "
+        "outside the allowed networks reach the portmapper"
+    )
     (warning,) = plan_protect(["198.18.0.20"], allow, deny, None).warnings
     assert warning.startswith(said)
     assert (
@@ -694,8 +770,10 @@ def test_protect_says_when_hosts_deny_already_kept_everyone_out(tmp_path: Path, 
     allow.write_text("")
     deny.write_text(f"# deny\n{line}\n")
     plan = plan_protect(["198.18.0.20"], allow, deny, None)
-    said = (f"{deny}:2 ({line}) already refuses every caller of the portmapper: protect lets "
-            "the allowed networks in, which it kept out")  # fmt: skip
+    said = (
+        f"{deny}:2 ({line}) already refuses every caller of the portmapper: protect lets "
+        "the allowed networks in, which it kept out"
+    )
     assert plan.warnings == (said,)
     plan.apply()  # said again, at its new place below our block
     again = plan_protect(["198.18.0.20"], allow, deny, None).warnings
@@ -773,8 +851,10 @@ def test_a_failing_firewall_puts_back_the_one_changed_before_it_and_the_files(
     log = _stand_ins(monkeypatch, failing="iptables")
     with pytest.raises(firewall.FirewallError) as caught:
         plan_unprotect(allow, deny, "nft").apply()
-    assert str(caught.value) == (f"nft was put back; {allow} was put back as it was; {deny} was "
-                                 "put back as it was, after iptables: refused")  # fmt: skip
+    assert str(caught.value) == (
+        f"nft was put back; {allow} was put back as it was; {deny} was "
+        "put back as it was, after iptables: refused"
+    )
     assert log == ["ran nft", "put back nft"]
     assert (allow.read_bytes(), deny.read_bytes()) == protected
 
@@ -820,14 +900,21 @@ def test_an_answer_over_loopback_with_our_deny_line_in_force_proves_the_files_ar
 @pytest.mark.parametrize(
     ("unreadable", "cause"),
     [
-        (("/etc/hosts.allow: rpcbind (pid 77, rpcbind) runs as _rpc (uid 103), which cannot "
-          "read it (mode 600, owner root:root)",),
-         "TCP Wrappers cannot read /etc/hosts.allow (see above)"),
-        ((), "a line of hosts.allow or hosts.deny denies them (one of the administrator's, or "
-             "ours in hosts.deny without our hosts.allow lines), or TCP Wrappers cannot read "
-             "one of the files"),
+        (
+            (
+                "/etc/hosts.allow: rpcbind (pid 77, rpcbind) runs as _rpc (uid 103), which cannot "
+                "read it (mode 600, owner root:root)",
+            ),
+            "TCP Wrappers cannot read /etc/hosts.allow (see above)",
+        ),
+        (
+            (),
+            "a line of hosts.allow or hosts.deny denies them (one of the administrator's, or "
+            "ours in hosts.deny without our hosts.allow lines), or TCP Wrappers cannot read "
+            "one of the files",
+        ),
     ],
-)  # fmt: skip
+)
 def test_the_locked_out_note_names_what_is_known_of_the_cause(
     unreadable: tuple[str, ...], cause: str
 ) -> None:
@@ -924,8 +1011,9 @@ def test_lines_are_split_at_newlines_only_and_join_back_byte_for_byte(text: str)
     assert len(lines) == text.count("\n") + (not text.endswith("\n") and text != "")
 
 
-@pytest.mark.parametrize(("count", "said"), [(1, "listed 1 registration"),
-                                             (2, "listed 2 registrations")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("count", "said"), [(1, "listed 1 registration"), (2, "listed 2 registrations")]
+)
 def test_a_probe_that_got_the_list_counts_it_in_the_right_number(
     monkeypatch: pytest.MonkeyPatch, count: int, said: str
 ) -> None:
@@ -940,36 +1028,52 @@ def test_both_firewalls_name_what_is_not_ours_in_one_wording(
 ) -> None:
     """What an administrator added to our nft table or our iptables chain is said the same
     way for both (the message was built twice, and worded two ways)."""
-    listing = {"nftables": [{"table": {"name": firewall.TABLE}},
-                            {"chain": {"name": "input"}}, {"chain": {"name": "mine"}},
-                            {"rule": {"chain": "input", "handle": 7, "comment": "x"}}]}  # fmt: skip
+    listing = {
+        "nftables": [
+            {"table": {"name": firewall.TABLE}},
+            {"chain": {"name": "input"}},
+            {"chain": {"name": "mine"}},
+            {"rule": {"chain": "input", "handle": 7, "comment": "x"}},
+        ]
+    }
     nft = object.__new__(firewall.NftFirewall)
     monkeypatch.setattr(nft, "_nft_run", lambda *_, **__: json.dumps(listing))
     chain = firewall.CHAIN
     iptables = firewall.IptablesFirewall()
-    monkeypatch.setattr(iptables, "_list", lambda tool, _: [
-        f"-N {chain}", f"-A {chain} -p tcp -m multiport --dports 22,80 -j ACCEPT"])  # fmt: skip
-    shape = ("{} holds what portwarden did not put there ({}): the {} is portwarden's alone, "
-             "protect replaces {} and unprotect deletes it; keep your own rules in a {} of "
-             "your own")  # fmt: skip
+    monkeypatch.setattr(
+        iptables,
+        "_list",
+        lambda tool, _: [f"-N {chain}", f"-A {chain} -p tcp -m multiport --dports 22,80 -j ACCEPT"],
+    )
+    shape = (
+        "{} holds what portwarden did not put there ({}): the {} is portwarden's alone, "
+        "protect replaces {} and unprotect deletes it; keep your own rules in a {} of "
+        "your own"
+    )
     assert nft.foreign() == shape.format(
-        f"nftables table inet {firewall.TABLE}", "chain mine; rule handle 7 in chain input",
-        "table", "its chain's rules", "table")  # fmt: skip
+        f"nftables table inet {firewall.TABLE}",
+        "chain mine; rule handle 7 in chain input",
+        "table",
+        "its chain's rules",
+        "table",
+    )
     rule = f"-A {chain} -p tcp -m multiport --dports 22,80 -j ACCEPT"
     assert iptables.foreign() == shape.format(
         f"chain {chain}", f"iptables: {rule}; ip6tables: {rule}", "chain", "its rules", "chain"
     )
 
 
-BANS = "\n".join([
-    "ALL: 198.18.0.20",  # fail2ban's, PortSentry's, KILL_HOSTS_DENY's: carried over
-    "rpcbind : 198.18.0.24/255.255.255.252, [2001:db8::12]",  # carried over
-    "sshd: 198.18.0.21",  # not the portmapper's
-    "ALL: 198.18.0.22 EXCEPT 198.18.0.23",  # an EXCEPT of its own: a warning
-    "ALL: 198.18.0.0/255.255.0.0",  # all of the allowed network and more: a warning
-    "ALL: 203.0.113.7",  # outside: hosts.deny's own business
-    "",
-])  # fmt: skip
+BANS = "\n".join(
+    [
+        "ALL: 198.18.0.20",  # fail2ban's, PortSentry's, KILL_HOSTS_DENY's: carried over
+        "rpcbind : 198.18.0.24/255.255.255.252, [2001:db8::12]",  # carried over
+        "sshd: 198.18.0.21",  # not the portmapper's
+        "ALL: 198.18.0.22 EXCEPT 198.18.0.23",  # an EXCEPT of its own: a warning
+        "ALL: 198.18.0.0/255.255.0.0",  # all of the allowed network and more: a warning
+        "ALL: 203.0.113.7",  # outside: hosts.deny's own business
+        "",
+    ]
+)
 
 
 def test_protect_carries_the_bans_inside_the_allowed_networks_over_as_except(
@@ -1041,9 +1145,9 @@ def test_a_network_with_more_bans_than_a_line_holds_is_cut_in_halves() -> None:
     bans = [ipaddress.IPv4Network(f"198.18.{n // 256}.{n % 256}") for n in range(0, 1024, 3)]
     rules = wrappers.allow_rules(allowed_networks(["198.18.0.0/22"]), [*bans, bans[0]])
     assert max(map(len, rules)) <= limits.HOSTS_ALLOW_RULE_LINE_CHARS_MAX and len(rules) > 3
-    named = [_v4_network(w) for r in rules[1:]
-             for w in r.split(": ", 1)[1].split(" EXCEPT ")[0].split()]  # fmt: skip
-    excepted = [_v4_network(w) for r in rules[1:]
-                for w in r.split(" EXCEPT ")[1].split()]  # fmt: skip
+    named = [
+        _v4_network(w) for r in rules[1:] for w in r.split(": ", 1)[1].split(" EXCEPT ")[0].split()
+    ]
+    excepted = [_v4_network(w) for r in rules[1:] for w in r.split(" EXCEPT ")[1].split()]
     assert sorted(excepted) == sorted(bans)  # each once, on the line of the half it is in
     assert list(ipaddress.collapse_addresses(named)) == [ipaddress.ip_network("198.18.0.0/22")]

@@ -98,23 +98,33 @@ def test_unprotect_help_says_both_firewalls_are_cleaned(
         (["--from", "0.0.0.0"], '--from: "0.0.0.0": the unspecified address names no host'),
         (["--from", "::"], '--from: "::": the unspecified address names no host'),
         (["--from", "::ffff:0.0.0.0"], '--from: "::ffff:0.0.0.0": the unspecified address'),
-        (["--from", "198.18.0.1", "--to", "0.0.0.0"],
-         '--to: "0.0.0.0": the unspecified address names no host'),
+        (
+            ["--from", "198.18.0.1", "--to", "0.0.0.0"],
+            '--to: "0.0.0.0": the unspecified address names no host',
+        ),
         (["--from", "2001:db8::1", "--to", "::"], '--to: "::": the unspecified address'),
         (["--from", "224.0.0.1"], '--from: "224.0.0.1": a multicast address names no one host'),
         (["--from", "198.18.0.1", "--to", "ff02::1"], '--to: "ff02::1": a multicast address'),
-        (["--from", "255.255.255.255"],
-         '--from: "255.255.255.255": the broadcast address names no one host'),
+        (
+            ["--from", "255.255.255.255"],
+            '--from: "255.255.255.255": the broadcast address names no one host',
+        ),
         (["--from", "198.18.0.1", "--to", "255.255.255.255"], '--to: "255.255.255.255": the '),
-        (["--from", "fe80::1"],
-         '--from: "fe80::1": a link-local address needs its device: fe80::1%eth0, for one'),
+        (
+            ["--from", "fe80::1"],
+            '--from: "fe80::1": a link-local address needs its device: fe80::1%eth0, for one',
+        ),
         (["--from", "2001:db8::1", "--to", "fe80::2"], '--to: "fe80::2": a link-local address '),
-        (["--from", "fe80::1%h4-no-such"], '--from: "fe80::1%h4-no-such": this host has no '
-         "device h4-no-such"),
-        (["--from", "2001:db8::1%lo"], '--from: "2001:db8::1%lo": a scope (%device) goes only '
-         "with a link-local address"),
+        (
+            ["--from", "fe80::1%h4-no-such"],
+            '--from: "fe80::1%h4-no-such": this host has no device h4-no-such',
+        ),
+        (
+            ["--from", "2001:db8::1%lo"],
+            '--from: "2001:db8::1%lo": a scope (%device) goes only with a link-local address',
+        ),
     ],
-)  # fmt: skip
+)
 def test_an_address_that_is_no_one_host_is_refused_before_anything_is_probed(
     args: list[str],
     message: str,
@@ -133,15 +143,19 @@ def test_an_address_that_is_no_one_host_is_refused_before_anything_is_probed(
     assert err.startswith(f"portwarden: error: {message}") and err.count("\n") == 1, err
 
 
-@pytest.mark.parametrize(("source", "target"), [("fe80::1%lo", None), ("fe80::1%1", "fe80::2%lo"),
-                                                ("198.18.0.1", "198.18.0.2")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [("fe80::1%lo", None), ("fe80::1%1", "fe80::2%lo"), ("198.18.0.1", "198.18.0.2")],
+)
 def test_a_link_local_address_with_its_device_is_taken(source: str, target: str | None) -> None:
     command.check_addresses(source, target)
 
 
 def test_a_scoped_address_is_here_on_its_own_device_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    mine = [InterfaceAddress("eth0", 2, ipaddress.ip_address("fe80::1")),
-            InterfaceAddress("eth0", 2, ipaddress.ip_address("198.18.0.1"))]  # fmt: skip
+    mine = [
+        InterfaceAddress("eth0", 2, ipaddress.ip_address("fe80::1")),
+        InterfaceAddress("eth0", 2, ipaddress.ip_address("198.18.0.1")),
+    ]
     monkeypatch.setattr(check, "interface_addresses", lambda: mine)
     assert check._is_here("fe80::1%eth0") and check._is_here("fe80::1%2")
     assert not check._is_here("fe80::1%eth1") and not check._is_here("fe80::2%eth0")
@@ -173,8 +187,11 @@ def test_check_refuses_anything_but_a_regular_file_as_protect_does(
     monkeypatch.setattr(command, "build_report", no_check)
     monkeypatch.setattr(command, "may_read", lambda: True)
     assert main(["portmap", "check", option, str(path)]) == 2
-    why = "is a symbolic link; refusing to follow it" if kind == "symlink" else (
-        "is not a regular file; refusing to read it")  # fmt: skip
+    why = (
+        "is a symbolic link; refusing to follow it"
+        if kind == "symlink"
+        else ("is not a regular file; refusing to read it")
+    )
     assert capsys.readouterr().err == f"portwarden: error: {path} {why}\n"
 
 

@@ -17,8 +17,10 @@ def test_a_held_lock_is_waited_for_then_given_up_with_the_holders_pid(tmp_path: 
         with pytest.raises(lock.Busy) as busy, lock.held(path, wait=0.3):
             pass
         assert 0.3 <= time.monotonic() - started < 1.0
-    assert str(busy.value) == (f"another portmap protect or unprotect (pid {os.getpid()}) holds "
-                               f"{path}; gave up after 0.3 s")  # fmt: skip
+    assert str(busy.value) == (
+        f"another portmap protect or unprotect (pid {os.getpid()}) holds "
+        f"{path}; gave up after 0.3 s"
+    )
     with lock.held(path, wait=0):  # released when the block ended
         pass
 

@@ -85,8 +85,9 @@ def open_folder(tmp_path: Path) -> Path:
         (0o400, UID, 0, True),
     ],
 )
-def test_who_can_read_as_the_kernel_decides(open_folder: Path, mode: int, owner: int,
-                                            group: int, readable: bool) -> None:  # fmt: skip
+def test_who_can_read_as_the_kernel_decides(
+    open_folder: Path, mode: int, owner: int, group: int, readable: bool
+) -> None:
     path = open_folder / "hosts.allow"
     path.write_text("")
     os.chown(path, owner, group)

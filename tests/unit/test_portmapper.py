@@ -154,14 +154,27 @@ def test_any_bytes_at_all_parse_as_rpcb_or_raise_portmapper_error(data: bytes, x
 
 _NETID = st.sampled_from([b"tcp", b"tcp6", b"udp", b"udp6", b"local", b"rdma", b""])
 _ADDRESS = st.one_of(
-    st.tuples(st.sampled_from([b"0.0.0.0", b"::", b"198.18.0.1"]), st.integers(0, 300),
-              st.integers(0, 300)).map(lambda t: b"%s.%d.%d" % t),
+    st.tuples(
+        st.sampled_from([b"0.0.0.0", b"::", b"198.18.0.1"]),
+        st.integers(0, 300),
+        st.integers(0, 300),
+    ).map(lambda t: b"%s.%d.%d" % t),
     st.binary(max_size=150),
-)  # fmt: skip
+)
 
 
-@given(st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1), _NETID,
-                          _ADDRESS, st.binary(max_size=150)), max_size=30))  # fmt: skip
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 2**32 - 1),
+            st.integers(0, 2**32 - 1),
+            _NETID,
+            _ADDRESS,
+            st.binary(max_size=150),
+        ),
+        max_size=30,
+    )
+)
 def test_any_rpcb_dump_round_trips(entries: list[RpcbEntry]) -> None:
     protos = {b"tcp": TCP, b"tcp6": TCP, b"udp": UDP, b"udp6": UDP}
     kept = []
@@ -337,9 +350,11 @@ def test_tcp_reply_larger_than_the_limit_is_refused_before_it_is_read() -> None:
     with tcp_portmapper(huge) as port, pytest.raises(PortmapperError) as caught:
         dump("127.0.0.1", TCP, 5, port=port)
     assert caught.value.reason == "malformed"
-    assert str(caught.value).endswith(f"announces a record fragment of {PORTMAP_REPLY_BYTES_MAX} "
-                                      f"bytes after 8 bytes, more than {PORTMAP_REPLY_BYTES_MAX} "
-                                      "in all")  # fmt: skip
+    assert str(caught.value).endswith(
+        f"announces a record fragment of {PORTMAP_REPLY_BYTES_MAX} "
+        f"bytes after 8 bytes, more than {PORTMAP_REPLY_BYTES_MAX} "
+        "in all"
+    )
 
 
 def test_random_bytes_are_said_to_announce_a_fragment_not_a_reply() -> None:
@@ -350,8 +365,10 @@ def test_random_bytes_are_said_to_announce_a_fragment_not_a_reply() -> None:
 
     with tcp_portmapper(junk) as port, pytest.raises(PortmapperError) as caught:
         dump("127.0.0.1", TCP, 5, port=port)
-    assert str(caught.value).endswith(f"announces a record fragment of {0x5A17C3E9} bytes, more "
-                                      f"than {PORTMAP_REPLY_BYTES_MAX} in all")  # fmt: skip
+    assert str(caught.value).endswith(
+        f"announces a record fragment of {0x5A17C3E9} bytes, more "
+        f"than {PORTMAP_REPLY_BYTES_MAX} in all"
+    )
 
 
 def test_tcp_connection_closed_early_is_malformed() -> None:
@@ -376,8 +393,11 @@ def test_one_deadline_covers_a_trickling_tcp_reply() -> None:
     assert time.monotonic() - started < 1.5
     # Something answered, too slowly to make a reply: junk, not silence.
     assert caught.value.reason == "malformed"
-    assert re.fullmatch(r"answer not complete within 0\.5 s \(\d+ bytes in 1 fragment, no "
-                        r"whole reply\)", str(caught.value))  # fmt: skip
+    assert re.fullmatch(
+        r"answer not complete within 0\.5 s \(\d+ bytes in 1 fragment, no "
+        r"whole reply\)",
+        str(caught.value),
+    )
 
 
 def test_endless_empty_fragments_are_refused_before_the_deadline() -> None:
@@ -554,7 +574,7 @@ def test_one_deadline_covers_both_versions() -> None:
         ("127.0.0.1", "198.19.255.254"),
         ("portmapper.example", None),
         ("127.0.0.1", "::1"),
-    ],  # fmt: skip
+    ],
 )
 def test_a_call_that_cannot_be_made_from_here_failed(address: str, source: str | None) -> None:
     with pytest.raises(PortmapperError) as caught:

@@ -15,10 +15,25 @@ from portwarden.store.db import DONE, Action
 HOST = "198.18.0.11/198.18.0.11"
 
 
-def verdict(mode: str, proto: Proto, scan: str, flags: str = "", kind: VerdictKind = "scan",
-            os_tool: str | None = None) -> Verdict:  # fmt: skip
-    probe = Probe(ipaddress.ip_address("198.18.0.11"), ipaddress.ip_address("198.18.0.1"), proto,
-                  40000, 11, mode, scan, flags, os_tool)  # fmt: skip
+def verdict(
+    mode: str,
+    proto: Proto,
+    scan: str,
+    flags: str = "",
+    kind: VerdictKind = "scan",
+    os_tool: str | None = None,
+) -> Verdict:
+    probe = Probe(
+        ipaddress.ip_address("198.18.0.11"),
+        ipaddress.ip_address("198.18.0.1"),
+        proto,
+        40000,
+        11,
+        mode,
+        scan,
+        flags,
+        os_tool,
+    )
     return Verdict(kind, probe, True, 1, 1, 0.0)
 
 
@@ -38,18 +53,29 @@ def test_classic_modes_say_connect_for_tcp_and_udp() -> None:
     )
 
 
-@pytest.mark.parametrize(("bits", "reserved", "said", "detail"), [
-    (SYN, 0, "TCP SYN/Normal scan", None),
-    (SYN | ECE | CWR, 1, "TCP SYN/Normal scan", None),  # PortSentry does not look at these
-    (FIN, 0, "TCP FIN scan", None),
-    (0, 0, " TCP NULL scan", None),  # two spaces after "attackalert:", as PortSentry writes
-    (FIN | PSH | URG, 0, "TCP XMAS scan", None),
-    (SYN | FIN | PSH | URG, 0, "TCP XMAS scan", "TCP odd-flags scan (FIN+SYN+PSH+URG)"),
-    (SYN | FIN, 0, "Unknown Type: TCP Packet Flags: SYN: 1 FIN: 1 ACK: 0 PSH: 0 URG: 0 RST: 0",
-     "TCP odd-flags scan (FIN+SYN)"),
-    (PSH | ECE, 0, "Unknown Type: TCP Packet Flags: SYN: 0 FIN: 0 ACK: 0 PSH: 1 URG: 0 RST: 0",
-     "TCP odd-flags scan (PSH+ECE)"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("bits", "reserved", "said", "detail"),
+    [
+        (SYN, 0, "TCP SYN/Normal scan", None),
+        (SYN | ECE | CWR, 1, "TCP SYN/Normal scan", None),  # PortSentry does not look at these
+        (FIN, 0, "TCP FIN scan", None),
+        (0, 0, " TCP NULL scan", None),  # two spaces after "attackalert:", as PortSentry writes
+        (FIN | PSH | URG, 0, "TCP XMAS scan", None),
+        (SYN | FIN | PSH | URG, 0, "TCP XMAS scan", "TCP odd-flags scan (FIN+SYN+PSH+URG)"),
+        (
+            SYN | FIN,
+            0,
+            "Unknown Type: TCP Packet Flags: SYN: 1 FIN: 1 ACK: 0 PSH: 0 URG: 0 RST: 0",
+            "TCP odd-flags scan (FIN+SYN)",
+        ),
+        (
+            PSH | ECE,
+            0,
+            "Unknown Type: TCP Packet Flags: SYN: 0 FIN: 0 ACK: 0 PSH: 1 URG: 0 RST: 0",
+            "TCP odd-flags scan (PSH+ECE)",
+        ),
+    ],
+)
 def test_stealth_tcp_lines_name_the_packet_as_report_packet_type_does(
     bits: int, reserved: int, said: str, detail: str | None
 ) -> None:
@@ -93,7 +119,7 @@ def test_each_action_done_has_portsentrys_line_with_its_string_or_command() -> N
             ("/etc/hosts.deny", "ALL: 198.18.0.11"),
             DONE,
             ("/etc/hosts.deny", "ALL: 198.18.0.11"),
-        ),  # fmt: skip
+        ),
         Action("route", (), DONE, ("/sbin/route", "add", "-host", "198.18.0.11", "reject")),
         Action("command", (), "failed: exit status 1", ("/bin/false",)),
         Action("command", (), DONE, ("/usr/local/bin/tell", "198.18.0.11", "a b\x1b")),

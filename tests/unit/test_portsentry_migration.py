@@ -25,17 +25,29 @@ def test_first_start_empties_portsentrys_blocked_files_and_keeps_its_history(
     for mode in ("atcp", "udp"):
         (old / f"portsentry.blocked.{mode}").write_text(PORTSENTRY_LINE)
     (old / "portsentry.history").write_text(PORTSENTRY_LINE)
-    settings = blocking_settings(tmp_path, f'BLOCKED_FILE="{old}/portsentry.blocked"\n'
-                                           f'HISTORY_FILE="{old}/portsentry.history"\n'
-                                           'KILL_HOSTS_DENY="ALL: $TARGET$"\n')  # fmt: skip
+    settings = blocking_settings(
+        tmp_path,
+        f'BLOCKED_FILE="{old}/portsentry.blocked"\n'
+        f'HISTORY_FILE="{old}/portsentry.history"\n'
+        'KILL_HOSTS_DENY="ALL: $TARGET$"\n',
+    )
     actions = Actions(settings, Store(settings.state_dir / "portwarden.db"))
     # The start: portwarden knows none of PortSentry's blocks.
     assert actions.restorer.restore() == 0
     assert (old / "portsentry.blocked.atcp").read_text() == ""
     assert (old / "portsentry.blocked.udp").read_text() == ""
     assert (old / "portsentry.history").read_text() == PORTSENTRY_LINE
-    made = block(actions, BlockRequest(ipaddress.ip_address("198.18.0.11"), "tcp", 11, "stcp",
-                                       "TCP SYN/Normal scan", BlockMode.BLOCK))  # fmt: skip
+    made = block(
+        actions,
+        BlockRequest(
+            ipaddress.ip_address("198.18.0.11"),
+            "tcp",
+            11,
+            "stcp",
+            "TCP SYN/Normal scan",
+            BlockMode.BLOCK,
+        ),
+    )
     assert made is not None
     assert actions.restorer.restore() == 1  # a restart: portwarden's own blocks stay listed
     assert "/198.18.0.11 Port: 11 TCP Blocked" in (old / "portsentry.blocked.stcp").read_text()

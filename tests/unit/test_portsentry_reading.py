@@ -28,29 +28,32 @@ def warned(text: str) -> list[str]:
     return differences(text.encode(), "p.conf", entries, defaults)
 
 
-@pytest.mark.parametrize(("text", "line", "value"), [
-    ('TCP_PORTS="7"\n', 1, "7"),
-    ('TCP_PORTS = "7"\n', 1, "7"),
-    ('TCP_PORTS "7" # "8"\n', 1, "7"),
-    ('          TCP_PORTS="7"\n', 1, "7"),  # as many blanks as the key is long: column 9 is ' '
-    ('  TCP_PORTS="7"\n', None, None),  # column 9 is 'R'
-    ('TCP_PORTS\t"7"\n', None, None),
-    ('TCP_PORTS=7 # "8"\n', 1, "8"),  # the first quote in the line
-    ('TCP_PORTS=7\nTCP_PORTS="8"\n', 1, None),  # "Quotes missing": the search ends there
-    ('  TCP_PORTS="7"\nTCP_PORTS="8"\n', 2, "8"),  # a line that does not match is passed over
-    ('TCP_PORTS="7"\nTCP_PORTS="8"\n', 1, "7"),  # the first wins
-    ('BLOCK_UDP="1" #TCP_PORTS="9"\nTCP_PORTS="8"\n', 1, "1"),  # column 9 of BLOCK_UDP is '='
-    ('# TCP_PORTS="7"\n', None, None),
-    ('          # TCP_PORTS="7"\n', 1, "7"),  # a comment only in column 0
-    ('TCP_PORTS="7\t8"\n', 1, "7"),  # up to the first unprintable character
-    ('TCP_PORTS="7\r\n', 1, "7"),
-    ('TCP_PORTS="7', 1, "7"),  # no closing quote, no newline
-    ('TCP_PORTS="7é"\n', 1, "7"),
-    ('TCP_PORTS="7\0"\nTCP_PORTS="8"\n', 1, "7"),
-    ('TCP_PORTS="7"\r\r\n', 1, "7"),
-    ('\ufeffTCP_PORTS="7"\nTCP_PORTS="8"\n', 2, "8"),  # the BOM's 3 bytes: column 9 is 'O'
-    ('é TCP_PORTS="7"\n', None, None),  # 'é' is 2 bytes: column 9 is 'S', not the blank
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "line", "value"),
+    [
+        ('TCP_PORTS="7"\n', 1, "7"),
+        ('TCP_PORTS = "7"\n', 1, "7"),
+        ('TCP_PORTS "7" # "8"\n', 1, "7"),
+        ('          TCP_PORTS="7"\n', 1, "7"),  # as many blanks as the key is long: column 9 is ' '
+        ('  TCP_PORTS="7"\n', None, None),  # column 9 is 'R'
+        ('TCP_PORTS\t"7"\n', None, None),
+        ('TCP_PORTS=7 # "8"\n', 1, "8"),  # the first quote in the line
+        ('TCP_PORTS=7\nTCP_PORTS="8"\n', 1, None),  # "Quotes missing": the search ends there
+        ('  TCP_PORTS="7"\nTCP_PORTS="8"\n', 2, "8"),  # a line that does not match is passed over
+        ('TCP_PORTS="7"\nTCP_PORTS="8"\n', 1, "7"),  # the first wins
+        ('BLOCK_UDP="1" #TCP_PORTS="9"\nTCP_PORTS="8"\n', 1, "1"),  # column 9 of BLOCK_UDP is '='
+        ('# TCP_PORTS="7"\n', None, None),
+        ('          # TCP_PORTS="7"\n', 1, "7"),  # a comment only in column 0
+        ('TCP_PORTS="7\t8"\n', 1, "7"),  # up to the first unprintable character
+        ('TCP_PORTS="7\r\n', 1, "7"),
+        ('TCP_PORTS="7', 1, "7"),  # no closing quote, no newline
+        ('TCP_PORTS="7é"\n', 1, "7"),
+        ('TCP_PORTS="7\0"\nTCP_PORTS="8"\n', 1, "7"),
+        ('TCP_PORTS="7"\r\r\n', 1, "7"),
+        ('\ufeffTCP_PORTS="7"\nTCP_PORTS="8"\n', 2, "8"),  # the BOM's 3 bytes: column 9 is 'O'
+        ('é TCP_PORTS="7"\n', None, None),  # 'é' is 2 bytes: column 9 is 'S', not the blank
+    ],
+)
 def test_the_model_reads_as_portsentry_did(text: str, line: int | None, value: str | None) -> None:
     assert portsentry_reading(text.encode(), "TCP_PORTS") == PortSentryReading(line, value)
 
@@ -81,25 +84,43 @@ def test_debians_file_means_the_same_to_both() -> None:
         assert portsentry_reading(text.encode(), key).value == ours, key
 
 
-@pytest.mark.parametrize(("text", "warning"), [
-    ('TCP_PORTS=7777 # "8888"\n',
-     'p.conf:1: TCP_PORTS: PortSentry 1.2 read "8888" (line 1); portwarden applies "7777" '
-     "(line 1)"),
-    ('BLOCK_UDP="1" #TCP_PORTS="9999"\nTCP_PORTS="8888"\n',
-     'p.conf:2: TCP_PORTS: PortSentry 1.2 read "1" (line 1); portwarden applies "8888" (line 2)'),
-    ('BLOCK_UDP="1" #TCP_PORTS="9999"\n',
-     'p.conf:1: TCP_PORTS: PortSentry 1.2 read "1" (line 1); portwarden applies its default '
-     '"1,11,15,79,111,119,143,540,635,1080,1524,2000,5742,6667,12345,12346,20034,27665,31337,'
-     '32771,32772,32773,32774,40421,49724,54320"'),
-    ('BLOCK_TCP=1\nBLOCK_TCP="0"\n',
-     "p.conf:1: BLOCK_TCP: PortSentry 1.2 skipped it at line 1 (no quotes) and left it unset; "
-     'portwarden applies "1" (line 1)'),
-    (' BLOCK_UDP="1"\nBLOCK_UDP="0"\n',
-     'p.conf:1: BLOCK_UDP: PortSentry 1.2 read "0" (line 2); portwarden applies "1" (line 1)'),
-    ('PORT_BANNER="Zugriff verweigert – Ende"\n',  # up to the first non-ASCII character
-     'p.conf:1: PORT_BANNER: PortSentry 1.2 read "Zugriff verweigert " (line 1); portwarden '
-     'applies "Zugriff verweigert – Ende" (line 1)'),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "warning"),
+    [
+        (
+            'TCP_PORTS=7777 # "8888"\n',
+            'p.conf:1: TCP_PORTS: PortSentry 1.2 read "8888" (line 1); portwarden applies "7777" '
+            "(line 1)",
+        ),
+        (
+            'BLOCK_UDP="1" #TCP_PORTS="9999"\nTCP_PORTS="8888"\n',
+            'p.conf:2: TCP_PORTS: PortSentry 1.2 read "1" (line 1); portwarden applies "8888" '
+            "(line 2)",
+        ),
+        (
+            'BLOCK_UDP="1" #TCP_PORTS="9999"\n',
+            'p.conf:1: TCP_PORTS: PortSentry 1.2 read "1" (line 1); portwarden applies its default '
+            '"1,11,15,79,111,119,143,540,635,1080,1524,2000,5742,6667,12345,12346,20034,27665,31337,'
+            '32771,32772,32773,32774,40421,49724,54320"',
+        ),
+        (
+            'BLOCK_TCP=1\nBLOCK_TCP="0"\n',
+            "p.conf:1: BLOCK_TCP: PortSentry 1.2 skipped it at line 1 (no quotes) and left it "
+            "unset; "
+            'portwarden applies "1" (line 1)',
+        ),
+        (
+            ' BLOCK_UDP="1"\nBLOCK_UDP="0"\n',
+            'p.conf:1: BLOCK_UDP: PortSentry 1.2 read "0" (line 2); portwarden applies "1" (line '
+            "1)",
+        ),
+        (
+            'PORT_BANNER="Zugriff verweigert – Ende"\n',  # up to the first non-ASCII character
+            'p.conf:1: PORT_BANNER: PortSentry 1.2 read "Zugriff verweigert " (line 1); portwarden '
+            'applies "Zugriff verweigert – Ende" (line 1)',
+        ),
+    ],
+)
 def test_a_value_portsentry_read_otherwise_is_warned_about(text: str, warning: str) -> None:
     assert warned(text) == [warning]
 
@@ -111,22 +132,28 @@ def test_a_line_can_set_two_keys_for_portsentry() -> None:
     )
 
 
-@pytest.mark.parametrize(("line", "why"), [
-    ('  BLOCK_TCP="1"', "a blank before the key"),
-    ('\tBLOCK_TCP="1"', "a blank before the key"),
-    (" BLOCK_TCP=1", "a blank before the key"),
-    ('BLOCK_TCP\t= "1"', "a tab after the key"),
-    ('BLOCK_TCP\t"1"', "a tab after the key"),
-    ('\ufeffBLOCK_TCP="1"', "a byte-order mark before the key"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        ('  BLOCK_TCP="1"', "a blank before the key"),
+        ('\tBLOCK_TCP="1"', "a blank before the key"),
+        (" BLOCK_TCP=1", "a blank before the key"),
+        ('BLOCK_TCP\t= "1"', "a tab after the key"),
+        ('BLOCK_TCP\t"1"', "a tab after the key"),
+        ('\ufeffBLOCK_TCP="1"', "a byte-order mark before the key"),
+    ],
+)
 def test_a_line_portsentry_did_not_read_is_applied_with_a_warning(
     tmp_path: Path, line: str, why: str
 ) -> None:
     """A byte-order mark is read by PortSentry as part of the first line: the first line."""
     conf = tmp_path / "p.conf"
     first = line.startswith("\ufeff")
-    conf.write_text(f'{line}\nKILL_RUN_CMD="/bin/true"\n' if first else
-                    f'# migrated\n{line}\nKILL_RUN_CMD="/bin/true"\n')  # fmt: skip
+    conf.write_text(
+        f'{line}\nKILL_RUN_CMD="/bin/true"\n'
+        if first
+        else f'# migrated\n{line}\nKILL_RUN_CMD="/bin/true"\n'
+    )
     settings = load_settings(conf)
     assert settings.block_tcp == BlockMode.BLOCK
     n = 1 if first else 2
@@ -144,11 +171,19 @@ def test_crlf_converted_twice_reads_as_portsentry_read_it(tmp_path: Path) -> Non
     assert settings.block_tcp == BlockMode.BLOCK and settings.warnings == ()
 
 
-@pytest.mark.parametrize("line", [
-    'BLOCK_TCP="1"', 'BLOCK_TCP = "1"', 'BLOCK_TCP "1"', 'BLOCK_TCP="1" # on',
-    '          BLOCK_TCP="1"', '            BLOCK_TCP = "1"  # on',
-    "TCP_MODE=stcp", '  TCP_MODE="stcp"',  # our keys: PortSentry never read them
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "line",
+    [
+        'BLOCK_TCP="1"',
+        'BLOCK_TCP = "1"',
+        'BLOCK_TCP "1"',
+        'BLOCK_TCP="1" # on',
+        '          BLOCK_TCP="1"',
+        '            BLOCK_TCP = "1"  # on',
+        "TCP_MODE=stcp",
+        '  TCP_MODE="stcp"',  # our keys: PortSentry never read them
+    ],
+)
 def test_a_line_portsentry_read_alike_is_not_warned_about(line: str) -> None:
     assert warned(f"{line}\n") == []
 
@@ -159,20 +194,34 @@ def test_a_key_set_again_is_warned_about_once_more_only_if_portsentry_differs() 
     assert warned('BLOCK_TCP="1"\nBLOCK_TCP="0"\n') == []
 
 
-@pytest.mark.parametrize(("text", "warning"), [
-    ('TCP_PORTS="1,100-200, 300-400"\n',
-     'p.conf:1: TCP_PORTS: PortSentry 1.2 read only the first port of a range ("100-200" as port '
-     "100); portwarden watches every port of each range"),
-    ('# udp\nUDP_PORTS = " 0099 - 0200 "\n',
-     'p.conf:2: UDP_PORTS: PortSentry 1.2 read only the first port of a range ("0099 - 0200" as '
-     "port 99); portwarden watches every port of each range"),
-    ('ADVANCED_EXCLUDE_TCP="113,137-139"\n',
-     'p.conf:1: ADVANCED_EXCLUDE_TCP: PortSentry 1.2 read only the first port of a range '
-     '("137-139" as port 137); portwarden excludes every port of each range'),
-    ('ADVANCED_EXCLUDE_UDP="67-68"\n',
-     'p.conf:1: ADVANCED_EXCLUDE_UDP: PortSentry 1.2 read only the first port of a range ("67-68" '
-     "as port 67); portwarden excludes every port of each range"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "warning"),
+    [
+        (
+            'TCP_PORTS="1,100-200, 300-400"\n',
+            'p.conf:1: TCP_PORTS: PortSentry 1.2 read only the first port of a range ("100-200" '
+            "as port "
+            "100); portwarden watches every port of each range",
+        ),
+        (
+            '# udp\nUDP_PORTS = " 0099 - 0200 "\n',
+            'p.conf:2: UDP_PORTS: PortSentry 1.2 read only the first port of a range ("0099 - '
+            '0200" as '
+            "port 99); portwarden watches every port of each range",
+        ),
+        (
+            'ADVANCED_EXCLUDE_TCP="113,137-139"\n',
+            "p.conf:1: ADVANCED_EXCLUDE_TCP: PortSentry 1.2 read only the first port of a range "
+            '("137-139" as port 137); portwarden excludes every port of each range',
+        ),
+        (
+            'ADVANCED_EXCLUDE_UDP="67-68"\n',
+            "p.conf:1: ADVANCED_EXCLUDE_UDP: PortSentry 1.2 read only the first port of a range "
+            '("67-68" '
+            "as port 67); portwarden excludes every port of each range",
+        ),
+    ],
+)
 def test_a_range_portsentry_read_as_its_first_port_is_warned_about_once(
     text: str, warning: str
 ) -> None:
@@ -180,11 +229,14 @@ def test_a_range_portsentry_read_as_its_first_port_is_warned_about_once(
     assert warned(text) == [warning]
 
 
-@pytest.mark.parametrize("text", [
-    'UDP_REPLY_SOURCE_PORTS="1-100"\n',  # our key: PortSentry never read it
-    '  TCP_PORTS="100-200"\n',  # PortSentry did not read the line: the warning says so instead
-    'TCP_PORTS="100,200"\n',
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text",
+    [
+        'UDP_REPLY_SOURCE_PORTS="1-100"\n',  # our key: PortSentry never read it
+        '  TCP_PORTS="100-200"\n',  # PortSentry did not read the line: the warning says so instead
+        'TCP_PORTS="100,200"\n',
+    ],
+)
 def test_a_range_warning_only_where_portsentry_read_the_same_list(text: str) -> None:
     assert not [w for w in warned(text) if "first port of a range" in w]
 

@@ -21,8 +21,10 @@ from portwarden.net.pcap import PcapError, frames, read_frames
 from portwarden.replay import replay, services, watched_ports
 
 CAPTURES = Path(__file__).parent.parent / "data" / "captures"
-MODES = {"-stcp -sudp": (TcpMode.STEALTH, UdpMode.STEALTH),
-         "-atcp -audp": (TcpMode.ADVANCED, UdpMode.ADVANCED)}  # fmt: skip
+MODES = {
+    "-stcp -sudp": (TcpMode.STEALTH, UdpMode.STEALTH),
+    "-atcp -audp": (TcpMode.ADVANCED, UdpMode.ADVANCED),
+}
 
 
 def summaries(output: str) -> list[str]:
@@ -32,17 +34,21 @@ def summaries(output: str) -> list[str]:
         fields = dict(item.split("=", 1) for item in shlex.split(line.removeprefix("attack ")))
         if fields["kind"].endswith("-summary"):
             patterns = f" [{fields['patterns']}]" if "patterns" in fields else ""
-            found.append(f"{fields['kind']} {fields['src']} {fields['proto']} "
-                         f"ports={fields['ports']} {fields['type']}{patterns}")  # fmt: skip
+            found.append(
+                f"{fields['kind']} {fields['src']} {fields['proto']} "
+                f"ports={fields['ports']} {fields['type']}{patterns}"
+            )
     return sorted(found)
 
 
 @pytest.mark.parametrize("modes", MODES)
 @pytest.mark.parametrize("name", sorted(p.stem for p in CAPTURES.glob("*.pcap")))
 def test_a_real_capture_gives_the_verdicts_written_beside_it(name: str, modes: str) -> None:
-    expected = sorted(line.partition(": ")[2]
-                      for line in (CAPTURES / f"{name}.expected").read_text().splitlines()
-                      if line.startswith(f"{modes}: "))  # fmt: skip
+    expected = sorted(
+        line.partition(": ")[2]
+        for line in (CAPTURES / f"{name}.expected").read_text().splitlines()
+        if line.startswith(f"{modes}: ")
+    )
     out = io.StringIO()
     replay(load_settings(None).with_modes(*MODES[modes]), CAPTURES / f"{name}.pcap", out)
     assert summaries(out.getvalue()) == expected
@@ -117,9 +123,9 @@ def test_nanosecond_captures_keep_their_time(tmp_path: Path) -> None:
         (pcap(105, []), "link type 105 is not read"),
         (pcap(101, [IPV4])[:-3], "truncated record at byte 24"),
         (pcap(101, [IPV4])[:30], "truncated record header at byte 24"),
-        (pcap(101, [])+ struct.pack("<IIII", 0, 0, 10**9, 10**9), "record of 1000000000 bytes"),
+        (pcap(101, []) + struct.pack("<IIII", 0, 0, 10**9, 10**9), "record of 1000000000 bytes"),
     ],
-)  # fmt: skip
+)
 def test_damaged_files_give_one_line_naming_file_and_place(
     tmp_path: Path, content: bytes, message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -138,8 +144,9 @@ def test_damaged_files_give_one_line_naming_file_and_place(
 def test_any_frames_replay_without_error(tmp_path: Path, link: int, frames_: list[bytes]) -> None:
     path = tmp_path / "any.pcap"
     path.write_bytes(pcap(link, frames_))
-    counts = replay(load_settings(None).with_modes(TcpMode.ADVANCED, UdpMode.ADVANCED), path,
-                    io.StringIO())  # fmt: skip
+    counts = replay(
+        load_settings(None).with_modes(TcpMode.ADVANCED, UdpMode.ADVANCED), path, io.StringIO()
+    )
     assert counts["packets"] <= len(frames_)
 
 
@@ -164,12 +171,17 @@ def replayed(path: Path, hosts: frozenset | None = None) -> list[str]:
 
 def test_broadcast_and_multicast_are_not_probes_and_hosts_narrow_it(tmp_path: Path) -> None:
     path = tmp_path / "lan.pcap"
-    path.write_bytes(pcap(101, [
-        udp4("198.18.0.30", "255.255.255.255", 67, 68),  # a DHCP server
-        udp4("198.18.0.31", "224.0.0.251", 5353, 123),  # multicast
-        udp4("198.18.0.11", "198.18.0.1", 40000, 161),  # a probe
-        udp4("198.18.0.12", "198.18.0.2", 40000, 161),  # a probe of another host
-    ]))  # fmt: skip
+    path.write_bytes(
+        pcap(
+            101,
+            [
+                udp4("198.18.0.30", "255.255.255.255", 67, 68),  # a DHCP server
+                udp4("198.18.0.31", "224.0.0.251", 5353, 123),  # multicast
+                udp4("198.18.0.11", "198.18.0.1", 40000, 161),  # a probe
+                udp4("198.18.0.12", "198.18.0.2", 40000, 161),  # a probe of another host
+            ],
+        )
+    )
     assert [line.split()[1] for line in replayed(path)] == ["198.18.0.11", "198.18.0.12"]
     only = frozenset({ipaddress.ip_address("198.18.0.1")})
     assert [line.split()[1] for line in replayed(path, only)] == ["198.18.0.11"]

@@ -18,8 +18,18 @@ XMAS = "TCP XMAS scan"
 
 
 def probe(port: int, scan: str = "TCP SYN/Normal scan", flags: str = "SYN") -> Probe:
-    return Probe(ipaddress.ip_address("198.18.0.11"), ipaddress.ip_address("198.18.0.1"),
-                 Proto.TCP, 40000, port, "stcp", scan, flags, None, tripwire=True)  # fmt: skip
+    return Probe(
+        ipaddress.ip_address("198.18.0.11"),
+        ipaddress.ip_address("198.18.0.1"),
+        Proto.TCP,
+        40000,
+        port,
+        "stcp",
+        scan,
+        flags,
+        None,
+        tripwire=True,
+    )
 
 
 def summary_of(ports: list[int]) -> dict:

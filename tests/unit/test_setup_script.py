@@ -11,9 +11,14 @@ ROOT = Path(__file__).parents[2]
 
 
 def setup(**env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["sh", "-c", ". scripts/setup-python.sh"], cwd=ROOT,
-                          env={**os.environ, **env}, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    return subprocess.run(
+        ["sh", "-c", ". scripts/setup-python.sh"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_an_installed_venv_is_not_installed_again() -> None:

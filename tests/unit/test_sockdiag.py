@@ -53,8 +53,15 @@ def test_damaged_answers_raise_oserror_or_read(data: bytes) -> None:
         read_ports(set(), data, 1)
 
 
-def diag_message(family: int, address: bytes, port: int, device: int, uid: int, inode: int,
-                 attributes: bytes = b"") -> bytes:  # fmt: skip
+def diag_message(
+    family: int,
+    address: bytes,
+    port: int,
+    device: int,
+    uid: int,
+    inode: int,
+    attributes: bytes = b"",
+) -> bytes:
     """An inet_diag_msg as the kernel writes it, with rtattr attributes after it."""
     head = bytes([family, 10, 0, 0]) + struct.pack("!HH", port, 0)
     body = address.ljust(16, b"\0") + bytes(16) + struct.pack("=I8x", device)
@@ -75,13 +82,16 @@ def test_diag_sockets_carry_device_and_v6only() -> None:
     assert sockdiag.parse_message(only) == sockdiag.DiagSocket(v6, 8080, 65534, 77, 2, True)
     dual = diag_message(10, bytes(16), 53, 0, 0, 78, attribute(V6ONLY, b"\0"))
     assert sockdiag.parse_message(dual) == sockdiag.DiagSocket(
-        ipaddress.IPv6Address("::"), 53, 0, 78, 0, False)  # fmt: skip
+        ipaddress.IPv6Address("::"), 53, 0, 78, 0, False
+    )
     mapped = ipaddress.IPv6Address("::ffff:198.18.0.1").packed
     assert sockdiag.parse_message(diag_message(10, mapped, 80, 0, 0, 79)) == sockdiag.DiagSocket(
-        ipaddress.IPv4Address("198.18.0.1"), 80, 0, 79, 0, False)  # fmt: skip
+        ipaddress.IPv4Address("198.18.0.1"), 80, 0, 79, 0, False
+    )
     v4 = diag_message(2, bytes([198, 18, 0, 1]), 22, 3, 0, 80)
     assert sockdiag.parse_message(v4) == sockdiag.DiagSocket(
-        ipaddress.IPv4Address("198.18.0.1"), 22, 0, 80, 3, False)  # fmt: skip
+        ipaddress.IPv4Address("198.18.0.1"), 22, 0, 80, 3, False
+    )
     assert sockdiag.parse_message(v4[:71]) is None
     assert sockdiag.parse_message(diag_message(1, bytes(16), 22, 0, 0, 1)) is None
     bad_length = v4 + struct.pack("=HH", 200, V6ONLY) + b"\1"

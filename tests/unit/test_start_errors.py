@@ -16,8 +16,14 @@ from tests.conftest import require_lab
 def portwarden(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """In a network namespace of its own: were a `run` to start after all, it would bind and
     watch nothing of this host's."""
-    return subprocess.run(["unshare", "-n", sys.executable, "-m", "portwarden", *args], cwd=cwd,
-                          text=True, capture_output=True, timeout=60, check=False)  # fmt: skip
+    return subprocess.run(
+        ["unshare", "-n", sys.executable, "-m", "portwarden", *args],
+        cwd=cwd,
+        text=True,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_daemon_mode_blames_the_setting_or_option_at_fault(tmp_path: Path) -> None:
@@ -27,12 +33,15 @@ def test_daemon_mode_blames_the_setting_or_option_at_fault(tmp_path: Path) -> No
     (tmp_path / "ok.conf").write_text(f'STATE_DIR="{tmp_path}/state"\n')
     default_log = portwarden("run", "-c", "proc.conf", "--daemon", cwd=tmp_path)
     assert (default_log.returncode, default_log.stderr.count("\n")) == (2, 1), default_log.stderr
-    assert default_log.stderr.startswith(f'portwarden: error: {tmp_path}/proc.conf:2: '
-                                         'STATE_DIR="/proc/self": ')  # fmt: skip
-    given_log = portwarden("run", "-c", "ok.conf", "--daemon", "--log-file",
-                           str(tmp_path / "a-dir"), cwd=tmp_path)  # fmt: skip
+    assert default_log.stderr.startswith(
+        f'portwarden: error: {tmp_path}/proc.conf:2: STATE_DIR="/proc/self": '
+    )
+    given_log = portwarden(
+        "run", "-c", "ok.conf", "--daemon", "--log-file", str(tmp_path / "a-dir"), cwd=tmp_path
+    )
     assert given_log.returncode == 2 and given_log.stderr == (
-        f'portwarden: error: --log-file: "{tmp_path}/a-dir": Is a directory\n')  # fmt: skip
+        f'portwarden: error: --log-file: "{tmp_path}/a-dir": Is a directory\n'
+    )
     assert not (tmp_path / "state" / "portwarden.db").exists()  # nothing started
 
 

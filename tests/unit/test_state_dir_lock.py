@@ -42,8 +42,10 @@ def test_a_command_that_does_not_end_is_named(
         with pytest.raises(statedir.StateDirBusy) as busy:
             check(tmp_path)
         assert time.monotonic() - started >= 0.5
-    assert str(busy.value) == (f"an unblock command (pid {os.getpid()}) is working on STATE_DIR "
-                               f"{tmp_path}; try again when it ends")  # fmt: skip
+    assert str(busy.value) == (
+        f"an unblock command (pid {os.getpid()}) is working on STATE_DIR "
+        f"{tmp_path}; try again when it ends"
+    )
 
 
 def test_another_daemon_is_refused_at_once_and_a_command_does_not_wait(tmp_path: Path) -> None:
@@ -56,9 +58,11 @@ def test_another_daemon_is_refused_at_once_and_a_command_does_not_wait(tmp_path:
             with pytest.raises(statedir.StateDirBusy) as busy:
                 claim()
             assert time.monotonic() - started < 0.2
-            assert str(busy.value) == (f"STATE_DIR {tmp_path} is in use by another portwarden "
-                                       f"(pid {os.getpid()}); give each instance its own "
-                                       "STATE_DIR")  # fmt: skip
+            assert str(busy.value) == (
+                f"STATE_DIR {tmp_path} is in use by another portwarden "
+                f"(pid {os.getpid()}); give each instance its own "
+                "STATE_DIR"
+            )
 
 
 def test_a_lock_file_of_an_older_version_holds_a_pid_alone(tmp_path: Path) -> None:

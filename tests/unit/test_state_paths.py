@@ -25,12 +25,15 @@ def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize(("line", "reason"), [
-    ('STATE_DIR="afile"', "afile exists and is not a directory"),
-    ('STATE_DIR="afile/x"', "afile is not a directory"),
-    ('EVENT_LOG="afile/x"', "afile exists and is not a directory"),
-    ('EVENT_LOG="afile/x/y"', "afile is not a directory"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ('STATE_DIR="afile"', "afile exists and is not a directory"),
+        ('STATE_DIR="afile/x"', "afile is not a directory"),
+        ('EVENT_LOG="afile/x"', "afile exists and is not a directory"),
+        ('EVENT_LOG="afile/x/y"', "afile is not a directory"),
+    ],
+)
 @pytest.mark.parametrize("command", ["check-config", "blocked", "audit", "run", "unblock"])
 def test_an_unusable_path_is_a_placed_one_line_error(
     folder: Path, capsys: pytest.CaptureFixture[str], line: str, reason: str, command: str
@@ -60,16 +63,30 @@ def test_what_can_become_a_directory_passes(folder: Path) -> None:
     assert link == f"{folder}/link exists and is not a directory"
 
 
-@pytest.mark.parametrize(("command", "status"), [
-    ("blocked", 1), ("status", 3), ("unblock", 1), ("reapply", 1),
-])  # fmt: skip
-@pytest.mark.parametrize(("made", "why"), [
-    (False, "no such directory"), (True, "no portwarden.db in it"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("command", "status"),
+    [
+        ("blocked", 1),
+        ("status", 3),
+        ("unblock", 1),
+        ("reapply", 1),
+    ],
+)
+@pytest.mark.parametrize(
+    ("made", "why"),
+    [
+        (False, "no such directory"),
+        (True, "no portwarden.db in it"),
+    ],
+)
 def test_reading_commands_make_no_state(
-    folder: Path, capsys: pytest.CaptureFixture[str], command: str, status: int, made: bool,
+    folder: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    status: int,
+    made: bool,
     why: str,
-) -> None:  # fmt: skip
+) -> None:
     """Neither a STATE_DIR (a typo?) nor, in one made by hand or by a daemon that stopped before
     its store, an empty portwarden.db (it used to appear, readable by everyone)."""
     state = folder / "typo" / "state"
@@ -99,8 +116,10 @@ def test_reading_commands_say_no_state_in_json_too(
     (folder / "d.conf").write_text('STATE_DIR="typo/state"\n')
     assert main([command, "--json", "-c", "d.conf"]) == status
     out, err = capsys.readouterr()
-    why = (f"no state in STATE_DIR {folder}/typo/state: no such directory (no portwarden ran "
-           "with this configuration)")  # fmt: skip
+    why = (
+        f"no state in STATE_DIR {folder}/typo/state: no such directory (no portwarden ran "
+        "with this configuration)"
+    )
     assert json.loads(out) == {"error": why}
     assert err == f"portwarden: error: {why}\n"
 
@@ -118,9 +137,11 @@ def test_a_state_dir_too_long_for_the_control_socket_is_a_placed_one_line_error(
     err = capsys.readouterr().err
     size = len(str(deep / "control.sock"))
     source = folder / "d.conf" if command == "run" else "d.conf"  # run names it absolute
-    assert err == (f'portwarden: error: {source}:2: STATE_DIR="{deep}": too long: the control '
-                   f"socket control.sock in it would have a name of {size} bytes, and a Unix "
-                   "socket's name takes at most 107\n")  # fmt: skip
+    assert err == (
+        f'portwarden: error: {source}:2: STATE_DIR="{deep}": too long: the control '
+        f"socket control.sock in it would have a name of {size} bytes, and a Unix "
+        "socket's name takes at most 107\n"
+    )
     assert not deep.exists()
     fits = folder / ("x" * (107 - len(str(folder / "x" / "control.sock")) + 1))
     assert len(str(fits / "control.sock")) == 107

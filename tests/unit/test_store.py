@@ -19,19 +19,28 @@ def test_an_undo_failure_naming_the_address_reads_back_with_the_address(tmp_path
     store = Store(tmp_path / "store.db")
     undo = ("ip", "route", "del", "blackhole", ADDRESS)
     status = f"undo failed: {' '.join(undo)} failed"
-    actions = (Action("route", undo, status, ("ip", "route", "add", "blackhole", ADDRESS)),
-               Action("command", (), f"failed: {ADDRESS} unreachable"))  # fmt: skip
-    record = store.add_block(ADDRESS, "tcp", 11, "stcp", "x", ADDRESS, time.time(), None,
-                             actions, "boot")  # fmt: skip
+    actions = (
+        Action("route", undo, status, ("ip", "route", "add", "blackhole", ADDRESS)),
+        Action("command", (), f"failed: {ADDRESS} unreachable"),
+    )
+    record = store.add_block(
+        ADDRESS, "tcp", 11, "stcp", "x", ADDRESS, time.time(), None, actions, "boot"
+    )
     assert record is not None
     store.end_block(record.id, time.time(), "command", actions)
     for other in ("198.18.0.12", "198.18.0.13"):  # more blocks of the same shape share a parse
-        again = tuple(a._replace(undo=tuple(w.replace(ADDRESS, other) for w in a.undo),
-                                 status=a.status.replace(ADDRESS, other),
-                                 do=tuple(w.replace(ADDRESS, other) for w in a.do))
-                      for a in actions)  # fmt: skip
-        assert store.add_block(other, "tcp", 11, "stcp", "x", other, time.time(), None, again,
-                               "boot") is not None  # fmt: skip
+        again = tuple(
+            a._replace(
+                undo=tuple(w.replace(ADDRESS, other) for w in a.undo),
+                status=a.status.replace(ADDRESS, other),
+                do=tuple(w.replace(ADDRESS, other) for w in a.do),
+            )
+            for a in actions
+        )
+        assert (
+            store.add_block(other, "tcp", 11, "stcp", "x", other, time.time(), None, again, "boot")
+            is not None
+        )
     (left,) = store.leftovers()
     assert left.actions == actions
     for block in store.active():

@@ -32,8 +32,7 @@ def test_the_first_line_after_a_syslog_restart_is_delivered(tmp_path: Path) -> N
     syslog.send("and the next")
     syslog.close()
     after.wait_for("and the next")
-    assert [line.split(": ", 1)[1] for line in after.lines] == ["after the restart",
-                                                                "and the next"]  # fmt: skip
+    assert [line.split(": ", 1)[1] for line in after.lines] == ["after the restart", "and the next"]
     assert counted == [True, False, True, True]
     assert syslog.outage.dropped == 1
 

@@ -20,9 +20,14 @@ SERVER = ipaddress.ip_address("198.51.100.7")
 def notice(family: int, port: int, peer: bytes, peer_port: int, cookie: int = 7) -> bytes:
     """An inet_diag_msg as a destroy broadcast carries it (the netlink header left off)."""
     source = bytes(16)
-    return (bytes([family, 7, 0, 0]) + struct.pack("!HH", port, peer_port) + source
-            + peer.ljust(16, b"\0") + struct.pack("=III", 0, cookie & 0xFFFFFFFF, cookie >> 32)
-            + bytes(20))  # fmt: skip
+    return (
+        bytes([family, 7, 0, 0])
+        + struct.pack("!HH", port, peer_port)
+        + source
+        + peer.ljust(16, b"\0")
+        + struct.pack("=III", 0, cookie & 0xFFFFFFFF, cookie >> 32)
+        + bytes(20)
+    )
 
 
 def test_a_connected_socket_names_its_peer() -> None:

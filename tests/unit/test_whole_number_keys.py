@@ -28,8 +28,9 @@ def test_event_log_keep_from_1_to_1000(tmp_path: Path, value: str, kept: int) ->
 
 @pytest.mark.parametrize("key", ["BLOCKS_PER_MINUTE", "MAIL_PER_HOUR"])
 @pytest.mark.parametrize("value", ["-1", "0", "x"])
-def test_counts_from_1_say_the_same_for_every_wrong_value(tmp_path: Path, key: str,
-                                                         value: str) -> None:  # fmt: skip
+def test_counts_from_1_say_the_same_for_every_wrong_value(
+    tmp_path: Path, key: str, value: str
+) -> None:
     shown = load_error(_conf(tmp_path, f'{key}="{value}"'))
     assert shown.endswith(f':1: {key}="{value}": must be a whole number >= 1')
 

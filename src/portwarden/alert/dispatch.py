@@ -62,9 +62,13 @@ class Delivery:
     def counts(self) -> dict[str, dict[str, Any]]:
         """{"sent": {path: n}, "dropped": {path: {reason: n}}} for every path."""
         with self._lock:
-            return {"sent": {path: self._counts[path, "sent"] for path in PATHS},
-                    "dropped": {path: {reason: self._counts[path, reason] for reason in REASONS}
-                                for path in PATHS}}  # fmt: skip
+            return {
+                "sent": {path: self._counts[path, "sent"] for path in PATHS},
+                "dropped": {
+                    path: {reason: self._counts[path, reason] for reason in REASONS}
+                    for path in PATHS
+                },
+            }
 
 
 def _said(message: str) -> Callable[[str | None], str]:
@@ -93,11 +97,16 @@ class Alerts:
         self._holder = 0  # the thread that holds them
 
     def _outputs(self, settings: Settings) -> tuple[Syslog | None, JsonLog | None]:
-        syslog = (Syslog(settings.syslog_socket, settings.syslog_facility, self._count_syslog)
-                  if settings.syslog_socket else None)  # fmt: skip
-        json_log = (JsonLog(settings.event_log, settings.event_log_max_bytes,
-                            settings.event_log_keep)
-                    if settings.event_log else None)  # fmt: skip
+        syslog = (
+            Syslog(settings.syslog_socket, settings.syslog_facility, self._count_syslog)
+            if settings.syslog_socket
+            else None
+        )
+        json_log = (
+            JsonLog(settings.event_log, settings.event_log_max_bytes, settings.event_log_keep)
+            if settings.event_log
+            else None
+        )
         return syslog, json_log
 
     def stop_mail(self) -> None:
@@ -141,8 +150,11 @@ class Alerts:
             try:
                 self._json.reopen()
             except OSError as error:
-                log.error("JSON event log %s: cannot reopen (%s); writing on to the old file",
-                          self.settings.event_log, error.strerror)  # fmt: skip
+                log.error(
+                    "JSON event log %s: cannot reopen (%s); writing on to the old file",
+                    self.settings.event_log,
+                    error.strerror,
+                )
 
     def verdict(self, verdict: Verdict, now: float, action: str) -> None:
         """One verdict; `action` says what was done about its source (for summaries)."""
@@ -159,7 +171,8 @@ class Alerts:
             named = self.settings.resolve_host and self._syslog is not None
             with self._order:
                 waits = named and self._hostnames.submit(
-                    p.src, functools.partial(self._probe_lines, verdict), now)  # fmt: skip
+                    p.src, functools.partial(self._probe_lines, verdict), now
+                )
             if waits:
                 self._send_named(now)
             else:
@@ -220,8 +233,11 @@ class Alerts:
         self._next_report = now + 1.0
         held_back, self._held_back = self._held_back, 0
         if held_back:
-            log.warning("attack lines suppressed: %d in the last second (rate limit %d/s)",
-                        held_back, limits.ATTACK_LINES_PER_S)  # fmt: skip
+            log.warning(
+                "attack lines suppressed: %d in the last second (rate limit %d/s)",
+                held_back,
+                limits.ATTACK_LINES_PER_S,
+            )
             self._syslog_send(f"attackalert: {held_back} more alerts suppressed (rate limit)")
             self._event({"time": stamp(time.time()), "event": "suppressed", "count": held_back})
 
@@ -235,9 +251,11 @@ class Alerts:
 
     def summaries_dropped(self, count: int) -> None:
         """Summaries the engine dropped (a flood of sources: see Engine.tick)."""
-        message = (f"{counted(count, 'summary', 'summaries')} dropped (a flood of sources: more "
-                   "waiting than the daemon keeps; those that touched the fewest ports went "
-                   "first)")  # fmt: skip
+        message = (
+            f"{counted(count, 'summary', 'summaries')} dropped (a flood of sources: more "
+            "waiting than the daemon keeps; those that touched the fewest ports went "
+            "first)"
+        )
         log.warning("%s", message)
         self._syslog_send(f"attackalert: {message}", WARNING)
         self._event({"time": stamp(time.time()), "event": "summary-suppressed", "count": count})
@@ -257,8 +275,11 @@ class Alerts:
         for warning in shown:
             self._syslog_send(portsentry.reload_warning_line(warning), WARNING)
         if len(warnings) > len(shown):
-            self._syslog_send(f"adminalert: WARNING: {len(warnings) - len(shown)} more reload "
-                              "warnings (portwarden check-config lists all)", WARNING)  # fmt: skip
+            self._syslog_send(
+                f"adminalert: WARNING: {len(warnings) - len(shown)} more reload "
+                "warnings (portwarden check-config lists all)",
+                WARNING,
+            )
 
     def stopping(self, why: str) -> None:
         """The last line, after the summaries of the scans still open and the unblocks at stop,
@@ -280,27 +301,40 @@ class Alerts:
             self._syslog_send(message, WARNING)
             self._event({"time": stamp(when), "event": "audit-suppressed", "count": more})
         if findings and self.settings.mail_on_audit:
-            lines = "\n".join([finding.line() for finding in shown]
-                              + ([f"... and {more} more"] if more else []))  # fmt: skip
+            lines = "\n".join(
+                [finding.line() for finding in shown] + ([f"... and {more} more"] if more else [])
+            )
             said = counted(len(findings), "port audit finding")
             self._mailer.submit(f"portwarden: {said} on {socket.gethostname()}", lines + "\n")
 
     def blocked(self, record: BlockRecord) -> None:
-        for line in portsentry.action_lines(record.address, record.actions,
-                                            self.settings.nft_table):  # fmt: skip
+        for line in portsentry.action_lines(
+            record.address, record.actions, self.settings.nft_table
+        ):
             self._syslog_send(line, WARNING)
         actions = [{"kind": a.kind, "status": a.status} for a in record.actions]
-        self._event({"time": stamp(record.since), "event": "block", "src": record.address,
-                     "port": record.port, "proto": record.proto, "mode": record.mode,
-                     "reason": record.reason, "until": stamp(record.until or 0) or None,
-                     "offence": record.offence, "actions": actions})  # fmt: skip
+        self._event(
+            {
+                "time": stamp(record.since),
+                "event": "block",
+                "src": record.address,
+                "port": record.port,
+                "proto": record.proto,
+                "mode": record.mode,
+                "reason": record.reason,
+                "until": stamp(record.until or 0) or None,
+                "offence": record.offence,
+                "actions": actions,
+            }
+        )
 
     def already_blocked(self, address: str, mode: str) -> None:
         """PortSentry's line, in the stealth modes with the source's name (RESOLVE_HOST)."""
         named = self.settings.resolve_host and mode not in portsentry.CLASSIC_MODES
-        self._syslog_named(ipaddress.ip_address(address) if named else None,
-                           functools.partial(portsentry.already_blocked_line, address,
-                                             mode))  # fmt: skip
+        self._syslog_named(
+            ipaddress.ip_address(address) if named else None,
+            functools.partial(portsentry.already_blocked_line, address, mode),
+        )
 
     def unblocked(self, address: str, by: str, when: float) -> None:
         """A block ended: by expiry, the unblock command, or at stop (UNBLOCK_ON_STOP)."""
@@ -311,17 +345,19 @@ class Alerts:
         self._notice(f"{count} more hosts unblocked", unblocks_not_shown_event(count, when))
 
     def block_cap(self, per_minute: int) -> None:
-        self._notice("block rate cap reached; detection goes on",
-                     {"time": stamp(time.time()), "event": "block-cap",
-                      "per_minute": per_minute})  # fmt: skip
+        self._notice(
+            "block rate cap reached; detection goes on",
+            {"time": stamp(time.time()), "event": "block-cap", "per_minute": per_minute},
+        )
 
     def block_max(self, active: int) -> None:
         """BLOCKS_MAX blocks (`active`, or more: after a reload that lowered it) are in force:
         no new block until some end."""
-        self._notice(f"{active} active blocks: BLOCKS_MAX reached: no new block until some "
-                     "end; detection goes on",
-                     {"time": stamp(time.time()), "event": "block-max",
-                      "active": active})  # fmt: skip
+        self._notice(
+            f"{active} active blocks: BLOCKS_MAX reached: no new block until some "
+            "end; detection goes on",
+            {"time": stamp(time.time()), "event": "block-max", "active": active},
+        )
 
     def not_blocking(self, address: str, what: str) -> None:
         """`what`: why it is protected, "a default gateway", "a name server" or both."""
@@ -347,22 +383,26 @@ class Alerts:
         self._event({"time": stamp(when), "event": "audit-unchecked", "reason": reason})
 
     def table_lost(self) -> None:
-        self._notice(f"nftables table inet {self.settings.nft_table} was removed; putting the "
-                     "active blocks back",
-                     {"time": stamp(time.time()), "event": "table-lost"})  # fmt: skip
+        self._notice(
+            f"nftables table inet {self.settings.nft_table} was removed; putting the "
+            "active blocks back",
+            {"time": stamp(time.time()), "event": "table-lost"},
+        )
 
     def element_lost(self, address: str) -> None:
         """A blocked source's nftables element was gone (`nft flush set`, `nft delete
         element`): its probe reached us, and the element is back."""
-        self._notice(f"nftables element of blocked host {address} was removed; putting it back",
-                     {"time": stamp(time.time()), "event": "element-lost",
-                      "src": address})  # fmt: skip
+        self._notice(
+            f"nftables element of blocked host {address} was removed; putting it back",
+            {"time": stamp(time.time()), "event": "element-lost", "src": address},
+        )
 
     def nft_failed(self, reason: str) -> None:
         """The active blocks could not be put in our nftables sets at start."""
-        self._notice(f"ERROR: nftables blocks not in force: {reason}; trying again",
-                     {"time": stamp(time.time()), "event": "nft-failed",
-                      "reason": reason})  # fmt: skip
+        self._notice(
+            f"ERROR: nftables blocks not in force: {reason}; trying again",
+            {"time": stamp(time.time()), "event": "nft-failed", "reason": reason},
+        )
 
     def _notice(self, message: str, event: dict[str, Any]) -> None:
         self._syslog_send(f"attackalert: {message}", WARNING)
@@ -371,12 +411,20 @@ class Alerts:
     def mail_held(self, reopens: float) -> None:
         """MAIL_PER_HOUR began to hold reports back (called in the mail thread)."""
         per_hour = self.settings.mail_per_hour
-        message = (f"mail rate limit reached: MAIL_PER_HOUR={per_hour}; further reports are "
-                   f"held back until {utc_stamp(reopens)}, then counted in one mail")  # fmt: skip
+        message = (
+            f"mail rate limit reached: MAIL_PER_HOUR={per_hour}; further reports are "
+            f"held back until {utc_stamp(reopens)}, then counted in one mail"
+        )
         log.warning("%s", message)
         self._syslog_send(f"adminalert: {message}", WARNING)
-        self._event({"time": stamp(time.time()), "event": "mail-rate-limit",
-                     "per_hour": per_hour, "until": stamp(reopens)})  # fmt: skip
+        self._event(
+            {
+                "time": stamp(time.time()),
+                "event": "mail-rate-limit",
+                "per_hour": per_hour,
+                "until": stamp(reopens),
+            }
+        )
 
     def delivered(self) -> dict[str, dict[str, Any]]:
         """Alerts sent and dropped per path and reason (Delivery.counts), the mailer's included."""

@@ -22,15 +22,22 @@ def probe_event(verdict: Verdict) -> dict[str, Any]:
     for a scan the episode's counts so far."""
     p = verdict.probe
     event: dict[str, Any] = {
-        "time": stamp(p.seen_at), "event": verdict.kind, "src": str(p.src), "dst": str(p.dst),
-        "proto": p.proto.value, "port": p.dport, "sport": p.sport, "mode": p.mode,
-        "flags": p.flags, "ip_options": p.ip_options, "prefix": _prefix(verdict),
-    }  # fmt: skip
+        "time": stamp(p.seen_at),
+        "event": verdict.kind,
+        "src": str(p.src),
+        "dst": str(p.dst),
+        "proto": p.proto.value,
+        "port": p.dport,
+        "sport": p.sport,
+        "mode": p.mode,
+        "flags": p.flags,
+        "ip_options": p.ip_options,
+        "prefix": _prefix(verdict),
+    }
     if verdict.kind == "os-probe":
         event.update(os_tool=p.os_tool, patterns=list(verdict.patterns))
     else:
-        event.update(type=p.scan, probes=verdict.probes, ports=verdict.ports,
-                     os=p.os_match or None)  # fmt: skip
+        event.update(type=p.scan, probes=verdict.probes, ports=verdict.ports, os=p.os_match or None)
     return event
 
 
@@ -39,10 +46,17 @@ def summary_event(verdict: Verdict, action: str, now: float) -> dict[str, Any]:
     `ongoing`: an interim one, of the part so far of a scan that goes on."""
     p, first = verdict.probe, verdict.first_probe or verdict.probe
     event: dict[str, Any] = {
-        "time": stamp(now), "event": verdict.kind, "src": str(p.src), "dst": str(p.dst),
-        "started": stamp(first.seen_at), "last_seen": stamp(p.seen_at), "probes": verdict.probes,
-        "ongoing": verdict.ongoing, "prefix": _prefix(verdict), "addresses": verdict.addresses,
-    }  # fmt: skip
+        "time": stamp(now),
+        "event": verdict.kind,
+        "src": str(p.src),
+        "dst": str(p.dst),
+        "started": stamp(first.seen_at),
+        "last_seen": stamp(p.seen_at),
+        "probes": verdict.probes,
+        "ongoing": verdict.ongoing,
+        "prefix": _prefix(verdict),
+        "addresses": verdict.addresses,
+    }
     if verdict.kind == "os-summary":
         event.update(tools=list(verdict.types), patterns=list(verdict.patterns))
     else:
@@ -81,8 +95,9 @@ def write_unblocks(settings: Settings, ended: Iterable[tuple[str, float]], by: s
         for address, when in ended[: limits.UNBLOCKS_REPORTED_MAX]:
             log.write(unblock_event(address, by, when))
         if len(ended) > limits.UNBLOCKS_REPORTED_MAX:
-            log.write(unblocks_not_shown_event(len(ended) - limits.UNBLOCKS_REPORTED_MAX,
-                                               ended[-1][1]))  # fmt: skip
+            log.write(
+                unblocks_not_shown_event(len(ended) - limits.UNBLOCKS_REPORTED_MAX, ended[-1][1])
+            )
     finally:
         log.close()
 

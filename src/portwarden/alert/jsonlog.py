@@ -68,9 +68,11 @@ class JsonLog:
         self._size = 0
         self._rotate_at = max_bytes  # the size past which the file is rotated
         self.outage = Outage(f"JSON event log {path}", "events")
-        self.rotation = Outage(f"JSON event log {path}: rotation", "tries",
-                               effect="events go on into the current file; it is tried again "
-                                      "as the file grows")  # fmt: skip
+        self.rotation = Outage(
+            f"JSON event log {path}: rotation",
+            "tries",
+            effect="events go on into the current file; it is tried again as the file grows",
+        )
         self.reopen()
 
     def reopen(self) -> None:
@@ -185,5 +187,9 @@ def _same_access(fd: int, before: os.stat_result, path: Path) -> None:
         try:
             copy()
         except OSError as error:
-            log.warning("JSON event log %s: the new file could not get the old one's %s: %s",
-                        path, what, error.strerror or error)  # fmt: skip
+            log.warning(
+                "JSON event log %s: the new file could not get the old one's %s: %s",
+                path,
+                what,
+                error.strerror or error,
+            )

@@ -83,8 +83,11 @@ def protocol(verdict: Verdict) -> str:
     """The summary's protocol (a scan has one); for OS probing, those its probes used."""
     if verdict.kind == "os-summary":
         # A pattern is "udp", or "udp/U1" with nmap's name for the probe (see Verdict).
-        return "+".join(sorted({"UDP" if pattern.split("/")[0] == "udp" else "TCP"
-                                for pattern in verdict.patterns}))  # fmt: skip
+        return "+".join(
+            sorted(
+                {"UDP" if pattern.split("/")[0] == "udp" else "TCP" for pattern in verdict.patterns}
+            )
+        )
     return verdict.probe.proto.value.upper()
 
 
@@ -162,8 +165,10 @@ def body(verdict: Verdict, name: str | None, action: str, host: str) -> str:
         f"Action:          {action}",
     ]
     if verdict.ongoing:
-        lines.append(f"Status:          {ONGOING}: this report covers the scan so far; the next "
-                     "covers what comes after")  # fmt: skip
+        lines.append(
+            f"Status:          {ONGOING}: this report covers the scan so far; the next "
+            "covers what comes after"
+        )
     # Every part is ours or already escaped (the source's name by safe_hostname): no second
     # escape.
     return "\n".join(lines) + "\n"
@@ -260,8 +265,10 @@ class Mailer(threading.Thread):
             self.failed += 1
             self._stranded = True
             report = self._render((verdict, text))
-            self._queue_full.failed(f"full: report {report.subject!r} was not mailed (it is in "
-                                    "the store and the JSON event log)")  # fmt: skip
+            self._queue_full.failed(
+                f"full: report {report.subject!r} was not mailed (it is in "
+                "the store and the JSON event log)"
+            )
             return
         self._queue_full.worked()
 
@@ -304,18 +311,29 @@ class Mailer(threading.Thread):
         s = self.settings
         if count:
             self.failed += count
-            log.error("%s not sent by the stop (relay %s port %d, %g s): %s; %s in the store "
-                      "and mailed after a restart (if within SMTP_GIVE_UP_AFTER=%g s)",
-                      counted(count, "mail"), s.smtp_relay, s.smtp_port, wait_s,
-                      named(unrecorded + waiting.subjects, count),
-                      "it is" if count == 1 else "they are", s.smtp_give_up_after)  # fmt: skip
+            log.error(
+                "%s not sent by the stop (relay %s port %d, %g s): %s; %s in the store "
+                "and mailed after a restart (if within SMTP_GIVE_UP_AFTER=%g s)",
+                counted(count, "mail"),
+                s.smtp_relay,
+                s.smtp_port,
+                wait_s,
+                named(unrecorded + waiting.subjects, count),
+                "it is" if count == 1 else "they are",
+                s.smtp_give_up_after,
+            )
         if self.budget.held:
             held = self.budget.held
-            log.warning("%s held back by MAIL_PER_HOUR=%d %s kept in the store, still held: one "
-                        "mail will list %s after a restart, once MAIL_PER_HOUR has room (%s in "
-                        "the JSON event log)", counted(held, "report"), self.budget.held_under,
-                        are(held), "it" if held == 1 else "them",
-                        "it is" if held == 1 else "they are")  # fmt: skip
+            log.warning(
+                "%s held back by MAIL_PER_HOUR=%d %s kept in the store, still held: one "
+                "mail will list %s after a restart, once MAIL_PER_HOUR has room (%s in "
+                "the JSON event log)",
+                counted(held, "report"),
+                self.budget.held_under,
+                are(held),
+                "it" if held == 1 else "them",
+                "it is" if held == 1 else "they are",
+            )
 
     def run(self) -> None:
         self._start()
@@ -345,21 +363,28 @@ class Mailer(threading.Thread):
         the stop are taken from the store."""
         held = self._book.start()
         tried, noticed = self._book.last_hour(HOUR_S)
-        self.budget = MailBudget([self._monotonic(t) for t in tried],
-                                 None if noticed is None else self._monotonic(noticed),
-                                 0 if held is None else held.total,
-                                 None if held is None else self._monotonic(held.since),
-                                 # the store keeps no cap: the hold goes on under this one
-                                 None if held is None else self.settings.mail_per_hour)  # fmt: skip
+        self.budget = MailBudget(
+            [self._monotonic(t) for t in tried],
+            None if noticed is None else self._monotonic(noticed),
+            0 if held is None else held.total,
+            None if held is None else self._monotonic(held.since),
+            # the store keeps no cap: the hold goes on under this one
+            None if held is None else self.settings.mail_per_hour,
+        )
         if held is not None:
             self._held = [held_line(report) for report in held.first]
             self._held_ids = held.ids
             per_hour = self.settings.mail_per_hour
             reopens = self.budget.reopens_at(self._clock(), per_hour) or self._clock()
-            log.info("%s held back by MAIL_PER_HOUR before the last stop %s still held: one "
-                     "mail will list %s (MAIL_PER_HOUR=%d) at %s", counted(held.total, "report"),
-                     are(held.total), "it" if held.total == 1 else "them", per_hour,
-                     utc_stamp(self._wall(reopens)))  # fmt: skip
+            log.info(
+                "%s held back by MAIL_PER_HOUR before the last stop %s still held: one "
+                "mail will list %s (MAIL_PER_HOUR=%d) at %s",
+                counted(held.total, "report"),
+                are(held.total),
+                "it" if held.total == 1 else "them",
+                per_hour,
+                utc_stamp(self._wall(reopens)),
+            )
         self._load("not mailed before the last stop")
 
     def _stored_ready(self) -> bool:
@@ -381,16 +406,26 @@ class Mailer(threading.Thread):
         self._stranded = found.left > 0
         if found.given_up:
             given_up = len(found.given_up)
-            log.error("%s %s %s older than SMTP_GIVE_UP_AFTER=%g s: given up, not "
-                      "mailed (failed in the store): %s", counted(given_up, "report"), which,
-                      are(given_up),
-                      s.smtp_give_up_after, named(found.given_up))  # fmt: skip
+            log.error(
+                "%s %s %s older than SMTP_GIVE_UP_AFTER=%g s: given up, not "
+                "mailed (failed in the store): %s",
+                counted(given_up, "report"),
+                which,
+                are(given_up),
+                s.smtp_give_up_after,
+                named(found.given_up),
+            )
         if found.reports:
-            log.info("%s %s %s queued again: %s%s", counted(len(found.reports), "report"), which,
-                     are(len(found.reports)),
-                     named([r.subject for r in found.reports]),
-                     f"; {found.left} more stay in the store, queued as these are done"
-                     if found.left else "")  # fmt: skip
+            log.info(
+                "%s %s %s queued again: %s%s",
+                counted(len(found.reports), "report"),
+                which,
+                are(len(found.reports)),
+                named([r.subject for r in found.reports]),
+                f"; {found.left} more stay in the store, queued as these are done"
+                if found.left
+                else "",
+            )
         self._stored.extend(found.reports)
 
     def _wake_at(self, now: float) -> float | None:
@@ -428,8 +463,11 @@ class Mailer(threading.Thread):
                 held_report = self._render(job, outcome=HELD)
             if held_report.id:  # the summary mail lists this hold's ids in the store
                 ids, new = self._held_ids, held_report.id
-                self._held_ids = (range(min(ids.start, new), max(ids.stop, new + 1)) if ids
-                                  else range(new, new + 1))  # fmt: skip
+                self._held_ids = (
+                    range(min(ids.start, new), max(ids.stop, new + 1))
+                    if ids
+                    else range(new, new + 1)
+                )
             if len(self._held) < limits.MAIL_HELD_LISTED_MAX:
                 self._held.append(held_line(held_report))
             if self.budget.held == 1:  # the hold begins
@@ -459,14 +497,19 @@ class Mailer(threading.Thread):
         self._book.held_listed(self._held_ids)
         self._held_ids = range(0)
         reports, were = counted(held, "report"), "was" if held == 1 else "were"
-        self._mail("held-summary", f"portwarden: {reports} {were} not mailed (MAIL_PER_HOUR)",
-                   wrapped(f"{reports} {were} held back since "
-                           f"{local_stamp(self._wall(since))} by MAIL_PER_HOUR={per_hour}. "
-                           "Every one of them is in the JSON event log.")
-                   + "\nFirst seen, source, protocol, type (action):\n"
-                   + "".join(f"  {line}\n" for line in listed)
-                   + (f"  ... and {more} more\n" if more > 0 else ""),
-                   counted=True)  # fmt: skip
+        self._mail(
+            "held-summary",
+            f"portwarden: {reports} {were} not mailed (MAIL_PER_HOUR)",
+            wrapped(
+                f"{reports} {were} held back since "
+                f"{local_stamp(self._wall(since))} by MAIL_PER_HOUR={per_hour}. "
+                "Every one of them is in the JSON event log."
+            )
+            + "\nFirst seen, source, protocol, type (action):\n"
+            + "".join(f"  {line}\n" for line in listed)
+            + (f"  ... and {more} more\n" if more > 0 else ""),
+            counted=True,
+        )
 
     def _hold_began(self, now: float, per_hour: int) -> None:
         """Said (log, syslog, JSON: see _on_hold) and mailed once an hour at most, as the
@@ -475,17 +518,25 @@ class Mailer(threading.Thread):
         reopens = self._wall(self.budget.reopens_at(now, per_hour) or now)
         if not self.budget.notice_allowed(now):
             said = self._wall(self.budget.noticed or now)
-            log.debug("mail rate limit still reached (said at %s): reports are held back until "
-                      "%s", utc_stamp(said), utc_stamp(reopens))  # fmt: skip
+            log.debug(
+                "mail rate limit still reached (said at %s): reports are held back until %s",
+                utc_stamp(said),
+                utc_stamp(reopens),
+            )
             return
         self._on_hold(reopens)
-        self._mail(RATE_LIMIT, "portwarden: mail rate limit reached",
-                   wrapped(f"MAIL_PER_HOUR={per_hour} mails were tried in the last hour "
-                           "(each try counts, delivered or not). Further reports are held "
-                           "back, not mailed, until "
-                           f"{local_stamp(reopens)}; one mail will then list them. Every "
-                           "report is in the JSON event log regardless. (This notice is "
-                           "the one mail allowed over the limit.)"))  # fmt: skip
+        self._mail(
+            RATE_LIMIT,
+            "portwarden: mail rate limit reached",
+            wrapped(
+                f"MAIL_PER_HOUR={per_hour} mails were tried in the last hour "
+                "(each try counts, delivered or not). Further reports are held "
+                "back, not mailed, until "
+                f"{local_stamp(reopens)}; one mail will then list them. Every "
+                "report is in the JSON event log regardless. (This notice is "
+                "the one mail allowed over the limit.)"
+            ),
+        )
 
     def _wall(self, monotonic: float) -> float:
         return time.time() + (monotonic - self._clock())
@@ -508,11 +559,18 @@ class Mailer(threading.Thread):
         verdict, text = job
         if isinstance(verdict, str):
             return self._book.add("mail", verdict, text, outcome)
-        name = (self._source_name(verdict, until)
-                if until is not None and self.settings.resolve_host else None)  # fmt: skip
+        name = (
+            self._source_name(verdict, until)
+            if until is not None and self.settings.resolve_host
+            else None
+        )
         template = subject_template(self.settings.mail_subject, verdict)
-        return self._book.add(verdict.kind, subject(template, verdict),
-                              body(verdict, name, text, socket.gethostname()), outcome)  # fmt: skip
+        return self._book.add(
+            verdict.kind,
+            subject(template, verdict),
+            body(verdict, name, text, socket.gethostname()),
+            outcome,
+        )
 
     def _source_name(self, verdict: Verdict, until: float) -> str | None:
         """The source's name, looked up for at most RESOLVE_HOST_TIMEOUT_S (a dead name server
@@ -521,8 +579,7 @@ class Mailer(threading.Thread):
         name = Resolver.name(self._resolver.start(verdict.probe.src), wait)
         return None if name is None else safe_hostname(name)
 
-    def _send(self, report: Report, until: float | None = None,
-              retry: Retry | None = None) -> bool:  # fmt: skip
+    def _send(self, report: Report, until: float | None = None, retry: Retry | None = None) -> bool:
         """Deliver one report by `until` (monotonic; default: the whole deadline from now), to
         the recipients of MAIL_TO that do not have it yet (when it is tried again, `retry`, or
         was taken from the store). True if the relay as a whole turned it away for now (see
@@ -535,8 +592,10 @@ class Mailer(threading.Thread):
         if until is None:
             until = time.monotonic() + deadline_s(s)
         done, delivered, lost, tries = (
-            (report.done, report.reached, False, report.tries) if retry is None
-            else (retry.done, retry.delivered, retry.lost, retry.tries))  # fmt: skip
+            (report.done, report.reached, False, report.tries)
+            if retry is None
+            else (retry.done, retry.delivered, retry.lost, retry.tries)
+        )
         recipients = self._to_do(done)
         if not recipients:  # a reload took the others out of MAIL_TO
             self._over(report, delivered, lost)
@@ -547,32 +606,50 @@ class Mailer(threading.Thread):
         except DeliveryFailed as error:
             for_good = tuple(a for a in recipients if a not in error.deferred)
             lost_now = lost or bool(for_good)
-            if error.deferred and self._defer(report, done + for_good, delivered, lost_now,
-                                              error, tries + 1):  # fmt: skip
+            if error.deferred and self._defer(
+                report, done + for_good, delivered, lost_now, error, tries + 1
+            ):
                 return error.relay_wide
             # Said by _defer when it gave up; by the stop when it stopped waiting.
             if not (error.deferred or self._gave_up):
-                log.error("mail %s to %s via %s port %d failed: %s", quoted(report.subject),
-                          ", ".join(recipients), s.smtp_relay, s.smtp_port, error)  # fmt: skip
+                log.error(
+                    "mail %s to %s via %s port %d failed: %s",
+                    quoted(report.subject),
+                    ", ".join(recipients),
+                    s.smtp_relay,
+                    s.smtp_port,
+                    error,
+                )
             self._over(report, delivered, lost=True)
             return False
         # The relay took the mail for the others (smtplib raises only if for none).
         deferred = tuple(a for a, (code, _) in refused.items() if temporary(code))
-        refused_said = [f"{address} ({reply})" for address, (_, reply) in refused.items()
-                        if address not in deferred]  # fmt: skip
+        refused_said = [
+            f"{address} ({reply})"
+            for address, (_, reply) in refused.items()
+            if address not in deferred
+        ]
         if refused_said:
-            log.error("mail %s via %s port %d: the relay refused %s; sent to the others",
-                      quoted(report.subject), s.smtp_relay, s.smtp_port,
-                      "; ".join(refused_said))  # fmt: skip
+            log.error(
+                "mail %s via %s port %d: the relay refused %s; sent to the others",
+                quoted(report.subject),
+                s.smtp_relay,
+                s.smtp_port,
+                "; ".join(refused_said),
+            )
         reached = [a for a in recipients if a not in refused]
         if tries and reached:  # after `not delivered ... for now` warnings
-            log.info("mail %s via %s port %d: delivered to %s after %s", quoted(report.subject),
-                     s.smtp_relay, s.smtp_port, ", ".join(reached),
-                     counted(tries + 1, "try", "tries"))  # fmt: skip
+            log.info(
+                "mail %s via %s port %d: delivered to %s after %s",
+                quoted(report.subject),
+                s.smtp_relay,
+                s.smtp_port,
+                ", ".join(reached),
+                counted(tries + 1, "try", "tries"),
+            )
         why = "; ".join(refused[a][1] for a in deferred)
         done += tuple(a for a in recipients if a not in deferred)
-        if deferred and self._defer(report, done, True, lost or bool(refused_said), why,
-                                    tries + 1):  # fmt: skip
+        if deferred and self._defer(report, done, True, lost or bool(refused_said), why, tries + 1):
             return False
         self._over(report, True, lost or bool(refused))
         return False
@@ -580,8 +657,15 @@ class Mailer(threading.Thread):
     def _to_do(self, done: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(a for a in self.settings.mail_to if a not in done)
 
-    def _defer(self, report: Report, done: tuple[str, ...], delivered: bool, lost: bool,
-               why: object, tries: int) -> bool:  # fmt: skip
+    def _defer(
+        self,
+        report: Report,
+        done: tuple[str, ...],
+        delivered: bool,
+        lost: bool,
+        why: object,
+        tries: int,
+    ) -> bool:
         """Keep a report turned away for now (`tries` times so far), to try it again after
         SMTP_RETRY_DELAY to those not `done`; at the stop it stays in the store (mailed after a
         restart, to those only).
@@ -592,15 +676,27 @@ class Mailer(threading.Thread):
         recipients = self._to_do(done)
         age = time.time() - report.made
         if age >= s.smtp_give_up_after:
-            log.error("mail %s via %s port %d: not delivered to %s: %s; giving up: it is %.0f s "
-                      "old (SMTP_GIVE_UP_AFTER)", quoted(report.subject), s.smtp_relay, s.smtp_port,
-                      ", ".join(recipients), why, age)  # fmt: skip
+            log.error(
+                "mail %s via %s port %d: not delivered to %s: %s; giving up: it is %.0f s "
+                "old (SMTP_GIVE_UP_AFTER)",
+                quoted(report.subject),
+                s.smtp_relay,
+                s.smtp_port,
+                ", ".join(recipients),
+                why,
+                age,
+            )
             return False
         self._book.settle(report, RETRYING, done=done, reached=delivered, tries=tries)
         if not self._stopping and len(self._retries) >= limits.MAIL_RETRIES_MAX:
-            log.error("mail %s via %s port %d: not tried again until fewer mails wait (it is in "
-                      "the store): %d mails wait already", quoted(report.subject), s.smtp_relay,
-                      s.smtp_port, len(self._retries))  # fmt: skip
+            log.error(
+                "mail %s via %s port %d: not tried again until fewer mails wait (it is in "
+                "the store): %d mails wait already",
+                quoted(report.subject),
+                s.smtp_relay,
+                s.smtp_port,
+                len(self._retries),
+            )
             self._pending.pop(report, None)
             self._stranded = True
             self._settle(delivered, lost=True)
@@ -611,9 +707,15 @@ class Mailer(threading.Thread):
             due = self._clock() + s.smtp_retry_delay
             heapq.heappush(self._retries, Retry(due, report, done, delivered, lost, tries))
             then = f"trying again in {s.smtp_retry_delay:g} s"
-        log.warning("mail %s via %s port %d: not delivered to %s for now (%s); %s",
-                    quoted(report.subject), s.smtp_relay, s.smtp_port, ", ".join(recipients), why,
-                    then)  # fmt: skip
+        log.warning(
+            "mail %s via %s port %d: not delivered to %s for now (%s); %s",
+            quoted(report.subject),
+            s.smtp_relay,
+            s.smtp_port,
+            ", ".join(recipients),
+            why,
+            then,
+        )
         return True
 
     def _over(self, report: Report, delivered: bool, lost: bool) -> None:

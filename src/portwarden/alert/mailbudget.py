@@ -16,9 +16,14 @@ HOUR_S = 3600.0
 
 
 class MailBudget:
-    def __init__(self, tried: Iterable[float] = (), noticed: float | None = None, held: int = 0,
-                 held_since: float | None = None,
-                 held_under: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        tried: Iterable[float] = (),
+        noticed: float | None = None,
+        held: int = 0,
+        held_since: float | None = None,
+        held_under: int | None = None,
+    ) -> None:
         """`tried`: when mails were counted in the last hour, in order, `noticed`: when the
         last notice went (None: not in the last hour), and a hold that goes on: `held` reports
         held since `held_since` under the cap `held_under`; a start gets them from the store,

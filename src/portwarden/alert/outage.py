@@ -8,8 +8,9 @@ log = logging.getLogger("portwarden")
 
 
 class Outage:
-    def __init__(self, name: str, unit: str, level: int = logging.ERROR,
-                 effect: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, name: str, unit: str, level: int = logging.ERROR, effect: str | None = None
+    ) -> None:
         """`name`: the output as the administrator knows it (`JSON event log /path`);
         `unit`: what it drops (`events`); `level`: of the line that says it fails; `effect`:
         what happens meanwhile, for a failure that drops nothing (then `unit` counts the
@@ -34,5 +35,11 @@ class Outage:
     def worked(self) -> None:
         if self._failing:
             self._failing = False
-            log.info("%s works again (%d %s %s, %d so far)", self._name,
-                     self._episode, self._unit, self._counted, self.dropped)  # fmt: skip
+            log.info(
+                "%s works again (%d %s %s, %d so far)",
+                self._name,
+                self._episode,
+                self._unit,
+                self._counted,
+                self.dropped,
+            )

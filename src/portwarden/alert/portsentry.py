@@ -116,17 +116,25 @@ def action_lines(address: str, actions: tuple[Action, ...], nft_table: str) -> l
         if action.status != DONE:
             continue
         if action.kind == NFT:
-            lines.append(f"attackalert: Host {address} has been blocked via nftables set inet "
-                         f"{nft_table} {set_of(address)}")  # fmt: skip
+            lines.append(
+                f"attackalert: Host {address} has been blocked via nftables set inet "
+                f"{nft_table} {set_of(address)}"
+            )
         elif action.kind == HOSTS_DENY and len(action.do) == 2:
-            lines.append(f"attackalert: Host {address} has been blocked via wrappers with string: "
-                         f'"{one_line(action.do[1])}"')  # fmt: skip
+            lines.append(
+                f"attackalert: Host {address} has been blocked via wrappers with string: "
+                f'"{one_line(action.do[1])}"'
+            )
         elif action.kind == ROUTE:
-            lines.append(f"attackalert: Host {address} has been blocked via dropped route using "
-                         f'command: "{_command(action)}"')  # fmt: skip
+            lines.append(
+                f"attackalert: Host {address} has been blocked via dropped route using "
+                f'command: "{_command(action)}"'
+            )
         elif action.kind == COMMAND:
-            lines.append(f"attackalert: External command run for host: {address} using command: "
-                         f'"{_command(action)}"')  # fmt: skip
+            lines.append(
+                f"attackalert: External command run for host: {address} using command: "
+                f'"{_command(action)}"'
+            )
     return lines
 
 

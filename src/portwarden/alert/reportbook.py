@@ -78,9 +78,19 @@ class Waiting(NamedTuple):
 
 def _reports(rows: list[tuple[Any, ...]]) -> list[Report]:
     """Reports as the store has them (Store.unmailed_reports' rows)."""
-    return [Report(kind, subject, body, made, report_id, tuple(filter(None, done.split("\n"))),
-                   bool(reached), tries)
-            for report_id, made, kind, subject, body, done, reached, tries in rows]  # fmt: skip
+    return [
+        Report(
+            kind,
+            subject,
+            body,
+            made,
+            report_id,
+            tuple(filter(None, done.split("\n"))),
+            bool(reached),
+            tries,
+        )
+        for report_id, made, kind, subject, body, done, reached, tries in rows
+    ]
 
 
 class ReportBook:
@@ -111,19 +121,30 @@ class ReportBook:
     def add(self, kind: str, subject: str, body: str, outcome: str = QUEUED) -> Report:
         """The report, recorded now (its id 0 if the store failed)."""
         made = time.time()
-        report_id = self._do(lambda store: store.add_report(
-            made, kind, subject, body, outcome, limits.MAIL_REPORTS_KEPT_MAX), 0)  # fmt: skip
+        report_id = self._do(
+            lambda store: store.add_report(
+                made, kind, subject, body, outcome, limits.MAIL_REPORTS_KEPT_MAX
+            ),
+            0,
+        )
         return Report(kind, subject, body, made, report_id)
 
-    def settle(self, report: Report, outcome: str, mailed: bool = False,
-               done: tuple[str, ...] = (), reached: bool = False,
-               tries: int | None = None) -> None:  # fmt: skip
+    def settle(
+        self,
+        report: Report,
+        outcome: str,
+        mailed: bool = False,
+        done: tuple[str, ...] = (),
+        reached: bool = False,
+        tries: int | None = None,
+    ) -> None:
         """Its outcome; `done`, `reached` and `tries` as in Report (for a report tried again
         later; `tries` None: as it was)."""
         if report.id:
             when = time.time() if mailed else None
-            self._do(lambda store: store.set_report(report.id, outcome, when, done, reached,
-                                                    tries), None)  # fmt: skip
+            self._do(
+                lambda store: store.set_report(report.id, outcome, when, done, reached, tries), None
+            )
 
     def tried(self, report: Report) -> None:
         """MAIL_PER_HOUR counted it now."""

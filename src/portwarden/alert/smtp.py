@@ -68,8 +68,9 @@ class RelayLookup:
             raise TimeoutError(f"the last lookup of {relay} has not ended yet")
         lookup: Future[list[str]] = Future()
         self._pending = lookup
-        threading.Thread(target=self._run, args=(lookup, relay, port),
-                         name="portwarden-relay-dns", daemon=True).start()  # fmt: skip
+        threading.Thread(
+            target=self._run, args=(lookup, relay, port), name="portwarden-relay-dns", daemon=True
+        ).start()
         try:
             return lookup.result(max(0.0, timeout))
         except FutureTimeout:
@@ -96,8 +97,9 @@ class _DeadlineSMTP(smtplib.SMTP):
         self._addresses = addresses
         super().__init__(**options)
 
-    def connect(self, host: str = "localhost", port: int = 0,
-                source_address: Any = None) -> tuple[int, bytes]:  # fmt: skip
+    def connect(
+        self, host: str = "localhost", port: int = 0, source_address: Any = None
+    ) -> tuple[int, bytes]:
         self._host = host  # smtplib sets it only in __init__; STARTTLS checks the name against it
         return super().connect(host, port, source_address)
 
@@ -154,8 +156,13 @@ def message_id(report: Report, helo: str) -> str:
     return f"<portwarden.report-{report.id}.{report.made:.0f}@{helo}>"
 
 
-def deliver(s: Settings, report: Report, until: float, relay_lookup: RelayLookup,
-            recipients: tuple[str, ...]) -> Refused:  # fmt: skip
+def deliver(
+    s: Settings,
+    report: Report,
+    until: float,
+    relay_lookup: RelayLookup,
+    recipients: tuple[str, ...],
+) -> Refused:
     """Send one report to `recipients` (of MAIL_TO) by `until` (monotonic). Returns the
     addresses the relay refused when it took the mail for the others; raises DeliveryFailed
     when it was delivered to none."""
@@ -189,12 +196,16 @@ def deliver(s: Settings, report: Report, until: float, relay_lookup: RelayLookup
         refused = smtp.send_message(message, to_addrs=list(recipients))
         with contextlib.suppress(OSError, smtplib.SMTPException):  # delivered: QUIT is a nicety
             smtp.quit()
-        return {address: (code, one_line(f"{code} {reply.decode('utf-8', 'replace')}"))
-                for address, (code, reply) in refused.items()}  # fmt: skip
+        return {
+            address: (code, one_line(f"{code} {reply.decode('utf-8', 'replace')}"))
+            for address, (code, reply) in refused.items()
+        }
     except (OSError, UnicodeError, ValueError, smtplib.SMTPException) as error:
         if smtp.expired:
-            why = (f"not delivered within {deadline_s(s):g} s (SMTP_TIMEOUT x "
-                   f"{limits.MAIL_DELIVERY_TIMEOUTS})")  # fmt: skip
+            why = (
+                f"not delivered within {deadline_s(s):g} s (SMTP_TIMEOUT x "
+                f"{limits.MAIL_DELIVERY_TIMEOUTS})"
+            )
             raise DeliveryFailed(why, recipients, relay_wide=True) from None
         deferred = _deferred(error, recipients)
         relay_wide = bool(deferred) and not isinstance(error, smtplib.SMTPRecipientsRefused)
@@ -221,8 +232,7 @@ def _deferred(error: Exception, recipients: tuple[str, ...]) -> tuple[str, ...]:
     """The recipients turned away for now: those a 4xx reply refused at RCPT, or all of them
     for a 4xx to the whole mail (MAIL FROM, DATA, the greeting) or a relay out of reach."""
     if isinstance(error, smtplib.SMTPRecipientsRefused):
-        return tuple(address for address, (code, _) in error.recipients.items()
-                     if temporary(code))  # fmt: skip
+        return tuple(address for address, (code, _) in error.recipients.items() if temporary(code))
     if isinstance(error, smtplib.SMTPResponseException) and temporary(error.smtp_code):
         return recipients
     if unreachable(error):
@@ -248,8 +258,10 @@ def _reason(error: Exception) -> str:
     """Why a delivery failed: the relay's reply (`451 4.3.0 Try again later`) when it gave one;
     each recipient's when it refused them all."""
     if isinstance(error, smtplib.SMTPRecipientsRefused):
-        return "; ".join(f"{address}: {code} {reply.decode('utf-8', 'replace')}"
-                         for address, (code, reply) in error.recipients.items())  # fmt: skip
+        return "; ".join(
+            f"{address}: {code} {reply.decode('utf-8', 'replace')}"
+            for address, (code, reply) in error.recipients.items()
+        )
     if isinstance(error, smtplib.SMTPResponseException):
         reply = error.smtp_error
         text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply

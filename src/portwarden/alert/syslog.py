@@ -26,11 +26,23 @@ from portwarden.alert.outage import Outage
 from portwarden.config.values import FACILITIES
 from portwarden.text import one_line
 
-_CODES = dict(zip(FACILITIES, (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 16, 17, 18, 19, 20, 21, 22,
-                               23), strict=True))  # fmt: skip
+_CODES = dict(
+    zip(
+        FACILITIES,
+        (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 16, 17, 18, 19, 20, 21, 22, 23),
+        strict=True,
+    )
+)
 NOTICE, WARNING, INFO, ERROR = 5, 4, 6, 3
-SEVERITIES = {"alert": 1, "crit": 2, "err": ERROR, "warning": WARNING, "notice": NOTICE,
-              "info": INFO, "debug": 7}  # fmt: skip
+SEVERITIES = {
+    "alert": 1,
+    "crit": 2,
+    "err": ERROR,
+    "warning": WARNING,
+    "notice": NOTICE,
+    "info": INFO,
+    "debug": 7,
+}
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _RECONNECT = b""  # in the queue: connect again before the next line (a line is never empty)
 _PEER_GONE = frozenset({errno.ECONNREFUSED, errno.ENOTCONN, errno.ENOENT})  # daemon restarted
@@ -44,8 +56,13 @@ def timestamp(epoch: float) -> str:
 
 
 class Syslog:
-    def __init__(self, path: Path, facility: str, counted: Callable[[bool], None] | None = None,
-                 ident: str = "portwarden") -> None:  # fmt: skip
+    def __init__(
+        self,
+        path: Path,
+        facility: str,
+        counted: Callable[[bool], None] | None = None,
+        ident: str = "portwarden",
+    ) -> None:
         """`counted(sent)` is called once per line, from the sender thread (or the caller's,
         for a line the full queue refuses)."""
         self._path = str(path)
@@ -90,8 +107,9 @@ class Syslog:
         """Wait until every queued line has been sent or dropped; False if `timeout` ran out."""
         deadline = time.monotonic() + timeout
         with self._ready:
-            return self._ready.wait_for(lambda: not self._queue and not self._busy,
-                                        max(0.0, deadline - time.monotonic()))  # fmt: skip
+            return self._ready.wait_for(
+                lambda: not self._queue and not self._busy, max(0.0, deadline - time.monotonic())
+            )
 
     def close(self) -> None:
         """Send what is queued within limits.SYSLOG_DRAIN_S (the rest is counted as dropped),

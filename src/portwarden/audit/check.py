@@ -77,12 +77,14 @@ def state_path(settings: Settings) -> Path:
 
 
 def policy_of(settings: Settings) -> Policy:
-    return Policy(settings.audit_required, settings.audit_optional, settings.audit_ignore,
-                  settings.audit_skip)  # fmt: skip
+    return Policy(
+        settings.audit_required, settings.audit_optional, settings.audit_ignore, settings.audit_skip
+    )
 
 
-def run_audit(settings: Settings, previous: AuditState | None, now: float,
-              names: Names | None = None) -> AuditResult:  # fmt: skip
+def run_audit(
+    settings: Settings, previous: AuditState | None, now: float, names: Names | None = None
+) -> AuditResult:
     """Audit now. Blocks for at most a few seconds (portmapper and connect time limits).
     Raises NothingChecked."""
     names = names or Names.read()
@@ -102,35 +104,73 @@ def run_audit(settings: Settings, previous: AuditState | None, now: float,
     own_ports = {Proto.TCP: set(settings.tcp_ports), Proto.UDP: set(settings.udp_ports)}
     if settings.metrics_listen is not None:
         own_ports[Proto.TCP].add(settings.metrics_listen.port)
-    sockets = [s for s in sockets if owned.get(s.inode, Owner(0, "")).pid not in ours
-               or s.port not in own_ports[s.proto]]  # fmt: skip
+    sockets = [
+        s
+        for s in sockets
+        if owned.get(s.inode, Owner(0, "")).pid not in ours or s.port not in own_ports[s.proto]
+    ]
     registered, rpc_warnings, unusable = _registrations(sockets, policy)
     in_range = [s for s in sockets if settings.audit_min_port <= s.port <= settings.audit_max_port]
-    audited = [(interface, sock) for interface in interfaces
-               for sock in _open_on(interface, in_range, policy)]  # fmt: skip
+    audited = [
+        (interface, sock)
+        for interface in interfaces
+        for sock in _open_on(interface, in_range, policy)
+    ]
     programs, refused = rpc_programs(registered or (), [(i.address, s) for i, s in audited])
     warnings += rpc_warnings + refused
-    open_ports = [_named(interface, sock, programs.get((interface.address, sock), ()),
-                         owned.get(sock.inode), names, policy)
-                  for interface, sock in audited]  # fmt: skip
-    requirements = [Requirement(group, item, _item_service(item, names),
-                                names.program_number(item.rpc) if item.rpc else None,
-                                device_of(group.where, interfaces))
-                    for group, item in policy.requirements()]  # fmt: skip
+    open_ports = [
+        _named(
+            interface,
+            sock,
+            programs.get((interface.address, sock), ()),
+            owned.get(sock.inode),
+            names,
+            policy,
+        )
+        for interface, sock in audited
+    ]
+    requirements = [
+        Requirement(
+            group,
+            item,
+            _item_service(item, names),
+            names.program_number(item.rpc) if item.rpc else None,
+            device_of(group.where, interfaces),
+        )
+        for group, item in policy.requirements()
+    ]
     rpc_names = {p: names.program_names(p) for held in programs.values() for p in held}
-    findings, state = compare(open_ports, rpc_names, requirements, previous, _severities(settings),
-                              rpc_known=registered is not None, cut=frozenset(cut))  # fmt: skip
-    findings += [_cut_finding(proto, count, settings.audit_severity_missing)
-                 for proto, count in cut.items()]  # fmt: skip
+    findings, state = compare(
+        open_ports,
+        rpc_names,
+        requirements,
+        previous,
+        _severities(settings),
+        rpc_known=registered is not None,
+        cut=frozenset(cut),
+    )
+    findings += [
+        _cut_finding(proto, count, settings.audit_severity_missing) for proto, count in cut.items()
+    ]
     if unusable is not None and policy.names_rpc:  # said at every check, while it lasts
-        findings.append(_unusable_finding(unusable, owned.get(unusable.sock.inode), names,
-                                          settings.audit_severity_portmapper))  # fmt: skip
-    return AuditResult(now, tuple(str(i) for i in interfaces), tuple(open_ports), tuple(findings),
-                       tuple(warnings), state)  # fmt: skip
+        findings.append(
+            _unusable_finding(
+                unusable, owned.get(unusable.sock.inode), names, settings.audit_severity_portmapper
+            )
+        )
+    return AuditResult(
+        now,
+        tuple(str(i) for i in interfaces),
+        tuple(open_ports),
+        tuple(findings),
+        tuple(warnings),
+        state,
+    )
 
 
-def audit_and_keep(settings: Settings, keep_state: bool, now: float,
-                   save: bool = True) -> tuple[AuditResult, list[str]]:  # fmt: skip
+def audit_and_keep(
+    settings: Settings, keep_state: bool, now: float, save: bool = True
+) -> tuple[AuditResult, list[str]]:
     """Audit against the state the last audit left (unless not `keep_state`), and keep the new
     state (if `save`); the warnings include any about the state file. Raises NothingChecked."""
     path = state_path(settings)
@@ -146,8 +186,14 @@ def audit_and_keep(settings: Settings, keep_state: bool, now: float,
     return result, warnings
 
 
-def _named(interface: Interface, sock: Socket, programs: tuple[int, ...], owner: Owner | None,
-           names: Names, policy: Policy) -> OpenPort:  # fmt: skip
+def _named(
+    interface: Interface,
+    sock: Socket,
+    programs: tuple[int, ...],
+    owner: Owner | None,
+    names: Names,
+    policy: Policy,
+) -> OpenPort:
     """The open port with its names, owner and what the policy says of it: an item by RPC
     name matches when it names any of the programs on the port. Its user is the one the owning
     process runs as (rpcbind makes its sockets as root, then becomes _rpc); the socket's owner
@@ -155,9 +201,16 @@ def _named(interface: Interface, sock: Socket, programs: tuple[int, ...], owner:
     services = tuple(names.program(p) for p in programs)
     rpc_names = frozenset(name for p in programs for name in names.program_names(p))
     rule = policy.rule(str(interface), interface.device, sock.port, sock.proto, rpc_names)
-    return OpenPort(str(interface), interface.device, sock.port, sock.proto,
-                    services or (names.service(sock.port, sock.proto),), programs,
-                    *_owned_by(sock, owner), rule)  # fmt: skip
+    return OpenPort(
+        str(interface),
+        interface.device,
+        sock.port,
+        sock.proto,
+        services or (names.service(sock.port, sock.proto),),
+        programs,
+        *_owned_by(sock, owner),
+        rule,
+    )
 
 
 def _owned_by(sock: Socket, owner: Owner | None) -> tuple[str, int | None, str]:
@@ -167,32 +220,53 @@ def _owned_by(sock: Socket, owner: Owner | None) -> tuple[str, int | None, str]:
     return (owner.program if owner else "?", owner.pid if owner else None, user_name(uid))
 
 
-def _unusable_finding(unusable: Unusable, owner: Owner | None, names: Names,
-                      severity: str) -> Finding:  # fmt: skip
-    return Finding(Kind.PORTMAPPER, severity, str(unusable.address), PORTMAPPER_PORT,
-                   unusable.sock.proto.value, names.program(PORTMAPPER_PROGRAM),
-                   *_owned_by(unusable.sock, owner), rpc_program=PORTMAPPER_PROGRAM,
-                   reason="; ".join(unusable.reasons))  # fmt: skip
+def _unusable_finding(
+    unusable: Unusable, owner: Owner | None, names: Names, severity: str
+) -> Finding:
+    return Finding(
+        Kind.PORTMAPPER,
+        severity,
+        str(unusable.address),
+        PORTMAPPER_PORT,
+        unusable.sock.proto.value,
+        names.program(PORTMAPPER_PROGRAM),
+        *_owned_by(unusable.sock, owner),
+        rpc_program=PORTMAPPER_PROGRAM,
+        reason="; ".join(unusable.reasons),
+    )
 
 
 def _scope(settings: Settings, interfaces: Sequence[Interface], policy: Policy) -> Scope:
     """The sockets this audit looks at: on the audited addresses or a wildcard, in the port
     range, and not skipped on every audited address."""
-    listed = {(item.proto, item.port) for group in policy.skip for item in group.items
-              if item.port is not None}  # fmt: skip
-    skipped = frozenset((proto, port) for proto, port in listed if all(
-        policy.skips(str(i), i.device, port, proto) for i in interfaces))  # fmt: skip
-    return Scope(frozenset(i.address for i in interfaces), settings.audit_min_port,
-                 settings.audit_max_port, skipped)  # fmt: skip
+    listed = {
+        (item.proto, item.port)
+        for group in policy.skip
+        for item in group.items
+        if item.port is not None
+    }
+    skipped = frozenset(
+        (proto, port)
+        for proto, port in listed
+        if all(policy.skips(str(i), i.device, port, proto) for i in interfaces)
+    )
+    return Scope(
+        frozenset(i.address for i in interfaces),
+        settings.audit_min_port,
+        settings.audit_max_port,
+        skipped,
+    )
 
 
 def _cut_finding(proto: Proto, count: int, severity: str) -> Finding:
     """The check of `proto` was incomplete: it stands in for the ServiceMissing it could not
     give (hence that severity), and for the ServiceNew of what was left out."""
-    reason = (f"{count} {proto.value} sockets are open on the audited addresses and ports, "
-              f"more than the {AUDIT_SOCKETS_MAX} distinct ones an audit reads (a local user's "
-              f"flood?): {proto.value} ports may be open unseen, and no {proto.value} "
-              "requirement was reported missing")  # fmt: skip
+    reason = (
+        f"{count} {proto.value} sockets are open on the audited addresses and ports, "
+        f"more than the {AUDIT_SOCKETS_MAX} distinct ones an audit reads (a local user's "
+        f"flood?): {proto.value} ports may be open unseen, and no {proto.value} "
+        "requirement was reported missing"
+    )
     return Finding(Kind.INCOMPLETE, severity, ANY, None, proto.value, UNKNOWN, reason=reason)
 
 
@@ -222,8 +296,9 @@ def _open_on(interface: Interface, sockets: Sequence[Socket], policy: Policy) ->
     """
     chosen: dict[tuple[Proto, int], Socket] = {}
     version = interface.address.version
-    ranked = sorted((s for s in sockets if _rank(s, version) is not None),
-                    key=lambda s: _rank(s, version) or 0)  # fmt: skip
+    ranked = sorted(
+        (s for s in sockets if _rank(s, version) is not None), key=lambda s: _rank(s, version) or 0
+    )
     for sock in ranked:
         key = (sock.proto, sock.port)
         if key in chosen or policy.skips(str(interface), interface.device, sock.port, sock.proto):
@@ -291,15 +366,18 @@ def rpc_programs(
                 held.add(registration.program)
             else:
                 where = f"{registration.port}/{registration.proto.value}"
-                refused.append(f"RPC program {registration.program} for port {where} {why}: the "
-                               "port is not named by it")  # fmt: skip
+                refused.append(
+                    f"RPC program {registration.program} for port {where} {why}: the "
+                    "port is not named by it"
+                )
         if held:
             programs[address, sock] = tuple(sorted(held))
     lines = list(dict.fromkeys(refused))  # once for all versions, and for IPv4 and IPv6 sockets
     if len(lines) > AUDIT_RPC_WARNINGS_MAX:
         more = len(lines) - AUDIT_RPC_WARNINGS_MAX
-        lines[AUDIT_RPC_WARNINGS_MAX:] = [f"{counted(more, 'more RPC registration')} not known "
-                                          "to be root's did not name ports"]  # fmt: skip
+        lines[AUDIT_RPC_WARNINGS_MAX:] = [
+            f"{counted(more, 'more RPC registration')} not known to be root's did not name ports"
+        ]
     return programs, lines
 
 
@@ -320,8 +398,10 @@ def _refusal(registration: Registration, sock: Socket) -> str | None:
         return f"was registered by owner {one_line(owner)}, not known to be root"
     if sock.uid != 0:
         told = "not told (a version 2 portmapper)" if owner is None else owner
-        return (f"was registered by owner {told}, for a socket of "
-                f"{one_line(user_name(sock.uid))} (uid {sock.uid}), not root's")  # fmt: skip
+        return (
+            f"was registered by owner {told}, for a socket of "
+            f"{one_line(user_name(sock.uid))} (uid {sock.uid}), not root's"
+        )
     return None
 
 
@@ -365,9 +445,12 @@ def _registrations(
             return registrations(address, sock.proto, PORTMAP_TIMEOUT_S), [], None
         except PortmapperError as error:
             failed.append((address, sock, one_line(str(error))))
-    warnings = [f"portmapper at {address} port {PORTMAPPER_PORT}/{sock.proto.value}: {why}; RPC "
-                "services are not named by it, and requirements by RPC name keep their last "
-                "state" for address, sock, why in failed]  # fmt: skip
+    warnings = [
+        f"portmapper at {address} port {PORTMAPPER_PORT}/{sock.proto.value}: {why}; RPC "
+        "services are not named by it, and requirements by RPC name keep their last "
+        "state"
+        for address, sock, why in failed
+    ]
     reasons = tuple(f"{sock.proto.value}: {why}" for _, sock, why in failed)
     return None, warnings, Unusable(failed[0][0], failed[0][1], reasons)
 
@@ -389,10 +472,12 @@ def _superuser_forgeable() -> str | None:
         if start >= _RESERVED_PORTS_END:
             return None
         found = f"is {start}"
-    return (f"{setting} {found}: any user may register an RPC program as superuser from a "
-            f"port below {_RESERVED_PORTS_END}, so port {PORTMAPPER_PORT} was not asked and no "
-            f"port is named by an RPC program (set {setting}={_RESERVED_PORTS_END}, then "
-            "restart rpcbind and the RPC services, to name them)")  # fmt: skip
+    return (
+        f"{setting} {found}: any user may register an RPC program as superuser from a "
+        f"port below {_RESERVED_PORTS_END}, so port {PORTMAPPER_PORT} was not asked and no "
+        f"port is named by an RPC program (set {setting}={_RESERVED_PORTS_END}, then "
+        "restart rpcbind and the RPC services, to name them)"
+    )
 
 
 def _not_roots(held: Iterable[Socket]) -> str | None:
@@ -403,8 +488,10 @@ def _not_roots(held: Iterable[Socket]) -> str | None:
         return None
     protos = ", ".join(sorted({s.proto.value for s in held}))
     users = ", ".join(f"{one_line(user_name(uid))} (uid {uid})" for uid in uids)
-    return (f"port {PORTMAPPER_PORT} ({protos}) is held by {users}, not by root: it was not "
-            "asked, so no port is named by an RPC program")  # fmt: skip
+    return (
+        f"port {PORTMAPPER_PORT} ({protos}) is held by {users}, not by root: it was not "
+        "asked, so no port is named by an RPC program"
+    )
 
 
 def _portwarden_pids(state_dir: Path) -> frozenset[int]:

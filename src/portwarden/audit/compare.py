@@ -30,9 +30,13 @@ class Severities(NamedTuple):
     portmapper: str
 
     def of(self, kind: Kind) -> str:
-        return {Kind.MISSING: self.missing, Kind.NEW: self.new, Kind.RESTARTED: self.restarted,
-                Kind.PORT_SWITCH: self.port_switch,
-                Kind.PORTMAPPER: self.portmapper}[kind]  # fmt: skip
+        return {
+            Kind.MISSING: self.missing,
+            Kind.NEW: self.new,
+            Kind.RESTARTED: self.restarted,
+            Kind.PORT_SWITCH: self.port_switch,
+            Kind.PORTMAPPER: self.portmapper,
+        }[kind]
 
 
 class Requirement(NamedTuple):
@@ -66,10 +70,14 @@ class Requirement(NamedTuple):
 
 
 def compare(
-    open_ports: Sequence[OpenPort], rpc_names: dict[int, frozenset[str]],
-    requirements: Sequence[Requirement], previous: AuditState | None, severities: Severities,
-    rpc_known: bool = True, cut: frozenset[Proto] = frozenset(),
-) -> tuple[list[Finding], AuditState]:  # fmt: skip
+    open_ports: Sequence[OpenPort],
+    rpc_names: dict[int, frozenset[str]],
+    requirements: Sequence[Requirement],
+    previous: AuditState | None,
+    severities: Severities,
+    rpc_known: bool = True,
+    cut: frozenset[Proto] = frozenset(),
+) -> tuple[list[Finding], AuditState]:
     """Findings for this check and the state to keep for the next one.
 
     `rpc_known` is False when the portmapper could not be asked: which program holds which port
@@ -88,16 +96,29 @@ def compare(
     seen_before = {(s.interface, s.port, s.proto): s for s in before.seen}
     rpc_ports = _rpc_ports(open_ports)
 
-    def found(kind: Kind, port: OpenPort, was: int | None = None,
-              programs: Sequence[int] = ()) -> Finding:  # fmt: skip
+    def found(
+        kind: Kind, port: OpenPort, was: int | None = None, programs: Sequence[int] = ()
+    ) -> Finding:
         """A finding about `port`, named by `programs` (the ones that moved) or by all its
         names."""
         named = dict(zip(port.rpc_programs, port.services, strict=False))
         programs = programs or port.rpc_programs
         first, *more = [named[p] for p in programs] or port.services
-        return Finding(kind, severities.of(kind), port.interface, port.port, port.proto.value,
-                       first, port.program, port.pid, port.user, was, tuple(more),
-                       programs[0] if programs else None, device=port.device)  # fmt: skip
+        return Finding(
+            kind,
+            severities.of(kind),
+            port.interface,
+            port.port,
+            port.proto.value,
+            first,
+            port.program,
+            port.pid,
+            port.user,
+            was,
+            tuple(more),
+            programs[0] if programs else None,
+            device=port.device,
+        )
 
     seen: set[Seen] = set()
     for port in open_ports:
@@ -132,13 +153,22 @@ def compare(
         elif match is None:
             missing.add(need.key)
             if previous is None or need.key not in previous.missing:
-                findings.append(Finding(Kind.MISSING, severities.missing, need.where,
-                                        need.item.port, need.item.proto.value, need.service,
-                                        rpc_program=need.rpc_program,
-                                        device=need.device))  # fmt: skip
+                findings.append(
+                    Finding(
+                        Kind.MISSING,
+                        severities.missing,
+                        need.where,
+                        need.item.port,
+                        need.item.proto.value,
+                        need.service,
+                        rpc_program=need.rpc_program,
+                        device=need.device,
+                    )
+                )
         elif need.key in before.missing:  # said where the item applies, as its ServiceMissing
-            findings.append(found(Kind.RESTARTED, match)._replace(interface=need.where,
-                                                                 device=need.device))  # fmt: skip
+            findings.append(
+                found(Kind.RESTARTED, match)._replace(interface=need.where, device=need.device)
+            )
     return findings, AuditState(frozenset(seen), frozenset(missing))
 
 
@@ -165,8 +195,13 @@ def _moves(
     moved: dict[int, list[int]] = {}
     for program in port.rpc_programs:
         key = (port.interface, port.proto.value, program)
-        before = {s.port for s in seen if s.proto == key[1] and program in s.rpc_programs
-                  and s.interface in (port.interface, _unscoped(port.interface))}  # fmt: skip
+        before = {
+            s.port
+            for s in seen
+            if s.proto == key[1]
+            and program in s.rpc_programs
+            and s.interface in (port.interface, _unscoped(port.interface))
+        }
         left = before - now.get(key, set())
         if before and port.port not in before and left:
             moved.setdefault(min(left), []).append(program)

@@ -14,8 +14,9 @@ from portwarden.audit.interfaces import Interface
 from portwarden.limits import AUDIT_CONNECT_TIMEOUT_S
 
 
-def tcp_accepts(interface: Interface, port: int,
-                timeout: float = AUDIT_CONNECT_TIMEOUT_S) -> bool | None:  # fmt: skip
+def tcp_accepts(
+    interface: Interface, port: int, timeout: float = AUDIT_CONNECT_TIMEOUT_S
+) -> bool | None:
     """True if a connection to the port on this address is accepted, False if refused, None if
     neither could be learnt (a firewall dropped it, or the address went away)."""
     family = socket.AF_INET if interface.address.version == 4 else socket.AF_INET6

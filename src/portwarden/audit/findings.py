@@ -69,10 +69,18 @@ class OpenPort(NamedTuple):
         """`service` and `rpc_program` are the first of `services` and `rpc_programs` (one
         name and one number, as before several programs on one port were told apart)."""
         first = self.rpc_programs[0] if self.rpc_programs else None
-        return {"interface": self.interface, "device": self.device, "port": self.port,
-                "proto": self.proto.value, **service_fields(self.services, first),
-                "rpc_programs": list(self.rpc_programs), "program": self.program,
-                "pid": self.pid, "user": self.user, "policy": self.rule.value}  # fmt: skip
+        return {
+            "interface": self.interface,
+            "device": self.device,
+            "port": self.port,
+            "proto": self.proto.value,
+            **service_fields(self.services, first),
+            "rpc_programs": list(self.rpc_programs),
+            "program": self.program,
+            "pid": self.pid,
+            "user": self.user,
+            "policy": self.rule.value,
+        }
 
 
 class Finding(NamedTuple):
@@ -119,10 +127,18 @@ class Finding(NamedTuple):
         """Stable fields for the JSON event log (the daemon adds "time"). A ServiceMissing
         has no owner: its `program` and `user` are null, as its `pid`."""
         owned = self.kind is not Kind.MISSING
-        return {"event": "audit", "kind": self.kind.value, "severity": self.severity,
-                "interface": self.interface, "device": self.device, "port": self.port,
-                "proto": self.proto,
-                **service_fields(self.services, self.rpc_program),
-                "program": self.program if owned else None, "pid": self.pid,
-                "user": self.user if owned else None, "was_port": self.was_port,
-                "reason": self.reason}  # fmt: skip
+        return {
+            "event": "audit",
+            "kind": self.kind.value,
+            "severity": self.severity,
+            "interface": self.interface,
+            "device": self.device,
+            "port": self.port,
+            "proto": self.proto,
+            **service_fields(self.services, self.rpc_program),
+            "program": self.program if owned else None,
+            "pid": self.pid,
+            "user": self.user if owned else None,
+            "was_port": self.was_port,
+            "reason": self.reason,
+        }

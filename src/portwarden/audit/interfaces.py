@@ -41,8 +41,9 @@ def scoped(address: IPAddress, device: str) -> str:
     return str(address)
 
 
-def ambiguous_addresses(groups: Iterable[tuple[str, Where]],
-                        interfaces: Iterable[Interface]) -> list[str]:  # fmt: skip
+def ambiguous_addresses(
+    groups: Iterable[tuple[str, Where]], interfaces: Iterable[Interface]
+) -> list[str]:
     """Warnings for policy groups (`key`, where) with a link-local IPv6 address written without
     its device while that address is on more than one audited device: the group applies to it
     on each of them."""
@@ -53,11 +54,18 @@ def ambiguous_addresses(groups: Iterable[tuple[str, Where]],
     for key, where in dict.fromkeys(groups):
         on = devices.get(where.address) if where.address is not None else None
         address = where.address
-        if (on and len(on) > 1 and isinstance(address, ipaddress.IPv6Address)
-                and address.is_link_local and not address.scope_id):  # fmt: skip
-            found.append(f"{key}: {where.address} is on devices {', '.join(sorted(on))}: the "
-                         f"group applies to it on each; write {where.address}%{min(on)} to "
-                         "name one")  # fmt: skip
+        if (
+            on
+            and len(on) > 1
+            and isinstance(address, ipaddress.IPv6Address)
+            and address.is_link_local
+            and not address.scope_id
+        ):
+            found.append(
+                f"{key}: {where.address} is on devices {', '.join(sorted(on))}: the "
+                f"group applies to it on each; write {where.address}%{min(on)} to "
+                "name one"
+            )
     return found
 
 
@@ -76,9 +84,10 @@ def _scope(address: IPAddress) -> str | None:
 
 
 def audited_interfaces(
-    addresses: Iterable[IPAddress], devices: Iterable[str],
+    addresses: Iterable[IPAddress],
+    devices: Iterable[str],
     present: Iterable[InterfaceAddress] | None = None,
-) -> tuple[list[Interface], list[str]]:  # fmt: skip
+) -> tuple[list[Interface], list[str]]:
     """The configured addresses and every current address of the configured devices; with
     neither, every address of every device except loopback. Transient IPv6 addresses (privacy,
     tentative, deprecated) are left out unless named: each new privacy address would otherwise
@@ -93,10 +102,16 @@ def audited_interfaces(
         chosen = [e for e in current if e.address in wanted_addresses or e.device in wanted_devices]
         found_addresses = {e.address for e in current}
         found_devices = {e.device for e in current}
-        warnings += [f"AUDIT_INTERFACES: {a} is not an address of this host now; not checked"
-                     for a in wanted_addresses if a not in found_addresses]  # fmt: skip
-        warnings += [f"AUDIT_DEVICES: device {d} is absent or has no address now; not checked"
-                     for d in wanted_devices if d not in found_devices]  # fmt: skip
+        warnings += [
+            f"AUDIT_INTERFACES: {a} is not an address of this host now; not checked"
+            for a in wanted_addresses
+            if a not in found_addresses
+        ]
+        warnings += [
+            f"AUDIT_DEVICES: device {d} is absent or has no address now; not checked"
+            for d in wanted_devices
+            if d not in found_devices
+        ]
     unique = {Interface(e.address, e.device, e.ifindex): None for e in chosen}
     return sorted(unique, key=lambda i: (i.address.version, i.address)), warnings
 
@@ -109,8 +124,12 @@ class Unaudited(NamedTuple):
     never: bool
 
 
-def unaudited(where: Where, addresses: tuple[IPAddress, ...], devices: tuple[str, ...],
-              present: Iterable[InterfaceAddress]) -> Unaudited | None:  # fmt: skip
+def unaudited(
+    where: Where,
+    addresses: tuple[IPAddress, ...],
+    devices: tuple[str, ...],
+    present: Iterable[InterfaceAddress],
+) -> Unaudited | None:
     """Why the audit does not look at `where` (audited: AUDIT_INTERFACES `addresses`, the
     addresses of AUDIT_DEVICES `devices`, or with neither every address but loopback's), if
     it does not; `present`: this host's addresses now."""
@@ -124,12 +143,18 @@ def unaudited(where: Where, addresses: tuple[IPAddress, ...], devices: tuple[str
     return None
 
 
-def _unaudited_address(address: IPAddress, addresses: tuple[IPAddress, ...],
-                       devices: tuple[str, ...],
-                       present: tuple[InterfaceAddress, ...]) -> Unaudited | None:  # fmt: skip
+def _unaudited_address(
+    address: IPAddress,
+    addresses: tuple[IPAddress, ...],
+    devices: tuple[str, ...],
+    present: tuple[InterfaceAddress, ...],
+) -> Unaudited | None:
     if address.is_unspecified:
-        return Unaudited(f"{address} is a wildcard, not an address the audit checks (a group "
-                         "without an interface applies to every address)", True)  # fmt: skip
+        return Unaudited(
+            f"{address} is a wildcard, not an address the audit checks (a group "
+            "without an interface applies to every address)",
+            True,
+        )
     if address in addresses:
         return None
     on = {e.device for e in present if e.address == address}
@@ -138,8 +163,11 @@ def _unaudited_address(address: IPAddress, addresses: tuple[IPAddress, ...],
             return Unaudited(f"{address} is loopback's, never checked ({_NO_LOOPBACK})", True)
         return None if on else Unaudited(f"{address} is not an address of this host now", False)
     if not devices or (address.is_loopback and _LOOPBACK not in devices):
-        return Unaudited(f"{address} is not in AUDIT_INTERFACES, nor can it be an address of "
-                         "AUDIT_DEVICES: never checked", True)  # fmt: skip
+        return Unaudited(
+            f"{address} is not in AUDIT_INTERFACES, nor can it be an address of "
+            "AUDIT_DEVICES: never checked",
+            True,
+        )
     if on & set(devices):
         return None
     if on:
@@ -148,20 +176,28 @@ def _unaudited_address(address: IPAddress, addresses: tuple[IPAddress, ...],
             f"{', '.join(sorted(on))}, not of AUDIT_DEVICES: never checked",
             True,
         )
-    return Unaudited(f"{address} is not in AUDIT_INTERFACES, nor now an address of "
-                     "AUDIT_DEVICES", False)  # fmt: skip
+    return Unaudited(
+        f"{address} is not in AUDIT_INTERFACES, nor now an address of AUDIT_DEVICES", False
+    )
 
 
-def _unaudited_scoped(address: IPAddress, device: str, addresses: tuple[IPAddress, ...],
-                      devices: tuple[str, ...],
-                      present: tuple[InterfaceAddress, ...]) -> Unaudited | None:  # fmt: skip
+def _unaudited_scoped(
+    address: IPAddress,
+    device: str,
+    addresses: tuple[IPAddress, ...],
+    devices: tuple[str, ...],
+    present: tuple[InterfaceAddress, ...],
+) -> Unaudited | None:
     """`fe80::1%eth0`: audited when the bare address is in AUDIT_INTERFACES, the device in
     AUDIT_DEVICES, or with neither set; checked when the device has the address now."""
     bare = ipaddress.ip_address(str(address).partition("%")[0])
     if addresses or devices:
         if bare not in addresses and device not in devices:
-            return Unaudited(f"{address}: {bare} is not in AUDIT_INTERFACES, nor {device} in "
-                             "AUDIT_DEVICES: never checked", True)  # fmt: skip
+            return Unaudited(
+                f"{address}: {bare} is not in AUDIT_INTERFACES, nor {device} in "
+                "AUDIT_DEVICES: never checked",
+                True,
+            )
     elif device == _LOOPBACK:
         return Unaudited(f"device {device} is never checked ({_NO_LOOPBACK})", True)
     if any(e.address == bare and e.device == device for e in present):
@@ -169,27 +205,41 @@ def _unaudited_scoped(address: IPAddress, device: str, addresses: tuple[IPAddres
     return Unaudited(f"{address} is not an address of this host now", False)
 
 
-def _unaudited_device(device: str, addresses: tuple[IPAddress, ...], devices: tuple[str, ...],
-                      present: tuple[InterfaceAddress, ...]) -> Unaudited | None:  # fmt: skip
+def _unaudited_device(
+    device: str,
+    addresses: tuple[IPAddress, ...],
+    devices: tuple[str, ...],
+    present: tuple[InterfaceAddress, ...],
+) -> Unaudited | None:
     if device in devices:
         return None
     known = {e.device for e in present}
     if device.lower() in _NOT_DEVICES and device not in known:
-        return Unaudited(f"{device} is no device of this host (a group without an interface "
-                         "applies to every address)", True)  # fmt: skip
+        return Unaudited(
+            f"{device} is no device of this host (a group without an interface "
+            "applies to every address)",
+            True,
+        )
     if not addresses and not devices:
         if device == _LOOPBACK:
             return Unaudited(f"device {device} is never checked ({_NO_LOOPBACK})", True)
-        return None if device in known else Unaudited(f"device {device} is absent or has no "
-                                                      "address now", False)  # fmt: skip
+        return (
+            None
+            if device in known
+            else Unaudited(f"device {device} is absent or has no address now", False)
+        )
     if any(e.device == device and e.address in addresses for e in present):
         return None
     found = {e.address for e in present}
     if all(a in found for a in addresses):  # each is on another device: this one is not audited
-        return Unaudited(f"device {device} is not in AUDIT_DEVICES and holds none of "
-                         "AUDIT_INTERFACES: never checked", True)  # fmt: skip
-    return Unaudited(f"device {device} is not in AUDIT_DEVICES, and holds none of "
-                     "AUDIT_INTERFACES now", False)  # fmt: skip
+        return Unaudited(
+            f"device {device} is not in AUDIT_DEVICES and holds none of "
+            "AUDIT_INTERFACES: never checked",
+            True,
+        )
+    return Unaudited(
+        f"device {device} is not in AUDIT_DEVICES, and holds none of AUDIT_INTERFACES now", False
+    )
 
 
 def parse_addresses(text: str) -> tuple[IPAddress, ...]:
@@ -203,7 +253,9 @@ def parse_addresses(text: str) -> tuple[IPAddress, ...]:
         if address.version == 6 and address.ipv4_mapped:  # as the policy says (a host has none)
             raise ValueError(f"'{word}': write the IPv4 address {address.ipv4_mapped} itself")
         if _scope(address) is not None:
-            raise ValueError(f"'{word}': no scope here; AUDIT_DEVICES names the device (the "
-                             "policy may name fe80::1%eth0)")  # fmt: skip
+            raise ValueError(
+                f"'{word}': no scope here; AUDIT_DEVICES names the device (the "
+                "policy may name fe80::1%eth0)"
+            )
         found.append(address)
     return tuple(found)

@@ -68,8 +68,10 @@ class Names:
         if name.startswith("RPC_"):
             number = _PROGRAM_NUMBER.fullmatch(name)
             if number is None or int(number[1]) >= 2**32:
-                return (f"{name}/{proto.value} is no RPC_<number> (a program number, 0 to "
-                        "4294967295, without leading zeros) and never matches")  # fmt: skip
+                return (
+                    f"{name}/{proto.value} is no RPC_<number> (a program number, 0 to "
+                    "4294967295, without leading zeros) and never matches"
+                )
             return None
         if any(name in aliases for aliases in self.programs.values()):
             return None
@@ -80,8 +82,10 @@ class Names:
     def port_of(self, name: str, proto: Proto) -> int | None:
         """The port /etc/services gives `name`, for a hint (samhain takes no service names:
         a port is written as its number)."""
-        return next((port for (port, p), known in self.services.items()
-                     if known == name and p is proto), None)  # fmt: skip
+        return next(
+            (port for (port, p), known in self.services.items() if known == name and p is proto),
+            None,
+        )
 
     def program_number(self, name: str) -> int | None:
         """The number of the program a policy names (`mountd`, an alias, `RPC_100005`)."""

@@ -124,8 +124,10 @@ def _where(text: str) -> Where:
         if not percent:
             return Where(address=address)
         if not (address.version == 6 and address.is_link_local):
-            raise ValueError(f"'{text}': a scope (%device) goes only with a link-local IPv6 "
-                             f"address; write {bare}")  # fmt: skip
+            raise ValueError(
+                f"'{text}': a scope (%device) goes only with a link-local IPv6 "
+                f"address; write {bare}"
+            )
         if not _DEVICE.fullmatch(device):
             raise ValueError(f"'{text}': '{device}' is not a device name")
         return Where(address=ipaddress.IPv6Address(text))
@@ -166,8 +168,12 @@ class Policy:
 
     def wheres(self) -> list[tuple[str, Where]]:
         """(key, where) for each group with an interface."""
-        keys = {"AUDIT_REQUIRED": self.required, "AUDIT_OPTIONAL": self.optional,
-                "AUDIT_IGNORE": self.ignore, "AUDIT_SKIP": self.skip}  # fmt: skip
+        keys = {
+            "AUDIT_REQUIRED": self.required,
+            "AUDIT_OPTIONAL": self.optional,
+            "AUDIT_IGNORE": self.ignore,
+            "AUDIT_SKIP": self.skip,
+        }
         return [(key, g.where) for key, groups in keys.items() for g in groups if str(g.where)]
 
     def skips(self, address: str, device: str, port: int, proto: Proto) -> bool:
@@ -176,9 +182,15 @@ class Policy:
     def requirements(self) -> list[tuple[Group, Item]]:
         """The required items that are not also ignored or skipped there: ignore and skip beat
         required, so such an item is never reported missing."""
-        return [(group, item) for group in self.required for item in group.items
-                if not any(_overrides(other, group.where) and item in other.items
-                           for other in self.ignore + self.skip)]  # fmt: skip
+        return [
+            (group, item)
+            for group in self.required
+            for item in group.items
+            if not any(
+                _overrides(other, group.where) and item in other.items
+                for other in self.ignore + self.skip
+            )
+        ]
 
     def unseeable(self, udp: bool, min_port: int, max_port: int) -> str | None:
         """Why a requirement can never be met, if one cannot: a UDP item while UDP is not
@@ -191,8 +203,7 @@ class Policy:
                 return f"'{item}' is required, but {why}"
         return None
 
-    def never_matched(self, udp: bool, min_port: int,
-                      max_port: int) -> list[tuple[str, str]]:  # fmt: skip
+    def never_matched(self, udp: bool, min_port: int, max_port: int) -> list[tuple[str, str]]:
         """(key, warning) for each item of AUDIT_OPTIONAL and AUDIT_IGNORE that can never match,
         for the reasons of `unseeable`: harmless to the check, but the administrator who wrote
         it expects it to take effect."""
@@ -204,8 +215,7 @@ class Policy:
                     found.append((key, f"'{item}' never matches: {why}"))
         return found
 
-    def _unseen(self, item: Item, key: str, udp: bool, min_port: int,
-                max_port: int) -> str | None:  # fmt: skip
+    def _unseen(self, item: Item, key: str, udp: bool, min_port: int, max_port: int) -> str | None:
         """Why `item` (of `key`) is never seen open, if it is not."""
         portmapper = self._portmapper_unasked(udp)
         if item.rpc is not None and portmapper:
@@ -223,8 +233,10 @@ class Policy:
         port 111 skipped everywhere over TCP, and over UDP too or UDP not checked."""
 
         def skipped(proto: Proto) -> bool:
-            return any(group.where == Where() and Item(proto, PORTMAPPER_PORT, None) in group.items
-                       for group in self.skip)  # fmt: skip
+            return any(
+                group.where == Where() and Item(proto, PORTMAPPER_PORT, None) in group.items
+                for group in self.skip
+            )
 
         if not skipped(Proto.TCP):
             return None
@@ -234,11 +246,15 @@ class Policy:
             return f"AUDIT_SKIP has {PORTMAPPER_PORT}/tcp and {PORTMAPPER_PORT}/udp"
         return None
 
-    def rule(self, address: str, device: str, port: int, proto: Proto,
-             rpc_names: frozenset[str]) -> Rule:  # fmt: skip
+    def rule(
+        self, address: str, device: str, port: int, proto: Proto, rpc_names: frozenset[str]
+    ) -> Rule:
         """Ignore beats required, which beats optional."""
-        for rule, groups in ((Rule.IGNORE, self.ignore), (Rule.REQUIRED, self.required),
-                             (Rule.OPTIONAL, self.optional)):  # fmt: skip
+        for rule, groups in (
+            (Rule.IGNORE, self.ignore),
+            (Rule.REQUIRED, self.required),
+            (Rule.OPTIONAL, self.optional),
+        ):
             if _listed(groups, address, device, port, proto, rpc_names):
                 return rule
         return Rule.UNLISTED
@@ -249,8 +265,14 @@ def _overrides(group: Group, where: Where) -> bool:
     return group.where == Where() or group.where == where
 
 
-def _listed(groups: tuple[Group, ...], address: str, device: str, port: int, proto: Proto,
-            rpc_names: frozenset[str]) -> bool:  # fmt: skip
+def _listed(
+    groups: tuple[Group, ...],
+    address: str,
+    device: str,
+    port: int,
+    proto: Proto,
+    rpc_names: frozenset[str],
+) -> bool:
     return any(
         group.where.covers(address, device) and item.matches(port, proto, rpc_names)
         for group in groups

@@ -48,8 +48,10 @@ def unchecked_summary(when: float, reason: str) -> dict[str, Any]:
 
 def as_lines(result: AuditResult) -> list[str]:
     checked = ", ".join(result.interfaces) or "no address"
-    lines = [f"# audit of {checked} at {utc_stamp(result.time)}: {len(result.open_ports)} open, "
-             f"{counted(len(result.findings), 'finding')}"]  # fmt: skip
+    lines = [
+        f"# audit of {checked} at {utc_stamp(result.time)}: {len(result.open_ports)} open, "
+        f"{counted(len(result.findings), 'finding')}"
+    ]
     lines += [f"open {port.line()}" for port in result.open_ports]
     lines += [finding.line() for finding in result.findings]
     return lines

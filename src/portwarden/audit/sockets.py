@@ -96,8 +96,10 @@ def _decimal(text: str) -> int:
     return int(text)
 
 
-_DIAG_QUERIES = {Proto.TCP: (socket.IPPROTO_TCP, sockdiag.TCP_LISTEN_ONLY),
-                 Proto.UDP: (socket.IPPROTO_UDP, sockdiag.UDP_UNCONNECTED)}  # fmt: skip
+_DIAG_QUERIES = {
+    Proto.TCP: (socket.IPPROTO_TCP, sockdiag.TCP_LISTEN_ONLY),
+    Proto.UDP: (socket.IPPROTO_UDP, sockdiag.UDP_UNCONNECTED),
+}
 _WILDCARDS = (ipaddress.IPv4Address(0), ipaddress.IPv6Address(0))
 
 
@@ -124,16 +126,24 @@ class Scope:
     def takes(self, proto: Proto, address: IPAddress, port: int) -> bool:
         if port == self.anywhere:
             return True
-        return (self.min_port <= port <= self.max_port and (proto, port) not in self.skipped
-                and (address.is_unspecified or address in self.addresses))  # fmt: skip
+        return (
+            self.min_port <= port <= self.max_port
+            and (proto, port) not in self.skipped
+            and (address.is_unspecified or address in self.addresses)
+        )
 
     def bytecode(self, proto: Proto) -> bytes:
         """The same test as a sock_diag filter; b"" (no filter) when it would not fit."""
         skipped = sorted(port for skip_proto, port in self.skipped if skip_proto is proto)
         bound = diagfilter.AnyOf(tuple(map(diagfilter.bound_to, (*_WILDCARDS, *self.addresses))))
-        audited = diagfilter.AllOf((diagfilter.port_at_least(self.min_port),
-                                    diagfilter.port_at_most(self.max_port),
-                                    *map(diagfilter.port_is_not, skipped), bound))  # fmt: skip
+        audited = diagfilter.AllOf(
+            (
+                diagfilter.port_at_least(self.min_port),
+                diagfilter.port_at_most(self.max_port),
+                *map(diagfilter.port_is_not, skipped),
+                bound,
+            )
+        )
         try:
             return diagfilter.compile_filter(
                 diagfilter.AnyOf((diagfilter.port_is(self.anywhere), audited))
@@ -175,8 +185,9 @@ def _diag_sockets(proto: Proto, scope: Scope) -> Iterator[Socket]:
         yield Socket(proto, s.address, s.port, s.uid, s.inode, s.device, s.v6only)
 
 
-def _distinct(found: Iterator[Socket], proto: Proto,
-              scope: Scope) -> tuple[list[Socket], int | None]:  # fmt: skip
+def _distinct(
+    found: Iterator[Socket], proto: Proto, scope: Scope
+) -> tuple[list[Socket], int | None]:
     """At most AUDIT_SOCKETS_MAX distinct sockets in scope, and, if there were more, how many
     sockets were in scope: past the cap the rest are only counted, so memory stays bounded
     however many a user opens."""

@@ -39,10 +39,19 @@ class AuditState:
     missing: frozenset[str] = frozenset()  # required items reported missing, by their key
 
     def to_json(self) -> str:
-        return json.dumps({"version": _VERSION,
-                           "seen": sorted([[*s[:3], list(s.rpc_programs), s.unlisted]
-                                           for s in self.seen], key=str),
-                           "missing": sorted(self.missing)}, indent=1) + "\n"  # fmt: skip
+        return (
+            json.dumps(
+                {
+                    "version": _VERSION,
+                    "seen": sorted(
+                        [[*s[:3], list(s.rpc_programs), s.unlisted] for s in self.seen], key=str
+                    ),
+                    "missing": sorted(self.missing),
+                },
+                indent=1,
+            )
+            + "\n"
+        )
 
     @classmethod
     def from_json(cls, text: str) -> "AuditState":
@@ -91,9 +100,14 @@ def _seen(item: Any, version: int) -> Seen:
     if version < 3:  # one program or null
         programs = [] if programs is None else [programs]
     unlisted = rest[0] if rest else None
-    if not (isinstance(interface, str) and _whole(port, 1, 65535) and proto in ("tcp", "udp")
-            and isinstance(programs, list) and all(_whole(p, 0, _RPC_PROGRAM_MAX) for p in programs)
-            and len(rest) == (0 if version == 1 else 1)
-            and (isinstance(unlisted, bool) or (unlisted is None and version != 2))):  # fmt: skip
+    if not (
+        isinstance(interface, str)
+        and _whole(port, 1, 65535)
+        and proto in ("tcp", "udp")
+        and isinstance(programs, list)
+        and all(_whole(p, 0, _RPC_PROGRAM_MAX) for p in programs)
+        and len(rest) == (0 if version == 1 else 1)
+        and (isinstance(unlisted, bool) or (unlisted is None and version != 2))
+    ):
         raise ValueError("bad seen entry")
     return Seen(interface, port, proto, tuple(sorted(programs)), unlisted)

@@ -40,8 +40,12 @@ def suggestion(result: AuditResult, configured: tuple[Group, ...]) -> list[str]:
     """A comment line and the AUDIT_OPTIONAL line."""
     added = unlisted_groups(result)
     count = sum(len(group.items) for group in added)
-    said = (f"{counted(count, 'item')} added" if added
-            else "nothing added: every open port is listed")  # fmt: skip
+    said = (
+        f"{counted(count, 'item')} added" if added else "nothing added: every open port is listed"
+    )
     value = "; ".join(str(group) for group in (*configured, *added))
-    return [f"# what is open now on {', '.join(result.interfaces)} ({said}); move what must "
-            "stay open to AUDIT_REQUIRED", f'AUDIT_OPTIONAL="{value}"']  # fmt: skip
+    return [
+        f"# what is open now on {', '.join(result.interfaces)} ({said}); move what must "
+        "stay open to AUDIT_REQUIRED",
+        f'AUDIT_OPTIONAL="{value}"',
+    ]

@@ -71,8 +71,13 @@ def parse_conf(
             if lenient and name not in strict_for:
                 continue
             if known is not None and name not in known:
-                skipped.append((number, f"{error}; it starts with no key portwarden knows, so "
-                                        "it is skipped (as PortSentry did)"))  # fmt: skip
+                skipped.append(
+                    (
+                        number,
+                        f"{error}; it starts with no key portwarden knows, so "
+                        "it is skipped (as PortSentry did)",
+                    )
+                )
                 continue
             raise
         if key in entries:
@@ -81,21 +86,24 @@ def parse_conf(
             continue
         entries[key] = Entry(key, value, source, number)
     at, said = itemgetter(0), itemgetter(1)
-    warnings = (capped(skipped, at, said, source, "lines skipped")
-                + capped(repeated, at, said, source, "keys set again"))  # fmt: skip
+    warnings = capped(skipped, at, said, source, "lines skipped") + capped(
+        repeated, at, said, source, "keys set again"
+    )
     return entries, warnings
 
 
-def capped(items: Sequence[T], line: Callable[[T], int], text: Callable[[T], str], source: str,
-           what: str) -> list[str]:  # fmt: skip
+def capped(
+    items: Sequence[T], line: Callable[[T], int], text: Callable[[T], str], source: str, what: str
+) -> list[str]:
     """The warnings `text` of the first WARNINGS_OF_A_KIND_MAX `items`, then one line counting
     the rest by their `line` numbers: a file of a million stray lines gives a few warnings, not
     a million (nor a million warnings to compose)."""
     said = [text(item) for item in items[:WARNINGS_OF_A_KIND_MAX]]
     rest = items[WARNINGS_OF_A_KIND_MAX:]
     if rest:
-        said.append(f"{source}: and {len(rest)} more {what} (lines {line(rest[0])}-"
-                    f"{line(rest[-1])})")  # fmt: skip
+        said.append(
+            f"{source}: and {len(rest)} more {what} (lines {line(rest[0])}-{line(rest[-1])})"
+        )
     return said
 
 
@@ -113,8 +121,9 @@ def _value(rest: str, source: str, line: int, key: str, text: str) -> str:
             raise ConfigError(source, "missing closing quote", line=line, text=text)
         value, trailer = rest[1:end], rest[end + 1 :]
         if _TRAILER.fullmatch(trailer) is None:
-            raise ConfigError(source, "unexpected text after the closing quote", line=line,
-                              text=text)  # fmt: skip
+            raise ConfigError(
+                source, "unexpected text after the closing quote", line=line, text=text
+            )
     else:
         unquoted = _UNQUOTED.fullmatch(rest)
         value = unquoted.group(1) if unquoted else rest

@@ -37,9 +37,11 @@ def rpc_name_warnings(read: Reader, settings: Settings) -> list[str]:
     AUDIT_REQUIRED (it would be a ServiceMissing at every check), a warning elsewhere."""
     names = Names.read()
     found = []
-    for key, groups in (("AUDIT_REQUIRED", settings.audit_required),
-                        ("AUDIT_OPTIONAL", settings.audit_optional),
-                        ("AUDIT_IGNORE", settings.audit_ignore)):  # fmt: skip
+    for key, groups in (
+        ("AUDIT_REQUIRED", settings.audit_required),
+        ("AUDIT_OPTIONAL", settings.audit_optional),
+        ("AUDIT_IGNORE", settings.audit_ignore),
+    ):
         for item in (i for g in groups for i in g.items if i.rpc is not None):
             why = names.why_never_matches(item.rpc or "", item.proto)
             if why is None:
@@ -62,13 +64,16 @@ def unaudited_requirement_warnings(read: Reader, settings: Settings, policy: Pol
         present = None  # not known: only what can never be checked is judged
     found = []
     for group in groups:
-        why = unaudited(group.where, settings.audit_interfaces, settings.audit_devices,
-                        present or ())  # fmt: skip
+        why = unaudited(
+            group.where, settings.audit_interfaces, settings.audit_devices, present or ()
+        )
         if why is not None and why.never:
             raise read.error("AUDIT_REQUIRED", f"'{group}': {why.reason}")
         if why is not None and present is not None:
-            found.append(f"{read.where('AUDIT_REQUIRED')}AUDIT_REQUIRED: '{group}': {why.reason}; "
-                         "reported missing while it is not checked")  # fmt: skip
+            found.append(
+                f"{read.where('AUDIT_REQUIRED')}AUDIT_REQUIRED: '{group}': {why.reason}; "
+                "reported missing while it is not checked"
+            )
     return found
 
 
@@ -79,11 +84,15 @@ def program_warnings(read: Reader, settings: Settings) -> list[str]:
     modes = (settings.block_tcp, settings.block_udp)
     found = []
     for key, command, used, hint in (
-        ("KILL_ROUTE", settings.kill_route, BlockMode.BLOCK in modes,
-         "; install it, or leave KILL_ROUTE unset to block with the built-in nftables blocker, "
-         'or use KILL_ROUTE="/sbin/ip route add blackhole $TARGET$"'),
+        (
+            "KILL_ROUTE",
+            settings.kill_route,
+            BlockMode.BLOCK in modes,
+            "; install it, or leave KILL_ROUTE unset to block with the built-in nftables blocker, "
+            'or use KILL_ROUTE="/sbin/ip route add blackhole $TARGET$"',
+        ),
         ("KILL_RUN_CMD", settings.kill_run_cmd, any(modes), "; every block will fail to run it"),
-    ):  # fmt: skip
+    ):
         program = command.argv[0] if command else ""
         if not used or not program or "$" in program:
             continue

@@ -51,8 +51,10 @@ def parse_rules(text: str) -> tuple[HostScanRule, ...]:
         src, arrow, dst = item.partition("->")
         rule = HostScanRule(_endpoint(src), _endpoint(dst) if arrow else None)
         if rule.dst is not None and rule.dst.network.version != rule.src.network.version:
-            raise ValueError(f"'{item.strip()}' mixes IPv4 and IPv6, so it can never match a "
-                             "packet; write one rule for each family")  # fmt: skip
+            raise ValueError(
+                f"'{item.strip()}' mixes IPv4 and IPv6, so it can never match a "
+                "packet; write one rule for each family"
+            )
         rules.append(rule)
     return tuple(rules)
 
@@ -102,8 +104,10 @@ def endpoint_warnings(text: str) -> list[str]:
             address, _, last = part.rpartition(":")
             if not last.isdigit() or not 1 <= int(last) <= 65535 or not _is_ipv6(address):
                 continue
-            found.append(f"'{part}' is taken as the address {part}; for port {last} of "
-                         f"{address}, write [{address}]:{last}")  # fmt: skip
+            found.append(
+                f"'{part}' is taken as the address {part}; for port {last} of "
+                f"{address}, write [{address}]:{last}"
+            )
     return found
 
 
@@ -122,6 +126,7 @@ def _ports(text: str) -> frozenset[int]:
     return ports
 
 
-def ignored(rules: tuple[HostScanRule, ...], src: IPAddress, sport: int, dst: IPAddress,
-            dport: int) -> bool:  # fmt: skip
+def ignored(
+    rules: tuple[HostScanRule, ...], src: IPAddress, sport: int, dst: IPAddress, dport: int
+) -> bool:
     return any(rule.matches(src, sport, dst, dport) for rule in rules)

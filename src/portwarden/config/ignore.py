@@ -43,8 +43,11 @@ class IgnoreList:
 
     def __post_init__(self) -> None:
         single = {n.network_address for n in self.networks if n.num_addresses == 1}
-        nets = tuple((n.version, int(n.network_address), int(n.netmask))
-                     for n in self.networks if n.num_addresses > 1)  # fmt: skip
+        nets = tuple(
+            (n.version, int(n.network_address), int(n.netmask))
+            for n in self.networks
+            if n.num_addresses > 1
+        )
         object.__setattr__(self, "_hosts", frozenset(single))
         object.__setattr__(self, "_nets", nets)
 
@@ -77,8 +80,9 @@ def parse_network(text: str) -> Network:
     except ValueError:
         raise _not_an_address(address_text, whole=not slash) from None
     if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
-        raise ValueError(f"'{address_text}' has a zone (%{address.scope_id}); "
-                         "write the address without it")  # fmt: skip
+        raise ValueError(
+            f"'{address_text}' has a zone (%{address.scope_id}); write the address without it"
+        )
     if not slash:
         bits: int = address.max_prefixlen
     elif values.ascii_digits(mask):
@@ -92,8 +96,10 @@ def parse_network(text: str) -> Network:
     mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
     if mapped is not None:
         if bits < 96:
-            raise ValueError("an IPv4-mapped address needs a prefix of /96 or longer; "
-                             f"write the IPv4 network ({mapped}/...)")  # fmt: skip
+            raise ValueError(
+                "an IPv4-mapped address needs a prefix of /96 or longer; "
+                f"write the IPv4 network ({mapped}/...)"
+            )
         return ipaddress.ip_network(f"{mapped}/{bits - 96}", strict=False)
     return ipaddress.ip_network(f"{address}/{bits}", strict=False)
 
@@ -107,11 +113,15 @@ class InetForm(ValueError):
     def __init__(self, text: str, meant: ipaddress.IPv4Address) -> None:
         self.text, self.parts, self.meant = text, text.count(".") + 1, meant
         if self.parts != 4:
-            said = (f"has {counted(self.parts, 'part')}, not 4: PortSentry (inet_addr) read it "
-                    f"as {meant}; write the four parts of the address meant")  # fmt: skip
+            said = (
+                f"has {counted(self.parts, 'part')}, not 4: PortSentry (inet_addr) read it "
+                f"as {meant}; write the four parts of the address meant"
+            )
         else:
-            said = (f"is not four decimal numbers: PortSentry (inet_addr) read a leading 0 as "
-                    f"octal (0x as hex), so it meant {meant}; {WRITE_DECIMAL}")  # fmt: skip
+            said = (
+                f"is not four decimal numbers: PortSentry (inet_addr) read a leading 0 as "
+                f"octal (0x as hex), so it meant {meant}; {WRITE_DECIMAL}"
+            )
         super().__init__(f"'{text}' {said}")
 
 
@@ -139,8 +149,10 @@ def _inet_addr(text: str) -> ipaddress.IPv4Address | None:
     if len(parts) > 4 or not all(_INET_PART.fullmatch(part) for part in parts):
         return None
     try:
-        numbers = [int(part, 16 if part[:2].lower() == "0x" else 8 if part[:1] == "0" else 10)
-                   for part in parts]  # fmt: skip
+        numbers = [
+            int(part, 16 if part[:2].lower() == "0x" else 8 if part[:1] == "0" else 10)
+            for part in parts
+        ]
     except ValueError:  # 8 or 9 after a leading 0
         return None
     *head, last = numbers
@@ -182,8 +194,9 @@ def _dotted_mask_bits(mask: str) -> int:
     return bits
 
 
-def parse_ignore_text(text: str, source: str, bom: bool = False
-                      ) -> tuple[tuple[Network, ...], list[str]]:  # fmt: skip
+def parse_ignore_text(
+    text: str, source: str, bom: bool = False
+) -> tuple[tuple[Network, ...], list[str]]:
     """One address or network per line; '#' starts a comment. Returns the networks and warnings.
 
     PortSentry read a line up to the first character that cannot be part of an address, so
@@ -207,23 +220,33 @@ def parse_ignore_text(text: str, source: str, bom: bool = False
             raise ConfigError(source, reason, line=number, value=item) from None
         networks.append(network)
         if host_bits_set(item, network):  # (a mapped address means the same as IPv4)
-            warnings.append(f"{source}:{number}: {one_line(item)}: host bits are set; ignoring "
-                            f"all of {network}")  # fmt: skip
+            warnings.append(
+                f"{source}:{number}: {one_line(item)}: host bits are set; ignoring all of {network}"
+            )
         if rest:
-            warnings.append(f'{source}:{number}: "{one_line(rest[0])}" after the address is '
-                            "ignored")  # fmt: skip
+            warnings.append(
+                f'{source}:{number}: "{one_line(rest[0])}" after the address is ignored'
+            )
         if network.prefixlen == 0:
             v = network.version
-            warnings.append(f"{source}:{number}: {one_line(item)} ignores every IPv{v} source: "
-                            f"no detection, no blocking for IPv{v}")  # fmt: skip
+            warnings.append(
+                f"{source}:{number}: {one_line(item)} ignores every IPv{v} source: "
+                f"no detection, no blocking for IPv{v}"
+            )
         why = _portsentry_missed((BOM.decode() if bom and number == 1 else "") + raw, item)
         if why is not None:
             these = "this host" if network.num_addresses == 1 else "these hosts"
-            missed.append((number, f"{source}:{number}: {one_line(item)}: PortSentry 1.2 {why} "
-                                   f"and did not ignore {these}; portwarden ignores "
-                                   f"{shown(network)}"))  # fmt: skip
-    warnings += capped(missed, itemgetter(0), itemgetter(1), source,
-                       "entries PortSentry 1.2 did not honour")  # fmt: skip
+            missed.append(
+                (
+                    number,
+                    f"{source}:{number}: {one_line(item)}: PortSentry 1.2 {why} "
+                    f"and did not ignore {these}; portwarden ignores "
+                    f"{shown(network)}",
+                )
+            )
+    warnings += capped(
+        missed, itemgetter(0), itemgetter(1), source, "entries PortSentry 1.2 did not honour"
+    )
     return tuple(networks), warnings
 
 

@@ -94,15 +94,21 @@ def hosts_deny_problems(text: str) -> list[str]:
     found = []
     daemons, colon, clients = text.partition(":")
     if not colon:
-        found.append('has no ":" between the services and the clients (as in "ALL: $TARGET$"): '
-                     "tcpd skips such a line, so it blocks nothing")  # fmt: skip
+        found.append(
+            'has no ":" between the services and the clients (as in "ALL: $TARGET$"): '
+            "tcpd skips such a line, so it blocks nothing"
+        )
     elif "$TARGET$" not in clients:
-        found.append("has $TARGET$ only before the first \":\", among the services: tcpd takes "
-                     "it for a service name, so it blocks nothing")  # fmt: skip
+        found.append(
+            'has $TARGET$ only before the first ":", among the services: tcpd takes '
+            "it for a service name, so it blocks nothing"
+        )
     if BRACKETED_TARGET in text:
-        found.append(f"{BRACKETED_TARGET} is written as $TARGET$: portwarden puts an IPv6 "
-                     "address in brackets itself ([2001:db8::c], as tcpd matches it), and tcpd "
-                     "matches an IPv4 address only without them")  # fmt: skip
+        found.append(
+            f"{BRACKETED_TARGET} is written as $TARGET$: portwarden puts an IPv6 "
+            "address in brackets itself ([2001:db8::c], as tcpd matches it), and tcpd "
+            "matches an IPv4 address only without them"
+        )
     return found
 
 

@@ -41,8 +41,9 @@ def state_dir_of(path: Path | None, fallback: bool) -> Path:
     if path is None:
         return default_state_dir()
     try:
-        entries, _ = parse_conf(decoded(_conf_bytes(path)), str(path), lenient=True,
-                                strict_for=frozenset({"STATE_DIR"}))  # fmt: skip
+        entries, _ = parse_conf(
+            decoded(_conf_bytes(path)), str(path), lenient=True, strict_for=frozenset({"STATE_DIR"})
+        )
         read = Reader(str(path), entries, {}, path.parent.absolute())
         return read.required_path("STATE_DIR", default_state_dir())
     except ConfigError:
@@ -183,7 +184,7 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
         smtp_ca_file=read.path("SMTP_CA_FILE", None),
         udp_reply_source_ports=read.get(
             "UDP_REPLY_SOURCE_PORTS", values.port_set, frozenset({53, 123, 443, 853, 5353})
-        ),  # fmt: skip
+        ),
         nft_table=read.get("NFT_TABLE", values.nft_table, "portwarden"),
         service_gone_grace=read.get("SERVICE_GONE_GRACE", values.duration, 600.0),
         smtp_retry_delay=read.get("SMTP_RETRY_DELAY", values.retry_delay, 300.0),
@@ -206,72 +207,116 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
     if watching:
         _require_ports(read, settings, modes is not None)
     if modes is None and settings.tcp_mode is None and settings.udp_mode is None:
-        warnings.append(f"{read.where('TCP_MODE')}TCP_MODE and UDP_MODE are both off: without "
-                        "a mode flag the daemon watches nothing")  # fmt: skip
-    warnings += [f"{read.where(key)}{key}: empty items in the port list skipped, as PortSentry "
-                 "did" for key in ("TCP_PORTS", "UDP_PORTS", "ADVANCED_EXCLUDE_TCP",
-                                   "ADVANCED_EXCLUDE_UDP", "UDP_REPLY_SOURCE_PORTS")
-                 if key in entries and values.has_empty_items(entries[key].value)]  # fmt: skip
+        warnings.append(
+            f"{read.where('TCP_MODE')}TCP_MODE and UDP_MODE are both off: without "
+            "a mode flag the daemon watches nothing"
+        )
+    warnings += [
+        f"{read.where(key)}{key}: empty items in the port list skipped, as PortSentry did"
+        for key in (
+            "TCP_PORTS",
+            "UDP_PORTS",
+            "ADVANCED_EXCLUDE_TCP",
+            "ADVANCED_EXCLUDE_UDP",
+            "UDP_REPLY_SOURCE_PORTS",
+        )
+        if key in entries and values.has_empty_items(entries[key].value)
+    ]
     warnings += _hostscan_warnings(read)
     if settings.scan_count_threshold and settings.scan_interval > settings.scan_trigger_window:
         interval, window = settings.scan_interval, settings.scan_trigger_window
-        warnings.append(f"{read.where('SCAN_INTERVAL')}SCAN_INTERVAL ({interval:g} s) is longer "
-                        f"than SCAN_TRIGGER_WINDOW ({window:g} s), which caps it: a source quiet "
-                        "for SCAN_TRIGGER_WINDOW starts over")  # fmt: skip
+        warnings.append(
+            f"{read.where('SCAN_INTERVAL')}SCAN_INTERVAL ({interval:g} s) is longer "
+            f"than SCAN_TRIGGER_WINDOW ({window:g} s), which caps it: a source quiet "
+            "for SCAN_TRIGGER_WINDOW starts over"
+        )
     if settings.scan_report_interval < settings.scan_end_quiet:
         report, quiet = settings.scan_report_interval, settings.scan_end_quiet
-        raise (read.error("SCAN_REPORT_INTERVAL", f"must be at least SCAN_END_QUIET ({quiet:g} "
-                          "s): a scan still going is reported at most that often")
-               if read.entry("SCAN_REPORT_INTERVAL") else
-               read.error("SCAN_END_QUIET", f"must be at most SCAN_REPORT_INTERVAL ({report:g} "
-                          "s): a scan still going is reported at most that often"))  # fmt: skip
+        raise (
+            read.error(
+                "SCAN_REPORT_INTERVAL",
+                f"must be at least SCAN_END_QUIET ({quiet:g} "
+                "s): a scan still going is reported at most that often",
+            )
+            if read.entry("SCAN_REPORT_INTERVAL")
+            else read.error(
+                "SCAN_END_QUIET",
+                f"must be at most SCAN_REPORT_INTERVAL ({report:g} "
+                "s): a scan still going is reported at most that often",
+            )
+        )
     if settings.smtp_give_up_after < settings.smtp_retry_delay:
-        warnings.append(f"{read.where('SMTP_GIVE_UP_AFTER')}SMTP_GIVE_UP_AFTER "
-                        f"({settings.smtp_give_up_after:g} s) is shorter than SMTP_RETRY_DELAY "
-                        f"({settings.smtp_retry_delay:g} s): a mail turned away is tried again "
-                        "once, SMTP_RETRY_DELAY later, then given up")  # fmt: skip
-    mail_on = [key for key, on in (("MAIL_ON_TCP_SCAN", settings.mail_on_tcp_scan),
-                                   ("MAIL_ON_UDP_SCAN", settings.mail_on_udp_scan),
-                                   ("MAIL_ON_OS_PROBE", settings.mail_on_os_probe),
-                                   ("MAIL_ON_AUDIT", settings.mail_on_audit)) if on]  # fmt: skip
+        warnings.append(
+            f"{read.where('SMTP_GIVE_UP_AFTER')}SMTP_GIVE_UP_AFTER "
+            f"({settings.smtp_give_up_after:g} s) is shorter than SMTP_RETRY_DELAY "
+            f"({settings.smtp_retry_delay:g} s): a mail turned away is tried again "
+            "once, SMTP_RETRY_DELAY later, then given up"
+        )
+    mail_on = [
+        key
+        for key, on in (
+            ("MAIL_ON_TCP_SCAN", settings.mail_on_tcp_scan),
+            ("MAIL_ON_UDP_SCAN", settings.mail_on_udp_scan),
+            ("MAIL_ON_OS_PROBE", settings.mail_on_os_probe),
+            ("MAIL_ON_AUDIT", settings.mail_on_audit),
+        )
+        if on
+    ]
     if mail_on and not settings.mail_to:
         raise read.error(mail_on[0], "mail is on but MAIL_TO names nobody to send it to")
     if "MAIL_TO" in entries:
         repeated = values.repeated_mail_addresses(entries["MAIL_TO"].value)
         if repeated:
-            warnings.append(f"{read.where('MAIL_TO')}MAIL_TO names {', '.join(repeated)} more "
-                            "than once: each gets the mail once")  # fmt: skip
-    warnings += check_smtp(read.where, read.error, relay=settings.smtp_relay,
-                           starttls=settings.smtp_starttls, user=settings.smtp_user,
-                           password_file=settings.smtp_password_file,
-                           ca_file=settings.smtp_ca_file)  # fmt: skip
+            warnings.append(
+                f"{read.where('MAIL_TO')}MAIL_TO names {', '.join(repeated)} more "
+                "than once: each gets the mail once"
+            )
+    warnings += check_smtp(
+        read.where,
+        read.error,
+        relay=settings.smtp_relay,
+        starttls=settings.smtp_starttls,
+        user=settings.smtp_user,
+        password_file=settings.smtp_password_file,
+        ca_file=settings.smtp_ca_file,
+    )
     warnings += check_subject(read.where, settings.mail_subject)
     check_paths(read, settings, watching)
     if settings.audit_min_port > settings.audit_max_port:
-        raise read.error("AUDIT_MIN_PORT", "AUDIT_MIN_PORT is above AUDIT_MAX_PORT",
-                         str(settings.audit_min_port))  # fmt: skip
-    policy = Policy(settings.audit_required, settings.audit_optional, settings.audit_ignore,
-                    settings.audit_skip)  # fmt: skip
-    unseeable = policy.unseeable(settings.audit_udp, settings.audit_min_port,
-                                 settings.audit_max_port)  # fmt: skip
+        raise read.error(
+            "AUDIT_MIN_PORT", "AUDIT_MIN_PORT is above AUDIT_MAX_PORT", str(settings.audit_min_port)
+        )
+    policy = Policy(
+        settings.audit_required, settings.audit_optional, settings.audit_ignore, settings.audit_skip
+    )
+    unseeable = policy.unseeable(
+        settings.audit_udp, settings.audit_min_port, settings.audit_max_port
+    )
     if unseeable is not None:
         raise read.error("AUDIT_REQUIRED", unseeable)
-    warnings += [f"{read.where(key)}{key}: {why}" for key, why in policy.never_matched(
-        settings.audit_udp, settings.audit_min_port, settings.audit_max_port)]  # fmt: skip
+    warnings += [
+        f"{read.where(key)}{key}: {why}"
+        for key, why in policy.never_matched(
+            settings.audit_udp, settings.audit_min_port, settings.audit_max_port
+        )
+    ]
     warnings += unaudited_requirement_warnings(read, settings, policy)
     ignored: tuple[Network, ...] = ()
     if ignore_file is not None:
         if not exists(ignore_file):
-            warnings.append(f"{read.where('IGNORE_FILE')}IGNORE_FILE {ignore_file} does not "
-                            "exist; only loopback and this host's own addresses are "
-                            "ignored")  # fmt: skip
+            warnings.append(
+                f"{read.where('IGNORE_FILE')}IGNORE_FILE {ignore_file} does not "
+                "exist; only loopback and this host's own addresses are "
+                "ignored"
+            )
         else:
             try:
                 data = read_bytes(ignore_file)
             except ValueError as why:
                 raise read.error("IGNORE_FILE", f"cannot read the ignore file: {why}") from None
-            ignored, ignore_warnings = parse_ignore_text(decoded(data), str(ignore_file),
-                                                         bom=data.startswith(BOM))  # fmt: skip
+            ignored, ignore_warnings = parse_ignore_text(
+                decoded(data), str(ignore_file), bom=data.startswith(BOM)
+            )
             warnings += ignore_warnings
     return dataclasses.replace(settings, ignored_networks=ignored, warnings=tuple(warnings))
 
@@ -280,9 +325,13 @@ def _unknown_keys(unknown: list[Entry]) -> list[str]:
     """A warning for each unknown key, at most WARNINGS_OF_A_KIND_MAX (conffile.capped)."""
     if not unknown:
         return []
-    return capped(unknown, lambda e: e.line, lambda e: f"{e.source}:{e.line}: unknown key "
-                  f"{e.key} ignored{_did_you_mean(e.key)}", unknown[0].source,
-                  "unknown keys ignored")  # fmt: skip
+    return capped(
+        unknown,
+        lambda e: e.line,
+        lambda e: f"{e.source}:{e.line}: unknown key {e.key} ignored{_did_you_mean(e.key)}",
+        unknown[0].source,
+        "unknown keys ignored",
+    )
 
 
 def _did_you_mean(key: str) -> str:
@@ -311,8 +360,11 @@ def _require_ports(read: Reader, settings: Settings, from_flags: bool) -> None:
             entry = read.entry(mode_key)
             default = " (the default)" if entry and entry.source == DEFAULT_SOURCE else ""
             chosen, off = f'{mode_key}="{mode.value}"{default}', f'set {mode_key}="none"'
-        raise read.error(key, f"names no port, but {chosen} watches it; list ports or {off} "
-                         "(PortSentry refused to start too)")  # fmt: skip
+        raise read.error(
+            key,
+            f"names no port, but {chosen} watches it; list ports or {off} "
+            "(PortSentry refused to start too)",
+        )
 
 
 def _block_warnings(read: Reader, settings: Settings) -> list[str]:
@@ -322,26 +374,36 @@ def _block_warnings(read: Reader, settings: Settings) -> list[str]:
     for key, mode in (("BLOCK_TCP", settings.block_tcp), ("BLOCK_UDP", settings.block_udp)):
         why = nothing_to_do(settings, mode)
         if why:
-            found.append(f"{read.where(key)}{key}={int(mode)} but {why}: nothing will be done; "
-                         "its scans are only alerted")  # fmt: skip
+            found.append(
+                f"{read.where(key)}{key}={int(mode)} but {why}: nothing will be done; "
+                "its scans are only alerted"
+            )
     route = settings.kill_route
     blocks = BlockMode.BLOCK in (settings.block_tcp, settings.block_udp)
     if route and blocks and kill.route_undo(route.argv) is None:
-        found.append(f"{read.where('KILL_ROUTE')}KILL_ROUTE: no known way to undo it (only "
-                     "`... add ...`, undone with `del`, and iptables -I/-A, undone with -D): "
-                     "unblock and expiry leave it in force, and reapply does not run it "
-                     "again")  # fmt: skip
+        found.append(
+            f"{read.where('KILL_ROUTE')}KILL_ROUTE: no known way to undo it (only "
+            "`... add ...`, undone with `del`, and iptables -I/-A, undone with -D): "
+            "unblock and expiry leave it in force, and reapply does not run it "
+            "again"
+        )
     if settings.kill_hosts_deny:
-        found += [f"{read.where('KILL_HOSTS_DENY')}KILL_HOSTS_DENY {problem}"
-                  for problem in kill.hosts_deny_problems(settings.kill_hosts_deny)]  # fmt: skip
+        found += [
+            f"{read.where('KILL_HOSTS_DENY')}KILL_HOSTS_DENY {problem}"
+            for problem in kill.hosts_deny_problems(settings.kill_hosts_deny)
+        ]
     duration, longest = settings.block_duration, settings.block_duration_max
     where = read.where("BLOCK_DURATION_MAX")
     if longest and not duration:
-        found.append(f'{where}BLOCK_DURATION_MAX does nothing: BLOCK_DURATION="0" makes every '
-                     "block last forever")  # fmt: skip
+        found.append(
+            f'{where}BLOCK_DURATION_MAX does nothing: BLOCK_DURATION="0" makes every '
+            "block last forever"
+        )
     elif longest and longest < duration:
-        found.append(f"{where}BLOCK_DURATION_MAX ({longest:g} s) is shorter than BLOCK_DURATION "
-                     f"({duration:g} s): every block lasts {longest:g} s")  # fmt: skip
+        found.append(
+            f"{where}BLOCK_DURATION_MAX ({longest:g} s) is shorter than BLOCK_DURATION "
+            f"({duration:g} s): every block lasts {longest:g} s"
+        )
     return found
 
 
@@ -349,13 +411,17 @@ def _shell_warnings(read: Reader, settings: Settings) -> list[str]:
     """PortSentry ran KILL_ROUTE and KILL_RUN_CMD through a shell; we do not: say so when a
     command relies on one."""
     found = []
-    for key, command in (("KILL_ROUTE", settings.kill_route),
-                         ("KILL_RUN_CMD", settings.kill_run_cmd)):  # fmt: skip
+    for key, command in (
+        ("KILL_ROUTE", settings.kill_route),
+        ("KILL_RUN_CMD", settings.kill_run_cmd),
+    ):
         syntax = command.shell_syntax if command else ()
         if syntax:
-            found.append(f"{read.where(key)}{key} has shell syntax ({' '.join(syntax)}): it runs "
-                         "without a shell, so these reach the program as literal arguments; "
-                         "put a pipeline or list in a script and name the script")  # fmt: skip
+            found.append(
+                f"{read.where(key)}{key} has shell syntax ({' '.join(syntax)}): it runs "
+                "without a shell, so these reach the program as literal arguments; "
+                "put a pipeline or list in a script and name the script"
+            )
     return found
 
 
@@ -365,6 +431,8 @@ def _hostscan_warnings(read: Reader) -> list[str]:
     for key in ("TCP_SCAN_IGNORE", "UDP_SCAN_IGNORE"):
         entry = read.entry(key)
         if entry is not None:
-            found += [f"{entry.source}:{entry.line}: {key}: {why}"
-                      for why in endpoint_warnings(entry.value)]  # fmt: skip
+            found += [
+                f"{entry.source}:{entry.line}: {key}: {why}"
+                for why in endpoint_warnings(entry.value)
+            ]
     return found

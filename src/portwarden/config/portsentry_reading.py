@@ -28,15 +28,34 @@ from portwarden.text import one_line
 
 # The keys PortSentry 1.2 read (our own keys it never read).
 PORTSENTRY_KEYS = (
-    "TCP_PORTS", "UDP_PORTS", "ADVANCED_PORTS_TCP", "ADVANCED_PORTS_UDP", "ADVANCED_EXCLUDE_TCP",
-    "ADVANCED_EXCLUDE_UDP", "IGNORE_FILE", "HISTORY_FILE", "BLOCKED_FILE", "RESOLVE_HOST",
-    "BLOCK_TCP", "BLOCK_UDP", "KILL_ROUTE", "KILL_HOSTS_DENY", "KILL_RUN_CMD",
-    "KILL_RUN_CMD_FIRST", "SCAN_TRIGGER", "PORT_BANNER")  # fmt: skip
+    "TCP_PORTS",
+    "UDP_PORTS",
+    "ADVANCED_PORTS_TCP",
+    "ADVANCED_PORTS_UDP",
+    "ADVANCED_EXCLUDE_TCP",
+    "ADVANCED_EXCLUDE_UDP",
+    "IGNORE_FILE",
+    "HISTORY_FILE",
+    "BLOCKED_FILE",
+    "RESOLVE_HOST",
+    "BLOCK_TCP",
+    "BLOCK_UDP",
+    "KILL_ROUTE",
+    "KILL_HOSTS_DENY",
+    "KILL_RUN_CMD",
+    "KILL_RUN_CMD_FIRST",
+    "SCAN_TRIGGER",
+    "PORT_BANNER",
+)
 _PIECE_CHARS = 1023  # fgets(buffer, MAXBUF = 1024, ...): at most 1023 characters and the NUL
 # The port lists PortSentry cut at ',' (strtok) and read item by item with atoi(), so that a
 # range was its first port; with what portwarden does with every port of one.
-_PORT_LISTS = {"TCP_PORTS": "watches", "UDP_PORTS": "watches", "ADVANCED_EXCLUDE_TCP": "excludes",
-               "ADVANCED_EXCLUDE_UDP": "excludes"}  # fmt: skip
+_PORT_LISTS = {
+    "TCP_PORTS": "watches",
+    "UDP_PORTS": "watches",
+    "ADVANCED_EXCLUDE_TCP": "excludes",
+    "ADVANCED_EXCLUDE_UDP": "excludes",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +83,9 @@ def _reading(lines: list[str], key: str) -> PortSentryReading:
             if start < 0:
                 return PortSentryReading(number, None)
             value = piece[start + 1 :]
-            end = next((i for i, ch in enumerate(value) if ch == '"' or not " " <= ch <= "~"),
-                       len(value))  # fmt: skip
+            end = next(
+                (i for i, ch in enumerate(value) if ch == '"' or not " " <= ch <= "~"), len(value)
+            )
             return PortSentryReading(number, value[:end])
     return PortSentryReading(None, None)
 
@@ -81,8 +101,9 @@ def _lines(data: bytes) -> list[str]:
     return data.decode("latin-1").split("\n")
 
 
-def differences(data: bytes, source: str, entries: dict[str, Entry], defaults: dict[str, Entry]
-                ) -> list[str]:  # fmt: skip
+def differences(
+    data: bytes, source: str, entries: dict[str, Entry], defaults: dict[str, Entry]
+) -> list[str]:
     """One warning for each PortSentry key whose value in the file `data` (read by us into
     `entries`, with `defaults` for the keys it leaves out) PortSentry 1.2 would have read
     otherwise. Our reading stands: it is the saner one, but the file no longer means what it
@@ -103,8 +124,10 @@ def differences(data: bytes, source: str, entries: dict[str, Entry], defaults: d
             said = f"PortSentry 1.2 did not read line {ours.line} ({why}) and left it unset"
         else:
             said = _theirs(theirs)
-        warnings.append(f"{source}:{ours.line if ours else theirs.line}: {key}: {said}; "
-                        f"portwarden applies {_ours(ours, defaults.get(key))}")  # fmt: skip
+        warnings.append(
+            f"{source}:{ours.line if ours else theirs.line}: {key}: {said}; "
+            f"portwarden applies {_ours(ours, defaults.get(key))}"
+        )
     return warnings
 
 
@@ -116,9 +139,11 @@ def _first_ports(ours: Entry, source: str, does: str) -> list[str]:
         return []
     first = ranges[0]
     port = first.partition("-")[0].strip().lstrip("0") or "0"  # (a bad one is an error later)
-    return [f'{source}:{ours.line}: {ours.key}: PortSentry 1.2 read only the first port of a '
-            f'range ("{one_line(first)}" as port {one_line(port)}); portwarden {does} every '
-            "port of each range"]  # fmt: skip
+    return [
+        f"{source}:{ours.line}: {ours.key}: PortSentry 1.2 read only the first port of a "
+        f'range ("{one_line(first)}" as port {one_line(port)}); portwarden {does} every '
+        "port of each range"
+    ]
 
 
 def _unread(line: str, key: str) -> str:

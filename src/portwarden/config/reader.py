@@ -15,8 +15,9 @@ T = TypeVar("T")
 class Reader:
     """Looks keys up in the file, then the defaults; turns ValueError into ConfigError."""
 
-    def __init__(self, source: str, entries: dict[str, Entry], defaults: dict[str, Entry],
-                 base: Path) -> None:  # fmt: skip
+    def __init__(
+        self, source: str, entries: dict[str, Entry], defaults: dict[str, Entry], base: Path
+    ) -> None:
         self._source = source
         self._entries = entries
         self._defaults = defaults
@@ -38,8 +39,9 @@ class Reader:
         if entry is None:
             return ConfigError(self._source, reason, None, key, value)
         if value is None:
-            return ConfigError(entry.source, _quote_hint(reason, entry), entry.line, key,
-                               entry.value)  # fmt: skip
+            return ConfigError(
+                entry.source, _quote_hint(reason, entry), entry.line, key, entry.value
+            )
         return ConfigError(entry.source, reason, entry.line, key, value)
 
     def get(self, key: str, parse: Callable[[str], T], default: T) -> T:
@@ -63,8 +65,9 @@ class Reader:
         blanks alone (a file named "   " next to the configuration file is no one's intent)."""
         entry = self.entry(key)
         if entry is not None and not entry.value.strip():
-            raise self.error(key, f"must name a path (leave the line out for the default, "
-                             f"{default})")  # fmt: skip
+            raise self.error(
+                key, f"must name a path (leave the line out for the default, {default})"
+            )
         return self.path(key, default) or default
 
 
@@ -74,5 +77,6 @@ def _quote_hint(reason: str, entry: Entry) -> str:
     value = entry.value.strip()
     if len(value) < 2 or value[0] != "'" or value[-1] != "'":
         return reason
-    return (f"{reason}; single quotes are not quotes in this file: use double quotes: "
-            f'{entry.key}="..."')  # fmt: skip
+    return (
+        f'{reason}; single quotes are not quotes in this file: use double quotes: {entry.key}="..."'
+    )

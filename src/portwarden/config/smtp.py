@@ -38,26 +38,42 @@ def check_smtp(
     Raises such an error; returns warnings."""
     warnings = []
     if user is not None and not user.isascii():
-        raise error("SMTP_USER", "the user name has a non-ASCII character, which SMTP AUTH cannot "
-                    "send (smtplib sends it as ASCII)", user)  # fmt: skip
+        raise error(
+            "SMTP_USER",
+            "the user name has a non-ASCII character, which SMTP AUTH cannot "
+            "send (smtplib sends it as ASCII)",
+            user,
+        )
     if user is not None and password_file is None:
-        raise error("SMTP_USER", "a login needs SMTP_PASSWORD_FILE (the password is never "
-                    "written in the main file)", user)  # fmt: skip
+        raise error(
+            "SMTP_USER",
+            "a login needs SMTP_PASSWORD_FILE (the password is never written in the main file)",
+            user,
+        )
     if user is not None and not starttls and not is_loopback(relay):
-        raise error("SMTP_USER", f"the password would cross the network in clear text to "
-                    f"{relay}: set SMTP_STARTTLS=\"1\" (or use a relay on loopback)",
-                    user)  # fmt: skip
+        raise error(
+            "SMTP_USER",
+            f"the password would cross the network in clear text to "
+            f'{relay}: set SMTP_STARTTLS="1" (or use a relay on loopback)',
+            user,
+        )
     if password_file is not None:
-        mode = _readable_file(password_file, lambda why: error(
-            "SMTP_PASSWORD_FILE", why, str(password_file)))  # fmt: skip
-        _check_password(password_file, lambda why: error(
-            "SMTP_PASSWORD_FILE", why, str(password_file)))  # fmt: skip
+        mode = _readable_file(
+            password_file, lambda why: error("SMTP_PASSWORD_FILE", why, str(password_file))
+        )
+        _check_password(
+            password_file, lambda why: error("SMTP_PASSWORD_FILE", why, str(password_file))
+        )
         if user is None:
-            warnings.append(f"{where('SMTP_PASSWORD_FILE')}SMTP_PASSWORD_FILE is set but "
-                            "SMTP_USER is not: no login is made")  # fmt: skip
+            warnings.append(
+                f"{where('SMTP_PASSWORD_FILE')}SMTP_PASSWORD_FILE is set but "
+                "SMTP_USER is not: no login is made"
+            )
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            warnings.append(f"{where('SMTP_PASSWORD_FILE')}SMTP_PASSWORD_FILE {password_file} "
-                            f"can be read by others (mode {mode:o}): chmod 600 it")  # fmt: skip
+            warnings.append(
+                f"{where('SMTP_PASSWORD_FILE')}SMTP_PASSWORD_FILE {password_file} "
+                f"can be read by others (mode {mode:o}): chmod 600 it"
+            )
     if ca_file is not None:
         _readable_file(ca_file, lambda why: error("SMTP_CA_FILE", why, str(ca_file)))
         import ssl  # only here: ssl costs memory that a daemon without mail should not carry
@@ -65,11 +81,13 @@ def check_smtp(
         try:
             ssl.create_default_context(cafile=ca_file)
         except ssl.SSLError:
-            raise error("SMTP_CA_FILE", f"{ca_file} holds no PEM CA certificate",
-                        str(ca_file)) from None  # fmt: skip
+            raise error(
+                "SMTP_CA_FILE", f"{ca_file} holds no PEM CA certificate", str(ca_file)
+            ) from None
         if not starttls:
-            warnings.append(f"{where('SMTP_CA_FILE')}SMTP_CA_FILE is used only with "
-                            'SMTP_STARTTLS="1"')  # fmt: skip
+            warnings.append(
+                f'{where("SMTP_CA_FILE")}SMTP_CA_FILE is used only with SMTP_STARTTLS="1"'
+            )
     return warnings
 
 
@@ -90,8 +108,11 @@ def check_subject(where: Callable[[str], str], template: str | None) -> list[str
                 unknown.append(f"%{macro}" if macro else "a trailing %")
             i += 1
         i += 1
-    return [f"{where('MAIL_SUBJECT')}MAIL_SUBJECT {template!r}: {what} is not a macro (%p, %s, "
-            "%d, %%); it is sent as written" for what in unknown]  # fmt: skip
+    return [
+        f"{where('MAIL_SUBJECT')}MAIL_SUBJECT {template!r}: {what} is not a macro (%p, %s, "
+        "%d, %%); it is sent as written"
+        for what in unknown
+    ]
 
 
 def read_password(path: Path) -> str:
@@ -113,8 +134,10 @@ def _check_password(path: Path, error: Callable[[str], ConfigError]) -> None:
     if not secret:
         raise error(f"{path}: the password (its first line) is empty")
     if not secret.isascii():
-        raise error(f"{path}: the password has a non-ASCII character, which SMTP AUTH cannot "
-                    "send (smtplib sends it as ASCII)")  # fmt: skip
+        raise error(
+            f"{path}: the password has a non-ASCII character, which SMTP AUTH cannot "
+            "send (smtplib sends it as ASCII)"
+        )
 
 
 def _readable_file(path: Path, error: Callable[[str], ConfigError]) -> int:

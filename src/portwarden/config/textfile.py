@@ -16,8 +16,13 @@ from portwarden.limits import CONFIG_FILE_BYTES_MAX
 
 BOM = b"\xef\xbb\xbf"  # what some editors put before the first line of a UTF-8 file
 _NULL_DEVICE = os.makedev(1, 3)  # /dev/null, whatever it is called: an empty file by design
-_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
-          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}  # fmt: skip
+_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
 
 
 def open_regular(path: Path) -> tuple[BinaryIO, int]:

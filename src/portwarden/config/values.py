@@ -96,8 +96,9 @@ def audit_interval(text: str) -> float:
     """AUDIT_INTERVAL: 0 (no periodic check), or AUDIT_INTERVAL_S_MIN seconds up to a year."""
     value = duration(text)
     if 0 < value < AUDIT_INTERVAL_S_MIN:
-        raise ValueError(f"must be 0 (no periodic check) or at least {AUDIT_INTERVAL_S_MIN:g} "
-                         "seconds")  # fmt: skip
+        raise ValueError(
+            f"must be 0 (no periodic check) or at least {AUDIT_INTERVAL_S_MIN:g} seconds"
+        )
     return value
 
 
@@ -140,8 +141,11 @@ def log_generations(text: str) -> int:
 def _whole_in(text: str, least: int, most: int | None = None) -> int:
     """A whole number from `least` (to `most`), with one message for every wrong value ('-1',
     '0', 'x' alike)."""
-    why = (f"must be a whole number >= {least}" if most is None
-           else f"must be a whole number from {least} to {most}")  # fmt: skip
+    why = (
+        f"must be a whole number >= {least}"
+        if most is None
+        else f"must be a whole number from {least} to {most}"
+    )
     text = text.strip()
     value = _whole(text)
     if value is None and most is None and ascii_digits(text):
@@ -189,8 +193,10 @@ def ports_below(text: str) -> int:
     text = text.strip()
     value = _whole(text)
     if value is None or not PORT_MIN <= value <= PORT_MAX + 1:
-        raise ValueError(f"'{text}' must be a number from {PORT_MIN} to {PORT_MAX + 1} (every "
-                         f"port below it is watched: {PORT_MAX + 1} watches all)")  # fmt: skip
+        raise ValueError(
+            f"'{text}' must be a number from {PORT_MIN} to {PORT_MAX + 1} (every "
+            f"port below it is watched: {PORT_MAX + 1} watches all)"
+        )
     return value
 
 
@@ -338,9 +344,28 @@ tcp_mode = _mode_parser(TcpMode, "TCP")
 udp_mode = _mode_parser(UdpMode, "UDP")
 
 
-FACILITIES = ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
-              "authpriv", "ftp", "local0", "local1", "local2", "local3", "local4", "local5",
-              "local6", "local7")  # fmt: skip
+FACILITIES = (
+    "kern",
+    "user",
+    "mail",
+    "daemon",
+    "auth",
+    "syslog",
+    "lpr",
+    "news",
+    "uucp",
+    "cron",
+    "authpriv",
+    "ftp",
+    "local0",
+    "local1",
+    "local2",
+    "local3",
+    "local4",
+    "local5",
+    "local6",
+    "local7",
+)
 
 
 # syslog.conf's deprecated synonyms (sysklogd's and rsyslog's tables): the same facility.
@@ -354,9 +379,11 @@ def facility(text: str) -> str:
     name = text.strip().lower().removeprefix("log_")
     name = _FACILITY_SYNONYMS.get(name, name)
     if name == "kern":
-        raise ValueError("kern is the kernel's own facility, which a program may not use "
-                         "(rsyslog files it as kernel messages): use daemon, auth, authpriv, "
-                         "local0 ... local7")  # fmt: skip
+        raise ValueError(
+            "kern is the kernel's own facility, which a program may not use "
+            "(rsyslog files it as kernel messages): use daemon, auth, authpriv, "
+            "local0 ... local7"
+        )
     if name not in FACILITIES:
         usable = ", ".join(name for name in FACILITIES if name != "kern")
         raise ValueError(f"unknown syslog facility; use one of {usable}")
@@ -458,8 +485,9 @@ def _listen_host(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     try:
         return ipaddress.ip_address(host)
     except ValueError:
-        raise ValueError(f"'{host}' is not an IP address (use PORT, ADDRESS:PORT or "
-                         "[IPV6]:PORT)") from None  # fmt: skip
+        raise ValueError(
+            f"'{host}' is not an IP address (use PORT, ADDRESS:PORT or [IPV6]:PORT)"
+        ) from None
 
 
 SEVERITIES = ("alert", "crit", "err", "warning", "notice", "info", "debug")

@@ -23,13 +23,18 @@ def late_reply_ports(settings: Settings) -> tuple[frozenset[int], str | None]:
     if not ports:
         return ports, None
     sources = settings.udp_reply_source_ports
-    how = (f"datagrams to them from source ports {port_ranges(sources)} "
-           "(UDP_REPLY_SOURCE_PORTS) are taken for late replies, not probes" if sources
-           else "a late reply to one of its clients there is reported as a probe")  # fmt: skip
+    how = (
+        f"datagrams to them from source ports {port_ranges(sources)} "
+        "(UDP_REPLY_SOURCE_PORTS) are taken for late replies, not probes"
+        if sources
+        else "a late reply to one of its clients there is reported as a probe"
+    )
     listed = port_ranges(ports)
-    return ports, (f"udp: {len(ports)} tripwire ports are in this host's local port range "
-                   f"{local.start}-{local.stop - 1} (net.ipv4.ip_local_port_range), where "
-                   f"replies to its own clients arrive: {listed}; {how}")  # fmt: skip
+    return ports, (
+        f"udp: {len(ports)} tripwire ports are in this host's local port range "
+        f"{local.start}-{local.stop - 1} (net.ipv4.ip_local_port_range), where "
+        f"replies to its own clients arrive: {listed}; {how}"
+    )
 
 
 def late_reply_rules(sources: frozenset[int], ports: frozenset[int]) -> tuple[HostScanRule, ...]:
@@ -41,8 +46,9 @@ def late_reply_rules(sources: frozenset[int], ports: frozenset[int]) -> tuple[Ho
     return tuple(HostScanRule(Endpoint(net, sources), Endpoint(net, ports)) for net in _ANY)
 
 
-def engine_config(settings: Settings, ignore: IgnoreList,
-                  late_reply_ports: frozenset[int]) -> EngineConfig:  # fmt: skip
+def engine_config(
+    settings: Settings, ignore: IgnoreList, late_reply_ports: frozenset[int]
+) -> EngineConfig:
     """`late_reply_ports`: the UDP tripwires inside this host's local port range."""
     scandetd = None
     if settings.scan_count_threshold:

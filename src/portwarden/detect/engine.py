@@ -156,8 +156,20 @@ class _Run:
     """What a summary reports: one scan of one protocol from one source, or one run of OS
     probing, from its first probe until it has been quiet long enough to be summarised."""
 
-    __slots__ = ("first_seen", "last_seen", "first_probe", "last_probe", "probes", "ports",
-                 "ports_cut", "kinds", "tools", "flags", "modes", "addresses")  # fmt: skip
+    __slots__ = (
+        "first_seen",
+        "last_seen",
+        "first_probe",
+        "last_probe",
+        "probes",
+        "ports",
+        "ports_cut",
+        "kinds",
+        "tools",
+        "flags",
+        "modes",
+        "addresses",
+    )
 
     def __init__(self, probe: Probe, now: float, by_prefix: bool) -> None:
         """`by_prefix`: the source is an IPv6 prefix, whose addresses the run counts."""
@@ -209,9 +221,22 @@ class _Run:
 class _Source:
     """Kept small on purpose (arrays and tuples, not sets and deques): there are many of these."""
 
-    __slots__ = ("first_seen", "last_seen", "probes", "ports", "recent_tcp", "recent_udp", "run",
-                 "run_ports", "scan_reported", "tools_reported", "types", "tcp_scan",
-                 "udp_scan", "reported")  # fmt: skip
+    __slots__ = (
+        "first_seen",
+        "last_seen",
+        "probes",
+        "ports",
+        "recent_tcp",
+        "recent_udp",
+        "run",
+        "run_ports",
+        "scan_reported",
+        "tools_reported",
+        "types",
+        "tcp_scan",
+        "udp_scan",
+        "reported",
+    )
 
     def __init__(self, now: float) -> None:
         self.first_seen = now
@@ -265,8 +290,9 @@ class _Bounded(Generic[K, V]):
     probes each push out only those with two. Every call but take() costs O(1). Keys should be
     cheap to hash (bytes, not address objects): there are several lookups per packet."""
 
-    def __init__(self, capacity: int, weight: Callable[[V], int],
-                 quiet_s: float = math.inf) -> None:  # fmt: skip
+    def __init__(
+        self, capacity: int, weight: Callable[[V], int], quiet_s: float = math.inf
+    ) -> None:
         self._capacity = capacity
         self._weight = weight
         self.quiet_s = quiet_s
@@ -419,14 +445,24 @@ class Engine:
         if scan is None:
             scan = _Run(probe, now, len(source) == _PREFIX_KEY_BYTES)
         elif key in self._scan_waiting:
-            verdicts += self._interim("scan-summary", scan, source, probe, now,
-                                      self.config.scan_end_quiet_s)  # fmt: skip
+            verdicts += self._interim(
+                "scan-summary", scan, source, probe, now, self.config.scan_end_quiet_s
+            )
         state.set_scan(tcp, scan)
         scan.add(probe, now, kind)
         if self._scanner(state, now, gap, port, tcp, probe.mode in RAW_MODES):
-            verdicts.append(Verdict("scan", probe, self._first(state, source, probe),
-                                    state.probes, len(state.ports), state.first_seen,
-                                    new_type=new_type, prefix=key_network(source)))  # fmt: skip
+            verdicts.append(
+                Verdict(
+                    "scan",
+                    probe,
+                    self._first(state, source, probe),
+                    state.probes,
+                    len(state.ports),
+                    state.first_seen,
+                    new_type=new_type,
+                    prefix=key_network(source),
+                )
+            )
             state.scan_reported = True
             self._scan_waiting.put(key, scan, len(scan.ports), now)
         elif key in self._scan_waiting:
@@ -459,9 +495,18 @@ class Engine:
             self._sources.items(),
             key=lambda item: item[1].probes + len(item[1].tools_reported),
         )
-        return [SourceView(key_network(key) or ipaddress.ip_address(key), s.first_seen,
-                           s.last_seen, s.probes, len(s.ports), _types(s))
-                for key, s in best if s.probes or s.tools_reported]  # fmt: skip
+        return [
+            SourceView(
+                key_network(key) or ipaddress.ip_address(key),
+                s.first_seen,
+                s.last_seen,
+                s.probes,
+                len(s.ports),
+                _types(s),
+            )
+            for key, s in best
+            if s.probes or s.tools_reported
+        ]
 
     def ignores(self, probe: Probe) -> bool:
         """The probe's source is ignored (IGNORE_FILE, this host, *_SCAN_IGNORE): no verdict."""
@@ -531,9 +576,10 @@ class Engine:
         os_quiet, scan_quiet = self.config.os_probe_quiet_s, self.config.scan_end_quiet_s
         if stopping:
             os_quiet = scan_quiet = 0.0
-        due: list[tuple[VerdictKind, bytes, _Run]] = [("os-summary", source, run)
-            for source, run in self._os_waiting.take(
-                lambda _, run: now - run.last_seen >= os_quiet)]  # fmt: skip
+        due: list[tuple[VerdictKind, bytes, _Run]] = [
+            ("os-summary", source, run)
+            for source, run in self._os_waiting.take(lambda _, run: now - run.last_seen >= os_quiet)
+        ]
         for (tcp, source), run in self._scan_waiting.take(
             lambda _, run: now - run.last_seen >= scan_quiet
         ):
@@ -572,17 +618,28 @@ class Engine:
         if run is None:
             run = _Run(probe, now, len(source) == _PREFIX_KEY_BYTES)
         else:
-            verdicts = self._interim("os-summary", run, source, probe, now,
-                                     self.config.os_probe_quiet_s)  # fmt: skip
+            verdicts = self._interim(
+                "os-summary", run, source, probe, now, self.config.os_probe_quiet_s
+            )
         run.add(probe, now, pattern)
         self._os_waiting.put(source, run, len(run.ports), now)
         tool = probe.os_tool or ""
         if tool in state.tools_reported:
             return verdicts
         state.tools_reported += (tool,)
-        return [*verdicts, Verdict("os-probe", probe, True, state.probes, len(state.ports),
-                                   state.first_seen, run.kinds,
-                                   prefix=key_network(source))]  # fmt: skip
+        return [
+            *verdicts,
+            Verdict(
+                "os-probe",
+                probe,
+                True,
+                state.probes,
+                len(state.ports),
+                state.first_seen,
+                run.kinds,
+                prefix=key_network(source),
+            ),
+        ]
 
     def _interim(
         self,
@@ -610,7 +667,20 @@ class Engine:
         else:
             patterns, types = run.flags, run.kinds
         addresses = 1 if run.addresses is None else len(run.addresses)
-        return Verdict(kind, run.last_probe, True, run.probes, len(run.ports), run.first_seen,
-                       patterns, run.first_probe, types, ongoing, run.modes, tuple(run.ports),
-                       run.ports_cut, prefix=key_network(source),
-                       addresses=addresses)  # fmt: skip
+        return Verdict(
+            kind,
+            run.last_probe,
+            True,
+            run.probes,
+            len(run.ports),
+            run.first_seen,
+            patterns,
+            run.first_probe,
+            types,
+            ongoing,
+            run.modes,
+            tuple(run.ports),
+            run.ports_cut,
+            prefix=key_network(source),
+            addresses=addresses,
+        )

@@ -27,8 +27,16 @@ XMAS_SCAN = "TCP XMAS scan"
 CONNECT_SCAN = "TCP connect scan"
 UDP_SCAN = "UDP scan"
 
-_FLAG_NAMES = ((FIN, "FIN"), (SYN, "SYN"), (RST, "RST"), (PSH, "PSH"), (ACK, "ACK"),
-               (URG, "URG"), (ECE, "ECE"), (CWR, "CWR"))  # fmt: skip
+_FLAG_NAMES = (
+    (FIN, "FIN"),
+    (SYN, "SYN"),
+    (RST, "RST"),
+    (PSH, "PSH"),
+    (ACK, "ACK"),
+    (URG, "URG"),
+    (ECE, "ECE"),
+    (CWR, "CWR"),
+)
 
 AE = 0x01  # the reserved bit next to CWR: Accurate ECN (RFC 9768), "NS" before it
 
@@ -166,8 +174,12 @@ def nmap_ack_probe(packet: Packet) -> bool:
     the window of one of the two. No TCP stack sends an ACK with TSecr 0 and TSval 0xFFFFFFFF
     after the window scale, NOP and MSS of a SYN. The kernel filter (net/bpf.py) passes ACKs
     with nmap's data offset and timestamp at its place; this checks the rest."""
-    return (packet.flags == ACK and not packet.reserved and packet.window in _NMAP_ACK_PROBES
-            and packet.tcp_options == NMAP_T_OPTIONS)  # fmt: skip
+    return (
+        packet.flags == ACK
+        and not packet.reserved
+        and packet.window in _NMAP_ACK_PROBES
+        and packet.tcp_options == NMAP_T_OPTIONS
+    )
 
 
 def tcp_os_tool(packet: Packet) -> str | None:
@@ -211,8 +223,9 @@ def udp_os_tool(packet: Packet) -> str | None:
 PortTest = Callable[[bytes, int], bool]  # (packed destination address, port)
 
 
-def packet_probe(packet: Packet, dst: IPAddress, mode: str, tripwire: PortTest, open_port: PortTest,
-                 now: float) -> Probe | None:  # fmt: skip
+def packet_probe(
+    packet: Packet, dst: IPAddress, mode: str, tripwire: PortTest, open_port: PortTest, now: float
+) -> Probe | None:
     """The probe a packet to this host makes, or None: a TCP segment that may be part of a
     connection, or a packet that is neither to a tripwire port nor an OS-fingerprinting probe.
     `tripwire(address, port)` is asked last: live it may cost a system call (SmartVerify).
@@ -244,6 +257,17 @@ def packet_probe(packet: Packet, dst: IPAddress, mode: str, tripwire: PortTest, 
     else:
         proto, scan, flags = Proto.UDP, UDP_SCAN, ""
     return Probe(
-        ipaddress.ip_address(packet.src), dst, proto, packet.sport, packet.dport, mode, scan,
-        flags, os_tool, packet.ip_options, is_tripwire, now, os_probe_name(packet, os_tool),
-    )  # fmt: skip
+        ipaddress.ip_address(packet.src),
+        dst,
+        proto,
+        packet.sport,
+        packet.dport,
+        mode,
+        scan,
+        flags,
+        os_tool,
+        packet.ip_options,
+        is_tripwire,
+        now,
+        os_probe_name(packet, os_tool),
+    )

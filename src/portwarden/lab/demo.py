@@ -93,9 +93,11 @@ def remove_orphans() -> None:
         remove_stale(prefix)
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
-        _say(f"Removed what a killed lab run (pid {pid}) left: "
-             f"{counted(len(removed), 'namespace')} {prefix}*, {counted(len(folders), 'folder')} "
-             f"{' '.join(str(f) for f in folders)}".rstrip())  # fmt: skip
+        _say(
+            f"Removed what a killed lab run (pid {pid}) left: "
+            f"{counted(len(removed), 'namespace')} {prefix}*, {counted(len(folders), 'folder')} "
+            f"{' '.join(str(f) for f in folders)}".rstrip()
+        )
 
 
 def orphans(names: list[str], folders: list[Path]) -> dict[int, list[Path]]:
@@ -121,8 +123,11 @@ def _run_pid(name: str, prefix: str) -> int | None:
 def _folders() -> list[Path]:
     """This user's lab folders in the temporary directory (never a symbolic link)."""
     found = Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*-*")
-    return [path for path in found if not path.is_symlink() and path.is_dir()
-            and path.stat().st_uid == os.getuid()]  # fmt: skip
+    return [
+        path
+        for path in found
+        if not path.is_symlink() and path.is_dir() and path.stat().st_uid == os.getuid()
+    ]
 
 
 def _is_demo(pid: int) -> bool:
@@ -155,8 +160,10 @@ def _missing_software() -> str | None:
         missing["libnftables"] = "nftables"
     if not missing:
         return None
-    return (f"the lab needs {' and '.join(missing)} "
-            f"(apt-get install {' '.join(sorted(missing.values()))})")  # fmt: skip
+    return (
+        f"the lab needs {' and '.join(missing)} "
+        f"(apt-get install {' '.join(sorted(missing.values()))})"
+    )
 
 
 def run_demo() -> int:
@@ -191,8 +198,10 @@ def run_demo() -> int:
         lab.target.stop_processes(limits.LAB_DEMO_STOP_WAIT_S)
         lab.destroy()
         shutil.rmtree(folder, ignore_errors=True)
-        _say(f"{stopped_by}Removed the lab: namespaces {prefix}*, their links, the daemon and "
-             f"{folder}")  # fmt: skip
+        _say(
+            f"{stopped_by}Removed the lab: namespaces {prefix}*, their links, the daemon and "
+            f"{folder}"
+        )
 
 
 def _demo(lab: Lab, folder: Path) -> int:
@@ -200,48 +209,85 @@ def _demo(lab: Lab, folder: Path) -> int:
     conf = folder / "portwarden.conf"
     conf.write_text(_conf(folder))
     log = folder / "portwarden.log"
-    target.popen([sys.executable, "-m", "http.server", "--bind", "::", str(WEB_PORT)],
-                 cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    target.popen(
+        [sys.executable, "-m", "http.server", "--bind", "::", str(WEB_PORT)],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     with log.open("wb") as out:
-        daemon = target.popen([sys.executable, "-m", "portwarden", "run", "-c", str(conf)],
-                              stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        daemon = target.popen(
+            [sys.executable, "-m", "portwarden", "run", "-c", str(conf)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     if not _wait_for(log, "ready:", limits.LAB_DEMO_READY_WAIT_S):
         _say("portwarden did not start:\n" + log.read_text(errors="replace"))
         return 1
     _say("\nportwarden runs in the target (stealth TCP and UDP modes, blocking with nftables).")
     addresses = (target.ipv4, target.ipv6)
     client_before = all(_fetch(client, address) for address in addresses)
-    _say(f"The client fetches a web page from the target over IPv4 and IPv6: "
-         f"{'ok' if client_before else 'FAILED'}")  # fmt: skip
+    _say(
+        f"The client fetches a web page from the target over IPv4 and IPv6: "
+        f"{'ok' if client_before else 'FAILED'}"
+    )
     for address in addresses:
         _say(f"\nThe attacker scans: nmap -sS --top-ports 200 {address}")
-        attacker.run(["nmap", "-n", "-Pn", "-sS", "--max-retries", "1", "--top-ports", "200",
-                      *(["-6"] if ":" in address else []), address], check=False,
-                     timeout=120)  # fmt: skip
-    summarised = all(_wait_for(log, f"kind=scan-summary src={source}", SCAN_END_QUIET_S + 10)
-                     for source in (attacker.ipv4, attacker.ipv6))  # fmt: skip
+        attacker.run(
+            [
+                "nmap",
+                "-n",
+                "-Pn",
+                "-sS",
+                "--max-retries",
+                "1",
+                "--top-ports",
+                "200",
+                *(["-6"] if ":" in address else []),
+                address,
+            ],
+            check=False,
+            timeout=120,
+        )
+    summarised = all(
+        _wait_for(log, f"kind=scan-summary src={source}", SCAN_END_QUIET_S + 10)
+        for source in (attacker.ipv4, attacker.ipv6)
+    )
     lines = log.read_text(errors="replace").splitlines()
     _say("\nWhat portwarden logged (first lines of each kind):")
     for source in (attacker.ipv4, attacker.ipv6):
-        for marker in (f"kind=scan src={source} ", f" block address={source} ",
-                       f"kind=scan-summary src={source} "):  # fmt: skip
+        for marker in (
+            f"kind=scan src={source} ",
+            f" block address={source} ",
+            f"kind=scan-summary src={source} ",
+        ):
             for line in [x for x in lines if marker in x][:1]:
                 _say("  " + line.split(": ", 1)[-1])
     _say("\n$ portwarden status")
     _say(_portwarden(target, conf, "status").rstrip())
     blocked = not any(_fetch(attacker, address) for address in addresses)
     client_after = all(_fetch(client, address) for address in addresses)
-    _say(f"\nThe attacker tries the web page now, over IPv4 and IPv6: "
-         f"{'blocked' if blocked else 'NOT BLOCKED'}")  # fmt: skip
+    _say(
+        f"\nThe attacker tries the web page now, over IPv4 and IPv6: "
+        f"{'blocked' if blocked else 'NOT BLOCKED'}"
+    )
     _say(f"The client fetches it again, over IPv4 and IPv6: {'ok' if client_after else 'FAILED'}")
     daemon.terminate()
     daemon.wait(timeout=30)
     if summarised and blocked and client_before and client_after:
         _say("\nThe scan was detected and blocked; the client was never disturbed.")
         return 0
-    errors = ["  " + line for line in log.read_text(errors="replace").splitlines()
-              if ": ERROR " in line or " block-failed " in line]  # fmt: skip
-    _say("\nSomething did not go as expected. " + (
-        "What portwarden logged as errors:\n" + "\n".join(errors) if errors
-        else "portwarden logged no error."))  # fmt: skip
+    errors = [
+        "  " + line
+        for line in log.read_text(errors="replace").splitlines()
+        if ": ERROR " in line or " block-failed " in line
+    ]
+    _say(
+        "\nSomething did not go as expected. "
+        + (
+            "What portwarden logged as errors:\n" + "\n".join(errors)
+            if errors
+            else "portwarden logged no error."
+        )
+    )
     return 1

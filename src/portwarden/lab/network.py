@@ -146,16 +146,20 @@ class LabPrefixError(ValueError):
 def check_prefix(prefix: str) -> str:
     """`prefix` when it has the lab's shape; else LabPrefixError (one line)."""
     if _PREFIX_SHAPE.fullmatch(prefix) is None:
-        raise LabPrefixError(f"lab prefix {prefix!r} must be lower-case letters and digits "
-                             "ending in '-', e.g. 'pwt-'")  # fmt: skip
+        raise LabPrefixError(
+            f"lab prefix {prefix!r} must be lower-case letters and digits "
+            "ending in '-', e.g. 'pwt-'"
+        )
     return prefix
 
 
 def is_lab_namespace(name: str, prefix: str) -> bool:
     """Whether `name` is one of the lab's hosts under `prefix` (`pwt-target`, `pwt-atk2`), not
     merely a name that starts with it (`pwt-target-of-someone-else`, `pwt-stale-sw`)."""
-    return (name.startswith(check_prefix(prefix))
-            and re.fullmatch(_HOST_NAMES, name[len(prefix):]) is not None)  # fmt: skip
+    return (
+        name.startswith(check_prefix(prefix))
+        and re.fullmatch(_HOST_NAMES, name[len(prefix) :]) is not None
+    )
 
 
 def namespaces() -> list[str]:

@@ -15,8 +15,9 @@ def dropped(sockets: Iterable[socket.socket]) -> int:
     total = 0
     for sock in sockets:
         try:
-            total += _MEMINFO.unpack(sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO,
-                                                     _MEMINFO.size))[_DROPS]  # fmt: skip
+            total += _MEMINFO.unpack(
+                sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, _MEMINFO.size)
+            )[_DROPS]
         except (OSError, struct.error):
             continue
     return total

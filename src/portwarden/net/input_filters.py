@@ -26,8 +26,10 @@ class FilterChain(NamedTuple):
 
     def __str__(self) -> str:
         end = f", ends in {self.ends_in}" if self.ends_in else ""
-        return (f"nftables: table {self.family} {self.table} chain {self.name} "
-                f"(hook {self.hook}, policy {self.policy}{end})")  # fmt: skip
+        return (
+            f"nftables: table {self.family} {self.table} chain {self.name} "
+            f"(hook {self.hook}, policy {self.policy}{end})"
+        )
 
 
 def input_filter_chains(skip_tables: frozenset[tuple[str, str]] = frozenset()) -> list[FilterChain]:

@@ -246,8 +246,20 @@ def _nameserver_lines(path: Path) -> frozenset[IPAddress]:
 
 
 # rtm_type (linux/rtnetlink.h), named as `ip route` names them.
-_ROUTE_TYPES = ("unspec", "unicast", "local", "broadcast", "anycast", "multicast", "blackhole",
-                "unreachable", "prohibit", "throw", "nat", "xresolve")  # fmt: skip
+_ROUTE_TYPES = (
+    "unspec",
+    "unicast",
+    "local",
+    "broadcast",
+    "anycast",
+    "multicast",
+    "blackhole",
+    "unreachable",
+    "prohibit",
+    "throw",
+    "nat",
+    "xresolve",
+)
 BLOCKING_TYPES = frozenset({"blackhole", "unreachable", "prohibit"})  # what drops the address
 _MAIN_TABLE = 254
 
@@ -290,10 +302,14 @@ def host_routes(address: IPAddress) -> list[HostRoute]:
             table = struct.unpack("=I", wide_table)[0]
         if table == 255:  # RT_TABLE_LOCAL
             continue
-        found.append(HostRoute(
-            _ROUTE_TYPES[kind] if kind < len(_ROUTE_TYPES) else str(kind),
-            tuple(_next_hops(attributes, family)), _device(attributes.get(_RTA_OIF, b"")),
-            table))  # fmt: skip
+        found.append(
+            HostRoute(
+                _ROUTE_TYPES[kind] if kind < len(_ROUTE_TYPES) else str(kind),
+                tuple(_next_hops(attributes, family)),
+                _device(attributes.get(_RTA_OIF, b"")),
+                table,
+            )
+        )
     return found
 
 

@@ -54,8 +54,10 @@ def can_send_from(src: bytes) -> bool:
 
 def _check_source(src: bytes) -> None:
     if not can_send_from(src):
-        raise MalformedPacket("source address cannot send (0/8, multicast, broadcast, ::, "
-                              "IPv4-mapped or IPv4-compatible)")  # fmt: skip
+        raise MalformedPacket(
+            "source address cannot send (0/8, multicast, broadcast, ::, "
+            "IPv4-mapped or IPv4-compatible)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +90,14 @@ def parse_ipv4(data: bytes) -> Packet:
     if frag & 0x1FFF:
         raise MalformedPacket("non-first fragment")
     end = min(len(data), total) if total >= header else len(data)
-    return parse_transport(proto, data[header:end], src, dst, ip_options=header > _IPV4.size,
-                           length=total - header if total >= header else None)  # fmt: skip
+    return parse_transport(
+        proto,
+        data[header:end],
+        src,
+        dst,
+        ip_options=header > _IPV4.size,
+        length=total - header if total >= header else None,
+    )
 
 
 def parse_ipv6(data: bytes) -> Packet:
@@ -118,14 +126,24 @@ def parse_ipv6(data: bytes) -> Packet:
             size = (size + 1) * 8
         offset += size
         next_header = following
-    return parse_transport(next_header, data[offset:end], src, dst, ip_options=options,
-                           length=_IPV6.size + length - offset)  # fmt: skip
+    return parse_transport(
+        next_header,
+        data[offset:end],
+        src,
+        dst,
+        ip_options=options,
+        length=_IPV6.size + length - offset,
+    )
 
 
 def parse_transport(
-    proto: int, data: bytes, src: bytes, dst: bytes, ip_options: bool = False,
+    proto: int,
+    data: bytes,
+    src: bytes,
+    dst: bytes,
+    ip_options: bool = False,
     length: int | None = None,
-) -> Packet:  # fmt: skip
+) -> Packet:
     """A TCP or UDP header and what follows, as a raw IPv6 socket delivers it. `data` may be
     cut short by the capture; `length` is how long the segment is as far as known (as the IP
     header says, or as the socket delivered it), None if only `data` is known."""

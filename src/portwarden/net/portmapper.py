@@ -189,8 +189,7 @@ def _call(
     `timeout` is only for the message."""
     target, local = _ip(address), None if source is None else _ip(source)
     xid = _U32.unpack(os.urandom(4))[0]
-    call = struct.pack("!10I", xid, _CALL, _RPC_VERSION, _PROGRAM, version, _PROC_DUMP,
-                       0, 0, 0, 0)  # fmt: skip
+    call = struct.pack("!10I", xid, _CALL, _RPC_VERSION, _PROGRAM, version, _PROC_DUMP, 0, 0, 0, 0)
     family = socket.AF_INET6 if target.version == 6 else socket.AF_INET
     kind = socket.SOCK_STREAM if proto is Proto.TCP else socket.SOCK_DGRAM
     try:
@@ -275,8 +274,10 @@ def _read_record(sock: socket.socket, deadline: float, timeout: float) -> bytes:
             size = marker & ~_LAST_FRAGMENT
             if len(record) + size > PORTMAP_REPLY_BYTES_MAX:  # said as it is: any 4 bytes read so
                 after = f" after {len(record)} bytes" if record else ""
-                raise _malformed(f"announces a record fragment of {size} bytes{after}, more than "
-                                 f"{PORTMAP_REPLY_BYTES_MAX} in all")  # fmt: skip
+                raise _malformed(
+                    f"announces a record fragment of {size} bytes{after}, more than "
+                    f"{PORTMAP_REPLY_BYTES_MAX} in all"
+                )
             record += _read_exactly(sock, size, deadline)
             if marker & _LAST_FRAGMENT:
                 return bytes(record)
@@ -284,9 +285,10 @@ def _read_record(sock: socket.socket, deadline: float, timeout: float) -> bytes:
         if fragments == 0 and not partial.data:
             raise TimeoutError from None
         got = 4 * fragments + len(record) + len(partial.data)
-        raise _malformed(f"answer not complete within {timeout:g} s ({counted(got, 'byte')} "
-                         f"in {counted(max(fragments, 1), 'fragment')}, no whole reply)"
-                         ) from None  # fmt: skip
+        raise _malformed(
+            f"answer not complete within {timeout:g} s ({counted(got, 'byte')} "
+            f"in {counted(max(fragments, 1), 'fragment')}, no whole reply)"
+        ) from None
 
 
 class _Partial(Exception):
@@ -365,8 +367,9 @@ def parse_rpcb_dump_reply(reply: bytes, xid: int) -> tuple[Registration, ...]:
             universal = None  # tcp with an IPv6 address, tcp6 with an IPv4 one: no listener
         if proto is not None and universal is not None and owner is not None:
             host, port = universal
-            found.append(Registration(program, version, proto, port,
-                                      owner.decode("ascii", "replace"), host))  # fmt: skip
+            found.append(
+                Registration(program, version, proto, port, owner.decode("ascii", "replace"), host)
+            )
     return tuple(found)
 
 

@@ -59,14 +59,21 @@ def services(proto: Proto, port: int | None = None) -> frozenset[Service]:
     inet_diag) every port with a service counts as served on every address, as before. With
     `port` the kernel sends only that port's sockets (a probe's check must not walk a local
     user's thousands of sockets)."""
-    protocol, states = ((socket.IPPROTO_TCP, TCP_LISTEN_ONLY) if proto is Proto.TCP
-                        else (socket.IPPROTO_UDP, UDP_UNCONNECTED))  # fmt: skip
+    protocol, states = (
+        (socket.IPPROTO_TCP, TCP_LISTEN_ONLY)
+        if proto is Proto.TCP
+        else (socket.IPPROTO_UDP, UDP_UNCONNECTED)
+    )
     program = b"" if port is None else compile_filter(port_is(port))
     try:
         found = list(sockets(protocol, states, program))
     except OSError:
-        return frozenset((bound, any_address) for bound in bound_ports_from_proc(proto)
-                         for any_address in (ANY4, ANY6) if port in (None, bound))  # fmt: skip
+        return frozenset(
+            (bound, any_address)
+            for bound in bound_ports_from_proc(proto)
+            for any_address in (ANY4, ANY6)
+            if port in (None, bound)
+        )
     served: set[Service] = set()
     for sock in found:
         address = sock.address.packed

@@ -53,8 +53,10 @@ def _requests(protocol: int, states: int, bytecode: bytes = b"") -> list[tuple[i
     """A dump per family; `bytecode` (diagfilter) goes as the INET_DIAG_REQ_BYTECODE attribute."""
     attribute = _ATTRIBUTE.pack(_ATTRIBUTE.size + len(bytecode), _REQ_BYTECODE) + bytecode
     extra = attribute if bytecode else b""
-    return [(_SOCK_DIAG_BY_FAMILY, _REQUEST.pack(family, protocol, 0, 0, states) + extra)
-            for family in (socket.AF_INET, socket.AF_INET6)]  # fmt: skip
+    return [
+        (_SOCK_DIAG_BY_FAMILY, _REQUEST.pack(family, protocol, 0, 0, states) + extra)
+        for family in (socket.AF_INET, socket.AF_INET6)
+    ]
 
 
 def socket_ports(protocol: int, states: int) -> frozenset[int]:
@@ -67,8 +69,9 @@ def sockets(protocol: int, states: int, bytecode: bytes = b"") -> Iterator[DiagS
     """The IPv4 and IPv6 sockets of `protocol` in `states`, with their device and V6ONLY, as
     the kernel sends them; only those `bytecode` (a diagfilter program) accepts, if given.
     Raises OSError when the kernel cannot answer (no inet_diag, or no udp_diag for UDP)."""
-    answers = netlink.dump_each(NETLINK_SOCK_DIAG, _requests(protocol, states, bytecode),
-                                "sock_diag")  # fmt: skip
+    answers = netlink.dump_each(
+        NETLINK_SOCK_DIAG, _requests(protocol, states, bytecode), "sock_diag"
+    )
     return (found for found in map(parse_message, answers) if found is not None)
 
 

@@ -184,14 +184,19 @@ class Report:
         if not singles:
             return shown or ["  no line names rpcbind, portmap or ALL"]
         count = f"{len(singles)} {'other ' if shown else ''}line{'s' * (len(singles) > 1)}"
-        return [*shown, f"  {'and ' if shown else ''}{count} for single addresses "
-                        "(`ALL: <address>`; --json lists them)"]  # fmt: skip
+        return [
+            *shown,
+            f"  {'and ' if shown else ''}{count} for single addresses "
+            "(`ALL: <address>`; --json lists them)",
+        ]
 
 
 def _libwrap_note(owners: tuple[Owner, ...], serving: tuple[Owner, ...]) -> str:
     if owners and not serving:
-        return (f"rpcbind is not started: only the service manager (pid 1) holds port "
-                f"{PORTMAPPER_PORT}, for socket activation")  # fmt: skip
+        return (
+            f"rpcbind is not started: only the service manager (pid 1) holds port "
+            f"{PORTMAPPER_PORT}, for socket activation"
+        )
     if not serving:
         why = "" if os.geteuid() == 0 else " (only root sees other users' processes)"
         return (
@@ -205,8 +210,13 @@ def _libwrap_note(owners: tuple[Owner, ...], serving: tuple[Owner, ...]) -> str:
     return f"rpcbind uses TCP Wrappers: libwrap.so is mapped by {named}"
 
 
-def read_wrappers(hosts_allow: Path, hosts_deny: Path, owners: tuple[Owner, ...],
-                  source: str | None = None, answered: bool = False) -> WrappersView:  # fmt: skip
+def read_wrappers(
+    hosts_allow: Path,
+    hosts_deny: Path,
+    owners: tuple[Owner, ...],
+    source: str | None = None,
+    answered: bool = False,
+) -> WrappersView:
     """The TCP Wrappers lines for the portmapper; they protect it only if the processes that
     serve port 111 (from `owners`) map libwrap (rpcbind built without it never reads the files)
     and can read both files, if our hosts.allow lines do not allow everyone, and if no line of
@@ -251,8 +261,10 @@ def read_wrappers(hosts_allow: Path, hosts_deny: Path, owners: tuple[Owner, ...]
         allowed = wrappers.block_networks(allow_lines, allow_block)
         everyone = wrappers.covers_everyone(allowed)
         leaks = wrappers.leaks(hosts_allow, allow_lines, hosts_deny, deny_lines, allowed)
-        bans = tuple(_ban_effect(ban, hosts_allow, allow_lines, allow_block)
-                     for ban in wrappers.bans(hosts_deny, deny_lines, allowed))  # fmt: skip
+        bans = tuple(
+            _ban_effect(ban, hosts_allow, allow_lines, allow_block)
+            for ban in wrappers.bans(hosts_deny, deny_lines, allowed)
+        )
     serving = servers(owners)
     uses_libwrap = all(o.libwrap for o in serving) if serving else None
     note = _libwrap_note(owners, serving)
@@ -265,25 +277,41 @@ def read_wrappers(hosts_allow: Path, hosts_deny: Path, owners: tuple[Owner, ...]
         note += f"; but our {hosts_allow} lines allow every address ({everyone})"
     note += "".join(f"; but {leak}" for leak in leaks)
     if len(files) == 2 and files[1][1] and not files[0][1]:
-        note += (f"; but our {hosts_deny} block stands without our {hosts_allow} block: it "
-                 "denies every caller, loopback included (run `portwarden portmap protect` "
-                 "again, or `unprotect`)")  # fmt: skip
+        note += (
+            f"; but our {hosts_deny} block stands without our {hosts_allow} block: it "
+            "denies every caller, loopback included (run `portwarden portmap protect` "
+            "again, or `unprotect`)"
+        )
     in_files = in_place and everyone is None and not leaks and not blind
     probed = [ipaddress.ip_network(source.partition("%")[0])] if source else []
     in_question = [*allowed, *probed]
     leaked = {(leak.path, leak.number) for leak in leaks}
-    minor = tuple(sorted(
-        position for where, (position, addresses) in singles.items()
-        if where not in leaked and not any(a.overlaps(q) for a in addresses for q in in_question)
-    ))  # fmt: skip
-    return WrappersView(in_files and bool(uses_libwrap), in_files, uses_libwrap, owners, note,
-                        tuple(lines), tuple(map(str, allowed)),
-                        tuple(f"{leak.path}:{leak.number}" for leak in leaks), minor,
-                        tuple(blind), bans)  # fmt: skip
+    minor = tuple(
+        sorted(
+            position
+            for where, (position, addresses) in singles.items()
+            if where not in leaked
+            and not any(a.overlaps(q) for a in addresses for q in in_question)
+        )
+    )
+    return WrappersView(
+        in_files and bool(uses_libwrap),
+        in_files,
+        uses_libwrap,
+        owners,
+        note,
+        tuple(lines),
+        tuple(map(str, allowed)),
+        tuple(f"{leak.path}:{leak.number}" for leak in leaks),
+        minor,
+        tuple(blind),
+        bans,
+    )
 
 
-def _ban_effect(ban: wrappers.Ban, hosts_allow: Path, allow_lines: list[str],
-                block: wrappers.Block) -> str:  # fmt: skip
+def _ban_effect(
+    ban: wrappers.Ban, hosts_allow: Path, allow_lines: list[str], block: wrappers.Block
+) -> str:
     """Whether a ban in hosts.deny holds for rpcbind, or our hosts.allow line overrides it."""
     number = wrappers.ban_allowed_by(allow_lines, block, ban)
     if number is None:
@@ -294,8 +322,10 @@ def _ban_effect(ban: wrappers.Ban, hosts_allow: Path, allow_lines: list[str],
         why = "protect does not carry over a ban with EXCEPT"
     else:
         why = "run 'portwarden portmap protect' again to carry the ban over"
-    return (f"{ban}: overridden for rpcbind: {hosts_allow}:{number} (ours), read first, lets "
-            f"{shown(ban.network)} reach it ({why})")  # fmt: skip
+    return (
+        f"{ban}: overridden for rpcbind: {hosts_allow}:{number} (ours), read first, lets "
+        f"{shown(ban.network)} reach it ({why})"
+    )
 
 
 def read_firewall() -> FirewallView:
@@ -313,11 +343,18 @@ def read_firewall() -> FirewallView:
             lines.append(one_line(str(error)))
     allowed = tuple(dict.fromkeys(str(n) for networks in ours for n in networks))
     if any(wrappers.covers_everyone(networks) is None for networks in ours):
-        return FirewallView(True, tuple(lines), "protects",
-                            "our rules drop port 111 from outside the networks they allow",
-                            allowed)  # fmt: skip
-    opened = [f"our rules let every address in ({n})" for n in map(wrappers.covers_everyone, ours)
-              if n is not None]  # fmt: skip
+        return FirewallView(
+            True,
+            tuple(lines),
+            "protects",
+            "our rules drop port 111 from outside the networks they allow",
+            allowed,
+        )
+    opened = [
+        f"our rules let every address in ({n})"
+        for n in map(wrappers.covers_everyone, ours)
+        if n is not None
+    ]
     others = tuple(other_filters())
     if others:
         note = "; ".join([*opened, _NOT_JUDGED])
@@ -395,13 +432,17 @@ def _doubts(source: str, view: WrappersView, wall: FirewallView) -> tuple[str, .
     over loopback through rules that are not ours."""
     inside = _inside(source, view, wall)
     if inside is not None:
-        return (f"--from {source} is inside the allowed networks ({inside}): its probes say "
-                "nothing about a caller outside them, so they do not decide the verdict; give "
-                "a local address outside them",)  # fmt: skip
+        return (
+            f"--from {source} is inside the allowed networks ({inside}): its probes say "
+            "nothing about a caller outside them, so they do not decide the verdict; give "
+            "a local address outside them",
+        )
     if wall.state == "unknown":
-        return (f"the probes from {source} went over the loopback interface, and rules that are "
-                "not ours may let that through and drop a caller outside (or the reverse), so "
-                "they do not decide the verdict",)  # fmt: skip
+        return (
+            f"the probes from {source} went over the loopback interface, and rules that are "
+            "not ours may let that through and drop a caller outside (or the reverse), so "
+            "they do not decide the verdict",
+        )
     return ()
 
 
@@ -421,14 +462,24 @@ def build_report(
     to = target or source
     probes = tuple(probe(source, to, proto, timeout) for proto in (Proto.TCP, Proto.UDP))
     if not _is_here(to):
-        note = (f"the probes went to {to}, another host: they alone decide the verdict; the "
-                "lines above describe this host")  # fmt: skip
+        note = (
+            f"the probes went to {to}, another host: they alone decide the verdict; the "
+            "lines above describe this host"
+        )
         return Report(listening, programs, local_error, view, wall, probes, False, (note,))
     if _inside(source, view, wall):
-        locked += [f"the {p.proto} probe from {source}, inside the allowed networks, was denied "
-                   f"({p.detail})" for p in probes if p.denied]  # fmt: skip
-    return _locked(Report(listening, programs, local_error, view, wall, probes, True,
-                          _doubts(source, view, wall)), locked)  # fmt: skip
+        locked += [
+            f"the {p.proto} probe from {source}, inside the allowed networks, was denied "
+            f"({p.detail})"
+            for p in probes
+            if p.denied
+        ]
+    return _locked(
+        Report(
+            listening, programs, local_error, view, wall, probes, True, _doubts(source, view, wall)
+        ),
+        locked,
+    )
 
 
 def _locked(report: Report, denied: list[str]) -> Report:
@@ -440,11 +491,19 @@ def _locked(report: Report, denied: list[str]) -> Report:
     why = "; ".join(denied)
     view = dataclasses.replace(report.wrappers, protected=False)
     if view.unreadable:
-        cause = ("TCP Wrappers cannot read " + " and ".join(
-            line.partition(":")[0] for line in view.unreadable) + " (see above)")  # fmt: skip
+        cause = (
+            "TCP Wrappers cannot read "
+            + " and ".join(line.partition(":")[0] for line in view.unreadable)
+            + " (see above)"
+        )
     else:
-        cause = ("a line of hosts.allow or hosts.deny denies them (one of the administrator's, "
-                 "or ours in hosts.deny without our hosts.allow lines), or TCP Wrappers cannot "
-                 "read one of the files")  # fmt: skip
-    return dataclasses.replace(report, wrappers=view, denied_allowed=(
-        f"{why}: the portmapper refuses callers the rules allow: {cause}",))  # fmt: skip
+        cause = (
+            "a line of hosts.allow or hosts.deny denies them (one of the administrator's, "
+            "or ours in hosts.deny without our hosts.allow lines), or TCP Wrappers cannot "
+            "read one of the files"
+        )
+    return dataclasses.replace(
+        report,
+        wrappers=view,
+        denied_allowed=(f"{why}: the portmapper refuses callers the rules allow: {cause}",),
+    )

@@ -105,8 +105,10 @@ def _change(args: argparse.Namespace) -> int:
     """Protect or unprotect, holding the lock from the first read to the last write (a dry
     run changes nothing and needs none)."""
     if args.firewall != "none" and not may_read():
-        raise PermissionError(errno.EPERM, "the firewall (nftables, iptables) needs "
-                              "CAP_NET_ADMIN; nothing was changed")  # fmt: skip
+        raise PermissionError(
+            errno.EPERM,
+            "the firewall (nftables, iptables) needs CAP_NET_ADMIN; nothing was changed",
+        )
     with nullcontext() if args.dry_run else lock.held():
         return _plan_and_apply(args)
 
@@ -120,8 +122,7 @@ def _plan_and_apply(args: argparse.Namespace) -> int:
     else:
         plan = plan_unprotect(allow, deny, backend)
     for warning in plan.warnings:  # each made of values escaped already (one_line)
-        print(f"portwarden: warning: {one_line(warning, 1000, backslashes=False)}",
-              file=sys.stderr)  # fmt: skip
+        print(f"portwarden: warning: {one_line(warning, 1000, backslashes=False)}", file=sys.stderr)
     for note in plan.notes:
         print(f"portmap {args.portmap_command}: {one_line(note, 1000, backslashes=False)}")
     if not plan.changed:
@@ -204,8 +205,10 @@ def _check(args: argparse.Namespace) -> int:
     for path in (args.hosts_allow, args.hosts_deny):  # as protect: anything but a regular
         wrappers.read(path)  # file is an error (WrappersError), before anything is asked
     if not may_read():  # the caller says it in one line, as for the other commands that read
-        raise PermissionError(errno.EPERM, "reading the firewall (nftables, iptables) needs "
-                              "CAP_NET_ADMIN; nothing was checked")  # fmt: skip
+        raise PermissionError(
+            errno.EPERM,
+            "reading the firewall (nftables, iptables) needs CAP_NET_ADMIN; nothing was checked",
+        )
     try:
         report = build_report(args.hosts_allow, args.hosts_deny, args.source, args.target, timeout)
     except PortmapperError as error:  # the probe could not be made from --from, or to --to

@@ -88,10 +88,12 @@ def _not_ours(place: str, kind: str, replaced: str, found: list[str]) -> str | N
     deletes the whole, so they would go silently. None when `found` is empty."""
     if not found:
         return None
-    return one_line(f"{place} holds what portwarden did not put there ({'; '.join(found)}): "
-                    f"the {kind} is portwarden's alone, protect replaces {replaced} and "
-                    f"unprotect deletes it; keep your own rules in a {kind} of your own",
-                    600)  # fmt: skip
+    return one_line(
+        f"{place} holds what portwarden did not put there ({'; '.join(found)}): "
+        f"the {kind} is portwarden's alone, protect replaces {replaced} and "
+        f"unprotect deletes it; keep your own rules in a {kind} of your own",
+        600,
+    )
 
 
 def _by_family(networks: tuple[Network, ...], version: int) -> list[Network]:
@@ -281,11 +283,18 @@ class IptablesFirewall:
         drops = {
             f"-A {CHAIN} -p {p} -m {p} --dport {PORTMAPPER_PORT} -j DROP" for p in ("tcp", "udp")
         }
-        found = [f"{tool}: {rule}" for tool, _ in self._TOOLS
-                 for rule in self._list(tool, CHAIN) or []
-                 if rule != f"-N {CHAIN}" and rule not in drops
-                 and not (rule.startswith(f"-A {CHAIN} -s ") and rule.endswith(" -j RETURN")
-                          and rule.count(" ") == 5)]  # fmt: skip
+        found = [
+            f"{tool}: {rule}"
+            for tool, _ in self._TOOLS
+            for rule in self._list(tool, CHAIN) or []
+            if rule != f"-N {CHAIN}"
+            and rule not in drops
+            and not (
+                rule.startswith(f"-A {CHAIN} -s ")
+                and rule.endswith(" -j RETURN")
+                and rule.count(" ") == 5
+            )
+        ]
         return _not_ours(f"chain {CHAIN}", "chain", "its rules", found)
 
     def active(self) -> bool:
@@ -367,8 +376,7 @@ def _networks(value: Any) -> list[Network]:
             return [n for item in value["set"] for n in _networks(item)]
         if isinstance(value, dict) and isinstance(value.get("prefix"), dict):
             prefix = value["prefix"]
-            return [ipaddress.ip_network(f"{prefix.get('addr')}/{prefix.get('len')}",
-                                         strict=False)]  # fmt: skip
+            return [ipaddress.ip_network(f"{prefix.get('addr')}/{prefix.get('len')}", strict=False)]
         if isinstance(value, dict) and isinstance(value.get("range"), list):
             first, last = map(ipaddress.ip_address, value["range"])
             return list(ipaddress.summarize_address_range(first, last))
@@ -390,8 +398,11 @@ def other_filters() -> list[str]:
     base chain of type filter on ingress, prerouting or input with a rule or a drop policy
     (iptables-nft's chains among them), and legacy iptables' INPUT chains (which nft does not
     see). Without them, nothing filters incoming traffic."""
-    found = [str(chain) for chain in input_filter_chains(_OURS)
-             if chain.policy != "accept" or chain.has_rules]  # fmt: skip
+    found = [
+        str(chain)
+        for chain in input_filter_chains(_OURS)
+        if chain.policy != "accept" or chain.has_rules
+    ]
     return found + _legacy_iptables_filters()
 
 
@@ -450,8 +461,14 @@ def unprotect_steps(named: Backend) -> list[tuple[Firewall, Step]]:
 def _iptables(argv: list[str], script: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run one iptables tool (no shell), with a time limit."""
     try:
-        return subprocess.run(argv, input=script, capture_output=True, text=True,
-                              timeout=limits.IPTABLES_TIMEOUT_S, check=False)  # fmt: skip
+        return subprocess.run(
+            argv,
+            input=script,
+            capture_output=True,
+            text=True,
+            timeout=limits.IPTABLES_TIMEOUT_S,
+            check=False,
+        )
     except FileNotFoundError:
         raise ToolMissing(f"{argv[0]} not found (install iptables)") from None
     except subprocess.TimeoutExpired:

@@ -34,7 +34,9 @@ def held(path: Path = LOCK_PATH, wait: float = PORTMAP_LOCK_WAIT_S) -> Iterator[
         deadline = time.monotonic() + wait
         while (holder := take(lock)) is not None:
             if time.monotonic() >= deadline:
-                raise Busy(f"another portmap protect or unprotect (pid {holder.pid}) holds "
-                           f"{path}; gave up after {wait:g} s")  # fmt: skip
+                raise Busy(
+                    f"another portmap protect or unprotect (pid {holder.pid}) holds "
+                    f"{path}; gave up after {wait:g} s"
+                )
             time.sleep(_RETRY_S)
         yield

@@ -43,17 +43,26 @@ def allowed_networks(texts: Iterable[str]) -> tuple[Network, ...]:
     )
     everyone = covers_everyone(merged)
     if everyone is not None:
-        together = ", ".join(t for t in texts
-                             if parse_network(_plain(t)).version == everyone.version)  # fmt: skip
-        raise ConfigError(_ARGUMENT, f"together they allow every address ({everyone}): the "
-                          "portmapper would not be protected at all", value=together)  # fmt: skip
+        together = ", ".join(
+            t for t in texts if parse_network(_plain(t)).version == everyone.version
+        )
+        raise ConfigError(
+            _ARGUMENT,
+            f"together they allow every address ({everyone}): the "
+            "portmapper would not be protected at all",
+            value=together,
+        )
     return merged
 
 
 def _network(text: str) -> Network:
     if "%" in text:
-        raise ConfigError(_ARGUMENT, "a scope (%device) has no place in TCP Wrappers or firewall "
-                          "rules: give the address without it", value=text)  # fmt: skip
+        raise ConfigError(
+            _ARGUMENT,
+            "a scope (%device) has no place in TCP Wrappers or firewall "
+            "rules: give the address without it",
+            value=text,
+        )
     try:
         network = parse_network(_plain(text))
     except InetForm as error:
@@ -61,8 +70,11 @@ def _network(text: str) -> Network:
     except ValueError as error:
         raise ConfigError(_ARGUMENT, str(error), value=text) from None
     if network.prefixlen == 0:
-        raise ConfigError(_ARGUMENT, "allows every address: the portmapper would not be "
-                          "protected at all", value=text)  # fmt: skip
+        raise ConfigError(
+            _ARGUMENT,
+            "allows every address: the portmapper would not be protected at all",
+            value=text,
+        )
     return network
 
 
@@ -73,11 +85,15 @@ def _as_libwrap_reads(form: InetForm) -> str:
     (`198.18.0/255.255.255.0` matches no one); an address alone it compares as text, so
     `198.18.050.1` matches no caller at all."""
     if form.parts != 4:
-        return (f"'{form.text}' has {counted(form.parts, 'part')}, not 4: libwrap (TCP "
-                "Wrappers) takes it for no address and it would match no caller; write the "
-                "four parts of the address meant")  # fmt: skip
-    return (f"'{form.text}' is not four decimal numbers: libwrap (TCP Wrappers) reads a leading "
-            f"0 as octal (0x as hex), so it reads {form.meant}; {WRITE_DECIMAL}")  # fmt: skip
+        return (
+            f"'{form.text}' has {counted(form.parts, 'part')}, not 4: libwrap (TCP "
+            "Wrappers) takes it for no address and it would match no caller; write the "
+            "four parts of the address meant"
+        )
+    return (
+        f"'{form.text}' is not four decimal numbers: libwrap (TCP Wrappers) reads a leading "
+        f"0 as octal (0x as hex), so it reads {form.meant}; {WRITE_DECIMAL}"
+    )
 
 
 def host_bits_warnings(texts: Iterable[str]) -> list[str]:

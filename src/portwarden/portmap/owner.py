@@ -97,8 +97,11 @@ def credentials(pid: int) -> Credentials | None:
     try:
         status = (PROC / str(pid) / "status").read_text(errors="replace")
         fields = dict(line.partition(":")[::2] for line in status.splitlines())
-        return Credentials(int(fields["Uid"].split()[1]), int(fields["Gid"].split()[1]),
-                           frozenset(int(g) for g in fields.get("Groups", "").split()))  # fmt: skip
+        return Credentials(
+            int(fields["Uid"].split()[1]),
+            int(fields["Gid"].split()[1]),
+            frozenset(int(g) for g in fields.get("Groups", "").split()),
+        )
     except (OSError, KeyError, IndexError, ValueError):
         return None
 
@@ -121,15 +124,20 @@ def readers(owners: Iterable[Owner]) -> tuple[Reader, ...]:
     for owner in serving:
         who = credentials(owner.pid) if owner.libwrap else None
         if who is not None:
-            found.append(Reader(f"rpcbind (pid {owner.pid}, {one_line(owner.name)}) runs as "
-                                f"{_user(who.uid)}", who))  # fmt: skip
+            found.append(
+                Reader(
+                    f"rpcbind (pid {owner.pid}, {one_line(owner.name)}) runs as {_user(who.uid)}",
+                    who,
+                )
+            )
     if serving:
         return tuple(found)
     user = rpcbind_user()
     if user is None:
         return ()
-    return (Reader(f"rpcbind is not running; when it starts it switches to {_user(user.uid)}",
-                   user),)  # fmt: skip
+    return (
+        Reader(f"rpcbind is not running; when it starts it switches to {_user(user.uid)}", user),
+    )
 
 
 def rpcbind_user() -> Credentials | None:
@@ -190,5 +198,7 @@ def _not_world_readable(path: Path) -> str | None:
 
 
 def _mode(status: os.stat_result) -> str:
-    return (f"mode {stat.S_IMODE(status.st_mode):o}, owner {one_line(user_name(status.st_uid))}:"
-            f"{one_line(group_name(status.st_gid))}")  # fmt: skip
+    return (
+        f"mode {stat.S_IMODE(status.st_mode):o}, owner {one_line(user_name(status.st_uid))}:"
+        f"{one_line(group_name(status.st_gid))}"
+    )

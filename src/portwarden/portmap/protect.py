@@ -44,8 +44,11 @@ class Plan:
 
     def summary(self) -> list[str]:
         verbs = {(True, True): "changed", (False, True): "created", (True, False): "removed"}
-        lines = [f"{verbs[c.before is not None, c.after is not None]} {c.path}"
-                 for c in self.files if c.changed]  # fmt: skip
+        lines = [
+            f"{verbs[c.before is not None, c.after is not None]} {c.path}"
+            for c in self.files
+            if c.changed
+        ]
         return lines + [f"ran {step.show().splitlines()[0][2:]}" for _, step in self.steps]
 
     def apply(self) -> None:
@@ -104,17 +107,26 @@ def plan_protect(
         deny = wrappers.protect_change(hosts_deny, wrappers.deny_rules())
         bans = wrappers.bans(hosts_deny, lines_with_ends(deny.after or ""), networks)
         refused = [ban.network for ban in bans if ban.carried]
-        files = (wrappers.protect_change(hosts_allow, wrappers.allow_rules(networks, refused)),
-                 deny)  # fmt: skip
-        notes += [f"{ban} still refuses {shown(ban.network)} (carried over to our "
-                  f"{hosts_allow} line as EXCEPT)" for ban in bans if ban.carried]  # fmt: skip
+        files = (
+            wrappers.protect_change(hosts_allow, wrappers.allow_rules(networks, refused)),
+            deny,
+        )
+        notes += [
+            f"{ban} still refuses {shown(ban.network)} (carried over to our "
+            f"{hosts_allow} line as EXCEPT)"
+            for ban in bans
+            if ban.carried
+        ]
         warnings += [_uncarried(ban, hosts_allow) for ban in bans if not ban.carried]
         after = [lines_with_ends(c.after or "") for c in files]
-        warnings += [f"{leak}; our lines do not protect it until that line is removed or "
-                     "narrowed" for leak in wrappers.leaks(hosts_allow, after[0], hosts_deny,
-                                                           after[1], networks)]  # fmt: skip
-        unterminated = (wrappers.unterminated(c.path, c.before, denies)
-                        for c, denies in zip(files, (False, True), strict=True))  # fmt: skip
+        warnings += [
+            f"{leak}; our lines do not protect it until that line is removed or narrowed"
+            for leak in wrappers.leaks(hosts_allow, after[0], hosts_deny, after[1], networks)
+        ]
+        unterminated = (
+            wrappers.unterminated(c.path, c.before, denies)
+            for c, denies in zip(files, (False, True), strict=True)
+        )
         warnings += [warning for warning in unterminated if warning]
         closed = wrappers.denies_everyone(hosts_deny, files[1].before)
         warnings += [closed] if closed else []
@@ -127,12 +139,16 @@ def _uncarried(ban: wrappers.Ban, hosts_allow: Path) -> str:
     """Why a ban in hosts.deny of addresses in an allowed network no longer applies to the
     portmapper, and what to do."""
     if within(ban.inside, ban.network):
-        return (f"{ban} refuses all of the allowed network {ban.inside}, but our {hosts_allow} "
-                "line, read first, lets it reach rpcbind, as --allow asks: narrow --allow, or "
-                "remove the ban")  # fmt: skip
-    return (f"{ban} refuses {shown(ban.network)}, inside the allowed network {ban.inside}, with an "
-            f"EXCEPT that protect does not carry over: our {hosts_allow} line, read first, lets "
-            "it reach rpcbind; write the ban without EXCEPT and run protect again")  # fmt: skip
+        return (
+            f"{ban} refuses all of the allowed network {ban.inside}, but our {hosts_allow} "
+            "line, read first, lets it reach rpcbind, as --allow asks: narrow --allow, or "
+            "remove the ban"
+        )
+    return (
+        f"{ban} refuses {shown(ban.network)}, inside the allowed network {ban.inside}, with an "
+        f"EXCEPT that protect does not carry over: our {hosts_allow} line, read first, lets "
+        "it reach rpcbind; write the ban without EXCEPT and run protect again"
+    )
 
 
 def _refuse_unreadable(paths: Iterable[Path]) -> list[str]:
@@ -151,15 +167,19 @@ def _refuse_unreadable(paths: Iterable[Path]) -> list[str]:
     return doubts
 
 
-def plan_unprotect(hosts_allow: Path | None, hosts_deny: Path | None,
-                   backend: Backend | None) -> Plan:  # fmt: skip
+def plan_unprotect(
+    hosts_allow: Path | None, hosts_deny: Path | None, backend: Backend | None
+) -> Plan:
     """The changes that remove exactly what plan_protect added: hosts.deny first, so that our
     `ALL` there never applies once our allow lines are gone (not even to loopback); then our
     rules in both firewalls, `backend` first."""
     paths = [] if hosts_allow is None or hosts_deny is None else [hosts_deny, hosts_allow]
     steps = () if backend is None else tuple(unprotect_steps(backend))
-    return Plan(tuple(wrappers.unprotect_change(p) for p in paths), steps,
-                tuple(_foreign(wall for wall, _ in steps)))  # fmt: skip
+    return Plan(
+        tuple(wrappers.unprotect_change(p) for p in paths),
+        steps,
+        tuple(_foreign(wall for wall, _ in steps)),
+    )
 
 
 def _foreign(walls: Iterable[Firewall]) -> list[str]:

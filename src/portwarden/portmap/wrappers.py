@@ -418,9 +418,13 @@ def bans(path: Path, lines: list[str], allowed: Iterable[Network]) -> tuple[Ban,
     found = []
     for number, line in logical_lines(lines):
         parts = fields(line)
-        if (number in ours or is_comment(line) or len(parts) < 2
-                or not applies_to_portmapper(parts[0])
-                or "allow" in {p.lower() for p in parts[2:]}):  # fmt: skip
+        if (
+            number in ours
+            or is_comment(line)
+            or len(parts) < 2
+            or not applies_to_portmapper(parts[0])
+            or "allow" in {p.lower() for p in parts[2:]}
+        ):
             continue
         named, excepted = _split_except(_words(parts[1]))
         for client in _numeric(named):
@@ -463,13 +467,20 @@ class Leak:
     text: str
 
     def __str__(self) -> str:
-        return (f"{self.path}:{self.number} ({one_line(self.text)}) lets callers outside the "
-                "allowed networks reach the portmapper (TCP Wrappers follow the first line "
-                "that matches)")  # fmt: skip
+        return (
+            f"{self.path}:{self.number} ({one_line(self.text)}) lets callers outside the "
+            "allowed networks reach the portmapper (TCP Wrappers follow the first line "
+            "that matches)"
+        )
 
 
-def leaks(allow: Path, allow_lines: list[str], deny: Path, deny_lines: list[str],
-          allowed: tuple[Network, ...]) -> tuple[Leak, ...]:  # fmt: skip
+def leaks(
+    allow: Path,
+    allow_lines: list[str],
+    deny: Path,
+    deny_lines: list[str],
+    allowed: tuple[Network, ...],
+) -> tuple[Leak, ...]:
     """The lines that defeat our blocks. TCP Wrappers read hosts.allow first and grant at the
     first line that matches, then hosts.deny, where the first line that matches refuses (or
     grants, with an `allow` option); a caller no line matches is let in. So any hosts.allow
@@ -478,11 +489,17 @@ def leaks(allow: Path, allow_lines: list[str], deny: Path, deny_lines: list[str]
     A client that is not an address (a name, ALL, LOCAL...) may match anyone."""
     allow_block, deny_block = find_block(allow, allow_lines), find_block(deny, deny_lines)
     ours = range(allow_block.start, allow_block.stop) if allow_block else range(0)
-    found = [Leak(allow, number + 1, line) for number, line in logical_lines(allow_lines)
-             if number not in ours and _grants_outsiders(line, "deny", allowed)]  # fmt: skip
+    found = [
+        Leak(allow, number + 1, line)
+        for number, line in logical_lines(allow_lines)
+        if number not in ours and _grants_outsiders(line, "deny", allowed)
+    ]
     above = deny_lines[: deny_block.start] if deny_block else []
-    found += [Leak(deny, number + 1, line) for number, line in logical_lines(above)
-              if _grants_outsiders(line, "allow", allowed, granting=True)]  # fmt: skip
+    found += [
+        Leak(deny, number + 1, line)
+        for number, line in logical_lines(above)
+        if _grants_outsiders(line, "allow", allowed, granting=True)
+    ]
     return tuple(found)
 
 
@@ -505,8 +522,9 @@ def logical_lines(lines: list[str]) -> list[tuple[int, str]]:
     return joined
 
 
-def _grants_outsiders(line: str, option: str, allowed: tuple[Network, ...],
-                      granting: bool = False) -> bool:  # fmt: skip
+def _grants_outsiders(
+    line: str, option: str, allowed: tuple[Network, ...], granting: bool = False
+) -> bool:
     """Whether this rule, if it matches, grants and may match someone outside `allowed`: a
     hosts.allow rule grants unless it has a `deny` option (`option`); a hosts.deny one only
     with an `allow` option (`granting`)."""
@@ -541,12 +559,18 @@ def denies_everyone(path: Path, text: str | None) -> str | None:
     ours = range(block.start, block.stop) if block else range(0)
     for number, line in logical_lines(lines):
         parts = fields(line)
-        if (number in ours or is_comment(line) or len(parts) < 2
-                or not applies_to_portmapper(parts[0])):  # fmt: skip
+        if (
+            number in ours
+            or is_comment(line)
+            or len(parts) < 2
+            or not applies_to_portmapper(parts[0])
+        ):
             continue
         clients, excepted = _split_except([word.upper() for word in _words(parts[1])])
         if "ALL" in clients and not excepted and "allow" not in {p.lower() for p in parts[2:]}:
-            return (f"{path}:{number + 1} ({one_line(line)}) already refuses every caller of "
-                    "the portmapper: protect lets the allowed networks in, which it kept "
-                    "out")  # fmt: skip
+            return (
+                f"{path}:{number + 1} ({one_line(line)}) already refuses every caller of "
+                "the portmapper: protect lets the allowed networks in, which it kept "
+                "out"
+            )
     return None

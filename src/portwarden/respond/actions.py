@@ -29,8 +29,9 @@ from portwarden.store.db import Store, boot_id
 
 
 class Actions:
-    def __init__(self, settings: Settings, store: Store,
-                 stopping: threading.Event | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, settings: Settings, store: Store, stopping: threading.Event | None = None
+    ) -> None:
         """`stopping`: set when the daemon stops; from then on no KILL_RUN_CMD is started (see
         BlockMaker._carry_out)."""
         self.context = ActionContext(settings, store, boot_id())

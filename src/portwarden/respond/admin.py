@@ -90,8 +90,9 @@ def _unblock_without_daemon(actions: Actions, network: Network | None) -> Unbloc
     if network is not None:
         answer["swept"] = actions.nft.sweep(network)
     try:
-        write_unblocks(actions.settings, [(r.address, time.time()) for r in undone],
-                       UNBLOCK_COMMAND)  # fmt: skip
+        write_unblocks(
+            actions.settings, [(r.address, time.time()) for r in undone], UNBLOCK_COMMAND
+        )
     except OSError as error:
         answer["event_log_error"] = f"{error.strerror}"
     return answer
@@ -101,9 +102,12 @@ def reapply_here(actions: Actions) -> ReapplyAnswer:
     """KILL_ROUTE run again for every block, and our nftables table made again (its chains
     and rules repaired) with every nftables block in it."""
     routes = actions.restorer.reapply_routes()
-    answer: ReapplyAnswer = {"reapplied": routes.done, "failed": routes.failed,
-                      "not_reapplied": routes.no_undo,
-                      "not_configured": routes.unconfigured}  # fmt: skip
+    answer: ReapplyAnswer = {
+        "reapplied": routes.done,
+        "failed": routes.failed,
+        "not_reapplied": routes.no_undo,
+        "not_configured": routes.unconfigured,
+    }
     try:
         answer["nft_blocks"] = actions.restorer.put_back_nft()
     except NftError as error:
@@ -136,13 +140,19 @@ def _not_listening(settings: Settings) -> str:
     path = control.socket_path(settings.state_dir)
     pid = statedir.holder(settings.state_dir) or "?"
     why = "is missing" if not path.exists() else "does not accept connections"
-    return (f"the running daemon (pid {pid}) holds STATE_DIR {settings.state_dir}, but its "
-            f"control socket {path} {why}: restart the daemon (nothing was changed)")  # fmt: skip
+    return (
+        f"the running daemon (pid {pid}) holds STATE_DIR {settings.state_dir}, but its "
+        f"control socket {path} {why}: restart the daemon (nothing was changed)"
+    )
 
 
-def _by_daemon_or_here(settings: Settings, command: str, request: dict[str, Any],
-                       here: Callable[[Actions], _Answer],
-                       unanswered: str = "") -> _Answer:  # fmt: skip
+def _by_daemon_or_here(
+    settings: Settings,
+    command: str,
+    request: dict[str, Any],
+    here: Callable[[Actions], _Answer],
+    unanswered: str = "",
+) -> _Answer:
     """The running daemon's answer; when none runs, `here`'s, done under STATE_DIR's lock.
     `unanswered`: what to add when the daemon died with the request (control.Unanswered).
     Raises NotDone."""
@@ -173,10 +183,12 @@ def _by_daemon_or_here(settings: Settings, command: str, request: dict[str, Any]
             try:  # as `run` does: another daemon here may block with a table of that name
                 claim = claim_table(settings.nft_table, settings.source)
             except ConfigError:
-                raise NotDone(f"another running portwarden in this network namespace blocks "
-                              f"with nftables table inet {settings.nft_table}; nothing was "
-                              "changed (use that daemon's configuration, or give each instance "
-                              "its own NFT_TABLE)") from None  # fmt: skip
+                raise NotDone(
+                    f"another running portwarden in this network namespace blocks "
+                    f"with nftables table inet {settings.nft_table}; nothing was "
+                    "changed (use that daemon's configuration, or give each instance "
+                    "its own NFT_TABLE)"
+                ) from None
             files = FileClaims(command)  # BLOCKED_FILE, EVENT_LOG: as `run` holds them
             try:
                 files.claim(settings)

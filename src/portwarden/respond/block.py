@@ -47,15 +47,19 @@ class BlockRequest:
 
 def _present(action: Action) -> Action:
     """A hosts.deny line that was there before the block: not ours, never removed."""
-    log.info("hosts.deny: %s has the line already (not ours: an unblock leaves it)",
-             action.do[0])  # fmt: skip
+    log.info("hosts.deny: %s has the line already (not ours: an unblock leaves it)", action.do[0])
     return action._replace(undo=(), status=PRESENT)
 
 
 class BlockMaker:
-    def __init__(self, context: ActionContext, nft: NftTable, unblocks: Unblocker,
-                 files: PortSentryWriter,
-                 stopping: threading.Event | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        context: ActionContext,
+        nft: NftTable,
+        unblocks: Unblocker,
+        files: PortSentryWriter,
+        stopping: threading.Event | None = None,
+    ) -> None:
         """`stopping`: set when the daemon stops; from then on no KILL_RUN_CMD is started (see
         _carry_out)."""
         self._context = context
@@ -96,9 +100,14 @@ class BlockMaker:
         seconds = self.duration_for(address, replacing)
         return None if seconds is None else now + seconds
 
-    def record(self, request: BlockRequest, now: float, until: float | None,
-               nft_done: Action | None = None,
-               replacing: int | None = None) -> BlockRecord | None:  # fmt: skip
+    def record(
+        self,
+        request: BlockRequest,
+        now: float,
+        until: float | None,
+        nft_done: Action | None = None,
+        replacing: int | None = None,
+    ) -> BlockRecord | None:
         """Record the block, every action planned, before anything else of it is done. The
         daemon's loop does this right after it adds the nftables element (within a fraction
         of a millisecond; an insert after an idle spell takes ~0.3 ms, as long again as the
@@ -111,11 +120,22 @@ class BlockMaker:
         blocked. `replacing`: the id of the address's command-only block this one supersedes
         (Store.add_block)."""
         address = str(request.address)
-        plan = [nft_done if nft_done is not None and a.kind == NFT else a
-                for a in self._plan(request)]  # fmt: skip
+        plan = [
+            nft_done if nft_done is not None and a.kind == NFT else a for a in self._plan(request)
+        ]
         return self._store.add_block(
-            address, request.proto, request.port, request.mode, request.reason, address, now,
-            until, tuple(plan), self._context.boot, replacing)  # fmt: skip
+            address,
+            request.proto,
+            request.port,
+            request.mode,
+            request.reason,
+            address,
+            now,
+            until,
+            tuple(plan),
+            self._context.boot,
+            replacing,
+        )
 
     def carry_out(self, record: BlockRecord, nft_done: Action | None = None) -> BlockRecord | None:
         """Do the recorded block's planned actions (but the nftables element the loop added:
@@ -127,8 +147,11 @@ class BlockMaker:
         turn has come is carried out whole (an unblock asked meanwhile undoes it after)."""
         ended_by = self._store.ending(record.id)
         if ended_by is not None:
-            log.info("block address=%s not carried out: it ended (by=%s) before its turn",
-                     record.address, ended_by)  # fmt: skip
+            log.info(
+                "block address=%s not carried out: it ended (by=%s) before its turn",
+                record.address,
+                ended_by,
+            )
             if nft_done is not None and nft_done.status == DONE:
                 self._unblocks.undo(nft_done, record.address)  # the unblock may have come before it
             self._files.write_history([record])  # a line only if in force (the element was added)
@@ -138,8 +161,9 @@ class BlockMaker:
         # could not remove) is undone first: else this block would take that line for the
         # administrator's, and the leftover's retry would later remove it under this block.
         for cleared in self._unblocks.retry_left(ipaddress.ip_network(record.address))[0]:
-            log.info("unblocked %s: what its earlier block left in force is undone now",
-                     cleared.address)  # fmt: skip
+            log.info(
+                "unblocked %s: what its earlier block left in force is undone now", cleared.address
+            )
         actions = [self._checked(a, nft_done) for a in record.actions]
         if tuple(actions) != record.actions:  # durable before any file or route changes
             self._store.set_actions(record.id, tuple(actions))
@@ -284,8 +308,9 @@ def run_action(
     if quiet_undo and action.undo and action.status != PRESENT:
         commands.run(list(action.undo), timeout, f"{what} undo", quiet=True)
     there = commands.THERE_ALREADY if action.kind == ROUTE else ()
-    failure = commands.run(list(action.do), timeout, what, harmless=there,
-                           harmless_as=commands.EXISTS)  # fmt: skip
+    failure = commands.run(
+        list(action.do), timeout, what, harmless=there, harmless_as=commands.EXISTS
+    )
     if failure == commands.EXISTS:
         return _route_there(action, what, address)
     return action._replace(status=DONE if failure is None else f"{FAILED}: {failure}")
@@ -304,13 +329,19 @@ def _route_there(action: Action, what: str, address: str) -> Action:
     else:
         other = [r for r in routes if not r.blocking]
         if routes and not other:
-            log.info("%s: a route blocking %s is there already (%s; not ours: an unblock "
-                     "leaves it): %s", what, address, routes[0],
-                     one_line(" ".join(action.do)))  # fmt: skip
+            log.info(
+                "%s: a route blocking %s is there already (%s; not ours: an unblock leaves it): %s",
+                what,
+                address,
+                routes[0],
+                one_line(" ".join(action.do)),
+            )
             return action._replace(status=PRESENT)
         if other:
-            why = (f"a route to {address} is there already ({other[0]}): KILL_ROUTE "
-                   "could not add its own")  # fmt: skip
+            why = (
+                f"a route to {address} is there already ({other[0]}): KILL_ROUTE "
+                "could not add its own"
+            )
         else:
             why = f"said File exists, but no route to {address} is there"
     log.error("%s for %s failed: %s", what, address, why)

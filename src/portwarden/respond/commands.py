@@ -47,8 +47,14 @@ THERE_ALREADY = ("File exists",)
 EXISTS = "there already"
 
 
-def run(argv: list[str], timeout: float, what: str, quiet: bool = False,
-        harmless: Sequence[str] = (), harmless_as: str = GONE) -> str | None:  # fmt: skip
+def run(
+    argv: list[str],
+    timeout: float,
+    what: str,
+    quiet: bool = False,
+    harmless: Sequence[str] = (),
+    harmless_as: str = GONE,
+) -> str | None:
     """Run and wait at most `timeout` seconds. Logs failures (at debug level when `quiet`: an
     undo of something that may never have been done). Returns None on success, else why it
     failed, on one line (`exit status 1: <the start of its output>`, `killed after 5s`, ...);
@@ -64,8 +70,13 @@ def run(argv: list[str], timeout: float, what: str, quiet: bool = False,
     shown = one_line(shlex.join(argv))
     report = log.debug if quiet else log.error
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     except OSError as error:
         report("%s could not start: %s: %s", what, error.strerror, shown)
         return f"could not start: {error.strerror or error}"

@@ -37,9 +37,13 @@ def claim_table(table: str, source: str) -> socket.socket:
         sock.close()
         if error.errno != errno.EADDRINUSE:
             raise
-        raise ConfigError(source, "another portwarden in this network namespace blocks with "
-                          f"nftables table inet {table}; give each instance its own NFT_TABLE",
-                          key="NFT_TABLE", value=table) from None  # fmt: skip
+        raise ConfigError(
+            source,
+            "another portwarden in this network namespace blocks with "
+            f"nftables table inet {table}; give each instance its own NFT_TABLE",
+            key="NFT_TABLE",
+            value=table,
+        ) from None
     return sock
 
 

@@ -38,8 +38,10 @@ def nft_warning(settings: Settings) -> str | None:
     try:
         load_library()
     except NftError as error:
-        return (f"blocking uses the built-in nftables blocker (BLOCK_NFTABLES), but {error}; "
-                "every block's nftables step would fail")  # fmt: skip
+        return (
+            f"blocking uses the built-in nftables blocker (BLOCK_NFTABLES), but {error}; "
+            "every block's nftables step would fail"
+        )
     return None
 
 
@@ -147,8 +149,11 @@ class NftTable:
         try:
             claim = claim_table(table, self._context.settings.source)
         except ConfigError:
-            log.warning("nftables: table inet %s (an earlier NFT_TABLE) is held by another "
-                        "running portwarden: left as it is", table)  # fmt: skip
+            log.warning(
+                "nftables: table inet %s (an earlier NFT_TABLE) is held by another "
+                "running portwarden: left as it is",
+                table,
+            )
             yield None
             return
         with contextlib.closing(claim):

@@ -71,8 +71,9 @@ def _nfgenmsg(family: int, resource: int = 0) -> bytes:
     return struct.pack("=BB", family, 0) + struct.pack("!H", resource)
 
 
-def _message(kind: int, flags: int, sequence: int, family: int, resource: int,
-             payload: bytes = b"") -> bytes:  # fmt: skip
+def _message(
+    kind: int, flags: int, sequence: int, family: int, resource: int, payload: bytes = b""
+) -> bytes:
     return netlink.message(kind, flags, sequence, _nfgenmsg(family, resource) + payload)
 
 
@@ -98,12 +99,14 @@ def _element_head(key_size: int, timeout_size: int) -> bytes:
     """The three attribute headers in front of an element's key, which depend on the lengths
     alone (keys of 4 and 16 bytes need no padding): 100,000 elements at a restore."""
     key = _attr(_DATA_VALUE, bytes(key_size))
-    return _attr(_LIST_ELEM, _attr(_ELEM_KEY, key, nested=True) + bytes(timeout_size),
-                 nested=True)[:12]  # fmt: skip
+    return _attr(_LIST_ELEM, _attr(_ELEM_KEY, key, nested=True) + bytes(timeout_size), nested=True)[
+        :12
+    ]
 
 
-def elements_batch(table: str, sets: dict[str, list[Element]], flush: bool,
-                   sequence: int) -> tuple[bytes, int]:  # fmt: skip
+def elements_batch(
+    table: str, sets: dict[str, list[Element]], flush: bool, sequence: int
+) -> tuple[bytes, int]:
     """The batch (one transaction) that adds the elements to the sets of inet `table`, after
     emptying those sets if `flush`. Its messages are numbered from `sequence` (the batch's
     begin) on; only the last one before the batch's end asks for an acknowledgement. Returns

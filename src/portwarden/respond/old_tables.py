@@ -43,8 +43,10 @@ def leave_old_tables(nft: NftTable, store: Store, active: list[BlockRecord]) -> 
         return active
     moved: dict[int, tuple[Action, ...]] = {}
     for record in active:
-        actions = tuple(a._replace(do=(now,)) if a.kind == NFT and table_of(a) in left else a
-                        for a in record.actions)  # fmt: skip
+        actions = tuple(
+            a._replace(do=(now,)) if a.kind == NFT and table_of(a) in left else a
+            for a in record.actions
+        )
         if actions != record.actions:
             moved[record.id] = actions
     store.set_actions_many(list(moved.items()))
@@ -65,18 +67,31 @@ def _leave_table(nft: NftTable, old: str, addresses: set[str]) -> bool:
             listing = blocker.listing()
             if listing.ours_alone and listing.elements <= addresses:
                 blocker.drop_table()
-                log.warning("nftables: %s moved to table inet %s; table inet %s removed",
-                            moved, now, old)  # fmt: skip
+                log.warning(
+                    "nftables: %s moved to table inet %s; table inet %s removed", moved, now, old
+                )
                 return True
             blocker.remove([ipaddress.ip_address(a) for a in listing.elements & addresses])
         except NftError as error:
-            log.error("nftables: %s: they are in table inet %s, but could not be taken out "
-                      "of table inet %s (%s): it still drops them; tried again at the next "
-                      "start", moved, now, old, one_line(str(error)))  # fmt: skip
+            log.error(
+                "nftables: %s: they are in table inet %s, but could not be taken out "
+                "of table inet %s (%s): it still drops them; tried again at the next "
+                "start",
+                moved,
+                now,
+                old,
+                one_line(str(error)),
+            )
             return False
-    log.warning("nftables: %s moved to table inet %s; table inet %s is left as it is: it "
-                "holds %s (`nft delete table inet %s` removes it)", moved, now, old,
-                _not_ours(listing, addresses), old)  # fmt: skip
+    log.warning(
+        "nftables: %s moved to table inet %s; table inet %s is left as it is: it "
+        "holds %s (`nft delete table inet %s` removes it)",
+        moved,
+        now,
+        old,
+        _not_ours(listing, addresses),
+        old,
+    )
     return True
 
 
@@ -97,7 +112,11 @@ def drop_old_tables(nft: NftTable, store: Store) -> list[str]:
                 blocker.drop_table()
                 removed.append(old)
                 continue
-        log.warning("nftables: table inet %s (an earlier NFT_TABLE) is left as it is: it "
-                    "holds %s (`nft delete table inet %s` removes it)", old,
-                    _not_ours(listing, set()), old)  # fmt: skip
+        log.warning(
+            "nftables: table inet %s (an earlier NFT_TABLE) is left as it is: it "
+            "holds %s (`nft delete table inet %s` removes it)",
+            old,
+            _not_ours(listing, set()),
+            old,
+        )
     return removed

@@ -66,11 +66,12 @@ _BLOCKING_KINDS = frozenset({"scan"})
 
 # Why an address is never blocked, with the key that allows it (None: nothing does) and how
 # alerts name it.
-_PROTECTED_BY = {"gateway": ("PROTECT_GATEWAYS", "a default gateway"),
-                 "nameserver": ("PROTECT_NAMESERVERS", "a name server"),
-                 "broadcast": (None, "a broadcast or network address of this host's "
-                               "subnet"),
-                 "local": (None, "an address of this host")}  # fmt: skip
+_PROTECTED_BY = {
+    "gateway": ("PROTECT_GATEWAYS", "a default gateway"),
+    "nameserver": ("PROTECT_NAMESERVERS", "a name server"),
+    "broadcast": (None, "a broadcast or network address of this host's subnet"),
+    "local": (None, "an address of this host"),
+}
 
 
 def _protection(why: tuple[str, ...]) -> str:
@@ -96,8 +97,13 @@ PROTECTED_RETRY_S = 60.0  # a protected block whose end the worker did not carry
 
 
 class ResponsePolicy:
-    def __init__(self, settings: Settings, store_path: Path, alerts: Alerts,
-                 local: Callable[[], frozenset[IPAddress]] = local_addresses) -> None:  # fmt: skip
+    def __init__(
+        self,
+        settings: Settings,
+        store_path: Path,
+        alerts: Alerts,
+        local: Callable[[], frozenset[IPAddress]] = local_addresses,
+    ) -> None:
         """`local`: this host's addresses now (the daemon's own view, re-read every refresh,
         so they are not read twice)."""
         self.settings = settings
@@ -173,20 +179,28 @@ class ResponsePolicy:
         else:
             # Started all the same: detection, alerts and the other actions work, and the
             # sets are filled again every PUT_BACK_RETRY_S until it works (_check_table).
-            log.error("nftables: the active blocks could not be put in table inet %s: %s; "
-                      "trying again every %d s", self.settings.nft_table, unfilled.why,
-                      PUT_BACK_RETRY_S)  # fmt: skip
-            log.warning("restored %s from the store, but not the nftables "
-                        "elements of %d of them; %d of those have nothing else in force (no "
-                        "route, no hosts.deny line): not blocked until the sets are filled",
-                        counted(restored, "active block"), unfilled.blocks,
-                        unfilled.bare)  # fmt: skip
+            log.error(
+                "nftables: the active blocks could not be put in table inet %s: %s; "
+                "trying again every %d s",
+                self.settings.nft_table,
+                unfilled.why,
+                PUT_BACK_RETRY_S,
+            )
+            log.warning(
+                "restored %s from the store, but not the nftables "
+                "elements of %d of them; %d of those have nothing else in force (no "
+                "route, no hosts.deny line): not blocked until the sets are filled",
+                counted(restored, "active block"),
+                unfilled.blocks,
+                unfilled.bare,
+            )
             self._alerts.nft_failed(unfilled.why)
             self._worker.unfilled.set()
             self._worker.retry_at = time.monotonic() + PUT_BACK_RETRY_S
         ended = sorted(before - self._store.active_addresses())  # overdue, or command-only
-        report_unblocks(self._alerts, ended,
-                         lambda a: self._store.last_end(a) or ("restart", time.time()))  # fmt: skip
+        report_unblocks(
+            self._alerts, ended, lambda a: self._store.last_end(a) or ("restart", time.time())
+        )
         self._check_table()
         self._worker.start()
 
@@ -196,8 +210,11 @@ class ResponsePolicy:
             self._worker.jobs.put(Job.STOP, self.settings.unblock_on_stop)
             self._worker.join(timeout=limits.ACTION_WORKER_STOP_WAIT_S)
             if self._worker.is_alive():
-                log.error("the action worker did not finish within %d s; what it was doing (see "
-                          "above) may be incomplete", limits.ACTION_WORKER_STOP_WAIT_S)  # fmt: skip
+                log.error(
+                    "the action worker did not finish within %d s; what it was doing (see "
+                    "above) may be incomplete",
+                    limits.ACTION_WORKER_STOP_WAIT_S,
+                )
             self._sync()  # the loop's view of the blocks, after the worker's last changes
         self._store.close()
         if self._table_claim is not None:
@@ -217,9 +234,11 @@ class ResponsePolicy:
         self._protected = self._read_protected()
         self._sync()
         now = time.monotonic()
-        due = {address: why for address, why in self._protected_blocks(self._active).items()
-               if now - self._ending_protected.get(address, -PROTECTED_RETRY_S)
-               >= PROTECTED_RETRY_S}  # fmt: skip
+        due = {
+            address: why
+            for address, why in self._protected_blocks(self._active).items()
+            if now - self._ending_protected.get(address, -PROTECTED_RETRY_S) >= PROTECTED_RETRY_S
+        }
         if due and self._worker.jobs.put(Job.PROTECTED, due):
             self._ending_protected.update(dict.fromkeys(due, now))
         self._check_table()
@@ -243,8 +262,7 @@ class ResponsePolicy:
     def _protected_blocks(self, active: set[str]) -> dict[str, str]:
         """The addresses of `active` (blocks in force) that are protected now, each with why
         (for the log)."""
-        return {str(a): _protection(why) for a, why in self._protected.items()
-                if str(a) in active}  # fmt: skip
+        return {str(a): _protection(why) for a, why in self._protected.items() if str(a) in active}
 
     def _check_table(self) -> None:
         """A firewall reload that flushes the whole ruleset (`nft flush ruleset`, as
@@ -258,8 +276,12 @@ class ResponsePolicy:
         PUT_BACK_RETRY_S."""
         worker = self._worker
         self._sync()  # an `unblock --all` ends the blocks before it removes the table
-        if (not self._active - self._in_flight or worker.putting_back.is_set()
-                or worker.reshaping.is_set() or time.monotonic() < worker.retry_at):  # fmt: skip
+        if (
+            not self._active - self._in_flight
+            or worker.putting_back.is_set()
+            or worker.reshaping.is_set()
+            or time.monotonic() < worker.retry_at
+        ):
             return
         if worker.unfilled.is_set():
             log.warning("nftables: trying again to put the active blocks back")
@@ -267,8 +289,11 @@ class ResponsePolicy:
             damage = self._actions.nft.damage()
             if damage is None:
                 return
-            log.warning("nftables: missing: %s (a firewall reload or a flush?); putting the "
-                        "active blocks back", damage)  # fmt: skip
+            log.warning(
+                "nftables: missing: %s (a firewall reload or a flush?); putting the "
+                "active blocks back",
+                damage,
+            )
             self._alerts.table_lost()
         self._put_back_soon()
 
@@ -319,21 +344,32 @@ class ResponsePolicy:
             log.warning("block-cap ended: %d blocks were not made in the last minute", refused)
         refused = self._note_budget.ended(now)
         if refused:
-            log.warning("history-cap ended: %d alert-only HISTORY_FILE lines were not written "
-                        "in the last minute", refused)  # fmt: skip
+            log.warning(
+                "history-cap ended: %d alert-only HISTORY_FILE lines were not written "
+                "in the last minute",
+                refused,
+            )
         self._noted.forget_quiet(now, self.settings.scan_trigger_window)
         if self._over_max and not self._full():
             refused = len(self._refused_at_max)
             more = " or more" if refused >= limits.BLOCK_MAX_REFUSED_COUNTED_MAX else ""
-            log.warning("block-max ended: %d active blocks now; %d%s sources were not blocked "
-                        "while BLOCKS_MAX=%d was reached", len(self._active), refused, more,
-                        self.settings.blocks_max)  # fmt: skip
+            log.warning(
+                "block-max ended: %d active blocks now; %d%s sources were not blocked "
+                "while BLOCKS_MAX=%d was reached",
+                len(self._active),
+                refused,
+                more,
+                self.settings.blocks_max,
+            )
             self._over_max = False
             self._refused_at_max.clear()
         if self._dropped and not self._worker.jobs.full():
-            log.warning("action queue has room again: %d jobs were dropped while it was full "
-                        "(each block among them recorded as failed; its next probe tries "
-                        "again)", self._dropped)  # fmt: skip
+            log.warning(
+                "action queue has room again: %d jobs were dropped while it was full "
+                "(each block among them recorded as failed; its next probe tries "
+                "again)",
+                self._dropped,
+            )
             self._dropped = 0
 
     def _announce(self, address: str, mode: str) -> None:
@@ -356,8 +392,12 @@ class ResponsePolicy:
         if idle is not None:  # an empty plan: no block at all, no record, no files
             if probe.proto not in self._idle_said:
                 self._idle_said.add(probe.proto)
-                log.warning("not-blocking address=%s why=nothing-to-do (%s): scans are only "
-                            "alerted; said once", address, idle)  # fmt: skip
+                log.warning(
+                    "not-blocking address=%s why=nothing-to-do (%s): scans are only "
+                    "alerted; said once",
+                    address,
+                    idle,
+                )
             return
         if address in self._active:
             self._sync()
@@ -382,9 +422,12 @@ class ResponsePolicy:
         if replacing is None and self._full():  # one that supersedes takes its block's place
             if not self._over_max:
                 self._over_max = True
-                log.warning("block-max reached: %d active blocks (BLOCKS_MAX=%d); no new block "
-                            "until some end (unblock, expiry); detection goes on",
-                            len(self._active), self.settings.blocks_max)  # fmt: skip
+                log.warning(
+                    "block-max reached: %d active blocks (BLOCKS_MAX=%d); no new block "
+                    "until some end (unblock, expiry); detection goes on",
+                    len(self._active),
+                    self.settings.blocks_max,
+                )
                 self._alerts.block_max(len(self._active))
             if len(self._refused_at_max) < limits.BLOCK_MAX_REFUSED_COUNTED_MAX:
                 self._refused_at_max.add(address)
@@ -398,8 +441,9 @@ class ResponsePolicy:
                 )
                 self._alerts.block_cap(self.settings.blocks_per_minute)
             return
-        request = BlockRequest(probe.src, probe.proto.value, probe.dport, probe.mode,
-                               probe.scan, mode)  # fmt: skip
+        request = BlockRequest(
+            probe.src, probe.proto.value, probe.dport, probe.mode, probe.scan, mode
+        )
         now_wall = time.time()
         replaced = None if replacing is None else replacing.id
         until = self._actions.blocks.until_for(address, now_wall, replaced)
@@ -410,8 +454,11 @@ class ResponsePolicy:
         try:  # at once: see there
             record = self._actions.blocks.record(request, now_wall, until, nft_done, replaced)
         except sqlite3.Error as error:  # nothing stays in force that the store does not know
-            log.error("block of %s not made: the store refused it: %s; its next probe tries "
-                      "again", address, one_line(str(error)))  # fmt: skip
+            log.error(
+                "block of %s not made: the store refused it: %s; its next probe tries again",
+                address,
+                one_line(str(error)),
+            )
             self._take_element_back(probe.src, nft_done)
             return
         self._active.add(address)  # never submitted twice
@@ -421,9 +468,13 @@ class ResponsePolicy:
             self._announce(address, probe.mode)
             return
         if replacing is not None:
-            log.info("block address=%s supersedes its block of mode=%s, which only ran "
-                     "KILL_RUN_CMD: BLOCK_%s=1", address, replacing.mode,
-                     probe.proto.value.upper())  # fmt: skip
+            log.info(
+                "block address=%s supersedes its block of mode=%s, which only ran "
+                "KILL_RUN_CMD: BLOCK_%s=1",
+                address,
+                replacing.mode,
+                probe.proto.value.upper(),
+            )
             self._command_only.discard(address)
             self._announced.discard(address)  # once per block: the new one too
         if not lasting(record.actions):
@@ -463,20 +514,31 @@ class ResponsePolicy:
         if why is not None:
             if address not in self._not_noted:
                 self._not_noted.add(address)
-                log.info("no HISTORY_FILE line for address=%s why=%s: whatever bans on that "
-                         "file would ban it", address, _protection(why))  # fmt: skip
+                log.info(
+                    "no HISTORY_FILE line for address=%s why=%s: whatever bans on that "
+                    "file would ban it",
+                    address,
+                    _protection(why),
+                )
             return
         if not self._note_budget.allows(s.blocks_per_minute, verdict.ports, now):
             if self._note_budget.refused == 1:
-                log.warning("history-cap reached: %d alert-only HISTORY_FILE lines in a minute "
-                            "(BLOCKS_PER_MINUTE); detection goes on, lines resume when the rate "
-                            "falls", s.blocks_per_minute)  # fmt: skip
+                log.warning(
+                    "history-cap reached: %d alert-only HISTORY_FILE lines in a minute "
+                    "(BLOCKS_PER_MINUTE); detection goes on, lines resume when the rate "
+                    "falls",
+                    s.blocks_per_minute,
+                )
             return
         try:
             self._store.add_note(address, probe.proto.value, probe.dport, time.time())
         except sqlite3.Error as error:
-            log.error("HISTORY_FILE line for %s not recorded: the store refused it: %s; its "
-                      "next probe tries again", address, one_line(str(error)))  # fmt: skip
+            log.error(
+                "HISTORY_FILE line for %s not recorded: the store refused it: %s; its "
+                "next probe tries again",
+                address,
+                one_line(str(error)),
+            )
             return
         self._noted.add(noted, now)
         self._worker.jobs.put(Job.NOTES, None)  # one waits at most: it writes every note
@@ -545,14 +607,18 @@ class ResponsePolicy:
             if self._actions.nft.blocker().has(source):
                 return
         except NftError as error:
-            log.error("nftables: cannot tell whether %s is in its set: %s", address,
-                      one_line(str(error)))  # fmt: skip
+            log.error(
+                "nftables: cannot tell whether %s is in its set: %s", address, one_line(str(error))
+            )
             return
         done = self._nft_add(source, record.until)
         if done.status == DONE and not self._actions.nft.remade:
-            log.warning("nftables: element %s was gone from the sets of table inet %s (a flush "
-                        "or a delete by hand?): its probe came through; added again", address,
-                        self.settings.nft_table)  # fmt: skip
+            log.warning(
+                "nftables: element %s was gone from the sets of table inet %s (a flush "
+                "or a delete by hand?): its probe came through; added again",
+                address,
+                self.settings.nft_table,
+            )
             self._alerts.element_lost(address)
 
     def describe(self, summary: Verdict) -> str:
@@ -612,8 +678,11 @@ class ResponsePolicy:
             queued = self._worker.jobs.put(Job.REAPPLY, answer)
         else:
             try:  # every block only when asked in so many words
-                network = None if request.get("all") is True else parse_network(
-                    str(request.get("network")))  # fmt: skip
+                network = (
+                    None
+                    if request.get("all") is True
+                    else parse_network(str(request.get("network")))
+                )
             except ValueError as error:
                 return {"error": f"unblock: {one_line(str(error))}"}
             queued = self._worker.jobs.put(Job.UNBLOCK, UnblockJob(network, answer))
@@ -621,8 +690,11 @@ class ResponsePolicy:
                 try:
                     self._unblock_at_once(network)
                 except (sqlite3.Error, NftError) as error:  # the worker does it all anyway
-                    log.warning("unblock: the first step failed (%s); the action worker does "
-                                "the whole unblock", one_line(str(error)))  # fmt: skip
+                    log.warning(
+                        "unblock: the first step failed (%s); the action worker does "
+                        "the whole unblock",
+                        one_line(str(error)),
+                    )
         if not queued:
             return {"error": "the daemon's action queue is full; try again"}
         return answer
@@ -637,8 +709,9 @@ class ResponsePolicy:
         if network is not None and network.num_addresses == 1:
             inside = iter({str(network.network_address)} & self._active)
         else:
-            inside = (a for a in self._active
-                      if network is None or ipaddress.ip_address(a) in network)  # fmt: skip
+            inside = (
+                a for a in self._active if network is None or ipaddress.ip_address(a) in network
+            )
         matching = list(itertools.islice(inside, limits.UNBLOCK_AT_ONCE_MAX + 1))
         if len(matching) > limits.UNBLOCK_AT_ONCE_MAX:
             return
@@ -653,8 +726,11 @@ class ResponsePolicy:
         if self._worker.jobs.put(Job.BLOCK, job):
             return True
         if not self._dropped:
-            log.error("action queue full (%d jobs waiting): block of %s dropped; further drops "
-                      "are counted until it has room", self._worker.jobs.blocks_max,
-                      job.record.address)  # fmt: skip
+            log.error(
+                "action queue full (%d jobs waiting): block of %s dropped; further drops "
+                "are counted until it has room",
+                self._worker.jobs.blocks_max,
+                job.record.address,
+            )
         self._dropped += 1
         return False

@@ -22,8 +22,10 @@ def portsentry_line(block: BlockRecord | HistoryNote) -> str:
     """`<epoch> - MM/DD/YYYY HH:MM:SS Host: <name>/<ip> Port: <port> <TCP|UDP> Blocked`: a
     block's, or that of a scan reported in alert-only mode (PortSentry wrote it then too)."""
     stamp = time.strftime("%m/%d/%Y %H:%M:%S", time.localtime(block.since))
-    return (f"{int(block.since)} - {stamp} Host: {block.hostname}/{block.address} "
-            f"Port: {block.port} {block.proto.upper()} Blocked")  # fmt: skip
+    return (
+        f"{int(block.since)} - {stamp} Host: {block.hostname}/{block.address} "
+        f"Port: {block.port} {block.proto.upper()} Blocked"
+    )
 
 
 MODES = tuple(mode.value for mode in (*TcpMode, *UdpMode))

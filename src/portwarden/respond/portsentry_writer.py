@@ -36,8 +36,12 @@ class PortSentryWriter:
         notes = self._store.notes()
         if not notes:
             return
-        lookups = [self._context.start_lookup(ipaddress.ip_address(n.address))
-                   if n.hostname == n.address else None for n in notes]  # fmt: skip
+        lookups = [
+            self._context.start_lookup(ipaddress.ip_address(n.address))
+            if n.hostname == n.address
+            else None
+            for n in notes
+        ]
         named = []
         for note, lookup in zip(notes, lookups, strict=True):
             name = hostname(lookup, note.address, note.since)
@@ -49,9 +53,13 @@ class PortSentryWriter:
             return
         self._store.forget_notes([n.id for n in named])
         for note in named:
-            log.info("history-note address=%s port=%d proto=%s: HISTORY_FILE line written "
-                     "(alert only, HISTORY_ALERT_ONLY=1)", note.address, note.port,
-                     note.proto)  # fmt: skip
+            log.info(
+                "history-note address=%s port=%d proto=%s: HISTORY_FILE line written "
+                "(alert only, HISTORY_ALERT_ONLY=1)",
+                note.address,
+                note.port,
+                note.proto,
+            )
 
     def catch_up_history(self) -> None:
         """At start: the lines a kill left unwritten, of blocks that took effect (see
@@ -64,8 +72,9 @@ class PortSentryWriter:
             self._store.set_written([r.id for r in blocks])
             self._store.forget_notes([n.id for n in notes])
 
-    def _append_history(self, entries: Sequence[BlockRecord | HistoryNote],
-                        catching_up: bool = False) -> bool:  # fmt: skip
+    def _append_history(
+        self, entries: Sequence[BlockRecord | HistoryNote], catching_up: bool = False
+    ) -> bool:
         """Append the entries' lines to HISTORY_FILE (`catching_up`: but those it has
         already). Returns whether that worked (if not, it is said)."""
         path = self._context.settings.history_file
@@ -81,8 +90,9 @@ class PortSentryWriter:
             log.warning("HISTORY_FILE: %d lines a stop left unwritten written now", len(entries))
         return True
 
-    def write_files(self, new: BlockRecord | None = None,
-                    active: list[BlockRecord] | None = None) -> None:  # fmt: skip
+    def write_files(
+        self, new: BlockRecord | None = None, active: list[BlockRecord] | None = None
+    ) -> None:
         """BLOCKED_FILE.<mode> lists the active blocks: after a new block (`new`) its mode's
         file, else the files of the modes that run, of every mode with a block, and every one
         that exists (emptied when its last block has gone)."""

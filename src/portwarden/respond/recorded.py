@@ -48,22 +48,30 @@ def not_ours(action: Action) -> bool:
 def via(actions: tuple[Action, ...]) -> list[str]:
     """What holds a block in force (`blocked`): the kinds of its actions in force (or whose
     undo failed), a hosts.deny line that is not ours marked so."""
-    return [f"{a.kind} (not ours)" if not_ours(a) else a.kind for a in actions
-            if a.status in IN_FORCE or a.status.startswith(UNDO_FAILED)]  # fmt: skip
+    return [
+        f"{a.kind} (not ours)" if not_ours(a) else a.kind
+        for a in actions
+        if a.status in IN_FORCE or a.status.startswith(UNDO_FAILED)
+    ]
 
 
 def kept_lines(record: BlockRecord) -> list[str]:
     """The hosts.deny lines and KILL_ROUTE routes an unblock of `record` leaves as they are
     (not ours), one phrase each."""
-    return [_what(a) if a.kind == ROUTE else f'hosts.deny line "{a.do[1]}" in {a.do[0]}'
-            for a in record.actions
-            if not_ours(a) and (a.kind == ROUTE or len(a.do) == 2)]  # fmt: skip
+    return [
+        _what(a) if a.kind == ROUTE else f'hosts.deny line "{a.do[1]}" in {a.do[0]}'
+        for a in record.actions
+        if not_ours(a) and (a.kind == ROUTE or len(a.do) == 2)
+    ]
 
 
 def left(record: BlockRecord) -> list[str]:
     """What an ended block left in force (its actions whose undo failed), one phrase each."""
-    return [f"{_what(a)} ({a.status.partition(': ')[2]})"
-            for a in record.actions if a.status.startswith(UNDO_FAILED)]  # fmt: skip
+    return [
+        f"{_what(a)} ({a.status.partition(': ')[2]})"
+        for a in record.actions
+        if a.status.startswith(UNDO_FAILED)
+    ]
 
 
 def _what(action: Action) -> str:

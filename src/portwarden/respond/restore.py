@@ -57,8 +57,10 @@ class Unfilled(NamedTuple):
 
 def _unfilled(why: str, kept: list[BlockRecord]) -> Unfilled:
     missing = [r for r in kept if any(a.kind == NFT for a in r.actions)]
-    bare = sum(not any(a.kind not in (NFT, COMMAND) and a.status in IN_FORCE for a in r.actions)
-               for r in missing)  # fmt: skip
+    bare = sum(
+        not any(a.kind not in (NFT, COMMAND) and a.status in IN_FORCE for a in r.actions)
+        for r in missing
+    )
     return Unfilled(why, len(missing), bare)
 
 
@@ -67,12 +69,17 @@ def _commands_left(statuses: Counter[str]) -> str:
     KILL_RUN_CMDs a stop left, each kind said only when there is one."""
     said = []
     if statuses[NOT_RUN]:
-        said.append(f"{counted(statuses[NOT_RUN], 'block was', 'blocks were')} recorded but "
-                    "the daemon stopped before " + ("its" if statuses[NOT_RUN] == 1 else
-                                                     "their") + " turn (not run)")  # fmt: skip
+        said.append(
+            f"{counted(statuses[NOT_RUN], 'block was', 'blocks were')} recorded but "
+            "the daemon stopped before "
+            + ("its" if statuses[NOT_RUN] == 1 else "their")
+            + " turn (not run)"
+        )
     if statuses[INTERRUPTED]:
-        said.append(f"{counted(statuses[INTERRUPTED], 'block was', 'blocks were')} interrupted "
-                    "while its command ran (it may have run, and cannot be undone)")  # fmt: skip
+        said.append(
+            f"{counted(statuses[INTERRUPTED], 'block was', 'blocks were')} interrupted "
+            "while its command ran (it may have run, and cannot be undone)"
+        )
     return "; ".join(said)
 
 
@@ -96,8 +103,9 @@ def _reapplied(action: Action) -> bool:
 
 
 class Restorer:
-    def __init__(self, context: ActionContext, nft: NftTable, unblocks: Unblocker,
-                 files: PortSentryWriter) -> None:  # fmt: skip
+    def __init__(
+        self, context: ActionContext, nft: NftTable, unblocks: Unblocker, files: PortSentryWriter
+    ) -> None:
         self._context = context
         self._store = context.store
         self._nft = nft
@@ -122,8 +130,9 @@ class Restorer:
         # Before anything is applied again: see Unblocker.unblock_many.
         self._unblocks.finish_unblocks()
         for record in self._unblocks.retry_left(None)[1]:
-            log.error("unblocked %s, but left in force: %s", record.address,
-                      "; ".join(left(record)))  # fmt: skip
+            log.error(
+                "unblocked %s, but left in force: %s", record.address, "; ".join(left(record))
+            )
         self._unblocks.expire(now)
         everything = self._store.active()
         # Reported by ResponsePolicy.start, as the others that end here.
@@ -140,8 +149,9 @@ class Restorer:
         active = self._into_nft(active)  # their elements come in the batch below
         self.unfilled = None
         unfilled = None
-        if uses_nft(self._context.settings) or any(a.kind == NFT for r in active
-                                                   for a in r.actions):  # fmt: skip
+        if uses_nft(self._context.settings) or any(
+            a.kind == NFT for r in active for a in r.actions
+        ):
             try:
                 self._nft.blocker().replace_all(self._nft_blocks(active, now))
             except NftError as error:  # the rest is restored all the same: see policy.start
@@ -160,21 +170,26 @@ class Restorer:
             ):  # the usual case, and nothing to do: fast for 100,000 blocks
                 kept.append(record)
                 continue
-            actions = tuple(self._resume(a, record, record.id in rebooted, put_back)
-                            for a in record.actions)  # fmt: skip
+            actions = tuple(
+                self._resume(a, record, record.id in rebooted, put_back) for a in record.actions
+            )
             if actions != record.actions:
                 self._store.set_actions(record.id, actions)
             if record.id in rebooted and routed:
                 self._store.set_boot(record.id, boot)  # at once: a kill now runs it again
-            commands_left.update(a.status for a, was in zip(actions, record.actions, strict=True)
-                                 if a.kind == COMMAND and a != was)  # fmt: skip
+            commands_left.update(
+                a.status
+                for a, was in zip(actions, record.actions, strict=True)
+                if a.kind == COMMAND and a != was
+            )
             if enforced(actions):
                 kept.append(record._replace(actions=actions))
             else:
                 self._store.end_block(record.id, now, FAILED)
                 shown = ",".join(f"{a.kind}:{a.status}" for a in actions)
-                log.error("block of %s ended: none of its actions is in force (%s)",
-                          record.address, shown)  # fmt: skip
+                log.error(
+                    "block of %s ended: none of its actions is in force (%s)", record.address, shown
+                )
         if rebooted:
             self._store.set_boot_all(boot)  # the blocks without a route: one statement
         if commands_left:
@@ -208,15 +223,23 @@ class Restorer:
                 outcome = f"{FAILED}: {one_line(str(error))}"
             else:
                 if removed := sum((path, line) in in_force for line in added):
-                    log.warning("hosts.deny: %s of active blocks put back in %s (they were "
-                                "missing: removed by hand or by another program; `portwarden "
-                                "unblock ADDR` ends a block)", counted(removed, "line"),
-                                path)  # fmt: skip
+                    log.warning(
+                        "hosts.deny: %s of active blocks put back in %s (they were "
+                        "missing: removed by hand or by another program; `portwarden "
+                        "unblock ADDR` ends a block)",
+                        counted(removed, "line"),
+                        path,
+                    )
             status.update(((path, line), outcome) for line in lines)
         return status
 
-    def _resume(self, action: Action, record: BlockRecord, rebooted: bool,
-                put_back: dict[tuple[str, str], str]) -> Action:  # fmt: skip
+    def _resume(
+        self,
+        action: Action,
+        record: BlockRecord,
+        rebooted: bool,
+        put_back: dict[tuple[str, str], str],
+    ) -> Action:
         """One action of an active block at start: what it is now."""
         if action.kind == NFT:
             return action if action.status == DONE else action._replace(status=DONE)
@@ -234,12 +257,21 @@ class Restorer:
         if not action.do:
             return action
         if action.status in IN_FORCE and not self._configured(action, record):
-            log.warning("KILL_ROUTE for %s not run again after the reboot: the configuration "
-                        "no longer has it (%s)", record.address, " ".join(action.do))  # fmt: skip
+            log.warning(
+                "KILL_ROUTE for %s not run again after the reboot: the configuration "
+                "no longer has it (%s)",
+                record.address,
+                " ".join(action.do),
+            )
             return action._replace(status=f"{FAILED}: {NOT_CONFIGURED}")
         timeout = self._context.settings.kill_cmd_timeout
-        return run_action(action, "KILL_ROUTE (restore)", record.address, timeout,
-                          quiet_undo=action.status == RUNNING)  # fmt: skip
+        return run_action(
+            action,
+            "KILL_ROUTE (restore)",
+            record.address,
+            timeout,
+            quiet_undo=action.status == RUNNING,
+        )
 
     def _configured(self, action: Action, record: BlockRecord) -> bool:
         """Whether the KILL_ROUTE of the configuration now in force is the route `action` ran
@@ -247,8 +279,10 @@ class Restorer:
         route = self._context.settings.kill_route
         if route is None:
             return False
-        return tuple(commands.expand(route.argv, record.address, record.port,
-                                     record.mode)) == action.do  # fmt: skip
+        return (
+            tuple(commands.expand(route.argv, record.address, record.port, record.mode))
+            == action.do
+        )
 
     def _into_nft(self, active: list[BlockRecord]) -> list[BlockRecord]:
         """`active` with an nftables action for each block that has none, recorded, when the
@@ -257,13 +291,18 @@ class Restorer:
         sets. The caller adds their elements."""
         if not uses_nft(self._context.settings):
             return active
-        taken = {r.id: r._replace(actions=(self._nft.action(DONE), *r.actions))
-                 for r in active if not any(a.kind == NFT for a in r.actions)}  # fmt: skip
+        taken = {
+            r.id: r._replace(actions=(self._nft.action(DONE), *r.actions))
+            for r in active
+            if not any(a.kind == NFT for a in r.actions)
+        }
         if taken:
             self._store.set_actions_many([(r.id, r.actions) for r in taken.values()])
-            log.warning("nftables: %s made before the built-in blocker was on %s now "
-                        "enforced by it too", counted(len(taken), "block"),
-                        are(len(taken)))  # fmt: skip
+            log.warning(
+                "nftables: %s made before the built-in blocker was on %s now enforced by it too",
+                counted(len(taken), "block"),
+                are(len(taken)),
+            )
         return [taken.get(r.id, r) for r in active]
 
     def take_into_nft(self) -> int:
@@ -289,12 +328,16 @@ class Restorer:
             if not all(a.undo for a in routes):
                 outcome.no_undo.append(record.address)
                 continue
-            actions = tuple(self._run_again(a, record.address) if _reapplied(a) else a
-                            for a in record.actions)  # fmt: skip
+            actions = tuple(
+                self._run_again(a, record.address) if _reapplied(a) else a for a in record.actions
+            )
             self._store.set_actions(record.id, actions)
             self._store.set_boot(record.id, self._context.boot)
-            failed = [a.status.removeprefix(REAPPLY_FAILED) for a in actions
-                      if a.status.startswith(REAPPLY_FAILED)]  # fmt: skip
+            failed = [
+                a.status.removeprefix(REAPPLY_FAILED)
+                for a in actions
+                if a.status.startswith(REAPPLY_FAILED)
+            ]
             if failed:
                 outcome.failed.append((record.address, "; ".join(failed)))
             else:
@@ -325,5 +368,8 @@ class Restorer:
 
     @staticmethod
     def _nft_blocks(active: list[BlockRecord], now: float) -> list[tuple[str, int | None]]:
-        return [(r.address, seconds_left(r.until, now))
-                for r in active if any(a.kind == NFT for a in r.actions)]  # fmt: skip
+        return [
+            (r.address, seconds_left(r.until, now))
+            for r in active
+            if any(a.kind == NFT for a in r.actions)
+        ]

@@ -34,8 +34,11 @@ def _inside(records: list[BlockRecord], networks: tuple[Network, ...]) -> list[B
     single hosts, which a set of their spellings finds at once."""
     few = {str(a) for n in networks if n.num_addresses <= _FEW_ADDRESSES for a in n}
     many = IgnoreList.build(n for n in networks if n.num_addresses > _FEW_ADDRESSES)
-    return [r for r in records if r.address in few
-            or (many.networks and ipaddress.ip_address(r.address) in many)]  # fmt: skip
+    return [
+        r
+        for r in records
+        if r.address in few or (many.networks and ipaddress.ip_address(r.address) in many)
+    ]
 
 
 def _undo_due(action: Action) -> bool:
@@ -77,9 +80,14 @@ class Unblocker:
         chunk: list[BlockRecord] = []
         commit_at = time.monotonic() + limits.UNBLOCK_COMMIT_S
         for record in records:
-            chunk.append(record._replace(actions=tuple(
-                self._undone_batched(a, record.address, nft_error, removed)
-                for a in record.actions)))  # fmt: skip
+            chunk.append(
+                record._replace(
+                    actions=tuple(
+                        self._undone_batched(a, record.address, nft_error, removed)
+                        for a in record.actions
+                    )
+                )
+            )
             if time.monotonic() >= commit_at:
                 undone += self._end_undone(chunk, by)
                 chunk = []
@@ -97,8 +105,12 @@ class Unblocker:
         self._store.start_unblocking([r.id for r in records], by)
         error = self._remove_elements(records)
         if error is not None:
-            log.warning("nftables: removing the elements of %d unblocked blocks failed: %s; "
-                        "the action worker tries again", len(records), error)  # fmt: skip
+            log.warning(
+                "nftables: removing the elements of %d unblocked blocks failed: %s; "
+                "the action worker tries again",
+                len(records),
+                error,
+            )
 
     def _end_undone(self, undone: list[BlockRecord], by: str) -> list[BlockRecord]:
         """End the blocks (their actions as undone) in one transaction; returns those that had
@@ -119,9 +131,13 @@ class Unblocker:
 
     def _remove_elements(self, records: list[BlockRecord]) -> str | None:
         """Our nftables elements of `records` removed in one batch. Returns why it failed."""
-        elements = [(table, ipaddress.ip_address(r.address)) for r in records
-                    for a in r.actions if a.kind == NFT and _undo_due(a)
-                    for table in self._nft.tables_of(a)]  # fmt: skip
+        elements = [
+            (table, ipaddress.ip_address(r.address))
+            for r in records
+            for a in r.actions
+            if a.kind == NFT and _undo_due(a)
+            for table in self._nft.tables_of(a)
+        ]
         try:
             self._nft.remove_from(elements)
         except (OSError, NftError) as error:
@@ -144,8 +160,13 @@ class Unblocker:
                 failed.update(((path, line), one_line(str(error))) for line in lines)
         return failed
 
-    def _undone_batched(self, action: Action, address: str, nft_error: str | None,
-                        deny_failed: dict[tuple[str, str], str]) -> Action:  # fmt: skip
+    def _undone_batched(
+        self,
+        action: Action,
+        address: str,
+        nft_error: str | None,
+        deny_failed: dict[tuple[str, str], str],
+    ) -> Action:
         """_undone, for an action whose undo was done in a batch (nftables, hosts.deny)."""
         if action.kind == NFT and _undo_due(action):
             return self._outcome(action, address, nft_error)
@@ -167,8 +188,13 @@ class Unblocker:
         """The action after an undo that failed with `error` (None: it worked)."""
         if error is None:
             return action._replace(status=DONE) if action.status.startswith(UNDO_FAILED) else action
-        log.error("undoing %s for %s failed: %s; run `portwarden unblock %s` again once it "
-                  "is fixed", action.kind, address, error, address)  # fmt: skip
+        log.error(
+            "undoing %s for %s failed: %s; run `portwarden unblock %s` again once it is fixed",
+            action.kind,
+            address,
+            error,
+            address,
+        )
         return action._replace(status=f"{UNDO_FAILED}: {error}")
 
     def undo(self, action: Action, address: str) -> str | None:
@@ -184,9 +210,13 @@ class Unblocker:
         elif action.kind == HOSTS_DENY and len(action.undo) == 2:
             fileedit.remove_line(Path(action.undo[0]), action.undo[1])
         elif action.kind == ROUTE and action.undo:
-            failure = commands.run(list(action.undo), self._context.settings.kill_cmd_timeout,
-                                   "KILL_ROUTE undo", quiet=unsure,
-                                   harmless=commands.NOT_THERE)  # fmt: skip
+            failure = commands.run(
+                list(action.undo),
+                self._context.settings.kill_cmd_timeout,
+                "KILL_ROUTE undo",
+                quiet=unsure,
+                harmless=commands.NOT_THERE,
+            )
             if failure == commands.GONE and action.status != PLANNED:  # planned: never added
                 self._routes_gone += 1
             elif failure is not None and not unsure:
@@ -207,8 +237,10 @@ class Unblocker:
         for record in self._store.leftovers():
             if network is not None and ipaddress.ip_address(record.address) not in network:
                 continue
-            actions = tuple(self._retried(a, record.address, record.id in rebooted, by_hand)
-                            for a in record.actions)  # fmt: skip
+            actions = tuple(
+                self._retried(a, record.address, record.id in rebooted, by_hand)
+                for a in record.actions
+            )
             self._store.set_left(record.id, actions)
             record = record._replace(actions=actions)
             (still if left(record) else cleared).append(record)
@@ -220,8 +252,11 @@ class Unblocker:
         removed by hand, or by a reboot; every one of them when a start finishes thousands of
         interrupted unblocks), instead of one each."""
         if self._routes_gone:
-            log.info("KILL_ROUTE undo: nothing to remove for %d blocks (gone already: removed "
-                     "by hand, or by a reboot)", self._routes_gone)  # fmt: skip
+            log.info(
+                "KILL_ROUTE undo: nothing to remove for %d blocks (gone already: removed "
+                "by hand, or by a reboot)",
+                self._routes_gone,
+            )
             self._routes_gone = 0
 
     def _retried(self, action: Action, address: str, rebooted: bool, by_hand: bool) -> Action:
@@ -240,8 +275,11 @@ class Unblocker:
 
     def unblock_matching(self, network: Network | None, by: str) -> list[BlockRecord]:
         """Unblock every active block inside `network` (all when None)."""
-        inside = [r for r in self._store.active()
-                  if network is None or ipaddress.ip_address(r.address) in network]  # fmt: skip
+        inside = [
+            r
+            for r in self._store.active()
+            if network is None or ipaddress.ip_address(r.address) in network
+        ]
         return self._unblock_each(inside, by)
 
     def unblock_ignored(self, active: list[BlockRecord] | None = None) -> list[BlockRecord]:
@@ -267,8 +305,11 @@ class Unblocker:
         records = self._store.active() if active is None else active
         due = [r for r in records if r.address in protected]
         for record in due:
-            log.warning("protected address=%s why=%s: it became protected after its block, "
-                        "which ends", record.address, protected[record.address])  # fmt: skip
+            log.warning(
+                "protected address=%s why=%s: it became protected after its block, which ends",
+                record.address,
+                protected[record.address],
+            )
         return self._unblock_each(due, PROTECTED)
 
     def _unblock_each(self, records: list[BlockRecord], by: str) -> list[BlockRecord]:

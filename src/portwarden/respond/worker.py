@@ -33,9 +33,11 @@ log = logging.getLogger("portwarden")
 def block_line(record: BlockRecord, what: str = "block") -> str:
     until = "forever" if record.until is None else utc_stamp(record.until)
     actions = ",".join(f"{a.kind}:{a.status.split(':')[0]}" for a in record.actions) or "none"
-    return (f"{what} address={record.address} actions={actions} until={until} "
-            f"offence={record.offence} port={record.port} mode={record.mode} "
-            f'reason="{one_line(record.reason)}"')  # fmt: skip
+    return (
+        f"{what} address={record.address} actions={actions} until={until} "
+        f"offence={record.offence} port={record.port} mode={record.mode} "
+        f'reason="{one_line(record.reason)}"'
+    )
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,9 @@ def _just_now(by: str) -> Callable[[str], tuple[str, float]]:
     return lambda _address: (by, now)
 
 
-def report_unblocks(alerts: Alerts, ended: Sequence[str],
-                     how: Callable[[str], tuple[str, float]]) -> None:  # fmt: skip
+def report_unblocks(
+    alerts: Alerts, ended: Sequence[str], how: Callable[[str], tuple[str, float]]
+) -> None:
     """One line and event per ended block (its address, and by what and when: `how`), at most
     limits.UNBLOCKS_REPORTED_MAX at once (an `unblock --all` of thousands), then their number;
     `how` is asked only for those shown."""
@@ -81,8 +84,11 @@ def report_unblocks(alerts: Alerts, ended: Sequence[str],
 def say_table_remade(alerts: Alerts, settings: Settings, address: object) -> None:
     """A block found our table gone (`nft flush ruleset`) and made it again: the other active
     blocks are to be put back (by the caller)."""
-    log.warning("nftables: table inet %s was gone; made again for %s, putting the other "
-                "active blocks back", settings.nft_table, address)  # fmt: skip
+    log.warning(
+        "nftables: table inet %s was gone; made again for %s, putting the other active blocks back",
+        settings.nft_table,
+        address,
+    )
     alerts.table_lost()
 
 
@@ -114,9 +120,12 @@ class ActionWorker(threading.Thread):
             try:
                 if kind is Job.STOP:
                     if actions.blocks.not_run:
-                        log.warning("stopping: KILL_RUN_CMD not run for %d blocks that waited "
-                                    "their turn (recorded `%s`)", actions.blocks.not_run,
-                                    NOT_RUN)  # fmt: skip
+                        log.warning(
+                            "stopping: KILL_RUN_CMD not run for %d blocks that waited "
+                            "their turn (recorded `%s`)",
+                            actions.blocks.not_run,
+                            NOT_RUN,
+                        )
                     if payload:
                         report_unblocks(
                             self._alerts,
@@ -152,8 +161,9 @@ class ActionWorker(threading.Thread):
                     actions.files.write_notes()
                 elif kind is Job.EXPIRE:
                     expired = actions.unblocks.expire(time.time())
-                    report_unblocks(self._alerts, [r.address for r in expired],
-                                     _just_now("expired"))  # fmt: skip
+                    report_unblocks(
+                        self._alerts, [r.address for r in expired], _just_now("expired")
+                    )
                     if expired:
                         actions.files.write_files()
                 elif kind is Job.UNBLOCK and isinstance(payload, UnblockJob):
@@ -161,8 +171,7 @@ class ActionWorker(threading.Thread):
                         payload.answer.set_result(self._unblock(actions, payload))
                 elif kind is Job.PROTECTED and isinstance(payload, dict):
                     ended = actions.unblocks.unblock_protected(payload)
-                    report_unblocks(self._alerts, [r.address for r in ended],
-                                     _just_now(PROTECTED))  # fmt: skip
+                    report_unblocks(self._alerts, [r.address for r in ended], _just_now(PROTECTED))
                 elif kind is Job.REAPPLY and isinstance(payload, Future):
                     with _answering(payload):
                         payload.set_result(reapply_here(actions))
@@ -172,8 +181,11 @@ class ActionWorker(threading.Thread):
     def _settings_taken(self, actions: Actions) -> None:
         """After a reload, as at start (Restorer.restore): the blocks now inside IGNORE_FILE
         end, and those made before the built-in blocker was turned on are put in its sets."""
-        report_unblocks(self._alerts, [r.address for r in actions.unblocks.unblock_ignored()],
-                         _just_now(IGNORED))  # fmt: skip
+        report_unblocks(
+            self._alerts,
+            [r.address for r in actions.unblocks.unblock_ignored()],
+            _just_now(IGNORED),
+        )
         if actions.restorer.take_into_nft():
             self.putting_back.set()
             self._put_back(actions)
@@ -198,12 +210,18 @@ class ActionWorker(threading.Thread):
         except NftError as error:
             self.retry_at = time.monotonic() + PUT_BACK_RETRY_S
             self.unfilled.set()
-            log.error("nftables: putting the blocks back failed: %s; trying again in %d s",
-                      one_line(str(error)), PUT_BACK_RETRY_S)  # fmt: skip
+            log.error(
+                "nftables: putting the blocks back failed: %s; trying again in %d s",
+                one_line(str(error)),
+                PUT_BACK_RETRY_S,
+            )
         else:
             self.unfilled.clear()
-            log.warning("nftables: %d blocks re-applied in table inet %s", count or 0,
-                        actions.settings.nft_table)  # fmt: skip
+            log.warning(
+                "nftables: %d blocks re-applied in table inet %s",
+                count or 0,
+                actions.settings.nft_table,
+            )
         finally:
             self.putting_back.clear()
 

@@ -32,16 +32,24 @@ def watch_list(settings: Settings) -> list[tuple[Proto, str, tuple[int, ...]]]:
 def udp_ports_in(ports: range, settings: Settings) -> frozenset[int]:
     """The UDP ports watched on raw packets (before SmartVerify) that lie in `ports`. The
     classic mode has none: it binds its ports, so the kernel never gives them to a client."""
-    return frozenset(port for proto, mode, watched in watch_list(settings)
-                     if proto is Proto.UDP and mode not in CLASSIC_MODES
-                     for port in watched if port in ports)  # fmt: skip
+    return frozenset(
+        port
+        for proto, mode, watched in watch_list(settings)
+        if proto is Proto.UDP and mode not in CLASSIC_MODES
+        for port in watched
+        if port in ports
+    )
 
 
 def sensor_inputs(settings: Settings) -> tuple[object, ...]:
     """Every setting build_sensors reads: equal for two configurations, their sensors would
     be the same."""
-    return (watch_list(settings), settings.port_banner, settings.service_gone_grace,
-            settings.udp_reply_source_ports)  # fmt: skip
+    return (
+        watch_list(settings),
+        settings.port_banner,
+        settings.service_gone_grace,
+        settings.udp_reply_source_ports,
+    )
 
 
 def build_sensors(settings: Settings, host: HostView) -> list[Sensor]:
@@ -59,7 +67,14 @@ def build_sensors(settings: Settings, host: HostView) -> list[Sensor]:
             banner = settings.port_banner if proto is Proto.TCP else None
             sensors.append(ListenerSensor(proto, ports, banner, host))
         else:
-            sensors.append(RawSensor(proto, mode, frozenset(ports), host,
-                                     settings.service_gone_grace,
-                                     settings.udp_reply_source_ports))  # fmt: skip
+            sensors.append(
+                RawSensor(
+                    proto,
+                    mode,
+                    frozenset(ports),
+                    host,
+                    settings.service_gone_grace,
+                    settings.udp_reply_source_ports,
+                )
+            )
     return sensors

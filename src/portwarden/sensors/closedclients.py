@@ -25,8 +25,15 @@ class ClosedClients:
         while len(self._closed_at) > limits.CLOSED_UDP_CLIENTS_MAX:
             del self._closed_at[next(iter(self._closed_at))]
 
-    def replied(self, port: int, src: IPAddress, sport: int, arrived: float, now: float,
-                reply_sources: frozenset[int] = frozenset()) -> bool:  # fmt: skip
+    def replied(
+        self,
+        port: int,
+        src: IPAddress,
+        sport: int,
+        arrived: float,
+        now: float,
+        reply_sources: frozenset[int] = frozenset(),
+    ) -> bool:
         """Whether a datagram from `src`:`sport` to `port` that `arrived` then is a reply to a
         socket that has closed: one connected to that peer that closed lately (a reply, late
         or not); or an unconnected one that was still open when it arrived (so the port was

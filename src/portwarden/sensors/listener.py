@@ -75,8 +75,9 @@ def _bind(proto: Proto, port: int) -> socket.socket:
 class ListenerSensor:
     """Bound tripwire ports for one protocol."""
 
-    def __init__(self, proto: Proto, ports: tuple[int, ...], banner: str | None,
-                 host: HostView) -> None:  # fmt: skip
+    def __init__(
+        self, proto: Proto, ports: tuple[int, ...], banner: str | None, host: HostView
+    ) -> None:
         self.proto = proto
         self._host = host
         self.mode = "tcp" if proto is Proto.TCP else "udp"
@@ -92,16 +93,18 @@ class ListenerSensor:
             except OSError as error:
                 if error.errno in OUT_OF_DESCRIPTORS:
                     self.close()
-                    raise DescriptorShortage(f"{self.mode}: out of file descriptors at port "
-                                             f"{port}: {error.strerror}") from None  # fmt: skip
+                    raise DescriptorShortage(
+                        f"{self.mode}: out of file descriptors at port {port}: {error.strerror}"
+                    ) from None
                 skipped = in_use if error.errno == errno.EADDRINUSE else failed
                 skipped.append(f"{port} ({error.strerror})")
                 continue
             self.sockets[sock.fileno()] = sock
             self.ports[sock.fileno()] = port
         if in_use:
-            log.warning("%s: not watching ports in use by a service: %s", self.mode,
-                        ", ".join(in_use))  # fmt: skip
+            log.warning(
+                "%s: not watching ports in use by a service: %s", self.mode, ", ".join(in_use)
+            )
         if failed:
             log.warning("%s: cannot watch ports: %s", self.mode, ", ".join(failed))
 
@@ -159,10 +162,18 @@ class ListenerSensor:
                 if self._banner:
                     with contextlib.suppress(OSError):
                         conn.send(self._banner, socket.MSG_DONTWAIT)
-            probes.append(Probe(
-                src, unmapped(here), Proto.TCP, peer[1], local[1], self.mode, CONNECT_SCAN,
-                seen_at=time.time(),
-            ))  # fmt: skip
+            probes.append(
+                Probe(
+                    src,
+                    unmapped(here),
+                    Proto.TCP,
+                    peer[1],
+                    local[1],
+                    self.mode,
+                    CONNECT_SCAN,
+                    seen_at=time.time(),
+                )
+            )
         return probes
 
     def _receive(self, fd: int) -> list[Probe]:
@@ -187,13 +198,30 @@ class ListenerSensor:
             src = _sender(_as_shown(peer[0]), shown)
             if src is None:
                 continue  # forged: reporting it would name nobody, blocking it would stop nobody
-            packet = Packet(b"", b"", 17, peer[1], self.ports[fd], payload_len=len(data),
-                            payload_head=data[:limits.PAYLOAD_HEAD_BYTES])  # fmt: skip
+            packet = Packet(
+                b"",
+                b"",
+                17,
+                peer[1],
+                self.ports[fd],
+                payload_len=len(data),
+                payload_head=data[: limits.PAYLOAD_HEAD_BYTES],
+            )
             tool = udp_os_tool(packet)
-            probes.append(Probe(
-                src, dst, Proto.UDP, peer[1], self.ports[fd], self.mode,
-                UDP_SCAN, os_tool=tool, seen_at=time.time(), os_probe=os_probe_name(packet, tool),
-            ))  # fmt: skip
+            probes.append(
+                Probe(
+                    src,
+                    dst,
+                    Proto.UDP,
+                    peer[1],
+                    self.ports[fd],
+                    self.mode,
+                    UDP_SCAN,
+                    os_tool=tool,
+                    seen_at=time.time(),
+                    os_probe=os_probe_name(packet, tool),
+                )
+            )
         return probes
 
     def close(self) -> None:

@@ -37,8 +37,9 @@ log = logging.getLogger("portwarden")
 # the other asm-generic architectures; not in Python's socket module.
 _SO_TIMESTAMPNS = 35
 _TIMESPEC = struct.Struct("=qq")
-_ANCILLARY_SPACE = (socket.CMSG_SPACE(20) + 2 * socket.CMSG_SPACE(256)
-                    + socket.CMSG_SPACE(_TIMESPEC.size))  # fmt: skip
+_ANCILLARY_SPACE = (
+    socket.CMSG_SPACE(20) + 2 * socket.CMSG_SPACE(256) + socket.CMSG_SPACE(_TIMESPEC.size)
+)
 _OPTION_HEADERS = (socket.IPV6_HOPOPTS, socket.IPV6_DSTOPTS)
 
 
@@ -67,8 +68,15 @@ class RawSensor:
     of a client that closed is no service gone.
     """
 
-    def __init__(self, proto: Proto, mode: str, candidates: frozenset[int], host: HostView,
-                 grace_s: float, reply_sources: frozenset[int] = frozenset()) -> None:  # fmt: skip
+    def __init__(
+        self,
+        proto: Proto,
+        mode: str,
+        candidates: frozenset[int],
+        host: HostView,
+        grace_s: float,
+        reply_sources: frozenset[int] = frozenset(),
+    ) -> None:
         self.proto = proto
         self._reply_sources = reply_sources  # UDP_REPLY_SOURCE_PORTS (see ClosedClients)
         self.mode = mode
@@ -182,11 +190,11 @@ class RawSensor:
                     # MSG_TRUNC: the size as the kernel filter passed it, not what fits the
                     # buffer (a UDP datagram whole, a TCP segment cut to CAPTURE_BYTES).
                     size, ancillary, _, address = sock.recvmsg_into(
-                        [self._buffer], _ANCILLARY_SPACE, socket.MSG_TRUNC)  # fmt: skip
+                        [self._buffer], _ANCILLARY_SPACE, socket.MSG_TRUNC
+                    )
                     data = bytes(self._buffer[: min(size, limits.CAPTURE_BYTES)])
                     arrived = _arrival(ancillary) or now
-                    packet = (self._parse(data, size, ancillary, address) if v6
-                              else parse_ipv4(data))  # fmt: skip
+                    packet = self._parse(data, size, ancillary, address) if v6 else parse_ipv4(data)
                 else:
                     packet = parse_ipv4(sock.recv(limits.CAPTURE_BYTES))
             except (BlockingIOError, InterruptedError):
@@ -232,9 +240,9 @@ class RawSensor:
         found = []
         now = time.time()
         for probe in held:
-            if not self._host.closed_clients.replied(probe.dport, probe.src, probe.sport,
-                                                     probe.seen_at, now,
-                                                     self._reply_sources):  # fmt: skip
+            if not self._host.closed_clients.replied(
+                probe.dport, probe.src, probe.sport, probe.seen_at, now, self._reply_sources
+            ):
                 found.append(probe)
             elif probe.os_tool is not None:
                 found.append(probe._replace(tripwire=False))
@@ -249,9 +257,11 @@ class RawSensor:
             self._host.closed_clients.add(close.port, close.peer, close.peer_port, now)
         if self._closes.lost and not self._said_lost:
             self._said_lost = True
-            log.warning("udp: the kernel dropped notices of this host's UDP sockets closing (a "
-                        "burst of closes): a reply to a client that closed then may have been "
-                        "taken for a probe; said once")  # fmt: skip
+            log.warning(
+                "udp: the kernel dropped notices of this host's UDP sockets closing (a "
+                "burst of closes): a reply to a client that closed then may have been "
+                "taken for a probe; said once"
+            )
 
     def _parse(self, data: bytes, size: int, ancillary: list, address: tuple) -> Packet:
         dst, options = b"", False
@@ -285,8 +295,11 @@ class RawSensor:
             return known[0]
         # A service the last refresh saw for `dst` (the filter passes its port while only a
         # loopback address has one, or until the next refresh re-attaches it), then the grace.
-        found = (not self._open(dst, port) and not self._served_lately(dst, port, now)
-                 and self._free(dst, port, now))  # fmt: skip
+        found = (
+            not self._open(dst, port)
+            and not self._served_lately(dst, port, now)
+            and self._free(dst, port, now)
+        )
         if len(self._decided) >= limits.FREE_PORTS_CACHED_MAX:
             self._decided.clear()
         self._decided[key] = (found, now)
@@ -342,7 +355,9 @@ def _hear_closes() -> UdpCloses | None:
     try:
         return UdpCloses()
     except OSError as error:
-        log.warning("udp: no notice of this host's UDP sockets closing (%s): a reply to a "
-                    "client that closes at once may be taken for a probe",
-                    error.strerror or error)  # fmt: skip
+        log.warning(
+            "udp: no notice of this host's UDP sockets closing (%s): a reply to a "
+            "client that closes at once may be taken for a probe",
+            error.strerror or error,
+        )
         return None

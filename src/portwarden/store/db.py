@@ -152,8 +152,13 @@ class HistoryNote(NamedTuple):
 
 
 def _actions_json(actions: tuple[Action, ...]) -> str:
-    return json.dumps([{"kind": a.kind, "undo": list(a.undo), "status": a.status}
-                       | ({"do": list(a.do)} if a.do else {}) for a in actions])  # fmt: skip
+    return json.dumps(
+        [
+            {"kind": a.kind, "undo": list(a.undo), "status": a.status}
+            | ({"do": list(a.do)} if a.do else {})
+            for a in actions
+        ]
+    )
 
 
 # Stands for a block's own address in the cached parse of its action list. json.dumps
@@ -164,8 +169,10 @@ _ADDRESS = "\ue000"
 @functools.lru_cache(maxsize=256)
 def _parsed(template: str) -> tuple[tuple[Action, bool], ...]:
     """The actions, each with whether it holds the address (only those are rebuilt)."""
-    actions = [Action(a["kind"], tuple(a["undo"]), a["status"], tuple(a.get("do", ())))
-               for a in json.loads(template)]  # fmt: skip
+    actions = [
+        Action(a["kind"], tuple(a["undo"]), a["status"], tuple(a.get("do", ())))
+        for a in json.loads(template)
+    ]
     return tuple((a, any(_ADDRESS in s for s in (a.status, *a.undo, *a.do))) for a in actions)
 
 
@@ -174,12 +181,16 @@ def _actions(text: str, address: str) -> tuple[Action, ...]:
     share a handful: their hosts.deny lines differ only in the address). The address comes
     back wherever it was: how to do and undo, and the status (an undo's failure names it)."""
     return tuple(
-        Action(a.kind, tuple([s.replace(_ADDRESS, address) for s in a.undo]),
-               a.status.replace(_ADDRESS, address),
-               tuple([s.replace(_ADDRESS, address) for s in a.do]))
-        if holds else a
+        Action(
+            a.kind,
+            tuple([s.replace(_ADDRESS, address) for s in a.undo]),
+            a.status.replace(_ADDRESS, address),
+            tuple([s.replace(_ADDRESS, address) for s in a.do]),
+        )
+        if holds
+        else a
         for a, holds in _parsed(text.replace(address, _ADDRESS))
-    )  # fmt: skip
+    )
 
 
 _COLUMNS = "id, address, proto, port, mode, reason, hostname, since, until, offence, actions"
@@ -230,9 +241,12 @@ def store_path(state_dir: Path) -> Path:
 
 # The columns a store made by an older version may lack.
 _ADDED_COLUMNS = frozenset({"boot", "leftover", "history", "unblocking"})
-_ADDED_REPORT_COLUMNS = {"done": "TEXT NOT NULL DEFAULT ''",
-                         "reached": "INTEGER NOT NULL DEFAULT 0", "tried": "REAL",
-                         "tries": "INTEGER NOT NULL DEFAULT 0"}  # fmt: skip
+_ADDED_REPORT_COLUMNS = {
+    "done": "TEXT NOT NULL DEFAULT ''",
+    "reached": "INTEGER NOT NULL DEFAULT 0",
+    "tried": "REAL",
+    "tries": "INTEGER NOT NULL DEFAULT 0",
+}
 
 
 class StoreError(Exception):
@@ -259,9 +273,12 @@ class Store:
 
     def _open_read_only(self, path: Path) -> bool:
         """Whether the store at `path`, opened read-only, has the current schema."""
-        self._db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True,
-                                   isolation_level=None,
-                                   timeout=limits.STORE_BUSY_WAIT_S)  # fmt: skip
+        self._db = sqlite3.connect(
+            f"{path.absolute().as_uri()}?mode=ro",
+            uri=True,
+            isolation_level=None,
+            timeout=limits.STORE_BUSY_WAIT_S,
+        )
         if self._columns() >= _ADDED_COLUMNS and self._columns("reports") >= set(
             _ADDED_REPORT_COLUMNS
         ):
@@ -274,8 +291,10 @@ class Store:
 
     def _open(self, path: Path, durable: bool) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        last_write = max((p.stat().st_mtime for p in (path, path.with_name(path.name + "-wal"))
-                          if p.exists()), default=0.0)  # fmt: skip
+        last_write = max(
+            (p.stat().st_mtime for p in (path, path.with_name(path.name + "-wal")) if p.exists()),
+            default=0.0,
+        )
         self._db = sqlite3.connect(path, isolation_level=None, timeout=limits.STORE_BUSY_WAIT_S)
         self._wal()
         for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
@@ -330,10 +349,13 @@ class Store:
             if column not in report_columns:
                 self._db.execute(f"ALTER TABLE reports ADD COLUMN {column} {kind}")
         self._db.execute("CREATE INDEX IF NOT EXISTS blocks_left ON blocks(id) WHERE leftover")
-        self._db.execute("CREATE INDEX IF NOT EXISTS blocks_unwritten ON blocks(id)"
-                         " WHERE NOT history")  # fmt: skip
-        self._db.execute("CREATE INDEX IF NOT EXISTS blocks_unblocking ON blocks(id)"
-                         " WHERE unblocking IS NOT NULL AND ended IS NULL")  # fmt: skip
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS blocks_unwritten ON blocks(id) WHERE NOT history"
+        )
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS blocks_unblocking ON blocks(id)"
+            " WHERE unblocking IS NOT NULL AND ended IS NULL"
+        )
 
     def close(self) -> None:
         self._db.close()
@@ -342,10 +364,20 @@ class Store:
         """Changes whenever another connection commits: the daemon's cue to re-read."""
         return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
-    def add_block(self, address: str, proto: str, port: int, mode: str, reason: str,
-                  hostname: str, since: float, until: float | None,
-                  actions: tuple[Action, ...], boot: str,
-                  replacing: int | None = None) -> BlockRecord | None:  # fmt: skip
+    def add_block(
+        self,
+        address: str,
+        proto: str,
+        port: int,
+        mode: str,
+        reason: str,
+        hostname: str,
+        since: float,
+        until: float | None,
+        actions: tuple[Action, ...],
+        boot: str,
+        replacing: int | None = None,
+    ) -> BlockRecord | None:
         """Record a new active block; None if the address already has one. `replacing`: the
         id of the address's active block that this one supersedes (SUPERSEDED), ended in the
         same transaction, unless an unblock of it has begun (then None)."""
@@ -353,34 +385,64 @@ class Store:
             if replacing is not None:
                 self._db.execute(
                     "UPDATE blocks SET ended = ?, ended_by = ? WHERE id = ? AND ended IS NULL"
-                    " AND unblocking IS NULL", (since, SUPERSEDED, replacing))  # fmt: skip
+                    " AND unblocking IS NULL",
+                    (since, SUPERSEDED, replacing),
+                )
             offence = 1 + self.offences(address)
             try:
                 cursor = self._db.execute(
                     "INSERT INTO blocks (address, proto, port, mode, reason, hostname, since,"
                     " until, offence, actions, boot, history)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
-                    (address, proto, port, mode, reason, hostname, since, until, offence,
-                     _actions_json(actions), boot))  # fmt: skip
+                    (
+                        address,
+                        proto,
+                        port,
+                        mode,
+                        reason,
+                        hostname,
+                        since,
+                        until,
+                        offence,
+                        _actions_json(actions),
+                        boot,
+                    ),
+                )
             except sqlite3.IntegrityError:
                 return None
-        return BlockRecord(cursor.lastrowid or 0, address, proto, port, mode, reason, hostname,
-                           since, until, offence, actions)  # fmt: skip
+        return BlockRecord(
+            cursor.lastrowid or 0,
+            address,
+            proto,
+            port,
+            mode,
+            reason,
+            hostname,
+            since,
+            until,
+            offence,
+            actions,
+        )
 
     def offences(self, address: str, replacing: int | None = None) -> int:
         """How many blocks this address has had before (attempts that took no effect, blocks
         superseded by another and blocks the `unblock` command ended do not count; nor does
         block `replacing`, which the next one is to supersede)."""
-        return int(self._db.execute(
-            "SELECT count(*) FROM blocks WHERE address = ? AND coalesce(ended_by, '') NOT IN"
-            " (?, ?, ?) AND id IS NOT ?",
-            (address, FAILED, SUPERSEDED, UNBLOCK_COMMAND, replacing)).fetchone()[0])  # fmt: skip
+        return int(
+            self._db.execute(
+                "SELECT count(*) FROM blocks WHERE address = ? AND coalesce(ended_by, '') NOT IN"
+                " (?, ?, ?) AND id IS NOT ?",
+                (address, FAILED, SUPERSEDED, UNBLOCK_COMMAND, replacing),
+            ).fetchone()[0]
+        )
 
     def dos_of(self, kind: str) -> set[tuple[str, ...]]:
         """The `do` of every action of `kind` of the blocks, active and ended, each once."""
         rows = self._db.execute(
             "SELECT DISTINCT json_extract(value, '$.do') FROM blocks, json_each(blocks.actions)"
-            " WHERE json_extract(value, '$.kind') = ?", (kind,))  # fmt: skip
+            " WHERE json_extract(value, '$.kind') = ?",
+            (kind,),
+        )
         return {tuple(json.loads(do)) if do else () for (do,) in rows}
 
     def unwritten(self) -> list[BlockRecord]:
@@ -391,8 +453,9 @@ class Store:
     def set_written(self, block_ids: list[int]) -> None:
         """The blocks' HISTORY_FILE lines are written (or they need none)."""
         with self._transaction():
-            self._db.executemany("UPDATE blocks SET history = 1 WHERE id = ?",
-                                 [(i,) for i in block_ids])  # fmt: skip
+            self._db.executemany(
+                "UPDATE blocks SET history = 1 WHERE id = ?", [(i,) for i in block_ids]
+            )
 
     def add_note(self, address: str, proto: str, port: int, since: float) -> None:
         """Record a HISTORY_FILE line to write for a scan reported in alert-only mode; past
@@ -400,14 +463,18 @@ class Store:
         with self._transaction():
             self._db.execute(
                 "INSERT INTO notes (address, proto, port, hostname, since) VALUES (?, ?, ?, ?, ?)",
-                (address, proto, port, address, since))  # fmt: skip
-            self._db.execute("DELETE FROM notes WHERE id <= (SELECT max(id) FROM notes) - ?",
-                             (limits.NOTES_PENDING_MAX,))  # fmt: skip
+                (address, proto, port, address, since),
+            )
+            self._db.execute(
+                "DELETE FROM notes WHERE id <= (SELECT max(id) FROM notes) - ?",
+                (limits.NOTES_PENDING_MAX,),
+            )
 
     def notes(self) -> list[HistoryNote]:
         """The alert-only HISTORY_FILE lines not written yet, oldest first."""
-        rows = self._db.execute("SELECT id, address, proto, port, hostname, since FROM notes"
-                                " ORDER BY id")  # fmt: skip
+        rows = self._db.execute(
+            "SELECT id, address, proto, port, hostname, since FROM notes ORDER BY id"
+        )
         return [HistoryNote._make(row) for row in rows]
 
     def set_note_hostname(self, note_id: int, hostname: str) -> None:
@@ -425,18 +492,22 @@ class Store:
         with self._transaction():
             self._db.executemany(
                 "UPDATE blocks SET unblocking = ? WHERE id = ? AND ended IS NULL",
-                [(by, i) for i in block_ids])  # fmt: skip
+                [(by, i) for i in block_ids],
+            )
 
     def unblocking(self) -> list[tuple[BlockRecord, str]]:
         """The active blocks whose unblock a kill interrupted, with who asked."""
-        rows = self._db.execute(f"SELECT {_COLUMNS}, unblocking FROM blocks WHERE unblocking"
-                                " IS NOT NULL AND ended IS NULL ORDER BY id")  # fmt: skip
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS}, unblocking FROM blocks WHERE unblocking"
+            " IS NOT NULL AND ended IS NULL ORDER BY id"
+        )
         return [(_record(row[:-1]), str(row[-1])) for row in rows]
 
     def set_actions(self, block_id: int, actions: tuple[Action, ...]) -> None:
         with self._transaction():
-            self._db.execute("UPDATE blocks SET actions = ? WHERE id = ?",
-                             (_actions_json(actions), block_id))  # fmt: skip
+            self._db.execute(
+                "UPDATE blocks SET actions = ? WHERE id = ?", (_actions_json(actions), block_id)
+            )
 
     def set_actions_many(self, changes: list[tuple[int, tuple[Action, ...]]]) -> None:
         """set_actions for many blocks (block id, actions) in one transaction."""
@@ -451,41 +522,44 @@ class Store:
     def set_boot_all(self, boot: str) -> None:
         """Every active block is known to be in force in the boot `boot`."""
         with self._transaction():
-            self._db.execute("UPDATE blocks SET boot = ? WHERE ended IS NULL AND boot != ?",
-                             (boot, boot))  # fmt: skip
+            self._db.execute(
+                "UPDATE blocks SET boot = ? WHERE ended IS NULL AND boot != ?", (boot, boot)
+            )
 
     def made_in_other_boots(self, boot: str) -> set[int]:
         """Active blocks whose KILL_ROUTE was last carried out before the boot `boot`."""
-        rows = self._db.execute("SELECT id FROM blocks WHERE ended IS NULL AND boot != ?",
-                                (boot,))  # fmt: skip
+        rows = self._db.execute("SELECT id FROM blocks WHERE ended IS NULL AND boot != ?", (boot,))
         return {row[0] for row in rows}
 
     def set_hostname(self, block_id: int, hostname: str) -> None:
         with self._transaction():
             self._db.execute("UPDATE blocks SET hostname = ? WHERE id = ?", (hostname, block_id))
 
-    def end_block(self, block_id: int, when: float, by: str,
-                  actions: tuple[Action, ...] | None = None) -> bool:  # fmt: skip
+    def end_block(
+        self, block_id: int, when: float, by: str, actions: tuple[Action, ...] | None = None
+    ) -> bool:
         """Mark a block ended (with its actions as undone: those whose undo failed make it a
         leftover). False if it had already ended (someone else undid it)."""
         with self._transaction():
             return self._end(block_id, when, by, actions)
 
-    def end_blocks(self, ended: list[tuple[int, tuple[Action, ...]]], when: float,
-                   by: str) -> set[int]:  # fmt: skip
+    def end_blocks(
+        self, ended: list[tuple[int, tuple[Action, ...]]], when: float, by: str
+    ) -> set[int]:
         """end_block for many blocks (block id, actions as undone) in one transaction.
         Returns the ids of those that had not ended already."""
         with self._transaction():
             return {i for i, actions in ended if self._end(i, when, by, actions)}
 
-    def _end(self, block_id: int, when: float, by: str,
-             actions: tuple[Action, ...] | None) -> bool:  # fmt: skip
+    def _end(self, block_id: int, when: float, by: str, actions: tuple[Action, ...] | None) -> bool:
         """A block ended FAILED took no effect (or was taken back at once, as one the full
         action queue refused, whose element the loop had added): it needs no HISTORY_FILE
         line, said in the same update, so that no kill before set_written gives it one."""
         cursor = self._db.execute(
             "UPDATE blocks SET ended = ?, ended_by = ?, history = history OR ? WHERE id = ?"
-            " AND ended IS NULL", (when, by, by == FAILED, block_id))  # fmt: skip
+            " AND ended IS NULL",
+            (when, by, by == FAILED, block_id),
+        )
         if actions is not None and cursor.rowcount == 1:
             self._set_left(block_id, actions)
         return cursor.rowcount == 1
@@ -497,8 +571,10 @@ class Store:
 
     def _set_left(self, block_id: int, actions: tuple[Action, ...]) -> None:
         left = any(a.status.startswith(UNDO_FAILED) for a in actions)
-        self._db.execute("UPDATE blocks SET actions = ?, leftover = ? WHERE id = ?",
-                         (_actions_json(actions), int(left), block_id))  # fmt: skip
+        self._db.execute(
+            "UPDATE blocks SET actions = ?, leftover = ? WHERE id = ?",
+            (_actions_json(actions), int(left), block_id),
+        )
 
     def leftovers(self) -> list[BlockRecord]:
         """Ended blocks with an action whose undo failed (still in force)."""
@@ -514,14 +590,17 @@ class Store:
         """By what (expired, restart, ...) and when the address's latest ended block ended."""
         row = self._db.execute(
             "SELECT ended_by, ended FROM blocks WHERE address = ? AND ended IS NOT NULL"
-            " ORDER BY ended DESC LIMIT 1", (address,)).fetchone()  # fmt: skip
+            " ORDER BY ended DESC LIMIT 1",
+            (address,),
+        ).fetchone()
         return None if row is None else (row[0], row[1])
 
     def active(self, now: float | None = None) -> list[BlockRecord]:
         """The active blocks; with `now`, only those whose time is not up by then (the daemon
         ends the others within a second, but it may not be running)."""
-        rows = self._db.execute(f"SELECT {_COLUMNS} FROM blocks WHERE {_in_force(now)}"
-                                " ORDER BY since, id", {"now": now})  # fmt: skip
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM blocks WHERE {_in_force(now)} ORDER BY since, id", {"now": now}
+        )
         with collector_paused():
             return [_record(row) for row in rows]
 
@@ -534,14 +613,17 @@ class Store:
         """The `limit` most recent active blocks, newest first (`now` as in active())."""
         rows = self._db.execute(
             f"SELECT {_COLUMNS} FROM blocks WHERE {_in_force(now)} ORDER BY since DESC, id DESC"
-            " LIMIT :limit", {"now": now, "limit": limit})  # fmt: skip
+            " LIMIT :limit",
+            {"now": now, "limit": limit},
+        )
         return [_record(row) for row in rows]
 
     def ending(self, block_id: int) -> str | None:
         """By what the block ended (expired, command, ...), or who is unblocking it (an unblock
         has begun: see start_unblocking); None while it is active and no unblock has begun."""
-        row = self._db.execute("SELECT coalesce(ended_by, unblocking) FROM blocks WHERE id = ?",
-                               (block_id,)).fetchone()  # fmt: skip
+        row = self._db.execute(
+            "SELECT coalesce(ended_by, unblocking) FROM blocks WHERE id = ?", (block_id,)
+        ).fetchone()
         return None if row is None or row[0] is None else str(row[0])
 
     def active_block(self, address: str) -> BlockRecord | None:
@@ -559,8 +641,9 @@ class Store:
             )
 
     def snapshot(self, name: str) -> tuple[float, dict[str, Any]] | None:
-        row = self._db.execute("SELECT saved, body FROM snapshots WHERE name = ?",
-                               (name,)).fetchone()  # fmt: skip
+        row = self._db.execute(
+            "SELECT saved, body FROM snapshots WHERE name = ?", (name,)
+        ).fetchone()
         return None if row is None else (row[0], json.loads(row[1]))
 
     def due(self, now: float) -> list[BlockRecord]:
@@ -568,33 +651,45 @@ class Store:
         start_unblocking): that unblock ends them, and says so to whoever asked it."""
         rows = self._db.execute(
             f"SELECT {_COLUMNS} FROM blocks WHERE ended IS NULL AND unblocking IS NULL"
-            " AND until <= ? ORDER BY until", (now,))  # fmt: skip
+            " AND until <= ? ORDER BY until",
+            (now,),
+        )
         return [_record(row) for row in rows]
 
     def active_addresses(self) -> set[str]:
-        return {row[0] for row in self._db.execute(
-            "SELECT address FROM blocks WHERE ended IS NULL")}  # fmt: skip
+        return {
+            row[0] for row in self._db.execute("SELECT address FROM blocks WHERE ended IS NULL")
+        }
 
-    def add_report(self, made: float, kind: str, subject: str, body: str, outcome: str,
-                   keep: int) -> int:  # fmt: skip
+    def add_report(
+        self, made: float, kind: str, subject: str, body: str, outcome: str, keep: int
+    ) -> int:
         """Record a report; only the `keep` latest are kept. Returns its id."""
         with self._transaction():
             cursor = self._db.execute(
                 "INSERT INTO reports (made, kind, subject, body, outcome) VALUES (?, ?, ?, ?, ?)",
-                (made, kind, subject, body, outcome))  # fmt: skip
+                (made, kind, subject, body, outcome),
+            )
             report_id = cursor.lastrowid or 0
             self._db.execute("DELETE FROM reports WHERE id <= ?", (report_id - keep,))
         return report_id
 
-    def set_report(self, report_id: int, outcome: str, mailed: float | None = None,
-                   done: tuple[str, ...] = (), reached: bool = False,
-                   tries: int | None = None) -> None:  # fmt: skip
+    def set_report(
+        self,
+        report_id: int,
+        outcome: str,
+        mailed: float | None = None,
+        done: tuple[str, ...] = (),
+        reached: bool = False,
+        tries: int | None = None,
+    ) -> None:
         """`tries` None: as it was."""
         with self._transaction():
             self._db.execute(
                 "UPDATE reports SET outcome = ?, mailed = ?, done = ?, reached = ?,"
                 " tries = coalesce(?, tries) WHERE id = ?",
-                (outcome, mailed, "\n".join(done), reached, tries, report_id))  # fmt: skip
+                (outcome, mailed, "\n".join(done), reached, tries, report_id),
+            )
 
     def set_tried(self, report_id: int, tried: float) -> None:
         with self._transaction():
@@ -602,13 +697,18 @@ class Store:
 
     def tried_since(self, since: float) -> list[float]:
         """When MAIL_PER_HOUR counted the reports it counted after `since` (epoch), in order."""
-        return [row[0] for row in self._db.execute(
-            "SELECT tried FROM reports WHERE tried > ? ORDER BY tried", (since,))]  # fmt: skip
+        return [
+            row[0]
+            for row in self._db.execute(
+                "SELECT tried FROM reports WHERE tried > ? ORDER BY tried", (since,)
+            )
+        ]
 
     def made_since(self, kind: str, since: float) -> float | None:
         """When the latest report of `kind` made after `since` was made (None: none)."""
-        row = self._db.execute("SELECT max(made) FROM reports WHERE kind = ? AND made > ?",
-                               (kind, since)).fetchone()  # fmt: skip
+        row = self._db.execute(
+            "SELECT max(made) FROM reports WHERE kind = ? AND made > ?", (kind, since)
+        ).fetchone()
         return None if row[0] is None else float(row[0])
 
     def list_reports(self, ids: range, was: str, outcome: str, mailed: float) -> None:
@@ -618,18 +718,22 @@ class Store:
             self._db.execute(
                 "UPDATE reports SET outcome = ?, mailed = ?"
                 " WHERE outcome = ? AND id BETWEEN ? AND ?",
-                (outcome, mailed, was, ids.start, ids.stop - 1))  # fmt: skip
+                (outcome, mailed, was, ids.start, ids.stop - 1),
+            )
 
     def unmailed_span(self, outcome: str) -> tuple[int, int, int, float] | None:
         """How many reports not mailed have `outcome`, their lowest and highest id, and when the
         oldest was made (epoch); None: there is none."""
         count, low, high, made = self._db.execute(
             "SELECT count(*), min(id), max(id), min(made) FROM reports"
-            " WHERE mailed IS NULL AND outcome = ?", (outcome,)).fetchone()  # fmt: skip
+            " WHERE mailed IS NULL AND outcome = ?",
+            (outcome,),
+        ).fetchone()
         return (int(count), int(low), int(high), float(made)) if count else None
 
-    def unmailed_reports(self, outcomes: tuple[str, ...], since: float, limit: int,
-                         skip: tuple[int, ...] = ()) -> list[tuple[Any, ...]]:  # fmt: skip
+    def unmailed_reports(
+        self, outcomes: tuple[str, ...], since: float, limit: int, skip: tuple[int, ...] = ()
+    ) -> list[tuple[Any, ...]]:
         """(id, made, kind, subject, body, done, reached, tries) of the reports not mailed with
         one of `outcomes`, made after `since`, oldest first (at most `limit`), but the ids in
         `skip`."""
@@ -638,26 +742,33 @@ class Store:
             "SELECT id, made, kind, subject, body, done, reached, tries FROM reports"
             f" WHERE mailed IS NULL AND made > ? AND outcome IN ({marks})"
             f" AND id NOT IN ({skipped}) ORDER BY made, id LIMIT ?",
-            (since, *outcomes, *skip, limit)).fetchall()  # fmt: skip
+            (since, *outcomes, *skip, limit),
+        ).fetchall()
 
     def unmailed_count(self, outcomes: tuple[str, ...]) -> int:
         marks = ", ".join("?" * len(outcomes))
-        return int(self._db.execute(
-            f"SELECT count(*) FROM reports WHERE mailed IS NULL AND outcome IN ({marks})",
-            outcomes).fetchone()[0])  # fmt: skip
+        return int(
+            self._db.execute(
+                f"SELECT count(*) FROM reports WHERE mailed IS NULL AND outcome IN ({marks})",
+                outcomes,
+            ).fetchone()[0]
+        )
 
-    def give_up_reports(self, outcomes: tuple[str, ...], before: float,
-                        outcome: str) -> list[str]:  # fmt: skip
+    def give_up_reports(self, outcomes: tuple[str, ...], before: float, outcome: str) -> list[str]:
         """The reports not mailed with one of `outcomes`, made at or before `before`, are now
         `outcome`. Returns their subjects, oldest first."""
         marks = ", ".join("?" * len(outcomes))
         where = f"WHERE mailed IS NULL AND made <= ? AND outcome IN ({marks})"
         with self._transaction():
-            subjects = [row[0] for row in self._db.execute(
-                f"SELECT subject FROM reports {where} ORDER BY made, id",
-                (before, *outcomes))]  # fmt: skip
-            self._db.execute(f"UPDATE reports SET outcome = ? {where}",
-                             (outcome, before, *outcomes))  # fmt: skip
+            subjects = [
+                row[0]
+                for row in self._db.execute(
+                    f"SELECT subject FROM reports {where} ORDER BY made, id", (before, *outcomes)
+                )
+            ]
+            self._db.execute(
+                f"UPDATE reports SET outcome = ? {where}", (outcome, before, *outcomes)
+            )
         return subjects
 
     def forget_reports(self, before: float) -> None:
