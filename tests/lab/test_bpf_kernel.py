@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from portwarden.detect.probe import NMAP_T_OPTIONS
+from portwarden.net.nmap_probes import NMAP_T_OPTIONS
 from portwarden.net.packet import ACK, CWR, ECE, FIN, PSH, RST, SYN, URG
 from tests.conftest import require_lab
 from tests.lab.kernel_filter import ip_packet

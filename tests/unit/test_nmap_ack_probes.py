@@ -7,7 +7,8 @@ import ipaddress
 import pytest
 
 from portwarden.detect.engine import Engine, EngineConfig
-from portwarden.detect.probe import NMAP_T_OPTIONS, Probe, packet_probe
+from portwarden.detect.probe import Probe, packet_probe
+from portwarden.net.nmap_probes import NMAP_T_OPTIONS
 from portwarden.net.packet import ACK, PSH, RST, parse_transport
 from tests.unit.test_packet import DST4, DST6, LINUX_SYN_OPTIONS, SRC4, SRC6, tcp
 

@@ -6,6 +6,14 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from portwarden.net.addresses import IPAddress, Proto
+from portwarden.net.nmap_probes import (
+    NMAP_ECN_URGENT,
+    NMAP_T3_FLAGS,
+    NMAP_T_OPTIONS,
+    NMAP_TSVAL,
+    NMAP_U1_BYTE,
+    NMAP_U1_LEN,
+)
 from portwarden.net.packet import (
     ACK,
     CWR,
@@ -40,17 +48,6 @@ _FLAG_NAMES = (
 
 AE = 0x01  # the reserved bit next to CWR: Accurate ECN (RFC 9768), "NS" before it
 
-NMAP_TSVAL = 0xFFFFFFFF  # nmap -O puts this TSval (and TSecr 0) in its SYN and T2-T7 probes
-# The TCP options of nmap -O's T2-T7 (IPv4 and IPv6): window scale 10, NOP, MSS 265, timestamp
-# (NMAP_TSVAL, 0), SACK permitted. 20 bytes: the TCP header is 40 (data offset 10).
-NMAP_T_OPTIONS = bytes.fromhex("03030a01 02040109 080affffffff00000000 0402")
-NMAP_ECN_URGENT = 0xF7F5  # nmap's ECN probe: urgent pointer set without URG
-NMAP_T3_FLAGS = SYN | FIN | PSH | URG
-NMAP_U1_LEN, NMAP_U1_BYTE = 300, ord("C")  # nmap's UDP probe: 300 bytes of 'C'
-# The TCP windows of nmap -O's plain SYN probes: the six "SEQ" probes to an open port and T5 to
-# a closed one. No client opens a connection with these, so the kernel filter passes SYNs with
-# them to any port and their signature is checked here (see net/bpf.py).
-NMAP_SYN_WINDOWS = (1, 4, 16, 63, 512, 31337)
 # T4 (to an open port) and T6 (to a closed one) by their windows: ACK segments, which only their
 # exact shape (ACK alone, NMAP_T_OPTIONS) tells from a connection's (see nmap_ack_probe).
 _NMAP_ACK_PROBES = {1024: "T4", 32768: "T6"}

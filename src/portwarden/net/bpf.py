@@ -22,7 +22,7 @@ import struct
 from collections.abc import Iterable
 
 from portwarden import limits
-from portwarden.detect.probe import (
+from portwarden.net.nmap_probes import (
     NMAP_ECN_URGENT,
     NMAP_SYN_WINDOWS,
     NMAP_T_OPTIONS,
