@@ -16,8 +16,7 @@ from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import SYN_SCAN, Probe
 from portwarden.net.addresses import IPAddress, Proto
 from portwarden.respond.policy import ResponsePolicy
-from portwarden.respond.recorded import NFT
-from portwarden.store.db import Action, boot_id
+from portwarden.store.db import NFT, Action, boot_id
 from tests.unit.blocking import blocking_settings
 
 TARGET = ipaddress.ip_address("198.18.0.1")

@@ -17,8 +17,7 @@ from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Probe
 from portwarden.net.addresses import Proto
 from portwarden.net.nftables import set_of
-from portwarden.respond.recorded import COMMAND, HOSTS_DENY, NFT, ROUTE
-from portwarden.store.db import DONE, Action
+from portwarden.store.db import COMMAND, DONE, HOSTS_DENY, NFT, ROUTE, Action
 from portwarden.text import one_line
 
 CLASSIC_MODES = frozenset({"tcp", "udp"})

@@ -19,17 +19,20 @@ from portwarden.respond import commands, portsentry_files
 from portwarden.respond.context import ActionContext, hostname
 from portwarden.respond.nft_table import NftTable, uses_nft
 from portwarden.respond.portsentry_writer import PortSentryWriter
-from portwarden.respond.recorded import (
+from portwarden.respond.recorded import NOT_RUN, PRESENT, enforced
+from portwarden.respond.unblock import Unblocker
+from portwarden.store.db import (
     COMMAND,
+    DONE,
+    FAILED,
     HOSTS_DENY,
     NFT,
-    NOT_RUN,
-    PRESENT,
+    PLANNED,
     ROUTE,
-    enforced,
+    RUNNING,
+    Action,
+    BlockRecord,
 )
-from portwarden.respond.unblock import Unblocker
-from portwarden.store.db import DONE, FAILED, PLANNED, RUNNING, Action, BlockRecord
 from portwarden.text import one_line
 
 log = logging.getLogger("portwarden")

@@ -16,8 +16,8 @@ from portwarden.net.addresses import IPAddress
 from portwarden.net.nftables import Nft, NftError, load_library
 from portwarden.respond.context import ActionContext
 from portwarden.respond.nft import NftBlocker, claim_table
-from portwarden.respond.recorded import NFT, table_of
-from portwarden.store.db import DONE, FAILED, Action
+from portwarden.respond.recorded import table_of
+from portwarden.store.db import DONE, FAILED, NFT, Action
 from portwarden.text import one_line
 
 log = logging.getLogger("portwarden")

@@ -8,8 +8,8 @@ import logging
 from portwarden.net.nftables import NftError
 from portwarden.respond.nft import TableListing
 from portwarden.respond.nft_table import NftTable
-from portwarden.respond.recorded import NFT, table_of
-from portwarden.store.db import Action, BlockRecord, Store
+from portwarden.respond.recorded import table_of
+from portwarden.store.db import NFT, Action, BlockRecord, Store
 from portwarden.text import counted, one_line
 
 log = logging.getLogger("portwarden")

@@ -35,12 +35,7 @@ from portwarden.respond.jobs import Job
 from portwarden.respond.nft import claim_table
 from portwarden.respond.nft_table import uses_nft
 from portwarden.respond.notes import NotedSources
-from portwarden.respond.recorded import (
-    NFT,
-    lasting,
-    lasting_steps,
-    via,
-)
+from portwarden.respond.recorded import lasting, lasting_steps, via
 from portwarden.respond.worker import (
     PUT_BACK_RETRY_S,
     ActionWorker,
@@ -49,7 +44,7 @@ from portwarden.respond.worker import (
     report_unblocks,
     say_table_remade,
 )
-from portwarden.store.db import DONE, UNBLOCK_COMMAND, Action, BlockRecord, Store
+from portwarden.store.db import DONE, NFT, UNBLOCK_COMMAND, Action, BlockRecord, Store
 from portwarden.text import counted, one_line, utc_stamp
 
 log = logging.getLogger("portwarden")

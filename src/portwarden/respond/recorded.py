@@ -6,9 +6,17 @@ once it is done or failed: see respond/actions.py.
 """
 
 from portwarden.net.nftables import DEFAULT_TABLE
-from portwarden.store.db import DONE, FAILED, UNDO_FAILED, Action, BlockRecord
+from portwarden.store.db import (
+    COMMAND,
+    DONE,
+    FAILED,
+    HOSTS_DENY,
+    ROUTE,
+    UNDO_FAILED,
+    Action,
+    BlockRecord,
+)
 
-NFT, ROUTE, HOSTS_DENY, COMMAND = "nft", "route", "hosts.deny", "command"
 NOT_RUN = f"{FAILED}: not run (the daemon stopped before its turn)"
 # A hosts.deny line or a KILL_ROUTE route that was there before the block (PortSentry's
 # leftover, the administrator's own): it denies the host, but it is not ours, so no unblock

@@ -17,22 +17,16 @@ from portwarden.respond.context import ActionContext
 from portwarden.respond.nft_table import NftTable, seconds_left, uses_nft
 from portwarden.respond.old_tables import leave_old_tables
 from portwarden.respond.portsentry_writer import PortSentryWriter
-from portwarden.respond.recorded import (
-    COMMAND,
-    HOSTS_DENY,
-    IN_FORCE,
-    NFT,
-    NOT_RUN,
-    ROUTE,
-    enforced,
-    lasting,
-    left,
-)
+from portwarden.respond.recorded import IN_FORCE, NOT_RUN, enforced, lasting, left
 from portwarden.respond.unblock import Unblocker
 from portwarden.store.db import (
+    COMMAND,
     DONE,
     FAILED,
+    HOSTS_DENY,
+    NFT,
     PLANNED,
+    ROUTE,
     RUNNING,
     Action,
     BlockRecord,

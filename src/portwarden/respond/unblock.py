@@ -17,8 +17,18 @@ from portwarden.respond import commands
 from portwarden.respond.context import ActionContext
 from portwarden.respond.nft_table import NftTable
 from portwarden.respond.portsentry_writer import PortSentryWriter
-from portwarden.respond.recorded import HOSTS_DENY, IGNORED, NFT, PROTECTED, ROUTE, left
-from portwarden.store.db import DONE, PLANNED, RUNNING, UNDO_FAILED, Action, BlockRecord
+from portwarden.respond.recorded import IGNORED, PROTECTED, left
+from portwarden.store.db import (
+    DONE,
+    HOSTS_DENY,
+    NFT,
+    PLANNED,
+    ROUTE,
+    RUNNING,
+    UNDO_FAILED,
+    Action,
+    BlockRecord,
+)
 from portwarden.text import one_line
 
 log = logging.getLogger("portwarden")

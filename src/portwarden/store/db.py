@@ -108,6 +108,10 @@ UNBLOCK_COMMAND = "command"
 UNDO_FAILED = "undo failed"  # an ended block's action still in force: `leftover` is set
 
 
+# Action.kind: the built-in nftables blocker, KILL_ROUTE, KILL_HOSTS_DENY, KILL_RUN_CMD.
+NFT, ROUTE, HOSTS_DENY, COMMAND = "nft", "route", "hosts.deny", "command"
+
+
 class Action(NamedTuple):
     """One action of a block: kind nft, route, hosts.deny or command; how to do it and how to
     undo it (route: argument lists; hosts.deny: (path, line); an empty undo: nothing of ours to
