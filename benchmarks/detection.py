@@ -31,7 +31,7 @@ from pathlib import Path
 
 from tests.lab.services import tcp_echo_server
 
-from portwarden.lab.network import Host, Lab, mac_address, run
+from portwarden.lab.network import Host, Lab, masscan_args, run
 
 # Namespaces of their own, after PWT_LAB_PREFIX: labs of other checkouts run at the same time.
 BENCH_PREFIX = f"{os.environ.get('PWT_LAB_PREFIX', 'pwt-')}bench-"
@@ -297,24 +297,7 @@ def masscan(lab: Lab, work: Path, rate: int, dropped: bool) -> dict[str, float]:
         ours0, theirs0 = daemons.cpu()
         read0 = daemons.reads(lab)
         started = time.monotonic()
-        attacker.run(
-            [
-                "masscan",
-                lab.target.ipv4,
-                "-p1-65535",
-                "--rate",
-                str(rate),
-                "--wait",
-                "0",
-                "--interface",
-                "eth0",
-                "--adapter-ip",
-                attacker.ipv4,
-                "--router-mac",
-                mac_address(lab.target),
-            ],
-            timeout=300,
-        )
+        attacker.run(masscan_args(attacker, lab.target, rate, 0), timeout=300)
         elapsed = time.monotonic() - started
         time.sleep(2)
         ours1, theirs1 = daemons.cpu()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from portwarden.lab.network import Host, Lab, mac_address
+from portwarden.lab.network import Host, Lab, masscan_args
 from tests.e2e.conftest import StartDaemon, nmap
 from tests.lab.daemon import RunningDaemon
 from tests.lab.drops import lab_drops, lost_in_the_lab
@@ -131,24 +131,7 @@ def test_masscan_against_advanced_mode(lab: Lab, daemon: RunningDaemon) -> None:
     attacker = lab.attackers[2]
     before, drops = counters(lab, daemon), lab_drops(lab)
     mark = daemon.mark()
-    attacker.run(
-        [
-            "masscan",
-            lab.target.ipv4,
-            "-p1-65535",
-            "--rate",
-            "100000",
-            "--wait",
-            "1",
-            "--interface",
-            "eth0",
-            "--adapter-ip",
-            attacker.ipv4,
-            "--router-mac",
-            mac_address(lab.target),
-        ],
-        timeout=120,
-    )
+    attacker.run(masscan_args(attacker, lab.target, 100_000, 1), timeout=120)
     daemon.wait_for_attack(mark, src=attacker.ipv4, type="TCP SYN/Normal scan", mode="atcp")
     # masscan's 1-1023 (port 0, a tripwire too, it does not probe), less ADVANCED_EXCLUDE_TCP
     # (113, 139) and the service

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from portwarden.lab.network import Lab, mac_address
+from portwarden.lab.network import Lab, masscan_args
 from tests.e2e.conftest import TCP_PORTS, StartDaemon, nmap
 from tests.lab.daemon import RunningDaemon
 from tests.lab.drops import lab_drops, lost_in_the_lab
@@ -25,24 +25,7 @@ def daemon(start_daemon: StartDaemon) -> Iterator[RunningDaemon]:
 def test_masscan_at_high_rate(lab: Lab, daemon: RunningDaemon) -> None:
     attacker = lab.attackers[1]
     mark, drops = daemon.mark(), lab_drops(lab)
-    attacker.run(
-        [
-            "masscan",
-            lab.target.ipv4,
-            "-p1-65535",
-            "--rate",
-            "100000",
-            "--wait",
-            "1",
-            "--interface",
-            "eth0",
-            "--adapter-ip",
-            attacker.ipv4,
-            "--router-mac",
-            mac_address(lab.target),
-        ],
-        timeout=120,
-    )
+    attacker.run(masscan_args(attacker, lab.target, 100_000, 1), timeout=120)
     daemon.wait_for_attack(mark, src=attacker.ipv4, type="TCP SYN/Normal scan")
     seen = {line["port"] for line in daemon.attacks(mark, src=attacker.ipv4)}
     # every tripwire, despite 65535 ports in ~1 s

@@ -139,16 +139,9 @@ class Daemonised(NamedTuple):
     pid: int
 
 
-def run_daemonised(host: Host, folder: Path, conf_extra: str = "") -> Daemonised:
-    """`portwarden run --daemon` (stealth TCP on port 11, state in `folder`/state) in `host`;
-    asserts that it returned 0 (it does once the daemon is ready)."""
-    conf = folder / "portwarden.conf"
-    conf.write_text(
-        f'STATE_DIR="{folder}/state"\nTCP_PORTS="11"\nTCP_MODE="stcp"\n'
-        f'UDP_MODE="none"\n{conf_extra}'
-    )
-    pid_file, log = folder / "pw.pid", folder / "state" / "portwarden.log"
-    command = [
+def daemon_command(conf: Path, pid_file: Path) -> list[str]:
+    """`portwarden run --daemon` with the configuration `conf`, writing `pid_file`."""
+    return [
         sys.executable,
         "-m",
         "portwarden",
@@ -159,6 +152,18 @@ def run_daemonised(host: Host, folder: Path, conf_extra: str = "") -> Daemonised
         "--pid-file",
         str(pid_file),
     ]
+
+
+def run_daemonised(host: Host, folder: Path, conf_extra: str = "") -> Daemonised:
+    """`portwarden run --daemon` (stealth TCP on port 11, state in `folder`/state) in `host`;
+    asserts that it returned 0 (it does once the daemon is ready)."""
+    conf = folder / "portwarden.conf"
+    conf.write_text(
+        f'STATE_DIR="{folder}/state"\nTCP_PORTS="11"\nTCP_MODE="stcp"\n'
+        f'UDP_MODE="none"\n{conf_extra}'
+    )
+    pid_file, log = folder / "pw.pid", folder / "state" / "portwarden.log"
+    command = daemon_command(conf, pid_file)
     started = host.run(command, check=False, timeout=30)
     assert started.returncode == 0, started.stderr
     return Daemonised(command, pid_file, log, int(pid_file.read_text()))

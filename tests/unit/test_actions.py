@@ -33,7 +33,7 @@ from portwarden.respond.portsentry_writer import PortSentryWriter
 from portwarden.respond.recorded import enforced, via
 from portwarden.respond.restore import NOT_CONFIGURED
 from portwarden.respond.unblock import Unblocker
-from portwarden.store.db import UNBLOCK_COMMAND, Action, Store, boot_id
+from portwarden.store.db import UNBLOCK_COMMAND, Action, BlockRecord, Store, boot_id
 from tests.unit.blocking import block, blocking_settings
 from tests.unit.rewrites import record_rewrites
 
@@ -128,13 +128,20 @@ def test_unblock_undoes_what_an_interrupted_block_planned(
     assert actions.store.active() == []
 
 
+def blocked_by_hosts_deny(
+    make: Callable[[str], Actions], before: str
+) -> tuple[Actions, Path, BlockRecord | None]:
+    """Blocks with KILL_HOSTS_DENY="ALL: $TARGET$", hosts.deny holding `before` until then."""
+    actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\n')
+    deny = actions.settings.hosts_deny_file
+    deny.write_text(before)
+    return actions, deny, block(actions, request())
+
+
 def test_a_hosts_deny_line_that_was_there_is_not_ours_to_remove(
     make: Callable[[str], Actions],
 ) -> None:
-    actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\n')
-    deny = actions.settings.hosts_deny_file
-    deny.write_text("ALL: 198.18.0.11\n")
-    record = block(actions, request())
+    actions, deny, record = blocked_by_hosts_deny(make, "ALL: 198.18.0.11\n")
     assert record is not None and [(a.kind, a.undo, a.status) for a in record.actions] == [
         ("hosts.deny", (), "present")
     ]
@@ -150,10 +157,7 @@ def test_a_hosts_deny_line_that_was_there_is_not_ours_to_remove(
 def test_unblock_removes_our_line_once_even_if_it_was_copied(
     make: Callable[[str], Actions],
 ) -> None:
-    actions = make('KILL_HOSTS_DENY="ALL: $TARGET$"\n')
-    deny = actions.settings.hosts_deny_file
-    deny.write_text("# top\n")
-    record = block(actions, request())
+    actions, deny, record = blocked_by_hosts_deny(make, "# top\n")
     assert record is not None and deny.read_text() == "# top\nALL: 198.18.0.11\n"
     deny.write_text(deny.read_text() + "ALL: 198.18.0.11\n")  # the administrator's copy
     actions.unblocks.unblock(record, "command")

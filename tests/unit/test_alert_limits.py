@@ -2,7 +2,6 @@
 becomes one counted line, a missing syslog socket one warning; what each path delivered and
 dropped is counted per path and reason."""
 
-import ipaddress
 import json
 import logging
 from pathlib import Path
@@ -17,23 +16,9 @@ from portwarden.alert.syslog import Syslog
 from portwarden.audit.findings import Finding, Kind
 from portwarden.config import load_settings
 from portwarden.detect.engine import Engine, EngineConfig
-from portwarden.detect.probe import SYN_SCAN, Probe
 from portwarden.metrics import exposition
-from portwarden.net.addresses import Proto
 from tests.lab.syslogd import SyslogReceiver
-
-
-def probe(port: int, src: str = "198.18.0.11") -> Probe:
-    return Probe(
-        ipaddress.ip_address(src),
-        ipaddress.ip_address("198.18.0.1"),
-        Proto.TCP,
-        40000,
-        port,
-        "stcp",
-        SYN_SCAN,
-        "SYN",
-    )
+from tests.unit.probes import syn_probe
 
 
 def test_audit_findings_past_the_cap_are_counted_not_reported(
@@ -80,7 +65,7 @@ def test_alerts_are_counted_per_path_as_sent_or_dropped_by_reason(tmp_path: Path
     alerts = Alerts(load_settings(conf))
     engine = Engine(EngineConfig())
     for port in range(1, limits.ATTACK_LINES_BURST + 11):
-        for verdict in engine.feed(probe(port), 0.0):
+        for verdict in engine.feed(syn_probe(port), 0.0):
             alerts.verdict(verdict, 0.0, "")
     receiver.path.unlink()  # syslog is gone (reopen: as on SIGHUP, to connect again)
     alerts.reopen()
@@ -114,7 +99,7 @@ def test_the_suppressed_count_is_the_syslog_lines_held_back_as_the_metric_counts
     engine = Engine(EngineConfig())
     for n in range(241):  # the reviewer's 241 sources, 3 probes each
         for port in (11, 12, 13):
-            p = probe(port, f"198.18.{1 + n // 200}.{n % 200}")
+            p = syn_probe(port, f"198.18.{1 + n // 200}.{n % 200}")
             alerts.probe(p, 0.0)
             for verdict in engine.feed(p, 0.0):
                 alerts.verdict(verdict, 0.0, "")

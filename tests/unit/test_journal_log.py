@@ -3,8 +3,9 @@
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
+
+from tests.lab.daemon import daemon_command
 
 
 def _first_log_line_of_run(tmp_path: Path, journal: bool) -> str:
@@ -16,17 +17,7 @@ def _first_log_line_of_run(tmp_path: Path, journal: bool) -> str:
     with err.open("wb") as out:
         stat = os.fstat(out.fileno())
         env = {**os.environ, "JOURNAL_STREAM": f"{stat.st_dev}:{stat.st_ino}" if journal else ""}
-        argv = [
-            sys.executable,
-            "-m",
-            "portwarden",
-            "run",
-            "-c",
-            str(conf),
-            "--daemon",
-            "--pid-file",
-            str(tmp_path / "no" / "pid"),
-        ]
+        argv = daemon_command(conf, tmp_path / "no" / "pid")
         done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=out, env=env, check=False)
     assert done.returncode == 2
     return err.read_text().splitlines()[0]

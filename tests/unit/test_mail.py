@@ -31,6 +31,7 @@ from portwarden.text import counted
 from tests.lab.smtp import GreetingRelay, SilentRelay, StartTlsCutRelay, relay
 from tests.lab.tls import RelayCertificate, make_relay_certificate
 from tests.unit.config_error import load_error
+from tests.unit.probes import syn_probe
 
 LOOPBACK = "127.0.0.1"
 
@@ -289,17 +290,7 @@ def texts(inbox: Path) -> list[str]:
 
 
 def scan(src: str, seen_at: float) -> Verdict:
-    probe = Probe(
-        ipaddress.ip_address(src),
-        ipaddress.ip_address("198.18.0.1"),
-        Proto.TCP,
-        40000,
-        11,
-        "stcp",
-        "TCP SYN/Normal scan",
-        "SYN",
-        seen_at=seen_at,
-    )
+    probe = syn_probe(src=src, seen_at=seen_at)
     return Verdict(
         "scan-summary", probe, True, 1, 1, 0.0, first_probe=probe, types=("TCP SYN/Normal scan",)
     )
@@ -412,16 +403,7 @@ def test_the_os_probe_mail_names_the_host_and_both_protocols() -> None:
 
 
 def test_os_probe_mails_have_their_own_default_subject_and_mail_subject_rules_both() -> None:
-    probe = Probe(
-        ipaddress.ip_address("198.18.0.11"),
-        ipaddress.ip_address("198.18.0.1"),
-        Proto.TCP,
-        40000,
-        11,
-        "stcp",
-        "TCP SYN/Normal scan",
-        "SYN",
-    )
+    probe = syn_probe()
     os_run = Verdict(
         "os-summary",
         probe,

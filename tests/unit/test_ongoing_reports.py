@@ -1,29 +1,12 @@
 """An interim summary (a scan still going after SCAN_REPORT_INTERVAL) says so in every report:
 the syslog line, the log line, the JSON event and the mail; the final one does not."""
 
-import ipaddress
-
 from portwarden.alert.events import summary_event
 from portwarden.alert.line import verdict_line
 from portwarden.alert.mail import body, subject, subject_template
 from portwarden.alert.portsentry import summary_line
 from portwarden.detect.engine import Engine, EngineConfig, Verdict
-from portwarden.detect.probe import Probe
-from portwarden.net.addresses import Proto
-
-
-def probe(port: int, seen_at: float) -> Probe:
-    return Probe(
-        ipaddress.ip_address("198.18.0.11"),
-        ipaddress.ip_address("198.18.0.1"),
-        Proto.TCP,
-        40000,
-        port,
-        "stcp",
-        "TCP SYN/Normal scan",
-        "SYN",
-        seen_at=seen_at,
-    )
+from tests.unit.probes import syn_probe
 
 
 def slow_scan() -> tuple[Verdict, Verdict]:
@@ -33,7 +16,9 @@ def slow_scan() -> tuple[Verdict, Verdict]:
     found = []
     for n in range(5):
         found += [
-            v for v in engine.feed(probe(n + 1, 1.7e9 + 20 * n), 20 * n) if v.kind == "scan-summary"
+            v
+            for v in engine.feed(syn_probe(n + 1, seen_at=1.7e9 + 20 * n), 20 * n)
+            if v.kind == "scan-summary"
         ]
     found += engine.tick(80 + 30)
     interim, final = found

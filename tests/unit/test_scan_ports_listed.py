@@ -3,7 +3,6 @@ when the list is cut), and each further scan type of an episode gets a `scan` ev
 as it gets syslog lines."""
 
 import dataclasses
-import ipaddress
 from pathlib import Path
 
 from portwarden import limits
@@ -11,31 +10,15 @@ from portwarden.alert.dispatch import Alerts
 from portwarden.alert.events import summary_event
 from portwarden.config import load_settings
 from portwarden.detect.engine import Engine, EngineConfig
-from portwarden.detect.probe import Probe
-from portwarden.net.addresses import Proto
+from tests.unit.probes import syn_probe
 
 XMAS = "TCP XMAS scan"
-
-
-def probe(port: int, scan: str = "TCP SYN/Normal scan", flags: str = "SYN") -> Probe:
-    return Probe(
-        ipaddress.ip_address("198.18.0.11"),
-        ipaddress.ip_address("198.18.0.1"),
-        Proto.TCP,
-        40000,
-        port,
-        "stcp",
-        scan,
-        flags,
-        None,
-        tripwire=True,
-    )
 
 
 def summary_of(ports: list[int]) -> dict:
     engine = Engine(EngineConfig(scan_end_quiet_s=5))
     for n, port in enumerate(ports):
-        engine.feed(probe(port), n * 0.01)
+        engine.feed(syn_probe(port), n * 0.01)
     (summary,) = engine.tick(100.0)
     return summary_event(summary, "not blocked", 0.0)
 
@@ -60,7 +43,12 @@ def test_a_further_scan_type_of_the_episode_is_a_scan_event_too(tmp_path: Path) 
     settings = dataclasses.replace(load_settings(conf), event_log=tmp_path / "events.jsonl")
     engine, alerts = Engine(EngineConfig()), Alerts(settings)
     try:
-        packets = [probe(11), probe(15), probe(79, XMAS, "FIN+PSH+URG"), probe(1, XMAS, "FIN")]
+        packets = [
+            syn_probe(11),
+            syn_probe(15),
+            syn_probe(79, scan=XMAS, flags="FIN+PSH+URG"),
+            syn_probe(1, scan=XMAS, flags="FIN"),
+        ]
         for n, packet in enumerate(packets):
             for verdict in engine.feed(packet, n * 0.01):
                 alerts.verdict(verdict, n * 0.01, "")

@@ -204,3 +204,23 @@ def mac_address(host: Host) -> str:
     """The MAC address of the host's eth0 (masscan needs it as its 'router')."""
     output = host.run(["ip", "-br", "link", "show", "eth0"]).stdout.split()
     return output[2]
+
+
+def masscan_args(attacker: Host, target: Host, rate: int, wait_s: int) -> list[str]:
+    """masscan in `attacker` at every TCP port of `target`'s IPv4 address, `rate` packets a
+    second, waiting `wait_s` seconds for replies at the end."""
+    return [
+        "masscan",
+        target.ipv4,
+        "-p1-65535",
+        "--rate",
+        str(rate),
+        "--wait",
+        str(wait_s),
+        "--interface",
+        "eth0",
+        "--adapter-ip",
+        attacker.ipv4,
+        "--router-mac",
+        mac_address(target),
+    ]

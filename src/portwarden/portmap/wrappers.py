@@ -412,20 +412,9 @@ def bans(path: Path, lines: list[str], allowed: Iterable[Network]) -> tuple[Ban,
     """The administrator's hosts.deny `lines` (fail2ban's, PortSentry's, ours from
     KILL_HOSTS_DENY...) that refuse the portmapper to numeric clients in the `allowed` networks
     (loopback left out: our line lets it in whatever hosts.deny says)."""
-    block = find_block(path, lines)
-    ours = range(block.start, block.stop) if block else range(0)
     networks = [n for n in allowed if n not in ALWAYS_IGNORED]
     found = []
-    for number, line in logical_lines(lines):
-        parts = fields(line)
-        if (
-            number in ours
-            or is_comment(line)
-            or len(parts) < 2
-            or not applies_to_portmapper(parts[0])
-            or "allow" in {p.lower() for p in parts[2:]}
-        ):
-            continue
+    for number, line, parts in _portmapper_denials(path, lines):
         named, excepted = _split_except(_words(parts[1]))
         for client in _numeric(named):
             for network in networks:
@@ -433,6 +422,23 @@ def bans(path: Path, lines: list[str], allowed: Iterable[Network]) -> tuple[Ban,
                     plain = not excepted and client != network and within(client, network)
                     found.append(Ban(path, number + 1, line, client, network, plain))
     return tuple(found)
+
+
+def _portmapper_denials(path: Path, lines: list[str]) -> Iterator[tuple[int, str, list[str]]]:
+    """(number from 0, logical line, its fields) of the administrator's hosts.deny rules (ours
+    left out) that apply to the portmapper, name clients and deny (no `allow` option)."""
+    block = find_block(path, lines)
+    ours = range(block.start, block.stop) if block else range(0)
+    for number, line in logical_lines(lines):
+        parts = fields(line)
+        if (
+            number not in ours
+            and not is_comment(line)
+            and len(parts) >= 2
+            and applies_to_portmapper(parts[0])
+            and "allow" not in {p.lower() for p in parts[2:]}
+        ):
+            yield number, line, parts
 
 
 def ban_allowed_by(lines: list[str], block: Block, ban: Ban) -> int | None:
@@ -554,20 +560,9 @@ def denies_everyone(path: Path, text: str | None) -> str | None:
     """A warning when one of the administrator's hosts.deny lines already refuses every caller
     of the portmapper (`rpcbind: ALL`, `ALL: ALL`): our hosts.allow lines, read first, then let
     the allowed networks in where nothing came in before."""
-    lines = lines_with_ends(text or "")
-    block = find_block(path, lines)
-    ours = range(block.start, block.stop) if block else range(0)
-    for number, line in logical_lines(lines):
-        parts = fields(line)
-        if (
-            number in ours
-            or is_comment(line)
-            or len(parts) < 2
-            or not applies_to_portmapper(parts[0])
-        ):
-            continue
+    for number, line, parts in _portmapper_denials(path, lines_with_ends(text or "")):
         clients, excepted = _split_except([word.upper() for word in _words(parts[1])])
-        if "ALL" in clients and not excepted and "allow" not in {p.lower() for p in parts[2:]}:
+        if "ALL" in clients and not excepted:
             return (
                 f"{path}:{number + 1} ({one_line(line)}) already refuses every caller of "
                 "the portmapper: protect lets the allowed networks in, which it kept "

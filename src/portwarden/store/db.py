@@ -393,40 +393,19 @@ class Store:
                     (since, SUPERSEDED, replacing),
                 )
             offence = 1 + self.offences(address)
+            record = BlockRecord(
+                0, address, proto, port, mode, reason, hostname, since, until, offence, actions
+            )
             try:
                 cursor = self._db.execute(
                     "INSERT INTO blocks (address, proto, port, mode, reason, hostname, since,"
                     " until, offence, actions, boot, history)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
-                    (
-                        address,
-                        proto,
-                        port,
-                        mode,
-                        reason,
-                        hostname,
-                        since,
-                        until,
-                        offence,
-                        _actions_json(actions),
-                        boot,
-                    ),
+                    (*record[1:-1], _actions_json(actions), boot),  # address ... offence
                 )
             except sqlite3.IntegrityError:
                 return None
-        return BlockRecord(
-            cursor.lastrowid or 0,
-            address,
-            proto,
-            port,
-            mode,
-            reason,
-            hostname,
-            since,
-            until,
-            offence,
-            actions,
-        )
+        return record._replace(id=cursor.lastrowid or 0)
 
     def offences(self, address: str, replacing: int | None = None) -> int:
         """How many blocks this address has had before (attempts that took no effect, blocks
