@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from portwarden.lab.network import Lab
+from portwarden.lab.network import Host, Lab
 from tests.lab.daemon import RunningDaemon
 from tests.lab.services import tcp_echo_server
 
@@ -85,3 +85,8 @@ def clean_firewall(lab: Lab, started_daemons: list[RunningDaemon]) -> Iterator[N
 def nmap(host_run: Callable, *args: str) -> None:
     """Run nmap quickly: no DNS, no host discovery, one retry."""
     host_run(["nmap", "-n", "-Pn", "--max-retries", "1", *args], timeout=120)
+
+
+def address_of(host: Host, family: int) -> str:
+    """The lab host's IPv4 address (`family` 4) or IPv6 address (6)."""
+    return host.ipv4 if family == 4 else host.ipv6

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from portwarden.lab.network import Host, Lab, masscan_args
-from tests.e2e.conftest import StartDaemon, nmap
+from portwarden.lab.network import Lab, masscan_args
+from tests.e2e.conftest import StartDaemon, address_of, nmap
 from tests.lab.daemon import RunningDaemon
 from tests.lab.drops import lab_drops, lost_in_the_lab
 from tests.lab.services import echo_client, tcp_echo_server, udp_echo_server
@@ -27,10 +27,6 @@ def daemon(lab: Lab, start_daemon: StartDaemon) -> Iterator[RunningDaemon]:
     yield start_daemon("-atcp", "-audp")
     for server in servers:
         server.kill()
-
-
-def address(host: Host, family: int) -> str:
-    return host.ipv4 if family == 4 else host.ipv6
 
 
 SCANS = [
@@ -54,10 +50,10 @@ def test_nmap_scan_types_in_advanced_mode(
         flag,
         "-p",
         f"20-25,{SERVICE_TCP}",
-        address(lab.target, family),
+        address_of(lab.target, family),
     )
-    found = daemon.wait_for_attack(mark, src=address(attacker, family), type=scan_type)
-    assert (found["mode"], found["dst"]) == ("atcp", address(lab.target, family))
+    found = daemon.wait_for_attack(mark, src=address_of(attacker, family), type=scan_type)
+    assert (found["mode"], found["dst"]) == ("atcp", address_of(lab.target, family))
     assert 20 <= int(found["port"]) <= 25
     assert daemon.attacks(mark, port=str(SERVICE_TCP)) == []
 

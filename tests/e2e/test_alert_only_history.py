@@ -4,7 +4,6 @@ HISTORY_FILE for each scanner it reports (HISTORY_ALERT_ONLY=1), blocks nothing,
 line for the benign client, a gateway or an ignored host. fail2ban's own filter, run by
 Debian's fail2ban-regex on the file the daemon wrote, finds exactly the scanners."""
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 from portwarden.lab.network import Lab
 from tests.e2e.conftest import SERVICE, StartDaemon, nmap
-from tests.e2e.test_alerts import FAIL2BAN_PORTSENTRY
+from tests.e2e.test_alerts import banned_by_fail2ban
 from tests.e2e.test_blocking import CRAFT, blackholes
 from tests.lab.daemon import RunningDaemon, start_with_hosts_file, wait_for_text
 from tests.lab.services import can_connect
@@ -28,17 +27,6 @@ def history_of(daemon: RunningDaemon) -> Path:
 
 def lines_of(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
-
-
-def banned_by_fail2ban(history: Path) -> list[str]:
-    """The addresses fail2ban's portsentry filter finds in `history`, one per matching line."""
-    return subprocess.run(
-        ["fail2ban-regex", "--out", "ip", str(history), str(FAIL2BAN_PORTSENTRY)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    ).stdout.split()
 
 
 def test_alert_only_mode_writes_portsentrys_line_that_fail2ban_bans_on_and_blocks_nothing(

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from email.message import Message
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -23,6 +24,7 @@ from portwarden.lab.network import Lab
 from tests.e2e.conftest import SERVICE, StartDaemon, nmap
 from tests.lab import logwatch
 from tests.lab.daemon import RunningDaemon, start_with_hosts_file
+from tests.lab.isolated import NEW_MOUNTS
 from tests.lab.services import can_connect
 from tests.lab.syslogd import SyslogReceiver
 from tests.lab.tls import make_relay_certificate
@@ -50,6 +52,20 @@ def made_inbox(tmp_path: Path) -> Path:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     return inbox
+
+
+class Relay(NamedTuple):
+    """The lab's SMTP server on the client, plain and open, saving each mail it takes."""
+
+    inbox: Path
+    server: subprocess.Popen
+    conf: str  # the daemon's SMTP_RELAY and SMTP_PORT lines for it
+
+
+def started_relay(lab: Lab, tmp_path: Path, port: str) -> Relay:
+    inbox = made_inbox(tmp_path)
+    server = smtp_server(lab, lab.client.ipv4, port, str(inbox))
+    return Relay(inbox, server, f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="{port}"\n')
 
 
 def wait_for_mail(folder: Path, count: int, timeout: float = 30) -> list[Message]:
@@ -81,6 +97,17 @@ def stamp_of(logged: str) -> float:
 def local_time(text: str) -> int:
     """A mail's time (`2026-11-24 13:09:42 +0100`) in epoch seconds."""
     return int(datetime.strptime(text, "%Y-%m-%d %H:%M:%S %z").timestamp())
+
+
+def banned_by_fail2ban(history: Path) -> list[str]:
+    """The addresses fail2ban's portsentry filter finds in `history`, one per matching line."""
+    return subprocess.run(
+        ["fail2ban-regex", "--out", "ip", str(history), str(FAIL2BAN_PORTSENTRY)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.split()
 
 
 def test_mail_syslog_json_and_fail2ban_for_an_nmap_scan(
@@ -170,14 +197,7 @@ def test_mail_syslog_json_and_fail2ban_for_an_nmap_scan(
     syslog.wait_for(rf"TCP {attacker.ipv4}\(\d+\) -> {target}\((1|11|15)\)$")
     # fail2ban's portsentry filter, run by fail2ban-regex on the history file, finds the scanner.
     history = daemon.log_path.parent / "state" / "portsentry.history"
-    found = subprocess.run(
-        ["fail2ban-regex", "--out", "ip", str(history), str(FAIL2BAN_PORTSENTRY)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    ).stdout.split()
-    assert found == [attacker.ipv4]
+    assert banned_by_fail2ban(history) == [attacker.ipv4]
     # logwatch's PortSentry report on these lines, as rsyslog writes them to /var/log/messages:
     # empty with Debian's service file (it keeps the ident portsentry only), the scan and the
     # block with ours.
@@ -210,15 +230,14 @@ def test_the_os_probe_mail_for_nmap_os_detection(
 ) -> None:
     """nmap -O sends TCP probes and one UDP probe (U1): the mail says both protocols, each
     probe's pattern, and which host was probed. It comes OS_PROBE_QUIET after the last."""
-    inbox = made_inbox(tmp_path)
-    server = smtp_server(lab, lab.client.ipv4, "2528", str(inbox))
+    inbox, server, relay = started_relay(lab, tmp_path, "2528")
     start_daemon(
         "-stcp",
         "-sudp",
         conf=(
             'MAIL_ON_OS_PROBE="1"\nMAIL_TO="admin@example.org"\nMAIL_SUBJECT="%p OS probe from '
             '%s"\n'
-            f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2528"\n'
+            f"{relay}"
         ),
     )
     attacker = lab.attackers[1]
@@ -338,14 +357,13 @@ def test_hostile_reverse_dns_name_cannot_inject_lines(
     evil = "evil.example\x1b[2J;Fake:\x07header$(id)"  # /etc/hosts splits names at blanks
     hosts = tmp_path / "hosts"
     hosts.write_text(f"127.0.0.1 localhost\n{attacker.ipv4} {evil}\n")
-    inbox = made_inbox(tmp_path)
-    server = smtp_server(lab, lab.client.ipv4, "2527", str(inbox))
+    inbox, server, relay = started_relay(lab, tmp_path, "2527")
     conf = tmp_path / "portwarden.conf"
     conf.write_text(
         f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="11"\nUDP_MODE="none"\n'
         f'RESOLVE_HOST="1"\nSYSLOG_SOCKET="{syslog.path}"\nMAIL_ON_TCP_SCAN="1"\n'
         f'SCAN_END_QUIET="1"\nMAIL_TO="admin@example.org"\n'
-        f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2527"\n'
+        f"{relay}"
         'BLOCK_TCP="2"\nKILL_RUN_CMD="/bin/true"\n'
     )
     log = tmp_path / "daemon.log"
@@ -381,15 +399,11 @@ def test_one_mail_per_scan_of_one_protocol(
 ) -> None:
     """nmap -sS -sU is two scans: with MAIL_ON_TCP_SCAN alone, one mail, for the TCP one only,
     with its own probes (UDP probes counted in it made a TCP mail say "UDP scan")."""
-    inbox = made_inbox(tmp_path)
-    server = smtp_server(lab, lab.client.ipv4, "2528", str(inbox))
+    inbox, server, relay = started_relay(lab, tmp_path, "2528")
     daemon = start_daemon(
         "-stcp",
         "-sudp",
-        conf=(
-            'MAIL_ON_TCP_SCAN="1"\nSCAN_END_QUIET="1"\nMAIL_TO="admin@example.org"\n'
-            f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2528"\n'
-        ),
+        conf=(f'MAIL_ON_TCP_SCAN="1"\nSCAN_END_QUIET="1"\nMAIL_TO="admin@example.org"\n{relay}'),
     )
     attacker = lab.attackers[1]
     try:
@@ -429,13 +443,12 @@ def test_a_reload_that_raises_mail_per_hour_lists_the_held_reports_at_once(
     """MAIL_PER_HOUR=1: the first scan's report goes, the next two are held (the notice says
     so). A reload to MAIL_PER_HOUR=5 wakes the mail thread: the list of the held reports goes
     at once, not at the next report, and names the cap that held them (it said the new one)."""
-    inbox = made_inbox(tmp_path)
-    server = smtp_server(lab, lab.client.ipv4, "2529", str(inbox))
+    inbox, server, relay = started_relay(lab, tmp_path, "2529")
     daemon = start_daemon(
         "-stcp",
         conf=(
             'MAIL_ON_TCP_SCAN="1"\nSCAN_END_QUIET="1"\nMAIL_PER_HOUR="1"\nMAIL_TO="a@example.org"\n'
-            f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2529"\n'
+            f"{relay}"
         ),
     )
     try:
@@ -469,13 +482,12 @@ def test_the_scan_report_gives_the_flags_seen(
 ) -> None:
     """A SYN, a FIN and an XMAS scan from one source are one TCP scan: its mail and its JSON
     summary list the three flag combinations, in the order they came."""
-    inbox = made_inbox(tmp_path)
-    server = smtp_server(lab, lab.client.ipv4, "2532", str(inbox))
+    inbox, server, relay = started_relay(lab, tmp_path, "2532")
     daemon = start_daemon(
         "-stcp",
         conf=(
             'UDP_MODE="none"\nMAIL_ON_TCP_SCAN="1"\nSCAN_END_QUIET="2"\nMAIL_TO="admin@example.org"\n'
-            f'SMTP_RELAY="{lab.client.ipv4}"\nSMTP_PORT="2532"\n'
+            f"{relay}"
         ),
     )
     attacker = lab.attackers[2]
@@ -634,14 +646,12 @@ def test_a_scan_still_open_at_stop_is_summarised_and_mailed(
 ) -> None:
     """SIGTERM within SCAN_END_QUIET of a scan: its summary and mail are not lost with the
     daemon (a restart right after a scan used to drop both)."""
-    inbox = made_inbox(tmp_path)
-    server = smtp_server(lab, lab.client.ipv4, "2531", str(inbox))
+    inbox, server, relay = started_relay(lab, tmp_path, "2531")
     daemon = start_daemon(
         "-stcp",
         conf=(
             'UDP_MODE="none"\nMAIL_ON_TCP_SCAN="1"\nSCAN_END_QUIET="300"\n'
-            f'MAIL_TO="admin@example.org"\nSMTP_RELAY="{lab.client.ipv4}"\n'
-            'SMTP_PORT="2531"\n'
+            f'MAIL_TO="admin@example.org"\n{relay}'
         ),
     )
     attacker = lab.attackers[0]
@@ -662,10 +672,7 @@ def small_tmpfs(folder: Path) -> list[str]:
     """A wrapper that runs the daemon with a 256 KiB tmpfs on `folder`, in a mount namespace of
     its own (the host's file systems are never filled)."""
     return [
-        "unshare",
-        "-m",
-        "--propagation",
-        "private",
+        *NEW_MOUNTS,
         "sh",
         "-c",
         'mount -t tmpfs -o size=256k tmpfs "$0" && exec "$@"',

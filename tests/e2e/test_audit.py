@@ -19,8 +19,10 @@ import pytest
 from portwarden.lab.network import Host, Lab
 from tests.e2e.conftest import nmap
 from tests.lab.daemon import RunningDaemon
+from tests.lab.isolated import NEW_MOUNTS
 from tests.lab.services import can_connect
 from tests.lab.syslogd import SyslogReceiver
+from tests.lab.tcpdump import captured, start_capture
 
 A4, A6 = "198.18.0.1", "2001:db8::1"
 PORTMAPPER = 111
@@ -140,10 +142,7 @@ def start_rpcbind(host: Host) -> subprocess.Popen:
     """A real rpcbind with a private /run, so the machine's own /run is never touched."""
     proc = host.popen(
         [
-            "unshare",
-            "-m",
-            "--propagation",
-            "private",
+            *NEW_MOUNTS,
             "sh",
             "-c",
             "mount -t tmpfs tmpfs /run && exec rpcbind -f -w",
@@ -156,6 +155,12 @@ def start_rpcbind(host: Host) -> subprocess.Popen:
     return proc
 
 
+def in_mounts_of(rpcbind: subprocess.Popen) -> list[str]:
+    """The start of a command run in rpcbind's mount namespace, which holds its private /run:
+    `rpcbind.pid` is rpcbind's own (ip netns exec, unshare and sh each exec the next)."""
+    return ["nsenter", "-t", str(rpcbind.pid), "-m", "--"]
+
+
 def register(
     host: Host,
     rpcbind: subprocess.Popen,
@@ -166,14 +171,9 @@ def register(
     netid: str,
     port: int,
 ) -> None:
-    """`rpcbind.pid` is rpcbind's own (ip netns exec, unshare and sh each exec the next)."""
     host.run(
         [
-            "nsenter",
-            "-t",
-            str(rpcbind.pid),
-            "-m",
-            "--",
+            *in_mounts_of(rpcbind),
             sys.executable,
             "-c",
             _REGISTER,
@@ -192,17 +192,7 @@ def unregister(host: Host, rpcbind: subprocess.Popen, program: int, version: int
     """Debian's rpcinfo, as root on rpcbind's Unix socket: every netid, whoever registered it
     (a clean-up: a program that was never registered is no error)."""
     host.run(
-        [
-            "nsenter",
-            "-t",
-            str(rpcbind.pid),
-            "-m",
-            "--",
-            "rpcinfo",
-            "-d",
-            str(program),
-            str(version),
-        ],
+        [*in_mounts_of(rpcbind), "rpcinfo", "-d", str(program), str(version)],
         check=False,
         timeout=20,
     )
@@ -396,8 +386,7 @@ def test_the_suggested_policy_names_every_open_port(
 
 
 def syns(host: Host, capture: Path) -> list[str]:
-    packets = host.run(["tcpdump", "-r", str(capture), "-n"], check=False).stdout
-    return [line for line in packets.splitlines() if "Flags [S]," in line]
+    return [line for line in captured(host, capture) if "Flags [S]," in line]
 
 
 def test_the_audit_connects_to_no_service(
@@ -408,29 +397,7 @@ def test_the_audit_connects_to_no_service(
     connection from the client afterwards; the skipped 8080 is not reported."""
     target = lab.target
     capture = tmp_path / "syn.pcap"
-    tcpdump = target.popen(
-        [
-            "tcpdump",
-            "-Z",
-            "root",
-            "-i",
-            "any",
-            "-n",
-            "-U",
-            "--immediate-mode",
-            "-B",
-            "8192",
-            "-w",
-            str(capture),
-            "tcp dst port 8080 or tcp dst port 40111",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert tcpdump.stderr is not None
-    for _ in range(5):  # "data link type ...", then "listening on any ..."
-        if "listening" in tcpdump.stderr.readline():
-            break
+    tcpdump = start_capture(target, capture, "tcp dst port 8080 or tcp dst port 40111")
     _, report, _ = audit(target, tmp_path, f'{ONLY_LAB}\nAUDIT_SKIP="8080/tcp"', "--no-state")
     assert can_connect(lab.client, A4, 40111)  # the control: the capture does see a connection
     deadline = time.monotonic() + 5
@@ -1005,10 +972,7 @@ def test_a_state_that_cannot_be_kept_still_gives_the_report(
 
     database.unlink()
     read_only = [
-        "unshare",
-        "-m",
-        "--propagation",
-        "private",
+        *NEW_MOUNTS,
         "sh",
         "-c",
         'mount --bind -o ro "$0" "$0" && exec "$@"',

@@ -19,6 +19,7 @@ import pytest
 
 from portwarden.lab.network import Host, Lab
 from tests.e2e.test_audit import A4, A6, NOBODY, found, kinds, listen, stop
+from tests.lab.tcpdump import captured, start_capture
 
 # `python -c _PATCHED CAP SOURCE portwarden-arguments...`: the audit with AUDIT_SOCKETS_MAX set
 # to CAP (unless empty) and, if SOURCE is "proc", a kernel without sock_diag. Patched before the
@@ -152,37 +153,6 @@ def test_more_sockets_than_the_cap_on_an_audited_address_is_an_incomplete_check(
     assert kinds(report) == [("ServiceMissing", "any", 39148, "udp")]
 
 
-def capture(host: Host, path: Path, expression: str) -> subprocess.Popen:
-    tcpdump = host.popen(
-        [
-            "tcpdump",
-            "-Z",
-            "root",
-            "-i",
-            "any",
-            "-n",
-            "-U",
-            "--immediate-mode",
-            "-B",
-            "8192",
-            "-w",
-            str(path),
-            expression,
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert tcpdump.stderr is not None
-    for _ in range(5):  # "data link type ...", then "listening on any ..."
-        if "listening" in tcpdump.stderr.readline():
-            break
-    return tcpdump
-
-
-def packets(host: Host, path: Path) -> list[str]:
-    return host.run(["tcpdump", "-r", str(path), "-n"], check=False).stdout.splitlines()
-
-
 FALLBACK = [  # (proto, address, port, IPV6_V6ONLY)
     ("tcp", "0.0.0.0", 41001, False),  # confirmed on A4 by connect(): accepted
     ("tcp", "0.0.0.0", 41002, False),  # skipped: never connected to
@@ -201,13 +171,13 @@ def test_without_sock_diag_wildcards_are_confirmed_and_skipped_ports_untouched(
         for proto, address, port, v6only in FALLBACK
     ]
     pcap = tmp_path / "audit.pcap"
-    tcpdump = capture(target, pcap, "portrange 41001-41005")
+    tcpdump = start_capture(target, pcap, "portrange 41001-41005")
     conf = f'AUDIT_INTERFACES="{A4}, {A6}"\nAUDIT_SKIP="41002/tcp"'
     try:
         _, report, _ = patched_audit(target, tmp_path, conf, source="proc")
         deadline = time.monotonic() + 5  # the capture has seen the last FIN
-        while sum("Flags [F" in line for line in packets(target, pcap)) < 4:
-            assert time.monotonic() < deadline, packets(target, pcap)
+        while sum("Flags [F" in line for line in captured(target, pcap)) < 4:
+            assert time.monotonic() < deadline, captured(target, pcap)
             time.sleep(0.05)
     finally:
         tcpdump.send_signal(signal.SIGINT)
@@ -222,7 +192,7 @@ def test_without_sock_diag_wildcards_are_confirmed_and_skipped_ports_untouched(
         (A6, 41004, "udp"),
         (A6, 41005, "udp"),
     }
-    lines = packets(target, pcap)
+    lines = captured(target, pcap)
     assert not [line for line in lines if "41002" in line or " UDP" in line], lines
     syns = Counter(line.split(" > ")[1].split(": ")[0] for line in lines if "Flags [S]," in line)
     assert syns == {f"{A4}.41001": 1, f"{A4}.41003": 1, f"{A6}.41003": 1}, lines

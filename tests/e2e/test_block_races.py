@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -35,23 +36,39 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float = 10.0) -> N
         time.sleep(0.05)
 
 
+class HeldBlock(NamedTuple):
+    daemon: RunningDaemon
+    deny: Path  # its HOSTS_DENY_FILE, empty at start
+    gate: Path  # the blocks' command waits until the test creates it
+
+
+def first_block_held(
+    lab: Lab, start_daemon: StartDaemon, tmp_path: Path, conf: str = ""
+) -> HeldBlock:
+    """A daemon (with `conf` too) whose TCP blocks add a hosts.deny line and run a command held
+    at its gate (gated_command); the first attacker's scan has been blocked and its command
+    runs, so the worker is busy until the test opens the gate."""
+    deny, gate = tmp_path / "hosts.deny", tmp_path / "gate"
+    deny.write_text("")
+    conf = (
+        f'BLOCK_TCP="1"\nKILL_HOSTS_DENY="ALL: $TARGET$"\nHOSTS_DENY_FILE="{deny}"\n'
+        f'KILL_CMD_TIMEOUT="120"\n'
+        f'KILL_RUN_CMD="{gated_command(tmp_path / "pid.$TARGET$", gate)}"\n{conf}'
+    )
+    daemon = start_daemon("-stcp", conf=conf)
+    nmap(lab.attackers[0].run, "-sS", "-p", "11", lab.target.ipv4)
+    wait_for_file(tmp_path / f"pid.{lab.attackers[0].ipv4}")
+    return HeldBlock(daemon, deny, gate)
+
+
 def test_a_block_that_expires_before_its_turn_is_not_carried_out(
     lab: Lab, start_daemon: StartDaemon, tmp_path: Path
 ) -> None:
     """The second scanner's block waits behind the first one's command (held until the test
     opens its gate) and expires meanwhile: it ends (its element goes) and none of its actions
     is done after."""
-    deny, gate = tmp_path / "hosts.deny", tmp_path / "gate"
-    deny.write_text("")
-    conf = (
-        f'BLOCK_TCP="1"\nBLOCK_DURATION="1"\nKILL_HOSTS_DENY="ALL: $TARGET$"\n'
-        f'HOSTS_DENY_FILE="{deny}"\nKILL_CMD_TIMEOUT="120"\n'
-        f'KILL_RUN_CMD="{gated_command(tmp_path / "pid.$TARGET$", gate)}"\n'
-    )
-    daemon = start_daemon("-stcp", conf=conf)
+    daemon, deny, gate = first_block_held(lab, start_daemon, tmp_path, 'BLOCK_DURATION="1"\n')
     first, second = lab.attackers[0].ipv4, lab.attackers[1].ipv4
-    nmap(lab.attackers[0].run, "-sS", "-p", "11", lab.target.ipv4)
-    wait_for_file(tmp_path / f"pid.{first}")
     nmap(lab.attackers[1].run, "-sS", "-p", "11", lab.target.ipv4)
     recorded = f"select count(*) from blocks where address = '{second}'"
     wait_until(lambda: store_sql(lab.target, daemon, recorded) == ["1"], "second not recorded")
@@ -78,17 +95,8 @@ def test_unblock_all_while_a_slow_command_runs_ends_the_queued_blocks_silently(
     """`unblock --all` is queued behind the first block's command (held until the test opens
     its gate), the second block behind it: the second one ends unblocked, nothing of it is
     done, and the table that `unblock --all` removed is not taken for a lost one."""
-    deny, gate = tmp_path / "hosts.deny", tmp_path / "gate"
-    deny.write_text("")
-    conf = (
-        f'BLOCK_TCP="1"\nKILL_HOSTS_DENY="ALL: $TARGET$"\nHOSTS_DENY_FILE="{deny}"\n'
-        f'KILL_CMD_TIMEOUT="120"\n'
-        f'KILL_RUN_CMD="{gated_command(tmp_path / "pid.$TARGET$", gate)}"\n'
-    )
-    daemon = start_daemon("-stcp", conf=conf)
-    first, second = lab.attackers[0].ipv4, lab.attackers[1].ipv4
-    nmap(lab.attackers[0].run, "-sS", "-p", "11", lab.target.ipv4)
-    wait_for_file(tmp_path / f"pid.{first}")
+    daemon, deny, gate = first_block_held(lab, start_daemon, tmp_path)
+    second = lab.attackers[1].ipv4
     conf_path = str(daemon.log_path.with_suffix(".conf"))
     unblock = lab.target.popen(
         [sys.executable, "-m", "portwarden", "unblock", "--all", "-c", conf_path],

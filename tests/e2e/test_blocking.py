@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from portwarden.lab.network import Host, Lab
-from tests.e2e.conftest import SERVICE, TCP_PORTS, StartDaemon, nmap
+from tests.e2e.conftest import SERVICE, TCP_PORTS, StartDaemon, address_of, nmap
 from tests.lab.daemon import (
     RunningDaemon,
     start_with_files,
@@ -80,36 +80,34 @@ def gated_command(pid_file: Path, gate: Path) -> str:
     return f"sh -c 'echo $$ > {pid_file}; until [ -e {gate} ]; do sleep 0.05; done'"
 
 
-def addr(host: Host, family: int) -> str:
-    return host.ipv4 if family == 4 else host.ipv6
-
-
 @pytest.mark.parametrize("family", [4, 6])
 def test_scanner_is_cut_off_benign_client_is_not_and_unblock_restores(
     lab: Lab, start_daemon: StartDaemon, family: int
 ) -> None:
     daemon = start_daemon("-stcp", "-sudp", conf='BLOCK_TCP="1"\nBLOCK_UDP="1"\n')
-    attacker, target = lab.attackers[0], addr(lab.target, family)
+    attacker, target = lab.attackers[0], address_of(lab.target, family)
     assert can_connect(attacker, target, SERVICE)
     six = ["-6"] if family == 6 else []
     nmap(attacker.run, *six, "-sS", "-p", "1-20", target)
-    line = daemon.wait_for(rf"block address={addr(attacker, family)} actions=nft:done ")
+    line = daemon.wait_for(rf"block address={address_of(attacker, family)} actions=nft:done ")
     assert "until=forever offence=1" in line.string[line.start() :].splitlines()[0]
     assert not can_connect(attacker, target, SERVICE)
     assert can_connect(lab.client, target, SERVICE)
-    assert nft_elements(lab.target) == {addr(attacker, family)}
+    assert nft_elements(lab.target) == {address_of(attacker, family)}
     listing = portwarden(lab.target, daemon, "blocked").stdout
-    assert addr(attacker, family) in listing and "TCP SYN/Normal scan (tcp" in listing
+    assert address_of(attacker, family) in listing and "TCP SYN/Normal scan (tcp" in listing
     blocked_file = Path(daemon.log_path.parent, "state", "portsentry.blocked.stcp").read_text()
-    assert f"/{addr(attacker, family)} Port: " in blocked_file and " TCP Blocked" in blocked_file
+    assert (
+        f"/{address_of(attacker, family)} Port: " in blocked_file and " TCP Blocked" in blocked_file
+    )
     # Its later probes never reach the sensors (the set drops them), so no "already blocked"
     # line here: test_alerts.py checks that line with a block that lets probes through.
-    result = portwarden(lab.target, daemon, "unblock", addr(attacker, family))
-    assert result.returncode == 0 and f"unblocked {addr(attacker, family)}" in result.stdout
+    result = portwarden(lab.target, daemon, "unblock", address_of(attacker, family))
+    assert result.returncode == 0 and f"unblocked {address_of(attacker, family)}" in result.stdout
     # The running daemon sees the block end and says so, in its log and its event log.
-    daemon.wait_for(rf"unblock address={addr(attacker, family)} by=command")
+    daemon.wait_for(rf"unblock address={address_of(attacker, family)} by=command")
     events = Path(daemon.log_path.parent, "state", "events.jsonl").read_text().splitlines()
-    assert {"event": "unblock", "src": addr(attacker, family), "by": "command"}.items() <= [
+    assert {"event": "unblock", "src": address_of(attacker, family), "by": "command"}.items() <= [
         json.loads(e) for e in events if '"unblock"' in e
     ][-1].items()
     assert can_connect(attacker, target, SERVICE)
@@ -119,7 +117,7 @@ def test_scanner_is_cut_off_benign_client_is_not_and_unblock_restores(
     # The running daemon follows the store: a new scan blocks again, as a first offence still
     # (the administrator's unblock said the block was a mistake: no offence).
     nmap(attacker.run, *six, "-sS", "-p", "1-20", target)
-    daemon.wait_for(rf"block address={addr(attacker, family)} .* offence=1 ", since=mark)
+    daemon.wait_for(rf"block address={address_of(attacker, family)} .* offence=1 ", since=mark)
     daemon.stop()
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from portwarden.lab.network import Lab, masscan_args
 from tests.e2e.conftest import TCP_PORTS, StartDaemon, nmap
+from tests.e2e.test_blocking import portwarden
 from tests.lab.daemon import RunningDaemon
 from tests.lab.drops import lab_drops, lost_in_the_lab
 
@@ -174,17 +175,7 @@ def test_a_flood_faster_than_the_sensors_read_is_said_and_counted(
         check=False,
     )
     daemon.wait_for(r"sensors fall behind: the kernel dropped \d+ packets for them", since=mark)
-    status = lab.target.run(
-        [
-            sys.executable,
-            "-m",
-            "portwarden",
-            "status",
-            "--json",
-            "-c",
-            str(daemon.log_path.with_suffix(".conf")),
-        ]
-    )
+    status = portwarden(lab.target, daemon, "status", "--json")
     dropped = json.loads(status.stdout)["counters"]["packets_dropped"]
     assert dropped == raw_socket_drops(lab) > 0
     assert len(re.findall("sensors fall behind", daemon.log()[mark:])) == 1

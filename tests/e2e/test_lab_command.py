@@ -16,6 +16,7 @@ from portwarden.lab import demo
 from portwarden.lab.demo import FOLDER_PREFIX, remove_orphans, run_prefix
 from portwarden.lab.network import Lab, lab_namespaces, run
 from tests.conftest import require_lab
+from tests.lab.isolated import NEW_MOUNTS
 
 
 def _host_view() -> tuple[str, str, list[str]]:
@@ -130,10 +131,7 @@ def test_lab_without_libnftables_says_what_to_install(tmp_path: Path) -> None:
     script = f'mount --bind {empty} {_libnftables()} && exec "$@"'
     done = subprocess.run(
         [
-            "unshare",
-            "-m",
-            "--propagation",
-            "private",
+            *NEW_MOUNTS,
             "sh",
             "-c",
             script,

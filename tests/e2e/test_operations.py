@@ -17,18 +17,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from portwarden import limits
 from portwarden.lab.network import Lab
 from tests.e2e.conftest import StartDaemon, nmap
+from tests.e2e.test_blocking import portwarden
 from tests.lab.daemon import RunningDaemon, run_daemonised, wait_for_text
 
 METRICS = "127.0.0.1:9877"
 
 
-def portwarden(lab: Lab, daemon: RunningDaemon, *args: str) -> subprocess.CompletedProcess:
-    conf = str(daemon.log_path.with_suffix(".conf"))
-    return lab.target.run([sys.executable, "-m", "portwarden", *args, "-c", conf], check=False)
-
-
 def status_json(lab: Lab, daemon: RunningDaemon) -> dict:
-    result = portwarden(lab, daemon, "status", "--json")
+    result = portwarden(lab.target, daemon, "status", "--json")
     assert result.returncode in (0, 3), result.stderr
     return json.loads(result.stdout)
 
@@ -90,7 +86,7 @@ def test_status_and_metrics_count_what_was_sent(lab: Lab, start_daemon: StartDae
     assert found["blocks"]["active"] == 0
     assert found["audit"]["open_ports"] == 0 and found["audit"]["findings"] == []
 
-    text = portwarden(lab, daemon, "status").stdout
+    text = portwarden(lab.target, daemon, "status").stdout
     assert "portwarden is running" in text and tcp_scanner.ipv4 in text and "79/tcp" in text
     assert re.search(rf"\n  audit_last_run +{found['audit']['time']}\n", text), text
     assert "Alerts (syslog lines, JSON events, mails)" in text
@@ -117,12 +113,12 @@ def test_status_and_metrics_count_what_was_sent(lab: Lab, start_daemon: StartDae
     assert stat.S_IMODE(sock.stat().st_mode) == 0o600
     # Stopped: `status` falls back to the store's last status, and says the daemon is not running.
     assert daemon.stop()[0] == 0
-    result = portwarden(lab, daemon, "status", "--json")
+    result = portwarden(lab.target, daemon, "status", "--json")
     assert result.returncode == 3
     after = json.loads(result.stdout)
     assert after["running"] is False and after["saved"]
     assert {s["address"] for s in after["scanners"]} == {tcp_scanner.ipv4, udp_scanner.ipv4}
-    assert "portwarden is NOT running" in portwarden(lab, daemon, "status").stdout
+    assert "portwarden is NOT running" in portwarden(lab.target, daemon, "status").stdout
 
 
 def test_reload_takes_a_new_ignore_list_and_refuses_a_broken_file(
@@ -431,7 +427,7 @@ def test_status_works_while_the_configuration_is_broken(
     daemon = start_daemon("-stcp", "-sudp")
     conf = daemon.log_path.with_suffix(".conf")
     conf.write_text(conf.read_text() + 'SCAN_TRIGGER="lots"\nthis is not a setting\n')
-    result = portwarden(lab, daemon, "status", "--json")
+    result = portwarden(lab.target, daemon, "status", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["running"] is True
     (warning,) = result.stderr.splitlines()

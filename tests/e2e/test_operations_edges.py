@@ -14,7 +14,8 @@ import pytest
 
 from portwarden.lab.network import Lab
 from tests.e2e.conftest import TCP_PORTS, StartDaemon, nmap
-from tests.e2e.test_operations import portwarden, scrape, status_json
+from tests.e2e.test_blocking import portwarden
+from tests.e2e.test_operations import scrape, status_json
 from tests.lab.daemon import RunningDaemon
 
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
@@ -87,7 +88,7 @@ def test_the_daemons_own_metrics_page_is_no_audit_finding_and_usr_signals_are_ig
         time.sleep(0.1)
     assert found["audit"]["findings"] == [] and found["audit"]["open_ports"] == 0, found["audit"]
     assert found["counters"]["audit_findings"] == 0
-    command = portwarden(lab, daemon, "audit", "--json", "--no-state")
+    command = portwarden(lab.target, daemon, "audit", "--json", "--no-state")
     assert command.returncode == 0, command.stdout + command.stderr
     assert json.loads(command.stdout)["findings"] == []
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from portwarden.lab.network import Host, Lab
-from tests.e2e.conftest import SERVICE, StartDaemon, nmap
+from tests.e2e.conftest import SERVICE, StartDaemon, address_of, nmap
 from tests.lab.daemon import RunningDaemon
 from tests.lab.services import can_connect
 
@@ -26,8 +26,17 @@ def daemon(start_daemon: StartDaemon) -> RunningDaemon:
     return start_daemon("-stcp", "-sudp")
 
 
-def address(host: Host, family: int) -> str:
-    return host.ipv4 if family == 4 else host.ipv6
+def os_detection(lab: Lab, attacker: Host, family: int, ports: str, *options: str) -> None:
+    """nmap -O (with `options`) from `attacker` to `ports` of the target, over IPv`family`."""
+    nmap(
+        attacker.run,
+        *(["-6"] if family == 6 else []),
+        "-O",
+        *options,
+        "-p",
+        ports,
+        address_of(lab.target, family),
+    )
 
 
 @pytest.mark.parametrize("family", [4, 6])
@@ -41,16 +50,9 @@ def test_nmap_os_detection_of_one_open_port_is_one_summary_showing_each_probe(
     one of its choosing: see the next test for IPv6). nmap sends its probes in rounds about 2 s
     apart: one summary."""
     attacker = lab.attackers[1]
-    src = address(attacker, family)
+    src = address_of(attacker, family)
     mark = daemon.mark()
-    nmap(
-        attacker.run,
-        *(["-6"] if family == 6 else []),
-        "-O",
-        "-p",
-        str(SERVICE),
-        address(lab.target, family),
-    )
+    os_detection(lab, attacker, family, str(SERVICE))
     summary = daemon.wait_for_attack(mark, kind="os-summary", src=src, timeout=30)
     assert summary["type"] == "OS fingerprinting probe (nmap)"
     expected = {f"SYN/SEQ{n}" for n in range(1, 7)} | {"NULL/T2", "FIN+SYN+PSH+URG/T3", "udp/U1"}
@@ -73,18 +75,9 @@ def test_os_probes_to_a_closed_tripwire_say_which_probe_they_are(
     scan, and tagged as nmap's T7; nmap's own SYN scan of the port is not tagged. T6, an ACK,
     is an OS probe only, in the summary beside T4 (to the open port), never a scan probe."""
     attacker = lab.attackers[0]
-    src = address(attacker, family)
+    src = address_of(attacker, family)
     mark = daemon.mark()
-    nmap(
-        attacker.run,
-        *(["-6"] if family == 6 else []),
-        "-O",
-        "--max-os-tries",
-        "1",
-        "-p",
-        f"11,{SERVICE}",
-        address(lab.target, family),
-    )
+    os_detection(lab, attacker, family, f"11,{SERVICE}", "--max-os-tries", "1")
     t7 = daemon.wait_for_attack(mark, kind="scan", src=src, type="TCP XMAS scan")
     assert (t7["port"], t7["flags"], t7.get("os")) == ("11", "FIN+PSH+URG", "nmap/T7")
     assert daemon.attacks(mark, kind="scan", src=src, port="11", os="nmap/T5")
@@ -102,7 +95,7 @@ def test_accurate_ecn_client_is_neither_reported_nor_blocked(
     """A SYN with AE+CWR+ECE (RFC 9768) and a client's options, to a real service: nothing. The
     same SYN to a tripwire is then a plain SYN scan, so the sensor did see them."""
     daemon = start_daemon("-stcp", "-sudp", conf='BLOCK_TCP="1"\n')
-    client, src, target = lab.client, address(lab.client, family), address(lab.target, family)
+    client, src, target = lab.client, address_of(lab.client, family), address_of(lab.target, family)
     for port in (SERVICE, SERVICE, SERVICE, 11):
         client.run([sys.executable, str(CRAFT), "--accecn", src, target, str(port)])
     found = daemon.wait_for_attack(src=src, kind="scan")

@@ -19,6 +19,7 @@ import pytest
 from portwarden.lab.network import Host, Lab
 from portwarden.portmap.check import UNKNOWN_FIREWALL
 from tests.lab.acl import mode_600_and_reader
+from tests.lab.isolated import NEW_MOUNTS
 from tests.lab.portmapper import PROGRAM, Portmapper, StandIn
 
 ALLOW = ["--allow", "198.18.0.16/255.255.255.240", "--allow", "2001:db8::10/124"]
@@ -361,7 +362,7 @@ def portwarden_on(host: Host, *args: str) -> subprocess.CompletedProcess:
     """`portwarden ARGS` in `host` with a /run of its own: the lock protect takes there never
     touches the machine's."""
     private_run = 'mount -t tmpfs tmpfs /run && exec "$0" "$@"'
-    command = ["unshare", "-m", "--propagation", "private", "sh", "-c", private_run]
+    command = [*NEW_MOUNTS, "sh", "-c", private_run]
     return host.run([*command, sys.executable, "-m", "portwarden", *args], check=False, timeout=60)
 
 

@@ -4,12 +4,12 @@ listener's handshakes cut short (nmap -sS) are no packets the sensors lost."""
 
 import json
 import re
-import sys
 import time
 
 from portwarden import limits
 from portwarden.lab.network import Lab
 from tests.e2e.conftest import StartDaemon
+from tests.e2e.test_blocking import portwarden
 from tests.lab.services import can_connect, tcp_echo_server
 
 SHORT_LIVED = 84
@@ -55,17 +55,7 @@ def test_half_open_handshakes_to_a_classic_listener_are_no_sensor_drops(
         ["nmap", "-sS", "-n", "-Pn", "-p", "15", "--max-retries", "0", lab.target.ipv4], timeout=60
     )
     assert _listener_drops(lab, 15) > 0  # the kernel counted the reset handshake as a drop
-    status = lab.target.run(
-        [
-            sys.executable,
-            "-m",
-            "portwarden",
-            "status",
-            "--json",
-            "-c",
-            str(daemon.log_path.with_suffix(".conf")),
-        ]
-    )
+    status = portwarden(lab.target, daemon, "status", "--json")
     assert json.loads(status.stdout)["counters"]["packets_dropped"] == 0
     daemon.stop()
     assert "sensors fall behind" not in daemon.log()

@@ -5,8 +5,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from portwarden.lab.network import Host, Lab
-from tests.e2e.conftest import StartDaemon, nmap
+from portwarden.lab.network import Lab
+from tests.e2e.conftest import StartDaemon, address_of, nmap
 from tests.lab.daemon import RunningDaemon
 from tests.lab.services import echo_client, tcp_echo_server, udp_echo_server
 
@@ -18,10 +18,6 @@ def daemon(lab: Lab, start_daemon: StartDaemon) -> Iterator[RunningDaemon]:
     tcp_echo_server(lab.target, SERVICE_TCP)
     udp_echo_server(lab.target, SERVICE_UDP)
     yield start_daemon("-stcp", "-sudp")
-
-
-def address(host: Host, family: int) -> str:
-    return host.ipv4 if family == 4 else host.ipv6
 
 
 SCANS = [
@@ -51,9 +47,11 @@ def test_nmap_scan_is_detected_with_source_and_type(
     attacker = lab.attackers[0]
     mark = daemon.mark()
     six = ["-6"] if family == 6 else []
-    nmap(attacker.run, *six, *args, address(lab.target, family))
-    found = daemon.wait_for_attack(mark, kind="scan", src=address(attacker, family), type=scan_type)
-    assert found["dst"] == address(lab.target, family)
+    nmap(attacker.run, *six, *args, address_of(lab.target, family))
+    found = daemon.wait_for_attack(
+        mark, kind="scan", src=address_of(attacker, family), type=scan_type
+    )
+    assert found["dst"] == address_of(lab.target, family)
     assert found["proto"] == proto
     assert found["mode"] == ("stcp" if proto == "tcp" else "sudp")
     assert int(found["port"]) in {1, 11, 15, 79, 111, 7, 9, 161}
@@ -66,8 +64,8 @@ def test_nmap_os_detection_is_reported_as_nmap(
     attacker = lab.attackers[1]
     mark = daemon.mark()
     six = ["-6"] if family == 6 else []
-    nmap(attacker.run, *six, "-O", "-p", f"1,11,{SERVICE_TCP}", address(lab.target, family))
-    src = address(attacker, family)
+    nmap(attacker.run, *six, "-O", "-p", f"1,11,{SERVICE_TCP}", address_of(lab.target, family))
+    src = address_of(attacker, family)
     daemon.wait_for_attack(mark, kind="os-probe", src=src, type="OS fingerprinting probe (nmap)")
     summary = daemon.wait_for_attack(mark, kind="os-summary", src=src, timeout=30)
     patterns = summary["patterns"].split()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from portwarden.lab.network import Host
+from tests.lab.isolated import NEW_MOUNTS
 
 
 class RunningDaemon:
@@ -122,7 +123,7 @@ def start_with_files(
     mounts = " && ".join(steps)
     script = f"{mounts} && exec {sys.executable} -m portwarden run -c {config} {' '.join(flags)}"
     proc = host.popen(
-        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        [*NEW_MOUNTS, "sh", "-c", script],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from portwarden.lab.network import Host
+from tests.lab.isolated import NEW_MOUNTS
 
 # A program registered with the portmapper, so a dump lists more than rpcbind itself.
 PROGRAM, VERSION, PORT = 395811, 1, 4711
@@ -53,7 +54,7 @@ class Portmapper:
             "echo ready && exec cat"  # lives until its stdin closes
         )
         self._namespace = host.popen(
-            ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+            [*NEW_MOUNTS, "sh", "-c", script],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -2,12 +2,10 @@
 the mount vanishes with the process): an append to hosts.deny and to HISTORY_FILE that the
 kernel cuts short leaves no partial line behind."""
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 from tests.conftest import require_lab
+from tests.lab.isolated import NEW_MOUNTS, printed_json
 
 SCRIPT = """
 import errno, json, os, subprocess, sys
@@ -40,14 +38,7 @@ print(json.dumps(outcome))
 
 def test_an_append_cut_short_by_a_full_tmpfs_is_taken_back(tmp_path: Path) -> None:
     require_lab()  # root, for the mount namespace
-    out = subprocess.run(
-        ["unshare", "-m", "--propagation", "private", sys.executable, "-c", SCRIPT, str(tmp_path)],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert json.loads(out.stdout) == {
+    assert printed_json(NEW_MOUNTS, SCRIPT, str(tmp_path)) == {
         "hosts.deny": "ENOSPC",
         "hosts.deny unchanged": True,
         "history": "ENOSPC",

@@ -4,14 +4,12 @@ objects (`nhid`), single or a group, also with net.ipv4.nexthop_compat_mode=0 (t
 carries only the object's id). In a network namespace of its own (`unshare -n`: it vanishes
 with the process)."""
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require_lab
+from tests.lab.isolated import NEW_NETWORK, printed_json
 
 COMPAT_MODE = Path("/proc/sys/net/ipv4/nexthop_compat_mode")
 
@@ -57,17 +55,11 @@ def test_every_next_hop_of_every_default_route_is_a_gateway(compat_mode: str) ->
     require_lab()
     host_mode = COMPAT_MODE.read_text()
     try:
-        out = subprocess.run(
-            ["unshare", "-n", sys.executable, "-c", SCRIPT, compat_mode],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        gateways = printed_json(NEW_NETWORK, SCRIPT, compat_mode)
     finally:
         if COMPAT_MODE.read_text() != host_mode:
             COMPAT_MODE.write_text(host_mode)
-    assert json.loads(out.stdout) == sorted(
+    assert gateways == sorted(
         [
             "198.18.0.11",
             "198.18.0.12",

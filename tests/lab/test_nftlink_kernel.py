@@ -1,11 +1,8 @@
 """The fast-path element writer against the real kernel, in a network namespace of its own
 (`unshare -n`: the namespace and everything in it vanish with the process)."""
 
-import json
-import subprocess
-import sys
-
 from tests.conftest import require_lab
+from tests.lab.isolated import NEW_NETWORK, printed_json
 
 SCRIPT = """
 import ipaddress, json
@@ -42,14 +39,7 @@ print(json.dumps({"missing": missing, "listed": listed, "present": present}))
 
 def test_elements_added_over_netlink_are_what_nft_lists() -> None:
     require_lab()
-    out = subprocess.run(
-        ["unshare", "-n", sys.executable, "-c", SCRIPT],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    result = json.loads(out.stdout)
+    result = printed_json(NEW_NETWORK, SCRIPT)
     assert result["missing"] == "No such file or directory (2)"
     assert result["listed"] == {"198.18.0.5": None, "198.18.0.6": 60, "2001:db8::7": 3600}
     assert result["present"] == [
@@ -102,14 +92,7 @@ print(json.dumps({"first": len(after_first), "same": after_first == dict(first),
 
 def test_restore_fills_the_sets_in_one_batch_and_replaces_what_was_there() -> None:
     require_lab()
-    out = subprocess.run(
-        ["unshare", "-n", sys.executable, "-c", FILL],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    result = json.loads(out.stdout)
+    result = printed_json(NEW_NETWORK, FILL, timeout=60)
     assert result["first"] == 4500 and result["same"]
     assert result["second"] == {"198.18.200.1": None, "2001:db8::ffff": None}
     assert result["put_back"] == {**result["second"], "198.18.200.2": 60}
@@ -142,14 +125,7 @@ def test_a_refused_batch_says_why_and_the_link_answers_the_next_request() -> Non
     messages. The error is the kernel's (ENOENT, not a receive buffer overrun from echoed
     messages), and the next requests on the same link are answered."""
     require_lab()
-    out = subprocess.run(
-        ["unshare", "-n", sys.executable, "-c", REFUSED],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert json.loads(out.stdout) == {
+    assert printed_json(NEW_NETWORK, REFUSED, timeout=60) == {
         "refused": "No such file or directory (2)",
         "present": True,
         "count": 10,

@@ -1,11 +1,8 @@
 """bound_ports over sock_diag against /proc/net, on real sockets of every kind, in a network
 namespace of its own (`unshare -n`: it vanishes with the process)."""
 
-import json
-import subprocess
-import sys
-
 from tests.conftest import require_lab
+from tests.lab.isolated import NEW_NETWORK, printed_json
 
 SCRIPT = """
 import json, socket, subprocess
@@ -38,13 +35,6 @@ print(json.dumps(result))
 
 def test_sock_diag_finds_what_proc_lists() -> None:
     require_lab()
-    out = subprocess.run(
-        ["unshare", "-n", sys.executable, "-c", SCRIPT],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    result = json.loads(out.stdout)
+    result = printed_json(NEW_NETWORK, SCRIPT)
     assert result["tcp"] == [[7001, 7002, 7003, 7005]] * 2
     assert result["udp"] == [[7101, 7102]] * 2  # 7103 is connected: a client's, no service

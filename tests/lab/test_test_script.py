@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_lab
+from tests.lab.isolated import NEW_MOUNTS
 
 SCRIPT = Path(__file__).parents[2] / "scripts" / "test.sh"
 
@@ -40,7 +41,7 @@ def test_policy_rc_d_is_removed_when_the_install_fails(
     )
     script = f"mount --bind {sbin} /usr/sbin && exec sh {SCRIPT}"
     result = subprocess.run(
-        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        [*NEW_MOUNTS, "sh", "-c", script],
         env={**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}"},
         capture_output=True,
         text=True,
