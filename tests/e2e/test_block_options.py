@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from portwarden.lab.network import Host, Lab, run
+from portwarden.lab.network import Host, Lab, add_veth, run
 from tests.e2e.conftest import SERVICE, StartDaemon, nmap
 from tests.e2e.test_blocking import RECORD, nft_elements, portwarden
 from tests.lab.services import can_connect, tcp_echo_server
@@ -25,23 +25,7 @@ def behind(lab: Lab) -> Iterator[Host]:
     host = Host(f"{lab.prefix}behind", f"{BEHIND_NET}.2", "2001:db8:1::2")
     run(["ip", "netns", "add", host.netns])
     try:
-        run(
-            [
-                "ip",
-                "-n",
-                lab.target.netns,
-                "link",
-                "add",
-                "eth1",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                host.netns,
-            ]
-        )
+        add_veth(lab.target.netns, "eth1", host.netns)
         for netns, address in ((lab.target.netns, ".1"), (host.netns, ".2")):
             device = "eth1" if netns == lab.target.netns else "eth0"
             run(["ip", "-n", netns, "addr", "add", f"{BEHIND_NET}{address}/24", "dev", device])

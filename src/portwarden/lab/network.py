@@ -101,21 +101,7 @@ class Lab:
         for index, host in enumerate(self.hosts):
             run(["ip", "netns", "add", host.netns])
             port = f"p{index}"
-            run(
-                [
-                    *sw,
-                    "link",
-                    "add",
-                    port,
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    "eth0",
-                    "netns",
-                    host.netns,
-                ]
-            )
+            add_veth(self.switch, port, host.netns)
             run([*sw, "link", "set", port, "master", "br0", "up"])
             ns = ["ip", "-n", host.netns]
             run([*ns, "link", "set", "lo", "up"])
@@ -198,6 +184,12 @@ def lab_unavailable_reason(prefix: str) -> str | None:
         why = " ".join(made.stderr.split()) or f"exit status {made.returncode}"
         return f"the lab cannot make a network namespace: ip netns add: {why}"
     return None
+
+
+def add_veth(netns: str, name: str, peer_netns: str, peer_name: str = "eth0") -> None:
+    """A veth pair: `name` in namespace `netns`, its peer `peer_name` in `peer_netns`."""
+    peer = ["peer", "name", peer_name, "netns", peer_netns]
+    run(["ip", "-n", netns, "link", "add", name, "type", "veth", *peer])
 
 
 def mac_address(host: Host) -> str:
