@@ -4,15 +4,13 @@ what was done on stdout and what was not on stderr, in the answer's order."""
 
 import sys
 from collections.abc import Callable, Iterable
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
 from portwarden.config import Settings
 from portwarden.config.ignore import Network, parse_network, read_otherwise
 from portwarden.respond import admin
-from portwarden.respond.admin import NotDone, ReapplyAnswer, UnblockAnswer
+from portwarden.respond.admin import Answer, NotDone, ReapplyAnswer, UnblockAnswer
 from portwarden.text import one_line
-
-_Answer = TypeVar("_Answer", UnblockAnswer, ReapplyAnswer)
 
 
 class Line(NamedTuple):
@@ -133,7 +131,7 @@ def reapply_lines(answer: ReapplyAnswer, settings: Settings) -> list[Line]:
     return lines
 
 
-def _asked(command: str, ask: Callable[[], _Answer]) -> _Answer | None:
+def _asked(command: str, ask: Callable[[], Answer]) -> Answer | None:
     """`ask`'s answer, or None when the work was not done (said on stderr)."""
     try:
         return ask()

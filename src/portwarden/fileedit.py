@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from portwarden import limits
-from portwarden.config.textfile import numbered_lines
 from portwarden.text import one_line
+from portwarden.textfile import numbered_lines
 
 log = logging.getLogger("portwarden")
 
@@ -214,7 +214,7 @@ def _sync_folder(folder: Path) -> None:
 
 def _lines(text: str) -> list[str]:
     """The file's lines as tcpd and PortSentry read them: split at '\n' only (see
-    config.textfile), trailing '\r's dropped (tcpd takes them for blanks)."""
+    textfile), trailing '\r's dropped (tcpd takes them for blanks)."""
     return [line for _, line in numbered_lines(text)]
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from portwarden import daemon
+from portwarden import daemon, textfile
 from portwarden.cli import main
-from portwarden.config import ConfigError, TcpMode, UdpMode, load_settings, textfile
+from portwarden.config import ConfigError, TcpMode, UdpMode, load_settings
 from portwarden.config.hostscan import parse_rules
 from portwarden.config.settings import nothing_to_do, to_conf_lines
 from portwarden.respond.actions import Actions

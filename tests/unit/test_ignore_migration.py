@@ -12,8 +12,8 @@ import pytest
 from portwarden.config import load_settings
 from portwarden.config.errors import ConfigError
 from portwarden.config.ignore import parse_ignore_text
-from portwarden.config.textfile import BOM
 from portwarden.limits import WARNINGS_OF_A_KIND_MAX
+from portwarden.textfile import BOM
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,6 @@ from portwarden import limits
 from portwarden.cli import main
 from portwarden.config.errors import ConfigError
 from portwarden.config.ignore import parse_network
-from portwarden.config.textfile import lines_with_ends
 from portwarden.net.addresses import Proto
 from portwarden.net.portmapper import Mapping, PortmapperError, Reason
 from portwarden.portmap import check, firewall, owner, wrappers
@@ -26,6 +25,7 @@ from portwarden.portmap.command import check_addresses
 from portwarden.portmap.networks import allowed_networks, host_bits_warnings
 from portwarden.portmap.owner import Owner
 from portwarden.portmap.protect import plan_protect, plan_unprotect
+from portwarden.textfile import lines_with_ends
 
 NETS = allowed_networks(["198.18.0.16/28", "2001:db8::10/124", "127.0.0.1"])
 

@@ -5,16 +5,26 @@ once, not at every AUDIT_INTERVAL while it lasts: a check that cannot look when 
 its reason changes (and that checks look again when it ends), a warning when it appears."""
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from portwarden.alert.dispatch import Alerts
+from portwarden.audit.findings import Finding
 from portwarden.audit.periodic import Outcome, Unchecked
 from portwarden.audit.report import summary, unchecked_summary
 from portwarden.episode import Condition
 from portwarden.store.db import Store
 
 log = logging.getLogger("portwarden")
+
+
+class Alerts(Protocol):
+    """What the reports need of alert.dispatch.Alerts (audit does not import alert, which
+    imports audit's findings)."""
+
+    def audit(self, findings: Sequence[Finding], when: float) -> None: ...
+
+    def audit_unchecked(self, reason: str, when: float) -> None: ...
 
 
 class AuditReports:

@@ -16,8 +16,8 @@ from operator import itemgetter
 from typing import TypeVar
 
 from portwarden.config.errors import ConfigError
-from portwarden.config.textfile import numbered_lines
 from portwarden.limits import WARNINGS_OF_A_KIND_MAX
+from portwarden.textfile import numbered_lines
 
 # KEY, then '=' and the value, or blanks and a quoted value
 _LINE = re.compile(r'[ \t]*([A-Za-z_][A-Za-z0-9_]*)(?:[ \t]*=[ \t]*(.*)|[ \t]+(".*))')

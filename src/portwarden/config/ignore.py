@@ -9,10 +9,10 @@ from operator import itemgetter
 from portwarden.config import values
 from portwarden.config.conffile import capped
 from portwarden.config.errors import ConfigError
-from portwarden.config.textfile import BOM, numbered_lines
 from portwarden.net.addresses import IPAddress
 from portwarden.net.local import unmapped
 from portwarden.text import counted, one_line
+from portwarden.textfile import BOM, numbered_lines
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -26,9 +26,9 @@ from portwarden.config.ignore import Network, parse_ignore_text
 from portwarden.config.reader import Reader
 from portwarden.config.settings import KEYS, Settings, nothing_to_do
 from portwarden.config.smtp import check_smtp, check_subject
-from portwarden.config.textfile import BOM, decoded, read_bytes, read_text
 from portwarden.config.values import BlockMode, Modes, NftUse, TcpMode, UdpMode
 from portwarden.store.db import StoreError
+from portwarden.textfile import BOM, decoded, read_bytes, read_text
 
 _LONGEST_KEY = max(len(key) for key in KEYS)
 

@@ -23,8 +23,8 @@ as port 100), so a migrated file never silently means something else.
 from dataclasses import dataclass
 
 from portwarden.config.conffile import Entry
-from portwarden.config.textfile import BOM
 from portwarden.text import one_line
+from portwarden.textfile import BOM
 
 # The keys PortSentry 1.2 read (our own keys it never read).
 PORTSENTRY_KEYS = (

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from portwarden.config.errors import ConfigError
-from portwarden.config.textfile import open_regular
+from portwarden.textfile import open_regular
 
 
 def is_loopback(relay: str) -> bool:

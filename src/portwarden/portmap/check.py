@@ -23,7 +23,6 @@ from typing import Any, Literal
 
 from portwarden.audit.names import Names
 from portwarden.config.ignore import ALWAYS_IGNORED, Network, shown, within
-from portwarden.config.textfile import lines_with_ends
 from portwarden.net.addresses import Proto
 from portwarden.net.local import interface_addresses
 from portwarden.net.portmapper import PORTMAPPER_PORT, Mapping, PortmapperError, dump
@@ -32,6 +31,7 @@ from portwarden.portmap import wrappers
 from portwarden.portmap.firewall import FirewallError, IptablesFirewall, NftFirewall, other_filters
 from portwarden.portmap.owner import Owner, port_owners, servers, unread_files
 from portwarden.text import counted, one_line
+from portwarden.textfile import lines_with_ends
 
 Outcome = Literal["reachable", "refused", "silent"]
 Verdict = Literal["protected", "exposed", "not running", "unknown", "locked out"]

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from portwarden.config.ignore import shown, within
-from portwarden.config.textfile import lines_with_ends
 from portwarden.net.portmapper import PORTMAPPER_PORT
 from portwarden.portmap import wrappers
 from portwarden.portmap.firewall import (
@@ -25,6 +24,7 @@ from portwarden.portmap.firewall import (
 )
 from portwarden.portmap.networks import allowed_networks, host_bits_warnings
 from portwarden.portmap.owner import port_owners, servers, unread_files
+from portwarden.textfile import lines_with_ends
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,6 @@ from typing import NamedTuple
 
 from portwarden import limits
 from portwarden.config.ignore import ALWAYS_IGNORED, Network, parse_network, within
-from portwarden.config.textfile import lines_with_ends
 from portwarden.fileedit import (
     FileChanged,
     Identity,
@@ -39,6 +38,7 @@ from portwarden.fileedit import (
     replace_atomically,
 )
 from portwarden.text import one_line
+from portwarden.textfile import lines_with_ends
 
 DAEMONS = "rpcbind portmap"
 MARKER = "# portwarden-portmap"

@@ -50,7 +50,7 @@ class ReapplyAnswer(TypedDict):
     nft_error: NotRequired[str]  # instead of nft_blocks: why they could not be put back
 
 
-_Answer = TypeVar("_Answer", UnblockAnswer, ReapplyAnswer)
+Answer = TypeVar("Answer", UnblockAnswer, ReapplyAnswer)
 
 
 class NotDone(Exception):
@@ -150,9 +150,9 @@ def _by_daemon_or_here(
     settings: Settings,
     command: str,
     request: dict[str, Any],
-    here: Callable[[Actions], _Answer],
+    here: Callable[[Actions], Answer],
     unanswered: str = "",
-) -> _Answer:
+) -> Answer:
     """The running daemon's answer; when none runs, `here`'s, done under STATE_DIR's lock.
     `unanswered`: what to add when the daemon died with the request (control.Unanswered).
     Raises NotDone."""
@@ -169,7 +169,7 @@ def _by_daemon_or_here(
         if answer is not None:
             if "error" in answer:
                 raise NotDone(answer["error"])
-            return cast(_Answer, answer)  # what the daemon's unblock_here or reapply_here made
+            return cast(Answer, answer)  # what the daemon's unblock_here or reapply_here made
         try:
             lock = statedir.claim(settings.state_dir, command)
         except statedir.StateDirBusy as busy:  # a daemon is starting: it will listen soon
