@@ -23,13 +23,13 @@ from portwarden.config import ConfigError, Modes, Settings, load_settings
 from portwarden.config.load import blamed_on, error_at
 from portwarden.config.values import ListenAddress
 from portwarden.descriptors import OUT_OF_DESCRIPTORS, raise_soft_limit
-from portwarden.detect.config import engine_config, late_reply_ports
+from portwarden.detect.config import engine_config
 from portwarden.detect.engine import Engine, EngineConfig, Verdict
 from portwarden.detect.probe import Probe
 from portwarden.episode import Episode
 from portwarden.net.input_filters import input_filter_chains
 from portwarden.respond.policy import ResponsePolicy
-from portwarden.sensors.build import Sensor, build_sensors, sensor_inputs
+from portwarden.sensors.build import Sensor, build_sensors, late_reply_ports, sensor_inputs
 from portwarden.sensors.hostview import HostView
 from portwarden.store.db import store_path
 from portwarden.text import counted, one_line

@@ -21,7 +21,7 @@ from typing import TextIO
 from portwarden import limits
 from portwarden.alert.line import verdict_line
 from portwarden.config import Settings, TcpMode, UdpMode
-from portwarden.detect.config import engine_config, late_reply_ports
+from portwarden.detect.config import engine_config
 from portwarden.detect.engine import Engine, Verdict
 from portwarden.detect.probe import PortTest, packet_probe
 from portwarden.net.addresses import IPAddress, Proto
@@ -36,7 +36,7 @@ from portwarden.net.packet import (
     parse_ipv6,
 )
 from portwarden.net.pcap import PcapError, frames
-from portwarden.sensors.build import watch_list
+from portwarden.sensors.build import late_reply_ports, watch_list
 
 log = logging.getLogger("portwarden")
 

@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 
 from portwarden.config import UdpMode, load_settings
-from portwarden.detect.config import engine_config, late_reply_ports
+from portwarden.detect.config import engine_config
 from portwarden.detect.engine import Engine
 from portwarden.detect.probe import UDP_SCAN, Probe
 from portwarden.net import ports
 from portwarden.net.addresses import Proto
 from portwarden.net.ports import local_port_range, reserved_local_ports
+from portwarden.sensors.build import late_reply_ports
 
 
 def datagram(sport: int, dport: int, src: str = "198.18.0.53") -> Probe:

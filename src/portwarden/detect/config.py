@@ -6,35 +6,8 @@ from portwarden.config import Settings
 from portwarden.config.hostscan import Endpoint, HostScanRule
 from portwarden.config.ignore import IgnoreList
 from portwarden.detect.engine import EngineConfig, ScandetdModel
-from portwarden.net.ports import local_port_range, reserved_local_ports
-from portwarden.sensors.build import udp_ports_in
-from portwarden.text import port_ranges
 
 _ANY = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
-
-
-def late_reply_ports(settings: Settings) -> tuple[frozenset[int], str | None]:
-    """The UDP tripwires in this host's local port range, where replies to its own clients
-    arrive, and a warning line that says so (None when there are none). A reserved port
-    (ip_local_reserved_ports) is never a client's. TCP has no such trouble: a reply carries
-    ACK or RST, never a probe."""
-    local = local_port_range()
-    ports = udp_ports_in(local, settings) - reserved_local_ports()
-    if not ports:
-        return ports, None
-    sources = settings.udp_reply_source_ports
-    how = (
-        f"datagrams to them from source ports {port_ranges(sources)} "
-        "(UDP_REPLY_SOURCE_PORTS) are taken for late replies, not probes"
-        if sources
-        else "a late reply to one of its clients there is reported as a probe"
-    )
-    listed = port_ranges(ports)
-    return ports, (
-        f"udp: {len(ports)} tripwire ports are in this host's local port range "
-        f"{local.start}-{local.stop - 1} (net.ipv4.ip_local_port_range), where "
-        f"replies to its own clients arrive: {listed}; {how}"
-    )
 
 
 def late_reply_rules(sources: frozenset[int], ports: frozenset[int]) -> tuple[HostScanRule, ...]:

@@ -3,9 +3,11 @@
 from portwarden.config import Settings, TcpMode, UdpMode
 from portwarden.descriptors import ensure_free
 from portwarden.net.addresses import Proto
+from portwarden.net.ports import local_port_range, reserved_local_ports
 from portwarden.sensors.hostview import HostView
 from portwarden.sensors.listener import ListenerSensor
 from portwarden.sensors.raw import RawSensor
+from portwarden.text import port_ranges
 
 Sensor = ListenerSensor | RawSensor
 CLASSIC_MODES = frozenset({"tcp", "udp"})
@@ -78,3 +80,27 @@ def build_sensors(settings: Settings, host: HostView) -> list[Sensor]:
                 )
             )
     return sensors
+
+
+def late_reply_ports(settings: Settings) -> tuple[frozenset[int], str | None]:
+    """The UDP tripwires in this host's local port range, where replies to its own clients
+    arrive, and a warning line that says so (None when there are none). A reserved port
+    (ip_local_reserved_ports) is never a client's. TCP has no such trouble: a reply carries
+    ACK or RST, never a probe."""
+    local = local_port_range()
+    ports = udp_ports_in(local, settings) - reserved_local_ports()
+    if not ports:
+        return ports, None
+    sources = settings.udp_reply_source_ports
+    how = (
+        f"datagrams to them from source ports {port_ranges(sources)} "
+        "(UDP_REPLY_SOURCE_PORTS) are taken for late replies, not probes"
+        if sources
+        else "a late reply to one of its clients there is reported as a probe"
+    )
+    listed = port_ranges(ports)
+    return ports, (
+        f"udp: {len(ports)} tripwire ports are in this host's local port range "
+        f"{local.start}-{local.stop - 1} (net.ipv4.ip_local_port_range), where "
+        f"replies to its own clients arrive: {listed}; {how}"
+    )
