@@ -583,11 +583,14 @@ VALID: dict[str, Text] = {
 valid_lines = (
     st.dictionaries(st.sampled_from(sorted(VALID)), st.just(""), max_size=40)
     .flatmap(lambda chosen: st.fixed_dictionaries({key: VALID[key] for key in chosen}))
-    # SCAN_REPORT_INTERVAL is at least SCAN_END_QUIET
+    # SCAN_REPORT_INTERVAL is at least SCAN_END_QUIET, and at least OS_PROBE_QUIET when set
     .filter(
         lambda values: (
             float(values.get("SCAN_REPORT_INTERVAL", "300"))
-            >= float(values.get("SCAN_END_QUIET", "30"))
+            >= max(
+                float(values.get("SCAN_END_QUIET", "30")),
+                float(values.get("OS_PROBE_QUIET", "0")),
+            )
         )
     )
     .map(

@@ -634,3 +634,11 @@ def test_status_names_each_os_probing_tool_once_as_reports_do() -> None:
         "OS fingerprinting probe (nmap)",
         "OS fingerprinting probe (queso)",
     )
+
+
+def test_os_probe_quiet_is_the_engines_not_a_constant() -> None:
+    """OS_PROBE_QUIET="2": the run's summary comes 2 s after its last OS probe, not before."""
+    engine = Engine(EngineConfig(os_probe_quiet_s=2.0))
+    engine.feed(probe(os_tool="nmap", flags="SYN+FIN+PSH+URG"), 0.0)
+    assert [v.kind for v in engine.tick(1.9)] == []
+    assert [v.kind for v in engine.tick(2.0)] == ["os-summary"]

@@ -64,6 +64,18 @@ def test_by_default_each_ipv6_address_is_a_source_of_its_own_as_with_portsentry(
     assert len(engine) == 3
 
 
+def test_a_reload_counts_afresh_under_a_new_length_and_takes_up_the_old_counts_again() -> None:
+    """64 -> 128: each address counts alone; back to 64 within SCAN_TRIGGER_WINDOW: the /64's
+    two probes made before are still counted (README, IPV6_SOURCE_PREFIX)."""
+    engine = Engine(EngineConfig(trigger=3, ipv6_prefix=64))
+    assert feed(engine, ONE_64[:2]) == []
+    engine.reconfigure(EngineConfig(trigger=3, ipv6_prefix=128))
+    assert feed(engine, ONE_64[2:], start=2.0) == []  # an address alone: one probe
+    engine.reconfigure(EngineConfig(trigger=3, ipv6_prefix=64))
+    (verdict,) = feed(engine, ["2001:db8:1:2::d"], start=3.0)
+    assert (verdict.kind, verdict.probes, verdict.prefix) == ("scan", 3, PREFIX)
+
+
 def test_the_scandetd_model_counts_the_prefix_as_one_source() -> None:
     model = ScandetdModel(count=3, interval_s=2, flood=False)
     engine = Engine(EngineConfig(scandetd=model, ipv6_prefix=64))

@@ -780,6 +780,11 @@ def test_retry_delay_and_report_interval_have_a_floor(tmp_path: Path) -> None:
             "SCAN_END_QUIET (30 s): a scan still going is reported at most that often",
         ),
         (
+            'OS_PROBE_QUIET="400"',
+            'OS_PROBE_QUIET="400": must be at most SCAN_REPORT_INTERVAL (300 s): a run of OS '
+            "probing still going is reported at most that often",
+        ),
+        (
             'SCAN_END_QUIET="600"',
             'SCAN_END_QUIET="600": must be at most SCAN_REPORT_INTERVAL '
             "(300 s): a scan still going is reported at most that often",

@@ -245,6 +245,14 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
                 "s): a scan still going is reported at most that often",
             )
         )
+    if read.entry("OS_PROBE_QUIET") and settings.scan_report_interval < settings.os_probe_quiet:
+        # Only when set: the default (10 s) stays valid with a SCAN_REPORT_INTERVAL below it,
+        # as it was before the key existed.
+        raise read.error(
+            "OS_PROBE_QUIET",
+            f"must be at most SCAN_REPORT_INTERVAL ({settings.scan_report_interval:g} s): a run "
+            "of OS probing still going is reported at most that often",
+        )
     if settings.smtp_give_up_after < settings.smtp_retry_delay:
         warnings.append(
             f"{read.where('SMTP_GIVE_UP_AFTER')}SMTP_GIVE_UP_AFTER "
