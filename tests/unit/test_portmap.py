@@ -1134,6 +1134,34 @@ def test_check_says_whether_each_ban_holds_for_rpcbind(tmp_path: Path) -> None:
     assert all(": in effect for rpcbind" in b for b in read_wrappers(allow, deny, RPCBIND).bans)
 
 
+def test_check_names_each_except_whose_ban_has_ended(tmp_path: Path) -> None:
+    """A ban carried over as EXCEPT that ends later (fail2ban's unban, `portwarden unblock`)
+    leaves our EXCEPT behind: rpcbind goes on refusing that address until protect runs again."""
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    deny.write_text("ALL: 198.18.0.20\nALL: 198.18.0.21\nALL: 198.18.0.24\nALL: [2001:db8::12]\n")
+    plan_protect(["198.18.0.16/28", "2001:db8::10/124"], allow, deny, None).apply()
+    assert "EXCEPT 198.18.0.20/255.255.255.254 198.18.0.24 [2001:db8::12]/128" in allow.read_text()
+    assert read_wrappers(allow, deny, RPCBIND).stale_excepts == ()
+    deny.write_text(deny.read_text().replace("ALL: 198.18.0.21\n", "").replace("ALL: [2001", "#"))
+    view = read_wrappers(allow, deny, RPCBIND)
+    assert view.stale_excepts == (
+        f"{allow}:3: EXCEPT 198.18.0.20/255.255.255.254: 198.18.0.21 of it no longer banned in "
+        f"{deny}, but "
+        "our line still refuses it rpcbind (run 'portwarden portmap protect' again to drop it)",
+        f"{allow}:3: EXCEPT [2001:db8::12]/128: no longer banned in {deny}, but our line still "
+        "refuses it rpcbind (run 'portwarden portmap protect' again to drop it)",
+    )
+    report = Report(("tcp",), (), None, view, FirewallView(False, ()), ())
+    text = report.text()
+    assert [line for line in text if line.startswith("  stale ")] == [
+        f"  stale {s}" for s in view.stale_excepts
+    ]
+    assert report.as_json()["wrappers"]["stale_excepts"] == view.stale_excepts
+    assert report.verdict == "protected"
+    plan_protect(["198.18.0.16/28", "2001:db8::10/124"], allow, deny, None).apply()
+    assert read_wrappers(allow, deny, RPCBIND).stale_excepts == ()
+
+
 def _v4_network(word: str) -> ipaddress.IPv4Network:
     """The network a client pattern of our IPv4 rules stands for."""
     network = wrappers.client_network(word)

@@ -85,6 +85,9 @@ class WrappersView:
     # hosts.deny's bans of addresses inside the allowed networks, each `file:line: "text":` and
     # whether it is in effect for rpcbind or our hosts.allow lines, read first, override it.
     bans: tuple[str, ...] = ()
+    # EXCEPT entries of our hosts.allow lines that no ban in hosts.deny covers any longer (the
+    # ban ended): our line still refuses them rpcbind until protect runs again.
+    stale_excepts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,7 @@ class Report:
         lines.append(f"  {self.wrappers.note}")
         lines += self._wrappers_lines()
         lines += [f"  ban {ban}" for ban in self.wrappers.bans]
+        lines += [f"  stale {stale}" for stale in self.wrappers.stale_excepts]
         wall = self.firewall
         said = UNKNOWN_FIREWALL if wall.state == "unknown" else protection[wall.protected]
         lines.append(f"firewall: {said}")
@@ -253,6 +257,7 @@ def read_wrappers(
     allowed: tuple[Network, ...] = ()
     leaks: tuple[wrappers.Leak, ...] = ()
     bans: tuple[str, ...] = ()
+    stale: tuple[str, ...] = ()
     everyone = None
     in_place = len(files) == 2 and all(block for _, block in files)
     if in_place:
@@ -261,9 +266,11 @@ def read_wrappers(
         allowed = wrappers.block_networks(allow_lines, allow_block)
         everyone = wrappers.covers_everyone(allowed)
         leaks = wrappers.leaks(hosts_allow, allow_lines, hosts_deny, deny_lines, allowed)
-        bans = tuple(
-            _ban_effect(ban, hosts_allow, allow_lines, allow_block)
-            for ban in wrappers.bans(hosts_deny, deny_lines, allowed)
+        banned = wrappers.bans(hosts_deny, deny_lines, allowed)
+        bans = tuple(_ban_effect(ban, hosts_allow, allow_lines, allow_block) for ban in banned)
+        stale = tuple(
+            _stale_effect(entry, hosts_allow, hosts_deny)
+            for entry in wrappers.stale_excepts(allow_lines, allow_block, banned)
         )
     serving = servers(owners)
     uses_libwrap = all(o.libwrap for o in serving) if serving else None
@@ -306,6 +313,19 @@ def read_wrappers(
         minor,
         tuple(blind),
         bans,
+        stale,
+    )
+
+
+def _stale_effect(entry: wrappers.StaleExcept, hosts_allow: Path, hosts_deny: Path) -> str:
+    """An EXCEPT entry whose ban has ended, and what to do."""
+    unbanned = " ".join(map(shown, entry.unbanned))
+    part = "" if entry.unbanned == (entry.excepted,) else f"{unbanned} of it "
+    excepted = wrappers.pattern(entry.excepted)
+    return (
+        f"{hosts_allow}:{entry.number}: EXCEPT {excepted}: {part}no longer banned in "
+        f"{hosts_deny}, but our line still refuses it rpcbind (run 'portwarden portmap protect' "
+        "again to drop it)"
     )
 
 

@@ -453,6 +453,47 @@ def ban_allowed_by(lines: list[str], block: Block, ban: Ban) -> int | None:
     return None
 
 
+@dataclass(frozen=True)
+class StaleExcept:
+    """An EXCEPT entry of our hosts.allow line that no ban in hosts.deny covers (wholly) any
+    longer: the ban carried over has ended (fail2ban's unban, `portwarden unblock`, a
+    KILL_HOSTS_DENY block that expired), and our line still keeps `unbanned` from rpcbind."""
+
+    number: int  # our hosts.allow line, from 1
+    excepted: Network
+    unbanned: tuple[Network, ...]  # the part of `excepted` no ban covers: usually all of it
+
+
+def stale_excepts(lines: list[str], block: Block, found: Iterable[Ban]) -> tuple[StaleExcept, ...]:
+    """The EXCEPT entries of our hosts.allow block (`lines`, `block`) with addresses that none
+    of hosts.deny's bans (`found`, see `bans`) refuses."""
+    banned = collapsed(ban.network for ban in found)
+    stale = []
+    for offset, (_, excepted) in enumerate(block_rules(lines, block)):
+        for network in excepted:
+            unbanned = _uncovered(network, banned)
+            if unbanned:
+                stale.append(StaleExcept(block.start + 2 + offset, network, unbanned))
+    return tuple(stale)
+
+
+def _uncovered(network: Network, cover: Iterable[Network]) -> tuple[Network, ...]:
+    """The addresses of `network` outside every network of `cover`, as networks."""
+    parts = [network]
+    for covering in cover:
+        parts = [rest for part in parts for rest in _without(part, covering)]
+    return collapsed(parts)
+
+
+def _without(part: Network, covering: Network) -> list[Network]:
+    """`part` less `covering`, by halves (at most one per bit of the prefix)."""
+    if within(part, covering):
+        return []
+    if not within(covering, part):
+        return [part]
+    return [rest for half in part.subnets(prefixlen_diff=1) for rest in _without(half, covering)]
+
+
 def _numeric(words: Iterable[str]) -> tuple[Network, ...]:
     """The client patterns among `words` that are numeric (see client_network)."""
     return tuple(n for n in map(client_network, words) if n is not None)
