@@ -129,6 +129,13 @@ def test_a_summary_neither_says_already_blocked_nor_blocks_again(
     )
     prober = verdict("198.18.0.13", 1)._replace(kind="os-summary")
     assert policy.describe(prober) == "not blocked: OS probing alone never blocks"
+    # An IPv6 prefix's summary says which of its addresses it speaks of.
+    one = verdict("2001:db8:1:2::7", 1)._replace(kind="os-summary")
+    of_prefix = one._replace(prefix=ipaddress.IPv6Network("2001:db8:1:2::/64"))
+    assert policy.describe(one) == "not blocked: OS probing alone never blocks"
+    assert policy.describe(of_prefix) == (
+        "2001:db8:1:2::7: not blocked: OS probing alone never blocks"
+    )
 
 
 def test_a_block_the_full_action_queue_refuses_is_recorded_as_failed_not_kept(

@@ -617,7 +617,13 @@ class ResponsePolicy:
             self._alerts.element_lost(address)
 
     def describe(self, summary: Verdict) -> str:
-        """What was done about a summary's source, for reports: how it is blocked, or why not."""
+        """What was done about a summary's source, for reports: how it is blocked, or why not.
+        For an IPv6 prefix (IPV6_SOURCE_PREFIX), about its last address, named first: each of
+        its addresses is blocked on its own, so the prefix as a whole is not."""
+        done = self._done_about(summary)
+        return done if summary.prefix is None else f"{summary.probe.src}: {done}"
+
+    def _done_about(self, summary: Verdict) -> str:
         address = str(summary.probe.src)
         record = self._store.active_block(address)
         if record is not None:
