@@ -423,9 +423,7 @@ def _replay(args: argparse.Namespace) -> int:
         counts = replay(settings, args.capture, sys.stdout, hosts)
         sys.stdout.flush()
     except BrokenPipeError:
-        if not _stdout_reader_gone():
-            raise
-        return _reader_has_enough()
+        raise  # not an OSError to report here: main() tells a reader that has enough
     except (PcapError, OSError) as error:
         sys.stdout.flush()
         _error(str(error))

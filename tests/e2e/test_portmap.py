@@ -198,9 +198,6 @@ def test_check_reports_exposed_then_protected(lab: Lab, portmapper: Portmapper) 
     assert portmapper.portwarden("portmap", "check").returncode == 0
 
 
-_APPEND = "import sys\nwith open(sys.argv[1], 'a') as f:\n    f.write(sys.stdin.read())\n"
-
-
 def test_check_counts_fail2bans_lines_instead_of_listing_them(
     lab: Lab, portmapper: Portmapper
 ) -> None:
@@ -210,13 +207,7 @@ def test_check_counts_fail2bans_lines_instead_of_listing_them(
     bans = [f"ALL: 203.0.113.{n}" for n in range(1, 251)]
     bans += [f"ALL: [2001:db8:99::{n:x}]" for n in range(1, 151)]
     lines = "".join(f"{line}\n" for line in [*bans, f"ALL: {lab.target.ipv4}"])
-    subprocess.run(
-        portmapper._inside([sys.executable, "-c", _APPEND, "/etc/hosts.deny"]),
-        input=lines,
-        text=True,
-        check=True,
-        timeout=20,
-    )
+    portmapper.append("hosts.deny", lines)
     check = ["check", "--from", lab.target.ipv4, "--timeout", "1"]
     text = run_ok(portmapper, *check)
     assert "  and 400 other lines for single addresses (`ALL: <address>`" in text, text
@@ -1086,13 +1077,7 @@ def test_a_ban_in_hosts_deny_inside_the_allowed_networks_still_holds(
         ) in check
 
         later = f"ALL: {attacker.ipv4}\n"  # fail2ban, after protect
-        subprocess.run(
-            portmapper._inside([sys.executable, "-c", _APPEND, "/etc/hosts.deny"]),
-            input=later,
-            text=True,
-            check=True,
-            timeout=20,
-        )
+        portmapper.append("hosts.deny", later)
         assert outcomes(attacker, attacker.ipv4, target.ipv4) == REACHABLE
         check = run_ok(portmapper, "check")
         assert (

@@ -33,6 +33,9 @@ sys.exit(0 if reply[-4:] == struct.pack(">I", 1) else 1)
 """
 
 
+_APPEND = "import sys\nwith open(sys.argv[1], 'a') as f:\n    f.write(sys.stdin.read())\n"
+
+
 class Portmapper:
     """rpcbind (`proc`) in a private mount namespace of `host`, held by a process of its own,
     so that the namespace (its /etc) is there before rpcbind starts (`start=False`: not yet)."""
@@ -100,6 +103,16 @@ class Portmapper:
             self._inside(["cat", f"/etc/{name}"]), capture_output=True, timeout=20, check=False
         )
         return result.stdout if result.returncode == 0 else None
+
+    def append(self, name: str, text: str) -> None:
+        """Append `text` to /etc/NAME as rpcbind sees it (as fail2ban adds a ban)."""
+        subprocess.run(
+            self._inside([sys.executable, "-c", _APPEND, f"/etc/{name}"]),
+            input=text,
+            text=True,
+            check=True,
+            timeout=20,
+        )
 
     def status_user(self) -> str:
         """rpcbind's effective user as `name (uid N)`, from /proc/<pid>/status."""
