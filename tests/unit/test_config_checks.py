@@ -252,7 +252,7 @@ def test_the_ignored_networks_are_shown_in_order(
 
 
 def test_a_kill_route_program_that_is_not_there_is_a_warning(tmp_path: Path) -> None:
-    not_executable = write(tmp_path, "", "route")
+    not_executable = write(tmp_path, "", "blackhole")
     not_executable.chmod(stat.S_IRUSR | stat.S_IWUSR)
     for program, why in (
         (tmp_path / "none", "does not exist"),
@@ -331,9 +331,36 @@ def test_a_kill_route_with_no_known_undo_is_a_warning(tmp_path: Path) -> None:
     (found,) = load_settings(path).warnings
     assert found.startswith(f"{path}:2: KILL_ROUTE: no known way to undo it")
     assert "unblock and expiry leave it in force, and reapply does not run it again" in found
-    for known in ("/sbin/ip route add blackhole $TARGET$", "iptables -I INPUT -s $TARGET$ -j DROP"):
+    for known in (
+        "/sbin/ip route add blackhole $TARGET$",
+        "ip6tables -I INPUT -s $TARGET$ -j DROP",
+    ):
         path.write_text(f'BLOCK_TCP="1"\nKILL_ROUTE="{known}"\n')
         assert load_settings(path).warnings == ()
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        "/sbin/route add -host $TARGET$ reject",
+        "/usr/sbin/iptables -I INPUT -s $TARGET$ -j DROP",
+        "iptables-nft -A INPUT -s $TARGET$ -j DROP",
+    ],
+)
+def test_a_kill_route_for_ipv4_only_is_a_warning_unless_nftables_blocks_too(
+    tmp_path: Path, route: str
+) -> None:
+    """Debian's file blocks with net-tools' route, which says `Unknown host` to an IPv6
+    address: migrating administrators are told before the first IPv6 scan."""
+    path = write(tmp_path, f'BLOCK_UDP="1"\nKILL_ROUTE="{route}"\n')
+    (found,) = load_settings(path).warnings
+    assert found.startswith(f"{path}:2: KILL_ROUTE: {route.split()[0]} cannot block an IPv6 source")
+    assert 'set BLOCK_NFTABLES="1"' in found
+    for quiet in ('BLOCK_UDP="1"\nBLOCK_NFTABLES="1"\n', 'BLOCK_UDP="0"\n'):
+        path.write_text(f'KILL_ROUTE="{route}"\n{quiet}')
+        assert load_settings(path).warnings == (), quiet
+    path.write_text(f'BLOCK_UDP="1"\nKILL_ROUTE="/sbin/route -A inet6 add $TARGET$ reject"\n')
+    assert load_settings(path).warnings == ()
 
 
 def test_only_run_and_check_config_say_the_warnings(

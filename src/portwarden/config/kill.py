@@ -68,6 +68,17 @@ def route_undo(argv: Sequence[str]) -> list[str] | None:
     return None
 
 
+IPV4_ONLY_PROGRAMS = frozenset({"route", "iptables", "iptables-legacy", "iptables-nft"})
+
+
+def ipv4_only(argv: Sequence[str]) -> bool:
+    """Whether a KILL_ROUTE command cannot take an IPv6 $TARGET$: net-tools' `route` without
+    `-A inet6` / `-6` (Debian's `route add -host $TARGET$ reject` says `Unknown host`) and
+    `iptables` (IPv6 is ip6tables')."""
+    program = argv[0].rsplit("/", 1)[-1] if argv else ""
+    return program in IPV4_ONLY_PROGRAMS and not {"-6", "inet6"} & set(argv)
+
+
 def hosts_deny_line(text: str) -> str | None:
     """KILL_HOSTS_DENY: the line written into hosts.deny once the macros are filled in. Raises
     ValueError for text that would not stay one line there or names no target."""

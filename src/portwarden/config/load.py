@@ -395,6 +395,18 @@ def _block_warnings(read: Reader, settings: Settings) -> list[str]:
             "unblock and expiry leave it in force, and reapply does not run it "
             "again"
         )
+    if (
+        route
+        and blocks
+        and settings.block_nftables is not values.NftUse.ALWAYS
+        and kill.ipv4_only(route.argv)
+    ):
+        found.append(
+            f"{read.where('KILL_ROUTE')}KILL_ROUTE: {route.argv[0]} cannot block an IPv6 "
+            "source: IPv6 scanners are blocked only by KILL_HOSTS_DENY's line (TCP Wrappers "
+            'services), if set; set BLOCK_NFTABLES="1" or use a KILL_ROUTE for both '
+            'families ("/sbin/ip route add blackhole $TARGET$")'
+        )
     if settings.kill_hosts_deny:
         found += [
             f"{read.where('KILL_HOSTS_DENY')}KILL_HOSTS_DENY {problem}"
