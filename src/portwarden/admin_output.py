@@ -41,7 +41,7 @@ def unblock(settings: Settings, target: str | None) -> int:
         return 1
     if not answer["unblocked"] and not answer.get("swept") and target is not None:
         shown = one_line(target) if said is None else network  # the form it was read as
-        print(f"no active block matches {shown}", file=sys.stderr)
+        print(f"portwarden: error: no active block matches {shown}", file=sys.stderr)
         return 1
     return 0
 

@@ -424,9 +424,14 @@ def _replay(args: argparse.Namespace) -> int:
         sys.stdout.flush()
     except BrokenPipeError:
         raise  # not an OSError to report here: main() tells a reader that has enough
-    except (PcapError, OSError) as error:
+    except PcapError as error:
         sys.stdout.flush()
         _error(str(error))
+        return 2
+    except OSError as error:
+        sys.stdout.flush()
+        path = error.filename or args.capture
+        _error(f"{one_line(str(path))}: cannot read: {error.strerror or error}")
         return 2
     log.info(
         "replay: %d packets (%d neither TCP nor UDP, fragments or malformed), %d probes, "

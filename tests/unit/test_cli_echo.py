@@ -46,11 +46,20 @@ def test_an_argument_echoed_in_an_error_stays_on_one_line(
     assert shown in err
 
 
+def test_a_capture_that_is_not_there_is_named_as_other_missing_files_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "scan.pcap"
+    assert main(["replay", str(missing), "-c", str(configured(tmp_path))]) == 2
+    err = capsys.readouterr().err
+    assert err == f"portwarden: error: {missing}: cannot read: No such file or directory\n"
+
+
 def test_no_active_block_matches_echoes_the_network_on_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["unblock", "198.18.0.0/24", "-c", str(configured(tmp_path))]) == 1
-    assert capsys.readouterr().err == "no active block matches 198.18.0.0/24\n"
+    assert capsys.readouterr().err == "portwarden: error: no active block matches 198.18.0.0/24\n"
 
 
 def test_a_daemon_without_its_control_socket_is_named_not_another_instance(

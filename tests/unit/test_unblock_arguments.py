@@ -46,4 +46,4 @@ def test_an_argument_read_as_written_says_nothing(
 ) -> None:
     settings = blocking_settings(tmp_path)
     assert admin_output.unblock(settings, "198.18.0.0/24") == 1
-    assert capsys.readouterr().err == "no active block matches 198.18.0.0/24\n"
+    assert capsys.readouterr().err == "portwarden: error: no active block matches 198.18.0.0/24\n"
