@@ -64,7 +64,10 @@ def test_no_match_names_the_form_the_argument_was_read_as(
     settings.state_dir.mkdir()
     Store(store_path(settings.state_dir)).close()
     assert admin_output.unblock(settings, "::ffff:198.18.0.11") == 1
-    assert capsys.readouterr().err.splitlines()[-1] == "portwarden: error: no active block matches 198.18.0.11/32"
+    assert (
+        capsys.readouterr().err.splitlines()[-1]
+        == "portwarden: error: no active block matches 198.18.0.11/32"
+    )
 
 
 @pytest.mark.parametrize(
