@@ -359,7 +359,7 @@ def test_a_kill_route_for_ipv4_only_is_a_warning_unless_nftables_blocks_too(
     for quiet in ('BLOCK_UDP="1"\nBLOCK_NFTABLES="1"\n', 'BLOCK_UDP="0"\n'):
         path.write_text(f'KILL_ROUTE="{route}"\n{quiet}')
         assert load_settings(path).warnings == (), quiet
-    path.write_text(f'BLOCK_UDP="1"\nKILL_ROUTE="/sbin/route -A inet6 add $TARGET$ reject"\n')
+    path.write_text('BLOCK_UDP="1"\nKILL_ROUTE="/sbin/route -A inet6 add $TARGET$ reject"\n')
     assert load_settings(path).warnings == ()
 
 
