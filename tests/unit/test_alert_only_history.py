@@ -203,7 +203,7 @@ def test_blocks_per_minute_bounds_the_lines_and_leaves_the_blocks_their_own_budg
         assert policy.blocks_made == 1 and policy.store.active_block(SCANNER) is not None
         assert "history-cap reached" in caplog.text and "block-cap" not in caplog.text
         policy.tick(62.0)
-        assert "history-cap ended: 190 alert-only HISTORY_FILE lines" in caplog.text
+        assert "history-cap ended: 190 sources got no alert-only HISTORY_FILE line" in caplog.text
         policy.on_verdict(scan("198.18.2.1", proto=Proto.UDP, port=7), 62.0)
         assert len(policy.store.notes()) == 12
 

@@ -4,6 +4,8 @@ pace, nor keep a real scanner from its block."""
 
 import collections
 
+from portwarden import limits
+
 CAP_WINDOW_S = 60.0
 _STRONG_PORTS = 3  # distinct ports that make a source a scanner rather than one stray packet
 _STRONG_TIERS = 4  # the second budget in quarters, each asking twice the ports of the one before
@@ -21,28 +23,39 @@ class MinuteBudget:
     def __init__(self) -> None:
         self._recent: collections.deque[float] = collections.deque()  # monotonic
         self._strong: collections.deque[float] = collections.deque()
-        self.refused = 0  # since the budget was last used up; 0 while it is not
+        self.refused = 0  # refusals since the budget was last used up; 0 while it is not
+        # The sources refused and not served since: what the `...-cap ended` lines count (a
+        # source's every probe asks again, and one refused at first may be served later).
+        self._unserved: set[str] = set()
 
-    def allows(self, cap: int, ports: int, now: float) -> bool:
-        """Whether one more is allowed now for a source seen on `ports` distinct ports; counts
+    def allows(self, source: str, cap: int, ports: int, now: float) -> bool:
+        """Whether one more is allowed now for `source`, seen on `ports` distinct ports; counts
         it if so, else counts the refusal."""
         if len(self._recent) < cap:
             self._recent.append(now)
-            return True
-        used = len(self._strong)
-        if used < cap and ports >= _STRONG_PORTS << (_STRONG_TIERS * used // cap):
+        elif len(self._strong) < cap and ports >= _STRONG_PORTS << (
+            _STRONG_TIERS * len(self._strong) // cap
+        ):
             self._strong.append(now)
-            return True
-        self.refused += 1
-        return False
+        else:
+            self.refused += 1
+            if len(self._unserved) < limits.BLOCK_MAX_REFUSED_COUNTED_MAX:
+                self._unserved.add(source)
+            return False
+        self._unserved.discard(source)
+        return True
 
-    def ended(self, now: float) -> int:
-        """Forget what is a minute old. Returns how many were refused, once the budget that
-        refused them is free again (a minute with none allowed); else 0."""
+    def ended(self, now: float) -> tuple[int, bool] | None:
+        """Forget what is a minute old. Once the budget that refused some is free again (a
+        minute with none allowed): how many sources it refused and did not serve later, and
+        whether there may have been more (past limits.BLOCK_MAX_REFUSED_COUNTED_MAX); else
+        None."""
         for recent in (self._recent, self._strong):
             while recent and now - recent[0] > CAP_WINDOW_S:
                 recent.popleft()
         if not self.refused or self._recent:
-            return 0
-        refused, self.refused = self.refused, 0
-        return refused
+            return None
+        unserved = len(self._unserved)
+        self.refused = 0
+        self._unserved.clear()
+        return unserved, unserved >= limits.BLOCK_MAX_REFUSED_COUNTED_MAX

@@ -334,15 +334,19 @@ class ResponsePolicy:
         if self._next_expiry is not None and self._next_expiry <= wall:
             self._next_expiry = None
             self._worker.jobs.put(Job.EXPIRE, None)
-        refused = self._block_budget.ended(now)
-        if refused:
-            log.warning("block-cap ended: %d blocks were not made in the last minute", refused)
-        refused = self._note_budget.ended(now)
-        if refused:
+        ended = self._block_budget.ended(now)
+        if ended is not None:
             log.warning(
-                "history-cap ended: %d alert-only HISTORY_FILE lines were not written "
-                "in the last minute",
-                refused,
+                "block-cap ended: %d%s sources were not blocked while it held",
+                ended[0],
+                " or more" if ended[1] else "",
+            )
+        ended = self._note_budget.ended(now)
+        if ended is not None:
+            log.warning(
+                "history-cap ended: %d%s sources got no alert-only HISTORY_FILE line while it held",
+                ended[0],
+                " or more" if ended[1] else "",
             )
         self._noted.forget_quiet(now, self.settings.scan_trigger_window)
         if self._over_max and not self._full():
@@ -427,7 +431,9 @@ class ResponsePolicy:
             if len(self._refused_at_max) < limits.BLOCK_MAX_REFUSED_COUNTED_MAX:
                 self._refused_at_max.add(address)
             return
-        if not self._block_budget.allows(self.settings.blocks_per_minute, verdict.ports, now):
+        if not self._block_budget.allows(
+            address, self.settings.blocks_per_minute, verdict.ports, now
+        ):
             if self._block_budget.refused == 1:
                 log.warning(
                     "block-cap reached: %d blocks in a minute; detection goes on, "
@@ -516,7 +522,7 @@ class ResponsePolicy:
                     _protection(why),
                 )
             return
-        if not self._note_budget.allows(s.blocks_per_minute, verdict.ports, now):
+        if not self._note_budget.allows(address, s.blocks_per_minute, verdict.ports, now):
             if self._note_budget.refused == 1:
                 log.warning(
                     "history-cap reached: %d alert-only HISTORY_FILE lines in a minute "
