@@ -8,8 +8,8 @@ import pytest
 
 from portwarden.audit import check
 from portwarden.audit.check import rpc_programs
-from portwarden.audit.policy import Policy
 from portwarden.audit.sockets import Socket
+from portwarden.config.audit_policy import Policy
 from portwarden.limits import AUDIT_RPC_WARNINGS_MAX
 from portwarden.net.addresses import IPAddress, Proto
 from portwarden.net.portmapper import Registration

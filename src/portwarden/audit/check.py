@@ -18,7 +18,6 @@ from portwarden.audit.interfaces import (
     device_of,
 )
 from portwarden.audit.names import UNKNOWN, Names
-from portwarden.audit.policy import Item, Policy
 from portwarden.audit.sockets import (
     PROC,
     Owner,
@@ -30,10 +29,10 @@ from portwarden.audit.sockets import (
 )
 from portwarden.audit.state import STATE_NAME, AuditState
 from portwarden.config import Settings
+from portwarden.config.audit_policy import Item, Policy
 from portwarden.limits import AUDIT_RPC_WARNINGS_MAX, AUDIT_SOCKETS_MAX, PORTMAP_TIMEOUT_S
-from portwarden.net.addresses import IPAddress, Proto
+from portwarden.net.addresses import PORTMAPPER_PORT, IPAddress, Proto
 from portwarden.net.portmapper import (
-    PORTMAPPER_PORT,
     PORTMAPPER_PROGRAM,
     PortmapperError,
     Registration,

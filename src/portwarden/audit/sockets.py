@@ -22,9 +22,8 @@ from typing import Any, NamedTuple
 
 from portwarden.limits import AUDIT_SOCKETS_MAX
 from portwarden.net import diagfilter, sockdiag
-from portwarden.net.addresses import IPAddress, Proto
+from portwarden.net.addresses import PORTMAPPER_PORT, IPAddress, Proto
 from portwarden.net.local import unmapped
-from portwarden.net.portmapper import PORTMAPPER_PORT
 
 PROC = Path("/proc")
 _TCP_LISTEN = "0A"

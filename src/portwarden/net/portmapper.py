@@ -25,11 +25,10 @@ from portwarden.limits import (
     PORTMAP_UDP_RESEND_S,
     RPCB_STRING_BYTES_MAX,
 )
-from portwarden.net.addresses import IPAddress, Proto
+from portwarden.net.addresses import PORTMAPPER_PORT, IPAddress, Proto
 from portwarden.net.local import scope_index
 from portwarden.text import counted
 
-PORTMAPPER_PORT = 111
 PORTMAPPER_PROGRAM = 100000
 _PROGRAM, _PROC_DUMP = PORTMAPPER_PROGRAM, 4
 _PMAP_VERSION, _RPCB_VERSION = 2, 3
