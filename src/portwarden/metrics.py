@@ -10,10 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from portwarden import __version__
-from portwarden.limits import METRICS_CLIENT_WAIT_S, METRICS_CLIENTS_MAX
-
-# How long a stop (or a reload that moves the page) waits for the accepting thread to notice.
-SHUTDOWN_POLL_S = 0.1
+from portwarden.limits import METRICS_CLIENT_WAIT_S, METRICS_CLIENTS_MAX, METRICS_SHUTDOWN_POLL_S
 
 # name, type, help, the key in the daemon's counters
 _PLAIN = (
@@ -176,7 +173,7 @@ class MetricsServer:
         self._http = _Server(host, port, Handler)
         self._thread = threading.Thread(
             target=self._http.serve_forever,
-            args=(SHUTDOWN_POLL_S,),
+            args=(METRICS_SHUTDOWN_POLL_S,),
             name="portwarden-metrics",
             daemon=True,
         )

@@ -15,12 +15,12 @@ from portwarden.limits import (
     EVENT_LOG_KEEP_MAX,
     IPV6_SOURCE_PREFIX_MIN,
     PORTS_TRACKED_MAX,
+    SETTING_SECONDS_MAX,
     SMTP_RETRY_DELAY_S_MIN,
 )
 
 M = TypeVar("M", bound=Enum)
 
-YEAR_S = 366 * 86_400  # the longest time a key takes, but the block durations
 PORT_MIN = 1
 PORT_MAX = 65535
 
@@ -79,7 +79,7 @@ def plain_number(text: str) -> float | None:
     return float(text) if _DECIMAL.fullmatch(text) else None
 
 
-def duration(text: str, most: float = YEAR_S) -> float:
+def duration(text: str, most: float = SETTING_SECONDS_MAX) -> float:
     """Seconds, or 0 (or 0.0), which each key gives its meaning: forever (BLOCK_DURATION), ten
     years (BLOCK_DURATION_MAX), never (AUDIT_INTERVAL), off (SERVICE_GONE_GRACE)."""
     value = plain_number(text)
@@ -282,8 +282,8 @@ def seconds(text: str) -> float:
     value = plain_number(text)
     if value is None:
         raise ValueError(f"must be a number of seconds {_DECIMAL_FORM}")
-    if not 0 < value <= YEAR_S:
-        raise ValueError(f"must be more than 0 and {_at_most(YEAR_S)}, in seconds")
+    if not 0 < value <= SETTING_SECONDS_MAX:
+        raise ValueError(f"must be more than 0 and {_at_most(SETTING_SECONDS_MAX)}, in seconds")
     return value
 
 

@@ -4,7 +4,8 @@ pace, nor keep a real scanner from its block."""
 
 import collections
 
-CAP_WINDOW_S = 60.0
+from portwarden import limits
+
 _STRONG_PORTS = 3  # distinct ports that make a source a scanner rather than one stray packet
 _STRONG_TIERS = 4  # the second budget in quarters, each asking twice the ports of the one before
 
@@ -40,7 +41,7 @@ class MinuteBudget:
         """Forget what is a minute old. Returns how many were refused, once the budget that
         refused them is free again (a minute with none allowed); else 0."""
         for recent in (self._recent, self._strong):
-            while recent and now - recent[0] > CAP_WINDOW_S:
+            while recent and now - recent[0] > limits.BLOCKS_PER_MINUTE_WINDOW_S:
                 recent.popleft()
         if not self.refused or self._recent:
             return 0
