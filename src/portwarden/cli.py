@@ -24,10 +24,11 @@ from portwarden import (
     statedir,
     status,
 )
+from portwarden.blame import blamed_on
 from portwarden.config import ConfigError, Modes, Settings, TcpMode, UdpMode, load_settings
 from portwarden.config.defaults import SYSTEM_CONFIG
 from portwarden.config.ignore import outermost
-from portwarden.config.load import blamed_on, state_dir_of
+from portwarden.config.load import state_dir_of
 from portwarden.config.settings import to_conf_lines
 from portwarden.descriptors import DescriptorShortage
 from portwarden.net.local import local_addresses

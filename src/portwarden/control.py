@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from portwarden import limits
+from portwarden.statedir import socket_path, socket_path_problem
 
 log = logging.getLogger("portwarden")
-
-SOCKET_NAME = "control.sock"
 
 Answer = dict[str, Any]
 Handler = Callable[[Answer], "Answer | Future[Answer]"]
@@ -36,22 +35,6 @@ class _Waiting(NamedTuple):
     conn: socket.socket
     answer: "Future[Answer]"
     deadline: float
-
-
-def socket_path(state_dir: Path) -> Path:
-    return state_dir / SOCKET_NAME
-
-
-def socket_path_problem(state_dir: Path) -> str | None:
-    """Why the control socket cannot have its name in `state_dir`, or None."""
-    size = len(os.fsencode(socket_path(state_dir)))
-    if size <= limits.SOCKET_PATH_BYTES_MAX:
-        return None
-    return (
-        f"too long: the control socket {SOCKET_NAME} in it would have a name of {size} "
-        "bytes, and a Unix socket's name takes at most "
-        f"{limits.SOCKET_PATH_BYTES_MAX}"
-    )
 
 
 class ControlServer:

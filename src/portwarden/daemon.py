@@ -18,9 +18,10 @@ from portwarden.alert.dispatch import Alerts
 from portwarden.audit.check import state_path
 from portwarden.audit.periodic import Outcome, PeriodicAudit
 from portwarden.audit.reporting import AuditReports
+from portwarden.blame import blamed_on
 from portwarden.claims import FileClaims
 from portwarden.config import ConfigError, Modes, Settings, load_settings
-from portwarden.config.load import blamed_on, error_at
+from portwarden.config.load import error_at
 from portwarden.config.values import ListenAddress
 from portwarden.descriptors import OUT_OF_DESCRIPTORS, raise_soft_limit
 from portwarden.detect.config import engine_config

@@ -490,3 +490,42 @@ PATH_SHOWN_CHARS_MAX = 4096
 # always exact), so a flood of sources or blocks cannot make the output endless.
 STATUS_TOP_MAX = 10
 STATUS_BLOCKS_SHOWN_MAX = 20
+
+# Putting the blocks back in our nftables table, at start or after a firewall reload took the
+# table or its elements (respond/policy.py, _check_table): after a failure (a kernel without
+# nf_tables, nft refusing the table) it is tried again after this long, each try a warning, a
+# whole batch of elements for the action worker, and an error line when it fails again. At every
+# refresh (REFRESH_S) that would flood the log and keep the worker busy with a table that cannot
+# be filled; much longer would leave the blocks that have nothing else in force (no route, no
+# hosts.deny line) unenforced for longer once nftables works again.
+NFT_PUT_BACK_RETRY_S = 30
+# The blocks of an address that became protected (a new gateway, name server or address of this
+# host) are ended by the action worker; one still active this long after (the worker's job
+# failed) is handed to it again. Not at every refresh (REFRESH_S): the job would be queued again
+# and again while one waits behind a long job, taking the room of `unblock` and `reapply`
+# requests (URGENT_JOBS_MAX), and a failing end would fail at every refresh.
+PROTECTED_END_RETRY_S = 60.0
+
+# BLOCKS_PER_MINUTE (and the alert-only HISTORY_FILE lines' budget of the same size,
+# respond/budget.py) counts what it allowed in a sliding window of this long: the minute the key
+# names. However many spoofed sources a flood brings, at most that many blocks (twice that for
+# sources seen on several ports) go to the firewall per window; the refusals are counted and
+# said once a whole window has passed with none allowed.
+BLOCKS_PER_MINUTE_WINDOW_S = 60.0
+# MAIL_PER_HOUR counts the mails tried in a sliding window of this long: the hour the key names.
+# The notice that a hold began goes at most once per window too, and a start counts the mails
+# the store says were tried in the window before it, so a daemon restarted again and again
+# sends no more than the cap.
+MAIL_PER_HOUR_WINDOW_S = 3600.0
+
+# The metrics page's accepting thread (http.server's serve_forever) looks for a stop this often:
+# a stop, or a reload that moves the page, waits at most this long for it. Shorter would only
+# wake an idle thread more often.
+METRICS_SHUTDOWN_POLL_S = 0.1
+
+# The longest time a key given in seconds takes (SCAN_INTERVAL, SMTP_TIMEOUT, AUDIT_INTERVAL,
+# ...), but the block durations (BLOCK_SECONDS_MAX): a year. A longer one is a mistake
+# (milliseconds written as seconds), and a huge one (1e20) would reach the socket and thread
+# timeouts it is passed to and overflow there, once the daemon uses it, not be refused with the
+# file's line when it is read.
+SETTING_SECONDS_MAX = 366 * 86_400

@@ -9,11 +9,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from portwarden import __version__
-from portwarden.limits import METRICS_CLIENT_WAIT_S, METRICS_CLIENTS_MAX
-
-# How long a stop (or a reload that moves the page) waits for the accepting thread to notice.
-SHUTDOWN_POLL_S = 0.1
+from portwarden import __version__, limits
 
 # name, type, help, the key in the daemon's counters
 _PLAIN = (
@@ -114,11 +110,11 @@ class _Server(ThreadingHTTPServer):
     rather than queued behind idle ones."""
 
     block_on_close = False  # a stop does not wait for a client's thread
-    request_queue_size = METRICS_CLIENTS_MAX  # listen()'s backlog: 5 made a burst wait 1 s
+    request_queue_size = limits.METRICS_CLIENTS_MAX  # listen()'s backlog: 5 made a burst wait 1 s
 
     def __init__(self, host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._slots = threading.BoundedSemaphore(METRICS_CLIENTS_MAX)
+        self._slots = threading.BoundedSemaphore(limits.METRICS_CLIENTS_MAX)
         super().__init__((host, port), handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -172,11 +168,11 @@ class MetricsServer:
             def version_string(self) -> str:
                 return "portwarden"  # not http.server's and Python's versions
 
-        Handler.timeout = METRICS_CLIENT_WAIT_S
+        Handler.timeout = limits.METRICS_CLIENT_WAIT_S
         self._http = _Server(host, port, Handler)
         self._thread = threading.Thread(
             target=self._http.serve_forever,
-            args=(SHUTDOWN_POLL_S,),
+            args=(limits.METRICS_SHUTDOWN_POLL_S,),
             name="portwarden-metrics",
             daemon=True,
         )

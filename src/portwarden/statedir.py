@@ -1,8 +1,11 @@
-"""The daemon's own state directory, claimed by one instance at a time."""
+"""The daemon's own state directory, claimed by one instance at a time; and the checks of the
+paths the settings name (STATE_DIR and the control socket in it, EVENT_LOG, HISTORY_FILE,
+BLOCKED_FILE), which tell what cannot be used before it is."""
 
 import errno
 import fcntl
 import os
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +14,8 @@ from typing import IO, NamedTuple
 from portwarden import limits
 
 LOCK_NAME = "portwarden.lock"
+SOCKET_NAME = "control.sock"  # the control socket (control.py)
+SYMLINK_REFUSED = "symbolic link refused"  # for the event log (not_a_log_file)
 _COMMAND_POLL_S = 0.05
 
 
@@ -160,6 +165,49 @@ def unusable_file(path: Path, written: bool) -> str | None:
     """Why the daemon could not write the file `path` (HISTORY_FILE, BLOCKED_FILE),
     or None: it is a directory, or its folder is unusable (unusable_directory)."""
     return _problem(lambda: _unusable_file(path, written), path)
+
+
+def unusable_event_log(path: Path, written: bool) -> str | None:
+    """Why `path` cannot be the event log, or None. The check of check-config and of the daemon
+    at start and reload alike; nothing is created."""
+    try:
+        problem = not_a_log_file(path.lstat().st_mode)
+    except (FileNotFoundError, NotADirectoryError):  # not there yet: its folder says
+        problem = None
+    except OSError as error:  # a name too long, a folder that may not be searched
+        if root_only(error):
+            return None
+        problem = error.strerror or str(error)
+    if problem:
+        return f"{path}: {problem}"
+    return unusable_directory(path.parent, written)
+
+
+def not_a_log_file(mode: int) -> str | None:
+    """Why a file of this mode (lstat's) cannot be the event log, or None."""
+    if stat.S_ISLNK(mode):
+        return SYMLINK_REFUSED  # what it points to may be anything, e.g. /etc/shadow
+    if stat.S_ISDIR(mode):
+        return "a directory, not a file"
+    if not stat.S_ISREG(mode):
+        return "not a regular file"
+    return None
+
+
+def socket_path(state_dir: Path) -> Path:
+    return state_dir / SOCKET_NAME
+
+
+def socket_path_problem(state_dir: Path) -> str | None:
+    """Why the control socket cannot have its name in `state_dir`, or None."""
+    size = len(os.fsencode(socket_path(state_dir)))
+    if size <= limits.SOCKET_PATH_BYTES_MAX:
+        return None
+    return (
+        f"too long: the control socket {SOCKET_NAME} in it would have a name of {size} "
+        "bytes, and a Unix socket's name takes at most "
+        f"{limits.SOCKET_PATH_BYTES_MAX}"
+    )
 
 
 def _problem(check: Callable[[], str | None], path: Path) -> str | None:

@@ -4,15 +4,10 @@ times, and port lists."""
 import time
 from collections.abc import Iterable
 
-from portwarden.limits import (
-    ADDRESSES_TRACKED_MAX,
-    HOSTNAME_MAX,
-    PORTS_TRACKED_MAX,
-    SHOWN_CHARS_MAX,
-)
+from portwarden import limits
 
 
-def one_line(value: str, limit: int = SHOWN_CHARS_MAX, backslashes: bool = True) -> str:
+def one_line(value: str, limit: int = limits.SHOWN_CHARS_MAX, backslashes: bool = True) -> str:
     """Return `value` with every control or non-ASCII-printable character escaped.
 
     The result never contains a line break, so a hostile hostname, banner or config value
@@ -36,7 +31,7 @@ def one_line(value: str, limit: int = SHOWN_CHARS_MAX, backslashes: bool = True)
 def safe_hostname(name: str) -> str:
     """A reverse-DNS name fit for a log line or PortSentry's files: no controls, no spaces,
     no `/` (PortSentry's files write `name/address`)."""
-    return one_line(name, HOSTNAME_MAX).replace(" ", "\\x20").replace("/", "\\x2f")
+    return one_line(name, limits.HOSTNAME_MAX).replace(" ", "\\x20").replace("/", "\\x2f")
 
 
 def field_value(value: str) -> str:
@@ -74,12 +69,12 @@ def are(count: int) -> str:
 def port_count(count: int) -> str:
     """A count of distinct ports for people: the engine stops counting at PORTS_TRACKED_MAX, so
     that many is shown as at least that many ('64+')."""
-    return _at_least(count, PORTS_TRACKED_MAX)
+    return _at_least(count, limits.PORTS_TRACKED_MAX)
 
 
 def address_count(count: int) -> str:
     """A count of distinct addresses of an IPv6 prefix, as port_count (ADDRESSES_TRACKED_MAX)."""
-    return _at_least(count, ADDRESSES_TRACKED_MAX)
+    return _at_least(count, limits.ADDRESSES_TRACKED_MAX)
 
 
 def _at_least(count: int, most: int) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from portwarden.limits import CONFIG_FILE_BYTES_MAX
+from portwarden import limits
 
 BOM = b"\xef\xbb\xbf"  # what some editors put before the first line of a UTF-8 file
 _NULL_DEVICE = os.makedev(1, 3)  # /dev/null, whatever it is called: an empty file by design
@@ -55,11 +55,11 @@ def read_bytes(path: Path) -> bytes:
     file, _ = open_regular(path)
     with file:
         try:
-            data = file.read(CONFIG_FILE_BYTES_MAX + 1)
+            data = file.read(limits.CONFIG_FILE_BYTES_MAX + 1)
         except OSError as error:
             raise ValueError(error.strerror) from None
-    if len(data) > CONFIG_FILE_BYTES_MAX:
-        raise ValueError(f"larger than {CONFIG_FILE_BYTES_MAX // 2**20} MiB")
+    if len(data) > limits.CONFIG_FILE_BYTES_MAX:
+        raise ValueError(f"larger than {limits.CONFIG_FILE_BYTES_MAX // 2**20} MiB")
     return data
 
 

@@ -7,8 +7,8 @@ import ipaddress
 from portwarden.audit.compare import Requirement, Severities, compare
 from portwarden.audit.findings import Finding, Kind, OpenPort
 from portwarden.audit.interfaces import Interface, device_of
-from portwarden.audit.policy import Policy, Rule, parse_groups
 from portwarden.audit.state import AuditState
+from portwarden.config.audit_policy import Policy, Rule, parse_groups
 from portwarden.net.addresses import Proto
 
 SEVERITIES = Severities("crit", "err", "notice", "warning", "err")

@@ -18,10 +18,17 @@ from portwarden.audit.interfaces import (
     unaudited,
 )
 from portwarden.audit.names import Names, parse_rpc, parse_services
-from portwarden.audit.policy import Item, Policy, Rule, Where, parse_groups, parse_skip_groups
 from portwarden.audit.sockets import Socket, owners, parse_table, proc_sockets
 from portwarden.audit.state import AuditState, Seen
 from portwarden.config import ConfigError, load_settings
+from portwarden.config.audit_policy import (
+    Item,
+    Policy,
+    Rule,
+    Where,
+    parse_groups,
+    parse_skip_groups,
+)
 from portwarden.config.settings import to_conf_lines
 from portwarden.config.values import SEVERITIES
 from portwarden.net.addresses import Proto

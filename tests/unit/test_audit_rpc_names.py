@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from portwarden import limits
 from portwarden.audit import check
 from portwarden.audit.check import rpc_programs
-from portwarden.audit.policy import Policy
 from portwarden.audit.sockets import Socket
-from portwarden.limits import AUDIT_RPC_WARNINGS_MAX
+from portwarden.config.audit_policy import Policy
 from portwarden.net.addresses import IPAddress, Proto
 from portwarden.net.portmapper import Registration
 
@@ -87,12 +87,14 @@ def test_warnings_are_capped() -> None:
     registered = [Registration(program, 1, TCP, 40000, "1000") for program in range(25)]
     programs, warnings = rpc_programs(registered, on(NOBODYS))
     assert programs == {}
-    assert len(warnings) == AUDIT_RPC_WARNINGS_MAX + 1
+    assert len(warnings) == limits.AUDIT_RPC_WARNINGS_MAX + 1
     assert warnings[-1] == (
-        f"{25 - AUDIT_RPC_WARNINGS_MAX} more RPC registrations not known "
+        f"{25 - limits.AUDIT_RPC_WARNINGS_MAX} more RPC registrations not known "
         "to be root's did not name ports"
     )
-    one_more = [Registration(p, 1, TCP, 40000, "1000") for p in range(AUDIT_RPC_WARNINGS_MAX + 1)]
+    one_more = [
+        Registration(p, 1, TCP, 40000, "1000") for p in range(limits.AUDIT_RPC_WARNINGS_MAX + 1)
+    ]
     assert rpc_programs(one_more, on(NOBODYS))[1][-1] == (
         "1 more RPC registration not known to be root's did not name ports"
     )

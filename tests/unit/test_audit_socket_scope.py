@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from portwarden import limits
 from portwarden.audit import sockets
 from portwarden.audit.sockets import Scope, Socket
 from portwarden.net import diagfilter
@@ -155,13 +156,13 @@ def flood(count: int) -> Iterator[Socket]:
 
 
 def test_sockets_outside_the_scope_are_not_counted(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sockets, "AUDIT_SOCKETS_MAX", 3)
+    monkeypatch.setattr(limits, "AUDIT_SOCKETS_MAX", 3)
     kept, cut = sockets._distinct(flood(1000), Proto.UDP, SCOPE)
     assert cut is None and sorted((s.port, s.uid) for s in kept) == [(39148, 0), (55531, 65534)]
 
 
 def test_past_the_cap_sockets_are_counted_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sockets, "AUDIT_SOCKETS_MAX", 1)
+    monkeypatch.setattr(limits, "AUDIT_SOCKETS_MAX", 1)
     kept, cut = sockets._distinct(flood(0), Proto.UDP, SCOPE)
     assert [s.port for s in kept] == [55531] and cut == 6  # 6 in scope, 2 distinct
 

@@ -3,10 +3,10 @@ the policy parser takes back and that then names every open port."""
 
 from portwarden.audit.check import AuditResult
 from portwarden.audit.findings import Finding, Kind, OpenPort
-from portwarden.audit.policy import Policy, Rule, parse_groups
 from portwarden.audit.report import as_lines, summary
 from portwarden.audit.state import AuditState
 from portwarden.audit.suggest import suggestion
+from portwarden.config.audit_policy import Policy, Rule, parse_groups
 from portwarden.net.addresses import Proto
 
 A4, A6, LL = "198.18.0.1", "2001:db8::1", "fe80::1"

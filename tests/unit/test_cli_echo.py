@@ -87,7 +87,7 @@ def test_a_request_to_a_stopped_daemon_is_said_delivered(tmp_path: Path) -> None
     """A daemon stopped with SIGSTOP: the kernel takes the connection and the request into the
     socket, nobody answers; when it goes on, it reads and carries out the request."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stopped:
-        stopped.bind(str(control.socket_path(tmp_path)))
+        stopped.bind(str(statedir.socket_path(tmp_path)))
         stopped.listen(1)  # never accepts
         with pytest.raises(control.NoAnswer) as raised:
             control.ask(tmp_path, "unblock", 0.2, network="198.18.0.11/32")
@@ -111,7 +111,7 @@ def test_a_daemon_that_dies_with_an_unblock_is_said_so_with_what_to_do(
     """The daemon took the request and closed the connection without a word (killed while it
     unblocked): not "the answer is not JSON", but what happened and how to finish."""
     conf = configured(tmp_path)
-    path = control.socket_path(tmp_path / "state")
+    path = statedir.socket_path(tmp_path / "state")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as dying:
         dying.bind(str(path))
         dying.listen(1)

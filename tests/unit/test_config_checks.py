@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from portwarden import daemon, textfile
+from portwarden import daemon, limits
 from portwarden.cli import main
 from portwarden.config import ConfigError, TcpMode, UdpMode, load_settings
 from portwarden.config.hostscan import parse_rules
@@ -156,7 +156,7 @@ def test_a_configuration_that_is_a_fifo_is_a_one_line_error(tmp_path: Path) -> N
 def test_files_larger_than_the_limit_are_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(textfile, "CONFIG_FILE_BYTES_MAX", 2**20)
+    monkeypatch.setattr(limits, "CONFIG_FILE_BYTES_MAX", 2**20)
     (tmp_path / "ignore").write_text("198.18.0.1\n" * 100_000)
     path = write(tmp_path, 'IGNORE_FILE="ignore"\n')
     assert load_error(path) == (

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from portwarden import limits
 from portwarden.config import load_settings
 from portwarden.config.errors import ConfigError
 from portwarden.config.ignore import parse_ignore_text
-from portwarden.limits import WARNINGS_OF_A_KIND_MAX
 from portwarden.textfile import BOM
 
 
@@ -168,7 +168,7 @@ def test_the_ignore_file_is_read_with_its_byte_order_mark(tmp_path: Path) -> Non
 
 
 def test_entries_portsentry_did_not_honour_are_warned_about_up_to_the_cap() -> None:
-    most = WARNINGS_OF_A_KIND_MAX
+    most = limits.WARNINGS_OF_A_KIND_MAX
     networks, warnings = parse_ignore_text(
         "".join(f" 198.19.0.{n}\n" for n in range(1, most + 6)), "i"
     )

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from portwarden import limits
 from portwarden.alert import mail
 from portwarden.alert.mail import Mailer, body, subject, subject_template
-from portwarden.alert.mailbudget import HOUR_S, MailBudget
+from portwarden.alert.mailbudget import MailBudget
 from portwarden.config import ConfigError, Settings, load_settings
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Probe
@@ -307,7 +307,7 @@ def test_the_summary_of_held_reports_lists_them_up_to_a_limit(
     mailer.work(("report 0", "text\n"))
     for n in range(limits.MAIL_HELD_LISTED_MAX + 5):
         mailer.work((scan(f"198.18.1.{n}", 1.7e9 + n), "blocked via nft until forever"))
-    clock.now += HOUR_S
+    clock.now += limits.MAIL_PER_HOUR_WINDOW_S
     mailer.work(None)
     listed = texts(inbox)[-1].splitlines()
     for line, n in zip(listed[-3:-1], (18, 19), strict=True):
@@ -426,7 +426,7 @@ def test_os_probe_mails_have_their_own_default_subject_and_mail_subject_rules_bo
         assert subject(subject_template("[pw] %s", verdict), verdict) == "[pw] 198.18.0.11"
 
 
-@given(st.lists(st.floats(0, 3 * HOUR_S), max_size=60), st.integers(1, 5))
+@given(st.lists(st.floats(0, 3 * limits.MAIL_PER_HOUR_WINDOW_S), max_size=60), st.integers(1, 5))
 def test_no_hour_has_more_than_the_cap_and_one_notice(arrivals: list[float], per_hour: int) -> None:
     """The mail thread's use of the budget, over arrivals at any times (and the wake-ups it
     asks for): in any sliding hour, at most `per_hour` mails and one notice."""
@@ -448,8 +448,8 @@ def test_no_hour_has_more_than_the_cap_and_one_notice(arrivals: list[float], per
         elif report and budget.held == 1 and budget.notice_allowed(now):
             notices.append(now)
     for start in sent + notices:
-        assert sum(start <= t < start + HOUR_S for t in sent) <= per_hour
-        assert sum(start <= t < start + HOUR_S for t in notices) <= 1
+        assert sum(start <= t < start + limits.MAIL_PER_HOUR_WINDOW_S for t in sent) <= per_hour
+        assert sum(start <= t < start + limits.MAIL_PER_HOUR_WINDOW_S for t in notices) <= 1
     assert budget.held == 0  # every held report was summarised
 
 

@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from portwarden import __version__, metrics
+from portwarden import __version__, limits
 from portwarden.config import load_settings
-from portwarden.limits import METRICS_CLIENTS_MAX
 from portwarden.metrics import MetricsServer, exposition
 from tests.unit.config_error import load_error
 
@@ -31,7 +30,7 @@ LONG_WAIT_S = 30.0
 
 def serve(monkeypatch: pytest.MonkeyPatch, wait_s: float) -> MetricsServer:
     """A server on a free loopback port that drops an idle client after `wait_s`."""
-    monkeypatch.setattr(metrics, "METRICS_CLIENT_WAIT_S", wait_s)
+    monkeypatch.setattr(limits, "METRICS_CLIENT_WAIT_S", wait_s)
     server = MetricsServer("127.0.0.1", 0)
     server.publish({"probes": 7, "blocks_active": 2}, ALERTS)
     return server
@@ -107,7 +106,7 @@ def _idle(url: str, count: int, timeout: float = 5) -> list[socket.socket]:
 def test_idle_connections_do_not_delay_a_scrape(url: str) -> None:
     """One thread served one connection at a time, waiting (here LONG_WAIT_S) for each idle
     one."""
-    idle = _idle(url, METRICS_CLIENTS_MAX - 1)
+    idle = _idle(url, limits.METRICS_CLIENTS_MAX - 1)
     started = time.monotonic()
     with urllib.request.urlopen(f"{url}/metrics", timeout=LONG_WAIT_S) as response:
         assert b"portwarden_probes_total 7" in response.read()
@@ -121,7 +120,7 @@ def test_connections_past_the_cap_are_closed_at_once(url: str) -> None:
     """The one past METRICS_CLIENTS_MAX is closed, not queued until an idle one is dropped
     (LONG_WAIT_S here). The listen queue is first in, first out: it is taken in after the
     others, whenever the server gets to them."""
-    idle = _idle(url, METRICS_CLIENTS_MAX)
+    idle = _idle(url, limits.METRICS_CLIENTS_MAX)
     (extra,) = _idle(url, 1, timeout=LONG_WAIT_S / 3)
     started = time.monotonic()
     assert extra.recv(1) == b"" and time.monotonic() - started < 5  # closed, not queued
@@ -134,7 +133,7 @@ def test_idle_connections_are_dropped_after_the_wait(monkeypatch: pytest.MonkeyP
     wait_s = 0.5
     server = serve(monkeypatch, wait_s)
     try:
-        idle = _idle(address(server), METRICS_CLIENTS_MAX, timeout=20)
+        idle = _idle(address(server), limits.METRICS_CLIENTS_MAX, timeout=20)
         started = time.monotonic()
         assert [sock.recv(1) for sock in idle] == [b""] * len(idle)
         assert time.monotonic() - started < wait_s + 5  # never: recv's 20 s timeout

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from portwarden import limits
 from portwarden.detect.probe import (
     flag_names,
     os_probe_name,
@@ -15,7 +16,6 @@ from portwarden.detect.probe import (
     tcp_scan_type,
     udp_os_tool,
 )
-from portwarden.limits import CAPTURE_BYTES
 from portwarden.net.packet import (
     ACK,
     CWR,
@@ -351,9 +351,9 @@ def test_nmap_udp_probe() -> None:
     udp = struct.pack("!HHHH", 5000, 9, 308, 0)
     assert udp_os_tool(parse_transport(17, udp + b"C" * 300, SRC4, DST4)) == "nmap"
     # A sensor keeps CAPTURE_BYTES of each packet: the length comes from the header.
-    captured = ipv4(udp + b"C" * 300, proto=17)[:CAPTURE_BYTES]
+    captured = ipv4(udp + b"C" * 300, proto=17)[: limits.CAPTURE_BYTES]
     assert udp_os_tool(parse_ipv4(captured)) == "nmap"
-    captured6 = ipv6(17, udp + b"C" * 300)[:CAPTURE_BYTES]
+    captured6 = ipv6(17, udp + b"C" * 300)[: limits.CAPTURE_BYTES]
     assert udp_os_tool(parse_ipv6(captured6)) == "nmap"
     assert udp_os_tool(parse_transport(17, udp + b"C" * 100, SRC6, DST6, length=308)) == "nmap"
     short = struct.pack("!HHHH", 5000, 9, 18, 0)

@@ -16,8 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portwarden.limits import PORTMAP_REPLY_BYTES_MAX, PORTMAP_REPLY_FRAGMENTS_MAX
-from portwarden.net import portmapper
+from portwarden import limits
 from portwarden.net.addresses import Proto
 from portwarden.net.portmapper import (
     Mapping,
@@ -121,7 +120,10 @@ def test_rpcb_dump_reply_gives_owners_and_leaves_out_what_names_no_port() -> Non
         (rpcb_accepted(8, RPCB_ENTRIES), "answer is not an ONC RPC reply to our call"),
         (mismatch(7), "program version mismatch"),
         (struct.pack("!6I", 7, 1, 0, 0, 0, 3), "procedure unavailable"),
-        (rpcb_accepted(7, RPCB_ENTRIES * (PORTMAP_REPLY_BYTES_MAX // 250)), "reply larger than"),
+        (
+            rpcb_accepted(7, RPCB_ENTRIES * (limits.PORTMAP_REPLY_BYTES_MAX // 250)),
+            "reply larger than",
+        ),
     ],
 )
 def test_bad_rpcb_replies_are_malformed_with_a_reason(data: bytes, message: str) -> None:
@@ -235,7 +237,7 @@ def test_dump_reply_is_parsed_and_entries_without_tcp_udp_or_port_are_left_out()
         (struct.pack("!6I", 7, 1, 0, 0, 0, 77), "accept status 77"),
         (struct.pack("!7I", 7, 1, 0, 0, 0, 0, 2), r"malformed reply \(bad list marker\)"),
         (struct.pack("!3I", 7, 1, 1), "truncated reply"),  # a denial cut short is no denial
-        (accepted(7, [(1, 1, 6, 1)] * (PORTMAP_REPLY_BYTES_MAX // 20)), "reply larger than"),
+        (accepted(7, [(1, 1, 6, 1)] * (limits.PORTMAP_REPLY_BYTES_MAX // 20)), "reply larger than"),
     ],
 )
 def test_bad_replies_are_malformed_with_a_reason(data: bytes, message: str) -> None:
@@ -345,14 +347,16 @@ def test_tcp_reply_in_fragments_from_a_chosen_source() -> None:
 
 def test_tcp_reply_larger_than_the_limit_is_refused_before_it_is_read() -> None:
     def huge(conn: socket.socket, xid: int) -> None:
-        conn.sendall(struct.pack("!3I", 8, xid, 1) + struct.pack("!I", PORTMAP_REPLY_BYTES_MAX))
+        conn.sendall(
+            struct.pack("!3I", 8, xid, 1) + struct.pack("!I", limits.PORTMAP_REPLY_BYTES_MAX)
+        )
 
     with tcp_portmapper(huge) as port, pytest.raises(PortmapperError) as caught:
         dump("127.0.0.1", TCP, 5, port=port)
     assert caught.value.reason == "malformed"
     assert str(caught.value).endswith(
-        f"announces a record fragment of {PORTMAP_REPLY_BYTES_MAX} "
-        f"bytes after 8 bytes, more than {PORTMAP_REPLY_BYTES_MAX} "
+        f"announces a record fragment of {limits.PORTMAP_REPLY_BYTES_MAX} "
+        f"bytes after 8 bytes, more than {limits.PORTMAP_REPLY_BYTES_MAX} "
         "in all"
     )
 
@@ -367,7 +371,7 @@ def test_random_bytes_are_said_to_announce_a_fragment_not_a_reply() -> None:
         dump("127.0.0.1", TCP, 5, port=port)
     assert str(caught.value).endswith(
         f"announces a record fragment of {0x5A17C3E9} bytes, more "
-        f"than {PORTMAP_REPLY_BYTES_MAX} in all"
+        f"than {limits.PORTMAP_REPLY_BYTES_MAX} in all"
     )
 
 
@@ -402,14 +406,14 @@ def test_one_deadline_covers_a_trickling_tcp_reply() -> None:
 
 def test_endless_empty_fragments_are_refused_before_the_deadline() -> None:
     def endless(conn: socket.socket, xid: int) -> None:
-        conn.sendall(struct.pack("!I", 0) * (PORTMAP_REPLY_FRAGMENTS_MAX + 1))
+        conn.sendall(struct.pack("!I", 0) * (limits.PORTMAP_REPLY_FRAGMENTS_MAX + 1))
 
     started = time.monotonic()
     with tcp_portmapper(endless) as port, pytest.raises(PortmapperError) as caught:
         dump("127.0.0.1", TCP, 5, port=port)
     assert time.monotonic() - started < 1
     assert caught.value.reason == "malformed"
-    assert str(caught.value) == f"reply in more than {PORTMAP_REPLY_FRAGMENTS_MAX} fragments"
+    assert str(caught.value) == f"reply in more than {limits.PORTMAP_REPLY_FRAGMENTS_MAX} fragments"
 
 
 def test_fragments_that_never_end_the_record_are_junk_not_silence() -> None:
@@ -511,7 +515,7 @@ def test_udp_silence_refusal_and_oversized_datagram(monkeypatch: pytest.MonkeyPa
         "malformed",
         "only junk within 0.3 s (2 datagrams, none a reply to our call)",
     )
-    monkeypatch.setattr(portmapper, "PORTMAP_REPLY_BYTES_MAX", 1000)
+    monkeypatch.setattr(limits, "PORTMAP_REPLY_BYTES_MAX", 1000)
     too_large = pytest.raises(PortmapperError, match="larger than 1000 bytes")
     with (
         udp_portmapper(lambda calls, xid: [accepted(xid, ENTRIES * 25)]) as port,

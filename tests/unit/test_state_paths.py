@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from portwarden.audit.state import AuditState
+from portwarden.blame import blamed_on
 from portwarden.cli import main
-from portwarden.config.load import blamed_on, load_settings
+from portwarden.config.load import load_settings
 from portwarden.fileedit import replace_atomically
 from portwarden.respond.portsentry_files import append_history
 from portwarden.statedir import unusable_directory

@@ -19,38 +19,9 @@ from typing import Any
 
 from portwarden import limits
 from portwarden.alert.outage import Outage
-from portwarden.statedir import root_only, unusable_directory
+from portwarden.statedir import SYMLINK_REFUSED, not_a_log_file
 
 log = logging.getLogger("portwarden")
-
-_SYMLINK_REFUSED = "symbolic link refused"
-
-
-def unusable_event_log(path: Path, written: bool) -> str | None:
-    """Why `path` cannot be the event log, or None. The check of check-config and of the daemon
-    at start and reload alike; nothing is created."""
-    try:
-        problem = _not_a_log_file(path.lstat().st_mode)
-    except (FileNotFoundError, NotADirectoryError):  # not there yet: its folder says
-        problem = None
-    except OSError as error:  # a name too long, a folder that may not be searched
-        if root_only(error):
-            return None
-        problem = error.strerror or str(error)
-    if problem:
-        return f"{path}: {problem}"
-    return unusable_directory(path.parent, written)
-
-
-def _not_a_log_file(mode: int) -> str | None:
-    """Why a file of this mode (lstat's) cannot be the event log, or None."""
-    if stat.S_ISLNK(mode):
-        return _SYMLINK_REFUSED  # what it points to may be anything, e.g. /etc/shadow
-    if stat.S_ISDIR(mode):
-        return "a directory, not a file"
-    if not stat.S_ISREG(mode):
-        return "not a regular file"
-    return None
 
 
 class JsonLog:
@@ -88,10 +59,10 @@ class JsonLog:
             fd = os.open(self._path, flags | os.O_CLOEXEC, 0o600)
         except OSError as error:
             if error.errno == errno.ELOOP:  # O_NOFOLLOW's answer to a symbolic link
-                raise OSError(errno.ELOOP, _SYMLINK_REFUSED) from None
+                raise OSError(errno.ELOOP, SYMLINK_REFUSED) from None
             raise
         info = os.fstat(fd)
-        problem = _not_a_log_file(info.st_mode)
+        problem = not_a_log_file(info.st_mode)
         if problem:
             os.close(fd)
             raise OSError(errno.EINVAL, problem)

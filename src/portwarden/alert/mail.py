@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from portwarden import limits
 from portwarden.alert.line import prefix_words
-from portwarden.alert.mailbudget import HOUR_S, MailBudget
+from portwarden.alert.mailbudget import MailBudget
 from portwarden.alert.outage import Outage
 from portwarden.alert.portsentry import ONGOING
 from portwarden.alert.reportbook import (
@@ -362,7 +362,7 @@ class Mailer(threading.Thread):
         one (its reports stay held, to be listed in one mail); the reports not mailed before
         the stop are taken from the store."""
         held = self._book.start()
-        tried, noticed = self._book.last_hour(HOUR_S)
+        tried, noticed = self._book.last_hour(limits.MAIL_PER_HOUR_WINDOW_S)
         self.budget = MailBudget(
             [self._monotonic(t) for t in tried],
             None if noticed is None else self._monotonic(noticed),

@@ -12,7 +12,7 @@ room left after that summary.
 import collections
 from collections.abc import Iterable
 
-HOUR_S = 3600.0
+from portwarden import limits
 
 
 class MailBudget:
@@ -37,7 +37,8 @@ class MailBudget:
         self._noticed = noticed  # when the last notice went
 
     def _room(self, now: float, per_hour: int) -> bool:
-        while self._sent and self._sent[0] + HOUR_S <= now:  # as in reopens_at, to the bit
+        window = limits.MAIL_PER_HOUR_WINDOW_S
+        while self._sent and self._sent[0] + window <= now:  # as in reopens_at, to the bit
             self._sent.popleft()
         return len(self._sent) < per_hour
 
@@ -59,7 +60,7 @@ class MailBudget:
 
     def notice_allowed(self, now: float) -> bool:
         """Whether the notice that a hold began may go: once an hour at most (counted here)."""
-        if self._noticed is not None and now - self._noticed < HOUR_S:
+        if self._noticed is not None and now - self._noticed < limits.MAIL_PER_HOUR_WINDOW_S:
             return False
         self._noticed = now
         return True
@@ -79,4 +80,4 @@ class MailBudget:
             return None
         if self._room(now, per_hour):
             return now
-        return self._sent[len(self._sent) - per_hour] + HOUR_S
+        return self._sent[len(self._sent) - per_hour] + limits.MAIL_PER_HOUR_WINDOW_S

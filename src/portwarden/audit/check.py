@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from portwarden import limits
 from portwarden.audit import confirm
 from portwarden.audit.compare import ANY, Requirement, Severities, compare
 from portwarden.audit.findings import Finding, Kind, OpenPort
@@ -18,7 +19,6 @@ from portwarden.audit.interfaces import (
     device_of,
 )
 from portwarden.audit.names import UNKNOWN, Names
-from portwarden.audit.policy import Item, Policy
 from portwarden.audit.sockets import (
     PROC,
     Owner,
@@ -30,10 +30,9 @@ from portwarden.audit.sockets import (
 )
 from portwarden.audit.state import STATE_NAME, AuditState
 from portwarden.config import Settings
-from portwarden.limits import AUDIT_RPC_WARNINGS_MAX, AUDIT_SOCKETS_MAX, PORTMAP_TIMEOUT_S
-from portwarden.net.addresses import IPAddress, Proto
+from portwarden.config.audit_policy import Item, Policy
+from portwarden.net.addresses import PORTMAPPER_PORT, IPAddress, Proto
 from portwarden.net.portmapper import (
-    PORTMAPPER_PORT,
     PORTMAPPER_PROGRAM,
     PortmapperError,
     Registration,
@@ -263,7 +262,7 @@ def _cut_finding(proto: Proto, count: int, severity: str) -> Finding:
     give (hence that severity), and for the ServiceNew of what was left out."""
     reason = (
         f"{count} {proto.value} sockets are open on the audited addresses and ports, "
-        f"more than the {AUDIT_SOCKETS_MAX} distinct ones an audit reads (a local user's "
+        f"more than the {limits.AUDIT_SOCKETS_MAX} distinct ones an audit reads (a local user's "
         f"flood?): {proto.value} ports may be open unseen, and no {proto.value} "
         "requirement was reported missing"
     )
@@ -373,9 +372,9 @@ def rpc_programs(
         if held:
             programs[address, sock] = tuple(sorted(held))
     lines = list(dict.fromkeys(refused))  # once for all versions, and for IPv4 and IPv6 sockets
-    if len(lines) > AUDIT_RPC_WARNINGS_MAX:
-        more = len(lines) - AUDIT_RPC_WARNINGS_MAX
-        lines[AUDIT_RPC_WARNINGS_MAX:] = [
+    if len(lines) > limits.AUDIT_RPC_WARNINGS_MAX:
+        more = len(lines) - limits.AUDIT_RPC_WARNINGS_MAX
+        lines[limits.AUDIT_RPC_WARNINGS_MAX :] = [
             f"{counted(more, 'more RPC registration')} not known to be root's did not name ports"
         ]
     return programs, lines
@@ -442,7 +441,7 @@ def _registrations(
     failed: list[tuple[IPAddress, Socket, str]] = []  # where it was asked, and why it failed
     for address, sock in asked:
         try:
-            return registrations(address, sock.proto, PORTMAP_TIMEOUT_S), [], None
+            return registrations(address, sock.proto, limits.PORTMAP_TIMEOUT_S), [], None
         except PortmapperError as error:
             failed.append((address, sock, one_line(str(error))))
     warnings = [

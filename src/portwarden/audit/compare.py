@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from portwarden.audit.findings import Finding, Kind, OpenPort
-from portwarden.audit.policy import Group, Item, Rule
 from portwarden.audit.state import AuditState, Seen
+from portwarden.config.audit_policy import Group, Item, Rule
 from portwarden.net.addresses import Proto
 
 ANY = "any"

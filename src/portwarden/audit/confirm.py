@@ -10,12 +10,12 @@ socket already receives there. Both are used only on ports the tables list, neve
 import errno
 import socket
 
+from portwarden import limits
 from portwarden.audit.interfaces import Interface
-from portwarden.limits import AUDIT_CONNECT_TIMEOUT_S
 
 
 def tcp_accepts(
-    interface: Interface, port: int, timeout: float = AUDIT_CONNECT_TIMEOUT_S
+    interface: Interface, port: int, timeout: float = limits.AUDIT_CONNECT_TIMEOUT_S
 ) -> bool | None:
     """True if a connection to the port on this address is accepted, False if refused, None if
     neither could be learnt (a firewall dropped it, or the address went away)."""

@@ -4,7 +4,7 @@ from enum import Enum
 from typing import Any, NamedTuple
 
 from portwarden.audit.names import UNKNOWN
-from portwarden.audit.policy import Rule
+from portwarden.config.audit_policy import Rule
 from portwarden.net.addresses import Proto
 from portwarden.text import field_value, one_line
 

@@ -4,7 +4,7 @@ import ipaddress
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from portwarden.audit.policy import Where
+from portwarden.config.audit_policy import Where
 from portwarden.net.addresses import IPAddress
 from portwarden.net.local import InterfaceAddress, interface_addresses
 
@@ -240,22 +240,3 @@ def _unaudited_device(
     return Unaudited(
         f"device {device} is not in AUDIT_DEVICES, and holds none of AUDIT_INTERFACES now", False
     )
-
-
-def parse_addresses(text: str) -> tuple[IPAddress, ...]:
-    """AUDIT_INTERFACES: comma-separated IPv4/IPv6 addresses. Raises ValueError."""
-    found: list[IPAddress] = []
-    for word in text.replace(",", " ").split():
-        try:
-            address = ipaddress.ip_address(word)
-        except ValueError:
-            raise ValueError(f"'{word}' is not an IP address") from None
-        if address.version == 6 and address.ipv4_mapped:  # as the policy says (a host has none)
-            raise ValueError(f"'{word}': write the IPv4 address {address.ipv4_mapped} itself")
-        if _scope(address) is not None:
-            raise ValueError(
-                f"'{word}': no scope here; AUDIT_DEVICES names the device (the "
-                "policy may name fe80::1%eth0)"
-            )
-        found.append(address)
-    return tuple(found)

@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from portwarden.limits import AUDIT_SOCKETS_MAX
+from portwarden import limits
 from portwarden.net import diagfilter, sockdiag
-from portwarden.net.addresses import IPAddress, Proto
+from portwarden.net.addresses import PORTMAPPER_PORT, IPAddress, Proto
 from portwarden.net.local import unmapped
-from portwarden.net.portmapper import PORTMAPPER_PORT
 
 PROC = Path("/proc")
 _TCP_LISTEN = "0A"
@@ -200,7 +199,7 @@ def _distinct(
         seen += 1
         key = (sock.address, sock.port, sock.device, sock.v6only)
         held = kept.get(key)
-        if held is None and len(kept) >= AUDIT_SOCKETS_MAX:
+        if held is None and len(kept) >= limits.AUDIT_SOCKETS_MAX:
             full = True
         elif held is None or sock.uid < held.uid:
             kept[key] = sock

@@ -9,7 +9,7 @@ import ipaddress
 
 from portwarden.audit.check import AuditResult
 from portwarden.audit.findings import OpenPort
-from portwarden.audit.policy import Group, Item, Rule, Where
+from portwarden.config.audit_policy import Group, Item, Rule, Where
 from portwarden.text import counted
 
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import TypeVar
 
+from portwarden import limits
 from portwarden.config.errors import ConfigError
-from portwarden.limits import WARNINGS_OF_A_KIND_MAX
 from portwarden.textfile import numbered_lines
 
 # KEY, then '=' and the value, or blanks and a quoted value
@@ -98,8 +98,8 @@ def capped(
     """The warnings `text` of the first WARNINGS_OF_A_KIND_MAX `items`, then one line counting
     the rest by their `line` numbers: a file of a million stray lines gives a few warnings, not
     a million (nor a million warnings to compose)."""
-    said = [text(item) for item in items[:WARNINGS_OF_A_KIND_MAX]]
-    rest = items[WARNINGS_OF_A_KIND_MAX:]
+    said = [text(item) for item in items[: limits.WARNINGS_OF_A_KIND_MAX]]
+    rest = items[limits.WARNINGS_OF_A_KIND_MAX :]
     if rest:
         said.append(
             f"{source}: and {len(rest)} more {what} (lines {line(rest[0])}-{line(rest[-1])})"

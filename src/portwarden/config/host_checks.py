@@ -5,16 +5,19 @@ the host may change (a tool installed later); what can never work is a ConfigErr
 import shutil
 from pathlib import Path
 
-from portwarden.alert.jsonlog import unusable_event_log
 from portwarden.audit.interfaces import unaudited
 from portwarden.audit.names import Names
-from portwarden.audit.policy import Policy
+from portwarden.config.audit_policy import Policy
 from portwarden.config.reader import Reader
 from portwarden.config.settings import Settings
 from portwarden.config.values import BlockMode
-from portwarden.control import socket_path_problem
 from portwarden.net.local import InterfaceAddress, interface_addresses
-from portwarden.statedir import unusable_directory, unusable_file
+from portwarden.statedir import (
+    socket_path_problem,
+    unusable_directory,
+    unusable_event_log,
+    unusable_file,
+)
 from portwarden.text import one_line
 
 

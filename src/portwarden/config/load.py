@@ -5,29 +5,25 @@ import contextlib
 import dataclasses
 import difflib
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
-from portwarden.audit.interfaces import parse_addresses
-from portwarden.audit.policy import Policy, parse_devices, parse_groups, parse_skip_groups
 from portwarden.config import kill, portsentry_reading, values
+from portwarden.config.audit_policy import (
+    Policy,
+    parse_addresses,
+    parse_devices,
+    parse_groups,
+    parse_skip_groups,
+)
 from portwarden.config.conffile import Entry, capped, parse_conf
 from portwarden.config.defaults import DEFAULT_CONF, DEFAULT_SOURCE, default_state_dir
 from portwarden.config.errors import ConfigError
-from portwarden.config.host_checks import (
-    check_paths,
-    exists,
-    program_warnings,
-    rpc_name_warnings,
-    unaudited_requirement_warnings,
-)
 from portwarden.config.hostscan import endpoint_warnings, parse_rules
 from portwarden.config.ignore import Network, parse_ignore_text
 from portwarden.config.reader import Reader
 from portwarden.config.settings import KEYS, Settings, nothing_to_do
 from portwarden.config.smtp import check_smtp, check_subject
 from portwarden.config.values import BlockMode, Modes, NftUse, TcpMode, UdpMode
-from portwarden.store.db import StoreError
 from portwarden.textfile import BOM, decoded, read_bytes, read_text
 
 _LONGEST_KEY = max(len(key) for key in KEYS)
@@ -64,19 +60,6 @@ def error_at(source: str, key: str, reason: str) -> ConfigError:
     return Reader(source, entries, {}, Path()).error(key, reason)
 
 
-@contextlib.contextmanager
-def blamed_on(settings: Settings, key: str, path: Path) -> Iterator[None]:
-    """An OSError from using `path` (STATE_DIR, EVENT_LOG), or a store that cannot be opened
-    there, becomes a ConfigError at `key`'s entry: a bad setting is one line naming file, line,
-    key and value, not a traceback."""
-    try:
-        yield
-    except OSError as error:
-        raise error_at(settings.source, key, f"{path}: {error.strerror or error}") from None
-    except StoreError as error:
-        raise error_at(settings.source, key, str(error)) from None
-
-
 def _conf_bytes(path: Path) -> bytes:
     try:
         return read_bytes(path)
@@ -90,6 +73,10 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
     daemon and what checks for it, so a mode with no port to watch is an error; the commands
     that only read the state (blocked, unblock, status, ...) leave that to them, since the
     daemon may run with other mode flags. Raises ConfigError."""
+    # Here, not at the top: the host checks read the host as the audit does (its interfaces,
+    # /etc/rpc), which the many modules that only name Settings need not load.
+    from portwarden.config import host_checks
+
     defaults, _ = parse_conf(DEFAULT_CONF, DEFAULT_SOURCE)
     if path is None:
         entries: dict[str, Entry] = {}
@@ -198,9 +185,9 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
         ignored_networks=(),
     )
     warnings += _unknown_keys([entry for key, entry in entries.items() if key not in read.used])
-    warnings += rpc_name_warnings(read, settings)
+    warnings += host_checks.rpc_name_warnings(read, settings)
     warnings += _shell_warnings(read, settings)
-    warnings += program_warnings(read, settings)
+    warnings += host_checks.program_warnings(read, settings)
     warnings += _block_warnings(read, settings)
     if modes is not None:
         settings = settings.with_modes(*modes)
@@ -289,7 +276,7 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
         ca_file=settings.smtp_ca_file,
     )
     warnings += check_subject(read.where, settings.mail_subject)
-    check_paths(read, settings, watching)
+    host_checks.check_paths(read, settings, watching)
     if settings.audit_min_port > settings.audit_max_port:
         raise read.error(
             "AUDIT_MIN_PORT", "AUDIT_MIN_PORT is above AUDIT_MAX_PORT", str(settings.audit_min_port)
@@ -308,10 +295,10 @@ def load_settings(path: Path | None, modes: Modes | None = None, watching: bool 
             settings.audit_udp, settings.audit_min_port, settings.audit_max_port
         )
     ]
-    warnings += unaudited_requirement_warnings(read, settings, policy)
+    warnings += host_checks.unaudited_requirement_warnings(read, settings, policy)
     ignored: tuple[Network, ...] = ()
     if ignore_file is not None:
-        if not exists(ignore_file):
+        if not host_checks.exists(ignore_file):
             warnings.append(
                 f"{read.where('IGNORE_FILE')}IGNORE_FILE {ignore_file} does not "
                 "exist; only loopback and this host's own addresses are "

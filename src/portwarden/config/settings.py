@@ -10,8 +10,8 @@ from decimal import Decimal
 from enum import Enum
 from pathlib import Path
 
-from portwarden.audit.policy import Group
 from portwarden.config import values
+from portwarden.config.audit_policy import Group
 from portwarden.config.hostscan import HostScanRule
 from portwarden.config.ignore import ALWAYS_IGNORED, IgnoreList, Network
 from portwarden.config.kill import Command

@@ -8,19 +8,10 @@ from enum import Enum, IntEnum
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
-from portwarden.limits import (
-    AUDIT_INTERVAL_S_MIN,
-    BLOCK_SECONDS_MAX,
-    EVENT_LOG_BYTES_MIN,
-    EVENT_LOG_KEEP_MAX,
-    IPV6_SOURCE_PREFIX_MIN,
-    PORTS_TRACKED_MAX,
-    SMTP_RETRY_DELAY_S_MIN,
-)
+from portwarden import limits
 
 M = TypeVar("M", bound=Enum)
 
-YEAR_S = 366 * 86_400  # the longest time a key takes, but the block durations
 PORT_MIN = 1
 PORT_MAX = 65535
 
@@ -79,7 +70,7 @@ def plain_number(text: str) -> float | None:
     return float(text) if _DECIMAL.fullmatch(text) else None
 
 
-def duration(text: str, most: float = YEAR_S) -> float:
+def duration(text: str, most: float = limits.SETTING_SECONDS_MAX) -> float:
     """Seconds, or 0 (or 0.0), which each key gives its meaning: forever (BLOCK_DURATION), ten
     years (BLOCK_DURATION_MAX), never (AUDIT_INTERVAL), off (SERVICE_GONE_GRACE)."""
     value = plain_number(text)
@@ -95,9 +86,9 @@ def duration(text: str, most: float = YEAR_S) -> float:
 def audit_interval(text: str) -> float:
     """AUDIT_INTERVAL: 0 (no periodic check), or AUDIT_INTERVAL_S_MIN seconds up to a year."""
     value = duration(text)
-    if 0 < value < AUDIT_INTERVAL_S_MIN:
+    if 0 < value < limits.AUDIT_INTERVAL_S_MIN:
         raise ValueError(
-            f"must be 0 (no periodic check) or at least {AUDIT_INTERVAL_S_MIN:g} seconds"
+            f"must be 0 (no periodic check) or at least {limits.AUDIT_INTERVAL_S_MIN:g} seconds"
         )
     return value
 
@@ -105,19 +96,20 @@ def audit_interval(text: str) -> float:
 def retry_delay(text: str) -> float:
     """SMTP_RETRY_DELAY: SMTP_RETRY_DELAY_S_MIN seconds up to a year."""
     value = seconds(text)
-    if value < SMTP_RETRY_DELAY_S_MIN:
-        raise ValueError(f"must be at least {SMTP_RETRY_DELAY_S_MIN:g} seconds")
+    if value < limits.SMTP_RETRY_DELAY_S_MIN:
+        raise ValueError(f"must be at least {limits.SMTP_RETRY_DELAY_S_MIN:g} seconds")
     return value
 
 
 def block_duration(text: str) -> float:
     """BLOCK_DURATION and BLOCK_DURATION_MAX: up to ten years, the longest a block lasts
     (limits.BLOCK_SECONDS_MAX)."""
-    return duration(text, BLOCK_SECONDS_MAX)
+    return duration(text, limits.BLOCK_SECONDS_MAX)
 
 
 def _at_most(seconds: float) -> str:
-    return f"at most {seconds:.0f} ({'ten years' if seconds == BLOCK_SECONDS_MAX else 'a year'})"
+    span = "ten years" if seconds == limits.BLOCK_SECONDS_MAX else "a year"
+    return f"at most {seconds:.0f} ({span})"
 
 
 def factor(text: str) -> float:
@@ -135,7 +127,7 @@ def positive(text: str) -> int:
 
 def log_generations(text: str) -> int:
     """EVENT_LOG_KEEP: 1 up to limits.EVENT_LOG_KEEP_MAX."""
-    return _whole_in(text, 1, EVENT_LOG_KEEP_MAX)
+    return _whole_in(text, 1, limits.EVENT_LOG_KEEP_MAX)
 
 
 def _whole_in(text: str, least: int, most: int | None = None) -> int:
@@ -157,11 +149,11 @@ def _whole_in(text: str, least: int, most: int | None = None) -> int:
 
 def log_size(text: str) -> int:
     """EVENT_LOG_MAX_BYTES: at least limits.EVENT_LOG_BYTES_MIN."""
-    why = f"must be a whole number of bytes, at least {EVENT_LOG_BYTES_MIN} (64 KiB)"
+    why = f"must be a whole number of bytes, at least {limits.EVENT_LOG_BYTES_MIN} (64 KiB)"
     if not ascii_digits(text.strip()):  # 64k, 1e6
         raise ValueError(why)
     value = count(text)
-    if value < EVENT_LOG_BYTES_MIN:
+    if value < limits.EVENT_LOG_BYTES_MIN:
         raise ValueError(why)
     return value
 
@@ -282,21 +274,25 @@ def seconds(text: str) -> float:
     value = plain_number(text)
     if value is None:
         raise ValueError(f"must be a number of seconds {_DECIMAL_FORM}")
-    if not 0 < value <= YEAR_S:
-        raise ValueError(f"must be more than 0 and {_at_most(YEAR_S)}, in seconds")
+    if not 0 < value <= limits.SETTING_SECONDS_MAX:
+        raise ValueError(
+            f"must be more than 0 and {_at_most(limits.SETTING_SECONDS_MAX)}, in seconds"
+        )
     return value
 
 
 def scan_threshold(text: str) -> int:
     value = count(text)
-    if value > PORTS_TRACKED_MAX:
-        raise ValueError(f"must be at most {PORTS_TRACKED_MAX} (0 turns the scandetd model off)")
+    if value > limits.PORTS_TRACKED_MAX:
+        raise ValueError(
+            f"must be at most {limits.PORTS_TRACKED_MAX} (0 turns the scandetd model off)"
+        )
     return value
 
 
 def ipv6_source_prefix(text: str) -> int:
     """IPV6_SOURCE_PREFIX: a prefix length from limits.IPV6_SOURCE_PREFIX_MIN to 128."""
-    return _whole_in(text, IPV6_SOURCE_PREFIX_MIN, 128)
+    return _whole_in(text, limits.IPV6_SOURCE_PREFIX_MIN, 128)
 
 
 def block_mode(text: str) -> BlockMode:

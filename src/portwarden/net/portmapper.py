@@ -19,17 +19,11 @@ import struct
 import time
 from typing import Literal, NamedTuple
 
-from portwarden.limits import (
-    PORTMAP_REPLY_BYTES_MAX,
-    PORTMAP_REPLY_FRAGMENTS_MAX,
-    PORTMAP_UDP_RESEND_S,
-    RPCB_STRING_BYTES_MAX,
-)
-from portwarden.net.addresses import IPAddress, Proto
+from portwarden import limits
+from portwarden.net.addresses import PORTMAPPER_PORT, IPAddress, Proto
 from portwarden.net.local import scope_index
 from portwarden.text import counted
 
-PORTMAPPER_PORT = 111
 PORTMAPPER_PROGRAM = 100000
 _PROGRAM, _PROC_DUMP = PORTMAPPER_PROGRAM, 4
 _PMAP_VERSION, _RPCB_VERSION = 2, 3
@@ -255,8 +249,8 @@ def _left(deadline: float) -> float:
 
 
 def _refuse_larger(size: int) -> None:
-    if size > PORTMAP_REPLY_BYTES_MAX:
-        raise _malformed(f"reply larger than {PORTMAP_REPLY_BYTES_MAX} bytes")
+    if size > limits.PORTMAP_REPLY_BYTES_MAX:
+        raise _malformed(f"reply larger than {limits.PORTMAP_REPLY_BYTES_MAX} bytes")
 
 
 def _read_record(sock: socket.socket, deadline: float, timeout: float) -> bytes:
@@ -269,14 +263,17 @@ def _read_record(sock: socket.socket, deadline: float, timeout: float) -> bytes:
         while True:
             (marker,) = _U32.unpack(_read_exactly(sock, 4, deadline))
             fragments += 1
-            if fragments > PORTMAP_REPLY_FRAGMENTS_MAX:
-                raise _malformed(f"reply in more than {PORTMAP_REPLY_FRAGMENTS_MAX} fragments")
+            if fragments > limits.PORTMAP_REPLY_FRAGMENTS_MAX:
+                raise _malformed(
+                    f"reply in more than {limits.PORTMAP_REPLY_FRAGMENTS_MAX} fragments"
+                )
             size = marker & ~_LAST_FRAGMENT
-            if len(record) + size > PORTMAP_REPLY_BYTES_MAX:  # said as it is: any 4 bytes read so
+            # said as it is: any 4 bytes read so
+            if len(record) + size > limits.PORTMAP_REPLY_BYTES_MAX:
                 after = f" after {len(record)} bytes" if record else ""
                 raise _malformed(
                     f"announces a record fragment of {size} bytes{after}, more than "
-                    f"{PORTMAP_REPLY_BYTES_MAX} in all"
+                    f"{limits.PORTMAP_REPLY_BYTES_MAX} in all"
                 )
             record += _read_exactly(sock, size, deadline)
             if marker & _LAST_FRAGMENT:
@@ -323,11 +320,12 @@ def _exchange_datagrams(
     strays = 0
     while (left := deadline - time.monotonic()) > 0:
         sock.send(call)
-        resend = time.monotonic() + min(left, PORTMAP_UDP_RESEND_S)
+        resend = time.monotonic() + min(left, limits.PORTMAP_UDP_RESEND_S)
         while (wait := resend - time.monotonic()) > 0:
             sock.settimeout(wait)
             try:
-                reply = sock.recv(PORTMAP_REPLY_BYTES_MAX + 1)  # one byte more: too large is seen
+                # one byte more: too large is seen
+                reply = sock.recv(limits.PORTMAP_REPLY_BYTES_MAX + 1)
             except TimeoutError:
                 break
             if reply.startswith(ours):
@@ -459,7 +457,7 @@ class _Reader:
         """An XDR string, padded to 4 bytes; None (but stepped over) if longer than the cap."""
         size = self.u32()
         start = self._advance((size + 3) & ~3)
-        return self._data[start : start + size] if size <= RPCB_STRING_BYTES_MAX else None
+        return self._data[start : start + size] if size <= limits.RPCB_STRING_BYTES_MAX else None
 
     def skip_auth(self) -> None:
         """An opaque_auth: flavour, length, body padded to 4 bytes."""

@@ -23,9 +23,9 @@ from typing import Any, Literal
 
 from portwarden.audit.names import Names
 from portwarden.config.ignore import ALWAYS_IGNORED, Network, shown, within
-from portwarden.net.addresses import Proto
+from portwarden.net.addresses import PORTMAPPER_PORT, Proto
 from portwarden.net.local import interface_addresses
-from portwarden.net.portmapper import PORTMAPPER_PORT, Mapping, PortmapperError, dump
+from portwarden.net.portmapper import Mapping, PortmapperError, dump
 from portwarden.net.ports import bound_ports
 from portwarden.portmap import wrappers
 from portwarden.portmap.firewall import FirewallError, IptablesFirewall, NftFirewall, other_filters

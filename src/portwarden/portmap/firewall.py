@@ -34,9 +34,9 @@ from typing import Any, Literal, NamedTuple, Protocol
 from portwarden import limits
 from portwarden.config.ignore import Network
 from portwarden.config.values import PORTMAP_TABLE
+from portwarden.net.addresses import PORTMAPPER_PORT
 from portwarden.net.input_filters import input_filter_chains
 from portwarden.net.nftables import DEFAULT_TABLE, Nft, NftError
-from portwarden.net.portmapper import PORTMAPPER_PORT
 from portwarden.text import one_line
 
 Backend = Literal["nft", "iptables"]

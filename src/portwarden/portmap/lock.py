@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from portwarden.limits import PORTMAP_LOCK_WAIT_S
+from portwarden import limits
 from portwarden.statedir import take
 
 LOCK_PATH = Path("/run/portwarden-portmap.lock")
@@ -24,7 +24,7 @@ class Busy(Exception):
 
 
 @contextmanager
-def held(path: Path = LOCK_PATH, wait: float = PORTMAP_LOCK_WAIT_S) -> Iterator[None]:
+def held(path: Path = LOCK_PATH, wait: float = limits.PORTMAP_LOCK_WAIT_S) -> Iterator[None]:
     """Hold the lock for the block, after waiting at most `wait` seconds for it. Raises Busy."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from portwarden.config.ignore import shown, within
-from portwarden.net.portmapper import PORTMAPPER_PORT
+from portwarden.net.addresses import PORTMAPPER_PORT
 from portwarden.portmap import wrappers
 from portwarden.portmap.firewall import (
     Backend,

@@ -137,7 +137,7 @@ def reapply(settings: Settings) -> ReapplyAnswer:
 def _not_listening(settings: Settings) -> str:
     """A daemon holds STATE_DIR, yet after DAEMON_START_WAIT_S still nobody listens on its
     control socket: it was removed (by hand, a cleanup of the directory), or the daemon is stuck."""
-    path = control.socket_path(settings.state_dir)
+    path = statedir.socket_path(settings.state_dir)
     pid = statedir.holder(settings.state_dir) or "?"
     why = "is missing" if not path.exists() else "does not accept connections"
     return (

@@ -6,7 +6,6 @@ import collections
 
 from portwarden import limits
 
-CAP_WINDOW_S = 60.0
 _STRONG_PORTS = 3  # distinct ports that make a source a scanner rather than one stray packet
 _STRONG_TIERS = 4  # the second budget in quarters, each asking twice the ports of the one before
 
@@ -51,7 +50,7 @@ class MinuteBudget:
         whether there may have been more (past limits.BLOCK_MAX_REFUSED_COUNTED_MAX); else
         None."""
         for recent in (self._recent, self._strong):
-            while recent and now - recent[0] > CAP_WINDOW_S:
+            while recent and now - recent[0] > limits.BLOCKS_PER_MINUTE_WINDOW_S:
                 recent.popleft()
         if not self.refused or self._recent:
             return None

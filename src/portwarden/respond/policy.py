@@ -37,7 +37,6 @@ from portwarden.respond.nft_table import uses_nft
 from portwarden.respond.notes import NotedSources
 from portwarden.respond.recorded import lasting, lasting_steps, via
 from portwarden.respond.worker import (
-    PUT_BACK_RETRY_S,
     ActionWorker,
     BlockJob,
     UnblockJob,
@@ -88,9 +87,6 @@ def _overridden_by(why: tuple[str, ...]) -> str:
     return f"{' and '.join(keys)} {'allow' if len(keys) > 1 else 'allows'} it"
 
 
-PROTECTED_RETRY_S = 60.0  # a protected block whose end the worker did not carry out, again
-
-
 class ResponsePolicy:
     def __init__(
         self,
@@ -124,7 +120,7 @@ class ResponsePolicy:
         self._command_only: set[str] = set()
         self._refused: set[str] = set()
         # Submitted to the worker to end (protected), with when (monotonic): submitted again
-        # after PROTECTED_RETRY_S if still active (the worker's job failed).
+        # after PROTECTED_END_RETRY_S if still active (the worker's job failed).
         self._ending_protected: dict[str, float] = {}
         self._block_budget = MinuteBudget()  # BLOCKS_PER_MINUTE
         # Alert-only HISTORY_FILE lines (_note): a budget of their own, of the same size, so
@@ -173,13 +169,13 @@ class ResponsePolicy:
             log.info("restored %s from the store", counted(restored, "active block"))
         else:
             # Started all the same: detection, alerts and the other actions work, and the
-            # sets are filled again every PUT_BACK_RETRY_S until it works (_check_table).
+            # sets are filled again every NFT_PUT_BACK_RETRY_S until it works (_check_table).
             log.error(
                 "nftables: the active blocks could not be put in table inet %s: %s; "
                 "trying again every %d s",
                 self.settings.nft_table,
                 unfilled.why,
-                PUT_BACK_RETRY_S,
+                limits.NFT_PUT_BACK_RETRY_S,
             )
             log.warning(
                 "restored %s from the store, but not the nftables "
@@ -191,7 +187,7 @@ class ResponsePolicy:
             )
             self._alerts.nft_failed(unfilled.why)
             self._worker.unfilled.set()
-            self._worker.retry_at = time.monotonic() + PUT_BACK_RETRY_S
+            self._worker.retry_at = time.monotonic() + limits.NFT_PUT_BACK_RETRY_S
         ended = sorted(before - self._store.active_addresses())  # overdue, or command-only
         report_unblocks(
             self._alerts, ended, lambda a: self._store.last_end(a) or ("restart", time.time())
@@ -228,11 +224,11 @@ class ResponsePolicy:
         addresses change); the blocks of those that became protected end."""
         self._protected = self._read_protected()
         self._sync()
-        now = time.monotonic()
+        now, again = time.monotonic(), limits.PROTECTED_END_RETRY_S
         due = {
             address: why
             for address, why in self._protected_blocks(self._active).items()
-            if now - self._ending_protected.get(address, -PROTECTED_RETRY_S) >= PROTECTED_RETRY_S
+            if now - self._ending_protected.get(address, -again) >= again
         }
         if due and self._worker.jobs.put(Job.PROTECTED, due):
             self._ending_protected.update(dict.fromkeys(due, now))
@@ -268,7 +264,7 @@ class ResponsePolicy:
         ended by it or makes the table again itself (the loop adds its element first). Not
         while a put-back is under way, nor while the worker has yet to give the table the shape
         of new settings (BLOCK_FORWARD), and after a failed put-back only every
-        PUT_BACK_RETRY_S."""
+        NFT_PUT_BACK_RETRY_S."""
         worker = self._worker
         self._sync()  # an `unblock --all` ends the blocks before it removes the table
         if (

@@ -208,12 +208,12 @@ class ActionWorker(threading.Thread):
         try:
             count = actions.restorer.put_back_nft()
         except NftError as error:
-            self.retry_at = time.monotonic() + PUT_BACK_RETRY_S
+            self.retry_at = time.monotonic() + limits.NFT_PUT_BACK_RETRY_S
             self.unfilled.set()
             log.error(
                 "nftables: putting the blocks back failed: %s; trying again in %d s",
                 one_line(str(error)),
-                PUT_BACK_RETRY_S,
+                limits.NFT_PUT_BACK_RETRY_S,
             )
         else:
             self.unfilled.clear()
@@ -234,6 +234,3 @@ def _answering(answer: "Future[dict[str, Any]]") -> Iterator[None]:
     except Exception as error:
         answer.set_result({"error": f"{type(error).__name__}: {one_line(str(error))}"})
         raise
-
-
-PUT_BACK_RETRY_S = 30  # after a failed put-back of the nftables blocks, the next try

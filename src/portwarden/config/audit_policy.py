@@ -5,6 +5,10 @@ interface is everything before the last colon, so an IPv6 address needs no brack
 (`2001:db8::1:80/tcp`). The interface is an address or a device name; without one the group
 applies to every audited interface. An item is `port/proto`, an RPC program name from /etc/rpc
 (`mountd/udp`) or `RPC_<number>/proto` for a program without a name.
+
+The keys of the addresses the audit checks, AUDIT_INTERFACES and AUDIT_DEVICES, are parsed here
+too. This is config's, not the audit's: Settings hold these groups, and the audit imports them
+from here, so reading the settings loads nothing of the audit.
 """
 
 import ipaddress
@@ -13,8 +17,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import NamedTuple
 
-from portwarden.net.addresses import IPAddress, Proto
-from portwarden.net.portmapper import PORTMAPPER_PORT
+from portwarden.net.addresses import PORTMAPPER_PORT, IPAddress, Proto
 
 _DEVICE = re.compile(r"[A-Za-z0-9_.@-]{1,15}")
 _RPC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.+-]{0,63}|RPC_[0-9]{1,10}")
@@ -109,6 +112,25 @@ def parse_devices(text: str) -> tuple[str, ...]:
         if not _DEVICE.fullmatch(device):
             raise ValueError(f"'{device}' is not a device name")
     return devices
+
+
+def parse_addresses(text: str) -> tuple[IPAddress, ...]:
+    """AUDIT_INTERFACES: comma-separated IPv4/IPv6 addresses. Raises ValueError."""
+    found: list[IPAddress] = []
+    for word in text.replace(",", " ").split():
+        try:
+            address = ipaddress.ip_address(word)
+        except ValueError:
+            raise ValueError(f"'{word}' is not an IP address") from None
+        if address.version == 6 and address.ipv4_mapped:  # as in _where (a host has none)
+            raise ValueError(f"'{word}': write the IPv4 address {address.ipv4_mapped} itself")
+        if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+            raise ValueError(
+                f"'{word}': no scope here; AUDIT_DEVICES names the device (the "
+                "policy may name fe80::1%eth0)"
+            )
+        found.append(address)
+    return tuple(found)
 
 
 def _where(text: str) -> Where:
