@@ -49,6 +49,29 @@ def test_the_next_file_after_a_rotation_keeps_the_owner_group_and_mode(tmp_path:
     assert (info.st_gid, info.st_mode & 0o777) == (4, 0o640)
 
 
+def test_a_file_moved_away_by_hand_keeps_its_access_in_the_next_one_but_one_made_is_left(
+    tmp_path: Path,
+) -> None:
+    """`mv events.jsonl events.old; kill -HUP`: the file opened again is made like the old one
+    (0640 root:adm), as after our own rotation; one the administrator made (logrotate's
+    `create 0600 root root`) keeps its access."""
+    path = tmp_path / "events.jsonl"
+    log = JsonLog(path, max_bytes=1 << 20, keep=2)
+    os.chown(path, -1, 4)  # adm
+    path.chmod(0o640)
+    path.rename(tmp_path / "events.old")
+    log.reopen()
+    info = path.stat()
+    assert (info.st_gid, info.st_mode & 0o777) == (4, 0o640)
+    path.rename(tmp_path / "events.older")
+    path.touch(0o600)
+    os.chmod(path, 0o600)
+    log.reopen()
+    log.close()
+    info = path.stat()
+    assert (info.st_gid, info.st_mode & 0o777) == (0, 0o600)
+
+
 def test_a_file_moved_away_without_sighup_is_recreated_at_rotation(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     log = JsonLog(path, max_bytes=3 * LINE, keep=3)

@@ -50,13 +50,20 @@ class JsonLog:
         """Open the path again (after an external rotation, on SIGHUP). The new file is opened
         before the old one is closed: if that fails (OSError), the old one stays in use."""
         with self._lock:
-            self._open()
+            self._open(os.fstat(self._fd) if self._fd is not None else None)
 
-    def _open(self) -> None:
+    def _open(self, like: os.stat_result | None) -> None:
+        """Open the path; a file made here gets the access of `like`, the file used so far
+        (see _same_access), so a rotation by hand with no `create` is as ours."""
         self._path.parent.mkdir(parents=True, exist_ok=True)
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
-        try:  # O_NONBLOCK: a FIFO put there is refused below, not waited on
-            fd = os.open(self._path, flags | os.O_CLOEXEC, 0o600)
+        # O_NONBLOCK: a FIFO put there is refused below, not waited on. O_EXCL first tells a
+        # file made here from one that was there (whose access is the administrator's).
+        try:
+            try:
+                fd, made = os.open(self._path, flags | os.O_EXCL | os.O_CLOEXEC, 0o600), True
+            except FileExistsError:
+                fd, made = os.open(self._path, flags | os.O_CLOEXEC, 0o600), False
         except OSError as error:
             if error.errno == errno.ELOOP:  # O_NOFOLLOW's answer to a symbolic link
                 raise OSError(errno.ELOOP, SYMLINK_REFUSED) from None
@@ -68,6 +75,8 @@ class JsonLog:
             raise OSError(errno.EINVAL, problem)
         self._close()
         self._fd, self._size, self._rotate_at = fd, info.st_size, self._max
+        if made and like is not None:
+            _same_access(fd, like, self._path)
 
     def write(self, event: dict[str, Any]) -> None:
         """Raises OSError when the event was not written (none of it is in the file). The
@@ -116,14 +125,12 @@ class JsonLog:
             for old, new in [*moves, (self._path, self._generation(1))]:
                 with contextlib.suppress(FileNotFoundError):
                     os.replace(old, new)
-            self._open()
+            self._open(before)
         except OSError as error:
             self.rotation.failed(str(error))  # names the files: '/x/events.jsonl.1' -> ...
             self._rotate_at = self._size + self._max // limits.EVENT_LOG_ROTATE_TRIES
             return
         self.rotation.worked()
-        if before is not None and self._fd is not None:
-            _same_access(self._fd, before, self._path)
 
     def _generation(self, number: int) -> Path:
         return self._path.with_name(f"{self._path.name}.{number}")
@@ -144,7 +151,7 @@ class JsonLog:
 
 
 def _same_access(fd: int, before: os.stat_result, path: Path) -> None:
-    """The new file gets the rotated one's mode, owner and group: a log shipper the
+    """The new file gets the rotated (or moved away) one's mode, owner and group: a log shipper the
     administrator let read it (0640 root:adm) can read the next one too. The mode first, while
     the file is still ours (no CAP_FOWNER needed), and whether or not the owner can be copied
     (that takes CAP_CHOWN, which a unit may not grant): a failure is logged, the file is
