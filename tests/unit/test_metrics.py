@@ -1,11 +1,12 @@
 """The metrics page over a real loopback socket: GET, HEAD, a wrong path, idle clients."""
 
+import contextlib
 import socket
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,55 @@ def test_idle_connections_are_dropped_after_the_wait(monkeypatch: pytest.MonkeyP
         for sock in idle:
             sock.close()
     finally:
+        server.close()
+
+
+def _unread(url: str, count: int) -> list[socket.socket]:
+    """`count` connections that ask for the page and never read it, with receive buffers far
+    smaller than a page of some MiB."""
+    host, port = url.removeprefix("http://").split(":")
+    clients = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(5)
+        sock.connect((host, int(port)))
+        sock.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        clients.append(sock)
+    return clients
+
+
+@pytest.mark.parametrize("connect", [_idle, _unread], ids=["request trickled", "page unread"])
+def test_slow_clients_free_their_slots_after_the_wait(
+    monkeypatch: pytest.MonkeyPatch, connect: Callable[[str, int], list[socket.socket]]
+) -> None:
+    """The wait was a timeout per read: METRICS_CLIENTS_MAX clients that each sent a byte well
+    within it were never dropped, and every scrape was closed at once for as long as they went
+    on. Now a connection ends `wait_s` after it was taken in, whatever it sent, and whether it
+    reads its page or not."""
+    wait_s = 0.5
+    server = serve(monkeypatch, wait_s)
+    server.publish({}, {"sent": {f"path{n}": n for n in range(100_000)}, "dropped": {}})
+    slow = connect(address(server), METRICS_CLIENTS_MAX)
+    stop = threading.Event()
+
+    def trickle() -> None:
+        while not stop.wait(wait_s / 5):
+            for sock in slow:
+                with contextlib.suppress(OSError):  # closed by the server
+                    sock.send(b"G")
+
+    sender = threading.Thread(target=trickle)
+    sender.start()
+    try:
+        started = time.monotonic()
+        wait_until_served(address(server), timeout=5)  # before: "no scrape served"
+        assert time.monotonic() - started < wait_s + 3
+    finally:
+        stop.set()
+        sender.join()
+        for sock in slow:
+            sock.close()
         server.close()
 
 
