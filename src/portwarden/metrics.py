@@ -4,6 +4,7 @@ The loop publishes a finished snapshot once a second; the HTTP threads only rend
 one, so a scraper never touches the loop's state and a slow scraper never slows the loop.
 """
 
+import contextlib
 import socket
 import threading
 import time
@@ -173,6 +174,12 @@ class MetricsServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            def handle(self) -> None:
+                """A client that went away mid-exchange (a reset, a broken pipe) is its loss:
+                socketserver printed a traceback on stderr, the daemon's log, for each one."""
+                with contextlib.suppress(OSError):
+                    super().handle()
+
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 page = server._page  # one snapshot: publish() may replace it meanwhile
                 if self._headers(page):

@@ -2,6 +2,7 @@
 
 import contextlib
 import socket
+import struct
 import threading
 import time
 import urllib.error
@@ -146,9 +147,14 @@ def test_idle_connections_are_dropped_after_the_wait(monkeypatch: pytest.MonkeyP
         server.close()
 
 
+def publish_a_large_page(server: MetricsServer) -> None:
+    """A page of some MiB, far larger than the socket buffers `_unread` leaves it."""
+    server.publish({}, {"sent": {f"path{n}": n for n in range(100_000)}, "dropped": {}})
+
+
 def _unread(url: str, count: int) -> list[socket.socket]:
-    """`count` connections that ask for the page and never read it, with receive buffers far
-    smaller than a page of some MiB."""
+    """`count` connections that ask for the page and never read it, with small receive
+    buffers."""
     host, port = url.removeprefix("http://").split(":")
     clients = []
     for _ in range(count):
@@ -171,7 +177,7 @@ def test_slow_clients_free_their_slots_after_the_wait(
     reads its page or not."""
     wait_s = 0.5
     server = serve(monkeypatch, wait_s)
-    server.publish({}, {"sent": {f"path{n}": n for n in range(100_000)}, "dropped": {}})
+    publish_a_large_page(server)
     slow = connect(address(server), METRICS_CLIENTS_MAX)
     stop = threading.Event()
 
@@ -207,6 +213,31 @@ def wait_until_served(url: str, timeout: float = 10.0) -> None:
         except (urllib.error.URLError, ConnectionError):
             assert time.monotonic() < deadline, "no scrape served"
             time.sleep(0.05)
+
+
+def test_clients_that_reset_their_connections_leave_no_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """socketserver printed a traceback of some 20 lines on stderr (the daemon's log) for each
+    connection reset during the request or the page: any client could flood it."""
+    server = serve(monkeypatch, LONG_WAIT_S)
+    threads = threading.active_count()  # the accepting thread's among them
+    publish_a_large_page(server)
+    url = address(server)
+    for sock in _unread(url, 3):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # a reset, with the page not yet read
+    for sock in _idle(url, 3):
+        sock.sendall(b"GET /met")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # a reset, with the request not yet whole
+    wait_until_served(url)  # taken in after the others: their threads have started
+    deadline = time.monotonic() + 10
+    while threading.active_count() > threads:
+        assert time.monotonic() < deadline, "the clients' threads never ended"
+        time.sleep(0.01)
+    server.close()
+    assert capsys.readouterr().err == ""
 
 
 def test_close_is_quick_with_an_idle_client(monkeypatch: pytest.MonkeyPatch) -> None:
