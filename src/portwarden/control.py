@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from portwarden import limits
+from portwarden.net.deadline import time_left
 from portwarden.statedir import socket_path, socket_path_problem
 
 log = logging.getLogger("portwarden")
@@ -114,7 +115,7 @@ class ControlServer:
     def _reply(conn: socket.socket, answer: Answer, deadline: float) -> None:
         with conn:
             try:
-                _set_timeout(conn, deadline)
+                conn.settimeout(time_left(deadline))
                 conn.sendall(json.dumps(answer).encode() + b"\n")
             except OSError:
                 pass  # the client went away or was too slow: its loss, not the loop's
@@ -158,18 +159,11 @@ def _result(answer: "Future[Answer]") -> Answer:
         return {"error": f"internal error: {error}"}
 
 
-def _set_timeout(conn: socket.socket, deadline: float) -> None:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError("control client too slow")
-    conn.settimeout(left)
-
-
 def _read_line(conn: socket.socket, deadline: float) -> bytes:
     """The request line, read within `deadline` (one byte at a time cannot hold the loop)."""
     data = b""
     while b"\n" not in data and len(data) < limits.CONTROL_REQUEST_BYTES_MAX:
-        _set_timeout(conn, deadline)
+        conn.settimeout(time_left(deadline))
         chunk = conn.recv(limits.CONTROL_REQUEST_BYTES_MAX - len(data))
         if not chunk:
             break

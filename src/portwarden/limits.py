@@ -324,8 +324,10 @@ WARNINGS_OF_A_KIND_MAX = 20
 
 # The metrics page (METRICS_LISTEN): each connection is served in a thread of its own, so an
 # idle one never delays a scrape; at most METRICS_CLIENTS_MAX at once (any more is closed at
-# once, so idle connections cannot pile up threads), and one that sends nothing for
-# METRICS_CLIENT_WAIT_S is dropped (a scraper sends its request at once).
+# once, so idle connections cannot pile up threads), and each is closed METRICS_CLIENT_WAIT_S
+# after it was taken in, answered or not: one that sends nothing, sends its request a byte at a
+# time or does not read its page holds its slot no longer (a scraper sends its request at once,
+# and the page, a few KiB, fits in the socket's buffer).
 METRICS_CLIENTS_MAX = 16
 METRICS_CLIENT_WAIT_S = 1.0
 

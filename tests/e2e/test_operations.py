@@ -466,18 +466,22 @@ def test_the_units_reload_fails_on_a_broken_file(lab: Lab, start_daemon: StartDa
     assert "reload refused" not in daemon.log()[mark:]  # the broken file never reached it
 
 
-def test_idle_metrics_clients_delay_neither_a_scrape_nor_a_stop(
+def test_slow_metrics_clients_delay_neither_a_scrape_nor_a_stop(
     lab: Lab, start_daemon: StartDaemon
 ) -> None:
     """One thread served one connection at a time and waited 2 s for each that sent nothing:
     an idle client delayed a scrape by 2 s (a few hundred timed it out) and a stop by up to 2 s.
-    Here 14 idle clients (14 s of waits for a server that takes them in turn) and one that
-    sends a byte every 0.2 s, which no wait for a silent client ever drops: a stop that waited
-    for its client threads would wait for it until the test gives up."""
+    Then the wait was 1 s per read: a client that sent a byte every 0.2 s was never dropped,
+    and METRICS_CLIENTS_MAX of them closed every scrape at once for as long as they went on.
+    Here that many send their requests a byte every 0.2 s (2 minutes' worth; 16 s of waits for
+    a server that takes them in turn): a scrape, tried again while all slots are taken, is
+    served once they are closed, 1 s after they were taken in. Then the daemon stops with 15
+    idle clients connected (that a stop does not wait for their threads, which may live up to
+    1 s, is tested with a longer wait in tests/unit/test_metrics.py)."""
     daemon = start_daemon("-stcp", conf=f'UDP_MODE="none"\nMETRICS_LISTEN="{METRICS}"\n')
     host, port = METRICS.split(":")
     script = (
-        "import socket, threading, time, urllib.request\n"
+        "import socket, threading, time, urllib.error, urllib.request\n"
         f"address = ({host!r}, {port})\n"
         "def trickle(sock):\n"
         "    try:\n"
@@ -486,17 +490,25 @@ def test_idle_metrics_clients_delay_neither_a_scrape_nor_a_stop(
         "            time.sleep(0.2)\n"
         "    except OSError:\n"
         "        pass\n"
-        "threading.Thread(target=trickle, args=(socket.create_connection(address),)).start()\n"
-        "idle = [socket.create_connection(address) for _ in range(14)]\n"
+        f"for _ in range({limits.METRICS_CLIENTS_MAX}):\n"
+        "    threading.Thread(target=trickle, args=(socket.create_connection(address),)).start()\n"
         "started = time.monotonic()\n"
-        f"urllib.request.urlopen('http://{METRICS}/metrics', timeout=60).read()\n"
-        "print(time.monotonic() - started, flush=True)\n"  # all taken in before it (FIFO)
+        "while time.monotonic() < started + 30:\n"
+        "    try:\n"
+        f"        urllib.request.urlopen('http://{METRICS}/metrics', timeout=30).read()\n"
+        "        break\n"
+        "    except (urllib.error.URLError, ConnectionError):\n"  # closed at once: no slot
+        "        time.sleep(0.05)\n"
+        "print(time.monotonic() - started, flush=True)\n"
+        "idle = [socket.create_connection(address) for _ in range(15)]\n"
+        "print('connected', flush=True)\n"
         "time.sleep(120)\n"
     )
     clients = lab.target.popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert clients.stdout is not None
-        assert float(clients.stdout.readline()) < 5
+        assert float(clients.stdout.readline()) < 5  # before: 30, never served
+        assert clients.stdout.readline() == "connected\n"
         status, seconds = daemon.stop(timeout=60)
         assert status == 0 and seconds < 5, seconds
     finally:

@@ -1,11 +1,13 @@
 """The metrics page over a real loopback socket: GET, HEAD, a wrong path, idle clients."""
 
+import contextlib
 import socket
+import struct
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +119,7 @@ def test_idle_connections_do_not_delay_a_scrape(url: str) -> None:
 
 
 def test_connections_past_the_cap_are_closed_at_once(url: str) -> None:
-    """The one past METRICS_CLIENTS_MAX is closed, not queued until an idle one is dropped
+    """The one past limits.METRICS_CLIENTS_MAX is closed, not queued until an idle one is dropped
     (LONG_WAIT_S here). The listen queue is first in, first out: it is taken in after the
     others, whenever the server gets to them."""
     idle = _idle(url, limits.METRICS_CLIENTS_MAX)
@@ -144,6 +146,60 @@ def test_idle_connections_are_dropped_after_the_wait(monkeypatch: pytest.MonkeyP
         server.close()
 
 
+def publish_a_large_page(server: MetricsServer) -> None:
+    """A page of some MiB, far larger than the socket buffers `_unread` leaves it."""
+    server.publish({}, {"sent": {f"path{n}": n for n in range(100_000)}, "dropped": {}})
+
+
+def _unread(url: str, count: int) -> list[socket.socket]:
+    """`count` connections that ask for the page and never read it, with small receive
+    buffers."""
+    host, port = url.removeprefix("http://").split(":")
+    clients = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(5)
+        sock.connect((host, int(port)))
+        sock.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        clients.append(sock)
+    return clients
+
+
+@pytest.mark.parametrize("connect", [_idle, _unread], ids=["request trickled", "page unread"])
+def test_slow_clients_free_their_slots_after_the_wait(
+    monkeypatch: pytest.MonkeyPatch, connect: Callable[[str, int], list[socket.socket]]
+) -> None:
+    """The wait was a timeout per read: METRICS_CLIENTS_MAX clients that each sent a byte well
+    within it were never dropped, and every scrape was closed at once for as long as they went
+    on. Now a connection ends `wait_s` after it was taken in, whatever it sent, and whether it
+    reads its page or not."""
+    wait_s = 0.5
+    server = serve(monkeypatch, wait_s)
+    publish_a_large_page(server)
+    slow = connect(address(server), limits.METRICS_CLIENTS_MAX)
+    stop = threading.Event()
+
+    def trickle() -> None:
+        while not stop.wait(wait_s / 5):
+            for sock in slow:
+                with contextlib.suppress(OSError):  # closed by the server
+                    sock.send(b"G")
+
+    sender = threading.Thread(target=trickle)
+    sender.start()
+    try:
+        started = time.monotonic()
+        wait_until_served(address(server), timeout=5)  # before: "no scrape served"
+        assert time.monotonic() - started < wait_s + 3
+    finally:
+        stop.set()
+        sender.join()
+        for sock in slow:
+            sock.close()
+        server.close()
+
+
 def wait_until_served(url: str, timeout: float = 10.0) -> None:
     """A scrape answered 200 within `timeout` (one the server closed at once, its slots still
     taken by threads about to end, is tried again)."""
@@ -156,6 +212,31 @@ def wait_until_served(url: str, timeout: float = 10.0) -> None:
         except (urllib.error.URLError, ConnectionError):
             assert time.monotonic() < deadline, "no scrape served"
             time.sleep(0.05)
+
+
+def test_clients_that_reset_their_connections_leave_no_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """socketserver printed a traceback of some 20 lines on stderr (the daemon's log) for each
+    connection reset during the request or the page: any client could flood it."""
+    server = serve(monkeypatch, LONG_WAIT_S)
+    threads = threading.active_count()  # the accepting thread's among them
+    publish_a_large_page(server)
+    url = address(server)
+    for sock in _unread(url, 3):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # a reset, with the page not yet read
+    for sock in _idle(url, 3):
+        sock.sendall(b"GET /met")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # a reset, with the request not yet whole
+    wait_until_served(url)  # taken in after the others: their threads have started
+    deadline = time.monotonic() + 10
+    while threading.active_count() > threads:
+        assert time.monotonic() < deadline, "the clients' threads never ended"
+        time.sleep(0.01)
+    server.close()
+    assert capsys.readouterr().err == ""
 
 
 def test_close_is_quick_with_an_idle_client(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,6 +21,7 @@ from typing import Literal, NamedTuple
 
 from portwarden import limits
 from portwarden.net.addresses import PORTMAPPER_PORT, IPAddress, Proto
+from portwarden.net.deadline import time_left
 from portwarden.net.local import scope_index
 from portwarden.text import counted
 
@@ -193,7 +194,7 @@ def _call(
                     sock.bind(_sockaddr(local, 0))
                 except OSError as error:
                     raise SourceAddressError(_unusable_source(error)) from None
-            sock.settimeout(_left(deadline))
+            sock.settimeout(time_left(deadline))
             sock.connect(_sockaddr(target, port))
             if proto is Proto.TCP:
                 return _ask_connected(sock, call, deadline, timeout), xid
@@ -239,13 +240,6 @@ def _sockaddr(address: IPAddress, port: int) -> tuple[str, int] | tuple[str, int
             raise OSError(errno.ENODEV, str(error)) from None
         return (str(address), port, 0, index)
     return (str(address), port)
-
-
-def _left(deadline: float) -> float:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError
-    return left
 
 
 def _refuse_larger(size: int) -> None:
@@ -300,7 +294,7 @@ def _read_exactly(sock: socket.socket, size: int, deadline: float) -> bytes:
     data = bytearray()
     try:
         while len(data) < size:
-            sock.settimeout(_left(deadline))
+            sock.settimeout(time_left(deadline))
             chunk = sock.recv(size - len(data))
             if not chunk:
                 raise _malformed("connection closed before the reply was complete")
