@@ -1,5 +1,5 @@
 """A reload that would watch nothing, hang or split the state is refused, and the daemon goes on
-with the configuration in force."""
+with the configuration in force; one that changes the modes watches with the new ones at once."""
 
 import json
 import os
@@ -9,6 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from portwarden import limits
 from portwarden.lab.network import Lab
 from tests.e2e.conftest import StartDaemon, nmap
 
@@ -188,3 +191,39 @@ def test_reloads_during_a_scan_lose_no_probe(lab: Lab, start_daemon: StartDaemon
     summary = daemon.wait_for_attack(mark, kind="scan-summary", src=attacker.ipv4, timeout=30)
     # Each port of 1-1023 watched (all but 0) once at least; more if nmap sent one again.
     assert int(summary["probes"]) >= watched - 1, daemon.log()[mark:][-3000:]
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (("tcp", "udp"), ("stcp", "audp")),
+        (("tcp", "udp"), ("atcp", "sudp")),
+        (("stcp", "sudp"), ("tcp", "udp")),
+    ],
+)
+def test_a_reload_that_changes_the_modes_watches_the_old_ports_at_once(
+    lab: Lab, start_daemon: StartDaemon, old: tuple[str, str], new: tuple[str, str]
+) -> None:
+    """The classic modes' own sockets were taken for services: a reload to a stealth or
+    advanced mode kept their ports out of the tripwires for SERVICE_GONE_GRACE (`stcp:
+    watching 0 tcp ports`). And back: the classic modes bind them at once. TCP 11 and UDP 9
+    are in the port lists (tests/e2e/conftest.py) and among the 20 ports a `watching` line
+    shows."""
+    daemon = start_daemon(conf=f'TCP_MODE="{old[0]}"\nUDP_MODE="{old[1]}"\n')
+    time.sleep(limits.REFRESH_S + 1)  # a refresh has seen the old sensors' sockets
+    conf = daemon.log_path.with_suffix(".conf")
+    text = conf.read_text()
+    for proto, was, now in zip(("TCP", "UDP"), old, new, strict=True):
+        text = text.replace(f'{proto}_MODE="{was}"', f'{proto}_MODE="{now}"')
+    conf.write_text(text)
+    mark = daemon.mark()
+    daemon.proc.send_signal(1)  # SIGHUP
+    daemon.wait_for("configuration reloaded", since=mark)
+    for proto, mode, port in (("tcp", new[0], "11"), ("udp", new[1], "9")):
+        shown = daemon.wait_for(rf"{mode}: watching \d+ {proto} ports: (\S*)", since=mark)
+        assert port in shown.group(1).split(","), daemon.log()[mark:]
+    attacker = lab.attackers[0]
+    nmap(attacker.run, "-sT" if new[0] == "tcp" else "-sS", "-p", "11", lab.target.ipv4)
+    nmap(attacker.run, "-sU", "-p", "9", lab.target.ipv4)
+    for proto, mode, port in (("tcp", new[0], "11"), ("udp", new[1], "9")):
+        daemon.wait_for_attack(mark, src=attacker.ipv4, proto=proto, port=port, mode=mode)

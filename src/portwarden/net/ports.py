@@ -20,7 +20,7 @@ is then asked of the socket tables.
 import enum
 import errno
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from pathlib import Path
 
 from portwarden.net.addresses import Proto
@@ -30,6 +30,7 @@ from portwarden.net.sockdiag import TCP_LISTEN_ONLY, UDP_UNCONNECTED, socket_por
 _PROC = Path("/proc/net")
 _TCP_LISTEN = "0A"
 _UDP_UNCONNECTED = "07"
+_PROC_INODE = 9  # the socket's inode: the tenth field of a line of /proc/net/tcp
 _LOCAL_PORT_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 _RESERVED_PORTS = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
 LINUX_LOCAL_PORTS = range(32768, 61000)  # the kernel's default range
@@ -51,14 +52,17 @@ def serves(services: frozenset[Service], port: int, address: bytes) -> bool:
     return (port, address) in services or (port, wildcard(address)) in services
 
 
-def services(proto: Proto, port: int | None = None) -> frozenset[Service]:
+def services(
+    proto: Proto, port: int | None = None, leave_out: Set[int] = frozenset()
+) -> frozenset[Service]:
     """Every service of `proto` (see bound_ports), or those on `port` alone, with the address
     it serves: an IPv6 wildcard without IPV6_V6ONLY serves both families. A socket tied to one
     device (SO_BINDTODEVICE) counts as serving its address on every device: a port is rather
     left alone than watched where a service may answer. Without sock_diag (a kernel without
     inet_diag) every port with a service counts as served on every address, as before. With
     `port` the kernel sends only that port's sockets (a probe's check must not walk a local
-    user's thousands of sockets)."""
+    user's thousands of sockets). The sockets whose inode is in `leave_out` are no service
+    (the classic modes' tripwires: see HostView.own)."""
     protocol, states = (
         (socket.IPPROTO_TCP, TCP_LISTEN_ONLY)
         if proto is Proto.TCP
@@ -70,12 +74,14 @@ def services(proto: Proto, port: int | None = None) -> frozenset[Service]:
     except OSError:
         return frozenset(
             (bound, any_address)
-            for bound in bound_ports_from_proc(proto)
+            for bound in bound_ports_from_proc(proto, leave_out)
             for any_address in (ANY4, ANY6)
             if port in (None, bound)
         )
     served: set[Service] = set()
     for sock in found:
+        if sock.inode in leave_out:
+            continue
         address = sock.address.packed
         served.add((sock.port, address))
         if address == ANY6 and not sock.v6only:
@@ -94,8 +100,9 @@ def bound_ports(proto: Proto) -> frozenset[int]:
         return bound_ports_from_proc(proto)  # a kernel without inet_diag: slower, same answer
 
 
-def bound_ports_from_proc(proto: Proto) -> frozenset[int]:
-    """The same from /proc/net/{tcp,udp}{,6}: milliseconds on a big host (see sockdiag)."""
+def bound_ports_from_proc(proto: Proto, leave_out: Set[int] = frozenset()) -> frozenset[int]:
+    """The same from /proc/net/{tcp,udp}{,6}: milliseconds on a big host (see sockdiag); the
+    sockets whose inode is in `leave_out` left out."""
     found: set[int] = set()
     wanted = _TCP_LISTEN if proto is Proto.TCP else _UDP_UNCONNECTED
     for name in (proto.value, proto.value + "6"):
@@ -105,9 +112,9 @@ def bound_ports_from_proc(proto: Proto) -> frozenset[int]:
             continue
         for line in lines:
             fields = line.split()
-            if len(fields) < 4:
+            if len(fields) < _PROC_INODE + 1:
                 continue
-            if fields[3] != wanted:
+            if fields[3] != wanted or int(fields[_PROC_INODE]) in leave_out:
                 continue
             found.add(int(fields[1].rpartition(":")[2], 16))
     return frozenset(found)

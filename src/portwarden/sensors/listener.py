@@ -101,6 +101,7 @@ class ListenerSensor:
                 continue
             self.sockets[sock.fileno()] = sock
             self.ports[sock.fileno()] = port
+            host.own(sock)
         if in_use:
             log.warning(
                 "%s: not watching ports in use by a service: %s", self.mode, ", ".join(in_use)
@@ -225,6 +226,8 @@ class ListenerSensor:
         return probes
 
     def close(self) -> None:
+        for sock in self.sockets.values():
+            self._host.disown(sock)
         close_all(self.sockets)
 
 
