@@ -30,7 +30,13 @@ from portwarden.detect.probe import Probe
 from portwarden.episode import Episode
 from portwarden.net.input_filters import input_filter_chains
 from portwarden.respond.policy import ResponsePolicy
-from portwarden.sensors.build import Sensor, build_sensors, late_reply_ports, sensor_inputs
+from portwarden.sensors.build import (
+    CLASSIC_MODES,
+    Sensor,
+    build_sensors,
+    late_reply_ports,
+    sensor_inputs,
+)
 from portwarden.sensors.hostview import HostView
 from portwarden.store.db import store_path
 from portwarden.text import counted, one_line
@@ -402,6 +408,14 @@ class Daemon:
                 self._selector.register(fd, selectors.EVENT_READ, sensor)
             ports = sorted(sensor.watched)
             shown = ",".join(map(str, ports[:20])) + (",..." if len(ports) > 20 else "")
+            if not ports and sensor.mode not in CLASSIC_MODES:  # those said `in use`
+                log.warning(
+                    "%s: no %s port to watch now: a service has each of them (a port becomes "
+                    "a tripwire when its service stops)",
+                    sensor.mode,
+                    sensor.proto.value,
+                )
+                continue
             log.info(
                 "%s: watching %s: %s",
                 sensor.mode,

@@ -131,6 +131,25 @@ def test_one_watched_port_is_said_in_the_singular(
     assert "sudp: watching 1 udp port: 7\n" in daemon.log()
 
 
+def test_a_stealth_mode_with_every_port_served_says_so(
+    lab: Lab, tmp_path: Path, services: Popen, started_daemons: list[RunningDaemon]
+) -> None:
+    """`stcp: watching 0 tcp ports:` at INFO hid a mode that watched nothing (a reload's
+    blind spot went unnoticed that way): a warning says why."""
+    config = tmp_path / "portwarden.conf"
+    config.write_text(
+        f'STATE_DIR="{tmp_path}/state"\nTCP_PORTS="{WILDCARD_TCP}"\nUDP_PORTS="{WILDCARD_UDP}"\n'
+    )
+    daemon = RunningDaemon(lab.target, config, "-stcp", "-sudp")
+    started_daemons.append(daemon)
+    daemon.wait_for("ready:")
+    for mode, proto in (("stcp", "tcp"), ("sudp", "udp")):
+        assert (
+            f"WARNING {mode}: no {proto} port to watch now: a service has each of them"
+        ) in daemon.log()
+    assert "watching 0" not in daemon.log()
+
+
 _ONE_ADDRESS_SERVICE = """
 import socket, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
