@@ -22,7 +22,7 @@ from portwarden.blame import blamed_on
 from portwarden.claims import FileClaims
 from portwarden.config import ConfigError, Modes, Settings, load_settings
 from portwarden.config.load import error_at
-from portwarden.config.values import ListenAddress
+from portwarden.config.values import CLASSIC_MODES, ListenAddress
 from portwarden.descriptors import OUT_OF_DESCRIPTORS, raise_soft_limit
 from portwarden.detect.config import engine_config
 from portwarden.detect.engine import Engine, EngineConfig, Verdict
@@ -30,13 +30,7 @@ from portwarden.detect.probe import Probe
 from portwarden.episode import Episode
 from portwarden.net.input_filters import input_filter_chains
 from portwarden.respond.policy import ResponsePolicy
-from portwarden.sensors.build import (
-    CLASSIC_MODES,
-    Sensor,
-    build_sensors,
-    late_reply_ports,
-    sensor_inputs,
-)
+from portwarden.sensors.build import Sensor, build_sensors, late_reply_ports, sensor_inputs
 from portwarden.sensors.hostview import HostView
 from portwarden.store.db import store_path
 from portwarden.text import counted, one_line

@@ -32,6 +32,7 @@ from portwarden.alert.mail import Mailer
 from portwarden.alert.syslog import ERROR, INFO, SEVERITIES, WARNING, Syslog
 from portwarden.audit.findings import Finding
 from portwarden.config import Settings
+from portwarden.config.values import CLASSIC_MODES
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Probe
 from portwarden.net.addresses import IPAddress
@@ -330,7 +331,7 @@ class Alerts:
 
     def already_blocked(self, address: str, mode: str) -> None:
         """PortSentry's line, in the stealth modes with the source's name (RESOLVE_HOST)."""
-        named = self.settings.resolve_host and mode not in portsentry.CLASSIC_MODES
+        named = self.settings.resolve_host and mode not in CLASSIC_MODES
         self._syslog_named(
             ipaddress.ip_address(address) if named else None,
             functools.partial(portsentry.already_blocked_line, address, mode),

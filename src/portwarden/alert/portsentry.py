@@ -13,14 +13,13 @@ import shlex
 
 from portwarden import limits
 from portwarden.alert.line import prefix_words
+from portwarden.config.values import CLASSIC_MODES
 from portwarden.detect.engine import Verdict
 from portwarden.detect.probe import Probe
 from portwarden.net.addresses import Proto
 from portwarden.net.nftables import set_of
 from portwarden.store.db import COMMAND, DONE, HOSTS_DENY, NFT, ROUTE, Action
 from portwarden.text import one_line
-
-CLASSIC_MODES = frozenset({"tcp", "udp"})
 
 
 def _host(probe: Probe, name: str | None) -> str:

@@ -32,6 +32,9 @@ class UdpMode(Enum):
     ADVANCED = "audp"
 
 
+# The classic modes by name (as probes, reports and the files carry them): they bind the ports.
+CLASSIC_MODES = frozenset({TcpMode.CLASSIC.value, UdpMode.CLASSIC.value})
+
 # The TCP and UDP modes of one process (None: that protocol off), as the command line gives them.
 Modes = tuple[TcpMode | None, UdpMode | None]
 

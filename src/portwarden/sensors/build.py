@@ -1,6 +1,7 @@
 """Which sensors a Settings asks for."""
 
 from portwarden.config import Settings, TcpMode, UdpMode
+from portwarden.config.values import CLASSIC_MODES
 from portwarden.descriptors import ensure_free
 from portwarden.net.addresses import Proto
 from portwarden.net.ports import local_port_range, reserved_local_ports
@@ -10,7 +11,6 @@ from portwarden.sensors.raw import RawSensor
 from portwarden.text import port_ranges
 
 Sensor = ListenerSensor | RawSensor
-CLASSIC_MODES = frozenset({"tcp", "udp"})
 
 
 def watch_list(settings: Settings) -> list[tuple[Proto, str, tuple[int, ...]]]:
