@@ -13,7 +13,7 @@ import pytest
 from portwarden import limits
 from portwarden.alert.events import probe_event, summary_event
 from portwarden.alert.line import verdict_line
-from portwarden.alert.mail import body
+from portwarden.alert.mail_text import body
 from portwarden.alert.portsentry import attack_line, summary_line
 from portwarden.config import load_settings
 from portwarden.config.settings import to_conf_lines

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from portwarden import limits
 from portwarden.alert import mail
-from portwarden.alert.mail import Mailer, body, subject, subject_template
+from portwarden.alert.mail import Mailer
+from portwarden.alert.mail_text import body, subject, subject_template
 from portwarden.alert.mailbudget import MailBudget
 from portwarden.config import ConfigError, Settings, load_settings
 from portwarden.detect.engine import Verdict

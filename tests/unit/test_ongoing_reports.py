@@ -3,7 +3,7 @@ the syslog line, the log line, the JSON event and the mail; the final one does n
 
 from portwarden.alert.events import summary_event
 from portwarden.alert.line import verdict_line
-from portwarden.alert.mail import body, subject, subject_template
+from portwarden.alert.mail_text import body, subject, subject_template
 from portwarden.alert.portsentry import summary_line
 from portwarden.detect.engine import Engine, EngineConfig, Verdict
 from tests.unit.probes import syn_probe

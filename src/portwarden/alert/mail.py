@@ -8,7 +8,7 @@ timed-out connection, a TLS handshake cut short) is tried again every SMTP_RETRY
 recipients of MAIL_TO that do not have it yet (the store keeps which have it), until it is
 SMTP_GIVE_UP_AFTER old; one not sent by the stop is mailed after the next start. Delivery is
 at least once: a stop between the relay's reply and its record in the store sends the mail
-again, with the same Message-ID.
+again, with the same Message-ID. What a mail says is mail_text's.
 """
 
 import contextlib
@@ -16,7 +16,6 @@ import heapq
 import logging
 import queue
 import socket
-import textwrap
 import threading
 import time
 from collections import deque
@@ -24,10 +23,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from portwarden import limits
-from portwarden.alert.line import prefix_words
+from portwarden.alert.mail_text import (
+    body,
+    held_line,
+    held_summary,
+    rate_limit_notice,
+    subject,
+    subject_template,
+)
 from portwarden.alert.mailbudget import MailBudget
 from portwarden.alert.outage import Outage
-from portwarden.alert.portsentry import ONGOING
 from portwarden.alert.reportbook import (
     FAILED,
     HELD,
@@ -40,15 +45,12 @@ from portwarden.alert.reportbook import (
 )
 from portwarden.config import Settings
 from portwarden.detect.engine import Verdict
-from portwarden.net.addresses import Proto
 from portwarden.net.resolve import Resolver
 from portwarden.store.db import store_path
 from portwarden.text import (
     are,
     counted,
-    local_stamp,
     one_line,
-    port_count,
     safe_hostname,
     utc_stamp,
 )
@@ -77,121 +79,6 @@ class Retry(NamedTuple):
     delivered: bool  # an earlier try reached the others
     lost: bool  # an earlier try was refused for good by some
     tries: int  # the tries that turned it away for now, before a restart too
-
-
-def protocol(verdict: Verdict) -> str:
-    """The summary's protocol (a scan has one); for OS probing, those its probes used."""
-    if verdict.kind == "os-summary":
-        # A pattern is "udp", or "udp/U1" with nmap's name for the probe (see Verdict).
-        return "+".join(
-            sorted(
-                {"UDP" if pattern.split("/")[0] == "udp" else "TCP" for pattern in verdict.patterns}
-            )
-        )
-    return verdict.probe.proto.value.upper()
-
-
-SCAN_SUBJECT = "portwarden: %p scan from %s to %d"
-OS_PROBE_SUBJECT = "portwarden: OS fingerprinting probe ({tools}) from %s to %d"
-
-
-def subject_template(configured: str | None, verdict: Verdict) -> str:
-    """MAIL_SUBJECT when the administrator set it (for every report); else a scan's default
-    subject, or an OS-probe run's, which names the tools (ours: no escape needed)."""
-    if configured is not None:
-        return configured
-    if verdict.kind == "os-summary":
-        default = OS_PROBE_SUBJECT.format(tools=", ".join(verdict.types))
-    else:
-        default = SCAN_SUBJECT
-    return f"{default} ({ONGOING})" if verdict.ongoing else default
-
-
-def subject(template: str, verdict: Verdict) -> str:
-    """MAIL_SUBJECT with scandetd's macros: %p protocol, %s source, %d destination. Only the
-    values put in are escaped: the administrator's own text (printable, on one line: checked
-    at load) stays as written, and EmailMessage encodes what is not ASCII (RFC 2047)."""
-    p = verdict.probe
-    values = {"p": protocol(verdict), "s": str(p.src), "d": str(p.dst)}
-    values = {macro: one_line(value) for macro, value in values.items()} | {"%": "%"}
-    out, i = [], 0
-    while i < len(template):
-        if template[i] == "%" and i + 1 < len(template) and template[i + 1] in values:
-            out.append(values[template[i + 1]])
-            i += 2
-        else:
-            out.append(template[i])
-            i += 1
-    return "".join(out)
-
-
-def modes(verdict: Verdict) -> str:
-    """The modes of the summary's probes, TCP's first as in `protocol` ("stcp+sudp" for
-    OS probing over both)."""
-    seen = sorted(verdict.modes, key=lambda mode: mode.endswith("udp")) or [verdict.probe.mode]
-    return "+".join(seen)
-
-
-def scan_type(verdict: Verdict) -> str:
-    if verdict.kind == "os-summary":
-        return f"OS fingerprinting probe ({', '.join(verdict.types)})"
-    return ", ".join(verdict.types) or verdict.probe.scan
-
-
-def body(verdict: Verdict, name: str | None, action: str, host: str) -> str:
-    """Every field an administrator needs to act, one per line. `host`: this host's name (one
-    inbox often serves many hosts)."""
-    p, first = verdict.probe, verdict.first_probe or verdict.probe
-    if verdict.kind == "os-summary":
-        detail = [f"Flag patterns:   {' '.join(verdict.patterns)}"]
-    else:
-        detail = [f"Distinct ports:  {port_count(verdict.ports)}"]
-    if verdict.kind == "scan-summary" and p.proto is Proto.TCP:
-        detail.append(f"Flags seen:      {', '.join(verdict.patterns) or 'none (connections)'}")
-    lines = [
-        f"Target host:     {one_line(host)}",
-        f"Source:          {p.src}" + (f" ({name})" if name else ""),
-        *([f"Source prefix:   {prefix_words(verdict)}"] if verdict.prefix else []),
-        f"Destination:     {p.dst}",
-        f"Protocol:        {protocol(verdict)}",
-        f"Scan type:       {scan_type(verdict)}",
-        f"Mode:            {modes(verdict)}",
-        f"Started:         {local_stamp(first.seen_at)}",
-        f"Last seen:       {local_stamp(p.seen_at)}",
-        f"Probes:          {verdict.probes}",
-        *detail,
-        f"First port:      {first.dport} at {local_stamp(first.seen_at)}",
-        f"Last port:       {p.dport} at {local_stamp(p.seen_at)}",
-        f"Action:          {action}",
-    ]
-    if verdict.ongoing:
-        lines.append(
-            f"Status:          {ONGOING}: this report covers the scan so far; the next "
-            "covers what comes after"
-        )
-    # Every part is ours or already escaped (the source's name by safe_hostname): no second
-    # escape.
-    return "\n".join(lines) + "\n"
-
-
-HELD_FIELDS = ("Started", "Source", "Protocol", "Scan type", "Action")  # of body()
-
-
-def held_line(report: Report) -> str:
-    """One report held back by MAIL_PER_HOUR, for the mail that lists them: first time, source,
-    protocol, type, (action); a mail already written (audit findings) by its subject. Read from
-    the report as written (the store keeps it so), so that a report held before a restart is
-    listed as it would have been without the restart."""
-    fields = dict(line.split(":", 1) for line in report.body.splitlines() if ":" in line)
-    if report.kind not in ("scan-summary", "os-summary") or not fields.keys() >= set(HELD_FIELDS):
-        return one_line(report.subject)
-    started, source, proto, scan, action = (fields[key].strip() for key in HELD_FIELDS)
-    return f"{started}  {source}  {proto}  {scan}  ({action})"
-
-
-def wrapped(text: str) -> str:
-    """Prose for a mail, in lines of at most 72 characters."""
-    return textwrap.fill(text, 72) + "\n"
 
 
 def quoted(subject: str) -> str:
@@ -493,22 +380,10 @@ class Mailer(threading.Thread):
         """The mail that lists the reports held back (the first MAIL_HELD_LISTED_MAX) by
         `per_hour`, the cap in force when the hold began (a reload may have changed it)."""
         listed, self._held = self._held, []
-        more = held - len(listed)
         self._book.held_listed(self._held_ids)
         self._held_ids = range(0)
-        reports, were = counted(held, "report"), "was" if held == 1 else "were"
         self._mail(
-            "held-summary",
-            f"portwarden: {reports} {were} not mailed (MAIL_PER_HOUR)",
-            wrapped(
-                f"{reports} {were} held back since "
-                f"{local_stamp(self._wall(since))} by MAIL_PER_HOUR={per_hour}. "
-                "Every one of them is in the JSON event log."
-            )
-            + "\nFirst seen, source, protocol, type (action):\n"
-            + "".join(f"  {line}\n" for line in listed)
-            + (f"  ... and {more} more\n" if more > 0 else ""),
-            counted=True,
+            "held-summary", *held_summary(held, listed, self._wall(since), per_hour), counted=True
         )
 
     def _hold_began(self, now: float, per_hour: int) -> None:
@@ -525,18 +400,7 @@ class Mailer(threading.Thread):
             )
             return
         self._on_hold(reopens)
-        self._mail(
-            RATE_LIMIT,
-            "portwarden: mail rate limit reached",
-            wrapped(
-                f"MAIL_PER_HOUR={per_hour} mails were tried in the last hour "
-                "(each try counts, delivered or not). Further reports are held "
-                "back, not mailed, until "
-                f"{local_stamp(reopens)}; one mail will then list them. Every "
-                "report is in the JSON event log regardless. (This notice is "
-                "the one mail allowed over the limit.)"
-            ),
-        )
+        self._mail(RATE_LIMIT, *rate_limit_notice(per_hour, reopens))
 
     def _wall(self, monotonic: float) -> float:
         return time.time() + (monotonic - self._clock())

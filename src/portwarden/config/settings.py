@@ -76,7 +76,7 @@ class Settings:
     mail_on_audit: bool
     mail_from: str
     mail_to: tuple[str, ...]
-    mail_subject: str | None  # None: the default subjects (alert.mail.subject_template)
+    mail_subject: str | None  # None: the default subjects (alert.mail_text.subject_template)
     mail_per_hour: int
     smtp_relay: str
     smtp_port: int

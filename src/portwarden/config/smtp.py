@@ -91,8 +91,8 @@ def check_smtp(
     return warnings
 
 
-# MAIL_SUBJECT's macros (scandetd's; alert.mail.subject puts them in): %p protocol, %s source,
-# %d destination, %% a percent sign.
+# MAIL_SUBJECT's macros (scandetd's; alert.mail_text.subject puts them in): %p protocol,
+# %s source, %d destination, %% a percent sign.
 SUBJECT_MACROS = "psd%"
 
 
