@@ -117,3 +117,27 @@ def test_no_check_is_made_while_the_loop_has_results_it_has_not_taken(
         audit.wait_for(5)
     finally:
         periodic.stop()
+
+
+def test_a_slow_check_does_not_stretch_the_interval(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """AUDIT_INTERVAL counts from one check's start to the next's: a portmapper that makes each
+    check wait does not add its wait to every interval (10 s became 14 s)."""
+    fake = FakeAudit()
+    started: list[float] = []
+
+    def slow(settings: Settings, previous: AuditState | None, now: float) -> check.AuditResult:
+        started.append(time.monotonic())
+        time.sleep(0.5)
+        return fake(settings, previous, now)
+
+    monkeypatch.setattr(check, "run_audit", slow)
+    periodic = PeriodicAudit(dataclasses.replace(settings(tmp_path), audit_interval=0.6))
+    periodic.start()
+    try:
+        fake.wait_for(4)
+    finally:
+        periodic.stop()
+    gaps = [b - a for a, b in zip(started, started[1:], strict=False)]
+    assert all(0.55 < gap < 0.95 for gap in gaps), gaps  # 1.1 s when stretched

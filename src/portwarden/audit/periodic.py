@@ -1,5 +1,6 @@
 """The daemon's periodic audit: run off the loop (it connects and waits for the portmapper),
-every AUDIT_INTERVAL seconds, the first one right after start. Results wait for the loop in a
+every AUDIT_INTERVAL seconds (from one check's start to the next's), the first one right after
+start. Results wait for the loop in a
 short queue; the loop reports them and then saves their state (STATE_DIR/audit.json).
 
 Each check compares with the check before it, kept in memory, not with the file: the loop may
@@ -52,12 +53,15 @@ class PeriodicAudit(threading.Thread):
             # Cleared before the settings are read: a reload that comes after this, during the
             # check or the wait, ends the wait, so its new settings are never left unchecked.
             self._wake.clear()
+            began = time.monotonic()
             if len(self.results) < limits.AUDIT_RESULTS_WAITING_MAX:
                 outcome = self._check(previous, warnings)
                 if not isinstance(outcome, Unchecked):
                     previous, warnings = outcome[0].state, []
                 self.results.append(outcome)
-            self._wake.wait(self.settings.audit_interval)
+            # From the start of the check, not its end: a slow portmapper (seconds of waiting)
+            # does not stretch AUDIT_INTERVAL.
+            self._wake.wait(max(0.0, began + self.settings.audit_interval - time.monotonic()))
 
     def _check(self, previous: AuditState | None, warnings: list[str]) -> Outcome:
         now = time.time()
