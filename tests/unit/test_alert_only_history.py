@@ -20,11 +20,12 @@ from portwarden.detect.probe import SYN_SCAN, UDP_SCAN, Probe
 from portwarden.net.addresses import Proto
 from portwarden.respond import policy as policy_module
 from portwarden.respond.actions import Actions
-from portwarden.respond.jobs import Job, JobQueue
+from portwarden.respond.jobs import JobQueue, NotesJob
 from portwarden.respond.notes import NotedSources
 from portwarden.respond.policy import ResponsePolicy
 from portwarden.respond.portsentry_files import portsentry_line
 from portwarden.store.db import HistoryNote, Store
+from tests.unit.test_jobs import block, drain
 
 TARGET = ipaddress.ip_address("198.18.0.1")
 SCANNER = "198.18.0.11"
@@ -279,13 +280,9 @@ def test_the_sources_remembered_are_bounded(monkeypatch: pytest.MonkeyPatch) -> 
 def test_one_writing_of_notes_waits_at_most() -> None:
     jobs = JobQueue(blocks_max=4, urgent_max=4)
     for _ in range(10):
-        assert jobs.put(Job.NOTES, None)
-    assert jobs.put(Job.BLOCK, "b")
-    assert [jobs.get(0.0), jobs.get(0.0), jobs.get(0.0)] == [
-        (Job.NOTES, None),
-        (Job.BLOCK, "b"),
-        None,
-    ]
+        assert jobs.put(NotesJob())
+    assert jobs.put(block(1))
+    assert drain(jobs) == [NotesJob(), block(1)]
 
 
 def test_the_lines_waiting_in_the_store_are_bounded(

@@ -344,6 +344,6 @@ def test_a_full_action_queue_is_said_once_naming_the_address_then_counted(
         ]
         policy.tick(2.0)
         assert "room again" not in caplog.text  # still full: nothing has been taken
-        policy._worker.jobs.get(timeout=0)
+        policy._worker.jobs.get()
         policy.tick(3.0)
         assert "action queue has room again: 38 jobs were dropped while it was full" in caplog.text

@@ -31,18 +31,22 @@ from portwarden.net.nftables import NftError
 from portwarden.respond.actions import Actions
 from portwarden.respond.block import BlockRequest
 from portwarden.respond.budget import MinuteBudget
-from portwarden.respond.jobs import Job
+from portwarden.respond.jobs import (
+    BlockJob,
+    ExpireJob,
+    NotesJob,
+    ProtectedJob,
+    PutBackJob,
+    ReapplyJob,
+    SettingsJob,
+    StopJob,
+    UnblockJob,
+)
 from portwarden.respond.nft import claim_table
 from portwarden.respond.nft_table import uses_nft
 from portwarden.respond.notes import NotedSources
 from portwarden.respond.recorded import lasting, lasting_steps, via
-from portwarden.respond.worker import (
-    ActionWorker,
-    BlockJob,
-    UnblockJob,
-    report_unblocks,
-    say_table_remade,
-)
+from portwarden.respond.worker import ActionWorker, report_unblocks, say_table_remade
 from portwarden.store.db import DONE, NFT, UNBLOCK_COMMAND, Action, BlockRecord, Store
 from portwarden.text import counted, one_line, utc_stamp
 
@@ -198,7 +202,7 @@ class ResponsePolicy:
     def stop(self) -> None:
         if self._worker.ident is not None:  # started
             self._worker.stopping.set()
-            self._worker.jobs.put(Job.STOP, self.settings.unblock_on_stop)
+            self._worker.jobs.put(StopJob(self.settings.unblock_on_stop))
             self._worker.join(timeout=limits.ACTION_WORKER_STOP_WAIT_S)
             if self._worker.is_alive():
                 log.error(
@@ -215,7 +219,7 @@ class ResponsePolicy:
         self.settings = settings
         self._actions.reconfigure(settings)
         self._worker.reshaping.set()
-        self._worker.jobs.put(Job.SETTINGS, settings)
+        self._worker.jobs.put(SettingsJob(settings))
         self._idle_said.clear()
         self.refresh()
 
@@ -230,7 +234,7 @@ class ResponsePolicy:
             for address, why in self._protected_blocks(self._active).items()
             if now - self._ending_protected.get(address, -again) >= again
         }
-        if due and self._worker.jobs.put(Job.PROTECTED, due):
+        if due and self._worker.jobs.put(ProtectedJob(due)):
             self._ending_protected.update(dict.fromkeys(due, now))
         self._check_table()
 
@@ -290,7 +294,7 @@ class ResponsePolicy:
 
     def _put_back_soon(self) -> None:
         self._worker.putting_back.set()
-        self._worker.jobs.put(Job.PUT_BACK, None)
+        self._worker.jobs.put(PutBackJob())
 
     def _sync(self) -> None:
         """Follow the store when the action worker changed it."""
@@ -329,7 +333,7 @@ class ResponsePolicy:
         wall = time.time()
         if self._next_expiry is not None and self._next_expiry <= wall:
             self._next_expiry = None
-            self._worker.jobs.put(Job.EXPIRE, None)
+            self._worker.jobs.put(ExpireJob())
         ended = self._block_budget.ended(now)
         if ended is not None:
             log.warning(
@@ -538,7 +542,7 @@ class ResponsePolicy:
             )
             return
         self._noted.add(noted, now)
-        self._worker.jobs.put(Job.NOTES, None)  # one waits at most: it writes every note
+        self._worker.jobs.put(NotesJob())  # one waits at most: it writes every note
 
     def _take_element_back(self, source: IPAddress, nft_done: Action | None) -> None:
         """Remove the element the loop added for a block that was not recorded."""
@@ -678,7 +682,7 @@ class ResponsePolicy:
         answer: Future[dict[str, Any]] = Future()
         network = None
         if request["command"] == "reapply":
-            queued = self._worker.jobs.put(Job.REAPPLY, answer)
+            queued = self._worker.jobs.put(ReapplyJob(answer))
         else:
             try:  # every block only when asked in so many words
                 network = (
@@ -688,7 +692,7 @@ class ResponsePolicy:
                 )
             except ValueError as error:
                 return {"error": f"unblock: {one_line(str(error))}"}
-            queued = self._worker.jobs.put(Job.UNBLOCK, UnblockJob(network, answer))
+            queued = self._worker.jobs.put(UnblockJob(network, answer))
             if queued:
                 try:
                     self._unblock_at_once(network)
@@ -726,7 +730,7 @@ class ResponsePolicy:
         """Queue a block for the worker. A full queue refuses it: the first refusal is said,
         naming the block dropped; the others are counted and said when the queue has room
         again (tick), so a burst is two lines, not one per block."""
-        if self._worker.jobs.put(Job.BLOCK, job):
+        if self._worker.jobs.put(job):
             return True
         if not self._dropped:
             log.error(

@@ -10,21 +10,30 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 from portwarden import limits
 from portwarden.alert.dispatch import Alerts
 from portwarden.config import Settings
-from portwarden.config.ignore import Network
 from portwarden.net.nftables import NftError
 from portwarden.respond.actions import Actions
 from portwarden.respond.admin import reapply_here, unblock_here
-from portwarden.respond.jobs import Job, JobQueue
+from portwarden.respond.jobs import (
+    BlockJob,
+    ExpireJob,
+    JobQueue,
+    NotesJob,
+    ProtectedJob,
+    PutBackJob,
+    ReapplyJob,
+    SettingsJob,
+    StopJob,
+    UnblockJob,
+)
 from portwarden.respond.nft_table import uses_nft
 from portwarden.respond.recorded import IGNORED, NOT_RUN, PROTECTED, enforced
-from portwarden.store.db import UNBLOCK_COMMAND, Action, BlockRecord, Store
+from portwarden.store.db import UNBLOCK_COMMAND, BlockRecord, Store
 from portwarden.text import one_line, utc_stamp
 
 log = logging.getLogger("portwarden")
@@ -38,26 +47,6 @@ def block_line(record: BlockRecord, what: str = "block") -> str:
         f"offence={record.offence} port={record.port} mode={record.mode} "
         f'reason="{one_line(record.reason)}"'
     )
-
-
-@dataclass(frozen=True)
-class BlockJob:
-    """A block the loop recorded (and whose nftables element it added: `nft_done`);
-    `supersedes`: it ended the address's command-only block (ResponsePolicy.on_verdict)."""
-
-    record: BlockRecord
-    nft_done: Action | None
-    supersedes: bool = False
-
-
-@dataclass(frozen=True)
-class UnblockJob:
-    """`portwarden unblock` through the daemon: begun by the loop (Unblocker.unblock_at_once),
-    done by the worker before the blocks waiting their turn, so those inside `network` are
-    not carried out at all (BlockMaker.carry_out)."""
-
-    network: Network | None  # None: every block, and our nftables table
-    answer: "Future[dict[str, Any]]"
 
 
 def _just_now(by: str) -> Callable[[str], tuple[str, float]]:
@@ -97,7 +86,9 @@ class ActionWorker(threading.Thread):
 
     def __init__(self, settings: Settings, store_path: Path, alerts: Alerts) -> None:
         super().__init__(name="portwarden-actions", daemon=True)
-        self.settings = settings
+        # Only to make the worker's Actions (in run: its store connection is the thread's own);
+        # a reload's settings come as a SettingsJob, and actions.settings is the one in force.
+        self._settings_at_start = settings
         self._alerts = alerts
         self._path = store_path
         self.jobs = JobQueue(limits.BLOCK_QUEUE_MAX, limits.URGENT_JOBS_MAX)
@@ -114,69 +105,82 @@ class ActionWorker(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        actions = Actions(self.settings, Store(self._path), self.stopping)
+        actions = Actions(self._settings_at_start, Store(self._path), self.stopping)
         while True:
-            kind, payload = self.jobs.get()
+            job = self.jobs.get()
             try:
-                if kind is Job.STOP:
-                    if actions.blocks.not_run:
-                        log.warning(
-                            "stopping: KILL_RUN_CMD not run for %d blocks that waited "
-                            "their turn (recorded `%s`)",
-                            actions.blocks.not_run,
-                            NOT_RUN,
-                        )
-                    if payload:
-                        report_unblocks(
-                            self._alerts,
-                            [r.address for r in actions.unblocks.unblock_matching(None, "stop")],
-                            _just_now("stop"),
-                        )
-                        actions.nft.drop_table()
-                    return
-                if kind is Job.SETTINGS and isinstance(payload, Settings):
-                    try:
-                        if actions.reconfigure(payload) and uses_nft(payload):
-                            actions.nft.reshape()  # BLOCK_FORWARD changed: the chain comes or goes
-                    finally:
-                        self.reshaping.clear()
-                    self._settings_taken(actions)
-                elif kind is Job.BLOCK and isinstance(payload, BlockJob):
-                    try:
-                        record = actions.blocks.carry_out(payload.record, payload.nft_done)
-                    finally:
-                        self.finished.append(payload.record.address)
-                    if record is not None:
-                        self._report_block(record)
-                    if payload.supersedes:  # the mode file of the block it ended drops it
-                        actions.files.write_files()
-                    if actions.blocks.put_back_due:
-                        actions.blocks.put_back_due = False
-                        say_table_remade(self._alerts, self.settings, payload.record.address)
-                        self.putting_back.set()
+                match job:
+                    case StopJob(unblock):
+                        self._on_stop(actions, unblock)
+                        return
+                    case SettingsJob(settings):
+                        try:
+                            if actions.reconfigure(settings) and uses_nft(settings):
+                                # BLOCK_FORWARD changed: the chain comes or goes
+                                actions.nft.reshape()
+                        finally:
+                            self.reshaping.clear()
+                        self._settings_taken(actions)
+                    case BlockJob():
+                        self._carry_out(actions, job)
+                    case PutBackJob():
                         self._put_back(actions)
-                elif kind is Job.PUT_BACK:
-                    self._put_back(actions)
-                elif kind is Job.NOTES:
-                    actions.files.write_notes()
-                elif kind is Job.EXPIRE:
-                    expired = actions.unblocks.expire(time.time())
-                    report_unblocks(
-                        self._alerts, [r.address for r in expired], _just_now("expired")
-                    )
-                    if expired:
-                        actions.files.write_files()
-                elif kind is Job.UNBLOCK and isinstance(payload, UnblockJob):
-                    with _answering(payload.answer):
-                        payload.answer.set_result(self._unblock(actions, payload))
-                elif kind is Job.PROTECTED and isinstance(payload, dict):
-                    ended = actions.unblocks.unblock_protected(payload)
-                    report_unblocks(self._alerts, [r.address for r in ended], _just_now(PROTECTED))
-                elif kind is Job.REAPPLY and isinstance(payload, Future):
-                    with _answering(payload):
-                        payload.set_result(reapply_here(actions))
+                    case NotesJob():
+                        actions.files.write_notes()
+                    case ExpireJob():
+                        expired = actions.unblocks.expire(time.time())
+                        report_unblocks(
+                            self._alerts, [r.address for r in expired], _just_now("expired")
+                        )
+                        if expired:
+                            actions.files.write_files()
+                    case UnblockJob():
+                        with _answering(job.answer):
+                            job.answer.set_result(self._unblock(actions, job))
+                    case ProtectedJob(due):
+                        ended = actions.unblocks.unblock_protected(due)
+                        report_unblocks(
+                            self._alerts, [r.address for r in ended], _just_now(PROTECTED)
+                        )
+                    case ReapplyJob(answer):
+                        with _answering(answer):
+                            answer.set_result(dict(reapply_here(actions)))  # as JSON
+                    case _:
+                        assert_never(job)
             except Exception:  # one failing action must never stop the others
-                log.exception("action %s failed", kind.value)
+                log.exception("action %s failed", job.kind)
+
+    def _on_stop(self, actions: Actions, unblock: bool) -> None:
+        """The last job; `unblock` (UNBLOCK_ON_STOP): every block ends, and our nftables table."""
+        if actions.blocks.not_run:
+            log.warning(
+                "stopping: KILL_RUN_CMD not run for %d blocks that waited "
+                "their turn (recorded `%s`)",
+                actions.blocks.not_run,
+                NOT_RUN,
+            )
+        if unblock:
+            report_unblocks(
+                self._alerts,
+                [r.address for r in actions.unblocks.unblock_matching(None, "stop")],
+                _just_now("stop"),
+            )
+            actions.nft.drop_table()
+
+    def _carry_out(self, actions: Actions, job: BlockJob) -> None:
+        try:
+            record = actions.blocks.carry_out(job.record, job.nft_done)
+        finally:
+            self.finished.append(job.record.address)
+        if record is not None:
+            self._report_block(record)
+        if job.supersedes:  # the mode file of the block it ended drops it
+            actions.files.write_files()
+        if actions.blocks.put_back_due:
+            actions.blocks.put_back_due = False
+            say_table_remade(self._alerts, actions.settings, job.record.address)
+            self.putting_back.set()
+            self._put_back(actions)
 
     def _settings_taken(self, actions: Actions) -> None:
         """After a reload, as at start (Restorer.restore): the blocks now inside IGNORE_FILE
