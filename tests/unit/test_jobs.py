@@ -5,6 +5,9 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from portwarden.alert.dispatch import Alerts
 from portwarden.config.ignore import parse_network
 from portwarden.respond.jobs import (
     BlockJob,
@@ -17,6 +20,7 @@ from portwarden.respond.jobs import (
     StopJob,
     UnblockJob,
 )
+from portwarden.respond.worker import ActionWorker
 from portwarden.store.db import BlockRecord
 from tests.unit.blocking import blocking_settings
 
@@ -109,3 +113,21 @@ def test_a_full_lane_refuses_its_own_jobs_only_and_the_stop_is_always_taken() ->
     assert jobs.put(StopJob(False))
     assert [type(job) for job in drain(jobs)] == [UnblockJob, BlockJob, BlockJob, StopJob]
     assert not jobs.full()
+
+
+def test_the_worker_ends_at_the_stop_even_when_the_stop_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failing UNBLOCK_ON_STOP was logged and the worker went on waiting for jobs, so every
+    stop waited ACTION_WORKER_STOP_WAIT_S for it and then said it did not finish."""
+    settings = blocking_settings(tmp_path)
+
+    def failing(self: ActionWorker, actions: Any, unblock: bool) -> None:
+        raise RuntimeError("the unblock failed")
+
+    monkeypatch.setattr(ActionWorker, "_on_stop", failing)
+    worker = ActionWorker(settings, tmp_path / "store.db", Alerts(settings))
+    worker.start()
+    worker.jobs.put(StopJob(True))
+    worker.join(timeout=5)
+    assert not worker.is_alive()

@@ -112,7 +112,6 @@ class ActionWorker(threading.Thread):
                 match job:
                     case StopJob(unblock):
                         self._on_stop(actions, unblock)
-                        return
                     case SettingsJob(settings):
                         try:
                             if actions.reconfigure(settings) and uses_nft(settings):
@@ -149,6 +148,8 @@ class ActionWorker(threading.Thread):
                         assert_never(job)
             except Exception:  # one failing action must never stop the others
                 log.exception("action %s failed", job.kind)
+            if isinstance(job, StopJob):  # the last job, even when it failed
+                return
 
     def _on_stop(self, actions: Actions, unblock: bool) -> None:
         """The last job; `unblock` (UNBLOCK_ON_STOP): every block ends, and our nftables table."""
