@@ -47,14 +47,18 @@ class ControlServer:
         self._handler = handler
         self._path.unlink(missing_ok=True)  # a leftover of a killed daemon (we hold the lock)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        old_mask = os.umask(0o177)
         try:
-            self.sock.bind(str(self._path))
-        finally:
-            os.umask(old_mask)
-        self.sock.listen(8)
-        self.sock.setblocking(False)
-        self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            old_mask = os.umask(0o177)
+            try:
+                self.sock.bind(str(self._path))
+            finally:
+                os.umask(old_mask)
+            self.sock.listen(8)
+            self.sock.setblocking(False)
+            self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        except BaseException:
+            self.stop_listening()  # the socket closed, and its name gone if it was bound
+            raise
         self._waiting: list[_Waiting] = []
 
     @property

@@ -28,9 +28,16 @@ from portwarden.detect.config import engine_config
 from portwarden.detect.engine import Engine, EngineConfig, Verdict
 from portwarden.detect.probe import Probe
 from portwarden.episode import Episode
+from portwarden.loop_errors import LoopErrors
 from portwarden.net.input_filters import input_filter_chains
 from portwarden.respond.policy import ResponsePolicy
-from portwarden.sensors.build import Sensor, build_sensors, late_reply_ports, sensor_inputs
+from portwarden.sensors.build import (
+    Sensor,
+    build_each,
+    build_sensors,
+    late_reply_ports,
+    sensor_inputs,
+)
 from portwarden.sensors.hostview import HostView
 from portwarden.store.db import store_path
 from portwarden.text import counted, one_line
@@ -113,9 +120,12 @@ class Daemon:
         self._evictions = Episode(limits.SOURCES_FULL_QUIET_S)
         self._packets_dropped = 0  # by sensors stopped since start
         self._drops = Episode(limits.SENSOR_DROPS_QUIET_S)
+        self._loop_errors = LoopErrors()
 
     def run(self) -> int:
-        """Run until SIGTERM or SIGINT. Returns the process exit status."""
+        """Run until SIGTERM or SIGINT. Returns the process exit status: 0, or 1 when every
+        turn of the loop failed for limits.LOOP_ERRORS_FATAL_S."""
+        status = 0
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector.register(wake_read, selectors.EVENT_READ, None)
         previous_fd = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
@@ -128,7 +138,7 @@ class Daemon:
             for fd in self._control.fds:
                 self._selector.register(fd, selectors.EVENT_READ, self._control)
             self._policy.start()
-            self._start_sensors()
+            self._start_sensors(build_sensors(self.settings, self._host))
             self._publish_metrics()
             self._start_audit()
             self._running = True
@@ -137,12 +147,15 @@ class Daemon:
             self._next_refresh = time.monotonic() + limits.REFRESH_S
             self._announce_ready()
             while not self._stop_requested:
-                try:
-                    self._turn(wake_read)
-                except OSError as error:
-                    if error.errno not in OUT_OF_DESCRIPTORS:
-                        raise
-                    self._out_of_descriptors(error)
+                if self._survived(self._turn, wake_read):
+                    self._loop_errors.passed()
+                # Apart from the turn: a SIGTERM stops the daemon also while every turn fails.
+                self._survived(self._handle_signals)
+                if self._loop_errors.fatal(time.monotonic()):
+                    self._stopped_by = "every turn of the loop failed"
+                    service.notify(f"STOPPING=1\nSTATUS=stopping: {self._stopped_by}")
+                    status = 1
+                    break
         finally:
             signal.set_wakeup_fd(previous_fd)
             if self._control is not None:
@@ -184,7 +197,7 @@ class Daemon:
             len(self._engine),
             self._engine.evicted,
         )
-        return 0
+        return status
 
     def _turn(self, wake_read: int) -> None:
         for key, _ in self._selector.select(self._wait_s()):
@@ -221,7 +234,20 @@ class Daemon:
         if self._watchdog_s and now >= self._next_watchdog:
             service.notify("WATCHDOG=1")
             self._next_watchdog = now + self._watchdog_s / 2
-        self._handle_signals()
+
+    def _survived(self, step: Callable[..., None], *args: int) -> bool:
+        """Run one step of the loop; False when it raised. Running out of descriptors is said
+        as such; anything else is a bug, which ends the turn, not the daemon (LoopErrors)."""
+        try:
+            step(*args)
+        except Exception as error:  # noqa: BLE001 - attacker data must never stop the loop
+            if isinstance(error, OSError) and error.errno in OUT_OF_DESCRIPTORS:
+                self._out_of_descriptors(error)
+            else:
+                self._loop_errors.failed(error, time.monotonic())
+                time.sleep(TICK_S / 10)  # no spinning on what fails at once again
+            return False
+        return True
 
     def _say_summaries_dropped(self, stopping: bool = False) -> None:
         """Summaries the engine had to drop (a flood of sources): counted, and said on every
@@ -276,7 +302,6 @@ class Daemon:
                 "LimitNOFILE= or watch fewer ports in classic mode",
                 error.strerror,
             )
-        self._handle_signals()
         time.sleep(TICK_S / 10)
 
     def _say_now(self, what: str, every_s: float = 60.0) -> bool:
@@ -360,6 +385,7 @@ class Daemon:
             "audit_findings": self._audit_reports.findings,
             "audit_last_run": int(self._audit_reports.last_run),
             "audit_error": self._audit_reports.error,
+            "loop_errors": self._loop_errors.total,
         }
 
     def _publish_metrics(self) -> None:
@@ -395,8 +421,9 @@ class Daemon:
         except Exception:  # noqa: BLE001 - a status snapshot must never stop the daemon
             log.exception("saving the status snapshot failed")
 
-    def _start_sensors(self) -> None:
-        self._sensors = build_sensors(self.settings, self._host)
+    def _start_sensors(self, sensors: list[Sensor]) -> None:
+        """Watch with `sensors` (made from self.settings), and say what each watches."""
+        self._sensors = sensors
         for sensor in self._sensors:
             for fd in sensor.fds:
                 self._selector.register(fd, selectors.EVENT_READ, sensor)
@@ -538,25 +565,40 @@ class Daemon:
 
     def _replace_sensors(self, old: Settings, warnings: list[str]) -> None:
         """New sensors for a reload that changed what they watch; if they cannot be made (a
-        new port that cannot be bound), the old modes and ports again."""
+        stealth mode without CAP_NET_RAW, more classic ports than descriptors), the old modes
+        and ports again, each protocol on its own: one whose old sensors fail too (rare: they
+        worked until now) is watched by nothing, said as an error, until a reload or restart
+        that works; a failed fallback must not end the daemon from its SIGHUP handling."""
         self._release_held()
         self._stop_sensors()
         try:
-            self._start_sensors()
+            sensors = build_sensors(self.settings, self._host)
         except OSError as error:
+            # The fallback is made outside this block: the error's traceback holds the frames
+            # of the failed build (closed by now; see build_sensors) until the block ends.
+            failure = str(error)
+        else:
+            self._start_sensors(sensors)
+            return
+        warnings.append(
+            f"sensors for the new configuration failed ({failure}); keeping the old modes and ports"
+        )
+        log.error("reload: %s", warnings[-1])
+        self.settings = dataclasses.replace(
+            self.settings,
+            tcp_mode=old.tcp_mode,
+            udp_mode=old.udp_mode,
+            tcp_ports=old.tcp_ports,
+            udp_ports=old.udp_ports,
+        )
+        sensors, failed = build_each(self.settings, self._host)
+        self._start_sensors(sensors)
+        for proto, why in failed.items():
             warnings.append(
-                f"sensors for the new configuration failed ({error}); keeping the "
-                "old modes and ports"
+                f"{proto.value}: the old sensors failed too ({why}); no {proto.value} port "
+                "is watched until a reload or restart whose sensors work"
             )
             log.error("reload: %s", warnings[-1])
-            self.settings = dataclasses.replace(
-                self.settings,
-                tcp_mode=old.tcp_mode,
-                udp_mode=old.udp_mode,
-                tcp_ports=old.tcp_ports,
-                udp_ports=old.udp_ports,
-            )
-            self._start_sensors()
 
     def _modes(self) -> str:
         s = self.settings

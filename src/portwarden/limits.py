@@ -80,6 +80,17 @@ PACKETS_PER_TURN_MAX = 512
 # free is refused; running out later is logged, never fatal.
 DESCRIPTORS_RESERVED = 128
 
+# A turn of the daemon's loop that fails on a bug (any exception but running out of descriptors,
+# KeyboardInterrupt and SystemExit), say on a packet no test foresaw, is logged with its
+# traceback, counted (loop_errors) and the loop goes on: attacker data must never stop the
+# daemon. At most one traceback per LOOP_ERROR_LOG_S, the next says how many failed meanwhile
+# (a bug that fails every turn would write two a second). When every turn has failed for
+# LOOP_ERRORS_FATAL_S, the loop is broken, not hit by one bad input: the daemon stops with exit
+# status 1, for systemd's Restart=on-failure. Less than half the unit's WatchdogSec=30 (the loop
+# says WATCHDOG=1 every 15 s): so the daemon says why before systemd's watchdog kills it silently.
+LOOP_ERROR_LOG_S = 60.0
+LOOP_ERRORS_FATAL_S = 10.0
+
 # How often the kernel filter and the "has a service" view of the ports are refreshed, and the
 # local addresses re-read. A probe is always re-checked at the moment it arrives as well.
 REFRESH_S = 2.0

@@ -58,6 +58,12 @@ _PLAIN = (
         "summaries_dropped",
     ),
     (
+        "portwarden_loop_errors_total",
+        "counter",
+        "Turns of the main loop that failed on a bug (logged with a traceback).",
+        "loop_errors",
+    ),
+    (
         "portwarden_audit_findings",
         "gauge",
         "Findings of the last port audit that checked something.",

@@ -13,7 +13,9 @@ import pytest
 
 from portwarden import limits
 from portwarden.lab.network import Lab
-from tests.e2e.conftest import StartDaemon, nmap
+from tests.e2e.conftest import TCP_PORTS, UDP_PORTS, StartDaemon, nmap
+from tests.lab.daemon import RunningDaemon
+from tests.lab.services import can_connect
 
 
 def test_reload_refuses_an_empty_port_list_and_a_fifo_ignore_file(
@@ -227,3 +229,38 @@ def test_a_reload_that_changes_the_modes_watches_the_old_ports_at_once(
     nmap(attacker.run, "-sU", "-p", "9", lab.target.ipv4)
     for proto, mode, port in (("tcp", new[0], "11"), ("udp", new[1], "9")):
         daemon.wait_for_attack(mark, src=attacker.ipv4, proto=proto, port=port, mode=mode)
+
+
+def test_a_reload_whose_new_sensors_fail_watches_every_old_port_again(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Without CAP_NET_RAW a reload to -sudp cannot make its sensor, and the old classic ones
+    come back. The failed build's TCP sensor stayed open while they did: the fallback logged
+    `tcp: not watching ports in use by a service: 1 (Address already in use), ...` and watched
+    no TCP port at all."""
+    conf = tmp_path / "portwarden.conf"
+    conf.write_text(
+        f'STATE_DIR="{tmp_path}/state"\nTCP_MODE="tcp"\nUDP_MODE="udp"\n'
+        f'TCP_PORTS="{TCP_PORTS}"\nUDP_PORTS="{UDP_PORTS}"\nAUDIT_INTERVAL="0"\n'
+    )
+    daemon = RunningDaemon(lab.target, conf, wrapper=["setpriv", "--bounding-set=-net_raw"])
+    try:
+        daemon.wait_for("ready:")
+        mark = daemon.mark()
+        conf.write_text(conf.read_text().replace('UDP_MODE="udp"', 'UDP_MODE="sudp"'))
+        daemon.proc.send_signal(1)  # SIGHUP
+        daemon.wait_for("configuration reloaded", since=mark)
+        after = daemon.log()[mark:]
+        assert (
+            "ERROR reload: sensors for the new configuration failed ([Errno 1] Operation not "
+            "permitted); keeping the old modes and ports"
+        ) in after
+        assert "in use by a service" not in after, after
+        assert f"tcp: watching {len(TCP_PORTS.split(','))} tcp ports: " in after, after
+        assert f"udp: watching {len(UDP_PORTS.split(','))} udp ports: " in after, after
+        attacker = lab.attackers[0]
+        assert can_connect(attacker, lab.target.ipv4, 31337)
+        daemon.wait_for_attack(mark, src=attacker.ipv4, port="31337", mode="tcp")
+        assert daemon.proc.poll() is None and "Traceback" not in daemon.log()
+    finally:
+        daemon.stop()

@@ -98,14 +98,16 @@ class Alerts:
         self._holder = 0  # the thread that holds them
 
     def _outputs(self, settings: Settings) -> tuple[Syslog | None, JsonLog | None]:
-        syslog = (
-            Syslog(settings.syslog_socket, settings.syslog_facility, self._count_syslog)
-            if settings.syslog_socket
-            else None
-        )
+        """The JSON log first: it is what may fail to open (OSError), and a Syslog made before
+        it would be left with its sender thread running (at each refused reload)."""
         json_log = (
             JsonLog(settings.event_log, settings.event_log_max_bytes, settings.event_log_keep)
             if settings.event_log
+            else None
+        )
+        syslog = (
+            Syslog(settings.syslog_socket, settings.syslog_facility, self._count_syslog)
+            if settings.syslog_socket
             else None
         )
         return syslog, json_log

@@ -13,7 +13,7 @@ import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from portwarden import limits
 from portwarden.config.kill import MACROS
@@ -81,12 +81,16 @@ def run(
         report("%s could not start: %s: %s", what, error.strerror, shown)
         return f"could not start: {error.strerror or error}"
     assert proc.stdout is not None
-    with proc.stdout, _exit_watch(proc.pid) as exited:
-        output, finished = _read_until_exit(proc.stdout.fileno(), exited, timeout)
+    with proc.stdout:
+        try:
+            output, finished = _wait(proc.pid, proc.stdout.fileno(), timeout)
+        except OSError as error:  # out of descriptors: a command that cannot be timed goes
+            _kill(proc)
+            why = error.strerror or str(error)
+            report("%s killed, it cannot be timed (%s): %s", what, why, shown)
+            return f"killed: cannot time it ({why})"
         if not finished:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            _kill(proc)
             report("%s killed after %gs: %s", what, timeout, shown)
             return f"killed after {timeout:g}s"
     status = proc.wait()
@@ -101,14 +105,21 @@ def run(
     return None
 
 
-@contextlib.contextmanager
-def _exit_watch(pid: int) -> Iterator[int]:
-    """A pidfd: readable once the process has exited."""
-    fd = os.pidfd_open(pid)
+def _kill(proc: "subprocess.Popen[bytes]") -> None:
+    """Kill the command's whole process group (its own session) and reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _wait(pid: int, pipe: int, timeout: float) -> tuple[bytes, bool]:
+    """_read_until_exit, with a pidfd to see the exit. Raises OSError when the descriptors it
+    takes (the pidfd, the selector's) cannot be had: the command is then not timed."""
+    exited = os.pidfd_open(pid)
     try:
-        yield fd
+        return _read_until_exit(pipe, exited, timeout)
     finally:
-        os.close(fd)
+        os.close(exited)
 
 
 def _read_until_exit(pipe: int, exited: int, timeout: float) -> tuple[bytes, bool]:

@@ -57,29 +57,53 @@ def sensor_inputs(settings: Settings) -> tuple[object, ...]:
 def build_sensors(settings: Settings, host: HostView) -> list[Sensor]:
     """Raises OSError (e.g. EPERM without CAP_NET_RAW) if a sensor cannot be opened, and
     DescriptorShortage before binding anything if the classic modes' ports cannot all be bound
-    within the open-files limit."""
+    within the open-files limit. A failure closes the sensors made before it: a classic mode's
+    bound ports are free again for the sensors tried next (a reload's fallback)."""
     watched = watch_list(settings)
     classic = [(proto, ports) for proto, mode, ports in watched if mode in CLASSIC_MODES]
     if classic:
         counts = " and ".join(f"{len(ports)} {proto.name}" for proto, ports in classic)
         ensure_free(sum(len(ports) for _, ports in classic), f"the classic modes' {counts} ports")
     sensors: list[Sensor] = []
-    for proto, mode, ports in watched:
-        if mode in CLASSIC_MODES:
-            banner = settings.port_banner if proto is Proto.TCP else None
-            sensors.append(ListenerSensor(proto, ports, banner, host))
-        else:
-            sensors.append(
-                RawSensor(
-                    proto,
-                    mode,
-                    frozenset(ports),
-                    host,
-                    settings.service_gone_grace,
-                    settings.udp_reply_source_ports,
+    try:
+        for proto, mode, ports in watched:
+            if mode in CLASSIC_MODES:
+                banner = settings.port_banner if proto is Proto.TCP else None
+                sensors.append(ListenerSensor(proto, ports, banner, host))
+            else:
+                sensors.append(
+                    RawSensor(
+                        proto,
+                        mode,
+                        frozenset(ports),
+                        host,
+                        settings.service_gone_grace,
+                        settings.udp_reply_source_ports,
+                    )
                 )
-            )
+    except BaseException:
+        for sensor in sensors:
+            sensor.close()
+        raise
     return sensors
+
+
+def build_each(settings: Settings, host: HostView) -> tuple[list[Sensor], dict[Proto, str]]:
+    """Each protocol's sensor on its own (build_sensors with the other protocol off): those
+    that could be made, and why each of the others could not. A protocol that fails leaves
+    the other watched."""
+    sensors: list[Sensor] = []
+    failed: dict[Proto, str] = {}
+    for proto in Proto:
+        alone = settings.with_modes(
+            settings.tcp_mode if proto is Proto.TCP else None,
+            settings.udp_mode if proto is Proto.UDP else None,
+        )
+        try:
+            sensors += build_sensors(alone, host)
+        except OSError as error:
+            failed[proto] = str(error)
+    return sensors, failed
 
 
 def late_reply_ports(settings: Settings) -> tuple[frozenset[int], str | None]:

@@ -91,34 +91,44 @@ class RawSensor:
         self.sockets: dict[int, socket.socket] = {}
         self.packets_read = 0  # what the kernel filter passed and we read, probes or not
         self._v6: set[int] = set()
-        for family in (socket.AF_INET, socket.AF_INET6):
-            try:
-                sock = socket.socket(family, socket.SOCK_RAW, number)
-            except OSError as error:
-                if family == socket.AF_INET6:
-                    log.warning("no IPv6 %s sensor: %s", proto.value, error)
-                    continue
-                raise
-            make_room(sock)
-            if proto is Proto.UDP:  # the kernel's arrival time of each datagram
-                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPOPTS, 1)
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVDSTOPTS, 1)
-                self._v6.add(sock.fileno())
-            sock.setblocking(False)
-            self.sockets[sock.fileno()] = sock
         # (port, destination address): a tripwire or not, and when that was decided
         self._decided: dict[Service, tuple[bool, float]] = {}
-        self._closes = _hear_closes() if proto is Proto.UDP else None
+        self._closes: UdpCloses | None = None
         self._held: deque[tuple[float, Probe]] = deque()  # (when to judge it, the probe)
         self._said_lost = False
         self._buffer = bytearray(limits.CAPTURE_BYTES)
         self._watched: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset())
-        self._attach(self.tripwires())
-        for fd in self.sockets:  # packets queued before the filter was attached
-            self._drain(fd)
+        try:
+            for family in (socket.AF_INET, socket.AF_INET6):
+                self._open_socket(family, number)
+            self._closes = _hear_closes() if proto is Proto.UDP else None
+            self._attach(self.tripwires())
+            for fd in self.sockets:  # packets queued before the filter was attached
+                self._drain(fd)
+        except BaseException:
+            self.close()  # a sensor that failed half-made holds no socket
+            raise
+
+    def _open_socket(self, family: socket.AddressFamily, number: int) -> None:
+        """The raw socket of one family, in `sockets` as soon as it exists (so `close` closes
+        it, whatever fails next). No IPv6 socket is a warning, no IPv4 one an OSError."""
+        try:
+            sock = socket.socket(family, socket.SOCK_RAW, number)
+        except OSError as error:
+            if family != socket.AF_INET6:
+                raise
+            log.warning("no IPv6 %s sensor: %s", self.proto.value, error)
+            return
+        self.sockets[sock.fileno()] = sock
+        make_room(sock)
+        if self.proto is Proto.UDP:  # the kernel's arrival time of each datagram
+            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPOPTS, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVDSTOPTS, 1)
+            self._v6.add(sock.fileno())
+        sock.setblocking(False)
 
     @property
     def fds(self) -> list[int]:
