@@ -345,6 +345,7 @@ def test_a_kill_route_with_no_known_undo_is_a_warning(tmp_path: Path) -> None:
         "/sbin/route add -host $TARGET$ reject",
         "/usr/sbin/iptables -I INPUT -s $TARGET$ -j DROP",
         "iptables-nft -A INPUT -s $TARGET$ -j DROP",
+        "iptables -6 -I INPUT -s $TARGET$ -j DROP",
     ],
 )
 def test_a_kill_route_for_ipv4_only_is_a_warning_unless_nftables_blocks_too(

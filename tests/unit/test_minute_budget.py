@@ -1,5 +1,8 @@
 """BLOCKS_PER_MINUTE's budget: what its `...-cap ended` lines count."""
 
+import pytest
+
+from portwarden import limits
 from portwarden.respond.budget import MinuteBudget
 
 
@@ -15,3 +18,17 @@ def test_the_end_counts_sources_refused_and_not_served_later() -> None:
     assert budget.ended(30.0) is None  # the budget is still in use
     assert budget.ended(63.0) == (1, False)
     assert budget.ended(200.0) is None  # said once
+
+
+def test_past_the_sources_it_can_remember_the_end_says_or_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Five refused, three remembered, one of those served later: two counted, and `or
+    more`, since two were never remembered (the set's size alone said "exactly 2")."""
+    monkeypatch.setattr(limits, "BLOCK_MAX_REFUSED_COUNTED_MAX", 3)
+    budget = MinuteBudget()
+    assert budget.allows("198.18.0.1", 1, 1, 0.0)
+    for last in "abcde":
+        assert not budget.allows(f"198.18.1.{ord(last)}", 1, 1, 1.0)
+    assert budget.allows("198.18.1.97", 1, 3, 2.0)  # a, served by the second budget
+    assert budget.ended(63.0) == (2, True)

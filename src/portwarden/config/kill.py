@@ -68,7 +68,7 @@ def route_undo(argv: Sequence[str]) -> list[str] | None:
     return None
 
 
-IPV4_ONLY_PROGRAMS = frozenset({"route", "iptables", "iptables-legacy", "iptables-nft"})
+IPV4_ONLY_PROGRAMS = frozenset({"iptables", "iptables-legacy", "iptables-nft"})
 
 
 def ipv4_only(argv: Sequence[str]) -> bool:
@@ -76,7 +76,9 @@ def ipv4_only(argv: Sequence[str]) -> bool:
     `-A inet6` / `-6` (Debian's `route add -host $TARGET$ reject` says `Unknown host`) and
     `iptables` (IPv6 is ip6tables')."""
     program = argv[0].rsplit("/", 1)[-1] if argv else ""
-    return program in IPV4_ONLY_PROGRAMS and not {"-6", "inet6"} & set(argv)
+    if program == "route":
+        return not {"-6", "inet6"} & set(argv)
+    return program in IPV4_ONLY_PROGRAMS  # with -6 too: iptables refuses it
 
 
 def hosts_deny_line(text: str) -> str | None:

@@ -26,6 +26,7 @@ class MinuteBudget:
         # The sources refused and not served since: what the `...-cap ended` lines count (a
         # source's every probe asks again, and one refused at first may be served later).
         self._unserved: set[str] = set()
+        self._uncounted = False  # a refused source not remembered (the set was full)
 
     def allows(self, source: str, cap: int, ports: int, now: float) -> bool:
         """Whether one more is allowed now for `source`, seen on `ports` distinct ports; counts
@@ -38,8 +39,12 @@ class MinuteBudget:
             self._strong.append(now)
         else:
             self.refused += 1
-            if len(self._unserved) < limits.BLOCK_MAX_REFUSED_COUNTED_MAX:
+            if source in self._unserved:
+                pass
+            elif len(self._unserved) < limits.BLOCK_MAX_REFUSED_COUNTED_MAX:
                 self._unserved.add(source)
+            else:
+                self._uncounted = True
             return False
         self._unserved.discard(source)
         return True
@@ -54,7 +59,7 @@ class MinuteBudget:
                 recent.popleft()
         if not self.refused or self._recent:
             return None
-        unserved = len(self._unserved)
-        self.refused = 0
+        ended = len(self._unserved), self._uncounted
+        self.refused, self._uncounted = 0, False
         self._unserved.clear()
-        return unserved, unserved >= limits.BLOCK_MAX_REFUSED_COUNTED_MAX
+        return ended
