@@ -10,7 +10,7 @@ from portwarden.config import Settings
 from portwarden.config.ignore import Network, parse_network, read_otherwise
 from portwarden.respond import admin
 from portwarden.respond.admin import Answer, NotDone, ReapplyAnswer, UnblockAnswer
-from portwarden.text import one_line
+from portwarden.text import counted, one_line
 
 
 class Line(NamedTuple):
@@ -90,12 +90,7 @@ def unblock_lines(answer: UnblockAnswer, settings: Settings, network: Network | 
         for line in answer["left"]
     ]
     if answer.get("swept"):
-        lines.append(
-            Line(
-                f"removed {answer['swept']} nftables elements inside {network} that "
-                "the store did not list"
-            )
-        )
+        lines.append(Line(_swept(answer.get("swept", 0), f" inside {network}")))
     return lines
 
 
@@ -125,10 +120,16 @@ def reapply_lines(answer: ReapplyAnswer, settings: Settings) -> list[Line]:
             Line(f"portwarden: error: reapply: nftables: {answer['nft_error']}", failure=True)
         )
     elif answer.get("nft_blocks") is not None:
-        lines.append(
-            Line(f"nftables: {answer['nft_blocks']} blocks in table inet {settings.nft_table}")
-        )
+        blocks = counted(answer.get("nft_blocks") or 0, "block")
+        lines.append(Line(f"nftables: {blocks} in table inet {settings.nft_table}"))
+    if answer.get("nft_swept"):
+        lines.append(Line(_swept(answer.get("nft_swept", 0))))
     return lines
+
+
+def _swept(count: int, where: str = "") -> str:
+    """Elements our sets held that the store did not list, removed (NftTable.sweep)."""
+    return f"removed {counted(count, 'nftables element')}{where} that the store did not list"
 
 
 def _asked(command: str, ask: Callable[[], Answer]) -> Answer | None:

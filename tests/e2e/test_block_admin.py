@@ -101,7 +101,7 @@ def test_blocks_made_before_the_switch_to_nftables_are_enforced_by_it(
         assert (
             f"KILL_ROUTE not run again for {first.ipv4}: the configuration no longer has"
         ) in result.stdout
-        assert "nftables: 1 blocks in table inet portwarden" in result.stdout
+        assert "nftables: 1 block in table inet portwarden" in result.stdout
         assert first.ipv4 not in blackholes(lab.target)  # the old KILL_ROUTE did not run
         daemon.stop()
         # KILL_ROUTE again for a second block, then commented out by a reload.

@@ -168,3 +168,56 @@ def test_a_kill_route_with_no_known_undo_is_left_in_force_and_not_run_again(
     assert result.returncode == 0 and f"unblocked {attacker}" in result.stdout
     assert portwarden(lab.target, daemon, "blocked").stdout.splitlines()[1:] == []
     daemon.stop()
+
+
+@pytest.fixture
+def own_set(lab: Lab) -> Iterator[str]:
+    """An nftables table of the administrator's own in the target, whose set `scanners` is
+    dropped: the table's name."""
+    table = "admin_own"
+    lab.target.run(["nft", "add", "table", "inet", table])
+    lab.target.run(["nft", "add", "set", "inet", table, "scanners", "{ type ipv4_addr; }"])
+    lab.target.run(
+        ["nft", "add", "chain", "inet", table, "input", "{ type filter hook input priority 0; }"]
+    )
+    lab.target.run(["nft", "add", "rule", "inet", table, "input", "ip saddr @scanners drop"])
+    yield table
+    lab.target.run(["nft", "delete", "table", "inet", table])
+
+
+def test_a_kill_route_that_adds_an_nft_element_is_undone(
+    lab: Lab, start_daemon: StartDaemon, own_set: str
+) -> None:
+    """`nft add element ...` as KILL_ROUTE: undone with `nft delete element` (nft has no `del`,
+    which every unblock ran and which left the block in force); an element gone already (a
+    flushed set) is nothing to remove, and `reapply` puts it back."""
+    route = f"/usr/sbin/nft add element inet {own_set} scanners {{ $TARGET$ }}"
+    conf = f'BLOCK_TCP="1"\nKILL_ROUTE="{route}"\n'
+    daemon = start_daemon("-stcp", conf=conf)
+    assert "no known way to undo" not in daemon.log()
+    attacker = lab.attackers[0]
+
+    def scanners() -> str:
+        return lab.target.run(["nft", "list", "set", "inet", own_set, "scanners"]).stdout
+
+    for step in ("unblock", "flushed"):
+        mark = daemon.mark()
+        nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+        daemon.wait_for(rf"block address={attacker.ipv4} actions=route:done ", since=mark)
+        assert attacker.ipv4 in scanners()
+        assert not can_connect(attacker, lab.target.ipv4, SERVICE)
+        if step == "flushed":
+            lab.target.run(["nft", "flush", "set", "inet", own_set, "scanners"])
+            result = portwarden(lab.target, daemon, "reapply")
+            assert result.returncode == 0, result.stderr
+            assert result.stdout == f"KILL_ROUTE run again for {attacker.ipv4}\n"
+            assert attacker.ipv4 in scanners()
+            lab.target.run(["nft", "flush", "set", "inet", own_set, "scanners"])
+        result = portwarden(lab.target, daemon, "unblock", attacker.ipv4)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == f"unblocked {attacker.ipv4}\n"
+        assert attacker.ipv4 not in scanners()
+        assert can_connect(attacker, lab.target.ipv4, SERVICE)
+    assert "KILL_ROUTE undo: nothing to remove for 1 block " in daemon.log()
+    assert portwarden(lab.target, daemon, "blocked").stdout.splitlines()[1:] == []
+    daemon.stop()

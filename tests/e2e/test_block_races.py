@@ -181,7 +181,7 @@ def test_a_flush_of_our_chain_after_a_reload_that_changes_block_forward_is_repai
     )
     lab.target.run(["nft", "flush", "chain", "inet", "portwarden", "forward"])
     daemon.wait_for("missing: the rules of chain forward of table inet portwarden", since=mark)
-    daemon.wait_for("nftables: 1 blocks re-applied", since=mark)
+    daemon.wait_for("nftables: 1 block re-applied", since=mark)
     rules = lab.target.run(["nft", "list", "chain", "inet", "portwarden", "forward"]).stdout
     assert rules.count(" drop") == 2
     daemon.stop()

@@ -137,9 +137,9 @@ def test_a_firewall_reload_that_flushes_the_ruleset_does_not_free_the_scanner(
         with daemon.paused():
             lab.target.run(["nft", "flush", *flush])
             assert can_connect(attacker, target, SERVICE)  # for now
-            assert daemon.log()[mark:].count("nftables: 1 blocks re-applied") == number - 1
+            assert daemon.log()[mark:].count("nftables: 1 block re-applied") == number - 1
         deadline = time.monotonic() + 10
-        while daemon.log()[mark:].count("nftables: 1 blocks re-applied") < number:
+        while daemon.log()[mark:].count("nftables: 1 block re-applied") < number:
             assert time.monotonic() < deadline, daemon.log()[mark:]
             time.sleep(0.1)
         assert nft_elements(lab.target) == {attacker.ipv4}
@@ -464,7 +464,7 @@ def test_kill_9_while_a_slow_command_delays_the_worker_leaves_no_block_the_store
         ]
         assert sorted(unblocked) == sorted(inside)
         outputs.append(result.stdout)
-    swept = "removed 1 nftables elements inside 198.18.0.0/24 that the store did not list"
+    swept = "removed 1 nftables element inside 198.18.0.0/24 that the store did not list"
     assert swept in outputs[0] and "removed" not in outputs[1]
     assert nft_elements(lab.target) == set()
     assert can_connect(lab.attackers[0], lab.target.ipv4, SERVICE)

@@ -823,8 +823,13 @@ def failing_route(verb: str, answer: str) -> str:
 GONE_ROUTE = failing_route("del", "RTNETLINK answers: No such process")
 
 
+@pytest.mark.parametrize(("count", "said"), [(1, "1 block"), (5, "5 blocks")])
 def test_routes_already_gone_are_counted_in_one_line_per_batch(
-    tmp_path: Path, make: Callable[[str], Actions], caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    make: Callable[[str], Actions],
+    caplog: pytest.LogCaptureFixture,
+    count: int,
+    said: str,
 ) -> None:
     """An unblock of many whose KILL_ROUTE undos find nothing to remove (routes gone with a
     reboot, or by hand): not one line each (100,000 at scale), one line with their number.
@@ -832,20 +837,61 @@ def test_routes_already_gone_are_counted_in_one_line_per_batch(
     script = tmp_path / "route.py"
     script.write_text(GONE_ROUTE)
     actions = make(f'KILL_ROUTE="{sys.executable} {script} add $TARGET$"\n')
-    for number in range(5):
+    for number in range(count):
         assert block(actions, request(f"198.18.0.{11 + number}")) is not None
     for number in range(3):  # recorded, not carried out
         address = f"198.18.0.{21 + number}"
         assert actions.blocks.record(request(address), time.time(), None) is not None
     caplog.set_level(logging.DEBUG, "portwarden")
     caplog.clear()
-    assert len(actions.unblocks.unblock_matching(None, UNBLOCK_COMMAND)) == 8
-    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
-    assert [m for m in said if "nothing to remove" in m] == [
-        "KILL_ROUTE undo: nothing to remove for 5 blocks (gone already: removed by hand, or by "
+    assert len(actions.unblocks.unblock_matching(None, UNBLOCK_COMMAND)) == count + 3
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert [m for m in lines if "nothing to remove" in m] == [
+        f"KILL_ROUTE undo: nothing to remove for {said} (gone already: removed by hand, or by "
         "a reboot)"
     ]
     assert actions.store.leftovers() == []
+
+
+# nft as it answers: no `del` (a syntax error), and an element, set or table not there.
+FAKE_NFT = """\
+import sys
+from pathlib import Path
+held = Path(sys.argv[0] + ".elements")
+elements = set(held.read_text().split()) if held.exists() else set()
+verb, element = sys.argv[1], sys.argv[-2]
+if verb == "add":
+    elements.add(element)
+elif verb == "delete" and element in elements:
+    elements.discard(element)
+elif verb == "delete":
+    sys.exit("Error: Could not process rule: No such file or directory")
+else:
+    sys.exit("Error: syntax error, unexpected element, expecting string")
+held.write_text(" ".join(sorted(elements)))
+"""
+
+
+def test_a_kill_route_that_adds_an_nft_element_is_undone_with_delete(
+    tmp_path: Path, make: Callable[[str], Actions], caplog: pytest.LogCaptureFixture
+) -> None:
+    """`nft add element ...` is undone with `nft delete element ...` (its `del` was a syntax
+    error: every unblock left the block in force); an element gone already (a flushed
+    ruleset) is nothing to remove."""
+    nft = tmp_path / "nft"
+    nft.write_text(f"#!{sys.executable}\n{FAKE_NFT}")
+    nft.chmod(0o755)
+    elements = tmp_path / "nft.elements"
+    actions = make(f'KILL_ROUTE="{nft} add element inet filter blocked {{ $TARGET$ }}"\n')
+    assert block(actions, request("198.18.0.11")) is not None
+    assert block(actions, request("198.18.0.12")) is not None
+    assert elements.read_text() == "198.18.0.11 198.18.0.12"
+    elements.write_text("198.18.0.11")  # 198.18.0.12 removed by hand
+    caplog.set_level(logging.INFO, "portwarden")
+    assert len(actions.unblocks.unblock_matching(None, UNBLOCK_COMMAND)) == 2
+    assert actions.store.leftovers() == []
+    assert elements.read_text() == ""
+    assert "KILL_ROUTE undo: nothing to remove for 1 block " in caplog.text
 
 
 THERE_ROUTE = failing_route("add", "RTNETLINK answers: File exists")

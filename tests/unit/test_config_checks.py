@@ -331,9 +331,15 @@ def test_a_kill_route_with_no_known_undo_is_a_warning(tmp_path: Path) -> None:
     (found,) = load_settings(path).warnings
     assert found.startswith(f"{path}:2: KILL_ROUTE: no known way to undo it")
     assert "unblock and expiry leave it in force, and reapply does not run it again" in found
+    path.write_text(
+        'BLOCK_TCP="1"\nKILL_ROUTE="nft add rule inet f input ip saddr $TARGET$ drop"\n'
+    )
+    (found,) = load_settings(path).warnings
+    assert "no known way to undo it" in found
     for known in (
         "/sbin/ip route add blackhole $TARGET$",
         "ip6tables -I INPUT -s $TARGET$ -j DROP",
+        "/usr/sbin/nft add element inet f blocked { $TARGET$ }",
     ):
         path.write_text(f'BLOCK_TCP="1"\nKILL_ROUTE="{known}"\n')
         assert load_settings(path).warnings == ()

@@ -1,11 +1,13 @@
 """KILL_ROUTE, KILL_RUN_CMD and KILL_HOSTS_DENY: checked at load, hosts.deny text literal."""
 
 import ipaddress
+import shlex
 from pathlib import Path
 
 import pytest
 
 from portwarden.config import BlockMode, load_settings
+from portwarden.config.kill import route_undo
 from portwarden.respond.actions import Actions
 from portwarden.respond.block import BlockRequest
 from portwarden.store.db import Store
@@ -101,3 +103,26 @@ def test_a_hash_in_a_command_is_no_comment(tmp_path: Path) -> None:
     assert s.kill_run_cmd.shell_syntax == ()
     s = load_settings(write(tmp_path, 'KILL_RUN_CMD="# page me"\n'))
     assert s.kill_run_cmd is not None and s.kill_run_cmd.shell_syntax == ()
+
+
+@pytest.mark.parametrize(
+    ("command", "undo"),
+    [
+        ("/sbin/ip route add blackhole A", "/sbin/ip route del blackhole A"),
+        ("/sbin/route add -host A reject", "/sbin/route del -host A reject"),
+        ("iptables -I INPUT 1 -s A -j DROP", "iptables -D INPUT -s A -j DROP"),
+        # nft has no `del`: it answers a syntax error, so every undo failed
+        ("/usr/sbin/nft add element inet t s { A }", "/usr/sbin/nft delete element inet t s { A }"),
+        ("nft -e create element inet t s { A }", "nft -e delete element inet t s { A }"),
+        ("nft 'add element inet t s { A }'", "nft 'delete element inet t s { A }'"),
+        # a rule is removed by its handle, which the command does not give us
+        ("nft add rule inet t input ip saddr A drop", None),
+        ("nft insert rule inet t input ip saddr A drop", None),
+        ("/usr/local/sbin/block A", None),
+    ],
+)
+def test_route_undo(command: str, undo: str | None) -> None:
+    found = route_undo(shlex.split(command))
+    assert (None if found is None else shlex.join(found)) == (
+        None if undo is None else shlex.join(shlex.split(undo))
+    )

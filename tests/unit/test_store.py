@@ -99,3 +99,32 @@ def test_a_read_only_store_of_an_old_version_is_brought_up_to_date(tmp_path: Pat
     with sqlite3.connect(path) as db:
         db.execute(OLD_SCHEMA)
     assert Store(path, read_only=True).leftovers() == []
+
+
+def test_an_action_kind_is_found_in_active_and_ended_blocks_only_as_a_kind(
+    tmp_path: Path,
+) -> None:
+    """has_action looks for the kind's text first: a KILL_ROUTE that runs nft is no nft
+    action."""
+    store = Store(tmp_path / "store.db")
+    route = ("/usr/sbin/nft", "add", "element", "inet", "f", "s", "{", ADDRESS, "}")
+    record = store.add_block(
+        ADDRESS,
+        "tcp",
+        11,
+        "stcp",
+        "x",
+        ADDRESS,
+        1.0,
+        None,
+        (Action("route", (), "done", route),),
+        "",
+    )
+    assert record is not None and not store.has_action("nft")
+    store.end_block(record.id, 2.0, "command")
+    nft = (Action("nft", (), "done", ("portwarden",)),)
+    record = store.add_block("198.18.0.12", "tcp", 11, "stcp", "x", "x", 3.0, None, nft, "")
+    assert record is not None and store.has_action("nft") and store.has_action("route")
+    store.end_block(record.id, 4.0, "command")
+    assert store.has_action("nft") and not store.has_action("hosts.deny")
+    store.close()

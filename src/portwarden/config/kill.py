@@ -55,8 +55,12 @@ def route_command(text: str) -> Command | None:
 def route_undo(argv: Sequence[str]) -> list[str] | None:
     """The command that removes what a KILL_ROUTE command added, when we can tell.
 
-    `ip route add ...` and `route add ...` -> `del`; `iptables -I/-A CHAIN [N] ...` -> `-D`.
+    `ip route add ...` and `route add ...` -> `del`; `iptables -I/-A CHAIN [N] ...` -> `-D`;
+    `nft add element ...` (or `create element`) -> `delete element` (nft has no `del`). No
+    other nft command: a rule is removed by its handle, which the command does not print.
     """
+    if _program(argv) == "nft":
+        return _nft_undo(argv)
     for index, arg in enumerate(argv):
         if arg == "add":
             return [*argv[:index], "del", *argv[index + 1 :]]
@@ -68,6 +72,27 @@ def route_undo(argv: Sequence[str]) -> list[str] | None:
     return None
 
 
+def _nft_undo(argv: Sequence[str]) -> list[str] | None:
+    """`nft [options] add|create element FAMILY TABLE SET { ... }` -> `delete element ...`. nft
+    joins its arguments into one command, so they may come one word each or all in one; the
+    command starts at the first that is not an option (options with a value, `-I DIR`, are
+    not looked for: a KILL_ROUTE has no use for them)."""
+    for index, arg in enumerate(argv[1:], 1):
+        if arg.startswith("-"):
+            continue
+        command = " ".join(argv[index:]).split()  # as nft reads it
+        if command[:1] not in (["add"], ["create"]) or command[1:2] != ["element"]:
+            return None
+        verb = " ".join(["delete", *arg.split(maxsplit=1)[1:]])  # the rest of its argument
+        return [*argv[:index], verb, *argv[index + 1 :]]
+    return None
+
+
+def _program(argv: Sequence[str]) -> str:
+    """The program's file name, without its folder."""
+    return argv[0].rsplit("/", 1)[-1] if argv else ""
+
+
 IPV4_ONLY_PROGRAMS = frozenset({"iptables", "iptables-legacy", "iptables-nft"})
 
 
@@ -75,7 +100,7 @@ def ipv4_only(argv: Sequence[str]) -> bool:
     """Whether a KILL_ROUTE command cannot take an IPv6 $TARGET$: net-tools' `route` without
     `-A inet6` / `-6` (Debian's `route add -host $TARGET$ reject` says `Unknown host`) and
     `iptables` (IPv6 is ip6tables')."""
-    program = argv[0].rsplit("/", 1)[-1] if argv else ""
+    program = _program(argv)
     if program == "route":
         return not {"-6", "inet6"} & set(argv)
     return program in IPV4_ONLY_PROGRAMS  # with -6 too: iptables refuses it

@@ -378,7 +378,8 @@ def _block_warnings(read: Reader, settings: Settings) -> list[str]:
     if route and blocks and kill.route_undo(route.argv) is None:
         found.append(
             f"{read.where('KILL_ROUTE')}KILL_ROUTE: no known way to undo it (only "
-            "`... add ...`, undone with `del`, and iptables -I/-A, undone with -D): "
+            "`... add ...`, undone with `del`, `nft add element`, undone with `delete "
+            "element`, and iptables -I/-A, undone with -D): "
             "unblock and expiry leave it in force, and reapply does not run it "
             "again"
         )

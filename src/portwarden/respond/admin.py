@@ -8,6 +8,7 @@ the command does it on the store directly, holding STATE_DIR's lock meanwhile, s
 daemon starts in the middle. What the command prints is admin_output's.
 """
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any, NotRequired, TypedDict, TypeVar, cast
@@ -37,7 +38,7 @@ class UnblockAnswer(TypedDict):
     table_removed: bool  # our nftables table (only `unblock --all` removes it)
     old_tables_removed: NotRequired[list[str]]  # tables of an earlier NFT_TABLE (--all)
     nft_error: NotRequired[str]  # why the table(s) of --all could not be removed
-    swept: NotRequired[int]  # without a daemon: elements in our sets that the store did not list
+    swept: NotRequired[int]  # elements in our sets inside the network that the store did not list
     event_log_error: NotRequired[str]  # without a daemon: why its `unblock` events are unwritten
 
 
@@ -48,6 +49,7 @@ class ReapplyAnswer(TypedDict):
     not_configured: NotRequired[list[str]]  # the configuration no longer has its KILL_ROUTE
     nft_blocks: NotRequired[int | None]  # the nftables blocks put back; None: no nftables
     nft_error: NotRequired[str]  # instead of nft_blocks: why they could not be put back
+    nft_swept: NotRequired[int]  # elements removed from our sets that the store did not list
 
 
 Answer = TypeVar("Answer", UnblockAnswer, ReapplyAnswer)
@@ -63,7 +65,9 @@ def unblock_here(
 ) -> tuple[list[BlockRecord], UnblockAnswer]:
     """Unblock what lies in `network` (every block and our nftables table when None), after
     another try at what earlier unblocks there left in force. The answer's `left` names what
-    is still in force, one line per block."""
+    is still in force, one line per block. Our sets' elements inside `network` that the
+    store does not list go too (NftTable.sweep); the nftables part only when this instance
+    works with nftables (works_with_nft)."""
     cleared, still = actions.unblocks.retry_left(network, by_hand=True)
     undone = actions.unblocks.unblock_matching(network, UNBLOCK_COMMAND)
     still += [r for r in undone if left(r)]
@@ -73,22 +77,22 @@ def unblock_here(
         "kept": [f"{r.address}: {line}" for r in undone for line in kept_lines(r)],
         "table_removed": False,
     }
-    if network is None:
-        try:
-            answer["table_removed"] = actions.nft.drop_table()
-            answer["old_tables_removed"] = drop_old_tables(actions.nft, actions.store)
-        except NftError as error:
-            answer["nft_error"] = one_line(str(error))
+    if not actions.nft.in_use():
+        return undone, answer
+    if network is not None:
+        answer["swept"] = actions.nft.sweep(network, actions.restorer.in_nft_sets)
+        return undone, answer
+    try:
+        answer["table_removed"] = actions.nft.drop_table()
+        answer["old_tables_removed"] = drop_old_tables(actions.nft, actions.store)
+    except NftError as error:
+        answer["nft_error"] = one_line(str(error))
     return undone, answer
 
 
 def _unblock_without_daemon(actions: Actions, network: Network | None) -> UnblockAnswer:
-    """unblock_here, and the `unblock` events the daemon would have written. Our sets'
-    elements inside `network` go too, also one the store does not know: added by a daemon
-    killed before it recorded the block (see BlockMaker.record)."""
+    """unblock_here, and the `unblock` events the daemon would have written."""
     undone, answer = unblock_here(actions, network)
-    if network is not None:
-        answer["swept"] = actions.nft.sweep(network)
     try:
         write_unblocks(
             actions.settings, [(r.address, time.time()) for r in undone], UNBLOCK_COMMAND
@@ -99,8 +103,9 @@ def _unblock_without_daemon(actions: Actions, network: Network | None) -> Unbloc
 
 
 def reapply_here(actions: Actions) -> ReapplyAnswer:
-    """KILL_ROUTE run again for every block, and our nftables table made again (its chains
-    and rules repaired) with every nftables block in it."""
+    """KILL_ROUTE run again for every active block, and our nftables table made again (its
+    chains and rules repaired) with every nftables block in it, and nothing else in its sets
+    (an element the store does not list: see NftTable.sweep)."""
     routes = actions.restorer.reapply_routes()
     answer: ReapplyAnswer = {
         "reapplied": routes.done,
@@ -108,10 +113,15 @@ def reapply_here(actions: Actions) -> ReapplyAnswer:
         "not_reapplied": routes.no_undo,
         "not_configured": routes.unconfigured,
     }
+    if not actions.nft.in_use():
+        answer["nft_blocks"] = None
+        return answer
     try:
         answer["nft_blocks"] = actions.restorer.put_back_nft()
     except NftError as error:
         answer["nft_error"] = one_line(str(error))
+    else:
+        answer["nft_swept"] = actions.nft.sweep(None, actions.restorer.in_nft_sets)
     return answer
 
 
@@ -180,7 +190,20 @@ def _by_daemon_or_here(
             time.sleep(0.1)
             continue
         with lock:
-            try:  # as `run` does: another daemon here may block with a table of that name
+            return _here(settings, command, here)
+
+
+def _here(settings: Settings, command: str, here: Callable[[Actions], Answer]) -> Answer:
+    """`here`'s answer, with what `run` would hold held as it holds it: NFT_TABLE when this
+    instance works with nftables (another daemon here may block with a table of that name:
+    removing that table or its elements would free its blocks), BLOCKED_FILE and EVENT_LOG.
+    Raises NotDone when one of them is held by another."""
+    with contextlib.ExitStack() as held:
+        store = Store(store_path(settings.state_dir))
+        held.callback(store.close)
+        actions = Actions(settings, store)
+        if actions.nft.in_use():
+            try:
                 claim = claim_table(settings.nft_table, settings.source)
             except ConfigError:
                 raise NotDone(
@@ -189,16 +212,11 @@ def _by_daemon_or_here(
                     "changed (use that daemon's configuration, or give each instance "
                     "its own NFT_TABLE)"
                 ) from None
-            files = FileClaims(command)  # BLOCKED_FILE, EVENT_LOG: as `run` holds them
-            try:
-                files.claim(settings)
-            except ConfigError as error:
-                claim.close()
-                raise NotDone(f"{error}; nothing was changed") from None
-            store = Store(store_path(settings.state_dir))
-            try:
-                return here(Actions(settings, store))
-            finally:
-                store.close()
-                files.close()
-                claim.close()
+            held.callback(claim.close)
+        files = FileClaims(command)
+        try:
+            files.claim(settings)
+        except ConfigError as error:
+            raise NotDone(f"{error}; nothing was changed") from None
+        held.callback(files.close)
+        return here(actions)

@@ -35,9 +35,15 @@ def expand(argv: Sequence[str], target: str, port: int, mode: str) -> list[str]:
     return [fill(arg, target, port, mode) for arg in argv]
 
 
-# What `ip route del`, `route del` and `iptables -D` say when what they should remove is not
-# there (removed by hand, or by a reboot): for an undo, that is success.
-NOT_THERE = ("No such process", "does a matching rule exist")
+# What `ip route del`, `route del`, `iptables -D` and `nft delete element` (the element, or
+# its set or table, is gone) say when what they should remove is not there (removed by hand,
+# by a reboot, or with the ruleset): for an undo, that is success.
+NOT_THERE = (
+    "No such process",
+    "does a matching rule exist",
+    "Error: Could not process rule: No such file or directory",
+    "Error: No such file or directory",
+)
 # What `run` answers for such an undo: no failure, and nothing logged (there may be thousands:
 # the caller says how many in one line).
 GONE = "nothing to remove"

@@ -13,7 +13,7 @@ import ipaddress
 import json
 import socket
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from portwarden.config.errors import ConfigError
 from portwarden.config.ignore import Network
@@ -58,6 +58,11 @@ class TableListing(NamedTuple):
 
     elements: frozenset[str]  # the addresses in its sets, as the store writes them
     ours_alone: bool  # nothing but our sets and chains (no other set, map, chain, ...)
+
+
+def _address(element: str | dict[str, Any]) -> IPAddress:
+    """A set element of `nft -j list`: its address alone, or an object with its timeout."""
+    return ipaddress.ip_address(element["elem"]["val"] if isinstance(element, dict) else element)
 
 
 def _by_set(blocks: Iterable[tuple[IPAddress | str, int | None]]) -> dict[str, list[Element]]:
@@ -188,32 +193,36 @@ class NftBlocker:
         for item in json.loads(listed)["nftables"]:
             kind, body = next(iter(item.items()))
             if kind == "set" and body.get("name") in _OUR_SETS:
-                for element in body.get("elem", []):
-                    value = element["elem"]["val"] if isinstance(element, dict) else element
-                    elements.add(str(ipaddress.ip_address(value)))
+                elements.update(str(_address(element)) for element in body.get("elem", []))
             elif kind == "chain" and body.get("name") in _OUR_CHAINS:
                 continue
             elif kind not in _LISTING_HEADERS:
                 ours_alone = False
         return TableListing(frozenset(elements), ours_alone)
 
-    def remove_inside(self, network: Network) -> int:
-        """Remove every element inside `network` (one listing of the set; none when the table
-        is not there). Returns how many."""
-        name = "blocked6" if network.version == 6 else "blocked4"
-        try:
-            listed = self._nft.run(f"list set inet {self.table} {name}", json_output=True)
-        except NftError:
-            return 0
-        inside = []
-        for item in json.loads(listed)["nftables"]:
-            for element in item.get("set", {}).get("elem", []):
-                value = element["elem"]["val"] if isinstance(element, dict) else element
-                address = ipaddress.ip_address(value)
-                if address in network:
-                    inside.append(address)
-        self.remove(inside)
-        return len(inside)
+    def elements_inside(self, network: Network | None) -> list[IPAddress]:
+        """The elements of our sets inside `network` (all of them when None); none when the
+        table is not there. One address is looked up (one netlink request); a network takes a
+        listing of its family's set (of both sets for None)."""
+        if network is not None and network.num_addresses == 1:
+            address = network.network_address
+            return [address] if self.has(address) else []
+        if network is None:
+            names = sorted(_OUR_SETS)
+        else:
+            names = ["blocked6" if network.version == 6 else "blocked4"]
+        found = []
+        for name in names:
+            try:
+                listed = self._nft.run(f"list set inet {self.table} {name}", json_output=True)
+            except NftError:
+                continue  # no table, or no such set in it
+            for item in json.loads(listed)["nftables"]:
+                for element in item.get("set", {}).get("elem", []):
+                    address = _address(element)
+                    if network is None or address in network:
+                        found.append(address)
+        return found
 
     def replace_all(self, blocks: Iterable[tuple[IPAddress | str, int | None]]) -> None:
         """Make the sets hold exactly `blocks` (start-up restore), in one transaction."""

@@ -6,7 +6,7 @@ respond/old_tables.py)."""
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from portwarden import limits
 from portwarden.config import BlockMode, ConfigError, Settings
@@ -17,7 +17,7 @@ from portwarden.net.nftables import Nft, NftError, load_library
 from portwarden.respond.context import ActionContext
 from portwarden.respond.nft import NftBlocker, claim_table
 from portwarden.respond.recorded import table_of
-from portwarden.store.db import DONE, FAILED, NFT, Action
+from portwarden.store.db import DONE, FAILED, NFT, Action, Store
 from portwarden.text import one_line
 
 log = logging.getLogger("portwarden")
@@ -29,6 +29,15 @@ def uses_nft(settings: Settings) -> bool:
         return False
     use = settings.block_nftables
     return use is NftUse.ALWAYS or (use is NftUse.AUTO and settings.kill_route is None)
+
+
+def works_with_nft(settings: Settings, store: Store) -> bool:
+    """Whether this instance has our nftables table to look after, and so holds NFT_TABLE
+    (nft.claim_table): it blocks with nftables, or did (its store has blocks with an
+    nftables action, ended ones too: an element of theirs may still be there, put back by a
+    ruleset saved earlier, or added by a daemon killed before it recorded its block). One
+    that never did leaves the table alone: another instance may block with it."""
+    return uses_nft(settings) or store.has_action(NFT)
 
 
 def nft_warning(settings: Settings) -> str | None:
@@ -66,6 +75,10 @@ class NftTable:
         """NFT_TABLE now."""
         return self._context.settings.nft_table
 
+    def in_use(self) -> bool:
+        """works_with_nft, for the settings in force."""
+        return works_with_nft(self._context.settings, self._context.store)
+
     def blocker(self) -> NftBlocker:
         if self._blocker is None:
             blocker = self._unchecked()
@@ -99,14 +112,28 @@ class NftTable:
         self._blocker = None
         return self._unchecked().drop_table()
 
-    def sweep(self, network: Network) -> int:
-        """Remove every element inside `network` from our sets, also those the store does not
-        know (see BlockMaker.record); only while no daemon runs. Returns how many were there."""
+    def sweep(self, network: Network | None, listed: Callable[[], set[str]]) -> int:
+        """Remove the elements of our sets inside `network` (all when None) that `listed()`,
+        the addresses of the store's active nftables blocks, does not hold: one added by a
+        daemon killed before it recorded its block (see BlockMaker.record), or one of an ended
+        block that a ruleset saved earlier brought back (`nft -f`). Returns how many.
+
+        The store is read after the sets: while a daemon runs, its loop records a block a
+        fraction of a millisecond after it adds the element, so only an element added in
+        that last fraction could be taken for one the store does not list; it comes back at
+        its source's next probe (ResponsePolicy._put_element_back)."""
+        blocker = self._blocker or self._unchecked()
         try:
-            return (self._blocker or self._unchecked()).remove_inside(network)
+            found = blocker.elements_inside(network)
+            if not found:
+                return 0
+            keep = listed()
+            stale = [a for a in found if str(a) not in keep]
+            blocker.remove(stale)
         except NftError as error:
             log.error("nftables: %s", one_line(str(error)))
             return 0
+        return len(stale)
 
     def add(self, address: IPAddress, until: float | None) -> Action:
         """Add the element, its kernel timeout ending at `until` as the store's block does."""

@@ -43,7 +43,7 @@ from portwarden.respond.jobs import (
     UnblockJob,
 )
 from portwarden.respond.nft import claim_table
-from portwarden.respond.nft_table import uses_nft
+from portwarden.respond.nft_table import works_with_nft
 from portwarden.respond.notes import NotedSources
 from portwarden.respond.recorded import lasting, lasting_steps, via
 from portwarden.respond.worker import ActionWorker, report_unblocks, say_table_remade
@@ -157,9 +157,10 @@ class ResponsePolicy:
         return self._store
 
     def claim_table(self, settings: Settings) -> None:
-        """Hold NFT_TABLE once `settings` block with nftables (nft.claim_table). Raises
-        ConfigError when another daemon here holds it."""
-        if self._table_claim is None and uses_nft(settings):
+        """Hold NFT_TABLE once this instance works with nftables under `settings`
+        (works_with_nft; nft.claim_table). Raises ConfigError when another daemon here holds
+        it."""
+        if self._table_claim is None and works_with_nft(settings, self._store):
             self._table_claim = claim_table(settings.nft_table, settings.source)
 
     def start(self) -> None:

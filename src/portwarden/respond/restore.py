@@ -352,13 +352,25 @@ class Restorer:
         """Make our table again (or repair its chains and rules) with the active nftables
         blocks (a failed nft action counts too: this is its second chance). Returns how many;
         None when nothing blocks with nftables."""
-        ending = {record.id for record, _ in self._store.unblocking()}  # elements gone on purpose
-        active = [r for r in self._store.active() if r.id not in ending]
-        blocks = self._nft_blocks(active, time.time())
+        blocks = self._nft_blocks(self._in_nft_sets(), time.time())
         if not blocks and not uses_nft(self._context.settings):
             return None
         self._nft.blocker().put_back(blocks)
         return len(blocks)
+
+    def in_nft_sets(self) -> set[str]:
+        """The addresses whose element belongs in our sets (see NftTable.sweep)."""
+        return {r.address for r in self._in_nft_sets()}
+
+    def _in_nft_sets(self) -> list[BlockRecord]:
+        """The active blocks with an nftables action, but those whose unblock has begun
+        (their elements are gone on purpose)."""
+        ending = {record.id for record, _ in self._store.unblocking()}
+        return [
+            r
+            for r in self._store.active()
+            if r.id not in ending and any(a.kind == NFT for a in r.actions)
+        ]
 
     @staticmethod
     def _nft_blocks(active: list[BlockRecord], now: float) -> list[tuple[str, int | None]]:

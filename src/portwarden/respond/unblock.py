@@ -29,7 +29,7 @@ from portwarden.store.db import (
     Action,
     BlockRecord,
 )
-from portwarden.text import one_line
+from portwarden.text import counted, one_line
 
 log = logging.getLogger("portwarden")
 
@@ -263,9 +263,9 @@ class Unblocker:
         interrupted unblocks), instead of one each."""
         if self._routes_gone:
             log.info(
-                "KILL_ROUTE undo: nothing to remove for %d blocks (gone already: removed "
+                "KILL_ROUTE undo: nothing to remove for %s (gone already: removed "
                 "by hand, or by a reboot)",
-                self._routes_gone,
+                counted(self._routes_gone, "block"),
             )
             self._routes_gone = 0
 

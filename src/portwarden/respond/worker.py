@@ -34,7 +34,7 @@ from portwarden.respond.jobs import (
 from portwarden.respond.nft_table import uses_nft
 from portwarden.respond.recorded import IGNORED, NOT_RUN, PROTECTED, enforced
 from portwarden.store.db import UNBLOCK_COMMAND, BlockRecord, Store
-from portwarden.text import one_line, utc_stamp
+from portwarden.text import counted, one_line, utc_stamp
 
 log = logging.getLogger("portwarden")
 
@@ -143,7 +143,9 @@ class ActionWorker(threading.Thread):
                         )
                     case ReapplyJob(answer):
                         with _answering(answer):
-                            answer.set_result(dict(reapply_here(actions)))  # as JSON
+                            reapplied = reapply_here(actions)
+                            _say_swept(reapplied.get("nft_swept", 0), actions.settings, "reapply")
+                            answer.set_result(dict(reapplied))  # as JSON
                     case _:
                         assert_never(job)
             except Exception:  # one failing action must never stop the others
@@ -166,7 +168,8 @@ class ActionWorker(threading.Thread):
                 [r.address for r in actions.unblocks.unblock_matching(None, "stop")],
                 _just_now("stop"),
             )
-            actions.nft.drop_table()
+            if actions.nft.in_use():  # else the table is not ours: another instance's, maybe
+                actions.nft.drop_table()
 
     def _carry_out(self, actions: Actions, job: BlockJob) -> None:
         try:
@@ -198,6 +201,7 @@ class ActionWorker(threading.Thread):
     def _unblock(self, actions: Actions, job: UnblockJob) -> dict[str, Any]:
         undone, answer = unblock_here(actions, job.network)
         report_unblocks(self._alerts, [r.address for r in undone], _just_now(UNBLOCK_COMMAND))
+        _say_swept(answer.get("swept", 0), actions.settings, f"unblock {job.network}")
         return dict(answer)  # for the control socket, as JSON
 
     def _report_block(self, record: BlockRecord) -> None:
@@ -223,12 +227,25 @@ class ActionWorker(threading.Thread):
         else:
             self.unfilled.clear()
             log.warning(
-                "nftables: %d blocks re-applied in table inet %s",
-                count or 0,
+                "nftables: %s re-applied in table inet %s",
+                counted(count or 0, "block"),
                 actions.settings.nft_table,
             )
         finally:
             self.putting_back.clear()
+
+
+def _say_swept(count: int, settings: Settings, by: str) -> None:
+    """The elements an unblock or a reapply removed from our sets that the store did not
+    list (NftTable.sweep): blocks that had ended, back in force."""
+    if count:
+        log.warning(
+            "nftables: %s: removed %s of table inet %s that the store did not list "
+            "(a ruleset saved earlier and restored?)",
+            by,
+            counted(count, "element"),
+            settings.nft_table,
+        )
 
 
 @contextlib.contextmanager

@@ -428,6 +428,16 @@ class Store:
         )
         return {tuple(json.loads(do)) if do else () for (do,) in rows}
 
+    def has_action(self, kind: str) -> bool:
+        """Whether a block, active or ended, has an action of `kind`. Its text is looked for
+        first: a JSON parse of every block's actions took 0.6 s for 100,000, this 0.06 s."""
+        row = self._db.execute(
+            "SELECT 1 FROM blocks WHERE instr(actions, :quoted) AND EXISTS (SELECT 1 FROM"
+            " json_each(blocks.actions) WHERE json_extract(value, '$.kind') = :kind) LIMIT 1",
+            {"kind": kind, "quoted": json.dumps(kind)},
+        ).fetchone()
+        return row is not None
+
     def unwritten(self) -> list[BlockRecord]:
         """Blocks (active or ended) whose HISTORY_FILE line is not known to be written."""
         rows = self._db.execute(f"SELECT {_COLUMNS} FROM blocks WHERE NOT history ORDER BY id")
