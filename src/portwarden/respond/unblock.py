@@ -116,9 +116,8 @@ class Unblocker:
         error = self._remove_elements(records)
         if error is not None:
             log.warning(
-                "nftables: removing the elements of %d unblocked blocks failed: %s; "
-                "the action worker tries again",
-                len(records),
+                "nftables: removing the elements of %s failed: %s; the action worker tries again",
+                counted(len(records), "unblocked block"),
                 error,
             )
 
@@ -136,7 +135,7 @@ class Unblocker:
             by_whom.setdefault(by, []).append(record)
         finished = [u for by, records in by_whom.items() for u in self.unblock_many(records, by)]
         if finished:
-            log.warning("finished %d unblocks that a stop interrupted", len(finished))
+            log.warning("finished %s that a stop interrupted", counted(len(finished), "unblock"))
         return finished
 
     def _remove_elements(self, records: list[BlockRecord]) -> str | None:

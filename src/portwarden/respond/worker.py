@@ -157,9 +157,8 @@ class ActionWorker(threading.Thread):
         """The last job; `unblock` (UNBLOCK_ON_STOP): every block ends, and our nftables table."""
         if actions.blocks.not_run:
             log.warning(
-                "stopping: KILL_RUN_CMD not run for %d blocks that waited "
-                "their turn (recorded `%s`)",
-                actions.blocks.not_run,
+                "stopping: KILL_RUN_CMD not run for %s that waited their turn (recorded `%s`)",
+                counted(actions.blocks.not_run, "block"),
                 NOT_RUN,
             )
         if unblock:
