@@ -7,6 +7,7 @@ import pytest
 
 from portwarden.lab.network import Host, Lab
 from tests.lab.daemon import RunningDaemon
+from tests.lab.portmapper import HOSTS_ALLOW, HOSTS_DENY, Portmapper
 from tests.lab.services import tcp_echo_server
 
 TCP_PORTS = "1,11,15,79,111,540,1080,31337"
@@ -90,3 +91,17 @@ def nmap(host_run: Callable, *args: str) -> None:
 def address_of(host: Host, family: int) -> str:
     """The lab host's IPv4 address (`family` 4) or IPv6 address (6)."""
     return host.ipv4 if family == 4 else host.ipv6
+
+
+@pytest.fixture
+def portmapper(lab: Lab, tmp_path: Path) -> Iterator[Portmapper]:
+    """A real rpcbind in the target with the lab's own hosts.allow and hosts.deny; what
+    `portwarden portmap protect` may have left in the firewalls goes when the test ends."""
+    started = Portmapper(lab.target, tmp_path, HOSTS_ALLOW, HOSTS_DENY)
+    yield started
+    started.stop()
+    lab.target.run(["nft", "delete", "table", "inet", "portwarden_portmap"], check=False)
+    for tool in ("iptables", "ip6tables"):
+        lab.target.run([tool, "-D", "INPUT", "-j", "PORTWARDEN_PORTMAP"], check=False)
+        lab.target.run([tool, "-F", "PORTWARDEN_PORTMAP"], check=False)
+        lab.target.run([tool, "-X", "PORTWARDEN_PORTMAP"], check=False)

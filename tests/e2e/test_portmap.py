@@ -20,23 +20,9 @@ from portwarden.lab.network import Host, Lab
 from portwarden.portmap.check import UNKNOWN_FIREWALL
 from tests.lab.acl import mode_600_and_reader
 from tests.lab.isolated import NEW_MOUNTS
-from tests.lab.portmapper import PROGRAM, Portmapper, StandIn
+from tests.lab.portmapper import HOSTS_ALLOW, HOSTS_DENY, PROGRAM, Portmapper, StandIn
 
 ALLOW = ["--allow", "198.18.0.16/255.255.255.240", "--allow", "2001:db8::10/124"]
-HOSTS_ALLOW = b"# lab hosts.allow\nsshd: 198.18.0.0/255.255.255.0\n"
-HOSTS_DENY = b"# lab hosts.deny\nin.fingerd: ALL\n"
-
-
-@pytest.fixture
-def portmapper(lab: Lab, tmp_path: Path) -> Iterator[Portmapper]:
-    started = Portmapper(lab.target, tmp_path, HOSTS_ALLOW, HOSTS_DENY)
-    yield started
-    started.stop()
-    lab.target.run(["nft", "delete", "table", "inet", "portwarden_portmap"], check=False)
-    for tool in ("iptables", "ip6tables"):
-        lab.target.run([tool, "-D", "INPUT", "-j", "PORTWARDEN_PORTMAP"], check=False)
-        lab.target.run([tool, "-F", "PORTWARDEN_PORTMAP"], check=False)
-        lab.target.run([tool, "-X", "PORTWARDEN_PORTMAP"], check=False)
 
 
 def rpcinfo_lists_program(host: Host, target: str) -> bool:
@@ -184,7 +170,7 @@ def test_check_reports_exposed_then_protected(lab: Lab, portmapper: Portmapper) 
     not_local = portmapper.portwarden("portmap", "check", "--from", "198.18.0.99")
     assert (not_local.returncode, not_local.stderr) == (
         2,
-        "portwarden: error: --from 198.18.0.99: not an address of this host\n",
+        'portwarden: error: --from: "198.18.0.99": not an address of this host\n',
     )
 
     run_ok(portmapper, "protect", *ALLOW)
@@ -559,11 +545,11 @@ def test_probes_where_nothing_listens_say_not_running(lab: Lab) -> None:
         ),
         (
             ["--from", "198.18.0.20", "--to", "198.18.7.7"],
-            "--to 198.18.7.7: Network is unreachable",
+            '--to: "198.18.7.7": Network is unreachable',
         ),
         (
             ["--from", "198.18.0.99", "--to", "198.18.0.1"],
-            "--from 198.18.0.99: not an address of this host",
+            '--from: "198.18.0.99": not an address of this host',
         ),
     ],
 )
@@ -688,15 +674,19 @@ def test_protect_warns_about_a_last_line_without_newline_and_never_glues_onto_it
 def test_unprotect_that_fails_in_iptables_puts_nftables_back(
     lab: Lab, portmapper: Portmapper
 ) -> None:
-    """Our rules in both firewalls; ip6tables cannot delete our chain (someone's chain jumps
-    to it): the nftables table already deleted comes back as it was, with the files."""
+    """Our rules in both firewalls (as an older portwarden's protect left them: protect now
+    takes them out of the firewall not chosen); ip6tables cannot delete our chain (someone's
+    chain jumps to it): the nftables table already deleted comes back as it was, with the
+    files."""
     target = lab.target
     run_ok(portmapper, "protect", *ALLOW, "--firewall", "nft")
+    table = ["nft", "list", "table", "inet", "portwarden_portmap"]
+    ours = target.run(table).stdout
     run_ok(portmapper, "protect", *ALLOW, "--firewall", "iptables", "--no-wrappers")
+    target.run(["nft", "-f", "-"], input=ours)
     target.run(["ip6tables", "-N", "HOLDER"])
     try:
         target.run(["ip6tables", "-A", "HOLDER", "-j", "PORTWARDEN_PORTMAP"])
-        table = ["nft", "list", "table", "inet", "portwarden_portmap"]
         protected = files(portmapper), iptables_rules(target), target.run(table).stdout
         failed = portmapper.portwarden("portmap", "unprotect")
         assert (files(portmapper), iptables_rules(target), target.run(table).stdout) == protected
@@ -1060,13 +1050,20 @@ def test_a_ban_in_hosts_deny_inside_the_allowed_networks_still_holds(
             "--firewall",
             "none",
         ]
+        shown = run_ok(portmapper, *protect, "--dry-run")
+        assert shown.startswith(
+            f'portmap protect: /etc/hosts.deny:6: "ALL: {client.ipv4}" still refuses '
+            f"{client.ipv4} (would be carried over to our /etc/hosts.allow line as EXCEPT)\n"
+        )
+        assert files(portmapper) == before
         said = run_ok(portmapper, *protect)
-        assert (
+        assert said == (
             f'portmap protect: /etc/hosts.deny:6: "ALL: {client.ipv4}" still refuses '
             f"{client.ipv4} (carried over to our /etc/hosts.allow line as EXCEPT)\n"
             f'portmap protect: /etc/hosts.deny:7: "ALL: [{client.ipv6}]" still refuses '
             f"{client.ipv6} (carried over to our /etc/hosts.allow line as EXCEPT)\n"
-        ) in said
+            "changed /etc/hosts.allow\nchanged /etc/hosts.deny\n"
+        )
         refused = {"tcp": "refused", "udp": "refused"}
         for family in (4, 6):
             assert reachability(lab, family) == (refused, REACHABLE)

@@ -4,30 +4,13 @@ chain's rules or unprotect deletes the table; and `--allow` takes hosts.allow's 
 `[2001:db8::10]/124`."""
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from portwarden.lab.network import Lab
-from tests.e2e.test_portmap import HOSTS_ALLOW, HOSTS_DENY
 from tests.lab.portmapper import Portmapper
 
 ALLOW = ["--allow", "198.18.0.16/255.255.255.240", "--allow", "[2001:db8::10]/124"]
 TABLE = "portwarden_portmap"
 CHAIN = "PORTWARDEN_PORTMAP"
-
-
-@pytest.fixture
-def portmapper(lab: Lab, tmp_path: Path) -> Iterator[Portmapper]:
-    started = Portmapper(lab.target, tmp_path, HOSTS_ALLOW, HOSTS_DENY)
-    yield started
-    started.stop()
-    lab.target.run(["nft", "delete", "table", "inet", TABLE], check=False)
-    for tool in ("iptables", "ip6tables"):
-        lab.target.run([tool, "-D", "INPUT", "-j", CHAIN], check=False)
-        lab.target.run([tool, "-F", CHAIN], check=False)
-        lab.target.run([tool, "-X", CHAIN], check=False)
 
 
 def warnings(portmapper: Portmapper, *args: str) -> list[str]:

@@ -18,6 +18,9 @@ from tests.lab.isolated import NEW_MOUNTS
 
 # A program registered with the portmapper, so a dump lists more than rpcbind itself.
 PROGRAM, VERSION, PORT = 395811, 1, 4711
+# The target's own hosts.allow and hosts.deny, before any protect: the administrator's lines.
+HOSTS_ALLOW = b"# lab hosts.allow\nsshd: 198.18.0.0/255.255.255.0\n"
+HOSTS_DENY = b"# lab hosts.deny\nin.fingerd: ALL\n"
 
 _REGISTER = """
 import socket, struct, sys

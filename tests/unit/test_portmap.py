@@ -1,12 +1,10 @@
 """Portmap hardening without privileges: allowed networks, wrappers blocks, the check's view."""
 
-import ctypes
-import ctypes.util
 import dataclasses
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ from portwarden.config.errors import ConfigError
 from portwarden.config.ignore import parse_network
 from portwarden.net.addresses import Proto
 from portwarden.net.portmapper import Mapping, PortmapperError, Reason
-from portwarden.portmap import check, firewall, owner, wrappers
+from portwarden.portmap import check, firewall, wrappers
 from portwarden.portmap.check import FirewallState, FirewallView, Probe, Report, read_wrappers
 from portwarden.portmap.command import check_addresses
 from portwarden.portmap.networks import allowed_networks, host_bits_warnings
@@ -30,11 +28,7 @@ from portwarden.textfile import lines_with_ends
 NETS = allowed_networks(["198.18.0.16/28", "2001:db8::10/124", "127.0.0.1"])
 
 
-@pytest.fixture(autouse=True)
-def _no_rpcbind_user(monkeypatch: pytest.MonkeyPatch) -> None:
-    """This host's passwd (an `_rpc` user, who cannot enter pytest's folders) is not the
-    subject here: with no rpcbind found, no user to read the files for it."""
-    monkeypatch.setattr(owner, "rpcbind_user", lambda: None)
+pytestmark = pytest.mark.usefixtures("no_rpcbind_user")
 
 
 def test_allowed_networks_add_loopback_and_merge() -> None:
@@ -464,33 +458,6 @@ def test_many_networks_are_split_over_short_lines_after_loopback() -> None:
         assert all(rule.startswith("rpcbind portmap: ") for rule in rules)
         patterns = [p for rule in rules[1:] for p in rule.split(": ", 1)[1].split(" ")]
         assert patterns == [wrappers.pattern(parse_network(text)) for text in allow]
-
-
-LIBWRAP = ctypes.util.find_library("wrap")
-HOSTS_FILES = ("hosts.allow", "hosts.deny")
-
-
-@pytest.fixture
-def libwrap_allows(tmp_path: Path) -> Iterator[Callable[[str], bool]]:
-    """libwrap's own verdict for the rpcbind daemon on tmp_path's hosts.allow and hosts.deny
-    (hosts_ctl, with the library's table paths pointed at the test files)."""
-    if LIBWRAP is None:
-        pytest.skip("libwrap is not installed")
-    lib = ctypes.CDLL(LIBWRAP)
-    lib.hosts_ctl.argtypes = [ctypes.c_char_p] * 4
-    lib.hosts_ctl.restype = ctypes.c_int
-    tables = [ctypes.c_void_p.in_dll(lib, f"hosts_{name}_table") for name in ("allow", "deny")]
-    saved = [table.value for table in tables]
-    paths = [ctypes.create_string_buffer(bytes(tmp_path / name)) for name in HOSTS_FILES]
-    for table, path in zip(tables, paths, strict=True):
-        table.value = ctypes.addressof(path)
-    try:
-        yield (
-            lambda address: lib.hosts_ctl(b"rpcbind", b"unknown", address.encode(), b"unknown") == 1
-        )
-    finally:
-        for table, value in zip(tables, saved, strict=True):
-            table.value = value
 
 
 def test_libwrap_skips_a_line_longer_than_its_buffer(
@@ -944,6 +911,23 @@ _ALLOW_LINES = [
     (b"rpcbind: 198.18.0.5 \\\n", False),  # continued at the end: an error, no rule
     (b"rpcbind: 198.18.0.5 \\\n\\\n", False),
     (b"rpcbind: 198.18.0.5", False),  # no newline: an error, no rule
+    # Daemon patterns, as libwrap matches them against "rpcbind": wildcards and case ignored.
+    (b"rpc*: ALL\n", True),
+    (b"rpcbin?: ALL\n", True),
+    (b"RPC*: ALL\n", True),
+    (b"RpcBind: ALL\n", True),
+    (b"*: ALL\n", True),
+    (b"r*d, sshd: ALL\n", True),
+    (b"KNOWN: ALL\n", True),  # any daemon name but `unknown`
+    (b"rpcbind@ALL: ALL\n", True),
+    (b"ALL EXCEPT sshd EXCEPT rpcbind: ALL\n", True),  # the exception's exception
+    (b"ALL EXCEPT rpc*: ALL\n", False),
+    (b"ALL EXCEPT RPCBIND: ALL\n", False),
+    (b"rpcbind?: ALL\n", False),
+    (b"rpc*x: ALL\n", False),
+    (b"?: ALL\n", False),
+    (b"[rpcbind]: ALL\n", False),
+    (b"@rpcbind: ALL\n", False),  # `@` first: no daemon@host
 ]
 
 
@@ -978,6 +962,10 @@ _DENY_LINES = [
     (b"rpcbind: ALL \\\r\n", "already refuses", ":1 (rpcbind: ALL \\\\)"),
     (b"rpcbind: 198.18.0.6, ALL\n", "already refuses", ":1 (rpcbind: 198.18.0.6, ALL)"),
     (b"rpcbind: ALL EXCEPT 198.18.0.20\n", None, ""),
+    (b"rpc*: ALL\n", "already refuses", ":1 (rpc*: ALL)"),
+    (b"RPCBIN?: ALL\n", "already refuses", ":1 (RPCBIN?: ALL)"),
+    (b"ALL EXCEPT Rpc*: ALL\n", None, ""),
+    (b"rpcbind?: ALL\n", None, ""),
 ]
 
 
@@ -1089,7 +1077,7 @@ def test_protect_carries_the_bans_inside_the_allowed_networks_over_as_except(
         "rpcbind portmap: 198.18.0.16/255.255.255.240 [2001:db8::10]/124 "
         "EXCEPT 198.18.0.20 198.18.0.24/255.255.255.252 [2001:db8::12]/128"
     )
-    assert plan.notes == (
+    assert tuple(note.done for note in plan.notes) == (
         f'{deny}:4: "ALL: 198.18.0.20" still refuses 198.18.0.20 (carried over to our {allow} '
         "line as EXCEPT)",
         f'{deny}:5: "rpcbind : 198.18.0.24/255.255.255.252, [2001:db8::12]" still refuses '

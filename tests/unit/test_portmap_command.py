@@ -1,6 +1,7 @@
 """`portwarden portmap` arguments and tool failures: one-line errors, exit 2, nothing done."""
 
 import ipaddress
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from portwarden.cli import main
 from portwarden.config.errors import ConfigError
 from portwarden.net.local import InterfaceAddress
+from portwarden.net.portmapper import PortmapperError, SourceAddressError
 from portwarden.portmap import check, command
 from portwarden.portmap.command import TIMEOUT_S_MAX, TIMEOUT_S_MIN, parse_timeout
 
@@ -210,3 +212,42 @@ def test_check_takes_a_missing_wrappers_file_as_empty(
     monkeypatch.setattr(command, "may_read", lambda: True)
     with pytest.raises(Reached):
         main(["portmap", "check", "--hosts-allow", str(tmp_path / "none")])
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "said"),
+    [
+        (
+            ["--from", "198.18.99.1"],
+            SourceAddressError("not an address of this host"),
+            '--from: "198.18.99.1": not an address of this host',
+        ),
+        (
+            ["--from", "198.18.0.1", "--to", "198.18.7.7"],
+            PortmapperError("failed", "Network is unreachable"),
+            '--to: "198.18.7.7": Network is unreachable',
+        ),
+        (
+            ["--from", "198.18.0.1", "--to", "198.18.7.7"],
+            SourceAddressError("not an address of this host"),
+            '--from: "198.18.0.1": not an address of this host',
+        ),
+    ],
+)
+def test_a_probe_that_cannot_be_made_is_an_option_error_like_any_other(
+    args: list[str],
+    error: PortmapperError,
+    said: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def cannot(*_: object) -> None:
+        raise error
+
+    monkeypatch.setattr(command, "build_report", cannot)
+    monkeypatch.setattr(command, "may_read", lambda: True)
+    assert main(["portmap", "check", *args]) == 2
+    assert capsys.readouterr() == ("", f"portwarden: error: {said}\n")
+    assert main(["portmap", "check", *args, "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert (json.loads(out), err) == ({"error": said}, f"portwarden: error: {said}\n")

@@ -88,6 +88,9 @@ class WrappersView:
     # EXCEPT entries of our hosts.allow lines that no ban in hosts.deny covers any longer (the
     # ban ended): our line still refuses them rpcbind until protect runs again.
     stale_excepts: tuple[str, ...] = ()
+    # The addresses and networks the administrator's hosts.deny lines refuse the portmapper
+    # (without EXCEPT): our hosts.allow lines may leave them out where the firewall does not.
+    refused: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,8 @@ class FirewallView:
     note: str = ""  # why, for people
     allowed: tuple[str, ...] = ()  # the networks our rules let through
     others: tuple[str, ...] = ()  # rules that are not ours and may filter port 111
+    # What each firewall with our rules in force lets through: (nftables or iptables, networks).
+    allowed_by: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,9 @@ class Report:
     # Callers the rules allow (the loopback query, a probe from inside the allowed networks)
     # that the portmapper denied: TCP Wrappers lock it, they do not protect it.
     denied_allowed: tuple[str, ...] = ()
+    # Where our rules (each firewall's, our hosts.allow lines) disagree on the networks allowed:
+    # a caller one of them lets in, another refuses.
+    disagreements: tuple[str, ...] = ()
 
     @property
     def verdict(self) -> Verdict:
@@ -125,10 +133,12 @@ class Report:
             return "not running"
         if self.denied_allowed:
             return "locked out"
+        # Kept out, outsiders are; but where our rules disagree, so are some allowed callers.
+        kept_out: Verdict = "locked out" if self.disagreements else "protected"
         if self.probes and not self.notes:
-            return "exposed" if reachable else "protected"
+            return "exposed" if reachable else kept_out
         if self.wrappers.protected or self.firewall.protected:
-            return "protected"
+            return kept_out
         return "unknown" if self.firewall.state == "unknown" else "exposed"
 
     def as_json(self) -> dict[str, Any]:
@@ -178,7 +188,8 @@ class Report:
             lines.append(
                 f"probe: {p.proto} from {p.source} to {p.target} port 111: {p.outcome} ({p.detail})"
             )
-        lines += [f"note: {note}" for note in (*self.notes, *self.denied_allowed)]
+        notes = (*self.notes, *self.denied_allowed, *self.disagreements)
+        lines += [f"note: {note}" for note in notes]
         lines.append(f"verdict: {self.verdict}")
         return lines
 
@@ -258,6 +269,7 @@ def read_wrappers(
     leaks: tuple[wrappers.Leak, ...] = ()
     bans: tuple[str, ...] = ()
     stale: tuple[str, ...] = ()
+    refused: tuple[Network, ...] = ()
     everyone = None
     in_place = len(files) == 2 and all(block for _, block in files)
     if in_place:
@@ -267,7 +279,8 @@ def read_wrappers(
         everyone = wrappers.covers_everyone(allowed)
         leaks = wrappers.leaks(hosts_allow, allow_lines, hosts_deny, deny_lines, allowed)
         banned = wrappers.bans(hosts_deny, deny_lines, allowed)
-        bans = tuple(_ban_effect(ban, hosts_allow, allow_lines, allow_block) for ban in banned)
+        refused = wrappers.refused(hosts_deny, deny_lines)
+        bans = tuple(_ban_effect(ban, hosts_allow, allow_lines) for ban in banned)
         stale = tuple(
             _stale_effect(entry, hosts_allow, hosts_deny)
             for entry in wrappers.stale_excepts(allow_lines, allow_block, banned)
@@ -314,6 +327,7 @@ def read_wrappers(
         tuple(blind),
         bans,
         stale,
+        tuple(map(str, refused)),
     )
 
 
@@ -329,13 +343,14 @@ def _stale_effect(entry: wrappers.StaleExcept, hosts_allow: Path, hosts_deny: Pa
     )
 
 
-def _ban_effect(
-    ban: wrappers.Ban, hosts_allow: Path, allow_lines: list[str], block: wrappers.Block
-) -> str:
-    """Whether a ban in hosts.deny holds for rpcbind, or our hosts.allow line overrides it."""
-    number = wrappers.ban_allowed_by(allow_lines, block, ban)
-    if number is None:
+def _ban_effect(ban: wrappers.Ban, hosts_allow: Path, allow_lines: list[str]) -> str:
+    """Whether a ban in hosts.deny holds for rpcbind, or a hosts.allow line, read first,
+    overrides it: one of ours, or one of the administrator's."""
+    grant = wrappers.ban_allowed_by(hosts_allow, allow_lines, ban)
+    if grant is None:
         return f"{ban}: in effect for rpcbind (our {hosts_allow} lines except {shown(ban.network)})"
+    if not grant.ours:
+        return f"{ban}: overridden for rpcbind: {grant.lets_in(ban.network)}"
     if within(ban.inside, ban.network):
         why = f"it bans all of {ban.inside}, which --allow lets in"
     elif not ban.carried:
@@ -343,7 +358,7 @@ def _ban_effect(
     else:
         why = "run 'portwarden portmap protect' again to carry the ban over"
     return (
-        f"{ban}: overridden for rpcbind: {hosts_allow}:{number} (ours), read first, lets "
+        f"{ban}: overridden for rpcbind: {hosts_allow}:{grant.number} (ours), read first, lets "
         f"{shown(ban.network)} reach it ({why})"
     )
 
@@ -353,15 +368,20 @@ def read_firewall() -> FirewallView:
     the portmapper, whether rules that are not ours filter incoming traffic at all."""
     lines: list[str] = []
     ours: list[tuple[Network, ...]] = []  # what each of our rule sets in place allows
+    names: list[str] = []
     for backend in (NftFirewall, IptablesFirewall):
         try:
             wall = backend()
             lines += wall.describe()
             if wall.active():
                 ours.append(wall.allowed())
+                names.append(wall.name)
         except FirewallError as error:
             lines.append(one_line(str(error)))
     allowed = tuple(dict.fromkeys(str(n) for networks in ours for n in networks))
+    allowed_by = tuple(
+        (name, tuple(map(str, networks))) for name, networks in zip(names, ours, strict=True)
+    )
     if any(wrappers.covers_everyone(networks) is None for networks in ours):
         return FirewallView(
             True,
@@ -369,6 +389,7 @@ def read_firewall() -> FirewallView:
             "protects",
             "our rules drop port 111 from outside the networks they allow",
             allowed,
+            allowed_by=allowed_by,
         )
     opened = [
         f"our rules let every address in ({n})"
@@ -378,9 +399,44 @@ def read_firewall() -> FirewallView:
     others = tuple(other_filters())
     if others:
         note = "; ".join([*opened, _NOT_JUDGED])
-        return FirewallView(False, tuple(lines), "unknown", note, allowed, others)
+        return FirewallView(False, tuple(lines), "unknown", note, allowed, others, allowed_by)
     note = "; ".join(opened) or "no rules of ours, and no firewall rules filter incoming traffic"
-    return FirewallView(False, tuple(lines), "does not protect", note, allowed)
+    return FirewallView(False, tuple(lines), "does not protect", note, allowed, (), allowed_by)
+
+
+def disagreements(hosts_allow: Path, view: WrappersView, wall: FirewallView) -> tuple[str, ...]:
+    """Where our rules disagree on the networks allowed: each firewall's rules in force, and
+    our hosts.allow lines unless the portmapper does not use TCP Wrappers. What one refuses and
+    another lets in is refused (all of them must let a caller in): run protect with one
+    `--firewall` and `--no-wrappers` after another, and they differ. Our hosts.allow lines
+    leave out a part of an allowed network that hosts.deny bans: no disagreement. One note, or
+    none."""
+    # Each layer: what it allows, and what it is fine for it to refuse that others allow.
+    layers: list[tuple[str, tuple[Network, ...], tuple[Network, ...]]] = [
+        (f"our {name} rules", _networks(nets), ()) for name, nets in wall.allowed_by
+    ]
+    if view.allowed and view.uses_libwrap is not False:
+        layers.append(
+            (f"our {hosts_allow} lines", _networks(view.allowed), _networks(view.refused))
+        )
+    found = []
+    for name, networks, banned in layers:
+        for other, theirs, _ in layers:
+            cover = (*networks, *banned)
+            left_out = [part for n in theirs for part in wrappers.uncovered(n, cover)]
+            if other != name and left_out:
+                found.append(f"{name} refuse {' '.join(map(shown, left_out))}, which {other} allow")
+    if not found:
+        return ()
+    return (
+        "our rules disagree on the networks allowed, and a caller must pass all of them: "
+        + "; ".join(found)
+        + " (run 'portwarden portmap protect' again with the --allow and --firewall meant)",
+    )
+
+
+def _networks(texts: tuple[str, ...]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(text) for text in texts)
 
 
 def probe(source: str, target: str, proto: Proto, timeout: float) -> Probe:
@@ -477,8 +533,10 @@ def build_report(
     view = read_wrappers(hosts_allow, hosts_deny, owners, source, answered)
     wall = read_firewall()
     locked = [f"the loopback query was denied ({local_error})"] if denied else []
+    differ = disagreements(hosts_allow, view, wall)
     if source is None:
-        return _locked(Report(listening, programs, local_error, view, wall, ()), locked)
+        report = Report(listening, programs, local_error, view, wall, (), disagreements=differ)
+        return _locked(report, locked)
     to = target or source
     probes = tuple(probe(source, to, proto, timeout) for proto in (Proto.TCP, Proto.UDP))
     if not _is_here(to):
@@ -486,7 +544,9 @@ def build_report(
             f"the probes went to {to}, another host: they alone decide the verdict; the "
             "lines above describe this host"
         )
-        return Report(listening, programs, local_error, view, wall, probes, False, (note,))
+        return Report(
+            listening, programs, local_error, view, wall, probes, False, (note,), (), differ
+        )
     if _inside(source, view, wall):
         locked += [
             f"the {p.proto} probe from {source}, inside the allowed networks, was denied "
@@ -494,12 +554,11 @@ def build_report(
             for p in probes
             if p.denied
         ]
-    return _locked(
-        Report(
-            listening, programs, local_error, view, wall, probes, True, _doubts(source, view, wall)
-        ),
-        locked,
+    doubts = _doubts(source, view, wall)
+    report = Report(
+        listening, programs, local_error, view, wall, probes, True, doubts, disagreements=differ
     )
+    return _locked(report, locked)
 
 
 def _locked(report: Report, denied: list[str]) -> Report:

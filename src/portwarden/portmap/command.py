@@ -67,8 +67,8 @@ def add_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         action.add_argument("--hosts-allow", type=Path, default=HOSTS_ALLOW, metavar="FILE")
         action.add_argument("--hosts-deny", type=Path, default=HOSTS_DENY, metavar="FILE")
     firewall_help = {
-        protect: "which firewall to add the rules to; none: leave the firewalls alone "
-        "(default nft)",
+        protect: "which firewall to add the rules to; our rules are removed from the other "
+        "(none: from both) if an earlier protect put them there (default nft)",
         unprotect: "which firewall to clean first: our rules are removed from both nft and "
         "iptables (this one must work; the other is passed over when its tool is missing); "
         "none: leave the firewalls alone (default nft)",
@@ -103,39 +103,56 @@ def run(args: argparse.Namespace) -> int:
 
 def _change(args: argparse.Namespace) -> int:
     """Protect or unprotect, holding the lock from the first read to the last write (a dry
-    run changes nothing and needs none)."""
-    if args.firewall != "none" and not may_read():
+    run changes nothing and needs none). `protect --firewall none` looks for our rules in the
+    firewalls too, to remove them, where it may (CAP_NET_ADMIN); where it may not, it says so
+    and leaves them."""
+    readable = may_read()
+    if args.firewall != "none" and not readable:
         raise PermissionError(
             errno.EPERM,
             "the firewall (nftables, iptables) needs CAP_NET_ADMIN; nothing was changed",
         )
     with nullcontext() if args.dry_run else lock.held():
-        return _plan_and_apply(args)
+        return _plan_and_apply(args, readable)
 
 
-def _plan_and_apply(args: argparse.Namespace) -> int:
-    backend: Backend | None = None if args.firewall == "none" else args.firewall
+def _plan_and_apply(args: argparse.Namespace, firewalls: bool) -> int:
     allow, deny = (None, None) if args.no_wrappers else (args.hosts_allow, args.hosts_deny)
     plan: Plan
+    unseen: list[str] = []
     if args.portmap_command == "protect":
-        plan = plan_protect(args.allow, allow, deny, backend)
+        plan = plan_protect(args.allow, allow, deny, args.firewall if firewalls else None)
+        unseen = [] if firewalls else [NOT_LOOKED_AT]
     else:
+        backend: Backend | None = None if args.firewall == "none" else args.firewall
         plan = plan_unprotect(allow, deny, backend)
-    for warning in plan.warnings:  # each made of values escaped already (one_line)
+    for warning in (*unseen, *plan.warnings):  # each made of values escaped already (one_line)
         print(f"portwarden: warning: {one_line(warning, 1000, backslashes=False)}", file=sys.stderr)
-    for note in plan.notes:
-        print(f"portmap {args.portmap_command}: {one_line(note, 1000, backslashes=False)}")
     if not plan.changed:
+        _print_notes(args, [note.done for note in plan.notes])
         print(f"portmap {args.portmap_command}: nothing to change")
         return 0
     if args.dry_run:
+        _print_notes(args, [note.planned for note in plan.notes])
         sys.stdout.write(plan.show())
         print("# dry run: nothing was changed")
         return 0
-    plan.apply()
+    plan.apply()  # the notes say what was done: only once it was
+    _print_notes(args, [note.done for note in plan.notes])
     for line in plan.summary():
         print(line)
     return 0
+
+
+NOT_LOOKED_AT = (
+    "--firewall none: the firewalls (nftables, iptables) were not looked at, as that needs "
+    "CAP_NET_ADMIN: rules an earlier protect put there, if any, are left as they are"
+)
+
+
+def _print_notes(args: argparse.Namespace, notes: list[str]) -> None:
+    for note in notes:
+        print(f"portmap {args.portmap_command}: {one_line(note, 1000, backslashes=False)}")
 
 
 def parse_timeout(text: str) -> float:
@@ -213,9 +230,8 @@ def _check(args: argparse.Namespace) -> int:
         report = build_report(args.hosts_allow, args.hosts_deny, args.source, args.target, timeout)
     except PortmapperError as error:  # the probe could not be made from --from, or to --to
         blamed = isinstance(error, SourceAddressError) or args.target is None
-        where = f"--from {args.source}" if blamed else f"--to {args.target}"
-        print(f"portwarden: error: {one_line(f'{where}: {error}')}", file=sys.stderr)
-        return 2
+        option, value = ("--from", args.source) if blamed else ("--to", args.target)
+        raise ConfigError(option, str(error), value=value) from None
     if args.json:
         print(json.dumps(report.as_json(), sort_keys=True))
     else:

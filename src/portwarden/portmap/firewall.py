@@ -26,7 +26,7 @@ import ipaddress
 import json
 import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol
@@ -40,6 +40,8 @@ from portwarden.net.nftables import DEFAULT_TABLE, Nft, NftError
 from portwarden.text import one_line
 
 Backend = Literal["nft", "iptables"]
+Choice = Literal["nft", "iptables", "none"]  # `--firewall`
+BACKENDS: tuple[Backend, ...] = ("nft", "iptables")
 TABLE = PORTMAP_TABLE
 CHAIN = "PORTWARDEN_PORTMAP"
 _PRIORITY = "filter - 10"
@@ -73,6 +75,8 @@ Undo = Callable[[], str]
 
 
 class Firewall(Protocol):
+    name: str  # for people: nftables, iptables
+
     def protect(self, networks: tuple[Network, ...]) -> list[Step]: ...
     def unprotect(self) -> list[Step]: ...
     def foreign(self) -> str | None: ...
@@ -102,6 +106,8 @@ def _by_family(networks: tuple[Network, ...], version: int) -> list[Network]:
 
 class NftFirewall:
     """Our own nftables table; a rule comment carries a digest of what we wrote."""
+
+    name = "nftables"
 
     def __init__(self) -> None:
         try:
@@ -226,6 +232,8 @@ class _Saved(NamedTuple):
 
 class IptablesFirewall:
     """Chain PORTWARDEN_PORTMAP in iptables and ip6tables, first in INPUT."""
+
+    name = "iptables"
 
     _TOOLS = (("iptables", 4), ("ip6tables", 6))
 
@@ -440,21 +448,43 @@ def firewall(backend: Backend) -> Firewall:
     return NftFirewall() if backend == "nft" else IptablesFirewall()
 
 
-def unprotect_steps(named: Backend) -> list[tuple[Firewall, Step]]:
+Steps = list[tuple[Firewall, Step]]
+
+
+def unprotect_steps(named: Backend) -> Steps:
     """The steps that remove our rules from both firewalls: the one `named` (which must
     work), then the other unless its tool is missing. Our table and chains hold nothing but
     what protect put there, so unprotect removes them wherever they are, whichever
     `--firewall` protect was given: an administrator who ran unprotect believes the host is
     as it was before."""
-    found: list[tuple[Firewall, Step]] = []
     other: Backend = "iptables" if named == "nft" else "nft"
-    for backend in (named, other):
+    return _removals((named, other), named)
+
+
+def protect_steps(choice: Choice, networks: tuple[Network, ...]) -> tuple[Steps, Steps]:
+    """The steps that put our rules for `networks` into the firewall `choice` (its tool
+    missing is an error), and those that then take ours out of the other one, or both for
+    `none` (unless its tool is missing): rules an earlier protect with another `--firewall`
+    left there would go on dropping, by their own allowed networks, what these let in."""
+    added: Steps = []
+    if choice != "none":
+        wall = firewall(choice)
+        added = [(wall, step) for step in wall.protect(networks)]
+    return added, _removals([b for b in BACKENDS if b != choice])
+
+
+def _removals(backends: Iterable[Backend], required: Backend | None = None) -> Steps:
+    """The steps that remove our rules from `backends`, in order; a missing tool (none of our
+    rules can be there) is passed over, but for the backend `required`."""
+    found: Steps = []
+    for backend in backends:
         try:
             wall = firewall(backend)
-            found += [(wall, step) for step in wall.unprotect()]
         except ToolMissing:
-            if backend == named:
+            if backend == required:
                 raise
+            continue
+        found += [(wall, step) for step in wall.unprotect()]
     return found
 
 

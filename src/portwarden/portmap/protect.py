@@ -9,17 +9,19 @@ found it.
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from portwarden.config.ignore import shown, within
 from portwarden.net.addresses import PORTMAPPER_PORT
 from portwarden.portmap import wrappers
 from portwarden.portmap.firewall import (
     Backend,
+    Choice,
     Firewall,
     FirewallError,
     Step,
     Undo,
-    firewall,
+    protect_steps,
     unprotect_steps,
 )
 from portwarden.portmap.networks import allowed_networks, host_bits_warnings
@@ -27,12 +29,20 @@ from portwarden.portmap.owner import port_owners, servers, unread_files
 from portwarden.textfile import lines_with_ends
 
 
+class Note(NamedTuple):
+    """What a plan does about the administrator's lines or an earlier protect's rules, for
+    people: as it is once done, and as a dry run (or a plan not yet applied) says it."""
+
+    done: str
+    planned: str
+
+
 @dataclass(frozen=True)
 class Plan:
     files: tuple[wrappers.FileChange, ...]  # in the order they are changed
     steps: tuple[tuple[Firewall, Step], ...]  # in the order they run
     warnings: tuple[str, ...] = ()  # what the administrator should know, changed or not
-    notes: tuple[str, ...] = ()  # what was done about the administrator's lines, for people
+    notes: tuple[Note, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -87,20 +97,23 @@ def _put_back(change: wrappers.FileChange) -> str:
 
 
 def plan_protect(
-    allow: Iterable[str], hosts_allow: Path | None, hosts_deny: Path | None, backend: Backend | None
+    allow: Iterable[str], hosts_allow: Path | None, hosts_deny: Path | None, choice: Choice | None
 ) -> Plan:
-    """The changes that protect the portmapper; None for the paths or the backend skips that
-    part. hosts.allow is changed before hosts.deny, so that our `ALL` in hosts.deny never
-    applies without our allow lines (loopback's among them). The bans in hosts.deny of
-    addresses inside the allowed networks go into our hosts.allow lines as `EXCEPT`, since those
-    lines are read first and would override them (`notes` names them; a ban that cannot be
-    carried over is a warning). Warns about host bits in `allow`, about the administrator's
+    """The changes that protect the portmapper; None for the paths or for the firewall
+    `choice` leaves that part alone. hosts.allow is changed before hosts.deny, so that our
+    `ALL` in hosts.deny never applies without our allow lines (loopback's among them). The bans
+    in hosts.deny of addresses inside the allowed networks go into our hosts.allow lines as
+    `EXCEPT`, since those lines are read first and would override them (`notes` names them; a
+    ban that cannot be carried over, or that a line of the administrator's in hosts.allow
+    overrides all the same, is a warning). Our rules go into the firewall chosen, and out of
+    the other one (both for `none`), where an earlier protect may have left them with other
+    networks (`notes` says so). Warns about host bits in `allow`, about the administrator's
     lines that would let outsiders in all the same, and about a last line without a newline (as
     check does)."""
     texts = list(allow)
     networks = allowed_networks(texts)
     warnings = host_bits_warnings(texts)
-    notes: list[str] = []
+    notes: list[Note] = []
     files: tuple[wrappers.FileChange, ...] = ()
     if hosts_allow is not None and hosts_deny is not None:
         warnings += _refuse_unreadable((hosts_allow, hosts_deny))
@@ -111,14 +124,17 @@ def plan_protect(
             wrappers.protect_change(hosts_allow, wrappers.allow_rules(networks, refused)),
             deny,
         )
-        notes += [
-            f"{ban} still refuses {shown(ban.network)} (carried over to our "
-            f"{hosts_allow} line as EXCEPT)"
-            for ban in bans
-            if ban.carried
-        ]
-        warnings += [_uncarried(ban, hosts_allow) for ban in bans if not ban.carried]
         after = [lines_with_ends(c.after or "") for c in files]
+        for ban in (ban for ban in bans if ban.carried):
+            grant = wrappers.ban_allowed_by(hosts_allow, after[0], ban)
+            if grant is None:
+                notes.append(_carried(ban, hosts_allow))
+            else:
+                warnings.append(
+                    f"{ban} does not refuse {shown(ban.network)} to rpcbind, though our "
+                    f"{hosts_allow} line excepts it: {grant.lets_in(ban.network)}"
+                )
+        warnings += [_uncarried(ban, hosts_allow) for ban in bans if not ban.carried]
         warnings += [
             f"{leak}; our lines do not protect it until that line is removed or narrowed"
             for leak in wrappers.leaks(hosts_allow, after[0], hosts_deny, after[1], networks)
@@ -130,9 +146,28 @@ def plan_protect(
         warnings += [warning for warning in unterminated if warning]
         closed = wrappers.denies_everyone(hosts_deny, files[1].before)
         warnings += [closed] if closed else []
-    wall = None if backend is None else firewall(backend)
-    steps = () if wall is None else tuple((wall, step) for step in wall.protect(networks))
-    return Plan(files, steps, tuple(warnings + _foreign(wall for wall, _ in steps)), tuple(notes))
+    steps: list[tuple[Firewall, Step]] = []
+    if choice is not None:
+        added, removed = protect_steps(choice, networks)
+        notes += [_removed(wall, choice) for wall in _distinct(wall for wall, _ in removed)]
+        steps = added + removed
+    warnings += _foreign(wall for wall, _ in steps)
+    return Plan(files, tuple(steps), tuple(warnings), tuple(notes))
+
+
+def _carried(ban: wrappers.Ban, hosts_allow: Path) -> Note:
+    where = f"our {hosts_allow} line as EXCEPT"
+    return Note(
+        f"{ban} still refuses {shown(ban.network)} (carried over to {where})",
+        f"{ban} still refuses {shown(ban.network)} (would be carried over to {where})",
+    )
+
+
+def _removed(wall: Firewall, choice: Choice) -> Note:
+    """Our rules taken out of a firewall other than the one chosen."""
+    what = f"our rules from {wall.name}, where an earlier protect put them"
+    what += f" (--firewall {choice} now)"
+    return Note(f"removed {what}", f"would remove {what}")
 
 
 def _uncarried(ban: wrappers.Ban, hosts_allow: Path) -> str:
@@ -185,8 +220,13 @@ def plan_unprotect(
 def _foreign(walls: Iterable[Firewall]) -> list[str]:
     """A warning for each firewall about to be changed whose table or chain holds what we did
     not put there, once per firewall (one may have a step per family)."""
+    return [line for wall in _distinct(walls) if (line := wall.foreign()) is not None]
+
+
+def _distinct(walls: Iterable[Firewall]) -> list[Firewall]:
+    """Each firewall once, in order (one may have a step per family)."""
     distinct: list[Firewall] = []
     for wall in walls:
         if all(wall is not other for other in distinct):
             distinct.append(wall)
-    return [line for wall in distinct if (line := wall.foreign()) is not None]
+    return distinct

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from portwarden import limits
-from portwarden.config.ignore import ALWAYS_IGNORED, Network, parse_network, within
+from portwarden.config.ignore import ALWAYS_IGNORED, Network, parse_network, shown, within
 from portwarden.fileedit import (
     FileChanged,
     Identity,
@@ -36,6 +36,16 @@ from portwarden.fileedit import (
     identity_of,
     read_with_identity,
     replace_atomically,
+)
+from portwarden.portmap.libwrap import (
+    daemon_pattern_matches,
+    daemons_match,
+    fields,
+    is_except,
+    is_keyword,
+    names,
+    split_except,
+    words,
 )
 from portwarden.text import one_line
 from portwarden.textfile import lines_with_ends
@@ -49,11 +59,9 @@ BEGIN = (
 CREATED = " (and created this file)"
 END = f"{MARKER} end"
 _RULE_START = f"{DAEMONS}: "
-_PORTMAPPER_DAEMONS = {"rpcbind", "portmap", "all"}
-# What separates libwrap's list items (`sep` in hosts_access.c: ", \t\r\n"), and the blanks
-# around a field; \f, \v and the like are part of an item there, not space.
-_BLANKS = " \t\r\n"
-_SEPARATORS = re.compile(r"[, \t\r\n]+")
+# The daemon name rpcbind checks its callers under (Debian's, and every current distribution's),
+# and the old portmapper's, which our lines name too.
+RPCBIND, PORTMAP = "rpcbind", "portmap"
 EVERYONE: tuple[Network, ...] = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
 
@@ -307,50 +315,32 @@ def check_writable(change: FileChange) -> None:
 
 
 def applies_to_portmapper(rule: str) -> bool:
-    """Whether a hosts.allow/deny line's daemon list names the portmapper (or ALL)."""
-    named, excepted = _split_except(_words(rule.split(":", 1)[0].lower()))
-    return bool(set(named) & _PORTMAPPER_DAEMONS) and "rpcbind" not in excepted
-
-
-def _words(field: str) -> list[str]:
-    """A field's list items, split as libwrap splits them."""
-    return [word for word in _SEPARATORS.split(field) if word]
-
-
-def _split_except(words: list[str]) -> tuple[list[str], list[str]]:
-    """The items before the first EXCEPT (any case), and those after it."""
-    upper = [word.upper() for word in words]
-    cut = upper.index("EXCEPT") if "EXCEPT" in upper else len(words)
-    return words[:cut], words[cut + 1 :]
+    """Whether libwrap applies a hosts.allow/deny line (or its daemon field) to rpcbind: its
+    daemon list matches the name, by `ALL`, `KNOWN`, a wildcard (`rpc*`, `rpcbin?`) or the
+    name, in any case; or the list names portmap, the old portmapper's name."""
+    daemons = fields(rule)[0]
+    return daemons_match(daemons, RPCBIND) or names(daemons, PORTMAP)
 
 
 def single_addresses(rule: str) -> tuple[Network, ...]:
     """The clients of a rule that reaches the portmapper only through the daemon pattern ALL
     and names nothing but single numeric addresses (fail2ban's and PortSentry's `ALL:
-    203.0.113.7`); () for any other rule, one naming rpcbind or portmap among them."""
+    203.0.113.7`); () for any other rule, one with another pattern for rpcbind or portmap
+    among its daemons (`rpcbind`, `rpc*`, `KNOWN`)."""
     parts = fields(rule)
-    daemons = set(_words(parts[0].lower()))
-    if len(parts) < 2 or daemons & {"rpcbind", "portmap"}:
+    if len(parts) < 2 or any(
+        not is_keyword(word, "ALL")
+        and (daemon_pattern_matches(word, RPCBIND) or daemon_pattern_matches(word, PORTMAP))
+        for word in words(parts[0])
+    ):
         return ()
     found = []
-    for word in _words(parts[1]):
+    for word in words(parts[1]):
         network = client_network(word)
         if network is None or network.num_addresses != 1:
             return ()  # EXCEPT, ALL, a name, a network: more than single addresses
         found.append(network)
     return tuple(found)
-
-
-def fields(rule: str) -> list[str]:
-    """A rule's fields (daemons, clients, options), split at the colons outside brackets as
-    libwrap's split_at does: an IPv6 pattern has colons inside [ ]."""
-    found, depth, start = [], 0, 0
-    for index, char in enumerate(rule):
-        depth += {"[": 1, "]": -1}.get(char, 0)
-        if char == ":" and depth == 0:
-            found.append(rule[start:index].strip(_BLANKS))
-            start = index + 1
-    return [*found, rule[start:].strip(_BLANKS)]
 
 
 def client_network(word: str) -> Network | None:
@@ -381,7 +371,7 @@ def block_rules(
     among the excepted."""
     found = []
     for line in lines[block.start + 1 : block.stop - 1]:
-        named, excepted = _split_except(_words(line.rstrip("\r\n").removeprefix(_RULE_START)))
+        named, excepted = split_except(words(line.rstrip("\r\n").removeprefix(_RULE_START)))
         networks: list[Network] = []
         for word in named:
             network = client_network(word)
@@ -415,12 +405,23 @@ def bans(path: Path, lines: list[str], allowed: Iterable[Network]) -> tuple[Ban,
     networks = [n for n in allowed if n not in ALWAYS_IGNORED]
     found = []
     for number, line, parts in _portmapper_denials(path, lines):
-        named, excepted = _split_except(_words(parts[1]))
+        named, excepted = split_except(words(parts[1]))
         for client in _numeric(named):
             for network in networks:
                 if within(client, network) or within(network, client):
                     plain = not excepted and client != network and within(client, network)
                     found.append(Ban(path, number + 1, line, client, network, plain))
+    return tuple(found)
+
+
+def refused(path: Path, lines: list[str]) -> tuple[Network, ...]:
+    """The numeric clients that the administrator's hosts.deny `lines` refuse the portmapper
+    by a line without EXCEPT: our hosts.allow lines leave out an allowed network's part that is
+    all banned (see allow_rules)."""
+    found: list[Network] = []
+    for _, _, parts in _portmapper_denials(path, lines):
+        named, excepted = split_except(words(parts[1]))
+        found += [] if excepted else _numeric(named)
     return tuple(found)
 
 
@@ -441,15 +442,58 @@ def _portmapper_denials(path: Path, lines: list[str]) -> Iterator[tuple[int, str
             yield number, line, parts
 
 
-def ban_allowed_by(lines: list[str], block: Block, ban: Ban) -> int | None:
-    """The number (from 1) of our first hosts.allow line that lets part of what `ban` refuses
-    reach the portmapper (names it or a network around it and does not except it), or None:
-    the ban is in effect."""
+@dataclass(frozen=True)
+class Grant:
+    """A hosts.allow line that lets part of what a ban in hosts.deny refuses reach the
+    portmapper: libwrap reads hosts.allow first, so for that part the ban is not in effect."""
+
+    path: Path
+    number: int  # from 1
+    text: str
+    ours: bool  # a line of our block; else the administrator's
+    # It names an address or network of the ban's, or ALL. Not certain: only a name or pattern
+    # libwrap may match it with (LOCAL, .example.org, 198.18.*), by the caller's name.
+    certain: bool
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.number} ({one_line(self.text)})"
+
+    def lets_in(self, network: Network) -> str:
+        """What this line, the administrator's, does with a ban of `network`, and what to do."""
+        lets = "lets" if self.certain else "may let (by the caller's name)"
+        return (
+            f"{self}, the administrator's line, read before hosts.deny, {lets} {shown(network)} "
+            f"reach rpcbind (add EXCEPT {pattern(network)} to that line, or narrow it)"
+        )
+
+
+def ban_allowed_by(path: Path, lines: list[str], ban: Ban) -> Grant | None:
+    """The first hosts.allow line (of `lines`, the file `path`: ours or the administrator's)
+    that lets part of what `ban` refuses reach the portmapper, or None: the ban is in effect.
+    A line for the portmapper lets part of it in when a client before its EXCEPT may match
+    part of it (an address or network that overlaps it, ALL, a name or a pattern) and the
+    numeric ones after EXCEPT do not except all of it (an EXCEPT among those, which lets some
+    back in, excepts nothing here); a line with a `deny` option that refuses all of it, met
+    first, keeps it out."""
+    block = find_block(path, lines)
+    ours = range(block.start, block.stop) if block else range(0)
     net = ban.network
-    for offset, (named, excepted) in enumerate(block_rules(lines, block)):
-        lets_in = any(within(n, net) or within(net, n) for n in named)
-        if lets_in and not any(within(net, e) for e in excepted):
-            return block.start + 2 + offset
+    for number, line in logical_lines(lines):
+        parts = fields(line)
+        if is_comment(line) or len(parts) < 2 or not applies_to_portmapper(parts[0]):
+            continue
+        named, excepted = split_except(words(parts[1]))
+        if any(within(net, e) for e in _numeric(excepted)) and not any(map(is_except, excepted)):
+            continue
+        everyone = any(is_keyword(word, "ALL") for word in named)
+        numeric = _numeric(named)
+        if "deny" in {p.lower() for p in parts[2:]}:
+            if everyone or any(within(net, n) for n in numeric):
+                return None
+            continue
+        certain = everyone or any(within(n, net) or within(net, n) for n in numeric)
+        if certain or len(numeric) < len(named):
+            return Grant(path, number + 1, line, number in ours, certain)
     return None
 
 
@@ -471,13 +515,13 @@ def stale_excepts(lines: list[str], block: Block, found: Iterable[Ban]) -> tuple
     stale = []
     for offset, (_, excepted) in enumerate(block_rules(lines, block)):
         for network in excepted:
-            unbanned = _uncovered(network, banned)
+            unbanned = uncovered(network, banned)
             if unbanned:
                 stale.append(StaleExcept(block.start + 2 + offset, network, unbanned))
     return tuple(stale)
 
 
-def _uncovered(network: Network, cover: Iterable[Network]) -> tuple[Network, ...]:
+def uncovered(network: Network, cover: Iterable[Network]) -> tuple[Network, ...]:
     """The addresses of `network` outside every network of `cover`, as networks."""
     parts = [network]
     for covering in cover:
@@ -582,7 +626,7 @@ def _grants_outsiders(
         return False
     if (option in {p.lower() for p in parts[2:]}) != granting:
         return False
-    named, _ = _split_except(_words(parts[1]))  # EXCEPT only narrows
+    named, _ = split_except(words(parts[1]))  # EXCEPT only narrows
     return any(not _inside(word, allowed) for word in named)
 
 
@@ -602,7 +646,7 @@ def denies_everyone(path: Path, text: str | None) -> str | None:
     of the portmapper (`rpcbind: ALL`, `ALL: ALL`): our hosts.allow lines, read first, then let
     the allowed networks in where nothing came in before."""
     for number, line, parts in _portmapper_denials(path, lines_with_ends(text or "")):
-        clients, excepted = _split_except([word.upper() for word in _words(parts[1])])
+        clients, excepted = split_except([word.upper() for word in words(parts[1])])
         if "ALL" in clients and not excepted:
             return (
                 f"{path}:{number + 1} ({one_line(line)}) already refuses every caller of "
