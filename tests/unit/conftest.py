@@ -9,6 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from portwarden import service
+
 
 def _host_kernel_state() -> tuple[str, ...]:
     if os.geteuid() != 0 or shutil.which("nft") is None:
@@ -47,3 +49,16 @@ def claims_in_tmp(
     """The lock files of BLOCKED_FILE and EVENT_LOG (portwarden.claims) go to a test folder,
     not the host's /run."""
     monkeypatch.setattr("portwarden.claims.ROOT_CLAIMS", tmp_path_factory.mktemp("claims"))
+
+
+@pytest.fixture
+def notes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What the daemon tells systemd (service.notify), in order."""
+    said: list[str] = []
+
+    def notify(message: str) -> bool:
+        said.append(message)
+        return True
+
+    monkeypatch.setattr(service, "notify", notify)
+    return said
