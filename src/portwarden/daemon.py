@@ -1,5 +1,6 @@
 """Wiring only: build the parts from Settings, run the main loop, handle signals."""
 
+import contextlib
 import dataclasses
 import errno
 import logging
@@ -29,12 +30,14 @@ from portwarden.detect.engine import Engine, EngineConfig, Verdict
 from portwarden.detect.probe import Probe
 from portwarden.episode import Episode
 from portwarden.loop_errors import LoopErrors
+from portwarden.net.addresses import Proto
 from portwarden.net.input_filters import input_filter_chains
 from portwarden.respond.policy import ResponsePolicy
 from portwarden.sensors.build import (
     Sensor,
     build_each,
     build_sensors,
+    failure,
     late_reply_ports,
     sensor_inputs,
 )
@@ -149,6 +152,7 @@ class Daemon:
             while not self._stop_requested:
                 if self._survived(self._turn, wake_read):
                     self._loop_errors.passed()
+                    self._say_alive()
                 # Apart from the turn: a SIGTERM stops the daemon also while every turn fails.
                 self._survived(self._handle_signals)
                 if self._loop_errors.fatal(time.monotonic()):
@@ -158,36 +162,9 @@ class Daemon:
                     break
         finally:
             signal.set_wakeup_fd(previous_fd)
-            if self._control is not None:
-                for fd in self._control.fds:
-                    self._selector.unregister(fd)
-                self._control.stop_listening()
-            if self._metrics is not None:
-                self._metrics.close()
-            if self._audit is not None:
-                self._audit.stop()
-                while self._audit.results:  # checks done but not reported yet
-                    self._report_audit(self._audit.results.popleft())
-            if self._running:  # scans still open end with the daemon: report them, mail them
-                self._release_held()
-                self._report(self._engine.tick(time.monotonic(), stopping=True))
-                self._say_summaries_dropped(stopping=True)
-            # Queued mail is sent now (or counted as not sent), so the last status counts it.
-            self._alerts.stop_mail()
-            if self._running:  # a start that failed must not overwrite the last good status
-                self._save_snapshot()
-            self._stop_sensors()
-            self._policy.stop()
-            if self._control is not None:
-                self._control.send_ready()  # what the worker finished before it stopped
-                self._control.close()
-            if self._stopped_by:  # last, after the summaries and unblocks, as PortSentry's
-                self._alerts.stopping(self._stopped_by)
-            self._alerts.close()
-            self._selector.close()
+            self._stop()
             os.close(wake_read)
             os.close(wake_write)
-            self._claims.close()
             self._lock.close()
         log.info(
             "stopped: probes=%d packets=%d verdicts=%d sources=%d evicted=%d",
@@ -198,6 +175,58 @@ class Daemon:
             self._engine.evicted,
         )
         return status
+
+    def _stop(self) -> None:
+        """The stop, each step on its own (_guarded): one that fails (a bug; at a stop for a
+        broken loop, the very code that broke it) is logged with its traceback and the steps
+        after it run all the same: the mail queue, the last status, the sensors, the policy's
+        stop (UNBLOCK_ON_STOP), the control socket, the shutdown line, the claimed files."""
+        server, metrics, audit = self._control, self._metrics, self._audit
+        if server is not None:
+
+            def stop_listening() -> None:
+                for fd in server.fds:
+                    self._selector.unregister(fd)
+                server.stop_listening()
+
+            _guarded("stop: closing the control socket to new clients", stop_listening)
+        if metrics is not None:
+            _guarded("stop: closing the metrics page", metrics.close)
+        if audit is not None:
+
+            def stop_audit() -> None:
+                audit.stop()
+                while audit.results:  # checks done but not reported yet
+                    self._report_audit(audit.results.popleft())
+
+            _guarded("stop: stopping the audit", stop_audit)
+        if self._running:  # scans still open end with the daemon: report them, mail them
+            _guarded("stop: judging the probes the sensors hold", self._release_held)
+            _guarded(
+                "stop: reporting the scans still open",
+                lambda: self._report(self._engine.tick(time.monotonic(), stopping=True)),
+            )
+            _guarded(
+                "stop: saying the summaries dropped",
+                lambda: self._say_summaries_dropped(stopping=True),
+            )
+        # Queued mail is sent now (or counted as not sent), so the last status counts it.
+        _guarded("stop: sending the queued mail", self._alerts.stop_mail)
+        if self._running:  # a start that failed must not overwrite the last good status
+            self._save_snapshot()
+        _guarded("stop: closing the sensors", self._stop_sensors)
+        _guarded("stop: stopping the response policy", self._policy.stop)
+        if server is not None:
+            # What the worker finished before it stopped, then the socket goes.
+            _guarded("stop: answering the control clients", server.send_ready)
+            _guarded("stop: closing the control socket", server.close)
+        if self._stopped_by:  # last, after the summaries and unblocks, as PortSentry's
+            _guarded(
+                "stop: saying the shutdown line", lambda: self._alerts.stopping(self._stopped_by)
+            )
+        _guarded("stop: closing the alert outputs", self._alerts.close)
+        _guarded("stop: closing the selector", self._selector.close)
+        _guarded("stop: letting go of the files claimed", self._claims.close)
 
     def _turn(self, wake_read: int) -> None:
         for key, _ in self._selector.select(self._wait_s()):
@@ -231,21 +260,27 @@ class Daemon:
         if now >= self._next_snapshot:
             self._save_snapshot()
             self._next_snapshot = now + SNAPSHOT_S
+
+    def _say_alive(self) -> None:
+        """WATCHDOG=1 to systemd (every half of WatchdogSec), after a turn that did not fail
+        on a bug: a loop whose every turn fails is stopped by LoopErrors, not the watchdog."""
+        now = time.monotonic()
         if self._watchdog_s and now >= self._next_watchdog:
             service.notify("WATCHDOG=1")
             self._next_watchdog = now + self._watchdog_s / 2
 
     def _survived(self, step: Callable[..., None], *args: int) -> bool:
-        """Run one step of the loop; False when it raised. Running out of descriptors is said
-        as such; anything else is a bug, which ends the turn, not the daemon (LoopErrors)."""
+        """Run one step of the loop; False when it raised on a bug, which ends the turn, not
+        the daemon (LoopErrors). Running out of descriptors is said as such, and is no bug:
+        the turn was cut short, but the loop is alive (True)."""
         try:
             step(*args)
         except Exception as error:  # noqa: BLE001 - attacker data must never stop the loop
             if isinstance(error, OSError) and error.errno in OUT_OF_DESCRIPTORS:
                 self._out_of_descriptors(error)
-            else:
-                self._loop_errors.failed(error, time.monotonic())
-                time.sleep(TICK_S / 10)  # no spinning on what fails at once again
+                return True
+            self._loop_errors.failed(error, time.monotonic())
+            time.sleep(TICK_S / 10)  # no spinning on what fails at once again
             return False
         return True
 
@@ -416,10 +451,10 @@ class Daemon:
         return {"error": f"unknown command {one_line(command)}"}
 
     def _save_snapshot(self) -> None:
-        try:
-            self._policy.store.save_snapshot("status", time.time(), self._status())
-        except Exception:  # noqa: BLE001 - a status snapshot must never stop the daemon
-            log.exception("saving the status snapshot failed")
+        _guarded(
+            "saving the status snapshot",
+            lambda: self._policy.store.save_snapshot("status", time.time(), self._status()),
+        )
 
     def _start_sensors(self, sensors: list[Sensor]) -> None:
         """Watch with `sensors` (made from self.settings), and say what each watches."""
@@ -493,110 +528,150 @@ class Daemon:
                 self._stop_requested = True
 
     def _reload(self) -> None:
+        """SIGHUP. A refused reload (a broken file, a busy METRICS_LISTEN) leaves the running
+        configuration in force; any other exception is a bug: logged with its traceback, and
+        the daemon goes on with what of the new configuration was in force by then. systemd
+        hears READY=1 either way (it would wait for it until its reload timed out)."""
         service.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
-        metrics = self._metrics
-        warnings: list[str] = []  # also to syslog: an administrator may read only that
         try:
-            fresh = load_settings(self._config_path, self._cli_modes)
-            if fresh.state_dir != self.settings.state_dir:
-                # Refused, not kept: the file's other paths (EVENT_LOG, HISTORY_FILE, ...) may
-                # follow the new STATE_DIR, which would split the state in two folders.
-                raise error_at(
-                    fresh.source,
-                    "STATE_DIR",
-                    "changes only at a restart (the running "
-                    f"daemon's state is in {self.settings.state_dir})",
-                )
-            if fresh.nft_table != self.settings.nft_table:
-                warnings.append(
-                    f"NFT_TABLE changes only at restart; table inet "
-                    f"{self.settings.nft_table} stays in use"
-                )
-                log.warning("reload: %s", warnings[-1])
-                fresh = dataclasses.replace(fresh, nft_table=self.settings.nft_table)
-            if fresh.metrics_listen != self.settings.metrics_listen:
-                # The new address first: the page keeps working when it cannot be bound.
-                metrics = _listen_metrics(fresh, self.settings.metrics_listen)
-            self._policy.claim_table(fresh)  # blocking with nftables from now on: may refuse
-            self._claims.claim(fresh)  # a new BLOCKED_FILE or EVENT_LOG: may refuse
-            self._alerts.reconfigure(fresh)  # opens the new outputs first: may refuse
-        except (ConfigError, OSError) as error:
+            outcome = self._reloaded()
+        except Exception as error:  # noqa: BLE001 - a bug in a reload must not end the daemon
             self._claims.keep_only(self.settings)
-            if metrics is not None and metrics is not self._metrics:
-                metrics.close()
-            log.error("reload refused, old configuration stays in force: %s", error)
-            self._alerts.reopen()
-            self._alerts.reload_refused(str(error))
-            service.notify(f"READY=1\nSTATUS=reload refused: {error}")
-            return
-        for warning in fresh.warnings:
-            log.warning("%s", warning)
-        warnings[:0] = fresh.warnings
-        old = self.settings
-        self.settings = fresh
-        self._claims.keep_only(fresh)
-        self._late_reply_ports, late_warning = self._ports_for_late_replies()
-        warnings += [late_warning] if late_warning else []
-        self._engine.reconfigure(self._engine_config())
-        self._policy.reconfigure(fresh)
-        if sensor_inputs(fresh) == sensor_inputs(old):
-            # Kept: new sockets would lose what waits in the old ones and what comes between
-            # (a SIGHUP from logrotate at every rotation of EVENT_LOG).
-            self._warn_of_dropping_chains()
-        else:
-            self._replace_sensors(old, warnings)
-        if metrics is not self._metrics:
-            if self._metrics is not None:
-                self._metrics.close()
-            self._metrics = metrics
-            self._publish_metrics()
+            outcome = f"reload failed: {one_line(f'{type(error).__name__}: {error}')}"
+            log.error(
+                "%s (a bug: please report it with this traceback); the new configuration may "
+                "be in force in part",
+                outcome,
+                exc_info=True,
+            )
+        service.notify(f"READY=1\nSTATUS={outcome}")
+
+    def _reloaded(self) -> str:
+        """The reload itself; what STATUS= says of it."""
+        warnings: list[str] = []  # also to syslog: an administrator may read only that
+        # A new metrics page is closed unless the reload gets as far as taking it into use.
+        with contextlib.ExitStack() as unused:
+            try:
+                fresh = self._fresh_settings(warnings)
+                metrics = self._metrics
+                if fresh.metrics_listen != self.settings.metrics_listen:
+                    # The new address first: the page keeps working when it cannot be bound.
+                    metrics = _listen_metrics(fresh, self.settings.metrics_listen)
+                    if metrics is not None:
+                        unused.callback(metrics.close)
+                self._policy.claim_table(fresh)  # blocking with nftables from now on: may refuse
+                self._claims.claim(fresh)  # a new BLOCKED_FILE or EVENT_LOG: may refuse
+                self._alerts.reconfigure(fresh)  # opens the new outputs first: may refuse
+            except (ConfigError, OSError) as error:
+                self._claims.keep_only(self.settings)
+                log.error("reload refused, old configuration stays in force: %s", error)
+                self._alerts.reopen()
+                self._alerts.reload_refused(str(error))
+                return f"reload refused: {error}"
+            self._take(fresh, warnings)
+            if metrics is not self._metrics:
+                unused.pop_all()
+                if self._metrics is not None:
+                    self._metrics.close()
+                self._metrics = metrics
+                self._publish_metrics()
         if self._audit is None:
             self._start_audit()
-        elif fresh.audit_interval > 0:
-            self._audit.reconfigure(fresh)
+        elif self.settings.audit_interval > 0:
+            self._audit.reconfigure(self.settings)
         else:
             self._audit.stop(wait=False)
             self._audit = None
         log.info("configuration reloaded from %s", fresh.source)
         self._alerts.reload_warnings(warnings)
         self._alerts.active(self._modes(), reloaded=True)
-        # STATUS= too: it replaces a "reload refused" that `systemctl status` would keep showing
-        service.notify(f"READY=1\nSTATUS=reloaded; {self._modes()}")
+        # It replaces a "reload refused" that `systemctl status` would keep showing.
+        return f"reloaded; {self._modes()}"
+
+    def _fresh_settings(self, warnings: list[str]) -> Settings:
+        """The configuration file read again, for a reload. Raises ConfigError (the reload is
+        refused) for a file with errors or a new STATE_DIR."""
+        fresh = load_settings(self._config_path, self._cli_modes)
+        if fresh.state_dir != self.settings.state_dir:
+            # Refused, not kept: the file's other paths (EVENT_LOG, HISTORY_FILE, ...) may
+            # follow the new STATE_DIR, which would split the state in two folders.
+            raise error_at(
+                fresh.source,
+                "STATE_DIR",
+                "changes only at a restart (the running "
+                f"daemon's state is in {self.settings.state_dir})",
+            )
+        if fresh.nft_table != self.settings.nft_table:
+            warnings.append(
+                f"NFT_TABLE changes only at restart; table inet "
+                f"{self.settings.nft_table} stays in use"
+            )
+            log.warning("reload: %s", warnings[-1])
+            fresh = dataclasses.replace(fresh, nft_table=self.settings.nft_table)
+        return fresh
+
+    def _take(self, fresh: Settings, warnings: list[str]) -> None:
+        """Settings from a reload into force: the sensors first, which may fall back to the
+        old modes (_replace_sensors), so that what the engine and the policy are told is what
+        the sensors watch."""
+        for warning in fresh.warnings:
+            log.warning("%s", warning)
+        warnings[:0] = fresh.warnings
+        old = self.settings
+        self.settings = fresh
+        self._claims.keep_only(fresh)
+        if sensor_inputs(fresh) == sensor_inputs(old):
+            # Kept: new sockets would lose what waits in the old ones and what comes between
+            # (a SIGHUP from logrotate at every rotation of EVENT_LOG).
+            self._warn_of_dropping_chains()
+        else:
+            self._replace_sensors(old, warnings)
+        self._late_reply_ports, late_warning = self._ports_for_late_replies()
+        warnings += [late_warning] if late_warning else []
+        self._engine.reconfigure(self._engine_config())
+        self._policy.reconfigure(self.settings)
 
     def _replace_sensors(self, old: Settings, warnings: list[str]) -> None:
         """New sensors for a reload that changed what they watch; if they cannot be made (a
-        stealth mode without CAP_NET_RAW, more classic ports than descriptors), the old modes
-        and ports again, each protocol on its own: one whose old sensors fail too (rare: they
-        worked until now) is watched by nothing, said as an error, until a reload or restart
-        that works; a failed fallback must not end the daemon from its SIGHUP handling."""
+        stealth mode without CAP_NET_RAW, more classic ports than descriptors, a bug), the old
+        modes and ports again, each protocol on its own. One whose old sensors fail too (rare:
+        they worked until now) is watched by nothing, said as an error, and turned off in
+        self.settings: the modes said (status, the reloaded line) are what is watched, and the
+        next reload whose file names that protocol's mode builds it again. A failed fallback
+        must not end the daemon from its SIGHUP handling."""
         self._release_held()
         self._stop_sensors()
         try:
             sensors = build_sensors(self.settings, self._host)
-        except OSError as error:
+        except Exception as error:  # noqa: BLE001 - a bug too: the old sensors, rather than none
             # The fallback is made outside this block: the error's traceback holds the frames
             # of the failed build (closed by now; see build_sensors) until the block ends.
-            failure = str(error)
+            why = failure(error, "the sensors for the new configuration")
         else:
             self._start_sensors(sensors)
             return
         warnings.append(
-            f"sensors for the new configuration failed ({failure}); keeping the old modes and ports"
+            f"sensors for the new configuration failed ({why}); keeping the old modes and ports"
         )
         log.error("reload: %s", warnings[-1])
-        self.settings = dataclasses.replace(
+        fallback = dataclasses.replace(
             self.settings,
             tcp_mode=old.tcp_mode,
             udp_mode=old.udp_mode,
             tcp_ports=old.tcp_ports,
             udp_ports=old.udp_ports,
         )
-        sensors, failed = build_each(self.settings, self._host)
+        sensors, failed = build_each(fallback, self._host)
+        self.settings = fallback.with_modes(
+            None if Proto.TCP in failed else fallback.tcp_mode,
+            None if Proto.UDP in failed else fallback.udp_mode,
+        )
         self._start_sensors(sensors)
-        for proto, why in failed.items():
+        for proto, reason in failed.items():
             warnings.append(
-                f"{proto.value}: the old sensors failed too ({why}); no {proto.value} port "
-                "is watched until a reload or restart whose sensors work"
+                f"{proto.value}: the old sensors failed too ({reason}); no {proto.value} port "
+                f"is watched ({proto.value} mode off) until a reload or restart whose sensors "
+                "work"
             )
             log.error("reload: %s", warnings[-1])
 
@@ -638,6 +713,16 @@ def _listen_metrics(
         raise error_at(settings.source, "METRICS_LISTEN", reason) from None
     log.info("metrics: http://%s:%d/metrics", f"[{host}]" if ":" in host else host, port)
     return server
+
+
+def _guarded(what: str, step: Callable[[], object]) -> None:
+    """Run `step`; should it raise, log `what` failed, with the traceback, and go on: for a
+    step that must not keep the ones after it from running (the stop's), nor stop the daemon
+    (a status snapshot)."""
+    try:
+        step()
+    except Exception:  # noqa: BLE001 - the steps after it matter more than this one
+        log.exception("%s failed; going on", what)
 
 
 def _drain(fd: int) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from portwarden import service
 from portwarden.portmap import owner
 
 # No time limit per example: the suite runs on a shared, loaded machine, where a slow example
@@ -92,3 +93,16 @@ def libwrap_allows(tmp_path: Path) -> Iterator[Callable[[str], bool]]:
     finally:
         for table, value in zip(tables, saved, strict=True):
             table.value = value
+
+
+@pytest.fixture
+def notes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What the daemon tells systemd (service.notify), in order."""
+    said: list[str] = []
+
+    def notify(message: str) -> bool:
+        said.append(message)
+        return True
+
+    monkeypatch.setattr(service, "notify", notify)
+    return said

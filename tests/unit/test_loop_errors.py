@@ -3,8 +3,10 @@ traceback (at most once a minute), counted, survived; only a loop whose every tu
 limits.LOOP_ERRORS_FATAL_S stops, with exit status 1 (review: any exception but running out of
 descriptors ended the daemon, attacker data included)."""
 
+import errno
 import logging
 import signal
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -151,3 +153,79 @@ def test_keyboard_interrupt_is_not_caught(daemon: Daemon, monkeypatch: pytest.Mo
     turns(daemon, monkeypatch, turn)
     with pytest.raises(KeyboardInterrupt):
         daemon.run()
+
+
+def test_the_stop_after_a_broken_loop_runs_every_step(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The engine raises in every turn, and again in the stop's report of the scans still open:
+    logged, and the rest of the stop runs (review: the same exception left run() from its
+    `finally`, skipping the policy's stop, the control socket, the shutdown line)."""
+    monkeypatch.setattr(limits, "LOOP_ERRORS_FATAL_S", 0.3)
+
+    def tick(*_args: object, **_kwargs: object) -> None:
+        raise ValueError("engine bug")
+
+    monkeypatch.setattr(daemon._engine, "tick", tick)
+    said: list[str] = []
+    real_stopping = daemon._alerts.stopping
+
+    def stopping(why: str) -> None:
+        said.append(why)
+        real_stopping(why)
+
+    monkeypatch.setattr(daemon._alerts, "stopping", stopping)
+    with caplog.at_level(logging.INFO, "portwarden"):
+        assert daemon.run() == 1
+    failed = [r for r in errors(caplog) if "failed; going on" in r.getMessage()]
+    assert [r.getMessage() for r in failed] == [
+        "stop: reporting the scans still open failed; going on"
+    ]
+    assert failed[0].exc_info is not None and str(failed[0].exc_info[1]) == "engine bug"
+    assert not daemon._policy._worker.is_alive()
+    assert not (daemon.settings.state_dir / "control.sock").exists()
+    assert said == ["every turn of the loop failed"]
+    assert caplog.records[-1].getMessage().startswith("stopped: ")
+
+
+def out_of_descriptors(*_args: object) -> None:
+    """What a classic listener's accept() raises once the open-files limit is reached."""
+    raise OSError(errno.EMFILE, "Too many open files")
+
+
+def test_turns_cut_short_by_running_out_of_descriptors_feed_the_watchdog(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch, notes: list[str]
+) -> None:
+    """Running out of descriptors is "logged, never fatal" (limits.py): systemd must not kill
+    the daemon for it (review: such turns never said WATCHDOG=1)."""
+    daemon._watchdog_s = 0.2  # WATCHDOG=1 after every turn at least 0.1 s after the last
+    start = time.monotonic()
+
+    def release_held(_now: float = 0.0) -> None:
+        if time.monotonic() - start > 1.0:
+            daemon._signals.append(signal.SIGTERM)
+        out_of_descriptors()
+
+    monkeypatch.setattr(daemon, "_release_held", release_held)  # in every (real) turn
+    assert daemon.run() == 0
+    assert notes.count("WATCHDOG=1") >= 2  # a turn sleeps TICK_S, nothing being read
+
+
+def test_turns_cut_short_by_running_out_of_descriptors_are_no_failures(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug every other turn, and no descriptor left in the others: no turn ran through, but
+    the failures are not in a row, so the loop is not taken for broken."""
+    monkeypatch.setattr(limits, "LOOP_ERRORS_FATAL_S", 0.3)
+    start = time.monotonic()
+
+    def turn(n: int) -> None:
+        if time.monotonic() - start > 1.0:
+            daemon._signals.append(signal.SIGTERM)
+        if n % 2:
+            raise ValueError("bug")
+        out_of_descriptors()
+
+    turns(daemon, monkeypatch, turn)
+    assert daemon.run() == 0
+    assert daemon._counters()["loop_errors"] >= 5

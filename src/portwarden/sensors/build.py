@@ -1,5 +1,7 @@
 """Which sensors a Settings asks for."""
 
+import logging
+
 from portwarden.config import Settings, TcpMode, UdpMode
 from portwarden.config.values import CLASSIC_MODES
 from portwarden.descriptors import ensure_free
@@ -8,7 +10,9 @@ from portwarden.net.ports import local_port_range, reserved_local_ports
 from portwarden.sensors.hostview import HostView
 from portwarden.sensors.listener import ListenerSensor
 from portwarden.sensors.raw import RawSensor
-from portwarden.text import port_ranges
+from portwarden.text import one_line, port_ranges
+
+log = logging.getLogger("portwarden")
 
 Sensor = ListenerSensor | RawSensor
 
@@ -90,8 +94,8 @@ def build_sensors(settings: Settings, host: HostView) -> list[Sensor]:
 
 def build_each(settings: Settings, host: HostView) -> tuple[list[Sensor], dict[Proto, str]]:
     """Each protocol's sensor on its own (build_sensors with the other protocol off): those
-    that could be made, and why each of the others could not. A protocol that fails leaves
-    the other watched."""
+    that could be made, and why each of the others could not. A protocol that fails, also on
+    a bug, leaves the other watched (and its sensors made, not lost half-registered)."""
     sensors: list[Sensor] = []
     failed: dict[Proto, str] = {}
     for proto in Proto:
@@ -101,9 +105,20 @@ def build_each(settings: Settings, host: HostView) -> tuple[list[Sensor], dict[P
         )
         try:
             sensors += build_sensors(alone, host)
-        except OSError as error:
-            failed[proto] = str(error)
+        except Exception as error:  # noqa: BLE001 - a bug in one protocol's build included
+            failed[proto] = failure(error, f"the {proto.value} sensors")
     return sensors, failed
+
+
+def failure(error: Exception, what: str) -> str:
+    """Why building `what` raised `error`, on one line. An OSError is the system's answer (no
+    CAP_NET_RAW, too few descriptors); anything else is a bug, logged here with its traceback."""
+    if isinstance(error, OSError):
+        return str(error)
+    log.error(
+        "building %s failed (a bug: please report it with this traceback)", what, exc_info=error
+    )
+    return one_line(f"{type(error).__name__}: {error}")
 
 
 def late_reply_ports(settings: Settings) -> tuple[frozenset[int], str | None]:
