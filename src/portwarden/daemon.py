@@ -544,6 +544,7 @@ class Daemon:
                 outcome,
                 exc_info=True,
             )
+            self._alerts.reload_failed(outcome)
         service.notify(f"READY=1\nSTATUS={outcome}")
 
     def _reloaded(self) -> str:

@@ -322,10 +322,13 @@ def test_a_bug_in_a_reload_is_logged_and_said_to_systemd(
     page = daemon._metrics
     target = daemon._alerts if step == "opening the new outputs" else daemon._engine
     monkeypatch.setattr(target, "reconfigure", bug)
+    alerted: list[str] = []
+    monkeypatch.setattr(daemon._alerts, "reload_failed", alerted.append)  # to syslog
     settings_of(tmp_path, f'METRICS_LISTEN="127.0.0.1:{new_port}"\n')
     with caplog.at_level(logging.ERROR, "portwarden"):
         daemon._reload()
     assert notes[-1] == "READY=1\nSTATUS=reload failed: ValueError: bug while building"
+    assert alerted == ["reload failed: ValueError: bug while building"]
     assert caplog.records[-1].getMessage() == (
         "reload failed: ValueError: bug while building (a bug: please report it with this "
         "traceback); the new configuration may be in force in part"

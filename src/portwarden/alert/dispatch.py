@@ -270,6 +270,12 @@ class Alerts:
     def reload_refused(self, error: str) -> None:
         self._syslog_send(portsentry.reload_refused_line(error), ERROR)
 
+    def reload_failed(self, outcome: str) -> None:
+        """A bug in a reload: the administrator who reads only syslog hears of it too."""
+        self._syslog_send(
+            f"adminalert: ERROR: {outcome} (a bug: the daemon's log has its traceback)", ERROR
+        )
+
     def reload_warnings(self, warnings: Sequence[str]) -> None:
         """A reload's warnings (a missing ignore file, ...), which would otherwise only be in
         stderr: one `adminalert:` line each, at most limits.RELOAD_WARNINGS_SENT_MAX, then how
