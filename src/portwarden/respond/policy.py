@@ -335,20 +335,16 @@ class ResponsePolicy:
         if self._next_expiry is not None and self._next_expiry <= wall:
             self._next_expiry = None
             self._worker.jobs.put(ExpireJob())
-        ended = self._block_budget.ended(now)
-        if ended is not None:
-            log.warning(
-                "block-cap ended: %d%s sources were not blocked while it held",
-                ended[0],
-                " or more" if ended[1] else "",
-            )
-        ended = self._note_budget.ended(now)
-        if ended is not None:
-            log.warning(
+        for budget, said in (
+            (self._block_budget, "block-cap ended: %d%s sources were not blocked while it held"),
+            (
+                self._note_budget,
                 "history-cap ended: %d%s sources got no alert-only HISTORY_FILE line while it held",
-                ended[0],
-                " or more" if ended[1] else "",
-            )
+            ),
+        ):
+            ended = budget.ended(now)
+            if ended is not None:
+                log.warning(said, ended[0], " or more" if ended[1] else "")
         self._noted.forget_quiet(now, self.settings.scan_trigger_window)
         if self._over_max and not self._full():
             refused = len(self._refused_at_max)
