@@ -221,3 +221,35 @@ def test_a_kill_route_that_adds_an_nft_element_is_undone(
     assert "KILL_ROUTE undo: nothing to remove for 1 block " in daemon.log()
     assert portwarden(lab.target, daemon, "blocked").stdout.splitlines()[1:] == []
     daemon.stop()
+
+
+@pytest.mark.parametrize("verb", ["add", "create"])
+def test_an_nft_element_there_before_the_kill_route_is_left_by_the_unblock(
+    lab: Lab, start_daemon: StartDaemon, own_set: str, verb: str
+) -> None:
+    """The administrator's own element for the scanner in a set that guards port 22, there
+    before the block: `nft add element` exits 0 for it, `create element` says `File exists`
+    (once a failure said to be a route's). Either way the block is in force, not ours: the
+    unblock leaves the element and says so."""
+    attacker = lab.attackers[0]
+    lab.target.run(["nft", "add", "set", "inet", own_set, "ssh_banned", "{ type ipv4_addr; }"])
+    rule = ["ip", "saddr", "@ssh_banned", "tcp", "dport", "22", "drop"]
+    lab.target.run(["nft", "add", "rule", "inet", own_set, "input", *rule])
+    element = ["inet", own_set, "ssh_banned", f"{{ {attacker.ipv4} }}"]
+    lab.target.run(["nft", "add", "element", *element])
+    route = f"/usr/sbin/nft {verb} element inet {own_set} ssh_banned {{ $TARGET$ }}"
+    daemon = start_daemon("-stcp", conf=f'BLOCK_TCP="1"\nKILL_ROUTE="{route}"\n')
+    nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+    daemon.wait_for(rf"block address={attacker.ipv4} actions=route:present ")
+    assert " ERROR " not in daemon.log()
+    assert "route (not ours)" in portwarden(lab.target, daemon, "blocked").stdout
+    result = portwarden(lab.target, daemon, "unblock", attacker.ipv4)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"unblocked {attacker.ipv4}",
+        f"left as it is: {attacker.ipv4}: KILL_ROUTE {route.replace('$TARGET$', attacker.ipv4)}: "
+        "it was there before the block (not ours); remove it by hand if wanted",
+    ]
+    held = lab.target.run(["nft", "list", "set", "inet", own_set, "ssh_banned"]).stdout
+    assert attacker.ipv4 in held
+    daemon.stop()

@@ -853,23 +853,34 @@ def test_routes_already_gone_are_counted_in_one_line_per_batch(
     assert actions.store.leftovers() == []
 
 
-# nft as it answers: no `del` (a syntax error), and an element, set or table not there.
+# nft as it answers: no `del` (a syntax error); `add` of an element there says nothing,
+# `create` says `File exists`; `get` finds it; an element, set or table not there.
 FAKE_NFT = """\
-import sys
+import os, sys
 from pathlib import Path
 held = Path(sys.argv[0] + ".elements")
 elements = set(held.read_text().split()) if held.exists() else set()
 verb, element = sys.argv[1], sys.argv[-2]
-if verb == "add":
+if verb == "create" and element in elements:
+    sys.exit("Error: Could not process rule: File exists")
+if verb in ("add", "create"):
     elements.add(element)
-elif verb == "delete" and element in elements:
-    elements.discard(element)
-elif verb == "delete":
+elif verb in ("delete", "get") and element not in elements:
     sys.exit("Error: Could not process rule: No such file or directory")
-else:
+elif verb == "delete":
+    elements.discard(element)
+elif verb != "get" or "FAKE_NFT_NO_GET" in os.environ:
     sys.exit("Error: syntax error, unexpected element, expecting string")
 held.write_text(" ".join(sorted(elements)))
 """
+
+
+def fake_nft(tmp_path: Path) -> tuple[Path, Path]:
+    """FAKE_NFT as `tmp_path`/nft, and the file of its elements."""
+    nft = tmp_path / "nft"
+    nft.write_text(f"#!{sys.executable}\n{FAKE_NFT}")
+    nft.chmod(0o755)
+    return nft, tmp_path / "nft.elements"
 
 
 def test_a_kill_route_that_adds_an_nft_element_is_undone_with_delete(
@@ -878,10 +889,7 @@ def test_a_kill_route_that_adds_an_nft_element_is_undone_with_delete(
     """`nft add element ...` is undone with `nft delete element ...` (its `del` was a syntax
     error: every unblock left the block in force); an element gone already (a flushed
     ruleset) is nothing to remove."""
-    nft = tmp_path / "nft"
-    nft.write_text(f"#!{sys.executable}\n{FAKE_NFT}")
-    nft.chmod(0o755)
-    elements = tmp_path / "nft.elements"
+    nft, elements = fake_nft(tmp_path)
     actions = make(f'KILL_ROUTE="{nft} add element inet filter blocked {{ $TARGET$ }}"\n')
     assert block(actions, request("198.18.0.11")) is not None
     assert block(actions, request("198.18.0.12")) is not None
@@ -892,6 +900,46 @@ def test_a_kill_route_that_adds_an_nft_element_is_undone_with_delete(
     assert actions.store.leftovers() == []
     assert elements.read_text() == ""
     assert "KILL_ROUTE undo: nothing to remove for 1 block " in caplog.text
+
+
+@pytest.mark.parametrize(("verb", "get"), [("add", True), ("create", True), ("create", False)])
+def test_an_nft_element_there_before_the_block_is_not_ours(
+    tmp_path: Path,
+    make: Callable[[str], Actions],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    verb: str,
+    get: bool,
+) -> None:
+    """The administrator's own element for the address, there before the block: `nft add
+    element` says nothing of it (its undo removed it at the unblock) and `create element` says
+    `File exists` (a failed block, said to be a route's). In force, not ours: `present`, and
+    the unblock leaves it and says so. Found with `nft get element`, or from `File exists`
+    (an element added after that check)."""
+    nft, elements = fake_nft(tmp_path)
+    if not get:
+        monkeypatch.setenv("FAKE_NFT_NO_GET", "1")
+    elements.write_text("198.18.0.11")
+    route = f"{nft} {verb} element inet filter blocked {{ $TARGET$ }}"
+    actions = make(f'KILL_ROUTE="{route}"\n')
+    caplog.set_level(logging.INFO, "portwarden")
+    assert block(actions, request("198.18.0.11")) is not None
+    (record,) = actions.store.active()
+    assert [(a.kind, a.status) for a in record.actions] == [("route", "present")]
+    assert (
+        "KILL_ROUTE: the nftables element for 198.18.0.11 is there already (not ours: an "
+        f"unblock leaves it): {route.replace('$TARGET$', '198.18.0.11')}"
+    ) in caplog.text
+    assert " ERROR " not in caplog.text and "route to" not in caplog.text
+    _, answer = admin.unblock_here(actions, ipaddress.ip_network("198.18.0.11"))
+    assert answer["unblocked"] == ["198.18.0.11"]
+    assert answer["kept"] == [f"198.18.0.11: KILL_ROUTE {route.replace('$TARGET$', '198.18.0.11')}"]
+    assert elements.read_text() == "198.18.0.11"
+    elements.write_text("")  # gone: the next block's element is ours, and its unblock removes it
+    assert block(actions, request("198.18.0.11")) is not None
+    assert [a.status for a in actions.store.active()[0].actions] == ["done"]
+    actions.unblocks.unblock_matching(None, UNBLOCK_COMMAND)
+    assert elements.read_text() == ""
 
 
 THERE_ROUTE = failing_route("add", "RTNETLINK answers: File exists")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from portwarden.config import BlockMode, load_settings
-from portwarden.config.kill import route_undo
+from portwarden.config.kill import nft_element_command, route_undo
 from portwarden.respond.actions import Actions
 from portwarden.respond.block import BlockRequest
 from portwarden.store.db import Store
@@ -126,3 +126,20 @@ def test_route_undo(command: str, undo: str | None) -> None:
     assert (None if found is None else shlex.join(found)) == (
         None if undo is None else shlex.join(shlex.split(undo))
     )
+
+
+@pytest.mark.parametrize(
+    ("command", "check"),
+    [
+        ("/usr/sbin/nft add element inet t s { A }", "/usr/sbin/nft get element inet t s { A }"),
+        ("nft -e create element inet t s { A }", "nft -e get element inet t s { A }"),
+        ("nft 'add element inet t s { A }'", "nft 'get element inet t s { A }'"),
+        ("nft add rule inet t input ip saddr A drop", None),
+        ("/sbin/ip route add blackhole A", None),  # not nft: no element to look for
+    ],
+)
+def test_nft_element_check(command: str, check: str | None) -> None:
+    """How a KILL_ROUTE that adds an nftables element finds out whether it is there already
+    (nft's `add element` says nothing of one that is)."""
+    found = nft_element_command(shlex.split(command), "get")
+    assert found == (None if check is None else shlex.split(check))

@@ -60,7 +60,7 @@ def route_undo(argv: Sequence[str]) -> list[str] | None:
     other nft command: a rule is removed by its handle, which the command does not print.
     """
     if _program(argv) == "nft":
-        return _nft_undo(argv)
+        return nft_element_command(argv, "delete")
     for index, arg in enumerate(argv):
         if arg == "add":
             return [*argv[:index], "del", *argv[index + 1 :]]
@@ -72,19 +72,23 @@ def route_undo(argv: Sequence[str]) -> list[str] | None:
     return None
 
 
-def _nft_undo(argv: Sequence[str]) -> list[str] | None:
-    """`nft [options] add|create element FAMILY TABLE SET { ... }` -> `delete element ...`. nft
-    joins its arguments into one command, so they may come one word each or all in one; the
-    command starts at the first that is not an option (options with a value, `-I DIR`, are
-    not looked for: a KILL_ROUTE has no use for them)."""
+def nft_element_command(argv: Sequence[str], verb: str) -> list[str] | None:
+    """`nft [options] add|create element FAMILY TABLE SET { ... }` with `verb` in place of
+    `add`/`create` (`delete` undoes it; `get` exits 0 when the element is there already,
+    which `add` does too); None for any other command. nft joins its arguments into one
+    command, so they may come one word each or all in one; the command starts at the first
+    that is not an option (options with a value, `-I DIR`, are not looked for: a KILL_ROUTE
+    has no use for them)."""
+    if _program(argv) != "nft":
+        return None
     for index, arg in enumerate(argv[1:], 1):
         if arg.startswith("-"):
             continue
         command = " ".join(argv[index:]).split()  # as nft reads it
         if command[:1] not in (["add"], ["create"]) or command[1:2] != ["element"]:
             return None
-        verb = " ".join(["delete", *arg.split(maxsplit=1)[1:]])  # the rest of its argument
-        return [*argv[:index], verb, *argv[index + 1 :]]
+        replaced = " ".join([verb, *arg.split(maxsplit=1)[1:]])  # the rest of its argument
+        return [*argv[:index], replaced, *argv[index + 1 :]]
     return None
 
 

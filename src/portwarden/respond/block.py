@@ -12,7 +12,7 @@ from pathlib import Path
 
 from portwarden import fileedit, limits
 from portwarden.config import BlockMode
-from portwarden.config.kill import BRACKETED_TARGET, route_undo
+from portwarden.config.kill import BRACKETED_TARGET, nft_element_command, route_undo
 from portwarden.net import local
 from portwarden.net.addresses import IPAddress
 from portwarden.respond import commands, portsentry_files
@@ -306,17 +306,37 @@ def run_action(
 ) -> Action:
     """Run the action's command for `address`, for at most `timeout` seconds (after its undo
     when `quiet_undo`: it may or may not be in force, so only one copy is left; never that of
-    a route not ours). A failure is recorded with why. A KILL_ROUTE that finds a route there
-    already (`File exists`): see _route_there."""
+    a route not ours). A failure is recorded with why. A KILL_ROUTE that adds an nftables
+    element finds out first whether the element is there already (`nft add element` says
+    nothing then, and its undo would remove it): see _element_there. One that finds a route
+    there already (`File exists`): see _route_there."""
     if quiet_undo and action.undo and action.status != PRESENT:
         commands.run(list(action.undo), timeout, f"{what} undo", quiet=True)
+    check = nft_element_command(action.do, "get") if action.kind == ROUTE else None
+    if check and commands.run(check, timeout, f"{what} check", quiet=True) is None:
+        return _element_there(action, what, address)
     there = commands.THERE_ALREADY if action.kind == ROUTE else ()
     failure = commands.run(
         list(action.do), timeout, what, harmless=there, harmless_as=commands.EXISTS
     )
-    if failure == commands.EXISTS:
-        return _route_there(action, what, address)
+    if failure == commands.EXISTS:  # nft `create element`: the element came after the check
+        return (
+            _element_there(action, what, address) if check else _route_there(action, what, address)
+        )
     return action._replace(status=DONE if failure is None else f"{FAILED}: {failure}")
+
+
+def _element_there(action: Action, what: str, address: str) -> Action:
+    """A KILL_ROUTE's nftables element that was there before it ran (`nft get element` found
+    it, or `nft create element` said `File exists`): in force, but not ours (recorded
+    `present`, so no unblock removes it)."""
+    log.info(
+        "%s: the nftables element for %s is there already (not ours: an unblock leaves it): %s",
+        what,
+        address,
+        one_line(" ".join(action.do)),
+    )
+    return action._replace(status=PRESENT)
 
 
 def _route_there(action: Action, what: str, address: str) -> Action:
