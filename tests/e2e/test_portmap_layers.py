@@ -93,6 +93,31 @@ def test_a_ban_the_administrators_allow_line_lets_in_is_not_said_to_hold(
         portmapper.stop()
 
 
+def test_an_allow_line_for_portmap_alone_does_not_let_a_banned_caller_in(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """hosts.allow `portmap: 198.18.0.0/255.255.255.0` (theirs), hosts.deny `ALL: <attacker>`:
+    rpcbind asks libwrap under its own name only, so that line lets no one in, and the ban
+    holds (protect warned that it did not, and check said it was overridden)."""
+    attacker, target = lab.attackers[0], lab.target
+    deny = f"ALL: {attacker.ipv4}\n"
+    portmapper = Portmapper(target, tmp_path, b"portmap: 198.18.0.0/255.255.255.0\n", deny.encode())
+    try:
+        result = portmapper.portwarden(
+            "portmap", "protect", "--allow", "198.18.0.0/24", "--firewall", "none"
+        )
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+        ban = f'/etc/hosts.deny:4: "ALL: {attacker.ipv4}"'
+        assert f"{ban} still refuses {attacker.ipv4} (carried over" in result.stdout
+        assert not rpcinfo_lists_program(attacker, target.ipv4)  # the premise: in force
+        _, lines = checked(portmapper)
+        assert f"  ban {ban}: in effect for rpcbind (our /etc/hosts.allow lines except " in (
+            "\n".join(lines)
+        )
+    finally:
+        portmapper.stop()
+
+
 def test_protect_with_another_firewall_takes_our_rules_out_of_the_first(
     lab: Lab, portmapper: Portmapper
 ) -> None:

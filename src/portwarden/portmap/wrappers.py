@@ -62,6 +62,9 @@ _RULE_START = f"{DAEMONS}: "
 # The daemon name rpcbind checks its callers under (Debian's, and every current distribution's),
 # and the old portmapper's, which our lines name too.
 RPCBIND, PORTMAP = "rpcbind", "portmap"
+# The options of a hosts.allow line that keep a caller it matches from the daemon.
+_REFUSING = frozenset({"deny", "twist"})
+_NO_MASK = "255.255.255.255"  # what inet_addr() cannot tell from its error value
 EVERYONE: tuple[Network, ...] = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
 
@@ -346,7 +349,10 @@ def single_addresses(rule: str) -> tuple[Network, ...]:
 def client_network(word: str) -> Network | None:
     """The addresses a client pattern stands for when it is one of libwrap's numeric forms
     (n.n.n.n, n.n.n. as a prefix, n.n.n.n/m.m.m.m or /bits, [v6] or [v6]/bits); None for any
-    other (ALL, LOCAL, KNOWN, a name, .domain, @netgroup, a pattern with wildcards)."""
+    other (ALL, LOCAL, KNOWN, a name, .domain, @netgroup, a pattern with wildcards), and for
+    one that matches no caller (see matches_no_caller)."""
+    if matches_no_caller(word):
+        return None
     text = word.replace("[", "").replace("]", "")
     if re.fullmatch(r"(\d{1,3}\.){1,3}", text):
         parts = text.rstrip(".").split(".")
@@ -355,6 +361,22 @@ def client_network(word: str) -> Network | None:
         return parse_network(text)
     except ValueError:
         return None
+
+
+def matches_no_caller(word: str) -> bool:
+    """Whether a client pattern is a numeric form that libwrap matches with no caller (as
+    hosts_ctl measures it): a mask of 255.255.255.255, which inet_addr() returns as its error
+    value (INADDR_NONE), so masked_match gives up; an IPv4 address in brackets
+    (`[::ffff:198.18.0.20]`, `[::ffff:198.18.0.0]/120`, `[198.18.0.20]`): libwrap compares
+    a bracketed pattern with IPv6 callers only, and an IPv4 caller is no IPv6 one."""
+    if word.partition("/")[2] == _NO_MASK:
+        return True
+    if not word.startswith("["):
+        return False
+    try:
+        return parse_network(word.replace("[", "").replace("]", "")).version == 4
+    except ValueError:
+        return False
 
 
 def block_networks(lines: list[str], block: Block) -> tuple[Network, ...]:
@@ -469,25 +491,27 @@ class Grant:
 
 def ban_allowed_by(path: Path, lines: list[str], ban: Ban) -> Grant | None:
     """The first hosts.allow line (of `lines`, the file `path`: ours or the administrator's)
-    that lets part of what `ban` refuses reach the portmapper, or None: the ban is in effect.
-    A line for the portmapper lets part of it in when a client before its EXCEPT may match
-    part of it (an address or network that overlaps it, ALL, a name or a pattern) and the
-    numeric ones after EXCEPT do not except all of it (an EXCEPT among those, which lets some
-    back in, excepts nothing here); a line with a `deny` option that refuses all of it, met
-    first, keeps it out."""
+    that lets part of what `ban` refuses reach rpcbind, or None: the ban is in effect.
+    A line for rpcbind (by that name: one for portmap alone has no effect on it) lets part of
+    it in when a client before its EXCEPT may match part of it (an address or network that
+    overlaps it, ALL, a name or a pattern; not a form that matches no caller) and the numeric
+    ones after EXCEPT do not except all of it (an EXCEPT among those, which lets some back in,
+    excepts nothing here); a line with a `deny` or `twist` option (twist hands the caller to
+    its command instead of the daemon) that refuses all of it, met first, keeps it out."""
     block = find_block(path, lines)
     ours = range(block.start, block.stop) if block else range(0)
     net = ban.network
     for number, line in logical_lines(lines):
         parts = fields(line)
-        if is_comment(line) or len(parts) < 2 or not applies_to_portmapper(parts[0]):
+        if is_comment(line) or len(parts) < 2 or not daemons_match(parts[0], RPCBIND):
             continue
         named, excepted = split_except(words(parts[1]))
         if any(within(net, e) for e in _numeric(excepted)) and not any(map(is_except, excepted)):
             continue
+        named = [word for word in named if not matches_no_caller(word)]
         everyone = any(is_keyword(word, "ALL") for word in named)
         numeric = _numeric(named)
-        if "deny" in {p.lower() for p in parts[2:]}:
+        if _REFUSING & {p.split()[0].lower() for p in parts[2:] if p.split()}:
             if everyone or any(within(net, n) for n in numeric):
                 return None
             continue
@@ -637,8 +661,12 @@ def is_comment(line: str) -> bool:
 
 
 def _inside(word: str, allowed: tuple[Network, ...]) -> bool:
+    """Whether a client pattern matches no caller outside `allowed`: it names a network
+    inside one of them, or it matches no caller at all."""
     network = client_network(word)
-    return network is not None and any(within(network, a) for a in allowed)
+    if network is None:
+        return matches_no_caller(word)
+    return any(within(network, a) for a in allowed)
 
 
 def denies_everyone(path: Path, text: str | None) -> str | None:
