@@ -55,3 +55,22 @@ def test_a_rule_added_to_our_iptables_chain_is_named_before_it_goes(
         "tcp -m tcp --dport 22 -j ACCEPT): the chain is portwarden's alone, protect replaces "
         "its rules and unprotect deletes it; keep your own rules in a chain of your own"
     ) in warning
+
+
+def test_a_protect_that_deletes_our_iptables_chain_says_it_goes_with_a_rule_added_there(
+    lab: Lab, portmapper: Portmapper
+) -> None:
+    """`protect --firewall nft` after `--firewall iptables` takes our chain out, with a rule
+    added there by hand: the warning says so (it said that protect replaces the chain's rules,
+    as if the rule stayed)."""
+    target = lab.target
+    assert warnings(portmapper, "protect", *ALLOW, "--firewall", "iptables") == []
+    target.run(["iptables", "-A", CHAIN, "-p", "tcp", "--dport", "22", "-j", "ACCEPT"])
+    [warning] = warnings(portmapper, "protect", *ALLOW, "--firewall", "nft")
+    assert warning.endswith(
+        f"(iptables: -A {CHAIN} -p tcp -m tcp --dport 22 -j ACCEPT): the chain is portwarden's "
+        "alone, and protect --firewall nft deletes it, with all it holds; keep your own rules "
+        "in a chain of your own"
+    )
+    assert target.run(["iptables", "-S", CHAIN], check=False).returncode != 0
+    assert warnings(portmapper, "unprotect", "--firewall", "nft") == []

@@ -757,10 +757,13 @@ class _Wall:
     log: list[str]
     fails: bool = False
 
+    def protect(self, networks: tuple[firewall.Network, ...]) -> list[firewall.Step]:
+        return [firewall.Step(self.name, f"add ours to {self.name}\n")]
+
     def unprotect(self) -> list[firewall.Step]:
         return [firewall.Step(self.name, f"remove ours from {self.name}\n")]
 
-    def foreign(self) -> str | None:
+    def foreign(self, deleted_by: str | None = None) -> str | None:
         return None
 
     def run(self, step: firewall.Step) -> firewall.Undo:
@@ -1049,6 +1052,28 @@ def test_both_firewalls_name_what_is_not_ours_in_one_wording(
     assert iptables.foreign() == shape.format(
         f"chain {chain}", f"iptables: {rule}; ip6tables: {rule}", "chain", "its rules", "chain"
     )
+
+
+def test_a_protect_that_deletes_our_chain_in_the_other_firewall_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`protect --firewall nft` takes our iptables chain out, a rule added there by hand with
+    it: the warning says that this protect deletes it (it said that protect replaces the
+    chain's rules, which this one does not)."""
+    chain = firewall.CHAIN
+    rule = f"-A {chain} -p tcp -m tcp --dport 22 -j ACCEPT"
+    iptables = firewall.IptablesFirewall()
+    monkeypatch.setattr(iptables, "_list", lambda tool, _: [f"-N {chain}", rule])
+    monkeypatch.setattr(iptables, "_jumps", lambda tool: [1])
+    nft = _Wall("nft", [])
+    monkeypatch.setattr(firewall, "firewall", lambda b: iptables if b == "iptables" else nft)
+    plan = plan_protect(["198.18.0.20"], None, None, "nft")
+    assert plan.warnings == (
+        f"chain {chain} holds what portwarden did not put there (iptables: {rule}; ip6tables: "
+        f"{rule}): the chain is portwarden's alone, and protect --firewall nft deletes it, "
+        "with all it holds; keep your own rules in a chain of your own",
+    )
+    assert "protect replaces" in (plan_protect(["198.18.0.20"], None, None, "iptables")).warnings[0]
 
 
 BANS = "\n".join(

@@ -79,23 +79,32 @@ class Firewall(Protocol):
 
     def protect(self, networks: tuple[Network, ...]) -> list[Step]: ...
     def unprotect(self) -> list[Step]: ...
-    def foreign(self) -> str | None: ...
+    def foreign(self, deleted_by: str | None = None) -> str | None: ...
     def describe(self) -> list[str]: ...
     def active(self) -> bool: ...
     def allowed(self) -> tuple[Network, ...]: ...
     def run(self, step: Step) -> Undo: ...
 
 
-def _not_ours(place: str, kind: str, replaced: str, found: list[str]) -> str | None:
+def _not_ours(
+    place: str, kind: str, replaced: str, found: list[str], deleted_by: str | None
+) -> str | None:
     """The one warning, for either firewall, when our table or chain (`place`, a `kind`)
     holds `found`, things we did not put there: protect replaces `replaced` and unprotect
-    deletes the whole, so they would go silently. None when `found` is empty."""
+    deletes the whole, so they would go silently; `deleted_by`: the command about to delete
+    the whole now (a protect that takes our rules out of this firewall). None when `found` is
+    empty."""
     if not found:
         return None
+    fate = (
+        f"and {deleted_by} deletes it, with all it holds"
+        if deleted_by
+        else f"protect replaces {replaced} and unprotect deletes it"
+    )
     return one_line(
         f"{place} holds what portwarden did not put there ({'; '.join(found)}): "
-        f"the {kind} is portwarden's alone, protect replaces {replaced} and "
-        f"unprotect deletes it; keep your own rules in a {kind} of your own",
+        f"the {kind} is portwarden's alone, {fate}; keep your own rules in a {kind} "
+        "of your own",
         600,
     )
 
@@ -159,10 +168,10 @@ class NftFirewall:
             return []
         return [Step("nft", f"delete table inet {TABLE}\n")]
 
-    def foreign(self) -> str | None:
+    def foreign(self, deleted_by: str | None = None) -> str | None:
         """A warning line if our table holds anything we did not put there (a rule added by
         hand, another chain, a set): protect flushes our chain and unprotect deletes the
-        table, so it would go silently."""
+        table, so it would go silently (see _not_ours)."""
         try:
             output = self._nft_run(f"list table inet {TABLE}", json_output=True)
         except FirewallError:
@@ -179,7 +188,8 @@ class NftFirewall:
             where = f" in chain {body.get('chain')}" if kind == "rule" else ""
             name = f"handle {body.get('handle')}" if kind == "rule" else body.get("name")
             found.append(f"{kind} {name}{where}")
-        return _not_ours(f"nftables table inet {TABLE}", "table", "its chain's rules", found)
+        place = f"nftables table inet {TABLE}"
+        return _not_ours(place, "table", "its chain's rules", found, deleted_by)
 
     def active(self) -> bool:
         """Both drop rules (IPv4 and IPv6) are in our chain."""
@@ -285,9 +295,9 @@ class IptablesFirewall:
             steps.append(Step(f"{tool}-restore", "\n".join(lines) + "\n"))
         return steps
 
-    def foreign(self) -> str | None:
+    def foreign(self, deleted_by: str | None = None) -> str | None:
         """A warning line if our chain holds a rule of a form we never write (added by hand):
-        protect replaces the chain's rules and unprotect deletes it."""
+        protect replaces the chain's rules and unprotect deletes it (see _not_ours)."""
         drops = {
             f"-A {CHAIN} -p {p} -m {p} --dport {PORTMAPPER_PORT} -j DROP" for p in ("tcp", "udp")
         }
@@ -303,7 +313,7 @@ class IptablesFirewall:
                 and rule.count(" ") == 5
             )
         ]
-        return _not_ours(f"chain {CHAIN}", "chain", "its rules", found)
+        return _not_ours(f"chain {CHAIN}", "chain", "its rules", found, deleted_by)
 
     def active(self) -> bool:
         """Both chains exist, end in the drop rules and are jumped to first from INPUT."""

@@ -151,7 +151,8 @@ def plan_protect(
         added, removed = protect_steps(choice, networks)
         notes += [_removed(wall, choice) for wall in _distinct(wall for wall, _ in removed)]
         steps = added + removed
-    warnings += _foreign(wall for wall, _ in steps)
+        warnings += _foreign(wall for wall, _ in added)
+        warnings += _foreign((wall for wall, _ in removed), f"protect --firewall {choice}")
     return Plan(files, tuple(steps), tuple(warnings), tuple(notes))
 
 
@@ -217,10 +218,12 @@ def plan_unprotect(
     )
 
 
-def _foreign(walls: Iterable[Firewall]) -> list[str]:
+def _foreign(walls: Iterable[Firewall], deleted_by: str | None = None) -> list[str]:
     """A warning for each firewall about to be changed whose table or chain holds what we did
-    not put there, once per firewall (one may have a step per family)."""
-    return [line for wall in _distinct(walls) if (line := wall.foreign()) is not None]
+    not put there, once per firewall (one may have a step per family); `deleted_by`: the
+    command that takes our rules out of these firewalls, deleting the table or chain."""
+    found = (wall.foreign(deleted_by) for wall in _distinct(walls))
+    return [line for line in found if line is not None]
 
 
 def _distinct(walls: Iterable[Firewall]) -> list[Firewall]:
