@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from portwarden.config import Settings
-from portwarden.config.ignore import Network, parse_network, read_otherwise
+from portwarden.config.ignore import Network, parse_network, read_otherwise, shown
 from portwarden.respond import admin
 from portwarden.respond.admin import Answer, NotDone, ReapplyAnswer, UnblockAnswer
 from portwarden.text import counted, one_line
@@ -89,8 +89,8 @@ def unblock_lines(answer: UnblockAnswer, settings: Settings, network: Network | 
         )
         for line in answer["left"]
     ]
-    if answer.get("swept"):
-        lines.append(Line(_swept(answer.get("swept", 0), f" inside {network}")))
+    if answer.get("swept") and network is not None:
+        lines.append(Line(_swept(answer.get("swept", 0), network)))
     return lines
 
 
@@ -127,8 +127,13 @@ def reapply_lines(answer: ReapplyAnswer, settings: Settings) -> list[Line]:
     return lines
 
 
-def _swept(count: int, where: str = "") -> str:
-    """Elements our sets held that the store did not list, removed (NftTable.sweep)."""
+def _swept(count: int, network: Network | None = None) -> str:
+    """Elements our sets held that the store did not list, removed (NftTable.sweep); for an
+    unblock's `network`, `inside NET`, or `for A` when it is one address (written as
+    `unblocked A` writes it)."""
+    where = ""
+    if network is not None:
+        where = f" {'for' if network.num_addresses == 1 else 'inside'} {shown(network)}"
     return f"removed {counted(count, 'nftables element')}{where} that the store did not list"
 
 

@@ -44,10 +44,10 @@ def test_a_restored_old_ruleset_is_put_right_by_unblock_and_reapply(
     result = portwarden(lab.target, daemon, "unblock", first.ipv4)
     assert result.returncode == 0, result.stderr
     assert result.stdout == (
-        f"removed 1 nftables element inside {first.ipv4}/32 that the store did not list\n"
+        f"removed 1 nftables element for {first.ipv4} that the store did not list\n"
     )
     daemon.wait_for(
-        f"nftables: unblock {first.ipv4}/32: removed 1 element of table inet portwarden "
+        f"nftables: unblock {first.ipv4}: removed 1 element of table inet portwarden "
         "that the store did not list",
         since=mark,
     )

@@ -119,7 +119,7 @@ def test_a_restored_old_ruleset_is_undone_by_unblock_and_by_reapply(
     assert sets.elements == {"198.18.1.51", "198.18.1.52"}
     lines = admin_output.unblock_lines(answer, actions.settings, net("198.18.1.50"))
     assert [line.text for line in lines] == [
-        "removed 1 nftables element inside 198.18.1.50/32 that the store did not list"
+        "removed 1 nftables element for 198.18.1.50 that the store did not list"
     ]
     sets.elements = set(saved)
     again = admin.reapply_here(actions)

@@ -16,6 +16,7 @@ from typing import Any, assert_never
 from portwarden import limits
 from portwarden.alert.dispatch import Alerts
 from portwarden.config import Settings
+from portwarden.config.ignore import shown
 from portwarden.net.nftables import NftError
 from portwarden.respond.actions import Actions
 from portwarden.respond.admin import reapply_here, unblock_here
@@ -200,7 +201,8 @@ class ActionWorker(threading.Thread):
     def _unblock(self, actions: Actions, job: UnblockJob) -> dict[str, Any]:
         undone, answer = unblock_here(actions, job.network)
         report_unblocks(self._alerts, [r.address for r in undone], _just_now(UNBLOCK_COMMAND))
-        _say_swept(answer.get("swept", 0), actions.settings, f"unblock {job.network}")
+        where = "--all" if job.network is None else shown(job.network)
+        _say_swept(answer.get("swept", 0), actions.settings, f"unblock {where}")
         return dict(answer)  # for the control socket, as JSON
 
     def _report_block(self, record: BlockRecord) -> None:
