@@ -27,13 +27,13 @@ from portwarden.net import local
 from portwarden.respond import actions as actions_module
 from portwarden.respond import admin, portsentry_files
 from portwarden.respond.actions import Actions
-from portwarden.respond.block import BlockRequest
+from portwarden.respond.block import BlockRequest, run_action
 from portwarden.respond.nft_table import NftTable
 from portwarden.respond.portsentry_writer import PortSentryWriter
 from portwarden.respond.recorded import enforced, via
 from portwarden.respond.restore import NOT_CONFIGURED
 from portwarden.respond.unblock import Unblocker
-from portwarden.store.db import UNBLOCK_COMMAND, Action, BlockRecord, Store, boot_id
+from portwarden.store.db import DONE, ROUTE, UNBLOCK_COMMAND, Action, BlockRecord, Store, boot_id
 from tests.unit.blocking import block, blocking_settings
 from tests.unit.rewrites import record_rewrites
 
@@ -940,6 +940,17 @@ def test_an_nft_element_there_before_the_block_is_not_ours(
     assert [a.status for a in actions.store.active()[0].actions] == ["done"]
     actions.unblocks.unblock_matching(None, UNBLOCK_COMMAND)
     assert elements.read_text() == ""
+
+
+def test_an_nft_element_of_ours_put_back_after_a_reboot_stays_ours(tmp_path: Path) -> None:
+    """A ruleset saved while the block was active and loaded at boot holds the element again:
+    putting the block back must not take that for the administrator's (review: it became
+    `present`, and no unblock removed it any more)."""
+    nft, elements = fake_nft(tmp_path)
+    elements.write_text("198.18.0.11")
+    do = (str(nft), "add", "element", "inet", "filter", "blocked", "{", "198.18.0.11", "}")
+    ours = Action(ROUTE, (str(nft), "delete", *do[2:]), DONE, do)
+    assert run_action(ours, "KILL_ROUTE (restore)", "198.18.0.11", 5.0).status == DONE
 
 
 THERE_ROUTE = failing_route("add", "RTNETLINK answers: File exists")

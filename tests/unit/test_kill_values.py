@@ -136,6 +136,9 @@ def test_route_undo(command: str, undo: str | None) -> None:
         ("nft 'add element inet t s { A }'", "nft 'get element inet t s { A }'"),
         ("nft add rule inet t input ip saddr A drop", None),
         ("/sbin/ip route add blackhole A", None),  # not nft: no element to look for
+        # Two commands: a `get` in place of the first `add` would still run the second.
+        ("nft add element inet t s { A } ';' add element inet t s2 { A }", None),
+        ("nft 'add element inet t s { A }; add element inet t s2 { A }'", None),
     ],
 )
 def test_nft_element_check(command: str, check: str | None) -> None:

@@ -75,7 +75,8 @@ def route_undo(argv: Sequence[str]) -> list[str] | None:
 def nft_element_command(argv: Sequence[str], verb: str) -> list[str] | None:
     """`nft [options] add|create element FAMILY TABLE SET { ... }` with `verb` in place of
     `add`/`create` (`delete` undoes it; `get` exits 0 when the element is there already,
-    which `add` does too); None for any other command. nft joins its arguments into one
+    which `add` does too); None for any other command, and for several commands in one
+    (`... ; add element ...`: the rest would run with it). nft joins its arguments into one
     command, so they may come one word each or all in one; the command starts at the first
     that is not an option (options with a value, `-I DIR`, are not looked for: a KILL_ROUTE
     has no use for them)."""
@@ -84,7 +85,10 @@ def nft_element_command(argv: Sequence[str], verb: str) -> list[str] | None:
     for index, arg in enumerate(argv[1:], 1):
         if arg.startswith("-"):
             continue
-        command = " ".join(argv[index:]).split()  # as nft reads it
+        joined = " ".join(argv[index:])  # as nft reads it
+        if ";" in joined or "\n" in joined:  # more commands: the verb of the first is not all
+            return None
+        command = joined.split()
         if command[:1] not in (["add"], ["create"]) or command[1:2] != ["element"]:
             return None
         replaced = " ".join([verb, *arg.split(maxsplit=1)[1:]])  # the rest of its argument

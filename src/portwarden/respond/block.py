@@ -312,7 +312,10 @@ def run_action(
     there already (`File exists`): see _route_there."""
     if quiet_undo and action.undo and action.status != PRESENT:
         commands.run(list(action.undo), timeout, f"{what} undo", quiet=True)
-    check = nft_element_command(action.do, "get") if action.kind == ROUTE else None
+    # Not for one done already (a block put back after a reboot): the element a ruleset loaded
+    # at boot holds is still ours.
+    ours = action.status == DONE
+    check = nft_element_command(action.do, "get") if action.kind == ROUTE and not ours else None
     if check and commands.run(check, timeout, f"{what} check", quiet=True) is None:
         return _element_there(action, what, address)
     there = commands.THERE_ALREADY if action.kind == ROUTE else ()
