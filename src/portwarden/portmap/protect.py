@@ -219,9 +219,9 @@ def plan_unprotect(
 
 
 def _foreign(walls: Iterable[Firewall], deleted_by: str | None = None) -> list[str]:
-    """A warning for each firewall about to be changed whose table or chain holds what we did
-    not put there, once per firewall (one may have a step per family); `deleted_by`: the
-    command that takes our rules out of these firewalls, deleting the table or chain."""
+    """A warning for each firewall about to be changed (once each: see _distinct) whose table
+    or chain holds what we did not put there; `deleted_by`: the command that takes our rules
+    out of these firewalls, deleting the table or chain."""
     found = (wall.foreign(deleted_by) for wall in _distinct(walls))
     return [line for line in found if line is not None]
 

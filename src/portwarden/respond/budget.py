@@ -39,12 +39,11 @@ class MinuteBudget:
             self._strong.append(now)
         else:
             self.refused += 1
-            if source in self._unserved:
-                pass
-            elif len(self._unserved) < limits.BLOCK_MAX_REFUSED_COUNTED_MAX:
-                self._unserved.add(source)
-            else:
-                self._uncounted = True
+            if source not in self._unserved:
+                if len(self._unserved) < limits.BLOCK_MAX_REFUSED_COUNTED_MAX:
+                    self._unserved.add(source)
+                else:
+                    self._uncounted = True
             return False
         self._unserved.discard(source)
         return True
