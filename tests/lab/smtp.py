@@ -219,6 +219,11 @@ class StartTlsCutRelay(SilentRelay):
                     elif self.cut == "plain":
                         connection.recv(4096)
                         connection.sendall(b"421 4.3.0 relay busy\r\n")
+                    else:  # an end of stream, never a reset: the ClientHello is read, not dropped
+                        connection.shutdown(socket.SHUT_WR)
+                        connection.settimeout(5)
+                        while connection.recv(4096):
+                            pass
                     return
                 else:
                     connection.sendall(b"502 5.5.2 unexpected\r\n")
