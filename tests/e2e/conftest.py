@@ -1,6 +1,7 @@
 """A daemon per test module, started in the lab's target host with the module's modes."""
 
-from collections.abc import Callable, Iterator
+import shlex
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -83,9 +84,23 @@ def clean_firewall(lab: Lab, started_daemons: list[RunningDaemon]) -> Iterator[N
         lab.target.run(["ip", family, "route", "flush", "type", "blackhole"], check=False)
 
 
-def nmap(host_run: Callable, *args: str) -> None:
-    """Run nmap quickly: no DNS, no host discovery, one retry."""
-    host_run(["nmap", "-n", "-Pn", "--max-retries", "1", *args], timeout=120)
+def nmap_command(*args: str, retries: int = 1) -> list[str]:
+    """nmap that runs quickly: no DNS, no host discovery, `retries` retries of a probe that has
+    no answer in time."""
+    return ["nmap", "-n", "-Pn", "--max-retries", str(retries), *args]
+
+
+def nmap(host_run: Callable, *args: str, retries: int = 1) -> None:
+    """Run nmap quickly (nmap_command)."""
+    host_run(nmap_command(*args, retries=retries), timeout=120)
+
+
+def nmap_runs(host: Host, *runs: Sequence[str]) -> None:
+    """Several nmap runs (each as nmap() makes it) one right after the other, in one shell in
+    `host`: no start of a process from the test between them, whose time on a loaded machine
+    could exceed a short SCAN_END_QUIET and split one scan's summary in two."""
+    script = " && ".join(shlex.join(nmap_command(*args)) for args in runs)
+    host.run(["sh", "-c", script], timeout=120 * len(runs))
 
 
 def address_of(host: Host, family: int) -> str:

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import pytest
 
 from portwarden.lab.network import Lab
-from tests.e2e.conftest import SERVICE, StartDaemon, nmap
+from tests.e2e.conftest import SERVICE, StartDaemon, nmap, nmap_runs
 from tests.lab import logwatch
 from tests.lab.daemon import RunningDaemon, start_with_hosts_file
 from tests.lab.isolated import NEW_MOUNTS
@@ -492,8 +492,9 @@ def test_the_scan_report_gives_the_flags_seen(
     )
     attacker = lab.attackers[2]
     try:
-        for scan in ("-sS", "-sF", "-sX"):
-            nmap(attacker.run, scan, "-p", "11", lab.target.ipv4)
+        nmap_runs(
+            attacker, *([scan, "-p", "11", lab.target.ipv4] for scan in ("-sS", "-sF", "-sX"))
+        )
         (mail,) = wait_for_mail(inbox, 1)
     finally:
         server.kill()

@@ -184,15 +184,23 @@ def test_reloads_during_a_scan_lose_no_probe(lab: Lab, start_daemon: StartDaemon
         ["nmap", "-n", "-Pn", "-sS", "--max-rate", "500", "-p", "1-1023", lab.target.ipv4],
         stdout=subprocess.DEVNULL,
     )
-    reloads = 0
     while scan.poll() is None:
         daemon.proc.send_signal(1)  # SIGHUP
-        reloads += 1
         time.sleep(0.05)
-    assert scan.returncode == 0 and reloads > 20
-    summary = daemon.wait_for_attack(mark, kind="scan-summary", src=attacker.ipv4, timeout=30)
-    # Each port of 1-1023 watched (all but 0) once at least; more if nmap sent one again.
-    assert int(summary["probes"]) >= watched - 1, daemon.log()[mark:][-3000:]
+    reloads = daemon.log()[mark:].count("configuration reloaded")
+    assert scan.returncode == 0 and reloads >= 10, reloads
+
+    def summarised() -> int:
+        found = daemon.attacks(mark, kind="scan-summary", src=attacker.ipv4)
+        return sum(int(summary["probes"]) for summary in found)
+
+    # Each port of 1-1023 watched (all but 0) once at least; more if nmap sent one again. (On a
+    # loaded machine, nmap may pause longer than SCAN_END_QUIET: the scan is then summarised
+    # in two, whose probes add up.)
+    deadline = time.monotonic() + 30
+    while summarised() < watched - 1:
+        assert time.monotonic() < deadline, daemon.log()[mark:][-3000:]
+        time.sleep(0.1)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from portwarden.lab.network import Lab
-from tests.e2e.conftest import StartDaemon, nmap
+from tests.e2e.conftest import StartDaemon, nmap_runs
 from tests.lab.syslogd import SyslogReceiver
 
 
@@ -24,8 +24,7 @@ def test_a_second_scan_type_and_the_ports_probed_are_in_the_json_log(
             ),
         )
         attacker, target = lab.attackers[0], lab.target.ipv4
-        nmap(attacker.run, "-sS", "-p", "11,15", target)
-        nmap(attacker.run, "-sX", "-p", "79,540", target)
+        nmap_runs(attacker, ["-sS", "-p", "11,15", target], ["-sX", "-p", "79,540", target])
         syslog.wait_for(
             rf"attackalert: TCP XMAS scan from host: {attacker.ipv4}/"
             rf"{attacker.ipv4} to TCP port: (79|540)$"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from portwarden.lab.network import Host, Lab
-from tests.e2e.conftest import StartDaemon, nmap
+from tests.e2e.conftest import StartDaemon, nmap_runs
 from tests.e2e.test_blocking import nft_elements
 from tests.lab.daemon import RunningDaemon
 
@@ -31,9 +31,16 @@ def scanner(lab: Lab) -> Iterator[Host]:
         attacker.run(["ip", "-6", "addr", "del", f"{address}/64", "dev", "eth0"], check=False)
 
 
-def probe_from(scanner: Host, address: str, port: int, target: str) -> None:
-    """One SYN from `address`, as a scanner that rotates its source address sends it."""
-    nmap(scanner.run, "-6", "-sS", "-S", address, "-e", "eth0", "-p", str(port), target)
+def probes_from(scanner: Host, target: str, *probes: tuple[str, int]) -> None:
+    """One SYN from each (address, port), in order, as a scanner that rotates its source address
+    sends them: one nmap run each, one right after the other (nmap_runs)."""
+    nmap_runs(
+        scanner,
+        *(
+            ["-6", "-sS", "-S", address, "-e", "eth0", "-p", str(port), target]
+            for address, port in probes
+        ),
+    )
 
 
 def events(daemon: RunningDaemon) -> list[dict]:
@@ -45,19 +52,17 @@ def test_probes_from_several_addresses_of_a_64_reach_the_trigger(
     lab: Lab, start_daemon: StartDaemon, scanner: Host
 ) -> None:
     daemon = start_daemon("-stcp", conf=CONF + 'IPV6_SOURCE_PREFIX="64"\n')
-    target = lab.target.ipv6
-    for address, port in zip(ADDRESSES[:3], (1, 11, 15), strict=True):
-        probe_from(scanner, address, port, target)
+    # All four probes at once: the summary comes SCAN_END_QUIET after the last, however long
+    # the test's checks between them would take.
+    probes_from(scanner, lab.target.ipv6, *zip(ADDRESSES, (1, 11, 15, 79), strict=True))
     scan = daemon.wait_for_attack(kind="scan", src=ADDRESSES[2])
     assert scan["prefix"] == "2001:db8::/64" and scan["probes"] == "3" and scan["first"] == "yes"
-    # The two first addresses stayed below the trigger: only the third is blocked so far.
-    daemon.wait_for(rf"block address={ADDRESSES[2]} actions=nft:done ")
-    assert nft_elements(lab.target) == {ADDRESSES[2]}
     # A fourth address of the prefix, past the trigger: reported and blocked at its one probe.
-    probe_from(scanner, ADDRESSES[3], 79, target)
     fourth = daemon.wait_for_attack(kind="scan", src=ADDRESSES[3])
     assert fourth["first"] == "yes" and fourth["probes"] == "4"
-    daemon.wait_for(rf"block address={ADDRESSES[3]} actions=nft:done ")
+    for address in ADDRESSES[2:]:
+        daemon.wait_for(rf"block address={address} actions=nft:done ")
+    # The two first addresses stayed below the trigger: never blocked.
     assert nft_elements(lab.target) == {ADDRESSES[2], ADDRESSES[3]}
     # One summary for the prefix, naming the last probe's address and how many were seen.
     summary = daemon.wait_for_attack(kind="scan-summary", timeout=20)
@@ -79,10 +84,9 @@ def test_by_default_each_address_is_a_source_of_its_own(
 ) -> None:
     daemon = start_daemon("-stcp", conf=CONF)
     mark = daemon.mark()
-    for address, port in zip(ADDRESSES, (1, 11, 15, 79), strict=True):
-        probe_from(scanner, address, port, lab.target.ipv6)
     # A fifth probe, from the first address again, is that address's second: still below 3.
-    probe_from(scanner, ADDRESSES[0], 111, lab.target.ipv6)
+    probes = [*zip(ADDRESSES, (1, 11, 15, 79), strict=True), (ADDRESSES[0], 111)]
+    probes_from(scanner, lab.target.ipv6, *probes)
     seen = wait_for_scanners(lab.target, daemon, 5)
     assert seen == {ADDRESSES[0]: 2, **dict.fromkeys(ADDRESSES[1:], 1)}
     assert daemon.attacks(mark) == []
