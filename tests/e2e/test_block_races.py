@@ -17,6 +17,7 @@ from portwarden import limits
 from portwarden.lab.network import Host, Lab
 from tests.e2e.conftest import SERVICE, StartDaemon, nmap
 from tests.e2e.test_blocking import (
+    CRAFT,
     gated_command,
     nft_elements,
     slow_command,
@@ -134,16 +135,21 @@ def test_a_block_right_after_a_ruleset_flush_brings_the_other_blocks_back(
     lab: Lab, start_daemon: StartDaemon, conf: str
 ) -> None:
     """The block finds our table gone and makes it again: the other blocks come back with it.
-    The table's own check (every REFRESH_S) may see a flush first, and then the block did not
-    find the table gone: the next attacker tries again."""
+    The flush and the probe are made while the daemon is stopped: once it goes on, it reads the
+    probe before its own check of the table (every REFRESH_S) can run in that turn. (A block
+    whose element the worker adds may still come after a put-back that check queued in the
+    same turn, and then it did not find the table gone: the next attacker tries again.)"""
     daemon = start_daemon("-stcp", conf=conf)
     first = lab.attackers[0]
     nmap(first.run, "-sS", "-p", "11", lab.target.ipv4)
     daemon.wait_for(rf"block address={first.ipv4} actions=\S*nft:done")
     blocked = {first.ipv4}
     for attacker in lab.attackers[1:]:
-        lab.target.run(["nft", "flush", "ruleset"])
-        nmap(attacker.run, "-sS", "-p", "11", lab.target.ipv4)
+        with daemon.paused():  # short: one SYN from one process, not an nmap run
+            lab.target.run(["nft", "flush", "ruleset"])
+            attacker.run(
+                [sys.executable, str(CRAFT), "--spoofed", attacker.ipv4, "1", lab.target.ipv4, "11"]
+            )
         daemon.wait_for(rf"block address={attacker.ipv4} actions=\S*nft:done")
         blocked.add(attacker.ipv4)
         wait_until(
