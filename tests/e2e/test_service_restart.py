@@ -90,6 +90,7 @@ def test_a_reload_keeps_the_grace_of_a_stopped_service(lab: Lab, start_daemon: S
 
 
 CLIENT_PORT = 31337  # a tripwire of the stealth modes, TCP and UDP (tests/e2e/conftest.py)
+MARKER_UDP = 9  # another one, UDP, never served
 PEER_PORT = 7000
 
 _CLIENT_FROM_TRIPWIRE = """
@@ -143,7 +144,12 @@ def test_a_client_socket_on_a_tripwire_port_is_no_service(
     assert client.stdout.readline() == "connected\n"
     time.sleep(limits.REFRESH_S + 1)  # the daemon's socket table view has seen the client
     knock(during, lab.target.ipv4, proto, CLIENT_PORT)
-    if proto == "tcp":
+    if proto == "udp":
+        # A datagram to a tripwire after it: the daemon reads in order, so by its line the
+        # one above was read (and judged) while the client was still open.
+        knock(during, lab.target.ipv4, proto, MARKER_UDP)
+        daemon.wait_for_attack(mark, src=during.ipv4, port=str(MARKER_UDP), mode="sudp")
+    else:
         daemon.wait_for_attack(mark, src=during.ipv4, port=str(CLIENT_PORT), mode="stcp")
     client.stdin.write("close\n")
     client.stdin.flush()
@@ -154,6 +160,6 @@ def test_a_client_socket_on_a_tripwire_port_is_no_service(
     daemon.wait_for_attack(mark, src=after.ipv4, port=str(CLIENT_PORT), mode="s" + proto)
     assert daemon.attacks(mark, src=peer.ipv4) == []
     if proto == "udp":
-        assert daemon.attacks(mark, src=during.ipv4) == []
+        assert daemon.attacks(mark, src=during.ipv4, port=str(CLIENT_PORT)) == []
     server.kill()
     server.wait()
