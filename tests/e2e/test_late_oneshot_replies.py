@@ -1,5 +1,5 @@
 """A one-shot UDP client of this host on a port below 1024 (ntpdate's 123 to an NTP server's
-123) that gives up and closes its unconnected socket before the answer: the answer, 0.3 s
+123) that gives up and closes its unconnected socket before the answer: the answer, 0.6 s
 later from 123 (one of UDP_REPLY_SOURCE_PORTS), is no probe in the advanced mode, outside the
 local port range too (the kernel's notice of the socket closing says the port was a client's a
 moment ago). A datagram to a port no socket had is still a probe from the same host; one from a
@@ -30,7 +30,7 @@ try:
 except TimeoutError:
     print("gave up")
 s.close()
-time.sleep(0.5)  # the late answer comes meanwhile
+time.sleep(0.8)  # the late answer comes meanwhile
 """
 
 _SEND = """
@@ -43,7 +43,8 @@ socket.socket(family, socket.SOCK_DGRAM).sendto(b"x", (server, port))
 
 @pytest.fixture
 def slow_server(lab: Lab) -> Iterator[None]:
-    server = udp_echo_server(lab.client, NTP, delay_s=0.3)
+    # 0.5 s after the client gives up: it has the time to close on a loaded machine.
+    server = udp_echo_server(lab.client, NTP, delay_s=0.6)
     yield
     server.kill()
     server.wait()
@@ -58,7 +59,7 @@ def test_a_late_reply_to_a_oneshot_client_below_1024_is_no_probe(
     for server in (lab.client.ipv4, lab.client.ipv6):
         asked = lab.target.run([sys.executable, "-c", _ASK_AND_GIVE_UP, server, str(NTP)])
         assert asked.stdout.strip() == "gave up"
-    # Each reply came 0.3 s after its query, before the client's program ended; the daemon
+    # Each reply came 0.6 s after its query, before the client's program ended; the daemon
     # reads in order, so by the control datagram's line a reply taken for a probe would have
     # been reported.
     mark = daemon.mark()

@@ -386,15 +386,17 @@ def test_tcp_connection_closed_early_is_malformed() -> None:
 
 
 def test_one_deadline_covers_a_trickling_tcp_reply() -> None:
+    """A byte every 0.05 s for 5 s: a deadline per read would wait for all of it."""
+
     def trickle(conn: socket.socket, xid: int) -> None:
-        for byte in record(accepted(xid, ENTRIES * 100))[:30]:
+        for byte in record(accepted(xid, ENTRIES * 100))[:100]:
             conn.send(bytes([byte]))
             time.sleep(0.05)
 
     started = time.monotonic()
     with tcp_portmapper(trickle) as port, pytest.raises(PortmapperError) as caught:
         dump("127.0.0.1", TCP, 0.5, port=port)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 3
     # Something answered, too slowly to make a reply: junk, not silence.
     assert caught.value.reason == "malformed"
     assert re.fullmatch(
@@ -411,7 +413,7 @@ def test_endless_empty_fragments_are_refused_before_the_deadline() -> None:
     started = time.monotonic()
     with tcp_portmapper(endless) as port, pytest.raises(PortmapperError) as caught:
         dump("127.0.0.1", TCP, 5, port=port)
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 3  # not the deadline
     assert caught.value.reason == "malformed"
     assert str(caught.value) == f"reply in more than {limits.PORTMAP_REPLY_FRAGMENTS_MAX} fragments"
 
@@ -421,10 +423,10 @@ def test_fragments_that_never_end_the_record_are_junk_not_silence() -> None:
         conn.sendall(struct.pack("!I", 4) + b"junk" + struct.pack("!I", 2) + b"ju")
 
     with tcp_portmapper(unfinished) as port, pytest.raises(PortmapperError) as caught:
-        dump("127.0.0.1", TCP, 0.3, port=port)
+        dump("127.0.0.1", TCP, 0.6, port=port)
     assert (caught.value.reason, str(caught.value)) == (
         "malformed",
-        "answer not complete within 0.3 s (14 bytes in 2 fragments, no whole reply)",
+        "answer not complete within 0.6 s (14 bytes in 2 fragments, no whole reply)",
     )
 
 
@@ -434,10 +436,10 @@ def test_tcp_denial_refusal_and_silence_are_told_apart() -> None:
 
     with tcp_portmapper(deny) as port, pytest.raises(PortmapperDenied, match="too weak"):
         dump("127.0.0.1", TCP, 5, port=port)
-    with tcp_portmapper(deny, accept=False) as port:
-        pass  # the port is closed again
-    with pytest.raises(PortmapperError) as refused:
-        dump("127.0.0.1", TCP, 5, port=port)
+    with socket.socket() as bound:  # and not listening: its port refuses, and stays ours
+        bound.bind(("127.0.0.1", 0))
+        with pytest.raises(PortmapperError) as refused:
+            dump("127.0.0.1", TCP, 5, port=bound.getsockname()[1])
     with tcp_portmapper(deny, accept=False) as port, pytest.raises(PortmapperError) as mute:
         dump("127.0.0.1", TCP, 0.3, port=port)  # listening, never answering
     assert (refused.value.reason, mute.value.reason) == ("refused", "unanswered")
@@ -497,7 +499,7 @@ def test_udp_call_is_resent_every_second_and_stray_datagrams_are_ignored() -> No
     started = time.monotonic()
     with udp_portmapper(second_call_only) as port:
         assert dump("127.0.0.1", UDP, 3, port=port) == MAPPINGS
-    assert 0.9 < time.monotonic() - started < 2
+    assert 0.9 < time.monotonic() - started < 2.5  # below the deadline
 
 
 def test_udp_silence_refusal_and_oversized_datagram(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -510,10 +512,10 @@ def test_udp_silence_refusal_and_oversized_datagram(monkeypatch: pytest.MonkeyPa
         udp_portmapper(lambda calls, xid: [b"junk", struct.pack("!I", xid ^ 1)]) as port,
         pytest.raises(PortmapperError) as strays,
     ):
-        dump("127.0.0.1", UDP, 0.3, port=port)
+        dump("127.0.0.1", UDP, 0.6, port=port)
     assert (strays.value.reason, str(strays.value)) == (
         "malformed",
-        "only junk within 0.3 s (2 datagrams, none a reply to our call)",
+        "only junk within 0.6 s (2 datagrams, none a reply to our call)",
     )
     monkeypatch.setattr(limits, "PORTMAP_REPLY_BYTES_MAX", 1000)
     too_large = pytest.raises(PortmapperError, match="larger than 1000 bytes")
