@@ -21,7 +21,7 @@ from typing import NamedTuple
 import pytest
 
 from portwarden.lab.network import Lab
-from tests.e2e.conftest import SERVICE, StartDaemon, nmap, nmap_runs
+from tests.e2e.conftest import NMAP_OS_ONCE, SERVICE, StartDaemon, nmap, nmap_runs
 from tests.lab import logwatch
 from tests.lab.daemon import RunningDaemon, start_with_hosts_file
 from tests.lab.isolated import NEW_MOUNTS
@@ -242,7 +242,7 @@ def test_the_os_probe_mail_for_nmap_os_detection(
     )
     attacker = lab.attackers[1]
     try:
-        nmap(attacker.run, "-O", "-p", str(SERVICE), lab.target.ipv4)
+        nmap(attacker.run, *NMAP_OS_ONCE, "-p", str(SERVICE), lab.target.ipv4)
         (mail,) = wait_for_mail(inbox, 1, timeout=40)
     finally:
         server.kill()

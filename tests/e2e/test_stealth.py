@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import pytest
 
 from portwarden.lab.network import Lab
-from tests.e2e.conftest import StartDaemon, address_of, nmap
+from tests.e2e.conftest import NMAP_OS_ONCE, StartDaemon, address_of, nmap
 from tests.lab.daemon import RunningDaemon
 from tests.lab.services import echo_client, tcp_echo_server, udp_echo_server
 
@@ -64,7 +64,14 @@ def test_nmap_os_detection_is_reported_as_nmap(
     attacker = lab.attackers[1]
     mark = daemon.mark()
     six = ["-6"] if family == 6 else []
-    nmap(attacker.run, *six, "-O", "-p", f"1,11,{SERVICE_TCP}", address_of(lab.target, family))
+    nmap(
+        attacker.run,
+        *six,
+        *NMAP_OS_ONCE,
+        "-p",
+        f"1,11,{SERVICE_TCP}",
+        address_of(lab.target, family),
+    )
     src = address_of(attacker, family)
     daemon.wait_for_attack(mark, kind="os-probe", src=src, type="OS fingerprinting probe (nmap)")
     summary = daemon.wait_for_attack(mark, kind="os-summary", src=src, timeout=30)
