@@ -90,6 +90,12 @@ def nmap_command(*args: str, retries: int = 1) -> list[str]:
     return ["nmap", "-n", "-Pn", "--max-retries", str(retries), *args]
 
 
+# nmap -O with one round of OS probes: without a perfect match in its database (the lab's
+# kernel is often newer than it) nmap sends the whole set again, up to five times, seconds apart.
+# One round has every probe; test_os_probes keeps nmap's own rounds to see them summarised as one.
+NMAP_OS_ONCE = ("-O", "--max-os-tries", "1")
+
+
 def nmap(host_run: Callable, *args: str, retries: int = 1) -> None:
     """Run nmap quickly (nmap_command)."""
     host_run(nmap_command(*args, retries=retries), timeout=120)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from portwarden.lab.network import Lab, masscan_args
-from tests.e2e.conftest import StartDaemon, address_of, nmap
+from tests.e2e.conftest import NMAP_OS_ONCE, StartDaemon, address_of, nmap
 from tests.lab.daemon import RunningDaemon
 from tests.lab.drops import lab_drops, lost_in_the_lab, skip_if_lost_in_the_lab
 from tests.lab.services import echo_client, tcp_echo_server, udp_echo_server
@@ -63,7 +63,7 @@ def test_nmap_os_detection_in_advanced_mode(lab: Lab, daemon: RunningDaemon) -> 
     port, and the SYN scan of the closed one, a tripwire."""
     attacker = lab.attackers[1]
     mark = daemon.mark()
-    nmap(attacker.run, "-6", "-O", "-p", f"{SERVICE_TCP},22", lab.target.ipv6)
+    nmap(attacker.run, "-6", *NMAP_OS_ONCE, "-p", f"{SERVICE_TCP},22", lab.target.ipv6)
     summary = daemon.wait_for_attack(mark, kind="os-summary", src=attacker.ipv6, timeout=30)
     assert summary["mode"] == "atcp" and summary["type"] == "OS fingerprinting probe (nmap)"
     assert {f"SYN/SEQ{n}" for n in range(1, 7)} | {"NULL/T2", "udp/U1"} <= set(

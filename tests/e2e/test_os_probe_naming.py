@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from portwarden.lab.network import Lab
-from tests.e2e.conftest import SERVICE, StartDaemon, nmap
+from tests.e2e.conftest import NMAP_OS_ONCE, SERVICE, StartDaemon, nmap
 from tests.lab.daemon import RunningDaemon
 
 pytestmark = pytest.mark.usefixtures("echo_service")
@@ -53,7 +53,7 @@ def test_a_tripwire_os_probe_is_counted_as_itself_and_summarised_under_nmap(
     every summary is looked at.)"""
     attacker = lab.attackers[1]
     mark = daemon.mark()
-    nmap(attacker.run, "-O", "-p", f"11,{SERVICE}", lab.target.ipv4)
+    nmap(attacker.run, *NMAP_OS_ONCE, "-p", f"11,{SERVICE}", lab.target.ipv4)
     t7 = daemon.wait_for_attack(mark, kind="scan", src=attacker.ipv4, os="nmap/T7")
     assert t7["type"] == "TCP XMAS scan"
     deadline = time.monotonic() + 30
@@ -96,7 +96,7 @@ def test_status_lists_each_os_probing_tool_once_by_the_reports_name(
     daemon.wait_for_attack(
         mark, kind="os-probe", src=attacker.ipv4, type="OS fingerprinting probe (queso)"
     )
-    nmap(attacker.run, "-O", "-p", f"11,{SERVICE}", lab.target.ipv4)
+    nmap(attacker.run, *NMAP_OS_ONCE, "-p", f"11,{SERVICE}", lab.target.ipv4)
     daemon.wait_for_attack(mark, kind="scan", src=attacker.ipv4, os="nmap/T7")
     conf = str(daemon.log_path.with_suffix(".conf"))
     out = lab.target.run([sys.executable, "-m", "portwarden", "status", "--json", "-c", conf])

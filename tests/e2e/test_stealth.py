@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import pytest
 
 from portwarden.lab.network import Lab
-from tests.e2e.conftest import StartDaemon, address_of, nmap
+from tests.e2e.conftest import NMAP_OS_ONCE, StartDaemon, address_of, nmap
 from tests.lab.daemon import RunningDaemon
 from tests.lab.services import echo_client, tcp_echo_server, udp_echo_server
 
@@ -47,7 +47,9 @@ def test_nmap_scan_is_detected_with_source_and_type(
     attacker = lab.attackers[0]
     mark = daemon.mark()
     six = ["-6"] if family == 6 else []
-    nmap(attacker.run, *six, *args, address_of(lab.target, family))
+    # No second try (retries=0): the first probe to a tripwire is what is detected, and odd
+    # flags get no answer, so nmap's second try at each of the 200 ports would only be waited out.
+    nmap(attacker.run, *six, *args, address_of(lab.target, family), retries=0)
     found = daemon.wait_for_attack(
         mark, kind="scan", src=address_of(attacker, family), type=scan_type
     )
@@ -64,7 +66,14 @@ def test_nmap_os_detection_is_reported_as_nmap(
     attacker = lab.attackers[1]
     mark = daemon.mark()
     six = ["-6"] if family == 6 else []
-    nmap(attacker.run, *six, "-O", "-p", f"1,11,{SERVICE_TCP}", address_of(lab.target, family))
+    nmap(
+        attacker.run,
+        *six,
+        *NMAP_OS_ONCE,
+        "-p",
+        f"1,11,{SERVICE_TCP}",
+        address_of(lab.target, family),
+    )
     src = address_of(attacker, family)
     daemon.wait_for_attack(mark, kind="os-probe", src=src, type="OS fingerprinting probe (nmap)")
     summary = daemon.wait_for_attack(mark, kind="os-summary", src=src, timeout=30)
