@@ -35,8 +35,11 @@ def knock(client: Host, target: str, proto: str, port: int) -> None:
     client.run([sys.executable, "-c", _KNOCK, target, proto, str(port)])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def daemon(lab: Lab, start_daemon: StartDaemon) -> Iterator[RunningDaemon]:
+    """For one test (clean_firewall stops it after): a daemon left running would make bind
+    tests of its own (SmartVerify) on the UDP ports below 1024 while the next tests' daemons
+    watch them, and its test sockets' closes are, to them, this host's clients closing."""
     yield start_daemon("-atcp", "-audp")
 
 
