@@ -4,7 +4,6 @@ HISTORY_FILE for each scanner it reports (HISTORY_ALERT_ONLY=1), blocks nothing,
 line for the benign client, a gateway or an ignored host. fail2ban's own filter, run by
 Debian's fail2ban-regex on the file the daemon wrote, finds exactly the scanners."""
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from portwarden.lab.network import Lab
 from tests.e2e.conftest import SERVICE, StartDaemon, nmap
 from tests.e2e.test_alerts import banned_by_fail2ban
-from tests.e2e.test_blocking import CRAFT, blackholes
+from tests.e2e.test_blocking import blackholes, spoofed_syns
 from tests.lab.daemon import RunningDaemon, start_with_hosts_file, wait_for_text
 from tests.lab.services import can_connect
 
@@ -87,9 +86,7 @@ def test_no_line_for_a_gateway_or_an_ignored_host_which_fail2ban_would_ban(
     lab.target.run(["ip", "route", "replace", "default", "via", GATEWAY])
     try:
         daemon = start_daemon("-stcp", conf=f'IGNORE_FILE="{ignore_file}"\n')
-        lab.attackers[0].run(
-            [sys.executable, str(CRAFT), "--spoofed", GATEWAY, "1", lab.target.ipv4, "1,11,15"]
-        )
+        spoofed_syns(lab.attackers[0], GATEWAY, 1, lab.target.ipv4)
         daemon.wait_for_attack(src=GATEWAY, kind="scan")
         nmap(ignored.run, "-sS", "-p", "1,11,15", lab.target.ipv4)
         nmap(scanner.run, "-sS", "-p", "1,11,15", lab.target.ipv4)

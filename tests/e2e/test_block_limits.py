@@ -2,7 +2,6 @@
 broadcast and network addresses as forged sources."""
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 from portwarden import limits
 from portwarden.lab.network import Lab
 from tests.e2e.conftest import SERVICE, TCP_PORTS, StartDaemon, nmap
-from tests.e2e.test_blocking import CRAFT, blackholes, nft_elements, portwarden
+from tests.e2e.test_blocking import blackholes, nft_elements, portwarden, spoofed_syns
 from tests.e2e.test_operations import status_json
 from tests.lab.services import can_connect
 
@@ -26,9 +25,7 @@ def test_blocks_max_holds_under_a_spoofed_burst_said_once_and_detection_goes_on(
     scanner is blocked again."""
     daemon = start_daemon("-stcp", conf='BLOCK_TCP="1"\nBLOCKS_PER_MINUTE="1000"\nBLOCKS_MAX="5"\n')
     forger, scanner = lab.attackers[2], lab.attackers[0]
-    forger.run(
-        [sys.executable, str(CRAFT), "--spoofed", "198.18.2.1", "30", lab.target.ipv4, "1,11,15"]
-    )
+    spoofed_syns(forger, "198.18.2.1", 30, lab.target.ipv4)
     daemon.wait_for("block-max reached: 5 active blocks")
     daemon.wait_for_attack(src="198.18.2.30", port="15")  # every forged probe still detected
     nmap(scanner.run, "-sS", "-p", TCP_PORTS, lab.target.ipv4)
@@ -66,9 +63,7 @@ def test_forged_sources_at_this_hosts_subnet_broadcast_and_network_are_never_blo
             assert time.monotonic() < deadline, "the daemon never saw 198.18.5.1"
             time.sleep(0.2)
         for address in ("198.18.0.255", "198.18.0.0", "198.18.5.255"):
-            forger.run(
-                [sys.executable, str(CRAFT), "--spoofed", address, "1", lab.target.ipv4, "1,11,15"]
-            )
+            spoofed_syns(forger, address, 1, lab.target.ipv4)
             daemon.wait_for(
                 f"not-blocking address={address} why=broadcast "
                 r"\(nothing allows it\)"

@@ -17,10 +17,10 @@ from portwarden import limits
 from portwarden.lab.network import Host, Lab
 from tests.e2e.conftest import SERVICE, StartDaemon, nmap
 from tests.e2e.test_blocking import (
-    CRAFT,
     gated_command,
     nft_elements,
     slow_command,
+    spoofed_syns,
     store_sql,
     wait_for_file,
 )
@@ -147,9 +147,7 @@ def test_a_block_right_after_a_ruleset_flush_brings_the_other_blocks_back(
     for attacker in lab.attackers[1:]:
         with daemon.paused():  # short: one SYN from one process, not an nmap run
             lab.target.run(["nft", "flush", "ruleset"])
-            attacker.run(
-                [sys.executable, str(CRAFT), "--spoofed", attacker.ipv4, "1", lab.target.ipv4, "11"]
-            )
+            spoofed_syns(attacker, attacker.ipv4, 1, lab.target.ipv4, "11")
         daemon.wait_for(rf"block address={attacker.ipv4} actions=\S*nft:done")
         blocked.add(attacker.ipv4)
         wait_until(

@@ -34,6 +34,12 @@ def portwarden(host: Host, daemon: RunningDaemon, *args: str) -> subprocess.Comp
     return host.run([sys.executable, "-m", "portwarden", *args, "-c", conf], check=False)
 
 
+def spoofed_syns(host: Host, first: str, count: int, target: str, ports: str = "1,11,15") -> None:
+    """From `host`, a SYN to each of `ports` of `target` from each of `count` forged IPv4
+    sources from `first` on, in one process (tests/lab/malformed.py --spoofed)."""
+    host.run([sys.executable, str(CRAFT), "--spoofed", first, str(count), target, ports])
+
+
 def nft_elements(host: Host, table: str = "portwarden") -> set[str]:
     found = set()
     for name in ("blocked4", "blocked6"):
@@ -806,9 +812,7 @@ def test_forged_sources_on_a_few_ports_each_do_not_shield_a_real_scanner(
     still gets a place."""
     daemon = start_daemon("-stcp", conf='BLOCK_TCP="1"\nBLOCKS_PER_MINUTE="20"\n')
     forger, scanner = lab.attackers[2], lab.attackers[0]
-    forger.run(
-        [sys.executable, str(CRAFT), "--spoofed", "198.18.2.1", "40", lab.target.ipv4, "1,11,15"]
-    )
+    spoofed_syns(forger, "198.18.2.1", 40, lab.target.ipv4)
     daemon.wait_for("block-cap reached: 20 blocks in a minute")
     deadline = time.monotonic() + 10
     while daemon.attacks(src="198.18.2.40", port="15") == []:  # every forged probe was read

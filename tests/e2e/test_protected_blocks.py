@@ -6,14 +6,13 @@ gateway or its own."""
 
 import json
 import signal
-import sys
 from pathlib import Path
 
 import pytest
 
 from portwarden.lab.network import Lab
 from tests.e2e.conftest import TCP_PORTS, StartDaemon
-from tests.e2e.test_blocking import CRAFT, nft_elements, portwarden
+from tests.e2e.test_blocking import nft_elements, portwarden, spoofed_syns
 from tests.lab.daemon import RunningDaemon, start_with_files, wait_for_text
 
 GATEWAY, NAME_SERVER, LOCAL = "198.18.0.18", "198.18.0.19", "198.18.0.15"
@@ -26,9 +25,7 @@ WHY = {
 
 def scan_from(lab: Lab, source: str) -> None:
     """SYNs to three of the target's tripwires that claim to come from `source`."""
-    lab.attackers[0].run(
-        [sys.executable, str(CRAFT), "--spoofed", source, "1", lab.target.ipv4, "1,11,15"]
-    )
+    spoofed_syns(lab.attackers[0], source, 1, lab.target.ipv4)
 
 
 def unblocked(log: str, address: str) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 from portwarden.lab.network import Lab
 from tests.e2e.conftest import StartDaemon
 from tests.e2e.test_block_races import wait_until
-from tests.e2e.test_blocking import CRAFT, nft_elements, store_sql, wait_for_file
+from tests.e2e.test_blocking import nft_elements, spoofed_syns, store_sql, wait_for_file
 
 FIRST = "198.18.0.110"  # its command runs (and hangs) while the others wait their turn
 QUEUED = [f"198.18.0.{n}" for n in range(111, 115)]
@@ -37,14 +37,9 @@ def queue_blocks(lab: Lab, folder: Path) -> None:
     from one process (sources forged from an attacker): their blocks are recorded, their
     elements added, and the rest waits behind FIRST's command."""
 
-    def probe(first: str, count: int) -> None:
-        lab.attackers[0].run(
-            [sys.executable, str(CRAFT), "--spoofed", first, str(count), lab.target.ipv4, "11"]
-        )
-
-    probe(FIRST, 1)
+    spoofed_syns(lab.attackers[0], FIRST, 1, lab.target.ipv4, "11")
     wait_for_file(folder / f"ran.{FIRST}")
-    probe(QUEUED[0], len(QUEUED))
+    spoofed_syns(lab.attackers[0], QUEUED[0], len(QUEUED), lab.target.ipv4, "11")
     wait_until(
         lambda: nft_elements(lab.target) == {FIRST, *QUEUED},
         f"not every source blocked: {nft_elements(lab.target)}",
