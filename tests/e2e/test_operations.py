@@ -52,11 +52,10 @@ def test_status_and_metrics_count_what_was_sent(lab: Lab, start_daemon: StartDae
         "-stcp", "-sudp", conf=f'METRICS_LISTEN="{METRICS}"\nSCAN_END_QUIET="1"\nSYSLOG_SOCKET=""\n'
     )
     tcp_scanner, udp_scanner = lab.attackers[0], lab.attackers[1]
-    # No retries: a reply that nmap sees late on a loaded machine makes no second probe.
-    nmap(
-        tcp_scanner.run, "-sS", "-p", "1,11,15,79,80,81", lab.target.ipv4, retries=0
-    )  # 4 tripwires
-    nmap(udp_scanner.run, "-sU", "-p", "7,9,10", lab.target.ipv4, retries=0)  # 2 tripwires
+    # 4 and 2 tripwires. No retries: a reply that nmap sees late on a loaded machine makes no
+    # second probe.
+    nmap(tcp_scanner.run, "-sS", "-p", "1,11,15,79,80,81", lab.target.ipv4, retries=0)
+    nmap(udp_scanner.run, "-sU", "-p", "7,9,10", lab.target.ipv4, retries=0)
     daemon.wait_for(rf"kind=scan-summary src={udp_scanner.ipv4}")
     daemon.wait_for(rf"kind=scan-summary src={tcp_scanner.ipv4}")
 
